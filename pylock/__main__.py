@@ -1,0 +1,7 @@
+"""Run pylock as ``python -m pylock``."""
+
+import sys
+
+from pylock.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The exceptions pylock raises for conditions a user can act on.
+
+Every error a person should read derives from :class:`PylockError`. The CLI turns
+those into one ``pylock: error: ...`` line (plus an optional hint); anything else
+is a bug and keeps its traceback. Details travel as attributes, never parsed back
+out of the message text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+class PylockError(Exception):
+    """Base class for errors reported to the user without a traceback."""
+
+    #: A second line telling the user what to do about it, if there is one.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@attrs.frozen
+class Problem:
+    """One problem found in a file, at a location inside it."""
+
+    #: Location in TOML terms, e.g. ``python.app.version``; empty for the whole file.
+    path: str
+    #: What is wrong and what was expected.
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class FileProblemsError(PylockError, ValueError):
+    """A file that failed to parse or validate, with every problem found in it."""
+
+    kind = "file"
+
+    def __init__(self, file: str, problems: Sequence[Problem], *, hint: str | None = None) -> None:
+        self.file = file
+        self.problems = tuple(problems)
+        lines = [f"{file}: {p}" for p in self.problems]
+        super().__init__("\n".join(lines), hint=hint)
+
+
+class ConfigError(FileProblemsError):
+    """``pythons.toml`` is invalid."""
+
+    kind = "config"
+
+
+class LockFileError(FileProblemsError):
+    """``pythons.lock`` is invalid, or written by a newer pylock."""
+
+    kind = "lock"
+
+
+class ResolutionError(PylockError):
+    """No upstream build satisfies a request."""
+
+
+class StaleLockError(PylockError):
+    """``pythons.lock`` does not match ``pythons.toml`` (``lock --check``)."""
+
+
+class DownloadError(PylockError):
+    """A download failed for good (after retries, or not retryable)."""
+
+    def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+
+
+class HashMismatchError(DownloadError):
+    """Downloaded or cached bytes do not have the locked sha256 (or size)."""
+
+    def __init__(self, *, url: str, expected: str, actual: str, what: str = "sha256") -> None:
+        super().__init__(
+            f"{what} mismatch for {url}: expected {expected}, got {actual}",
+            url=url,
+            hint="the artifact changed upstream or was corrupted in transit; "
+            "if the new artifact is trusted, re-lock with `pylock lock --upgrade`",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class OfflineError(PylockError):
+    """An archive or listing is needed but pylock may not use the network."""
+
+    def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+
+
+class UpstreamError(PylockError):
+    """An upstream listing could not be fetched or parsed."""
+
+
+class RateLimitError(UpstreamError):
+    """The GitHub API refused a request because the rate limit ran out."""
+
+
+class ArchiveError(PylockError):
+    """An archive is malformed or hostile; nothing was installed from it."""
+
+    def __init__(self, message: str, *, archive: str, member: str | None = None) -> None:
+        where = f"{archive}: {member}: " if member else f"{archive}: "
+        super().__init__(where + message)
+        self.archive = archive
+        self.member = member
+
+
+class InstallError(PylockError):
+    """An interpreter could not be installed, or an install is not in the expected state."""
+
+
+class UsageError(PylockError):
+    """Arguments that make no sense together; exits with status 2."""

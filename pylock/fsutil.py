@@ -1,0 +1,55 @@
+"""Small filesystem helpers shared by the modules that write files: atomic writes, removal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk, and
+    replace the target with :func:`os.replace`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`), with ``\\n`` line ends."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _retry_writable(func, path, _exc):  # type: ignore[no-untyped-def]
+    # Read-only files and directories (common in extracted trees on Windows) block deletion.
+    with contextlib.suppress(OSError):
+        os.chmod(os.path.dirname(path), stat.S_IRWXU)
+        os.chmod(path, stat.S_IRWXU)
+    func(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, or a file or symlink, if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=_retry_writable)
+        else:
+            shutil.rmtree(path, onerror=_retry_writable)

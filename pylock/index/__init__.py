@@ -1,0 +1,1 @@
+"""Upstream sources turned into candidate builds: the bundled snapshot and live listings."""

@@ -1,0 +1,265 @@
+"""Platform keys, and their names in each upstream's vocabulary.
+
+A platform key is ``{os}-{arch}[-{libc}]``, e.g. ``linux-x86_64-gnu``. Everything in
+pylock takes a :class:`Platform` as a parameter; only :func:`host` looks at the
+running machine.
+
+>>> Platform.parse("linux-aarch64-gnu").pbs_triple
+'aarch64-unknown-linux-gnu'
+>>> Platform.from_pbs_triple("x86_64_v3-unknown-linux-musl").key
+'linux-x86_64_v3-musl'
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import platform as _platform
+import sys
+from pathlib import Path
+
+import attrs
+
+#: The special platform name meaning "the machine running pylock".
+HOST = "host"
+
+
+@attrs.frozen(order=True)
+class Platform:
+    """A target platform, identified by its key."""
+
+    #: ``linux``, ``macos``, ``windows`` or ``emscripten``.
+    os: str
+    #: Architecture as pylock spells it: ``x86_64``, ``x86_64_v3``, ``aarch64``, ``armv7``...
+    arch: str
+    #: ``gnu``, ``musl``, ``gnueabi``, ``gnueabihf`` on Linux; ``None`` elsewhere.
+    libc: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The platform key used in ``pythons.toml`` and ``pythons.lock``."""
+        parts = [self.os, self.arch] + ([self.libc] if self.libc else [])
+        return "-".join(parts)
+
+    def __str__(self) -> str:
+        return self.key
+
+    @classmethod
+    def parse(cls, key: str) -> Platform:
+        """Parse a platform key; raise ``ValueError`` with a hint for unknown keys."""
+        try:
+            return _BY_KEY[key]
+        except (KeyError, TypeError):
+            raise ValueError(unknown_platform_message(key)) from None
+
+    @property
+    def pbs_triple(self) -> str | None:
+        """The python-build-standalone target triple, or ``None`` if PBS has no build."""
+        return _PBS_TRIPLE.get(self.key)
+
+    @classmethod
+    def from_pbs_triple(cls, triple: str) -> Platform | None:
+        """Map a PBS triple (including the old ``-shared`` Windows ones) to a platform."""
+        if triple.endswith("-shared"):
+            triple = triple.removesuffix("-shared")
+        key = _PBS_TRIPLE_REVERSE.get(triple)
+        return _BY_KEY[key] if key else None
+
+    @property
+    def pypy_name(self) -> str | None:
+        """PyPy's file-name platform (``linux64``, ``macos_arm64``...), if PyPy builds it."""
+        return _PYPY_NAME.get(self.key)
+
+    @classmethod
+    def from_pypy_name(cls, name: str) -> Platform | None:
+        """Map a PyPy file-name platform (``linux64``) to a platform."""
+        key = _PYPY_NAME_REVERSE.get(name)
+        return _BY_KEY[key] if key else None
+
+    @classmethod
+    def from_pypy_json(cls, arch: str, platform: str) -> Platform | None:
+        """Map the ``arch``/``platform`` pair of PyPy's ``versions.json`` to a platform."""
+        key = _PYPY_JSON.get((arch, platform))
+        return _BY_KEY[key] if key else None
+
+    @property
+    def graalpy_name(self) -> str | None:
+        """GraalPy's ``{os}-{arch}`` asset suffix (``linux-amd64``), if GraalPy builds it."""
+        return _GRAALPY_NAME.get(self.key)
+
+    @classmethod
+    def from_graalpy_name(cls, name: str) -> Platform | None:
+        """Map a GraalPy ``{os}-{arch}`` pair to a platform."""
+        key = _GRAALPY_NAME_REVERSE.get(name)
+        return _BY_KEY[key] if key else None
+
+    @classmethod
+    def from_uv(cls, os_name: str, family: str, variant: str | None, libc: str) -> Platform | None:
+        """Map the platform fields of a uv downloads-JSON entry to a platform."""
+        os_key = {"darwin": "macos"}.get(os_name, os_name)
+        arch = {"powerpc64le": "ppc64le"}.get(family, family)
+        if variant:
+            arch = f"{arch}_{variant}"
+        if os_key == "linux":
+            key = f"linux-{arch}-{libc}"
+        elif os_key == "emscripten":
+            key = f"emscripten-{arch}"
+        else:
+            key = f"{os_key}-{arch}"
+        return _BY_KEY.get(key)
+
+    @property
+    def uv_fields(self) -> tuple[str, str, str | None, str]:
+        """The ``(os, arch family, arch variant, libc)`` fields uv's downloads JSON uses."""
+        os_name = {"macos": "darwin"}.get(self.os, self.os)
+        family, _, variant = self.arch.partition("_v")
+        family = {"ppc64le": "powerpc64le"}.get(family, family)
+        libc = self.libc or ("musl" if self.os == "emscripten" else "none")
+        return os_name, family, (f"v{variant}" if variant else None), libc
+
+    @property
+    def is_windows(self) -> bool:
+        """Whether executables live at the top of the tree and end in ``.exe``."""
+        return self.os == "windows"
+
+
+def _table() -> dict[str, tuple[Platform, str | None]]:
+    rows: dict[str, tuple[Platform, str | None]] = {}
+
+    def add(plat: Platform, triple: str | None) -> None:
+        rows[plat.key] = (plat, triple)
+
+    for libc in ("gnu", "musl"):
+        for level in ("", "_v2", "_v3", "_v4"):
+            add(Platform("linux", f"x86_64{level}", libc), f"x86_64{level}-unknown-linux-{libc}")
+        add(Platform("linux", "aarch64", libc), f"aarch64-unknown-linux-{libc}")
+    for abi in ("gnueabi", "gnueabihf"):
+        add(Platform("linux", "armv7", abi), f"armv7-unknown-linux-{abi}")
+    for arch in ("ppc64le", "s390x", "riscv64", "i686"):
+        add(Platform("linux", arch, "gnu"), f"{arch}-unknown-linux-gnu")
+    for arch in ("aarch64", "x86_64"):
+        add(Platform("macos", arch), f"{arch}-apple-darwin")
+    for arch in ("x86_64", "i686", "aarch64"):
+        add(Platform("windows", arch), f"{arch}-pc-windows-msvc")
+    # Pyodide cross-build environments: listed in uv's metadata, no PBS triple.
+    add(Platform("emscripten", "wasm32"), None)
+    return rows
+
+
+_TABLE = _table()
+_BY_KEY: dict[str, Platform] = {key: plat for key, (plat, _) in _TABLE.items()}
+_PBS_TRIPLE: dict[str, str] = {key: t for key, (_, t) in _TABLE.items() if t}
+_PBS_TRIPLE_REVERSE = {t: key for key, t in _PBS_TRIPLE.items()}
+
+_PYPY_NAME = {
+    "linux-x86_64-gnu": "linux64",
+    "linux-aarch64-gnu": "aarch64",
+    "linux-i686-gnu": "linux32",
+    "linux-s390x-gnu": "s390x",
+    "macos-x86_64": "macos_x86_64",
+    "macos-aarch64": "macos_arm64",
+    "windows-x86_64": "win64",
+    "windows-i686": "win32",
+}
+_PYPY_NAME_REVERSE = {v: k for k, v in _PYPY_NAME.items()}
+_PYPY_JSON = {
+    ("x64", "linux"): "linux-x86_64-gnu",
+    ("aarch64", "linux"): "linux-aarch64-gnu",
+    ("i686", "linux"): "linux-i686-gnu",
+    ("s390x", "linux"): "linux-s390x-gnu",
+    ("x64", "darwin"): "macos-x86_64",
+    ("arm64", "darwin"): "macos-aarch64",
+    ("x64", "win64"): "windows-x86_64",
+    ("x86", "win32"): "windows-i686",
+}
+_GRAALPY_NAME = {
+    "linux-x86_64-gnu": "linux-amd64",
+    "linux-aarch64-gnu": "linux-aarch64",
+    "macos-x86_64": "macos-amd64",
+    "macos-aarch64": "macos-aarch64",
+    "windows-x86_64": "windows-amd64",
+}
+_GRAALPY_NAME_REVERSE = {v: k for k, v in _GRAALPY_NAME.items()}
+
+#: Every known platform key, in a stable order.
+PLATFORM_KEYS: tuple[str, ...] = tuple(sorted(_BY_KEY))
+
+
+def all_platforms() -> tuple[Platform, ...]:
+    """Every platform pylock knows, sorted by key."""
+    return tuple(_BY_KEY[k] for k in PLATFORM_KEYS)
+
+
+def unknown_platform_message(key: object) -> str:
+    """Explain that ``key`` is not a platform key, suggesting the nearest ones."""
+    text = f"unknown platform {key!r}"
+    if isinstance(key, str):
+        close = difflib.get_close_matches(key, [*PLATFORM_KEYS, HOST], n=3, cutoff=0.6)
+        if close:
+            return f"{text} (did you mean {' or '.join(repr(c) for c in close)}?)"
+    return f"{text} (expected 'host' or one of: {', '.join(PLATFORM_KEYS)})"
+
+
+def _linux_libc(machine: str) -> str:
+    libc, _ = _platform.libc_ver()
+    if libc == "glibc":
+        return "gnueabihf" if machine == "armv7" else "gnu"
+    # platform.libc_ver() reads the interpreter binary; on musl it finds nothing.
+    # The musl loader's presence is the conventional tell.
+    for lib in (Path("/lib"), Path("/usr/lib")):
+        try:
+            if any(p.name.startswith("ld-musl-") for p in lib.iterdir()):
+                return "musl"
+        except OSError:
+            continue
+    return "gnueabihf" if machine == "armv7" else "gnu"
+
+
+_MACHINE_ALIASES = {
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "arm64": "aarch64",
+    "aarch64_be": "aarch64",
+    "armv7l": "armv7",
+    "armv8l": "armv7",
+    "i386": "i686",
+    "i586": "i686",
+    "x86": "i686",
+    "ppc64le": "ppc64le",
+}
+
+
+def host() -> Platform:
+    """Detect the platform of the running machine: OS, architecture and libc.
+
+    This is the only function in pylock that reads the machine it runs on.
+    Raise ``ValueError`` on a machine no upstream builds for.
+    """
+    system = sys.platform
+    machine = _platform.machine().lower()
+    arch = _MACHINE_ALIASES.get(machine, machine)
+    if system.startswith("linux"):
+        if arch == "x86_64" and sys.maxsize <= 2**32:
+            arch = "i686"
+        key = f"linux-{arch}-{_linux_libc(arch)}"
+    elif system == "darwin":
+        key = f"macos-{arch}"
+    elif system in ("win32", "cygwin"):
+        # A 32-bit Python on 64-bit Windows still reports AMD64; trust the pointer size.
+        env_arch = os.environ.get("PROCESSOR_ARCHITEW6432") or os.environ.get(
+            "PROCESSOR_ARCHITECTURE", machine
+        )
+        arch = _MACHINE_ALIASES.get(env_arch.lower(), arch)
+        key = f"windows-{arch}"
+    else:
+        key = f"{system}-{arch}"
+    if key not in _BY_KEY:
+        raise ValueError(f"this machine ({system}, {machine}) is not a platform pylock knows")
+    return _BY_KEY[key]
+
+
+def resolve_platform(key: str, *, host_platform: Platform | None = None) -> Platform:
+    """Parse a key, mapping ``host`` to the detected (or given) host platform."""
+    if key == HOST:
+        return host_platform if host_platform is not None else host()
+    return Platform.parse(key)

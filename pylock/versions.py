@@ -1,0 +1,150 @@
+"""Interpreter versions, version requests, and the vocabulary of builds (pure).
+
+A bare ``3.13`` in ``pythons.toml`` means ``==3.13.*``; ``3.13.9`` means exactly that
+version; anything else is a PEP 440 specifier.
+
+>>> str(parse_request("3.13"))
+'==3.13.*'
+>>> str(parse_request(">=3.10.12,<3.11"))
+'<3.11,>=3.10.12'
+>>> Variant.parse("freethreaded+debug").pbs_abi_suffix
+'td'
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+REQUEST_EXAMPLES = 'e.g. "3.13", "3.12.11" or ">=3.12,<3.14"'
+
+_BARE = re.compile(r"^\s*v?(\d+(?:\.\d+){0,2}(?:(?:a|b|rc)\d+)?)\s*$")
+
+
+class Implementation(enum.StrEnum):
+    """An interpreter implementation."""
+
+    CPYTHON = "cpython"
+    PYPY = "pypy"
+    GRAALPY = "graalpy"
+
+
+class Variant(enum.StrEnum):
+    """A CPython build variant."""
+
+    DEFAULT = "default"
+    FREETHREADED = "freethreaded"
+    DEBUG = "debug"
+    FREETHREADED_DEBUG = "freethreaded+debug"
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """Parse a variant name (``None`` and ``""`` mean default)."""
+        return cls(text or "default")
+
+    @property
+    def freethreaded(self) -> bool:
+        """Whether this variant has the GIL disabled (a ``t`` ABI)."""
+        return self in (Variant.FREETHREADED, Variant.FREETHREADED_DEBUG)
+
+    @property
+    def debug(self) -> bool:
+        """Whether this is a debug build (a ``d`` ABI)."""
+        return self in (Variant.DEBUG, Variant.FREETHREADED_DEBUG)
+
+    @property
+    def pbs_abi_suffix(self) -> str:
+        """The ABI letters this variant adds to executable names: ``t``, ``d``, ``td``."""
+        return ("t" if self.freethreaded else "") + ("d" if self.debug else "")
+
+
+class Flavor(enum.StrEnum):
+    """How much of a build an archive holds."""
+
+    INSTALL_ONLY_STRIPPED = "install_only_stripped"
+    INSTALL_ONLY = "install_only"
+    FULL = "full"
+
+    def fallbacks(self) -> tuple[Flavor, ...]:
+        """This flavor, then the nearest substitutes, best first.
+
+        ``install_only_stripped`` falls back to ``install_only`` and then to ``full``
+        (where debug and some free-threaded builds only exist); an explicit request
+        for ``install_only`` or ``full`` is honoured exactly.
+        """
+        if self is Flavor.INSTALL_ONLY_STRIPPED:
+            return (Flavor.INSTALL_ONLY_STRIPPED, Flavor.INSTALL_ONLY, Flavor.FULL)
+        if self is Flavor.INSTALL_ONLY:
+            return (Flavor.INSTALL_ONLY, Flavor.FULL)
+        return (Flavor.FULL,)
+
+
+class ArchiveFormat(enum.StrEnum):
+    """Container formats pylock extracts."""
+
+    TAR_GZ = "tar.gz"
+    TAR_ZST = "tar.zst"
+    TAR_BZ2 = "tar.bz2"
+    ZIP = "zip"
+
+    @classmethod
+    def from_filename(cls, name: str) -> ArchiveFormat:
+        """Guess the format from a file name; raise ``ValueError`` if it is none of ours."""
+        lowered = name.lower()
+        for fmt, suffixes in _SUFFIXES.items():
+            if lowered.endswith(suffixes):
+                return fmt
+        raise ValueError(
+            f"cannot tell the archive format of {name!r} "
+            "(expected .tar.gz, .tgz, .tar.zst, .tar.bz2 or .zip)"
+        )
+
+
+_SUFFIXES = {
+    ArchiveFormat.TAR_GZ: (".tar.gz", ".tgz"),
+    ArchiveFormat.TAR_ZST: (".tar.zst", ".tzst"),
+    ArchiveFormat.TAR_BZ2: (".tar.bz2", ".tbz2"),
+    ArchiveFormat.ZIP: (".zip",),
+}
+
+
+def parse_version(text: str) -> Version:
+    """Parse an exact interpreter version such as ``3.13.9`` or ``3.15.0a7``."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise ValueError(f'invalid version {text!r} (expected e.g. "3.13.9")') from None
+
+
+def parse_request(text: str) -> SpecifierSet:
+    """Turn a ``version`` request from ``pythons.toml`` into a specifier set.
+
+    ``3``, ``3.13`` mean any release of that series; ``3.13.9`` means exactly that
+    version; anything else must be a PEP 440 specifier set. Raise ``ValueError``
+    with an example of what is accepted.
+    """
+    bare = _BARE.match(text)
+    if bare:
+        parts = bare.group(1)
+        if parts.count(".") == 2 or re.search(r"(a|b|rc)\d+$", parts):
+            return SpecifierSet(f"=={parts}")
+        return SpecifierSet(f"=={parts}.*")
+    try:
+        spec = SpecifierSet(text)
+    except InvalidSpecifier:
+        raise ValueError(f"invalid specifier {text!r} (expected {REQUEST_EXAMPLES})") from None
+    if not str(spec):
+        raise ValueError(f"empty version specifier (expected {REQUEST_EXAMPLES})")
+    return spec
+
+
+def request_allows(spec: SpecifierSet, version: Version, *, prereleases: bool) -> bool:
+    """Whether ``version`` satisfies ``spec``.
+
+    Pre-releases match only when asked for, or when the specifier itself names one
+    (``==3.15.0a7``), as PEP 440 prescribes.
+    """
+    return spec.contains(version, prereleases=True if prereleases else None)
