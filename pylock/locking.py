@@ -1,0 +1,181 @@
+"""``pylock lock``: read ``pythons.toml`` and the old lock, resolve, produce the new lock text.
+
+Nothing here writes files or prints; the CLI decides what to do with the outcome
+(write it, show it, or compare it for ``--check``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pylock.errors import LockFileError, PylockError, UsageError
+
+if TYPE_CHECKING:
+    from pylock.cache import Cache
+    from pylock.config import Config
+    from pylock.fetch import FetchOptions
+    from pylock.index.model import Index
+    from pylock.lock import LockFile
+    from pylock.platforms import Platform
+    from pylock.progress import Reporter
+    from pylock.resolve import Change
+
+
+@attrs.frozen(kw_only=True)
+class LockOutcome:
+    """The result of resolving a project."""
+
+    #: The new lock.
+    lock: LockFile
+    #: Its serialized text, as it would be written.
+    text: str
+    #: The lock that was on disk before, if any (and readable).
+    previous: LockFile | None
+    #: Per-interpreter changes against the previous lock (unchanged ones included).
+    changes: tuple[Change, ...]
+
+    @property
+    def changed(self) -> tuple[Change, ...]:
+        """Only the entries that were added, removed or changed."""
+        return tuple(c for c in self.changes if c.kind != "unchanged")
+
+
+def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
+    """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
+    from pylock.lock import loads
+
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return loads(text, filename=lock_path.name)
+    except LockFileError:
+        if ignore_invalid:
+            return None
+        raise
+
+
+def _host_or_none() -> Platform | None:
+    from pylock.platforms import host
+
+    try:
+        return host()
+    except ValueError:
+        return None
+
+
+def _needs_host(config: Config) -> bool:
+    return any("host" in p.platforms for p in config.pythons)
+
+
+def load_index(
+    config: Config,
+    *,
+    refresh: bool,
+    downloads_json: str | None,
+    fetch_options: Callable[[], FetchOptions],
+    cache: Callable[[], Cache],
+    reporter: Reporter,
+) -> Index:
+    """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
+    from pylock.index.snapshot import load_bundled
+
+    index = load_bundled()
+    if downloads_json:
+        from pylock.index.live import load_uv_downloads_json
+
+        index = index.merge(
+            load_uv_downloads_json(downloads_json, fetch_options=fetch_options(), reporter=reporter)
+        )
+    if refresh:
+        from pylock.index.live import RefreshNeeds, refresh_index
+
+        index = refresh_index(
+            index,
+            fetch_options=fetch_options(),
+            cache=cache(),
+            reporter=reporter,
+            need=RefreshNeeds.for_config(config),
+        )
+    return index
+
+
+def lock_project(
+    config_path: Path,
+    lock_path: Path,
+    *,
+    upgrade: bool = False,
+    upgrade_names: Sequence[str] = (),
+    refresh: bool = False,
+    downloads_json: str | None = None,
+    fetch_options: Callable[[], FetchOptions],
+    cache: Callable[[], Cache],
+    reporter: Reporter,
+) -> LockOutcome:
+    """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
+    from pylock.config import load_config
+    from pylock.lock import dumps
+    from pylock.resolve import resolve
+
+    config = load_config(config_path)
+    unknown = sorted(set(upgrade_names) - {p.name for p in config.pythons})
+    if unknown:
+        raise UsageError(
+            f"--upgrade-python: {', '.join(repr(n) for n in unknown)} not in {config_path.name} "
+            f"(defined: {', '.join(p.name for p in config.pythons)})"
+        )
+    previous = read_previous(lock_path, ignore_invalid=upgrade)
+    host_platform = _host_or_none()
+    if host_platform is None and _needs_host(config):
+        raise PylockError(
+            "this machine is not a platform pylock knows, so `host` cannot be resolved",
+            hint="list explicit platform keys in pythons.toml",
+        )
+    index = load_index(
+        config,
+        refresh=refresh,
+        downloads_json=downloads_json,
+        fetch_options=fetch_options,
+        cache=cache,
+        reporter=reporter,
+    )
+    direct = None
+    if any(p.url and not p.sha256 for p in config.pythons):
+        from pylock.index.live import make_direct_resolver
+
+        direct = make_direct_resolver(
+            fetch_options=fetch_options(), cache=cache(), reporter=reporter
+        )
+    resolution = resolve(
+        config,
+        index,
+        previous=previous,
+        upgrade=True if upgrade else frozenset(upgrade_names),
+        host_platform=host_platform,  # type: ignore[arg-type]
+        direct=direct,
+    )
+    return LockOutcome(
+        lock=resolution.lock,
+        text=dumps(resolution.lock),
+        previous=previous,
+        changes=resolution.changes,
+    )
+
+
+def check_lock(config_path: Path, lock_path: Path) -> str | None:
+    """Why the lock is stale against ``pythons.toml``, or ``None`` if it is fresh."""
+    from pylock.config import load_config
+    from pylock.resolve import lock_is_fresh
+
+    config = load_config(config_path)
+    previous = read_previous(lock_path, ignore_invalid=False)
+    if previous is None:
+        return f"{lock_path.name} does not exist"
+    if not lock_is_fresh(config, previous):
+        return f"{lock_path.name} is out of date with {config_path.name}"
+    return None

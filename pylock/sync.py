@@ -1,0 +1,265 @@
+"""``pylock sync``: make an install directory match the lock, for one platform.
+
+The order of work is chosen for the Docker case. First a cheap check reads each
+interpreter's install record; when everything is current this returns before the
+cache, the downloader or any decompressor is imported. Otherwise cache hits are
+installed right away while misses download in the background, so extraction of one
+archive overlaps the download of the next.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pylock.errors import HashMismatchError, PylockError, UsageError
+from pylock.lock import Artifact, LockedPython, LockFile
+
+if TYPE_CHECKING:
+    from pylock.cache import Cache
+    from pylock.fetch import FetchOptions
+    from pylock.platforms import Platform
+    from pylock.progress import Reporter
+
+#: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path)`` returns
+#: the relative paths it changed.
+Fixup = Callable[[Path, Path], Iterable[str]]
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """One interpreter to install: the lock entry and its artifact for this platform."""
+
+    #: The lock entry.
+    python: LockedPython
+    #: The artifact for the target platform.
+    artifact: Artifact
+
+
+@attrs.frozen(kw_only=True)
+class SyncPlan:
+    """What a sync has to do, decided from the lock and the install records alone."""
+
+    #: Interpreters to (re)install.
+    jobs: tuple[Job, ...]
+    #: Interpreters already installed from the locked artifact.
+    current: tuple[str, ...]
+    #: Locked interpreters with no artifact for the target platform.
+    unavailable: tuple[str, ...]
+    #: Installed interpreters the lock no longer lists (to prune).
+    stale: tuple[str, ...]
+    #: Every name the lock lists: pruning never touches these.
+    keep: frozenset[str]
+
+    @property
+    def is_noop(self) -> bool:
+        """Whether nothing needs installing or removing."""
+        return not self.jobs and not self.stale
+
+
+@attrs.frozen(kw_only=True)
+class SyncResult:
+    """What a sync did."""
+
+    #: Names installed or reinstalled.
+    installed: tuple[str, ...] = ()
+    #: Names that were already current.
+    current: tuple[str, ...] = ()
+    #: Names removed because the lock no longer lists them.
+    removed: tuple[str, ...] = ()
+    #: Names not locked for this platform.
+    unavailable: tuple[str, ...] = ()
+    #: Number of archives downloaded (cache misses).
+    downloaded: int = 0
+
+
+def plan_sync(
+    lock: LockFile,
+    *,
+    dest_root: Path,
+    platform: Platform,
+    only: Collection[str] = (),
+    reinstall: bool = False,
+    prune: bool = True,
+) -> SyncPlan:
+    """Decide what to do; reads only small install-record files."""
+    from pylock.install import installed_names, installed_state, is_current
+
+    unknown = sorted(set(only) - set(lock.names))
+    if unknown:
+        raise UsageError(
+            f"{', '.join(repr(n) for n in unknown)} not in the lock "
+            f"(locked: {', '.join(lock.names) or 'nothing'})"
+        )
+    jobs: list[Job] = []
+    current: list[str] = []
+    unavailable: list[str] = []
+    for python in lock.pythons:
+        if only and python.name not in only:
+            continue
+        artifact = python.artifact_for(platform.key)
+        if artifact is None:
+            if only:
+                raise PylockError(
+                    f"{python.name} is not locked for {platform.key} "
+                    f"(locked for: {', '.join(python.platforms)})",
+                    hint=f"add {platform.key!r} to its platforms in pythons.toml "
+                    "and run `pylock lock`",
+                )
+            unavailable.append(python.name)
+            continue
+        state = installed_state(dest_root, python.name)
+        if not reinstall and state is not None and is_current(state, artifact):
+            current.append(python.name)
+        else:
+            jobs.append(Job(python=python, artifact=artifact))
+    stale: list[str] = []
+    if prune and dest_root.is_dir():
+        stale = sorted(set(installed_names(dest_root)) - set(lock.names))
+    return SyncPlan(
+        jobs=tuple(jobs),
+        current=tuple(current),
+        unavailable=tuple(unavailable),
+        stale=tuple(stale),
+        keep=frozenset(lock.names),
+    )
+
+
+class _Downloads:
+    """Cache misses downloading in a background thread, waited on one by one."""
+
+    def __init__(
+        self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
+    ) -> None:
+        self._done = threading.Event()
+        self._paths: dict[str, Path] = {}
+        self._error: BaseException | None = None
+        self.count = len({j.artifact.sha256 for j in jobs})
+        self._thread = threading.Thread(
+            target=self._run, args=(jobs, cache, options, reporter), daemon=True
+        )
+        if jobs:
+            self._thread.start()
+        else:
+            self._done.set()
+
+    def _run(
+        self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
+    ) -> None:
+        from pylock.fetch import Wanted, ensure_archives
+
+        try:
+            wanted = [_wanted(Wanted, j.artifact) for j in jobs]
+            self._paths = ensure_archives(wanted, cache, options, reporter)
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def path(self, sha256: str) -> Path:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._paths[sha256]
+
+
+def _wanted(wanted_type: type, artifact: Artifact) -> object:
+    return wanted_type(
+        url=artifact.url, sha256=artifact.sha256, size=artifact.size, filename=artifact.filename
+    )
+
+
+def execute_sync(
+    plan: SyncPlan,
+    *,
+    dest_root: Path,
+    platform: Platform,
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+    jobs: int = 4,
+    fixup: Fixup | None = None,
+) -> SyncResult:
+    """Carry out a plan: fetch misses, install in parallel, prune."""
+    from pylock.install import install, prune
+
+    hits: list[Job] = []
+    misses: list[Job] = []
+    seen_miss: set[str] = set()
+    for job in plan.jobs:
+        if cache.lookup(job.artifact.sha256, job.artifact.filename) is not None:
+            hits.append(job)
+        else:
+            misses.append(job)
+    unique_misses = []
+    for job in misses:
+        if job.artifact.sha256 not in seen_miss:
+            seen_miss.add(job.artifact.sha256)
+            unique_misses.append(job)
+    downloads = _Downloads(unique_misses, cache, options, reporter)
+    dest_root.mkdir(parents=True, exist_ok=True)
+
+    def archive_for(job: Job) -> Path:
+        if job in hits:
+            path = cache.lookup(job.artifact.sha256, job.artifact.filename)
+            if path is not None:
+                return path
+        return downloads.path(job.artifact.sha256)
+
+    def install_one(job: Job) -> str:
+        for attempt in (1, 2):
+            archive = archive_for(job)
+            try:
+                with cache.hold(job.artifact.sha256):
+                    install(
+                        archive,
+                        dest_root=dest_root,
+                        python=job.python,
+                        artifact=job.artifact,
+                        platform=platform,
+                        fixup=fixup,
+                        reporter=reporter,
+                    )
+                return job.python.name
+            except HashMismatchError:
+                # The cached copy rotted on disk (or was tampered with): drop it and
+                # fetch a fresh one, once.
+                cache.evict(job.artifact.sha256)
+                reporter.warn(
+                    f"cached archive {job.artifact.filename} is corrupt; evicted it"
+                    + ("" if options.offline else " and downloading it again")
+                )
+                if attempt == 2 or options.offline:
+                    raise
+                from pylock.fetch import Wanted, ensure_archives
+
+                ensure_archives([_wanted(Wanted, job.artifact)], cache, options, reporter)
+        raise AssertionError("unreachable")
+
+    installed: list[str] = []
+    errors: list[BaseException] = []
+    # Hits first: they start extracting while the misses are still downloading.
+    ordered = hits + misses
+    workers = max(1, min(jobs, len(ordered)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(install_one, job) for job in ordered]
+        for future in futures:
+            try:
+                installed.append(future.result())
+            except BaseException as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    removed = prune(dest_root, keep=plan.keep) if plan.stale else []
+    return SyncResult(
+        installed=tuple(sorted(installed)),
+        current=plan.current,
+        removed=tuple(removed),
+        unavailable=plan.unavailable,
+        downloaded=downloads.count,
+    )
