@@ -147,4 +147,18 @@ def request_allows(spec: SpecifierSet, version: Version, *, prereleases: bool) -
     Pre-releases match only when asked for, or when the specifier itself names one
     (``==3.15.0a7``), as PEP 440 prescribes.
     """
-    return spec.contains(version, prereleases=True if prereleases else None)
+    if version.is_prerelease and not prereleases and not _names_prerelease(spec):
+        return False
+    return spec.contains(version, prereleases=True)
+
+
+def _names_prerelease(spec: SpecifierSet) -> bool:
+    # Decided here rather than by packaging's ``prereleases=None`` rule, whose meaning
+    # has shifted between packaging releases.
+    for item in spec:
+        try:
+            if Version(item.version.removesuffix(".*")).is_prerelease:
+                return True
+        except InvalidVersion:
+            continue
+    return False

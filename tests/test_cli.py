@@ -1,0 +1,83 @@
+"""CLI behaviour common to every command: exit codes, error lines, help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pylock.cli import build_parser, main
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in (
+        "init",
+        "lock",
+        "sync",
+        "fetch",
+        "diff",
+        "list",
+        "which",
+        "outdated",
+        "verify",
+        "cache",
+        "mirror",
+    ):
+        assert command in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("pylock ")
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_missing_lock_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--project", str(tmp_path), "sync"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"pylock: error: no lock file at {tmp_path / 'pythons.lock'}"
+    assert "pylock: hint: create it with `pylock lock`" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_lock_reports_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pythons.lock").write_text(
+        'lock-version = 1\ncreated-by = "x"\nconfig-digest = "nope"\nbogus = 1\n'
+    )
+    assert main(["--project", str(tmp_path), "sync"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert any(
+        line.endswith("config-digest: invalid digest 'nope' (expected sha256:<64 hex>)")
+        for line in err
+    )
+    assert any("bogus: unknown key" in line for line in err)
+
+
+def test_bad_jobs_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pythons.lock").write_text(
+        'lock-version = 1\ncreated-by = "x"\nconfig-digest = "sha256:' + "0" * 64 + '"\n'
+    )
+    code = main(
+        ["--project", str(tmp_path), "sync", "--into", str(tmp_path / "d")],
+        environ={"PYLOCK_CONCURRENCY": "lots"},
+    )
+    # Nothing is locked, so nothing needs the job count: a clean no-op.
+    assert code == 0
+    assert main(["--project", str(tmp_path), "sync", "--jobs", "x"]) == 2
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_parser_is_reusable() -> None:
+    args = build_parser().parse_args(
+        ["sync", "--into", "/opt/python", "--only", "app", "--only", "b"]
+    )
+    assert args.into == "/opt/python"
+    assert args.only == ["app", "b"]

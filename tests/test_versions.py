@@ -1,0 +1,110 @@
+"""Tests for version requests and the build vocabulary."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from pylock.versions import (
+    ArchiveFormat,
+    Flavor,
+    Variant,
+    parse_request,
+    parse_version,
+    request_allows,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("3.13", "==3.13.*"),
+        ("3", "==3.*"),
+        ("3.13.9", "==3.13.9"),
+        ("3.15.0a7", "==3.15.0a7"),
+        (" 3.12 ", "==3.12.*"),
+        (">=3.10.12,<3.11", "<3.11,>=3.10.12"),
+        ("~=3.12.1", "~=3.12.1"),
+    ],
+)
+def test_parse_request(text: str, spec: str) -> None:
+    assert str(parse_request(text)) == spec
+
+
+@pytest.mark.parametrize("text", ["3.x", "", "latest", ">=", "3.13,,"])
+def test_bad_requests(text: str) -> None:
+    with pytest.raises(ValueError, match=r"(invalid|empty) (version )?specifier"):
+        parse_request(text)
+
+
+def test_prereleases_only_when_allowed() -> None:
+    spec = parse_request("3.15")
+    assert not request_allows(spec, Version("3.15.0a7"), prereleases=False)
+    assert request_allows(spec, Version("3.15.0a7"), prereleases=True)
+    assert request_allows(parse_request("3.15.0a7"), Version("3.15.0a7"), prereleases=False)
+    assert request_allows(spec, Version("3.15.1"), prereleases=False)
+
+
+def test_bare_series_excludes_neighbours() -> None:
+    spec = parse_request("3.1")
+    assert not request_allows(spec, Version("3.13.0"), prereleases=False)
+    assert request_allows(spec, Version("3.1.4"), prereleases=False)
+
+
+def test_parse_version() -> None:
+    assert parse_version("3.13.0rc2") == Version("3.13.0rc2")
+    with pytest.raises(ValueError, match="invalid version"):
+        parse_version("three")
+
+
+def test_variants() -> None:
+    assert Variant.parse("") is Variant.DEFAULT
+    assert Variant.parse("freethreaded+debug").pbs_abi_suffix == "td"
+    assert Variant.FREETHREADED.freethreaded and not Variant.FREETHREADED.debug
+
+
+def test_flavor_fallbacks() -> None:
+    assert Flavor.INSTALL_ONLY_STRIPPED.fallbacks() == (
+        Flavor.INSTALL_ONLY_STRIPPED,
+        Flavor.INSTALL_ONLY,
+        Flavor.FULL,
+    )
+    assert Flavor.FULL.fallbacks() == (Flavor.FULL,)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.tar.gz", ArchiveFormat.TAR_GZ),
+        ("a.TGZ", ArchiveFormat.TAR_GZ),
+        ("a.tar.zst", ArchiveFormat.TAR_ZST),
+        ("pypy.tar.bz2", ArchiveFormat.TAR_BZ2),
+        ("pypy-win64.zip", ArchiveFormat.ZIP),
+    ],
+)
+def test_archive_format(name: str, fmt: ArchiveFormat) -> None:
+    assert ArchiveFormat.from_filename(name) is fmt
+
+
+def test_unknown_archive_format() -> None:
+    with pytest.raises(ValueError, match="cannot tell the archive format"):
+        ArchiveFormat.from_filename("python.exe")
+
+
+_versions = st.builds(
+    lambda a, b, c: Version(f"3.{a}.{b}{c}"),
+    st.integers(0, 20),
+    st.integers(0, 30),
+    st.sampled_from(["", "a1", "b2", "rc1"]),
+)
+
+
+@given(_versions, _versions)
+def test_series_request_agrees_with_ordering(v1: Version, v2: Version) -> None:
+    # "3.X" accepts exactly the final releases of series X, whatever else is around.
+    spec = parse_request(f"3.{v1.minor}")
+    assert request_allows(spec, v2, prereleases=False) == (
+        v2.minor == v1.minor and not v2.is_prerelease
+    )
