@@ -2,6 +2,6 @@
 
 import sys
 
-from pylock.cli import main
+from pylock.entry import main
 
 sys.exit(main())

@@ -405,22 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_init(ctx: Context) -> int:
-    raise PylockError("`pylock init` is not available yet")
+    from pylock.init import write_starter
 
-
-def _change_line(change: Any) -> str:
-    old, new = change.old, change.new
-    if old is None:
-        return f"{new.name}: added {new.label}"
-    if new is None:
-        return f"{old.name}: removed (was {old.label})"
-    if old.label != new.label:
-        return f"{new.name}: {old.label} -> {new.label}"
-    added = sorted(set(new.platforms) - set(old.platforms))
-    dropped = sorted(set(old.platforms) - set(new.platforms))
-    parts = [f"+{p}" for p in added] + [f"-{p}" for p in dropped]
-    detail = f"platforms {' '.join(parts)}" if parts else "artifacts changed"
-    return f"{new.name}: {new.label} ({detail})"
+    path, source = write_starter(ctx.project)
+    ctx.reporter.event(f"wrote {_display(path)} ({source})")
+    ctx.reporter.event("next: edit it if needed, then run `pylock lock`")
+    return 0
 
 
 def _cmd_lock(ctx: Context) -> int:
@@ -450,7 +440,9 @@ def _cmd_lock(ctx: Context) -> int:
         before = ctx.lock_path.read_text(encoding="utf-8")
     except OSError:
         before = None
-    lines = [_change_line(c) for c in outcome.changed]
+    from pylock.diff import diff_locks, empty_lock, summary_lines
+
+    lines = summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock))
     if args.check:
         if before != outcome.text:
             raise StaleLockError(
@@ -505,7 +497,11 @@ def _cmd_sync(ctx: Context) -> int:
     )
     for name in plan.unavailable:
         ctx.reporter.warn(f"{name} is not locked for {platform.key}; skipped")
+    bin_dir = args.bin_dir or ctx.environ.get("PYLOCK_BIN_DIR")
     if plan.is_noop:
+        if bin_dir:
+            _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
+        _remember_sync(ctx, plan.current, complete=not args.only and not args.platform)
         ctx.reporter.event(
             f"{len(plan.current)} interpreter{'s' if len(plan.current) != 1 else ''} "
             f"up to date in {_display(dest)}"
@@ -516,6 +512,9 @@ def _cmd_sync(ctx: Context) -> int:
         from pylock.fixups import fixup_for
 
         fixup = fixup_for(platform)
+    from pylock.fastpath import forget_state
+
+    forget_state(str(dest))
     result = execute_sync(
         plan,
         dest_root=dest,
@@ -525,6 +524,7 @@ def _cmd_sync(ctx: Context) -> int:
         reporter=ctx.reporter,
         jobs=ctx.jobs(),
         fixup=fixup,
+        reinstall=args.reinstall,
     )
     for name in result.installed:
         python = lock.get(name)
@@ -532,6 +532,11 @@ def _cmd_sync(ctx: Context) -> int:
         ctx.reporter.event(f"installed {name}: {label}")
     for name in result.removed:
         ctx.reporter.event(f"removed {name} (no longer in {LOCK_FILENAME})")
+    if bin_dir:
+        _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
+    _remember_sync(
+        ctx, result.installed + result.current, complete=not args.only and not args.platform
+    )
     ctx.reporter.event(
         f"synced {len(result.installed) + len(result.current)} interpreter(s) into "
         f"{_display(dest)} ({len(result.installed)} installed, {result.downloaded} downloaded)"
@@ -539,12 +544,105 @@ def _cmd_sync(ctx: Context) -> int:
     return 0
 
 
+def _remember_sync(ctx: Context, names: Sequence[str], *, complete: bool) -> None:
+    """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
+    if not complete:
+        return
+    from pylock.fastpath import write_state
+
+    try:
+        write_state(dest=str(ctx.install_dir(ctx.args.into)), project=str(ctx.project), names=names)
+    except OSError as exc:
+        ctx.reporter.detail(f"could not record sync state: {exc}")
+
+
+def _link_bin_dir(
+    ctx: Context, lock: LockFile, dest: Path, platform: Platform, bin_dir: Path
+) -> None:
+    from pylock.bindir import plan_links, sync_links
+    from pylock.install import installed_state, is_current
+
+    installed = []
+    for python in lock.pythons:
+        artifact = python.artifact_for(platform.key)
+        state = installed_state(dest, python.name)
+        if artifact is not None and state is not None and is_current(state, artifact):
+            installed.append(python.name)
+    wanted = plan_links(lock, dest_root=dest, platform=platform, installed=installed)
+    result = sync_links(bin_dir.absolute(), wanted, windows=platform.is_windows)
+    for name in result.created:
+        ctx.reporter.detail(f"linked {bin_dir / name}")
+    for name in result.removed:
+        ctx.reporter.event(f"removed link {bin_dir / name}")
+
+
 def _cmd_fetch(ctx: Context) -> int:
-    raise PylockError("`pylock fetch` is not available yet")
+    # Fills the cache so that a later `sync --offline` (or an air-gapped build) has
+    # everything; hits are re-hashed because a bad archive found later is costlier.
+    from pylock.fetch import Wanted, ensure_archives
+    from pylock.progress import human_size
+
+    args = ctx.args
+    lock = ctx.read_lock()
+    _warn_if_config_changed(ctx, lock)
+    key = None if args.all_platforms else ctx.platform(args.platform).key
+    wanted: list[Wanted] = []
+    for python in lock.pythons:
+        if key is None:
+            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
+            continue
+        artifact = python.artifact_for(key)
+        if artifact is None:
+            ctx.reporter.warn(f"{python.name} is not locked for {key}; skipped")
+        else:
+            wanted.append(Wanted.from_artifact(artifact))
+    cache = ctx.cache()
+    cached = {w.sha256 for w in wanted if cache.lookup(w.sha256, w.filename) is not None}
+    paths = ensure_archives(wanted, cache, ctx.fetch_options(), ctx.reporter, verify_hits=True)
+    downloaded = [sha for sha in paths if sha not in cached]
+    size = sum(paths[sha].stat().st_size for sha in downloaded)
+    ctx.reporter.event(
+        f"{len(paths)} archive(s) in {_display(cache.root)}: {len(downloaded)} downloaded"
+        f" ({human_size(size)}), {len(paths) - len(downloaded)} already cached"
+    )
+    return 0
 
 
 def _cmd_diff(ctx: Context) -> int:
-    raise PylockError("`pylock diff` is not available yet")
+    # A reviewer's tool, not a check: it exits 0 whether or not anything changed.
+    from pylock.diff import diff_locks, empty_lock, read_lock_at_ref, render
+
+    args = ctx.args
+    if args.base is not None and args.old is not None:
+        raise UsageError("give either --base GITREF or OLD [NEW] lock files, not both")
+
+    def working_tree() -> tuple[LockFile, str]:
+        # A pull request that deletes the lock shows every interpreter as removed.
+        if not ctx.lock_path.exists():
+            return empty_lock(), f"{LOCK_FILENAME} (missing)"
+        return ctx.read_lock(), LOCK_FILENAME
+
+    if args.old is not None:
+        old, old_label = ctx.read_lock(Path(args.old)), args.old
+        if args.new is not None:
+            new, new_label = ctx.read_lock(Path(args.new)), args.new
+        else:
+            new, new_label = working_tree()
+    else:
+        ref = args.base or "HEAD"
+        at_ref = read_lock_at_ref(ctx.project, ref, LOCK_FILENAME)
+        old = at_ref if at_ref is not None else empty_lock()
+        old_label = f"{ref}:{LOCK_FILENAME}" if at_ref is not None else f"{ref} (no lock)"
+        new, new_label = working_tree()
+    text = render(
+        diff_locks(old, new),
+        args.format,
+        old_label=old_label,
+        new_label=new_label,
+        verbose=args.verbosity > 0,
+    )
+    ctx.out(text.rstrip("\n"))
+    return 0
 
 
 def _cmd_list(ctx: Context) -> int:
@@ -599,33 +697,245 @@ def _cmd_list(ctx: Context) -> int:
     width = max(len(r["name"]) for r in rows)
     for row, python in zip(rows, lock.pythons, strict=True):
         extra = " (default)" if row["default"] else ""
-        cached = ", cached" if row["cached"] and row["status"] != "installed" else ""
-        ctx.out(f"{row['name']:<{width}}  {python.label}{extra}  [{row['status']}{cached}]")
+        note = ", cached" if row["cached"] and row["status"] != "installed" else ""
+        ctx.out(f"{row['name']:<{width}}  {python.label}{extra}  [{row['status']}{note}]")
     return 0
 
 
 def _cmd_which(ctx: Context) -> int:
-    raise PylockError("`pylock which` is not available yet")
+    from pylock.install import executable, installed_state, is_current, python_from_state
+
+    args = ctx.args
+    dest = ctx.install_dir(args.into)
+    state = installed_state(dest, args.name)
+    if ctx.lock_path.exists():
+        lock = ctx.read_lock()
+        python = lock.get(args.name)
+        if python is None:
+            raise UsageError(
+                f"no interpreter named {args.name!r} in {LOCK_FILENAME} "
+                f"(locked: {', '.join(lock.names) or 'nothing'})"
+            )
+    elif state is not None:
+        # No lock here (e.g. a slim image holding only the install dir): the record knows.
+        python = python_from_state(state)
+    else:
+        raise PylockError(
+            f"no lock file at {ctx.lock_path} and no {args.name!r} installed in {_display(dest)}",
+            hint="run it in the project, or pass --into DIR",
+        )
+    if state is None:
+        raise PylockError(
+            f"{python.name} is not installed in {_display(dest)}", hint="run `pylock sync` first"
+        )
+    platform = ctx.platform()
+    artifact = python.artifact_for(platform.key)
+    if artifact is not None and not is_current(state, artifact):
+        ctx.reporter.warn(f"{python.name} in {_display(dest)} is out of date; run `pylock sync`")
+    exe = executable(dest, python, platform)
+    if not exe.exists():
+        raise PylockError(
+            f"{python.name} has no executable at {exe}",
+            hint="run `pylock verify` to check the install, `pylock sync --reinstall` to repair it",
+        )
+    ctx.out(str(exe))
+    return 0
 
 
 def _cmd_outdated(ctx: Context) -> int:
-    raise PylockError("`pylock outdated` is not available yet")
+    import json
+
+    from pylock.errors import OfflineError
+    from pylock.index.live import RefreshNeeds, refresh_index
+    from pylock.index.snapshot import load_bundled
+    from pylock.outdated import find_outdated, format_text, to_json
+
+    lock = ctx.read_lock()
+    index = load_bundled()
+    need = RefreshNeeds.for_lock(lock)
+    # Live listings by default: "outdated" is a question about upstream now. Offline,
+    # cached listings are used; with none cached, the bundled snapshot has to do.
+    if need.implementations:
+        try:
+            index = refresh_index(
+                index,
+                fetch_options=ctx.fetch_options(),
+                cache=ctx.cache(),
+                reporter=ctx.reporter,
+                need=need,
+                environ=ctx.environ,
+            )
+        except OfflineError as exc:
+            if not ctx.offline:
+                raise
+            ctx.reporter.warn(
+                f"{exc}; comparing with the bundled index of {index.source_date} only"
+            )
+    entries = find_outdated(lock, index)
+    if ctx.args.format == "json":
+        ctx.out(json.dumps(to_json(entries, index=index), indent=2))
+    else:
+        for line in format_text(entries) or [f"{LOCK_FILENAME} locks no interpreters"]:
+            ctx.out(line)
+    return 0
 
 
 def _cmd_verify(ctx: Context) -> int:
-    raise PylockError("`pylock verify` is not available yet")
+    from pylock.install import installed_names, installed_state, verify
+
+    args = ctx.args
+    dest = ctx.install_dir(args.into)
+    names = list(args.names) or installed_names(dest)
+    if not names:
+        raise PylockError(
+            f"no interpreters installed by pylock in {_display(dest)}",
+            hint="run `pylock sync` first, or pass --into DIR",
+        )
+    missing = [n for n in names if installed_state(dest, n) is None]
+    if missing:
+        raise PylockError(
+            f"not installed by pylock in {_display(dest)}: {', '.join(missing)}",
+            hint="run `pylock sync` first",
+        )
+    failed = []
+    for name in names:
+        report = verify(dest, name)
+        problems = [("modified", p) for p in report.modified]
+        problems += [("missing", p) for p in report.missing]
+        extra = f", {len(report.extra)} extra files" if report.extra else ""
+        if report.ok:
+            ctx.out(f"{name}: ok ({report.checked} files{extra})")
+        else:
+            failed.append(name)
+            ctx.out(f"{name}: {len(problems)} of {report.checked} files differ{extra}")
+            for kind, path in problems:
+                ctx.out(f"  {kind}: {path}")
+        # Extra files are usually packages installed into the interpreter: not an error.
+        for path in report.extra:
+            ctx.reporter.detail(f"  extra: {name}/{path}")
+    if failed:
+        raise PylockError(
+            f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
+            hint="run `pylock sync --reinstall` to restore "
+            + ("it" if len(failed) == 1 else "them"),
+        )
+    return 0
 
 
 def _cmd_cache(ctx: Context) -> int:
-    raise PylockError("`pylock cache` is not available yet")
+    import time
+
+    from pylock.cache import PruneReport, parse_size
+    from pylock.progress import human_size
+
+    args = ctx.args
+    cache = ctx.cache()
+    action = args.cache_command
+    if action == "dir":
+        ctx.out(str(cache.root))
+        return 0
+    if action == "list":
+        entries = cache.list()
+        for entry in entries:
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+            ctx.out(f"{entry.sha256[:16]}  {human_size(entry.size):>10}  {used}  {entry.filename}")
+        total = human_size(sum(e.size for e in entries))
+        ctx.reporter.event(f"{len(entries)} archive(s), {total}, in {cache.root}")
+        return 0
+    if action == "verify":
+        verified = cache.verify()
+        for bad in verified.corrupt:
+            fate = "evicted" if bad.evicted else "kept: another process is using it"
+            ctx.out(
+                f"corrupt: {bad.entry.filename} (expected sha256 {bad.entry.sha256}, "
+                f"got {bad.actual}); {fate}"
+            )
+        ctx.reporter.event(
+            f"{len(verified.ok)} archive(s) OK, {len(verified.corrupt)} corrupt in {cache.root}"
+        )
+        if verified.corrupt:
+            raise PylockError(
+                f"{len(verified.corrupt)} cached archive(s) were corrupt",
+                hint="evicted archives are downloaded again by the next `pylock sync` or `fetch`",
+            )
+        return 0
+    report: PruneReport
+    if action == "prune":
+        max_size = parse_size(args.max_size) if args.max_size is not None else None
+        if args.unused_for is not None and not args.unused_for >= 0:
+            raise UsageError(f"--unused-for must be a number of days >= 0, not {args.unused_for}")
+        unused_for = args.unused_for * 86400 if args.unused_for is not None else None
+        report = cache.prune(max_size=max_size, unused_for=unused_for)
+    else:
+        report = cache.clean()
+    for entry in report.removed:
+        ctx.reporter.detail(f"removed {entry.filename} ({human_size(entry.size)})")
+    for entry in report.held:
+        ctx.reporter.detail(f"kept {entry.filename}: another process is using it")
+    held = f"; {len(report.held)} kept because in use" if report.held else ""
+    ctx.reporter.event(
+        f"removed {len(report.removed)} archive(s), freed {human_size(report.freed)}{held}; "
+        f"{human_size(cache.size())} left in {cache.root}"
+    )
+    return 0
 
 
 def _cmd_mirror(ctx: Context) -> int:
-    raise PylockError("`pylock mirror` is not available yet")
+    from pylock.mirror import build_mirror, usage_lines
+
+    args = ctx.args
+    lock = ctx.read_lock()
+    platforms: list[str] | None = None
+    if not args.all_platforms:
+        # Default: the host only; `--platform host` is accepted too.
+        platforms = [ctx.platform(key).key for key in (args.platform or [None])]
+    outdir = Path(args.outdir).expanduser().absolute()
+    report = build_mirror(
+        lock,
+        outdir,
+        platforms=platforms,
+        cache=ctx.cache(),
+        options=ctx.fetch_options(),
+        reporter=ctx.reporter,
+    )
+    parts = [f"{len(report.added)} added", f"{len(report.unchanged)} already present"]
+    if report.repaired:
+        parts.append(f"{len(report.repaired)} repaired")
+    ctx.reporter.event(f"Mirrored {report.archives} archive(s) into {outdir} ({', '.join(parts)})")
+    ctx.out(f"Serve {outdir} over HTTP(S), or use it as {outdir.as_uri()}, then:")
+    for line in usage_lines(outdir.as_uri(), report):
+        ctx.out(line)
+    return 0
 
 
 def _cmd_run(ctx: Context) -> int:
-    raise PylockError("`pylock run` is not available yet")
+    import subprocess
+
+    from pylock.install import executable, installed_state
+
+    args = ctx.args
+    lock = ctx.read_lock()
+    python = lock.get(args.name)
+    if python is None:
+        raise UsageError(
+            f"no interpreter named {args.name!r} in {LOCK_FILENAME} "
+            f"(locked: {', '.join(lock.names) or 'nothing'})"
+        )
+    dest = ctx.install_dir(args.into)
+    if installed_state(dest, python.name) is None:
+        raise PylockError(
+            f"{python.name} is not installed in {_display(dest)}",
+            hint="run `pylock sync` first",
+        )
+    exe = executable(dest, python, ctx.platform())
+    run_args = list(args.run_args)
+    if run_args[:1] == ["--"]:
+        run_args = run_args[1:]
+    sys.stdout.flush()
+    try:
+        return subprocess.call([str(exe), *run_args])
+    except OSError as exc:
+        raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
 
 
 # -- entry point -----------------------------------------------------------------------

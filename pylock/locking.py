@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from pylock.lock import LockFile
     from pylock.platforms import Platform
     from pylock.progress import Reporter
-    from pylock.resolve import Change
 
 
 @attrs.frozen(kw_only=True)
@@ -35,13 +34,6 @@ class LockOutcome:
     text: str
     #: The lock that was on disk before, if any (and readable).
     previous: LockFile | None
-    #: Per-interpreter changes against the previous lock (unchanged ones included).
-    changes: tuple[Change, ...]
-
-    @property
-    def changed(self) -> tuple[Change, ...]:
-        """Only the entries that were added, removed or changed."""
-        return tuple(c for c in self.changes if c.kind != "unchanged")
 
 
 def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
@@ -163,7 +155,6 @@ def lock_project(
         lock=resolution.lock,
         text=dumps(resolution.lock),
         previous=previous,
-        changes=resolution.changes,
     )
 
 

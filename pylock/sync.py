@@ -154,7 +154,7 @@ class _Downloads:
         from pylock.fetch import Wanted, ensure_archives
 
         try:
-            wanted = [_wanted(Wanted, j.artifact) for j in jobs]
+            wanted = [Wanted.from_artifact(j.artifact) for j in jobs]
             self._paths = ensure_archives(wanted, cache, options, reporter)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
@@ -168,12 +168,6 @@ class _Downloads:
         return self._paths[sha256]
 
 
-def _wanted(wanted_type: type, artifact: Artifact) -> object:
-    return wanted_type(
-        url=artifact.url, sha256=artifact.sha256, size=artifact.size, filename=artifact.filename
-    )
-
-
 def execute_sync(
     plan: SyncPlan,
     *,
@@ -184,6 +178,7 @@ def execute_sync(
     reporter: Reporter,
     jobs: int = 4,
     fixup: Fixup | None = None,
+    reinstall: bool = False,
 ) -> SyncResult:
     """Carry out a plan: fetch misses, install in parallel, prune."""
     from pylock.install import install, prune
@@ -224,6 +219,8 @@ def execute_sync(
                         platform=platform,
                         fixup=fixup,
                         reporter=reporter,
+                        # Another sync may have installed it while this one waited.
+                        if_needed=not reinstall,
                     )
                 return job.python.name
             except HashMismatchError:
@@ -238,7 +235,7 @@ def execute_sync(
                     raise
                 from pylock.fetch import Wanted, ensure_archives
 
-                ensure_archives([_wanted(Wanted, job.artifact)], cache, options, reporter)
+                ensure_archives([Wanted.from_artifact(job.artifact)], cache, options, reporter)
         raise AssertionError("unreachable")
 
     installed: list[str] = []

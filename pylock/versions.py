@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 REQUEST_EXAMPLES = 'e.g. "3.13", "3.12.11" or ">=3.12,<3.14"'
 
-_BARE = re.compile(r"^\s*v?(\d+(?:\.\d+){0,2}(?:(?:a|b|rc)\d+)?)\s*$")
+_BARE = re.compile(r"^\s*v?([0-9]+(?:\.[0-9]+){0,2}(?:(?:a|b|rc)[0-9]+)?)\s*$", re.ASCII)
 
 
 class Implementation(enum.StrEnum):
@@ -129,7 +129,7 @@ def parse_request(text: str) -> SpecifierSet:
     bare = _BARE.match(text)
     if bare:
         parts = bare.group(1)
-        if parts.count(".") == 2 or re.search(r"(a|b|rc)\d+$", parts):
+        if parts.count(".") == 2 or re.search(r"(a|b|rc)[0-9]+$", parts):
             return SpecifierSet(f"=={parts}")
         return SpecifierSet(f"=={parts}.*")
     try:

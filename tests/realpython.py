@@ -391,13 +391,14 @@ def _collect(python: HostPython, info: Mapping[str, object], lean: bool) -> list
                     continue
                 path = resolved
             mode = path.stat().st_mode
-            members.append(
-                _Member(name=name, source=path, executable=bool(mode & stat.S_IXUSR))
-            )
+            members.append(_Member(name=name, source=path, executable=bool(mode & stat.S_IXUSR)))
     readme = f"lib/python{minor}/site-packages/README.txt"
     members.append(
-        _Member(name=readme, data=b"This directory exists so that 3rd party packages can be "
-                b"installed here.  Read the source for site.py for more details.\n")
+        _Member(
+            name=readme,
+            data=b"This directory exists so that 3rd party packages can be "
+            b"installed here.  Read the source for site.py for more details.\n",
+        )
     )
     if not any(m.name.startswith(f"lib/python{minor}/lib-dynload/") for m in members):
         raise RealPythonUnavailable(f"{python.prefix}: no lib-dynload directory found")
@@ -405,8 +406,9 @@ def _collect(python: HostPython, info: Mapping[str, object], lean: bool) -> list
     include = Path(str(info["include"]))
     if include.is_dir():
         for rel, path in _walk_stdlib(include, lean=False):
-            members.append(_Member(name=f"include/python{minor}{info['abiflags']}/{rel}",
-                                   source=path))
+            members.append(
+                _Member(name=f"include/python{minor}{info['abiflags']}/{rel}", source=path)
+            )
     unique = {m.name: m for m in members}
     return [unique[name] for name in sorted(unique)]
 
@@ -481,7 +483,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_BUILT: dict[tuple[object, ...], RealArchive] = {}
+#: Archives built by this process, with the stat signature of the file as built.
+_BUILT: dict[tuple[object, ...], tuple[RealArchive, tuple[int, int]]] = {}
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def build_pbs_archive(
@@ -517,8 +528,9 @@ def build_pbs_archive(
     target = out_dir / filename
     extras = tuple(sorted((extra_files or {}).items()))
     key = (str(source), tag, flavor, compress, level, lean, extras)
-    earlier = _BUILT.get(key)
-    if earlier is not None and earlier.path.is_file():
+    earlier, signature = _BUILT.get(key, (None, None))
+    # The file may have been replaced since (same name, other options): then rebuild.
+    if earlier is not None and _signature(earlier.path) == signature:
         if earlier.path != target:
             target.unlink(missing_ok=True)
             try:
@@ -538,9 +550,10 @@ def build_pbs_archive(
     unpacked = 0
     with tempfile.TemporaryDirectory(prefix="realpython-") as scratch:
         partial = Path(scratch) / filename
-        with _compressed(partial, compress, level) as stream, tarfile.open(
-            fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT
-        ) as tar:
+        with (
+            _compressed(partial, compress, level) as stream,
+            tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tar,
+        ):
             if flavor == "full":
                 data = _python_json(python, info, triple)
                 entry = _tarinfo("python/PYTHON.json")
@@ -577,14 +590,36 @@ def build_pbs_archive(
         members=len(members) + (flavor == "full"),
         unpacked_size=unpacked,
     )
-    _BUILT[key] = archive
+    _BUILT[key] = archive, (archive.size, target.stat().st_mtime_ns)
     return archive
 
 
+_SHARED_DIR: list[Path] = []
+
+
+def shared_archive(**options: object) -> RealArchive:
+    """:func:`build_pbs_archive` into one process-wide temporary directory.
+
+    For fixtures that want an archive without caring where it lives; built once per
+    process for each set of options, and removed at exit.
+    """
+    if not _SHARED_DIR:
+        import atexit
+
+        folder = Path(tempfile.mkdtemp(prefix="realpython-archives-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _SHARED_DIR.append(folder)
+    # One folder per option set: a lean and a full build of one version share a file name.
+    folder = (
+        _SHARED_DIR[0] / hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:16]
+    )
+    return build_pbs_archive(folder, **options)  # type: ignore[arg-type]
+
+
 def _python_at(prefix: Path) -> HostPython:
-    for python in host_pythons(min_minor=0):
-        if python.prefix == prefix or python.executable == prefix:
-            return python
+    for known in host_pythons(min_minor=0):
+        if prefix in (known.prefix, known.executable):
+            return known
     for pattern in ("bin/python3.[0-9]*[0-9]", "bin/python3"):
         for executable in sorted(prefix.glob(pattern)):
             python = describe_python(executable)

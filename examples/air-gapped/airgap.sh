@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Move locked Python interpreters into a network without internet access.
+#
+#   On a connected machine, in the project (beside pythons.lock):
+#       airgap.sh export OUTDIR [PLATFORM ...]
+#     writes every locked archive (or those of the given platforms) to OUTDIR, in the
+#     upstream layout, with SHA256SUMS files and uv's download-metadata.json.
+#     Carry OUTDIR across (tar, removable media, an internal bucket).
+#
+#   On a disconnected machine, in the project:
+#       airgap.sh install MIRROR [INTO]
+#     installs the locked interpreters from MIRROR: a directory (used as file://) or the
+#     http(s) URL of a web server that serves OUTDIR. INTO defaults to .pythons/.
+#
+# Set PYLOCK to the command that runs pylock (default: pylock), e.g. PYLOCK="python -m pylock".
+set -euo pipefail
+
+read -r -a pylock <<< "${PYLOCK:-pylock}"
+GRAALPY_UPSTREAM="https://github.com/oracle/graalpython/releases/download/"
+
+usage() {
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+export_mirror() {
+    local out=$1
+    shift
+    local scope=(--all-platforms)
+    if [ "$#" -gt 0 ]; then
+        scope=()
+        for platform in "$@"; do
+            scope+=(--platform "$platform")
+        done
+    fi
+    if [ -f pythons.toml ]; then
+        # Ship what pythons.toml asks for, not a stale lock.
+        "${pylock[@]}" lock --check
+    fi
+    "${pylock[@]}" mirror "$out" "${scope[@]}"
+    # The mirror re-hashed every file it wrote; SHA256SUMS lets the other side do the same
+    # after the copy: `sha256sum --check SHA256SUMS` in each directory.
+    if command -v sha256sum > /dev/null; then
+        find "$out" -name SHA256SUMS -execdir sha256sum --check --quiet SHA256SUMS \;
+    fi
+}
+
+install_from() {
+    local mirror=$1
+    local into=${2:-}
+    case "$mirror" in
+        http://* | https://* | file://*) ;;
+        *) mirror="file://$(cd "$mirror" && pwd)" ;;
+    esac
+    mirror=${mirror%/}
+    local args=(
+        --mirror "$mirror/"
+        --pypy-mirror "$mirror/pypy/"
+        --rewrite "$GRAALPY_UPSTREAM=$mirror/graalpy/"
+    )
+    if [ -n "$into" ]; then
+        args+=(--into "$into")
+    fi
+    "${pylock[@]}" sync "${args[@]}"
+}
+
+[ "$#" -ge 2 ] || usage
+command=$1
+shift
+case "$command" in
+    export) export_mirror "$@" ;;
+    install) install_from "$@" ;;
+    *) usage ;;
+esac

@@ -1,0 +1,511 @@
+"""The content-addressed archive cache: its layout, cross-process locking and housekeeping.
+
+Layout under the cache root (``PYLOCK_CACHE_DIR``, else the user cache directory)::
+
+    archives/sha256/<hex>/<original-filename>   immutable archives, one per directory
+    archives/sha256/<hex>/.last-used            empty file; its mtime records the last use
+    metadata/                                   upstream listings (owned by the index code)
+    tmp/                                        partial downloads and staging, same filesystem
+    locks/<hex>.lock                            per-archive gate: download, evict, start a hold
+    locks/holds/<hex>/<pid>-<token>.lock        one lock file per process reading the archive
+
+An archive directory appears with a single ``rename`` of a complete, verified staging
+directory, so a reader never sees a partial archive. The gate lock serialises downloading
+and evicting one archive across processes; holds are separate lock files so that any
+number of installers can read one archive at once while ``prune`` can still tell, with a
+non-blocking try, whether anyone does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pylock.errors import UsageError
+from pylock.fsutil import remove_tree
+from pylock.lock import is_sha256
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+_USED = ".last-used"
+_HASH_CHUNK = 1 << 20
+# Partial work older than this, with no live owner we can detect, is debris of a killed run.
+_STALE_TMP_SECONDS = 3600.0
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def safe_filename(name: str) -> str:
+    """``name`` reduced to a portable, plain file name (no separators, no leading dot).
+
+    >>> safe_filename("cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz")
+    'cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz'
+    >>> safe_filename("../evil:name"), safe_filename("")
+    ('_evil_name', 'archive')
+    """
+    cleaned = _UNSAFE_CHARS.sub("_", name).lstrip(".")
+    return cleaned or "archive"
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``500M``, ``2G``, ``1.5GiB``, ``800MB`` or ``123`` into bytes.
+
+    ``K``, ``M``, ``G``, ``T`` and ``KiB``...``TiB`` are powers of 1024; ``KB``...``TB``
+    are powers of 1000; a bare number (or ``B``) is bytes. Case does not matter.
+
+    >>> parse_size("500M"), parse_size("1.5GiB"), parse_size("2gb"), parse_size("0")
+    (524288000, 1610612736, 2000000000, 0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*", text.lower())
+    if not match:
+        raise UsageError(
+            f"invalid size {text!r}",
+            hint='write a size like "500M", "2G", "1.5GiB" or "800MB" (M = MiB, MB = 10^6)',
+        )
+    number, prefix, binary, byte = match.groups()
+    if binary and not (prefix and byte):
+        raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
+    power = "kmgt".index(prefix) + 1 if prefix else 0
+    base = 1000 if (byte and not binary and prefix) else 1024
+    return int(float(number) * base**power)
+
+
+def sha256_file(path: Path, on_progress: Callable[[int], None] | None = None) -> str:
+    """The lowercase hex sha256 of a file, read in bounded chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+            if on_progress is not None:
+                on_progress(len(chunk))
+    return digest.hexdigest()
+
+
+@attrs.frozen(kw_only=True)
+class CacheEntry:
+    """One archive in the cache."""
+
+    #: Its sha256, also its directory name.
+    sha256: str
+    #: The original file name.
+    filename: str
+    #: Where it is.
+    path: Path
+    #: Size in bytes.
+    size: int
+    #: When it was last used (stored or looked up), in seconds since the epoch.
+    last_used: float
+
+
+@attrs.frozen(kw_only=True)
+class PruneReport:
+    """What ``prune`` or ``clean`` did."""
+
+    #: Archives removed.
+    removed: tuple[CacheEntry, ...] = ()
+    #: Archives that would have been removed but another process holds (or is fetching).
+    held: tuple[CacheEntry, ...] = ()
+
+    @property
+    def freed(self) -> int:
+        """Bytes of archives removed."""
+        return sum(entry.size for entry in self.removed)
+
+
+@attrs.frozen(kw_only=True)
+class CorruptEntry:
+    """An archive whose content no longer has its sha256."""
+
+    #: The archive.
+    entry: CacheEntry
+    #: The sha256 its bytes have now.
+    actual: str
+    #: Whether it was evicted; ``False`` when another process holds it right now.
+    evicted: bool
+
+
+@attrs.frozen(kw_only=True)
+class VerifyReport:
+    """What ``verify`` found."""
+
+    #: Archives whose content matches.
+    ok: tuple[CacheEntry, ...] = ()
+    #: Archives whose content does not.
+    corrupt: tuple[CorruptEntry, ...] = ()
+
+
+def _lock(path: Path) -> BaseFileLock:
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not thread-local: async code may acquire in one thread and release in another.
+    return FileLock(str(path), thread_local=False)
+
+
+def _try_acquire(lock: BaseFileLock) -> bool:
+    from filelock import Timeout
+
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    return True
+
+
+class Cache:
+    """A content-addressed archive cache rooted at one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.archives_dir = self.root / "archives" / "sha256"
+        self.metadata_dir = self.root / "metadata"
+        self.tmp_dir = self.root / "tmp"
+        self.locks_dir = self.root / "locks"
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Cache:
+        """The cache at ``PYLOCK_CACHE_DIR``, else the platform's user cache directory."""
+        environ = os.environ if environ is None else environ
+        configured = environ.get("PYLOCK_CACHE_DIR")
+        if configured:
+            return cls(Path(configured).expanduser().absolute())
+        import platformdirs
+
+        return cls(Path(platformdirs.user_cache_dir("pylock", appauthor=False)))
+
+    # -- paths -----------------------------------------------------------------------
+
+    def archive_dir(self, sha256: str) -> Path:
+        """The directory that holds the archive with this sha256."""
+        _check_sha256(sha256)
+        return self.archives_dir / sha256
+
+    def archive_path(self, sha256: str, filename: str) -> Path:
+        """Where the archive ``filename`` with this sha256 lives once cached."""
+        return self.archive_dir(sha256) / safe_filename(filename)
+
+    def gate(self, sha256: str) -> BaseFileLock:
+        """The per-archive lock taken to download or evict it (not acquired)."""
+        _check_sha256(sha256)
+        return _lock(self.locks_dir / f"{sha256}.lock")
+
+    def new_tmp_path(self, key: str, suffix: str = ".part") -> Path:
+        """A fresh path in ``tmp/`` whose name starts with ``key`` (a sha256 or a word)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{key}.{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+
+    # -- reading ---------------------------------------------------------------------
+
+    def lookup(self, sha256: str, filename: str | None = None) -> Path | None:
+        """The cached archive with this sha256, or ``None``; records the use.
+
+        Content decides identity: an archive cached under another file name is a hit.
+        """
+        directory = self.archive_dir(sha256)
+        found: Path | None = None
+        if filename is not None:
+            candidate = directory / safe_filename(filename)
+            if candidate.is_file():
+                found = candidate
+        if found is None:
+            found = _archive_in(directory)
+        if found is not None:
+            self.touch(sha256)
+        return found
+
+    def touch(self, sha256: str) -> None:
+        """Record that the archive was just used (for ``prune --unused-for``)."""
+        marker = self.archive_dir(sha256) / _USED
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                marker.touch()
+        except OSError:
+            pass  # a read-only cache is still a cache
+
+    @contextlib.contextmanager
+    def hold(self, sha256: str) -> Iterator[Path | None]:
+        """Hold the archive against ``prune`` and ``clean`` while reading it; yields its path.
+
+        Yields ``None`` if it is not cached. Any number of processes may hold one archive.
+        """
+        marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{secrets.token_hex(6)}.lock"
+        hold = _lock(marker)
+        # Registering under the gate means a concurrent prune either saw this hold or
+        # finished evicting before it; it never evicts an archive that is being opened.
+        with self.gate(sha256):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            hold.acquire()
+            path = self.lookup(sha256)
+        try:
+            yield path
+        finally:
+            hold.release()
+            with contextlib.suppress(OSError):
+                marker.unlink()
+
+    def is_held(self, sha256: str) -> bool:
+        """Whether any process holds the archive; removes hold files left by dead ones."""
+        holds = self.locks_dir / "holds" / sha256
+        try:
+            markers = list(holds.iterdir())
+        except OSError:
+            return False
+        held = False
+        for marker in markers:
+            lock = _lock(marker)
+            if not _try_acquire(lock):
+                held = True
+                continue
+            lock.release()
+            with contextlib.suppress(OSError):
+                marker.unlink()
+        if not held:
+            with contextlib.suppress(OSError):
+                holds.rmdir()
+        return held
+
+    def list(self) -> list[CacheEntry]:
+        """Every cached archive, sorted by file name."""
+        entries = []
+        try:
+            directories = list(self.archives_dir.iterdir())
+        except OSError:
+            return []
+        for directory in directories:
+            if not is_sha256(directory.name):
+                continue
+            entry = self._entry(directory)
+            if entry is not None:
+                entries.append(entry)
+        return sorted(entries, key=lambda e: (e.filename, e.sha256))
+
+    def _entry(self, directory: Path) -> CacheEntry | None:
+        archive = _archive_in(directory)
+        if archive is None:
+            return None
+        try:
+            stat = archive.stat()
+        except OSError:
+            return None
+        try:
+            last_used = (directory / _USED).stat().st_mtime
+        except OSError:
+            last_used = stat.st_mtime
+        return CacheEntry(
+            sha256=directory.name,
+            filename=archive.name,
+            path=archive,
+            size=stat.st_size,
+            last_used=last_used,
+        )
+
+    # -- writing ---------------------------------------------------------------------
+
+    def store(self, sha256: str, filename: str, source: Path) -> Path:
+        """Move the verified file ``source`` (in ``tmp/``) into the cache; returns its path.
+
+        The caller has checked the hash. If another process stored the same archive
+        first, that copy wins and ``source`` is discarded.
+        """
+        staging = self.new_tmp_path(sha256, ".dir")
+        staging.mkdir()
+        final_dir = self.archive_dir(sha256)
+        name = safe_filename(filename)
+        try:
+            os.replace(source, staging / name)
+            (staging / _USED).touch()
+            final_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, final_dir)
+            except OSError:
+                existing = _archive_in(final_dir)
+                if existing is None:
+                    raise
+                return existing
+        finally:
+            remove_tree(staging)
+        return final_dir / name
+
+    def evict(self, sha256: str) -> bool:
+        """Remove the archive, e.g. because its hash no longer matches; ``False`` if absent.
+
+        Holds are ignored: a corrupt archive is corrupt for every reader.
+        """
+        with self.gate(sha256):
+            return self.evict_locked(sha256)
+
+    def evict_locked(self, sha256: str) -> bool:
+        """:meth:`evict` for a caller that already holds :meth:`gate`."""
+        directory = self.archive_dir(sha256)
+        if not directory.exists():
+            return False
+        # Renaming first makes the removal atomic for readers, even if deleting is slow.
+        graveyard = self.new_tmp_path("evicted", "")
+        try:
+            os.rename(directory, graveyard)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            # Windows will not move a file another process has open; drop the archive
+            # alone if that works, else leave it for a later prune.
+            archive = _archive_in(directory)
+            if archive is None:
+                return False
+            try:
+                archive.unlink()
+            except OSError:
+                return False
+            return True
+        with contextlib.suppress(OSError):
+            remove_tree(graveyard)
+        return True
+
+    def clear_partials(self, sha256: str) -> None:
+        """Delete partial downloads of this archive; call only while holding :meth:`gate`."""
+        with contextlib.suppress(OSError):
+            for stale in self.tmp_dir.glob(f"{sha256}.*"):
+                remove_tree(stale)
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def verify(self, on_progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Re-hash every archive and evict those that no longer match (unless held)."""
+        ok: list[CacheEntry] = []
+        corrupt: list[CorruptEntry] = []
+        for entry in self.list():
+            try:
+                actual = sha256_file(entry.path, on_progress)
+            except FileNotFoundError:
+                continue  # pruned by another process meanwhile
+            if actual == entry.sha256:
+                ok.append(entry)
+                continue
+            evicted = self._try_evict(entry.sha256)
+            corrupt.append(CorruptEntry(entry=entry, actual=actual, evicted=evicted))
+        return VerifyReport(ok=tuple(ok), corrupt=tuple(corrupt))
+
+    def prune(
+        self,
+        *,
+        max_size: int | None = None,
+        unused_for: float | None = None,
+        now: float | None = None,
+    ) -> PruneReport:
+        """Evict archives unused for ``unused_for`` seconds, then the least recently used
+        ones until the cache holds at most ``max_size`` bytes. Held archives stay.
+
+        With neither limit, only debris of killed runs (in ``tmp/``) is removed.
+        """
+        now = time.time() if now is None else now
+        entries = sorted(self.list(), key=lambda e: e.last_used)
+        removed: list[CacheEntry] = []
+        held: list[CacheEntry] = []
+        remaining = list(entries)
+        if unused_for is not None:
+            for entry in entries:
+                if now - entry.last_used > unused_for:
+                    remaining.remove(entry)
+                    (removed if self._try_evict(entry.sha256) else held).append(entry)
+        if max_size is not None:
+            total = sum(e.size for e in remaining) + sum(e.size for e in held)
+            for entry in list(remaining):
+                if total <= max_size:
+                    break
+                if self._try_evict(entry.sha256):
+                    removed.append(entry)
+                    total -= entry.size
+                else:
+                    held.append(entry)
+        self._clean_tmp()
+        return PruneReport(removed=tuple(removed), held=tuple(held))
+
+    def clean(self) -> PruneReport:
+        """Remove every archive that no process holds, the metadata and abandoned partial work."""
+        removed: list[CacheEntry] = []
+        held: list[CacheEntry] = []
+        for entry in self.list():
+            (removed if self._try_evict(entry.sha256) else held).append(entry)
+        remove_tree(self.metadata_dir)
+        self._clean_tmp()
+        return PruneReport(removed=tuple(removed), held=tuple(held))
+
+    def size(self) -> int:
+        """Total bytes of cached archives."""
+        return sum(entry.size for entry in self.list())
+
+    def _try_evict(self, sha256: str) -> bool:
+        gate = self.gate(sha256)
+        if not _try_acquire(gate):
+            return False  # being downloaded, evicted or opened right now
+        try:
+            if self.is_held(sha256):
+                return False
+            try:
+                self.evict_locked(sha256)
+            except OSError:
+                return False
+            # Windows refuses to remove a file another process has open.
+            return _archive_in(self.archive_dir(sha256)) is None
+        finally:
+            gate.release()
+
+    def _clean_tmp(self) -> None:
+        try:
+            items = list(self.tmp_dir.iterdir())
+        except OSError:
+            return
+        now = time.time()
+        for item in items:
+            key = item.name.split(".", 1)[0]
+            if is_sha256(key):
+                # Partial work on a known archive is live exactly while its gate is held.
+                gate = self.gate(key)
+                if not _try_acquire(gate):
+                    continue
+                try:
+                    remove_tree(item)
+                finally:
+                    gate.release()
+                continue
+            if key != "evicted":
+                try:
+                    age = now - item.stat().st_mtime
+                except OSError:
+                    continue
+                if age < _STALE_TMP_SECONDS:
+                    continue
+            with contextlib.suppress(OSError):
+                remove_tree(item)
+
+
+def _archive_in(directory: Path) -> Path | None:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return None
+    for name in names:
+        if not name.startswith("."):
+            path = directory / name
+            if path.is_file():
+                return path
+    return None
+
+
+def _check_sha256(sha256: str) -> None:
+    # A malformed digest would otherwise become a path outside the cache.
+    if not is_sha256(sha256):
+        raise ValueError(f"not a lowercase hex sha256: {sha256!r}")

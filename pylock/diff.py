@@ -1,0 +1,677 @@
+"""What changed between two lock files, in human terms: the model and its renderers.
+
+:func:`diff_locks` is pure: it compares two :class:`~pylock.lock.LockFile` values.
+The renderers turn the result into terminal text, a Markdown table for a pull-request
+comment, or JSON with a stable schema (``"format-version": 1``). The one function
+here that touches the outside world, :func:`read_lock_at_ref`, asks git for an older
+version of the lock.
+
+>>> from pylock.lock import Artifact, LockedPython, make_lock
+>>> from pylock.versions import Implementation
+>>> def lock(version, build):
+...     art = Artifact(platform="linux-x86_64-gnu", url="https://x.test/a", sha256="a" * 64)
+...     app = LockedPython(name="app", implementation=Implementation.CPYTHON,
+...                        version=version, build=build, artifacts=(art,))
+...     return make_lock([app], config_digest="sha256:" + "0" * 64)
+>>> summary_lines(diff_locks(lock("3.13.5", "20250708"), lock("3.13.9", "20251014")))
+['app: cpython 3.13.5+20250708 -> 3.13.9+20251014']
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from pylock.errors import PylockError
+from pylock.lock import Artifact, LockedPython, LockFile
+from pylock.versions import Implementation, Variant
+
+#: Version of the JSON document :func:`render_json` writes.
+JSON_FORMAT_VERSION = 1
+
+#: The hidden marker that starts the Markdown output, so a CI job can find and
+#: update its own earlier comment instead of adding a new one on every push.
+MARKDOWN_MARKER = "<!-- pylock-diff -->"
+
+PBS_RELEASE_PAGE = "https://github.com/astral-sh/python-build-standalone/releases/tag/{tag}"
+PYPY_RELEASE_PAGE = "https://pypy.org/download.html"
+GRAALPY_RELEASE_PAGE = "https://github.com/oracle/graalpython/releases/tag/graal-{version}"
+_PBS_DOWNLOADS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+
+
+class Change(enum.StrEnum):
+    """How one interpreter entry changed, from a reviewer's point of view."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    #: A newer interpreter version.
+    UPGRADED = "upgraded"
+    #: An older interpreter version.
+    DOWNGRADED = "downgraded"
+    #: Same version, different upstream build tag.
+    REBUILT = "rebuilt"
+    #: Same version and build, but an artifact's sha256 changed: upstream replaced a
+    #: file under the same name (or someone edited the lock). Always worth a look.
+    REPUBLISHED = "republished"
+    #: Variant, flavor, platforms or the default flag changed; version and build did not.
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+
+
+class PlatformChange(enum.StrEnum):
+    """How one platform's artifact of an interpreter changed."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    #: A different artifact, as expected when the build changed.
+    CHANGED = "changed"
+    #: A different sha256 for the same version, build, variant and flavor.
+    REPUBLISHED = "republished"
+    UNCHANGED = "unchanged"
+
+
+@attrs.frozen(kw_only=True)
+class PlatformDiff:
+    """The artifacts of one interpreter for one platform, before and after."""
+
+    #: Platform key.
+    platform: str
+    #: How it changed.
+    change: PlatformChange
+    #: The artifact in the old lock, if the platform was locked there.
+    old: Artifact | None
+    #: The artifact in the new lock, if the platform is locked there.
+    new: Artifact | None
+
+    @property
+    def size_delta(self) -> int | None:
+        """New size minus old size, when both are known and the artifact changed."""
+        if self.old is None or self.new is None:
+            return None
+        if self.old.size is None or self.new.size is None:
+            return None
+        return self.new.size - self.old.size
+
+
+@attrs.frozen(kw_only=True)
+class PythonDiff:
+    """One interpreter name, before and after."""
+
+    #: The interpreter's name in ``pythons.toml``.
+    name: str
+    #: The overall kind of change.
+    change: Change
+    #: The entry in the old lock.
+    old: LockedPython | None
+    #: The entry in the new lock.
+    new: LockedPython | None
+    #: Every platform locked in either lock, sorted by key.
+    platforms: tuple[PlatformDiff, ...] = ()
+
+    def _platforms(self, change: PlatformChange) -> tuple[str, ...]:
+        return tuple(p.platform for p in self.platforms if p.change is change)
+
+    @property
+    def added_platforms(self) -> tuple[str, ...]:
+        """Platforms locked now but not before (for an entry present in both)."""
+        return self._platforms(PlatformChange.ADDED) if self.old and self.new else ()
+
+    @property
+    def removed_platforms(self) -> tuple[str, ...]:
+        """Platforms locked before but not now (for an entry present in both)."""
+        return self._platforms(PlatformChange.REMOVED) if self.old and self.new else ()
+
+    @property
+    def republished_platforms(self) -> tuple[str, ...]:
+        """Platforms whose artifact changed its sha256 without any other change."""
+        return self._platforms(PlatformChange.REPUBLISHED)
+
+
+@attrs.frozen(kw_only=True)
+class DiffWarning:
+    """Something in a diff a reviewer must not miss."""
+
+    #: The interpreter concerned.
+    name: str
+    #: The platform concerned.
+    platform: str
+    #: Machine-readable kind; only ``republished`` exists today.
+    kind: str
+    #: One sentence for people.
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class LockDiff:
+    """Every interpreter of two locks, compared."""
+
+    #: One entry per name found in either lock, sorted by name.
+    pythons: tuple[PythonDiff, ...] = ()
+
+    @property
+    def changed(self) -> tuple[PythonDiff, ...]:
+        """Entries that differ in any way."""
+        return tuple(p for p in self.pythons if p.change is not Change.UNCHANGED)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether the two locks differ in any interpreter."""
+        return bool(self.changed)
+
+    @property
+    def warnings(self) -> tuple[DiffWarning, ...]:
+        """Re-published artifacts, one per interpreter and platform."""
+        found: list[DiffWarning] = []
+        for python in self.pythons:
+            for plat in python.platforms:
+                if plat.change is not PlatformChange.REPUBLISHED:
+                    continue
+                assert plat.old is not None and plat.new is not None
+                found.append(
+                    DiffWarning(
+                        name=python.name,
+                        platform=plat.platform,
+                        kind="republished",
+                        message=(
+                            f"{python.name}: the {plat.platform} artifact changed its sha256 "
+                            f"({plat.old.sha256[:12]}... -> {plat.new.sha256[:12]}...) but not its "
+                            "version or build: upstream re-published the file, or the lock was "
+                            "edited; check it before merging"
+                        ),
+                    )
+                )
+        return tuple(found)
+
+    def counts(self) -> dict[str, int]:
+        """How many entries were added, removed, changed (any other way) and unchanged."""
+        result = {"added": 0, "removed": 0, "changed": 0, "unchanged": 0}
+        for python in self.pythons:
+            if python.change in (Change.ADDED, Change.REMOVED, Change.UNCHANGED):
+                result[str(python.change)] += 1
+            else:
+                result["changed"] += 1
+        return result
+
+
+# -- comparing -----------------------------------------------------------------------------
+
+
+def _same_build(old: LockedPython, new: LockedPython) -> bool:
+    return (
+        old.implementation is new.implementation
+        and old.version == new.version
+        and old.build == new.build
+        and old.variant is new.variant
+        and old.flavor == new.flavor
+    )
+
+
+def _diff_platforms(old: LockedPython | None, new: LockedPython | None) -> tuple[PlatformDiff, ...]:
+    keys = sorted({*(old.platforms if old else ()), *(new.platforms if new else ())})
+    same_build = old is not None and new is not None and _same_build(old, new)
+    result: list[PlatformDiff] = []
+    for key in keys:
+        before = old.artifact_for(key) if old else None
+        after = new.artifact_for(key) if new else None
+        if before is None:
+            change = PlatformChange.ADDED
+        elif after is None:
+            change = PlatformChange.REMOVED
+        elif before.sha256 == after.sha256:
+            # A moved URL or a newly published size is not a different artifact.
+            change = PlatformChange.UNCHANGED
+        elif same_build:
+            change = PlatformChange.REPUBLISHED
+        else:
+            change = PlatformChange.CHANGED
+        result.append(PlatformDiff(platform=key, change=change, old=before, new=after))
+    return tuple(result)
+
+
+def _compare_versions(old: str, new: str) -> int:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        a, b = Version(old), Version(new)
+    except InvalidVersion:
+        return 0
+    return (a > b) - (a < b)
+
+
+def _classify(old: LockedPython, new: LockedPython, platforms: Sequence[PlatformDiff]) -> Change:
+    if old == new:
+        return Change.UNCHANGED
+    if old.implementation is new.implementation and old.version != new.version:
+        order = _compare_versions(old.version, new.version)
+        if order < 0:
+            return Change.UPGRADED
+        if order > 0:
+            return Change.DOWNGRADED
+        return Change.CHANGED
+    if old.implementation is not new.implementation or old.version != new.version:
+        return Change.CHANGED
+    if old.build != new.build:
+        return Change.REBUILT
+    if any(p.change is PlatformChange.REPUBLISHED for p in platforms):
+        return Change.REPUBLISHED
+    return Change.CHANGED
+
+
+def diff_python(old: LockedPython | None, new: LockedPython | None) -> PythonDiff:
+    """Compare two entries of the same name (either may be missing)."""
+    if old is None and new is None:
+        raise ValueError("nothing to compare")
+    name = (new or old).name  # type: ignore[union-attr]
+    platforms = _diff_platforms(old, new)
+    if old is None:
+        change = Change.ADDED
+    elif new is None:
+        change = Change.REMOVED
+    else:
+        change = _classify(old, new, platforms)
+    return PythonDiff(name=name, change=change, old=old, new=new, platforms=platforms)
+
+
+def diff_locks(old: LockFile, new: LockFile) -> LockDiff:
+    """Compare two locks interpreter by interpreter, matching entries by name."""
+    names = sorted({*old.names, *new.names})
+    return LockDiff(pythons=tuple(diff_python(old.get(n), new.get(n)) for n in names))
+
+
+def empty_lock() -> LockFile:
+    """A lock with no interpreters: the "before" of a lock that did not exist yet."""
+    return LockFile(config_digest="sha256:" + "0" * 64, created_by="")
+
+
+# -- words -----------------------------------------------------------------------------------
+
+
+def _build_text(python: LockedPython) -> str:
+    return f"{python.version}+{python.build}" if python.build else python.version
+
+
+def _variant_suffix(python: LockedPython) -> str:
+    return "" if python.variant is Variant.DEFAULT else f" ({python.variant})"
+
+
+def describe(python: LockedPython) -> str:
+    """``cpython 3.13.9+20251014``, with the variant when it is not the default."""
+    return f"{python.implementation} {_build_text(python)}{_variant_suffix(python)}"
+
+
+def _transition(old: LockedPython, new: LockedPython) -> str:
+    """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes."""
+    before, after = _build_text(old), _build_text(new)
+    if old.implementation is not new.implementation:
+        head = f"{old.implementation} {before} -> {new.implementation} {after}"
+    elif before != after:
+        head = f"{old.implementation} {before} -> {after}"
+    else:
+        head = f"{old.implementation} {after}"
+    extras: list[str] = []
+    if old.variant is not new.variant:
+        extras.append(f"variant {old.variant} -> {new.variant}")
+    elif new.variant is not Variant.DEFAULT:
+        head += f" ({new.variant})"
+    # PyPy and GraalPy have no flavor; "none -> install_only" after a switch says nothing.
+    if old.flavor != new.flavor and old.flavor is not None and new.flavor is not None:
+        extras.append(f"flavor {old.flavor} -> {new.flavor}")
+    if old.default != new.default:
+        extras.append("now the default" if new.default else "no longer the default")
+    return ", ".join([head, *extras])
+
+
+def _platform_words(python: PythonDiff) -> list[str]:
+    words = [f"+{p}" for p in python.added_platforms]
+    words += [f"-{p}" for p in python.removed_platforms]
+    return [f"platforms {' '.join(words)}"] if words else []
+
+
+def summary_line(python: PythonDiff) -> str | None:
+    """One line for a changed entry (``None`` when unchanged); see :func:`summary_lines`."""
+    old, new = python.old, python.new
+    if python.change is Change.UNCHANGED:
+        return None
+    if old is None:
+        assert new is not None
+        return f"{python.name}: added {describe(new)}"
+    if new is None:
+        return f"{python.name}: removed {describe(old)}"
+    parts = [_transition(old, new), *_platform_words(python)]
+    if python.change is Change.REPUBLISHED:
+        parts.append(f"re-published on {', '.join(python.republished_platforms)}")
+    elif len(parts) == 1 and _same_build(old, new) and old.default == new.default:
+        # Only URLs or sizes moved; say so rather than print a no-op arrow.
+        parts.append("artifact details changed")
+    return f"{python.name}: {', '.join(parts)}"
+
+
+def summary_lines(diff: LockDiff) -> list[str]:
+    """One short line per changed interpreter, as ``pylock lock`` prints them.
+
+    ``app: cpython 3.13.5+20250708 -> 3.13.9+20251014``, ``new: added cpython 3.14.0+...``,
+    ``old: removed cpython 3.12.11+20251007``.
+    """
+    return [line for p in diff.pythons if (line := summary_line(p)) is not None]
+
+
+def format_delta(delta: int) -> str:
+    """A signed size change for people.
+
+    >>> format_delta(1_258_291), format_delta(-2048), format_delta(0)
+    ('+1.2 MiB', '-2.0 KiB', '+0 B')
+    """
+    from pylock.progress import human_size
+
+    return ("-" if delta < 0 else "+") + human_size(abs(delta))
+
+
+def _size_words(python: PythonDiff) -> list[str]:
+    words = []
+    for plat in python.platforms:
+        delta = plat.size_delta
+        if delta and plat.change is not PlatformChange.UNCHANGED:
+            words.append(f"{plat.platform} {format_delta(delta)}")
+    return words
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def render_text(diff: LockDiff, *, verbose: bool = False) -> str:
+    """The terminal form: warnings first, then one line per changed interpreter, then counts."""
+    lines = [f"WARNING: {w.message}" for w in diff.warnings]
+    for python in diff.pythons:
+        line = summary_line(python)
+        if line is None:
+            if verbose:
+                assert python.new is not None
+                lines.append(f"{python.name}: unchanged {describe(python.new)}")
+            continue
+        if python.change is Change.ADDED:
+            line += f" on {', '.join(p.platform for p in python.platforms)}"
+        sizes = _size_words(python)
+        if sizes:
+            line += f" ({', '.join(sizes)})"
+        lines.append(line)
+    counts = diff.counts()
+    if diff.has_changes:
+        lines.append(
+            f"{counts['changed']} changed, {counts['added']} added, "
+            f"{counts['removed']} removed, {counts['unchanged']} unchanged"
+        )
+    else:
+        lines.append(f"No interpreter changes ({counts['unchanged']} unchanged).")
+    return "\n".join(lines) + "\n"
+
+
+# -- markdown -------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Escape text for a Markdown table cell (lock values are not trusted to be tame)."""
+    out = []
+    for char in text:
+        if char in "\\`*_[]<>|#!~&":
+            out.append(f"&#{ord(char)};")
+        elif char in "\r\n":
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def release_page(python: LockedPython) -> str | None:
+    """The upstream page announcing this build, if there is one to link to."""
+    if python.build is None:
+        return None
+    tag = quote(python.build, safe="")
+    if python.implementation is Implementation.CPYTHON:
+        if all(a.url.startswith(_PBS_DOWNLOADS) for a in python.artifacts):
+            return PBS_RELEASE_PAGE.format(tag=tag)
+        return None
+    if python.implementation is Implementation.PYPY:
+        return PYPY_RELEASE_PAGE
+    # GraalPy: tags are `graal-X.Y.Z`; the lock may carry the bare release or the tag.
+    return GRAALPY_RELEASE_PAGE.format(version=tag.removeprefix("graal-"))
+
+
+def _md_build(python: LockedPython | None) -> str:
+    if python is None:
+        return "—"
+    text = _md(describe(python))
+    if python.flavor is not None:
+        text += f"<br><sub>{_md(str(python.flavor))}</sub>"
+    page = release_page(python)
+    return f"[{text}]({page})" if page else text
+
+
+def _md_platforms(python: PythonDiff) -> str:
+    cells = []
+    for plat in python.platforms:
+        name = _md(plat.platform)
+        if plat.change is PlatformChange.ADDED and python.old is not None:
+            cells.append(f"**+{name}**")
+        elif plat.change is PlatformChange.REMOVED and python.new is not None:
+            cells.append(f"~~{name}~~")
+        elif plat.change is PlatformChange.REPUBLISHED:
+            cells.append(f"**{name} ⚠**")
+        else:
+            cells.append(name)
+    return "<br>".join(cells) or "—"
+
+
+def _md_sizes(python: PythonDiff) -> str:
+    return "<br>".join(_md(w) for w in _size_words(python)) or "—"
+
+
+def render_markdown(
+    diff: LockDiff, *, old_label: str | None = None, new_label: str | None = None
+) -> str:
+    """A pull-request comment: warnings as a GitHub alert, then a table of the changes."""
+    lines = [MARKDOWN_MARKER, "### Python interpreters (`pythons.lock`)", ""]
+    if old_label or new_label:
+        lines += [f"Comparing {_md(old_label or 'old')} → {_md(new_label or 'new')}.", ""]
+    if diff.warnings:
+        lines.append("> [!WARNING]")
+        lines.append(
+            "> **Re-published artifacts**: the sha256 changed but the version and build did not."
+        )
+        lines.append(
+            "> Upstream replaced the file, or the lock was edited by hand. Verify before merging."
+        )
+        lines.append(">")
+        for warning in diff.warnings:
+            lines.append(f"> - `{_md(warning.name)}` on `{_md(warning.platform)}`")
+        lines.append("")
+    counts = diff.counts()
+    if not diff.has_changes:
+        lines.append(f"No interpreter changes ({counts['unchanged']} unchanged).")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "| Interpreter | Change | Before | After | Platforms | Size |",
+        "|---|---|---|---|---|---|",
+    ]
+    for python in diff.changed:
+        change = str(python.change)
+        if python.change is Change.REPUBLISHED:
+            change = "**⚠ republished**"
+        lines.append(
+            f"| `{_md(python.name)}` | {change} | {_md_build(python.old)} "
+            f"| {_md_build(python.new)} | {_md_platforms(python)} | {_md_sizes(python)} |"
+        )
+    lines += [
+        "",
+        f"{counts['changed']} changed, {counts['added']} added, {counts['removed']} removed, "
+        f"{counts['unchanged']} unchanged.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- json ------------------------------------------------------------------------------------
+
+
+def _json_python(python: LockedPython | None) -> dict[str, Any] | None:
+    if python is None:
+        return None
+    return {
+        "implementation": str(python.implementation),
+        "version": python.version,
+        "build": python.build,
+        "variant": str(python.variant),
+        "flavor": str(python.flavor) if python.flavor is not None else None,
+        "default": python.default,
+        "release-page": release_page(python),
+    }
+
+
+def _json_artifact(artifact: Artifact | None) -> dict[str, Any] | None:
+    if artifact is None:
+        return None
+    return {"url": artifact.url, "sha256": artifact.sha256, "size": artifact.size}
+
+
+def to_json_document(
+    diff: LockDiff, *, old_label: str | None = None, new_label: str | None = None
+) -> dict[str, Any]:
+    """The diff as plain data; the schema is documented in the README (format-version 1)."""
+    return {
+        "format-version": JSON_FORMAT_VERSION,
+        "old-source": old_label,
+        "new-source": new_label,
+        "summary": diff.counts(),
+        "warnings": [
+            {"name": w.name, "platform": w.platform, "kind": w.kind, "message": w.message}
+            for w in diff.warnings
+        ],
+        "pythons": [
+            {
+                "name": p.name,
+                "change": str(p.change),
+                "summary": summary_line(p),
+                "old": _json_python(p.old),
+                "new": _json_python(p.new),
+                "platforms": [
+                    {
+                        "platform": plat.platform,
+                        "change": str(plat.change),
+                        "old": _json_artifact(plat.old),
+                        "new": _json_artifact(plat.new),
+                        "size-delta": plat.size_delta,
+                    }
+                    for plat in p.platforms
+                ],
+            }
+            for p in diff.pythons
+        ],
+    }
+
+
+def render_json(
+    diff: LockDiff, *, old_label: str | None = None, new_label: str | None = None
+) -> str:
+    """The JSON form, indented, keys in a fixed order."""
+    document = to_json_document(diff, old_label=old_label, new_label=new_label)
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(
+    diff: LockDiff,
+    fmt: str,
+    *,
+    old_label: str | None = None,
+    new_label: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """Render in ``text``, ``markdown`` or ``json``."""
+    if fmt == "text":
+        return render_text(diff, verbose=verbose)
+    if fmt == "markdown":
+        return render_markdown(diff, old_label=old_label, new_label=new_label)
+    if fmt == "json":
+        return render_json(diff, old_label=old_label, new_label=new_label)
+    raise ValueError(f"unknown diff format {fmt!r}")
+
+
+# -- git -------------------------------------------------------------------------------------
+
+
+class GitError(PylockError):
+    """git is missing, the directory is no repository, or the ref does not exist."""
+
+
+def _git(project: Path, *args: str) -> tuple[int, bytes, str]:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=project,
+            capture_output=True,
+            check=False,
+            # Never wait on a credential prompt or a pager in CI.
+            env=_git_env(),
+        )
+    except FileNotFoundError:
+        raise GitError(
+            "git is not installed, so `pylock diff` cannot read an older pythons.lock",
+            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+        ) from None
+    return done.returncode, done.stdout, done.stderr.decode("utf-8", "replace").strip()
+
+
+def _git_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C")
+    return env
+
+
+def read_lock_at_ref(project: Path, ref: str, filename: str = "pythons.lock") -> LockFile | None:
+    """``project/filename`` as committed at ``ref``, or ``None`` if it did not exist there.
+
+    ``ref`` is anything git understands (``HEAD``, ``origin/main``, a sha). A ref that
+    does not exist, or a project outside a git work tree, raises :class:`GitError`.
+    An unborn ``HEAD`` (a repository without commits) counts as "no lock yet".
+    """
+    from pylock.lock import loads
+
+    if ref.startswith("-"):
+        raise GitError(f"invalid git ref {ref!r}")
+    code, _, err = _git(project, "rev-parse", "--is-inside-work-tree")
+    if code != 0:
+        raise GitError(
+            f"{project} is not inside a git work tree: {err}"
+            if err
+            else f"{project} is not inside a git work tree",
+            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+        )
+    code, _, _ = _git(project, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if code != 0:
+        if ref == "HEAD":
+            return None
+        raise GitError(
+            f"unknown git ref {ref!r}",
+            hint="in CI, fetch the base branch first (e.g. `actions/checkout` with "
+            "`fetch-depth: 0`)",
+        )
+    # `REF:./path` is resolved relative to the current directory, i.e. the project.
+    spec = f"{ref}:./{filename}"
+    code, _, _ = _git(project, "cat-file", "-e", spec)
+    if code != 0:
+        return None
+    code, data, err = _git(project, "cat-file", "blob", spec)
+    if code != 0:
+        raise GitError(f"git could not read {spec}: {err}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GitError(f"{ref}:{filename} is not UTF-8 text") from None
+    return loads(text, filename=f"{ref}:{filename}")

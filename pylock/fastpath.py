@@ -1,0 +1,193 @@
+"""The no-op ``pylock sync`` fast path: prove nothing changed using only the standard library.
+
+A Docker build or CI job runs ``pylock sync`` on every build, and most of the time
+everything is already installed. Importing the full CLI (argparse, attrs, packaging,
+tomllib) costs several times Python's own start-up, so after every complete sync the
+slow path leaves a small state file in the install directory, and this module checks
+it before anything else is imported:
+
+- the lock file's bytes hash to what the state recorded;
+- the machine is the one the state was written on;
+- every install record is the very file the state saw (same size, mtime and inode);
+- ``pythons.toml`` beside the lock is unchanged, so no staleness warning is owed;
+- no pylock-installed interpreter is waiting to be pruned.
+
+Any doubt at all, including arguments this parser does not understand, returns
+``None`` and the full sync runs, which re-checks everything and rewrites the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+# Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+STATE_FILE = ".pylock-state"
+STATE_VERSION = 1
+RECORD = os.path.join(".pylock", "install.json")
+
+# Options that cannot change the outcome of a sync that has nothing to do.
+_GLOBAL_VALUE = {"--project", "--color"}
+_GLOBAL_FLAG = {"-q", "--quiet"}
+_SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j"}
+_SYNC_FLAG = {"--offline", "--no-prune"}
+
+
+def host_fingerprint() -> str:
+    """A cheap identity of the machine and interpreter word size (no ``platform`` import)."""
+    if hasattr(os, "uname"):
+        machine = os.uname().machine
+    else:  # Windows
+        machine = os.environ.get("PROCESSOR_ARCHITEW6432") or os.environ.get(
+            "PROCESSOR_ARCHITECTURE", ""
+        )
+    return f"{sys.platform}/{machine}/{64 if sys.maxsize > 2**32 else 32}"
+
+
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a small file, or ``None`` if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def record_stamp(path: str) -> list[int] | None:
+    """What identifies one version of an install record on disk."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _parse(argv: Sequence[str]) -> dict[str, str | bool] | None:
+    """Understand ``[globals] sync [options]``, or give up (``None``)."""
+    options: dict[str, str | bool] = {}
+    args = list(argv)
+    seen_sync = False
+    while args:
+        arg = args.pop(0)
+        name, eq, inline = arg.partition("=")
+        if not seen_sync and arg == "sync":
+            seen_sync = True
+            continue
+        values = _SYNC_VALUE if seen_sync else _GLOBAL_VALUE
+        flags = _SYNC_FLAG if seen_sync else _GLOBAL_FLAG
+        if name in values:
+            if eq:
+                value = inline
+            elif args:
+                value = args.pop(0)
+            else:
+                return None
+            options[name] = value
+        elif arg in flags:
+            options[arg] = True
+        else:
+            return None
+    return options if seen_sync else None
+
+
+def try_noop_sync(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
+    """Return 0 if ``argv`` is a sync with provably nothing to do; else ``None``."""
+    options = _parse(argv)
+    if options is None or environ.get("PYLOCK_BIN_DIR"):
+        return None
+    project = str(options.get("--project") or os.getcwd())
+    into = options.get("--into") or environ.get("PYLOCK_INSTALL_DIR")
+    dest = (
+        os.path.abspath(os.path.expanduser(str(into)))
+        if into
+        else os.path.join(os.path.abspath(project), ".pythons")
+    )
+    state = read_state(dest)
+    if state is None or state.get("host") != host_fingerprint():
+        return None
+    if file_sha256(os.path.join(project, "pythons.lock")) != state.get("lock-sha256"):
+        return None
+    config = os.path.join(project, "pythons.toml")
+    if os.path.exists(config) and file_sha256(config) != state.get("config-sha256"):
+        return None
+    records: dict[str, list[int]] = state["records"]  # type: ignore[assignment]
+    for name, stamp in records.items():
+        if record_stamp(os.path.join(dest, name, RECORD)) != stamp:
+            return None
+    if not options.get("--no-prune"):
+        try:
+            entries = os.listdir(dest)
+        except OSError:
+            return None
+        for entry in entries:
+            if entry not in records and os.path.exists(os.path.join(dest, entry, RECORD)):
+                return None
+    if not options.get("-q") and not options.get("--quiet"):
+        count = len(records)
+        shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest
+        sys.stderr.write(f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}\n")
+    return 0
+
+
+def read_state(dest: str) -> dict[str, object] | None:
+    """Parse the state file: ``key value`` lines, ``record NAME SIZE MTIME INODE`` lines.
+
+    A line format rather than JSON, because importing :mod:`json` (and with it
+    :mod:`re`) would cost more than the rest of the check.
+    """
+    try:
+        with open(os.path.join(dest, STATE_FILE), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines or lines[0] != f"pylock-state {STATE_VERSION}":
+        return None
+    state: dict[str, object] = {}
+    records: dict[str, list[int]] = {}
+    for line in lines[1:]:
+        words = line.split(" ")
+        if words[0] == "record" and len(words) == 5:
+            try:
+                records[words[1]] = [int(w) for w in words[2:]]
+            except ValueError:
+                return None
+        elif len(words) == 2:
+            state[words[0]] = None if words[1] == "-" else words[1]
+        else:
+            return None
+    state["records"] = records
+    return state
+
+
+def write_state(*, dest: str, project: str, names: Sequence[str]) -> None:
+    """Remember that ``dest`` matches the project's lock (called after a full sync)."""
+    from pathlib import Path
+
+    from pylock.fsutil import atomic_write_text
+
+    lines = [f"pylock-state {STATE_VERSION}", f"host {host_fingerprint()}"]
+    lock_sha = file_sha256(os.path.join(project, "pythons.lock"))
+    config = os.path.join(project, "pythons.toml")
+    config_sha = file_sha256(config) if os.path.exists(config) else None
+    if lock_sha is None:
+        return
+    lines += [f"lock-sha256 {lock_sha}", f"config-sha256 {config_sha or '-'}"]
+    for name in sorted(names):
+        stamp = record_stamp(os.path.join(dest, name, RECORD))
+        if stamp is None:
+            return
+        lines.append(f"record {name} {' '.join(str(n) for n in stamp)}")
+    atomic_write_text(Path(dest) / STATE_FILE, "\n".join(lines) + "\n")
+
+
+def forget_state(dest: str) -> None:
+    """Drop the state file before changing an install directory."""
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(dest, STATE_FILE))

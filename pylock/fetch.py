@@ -1,0 +1,886 @@
+"""Downloads into the archive cache: streaming and hashing, retries, redirects, file:// too.
+
+aiohttp (and asyncio) are imported inside the functions that use them: a sync whose
+archives are all cached never pays for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+from pylock import __version__
+from pylock.cache import Cache, safe_filename, sha256_file
+from pylock.errors import (
+    DownloadError,
+    HashMismatchError,
+    OfflineError,
+    PylockError,
+    UsageError,
+)
+from pylock.progress import NullReporter, Reporter, Task, human_size
+from pylock.urls import RefusedUrlError, UrlRewrites
+
+if TYPE_CHECKING:
+    import ssl
+
+    import aiohttp
+
+    from pylock.lock import Artifact
+
+#: Parallel downloads unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` says otherwise.
+DEFAULT_JOBS = 4
+#: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
+CHUNK_SIZE = 256 * 1024
+MAX_REDIRECTS = 10
+#: Metadata bodies larger than this are refused rather than held in memory.
+MAX_METADATA_BYTES = 256 * 1024 * 1024
+_MAX_BACKOFF = 30.0
+_T = TypeVar("_T")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_STATUSES = frozenset({408, 429})
+_FETCH_HINT = (
+    "run `pylock fetch` with network access first (same PYLOCK_CACHE_DIR) to fill the cache"
+)
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Network timeouts, in seconds."""
+
+    #: To establish a connection.
+    connect: float = 30.0
+    #: Without receiving a single byte, before a transfer counts as stalled and is retried.
+    read: float = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class FetchOptions:
+    """How to fetch: rewrites, offline mode, parallelism, retries."""
+
+    #: URL rewrites (mirrors) applied to every outgoing URL.
+    rewrites: UrlRewrites = attrs.field(factory=UrlRewrites)
+    #: Never open a connection; a cache miss is an error.
+    offline: bool = False
+    #: How many downloads run at once.
+    jobs: int = DEFAULT_JOBS
+    #: Retries after the first attempt, for transient failures (resets, timeouts, 5xx).
+    retries: int = 4
+    #: First backoff delay in seconds; it doubles per retry, with jitter.
+    backoff: float = 0.5
+    #: Network timeouts.
+    timeouts: Timeouts = Timeouts()
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        rewrites: UrlRewrites | None = None,
+        offline: bool = False,
+        jobs: int | None = None,
+    ) -> FetchOptions:
+        """Options from flags, falling back to ``PYLOCK_OFFLINE``, ``PYLOCK_CONCURRENCY`` and
+        the rewrite variables (``PYLOCK_URL_REWRITES``, ``PYLOCK_MIRROR``, ``PYLOCK_PYPY_MIRROR``).
+        """
+        return cls(
+            rewrites=UrlRewrites.from_environ(environ) if rewrites is None else rewrites,
+            offline=offline or env_flag(environ.get("PYLOCK_OFFLINE")),
+            jobs=jobs_from_env(environ, jobs),
+        )
+
+
+def env_flag(value: str | None) -> bool:
+    """Whether an environment variable holds a true value (``1``, ``true``, ``yes``, ``on``).
+
+    >>> env_flag("1"), env_flag("0"), env_flag(None), env_flag("Yes")
+    (True, False, False, True)
+    """
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def jobs_from_env(environ: Mapping[str, str], flag: int | None = None) -> int:
+    """``--jobs``, else ``PYLOCK_CONCURRENCY``, else :data:`DEFAULT_JOBS`."""
+    if flag is not None:
+        if flag < 1:
+            raise UsageError(f"--jobs must be at least 1, not {flag}")
+        return flag
+    text = environ.get("PYLOCK_CONCURRENCY", "").strip()
+    if not text:
+        return DEFAULT_JOBS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"PYLOCK_CONCURRENCY must be a positive integer, not {text!r}")
+    return value
+
+
+def filename_from_url(url: str) -> str:
+    """The last path segment of ``url``, URL escapes decoded.
+
+    >>> filename_from_url("https://h/d/20251014/cpython-3.13.9%2B20251014-x.tar.gz")
+    'cpython-3.13.9+20251014-x.tar.gz'
+    """
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+@attrs.frozen(kw_only=True)
+class Wanted:
+    """An archive that must be in the cache."""
+
+    #: Canonical URL (from the lock); rewrites are applied when fetching.
+    url: str
+    #: Expected lowercase hex sha256.
+    sha256: str
+    #: Expected size in bytes, when known.
+    size: int | None = None
+    #: File name in the cache; by default the URL's last path segment.
+    filename: str = attrs.field(
+        default=attrs.Factory(lambda self: filename_from_url(self.url), takes_self=True)
+    )
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact) -> Wanted:
+        """The archive of a locked artifact."""
+        return cls(
+            url=artifact.url, sha256=artifact.sha256, size=artifact.size, filename=artifact.filename
+        )
+
+
+@attrs.frozen(kw_only=True)
+class HttpResponse:
+    """A complete (small) HTTP response, for metadata."""
+
+    #: HTTP status; 304 and 4xx are passed through, redirects are followed.
+    status: int
+    #: Response headers, with lower-case names.
+    headers: Mapping[str, str]
+    #: The body.
+    body: bytes
+    #: The URL that answered, after rewrites and redirects.
+    url: str
+
+
+class _Retryable(Exception):
+    """A transient failure: worth another attempt."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _describe(url: str, canonical: str) -> str:
+    return url if url == canonical else f"{url} (rewritten from {canonical})"
+
+
+def _mismatch(url: str, canonical: str, expected: str, actual: str, what: str) -> HashMismatchError:
+    error = HashMismatchError(url=url, expected=expected, actual=actual, what=what)
+    if url != canonical:
+        error.message = (
+            f"{what} mismatch for {_describe(url, canonical)}: expected {expected}, got {actual}"
+        )
+        error.args = (error.message,)
+    return error
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), _MAX_BACKOFF))
+    except ValueError:
+        return None  # an HTTP date; the usual backoff will do
+
+
+def ssl_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
+    """A verifying TLS context honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
+    import ssl
+
+    environ = os.environ if environ is None else environ
+    cafile = environ.get("SSL_CERT_FILE") or None
+    capath = environ.get("SSL_CERT_DIR") or None
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as error:
+        raise PylockError(
+            f"cannot load CA certificates from SSL_CERT_FILE={cafile or ''} "
+            f"SSL_CERT_DIR={capath or ''}: {error}",
+            hint="point SSL_CERT_FILE at a PEM bundle, or unset it",
+        ) from None
+    if cafile is None and capath is None and not context.get_ca_certs():
+        # Some Pythons (python.org macOS builds) ship with an empty default store.
+        with contextlib.suppress(ImportError, OSError):
+            import certifi  # type: ignore[import-not-found,unused-ignore]
+
+            context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
+def _file_path(url: str) -> Path:
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise DownloadError(f"unsupported file URL with a host: {url}", url=url)
+    return Path(url2pathname(unquote(parts.path)))
+
+
+class Fetcher:
+    """One HTTP session with pylock's rules: rewrites, refusals, redirects, retries.
+
+    Use it as an async context manager; it owns one aiohttp session.
+    """
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        reporter: Reporter | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.options = options
+        self.reporter = reporter if reporter is not None else NullReporter()
+        self._environ = os.environ if environ is None else environ
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use so that offline and file:// work never import aiohttp.
+        if self._session is None:
+            import aiohttp
+
+            timeouts = self.options.timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._environ)),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeouts.connect,
+                    sock_connect=timeouts.connect,
+                    sock_read=timeouts.read,
+                ),
+                # Proxies (HTTP(S)_PROXY, NO_PROXY) and netrc credentials.
+                trust_env=True,
+                headers={"User-Agent": f"pylock/{__version__}"},
+            )
+        return self._session
+
+    def target(self, url: str) -> str:
+        """``url`` rewritten, after checking that pylock may fetch it."""
+        if self.options.offline:
+            raise OfflineError(
+                f"cannot fetch {url}: pylock is offline (--offline or PYLOCK_OFFLINE)",
+                url=url,
+                hint=_FETCH_HINT,
+            )
+        target = self.options.rewrites.apply(url)
+        self.options.rewrites.check(target, canonical=url)
+        return target
+
+    # -- metadata ----------------------------------------------------------------------
+
+    async def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> HttpResponse:
+        """GET a small document, e.g. an upstream listing.
+
+        Any status but a redirect or 5xx is returned (304 and 4xx included); transient
+        failures are retried; a ``file://`` target answers 200 or 404.
+        """
+        target = self.target(url)
+        if urlsplit(target).scheme == "file":
+            return await self._get_file(target)
+        return await self._with_retries(
+            lambda: self._get_once(target, url, headers or {}), target, url, label=url
+        )
+
+    async def _get_file(self, target: str) -> HttpResponse:
+        import asyncio
+
+        path = _file_path(target)
+        try:
+            body = await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return HttpResponse(status=404, headers={}, body=b"", url=target)
+        except OSError as error:
+            raise DownloadError(f"cannot read {target}: {error}", url=target) from None
+        return HttpResponse(status=200, headers={}, body=body, url=target)
+
+    async def _get_once(
+        self, target: str, canonical: str, headers: Mapping[str, str]
+    ) -> HttpResponse:
+        response = await self._open(target, canonical, headers)
+        async with response:
+            # 429 goes back to the caller: GitHub's rate limits need its own message.
+            if response.status >= 500:
+                raise _Retryable(f"HTTP {response.status}", _retry_after(response.headers))
+            if response.content_length and response.content_length > MAX_METADATA_BYTES:
+                raise DownloadError(
+                    f"response from {_describe(str(response.url), canonical)} is too large "
+                    f"({human_size(response.content_length)})",
+                    url=str(response.url),
+                )
+            body = await self._read_body(response, canonical)
+            return HttpResponse(
+                status=response.status,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                body=body,
+                url=str(response.url),
+            )
+
+    async def _read_body(self, response: aiohttp.ClientResponse, canonical: str) -> bytes:
+
+        import aiohttp
+
+        chunks = bytearray()
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                chunks += chunk
+                if len(chunks) > MAX_METADATA_BYTES:
+                    raise DownloadError(
+                        f"response from {_describe(str(response.url), canonical)} is too large",
+                        url=str(response.url),
+                    )
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _Retryable(_reason(error)) from None
+        return bytes(chunks)
+
+    # -- downloads -------------------------------------------------------------------
+
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None = None,
+    ) -> tuple[str, int]:
+        """Stream ``url`` (canonical; rewritten here) into ``dest``; returns (sha256, size).
+
+        Transient failures are retried from the start. A wrong hash or size, a 4xx,
+        or a refused URL fails at once. ``dest`` may hold a partial file on failure.
+        """
+        target = self.target(url)
+        if urlsplit(target).scheme == "file":
+            import asyncio
+
+            return await asyncio.to_thread(self._copy_file, target, url, dest, sha256, size, task)
+        return await self._with_retries(
+            lambda: self._download_once(target, url, dest, sha256, size, task),
+            target,
+            url,
+            label=filename_from_url(url),
+        )
+
+    def _copy_file(
+        self,
+        target: str,
+        canonical: str,
+        dest: Path,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None,
+    ) -> tuple[str, int]:
+        source = _file_path(target)
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with source.open("rb") as reader, _create(dest) as writer:
+                while chunk := reader.read(CHUNK_SIZE):
+                    received += len(chunk)
+                    digest.update(chunk)
+                    _write(writer, chunk, dest)
+                    if task is not None:
+                        task.advance(len(chunk))
+        except FileNotFoundError:
+            raise DownloadError(
+                f"{_describe(target, canonical)} does not exist",
+                url=target,
+                hint="check that the mirror directory holds this file",
+            ) from None
+        except OSError as error:
+            raise DownloadError(
+                f"cannot read {_describe(target, canonical)}: {error}", url=target
+            ) from None
+        return self._check(target, canonical, digest.hexdigest(), received, sha256, size)
+
+    async def _download_once(
+        self,
+        target: str,
+        canonical: str,
+        dest: Path,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None,
+    ) -> tuple[str, int]:
+
+        import aiohttp
+
+        # Compressed transfer encodings would change the bytes that get hashed.
+        response = await self._open(target, canonical, {"Accept-Encoding": "identity"})
+        advanced = 0
+        async with response:
+            where = _describe(str(response.url), canonical)
+            self._raise_for_transient(response.status, response.headers)
+            if response.status != 200:
+                status = f"{response.status} {response.reason or ''}".strip()
+                raise DownloadError(
+                    f"HTTP {status} for {where}",
+                    url=str(response.url),
+                    hint=(
+                        "check that the mirror holds this file"
+                        if target != canonical
+                        else "the artifact may be gone upstream; try `pylock lock --upgrade`"
+                    ),
+                )
+            length = response.content_length
+            if size is not None and length is not None and length != size:
+                raise _mismatch(str(response.url), canonical, str(size), str(length), "size")
+            digest = hashlib.sha256()
+            received = 0
+            try:
+                with _create(dest) as writer:
+                    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                        received += len(chunk)
+                        if size is not None and received > size:
+                            raise _mismatch(
+                                str(response.url), canonical, str(size), f"more than {size}", "size"
+                            )
+                        digest.update(chunk)
+                        _write(writer, chunk, dest)
+                        if task is not None:
+                            task.advance(len(chunk))
+                            advanced += len(chunk)
+            except (TimeoutError, aiohttp.ClientError) as error:
+                _rewind(task, advanced)
+                raise _Retryable(_reason(error)) from None
+            truncated = (length is not None and received < length) or (
+                length is None and size is not None and received < size
+            )
+            if truncated:
+                _rewind(task, advanced)
+                expected = length if length is not None else size
+                raise _Retryable(f"truncated body: received {received} of {expected} bytes")
+            return self._check(
+                str(response.url), canonical, digest.hexdigest(), received, sha256, size
+            )
+
+    @staticmethod
+    def _check(
+        url: str, canonical: str, actual: str, received: int, sha256: str | None, size: int | None
+    ) -> tuple[str, int]:
+        if size is not None and received != size:
+            raise _mismatch(url, canonical, str(size), str(received), "size")
+        if sha256 is not None and actual != sha256:
+            raise _mismatch(url, canonical, sha256, actual, "sha256")
+        return actual, received
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _with_retries(
+        self,
+        attempt: Callable[[], Awaitable[_T]],
+        target: str,
+        canonical: str,
+        *,
+        label: str,
+    ) -> _T:
+        import asyncio
+
+        failures = 0
+        while True:
+            try:
+                return await attempt()
+            except _Retryable as error:
+                failures += 1
+                if failures > self.options.retries:
+                    raise DownloadError(
+                        f"cannot download {_describe(target, canonical)}: {error.reason} "
+                        f"(gave up after {failures} attempts)",
+                        url=target,
+                        hint="check the network, proxy settings (HTTPS_PROXY) or the mirror",
+                    ) from None
+                delay = error.retry_after
+                if delay is None:
+                    delay = min(self.options.backoff * 2 ** (failures - 1), _MAX_BACKOFF)
+                    delay *= random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
+                self.reporter.detail(
+                    f"{label}: {error.reason}; retrying in {delay:.1f}s "
+                    f"({failures}/{self.options.retries})"
+                )
+                await asyncio.sleep(delay)
+
+    async def _open(
+        self, target: str, canonical: str, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Send a GET, following redirects by hand so that every hop is checked."""
+
+        import aiohttp
+        from yarl import URL
+
+        session = self._client()
+        current = target
+        sent = dict(headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            if _has_authorization(sent) and _netrc_covers(urlsplit(current).hostname):
+                # aiohttp refuses a request with both; the user's netrc entry wins.
+                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            try:
+                response = await session.get(
+                    URL(current, encoded=True), headers=sent, allow_redirects=False
+                )
+            except aiohttp.ClientConnectorCertificateError as error:
+                raise DownloadError(
+                    f"TLS certificate of {_describe(current, canonical)} not trusted: {error}",
+                    url=current,
+                    hint="set SSL_CERT_FILE to a CA bundle that includes your proxy's or "
+                    "mirror's certificate authority",
+                ) from None
+            except aiohttp.InvalidURL as error:
+                raise DownloadError(f"invalid URL {current}: {error}", url=current) from None
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise _Retryable(_reason(error)) from None
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                return response
+            response.release()
+            following = self.options.rewrites.apply(str(response.url.join(URL(location))))
+            self.options.rewrites.check_redirect(current, following, canonical=canonical)
+            if _origin(following) != _origin(current):
+                # Credentials meant for one host must not follow a redirect to another.
+                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            current = following
+        raise DownloadError(
+            f"too many redirects (more than {MAX_REDIRECTS}) for {_describe(target, canonical)}",
+            url=target,
+        )
+
+    @staticmethod
+    def _raise_for_transient(status: int, headers: Mapping[str, str]) -> None:
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Retryable(f"HTTP {status}", retry_after=_retry_after(headers))
+
+
+def _has_authorization(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "authorization" for k in headers)
+
+
+def _netrc_covers(host: str | None) -> bool:
+    import netrc
+
+    if not host:
+        return False
+    path = os.environ.get("NETRC")
+    if path is None:
+        path = str(Path.home() / ("_netrc" if os.name == "nt" else ".netrc"))
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), parts.netloc.lower())
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error)
+    name = type(error).__name__
+    if isinstance(error, TimeoutError) and "timeout" not in (text + name).lower():
+        name += " (timed out)"
+    return f"{name}: {text}" if text else name
+
+
+def _rewind(task: Task | None, amount: int) -> None:
+    # The next attempt starts from byte 0, so the bar does too.
+    if task is not None and amount:
+        task.advance(-amount)
+
+
+def _create(dest: Path) -> BinaryIO:
+    try:
+        return dest.open("wb")
+    except OSError as error:
+        raise _cache_write_error(dest, error) from None
+
+
+def _write(handle: BinaryIO, data: bytes, dest: Path) -> None:
+    # Only the disk writes: network errors are OSErrors too, and those are retried.
+    try:
+        handle.write(data)
+    except OSError as error:
+        raise _cache_write_error(dest, error) from None
+
+
+def _cache_write_error(dest: Path, error: OSError) -> PylockError:
+    return PylockError(
+        f"cannot write to the cache at {dest.parent}: {error}",
+        hint="free some space (`pylock cache prune --max-size ...`) or set PYLOCK_CACHE_DIR",
+    )
+
+
+# -- cache filling ---------------------------------------------------------------------
+
+
+def _hits(
+    wanted: Sequence[Wanted], cache: Cache, reporter: Reporter, *, verify_hits: bool
+) -> tuple[dict[str, Path], list[Wanted], set[str]]:
+    found: dict[str, Path] = {}
+    misses: list[Wanted] = []
+    corrupt: set[str] = set()
+    seen: set[str] = set()
+    for item in wanted:
+        if item.sha256 in seen:
+            continue
+        seen.add(item.sha256)
+        path = cache.lookup(item.sha256, item.filename)
+        if path is not None:
+            problem = _hit_problem(path, item, verify_hits=verify_hits)
+            if problem is None:
+                found[item.sha256] = path
+                continue
+            cache.evict(item.sha256)
+            corrupt.add(item.sha256)
+            reporter.warn(f"cached {path.name} is corrupt ({problem}); evicted it")
+        misses.append(item)
+    return found, misses, corrupt
+
+
+def _hit_problem(path: Path, item: Wanted, *, verify_hits: bool) -> str | None:
+    try:
+        if item.size is not None and path.stat().st_size != item.size:
+            return f"size {path.stat().st_size}, expected {item.size}"
+        if verify_hits:
+            actual = sha256_file(path)
+            if actual != item.sha256:
+                return f"sha256 {actual}, expected {item.sha256}"
+    except FileNotFoundError:
+        return "it vanished"
+    return None
+
+
+def _offline_error(misses: Sequence[Wanted], cache: Cache, corrupt: set[str]) -> OfflineError:
+    def line(item: Wanted) -> str:
+        why = "was corrupt and has been evicted" if item.sha256 in corrupt else "is not cached"
+        return (
+            f"{item.filename} (sha256 {item.sha256}) {why}; its URL is {item.url}; "
+            f"expected at {cache.archive_path(item.sha256, item.filename)}"
+        )
+
+    if len(misses) == 1:
+        message = f"offline, and archive {line(misses[0])}"
+    else:
+        lines = "\n".join(f"  {line(item)}" for item in misses)
+        message = f"offline, and {len(misses)} archives are missing from {cache.root}:\n{lines}"
+    return OfflineError(message, url=misses[0].url, hint=_FETCH_HINT)
+
+
+def ensure_archives(
+    wanted: Sequence[Wanted],
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+    *,
+    verify_hits: bool = False,
+) -> dict[str, Path]:
+    """Make sure every wanted archive is in the cache; returns sha256 -> cached path.
+
+    Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
+    parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
+    """
+    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
+    if not misses:
+        return found
+    if options.offline:
+        raise _offline_error(misses, cache, corrupt)
+    import asyncio
+
+    found.update(asyncio.run(_download_all(misses, cache, options, reporter)))
+    return found
+
+
+async def ensure_archives_async(
+    wanted: Sequence[Wanted],
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+    *,
+    verify_hits: bool = False,
+) -> dict[str, Path]:
+    """:func:`ensure_archives` for callers already inside an event loop."""
+    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
+    if misses:
+        if options.offline:
+            raise _offline_error(misses, cache, corrupt)
+        found.update(await _download_all(misses, cache, options, reporter))
+    return found
+
+
+async def _download_all(
+    misses: Sequence[Wanted], cache: Cache, options: FetchOptions, reporter: Reporter
+) -> dict[str, Path]:
+    import asyncio
+
+    limit = asyncio.Semaphore(max(1, options.jobs))
+    async with Fetcher(options, reporter) as fetcher:
+
+        async def one(item: Wanted) -> tuple[str, Path]:
+            async with limit:
+                return item.sha256, await obtain(fetcher, cache, item, reporter)
+
+        tasks = [asyncio.ensure_future(one(item)) for item in misses]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+            return dict(task.result() for task in tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Let cancelled downloads remove their partial files before the loop closes.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _acquire(cache: Cache, sha256: str, on_wait: Callable[[], None]) -> Any:
+    import asyncio
+
+    from filelock import Timeout
+
+    gate = cache.gate(sha256)
+    delay = 0.02
+    waited = False
+    while True:
+        try:
+            gate.acquire(timeout=0)
+        except Timeout:
+            if not waited:
+                on_wait()
+                waited = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            continue
+        return gate
+
+
+async def obtain(fetcher: Fetcher, cache: Cache, item: Wanted, reporter: Reporter) -> Path:
+    """Download one archive into the cache unless it is (or meanwhile got) there."""
+    gate = await _acquire(
+        cache,
+        item.sha256,
+        lambda: reporter.detail(f"waiting for another process to download {item.filename}"),
+    )
+    try:
+        hit = cache.lookup(item.sha256, item.filename)
+        if hit is not None:
+            return hit
+        cache.clear_partials(item.sha256)
+        partial = cache.new_tmp_path(item.sha256)
+        started = time.monotonic()
+        task = reporter.task(f"Downloading {item.filename}", item.size)
+        try:
+            _, size = await fetcher.download(
+                item.url, partial, sha256=item.sha256, size=item.size, task=task
+            )
+            path = cache.store(item.sha256, item.filename, partial)
+        except BaseException:
+            task.done("")
+            partial.unlink(missing_ok=True)
+            raise
+        task.done(
+            f"Downloaded {item.filename} ({human_size(size)}) in {time.monotonic() - started:.1f}s"
+        )
+        return path
+    finally:
+        gate.release()
+
+
+def download_unknown(
+    url: str, cache: Cache, options: FetchOptions, reporter: Reporter
+) -> tuple[str, int, Path]:
+    """Download a direct URL whose hash is not known yet into the cache.
+
+    Returns (sha256, size, cached path), so that ``lock`` can record the hash.
+    """
+    if options.offline:
+        raise OfflineError(
+            f"cannot download {url} to learn its sha256: pylock is offline",
+            url=url,
+            hint="give its sha256 in pythons.toml, or lock with network access",
+        )
+    import asyncio
+
+    async def run() -> tuple[str, int, Path]:
+        async with Fetcher(options, reporter) as fetcher:
+            return await download_unknown_async(fetcher, url, cache, reporter)
+
+    return asyncio.run(run())
+
+
+async def download_unknown_async(
+    fetcher: Fetcher, url: str, cache: Cache, reporter: Reporter
+) -> tuple[str, int, Path]:
+    """:func:`download_unknown` with the caller's :class:`Fetcher`."""
+    filename = safe_filename(filename_from_url(url))
+    partial = cache.new_tmp_path("unknown")
+    task = reporter.task(f"Downloading {filename}", None)
+    try:
+        sha256, size = await fetcher.download(url, partial, sha256=None, size=None, task=task)
+        gate = await _acquire(cache, sha256, lambda: None)
+        try:
+            existing = cache.lookup(sha256)
+            path = existing if existing is not None else cache.store(sha256, filename, partial)
+        finally:
+            gate.release()
+    except BaseException:
+        task.done("")
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+    task.done(f"Downloaded {filename} ({human_size(size)}), sha256 {sha256}")
+    return sha256, size, path
+
+
+__all__ = [
+    "DEFAULT_JOBS",
+    "FetchOptions",
+    "Fetcher",
+    "HttpResponse",
+    "RefusedUrlError",
+    "Timeouts",
+    "Wanted",
+    "download_unknown",
+    "download_unknown_async",
+    "ensure_archives",
+    "ensure_archives_async",
+    "filename_from_url",
+    "jobs_from_env",
+    "obtain",
+    "ssl_context",
+]

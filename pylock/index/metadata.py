@@ -1,0 +1,356 @@
+"""The metadata cache: upstream listings kept under ``cache/metadata/`` and revalidated.
+
+Two kinds of document come from upstream. *Immutable* ones (a release tag's
+``SHA256SUMS``) never change once published, so a cached copy is used forever without
+asking the network. *Moving pointers* (``latest-release.json``, GitHub API listings,
+PyPy's ``versions.json``) change at any time, so a cached copy is revalidated with
+``If-None-Match`` / ``If-Modified-Since``; a ``304`` keeps it. Offline, whatever is
+cached is used and its age reported; a cold cache is an :class:`OfflineError`.
+
+A document is parsed before it is stored, so a malformed response never poisons the
+cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
+from pylock.fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from pylock.fetch import Fetcher
+    from pylock.progress import Reporter
+
+T = TypeVar("T")
+
+GITHUB_API = "https://api.github.com/"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@attrs.frozen(kw_only=True)
+class CachedDocument:
+    """One upstream document as stored in the metadata cache."""
+
+    #: The canonical (un-rewritten) URL it was fetched from.
+    url: str
+    #: HTTP status it was stored with: 200, or 404 for an immutable document known missing.
+    status: int
+    #: The body (empty for a 404).
+    body: bytes
+    #: When it was last fetched or revalidated (seconds since the epoch).
+    checked_at: float
+    #: The ``ETag`` response header, for revalidation.
+    etag: str | None = None
+    #: The ``Last-Modified`` response header, for revalidation.
+    last_modified: str | None = None
+    #: The ``Link`` response header (GitHub API pagination).
+    link: str | None = None
+
+
+class MetadataStore:
+    """Documents on disk under one directory, keyed by canonical URL."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _paths(self, url: str) -> tuple[Path, Path]:
+        # Readable prefix for people browsing the cache; the digest makes it unique.
+        parts = urlsplit(url)
+        slug = _UNSAFE.sub("_", f"{parts.netloc}{parts.path}")[-80:].strip("_")
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+        stem = self.root / f"{slug}.{digest}"
+        return stem.with_name(stem.name + ".body"), stem.with_name(stem.name + ".json")
+
+    def load(self, url: str) -> CachedDocument | None:
+        """The cached document for ``url``, or ``None`` (also for a damaged entry)."""
+        body_path, meta_path = self._paths(url)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            body = body_path.read_bytes()
+            if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+                return None
+            return CachedDocument(
+                url=url,
+                status=int(meta["status"]),
+                body=body,
+                checked_at=float(meta["checked-at"]),
+                etag=meta.get("etag"),
+                last_modified=meta.get("last-modified"),
+                link=meta.get("link"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, doc: CachedDocument) -> None:
+        """Store ``doc`` atomically (body first, so the metadata never names a missing body)."""
+        body_path, meta_path = self._paths(doc.url)
+        meta = {
+            "url": doc.url,
+            "status": doc.status,
+            "checked-at": doc.checked_at,
+            "etag": doc.etag,
+            "last-modified": doc.last_modified,
+            "link": doc.link,
+            "sha256": hashlib.sha256(doc.body).hexdigest(),
+        }
+        atomic_write_bytes(body_path, doc.body)
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
+
+    def touch(self, doc: CachedDocument, now: float) -> CachedDocument:
+        """Record a successful revalidation."""
+        fresh = attrs.evolve(doc, checked_at=now)
+        self.save(fresh)
+        return fresh
+
+
+def human_age(seconds: float) -> str:
+    """How long ago, for people.
+
+    >>> human_age(42), human_age(7200), human_age(3 * 86400)
+    ('42 seconds', '2 hours', '3 days')
+    """
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def describe_reset(reset: str | None, *, now: float) -> str:
+    """The ``x-ratelimit-reset`` epoch as a readable time.
+
+    >>> describe_reset("1700000000", now=1700000000 - 1500)
+    'resets at 2023-11-14 22:13 UTC (in 25 minutes)'
+    >>> describe_reset(None, now=0)
+    'reset time unknown'
+    """
+    try:
+        epoch = int(str(reset).strip())
+    except ValueError:
+        return "reset time unknown"
+    when = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return f"resets at {when:%Y-%m-%d %H:%M} UTC (in {human_age(epoch - now)})"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def parse_json(url: str) -> Callable[[bytes], Any]:
+    """A parser for :meth:`Documents.get` that decodes JSON or explains what was wrong."""
+
+    def parse(body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise UpstreamError(
+                f"malformed JSON from {url}: {exc}",
+                hint="the listing may be truncated or an error page; try again later, "
+                "or check --rewrite/PYLOCK_URL_REWRITES",
+            ) from None
+
+    return parse
+
+
+def parse_text(url: str) -> Callable[[bytes], str]:
+    """A parser for :meth:`Documents.get` that decodes UTF-8 text."""
+
+    def parse(body: bytes) -> str:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UpstreamError(f"{url} is not UTF-8 text: {exc}") from None
+
+    return parse
+
+
+class Documents:
+    """Upstream documents through the metadata cache, with revalidation and offline use."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        fetcher: Fetcher | None,
+        *,
+        reporter: Reporter,
+        github_token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        #: ``fetcher`` is ``None`` offline.
+        self.store = store
+        self.fetcher = fetcher
+        self.reporter = reporter
+        self.github_token = github_token or None
+        self.clock = clock
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+        self._links: dict[str, str | None] = {}
+
+    @property
+    def offline(self) -> bool:
+        """Whether the network may not be used."""
+        return self.fetcher is None
+
+    def _request_headers(self, url: str, cached: CachedDocument | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if url.startswith(GITHUB_API):
+            headers["Accept"] = "application/vnd.github+json"
+            headers["X-GitHub-Api-Version"] = "2022-11-28"
+            # The token is for API look-ups only: never sent to download hosts.
+            if self.github_token:
+                headers["Authorization"] = f"Bearer {self.github_token}"
+        if cached is not None and cached.status == 200:
+            if cached.etag:
+                headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                headers["If-Modified-Since"] = cached.last_modified
+        return headers
+
+    def _use_stale(self, cached: CachedDocument, why: str) -> None:
+        age = human_age(self.clock() - cached.checked_at)
+        self.reporter.warn(f"{why}; using the cached copy of {cached.url} from {age} ago")
+
+    async def get(
+        self,
+        url: str,
+        parse: Callable[[bytes], T],
+        *,
+        immutable: bool = False,
+        missing_ok: bool = False,
+    ) -> T | None:
+        """Fetch ``url`` (canonical; the fetcher applies rewrites) and parse it.
+
+        Return ``None`` for a 404 when ``missing_ok``. Raise :class:`OfflineError` when
+        offline with nothing cached, :class:`RateLimitError` when the GitHub API refuses
+        and nothing is cached, :class:`UpstreamError` for other failures.
+        """
+        # Concurrent requests for one URL share one fetch.
+        future = self._memo.get(url)
+        if future is None:
+            future = asyncio.ensure_future(
+                self._get(url, parse, immutable=immutable, missing_ok=missing_ok)
+            )
+            self._memo[url] = future
+        result: T | None = await asyncio.shield(future)
+        return result
+
+    def link_of(self, url: str) -> str | None:
+        """The ``Link`` header that came with ``url`` (fetched or cached) in this run."""
+        return self._links.get(url)
+
+    async def _get(
+        self,
+        url: str,
+        parse: Callable[[bytes], T],
+        *,
+        immutable: bool,
+        missing_ok: bool,
+    ) -> T | None:
+        cached = self.store.load(url)
+        if cached is not None and cached.status == 404 and not missing_ok:
+            cached = None
+        if cached is not None and immutable:
+            return self._parse_cached(cached, parse)
+        if self.fetcher is None:
+            if cached is None:
+                raise OfflineError(
+                    f"offline, and the metadata cache has no copy of {url}",
+                    url=url,
+                    hint="run the same command once without --offline (or PYLOCK_OFFLINE) "
+                    "to fill the metadata cache",
+                )
+            age = human_age(self.clock() - cached.checked_at)
+            self.reporter.warn(f"offline: using {url} as cached {age} ago")
+            return self._parse_cached(cached, parse)
+        try:
+            response = await self.fetcher.get(url, headers=self._request_headers(url, cached))
+        except DownloadError as exc:
+            from pylock.urls import RefusedUrlError
+
+            if isinstance(exc, RefusedUrlError):
+                raise
+            if cached is not None and not immutable:
+                self._use_stale(cached, f"cannot reach {url} ({exc})")
+                return self._parse_cached(cached, parse)
+            raise UpstreamError(f"cannot fetch {url}: {exc}", hint=exc.hint) from None
+        now = self.clock()
+        status = response.status
+        if status == 304 and cached is not None and cached.status == 200:
+            self.reporter.detail(f"{url}: not modified")
+            return self._parse_cached(self.store.touch(cached, now), parse)
+        if status == 200:
+            value = parse(response.body)
+            link = _header(response.headers, "Link")
+            self._links[url] = link
+            self.store.save(
+                CachedDocument(
+                    url=url,
+                    status=200,
+                    body=response.body,
+                    checked_at=now,
+                    etag=_header(response.headers, "ETag"),
+                    last_modified=_header(response.headers, "Last-Modified"),
+                    link=link,
+                )
+            )
+            return value
+        if status == 404 and missing_ok:
+            if immutable:
+                self.store.save(CachedDocument(url=url, status=404, body=b"", checked_at=now))
+            return None
+        if status in (403, 429) and url.startswith(GITHUB_API):
+            error = self._rate_limit_error(url, response.headers, now)
+            if cached is not None and cached.status == 200:
+                self._use_stale(cached, str(error))
+                return self._parse_cached(cached, parse)
+            raise error
+        raise UpstreamError(f"{url}: HTTP {status} from upstream")
+
+    def _parse_cached(self, cached: CachedDocument, parse: Callable[[bytes], T]) -> T | None:
+        self._links[cached.url] = cached.link
+        if cached.status == 404:
+            return None
+        return parse(cached.body)
+
+    def _rate_limit_error(self, url: str, headers: Mapping[str, str], now: float) -> RateLimitError:
+        reset = describe_reset(_header(headers, "x-ratelimit-reset"), now=now)
+        remaining = _header(headers, "x-ratelimit-remaining")
+        what = "rate limit exhausted" if remaining == "0" else "request refused"
+        if self.github_token:
+            hint = f"GITHUB_TOKEN is set but the quota is used up; it {reset}"
+        else:
+            hint = (
+                "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60), "
+                f"or wait: the limit {reset}"
+            )
+        return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)
+
+
+def metadata_root(cache_root: Path) -> Path:
+    """Where listings live inside a cache directory."""
+    return cache_root / "metadata"
+
+
+def github_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """``GITHUB_TOKEN`` from the environment, if set and not blank."""
+    env = os.environ if environ is None else environ
+    token = env.get("GITHUB_TOKEN", "").strip()
+    return token or None

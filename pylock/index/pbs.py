@@ -1,0 +1,363 @@
+"""python-build-standalone live listings: latest-release.json, SHA256SUMS and the releases API.
+
+``latest-release.json`` and each tag's ``SHA256SUMS`` are plain downloads that cost
+no GitHub API quota; the releases API is consulted only when history is needed
+(release tags between the snapshot and the latest one, their publication dates, or
+a pinned tag that publishes no ``SHA256SUMS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import attrs
+
+from pylock.errors import RateLimitError, UpstreamError
+from pylock.index.model import Build, tag_date
+from pylock.index.names import parse_pbs_filename
+from pylock.versions import Implementation
+
+if TYPE_CHECKING:
+    from pylock.index.metadata import Documents
+    from pylock.progress import Reporter
+
+REPO = "astral-sh/python-build-standalone"
+LATEST_RELEASE_URL = f"https://raw.githubusercontent.com/{REPO}/latest-release/latest-release.json"
+DOWNLOAD_PREFIX = f"https://github.com/{REPO}/releases/download/"
+RELEASES_API = f"https://api.github.com/repos/{REPO}/releases"
+#: PBS releases carry ~1000 assets each, so API pages are kept short.
+API_PER_PAGE = 10
+#: Never page further than this through the releases API in one run.
+API_MAX_PAGES = 40
+
+_TAG = re.compile(r"^\d{8}$")
+_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)$")
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def download_url(tag: str, filename: str) -> str:
+    """The canonical download URL of a release asset (``+`` written ``%2B``).
+
+    >>> download_url("20251014", "cpython-3.13.9+20251014-x.tar.gz").rsplit("/", 2)[1:]
+    ['20251014', 'cpython-3.13.9%2B20251014-x.tar.gz']
+    """
+    return f"{DOWNLOAD_PREFIX}{tag}/{quote(filename, safe='')}"
+
+
+def sums_url(tag: str) -> str:
+    """The URL of a release's ``SHA256SUMS``."""
+    return f"{DOWNLOAD_PREFIX}{tag}/SHA256SUMS"
+
+
+def parse_latest_release(data: Any, *, url: str = LATEST_RELEASE_URL) -> str:
+    """The tag ``latest-release.json`` points at.
+
+    >>> parse_latest_release({"version": 1, "tag": "20260814"})
+    '20260814'
+    """
+    tag = data.get("tag") if isinstance(data, dict) else None
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise UpstreamError(f'{url}: expected an object with a date tag such as "20251014"')
+    return tag
+
+
+def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
+    """Map file name to lowercase sha256 from a ``SHA256SUMS`` body.
+
+    Every non-blank line must be ``<64 hex>  <name>``: a truncated or garbled file is
+    an error, never a partial listing.
+
+    >>> parse_sha256sums("AB" * 32 + "  cpython-3.13.9+20251014-x.tar.gz\\n") == {
+    ...     "cpython-3.13.9+20251014-x.tar.gz": "ab" * 32
+    ... }
+    True
+    """
+    sums: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        match = _SUMS_LINE.match(line)
+        if not match:
+            raise UpstreamError(f"{url}: line {number} is not '<sha256>  <file name>': {line!r}")
+        digest, name = match.group(1).lower(), match.group(2)
+        if sums.get(name, digest) != digest:
+            raise UpstreamError(f"{url}: {name} is listed twice with different hashes")
+        sums[name] = digest
+    return sums
+
+
+@attrs.frozen(kw_only=True)
+class ApiAsset:
+    """One asset of a GitHub release, as the releases API lists it."""
+
+    #: File name.
+    name: str
+    #: Size in bytes.
+    size: int | None
+    #: ``browser_download_url``.
+    url: str
+    #: Lowercase hex sha256 from ``digest``; ``None`` where GitHub has none (older assets).
+    sha256: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ApiRelease:
+    """One GitHub release, as the releases API lists it."""
+
+    #: The tag, e.g. ``20251014`` or ``graal-25.0.1``.
+    tag: str
+    #: ``published_at`` (ISO 8601), or ``None`` for a draft.
+    published_at: str | None
+    #: Whether it is a draft (never used).
+    draft: bool
+    #: Whether GitHub marks it as a pre-release.
+    prerelease: bool
+    #: Its assets.
+    assets: tuple[ApiAsset, ...]
+
+
+def parse_releases_page(data: Any, *, url: str) -> list[ApiRelease]:
+    """Validate one page of ``GET /repos/{owner}/{repo}/releases``."""
+    if not isinstance(data, list):
+        raise UpstreamError(f"{url}: expected a JSON list of releases")
+    releases = []
+    for position, item in enumerate(data):
+        where = f"{url}: release [{position}]"
+        if not isinstance(item, dict) or not isinstance(item.get("tag_name"), str):
+            raise UpstreamError(f"{where}: expected an object with a tag_name")
+        published = item.get("published_at")
+        raw_assets = item.get("assets", [])
+        if not isinstance(raw_assets, list):
+            raise UpstreamError(f"{where}: assets must be a list")
+        assets = []
+        for asset in raw_assets:
+            if not isinstance(asset, dict) or not isinstance(asset.get("name"), str):
+                raise UpstreamError(f"{where}: an asset has no name")
+            size = asset.get("size")
+            digest = asset.get("digest")
+            match = _DIGEST.match(digest) if isinstance(digest, str) else None
+            link = asset.get("browser_download_url")
+            assets.append(
+                ApiAsset(
+                    name=asset["name"],
+                    size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                    url=link if isinstance(link, str) else "",
+                    sha256=match.group(1) if match else None,
+                )
+            )
+        releases.append(
+            ApiRelease(
+                tag=item["tag_name"],
+                published_at=published if isinstance(published, str) else None,
+                draft=bool(item.get("draft", False)),
+                prerelease=bool(item.get("prerelease", False)),
+                assets=tuple(assets),
+            )
+        )
+    return releases
+
+
+def _is_archive(name: str) -> bool:
+    return name.startswith("cpython-") and name.endswith((".tar.gz", ".tar.zst"))
+
+
+def build_from_asset(tag: str, filename: str, sha256: str | None, size: int | None) -> Build | None:
+    """A :class:`Build` for one PBS asset, or ``None`` for names that are not interpreters."""
+    parsed = parse_pbs_filename(filename)
+    if parsed is None or (parsed.tag is not None and parsed.tag != tag):
+        return None
+    return Build(
+        implementation=Implementation.CPYTHON,
+        version=parsed.version,
+        build=tag,
+        platform=parsed.platform.key,
+        variant=parsed.variant,
+        flavor=parsed.flavor,
+        format=parsed.format,
+        url=download_url(tag, filename),
+        sha256=sha256,
+        size=size,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ReleaseBuilds:
+    """The builds of one release, and the archives left out for want of a hash."""
+
+    #: Interpreter archives of the release.
+    builds: tuple[Build, ...]
+    #: Archive names with no published sha256 (from a release that should have one).
+    unhashed: tuple[str, ...]
+
+
+#: The first release that published hashes; older ones legitimately have none.
+FIRST_HASHED_TAG = "20220227"
+
+
+def builds_of_release(
+    tag: str, sums: Mapping[str, str] | None, assets: Sequence[ApiAsset] = ()
+) -> ReleaseBuilds:
+    """Every interpreter archive of one release, hashes from ``SHA256SUMS`` or API digests.
+
+    An archive the API lists but ``SHA256SUMS`` omits uses the API ``digest``; with
+    neither it is left out, except in releases from before hashes were published,
+    whose builds carry ``sha256=None``.
+    """
+    by_name = {a.name: a for a in assets}
+    names = sorted(
+        {n for n in (sums or {}) if _is_archive(n)} | {n for n in by_name if _is_archive(n)}
+    )
+    builds: list[Build] = []
+    unhashed: list[str] = []
+    pre_hash_era = tag < FIRST_HASHED_TAG and sums is None
+    for name in names:
+        asset = by_name.get(name)
+        sha256 = (sums or {}).get(name) or (asset.sha256 if asset else None)
+        if sha256 is None and not pre_hash_era:
+            unhashed.append(name)
+            continue
+        build = build_from_asset(tag, name, sha256, asset.size if asset else None)
+        if build is not None:
+            builds.append(build)
+    return ReleaseBuilds(builds=tuple(builds), unhashed=tuple(unhashed))
+
+
+def releases_page_url(page: int, per_page: int = API_PER_PAGE) -> str:
+    """URL of one page of the releases API listing."""
+    return f"{RELEASES_API}?per_page={per_page}&page={page}"
+
+
+def has_next_page(link: str | None) -> bool:
+    """Whether a ``Link`` header announces a next page.
+
+    >>> has_next_page('<https://api.github.com/repositories/1/releases?page=2>; rel="next"')
+    True
+    >>> has_next_page(None)
+    False
+    """
+    return bool(link) and re.search(r'rel="?next"?', link or "") is not None
+
+
+async def iter_api_releases(
+    docs: Documents, *, page_url: Callable[[int], str], max_pages: int = API_MAX_PAGES
+) -> AsyncIterator[list[ApiRelease]]:
+    """Yield pages of a releases listing (newest first) while the ``Link`` header has more."""
+    from pylock.index.metadata import parse_json
+
+    for page in range(1, max_pages + 1):
+        url = page_url(page)
+        data = await docs.get(url, parse_json(url))
+        releases = parse_releases_page(data, url=url)
+        yield releases
+        if not releases or not has_next_page(docs.link_of(url)):
+            return
+
+
+@attrs.frozen(kw_only=True)
+class PbsRefresh:
+    """What a PBS refresh found."""
+
+    #: New candidate builds.
+    builds: tuple[Build, ...]
+    #: Tag -> publication date, for ordering.
+    tag_dates: Mapping[str, str]
+    #: The tag ``latest-release.json`` named.
+    latest: str
+
+
+async def refresh_pbs(
+    docs: Documents,
+    *,
+    known_tags: Iterable[str],
+    newest_known: str | None,
+    pinned: Iterable[str] = (),
+    reporter: Reporter,
+    today: str,
+) -> PbsRefresh:
+    """Find PBS builds the snapshot lacks: newer releases, and pinned tags.
+
+    ``known_tags`` are the tags the snapshot has builds from, ``newest_known`` the
+    publication date (``YYYY-MM-DD``) of the newest of them. Pinned tags always
+    have their ``SHA256SUMS`` read (cached forever), because the snapshot keeps only
+    the newest build per version and may hold a tag only in part.
+    """
+    from pylock.index.metadata import parse_json
+
+    known = set(known_tags)
+    latest = parse_latest_release(
+        await docs.get(LATEST_RELEASE_URL, parse_json(LATEST_RELEASE_URL))
+    )
+    tag_dates: dict[str, str] = {}
+    assets: dict[str, tuple[ApiAsset, ...]] = {}
+    wanted: set[str] = set(pinned)
+    if latest not in known:
+        wanted.add(latest)
+        try:
+            async for page in iter_api_releases(docs, page_url=releases_page_url):
+                for release in page:
+                    if release.draft or not _TAG.match(release.tag):
+                        continue
+                    if release.published_at:
+                        tag_dates[release.tag] = release.published_at[:10]
+                    if release.tag not in known:
+                        wanted.add(release.tag)
+                        assets[release.tag] = release.assets
+                if any(r.tag in known for r in page) or (
+                    newest_known is not None
+                    and page
+                    and all((r.published_at or "")[:10] < newest_known for r in page)
+                ):
+                    break
+        except RateLimitError as exc:
+            reporter.warn(
+                f"{exc}; adding only the latest release {latest} (releases in between are unknown)"
+            )
+        # The latest release is, by definition, the newest one published; without the
+        # API's date, make sure it does not sort before a tag published later than named.
+        if latest not in tag_dates and (tag_date(latest) or "") < (newest_known or ""):
+            tag_dates[latest] = today
+    builds: list[Build] = []
+    missing: list[str] = []
+
+    async def one(tag: str) -> None:
+        from pylock.index.metadata import parse_text
+
+        url = sums_url(tag)
+        text = await docs.get(url, parse_text(url), immutable=True, missing_ok=True)
+        sums = parse_sha256sums(text, url=url) if text is not None else None
+        release_assets = assets.get(tag)
+        if sums is None and release_assets is None:
+            release_assets = await _find_release(docs, tag, tag_dates)
+            if release_assets is None:
+                missing.append(tag)
+                return
+        found = builds_of_release(tag, sums, release_assets or ())
+        if found.unhashed:
+            reporter.warn(
+                f"python-build-standalone {tag}: {len(found.unhashed)} archive(s) have no "
+                f"published sha256 and were skipped (e.g. {found.unhashed[0]})"
+            )
+        builds.extend(found.builds)
+
+    await asyncio.gather(*(one(tag) for tag in sorted(wanted)))
+    for tag in sorted(missing):
+        reporter.warn(f"python-build-standalone has no release {tag!r}")
+    return PbsRefresh(builds=tuple(builds), tag_dates=tag_dates, latest=latest)
+
+
+async def _find_release(
+    docs: Documents, tag: str, tag_dates: dict[str, str]
+) -> tuple[ApiAsset, ...] | None:
+    """Page through the releases API for one tag (history without ``SHA256SUMS``)."""
+    async for page in iter_api_releases(docs, page_url=releases_page_url):
+        for release in page:
+            if release.published_at:
+                tag_dates.setdefault(release.tag, release.published_at[:10])
+            if release.tag == tag and not release.draft:
+                return release.assets
+    return None

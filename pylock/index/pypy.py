@@ -1,0 +1,155 @@
+"""PyPy live listings: ``versions.json`` for the files, pypy.org's checksums page for hashes.
+
+``versions.json`` lists every release and file but no hashes; the hashes are only
+published on https://pypy.org/checksums.html. A file with no published hash is left
+out (with a warning) rather than hashed on first download: a lock must record a hash
+someone other than pylock vouched for.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pylock.errors import UpstreamError
+from pylock.index.model import Build
+from pylock.platforms import Platform
+from pylock.versions import ArchiveFormat, Implementation, Variant, parse_version
+
+if TYPE_CHECKING:
+    from pylock.index.metadata import Documents
+    from pylock.progress import Reporter
+
+VERSIONS_URL = "https://downloads.python.org/pypy/versions.json"
+CHECKSUMS_URL = "https://pypy.org/checksums.html"
+
+# A hash line on the checksums page: hex, whitespace, a PyPy file name; the page is HTML,
+# so the first line of a block may follow a tag and the last may precede one.
+_CHECKSUM = re.compile(r"(?<![0-9a-fA-F])([0-9a-fA-F]{64})[ \t]+(pypy[^\s<>\"']+)")
+
+
+def parse_checksums(page: str) -> dict[str, str]:
+    """Map file name to sha256 from the text of pypy.org's checksums page.
+
+    A file listed twice with different hashes is dropped: it cannot be trusted.
+
+    >>> page = "<pre>    " + "AB" * 32 + "  pypy3.9-v7.3.10-linux64.tar.bz2   \\n</pre>"
+    >>> parse_checksums(page) == {"pypy3.9-v7.3.10-linux64.tar.bz2": "ab" * 32}
+    True
+    """
+    sums: dict[str, str] = {}
+    conflicting: set[str] = set()
+    for match in _CHECKSUM.finditer(html.unescape(page)):
+        digest, name = match.group(1).lower(), match.group(2)
+        if sums.get(name, digest) != digest:
+            conflicting.add(name)
+        sums[name] = digest
+    for name in conflicting:
+        del sums[name]
+    return sums
+
+
+@attrs.frozen(kw_only=True)
+class PypyListing:
+    """PyPy builds from ``versions.json`` joined with published checksums."""
+
+    #: Builds with a published sha256.
+    builds: tuple[Build, ...]
+    #: ``(pypy version, file name)`` left out because no hash was published for them.
+    unhashed: tuple[tuple[str, str], ...]
+    #: PyPy version -> release date.
+    dates: Mapping[str, str]
+
+
+def _str(entry: Mapping[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    return value if isinstance(value, str) else None
+
+
+def builds_from_versions(
+    data: Any, checksums: Mapping[str, str], *, url: str = VERSIONS_URL
+) -> PypyListing:
+    """Turn ``versions.json`` plus checksums into builds (stable releases only)."""
+    if not isinstance(data, list):
+        raise UpstreamError(f"{url}: expected a JSON list of releases")
+    builds: list[Build] = []
+    unhashed: list[tuple[str, str]] = []
+    dates: dict[str, str] = {}
+    for position, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise UpstreamError(f"{url}: entry [{position}] is not an object")
+        pypy_version = _str(entry, "pypy_version")
+        python_version = _str(entry, "python_version")
+        files = entry.get("files")
+        if pypy_version is None or python_version is None or not isinstance(files, list):
+            raise UpstreamError(
+                f"{url}: entry [{position}] lacks pypy_version, python_version or files"
+            )
+        if entry.get("stable") is not True or pypy_version == "nightly":
+            continue
+        try:
+            parse_version(python_version)
+            parse_version(pypy_version)
+        except ValueError:
+            continue
+        date = _str(entry, "date")
+        if date:
+            dates[pypy_version] = date
+        for item in files:
+            if not isinstance(item, dict):
+                continue
+            filename, link = _str(item, "filename"), _str(item, "download_url")
+            arch, os_name = _str(item, "arch"), _str(item, "platform")
+            if not (filename and link and arch and os_name):
+                continue
+            platform = Platform.from_pypy_json(arch, os_name)
+            try:
+                fmt = ArchiveFormat.from_filename(filename)
+            except ValueError:
+                continue
+            if platform is None:
+                continue
+            sha256 = checksums.get(filename)
+            if sha256 is None:
+                unhashed.append((pypy_version, filename))
+                continue
+            builds.append(
+                Build(
+                    implementation=Implementation.PYPY,
+                    version=python_version,
+                    build=pypy_version,
+                    platform=platform.key,
+                    variant=Variant.DEFAULT,
+                    flavor=None,
+                    format=fmt,
+                    url=link,
+                    sha256=sha256,
+                )
+            )
+    return PypyListing(builds=tuple(builds), unhashed=tuple(unhashed), dates=dates)
+
+
+async def refresh_pypy(docs: Documents, *, reporter: Reporter) -> PypyListing:
+    """Fetch ``versions.json`` and the checksums page (both moving pointers)."""
+    from pylock.index.metadata import parse_json, parse_text
+
+    data = await docs.get(VERSIONS_URL, parse_json(VERSIONS_URL))
+    page = await docs.get(CHECKSUMS_URL, parse_text(CHECKSUMS_URL))
+    listing = builds_from_versions(data, parse_checksums(page or ""))
+    if listing.unhashed:
+        # Old releases missing from the page are routine; the newest one missing is news.
+        releases = {v for v, _ in listing.unhashed} | {b.build for b in listing.builds}
+        newest = max(releases, key=parse_version)
+        recent = [f for v, f in listing.unhashed if v == newest]
+        names = [f for _, f in listing.unhashed]
+        reporter.detail(f"PyPy files without a published sha256, skipped: {', '.join(names)}")
+        if recent:
+            reporter.warn(
+                f"PyPy: {len(recent)} file(s) of the newest release have no published "
+                f"sha256 on {CHECKSUMS_URL} and were skipped: {', '.join(recent)}"
+            )
+    return listing

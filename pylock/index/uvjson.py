@@ -1,0 +1,229 @@
+"""Reading uv's downloads JSON (``UV_PYTHON_DOWNLOADS_JSON_URL``) into candidate builds (pure).
+
+The format maps a key such as ``cpython-3.13.7-linux-x86_64-gnu`` to an entry with the
+platform (``os``, ``arch``, ``libc``), the version (``major``, ``minor``, ``patch``,
+``prerelease``), ``variant``, ``build``, ``url`` and ``sha256``. The archive flavor and
+container format are not fields; they come from the file name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from packaging.version import InvalidVersion, Version
+
+from pylock.errors import UpstreamError
+from pylock.index.model import Build, tag_date
+from pylock.index.names import (
+    flavor_in_filename,
+    parse_graalpy_filename,
+    parse_pbs_filename,
+    parse_pyodide_filename,
+    parse_pypy_filename,
+)
+from pylock.lock import is_sha256
+from pylock.platforms import Platform
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+
+_REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
+
+
+class _Entry:
+    """Checks one entry, raising :class:`UpstreamError` that names its key."""
+
+    def __init__(self, source: str, key: str, entry: Mapping[str, Any]) -> None:
+        self.source = source
+        self.key = key
+        self.entry = entry
+
+    def fail(self, message: str) -> UpstreamError:
+        return UpstreamError(f"{self.source}: entry {self.key!r}: {message}")
+
+    def text(self, field: str) -> str:
+        value = self.entry.get(field)
+        if not isinstance(value, str):
+            raise self.fail(f"{field!r} must be a string, got {value!r}")
+        return value
+
+    def optional_text(self, field: str) -> str | None:
+        return None if self.entry.get(field) is None else self.text(field)
+
+    def number(self, field: str) -> int:
+        value = self.entry.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self.fail(f"{field!r} must be a non-negative integer, got {value!r}")
+        return value
+
+
+def parse_uv_json(
+    data: Mapping[str, Any], *, source: str = "downloads JSON"
+) -> tuple[list[Build], list[str]]:
+    """Turn a downloads JSON document into builds, plus the keys that were skipped.
+
+    Entries for an implementation or platform pylock does not know are skipped (a
+    newer uv may list more); a malformed entry raises :class:`UpstreamError` naming
+    its key and field.
+    """
+    if not isinstance(data, Mapping):
+        raise UpstreamError(f"{source}: expected a JSON object of entries")
+    builds: list[Build] = []
+    skipped: list[str] = []
+    for key, raw in data.items():
+        if not isinstance(raw, Mapping):
+            raise UpstreamError(f"{source}: entry {key!r}: expected an object, got {raw!r}")
+        build = _read_entry(_Entry(source, str(key), raw))
+        if build is None:
+            skipped.append(str(key))
+        else:
+            builds.append(build)
+    return builds, skipped
+
+
+def builds_from_uv_json(data: Mapping[str, Any], *, source: str = "downloads JSON") -> list[Build]:
+    """The candidate builds a downloads JSON document lists (unknown platforms skipped)."""
+    return parse_uv_json(data, source=source)[0]
+
+
+def newest_tag_date(builds: list[Build]) -> str | None:
+    """The date of the newest PBS date tag among ``builds``, as ``YYYY-MM-DD``."""
+    dates = [d for d in {tag_date(b.build) for b in builds} if d]
+    return max(dates) if dates else None
+
+
+def _read_entry(e: _Entry) -> Build | None:
+    for field in _REQUIRED:
+        if field not in e.entry:
+            raise e.fail(f"missing {field!r}")
+    name = e.text("name")
+    try:
+        implementation = Implementation(name)
+    except ValueError:
+        return None
+    arch = e.entry["arch"]
+    if not isinstance(arch, Mapping) or not isinstance(arch.get("family"), str):
+        raise e.fail(f"'arch' must be an object with a 'family' string, got {arch!r}")
+    arch_variant = arch.get("variant")
+    if arch_variant is not None and not isinstance(arch_variant, str):
+        raise e.fail(f"'arch.variant' must be a string or null, got {arch_variant!r}")
+    os_name = e.text("os")
+    libc = e.text("libc")
+    platform = Platform.from_uv(os_name, arch["family"], arch_variant, libc)
+    if platform is None:
+        return None
+
+    prerelease = e.optional_text("prerelease") or ""
+    version_text = f"{e.number('major')}.{e.number('minor')}.{e.number('patch')}{prerelease}"
+    try:
+        Version(version_text)
+    except InvalidVersion:
+        raise e.fail(f"invalid version {version_text!r}") from None
+
+    raw_variant = e.optional_text("variant")
+    try:
+        variant = Variant.parse(raw_variant or "")
+    except ValueError:
+        raise e.fail(f"unknown variant {raw_variant!r}") from None
+
+    url = e.text("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http", "file") or not parts.path:
+        raise e.fail(f"invalid url {url!r}")
+    filename = unquote(parts.path.rsplit("/", 1)[-1])
+
+    sha256 = e.optional_text("sha256")
+    if sha256 is not None:
+        sha256 = sha256.lower()
+        if not is_sha256(sha256):
+            raise e.fail(f"invalid sha256 {sha256!r} (expected 64 hex digits)")
+
+    tag = e.optional_text("build")
+    flavor, fmt, name_tag = _from_filename(
+        e, implementation, filename, version_text, platform, variant
+    )
+    if tag is None:
+        tag = name_tag or _tag_from_url(parts.path)
+    if tag is None:
+        raise e.fail("missing 'build', and the url names no release tag")
+    if name_tag is not None and name_tag != tag:
+        raise e.fail(f"'build' is {tag!r} but the file name says {name_tag!r}")
+
+    return Build(
+        implementation=implementation,
+        version=version_text,
+        build=tag,
+        platform=platform.key,
+        variant=variant,
+        flavor=flavor,
+        format=fmt,
+        url=url,
+        sha256=sha256,
+    )
+
+
+def _from_filename(
+    e: _Entry,
+    implementation: Implementation,
+    filename: str,
+    version: str,
+    platform: Platform,
+    variant: Variant,
+) -> tuple[Flavor | None, ArchiveFormat, str | None]:
+    """Flavor, format and (where the name has one) the tag, checked against the entry."""
+    if implementation is Implementation.CPYTHON:
+        pbs = parse_pbs_filename(filename)
+        if pbs is not None:
+            if pbs.version != version:
+                raise e.fail(f"version is {version} but the file name says {pbs.version}")
+            if pbs.platform != platform:
+                raise e.fail(f"platform is {platform} but the file name says {pbs.platform}")
+            if pbs.variant is not variant:
+                raise e.fail(f"variant is {variant} but the file name says {pbs.variant}")
+            return pbs.flavor, pbs.format, pbs.tag
+        pyodide = parse_pyodide_filename(filename)
+        fmt = _format(e, filename)
+        if pyodide is not None:
+            # A Pyodide cross-build environment: a plain tarball that unpacks like an
+            # install_only archive would be used, so it is locked as one.
+            return Flavor.INSTALL_ONLY, fmt, pyodide
+        # A self-hosted file under another name: uv lists install_only layouts unless
+        # the name says otherwise.
+        return flavor_in_filename(filename) or Flavor.INSTALL_ONLY, fmt, None
+    if implementation is Implementation.PYPY:
+        pypy = parse_pypy_filename(filename)
+        if pypy is not None:
+            _check_series(e, version, pypy.python_version, pypy.platform, platform)
+            return None, pypy.format, pypy.pypy_version
+        return None, _format(e, filename), None
+    graalpy = parse_graalpy_filename(filename)
+    if graalpy is not None:
+        _check_series(e, version, graalpy.python_version, graalpy.platform, platform)
+        return None, graalpy.format, graalpy.graalpy_version
+    return None, _format(e, filename), None
+
+
+def _check_series(
+    e: _Entry, version: str, series: str | None, named: Platform, platform: Platform
+) -> None:
+    if series is not None and not version.startswith(f"{series}."):
+        raise e.fail(f"version is {version} but the file name says Python {series}")
+    if named != platform:
+        raise e.fail(f"platform is {platform} but the file name says {named}")
+
+
+def _format(e: _Entry, filename: str) -> ArchiveFormat:
+    try:
+        return ArchiveFormat.from_filename(filename)
+    except ValueError as exc:
+        raise e.fail(str(exc)) from None
+
+
+def _tag_from_url(path: str) -> str | None:
+    """The release tag in a GitHub ``.../releases/download/{tag}/{file}`` path."""
+    segments = path.split("/")
+    if len(segments) >= 3 and segments[-3] == "download":
+        tag = unquote(segments[-2])
+        # GraalPy tags read ``graal-25.0.1``; the build is the release number.
+        return tag.removeprefix("graal-").removeprefix("vm-")
+    return None

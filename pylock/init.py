@@ -1,0 +1,222 @@
+"""``pylock init``: a starter ``pythons.toml`` guessed from what the project already says.
+
+The version comes from the first of these that names one:
+
+1. ``.python-version`` (pyenv, uv): its first line that is not a comment. A full version
+   such as ``3.12.4`` becomes the series ``3.12``: the lock pins the exact patch release,
+   and ``pylock lock --upgrade`` can then move to the next patch. ``pypy3.10``,
+   ``cpython-3.12.4-linux-x86_64-gnu``, ``3.13t`` (free-threaded) and ``3.14.0a7``
+   (pre-releases allowed) are understood too.
+2. ``requires-python`` in ``pyproject.toml``, taken as written (``">=3.11"``).
+3. The series of the Python running pylock.
+
+>>> guess_from_python_version("pypy3.10-7.3.17\\n")
+_Guess(implementation='pypy', version='3.10', variant='default', prereleases=False)
+>>> guess_from_python_version("# pinned\\n3.13.1t\\n")
+_Guess(implementation='cpython', version='3.13', variant='freethreaded', prereleases=False)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import attrs
+
+from pylock.config import CONFIG_FILENAME
+from pylock.errors import PylockError
+from pylock.versions import parse_request
+
+PYTHON_VERSION_FILE = ".python-version"
+PYPROJECT_FILE = "pyproject.toml"
+#: The name of the one interpreter in a starter config.
+STARTER_NAME = "main"
+
+_VERSION_LINE = re.compile(
+    r"""^
+    (?:(?P<impl>cpython|python|pypy|graalpy)[-@]?)?
+    (?P<series>\d+(?:\.\d+)?)(?P<patch>\.\d+)?(?P<pre>(?:a|b|rc)\d+)?
+    (?P<abi>t|d|td)?
+    (?P<plus>(?:\+(?:freethreaded|debug))*)
+    (?:-.*)?
+    $""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+@attrs.frozen(kw_only=True)
+class _Guess:
+    """What a project file says about its interpreter."""
+
+    #: ``cpython``, ``pypy`` or ``graalpy``.
+    implementation: str = "cpython"
+    #: The version request to write.
+    version: str
+    #: The variant to write (``default`` is left out of the file).
+    variant: str = "default"
+    #: Whether the named version was a pre-release.
+    prereleases: bool = False
+
+
+def guess_from_python_version(text: str) -> _Guess | None:
+    """Read the interpreter named by a ``.python-version`` file, if pylock understands it."""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            break
+    else:
+        return None
+    match = _VERSION_LINE.match(line)
+    if not match:
+        return None
+    implementation = (match["impl"] or "cpython").lower()
+    if implementation == "python":
+        implementation = "cpython"
+    series = match["series"]
+    # GraalPy and PyPy releases have their own numbers (graalpy-24.1.0); only the
+    # Python version they implement can go into pythons.toml.
+    if not series.startswith("3"):
+        return None
+    abi = (match["abi"] or "").lower()
+    plus = (match["plus"] or "").lower()
+    freethreaded = "t" in abi or "freethreaded" in plus
+    debug = "d" in abi or "debug" in plus
+    variant = {
+        (False, False): "default",
+        (True, False): "freethreaded",
+        (False, True): "debug",
+        (True, True): "freethreaded+debug",
+    }[(freethreaded, debug)]
+    if variant != "default" and implementation != "cpython":
+        return None
+    return _Guess(
+        implementation=implementation,
+        version=series,
+        variant=variant,
+        prereleases=match["pre"] is not None,
+    )
+
+
+def guess_from_pyproject(text: str) -> _Guess | None:
+    """Take ``project.requires-python`` from a ``pyproject.toml``, if it is a valid request."""
+    try:
+        project = tomllib.loads(text).get("project")
+    except tomllib.TOMLDecodeError:
+        return None
+    requires = project.get("requires-python") if isinstance(project, dict) else None
+    if not isinstance(requires, str):
+        return None
+    try:
+        parse_request(requires)
+    except ValueError:
+        return None
+    return _Guess(version=requires.strip())
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _toml_string(text: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes, except the surrogate pairs
+    # json emits for characters beyond the BMP; ensure_ascii=False never emits those.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _guess(project_dir: Path) -> tuple[_Guess, str]:
+    skipped = ""
+    text = _read(project_dir / PYTHON_VERSION_FILE)
+    if text is not None:
+        guess = guess_from_python_version(text)
+        if guess is not None:
+            return guess, f"from {PYTHON_VERSION_FILE}"
+        skipped = f"; {PYTHON_VERSION_FILE} names nothing pylock can lock"
+    text = _read(project_dir / PYPROJECT_FILE)
+    if text is not None:
+        guess = guess_from_pyproject(text)
+        if guess is not None:
+            return guess, f"from requires-python in {PYPROJECT_FILE}{skipped}"
+    series = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return _Guess(version=series), f"the series of the Python running pylock{skipped}"
+
+
+def starter_config(project_dir: Path) -> tuple[str, str]:
+    """The text of a starter ``pythons.toml``, and a line saying where its version came from."""
+    guess, source = _guess(project_dir)
+    entry = [f"version = {_toml_string(guess.version)}  # {source.split(';')[0]}"]
+    if guess.implementation != "cpython":
+        entry.insert(0, f"implementation = {_toml_string(guess.implementation)}")
+    if guess.variant != "default":
+        entry.append(f"variant = {_toml_string(guess.variant)}")
+    if guess.prereleases:
+        entry.append("prereleases = true")
+    entry.append("default = true  # linked as python3 by `pylock sync --bin-dir`")
+    text = "\n".join(
+        [
+            "# The Python interpreters this project needs.",
+            "# `pylock lock` resolves them to exact builds in pythons.lock;",
+            "# `pylock sync` installs what the lock says.",
+            "",
+            "[defaults]",
+            '# Platforms to lock for; "host" is the machine running `pylock lock`.',
+            "# List explicit keys so one lock serves CI, Docker and every developer, e.g.",
+            '# platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "macos-aarch64", '
+            '"windows-x86_64"]',
+            'platforms = ["host"]',
+            "",
+            f"[python.{STARTER_NAME}]",
+            *entry,
+            "",
+            "# Each interpreter gets a table; its key is the name and the install directory.",
+            "#",
+            "# [python.nogil]",
+            '# version = "3.14"',
+            '# variant = "freethreaded"',
+            "#",
+            "# [python.pypy]",
+            '# implementation = "pypy"',
+            '# version = "3.11"',
+            "",
+        ]
+    )
+    version = guess.version
+    if guess.implementation != "cpython":
+        version = f"{guess.implementation} {version}"
+    if guess.variant != "default":
+        version += f" ({guess.variant})"
+    return text, f"version {version}, {source}"
+
+
+def write_starter(project_dir: Path) -> tuple[Path, str]:
+    """Create ``pythons.toml`` in ``project_dir``; never replace an existing one.
+
+    Return the path written and where its version came from.
+    """
+    path = project_dir / CONFIG_FILENAME
+    if path.exists():
+        raise PylockError(
+            f"{path} already exists",
+            hint="edit it, or delete it first to start over",
+        )
+    if not project_dir.is_dir():
+        raise PylockError(f"{project_dir} is not a directory")
+    text, source = starter_config(project_dir)
+    try:
+        # "x": fail rather than replace a file that appeared since the check above.
+        with path.open("x", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+    except FileExistsError:
+        raise PylockError(
+            f"{path} already exists", hint="edit it, or delete it first to start over"
+        ) from None
+    except OSError as exc:
+        # Leave no half-written file behind to be mistaken for the user's own.
+        path.unlink(missing_ok=True)
+        raise PylockError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path, source

@@ -1,0 +1,690 @@
+"""Atomic interpreter installs under ``DIR/NAME``, their records, prune and verify.
+
+Layout of an install directory::
+
+    DIR/NAME/                      the interpreter, archive top directory stripped
+    DIR/NAME/.pylock/install.json  what was installed (artifact, lock entry); written last
+    DIR/NAME/.pylock/RECORD        every file and symlink: path, sha256 or link, size, x
+    DIR/.pylock-locks/NAME.lock    cross-process lock for installing or removing NAME
+    DIR/.pylock-tmp-NAME-*         an extraction in progress (or left by a crash)
+    DIR/.pylock-old-NAME-*         the previous tree during an upgrade's two renames
+    DIR/.pylock-trash-NAME-*       a tree being deleted
+
+An install extracts into ``.pylock-tmp-NAME-*``, writes the record, and renames the
+tree into place; an upgrade first renames the old tree to ``.pylock-old-NAME-*``, and
+moves it to ``.pylock-trash-NAME-*`` once the new one is in place. So ``DIR/NAME`` is
+always a complete old or a complete new tree, or (between the two renames only)
+absent. The next install of NAME, under its lock, repairs a crash: leftover temporary
+and trash trees are deleted and, if ``DIR/NAME`` is missing, the old tree is renamed
+back (the new one may be incomplete, and re-installing it from the cache is cheap).
+
+Reading a record (the no-op ``sync`` path) needs only :mod:`json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pylock.errors import InstallError
+
+if TYPE_CHECKING:
+    from pylock.extract import RecordEntry
+    from pylock.lock import Artifact, LockedPython
+    from pylock.platforms import Platform
+    from pylock.progress import Reporter
+
+#: The record format this pylock writes; an install with another is reinstalled.
+RECORD_VERSION = 1
+META_DIR = ".pylock"
+INSTALL_JSON = "install.json"
+RECORD_FILE = "RECORD"
+LOCKS_DIR = ".pylock-locks"
+TMP_PREFIX = ".pylock-tmp-"
+OLD_PREFIX = ".pylock-old-"
+TRASH_PREFIX = ".pylock-trash-"
+#: Bytecode caches appear as soon as an interpreter runs; they are not the archive's.
+_IGNORED_DIRS = frozenset({"__pycache__"})
+
+
+@attrs.frozen(kw_only=True)
+class InstallState:
+    """What an install record says about ``DIR/NAME``."""
+
+    #: The interpreter's name (its directory name).
+    name: str
+    #: The install tree, ``DIR/NAME``.
+    path: Path
+    #: sha256 of the archive it was installed from.
+    sha256: str
+    #: The artifact's canonical URL.
+    url: str
+    #: Platform key of the artifact.
+    platform: str
+    #: The lock entry it was installed for (``name``, ``implementation``, ``version``...).
+    python: dict[str, Any]
+    #: The pylock version that installed it.
+    pylock_version: str
+    #: Format version of the record.
+    record_version: int
+    #: The final path that fix-ups baked into the tree, if fix-ups ran.
+    fixed_up_for: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class VerifyReport:
+    """Differences between an install tree and its record."""
+
+    #: The interpreter's name.
+    name: str
+    #: Recorded files whose contents, type, mode or link target changed.
+    modified: tuple[str, ...] = ()
+    #: Recorded files that are gone.
+    missing: tuple[str, ...] = ()
+    #: Files not in the record (``__pycache__`` is ignored: running Python creates it).
+    extra: tuple[str, ...] = ()
+    #: How many recorded files and symlinks were checked.
+    checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every recorded file is intact (extra files do not count against it)."""
+        return not self.modified and not self.missing
+
+
+# -- reading records (the cheap path) ------------------------------------------------------
+
+
+def _read_install_json(tree: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(tree, META_DIR, INSTALL_JSON), "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("installer") != "pylock":
+        return None
+    return data
+
+
+def installed_state(dest_root: Path, name: str) -> InstallState | None:
+    """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there."""
+    tree = os.path.join(dest_root, name)
+    data = _read_install_json(tree)
+    if data is None:
+        return None
+    artifact = data.get("artifact")
+    python = data.get("python")
+    if not isinstance(artifact, dict) or not isinstance(python, dict):
+        return None
+    sha256, url, platform = artifact.get("sha256"), artifact.get("url"), artifact.get("platform")
+    version = data.get("record-version")
+    if not (isinstance(sha256, str) and isinstance(url, str) and isinstance(platform, str)):
+        return None
+    fixed = data.get("fixed-up-for")
+    return InstallState(
+        name=name,
+        path=Path(tree),
+        sha256=sha256,
+        url=url,
+        platform=platform,
+        python=python,
+        pylock_version=str(data.get("pylock-version", "")),
+        record_version=version if isinstance(version, int) else 0,
+        fixed_up_for=fixed if isinstance(fixed, str) else None,
+    )
+
+
+def is_current(state: InstallState, artifact: Artifact) -> bool:
+    """Whether the install came from this very artifact (and still sits where it was fixed up)."""
+    if state.record_version != RECORD_VERSION or state.sha256 != artifact.sha256:
+        return False
+    if state.fixed_up_for is not None and state.fixed_up_for != str(state.path):
+        # The tree moved since fix-ups wrote its path into sysconfig data: reinstall.
+        return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
+    return True
+
+
+def installed_names(dest_root: Path) -> list[str]:
+    """Names of the interpreters pylock installed in ``dest_root``, sorted."""
+    try:
+        entries = os.listdir(dest_root)
+    except OSError:
+        return []
+    return sorted(
+        entry
+        for entry in entries
+        if not entry.startswith(".")
+        and _read_install_json(os.path.join(dest_root, entry)) is not None
+    )
+
+
+def read_record(tree: Path) -> list[RecordEntry]:
+    """The files listed in ``tree/.pylock/RECORD``."""
+    import csv
+
+    from pylock.extract import RecordEntry
+
+    entries = []
+    path = tree / META_DIR / RECORD_FILE
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            for row in csv.reader(handle):
+                if len(row) != 4:
+                    raise ValueError(f"bad row {row!r}")
+                rel, digest, size, flags = row
+                kind, _, value = digest.partition("=")
+                if kind == "sha256":
+                    entries.append(
+                        RecordEntry(path=rel, sha256=value, size=int(size), executable="x" in flags)
+                    )
+                elif kind == "link":
+                    entries.append(RecordEntry(path=rel, sha256=None, size=0, link=value))
+                else:
+                    raise ValueError(f"bad digest {digest!r}")
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"cannot read the install record {path}: {exc}") from None
+    return entries
+
+
+# -- locking and recovery ------------------------------------------------------------------
+
+
+@contextmanager
+def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
+    """Hold the cross-process lock for installing or removing ``DIR/NAME``.
+
+    The lock is per interpreter, not per directory, so that one sync can install
+    several interpreters in parallel while two syncs into one directory still never
+    work on the same interpreter at once.
+    """
+    from filelock import FileLock, Timeout
+
+    locks = dest_root / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    lock = FileLock(locks / f"{name}.lock")
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        if reporter is not None:
+            reporter.event(f"waiting for another pylock process working on {dest_root / name}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _leftovers(dest_root: Path, name: str) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {TMP_PREFIX: [], OLD_PREFIX: [], TRASH_PREFIX: []}
+    try:
+        entries = os.listdir(dest_root)
+    except OSError:
+        return found
+    for entry in entries:
+        for prefix, paths in found.items():
+            if entry.startswith(prefix) and entry[len(prefix) :].rpartition("-")[0] == name:
+                paths.append(dest_root / entry)
+    return found
+
+
+def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> None:
+    """Finish what a killed pylock left of NAME (the caller holds NAME's lock)."""
+    from pylock.fsutil import remove_tree
+
+    found = _leftovers(dest_root, name)
+    final = dest_root / name
+    olds = [p for p in found[OLD_PREFIX] if _read_install_json(str(p)) is not None]
+    if olds and not os.path.lexists(final):
+        # Killed between an upgrade's two renames: the old tree is complete, put it back.
+        newest = max(olds, key=lambda p: p.stat().st_mtime)
+        os.rename(newest, final)
+        found[OLD_PREFIX].remove(newest)
+        if reporter is not None:
+            reporter.warn(f"restored {final} after an interrupted upgrade")
+    for paths in found.values():
+        for path in paths:
+            remove_tree(path)
+
+
+def _token() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
+
+
+# -- installing ----------------------------------------------------------------------------
+
+
+def install(
+    archive: Path,
+    *,
+    dest_root: Path,
+    python: LockedPython,
+    artifact: Artifact,
+    platform: Platform,
+    fixup: Callable[[Path, Path], Iterable[str]] | None = None,
+    reporter: Reporter,
+    if_needed: bool = False,
+) -> Path:
+    """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
+
+    ``fixup(tmp_tree, final_path)`` may patch the tree before it is renamed into place
+    and returns the relative paths it changed, which are hashed again for the record.
+    With ``if_needed``, an install that became current while waiting for the lock
+    (another process did it) is left alone. A hostile archive raises
+    :class:`~pylock.errors.ArchiveError`, a corrupt one
+    :class:`~pylock.errors.HashMismatchError`, and a file-system failure (a full disk)
+    :class:`InstallError`; in every case the previous install is left as it was.
+    """
+    from pylock.lock import is_valid_name
+
+    name = python.name
+    if not is_valid_name(name):
+        raise InstallError(f"invalid interpreter name {name!r}")
+    dest_root = dest_root.absolute()
+    final = dest_root / name
+    try:
+        dest_root.mkdir(parents=True, exist_ok=True)
+        with _name_lock(dest_root, name, reporter):
+            _recover(dest_root, name, reporter)
+            if if_needed:
+                state = installed_state(dest_root, name)
+                if state is not None and is_current(state, artifact):
+                    return final
+            _install_locked(archive, final, python, artifact, platform, fixup, reporter)
+    except OSError as exc:
+        import errno
+
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InstallError(
+            f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
+            hint="free some disk space and run `pylock sync` again"
+            if exc.errno == errno.ENOSPC
+            else None,
+        ) from exc
+    return final
+
+
+def _install_locked(
+    archive: Path,
+    final: Path,
+    python: LockedPython,
+    artifact: Artifact,
+    platform: Platform,
+    fixup: Callable[[Path, Path], Iterable[str]] | None,
+    reporter: Reporter,
+) -> None:
+    import tempfile
+
+    from pylock.fsutil import remove_tree
+
+    dest_root, name = final.parent, final.name
+    _check_replaceable(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=dest_root))
+    task = reporter.task(f"installing {name}", total=archive.stat().st_size)
+    try:
+        entries, layout = _extract(archive, tmp, python, artifact, task.advance)
+        if python.implementation == "cpython" and not platform.is_windows:
+            _add_python_link(tmp, entries, python)
+        fixed_up_for = None
+        if fixup is not None:
+            changed = list(fixup(tmp, final))
+            entries = _rehash(tmp, entries, changed)
+            fixed_up_for = str(final)
+        _write_record(tmp, entries, python, artifact, layout, fixed_up_for)
+        _swap_in(tmp, final)
+    finally:
+        task.done("")
+        # Never let a failed clean-up hide the error that caused it; recovery retries it.
+        with contextlib.suppress(OSError):
+            remove_tree(tmp)
+    reporter.detail(f"installed {name} into {final} ({len(entries)} files)")
+
+
+def _extract(
+    archive: Path,
+    tmp: Path,
+    python: LockedPython,
+    artifact: Artifact,
+    on_progress: Callable[[int], None],
+) -> tuple[list[RecordEntry], str]:
+    from pylock.errors import ArchiveError
+    from pylock.extract import detect_layout, extract_archive, layout_for
+    from pylock.versions import ArchiveFormat
+
+    try:
+        fmt = ArchiveFormat.from_filename(artifact.filename)
+    except ValueError:
+        try:
+            fmt = ArchiveFormat.from_filename(archive.name)
+        except ValueError as exc:
+            raise ArchiveError(str(exc), archive=str(archive)) from None
+    if python.implementation == "cpython" and python.build is None:
+        layout = detect_layout(archive, fmt)  # a direct URL: trust what is inside
+    else:
+        layout = layout_for(python.implementation, python.flavor)
+    entries = extract_archive(
+        archive,
+        tmp,
+        fmt=fmt,
+        layout=layout,
+        expected_sha256=artifact.sha256,
+        on_progress=on_progress,
+    )
+    for entry in entries:
+        if entry.path == META_DIR or entry.path.startswith(META_DIR + "/"):
+            raise ArchiveError(
+                f"the archive has its own {META_DIR}/, which pylock reserves for its record",
+                archive=str(archive),
+                member=entry.path,
+            )
+    return entries, str(layout)
+
+
+def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython) -> None:
+    """Older PBS archives (before 20240224) have ``bin/python3`` but no ``bin/python``."""
+    from pylock.extract import RecordEntry
+
+    bin_dir = tmp / "bin"
+    if not bin_dir.is_dir() or os.path.lexists(bin_dir / "python"):
+        return
+    minor = ".".join(python.version.split(".")[:2])
+    suffix = python.variant.pbs_abi_suffix
+    if (bin_dir / "python3").is_symlink():
+        target = os.readlink(bin_dir / "python3")
+    elif (bin_dir / f"python{minor}{suffix}").exists():
+        target = f"python{minor}{suffix}"
+    elif (bin_dir / "python3").exists():
+        target = "python3"
+    else:
+        return
+    if "/" in target or "\\" in target:
+        return
+    try:
+        os.symlink(target, bin_dir / "python")
+    except OSError:
+        return  # e.g. a Windows host without symlink rights, installing for Linux
+    entries.append(RecordEntry(path="bin/python", sha256=None, size=0, link=target))
+
+
+def _file_entry(tree: Path, rel: str) -> RecordEntry | None:
+    import hashlib
+
+    from pylock.extract import RecordEntry
+
+    path = tree / rel
+    if path.is_symlink():
+        return RecordEntry(path=rel, sha256=None, size=0, link=os.readlink(path))
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = os.fstat(handle.fileno()).st_size
+    executable = bool(path.stat().st_mode & 0o111) if sys.platform != "win32" else False
+    return RecordEntry(path=rel, sha256=digest, size=size, executable=executable)
+
+
+def _rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> list[RecordEntry]:
+    """Update the record after fix-ups: re-hash what they changed, drop what they removed."""
+    by_path = {e.path: e for e in entries}
+    for rel in changed:
+        rel = rel.replace("\\", "/").strip("/")
+        entry = _file_entry(tree, rel)
+        if entry is None:
+            by_path.pop(rel, None)
+        else:
+            by_path[rel] = entry
+    # Fix-ups may delete files they do not report (stale bytecode caches).
+    return [e for e in by_path.values() if os.path.lexists(tree / e.path)]
+
+
+def _write_record(
+    tree: Path,
+    entries: list[RecordEntry],
+    python: LockedPython,
+    artifact: Artifact,
+    layout: str,
+    fixed_up_for: str | None,
+) -> None:
+    import csv
+    import io
+    import time
+
+    from pylock import __version__
+
+    meta = tree / META_DIR
+    meta.mkdir()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for entry in entries:
+        if entry.link is not None:
+            writer.writerow([entry.path, f"link={entry.link}", 0, ""])
+        else:
+            writer.writerow(
+                [entry.path, f"sha256={entry.sha256}", entry.size, "x" if entry.executable else ""]
+            )
+    (meta / RECORD_FILE).write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    document = {
+        "installer": "pylock",
+        "record-version": RECORD_VERSION,
+        "pylock-version": __version__,
+        "name": python.name,
+        "artifact": {
+            "platform": artifact.platform,
+            "url": artifact.url,
+            "sha256": artifact.sha256,
+            "size": artifact.size,
+        },
+        "python": {
+            "name": python.name,
+            "implementation": str(python.implementation),
+            "version": python.version,
+            "build": python.build,
+            "variant": str(python.variant),
+            "flavor": str(python.flavor) if python.flavor else None,
+            "default": python.default,
+        },
+        "layout": layout,
+        "fixed-up-for": fixed_up_for,
+        "files": len(entries),
+        "installed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # Written last: a tree with an install.json is complete.
+    (meta / INSTALL_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_replaceable(final: Path) -> None:
+    if os.path.lexists(final) and _read_install_json(str(final)) is None:
+        raise InstallError(
+            f"{final} exists and was not installed by pylock; refusing to replace it",
+            hint="move it away, or install into another directory with --into",
+        )
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename the new tree into place, keeping the old one until the new one is there."""
+    from pylock.fsutil import remove_tree
+
+    if not os.path.lexists(final):
+        os.rename(tmp, final)
+        return
+    _check_replaceable(final)
+    token = _token()
+    old = final.with_name(f"{OLD_PREFIX}{final.name}-{token}")
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        os.rename(old, final)
+        raise
+    trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{token}")
+    os.rename(old, trash)
+    # A file still in use on Windows can block deletion; the next install or prune retries.
+    with contextlib.suppress(OSError):
+        remove_tree(trash)
+
+
+# -- prune, verify, executables ----------------------------------------------------------
+
+
+def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
+    """Remove interpreters pylock installed whose names are not in ``keep``; return them.
+
+    Only directories with a pylock install record are touched, plus pylock's own
+    leftovers from interrupted runs. Anything else in ``dest_root`` stays.
+    """
+    from pylock.fsutil import remove_tree
+    from pylock.lock import is_valid_name
+
+    removed: list[str] = []
+    try:
+        entries = sorted(os.listdir(dest_root))
+    except FileNotFoundError:
+        return removed
+    leftover_names = set()
+    for entry in entries:
+        for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
+            if entry.startswith(prefix):
+                leftover_names.add(entry[len(prefix) :].rpartition("-")[0])
+    try:
+        for name in sorted(leftover_names):
+            if name in keep:
+                with _name_lock(dest_root, name, None):
+                    _recover(dest_root, name, None)
+            else:
+                with _name_lock(dest_root, name, None):
+                    for paths in _leftovers(dest_root, name).values():
+                        for path in paths:
+                            remove_tree(path)
+        for name in entries:
+            if name.startswith(".") or name in keep or not is_valid_name(name):
+                continue
+            tree = dest_root / name
+            if tree.is_symlink() or not tree.is_dir():
+                continue
+            with _name_lock(dest_root, name, None):
+                if _read_install_json(str(tree)) is None:
+                    continue
+                trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
+                os.rename(tree, trash)
+                remove_tree(trash)
+            removed.append(name)
+    except OSError as exc:
+        raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
+    return removed
+
+
+def _walk(tree: Path) -> Iterator[str]:
+    """Relative paths of the files and symlinks under ``tree``, without following links."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(tree / rel_dir if rel_dir else tree) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if rel != META_DIR and entry.name not in _IGNORED_DIRS:
+                        stack.append(rel)
+                else:
+                    yield rel
+
+
+def verify(dest_root: Path, name: str) -> VerifyReport:
+    """Re-hash ``DIR/NAME`` against its record."""
+    import hashlib
+
+    tree = dest_root / name
+    if installed_state(dest_root, name) is None:
+        raise InstallError(
+            f"{name} is not installed in {dest_root}", hint="run `pylock sync` first"
+        )
+    record = read_record(tree)
+    present = set(_walk(tree))
+    modified: list[str] = []
+    missing: list[str] = []
+    check_modes = sys.platform != "win32"
+    for entry in record:
+        path = tree / entry.path
+        present.discard(entry.path)
+        if not os.path.lexists(path):
+            missing.append(entry.path)
+            continue
+        if entry.link is not None:
+            if not path.is_symlink() or os.readlink(path) != entry.link:
+                modified.append(entry.path)
+            continue
+        if path.is_symlink() or not path.is_file():
+            modified.append(entry.path)
+            continue
+        info = path.stat()
+        if info.st_size != entry.size or (
+            check_modes and bool(info.st_mode & 0o111) != entry.executable
+        ):
+            modified.append(entry.path)
+            continue
+        with open(path, "rb") as handle:
+            if hashlib.file_digest(handle, "sha256").hexdigest() != entry.sha256:
+                modified.append(entry.path)
+    return VerifyReport(
+        name=name,
+        modified=tuple(sorted(modified)),
+        missing=tuple(sorted(missing)),
+        extra=tuple(sorted(present)),
+        checked=len(record),
+    )
+
+
+def python_from_state(state: InstallState) -> LockedPython:
+    """The lock entry an install record was made for (for commands run without a lock)."""
+    from pylock.lock import LockedPython
+    from pylock.versions import Flavor, Implementation, Variant
+
+    entry = state.python
+    try:
+        return LockedPython(
+            name=state.name,
+            implementation=Implementation(entry["implementation"]),
+            version=str(entry["version"]),
+            build=entry.get("build"),
+            variant=Variant.parse(entry.get("variant") or ""),
+            flavor=Flavor(entry["flavor"]) if entry.get("flavor") else None,
+        )
+    except (KeyError, ValueError) as exc:
+        raise InstallError(f"the install record of {state.path} is damaged ({exc})") from None
+
+
+def executable(dest_root: Path, python: LockedPython, platform: Platform) -> Path:
+    """The interpreter's executable under ``DIR/NAME`` (the first candidate that exists)."""
+    tree = dest_root / python.name
+    minor = ".".join(python.version.split(".")[:2])
+    abi = python.variant.pbs_abi_suffix
+    candidates: list[str]
+    if python.implementation == "pypy":
+        candidates = (
+            ["pypy3.exe", "pypy.exe", "python.exe"]
+            if platform.is_windows
+            else ["bin/pypy3", "bin/pypy", "bin/python3"]
+        )
+    elif python.implementation == "graalpy":
+        candidates = (
+            ["bin/graalpy.exe", "graalpy.exe", "bin/python.exe"]
+            if platform.is_windows
+            else ["bin/graalpy", "bin/python3"]
+        )
+    elif platform.is_windows:
+        candidates = ["python.exe", f"python{minor}{abi}.exe", f"python{abi}.exe"]
+    else:
+        candidates = ["bin/python3", f"bin/python{minor}{abi}", "bin/python"]
+    for candidate in candidates:
+        path = tree / candidate
+        if os.path.lexists(path):
+            return path
+    return tree / candidates[0]

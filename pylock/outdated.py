@@ -1,0 +1,163 @@
+"""``pylock outdated``: newer versions and builds upstream has for each locked interpreter (pure).
+
+For every locked interpreter it reports the newest version of the same series
+(``3.13.5`` -> ``3.13.9``) and the newest build of the locked version (a newer
+release tag of ``3.13.5``), counting only builds of the same implementation and
+variant that exist for every platform the entry is locked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from packaging.version import Version
+
+from pylock.index.model import Build, Index
+from pylock.lock import LockedPython, LockFile
+from pylock.versions import Flavor
+
+# install_only and install_only_stripped are interchangeable for "is there something
+# newer": the resolver falls back from one to the other.
+_FLAVOR_FAMILY = {
+    Flavor.INSTALL_ONLY_STRIPPED: frozenset({Flavor.INSTALL_ONLY_STRIPPED, Flavor.INSTALL_ONLY}),
+    Flavor.INSTALL_ONLY: frozenset({Flavor.INSTALL_ONLY_STRIPPED, Flavor.INSTALL_ONLY}),
+    Flavor.FULL: frozenset({Flavor.FULL}),
+}
+
+
+@attrs.frozen(kw_only=True)
+class Candidate:
+    """A version and build available for every locked platform."""
+
+    #: Interpreter version.
+    version: str
+    #: Upstream build tag.
+    build: str
+
+
+@attrs.frozen(kw_only=True)
+class OutdatedEntry:
+    """What is newer than one locked interpreter."""
+
+    #: The locked interpreter.
+    current: LockedPython
+    #: The newest version of the same series, if newer than the locked one.
+    newer_version: Candidate | None = None
+    #: The newest build of the locked version, if newer than the locked build.
+    newer_build: Candidate | None = None
+    #: Why nothing could be checked (direct-URL entries), if so.
+    unchecked: str | None = None
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether nothing newer was found (and the entry could be checked)."""
+        return self.unchecked is None and self.newer_version is None and self.newer_build is None
+
+
+def _series(version: Version) -> tuple[int, int]:
+    return (version.major, version.minor)
+
+
+def _fits(build: Build, python: LockedPython) -> bool:
+    if python.flavor is None or build.flavor is None:
+        return python.flavor is build.flavor
+    return build.flavor in _FLAVOR_FAMILY[python.flavor]
+
+
+def find_outdated(lock: LockFile, index: Index) -> tuple[OutdatedEntry, ...]:
+    """Per locked interpreter, what newer version and build ``index`` offers."""
+    return tuple(check_python(python, index) for python in lock.pythons)
+
+
+def check_python(python: LockedPython, index: Index) -> OutdatedEntry:
+    """Compare one locked interpreter with the index."""
+    if python.build is None:
+        return OutdatedEntry(current=python, unchecked="direct URL; not tracked upstream")
+    if not python.platforms:
+        return OutdatedEntry(current=python, unchecked="locked for no platform")
+    current = Version(python.version)
+    # (version, build) pairs available on each platform; keep those on all of them.
+    common: set[tuple[str, str]] | None = None
+    for platform in python.platforms:
+        here = set()
+        for build in index.candidates(python.implementation, platform, python.variant):
+            if not _fits(build, python) or build.sha256 is None:
+                continue
+            version = build.parsed_version
+            if _series(version) != _series(current):
+                continue
+            if version.is_prerelease and not current.is_prerelease:
+                continue
+            here.add((build.version, build.build))
+        common = here if common is None else common & here
+    pairs = common or set()
+
+    def order(pair: tuple[str, str]) -> tuple[Version, Any]:
+        return (Version(pair[0]), index.tag_order(pair[1]))
+
+    newer_version = None
+    newest = max((p for p in pairs if Version(p[0]) > current), key=order, default=None)
+    if newest is not None:
+        newer_version = Candidate(version=newest[0], build=newest[1])
+    newer_build = None
+    locked_order = index.tag_order(python.build)
+    same = [p for p in pairs if Version(p[0]) == current and index.tag_order(p[1]) > locked_order]
+    if same:
+        best = max(same, key=order)
+        newer_build = Candidate(version=best[0], build=best[1])
+    return OutdatedEntry(current=python, newer_version=newer_version, newer_build=newer_build)
+
+
+def _label(python: LockedPython, candidate: Candidate) -> str:
+    return f"{candidate.version}+{candidate.build}"
+
+
+def format_text(entries: Sequence[OutdatedEntry]) -> list[str]:
+    """One line per interpreter, e.g. ``app: cpython 3.13.5+20250708 -> 3.13.9+20251014``."""
+    lines = []
+    for entry in entries:
+        python = entry.current
+        head = f"{python.name}: {python.label}"
+        if entry.unchecked:
+            lines.append(f"{head}: {entry.unchecked}")
+            continue
+        if entry.up_to_date:
+            lines.append(f"{head}: up to date")
+            continue
+        offers = []
+        if entry.newer_version is not None:
+            offers.append(f"{_label(python, entry.newer_version)} (newer version)")
+        if entry.newer_build is not None:
+            offers.append(f"{_label(python, entry.newer_build)} (newer build)")
+        lines.append(f"{head} -> {', '.join(offers)}")
+    return lines
+
+
+def _candidate_json(candidate: Candidate | None) -> dict[str, str] | None:
+    if candidate is None:
+        return None
+    return {"version": candidate.version, "build": candidate.build}
+
+
+def to_json(entries: Sequence[OutdatedEntry], *, index: Index) -> dict[str, Any]:
+    """The report as JSON-ready data."""
+    return {
+        "index": {"source": index.source, "date": index.source_date},
+        "pythons": [
+            {
+                "name": e.current.name,
+                "implementation": str(e.current.implementation),
+                "variant": str(e.current.variant),
+                "version": e.current.version,
+                "build": e.current.build,
+                "platforms": list(e.current.platforms),
+                "up-to-date": e.up_to_date,
+                "newer-version": _candidate_json(e.newer_version),
+                "newer-build": _candidate_json(e.newer_build),
+                "unchecked": e.unchecked,
+            }
+            for e in entries
+        ],
+    }

@@ -1,0 +1,504 @@
+"""Resolution: ``pythons.toml`` requests plus candidate builds give ``pythons.lock`` entries (pure).
+
+Rules (DESIGN §3):
+
+- **One build per interpreter.** All platforms of an entry share one version and one
+  build tag: the newest version, then the newest build by publication date, that
+  exists on *every* requested platform.
+- **One flavor per interpreter.** The flavor is the first of ``flavor.fallbacks()``
+  (``install_only_stripped`` -> ``install_only`` -> ``full``) that *every* platform has
+  for that build, so the whole entry unpacks the same way. A build with no flavor in
+  common across the platforms is passed over for an older one.
+- **Variant and build pin are exact**; pre-releases only when asked for.
+- **Minimal change.** An entry of the previous lock that still satisfies its request
+  is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise.
+
+Nothing here reads the machine: ``host`` is resolved through the ``host_platform``
+parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Sequence
+
+import attrs
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from pylock.config import Config, PythonRequest
+from pylock.errors import ResolutionError, UsageError
+from pylock.index.model import Build, Index, tag_date, version_key
+from pylock.index.names import flavor_in_filename, parse_pbs_filename, version_in_filename
+from pylock.lock import Artifact, LockedPython, LockFile, make_lock
+from pylock.platforms import HOST, Platform, unknown_platform_message
+from pylock.versions import Flavor, Implementation, request_allows
+
+#: How many candidate builds per platform an error message lists.
+_LISTED = 4
+
+#: Turns a direct-URL request without a ``sha256`` into a locked entry (by downloading
+#: the archive once). It receives the request with ``host`` already replaced by a key.
+DirectLocker = Callable[[PythonRequest], LockedPython]
+
+
+@attrs.frozen(kw_only=True)
+class Change:
+    """How one interpreter's lock entry changed."""
+
+    #: The interpreter's name.
+    name: str
+    #: The entry before, or ``None`` if it is new.
+    old: LockedPython | None
+    #: The entry after, or ``None`` if it was removed.
+    new: LockedPython | None
+
+    @property
+    def kind(self) -> str:
+        """``added``, ``removed``, ``upgraded``, ``downgraded``, ``changed`` or ``unchanged``."""
+        if self.old == self.new:
+            return "unchanged"
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        old, new = self.old, self.new
+        if (old.implementation, old.variant) == (new.implementation, new.variant):
+            before, after = _entry_order(old), _entry_order(new)
+            if after > before:
+                return "upgraded"
+            if after < before:
+                return "downgraded"
+        return "changed"
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``app: cpython 3.13.5+20250708 -> 3.13.9+20251014``."""
+        if self.old is None:
+            assert self.new is not None
+            return f"{self.name}: added {self.new.label}"
+        if self.new is None:
+            return f"{self.name}: removed {self.old.label}"
+        old, new = self.old, self.new
+        if old == new:
+            return f"{self.name}: {new.label} (unchanged)"
+        if old.label != new.label:
+            same_kind = (old.implementation, old.variant) == (new.implementation, new.variant)
+            target = _short_label(new) if same_kind else new.label
+            return f"{self.name}: {old.label} -> {target}"
+        return f"{self.name}: {new.label} ({', '.join(_details(old, new))})"
+
+
+@attrs.frozen(kw_only=True)
+class Resolution:
+    """The outcome of ``pylock lock``: the new lock and what changed."""
+
+    #: The complete new lock.
+    lock: LockFile
+    #: One per interpreter in either lock, sorted by name (``kind`` may be ``unchanged``).
+    changes: tuple[Change, ...]
+
+
+def resolve(
+    config: Config,
+    index: Index,
+    *,
+    previous: LockFile | None,
+    upgrade: bool | frozenset[str],
+    host_platform: Platform,
+    direct: DirectLocker | None = None,
+) -> Resolution:
+    """Lock every interpreter of ``config``.
+
+    With a ``previous`` lock, entries that still satisfy their request are kept
+    unless ``upgrade`` is ``True`` or names them. Raise :class:`ResolutionError`
+    when a request has no build on every platform, and :class:`UsageError` when
+    ``upgrade`` names an interpreter ``config`` does not have.
+    """
+    if isinstance(upgrade, frozenset):
+        unknown = sorted(upgrade - set(config.names))
+        if unknown:
+            raise UsageError(
+                f"--upgrade-python: no interpreter named {', '.join(map(repr, unknown))} "
+                "in pythons.toml",
+                hint=f"interpreters: {', '.join(config.names) or '(none)'}",
+            )
+    locked: list[LockedPython] = []
+    for request in config.pythons:
+        platforms = platform_keys(request, host_platform)
+        old = previous.get(request.name) if previous is not None else None
+        refresh = upgrade is True or (isinstance(upgrade, frozenset) and request.name in upgrade)
+        if old is not None and not refresh and satisfies(request, old, platforms=platforms):
+            locked.append(attrs.evolve(old, default=request.default))
+        else:
+            locked.append(resolve_python(request, index, platforms=platforms, direct=direct))
+    lock = make_lock(locked, config_digest=config.digest)
+    return Resolution(lock=lock, changes=diff_locks(previous, lock))
+
+
+def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | None = None) -> bool:
+    """Whether ``lock`` is up to date with ``config`` (for ``lock --check``).
+
+    The digest must match and every entry must satisfy its request. Without
+    ``host_platform``, a ``host`` platform accepts whichever one platform the lock
+    was made for, so a lock made on a laptop checks clean in CI.
+    """
+    if lock.config_digest != config.digest or set(lock.names) != set(config.names):
+        return False
+    for request in config.pythons:
+        entry = lock.get(request.name)
+        if entry is None or entry.default != request.default:
+            return False
+        if host_platform is not None:
+            platforms: Collection[str] = platform_keys(request, host_platform)
+        else:
+            explicit = {p for p in request.platforms if p != HOST}
+            extra = set(entry.platforms) - explicit
+            if not explicit <= set(entry.platforms) or (
+                len(extra) > (1 if HOST in request.platforms else 0)
+            ):
+                return False
+            platforms = entry.platforms
+        if not satisfies(request, entry, platforms=platforms):
+            return False
+    return True
+
+
+def diff_locks(old: LockFile | None, new: LockFile) -> tuple[Change, ...]:
+    """A change for every interpreter in either lock, unchanged ones included, by name."""
+    before = {p.name: p for p in old.pythons} if old is not None else {}
+    after = {p.name: p for p in new.pythons}
+    return tuple(
+        Change(name=name, old=before.get(name), new=after.get(name))
+        for name in sorted(before.keys() | after.keys())
+    )
+
+
+def platform_keys(request: PythonRequest, host_platform: Platform) -> tuple[str, ...]:
+    """The request's platform keys with ``host`` replaced, deduplicated and sorted."""
+    keys = set()
+    for key in request.platforms:
+        if key == HOST:
+            keys.add(host_platform.key)
+            continue
+        try:
+            keys.add(Platform.parse(key).key)
+        except ValueError:
+            raise ResolutionError(f"{request.name}: {unknown_platform_message(key)}") from None
+    return tuple(sorted(keys))
+
+
+def satisfies(request: PythonRequest, entry: LockedPython, *, platforms: Collection[str]) -> bool:
+    """Whether a locked entry still answers ``request`` on exactly ``platforms``."""
+    if entry.implementation is not request.implementation or entry.variant is not request.variant:
+        return False
+    if set(entry.platforms) != set(platforms) or not entry.artifacts:
+        return False
+    try:
+        version = Version(entry.version)
+    except InvalidVersion:
+        return False
+    spec = request.specifier
+    if request.url is not None:
+        if entry.build is not None or any(a.url != request.url for a in entry.artifacts):
+            return False
+        if request.sha256 is not None and any(
+            a.sha256 != request.sha256.lower() for a in entry.artifacts
+        ):
+            return False
+        return spec is None or request_allows(spec, version, prereleases=True)
+    if entry.build is None or spec is None:
+        return False
+    if not request_allows(spec, version, prereleases=request.prereleases):
+        return False
+    if request.build is not None and entry.build != request.build:
+        return False
+    if request.implementation is Implementation.CPYTHON:
+        return entry.flavor in request.flavor.fallbacks()
+    return entry.flavor is None
+
+
+def resolve_python(
+    request: PythonRequest,
+    index: Index,
+    *,
+    platforms: Sequence[str],
+    direct: DirectLocker | None = None,
+) -> LockedPython:
+    """Lock one request on ``platforms`` (keys, ``host`` already replaced)."""
+    if request.url is not None:
+        if request.sha256 is None:
+            if direct is None:
+                raise ResolutionError(
+                    f"{request.name}: the url has no sha256, and pylock cannot download "
+                    "it to compute one here",
+                    hint=f'add sha256 = "..." to [python.{request.name}], or lock online',
+                )
+            entry = direct(attrs.evolve(request, platforms=tuple(platforms)))
+            return attrs.evolve(entry, name=request.name, default=request.default)
+        return lock_direct(request, sha256=request.sha256, platforms=platforms)
+    return _resolve_upstream(request, index, platforms)
+
+
+def lock_direct(
+    request: PythonRequest,
+    *,
+    sha256: str,
+    size: int | None = None,
+    platforms: Sequence[str],
+) -> LockedPython:
+    """The lock entry for a direct-URL request whose archive hash is known.
+
+    The version is the request's exact version, else the one the file name shows.
+    The same archive is locked for every listed platform.
+    """
+    assert request.url is not None
+    filename = Artifact(platform="", url=request.url, sha256=sha256).filename
+    version = _direct_version(request, filename)
+    flavor = (
+        flavor_in_filename(filename) if request.implementation is Implementation.CPYTHON else None
+    )
+    return LockedPython(
+        name=request.name,
+        implementation=request.implementation,
+        version=version,
+        build=None,
+        variant=request.variant,
+        flavor=flavor,
+        default=request.default,
+        artifacts=tuple(
+            Artifact(platform=p, url=request.url, sha256=sha256.lower(), size=size)
+            for p in sorted(platforms)
+        ),
+    )
+
+
+def _direct_version(request: PythonRequest, filename: str) -> str:
+    spec = request.specifier
+    exact = _exact_version(spec)
+    if exact is not None:
+        return exact
+    found = None
+    if request.implementation is Implementation.CPYTHON:
+        # PyPy and GraalPy names carry their own release number, not the Python version.
+        found = version_in_filename(filename)
+    if found is None:
+        raise ResolutionError(
+            f"{request.name}: cannot tell the Python version of {filename}",
+            hint=f'add version = "X.Y.Z" to [python.{request.name}]',
+        )
+    if spec is not None and not request_allows(spec, Version(found), prereleases=True):
+        raise ResolutionError(
+            f"{request.name}: {filename} looks like Python {found}, "
+            f"which does not satisfy version {spec}",
+            hint=f'set version = "X.Y.Z" in [python.{request.name}] to the archive\'s version',
+        )
+    return found
+
+
+def _exact_version(spec: SpecifierSet | None) -> str | None:
+    if spec is None:
+        return None
+    specs = list(spec)
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
+
+
+# -- upstream resolution -------------------------------------------------------------------
+
+#: (version, build tag): one exact build.
+_Key = tuple[str, str]
+#: Sorts exact builds oldest first: by version, then by the tag's publication.
+_Order = tuple[Version, tuple[str, tuple[int, ...], str]]
+
+
+def _flavor_choices(request: PythonRequest) -> tuple[Flavor | None, ...]:
+    if request.implementation is Implementation.CPYTHON:
+        return request.flavor.fallbacks()
+    return (None,)
+
+
+def _matching(
+    request: PythonRequest, spec: SpecifierSet, builds: Iterable[Build], allowed: dict[str, bool]
+) -> list[Build]:
+    """Builds that satisfy the version, pre-release and build-pin parts of a request.
+
+    ``allowed`` caches the verdict per version across platforms: specifier checks
+    are the bulk of resolution time.
+    """
+    out = []
+    for build in builds:
+        if request.build is not None and build.build != request.build:
+            continue
+        ok = allowed.get(build.version)
+        if ok is None:
+            ok = allowed[build.version] = request_allows(
+                spec, version_key(build.version), prereleases=request.prereleases
+            )
+        if ok:
+            out.append(build)
+    return out
+
+
+def _by_key(
+    builds: Iterable[Build], flavors: Sequence[Flavor | None]
+) -> dict[_Key, dict[Flavor | None, Build]]:
+    """Index builds by exact build, then flavor, keeping the best-optimised duplicate."""
+    table: dict[_Key, dict[Flavor | None, Build]] = {}
+    for build in builds:
+        if build.flavor not in flavors:
+            continue
+        slot = table.setdefault((build.version, build.build), {})
+        current = slot.get(build.flavor)
+        if current is None or _preference(build) < _preference(current):
+            slot[build.flavor] = build
+    return table
+
+
+def _preference(build: Build) -> tuple[int, str]:
+    parsed = parse_pbs_filename(build.filename)
+    return (parsed.optimisation_rank if parsed is not None else 0, build.url)
+
+
+def _resolve_upstream(
+    request: PythonRequest, index: Index, platforms: Sequence[str]
+) -> LockedPython:
+    flavors = _flavor_choices(request)
+    spec = request.specifier
+    if spec is None:
+        raise ResolutionError(
+            f"{request.name}: no version requested",
+            hint=f'add version = "3.13" (for example) to [python.{request.name}]',
+        )
+    allowed: dict[str, bool] = {}
+    tables = {
+        p: _by_key(
+            _matching(
+                request,
+                spec,
+                index.candidates(request.implementation, p, request.variant),
+                allowed,
+            ),
+            flavors,
+        )
+        for p in platforms
+    }
+    common = set.intersection(*(set(t) for t in tables.values())) if tables else set()
+
+    def order(key: _Key) -> _Order:
+        return (version_key(key[0]), index.tag_order(key[1]))
+
+    for key in sorted(common, key=order, reverse=True):
+        shared = [f for f in flavors if all(f in tables[p][key] for p in platforms)]
+        if not shared:
+            continue
+        flavor = shared[0]
+        chosen = {p: tables[p][key][flavor] for p in platforms}
+        artifacts = []
+        for p, build in sorted(chosen.items()):
+            if build.sha256 is None:
+                raise _no_hash_error(request, build)
+            artifacts.append(
+                Artifact(platform=p, url=build.url, sha256=build.sha256, size=build.size)
+            )
+        return LockedPython(
+            name=request.name,
+            implementation=request.implementation,
+            version=key[0],
+            build=key[1],
+            variant=request.variant,
+            flavor=flavor,
+            default=request.default,
+            artifacts=tuple(artifacts),
+        )
+    raise _no_build_error(request, index, platforms, tables, common, order)
+
+
+def _no_hash_error(request: PythonRequest, build: Build) -> ResolutionError:
+    return ResolutionError(
+        f"{request.name}: {build.implementation} {build.version}+{build.build} has no "
+        f"published sha256 for {build.platform} (PBS published none before 20220227)",
+        hint="request a newer version, or give a `url` and `sha256` you trust",
+    )
+
+
+def _describe_request(request: PythonRequest) -> str:
+    parts = [f"{request.implementation} {request.specifier}"]
+    if request.variant.value != "default":
+        parts.append(f"variant {request.variant}")
+    if request.build is not None:
+        parts.append(f"build {request.build}")
+    if (
+        request.implementation is Implementation.CPYTHON
+        and request.flavor is not Flavor.INSTALL_ONLY_STRIPPED
+    ):
+        parts.append(f"flavor {request.flavor}")
+    if request.prereleases:
+        parts.append("pre-releases allowed")
+    return ", ".join(parts)
+
+
+def _no_build_error(
+    request: PythonRequest,
+    index: Index,
+    platforms: Sequence[str],
+    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
+    common: set[_Key],
+    order: Callable[[_Key], _Order],
+) -> ResolutionError:
+    lines = [f"{request.name}: no build of {_describe_request(request)} exists for every platform"]
+    width = max(len(p) for p in platforms) if platforms else 0
+    for p in platforms:
+        keys = sorted(tables[p], key=order, reverse=True)
+        if keys:
+            shown = ", ".join(f"{v}+{b}" for v, b in keys[:_LISTED])
+            more = f", ... ({len(keys)} in all)" if len(keys) > _LISTED else ""
+            lines.append(f"  {p:<{width}}  {shown}{more}")
+            continue
+        anything = index.candidates(request.implementation, p, request.variant)
+        if not anything:
+            lines.append(f"  {p:<{width}}  no {request.implementation} {request.variant} builds")
+        else:
+            newest = max(anything, key=lambda b: (version_key(b.version), index.tag_order(b.build)))
+            lines.append(
+                f"  {p:<{width}}  none matching (newest there: {newest.version}+{newest.build})"
+            )
+    if common:
+        lines.append("  (builds common to all platforms exist, but in no one flavor they all have)")
+    return ResolutionError(
+        "\n".join(lines),
+        hint="change `version`, `build` or `flavor`, or remove the platforms that lack it",
+    )
+
+
+# -- describing changes --------------------------------------------------------------------
+
+
+def _entry_order(entry: LockedPython) -> tuple[Version, str, tuple[int, ...]]:
+    try:
+        version = Version(entry.version)
+    except InvalidVersion:
+        version = Version("0")
+    tag = entry.build or ""
+    numbers = tuple(int(n) for n in tag.split(".")) if tag.replace(".", "").isdigit() else ()
+    return (version, tag_date(tag) or "", numbers)
+
+
+def _short_label(entry: LockedPython) -> str:
+    return f"{entry.version}+{entry.build}" if entry.build else entry.version
+
+
+def _details(old: LockedPython, new: LockedPython) -> list[str]:
+    details = []
+    added = sorted(set(new.platforms) - set(old.platforms))
+    removed = sorted(set(old.platforms) - set(new.platforms))
+    if added or removed:
+        details.append(
+            "platforms " + " ".join([*(f"+{p}" for p in added), *(f"-{p}" for p in removed)])
+        )
+    if old.flavor != new.flavor:
+        details.append(f"flavor {old.flavor} -> {new.flavor}")
+    if old.default != new.default:
+        details.append("now the default" if new.default else "no longer the default")
+    if not details:
+        details.append("artifacts changed")
+    return details

@@ -1,0 +1,279 @@
+"""URL rewrites (mirrors, ``PYLOCK_URL_REWRITES``) and which URLs pylock may fetch (pure).
+
+Every outgoing URL, for metadata and downloads alike, goes through :meth:`UrlRewrites.apply`
+and :meth:`UrlRewrites.check`. The lock keeps canonical upstream URLs; rewrites happen only
+at fetch time, so one lock works inside and outside a corporate network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+import attrs
+
+from pylock.errors import DownloadError, UsageError
+
+#: Where python-build-standalone releases live; ``--mirror`` replaces this prefix.
+PBS_DOWNLOAD_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+#: Where PyPy releases live; ``--pypy-mirror`` replaces this prefix.
+PYPY_DOWNLOAD_PREFIX = "https://downloads.python.org/pypy/"
+
+_TARGET_SCHEMES = ("http", "https", "file")
+_HINT = (
+    "write each rewrite as FROM=TO, two URL prefixes, e.g. "
+    "https://github.com/=https://artifactory.example/github/"
+)
+
+
+class RefusedUrlError(DownloadError):
+    """A URL (or a redirect to it) that pylock will not fetch, for security reasons."""
+
+
+@attrs.frozen(kw_only=True)
+class Rewrite:
+    """One ``FROM=TO`` prefix rewrite."""
+
+    #: The prefix of the canonical URL to replace.
+    source: str
+    #: What replaces it; an http, https or ``file://`` URL prefix the user chose.
+    target: str
+    #: Where the pair came from, for error messages (``--rewrite``, ``PYLOCK_MIRROR`` ...).
+    origin: str
+
+
+def parse_rewrite(text: str, *, origin: str) -> Rewrite:
+    """Parse one ``FROM=TO`` pair.
+
+    >>> parse_rewrite("https://github.com/=http://127.0.0.1:8000/gh/", origin="--rewrite").target
+    'http://127.0.0.1:8000/gh/'
+    """
+    source, sep, target = text.partition("=")
+    if not sep or not source or not target:
+        raise UsageError(f"{origin}: invalid rewrite {text!r}: expected FROM=TO", hint=_HINT)
+    if not _is_url(source, ("http", "https", "file")):
+        raise UsageError(
+            f"{origin}: invalid rewrite {text!r}: FROM {source!r} is not an http, https "
+            "or file URL prefix",
+            hint=_HINT,
+        )
+    if not _is_url(target, _TARGET_SCHEMES):
+        raise UsageError(
+            f"{origin}: invalid rewrite {text!r}: TO {target!r} is not an http, https "
+            "or file URL prefix",
+            hint=_HINT,
+        )
+    return Rewrite(source=source, target=target, origin=origin)
+
+
+def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
+    """A mirror shorthand: ``source`` -> ``base``, with a trailing slash added to ``base``.
+
+    >>> mirror_rewrite(PYPY_DOWNLOAD_PREFIX, "file:///srv/pypy", origin="--pypy-mirror").target
+    'file:///srv/pypy/'
+    """
+    if not _is_url(base, _TARGET_SCHEMES):
+        raise UsageError(
+            f"{origin}: {base!r} is not an http, https or file URL",
+            hint="give the mirror's base URL, e.g. https://mirror.example/python-build-standalone/",
+        )
+    if not base.endswith("/"):
+        base += "/"
+    return Rewrite(source=source, target=base, origin=origin)
+
+
+def _is_url(text: str, schemes: Sequence[str]) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    if parts.scheme not in schemes or any(c.isspace() for c in text):
+        return False
+    # file: URLs may lack a host (file:///srv); http(s) ones may not.
+    return parts.scheme == "file" or bool(parts.netloc)
+
+
+@attrs.frozen
+class UrlRewrites:
+    """The rewrite rules in force; the longest matching ``source`` prefix wins."""
+
+    #: The rules; for equal sources, a later rule replaces an earlier one.
+    rules: tuple[Rewrite, ...] = ()
+
+    @classmethod
+    def from_sources(
+        cls,
+        env: str | None,
+        pairs: Sequence[str] = (),
+        mirror: str | None = None,
+        pypy_mirror: str | None = None,
+    ) -> UrlRewrites:
+        """Combine ``PYLOCK_URL_REWRITES`` (``env``), ``--rewrite`` pairs and the mirror shorthands.
+
+        For the same ``FROM``, ``--rewrite`` beats the environment and the mirror
+        shorthands beat both; otherwise the longest ``FROM`` decides per URL.
+        """
+        rules: list[Rewrite] = []
+        for item in (env or "").split():
+            rules.append(parse_rewrite(item, origin="PYLOCK_URL_REWRITES"))
+        for item in pairs:
+            rules.append(parse_rewrite(item, origin="--rewrite"))
+        if mirror:
+            rules.append(mirror_rewrite(PBS_DOWNLOAD_PREFIX, mirror, origin="mirror"))
+        if pypy_mirror:
+            rules.append(mirror_rewrite(PYPY_DOWNLOAD_PREFIX, pypy_mirror, origin="pypy mirror"))
+        by_source: dict[str, Rewrite] = {}
+        for rule in rules:
+            by_source.pop(rule.source, None)
+            by_source[rule.source] = rule
+        return cls(tuple(by_source.values()))
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        pairs: Sequence[str] = (),
+        mirror: str | None = None,
+        pypy_mirror: str | None = None,
+    ) -> UrlRewrites:
+        """Rules from the environment, with command-line values overriding it.
+
+        ``mirror`` and ``pypy_mirror`` are the ``--mirror`` / ``--pypy-mirror`` flags; when
+        absent, ``PYLOCK_MIRROR`` / ``PYLOCK_PYPY_MIRROR`` are used.
+        """
+        return cls.from_sources(
+            environ.get("PYLOCK_URL_REWRITES"),
+            pairs,
+            mirror or environ.get("PYLOCK_MIRROR") or None,
+            pypy_mirror or environ.get("PYLOCK_PYPY_MIRROR") or None,
+        )
+
+    def match(self, url: str) -> Rewrite | None:
+        """The rule that applies to ``url``, if any."""
+        best: Rewrite | None = None
+        for rule in self.rules:
+            if url.startswith(rule.source) and (
+                best is None or len(rule.source) > len(best.source)
+            ):
+                best = rule
+        return best
+
+    def apply(self, url: str) -> str:
+        """``url`` with the longest matching prefix rewritten.
+
+        >>> rw = UrlRewrites.from_sources("https://a.example/=https://b.example/x/", ())
+        >>> rw.apply("https://a.example/f.tar.gz"), rw.apply("https://c.example/f")
+        ('https://b.example/x/f.tar.gz', 'https://c.example/f')
+        """
+        rule = self.match(url)
+        return url if rule is None else rule.target + url[len(rule.source) :]
+
+    def is_explicit(self, url: str) -> bool:
+        """Whether ``url`` lies under a rewrite target that the user gave explicitly."""
+        origin = _origin(url)
+        return any(
+            url.startswith(rule.target) and _origin(rule.target) == origin for rule in self.rules
+        )
+
+    def check(self, url: str, *, canonical: str | None = None) -> None:
+        """Refuse a URL pylock must not fetch; see :func:`check_url`."""
+        check_url(url, explicit=self.is_explicit(url), canonical=canonical)
+
+    def check_redirect(self, source: str, target: str, *, canonical: str | None = None) -> None:
+        """Refuse a redirect from ``source`` to ``target`` that pylock must not follow.
+
+        A redirect from https to plain http is always refused; otherwise the target
+        is held to the same rules as any URL.
+        """
+        if _scheme(source) == "https" and _scheme(target) == "http":
+            raise RefusedUrlError(
+                f"refusing redirect from https to plain http: {source} -> {target}"
+                + _canonical_note(source, canonical),
+                url=target,
+                hint="a downgrade to http would let anyone on the path change the download",
+            )
+        if _scheme(target) not in ("http", "https"):
+            raise RefusedUrlError(
+                f"refusing redirect to a non-http URL: {source} -> {target}",
+                url=target,
+            )
+        self.check(target, canonical=canonical)
+
+
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:
+        return ""
+
+
+def _origin(url: str) -> tuple[str, str]:
+    # Comparing origins keeps a target "http://mirror.corp" from vouching for
+    # "http://mirror.corp.evil.example/".
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ("", "")
+    return (parts.scheme.lower(), parts.netloc.lower())
+
+
+def _canonical_note(url: str, canonical: str | None) -> str:
+    return f" (for {canonical})" if canonical and canonical != url else ""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+
+    >>> is_loopback_host("127.1.2.3"), is_loopback_host("::1"), is_loopback_host("10.0.0.1")
+    (True, True, False)
+    """
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, explicit: bool, canonical: str | None = None) -> None:
+    """Raise :class:`RefusedUrlError` unless pylock may fetch ``url``.
+
+    https and ``file://`` are fine. Plain http is fine for loopback hosts, and for
+    other hosts only when ``explicit`` (the URL lies under a mirror or rewrite target
+    the user gave): otherwise anyone on the path could swap a listing, and a listing
+    decides which hashes get locked.
+
+    >>> check_url("http://127.0.0.1:8080/x", explicit=False)
+    >>> check_url("http://mirror.corp/x", explicit=True)
+    >>> check_url("http://mirror.corp/x", explicit=False)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ...
+    pylock.urls.RefusedUrlError: refusing plain http URL http://mirror.corp/x
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as error:
+        raise RefusedUrlError(f"invalid URL {url!r}: {error}", url=url) from None
+    scheme = parts.scheme.lower()
+    if scheme in ("https", "file"):
+        return
+    if scheme == "http":
+        if explicit or is_loopback_host(host):
+            return
+        raise RefusedUrlError(
+            f"refusing plain http URL {url}" + _canonical_note(url, canonical),
+            url=url,
+            hint="use https, or trust this server explicitly with --mirror, "
+            "--rewrite FROM=TO or PYLOCK_URL_REWRITES",
+        )
+    raise RefusedUrlError(
+        f"unsupported URL scheme {scheme or '(none)'!r} in {url}" + _canonical_note(url, canonical),
+        url=url,
+        hint="pylock fetches http(s) and file:// URLs",
+    )

@@ -1,0 +1,207 @@
+"""Regenerate pylock's bundled index snapshot, ``pylock/index/snapshot.json.gz``.
+
+Usage::
+
+    python scripts/build_snapshot.py                    # from ../shared/data/upstream/...
+    python scripts/build_snapshot.py --uv-json FILE     # from any uv downloads JSON
+    python scripts/build_snapshot.py --check            # exit 1 if the shipped file is stale
+
+Each input adapter turns one kind of source into an :class:`~pylock.index.model.Index`;
+the writer knows nothing about where builds came from. A new source (live upstream
+listings) is one more adapter and one more option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pylock.errors import PylockError  # noqa: E402
+from pylock.fsutil import atomic_write_bytes  # noqa: E402
+from pylock.index.model import Index  # noqa: E402
+from pylock.index.snapshot import (  # noqa: E402
+    BUNDLED_PATH,
+    dumps_snapshot,
+    read_document,
+    snapshot_document,
+)
+from pylock.index.uvjson import newest_tag_date, parse_uv_json  # noqa: E402
+
+#: Where the reference data lives beside a checkout (``<checkout>/../shared``).
+DEFAULT_UV_JSON = REPO.parent / "shared" / "data" / "upstream" / "uv-download-metadata.json"
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# -- input adapters ------------------------------------------------------------------------
+
+
+def index_from_uv_json(path: Path, *, source_date: str | None = None) -> Index:
+    """An index of every build a uv downloads JSON file lists.
+
+    The source date is the newest PBS tag's date unless given.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    builds, skipped = parse_uv_json(data, source=path.name)
+    if skipped:
+        raise PylockError(
+            f"{path.name}: {len(skipped)} entries for platforms or implementations pylock "
+            f"does not know: {', '.join(skipped[:5])}"
+        )
+    date = source_date or newest_tag_date(builds)
+    if date is None:
+        raise PylockError(f"{path.name}: no PBS date tag to date the snapshot; use --source-date")
+    return Index(builds=builds, source=path.name, source_date=date)
+
+
+# -- live input (helper F: pylock.index.live) -----------------------------------------------
+
+
+def _add_live_options(parser: argparse.ArgumentParser) -> None:
+    live = parser.add_argument_group("live upstream (instead of, or on top of, the uv JSON)")
+    live.add_argument(
+        "--live",
+        action="store_true",
+        help="merge what upstream lists now (PBS, PyPy, GraalPy) into the uv JSON seed "
+        "(or into the currently bundled snapshot if the uv JSON file does not exist)",
+    )
+    live.add_argument(
+        "--rewrite",
+        metavar="FROM=TO",
+        action="append",
+        default=[],
+        help="rewrite upstream URLs (repeatable; also PYLOCK_URL_REWRITES)",
+    )
+    live.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="cache for upstream listings (default: PYLOCK_CACHE_DIR or the user cache)",
+    )
+
+
+def index_from_live(args: argparse.Namespace) -> Index:
+    """The seed index refreshed from live upstream listings (GITHUB_TOKEN is honoured)."""
+    import os
+
+    from pylock.cache import Cache
+    from pylock.fetch import FetchOptions
+    from pylock.index.live import live_snapshot
+    from pylock.index.snapshot import load_bundled
+    from pylock.progress import Reporter
+    from pylock.urls import UrlRewrites
+
+    if args.uv_json.is_file():
+        seed = index_from_uv_json(args.uv_json, source_date=args.source_date)
+    else:
+        seed = load_bundled()
+    rewrites = UrlRewrites.from_sources(
+        os.environ.get("PYLOCK_URL_REWRITES"), args.rewrite, None, None
+    )
+    cache = Cache(args.cache_dir) if args.cache_dir else Cache.from_env(os.environ)
+    return live_snapshot(
+        seed,
+        fetch_options=FetchOptions(rewrites=rewrites),
+        cache=cache,
+        reporter=Reporter(verbosity=1),
+    )
+
+
+# -- end of live input ----------------------------------------------------------------------
+
+
+# -- writer --------------------------------------------------------------------------------
+
+
+def write_snapshot(index: Index, output: Path) -> int:
+    """Write ``index`` to ``output`` atomically; return the number of bytes written."""
+    data = dumps_snapshot(index)
+    atomic_write_bytes(output, data)
+    # Package data must be readable by everyone who installs pylock.
+    output.chmod(0o644)
+    return len(data)
+
+
+def is_current(index: Index, output: Path) -> bool:
+    """Whether ``output`` already holds exactly ``index`` (compared decoded, not as bytes:
+    gzip output differs between zlib builds)."""
+    try:
+        shipped = read_document(output.read_bytes(), filename=str(output))
+    except (OSError, PylockError):
+        return False
+    expected = json.loads(json.dumps(snapshot_document(index)))
+    return bool(shipped == expected)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def _date(text: str) -> str:
+    if not _DATE.match(text):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}")
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="build_snapshot", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--uv-json",
+        type=Path,
+        default=DEFAULT_UV_JSON,
+        metavar="FILE",
+        help="a uv downloads JSON file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--source-date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="date the source data was current (default: the newest PBS tag's date)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=BUNDLED_PATH, metavar="FILE", help="(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if the output is not what the source gives",
+    )
+    _add_live_options(parser)
+    return parser
+
+
+def build_index(args: argparse.Namespace) -> Index:
+    """Run the input adapter the arguments select."""
+    if args.live:
+        return index_from_live(args)
+    return index_from_uv_json(args.uv_json, source_date=args.source_date)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        index = build_index(args)
+    except (OSError, ValueError, PylockError) as exc:
+        print(f"build_snapshot: error: {exc}", file=sys.stderr)
+        return 1
+    count = len(index.builds)
+    if args.check:
+        if is_current(index, args.output):
+            print(f"{args.output}: up to date ({count} builds, {index.source_date})")
+            return 0
+        print(f"{args.output}: stale; run scripts/build_snapshot.py", file=sys.stderr)
+        return 1
+    size = write_snapshot(index, args.output)
+    print(f"{args.output}: {count} builds from {index.source} ({index.source_date}), {size} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Builders for candidate builds and indexes, and the location of the reference upstream data."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pylock.index.model import Build, Index
+from pylock.platforms import Platform
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+
+REPO = Path(__file__).resolve().parent.parent
+#: The reference data lives beside the checkout, in ``<checkout>/../shared``.
+UV_JSON = REPO.parent / "shared" / "data" / "upstream" / "uv-download-metadata.json"
+
+PBS = "https://github.com/astral-sh/python-build-standalone/releases/download"
+
+
+def uv_json_path() -> Path:
+    """The reference downloads JSON, or skip the test with the reason."""
+    if not UV_JSON.is_file():
+        pytest.skip(f"reference data not found at {UV_JSON} (expected <checkout>/../shared)")
+    return UV_JSON
+
+
+@functools.cache
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def uv_json() -> dict[str, Any]:
+    """The parsed reference downloads JSON (shared between tests; do not mutate)."""
+    return _load(uv_json_path())
+
+
+def fake_sha(*parts: object) -> str:
+    """A stable, distinct sha256 for a fake artifact."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def pbs(
+    version: str,
+    tag: str,
+    platform: str,
+    *,
+    variant: Variant = Variant.DEFAULT,
+    flavor: Flavor = Flavor.INSTALL_ONLY_STRIPPED,
+    options: str | None = None,
+    sha256: str | bool | None = True,
+    size: int | None = None,
+) -> Build:
+    """A PBS build with a realistic URL for its fields."""
+    triple = Platform.parse(platform).pbs_triple
+    if flavor is Flavor.FULL:
+        if options is None:
+            options = {
+                Variant.DEFAULT: "pgo+lto",
+                Variant.DEBUG: "debug",
+                Variant.FREETHREADED: "freethreaded+pgo+lto",
+                Variant.FREETHREADED_DEBUG: "freethreaded+debug",
+            }[variant]
+        suffix = f"{options}-full.tar.zst"
+    else:
+        prefix = "freethreaded-" if variant is Variant.FREETHREADED else ""
+        suffix = f"{prefix}{flavor}.tar.gz"
+    name = f"cpython-{version}%2B{tag}-{triple}-{suffix}"
+    url = f"{PBS}/{tag}/{name}"
+    return Build(
+        implementation=Implementation.CPYTHON,
+        version=version,
+        build=tag,
+        platform=platform,
+        variant=variant,
+        flavor=flavor,
+        format=ArchiveFormat.TAR_ZST if flavor is Flavor.FULL else ArchiveFormat.TAR_GZ,
+        url=url,
+        sha256=fake_sha(url) if sha256 is True else (sha256 or None),
+        size=size,
+    )
+
+
+def pypy(python: str, release: str, platform: str) -> Build:
+    """A PyPy build with a realistic URL."""
+    name = Platform.parse(platform).pypy_name
+    series = ".".join(python.split(".")[:2])
+    ext = "zip" if platform.startswith("windows") else "tar.bz2"
+    url = f"https://downloads.python.org/pypy/pypy{series}-v{release}-{name}.{ext}"
+    return Build(
+        implementation=Implementation.PYPY,
+        version=python,
+        build=release,
+        platform=platform,
+        variant=Variant.DEFAULT,
+        flavor=None,
+        format=ArchiveFormat(ext),
+        url=url,
+        sha256=fake_sha(url),
+    )
+
+
+def graalpy(python: str, release: str, platform: str) -> Build:
+    """A GraalPy build with a realistic URL."""
+    name = Platform.parse(platform).graalpy_name
+    ext = "zip" if platform.startswith("windows") else "tar.gz"
+    series = ".".join(python.split(".")[:2])
+    url = (
+        f"https://github.com/oracle/graalpython/releases/download/graal-{release}/"
+        f"graalpy{series}-{release}-{name}.{ext}"
+    )
+    return Build(
+        implementation=Implementation.GRAALPY,
+        version=python,
+        build=release,
+        platform=platform,
+        variant=Variant.DEFAULT,
+        flavor=None,
+        format=ArchiveFormat(ext),
+        url=url,
+        sha256=fake_sha(url),
+    )
+
+
+def index_of(*builds: Build, tag_dates: dict[str, str] | None = None) -> Index:
+    """An index holding exactly ``builds``."""
+    return Index(builds=builds, source="test", source_date="2026-01-01", tag_dates=tag_dates)

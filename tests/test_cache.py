@@ -1,0 +1,360 @@
+"""The archive cache: layout, atomic store, holds across processes, prune, clean, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from pylock.cache import Cache, parse_size, safe_filename
+from pylock.errors import UsageError
+
+NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+DAY = 86400.0
+
+
+def put(cache: Cache, data: bytes, name: str = NAME) -> tuple[str, Path]:
+    """Store ``data`` the way a download does: a tmp file, then :meth:`Cache.store`."""
+    sha = hashlib.sha256(data).hexdigest()
+    tmp = cache.new_tmp_path(sha)
+    tmp.write_bytes(data)
+    return sha, cache.store(sha, name, tmp)
+
+
+def set_last_used(cache: Cache, sha: str, when: float) -> None:
+    os.utime(cache.archive_dir(sha) / ".last-used", (when, when))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Cache:
+    return Cache(tmp_path / "cache")
+
+
+def test_from_env_prefers_pylock_cache_dir(tmp_path: Path) -> None:
+    chosen = Cache.from_env({"PYLOCK_CACHE_DIR": str(tmp_path / "c")})
+    assert chosen.root == tmp_path / "c"
+    default = Cache.from_env({})
+    assert default.root == Path(platformdirs.user_cache_dir("pylock", appauthor=False))
+    assert Cache.from_env({"PYLOCK_CACHE_DIR": ""}).root == default.root
+    if sys.platform.startswith("linux") and not os.environ.get("XDG_CACHE_HOME"):
+        assert default.root == Path.home() / ".cache" / "pylock"
+
+
+def test_store_uses_the_content_addressed_layout(cache: Cache) -> None:
+    sha, path = put(cache, b"archive bytes")
+    assert path == cache.root / "archives" / "sha256" / sha / NAME
+    assert path.read_bytes() == b"archive bytes"
+    assert sorted(p.name for p in path.parent.iterdir()) == [".last-used", NAME]
+    assert cache.lookup(sha, NAME) == path
+    # Content is identity: another file name for the same bytes is still a hit.
+    assert cache.lookup(sha, "renamed.tar.gz") == path
+    assert cache.lookup(sha) == path
+    assert cache.lookup("0" * 64, NAME) is None
+    assert list(cache.tmp_dir.iterdir()) == []
+
+
+def test_second_store_of_the_same_archive_keeps_the_first(cache: Cache) -> None:
+    sha, first = put(cache, b"same")
+    _, second = put(cache, b"same", "other-name.tar.gz")
+    assert second == first
+    assert [p.name for p in cache.archive_dir(sha).iterdir() if p.name[0] != "."] == [NAME]
+    assert list(cache.tmp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "A" * 64, "abc", "", "0" * 63 + "/"])
+def test_malformed_sha256_never_becomes_a_path(cache: Cache, bad: str) -> None:
+    with pytest.raises(ValueError, match="not a lowercase hex sha256"):
+        cache.lookup(bad)
+    with pytest.raises(ValueError):
+        cache.archive_path(bad, NAME)
+
+
+def test_hostile_file_names_are_flattened(cache: Cache) -> None:
+    sha, path = put(cache, b"x", "../../../escape.tar.gz")
+    assert path.parent == cache.archive_dir(sha)
+    assert path.name == "_.._.._escape.tar.gz"
+    assert safe_filename(".hidden") == "hidden"
+    assert safe_filename("a\\b/c") == "a_b_c"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("0", 0),
+        ("123", 123),
+        ("123B", 123),
+        ("1K", 1024),
+        ("500M", 500 * 1024**2),
+        ("2G", 2 * 1024**3),
+        ("1.5GiB", int(1.5 * 1024**3)),
+        ("1.5 gib", int(1.5 * 1024**3)),
+        ("800MB", 800 * 1000**2),
+        ("1T", 1024**4),
+        (" 10kb ", 10_000),
+    ],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1G", "1.2.3M", "10X", "5iB", "1 0M", "1e9"])
+def test_parse_size_rejects_nonsense(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid size"):
+        parse_size(text)
+
+
+def test_list_reports_size_filename_and_last_use(cache: Cache) -> None:
+    a, _ = put(cache, b"a" * 10, "a.tar.gz")
+    b, _ = put(cache, b"b" * 20, "b.tar.zst")
+    set_last_used(cache, a, 1_000_000.0)
+    (cache.archives_dir / "not-a-hash").mkdir()
+    entries = cache.list()
+    assert [(e.filename, e.size, e.sha256) for e in entries] == [
+        ("a.tar.gz", 10, a),
+        ("b.tar.zst", 20, b),
+    ]
+    assert entries[0].last_used == 1_000_000.0
+    assert cache.size() == 30
+    cache.lookup(a)
+    assert cache.list()[0].last_used > time.time() - 60
+
+
+def test_prune_by_age_removes_only_old_archives(cache: Cache) -> None:
+    now = time.time()
+    old, _ = put(cache, b"old", "old.tar.gz")
+    new, _ = put(cache, b"new", "new.tar.gz")
+    set_last_used(cache, old, now - 40 * DAY)
+    set_last_used(cache, new, now - 2 * DAY)
+    report = cache.prune(unused_for=30 * DAY, now=now)
+    assert [e.sha256 for e in report.removed] == [old]
+    assert report.freed == 3
+    assert report.held == ()
+    assert cache.lookup(old) is None
+    assert cache.lookup(new) is not None
+
+
+def test_prune_by_size_evicts_least_recently_used_first(cache: Cache) -> None:
+    now = time.time()
+    shas = []
+    for age, name in ((5, "oldest"), (3, "middle"), (1, "newest")):
+        sha, _ = put(cache, name.encode() * 100, f"{name}.tar.gz")
+        set_last_used(cache, sha, now - age * DAY)
+        shas.append(sha)
+    sizes = [e.size for e in sorted(cache.list(), key=lambda e: e.last_used)]
+    report = cache.prune(max_size=sizes[2] + sizes[1], now=now)
+    assert [e.filename for e in report.removed] == ["oldest.tar.gz"]
+    assert cache.size() <= sizes[2] + sizes[1]
+    report = cache.prune(max_size=0, now=now)
+    assert [e.filename for e in report.removed] == ["middle.tar.gz", "newest.tar.gz"]
+    assert cache.list() == []
+
+
+def test_prune_without_limits_keeps_archives(cache: Cache) -> None:
+    put(cache, b"keep")
+    assert cache.prune().removed == ()
+    assert len(cache.list()) == 1
+
+
+def test_prune_and_clean_skip_an_archive_held_in_this_process(cache: Cache) -> None:
+    held_sha, held_path = put(cache, b"held", "held.tar.gz")
+    free_sha, _ = put(cache, b"free", "free.tar.gz")
+    with cache.hold(held_sha) as path:
+        assert path == held_path
+        assert cache.is_held(held_sha)
+        report = cache.prune(max_size=0)
+        assert [e.sha256 for e in report.held] == [held_sha]
+        assert [e.sha256 for e in report.removed] == [free_sha]
+        report = cache.clean()
+        assert [e.sha256 for e in report.held] == [held_sha]
+        assert held_path.read_bytes() == b"held"
+    assert not cache.is_held(held_sha)
+    assert [e.sha256 for e in cache.clean().removed] == [held_sha]
+    assert cache.list() == []
+
+
+def test_hold_of_a_missing_archive_yields_none(cache: Cache) -> None:
+    with cache.hold("1" * 64) as path:
+        assert path is None
+
+
+def test_several_holders_at_once(cache: Cache) -> None:
+    sha, _ = put(cache, b"shared")
+    with cache.hold(sha) as one, cache.hold(sha) as two:
+        assert one == two
+    assert not cache.is_held(sha)
+    assert not (cache.locks_dir / "holds" / sha).exists()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pylock.cache import Cache
+
+    cache = Cache(Path(sys.argv[1]))
+    with cache.hold(sys.argv[2]) as path:
+        print("held" if path else "missing", flush=True)
+        sys.stdin.read()
+    """
+)
+
+
+def start_holder(cache: Cache, sha: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(cache.root), sha],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_prune_and_clean_skip_an_archive_another_process_holds(cache: Cache) -> None:
+    sha, path = put(cache, b"in use elsewhere")
+    with start_holder(cache, sha) as holder:
+        assert cache.is_held(sha)
+        assert cache.prune(max_size=0, unused_for=0).removed == ()
+        assert [e.sha256 for e in cache.clean().held] == [sha]
+        assert path.exists()
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(30) == 0
+    assert [e.sha256 for e in cache.prune(max_size=0).removed] == [sha]
+
+
+def test_hold_left_by_a_killed_process_does_not_block_forever(cache: Cache) -> None:
+    sha, _ = put(cache, b"x")
+    with start_holder(cache, sha) as holder:
+        holder.kill()
+        holder.wait(30)
+    markers = list((cache.locks_dir / "holds" / sha).iterdir())
+    assert len(markers) == 1  # the killed process could not clean up after itself
+    assert not cache.is_held(sha)
+    assert not (cache.locks_dir / "holds" / sha).exists()
+    assert len(cache.prune(max_size=0).removed) == 1
+
+
+def test_evict_ignores_holds_for_corrupt_archives(cache: Cache) -> None:
+    sha, _ = put(cache, b"rotten")
+    with cache.hold(sha):
+        assert cache.evict(sha) is True
+    assert cache.lookup(sha) is None
+    assert cache.evict(sha) is False
+
+
+def test_verify_evicts_mismatches_and_reports_them(cache: Cache) -> None:
+    good, _ = put(cache, b"good", "good.tar.gz")
+    bad, bad_path = put(cache, b"bad", "bad.tar.gz")
+    bad_path.chmod(0o644)
+    bad_path.write_bytes(b"flipped")
+    report = cache.verify()
+    assert [e.sha256 for e in report.ok] == [good]
+    assert len(report.corrupt) == 1
+    corrupt = report.corrupt[0]
+    assert corrupt.entry.sha256 == bad
+    assert corrupt.actual == hashlib.sha256(b"flipped").hexdigest()
+    assert corrupt.evicted
+    assert cache.lookup(bad) is None
+    assert cache.lookup(good) is not None
+
+
+def test_verify_leaves_a_held_corrupt_archive_in_place(cache: Cache) -> None:
+    sha, path = put(cache, b"bytes")
+    path.write_bytes(b"other bytes")
+    with cache.hold(sha):
+        report = cache.verify()
+    assert [c.evicted for c in report.corrupt] == [False]
+    assert path.exists()
+    assert cache.verify().corrupt[0].evicted
+
+
+def test_partial_downloads_are_cleaned_only_when_nobody_writes_them(cache: Cache) -> None:
+    sha = "a" * 64
+    partial = cache.new_tmp_path(sha)
+    partial.write_bytes(b"half")
+    gate = cache.gate(sha)
+    with gate:
+        cache.prune()
+        assert partial.exists()  # its downloader is alive (holds the gate)
+    cache.prune()
+    assert not partial.exists()
+    fresh = cache.new_tmp_path("unknown")
+    fresh.write_bytes(b"direct url, hash not known yet")
+    old = cache.new_tmp_path("unknown")
+    old.write_bytes(b"abandoned")
+    os.utime(old, (time.time() - 2 * DAY, time.time() - 2 * DAY))
+    cache.clean()
+    assert fresh.exists()
+    assert not old.exists()
+
+
+def test_clean_removes_metadata(cache: Cache) -> None:
+    (cache.metadata_dir / "github").mkdir(parents=True)
+    (cache.metadata_dir / "github" / "doc.json").write_text("{}")
+    put(cache, b"z")
+    report = cache.clean()
+    assert len(report.removed) == 1
+    assert not cache.metadata_dir.exists()
+    assert cache.list() == []
+
+
+# -- the `pylock cache` command --------------------------------------------------------
+
+
+def run_cache(cache: Cache, *args: str) -> int:
+    from pylock.cli import main
+
+    return main(["cache", *args], {**os.environ, "PYLOCK_CACHE_DIR": str(cache.root)})
+
+
+def test_cache_dir_and_list_commands(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cache(cache, "dir") == 0
+    assert capsys.readouterr().out == f"{cache.root}\n"
+    sha, _ = put(cache, b"x" * 2048)
+    assert run_cache(cache, "list") == 0
+    captured = capsys.readouterr()
+    (line,) = captured.out.splitlines()
+    assert line.startswith(sha[:16])
+    assert line.endswith(NAME)
+    assert "2.0 KiB" in line
+    assert "1 archive(s)" in captured.err
+
+
+def test_cache_prune_command(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+    old, _ = put(cache, b"old" * 100, "old.tar.gz")
+    set_last_used(cache, old, now - 10 * DAY)
+    put(cache, b"new" * 100, "new.tar.gz")
+    assert run_cache(cache, "prune", "--unused-for", "7") == 0
+    assert "removed 1 archive(s)" in capsys.readouterr().err
+    assert [e.filename for e in cache.list()] == ["new.tar.gz"]
+    assert run_cache(cache, "prune", "--max-size", "0.1K") == 0
+    assert [e.filename for e in cache.list()] == []
+    assert run_cache(cache, "prune", "--max-size", "lots") == 2
+    assert "pylock: error: invalid size 'lots'" in capsys.readouterr().err
+    assert run_cache(cache, "prune", "--unused-for", "-1") == 2
+
+
+def test_cache_verify_and_clean_commands(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
+    put(cache, b"fine", "fine.tar.gz")
+    assert run_cache(cache, "verify") == 0
+    assert "1 archive(s) OK, 0 corrupt" in capsys.readouterr().err
+    bad, path = put(cache, b"bad", "bad.tar.gz")
+    path.write_bytes(b"rotten")
+    assert run_cache(cache, "verify") == 1
+    captured = capsys.readouterr()
+    assert f"corrupt: bad.tar.gz (expected sha256 {bad}" in captured.out
+    assert "evicted" in captured.out
+    assert "pylock: error: 1 cached archive(s) were corrupt" in captured.err
+    assert run_cache(cache, "clean") == 0
+    assert "removed 1 archive(s)" in capsys.readouterr().err
+    assert cache.list() == []

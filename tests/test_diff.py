@@ -1,0 +1,561 @@
+"""`pylock diff`: comparing locks, the three renderers, and reading old locks from git."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import attrs
+import pytest
+
+from pylock.cli import main
+from pylock.diff import (
+    JSON_FORMAT_VERSION,
+    MARKDOWN_MARKER,
+    Change,
+    PlatformChange,
+    diff_locks,
+    empty_lock,
+    read_lock_at_ref,
+    render_json,
+    render_markdown,
+    render_text,
+    summary_lines,
+)
+from pylock.errors import PylockError
+from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
+from pylock.versions import Flavor, Implementation, Variant
+
+PBS = "https://github.com/astral-sh/python-build-standalone/releases/download"
+TRIPLES = {
+    "linux-x86_64-gnu": "x86_64-unknown-linux-gnu",
+    "linux-aarch64-gnu": "aarch64-unknown-linux-gnu",
+    "macos-aarch64": "aarch64-apple-darwin",
+}
+MB = 1024 * 1024
+
+
+def sha(seed: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def cpython(
+    name: str,
+    version: str,
+    build: str,
+    *,
+    platforms: tuple[str, ...] = ("linux-x86_64-gnu", "macos-aarch64"),
+    sizes: dict[str, int] | None = None,
+    variant: Variant = Variant.DEFAULT,
+    flavor: Flavor = Flavor.INSTALL_ONLY_STRIPPED,
+    seed: str = "",
+    default: bool = False,
+) -> LockedPython:
+    artifacts = []
+    for key in platforms:
+        filename = f"cpython-{version}%2B{build}-{TRIPLES[key]}-{flavor}.tar.gz"
+        artifacts.append(
+            Artifact(
+                platform=key,
+                url=f"{PBS}/{build}/{filename}",
+                sha256=sha(f"{name}{version}{build}{key}{variant}{flavor}{seed}"),
+                size=(sizes or {}).get(key, 30 * MB),
+            )
+        )
+    return LockedPython(
+        name=name,
+        implementation=Implementation.CPYTHON,
+        version=version,
+        build=build,
+        variant=variant,
+        flavor=flavor,
+        default=default,
+        artifacts=tuple(artifacts),
+    )
+
+
+def pypy(name: str, version: str, build: str) -> LockedPython:
+    url = f"https://downloads.python.org/pypy/pypy{version[:4]}-v{build}-linux64.tar.bz2"
+    return LockedPython(
+        name=name,
+        implementation=Implementation.PYPY,
+        version=version,
+        build=build,
+        artifacts=(Artifact(platform="linux-x86_64-gnu", url=url, sha256=sha(url), size=None),),
+    )
+
+
+def lock(*pythons: LockedPython) -> LockFile:
+    return make_lock(pythons, config_digest="sha256:" + "1" * 64)
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def test_identical_locks_have_no_changes() -> None:
+    a = lock(cpython("app", "3.13.9", "20251014"), pypy("pp", "3.11.13", "7.3.20"))
+    diff = diff_locks(a, a)
+    assert not diff.has_changes
+    assert [p.change for p in diff.pythons] == [Change.UNCHANGED, Change.UNCHANGED]
+    assert summary_lines(diff) == []
+    assert diff.warnings == ()
+    assert render_text(diff) == "No interpreter changes (2 unchanged).\n"
+
+
+def test_upgrade_added_removed_and_sizes() -> None:
+    old = lock(
+        cpython("app", "3.13.5", "20250708", sizes={"linux-x86_64-gnu": 30 * MB}),
+        cpython("legacy", "3.12.11", "20251007"),
+        cpython("same", "3.11.14", "20251007"),
+    )
+    new = lock(
+        cpython(
+            "app",
+            "3.13.9",
+            "20251014",
+            sizes={"linux-x86_64-gnu": 30 * MB + 1_258_291, "macos-aarch64": 29 * MB},
+        ),
+        cpython("nogil", "3.14.0", "20251014", variant=Variant.FREETHREADED),
+        cpython("same", "3.11.14", "20251007"),
+    )
+    diff = diff_locks(old, new)
+    by_name = {p.name: p for p in diff.pythons}
+    assert by_name["app"].change is Change.UPGRADED
+    assert by_name["legacy"].change is Change.REMOVED
+    assert by_name["nogil"].change is Change.ADDED
+    assert by_name["same"].change is Change.UNCHANGED
+    deltas = {p.platform: p.size_delta for p in by_name["app"].platforms}
+    assert deltas == {"linux-x86_64-gnu": 1_258_291, "macos-aarch64": -MB}
+    assert summary_lines(diff) == [
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014",
+        "legacy: removed cpython 3.12.11+20251007",
+        "nogil: added cpython 3.14.0+20251014 (freethreaded)",
+    ]
+    text = render_text(diff)
+    assert text.splitlines() == [
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 "
+        "(linux-x86_64-gnu +1.2 MiB, macos-aarch64 -1.0 MiB)",
+        "legacy: removed cpython 3.12.11+20251007",
+        "nogil: added cpython 3.14.0+20251014 (freethreaded) on linux-x86_64-gnu, macos-aarch64",
+        "1 changed, 1 added, 1 removed, 1 unchanged",
+    ]
+    assert diff.counts() == {"added": 1, "removed": 1, "changed": 1, "unchanged": 1}
+
+
+def test_downgrade_rebuild_variant_flavor_and_platforms() -> None:
+    old = lock(
+        cpython("down", "3.13.9", "20251014"),
+        cpython("rebuilt", "3.12.11", "20250818"),
+        cpython("var", "3.14.0", "20251014"),
+        cpython("flav", "3.13.9", "20251014", flavor=Flavor.INSTALL_ONLY),
+        cpython("plat", "3.13.9", "20251014", platforms=("linux-x86_64-gnu", "macos-aarch64")),
+    )
+    new = lock(
+        cpython("down", "3.13.5", "20250708"),
+        cpython("rebuilt", "3.12.11", "20251007"),
+        cpython("var", "3.14.0", "20251014", variant=Variant.FREETHREADED),
+        cpython("flav", "3.13.9", "20251014", flavor=Flavor.INSTALL_ONLY_STRIPPED),
+        cpython("plat", "3.13.9", "20251014", platforms=("linux-aarch64-gnu", "linux-x86_64-gnu")),
+    )
+    diff = diff_locks(old, new)
+    by_name = {p.name: p for p in diff.pythons}
+    assert by_name["down"].change is Change.DOWNGRADED
+    assert by_name["rebuilt"].change is Change.REBUILT
+    assert by_name["var"].change is Change.CHANGED
+    assert by_name["flav"].change is Change.CHANGED
+    assert by_name["plat"].change is Change.CHANGED
+    assert by_name["plat"].added_platforms == ("linux-aarch64-gnu",)
+    assert by_name["plat"].removed_platforms == ("macos-aarch64",)
+    assert summary_lines(diff) == [
+        "down: cpython 3.13.9+20251014 -> 3.13.5+20250708",
+        "flav: cpython 3.13.9+20251014, flavor install_only -> install_only_stripped",
+        "plat: cpython 3.13.9+20251014, platforms +linux-aarch64-gnu -macos-aarch64",
+        "rebuilt: cpython 3.12.11+20250818 -> 3.12.11+20251007",
+        "var: cpython 3.14.0+20251014, variant default -> freethreaded",
+    ]
+    # A changed flavor means different files, not a re-published one.
+    assert diff.warnings == ()
+
+
+def test_implementation_switch_and_default_flag() -> None:
+    old = lock(pypy("py", "3.11.13", "7.3.20"), cpython("app", "3.13.9", "20251014"))
+    new = lock(
+        cpython("py", "3.11.14", "20251014"), cpython("app", "3.13.9", "20251014", default=True)
+    )
+    assert summary_lines(diff_locks(old, new)) == [
+        "app: cpython 3.13.9+20251014, now the default",
+        "py: pypy 3.11.13+7.3.20 -> cpython 3.11.14+20251014, platforms +macos-aarch64",
+    ]
+
+
+def test_republished_artifact_is_a_loud_warning() -> None:
+    old = lock(cpython("app", "3.13.9", "20251014"))
+    new = lock(cpython("app", "3.13.9", "20251014", seed="tampered"))
+    diff = diff_locks(old, new)
+    (app,) = diff.pythons
+    assert app.change is Change.REPUBLISHED
+    assert app.republished_platforms == ("linux-x86_64-gnu", "macos-aarch64")
+    assert {p.change for p in app.platforms} == {PlatformChange.REPUBLISHED}
+    assert [(w.name, w.platform, w.kind) for w in diff.warnings] == [
+        ("app", "linux-x86_64-gnu", "republished"),
+        ("app", "macos-aarch64", "republished"),
+    ]
+    text = render_text(diff).splitlines()
+    # Warnings come first so that nobody scrolls past them.
+    assert text[0].startswith("WARNING: app: the linux-x86_64-gnu artifact changed its sha256")
+    assert "check it before merging" in text[0]
+    assert text[2] == (
+        "app: cpython 3.13.9+20251014, re-published on linux-x86_64-gnu, macos-aarch64"
+    )
+    md = render_markdown(diff)
+    assert "> [!WARNING]" in md
+    assert md.index("[!WARNING]") < md.index("| Interpreter |")
+    assert "**⚠ republished**" in md
+    document = json.loads(render_json(diff))
+    assert [w["kind"] for w in document["warnings"]] == ["republished", "republished"]
+
+
+def test_one_platform_republished_among_changes() -> None:
+    base = cpython("app", "3.13.9", "20251014")
+    swapped = Artifact(
+        platform="macos-aarch64",
+        url=base.artifacts[1].url,
+        sha256=sha("evil"),
+        size=base.artifacts[1].size,
+    )
+    new = attrs.evolve(base, artifacts=(base.artifacts[0], swapped))
+    diff = diff_locks(lock(base), lock(new))
+    (app,) = diff.pythons
+    assert [p.change for p in app.platforms] == [
+        PlatformChange.UNCHANGED,
+        PlatformChange.REPUBLISHED,
+    ]
+    assert [w.platform for w in diff.warnings] == ["macos-aarch64"]
+
+
+def test_a_new_build_changes_hashes_without_warning() -> None:
+    diff = diff_locks(
+        lock(cpython("app", "3.13.9", "20251014")), lock(cpython("app", "3.13.9", "20251015"))
+    )
+    assert diff.warnings == ()
+    assert {p.change for p in diff.pythons[0].platforms} == {PlatformChange.CHANGED}
+
+
+def test_url_or_size_only_change_is_reported_not_warned() -> None:
+    base = cpython("app", "3.13.9", "20251014")
+    moved = attrs.evolve(
+        base,
+        artifacts=tuple(
+            attrs.evolve(a, url=a.url.replace("%2B", "+"), size=None) for a in base.artifacts
+        ),
+    )
+    diff = diff_locks(lock(base), lock(moved))
+    assert diff.warnings == ()
+    assert summary_lines(diff) == ["app: cpython 3.13.9+20251014, artifact details changed"]
+    # The size became unknown: there is no delta to show.
+    assert all(p.size_delta is None for p in diff.pythons[0].platforms)
+
+
+def test_against_an_empty_lock_everything_is_added() -> None:
+    new = lock(cpython("a", "3.13.9", "20251014"), pypy("b", "3.11.13", "7.3.20"))
+    diff = diff_locks(empty_lock(), new)
+    assert [p.change for p in diff.pythons] == [Change.ADDED, Change.ADDED]
+    assert diff_locks(new, empty_lock()).counts()["removed"] == 2
+
+
+def test_unparseable_versions_do_not_crash() -> None:
+    old = lock(attrs.evolve(cpython("x", "3.13.9", "1"), version="corp-build"))
+    new = lock(attrs.evolve(cpython("x", "3.13.9", "1"), version="corp-build-2"))
+    diff = diff_locks(old, new)
+    assert diff.pythons[0].change is Change.CHANGED
+    assert summary_lines(diff) == ["x: cpython corp-build+1 -> corp-build-2+1"]
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+
+def test_markdown_table_links_upstream_release_pages() -> None:
+    old = lock(cpython("app", "3.13.5", "20250708"), pypy("pp", "3.10.16", "7.3.19"))
+    graal_old = LockedPython(
+        name="graal",
+        implementation=Implementation.GRAALPY,
+        version="3.11.7",
+        build="24.2.1",
+        artifacts=(
+            Artifact(
+                platform="linux-x86_64-gnu",
+                url="https://github.com/oracle/graalpython/releases/download/graal-24.2.1/g.tar.gz",
+                sha256=sha("g1"),
+            ),
+        ),
+    )
+    graal_new = attrs.evolve(
+        graal_old,
+        version="3.12.0",
+        build="25.2.4",
+        artifacts=(attrs.evolve(graal_old.artifacts[0], sha256=sha("g2")),),
+    )
+    new = lock(cpython("app", "3.13.9", "20251014"), pypy("pp", "3.11.13", "7.3.20"), graal_new)
+    md = render_markdown(
+        diff_locks(lock(*old.pythons, graal_old), new),
+        old_label="origin/main:pythons.lock",
+        new_label="pythons.lock",
+    )
+    lines = md.splitlines()
+    assert lines[0] == MARKDOWN_MARKER
+    assert "Comparing origin/main:pythons.lock → pythons.lock." in md
+    header = lines.index("| Interpreter | Change | Before | After | Platforms | Size |")
+    rows = lines[header + 2 : header + 5]
+    assert rows[0].startswith("| `app` | upgraded | [cpython 3.13.5+20250708<br><sub>")
+    assert "(https://github.com/astral-sh/python-build-standalone/releases/tag/20251014)" in rows[0]
+    assert "(https://github.com/oracle/graalpython/releases/tag/graal-25.2.4)" in rows[1]
+    assert "(https://pypy.org/download.html)" in rows[2]
+    assert rows[0].count("|") == 7
+    assert lines[-1] == "3 changed, 0 added, 0 removed, 0 unchanged."
+
+
+def test_markdown_escapes_hostile_lock_values() -> None:
+    evil = attrs.evolve(
+        cpython("app", "3.13.9", "20251014"),
+        version="3.13|<img src=x onerror=alert(1)>\n| injected |",
+        build="x](javascript:alert(1))",
+    )
+    md = render_markdown(diff_locks(empty_lock(), lock(evil)))
+    row = next(line for line in md.splitlines() if line.startswith("| `app`"))
+    # Exactly the table's own 7 pipes: nothing in the values splits a cell or a row.
+    assert row.count("|") == 7
+    assert "<img" not in md and "](javascript" not in md
+    assert "\n| injected" not in md
+
+
+def test_markdown_with_no_changes() -> None:
+    a = lock(cpython("app", "3.13.9", "20251014"))
+    md = render_markdown(diff_locks(a, a))
+    assert "No interpreter changes (1 unchanged)." in md
+    assert "| Interpreter |" not in md
+
+
+def test_direct_url_builds_get_no_release_link() -> None:
+    direct = LockedPython(
+        name="corp",
+        implementation=Implementation.CPYTHON,
+        version="3.12.9",
+        artifacts=(
+            Artifact(
+                platform="linux-x86_64-gnu", url="https://a.example/c.tar.gz", sha256=sha("c")
+            ),
+        ),
+    )
+    md = render_markdown(diff_locks(empty_lock(), lock(direct)))
+    assert "](http" not in md
+    assert "cpython 3.12.9" in md
+
+
+# -- json -------------------------------------------------------------------------------------
+
+
+def test_json_schema_is_stable() -> None:
+    old = lock(cpython("app", "3.13.5", "20250708"), cpython("gone", "3.12.11", "20251007"))
+    new = lock(cpython("app", "3.13.9", "20251014", platforms=("linux-x86_64-gnu",)))
+    document = json.loads(render_json(diff_locks(old, new), old_label="HEAD", new_label="w"))
+    assert list(document) == [
+        "format-version",
+        "old-source",
+        "new-source",
+        "summary",
+        "warnings",
+        "pythons",
+    ]
+    assert document["format-version"] == JSON_FORMAT_VERSION == 1
+    assert document["old-source"] == "HEAD"
+    assert document["summary"] == {"added": 0, "removed": 1, "changed": 1, "unchanged": 0}
+    app = document["pythons"][0]
+    assert list(app) == ["name", "change", "summary", "old", "new", "platforms"]
+    assert app["change"] == "upgraded"
+    assert (
+        app["summary"]
+        == "app: cpython 3.13.5+20250708 -> 3.13.9+20251014, platforms -macos-aarch64"
+    )
+    assert list(app["new"]) == [
+        "implementation",
+        "version",
+        "build",
+        "variant",
+        "flavor",
+        "default",
+        "release-page",
+    ]
+    assert app["new"]["version"] == "3.13.9"
+    linux, mac = app["platforms"]
+    assert list(linux) == ["platform", "change", "old", "new", "size-delta"]
+    assert linux["change"] == "changed"
+    assert linux["size-delta"] == 0
+    assert list(linux["new"]) == ["url", "sha256", "size"]
+    assert mac == {
+        "platform": "macos-aarch64",
+        "change": "removed",
+        "old": mac["old"],
+        "new": None,
+        "size-delta": None,
+    }
+    gone = document["pythons"][1]
+    assert gone["change"] == "removed" and gone["new"] is None
+
+
+# -- the command, with files and git ---------------------------------------------------------
+
+
+def write(path: Path, the_lock: LockFile) -> Path:
+    path.write_text(dumps(the_lock))
+    return path
+
+
+def test_cli_two_files_each_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = write(tmp_path / "old.lock", lock(cpython("app", "3.13.5", "20250708")))
+    new = write(tmp_path / "new.lock", lock(cpython("app", "3.13.9", "20251014")))
+    assert main(["diff", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "app: cpython 3.13.5+20250708 -> 3.13.9+20251014"
+    assert main(["diff", str(old), str(new), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pythons"][0]["change"] == "upgraded"
+    assert main(["diff", str(old), str(new), "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith(MARKDOWN_MARKER)
+
+
+def test_cli_one_file_against_working_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = write(tmp_path / "old.lock", lock(cpython("app", "3.13.5", "20250708")))
+    write(tmp_path / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
+    assert main(["--project", str(tmp_path), "diff", str(old)]) == 0
+    assert "3.13.5+20250708 -> 3.13.9+20251014" in capsys.readouterr().out
+
+
+def test_cli_usage_and_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--project", str(tmp_path), "diff", "a.lock", "--base", "HEAD"]) == 2
+    assert "either --base GITREF or OLD" in capsys.readouterr().err
+    assert main(["diff", str(tmp_path / "missing.lock"), str(tmp_path / "x")]) == 1
+    assert "no lock file at" in capsys.readouterr().err
+    bad = tmp_path / "bad.lock"
+    bad.write_text("lock-version = 99\n")
+    assert main(["diff", str(bad), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "unsupported lock-version 99" in err
+    assert "Traceback" not in err
+
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "sub" / "project").mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    return root
+
+
+@needs_git
+def test_git_head_and_base(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = repo / "sub" / "project"
+    # No commits yet: HEAD is unborn, so everything counts as added.
+    write(project / "pythons.lock", lock(cpython("app", "3.13.5", "20250708")))
+    assert main(["--project", str(project), "diff"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "app: added cpython 3.13.5+20250708 on linux-x86_64-gnu, macos-aarch64"
+    )
+
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    git(repo, "branch", "base")
+    write(
+        project / "pythons.lock",
+        lock(cpython("app", "3.13.9", "20251014"), cpython("new", "3.14.0", "20251014")),
+    )
+    assert main(["--project", str(project), "diff"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014",
+        "new: added cpython 3.14.0+20251014 on linux-x86_64-gnu, macos-aarch64",
+    ]
+    git(repo, "commit", "-qam", "second")
+    # HEAD now equals the working tree; the base branch still has the old lock.
+    assert main(["--project", str(project), "diff"]) == 0
+    assert capsys.readouterr().out.startswith("No interpreter changes (2 unchanged).")
+    assert main(["--project", str(project), "diff", "--base", "base", "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["old-source"] == "base:pythons.lock"
+    assert [p["change"] for p in document["pythons"]] == ["upgraded", "added"]
+
+
+@needs_git
+def test_git_ref_without_the_lock_is_an_empty_lock(repo: Path) -> None:
+    (repo / "README").write_text("x")
+    git(repo, "add", "README")
+    git(repo, "commit", "-qm", "no lock yet")
+    assert read_lock_at_ref(repo / "sub" / "project", "HEAD") is None
+
+
+@needs_git
+def test_git_errors(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "README").write_text("x")
+    git(repo, "add", "README")
+    git(repo, "commit", "-qm", "c")
+    project = repo / "sub" / "project"
+    assert main(["--project", str(project), "diff", "--base", "origin/nope"]) == 1
+    err = capsys.readouterr().err
+    assert "pylock: error: unknown git ref 'origin/nope'" in err
+    assert "fetch-depth: 0" in err
+    with pytest.raises(PylockError, match="invalid git ref"):
+        read_lock_at_ref(project, "--output=/tmp/x")
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    with pytest.raises(PylockError, match="not inside a git work tree"):
+        read_lock_at_ref(outside, "HEAD")
+
+
+@needs_git
+def test_git_lock_that_is_invalid_at_the_ref(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo / "sub" / "project"
+    (project / "pythons.lock").write_text("lock-version = 1\nnot toml [\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "broken")
+    write(project / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
+    assert main(["--project", str(project), "diff"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pylock: error: HEAD:pythons.lock: invalid TOML")
+
+
+@needs_git
+def test_deleted_working_tree_lock_shows_removals(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo / "sub" / "project"
+    write(project / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "c")
+    (project / "pythons.lock").unlink()
+    assert main(["--project", str(project), "diff"]) == 0
+    assert capsys.readouterr().out.startswith("app: removed cpython 3.13.9+20251014")

@@ -1,0 +1,317 @@
+"""The CI and air-gap examples people copy: every `pylock` command in them must parse with the
+real argument parser, the workflow must do what its README says, and the air-gap script
+must really move interpreters through a file:// mirror."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from pylock.cli import build_parser
+from pylock.diff import MARKDOWN_MARKER
+from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.platforms import host
+from pylock.versions import Flavor, Implementation
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+WORKFLOW = EXAMPLES / "github-actions" / "pythons.yml"
+DOCS = [EXAMPLES / "github-actions" / "README.md", EXAMPLES / "air-gapped" / "README.md"]
+SCRIPT = EXAMPLES / "air-gapped" / "airgap.sh"
+
+_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "(", ")"}
+
+
+def pylock_commands(text: str) -> Iterator[list[str]]:
+    """The arguments of every `pylock ...` command in shell text (after `pylock`)."""
+    text = _EXPRESSION.sub("EXPR", text).replace("\\\n", " ")
+    for line in text.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        try:
+            tokens = list(lexer)
+        except ValueError as exc:  # unbalanced quotes: not shell we understand
+            raise AssertionError(f"cannot tokenize {line!r}: {exc}") from None
+        command: list[str] = []
+        for token in [*tokens, ";"]:
+            if token in _OPERATORS or (set(token) <= set("<>|&;()") and token):
+                if command and command[0] == "pylock":
+                    yield command[1:]
+                command = []
+            else:
+                command.append(token)
+
+
+def parse_error(args: list[str]) -> str | None:
+    """``None`` if pylock's own parser accepts ``args``, else what it said."""
+    parser = build_parser()
+    stderr = io.StringIO()
+    real = sys.stderr
+    sys.stderr = stderr
+    try:
+        parser.parse_args(args)
+    except SystemExit as exc:
+        return stderr.getvalue().strip() or f"exit {exc.code}"
+    finally:
+        sys.stderr = real
+    return None
+
+
+def workflow() -> dict[str, Any]:
+    document = yaml.safe_load(WORKFLOW.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def steps(job: str) -> list[dict[str, Any]]:
+    return list(workflow()["jobs"][job]["steps"])
+
+
+def run_scripts() -> list[str]:
+    return [s["run"] for job in workflow()["jobs"] for s in steps(job) if "run" in s]
+
+
+def shell_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```(?:sh|bash|shell)\n(.*?)```", markdown, flags=re.S)
+
+
+# -- the extractor itself ----------------------------------------------------------------------
+
+
+def test_extractor_finds_commands_in_shell() -> None:
+    text = (
+        'pylock diff --base "origin/${{ github.base_ref }}" --format markdown > out.md\n'
+        "cd x && pylock sync --into .pythons | tee log  # comment pylock bogus\n"
+        "pylock mirror /srv \\\n  --all-platforms\n"
+        "echo pylock is great\n"
+    )
+    assert list(pylock_commands(text)) == [
+        ["diff", "--base", "origin/EXPR", "--format", "markdown"],
+        ["sync", "--into", ".pythons"],
+        ["mirror", "/srv", "--all-platforms"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "pylock sync --intoo .pythons",
+        "pylock diff --format html",
+        "pylock lock --check --upgrade-python",
+        "pylock mirror",
+        "pylock frobnicate",
+        "pylock mirror out --all-platforms --platform macos-aarch64",
+    ],
+)
+def test_a_wrong_command_is_caught(line: str) -> None:
+    (args,) = pylock_commands(line)
+    assert parse_error(args) is not None
+
+
+# -- the GitHub Actions workflow ---------------------------------------------------------------
+
+
+def test_workflow_has_the_documented_shape() -> None:
+    document = workflow()
+    assert set(document["jobs"]) == {"check", "review"}
+    check = steps("check")
+    uses = [s.get("uses", "") for s in check]
+    cache_index = next(i for i, u in enumerate(uses) if u.startswith("actions/cache@"))
+    cache = check[cache_index]["with"]
+    assert cache["path"] == "~/.cache/pylock"
+    assert "hashFiles('pythons.lock')" in cache["key"]
+    runs = [s.get("run", "") for s in check]
+    lock_check = next(i for i, r in enumerate(runs) if "pylock lock --check" in r)
+    sync = next(i for i, r in enumerate(runs) if "pylock sync" in r)
+    # Fail fast on a stale lock, and restore the cache before installing.
+    assert lock_check < cache_index < sync
+
+    review_job = document["jobs"]["review"]
+    assert review_job["if"] == "github.event_name == 'pull_request'"
+    assert review_job["permissions"]["pull-requests"] == "write"
+    review = steps("review")
+    checkout = next(s for s in review if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    diffs = [
+        args
+        for s in review
+        if "run" in s
+        for args in pylock_commands(s["run"])
+        if args[0] == "diff"
+    ]
+    assert ["diff", "--base", "origin/EXPR", "--format", "markdown"] in diffs
+    comment = next(s for s in review if s.get("uses", "").startswith("actions/github-script@"))
+    # The script finds its earlier comment by the marker the Markdown renderer writes.
+    assert f'"{MARKDOWN_MARKER}"' in comment["with"]["script"]
+    assert "pylock-diff.md" in comment["with"]["script"]
+
+
+def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
+    """The Actions cache must save the directory pylock really uses."""
+    env = workflow()["env"]
+    assert env["PYLOCK_CACHE_DIR"] == "~/.cache/pylock"
+    from pylock.cache import Cache
+
+    cache = Cache.from_env({"PYLOCK_CACHE_DIR": env["PYLOCK_CACHE_DIR"]})
+    assert cache.root == Path.home() / ".cache" / "pylock"
+
+
+# -- every pylock command in the examples -----------------------------------------------------
+
+
+def all_example_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for script in run_scripts():
+        found += [(WORKFLOW.name, args) for args in pylock_commands(script)]
+    for doc in DOCS:
+        for block in shell_blocks(doc.read_text()):
+            found += [(doc.parent.name + "/" + doc.name, args) for args in pylock_commands(block)]
+    return found
+
+
+def test_every_pylock_command_in_the_examples_parses() -> None:
+    commands = all_example_commands()
+    problems = [
+        f"{where}: pylock {shlex.join(args)}: {error}"
+        for where, args in commands
+        if (error := parse_error(args)) is not None
+    ]
+    assert problems == []
+    used = {args[0] for _, args in commands}
+    assert {"lock", "sync", "diff", "mirror", "list", "verify"} <= used
+    assert len(commands) >= 8
+
+
+def test_script_invocations_parse() -> None:
+    """The script builds its pylock commands from arrays; check the ones it can build."""
+    text = SCRIPT.read_text()
+    assert '"${pylock[@]}" mirror "$out" "${scope[@]}"' in text
+    assert '"${pylock[@]}" sync "${args[@]}"' in text
+    graal = "https://github.com/oracle/graalpython/releases/download/"
+    for args in (
+        ["lock", "--check"],
+        ["mirror", "OUT", "--all-platforms"],
+        ["mirror", "OUT", "--platform", "linux-x86_64-gnu", "--platform", "macos-aarch64"],
+        [
+            "sync",
+            "--mirror",
+            "file:///srv/m/",
+            "--pypy-mirror",
+            "file:///srv/m/pypy/",
+            "--rewrite",
+            f"{graal}=file:///srv/m/graalpy/",
+            "--into",
+            "DIR",
+        ],
+    ):
+        assert parse_error(args) is None, args
+
+
+# -- the air-gap script, end to end through a file:// mirror --------------------------------
+
+
+def tiny_pbs_archive(path: Path) -> bytes:
+    """A small install_only archive in PBS's layout (the interpreter is a shell script)."""
+    members = {
+        "python/bin/python3.13": b"#!/bin/sh\necho 'Python 3.13.9'\n",
+        "python/lib/python3.13/os.py": b"# the os module\n",
+        "python/lib/python3.13/lib-dynload/.empty": b"",
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o775, 1704067200
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("python/bin/python3")
+        link.type, link.linkname, link.mtime = tarfile.SYMTYPE, "python3.13", 1704067200
+        tar.addfile(link)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the example script needs bash")
+@pytest.mark.skipif(sys.platform == "win32", reason="the example script is for POSIX shells")
+def test_airgap_script_round_trip(tmp_path: Path) -> None:
+    platform = host()
+    triple = platform.pbs_triple
+    if triple is None:
+        pytest.skip(f"no PBS builds for {platform.key}")
+    tag, filename = "20251014", f"cpython-3.13.9+20251014-{triple}-install_only.tar.gz"
+    upstream = tmp_path / "upstream"
+    (upstream / tag).mkdir(parents=True)
+    data = tiny_pbs_archive(upstream / tag / filename)
+    pbs = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+    artifact = Artifact(
+        platform=platform.key,
+        url=f"{pbs}{tag}/{quote(filename)}",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+    )
+    app = LockedPython(
+        name="app",
+        implementation=Implementation.CPYTHON,
+        version="3.13.9",
+        build=tag,
+        flavor=Flavor.INSTALL_ONLY,
+        artifacts=(artifact,),
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.lock").write_text(
+        dumps(make_lock([app], config_digest="sha256:" + "3" * 64))
+    )
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "PYTHON"))}
+    base_env.update(PYLOCK=f"{sys.executable} -m pylock", PYTHONPATH=str(ROOT))
+
+    def script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            cwd=project,
+            env={**base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # Connected side: "upstream" is a file:// tree reached through a rewrite.
+    out = tmp_path / "usb"
+    done = script(
+        "export",
+        str(out),
+        PYLOCK_CACHE_DIR=str(tmp_path / "connected-cache"),
+        PYLOCK_URL_REWRITES=f"{pbs}={upstream.as_uri()}/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / tag / filename).read_bytes() == data
+    assert (out / tag / "SHA256SUMS").read_text() == f"{artifact.sha256}  {filename}\n"
+
+    # Disconnected side: an empty cache, no rewrites, nothing but the carried directory.
+    shutil.rmtree(upstream)
+    into = tmp_path / "pythons"
+    done = script("install", str(out), str(into), PYLOCK_CACHE_DIR=str(tmp_path / "inside-cache"))
+    assert done.returncode == 0, done.stderr
+    assert (into / "app" / "bin" / "python3.13").read_bytes().startswith(b"#!/bin/sh")
+    assert os.readlink(into / "app" / "bin" / "python3") == "python3.13"
+
+    # A usage mistake gets the usage text and status 2.
+    done = script("bogus", "x")
+    assert done.returncode == 2
+    assert "airgap.sh export OUTDIR" in done.stderr

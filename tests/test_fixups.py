@@ -1,0 +1,117 @@
+"""Tests for rewriting build-machine paths in sysconfig data and pkg-config files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from pylock.fixups import (
+    apply_fixups,
+    drop_sysroot,
+    fix_pkgconfig,
+    fixup_for,
+    patch_build_time_vars,
+    replace_prefix,
+    rewrite_tools,
+)
+from pylock.platforms import Platform
+
+PBS_VARS = {
+    "prefix": "/install",
+    "exec_prefix": "/install",
+    "LIBDIR": "/install/lib",
+    "INCLUDEPY": "/install/include/python3.13",
+    "CC": "/tools/clang-linux64/bin/clang -pthread",
+    "CXX": "clang++ -pthread",
+    "AR": "/tools/clang-linux64/bin/llvm-ar",
+    "LDSHARED": "clang -shared -isysroot /Applications/Xcode.app/SDKs/MacOSX.sdk -L/install/lib",
+    "CFLAGS": "-O2 -isysroot /Applications/Xcode.app/SDKs/MacOSX.sdk -I/install/include",
+    "CONFIG_ARGS": "'--prefix=/install' '--with-lto'",
+    "HOST_GNU_TYPE": "x86_64-pc-linux-gnu",
+    "SOABI": "cpython-313-x86_64-linux-gnu",
+    "Py_DEBUG": 0,
+    "UNRELATED": "/install-not-a-prefix/x",
+}
+
+
+def test_patch_rewrites_known_keys_only() -> None:
+    out = patch_build_time_vars(PBS_VARS, final_prefix="/opt/python/app")
+    assert out["prefix"] == "/opt/python/app"
+    assert out["LIBDIR"] == "/opt/python/app/lib"
+    assert out["INCLUDEPY"] == "/opt/python/app/include/python3.13"
+    assert out["CC"] == "cc -pthread"
+    assert out["CXX"] == "c++ -pthread"
+    assert out["AR"] == "ar"
+    assert out["LDSHARED"] == "cc -shared -L/opt/python/app/lib"
+    assert out["CFLAGS"] == "-O2 -I/opt/python/app/include"
+    assert out["CONFIG_ARGS"] == "'--prefix=/opt/python/app' '--with-lto'"
+    # Values that are not paths stay as they were, as do unknown keys.
+    assert out["HOST_GNU_TYPE"] == "x86_64-pc-linux-gnu"
+    assert out["SOABI"] == PBS_VARS["SOABI"]
+    assert out["Py_DEBUG"] == 0
+    assert out["UNRELATED"] == "/install-not-a-prefix/x"
+
+
+def test_prefix_is_replaced_only_as_a_whole_path_component() -> None:
+    assert replace_prefix("/install/lib /installer", "/install", "/p") == "/p/lib /installer"
+    assert replace_prefix("/install", "/install", "/p") == "/p"
+
+
+def test_tools_and_sysroot() -> None:
+    assert rewrite_tools("gcc -pthread") == "cc -pthread"
+    assert rewrite_tools("aarch64-linux-gnu-gcc -O2") == "cc -O2"
+    assert rewrite_tools("ccache-wrapper -x") == "ccache-wrapper -x"
+    assert drop_sysroot("-isysroot/SDK -O2") == "-O2"
+    assert drop_sysroot("-O2") == "-O2"
+
+
+SYSCONFIG_SOURCE = (
+    "# system configuration generated and used by the sysconfig module\n"
+    "build_time_vars = " + repr(PBS_VARS) + "\n"
+    "extra = 1\n"
+)
+
+
+def make_tree(root: Path) -> Path:
+    lib = root / "lib" / "python3.13"
+    lib.mkdir(parents=True)
+    (lib / "_sysconfigdata__linux_x86_64-linux-gnu.py").write_text(SYSCONFIG_SOURCE)
+    pkgconfig = root / "lib" / "pkgconfig"
+    pkgconfig.mkdir()
+    (pkgconfig / "python-3.13.pc").write_text(
+        "prefix=/install\nexec_prefix=${prefix}\nlibdir=/install/lib\n"
+        "Name: Python\nCflags: -I${prefix}/include/python3.13\n"
+    )
+    return root
+
+
+def test_apply_fixups_reports_changed_files(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    changed = apply_fixups(tree, Path("/opt/python/app"))
+    assert changed == [
+        "lib/python3.13/_sysconfigdata__linux_x86_64-linux-gnu.py",
+        "lib/pkgconfig/python-3.13.pc",
+    ]
+    source = (tree / changed[0]).read_text()
+    module = ast.parse(source)
+    variables = ast.literal_eval(module.body[0].value)  # type: ignore[attr-defined]
+    assert variables["prefix"] == "/opt/python/app"
+    assert source.startswith("# system configuration")
+    assert source.endswith("extra = 1\n")
+    pc = (tree / changed[1]).read_text()
+    assert "prefix=/opt/python/app\n" in pc
+    assert "libdir=/opt/python/app/lib\n" in pc
+    # Applying again changes nothing.
+    assert apply_fixups(tree, Path("/opt/python/app")) == []
+
+
+def test_pkgconfig_without_prefix_is_left_alone(tmp_path: Path) -> None:
+    pc = tmp_path / "x.pc"
+    pc.write_text("Name: X\n")
+    assert not fix_pkgconfig(pc, "/p")
+    assert pc.read_text() == "Name: X\n"
+
+
+def test_no_fixups_on_windows() -> None:
+    assert fixup_for(Platform.parse("windows-x86_64")) is None
+    assert fixup_for(Platform.parse("macos-aarch64")) is apply_fixups

@@ -1,0 +1,194 @@
+"""Tests for pylock.index.uvjson: uv's downloads JSON, real and malformed."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from pylock.errors import UpstreamError
+from pylock.index.uvjson import builds_from_uv_json, newest_tag_date, parse_uv_json
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from tests.indexdata import uv_json
+
+SHA = "ab" * 32
+
+ENTRY: dict[str, Any] = {
+    "name": "cpython",
+    "arch": {"family": "x86_64", "variant": None},
+    "os": "linux",
+    "libc": "gnu",
+    "major": 3,
+    "minor": 13,
+    "patch": 7,
+    "prerelease": "",
+    "url": "https://github.com/astral-sh/python-build-standalone/releases/download/20250918/"
+    "cpython-3.13.7%2B20250918-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz",
+    "sha256": SHA,
+    "variant": None,
+    "build": "20250918",
+}
+
+
+def entry(**changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(ENTRY)
+    out.update(changes)
+    return out
+
+
+def test_reads_a_plain_entry() -> None:
+    (build,) = builds_from_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry()})
+    assert build.implementation is Implementation.CPYTHON
+    assert (build.version, build.build, build.platform) == (
+        "3.13.7",
+        "20250918",
+        "linux-x86_64-gnu",
+    )
+    assert build.variant is Variant.DEFAULT
+    assert build.flavor is Flavor.INSTALL_ONLY_STRIPPED
+    assert build.format is ArchiveFormat.TAR_GZ
+    assert build.sha256 == SHA and build.size is None
+
+
+def test_reads_every_reference_entry() -> None:
+    data = uv_json()
+    builds, skipped = parse_uv_json(data)
+    assert skipped == []
+    assert len(builds) == len(data) == len({b.url for b in builds})
+    by_url = {b.url: b for b in builds}
+    for value in data.values():
+        build = by_url[value["url"]]
+        assert build.sha256 == value["sha256"]
+        assert build.build == value["build"]
+        assert build.variant is Variant.parse(value["variant"] or "")
+    assert newest_tag_date(builds) == "2026-08-14"
+
+
+def test_pyodide_cross_build_environments_are_cpython_on_emscripten() -> None:
+    builds = [b for b in builds_from_uv_json(uv_json()) if b.platform == "emscripten-wasm32"]
+    assert len(builds) == 5
+    for build in builds:
+        assert build.implementation is Implementation.CPYTHON
+        assert build.flavor is Flavor.INSTALL_ONLY
+        assert build.filename == f"xbuildenv-{build.build}.tar.gz"
+
+
+def test_old_names_take_the_tag_from_the_entry() -> None:
+    url = (
+        "https://github.com/astral-sh/python-build-standalone/releases/download/20210415/"
+        "cpython-3.9.4-x86_64-unknown-linux-gnu-debug-20210414T1515.tar.zst"
+    )
+    (build,) = builds_from_uv_json(
+        {"k": entry(url=url, major=3, minor=9, patch=4, variant="debug", build="20210415")}
+    )
+    assert (build.build, build.flavor, build.variant) == ("20210415", Flavor.FULL, Variant.DEBUG)
+    # Without a build field, the release tag in the URL path is used.
+    (build,) = builds_from_uv_json(
+        {"k": entry(url=url, major=3, minor=9, patch=4, variant="debug", build=None)}
+    )
+    assert build.build == "20210415"
+
+
+def test_uppercase_sha256_is_normalised_and_null_allowed() -> None:
+    (build,) = builds_from_uv_json({"k": entry(sha256=SHA.upper())})
+    assert build.sha256 == SHA
+    (build,) = builds_from_uv_json({"k": entry(sha256=None)})
+    assert build.sha256 is None
+
+
+def test_unknown_platforms_and_implementations_are_skipped() -> None:
+    data = {
+        "a": entry(),
+        "b": entry(os="freebsd"),
+        "c": entry(name="jython"),
+        "d": entry(arch={"family": "loongarch64", "variant": None}),
+    }
+    builds, skipped = parse_uv_json(data)
+    assert len(builds) == 1
+    assert skipped == ["b", "c", "d"]
+
+
+def test_custom_mirror_names_are_accepted() -> None:
+    (build,) = builds_from_uv_json(
+        {"k": entry(url="https://mirror.corp/python/3.13.7/linux-x64.tar.gz", build="corp1")}
+    )
+    assert build.flavor is Flavor.INSTALL_ONLY
+    assert build.build == "corp1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"url": None}, "'url' must be a string"),
+        ({"url": "ftp://example.com/cpython.tar.gz"}, "invalid url"),
+        ({"sha256": "xyz"}, "invalid sha256"),
+        ({"sha256": 5}, "'sha256' must be a string"),
+        ({"major": "3"}, "'major' must be a non-negative integer"),
+        ({"patch": True}, "'patch' must be a non-negative integer"),
+        ({"prerelease": "-zz"}, "invalid version"),
+        ({"variant": "turbo"}, "unknown variant"),
+        ({"arch": "x86_64"}, "'arch' must be an object"),
+        ({"arch": {"family": "x86_64", "variant": 2}}, "'arch.variant'"),
+        ({"patch": 8}, "version is 3.13.8 but the file name says 3.13.7"),
+        ({"variant": "freethreaded"}, "variant is freethreaded but the file name says default"),
+        ({"libc": "musl"}, "platform is linux-x86_64-musl but the file name says"),
+        ({"build": "20250919"}, "'build' is '20250919' but the file name says '20250918'"),
+        (
+            {"url": "https://example.com/download/cpython-3.13.7.tar.xz", "build": None},
+            "cannot tell the archive format",
+        ),
+        (
+            {"url": "https://example.com/cpython-3.13.7.tar.gz", "build": None},
+            "missing 'build'",
+        ),
+    ],
+)
+def test_malformed_entries_name_the_key(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(UpstreamError) as info:
+        builds_from_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry(**changes)}, source="f.json")
+    text = str(info.value)
+    assert text.startswith("f.json: entry 'cpython-3.13.7-linux-x86_64-gnu': "), text
+    assert message in text
+
+
+def test_missing_fields_and_wrong_shapes() -> None:
+    partial = entry()
+    del partial["os"]
+    with pytest.raises(UpstreamError, match="entry 'k': missing 'os'"):
+        builds_from_uv_json({"k": partial})
+    with pytest.raises(UpstreamError, match="entry 'k': expected an object"):
+        builds_from_uv_json({"k": ["not", "an", "object"]})
+    with pytest.raises(UpstreamError, match="expected a JSON object"):
+        builds_from_uv_json([entry()])  # type: ignore[arg-type]
+
+
+def test_pypy_and_graalpy_names_are_checked() -> None:
+    pypy = entry(
+        name="pypy",
+        major=3,
+        minor=11,
+        patch=13,
+        url="https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
+        build="7.3.20",
+    )
+    (build,) = builds_from_uv_json({"p": pypy})
+    assert (build.flavor, build.format, build.build) == (None, ArchiveFormat.TAR_BZ2, "7.3.20")
+    with pytest.raises(UpstreamError, match=r"the file name says Python 3\.11"):
+        builds_from_uv_json({"p": {**pypy, "minor": 10}})
+    graal = entry(
+        name="graalpy",
+        major=3,
+        minor=12,
+        patch=0,
+        os="darwin",
+        libc="none",
+        arch={"family": "aarch64", "variant": None},
+        url="https://github.com/oracle/graalpython/releases/download/graal-25.2.4/"
+        "graalpy3.12-25.2.4-macos-aarch64.tar.gz",
+        build=None,
+    )
+    (build,) = builds_from_uv_json({"g": graal})
+    assert (build.platform, build.build) == ("macos-aarch64", "25.2.4")
+    with pytest.raises(UpstreamError, match="platform is linux-aarch64-gnu"):
+        builds_from_uv_json({"g": {**graal, "os": "linux", "libc": "gnu"}})

@@ -1,0 +1,186 @@
+"""``pylock init``: the starter pythons.toml and where its version comes from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pylock.cli import main
+from pylock.config import loads_config
+from pylock.errors import PylockError
+from pylock.init import (
+    guess_from_pyproject,
+    guess_from_python_version,
+    starter_config,
+    write_starter,
+)
+from pylock.versions import Implementation, Variant
+
+HOST_SERIES = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3.12\n", ("cpython", "3.12", "default", False)),
+        ("3.12.4\n", ("cpython", "3.12", "default", False)),
+        ("3\n", ("cpython", "3", "default", False)),
+        ("  3.11.2  \r\n3.10\n", ("cpython", "3.11", "default", False)),
+        ("# comment\n\n3.13 # trailing\n", ("cpython", "3.13", "default", False)),
+        ("3.13t\n", ("cpython", "3.13", "freethreaded", False)),
+        ("3.13.1t", ("cpython", "3.13", "freethreaded", False)),
+        ("3.13+freethreaded", ("cpython", "3.13", "freethreaded", False)),
+        ("3.13d", ("cpython", "3.13", "debug", False)),
+        ("3.14td", ("cpython", "3.14", "freethreaded+debug", False)),
+        ("3.14.0a7", ("cpython", "3.14", "default", True)),
+        ("3.13.0rc2", ("cpython", "3.13", "default", True)),
+        ("pypy3.10", ("pypy", "3.10", "default", False)),
+        ("pypy3.10-7.3.17", ("pypy", "3.10", "default", False)),
+        ("pypy@3.11", ("pypy", "3.11", "default", False)),
+        ("cpython-3.12", ("cpython", "3.12", "default", False)),
+        ("cpython-3.12.4-linux-x86_64-gnu", ("cpython", "3.12", "default", False)),
+        ("cpython@3.12", ("cpython", "3.12", "default", False)),
+        ("python3.12", ("cpython", "3.12", "default", False)),
+        ("graalpy-3.11", ("graalpy", "3.11", "default", False)),
+    ],
+)
+def test_python_version_file(text: str, expected: tuple[str, str, str, bool]) -> None:
+    guess = guess_from_python_version(text)
+    assert guess is not None
+    assert (guess.implementation, guess.version, guess.variant, guess.prereleases) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# only a comment\n", "system", "graalpy-24.1.0", "2.7.18", "pypy3.10t", "latest", "3.x"],
+)
+def test_python_version_file_pylock_cannot_use(text: str) -> None:
+    assert guess_from_python_version(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[project]\nrequires-python = ">=3.11"\n', ">=3.11"),
+        ('[project]\nrequires-python = " >=3.10, <3.14 "\n', ">=3.10, <3.14"),
+        ('[project]\nrequires-python = "~=3.12"\n', "~=3.12"),
+        ('[project]\nrequires-python = ">=3.x"\n', None),
+        ("[project]\nrequires-python = 3\n", None),
+        ('[project]\nname = "x"\n', None),
+        ("project = 1\n", None),
+        ("[project\n", None),
+    ],
+)
+def test_pyproject_requires_python(text: str, expected: str | None) -> None:
+    guess = guess_from_pyproject(text)
+    assert (guess.version if guess else None) == expected
+
+
+def test_starter_from_python_version(tmp_path: Path) -> None:
+    (tmp_path / ".python-version").write_text("3.12.4\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nrequires-python = ">=3.9"\n', encoding="utf-8"
+    )
+    text, source = starter_config(tmp_path)
+    assert source == "version 3.12, from .python-version"
+    config = loads_config(text)
+    main_python = config.get("main")
+    assert main_python is not None
+    assert main_python.version == "3.12"
+    assert main_python.platforms == ("host",)
+    assert main_python.default is True
+    assert 'version = "3.12"  # from .python-version\n' in text
+
+
+def test_starter_for_freethreaded_pypy_and_prerelease(tmp_path: Path) -> None:
+    version_file = tmp_path / ".python-version"
+    version_file.write_text("3.14t\n", encoding="utf-8")
+    text, source = starter_config(tmp_path)
+    assert source == "version 3.14 (freethreaded), from .python-version"
+    assert loads_config(text).pythons[0].variant is Variant.FREETHREADED
+
+    version_file.write_text("pypy3.11\n", encoding="utf-8")
+    text, source = starter_config(tmp_path)
+    assert source == "version pypy 3.11, from .python-version"
+    assert loads_config(text).pythons[0].implementation is Implementation.PYPY
+
+    version_file.write_text("3.15.0a7\n", encoding="utf-8")
+    text, _ = starter_config(tmp_path)
+    assert loads_config(text).pythons[0].prereleases is True
+
+
+def test_starter_from_requires_python(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nrequires-python = ">=3.11"\n', encoding="utf-8"
+    )
+    text, source = starter_config(tmp_path)
+    assert source == "version >=3.11, from requires-python in pyproject.toml"
+    config = loads_config(text)
+    assert config.pythons[0].version == ">=3.11"
+
+
+def test_starter_falls_back_to_the_running_python(tmp_path: Path) -> None:
+    (tmp_path / ".python-version").write_text("system\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_bytes(b"\xff\xfe not toml")
+    text, source = starter_config(tmp_path)
+    assert source == (
+        f"version {HOST_SERIES}, the series of the Python running pylock; "
+        ".python-version names nothing pylock can lock"
+    )
+    assert loads_config(text).pythons[0].version == HOST_SERIES
+
+
+def test_starter_with_nothing_to_go_on(tmp_path: Path) -> None:
+    (tmp_path / ".python-version").mkdir()  # unreadable as a file
+    text, source = starter_config(tmp_path)
+    assert source == f"version {HOST_SERIES}, the series of the Python running pylock"
+    assert loads_config(text).names == ("main",)
+
+
+def test_commented_examples_are_valid_when_uncommented(tmp_path: Path) -> None:
+    text, _ = starter_config(tmp_path)
+    examples = ("# [python.", "# version", "# variant", "# implementation", "# platforms = ")
+    uncommented = []
+    for line in text.splitlines():
+        if line.startswith(examples):
+            uncommented.append(line[2:])
+        elif not line.startswith("platforms = "):
+            uncommented.append(line)
+    config = loads_config("\n".join(uncommented))
+    assert config.names == ("main", "nogil", "pypy")
+    assert len(config.pythons[0].platforms) == 4
+
+
+def test_write_starter_never_overwrites(tmp_path: Path) -> None:
+    path, _ = write_starter(tmp_path)
+    assert path == tmp_path / "pythons.toml"
+    path.write_text("# mine\n", encoding="utf-8")
+    with pytest.raises(PylockError) as info:
+        write_starter(tmp_path)
+    assert str(info.value) == f"{path} already exists"
+    assert info.value.hint == "edit it, or delete it first to start over"
+    assert path.read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_write_starter_into_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(PylockError, match="is not a directory"):
+        write_starter(tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_cli_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / ".python-version").write_text("3.13\n", encoding="utf-8")
+    assert main(["--project", str(tmp_path), "init"]) == 0
+    err = capsys.readouterr().err
+    assert "pythons.toml (version 3.13, from .python-version)" in err
+    assert "run `pylock lock`" in err
+    written = (tmp_path / "pythons.toml").read_text(encoding="utf-8")
+    assert loads_config(written).pythons[0].version == "3.13"
+
+    assert main(["--project", str(tmp_path), "init"]) == 1
+    err = capsys.readouterr().err
+    assert f"pylock: error: {tmp_path / 'pythons.toml'} already exists" in err
+    assert "delete it first" in err
+    assert (tmp_path / "pythons.toml").read_text(encoding="utf-8") == written

@@ -1,0 +1,618 @@
+"""Tests for pylock.install: atomic installs, crash recovery, locking, prune, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import attrs
+import pytest
+
+from pylock.errors import ArchiveError, HashMismatchError, InstallError
+from pylock.install import (
+    executable,
+    install,
+    installed_names,
+    installed_state,
+    is_current,
+    prune,
+    read_record,
+    verify,
+)
+from pylock.lock import Artifact, LockedPython
+from pylock.platforms import Platform
+from pylock.progress import NullReporter
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from tests import archives
+from tests.archives import Entry
+
+LINUX = Platform.parse("linux-x86_64-gnu")
+WINDOWS = Platform.parse("windows-x86_64")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX symlinks and signals")
+
+
+def make_archive(
+    tmp_path: Path, label: str, entries: list[Entry], fmt: ArchiveFormat = ArchiveFormat.TAR_GZ
+) -> tuple[Path, Artifact]:
+    path = archives.write_archive(
+        tmp_path / f"cpython-{label}-install_only{archives.suffix(fmt)}", entries, fmt
+    )
+    artifact = Artifact(
+        platform=LINUX.key,
+        url=f"https://example.invalid/{path.name}",
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size=path.stat().st_size,
+    )
+    return path, artifact
+
+
+def locked(
+    artifact: Artifact,
+    *,
+    name: str = "app",
+    version: str = "3.12.7",
+    implementation: Implementation = Implementation.CPYTHON,
+    flavor: Flavor | None = Flavor.INSTALL_ONLY,
+) -> LockedPython:
+    return LockedPython(
+        name=name,
+        implementation=implementation,
+        version=version,
+        build="20241016",
+        variant=Variant.DEFAULT,
+        flavor=flavor,
+        artifacts=(artifact,),
+    )
+
+
+def version_tree(marker: str, *, files: int = 0, size: int = 0) -> list[Entry]:
+    """A PBS install_only tree whose contents say which version it is."""
+    entries = [*archives.pbs_install_only(), archives.file("python/VERSION", marker.encode())]
+    for i in range(files):
+        entries.append(archives.file(f"python/lib/pkg{i % 20}/mod{i}.py", marker.encode() * size))
+    return entries
+
+
+def do_install(
+    archive: Path,
+    artifact: Artifact,
+    dest_root: Path,
+    *,
+    python: LockedPython | None = None,
+    fixup: Callable[[Path, Path], Iterable[str]] | None = None,
+    if_needed: bool = False,
+) -> Path:
+    return install(
+        archive,
+        dest_root=dest_root,
+        python=python or locked(artifact),
+        artifact=artifact,
+        platform=LINUX,
+        fixup=fixup,
+        reporter=NullReporter(),
+        if_needed=if_needed,
+    )
+
+
+def leftovers(dest_root: Path) -> list[str]:
+    return sorted(
+        n for n in os.listdir(dest_root) if n.startswith(".pylock-") and n != ".pylock-locks"
+    )
+
+
+# -- installing -------------------------------------------------------------------------------
+
+
+@posix_only
+def test_install_layout_and_record(tmp_path: Path) -> None:
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    dest_root = tmp_path / "pythons"
+    tree = do_install(archive, artifact, dest_root)
+    assert tree == dest_root / "app"
+    assert (tree / "VERSION").read_text() == "v1"
+    assert os.readlink(tree / "bin/python3") == "python3.12"
+    document = json.loads((tree / ".pylock/install.json").read_text())
+    assert document["installer"] == "pylock"
+    assert document["artifact"]["sha256"] == artifact.sha256
+    assert document["python"]["version"] == "3.12.7"
+    record = {e.path: e for e in read_record(tree)}
+    assert record["VERSION"].sha256 == hashlib.sha256(b"v1").hexdigest()
+    assert record["bin/python3"].link == "python3.12"
+    assert record["bin/python3.12"].executable
+    assert (tree / ".pylock/RECORD").read_text().splitlines()[0].count(",") == 3
+    state = installed_state(dest_root, "app")
+    assert state is not None
+    assert (state.sha256, state.url, state.platform) == (artifact.sha256, artifact.url, LINUX.key)
+    assert is_current(state, artifact)
+    assert not is_current(state, Artifact(platform=LINUX.key, url="x", sha256="0" * 64))
+    assert installed_names(dest_root) == ["app"]
+    assert verify(dest_root, "app").ok
+    assert leftovers(dest_root) == []
+
+
+def test_installed_state_is_none_for_foreign_or_broken(tmp_path: Path) -> None:
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "broken/.pylock").mkdir(parents=True)
+    (tmp_path / "broken/.pylock/install.json").write_text("{not json")
+    (tmp_path / "other/.pylock").mkdir(parents=True)
+    (tmp_path / "other/.pylock/install.json").write_text('{"installer": "someone-else"}')
+    for name in ("missing", "foreign", "broken", "other"):
+        assert installed_state(tmp_path, name) is None
+    assert installed_names(tmp_path) == []
+
+
+def test_installed_state_imports_nothing_heavy(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from pylock.install import installed_state, is_current
+        installed_state(Path({str(tmp_path)!r}), "app")
+        heavy = {{"filelock", "zstandard", "aiohttp", "cattrs", "asyncio", "pylock.extract"}}
+        print(sorted(heavy & set(sys.modules)))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@posix_only
+def test_adds_bin_python_for_older_pbs(tmp_path: Path) -> None:
+    archive, artifact = make_archive(tmp_path, "old", archives.pbs_install_only(python_link=False))
+    tree = do_install(archive, artifact, tmp_path / "d")
+    assert os.readlink(tree / "bin/python") == "python3.12"
+    assert {e.path: e for e in read_record(tree)}["bin/python"].link == "python3.12"
+    assert verify(tmp_path / "d", "app").ok
+
+
+@posix_only
+def test_fixup_changes_are_recorded(tmp_path: Path) -> None:
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    calls: list[tuple[Path, Path]] = []
+
+    def fixup(tmp_tree: Path, final: Path) -> list[str]:
+        calls.append((tmp_tree, final))
+        assert tmp_tree.name.startswith(".pylock-tmp-app-")
+        (tmp_tree / "VERSION").write_text(f"patched for {final}")
+        (tmp_tree / "lib/python3.12/os.py").unlink()
+        (tmp_tree / "lib/python3.12/__pycache__").mkdir()
+        (tmp_tree / "new.txt").write_text("added")
+        (tmp_tree / "share/man/man1/python3.12.1").unlink()  # removed but not reported
+        return ["VERSION", "lib/python3.12/os.py", "new.txt"]
+
+    dest_root = tmp_path / "d"
+    tree = do_install(archive, artifact, dest_root, fixup=fixup)
+    assert calls[0][1] == tree
+    record = {e.path: e for e in read_record(tree)}
+    assert record["VERSION"].sha256 == hashlib.sha256(f"patched for {tree}".encode()).hexdigest()
+    assert "lib/python3.12/os.py" not in record
+    assert "share/man/man1/python3.12.1" not in record
+    assert record["new.txt"].size == 5
+    assert verify(dest_root, "app").ok
+    state = installed_state(dest_root, "app")
+    assert state is not None and is_current(state, artifact)
+    # A tree moved elsewhere carries the old path in its patched files: not current there.
+    moved = tmp_path / "moved"
+    shutil.move(str(dest_root), moved)
+    state = installed_state(moved, "app")
+    assert state is not None and not is_current(state, artifact)
+
+
+@posix_only
+def test_atomic_upgrade(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=30, size=10))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2", files=5, size=10))
+    do_install(a1, art1, dest_root)
+    tree = do_install(a2, art2, dest_root)
+    assert (tree / "VERSION").read_text() == "v2"
+    assert not (tree / "lib/pkg10").exists()  # only in v1: nothing of the old tree is left
+    state = installed_state(dest_root, "app")
+    assert state is not None and is_current(state, art2)
+    assert verify(dest_root, "app").ok
+    assert leftovers(dest_root) == []
+
+
+@posix_only
+def test_if_needed_skips_a_current_install(tmp_path: Path) -> None:
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    dest_root = tmp_path / "d"
+    do_install(archive, artifact, dest_root)
+    inode = (dest_root / "app/.pylock/install.json").stat().st_ino
+    do_install(archive, artifact, dest_root, if_needed=True)
+    assert (dest_root / "app/.pylock/install.json").stat().st_ino == inode
+    do_install(archive, artifact, dest_root)  # a reinstall
+    assert (dest_root / "app/.pylock/install.json").stat().st_ino != inode
+
+
+@posix_only
+@pytest.mark.parametrize("failure", ["hash", "hostile", "reserved"])
+def test_failed_upgrade_keeps_old_install(tmp_path: Path, failure: str) -> None:
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    do_install(a1, art1, dest_root)
+    before = archives.snapshot(dest_root / "app")
+    if failure == "hash":
+        a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
+        art2 = Artifact(platform=LINUX.key, url=art2.url, sha256="1" * 64)
+        expected: type[Exception] = HashMismatchError
+    elif failure == "hostile":
+        entries = [*version_tree("v2"), archives.symlink("python/lib/x", "../../../etc")]
+        a2, art2 = make_archive(tmp_path, "v2", entries)
+        expected = ArchiveError
+    else:
+        entries = [*version_tree("v2"), archives.file("python/.pylock/install.json", b"{}")]
+        a2, art2 = make_archive(tmp_path, "v2", entries)
+        expected = ArchiveError
+    with pytest.raises(expected):
+        do_install(a2, art2, dest_root)
+    assert (dest_root / "app/VERSION").read_text() == "v1"
+    assert archives.snapshot(dest_root / "app") == before
+    assert verify(dest_root, "app").ok
+    assert leftovers(dest_root) == []
+
+
+def test_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    (dest_root / "app").mkdir(parents=True)
+    (dest_root / "app/precious.txt").write_text("mine")
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    with pytest.raises(InstallError, match="not installed by pylock"):
+        do_install(archive, artifact, dest_root)
+    assert os.listdir(dest_root / "app") == ["precious.txt"]
+    assert leftovers(dest_root) == []
+
+
+def test_direct_url_layout_is_detected(tmp_path: Path) -> None:
+    archive, artifact = make_archive(tmp_path, "direct", archives.pbs_full())
+    python = attrs.evolve(locked(artifact), build=None, flavor=None)
+    tree = do_install(archive, artifact, tmp_path / "d", python=python)
+    assert (tree / "lib/python3.12/os.py").exists()
+    assert not (tree / "PYTHON.json").exists()
+
+
+# -- crash recovery ---------------------------------------------------------------------------
+
+
+@posix_only
+def test_recovers_from_a_kill_between_the_two_renames(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
+    do_install(a1, art1, dest_root)
+    # The state a kill leaves after `NAME -> .pylock-old-NAME-*` and before the new tree
+    # moved in: no DIR/NAME, the old tree aside, a (possibly incomplete) new one.
+    os.rename(dest_root / "app", dest_root / ".pylock-old-app-deadbeef")
+    (dest_root / ".pylock-tmp-app-abc123").mkdir()
+    (dest_root / ".pylock-tmp-app-abc123/half").write_text("partial")
+    (dest_root / ".pylock-trash-app-0badf00d").mkdir()
+    (dest_root / ".pylock-tmp-app2-zzz").mkdir()  # another name's: not ours to touch
+    tree = do_install(a1, art1, dest_root, if_needed=True)
+    assert (tree / "VERSION").read_text() == "v1"  # restored, and current: nothing to do
+    assert leftovers(dest_root) == [".pylock-tmp-app2-zzz"]
+    tree = do_install(a2, art2, dest_root)
+    assert (tree / "VERSION").read_text() == "v2"
+    assert verify(dest_root, "app").ok
+
+
+def _install_script(tmp_path: Path) -> Path:
+    script = tmp_path / "do_install.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from pathlib import Path
+            from pylock.install import install
+            from pylock.lock import Artifact, LockedPython
+            from pylock.platforms import Platform
+            from pylock.progress import NullReporter
+
+            archive, dest_root, sha256, name = sys.argv[1:5]
+            artifact = Artifact(platform="linux-x86_64-gnu", url="https://x.invalid/a.tar.gz",
+                                sha256=sha256)
+            python = LockedPython(name=name, implementation="cpython", version="3.12.7",
+                                  build="20241016", flavor="install_only", artifacts=(artifact,))
+            print("start", flush=True)
+            install(Path(archive), dest_root=Path(dest_root), python=python, artifact=artifact,
+                    platform=Platform.parse("linux-x86_64-gnu"), reporter=NullReporter())
+            print("done", flush=True)
+            """
+        )
+    )
+    return script
+
+
+def _assert_whole(dest_root: Path, allowed: dict[str, str]) -> str | None:
+    """DIR/NAME is absent or a complete tree of one of the allowed versions."""
+    tree = dest_root / "app"
+    if not tree.exists():
+        return None
+    state = installed_state(dest_root, "app")
+    assert state is not None, "a tree without a record is visible under DIR/NAME"
+    version = (tree / "VERSION").read_text()
+    assert allowed[version] == state.sha256
+    report = verify(dest_root, "app")
+    assert report.ok and not report.extra, report
+    return version
+
+
+@posix_only
+@pytest.mark.slow
+def test_kill_mid_install_then_rerun(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=100, size=100))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2", files=800, size=1000))
+    allowed = {"v1": art1.sha256, "v2": art2.sha256}
+    script = _install_script(tmp_path)
+    do_install(a1, art1, dest_root)
+    rng = random.Random(1234)
+    outcomes = set()
+    mid_extraction = 0
+    for round_ in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(a2), str(dest_root), art2.sha256, "app"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "start"
+        if round_ % 2:
+            # Wait for the extraction to begin, then kill it somewhere inside.
+            deadline = time.monotonic() + 10
+            while not any(n.startswith(".pylock-tmp-app-") for n in os.listdir(dest_root)):
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.03))
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        mid_extraction += any(n.startswith(".pylock-tmp-app-") for n in os.listdir(dest_root))
+        outcomes.add(_assert_whole(dest_root, allowed))
+        # The rerun completes, whatever the kill left behind.
+        tree = do_install(a2, art2, dest_root)
+        assert (tree / "VERSION").read_text() == "v2"
+        assert _assert_whole(dest_root, allowed) == "v2"
+        assert leftovers(dest_root) == []
+        # Back to v1 for the next round, so every kill interrupts an upgrade.
+        do_install(a1, art1, dest_root)
+    assert mid_extraction >= 1
+    assert "v1" in outcomes
+
+
+@posix_only
+@pytest.mark.slow
+def test_concurrent_installs_into_one_directory(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=300, size=500))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2", files=300, size=500))
+    script = _install_script(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(archive), str(dest_root), art.sha256, name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for archive, art, name in [
+            (a1, art1, "app"),
+            (a2, art2, "app"),
+            (a1, art1, "app"),
+            (a2, art2, "other"),
+        ]
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.split() == ["start", "done"]
+    assert _assert_whole(dest_root, {"v1": art1.sha256, "v2": art2.sha256}) in ("v1", "v2")
+    assert verify(dest_root, "other").ok
+    assert leftovers(dest_root) == []
+    assert installed_names(dest_root) == ["app", "other"]
+
+
+@posix_only
+def test_full_disk_keeps_the_old_install(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+        big = [*version_tree("v2"), archives.file("python/lib/big.bin", os.urandom(3 << 20))]
+        a2, art2 = make_archive(tmp_path, "v2", big)
+        do_install(a1, art1, mount)
+        with pytest.raises(InstallError, match="No space left on device") as info:
+            do_install(a2, art2, mount)
+        assert info.value.hint is not None and "disk space" in info.value.hint
+        assert (mount / "app/VERSION").read_text() == "v1"
+        assert verify(mount, "app").ok
+        assert leftovers(mount) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+@posix_only
+def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    for name in ("keep", "drop1", "drop2"):
+        do_install(archive, artifact, dest_root, python=locked(artifact, name=name))
+    (dest_root / "foreign").mkdir()
+    (dest_root / "foreign/file").write_text("not ours")
+    (dest_root / "notes.txt").write_text("not ours either")
+    (dest_root / ".pylock-state").write_text("the CLI's state file")
+    (dest_root / "fake/.pylock").mkdir(parents=True)
+    (dest_root / "fake/.pylock/install.json").write_text('{"installer": "other"}')
+    (dest_root / "link").symlink_to(dest_root / "drop1")
+    (dest_root / ".pylock-tmp-gone-abc").mkdir()
+    assert prune(dest_root, keep={"keep"}) == ["drop1", "drop2"]
+    assert sorted(os.listdir(dest_root)) == [
+        ".pylock-locks",
+        ".pylock-state",
+        "fake",
+        "foreign",
+        "keep",
+        "link",
+        "notes.txt",
+    ]
+    assert verify(dest_root, "keep").ok
+    assert prune(dest_root, keep={"keep"}) == []
+    assert prune(tmp_path / "nonexistent", keep=()) == []
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@posix_only
+def test_verify_detects_modified_missing_and_extra(tmp_path: Path) -> None:
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    tree = do_install(archive, artifact, dest_root)
+    (tree / "VERSION").write_text("v9")  # same size, other contents
+    (tree / "lib/python3.12/os.py").write_text("short")
+    (tree / "include/python3.12/Python.h").unlink()
+    (tree / "bin/python3").unlink()
+    (tree / "bin/python3").symlink_to("elsewhere")
+    (tree / "lib/libpython3.12.so.1.0").chmod(0o644)  # lost its exec bit
+    (tree / "lib/python3.12/site-packages/extra.py").write_text("pip put me here")
+    (tree / "lib/python3.12/__pycache__").mkdir()
+    (tree / "lib/python3.12/__pycache__/os.cpython-312.pyc").write_bytes(b"bytecode")
+    report = verify(dest_root, "app")
+    assert report.modified == (
+        "VERSION",
+        "bin/python3",
+        "lib/libpython3.12.so.1.0",
+        "lib/python3.12/os.py",
+    )
+    assert report.missing == ("include/python3.12/Python.h",)
+    assert report.extra == ("lib/python3.12/site-packages/extra.py",)
+    assert not report.ok
+
+
+def test_verify_of_a_missing_install(tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match="not installed"):
+        verify(tmp_path, "app")
+
+
+# -- executables ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("implementation", "platform", "expected"),
+    [
+        (Implementation.CPYTHON, LINUX, "bin/python3"),
+        (Implementation.CPYTHON, WINDOWS, "python.exe"),
+        (Implementation.PYPY, LINUX, "bin/pypy3"),
+        (Implementation.PYPY, WINDOWS, "pypy3.exe"),
+        (Implementation.GRAALPY, LINUX, "bin/graalpy"),
+        (Implementation.GRAALPY, WINDOWS, "bin/graalpy.exe"),
+    ],
+)
+def test_executable(
+    tmp_path: Path, implementation: Implementation, platform: Platform, expected: str
+) -> None:
+    artifact = Artifact(platform=platform.key, url="https://x.invalid/a.tar.gz", sha256="0" * 64)
+    python = locked(artifact, implementation=implementation)
+    assert executable(tmp_path, python, platform) == tmp_path / "app" / expected
+
+
+def test_executable_falls_back_to_what_exists(tmp_path: Path) -> None:
+    artifact = Artifact(platform=WINDOWS.key, url="https://x.invalid/a.zip", sha256="0" * 64)
+    python = locked(artifact, implementation=Implementation.GRAALPY)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/graalpy.exe").write_bytes(b"MZ")
+    assert executable(tmp_path, python, WINDOWS) == tmp_path / "app/graalpy.exe"
+
+
+# -- the `verify` and `which` commands ----------------------------------------------------------
+
+
+def _project_with_install(tmp_path: Path) -> tuple[Path, Path]:
+    from pylock.lock import dumps, make_lock
+
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    host_artifact = Artifact(
+        platform=Platform.parse("linux-x86_64-gnu").key,
+        url=artifact.url,
+        sha256=artifact.sha256,
+        size=artifact.size,
+    )
+    python = locked(host_artifact)
+    project = tmp_path / "project"
+    project.mkdir()
+    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+    (project / "pythons.lock").write_text(dumps(lock))
+    dest = tmp_path / "pythons"
+    do_install(archive, host_artifact, dest)
+    return project, dest
+
+
+@posix_only
+def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pylock.cli import main
+
+    project, dest = _project_with_install(tmp_path)
+    assert main(["--project", str(project), "verify", "--into", str(dest)]) == 0
+    records = len(read_record(dest / "app"))
+    assert capsys.readouterr().out == f"app: ok ({records} files)\n"
+    (dest / "app/VERSION").write_text("v9")
+    (dest / "app/lib/python3.12/os.py").unlink()
+    (dest / "app/lib/python3.12/site-packages/x.py").write_text("pip")
+    assert main(["--project", str(project), "verify", "--into", str(dest)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"app: 2 of {records} files differ, 1 extra files",
+        "  modified: VERSION",
+        "  missing: lib/python3.12/os.py",
+    ]
+    assert captured.err.splitlines() == [
+        "pylock: error: app differs from the install record",
+        "pylock: hint: run `pylock sync --reinstall` to restore it",
+    ]
+    assert main(["verify", "--into", str(dest), "nope"]) == 1
+    assert "not installed by pylock" in capsys.readouterr().err
+    assert main(["verify", "--into", str(tmp_path / "empty")]) == 1
+    assert "no interpreters installed by pylock" in capsys.readouterr().err
+
+
+@posix_only
+def test_cli_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock import cli
+
+    project, dest = _project_with_install(tmp_path)
+    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    base = ["--project", str(project), "which"]
+    assert cli.main([*base, "app", "--into", str(dest)]) == 0
+    assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
+    assert cli.main([*base, "nope", "--into", str(dest)]) == 2
+    assert "no interpreter named 'nope'" in capsys.readouterr().err
+    assert cli.main([*base, "app", "--into", str(tmp_path / "elsewhere")]) == 1
+    assert "app is not installed in" in capsys.readouterr().err
+    # Without a lock (a slim image), the install record is enough.
+    (project / "pythons.lock").unlink()
+    assert cli.main([*base, "app", "--into", str(dest)]) == 0
+    assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"

@@ -1,0 +1,688 @@
+"""`pylock mirror`: the layout, SHA256SUMS, uv's downloads JSON, incremental runs, and a real
+web server that both pylock and uv install from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from pylock.cache import Cache
+from pylock.cli import main
+from pylock.errors import OfflineError, PylockError
+from pylock.fetch import FetchOptions
+from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
+from pylock.mirror import (
+    UV_JSON_NAME,
+    MirrorError,
+    MirrorReport,
+    build_mirror,
+    mirror_path,
+    parse_sha256sums,
+    plan_mirror,
+    uv_downloads_json,
+    uv_key_and_entry,
+)
+from pylock.platforms import Platform, host
+from pylock.progress import NullReporter
+from pylock.urls import UrlRewrites
+from pylock.versions import Flavor, Implementation, Variant
+
+PBS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+PYPY = "https://downloads.python.org/pypy/"
+GRAAL = "https://github.com/oracle/graalpython/releases/download/"
+UPSTREAM_JSON = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "upstream"
+    / "uv-download-metadata.json"
+)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- layout (pure) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        (
+            PBS + "20251014/cpython-3.13.9%2B20251014-x86_64-unknown-linux-gnu-install_only.tar.gz",
+            "20251014/cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz",
+        ),
+        (
+            PBS + "20260814/cpython-3.15.0rc1%2B20260814-aarch64-apple-darwin-freethreaded"
+            "%2Bdebug-full.tar.zst",
+            "20260814/cpython-3.15.0rc1+20260814-aarch64-apple-darwin-freethreaded+debug-full.tar.zst",
+        ),
+        (PYPY + "pypy3.11-v7.3.20-linux64.tar.bz2", "pypy/pypy3.11-v7.3.20-linux64.tar.bz2"),
+        (
+            GRAAL + "graal-25.2.4/graalpy3.12-25.2.4-linux-amd64.tar.gz",
+            "graalpy/graal-25.2.4/graalpy3.12-25.2.4-linux-amd64.tar.gz",
+        ),
+        ("https://Art.example/py/c.tar.gz?x=1", "other/art.example/py/c.tar.gz"),
+        ("http://127.0.0.1:8080/c.tar.gz", "other/127.0.0.1_8080/c.tar.gz"),
+        ("file:///srv/builds/c.tar.gz", "other/localhost/srv/builds/c.tar.gz"),
+    ],
+)
+def test_mirror_path(url: str, path: str) -> None:
+    assert mirror_path(url) == PurePosixPath(path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        PBS + "20251014/../../etc/passwd",
+        PBS + "20251014/%2e%2e/x.tar.gz",
+        PBS + "20251014/..%2Fx.tar.gz",
+        PBS + "20251014//x.tar.gz",
+        PBS + "20251014/a%5Cb.tar.gz",
+        PBS + "20251014/C%3Ax.tar.gz",
+        PBS + "x.tar.gz",  # would land at the top, beside the mirror's own files
+        PBS + "20251014/SHA256SUMS",
+        PYPY + "%00.tar.gz",
+        "https://h.example/",
+    ],
+)
+def test_mirror_path_refuses_hostile_urls(url: str) -> None:
+    with pytest.raises(MirrorError, match="cannot mirror"):
+        mirror_path(url)
+
+
+def pbs_artifact(
+    platform: str, version: str, tag: str, data: bytes, flavor: str = "install_only"
+) -> Artifact:
+    triple = Platform.parse(platform).pbs_triple
+    name = f"cpython-{version}%2B{tag}-{triple}-{flavor}.tar.gz"
+    return Artifact(platform=platform, url=f"{PBS}{tag}/{name}", sha256=sha(data), size=len(data))
+
+
+def locked(name: str, version: str, tag: str, *artifacts: Artifact, **kw: object) -> LockedPython:
+    return LockedPython(
+        name=name,
+        implementation=kw.pop("implementation", Implementation.CPYTHON),  # type: ignore[arg-type]
+        version=version,
+        build=tag,
+        variant=kw.pop("variant", Variant.DEFAULT),  # type: ignore[arg-type]
+        flavor=kw.pop("flavor", Flavor.INSTALL_ONLY),  # type: ignore[arg-type]
+        artifacts=tuple(artifacts),
+    )
+
+
+def make(*pythons: LockedPython) -> LockFile:
+    return make_lock(pythons, config_digest="sha256:" + "2" * 64)
+
+
+def test_plan_filters_platforms_and_shares_files() -> None:
+    linux = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"L")
+    mac = pbs_artifact("macos-aarch64", "3.13.9", "20251014", b"M")
+    the_lock = make(
+        locked("a", "3.13.9", "20251014", linux, mac), locked("b", "3.13.9", "20251014", linux)
+    )
+    assert [str(e.path.parent) for e in plan_mirror(the_lock, None)] == ["20251014", "20251014"]
+    only = plan_mirror(the_lock, ["linux-x86_64-gnu"])
+    # One file, although two interpreters lock it.
+    assert [(e.python.name, e.artifact.platform) for e in only] == [("a", "linux-x86_64-gnu")]
+    assert plan_mirror(the_lock, ["windows-x86_64"]) == []
+
+
+def test_plan_refuses_two_archives_at_one_url() -> None:
+    one = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"one")
+    two = Artifact(platform=one.platform, url=one.url, sha256=sha(b"two"))
+    the_lock = make(locked("a", "3.13.9", "20251014", one), locked("b", "3.13.9", "20251014", two))
+    with pytest.raises(MirrorError, match="a and b lock different archives"):
+        plan_mirror(the_lock, None)
+
+
+def test_parse_sha256sums_tolerates_junk() -> None:
+    text = f"{'a' * 64}  x.tar.gz\n{'b' * 64} *y+1.tar.gz\nnot a line\n{'c' * 64}  ../z\n\n"
+    assert parse_sha256sums(text) == {"x.tar.gz": "a" * 64, "y+1.tar.gz": "b" * 64}
+
+
+@pytest.mark.skipif(not UPSTREAM_JSON.is_file(), reason="shared upstream data not present")
+def test_uv_json_entries_match_uv_upstream_format_exactly() -> None:
+    """Every entry of the real uv downloads JSON is reproduced from a lock entry alone."""
+    upstream = json.loads(UPSTREAM_JSON.read_text())
+    checked = 0
+    for key, entry in upstream.items():
+        platform = Platform.from_uv(
+            entry["os"], entry["arch"]["family"], entry["arch"]["variant"], entry["libc"]
+        )
+        if platform is None or platform.os == "emscripten":
+            continue
+        version = f"{entry['major']}.{entry['minor']}.{entry['patch']}{entry['prerelease']}"
+        python = LockedPython(
+            name="x",
+            implementation=Implementation(entry["name"]),
+            version=version,
+            build=entry["build"],
+            variant=Variant.parse(entry["variant"] or ""),
+            artifacts=(),
+        )
+        artifact = Artifact(platform=platform.key, url=entry["url"], sha256=entry["sha256"])
+        made = uv_key_and_entry(python, artifact)
+        assert made == (key, entry), key
+        checked += 1
+    assert checked > 5000
+
+
+def test_uv_json_leaves_out_what_uv_cannot_use() -> None:
+    direct = Artifact(
+        platform="linux-x86_64-gnu", url="https://corp.example/c.tar.gz", sha256="d" * 64
+    )
+    full = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"F", flavor="pgo+lto-full")
+    stripped = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"S")
+    the_lock = make(
+        locked("a-full", "3.13.9", "20251014", full, flavor=Flavor.FULL),
+        locked("b-stripped", "3.13.9", "20251014", stripped),
+        locked("corp", "3.12.9", "1", direct),
+    )
+    document, left_out = uv_downloads_json(plan_mirror(the_lock, None))
+    assert list(document) == ["cpython-3.13.9-linux-x86_64-gnu"]
+    assert document["cpython-3.13.9-linux-x86_64-gnu"]["sha256"] == full.sha256
+    assert left_out == [
+        "b-stripped (linux-x86_64-gnu): uv key cpython-3.13.9-linux-x86_64-gnu is already "
+        "taken by another archive",
+        "corp (linux-x86_64-gnu): not an upstream archive uv can mirror",
+    ]
+
+
+# -- writing a mirror from the cache ------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """A file:// stand-in for the upstream hosts, in their own layout."""
+    return tmp_path / "upstream"
+
+
+def publish(upstream: Path, artifact: Artifact, data: bytes) -> None:
+    target = upstream / mirror_path(artifact.url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def rewrites(upstream: Path) -> UrlRewrites:
+    return UrlRewrites.from_sources(
+        None,
+        [
+            f"{PBS}={upstream.as_uri()}/",
+            f"{PYPY}={upstream.as_uri()}/pypy/",
+            f"{GRAAL}={upstream.as_uri()}/graalpy/",
+            f"https://corp.example/={upstream.as_uri()}/other/corp.example/",
+        ],
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path, upstream: Path) -> tuple[LockFile, dict[str, bytes]]:
+    blobs = {
+        "linux": b"linux archive" * 100,
+        "mac": b"mac archive" * 100,
+        "pypy": b"pypy archive",
+        "graal": b"graal archive",
+        "corp": b"corp archive",
+    }
+    linux = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", blobs["linux"])
+    mac = pbs_artifact("macos-aarch64", "3.13.9", "20251014", blobs["mac"])
+    pp = Artifact(
+        platform="linux-x86_64-gnu",
+        url=PYPY + "pypy3.11-v7.3.20-linux64.tar.bz2",
+        sha256=sha(blobs["pypy"]),
+        size=len(blobs["pypy"]),
+    )
+    gp = Artifact(
+        platform="linux-x86_64-gnu",
+        url=GRAAL + "graal-25.0.1/graalpy-25.0.1-linux-amd64.tar.gz",
+        sha256=sha(blobs["graal"]),
+    )
+    corp = Artifact(
+        platform="linux-x86_64-gnu",
+        url="https://corp.example/builds/cpython-corp.tar.gz",
+        sha256=sha(blobs["corp"]),
+    )
+    for artifact, key in (
+        (linux, "linux"),
+        (mac, "mac"),
+        (pp, "pypy"),
+        (gp, "graal"),
+        (corp, "corp"),
+    ):
+        publish(upstream, artifact, blobs[key])
+    the_lock = make(
+        locked("app", "3.13.9", "20251014", linux, mac),
+        locked("pp", "3.11.13", "7.3.20", pp, implementation=Implementation.PYPY, flavor=None),
+        locked("gp", "3.11.7", "25.0.1", gp, implementation=Implementation.GRAALPY, flavor=None),
+        LockedPython(
+            name="corp", implementation=Implementation.CPYTHON, version="3.12.9", artifacts=(corp,)
+        ),
+    )
+    return the_lock, blobs
+
+
+def run_mirror(
+    the_lock: LockFile,
+    out: Path,
+    cache: Cache,
+    upstream: Path,
+    platforms: list[str] | None = None,
+    offline: bool = False,
+) -> MirrorReport:
+    return build_mirror(
+        the_lock,
+        out,
+        platforms=platforms,
+        cache=cache,
+        options=FetchOptions(rewrites=rewrites(upstream), offline=offline, jobs=2),
+        reporter=NullReporter(),
+    )
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): sha(p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_full_mirror_layout(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, blobs = world
+    out = tmp_path / "mirror"
+    report = run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream)
+    files = tree(out)
+    assert sorted(files) == [
+        "20251014/SHA256SUMS",
+        "20251014/cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz",
+        "20251014/cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz",
+        "download-metadata.json",
+        "graalpy/graal-25.0.1/SHA256SUMS",
+        "graalpy/graal-25.0.1/graalpy-25.0.1-linux-amd64.tar.gz",
+        "other/corp.example/builds/SHA256SUMS",
+        "other/corp.example/builds/cpython-corp.tar.gz",
+        "pypy/SHA256SUMS",
+        "pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
+    ]
+    assert (out / "20251014" / "SHA256SUMS").read_text() == (
+        f"{sha(blobs['mac'])}  cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz\n"
+        f"{sha(blobs['linux'])}  "
+        "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz\n"
+    )
+    uv = json.loads((out / UV_JSON_NAME).read_text())
+    assert sorted(uv) == [
+        "cpython-3.13.9-darwin-aarch64-none",
+        "cpython-3.13.9-linux-x86_64-gnu",
+        "graalpy-3.11.7-linux-x86_64-gnu",
+        "pypy-3.11.13-linux-x86_64-gnu",
+    ]
+    # Canonical URLs: uv's --mirror maps them onto the tree.
+    assert uv["cpython-3.13.9-linux-x86_64-gnu"]["url"].startswith(PBS + "20251014/")
+    assert report.archives == 5
+    assert report.not_in_uv_json == (
+        "corp (linux-x86_64-gnu): not an upstream archive uv can mirror",
+    )
+    # No temporary files are left behind.
+    assert not list(out.rglob(".*"))
+
+
+def test_rerun_is_incremental_and_repairs(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, blobs = world
+    out = tmp_path / "mirror"
+    cache = Cache(tmp_path / "cache")
+    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    assert not (
+        out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
+    ).exists()
+    # Nothing is downloaded again: the upstream may vanish, and offline is fine.
+    shutil.rmtree(upstream)
+    second = run_mirror(
+        the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"], offline=True
+    )
+    assert second.added == () and second.repaired == () and len(second.unchanged) == 4
+
+    # Damage a mirrored file (replace, not edit in place: it may share its inode with the cache).
+    victim = out / "pypy" / "pypy3.11-v7.3.20-linux64.tar.bz2"
+    victim.unlink()
+    victim.write_bytes(b"tampered")
+    third = run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"], offline=True)
+    assert third.repaired == ("pypy/pypy3.11-v7.3.20-linux64.tar.bz2",)
+    assert victim.read_bytes() == blobs["pypy"]
+
+
+def test_runs_for_other_platforms_accumulate(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, blobs = world
+    out = tmp_path / "mirror"
+    cache = Cache(tmp_path / "cache")
+    run_mirror(the_lock, out, cache, upstream, platforms=["macos-aarch64"])
+    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    sums = parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())
+    assert sorted(sums.values()) == sorted([sha(blobs["mac"]), sha(blobs["linux"])])
+    uv = json.loads((out / UV_JSON_NAME).read_text())
+    assert "cpython-3.13.9-darwin-aarch64-none" in uv and "cpython-3.13.9-linux-x86_64-gnu" in uv
+    # An entry whose archive left the tree is dropped from the JSON and the sums.
+    (out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz").unlink()
+    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    assert "cpython-3.13.9-darwin-aarch64-none" not in json.loads((out / UV_JSON_NAME).read_text())
+    assert list(parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())) == [
+        "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    ]
+
+
+def test_a_broken_uv_json_is_rewritten(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, _ = world
+    out = tmp_path / "mirror"
+    out.mkdir()
+    (out / UV_JSON_NAME).write_text("{not json")
+    run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream, platforms=["macos-aarch64"])
+    assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
+        "cpython-3.13.9-darwin-aarch64-none"
+    ]
+
+
+def test_corrupt_cache_entry_is_fetched_again(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, blobs = world
+    cache = Cache(tmp_path / "cache")
+    app = the_lock.pythons[0]
+    mac = app.artifact_for("macos-aarch64")
+    assert mac is not None
+    # Same size, different bytes: only a hash check notices.
+    rotten = cache.archive_path(mac.sha256, mac.filename)
+    rotten.parent.mkdir(parents=True)
+    rotten.write_bytes(b"X" * len(blobs["mac"]))
+    out = tmp_path / "mirror"
+    run_mirror(the_lock, out, cache, upstream, platforms=["macos-aarch64"])
+    assert (out / mirror_path(mac.url)).read_bytes() == blobs["mac"]
+
+
+def test_offline_miss_names_the_archive(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, _ = world
+    with pytest.raises(OfflineError, match=r"aarch64-apple-darwin"):
+        run_mirror(
+            the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream, ["macos-aarch64"], True
+        )
+
+
+def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, _ = world
+    mac = the_lock.pythons[0].artifact_for("macos-aarch64")
+    assert mac is not None
+    (upstream / mirror_path(mac.url)).write_bytes(b"evil" * 275)
+    out = tmp_path / "m"
+    with pytest.raises(PylockError, match="mismatch"):
+        run_mirror(the_lock, out, Cache(tmp_path / "c"), upstream, ["macos-aarch64"])
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_nothing_to_mirror(
+    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, _ = world
+    with pytest.raises(MirrorError, match="no archives for windows-x86_64") as info:
+        run_mirror(the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream, ["windows-x86_64"])
+    assert info.value.hint is not None and "linux-x86_64-gnu, macos-aarch64" in info.value.hint
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_cli_mirror_platform_choices(
+    tmp_path: Path,
+    upstream: Path,
+    world: tuple[LockFile, dict[str, bytes]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    the_lock, _ = world
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.lock").write_text(dumps(the_lock))
+    env = {
+        "PYLOCK_CACHE_DIR": str(tmp_path / "cache"),
+        "PYLOCK_URL_REWRITES": " ".join(
+            r.source + "=" + r.target for r in rewrites(upstream).rules
+        ),
+    }
+    base = ["--project", str(project), "mirror"]
+    out = tmp_path / "m1"
+    assert main([*base, str(out), "--platform", "macos-aarch64"], env) == 0
+    stdout = capsys.readouterr().out
+    assert f"pylock sync --mirror {out.as_uri()}/" in stdout
+    assert f"--python-downloads-json-url {out.as_uri()}/{UV_JSON_NAME}" in stdout
+    assert sorted(p.name for p in out.rglob("*.tar.gz")) == [
+        "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
+    ]
+    out = tmp_path / "m2"
+    assert main([*base, str(out), "--all-platforms"], env) == 0
+    stdout = capsys.readouterr().out
+    assert f"--pypy-mirror {out.as_uri()}/pypy/" in stdout
+    assert f"--graalpy-mirror {out.as_uri()}/graalpy/" in stdout
+    assert len(list(out.rglob("*.tar.*"))) == 5
+    assert main([*base, str(out), "--platform", "linux-x86_64-gnux"], env) == 2
+    assert "did you mean 'linux-x86_64-gnu'" in capsys.readouterr().err
+    assert main([*base, str(out), "--all-platforms", "--platform", "macos-aarch64"], env) == 2
+    # Default: the host platform.
+    out = tmp_path / "m3"
+    code = main([*base, str(out)], env)
+    if host().key in ("linux-x86_64-gnu", "macos-aarch64"):
+        assert code == 0
+        assert {a.platform for a in the_lock.pythons[0].artifacts} >= {host().key}
+    else:
+        assert code == 1
+        assert "nothing to mirror" in capsys.readouterr().err
+
+
+# -- a real web server, pylock sync and uv ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """Debian's nginx serving a directory on loopback; yields (root, base URL)."""
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install -y nginx; .ci/run does this)")
+    root = tmp_path / "www"
+    root.mkdir()
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    port = free_port()
+    user = "user root root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/logs/error.log;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n"
+        f"  access_log {prefix}/logs/access.log;\n"
+        f"  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
+        f"  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; "
+        f"scgi_temp_path {prefix}/scgi;\n"
+        "  default_type application/octet-stream;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n"
+        "}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-e", str(prefix / "logs" / "error.log"), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    err = process.stderr.read().decode() if process.stderr else ""
+                    pytest.fail(f"nginx did not start: {err}")
+                time.sleep(0.05)
+        yield root, f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def installed_files(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    result = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if any(rel == s or rel.startswith(s + "/") for s in skip):
+            continue
+        if path.is_symlink():
+            result[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            result[rel] = sha(path.read_bytes())
+    return result
+
+
+@pytest.mark.slow
+def test_pylock_and_uv_install_identically_from_nginx(
+    tmp_path: Path, nginx: tuple[Path, str]
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import realpython
+    finally:
+        sys.path.pop(0)
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not installed")
+    try:
+        archive = realpython.build_pbs_archive(tmp_path / "built")
+    except realpython.RealPythonUnavailable as exc:
+        pytest.skip(f"no real archive can be built here: {exc}")
+    www, base = nginx
+    project = tmp_path / "project"
+    project.mkdir()
+    realpython.write_lock(project, [archive], names=["app"])
+    upstream = tmp_path / "upstream"
+    realpython.write_mirror_tree(upstream, [archive])
+
+    def pylock(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pylock", "--project", str(project), *args],
+            env=realpython.clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).parents[1],
+        )
+
+    # The connected side: fill a cache from "upstream" and lay out the mirror in nginx's root.
+    done = pylock(
+        "mirror", str(www), "--mirror", upstream.as_uri(), PYLOCK_CACHE_DIR=str(tmp_path / "c1")
+    )
+    assert done.returncode == 0, done.stderr
+    assert (www / archive.tag / archive.filename).is_file()
+
+    # pylock, with an empty cache, from the web server.
+    into = tmp_path / "pylock-pythons"
+    done = pylock(
+        "sync",
+        "--into",
+        str(into),
+        "--mirror",
+        base + "/",
+        "--no-fixups",
+        PYLOCK_CACHE_DIR=str(tmp_path / "c2"),
+    )
+    assert done.returncode == 0, done.stderr
+    access = (tmp_path / "nginx" / "logs" / "access.log").read_text()
+    assert f"GET /{archive.tag}/" in access
+
+    # uv, from the same server, with the downloads JSON the mirror wrote.
+    uv_dir = tmp_path / "uv-pythons"
+    done = subprocess.run(
+        [
+            "uv",
+            "python",
+            "install",
+            archive.version,
+            "--no-bin",
+            "--no-config",
+            "--mirror",
+            base + "/",
+            "--python-downloads-json-url",
+            f"{base}/{UV_JSON_NAME}",
+        ],
+        env={
+            k: v
+            for k, v in realpython.clean_env(
+                UV_PYTHON_INSTALL_DIR=str(uv_dir), UV_CACHE_DIR=str(tmp_path / "uv-cache")
+            ).items()
+            if not k.startswith("UV_") or k in ("UV_PYTHON_INSTALL_DIR", "UV_CACHE_DIR")
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    uv_tree = uv_dir / f"cpython-{archive.version}-{host().key}"
+    assert uv_tree.is_dir() and not uv_tree.is_symlink(), sorted(os.listdir(uv_dir))
+    ours = installed_files(into / "app")
+    theirs = installed_files(uv_tree)
+    # Each tool adds its own bookkeeping: uv a BUILD file and an EXTERNALLY-MANAGED marker,
+    # pylock its install record. Everything that came out of the archive must be shared.
+    only_uv = {k for k in set(theirs) - set(ours) if not _uv_own(k)}
+    only_pylock = {k for k in set(ours) - set(theirs) if not k.split("/")[0].startswith(".pylock")}
+    assert (only_uv, only_pylock) == (set(), set())
+    # Both rewrite build-machine paths in the sysconfig data (each in its own way); every
+    # other file is byte for byte the same.
+    differing = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+    assert [k for k in differing if not _patched_by_installers(k)] == []
+    assert len(set(ours) & set(theirs)) > 100
+
+
+def _uv_own(path: str) -> bool:
+    return path == "BUILD" or (
+        path.startswith("lib/python") and path.endswith("/EXTERNALLY-MANAGED")
+    )
+
+
+def _patched_by_installers(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return (
+        name.startswith("_sysconfigdata_")
+        or name.endswith(".pc")
+        or (path.startswith("bin/") and name.endswith("-config"))
+        or name in ("Makefile", "_sysconfig_vars.json")
+    )

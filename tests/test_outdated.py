@@ -1,0 +1,117 @@
+"""``pylock outdated``'s core: newer versions and builds for each locked interpreter."""
+
+from __future__ import annotations
+
+import json
+
+from pylock.lock import Artifact, LockedPython, make_lock
+from pylock.outdated import find_outdated, format_text, to_json
+from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import index_of, pbs, pypy
+
+LINUX, MAC = "linux-x86_64-gnu", "macos-aarch64"
+
+
+def locked(
+    name: str,
+    version: str,
+    build: str | None,
+    platforms: tuple[str, ...] = (LINUX, MAC),
+    *,
+    implementation: Implementation = Implementation.CPYTHON,
+    variant: Variant = Variant.DEFAULT,
+    flavor: Flavor | None = Flavor.INSTALL_ONLY_STRIPPED,
+) -> LockedPython:
+    return LockedPython(
+        name=name,
+        implementation=implementation,
+        version=version,
+        build=build,
+        variant=variant,
+        flavor=flavor,
+        artifacts=tuple(
+            Artifact(platform=p, url=f"https://x/{name}/{p}.tar.gz", sha256="ab" * 32)
+            for p in platforms
+        ),
+    )
+
+
+def lock_of(*pythons: LockedPython):  # type: ignore[no-untyped-def]
+    return make_lock(pythons, config_digest="sha256:" + "0" * 64)
+
+
+def both(version: str, tag: str, **kwargs: object) -> list:  # type: ignore[type-arg]
+    return [pbs(version, tag, LINUX, **kwargs), pbs(version, tag, MAC, **kwargs)]  # type: ignore[arg-type]
+
+
+def test_newer_patch_and_newer_build() -> None:
+    index = index_of(
+        *both("3.13.5", "20250708"),
+        *both("3.13.5", "20250815"),
+        *both("3.13.9", "20251014"),
+        *both("3.14.0", "20251014"),  # another series: not an upgrade of 3.13
+        pbs("3.13.10", "20251101", LINUX),  # not on every locked platform
+        *both("3.13.11rc1", "20251101"),  # pre-release
+        *both("3.13.12", "20251201", variant=Variant.FREETHREADED),  # another variant
+    )
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index)
+    assert entry.newer_version is not None and entry.newer_build is not None
+    assert (entry.newer_version.version, entry.newer_version.build) == ("3.13.9", "20251014")
+    assert (entry.newer_build.version, entry.newer_build.build) == ("3.13.5", "20250815")
+    assert format_text([entry]) == [
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 (newer version), "
+        "3.13.5+20250815 (newer build)"
+    ]
+
+
+def test_publication_order_not_tag_strings() -> None:
+    index = index_of(
+        *both("3.13.5", "20250708"),
+        *both("3.13.5", "20250323"),
+        tag_dates={"20250323": "2026-03-23"},
+    )
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index)
+    assert entry.newer_build is not None and entry.newer_build.build == "20250323"
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250323")), index)
+    assert entry.up_to_date
+
+
+def test_up_to_date_direct_and_pypy() -> None:
+    index = index_of(
+        *both("3.12.11", "20250918"),
+        pypy("3.11.13", "7.3.20", LINUX),
+        pypy("3.11.15", "7.3.23", LINUX),
+    )
+    lock = lock_of(
+        locked("a", "3.12.11", "20250918"),
+        locked("direct", "3.12.9", None),
+        locked(
+            "pp",
+            "3.11.13",
+            "7.3.20",
+            (LINUX,),
+            implementation=Implementation.PYPY,
+            flavor=None,
+        ),
+    )
+    entries = find_outdated(lock, index)
+    assert format_text(entries) == [
+        "a: cpython 3.12.11+20250918: up to date",
+        "direct: cpython 3.12.9: direct URL; not tracked upstream",
+        "pp: pypy 3.11.13+7.3.20 -> 3.11.15+7.3.23 (newer version)",
+    ]
+    report = to_json(entries, index=index)
+    json.dumps(report)
+    assert [p["up-to-date"] for p in report["pythons"]] == [True, False, False]
+    assert report["pythons"][2]["newer-version"] == {"version": "3.11.15", "build": "7.3.23"}
+
+
+def test_flavor_family_and_unhashed_builds() -> None:
+    index = index_of(
+        *both("3.13.5", "20250708", flavor=Flavor.INSTALL_ONLY),
+        *both("3.13.6", "20250801", flavor=Flavor.INSTALL_ONLY),
+        *both("3.13.7", "20250901", flavor=Flavor.FULL),
+        *both("3.13.8", "20251001", sha256=None),
+    )
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index)
+    assert entry.newer_version is not None and entry.newer_version.version == "3.13.6"

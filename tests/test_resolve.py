@@ -1,0 +1,701 @@
+"""Tests for pylock.resolve: one build per interpreter, flavors, pins, minimal change, errors."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from pylock.config import Config, PythonRequest, loads_config
+from pylock.errors import ResolutionError, UsageError
+from pylock.index.model import Build, Index
+from pylock.index.snapshot import load_bundled
+from pylock.lock import Artifact, LockedPython, dumps, loads
+from pylock.platforms import Platform
+from pylock.resolve import (
+    Change,
+    Resolution,
+    lock_direct,
+    lock_is_fresh,
+    resolve,
+    satisfies,
+)
+from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import fake_sha, graalpy, index_of, pbs, pypy, uv_json
+
+LINUX = "linux-x86_64-gnu"
+ARM = "linux-aarch64-gnu"
+MAC = "macos-aarch64"
+WIN = "windows-x86_64"
+HOST = Platform.parse(LINUX)
+DIGEST = "sha256:" + "0" * 64
+
+
+def request(name: str = "app", **fields: Any) -> PythonRequest:
+    fields.setdefault("version", "3.13")
+    fields.setdefault("platforms", (LINUX, MAC))
+    return PythonRequest(name=name, **fields)
+
+
+def config(*requests: PythonRequest, digest: str = DIGEST) -> Config:
+    return Config(pythons=tuple(sorted(requests, key=lambda r: r.name)), digest=digest)
+
+
+def lock_one(index: Index, req: PythonRequest, **kwargs: Any) -> LockedPython:
+    kwargs.setdefault("previous", None)
+    kwargs.setdefault("upgrade", False)
+    kwargs.setdefault("host_platform", HOST)
+    resolution = resolve(config(req), index, **kwargs)
+    entry = resolution.lock.get(req.name)
+    assert entry is not None
+    return entry
+
+
+def same_everywhere(version: str, tag: str, *platforms: str, **kw: Any) -> list[Build]:
+    return [pbs(version, tag, p, **kw) for p in platforms]
+
+
+# -- choosing one build ------------------------------------------------------------------
+
+
+def test_newest_build_common_to_every_platform() -> None:
+    index = index_of(
+        *same_everywhere("3.13.8", "20251007", LINUX, MAC),
+        *same_everywhere("3.13.9", "20251014", LINUX),  # not yet on macOS
+        *same_everywhere("3.14.0", "20251014", LINUX, MAC),  # outside the request
+        *same_everywhere("3.13.7", "20250918", LINUX, MAC),
+    )
+    entry = lock_one(index, request())
+    assert (entry.version, entry.build, entry.flavor) == (
+        "3.13.8",
+        "20251007",
+        Flavor.INSTALL_ONLY_STRIPPED,
+    )
+    assert entry.platforms == (LINUX, MAC)
+    wanted = {b.platform: b for b in index.builds if b.version == "3.13.8"}
+    for artifact in entry.artifacts:
+        assert artifact.url == wanted[artifact.platform].url
+        assert artifact.sha256 == wanted[artifact.platform].sha256
+    # A single platform gets its own newest.
+    assert lock_one(index, request(platforms=(LINUX,))).version == "3.13.9"
+
+
+def test_same_version_in_different_builds_is_not_mixed() -> None:
+    index = index_of(
+        pbs("3.10.13", "20240224", LINUX),
+        pbs("3.10.13", "20230826", MAC),
+        *same_everywhere("3.10.12", "20230726", LINUX, MAC),
+    )
+    entry = lock_one(index, request(version="3.10"))
+    assert (entry.version, entry.build) == ("3.10.12", "20230726")
+
+
+def test_newer_build_of_the_same_version_wins_by_publication_date() -> None:
+    builds = [
+        *same_everywhere("3.12.9", "20250205", LINUX, MAC),
+        *same_everywhere("3.12.9", "20250323", LINUX, MAC),
+        *same_everywhere("3.12.9", "20251014", LINUX, MAC),
+    ]
+    assert lock_one(index_of(*builds), request(version="3.12")).build == "20251014"
+    # Tag 20250323 was really published in 2026: it is the newest.
+    late = index_of(*builds, tag_dates={"20250323": "2026-03-23"})
+    assert lock_one(late, request(version="3.12")).build == "20250323"
+
+
+def test_newer_version_beats_newer_build() -> None:
+    index = index_of(
+        *same_everywhere("3.12.10", "20250409", LINUX, MAC),
+        *same_everywhere("3.12.9", "20251014", LINUX, MAC),
+    )
+    assert lock_one(index, request(version="3.12")).version == "3.12.10"
+
+
+def test_build_pin() -> None:
+    index = index_of(
+        *same_everywhere("3.12.11", "20251007", LINUX, MAC),
+        *same_everywhere("3.12.11", "20250723", LINUX, MAC),
+        *same_everywhere("3.12.12", "20251014", LINUX, MAC),
+    )
+    entry = lock_one(index, request(version="3.12.11", build="20250723"))
+    assert (entry.version, entry.build) == ("3.12.11", "20250723")
+    assert lock_one(index, request(version="3.12", build="20251007")).version == "3.12.11"
+    with pytest.raises(ResolutionError, match="build 20240101"):
+        lock_one(index, request(version="3.12", build="20240101"))
+
+
+def test_prereleases_only_when_asked() -> None:
+    index = index_of(
+        *same_everywhere("3.14.0", "20251014", LINUX, MAC),
+        *same_everywhere("3.15.0a7", "20260325", LINUX, MAC),
+        *same_everywhere("3.15.0rc1", "20260814", LINUX, MAC),
+    )
+    assert lock_one(index, request(version=">=3.14")).version == "3.14.0"
+    assert lock_one(index, request(version=">=3.14", prereleases=True)).version == "3.15.0rc1"
+    # Naming a pre-release asks for it.
+    assert lock_one(index, request(version="3.15.0a7")).version == "3.15.0a7"
+    with pytest.raises(ResolutionError, match=r"none matching \(newest there: 3.15.0rc1"):
+        lock_one(index, request(version="3.15"))
+    assert lock_one(index, request(version="3.15", prereleases=True)).version == "3.15.0rc1"
+
+
+def test_variant_is_exact() -> None:
+    index = index_of(
+        *same_everywhere("3.14.0", "20251014", LINUX, MAC),
+        *same_everywhere("3.14.0", "20251014", LINUX, MAC, variant=Variant.FREETHREADED),
+        *same_everywhere("3.14.1", "20251120", LINUX, MAC),  # no free-threaded build
+    )
+    entry = lock_one(index, request(version="3.14", variant=Variant.FREETHREADED))
+    assert (entry.version, entry.variant) == ("3.14.0", Variant.FREETHREADED)
+    assert all("freethreaded" in a.url for a in entry.artifacts)
+    assert lock_one(index, request(version="3.14")).version == "3.14.1"
+
+
+# -- flavors ------------------------------------------------------------------------------
+
+
+def test_debug_falls_back_to_full() -> None:
+    index = index_of(
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+        *same_everywhere(
+            "3.13.9", "20251014", LINUX, MAC, variant=Variant.DEBUG, flavor=Flavor.FULL
+        ),
+    )
+    entry = lock_one(index, request(variant=Variant.DEBUG))
+    assert (entry.variant, entry.flavor) == (Variant.DEBUG, Flavor.FULL)
+    assert all(a.url.endswith("-debug-full.tar.zst") for a in entry.artifacts)
+    # An explicit install_only request still falls back to full...
+    assert lock_one(index, request(variant=Variant.DEBUG, flavor=Flavor.INSTALL_ONLY)).flavor is (
+        Flavor.FULL
+    )
+
+
+def test_explicit_full_is_honoured() -> None:
+    index = index_of(
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC, flavor=Flavor.FULL),
+    )
+    assert lock_one(index, request()).flavor is Flavor.INSTALL_ONLY_STRIPPED
+    entry = lock_one(index, request(flavor=Flavor.FULL))
+    assert entry.flavor is Flavor.FULL
+    assert all(a.url.endswith("-pgo+lto-full.tar.zst") for a in entry.artifacts)
+
+
+def test_install_only_before_stripped_builds_existed() -> None:
+    index = index_of(
+        *same_everywhere("3.12.4", "20240713", LINUX, MAC, flavor=Flavor.INSTALL_ONLY),
+        *same_everywhere("3.12.4", "20240713", LINUX, MAC, flavor=Flavor.FULL),
+    )
+    assert lock_one(index, request(version="3.12")).flavor is Flavor.INSTALL_ONLY
+    with pytest.raises(ResolutionError):
+        # install_only_stripped alone is not a request: it always falls back...
+        lock_one(index_of(), request(version="3.12"))
+
+
+def test_freethreaded_313_only_full_on_some_platforms_locks_full_everywhere() -> None:
+    ft = Variant.FREETHREADED
+    index = index_of(
+        pbs("3.13.9", "20251014", LINUX, variant=ft),
+        pbs("3.13.9", "20251014", LINUX, variant=ft, flavor=Flavor.FULL),
+        pbs("3.13.9", "20251014", MAC, variant=ft, flavor=Flavor.FULL),
+    )
+    entry = lock_one(index, request(variant=ft))
+    assert entry.flavor is Flavor.FULL
+    for artifact in entry.artifacts:
+        assert artifact.filename.endswith("-freethreaded+pgo+lto-full.tar.zst")
+    # On Linux alone the stripped archive is preferred.
+    assert lock_one(index, request(variant=ft, platforms=(LINUX,))).flavor is (
+        Flavor.INSTALL_ONLY_STRIPPED
+    )
+
+
+def test_build_with_no_flavor_in_common_is_passed_over() -> None:
+    index = index_of(
+        pbs("3.13.9", "20251014", LINUX, flavor=Flavor.INSTALL_ONLY_STRIPPED),
+        pbs("3.13.9", "20251014", MAC, flavor=Flavor.INSTALL_ONLY),
+        *same_everywhere("3.13.8", "20251007", LINUX, MAC),
+    )
+    assert lock_one(index, request()).version == "3.13.8"
+    only = index_of(*index.builds[:1], pbs("3.13.9", "20251014", MAC, flavor=Flavor.INSTALL_ONLY))
+    with pytest.raises(ResolutionError, match="in no one flavor they all have"):
+        lock_one(only, request())
+
+
+def test_best_optimised_full_archive_is_chosen() -> None:
+    variants = ("noopt", "lto", "pgo+lto", "pgo")
+    index = index_of(
+        *(pbs("3.13.9", "20251014", LINUX, flavor=Flavor.FULL, options=o) for o in variants)
+    )
+    entry = lock_one(index, request(platforms=(LINUX,), flavor=Flavor.FULL))
+    assert entry.artifacts[0].filename.endswith("-pgo+lto-full.tar.zst")
+
+
+# -- PyPy, GraalPy, host -----------------------------------------------------------------
+
+
+def test_pypy_and_graalpy() -> None:
+    index = index_of(
+        pypy("3.10.14", "7.3.16", LINUX),
+        pypy("3.10.14", "7.3.17", LINUX),
+        pypy("3.10.14", "7.3.17", WIN),
+        pypy("3.11.13", "7.3.20", LINUX),
+        pypy("3.10.14", "7.3.9", LINUX),
+        graalpy("3.11.7", "24.2.2", LINUX),
+        graalpy("3.12.8", "25.2.4", LINUX),
+        *same_everywhere("3.10.18", "20251014", LINUX, WIN),
+    )
+    entry = lock_one(
+        index, request(implementation=Implementation.PYPY, version="3.10", platforms=(LINUX, WIN))
+    )
+    assert (entry.implementation, entry.version, entry.build, entry.flavor) == (
+        Implementation.PYPY,
+        "3.10.14",
+        "7.3.17",
+        None,
+    )
+    assert entry.artifacts[1].url.endswith("-win64.zip")
+    single = request(implementation=Implementation.PYPY, version="3.10", platforms=(LINUX,))
+    assert lock_one(index, single).build == "7.3.17"  # 7.3.17 > 7.3.16 > 7.3.9 numerically
+    graal = lock_one(
+        index, request(implementation=Implementation.GRAALPY, version=">=3.11", platforms=(LINUX,))
+    )
+    assert (graal.version, graal.build) == ("3.12.8", "25.2.4")
+    with pytest.raises(ResolutionError, match=r"windows-x86_64\s+no graalpy default builds"):
+        lock_one(
+            index,
+            request(implementation=Implementation.GRAALPY, version="3.12", platforms=(LINUX, WIN)),
+        )
+
+
+def test_host_is_the_given_platform() -> None:
+    index = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
+    entry = lock_one(index, request(platforms=("host", MAC)), host_platform=Platform.parse(MAC))
+    assert entry.platforms == (MAC,)
+    entry = lock_one(index, request(platforms=("host",)), host_platform=Platform.parse(LINUX))
+    assert entry.platforms == (LINUX,)
+
+
+def test_default_flag_is_copied() -> None:
+    index = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
+    assert lock_one(index, request(default=True)).default is True
+    assert lock_one(index, request()).default is False
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def test_error_lists_what_each_platform_has() -> None:
+    index = index_of(
+        *(pbs(f"3.12.{n}", f"202501{n:02d}", LINUX) for n in range(1, 8)),
+        pbs("3.12.1", "20250101", MAC),
+        pbs("3.11.9", "20240101", WIN),
+    )
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, request(version=">=3.12.2", platforms=(LINUX, MAC, WIN, ARM)))
+    first, *rest = str(info.value).splitlines()
+    assert first == "app: no build of cpython >=3.12.2 exists for every platform"
+    lines = {line.split()[0]: line.split()[1:] for line in rest}
+    assert list(lines) == sorted(lines)
+    assert lines[LINUX] == [
+        "3.12.7+20250107,",
+        "3.12.6+20250106,",
+        "3.12.5+20250105,",
+        "3.12.4+20250104,",
+        "...",
+        "(6",
+        "in",
+        "all)",
+    ]
+    assert lines[MAC] == ["none", "matching", "(newest", "there:", "3.12.1+20250101)"]
+    assert lines[WIN] == ["none", "matching", "(newest", "there:", "3.11.9+20240101)"]
+    assert lines[ARM] == ["no", "cpython", "default", "builds"]
+    assert "remove the platforms" in (info.value.hint or "")
+
+
+def test_builds_without_a_published_hash_are_refused() -> None:
+    index = index_of(pbs("3.8.2", "20200418", LINUX, sha256=None))
+    with pytest.raises(ResolutionError, match="no published sha256 for linux-x86_64-gnu"):
+        lock_one(index, request(version="3.8", platforms=(LINUX,)))
+
+
+def test_missing_version_is_an_error_not_a_crash() -> None:
+    index = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
+    with pytest.raises(ResolutionError, match="app: no version requested"):
+        lock_one(index, request(version=None))
+
+
+def test_unknown_platform_and_upgrade_name() -> None:
+    index = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
+    with pytest.raises(ResolutionError, match="unknown platform 'linux-x86_64'"):
+        lock_one(index, request(platforms=("linux-x86_64",)))
+    with pytest.raises(UsageError, match="no interpreter named 'nope'"):
+        lock_one(index, request(), upgrade=frozenset({"nope"}))
+
+
+# -- direct URLs --------------------------------------------------------------------------
+
+CORP = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
+SHA = "ab" * 32
+
+
+def test_direct_url_with_sha256_needs_no_network() -> None:
+    def forbidden(_: PythonRequest) -> LockedPython:
+        raise AssertionError("must not download")
+
+    req = request(version=None, url=CORP, sha256=SHA, platforms=(LINUX,))
+    entry = lock_one(index_of(), req, direct=forbidden)
+    assert (entry.version, entry.build, entry.flavor) == ("3.12.9", None, None)
+    assert entry.artifacts == (Artifact(platform=LINUX, url=CORP, sha256=SHA),)
+    # The request's exact version wins over the file name.
+    assert lock_one(index_of(), attrs.evolve(req, version="3.12.10")).version == "3.12.10"
+    pbs_url = pbs("3.13.9", "20251014", LINUX, flavor=Flavor.FULL).url
+    entry = lock_one(index_of(), attrs.evolve(req, url=pbs_url))
+    assert (entry.version, entry.flavor) == ("3.13.9", Flavor.FULL)
+
+
+def test_direct_url_version_problems() -> None:
+    nameless = request(version=None, url="https://x.example/python.tar.gz", sha256=SHA)
+    with pytest.raises(ResolutionError, match="cannot tell the Python version") as info:
+        lock_one(index_of(), nameless)
+    assert 'version = "X.Y.Z"' in (info.value.hint or "")
+    wrong = request(version="3.13", url=CORP, sha256=SHA)
+    with pytest.raises(ResolutionError, match=r"looks like Python 3\.12\.9"):
+        lock_one(index_of(), wrong)
+    assert lock_one(index_of(), attrs.evolve(wrong, version="3.12")).version == "3.12.9"
+    pypy_url = "https://x.example/pypy3.11-v7.3.20-linux64.tar.bz2"
+    with pytest.raises(ResolutionError, match="cannot tell"):
+        lock_one(
+            index_of(),
+            request(implementation=Implementation.PYPY, version=None, url=pypy_url, sha256=SHA),
+        )
+
+
+def test_direct_url_without_sha256_uses_the_callback() -> None:
+    seen: list[PythonRequest] = []
+
+    def download(req: PythonRequest) -> LockedPython:
+        seen.append(req)
+        return lock_direct(req, sha256="cd" * 32, size=42, platforms=req.platforms)
+
+    req = request(version=None, url=CORP, platforms=("host",), default=True)
+    entry = lock_one(index_of(), req, direct=download)
+    assert seen[0].platforms == (LINUX,)
+    assert entry.artifacts == (Artifact(platform=LINUX, url=CORP, sha256="cd" * 32, size=42),)
+    assert entry.default is True
+    with pytest.raises(ResolutionError, match="has no sha256") as info:
+        lock_one(index_of(), req)
+    assert "sha256" in (info.value.hint or "")
+
+
+# -- minimal change -----------------------------------------------------------------------
+
+
+def _two_releases() -> tuple[Index, Index]:
+    old = index_of(
+        *same_everywhere("3.13.8", "20251007", LINUX, MAC),
+        *same_everywhere("3.12.11", "20251007", LINUX, MAC),
+        pypy("3.11.13", "7.3.20", LINUX),
+    )
+    new = index_of(
+        *old.builds,
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+        *same_everywhere("3.12.12", "20251014", LINUX, MAC),
+        pypy("3.11.15", "7.3.23", LINUX),
+    )
+    return old, new
+
+
+def _project() -> Config:
+    return config(
+        request("app"),
+        request("legacy", version="3.12"),
+        request("pypy", implementation=Implementation.PYPY, version="3.11", platforms=(LINUX,)),
+    )
+
+
+def _lock(cfg: Config, index: Index, **kwargs: Any) -> Resolution:
+    kwargs.setdefault("previous", None)
+    kwargs.setdefault("upgrade", False)
+    return resolve(cfg, index, host_platform=HOST, **kwargs)
+
+
+def test_minimal_change_keeps_entries_that_still_satisfy() -> None:
+    old_index, new_index = _two_releases()
+    first = _lock(_project(), old_index)
+    assert [c.kind for c in first.changes] == ["added"] * 3
+    again = _lock(_project(), new_index, previous=first.lock)
+    assert again.lock == first.lock
+    assert [c.kind for c in again.changes] == ["unchanged"] * 3
+
+
+def test_upgrade_everything_or_one() -> None:
+    old_index, new_index = _two_releases()
+    first = _lock(_project(), old_index).lock
+    everything = _lock(_project(), new_index, previous=first, upgrade=True)
+    versions = {p.name: p.version for p in everything.lock.pythons}
+    assert versions == {"app": "3.13.9", "legacy": "3.12.12", "pypy": "3.11.15"}
+    assert [c.kind for c in everything.changes] == ["upgraded"] * 3
+    assert everything.changes[0].describe() == "app: cpython 3.13.8+20251007 -> 3.13.9+20251014"
+    one = _lock(_project(), new_index, previous=first, upgrade=frozenset({"legacy"}))
+    versions = {p.name: p.version for p in one.lock.pythons}
+    assert versions == {"app": "3.13.8", "legacy": "3.12.12", "pypy": "3.11.13"}
+    assert [c.kind for c in one.changes] == ["unchanged", "upgraded", "unchanged"]
+
+
+def test_changed_requests_are_re_resolved() -> None:
+    old_index, new_index = _two_releases()
+    first = _lock(_project(), old_index).lock
+    changed = config(
+        request("app", platforms=(LINUX,)),  # platform set changed
+        request("legacy", version="3.12.11", build="20251007"),  # still satisfied
+        request(
+            "pypy",
+            implementation=Implementation.PYPY,
+            version="3.11",
+            platforms=(LINUX,),
+            default=True,
+        ),
+        request("new", version="3.12"),
+    )
+    result = _lock(changed, new_index, previous=first)
+    by_name = {c.name: c for c in result.changes}
+    assert by_name["app"].kind == "upgraded"
+    assert by_name["app"].new is not None and by_name["app"].new.platforms == (LINUX,)
+    assert by_name["legacy"].kind == "unchanged"
+    assert by_name["pypy"].kind == "changed"
+    assert by_name["pypy"].describe() == "pypy: pypy 3.11.13+7.3.20 (now the default)"
+    assert by_name["new"].kind == "added"
+    dropped = _lock(config(request("app")), new_index, previous=first)
+    assert {c.name: c.kind for c in dropped.changes} == {
+        "app": "unchanged",
+        "legacy": "removed",
+        "pypy": "removed",
+    }
+    assert dropped.lock.names == ("app",)
+
+
+def test_downgrade_when_the_request_narrows() -> None:
+    _, index = _two_releases()
+    first = _lock(config(request("app")), index).lock
+    narrowed = _lock(config(request("app", version="<3.13.9")), index, previous=first)
+    assert narrowed.changes[0].kind == "downgraded"
+    assert narrowed.changes[0].describe() == "app: cpython 3.13.9+20251014 -> 3.13.8+20251007"
+    swapped = _lock(
+        config(request("app", variant=Variant.DEBUG)),
+        index_of(
+            *same_everywhere(
+                "3.13.9", "20251014", LINUX, MAC, variant=Variant.DEBUG, flavor=Flavor.FULL
+            )
+        ),
+        previous=first,
+    )
+    assert swapped.changes[0].kind == "changed"
+    assert swapped.changes[0].describe() == (
+        "app: cpython 3.13.9+20251014 -> cpython 3.13.9+20251014 (debug)"
+    )
+
+
+def _entry(**fields: Any) -> LockedPython:
+    base: dict[str, Any] = {
+        "name": "app",
+        "implementation": Implementation.CPYTHON,
+        "version": "3.13.9",
+        "build": "20251014",
+        "variant": Variant.DEFAULT,
+        "flavor": Flavor.INSTALL_ONLY,
+        "artifacts": (
+            Artifact(platform=LINUX, url="https://x.example/a.tar.gz", sha256=fake_sha(1)),
+            Artifact(platform=MAC, url="https://x.example/b.tar.gz", sha256=fake_sha(2)),
+        ),
+    }
+    base.update(fields)
+    return LockedPython(**base)
+
+
+@pytest.mark.parametrize(
+    ("req", "entry", "ok"),
+    [
+        (request(), _entry(), True),
+        (request(), _entry(flavor=Flavor.FULL), True),
+        (request(flavor=Flavor.INSTALL_ONLY), _entry(flavor=Flavor.INSTALL_ONLY_STRIPPED), False),
+        (request(flavor=Flavor.FULL), _entry(), False),
+        (request(version="3.12"), _entry(), False),
+        (request(build="20251007"), _entry(), False),
+        (request(build="20251014"), _entry(), True),
+        (request(variant=Variant.FREETHREADED), _entry(), False),
+        (request(implementation=Implementation.PYPY), _entry(), False),
+        (request(), _entry(version="3.13.10a1"), False),
+        (request(prereleases=True), _entry(version="3.13.10a1"), True),
+        (request(), _entry(build=None), False),
+        (request(version=None, url="https://x.example/a.tar.gz"), _entry(), False),
+    ],
+)
+def test_satisfies(req: PythonRequest, entry: LockedPython, ok: bool) -> None:
+    assert satisfies(req, entry, platforms=(LINUX, MAC)) is ok
+    assert not satisfies(req, entry, platforms=(LINUX,))
+    assert not satisfies(req, entry, platforms=(LINUX, MAC, WIN))
+
+
+def test_satisfies_direct_entries() -> None:
+    req = request(version=None, url=CORP, sha256=SHA, platforms=(LINUX,))
+    entry = lock_direct(req, sha256=SHA, platforms=(LINUX,))
+    assert satisfies(req, entry, platforms=(LINUX,))
+    assert not satisfies(attrs.evolve(req, sha256="cd" * 32), entry, platforms=(LINUX,))
+    assert not satisfies(attrs.evolve(req, url=CORP + "?v=2"), entry, platforms=(LINUX,))
+    assert satisfies(attrs.evolve(req, sha256=None), entry, platforms=(LINUX,))
+    assert not satisfies(attrs.evolve(req, version="3.13"), entry, platforms=(LINUX,))
+
+
+def test_lock_is_fresh() -> None:
+    _, index = _two_releases()
+    cfg = config(request("app", platforms=("host", MAC)), request("legacy", version="3.12"))
+    lock = _lock(cfg, index).lock
+    assert lock_is_fresh(cfg, lock)
+    assert lock_is_fresh(cfg, lock, host_platform=HOST)
+    # Checked on another machine, "host" no longer means linux.
+    assert not lock_is_fresh(cfg, lock, host_platform=Platform.parse(ARM))
+    assert not lock_is_fresh(attrs.evolve(cfg, digest="sha256:" + "1" * 64), lock)
+    hand_edited = attrs.evolve(
+        lock, pythons=(attrs.evolve(lock.pythons[0], version="3.12.1"), lock.pythons[1])
+    )
+    assert not lock_is_fresh(cfg, hand_edited)
+    assert not lock_is_fresh(cfg, attrs.evolve(lock, pythons=lock.pythons[:1]))
+    defaulted = config(
+        request("app", platforms=("host", MAC), default=True), request("legacy", version="3.12")
+    )
+    assert not lock_is_fresh(defaulted, attrs.evolve(lock, config_digest=defaulted.digest))
+
+
+# -- properties ---------------------------------------------------------------------------
+
+_VERSIONS = st.builds(
+    lambda minor, patch, pre: f"3.{minor}.{patch}{pre}",
+    st.integers(10, 15),
+    st.integers(0, 20),
+    st.sampled_from(["", "", "", "a1", "b2", "rc1"]),
+)
+_TAGS = st.dates(date(2019, 1, 1), date(2030, 12, 31)).map(lambda d: d.strftime("%Y%m%d"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(_VERSIONS, _TAGS, st.booleans()), min_size=1, max_size=25),
+    st.sampled_from(["3.12", ">=3.11", "<3.14", ">=3.10,!=3.13.*", "3.15"]),
+    st.booleans(),
+)
+def test_the_newest_common_version_is_chosen(
+    rows: list[tuple[str, str, bool]], spec: str, prereleases: bool
+) -> None:
+    builds = []
+    for version, tag, everywhere in rows:
+        builds.append(pbs(version, tag, LINUX))
+        if everywhere:
+            builds.append(pbs(version, tag, MAC))
+    index = index_of(*builds)
+    req = request(version=spec, prereleases=prereleases)
+    common = {(v, t) for v, t, everywhere in rows if everywhere}
+    allowed = [
+        (v, t)
+        for v, t in common
+        if req.specifier is not None
+        and req.specifier.contains(Version(v), prereleases=True)
+        and (prereleases or not Version(v).is_prerelease)
+    ]
+    if not allowed:
+        with pytest.raises(ResolutionError):
+            lock_one(index, req)
+        return
+    entry = lock_one(index, req)
+    assert (entry.version, entry.build) == max(allowed, key=lambda vt: (Version(vt[0]), vt[1]))
+
+
+# -- the real data ------------------------------------------------------------------------
+
+FOUR = (LINUX, ARM, MAC, WIN)
+
+
+def test_acceptance_newest_312_on_four_platforms_from_the_reference_data() -> None:
+    data = uv_json()
+    entry = lock_one(load_bundled(), request(version="3.12", platforms=FOUR))
+    keys = {
+        LINUX: ("linux", "x86_64", "gnu"),
+        ARM: ("linux", "aarch64", "gnu"),
+        MAC: ("darwin", "aarch64", "none"),
+        WIN: ("windows", "x86_64", "none"),
+    }
+    per: dict[str, dict[tuple[int, str], tuple[str, str]]] = {}
+    for value in data.values():
+        if value["name"] != "cpython" or value["variant"] or value["prerelease"]:
+            continue
+        if (value["major"], value["minor"]) != (3, 12) or value["arch"]["variant"]:
+            continue
+        for plat, (os_name, family, libc) in keys.items():
+            if (value["os"], value["arch"]["family"], value["libc"]) == (os_name, family, libc):
+                per.setdefault(plat, {})[(value["patch"], value["build"])] = (
+                    value["url"],
+                    value["sha256"],
+                )
+    newest = max(set.intersection(*(set(p) for p in per.values())))
+    assert (entry.version, entry.build) == (f"3.12.{newest[0]}", newest[1])
+    for artifact in entry.artifacts:
+        assert (artifact.url, artifact.sha256) == per[artifact.platform][newest]
+
+
+def test_real_project_resolves_quickly_and_round_trips() -> None:
+    cfg = loads_config(
+        """
+        [defaults]
+        platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "linux-x86_64-musl",
+                     "macos-aarch64", "macos-x86_64", "windows-x86_64"]
+        [python.app]
+        version = "3.13"
+        [python.nogil]
+        version = "3.14"
+        variant = "freethreaded"
+        [python.debug]
+        version = "3.13"
+        variant = "debug"
+        platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "linux-x86_64-musl",
+                     "macos-aarch64", "macos-x86_64", "linux-riscv64-gnu"]
+        [python.legacy]
+        version = ">=3.10.12,<3.11"
+        [python.next]
+        version = "3.15"
+        prereleases = true
+        """
+    )
+    index = load_bundled()
+    resolve(cfg, index, previous=None, upgrade=True, host_platform=HOST)  # warm the groups
+    started = time.perf_counter()
+    result = resolve(cfg, index, previous=None, upgrade=True, host_platform=HOST)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.25, elapsed  # a few ms in practice; generous for slow CI
+    lock = result.lock
+    assert loads(dumps(lock)) == lock
+    flavors = {p.name: p.flavor for p in lock.pythons}
+    assert flavors["debug"] is Flavor.FULL
+    assert flavors["app"] is Flavor.INSTALL_ONLY_STRIPPED
+    assert all(len(p.artifacts) == 6 for p in lock.pythons)
+
+
+def test_change_describe_added_and_removed() -> None:
+    entry = _entry()
+    assert (
+        Change(name="app", old=None, new=entry).describe() == "app: added cpython 3.13.9+20251014"
+    )
+    assert (
+        Change(name="app", old=entry, new=None).describe() == "app: removed cpython 3.13.9+20251014"
+    )
+    assert (
+        Change(name="app", old=entry, new=entry).describe()
+        == "app: cpython 3.13.9+20251014 (unchanged)"
+    )
+    moved = attrs.evolve(entry, artifacts=entry.artifacts[:1], flavor=Flavor.FULL)
+    assert Change(name="app", old=entry, new=moved).describe() == (
+        "app: cpython 3.13.9+20251014 (platforms -macos-aarch64, flavor install_only -> full)"
+    )

@@ -1,0 +1,258 @@
+"""The JSON Schemas in schema/ agree with pylock's own readers, and accept the examples."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import tomli_w
+
+from pylock.config import KEYS, loads_config
+from pylock.errors import ConfigError, LockFileError
+from pylock.lock import Artifact, LockedPython, dumps, loads, make_lock
+from pylock.platforms import PLATFORM_KEYS
+from pylock.versions import Flavor, Implementation, Variant
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_SCHEMA = ROOT / "schema" / "pythons.schema.json"
+LOCK_SCHEMA = ROOT / "schema" / "pythons-lock.schema.json"
+
+
+def validator(path: Path) -> jsonschema.protocols.Validator:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_errors(path: Path, text: str) -> list[str]:
+    return [e.message for e in validator(path).iter_errors(tomllib.loads(text))]
+
+
+SHA = "0123456789abcdef" * 4
+
+SAMPLE_CONFIG = f"""
+[defaults]
+platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "macos-aarch64"]
+flavor = "install_only_stripped"
+
+[python.app]
+version = "3.13"
+default = true
+
+[python.nogil]
+version = "3.14"
+variant = "freethreaded"
+
+[python.legacy]
+version = ">=3.10.12,<3.11"
+platforms = ["linux-x86_64-gnu"]
+
+[python.pinned]
+version = "3.12.11"
+build = "20251007"
+prereleases = false
+
+[python.pypy]
+implementation = "pypy"
+version = "3.11"
+
+[python.inhouse]
+url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
+sha256 = "{SHA}"
+platforms = ["linux-x86_64-gnu"]
+"""
+
+
+def sample_lock() -> str:
+    return dumps(
+        make_lock(
+            [
+                LockedPython(
+                    name="app",
+                    implementation=Implementation.CPYTHON,
+                    version="3.13.9",
+                    build="20251014",
+                    flavor=Flavor.INSTALL_ONLY_STRIPPED,
+                    default=True,
+                    artifacts=(
+                        Artifact(
+                            platform="linux-x86_64-gnu",
+                            url="https://github.com/astral-sh/python-build-standalone/releases/"
+                            "download/20251014/cpython-3.13.9%2B20251014-x86_64-unknown-linux-"
+                            "gnu-install_only_stripped.tar.gz",
+                            sha256=SHA,
+                            size=33810342,
+                        ),
+                    ),
+                ),
+                LockedPython(
+                    name="pypy",
+                    implementation=Implementation.PYPY,
+                    version="3.11.13",
+                    build="7.3.20",
+                    artifacts=(
+                        Artifact(
+                            platform="macos-aarch64",
+                            url="https://downloads.python.org/pypy/pypy3.11-v7.3.20-macos_arm64.tar.bz2",
+                            sha256=SHA,
+                        ),
+                    ),
+                ),
+            ],
+            config_digest="sha256:" + SHA,
+        )
+    )
+
+
+# -- the schemas are well-formed and in step with the code -----------------------------------
+
+
+def test_schemas_are_valid_draft_2020_12() -> None:
+    for path in (CONFIG_SCHEMA, LOCK_SCHEMA):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_config_schema_matches_the_loader_vocabulary() -> None:
+    schema = json.loads(CONFIG_SCHEMA.read_text(encoding="utf-8"))
+    table = schema["$defs"]["table"]["properties"]
+    assert tuple(table) == KEYS
+    assert table["implementation"]["enum"] == [str(m) for m in Implementation]
+    assert table["variant"]["enum"] == [str(m) for m in Variant]
+    assert table["flavor"]["enum"] == [str(m) for m in Flavor]
+    assert schema["$defs"]["platform"]["enum"] == ["host", *PLATFORM_KEYS]
+    assert set(schema["properties"]["defaults"]["properties"]) == set(KEYS) - {
+        "url",
+        "sha256",
+        "default",
+    }
+
+
+def test_lock_schema_matches_the_lock_vocabulary() -> None:
+    schema = json.loads(LOCK_SCHEMA.read_text(encoding="utf-8"))
+    python = schema["$defs"]["python"]["properties"]
+    assert python["implementation"]["enum"] == [str(m) for m in Implementation]
+    assert python["variant"]["enum"] == [str(m) for m in Variant]
+    assert python["flavor"]["enum"] == [str(m) for m in Flavor]
+    assert schema["$defs"]["artifact"]["properties"]["platform"]["enum"] == list(PLATFORM_KEYS)
+    written = tomllib.loads(sample_lock())
+    assert set(written) <= set(schema["properties"])
+    for entry in written["python"]:
+        assert set(entry) <= set(python)
+
+
+# -- valid documents: inline samples and every example in the repository -----------------------
+
+
+def test_inline_samples_validate() -> None:
+    assert schema_errors(CONFIG_SCHEMA, SAMPLE_CONFIG) == []
+    loads_config(SAMPLE_CONFIG)
+    lock_text = sample_lock()
+    assert schema_errors(LOCK_SCHEMA, lock_text) == []
+    loads(lock_text)
+
+
+EXAMPLE_CONFIGS = sorted((ROOT / "examples").glob("*/pythons.toml"))
+EXAMPLE_LOCKS = sorted((ROOT / "examples").glob("*/pythons.lock"))
+
+
+def test_example_files_validate() -> None:
+    # One loop rather than parametrize: with no examples yet, nothing is reported as skipped,
+    # and the inline samples above still run.
+    for path in EXAMPLE_CONFIGS:
+        text = path.read_text(encoding="utf-8")
+        assert schema_errors(CONFIG_SCHEMA, text) == [], path
+        loads_config(text, filename=str(path))
+    for path in EXAMPLE_LOCKS:
+        text = path.read_text(encoding="utf-8")
+        assert schema_errors(LOCK_SCHEMA, text) == [], path
+        loads(text, filename=str(path))
+
+
+def test_every_example_file_is_checked() -> None:
+    # A new example directory gets validated without anyone adding it to a list.
+    found = {p.parent.name for p in EXAMPLE_CONFIGS} | {p.parent.name for p in EXAMPLE_LOCKS}
+    expected = {
+        p.parent.name
+        for p in (ROOT / "examples").glob("*/*")
+        if p.name in ("pythons.toml", "pythons.lock")
+    }
+    assert found == expected
+
+
+# -- invalid documents: rejected by the schema and by the loader alike ---------------------------
+
+INVALID_CONFIGS = {
+    "unknown-key": '[python.app]\nverison = "3.13"\n',
+    "string-bool": '[python.app]\nversion = "3.13"\nprereleases = "false"\n',
+    "int-build": '[python.app]\nversion = "3.13"\nbuild = 20251007\n',
+    "bad-specifier": '[python.app]\nversion = "3.x"\n',
+    "unknown-platform": '[python.app]\nversion = "3.13"\nplatforms = ["macos-arm64"]\n',
+    "duplicate-platform": '[python.app]\nversion = "3.13"\nplatforms = ["host", "host"]\n',
+    "no-platforms": '[python.app]\nversion = "3.13"\nplatforms = []\n',
+    "bad-name": '[python."my app"]\nversion = "3.13"\n',
+    "url-and-build": (
+        '[python.x]\nurl = "https://e.example/a.tar.gz"\nbuild = "1"\nplatforms = ["host"]\n'
+    ),
+    "bad-sha256": '[python.x]\nurl = "https://e.example/a.tar.gz"\nsha256 = "abc"\n',
+    "sha256-without-url": f'[python.x]\nversion = "3.13"\nsha256 = "{SHA}"\n',
+    "ftp-url": '[python.x]\nurl = "ftp://e.example/a.tar.gz"\n',
+    "pypy-flavor": '[python.p]\nimplementation = "pypy"\nversion = "3.11"\nflavor = "full"\n',
+    "url-in-defaults": (
+        '[defaults]\nurl = "https://e.example/a.tar.gz"\n[python.a]\nversion = "3"\n'
+    ),
+    "empty": "",
+    "no-interpreters": "[python]\n",
+    "lock-format": '[[python]]\nname = "app"\n',
+    "top-level-typo": '[pythons.app]\nversion = "3.13"\n',
+}
+
+
+@pytest.mark.parametrize("text", INVALID_CONFIGS.values(), ids=INVALID_CONFIGS.keys())
+def test_invalid_config_is_rejected_by_schema_and_loader(text: str) -> None:
+    assert schema_errors(CONFIG_SCHEMA, text)
+    with pytest.raises(ConfigError):
+        loads_config(text)
+
+
+def _lock_variants() -> dict[str, str]:
+    good = sample_lock()
+    return {
+        "bad-digest": good.replace(f'config-digest = "sha256:{SHA}"', 'config-digest = "x"'),
+        "future-version": good.replace("lock-version = 1", "lock-version = 2"),
+        "unknown-platform": good.replace('platform = "macos-aarch64"', 'platform = "macos-m1"'),
+        "bad-sha256": good.replace(f'sha256 = "{SHA}"', 'sha256 = "ABC"', 1),
+        "negative-size": good.replace("size = 33810342", "size = -1"),
+        "unknown-key": good.replace('name = "app"', 'name = "app"\nextra = 1'),
+        "missing-version": good.replace('version = "3.13.9"\n', ""),
+    }
+
+
+@pytest.mark.parametrize("name", list(_lock_variants()))
+def test_invalid_lock_is_rejected_by_schema_and_reader(name: str) -> None:
+    text = _lock_variants()[name]
+    assert text != sample_lock()
+    assert schema_errors(LOCK_SCHEMA, text)
+    with pytest.raises(LockFileError):
+        loads(text)
+
+
+def test_schema_accepts_what_the_loader_accepts() -> None:
+    # The schema must never be stricter than pylock: an editor would flag a valid file.
+    documents: list[dict[str, Any]] = [
+        {"python": {"a": {"version": " >= 3.11 "}}},
+        {"python": {"a.b_c-d": {"version": "==3.13.*", "variant": "freethreaded+debug"}}},
+        {"python": {"x": {"url": "file:///srv/cpython.tar.zst", "platforms": ["host"]}}},
+        {"python": {"x": {"url": "http://mirror.local/cpython.tgz", "version": "3.12"}}},
+        {"python": {"g": {"implementation": "graalpy", "version": "3.11", "build": "24.2.1"}}},
+        {"defaults": {"platforms": ["windows-x86_64"]}, "python": {"p": {"version": "3.15.0a7"}}},
+    ]
+    for document in documents:
+        text = tomli_w.dumps(document)
+        loads_config(text)
+        assert schema_errors(CONFIG_SCHEMA, text) == []

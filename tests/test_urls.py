@@ -1,0 +1,217 @@
+"""URL rewrites, mirror shorthands and the refusal rules (pure; no connections)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pylock.errors import DownloadError, UsageError
+from pylock.urls import (
+    PBS_DOWNLOAD_PREFIX,
+    PYPY_DOWNLOAD_PREFIX,
+    RefusedUrlError,
+    UrlRewrites,
+    check_url,
+    is_loopback_host,
+)
+
+PBS_URL = (
+    PBS_DOWNLOAD_PREFIX
+    + "20251014/cpython-3.13.9%2B20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+)
+PYPY_URL = PYPY_DOWNLOAD_PREFIX + "pypy3.11-v7.3.20-linux64.tar.bz2"
+
+
+def test_no_rules_leaves_urls_alone() -> None:
+    assert UrlRewrites().apply(PBS_URL) == PBS_URL
+    assert UrlRewrites.from_sources(None).apply(PBS_URL) == PBS_URL
+    assert UrlRewrites.from_sources("   \n ").rules == ()
+
+
+def test_env_pairs_are_whitespace_separated() -> None:
+    rewrites = UrlRewrites.from_sources(
+        "https://github.com/=https://art.example/gh/\n\thttps://downloads.python.org/=file:///srv/py/"
+    )
+    assert (
+        rewrites.apply(PBS_URL) == "https://art.example/gh/" + PBS_URL[len("https://github.com/") :]
+    )
+    assert rewrites.apply(PYPY_URL) == "file:///srv/py/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
+    assert rewrites.apply("https://api.github.com/x") == "https://api.github.com/x"
+
+
+def test_longest_matching_prefix_wins_regardless_of_order() -> None:
+    pairs = [
+        "https://github.com/=https://a.example/",
+        "https://github.com/astral-sh/=https://b.example/",
+        "https://github.com/astral-sh/python-build-standalone/=https://c.example/",
+    ]
+    for ordered in (pairs, list(reversed(pairs))):
+        rewrites = UrlRewrites.from_sources(None, ordered)
+        assert rewrites.apply(PBS_URL).startswith("https://c.example/releases/download/20251014/")
+        assert rewrites.apply("https://github.com/astral-sh/uv") == "https://b.example/uv"
+        assert rewrites.apply("https://github.com/pypy/x") == "https://a.example/pypy/x"
+
+
+def test_mirror_beats_a_broader_rewrite_and_gets_a_trailing_slash() -> None:
+    rewrites = UrlRewrites.from_sources(
+        "https://github.com/=https://everything.example/",
+        (),
+        "https://mirror.example/pbs",
+        "http://127.0.0.1:9/pypy",
+    )
+    assert rewrites.apply(PBS_URL) == (
+        "https://mirror.example/pbs/20251014/"
+        "cpython-3.13.9%2B20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+    )
+    assert rewrites.apply(PYPY_URL) == "http://127.0.0.1:9/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
+    # Metadata on github.com that the mirror does not cover still uses the rewrite.
+    assert rewrites.apply("https://github.com/x/y") == "https://everything.example/x/y"
+
+
+def test_same_from_command_line_beats_environment_and_mirror_beats_both() -> None:
+    rewrites = UrlRewrites.from_sources(
+        f"{PBS_DOWNLOAD_PREFIX}=https://env.example/",
+        [f"{PBS_DOWNLOAD_PREFIX}=https://flag.example/"],
+    )
+    assert rewrites.apply(PBS_URL).startswith("https://flag.example/")
+    assert len(rewrites.rules) == 1
+    with_mirror = UrlRewrites.from_sources(
+        f"{PBS_DOWNLOAD_PREFIX}=https://env.example/",
+        [f"{PBS_DOWNLOAD_PREFIX}=https://flag.example/"],
+        "https://mirror.example/",
+    )
+    assert with_mirror.apply(PBS_URL).startswith("https://mirror.example/20251014/")
+
+
+def test_from_environ_flags_override_variables() -> None:
+    env = {
+        "PYLOCK_MIRROR": "https://env-mirror.example/",
+        "PYLOCK_PYPY_MIRROR": "https://env-pypy.example",
+        "PYLOCK_URL_REWRITES": "https://api.github.com/=http://127.0.0.1:1/api/",
+    }
+    rewrites = UrlRewrites.from_environ(env)
+    assert rewrites.apply(PBS_URL).startswith("https://env-mirror.example/20251014/")
+    assert rewrites.apply(PYPY_URL).startswith("https://env-pypy.example/pypy3.11")
+    assert rewrites.apply("https://api.github.com/repos") == "http://127.0.0.1:1/api/repos"
+    flagged = UrlRewrites.from_environ(env, mirror="https://flag.example")
+    assert flagged.apply(PBS_URL).startswith("https://flag.example/20251014/")
+    assert UrlRewrites.from_environ({"PYLOCK_MIRROR": ""}).rules == ()
+
+
+@pytest.mark.parametrize(
+    ("pair", "fragment"),
+    [
+        ("no-equals-sign", "expected FROM=TO"),
+        ("=https://x.example/", "expected FROM=TO"),
+        ("https://github.com/=", "expected FROM=TO"),
+        ("github.com=https://x.example/", "FROM 'github.com'"),
+        ("https://github.com/=ftp://x.example/", "TO 'ftp://x.example/'"),
+        ("https://github.com/=https://", "TO 'https://'"),
+        ("https://github.com/=/srv/mirror", "TO '/srv/mirror'"),
+    ],
+)
+def test_invalid_pairs_name_the_pair(pair: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        UrlRewrites.from_sources(None, [pair])
+    assert repr(pair) in str(info.value)
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("--rewrite: ")
+    assert info.value.hint is not None
+
+
+def test_invalid_env_pair_names_the_variable() -> None:
+    with pytest.raises(UsageError, match=r"^PYLOCK_URL_REWRITES: invalid rewrite 'oops'"):
+        UrlRewrites.from_sources("https://a.example/=https://b.example/ oops")
+
+
+def test_invalid_mirror_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match=r"mirror: 'mirror\.example' is not an http"):
+        UrlRewrites.from_sources(None, (), "mirror.example")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("10.0.0.1", False),
+        ("128.0.0.1", False),
+        ("localhost.evil.example", False),
+        ("127.0.0.1.nip.io", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_hosts(host: str | None, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/x",
+        "http://127.0.0.1:8080/x",
+        "http://[::1]:8080/x",
+        "http://localhost/x",
+        "file:///srv/mirror/x.tar.gz",
+    ],
+)
+def test_allowed_without_explicit_trust(url: str) -> None:
+    check_url(url, explicit=False)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://github.com/x", "http://10.1.2.3/x", "ftp://example.com/x", "x.tar.gz"]
+)
+def test_refused_without_explicit_trust(url: str) -> None:
+    with pytest.raises(RefusedUrlError) as info:
+        check_url(url, explicit=False, canonical=PBS_URL)
+    assert isinstance(info.value, DownloadError)
+    assert info.value.url == url
+    assert info.value.hint
+
+
+def test_plain_http_mirror_given_explicitly_is_allowed() -> None:
+    rewrites = UrlRewrites.from_sources(None, (), "http://mirror.corp.example/pbs")
+    target = rewrites.apply(PBS_URL)
+    assert target.startswith("http://mirror.corp.example/pbs/")
+    rewrites.check(target, canonical=PBS_URL)
+    # The same host outside the mirror's prefix was not vouched for.
+    with pytest.raises(RefusedUrlError):
+        rewrites.check("http://mirror.corp.example/other/x")
+    # Nor a host that merely starts with the same characters.
+    lax = UrlRewrites.from_sources("https://github.com=http://mirror.corp")
+    lax.check(lax.apply(PBS_URL))
+    with pytest.raises(RefusedUrlError):
+        lax.check("http://mirror.corp.evil.example/x")
+
+
+def test_canonical_http_url_is_refused_and_message_names_both() -> None:
+    rewrites = UrlRewrites.from_sources(None, ["https://github.com/=http://gh.corp.example/"])
+    rewrites.check(rewrites.apply(PBS_URL), canonical=PBS_URL)
+    other = "http://plain.example/file.tar.gz"
+    with pytest.raises(RefusedUrlError, match=r"refusing plain http URL http://plain\.example"):
+        rewrites.check(other)
+
+
+def test_redirect_from_https_to_http_is_always_refused() -> None:
+    rewrites = UrlRewrites.from_sources(None, [], "http://127.0.0.1:1/")
+    with pytest.raises(RefusedUrlError, match="from https to plain http") as info:
+        rewrites.check_redirect("https://github.com/a", "http://127.0.0.1:1/a", canonical=PBS_URL)
+    assert info.value.url == "http://127.0.0.1:1/a"
+    assert PBS_URL in str(info.value)
+
+
+def test_redirect_rules_for_other_hops() -> None:
+    rewrites = UrlRewrites.from_sources(None, [], "http://mirror.corp.example/")
+    rewrites.check_redirect("http://127.0.0.1:1/a", "http://127.0.0.1:1/b")
+    rewrites.check_redirect("http://127.0.0.1:1/a", "https://cdn.example/b")
+    rewrites.check_redirect("https://a.example/", "https://b.example/")
+    rewrites.check_redirect("http://mirror.corp.example/a", "http://mirror.corp.example/b")
+    with pytest.raises(RefusedUrlError):
+        rewrites.check_redirect("http://127.0.0.1:1/a", "http://cdn.example/b")
+    with pytest.raises(RefusedUrlError, match="non-http"):
+        rewrites.check_redirect("http://127.0.0.1:1/a", "file:///etc/passwd")
