@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -85,21 +83,6 @@ def test_bundled_snapshot_decodes_groups_lazily() -> None:
     assert list(index._groups) == [(Implementation.CPYTHON, "linux-x86_64-gnu")]
     assert len(index.builds) > 5000
     assert index._pending == {}
-
-
-def test_loading_the_bundled_snapshot_is_fast() -> None:
-    # A generous bound that catches a format regression, not a tight benchmark.
-    code = (
-        "import time; from pylock.index.snapshot import load_bundled; "
-        "t = time.perf_counter(); load_bundled(); print(time.perf_counter() - t)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
-    )
-    assert float(out.stdout) < 0.1
-
-
-# -- format --------------------------------------------------------------------------------
 
 
 def test_round_trip_keeps_every_field() -> None:
