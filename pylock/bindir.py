@@ -71,7 +71,9 @@ def _entry_path(bin_dir: Path, name: str, windows: bool) -> Path:
 def _current_target(path: Path, windows: bool) -> str | None:
     try:
         if windows:
-            return path.read_text(encoding="utf-8")
+            # Bytes, not text: newline translation would turn the launcher's CRLF into
+            # something that never compares equal to what was written.
+            return path.read_bytes().decode("utf-8", "replace")
         return os.readlink(path)
     except OSError:
         return None
@@ -112,21 +114,28 @@ def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Link
     previous = _read_manifest(bin_dir)
     created: list[str] = []
     removed: list[str] = []
+    changes: list[tuple[str, Path, Path, str]] = []
+    # Every conflict is found before anything changes: links made by a run that then
+    # failed would be missing from the manifest, and look foreign to the next run.
     for name, target in sorted(wanted.items()):
         path = _entry_path(bin_dir, name, windows)
         expected = _launcher(target) if windows else str(target)
         current = _current_target(path, windows)
         if current == expected:
             continue
-        if (path.exists() or path.is_symlink()) and name not in previous:
+        # Ours only while it is still what we wrote: the user may have replaced it since.
+        ours = name in previous and current == previous[name]
+        if (path.exists() or path.is_symlink()) and not ours:
             raise PylockError(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
                 hint="remove it, or choose another --bin-dir",
             )
+        changes.append((name, target, path, expected))
+    for name, target, path, expected in changes:
         tmp = path.with_name(f".{path.name}.pylock-tmp")
         tmp.unlink(missing_ok=True)
         if windows:
-            tmp.write_text(expected, encoding="utf-8")
+            tmp.write_bytes(expected.encode("utf-8"))
         else:
             tmp.symlink_to(target)
         os.replace(tmp, path)

@@ -15,6 +15,7 @@ a device, FIFO or setuid file.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
@@ -26,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import attrs
 
@@ -34,10 +35,20 @@ from pylock.errors import ArchiveError, HashMismatchError
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 
 _READ_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """Anything with a binary ``read``: an open file, or a download still arriving."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read up to ``size`` bytes (all if negative); ``b""`` at the end."""
+        ...
+
+
 #: Upper bound of one decompressed chunk, so that a compression bomb cannot blow up memory.
 _CHUNK_SIZE = 1 << 20
 #: Batches of writer work in flight; with ~1 MiB per batch this caps buffered data.
-_QUEUE_DEPTH = 8
+_QUEUE_DEPTH = 4
 _BATCH_BYTES = 1 << 20
 _BATCH_OPS = 512
 _BLOCK = 512
@@ -198,7 +209,7 @@ class _RawReader:
     """Reads an archive file front to back, hashing and reporting every byte once."""
 
     def __init__(
-        self, handle: IO[bytes], *, hashed: bool, on_progress: Callable[[int], None] | None
+        self, handle: Readable, *, hashed: bool, on_progress: Callable[[int], None] | None
     ) -> None:
         self._handle = handle
         self._hash = hashlib.sha256() if hashed else None
@@ -971,8 +982,13 @@ def extract_archive(
     expected_sha256: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     threaded: bool | None = None,
+    source: Readable | None = None,
 ) -> list[RecordEntry]:
     """Extract ``archive`` into the empty (or new) directory ``dest``; return what was written.
+
+    ``source``, if given, is read instead of opening ``archive`` (which then only names
+    it in messages): a tar still arriving, see :mod:`pylock.stream`. Zip archives need
+    a seekable file and cannot be streamed.
 
     ``layout`` says which top directory to strip. When ``expected_sha256`` is given the raw
     archive bytes are hashed as they are read, and :class:`HashMismatchError` is raised
@@ -987,7 +1003,10 @@ def extract_archive(
     if threaded is None:
         threaded = (os.cpu_count() or 1) > 1
     namer = _Namer(layout, name)
-    with open(archive, "rb") as handle:
+    if source is not None and fmt is ArchiveFormat.ZIP:
+        raise ValueError("zip archives cannot be extracted from a stream")
+    with contextlib.ExitStack() as stack:
+        handle = source if source is not None else stack.enter_context(open(archive, "rb"))
         raw = _RawReader(handle, hashed=expected_sha256 is not None, on_progress=on_progress)
         extraction = _Extraction(dest_path, name, namer, threaded and fmt is not ArchiveFormat.ZIP)
         try:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from pylock.lock import Artifact
+    from pylock.stream import DownloadFeed
 
 #: Parallel downloads unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` says otherwise.
 DEFAULT_JOBS = 4
@@ -150,12 +151,19 @@ class Wanted:
     filename: str = attrs.field(
         default=attrs.Factory(lambda self: filename_from_url(self.url), takes_self=True)
     )
+    #: Told about every attempt and every flushed chunk, so an installer can extract
+    #: while the download runs (see :mod:`pylock.stream`).
+    feed: DownloadFeed | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact) -> Wanted:
+    def from_artifact(cls, artifact: Artifact, *, feed: DownloadFeed | None = None) -> Wanted:
         """The archive of a locked artifact."""
         return cls(
-            url=artifact.url, sha256=artifact.sha256, size=artifact.size, filename=artifact.filename
+            url=artifact.url,
+            sha256=artifact.sha256,
+            size=artifact.size,
+            filename=artifact.filename,
+            feed=feed,
         )
 
 
@@ -378,6 +386,7 @@ class Fetcher:
         sha256: str | None,
         size: int | None,
         task: Task | None = None,
+        feed: DownloadFeed | None = None,
     ) -> tuple[str, int]:
         """Stream ``url`` (canonical; rewritten here) into ``dest``; returns (sha256, size).
 
@@ -388,9 +397,11 @@ class Fetcher:
         if urlsplit(target).scheme == "file":
             import asyncio
 
-            return await asyncio.to_thread(self._copy_file, target, url, dest, sha256, size, task)
+            return await asyncio.to_thread(
+                self._copy_file, target, url, dest, sha256, size, task, feed
+            )
         return await self._with_retries(
-            lambda: self._download_once(target, url, dest, sha256, size, task),
+            lambda: self._download_once(target, url, dest, sha256, size, task, feed),
             target,
             url,
             label=filename_from_url(url),
@@ -404,16 +415,19 @@ class Fetcher:
         sha256: str | None,
         size: int | None,
         task: Task | None,
+        feed: DownloadFeed | None,
     ) -> tuple[str, int]:
         source = _file_path(target)
         digest = hashlib.sha256()
         received = 0
         try:
             with source.open("rb") as reader, _create(dest) as writer:
+                if feed is not None:
+                    feed.begin(dest)
                 while chunk := reader.read(CHUNK_SIZE):
                     received += len(chunk)
                     digest.update(chunk)
-                    _write(writer, chunk, dest)
+                    _write(writer, chunk, dest, feed, received)
                     if task is not None:
                         task.advance(len(chunk))
         except FileNotFoundError:
@@ -436,8 +450,8 @@ class Fetcher:
         sha256: str | None,
         size: int | None,
         task: Task | None,
+        feed: DownloadFeed | None,
     ) -> tuple[str, int]:
-
         import aiohttp
 
         # Compressed transfer encodings would change the bytes that get hashed.
@@ -464,6 +478,8 @@ class Fetcher:
             received = 0
             try:
                 with _create(dest) as writer:
+                    if feed is not None:
+                        feed.begin(dest)
                     async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                         received += len(chunk)
                         if size is not None and received > size:
@@ -471,7 +487,7 @@ class Fetcher:
                                 str(response.url), canonical, str(size), f"more than {size}", "size"
                             )
                         digest.update(chunk)
-                        _write(writer, chunk, dest)
+                        _write(writer, chunk, dest, feed, received)
                         if task is not None:
                             task.advance(len(chunk))
                             advanced += len(chunk)
@@ -629,10 +645,16 @@ def _create(dest: Path) -> BinaryIO:
         raise _cache_write_error(dest, error) from None
 
 
-def _write(handle: BinaryIO, data: bytes, dest: Path) -> None:
+def _write(
+    handle: BinaryIO, data: bytes, dest: Path, feed: DownloadFeed | None, total: int
+) -> None:
     # Only the disk writes: network errors are OSErrors too, and those are retried.
     try:
         handle.write(data)
+        if feed is not None:
+            # A reader of the file sees only what left Python's buffer.
+            handle.flush()
+            feed.wrote(total)
     except OSError as error:
         raise _cache_write_error(dest, error) from None
 
@@ -799,6 +821,8 @@ async def obtain(fetcher: Fetcher, cache: Cache, item: Wanted, reporter: Reporte
     try:
         hit = cache.lookup(item.sha256, item.filename)
         if hit is not None:
+            if item.feed is not None:
+                item.feed.finished(hit)
             return hit
         cache.clear_partials(item.sha256)
         partial = cache.new_tmp_path(item.sha256)
@@ -806,13 +830,17 @@ async def obtain(fetcher: Fetcher, cache: Cache, item: Wanted, reporter: Reporte
         task = reporter.task(f"Downloading {item.filename}", item.size)
         try:
             _, size = await fetcher.download(
-                item.url, partial, sha256=item.sha256, size=item.size, task=task
+                item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
             )
             path = cache.store(item.sha256, item.filename, partial)
-        except BaseException:
+        except BaseException as error:
             task.done("")
             partial.unlink(missing_ok=True)
+            if item.feed is not None:
+                item.feed.failed(error)
             raise
+        if item.feed is not None:
+            item.feed.finished(path)
         task.done(
             f"Downloaded {item.filename} ({human_size(size)}) in {time.monotonic() - started:.1f}s"
         )

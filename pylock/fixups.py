@@ -20,6 +20,7 @@ import ast
 import pprint
 import re
 import shlex
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,12 @@ def patch_build_time_vars(variables: dict[str, Any], *, final_prefix: str) -> di
     return patched
 
 
+#: Serialises :func:`ast.parse`: on Python 3.11 its AST constructor keeps one recursion
+#: counter per interpreter, so parallel installs fail with "AST constructor recursion
+#: depth mismatch" (CPython gh-106905; 3.12 is not affected).
+_AST_LOCK = threading.Lock()
+
+
 def _find_assignment(tree: ast.Module) -> ast.Assign | None:
     for node in tree.body:
         if (
@@ -249,7 +256,8 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     the file rewritten with everything outside that assignment kept as it was.
     """
     source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source)
+    with _AST_LOCK:
+        tree = ast.parse(source)
     node = _find_assignment(tree)
     if node is None or node.end_lineno is None:
         return False

@@ -37,7 +37,7 @@ import attrs
 from pylock.errors import InstallError
 
 if TYPE_CHECKING:
-    from pylock.extract import RecordEntry
+    from pylock.extract import Readable, RecordEntry
     from pylock.lock import Artifact, LockedPython
     from pylock.platforms import Platform
     from pylock.progress import Reporter
@@ -273,8 +273,12 @@ def install(
     fixup: Callable[[Path, Path], Iterable[str]] | None = None,
     reporter: Reporter,
     if_needed: bool = False,
+    source: Readable | None = None,
 ) -> Path:
     """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
+
+    ``source`` is read instead of ``archive`` when given: an archive still downloading
+    (see :mod:`pylock.stream`), whose reader verifies the download before its end.
 
     ``fixup(tmp_tree, final_path)`` may patch the tree before it is renamed into place
     and returns the relative paths it changed, which are hashed again for the record.
@@ -299,7 +303,7 @@ def install(
                 state = installed_state(dest_root, name)
                 if state is not None and is_current(state, artifact):
                     return final
-            _install_locked(archive, final, python, artifact, platform, fixup, reporter)
+            _install_locked(archive, final, python, artifact, platform, fixup, reporter, source)
     except OSError as exc:
         import errno
 
@@ -321,17 +325,21 @@ def _install_locked(
     platform: Platform,
     fixup: Callable[[Path, Path], Iterable[str]] | None,
     reporter: Reporter,
+    source: Readable | None,
 ) -> None:
-    import tempfile
 
     from pylock.fsutil import remove_tree
 
     dest_root, name = final.parent, final.name
     _check_replaceable(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=dest_root))
-    task = reporter.task(f"installing {name}", total=archive.stat().st_size)
+    # Not tempfile.mkdtemp: its 0700 mode would travel with the rename, and an image's
+    # non-root users could not run the interpreter. mkdir applies the umask instead.
+    tmp = dest_root / f"{TMP_PREFIX}{name}-{_token()}"
+    tmp.mkdir()
+    total = artifact.size if source is not None else archive.stat().st_size
+    task = reporter.task(f"installing {name}", total=total)
     try:
-        entries, layout = _extract(archive, tmp, python, artifact, task.advance)
+        entries, layout = _extract(archive, tmp, python, artifact, task.advance, source)
         if python.implementation == "cpython" and not platform.is_windows:
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
@@ -355,6 +363,7 @@ def _extract(
     python: LockedPython,
     artifact: Artifact,
     on_progress: Callable[[int], None],
+    source: Readable | None = None,
 ) -> tuple[list[RecordEntry], str]:
     from pylock.errors import ArchiveError
     from pylock.extract import detect_layout, extract_archive, layout_for
@@ -376,8 +385,11 @@ def _extract(
         tmp,
         fmt=fmt,
         layout=layout,
-        expected_sha256=artifact.sha256,
+        # A streamed download is hashed by the downloader, which fails the stream on a
+        # mismatch before its end; hashing it twice would only cost time.
+        expected_sha256=artifact.sha256 if source is None else None,
         on_progress=on_progress,
+        source=source,
     )
     for entry in entries:
         if entry.path == META_DIR or entry.path.startswith(META_DIR + "/"):

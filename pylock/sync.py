@@ -10,6 +10,7 @@ archive overlaps the download of the next.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pylock.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.stream import DownloadFeed, FeedReader
 
 #: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path)`` returns
 #: the relative paths it changed.
@@ -131,14 +133,24 @@ def plan_sync(
 
 
 class _Downloads:
-    """Cache misses downloading in a background thread, waited on one by one."""
+    """Cache misses downloading in a background thread.
+
+    Each miss that can be streamed gets a :class:`~pylock.stream.DownloadFeed`, so its
+    install starts reading while the bytes arrive; the others are waited for whole.
+    """
 
     def __init__(
-        self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
+        self,
+        jobs: list[Job],
+        cache: Cache,
+        options: FetchOptions,
+        reporter: Reporter,
+        feeds: dict[str, DownloadFeed],
     ) -> None:
         self._done = threading.Event()
         self._paths: dict[str, Path] = {}
         self._error: BaseException | None = None
+        self._feeds = feeds
         self.count = len({j.artifact.sha256 for j in jobs})
         self._thread = threading.Thread(
             target=self._run, args=(jobs, cache, options, reporter), daemon=True
@@ -154,10 +166,17 @@ class _Downloads:
         from pylock.fetch import Wanted, ensure_archives
 
         try:
-            wanted = [Wanted.from_artifact(j.artifact) for j in jobs]
+            wanted = [
+                Wanted.from_artifact(j.artifact, feed=self._feeds.get(j.artifact.sha256))
+                for j in jobs
+            ]
             self._paths = ensure_archives(wanted, cache, options, reporter)
-        except BaseException as exc:  # handed to the waiting thread
+            for sha256, feed in self._feeds.items():
+                feed.finished(self._paths[sha256])
+        except BaseException as exc:  # handed to the waiting threads
             self._error = exc
+            for feed in self._feeds.values():
+                feed.failed(exc)
         finally:
             self._done.set()
 
@@ -166,6 +185,21 @@ class _Downloads:
         if self._error is not None:
             raise self._error
         return self._paths[sha256]
+
+
+def _streamable(job: Job) -> bool:
+    """Whether a miss can be installed while it downloads (a tar of a known layout)."""
+    from pylock.stream import streaming_supported
+    from pylock.versions import ArchiveFormat
+
+    if not streaming_supported() or job.python.build is None:
+        # Direct-URL archives have their layout detected from the finished file.
+        return False
+    try:
+        fmt = ArchiveFormat.from_filename(job.artifact.filename)
+    except ValueError:
+        return False
+    return fmt is not ArchiveFormat.ZIP
 
 
 def execute_sync(
@@ -180,48 +214,71 @@ def execute_sync(
     fixup: Fixup | None = None,
     reinstall: bool = False,
 ) -> SyncResult:
-    """Carry out a plan: fetch misses, install in parallel, prune."""
+    """Carry out a plan: fetch misses, install in parallel (streaming misses), prune."""
     from pylock.install import install, prune
+    from pylock.stream import DownloadFeed, StreamRestarted
 
     hits: list[Job] = []
     misses: list[Job] = []
-    seen_miss: set[str] = set()
     for job in plan.jobs:
         if cache.lookup(job.artifact.sha256, job.artifact.filename) is not None:
             hits.append(job)
         else:
             misses.append(job)
-    unique_misses = []
+    unique_misses: dict[str, Job] = {}
     for job in misses:
-        if job.artifact.sha256 not in seen_miss:
-            seen_miss.add(job.artifact.sha256)
-            unique_misses.append(job)
-    downloads = _Downloads(unique_misses, cache, options, reporter)
+        unique_misses.setdefault(job.artifact.sha256, job)
+    feeds = {
+        sha256: DownloadFeed()
+        for sha256, job in unique_misses.items()
+        if not options.offline and _streamable(job)
+    }
+    # Exactly one install reads each stream; any other job with the same archive
+    # waits for the stored file.
+    streams = {sha256: unique_misses[sha256] for sha256 in feeds}
+    downloads = _Downloads(list(unique_misses.values()), cache, options, reporter, feeds)
     dest_root.mkdir(parents=True, exist_ok=True)
 
-    def archive_for(job: Job) -> Path:
-        if job in hits:
-            path = cache.lookup(job.artifact.sha256, job.artifact.filename)
-            if path is not None:
-                return path
-        return downloads.path(job.artifact.sha256)
+    def install_from(job: Job, archive: Path, source: FeedReader | None = None) -> None:
+        install(
+            archive,
+            dest_root=dest_root,
+            python=job.python,
+            artifact=job.artifact,
+            platform=platform,
+            fixup=fixup,
+            reporter=reporter,
+            # Another sync may have installed it while this one waited.
+            if_needed=not reinstall,
+            source=source,
+        )
+
+    def install_streamed(job: Job) -> bool:
+        """Install while downloading; False if the download restarted (install later)."""
+        reader = feeds[job.artifact.sha256].reader()
+        try:
+            install_from(
+                job, cache.archive_path(job.artifact.sha256, job.artifact.filename), reader
+            )
+        except Exception as exc:
+            if not (isinstance(exc, StreamRestarted) or reader.restarted):
+                raise
+            reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
+            return False
+        finally:
+            reader.close()
+        return True
 
     def install_one(job: Job) -> str:
+        if streams.get(job.artifact.sha256) is job and install_streamed(job):
+            return job.python.name
         for attempt in (1, 2):
-            archive = archive_for(job)
+            archive = cache.lookup(job.artifact.sha256, job.artifact.filename)
+            if archive is None:
+                archive = downloads.path(job.artifact.sha256)
             try:
                 with cache.hold(job.artifact.sha256):
-                    install(
-                        archive,
-                        dest_root=dest_root,
-                        python=job.python,
-                        artifact=job.artifact,
-                        platform=platform,
-                        fixup=fixup,
-                        reporter=reporter,
-                        # Another sync may have installed it while this one waited.
-                        if_needed=not reinstall,
-                    )
+                    install_from(job, archive)
                 return job.python.name
             except HashMismatchError:
                 # The cached copy rotted on disk (or was tampered with): drop it and
@@ -242,7 +299,9 @@ def execute_sync(
     errors: list[BaseException] = []
     # Hits first: they start extracting while the misses are still downloading.
     ordered = hits + misses
-    workers = max(1, min(jobs, len(ordered)))
+    # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
+    # writes on a second thread: more installs than cores only add memory.
+    workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(install_one, job) for job in ordered]
         for future in futures:

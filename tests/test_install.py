@@ -140,6 +140,19 @@ def test_install_layout_and_record(tmp_path: Path) -> None:
     assert leftovers(dest_root) == []
 
 
+@posix_only
+def test_installed_tree_is_readable_by_other_users(tmp_path: Path) -> None:
+    # A Docker image's non-root users must be able to run the interpreter.
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    old = os.umask(0o022)
+    try:
+        tree = do_install(archive, artifact, tmp_path / "pythons")
+    finally:
+        os.umask(old)
+    assert (tree.stat().st_mode & 0o777) == 0o755
+    assert ((tree / "bin").stat().st_mode & 0o777) == 0o755
+
+
 def test_installed_state_is_none_for_foreign_or_broken(tmp_path: Path) -> None:
     (tmp_path / "foreign").mkdir()
     (tmp_path / "broken/.pylock").mkdir(parents=True)

@@ -1,0 +1,567 @@
+"""Benchmark ``pylock sync`` against ``uv python install`` on the same archives.
+
+Both tools install real, runnable PBS-style archives built from interpreters on this machine
+(``tests/realpython.py``), served by a loopback HTTP mirror that both reach through their
+``--mirror`` flag. Every case runs the tools alternately, N times each, and reports medians:
+
+- cold:   empty cache, fresh install directory (download + verify + extract);
+- warm:   archive cached (uv: a pre-filled ``UV_PYTHON_CACHE_DIR``), fresh install directory;
+- no-op:  everything already installed;
+- three:  three different archives in one warm ``pylock sync`` vs three single syncs;
+- peak RSS of the pylock process, from ``wait4`` per run.
+
+Run ``python bench/bench_sync.py --help``; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+
+import realpython  # noqa: E402
+from realpython import RealArchive  # noqa: E402
+
+#: (label, target, how the measured value is compared)
+TARGETS = {
+    "cold": 1.25,
+    "warm": 1.0,
+    "noop_ms": 40.0,
+    "three": 0.75,
+    "rss_mib": 64.0,
+}
+
+
+@attrs.frozen
+class Run:
+    """One timed child process."""
+
+    #: Wall-clock seconds from spawn to exit.
+    seconds: float
+    #: Peak resident set size of the child, in bytes.
+    max_rss: int
+
+
+# The runner spawns every timed command. A child's peak RSS includes the memory of the
+# process it was forked from (Linux records the pre-exec high-water mark), so spawning from
+# this process, which holds archive data and a server, would inflate pylock's number. The
+# runner is a bare interpreter: its own few MiB are below any real command's peak.
+_RUNNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["log"], "ab") as out:
+        out.write(("$ " + " ".join(job["argv"]) + "\n").encode())
+        out.flush()
+        start = time.perf_counter()
+        proc = subprocess.Popen(job["argv"], env=job["env"], stdout=out, stderr=out,
+                                stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    scale = 1 if sys.platform == "darwin" else 1024
+    print(json.dumps({"seconds": seconds, "max_rss": usage.ru_maxrss * scale,
+                      "returncode": proc.returncode}), flush=True)
+"""
+
+
+class Runner:
+    """A small process that runs commands for us and reports time and peak RSS of each."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _RUNNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: Sequence[str], env: dict[str, str], log: Path) -> Run:
+        """Run a command to completion; fail the benchmark if it fails."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        job = {"argv": list(argv), "env": env, "log": str(log)}
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+        reply = json.loads(self._proc.stdout.readline())
+        if reply["returncode"] != 0:
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            raise SystemExit(
+                f"bench: command failed with exit {reply['returncode']}: {' '.join(argv)}\n  "
+                + "\n  ".join(tail)
+            )
+        return Run(seconds=reply["seconds"], max_rss=reply["max_rss"])
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait()
+
+
+class Bench:
+    """Holds the archives, the mirror, the tools' command lines and fresh directories."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        work: Path,
+        base_url: str,
+        uv_bin: str,
+        downloads_json: Path,
+        pylock_cmd: Sequence[str],
+    ) -> None:
+        self.runner = runner
+        self.pylock_cmd = list(pylock_cmd)
+        self.work = work
+        self.base_url = base_url
+        self.uv_bin = uv_bin
+        self.downloads_json = downloads_json
+        self.log = work / "commands.log"
+        self._counter = 0
+
+    def fresh(self, label: str) -> Path:
+        self._counter += 1
+        path = self.work / "runs" / f"{self._counter:04d}-{label}"
+        path.mkdir(parents=True)
+        return path
+
+    def pylock(self, project: Path, into: Path, cache: Path) -> Run:
+        env = realpython.clean_env(PYLOCK_CACHE_DIR=str(cache), NO_COLOR="1")
+        if self.pylock_cmd[1:3] == ["-m", "pylock"]:
+            env["PYTHONPATH"] = str(REPO)
+        for name in ("PYLOCK_MIRROR", "PYLOCK_URL_REWRITES", "PYLOCK_OFFLINE"):
+            env.pop(name, None)
+        argv = [
+            *self.pylock_cmd,
+            "--project",
+            str(project),
+            "sync",
+            "--into",
+            str(into),
+            "--mirror",
+            self.base_url,
+        ]
+        return self.runner.run(argv, env, self.log)
+
+    def uv(self, versions: Sequence[str], install_dir: Path, python_cache: Path | None) -> Run:
+        env = realpython.clean_env(
+            UV_PYTHON_INSTALL_DIR=str(install_dir),
+            UV_CACHE_DIR=str(install_dir.parent / "uv-cache"),
+            UV_PYTHON_BIN_DIR=str(install_dir.parent / "uv-bin"),
+            UV_NO_CONFIG="1",
+            UV_NO_PROGRESS="1",
+        )
+        env.pop("UV_PYTHON_CACHE_DIR", None)
+        if python_cache is not None:
+            env["UV_PYTHON_CACHE_DIR"] = str(python_cache)
+        argv = [
+            self.uv_bin,
+            "python",
+            "install",
+            "--no-bin",
+            "--python-downloads-json-url",
+            str(self.downloads_json),
+            "--mirror",
+            self.base_url,
+            *versions,
+        ]
+        return self.runner.run(argv, env, self.log)
+
+    def cleanup(self, *paths: Path) -> None:
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def alternate(
+    n: int, first: Callable[[], Run], second: Callable[[], Run]
+) -> tuple[list[Run], list[Run]]:
+    """Run two measurements alternately, swapping which goes first each round."""
+    a: list[Run] = []
+    b: list[Run] = []
+    for i in range(n):
+        if i % 2 == 0:
+            a.append(first())
+            b.append(second())
+        else:
+            b.append(second())
+            a.append(first())
+    return a, b
+
+
+def median_ms(runs: Sequence[Run]) -> float:
+    return statistics.median(r.seconds for r in runs) * 1000
+
+
+def build_archives(out: Path, level: int, count: int) -> list[RealArchive]:
+    """The reference archive (running interpreter, full stdlib) and up to two others.
+
+    Distinct versions make distinct archives for both tools; with fewer interpreters here,
+    same-version archives under other tags carry a marker file so their hashes differ.
+    """
+    pythons = list(realpython.host_pythons())
+    archives = [realpython.build_pbs_archive(out, lean=False, level=level)]
+    others = [p for p in pythons if p.version != archives[0].version]
+    for i in range(1, count):
+        if others:
+            python = others.pop(0)
+            archives.append(
+                realpython.build_pbs_archive(out, prefix=python.prefix, lean=False, level=level)
+            )
+        else:
+            tag = f"2099010{i + 1}"
+            archives.append(
+                realpython.build_pbs_archive(
+                    out, tag=tag, lean=False, level=level, extra_files={"share/bench": tag.encode()}
+                )
+            )
+    return archives
+
+
+def check_installed(root: Path) -> None:
+    """Prove an install runs (outside the timings): its prefix is where it was put."""
+    out = subprocess.run(
+        [str(root / "bin" / "python3"), "-c", "import sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env=realpython.clean_env(),
+        check=False,
+    )
+    if out.returncode != 0 or out.stdout.strip() != str(root):
+        raise SystemExit(f"bench: {root} does not run: {out.stdout}{out.stderr}")
+
+
+def find_uv() -> str:
+    try:
+        import uv
+
+        return str(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found is None:
+        raise SystemExit("bench: uv is not installed (pip install uv)")
+    return found
+
+
+def pylock_sync_available() -> bool:
+    result = subprocess.run(
+        [sys.executable, "-m", "pylock", "sync", "--help"],
+        capture_output=True,
+        env=realpython.clean_env(PYTHONPATH=str(REPO)),
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def install_pylock(venv: Path, uv_bin: str) -> list[str]:
+    """Install this checkout into a fresh venv and return its ``pylock`` command.
+
+    A clean environment is what users run. The interpreter running this script may carry
+    many site-packages with ``.pth`` files whose start-up cost (tens of ms here) would
+    swamp the no-op number without being pylock's.
+    """
+    print(f"installing this checkout into {venv} ...", file=sys.stderr)
+    env = realpython.clean_env(UV_NO_CONFIG="1")
+    subprocess.run(
+        [uv_bin, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+    )
+    subprocess.run(
+        [uv_bin, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(REPO)],
+        env=env,
+        check=True,
+    )
+    return [str(venv / "bin" / "pylock")]
+
+
+def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, Any]:
+    n = args.runs
+    print(f"building archives in {work / 'archives'} ...", file=sys.stderr)
+    archives = build_archives(work / "archives", args.level, 3)
+    ref = archives[0]
+    for a in archives:
+        print(
+            f"  {a.filename}: {a.size / 1e6:.1f} MB, {a.unpacked_size / 1e6:.1f} MB in "
+            f"{a.members} files unpacked",
+            file=sys.stderr,
+        )
+    mirror = realpython.write_mirror_tree(work / "mirror", archives)
+    distinct = len({a.version for a in archives}) == len(archives)
+    downloads_json = realpython.write_uv_downloads_json(work / "downloads.json", archives)
+    names = realpython.default_names(archives)
+    projects = work / "projects"
+    single = []
+    for name, archive in zip(names, archives, strict=True):
+        project = projects / name
+        project.mkdir(parents=True)
+        realpython.write_lock(project, [archive], names=[name])
+        single.append(project)
+    three = projects / "three"
+    three.mkdir()
+    realpython.write_lock(three, archives, names=names)
+
+    results: dict[str, Any] = {
+        "runs": n,
+        "archive": {
+            "filename": ref.filename,
+            "size": ref.size,
+            "unpacked": ref.unpacked_size,
+            "files": ref.members,
+        },
+    }
+    rss: dict[str, list[int]] = {}
+
+    with realpython.serve_directory(mirror) as base:
+        uv_bin = find_uv()
+        if args.pylock:
+            pylock_cmd = shlex.split(args.pylock)
+        elif args.in_place:
+            pylock_cmd = [sys.executable, "-m", "pylock"]
+        else:
+            pylock_cmd = install_pylock(work / "venv", uv_bin)
+        results["pylock_command"] = " ".join(pylock_cmd)
+        bench = Bench(runner, work, base.rstrip("/"), uv_bin, downloads_json, pylock_cmd)
+
+        # -- cold -----------------------------------------------------------------------
+        def pylock_cold() -> Run:
+            root = bench.fresh("pylock-cold")
+            run = bench.pylock(single[0], root / "into", root / "cache")
+            check_installed(root / "into" / names[0])
+            bench.cleanup(root)
+            rss.setdefault("cold", []).append(run.max_rss)
+            return run
+
+        def uv_cold() -> Run:
+            root = bench.fresh("uv-cold")
+            run = bench.uv([ref.version], root / "installs", None)
+            bench.cleanup(root)
+            return run
+
+        print("cold ...", file=sys.stderr)
+        p, u = alternate(n, pylock_cold, uv_cold)
+        results["cold"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+
+        # -- warm -----------------------------------------------------------------------
+        pylock_cache = work / "warm" / "pylock-cache"
+        uv_cache = work / "warm" / "uv-python-cache"
+        bench.pylock(three, work / "warm" / "prefill-pylock", pylock_cache)
+        bench.uv(
+            [a.version for a in archives] if distinct else [ref.version],
+            work / "warm" / "prefill-uv",
+            uv_cache,
+        )
+
+        def pylock_warm() -> Run:
+            root = bench.fresh("pylock-warm")
+            run = bench.pylock(single[0], root / "into", pylock_cache)
+            check_installed(root / "into" / names[0])
+            bench.cleanup(root)
+            rss.setdefault("warm", []).append(run.max_rss)
+            return run
+
+        def uv_warm() -> Run:
+            root = bench.fresh("uv-warm")
+            run = bench.uv([ref.version], root / "installs", uv_cache)
+            bench.cleanup(root)
+            return run
+
+        print("warm ...", file=sys.stderr)
+        p, u = alternate(n, pylock_warm, uv_warm)
+        results["warm"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+
+        # -- no-op ----------------------------------------------------------------------
+        noop_pylock = work / "noop" / "pylock"
+        noop_uv = work / "noop" / "uv"
+        bench.pylock(single[0], noop_pylock, pylock_cache)
+        bench.uv([ref.version], noop_uv, uv_cache)
+
+        def pylock_noop() -> Run:
+            run = bench.pylock(single[0], noop_pylock, pylock_cache)
+            rss.setdefault("noop", []).append(run.max_rss)
+            return run
+
+        print("no-op ...", file=sys.stderr)
+        p, u = alternate(
+            n,
+            pylock_noop,
+            lambda: bench.uv([ref.version], noop_uv, uv_cache),
+        )
+        results["noop"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+
+        # -- three archives vs three single syncs ---------------------------------------
+        def pylock_three() -> Run:
+            root = bench.fresh("pylock-three")
+            run = bench.pylock(three, root / "into", pylock_cache)
+            for name in names:
+                check_installed(root / "into" / name)
+            bench.cleanup(root)
+            rss.setdefault("three", []).append(run.max_rss)
+            return run
+
+        def pylock_singles() -> Run:
+            root = bench.fresh("pylock-singles")
+            # Separate directories: a sync prunes what its lock does not list.
+            parts = [
+                bench.pylock(project, root / f"into-{i}", pylock_cache)
+                for i, project in enumerate(single)
+            ]
+            bench.cleanup(root)
+            rss.setdefault("single", []).extend(r.max_rss for r in parts)
+            return Run(seconds=sum(r.seconds for r in parts), max_rss=max(r.max_rss for r in parts))
+
+        print("three ...", file=sys.stderr)
+        p, s = alternate(n, pylock_three, pylock_singles)
+        results["three"] = {"pylock_ms": median_ms(p), "sum_of_singles_ms": median_ms(s)}
+        if distinct:
+
+            def uv_three() -> Run:
+                root = bench.fresh("uv-three")
+                run = bench.uv([a.version for a in archives], root / "installs", uv_cache)
+                bench.cleanup(root)
+                return run
+
+            results["three"]["uv_ms"] = median_ms([uv_three() for _ in range(n)])
+
+    results["rss"] = {
+        "pylock_peak_mib": max(max(v) for v in rss.values()) / 2**20,
+        "per_case_mib": {case: max(v) / 2**20 for case, v in rss.items()},
+    }
+    return results
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    """The table, one line per target; returns the names of missed targets."""
+    missed = []
+    arch = results["archive"]
+    print(
+        f"\nreference archive: {arch['filename']}\n"
+        f"  {arch['size'] / 1e6:.1f} MB compressed, {arch['unpacked'] / 1e6:.1f} MB in "
+        f"{arch['files']} files unpacked; medians of {results['runs']} alternating runs\n"
+        f"pylock command: {results['pylock_command']}\n"
+    )
+    header = f"{'case':<32}{'pylock':>11}{'uv / base':>12}{'ratio':>8}   target    "
+    print(header)
+    print("-" * len(header))
+
+    def line(case: str, ours: str, theirs: str, value: str, target: str, ok: bool) -> None:
+        print(
+            f"{case:<32}{ours:>11}{theirs:>12}{value:>8}   {target:<10}{'ok' if ok else 'MISSED'}"
+        )
+
+    for key, label in (
+        ("cold", "cold (download+verify+extract)"),
+        ("warm", "warm (cached archive)"),
+    ):
+        row = results[key]
+        ratio = row["pylock_ms"] / row["uv_ms"]
+        ok = ratio <= TARGETS[key]
+        line(
+            label,
+            f"{row['pylock_ms']:.0f} ms",
+            f"{row['uv_ms']:.0f} ms",
+            f"{ratio:.2f}x",
+            f"<= {TARGETS[key]:.2f}x",
+            ok,
+        )
+        if not ok:
+            missed.append(key)
+    row = results["noop"]
+    ok = row["pylock_ms"] <= TARGETS["noop_ms"]
+    line(
+        "no-op (all installed)",
+        f"{row['pylock_ms']:.1f} ms",
+        f"{row['uv_ms']:.1f} ms",
+        "",
+        f"<= {TARGETS['noop_ms']:.0f} ms",
+        ok,
+    )
+    if not ok:
+        missed.append("noop")
+    row = results["three"]
+    ratio = row["pylock_ms"] / row["sum_of_singles_ms"]
+    ok = ratio <= TARGETS["three"]
+    line(
+        "three archives vs 3 singles",
+        f"{row['pylock_ms']:.0f} ms",
+        f"{row['sum_of_singles_ms']:.0f} ms",
+        f"{ratio:.2f}x",
+        f"<= {TARGETS['three']:.2f}x",
+        ok,
+    )
+    if not ok:
+        missed.append("three")
+    if "uv_ms" in row:
+        print(f"{'  (uv, three at once, warm)':<32}{'':>11}{row['uv_ms']:.0f} ms".rstrip())
+    peak = results["rss"]["pylock_peak_mib"]
+    ok = peak <= TARGETS["rss_mib"]
+    line("peak RSS of pylock", f"{peak:.1f} MiB", "", "", f"<= {TARGETS['rss_mib']:.0f} MiB", ok)
+    per_case = ", ".join(f"{c} {m:.1f}" for c, m in results["rss"]["per_case_mib"].items())
+    print(f"  (peak RSS per case, MiB: {per_case})")
+    if not ok:
+        missed.append("rss")
+    return missed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", "-n", type=int, default=5, help="runs per tool and case (5)")
+    parser.add_argument("--level", type=int, default=6, help="gzip level of the archives (6)")
+    parser.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--pylock",
+        metavar="CMD",
+        help="the pylock command to time (default: this checkout, installed into a fresh venv)",
+    )
+    how.add_argument(
+        "--in-place",
+        action="store_true",
+        help="time `python -m pylock` with this interpreter and checkout (no venv)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a target is missed (default: report)"
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if not sys.platform.startswith("linux"):
+        print("bench: the archives are built from Linux interpreters; run it on Linux")
+        return 1
+    if not pylock_sync_available():
+        print("bench: `python -m pylock sync` is not available in this checkout yet")
+        return 1
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
+        if any(args.work.iterdir()):
+            parser.error(f"--work {args.work} must be empty")
+        work = args.work
+    else:
+        work = Path(tempfile.mkdtemp(prefix="pylock-bench-"))
+    runner = Runner()
+    try:
+        results = measure(args, work, runner)
+    finally:
+        runner.close()
+        if not args.keep and not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    missed = report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
