@@ -671,13 +671,7 @@ def _cmd_list(ctx: Context) -> int:
         )
         rows.append(
             {
-                "name": python.name,
-                "implementation": str(python.implementation),
-                "version": python.version,
-                "build": python.build,
-                "variant": str(python.variant),
-                "flavor": str(python.flavor) if python.flavor else None,
-                "default": python.default,
+                **python.summary(),
                 "platforms": list(python.platforms),
                 "status": status,
                 "cached": cached,

@@ -27,68 +27,7 @@ from typing import Any
 
 from pylock.platforms import Platform
 
-#: Keys whose values are paths or flags that may carry the build prefix.
-PREFIX_KEYS = frozenset(
-    {
-        "prefix",
-        "exec_prefix",
-        "BINDIR",
-        "BINLIBDEST",
-        "CONFINCLUDEDIR",
-        "CONFINCLUDEPY",
-        "CONFIG_ARGS",
-        "DATAROOTDIR",
-        "DESTDIRS",
-        "DESTLIB",
-        "DESTSHARED",
-        "INCLUDEDIR",
-        "INCLUDEPY",
-        "LIBDEST",
-        "LIBDIR",
-        "LIBPC",
-        "LIBPL",
-        "MACHDESTLIB",
-        "MANDIR",
-        "SCRIPTDIR",
-        "TZPATH",
-        "WHEEL_PKG_DIR",
-        "CFLAGS",
-        "CFLAGSFORSHARED",
-        "CFLAGS_NODIST",
-        "CONFIGURE_CFLAGS",
-        "CONFIGURE_CFLAGS_NODIST",
-        "CONFIGURE_CPPFLAGS",
-        "CONFIGURE_LDFLAGS",
-        "CONFIGURE_LDFLAGS_NODIST",
-        "CPPFLAGS",
-        "LDFLAGS",
-        "LDFLAGS_NODIST",
-        "LDSHARED",
-        "LDCXXSHARED",
-        "BLDSHARED",
-        "BLDLIBRARY",
-        "LIBRARY_DEPS",
-        "LINKFORSHARED",
-        "PY_CFLAGS",
-        "PY_CFLAGS_NODIST",
-        "PY_CORE_CFLAGS",
-        "PY_CORE_LDFLAGS",
-        "PY_CPPFLAGS",
-        "PY_LDFLAGS",
-        "PY_LDFLAGS_NODIST",
-        "PY_STDMODULE_CFLAGS",
-        "OPENSSL_INCLUDES",
-        "OPENSSL_LDFLAGS",
-        "OPENSSL_RPATH",
-        "INCLDIRSTOMAKE",
-        "LIBS",
-        "SHLIBS",
-        "PY_LDFLAGS_NOLTO",
-        "datarootdir",
-    }
-)
-
-#: Keys of :data:`PREFIX_KEYS` that hold one path (or a ``:`` list), not shell words.
+#: Keys that hold one path (or a ``:`` list) that may start with the build prefix.
 PATH_KEYS = frozenset(
     {
         "prefix",
@@ -114,6 +53,49 @@ PATH_KEYS = frozenset(
         "datarootdir",
     }
 )
+
+#: Keys that hold shell words (flags, command lines) that may carry the build prefix.
+FLAG_KEYS = frozenset(
+    {
+        "CONFIG_ARGS",
+        "DESTDIRS",
+        "CFLAGS",
+        "CFLAGSFORSHARED",
+        "CFLAGS_NODIST",
+        "CONFIGURE_CFLAGS",
+        "CONFIGURE_CFLAGS_NODIST",
+        "CONFIGURE_CPPFLAGS",
+        "CONFIGURE_LDFLAGS",
+        "CONFIGURE_LDFLAGS_NODIST",
+        "CPPFLAGS",
+        "LDFLAGS",
+        "LDFLAGS_NODIST",
+        "LDSHARED",
+        "LDCXXSHARED",
+        "BLDSHARED",
+        "BLDLIBRARY",
+        "LIBRARY_DEPS",
+        "LINKFORSHARED",
+        "PY_CFLAGS",
+        "PY_CFLAGS_NODIST",
+        "PY_CORE_CFLAGS",
+        "PY_CORE_LDFLAGS",
+        "PY_CPPFLAGS",
+        "PY_LDFLAGS",
+        "PY_LDFLAGS_NODIST",
+        "PY_LDFLAGS_NOLTO",
+        "PY_STDMODULE_CFLAGS",
+        "OPENSSL_INCLUDES",
+        "OPENSSL_LDFLAGS",
+        "OPENSSL_RPATH",
+        "INCLDIRSTOMAKE",
+        "LIBS",
+        "SHLIBS",
+    }
+)
+
+#: Keys whose values may carry the build prefix, one way or the other.
+PREFIX_KEYS = PATH_KEYS | FLAG_KEYS
 
 #: Keys whose first word names a build tool to replace with the platform default.
 TOOL_KEYS = frozenset(
@@ -221,7 +203,7 @@ def patch_build_time_vars(variables: dict[str, Any], *, final_prefix: str) -> di
         new = value
         if isinstance(old_prefix, str) and key in PATH_KEYS:
             new = replace_prefix(new, old_prefix, final_prefix)
-        elif isinstance(old_prefix, str) and key in PREFIX_KEYS:
+        elif isinstance(old_prefix, str) and key in FLAG_KEYS:
             new = replace_prefix_in_words(new, old_prefix, final_prefix)
         if key in TOOL_KEYS:
             new = rewrite_tools(new)

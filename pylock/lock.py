@@ -102,6 +102,18 @@ class LockedPython:
         """The platform keys this interpreter is locked for."""
         return tuple(a.platform for a in self.artifacts)
 
+    def summary(self) -> dict[str, Any]:
+        """The build as plain JSON-ready data (no artifacts), for records and reports."""
+        return {
+            "name": self.name,
+            "implementation": str(self.implementation),
+            "version": self.version,
+            "build": self.build,
+            "variant": str(self.variant),
+            "flavor": str(self.flavor) if self.flavor else None,
+            "default": self.default,
+        }
+
 
 @attrs.frozen(kw_only=True)
 class LockFile:

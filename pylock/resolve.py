@@ -20,6 +20,7 @@ parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Final, Literal
 
 import attrs
 from packaging.specifiers import SpecifierSet
@@ -238,31 +239,46 @@ def resolve_python(
     return _resolve_upstream(request, index, platforms)
 
 
+#: Marks a ``flavor`` to be read from the archive's file name.
+FROM_FILENAME: Final = "from-filename"
+
+
 def lock_direct(
     request: PythonRequest,
     *,
     sha256: str,
     size: int | None = None,
     platforms: Sequence[str],
+    version: str | None = None,
+    flavor: Flavor | Literal["from-filename"] | None = FROM_FILENAME,
 ) -> LockedPython:
     """The lock entry for a direct-URL request whose archive hash is known.
 
-    The version is the request's exact version, else the one the file name shows.
-    The same archive is locked for every listed platform.
+    ``version`` and ``flavor`` are what the caller found inside the archive, if it
+    looked; otherwise the version is the request's exact version, else the one the
+    file name shows, and the flavor is the one the file name shows. The same archive
+    is locked for every listed platform.
     """
     assert request.url is not None
     filename = Artifact(platform="", url=request.url, sha256=sha256).filename
-    version = _direct_version(request, filename)
-    flavor = (
-        flavor_in_filename(filename) if request.implementation is Implementation.CPYTHON else None
-    )
+    if version is None:
+        version = _direct_version(request, filename)
+    chosen: Flavor | None
+    if flavor == FROM_FILENAME:
+        chosen = (
+            flavor_in_filename(filename)
+            if request.implementation is Implementation.CPYTHON
+            else None
+        )
+    else:
+        chosen = flavor
     return LockedPython(
         name=request.name,
         implementation=request.implementation,
         version=version,
         build=None,
         variant=request.variant,
-        flavor=flavor,
+        flavor=chosen,
         default=request.default,
         artifacts=tuple(
             Artifact(platform=p, url=request.url, sha256=sha256.lower(), size=size)
@@ -273,7 +289,7 @@ def lock_direct(
 
 def _direct_version(request: PythonRequest, filename: str) -> str:
     spec = request.specifier
-    exact = _exact_version(spec)
+    exact = exact_version(spec)
     if exact is not None:
         return exact
     found = None
@@ -294,7 +310,8 @@ def _direct_version(request: PythonRequest, filename: str) -> str:
     return found
 
 
-def _exact_version(spec: SpecifierSet | None) -> str | None:
+def exact_version(spec: SpecifierSet | None) -> str | None:
+    """The one version an ``==X.Y.Z`` specifier pins, else ``None``."""
     if spec is None:
         return None
     specs = list(spec)

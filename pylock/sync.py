@@ -180,10 +180,15 @@ class _Downloads:
         finally:
             self._done.set()
 
-    def path(self, sha256: str) -> Path:
+    def wait(self) -> BaseException | None:
+        """Wait until every download ended; the error that stopped them, if any."""
         self._done.wait()
-        if self._error is not None:
-            raise self._error
+        return self._error
+
+    def path(self, sha256: str) -> Path:
+        error = self.wait()
+        if error is not None:
+            raise error
         return self._paths[sha256]
 
 
@@ -260,11 +265,19 @@ def execute_sync(
             install_from(
                 job, cache.archive_path(job.artifact.sha256, job.artifact.filename), reader
             )
-        except Exception as exc:
-            if not (isinstance(exc, StreamRestarted) or reader.restarted):
-                raise
-            reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
-            return False
+        except BaseException as exc:
+            if isinstance(exc, StreamRestarted) or reader.restarted:
+                reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
+                return False
+            # Wrong bytes often break decompression before the download's own hash
+            # check fails, and a download cancelled because another one failed raises
+            # asyncio's CancelledError here: either way the download's error is the
+            # one to report (a sha256 mismatch naming the URL, not a "corrupt archive"
+            # in a cache path that never existed).
+            error = downloads.wait()
+            if error is not None and error is not exc:
+                raise error from None
+            raise
         finally:
             reader.close()
         return True
@@ -309,6 +322,9 @@ def execute_sync(
                 installed.append(future.result())
             except BaseException as exc:
                 errors.append(exc)
+    # No download outlives the sync (a streamed install skipped because another
+    # process installed it meanwhile leaves its download running).
+    downloads.wait()
     if errors:
         raise errors[0]
     removed = prune(dest_root, keep=plan.keep) if plan.stale else []

@@ -81,3 +81,16 @@ def test_parser_is_reusable() -> None:
     )
     assert args.into == "/opt/python"
     assert args.only == ["app", "b"]
+
+
+def test_color_always_and_no_color(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--color", "always", "--project", str(tmp_path), "sync"]) == 1
+    assert "pylock: \033[31merror\033[0m: no lock file" in capsys.readouterr().err
+    # NO_COLOR wins over auto detection (and stderr is not a terminal here anyway).
+    assert main(["--project", str(tmp_path), "sync"], environ={"NO_COLOR": "1"}) == 1
+    assert "\033[" not in capsys.readouterr().err
+
+
+def test_quiet_and_verbose_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "-v", "list"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -276,8 +276,8 @@ def describe_direct(
 ) -> LockedPython:
     """The lock entry for a direct-URL archive already on disk at ``path``."""
     from pylock.extract import Layout, detect_layout
-    from pylock.lock import Artifact, LockedPython
     from pylock.platforms import resolve_platform
+    from pylock.resolve import lock_direct
     from pylock.versions import ArchiveFormat, Flavor
 
     assert request.url is not None
@@ -314,26 +314,9 @@ def describe_direct(
         )
     except ValueError as exc:
         raise ResolutionError(f"python.{request.name}.platforms: {exc}") from None
-    return LockedPython(
-        name=request.name,
-        implementation=request.implementation,
-        version=version,
-        build=None,
-        variant=request.variant,
-        flavor=flavor,
-        default=request.default,
-        artifacts=tuple(Artifact(platform=p, url=url, sha256=sha256, size=size) for p in platforms),
+    return lock_direct(
+        request, sha256=sha256, size=size, platforms=platforms, version=version, flavor=flavor
     )
-
-
-def _exact_request(request: PythonRequest) -> str | None:
-    spec = request.specifier
-    if spec is None:
-        return None
-    specs = list(spec)
-    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
-        return specs[0].version
-    return None
 
 
 def direct_version(
@@ -344,6 +327,7 @@ def direct_version(
 
     from pylock.extract import Layout
     from pylock.index.names import version_in_filename
+    from pylock.resolve import exact_version
     from pylock.versions import request_allows
 
     detected: str | None = None
@@ -354,7 +338,7 @@ def direct_version(
     elif request.implementation is Implementation.CPYTHON:
         detected = version_in_filename(filename)
         origin = "its file name"
-    exact = _exact_request(request)
+    exact = exact_version(request.specifier)
     where = f"python.{request.name}"
     if detected is not None and exact is not None and Version(detected) != Version(exact):
         raise ResolutionError(

@@ -1,0 +1,81 @@
+"""Tests for status output: plain lines for logs, live bars on terminals."""
+
+from __future__ import annotations
+
+import io
+
+from pylock.progress import NullReporter, Reporter, human_size
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_plain_output_is_one_line_per_event() -> None:
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=0)
+    assert not reporter.live
+    task = reporter.task("Downloading x.tar.gz", 3 * 1024 * 1024)
+    for _ in range(3):
+        task.advance(1024 * 1024)
+    task.done("Downloaded x.tar.gz (3.0 MiB) in 0.1s")
+    reporter.event("installed app: cpython 3.13.9+20251014")
+    reporter.warn("something odd")
+    reporter.detail("only with -v")
+    # No carriage returns or escape codes: Docker build logs show exactly these lines.
+    assert stream.getvalue() == (
+        "Downloaded x.tar.gz (3.0 MiB) in 0.1s\n"
+        "installed app: cpython 3.13.9+20251014\n"
+        "pylock: warning: something odd\n"
+    )
+
+
+def test_verbose_plain_output_announces_tasks() -> None:
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=1)
+    reporter.task("Downloading x.tar.gz", 2048).done("")
+    reporter.detail("details")
+    assert stream.getvalue() == "Downloading x.tar.gz (2.0 KiB) ...\ndetails\n"
+
+
+def test_quiet_keeps_only_warnings() -> None:
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=-1)
+    reporter.event("hidden")
+    reporter.task("t", 10).done("hidden too")
+    reporter.warn("shown")
+    assert stream.getvalue() == "pylock: warning: shown\n"
+
+
+def test_terminal_output_draws_and_clears_a_bar() -> None:
+    stream = FakeTTY()
+    reporter = Reporter(stream, verbosity=0)
+    assert reporter.live
+    task = reporter.task("Downloading big", 100)
+    task._last_draw = -1.0  # draw on the next advance, whatever the clock says
+    task.advance(50)
+    assert "[############------------] 50 B / 100 B" in stream.getvalue()
+    task.done("finished")
+    # The bar is erased (cursor up + clear line) before the final line is printed.
+    assert stream.getvalue().endswith("\033[F\033[Kfinished\n")
+
+
+def test_color_warning() -> None:
+    stream = io.StringIO()
+    Reporter(stream, color=True).warn("w")
+    assert stream.getvalue() == "pylock: \033[33mwarning\033[0m: w\n"
+
+
+def test_null_reporter_is_silent(capsys) -> None:  # type: ignore[no-untyped-def]
+    reporter = NullReporter()
+    reporter.event("x")
+    reporter.warn("y")
+    reporter.task("z", 1).done("done")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_human_size() -> None:
+    assert human_size(0) == "0 B"
+    assert human_size(1536) == "1.5 KiB"
+    assert human_size(5 * 1024**3) == "5.0 GiB"
