@@ -685,6 +685,9 @@ def _hits(
             problem = _hit_problem(path, item, verify_hits=verify_hits)
             if problem is None:
                 found[item.sha256] = path
+                if item.feed is not None:
+                    # Another process stored it meanwhile: its reader need not wait.
+                    item.feed.finished(path)
                 continue
             cache.evict(item.sha256)
             corrupt.add(item.sha256)

@@ -1,0 +1,1043 @@
+"""``pylock sync`` as a whole: lock -> cache -> (streamed) install, against a loopback mirror.
+
+Most tests run ``pylock.cli.main`` in-process; the ones where process death, the console
+entry point or two processes at once matter run ``python -m pylock`` in a subprocess.
+A :class:`TreeWatcher` samples ``DIR/NAME`` on a thread while a sync runs, and fails the
+test if it ever sees a half-installed or mixed tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import attrs
+import pytest
+from archives import Entry, compress, exe, file, symlink, tar_bytes
+from httpserver import Fault, HttpServer, Reset, Status, Throttle, WrongBytes
+
+import pylock.stream
+from pylock.cli import main
+from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.platforms import host
+from pylock.urls import PBS_DOWNLOAD_PREFIX
+from pylock.versions import ArchiveFormat, Flavor, Implementation
+
+HOST = host()
+TRIPLE = HOST.pbs_triple
+DIGEST = "sha256:" + "0" * 64
+TAG_A, TAG_B = "20990101", "20990202"
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+#: The most any wait in these tests may take before it counts as a hang.
+PATIENCE = 30.0
+
+pytestmark = [
+    pytest.mark.skipif(TRIPLE is None, reason="no python-build-standalone triple for this host"),
+    pytest.mark.skipif(os.name == "nt", reason="POSIX install layout and signals"),
+]
+
+
+# -- archives ------------------------------------------------------------------------------
+
+
+def noise(size: int, seed: str) -> bytes:
+    """Incompressible bytes, so that an archive's size (and download time) is predictable."""
+    out = bytearray()
+    block = seed.encode()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
+@attrs.frozen(kw_only=True)
+class Build:
+    """One PBS-shaped install_only archive of a fake interpreter, as the mirror serves it."""
+
+    #: The interpreter's name in the lock.
+    name: str
+    #: Upstream build tag.
+    tag: str
+    #: ``3.12`` and the like.
+    minor: str
+    #: The archive format.
+    fmt: ArchiveFormat
+    #: The archive's members (``python/...``).
+    entries: tuple[Entry, ...]
+    #: The archive's bytes.
+    data: bytes
+
+    @property
+    def version(self) -> str:
+        return f"{self.minor}.7"
+
+    @property
+    def filename(self) -> str:
+        return f"cpython-{self.version}+{self.tag}-{TRIPLE}-install_only_stripped.{self.fmt}"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def path(self) -> str:
+        """The path the loopback mirror serves it at (upstream layout: ``<tag>/<file>``)."""
+        return f"/{self.tag}/{self.filename}"
+
+    @property
+    def url(self) -> str:
+        """The canonical upstream URL the lock records."""
+        return f"{PBS_DOWNLOAD_PREFIX}{self.tag}/{quote(self.filename)}"
+
+    @property
+    def label(self) -> str:
+        return f"cpython {self.version}+{self.tag}"
+
+    def python(self) -> LockedPython:
+        return LockedPython(
+            name=self.name,
+            implementation=Implementation.CPYTHON,
+            version=self.version,
+            build=self.tag,
+            flavor=Flavor.INSTALL_ONLY_STRIPPED,
+            artifacts=(
+                Artifact(platform=HOST.key, url=self.url, sha256=self.sha256, size=len(self.data)),
+            ),
+        )
+
+    def tree(self) -> dict[str, tuple[str, str]]:
+        """What ``DIR/NAME`` must hold: relative path -> (kind, digest or link target)."""
+        tree = {}
+        for entry in self.entries:
+            rel = entry.name.removeprefix("python/")
+            if entry.kind == "symlink":
+                tree[rel] = ("link", entry.target)
+            elif entry.kind == "file":
+                mode = "x" if entry.mode & 0o111 else "-"
+                tree[rel] = (f"file{mode}", hashlib.sha256(entry.data).hexdigest())
+        return tree
+
+    @property
+    def markers(self) -> dict[str, bytes]:
+        """The first and the last file of the archive, both naming the build."""
+        return {
+            f"bin/python{self.minor}": self.entries[0].data,
+            "share/zz-build-tag": self.entries[-1].data,
+        }
+
+
+def make_build(
+    name: str = "app",
+    tag: str = TAG_A,
+    *,
+    minor: str = "3.12",
+    fmt: ArchiveFormat = ArchiveFormat.TAR_GZ,
+    big: int = 400_000,
+) -> Build:
+    """A build whose first and last members name it, with ``big`` incompressible bytes between."""
+    p = "python/"
+    entries = (
+        exe(f"{p}bin/python{minor}", f"#!fake python {minor} build {tag}\n".encode()),
+        symlink(f"{p}bin/python3", f"python{minor}"),
+        symlink(f"{p}bin/python", f"python{minor}"),
+        file(f"{p}include/python{minor}/Python.h", b"/* header */\n" * 20),
+        file(f"{p}lib/python{minor}/os.py", f"# os for {tag}\n".encode() * 50),
+        file(f"{p}lib/python{minor}/site-packages/README.txt", b"site\n"),
+        file(f"{p}lib/python{minor}/big.bin", noise(big, f"{name}-{tag}")),
+        file(f"{p}share/zz-build-tag", f"{name} {tag}\n".encode()),
+    )
+    data = compress(tar_bytes(entries), fmt)
+    return Build(name=name, tag=tag, minor=minor, fmt=fmt, entries=entries, data=data)
+
+
+def tree_of(root: Path) -> dict[str, tuple[str, str]]:
+    """The files and links under an install, without pylock's record (same shape as above)."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel == ".pylock" or rel.startswith(".pylock/") or "__pycache__" in rel:
+            continue
+        if path.is_symlink():
+            tree[rel] = ("link", os.readlink(path))
+        elif path.is_file():
+            mode = "x" if path.stat().st_mode & 0o111 else "-"
+            tree[rel] = (f"file{mode}", hashlib.sha256(path.read_bytes()).hexdigest())
+    return tree
+
+
+def installed_sha(tree: Path) -> str:
+    document = json.loads((tree / ".pylock" / "install.json").read_text())
+    return str(document["artifact"]["sha256"])
+
+
+# -- a project, run in-process -------------------------------------------------------------
+
+
+@attrs.frozen
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Project:
+    """A project directory with a lock, an install dir and a cache, synced from ``server``."""
+
+    def __init__(self, root: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]) -> None:
+        self.root = root
+        self.server = server
+        self.capsys = capsys
+        self.into = root / "pythons"
+        self.cache = root / "cache"
+        self.environ = {"PYLOCK_CACHE_DIR": str(self.cache)}
+
+    @property
+    def mirror(self) -> str:
+        return self.server.base_url + "/"
+
+    def lock(self, *builds: Build) -> None:
+        lock = make_lock([b.python() for b in builds], config_digest=DIGEST)
+        (self.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+
+    def serve(
+        self, *builds: Build, faults: Iterable[Fault] = (), always: Iterable[Fault] = ()
+    ) -> None:
+        for build in builds:
+            self.server.serve(build.path, build.data, faults=faults, always=always)
+
+    def run(self, *argv: str) -> Result:
+        self.capsys.readouterr()
+        code = main(["--project", str(self.root), *argv], environ=self.environ)
+        captured = self.capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    def sync(self, *extra: str) -> Result:
+        return self.run("sync", "--into", str(self.into), "--mirror", self.mirror, *extra)
+
+    def verify(self) -> Result:
+        return self.run("verify", "--into", str(self.into))
+
+    def archive(self, build: Build) -> Path:
+        return self.cache / "archives" / "sha256" / build.sha256 / build.filename
+
+    def partials(self) -> list[Path]:
+        tmp = self.cache / "tmp"
+        return sorted(tmp.glob("*.part")) if tmp.is_dir() else []
+
+    def leftovers(self) -> list[str]:
+        """pylock's temporary trees in the install dir (none after a completed sync)."""
+        if not self.into.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.into.iterdir()
+            if p.name.startswith((".pylock-tmp-", ".pylock-old-", ".pylock-trash-"))
+        )
+
+    def command(self, *argv: str) -> list[str]:
+        return [sys.executable, "-m", "pylock", "--project", str(self.root), *argv]
+
+    def sync_command(self, *extra: str) -> list[str]:
+        return self.command("sync", "--into", str(self.into), "--mirror", self.mirror, *extra)
+
+    def subprocess_env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.upper() not in PROXY_VARS and not k.startswith("PYLOCK_")
+        }
+        env.update(self.environ)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            argv,
+            cwd=self.root,
+            env=self.subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def check(self, argv: Sequence[str], *extra_env: tuple[str, str]) -> Result:
+        env = self.subprocess_env()
+        env.update(dict(extra_env))
+        done = subprocess.run(
+            argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=PATIENCE
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[HttpServer]:
+    with HttpServer() as running:
+        yield running
+
+
+@pytest.fixture
+def project(tmp_path: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]) -> Project:
+    return Project(tmp_path, server, capsys)
+
+
+@pytest.fixture(scope="module")
+def app_a() -> Build:
+    return make_build("app", TAG_A)
+
+
+@pytest.fixture(scope="module")
+def app_b() -> Build:
+    # Larger than extraction's 1 MiB write batches, so its first files reach the disk
+    # while the rest is still downloading.
+    return make_build("app", TAG_B, minor="3.13", fmt=ArchiveFormat.TAR_ZST, big=2_500_000)
+
+
+@pytest.fixture(scope="module")
+def tool() -> Build:
+    return make_build("tool", TAG_A, minor="3.11", fmt=ArchiveFormat.TAR_BZ2, big=50_000)
+
+
+class StreamSpy:
+    """Counts the bytes installs read through :class:`pylock.stream.FeedReader`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bytes = 0
+        self.restarts = 0
+        original = pylock.stream.FeedReader.read
+        spy = self
+
+        def read(reader: pylock.stream.FeedReader, size: int = -1) -> bytes:
+            try:
+                data = original(reader, size)
+            except pylock.stream.StreamRestarted:
+                spy.restarts += 1
+                raise
+            spy.bytes += len(data)
+            return data
+
+        monkeypatch.setattr(pylock.stream.FeedReader, "read", read)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> StreamSpy:
+    return StreamSpy(monkeypatch)
+
+
+# -- watching DIR/NAME while a sync runs ----------------------------------------------------
+
+
+class TreeWatcher:
+    """Samples ``DIR/NAME`` on a thread: it must always be absent or one complete tree.
+
+    Each sample opens the directory once and reads through that handle, so a rename in
+    the middle of a sample cannot mix two trees; a sample whose directory moved away
+    meanwhile is void. A tree counts as complete when its record exists and both marker
+    files (the archive's first and last member) belong to the build the record names.
+    """
+
+    def __init__(self, final: Path, builds: Iterable[Build]) -> None:
+        self.final = final
+        self.builds = {b.sha256: b for b in builds}
+        self.problems: list[str] = []
+        self.seen: set[str] = set()
+        self.samples = 0
+        self.overlap = False
+        self._on_sample: Callable[[], None] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(PATIENCE)
+
+    def also(self, check: Callable[[], None]) -> TreeWatcher:
+        """Run ``check`` on every sample too."""
+        self._on_sample = check
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            if self._on_sample is not None:
+                self._on_sample()
+            time.sleep(0.001)
+
+    def _read(self, fd: int, rel: str) -> bytes:
+        handle = os.open(rel, os.O_RDONLY, dir_fd=fd)
+        try:
+            chunks = []
+            while chunk := os.read(handle, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(handle)
+
+    def _sample(self) -> None:
+        try:
+            fd = os.open(self.final, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            inode = os.fstat(fd).st_ino
+            problem = None
+            try:
+                record = json.loads(self._read(fd, ".pylock/install.json"))
+                sha = record["artifact"]["sha256"]
+                build = self.builds.get(sha)
+                if build is None:
+                    problem = f"a tree recorded as {sha}, which no build here has"
+                else:
+                    for rel, expected in build.markers.items():
+                        if self._read(fd, rel) != expected:
+                            problem = f"{rel} is not the file of {build.label}: a mixed tree"
+            except FileNotFoundError as exc:
+                problem = f"an incomplete tree ({exc.filename} missing)"
+                sha = None
+            except (ValueError, KeyError, TypeError) as exc:
+                problem = f"an incomplete tree (unreadable record: {exc})"
+                sha = None
+            try:
+                still_there = os.lstat(self.final).st_ino == inode
+            except FileNotFoundError:
+                still_there = False
+            if not still_there:
+                return  # renamed away while sampled (an upgrade's swap): no verdict
+            self.samples += 1
+            if problem is not None:
+                self.problems.append(problem)
+            elif sha is not None:
+                self.seen.add(sha)
+        finally:
+            os.close(fd)
+
+
+def extracting_while_downloading(project: Project, build: Build, watcher: TreeWatcher) -> None:
+    """Note when the install's temporary tree has files while the download is unfinished."""
+    partials = project.partials()
+    if not partials:
+        return
+    try:
+        unfinished = partials[0].stat().st_size < len(build.data)
+    except FileNotFoundError:
+        return
+    extracted = [
+        p
+        for tmp in project.into.glob(f".pylock-tmp-{build.name}-*")
+        for p in tmp.rglob("*")
+        if p.is_file()
+    ]
+    if unfinished and extracted:
+        watcher.overlap = True
+
+
+# -- cold, warm, no-op ---------------------------------------------------------------------
+
+
+def test_cold_sync_streams_the_download_into_the_install(
+    project: Project, app_a: Build, spy: StreamSpy
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert f"installed app: {app_a.label}" in result.err
+    assert "(1 installed, 1 downloaded)" in result.err
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert installed_sha(project.into / "app") == app_a.sha256
+    # The install read the whole archive from the download as it arrived.
+    assert spy.bytes == len(app_a.data)
+    # And the download was stored in the cache, verified, with nothing left over.
+    assert project.archive(app_a).read_bytes() == app_a.data
+    assert project.partials() == []
+    assert project.leftovers() == []
+    assert project.server.hits(app_a.path) == 1
+    assert project.verify().code == 0
+
+
+def test_warm_sync_installs_from_the_cache_without_streaming(
+    project: Project, app_a: Build, spy: StreamSpy
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    assert project.sync().code == 0
+    shutil.rmtree(project.into)
+    streamed = spy.bytes
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert "(1 installed, 0 downloaded)" in result.err
+    assert spy.bytes == streamed  # not one byte through a download feed
+    assert project.server.hits(app_a.path) == 1
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.verify().code == 0
+
+
+def test_noop_sync_touches_nothing(project: Project, app_a: Build, tool: Build) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool)
+    assert project.sync().code == 0
+    before = {name: (project.into / name).stat().st_ino for name in ("app", "tool")}
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert "2 interpreters up to date in" in result.err
+    assert "installed" not in result.err.replace("up to date", "")
+    assert {name: (project.into / name).stat().st_ino for name in before} == before
+    assert project.server.hits(app_a.path) == project.server.hits(tool.path) == 1
+
+
+def test_reinstall_restores_a_modified_tree_from_the_cache(project: Project, app_a: Build) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    assert project.sync().code == 0
+    edited = project.into / "app" / "lib" / "python3.12" / "os.py"
+    edited.write_text("# tampered\n")
+    assert project.verify().code == 1
+    # A plain sync trusts the record (that is what keeps it cheap) ...
+    assert "1 interpreter up to date" in project.sync().err
+    # ... --reinstall does not.
+    result = project.sync("--reinstall")
+    assert result.code == 0, result.err
+    assert "(1 installed, 0 downloaded)" in result.err
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.verify().code == 0
+    assert project.leftovers() == []
+
+
+def test_only_installs_just_the_named_interpreters(
+    project: Project, app_a: Build, tool: Build
+) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool)
+    result = project.sync("--only", "tool")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in project.into.iterdir() if not p.name.startswith(".")) == ["tool"]
+    assert project.server.hits(app_a.path) == 0
+    assert tree_of(project.into / "tool") == tool.tree()
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert "(1 installed, 1 downloaded)" in result.err
+    assert tree_of(project.into / "app") == app_a.tree()
+
+
+def test_unknown_only_name_is_a_usage_error(project: Project, app_a: Build) -> None:
+    project.lock(app_a)
+    result = project.sync("--only", "nope")
+    assert result.code == 2
+    assert "pylock: error: 'nope' not in the lock (locked: app)" in result.err
+    assert not (project.into / "nope").exists()
+    assert project.server.log == []
+
+
+def test_prune_removes_what_the_lock_dropped_and_nothing_else(
+    project: Project, app_a: Build, tool: Build
+) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool)
+    assert project.sync().code == 0
+    mine = project.into / "mine"
+    (mine / "bin").mkdir(parents=True)
+    (mine / "bin" / "python3").write_text("not pylock's")
+    project.lock(app_a)
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert "removed tool (no longer in pythons.lock)" in result.err
+    assert not (project.into / "tool").exists()
+    assert (mine / "bin" / "python3").read_text() == "not pylock's"
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.leftovers() == []
+
+
+def test_no_prune_keeps_dropped_interpreters(project: Project, app_a: Build, tool: Build) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool)
+    assert project.sync().code == 0
+    project.lock(app_a)
+    result = project.sync("--no-prune")
+    assert result.code == 0, result.err
+    assert "removed" not in result.err
+    assert tree_of(project.into / "tool") == tool.tree()
+    assert project.sync().code == 0
+    assert not (project.into / "tool").exists()
+
+
+# -- the network misbehaving ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_slow_download_is_extracted_while_it_arrives(
+    project: Project, app_b: Build, spy: StreamSpy
+) -> None:
+    project.lock(app_b)
+    # About a second for the whole body: the big member is last, so the small ones are
+    # on disk long before the archive's end arrives.
+    project.serve(app_b, always=[Throttle(chunk=32_768, delay=0.01)])
+    watcher = TreeWatcher(project.into / "app", [app_b])
+    watcher.also(lambda: extracting_while_downloading(project, app_b, watcher))
+    with watcher:
+        result = project.sync()
+    assert result.code == 0, result.err
+    assert watcher.overlap, "extraction never overlapped the download"
+    assert watcher.problems == []
+    assert watcher.seen == {app_b.sha256}
+    assert spy.bytes == len(app_b.data)
+    assert tree_of(project.into / "app") == app_b.tree()
+    assert project.verify().code == 0
+
+
+@pytest.mark.slow
+def test_reset_mid_body_restarts_the_stream_and_installs_the_retry(
+    project: Project, app_b: Build, spy: StreamSpy
+) -> None:
+    project.lock(app_b)
+    project.serve(
+        app_b,
+        faults=[Reset(after=len(app_b.data) // 2)],
+        always=[Throttle(chunk=65_536, delay=0.005)],
+    )
+    with TreeWatcher(project.into / "app", [app_b]) as watcher:
+        result = project.run("-v", "sync", "--into", str(project.into), "--mirror", project.mirror)
+    assert result.code == 0, result.err
+    assert project.server.hits(app_b.path) == 2
+    assert spy.restarts >= 1
+    assert "download restarted; installing after it" in result.err
+    assert watcher.problems == []
+    assert tree_of(project.into / "app") == app_b.tree()
+    assert installed_sha(project.into / "app") == app_b.sha256
+    assert project.archive(app_b).read_bytes() == app_b.data
+    assert project.partials() == []
+    assert project.leftovers() == []
+    assert project.verify().code == 0
+
+
+def _flipped(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 16]) + data[middle + 16 :]
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(_flipped, id="flipped-mid-stream"),
+        pytest.param(lambda data: noise(len(data), "garbage"), id="not-an-archive"),
+        pytest.param(lambda data: data[:-1] + bytes([data[-1] ^ 1]), id="last-byte"),
+    ],
+)
+def test_wrong_bytes_fail_with_the_hash_mismatch_and_leave_nothing(
+    project: Project, app_a: Build, corrupt: Callable[[bytes], bytes]
+) -> None:
+    wrong = corrupt(app_a.data)
+    assert len(wrong) == len(app_a.data) and wrong != app_a.data
+    project.lock(app_a)
+    project.server.serve(app_a.path, app_a.data, always=[WrongBytes(wrong)])
+    result = project.sync()
+    assert result.code == 1
+    actual = hashlib.sha256(wrong).hexdigest()
+    served = project.server.url(app_a.path)
+    assert (
+        f"pylock: error: sha256 mismatch for {served} (rewritten from {app_a.url}): "
+        f"expected {app_a.sha256}, got {actual}"
+    ) in result.err
+    assert "Traceback" not in result.err
+    assert not (project.into / "app").exists()
+    assert project.leftovers() == []
+    assert not (project.cache / "archives" / "sha256" / app_a.sha256).exists()
+    assert project.partials() == []
+    # Not retried: a wrong hash is not a transient failure.
+    assert project.server.hits(app_a.path) == 1
+
+
+def test_wrong_size_is_refused_before_anything_is_written(project: Project, app_a: Build) -> None:
+    project.lock(app_a)
+    project.server.serve(app_a.path, app_a.data, always=[WrongBytes(app_a.data + b"x")])
+    result = project.sync()
+    assert result.code == 1
+    assert f"size mismatch for {project.server.url(app_a.path)}" in result.err
+    assert f"expected {len(app_a.data)}, got {len(app_a.data) + 1}" in result.err
+    assert not (project.into / "app").exists()
+    assert project.partials() == []
+
+
+@pytest.mark.slow
+def test_one_bad_download_fails_the_sync_cleanly_while_another_streams(
+    project: Project, app_a: Build, tool: Build
+) -> None:
+    # "app" sorts first and streams slowly; "tool" fails its hash at once, which cancels
+    # app's download. The user must see tool's mismatch, not the cancellation.
+    project.lock(app_a, tool)
+    project.serve(app_a, always=[Throttle(chunk=16_384, delay=0.02)])
+    project.server.serve(tool.path, tool.data, always=[WrongBytes(noise(len(tool.data), "x"))])
+    result = project.sync()
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err
+    assert f"sha256 mismatch for {project.server.url(tool.path)}" in result.err
+    assert not (project.into / "tool").exists()
+    assert project.leftovers() == []
+    # app is either complete or not there at all.
+    if (project.into / "app").exists():
+        assert tree_of(project.into / "app") == app_a.tree()
+    assert project.partials() == []
+
+
+def test_hostile_archive_with_the_locked_hash_is_refused_and_nothing_escapes(
+    project: Project, tmp_path: Path
+) -> None:
+    entries = (
+        exe("python/bin/python3.12", b"#!fake\n"),
+        file("python/../../escaped.txt", b"gotcha\n"),
+        file("python/share/zz-build-tag", b"x\n"),
+    )
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    hostile = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    project.lock(hostile)
+    project.serve(hostile)
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    result = project.sync()
+    assert result.code == 1
+    assert "pylock: error:" in result.err
+    assert "escaped.txt" in result.err
+    assert "Traceback" not in result.err
+    assert not (project.into / "app").exists()
+    assert project.leftovers() == []
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+    # The download itself was fine: it is cached, verified, for whoever wants to look.
+    assert project.archive(hostile).read_bytes() == data
+
+
+@pytest.mark.slow
+def test_restart_whose_retry_fails_reports_the_download_error(
+    project: Project, app_b: Build
+) -> None:
+    project.lock(app_b)
+    project.serve(
+        app_b,
+        faults=[Reset(after=len(app_b.data) // 3), Status(404)],
+        always=[Throttle(chunk=65_536, delay=0.005)],
+    )
+    result = project.sync()
+    assert result.code == 1
+    assert f"pylock: error: HTTP 404 Not Found for {project.server.url(app_b.path)}" in result.err
+    assert "Traceback" not in result.err
+    assert project.server.hits(app_b.path) == 2
+    assert not (project.into / "app").exists()
+    assert project.leftovers() == []
+    assert project.partials() == []
+
+
+def test_server_error_then_success_is_retried(project: Project, app_a: Build) -> None:
+    project.lock(app_a)
+    project.serve(app_a, faults=[Status(500)])
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert project.server.hits(app_a.path) == 2
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.verify().code == 0
+
+
+def test_not_found_is_a_clean_error_without_retries(project: Project, app_a: Build) -> None:
+    project.lock(app_a)  # and the mirror does not have it
+    result = project.sync()
+    assert result.code == 1
+    assert f"pylock: error: HTTP 404 Not Found for {project.server.url(app_a.path)}" in result.err
+    assert app_a.url in result.err
+    assert "pylock: hint: check that the mirror holds this file" in result.err
+    assert "Traceback" not in result.err
+    assert project.server.hits(app_a.path) == 1
+    assert not (project.into / "app").exists()
+    assert project.partials() == []
+
+
+# -- the cache -----------------------------------------------------------------------------
+
+
+def _corrupt_cached(project: Project, build: Build) -> None:
+    cached = project.archive(build)
+    data = bytearray(cached.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 8):
+        data[i] ^= 0x55
+    cached.chmod(0o644)
+    cached.write_bytes(bytes(data))
+
+
+def test_corrupt_cached_archive_is_evicted_and_downloaded_again(
+    project: Project, app_a: Build
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    assert project.sync().code == 0
+    shutil.rmtree(project.into)
+    _corrupt_cached(project, app_a)
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert f"cached archive {app_a.filename} is corrupt; evicted it and downloading it again" in (
+        result.err
+    )
+    assert project.server.hits(app_a.path) == 2
+    assert project.archive(app_a).read_bytes() == app_a.data
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.verify().code == 0
+    assert project.leftovers() == []
+
+
+def test_corrupt_cached_archive_offline_is_a_clean_error_and_keeps_the_old_tree(
+    project: Project, app_a: Build
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    assert project.sync().code == 0
+    _corrupt_cached(project, app_a)
+    result = project.sync("--reinstall", "--offline")
+    assert result.code == 1
+    assert f"cached archive {app_a.filename} is corrupt; evicted it" in result.err
+    assert "pylock: error: sha256 mismatch for" in result.err
+    assert f"expected {app_a.sha256}" in result.err
+    assert "Traceback" not in result.err
+    assert not project.archive(app_a).exists()
+    # The installed tree was never touched.
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert project.verify().code == 0
+    assert project.leftovers() == []
+    assert project.server.hits(app_a.path) == 1
+
+
+def test_offline_cold_cache_names_the_archive_url_and_cache_path(
+    project: Project, app_a: Build
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    result = project.sync("--offline")
+    assert result.code == 1
+    assert app_a.filename in result.err
+    assert app_a.url in result.err
+    assert str(project.archive(app_a)) in result.err
+    assert "pylock: hint: run `pylock fetch` with network access first" in result.err
+    assert project.server.log == []
+    assert not (project.into / "app").exists()
+
+
+# -- upgrades ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_upgrade_replaces_the_tree_atomically(
+    project: Project, app_a: Build, app_b: Build, spy: StreamSpy
+) -> None:
+    project.lock(app_a)
+    project.serve(app_a)
+    assert project.sync().code == 0
+    project.lock(app_b)
+    project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.01)])
+    with TreeWatcher(project.into / "app", [app_a, app_b]) as watcher:
+        result = project.sync()
+    assert result.code == 0, result.err
+    assert f"installed app: {app_b.label}" in result.err
+    assert watcher.problems == []
+    assert watcher.seen == {app_a.sha256, app_b.sha256}, "the watcher saw only one tree"
+    assert spy.bytes == len(app_a.data) + len(app_b.data)
+    assert tree_of(project.into / "app") == app_b.tree()
+    assert project.leftovers() == []
+    listing = project.run("list", "--into", str(project.into))
+    assert listing.code == 0
+    line = next(line for line in listing.out.splitlines() if line.startswith("app"))
+    assert "installed" in line and "out of date" not in line
+    assert project.verify().code == 0
+    # And back again, from the cache this time (the non-streamed install).
+    project.lock(app_a)
+    with TreeWatcher(project.into / "app", [app_a, app_b]) as watcher:
+        assert project.sync().code == 0
+    assert watcher.problems == []
+    assert tree_of(project.into / "app") == app_a.tree()
+
+
+# -- subprocesses: killed, concurrent, the fast path ----------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"pylock exited ({process.returncode}) before the moment came:\n{err}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the moment never came")
+        time.sleep(0.002)
+
+
+def _part_started(project: Project) -> Callable[[], bool]:
+    def check() -> bool:
+        return any(p.stat().st_size > 0 for p in project.partials() if p.exists())
+
+    return check
+
+
+def _extraction_started(project: Project, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        return any(
+            p.is_file()
+            for tmp in project.into.glob(f".pylock-tmp-{name}-*")
+            for p in tmp.rglob("*")
+        )
+
+    return check
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("moment", "upgrade"),
+    [("download", False), ("extraction", False), ("extraction", True)],
+)
+def test_kill_mid_sync_leaves_nothing_half_installed(
+    project: Project, app_a: Build, app_b: Build, moment: str, upgrade: bool
+) -> None:
+    if upgrade:
+        project.lock(app_a)
+        project.serve(app_a)
+        assert project.sync().code == 0
+    project.lock(app_b)
+    # A body that takes ~3 s: the kill comes long before its end.
+    project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.02)])
+    process = project.popen(project.sync_command())
+    try:
+        _wait_for(
+            _part_started(project) if moment == "download" else _extraction_started(project, "app"),
+            process,
+        )
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.communicate(timeout=PATIENCE)
+    assert process.returncode == -signal.SIGKILL
+    assert not project.archive(app_b).exists()
+    if upgrade:
+        assert tree_of(project.into / "app") == app_a.tree()
+        assert installed_sha(project.into / "app") == app_a.sha256
+        assert project.verify().code == 0
+    else:
+        assert not (project.into / "app").exists()
+    # A rerun cleans up after the killed one and completes.
+    project.serve(app_b)
+    result = project.sync()
+    assert result.code == 0, result.err
+    assert tree_of(project.into / "app") == app_b.tree()
+    assert project.leftovers() == []
+    assert project.partials() == []
+    assert project.verify().code == 0
+
+
+@pytest.mark.slow
+def test_concurrent_syncs_share_one_download(project: Project, app_a: Build, tool: Build) -> None:
+    project.lock(app_a, tool)
+    # About a second per download, so that both processes want the same archives at once.
+    project.serve(app_a, tool, always=[Throttle(chunk=16_384, delay=0.04)])
+    with TreeWatcher(project.into / "app", [app_a]) as watcher:
+        first = project.popen(project.sync_command())
+        second = project.popen(project.sync_command())
+        _wait_for(_part_started(project), first)
+        assert first.poll() is None and second.poll() is None
+        results = [p.communicate(timeout=PATIENCE) for p in (first, second)]
+    assert watcher.problems == []
+    for process, (_, err) in zip((first, second), results, strict=True):
+        assert process.returncode == 0, err
+        assert "Traceback" not in err
+    assert project.server.hits(app_a.path) == 1
+    assert project.server.hits(tool.path) == 1
+    assert tree_of(project.into / "app") == app_a.tree()
+    assert tree_of(project.into / "tool") == tool.tree()
+    assert project.leftovers() == []
+    assert project.partials() == []
+    assert project.verify().code == 0
+
+
+HEAVY = ("aiohttp", "zstandard", "cattrs", "attrs", "attr", "packaging")
+
+
+def _imported(stderr: str) -> set[str]:
+    """Module names from ``-X importtime`` output."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    } - {"package"}
+
+
+@pytest.mark.slow
+def test_noop_fast_path_imports_nothing_heavy_and_falls_through_on_change(
+    project: Project, app_a: Build, app_b: Build, tool: Build
+) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool, app_b)
+    assert project.sync().code == 0
+    timed = [sys.executable, "-X", "importtime", *project.sync_command()[1:]]
+
+    fast = project.check(timed)
+    assert fast.code == 0, fast.err
+    assert "2 interpreters up to date in pythons\n" in fast.err  # relative to the cwd
+    modules = _imported(fast.err)
+    assert "pylock.fastpath" in modules
+    assert "pylock.cli" not in modules
+    assert {m for m in modules if m.split(".")[0] in HEAVY} == set()
+
+    # An edited lock (here only a comment) is not provably the same: the full sync runs.
+    lock = project.root / "pythons.lock"
+    lock.write_text(lock.read_text() + "# edited\n")
+    full = project.check(timed)
+    assert full.code == 0, full.err
+    assert "pylock.cli" in _imported(full.err)
+    assert "2 interpreters up to date" in full.err
+    # ... and records the new state, so the next run is fast again.
+    again = project.check(timed)
+    assert "pylock.cli" not in _imported(again.err)
+
+    # A deleted install: the full sync reinstalls it, from the cache.
+    shutil.rmtree(project.into / "tool")
+    result = project.check(project.sync_command("--offline"))
+    assert result.code == 0, result.err
+    assert f"installed tool: {tool.label}" in result.err
+    assert tree_of(project.into / "tool") == tool.tree()
+
+    # A new build in the lock: downloaded and installed.
+    project.lock(app_b, tool)
+    result = project.check(project.sync_command())
+    assert result.code == 0, result.err
+    assert f"installed app: {app_b.label}" in result.err
+    assert tree_of(project.into / "app") == app_b.tree()
+    assert project.check(project.command("verify", "--into", str(project.into))).code == 0
+
+
+def test_fast_path_notices_a_pruneable_interpreter(
+    project: Project, app_a: Build, tool: Build
+) -> None:
+    project.lock(app_a, tool)
+    project.serve(app_a, tool)
+    assert project.sync().code == 0
+    # After a --no-prune sync the state matches the lock, but an installed interpreter
+    # the lock no longer lists is waiting to be pruned: the fast path must not say
+    # "up to date".
+    project.lock(app_a)
+    assert project.sync("--no-prune").code == 0
+    result = project.check(project.sync_command())
+    assert result.code == 0, result.err
+    assert "removed tool" in result.err
+    assert not (project.into / "tool").exists()
