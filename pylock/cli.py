@@ -234,10 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour output (default auto; NO_COLOR is honoured)",
     )
     parser.set_defaults(verbosity=0)
+    # -q and -v also work after the command (`pylock sync -q`); SUPPRESS keeps a global
+    # one in force when the command's own is not given.
+    after = argparse.ArgumentParser(add_help=False)
+    after_noise = after.add_mutually_exclusive_group()
+    after_noise.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=-1,
+        default=argparse.SUPPRESS,
+        help="print only errors and warnings",
+    )
+    after_noise.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="print more detail",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, handler: Callable[[Context], int]) -> Any:
-        sub = commands.add_parser(name, help=summary, description=summary)
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[after])
         sub.set_defaults(handler=handler)
         return sub
 

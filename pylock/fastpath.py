@@ -35,7 +35,7 @@ RECORD = os.path.join(".pylock", "install.json")
 _GLOBAL_VALUE = {"--project", "--color"}
 _GLOBAL_FLAG = {"-q", "--quiet"}
 _SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j"}
-_SYNC_FLAG = {"--offline", "--no-prune"}
+_SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet"}
 
 
 def host_fingerprint() -> str:

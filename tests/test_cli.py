@@ -94,3 +94,13 @@ def test_color_always_and_no_color(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_quiet_and_verbose_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "-v", "list"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_quiet_and_verbose_work_after_the_command(tmp_path: Path) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["lock", "-q"]).verbosity == -1
+    assert parser.parse_args(["-q", "lock"]).verbosity == -1
+    assert parser.parse_args(["lock"]).verbosity == 0
+    assert parser.parse_args(["sync", "-v", "-v"]).verbosity == 2
+    # A global -v stays in force when the command has none of its own.
+    assert parser.parse_args(["-v", "sync", "--into", "x"]).verbosity == 1
