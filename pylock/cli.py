@@ -817,17 +817,16 @@ def _cmd_verify(ctx: Context) -> int:
         report = verify(dest, name)
         problems = [("modified", p) for p in report.modified]
         problems += [("missing", p) for p in report.missing]
-        extra = f", {len(report.extra)} extra files" if report.extra else ""
+        problems += [("extra", p) for p in report.extra]
         if report.ok:
-            ctx.out(f"{name}: ok ({report.checked} files{extra})")
+            ctx.out(f"{name}: ok ({report.checked} files)")
         else:
             failed.append(name)
-            ctx.out(f"{name}: {len(problems)} of {report.checked} files differ{extra}")
+            noun = "difference" if len(problems) == 1 else "differences"
+            ctx.out(f"{name}: {len(problems)} {noun} from its {report.checked} recorded files")
+            # Packages pip-installed into the interpreter show up as extra files too.
             for kind, path in problems:
                 ctx.out(f"  {kind}: {path}")
-        # Extra files are usually packages installed into the interpreter: not an error.
-        for path in report.extra:
-            ctx.reporter.detail(f"  extra: {name}/{path}")
     if failed:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",

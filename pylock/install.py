@@ -96,8 +96,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """Whether every recorded file is intact (extra files do not count against it)."""
-        return not self.modified and not self.missing
+        """Whether the tree is exactly what was installed: nothing changed, gone or added."""
+        return not self.modified and not self.missing and not self.extra
 
 
 # -- reading records (the cheap path) ------------------------------------------------------

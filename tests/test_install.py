@@ -590,15 +590,22 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--project", str(project), "verify", "--into", str(dest)]) == 0
     records = len(read_record(dest / "app"))
     assert capsys.readouterr().out == f"app: ok ({records} files)\n"
+    # An extra file alone already fails verification (DESIGN: exit 1 on any mismatch).
+    (dest / "app/lib/python3.12/site-packages/x.py").write_text("pip")
+    assert main(["--project", str(project), "verify", "--into", str(dest)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"app: 1 difference from its {records} recorded files",
+        "  extra: lib/python3.12/site-packages/x.py",
+    ]
     (dest / "app/VERSION").write_text("v9")
     (dest / "app/lib/python3.12/os.py").unlink()
-    (dest / "app/lib/python3.12/site-packages/x.py").write_text("pip")
     assert main(["--project", str(project), "verify", "--into", str(dest)]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
-        f"app: 2 of {records} files differ, 1 extra files",
+        f"app: 3 differences from its {records} recorded files",
         "  modified: VERSION",
         "  missing: lib/python3.12/os.py",
+        "  extra: lib/python3.12/site-packages/x.py",
     ]
     assert captured.err.splitlines() == [
         "pylock: error: app differs from the install record",
