@@ -83,18 +83,13 @@ def _launcher(target: Path) -> str:
     return f'@"{target}" %*\r\n'
 
 
-def plan_links(
-    lock: LockFile, *, dest_root: Path, platform: Platform, installed: Iterable[str]
-) -> dict[str, Path]:
-    """Map each link name to the executable it should run; error on a shared name."""
-    from pylock.install import executable
+def link_owners(pythons: Iterable[LockedPython]) -> dict[str, str]:
+    """Map each link name to the interpreter that gets it; error on a shared name.
 
-    wanted: dict[str, Path] = {}
+    Cheap enough to run before anything is installed, so a collision fails fast.
+    """
     owners: dict[str, str] = {}
-    installed_names = set(installed)
-    for python in lock.pythons:
-        if python.name not in installed_names:
-            continue
+    for python in pythons:
         for name in link_names(python):
             if name in owners:
                 raise PylockError(
@@ -104,8 +99,19 @@ def plan_links(
                     "with --only into separate bin dirs",
                 )
             owners[name] = python.name
-            wanted[name] = executable(dest_root, python, platform)
-    return wanted
+    return owners
+
+
+def plan_links(
+    lock: LockFile, *, dest_root: Path, platform: Platform, installed: Iterable[str]
+) -> dict[str, Path]:
+    """Map each link name to the executable it should run; error on a shared name."""
+    from pylock.install import executable
+
+    installed_names = set(installed)
+    pythons = {p.name: p for p in lock.pythons if p.name in installed_names}
+    owners = link_owners(pythons.values())
+    return {name: executable(dest_root, pythons[owner], platform) for name, owner in owners.items()}
 
 
 def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> LinkResult:

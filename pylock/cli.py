@@ -519,6 +519,11 @@ def _cmd_sync(ctx: Context) -> int:
     for name in plan.unavailable:
         ctx.reporter.warn(f"{name} is not locked for {platform.key}; skipped")
     bin_dir = args.bin_dir or ctx.environ.get("PYLOCK_BIN_DIR")
+    if bin_dir:
+        from pylock.bindir import link_owners
+
+        # A name two interpreters would share is an error before anything is installed.
+        link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
     if plan.is_noop:
         if bin_dir:
             _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))

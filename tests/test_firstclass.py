@@ -479,6 +479,8 @@ def test_bin_dir_collision_is_an_error_naming_both(
     err = capsys.readouterr().err
     assert f"'app' and 'app2' would both be linked as 'python{first.minor}'" in err
     assert not os.path.lexists(bin_dir / f"python{first.minor}")
+    # The collision is found before anything is downloaded or installed.
+    assert not dest.exists() or not any((dest / name).exists() for name in ("app", "app2"))
 
 
 @pytest.mark.slow
