@@ -24,10 +24,10 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from aiohttp import web
+from loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,11 @@ class Route:
     chunked: bool = False
 
 
-class HttpServer:
+class HttpServer(LoopbackServer):
     """An HTTP server on 127.0.0.1 with a random port; use it as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None) -> None:
-        self.host = host
-        self.tls = tls
-        self.port = 0
+        super().__init__(host, tls=tls)
         self.log: list[LoggedRequest] = []
         #: Requests being answered right now, and the most there ever were at once.
         self.active = 0
@@ -122,50 +120,6 @@ class HttpServer:
         self._routes: dict[str, Route] = {}
         self._dirs: dict[str, Path] = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> HttpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Start serving in a background thread."""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.tls)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is None or self._thread is None:
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
 
     # -- configuration ---------------------------------------------------------------
 
@@ -245,7 +199,7 @@ class HttpServer:
                     return Route(body=target.read_bytes(), faults=deque())
         return None
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)

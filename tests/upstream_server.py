@@ -21,7 +21,6 @@ a request log.
 
 from __future__ import annotations
 
-import asyncio
 import bz2
 import email.utils
 import gzip
@@ -29,13 +28,12 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from urllib.parse import quote
 
 from aiohttp import web
+from loopback import LoopbackServer
 
 PBS_REPO = "astral-sh/python-build-standalone"
 PBS_REPO_ID = 162334160
@@ -204,10 +202,13 @@ class LoggedRequest:
     status: int
 
 
-class UpstreamServer:
+class UpstreamServer(LoopbackServer):
     """The look-alike, running its own event loop in a background thread."""
 
+    methods = "GET"
+
     def __init__(self) -> None:
+        super().__init__()
         self.pbs: list[Release] = []
         self.graalpy: list[Release] = []
         self.pypy: list[PypyRelease] = []
@@ -225,62 +226,6 @@ class UpstreamServer:
         self.files: dict[str, bytes] = {}
         self.log: list[LoggedRequest] = []
         self.reset_epoch = int(time.time()) + 1800
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def __enter__(self) -> UpstreamServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        runner = self._runner
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
-        self._loop = None
 
     @property
     def base(self) -> str:
@@ -513,7 +458,7 @@ class UpstreamServer:
         parts.append("</div></body></html>\n")
         return "\n".join(parts)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         response = self._route(request)
         self.log.append(
             LoggedRequest(
