@@ -2,8 +2,8 @@
 
 Usage::
 
-    python scripts/build_snapshot.py                    # from ../shared/data/upstream/...
-    python scripts/build_snapshot.py --uv-json FILE     # from any uv downloads JSON
+    python scripts/build_snapshot.py                    # from data/uv-download-metadata.json.gz
+    python scripts/build_snapshot.py --uv-json FILE     # from any uv downloads JSON (or .json.gz)
     python scripts/build_snapshot.py --check            # exit 1 if the shipped file is stale
 
 Each input adapter turns one kind of source into an :class:`~pylock.index.model.Index`;
@@ -14,9 +14,11 @@ listings) is one more adapter and one more option.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,8 +37,8 @@ from pylock.index.snapshot import (  # noqa: E402
 )
 from pylock.index.uvjson import newest_tag_date, parse_uv_json  # noqa: E402
 
-#: Where the reference data lives beside a checkout (``<checkout>/../shared``).
-DEFAULT_UV_JSON = REPO.parent / "shared" / "data" / "upstream" / "uv-download-metadata.json"
+#: The snapshot's source data, kept in the repository (and the sdist) gzipped.
+DEFAULT_UV_JSON = REPO / "data" / "uv-download-metadata.json.gz"
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -44,22 +46,47 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # -- input adapters ------------------------------------------------------------------------
 
 
+#: No uv downloads JSON comes near this (3 MB in 2026); a larger input is not one.
+MAX_SOURCE_BYTES = 256 * 1024 * 1024
+
+
+def read_source(path: Path, *, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of ``path``, decompressed if it is gzipped, refusing more than ``limit``."""
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+            data = stream.read(limit + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise PylockError(
+            f"{path}: damaged gzip data ({exc})",
+            hint="restore the file from git: git checkout -- data/",
+        ) from None
+    if len(data) > limit:
+        raise PylockError(f"{path}: more than {limit} bytes; not a uv downloads JSON file")
+    return data
+
+
 def index_from_uv_json(path: Path, *, source_date: str | None = None) -> Index:
     """An index of every build a uv downloads JSON file lists.
 
-    The source date is the newest PBS tag's date unless given.
+    The source date is the newest PBS tag's date unless given. A ``.gz`` file is read
+    decompressed, and named without the suffix, so the snapshot does not depend on how its
+    source was stored.
     """
-    data = json.loads(path.read_text(encoding="utf-8"))
-    builds, skipped = parse_uv_json(data, source=path.name)
+    name = path.name.removesuffix(".gz")
+    data = json.loads(read_source(path).decode("utf-8"))
+    builds, skipped = parse_uv_json(data, source=name)
     if skipped:
         raise PylockError(
-            f"{path.name}: {len(skipped)} entries for platforms or implementations pylock "
+            f"{name}: {len(skipped)} entries for platforms or implementations pylock "
             f"does not know: {', '.join(skipped[:5])}"
         )
     date = source_date or newest_tag_date(builds)
     if date is None:
-        raise PylockError(f"{path.name}: no PBS date tag to date the snapshot; use --source-date")
-    return Index(builds=builds, source=path.name, source_date=date)
+        raise PylockError(f"{name}: no PBS date tag to date the snapshot; use --source-date")
+    return Index(builds=builds, source=name, source_date=date)
 
 
 # -- live input (helper F: pylock.index.live) -----------------------------------------------
@@ -190,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = build_index(args)
     except (OSError, ValueError, PylockError) as exc:
         print(f"build_snapshot: error: {exc}", file=sys.stderr)
+        if isinstance(exc, PylockError) and exc.hint:
+            print(f"build_snapshot: hint: {exc.hint}", file=sys.stderr)
         return 1
     count = len(index.builds)
     if args.check:

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from pylock.index.model import Build, Index
 from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 REPO = Path(__file__).resolve().parent.parent
-#: The reference data lives beside the checkout, in ``<checkout>/../shared``.
-UV_JSON = REPO.parent / "shared" / "data" / "upstream" / "uv-download-metadata.json"
+#: The reference data, uv's downloads JSON that the bundled snapshot is built from, in the repo.
+UV_JSON = REPO / "data" / "uv-download-metadata.json.gz"
 
 PBS = "https://github.com/astral-sh/python-build-standalone/releases/download"
 
 
 def uv_json_path() -> Path:
-    """The reference downloads JSON, or skip the test with the reason."""
-    if not UV_JSON.is_file():
-        pytest.skip(f"reference data not found at {UV_JSON} (expected <checkout>/../shared)")
+    """The reference downloads JSON (gzipped); it ships with every checkout and sdist."""
+    assert UV_JSON.is_file(), f"reference data missing: {UV_JSON}"
     return UV_JSON
 
 
 @functools.cache
 def _load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
     return data
 
 

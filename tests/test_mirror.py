@@ -36,17 +36,11 @@ from pylock.platforms import Platform, host
 from pylock.progress import NullReporter
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import uv_json
 
 PBS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
 PYPY = "https://downloads.python.org/pypy/"
 GRAAL = "https://github.com/oracle/graalpython/releases/download/"
-UPSTREAM_JSON = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "upstream"
-    / "uv-download-metadata.json"
-)
 
 
 def sha(data: bytes) -> str:
@@ -152,10 +146,9 @@ def test_parse_sha256sums_tolerates_junk() -> None:
     assert parse_sha256sums(text) == {"x.tar.gz": "a" * 64, "y+1.tar.gz": "b" * 64}
 
 
-@pytest.mark.skipif(not UPSTREAM_JSON.is_file(), reason="shared upstream data not present")
 def test_uv_json_entries_match_uv_upstream_format_exactly() -> None:
     """Every entry of the real uv downloads JSON is reproduced from a lock entry alone."""
-    upstream = json.loads(UPSTREAM_JSON.read_text())
+    upstream = uv_json()
     checked = 0
     for key, entry in upstream.items():
         platform = Platform.from_uv(

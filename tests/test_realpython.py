@@ -30,6 +30,8 @@ from realpython import (
     write_uv_downloads_json,
 )
 
+from tests.indexdata import uv_json
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
 )
@@ -300,17 +302,14 @@ def test_lock_and_mirror_tree(current: RealArchive, other: RealArchive, tmp_path
 
 @pytest.mark.slow
 def test_uv_json_matches_upstream_fields(current: RealArchive) -> None:
-    upstream_path = Path(__file__).parents[2] / "shared/data/upstream/uv-download-metadata.json"
     document = uv_downloads_json([current])
     ((key, entry),) = document.items()
     assert key == f"cpython-{current.version}-linux-x86_64-gnu"
     assert entry["url"] == current.url and entry["build"] == "20990101"
-    if upstream_path.exists():
-        upstream = json.loads(upstream_path.read_text())
-        sample = upstream["cpython-3.13.7-linux-x86_64-gnu"]
-        assert sorted(entry) == sorted(sample)
-        assert entry["arch"] == sample["arch"]
-        assert (entry["os"], entry["libc"]) == (sample["os"], sample["libc"])
+    sample = uv_json()["cpython-3.13.7-linux-x86_64-gnu"]
+    assert sorted(entry) == sorted(sample)
+    assert entry["arch"] == sample["arch"]
+    assert (entry["os"], entry["libc"]) == (sample["os"], sample["libc"])
 
 
 def _uv() -> list[str]:

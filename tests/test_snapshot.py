@@ -22,7 +22,7 @@ from pylock.index.snapshot import (
     snapshot_document,
 )
 from pylock.versions import Flavor, Implementation, Variant
-from tests.indexdata import REPO, graalpy, index_of, pbs, pypy, uv_json_path
+from tests.indexdata import REPO, graalpy, index_of, pbs, pypy, uv_json, uv_json_path
 
 
 def _script() -> ModuleType:
@@ -65,7 +65,7 @@ def test_shipped_snapshot_is_what_the_generator_makes_from_the_reference_data() 
 
 
 def test_shipped_snapshot_covers_every_reference_entry() -> None:
-    data = json.loads(uv_json_path().read_text(encoding="utf-8"))
+    data = uv_json()
     bundled = load_bundled()
     assert bundled.source == "uv-download-metadata.json"
     assert bundled.source_date == "2026-08-14"
