@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import shlex
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import pytest
 
 from pylock.cli import build_parser
 from pylock.diff import MARKDOWN_MARKER
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lock import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import host
 from pylock.versions import Flavor, Implementation
 
@@ -31,6 +33,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 WORKFLOW = EXAMPLES / "github-actions" / "pythons.yml"
+UPGRADE = EXAMPLES / "github-actions" / "upgrade.yml"
 DOCS = [EXAMPLES / "github-actions" / "README.md", EXAMPLES / "air-gapped" / "README.md"]
 SCRIPT = EXAMPLES / "air-gapped" / "airgap.sh"
 
@@ -173,6 +176,195 @@ def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
     assert cache.root == Path.home() / ".cache" / "pylock"
 
 
+# -- the scheduled upgrade workflow ------------------------------------------------------------
+
+
+def upgrade_workflow() -> dict[str, Any]:
+    document = yaml.safe_load(UPGRADE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def upgrade_steps() -> list[dict[str, Any]]:
+    return list(upgrade_workflow()["jobs"]["upgrade"]["steps"])
+
+
+def test_upgrade_workflow_has_the_documented_shape() -> None:
+    document = upgrade_workflow()
+    # YAML 1.1 (PyYAML) reads the key `on` as True.
+    triggers = document[True]
+    (schedule,) = triggers["schedule"]
+    assert len(schedule["cron"].split()) == 5
+    assert "workflow_dispatch" in triggers
+    assert document["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert document["concurrency"]["cancel-in-progress"] is False
+    branch = document["env"]["UPGRADE_BRANCH"]
+    assert branch and "$" not in branch
+    commands = [args for s in upgrade_steps() for args in pylock_commands(s.get("run", ""))]
+    assert commands[0] == ["lock", "--refresh", "--upgrade"]
+    assert ["diff", "--format", "markdown"] in commands
+    for args in commands:
+        assert parse_error(args) is None, args
+    install = next(s["run"] for s in upgrade_steps() if "pip install" in s.get("run", ""))
+    assert '"pythons-lock==' in install
+
+
+def _fake_tools(bin_dir: Path, log: Path) -> None:
+    """`pylock` runs this checkout; `gh` records its calls and plays one pull request."""
+    bin_dir.mkdir()
+    (bin_dir / "pylock").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pylock "$@"\n')
+    gh = f"""#!{sys.executable}
+import json, pathlib, sys
+args = sys.argv[1:]
+log = pathlib.Path({str(log)!r})
+state = log.with_suffix(".state")
+body = args[args.index("--body-file") + 1] if "--body-file" in args else None
+with log.open("a") as out:
+    out.write(json.dumps({{"args": args, "body": body and pathlib.Path(body).read_text()}}) + "\\n")
+if args[:2] == ["pr", "view"]:
+    if not state.exists():
+        sys.exit("no pull requests found for branch " + args[2])
+    print(state.read_text())
+elif args[:2] == ["pr", "create"]:
+    state.write_text("OPEN")
+"""
+    (bin_dir / "gh").write_text(gh)
+    for tool in ("pylock", "gh"):
+        (bin_dir / tool).chmod(0o755)
+
+
+def _with_app_at(lock_text: str, version: str, build: str) -> str:
+    """``lock_text`` with the interpreter ``app`` moved to another version (and build)."""
+    lock = loads(lock_text)
+    pythons = [
+        attrs.evolve(p, version=version, build=build) if p.name == "app" else p
+        for p in lock.pythons
+    ]
+    return dumps(make_lock(pythons, config_digest=lock.config_digest, created_by=lock.created_by))
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="the workflow needs git")
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the workflow's steps are bash")
+@pytest.mark.skipif(sys.platform == "win32", reason="the workflow runs on ubuntu-latest")
+def test_upgrade_workflow_opens_then_updates_one_pull_request(tmp_path: Path) -> None:
+    """Run the workflow's own steps, as Actions would, three times: the first lock change
+    opens the pull request, the second updates it, and no change leaves it alone."""
+    newest = (EXAMPLES / "basic" / "pythons.lock").read_text()
+    older = _with_app_at(newest, "3.13.9", "20251014")
+    origin, repo, log, temp = (tmp_path / n for n in ("origin.git", "repo", "gh.log", "temp"))
+    temp.mkdir()
+    _fake_tools(tmp_path / "bin", log)
+    git_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "GIT_", "GH_"))},
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PYTHONPATH": str(ROOT),
+        "PYLOCK_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+    def git(*args: str, cwd: Path = repo) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, env=git_env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=tmp_path)
+    git("clone", "-q", str(origin), str(repo), cwd=tmp_path)
+    git("switch", "-q", "-c", "main")
+    shutil.copy(EXAMPLES / "basic" / "pythons.toml", repo / "pythons.toml")
+    (repo / "pythons.lock").write_text(older)
+    git("add", "pythons.toml", "pythons.lock")
+    git("commit", "-q", "-m", "project")
+    git("push", "-q", "origin", "main")
+
+    document = upgrade_workflow()
+    context = {"github.token": "fake-token", "github.ref_name": "main"}
+
+    def expand(value: str) -> str:
+        return _EXPRESSION.sub(lambda m: context[m.group(0)[3:-2].strip()], value)
+
+    def run_workflow(locked: str) -> dict[str, str]:
+        """One scheduled run on a fresh checkout of main, where `lock` writes ``locked``."""
+        git("checkout", "-q", "-f", "main")
+        git("reset", "-q", "--hard", "origin/main")
+        outputs: dict[str, dict[str, str]] = {}
+        for step in upgrade_steps():
+            if "run" not in step:
+                continue
+            if "pip install" in step["run"]:
+                continue
+            condition = step.get("if")
+            if condition is not None:
+                assert condition == "steps.changed.outputs.lock == 'true'"
+                if outputs["changed"].get("lock") != "true":
+                    continue
+            if step["run"].strip() == "pylock lock --refresh --upgrade":
+                # The only step that needs the real upstream: stand in for what it writes.
+                (repo / "pythons.lock").write_text(locked)
+                continue
+            output = tmp_path / "output"
+            output.write_text("")
+            env = {
+                **git_env,
+                **{k: expand(str(v)) for k, v in document["env"].items()},
+                **{k: expand(str(v)) for k, v in step.get("env", {}).items()},
+                "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                "GITHUB_OUTPUT": str(output),
+                "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+                "RUNNER_TEMP": str(temp),
+            }
+            script = expand(step["run"])
+            done = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, (step.get("name"), done.stdout, done.stderr)
+            lines = output.read_text().splitlines()
+            outputs[step.get("id", "")] = dict(line.split("=", 1) for line in lines)
+        return outputs["changed"]
+
+    def gh_calls() -> list[dict[str, Any]]:
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    branch = document["env"]["UPGRADE_BRANCH"]
+
+    assert run_workflow(newest) == {"lock": "true"}
+    view, create = gh_calls()
+    assert view["args"][:3] == ["pr", "view", branch]
+    args = create["args"]
+    assert args[:2] == ["pr", "create"]
+    assert args[args.index("--head") + 1] == branch and args[args.index("--base") + 1] == "main"
+    assert create["body"].startswith(MARKDOWN_MARKER)
+    assert "3.13.9" in create["body"] and "3.13.15" in create["body"]
+    assert git("show", f"origin/{branch}:pythons.lock") == newest
+    assert git("show", "origin/main:pythons.lock") == older
+    assert create["body"] in (tmp_path / "summary.md").read_text()
+
+    # Upstream moved again before the pull request was merged: the same one is updated.
+    newer = _with_app_at(newest, "3.13.16", "20261001")
+    assert run_workflow(newer) == {"lock": "true"}
+    view, edit = gh_calls()[2:]
+    assert view["args"][:2] == ["pr", "view"]
+    assert edit["args"][:3] == ["pr", "edit", branch]
+    assert "3.13.16" in edit["body"] and "3.13.15" not in edit["body"]
+    git("fetch", "-q", "origin")
+    assert git("show", f"origin/{branch}:pythons.lock") == newer
+
+    # Nothing new upstream: no commit, no push, no call to gh.
+    assert run_workflow(older) == {"lock": "false"}
+    assert len(gh_calls()) == 4
+
+
 # -- every pylock command in the examples -----------------------------------------------------
 
 
@@ -180,6 +372,8 @@ def all_example_commands() -> list[tuple[str, list[str]]]:
     found = []
     for script in run_scripts():
         found += [(WORKFLOW.name, args) for args in pylock_commands(script)]
+    for step in upgrade_steps():
+        found += [(UPGRADE.name, args) for args in pylock_commands(step.get("run", ""))]
     for doc in DOCS:
         for block in shell_blocks(doc.read_text()):
             found += [(doc.parent.name + "/" + doc.name, args) for args in pylock_commands(block)]

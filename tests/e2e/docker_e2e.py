@@ -287,6 +287,10 @@ def _pip_platform_args() -> list[str]:
     return [*args, "--platform", "any"]
 
 
+#: pylock's wheel file names start with this (the distribution is ``pythons-lock``).
+WHEEL_PREFIX = "pythons_lock-"
+
+
 def build_wheelhouse(dest: Path) -> dict[str, Any]:
     """pylock's wheel, its dependencies and uv, for ``pip install --no-index``."""
     if dest.exists():
@@ -304,11 +308,12 @@ def build_wheelhouse(dest: Path) -> dict[str, Any]:
             shutil.copy2(REPO / name, source / name)
     if not (source / "README.md").exists():
         (source / "README.md").write_text("pylock\n")
-    log("pip wheel pylock")
+    log("pip wheel pythons-lock")
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", str(dest)])
-    wheels = sorted(dest.glob("pylock-*.whl"))
+    # The distribution is pythons-lock, so the wheel is pythons_lock-<version>-....whl.
+    wheels = sorted(dest.glob(f"{WHEEL_PREFIX}*.whl"))
     if len(wheels) != 1:
-        raise SetupError(f"expected one pylock wheel in {dest}, found {wheels}")
+        raise SetupError(f"expected one pythons-lock wheel in {dest}, found {wheels}")
     wheel = wheels[0]
     # Package data must travel in the wheel: the bundled index snapshot above all.
     with zipfile.ZipFile(wheel) as zf:
@@ -328,9 +333,9 @@ def build_wheelhouse(dest: Path) -> dict[str, Any]:
         timeout=600,
     )  # fmt: skip
     for path in cache.glob("*.whl"):
-        if not path.name.startswith("pylock-"):
+        if not path.name.startswith(WHEEL_PREFIX):
             shutil.copy2(path, dest / path.name)
-    for stale in cache.glob("pylock-*.whl"):
+    for stale in cache.glob(f"{WHEEL_PREFIX}*.whl"):
         stale.unlink()
     return {
         "wheel": wheel.name,
