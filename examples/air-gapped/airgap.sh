@@ -13,13 +13,15 @@
 #     http(s) URL of a web server that serves OUTDIR. INTO defaults to .pythons/.
 #
 # Set PYLOCK to the command that runs pylock (default: pylock), e.g. PYLOCK="python -m pylock".
+# pylock is "pythons-lock" on PyPI: `pip install pythons-lock`; for the disconnected side,
+# `pip download pythons-lock -d WHEELS` here, then `pip install --no-index -f WHEELS pythons-lock`.
 set -euo pipefail
 
 read -r -a pylock <<< "${PYLOCK:-pylock}"
 GRAALPY_UPSTREAM="https://github.com/oracle/graalpython/releases/download/"
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
