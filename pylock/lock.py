@@ -121,7 +121,7 @@ class LockFile:
 
     #: Format version; only :data:`LOCK_VERSION` is understood.
     lock_version: int = LOCK_VERSION
-    #: The pylock that wrote it, e.g. ``pylock 0.1.0``.
+    #: The pylock that wrote it, e.g. ``pylock 0.2.0``.
     created_by: str = f"pylock {__version__}"
     #: ``sha256:<hex>`` of the normalized ``pythons.toml`` requests.
     config_digest: str

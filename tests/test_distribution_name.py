@@ -210,3 +210,17 @@ def test_the_installed_distribution_is_pythons_lock() -> None:
     assert [(e.name, e.value) for e in scripts if e.group == "console_scripts"] == [
         ("pylock", "pylock.entry:main")
     ]
+
+
+def test_example_pins_follow_the_version() -> None:
+    """The examples pin this release series; bumping `__version__` must bump them too."""
+    major_minor = ".".join(pylock.__version__.split(".")[:2])
+    dockerfile = (ROOT / "examples" / "docker" / "Dockerfile").read_text()
+    assert f"ARG PYLOCK_VERSION={pylock.__version__}\n" in dockerfile
+    docker_readme = (ROOT / "examples" / "docker" / "README.md").read_text()
+    assert f"| `PYLOCK_VERSION` | `{pylock.__version__}` |" in docker_readme
+    for name in ("examples/github-actions/pythons.yml", "examples/github-actions/upgrade.yml"):
+        pins = re.findall(r"pythons-lock==([0-9.*]+)", (ROOT / name).read_text())
+        assert pins and set(pins) == {f"{major_minor}.*"}, (name, pins)
+    readme_pins = re.findall(r"pythons-lock==([0-9.*]+)", (ROOT / "README.md").read_text())
+    assert readme_pins and set(readme_pins) == {f"{major_minor}.*"}
