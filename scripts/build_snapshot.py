@@ -59,9 +59,10 @@ def read_source(path: Path, *, limit: int = MAX_SOURCE_BYTES) -> bytes:
             stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
             data = stream.read(limit + 1)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        shipped = path.resolve() == DEFAULT_UV_JSON
         raise PylockError(
             f"{path}: damaged gzip data ({exc})",
-            hint="restore the file from git: git checkout -- data/",
+            hint="restore it: git checkout -- data/" if shipped else "fetch the file again",
         ) from None
     if len(data) > limit:
         raise PylockError(f"{path}: more than {limit} bytes; not a uv downloads JSON file")

@@ -194,6 +194,20 @@ def test_damaged_source_data_gives_one_clean_error(
     assert not out.exists()
 
 
+def test_damaged_gzip_names_how_to_recover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "downloads.json.gz"
+    source.write_bytes(gzip.compress(b"{}", mtime=0)[:12])
+    assert _script().main(["--uv-json", str(source), "--output", str(tmp_path / "o")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"build_snapshot: error: {source}: damaged gzip data "
+        "(Compressed file ended before the end-of-stream marker was reached)",
+        "build_snapshot: hint: fetch the file again",
+    ]
+
+
 def test_endless_source_data_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     """A gzip bomb stops at the limit instead of filling memory."""
     source = tmp_path / "bomb.json.gz"
