@@ -266,11 +266,13 @@ def test_build_twine_check_and_contents(dist: Path) -> None:
 @pytest.mark.timeout(900)
 def test_wheel_installs_offline_and_runs(dist: Path, wheelhouse: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv)
+    # Without pip in the venv (Debian's python3 may lack ensurepip): this pip installs into it.
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
     bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
     python = bindir / ("python.exe" if sys.platform == "win32" else "python")
     env = offline_env(dist, wheelhouse)
-    run(python, "-m", "pip", "install", "-q", f"{DISTRIBUTION}=={pylock.__version__}", env=env)
+    pip = [sys.executable, "-m", "pip", "--python", python]
+    run(*pip, "install", "-q", f"{DISTRIBUTION}=={pylock.__version__}", env=env)
 
     # Outside the checkout, so nothing can import the source tree by accident.
     outside = tmp_path / "elsewhere"
