@@ -338,3 +338,11 @@ def test_the_unpacked_sdist_runs_the_tests_that_need_its_data(dist: Path, tmp_pa
         env=env,
     )
     assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout
+    # And the whole suite is there: the sdist collects the very tests the checkout does.
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    collect += ["-m", "slow or not slow"]
+    in_sdist = run(*collect, cwd=unpacked, env=env).stdout
+    in_checkout = run(*collect, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}).stdout
+    ids = [line for line in in_sdist.splitlines() if "::" in line]
+    assert len(ids) > 900
+    assert ids == [line for line in in_checkout.splitlines() if "::" in line]
