@@ -60,7 +60,7 @@ def parse_latest_release(data: Any, *, url: str = LATEST_RELEASE_URL) -> str:
     '20260814'
     """
     tag = data.get("tag") if isinstance(data, dict) else None
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise UpstreamError(f'{url}: expected an object with a date tag such as "20251014"')
     return tag
 
@@ -140,7 +140,7 @@ def parse_releases_page(data: Any, *, url: str) -> list[ApiRelease]:
                 raise UpstreamError(f"{where}: an asset has no name")
             size = asset.get("size")
             digest = asset.get("digest")
-            match = _DIGEST.match(digest) if isinstance(digest, str) else None
+            match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
             link = asset.get("browser_download_url")
             assets.append(
                 ApiAsset(
@@ -300,7 +300,7 @@ async def refresh_pbs(
         try:
             async for page in iter_api_releases(docs, page_url=releases_page_url):
                 for release in page:
-                    if release.draft or not _TAG.match(release.tag):
+                    if release.draft or not _TAG.fullmatch(release.tag):
                         continue
                     if release.published_at:
                         tag_dates[release.tag] = release.published_at[:10]
