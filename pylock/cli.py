@@ -74,6 +74,15 @@ class Context:
             ) from None
         except OSError as exc:
             raise PylockError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            from pylock.errors import LockFileError, Problem
+            from pylock.lock import REPAIR_HINT
+
+            raise LockFileError(
+                _display(path),
+                [Problem("", f"not valid UTF-8 (byte {exc.start})")],
+                hint=REPAIR_HINT,
+            ) from None
         return loads(text, filename=_display(path))
 
     def install_dir(self, into: str | None = None) -> Path:
@@ -457,9 +466,11 @@ def _cmd_lock(ctx: Context) -> int:
         cache=ctx.cache,
         reporter=ctx.reporter,
     )
+    if outcome.recovered:
+        ctx.reporter.warn(outcome.recovered)
     try:
         before = ctx.lock_path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         before = None
     from pylock.diff import diff_locks, empty_lock, summary_lines
 

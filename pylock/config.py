@@ -288,10 +288,11 @@ def _platform_key(value: object, _: object) -> str:
     if text == HOST:
         return text
     try:
-        Platform.parse(text)
+        # Aliases ("linux-amd64", "aarch64-apple-darwin") become the canonical key here,
+        # so the resolver, duplicate checks and the lock only ever see canonical keys.
+        return Platform.parse(text).key
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
-    return text
 
 
 def _url(value: object, _: object) -> str:

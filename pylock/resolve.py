@@ -163,6 +163,31 @@ def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | N
     return True
 
 
+def pick_recovered(
+    config: Config, candidates: Iterable[LockedPython], *, host_platform: Platform | None
+) -> tuple[LockedPython, ...]:
+    """Of entries salvaged from a broken lock, the newest per interpreter that still fits.
+
+    Candidates may name one interpreter twice (both sides of a merge conflict).
+    """
+    kept: list[LockedPython] = []
+    pool = list(candidates)
+    for request in config.pythons:
+        if host_platform is None and HOST in request.platforms:
+            continue
+        try:
+            platforms = platform_keys(request, host_platform)  # type: ignore[arg-type]
+        except ResolutionError:
+            continue
+        fitting = [
+            c for c in pool if c.name == request.name and satisfies(request, c, platforms=platforms)
+        ]
+        if fitting:
+            best = max(fitting, key=_entry_order)
+            kept.append(attrs.evolve(best, default=request.default))
+    return tuple(kept)
+
+
 def diff_locks(old: LockFile | None, new: LockFile) -> tuple[Change, ...]:
     """A change for every interpreter in either lock, unchanged ones included, by name."""
     before = {p.name: p for p in old.pythons} if old is not None else {}

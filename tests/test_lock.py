@@ -100,7 +100,8 @@ def test_newer_lock_version_says_upgrade_pylock() -> None:
         ),
         (
             lambda t: t.replace('platform = "macos-aarch64"', 'platform = "macos-arm64"'),
-            "python[0].artifacts[1].platform: unknown platform 'macos-arm64'",
+            "python[0].artifacts[1].platform: 'macos-arm64' is not a canonical platform key "
+            "(write 'macos-aarch64')",
         ),
         (
             lambda t: t.replace("lock-version = 1\n", "lock-version = 1\nextra = 3\n"),
