@@ -571,6 +571,17 @@ def _cmd_sync(ctx: Context) -> int:
         ctx.reporter.event(f"removed {name} (no longer in {LOCK_FILENAME})")
     if bin_dir:
         _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
+    if result.failed:
+        # Every failure is reported, each under its interpreter's name; what could be
+        # installed was installed.
+        for name, error in result.failed:
+            report_error(_prefixed(name, error), color=ctx.color)
+        total = len(result.failed) + len(result.installed) + len(result.current)
+        raise PylockError(
+            f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
+            + ", ".join(name for name, _ in result.failed)
+            + f" ({len(result.installed) + len(result.current)} installed or up to date)"
+        )
     _remember_sync(
         ctx, result.installed + result.current, complete=not args.only and not args.platform
     )
@@ -966,6 +977,16 @@ def _cmd_run(ctx: Context) -> int:
         return subprocess.call([str(exe), *run_args])
     except OSError as exc:
         raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
+
+
+def _prefixed(name: str, error: PylockError) -> PylockError:
+    """The error with its first line naming the interpreter it is about."""
+    lines = (
+        [f"{error.file}: {p}" for p in error.problems]
+        if isinstance(error, FileProblemsError)
+        else str(error).splitlines() or [type(error).__name__]
+    )
+    return PylockError("\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint)
 
 
 # -- entry point -----------------------------------------------------------------------

@@ -89,8 +89,10 @@ class HashMismatchError(DownloadError):
         super().__init__(
             f"{what} mismatch for {url}: expected {expected}, got {actual}",
             url=url,
-            hint="the artifact changed upstream or was corrupted in transit; "
-            "if the new artifact is trusted, re-lock with `pylock lock --upgrade`",
+            hint="pylock installs only the bytes the lock names. Either a mirror or proxy "
+            "(--mirror, PYLOCK_MIRROR, PYLOCK_URL_REWRITES) serves another file: fix it, or "
+            "try without it; or upstream re-published the file: find out why before trusting "
+            "it, then re-lock that interpreter (`pylock lock --refresh --upgrade-python NAME`)",
         )
         self.expected = expected
         self.actual = actual
