@@ -787,7 +787,7 @@ def _cmd_which(ctx: Context) -> int:
 def _cmd_outdated(ctx: Context) -> int:
     import json
 
-    from pylock.errors import OfflineError
+    from pylock.errors import OfflineError, RateLimitError, UpstreamError
     from pylock.index.live import RefreshNeeds, refresh_index
     from pylock.index.snapshot import load_bundled
     from pylock.outdated import find_outdated, format_text, to_json
@@ -813,6 +813,19 @@ def _cmd_outdated(ctx: Context) -> int:
             ctx.reporter.warn(
                 f"{exc}; comparing with the bundled index of {index.source_date} only"
             )
+        except UpstreamError as exc:
+            if not exc.unreachable or isinstance(exc, RateLimitError):
+                raise
+            # No network: one line naming what could not be reached, and the way out.
+            ctx.reporter.detail(str(exc))
+            raise UpstreamError(
+                f"cannot reach {exc.url or 'upstream'} to look for newer builds",
+                url=exc.url,
+                unreachable=True,
+                hint="check the network and proxy settings (HTTPS_PROXY), or run "
+                "`pylock outdated --offline` to compare with cached listings and the "
+                f"bundled index of {index.source_date}",
+            ) from None
     entries = find_outdated(lock, index)
     if ctx.args.format == "json":
         ctx.out(json.dumps(to_json(entries, index=index), indent=2))

@@ -109,6 +109,24 @@ class OfflineError(PylockError):
 class UpstreamError(PylockError):
     """An upstream listing could not be fetched or parsed."""
 
+    #: The canonical URL of the listing, when one is to blame.
+    url: str | None = None
+    #: Whether the listing could not be had at all (no answer, 404, 5xx), as opposed
+    #: to an answer that made no sense.
+    unreachable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        url: str | None = None,
+        unreachable: bool = False,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.unreachable = unreachable
+
 
 class RateLimitError(UpstreamError):
     """The GitHub API refused a request because the rate limit ran out."""

@@ -317,6 +317,17 @@ async def refresh_pbs(
             reporter.warn(
                 f"{exc}; adding only the latest release {latest} (releases in between are unknown)"
             )
+        except UpstreamError as exc:
+            if not exc.unreachable:
+                raise
+            # A mirror of the downloads alone has no releases API; latest-release.json
+            # and SHA256SUMS still name the newest release and its hashes.
+            reporter.warn(
+                _api_missing(
+                    exc,
+                    f"adding only the latest release {latest} (releases in between are unknown)",
+                )
+            )
         # The latest release is, by definition, the newest one published; without the
         # API's date, make sure it does not sort before a tag published later than named.
         if latest not in tag_dates and (tag_date(latest) or "") < (newest_known or ""):
@@ -332,7 +343,15 @@ async def refresh_pbs(
         sums = parse_sha256sums(text, url=url) if text is not None else None
         release_assets = assets.get(tag)
         if sums is None and release_assets is None:
-            release_assets = await _find_release(docs, tag, tag_dates)
+            try:
+                release_assets = await _find_release(docs, tag, tag_dates)
+            except UpstreamError as exc:
+                if isinstance(exc, RateLimitError) or not exc.unreachable:
+                    raise
+                reporter.warn(
+                    _api_missing(exc, f"release {tag} has no SHA256SUMS either, so it is skipped")
+                )
+                return
             if release_assets is None:
                 missing.append(tag)
                 return
@@ -348,6 +367,10 @@ async def refresh_pbs(
     for tag in sorted(missing):
         reporter.warn(f"python-build-standalone has no release {tag!r}")
     return PbsRefresh(builds=tuple(builds), tag_dates=tag_dates, latest=latest)
+
+
+def _api_missing(exc: UpstreamError, consequence: str) -> str:
+    return f"the GitHub releases API did not answer ({exc.url or RELEASES_API}); {consequence}"
 
 
 async def _find_release(
