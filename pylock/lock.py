@@ -481,11 +481,12 @@ def from_document(document: Mapping[str, Any], *, filename: str = "pythons.lock"
     reader = _Reader()
     version = document.get("lock-version")
     if version is None:
-        raise LockFileError(filename, [Problem("lock-version", "missing")])
+        raise LockFileError(filename, [Problem("lock-version", "missing")], hint=REPAIR_HINT)
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockFileError(
             filename,
             [Problem("lock-version", f"expected an integer, got {_describe(version)}")],
+            hint=REPAIR_HINT,
         )
     if version != LOCK_VERSION:
         raise LockFileError(
