@@ -1013,9 +1013,16 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     else:
         lines = str(error).splitlines() or [type(error).__name__]
     for line in lines:
-        sys.stderr.write(f"pylock: {label}: {line}\n")
+        sys.stderr.write(f"pylock: {label}: {_plain(line)}\n")
     if error.hint:
-        sys.stderr.write(f"pylock: hint: {error.hint}\n")
+        sys.stderr.write(f"pylock: hint: {_plain(error.hint)}\n")
+
+
+def _plain(text: str) -> str:
+    """``text`` with control characters escaped, so no message can drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else ascii(c)[1:-1] for c in text)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

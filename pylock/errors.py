@@ -136,7 +136,9 @@ class ArchiveError(PylockError):
     """An archive is malformed or hostile; nothing was installed from it."""
 
     def __init__(self, message: str, *, archive: str, member: str | None = None) -> None:
-        where = f"{archive}: {member}: " if member else f"{archive}: "
+        # A hostile name must not reach a terminal raw: show it escaped if it is not plain.
+        shown = member if member is None or member.isprintable() else ascii(member)
+        where = f"{archive}: {shown}: " if member else f"{archive}: "
         super().__init__(where + message)
         self.archive = archive
         self.member = member

@@ -700,3 +700,40 @@ def test_console_script_reports_a_conflicted_lock_without_a_traceback(project: P
     assert done.returncode == 1
     assert done.stderr.startswith("pylock: error: pythons.lock: unresolved git merge conflict")
     assert "Traceback" not in done.stderr
+
+
+# -- archive member names with control characters --------------------------------------
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "evil", ["python/bin/x\x1b]0;owned\x07", "python/lib/a\nb.py", "python/lib/\x9bc.py"]
+)
+def test_member_names_with_control_characters_are_refused_and_shown_escaped(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], evil: str
+) -> None:
+    data = _tar_gz({"python/bin/python3.13": b"#!/bin/sh\n", evil: b"x"})
+    path = tmp_path / pbs_name("3.13.9", "20251014", "x86_64-unknown-linux-gnu")
+    entry = _entry("app", path, data, build="20251014", sha=sha256(data))
+    write(project, "pythons.lock", dumps(make_lock([entry], config_digest=DIGEST)))
+    assert run(project, "sync", "--platform", LINUX) == 1
+    err = capsys.readouterr().err
+    assert "control character in member name" in err
+    assert not any(c in err for c in "\x1b\x07\x9b")
+    [line] = [line for line in errors_of(err) if "control character" in line]
+    assert ascii(evil)[1:-1] in line  # the whole name, escaped, on the one error line
+    assert not (project / ".pythons" / "app").exists()
+    assert "Traceback" not in err
