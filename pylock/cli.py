@@ -74,6 +74,15 @@ class Context:
             ) from None
         except OSError as exc:
             raise PylockError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            from pylock.errors import LockFileError, Problem
+            from pylock.lock import REPAIR_HINT
+
+            raise LockFileError(
+                _display(path),
+                [Problem("", f"not valid UTF-8 (byte {exc.start})")],
+                hint=REPAIR_HINT,
+            ) from None
         return loads(text, filename=_display(path))
 
     def install_dir(self, into: str | None = None) -> Path:
@@ -457,9 +466,11 @@ def _cmd_lock(ctx: Context) -> int:
         cache=ctx.cache,
         reporter=ctx.reporter,
     )
+    if outcome.recovered:
+        ctx.reporter.warn(outcome.recovered)
     try:
         before = ctx.lock_path.read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         before = None
     from pylock.diff import diff_locks, empty_lock, summary_lines
 
@@ -560,6 +571,17 @@ def _cmd_sync(ctx: Context) -> int:
         ctx.reporter.event(f"removed {name} (no longer in {LOCK_FILENAME})")
     if bin_dir:
         _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
+    if result.failed:
+        # Every failure is reported, each under its interpreter's name; what could be
+        # installed was installed.
+        for name, error in result.failed:
+            report_error(_prefixed(name, error), color=ctx.color)
+        total = len(result.failed) + len(result.installed) + len(result.current)
+        raise PylockError(
+            f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
+            + ", ".join(name for name, _ in result.failed)
+            + f" ({len(result.installed) + len(result.current)} installed or up to date)"
+        )
     _remember_sync(
         ctx, result.installed + result.current, complete=not args.only and not args.platform
     )
@@ -765,7 +787,7 @@ def _cmd_which(ctx: Context) -> int:
 def _cmd_outdated(ctx: Context) -> int:
     import json
 
-    from pylock.errors import OfflineError
+    from pylock.errors import OfflineError, RateLimitError, UpstreamError
     from pylock.index.live import RefreshNeeds, refresh_index
     from pylock.index.snapshot import load_bundled
     from pylock.outdated import find_outdated, format_text, to_json
@@ -791,6 +813,19 @@ def _cmd_outdated(ctx: Context) -> int:
             ctx.reporter.warn(
                 f"{exc}; comparing with the bundled index of {index.source_date} only"
             )
+        except UpstreamError as exc:
+            if not exc.unreachable or isinstance(exc, RateLimitError):
+                raise
+            # No network: one line naming what could not be reached, and the way out.
+            ctx.reporter.detail(str(exc))
+            raise UpstreamError(
+                f"cannot reach {exc.url or 'upstream'} to look for newer builds",
+                url=exc.url,
+                unreachable=True,
+                hint="check the network and proxy settings (HTTPS_PROXY), or run "
+                "`pylock outdated --offline` to compare with cached listings and the "
+                f"bundled index of {index.source_date}",
+            ) from None
     entries = find_outdated(lock, index)
     if ctx.args.format == "json":
         ctx.out(json.dumps(to_json(entries, index=index), indent=2))
@@ -957,6 +992,16 @@ def _cmd_run(ctx: Context) -> int:
         raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
 
 
+def _prefixed(name: str, error: PylockError) -> PylockError:
+    """The error with its first line naming the interpreter it is about."""
+    lines = (
+        [f"{error.file}: {p}" for p in error.problems]
+        if isinstance(error, FileProblemsError)
+        else str(error).splitlines() or [type(error).__name__]
+    )
+    return PylockError("\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint)
+
+
 # -- entry point -----------------------------------------------------------------------
 
 
@@ -968,9 +1013,16 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     else:
         lines = str(error).splitlines() or [type(error).__name__]
     for line in lines:
-        sys.stderr.write(f"pylock: {label}: {line}\n")
+        sys.stderr.write(f"pylock: {label}: {_plain(line)}\n")
     if error.hint:
-        sys.stderr.write(f"pylock: hint: {error.hint}\n")
+        sys.stderr.write(f"pylock: hint: {_plain(error.hint)}\n")
+
+
+def _plain(text: str) -> str:
+    """``text`` with control characters escaped, so no message can drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else ascii(c)[1:-1] for c in text)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

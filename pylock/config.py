@@ -27,15 +27,14 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NewType, TypeVar
-from urllib.parse import urlsplit
 
 import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.errors import ConfigError, Problem
-from pylock.lock import is_sha256, is_valid_name
+from pylock.lock import build_problem, is_sha256, name_problem, url_problem
 from pylock.platforms import HOST, Platform
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant, parse_request
+from pylock.versions import Flavor, Implementation, Variant, parse_request
 
 if TYPE_CHECKING:
     import cattrs
@@ -167,13 +166,7 @@ _UPSTREAM_ONLY = ("version", "build", "prereleases")
 _TOP_KEYS = ("defaults", "python")
 _EMPTY_HINT = 'add an interpreter, e.g. a [python.main] table with version = "3.13"'
 
-# Directory names Windows reserves for devices, with or without an extension.
-_WINDOWS_RESERVED = frozenset(
-    ["con", "prn", "aux", "nul"]
-    + [f"com{i}" for i in range(1, 10)]
-    + [f"lpt{i}" for i in range(1, 10)]
-)
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -181,7 +174,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def _key_path(path: str, key: str) -> str:
     """Append ``key`` to a TOML path, quoting it where TOML would (``python."3.12"``)."""
-    shown = key if _BARE_KEY.match(key) else json.dumps(key)
+    shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
     return f"{path}.{shown}" if path else shown
 
 
@@ -284,8 +277,9 @@ def _version_text(value: object, _: object) -> str:
 
 def _build_tag(value: object, _: object) -> str:
     text = _strict_str(value, None)
-    if not text.strip():
-        raise _Invalid('empty build tag (expected e.g. "20251014", or leave it out for the newest)')
+    problem = build_problem(text)
+    if problem is not None:
+        raise _Invalid(problem)
     return text
 
 
@@ -294,29 +288,18 @@ def _platform_key(value: object, _: object) -> str:
     if text == HOST:
         return text
     try:
-        Platform.parse(text)
+        # Aliases ("linux-amd64", "aarch64-apple-darwin") become the canonical key here,
+        # so the resolver, duplicate checks and the lock only ever see canonical keys.
+        return Platform.parse(text).key
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
-    return text
 
 
 def _url(value: object, _: object) -> str:
     text = _strict_str(value, None)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("https", "http", "file")
-        or (parts.scheme != "file" and not parts.netloc)
-    ):
-        raise _Invalid(f"invalid URL {text!r} (expected https://, http:// or file://)")
-    filename = parts.path.rsplit("/", 1)[-1]
-    try:
-        ArchiveFormat.from_filename(filename)
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
+    problem = url_problem(text)
+    if problem is not None:
+        raise _Invalid(problem)
     return text
 
 
@@ -557,19 +540,6 @@ def digest_of_file(path: Path) -> str | None:
 # -- validation --------------------------------------------------------------------------------
 
 
-def _name_problem(name: str) -> str | None:
-    if not is_valid_name(name):
-        return (
-            f"invalid name {name!r} (expected letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit)"
-        )
-    if name.endswith("."):
-        return f"invalid name {name!r} (Windows drops a trailing '.' from directory names)"
-    if name.split(".")[0].lower() in _WINDOWS_RESERVED:
-        return f"invalid name {name!r} (a reserved device name on Windows)"
-    return None
-
-
 def _check_entry(
     path: str,
     table: Mapping[str, Any],
@@ -685,7 +655,7 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
     defaults_named: list[str] = []
     for name, raw in raw_pythons.items():
         path = _key_path("python", name)
-        bad_name = _name_problem(name)
+        bad_name = name_problem(name)
         if bad_name:
             problems.append(Problem(path, bad_name))
         folded = name.casefold()

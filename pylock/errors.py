@@ -89,8 +89,10 @@ class HashMismatchError(DownloadError):
         super().__init__(
             f"{what} mismatch for {url}: expected {expected}, got {actual}",
             url=url,
-            hint="the artifact changed upstream or was corrupted in transit; "
-            "if the new artifact is trusted, re-lock with `pylock lock --upgrade`",
+            hint="pylock installs only the bytes the lock names. Either a mirror or proxy "
+            "(--mirror, PYLOCK_MIRROR, PYLOCK_URL_REWRITES) serves another file: fix it, or "
+            "try without it; or upstream re-published the file: find out why before trusting "
+            "it, then re-lock that interpreter (`pylock lock --refresh --upgrade-python NAME`)",
         )
         self.expected = expected
         self.actual = actual
@@ -107,6 +109,24 @@ class OfflineError(PylockError):
 class UpstreamError(PylockError):
     """An upstream listing could not be fetched or parsed."""
 
+    #: The canonical URL of the listing, when one is to blame.
+    url: str | None = None
+    #: Whether the listing could not be had at all (no answer, 404, 5xx), as opposed
+    #: to an answer that made no sense.
+    unreachable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        url: str | None = None,
+        unreachable: bool = False,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.unreachable = unreachable
+
 
 class RateLimitError(UpstreamError):
     """The GitHub API refused a request because the rate limit ran out."""
@@ -116,7 +136,9 @@ class ArchiveError(PylockError):
     """An archive is malformed or hostile; nothing was installed from it."""
 
     def __init__(self, message: str, *, archive: str, member: str | None = None) -> None:
-        where = f"{archive}: {member}: " if member else f"{archive}: "
+        # A hostile name must not reach a terminal raw: show it escaped if it is not plain.
+        shown = member if member is None or member.isprintable() else ascii(member)
+        where = f"{archive}: {shown}: " if member else f"{archive}: "
         super().__init__(where + message)
         self.archive = archive
         self.member = member

@@ -56,6 +56,9 @@ _BLOCK = 512
 _MAX_META = 1 << 20
 _WINDOWS = sys.platform == "win32"
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# C0 and C1 control characters and DEL: no real archive names a file with them, and
+# printed raw they would drive the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _OPEN_FLAGS = (
     os.O_WRONLY
     | os.O_CREAT
@@ -118,6 +121,8 @@ def _split_name(name: str, archive: str) -> list[str]:
 
     if not name or "\0" in name:
         raise refuse("empty member name or NUL in it")
+    if _CONTROL.search(name):
+        raise refuse("control character in member name")
     if "\\" in name:
         # A separator on Windows, where ``..\\..\\x`` escapes; no real archive needs one.
         raise refuse("backslash in member name")

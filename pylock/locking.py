@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import LockFileError, PylockError, UsageError
+from pylock.errors import LockFileError, Problem, PylockError, UsageError
 
 if TYPE_CHECKING:
     from pylock.cache import Cache
@@ -34,22 +34,83 @@ class LockOutcome:
     text: str
     #: The lock that was on disk before, if any (and readable).
     previous: LockFile | None
+    #: What was wrong with a lock that could not be read, and what ``lock`` did about it.
+    recovered: str | None = None
 
 
 def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
     """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
-    from pylock.lock import loads
+    from pylock.lock import REPAIR_HINT, loads
 
     try:
         text = lock_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        if ignore_invalid:
+            return None
+        raise LockFileError(
+            lock_path.name, [Problem("", _unreadable(exc))], hint=REPAIR_HINT
+        ) from None
     try:
         return loads(text, filename=lock_path.name)
     except LockFileError:
         if ignore_invalid:
             return None
         raise
+
+
+def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte {exc.start})"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def recover_previous(
+    lock_path: Path, config: Config, host_platform: Platform | None
+) -> tuple[LockFile | None, str | None]:
+    """The previous lock for ``lock`` to build on, even from a broken or conflicted file.
+
+    A lock that loads is used as it is. Otherwise every well-formed entry either side
+    of a merge conflict holds is a candidate; per interpreter, the newest candidate that
+    still satisfies ``pythons.toml`` is kept, and the rest are resolved afresh. The
+    second value says what was wrong and what was done, for the user.
+    """
+    from pylock.lock import find_conflict, loads, make_lock, salvage
+    from pylock.resolve import pick_recovered
+
+    try:
+        data = lock_path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{lock_path.name}: {_unreadable(exc)}; resolved every entry afresh"
+    try:
+        return loads(data.decode("utf-8"), filename=lock_path.name), None
+    except UnicodeDecodeError as exc:
+        what = f"is {_unreadable(exc)}"
+        text = data.decode("utf-8", errors="replace")
+    except LockFileError as exc:
+        conflict = find_conflict(data.decode("utf-8"))
+        what = (
+            f"had unresolved git merge-conflict markers (line {conflict.line})"
+            if conflict is not None
+            else f"could not be read ({exc.problems[0]}"
+            + (f", and {len(exc.problems) - 1} more problem(s)" if len(exc.problems) > 1 else "")
+            + ")"
+        )
+        text = data.decode("utf-8")
+    kept = pick_recovered(config, salvage(text), host_platform=host_platform)
+    if kept:
+        sides = "both sides of the conflict" if find_conflict(text) else "it"
+        done = (
+            f"kept {', '.join(f'{p.name} ({p.label})' for p in kept)} from {sides}, "
+            "and resolved the rest from pythons.toml"
+        )
+    else:
+        done = "no locked build in it still fits pythons.toml, so every entry was resolved afresh"
+    previous = make_lock(kept, config_digest="sha256:" + "0" * 64) if kept else None
+    return previous, f"{lock_path.name} {what}; {done}"
 
 
 def _host_or_none() -> Platform | None:
@@ -121,13 +182,13 @@ def lock_project(
             f"--upgrade-python: {', '.join(repr(n) for n in unknown)} not in {config_path.name} "
             f"(defined: {', '.join(p.name for p in config.pythons)})"
         )
-    previous = read_previous(lock_path, ignore_invalid=upgrade)
     host_platform = _host_or_none()
     if host_platform is None and _needs_host(config):
         raise PylockError(
             "this machine is not a platform pylock knows, so `host` cannot be resolved",
             hint="list explicit platform keys in pythons.toml",
         )
+    previous, recovered = recover_previous(lock_path, config, host_platform)
     index = load_index(
         config,
         refresh=refresh,
@@ -155,6 +216,7 @@ def lock_project(
         lock=resolution.lock,
         text=dumps(resolution.lock),
         previous=previous,
+        recovered=recovered,
     )
 
 

@@ -46,11 +46,20 @@ class Platform:
 
     @classmethod
     def parse(cls, key: str) -> Platform:
-        """Parse a platform key; raise ``ValueError`` with a hint for unknown keys."""
-        try:
-            return _BY_KEY[key]
-        except (KeyError, TypeError):
-            raise ValueError(unknown_platform_message(key)) from None
+        """Parse a platform key or a common alias of one; raise ``ValueError`` otherwise.
+
+        >>> [Platform.parse(k).key for k in ("linux-amd64", "darwin-arm64", "win32-x64")]
+        ['linux-x86_64-gnu', 'macos-aarch64', 'windows-x86_64']
+        """
+        if not isinstance(key, str):
+            raise ValueError(unknown_platform_message(key))
+        found = _BY_KEY.get(key)
+        if found is None:
+            canonical = canonical_key(key)
+            found = _BY_KEY.get(canonical) if canonical else None
+        if found is None:
+            raise ValueError(unknown_platform_message(key))
+        return found
 
     @property
     def pbs_triple(self) -> str | None:
@@ -188,6 +197,89 @@ PLATFORM_KEYS: tuple[str, ...] = tuple(sorted(_BY_KEY))
 def all_platforms() -> tuple[Platform, ...]:
     """Every platform pylock knows, sorted by key."""
     return tuple(_BY_KEY[k] for k in PLATFORM_KEYS)
+
+
+# Other spellings of the OS and architecture parts of a key, as other tools write them.
+_OS_ALIASES = {
+    "linux": "linux",
+    "macos": "macos",
+    "darwin": "macos",
+    "osx": "macos",
+    "macosx": "macos",
+    "mac": "macos",
+    "windows": "windows",
+    "win": "windows",
+    "win32": "windows",
+    "win64": "windows",
+}
+_ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "x86-64": "x86_64",
+    "arm64": "aarch64",
+    "armv7l": "armv7",
+    "i386": "i686",
+    "i586": "i686",
+    "x86": "i686",
+    "powerpc64le": "ppc64le",
+    "ppc64el": "ppc64le",
+}
+# Words of a target triple that name neither the OS, the architecture nor the libc.
+_VENDORS = {"unknown", "pc", "apple"}
+_LIBCS = {"gnu", "musl", "gnueabi", "gnueabihf"}
+
+
+def canonical_key(text: str) -> str | None:
+    """The platform key that a common alias or target triple means, if it means one.
+
+    Accepts ``{os}-{arch}[-{libc}]`` and ``{arch}-{os}`` in other tools' words
+    (``linux-amd64``, ``darwin-arm64``, ``win-x64``, ``osx-x86_64``) and target triples
+    (``x86_64-unknown-linux-gnu``, ``aarch64-apple-darwin``, ``x86_64-pc-windows-msvc``).
+    Linux without a libc means glibc. Case and ``_``/``-`` between the parts do not matter.
+
+    >>> canonical_key("x86_64-unknown-linux-gnu"), canonical_key("aarch64-apple-darwin")
+    ('linux-x86_64-gnu', 'macos-aarch64')
+    >>> canonical_key("x86_64-pc-windows-msvc"), canonical_key("linux-arm64-musl")
+    ('windows-x86_64', 'linux-aarch64-musl')
+    >>> canonical_key("linux-sparc") is None
+    True
+    """
+    lowered = text.strip().lower()
+    if lowered in _BY_KEY:
+        return lowered
+    triple = Platform.from_pbs_triple(lowered)
+    if triple is not None:
+        return triple.key
+    parts = [p for p in lowered.replace("x86-64", "x86_64").split("-") if p]
+    # A bare "win32" or "win64" names both the OS and the word size.
+    if parts == ["win32"]:
+        return "windows-i686"
+    if parts == ["win64"]:
+        return "windows-x86_64"
+    os_name = arch = libc = None
+    for part in parts:
+        if os_name is None and part in _OS_ALIASES:
+            os_name = _OS_ALIASES[part]
+        elif arch is None and (part in _ARCH_ALIASES or _is_arch(part)):
+            arch = _ARCH_ALIASES.get(part, part)
+        elif libc is None and part in _LIBCS:
+            libc = part
+        elif not (part in _VENDORS or (part == "msvc" and os_name == "windows")):
+            return None
+    if os_name is None or arch is None:
+        return None
+    if os_name == "linux":
+        libc = libc or ("gnueabihf" if arch == "armv7" else "gnu")
+        key = f"linux-{arch}-{libc}"
+    elif libc is not None:
+        return None
+    else:
+        key = f"{os_name}-{arch}"
+    return key if key in _BY_KEY else None
+
+
+def _is_arch(word: str) -> bool:
+    return any(p.arch == word for p in _BY_KEY.values())
 
 
 def unknown_platform_message(key: object) -> str:

@@ -163,6 +163,31 @@ def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | N
     return True
 
 
+def pick_recovered(
+    config: Config, candidates: Iterable[LockedPython], *, host_platform: Platform | None
+) -> tuple[LockedPython, ...]:
+    """Of entries salvaged from a broken lock, the newest per interpreter that still fits.
+
+    Candidates may name one interpreter twice (both sides of a merge conflict).
+    """
+    kept: list[LockedPython] = []
+    pool = list(candidates)
+    for request in config.pythons:
+        if host_platform is None and HOST in request.platforms:
+            continue
+        try:
+            platforms = platform_keys(request, host_platform)  # type: ignore[arg-type]
+        except ResolutionError:
+            continue
+        fitting = [
+            c for c in pool if c.name == request.name and satisfies(request, c, platforms=platforms)
+        ]
+        if fitting:
+            best = max(fitting, key=_entry_order)
+            kept.append(attrs.evolve(best, default=request.default))
+    return tuple(kept)
+
+
 def diff_locks(old: LockFile | None, new: LockFile) -> tuple[Change, ...]:
     """A change for every interpreter in either lock, unchanged ones included, by name."""
     before = {p.name: p for p in old.pythons} if old is not None else {}
@@ -455,6 +480,150 @@ def _describe_request(request: PythonRequest) -> str:
 
 
 def _no_build_error(
+    request: PythonRequest,
+    index: Index,
+    platforms: Sequence[str],
+    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
+    common: set[_Key],
+    order: Callable[[_Key], _Order],
+) -> ResolutionError:
+    """Why nothing fits, in the terms of the mistake most likely behind it."""
+    candidates = {
+        p: index.candidates(request.implementation, p, request.variant) for p in platforms
+    }
+    return (
+        _only_prereleases(request, candidates)
+        or _flavor_missing(request, index, candidates, tables)
+        or (None if common else _no_common_build(request, index, candidates, tables, order))
+        or _lacking_platforms(request, index, platforms, tables, common, order)
+    )
+
+
+def _only_prereleases(
+    request: PythonRequest, candidates: dict[str, tuple[Build, ...]]
+) -> ResolutionError | None:
+    """Nothing final matches anywhere, but pre-releases would."""
+    spec = request.specifier
+    if request.prereleases or spec is None:
+        return None
+    final: set[str] = set()
+    pre: set[str] = set()
+    for builds in candidates.values():
+        for build in builds:
+            if request.build is not None and build.build != request.build:
+                continue
+            version = version_key(build.version)
+            if request_allows(spec, version, prereleases=False):
+                final.add(build.version)
+            elif request_allows(spec, version, prereleases=True):
+                pre.add(build.version)
+    if final or not pre:
+        return None
+    shown = sorted(pre, key=version_key, reverse=True)[:_LISTED]
+    return ResolutionError(
+        f"{request.name}: only pre-releases match version {request.version!r} "
+        f"({', '.join(shown)}); pre-releases are not chosen unless asked for",
+        hint=f"set prereleases = true in [python.{request.name}] to allow them, "
+        "or ask for a released version",
+    )
+
+
+def _flavor_missing(
+    request: PythonRequest,
+    index: Index,
+    candidates: dict[str, tuple[Build, ...]],
+    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
+) -> ResolutionError | None:
+    """The version exists on a platform, but in none of the flavors asked for."""
+    if request.implementation is not Implementation.CPYTHON or request.specifier is None:
+        return None
+    flavors = _flavor_choices(request)
+    lacking = [
+        p
+        for p, builds in candidates.items()
+        if not tables[p] and _matching(request, request.specifier, builds, {})
+    ]
+    if not lacking:
+        return None
+    having: set[str] = set()
+    for build in candidates[lacking[0]]:
+        if build.flavor in flavors and (
+            request.prereleases or not version_key(build.version).is_prerelease
+        ):
+            having.add(build.version)
+    names = " or ".join(repr(str(f)) for f in flavors)
+    found = sorted(having, key=version_key, reverse=True)
+    shown = ", ".join(found[:_LISTED]) + (f", ... ({len(found)} in all)" if len(found) > 4 else "")
+    return ResolutionError(
+        f"{request.name}: no build of {request.implementation} {request.specifier} for "
+        f"{', '.join(lacking)} comes in flavor {names}; "
+        + (f"versions that do: {shown}" if found else "no version there does"),
+        hint=f"pick one of those versions, or another flavor in [python.{request.name}] "
+        f"(or leave flavor out for the default, {Flavor.INSTALL_ONLY_STRIPPED})",
+    )
+
+
+def _no_common_build(
+    request: PythonRequest,
+    index: Index,
+    candidates: dict[str, tuple[Build, ...]],
+    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
+    order: Callable[[_Key], _Order],
+) -> ResolutionError | None:
+    """Each platform has the version, but under different build tags: no pin can help."""
+    if len(tables) < 2 or not all(tables.values()):
+        return None
+    versions = set.intersection(*({v for v, _ in t} for t in tables.values()))
+    if not versions:
+        return None
+    version = max(versions, key=version_key)
+    tags = {
+        p: sorted((b for v, b in t if v == version), key=index.tag_order, reverse=True)
+        for p, t in tables.items()
+    }
+    width = max(len(p) for p in tags)
+    lines = [
+        f"{request.name}: {request.implementation} {version} exists on every platform, but "
+        "in no one build that all of them share:",
+        *(f"  {p:<{width}}  {version}+{', '.join(t[:_LISTED])}" for p, t in sorted(tags.items())),
+    ]
+    newest = _newest_shared(request, candidates, order)
+    if newest is not None:
+        hint = (
+            f"the newest version with one build on all these platforms is {newest[0]} "
+            f'(build {newest[1]}): set version = "{newest[0]}" in [python.{request.name}], '
+            "or split the entry into one [python.NAME] per group of platforms"
+        )
+    else:
+        hint = (
+            f"no version has one build on all these platforms: split [python.{request.name}] "
+            "into one [python.NAME] per group of platforms"
+        )
+    return ResolutionError("\n".join(lines), hint=hint)
+
+
+def _newest_shared(
+    request: PythonRequest,
+    candidates: dict[str, tuple[Build, ...]],
+    order: Callable[[_Key], _Order],
+) -> _Key | None:
+    """The newest (version, build) any flavor of which every platform has, whatever the spec."""
+    flavors = _flavor_choices(request)
+    per_platform = []
+    for builds in candidates.values():
+        keys: dict[_Key, set[Flavor | None]] = {}
+        for build in builds:
+            if build.flavor in flavors and (
+                request.prereleases or not version_key(build.version).is_prerelease
+            ):
+                keys.setdefault((build.version, build.build), set()).add(build.flavor)
+        per_platform.append(keys)
+    shared = set.intersection(*(set(k) for k in per_platform)) if per_platform else set()
+    usable = [k for k in shared if set.intersection(*(keys[k] for keys in per_platform))]
+    return max(usable, key=order) if usable else None
+
+
+def _lacking_platforms(
     request: PythonRequest,
     index: Index,
     platforms: Sequence[str],

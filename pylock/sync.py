@@ -78,6 +78,8 @@ class SyncResult:
     unavailable: tuple[str, ...] = ()
     #: Number of archives downloaded (cache misses).
     downloaded: int = 0
+    #: Interpreters that could not be installed, each with its error (the others were).
+    failed: tuple[tuple[str, PylockError], ...] = ()
 
 
 def plan_sync(
@@ -149,7 +151,7 @@ class _Downloads:
     ) -> None:
         self._done = threading.Event()
         self._paths: dict[str, Path] = {}
-        self._error: BaseException | None = None
+        self._errors: dict[str, BaseException] = {}
         self._feeds = feeds
         self.count = len({j.artifact.sha256 for j in jobs})
         self._thread = threading.Thread(
@@ -163,30 +165,51 @@ class _Downloads:
     def _run(
         self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
     ) -> None:
-        from pylock.fetch import Wanted, ensure_archives
+        import asyncio
+
+        from pylock.fetch import Wanted, ensure_archives_async
+
+        # Each archive succeeds or fails on its own: one interpreter that cannot be had
+        # must not cancel the downloads of the others.
+        async def each() -> None:
+            limit = asyncio.Semaphore(max(1, options.jobs))
+
+            async def one(wanted: Wanted) -> None:
+                async with limit:
+                    try:
+                        found = await ensure_archives_async([wanted], cache, options, reporter)
+                        self._paths[wanted.sha256] = found[wanted.sha256]
+                    except Exception as exc:
+                        self._errors[wanted.sha256] = exc
+
+            await asyncio.gather(
+                *(
+                    one(Wanted.from_artifact(j.artifact, feed=self._feeds.get(j.artifact.sha256)))
+                    for j in jobs
+                )
+            )
 
         try:
-            wanted = [
-                Wanted.from_artifact(j.artifact, feed=self._feeds.get(j.artifact.sha256))
-                for j in jobs
-            ]
-            self._paths = ensure_archives(wanted, cache, options, reporter)
-            for sha256, feed in self._feeds.items():
-                feed.finished(self._paths[sha256])
+            asyncio.run(each())
         except BaseException as exc:  # handed to the waiting threads
-            self._error = exc
-            for feed in self._feeds.values():
-                feed.failed(exc)
+            for job in jobs:
+                self._errors.setdefault(job.artifact.sha256, exc)
         finally:
+            for sha256, feed in self._feeds.items():
+                error = self._errors.get(sha256)
+                if error is not None:
+                    feed.failed(error)
+                elif sha256 in self._paths:
+                    feed.finished(self._paths[sha256])
             self._done.set()
 
-    def wait(self) -> BaseException | None:
-        """Wait until every download ended; the error that stopped them, if any."""
+    def wait(self, sha256: str) -> BaseException | None:
+        """Wait until every download ended; the error that stopped this one, if any."""
         self._done.wait()
-        return self._error
+        return self._errors.get(sha256)
 
     def path(self, sha256: str) -> Path:
-        error = self.wait()
+        error = self.wait(sha256)
         if error is not None:
             raise error
         return self._paths[sha256]
@@ -274,7 +297,7 @@ def execute_sync(
             # asyncio's CancelledError here: either way the download's error is the
             # one to report (a sha256 mismatch naming the URL, not a "corrupt archive"
             # in a cache path that never existed).
-            error = downloads.wait()
+            error = downloads.wait(job.artifact.sha256)
             if error is not None and error is not exc:
                 raise error from None
             raise
@@ -309,7 +332,7 @@ def execute_sync(
         raise AssertionError("unreachable")
 
     installed: list[str] = []
-    errors: list[BaseException] = []
+    errors: list[tuple[str, BaseException]] = []
     # Hits first: they start extracting while the misses are still downloading.
     ordered = hits + misses
     # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
@@ -317,21 +340,53 @@ def execute_sync(
     workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(install_one, job) for job in ordered]
-        for future in futures:
+        for job, future in zip(ordered, futures, strict=True):
             try:
                 installed.append(future.result())
             except BaseException as exc:
-                errors.append(exc)
+                errors.append((job.python.name, exc))
     # No download outlives the sync (a streamed install skipped because another
     # process installed it meanwhile leaves its download running).
-    downloads.wait()
-    if errors:
-        raise errors[0]
+    downloads.wait("")
+    failed: list[tuple[str, PylockError]] = []
+    for name, error in errors:
+        if not isinstance(error, PylockError):
+            raise error  # a bug, or Ctrl-C: keep the traceback
+        if isinstance(error, HashMismatchError):
+            job = next(j for j in plan.jobs if j.python.name == name)
+            error.hint = mismatch_hint(error, job)
+        failed.append((name, error))
     removed = prune(dest_root, keep=plan.keep) if plan.stale else []
     return SyncResult(
+        failed=tuple(sorted(failed, key=lambda f: f[0])),
         installed=tuple(sorted(installed)),
         current=plan.current,
         removed=tuple(removed),
         unavailable=plan.unavailable,
         downloaded=downloads.count,
+    )
+
+
+def mismatch_hint(error: HashMismatchError, job: Job) -> str:
+    """What actually fixes a hash mismatch for this interpreter, given where the bytes came from.
+
+    ``lock --upgrade`` alone changes nothing: the index still holds the locked hash.
+    """
+    name = job.python.name
+    if error.url != job.artifact.url:
+        return (
+            f"the file came through a mirror or URL rewrite ({error.url}); the lock names "
+            f"upstream's file ({job.artifact.url}). Make the mirror serve that file (e.g. "
+            "refill it with `pylock mirror`), or sync without the mirror to check"
+        )
+    if job.python.build is None:
+        return (
+            f"the file at {job.artifact.url} changed since it was locked. If you trust the "
+            f"new file, `pylock lock --upgrade-python {name}` downloads it again and records "
+            f"its hash (if [python.{name}] sets sha256, update that first)"
+        )
+    return (
+        f"upstream now serves other bytes for {job.python.label} than the ones it published "
+        "and pylock locked: find out why before trusting them. To move to another build, "
+        f"run `pylock lock --refresh --upgrade-python {name}`"
     )

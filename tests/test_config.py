@@ -273,10 +273,10 @@ def test_dotted_names_are_valid() -> None:
             id="missing-version",
         ),
         pytest.param(
-            '[python.app]\nversion = "3.13"\nplatforms = ["macos-arm64"]\n',
+            '[python.app]\nversion = "3.13"\nplatforms = ["macos-aarch46"]\n',
             [
-                "pythons.toml: python.app.platforms[0]: unknown platform 'macos-arm64' "
-                "(did you mean 'macos-aarch64' or 'macos-x86_64'?)"
+                "pythons.toml: python.app.platforms[0]: unknown platform 'macos-aarch46' "
+                "(did you mean 'macos-aarch64' or 'windows-aarch64'?)"
             ],
             id="unknown-platform",
         ),
@@ -851,7 +851,7 @@ def test_config_digest_never_crashes(document: dict[str, Any]) -> None:
 def test_a_bad_default_does_not_hide_the_problems_of_entries() -> None:
     text = """
 [defaults]
-platforms = ["linux-x86_64-gnu", "macos-arm64"]
+platforms = ["linux-x86_64-gnu", "macos-aarch46"]
 implementation = "pypi"
 
 [python.app]
@@ -866,8 +866,8 @@ build = "20251007"
 prereleases = true
 """
     assert error_lines(text) == [
-        "pythons.toml: defaults.platforms[1]: unknown platform 'macos-arm64' "
-        "(did you mean 'macos-aarch64' or 'macos-x86_64'?)",
+        "pythons.toml: defaults.platforms[1]: unknown platform 'macos-aarch46' "
+        "(did you mean 'macos-aarch64' or 'windows-aarch64'?)",
         "pythons.toml: defaults.implementation: unknown value 'pypi' (did you mean 'pypy'?)",
         # Whether app is cpython (so may be free-threaded), and which platforms corp
         # inherits, is unknown: those rules are skipped rather than guessed.

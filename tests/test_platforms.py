@@ -54,9 +54,9 @@ def test_uv_fields_round_trip() -> None:
 
 def test_unknown_key_suggests_near_misses() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown platform 'macos-arm64' \(did you mean 'macos-aarch64'"
+        ValueError, match=r"unknown platform 'macos-aarch46' \(did you mean 'macos-aarch64'"
     ):
-        Platform.parse("macos-arm64")
+        Platform.parse("macos-aarch46")
     with pytest.raises(ValueError, match="expected 'host' or one of"):
         Platform.parse("zzz")
 

@@ -139,7 +139,7 @@ def test_prereleases_only_when_asked() -> None:
     assert lock_one(index, request(version=">=3.14", prereleases=True)).version == "3.15.0rc1"
     # Naming a pre-release asks for it.
     assert lock_one(index, request(version="3.15.0a7")).version == "3.15.0a7"
-    with pytest.raises(ResolutionError, match=r"none matching \(newest there: 3.15.0rc1"):
+    with pytest.raises(ResolutionError, match=r"only pre-releases match version '3.15'"):
         lock_one(index, request(version="3.15"))
     assert lock_one(index, request(version="3.15", prereleases=True)).version == "3.15.0rc1"
 
@@ -331,8 +331,8 @@ def test_missing_version_is_an_error_not_a_crash() -> None:
 
 def test_unknown_platform_and_upgrade_name() -> None:
     index = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
-    with pytest.raises(ResolutionError, match="unknown platform 'linux-x86_64'"):
-        lock_one(index, request(platforms=("linux-x86_64",)))
+    with pytest.raises(ResolutionError, match="unknown platform 'linux-sparc64'"):
+        lock_one(index, request(platforms=("linux-sparc64",)))
     with pytest.raises(UsageError, match="no interpreter named 'nope'"):
         lock_one(index, request(), upgrade=frozenset({"nope"}))
 

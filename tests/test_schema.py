@@ -192,7 +192,7 @@ INVALID_CONFIGS = {
     "string-bool": '[python.app]\nversion = "3.13"\nprereleases = "false"\n',
     "int-build": '[python.app]\nversion = "3.13"\nbuild = 20251007\n',
     "bad-specifier": '[python.app]\nversion = "3.x"\n',
-    "unknown-platform": '[python.app]\nversion = "3.13"\nplatforms = ["macos-arm64"]\n',
+    "unknown-platform": '[python.app]\nversion = "3.13"\nplatforms = ["macos-m1"]\n',
     "duplicate-platform": '[python.app]\nversion = "3.13"\nplatforms = ["host", "host"]\n',
     "no-platforms": '[python.app]\nversion = "3.13"\nplatforms = []\n',
     "bad-name": '[python."my app"]\nversion = "3.13"\n',

@@ -654,7 +654,7 @@ def test_wrong_bytes_fail_with_the_hash_mismatch_and_leave_nothing(
     actual = hashlib.sha256(wrong).hexdigest()
     served = project.server.url(app_a.path)
     assert (
-        f"pylock: error: sha256 mismatch for {served} (rewritten from {app_a.url}): "
+        f"pylock: error: app: sha256 mismatch for {served} (rewritten from {app_a.url}): "
         f"expected {app_a.sha256}, got {actual}"
     ) in result.err
     assert "Traceback" not in result.err
@@ -738,7 +738,8 @@ def test_restart_whose_retry_fails_reports_the_download_error(
     )
     result = project.sync()
     assert result.code == 1
-    assert f"pylock: error: HTTP 404 Not Found for {project.server.url(app_b.path)}" in result.err
+    served = project.server.url(app_b.path)
+    assert f"pylock: error: app: HTTP 404 Not Found for {served}" in result.err
     assert "Traceback" not in result.err
     assert project.server.hits(app_b.path) == 2
     assert not (project.into / "app").exists()
@@ -760,7 +761,8 @@ def test_not_found_is_a_clean_error_without_retries(project: Project, app_a: Bui
     project.lock(app_a)  # and the mirror does not have it
     result = project.sync()
     assert result.code == 1
-    assert f"pylock: error: HTTP 404 Not Found for {project.server.url(app_a.path)}" in result.err
+    served = project.server.url(app_a.path)
+    assert f"pylock: error: app: HTTP 404 Not Found for {served}" in result.err
     assert app_a.url in result.err
     assert "pylock: hint: check that the mirror holds this file" in result.err
     assert "Traceback" not in result.err
@@ -811,7 +813,7 @@ def test_corrupt_cached_archive_offline_is_a_clean_error_and_keeps_the_old_tree(
     result = project.sync("--reinstall", "--offline")
     assert result.code == 1
     assert f"cached archive {app_a.filename} is corrupt; evicted it" in result.err
-    assert "pylock: error: sha256 mismatch for" in result.err
+    assert "pylock: error: app: sha256 mismatch for" in result.err
     assert f"expected {app_a.sha256}" in result.err
     assert "Traceback" not in result.err
     assert not project.archive(app_a).exists()

@@ -63,7 +63,7 @@ def python_for_release(release: str, series: str | None) -> str | None:
 
 def release_of_tag(tag: str) -> str | None:
     """The GraalPy release number of a tag (``graal-25.0.1`` -> ``25.0.1``)."""
-    match = _TAG.match(tag)
+    match = _TAG.fullmatch(tag)
     return match.group(1) if match else None
 
 

@@ -290,7 +290,9 @@ class Documents:
             if cached is not None and not immutable:
                 self._use_stale(cached, f"cannot reach {url} ({exc})")
                 return self._parse_cached(cached, parse)
-            raise UpstreamError(f"cannot fetch {url}: {exc}", hint=exc.hint) from None
+            raise UpstreamError(
+                f"cannot fetch {url}: {exc}", hint=exc.hint, url=url, unreachable=True
+            ) from None
         now = self.clock()
         status = response.status
         if status == 304 and cached is not None and cached.status == 200:
@@ -322,7 +324,7 @@ class Documents:
                 self._use_stale(cached, str(error))
                 return self._parse_cached(cached, parse)
             raise error
-        raise UpstreamError(f"{url}: HTTP {status} from upstream")
+        raise UpstreamError(f"{url}: HTTP {status} from upstream", url=url, unreachable=True)
 
     def _parse_cached(self, cached: CachedDocument, parse: Callable[[bytes], T]) -> T | None:
         self._links[cached.url] = cached.link

@@ -60,7 +60,7 @@ def parse_latest_release(data: Any, *, url: str = LATEST_RELEASE_URL) -> str:
     '20260814'
     """
     tag = data.get("tag") if isinstance(data, dict) else None
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise UpstreamError(f'{url}: expected an object with a date tag such as "20251014"')
     return tag
 
@@ -140,7 +140,7 @@ def parse_releases_page(data: Any, *, url: str) -> list[ApiRelease]:
                 raise UpstreamError(f"{where}: an asset has no name")
             size = asset.get("size")
             digest = asset.get("digest")
-            match = _DIGEST.match(digest) if isinstance(digest, str) else None
+            match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
             link = asset.get("browser_download_url")
             assets.append(
                 ApiAsset(
@@ -300,7 +300,7 @@ async def refresh_pbs(
         try:
             async for page in iter_api_releases(docs, page_url=releases_page_url):
                 for release in page:
-                    if release.draft or not _TAG.match(release.tag):
+                    if release.draft or not _TAG.fullmatch(release.tag):
                         continue
                     if release.published_at:
                         tag_dates[release.tag] = release.published_at[:10]
@@ -317,6 +317,17 @@ async def refresh_pbs(
             reporter.warn(
                 f"{exc}; adding only the latest release {latest} (releases in between are unknown)"
             )
+        except UpstreamError as exc:
+            if not exc.unreachable:
+                raise
+            # A mirror of the downloads alone has no releases API; latest-release.json
+            # and SHA256SUMS still name the newest release and its hashes.
+            reporter.warn(
+                _api_missing(
+                    exc,
+                    f"adding only the latest release {latest} (releases in between are unknown)",
+                )
+            )
         # The latest release is, by definition, the newest one published; without the
         # API's date, make sure it does not sort before a tag published later than named.
         if latest not in tag_dates and (tag_date(latest) or "") < (newest_known or ""):
@@ -332,7 +343,15 @@ async def refresh_pbs(
         sums = parse_sha256sums(text, url=url) if text is not None else None
         release_assets = assets.get(tag)
         if sums is None and release_assets is None:
-            release_assets = await _find_release(docs, tag, tag_dates)
+            try:
+                release_assets = await _find_release(docs, tag, tag_dates)
+            except UpstreamError as exc:
+                if isinstance(exc, RateLimitError) or not exc.unreachable:
+                    raise
+                reporter.warn(
+                    _api_missing(exc, f"release {tag} has no SHA256SUMS either, so it is skipped")
+                )
+                return
             if release_assets is None:
                 missing.append(tag)
                 return
@@ -348,6 +367,10 @@ async def refresh_pbs(
     for tag in sorted(missing):
         reporter.warn(f"python-build-standalone has no release {tag!r}")
     return PbsRefresh(builds=tuple(builds), tag_dates=tag_dates, latest=latest)
+
+
+def _api_missing(exc: UpstreamError, consequence: str) -> str:
+    return f"the GitHub releases API did not answer ({exc.url or RELEASES_API}); {consequence}"
 
 
 async def _find_release(
