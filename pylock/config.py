@@ -35,6 +35,7 @@ from packaging.specifiers import SpecifierSet
 from pylock.errors import ConfigError, Problem
 from pylock.lock import is_sha256, is_valid_name
 from pylock.platforms import HOST, Platform
+from pylock.urls import has_credentials, redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant, parse_request
 
 if TYPE_CHECKING:
@@ -312,6 +313,16 @@ def _url(value: object, _: object) -> str:
         or (parts.scheme != "file" and not parts.netloc)
     ):
         raise _Invalid(f"invalid URL {text!r} (expected https://, http:// or file://)")
+    problem = url_problem(text)
+    if problem is not None:
+        raise _Invalid(f"invalid URL {redact(text)!r}: {problem}")
+    if has_credentials(text):
+        # The lock is committed to git: a secret in the URL would be published with it.
+        raise _Invalid(
+            f"URL {redact(text)!r} carries credentials, which would be written to "
+            "pythons.lock (put them in ~/.netrc, or keep the URL public and map it to the "
+            "private one with PYLOCK_URL_REWRITES)"
+        )
     filename = parts.path.rsplit("/", 1)[-1]
     try:
         ArchiveFormat.from_filename(filename)

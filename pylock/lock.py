@@ -18,6 +18,7 @@ import attrs
 from pylock import __version__
 from pylock.errors import LockFileError, Problem
 from pylock.platforms import PLATFORM_KEYS, unknown_platform_message
+from pylock.urls import url_problem
 from pylock.versions import Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -297,6 +298,13 @@ def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
         return None
 
 
+def _url_scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # a broken IPv6 literal such as https://[::1/
+        return ""
+
+
 def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
     if not isinstance(table, dict):
         reader.problem(path, f"expected a table, got {_describe(table)}")
@@ -312,10 +320,13 @@ def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
     if sha256 is not None and not is_sha256(sha256):
         reader.problem(f"{path}.sha256", f"invalid sha256 {sha256!r} (expected 64 lowercase hex)")
         sha256 = None
-    if url is not None and urlsplit(url).scheme not in ("https", "http", "file"):
+    if url is not None and _url_scheme(url) not in ("https", "http", "file"):
         reader.problem(
             f"{path}.url", f"invalid URL {url!r} (expected https://, http:// or file://)"
         )
+        url = None
+    if url is not None and (problem := url_problem(url)) is not None:
+        reader.problem(f"{path}.url", f"invalid URL {url!r}: {problem}")
         url = None
     if size is not None and size < 0:
         reader.problem(f"{path}.size", f"invalid size {size} (expected a byte count)")

@@ -151,7 +151,8 @@ class _Downloads:
         self._paths: dict[str, Path] = {}
         self._error: BaseException | None = None
         self._feeds = feeds
-        self.count = len({j.artifact.sha256 for j in jobs})
+        #: sha256 of every archive downloaded, re-downloads after corruption included.
+        self.tally: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, args=(jobs, cache, options, reporter), daemon=True
         )
@@ -170,7 +171,7 @@ class _Downloads:
                 Wanted.from_artifact(j.artifact, feed=self._feeds.get(j.artifact.sha256))
                 for j in jobs
             ]
-            self._paths = ensure_archives(wanted, cache, options, reporter)
+            self._paths = ensure_archives(wanted, cache, options, reporter, tally=self.tally)
             for sha256, feed in self._feeds.items():
                 feed.finished(self._paths[sha256])
         except BaseException as exc:  # handed to the waiting threads
@@ -305,9 +306,17 @@ def execute_sync(
                     raise
                 from pylock.fetch import Wanted, ensure_archives
 
-                ensure_archives([Wanted.from_artifact(job.artifact)], cache, options, reporter)
+                ensure_archives(
+                    [Wanted.from_artifact(job.artifact)],
+                    cache,
+                    options,
+                    reporter,
+                    tally=refetched,
+                )
         raise AssertionError("unreachable")
 
+    # Archives fetched again after the cached copy turned out corrupt: downloads too.
+    refetched: set[str] = set()
     installed: list[str] = []
     errors: list[BaseException] = []
     # Hits first: they start extracting while the misses are still downloading.
@@ -333,5 +342,5 @@ def execute_sync(
         current=plan.current,
         removed=tuple(removed),
         unavailable=plan.unavailable,
-        downloaded=downloads.count,
+        downloaded=len(downloads.tally) + len(refetched),
     )
