@@ -303,6 +303,9 @@ def _platform_key(value: object, _: object) -> str:
 
 def _url(value: object, _: object) -> str:
     text = _strict_str(value, None)
+    problem = url_problem(text)
+    if problem is not None:
+        raise _Invalid(f"invalid URL {redact(text)!r}: {problem}")
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -313,9 +316,6 @@ def _url(value: object, _: object) -> str:
         or (parts.scheme != "file" and not parts.netloc)
     ):
         raise _Invalid(f"invalid URL {text!r} (expected https://, http:// or file://)")
-    problem = url_problem(text)
-    if problem is not None:
-        raise _Invalid(f"invalid URL {redact(text)!r}: {problem}")
     if has_credentials(text):
         # The lock is committed to git: a secret in the URL would be published with it.
         raise _Invalid(

@@ -40,9 +40,7 @@ REDACTED = "***"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#'\"<>]+@")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # A closing bracket right before the end is the prose around the URL, not the value.
-_QUERY_PARAM = re.compile(
-    r"([?&;])([^=&#\s'\"<>/?]+)=([^&#\s'\"<>]*?)(?=[)\]]?(?:[&#\s'\"<>]|$))"
-)
+_QUERY_PARAM = re.compile(r"([?&;])([^=&#\s'\"<>/?]+)=([^&#\s'\"<>]*?)(?=[)\]]?(?:[&#\s'\"<>]|$))")
 _SECRET_NAMES = frozenset(
     {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",
      "authorization", "credential", "credentials", "apikey", "session"}

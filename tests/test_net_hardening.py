@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import hashlib
 import io
 import json
 import os
@@ -301,7 +300,10 @@ def test_streamed_install_stops_when_the_body_outgrows_the_lock(
         ("https://h/x?X-Amz-Signature=ff&X-Amz-Credential=AK%2F1", None),
         ("https://h/x?sv=2024&se=2025&sp=r&sig=abc%3D", "https://h/x?sv=2024&se=2025&sp=r&sig=***"),
         ("https://h/x?SIG=abc", "https://h/x?SIG=***"),
-        ("https://h/x?key=k&api_key=k2&Signature=s", "https://h/x?key=***&api_key=***&Signature=***"),
+        (
+            "https://h/x?key=k&api_key=k2&Signature=s",
+            "https://h/x?key=***&api_key=***&Signature=***",
+        ),
         ("failed (https://h/x?token=abc) again", "failed (https://h/x?token=***) again"),
         ("https://h/x?version=3&name=token", "https://h/x?version=3&name=token"),
         ("no urls at all: a=b", "no urls at all: a=b"),
@@ -512,7 +514,9 @@ def test_bad_url_in_a_lock_fails_cleanly(
             build=base.build,
             flavor=base.flavor,
             artifacts=(
-                Artifact(platform=base.artifacts[0].platform, url=url, sha256=base.artifacts[0].sha256),
+                Artifact(
+                    platform=base.artifacts[0].platform, url=url, sha256=base.artifacts[0].sha256
+                ),
             ),
         )
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
@@ -699,7 +703,7 @@ def _make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pylock test corporate CA")])
     ca = (
@@ -745,13 +749,15 @@ def _make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "cert.pem",
+        directory / "key.pem",
+    )
     ca_path.write_bytes(ca.public_bytes(pem))
     cert_path.write_bytes(cert.public_bytes(pem))
     key_path.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return ca_path, cert_path, key_path
 
@@ -794,3 +800,98 @@ def test_https_mirror_with_a_private_ca_needs_ssl_cert_file(
     assert "(1 installed, 1 downloaded)" in accepted.err
     assert (project.into / "app" / "bin" / "python3.12").exists()
     assert server.hits(build.path) == 1
+
+
+def test_credentials_in_rewrites_stay_out_of_the_lock_and_the_metadata_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented way to reach a private mirror: credentials live in the rewrite
+    # target (environment), never in pythons.toml, the lock or the caches.
+    from tests.upstream_server import UpstreamServer, pbs_install_only, pbs_name
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.toml").write_text(
+        '[python.app]\nversion = "3.13"\nplatforms = ["linux-x86_64-gnu"]\n'
+    )
+    with UpstreamServer() as upstream:
+        name = pbs_name("3.13.99", "20261120", "x86_64-unknown-linux-gnu")
+        upstream.add_pbs_release(
+            "20261120", "2026-11-20T09:00:00Z", {name: pbs_install_only("3.13.99")}
+        )
+        secret_base = upstream.base.replace("://", f"://me:{SECRET}@")
+        rewrites = " ".join(p.replace(upstream.base, secret_base) for p in upstream.rewrite_pairs())
+        environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache"), "PYLOCK_URL_REWRITES": rewrites}
+        code = main(["--project", str(project), "-v", "lock", "--upgrade", "--refresh"], environ)
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert any(r.path.startswith("/api/") for r in upstream.log)
+    _secret_free(captured.out, captured.err)
+    assert "20261120" in (project / "pythons.lock").read_text()
+    for root in (project, tmp_path / "cache"):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
+
+
+def _can_bind_read_only(directory: Path) -> bool:
+    import shutil
+    import subprocess
+
+    if os.name == "nt" or shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    script = f'mount --bind -o ro "{directory}" "{directory}" && ! touch "{directory}/probe"'
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, timeout=30, check=False
+    )
+    return result.returncode == 0
+
+
+def test_read_only_bind_mount_as_in_docker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real thing: `python -m pylock sync` with the cache on a read-only bind mount."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe-dir"
+    probe.mkdir()
+    if not _can_bind_read_only(probe):
+        pytest.skip("no read-only bind mount here (needs unshare -m and CAP_SYS_ADMIN)")
+    first, second = make_build("app"), make_build("tool", "20990202", big=1000)
+    with HttpServer() as server:
+        project = Project(tmp_path / "p", server, capsys)
+        project.root.mkdir()
+        project.serve(first, second)
+        project.lock(first)
+        assert project.sync().code == 0
+        cache = project.cache
+
+        def sync_read_only(into: Path) -> subprocess.CompletedProcess[str]:
+            command = " ".join(
+                [
+                    f'mount --bind -o ro "{cache}" "{cache}" &&',
+                    f'exec "{sys.executable}" -m pylock --project "{project.root}" sync',
+                    f'--into "{into}" --mirror "{project.mirror}"',
+                ]
+            )
+            return subprocess.run(
+                ["unshare", "-m", "sh", "-c", command],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "PYLOCK_CACHE_DIR": str(cache)},
+                check=False,
+            )
+
+        hit = sync_read_only(tmp_path / "into-hit")
+        assert hit.returncode == 0, hit.stderr
+        assert (tmp_path / "into-hit" / "app" / "bin" / "python3.12").exists()
+        project.lock(first, second)
+        miss = sync_read_only(tmp_path / "into-miss")
+    assert miss.returncode == 1
+    assert "pylock: error: cannot store downloads in the cache at" in miss.stderr
+    assert "PYLOCK_CACHE_DIR" in miss.stderr
+    assert "Read-only file system" in miss.stderr
+    assert "Traceback" not in miss.stderr
+    assert not (tmp_path / "into-miss" / "tool").exists()
