@@ -267,6 +267,10 @@ class Cache:
                 hold.acquire()
                 path = self.lookup(sha256)
         except OSError:
+            read_only = True
+        else:
+            read_only = False
+        if read_only:
             # A read-only cache (a Docker read-only mount): its hits still serve, unheld;
             # a cache nobody can write is a cache nobody prunes under us through pylock.
             yield self.lookup(sha256)

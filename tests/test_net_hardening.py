@@ -895,3 +895,22 @@ def test_read_only_bind_mount_as_in_docker(
     assert "Read-only file system" in miss.stderr
     assert "Traceback" not in miss.stderr
     assert not (tmp_path / "into-miss" / "tool").exists()
+
+
+@pytest.mark.parametrize("mode", ["close", "chunked", f"length:{4 << 20}"])
+def test_endless_metadata_body_is_refused(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # Listings (SHA256SUMS, the releases API) are read into memory: they have their own cap.
+    import asyncio
+
+    import pylock.fetch
+    from pylock.fetch import Fetcher
+
+    monkeypatch.setattr(pylock.fetch, "MAX_METADATA_BYTES", 1 << 20)
+
+    async def get(url: str) -> None:
+        async with Fetcher(options()) as fetcher:
+            await fetcher.get(url)
+
+    with EndlessServer(mode) as server, pytest.raises(DownloadError) as info:
+        asyncio.run(get(server.url("/SHA256SUMS")))
+    assert "too large" in str(info.value)
