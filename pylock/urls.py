@@ -36,11 +36,15 @@ class RefusedUrlError(DownloadError):
 
 #: What a secret is shown as.
 REDACTED = "***"
-# ``scheme://userinfo@``: everything between ``//`` and the ``@`` before the host.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#'\"<>]+@")
+# ``scheme://userinfo@``: everything between ``//`` and the last ``@`` before the path,
+# as urlsplit reads it (a raw ``@`` in a password must not leave the rest showing).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#'\"<>]+@")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
-# A closing bracket right before the end is the prose around the URL, not the value.
-_QUERY_PARAM = re.compile(r"([?&;])([^=&#\s'\"<>/?]+)=([^&#\s'\"<>]*?)(?=[)\]]?(?:[&#\s'\"<>]|$))")
+# A bracket, comma or full stop right before the end is prose around the URL, not value.
+# Values stop at ``;`` as well, which keeps the scan linear on hostile text.
+_QUERY_PARAM = re.compile(
+    r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s'\"<>]*?)(?=[).,\]]?(?:[&;#\s'\"<>]|$))"
+)
 _SECRET_NAMES = frozenset(
     {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",
      "authorization", "credential", "credentials", "apikey", "session"}
