@@ -493,7 +493,7 @@ class Fetcher:
             where = _describe(str(response.url), canonical)
             self._raise_for_transient(response.status, response.headers)
             if response.status != 200:
-                status = f"{response.status} {response.reason or ''}".strip()
+                status = f"{response.status} {_printable(response.reason or '')}".strip()
                 raise DownloadError(
                     f"HTTP {status} for {where}",
                     url=str(response.url),
@@ -694,11 +694,16 @@ def _origin(url: str) -> tuple[str, str]:
 _MAX_REASON = 300
 
 
-def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+def _printable(text: str) -> str:
+    """Server-chosen text made safe to print: one line, short, no terminal escapes."""
+    text = " ".join(text.split())
     if len(text) > _MAX_REASON:
         text = text[:_MAX_REASON] + "..."
-    text = "".join(c if c.isprintable() else "?" for c in text)  # no terminal escapes
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _reason(error: BaseException) -> str:
+    text = _printable(str(error))
     name = type(error).__name__
     if isinstance(error, TimeoutError) and "timeout" not in (text + name).lower():
         name += " (timed out)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import io
 import json
 import os
@@ -86,9 +87,18 @@ class EndlessServer:
     ``chunked``, or ``length:N`` (announces N bytes, then sends more than N).
     """
 
-    def __init__(self, mode: str = "close", prefix: bytes = b"") -> None:
+    def __init__(
+        self,
+        mode: str = "close",
+        prefix: bytes = b"",
+        status: bytes = b"200 OK",
+        *,
+        endless: bool = True,
+    ) -> None:
         self.mode = mode
         self.prefix = prefix
+        self.status = status
+        self.endless = endless
         self.sent: list[int] = []
         outer = self
 
@@ -119,7 +129,7 @@ class EndlessServer:
             if not data:
                 return
             request += data
-        head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        head = "Content-Type: application/octet-stream\r\n"
         if self.mode == "chunked":
             head += "Transfer-Encoding: chunked\r\n"
         elif self.mode.startswith("length:"):
@@ -129,9 +139,9 @@ class EndlessServer:
         sent = 0
         block = b"\0" * 65536
         try:
-            sock.sendall(head.encode() + b"\r\n")
+            sock.sendall(b"HTTP/1.1 " + self.status + b"\r\n" + head.encode() + b"\r\n")
             first = True
-            while sent < _SERVER_LIMIT:
+            while sent < _SERVER_LIMIT and self.endless:
                 data = self.prefix + block if first else block
                 first = False
                 if self.mode == "chunked":
@@ -208,19 +218,33 @@ def test_announced_length_over_the_cap_is_refused_before_reading(tmp_path: Path)
     assert info.value.limit == CAP
 
 
-def test_body_longer_than_content_length_ends_with_a_short_clean_error(tmp_path: Path) -> None:
-    # aiohttp takes the bytes past Content-Length for the next response and fails on
-    # them: the download ends, and the error does not quote megabytes of garbage.
-    cache = Cache(tmp_path / "cache")
+def test_body_longer_than_content_length_is_cut_at_it(tmp_path: Path) -> None:
+    # aiohttp reads exactly Content-Length bytes. Whether the extra bytes arrive before the
+    # body is complete (then they fail the response as a bad next status line) is a race:
+    # either the download is exactly the announced bytes, or it fails with a short error.
+    # It never takes the extra bytes for the archive, and it always ends.
     prefix = b"archive bytes " * 100
-    with EndlessServer(f"length:{len(prefix)}", prefix=prefix) as server:
-        started = time.monotonic()
-        with pytest.raises(DownloadError) as info:
-            download_unknown(server.url("/x.tar.gz"), cache, options(retries=1), NullReporter())
-    assert time.monotonic() - started < 10
-    assert len(str(info.value)) < 600
-    assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
-    assert partials(cache) == [] and cache.list() == []
+    outcomes = set()
+    for attempt in range(6):
+        cache = Cache(tmp_path / f"cache{attempt}")
+        with EndlessServer(f"length:{len(prefix)}", prefix=prefix) as server:
+            started = time.monotonic()
+            try:
+                sha256, size, path = download_unknown(
+                    server.url("/x.tar.gz"), cache, options(retries=1), NullReporter()
+                )
+            except DownloadError as error:
+                outcomes.add("error")
+                assert len(str(error)) < 600
+                assert "\x1b" not in str(error) and "\n" not in str(error)
+                assert cache.list() == []
+            else:
+                outcomes.add("cut")
+                assert (size, sha256) == (len(prefix), hashlib.sha256(prefix).hexdigest())
+                assert path.read_bytes() == prefix
+            assert time.monotonic() - started < 30
+        assert partials(cache) == []
+    assert outcomes
 
 
 def test_the_cap_comes_from_the_environment() -> None:
@@ -447,6 +471,22 @@ def test_diff_output_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[s
         captured = capsys.readouterr()
         assert code == 0, captured.err
         _secret_free(captured.out, captured.err)
+
+
+def test_hostile_status_line_is_cleaned_and_redacted(tmp_path: Path) -> None:
+    # The reason phrase is the server's to choose: an escape sequence, a secret, megabytes.
+    reason = b"Forbidden \x1b[2J\x1b]0;pwned\x07 see https://h/x?token=" + SECRET.encode()
+    cache = Cache(tmp_path / "cache")
+    status = b"403 " + reason + b"x" * 5000
+    with EndlessServer("length:0", status=status, endless=False) as server:
+        wanted = Wanted(url=server.url("/x.tar.gz"), sha256="d" * 64)
+        with pytest.raises(DownloadError) as info:
+            ensure_archives([wanted], cache, options(), NullReporter())
+    text = str(info.value)
+    assert "HTTP 403 Forbidden" in text
+    assert "\x1b" not in text and "\x07" not in text
+    assert len(text) < 600
+    assert SECRET not in redact(text)
 
 
 def test_reporter_redacts_every_line() -> None:
