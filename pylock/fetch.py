@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import random
+import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -420,6 +421,8 @@ class Fetcher:
 
         Transient failures are retried from the start. A wrong hash or size, a 4xx,
         or a refused URL fails at once. ``dest`` may hold a partial file on failure.
+        Nothing past ``size``, else ``Content-Length``, else the options'
+        ``max_download_size`` is ever written.
         """
         target = self.target(url)
         if urlsplit(target).scheme == "file":
@@ -450,18 +453,23 @@ class Fetcher:
         received = 0
         limit = size if size is not None else self.options.max_download_size
         try:
-            with source.open("rb") as reader, _create(dest) as writer:
-                if feed is not None:
-                    feed.begin(dest)
-                # At most one byte past the bound: /dev/zero or a FIFO never ends.
-                while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
-                    received += len(chunk)
-                    if received > limit:
-                        raise self._too_large(target, canonical, size, None, received)
-                    digest.update(chunk)
-                    _write(writer, chunk, dest, feed, received)
-                    if task is not None:
-                        task.advance(len(chunk))
+            with source.open("rb") as reader:
+                info = os.fstat(reader.fileno())
+                if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                    # A regular file states its size: no need to read it to refuse it.
+                    raise self._too_large(target, canonical, None, None, info.st_size)
+                with _create(dest) as writer:
+                    if feed is not None:
+                        feed.begin(dest)
+                    # At most one byte past the bound: /dev/zero or a FIFO never ends.
+                    while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
+                        received += len(chunk)
+                        if received > limit:
+                            raise self._too_large(target, canonical, size, None, received)
+                        digest.update(chunk)
+                        _write(writer, chunk, dest, feed, received)
+                        if task is not None:
+                            task.advance(len(chunk))
         except FileNotFoundError:
             raise DownloadError(
                 f"{_describe(target, canonical)} does not exist",

@@ -181,6 +181,21 @@ def test_file_dev_zero_without_size_stops_at_the_cap(tmp_path: Path) -> None:
     assert partials(cache) == []
 
 
+def test_large_regular_file_without_size_is_refused_without_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big.tar.gz"
+    with big.open("wb") as handle:
+        handle.truncate(64 * CAP)  # sparse: large, yet costs no disk
+    cache = Cache(tmp_path / "cache")
+    started = time.monotonic()
+    with pytest.raises(DownloadTooLargeError):
+        download_unknown(big.as_uri(), cache, options(), NullReporter())
+    assert time.monotonic() - started < 10
+    assert partials(cache) == []
+    small = tmp_path / "small.tar.gz"
+    small.write_bytes(b"x" * CAP)  # exactly the cap is fine
+    assert download_unknown(small.as_uri(), cache, options(), NullReporter())[1] == CAP
+
+
 @pytest.mark.parametrize("mode", ["close", "chunked"])
 def test_endless_body_without_any_size_stops_at_the_cap(tmp_path: Path, mode: str) -> None:
     cache = Cache(tmp_path / "cache")
