@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import UsageError
+from pylock.errors import CacheReadOnlyError, UsageError
 from pylock.fsutil import remove_tree
 from pylock.lock import is_sha256
 
@@ -201,6 +201,21 @@ class Cache:
         _check_sha256(sha256)
         return _lock(self.locks_dir / f"{sha256}.lock")
 
+    def require_writable(self) -> None:
+        """Raise :class:`CacheReadOnlyError` unless archives can be stored here."""
+        try:
+            probe = self.new_tmp_path("probe", ".tmp")
+            probe.touch(exist_ok=False)
+            probe.unlink()
+        except OSError as error:
+            raise CacheReadOnlyError(
+                f"cannot store downloads in the cache at {self.root} (PYLOCK_CACHE_DIR): "
+                f"{error.strerror or error}",
+                root=str(self.root),
+                hint="a read-only cache serves only the archives it holds: run `pylock fetch` "
+                "where it is writable, or point PYLOCK_CACHE_DIR at a writable directory",
+            ) from None
+
     def new_tmp_path(self, key: str, suffix: str = ".part") -> Path:
         """A fresh path in ``tmp/`` whose name starts with ``key`` (a sha256 or a word)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -243,13 +258,23 @@ class Cache:
         Yields ``None`` if it is not cached. Any number of processes may hold one archive.
         """
         marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{secrets.token_hex(6)}.lock"
-        hold = _lock(marker)
-        # Registering under the gate means a concurrent prune either saw this hold or
-        # finished evicting before it; it never evicts an archive that is being opened.
-        with self.gate(sha256):
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            hold.acquire()
-            path = self.lookup(sha256)
+        try:
+            hold = _lock(marker)
+            # Registering under the gate means a concurrent prune either saw this hold or
+            # finished evicting before it; it never evicts an archive that is being opened.
+            with self.gate(sha256):
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                hold.acquire()
+                path = self.lookup(sha256)
+        except OSError:
+            read_only = True
+        else:
+            read_only = False
+        if read_only:
+            # A read-only cache (a Docker read-only mount): its hits still serve, unheld;
+            # a cache nobody can write is a cache nobody prunes under us through pylock.
+            yield self.lookup(sha256)
+            return
         try:
             yield path
         finally:

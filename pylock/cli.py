@@ -143,11 +143,20 @@ class Context:
             getattr(args, "mirror", None) or self.environ.get("PYLOCK_MIRROR") or None,
             getattr(args, "pypy_mirror", None) or self.environ.get("PYLOCK_PYPY_MIRROR") or None,
         )
-        return FetchOptions(rewrites=rewrites, offline=self.offline, jobs=self.jobs())
+        from pylock.fetch import max_download_size_from_env
+
+        return FetchOptions(
+            rewrites=rewrites,
+            offline=self.offline,
+            jobs=self.jobs(),
+            max_download_size=max_download_size_from_env(self.environ),
+        )
 
     def out(self, text: str = "") -> None:
-        """Write a result line to stdout."""
-        sys.stdout.write(text + "\n")
+        """Write a result line to stdout, URL credentials redacted."""
+        from pylock.urls import redact
+
+        sys.stdout.write(redact(text) + "\n")
 
 
 def _display(path: Path) -> str:
@@ -645,9 +654,11 @@ def _cmd_fetch(ctx: Context) -> int:
         else:
             wanted.append(Wanted.from_artifact(artifact))
     cache = ctx.cache()
-    cached = {w.sha256 for w in wanted if cache.lookup(w.sha256, w.filename) is not None}
-    paths = ensure_archives(wanted, cache, ctx.fetch_options(), ctx.reporter, verify_hits=True)
-    downloaded = [sha for sha in paths if sha not in cached]
+    fetched: set[str] = set()
+    paths = ensure_archives(
+        wanted, cache, ctx.fetch_options(), ctx.reporter, verify_hits=True, tally=fetched
+    )
+    downloaded = [sha for sha in paths if sha in fetched]
     size = sum(paths[sha].stat().st_size for sha in downloaded)
     ctx.reporter.event(
         f"{len(paths)} archive(s) in {_display(cache.root)}: {len(downloaded)} downloaded"
@@ -1006,16 +1017,21 @@ def _prefixed(name: str, error: PylockError) -> PylockError:
 
 
 def report_error(error: PylockError, *, color: bool = False) -> None:
-    """Print an error the way pylock always does: one line per problem, then a hint."""
+    """Print an error the way pylock always does: one line per problem, then a hint.
+
+    URL credentials are redacted here, the one place every error passes through.
+    """
+    from pylock.urls import redact
+
     label = "\033[31merror\033[0m" if color else "error"
     if isinstance(error, FileProblemsError):
         lines = [f"{error.file}: {p}" for p in error.problems]
     else:
         lines = str(error).splitlines() or [type(error).__name__]
     for line in lines:
-        sys.stderr.write(f"pylock: {label}: {_plain(line)}\n")
+        sys.stderr.write(f"pylock: {label}: {_plain(redact(line))}\n")
     if error.hint:
-        sys.stderr.write(f"pylock: hint: {_plain(error.hint)}\n")
+        sys.stderr.write(f"pylock: hint: {_plain(redact(error.hint))}\n")
 
 
 def _plain(text: str) -> str:

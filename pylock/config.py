@@ -32,8 +32,9 @@ import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.errors import ConfigError, Problem
-from pylock.lock import build_problem, is_sha256, name_problem, url_problem
+from pylock.lock import artifact_url_problem, build_problem, is_sha256, name_problem
 from pylock.platforms import HOST, Platform
+from pylock.urls import has_credentials, redact
 from pylock.versions import Flavor, Implementation, Variant, parse_request
 
 if TYPE_CHECKING:
@@ -297,9 +298,16 @@ def _platform_key(value: object, _: object) -> str:
 
 def _url(value: object, _: object) -> str:
     text = _strict_str(value, None)
-    problem = url_problem(text)
+    problem = artifact_url_problem(text)
     if problem is not None:
         raise _Invalid(problem)
+    if has_credentials(text):
+        # The lock is committed to git: a secret in the URL would be published with it.
+        raise _Invalid(
+            f"URL {redact(text)!r} carries credentials, which would be written to "
+            "pythons.lock (put them in ~/.netrc, or keep the URL public and map it to the "
+            "private one with PYLOCK_URL_REWRITES)"
+        )
     return text
 
 

@@ -589,13 +589,15 @@ def render(
     new_label: str | None = None,
     verbose: bool = False,
 ) -> str:
-    """Render in ``text``, ``markdown`` or ``json``."""
+    """Render in ``text``, ``markdown`` or ``json``, URL credentials redacted."""
+    from pylock.urls import redact
+
     if fmt == "text":
-        return render_text(diff, verbose=verbose)
+        return redact(render_text(diff, verbose=verbose))
     if fmt == "markdown":
-        return render_markdown(diff, old_label=old_label, new_label=new_label)
+        return redact(render_markdown(diff, old_label=old_label, new_label=new_label))
     if fmt == "json":
-        return render_json(diff, old_label=old_label, new_label=new_label)
+        return redact(render_json(diff, old_label=old_label, new_label=new_label))
     raise ValueError(f"unknown diff format {fmt!r}")
 
 

@@ -98,6 +98,22 @@ class HashMismatchError(DownloadError):
         self.actual = actual
 
 
+class DownloadTooLargeError(DownloadError):
+    """A download grew past its bound: the lock's ``size``, ``Content-Length`` or the cap."""
+
+    def __init__(self, message: str, *, url: str, limit: int, hint: str | None = None) -> None:
+        super().__init__(message, url=url, hint=hint)
+        self.limit = limit
+
+
+class CacheReadOnlyError(PylockError):
+    """An archive must be downloaded, but the cache directory cannot be written."""
+
+    def __init__(self, message: str, *, root: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.root = root
+
+
 class OfflineError(PylockError):
     """An archive or listing is needed but pylock may not use the network."""
 

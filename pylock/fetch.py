@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import random
+import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,9 +21,10 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from pylock import __version__
-from pylock.cache import Cache, safe_filename, sha256_file
+from pylock.cache import Cache, parse_size, safe_filename, sha256_file
 from pylock.errors import (
     DownloadError,
+    DownloadTooLargeError,
     HashMismatchError,
     OfflineError,
     PylockError,
@@ -46,6 +48,9 @@ CHUNK_SIZE = 256 * 1024
 MAX_REDIRECTS = 10
 #: Metadata bodies larger than this are refused rather than held in memory.
 MAX_METADATA_BYTES = 256 * 1024 * 1024
+#: Cap for a download whose size neither the lock nor ``Content-Length`` states
+#: (``PYLOCK_MAX_DOWNLOAD_SIZE``); the largest real archives (full debug builds) are ~300 MB.
+DEFAULT_MAX_DOWNLOAD_SIZE = 2 * 1024**3
 _MAX_BACKOFF = 30.0
 _T = TypeVar("_T")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -81,6 +86,8 @@ class FetchOptions:
     backoff: float = 0.5
     #: Network timeouts.
     timeouts: Timeouts = Timeouts()
+    #: Byte cap for a download whose size nothing states (``PYLOCK_MAX_DOWNLOAD_SIZE``).
+    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
 
     @classmethod
     def from_environ(
@@ -98,7 +105,29 @@ class FetchOptions:
             rewrites=UrlRewrites.from_environ(environ) if rewrites is None else rewrites,
             offline=offline or env_flag(environ.get("PYLOCK_OFFLINE")),
             jobs=jobs_from_env(environ, jobs),
+            max_download_size=max_download_size_from_env(environ),
         )
+
+
+def max_download_size_from_env(environ: Mapping[str, str]) -> int:
+    """``PYLOCK_MAX_DOWNLOAD_SIZE`` (e.g. ``500M``, ``4G``), else the default cap.
+
+    >>> max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "500M"})
+    524288000
+    """
+    text = environ.get("PYLOCK_MAX_DOWNLOAD_SIZE", "").strip()
+    if not text:
+        return DEFAULT_MAX_DOWNLOAD_SIZE
+    try:
+        value = parse_size(text)
+    except UsageError:
+        value = 0
+    if value < 1:
+        raise UsageError(
+            f"PYLOCK_MAX_DOWNLOAD_SIZE must be a positive size, not {text!r}",
+            hint='write a size like "500M", "4G" or "800MB" (M = MiB, MB = 10^6)',
+        )
+    return value
 
 
 def env_flag(value: str | None) -> bool:
@@ -392,6 +421,8 @@ class Fetcher:
 
         Transient failures are retried from the start. A wrong hash or size, a 4xx,
         or a refused URL fails at once. ``dest`` may hold a partial file on failure.
+        Nothing past ``size``, else ``Content-Length``, else the options'
+        ``max_download_size`` is ever written.
         """
         target = self.target(url)
         if urlsplit(target).scheme == "file":
@@ -420,16 +451,25 @@ class Fetcher:
         source = _file_path(target)
         digest = hashlib.sha256()
         received = 0
+        limit = size if size is not None else self.options.max_download_size
         try:
-            with source.open("rb") as reader, _create(dest) as writer:
-                if feed is not None:
-                    feed.begin(dest)
-                while chunk := reader.read(CHUNK_SIZE):
-                    received += len(chunk)
-                    digest.update(chunk)
-                    _write(writer, chunk, dest, feed, received)
-                    if task is not None:
-                        task.advance(len(chunk))
+            with source.open("rb") as reader:
+                info = os.fstat(reader.fileno())
+                if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                    # A regular file states its size: no need to read it to refuse it.
+                    raise self._too_large(target, canonical, None, None, info.st_size)
+                with _create(dest) as writer:
+                    if feed is not None:
+                        feed.begin(dest)
+                    # At most one byte past the bound: /dev/zero or a FIFO never ends.
+                    while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
+                        received += len(chunk)
+                        if received > limit:
+                            raise self._too_large(target, canonical, size, None, received)
+                        digest.update(chunk)
+                        _write(writer, chunk, dest, feed, received)
+                        if task is not None:
+                            task.advance(len(chunk))
         except FileNotFoundError:
             raise DownloadError(
                 f"{_describe(target, canonical)} does not exist",
@@ -461,7 +501,7 @@ class Fetcher:
             where = _describe(str(response.url), canonical)
             self._raise_for_transient(response.status, response.headers)
             if response.status != 200:
-                status = f"{response.status} {response.reason or ''}".strip()
+                status = f"{response.status} {_printable(response.reason or '')}".strip()
                 raise DownloadError(
                     f"HTTP {status} for {where}",
                     url=str(response.url),
@@ -474,6 +514,12 @@ class Fetcher:
             length = response.content_length
             if size is not None and length is not None and length != size:
                 raise _mismatch(str(response.url), canonical, str(size), str(length), "size")
+            # The lock's size, else Content-Length, else the cap bounds what is written.
+            limit = size if size is not None else length
+            if limit is None:
+                limit = self.options.max_download_size
+            elif size is None and limit > self.options.max_download_size:
+                raise self._too_large(str(response.url), canonical, None, None, limit)
             digest = hashlib.sha256()
             received = 0
             try:
@@ -482,9 +528,9 @@ class Fetcher:
                         feed.begin(dest)
                     async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                         received += len(chunk)
-                        if size is not None and received > size:
-                            raise _mismatch(
-                                str(response.url), canonical, str(size), f"more than {size}", "size"
+                        if received > limit:
+                            raise self._too_large(
+                                str(response.url), canonical, size, length, received
                             )
                         digest.update(chunk)
                         _write(writer, chunk, dest, feed, received)
@@ -504,6 +550,34 @@ class Fetcher:
             return self._check(
                 str(response.url), canonical, digest.hexdigest(), received, sha256, size
             )
+
+    def _too_large(
+        self, url: str, canonical: str, size: int | None, length: int | None, got: int
+    ) -> DownloadError:
+        """The error for a body past its bound: the lock's size, Content-Length, or the cap.
+
+        ``got`` is how many bytes arrived, or the announced ``Content-Length``.
+        """
+        if size is not None:
+            return _mismatch(url, canonical, str(size), f"more than {size}", "size")
+        where = _describe(url, canonical)
+        if length is not None and got > length:
+            return DownloadTooLargeError(
+                f"download of {where} stopped: the body is longer than its "
+                f"Content-Length ({length} bytes)",
+                url=url,
+                limit=length,
+                hint="the server or a proxy on the way sends a broken response",
+            )
+        cap = self.options.max_download_size
+        return DownloadTooLargeError(
+            f"download of {where} stopped: it is larger than PYLOCK_MAX_DOWNLOAD_SIZE "
+            f"({cap} bytes, {human_size(cap)}), and nothing states its size",
+            url=url,
+            limit=cap,
+            hint="if the archive really is this large, raise PYLOCK_MAX_DOWNLOAD_SIZE "
+            '(e.g. "4G"); otherwise the server sends a wrong or endless body',
+        )
 
     @staticmethod
     def _check(
@@ -624,8 +698,20 @@ def _origin(url: str) -> tuple[str, str]:
     return (parts.scheme.lower(), parts.netloc.lower())
 
 
+#: An error's own text is cut to this: a hostile server can put megabytes of it there.
+_MAX_REASON = 300
+
+
+def _printable(text: str) -> str:
+    """Server-chosen text made safe to print: one line, short, no terminal escapes."""
+    text = " ".join(text.split())
+    if len(text) > _MAX_REASON:
+        text = text[:_MAX_REASON] + "..."
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _reason(error: BaseException) -> str:
-    text = str(error)
+    text = _printable(str(error))
     name = type(error).__name__
     if isinstance(error, TimeoutError) and "timeout" not in (text + name).lower():
         name += " (timed out)"
@@ -732,20 +818,23 @@ def ensure_archives(
     reporter: Reporter,
     *,
     verify_hits: bool = False,
+    tally: set[str] | None = None,
 ) -> dict[str, Path]:
     """Make sure every wanted archive is in the cache; returns sha256 -> cached path.
 
     Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
+    The sha256 of every archive actually downloaded is added to ``tally``.
     """
     found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
     if not misses:
         return found
     if options.offline:
         raise _offline_error(misses, cache, corrupt)
+    cache.require_writable()
     import asyncio
 
-    found.update(asyncio.run(_download_all(misses, cache, options, reporter)))
+    found.update(asyncio.run(_download_all(misses, cache, options, reporter, tally)))
     return found
 
 
@@ -756,18 +845,24 @@ async def ensure_archives_async(
     reporter: Reporter,
     *,
     verify_hits: bool = False,
+    tally: set[str] | None = None,
 ) -> dict[str, Path]:
     """:func:`ensure_archives` for callers already inside an event loop."""
     found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
     if misses:
         if options.offline:
             raise _offline_error(misses, cache, corrupt)
-        found.update(await _download_all(misses, cache, options, reporter))
+        cache.require_writable()
+        found.update(await _download_all(misses, cache, options, reporter, tally))
     return found
 
 
 async def _download_all(
-    misses: Sequence[Wanted], cache: Cache, options: FetchOptions, reporter: Reporter
+    misses: Sequence[Wanted],
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+    tally: set[str] | None = None,
 ) -> dict[str, Path]:
     import asyncio
 
@@ -776,7 +871,7 @@ async def _download_all(
 
         async def one(item: Wanted) -> tuple[str, Path]:
             async with limit:
-                return item.sha256, await obtain(fetcher, cache, item, reporter)
+                return item.sha256, await obtain(fetcher, cache, item, reporter, tally)
 
         tasks = [asyncio.ensure_future(one(item)) for item in misses]
         try:
@@ -814,8 +909,17 @@ async def _acquire(cache: Cache, sha256: str, on_wait: Callable[[], None]) -> An
         return gate
 
 
-async def obtain(fetcher: Fetcher, cache: Cache, item: Wanted, reporter: Reporter) -> Path:
-    """Download one archive into the cache unless it is (or meanwhile got) there."""
+async def obtain(
+    fetcher: Fetcher,
+    cache: Cache,
+    item: Wanted,
+    reporter: Reporter,
+    tally: set[str] | None = None,
+) -> Path:
+    """Download one archive into the cache unless it is (or meanwhile got) there.
+
+    Its sha256 goes into ``tally`` if it was downloaded here.
+    """
     gate = await _acquire(
         cache,
         item.sha256,
@@ -842,6 +946,8 @@ async def obtain(fetcher: Fetcher, cache: Cache, item: Wanted, reporter: Reporte
             if item.feed is not None:
                 item.feed.failed(error)
             raise
+        if tally is not None:
+            tally.add(item.sha256)
         if item.feed is not None:
             item.feed.finished(path)
         task.done(
@@ -878,6 +984,7 @@ async def download_unknown_async(
     fetcher: Fetcher, url: str, cache: Cache, reporter: Reporter
 ) -> tuple[str, int, Path]:
     """:func:`download_unknown` with the caller's :class:`Fetcher`."""
+    cache.require_writable()
     filename = safe_filename(filename_from_url(url))
     partial = cache.new_tmp_path("unknown")
     task = reporter.task(f"Downloading {filename}", None)

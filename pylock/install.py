@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pylock.errors import InstallError
+from pylock.urls import redact
 
 if TYPE_CHECKING:
     from pylock.extract import Readable, RecordEntry
@@ -491,7 +492,9 @@ def _write_record(
         "name": python.name,
         "artifact": {
             "platform": artifact.platform,
-            "url": artifact.url,
+            # The lock's URL, never a rewritten one; redacted in case a hand-edited lock
+            # carries credentials (the record is readable by anyone who can run python).
+            "url": redact(artifact.url),
             "sha256": artifact.sha256,
             "size": artifact.size,
         },

@@ -18,6 +18,7 @@ import attrs
 from pylock import __version__
 from pylock.errors import LockFileError, Problem
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
+from pylock.urls import redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -112,20 +113,22 @@ def version_problem(version: str) -> str | None:
     return None
 
 
-def url_problem(url: str) -> str | None:
-    """What makes ``url`` unfit as an artifact URL: scheme, host, port, characters, file name."""
-    problem = f"invalid URL {url!r} (expected https://, http:// or file://)"
+def artifact_url_problem(url: str) -> str | None:
+    """What makes ``url`` unfit as an artifact URL: scheme, host, port, characters, file name.
+
+    The URL is shown redacted: a lock or ``pythons.toml`` may carry a secret by mistake.
+    """
+    shown = redact(url)
     if _CONTROL.search(url):
-        return f"invalid URL {url!r} (control characters or spaces; escape them as %XX)"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError:
-        return problem
+        return f"invalid URL {shown!r} (control characters or spaces; escape them as %XX)"
+    syntax = url_problem(url)
+    if syntax is not None:
+        return f"invalid URL {shown!r}: {syntax}"
+    parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or (
         parts.scheme != "file" and not parts.hostname
     ):
-        return problem
+        return f"invalid URL {shown!r} (expected https://, http:// or file://)"
     try:
         ArchiveFormat.from_filename(unquote(parts.path.rsplit("/", 1)[-1]))
     except ValueError as exc:
@@ -409,7 +412,7 @@ def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
     if sha256 is not None and not is_sha256(sha256):
         reader.problem(f"{path}.sha256", f"invalid sha256 {sha256!r} (expected 64 lowercase hex)")
         sha256 = None
-    bad_url = url_problem(url) if url is not None else None
+    bad_url = artifact_url_problem(url) if url is not None else None
     if bad_url is not None:
         reader.problem(f"{path}.url", bad_url)
         url = None

@@ -131,6 +131,9 @@ class Reporter:
     # -- drawing ---------------------------------------------------------------------
 
     def _line(self, text: str) -> None:
+        from pylock.urls import redact
+
+        text = redact(text)  # every message, warning and progress line passes here
         with self._lock:
             self._clear()
             self.stream.write(text + "\n")
@@ -152,12 +155,15 @@ class Reporter:
 
 
 def _render(task: Task) -> str:
+    from pylock.urls import redact
+
+    label = redact(task.label)
     if task.total:
         fraction = min(task.completed / task.total, 1.0)
         filled = int(fraction * _BAR_WIDTH)
         bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        return f"{task.label} [{bar}] {human_size(task.completed)} / {human_size(task.total)}"
-    return f"{task.label} {human_size(task.completed)}"
+        return f"{label} [{bar}] {human_size(task.completed)} / {human_size(task.total)}"
+    return f"{label} {human_size(task.completed)}"
 
 
 class NullReporter(Reporter):

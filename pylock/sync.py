@@ -153,7 +153,8 @@ class _Downloads:
         self._paths: dict[str, Path] = {}
         self._errors: dict[str, BaseException] = {}
         self._feeds = feeds
-        self.count = len({j.artifact.sha256 for j in jobs})
+        #: sha256 of every archive downloaded, re-downloads after corruption included.
+        self.tally: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, args=(jobs, cache, options, reporter), daemon=True
         )
@@ -177,7 +178,9 @@ class _Downloads:
             async def one(wanted: Wanted) -> None:
                 async with limit:
                     try:
-                        found = await ensure_archives_async([wanted], cache, options, reporter)
+                        found = await ensure_archives_async(
+                            [wanted], cache, options, reporter, tally=self.tally
+                        )
                         self._paths[wanted.sha256] = found[wanted.sha256]
                     except Exception as exc:
                         self._errors[wanted.sha256] = exc
@@ -328,9 +331,17 @@ def execute_sync(
                     raise
                 from pylock.fetch import Wanted, ensure_archives
 
-                ensure_archives([Wanted.from_artifact(job.artifact)], cache, options, reporter)
+                ensure_archives(
+                    [Wanted.from_artifact(job.artifact)],
+                    cache,
+                    options,
+                    reporter,
+                    tally=refetched,
+                )
         raise AssertionError("unreachable")
 
+    # Archives fetched again after the cached copy turned out corrupt: downloads too.
+    refetched: set[str] = set()
     installed: list[str] = []
     errors: list[tuple[str, BaseException]] = []
     # Hits first: they start extracting while the misses are still downloading.
@@ -363,7 +374,7 @@ def execute_sync(
         current=plan.current,
         removed=tuple(removed),
         unavailable=plan.unavailable,
-        downloaded=downloads.count,
+        downloaded=len(downloads.tally) + len(refetched),
     )
 
 

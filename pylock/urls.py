@@ -8,8 +8,9 @@ at fetch time, so one lock works inside and outside a corporate network.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -29,6 +30,110 @@ _HINT = (
 
 class RefusedUrlError(DownloadError):
     """A URL (or a redirect to it) that pylock will not fetch, for security reasons."""
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+#: What a secret is shown as.
+REDACTED = "***"
+# ``scheme://userinfo@``: everything between ``//`` and the last ``@`` before the path,
+# as urlsplit reads it (a raw ``@`` in a password must not leave the rest showing).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#'\"<>]+@")
+# ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
+# A bracket, comma or full stop right before the end is prose around the URL, not value.
+# Values stop at ``;`` as well, which keeps the scan linear on hostile text.
+_QUERY_PARAM = re.compile(
+    r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s'\"<>]*?)(?=[).,\]]?(?:[&;#\s'\"<>]|$))"
+)
+_SECRET_NAMES = frozenset(
+    {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",
+     "authorization", "credential", "credentials", "apikey", "session"}
+)  # fmt: skip
+_SECRET_SUFFIXES = ("token", "signature", "secret", "password", "_key", "-key", "apikey")
+_SECRET_PREFIXES = ("x-amz-", "x-goog-")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter named ``name`` carries a credential (case-insensitive).
+
+    >>> [is_secret_param(n) for n in ("sig", "X-Amz-Credential", "access_token", "sv", "se")]
+    [True, True, True, False, False]
+    """
+    name = name.lower()
+    return (
+        name in _SECRET_NAMES
+        or name.endswith(_SECRET_SUFFIXES)
+        or name.startswith(_SECRET_PREFIXES)
+    )
+
+
+def _redact_param(match: re.Match[str]) -> str:
+    if not is_secret_param(match.group(2)) or not match.group(3):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={REDACTED}"
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL credential shown as ``***``: user:password and secret params.
+
+    The one redaction used wherever text leaves pylock: errors, hints, progress, diffs,
+    install records.
+
+    >>> redact("cannot get http://me:s3cr3t@h/x.tar.gz?sv=1&sig=abc&X-Amz-Date=2 (HTTP 403)")
+    'cannot get http://***@h/x.tar.gz?sv=1&sig=***&X-Amz-Date=*** (HTTP 403)'
+    """
+    if "@" not in text and "=" not in text:
+        return text
+    return _QUERY_PARAM.sub(_redact_param, _USERINFO.sub(rf"\1{REDACTED}@", text))
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user name or password, or a secret query parameter.
+
+    >>> has_credentials("https://u:p@h/x"), has_credentials("https://h/x?token=t")
+    (True, True)
+    >>> has_credentials("https://h/x?sv=2024&se=1")
+    False
+    """
+    return redact(url) != url
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a URL at all (a bad port, a broken IPv6 literal), or ``None``.
+
+    >>> url_problem("https://h:99999/x"), url_problem("https://[::1/x")
+    ('port 99999 is out of range (1-65535)', 'invalid IPv6 address in the host')
+    >>> url_problem("https://[::1]:8443/x") is None
+    True
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "invalid IPv6 address in the host"
+    return _parts_problem(parts)
+
+
+def _parts_problem(parts: SplitResult) -> str | None:
+    netloc = parts.netloc.rpartition("@")[2]
+    if netloc.startswith("["):
+        literal = netloc[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return f"invalid IPv6 address [{literal}] in the host"
+    try:
+        port = parts.port
+    except ValueError:
+        port_text = netloc.rpartition("]")[2].rpartition(":")[2]
+        if port_text.isdigit():
+            return f"port {port_text} is out of range (1-65535)"
+        return f"invalid port {port_text!r}"
+    if port == 0:
+        return "port 0 is out of range (1-65535)"
+    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -52,6 +157,10 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
     source, sep, target = text.partition("=")
     if not sep or not source or not target:
         raise UsageError(f"{origin}: invalid rewrite {text!r}: expected FROM=TO", hint=_HINT)
+    for part in (source, target):
+        problem = url_problem(part)
+        if problem is not None:
+            raise UsageError(f"{origin}: invalid rewrite {text!r}: {problem}", hint=_HINT)
     if not _is_url(source, ("http", "https", "file")):
         raise UsageError(
             f"{origin}: invalid rewrite {text!r}: FROM {source!r} is not an http, https "
@@ -73,6 +182,12 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     >>> mirror_rewrite(PYPY_DOWNLOAD_PREFIX, "file:///srv/pypy", origin="--pypy-mirror").target
     'file:///srv/pypy/'
     """
+    problem = url_problem(base)
+    if problem is not None:
+        raise UsageError(
+            f"{origin}: invalid mirror URL {base!r}: {problem}",
+            hint="give the mirror's base URL, e.g. https://mirror.example/python-build-standalone/",
+        )
     if not _is_url(base, _TARGET_SCHEMES):
         raise UsageError(
             f"{origin}: {base!r} is not an http, https or file URL",
@@ -89,6 +204,8 @@ def _is_url(text: str, schemes: Sequence[str]) -> bool:
     except ValueError:
         return False
     if parts.scheme not in schemes or any(c.isspace() for c in text):
+        return False
+    if _parts_problem(parts) is not None:
         return False
     # file: URLs may lack a host (file:///srv); http(s) ones may not.
     return parts.scheme == "file" or bool(parts.netloc)
@@ -255,11 +372,11 @@ def check_url(url: str, *, explicit: bool, canonical: str | None = None) -> None
     ...
     pylock.urls.RefusedUrlError: refusing plain http URL http://mirror.corp/x
     """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as error:
-        raise RefusedUrlError(f"invalid URL {url!r}: {error}", url=url) from None
+    problem = url_problem(url)
+    if problem is not None:
+        raise RefusedUrlError(f"invalid URL {url}: {problem}", url=url)
+    parts = urlsplit(url)
+    host = parts.hostname
     scheme = parts.scheme.lower()
     if scheme in ("https", "file"):
         return
