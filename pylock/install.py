@@ -270,7 +270,7 @@ def install(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path], Iterable[str]] | None = None,
+    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
     reporter: Reporter,
     if_needed: bool = False,
     source: Readable | None = None,
@@ -280,8 +280,9 @@ def install(
     ``source`` is read instead of ``archive`` when given: an archive still downloading
     (see :mod:`pylock.stream`), whose reader verifies the download before its end.
 
-    ``fixup(tmp_tree, final_path)`` may patch the tree before it is renamed into place
-    and returns the relative paths it changed, which are hashed again for the record.
+    ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
+    place and returns the relative paths it changed, which are hashed again for the
+    record; it reports files it leaves alone through ``warn``.
     With ``if_needed``, an install that became current while waiting for the lock
     (another process did it) is left alone. A hostile archive raises
     :class:`~pylock.errors.ArchiveError`, a corrupt one
@@ -323,7 +324,7 @@ def _install_locked(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path], Iterable[str]] | None,
+    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None,
     reporter: Reporter,
     source: Readable | None,
 ) -> None:
@@ -344,7 +345,7 @@ def _install_locked(
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
         if fixup is not None:
-            changed = list(fixup(tmp, final))
+            changed = list(fixup(tmp, final, reporter.warn))
             entries = _rehash(tmp, entries, changed)
             fixed_up_for = str(final)
         _write_record(tmp, entries, python, artifact, layout, fixed_up_for)
