@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pylock import __version__
-from pylock.errors import FileProblemsError, PylockError, UsageError
+from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 
 if TYPE_CHECKING:
     from pylock.cache import Cache
@@ -823,6 +823,8 @@ def _cmd_verify(ctx: Context) -> int:
         problems = [("modified", p) for p in report.modified]
         problems += [("missing", p) for p in report.missing]
         problems += [("extra", p) for p in report.extra]
+        problems += [("bytecode", p) for p in report.bytecode]
+        problems += [("permissions", f"{p} ({what})") for p, what in report.permissions]
         if report.ok:
             ctx.out(f"{name}: ok ({report.checked} files)")
         else:
@@ -831,7 +833,12 @@ def _cmd_verify(ctx: Context) -> int:
             ctx.out(f"{name}: {len(problems)} {noun} from its {report.checked} recorded files")
             # Packages pip-installed into the interpreter show up as extra files too.
             for kind, path in problems:
-                ctx.out(f"  {kind}: {path}")
+                ctx.out(f"  {kind}: {printable(path)}")
+            if report.unchecked_bytecode:
+                ctx.out(
+                    f"  ({report.unchecked_bytecode} bytecode caches not checked: "
+                    "the interpreter's own files differ)"
+                )
     if failed:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
