@@ -952,7 +952,7 @@ def _extract_zip(
         raise HashMismatchError(url=archive, expected=expected_sha256, actual=raw.hexdigest())
     try:
         handle = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _zip_errors(OSError) as exc:
         raise _corrupt(archive, exc) from exc
     with handle:
         for info in handle.infolist():
@@ -975,23 +975,49 @@ def _extract_zip(
                 continue
             mtime = _zip_mtime(info)
             try:
-                with handle.open(info) as stream:
-                    extraction.file(
-                        rel,
-                        name,
-                        executable=bool(mode & 0o111),
-                        mtime=mtime,
-                        data=_zip_views(stream),
-                    )
-            except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as exc:
+                stream = handle.open(info)
+            except _zip_errors(OSError) as exc:
                 raise ArchiveError(
                     f"cannot read member ({exc})", archive=archive, member=name
                 ) from exc
+            with stream:
+                extraction.file(
+                    rel,
+                    name,
+                    executable=bool(mode & 0o111),
+                    mtime=mtime,
+                    data=_zip_views(stream, archive, name),
+                )
 
 
-def _zip_views(stream: IO[bytes]) -> Iterator[memoryview]:
+def _zip_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What zipfile raises for a malformed archive (its decompressors and parsers leak)."""
+    import struct
+    import zipfile
+    import zlib
+
+    return (
+        *more,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        ValueError,
+        OverflowError,
+        RuntimeError,
+        struct.error,
+    )
+
+
+def _zip_views(stream: IO[bytes], archive: str, member: str) -> Iterator[memoryview]:
     while True:
-        data = stream.read(_CHUNK_SIZE)
+        try:
+            data = stream.read(_CHUNK_SIZE)
+        except _zip_errors(OSError) as exc:
+            # Only the read is guarded: a full disk while writing must propagate as it is.
+            raise ArchiveError(
+                f"cannot read member ({exc})", archive=archive, member=member
+            ) from exc
         if not data:
             return
         yield memoryview(data)
@@ -1167,10 +1193,11 @@ def _first_members(archive: Path, fmt: ArchiveFormat, *, limit: int) -> Iterator
 
         try:
             with zipfile.ZipFile(archive) as handle:
-                for info in handle.infolist():
-                    yield info.filename, info.is_dir()
-        except (zipfile.BadZipFile, OSError) as exc:
+                infos = handle.infolist()
+        except _zip_errors(OSError) as exc:
             raise _corrupt(name, exc) from exc
+        for info in infos:
+            yield info.filename, info.is_dir()
         return
     with open(archive, "rb") as handle:
         blocks = _Blocks(
