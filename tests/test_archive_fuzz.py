@@ -23,6 +23,7 @@ import signal
 import struct
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,7 +266,11 @@ class Hang(BaseException):
 
 @contextlib.contextmanager
 def deadline(seconds: int) -> Iterator[None]:
-    """Raise :class:`Hang` in this thread after ``seconds`` (POSIX; pytest-timeout elsewhere)."""
+    """Raise :class:`Hang` in this thread after ``seconds`` (POSIX; pytest-timeout elsewhere).
+
+    pytest-timeout may have an alarm of its own pending: it is re-armed afterwards with
+    whatever time it had left.
+    """
     if not hasattr(signal, "setitimer"):
         yield
         return
@@ -274,12 +279,16 @@ def deadline(seconds: int) -> Iterator[None]:
         raise Hang(f"a case took more than {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    pending, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if pending > 0:
+            left = pending - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
 
 
 LAYOUTS = {ArchiveFormat.TAR_GZ: "gz", ArchiveFormat.TAR_ZST: "zst", ArchiveFormat.ZIP: "zip"}
@@ -416,6 +425,22 @@ def test_deadline_interrupts_a_spinning_case() -> None:
     with pytest.raises(Hang), deadline(1):
         while True:
             pass
+
+
+def test_deadline_leaves_an_outer_alarm_pending() -> None:
+    """pytest-timeout's own alarm survives the per-case deadline."""
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no interval timers")
+    outer = signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    signal.setitimer(signal.ITIMER_REAL, 100)
+    try:
+        with deadline(5):
+            pass
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 90 < left <= 100
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer)
 
 
 # -- decompression bombs -------------------------------------------------------------------------
