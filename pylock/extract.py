@@ -120,7 +120,7 @@ def _split_name(name: str, archive: str) -> list[str]:
 
     if not name or "\0" in name:
         raise refuse("empty member name or NUL in it")
-    if _CONTROL.search(name):
+    if not name.isprintable() and _CONTROL.search(name):
         raise refuse("control character in member name")
     if "\\" in name:
         # A separator on Windows, where ``..\\..\\x`` escapes; no real archive needs one.
@@ -400,7 +400,6 @@ class _Blocks:
 
 
 _REGULAR = frozenset(b"07\0")
-_OCTAL = re.compile(rb"[0-7]+")
 _DECIMAL = re.compile(rb"[0-9]{1,20}")
 _PAX_DECIMAL = re.compile(r"[0-9]{1,20}")
 _PAX_TIME = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{0,12})?")
@@ -437,10 +436,13 @@ def _number(field: bytes) -> int:
             return int.from_bytes(field, "big", signed=True)
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\0", 1)[0].strip(b" ")
-    # int(text, 8) would also take "-7", "+7", "0o7" and "7_7".
-    if text and not _OCTAL.fullmatch(text):
+    if not text:
+        return 0
+    # int(text, 8) would also take "-7", "+7", "0o7" and "7_7"; bytes.isdigit is ASCII-only,
+    # and int() refuses 8 and 9.
+    if not text.isdigit():
         raise ValueError("not an octal number")
-    return int(text, 8) if text else 0
+    return int(text, 8)
 
 
 def _signed_checksum(header: bytes) -> int:
