@@ -364,3 +364,63 @@ def test_lock_of_a_hostile_full_archive_ends(tmp_path: Path) -> None:
     result = run_pylock(project, "lock")
     clean_error(result)
     assert "invalid member size -512" in result.stderr
+
+
+@pytest.mark.skipif(os.name == "nt", reason="streamed installs are POSIX-only")
+@pytest.mark.parametrize("case", ["pax-negative-size", "longname-negative-size", "pax-mtime-inf"])
+def test_streamed_install_from_a_mirror_ends(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The install that reads a download while it arrives (pylock.stream) ends too."""
+    from httpserver import HttpServer
+
+    import pylock.stream
+    from pylock.cli import main
+    from pylock.urls import PBS_DOWNLOAD_PREFIX
+
+    streamed: list[int] = []
+    original = pylock.stream.FeedReader.read
+
+    def read(reader: pylock.stream.FeedReader, size: int = -1) -> bytes:
+        data = original(reader, size)
+        streamed.append(len(data))
+        return data
+
+    monkeypatch.setattr(pylock.stream.FeedReader, "read", read)
+
+    data = gz(HOSTILE[case])
+    triple = HOST.pbs_triple
+    if triple is None:
+        pytest.skip("no python-build-standalone triple for this host")
+    filename = f"cpython-3.12.7+20990101-{triple}-install_only.tar.gz"
+    python = LockedPython(
+        name="app",
+        implementation=Implementation.CPYTHON,
+        version="3.12.7",
+        build="20990101",
+        flavor=Flavor.INSTALL_ONLY,
+        artifacts=(
+            Artifact(
+                platform=HOST.key,
+                url=f"{PBS_DOWNLOAD_PREFIX}20990101/{filename}",
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            ),
+        ),
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    into = tmp_path / "pythons"
+    with HttpServer() as server:
+        server.serve(f"/20990101/{filename}", data)
+        argv = ["--project", str(project), "sync", "--into", str(into)]
+        argv += ["--mirror", server.base_url + "/"]
+        code = main(argv, environ={"PYLOCK_CACHE_DIR": str(tmp_path / "cache")})
+    err = capsys.readouterr().err
+    assert code == 1
+    assert sum(streamed) > 0  # the install read the download as it arrived
+    assert "pylock: error:" in err and "Traceback" not in err
+    assert not (into / "app").exists()
+    assert [p for p in os.listdir(into) if p != ".pylock-locks"] == []
