@@ -837,7 +837,7 @@ def _cmd_verify(ctx: Context) -> int:
             if report.unchecked_bytecode:
                 ctx.out(
                     f"  ({report.unchecked_bytecode} bytecode caches not checked: "
-                    "the interpreter's own files differ)"
+                    "the tree differs from its record)"
                 )
     if failed:
         raise PylockError(

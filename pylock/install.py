@@ -92,7 +92,7 @@ class VerifyReport:
     #: Bytecode caches (``__pycache__/*.pyc``) not in the record that are not what their
     #: recorded source compiles to with the tree's interpreter, or could not be checked.
     bytecode: tuple[str, ...] = ()
-    #: Caches left unchecked because recorded files differ (the tree fails anyway).
+    #: Caches left unchecked because the tree differs from its record (it fails anyway).
     unchecked_bytecode: int = 0
     #: ``(path, what)`` for setuid or setgid files, and files or directories anyone may
     #: write to (extraction creates neither).
@@ -705,8 +705,9 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
             extra.append(rel)
     bytecode: list[str] = []
     unchecked = 0
-    if modified or missing:
-        # Never run an interpreter whose files differ from the record.
+    if modified or missing or extra:
+        # Never run an interpreter whose tree differs from its record: a changed or added
+        # file (an extension module shadowing encodings/) could run in the checker.
         unchecked = len(caches)
     elif caches:
         executable_path = _tree_executable(dest_root, state)

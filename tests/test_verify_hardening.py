@@ -219,7 +219,7 @@ def test_caches_are_not_checked_when_recorded_files_differ(
     assert (report.bytecode, report.unchecked_bytecode) == ((), 1)
     code, output = run_verify(project, tree, capsys)
     assert code == 1
-    assert "(1 bytecode caches not checked: the interpreter's own files differ)" in output
+    assert "(1 bytecode caches not checked: the tree differs from its record)" in output
 
 
 def test_caches_that_cannot_be_checked_are_reported(tmp_path: Path) -> None:
@@ -357,3 +357,16 @@ def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
     assert code == 1
     assert f"  bytecode: {Path(planted).relative_to(tree).as_posix()}\n" in output
     assert output.count("  bytecode: ") == 1
+
+
+def test_caches_are_not_checked_when_files_were_added(tmp_path: Path) -> None:
+    """An added file could run inside the checker (an extension module shadowing a
+    start-up module): the interpreter is not run, and the caches count as unchecked."""
+    _, tree = sync_tree(tmp_path)
+    compile_cache(tree, MODULE, source=EVIL)
+    marker = tmp_path / "ran"
+    (tree / LIB / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    report = verify(tree.parent, "app")
+    assert report.extra == (f"{LIB}/sitecustomize.py",)
+    assert (report.bytecode, report.unchecked_bytecode) == ((), 1)
+    assert not marker.exists()
