@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pylock import __version__
-from pylock.errors import FileProblemsError, PylockError, UsageError
+from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 
 if TYPE_CHECKING:
     from pylock.cache import Cache
@@ -869,6 +869,8 @@ def _cmd_verify(ctx: Context) -> int:
         problems = [("modified", p) for p in report.modified]
         problems += [("missing", p) for p in report.missing]
         problems += [("extra", p) for p in report.extra]
+        problems += [("bytecode", p) for p in report.bytecode]
+        problems += [("permissions", f"{p} ({what})") for p, what in report.permissions]
         if report.ok:
             ctx.out(f"{name}: ok ({report.checked} files)")
         else:
@@ -877,7 +879,12 @@ def _cmd_verify(ctx: Context) -> int:
             ctx.out(f"{name}: {len(problems)} {noun} from its {report.checked} recorded files")
             # Packages pip-installed into the interpreter show up as extra files too.
             for kind, path in problems:
-                ctx.out(f"  {kind}: {path}")
+                ctx.out(f"  {kind}: {printable(path)}")
+            if report.unchecked_bytecode:
+                ctx.out(
+                    f"  ({report.unchecked_bytecode} bytecode caches not checked: "
+                    "the tree differs from its record)"
+                )
     if failed:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
@@ -1029,16 +1036,10 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     else:
         lines = str(error).splitlines() or [type(error).__name__]
     for line in lines:
-        sys.stderr.write(f"pylock: {label}: {_plain(redact(line))}\n")
+        sys.stderr.write(f"pylock: {label}: {printable(redact(line))}\n")
     if error.hint:
-        sys.stderr.write(f"pylock: hint: {_plain(redact(error.hint))}\n")
+        sys.stderr.write(f"pylock: hint: {printable(redact(error.hint))}\n")
 
-
-def _plain(text: str) -> str:
-    """``text`` with control characters escaped, so no message can drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == "\t" else ascii(c)[1:-1] for c in text)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

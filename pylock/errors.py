@@ -148,14 +148,30 @@ class RateLimitError(UpstreamError):
     """The GitHub API refused a request because the rate limit ran out."""
 
 
+def printable(text: str) -> str:
+    r"""``text`` with every control or other non-printable character escaped.
+
+    Names from an archive reach a terminal only through this: an escape sequence in a
+    member name could otherwise rewrite what the user sees.
+
+    >>> printable("python/bin/\x1b[2Jok\u202e")
+    'python/bin/\\x1b[2Jok\\u202e'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class ArchiveError(PylockError):
-    """An archive is malformed or hostile; nothing was installed from it."""
+    """An archive is malformed or hostile; nothing was installed from it.
+
+    The message shows member names escaped (see :func:`printable`); ``member`` keeps the
+    name as it was.
+    """
 
     def __init__(self, message: str, *, archive: str, member: str | None = None) -> None:
-        # A hostile name must not reach a terminal raw: show it escaped if it is not plain.
-        shown = member if member is None or member.isprintable() else ascii(member)
-        where = f"{archive}: {shown}: " if member else f"{archive}: "
-        super().__init__(where + message)
+        where = f"{archive}: {member}: " if member else f"{archive}: "
+        super().__init__(printable(where + message))
         self.archive = archive
         self.member = member
 

@@ -56,9 +56,8 @@ _BLOCK = 512
 _MAX_META = 1 << 20
 _WINDOWS = sys.platform == "win32"
 _DRIVE = re.compile(r"^[A-Za-z]:")
-# C0 and C1 control characters and DEL: no real archive names a file with them, and
-# printed raw they would drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: C0 and C1 control characters and DEL: no real member name has one, and a terminal obeys them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _OPEN_FLAGS = (
     os.O_WRONLY
     | os.O_CREAT
@@ -121,7 +120,7 @@ def _split_name(name: str, archive: str) -> list[str]:
 
     if not name or "\0" in name:
         raise refuse("empty member name or NUL in it")
-    if _CONTROL.search(name):
+    if not name.isprintable() and _CONTROL.search(name):
         raise refuse("control character in member name")
     if "\\" in name:
         # A separator on Windows, where ``..\\..\\x`` escapes; no real archive needs one.
@@ -366,6 +365,8 @@ class _Blocks:
         return self._pos >= len(self._buf) and not self._fill()
 
     def read(self, size: int) -> bytes:
+        if size < 0:
+            raise _Truncated  # never reached (sizes are checked); must not move backwards
         end = self._pos + size
         if end <= len(self._buf):
             data = self._buf[self._pos : end]
@@ -383,6 +384,8 @@ class _Blocks:
         return b"".join(parts)
 
     def views(self, size: int) -> Iterator[memoryview]:
+        if size < 0:
+            raise _Truncated  # never reached (sizes are checked); must not loop for ever
         while size:
             if self._pos >= len(self._buf) and not self._fill():
                 raise _Truncated
@@ -397,6 +400,14 @@ class _Blocks:
 
 
 _REGULAR = frozenset(b"07\0")
+_DECIMAL = re.compile(rb"[0-9]{1,20}")
+_PAX_DECIMAL = re.compile(r"[0-9]{1,20}")
+_PAX_TIME = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{0,12})?")
+#: Largest member accepted (64 GiB); real interpreter files are a few hundred MB at most.
+_MAX_MEMBER = 1 << 36
+#: Modification times an install may carry: 1901 to 9999 (what every OS can set).
+_MIN_MTIME = -(1 << 31)
+_MAX_MTIME = 253402300799
 _DEVICE_TYPES = {ord("3"): "character device", ord("4"): "block device", ord("6"): "FIFO"}
 _ZERO_BLOCK = bytes(_BLOCK)
 
@@ -412,13 +423,26 @@ class _TarMember:
 
 
 def _number(field: bytes) -> int:
+    """A numeric header field: octal digits, or GNU base-256 (which may be negative).
+
+    >>> _number(b"0000644\\0"), _number(b"\\x80" + (512).to_bytes(11, "big"))
+    (420, 512)
+    >>> _number(b"\\xff" * 10 + b"\\xfe\\x00")
+    -512
+    """
     if field[0] & 0x80:
         # GNU base-256 for values that do not fit in octal (files over 8 GiB).
         if field[0] == 0xFF:
             return int.from_bytes(field, "big", signed=True)
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\0", 1)[0].strip(b" ")
-    return int(text, 8) if text else 0
+    if not text:
+        return 0
+    # int(text, 8) would also take "-7", "+7", "0o7" and "7_7"; bytes.isdigit is ASCII-only,
+    # and int() refuses 8 and 9.
+    if not text.isdigit():
+        raise ValueError("not an octal number")
+    return int(text, 8)
 
 
 def _signed_checksum(header: bytes) -> int:
@@ -432,20 +456,41 @@ def _text(field: bytes) -> bytes:
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
+    """Records ``LENGTH KEY=VALUE\\n``; LENGTH counts the whole record, itself included.
+
+    >>> _parse_pax(b"16 path=python/\\n11 size=42\\n")
+    {'path': 'python/', 'size': '42'}
+    """
     records: dict[str, str] = {}
     pos = 0
     while pos < len(data) and data[pos] != 0:
-        space = data.index(b" ", pos)
+        space = data.find(b" ", pos, pos + 21)
+        if space < 0 or not _DECIMAL.fullmatch(data[pos:space]):
+            raise ValueError("bad pax record length")
         length = int(data[pos:space])
-        record = data[space + 1 : pos + length]
-        if length <= 0 or not record.endswith(b"\n"):
-            raise ValueError("bad pax record")
-        key, sep, value = record[:-1].partition(b"=")
-        if not sep:
+        end = pos + length
+        # Each record must reach past its own length field and stay inside the header.
+        if end <= space + 1 or end > len(data) or data[end - 1] != 0x0A:
+            raise ValueError("bad pax record length")
+        key, sep, value = data[space + 1 : end - 1].partition(b"=")
+        if not sep or not key:
             raise ValueError("bad pax record")
         records[key.decode("utf-8")] = value.decode("utf-8")
-        pos += length
+        pos = end
     return records
+
+
+def _pax_size(value: str) -> int:
+    if not _PAX_DECIMAL.fullmatch(value):
+        raise ValueError("bad pax size")
+    return int(value)
+
+
+def _pax_mtime(value: str) -> float:
+    # float() would also take "inf", "nan", "1e300" and "1_0".
+    if not _PAX_TIME.fullmatch(value):
+        raise ValueError("bad pax mtime")
+    return float(value)
 
 
 def _tar_members(blocks: _Blocks, archive: str) -> Iterator[_TarMember]:
@@ -463,15 +508,18 @@ def _tar_members(blocks: _Blocks, archive: str) -> Iterator[_TarMember]:
         if header == _ZERO_BLOCK:
             return
         try:
-            size = _number(header[124:136])
             checksum = _number(header[148:156])
+            size = _number(header[124:136])
             mode = _number(header[100:108])
-            mtime = float(_number(header[136:148]))
+            mtime = _number(header[136:148])
         except ValueError:
             raise ArchiveError("invalid tar header (not a tar archive?)", archive=archive) from None
         unsigned = sum(header[:148]) + sum(header[156:]) + 8 * 32
         if checksum != unsigned and checksum != _signed_checksum(header):
             raise ArchiveError("bad tar header checksum (not a tar archive?)", archive=archive)
+        if not 0 <= size <= _MAX_MEMBER:
+            # A negative size would make the reader move backwards, for ever.
+            raise ArchiveError(f"invalid member size {size} in a tar header", archive=archive)
         typeflag = header[156]
         padded = -size % _BLOCK
         if typeflag in b"LKxg":
@@ -505,10 +553,17 @@ def _tar_members(blocks: _Blocks, archive: str) -> Iterator[_TarMember]:
         except UnicodeDecodeError:
             raise ArchiveError("member name is not UTF-8", archive=archive) from None
         try:
-            size = int(fields.get("size", size))
-            mtime = float(fields.get("mtime", mtime))
+            if "size" in fields:
+                size = _pax_size(fields["size"])
+            when = _pax_mtime(fields["mtime"]) if "mtime" in fields else float(mtime)
         except ValueError:
             raise ArchiveError("invalid pax size or mtime", archive=archive, member=name) from None
+        if size > _MAX_MEMBER:
+            raise ArchiveError(f"invalid member size {size}", archive=archive, member=name)
+        if not _MIN_MTIME <= when <= _MAX_MTIME:
+            raise ArchiveError(
+                f"modification time {when:.0f} out of range", archive=archive, member=name
+            )
         if any(key.startswith("GNU.sparse") for key in fields) or typeflag == ord("S"):
             raise ArchiveError("sparse files are not supported", archive=archive, member=name)
         if typeflag in _REGULAR:
@@ -530,7 +585,7 @@ def _tar_members(blocks: _Blocks, archive: str) -> Iterator[_TarMember]:
         if kind != "file" and size:
             # Only regular files carry data (as in tarfile); anything else is malformed.
             raise ArchiveError(f"{kind} with data", archive=archive, member=name)
-        yield _TarMember(name, kind, size, mode, mtime, linkname)
+        yield _TarMember(name, kind, size, mode, when, linkname)
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -821,6 +876,8 @@ class _Extraction:
     def symlink(self, rel: str, target: str, member: str) -> None:
         if not target or "\0" in target:
             raise self._refuse("symlink with an empty target", member)
+        if _CONTROL.search(target):
+            raise self._refuse("control character in symlink target", member)
         if target.startswith(("/", "\\")) or _DRIVE.match(target):
             raise self._refuse(f"symlink to an absolute path {target}", member)
         if "\\" in target:
@@ -897,7 +954,7 @@ def _extract_zip(
         raise HashMismatchError(url=archive, expected=expected_sha256, actual=raw.hexdigest())
     try:
         handle = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _zip_errors(OSError) as exc:
         raise _corrupt(archive, exc) from exc
     with handle:
         for info in handle.infolist():
@@ -920,23 +977,49 @@ def _extract_zip(
                 continue
             mtime = _zip_mtime(info)
             try:
-                with handle.open(info) as stream:
-                    extraction.file(
-                        rel,
-                        name,
-                        executable=bool(mode & 0o111),
-                        mtime=mtime,
-                        data=_zip_views(stream),
-                    )
-            except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as exc:
+                stream = handle.open(info)
+            except _zip_errors(OSError) as exc:
                 raise ArchiveError(
                     f"cannot read member ({exc})", archive=archive, member=name
                 ) from exc
+            with stream:
+                extraction.file(
+                    rel,
+                    name,
+                    executable=bool(mode & 0o111),
+                    mtime=mtime,
+                    data=_zip_views(stream, archive, name),
+                )
 
 
-def _zip_views(stream: IO[bytes]) -> Iterator[memoryview]:
+def _zip_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What zipfile raises for a malformed archive (its decompressors and parsers leak)."""
+    import struct
+    import zipfile
+    import zlib
+
+    return (
+        *more,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        ValueError,
+        OverflowError,
+        RuntimeError,
+        struct.error,
+    )
+
+
+def _zip_views(stream: IO[bytes], archive: str, member: str) -> Iterator[memoryview]:
     while True:
-        data = stream.read(_CHUNK_SIZE)
+        try:
+            data = stream.read(_CHUNK_SIZE)
+        except _zip_errors(OSError) as exc:
+            # Only the read is guarded: a full disk while writing must propagate as it is.
+            raise ArchiveError(
+                f"cannot read member ({exc})", archive=archive, member=member
+            ) from exc
         if not data:
             return
         yield memoryview(data)
@@ -1077,6 +1160,34 @@ def detect_layout(archive: Path, fmt: ArchiveFormat) -> Layout:
     return Layout.TOPDIR
 
 
+def read_tar_member(
+    archive: Path, fmt: ArchiveFormat, member: str, *, max_size: int = 1 << 20
+) -> bytes | None:
+    """The contents of the regular file ``member`` of a tar archive; ``None`` if absent.
+
+    Names are compared without a leading ``./``. A malformed archive, or a ``member``
+    larger than ``max_size``, raises :class:`ArchiveError`.
+    """
+    name = str(archive)
+    with open(archive, "rb") as handle:
+        blocks = _Blocks(
+            _DECOMPRESSORS[fmt](_RawReader(handle, hashed=False, on_progress=None), name)
+        )
+        try:
+            for entry in _tar_members(blocks, name):
+                size = entry.size if entry.kind == "file" else 0
+                if entry.kind == "file" and entry.name.removeprefix("./") == member:
+                    if size > max_size:
+                        raise ArchiveError(
+                            f"larger than {max_size} bytes", archive=name, member=entry.name
+                        )
+                    return blocks.read(size)
+                blocks.skip(size + (-size % _BLOCK))
+        except _Truncated:
+            raise ArchiveError("truncated archive", archive=name) from None
+    return None
+
+
 def _first_members(archive: Path, fmt: ArchiveFormat, *, limit: int) -> Iterator[tuple[str, bool]]:
     name = str(archive)
     if fmt is ArchiveFormat.ZIP:
@@ -1084,10 +1195,11 @@ def _first_members(archive: Path, fmt: ArchiveFormat, *, limit: int) -> Iterator
 
         try:
             with zipfile.ZipFile(archive) as handle:
-                for info in handle.infolist():
-                    yield info.filename, info.is_dir()
-        except (zipfile.BadZipFile, OSError) as exc:
+                infos = handle.infolist()
+        except _zip_errors(OSError) as exc:
             raise _corrupt(name, exc) from exc
+        for info in infos:
+            yield info.filename, info.is_dir()
         return
     with open(archive, "rb") as handle:
         blocks = _Blocks(

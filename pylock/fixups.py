@@ -6,7 +6,10 @@ flags) and in ``lib/pkgconfig/*.pc``. Left alone, building a C extension with th
 installed interpreter fails. These fix-ups run on the temporary tree before it is
 renamed into place, so the tree is bound to its final path from then on.
 
-The sysconfig file is parsed as Python data and only known keys are rewritten.
+The sysconfig file is parsed as Python data and only known keys are rewritten. A file
+that cannot be read that way (not UTF-8, not valid Python, not a literal) is left as
+shipped, with a warning. A patched file is written anew and renamed over the old name,
+so another name hard-linked to it keeps the archive's bytes (and its recorded hash).
 
 >>> rewrite_tools("/tools/clang-linux64/bin/clang -pthread -isysroot /Applications/SDK -O2")
 'cc -pthread -O2'
@@ -17,6 +20,7 @@ The sysconfig file is parsed as Python data and only known keys are rewritten.
 from __future__ import annotations
 
 import ast
+import os
 import pprint
 import re
 import shlex
@@ -231,19 +235,71 @@ def _find_assignment(tree: ast.Module) -> ast.Assign | None:
     return None
 
 
+#: Larger files are not what they claim to be (real ones are tens of kilobytes).
+_MAX_FIXUP_SIZE = 16 << 20
+
+
+class FixupSkipped(Exception):
+    """A file a fix-up would patch cannot be parsed; it is left as it is."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _read_text(path: Path) -> str:
+    with open(path, "rb") as handle:
+        data = handle.read(_MAX_FIXUP_SIZE + 1)
+    if len(data) > _MAX_FIXUP_SIZE:
+        raise FixupSkipped(f"larger than {_MAX_FIXUP_SIZE >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FixupSkipped(f"not UTF-8 (byte {exc.start})") from None
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` as a new file and rename it over ``path``, keeping its mode.
+
+    Never writes into the existing inode: a hard link to it (another name in the tree)
+    keeps the bytes the archive gave it.
+    """
+    mode = path.stat().st_mode & 0o777
+    tmp = path.with_name(f".{path.name}.pylock-fixup")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+        os.chmod(tmp, mode)  # the umask may have narrowed it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     """Rewrite one ``_sysconfigdata_*.py``; return whether it changed.
 
     The file is parsed, the ``build_time_vars`` dict literal evaluated as data, and
     the file rewritten with everything outside that assignment kept as it was.
+    Raises :class:`FixupSkipped` for a file that is not UTF-8, not valid Python, or
+    whose ``build_time_vars`` is not a literal.
     """
-    source = path.read_text(encoding="utf-8")
-    with _AST_LOCK:
-        tree = ast.parse(source)
-    node = _find_assignment(tree)
-    if node is None or node.end_lineno is None:
-        return False
-    variables = ast.literal_eval(node.value)
+    source = _read_text(path)
+    try:
+        with _AST_LOCK:
+            tree = ast.parse(source)
+        node = _find_assignment(tree)
+        if node is None or node.end_lineno is None:
+            return False
+        variables = ast.literal_eval(node.value)
+    except SyntaxError as exc:
+        raise FixupSkipped(f"not valid Python (line {exc.lineno}: {exc.msg})") from None
+    except (ValueError, TypeError):
+        raise FixupSkipped("build_time_vars is not a plain literal") from None
+    except (RecursionError, MemoryError):
+        raise FixupSkipped("too deeply nested") from None
     if not isinstance(variables, dict):
         return False
     patched = patch_build_time_vars(variables, final_prefix=final_prefix)
@@ -253,7 +309,7 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     before = "".join(lines[: node.lineno - 1])
     after = "".join(lines[node.end_lineno :])
     body = "build_time_vars = " + pprint.pformat(patched, width=100) + "\n"
-    path.write_text(before + body + after, encoding="utf-8")
+    _replace(path, before + body + after)
     return True
 
 
@@ -262,8 +318,9 @@ def fix_pkgconfig(path: Path, final_prefix: str) -> bool:
 
     The ``prefix=`` variable is set to ``final_prefix``, and the old prefix is
     replaced wherever else it appears as a path (``libdir=``, ``Libs.private:``).
+    Raises :class:`FixupSkipped` for a file that is not UTF-8.
     """
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     old_prefix = None
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -276,31 +333,56 @@ def fix_pkgconfig(path: Path, final_prefix: str) -> bool:
     new_text = replace_prefix(text, old_prefix, final_prefix.replace(" ", "\\ "))
     if new_text == text:
         return False
-    path.write_text(new_text, encoding="utf-8")
+    _replace(path, new_text)
     return True
 
 
-def apply_fixups(tree: Path, final_path: Path) -> list[str]:
+def _inside(tree: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file reached without passing through any symlink."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    rel = os.path.relpath(path, tree)
+    return os.path.realpath(path) == os.path.join(os.path.realpath(tree), rel)
+
+
+def apply_fixups(
+    tree: Path, final_path: Path, warn: Callable[[str], None] | None = None
+) -> list[str]:
     """Rewrite sysconfig data and pkg-config files of ``tree`` for ``final_path``.
 
     Return the POSIX-relative paths of the files that changed, so the install record
-    can hash them as patched.
+    can hash them as patched. A file that cannot be parsed is left as it is, and
+    ``warn`` is told why; the install goes on.
     """
     prefix = str(final_path)
     changed: list[str] = []
+
+    def attempt(path: Path, fix: Callable[[Path, str], bool], consequence: str) -> bool:
+        if not _inside(tree, path):
+            return False
+        try:
+            return fix(path, prefix)
+        except FixupSkipped as exc:
+            if warn is not None:
+                rel = path.relative_to(tree).as_posix()
+                warn(f"{final_path.name}: left {rel} as shipped: {exc.reason}; {consequence}")
+            return False
+
     for data in sorted(tree.glob("lib/*/_sysconfigdata_*.py")):
-        if not data.is_symlink() and fix_sysconfigdata(data, prefix):
+        if attempt(data, fix_sysconfigdata, "building C extensions may need CC and LDSHARED set"):
             changed.append(data.relative_to(tree).as_posix())
             # A stale bytecode cache would shadow the patched source.
             for cached in data.parent.glob(f"__pycache__/{data.stem}.*.pyc"):
                 cached.unlink()
     for pc in sorted(tree.glob("lib/pkgconfig/*.pc")):
-        if not pc.is_symlink() and fix_pkgconfig(pc, prefix):
+        if attempt(pc, fix_pkgconfig, "pkg-config will report the build prefix"):
             changed.append(pc.relative_to(tree).as_posix())
     return changed
 
 
-def fixup_for(platform: Platform) -> Callable[[Path, Path], Iterable[str]] | None:
+def fixup_for(
+    platform: Platform,
+) -> Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None:
     """The fix-up step for installs on ``platform``; ``None`` where there is nothing to fix.
 
     Windows builds carry no ``_sysconfigdata`` module or ``.pc`` files.

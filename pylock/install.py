@@ -52,8 +52,6 @@ LOCKS_DIR = ".pylock-locks"
 TMP_PREFIX = ".pylock-tmp-"
 OLD_PREFIX = ".pylock-old-"
 TRASH_PREFIX = ".pylock-trash-"
-#: Bytecode caches appear as soon as an interpreter runs; they are not the archive's.
-_IGNORED_DIRS = frozenset({"__pycache__"})
 
 
 @attrs.frozen(kw_only=True)
@@ -90,15 +88,25 @@ class VerifyReport:
     modified: tuple[str, ...] = ()
     #: Recorded files that are gone.
     missing: tuple[str, ...] = ()
-    #: Files not in the record (``__pycache__`` is ignored: running Python creates it).
+    #: Files not in the record, except bytecode caches of recorded sources (see ``bytecode``).
     extra: tuple[str, ...] = ()
+    #: Bytecode caches (``__pycache__/*.pyc``) not in the record that are not what their
+    #: recorded source compiles to with the tree's interpreter, or could not be checked.
+    bytecode: tuple[str, ...] = ()
+    #: Caches left unchecked because the tree differs from its record (it fails anyway).
+    unchecked_bytecode: int = 0
+    #: ``(path, what)`` for setuid or setgid files, and files or directories anyone may
+    #: write to (extraction creates neither).
+    permissions: tuple[tuple[str, str], ...] = ()
     #: How many recorded files and symlinks were checked.
     checked: int = 0
 
     @property
     def ok(self) -> bool:
         """Whether the tree is exactly what was installed: nothing changed, gone or added."""
-        return not self.modified and not self.missing and not self.extra
+        return not (
+            self.modified or self.missing or self.extra or self.bytecode or self.permissions
+        )
 
 
 # -- reading records (the cheap path) ------------------------------------------------------
@@ -271,7 +279,7 @@ def install(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path], Iterable[str]] | None = None,
+    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
     reporter: Reporter,
     if_needed: bool = False,
     source: Readable | None = None,
@@ -281,8 +289,9 @@ def install(
     ``source`` is read instead of ``archive`` when given: an archive still downloading
     (see :mod:`pylock.stream`), whose reader verifies the download before its end.
 
-    ``fixup(tmp_tree, final_path)`` may patch the tree before it is renamed into place
-    and returns the relative paths it changed, which are hashed again for the record.
+    ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
+    place and returns the relative paths it changed, which are hashed again for the
+    record; it reports files it leaves alone through ``warn``.
     With ``if_needed``, an install that became current while waiting for the lock
     (another process did it) is left alone. A hostile archive raises
     :class:`~pylock.errors.ArchiveError`, a corrupt one
@@ -324,7 +333,7 @@ def _install_locked(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path], Iterable[str]] | None,
+    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None,
     reporter: Reporter,
     source: Readable | None,
 ) -> None:
@@ -337,6 +346,10 @@ def _install_locked(
     # non-root users could not run the interpreter. mkdir applies the umask instead.
     tmp = dest_root / f"{TMP_PREFIX}{name}-{_token()}"
     tmp.mkdir()
+    mode = tmp.stat().st_mode & 0o7777
+    if mode & 0o002 and sys.platform != "win32":
+        # Under umask 0: nobody else may add files to an interpreter (verify reports it).
+        os.chmod(tmp, mode & ~0o002)
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
     try:
@@ -345,7 +358,7 @@ def _install_locked(
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
         if fixup is not None:
-            changed = list(fixup(tmp, final))
+            changed = list(fixup(tmp, final, reporter.warn))
             entries = _rehash(tmp, entries, changed)
             fixed_up_for = str(final)
         _write_record(tmp, entries, python, artifact, layout, fixed_up_for)
@@ -589,35 +602,77 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
     return removed
 
 
-def _walk(tree: Path) -> Iterator[str]:
-    """Relative paths of the files and symlinks under ``tree``, without following links."""
+def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:
+    import stat
+
+    what = []
+    if not is_dir:
+        # A directory may inherit setgid from its parent (BSD-style group sharing).
+        if mode & stat.S_ISUID:
+            what.append("setuid")
+        if mode & stat.S_ISGID:
+            what.append("setgid")
+    if mode & stat.S_IWOTH:
+        what.append("world-writable")
+    return ", ".join(what) or None
+
+
+def _scan(tree: Path, check_modes: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files and symlinks under ``tree`` (links not followed), and unsafe permissions seen."""
+    found: list[str] = []
+    unsafe: list[tuple[str, str]] = []
+    if check_modes:
+        what = _unsafe_mode(os.stat(tree).st_mode, is_dir=True)
+        if what:
+            unsafe.append((".", what))
     stack = [""]
     while stack:
         rel_dir = stack.pop()
         with os.scandir(tree / rel_dir if rel_dir else tree) as entries:
             for entry in entries:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    if rel != META_DIR and entry.name not in _IGNORED_DIRS:
-                        stack.append(rel)
+                if rel == META_DIR:
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if is_dir:
+                    stack.append(rel)
                 else:
-                    yield rel
+                    found.append(rel)
+                if check_modes and not entry.is_symlink():
+                    what = _unsafe_mode(entry.stat(follow_symlinks=False).st_mode, is_dir=is_dir)
+                    if what:
+                        unsafe.append((rel, what))
+    return found, unsafe
+
+
+def _tree_executable(dest_root: Path, state: InstallState) -> Path | None:
+    from pylock.errors import PylockError
+    from pylock.platforms import Platform
+
+    try:
+        return executable(dest_root, python_from_state(state), Platform.parse(state.platform))
+    except (PylockError, ValueError):
+        return None
 
 
 def verify(dest_root: Path, name: str) -> VerifyReport:
-    """Re-hash ``DIR/NAME`` against its record."""
+    """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions."""
     import hashlib
 
+    from pylock.bytecode import mismatched_bytecode, parse_cache_path
+
     tree = dest_root / name
-    if installed_state(dest_root, name) is None:
+    state = installed_state(dest_root, name)
+    if state is None:
         raise InstallError(
             f"{name} is not installed in {dest_root}", hint="run `pylock sync` first"
         )
     record = read_record(tree)
-    present = set(_walk(tree))
+    check_modes = sys.platform != "win32"
+    found, unsafe = _scan(tree, check_modes)
+    present = set(found)
     modified: list[str] = []
     missing: list[str] = []
-    check_modes = sys.platform != "win32"
     for entry in record:
         path = tree / entry.path
         present.discard(entry.path)
@@ -640,11 +695,38 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
         with open(path, "rb") as handle:
             if hashlib.file_digest(handle, "sha256").hexdigest() != entry.sha256:
                 modified.append(entry.path)
+    # Caches Python wrote for recorded sources are checked against a fresh compile;
+    # anything else unrecorded (a cache without its source included) is extra.
+    sources = {e.path for e in record if e.sha256 is not None}
+    extra: list[str] = []
+    caches = []
+    for rel in present:
+        cache = parse_cache_path(rel)
+        if cache is not None and cache.source in sources:
+            caches.append(cache)
+        else:
+            extra.append(rel)
+    bytecode: list[str] = []
+    unchecked = 0
+    if modified or missing or extra:
+        # Never run an interpreter whose tree differs from its record: a changed or added
+        # file (an extension module shadowing encodings/) could run in the checker.
+        unchecked = len(caches)
+    elif caches:
+        executable_path = _tree_executable(dest_root, state)
+        if executable_path is None:
+            bytecode = [c.path for c in caches]
+        else:
+            caches.sort(key=lambda c: c.path)
+            bytecode = mismatched_bytecode(tree, executable_path, caches)
     return VerifyReport(
         name=name,
         modified=tuple(sorted(modified)),
         missing=tuple(sorted(missing)),
-        extra=tuple(sorted(present)),
+        extra=tuple(sorted(extra)),
+        bytecode=tuple(sorted(bytecode)),
+        unchecked_bytecode=unchecked,
+        permissions=tuple(sorted(unsafe)),
         checked=len(record),
     )
 

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.stream import DownloadFeed, FeedReader
 
-#: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path)`` returns
-#: the relative paths it changed.
-Fixup = Callable[[Path, Path], Iterable[str]]
+#: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path, warn)``
+#: returns the relative paths it changed, and warns about files it had to leave alone.
+Fixup = Callable[[Path, Path, Callable[[str], None]], Iterable[str]]
 
 
 @attrs.frozen(kw_only=True)

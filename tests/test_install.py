@@ -89,7 +89,7 @@ def do_install(
     dest_root: Path,
     *,
     python: LockedPython | None = None,
-    fixup: Callable[[Path, Path], Iterable[str]] | None = None,
+    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
     if_needed: bool = False,
 ) -> Path:
     return install(
@@ -193,7 +193,7 @@ def test_fixup_changes_are_recorded(tmp_path: Path) -> None:
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
     calls: list[tuple[Path, Path]] = []
 
-    def fixup(tmp_tree: Path, final: Path) -> list[str]:
+    def fixup(tmp_tree: Path, final: Path, warn: Callable[[str], None]) -> list[str]:
         calls.append((tmp_tree, final))
         assert tmp_tree.name.startswith(".pylock-tmp-app-")
         (tmp_tree / "VERSION").write_text(f"patched for {final}")

@@ -363,38 +363,24 @@ def direct_version(
 
 def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
     """``python/PYTHON.json`` of a full PBS archive (its first member, read by streaming)."""
-    import tarfile
-
-    from pylock.versions import ArchiveFormat
+    from pylock.extract import read_tar_member
 
     def parse(raw: bytes) -> dict[str, Any]:
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ResolutionError(f"{path.name}: python/PYTHON.json is not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("python_version"), str):
             raise ResolutionError(f"{path.name}: python/PYTHON.json has no python_version")
         return data
 
-    with path.open("rb") as raw_file:
-        stream: Any = raw_file
-        if fmt is ArchiveFormat.TAR_ZST:
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw_file)
-        mode = {
-            ArchiveFormat.TAR_GZ: "r|gz",
-            ArchiveFormat.TAR_BZ2: "r|bz2",
-        }.get(fmt, "r|")
-        try:
-            with tarfile.open(fileobj=stream, mode=mode) as archive:  # type: ignore[call-overload]
-                for member in archive:
-                    if member.name.lstrip("./") == "python/PYTHON.json" and member.isfile():
-                        handle = archive.extractfile(member)
-                        if handle is not None:
-                            return parse(handle.read(1 << 20))
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ResolutionError(f"{path.name}: cannot read the archive: {exc}") from None
+    try:
+        # pylock's own tar reader: it ends, with an ArchiveError, on any hostile header.
+        raw = read_tar_member(path, fmt, "python/PYTHON.json")
+    except ArchiveError as exc:
+        raise ResolutionError(f"{path.name}: cannot read the archive: {exc}") from None
+    if raw is not None:
+        return parse(raw)
     raise ResolutionError(f"{path.name}: a full archive without python/PYTHON.json")
 
 

@@ -1,0 +1,372 @@
+"""Issue 11 §8: ``verify`` catches planted bytecode and unsafe permissions.
+
+Bytecode caches Python writes are not in the record; ``verify`` has the tree's own
+interpreter compile each recorded source that has a cache, and reports caches that differ.
+The fast tests use a fake tree whose ``bin/python3`` runs the interpreter running the
+tests; the slow one syncs a real relocatable CPython (see ``realpython.py``), uses it as
+a user would, and plants a ``.pyc`` that changes what ``import json`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import py_compile
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from archives import exe, file, write_archive
+
+from pylock.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
+from pylock.cli import main
+from pylock.install import verify
+from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.platforms import host
+from pylock.versions import ArchiveFormat, Flavor, Implementation
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
+
+HOST = host()
+TAG = sys.implementation.cache_tag
+LIB = "lib/python3.12"
+MODULE = f"{LIB}/greet.py"
+SOURCE = b"def hello():\n    return 'hello'\n"
+EVIL = b"def hello():\n    return 'planted'\n"
+
+
+def launcher() -> bytes:
+    """A ``bin/python3`` that runs the interpreter running the tests."""
+    return f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'.encode()
+
+
+def sync_tree(tmp_path: Path, *, with_launcher: bool = True) -> tuple[Path, Path]:
+    """Sync a fake interpreter with one module; return (project, tree)."""
+    entries = [
+        file(f"python/{MODULE}", SOURCE),
+        file(f"python/{LIB}/pkg/__init__.py", b"VALUE = 1.5\nNAN = float('nan')\n"),
+    ]
+    if with_launcher:
+        entries.insert(0, exe("python/bin/python3", launcher()))
+    else:
+        entries.insert(0, file("python/share/README", b"no interpreter\n"))
+    archive = write_archive(tmp_path / "python.tar.gz", entries, ArchiveFormat.TAR_GZ)
+    data = archive.read_bytes()
+    python = LockedPython(
+        name="app",
+        implementation=Implementation.CPYTHON,
+        version="3.12.7",
+        build="20990101",
+        flavor=Flavor.INSTALL_ONLY,
+        artifacts=(
+            Artifact(
+                platform=HOST.key,
+                url=archive.as_uri(),
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            ),
+        ),
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    assert (
+        main(["--project", str(project), "-q", "sync", "--into", str(tmp_path / "py")], environ)
+        == 0
+    )
+    return project, tmp_path / "py" / "app"
+
+
+def compile_cache(tree: Path, rel: str, *, optimize: int = -1, source: bytes | None = None) -> Path:
+    """Write the cache the running interpreter would write for ``rel``; with ``source``, a
+    cache of other code whose header still matches the recorded file's mtime and size."""
+    path = tree / rel
+    target = Path(
+        importlib.util.cache_from_source(str(path), optimization=optimize if optimize > 0 else "")
+    )
+    if source is None:
+        py_compile.compile(str(path), cfile=str(target), doraise=True, optimize=optimize)
+        return target
+    from importlib._bootstrap_external import _code_to_timestamp_pyc  # type: ignore[attr-defined]
+
+    info = os.stat(path)
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(_code_to_timestamp_pyc(code, info.st_mtime, info.st_size))
+    return target
+
+
+def run_verify(project: Path, tree: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["--project", str(project), "verify", "--into", str(tree.parent)], environ={})
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def rel(path: Path, tree: Path) -> str:
+    return path.relative_to(tree).as_posix()
+
+
+def test_parse_cache_path() -> None:
+    assert parse_cache_path("__pycache__/m.cpython-312.pyc") == CachedBytecode(
+        path="__pycache__/m.cpython-312.pyc", source="m.py", tag="cpython-312", optimize=0
+    )
+    assert parse_cache_path("a/__pycache__/m.x.cpython-312.opt-2.pyc") == CachedBytecode(
+        path="a/__pycache__/m.x.cpython-312.opt-2.pyc",
+        source="a/m.x.py",
+        tag="cpython-312",
+        optimize=2,
+    )
+    for other in ("a/__pycache__/m.pyc", "a/m.cpython-312.pyc", "a/__pycache__/x.txt"):
+        assert parse_cache_path(other) is None
+
+
+def test_caches_python_writes_verify_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, tree = sync_tree(tmp_path)
+    # The tree's interpreter imports its modules, at every optimization level.
+    for flag in ([], ["-O"], ["-OO"]):
+        subprocess.run(
+            [str(tree / "bin/python3"), *flag, "-c", "import greet, pkg"],
+            cwd=tree,
+            env={"PYTHONPATH": str(tree / LIB)},
+            check=True,
+        )
+    caches = sorted(p.name for p in (tree / LIB / "__pycache__").iterdir())
+    assert caches == [f"greet.{TAG}.opt-1.pyc", f"greet.{TAG}.opt-2.pyc", f"greet.{TAG}.pyc"]
+    report = verify(tree.parent, "app")
+    assert report.ok, report
+    assert run_verify(project, tree, capsys) == (0, "app: ok (4 files)\n")
+
+
+def test_planted_bytecode_with_a_valid_header_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, tree = sync_tree(tmp_path)
+    planted = compile_cache(tree, MODULE, source=EVIL)
+    # It is what Python runs: the header matches the recorded source.
+    done = subprocess.run(
+        [str(tree / "bin/python3"), "-c", "import greet; print(greet.hello())"],
+        env={"PYTHONPATH": str(tree / LIB)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == "planted\n"
+    report = verify(tree.parent, "app")
+    assert report.bytecode == (rel(planted, tree),)
+    assert not report.ok
+    code, output = run_verify(project, tree, capsys)
+    assert code == 1
+    assert f"  bytecode: {rel(planted, tree)}\n" in output
+    assert "pylock: error: app differs from the install record" in output
+
+
+@pytest.mark.parametrize("optimize", [1, 2])
+def test_planted_optimized_bytecode_is_reported(tmp_path: Path, optimize: int) -> None:
+    _, tree = sync_tree(tmp_path)
+    good = compile_cache(tree, MODULE, optimize=optimize)
+    assert verify(tree.parent, "app").ok
+    # An -O cache holding level-0 code (asserts kept) is not what -O compiles.
+    compile_cache(tree, f"{LIB}/pkg/__init__.py")
+    wrong = tree / LIB / "pkg/__pycache__" / f"__init__.{TAG}.opt-{optimize}.pyc"
+    wrong.write_bytes((tree / LIB / "pkg/__pycache__" / f"__init__.{TAG}.pyc").read_bytes())
+    source = tree / f"{LIB}/pkg/__init__.py"
+    assert b"assert" not in source.read_bytes()  # same code at every level: still fine
+    assert verify(tree.parent, "app").ok
+    good.write_bytes(good.read_bytes()[:16] + b"\xff" * 8)
+    assert verify(tree.parent, "app").bytecode == (rel(good, tree),)
+
+
+def test_other_cache_tags_and_bad_magic_are_reported(tmp_path: Path) -> None:
+    _, tree = sync_tree(tmp_path)
+    good = compile_cache(tree, MODULE)
+    foreign = good.with_name("greet.cpython-199.pyc")
+    foreign.write_bytes(good.read_bytes())
+    bad_magic = good.with_name(f"greet.{TAG}.opt-1.pyc")
+    bad_magic.write_bytes(b"\0\0\0\0" + good.read_bytes()[4:])
+    assert verify(tree.parent, "app").bytecode == tuple(
+        sorted([rel(foreign, tree), rel(bad_magic, tree)])
+    )
+
+
+def test_unrecorded_caches_without_their_source_are_extra(tmp_path: Path) -> None:
+    _, tree = sync_tree(tmp_path)
+    orphan = tree / LIB / "__pycache__" / f"gone.{TAG}.pyc"
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"junk")
+    junk = tree / LIB / "__pycache__" / "notes.txt"
+    junk.write_text("x")
+    report = verify(tree.parent, "app")
+    assert report.extra == (rel(orphan, tree), rel(junk, tree))
+    assert report.bytecode == ()
+
+
+def test_caches_are_not_checked_when_recorded_files_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, tree = sync_tree(tmp_path)
+    compile_cache(tree, MODULE, source=EVIL)
+    (tree / "bin/python3").write_bytes(b"#!/bin/sh\necho pwned > /dev/null\n")
+    report = verify(tree.parent, "app")
+    assert report.modified == ("bin/python3",)
+    assert (report.bytecode, report.unchecked_bytecode) == ((), 1)
+    code, output = run_verify(project, tree, capsys)
+    assert code == 1
+    assert "(1 bytecode caches not checked: the tree differs from its record)" in output
+
+
+def test_caches_that_cannot_be_checked_are_reported(tmp_path: Path) -> None:
+    """No runnable interpreter in the tree: its caches cannot be trusted."""
+    _, tree = sync_tree(tmp_path, with_launcher=False)
+    cache = compile_cache(tree, MODULE)
+    assert verify(tree.parent, "app").bytecode == (rel(cache, tree),)
+
+
+def test_checker_that_dies_fails_its_remaining_caches(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "__pycache__").mkdir(parents=True)
+    (tree / "m.py").write_bytes(SOURCE)
+    caches = [CachedBytecode(path=f"__pycache__/m.{TAG}.pyc", source="m.py", tag=TAG, optimize=0)]
+    py_compile.compile(str(tree / "m.py"), cfile=str(tree / caches[0].path), doraise=True)
+    assert mismatched_bytecode(tree, Path(sys.executable), caches) == []
+    assert mismatched_bytecode(tree, Path("/bin/false"), caches) == [caches[0].path]
+    assert mismatched_bytecode(tree, tmp_path / "missing", caches) == [caches[0].path]
+
+
+@pytest.mark.parametrize(
+    ("target", "bits", "what"),
+    [
+        ("bin/python3", stat.S_ISUID, "setuid"),
+        (MODULE, stat.S_ISGID, "setgid"),
+        (MODULE, stat.S_IWOTH, "world-writable"),
+        (LIB, stat.S_IWOTH, "world-writable"),
+        (".", stat.S_IWOTH, "world-writable"),
+    ],
+)
+def test_unsafe_permissions_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, bits: int, what: str
+) -> None:
+    project, tree = sync_tree(tmp_path)
+    path = tree / target
+    os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | bits)
+    if not os.stat(path).st_mode & bits:
+        pytest.skip("this file system drops the bit")
+    report = verify(tree.parent, "app")
+    assert report.permissions == ((target, what),)
+    assert report.modified == ()
+    code, output = run_verify(project, tree, capsys)
+    assert code == 1
+    assert f"  permissions: {target} ({what})\n" in output
+
+
+def test_setgid_directories_are_not_reported(tmp_path: Path) -> None:
+    """Directories inherit setgid from a shared-group parent; that is not tampering."""
+    _, tree = sync_tree(tmp_path)
+    os.chmod(tree / LIB, 0o2755)
+    assert verify(tree.parent, "app").ok
+
+
+def test_fresh_install_under_umask_zero_verifies(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        _, tree = sync_tree(tmp_path)
+    finally:
+        os.umask(old)
+    assert not os.stat(tree).st_mode & stat.S_IWOTH
+    assert verify(tree.parent, "app").ok
+
+
+def test_control_characters_in_extra_names_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, tree = sync_tree(tmp_path)
+    (tree / "evil\x1b[2Jname").write_text("x")
+    code, output = run_verify(project, tree, capsys)
+    assert code == 1
+    assert "\x1b" not in output
+    assert "  extra: evil\\x1b[2Jname\n" in output
+
+
+# -- a real interpreter ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="archives are built on Linux")
+def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from realpython import (
+        RealPythonUnavailable,
+        clean_env,
+        serve_directory,
+        shared_archive,
+        write_lock,
+        write_mirror_tree,
+    )
+
+    try:
+        archive = shared_archive()
+    except RealPythonUnavailable as exc:
+        pytest.skip(str(exc))
+    mirror = write_mirror_tree(tmp_path / "mirror", [archive])
+    project = tmp_path / "project"
+    project.mkdir()
+    write_lock(project, [archive], names=["app"])
+    environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    into = tmp_path / "py"
+    with serve_directory(mirror) as url:
+        argv = ["--project", str(project), "-q", "sync", "--into", str(into), "--mirror", url]
+        assert main(argv, environ=environ) == 0
+    tree = into / "app"
+    python = tree / "bin/python3"
+    env = clean_env()
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [str(python), *args], capture_output=True, text=True, env=env, check=True
+        )
+        return done.stdout
+
+    run("-c", "import json, ssl, sqlite3, asyncio, sysconfig; sysconfig.get_config_vars()")
+    stdlib = Path(run("-c", "import sysconfig; print(sysconfig.get_path('stdlib'))").strip())
+    run("-m", "compileall", "-q", str(stdlib))
+    assert list(stdlib.glob("json/__pycache__/*.pyc"))
+    assert run_verify(project, tree, capsys)[0] == 0
+
+    source = stdlib / "json/__init__.py"
+    planted = run(
+        "-c",
+        "import importlib.util, importlib._bootstrap_external as b, os, sys\n"
+        f"src = {str(source)!r}\n"
+        "st = os.stat(src)\n"
+        "code = compile(open(src, 'rb').read() + b'\\ndumps = lambda *a, **k: \"PLANTED\"\\n',"
+        " src, 'exec', dont_inherit=True)\n"
+        "path = importlib.util.cache_from_source(src)\n"
+        "open(path, 'wb').write(b._code_to_timestamp_pyc(code, st.st_mtime, st.st_size))\n"
+        "print(path)",
+    ).strip()
+    assert run("-c", "import json; print(json.dumps(1))") == "PLANTED\n"
+    code, output = run_verify(project, tree, capsys)
+    assert code == 1
+    assert f"  bytecode: {Path(planted).relative_to(tree).as_posix()}\n" in output
+    assert output.count("  bytecode: ") == 1
+
+
+def test_caches_are_not_checked_when_files_were_added(tmp_path: Path) -> None:
+    """An added file could run inside the checker (an extension module shadowing a
+    start-up module): the interpreter is not run, and the caches count as unchecked."""
+    _, tree = sync_tree(tmp_path)
+    compile_cache(tree, MODULE, source=EVIL)
+    marker = tmp_path / "ran"
+    (tree / LIB / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    report = verify(tree.parent, "app")
+    assert report.extra == (f"{LIB}/sitecustomize.py",)
+    assert (report.bytecode, report.unchecked_bytecode) == ((), 1)
+    assert not marker.exists()
