@@ -508,6 +508,10 @@ def _cmd_sync(ctx: Context) -> int:
     _warn_if_config_changed(ctx, lock)
     platform = ctx.platform(args.platform)
     dest = ctx.install_dir(args.into)
+    from pylock.install import clean_leftovers
+
+    # Before planning: an interrupted upgrade's old tree may need putting back first.
+    clean_leftovers(dest, ctx.reporter)
     plan = plan_sync(
         lock,
         dest_root=dest,
