@@ -88,6 +88,8 @@ def measure(source: Path, old: Path, new: Path, runs: int) -> dict[str, float]:
             check=True,
             capture_output=True,
             text=True,
+            # Not this checkout's directory: `-c` puts the cwd first on sys.path.
+            cwd=old.parent,
         ).stdout
         steps.append([float(x) for x in out.split()])
         started = time.perf_counter()
