@@ -36,16 +36,19 @@ from typing import Any
 MAX_DEPTH = 64
 
 # TOML strings and comments, which may contain anything; blanked out before counting.
-# Multi-line strings may end in up to two extra quotes (`"""a""""` is 'a"').
+# Multi-line strings may end in up to two extra quotes (`"""a""""` is 'a"'). An
+# unterminated string runs to the end of its line, or of the text, as the parser reads
+# it: were the match to fail instead, the engine would try again at every later quote,
+# and `"\"\"\"...` would take quadratic time.
 _TOML_OPAQUE = re.compile(
-    r'"""(?:[^"\\]++|\\.|"(?!""))*+"{3,5}'
-    r"|'''.*?'{3,5}"
-    r'|"(?:[^"\\\n]++|\\.)*+"'
-    r"|'[^'\n]*+'"
+    r'"""(?:[^"\\]++|\\.|"(?!""))*+(?:"{3,5}|\Z)'
+    r"|'''.*?(?:'{3,5}|\Z)"
+    r'|"(?:[^"\\\n]++|\\[^\n])*+(?:"|(?=\n)|\Z)'
+    r"|'[^'\n]*+(?:'|(?=\n)|\Z)"
     r"|#[^\n]*+",
     re.DOTALL,
 )
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)
 # A key part as the scanner sees it after strings became `s`: anything but whitespace,
 # dots and TOML punctuation (so non-ASCII bare keys of a later TOML count too).
 _PART = r"[^\s.=\[\]{},#]++"

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,26 @@ def test_error_names_the_line() -> None:
 )
 def test_strings_comments_and_floats_do_not_count(text: str) -> None:
     assert toml_loads(text) == tomllib.loads(text)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("loads", "text"),
+    [
+        # Unterminated strings full of escaped quotes: a scanner that restarted at every
+        # quote took minutes over these.
+        (toml_loads, "x = " + "[" * 70 + '"' + '\\"' * HUGE),
+        (toml_loads, "x = '" + "\\'" * HUGE + "\n" + "[" * 70),
+        (toml_loads, 'x = """' + '\\"""' * HUGE + "\n" + "[" * 70),
+        (toml_loads, "x = '''" + "''" * HUGE),
+        (toml_loads, "#" * HUGE + "\n" + "a." * HUGE),
+        (json_loads, "[" * 70 + '"' + '\\"' * HUGE),
+        (json_loads, '"\\' * HUGE + "[" * 100),
+    ],
+)
+def test_unterminated_strings_end_fast(loads: Callable[[str], object], text: str) -> None:
+    with pytest.raises(ValueError):  # the parsers' decode errors, refused or not
+        loads(text)
 
 
 @pytest.mark.timeout(20)
