@@ -391,3 +391,20 @@ def test_hostile_fast_path_state_falls_through(tmp_path: Path) -> None:
         assert read_state(str(into)) is None
         argv = ["--project", str(tmp_path), "sync", "--into", str(into)]
         assert try_noop_sync(argv, {}) is None
+
+
+@pytest.mark.timeout(30)
+def test_refusals_never_echo_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "https://user:s3cr3t@example.test/a.tar.gz?token=t0ps3cr3t"
+    (tmp_path / "pythons.lock").write_text(
+        LOCK_HEAD + f'url = "{secret}"\n' + "x = " + f'["{secret}", ' * HUGE + "\n"
+    )
+    assert main(["--project", str(tmp_path), "sync", "--into", str(tmp_path / "i")]) == 1
+    err = capsys.readouterr().err
+    assert "invalid TOML: nested more than" in err
+    assert "s3cr3t" not in err
+    with pytest.raises(JsonTooDeepError) as caught:
+        json_loads(f'{{"url": "{secret}", "x": ' + "[" * HUGE)
+    assert "s3cr3t" not in str(caught.value)
