@@ -149,3 +149,23 @@ def test_config_get_is_a_lookup_and_loading_a_config_is_linear() -> None:
     loaded = config_from_document(document)
     assert len(loaded.pythons) == count
     assert CountingStr.comparisons < 20 * count
+
+
+def test_relocking_keeps_every_entry_with_one_lookup_each() -> None:
+    from pylock.index.model import Index
+    from pylock.platforms import Platform
+    from pylock.resolve import resolve
+
+    config = _config(N)
+    previous = big_lock()
+    index = Index(source="empty", source_date="2099-01-01")  # nothing needs resolving
+    CountingStr.comparisons = 0
+    resolution = resolve(
+        config,
+        index,
+        previous=previous,
+        upgrade=False,
+        host_platform=Platform.parse(PLATFORM),
+    )
+    assert CountingStr.comparisons < 10 * N
+    assert resolution.lock.pythons == previous.pythons
