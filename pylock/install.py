@@ -14,9 +14,10 @@ An install extracts into ``.pylock-tmp-NAME-*``, writes the record, and renames 
 tree into place; an upgrade first renames the old tree to ``.pylock-old-NAME-*``, and
 moves it to ``.pylock-trash-NAME-*`` once the new one is in place. So ``DIR/NAME`` is
 always a complete old or a complete new tree, or (between the two renames only)
-absent. The next install of NAME, under its lock, repairs a crash: leftover temporary
-and trash trees are deleted and, if ``DIR/NAME`` is missing, the old tree is renamed
-back (the new one may be incomplete, and re-installing it from the cache is cheap).
+absent. Every sync (:func:`clean_leftovers`), and the next install of NAME, repair a
+crash under NAME's lock: leftover temporary and trash trees are deleted and, if
+``DIR/NAME`` is missing, the old tree is renamed back (the new one may be incomplete,
+and re-installing it from the cache is cheap).
 
 Reading a record (the no-op ``sync`` path) needs only :mod:`json`.
 """
