@@ -62,6 +62,17 @@ if moment == "trash":
 elif moment == "record":
     # The new tree is extracted in .pylock-tmp-*, its record not yet written.
     pylock.install._write_record = lambda *args, **kwargs: die()
+elif moment.startswith("pause:"):
+    # Stop at the same point until the test says go: a live sync mid-install.
+    import pathlib, time
+    signals = pathlib.Path(moment.removeprefix("pause:"))
+    original_write = pylock.install._write_record
+    def write_record(*args, **kwargs):
+        (signals / "paused").touch()
+        while not (signals / "go").exists():
+            time.sleep(0.01)
+        original_write(*args, **kwargs)
+    pylock.install._write_record = write_record
 from pylock.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -131,10 +142,13 @@ class Project:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
-    def killed(self, moment: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    def killer_argv(self, moment: str, *extra: str) -> list[str]:
         argv = ["--project", str(self.root), "sync", "--into", str(self.into), *extra]
+        return [sys.executable, "-c", KILLER, moment, *argv]
+
+    def killed(self, moment: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", KILLER, moment, *argv],
+            self.killer_argv(moment, *extra),
             env=self.subprocess_env(),
             capture_output=True,
             text=True,
@@ -341,4 +355,38 @@ def test_leftovers_of_a_live_process_stay_until_it_dies(
     code, err = project.sync(capsys)
     assert code == 0, err
     assert not busy.exists()
+    assert project.verify(capsys) == 0
+
+
+def test_a_concurrent_noop_sync_leaves_a_live_install_alone(
+    project: Project, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A real second sync, paused with its new tree extracted and its record unwritten."""
+    project.lock(project.build("20990101", files=50))
+    assert project.sync(capsys)[0] == 0
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    busy = subprocess.Popen(
+        project.killer_argv(f"pause:{signals}", "--reinstall"),
+        env=project.subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not (signals / "paused").exists():
+            assert busy.poll() is None, busy.communicate()
+            assert time.monotonic() < deadline, "the reinstall never reached its record"
+            time.sleep(0.01)
+        in_progress = project.leftovers()
+        assert len(in_progress) == 1 and in_progress[0].startswith(".pylock-tmp-app-")
+        code, err = project.sync(capsys)  # a no-op for this process
+        assert code == 0, err
+        assert project.leftovers() == in_progress
+    finally:
+        (signals / "go").touch()
+        _, err = busy.communicate(timeout=PATIENCE)
+    assert busy.returncode == 0, err
+    assert project.leftovers() == []
     assert project.verify(capsys) == 0
