@@ -408,3 +408,62 @@ def test_refusals_never_echo_the_document(
     with pytest.raises(JsonTooDeepError) as caught:
         json_loads(f'{{"url": "{secret}", "x": ' + "[" * HUGE)
     assert "s3cr3t" not in str(caught.value)
+
+
+def _sample_lock_text() -> str:
+    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.versions import Flavor, Implementation
+
+    pythons = [
+        LockedPython(
+            name=f"app{i}",
+            implementation=Implementation.CPYTHON,
+            version="3.13.9",
+            build="20251014",
+            flavor=Flavor.INSTALL_ONLY_STRIPPED,
+            artifacts=(
+                Artifact(
+                    platform="linux-x86_64-gnu",
+                    url=f"https://example.test/20251014/cpython-{i}.tar.gz",
+                    sha256=f"{i:064x}",
+                    size=1000 + i,
+                ),
+            ),
+        )
+        for i in range(3)
+    ]
+    return dumps(make_lock(pythons, config_digest=DIGEST))
+
+
+def test_every_truncation_of_a_lock_loads_or_is_a_lock_error() -> None:
+    from pylock.errors import LockFileError
+    from pylock.lock import LockFile, loads
+
+    text = _sample_lock_text()
+    outcomes = []
+    for end in range(len(text) + 1):
+        try:
+            outcomes.append(isinstance(loads(text[:end]), LockFile))
+        except LockFileError:
+            outcomes.append(False)
+    assert outcomes[-1] is True
+    assert outcomes.count(False) > len(text) // 2
+
+
+def test_every_truncation_of_an_install_record_reads_as_no_record(tmp_path: Path) -> None:
+    from pylock.install import installed_state
+
+    document = {
+        "installer": "pylock",
+        "record-version": 1,
+        "artifact": {"platform": "linux-x86_64-gnu", "url": "https://x.test/a", "sha256": "0"},
+        "python": {"name": "app", "implementation": "cpython", "version": "3.13.9"},
+    }
+    text = json.dumps(document, indent=2)
+    meta = tmp_path / "app" / ".pylock"
+    meta.mkdir(parents=True)
+    for end in range(len(text)):
+        (meta / "install.json").write_text(text[:end])
+        assert installed_state(tmp_path, "app") is None
+    (meta / "install.json").write_text(text)
+    assert installed_state(tmp_path, "app") is not None
