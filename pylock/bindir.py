@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from pylock.bounded import json_loads
 from pylock.errors import PylockError
 from pylock.fsutil import atomic_write_text
 from pylock.lock import LockedPython, LockFile
@@ -55,7 +56,7 @@ class LinkResult:
 
 def _read_manifest(bin_dir: Path) -> dict[str, str]:
     try:
-        data = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+        data = json_loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     links = data.get("links") if isinstance(data, dict) else None

@@ -528,6 +528,10 @@ def _cmd_sync(ctx: Context) -> int:
     _warn_if_config_changed(ctx, lock)
     platform = ctx.platform(args.platform)
     dest = ctx.install_dir(args.into)
+    from pylock.install import clean_leftovers
+
+    # Before planning: an interrupted upgrade's old tree may need putting back first.
+    clean_leftovers(dest, ctx.reporter)
     plan = plan_sync(
         lock,
         dest_root=dest,
@@ -1039,7 +1043,6 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
         sys.stderr.write(f"pylock: {label}: {printable(redact(line))}\n")
     if error.hint:
         sys.stderr.write(f"pylock: hint: {printable(redact(error.hint))}\n")
-
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NewType, TypeVar
 import attrs
 from packaging.specifiers import SpecifierSet
 
+from pylock.bounded import toml_loads
 from pylock.errors import ConfigError, Problem
 from pylock.lock import artifact_url_problem, build_problem, is_sha256, name_problem
 from pylock.platforms import HOST, Platform
@@ -94,11 +95,12 @@ class Config:
     digest: str
 
     def get(self, name: str) -> PythonRequest | None:
-        """The request called ``name``, if any."""
-        for python in self.pythons:
-            if python.name == name:
-                return python
-        return None
+        """The request called ``name``, if any (constant time)."""
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, PythonRequest]:
+        return {p.name: p for p in reversed(self.pythons)}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -540,7 +542,7 @@ def digest_of_file(path: Path) -> str | None:
     This is the staleness check of a no-op ``pylock sync``: no cattrs, no validation.
     """
     try:
-        return config_digest(tomllib.loads(_read_text(path)))
+        return config_digest(toml_loads(_read_text(path)))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
         return None
 
@@ -740,7 +742,7 @@ def from_document(document: Mapping[str, Any], *, filename: str = CONFIG_FILENAM
 def loads_config(text: str, *, filename: str = CONFIG_FILENAME) -> Config:
     """Parse and validate the text of a ``pythons.toml``."""
     try:
-        document = tomllib.loads(text.removeprefix("\ufeff"))
+        document = toml_loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(filename, [Problem("", f"invalid TOML: {exc}")]) from None
     except RecursionError:

@@ -10,7 +10,8 @@ it before anything else is imported:
 - the machine is the one the state was written on;
 - every install record is the very file the state saw (same size, mtime and inode);
 - ``pythons.toml`` beside the lock is unchanged, so no staleness warning is owed;
-- no pylock-installed interpreter is waiting to be pruned.
+- no pylock-installed interpreter is waiting to be pruned;
+- no killed run left a temporary, old or trash tree, which the full sync removes.
 
 Any doubt at all, including arguments this parser does not understand, returns
 ``None`` and the full sync runs, which re-checks everything and rewrites the state.
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 STATE_FILE = ".pylock-state"
 STATE_VERSION = 1
 RECORD = os.path.join(".pylock", "install.json")
+#: The trees an install or removal works in (``pylock.install``'s prefixes).
+LEFTOVER_PREFIXES = (".pylock-tmp-", ".pylock-old-", ".pylock-trash-")
 
 # Options that cannot change the outcome of a sync that has nothing to do.
 _GLOBAL_VALUE = {"--project", "--color"}
@@ -119,14 +122,19 @@ def try_noop_sync(argv: Sequence[str], environ: Mapping[str, str]) -> int | None
     for name, stamp in records.items():
         if record_stamp(os.path.join(dest, name, RECORD)) != stamp:
             return None
-    if not options.get("--no-prune"):
-        try:
-            entries = os.listdir(dest)
-        except OSError:
+    try:
+        entries = os.listdir(dest)
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.startswith(LEFTOVER_PREFIXES):
             return None
-        for entry in entries:
-            if entry not in records and os.path.exists(os.path.join(dest, entry, RECORD)):
-                return None
+        if (
+            entry not in records
+            and not options.get("--no-prune")
+            and os.path.exists(os.path.join(dest, entry, RECORD))
+        ):
+            return None
     if not options.get("-q") and not options.get("--quiet"):
         count = len(records)
         shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import attrs
 
+from pylock.bounded import toml_loads
 from pylock.config import CONFIG_FILENAME
 from pylock.errors import PylockError
 from pylock.versions import parse_request
@@ -103,7 +104,7 @@ def guess_from_python_version(text: str) -> _Guess | None:
 def guess_from_pyproject(text: str) -> _Guess | None:
     """Take ``project.requires-python`` from a ``pyproject.toml``, if it is a valid request."""
     try:
-        project = tomllib.loads(text).get("project")
+        project = toml_loads(text).get("project")
     except tomllib.TOMLDecodeError:
         return None
     requires = project.get("requires-python") if isinstance(project, dict) else None

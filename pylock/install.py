@@ -14,9 +14,10 @@ An install extracts into ``.pylock-tmp-NAME-*``, writes the record, and renames 
 tree into place; an upgrade first renames the old tree to ``.pylock-old-NAME-*``, and
 moves it to ``.pylock-trash-NAME-*`` once the new one is in place. So ``DIR/NAME`` is
 always a complete old or a complete new tree, or (between the two renames only)
-absent. The next install of NAME, under its lock, repairs a crash: leftover temporary
-and trash trees are deleted and, if ``DIR/NAME`` is missing, the old tree is renamed
-back (the new one may be incomplete, and re-installing it from the cache is cheap).
+absent. Every sync (:func:`clean_leftovers`), and the next install of NAME, repair a
+crash under NAME's lock: leftover temporary and trash trees are deleted and, if
+``DIR/NAME`` is missing, the old tree is renamed back (the new one may be incomplete,
+and re-installing it from the cache is cheap).
 
 Reading a record (the no-op ``sync`` path) needs only :mod:`json`.
 """
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pylock.bounded import json_loads
 from pylock.errors import InstallError
 from pylock.urls import redact
 
@@ -115,7 +117,7 @@ class VerifyReport:
 def _read_install_json(tree: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(tree, META_DIR, INSTALL_JSON), "rb") as handle:
-            data = json.loads(handle.read())
+            data = json_loads(handle.read())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("installer") != "pylock":
@@ -244,8 +246,11 @@ def _leftovers(dest_root: Path, name: str) -> dict[str, list[Path]]:
     return found
 
 
-def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> None:
-    """Finish what a killed pylock left of NAME (the caller holds NAME's lock)."""
+def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path]:
+    """Finish what a killed pylock left of NAME (the caller holds NAME's lock).
+
+    Returns the leftover trees it removed.
+    """
     from pylock.fsutil import remove_tree
 
     found = _leftovers(dest_root, name)
@@ -258,9 +263,68 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> None:
         found[OLD_PREFIX].remove(newest)
         if reporter is not None:
             reporter.warn(f"restored {final} after an interrupted upgrade")
+    removed = []
     for paths in found.values():
         for path in paths:
             remove_tree(path)
+            removed.append(path)
+    return removed
+
+
+def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[Path]:
+    """Remove the trees killed pylock runs left in ``dest_root``; return them.
+
+    ``.pylock-tmp-NAME-*``, ``.pylock-old-NAME-*`` and ``.pylock-trash-NAME-*`` are
+    created and removed only under NAME's cross-process lock, and the OS releases a
+    lock when its holder dies, even by ``kill -9``. So a leftover whose lock is free
+    was left by a dead process and goes (an interrupted upgrade's old tree is put back
+    first), while one whose lock another process holds is its work in progress and
+    stays: this never waits for, nor disturbs, a concurrent sync.
+    """
+    from pylock.lock import is_valid_name
+
+    names = set()
+    try:
+        with os.scandir(dest_root) as entries:
+            for entry in entries:
+                for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
+                    if entry.name.startswith(prefix):
+                        names.add(entry.name[len(prefix) :].rpartition("-")[0])
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for name in sorted(n for n in names if is_valid_name(n)):
+        try:
+            with _name_lock_if_free(dest_root, name) as free:
+                if free:
+                    removed += _recover(dest_root, name, reporter)
+        except OSError as exc:
+            # Junk must never fail a sync (a file in use on Windows); the next one retries.
+            if reporter is not None:
+                reporter.warn(f"could not remove pylock's leftovers of {name}: {exc}")
+    if reporter is not None:
+        for path in removed:
+            reporter.detail(f"removed {path.name}, left by an interrupted pylock run")
+    return removed
+
+
+@contextmanager
+def _name_lock_if_free(dest_root: Path, name: str) -> Iterator[bool]:
+    """Hold NAME's lock if no other process does (yields ``True``), else yield ``False``."""
+    from filelock import FileLock, Timeout
+
+    locks = dest_root / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    lock = FileLock(locks / f"{name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _token() -> str:

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, PylockError
 from pylock.fsutil import atomic_write_text
 from pylock.lock import Artifact, LockedPython, LockFile
@@ -349,7 +350,7 @@ def _write_uv_json(outdir: Path, entries: list[MirrorEntry], reporter: Reporter)
     path = outdir / UV_JSON_NAME
     merged: dict[str, Any] = {}
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        existing = json_loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         existing = {}
     except (OSError, ValueError):

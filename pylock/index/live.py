@@ -9,7 +9,6 @@ upstream has now into the bundled snapshot. The parsers live in
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from pylock.bounded import json_loads
 from pylock.errors import (
     ArchiveError,
     OfflineError,
@@ -196,7 +196,7 @@ def load_uv_downloads_json(
 
     body = _read_source(source, fetch_options=fetch_options)
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UpstreamError(f"{source}: not valid JSON: {exc}") from None
     builds, skipped = parse_uv_json(data, source=source)
@@ -367,7 +367,7 @@ def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
 
     def parse(raw: bytes) -> dict[str, Any]:
         try:
-            data = json.loads(raw)
+            data = json_loads(raw)
         except (ValueError, RecursionError) as exc:
             raise ResolutionError(f"{path.name}: python/PYTHON.json is not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("python_version"), str):

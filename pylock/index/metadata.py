@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
 from pylock.fsutil import atomic_write_bytes
 
@@ -79,7 +80,7 @@ class MetadataStore:
         """The cached document for ``url``, or ``None`` (also for a damaged entry)."""
         body_path, meta_path = self._paths(url)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = json_loads(meta_path.read_text(encoding="utf-8"))
             body = body_path.read_bytes()
             if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
                 return None
@@ -160,7 +161,7 @@ def parse_json(url: str) -> Callable[[bytes], Any]:
 
     def parse(body: bytes) -> Any:
         try:
-            return json.loads(body)
+            return json_loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
             raise UpstreamError(
                 f"malformed JSON from {url}: {exc}",

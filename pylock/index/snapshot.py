@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pylock.bounded import json_loads
 from pylock.errors import UpstreamError
 from pylock.index.model import Build, GroupKey, Index
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
@@ -92,7 +93,7 @@ def read_document(data: bytes, *, filename: str) -> dict[str, Any]:
     try:
         # wbits=47 accepts gzip or zlib framing, and plain JSON is tried below.
         text = zlib.decompress(data, wbits=47) if data[:2] == b"\x1f\x8b" else data
-        document = json.loads(text)
+        document = json_loads(text)
     except (zlib.error, ValueError) as exc:
         raise UpstreamError(f"{filename}: not a pylock index snapshot ({exc})") from None
     if not isinstance(document, dict):

@@ -1,0 +1,471 @@
+"""Hostile TOML and JSON: deep nesting and huge dotted keys end at once, with a clean error.
+
+Issue 11 §4: a lock or ``pythons.toml`` nested thousands deep raised ``RecursionError``,
+and a 50,000-part dotted key took 70-110 s to reject. Every TOML and JSON document pylock
+reads now goes through :mod:`pylock.bounded`. The timeouts below are generous on a loaded
+machine and catastrophic for the old behaviour.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pylock.bounded import MAX_DEPTH, JsonTooDeepError, TomlTooDeepError, json_loads, toml_loads
+from pylock.cli import main
+
+DIGEST = "sha256:" + "0" * 64
+LOCK_HEAD = f'lock-version = 1\ncreated-by = "pylock 0.1.0"\nconfig-digest = "{DIGEST}"\n'
+HUGE = 50_000
+
+#: Documents that used to hang or crash the TOML parser, by what they do.
+HOSTILE_TOML = {
+    "deep arrays": "x = " + "[" * HUGE + "]" * HUGE + "\n",
+    "deep inline tables": "x = " + "{a = " * HUGE + "1" + "}" * HUGE + "\n",
+    "unclosed arrays": "x = " + "[" * HUGE + "\n",
+    "mixed": "x = " + "[{a = " * (HUGE // 2) + "\n",
+    "dotted key": "a" + ".a" * HUGE + " = 1\n",
+    "quoted dotted key": '"a".' * HUGE + '"b" = 1\n',
+    "table header": "[a" + ".a" * HUGE + "]\nx = 1\n",
+    "array-of-tables header": "[[a" + " . a" * HUGE + "]]\n",
+    "inline-table key": "x = {" + "a." * HUGE + "b = 1}\n",
+}
+
+
+def nested_array(depth: int) -> str:
+    return "x = " + "[" * depth + "1" + "]" * depth + "\n"
+
+
+def nested_table(depth: int) -> str:
+    return "x = " + "{a = " * depth + "1" + "}" * depth + "\n"
+
+
+def dotted(parts: int) -> str:
+    return ".".join(f"k{i}" for i in range(parts)) + " = 1\n"
+
+
+# -- the bounded parsers -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("case", sorted(HOSTILE_TOML))
+def test_hostile_toml_is_refused_as_a_decode_error(case: str) -> None:
+    with pytest.raises(TomlTooDeepError) as caught:
+        toml_loads(HOSTILE_TOML[case])
+    # The parser's own error type: every caller already turns it into a clean message.
+    assert isinstance(caught.value, tomllib.TOMLDecodeError)
+    assert caught.value.limit == MAX_DEPTH
+    assert caught.value.lineno == 1
+    assert f"more than {MAX_DEPTH}" in str(caught.value)
+
+
+def test_nesting_up_to_the_limit_parses() -> None:
+    assert toml_loads(nested_array(MAX_DEPTH - 1))["x"] is not None
+    table = toml_loads(nested_table(MAX_DEPTH - 1))["x"]
+    for _ in range(MAX_DEPTH - 2):
+        table = table["a"]
+    assert table == {"a": 1}
+    with pytest.raises(TomlTooDeepError):
+        toml_loads(nested_array(MAX_DEPTH + 1))
+    with pytest.raises(TomlTooDeepError):
+        toml_loads(nested_table(MAX_DEPTH + 1))
+
+
+def test_dotted_keys_up_to_the_limit_parse() -> None:
+    document = toml_loads(dotted(MAX_DEPTH))
+    for i in range(MAX_DEPTH - 1):
+        document = document[f"k{i}"]
+    assert document == {f"k{MAX_DEPTH - 1}": 1}
+    with pytest.raises(TomlTooDeepError, match="dotted key"):
+        toml_loads(dotted(MAX_DEPTH + 1))
+    with pytest.raises(TomlTooDeepError, match="dotted key"):
+        toml_loads("[" + dotted(MAX_DEPTH + 1).split(" ")[0] + "]\n")
+
+
+def test_error_names_the_line() -> None:
+    text = '# a comment\n[python.app]\nversion = "3.13"\n' + dotted(200)
+    with pytest.raises(TomlTooDeepError) as caught:
+        toml_loads(text)
+    assert caught.value.lineno == 4
+    assert "(at line 4, column 1)" in str(caught.value)
+    text = 'a = """\n[[[[\n"""\nb = ' + "[" * 100 + "]" * 100
+    with pytest.raises(TomlTooDeepError) as caught:
+        toml_loads(text)
+    assert caught.value.lineno == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Brackets and dots inside strings and comments are not nesting.
+        'x = "' + "[{" * 500 + '"\n',
+        "x = '" + "[." * 500 + "'\n",
+        'x = """\n' + "[[[[.....\n" * 200 + '"""\n',
+        "x = '''\n" + "{{{{.....\n" * 200 + "'''\n",
+        'x = """a""""\ny = "' + "[" * 200 + '"\n',
+        "x = '''a''''\ny = '" + "[" * 200 + "'\n",
+        'x = "esc\\"' + "[" * 200 + '"\n',
+        "# " + "[." * 500 + "\nx = 1\n",
+        "x = [" + ", ".join(["1.5"] * 500) + "]\n",
+        "x = 1979-05-27T07:32:00.999\ny = [" + "2.5, " * 300 + "]\n",
+        "[" + "a." * (MAX_DEPTH - 1) + "b]\n" + "[[c]]\n" * 500,
+    ],
+)
+def test_strings_comments_and_floats_do_not_count(text: str) -> None:
+    assert toml_loads(text) == tomllib.loads(text)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("loads", "text"),
+    [
+        # Unterminated strings full of escaped quotes: a scanner that restarted at every
+        # quote took minutes over these.
+        (toml_loads, "x = " + "[" * 70 + '"' + '\\"' * HUGE),
+        (toml_loads, "x = '" + "\\'" * HUGE + "\n" + "[" * 70),
+        (toml_loads, 'x = """' + '\\"""' * HUGE + "\n" + "[" * 70),
+        (toml_loads, "x = '''" + "''" * HUGE),
+        (toml_loads, "#" * HUGE + "\n" + "a." * HUGE),
+        (json_loads, "[" * 70 + '"' + '\\"' * HUGE),
+        (json_loads, '"\\' * HUGE + "[" * 100),
+    ],
+)
+def test_unterminated_strings_end_fast(loads: Callable[[str], object], text: str) -> None:
+    with pytest.raises(ValueError):  # the parsers' decode errors, refused or not
+        loads(text)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        "[" * 100_000 + "]" * 100_000,
+        '{"a": ' * 100_000,
+        '{"a": ' * 100_000 + "1" + "}" * 100_000,
+        b"[" * 100_000,
+    ],
+)
+def test_deep_json_is_a_value_error(text: str | bytes) -> None:
+    with pytest.raises(JsonTooDeepError) as caught:
+        json_loads(text)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.limit == MAX_DEPTH
+    assert caught.value.pos == MAX_DEPTH if text[:1] in ("[", b"[") else caught.value.pos > 0
+
+
+def test_json_strings_do_not_count_and_bytes_decode_like_json() -> None:
+    text = json.dumps({"a": "[" * 500 + '\\"{' * 300, "b": [[[1]]]})
+    assert json_loads(text) == json.loads(text)
+    assert json_loads(text.encode("utf-16")) == json.loads(text)
+    assert json_loads(b"\xef\xbb\xbf" + text.encode()) == json.loads(text)
+    deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    assert json_loads(deep) == json.loads(deep)
+    with pytest.raises(JsonTooDeepError):
+        json_loads("[" + deep + "]")
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for index in range(depth):
+        value = [value] if index % 2 else {"k": value}
+    return value
+
+
+@given(st.integers(min_value=0, max_value=3 * MAX_DEPTH))
+def test_json_depth_is_exact(depth: int) -> None:
+    text = json.dumps(_nested(depth))
+    if depth <= MAX_DEPTH:
+        assert json_loads(text) == json.loads(text)
+    else:
+        with pytest.raises(JsonTooDeepError):
+            json_loads(text)
+
+
+TOML_ALPHABET = st.sampled_from([*"[]{}.,=\"'#\n ax1", '"""', "'''", "\\"])
+
+
+@settings(max_examples=300)
+@given(st.lists(TOML_ALPHABET, max_size=400).map("".join), st.integers(0, 3))
+def test_any_text_gives_a_document_or_a_decode_error(body: str, repeat: int) -> None:
+    """Never RecursionError or anything but TOMLDecodeError, and never a different result."""
+    text = body * (1 + repeat * 200)
+    try:
+        document = toml_loads(text)
+    except tomllib.TOMLDecodeError:
+        return
+    assert document == tomllib.loads(text)
+
+
+# -- every reader that parses TOML ---------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", ["deep arrays", "dotted key", "table header"])
+def test_hostile_lock_is_one_clean_error_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    lock = tmp_path / "pythons.lock"
+    lock.write_text(LOCK_HEAD + HOSTILE_TOML[case], encoding="utf-8")
+    good = tmp_path / "good.lock"
+    good.write_text(LOCK_HEAD, encoding="utf-8")
+    project = ["--project", str(tmp_path)]
+    for argv in (
+        ["sync", "--into", str(tmp_path / "into")],
+        ["fetch"],
+        ["list"],
+        ["diff", str(good), str(lock)],
+        ["diff", str(lock), str(good)],
+        ["mirror", str(tmp_path / "mirror")],
+    ):
+        assert main([*project, *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        first = err.splitlines()[0]
+        assert first.startswith("pylock: error: "), err
+        assert "pythons.lock: invalid TOML: " in first
+        assert f"more than {MAX_DEPTH}" in first
+        assert "(at line 4, column" in first
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", ["deep inline tables", "quoted dotted key", "unclosed arrays"])
+def test_hostile_pythons_toml_is_one_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    (tmp_path / "pythons.toml").write_text(
+        '[python.app]\nversion = "3.13"\n' + HOSTILE_TOML[case], encoding="utf-8"
+    )
+    assert main(["--project", str(tmp_path), "lock"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith("pylock: error: "), err
+    assert "pythons.toml: invalid TOML: " in first
+    assert "(at line 3, column" in first
+
+
+@pytest.mark.timeout(30)
+def test_sync_beside_a_hostile_pythons_toml_still_installs_what_the_lock_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The staleness check only reads pythons.toml; a broken one means "changed".
+    (tmp_path / "pythons.toml").write_text(HOSTILE_TOML["dotted key"], encoding="utf-8")
+    (tmp_path / "pythons.lock").write_text(LOCK_HEAD, encoding="utf-8")
+    assert main(["--project", str(tmp_path), "sync", "--into", str(tmp_path / "into")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "pythons.toml changed since pythons.lock was written" in err
+
+
+@pytest.mark.timeout(30)
+def test_init_ignores_a_hostile_pyproject(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nrequires-python = ">=3.12"\n' + HOSTILE_TOML["deep arrays"], encoding="utf-8"
+    )
+    assert main(["--project", str(tmp_path), "init"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert tomllib.loads((tmp_path / "pythons.toml").read_text())["python"]
+
+
+@pytest.mark.timeout(60)
+def test_installed_command_rejects_a_huge_dotted_key_at_once(tmp_path: Path) -> None:
+    """As a user runs it: the console entry point, a fresh process, the issue's 50,000 parts."""
+    (tmp_path / "pythons.lock").write_text(LOCK_HEAD + HOSTILE_TOML["dotted key"])
+    command = Path(sys.executable).with_name("pylock")
+    argv = [str(command)] if command.exists() else [sys.executable, "-m", "pylock"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOCK_")}
+    done = subprocess.run(
+        [*argv, "sync", "--into", str(tmp_path / "into")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "pylock: error: pythons.lock: invalid TOML: a dotted key or table name of more than "
+        f"{MAX_DEPTH} parts (at line 4, column 1)",
+        "pylock: hint: run `pylock lock`: it re-resolves from pythons.toml, keeping the locked "
+        "builds that still fit",
+    ]
+
+
+# -- every reader that parses JSON ---------------------------------------------------------
+
+DEEP_JSON = "[" * HUGE + "]" * HUGE
+
+
+@pytest.mark.timeout(30)
+def test_deep_install_record_is_not_a_pylock_install(tmp_path: Path) -> None:
+    from pylock.install import installed_names, installed_state
+
+    meta = tmp_path / "app" / ".pylock"
+    meta.mkdir(parents=True)
+    (meta / "install.json").write_text(DEEP_JSON)
+    assert installed_state(tmp_path, "app") is None
+    assert installed_names(tmp_path) == []
+
+
+@pytest.mark.timeout(30)
+def test_deep_metadata_cache_entry_is_a_miss(tmp_path: Path) -> None:
+    from pylock.index.metadata import CachedDocument, MetadataStore
+
+    store = MetadataStore(tmp_path)
+    url = "https://api.github.com/repos/x/y/releases"
+    store.save(CachedDocument(url=url, status=200, body=b"[]", checked_at=0.0))
+    for meta in tmp_path.glob("*.json"):
+        meta.write_text(DEEP_JSON)
+    assert store.load(url) is None
+
+
+@pytest.mark.timeout(30)
+def test_deep_upstream_json_is_an_upstream_error() -> None:
+    from pylock.errors import UpstreamError
+    from pylock.index.metadata import parse_json
+
+    parse = parse_json("https://api.github.com/repos/x/y/releases")
+    with pytest.raises(UpstreamError, match=r"malformed JSON from https://api\.github\.com/"):
+        parse(DEEP_JSON.encode())
+
+
+@pytest.mark.timeout(30)
+def test_deep_uv_downloads_json_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pylock.errors import UpstreamError
+    from pylock.fetch import FetchOptions
+    from pylock.index.live import load_uv_downloads_json
+    from pylock.progress import Reporter
+
+    path = tmp_path / "downloads.json"
+    path.write_text('{"cpython-3.13.0-linux-x86_64-gnu": ' + DEEP_JSON + "}")
+    with pytest.raises(UpstreamError, match="not valid JSON: nested more than"):
+        load_uv_downloads_json(
+            str(path), fetch_options=FetchOptions(offline=True), reporter=Reporter(verbosity=0)
+        )
+
+
+@pytest.mark.timeout(30)
+def test_deep_snapshot_file_is_an_upstream_error() -> None:
+    from pylock.errors import UpstreamError
+    from pylock.index.snapshot import loads_snapshot
+
+    with pytest.raises(UpstreamError, match="not a pylock index snapshot"):
+        loads_snapshot(gzip.compress(DEEP_JSON.encode()), filename="x.json.gz")
+
+
+@pytest.mark.timeout(30)
+def test_deep_bin_dir_manifest_is_ignored(tmp_path: Path) -> None:
+    from pylock.bindir import MANIFEST, _read_manifest
+
+    (tmp_path / MANIFEST).write_text('{"links": ' + DEEP_JSON + "}")
+    assert _read_manifest(tmp_path) == {}
+
+
+@pytest.mark.timeout(30)
+def test_hostile_fast_path_state_falls_through(tmp_path: Path) -> None:
+    from pylock.fastpath import STATE_FILE, read_state, try_noop_sync
+
+    (tmp_path / "pythons.lock").write_text(LOCK_HEAD)
+    into = tmp_path / "into"
+    into.mkdir()
+    for text in (
+        "pylock-state 1\nrecord app " + "9" * 10_000 + " 1 1\n",
+        "pylock-state 1\n" + "[" * HUGE + "\n",
+        "pylock-state 1\nrecord app 1 2\n",
+        "\x00\xff" * 1000,
+    ):
+        (into / STATE_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
+        assert read_state(str(into)) is None
+        argv = ["--project", str(tmp_path), "sync", "--into", str(into)]
+        assert try_noop_sync(argv, {}) is None
+
+
+@pytest.mark.timeout(30)
+def test_refusals_never_echo_the_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "https://user:s3cr3t@example.test/a.tar.gz?token=t0ps3cr3t"
+    (tmp_path / "pythons.lock").write_text(
+        LOCK_HEAD + f'url = "{secret}"\n' + "x = " + f'["{secret}", ' * HUGE + "\n"
+    )
+    assert main(["--project", str(tmp_path), "sync", "--into", str(tmp_path / "i")]) == 1
+    err = capsys.readouterr().err
+    assert "invalid TOML: nested more than" in err
+    assert "s3cr3t" not in err
+    with pytest.raises(JsonTooDeepError) as caught:
+        json_loads(f'{{"url": "{secret}", "x": ' + "[" * HUGE)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def _sample_lock_text() -> str:
+    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.versions import Flavor, Implementation
+
+    pythons = [
+        LockedPython(
+            name=f"app{i}",
+            implementation=Implementation.CPYTHON,
+            version="3.13.9",
+            build="20251014",
+            flavor=Flavor.INSTALL_ONLY_STRIPPED,
+            artifacts=(
+                Artifact(
+                    platform="linux-x86_64-gnu",
+                    url=f"https://example.test/20251014/cpython-{i}.tar.gz",
+                    sha256=f"{i:064x}",
+                    size=1000 + i,
+                ),
+            ),
+        )
+        for i in range(3)
+    ]
+    return dumps(make_lock(pythons, config_digest=DIGEST))
+
+
+def test_every_truncation_of_a_lock_loads_or_is_a_lock_error() -> None:
+    from pylock.errors import LockFileError
+    from pylock.lock import LockFile, loads
+
+    text = _sample_lock_text()
+    outcomes = []
+    for end in range(len(text) + 1):
+        try:
+            outcomes.append(isinstance(loads(text[:end]), LockFile))
+        except LockFileError:
+            outcomes.append(False)
+    assert outcomes[-1] is True
+    assert outcomes.count(False) > len(text) // 2
+
+
+def test_every_truncation_of_an_install_record_reads_as_no_record(tmp_path: Path) -> None:
+    from pylock.install import installed_state
+
+    document = {
+        "installer": "pylock",
+        "record-version": 1,
+        "artifact": {"platform": "linux-x86_64-gnu", "url": "https://x.test/a", "sha256": "0"},
+        "python": {"name": "app", "implementation": "cpython", "version": "3.13.9"},
+    }
+    text = json.dumps(document, indent=2)
+    meta = tmp_path / "app" / ".pylock"
+    meta.mkdir(parents=True)
+    for end in range(len(text)):
+        (meta / "install.json").write_text(text[:end])
+        assert installed_state(tmp_path, "app") is None
+    (meta / "install.json").write_text(text)
+    assert installed_state(tmp_path, "app") is not None
