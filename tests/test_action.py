@@ -655,3 +655,20 @@ def test_a_hostile_input_is_data_not_code(
     assert run.code == 1
     assert "::error title=pylock::no pythons.lock in" in run.log
     assert sorted(p.name for p in workspace.iterdir()) == []
+
+
+def test_example_workflow_commands_parse() -> None:
+    from test_examples_ci import parse_error, pylock_commands
+
+    example = ROOT / "examples" / "github-actions" / "with-action.yml"
+    workflow = yaml.safe_load(example.read_text(encoding="utf-8"))
+    commands = [
+        args
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if "run" in step
+        for args in pylock_commands(step["run"])
+    ]
+    assert commands, "the example runs pylock after the action"
+    for args in commands:
+        assert parse_error(args) is None, args
