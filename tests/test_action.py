@@ -672,3 +672,18 @@ def test_example_workflow_commands_parse() -> None:
     assert commands, "the example runs pylock after the action"
     for args in commands:
         assert parse_error(args) is None, args
+
+
+@posix_only
+@pytest.mark.parametrize("name", ["project", "into", "bin-dir", "version"])
+def test_an_input_with_a_newline_is_refused_before_anything_runs(name: str, tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    cache = CacheService(tmp_path / "actions-cache")
+    environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    inputs = {name: "x\nPYLOCK_OFFLINE=1\nLD_PRELOAD=/tmp/evil.so"}
+    run = run_action(workspace, tmp_path / "temp", inputs, environ=environ, cache=cache)
+    assert run.code == 1
+    assert "::error title=pylock::the version, project, into and bin-dir inputs" in run.log
+    assert run.env == {} and run.path == []
+    assert not (tmp_path / "temp" / "pylock-action").exists()

@@ -1,7 +1,9 @@
 """``pylock completion bash|zsh|fish``: the scripts complete what the real parser accepts.
 
-bash and fish are run for real: the bash function is called with ``COMP_WORDS`` and
-``COMP_CWORD`` set as bash sets them, and fish answers ``complete -C``. zsh is parsed.
+All three shells are run for real: the bash function is called with ``COMP_WORDS`` and
+``COMP_CWORD`` set as bash sets them, fish answers ``complete -C``, and zsh's completion
+system is driven through a pseudo-terminal (those tests are marked slow); zsh also parses
+the script with ``zsh -n``.
 """
 
 from __future__ import annotations
@@ -286,7 +288,82 @@ def test_fish_reads_names_from_the_project_given(tmp_path: Path) -> None:
     assert fish_complete(line, tmp_path, tmp_path) == ["elsewhere"]
 
 
-# -- zsh, and the command itself -------------------------------------------------------------
+# -- zsh ---------------------------------------------------------------------------------------
+
+# Drives an interactive zsh in a pseudo-terminal: types the line, presses a key bound to
+# completion, and prints every candidate the completion system adds (compadd is wrapped).
+# The markers are split in the source so that the terminal's echo of it never matches.
+ZSH_CAPTURE = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1='' PROMPT='' RPROMPT=''"
+zpty -w z "fpath=(${(q)1} \$fpath); autoload -U compinit; compinit -u -D -d ${(q)1}/.zcompdump"
+zpty -w z 'zstyle ":completion:*" list-grouped false; zstyle ":completion:*" insert-tab false'
+zpty -w z 'compadd() { if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi; typeset -a __hits; builtin compadd -A __hits "$@"; local h; for h in $__hits; do print -r -- "<""C>$h"; done; }'
+zpty -w z '_zc_finish() { print "<""EOC>"; zle send-break }'
+zpty -w z 'comppostfuncs=(_zc_finish)'
+zpty -w z 'zle -C _zc_complete complete-word _main_complete; bindkey "^X" _zc_complete'
+zpty -n -w z "$2"$'\C-x'
+local line
+while zpty -r z line; do
+  [[ $line == *'<EOC>'* ]] && break
+  [[ $line == *"<C>"* ]] && print -r -- "${${line##*<C>}%%$'\r'*}"
+done
+zpty -d z
+"""
+
+
+def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
+    """The candidates zsh's completion system offers for ``line``, sorted."""
+    if ZSH is None:
+        pytest.skip("zsh is not installed")
+    functions = tmp_path / "zfunc"
+    if not functions.is_dir():
+        functions.mkdir()
+        (functions / "_pylock").write_text(script("zsh", build_parser()))
+        (tmp_path / "capture.zsh").write_text(ZSH_CAPTURE)
+    result = subprocess.run(
+        [ZSH, "-f", str(tmp_path / "capture.zsh"), str(functions), line],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    return sorted(set(result.stdout.split()))
+
+
+@pytest.mark.slow  # a pseudo-terminal zsh per case: about a second each
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("pylock wh", ["which"]),
+        ("pylock which ", ["app", "legacy-3.10"]),
+        ("pylock sync --only ", ["app", "legacy-3.10"]),
+        ("pylock lock --upgrade-python l", ["legacy-3.10"]),
+        ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+        ("pylock --color ", ["always", "auto", "never"]),
+        ("pylock diff --format=", ["json", "markdown", "text"]),
+        ("pylock sync --platform macos", ["macos-aarch64", "macos-x86_64"]),
+        ("pylock sync --no-", ["--no-fixups", "--no-prune"]),
+        ("pylock completion ", ["bash", "fish", "zsh"]),
+    ],
+)
+def test_zsh_completes(line: str, expected: list[str], project: Path, tmp_path: Path) -> None:
+    assert zsh_complete(line, project, tmp_path) == expected
+
+
+@pytest.mark.slow
+def test_zsh_reads_names_from_the_project_given(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pythons.lock").write_text('[[python]]\nname = "elsewhere"\nname = "$(x)"\n')
+    line = f"pylock --project {other} which "
+    assert zsh_complete(line, tmp_path, tmp_path) == ["elsewhere"]
+
+
+# -- the command itself ------------------------------------------------------------------------
 
 
 def test_zsh_script_parses_and_registers(tmp_path: Path) -> None:
