@@ -299,7 +299,10 @@ zpty z zsh -f -i
 zpty -w z "PS1='' PROMPT='' RPROMPT=''"
 zpty -w z "fpath=(${(q)1} \$fpath); autoload -U compinit; compinit -u -D -d ${(q)1}/.zcompdump"
 zpty -w z 'zstyle ":completion:*" list-grouped false; zstyle ":completion:*" insert-tab false'
-zpty -w z 'compadd() { if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi; typeset -a __hits; builtin compadd -A __hits "$@"; local h; for h in $__hits; do print -r -- "<""C>$h"; done; }'
+wrap='compadd() { if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; '
+wrap+='return $?; fi; typeset -a __hits; builtin compadd -A __hits "$@"; local h; '
+wrap+='for h in $__hits; do print -r -- "<""C>$h"; done; }'
+zpty -w z "$wrap"
 zpty -w z '_zc_finish() { print "<""EOC>"; zle send-break }'
 zpty -w z 'comppostfuncs=(_zc_finish)'
 zpty -w z 'zle -C _zc_complete complete-word _main_complete; bindkey "^X" _zc_complete'
