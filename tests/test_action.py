@@ -94,6 +94,8 @@ def test_default_version_is_the_packages_version() -> None:
     default = action()["inputs"]["version"]["default"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert default == pylock.__version__ == pyproject["project"]["version"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"rev: v{default}\n" in readme
 
 
 def test_readme_and_example_use_the_action() -> None:
