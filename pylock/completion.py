@@ -125,6 +125,8 @@ def _safe(words: Sequence[str]) -> tuple[str, ...]:
 
 def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[Command]:
     """Every command of ``parser``, depth first, each with what it accepts."""
+    # argparse has no public way to list what a parser accepts; these attributes have been
+    # the same since Python 3.2, and the tests compare the result with the parser's behaviour.
     options: list[Option] = []
     positionals: list[Positional] = []
     commands: list[tuple[str, str]] = []

@@ -423,3 +423,42 @@ def test_completion_costs_nothing_at_start_up() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def awkward_parser() -> argparse.ArgumentParser:
+    """A parser whose help texts carry every character the scripts must escape."""
+    parser = argparse.ArgumentParser(prog="pylock")
+    parser.add_argument("--odd", help='it\'s [odd]: "quoted" \\ back`tick` $(x) $HOME %s')
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("go", help='a [sub]: it\'s "here"')
+    return parser
+
+
+def test_help_text_is_escaped_for_every_shell(tmp_path: Path) -> None:
+    for shell, binary in (("bash", BASH), ("zsh", ZSH), ("fish", FISH)):
+        if binary is None:
+            continue
+        path = tmp_path / f"awkward.{shell}"
+        path.write_text(script(shell, awkward_parser()))
+        subprocess.run([binary, "-n", str(path)], check=True, timeout=30)
+    if FISH is None:
+        pytest.skip("fish is not installed")
+    result = subprocess.run(
+        [
+            FISH,
+            "--no-config",
+            "-c",
+            f"source {tmp_path / 'awkward.fish'}; complete -C 'pylock --o'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout == '--odd\tit\'s [odd]: "quoted" \\ back`tick` $(x) $HOME %s\n'
+
+
+def test_a_word_that_cannot_be_embedded_is_refused() -> None:
+    parser = argparse.ArgumentParser(prog="pylock")
+    parser.add_argument("--shell", choices=["ok", "$(rm -rf ~)"])
+    with pytest.raises(ValueError, match="cannot embed"):
+        script("bash", parser)
