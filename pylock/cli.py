@@ -437,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", metavar="NAME")
     run.add_argument("run_args", nargs=argparse.REMAINDER, metavar="ARGS")
     run.add_argument("--into", metavar="DIR", help="install directory")
+
+    completion = command(
+        "completion",
+        "print a shell completion script: pylock completion bash|zsh|fish",
+        _cmd_completion,
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL")
     return parser
 
 
@@ -1022,6 +1029,14 @@ def _prefixed(name: str, error: PylockError) -> PylockError:
         else str(error).splitlines() or [type(error).__name__]
     )
     return PylockError("\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint)
+
+
+def _cmd_completion(ctx: Context) -> int:
+    # Only here, never at start-up: a run that is not completing pays nothing for this.
+    from pylock.completion import script
+
+    ctx.out(script(ctx.args.shell, build_parser()).rstrip("\n"))
+    return 0
 
 
 # -- entry point -----------------------------------------------------------------------
