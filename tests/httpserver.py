@@ -27,7 +27,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
-from loopback import LoopbackServer
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)

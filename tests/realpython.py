@@ -9,7 +9,7 @@ a ``pythons.lock``, and a static mirror tree, and serves a tree over loopback HT
 
 Usage from a test::
 
-    from realpython import build_pbs_archive, host_pythons
+    from tests.realpython import build_pbs_archive, host_pythons
     archive = build_pbs_archive(tmp_path)               # the running interpreter
     other = build_pbs_archive(tmp_path, prefix=host_pythons()[1].prefix)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import attrs
 import pytest
-from realpython import (
+
+from pylock.cli import main
+from tests.realpython import (
     RealArchive,
     RealPythonUnavailable,
     build_pbs_archive,
@@ -29,7 +31,7 @@ from realpython import (
     write_lock,
     write_mirror_tree,
 )
-from sysconfig_fixture import (
+from tests.sysconfig_fixture import (
     EXTENSION_MODULE,
     EXTENSION_PROBE,
     PBS_PREFIX,
@@ -38,8 +40,6 @@ from sysconfig_fixture import (
     pbs_style_archive,
     write_extension_sdist,
 )
-
-from pylock.cli import main
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
@@ -685,7 +685,7 @@ def test_uv_finds_bin_dir_links_on_path(mirror: Mirror, tmp_path: Path) -> None:
 
 
 def _planted_tree(root: Path) -> Path:
-    from sysconfig_fixture import pkgconfig_files
+    from tests.sysconfig_fixture import pkgconfig_files
 
     source = {"prefix": "/build/py", "VERSION": "3.12", "ABIFLAGS": "", "LIBS": "-L/build/py/lib"}
     variables = pbs_build_vars(source, toolchain="tools")

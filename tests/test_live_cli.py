@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ LINUX = "x86_64-unknown-linux-gnu"
 #: Newer than anything in the bundled snapshot (which ends in August 2026).
 NEW_TAG = "20261120"
 NEW_VERSION = "3.13.99"
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
 
 
 @pytest.fixture

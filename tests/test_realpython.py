@@ -13,8 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import realpython
-from realpython import (
+
+from tests import realpython
+from tests.realpython import (
     PBS_MTIME,
     RealArchive,
     RealPythonUnavailable,

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from aiohttp import web
-from loopback import LoopbackServer
+
+from tests.loopback import LoopbackServer
 
 PBS_REPO = "astral-sh/python-build-standalone"
 PBS_REPO_ID = 162334160
