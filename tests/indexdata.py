@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,6 +40,44 @@ def _load(path: Path) -> dict[str, Any]:
 def uv_json() -> dict[str, Any]:
     """The parsed reference downloads JSON (shared between tests; do not mutate)."""
     return _load(uv_json_path())
+
+
+#: One entry of uv's downloads JSON, keyed as uv keys it: CPython 3.13.7+20250918 for
+#: linux-x86_64-gnu. Use :func:`uv_entry` for a copy to change.
+UV_KEY = "cpython-3.13.7-linux-x86_64-gnu"
+UV_ENTRY: dict[str, Any] = {
+    "name": "cpython",
+    "arch": {"family": "x86_64", "variant": None},
+    "os": "linux",
+    "libc": "gnu",
+    "major": 3,
+    "minor": 13,
+    "patch": 7,
+    "prerelease": "",
+    "url": f"{PBS}/20250918/"
+    "cpython-3.13.7%2B20250918-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz",
+    "sha256": "ab" * 32,
+    "variant": None,
+    "build": "20250918",
+}
+
+
+def uv_entry(**changes: Any) -> dict[str, Any]:
+    """A deep copy of :data:`UV_ENTRY` with ``changes`` applied."""
+    out = copy.deepcopy(UV_ENTRY)
+    out.update(changes)
+    return out
+
+
+def snapshot_script() -> ModuleType:
+    """``scripts/build_snapshot.py``, loaded as a module."""
+    spec = importlib.util.spec_from_file_location(
+        "build_snapshot", REPO / "scripts" / "build_snapshot.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fake_sha(*parts: object) -> str:
