@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from pylock.index.model import Build, Index
+from pylock.lock import Artifact, LockedPython
 from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
@@ -112,17 +114,10 @@ def pbs(
         suffix = f"{prefix}{flavor}.tar.gz"
     name = f"cpython-{version}%2B{tag}-{triple}-{suffix}"
     url = f"{PBS}/{tag}/{name}"
-    return Build(
-        implementation=Implementation.CPYTHON,
-        version=version,
-        build=tag,
-        platform=platform,
-        variant=variant,
-        flavor=flavor,
-        format=ArchiveFormat.TAR_ZST if flavor is Flavor.FULL else ArchiveFormat.TAR_GZ,
-        url=url,
-        sha256=fake_sha(url) if sha256 is True else (sha256 or None),
-        size=size,
+    fmt = ArchiveFormat.TAR_ZST if flavor is Flavor.FULL else ArchiveFormat.TAR_GZ
+    sha = fake_sha(url) if sha256 is True else (sha256 or None)
+    return _build(
+        Implementation.CPYTHON, version, tag, platform, url, fmt, sha, variant, flavor, size
     )
 
 
@@ -132,17 +127,8 @@ def pypy(python: str, release: str, platform: str) -> Build:
     series = ".".join(python.split(".")[:2])
     ext = "zip" if platform.startswith("windows") else "tar.bz2"
     url = f"https://downloads.python.org/pypy/pypy{series}-v{release}-{name}.{ext}"
-    return Build(
-        implementation=Implementation.PYPY,
-        version=python,
-        build=release,
-        platform=platform,
-        variant=Variant.DEFAULT,
-        flavor=None,
-        format=ArchiveFormat(ext),
-        url=url,
-        sha256=fake_sha(url),
-    )
+    fmt = ArchiveFormat(ext)
+    return _build(Implementation.PYPY, python, release, platform, url, fmt, fake_sha(url))
 
 
 def graalpy(python: str, release: str, platform: str) -> Build:
@@ -154,16 +140,57 @@ def graalpy(python: str, release: str, platform: str) -> Build:
         f"https://github.com/oracle/graalpython/releases/download/graal-{release}/"
         f"graalpy{series}-{release}-{name}.{ext}"
     )
+    fmt = ArchiveFormat(ext)
+    return _build(Implementation.GRAALPY, python, release, platform, url, fmt, fake_sha(url))
+
+
+def _build(
+    implementation: Implementation,
+    version: str,
+    tag: str,
+    platform: str,
+    url: str,
+    fmt: ArchiveFormat,
+    sha256: str | None,
+    variant: Variant = Variant.DEFAULT,
+    flavor: Flavor | None = None,
+    size: int | None = None,
+) -> Build:
     return Build(
-        implementation=Implementation.GRAALPY,
-        version=python,
-        build=release,
+        implementation=implementation,
+        version=version,
+        build=tag,
         platform=platform,
-        variant=Variant.DEFAULT,
-        flavor=None,
-        format=ArchiveFormat(ext),
+        variant=variant,
+        flavor=flavor,
+        format=fmt,
         url=url,
-        sha256=fake_sha(url),
+        sha256=sha256,
+        size=size,
+    )
+
+
+def locked_python(
+    name: str,
+    version: str,
+    build: str | None,
+    artifacts: Iterable[Artifact],
+    *,
+    implementation: Implementation = Implementation.CPYTHON,
+    variant: Variant = Variant.DEFAULT,
+    flavor: Flavor | None = Flavor.INSTALL_ONLY_STRIPPED,
+    default: bool = False,
+) -> LockedPython:
+    """A ``pythons.lock`` entry: CPython ``install_only_stripped`` unless told otherwise."""
+    return LockedPython(
+        name=name,
+        implementation=implementation,
+        version=version,
+        build=build,
+        variant=variant,
+        flavor=flavor,
+        default=default,
+        artifacts=tuple(artifacts),
     )
 
 

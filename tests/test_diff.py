@@ -28,6 +28,7 @@ from pylock.diff import (
 from pylock.errors import PylockError
 from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import locked_python
 
 PBS = "https://github.com/astral-sh/python-build-standalone/releases/download"
 TRIPLES = {
@@ -67,15 +68,8 @@ def cpython(
                 size=(sizes or {}).get(key, 30 * MB),
             )
         )
-    return LockedPython(
-        name=name,
-        implementation=Implementation.CPYTHON,
-        version=version,
-        build=build,
-        variant=variant,
-        flavor=flavor,
-        default=default,
-        artifacts=tuple(artifacts),
+    return locked_python(
+        name, version, build, artifacts, variant=variant, flavor=flavor, default=default
     )
 
 

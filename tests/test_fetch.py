@@ -38,6 +38,7 @@ from tests.httpserver import (
     Truncate,
     WrongBytes,
 )
+from tests.indexdata import locked_python
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 
@@ -653,19 +654,16 @@ def test_kill_mid_download_leaves_no_archive_and_a_rerun_completes(
 
 
 def write_lock(project: Path, artifacts: list[tuple[str, str, bytes]]) -> None:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
-    from pylock.versions import Flavor, Implementation
+    from pylock.lock import Artifact, dumps, make_lock
 
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.13.9",
-        build="20251014",
-        flavor=Flavor.INSTALL_ONLY_STRIPPED,
-        artifacts=tuple(
+    python = locked_python(
+        "app",
+        "3.13.9",
+        "20251014",
+        [
             Artifact(platform=key, url=url, sha256=sha(data), size=len(data))
             for key, url, data in artifacts
-        ),
+        ],
     )
     lock = make_lock([python], config_digest="sha256:" + "0" * 64)
     project.mkdir(parents=True, exist_ok=True)

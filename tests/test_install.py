@@ -32,9 +32,10 @@ from pylock.install import (
 from pylock.lock import Artifact, LockedPython
 from pylock.platforms import Platform
 from pylock.progress import NullReporter
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
 from tests.archives import Entry
+from tests.indexdata import locked_python
 
 LINUX = Platform.parse("linux-x86_64-gnu")
 WINDOWS = Platform.parse("windows-x86_64")
@@ -64,14 +65,8 @@ def locked(
     implementation: Implementation = Implementation.CPYTHON,
     flavor: Flavor | None = Flavor.INSTALL_ONLY,
 ) -> LockedPython:
-    return LockedPython(
-        name=name,
-        implementation=implementation,
-        version=version,
-        build="20241016",
-        variant=Variant.DEFAULT,
-        flavor=flavor,
-        artifacts=(artifact,),
+    return locked_python(
+        name, version, "20241016", [artifact], implementation=implementation, flavor=flavor
     )
 
 
