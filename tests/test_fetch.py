@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -593,15 +592,17 @@ FETCH = textwrap.dedent(
 )
 
 
-def child_env(netrc: Path) -> Mapping[str, str]:
-    return {**os.environ, "NETRC": str(netrc)}
+def throttled(server: HttpServer, size: int) -> tuple[bytes, Wanted]:
+    """An archive the server sends at about 500 kB/s, so that a test can act mid-download."""
+    data = payload(size)
+    return data, want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
 
 
-def spawn(cache: Cache, wanted: Wanted, netrc: Path) -> subprocess.Popen[str]:
+def spawn(cache: Cache, wanted: Wanted) -> subprocess.Popen[str]:
+    """A process that fetches ``wanted`` into ``cache`` (in the test's clean environment)."""
     args = [str(cache.root), wanted.url, wanted.sha256, str(wanted.size)]
     return subprocess.Popen(
         [sys.executable, "-c", FETCH, *args],
-        env=child_env(netrc),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -609,12 +610,9 @@ def spawn(cache: Cache, wanted: Wanted, netrc: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_two_processes_download_one_archive_once(
-    server: HttpServer, cache: Cache, netrc: Path
-) -> None:
-    data = payload(400_000)
-    wanted = want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
-    children = [spawn(cache, wanted, netrc) for _ in range(2)]
+def test_two_processes_download_one_archive_once(server: HttpServer, cache: Cache) -> None:
+    data, wanted = throttled(server, 400_000)
+    children = [spawn(cache, wanted) for _ in range(2)]
     outputs = []
     for child in children:
         out, err = child.communicate(timeout=60)
@@ -628,11 +626,10 @@ def test_two_processes_download_one_archive_once(
 
 @pytest.mark.slow
 def test_kill_mid_download_leaves_no_archive_and_a_rerun_completes(
-    server: HttpServer, cache: Cache, netrc: Path
+    server: HttpServer, cache: Cache
 ) -> None:
-    data = payload(1_000_000)
-    wanted = want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
-    with spawn(cache, wanted, netrc) as child:
+    data, wanted = throttled(server, 1_000_000)
+    with spawn(cache, wanted) as child:
         deadline = time.monotonic() + 30
         while not files_under(cache.tmp_dir) or files_under(cache.tmp_dir)[0].stat().st_size == 0:
             assert time.monotonic() < deadline, "the child never started downloading"

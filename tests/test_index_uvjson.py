@@ -145,14 +145,8 @@ def test_missing_fields_and_wrong_shapes() -> None:
 
 
 def test_pypy_and_graalpy_names_are_checked() -> None:
-    pypy = entry(
-        name="pypy",
-        major=3,
-        minor=11,
-        patch=13,
-        url="https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
-        build="7.3.20",
-    )
+    url = "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
+    pypy = entry(name="pypy", major=3, minor=11, patch=13, url=url, build="7.3.20")
     (build,) = builds_from_uv_json({"p": pypy})
     assert (build.flavor, build.format, build.build) == (None, ArchiveFormat.TAR_BZ2, "7.3.20")
     with pytest.raises(UpstreamError, match=r"the file name says Python 3\.11"):

@@ -341,11 +341,10 @@ def test_full_mirror_layout(
 
 
 def test_rerun_is_incremental_and_repairs(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
 ) -> None:
     the_lock, blobs = world
     out = tmp_path / "mirror"
-    cache = Cache(tmp_path / "cache")
     run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
     assert not (
         out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
@@ -369,11 +368,10 @@ def test_rerun_is_incremental_and_repairs(
 
 
 def test_runs_for_other_platforms_accumulate(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
 ) -> None:
     the_lock, blobs = world
     out = tmp_path / "mirror"
-    cache = Cache(tmp_path / "cache")
     run_mirror(the_lock, out, cache, upstream_dir, platforms=["macos-aarch64"])
     run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
     sums = parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())
