@@ -171,26 +171,13 @@ def _build(
 
 
 def locked_python(
-    name: str,
-    version: str,
-    build: str | None,
-    artifacts: Iterable[Artifact],
-    *,
-    implementation: Implementation = Implementation.CPYTHON,
-    variant: Variant = Variant.DEFAULT,
-    flavor: Flavor | None = Flavor.INSTALL_ONLY_STRIPPED,
-    default: bool = False,
+    name: str, version: str, build: str | None, artifacts: Iterable[Artifact], **fields: Any
 ) -> LockedPython:
-    """A ``pythons.lock`` entry: CPython ``install_only_stripped`` unless told otherwise."""
+    """A ``pythons.lock`` entry: CPython ``install_only_stripped`` unless ``fields`` say else."""
+    fields.setdefault("implementation", Implementation.CPYTHON)
+    fields.setdefault("flavor", Flavor.INSTALL_ONLY_STRIPPED)
     return LockedPython(
-        name=name,
-        implementation=implementation,
-        version=version,
-        build=build,
-        variant=variant,
-        flavor=flavor,
-        default=default,
-        artifacts=tuple(artifacts),
+        name=name, version=version, build=build, artifacts=tuple(artifacts), **fields
     )
 
 

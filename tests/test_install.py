@@ -402,10 +402,10 @@ def test_kill_mid_install_then_rerun(tmp_path: Path) -> None:
 @posix_only
 @pytest.mark.slow
 def test_concurrent_installs_into_one_directory(tmp_path: Path) -> None:
+    script = _install_script(tmp_path)
     dest_root = tmp_path / "d"
     a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=300, size=500))
     a2, art2 = make_archive(tmp_path, "v2", version_tree("v2", files=300, size=500))
-    script = _install_script(tmp_path)
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(archive), str(dest_root), art.sha256, name],
