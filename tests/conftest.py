@@ -86,6 +86,10 @@ SCRUBBED = frozenset(
     }
 )
 
+#: What the suite sets itself after scrubbing: git reads no system-wide configuration (the
+#: global one would be in ``HOME``, which is empty).
+SUITE_SETTINGS = {"GIT_CONFIG_NOSYSTEM": "1"}
+
 #: The user's real home, read before any test moves ``HOME``: interpreters installed with
 #: pyenv live there, and the real-interpreter tests package them.
 _REAL_PYENV_ROOT = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
@@ -115,14 +119,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
     for name in list(os.environ):
         if scrubbed(name):
             monkeypatch.delenv(name)
+    for name in ("COLUMNS", "LINES"):
+        # readline sets these below os.environ, where subprocesses would still inherit them.
+        if name not in os.environ and hasattr(os, "unsetenv"):
+            os.unsetenv(name)
     home = Path(tempfile.mkdtemp(prefix="home-", dir=_homes))
     monkeypatch.setenv("HOME", str(home))
     if sys.platform == "win32":
         monkeypatch.setenv("USERPROFILE", str(home))
         monkeypatch.setenv("LOCALAPPDATA", str(home / "AppData" / "Local"))
         monkeypatch.setenv("APPDATA", str(home / "AppData" / "Roaming"))
-    # git: no system-wide configuration either (the global one would be in HOME).
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name, value in SUITE_SETTINGS.items():
+        monkeypatch.setenv(name, value)
     if Path(_REAL_PYENV_ROOT).is_dir():
         monkeypatch.setenv("PYENV_ROOT", _REAL_PYENV_ROOT)
     yield home
