@@ -6,16 +6,19 @@
 #   scripts/test_in_user_shell.sh -m slow              # other pytest arguments instead
 #   CONDITIONS="proxy settings" scripts/test_in_user_shell.sh
 #   TEST_USER=tester scripts/test_in_user_shell.sh     # the user for `non-root` (default tester)
+#   TEST_USER_PYTHON=/usr/bin/python3.12 ...           # the Python of that user's virtualenv
 #
 # Conditions: as-is (this shell), venv (a virtualenv activated: VIRTUAL_ENV set, its bin
 # first on PATH), proxy (a dead proxy in HTTP(S)_PROXY/ALL_PROXY, both cases, NO_PROXY
 # empty), settings (the user's own PYLOCK_*, UV_*, token, netrc, CA bundle, colour and XDG
 # settings, and a home folder with ~/.netrc, ~/.cache/pylock and ~/.config/uv in it),
-# non-root (all of that at once, as an unprivileged user, in a copy of the checkout).
+# non-root (all of that at once, as an unprivileged user, in their own copy of the checkout
+# with their own virtualenv, made with TEST_USER_PYTHON: Debian's /usr/bin/python3 by default).
 #
 # Run it from an activated virtualenv that has `pip install -e '.[test]'`. The non-root
-# condition needs root (to switch user with runuser) and an existing user: create one with
-# `useradd -m tester`. Run as a non-root user, the other conditions already are that.
+# condition needs root (to switch user with runuser), an existing user (`useradd -m tester`)
+# and PyPI for that user's `pip install -e '.[test]'`. Run as a non-root user, the script
+# runs that condition in this virtualenv: every condition is then unprivileged anyway.
 # Exit status: 0 if every condition passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,7 @@ if [ $# -eq 0 ]; then
 fi
 conditions=${CONDITIONS:-as-is venv proxy settings non-root}
 test_user=${TEST_USER:-tester}
+user_python=${TEST_USER_PYTHON:-/usr/bin/python3}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pylock-user-shell.XXXXXX")
 chmod 755 "$work"
@@ -90,7 +94,7 @@ run_condition() {  # NAME COMMAND...
     "$@" >"$log" 2>&1
     rc=$?
     end=$(now)
-    summary=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -1 | tr -d '=')
+    summary=$(grep -E '(passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -1 | tr -d '=')
     [ -n "$summary" ] || summary="(no pytest summary; see below)"
     rows+=("$(printf '| %-9s | %3s | %-72s | %6.1f s |' "$name" "$rc" "${summary# }" \
         "$("$python" -c "print($end - $start)")")")
@@ -116,16 +120,27 @@ for condition in $conditions; do
             rows+=("| non-root  |   - | not run: no user $test_user (useradd -m $test_user) |")
             status=1
         else
-            # A copy of the checkout the user owns, run with this virtualenv's interpreter:
-            # run from the copy's root, `python -m pytest` imports pylock and tests from it.
+            # The user's own copy of the checkout and their own virtualenv (this one's
+            # interpreter may live where they cannot read it, e.g. under /root).
             copy="$work/checkout"
             mkdir "$copy"
             tar -C "$repo" --exclude=./.venv --exclude='*.egg-info' --exclude=__pycache__ \
                 --exclude=.hypothesis --exclude=.pytest_cache -cf - . | tar -C "$copy" -xf -
             chown -R "$test_user" "$copy" "$home" "$work"
-            run_condition non-root runuser -u "$test_user" -- sh -c 'cd "$0" && exec "$@"' \
-                "$copy" env "${venv_env[@]}" "${proxy_env[@]}" "${settings_env[@]}" \
-                "TMPDIR=$work" "$python" "${pytest_args[@]}"
+            as_user=(runuser -u "$test_user" -- env "HOME=$home" "TMPDIR=$work")
+            echo "== non-root: a virtualenv for $test_user from $user_python" >&2
+            if "${as_user[@]}" "$user_python" -m venv "$copy/.venv" &&
+                "${as_user[@]}" "$copy/.venv/bin/python" -m pip install -q -e "$copy[test]" \
+                    >"$work/non-root-setup.log" 2>&1; then
+                user_venv=("VIRTUAL_ENV=$copy/.venv" "PATH=$copy/.venv/bin:$PATH")
+                run_condition non-root runuser -u "$test_user" -- sh -c 'cd "$0" && exec "$@"' \
+                    "$copy" env "${user_venv[@]}" "${proxy_env[@]}" "${settings_env[@]}" \
+                    "TMPDIR=$work" "$copy/.venv/bin/python" "${pytest_args[@]}"
+            else
+                tail -20 "$work/non-root-setup.log" >&2
+                rows+=("| non-root  |   - | not run: cannot make $test_user's virtualenv (see above) |")
+                status=1
+            fi
         fi
         ;;
     *)
