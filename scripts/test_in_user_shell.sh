@@ -7,6 +7,7 @@
 #   CONDITIONS="proxy settings" scripts/test_in_user_shell.sh
 #   TEST_USER=tester scripts/test_in_user_shell.sh     # the user for `non-root` (default tester)
 #   TEST_USER_PYTHON=/usr/bin/python3.12 ...           # the Python of that user's virtualenv
+#   KEEP=1 scripts/test_in_user_shell.sh               # keep the logs (the path is printed)
 #
 # Conditions: as-is (this shell), venv (a virtualenv activated: VIRTUAL_ENV set, its bin
 # first on PATH), proxy (a dead proxy in HTTP(S)_PROXY/ALL_PROXY, both cases, NO_PROXY
@@ -39,7 +40,7 @@ user_python=${TEST_USER_PYTHON:-/usr/bin/python3}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pylock-user-shell.XXXXXX")
 chmod 755 "$work"
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT  # KEEP=1 keeps the logs and copies
 
 dead=http://127.0.0.1:9
 proxy_env=(
@@ -82,6 +83,7 @@ settings_env=(
 )
 
 rows=()
+skips=()
 status=0
 
 now() { "$python" -c 'import time; print(time.time())'; }
@@ -98,6 +100,7 @@ run_condition() {  # NAME COMMAND...
     [ -n "$summary" ] || summary="(no pytest summary; see below)"
     rows+=("$(printf '| %-9s | %3s | %-72s | %6.1f s |' "$name" "$rc" "${summary# }" \
         "$("$python" -c "print($end - $start)")")")
+    while IFS= read -r line; do skips+=("$name: $line"); done < <(grep '^SKIPPED' "$log")
     if [ "$rc" -ne 0 ]; then
         status=1
         tail -40 "$log" >&2
@@ -151,8 +154,14 @@ for condition in $conditions; do
 done
 
 echo
+[ -z "${KEEP:-}" ] || echo "logs: $work"
 echo "pytest ${*}, $(nproc 2>/dev/null || echo ?) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "| condition | rc  | pytest summary                                                           | wall     |"
 echo "|-----------|-----|--------------------------------------------------------------------------|----------|"
 printf '%s\n' "${rows[@]}"
+if [ ${#skips[@]} -gt 0 ]; then
+    echo
+    echo "Skipped, and why:"
+    printf '  %s\n' "${skips[@]}"
+fi
 exit $status

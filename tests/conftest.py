@@ -131,7 +131,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
         monkeypatch.setenv("APPDATA", str(home / "AppData" / "Roaming"))
     for name, value in SUITE_SETTINGS.items():
         monkeypatch.setenv(name, value)
-    if Path(_REAL_PYENV_ROOT).is_dir():
+    if os.path.isdir(_REAL_PYENV_ROOT):  # False, not PermissionError, for another user's
         monkeypatch.setenv("PYENV_ROOT", _REAL_PYENV_ROOT)
     yield home
 
