@@ -675,7 +675,9 @@ def test_uv_finds_bin_dir_links_on_path(mirror: Mirror, tmp_path: Path) -> None:
     dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
     env = uv_env(tmp_path, PATH=str(bin_dir), UV_PYTHON_PREFERENCE="only-system")
-    found = run([uv, "python", "find", app.version], env=env)
+    # From a folder with no .venv above it: uv prefers a virtualenv it finds from its working
+    # directory (the checkout's own .venv, when the suite runs from one) to anything on PATH.
+    found = run([uv, "python", "find", app.version], env=env, cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).parent == bin_dir
     assert prefix_of(Path(found.stdout.strip())) == str(dest / "app")
