@@ -30,10 +30,10 @@ from typing import Any
 import attrs
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+sys.path.insert(0, str(REPO))
 
-import realpython  # noqa: E402
-from realpython import RealArchive  # noqa: E402
+from tests import realpython  # noqa: E402
+from tests.realpython import RealArchive  # noqa: E402
 
 #: (label, target, how the measured value is compared)
 TARGETS = {

@@ -1,8 +1,24 @@
-"""Suite-wide pytest hooks."""
+"""Suite-wide pytest hooks and the fixtures test files share.
+
+Every test runs in a clean environment (:func:`_clean_environment`): nothing from the shell
+that started pytest (an activated virtualenv, a proxy, the user's own ``PYLOCK_*`` and
+``UV_*`` settings, tokens, CA bundles, ``~/.netrc``, ``~/.cache/pylock``) reaches pylock, uv,
+git or any subprocess a test starts.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from pylock.cache import Cache
+from tests.httpserver import HttpServer
+from tests.upstream_server import UpstreamServer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -17,3 +33,127 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("network") is not None:
             item.add_marker(skip)
+
+
+# -- a clean environment for every test ------------------------------------------------------
+
+#: Whole families of settings: pylock's and uv's own, and git's (``GIT_DIR`` and friends
+#: would point ``pylock diff``'s git at another repository).
+SCRUBBED_PREFIXES = ("PYLOCK_", "UV_", "GIT_")
+
+#: Single variables from a user's shell that change what pylock, uv, git or an interpreter do.
+#: Proxies are scrubbed by suffix (every ``*_proxy``, any case), see :func:`scrubbed`.
+SCRUBBED = frozenset(
+    {
+        # An activated virtualenv or conda environment: uv looks there before ``PATH``.
+        "VIRTUAL_ENV",
+        "VIRTUAL_ENV_PROMPT",
+        "CONDA_PREFIX",
+        "CONDA_DEFAULT_ENV",
+        "CONDA_PYTHON_EXE",
+        # What redirects or decorates an interpreter a test starts. PYTHONPATH is kept:
+        # a run may need it to import pylock and the test helpers.
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONUSERBASE",
+        "PYTHONNOUSERSITE",
+        "PYTHONWARNINGS",
+        "PYTHONSAFEPATH",
+        # TLS trust: tests that use TLS bring their own certificate.
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        # Credentials.
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "NETRC",
+        # Output.
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "COLUMNS",
+        "LINES",
+        # Where caches, configuration and data go by default (``HOME`` is a fresh folder).
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "XDG_BIN_HOME",
+        "XDG_CONFIG_DIRS",
+        "XDG_DATA_DIRS",
+    }
+)
+
+#: What the suite sets itself after scrubbing: git reads no system-wide configuration (the
+#: global one would be in ``HOME``, which is empty).
+SUITE_SETTINGS = {"GIT_CONFIG_NOSYSTEM": "1"}
+
+#: The user's real home, read before any test moves ``HOME``: interpreters installed with
+#: pyenv live there, and the real-interpreter tests package them.
+_REAL_PYENV_ROOT = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+
+
+def scrubbed(name: str) -> bool:
+    """Whether the clean test environment leaves out the variable ``name``."""
+    upper = name.upper()
+    return upper in SCRUBBED or upper.startswith(SCRUBBED_PREFIXES) or upper.endswith("_PROXY")
+
+
+@pytest.fixture(scope="session")
+def _homes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("homes")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterator[Path]:
+    """Give each test ``os.environ`` without the user's settings and an empty home folder.
+
+    What stays: ``PATH`` (an activated virtualenv's ``bin`` stays on it, so the suite's own
+    ``pylock``, ``uv`` and ``python`` are found), ``PYTHONPATH``, ``TMPDIR``, the locale and
+    the rest of the machine's plumbing. Subprocesses inherit this environment. Yields the
+    home folder, which holds nothing: no ``~/.netrc``, ``~/.cache/pylock``, ``~/.gitconfig``
+    or ``~/.config/uv``.
+    """
+    for name in list(os.environ):
+        if scrubbed(name):
+            monkeypatch.delenv(name)
+    for name in ("COLUMNS", "LINES"):
+        # readline sets these below os.environ, where subprocesses would still inherit them.
+        if name not in os.environ and hasattr(os, "unsetenv"):
+            os.unsetenv(name)
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=_homes))
+    monkeypatch.setenv("HOME", str(home))
+    if sys.platform == "win32":
+        monkeypatch.setenv("USERPROFILE", str(home))
+        monkeypatch.setenv("LOCALAPPDATA", str(home / "AppData" / "Local"))
+        monkeypatch.setenv("APPDATA", str(home / "AppData" / "Roaming"))
+    for name, value in SUITE_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    if os.path.isdir(_REAL_PYENV_ROOT):  # False, not PermissionError, for another user's
+        monkeypatch.setenv("PYENV_ROOT", _REAL_PYENV_ROOT)
+    yield home
+
+
+# -- shared fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Cache:
+    """An empty archive cache in the test's own folder."""
+    return Cache(tmp_path / "cache")
+
+
+@pytest.fixture
+def server() -> Iterator[HttpServer]:
+    """The download look-alike on loopback (:class:`tests.httpserver.HttpServer`)."""
+    with HttpServer() as running:
+        yield running
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    """The upstream hosts' look-alike on loopback (PBS, PyPy, GraalPy, GitHub API)."""
+    with UpstreamServer() as running:
+        yield running

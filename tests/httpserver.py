@@ -27,7 +27,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
-from loopback import LoopbackServer
+
+from tests.loopback import LoggedRequest, LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,6 @@ class Redirect:
 
 
 Fault = Reset | Truncate | Status | Stall | Throttle | WrongBytes | Redirect
-
-
-@dataclass(frozen=True)
-class LoggedRequest:
-    """One request the server received."""
-
-    method: str
-    path: str
-    host: str
-    headers: Mapping[str, str]
 
 
 @dataclass
@@ -211,14 +202,7 @@ class HttpServer(LoopbackServer):
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
-            self.log.append(
-                LoggedRequest(
-                    method=request.method,
-                    path=request.path,
-                    host=request.host,
-                    headers=dict(request.headers),
-                )
-            )
+            self.log.append(LoggedRequest.of(request))
         route, faults = self._next(request.path)
         if route is None:
             return web.Response(status=404, text="not found\n")

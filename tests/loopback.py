@@ -5,10 +5,31 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request a loopback server received."""
+
+    method: str
+    path: str
+    query: str
+    host: str
+    headers: Mapping[str, str]
+    #: The status it was answered with, where the server logs that (else 0).
+    status: int = 0
+
+    @classmethod
+    def of(cls, request: web.Request, status: int = 0) -> LoggedRequest:
+        """What to log of ``request``."""
+        fields = (request.method, request.path, request.query_string, request.host)
+        return cls(*fields, headers=dict(request.headers), status=status)
 
 
 class LoopbackServer:

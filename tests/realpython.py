@@ -9,7 +9,7 @@ a ``pythons.lock``, and a static mirror tree, and serves a tree over loopback HT
 
 Usage from a test::
 
-    from realpython import build_pbs_archive, host_pythons
+    from tests.realpython import build_pbs_archive, host_pythons
     archive = build_pbs_archive(tmp_path)               # the running interpreter
     other = build_pbs_archive(tmp_path, prefix=host_pythons()[1].prefix)
 
@@ -176,7 +176,7 @@ def describe_python(executable: Path) -> HostPython | None:
 def _candidate_executables() -> Iterator[Path]:
     yield Path(sys.executable)
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if pyenv_root.is_dir():
+    if os.path.isdir(pyenv_root):  # Path.is_dir raises on an unreadable parent before 3.12
         for prefix in sorted(pyenv_root.iterdir(), reverse=True):
             yield from sorted(prefix.glob("bin/python3.[0-9]*[0-9]"), reverse=True)
     yield from sorted(Path("/usr/bin").glob("python3.[0-9]*[0-9]"), reverse=True)

@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
-from realpython import PBS_MTIME, RealArchive, pbs_filename
+
+from tests.realpython import PBS_MTIME, RealArchive, pbs_filename
 
 #: Where PBS builds install to, recorded in every path key.
 PBS_PREFIX = "/install"

@@ -31,8 +31,6 @@ from urllib.parse import quote
 
 import attrs
 import pytest
-from archives import compress, exe, file, symlink, tar_bytes
-from httpserver import HttpServer
 from packaging.requirements import Requirement
 
 import pylock
@@ -41,6 +39,8 @@ from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import ArchiveFormat, Flavor, Implementation
+from tests.archives import compress, exe, file, symlink, tar_bytes
+from tests.httpserver import HttpServer
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
 

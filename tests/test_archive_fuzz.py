@@ -27,15 +27,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import archives
 import pytest
-from archives import directory, exe, file, hardlink, symlink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pylock.errors import ArchiveError, PylockError
 from pylock.extract import Layout, detect_layout, extract_archive, read_tar_member
 from pylock.versions import ArchiveFormat
+from tests import archives
+from tests.archives import directory, exe, file, hardlink, symlink
 
 EXAMPLES = 200
 QUICK_EXAMPLES = 25

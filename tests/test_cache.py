@@ -32,11 +32,6 @@ def set_last_used(cache: Cache, sha: str, when: float) -> None:
     os.utime(cache.archive_dir(sha) / ".last-used", (when, when))
 
 
-@pytest.fixture
-def cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "cache")
-
-
 def test_from_env_prefers_pylock_cache_dir(tmp_path: Path) -> None:
     chosen = Cache.from_env({"PYLOCK_CACHE_DIR": str(tmp_path / "c")})
     assert chosen.root == tmp_path / "c"

@@ -28,6 +28,7 @@ from pylock.diff import (
 from pylock.errors import PylockError
 from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import locked_python
 
 PBS = "https://github.com/astral-sh/python-build-standalone/releases/download"
 TRIPLES = {
@@ -67,15 +68,8 @@ def cpython(
                 size=(sizes or {}).get(key, 30 * MB),
             )
         )
-    return LockedPython(
-        name=name,
-        implementation=Implementation.CPYTHON,
-        version=version,
-        build=build,
-        variant=variant,
-        flavor=flavor,
-        default=default,
-        artifacts=tuple(artifacts),
+    return locked_python(
+        name, version, build, artifacts, variant=variant, flavor=flavor, default=default
     )
 
 
@@ -125,10 +119,12 @@ def test_upgrade_added_removed_and_sizes() -> None:
     )
     diff = diff_locks(old, new)
     by_name = {p.name: p for p in diff.pythons}
-    assert by_name["app"].change is Change.UPGRADED
-    assert by_name["legacy"].change is Change.REMOVED
-    assert by_name["nogil"].change is Change.ADDED
-    assert by_name["same"].change is Change.UNCHANGED
+    assert {name: p.change for name, p in by_name.items()} == {
+        "app": Change.UPGRADED,
+        "legacy": Change.REMOVED,
+        "nogil": Change.ADDED,
+        "same": Change.UNCHANGED,
+    }
     deltas = {p.platform: p.size_delta for p in by_name["app"].platforms}
     assert deltas == {"linux-x86_64-gnu": 1_258_291, "macos-aarch64": -MB}
     assert summary_lines(diff) == [
@@ -164,13 +160,15 @@ def test_downgrade_rebuild_variant_flavor_and_platforms() -> None:
     )
     diff = diff_locks(old, new)
     by_name = {p.name: p for p in diff.pythons}
-    assert by_name["down"].change is Change.DOWNGRADED
-    assert by_name["rebuilt"].change is Change.REBUILT
-    assert by_name["var"].change is Change.CHANGED
-    assert by_name["flav"].change is Change.CHANGED
-    assert by_name["plat"].change is Change.CHANGED
     assert by_name["plat"].added_platforms == ("linux-aarch64-gnu",)
     assert by_name["plat"].removed_platforms == ("macos-aarch64",)
+    assert {name: p.change for name, p in by_name.items()} == {
+        "down": Change.DOWNGRADED,
+        "rebuilt": Change.REBUILT,
+        "var": Change.CHANGED,
+        "flav": Change.CHANGED,
+        "plat": Change.CHANGED,
+    }
     assert summary_lines(diff) == [
         "down: cpython 3.13.9+20251014 -> 3.13.5+20250708",
         "flav: cpython 3.13.9+20251014, flavor install_only -> install_only_stripped",

@@ -19,7 +19,6 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-import archives
 import pytest
 
 from pylock.errors import ArchiveError
@@ -27,6 +26,7 @@ from pylock.extract import Layout, detect_layout, extract_archive, read_tar_memb
 from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat, Flavor, Implementation
+from tests import archives
 
 #: Every case must end well within this; before the fix some spun for ever.
 PATIENCE = 20

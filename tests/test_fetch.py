@@ -11,19 +11,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from httpserver import (
-    HttpServer,
-    Reset,
-    Stall,
-    Status,
-    Throttle,
-    Truncate,
-    WrongBytes,
-)
 
 from pylock.cache import Cache
 from pylock.errors import DownloadError, HashMismatchError, OfflineError, PylockError, UsageError
@@ -38,9 +28,18 @@ from pylock.fetch import (
 )
 from pylock.progress import NullReporter, Reporter, Task
 from pylock.urls import PBS_DOWNLOAD_PREFIX, RefusedUrlError, UrlRewrites
+from tests.httpserver import (
+    HttpServer,
+    Reset,
+    Stall,
+    Status,
+    Throttle,
+    Truncate,
+    WrongBytes,
+)
+from tests.indexdata import locked_python
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 def payload(size: int = 300_000, seed: int = 1) -> bytes:
@@ -85,26 +84,13 @@ class RecordingReporter(Reporter):
         return self.buffer.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    netrc = tmp_path / "netrc"
-    netrc.write_text("")
-    monkeypatch.setenv("NETRC", str(netrc))
-    return netrc
-
-
 @pytest.fixture
-def server() -> Iterator[HttpServer]:
-    with HttpServer() as running:
-        yield running
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "cache")
+def netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty netrc file that ``NETRC`` names, for a test to fill."""
+    path = tmp_path / "netrc"
+    path.write_text("")
+    monkeypatch.setenv("NETRC", str(path))
+    return path
 
 
 def want(server: HttpServer, path: str, data: bytes, **kwargs: object) -> Wanted:
@@ -478,21 +464,21 @@ def test_https_with_ssl_cert_file_and_no_downgrade_redirect(
         assert server.hits("/plain.tar.gz") == 0
 
 
-def test_netrc_credentials_are_sent(server: HttpServer, cache: Cache, isolated_env: Path) -> None:
+def test_netrc_credentials_are_sent(server: HttpServer, cache: Cache, netrc: Path) -> None:
     data = payload()
     wanted = want(server, "/private.tar.gz", data, auth=("ci", "s3cret"))
     with pytest.raises(DownloadError, match="HTTP 401"):
         ensure_archives([wanted], cache, fast(), NullReporter())
-    isolated_env.write_text("machine 127.0.0.1\n  login ci\n  password s3cret\n")
+    netrc.write_text("machine 127.0.0.1\n  login ci\n  password s3cret\n")
     assert ensure_archives([wanted], cache, fast(), NullReporter())[wanted.sha256].exists()
     assert server.requests("/private.tar.gz")[-1].headers["Authorization"].startswith("Basic ")
 
 
 def test_netrc_entry_wins_over_a_callers_authorization_header(
-    server: HttpServer, isolated_env: Path
+    server: HttpServer, netrc: Path
 ) -> None:
     server.serve("/api/doc", b"{}", auth=("ci", "s3cret"))
-    isolated_env.write_text("machine 127.0.0.1 login ci password s3cret\n")
+    netrc.write_text("machine 127.0.0.1 login ci password s3cret\n")
     response = get(server.url("/api/doc"), headers={"Authorization": "Bearer token"})
     assert response.status == 200  # type: ignore[attr-defined]
 
@@ -606,17 +592,17 @@ FETCH = textwrap.dedent(
 )
 
 
-def child_env(netrc: Path) -> Mapping[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.upper() not in PROXY_VARS}
-    env["NETRC"] = str(netrc)
-    return env
+def throttled(server: HttpServer, size: int) -> tuple[bytes, Wanted]:
+    """An archive the server sends at about 500 kB/s, so that a test can act mid-download."""
+    data = payload(size)
+    return data, want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
 
 
-def spawn(cache: Cache, wanted: Wanted, netrc: Path) -> subprocess.Popen[str]:
+def spawn(cache: Cache, wanted: Wanted) -> subprocess.Popen[str]:
+    """A process that fetches ``wanted`` into ``cache`` (in the test's clean environment)."""
     args = [str(cache.root), wanted.url, wanted.sha256, str(wanted.size)]
     return subprocess.Popen(
         [sys.executable, "-c", FETCH, *args],
-        env=child_env(netrc),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -624,12 +610,9 @@ def spawn(cache: Cache, wanted: Wanted, netrc: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_two_processes_download_one_archive_once(
-    server: HttpServer, cache: Cache, isolated_env: Path
-) -> None:
-    data = payload(400_000)
-    wanted = want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
-    children = [spawn(cache, wanted, isolated_env) for _ in range(2)]
+def test_two_processes_download_one_archive_once(server: HttpServer, cache: Cache) -> None:
+    data, wanted = throttled(server, 400_000)
+    children = [spawn(cache, wanted) for _ in range(2)]
     outputs = []
     for child in children:
         out, err = child.communicate(timeout=60)
@@ -643,11 +626,10 @@ def test_two_processes_download_one_archive_once(
 
 @pytest.mark.slow
 def test_kill_mid_download_leaves_no_archive_and_a_rerun_completes(
-    server: HttpServer, cache: Cache, isolated_env: Path
+    server: HttpServer, cache: Cache
 ) -> None:
-    data = payload(1_000_000)
-    wanted = want(server, f"/{NAME}", data, always=[Throttle(50_000, 0.1)])
-    with spawn(cache, wanted, isolated_env) as child:
+    data, wanted = throttled(server, 1_000_000)
+    with spawn(cache, wanted) as child:
         deadline = time.monotonic() + 30
         while not files_under(cache.tmp_dir) or files_under(cache.tmp_dir)[0].stat().st_size == 0:
             assert time.monotonic() < deadline, "the child never started downloading"
@@ -669,19 +651,16 @@ def test_kill_mid_download_leaves_no_archive_and_a_rerun_completes(
 
 
 def write_lock(project: Path, artifacts: list[tuple[str, str, bytes]]) -> None:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
-    from pylock.versions import Flavor, Implementation
+    from pylock.lock import Artifact, dumps, make_lock
 
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.13.9",
-        build="20251014",
-        flavor=Flavor.INSTALL_ONLY_STRIPPED,
-        artifacts=tuple(
+    python = locked_python(
+        "app",
+        "3.13.9",
+        "20251014",
+        [
             Artifact(platform=key, url=url, sha256=sha(data), size=len(data))
             for key, url, data in artifacts
-        ),
+        ],
     )
     lock = make_lock([python], config_digest="sha256:" + "0" * 64)
     project.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import attrs
 import pytest
-from realpython import (
+
+from pylock.cli import main
+from tests.realpython import (
     RealArchive,
     RealPythonUnavailable,
     build_pbs_archive,
@@ -29,7 +31,7 @@ from realpython import (
     write_lock,
     write_mirror_tree,
 )
-from sysconfig_fixture import (
+from tests.sysconfig_fixture import (
     EXTENSION_MODULE,
     EXTENSION_PROBE,
     PBS_PREFIX,
@@ -38,8 +40,6 @@ from sysconfig_fixture import (
     pbs_style_archive,
     write_extension_sdist,
 )
-
-from pylock.cli import main
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
@@ -675,7 +675,9 @@ def test_uv_finds_bin_dir_links_on_path(mirror: Mirror, tmp_path: Path) -> None:
     dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
     env = uv_env(tmp_path, PATH=str(bin_dir), UV_PYTHON_PREFERENCE="only-system")
-    found = run([uv, "python", "find", app.version], env=env)
+    # From a folder with no .venv above it: uv prefers a virtualenv it finds from its working
+    # directory (the checkout's own .venv, when the suite runs from one) to anything on PATH.
+    found = run([uv, "python", "find", app.version], env=env, cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).parent == bin_dir
     assert prefix_of(Path(found.stdout.strip())) == str(dest / "app")
@@ -685,7 +687,7 @@ def test_uv_finds_bin_dir_links_on_path(mirror: Mirror, tmp_path: Path) -> None:
 
 
 def _planted_tree(root: Path) -> Path:
-    from sysconfig_fixture import pkgconfig_files
+    from tests.sysconfig_fixture import pkgconfig_files
 
     source = {"prefix": "/build/py", "VERSION": "3.12", "ABIFLAGS": "", "LIBS": "-L/build/py/lib"}
     variables = pbs_build_vars(source, toolchain="tools")

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from archives import Entry, exe, file, hardlink, symlink, write_archive
 
 from pylock.fixups import apply_fixups
 from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat, Flavor, Implementation
+from tests.archives import Entry, exe, file, hardlink, symlink, write_archive
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fix-ups run on POSIX installs only")
 

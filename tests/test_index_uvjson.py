@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -10,31 +9,13 @@ import pytest
 from pylock.errors import UpstreamError
 from pylock.index.uvjson import builds_from_uv_json, newest_tag_date, parse_uv_json
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
-from tests.indexdata import uv_json
+from tests.indexdata import uv_entry, uv_json
 
 SHA = "ab" * 32
 
-ENTRY: dict[str, Any] = {
-    "name": "cpython",
-    "arch": {"family": "x86_64", "variant": None},
-    "os": "linux",
-    "libc": "gnu",
-    "major": 3,
-    "minor": 13,
-    "patch": 7,
-    "prerelease": "",
-    "url": "https://github.com/astral-sh/python-build-standalone/releases/download/20250918/"
-    "cpython-3.13.7%2B20250918-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz",
-    "sha256": SHA,
-    "variant": None,
-    "build": "20250918",
-}
-
 
 def entry(**changes: Any) -> dict[str, Any]:
-    out = copy.deepcopy(ENTRY)
-    out.update(changes)
-    return out
+    return uv_entry(**changes)
 
 
 def test_reads_a_plain_entry() -> None:
@@ -164,14 +145,8 @@ def test_missing_fields_and_wrong_shapes() -> None:
 
 
 def test_pypy_and_graalpy_names_are_checked() -> None:
-    pypy = entry(
-        name="pypy",
-        major=3,
-        minor=11,
-        patch=13,
-        url="https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
-        build="7.3.20",
-    )
+    url = "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
+    pypy = entry(name="pypy", major=3, minor=11, patch=13, url=url, build="7.3.20")
     (build,) = builds_from_uv_json({"p": pypy})
     assert (build.flavor, build.format, build.build) == (None, ArchiveFormat.TAR_BZ2, "7.3.20")
     with pytest.raises(UpstreamError, match=r"the file name says Python 3\.11"):

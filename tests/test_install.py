@@ -32,9 +32,10 @@ from pylock.install import (
 from pylock.lock import Artifact, LockedPython
 from pylock.platforms import Platform
 from pylock.progress import NullReporter
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
 from tests.archives import Entry
+from tests.indexdata import locked_python
 
 LINUX = Platform.parse("linux-x86_64-gnu")
 WINDOWS = Platform.parse("windows-x86_64")
@@ -64,14 +65,8 @@ def locked(
     implementation: Implementation = Implementation.CPYTHON,
     flavor: Flavor | None = Flavor.INSTALL_ONLY,
 ) -> LockedPython:
-    return LockedPython(
-        name=name,
-        implementation=implementation,
-        version=version,
-        build="20241016",
-        variant=Variant.DEFAULT,
-        flavor=flavor,
-        artifacts=(artifact,),
+    return locked_python(
+        name, version, "20241016", [artifact], implementation=implementation, flavor=flavor
     )
 
 
@@ -407,10 +402,10 @@ def test_kill_mid_install_then_rerun(tmp_path: Path) -> None:
 @posix_only
 @pytest.mark.slow
 def test_concurrent_installs_into_one_directory(tmp_path: Path) -> None:
+    script = _install_script(tmp_path)
     dest_root = tmp_path / "d"
     a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=300, size=500))
     a2, art2 = make_archive(tmp_path, "v2", version_tree("v2", files=300, size=500))
-    script = _install_script(tmp_path)
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(archive), str(dest_root), art.sha256, name],

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from archives import exe, file, pbs_install_only, symlink, tar_bytes
 
 import pylock.fastpath
 import pylock.install
@@ -29,6 +28,7 @@ from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import Flavor, Implementation
+from tests.archives import exe, file, pbs_install_only, symlink, tar_bytes
 
 HOST = host()
 DIGEST = "sha256:" + "0" * 64

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -43,17 +41,6 @@ class Recorder(Reporter):
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "cache")
 
 
 def options(server: UpstreamServer, *, offline: bool = False) -> FetchOptions:

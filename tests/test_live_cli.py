@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pylock.cli import main
+from tests.indexdata import uv_entry
 from tests.upstream_server import (
     UpstreamServer,
     pbs_full,
@@ -24,12 +24,6 @@ LINUX = "x86_64-unknown-linux-gnu"
 #: Newer than anything in the bundled snapshot (which ends in August 2026).
 NEW_TAG = "20261120"
 NEW_VERSION = "3.13.99"
-
-
-@pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -194,20 +188,7 @@ def test_downloads_json_flag_merges_builds(
     project: Path, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     url = upstream.pbs_url(NEW_TAG, pbs_name(NEW_VERSION, NEW_TAG, LINUX))
-    entry = {
-        "name": "cpython",
-        "arch": {"family": "x86_64", "variant": None},
-        "os": "linux",
-        "libc": "gnu",
-        "major": 3,
-        "minor": 13,
-        "patch": 99,
-        "prerelease": "",
-        "url": url,
-        "sha256": "ab" * 32,
-        "variant": None,
-        "build": NEW_TAG,
-    }
+    entry = uv_entry(patch=99, url=url, build=NEW_TAG)
     path = tmp_path / "downloads.json"
     path.write_text(json.dumps({"cpython-3.13.99-linux-x86_64-gnu": entry}))
     write_config(project, APP)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from pylock.index.graalpy import parse_sha256_file, python_for_release, release_
 from pylock.index.metadata import CachedDocument, MetadataStore, describe_reset, human_age
 from pylock.index.snapshot import loads_snapshot
 from pylock.versions import Flavor, Implementation, Variant
-from tests.indexdata import REPO
+from tests.indexdata import UV_KEY, snapshot_script, uv_entry
 from tests.upstream_server import UpstreamServer, pbs_install_only, pbs_name, pypy_archive
 
 HEX = "0123456789abcdef" * 4
@@ -223,37 +221,8 @@ def test_human_times() -> None:
 # -- the snapshot generator's live mode ----------------------------------------------------------
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_snapshot", REPO / "scripts" / "build_snapshot.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_build_snapshot_live_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    seed_url = (
-        "https://github.com/astral-sh/python-build-standalone/releases/download/20250918/"
-        "cpython-3.13.7%2B20250918-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
-    )
-    seed = {
-        "cpython-3.13.7-linux-x86_64-gnu": {
-            "name": "cpython",
-            "arch": {"family": "x86_64", "variant": None},
-            "os": "linux",
-            "libc": "gnu",
-            "major": 3,
-            "minor": 13,
-            "patch": 7,
-            "prerelease": "",
-            "url": seed_url,
-            "sha256": HEX,
-            "variant": None,
-            "build": "20250918",
-        }
-    }
+    seed = {UV_KEY: uv_entry(sha256=HEX)}
     seed_path = tmp_path / "uv.json"
     seed_path.write_text(json.dumps(seed))
     output = tmp_path / "snapshot.json.gz"
@@ -276,7 +245,7 @@ def test_build_snapshot_live_mode(tmp_path: Path, capsys: pytest.CaptureFixture[
             )
         ]
         rewrites = [a for pair in server.rewrite_pairs() for a in ("--rewrite", pair)]
-        code = _script().main(
+        code = snapshot_script().main(
             [
                 "--live",
                 "--uv-json",

@@ -20,6 +20,7 @@ from pylock.lock import (
 )
 from pylock.platforms import PLATFORM_KEYS
 from pylock.versions import Flavor, Implementation, Variant
+from tests.indexdata import locked_python
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -27,14 +28,11 @@ DIGEST = "sha256:" + "c" * 64
 
 
 def sample_lock() -> str:
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.13.9",
-        build="20251014",
-        variant=Variant.DEFAULT,
-        flavor=Flavor.INSTALL_ONLY_STRIPPED,
-        artifacts=(
+    python = locked_python(
+        "app",
+        "3.13.9",
+        "20251014",
+        (
             Artifact(
                 platform="macos-aarch64",
                 url="https://example.invalid/cpython-3.13.9%2B20251014-aarch64-apple-darwin.tar.gz",

@@ -197,31 +197,31 @@ def test_uv_json_leaves_out_what_uv_cannot_use() -> None:
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Path:
+def upstream_dir(tmp_path: Path) -> Path:
     """A file:// stand-in for the upstream hosts, in their own layout."""
     return tmp_path / "upstream"
 
 
-def publish(upstream: Path, artifact: Artifact, data: bytes) -> None:
-    target = upstream / mirror_path(artifact.url)
+def publish(upstream_dir: Path, artifact: Artifact, data: bytes) -> None:
+    target = upstream_dir / mirror_path(artifact.url)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
 
 
-def rewrites(upstream: Path) -> UrlRewrites:
+def rewrites(upstream_dir: Path) -> UrlRewrites:
     return UrlRewrites.from_sources(
         None,
         [
-            f"{PBS}={upstream.as_uri()}/",
-            f"{PYPY}={upstream.as_uri()}/pypy/",
-            f"{GRAAL}={upstream.as_uri()}/graalpy/",
-            f"https://corp.example/={upstream.as_uri()}/other/corp.example/",
+            f"{PBS}={upstream_dir.as_uri()}/",
+            f"{PYPY}={upstream_dir.as_uri()}/pypy/",
+            f"{GRAAL}={upstream_dir.as_uri()}/graalpy/",
+            f"https://corp.example/={upstream_dir.as_uri()}/other/corp.example/",
         ],
     )
 
 
 @pytest.fixture
-def world(tmp_path: Path, upstream: Path) -> tuple[LockFile, dict[str, bytes]]:
+def world(tmp_path: Path, upstream_dir: Path) -> tuple[LockFile, dict[str, bytes]]:
     blobs = {
         "linux": b"linux archive" * 100,
         "mac": b"mac archive" * 100,
@@ -254,7 +254,7 @@ def world(tmp_path: Path, upstream: Path) -> tuple[LockFile, dict[str, bytes]]:
         (gp, "graal"),
         (corp, "corp"),
     ):
-        publish(upstream, artifact, blobs[key])
+        publish(upstream_dir, artifact, blobs[key])
     the_lock = make(
         locked("app", "3.13.9", "20251014", linux, mac),
         locked("pp", "3.11.13", "7.3.20", pp, implementation=Implementation.PYPY, flavor=None),
@@ -270,7 +270,7 @@ def run_mirror(
     the_lock: LockFile,
     out: Path,
     cache: Cache,
-    upstream: Path,
+    upstream_dir: Path,
     platforms: list[str] | None = None,
     offline: bool = False,
 ) -> MirrorReport:
@@ -279,7 +279,7 @@ def run_mirror(
         out,
         platforms=platforms,
         cache=cache,
-        options=FetchOptions(rewrites=rewrites(upstream), offline=offline, jobs=2),
+        options=FetchOptions(rewrites=rewrites(upstream_dir), offline=offline, jobs=2),
         reporter=NullReporter(),
     )
 
@@ -293,11 +293,11 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def test_full_mirror_layout(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, blobs = world
     out = tmp_path / "mirror"
-    report = run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream)
+    report = run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir)
     files = tree(out)
     assert sorted(files) == [
         "20251014/SHA256SUMS",
@@ -334,19 +334,18 @@ def test_full_mirror_layout(
 
 
 def test_rerun_is_incremental_and_repairs(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
 ) -> None:
     the_lock, blobs = world
     out = tmp_path / "mirror"
-    cache = Cache(tmp_path / "cache")
-    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
     assert not (
         out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
     ).exists()
     # Nothing is downloaded again: the upstream may vanish, and offline is fine.
-    shutil.rmtree(upstream)
+    shutil.rmtree(upstream_dir)
     second = run_mirror(
-        the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"], offline=True
+        the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"], offline=True
     )
     assert second.added == () and second.repaired == () and len(second.unchanged) == 4
 
@@ -354,26 +353,27 @@ def test_rerun_is_incremental_and_repairs(
     victim = out / "pypy" / "pypy3.11-v7.3.20-linux64.tar.bz2"
     victim.unlink()
     victim.write_bytes(b"tampered")
-    third = run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"], offline=True)
+    third = run_mirror(
+        the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"], offline=True
+    )
     assert third.repaired == ("pypy/pypy3.11-v7.3.20-linux64.tar.bz2",)
     assert victim.read_bytes() == blobs["pypy"]
 
 
 def test_runs_for_other_platforms_accumulate(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
 ) -> None:
     the_lock, blobs = world
     out = tmp_path / "mirror"
-    cache = Cache(tmp_path / "cache")
-    run_mirror(the_lock, out, cache, upstream, platforms=["macos-aarch64"])
-    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    run_mirror(the_lock, out, cache, upstream_dir, platforms=["macos-aarch64"])
+    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
     sums = parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())
     assert sorted(sums.values()) == sorted([sha(blobs["mac"]), sha(blobs["linux"])])
     uv = json.loads((out / UV_JSON_NAME).read_text())
     assert "cpython-3.13.9-darwin-aarch64-none" in uv and "cpython-3.13.9-linux-x86_64-gnu" in uv
     # An entry whose archive left the tree is dropped from the JSON and the sums.
     (out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz").unlink()
-    run_mirror(the_lock, out, cache, upstream, platforms=["linux-x86_64-gnu"])
+    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
     assert "cpython-3.13.9-darwin-aarch64-none" not in json.loads((out / UV_JSON_NAME).read_text())
     assert list(parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())) == [
         "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
@@ -381,20 +381,20 @@ def test_runs_for_other_platforms_accumulate(
 
 
 def test_a_broken_uv_json_is_rewritten(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, _ = world
     out = tmp_path / "mirror"
     out.mkdir()
     (out / UV_JSON_NAME).write_text("{not json")
-    run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream, platforms=["macos-aarch64"])
+    run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir, platforms=["macos-aarch64"])
     assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
         "cpython-3.13.9-darwin-aarch64-none"
     ]
 
 
 def test_corrupt_cache_entry_is_fetched_again(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, blobs = world
     cache = Cache(tmp_path / "cache")
@@ -406,39 +406,41 @@ def test_corrupt_cache_entry_is_fetched_again(
     rotten.parent.mkdir(parents=True)
     rotten.write_bytes(b"X" * len(blobs["mac"]))
     out = tmp_path / "mirror"
-    run_mirror(the_lock, out, cache, upstream, platforms=["macos-aarch64"])
+    run_mirror(the_lock, out, cache, upstream_dir, platforms=["macos-aarch64"])
     assert (out / mirror_path(mac.url)).read_bytes() == blobs["mac"]
 
 
 def test_offline_miss_names_the_archive(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, _ = world
     with pytest.raises(OfflineError, match=r"aarch64-apple-darwin"):
         run_mirror(
-            the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream, ["macos-aarch64"], True
+            the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream_dir, ["macos-aarch64"], True
         )
 
 
 def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, _ = world
     mac = the_lock.pythons[0].artifact_for("macos-aarch64")
     assert mac is not None
-    (upstream / mirror_path(mac.url)).write_bytes(b"evil" * 275)
+    (upstream_dir / mirror_path(mac.url)).write_bytes(b"evil" * 275)
     out = tmp_path / "m"
     with pytest.raises(PylockError, match="mismatch"):
-        run_mirror(the_lock, out, Cache(tmp_path / "c"), upstream, ["macos-aarch64"])
+        run_mirror(the_lock, out, Cache(tmp_path / "c"), upstream_dir, ["macos-aarch64"])
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
 def test_nothing_to_mirror(
-    tmp_path: Path, upstream: Path, world: tuple[LockFile, dict[str, bytes]]
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
     the_lock, _ = world
     with pytest.raises(MirrorError, match="no archives for windows-x86_64") as info:
-        run_mirror(the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream, ["windows-x86_64"])
+        run_mirror(
+            the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream_dir, ["windows-x86_64"]
+        )
     assert info.value.hint is not None and "linux-x86_64-gnu, macos-aarch64" in info.value.hint
 
 
@@ -447,7 +449,7 @@ def test_nothing_to_mirror(
 
 def test_cli_mirror_platform_choices(
     tmp_path: Path,
-    upstream: Path,
+    upstream_dir: Path,
     world: tuple[LockFile, dict[str, bytes]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -458,7 +460,7 @@ def test_cli_mirror_platform_choices(
     env = {
         "PYLOCK_CACHE_DIR": str(tmp_path / "cache"),
         "PYLOCK_URL_REWRITES": " ".join(
-            r.source + "=" + r.target for r in rewrites(upstream).rules
+            r.source + "=" + r.target for r in rewrites(upstream_dir).rules
         ),
     }
     base = ["--project", str(project), "mirror"]
@@ -572,11 +574,8 @@ def installed_files(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 def test_pylock_and_uv_install_identically_from_nginx(
     tmp_path: Path, nginx: tuple[Path, str]
 ) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    try:
-        import realpython
-    finally:
-        sys.path.pop(0)
+    from tests import realpython
+
     if shutil.which("uv") is None:
         pytest.skip("uv is not installed")
     try:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from httpserver import HttpServer, Redirect, Status
 from test_sync import Project, make_build
 
 from pylock.cache import Cache
@@ -48,6 +47,7 @@ from pylock.fetch import (
 )
 from pylock.progress import NullReporter, Reporter
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
+from tests.httpserver import HttpServer, Redirect, Status
 
 SECRET = "s3cr3tVALUE"
 CAP = 1 << 20  # PYLOCK_MAX_DOWNLOAD_SIZE in these tests: 1 MiB

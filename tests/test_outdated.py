@@ -7,7 +7,7 @@ import json
 from pylock.lock import Artifact, LockedPython, make_lock
 from pylock.outdated import find_outdated, format_text, to_json
 from pylock.versions import Flavor, Implementation, Variant
-from tests.indexdata import index_of, pbs, pypy
+from tests.indexdata import index_of, locked_python, pbs, pypy
 
 LINUX, MAC = "linux-x86_64-gnu", "macos-aarch64"
 
@@ -22,18 +22,12 @@ def locked(
     variant: Variant = Variant.DEFAULT,
     flavor: Flavor | None = Flavor.INSTALL_ONLY_STRIPPED,
 ) -> LockedPython:
-    return LockedPython(
-        name=name,
-        implementation=implementation,
-        version=version,
-        build=build,
-        variant=variant,
-        flavor=flavor,
-        artifacts=tuple(
-            Artifact(platform=p, url=f"https://x/{name}/{p}.tar.gz", sha256="ab" * 32)
-            for p in platforms
-        ),
-    )
+    artifacts = [
+        Artifact(platform=p, url=f"https://x/{name}/{p}.tar.gz", sha256="ab" * 32)
+        for p in platforms
+    ]
+    fields = {"implementation": implementation, "variant": variant, "flavor": flavor}
+    return locked_python(name, version, build, artifacts, **fields)
 
 
 def lock_of(*pythons: LockedPython):  # type: ignore[no-untyped-def]

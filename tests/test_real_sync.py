@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from realpython import (
+
+from pylock.cli import main
+from tests.realpython import (
     RealPythonUnavailable,
     clean_env,
     serve_directory,
@@ -20,8 +22,6 @@ from realpython import (
     write_lock,
     write_mirror_tree,
 )
-
-from pylock.cli import main
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,8 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import realpython
-from realpython import (
+
+from tests import realpython
+from tests.indexdata import uv_json
+from tests.realpython import (
     PBS_MTIME,
     RealArchive,
     RealPythonUnavailable,
@@ -29,8 +31,6 @@ from realpython import (
     write_mirror_tree,
     write_uv_downloads_json,
 )
-
-from tests.indexdata import uv_json
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
@@ -322,11 +322,25 @@ def _uv() -> list[str]:
     return [uv.find_uv_bin()]
 
 
+def uv_python_install(
+    downloads: Path, mirror: str, versions: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``uv python install --no-bin`` of ``versions`` from ``downloads`` and ``mirror``."""
+    install = ["python", "install", "--no-bin", "--python-downloads-json-url", str(downloads)]
+    return subprocess.run(
+        [*_uv(), *install, "--mirror", mirror, *versions],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
 @pytest.mark.slow
 def test_uv_installs_the_archive_from_a_loopback_mirror(
     current: RealArchive, other: RealArchive, tmp_path: Path
 ) -> None:
-    uv = _uv()
+    _uv()  # skips the test without uv
     tree = write_mirror_tree(tmp_path / "mirror", [current, other])
     downloads = write_uv_downloads_json(tmp_path / "downloads.json", [current, other])
     installs = tmp_path / "installs"
@@ -338,24 +352,8 @@ def test_uv_installs_the_archive_from_a_loopback_mirror(
         UV_PYTHON_DOWNLOADS="automatic",
     )
     with serve_directory(tree) as base:
-        result = subprocess.run(
-            [
-                *uv,
-                "python",
-                "install",
-                "--no-bin",
-                "--python-downloads-json-url",
-                str(downloads),
-                "--mirror",
-                base.rstrip("/"),
-                current.version,
-                other.version,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+        versions = [current.version, other.version]
+        result = uv_python_install(downloads, base.rstrip("/"), versions, env)
     assert result.returncode == 0, result.stderr
     for archive in (current, other):
         root = installs / f"cpython-{archive.version}-linux-x86_64-gnu"
@@ -365,7 +363,7 @@ def test_uv_installs_the_archive_from_a_loopback_mirror(
 @pytest.mark.slow
 def test_uv_rejects_a_tampered_archive(current: RealArchive, tmp_path: Path) -> None:
     """The JSON's sha256 is what uv checks: a mirror serving other bytes must fail."""
-    uv = _uv()
+    _uv()  # skips the test without uv
     tree = write_mirror_tree(tmp_path / "mirror", [current])
     served = tree / current.tag / current.filename
     served.unlink()
@@ -379,22 +377,6 @@ def test_uv_rejects_a_tampered_archive(current: RealArchive, tmp_path: Path) -> 
         UV_NO_CONFIG="1",
     )
     with serve_directory(tree) as base:
-        result = subprocess.run(
-            [
-                *uv,
-                "python",
-                "install",
-                "--no-bin",
-                "--python-downloads-json-url",
-                str(downloads),
-                "--mirror",
-                base,
-                current.version,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+        result = uv_python_install(downloads, base, [current.version], env)
     assert result.returncode != 0
     assert "hash" in result.stderr.lower() or "sha256" in result.stderr.lower()

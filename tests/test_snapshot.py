@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import attrs
 import pytest
@@ -22,17 +20,17 @@ from pylock.index.snapshot import (
     snapshot_document,
 )
 from pylock.versions import Flavor, Implementation, Variant
-from tests.indexdata import REPO, graalpy, index_of, pbs, pypy, uv_json, uv_json_path
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_snapshot", REPO / "scripts" / "build_snapshot.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.indexdata import (
+    UV_KEY,
+    graalpy,
+    index_of,
+    pbs,
+    pypy,
+    snapshot_script,
+    uv_entry,
+    uv_json,
+    uv_json_path,
+)
 
 
 def _sample() -> Index:
@@ -56,7 +54,7 @@ def _sample() -> Index:
 
 def test_shipped_snapshot_is_what_the_generator_makes_from_the_reference_data() -> None:
     source = uv_json_path()
-    script = _script()
+    script = snapshot_script()
     index = script.index_from_uv_json(source)
     shipped = read_document(BUNDLED_PATH.read_bytes(), filename=str(BUNDLED_PATH))
     # Compared decoded: gzip bytes differ between zlib builds.
@@ -160,30 +158,9 @@ def test_garbage_is_not_a_snapshot(data: bytes) -> None:
 
 
 def test_generator_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = _script()
+    script = snapshot_script()
     source = tmp_path / "downloads.json"
-    source.write_text(
-        json.dumps(
-            {
-                "cpython-3.13.7-linux-x86_64-gnu": {
-                    "name": "cpython",
-                    "arch": {"family": "x86_64", "variant": None},
-                    "os": "linux",
-                    "libc": "gnu",
-                    "major": 3,
-                    "minor": 13,
-                    "patch": 7,
-                    "prerelease": "",
-                    "url": "https://github.com/astral-sh/python-build-standalone/releases/"
-                    "download/20250918/cpython-3.13.7%2B20250918-x86_64-unknown-linux-gnu-"
-                    "install_only_stripped.tar.gz",
-                    "sha256": "ab" * 32,
-                    "variant": None,
-                    "build": "20250918",
-                }
-            }
-        )
-    )
+    source.write_text(json.dumps({UV_KEY: uv_entry()}))
     out = tmp_path / "snap.json.gz"
     args = ["--uv-json", str(source), "--output", str(out)]
     assert script.main([*args, "--check"]) == 1
@@ -204,7 +181,7 @@ def test_generator_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_generator_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = _script()
+    script = snapshot_script()
     source = tmp_path / "downloads.json"
     source.write_text('{"k": {"name": "cpython"}}')
     out = tmp_path / "snap.json.gz"

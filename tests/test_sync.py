@@ -17,14 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 import attrs
 import pytest
-from archives import Entry, compress, exe, file, symlink, tar_bytes
-from httpserver import Fault, HttpServer, Reset, Status, Throttle, WrongBytes
 
 import pylock.stream
 from pylock.cli import main
@@ -32,12 +30,13 @@ from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import ArchiveFormat, Flavor, Implementation
+from tests.archives import Entry, compress, exe, file, symlink, tar_bytes
+from tests.httpserver import Fault, HttpServer, Reset, Status, Throttle, WrongBytes
 
 HOST = host()
 TRIPLE = HOST.pbs_triple
 DIGEST = "sha256:" + "0" * 64
 TAG_A, TAG_B = "20990101", "20990202"
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: The most any wait in these tests may take before it counts as a hang.
 PATIENCE = 30.0
 
@@ -251,12 +250,7 @@ class Project:
         return self.command("sync", "--into", str(self.into), "--mirror", self.mirror, *extra)
 
     def subprocess_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.upper() not in PROXY_VARS and not k.startswith("PYLOCK_")
-        }
-        env.update(self.environ)
+        env = {**os.environ, **self.environ}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
@@ -277,19 +271,6 @@ class Project:
             argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=PATIENCE
         )
         return Result(done.returncode, done.stdout, done.stderr)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[HttpServer]:
-    with HttpServer() as running:
-        yield running
 
 
 @pytest.fixture

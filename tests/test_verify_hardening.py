@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from archives import exe, file, write_archive
 
 from pylock.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.cli import main
@@ -27,6 +26,7 @@ from pylock.install import verify
 from pylock.lock import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat, Flavor, Implementation
+from tests.archives import exe, file, write_archive
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
 

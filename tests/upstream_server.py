@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from aiohttp import web
-from loopback import LoopbackServer
+
+from tests.loopback import LoggedRequest, LoopbackServer
 
 PBS_REPO = "astral-sh/python-build-standalone"
 PBS_REPO_ID = 162334160
@@ -191,15 +192,6 @@ class PypyRelease:
     files: list[PypyFile]
     stable: bool = True
     latest_pypy: bool = False
-
-
-@dataclass
-class LoggedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    status: int
 
 
 class UpstreamServer(LoopbackServer):
@@ -460,15 +452,7 @@ class UpstreamServer(LoopbackServer):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         response = self._route(request)
-        self.log.append(
-            LoggedRequest(
-                method=request.method,
-                path=request.path,
-                query=request.query_string,
-                headers=dict(request.headers),
-                status=response.status,
-            )
-        )
+        self.log.append(LoggedRequest.of(request, response.status))
         return response
 
     def _route(self, request: web.Request) -> web.Response:

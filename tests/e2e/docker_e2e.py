@@ -65,7 +65,6 @@ FIND_ARCHIVES = [
     *" -o ".join(f"-name *{suffix}" for suffix in ARCHIVE_SUFFIXES).split(), ")",
 ]  # fmt: skip
 
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 
@@ -350,7 +349,7 @@ def build_wheelhouse(dest: Path) -> dict[str, Any]:
 
 def pick_sources() -> list[Any]:
     """Two host CPythons of different minor versions, newest first (pyenv's preferred)."""
-    from realpython import host_pythons
+    from tests.realpython import host_pythons
 
     pythons = sorted(
         host_pythons(min_minor=10),
@@ -368,7 +367,8 @@ def pick_sources() -> list[Any]:
 def build_archives(sources: Sequence[Any]) -> list[Any]:
     """Real PBS-style archives of ``sources``, reused from earlier runs when unchanged."""
     import attrs
-    import realpython
+
+    from tests import realpython
 
     recipe = hashlib.sha256(Path(realpython.__file__).read_bytes()).hexdigest()[:16]
     archives = []
@@ -748,7 +748,7 @@ def run_pylock(
     daemon: Daemon, server: MirrorServer, wheelhouse: Path, archives: Sequence[Any]
 ) -> Scenario:
     """Build the project's own Dockerfile through the four steps and check every claim."""
-    from realpython import lock_text
+    from tests.realpython import lock_text
 
     old, new = archives
     locks = {
@@ -1120,7 +1120,7 @@ def run_all(
         if missing:
             report["failures"].append(f"pylock wheel lacks package data: {missing}")
 
-        import realpython
+        from tests import realpython
 
         archives = build_archives(pick_sources())
         report["archives"] = [

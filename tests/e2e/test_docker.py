@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from tests.e2e import docker_e2e
 
-import docker_e2e  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 # The first test to ask for the report pays for the whole run (about 5 minutes).
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]

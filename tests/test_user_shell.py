@@ -1,0 +1,105 @@
+"""The suite ignores the shell that runs it: the clean environment from ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SUITE_SETTINGS, scrubbed
+from tests.indexdata import REPO
+
+DEAD = "http://127.0.0.1:9"
+
+#: What a user's shell may hold: an activated virtualenv, a dead corporate proxy, their own
+#: pylock and uv settings, a token, a CA bundle that does not exist, colour and cache settings.
+HOSTILE = {
+    "VIRTUAL_ENV": sys.prefix,
+    "CONDA_PREFIX": sys.prefix,
+    **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"), DEAD),
+    **dict.fromkeys(("http_proxy", "https_proxy", "all_proxy"), DEAD),
+    "NO_PROXY": "",
+    "no_proxy": "",
+    "PYLOCK_OFFLINE": "1",
+    "PYLOCK_MIRROR": f"{DEAD}/mirror/",
+    "PYLOCK_URL_REWRITES": f"https://github.com/={DEAD}/gh/",
+    "PYLOCK_CONCURRENCY": "1",
+    "UV_PYTHON_DOWNLOADS": "never",
+    "UV_OFFLINE": "1",
+    "GITHUB_TOKEN": "ghp_from_the_users_shell",
+    "SSL_CERT_FILE": "/nonexistent/ca.pem",
+    "NO_COLOR": "1",
+    "FORCE_COLOR": "1",
+    "XDG_CACHE_HOME": "/nonexistent/cache",
+    "GIT_DIR": "/nonexistent/.git",
+}
+
+_SHOW_ENV = (
+    "import json, os, pathlib; print(json.dumps([dict(os.environ), str(pathlib.Path.home())]))"
+)
+
+
+def test_a_test_sees_none_of_the_users_settings() -> None:
+    leaked = sorted(name for name in os.environ if scrubbed(name))
+    assert leaked == sorted(SUITE_SETTINGS)
+    assert all(os.environ[name] == value for name, value in SUITE_SETTINGS.items())
+    home = Path.home()
+    assert str(home) == os.environ["HOME"]
+    assert home.is_dir() and list(home.iterdir()) == []
+    # PATH and PYTHONPATH are the machine's plumbing: kept.
+    assert os.environ["PATH"]
+
+
+def test_scrubbed_covers_proxies_in_any_case_and_keeps_plumbing() -> None:
+    for name in (*HOSTILE, "ftp_proxy", "Https_Proxy", "PYLOCK_ANYTHING", "UV_ANYTHING"):
+        assert scrubbed(name), name
+    for name in ("PATH", "PYTHONPATH", "TMPDIR", "LANG", "PYENV_ROOT", "PIP_FIND_LINKS"):
+        assert not scrubbed(name), name
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_every_test_gets_its_own_empty_home(turn: str) -> None:
+    home = Path.home()
+    # What the other turn left in its home is not in this one.
+    assert list(home.iterdir()) == []
+    (home / ".netrc").write_text(f"machine 127.0.0.1 login {turn} password secret\n")
+    (home / ".cache" / "pylock").mkdir(parents=True)
+
+
+def test_subprocesses_inherit_the_clean_environment() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _SHOW_ENV], capture_output=True, text=True, check=True
+    ).stdout
+    environ, home = json.loads(out)
+    assert sorted(name for name in environ if scrubbed(name)) == sorted(SUITE_SETTINGS)
+    assert home == os.environ["HOME"]
+
+
+def test_the_suite_passes_in_a_hostile_shell() -> None:
+    """Tests that failed in such a shell before the clean environment existed now pass."""
+    selection = [
+        # Went through the dead proxy (37 tests in test_live*.py did).
+        "tests/test_live.py::test_new_release_is_merged_with_hashes_from_sha256sums",
+        "tests/test_live_cli.py::test_downloads_json_flag_merges_builds",
+        # Read PYLOCK_OFFLINE, PYLOCK_MIRROR and the proxies from the shell.
+        "tests/test_sync.py::test_cold_sync_streams_the_download_into_the_install",
+        "tests/test_fetch.py::test_redirects_are_followed_and_each_hop_checked",
+        # This file's own checks, run inside the hostile shell.
+        "tests/test_user_shell.py::test_a_test_sees_none_of_the_users_settings",
+        "tests/test_user_shell.py::test_subprocesses_inherit_the_clean_environment",
+    ]
+    env = {**os.environ, **HOSTILE}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert f"{len(selection)} passed" in result.stdout, result.stdout[-2000:]
