@@ -662,7 +662,7 @@ def test_a_hostile_input_is_data_not_code(
 
 
 def test_example_workflow_commands_parse() -> None:
-    from test_examples_ci import parse_error, pylock_commands
+    from tests.test_examples_ci import parse_error, pylock_commands
 
     example = ROOT / "examples" / "github-actions" / "with-action.yml"
     workflow = yaml.safe_load(example.read_text(encoding="utf-8"))

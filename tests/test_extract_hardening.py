@@ -372,11 +372,10 @@ def test_streamed_install_from_a_mirror_ends(
     tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The install that reads a download while it arrives (pylock.stream) ends too."""
-    from httpserver import HttpServer
-
     import pylock.stream
     from pylock.cli import main
     from pylock.urls import PBS_DOWNLOAD_PREFIX
+    from tests.httpserver import HttpServer
 
     streamed: list[int] = []
     original = pylock.stream.FeedReader.read

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sync import Project, make_build
 
 from pylock.cache import Cache
 from pylock.cli import main
@@ -48,6 +47,7 @@ from pylock.fetch import (
 from pylock.progress import NullReporter, Reporter
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
+from tests.test_sync import Project, make_build
 
 SECRET = "s3cr3tVALUE"
 CAP = 1 << 20  # PYLOCK_MAX_DOWNLOAD_SIZE in these tests: 1 MiB

@@ -302,7 +302,7 @@ def test_control_characters_in_extra_names_are_escaped(
 def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from realpython import (
+    from tests.realpython import (
         RealPythonUnavailable,
         clean_env,
         serve_directory,
