@@ -87,8 +87,14 @@ SCRUBBED = frozenset(
 )
 
 #: What the suite sets itself after scrubbing: git reads no system-wide configuration (the
-#: global one would be in ``HOME``, which is empty).
-SUITE_SETTINGS = {"GIT_CONFIG_NOSYSTEM": "1"}
+#: global one would be in ``HOME``, which is empty), so the tests that commit name an author.
+SUITE_SETTINGS = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "pylock tests",
+    "GIT_AUTHOR_EMAIL": "tests@pylock.invalid",
+    "GIT_COMMITTER_NAME": "pylock tests",
+    "GIT_COMMITTER_EMAIL": "tests@pylock.invalid",
+}
 
 #: The user's real home, read before any test moves ``HOME``: interpreters installed with
 #: pyenv live there, and the real-interpreter tests package them.
