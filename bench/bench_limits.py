@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 _STEPS = """
 import sys, time
 from pathlib import Path
-from pylock.lock import loads
+from pylock.lockfile import loads
 from pylock.diff import diff_locks, render
 old_text = Path(sys.argv[1]).read_text(encoding="utf-8")
 new_text = Path(sys.argv[2]).read_text(encoding="utf-8")
@@ -44,7 +44,7 @@ print(load, compare, text)
 def write_locks(directory: Path, entries: int) -> tuple[Path, Path]:
     """Two locks of ``entries`` interpreters; every third one changes build in the second."""
     sys.path.insert(0, str(REPO))
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
     from pylock.versions import Implementation
 
     def lock(build: str, changed: bool) -> str:

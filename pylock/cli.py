@@ -21,11 +21,11 @@ from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 
 if TYPE_CHECKING:
-    from pylock.cache import Cache
-    from pylock.fetch import FetchOptions
-    from pylock.lock import LockFile
+    from pylock.lockfile import LockFile
+    from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
 
 CONFIG_FILENAME = "pythons.toml"
 LOCK_FILENAME = "pythons.lock"
@@ -63,7 +63,7 @@ class Context:
 
     def read_lock(self, path: Path | None = None) -> LockFile:
         """Read and validate the lock, or explain how to create it."""
-        from pylock.lock import loads
+        from pylock.lockfile import loads
 
         path = path or self.lock_path
         try:
@@ -76,7 +76,7 @@ class Context:
             raise PylockError(f"cannot read {path}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
             from pylock.errors import LockFileError, Problem
-            from pylock.lock import REPAIR_HINT
+            from pylock.lockfile import REPAIR_HINT
 
             raise LockFileError(
                 _display(path),
@@ -103,7 +103,7 @@ class Context:
 
     def cache(self) -> Cache:
         """The archive cache (``PYLOCK_CACHE_DIR`` or the user cache dir)."""
-        from pylock.cache import Cache
+        from pylock.sync.cache import Cache
 
         return Cache.from_env(self.environ)
 
@@ -133,7 +133,7 @@ class Context:
 
     def fetch_options(self) -> FetchOptions:
         """Download settings from the command line and the environment."""
-        from pylock.fetch import FetchOptions
+        from pylock.net.fetch import FetchOptions
         from pylock.urls import UrlRewrites
 
         args = self.args
@@ -143,7 +143,7 @@ class Context:
             getattr(args, "mirror", None) or self.environ.get("PYLOCK_MIRROR") or None,
             getattr(args, "pypy_mirror", None) or self.environ.get("PYLOCK_PYPY_MIRROR") or None,
         )
-        from pylock.fetch import max_download_size_from_env
+        from pylock.net.fetch import max_download_size_from_env
 
         return FetchOptions(
             rewrites=rewrites,
@@ -462,7 +462,7 @@ def _cmd_init(ctx: Context) -> int:
 def _cmd_lock(ctx: Context) -> int:
     from pylock.errors import StaleLockError
     from pylock.fsutil import atomic_write_text
-    from pylock.locking import check_lock, lock_project
+    from pylock.project import check_lock, lock_project
 
     args = ctx.args
     if args.check and not (args.upgrade or args.upgrade_python or args.refresh):
@@ -528,14 +528,14 @@ def _warn_if_config_changed(ctx: Context, lock: LockFile) -> None:
 
 
 def _cmd_sync(ctx: Context) -> int:
-    from pylock.sync import execute_sync, plan_sync
+    from pylock.sync.execute import execute_sync, plan_sync
 
     args = ctx.args
     lock = ctx.read_lock()
     _warn_if_config_changed(ctx, lock)
     platform = ctx.platform(args.platform)
     dest = ctx.install_dir(args.into)
-    from pylock.install import clean_leftovers
+    from pylock.sync.install import clean_leftovers
 
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, ctx.reporter)
@@ -551,7 +551,7 @@ def _cmd_sync(ctx: Context) -> int:
         ctx.reporter.warn(f"{name} is not locked for {platform.key}; skipped")
     bin_dir = args.bin_dir or ctx.environ.get("PYLOCK_BIN_DIR")
     if bin_dir:
-        from pylock.bindir import link_owners
+        from pylock.sync.bindir import link_owners
 
         # A name two interpreters would share is an error before anything is installed.
         link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
@@ -566,7 +566,7 @@ def _cmd_sync(ctx: Context) -> int:
         return 0
     fixup = None
     if not args.no_fixups:
-        from pylock.fixups import fixup_for
+        from pylock.sync.fixups import fixup_for
 
         fixup = fixup_for(platform)
     from pylock.fastpath import forget_state
@@ -627,8 +627,8 @@ def _remember_sync(ctx: Context, names: Sequence[str], *, complete: bool) -> Non
 def _link_bin_dir(
     ctx: Context, lock: LockFile, dest: Path, platform: Platform, bin_dir: Path
 ) -> None:
-    from pylock.bindir import plan_links, sync_links
-    from pylock.install import installed_state, is_current
+    from pylock.sync.bindir import plan_links, sync_links
+    from pylock.sync.install import installed_state, is_current
 
     installed = []
     for python in lock.pythons:
@@ -647,7 +647,7 @@ def _link_bin_dir(
 def _cmd_fetch(ctx: Context) -> int:
     # Fills the cache so that a later `sync --offline` (or an air-gapped build) has
     # everything; hits are re-hashed because a bad archive found later is costlier.
-    from pylock.fetch import Wanted, ensure_archives
+    from pylock.net.fetch import Wanted, ensure_archives
     from pylock.progress import human_size
 
     args = ctx.args
@@ -718,7 +718,7 @@ def _cmd_diff(ctx: Context) -> int:
 def _cmd_list(ctx: Context) -> int:
     import json
 
-    from pylock.install import installed_state, is_current
+    from pylock.sync.install import installed_state, is_current
 
     lock = ctx.read_lock()
     platform = ctx.platform()
@@ -767,7 +767,7 @@ def _cmd_list(ctx: Context) -> int:
 
 
 def _cmd_which(ctx: Context) -> int:
-    from pylock.install import executable, installed_state, is_current, python_from_state
+    from pylock.sync.install import executable, installed_state, is_current, python_from_state
 
     args = ctx.args
     dest = ctx.install_dir(args.into)
@@ -858,7 +858,7 @@ def _cmd_outdated(ctx: Context) -> int:
 
 
 def _cmd_verify(ctx: Context) -> int:
-    from pylock.install import installed_names, installed_state, verify
+    from pylock.sync.install import installed_names, installed_state, verify
 
     args = ctx.args
     dest = ctx.install_dir(args.into)
@@ -908,8 +908,8 @@ def _cmd_verify(ctx: Context) -> int:
 def _cmd_cache(ctx: Context) -> int:
     import time
 
-    from pylock.cache import PruneReport, parse_size
     from pylock.progress import human_size
+    from pylock.sync.cache import PruneReport, parse_size
 
     args = ctx.args
     cache = ctx.cache()
@@ -994,7 +994,7 @@ def _cmd_mirror(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
-    from pylock.install import executable, installed_state
+    from pylock.sync.install import executable, installed_state
 
     args = ctx.args
     lock = ctx.read_lock()

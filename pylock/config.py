@@ -33,7 +33,7 @@ from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
 from pylock.errors import ConfigError, Problem
-from pylock.lock import artifact_url_problem, build_problem, is_sha256, name_problem
+from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, name_problem
 from pylock.platforms import HOST, Platform
 from pylock.urls import has_credentials, redact
 from pylock.versions import Flavor, Implementation, Variant, parse_request

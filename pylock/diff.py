@@ -1,12 +1,12 @@
 """What changed between two lock files, in human terms: the model and its renderers.
 
-:func:`diff_locks` is pure: it compares two :class:`~pylock.lock.LockFile` values.
+:func:`diff_locks` is pure: it compares two :class:`~pylock.lockfile.LockFile` values.
 The renderers turn the result into terminal text, a Markdown table for a pull-request
 comment, or JSON with a stable schema (``"format-version": 1``). The one function
 here that touches the outside world, :func:`read_lock_at_ref`, asks git for an older
 version of the lock.
 
->>> from pylock.lock import Artifact, LockedPython, make_lock
+>>> from pylock.lockfile import Artifact, LockedPython, make_lock
 >>> from pylock.versions import Implementation
 >>> def lock(version, build):
 ...     art = Artifact(platform="linux-x86_64-gnu", url="https://x.test/a", sha256="a" * 64)
@@ -29,7 +29,7 @@ from urllib.parse import quote
 import attrs
 
 from pylock.errors import PylockError
-from pylock.lock import Artifact, LockedPython, LockFile
+from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
 #: Version of the JSON document :func:`render_json` writes.
@@ -643,7 +643,7 @@ def read_lock_at_ref(project: Path, ref: str, filename: str = "pythons.lock") ->
     does not exist, or a project outside a git work tree, raises :class:`GitError`.
     An unborn ``HEAD`` (a repository without commits) counts as "no lock yet".
     """
-    from pylock.lock import loads
+    from pylock.lockfile import loads
 
     if ref.startswith("-"):
         raise GitError(f"invalid git ref {ref!r}")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 STATE_FILE = ".pylock-state"
 STATE_VERSION = 1
 RECORD = os.path.join(".pylock", "install.json")
-#: The trees an install or removal works in (``pylock.install``'s prefixes).
+#: The trees an install or removal works in (``pylock.sync.install``'s prefixes).
 LEFTOVER_PREFIXES = (".pylock-tmp-", ".pylock-old-", ".pylock-trash-")
 
 # Options that cannot change the outcome of a sync that has nothing to do.

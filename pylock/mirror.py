@@ -39,14 +39,14 @@ import attrs
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, PylockError
 from pylock.fsutil import atomic_write_text
-from pylock.lock import Artifact, LockedPython, LockFile
+from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
-    from pylock.cache import Cache
-    from pylock.fetch import FetchOptions
+    from pylock.net.fetch import FetchOptions
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
 
 PBS_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
 PYPY_PREFIX = "https://downloads.python.org/pypy/"
@@ -189,7 +189,7 @@ def sha256sums_text(sums: Mapping[str, str]) -> str:
 
 def parse_sha256sums(text: str) -> dict[str, str]:
     """Read a ``SHA256SUMS`` body (also the ``*name`` binary-mode form); skip junk lines."""
-    from pylock.lock import is_sha256
+    from pylock.lockfile import is_sha256
 
     result: dict[str, str] = {}
     for line in text.splitlines():
@@ -320,7 +320,7 @@ def _fetch_into_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> dict[str, Path]:
-    from pylock.fetch import Wanted, ensure_archives
+    from pylock.net.fetch import Wanted, ensure_archives
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
     wanted = [Wanted.from_artifact(e.artifact) for e in entries]

@@ -15,7 +15,7 @@ import attrs
 from packaging.version import Version
 
 from pylock.index.model import Build, Index
-from pylock.lock import LockedPython, LockFile
+from pylock.lockfile import LockedPython, LockFile
 from pylock.versions import Flavor
 
 # install_only and install_only_stripped are interchangeable for "is there something

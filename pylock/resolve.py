@@ -30,7 +30,7 @@ from pylock.config import Config, PythonRequest
 from pylock.errors import ResolutionError, UsageError
 from pylock.index.model import Build, Index, tag_date, version_key
 from pylock.index.names import flavor_in_filename, parse_pbs_filename, version_in_filename
-from pylock.lock import Artifact, LockedPython, LockFile, make_lock
+from pylock.lockfile import Artifact, LockedPython, LockFile, make_lock
 from pylock.platforms import HOST, Platform, unknown_platform_message
 from pylock.versions import Flavor, Implementation, request_allows
 

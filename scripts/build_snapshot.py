@@ -120,11 +120,11 @@ def index_from_live(args: argparse.Namespace) -> Index:
     """The seed index refreshed from live upstream listings (GITHUB_TOKEN is honoured)."""
     import os
 
-    from pylock.cache import Cache
-    from pylock.fetch import FetchOptions
     from pylock.index.live import live_snapshot
     from pylock.index.snapshot import load_bundled
+    from pylock.net.fetch import FetchOptions
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
     from pylock.urls import UrlRewrites
 
     if args.uv_json.is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pylock.cache import Cache
+from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
 from tests.upstream_server import UpstreamServer
 

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from pylock.index.model import Build, Index
-from pylock.lock import Artifact, LockedPython
+from pylock.lockfile import Artifact, LockedPython
 from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 

@@ -701,7 +701,7 @@ def lock_text(
     default: str | None = None,
 ) -> str:
     """A ``pythons.lock`` locking each archive (for the host platform) under a name."""
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
     from pylock.platforms import Platform
     from pylock.versions import Flavor, Implementation, Variant
 

@@ -35,7 +35,7 @@ from packaging.requirements import Requirement
 
 import pylock
 from pylock.config import digest_of_file
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import ArchiveFormat, Flavor, Implementation

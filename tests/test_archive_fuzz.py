@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pylock.archive.extract import Layout, detect_layout, extract_archive, read_tar_member
 from pylock.errors import ArchiveError, PylockError
-from pylock.extract import Layout, detect_layout, extract_archive, read_tar_member
 from pylock.versions import ArchiveFormat
 from tests import archives
 from tests.archives import directory, exe, file, hardlink, symlink

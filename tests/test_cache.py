@@ -13,8 +13,8 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from pylock.cache import Cache, parse_size, safe_filename
 from pylock.errors import UsageError
+from pylock.sync.cache import Cache, parse_size, safe_filename
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 DAY = 86400.0
@@ -191,7 +191,7 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from pylock.cache import Cache
+    from pylock.sync.cache import Cache
 
     cache = Cache(Path(sys.argv[1]))
     with cache.hold(sys.argv[2]) as path:

@@ -26,7 +26,7 @@ from pylock.diff import (
     summary_lines,
 )
 from pylock.errors import PylockError
-from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import locked_python
 

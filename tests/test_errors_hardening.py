@@ -23,7 +23,7 @@ from pylock import cli
 from pylock.cli import main
 from pylock.config import loads_config
 from pylock.errors import ConfigError
-from pylock.lock import (
+from pylock.lockfile import (
     Artifact,
     LockedPython,
     dumps,

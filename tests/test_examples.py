@@ -9,7 +9,7 @@ import pytest
 
 from pylock.cli import main
 from pylock.config import load_config
-from pylock.lock import loads
+from pylock.lockfile import loads
 from pylock.resolve import lock_is_fresh
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

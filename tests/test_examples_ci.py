@@ -24,7 +24,7 @@ import pytest
 
 from pylock.cli import build_parser
 from pylock.diff import MARKDOWN_MARKER
-from pylock.lock import Artifact, LockedPython, dumps, loads, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import host
 from pylock.versions import Flavor, Implementation
 
@@ -170,7 +170,7 @@ def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
     """The Actions cache must save the directory pylock really uses."""
     env = workflow()["env"]
     assert env["PYLOCK_CACHE_DIR"] == "~/.cache/pylock"
-    from pylock.cache import Cache
+    from pylock.sync.cache import Cache
 
     cache = Cache.from_env({"PYLOCK_CACHE_DIR": env["PYLOCK_CACHE_DIR"]})
     assert cache.root == Path.home() / ".cache" / "pylock"

@@ -1,4 +1,4 @@
-"""Tests for pylock.extract: layouts, modes, links, hashes, and hostile archives."""
+"""Tests for pylock.archive.extract: layouts, modes, links, hashes, and hostile archives."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pylock.archive.extract import Layout, RecordEntry, detect_layout, extract_archive, layout_for
 from pylock.errors import ArchiveError, HashMismatchError
-from pylock.extract import Layout, RecordEntry, detect_layout, extract_archive, layout_for
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
 from tests.archives import Entry

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from pylock.archive.extract import Layout, detect_layout, extract_archive, read_tar_member
 from pylock.errors import ArchiveError
-from pylock.extract import Layout, detect_layout, extract_archive, read_tar_member
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
@@ -371,21 +371,21 @@ def test_lock_of_a_hostile_full_archive_ends(tmp_path: Path) -> None:
 def test_streamed_install_from_a_mirror_ends(
     tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The install that reads a download while it arrives (pylock.stream) ends too."""
-    import pylock.stream
+    """The install that reads a download while it arrives (pylock.net.stream) ends too."""
+    import pylock.net.stream
     from pylock.cli import main
     from pylock.urls import PBS_DOWNLOAD_PREFIX
     from tests.httpserver import HttpServer
 
     streamed: list[int] = []
-    original = pylock.stream.FeedReader.read
+    original = pylock.net.stream.FeedReader.read
 
-    def read(reader: pylock.stream.FeedReader, size: int = -1) -> bytes:
+    def read(reader: pylock.net.stream.FeedReader, size: int = -1) -> bytes:
         data = original(reader, size)
         streamed.append(len(data))
         return data
 
-    monkeypatch.setattr(pylock.stream.FeedReader, "read", read)
+    monkeypatch.setattr(pylock.net.stream.FeedReader, "read", read)
 
     data = gz(HOSTILE[case])
     triple = HOST.pbs_triple

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pylock.cache import Cache
 from pylock.errors import DownloadError, HashMismatchError, OfflineError, PylockError, UsageError
-from pylock.fetch import (
+from pylock.net.fetch import (
     Fetcher,
     FetchOptions,
     Timeouts,
@@ -27,6 +26,7 @@ from pylock.fetch import (
     jobs_from_env,
 )
 from pylock.progress import NullReporter, Reporter, Task
+from pylock.sync.cache import Cache
 from pylock.urls import PBS_DOWNLOAD_PREFIX, RefusedUrlError, UrlRewrites
 from tests.httpserver import (
     HttpServer,
@@ -555,7 +555,7 @@ def test_download_unknown_learns_the_hash_once(server: HttpServer, cache: Cache)
 
 def test_import_does_not_load_aiohttp() -> None:
     code = (
-        "import sys, pylock.fetch, pylock.cache, pylock.urls; "
+        "import sys, pylock.net.fetch, pylock.sync.cache, pylock.urls; "
         "print(sorted(m for m in ('aiohttp', 'asyncio', 'filelock') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -581,8 +581,8 @@ FETCH = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from pylock.cache import Cache
-    from pylock.fetch import FetchOptions, Wanted, ensure_archives
+    from pylock.sync.cache import Cache
+    from pylock.net.fetch import FetchOptions, Wanted, ensure_archives
     from pylock.progress import NullReporter
 
     cache = Cache(Path(sys.argv[1]))
@@ -651,7 +651,7 @@ def test_kill_mid_download_leaves_no_archive_and_a_rerun_completes(
 
 
 def write_lock(project: Path, artifacts: list[tuple[str, str, bytes]]) -> None:
-    from pylock.lock import Artifact, dumps, make_lock
+    from pylock.lockfile import Artifact, dumps, make_lock
 
     python = locked_python(
         "app",

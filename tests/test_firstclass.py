@@ -706,7 +706,7 @@ def test_fixups_keep_an_install_path_with_spaces_one_word(tmp_path: Path) -> Non
     import ast
     import shlex
 
-    from pylock.fixups import apply_fixups
+    from pylock.sync.fixups import apply_fixups
 
     tree = _planted_tree(tmp_path / "tree")
     final = "/opt/my pythons/app"
@@ -750,7 +750,7 @@ def test_fixups_survive_parallel_installs(tmp_path: Path) -> None:
     import sysconfig
     import threading
 
-    from pylock.fixups import fix_sysconfigdata
+    from pylock.sync.fixups import fix_sysconfigdata
 
     name = sysconfig._get_sysconfigdata_name()  # type: ignore[attr-defined]
     variables = dict(importlib.import_module(name).build_time_vars)
@@ -782,8 +782,8 @@ def test_fixups_survive_parallel_installs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("windows", [False, True], ids=["symlinks", "launchers"])
 def test_sync_links_is_idempotent_and_all_or_nothing(tmp_path: Path, windows: bool) -> None:
-    from pylock.bindir import sync_links
     from pylock.errors import PylockError
+    from pylock.sync.bindir import sync_links
 
     bin_dir = tmp_path / "bin"
     wanted = {"python3.12": tmp_path / "a" / "python3", "python3": tmp_path / "a" / "python3"}

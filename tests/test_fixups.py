@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from pylock.fixups import (
+from pylock.platforms import Platform
+from pylock.sync.fixups import (
     apply_fixups,
     drop_sysroot,
     fix_pkgconfig,
@@ -14,7 +15,6 @@ from pylock.fixups import (
     replace_prefix,
     rewrite_tools,
 )
-from pylock.platforms import Platform
 
 PBS_VARS = {
     "prefix": "/install",

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pylock.fixups import apply_fixups
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
+from pylock.sync.fixups import apply_fixups
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests.archives import Entry, exe, file, hardlink, symlink, write_archive
 

@@ -12,11 +12,11 @@ PURE_CORE = (
     "pylock.versions",
     "pylock.platforms",
     "pylock.config",
-    "pylock.lock",
+    "pylock.lockfile",
     "pylock.resolve",
     "pylock.cli",
-    "pylock.sync",
-    "pylock.install",
+    "pylock.sync.execute",
+    "pylock.sync.install",
 )
 
 
@@ -34,6 +34,6 @@ def test_core_imports_nothing_heavy() -> None:
 
 
 def test_fetch_module_imports_aiohttp_lazily() -> None:
-    modules = imported_after("import pylock.fetch, pylock.cache, pylock.extract")
+    modules = imported_after("import pylock.net.fetch, pylock.sync.cache, pylock.archive.extract")
     assert "aiohttp" not in modules
     assert "zstandard" not in modules

@@ -1,4 +1,4 @@
-"""Tests for pylock.install: atomic installs, crash recovery, locking, prune, verify."""
+"""Tests for pylock.sync.install: atomic installs, crash recovery, locking, prune, verify."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ import attrs
 import pytest
 
 from pylock.errors import ArchiveError, HashMismatchError, InstallError
-from pylock.install import (
+from pylock.lockfile import Artifact, LockedPython
+from pylock.platforms import Platform
+from pylock.progress import NullReporter
+from pylock.sync.install import (
     executable,
     install,
     installed_names,
@@ -29,9 +32,6 @@ from pylock.install import (
     read_record,
     verify,
 )
-from pylock.lock import Artifact, LockedPython
-from pylock.platforms import Platform
-from pylock.progress import NullReporter
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
 from tests.archives import Entry
@@ -164,9 +164,10 @@ def test_installed_state_imports_nothing_heavy(tmp_path: Path) -> None:
         f"""
         import sys
         from pathlib import Path
-        from pylock.install import installed_state, is_current
+        from pylock.sync.install import installed_state, is_current
         installed_state(Path({str(tmp_path)!r}), "app")
-        heavy = {{"filelock", "zstandard", "aiohttp", "cattrs", "asyncio", "pylock.extract"}}
+        heavy = {{"filelock", "zstandard", "aiohttp", "cattrs", "asyncio",
+                  "pylock.archive.extract"}}
         print(sorted(heavy & set(sys.modules)))
         """
     )
@@ -320,8 +321,8 @@ def _install_script(tmp_path: Path) -> Path:
             """
             import sys
             from pathlib import Path
-            from pylock.install import install
-            from pylock.lock import Artifact, LockedPython
+            from pylock.sync.install import install
+            from pylock.lockfile import Artifact, LockedPython
             from pylock.platforms import Platform
             from pylock.progress import NullReporter
 
@@ -558,7 +559,7 @@ def test_executable_falls_back_to_what_exists(tmp_path: Path) -> None:
 
 
 def _project_with_install(tmp_path: Path) -> tuple[Path, Path]:
-    from pylock.lock import dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
     host_artifact = Artifact(

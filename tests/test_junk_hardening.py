@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 import pylock.fastpath
-import pylock.install
+import pylock.sync.install
 from pylock.cli import main
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import Flavor, Implementation
@@ -42,7 +42,7 @@ pytestmark = [
 # Runs the CLI in a subprocess that kills itself with SIGKILL at one chosen moment.
 KILLER = r"""
 import os, signal, sys
-import pylock.fsutil, pylock.install
+import pylock.fsutil, pylock.sync.install
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -61,18 +61,18 @@ if moment == "trash":
     pylock.fsutil.remove_tree = remove_tree
 elif moment == "record":
     # The new tree is extracted in .pylock-tmp-*, its record not yet written.
-    pylock.install._write_record = lambda *args, **kwargs: die()
+    pylock.sync.install._write_record = lambda *args, **kwargs: die()
 elif moment.startswith("pause:"):
     # Stop at the same point until the test says go: a live sync mid-install.
     import pathlib, time
     signals = pathlib.Path(moment.removeprefix("pause:"))
-    original_write = pylock.install._write_record
+    original_write = pylock.sync.install._write_record
     def write_record(*args, **kwargs):
         (signals / "paused").touch()
         while not (signals / "go").exists():
             time.sleep(0.01)
         original_write(*args, **kwargs)
-    pylock.install._write_record = write_record
+    pylock.sync.install._write_record = write_record
 from pylock.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -195,9 +195,9 @@ def plant_junk(into: Path) -> list[Path]:
 
 def test_prefixes_known_to_the_fast_path_are_the_installs() -> None:
     assert pylock.fastpath.LEFTOVER_PREFIXES == (
-        pylock.install.TMP_PREFIX,
-        pylock.install.OLD_PREFIX,
-        pylock.install.TRASH_PREFIX,
+        pylock.sync.install.TMP_PREFIX,
+        pylock.sync.install.OLD_PREFIX,
+        pylock.sync.install.TRASH_PREFIX,
     )
 
 

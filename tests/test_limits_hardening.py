@@ -311,7 +311,7 @@ DEEP_JSON = "[" * HUGE + "]" * HUGE
 
 @pytest.mark.timeout(30)
 def test_deep_install_record_is_not_a_pylock_install(tmp_path: Path) -> None:
-    from pylock.install import installed_names, installed_state
+    from pylock.sync.install import installed_names, installed_state
 
     meta = tmp_path / "app" / ".pylock"
     meta.mkdir(parents=True)
@@ -347,8 +347,8 @@ def test_deep_uv_downloads_json_is_a_clean_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pylock.errors import UpstreamError
-    from pylock.fetch import FetchOptions
     from pylock.index.live import load_uv_downloads_json
+    from pylock.net.fetch import FetchOptions
     from pylock.progress import Reporter
 
     path = tmp_path / "downloads.json"
@@ -370,7 +370,7 @@ def test_deep_snapshot_file_is_an_upstream_error() -> None:
 
 @pytest.mark.timeout(30)
 def test_deep_bin_dir_manifest_is_ignored(tmp_path: Path) -> None:
-    from pylock.bindir import MANIFEST, _read_manifest
+    from pylock.sync.bindir import MANIFEST, _read_manifest
 
     (tmp_path / MANIFEST).write_text('{"links": ' + DEEP_JSON + "}")
     assert _read_manifest(tmp_path) == {}
@@ -413,7 +413,7 @@ def test_refusals_never_echo_the_document(
 
 
 def _sample_lock_text() -> str:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
     from pylock.versions import Flavor, Implementation
 
     pythons = [
@@ -439,7 +439,7 @@ def _sample_lock_text() -> str:
 
 def test_every_truncation_of_a_lock_loads_or_is_a_lock_error() -> None:
     from pylock.errors import LockFileError
-    from pylock.lock import LockFile, loads
+    from pylock.lockfile import LockFile, loads
 
     text = _sample_lock_text()
     outcomes = []
@@ -453,7 +453,7 @@ def test_every_truncation_of_a_lock_loads_or_is_a_lock_error() -> None:
 
 
 def test_every_truncation_of_an_install_record_reads_as_no_record(tmp_path: Path) -> None:
-    from pylock.install import installed_state
+    from pylock.sync.install import installed_state
 
     document = {
         "installer": "pylock",

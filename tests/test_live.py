@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from pylock.cache import Cache
 from pylock.errors import OfflineError, RateLimitError, UpstreamError
-from pylock.fetch import FetchOptions
 from pylock.index.live import RefreshNeeds, refresh_index
 from pylock.index.model import Build, Index
+from pylock.net.fetch import FetchOptions
 from pylock.progress import Reporter
+from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import index_of, pbs

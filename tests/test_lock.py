@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pylock.errors import LockFileError
-from pylock.lock import (
+from pylock.lockfile import (
     LOCK_VERSION,
     Artifact,
     LockedPython,

@@ -16,11 +16,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pylock.cache import Cache
 from pylock.cli import main
 from pylock.errors import OfflineError, PylockError
-from pylock.fetch import FetchOptions
-from pylock.lock import Artifact, LockedPython, LockFile, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.mirror import (
     UV_JSON_NAME,
     MirrorError,
@@ -32,8 +30,10 @@ from pylock.mirror import (
     uv_downloads_json,
     uv_key_and_entry,
 )
+from pylock.net.fetch import FetchOptions
 from pylock.platforms import Platform, host
 from pylock.progress import NullReporter
+from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import uv_json

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from pylock.cache import Cache
 from pylock.cli import main
 from pylock.errors import (
     CacheReadOnlyError,
@@ -35,7 +34,7 @@ from pylock.errors import (
     HashMismatchError,
     UsageError,
 )
-from pylock.fetch import (
+from pylock.net.fetch import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     FetchOptions,
     Timeouts,
@@ -45,6 +44,7 @@ from pylock.fetch import (
     max_download_size_from_env,
 )
 from pylock.progress import NullReporter, Reporter
+from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
 from tests.test_sync import Project, make_build
@@ -403,7 +403,7 @@ def test_secrets_are_redacted_in_errors_progress_and_redirects(
 def test_secrets_never_reach_the_install_record_or_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 
     build = make_build()
     with HttpServer() as server:
@@ -462,7 +462,7 @@ def test_lock_refuses_credentials_in_pythons_toml(
 
 
 def test_diff_output_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 
     def lock_with(url: str, sha: str) -> Path:
         base = make_build().python()
@@ -568,7 +568,7 @@ def test_bad_url_in_rewrites_and_mirrors(
 def test_bad_url_in_a_lock_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lock import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 
     base = make_build().python()
     for url in ("http://127.0.0.1:99999/x.tar.gz", "https://[::1/x.tar.gz"):
@@ -967,10 +967,10 @@ def test_endless_metadata_body_is_refused(monkeypatch: pytest.MonkeyPatch, mode:
     # Listings (SHA256SUMS, the releases API) are read into memory: they have their own cap.
     import asyncio
 
-    import pylock.fetch
-    from pylock.fetch import Fetcher
+    import pylock.net.fetch
+    from pylock.net.fetch import Fetcher
 
-    monkeypatch.setattr(pylock.fetch, "MAX_METADATA_BYTES", 1 << 20)
+    monkeypatch.setattr(pylock.net.fetch, "MAX_METADATA_BYTES", 1 << 20)
 
     async def get(url: str) -> None:
         async with Fetcher(options()) as fetcher:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pylock.cli import main
-from pylock.lock import loads
+from pylock.lockfile import loads
 
 pytestmark = pytest.mark.network
 

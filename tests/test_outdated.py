@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pylock.lock import Artifact, LockedPython, make_lock
+from pylock.lockfile import Artifact, LockedPython, make_lock
 from pylock.outdated import find_outdated, format_text, to_json
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import index_of, locked_python, pbs, pypy

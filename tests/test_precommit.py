@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pylock.cli import main
-from pylock.locking import check_lock
+from pylock.project import check_lock
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
 

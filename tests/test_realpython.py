@@ -277,7 +277,7 @@ def test_extra_files_change_the_archive(archive_dir: Path, current: RealArchive)
 
 @pytest.mark.slow
 def test_lock_and_mirror_tree(current: RealArchive, other: RealArchive, tmp_path: Path) -> None:
-    from pylock.lock import loads
+    from pylock.lockfile import loads
 
     lock = loads(write_lock(tmp_path, [current, other]).read_text())
     assert [p.version for p in lock.pythons] == sorted(

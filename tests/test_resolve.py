@@ -16,7 +16,7 @@ from pylock.config import Config, PythonRequest, loads_config
 from pylock.errors import ResolutionError, UsageError
 from pylock.index.model import Build, Index
 from pylock.index.snapshot import load_bundled
-from pylock.lock import Artifact, LockedPython, dumps, loads
+from pylock.lockfile import Artifact, LockedPython, dumps, loads
 from pylock.platforms import Platform
 from pylock.resolve import (
     Change,

@@ -15,8 +15,8 @@ import pytest
 from pylock.config import Config, PythonRequest
 from pylock.config import from_document as config_from_document
 from pylock.diff import Change, diff_locks, render
-from pylock.lock import Artifact, LockedPython, LockFile, make_lock, to_document
-from pylock.lock import from_document as lock_from_document
+from pylock.lockfile import Artifact, LockedPython, LockFile, make_lock, to_document
+from pylock.lockfile import from_document as lock_from_document
 from pylock.resolve import lock_is_fresh
 from pylock.versions import Flavor, Implementation
 

@@ -13,7 +13,7 @@ import tomli_w
 
 from pylock.config import KEYS, loads_config
 from pylock.errors import ConfigError, LockFileError
-from pylock.lock import Artifact, LockedPython, dumps, loads, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import PLATFORM_KEYS
 from pylock.versions import Flavor, Implementation, Variant
 

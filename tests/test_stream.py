@@ -1,7 +1,7 @@
-"""pylock.stream: a reader that follows a download's partial file as the downloader reports it.
+"""pylock.net.stream: a reader that follows a download's partial file as the downloader reports it.
 
 Real files and real threads: a "downloader" here writes and flushes the partial file, then
-tells the feed, exactly as :func:`pylock.fetch._write` does.
+tells the feed, exactly as :func:`pylock.net.fetch._write` does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pylock.errors import HashMismatchError
-from pylock.stream import DownloadFeed, FeedReader, StreamRestarted, streaming_supported
+from pylock.net.stream import DownloadFeed, FeedReader, StreamRestarted, streaming_supported
 
 #: How long a read must stay blocked to count as "waiting", and the most any step may take.
 BLOCKED = 0.15

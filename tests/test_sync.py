@@ -24,9 +24,9 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-import pylock.stream
+import pylock.net.stream
 from pylock.cli import main
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
 from pylock.versions import ArchiveFormat, Flavor, Implementation
@@ -296,24 +296,24 @@ def tool() -> Build:
 
 
 class StreamSpy:
-    """Counts the bytes installs read through :class:`pylock.stream.FeedReader`."""
+    """Counts the bytes installs read through :class:`pylock.net.stream.FeedReader`."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.bytes = 0
         self.restarts = 0
-        original = pylock.stream.FeedReader.read
+        original = pylock.net.stream.FeedReader.read
         spy = self
 
-        def read(reader: pylock.stream.FeedReader, size: int = -1) -> bytes:
+        def read(reader: pylock.net.stream.FeedReader, size: int = -1) -> bytes:
             try:
                 data = original(reader, size)
-            except pylock.stream.StreamRestarted:
+            except pylock.net.stream.StreamRestarted:
                 spy.restarts += 1
                 raise
             spy.bytes += len(data)
             return data
 
-        monkeypatch.setattr(pylock.stream.FeedReader, "read", read)
+        monkeypatch.setattr(pylock.net.stream.FeedReader, "read", read)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from pylock.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.cli import main
-from pylock.install import verify
-from pylock.lock import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
+from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
+from pylock.sync.install import verify
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests.archives import exe, file, write_archive
 

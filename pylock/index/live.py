@@ -28,14 +28,14 @@ from pylock.errors import (
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
-    from pylock.cache import Cache
     from pylock.config import Config, PythonRequest
-    from pylock.fetch import FetchOptions
     from pylock.index.metadata import Documents
     from pylock.index.model import Build, Index
-    from pylock.lock import LockedPython, LockFile
+    from pylock.lockfile import LockedPython, LockFile
+    from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ async def _with_documents(
     token = github_token(environ)
     if fetch_options.offline:
         return await work(Documents(store, None, reporter=reporter, github_token=token))
-    from pylock.fetch import Fetcher
+    from pylock.net.fetch import Fetcher
 
     async with Fetcher(fetch_options, reporter, environ=environ) as fetcher:
         return await work(Documents(store, fetcher, reporter=reporter, github_token=token))
@@ -228,7 +228,7 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
 
 
 async def _fetch_bytes(url: str, fetch_options: FetchOptions) -> bytes:
-    from pylock.fetch import Fetcher
+    from pylock.net.fetch import Fetcher
 
     async with Fetcher(fetch_options) as fetcher:
         response = await fetcher.get(url)
@@ -255,7 +255,7 @@ def make_direct_resolver(
     """
 
     def direct(request: PythonRequest) -> LockedPython:
-        from pylock.fetch import download_unknown
+        from pylock.net.fetch import download_unknown
 
         assert request.url is not None
         sha256, size, path = download_unknown(request.url, cache, fetch_options, reporter)
@@ -275,7 +275,7 @@ def describe_direct(
     host_platform: Platform | None = None,
 ) -> LockedPython:
     """The lock entry for a direct-URL archive already on disk at ``path``."""
-    from pylock.extract import Layout, detect_layout
+    from pylock.archive.extract import Layout, detect_layout
     from pylock.platforms import resolve_platform
     from pylock.resolve import lock_direct
     from pylock.versions import ArchiveFormat, Flavor
@@ -325,7 +325,7 @@ def direct_version(
     """Which Python version a direct archive holds, checked against the request."""
     from packaging.version import Version
 
-    from pylock.extract import Layout
+    from pylock.archive.extract import Layout
     from pylock.index.names import version_in_filename
     from pylock.resolve import exact_version
     from pylock.versions import request_allows
@@ -363,7 +363,7 @@ def direct_version(
 
 def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
     """``python/PYTHON.json`` of a full PBS archive (its first member, read by streaming)."""
-    from pylock.extract import read_tar_member
+    from pylock.archive.extract import read_tar_member
 
     def parse(raw: bytes) -> dict[str, Any]:
         try:

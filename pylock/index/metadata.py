@@ -32,7 +32,7 @@ from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamE
 from pylock.fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from pylock.fetch import Fetcher
+    from pylock.net.fetch import Fetcher
     from pylock.progress import Reporter
 
 T = TypeVar("T")

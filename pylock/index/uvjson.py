@@ -23,7 +23,7 @@ from pylock.index.names import (
     parse_pyodide_filename,
     parse_pypy_filename,
 )
-from pylock.lock import is_sha256
+from pylock.lockfile import is_sha256
 from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 

@@ -40,8 +40,8 @@ from pylock.errors import InstallError
 from pylock.urls import redact
 
 if TYPE_CHECKING:
-    from pylock.extract import Readable, RecordEntry
-    from pylock.lock import Artifact, LockedPython
+    from pylock.archive.extract import Readable, RecordEntry
+    from pylock.lockfile import Artifact, LockedPython
     from pylock.platforms import Platform
     from pylock.progress import Reporter
 
@@ -181,7 +181,7 @@ def read_record(tree: Path) -> list[RecordEntry]:
     """The files listed in ``tree/.pylock/RECORD``."""
     import csv
 
-    from pylock.extract import RecordEntry
+    from pylock.archive.extract import RecordEntry
 
     entries = []
     path = tree / META_DIR / RECORD_FILE
@@ -281,7 +281,7 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
     first), while one whose lock another process holds is its work in progress and
     stays: this never waits for, nor disturbs, a concurrent sync.
     """
-    from pylock.lock import is_valid_name
+    from pylock.lockfile import is_valid_name
 
     names = set()
     try:
@@ -351,7 +351,7 @@ def install(
     """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
 
     ``source`` is read instead of ``archive`` when given: an archive still downloading
-    (see :mod:`pylock.stream`), whose reader verifies the download before its end.
+    (see :mod:`pylock.net.stream`), whose reader verifies the download before its end.
 
     ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
     place and returns the relative paths it changed, which are hashed again for the
@@ -362,7 +362,7 @@ def install(
     :class:`~pylock.errors.HashMismatchError`, and a file-system failure (a full disk)
     :class:`InstallError`; in every case the previous install is left as it was.
     """
-    from pylock.lock import is_valid_name
+    from pylock.lockfile import is_valid_name
 
     name = python.name
     if not is_valid_name(name):
@@ -443,8 +443,8 @@ def _extract(
     on_progress: Callable[[int], None],
     source: Readable | None = None,
 ) -> tuple[list[RecordEntry], str]:
+    from pylock.archive.extract import detect_layout, extract_archive, layout_for
     from pylock.errors import ArchiveError
-    from pylock.extract import detect_layout, extract_archive, layout_for
     from pylock.versions import ArchiveFormat
 
     try:
@@ -481,7 +481,7 @@ def _extract(
 
 def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython) -> None:
     """Older PBS archives (before 20240224) have ``bin/python3`` but no ``bin/python``."""
-    from pylock.extract import RecordEntry
+    from pylock.archive.extract import RecordEntry
 
     bin_dir = tmp / "bin"
     if not bin_dir.is_dir() or os.path.lexists(bin_dir / "python"):
@@ -508,7 +508,7 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
 def _file_entry(tree: Path, rel: str) -> RecordEntry | None:
     import hashlib
 
-    from pylock.extract import RecordEntry
+    from pylock.archive.extract import RecordEntry
 
     path = tree / rel
     if path.is_symlink():
@@ -626,7 +626,7 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
     leftovers from interrupted runs. Anything else in ``dest_root`` stays.
     """
     from pylock.fsutil import remove_tree
-    from pylock.lock import is_valid_name
+    from pylock.lockfile import is_valid_name
 
     removed: list[str] = []
     try:
@@ -723,7 +723,7 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
     """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions."""
     import hashlib
 
-    from pylock.bytecode import mismatched_bytecode, parse_cache_path
+    from pylock.sync.bytecode import mismatched_bytecode, parse_cache_path
 
     tree = dest_root / name
     state = installed_state(dest_root, name)
@@ -797,7 +797,7 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
 
 def python_from_state(state: InstallState) -> LockedPython:
     """The lock entry an install record was made for (for commands run without a lock)."""
-    from pylock.lock import LockedPython
+    from pylock.lockfile import LockedPython
     from pylock.versions import Flavor, Implementation, Variant
 
     entry = state.python

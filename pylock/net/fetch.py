@@ -21,7 +21,6 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from pylock import __version__
-from pylock.cache import Cache, parse_size, safe_filename, sha256_file
 from pylock.errors import (
     DownloadError,
     DownloadTooLargeError,
@@ -31,6 +30,7 @@ from pylock.errors import (
     UsageError,
 )
 from pylock.progress import NullReporter, Reporter, Task, human_size
+from pylock.sync.cache import Cache, parse_size, safe_filename, sha256_file
 from pylock.urls import RefusedUrlError, UrlRewrites
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from pylock.lock import Artifact
-    from pylock.stream import DownloadFeed
+    from pylock.lockfile import Artifact
+    from pylock.net.stream import DownloadFeed
 
 #: Parallel downloads unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` says otherwise.
 DEFAULT_JOBS = 4
@@ -181,7 +181,7 @@ class Wanted:
         default=attrs.Factory(lambda self: filename_from_url(self.url), takes_self=True)
     )
     #: Told about every attempt and every flushed chunk, so an installer can extract
-    #: while the download runs (see :mod:`pylock.stream`).
+    #: while the download runs (see :mod:`pylock.net.stream`).
     feed: DownloadFeed | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod

@@ -17,7 +17,7 @@ import attrs
 from pylock.bounded import json_loads
 from pylock.errors import PylockError
 from pylock.fsutil import atomic_write_text
-from pylock.lock import LockedPython, LockFile
+from pylock.lockfile import LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation
 
@@ -107,7 +107,7 @@ def plan_links(
     lock: LockFile, *, dest_root: Path, platform: Platform, installed: Iterable[str]
 ) -> dict[str, Path]:
     """Map each link name to the executable it should run; error on a shared name."""
-    from pylock.install import executable
+    from pylock.sync.install import executable
 
     installed_names = set(installed)
     pythons = {p.name: p for p in lock.pythons if p.name in installed_names}

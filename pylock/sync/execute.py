@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import HashMismatchError, PylockError, UsageError
-from pylock.lock import Artifact, LockedPython, LockFile
+from pylock.lockfile import Artifact, LockedPython, LockFile
 
 if TYPE_CHECKING:
-    from pylock.cache import Cache
-    from pylock.fetch import FetchOptions
+    from pylock.net.fetch import FetchOptions
+    from pylock.net.stream import DownloadFeed, FeedReader
     from pylock.platforms import Platform
     from pylock.progress import Reporter
-    from pylock.stream import DownloadFeed, FeedReader
+    from pylock.sync.cache import Cache
 
 #: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path, warn)``
 #: returns the relative paths it changed, and warns about files it had to leave alone.
@@ -92,7 +92,7 @@ def plan_sync(
     prune: bool = True,
 ) -> SyncPlan:
     """Decide what to do; reads only small install-record files."""
-    from pylock.install import installed_names, installed_state, is_current
+    from pylock.sync.install import installed_names, installed_state, is_current
 
     unknown = sorted(set(only) - set(lock.names))
     if unknown:
@@ -137,7 +137,7 @@ def plan_sync(
 class _Downloads:
     """Cache misses downloading in a background thread.
 
-    Each miss that can be streamed gets a :class:`~pylock.stream.DownloadFeed`, so its
+    Each miss that can be streamed gets a :class:`~pylock.net.stream.DownloadFeed`, so its
     install starts reading while the bytes arrive; the others are waited for whole.
     """
 
@@ -168,7 +168,7 @@ class _Downloads:
     ) -> None:
         import asyncio
 
-        from pylock.fetch import Wanted, ensure_archives_async
+        from pylock.net.fetch import Wanted, ensure_archives_async
 
         # Each archive succeeds or fails on its own: one interpreter that cannot be had
         # must not cancel the downloads of the others.
@@ -220,7 +220,7 @@ class _Downloads:
 
 def _streamable(job: Job) -> bool:
     """Whether a miss can be installed while it downloads (a tar of a known layout)."""
-    from pylock.stream import streaming_supported
+    from pylock.net.stream import streaming_supported
     from pylock.versions import ArchiveFormat
 
     if not streaming_supported() or job.python.build is None:
@@ -246,8 +246,8 @@ def execute_sync(
     reinstall: bool = False,
 ) -> SyncResult:
     """Carry out a plan: fetch misses, install in parallel (streaming misses), prune."""
-    from pylock.install import install, prune
-    from pylock.stream import DownloadFeed, StreamRestarted
+    from pylock.net.stream import DownloadFeed, StreamRestarted
+    from pylock.sync.install import install, prune
 
     hits: list[Job] = []
     misses: list[Job] = []
@@ -329,7 +329,7 @@ def execute_sync(
                 )
                 if attempt == 2 or options.offline:
                     raise
-                from pylock.fetch import Wanted, ensure_archives
+                from pylock.net.fetch import Wanted, ensure_archives
 
                 ensure_archives(
                     [Wanted.from_artifact(job.artifact)],

@@ -1075,7 +1075,7 @@ def extract_archive(
     """Extract ``archive`` into the empty (or new) directory ``dest``; return what was written.
 
     ``source``, if given, is read instead of opening ``archive`` (which then only names
-    it in messages): a tar still arriving, see :mod:`pylock.stream`. Zip archives need
+    it in messages): a tar still arriving, see :mod:`pylock.net.stream`. Zip archives need
     a seekable file and cannot be streamed.
 
     ``layout`` says which top directory to strip. When ``expected_sha256`` is given the raw

@@ -15,13 +15,13 @@ import attrs
 from pylock.errors import LockFileError, Problem, PylockError, UsageError
 
 if TYPE_CHECKING:
-    from pylock.cache import Cache
     from pylock.config import Config
-    from pylock.fetch import FetchOptions
     from pylock.index.model import Index
-    from pylock.lock import LockFile
+    from pylock.lockfile import LockFile
+    from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
 
 
 @attrs.frozen(kw_only=True)
@@ -40,7 +40,7 @@ class LockOutcome:
 
 def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
     """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
-    from pylock.lock import REPAIR_HINT, loads
+    from pylock.lockfile import REPAIR_HINT, loads
 
     try:
         text = lock_path.read_text(encoding="utf-8")
@@ -76,7 +76,7 @@ def recover_previous(
     still satisfies ``pythons.toml`` is kept, and the rest are resolved afresh. The
     second value says what was wrong and what was done, for the user.
     """
-    from pylock.lock import find_conflict, loads, make_lock, salvage
+    from pylock.lockfile import find_conflict, loads, make_lock, salvage
     from pylock.resolve import pick_recovered
 
     try:
@@ -172,7 +172,7 @@ def lock_project(
 ) -> LockOutcome:
     """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
     from pylock.config import load_config
-    from pylock.lock import dumps
+    from pylock.lockfile import dumps
     from pylock.resolve import resolve
 
     config = load_config(config_path)

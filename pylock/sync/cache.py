@@ -32,7 +32,7 @@ import attrs
 
 from pylock.errors import CacheReadOnlyError, UsageError
 from pylock.fsutil import remove_tree
-from pylock.lock import is_sha256
+from pylock.lockfile import is_sha256
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock

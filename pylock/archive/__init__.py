@@ -1,0 +1,1 @@
+"""Archive formats: tar and zip readers, the extraction safety policy, the writer."""

@@ -1,0 +1,1 @@
+"""HTTP: downloads with retries, redirects and rewrites, and streaming into extraction."""

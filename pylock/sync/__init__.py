@@ -1,0 +1,1 @@
+"""Making an install directory match the lock: plan, execute, cache, installs, records."""
