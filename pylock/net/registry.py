@@ -148,7 +148,7 @@ def tag_for(
     >>> tag_for("cpython", "3.12.4", "20240713", "x86_64-unknown-linux-gnu", "pgo+lto")
     'cpython-3.12.4-20240713-x86_64-unknown-linux-gnu-pgo_lto'
     >>> tag_for("graalpy", "24.1", "", ".odd/platform")
-    'graalpy-24.1-_odd_platform'
+    'graalpy-24.1-.odd_platform'
     """
     parts = [implementation, version, build, platform] + ([variant] if variant else [])
     tag = _TAG_BAD.sub("_", "-".join(part for part in parts if part))
