@@ -128,8 +128,8 @@ def parse_reference(text: str) -> RegistryRef:
         )
     if not _HOST.fullmatch(host):
         raise UsageError(f"bad registry host in {redact(text)!r}", hint=hint)
-    port = urlsplit(f"https://{host}").port if host.rpartition(":")[2].isdigit() else None
-    if port is not None and not 0 < port < 65536:
+    port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
+    if port and not 0 < int(port) < 65536:
         raise UsageError(f"bad registry port in {text!r}", hint=hint)
     repository = repository.rstrip("/")
     if not slash or not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
