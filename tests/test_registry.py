@@ -894,3 +894,28 @@ def test_registry_errors_are_pylock_errors() -> None:
     assert isinstance(error, PylockError)
     missing = RegistryBlobNotFoundError("y", registry="oci://r/a", digest="ab")
     assert isinstance(missing, RegistryError) and missing.status == 404
+
+
+def test_identity_token_is_exchanged_by_post_never_sent_as_basic(tmp_path: Path) -> None:
+    forms: list[dict[str, str]] = []
+
+    async def exchange(request: web.Request) -> web.StreamResponse:
+        forms.append({key: str(value) for key, value in (await request.post()).items()})
+        return web.json_response({"access_token": "exchanged"})
+
+    for server in hostile(token_endpoint(exchange)):
+
+        async def scenario(server: Hostile = server) -> None:
+            refresh = Credentials("", "refresh-secret", identity_token=True)
+            async with client(server.ref(), "", tmp_path, credentials=refresh) as registry:
+                await registry.has_blob("00" * 32)
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())  # the look-alike answers 401 to the bearer as well
+        no_secret(caught.value, secrets_=("refresh-secret", "exchanged"))
+        token_request = next(r for r in server.requests if r.path == "/token")
+        assert token_request.method == "POST" and "Authorization" not in token_request.headers
+        assert server.requests[-1].headers["Authorization"] == "Bearer exchanged"
+    assert forms == [{"service": "x", "grant_type": "refresh_token",
+                      "refresh_token": "refresh-secret", "client_id": "pylock",
+                      "scope": "repository:pylock/x:pull"}]  # fmt: skip
