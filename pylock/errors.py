@@ -182,3 +182,35 @@ class InstallError(PylockError):
 
 class UsageError(PylockError):
     """Arguments that make no sense together; exits with status 2."""
+
+
+class RegistryError(PylockError):
+    """An OCI registry (the remote cache) refused or failed a request.
+
+    Callers treat every one of these as "fall through to the origin", with one warning:
+    ``status`` is the HTTP status (401, 403, 5xx...) or ``None`` when the registry could
+    not be reached or answered nonsense; ``operation`` names what was attempted
+    (``"pull"``, ``"push"``, ``"token"``, ``"manifest"``, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str,
+        operation: str,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.registry = registry
+        self.operation = operation
+        self.status = status
+
+
+class RegistryBlobNotFoundError(RegistryError):
+    """The registry does not have the blob (HTTP 404): a cache miss, not a failure."""
+
+    def __init__(self, message: str, *, registry: str, digest: str) -> None:
+        super().__init__(message, registry=registry, operation="pull", status=404)
+        self.digest = digest

@@ -9,6 +9,7 @@ git or any subprocess a test starts.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
+from tests.registry import RealRegistry, TestPki, TokenServer, registry_binary
 from tests.upstream_server import UpstreamServer
 
 
@@ -162,4 +164,54 @@ def server() -> Iterator[HttpServer]:
 def upstream() -> Iterator[UpstreamServer]:
     """The upstream hosts' look-alike on loopback (PBS, PyPy, GraalPy, GitHub API)."""
     with UpstreamServer() as running:
+        yield running
+
+
+# -- OCI registry (issue 13) -----------------------------------------------------------------
+# Debian's docker-registry (distribution 2.8) on loopback, started once per session: one with
+# htpasswd basic auth, one with token auth behind tests.registry.TokenServer. Both use TLS with
+# a CA the session makes (tests.registry.TestPki).
+
+
+@pytest.fixture(scope="session")
+def registry_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """The CA, TLS pair and token signing pair of the test registries."""
+    pytest.importorskip("cryptography")
+    return TestPki.create(tmp_path_factory.mktemp("registry-pki"))
+
+
+def _need_registry_binary() -> None:
+    if registry_binary() is None:
+        reason = "docker-registry is not installed (apt-get install -y docker-registry)"
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+            pytest.fail(reason + "; .ci/run installs it")
+        pytest.skip(reason)
+    pytest.importorskip("bcrypt")
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(
+    tmp_path_factory: pytest.TempPathFactory, registry_pki: TestPki
+) -> Iterator[RealRegistry]:
+    """A real registry with TLS and htpasswd basic auth (tests.registry.USER/PASSWORD)."""
+    _need_registry_binary()
+    with RealRegistry(tmp_path_factory.mktemp("registry-basic"), registry_pki) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def token_server(registry_pki: TestPki) -> Iterator[TokenServer]:
+    """The token endpoint of :func:`token_registry`: anonymous pull, push for USER."""
+    with TokenServer(registry_pki) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    tmp_path_factory: pytest.TempPathFactory, registry_pki: TestPki, token_server: TokenServer
+) -> Iterator[RealRegistry]:
+    """A real registry with TLS and bearer tokens from :func:`token_server`."""
+    _need_registry_binary()
+    root = tmp_path_factory.mktemp("registry-token")
+    with RealRegistry(root, registry_pki, auth="token", realm=token_server.realm) as running:
         yield running

@@ -1,0 +1,228 @@
+"""Registry credentials the way docker and oras find them.
+
+Looked up in this order for a registry host:
+
+1. ``credHelpers[host]`` in the docker config: ``docker-credential-NAME get``;
+2. ``credsStore``: the same protocol with the default store;
+3. ``auths[host]``: ``auth`` (base64 ``user:password``) or ``identitytoken``;
+4. for ``ghcr.io`` only, ``GITHUB_TOKEN``.
+
+The docker config is ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``. A
+helper that is missing or fails, or a config that cannot be read, means "no credentials
+from there", with a debug note: credentials never break a build.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pylock.bounded import json_loads
+
+#: A docker config or a helper's answer larger than this is not one.
+MAX_CONFIG_BYTES = 1 << 20
+#: How long a credential helper may take.
+HELPER_TIMEOUT = 30.0
+# Docker Hub's credentials are filed under this key.
+_DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+_DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+Debug = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user name and a secret (a password or token) for one registry.
+
+    ``identity_token`` marks an OAuth refresh token (docker's ``identitytoken``): it is
+    exchanged at the token endpoint, never sent as basic auth. The secret never shows in
+    ``repr``.
+    """
+
+    username: str
+    secret: str = field(repr=False)
+    identity_token: bool = False
+    #: Where they came from, for debug notes ("credHelpers (ecr-login)", "GITHUB_TOKEN").
+    source: str = ""
+
+    def basic(self) -> str:
+        """The ``Authorization`` header value for basic auth."""
+        pair = f"{self.username}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def docker_config_path(environ: Mapping[str, str], home: Path) -> Path:
+    """``$DOCKER_CONFIG/config.json``, else ``HOME/.docker/config.json``."""
+    folder = environ.get("DOCKER_CONFIG")
+    return (Path(folder) if folder else home / ".docker") / "config.json"
+
+
+def find_credentials(
+    host: str,
+    *,
+    environ: Mapping[str, str],
+    home: Path,
+    debug: Debug | None = None,
+) -> Credentials | None:
+    """The credentials configured for registry ``host`` (``HOST[:PORT]``), or ``None``."""
+    note: Debug = debug if debug is not None else _ignore
+    host = host.lower()
+    config = _read_config(docker_config_path(environ, home), note)
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        for key in _keys(host):
+            name = helpers.get(key)
+            if isinstance(name, str) and name:
+                found = run_helper(name, key, environ=environ, debug=note)
+                if found is not None:
+                    return found
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        for key in _keys(host):
+            found = run_helper(store, key, environ=environ, debug=note)
+            if found is not None:
+                return found
+    auths = config.get("auths")
+    if isinstance(auths, dict):
+        for key, entry in auths.items():
+            if isinstance(key, str) and _host_of(key) in _keys(host) and isinstance(entry, dict):
+                found = _from_auths_entry(entry, note)
+                if found is not None:
+                    return found
+    if host == "ghcr.io":
+        token = environ.get("GITHUB_TOKEN")
+        if token:
+            # ghcr.io takes any user name with a token as the password.
+            return Credentials(
+                environ.get("GITHUB_ACTOR") or "pylock", token, source="GITHUB_TOKEN"
+            )
+    return None
+
+
+def run_helper(
+    name: str, server: str, *, environ: Mapping[str, str], debug: Debug | None = None
+) -> Credentials | None:
+    """Ask ``docker-credential-NAME get`` for ``server``'s credentials (``None``: none).
+
+    The protocol: the server URL on stdin, a JSON object ``{"Username", "Secret"}`` on
+    stdout. A user name of ``<token>`` marks an identity token.
+    """
+    note: Debug = debug if debug is not None else _ignore
+    program = f"docker-credential-{name}"
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        note(f"ignoring credential helper with an odd name {name!r}")
+        return None
+    executable = shutil.which(program, path=environ.get("PATH"))
+    if executable is None:
+        note(f"credential helper {program} is not on PATH")
+        return None
+    try:
+        done = subprocess.run(
+            [executable, "get"],
+            input=server.encode(),
+            capture_output=True,
+            timeout=HELPER_TIMEOUT,
+            env=dict(environ),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        note(f"credential helper {program} could not run: {type(error).__name__}")
+        return None
+    if done.returncode != 0:
+        note(f"credential helper {program} has no credentials for {server} ({done.returncode})")
+        return None
+    if len(done.stdout) > MAX_CONFIG_BYTES:
+        note(f"credential helper {program} answered too much")
+        return None
+    try:
+        answer = json_loads(done.stdout)
+    except (ValueError, RecursionError):
+        note(f"credential helper {program} did not answer JSON")
+        return None
+    if not isinstance(answer, dict):
+        note(f"credential helper {program} did not answer a JSON object")
+        return None
+    user, secret = answer.get("Username"), answer.get("Secret")
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
+        note(f"credential helper {program} answered without Username and Secret")
+        return None
+    source = f"credential helper {program}"
+    if user == "<token>":
+        return Credentials("", secret, identity_token=True, source=source)
+    return Credentials(user, secret, source=source)
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+def _read_config(path: Path, note: Debug) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        note(f"cannot read {path}: {error.strerror or type(error).__name__}")
+        return {}
+    if len(data) > MAX_CONFIG_BYTES:
+        note(f"ignoring {path}: larger than {MAX_CONFIG_BYTES} bytes")
+        return {}
+    try:
+        config = json_loads(data)
+    except (ValueError, RecursionError):
+        note(f"ignoring {path}: not JSON")
+        return {}
+    if not isinstance(config, dict):
+        note(f"ignoring {path}: not a JSON object")
+        return {}
+    return config
+
+
+def _keys(host: str) -> tuple[str, ...]:
+    """The config keys that may name ``host``."""
+    if host in _DOCKER_HUB_HOSTS:
+        return (_DOCKER_HUB_KEY, "docker.io", "index.docker.io", "registry-1.docker.io")
+    return (host, f"https://{host}", f"http://{host}")
+
+
+def _host_of(key: str) -> str:
+    """The host an ``auths`` key names: ``https://host/v1/`` and ``host`` alike."""
+    if key == _DOCKER_HUB_KEY:
+        return key
+    text = key.lower()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text.split("/", 1)[0]
+
+
+def _from_auths_entry(entry: dict[str, Any], note: Debug) -> Credentials | None:
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        return Credentials(str(entry.get("username") or ""), token, True, "auths")
+    auth = entry.get("auth")
+    if isinstance(auth, str) and auth:
+        try:
+            pair = base64.b64decode(auth, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            note("ignoring an auths entry whose auth is not base64 user:password")
+            return None
+        user, colon, secret = pair.partition(":")
+        if not colon or not secret:
+            note("ignoring an auths entry whose auth is not user:password")
+            return None
+        return Credentials(user, secret, source="auths")
+    name, password = entry.get("username"), entry.get("password")
+    if isinstance(name, str) and isinstance(password, str) and password:
+        return Credentials(name, password, source="auths")
+    return None
+
+
+__all__ = ["Credentials", "docker_config_path", "find_credentials", "run_helper"]

@@ -1,0 +1,793 @@
+"""An OCI distribution client: pylock's remote cache of archives in a container registry.
+
+Archives are registry blobs addressed by the sha256 the lock already holds; a tagged OCI 1.1
+manifest (``artifactType``, the empty config, one layer) references each pushed blob so that
+registry garbage collection keeps it and people can browse it.
+
+Authentication is docker's: credentials from :mod:`pylock.net.dockerauth`, the bearer token
+flow on a ``401`` (one token per scope, cached), basic auth where the registry asks for it.
+Blob downloads that redirect to another host (object storage) are followed without the
+``Authorization`` header: registry credentials go to the registry only.
+
+Every failure is a :class:`~pylock.errors.RegistryError` (with ``status`` and ``operation``),
+so that callers can warn once and fall through to the origin; a missing blob is the distinct
+:class:`~pylock.errors.RegistryBlobNotFoundError`. Secrets never appear in messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+from pylock import __version__
+from pylock.bounded import json_loads
+from pylock.errors import (
+    DownloadTooLargeError,
+    HashMismatchError,
+    RegistryBlobNotFoundError,
+    RegistryError,
+    UsageError,
+)
+from pylock.net.dockerauth import Credentials, find_credentials
+from pylock.urls import is_loopback_host, redact
+
+if TYPE_CHECKING:
+    import aiohttp
+
+#: The OCI 1.1 ``artifactType`` of a pylock interpreter archive.
+ARTIFACT_TYPE = "application/vnd.pylock.interpreter.v1"
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+#: The OCI empty descriptor: the config of an artifact that has none.
+EMPTY_CONFIG_SHA256 = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+EMPTY_CONFIG: dict[str, object] = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": f"sha256:{EMPTY_CONFIG_SHA256}",
+    "size": 2,
+    "data": "e30=",
+}
+EMPTY_CONFIG_BYTES = b"{}"
+#: Annotation keys of a pushed manifest, besides ``org.opencontainers.image.title``.
+ANNOTATION_LOCK_NAME = "dev.pylock.lock.name"
+ANNOTATION_ORIGIN = "dev.pylock.origin"
+ANNOTATION_SHA256 = "dev.pylock.sha256"
+ANNOTATION_SIZE = "dev.pylock.size"
+
+#: Registries must accept manifests up to 4 MiB; pylock reads no more than that.
+MAX_MANIFEST_BYTES = 4 << 20
+#: A token endpoint's answer larger than this is not a token.
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
+#: Error bodies and other small answers are read up to this much.
+_MAX_SMALL_BODY = 64 << 10
+_MAX_REDIRECTS = 5
+_CHUNK = 1 << 16
+
+_REPOSITORY = re.compile(
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+)
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+Debug = Callable[[str], None]
+
+
+# -- references ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """``oci://HOST[:PORT]/REPOSITORY`` (https) or ``oci+http://...`` (plain http)."""
+
+    host: str
+    repository: str
+    plain_http: bool = False
+
+    @property
+    def base(self) -> str:
+        """``https://HOST[:PORT]`` (or ``http://``)."""
+        return f"{'http' if self.plain_http else 'https'}://{self.host}"
+
+    @property
+    def hostname(self) -> str:
+        """The host without the port."""
+        return urlsplit(self.base).hostname or self.host
+
+    def __str__(self) -> str:
+        return f"{'oci+http' if self.plain_http else 'oci'}://{self.host}/{self.repository}"
+
+
+def parse_reference(text: str) -> RegistryRef:
+    """Parse a remote cache reference; a bad one is a :class:`UsageError`.
+
+    >>> parse_reference("oci://ghcr.io/acme/pythons")
+    RegistryRef(host='ghcr.io', repository='acme/pythons', plain_http=False)
+    >>> str(parse_reference("oci+http://127.0.0.1:5000/cache"))
+    'oci+http://127.0.0.1:5000/cache'
+    """
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
+    hint = "write oci://HOST[:PORT]/REPOSITORY, e.g. oci://ghcr.io/acme/pythons"
+    if not sep or scheme not in ("oci", "oci+http"):
+        raise UsageError(f"not a registry reference: {redact(text)!r}", hint=hint)
+    host, slash, repository = rest.partition("/")
+    if "@" in host:
+        raise UsageError(
+            f"registry reference with credentials in it: {redact(text)}",
+            hint="put registry credentials in the docker config (docker login), not the URL",
+        )
+    if not _HOST.fullmatch(host):
+        raise UsageError(f"bad registry host in {redact(text)!r}", hint=hint)
+    port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
+    if port and not 0 < int(port) < 65536:
+        raise UsageError(f"bad registry port in {text!r}", hint=hint)
+    repository = repository.rstrip("/")
+    if not slash or not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
+        raise UsageError(
+            f"bad repository name in {redact(text)!r}",
+            hint="repository names are lower case: letters, digits and . _ - separated by /",
+        )
+    return RegistryRef(host.lower(), repository, plain_http=scheme == "oci+http")
+
+
+def tag_for(
+    implementation: str, version: str, build: str, platform: str, variant: str | None = None
+) -> str:
+    """The manifest tag of one archive, within the OCI tag grammar.
+
+    >>> tag_for("cpython", "3.12.4", "20240713", "x86_64-unknown-linux-gnu", "pgo+lto")
+    'cpython-3.12.4-20240713-x86_64-unknown-linux-gnu-pgo_lto'
+    >>> tag_for("graalpy", "24.1", "", ".odd/platform")
+    'graalpy-24.1-.odd_platform'
+    """
+    parts = [implementation, version, build, platform] + ([variant] if variant else [])
+    tag = _TAG_BAD.sub("_", "-".join(part for part in parts if part))
+    if not tag or tag[0] in ".-":
+        tag = "_" + tag
+    return tag[:128]
+
+
+def layer_media_type(filename: str) -> str:
+    """The layer media type of an archive, by its file name.
+
+    >>> layer_media_type("cpython-3.12.4.tar.zst")
+    'application/vnd.oci.image.layer.v1.tar+zstd'
+    """
+    name = filename.lower()
+    if name.endswith((".tar.gz", ".tgz")):
+        return "application/vnd.oci.image.layer.v1.tar+gzip"
+    if name.endswith(".tar.zst"):
+        return "application/vnd.oci.image.layer.v1.tar+zstd"
+    if name.endswith(".tar"):
+        return "application/vnd.oci.image.layer.v1.tar"
+    if name.endswith((".tar.bz2", ".tbz2")):
+        return "application/x-bzip2"
+    if name.endswith(".tar.xz"):
+        return "application/x-xz"
+    if name.endswith(".zip"):
+        return "application/zip"
+    return "application/octet-stream"
+
+
+def artifact_manifest(
+    *,
+    sha256: str,
+    size: int,
+    filename: str,
+    lock_name: str,
+    origin_url: str,
+) -> bytes:
+    """The OCI 1.1 image manifest that references one archive blob, as canonical bytes."""
+    _check_sha256(sha256)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "config": EMPTY_CONFIG,
+        "layers": [
+            {
+                "mediaType": layer_media_type(filename),
+                "digest": f"sha256:{sha256}",
+                "size": size,
+                "annotations": {"org.opencontainers.image.title": filename},
+            }
+        ],
+        "annotations": {
+            "org.opencontainers.image.title": filename,
+            ANNOTATION_LOCK_NAME: lock_name,
+            ANNOTATION_ORIGIN: redact(origin_url),
+            ANNOTATION_SHA256: sha256,
+            ANNOTATION_SIZE: str(size),
+        },
+    }
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _check_sha256(sha256: str) -> None:
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a lower-case hex sha256: {sha256!r}")
+
+
+# -- WWW-Authenticate --------------------------------------------------------------------------
+
+_CHALLENGE_PARAM = re.compile(
+    r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?'
+)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One ``WWW-Authenticate`` challenge: its scheme (lower case) and parameters."""
+
+    scheme: str
+    params: Mapping[str, str]
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """The first challenge of a ``WWW-Authenticate`` header; ``None`` if it makes no sense.
+
+    >>> parse_challenge('Bearer realm="https://a/token",service="a",scope="repository:x:pull"').params
+    {'realm': 'https://a/token', 'service': 'a', 'scope': 'repository:x:pull'}
+    >>> parse_challenge('Basic realm="Registry"').scheme
+    'basic'
+    """
+    header = header.strip()[:8192]
+    scheme, _, rest = header.partition(" ")
+    if not scheme.isalpha():
+        return None
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        match = _CHALLENGE_PARAM.match(rest, position)
+        if match is None or match.end() == position:
+            return None if scheme.lower() == "bearer" else Challenge(scheme.lower(), params)
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        params[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+        position = match.end()
+    return Challenge(scheme.lower(), params)
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+class RegistryClient:
+    """One registry repository, over one aiohttp session. Use it as an async context manager.
+
+    ``environ`` and ``home`` say where credentials and CA certificates come from (the
+    caller reads the settings once); ``credentials`` overrides the docker config lookup.
+    """
+
+    def __init__(
+        self,
+        ref: RegistryRef,
+        *,
+        environ: Mapping[str, str],
+        home: Path,
+        credentials: Credentials | None = None,
+        lookup_credentials: bool = True,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        debug: Debug | None = None,
+    ) -> None:
+        self.ref = ref
+        self._environ = environ
+        self._debug: Debug = debug if debug is not None else _ignore
+        if credentials is None and lookup_credentials:
+            credentials = find_credentials(ref.host, environ=environ, home=home, debug=self._debug)
+        self._credentials = credentials
+        self._timeouts = (connect_timeout, read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        # ``Authorization`` values by scope; "" is basic auth (no scopes).
+        self._authorizations: dict[str, str] = {}
+        self._basic = False
+        #: Token requests made, by scope (tests count them; callers may report them).
+        self.token_requests: dict[str, int] = {}
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- public operations ---------------------------------------------------------------
+
+    def blob_url(self, sha256: str) -> str:
+        """``https://HOST/v2/REPOSITORY/blobs/sha256:<hex>``."""
+        _check_sha256(sha256)
+        return f"{self.ref.base}/v2/{self.ref.repository}/blobs/sha256:{sha256}"
+
+    async def has_blob(self, sha256: str) -> bool:
+        """Whether the repository has the blob (``HEAD``)."""
+        async with self._send("HEAD", self.blob_url(sha256), operation="pull") as response:
+            if response.status == 404:
+                return False
+            await self._check(response, "pull", expected=(200,))
+            return True
+
+    @asynccontextmanager
+    async def open_blob(self, sha256: str, *, size: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's bytes, at most ``size`` of them (longer is an error).
+
+        The caller verifies the sha256 as the chunks arrive (or uses :meth:`download_blob`).
+        Redirects to other hosts are followed without the ``Authorization`` header.
+        """
+        url = self.blob_url(sha256)
+        async with self._send("GET", url, operation="pull", follow=True) as response:
+            if response.status == 404:
+                raise RegistryBlobNotFoundError(
+                    f"{self.ref} has no blob sha256:{sha256}", registry=str(self.ref), digest=sha256
+                )
+            await self._check(response, "pull", expected=(200,))
+            announced = response.content_length
+            if announced is not None and announced > size:
+                raise DownloadTooLargeError(
+                    f"{redact(url)} announces {announced} bytes, expected {size}",
+                    url=redact(url),
+                    limit=size,
+                )
+            yield self._chunks(response, url, size)
+
+    async def download_blob(self, sha256: str, dest: Path, *, size: int) -> None:
+        """Download a blob into ``dest`` (atomically), verifying its size and sha256."""
+        digest = hashlib.sha256()
+        partial = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+        try:
+            async with self.open_blob(sha256, size=size) as chunks:
+                with partial.open("wb") as stream:
+                    async for chunk in chunks:
+                        digest.update(chunk)
+                        stream.write(chunk)
+            got = digest.hexdigest()
+            written = partial.stat().st_size
+            if got != sha256 or written != size:
+                raise HashMismatchError(
+                    url=redact(self.blob_url(sha256)),
+                    expected=f"{sha256} ({size} bytes)",
+                    actual=f"{got} ({written} bytes)",
+                )
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    async def push_blob(
+        self, source: Path | bytes, sha256: str, *, mount_from: str | None = None
+    ) -> None:
+        """Upload a blob unless the registry has it: a cross-repository mount from
+        ``mount_from`` when given and the registry offers it, else a monolithic upload.
+        ``source`` must hash to ``sha256`` (the registry refuses it otherwise).
+        """
+        _check_sha256(sha256)
+        if await self.has_blob(sha256):
+            return
+        uploads = f"{self.ref.base}/v2/{self.ref.repository}/blobs/uploads/"
+        scopes = [self._scope("pull,push")]
+        query = ""
+        if mount_from is not None and mount_from != self.ref.repository:
+            if not _REPOSITORY.fullmatch(mount_from):
+                raise ValueError(f"bad repository name {mount_from!r}")
+            scopes.append(f"repository:{mount_from}:pull")
+            query = "?" + urlencode({"mount": f"sha256:{sha256}", "from": mount_from})
+        async with self._send("POST", uploads + query, operation="push", scopes=scopes) as response:
+            if response.status == 201 and query:
+                self._debug(f"mounted sha256:{sha256} from {mount_from}")
+                return
+            await self._check(response, "push", expected=(202,))
+            location = self._location(response, "push")
+        separator = "&" if "?" in location else "?"
+        target = f"{location}{separator}digest=sha256%3A{sha256}"
+        headers = {"Content-Type": "application/octet-stream"}
+        body, body_file = (source, None) if isinstance(source, bytes) else (None, source)
+        if body_file is not None:
+            headers["Content-Length"] = str(body_file.stat().st_size)
+        async with self._send(
+            "PUT",
+            target,
+            operation="push",
+            scopes=scopes,
+            body=body,
+            body_file=body_file,
+            headers=headers,
+        ) as response:
+            await self._check(response, "push", expected=(201,))
+
+    async def push_manifest(self, tag: str, manifest: bytes) -> str:
+        """Push an image manifest under ``tag`` (pushing the empty config blob first when
+        the manifest uses it); returns the manifest's digest.
+        """
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", tag):
+            raise ValueError(f"not an OCI tag: {tag!r}")
+        if len(manifest) > MAX_MANIFEST_BYTES:
+            raise ValueError("manifest larger than registries accept")
+        if EMPTY_CONFIG_SHA256.encode() in manifest:
+            await self.push_blob(EMPTY_CONFIG_BYTES, EMPTY_CONFIG_SHA256)
+        url = f"{self.ref.base}/v2/{self.ref.repository}/manifests/{tag}"
+        headers = {"Content-Type": MANIFEST_MEDIA_TYPE}
+        async with self._send(
+            "PUT",
+            url,
+            operation="manifest",
+            scopes=[self._scope("pull,push")],
+            body=manifest,
+            headers=headers,
+        ) as response:
+            await self._check(response, "manifest", expected=(201,))
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    async def get_manifest(self, reference: str) -> bytes:
+        """A manifest's bytes by tag or digest (a digest is verified), at most 4 MiB."""
+        url = f"{self.ref.base}/v2/{self.ref.repository}/manifests/{quote(reference, safe=':')}"
+        headers = {"Accept": MANIFEST_MEDIA_TYPE}
+        async with self._send("GET", url, operation="manifest", headers=headers) as response:
+            if response.status == 404:
+                raise RegistryError(
+                    f"{self.ref} has no manifest {reference}",
+                    registry=str(self.ref),
+                    operation="manifest",
+                    status=404,
+                )
+            await self._check(response, "manifest", expected=(200,))
+            data = await self._read_bounded(response, MAX_MANIFEST_BYTES, "manifest")
+        if reference.startswith("sha256:"):
+            got = "sha256:" + hashlib.sha256(data).hexdigest()
+            if got != reference:
+                raise RegistryError(
+                    f"{self.ref} served manifest {got} for {reference}",
+                    registry=str(self.ref),
+                    operation="manifest",
+                )
+        return data
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _scope(self, actions: str) -> str:
+        return f"repository:{self.ref.repository}:{actions}"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            import aiohttp
+
+            from pylock.net.fetch import ssl_context
+
+            connect, read = self._timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._environ)),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=connect, sock_connect=connect, sock_read=read
+                ),
+                trust_env=True,  # proxies, like every pylock download
+                headers={"User-Agent": f"pylock/{__version__}"},
+            )
+        return self._session
+
+    def _error(
+        self, message: str, operation: str, status: int | None = None, hint: str | None = None
+    ) -> RegistryError:
+        return RegistryError(
+            redact(message), registry=str(self.ref), operation=operation, status=status, hint=hint
+        )
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        operation: str,
+        scopes: list[str] | None = None,
+        body: bytes | None = None,
+        body_file: Path | None = None,
+        headers: Mapping[str, str] | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request with the registry's authorization, answering one challenge.
+
+        With ``follow``, redirects are followed (at most 5); the ``Authorization`` header
+        goes only to the registry's own origin.
+        """
+        import aiohttp
+
+        scopes = scopes if scopes is not None else [self._scope("pull")]
+        key = " ".join(scopes)
+        answered = False
+        redirects = 0
+        target = url
+        while True:
+            request_headers = dict(headers or {})
+            same_origin = _origin(target) == _origin(self.ref.base)
+            if same_origin:
+                authorization = self._authorizations.get(key) or (
+                    self._authorizations.get("") if self._basic else None
+                )
+                if authorization:
+                    request_headers["Authorization"] = authorization
+            data: Any = body
+            stream = body_file.open("rb") if body_file is not None else None
+            if stream is not None:
+                data = stream
+            try:
+                response = await self._client().request(
+                    method, target, data=data, headers=request_headers, allow_redirects=False
+                )
+            except aiohttp.ClientSSLError as error:
+                raise self._error(
+                    f"TLS failure talking to {self.ref.host}: {_reason(error)}",
+                    operation,
+                    hint="set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
+                ) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                raise self._error(
+                    f"cannot reach {_origin_text(target)}: {_reason(error)}", operation
+                ) from None
+            finally:
+                if stream is not None:
+                    stream.close()
+            try:
+                if response.status == 401 and same_origin and not answered:
+                    challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+                    await _drain(response)
+                    answered = True
+                    await self._answer(challenge, scopes, operation)
+                    continue
+                if follow and response.status in (301, 302, 303, 307, 308):
+                    redirects += 1
+                    if redirects > _MAX_REDIRECTS:
+                        raise self._error(f"too many redirects for {target}", operation)
+                    target = self._redirect_target(target, response, operation)
+                    await _drain(response)
+                    continue
+                yield response
+                return
+            finally:
+                response.release()
+
+    def _redirect_target(
+        self, current: str, response: aiohttp.ClientResponse, operation: str
+    ) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise self._error(
+                f"redirect without a Location from {current}", operation, response.status
+            )
+        target = urljoin(current, location)
+        self._check_url(target, operation)
+        return target
+
+    def _check_url(self, url: str, operation: str) -> None:
+        """Refuse schemes other than http(s), and plain http except to loopback or when the
+        registry itself is plain http (``oci+http://``)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme == "https":
+            return
+        if scheme == "http" and (self.ref.plain_http or is_loopback_host(parts.hostname)):
+            return
+        raise self._error(f"refusing to follow the registry to {url}", operation)
+
+    def _location(self, response: aiohttp.ClientResponse, operation: str) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise self._error("upload started without a Location", operation, response.status)
+        target = urljoin(str(response.url), location)
+        self._check_url(target, operation)
+        return target
+
+    async def _answer(self, challenge: Challenge | None, scopes: list[str], operation: str) -> None:
+        """Get the authorization a ``401`` challenge asks for, for ``scopes``."""
+        if challenge is None:
+            raise self._error(
+                f"{self.ref.host} answered 401 with no usable WWW-Authenticate", operation, 401
+            )
+        if challenge.scheme == "basic":
+            if self._credentials is None or self._credentials.identity_token:
+                raise self._error(
+                    f"{self.ref.host} wants a user name and password",
+                    operation,
+                    401,
+                    hint=_LOGIN_HINT,
+                )
+            self._authorizations[""] = self._credentials.basic()
+            self._basic = True
+            return
+        if challenge.scheme != "bearer" or not challenge.params.get("realm"):
+            raise self._error(
+                f"{self.ref.host} asks for unsupported authentication", operation, 401
+            )
+        token = await self._fetch_token(
+            challenge.params["realm"], challenge.params.get("service"), scopes, operation
+        )
+        self._authorizations[" ".join(scopes)] = f"Bearer {token}"
+
+    async def _fetch_token(
+        self, realm: str, service: str | None, scopes: list[str], operation: str
+    ) -> str:
+        import aiohttp
+
+        self._check_url(realm, "token")
+        key = " ".join(scopes)
+        self.token_requests[key] = self.token_requests.get(key, 0) + 1
+        query: list[tuple[str, str]] = [("service", service)] if service else []
+        query += [("scope", scope) for scope in scopes]
+        credentials = self._credentials
+        headers: dict[str, str] = {}
+        try:
+            if credentials is not None and credentials.identity_token:
+                form = dict(query)
+                form.update(
+                    grant_type="refresh_token",
+                    refresh_token=credentials.secret,
+                    client_id="pylock",
+                    scope=" ".join(scopes),
+                )
+                request = self._client().post(realm, data=form, allow_redirects=False)
+            else:
+                if credentials is not None:
+                    headers["Authorization"] = credentials.basic()
+                separator = "&" if "?" in realm else "?"
+                url = realm + (separator + urlencode(query) if query else "")
+                request = self._client().get(url, headers=headers, allow_redirects=False)
+            async with request as response:
+                if response.status != 200:
+                    hint = _LOGIN_HINT if response.status in (401, 403) else None
+                    raise self._error(
+                        f"the token endpoint of {self.ref.host} refused a token for "
+                        f"{operation} (HTTP {response.status})",
+                        "token",
+                        response.status,
+                        hint=hint,
+                    )
+                data = await self._read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, "token")
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise self._error(
+                f"cannot reach the token endpoint {_origin_text(realm)}: {_reason(error)}", "token"
+            ) from None
+        try:
+            answer = json_loads(data)
+        except (ValueError, RecursionError):
+            answer = None
+        token = None
+        if isinstance(answer, dict):
+            token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str) or not token or not token.isprintable() or len(token) > 65536:
+            raise self._error(f"the token endpoint of {self.ref.host} answered no token", "token")
+        return token
+
+    async def _read_bounded(
+        self, response: aiohttp.ClientResponse, limit: int, operation: str
+    ) -> bytes:
+        announced = response.content_length
+        if announced is not None and announced > limit:
+            raise self._error(
+                f"{self.ref.host} answered {announced} bytes for a {operation}, more than {limit}",
+                operation,
+            )
+        data = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            data += chunk
+            if len(data) > limit:
+                raise self._error(
+                    f"{self.ref.host} answered more than {limit} bytes for a {operation}", operation
+                )
+        return bytes(data)
+
+    async def _chunks(
+        self, response: aiohttp.ClientResponse, url: str, size: int
+    ) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        seen = 0
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                seen += len(chunk)
+                if seen > size:
+                    raise DownloadTooLargeError(
+                        f"{redact(url)} sent more than the expected {size} bytes",
+                        url=redact(url),
+                        limit=size,
+                    )
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise self._error(f"download of {url} broke off: {_reason(error)}", "pull") from None
+
+    async def _check(
+        self, response: aiohttp.ClientResponse, operation: str, *, expected: tuple[int, ...]
+    ) -> None:
+        if response.status in expected:
+            return
+        code = ""
+        if response.status >= 400:
+            code = _error_code(await _small_body(response))
+        detail = f" ({code})" if code else ""
+        hint = _LOGIN_HINT if response.status in (401, 403) else None
+        raise self._error(
+            f"{self.ref} refused {operation}: HTTP {response.status}{detail}",
+            operation,
+            response.status,
+            hint=hint,
+        )
+
+
+_LOGIN_HINT = (
+    "log in with `docker login HOST` (or a credential helper), or for ghcr.io set GITHUB_TOKEN"
+)
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    parts = urlsplit(url)
+    return redact(f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}")
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return redact("".join(ch if ch.isprintable() else "?" for ch in text))[:300]
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    await _small_body(response)
+
+
+async def _small_body(response: aiohttp.ClientResponse) -> bytes:
+    import aiohttp
+
+    try:
+        return await response.content.read(_MAX_SMALL_BODY)
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return b""
+
+
+def _error_code(body: bytes) -> str:
+    """The first ``errors[].code`` of a distribution error body, printable, or ``""``."""
+    try:
+        answer = json_loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return ""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+        if isinstance(code, str) and re.fullmatch(r"[A-Z_]{1,64}", code):
+            return code
+    return ""
+
+
+__all__ = [
+    "ARTIFACT_TYPE",
+    "EMPTY_CONFIG",
+    "Challenge",
+    "RegistryClient",
+    "RegistryRef",
+    "artifact_manifest",
+    "layer_media_type",
+    "parse_challenge",
+    "parse_reference",
+    "tag_for",
+]

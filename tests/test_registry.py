@@ -1,0 +1,921 @@
+"""Issue 13, phase 1: the OCI registry client against a real registry, docker-style
+credentials, the bearer token flow, redirects to object storage, TLS, and hostile registries.
+
+The real registry is Debian's ``docker-registry`` (distribution 2.8) on loopback, with TLS
+from a CA the session makes (fixtures at the end of ``tests/conftest.py``). Hostile
+registries are :class:`Hostile` aiohttp handlers, each one stopping on its own after
+``_SERVER_LIMIT`` bytes so that a client that does not stop fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+import pytest
+from aiohttp import web
+
+from pylock.errors import (
+    DownloadTooLargeError,
+    HashMismatchError,
+    PylockError,
+    RegistryBlobNotFoundError,
+    RegistryError,
+    UsageError,
+)
+from pylock.net.dockerauth import Credentials, docker_config_path, find_credentials, run_helper
+from pylock.net.registry import (
+    ANNOTATION_ORIGIN,
+    ARTIFACT_TYPE,
+    EMPTY_CONFIG,
+    MAX_MANIFEST_BYTES,
+    RegistryClient,
+    RegistryRef,
+    artifact_manifest,
+    parse_challenge,
+    parse_reference,
+    tag_for,
+)
+from tests.loopback import LoggedRequest, LoopbackServer
+from tests.registry import (
+    PASSWORD,
+    USER,
+    BlobHost,
+    RealRegistry,
+    RedirectingFront,
+    TestPki,
+    TokenServer,
+)
+
+T = TypeVar("T")
+_SERVER_LIMIT = 64 << 20
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coroutine
+
+    return asyncio.run(wrapper())
+
+
+def blob(label: str, size: int = 50_000) -> tuple[bytes, str]:
+    """Bytes no other test pushes (the session registry is shared), and their sha256."""
+    data = (label.encode() + secrets.token_bytes(16)) * (size // (len(label) + 16) + 1)
+    data = data[:size]
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def client(
+    registry: RealRegistry | str,
+    repository: str,
+    home: Path,
+    pki: TestPki | None = None,
+    *,
+    credentials: Credentials | None = None,
+    lookup: bool = False,
+    environ: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> RegistryClient:
+    reference = registry.oci(repository) if isinstance(registry, RealRegistry) else registry
+    env = dict(environ or {})
+    if pki is not None:
+        env.setdefault("SSL_CERT_FILE", str(pki.ca))
+    return RegistryClient(
+        parse_reference(reference),
+        environ=env,
+        home=home,
+        credentials=credentials,
+        lookup_credentials=lookup,
+        connect_timeout=5,
+        read_timeout=5,
+        debug=notes.append if notes is not None else None,
+    )
+
+
+def no_secret(*texts: object, secrets_: tuple[str, ...] = (PASSWORD,)) -> None:
+    for text in texts:
+        for secret in secrets_:
+            assert secret not in str(text), text
+
+
+PUSHER = Credentials(USER, PASSWORD)
+
+
+# -- references, tags, manifests, challenges (pure) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("oci://ghcr.io/acme/pythons", RegistryRef("ghcr.io", "acme/pythons")),
+        ("oci://Registry.Corp:5000/a/b-c/d", RegistryRef("registry.corp:5000", "a/b-c/d")),
+        ("oci+http://127.0.0.1:5000/cache", RegistryRef("127.0.0.1:5000", "cache", True)),
+        ("oci://[::1]:5000/cache/", RegistryRef("[::1]:5000", "cache")),
+    ],
+)
+def test_parse_reference(text: str, expected: RegistryRef) -> None:
+    assert parse_reference(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://ghcr.io/acme/pythons",
+        "oci://ghcr.io",
+        "oci://ghcr.io/",
+        "oci://ghcr.io/Acme/Pythons",
+        "oci://ghcr.io:99999/acme",
+        "oci://gh cr.io/acme",
+        "oci://ghcr.io/acme//x",
+        "ghcr.io/acme",
+    ],
+)
+def test_parse_reference_refuses_bad_ones_with_a_hint(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_reference(text)
+    assert caught.value.hint
+
+
+def test_parse_reference_refuses_and_redacts_credentials() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_reference(f"oci://me:{PASSWORD}@ghcr.io/acme")
+    no_secret(caught.value, caught.value.hint)
+    assert "docker login" in str(caught.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("cpython", "3.12.4", "20240713", "x86_64-unknown-linux-gnu", None),
+         "cpython-3.12.4-20240713-x86_64-unknown-linux-gnu"),
+        (("cpython", "3.13.0", "20241016", "aarch64-apple-darwin", "freethreaded+pgo"),
+         "cpython-3.13.0-20241016-aarch64-apple-darwin-freethreaded_pgo"),
+        (("pypy", "3.10 /x", "v7.3.17", "win64", None), "pypy-3.10__x-v7.3.17-win64"),
+        (("-x", "1", "", "p", None), "_-x-1-p"),
+    ],
+)  # fmt: skip
+def test_tag_for(parts: tuple[str, str, str, str, str | None], expected: str) -> None:
+    assert tag_for(*parts) == expected
+
+
+def test_tag_for_always_fits_the_oci_grammar() -> None:
+    import re
+
+    grammar = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+    for parts in [("é" * 300, "1", "2", "p"), (".", ".", ".", "."), ("a", "b", "c", "+" * 200)]:
+        assert grammar.fullmatch(tag_for(*parts))
+
+
+def test_artifact_manifest_shape() -> None:
+    sha = "ab" * 32
+    manifest = json.loads(
+        artifact_manifest(
+            sha256=sha,
+            size=1234,
+            filename="cpython-3.12.4.tar.zst",
+            lock_name="py312",
+            origin_url=f"https://me:{PASSWORD}@example.com/x.tar.zst?sig=abc",
+        )
+    )
+    assert manifest["artifactType"] == ARTIFACT_TYPE
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["config"] == EMPTY_CONFIG
+    config_bytes = base64.b64decode(str(EMPTY_CONFIG["data"]))
+    assert EMPTY_CONFIG["digest"] == "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    (layer,) = manifest["layers"]
+    assert layer["digest"] == f"sha256:{sha}" and layer["size"] == 1234
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    annotations = manifest["annotations"]
+    assert annotations["org.opencontainers.image.title"] == "cpython-3.12.4.tar.zst"
+    assert annotations["dev.pylock.lock.name"] == "py312"
+    assert annotations["dev.pylock.sha256"] == sha and annotations["dev.pylock.size"] == "1234"
+    assert PASSWORD not in annotations[ANNOTATION_ORIGIN]
+    assert "abc" not in annotations[ANNOTATION_ORIGIN]
+    with pytest.raises(ValueError, match="sha256"):
+        artifact_manifest(sha256="XY", size=1, filename="f", lock_name="n", origin_url="u")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "Bearer",
+        'Bearer realm="https://a/token',  # unterminated
+        "Bearer ,,,===",
+        '"Bearer" realm=x',
+        "Bearer " + "a=" * 100_000,
+        "Bearer realm=" + "x" * 1_000_000,
+    ],
+)
+def test_parse_challenge_hostile_headers_end_cleanly(header: str) -> None:
+    challenge = parse_challenge(header)
+    if challenge is not None:
+        assert challenge.scheme.isalpha()
+        assert len(challenge.params.get("realm", "")) <= 8192
+
+
+def test_parse_challenge_quotes_and_escapes() -> None:
+    challenge = parse_challenge(
+        r'Bearer realm="https://auth.example/token",service="reg\"x",scope="repository:a/b:pull,push"'
+    )
+    assert challenge is not None
+    assert challenge.params == {
+        "realm": "https://auth.example/token",
+        "service": 'reg"x',
+        "scope": "repository:a/b:pull,push",
+    }
+
+
+# -- the real registry: TLS + htpasswd --------------------------------------------------------
+
+
+def test_push_blob_manifest_and_pull_back(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    data, sha = blob("roundtrip")
+    origin = f"https://me:{PASSWORD}@github.example/cpython.tar.gz"
+    manifest = artifact_manifest(
+        sha256=sha, size=len(data), filename="cpython.tar.gz", lock_name="py", origin_url=origin
+    )
+    archive = tmp_path / "cpython.tar.gz"
+    archive.write_bytes(data)
+
+    async def scenario() -> tuple[bool, bool, str, bytes, bytes]:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            before = await registry.has_blob(sha)
+            await registry.push_blob(archive, sha)  # a file: streamed, monolithic
+            after = await registry.has_blob(sha)
+            digest = await registry.push_manifest("cpython-3.12.4-x", manifest)
+            by_tag = await registry.get_manifest("cpython-3.12.4-x")
+            by_digest = await registry.get_manifest(digest)
+            await registry.download_blob(sha, tmp_path / "back", size=len(data))
+            return before, after, digest, by_tag, by_digest
+
+    before, after, digest, by_tag, by_digest = run(scenario())
+    assert (before, after) == (False, True)
+    assert digest == "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert by_tag == by_digest == manifest
+    assert json.loads(by_tag)["layers"][0]["digest"] == f"sha256:{sha}"
+    assert PASSWORD not in by_tag.decode()
+    assert (tmp_path / "back").read_bytes() == data
+    assert not list(tmp_path.glob(".back.part-*"))
+
+
+def test_cross_repository_mount(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    data, sha = blob("mount")
+    notes: list[str] = []
+
+    async def scenario() -> tuple[bool, bool]:
+        async with client(htpasswd_registry, "pylock/source", tmp_path, registry_pki,
+                          credentials=PUSHER) as source:  # fmt: skip
+            await source.push_blob(data, sha)
+        async with client(htpasswd_registry, "pylock/target", tmp_path, registry_pki,
+                          credentials=PUSHER, notes=notes) as target:  # fmt: skip
+            before = await target.has_blob(sha)
+            await target.push_blob(data[:10], sha, mount_from="pylock/source")
+            return before, await target.has_blob(sha)
+
+    # Only a mount can succeed: the bytes given would not match the digest on upload.
+    assert run(scenario()) == (False, True)
+    assert any("mounted" in note for note in notes)
+
+
+def test_upload_of_wrong_bytes_is_refused(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    data, sha = blob("wrong-upload")
+
+    async def scenario() -> None:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            await registry.push_blob(data + b"x", sha)
+
+    with pytest.raises(RegistryError) as caught:
+        run(scenario())
+    assert caught.value.status == 400 and caught.value.operation == "push"
+    assert "DIGEST_INVALID" in str(caught.value)
+
+
+def test_a_missing_blob_is_a_distinct_not_found(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    _, sha = blob("never-pushed")
+
+    async def scenario() -> bool:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            exists = await registry.has_blob(sha)
+            await registry.download_blob(sha, tmp_path / "x", size=10)
+            return exists
+
+    with pytest.raises(RegistryBlobNotFoundError) as caught:
+        run(scenario())
+    assert caught.value.status == 404 and caught.value.digest == sha
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.part-*"))
+
+
+@pytest.mark.parametrize("credentials", [None, Credentials(USER, "not-" + PASSWORD)])
+def test_basic_auth_refused_is_a_401_without_secrets(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    tmp_path: Path,
+    credentials: Credentials | None,
+) -> None:
+    _, sha = blob("denied")
+
+    async def scenario() -> bool:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
+                          credentials=credentials) as registry:  # fmt: skip
+            return await registry.has_blob(sha)
+
+    with pytest.raises(RegistryError) as caught:
+        run(scenario())
+    assert caught.value.status == 401
+    assert "docker login" in str(caught.value.hint)
+    no_secret(caught.value, caught.value.hint, repr(credentials), secrets_=(PASSWORD, "not-"))
+
+
+def test_tls_needs_the_ca_and_accepts_it_from_ssl_cert_file(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    async def probe(environ: dict[str, str]) -> bool:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, None, credentials=PUSHER,
+                          environ=environ) as registry:  # fmt: skip
+            return await registry.has_blob("00" * 32)
+
+    with pytest.raises(RegistryError) as caught:
+        run(probe({}))
+    assert caught.value.status is None
+    assert "SSL_CERT_FILE" in str(caught.value.hint)
+    assert run(probe({"SSL_CERT_FILE": str(registry_pki.ca)})) is False
+
+
+def test_an_unreachable_registry_is_a_registry_error(registry_pki: TestPki, tmp_path: Path) -> None:
+    from tests.registry import free_port
+
+    async def probe() -> bool:
+        async with client(f"oci://127.0.0.1:{free_port()}/a", "", tmp_path, registry_pki) as r:
+            return await r.has_blob("00" * 32)
+
+    with pytest.raises(RegistryError) as caught:
+        run(probe())
+    assert caught.value.status is None and caught.value.operation == "pull"
+
+
+# -- the real registry: bearer tokens -----------------------------------------------------------
+
+
+def test_bearer_flow_anonymous_pull_authenticated_push_and_cached_tokens(
+    token_registry: RealRegistry, token_server: TokenServer, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    data, sha = blob("bearer")
+    first_request = len(token_server.requests)
+
+    async def push() -> dict[str, int]:
+        async with client(token_registry, "pylock/tok", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            await registry.push_blob(data, sha)
+            manifest = artifact_manifest(
+                sha256=sha, size=len(data), filename="a.tar.gz", lock_name="n", origin_url="o"
+            )
+            await registry.push_manifest("t1", manifest)
+            await registry.push_manifest("t2", manifest)
+            return dict(registry.token_requests)
+
+    async def pull() -> tuple[dict[str, int], bool]:
+        async with client(token_registry, "pylock/tok", tmp_path, registry_pki) as registry:
+            for index in range(3):
+                await registry.download_blob(sha, tmp_path / f"pulled{index}", size=len(data))
+            return dict(registry.token_requests), await registry.has_blob(sha)
+
+    pushed = run(push())
+    # One token per scope, however many requests used it.
+    assert pushed == {"repository:pylock/tok:pull": 1, "repository:pylock/tok:pull,push": 1}
+    pulled, exists = run(pull())
+    assert pulled == {"repository:pylock/tok:pull": 1} and exists
+    assert (tmp_path / "pulled2").read_bytes() == data
+    asked = token_server.requests[first_request:]
+    assert len(asked) == 3
+    assert ["Authorization" in request.headers for request in asked] == [True, True, False]
+    assert unquote(asked[1].query).endswith("scope=repository:pylock/tok:pull,push")
+
+
+def test_anonymous_push_is_refused_with_a_401(
+    token_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    data, sha = blob("anonymous-push")
+
+    async def scenario() -> None:
+        async with client(token_registry, "pylock/tok", tmp_path, registry_pki) as registry:
+            await registry.push_blob(data, sha)
+
+    with pytest.raises(RegistryError) as caught:
+        run(scenario())
+    assert (caught.value.status, caught.value.operation) == (401, "push")
+
+
+def test_wrong_password_at_the_token_endpoint(
+    token_registry: RealRegistry, token_server: TokenServer, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    wrong = "wr0ng-" + PASSWORD
+
+    async def scenario() -> bool:
+        async with client(token_registry, "pylock/tok", tmp_path, registry_pki,
+                          credentials=Credentials(USER, wrong)) as registry:  # fmt: skip
+            return await registry.has_blob("00" * 32)
+
+    with pytest.raises(RegistryError) as caught:
+        run(scenario())
+    assert (caught.value.status, caught.value.operation) == (401, "token")
+    no_secret(caught.value, caught.value.hint, repr(caught.value.__dict__), secrets_=(wrong,))
+    no_secret(caught.value, secrets_=tuple(token_server.issued))
+
+
+# -- redirects to object storage ----------------------------------------------------------------
+
+
+@pytest.fixture
+def front(htpasswd_registry: RealRegistry) -> Iterator[tuple[RedirectingFront, BlobHost]]:
+    with BlobHost() as host, RedirectingFront(htpasswd_registry, host) as running:
+        yield running, host
+
+
+def test_blob_redirect_drops_the_authorization_header(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    front: tuple[RedirectingFront, BlobHost],
+    tmp_path: Path,
+) -> None:
+    proxy, host = front
+    data, sha = blob("redirected")
+
+    async def scenario() -> None:
+        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            await registry.push_blob(data, sha)
+        async with client(f"oci://127.0.0.1:{proxy.port}/pylock/a", "", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            await registry.download_blob(sha, tmp_path / "blob", size=len(data))
+
+    run(scenario())
+    assert (tmp_path / "blob").read_bytes() == data
+    assert any("Authorization" in request.headers for request in proxy.requests)
+    assert [request.path.startswith("/blobs/") for request in host.requests] == [True]
+    assert all("Authorization" not in request.headers for request in host.requests)
+
+
+# -- docker config and credential helpers ------------------------------------------------------
+
+
+def write_config(folder: Path, config: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def basic_auth(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_docker_config_auths_are_used_against_the_real_registry(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    write_config(
+        home / ".docker", {"auths": {htpasswd_registry.host: {"auth": basic_auth(USER, PASSWORD)}}}
+    )
+    data, sha = blob("auths")
+
+    async def scenario() -> bool:
+        async with client(htpasswd_registry, "pylock/a", home, registry_pki, lookup=True) as r:
+            await r.push_blob(data, sha)
+            return await r.has_blob(sha)
+
+    assert run(scenario())
+
+
+def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    write_config(home / ".docker", {"auths": {"r.example": {"auth": basic_auth("home", "a")}}})
+    write_config(elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}})
+    environ = {"DOCKER_CONFIG": str(elsewhere)}
+    assert docker_config_path(environ, home) == elsewhere / "config.json"
+    found = find_credentials("r.example", environ=environ, home=home)
+    assert found is not None and (found.username, found.secret) == ("env", "b")
+    found = find_credentials("r.example", environ={}, home=home)
+    assert found is not None and found.username == "home"
+    assert find_credentials("other.example", environ={}, home=home) is None
+
+
+def test_identity_token_and_docker_hub_key(tmp_path: Path) -> None:
+    write_config(tmp_path / ".docker", {"auths": {
+        "https://index.docker.io/v1/": {"auth": basic_auth("hub", "x")},
+        "r.example:5000": {"identitytoken": "refresh-me"},
+    }})  # fmt: skip
+    hub = find_credentials("registry-1.docker.io", environ={}, home=tmp_path)
+    assert hub is not None and hub.username == "hub"
+    token = find_credentials("r.example:5000", environ={}, home=tmp_path)
+    assert token is not None and token.identity_token and token.secret == "refresh-me"
+    assert "refresh-me" not in repr(token)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b"{" * 100_000,
+        b'{"auths": {"r.example": {"auth": "%%%not base64"}}}',
+        b'{"auths": {"r.example": {"auth": "' + base64.b64encode(b"no-colon") + b'"}}}',
+        b'{"auths": "x", "credHelpers": 3, "credsStore": null}',
+        b'{"pad": "' + b"x" * (2 << 20) + b'"}',
+    ],
+)
+def test_hostile_docker_config_means_no_credentials(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_bytes(content)
+    notes: list[str] = []
+    assert find_credentials("r.example", environ={}, home=tmp_path, debug=notes.append) is None
+    if content.startswith((b"{not", b"[", b"{{", b'{"pad')):
+        assert notes
+
+
+def test_github_token_only_for_ghcr_and_only_as_a_fallback(tmp_path: Path) -> None:
+    environ = {"GITHUB_TOKEN": "ghp_secret", "GITHUB_ACTOR": "octocat"}
+    found = find_credentials("ghcr.io", environ=environ, home=tmp_path)
+    assert found is not None and (found.username, found.secret) == ("octocat", "ghp_secret")
+    assert find_credentials("GHCR.IO", environ={"GITHUB_TOKEN": "t"}, home=tmp_path) is not None
+    for host in ("ghcr.io.evil.example", "evilghcr.io", "docker.io", "ghcr.io:8443"):
+        assert find_credentials(host, environ=environ, home=tmp_path) is None, host
+    assert find_credentials("ghcr.io", environ={}, home=tmp_path) is None
+    write_config(tmp_path / ".docker", {"auths": {"ghcr.io": {"auth": basic_auth("me", "pat")}}})
+    configured = find_credentials("ghcr.io", environ=environ, home=tmp_path)
+    assert configured is not None and configured.secret == "pat"
+
+
+HELPER = """#!/bin/sh
+read server
+echo "$server" >> "{log}"
+case "$1:$server" in
+  get:{host}) printf '%s' '{answer}' ;;
+  *) echo "credentials not found in native keychain" >&2; exit 1 ;;
+esac
+"""
+
+
+def make_helper(folder: Path, name: str, host: str, answer: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    script = folder / f"docker-credential-{name}"
+    script.write_text(HELPER.format(log=log, host=host, answer=answer))
+    script.chmod(0o755)
+    return log
+
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="the fake helper is a sh script")
+
+
+@posix_only
+@pytest.mark.parametrize("field", ["credHelpers", "credsStore"])
+def test_credential_helpers_against_the_real_registry(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path, field: str
+) -> None:
+    bin_dir, home = tmp_path / "bin", tmp_path / "home"
+    answer = json.dumps({"ServerURL": htpasswd_registry.host, "Username": USER, "Secret": PASSWORD})
+    log = make_helper(bin_dir, "test", htpasswd_registry.host, answer)
+    config: dict[str, Any] = {"credsStore": "test"} if field == "credsStore" else {
+        "credHelpers": {htpasswd_registry.host: "test"}}  # fmt: skip
+    # A helper wins over auths, as in docker.
+    config["auths"] = {htpasswd_registry.host: {"auth": basic_auth(USER, "stale")}}
+    write_config(home / ".docker", config)
+    data, sha = blob(field)
+    environ = {"PATH": str(bin_dir)}
+
+    async def scenario() -> bool:
+        async with client(htpasswd_registry, "pylock/a", home, registry_pki, lookup=True,
+                          environ=environ) as registry:  # fmt: skip
+            await registry.push_blob(data, sha)
+            return await registry.has_blob(sha)
+
+    assert run(scenario())
+    assert log.read_text().splitlines()[0] == htpasswd_registry.host
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("answer", "exists"),
+    [
+        ('{"Username": "u", "Secret": "s"}', True),
+        ('{"Username": "<token>", "Secret": "idtoken"}', True),
+        ("not json", True),
+        ('{"Username": "u"}', True),
+        ('["u", "s"]', True),
+        ("", False),  # missing helper
+    ],
+)
+def test_run_helper_answers(tmp_path: Path, answer: str, exists: bool) -> None:
+    if exists:
+        make_helper(tmp_path, "t", "r.example", answer)
+    notes: list[str] = []
+    found = run_helper("t", "r.example", environ={"PATH": str(tmp_path)}, debug=notes.append)
+    if answer.startswith('{"Username": "u", "Secret"'):
+        assert found == Credentials("u", "s", source="credential helper docker-credential-t")
+    elif "<token>" in answer:
+        assert found is not None and found.identity_token and found.secret == "idtoken"
+    else:
+        assert found is None and notes
+    # A server the helper does not know: exit 1, no credentials, no crash.
+    assert run_helper("t", "other.example", environ={"PATH": str(tmp_path)}) is None
+
+
+@posix_only
+def test_helper_that_hangs_or_floods_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pylock.net.dockerauth as dockerauth
+
+    script = tmp_path / "docker-credential-flood"
+    script.write_text("#!/bin/sh\nhead -c 3000000 /dev/zero\n")
+    script.chmod(0o755)
+    slow = tmp_path / "docker-credential-slow"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(dockerauth, "HELPER_TIMEOUT", 0.5)
+    environ = {"PATH": str(tmp_path)}
+    notes: list[str] = []
+    assert run_helper("flood", "r.example", environ=environ, debug=notes.append) is None
+    assert run_helper("slow", "r.example", environ=environ, debug=notes.append) is None
+    assert run_helper("../../bin/sh", "r.example", environ=environ, debug=notes.append) is None
+    assert len(notes) == 3
+
+
+# -- hostile registries --------------------------------------------------------------------
+
+
+Handler = Callable[["Hostile", web.Request], Awaitable[web.StreamResponse]]
+
+
+class Hostile(LoopbackServer):
+    """A registry that answers with ``handler``; logs every request."""
+
+    def __init__(self, handler: Handler, pki: TestPki | None = None) -> None:
+        super().__init__(tls=pki.server_context() if pki is not None else None)
+        self.handler = handler
+        self.requests: list[LoggedRequest] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(LoggedRequest.of(request))
+        return await self.handler(self, request)
+
+    def ref(self) -> str:
+        scheme = "oci" if self.tls is not None else "oci+http"
+        return f"{scheme}://127.0.0.1:{self.port}/pylock/x"
+
+
+async def endless(request: web.Request, *, length: int | None = None) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": str(length)} if length else {})
+    await response.prepare(request)
+    sent = 0
+    try:
+        while sent < _SERVER_LIMIT:
+            await response.write(b"\0" * 65536)
+            sent += 65536
+    except (ConnectionError, RuntimeError):
+        pass
+    return response
+
+
+def hostile(handler: Handler) -> Iterator[Hostile]:
+    with Hostile(handler) as server:
+        yield server
+
+
+def pull(server: Hostile, tmp_path: Path, sha: str = "00" * 32, size: int = 1000) -> None:
+    async def scenario() -> None:
+        async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+            await registry.download_blob(sha, tmp_path / "out", size=size)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("announce", [None, 10**12])
+def test_endless_blob_body_is_bounded_by_the_expected_size(
+    tmp_path: Path, announce: int | None
+) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return await endless(request, length=announce)
+
+    for server in hostile(handler):
+        with pytest.raises(DownloadTooLargeError) as caught:
+            pull(server, tmp_path, size=100_000)
+        assert caught.value.limit == 100_000
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_wrong_blob_is_refused_by_hash_and_leaves_nothing(tmp_path: Path) -> None:
+    data, sha = blob("right")
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * len(data))
+
+    for server in hostile(handler):
+        with pytest.raises(HashMismatchError):
+            pull(server, tmp_path, sha=sha, size=len(data))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("status", [403, 500, 503])
+def test_error_statuses_carry_status_and_operation(tmp_path: Path, status: int) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        body = {"errors": [{"code": "DENIED", "message": "x" * 100_000}]}
+        return web.json_response(body, status=status)
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert (caught.value.status, caught.value.operation) == (status, "pull")
+        assert len(str(caught.value)) < 300
+
+
+def token_endpoint(answer: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Handler:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.path == "/token":
+            return await answer(request)
+        realm = f"http://127.0.0.1:{server.port}/token"
+        challenge = f'Bearer realm="{realm}",service="x",scope="repository:pylock/x:pull"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+    return handler
+
+
+def test_a_401_loop_ends_after_one_token(tmp_path: Path) -> None:
+    async def good_token(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"token": "loop-token-secret"})
+
+    for server in hostile(token_endpoint(good_token)):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert caught.value.status == 401
+        no_secret(caught.value, secrets_=("loop-token-secret", PASSWORD))
+        assert [r.path for r in server.requests].count("/token") == 1
+        assert len(server.requests) == 3
+        assert server.requests[2].headers["Authorization"] == "Bearer loop-token-secret"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html>not json</html>",
+        b'{"token": 42}',
+        b'{"token": ""}',
+        b'{"access_token": "a\\nb"}',
+        b"[" * 50_000,
+        b'{"token": "' + b"t" * (2 << 20) + b'"}',
+    ],
+)
+@pytest.mark.parametrize("announce", [True, False])
+def test_token_endpoint_garbage_is_a_clean_error(
+    tmp_path: Path, answer: bytes, announce: bool
+) -> None:
+    async def garbage(request: web.Request) -> web.StreamResponse:
+        if announce:
+            return web.Response(body=answer)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(answer)
+        return response
+
+    for server in hostile(token_endpoint(garbage)):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert caught.value.operation == "token"
+        assert len(str(caught.value)) < 300
+
+
+def test_endless_token_endpoint_is_bounded(tmp_path: Path) -> None:
+    async def flood(request: web.Request) -> web.StreamResponse:
+        return await endless(request)
+
+    for server in hostile(token_endpoint(flood)):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert caught.value.operation == "token"
+
+
+@pytest.mark.parametrize(
+    "header", ["", "Bearer", 'Bearer realm="unterminated', "Bearer service=x", "Negotiate abc"]
+)
+def test_malformed_www_authenticate_is_a_401(tmp_path: Path, header: str) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, headers={"WWW-Authenticate": header} if header else {})
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert caught.value.status == 401
+        assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("realm", ["http://auth.example/token", "file:///etc/passwd", "ftp://x/"])
+def test_a_realm_outside_https_or_loopback_is_refused(
+    tmp_path: Path, registry_pki: TestPki, realm: str
+) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+    with Hostile(handler, registry_pki) as server:
+
+        async def scenario() -> None:
+            async with client(server.ref(), "", tmp_path, registry_pki,
+                              credentials=PUSHER) as registry:  # fmt: skip
+                await registry.has_blob("00" * 32)
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+        assert "refusing" in str(caught.value) and caught.value.operation == "token"
+        no_secret(caught.value)
+
+
+@pytest.mark.parametrize("size", [MAX_MANIFEST_BYTES + 1, None])
+def test_a_manifest_too_big_is_refused(tmp_path: Path, size: int | None) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if size is not None:
+            return web.Response(body=b"{" + b" " * size)
+        return await endless(request)
+
+    for server in hostile(handler):
+
+        async def scenario(server: Hostile = server) -> bytes:
+            async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+                return await registry.get_manifest("latest")
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+        assert caught.value.operation == "manifest"
+
+
+@pytest.mark.parametrize(
+    ("location", "problem"),
+    [
+        ("http://203.0.113.9/blob", "refusing"),
+        ("ftp://127.0.0.1/blob", "refusing"),
+        ("/v2/pylock/x/blobs/sha256:" + "00" * 32, "too many redirects"),
+    ],
+)
+def test_bad_or_endless_redirects_end(
+    tmp_path: Path, registry_pki: TestPki, location: str, problem: str
+) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": location})
+
+    with Hostile(handler, registry_pki) as server:
+
+        async def scenario() -> None:
+            async with client(server.ref(), "", tmp_path, registry_pki) as registry:
+                await registry.download_blob("00" * 32, tmp_path / "out", size=10)
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+        assert problem in str(caught.value)
+        assert len(server.requests) <= 6
+    assert not list(tmp_path.iterdir())
+
+
+def test_registry_errors_are_pylock_errors() -> None:
+    error = RegistryError("x", registry="oci://r/a", operation="push", status=503)
+    assert isinstance(error, PylockError)
+    missing = RegistryBlobNotFoundError("y", registry="oci://r/a", digest="ab")
+    assert isinstance(missing, RegistryError) and missing.status == 404
+
+
+def test_identity_token_is_exchanged_by_post_never_sent_as_basic(tmp_path: Path) -> None:
+    forms: list[dict[str, str]] = []
+
+    async def exchange(request: web.Request) -> web.StreamResponse:
+        forms.append({key: str(value) for key, value in (await request.post()).items()})
+        return web.json_response({"access_token": "exchanged"})
+
+    for server in hostile(token_endpoint(exchange)):
+
+        async def scenario(server: Hostile = server) -> None:
+            refresh = Credentials("", "refresh-secret", identity_token=True)
+            async with client(server.ref(), "", tmp_path, credentials=refresh) as registry:
+                await registry.has_blob("00" * 32)
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())  # the look-alike answers 401 to the bearer as well
+        no_secret(caught.value, secrets_=("refresh-secret", "exchanged"))
+        token_request = next(r for r in server.requests if r.path == "/token")
+        assert token_request.method == "POST" and "Authorization" not in token_request.headers
+        assert server.requests[-1].headers["Authorization"] == "Bearer exchanged"
+    assert forms == [{"service": "x", "grant_type": "refresh_token",
+                      "refresh_token": "refresh-secret", "client_id": "pylock",
+                      "scope": "repository:pylock/x:pull"}]  # fmt: skip
