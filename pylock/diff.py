@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import attrs
 
-from pylock.errors import PylockError
+from pylock.errors import GitError
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
@@ -602,10 +602,6 @@ def render(
 
 
 # -- git -------------------------------------------------------------------------------------
-
-
-class GitError(PylockError):
-    """git is missing, the directory is no repository, or the ref does not exist."""
 
 
 def _git(project: Path, *args: str) -> tuple[int, bytes, str]:

@@ -106,6 +106,10 @@ class DownloadTooLargeError(DownloadError):
         self.limit = limit
 
 
+class RefusedUrlError(DownloadError):
+    """A URL (or a redirect to it) that pylock will not fetch, for security reasons."""
+
+
 class CacheReadOnlyError(PylockError):
     """An archive must be downloaded, but the cache directory cannot be written."""
 
@@ -182,3 +186,11 @@ class InstallError(PylockError):
 
 class UsageError(PylockError):
     """Arguments that make no sense together; exits with status 2."""
+
+
+class MirrorError(PylockError):
+    """The lock cannot be laid out as a mirror, or the mirror tree cannot be written."""
+
+
+class GitError(PylockError):
+    """git is missing, the directory is no repository, or the ref does not exist."""

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -20,7 +20,7 @@ from pylock import __version__
 from pylock.bounded import toml_loads
 from pylock.errors import LockFileError, Problem
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
-from pylock.urls import redact, url_problem
+from pylock.urls import filename_from_url, redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -132,7 +132,7 @@ def artifact_url_problem(url: str) -> str | None:
     ):
         return f"invalid URL {shown!r} (expected https://, http:// or file://)"
     try:
-        ArchiveFormat.from_filename(unquote(parts.path.rsplit("/", 1)[-1]))
+        ArchiveFormat.from_filename(filename_from_url(url))
     except ValueError as exc:
         return str(exc)
     return None
@@ -154,7 +154,7 @@ class Artifact:
     @property
     def filename(self) -> str:
         """The archive's file name, with URL escapes (``%2B``) decoded."""
-        return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        return filename_from_url(self.url)
 
 
 @attrs.frozen(kw_only=True)

@@ -284,7 +284,7 @@ class Documents:
         try:
             response = await self.fetcher.get(url, headers=self._request_headers(url, cached))
         except DownloadError as exc:
-            from pylock.urls import RefusedUrlError
+            from pylock.errors import RefusedUrlError
 
             if isinstance(exc, RefusedUrlError):
                 raise

@@ -25,6 +25,7 @@ from pylock.index.names import (
 )
 from pylock.lockfile import is_sha256
 from pylock.platforms import Platform
+from pylock.urls import filename_from_url
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
@@ -130,7 +131,7 @@ def _read_entry(e: _Entry) -> Build | None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
         raise e.fail(f"invalid url {url!r}")
-    filename = unquote(parts.path.rsplit("/", 1)[-1])
+    filename = filename_from_url(url)
 
     sha256 = e.optional_text("sha256")
     if sha256 is not None:
