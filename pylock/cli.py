@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
+from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 
 if TYPE_CHECKING:
     from pylock.lockfile import LockFile
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
-CONFIG_FILENAME = "pythons.toml"
-LOCK_FILENAME = "pythons.lock"
 INSTALL_DIRNAME = ".pythons"
 
 

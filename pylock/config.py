@@ -33,6 +33,7 @@ from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
 from pylock.errors import ConfigError, Problem
+from pylock.fsutil import CONFIG_FILENAME
 from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, name_problem
 from pylock.platforms import HOST, Platform
 from pylock.urls import has_credentials, redact
@@ -41,8 +42,6 @@ from pylock.versions import Flavor, Implementation, Variant, parse_request
 if TYPE_CHECKING:
     import cattrs
 
-CONFIG_FILENAME = "pythons.toml"
-LOCK_FILENAME = "pythons.lock"
 
 _E = TypeVar("_E", Implementation, Variant, Flavor)
 

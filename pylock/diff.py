@@ -29,6 +29,7 @@ from urllib.parse import quote
 import attrs
 
 from pylock.errors import GitError
+from pylock.fsutil import LOCK_FILENAME
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
@@ -632,7 +633,7 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def read_lock_at_ref(project: Path, ref: str, filename: str = "pythons.lock") -> LockFile | None:
+def read_lock_at_ref(project: Path, ref: str, filename: str = LOCK_FILENAME) -> LockFile | None:
     """``project/filename`` as committed at ``ref``, or ``None`` if it did not exist there.
 
     ``ref`` is anything git understands (``HEAD``, ``origin/main``, a sha). A ref that

@@ -19,6 +19,7 @@ import attrs
 from pylock import __version__
 from pylock.bounded import toml_loads
 from pylock.errors import LockFileError, Problem
+from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
 from pylock.urls import filename_from_url, redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
@@ -484,7 +485,7 @@ def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
     )
 
 
-def from_document(document: Mapping[str, Any], *, filename: str = "pythons.lock") -> LockFile:
+def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME) -> LockFile:
     """Validate parsed TOML as a lock; raise :class:`LockFileError` listing every problem."""
     reader = _Reader()
     version = document.get("lock-version")
@@ -609,7 +610,7 @@ def salvage(text: str) -> list[LockedPython]:
     return found
 
 
-def loads(text: str, *, filename: str = "pythons.lock") -> LockFile:
+def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:
     """Parse and validate the text of a lock file."""
     conflict = find_conflict(text)
     if conflict is not None:
