@@ -18,7 +18,7 @@ import attrs
 
 from pylock import __version__
 from pylock.bounded import toml_loads
-from pylock.errors import LockFileError, Problem
+from pylock.errors import LockFileError, Problem, describe_toml_value
 from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
 from pylock.urls import filename_from_url, redact, url_problem
@@ -357,7 +357,7 @@ class _Reader:
         value = table[key]
         # bool is a subclass of int; a lock never means one when it says the other.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.problem(where, f"expected {_TYPE_NAMES[kind]}, got {_describe(value)}")
+            self.problem(where, f"expected {_TYPE_NAMES[kind]}, got {describe_toml_value(value)}")
             return None
         return value
 
@@ -369,20 +369,6 @@ _TYPE_NAMES: dict[type, str] = {
     list: "an array of tables",
     dict: "a table",
 }
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
 
 
 def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
@@ -398,7 +384,7 @@ def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
 
 def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
     if not isinstance(table, dict):
-        reader.problem(path, f"expected a table, got {_describe(table)}")
+        reader.problem(path, f"expected a table, got {describe_toml_value(table)}")
         return None
     reader.check_keys(table, _ARTIFACT_KEYS, path)
     platform = reader.get(table, "platform", str, path)
@@ -432,7 +418,7 @@ def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
 
 def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
     if not isinstance(table, dict):
-        reader.problem(path, f"expected a table, got {_describe(table)}")
+        reader.problem(path, f"expected a table, got {describe_toml_value(table)}")
         return None
     before = len(reader.problems)
     reader.check_keys(table, _PYTHON_KEYS, path)
@@ -494,7 +480,7 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockFileError(
             filename,
-            [Problem("lock-version", f"expected an integer, got {_describe(version)}")],
+            [Problem("lock-version", f"expected an integer, got {describe_toml_value(version)}")],
             hint=REPAIR_HINT,
         )
     if version != LOCK_VERSION:
