@@ -347,11 +347,6 @@ class Documents:
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)
 
 
-def metadata_root(cache_root: Path) -> Path:
-    """Where listings live inside a cache directory."""
-    return cache_root / "metadata"
-
-
 def github_token(environ: Mapping[str, str] | None = None) -> str | None:
     """``GITHUB_TOKEN`` from the environment, if set and not blank."""
     env = os.environ if environ is None else environ
