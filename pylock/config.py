@@ -77,11 +77,6 @@ class PythonRequest:
         """The parsed version request (``3.13`` becomes ``==3.13.*``)."""
         return parse_request(self.version) if self.version is not None else None
 
-    @property
-    def is_direct(self) -> bool:
-        """Whether this entry names its own archive (``url``) instead of an upstream build."""
-        return self.url is not None
-
 
 @attrs.frozen(kw_only=True)
 class Config:

@@ -82,11 +82,6 @@ def parse_uv_json(
     return builds, skipped
 
 
-def builds_from_uv_json(data: Mapping[str, Any], *, source: str = "downloads JSON") -> list[Build]:
-    """The candidate builds a downloads JSON document lists (unknown platforms skipped)."""
-    return parse_uv_json(data, source=source)[0]
-
-
 def newest_tag_date(builds: list[Build]) -> str | None:
     """The date of the newest PBS date tag among ``builds``, as ``YYYY-MM-DD``."""
     dates = [d for d in {tag_date(b.build) for b in builds} if d]
