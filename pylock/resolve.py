@@ -1,6 +1,6 @@
 """Resolution: ``pythons.toml`` requests plus candidate builds give ``pythons.lock`` entries (pure).
 
-Rules (DESIGN §3):
+Rules (the README's "How `lock` picks a build" and "Minimal change", under pythons.toml):
 
 - **One build per interpreter.** All platforms of an entry share one version and one
   build tag: the newest version, then the newest build by publication date, that
