@@ -1,8 +1,9 @@
 """The command line: argparse, output, colour and exit codes, in one place.
 
-This is the only module that prints or exits. Known errors (:class:`PylockError`)
-become one ``pylock: error: ...`` line per problem, plus a hint, and exit status 1;
-usage errors exit 2. Anything else is a bug and keeps its traceback.
+This is the only module that prints or exits, apart from the no-op sync fast path
+(:mod:`pylock.fastpath`), which writes its one summary line itself. Known errors
+(:class:`PylockError`) become one ``pylock: error: ...`` line per problem, plus a hint,
+and exit status 1; usage errors exit 2. Anything else is a bug and keeps its traceback.
 
 Heavy modules are imported inside the handlers that need them, so ``pylock --help``
 and a no-op ``pylock sync`` stay fast.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
+from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 
 if TYPE_CHECKING:
     from pylock.lockfile import LockFile
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
-CONFIG_FILENAME = "pythons.toml"
-LOCK_FILENAME = "pythons.lock"
 INSTALL_DIRNAME = ".pythons"
 
 

@@ -17,7 +17,6 @@ pylock.errors.ConfigError: pythons.toml: python.app.verison: unknown key (did yo
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import functools
 import hashlib
@@ -32,7 +31,8 @@ import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
-from pylock.errors import ConfigError, Problem
+from pylock.errors import ConfigError, Problem, describe_toml_value
+from pylock.fsutil import CONFIG_FILENAME
 from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, name_problem
 from pylock.platforms import HOST, Platform
 from pylock.urls import has_credentials, redact
@@ -41,8 +41,6 @@ from pylock.versions import Flavor, Implementation, Variant, parse_request
 if TYPE_CHECKING:
     import cattrs
 
-CONFIG_FILENAME = "pythons.toml"
-LOCK_FILENAME = "pythons.lock"
 
 _E = TypeVar("_E", Implementation, Variant, Flavor)
 
@@ -78,11 +76,6 @@ class PythonRequest:
     def specifier(self) -> SpecifierSet | None:
         """The parsed version request (``3.13`` becomes ``==3.13.*``)."""
         return parse_request(self.version) if self.version is not None else None
-
-    @property
-    def is_direct(self) -> bool:
-        """Whether this entry names its own archive (``url``) instead of an upstream build."""
-        return self.url is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -181,30 +174,6 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}.{shown}" if path else shown
 
 
-def _describe(value: object) -> str:
-    """Name a TOML value's type, with the value itself when it is short."""
-    if isinstance(value, bool):
-        return f"boolean {'true' if value else 'false'}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"float {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime.datetime):
-        return "a date-time"
-    if isinstance(value, datetime.date):
-        return "a date"
-    if isinstance(value, datetime.time):
-        return "a time"
-    return type(value).__name__
-
-
 def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close:
@@ -224,7 +193,7 @@ class _Invalid(ValueError):
 
 
 def _expected_string(value: object) -> _Invalid:
-    text = f"expected a string, got {_describe(value)}"
+    text = f"expected a string, got {describe_toml_value(value)}"
     if isinstance(value, int) and not isinstance(value, bool):
         text += f' (put it in quotes: "{value}")'
     elif isinstance(value, float):
@@ -244,7 +213,7 @@ def _strict_str(value: object, _: object) -> str:
 def _strict_bool(value: object, _: object) -> bool:
     if isinstance(value, bool):
         return value
-    text = f"expected true or false, got {_describe(value)}"
+    text = f"expected true or false, got {describe_toml_value(value)}"
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         text += f" (write it without quotes: {value.strip().lower()})"
     raise _Invalid(text)
@@ -253,7 +222,7 @@ def _strict_bool(value: object, _: object) -> bool:
 def _strict_int(value: object, _: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise _Invalid(f"expected an integer, got {_describe(value)}")
+    raise _Invalid(f"expected an integer, got {describe_toml_value(value)}")
 
 
 def _enum_value(value: object, enum_type: type[_E]) -> _E:
@@ -327,7 +296,7 @@ def _platforms_hook(converter: cattrs.Converter) -> Callable[[object, object], t
 
     def structure(value: object, type_: object) -> tuple[str, ...]:
         if not isinstance(value, list):
-            text = f"expected an array of platform keys, got {_describe(value)}"
+            text = f"expected an array of platform keys, got {describe_toml_value(value)}"
             if isinstance(value, str):
                 text += f" (write it as a list: [{json.dumps(value)}])"
             raise _Invalid(text)
@@ -635,7 +604,9 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
     # problems of every entry.
     defaults: dict[str, Any] = {}
     if not isinstance(raw_defaults, dict):
-        problems.append(Problem("defaults", f"expected a table, got {_describe(raw_defaults)}"))
+        problems.append(
+            Problem("defaults", f"expected a table, got {describe_toml_value(raw_defaults)}")
+        )
         broken = frozenset(KEYS)
     else:
         for key, value in raw_defaults.items():
@@ -655,7 +626,7 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
         problems.append(Problem("", "no interpreters (expected at least one [python.NAME] table)"))
         return problems, True
     if not isinstance(raw_pythons, dict):
-        text = f"expected tables such as [python.app], got {_describe(raw_pythons)}"
+        text = f"expected tables such as [python.app], got {describe_toml_value(raw_pythons)}"
         if isinstance(raw_pythons, list):
             text += " ([[python]] is the format of pythons.lock)"
         problems.append(Problem("python", text))
@@ -679,7 +650,7 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
             )
         seen.setdefault(folded, name)
         if not isinstance(raw, dict):
-            text = f"expected a table, got {_describe(raw)}"
+            text = f"expected a table, got {describe_toml_value(raw)}"
             if isinstance(raw, str):
                 text += f" (write [{path}] with version = {json.dumps(raw)})"
             problems.append(Problem(path, text))

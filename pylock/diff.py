@@ -28,7 +28,8 @@ from urllib.parse import quote
 
 import attrs
 
-from pylock.errors import PylockError
+from pylock.errors import GitError
+from pylock.fsutil import LOCK_FILENAME
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
@@ -296,15 +297,6 @@ def _build_text(python: LockedPython) -> str:
     return f"{python.version}+{python.build}" if python.build else python.version
 
 
-def _variant_suffix(python: LockedPython) -> str:
-    return "" if python.variant is Variant.DEFAULT else f" ({python.variant})"
-
-
-def describe(python: LockedPython) -> str:
-    """``cpython 3.13.9+20251014``, with the variant when it is not the default."""
-    return f"{python.implementation} {_build_text(python)}{_variant_suffix(python)}"
-
-
 def _transition(old: LockedPython, new: LockedPython) -> str:
     """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes."""
     before, after = _build_text(old), _build_text(new)
@@ -340,9 +332,9 @@ def summary_line(python: PythonDiff) -> str | None:
         return None
     if old is None:
         assert new is not None
-        return f"{python.name}: added {describe(new)}"
+        return f"{python.name}: added {new.label}"
     if new is None:
-        return f"{python.name}: removed {describe(old)}"
+        return f"{python.name}: removed {old.label}"
     parts = [_transition(old, new), *_platform_words(python)]
     if python.change is Change.REPUBLISHED:
         parts.append(f"re-published on {', '.join(python.republished_platforms)}")
@@ -392,7 +384,7 @@ def render_text(diff: LockDiff, *, verbose: bool = False) -> str:
         if line is None:
             if verbose:
                 assert python.new is not None
-                lines.append(f"{python.name}: unchanged {describe(python.new)}")
+                lines.append(f"{python.name}: unchanged {python.new.label}")
             continue
         if python.change is Change.ADDED:
             line += f" on {', '.join(p.platform for p in python.platforms)}"
@@ -445,7 +437,7 @@ def release_page(python: LockedPython) -> str | None:
 def _md_build(python: LockedPython | None) -> str:
     if python is None:
         return "—"
-    text = _md(describe(python))
+    text = _md(python.label)
     if python.flavor is not None:
         text += f"<br><sub>{_md(str(python.flavor))}</sub>"
     page = release_page(python)
@@ -604,10 +596,6 @@ def render(
 # -- git -------------------------------------------------------------------------------------
 
 
-class GitError(PylockError):
-    """git is missing, the directory is no repository, or the ref does not exist."""
-
-
 def _git(project: Path, *args: str) -> tuple[int, bytes, str]:
     import subprocess
 
@@ -636,7 +624,7 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def read_lock_at_ref(project: Path, ref: str, filename: str = "pythons.lock") -> LockFile | None:
+def read_lock_at_ref(project: Path, ref: str, filename: str = LOCK_FILENAME) -> LockFile | None:
     """``project/filename`` as committed at ``ref``, or ``None`` if it did not exist there.
 
     ``ref`` is anything git understands (``HEAD``, ``origin/main``, a sha). A ref that

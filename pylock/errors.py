@@ -8,6 +8,7 @@ out of the message text.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 
 import attrs
@@ -27,6 +28,36 @@ class PylockError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def describe_toml_value(value: object) -> str:
+    """Name a TOML value's type, with the value itself when it is short.
+
+    The one wording of "expected ..., got ..." problems, in pythons.toml and pythons.lock.
+
+    >>> [describe_toml_value(v) for v in (True, 5, 3.1, "x", [], {})]
+    ['boolean true', 'integer 5', 'float 3.1', "string 'x'", 'an array', 'a table']
+    """
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    return type(value).__name__
 
 
 @attrs.frozen
@@ -104,6 +135,10 @@ class DownloadTooLargeError(DownloadError):
     def __init__(self, message: str, *, url: str, limit: int, hint: str | None = None) -> None:
         super().__init__(message, url=url, hint=hint)
         self.limit = limit
+
+
+class RefusedUrlError(DownloadError):
+    """A URL (or a redirect to it) that pylock will not fetch, for security reasons."""
 
 
 class CacheReadOnlyError(PylockError):
@@ -214,3 +249,11 @@ class RegistryBlobNotFoundError(RegistryError):
     def __init__(self, message: str, *, registry: str, digest: str) -> None:
         super().__init__(message, registry=registry, operation="pull", status=404)
         self.digest = digest
+
+
+class MirrorError(PylockError):
+    """The lock cannot be laid out as a mirror, or the mirror tree cannot be written."""
+
+
+class GitError(PylockError):
+    """git is missing, the directory is no repository, or the ref does not exist."""

@@ -1,4 +1,8 @@
-"""Small filesystem helpers shared by the modules that write files: atomic writes, removal."""
+"""Small filesystem helpers shared by the modules that write files: atomic writes, removal.
+
+Also the names of the project's two files, defined here once because this module is
+stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as well.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+
+#: The project file people edit.
+CONFIG_FILENAME = "pythons.toml"
+#: The lock ``pylock lock`` writes and ``pylock sync`` reads.
+LOCK_FILENAME = "pythons.lock"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 import attrs
 
 from pylock.bounded import toml_loads
-from pylock.config import CONFIG_FILENAME
 from pylock.errors import PylockError
+from pylock.fsutil import CONFIG_FILENAME
 from pylock.versions import parse_request
 
 PYTHON_VERSION_FILE = ".python-version"

@@ -1,8 +1,20 @@
 """The ``pythons.lock`` model, and its strict reader and deterministic writer (pure).
 
-The reader is hand-written on top of :mod:`tomllib` rather than cattrs: ``pylock
-sync`` reads the lock on every run, and a no-op sync must stay within a few
-milliseconds of interpreter start-up.
+Why this reader is hand-written while :mod:`pylock.config` uses cattrs (a decision, kept
+on purpose; the config reader stays on cattrs, where its hooks and "did you mean" notes pay):
+
+- **Import cost.** Every ``pylock sync`` that is not the fast path reads the lock. cattrs
+  costs about 35-50 ms to import and build a converter on a typical machine; a no-op
+  sync has a budget of 40 ms in all.
+- **Salvage.** ``pylock lock`` recovers from a broken or merge-conflicted lock entry by
+  entry (:func:`salvage`): each ``[[python]]`` table is read on its own and kept when it is
+  whole. A converter structures a document or fails; it has no "keep the good entries".
+- **Every problem, with its TOML path.** The reader reports all problems of the file at
+  once (``python[0].artifacts[1].size: expected an integer, got string '123'``) and
+  carries on past each one, which cattrs' nested exception groups would need unwrapping
+  and re-wording for.
+
+Both readers share the wording of type problems (:func:`pylock.errors.describe_toml_value`).
 """
 
 from __future__ import annotations
@@ -12,15 +24,16 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
 from pylock import __version__
 from pylock.bounded import toml_loads
-from pylock.errors import LockFileError, Problem
+from pylock.errors import LockFileError, Problem, describe_toml_value
+from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
-from pylock.urls import redact, url_problem
+from pylock.urls import filename_from_url, redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -132,7 +145,7 @@ def artifact_url_problem(url: str) -> str | None:
     ):
         return f"invalid URL {shown!r} (expected https://, http:// or file://)"
     try:
-        ArchiveFormat.from_filename(unquote(parts.path.rsplit("/", 1)[-1]))
+        ArchiveFormat.from_filename(filename_from_url(url))
     except ValueError as exc:
         return str(exc)
     return None
@@ -154,7 +167,7 @@ class Artifact:
     @property
     def filename(self) -> str:
         """The archive's file name, with URL escapes (``%2B``) decoded."""
-        return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        return filename_from_url(self.url)
 
 
 @attrs.frozen(kw_only=True)
@@ -356,7 +369,7 @@ class _Reader:
         value = table[key]
         # bool is a subclass of int; a lock never means one when it says the other.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.problem(where, f"expected {_TYPE_NAMES[kind]}, got {_describe(value)}")
+            self.problem(where, f"expected {_TYPE_NAMES[kind]}, got {describe_toml_value(value)}")
             return None
         return value
 
@@ -368,20 +381,6 @@ _TYPE_NAMES: dict[type, str] = {
     list: "an array of tables",
     dict: "a table",
 }
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
 
 
 def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
@@ -397,7 +396,7 @@ def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
 
 def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
     if not isinstance(table, dict):
-        reader.problem(path, f"expected a table, got {_describe(table)}")
+        reader.problem(path, f"expected a table, got {describe_toml_value(table)}")
         return None
     reader.check_keys(table, _ARTIFACT_KEYS, path)
     platform = reader.get(table, "platform", str, path)
@@ -431,7 +430,7 @@ def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
 
 def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
     if not isinstance(table, dict):
-        reader.problem(path, f"expected a table, got {_describe(table)}")
+        reader.problem(path, f"expected a table, got {describe_toml_value(table)}")
         return None
     before = len(reader.problems)
     reader.check_keys(table, _PYTHON_KEYS, path)
@@ -484,7 +483,7 @@ def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
     )
 
 
-def from_document(document: Mapping[str, Any], *, filename: str = "pythons.lock") -> LockFile:
+def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME) -> LockFile:
     """Validate parsed TOML as a lock; raise :class:`LockFileError` listing every problem."""
     reader = _Reader()
     version = document.get("lock-version")
@@ -493,7 +492,7 @@ def from_document(document: Mapping[str, Any], *, filename: str = "pythons.lock"
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockFileError(
             filename,
-            [Problem("lock-version", f"expected an integer, got {_describe(version)}")],
+            [Problem("lock-version", f"expected an integer, got {describe_toml_value(version)}")],
             hint=REPAIR_HINT,
         )
     if version != LOCK_VERSION:
@@ -609,7 +608,7 @@ def salvage(text: str) -> list[LockedPython]:
     return found
 
 
-def loads(text: str, *, filename: str = "pythons.lock") -> LockFile:
+def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:
     """Parse and validate the text of a lock file."""
     conflict = find_conflict(text)
     if conflict is not None:

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from pylock.bounded import json_loads
-from pylock.errors import HashMismatchError, PylockError
+from pylock.errors import HashMismatchError, MirrorError
 from pylock.fsutil import atomic_write_text
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
@@ -64,10 +64,6 @@ SUMS_NAME = "SHA256SUMS"
 UV_JSON_NAME = "download-metadata.json"
 
 _CHUNK = 1 << 20
-
-
-class MirrorError(PylockError):
-    """The lock cannot be laid out as a mirror, or the mirror tree cannot be written."""
 
 
 @attrs.frozen(kw_only=True)

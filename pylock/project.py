@@ -199,12 +199,12 @@ def lock_project(
     )
     direct = None
     if any(p.url and not p.sha256 for p in config.pythons):
-        from pylock.index.live import make_direct_resolver
+        from pylock.direct import make_direct_resolver
 
         direct = make_direct_resolver(
             fetch_options=fetch_options(), cache=cache(), reporter=reporter
         )
-    resolution = resolve(
+    lock = resolve(
         config,
         index,
         previous=previous,
@@ -213,8 +213,8 @@ def lock_project(
         direct=direct,
     )
     return LockOutcome(
-        lock=resolution.lock,
-        text=dumps(resolution.lock),
+        lock=lock,
+        text=dumps(lock),
         previous=previous,
         recovered=recovered,
     )

@@ -1,6 +1,6 @@
 """Resolution: ``pythons.toml`` requests plus candidate builds give ``pythons.lock`` entries (pure).
 
-Rules (DESIGN §3):
+Rules (the README's "How `lock` picks a build" and "Minimal change", under pythons.toml):
 
 - **One build per interpreter.** All platforms of an entry share one version and one
   build tag: the newest version, then the newest build by publication date, that
@@ -42,62 +42,6 @@ _LISTED = 4
 DirectLocker = Callable[[PythonRequest], LockedPython]
 
 
-@attrs.frozen(kw_only=True)
-class Change:
-    """How one interpreter's lock entry changed."""
-
-    #: The interpreter's name.
-    name: str
-    #: The entry before, or ``None`` if it is new.
-    old: LockedPython | None
-    #: The entry after, or ``None`` if it was removed.
-    new: LockedPython | None
-
-    @property
-    def kind(self) -> str:
-        """``added``, ``removed``, ``upgraded``, ``downgraded``, ``changed`` or ``unchanged``."""
-        if self.old == self.new:
-            return "unchanged"
-        if self.old is None:
-            return "added"
-        if self.new is None:
-            return "removed"
-        old, new = self.old, self.new
-        if (old.implementation, old.variant) == (new.implementation, new.variant):
-            before, after = _entry_order(old), _entry_order(new)
-            if after > before:
-                return "upgraded"
-            if after < before:
-                return "downgraded"
-        return "changed"
-
-    def describe(self) -> str:
-        """One line for people, e.g. ``app: cpython 3.13.5+20250708 -> 3.13.9+20251014``."""
-        if self.old is None:
-            assert self.new is not None
-            return f"{self.name}: added {self.new.label}"
-        if self.new is None:
-            return f"{self.name}: removed {self.old.label}"
-        old, new = self.old, self.new
-        if old == new:
-            return f"{self.name}: {new.label} (unchanged)"
-        if old.label != new.label:
-            same_kind = (old.implementation, old.variant) == (new.implementation, new.variant)
-            target = _short_label(new) if same_kind else new.label
-            return f"{self.name}: {old.label} -> {target}"
-        return f"{self.name}: {new.label} ({', '.join(_details(old, new))})"
-
-
-@attrs.frozen(kw_only=True)
-class Resolution:
-    """The outcome of ``pylock lock``: the new lock and what changed."""
-
-    #: The complete new lock.
-    lock: LockFile
-    #: One per interpreter in either lock, sorted by name (``kind`` may be ``unchanged``).
-    changes: tuple[Change, ...]
-
-
 def resolve(
     config: Config,
     index: Index,
@@ -106,8 +50,8 @@ def resolve(
     upgrade: bool | frozenset[str],
     host_platform: Platform,
     direct: DirectLocker | None = None,
-) -> Resolution:
-    """Lock every interpreter of ``config``.
+) -> LockFile:
+    """Lock every interpreter of ``config``; the new lock, complete.
 
     With a ``previous`` lock, entries that still satisfy their request are kept
     unless ``upgrade`` is ``True`` or names them. Raise :class:`ResolutionError`
@@ -131,8 +75,7 @@ def resolve(
             locked.append(attrs.evolve(old, default=request.default))
         else:
             locked.append(resolve_python(request, index, platforms=platforms, direct=direct))
-    lock = make_lock(locked, config_digest=config.digest)
-    return Resolution(lock=lock, changes=diff_locks(previous, lock))
+    return make_lock(locked, config_digest=config.digest)
 
 
 def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | None = None) -> bool:
@@ -186,16 +129,6 @@ def pick_recovered(
             best = max(fitting, key=_entry_order)
             kept.append(attrs.evolve(best, default=request.default))
     return tuple(kept)
-
-
-def diff_locks(old: LockFile | None, new: LockFile) -> tuple[Change, ...]:
-    """A change for every interpreter in either lock, unchanged ones included, by name."""
-    before = {p.name: p for p in old.pythons} if old is not None else {}
-    after = {p.name: p for p in new.pythons}
-    return tuple(
-        Change(name=name, old=before.get(name), new=after.get(name))
-        for name in sorted(before.keys() | after.keys())
-    )
 
 
 def platform_keys(request: PythonRequest, host_platform: Platform) -> tuple[str, ...]:
@@ -656,7 +589,7 @@ def _lacking_platforms(
     )
 
 
-# -- describing changes --------------------------------------------------------------------
+# -- ordering entries ----------------------------------------------------------------------
 
 
 def _entry_order(entry: LockedPython) -> tuple[Version, str, tuple[int, ...]]:
@@ -667,24 +600,3 @@ def _entry_order(entry: LockedPython) -> tuple[Version, str, tuple[int, ...]]:
     tag = entry.build or ""
     numbers = tuple(int(n) for n in tag.split(".")) if tag.replace(".", "").isdigit() else ()
     return (version, tag_date(tag) or "", numbers)
-
-
-def _short_label(entry: LockedPython) -> str:
-    return f"{entry.version}+{entry.build}" if entry.build else entry.version
-
-
-def _details(old: LockedPython, new: LockedPython) -> list[str]:
-    details = []
-    added = sorted(set(new.platforms) - set(old.platforms))
-    removed = sorted(set(old.platforms) - set(new.platforms))
-    if added or removed:
-        details.append(
-            "platforms " + " ".join([*(f"+{p}" for p in added), *(f"-{p}" for p in removed)])
-        )
-    if old.flavor != new.flavor:
-        details.append(f"flavor {old.flavor} -> {new.flavor}")
-    if old.default != new.default:
-        details.append("now the default" if new.default else "no longer the default")
-    if not details:
-        details.append("artifacts changed")
-    return details

@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
 
-from pylock.errors import DownloadError, UsageError
+from pylock.errors import RefusedUrlError, UsageError
 
 #: Where python-build-standalone releases live; ``--mirror`` replaces this prefix.
 PBS_DOWNLOAD_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
@@ -28,8 +28,13 @@ _HINT = (
 )
 
 
-class RefusedUrlError(DownloadError):
-    """A URL (or a redirect to it) that pylock will not fetch, for security reasons."""
+def filename_from_url(url: str) -> str:
+    """The last path segment of ``url``, URL escapes decoded: an archive's file name.
+
+    >>> filename_from_url("https://h/d/20251014/cpython-3.13.9%2B20251014-x.tar.gz?sig=1")
+    'cpython-3.13.9+20251014-x.tar.gz'
+    """
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -370,7 +375,7 @@ def check_url(url: str, *, explicit: bool, canonical: str | None = None) -> None
     >>> check_url("http://mirror.corp/x", explicit=False)  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ...
-    pylock.urls.RefusedUrlError: refusing plain http URL http://mirror.corp/x
+    pylock.errors.RefusedUrlError: refusing plain http URL http://mirror.corp/x
     """
     problem = url_problem(url)
     if problem is not None:

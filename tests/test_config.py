@@ -90,7 +90,7 @@ def test_design_example_loads() -> None:
     assert pypy.flavor is Flavor.INSTALL_ONLY_STRIPPED
     assert pypy.platforms == three
     inhouse = config.get("inhouse")
-    assert inhouse is not None and inhouse.is_direct
+    assert inhouse is not None and inhouse.url is not None
     assert inhouse.version is None and inhouse.sha256 == "ab" * 32
     assert config.default is None
     assert config.digest.startswith("sha256:") and len(config.digest) == 7 + 64

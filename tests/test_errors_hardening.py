@@ -370,14 +370,14 @@ def conflicted(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from pylock.resolve import resolve
 
     def lock_of(config: str) -> str:
-        resolution = resolve(
+        lock = resolve(
             parse(config),
             index_of(*index_builds),
             previous=None,
             upgrade=True,
             host_platform=P.parse(LINUX),
         )
-        return dumps(resolution.lock)
+        return dumps(lock)
 
     ours = lock_of(THREE.replace('">=3.12,<3.14"', '"3.13"').split("[python.extra]")[0])
     theirs = lock_of(THREE.replace('"3.10"', '"3.10.18"').replace('">=3.12,<3.14"', '"3.12"'))

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pylock.errors import DownloadError, HashMismatchError, OfflineError, PylockError, UsageError
+from pylock.errors import (
+    DownloadError,
+    HashMismatchError,
+    OfflineError,
+    PylockError,
+    RefusedUrlError,
+    UsageError,
+)
 from pylock.net.fetch import (
     Fetcher,
     FetchOptions,
@@ -27,7 +34,7 @@ from pylock.net.fetch import (
 )
 from pylock.progress import NullReporter, Reporter, Task
 from pylock.sync.cache import Cache
-from pylock.urls import PBS_DOWNLOAD_PREFIX, RefusedUrlError, UrlRewrites
+from pylock.urls import PBS_DOWNLOAD_PREFIX, UrlRewrites
 from tests.httpserver import (
     HttpServer,
     Reset,

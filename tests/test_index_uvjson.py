@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pylock.errors import UpstreamError
-from pylock.index.uvjson import builds_from_uv_json, newest_tag_date, parse_uv_json
+from pylock.index.uvjson import newest_tag_date, parse_uv_json
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 from tests.indexdata import uv_entry, uv_json
 
@@ -19,7 +19,7 @@ def entry(**changes: Any) -> dict[str, Any]:
 
 
 def test_reads_a_plain_entry() -> None:
-    (build,) = builds_from_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry()})
+    (build,) = parse_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry()})[0]
     assert build.implementation is Implementation.CPYTHON
     assert (build.version, build.build, build.platform) == (
         "3.13.7",
@@ -47,7 +47,7 @@ def test_reads_every_reference_entry() -> None:
 
 
 def test_pyodide_cross_build_environments_are_cpython_on_emscripten() -> None:
-    builds = [b for b in builds_from_uv_json(uv_json()) if b.platform == "emscripten-wasm32"]
+    builds = [b for b in parse_uv_json(uv_json())[0] if b.platform == "emscripten-wasm32"]
     assert len(builds) == 5
     for build in builds:
         assert build.implementation is Implementation.CPYTHON
@@ -60,21 +60,21 @@ def test_old_names_take_the_tag_from_the_entry() -> None:
         "https://github.com/astral-sh/python-build-standalone/releases/download/20210415/"
         "cpython-3.9.4-x86_64-unknown-linux-gnu-debug-20210414T1515.tar.zst"
     )
-    (build,) = builds_from_uv_json(
+    (build,) = parse_uv_json(
         {"k": entry(url=url, major=3, minor=9, patch=4, variant="debug", build="20210415")}
-    )
+    )[0]
     assert (build.build, build.flavor, build.variant) == ("20210415", Flavor.FULL, Variant.DEBUG)
     # Without a build field, the release tag in the URL path is used.
-    (build,) = builds_from_uv_json(
+    (build,) = parse_uv_json(
         {"k": entry(url=url, major=3, minor=9, patch=4, variant="debug", build=None)}
-    )
+    )[0]
     assert build.build == "20210415"
 
 
 def test_uppercase_sha256_is_normalised_and_null_allowed() -> None:
-    (build,) = builds_from_uv_json({"k": entry(sha256=SHA.upper())})
+    (build,) = parse_uv_json({"k": entry(sha256=SHA.upper())})[0]
     assert build.sha256 == SHA
-    (build,) = builds_from_uv_json({"k": entry(sha256=None)})
+    (build,) = parse_uv_json({"k": entry(sha256=None)})[0]
     assert build.sha256 is None
 
 
@@ -91,9 +91,9 @@ def test_unknown_platforms_and_implementations_are_skipped() -> None:
 
 
 def test_custom_mirror_names_are_accepted() -> None:
-    (build,) = builds_from_uv_json(
+    (build,) = parse_uv_json(
         {"k": entry(url="https://mirror.corp/python/3.13.7/linux-x64.tar.gz", build="corp1")}
-    )
+    )[0]
     assert build.flavor is Flavor.INSTALL_ONLY
     assert build.build == "corp1"
 
@@ -127,7 +127,7 @@ def test_custom_mirror_names_are_accepted() -> None:
 )
 def test_malformed_entries_name_the_key(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UpstreamError) as info:
-        builds_from_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry(**changes)}, source="f.json")
+        parse_uv_json({"cpython-3.13.7-linux-x86_64-gnu": entry(**changes)}, source="f.json")[0]
     text = str(info.value)
     assert text.startswith("f.json: entry 'cpython-3.13.7-linux-x86_64-gnu': "), text
     assert message in text
@@ -137,20 +137,20 @@ def test_missing_fields_and_wrong_shapes() -> None:
     partial = entry()
     del partial["os"]
     with pytest.raises(UpstreamError, match="entry 'k': missing 'os'"):
-        builds_from_uv_json({"k": partial})
+        parse_uv_json({"k": partial})[0]
     with pytest.raises(UpstreamError, match="entry 'k': expected an object"):
-        builds_from_uv_json({"k": ["not", "an", "object"]})
+        parse_uv_json({"k": ["not", "an", "object"]})[0]
     with pytest.raises(UpstreamError, match="expected a JSON object"):
-        builds_from_uv_json([entry()])  # type: ignore[arg-type]
+        parse_uv_json([entry()])[0]  # type: ignore[arg-type]
 
 
 def test_pypy_and_graalpy_names_are_checked() -> None:
     url = "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
     pypy = entry(name="pypy", major=3, minor=11, patch=13, url=url, build="7.3.20")
-    (build,) = builds_from_uv_json({"p": pypy})
+    (build,) = parse_uv_json({"p": pypy})[0]
     assert (build.flavor, build.format, build.build) == (None, ArchiveFormat.TAR_BZ2, "7.3.20")
     with pytest.raises(UpstreamError, match=r"the file name says Python 3\.11"):
-        builds_from_uv_json({"p": {**pypy, "minor": 10}})
+        parse_uv_json({"p": {**pypy, "minor": 10}})[0]
     graal = entry(
         name="graalpy",
         major=3,
@@ -163,7 +163,7 @@ def test_pypy_and_graalpy_names_are_checked() -> None:
         "graalpy3.12-25.2.4-macos-aarch64.tar.gz",
         build=None,
     )
-    (build,) = builds_from_uv_json({"g": graal})
+    (build,) = parse_uv_json({"g": graal})[0]
     assert (build.platform, build.build) == ("macos-aarch64", "25.2.4")
     with pytest.raises(UpstreamError, match="platform is linux-aarch64-gnu"):
-        builds_from_uv_json({"g": {**graal, "os": "linux", "libc": "gnu"}})
+        parse_uv_json({"g": {**graal, "os": "linux", "libc": "gnu"}})[0]

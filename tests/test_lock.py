@@ -94,7 +94,7 @@ def test_newer_lock_version_says_upgrade_pylock() -> None:
         ),
         (
             lambda t: t.replace("size = 123", "size = true"),
-            "python[0].artifacts[1].size: expected an integer, got true",
+            "python[0].artifacts[1].size: expected an integer, got boolean true",
         ),
         (
             lambda t: t.replace('platform = "macos-aarch64"', 'platform = "macos-arm64"'),
@@ -110,7 +110,10 @@ def test_newer_lock_version_says_upgrade_pylock() -> None:
             lambda t: t.replace('config-digest = "sha256:', 'config-digest = "md5:'),
             "config-digest: invalid digest",
         ),
-        (lambda t: t + "[[python]]\nname = 1\n", "python[1].name: expected a string, got number 1"),
+        (
+            lambda t: t + "[[python]]\nname = 1\n",
+            "python[1].name: expected a string, got integer 1",
+        ),
         (lambda t: "lock-version = [", "invalid TOML"),
     ],
 )

@@ -17,11 +17,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from pylock.cli import main
-from pylock.errors import OfflineError, PylockError
+from pylock.errors import MirrorError, OfflineError, PylockError
 from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.mirror import (
     UV_JSON_NAME,
-    MirrorError,
     MirrorReport,
     build_mirror,
     mirror_path,

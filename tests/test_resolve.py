@@ -13,14 +13,20 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from pylock.config import Config, PythonRequest, loads_config
+from pylock.diff import (
+    Change,
+    diff_locks,
+    diff_python,
+    empty_lock,
+    summary_line,
+    summary_lines,
+)
 from pylock.errors import ResolutionError, UsageError
 from pylock.index.model import Build, Index
 from pylock.index.snapshot import load_bundled
-from pylock.lockfile import Artifact, LockedPython, dumps, loads
+from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, loads
 from pylock.platforms import Platform
 from pylock.resolve import (
-    Change,
-    Resolution,
     lock_direct,
     lock_is_fresh,
     resolve,
@@ -51,8 +57,7 @@ def lock_one(index: Index, req: PythonRequest, **kwargs: Any) -> LockedPython:
     kwargs.setdefault("previous", None)
     kwargs.setdefault("upgrade", False)
     kwargs.setdefault("host_platform", HOST)
-    resolution = resolve(config(req), index, **kwargs)
-    entry = resolution.lock.get(req.name)
+    entry = resolve(config(req), index, **kwargs).get(req.name)
     assert entry is not None
     return entry
 
@@ -418,38 +423,49 @@ def _project() -> Config:
     )
 
 
-def _lock(cfg: Config, index: Index, **kwargs: Any) -> Resolution:
+def _lock(cfg: Config, index: Index, **kwargs: Any) -> LockFile:
     kwargs.setdefault("previous", None)
     kwargs.setdefault("upgrade", False)
     return resolve(cfg, index, host_platform=HOST, **kwargs)
 
 
+def _changes(old: LockFile | None, new: LockFile) -> dict[str, Change]:
+    """How each interpreter changed, in the one change model (:mod:`pylock.diff`)."""
+    return {p.name: p.change for p in diff_locks(old or empty_lock(), new).pythons}
+
+
 def test_minimal_change_keeps_entries_that_still_satisfy() -> None:
     old_index, new_index = _two_releases()
     first = _lock(_project(), old_index)
-    assert [c.kind for c in first.changes] == ["added"] * 3
-    again = _lock(_project(), new_index, previous=first.lock)
-    assert again.lock == first.lock
-    assert [c.kind for c in again.changes] == ["unchanged"] * 3
+    assert list(_changes(None, first).values()) == [Change.ADDED] * 3
+    again = _lock(_project(), new_index, previous=first)
+    assert again == first
+    assert list(_changes(first, again).values()) == [Change.UNCHANGED] * 3
 
 
 def test_upgrade_everything_or_one() -> None:
     old_index, new_index = _two_releases()
-    first = _lock(_project(), old_index).lock
+    first = _lock(_project(), old_index)
     everything = _lock(_project(), new_index, previous=first, upgrade=True)
-    versions = {p.name: p.version for p in everything.lock.pythons}
+    versions = {p.name: p.version for p in everything.pythons}
     assert versions == {"app": "3.13.9", "legacy": "3.12.12", "pypy": "3.11.15"}
-    assert [c.kind for c in everything.changes] == ["upgraded"] * 3
-    assert everything.changes[0].describe() == "app: cpython 3.13.8+20251007 -> 3.13.9+20251014"
+    assert list(_changes(first, everything).values()) == [Change.UPGRADED] * 3
+    assert summary_lines(diff_locks(first, everything))[0] == (
+        "app: cpython 3.13.8+20251007 -> 3.13.9+20251014"
+    )
     one = _lock(_project(), new_index, previous=first, upgrade=frozenset({"legacy"}))
-    versions = {p.name: p.version for p in one.lock.pythons}
+    versions = {p.name: p.version for p in one.pythons}
     assert versions == {"app": "3.13.8", "legacy": "3.12.12", "pypy": "3.11.13"}
-    assert [c.kind for c in one.changes] == ["unchanged", "upgraded", "unchanged"]
+    assert _changes(first, one) == {
+        "app": Change.UNCHANGED,
+        "legacy": Change.UPGRADED,
+        "pypy": Change.UNCHANGED,
+    }
 
 
 def test_changed_requests_are_re_resolved() -> None:
     old_index, new_index = _two_releases()
-    first = _lock(_project(), old_index).lock
+    first = _lock(_project(), old_index)
     changed = config(
         request("app", platforms=(LINUX,)),  # platform set changed
         request("legacy", version="3.12.11", build="20251007"),  # still satisfied
@@ -463,28 +479,31 @@ def test_changed_requests_are_re_resolved() -> None:
         request("new", version="3.12"),
     )
     result = _lock(changed, new_index, previous=first)
-    by_name = {c.name: c for c in result.changes}
-    assert by_name["app"].kind == "upgraded"
+    diff = diff_locks(first, result)
+    by_name = {p.name: p for p in diff.pythons}
+    assert by_name["app"].change is Change.UPGRADED
     assert by_name["app"].new is not None and by_name["app"].new.platforms == (LINUX,)
-    assert by_name["legacy"].kind == "unchanged"
-    assert by_name["pypy"].kind == "changed"
-    assert by_name["pypy"].describe() == "pypy: pypy 3.11.13+7.3.20 (now the default)"
-    assert by_name["new"].kind == "added"
+    assert by_name["legacy"].change is Change.UNCHANGED
+    assert by_name["pypy"].change is Change.CHANGED
+    assert "pypy: pypy 3.11.13+7.3.20, now the default" in summary_lines(diff)
+    assert by_name["new"].change is Change.ADDED
     dropped = _lock(config(request("app")), new_index, previous=first)
-    assert {c.name: c.kind for c in dropped.changes} == {
-        "app": "unchanged",
-        "legacy": "removed",
-        "pypy": "removed",
+    assert _changes(first, dropped) == {
+        "app": Change.UNCHANGED,
+        "legacy": Change.REMOVED,
+        "pypy": Change.REMOVED,
     }
-    assert dropped.lock.names == ("app",)
+    assert dropped.names == ("app",)
 
 
 def test_downgrade_when_the_request_narrows() -> None:
     _, index = _two_releases()
-    first = _lock(config(request("app")), index).lock
+    first = _lock(config(request("app")), index)
     narrowed = _lock(config(request("app", version="<3.13.9")), index, previous=first)
-    assert narrowed.changes[0].kind == "downgraded"
-    assert narrowed.changes[0].describe() == "app: cpython 3.13.9+20251014 -> 3.13.8+20251007"
+    assert _changes(first, narrowed) == {"app": Change.DOWNGRADED}
+    assert summary_lines(diff_locks(first, narrowed)) == [
+        "app: cpython 3.13.9+20251014 -> 3.13.8+20251007"
+    ]
     swapped = _lock(
         config(request("app", variant=Variant.DEBUG)),
         index_of(
@@ -494,10 +513,11 @@ def test_downgrade_when_the_request_narrows() -> None:
         ),
         previous=first,
     )
-    assert swapped.changes[0].kind == "changed"
-    assert swapped.changes[0].describe() == (
-        "app: cpython 3.13.9+20251014 -> cpython 3.13.9+20251014 (debug)"
-    )
+    assert _changes(first, swapped) == {"app": Change.CHANGED}
+    assert summary_lines(diff_locks(first, swapped)) == [
+        "app: cpython 3.13.9+20251014, variant default -> debug, "
+        "flavor install_only_stripped -> full"
+    ]
 
 
 def _entry(**fields: Any) -> LockedPython:
@@ -554,7 +574,7 @@ def test_satisfies_direct_entries() -> None:
 def test_lock_is_fresh() -> None:
     _, index = _two_releases()
     cfg = config(request("app", platforms=("host", MAC)), request("legacy", version="3.12"))
-    lock = _lock(cfg, index).lock
+    lock = _lock(cfg, index)
     assert lock_is_fresh(cfg, lock)
     assert lock_is_fresh(cfg, lock, host_platform=HOST)
     # Checked on another machine, "host" no longer means linux.
@@ -672,10 +692,9 @@ def test_real_project_resolves_quickly_and_round_trips() -> None:
     index = load_bundled()
     resolve(cfg, index, previous=None, upgrade=True, host_platform=HOST)  # warm the groups
     started = time.perf_counter()
-    result = resolve(cfg, index, previous=None, upgrade=True, host_platform=HOST)
+    lock = resolve(cfg, index, previous=None, upgrade=True, host_platform=HOST)
     elapsed = time.perf_counter() - started
     assert elapsed < 0.25, elapsed  # a few ms in practice; generous for slow CI
-    lock = result.lock
     assert loads(dumps(lock)) == lock
     flavors = {p.name: p.flavor for p in lock.pythons}
     assert flavors["debug"] is Flavor.FULL
@@ -683,19 +702,12 @@ def test_real_project_resolves_quickly_and_round_trips() -> None:
     assert all(len(p.artifacts) == 6 for p in lock.pythons)
 
 
-def test_change_describe_added_and_removed() -> None:
+def test_change_lines_for_added_removed_unchanged_and_moved() -> None:
     entry = _entry()
-    assert (
-        Change(name="app", old=None, new=entry).describe() == "app: added cpython 3.13.9+20251014"
-    )
-    assert (
-        Change(name="app", old=entry, new=None).describe() == "app: removed cpython 3.13.9+20251014"
-    )
-    assert (
-        Change(name="app", old=entry, new=entry).describe()
-        == "app: cpython 3.13.9+20251014 (unchanged)"
-    )
+    assert summary_line(diff_python(None, entry)) == "app: added cpython 3.13.9+20251014"
+    assert summary_line(diff_python(entry, None)) == "app: removed cpython 3.13.9+20251014"
+    assert summary_line(diff_python(entry, entry)) is None
     moved = attrs.evolve(entry, artifacts=entry.artifacts[:1], flavor=Flavor.FULL)
-    assert Change(name="app", old=entry, new=moved).describe() == (
-        "app: cpython 3.13.9+20251014 (platforms -macos-aarch64, flavor install_only -> full)"
+    assert summary_line(diff_python(entry, moved)) == (
+        "app: cpython 3.13.9+20251014, flavor install_only -> full, platforms -macos-aarch64"
     )

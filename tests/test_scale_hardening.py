@@ -160,7 +160,7 @@ def test_relocking_keeps_every_entry_with_one_lookup_each() -> None:
     previous = big_lock()
     index = Index(source="empty", source_date="2099-01-01")  # nothing needs resolving
     CountingStr.comparisons = 0
-    resolution = resolve(
+    lock = resolve(
         config,
         index,
         previous=previous,
@@ -168,4 +168,4 @@ def test_relocking_keeps_every_entry_with_one_lookup_each() -> None:
         host_platform=Platform.parse(PLATFORM),
     )
     assert CountingStr.comparisons < 10 * N
-    assert resolution.lock.pythons == previous.pythons
+    assert lock.pythons == previous.pythons

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pylock.errors import DownloadError, UsageError
+from pylock.errors import DownloadError, RefusedUrlError, UsageError
 from pylock.urls import (
     PBS_DOWNLOAD_PREFIX,
     PYPY_DOWNLOAD_PREFIX,
-    RefusedUrlError,
     UrlRewrites,
     check_url,
     is_loopback_host,

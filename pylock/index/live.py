@@ -1,4 +1,4 @@
-"""Live upstream look-ups: refreshing the index, direct-URL interpreters, uv downloads JSON.
+"""Live upstream look-ups: refreshing the index and reading uv's downloads JSON.
 
 This is the edge where the index meets the network: it opens one fetcher, reads
 listings through the metadata cache (:mod:`pylock.index.metadata`) and merges what
@@ -19,21 +19,18 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import (
-    ArchiveError,
     OfflineError,
     PylockError,
-    ResolutionError,
     UpstreamError,
 )
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
-    from pylock.config import Config, PythonRequest
+    from pylock.config import Config
     from pylock.index.metadata import Documents
     from pylock.index.model import Build, Index
-    from pylock.lockfile import LockedPython, LockFile
+    from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
-    from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
@@ -235,153 +232,6 @@ async def _fetch_bytes(url: str, fetch_options: FetchOptions) -> bytes:
     if response.status != 200:
         raise UpstreamError(f"{url}: HTTP {response.status}")
     return response.body
-
-
-# -- direct-URL interpreters ----------------------------------------------------------------
-
-
-def make_direct_resolver(
-    *,
-    fetch_options: FetchOptions,
-    cache: Cache,
-    reporter: Reporter,
-    host_platform: Platform | None = None,
-) -> Callable[[PythonRequest], LockedPython]:
-    """The resolver's callback for ``url`` entries without a ``sha256``.
-
-    It downloads the archive once into the cache, records its sha256 and size, and
-    tells the layout and the version from the archive itself (``PYTHON.json`` of a
-    full archive), its file name, or an exact ``version`` in the request.
-    """
-
-    def direct(request: PythonRequest) -> LockedPython:
-        from pylock.net.fetch import download_unknown
-
-        assert request.url is not None
-        sha256, size, path = download_unknown(request.url, cache, fetch_options, reporter)
-        return describe_direct(
-            request, path=path, sha256=sha256, size=size, host_platform=host_platform
-        )
-
-    return direct
-
-
-def describe_direct(
-    request: PythonRequest,
-    *,
-    path: Path,
-    sha256: str,
-    size: int | None,
-    host_platform: Platform | None = None,
-) -> LockedPython:
-    """The lock entry for a direct-URL archive already on disk at ``path``."""
-    from pylock.archive.extract import Layout, detect_layout
-    from pylock.platforms import resolve_platform
-    from pylock.resolve import lock_direct
-    from pylock.versions import ArchiveFormat, Flavor
-
-    assert request.url is not None
-    url = request.url
-    filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    where = f"python.{request.name}.url"
-    try:
-        fmt = ArchiveFormat.from_filename(filename)
-    except ValueError as exc:
-        raise ResolutionError(f"{where}: {exc}") from None
-    try:
-        layout = detect_layout(path, fmt)
-    except ArchiveError as exc:
-        raise ResolutionError(
-            f"{where}: {url} is not an archive pylock can install ({exc})",
-            hint="pylock installs python-build-standalone layouts (python/...) and "
-            "archives with a single top directory (PyPy, GraalPy)",
-        ) from None
-    flavor: Flavor | None
-    if layout is Layout.PBS_FULL:
-        flavor = Flavor.FULL
-    elif layout is Layout.PBS_INSTALL_ONLY:
-        flavor = (
-            Flavor.INSTALL_ONLY_STRIPPED
-            if Flavor.INSTALL_ONLY_STRIPPED.value in filename
-            else Flavor.INSTALL_ONLY
-        )
-    else:
-        flavor = None
-    version = direct_version(request, filename=filename, path=path, fmt=fmt, layout=layout)
-    try:
-        platforms = sorted(
-            {resolve_platform(p, host_platform=host_platform).key for p in request.platforms}
-        )
-    except ValueError as exc:
-        raise ResolutionError(f"python.{request.name}.platforms: {exc}") from None
-    return lock_direct(
-        request, sha256=sha256, size=size, platforms=platforms, version=version, flavor=flavor
-    )
-
-
-def direct_version(
-    request: PythonRequest, *, filename: str, path: Path, fmt: Any, layout: Any
-) -> str:
-    """Which Python version a direct archive holds, checked against the request."""
-    from packaging.version import Version
-
-    from pylock.archive.extract import Layout
-    from pylock.index.names import version_in_filename
-    from pylock.resolve import exact_version
-    from pylock.versions import request_allows
-
-    detected: str | None = None
-    origin = ""
-    if layout is Layout.PBS_FULL:
-        detected = read_python_json(path, fmt).get("python_version")
-        origin = "its PYTHON.json"
-    elif request.implementation is Implementation.CPYTHON:
-        detected = version_in_filename(filename)
-        origin = "its file name"
-    exact = exact_version(request.specifier)
-    where = f"python.{request.name}"
-    if detected is not None and exact is not None and Version(detected) != Version(exact):
-        raise ResolutionError(
-            f"{where}: version = {request.version!r} but {request.url} holds Python "
-            f"{detected} (from {origin})"
-        )
-    version = detected or exact
-    if version is None:
-        raise ResolutionError(
-            f"{where}: cannot tell which Python version {request.url} holds",
-            hint=f'give the exact version in pythons.toml, e.g. version = "3.12.9" '
-            f"under [python.{request.name}]",
-        )
-    spec = request.specifier
-    if spec is not None and not request_allows(spec, Version(version), prereleases=True):
-        raise ResolutionError(
-            f"{where}: {request.url} holds Python {version}, which does not satisfy "
-            f"version = {request.version!r}"
-        )
-    return version
-
-
-def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
-    """``python/PYTHON.json`` of a full PBS archive (its first member, read by streaming)."""
-    from pylock.archive.extract import read_tar_member
-
-    def parse(raw: bytes) -> dict[str, Any]:
-        try:
-            data = json_loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ResolutionError(f"{path.name}: python/PYTHON.json is not JSON: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("python_version"), str):
-            raise ResolutionError(f"{path.name}: python/PYTHON.json has no python_version")
-        return data
-
-    try:
-        # pylock's own tar reader: it ends, with an ArchiveError, on any hostile header.
-        raw = read_tar_member(path, fmt, "python/PYTHON.json")
-    except ArchiveError as exc:
-        raise ResolutionError(f"{path.name}: cannot read the archive: {exc}") from None
-    if raw is not None:
-        return parse(raw)
-    raise ResolutionError(f"{path.name}: a full archive without python/PYTHON.json")
 
 
 # -- snapshot generation ---------------------------------------------------------------------

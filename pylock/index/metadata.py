@@ -284,7 +284,7 @@ class Documents:
         try:
             response = await self.fetcher.get(url, headers=self._request_headers(url, cached))
         except DownloadError as exc:
-            from pylock.urls import RefusedUrlError
+            from pylock.errors import RefusedUrlError
 
             if isinstance(exc, RefusedUrlError):
                 raise
@@ -345,11 +345,6 @@ class Documents:
                 f"or wait: the limit {reset}"
             )
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)
-
-
-def metadata_root(cache_root: Path) -> Path:
-    """Where listings live inside a cache directory."""
-    return cache_root / "metadata"
 
 
 def github_token(environ: Mapping[str, str] | None = None) -> str | None:

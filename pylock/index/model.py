@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from urllib.parse import unquote, urlsplit
 
 import attrs
 from packaging.version import Version
 
+from pylock.urls import filename_from_url
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 
@@ -46,7 +46,7 @@ class Build:
     @property
     def filename(self) -> str:
         """The archive's file name, URL escapes decoded."""
-        return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        return filename_from_url(self.url)
 
 
 # A group of the index: one implementation on one platform.

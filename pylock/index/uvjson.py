@@ -25,6 +25,7 @@ from pylock.index.names import (
 )
 from pylock.lockfile import is_sha256
 from pylock.platforms import Platform
+from pylock.urls import filename_from_url
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
@@ -81,11 +82,6 @@ def parse_uv_json(
     return builds, skipped
 
 
-def builds_from_uv_json(data: Mapping[str, Any], *, source: str = "downloads JSON") -> list[Build]:
-    """The candidate builds a downloads JSON document lists (unknown platforms skipped)."""
-    return parse_uv_json(data, source=source)[0]
-
-
 def newest_tag_date(builds: list[Build]) -> str | None:
     """The date of the newest PBS date tag among ``builds``, as ``YYYY-MM-DD``."""
     dates = [d for d in {tag_date(b.build) for b in builds} if d]
@@ -130,7 +126,7 @@ def _read_entry(e: _Entry) -> Build | None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
         raise e.fail(f"invalid url {url!r}")
-    filename = unquote(parts.path.rsplit("/", 1)[-1])
+    filename = filename_from_url(url)
 
     sha256 = e.optional_text("sha256")
     if sha256 is not None:

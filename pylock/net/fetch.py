@@ -27,11 +27,12 @@ from pylock.errors import (
     HashMismatchError,
     OfflineError,
     PylockError,
+    RefusedUrlError,
     UsageError,
 )
 from pylock.progress import NullReporter, Reporter, Task, human_size
 from pylock.sync.cache import Cache, parse_size, safe_filename, sha256_file
-from pylock.urls import RefusedUrlError, UrlRewrites
+from pylock.urls import UrlRewrites, filename_from_url
 
 if TYPE_CHECKING:
     import ssl
@@ -155,15 +156,6 @@ def jobs_from_env(environ: Mapping[str, str], flag: int | None = None) -> int:
     if value < 1:
         raise UsageError(f"PYLOCK_CONCURRENCY must be a positive integer, not {text!r}")
     return value
-
-
-def filename_from_url(url: str) -> str:
-    """The last path segment of ``url``, URL escapes decoded.
-
-    >>> filename_from_url("https://h/d/20251014/cpython-3.13.9%2B20251014-x.tar.gz")
-    'cpython-3.13.9+20251014-x.tar.gz'
-    """
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 @attrs.frozen(kw_only=True)
@@ -1017,7 +1009,6 @@ __all__ = [
     "download_unknown_async",
     "ensure_archives",
     "ensure_archives_async",
-    "filename_from_url",
     "jobs_from_env",
     "obtain",
     "ssl_context",

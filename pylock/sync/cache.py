@@ -134,8 +134,8 @@ class CorruptEntry:
 
 
 @attrs.frozen(kw_only=True)
-class VerifyReport:
-    """What ``verify`` found."""
+class CacheVerifyReport:
+    """What :meth:`Cache.verify` (``pylock cache verify``) found."""
 
     #: Archives whose content matches.
     ok: tuple[CacheEntry, ...] = ()
@@ -407,7 +407,7 @@ class Cache:
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def verify(self, on_progress: Callable[[int], None] | None = None) -> VerifyReport:
+    def verify(self, on_progress: Callable[[int], None] | None = None) -> CacheVerifyReport:
         """Re-hash every archive and evict those that no longer match (unless held)."""
         ok: list[CacheEntry] = []
         corrupt: list[CorruptEntry] = []
@@ -421,7 +421,7 @@ class Cache:
                 continue
             evicted = self._try_evict(entry.sha256)
             corrupt.append(CorruptEntry(entry=entry, actual=actual, evicted=evicted))
-        return VerifyReport(ok=tuple(ok), corrupt=tuple(corrupt))
+        return CacheVerifyReport(ok=tuple(ok), corrupt=tuple(corrupt))
 
     def prune(
         self,

@@ -82,7 +82,7 @@ class InstallState:
 
 @attrs.frozen(kw_only=True)
 class VerifyReport:
-    """Differences between an install tree and its record."""
+    """What :func:`verify` (``pylock verify``) found: an install tree against its record."""
 
     #: The interpreter's name.
     name: str
