@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.settings import Settings
     from pylock.sync.cache import Cache
 
 
@@ -134,6 +135,7 @@ def load_index(
     fetch_options: Callable[[], FetchOptions],
     cache: Callable[[], Cache],
     reporter: Reporter,
+    settings: Settings | None = None,
 ) -> Index:
     """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
     from pylock.index.snapshot import load_bundled
@@ -154,6 +156,7 @@ def load_index(
             cache=cache(),
             reporter=reporter,
             need=RefreshNeeds.for_config(config),
+            settings=settings,
         )
     return index
 
@@ -169,6 +172,7 @@ def lock_project(
     fetch_options: Callable[[], FetchOptions],
     cache: Callable[[], Cache],
     reporter: Reporter,
+    settings: Settings | None = None,
 ) -> LockOutcome:
     """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
     from pylock.config import load_config
@@ -196,6 +200,7 @@ def lock_project(
         fetch_options=fetch_options,
         cache=cache,
         reporter=reporter,
+        settings=settings,
     )
     direct = None
     if any(p.url and not p.sha256 for p in config.pythons):

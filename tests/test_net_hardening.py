@@ -41,9 +41,9 @@ from pylock.net.fetch import (
     Wanted,
     download_unknown,
     ensure_archives,
-    max_download_size_from_env,
 )
 from pylock.progress import NullReporter, Reporter
+from pylock.settings import Settings
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
@@ -262,11 +262,16 @@ def test_body_longer_than_content_length_is_cut_at_it(tmp_path: Path) -> None:
     assert outcomes
 
 
+def max_download_size_from_env(environ: dict[str, str]) -> int:
+    return Settings.from_environ(environ).max_download_bytes()
+
+
 def test_the_cap_comes_from_the_environment() -> None:
     assert max_download_size_from_env({}) == DEFAULT_MAX_DOWNLOAD_SIZE == 2 * 1024**3
     assert max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "500M"}) == 500 * 1024**2
     assert max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "2G"}) == 2 * 1024**3
-    assert FetchOptions.from_environ({"PYLOCK_MAX_DOWNLOAD_SIZE": "3000"}).max_download_size == 3000
+    settings = Settings.from_environ({"PYLOCK_MAX_DOWNLOAD_SIZE": "3000"})
+    assert FetchOptions.from_settings(settings).max_download_size == 3000
     for bad in ("0", "-1", "lots", "1.5X", "9" * 400 + "Q"):
         with pytest.raises(UsageError) as info:
             max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": bad})

@@ -17,7 +17,6 @@ import asyncio
 import datetime
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -350,10 +349,3 @@ class Documents:
 def metadata_root(cache_root: Path) -> Path:
     """Where listings live inside a cache directory."""
     return cache_root / "metadata"
-
-
-def github_token(environ: Mapping[str, str] | None = None) -> str | None:
-    """``GITHUB_TOKEN`` from the environment, if set and not blank."""
-    env = os.environ if environ is None else environ
-    token = env.get("GITHUB_TOKEN", "").strip()
-    return token or None
