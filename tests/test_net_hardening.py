@@ -864,7 +864,8 @@ def test_https_mirror_with_a_private_ca_needs_ssl_cert_file(
     assert not (project.into / "app").exists()
     assert server.hits(build.path) == 0  # the handshake failed: no request was sent
 
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    # The environment pylock is run with (settings.py reads it), not this process's.
+    project.environ["SSL_CERT_FILE"] = str(ca)
     accepted = project.sync()
     assert accepted.code == 0, accepted.err
     assert "(1 installed, 1 downloaded)" in accepted.err

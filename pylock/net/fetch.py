@@ -83,6 +83,9 @@ class FetchOptions:
     timeouts: Timeouts = Timeouts()
     #: Byte cap for a download whose size nothing states (``PYLOCK_MAX_DOWNLOAD_SIZE``).
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
+    #: TLS trust (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) and the netrc file (``NETRC``);
+    #: ``None``: this process's environment.
+    settings: Settings | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def from_settings(
@@ -110,6 +113,7 @@ class FetchOptions:
             offline=offline or settings.offline,
             jobs=settings.jobs(jobs),
             max_download_size=settings.max_download_bytes(),
+            settings=settings,
         )
 
 
@@ -247,7 +251,7 @@ class Fetcher:
         self.options = options
         self.reporter = reporter if reporter is not None else NullReporter()
         # TLS trust and the netrc file; a caller that passes none gets this process's.
-        self._settings = settings if settings is not None else Settings.current()
+        self._settings = settings or options.settings or Settings.current()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
