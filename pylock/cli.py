@@ -541,35 +541,25 @@ def _cmd_sync(ctx: Context) -> int:
 
 
 def _cmd_fetch(ctx: Context) -> int:
-    # Fills the cache so that a later `sync --offline` (or an air-gapped build) has
-    # everything; hits are re-hashed because a bad archive found later is costlier.
-    from pylock.net.fetch import Wanted, ensure_archives
     from pylock.progress import human_size
+    from pylock.sync.execute import fill_cache
 
     args = ctx.args
     lock = ctx.read_lock()
     _warn_if_config_changed(ctx, lock)
     key = None if args.all_platforms else ctx.platform(args.platform).key
-    wanted: list[Wanted] = []
-    for python in lock.pythons:
-        if key is None:
-            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
-            continue
-        artifact = python.artifact_for(key)
-        if artifact is None:
-            ctx.reporter.warn(f"{python.name} is not locked for {key}; skipped")
-        else:
-            wanted.append(Wanted.from_artifact(artifact))
     cache = ctx.cache()
-    fetched: set[str] = set()
-    paths = ensure_archives(
-        wanted, cache, ctx.fetch_options(), ctx.reporter, verify_hits=True, tally=fetched
+    outcome = fill_cache(
+        lock,
+        platform_key=key,
+        cache=cache,
+        options=ctx.fetch_options(),
+        reporter=ctx.reporter,
     )
-    downloaded = [sha for sha in paths if sha in fetched]
-    size = sum(paths[sha].stat().st_size for sha in downloaded)
+    total, downloaded = len(outcome.paths), len(outcome.downloaded)
     ctx.reporter.event(
-        f"{len(paths)} archive(s) in {_display(cache.root)}: {len(downloaded)} downloaded"
-        f" ({human_size(size)}), {len(paths) - len(downloaded)} already cached"
+        f"{total} archive(s) in {_display(cache.root)}: {downloaded} downloaded"
+        f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded} already cached"
     )
     return 0
 

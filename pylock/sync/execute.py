@@ -457,3 +457,48 @@ def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) ->
         write_state(dest=str(request.dest_root), project=str(request.lock_path.parent), names=names)
     except OSError as exc:
         reporter.detail(f"could not record sync state: {exc}")
+
+
+@attrs.frozen(kw_only=True)
+class FillOutcome:
+    """What ``fill_cache`` did."""
+
+    #: Every wanted archive, by sha256, at its place in the cache.
+    paths: dict[str, Path]
+    #: The sha256 of the archives downloaded now (the others were cached).
+    downloaded: tuple[str, ...]
+
+    @property
+    def downloaded_bytes(self) -> int:
+        """How many bytes were downloaded."""
+        return sum(self.paths[sha].stat().st_size for sha in self.downloaded)
+
+
+def fill_cache(
+    lock: LockFile,
+    *,
+    platform_key: str | None,
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+) -> FillOutcome:
+    """``pylock fetch``: put the lock's archives for ``platform_key`` (``None``: all) in the cache.
+
+    Fills the cache so that a later ``sync --offline`` (or an air-gapped build) has
+    everything; hits are re-hashed because a bad archive found later is costlier.
+    """
+    from pylock.net.fetch import Wanted, ensure_archives
+
+    wanted: list[Wanted] = []
+    for python in lock.pythons:
+        if platform_key is None:
+            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
+            continue
+        artifact = python.artifact_for(platform_key)
+        if artifact is None:
+            reporter.warn(f"{python.name} is not locked for {platform_key}; skipped")
+        else:
+            wanted.append(Wanted.from_artifact(artifact))
+    fetched: set[str] = set()
+    paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
+    return FillOutcome(paths=paths, downloaded=tuple(sha for sha in paths if sha in fetched))
