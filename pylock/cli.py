@@ -1,8 +1,12 @@
 """The command line: argparse, output, colour and exit codes, in one place.
 
-This is the only module that prints or exits. Known errors (:class:`PylockError`)
-become one ``pylock: error: ...`` line per problem, plus a hint, and exit status 1;
-usage errors exit 2. Anything else is a bug and keeps its traceback.
+Each command handler turns its arguments into one use-case call (``project``,
+``sync.execute.run_sync``, ``sync.plan``, ``mirror``...) and prints the result. This is
+the only module that prints or exits (``entry.py`` prints the no-op fast path's line).
+The environment is read once, into :class:`pylock.settings.Settings`.
+
+Known errors (:class:`PylockError`) become one ``pylock: error: ...`` line per problem,
+plus a hint, and exit status 1; usage errors exit 2. Anything else is a bug and keeps its traceback.
 
 Heavy modules are imported inside the handlers that need them, so ``pylock --help``
 and a no-op ``pylock sync`` stay fast.

@@ -176,7 +176,8 @@ class Settings:
         values["netrc"] = environ.get("NETRC")
         values["offline"] = flag(environ.get("PYLOCK_OFFLINE"))
         values["no_color"] = bool(environ.get("NO_COLOR"))
-        values["home"] = environ.get("HOME") or environ.get("USERPROFILE") or None
+        # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
+        values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
         return cls(**values)
 
     @classmethod
