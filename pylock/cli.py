@@ -438,20 +438,14 @@ def _cmd_init(ctx: Context) -> int:
 
 
 def _cmd_lock(ctx: Context) -> int:
-    from pylock.errors import StaleLockError
-    from pylock.fsutil import atomic_write_text
-    from pylock.project import check_lock, lock_project
+    from pylock.project import update_lock
 
     args = ctx.args
-    if args.check and not (args.upgrade or args.upgrade_python or args.refresh):
-        reason = check_lock(ctx.config_path, ctx.lock_path)
-        if reason is not None:
-            raise StaleLockError(reason, hint="run `pylock lock` and commit pythons.lock")
-        ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
-        return 0
-    outcome = lock_project(
+    update = update_lock(
         ctx.config_path,
         ctx.lock_path,
+        check=args.check,
+        dry_run=args.dry_run,
         upgrade=args.upgrade,
         upgrade_names=args.upgrade_python,
         refresh=args.refresh,
@@ -461,35 +455,19 @@ def _cmd_lock(ctx: Context) -> int:
         reporter=ctx.reporter,
         settings=ctx.settings,
     )
-    if outcome.recovered:
-        ctx.reporter.warn(outcome.recovered)
-    try:
-        before = ctx.lock_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        before = None
-    from pylock.diff import diff_locks, empty_lock, summary_lines
-
-    lines = summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock))
     if args.check:
-        if before != outcome.text:
-            raise StaleLockError(
-                f"{LOCK_FILENAME} is out of date" + (f": {'; '.join(lines)}" if lines else ""),
-                hint="run `pylock lock` with the same options and commit pythons.lock",
-            )
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
         return 0
-    for line in lines:
+    for line in update.lines:
         ctx.out(line)
-    if before == outcome.text:
+    if not update.changed:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date; nothing changed")
-        return 0
-    if args.dry_run:
+    elif not update.written:
         ctx.reporter.event(f"dry run: {LOCK_FILENAME} not written")
-        return 0
-    if not lines:
-        ctx.reporter.event(f"rewrote {LOCK_FILENAME} (no interpreter changed)")
-    atomic_write_text(ctx.lock_path, outcome.text)
-    ctx.reporter.detail(f"wrote {ctx.lock_path}")
+    else:
+        if not update.lines:
+            ctx.reporter.event(f"rewrote {LOCK_FILENAME} (no interpreter changed)")
+        ctx.reporter.detail(f"wrote {ctx.lock_path}")
     return 0
 
 
