@@ -1,9 +1,13 @@
 """The command line: argparse, output, colour and exit codes, in one place.
 
-This is the only module that prints or exits, apart from the no-op sync fast path
-(:mod:`pylock.fastpath`), which writes its one summary line itself. Known errors
-(:class:`PylockError`) become one ``pylock: error: ...`` line per problem, plus a hint,
-and exit status 1; usage errors exit 2. Anything else is a bug and keeps its traceback.
+Each command handler turns its arguments into one use-case call (``project``,
+``sync.execute.run_sync``, ``sync.plan``, ``mirror``...) and prints the result. This is
+the only module that prints or exits (``entry.py`` prints the no-op fast path's line).
+The environment is read once, into :class:`pylock.settings.Settings`.
+
+Known errors (:class:`PylockError`) become one ``pylock: error: ...`` line per problem,
+plus a hint, and exit status 1; usage errors exit 2. Anything else is a bug and keeps its
+traceback.
 
 Heavy modules are imported inside the handlers that need them, so ``pylock --help``
 and a no-op ``pylock sync`` stay fast.
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.settings import Settings
     from pylock.sync.cache import Cache
 
 INSTALL_DIRNAME = ".pythons"
@@ -35,11 +40,11 @@ INSTALL_DIRNAME = ".pythons"
 class Context:
     """What every command needs: the project, the environment and the output."""
 
-    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
         self.args = args
-        self.environ = environ
+        self.settings = settings
         self.project = Path(args.project).absolute() if args.project else Path.cwd()
-        self.color = _want_color(args.color, environ)
+        self.color = _want_color(args.color, settings.no_color)
         self._reporter: Reporter | None = None
 
     @property
@@ -87,7 +92,7 @@ class Context:
 
     def install_dir(self, into: str | None = None) -> Path:
         """``--into``, else ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock."""
-        chosen = into or self.environ.get("PYLOCK_INSTALL_DIR")
+        chosen = into or self.settings.install_dir
         if chosen:
             return Path(chosen).expanduser().absolute()
         return self.project / INSTALL_DIRNAME
@@ -105,51 +110,25 @@ class Context:
         """The archive cache (``PYLOCK_CACHE_DIR`` or the user cache dir)."""
         from pylock.sync.cache import Cache
 
-        return Cache.from_env(self.environ)
+        return Cache.from_settings(self.settings)
 
     @property
     def offline(self) -> bool:
         """``--offline`` or ``PYLOCK_OFFLINE=1``."""
-        if getattr(self.args, "offline", False):
-            return True
-        return self.environ.get("PYLOCK_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-    def jobs(self) -> int:
-        """``--jobs``, else ``PYLOCK_CONCURRENCY``, else 4."""
-        value = getattr(self.args, "jobs", None)
-        if value is None:
-            raw = self.environ.get("PYLOCK_CONCURRENCY", "").strip()
-            if not raw:
-                return 4
-            try:
-                value = int(raw)
-            except ValueError:
-                raise UsageError(
-                    f"PYLOCK_CONCURRENCY must be a whole number, got {raw!r}"
-                ) from None
-        if value < 1:
-            raise UsageError(f"the number of jobs must be at least 1, got {value}")
-        return int(value)
+        return bool(getattr(self.args, "offline", False)) or self.settings.offline
 
     def fetch_options(self) -> FetchOptions:
         """Download settings from the command line and the environment."""
         from pylock.net.fetch import FetchOptions
-        from pylock.urls import UrlRewrites
 
         args = self.args
-        rewrites = UrlRewrites.from_sources(
-            self.environ.get("PYLOCK_URL_REWRITES"),
-            getattr(args, "rewrite", None) or (),
-            getattr(args, "mirror", None) or self.environ.get("PYLOCK_MIRROR") or None,
-            getattr(args, "pypy_mirror", None) or self.environ.get("PYLOCK_PYPY_MIRROR") or None,
-        )
-        from pylock.net.fetch import max_download_size_from_env
-
-        return FetchOptions(
-            rewrites=rewrites,
+        return FetchOptions.from_settings(
+            self.settings,
+            pairs=getattr(args, "rewrite", None) or (),
+            mirror=getattr(args, "mirror", None),
+            pypy_mirror=getattr(args, "pypy_mirror", None),
             offline=self.offline,
-            jobs=self.jobs(),
-            max_download_size=max_download_size_from_env(self.environ),
+            jobs=getattr(args, "jobs", None),
         )
 
     def out(self, text: str = "") -> None:
@@ -161,16 +140,15 @@ class Context:
 
 def _display(path: Path) -> str:
     """A path as the user would like to read it: relative to cwd when inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    from pylock.fsutil import display_path
+
+    return display_path(path)
 
 
-def _want_color(choice: str, environ: Mapping[str, str]) -> bool:
+def _want_color(choice: str, no_color: bool) -> bool:
     if choice == "always":
         return True
-    if choice == "never" or environ.get("NO_COLOR"):
+    if choice == "never" or no_color:
         return False
     return sys.stderr.isatty()
 
@@ -460,20 +438,14 @@ def _cmd_init(ctx: Context) -> int:
 
 
 def _cmd_lock(ctx: Context) -> int:
-    from pylock.errors import StaleLockError
-    from pylock.fsutil import atomic_write_text
-    from pylock.project import check_lock, lock_project
+    from pylock.project import update_lock
 
     args = ctx.args
-    if args.check and not (args.upgrade or args.upgrade_python or args.refresh):
-        reason = check_lock(ctx.config_path, ctx.lock_path)
-        if reason is not None:
-            raise StaleLockError(reason, hint="run `pylock lock` and commit pythons.lock")
-        ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
-        return 0
-    outcome = lock_project(
+    update = update_lock(
         ctx.config_path,
         ctx.lock_path,
+        check=args.check,
+        dry_run=args.dry_run,
         upgrade=args.upgrade,
         upgrade_names=args.upgrade_python,
         refresh=args.refresh,
@@ -481,199 +453,95 @@ def _cmd_lock(ctx: Context) -> int:
         fetch_options=ctx.fetch_options,
         cache=ctx.cache,
         reporter=ctx.reporter,
+        settings=ctx.settings,
     )
-    if outcome.recovered:
-        ctx.reporter.warn(outcome.recovered)
-    try:
-        before = ctx.lock_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        before = None
-    from pylock.diff import diff_locks, empty_lock, summary_lines
-
-    lines = summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock))
     if args.check:
-        if before != outcome.text:
-            raise StaleLockError(
-                f"{LOCK_FILENAME} is out of date" + (f": {'; '.join(lines)}" if lines else ""),
-                hint="run `pylock lock` with the same options and commit pythons.lock",
-            )
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
         return 0
-    for line in lines:
+    for line in update.lines:
         ctx.out(line)
-    if before == outcome.text:
+    if not update.changed:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date; nothing changed")
-        return 0
-    if args.dry_run:
+    elif not update.written:
         ctx.reporter.event(f"dry run: {LOCK_FILENAME} not written")
-        return 0
-    if not lines:
-        ctx.reporter.event(f"rewrote {LOCK_FILENAME} (no interpreter changed)")
-    atomic_write_text(ctx.lock_path, outcome.text)
-    ctx.reporter.detail(f"wrote {ctx.lock_path}")
+    else:
+        if not update.lines:
+            ctx.reporter.event(f"rewrote {LOCK_FILENAME} (no interpreter changed)")
+        ctx.reporter.detail(f"wrote {ctx.lock_path}")
     return 0
 
 
 def _warn_if_config_changed(ctx: Context, lock: LockFile) -> None:
-    if not ctx.config_path.is_file():
-        return
-    from pylock.config import digest_of_file
+    from pylock.sync.plan import warn_if_config_changed
 
-    digest = digest_of_file(ctx.config_path)
-    if digest != lock.config_digest:
-        ctx.reporter.warn(
-            f"{CONFIG_FILENAME} changed since {LOCK_FILENAME} was written; installing what "
-            "the lock says (run `pylock lock` to update it)"
-        )
+    warn_if_config_changed(ctx.config_path, ctx.lock_path, lock, ctx.reporter)
 
 
 def _cmd_sync(ctx: Context) -> int:
-    from pylock.sync.execute import execute_sync, plan_sync
+    from pylock.sync.execute import SyncRequest, run_sync
 
     args = ctx.args
-    lock = ctx.read_lock()
-    _warn_if_config_changed(ctx, lock)
-    platform = ctx.platform(args.platform)
+    bin_dir = args.bin_dir or ctx.settings.bin_dir
     dest = ctx.install_dir(args.into)
-    from pylock.sync.install import clean_leftovers
-
-    # Before planning: an interrupted upgrade's old tree may need putting back first.
-    clean_leftovers(dest, ctx.reporter)
-    plan = plan_sync(
-        lock,
+    request = SyncRequest(
+        lock=ctx.read_lock(),
+        lock_path=ctx.lock_path,
+        config_path=ctx.config_path,
         dest_root=dest,
-        platform=platform,
-        only=args.only,
+        platform=ctx.platform(args.platform),
+        only=tuple(args.only or ()),
         reinstall=args.reinstall,
         prune=not args.no_prune,
+        fixups=not args.no_fixups,
+        bin_dir=Path(bin_dir) if bin_dir else None,
+        remember=not args.only and not args.platform,
     )
-    for name in plan.unavailable:
-        ctx.reporter.warn(f"{name} is not locked for {platform.key}; skipped")
-    bin_dir = args.bin_dir or ctx.environ.get("PYLOCK_BIN_DIR")
-    if bin_dir:
-        from pylock.sync.bindir import link_owners
-
-        # A name two interpreters would share is an error before anything is installed.
-        link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
-    if plan.is_noop:
-        if bin_dir:
-            _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
-        _remember_sync(ctx, plan.current, complete=not args.only and not args.platform)
+    outcome = run_sync(request, cache=ctx.cache, options=ctx.fetch_options, reporter=ctx.reporter)
+    result = outcome.result
+    if outcome.noop:
+        count = len(outcome.current)
         ctx.reporter.event(
-            f"{len(plan.current)} interpreter{'s' if len(plan.current) != 1 else ''} "
-            f"up to date in {_display(dest)}"
+            f"{count} interpreter{'s' if count != 1 else ''} up to date in {_display(dest)}"
         )
         return 0
-    fixup = None
-    if not args.no_fixups:
-        from pylock.sync.fixups import fixup_for
-
-        fixup = fixup_for(platform)
-    from pylock.fastpath import forget_state
-
-    forget_state(str(dest))
-    result = execute_sync(
-        plan,
-        dest_root=dest,
-        platform=platform,
-        cache=ctx.cache(),
-        options=ctx.fetch_options(),
-        reporter=ctx.reporter,
-        jobs=ctx.jobs(),
-        fixup=fixup,
-        reinstall=args.reinstall,
-    )
-    for name in result.installed:
-        python = lock.get(name)
-        label = python.label if python else name
-        ctx.reporter.event(f"installed {name}: {label}")
-    for name in result.removed:
-        ctx.reporter.event(f"removed {name} (no longer in {LOCK_FILENAME})")
-    if bin_dir:
-        _link_bin_dir(ctx, lock, dest, platform, Path(bin_dir))
     if result.failed:
         # Every failure is reported, each under its interpreter's name; what could be
         # installed was installed.
         for name, error in result.failed:
             report_error(_prefixed(name, error), color=ctx.color)
-        total = len(result.failed) + len(result.installed) + len(result.current)
+        total = len(result.failed) + len(outcome.current)
         raise PylockError(
             f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
             + ", ".join(name for name, _ in result.failed)
-            + f" ({len(result.installed) + len(result.current)} installed or up to date)"
+            + f" ({len(outcome.current)} installed or up to date)"
         )
-    _remember_sync(
-        ctx, result.installed + result.current, complete=not args.only and not args.platform
-    )
     ctx.reporter.event(
-        f"synced {len(result.installed) + len(result.current)} interpreter(s) into "
+        f"synced {len(outcome.current)} interpreter(s) into "
         f"{_display(dest)} ({len(result.installed)} installed, {result.downloaded} downloaded)"
     )
     return 0
 
 
-def _remember_sync(ctx: Context, names: Sequence[str], *, complete: bool) -> None:
-    """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
-    if not complete:
-        return
-    from pylock.fastpath import write_state
-
-    try:
-        write_state(dest=str(ctx.install_dir(ctx.args.into)), project=str(ctx.project), names=names)
-    except OSError as exc:
-        ctx.reporter.detail(f"could not record sync state: {exc}")
-
-
-def _link_bin_dir(
-    ctx: Context, lock: LockFile, dest: Path, platform: Platform, bin_dir: Path
-) -> None:
-    from pylock.sync.bindir import plan_links, sync_links
-    from pylock.sync.install import installed_state, is_current
-
-    installed = []
-    for python in lock.pythons:
-        artifact = python.artifact_for(platform.key)
-        state = installed_state(dest, python.name)
-        if artifact is not None and state is not None and is_current(state, artifact):
-            installed.append(python.name)
-    wanted = plan_links(lock, dest_root=dest, platform=platform, installed=installed)
-    result = sync_links(bin_dir.absolute(), wanted, windows=platform.is_windows)
-    for name in result.created:
-        ctx.reporter.detail(f"linked {bin_dir / name}")
-    for name in result.removed:
-        ctx.reporter.event(f"removed link {bin_dir / name}")
-
-
 def _cmd_fetch(ctx: Context) -> int:
-    # Fills the cache so that a later `sync --offline` (or an air-gapped build) has
-    # everything; hits are re-hashed because a bad archive found later is costlier.
-    from pylock.net.fetch import Wanted, ensure_archives
     from pylock.progress import human_size
+    from pylock.sync.execute import fill_cache
 
     args = ctx.args
     lock = ctx.read_lock()
     _warn_if_config_changed(ctx, lock)
     key = None if args.all_platforms else ctx.platform(args.platform).key
-    wanted: list[Wanted] = []
-    for python in lock.pythons:
-        if key is None:
-            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
-            continue
-        artifact = python.artifact_for(key)
-        if artifact is None:
-            ctx.reporter.warn(f"{python.name} is not locked for {key}; skipped")
-        else:
-            wanted.append(Wanted.from_artifact(artifact))
     cache = ctx.cache()
-    fetched: set[str] = set()
-    paths = ensure_archives(
-        wanted, cache, ctx.fetch_options(), ctx.reporter, verify_hits=True, tally=fetched
+    outcome = fill_cache(
+        lock,
+        platform_key=key,
+        cache=cache,
+        options=ctx.fetch_options(),
+        reporter=ctx.reporter,
     )
-    downloaded = [sha for sha in paths if sha in fetched]
-    size = sum(paths[sha].stat().st_size for sha in downloaded)
+    total, downloaded = len(outcome.paths), len(outcome.downloaded)
     ctx.reporter.event(
-        f"{len(paths)} archive(s) in {_display(cache.root)}: {len(downloaded)} downloaded"
-        f" ({human_size(size)}), {len(paths) - len(downloaded)} already cached"
+        f"{total} archive(s) in {_display(cache.root)}: {downloaded} downloaded"
+        f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded} already cached"
     )
     return 0
 
@@ -718,36 +586,25 @@ def _cmd_diff(ctx: Context) -> int:
 def _cmd_list(ctx: Context) -> int:
     import json
 
-    from pylock.sync.install import installed_state, is_current
+    from pylock.sync.plan import install_status
 
     lock = ctx.read_lock()
     platform = ctx.platform()
     dest = ctx.install_dir(ctx.args.into)
     cache = ctx.cache()
-    rows: list[dict[str, Any]] = []
-    for python in lock.pythons:
-        artifact = python.artifact_for(platform.key)
-        state = installed_state(dest, python.name)
-        if artifact is None:
-            status = "not locked for this platform"
-        elif state is None:
-            status = "not installed"
-        elif is_current(state, artifact):
-            status = "installed"
-        else:
-            status = "out of date (run `pylock sync`)"
-        cached = (
-            artifact is not None and cache.lookup(artifact.sha256, artifact.filename) is not None
-        )
-        rows.append(
-            {
-                **python.summary(),
-                "platforms": list(python.platforms),
-                "status": status,
-                "cached": cached,
-                "path": str(dest / python.name) if state is not None else None,
-            }
-        )
+    statuses = install_status(
+        lock, dest, platform, lambda a: cache.lookup(a.sha256, a.filename) is not None
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            **s.python.summary(),
+            "platforms": list(s.python.platforms),
+            "status": s.status,
+            "cached": s.cached,
+            "path": str(s.path) if s.path is not None else None,
+        }
+        for s in statuses
+    ]
     if ctx.args.format == "json":
         ctx.out(
             json.dumps(
@@ -767,42 +624,23 @@ def _cmd_list(ctx: Context) -> int:
 
 
 def _cmd_which(ctx: Context) -> int:
-    from pylock.sync.install import executable, installed_state, is_current, python_from_state
+    from pylock.sync.plan import locate
 
     args = ctx.args
     dest = ctx.install_dir(args.into)
-    state = installed_state(dest, args.name)
-    if ctx.lock_path.exists():
-        lock = ctx.read_lock()
-        python = lock.get(args.name)
-        if python is None:
-            raise UsageError(
-                f"no interpreter named {args.name!r} in {LOCK_FILENAME} "
-                f"(locked: {', '.join(lock.names) or 'nothing'})"
-            )
-    elif state is not None:
+    found = locate(
+        args.name,
         # No lock here (e.g. a slim image holding only the install dir): the record knows.
-        python = python_from_state(state)
-    else:
-        raise PylockError(
-            f"no lock file at {ctx.lock_path} and no {args.name!r} installed in {_display(dest)}",
-            hint="run it in the project, or pass --into DIR",
+        lock=ctx.read_lock() if ctx.lock_path.exists() else None,
+        lock_path=ctx.lock_path,
+        dest_root=dest,
+        platform=ctx.platform(),
+    )
+    if found.out_of_date:
+        ctx.reporter.warn(
+            f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
         )
-    if state is None:
-        raise PylockError(
-            f"{python.name} is not installed in {_display(dest)}", hint="run `pylock sync` first"
-        )
-    platform = ctx.platform()
-    artifact = python.artifact_for(platform.key)
-    if artifact is not None and not is_current(state, artifact):
-        ctx.reporter.warn(f"{python.name} in {_display(dest)} is out of date; run `pylock sync`")
-    exe = executable(dest, python, platform)
-    if not exe.exists():
-        raise PylockError(
-            f"{python.name} has no executable at {exe}",
-            hint="run `pylock verify` to check the install, `pylock sync --reinstall` to repair it",
-        )
-    ctx.out(str(exe))
+    ctx.out(str(found.executable))
     return 0
 
 
@@ -827,7 +665,7 @@ def _cmd_outdated(ctx: Context) -> int:
                 cache=ctx.cache(),
                 reporter=ctx.reporter,
                 need=need,
-                environ=ctx.environ,
+                settings=ctx.settings,
             )
         except OfflineError as exc:
             if not ctx.offline:
@@ -994,23 +832,17 @@ def _cmd_mirror(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
-    from pylock.sync.install import executable, installed_state
+    from pylock.sync.plan import locate
 
     args = ctx.args
-    lock = ctx.read_lock()
-    python = lock.get(args.name)
-    if python is None:
-        raise UsageError(
-            f"no interpreter named {args.name!r} in {LOCK_FILENAME} "
-            f"(locked: {', '.join(lock.names) or 'nothing'})"
-        )
-    dest = ctx.install_dir(args.into)
-    if installed_state(dest, python.name) is None:
-        raise PylockError(
-            f"{python.name} is not installed in {_display(dest)}",
-            hint="run `pylock sync` first",
-        )
-    exe = executable(dest, python, ctx.platform())
+    exe = locate(
+        args.name,
+        lock=ctx.read_lock(),
+        lock_path=ctx.lock_path,
+        dest_root=ctx.install_dir(args.into),
+        platform=ctx.platform(),
+        check_executable=False,
+    ).executable
     run_args = list(args.run_args)
     if run_args[:1] == ["--"]:
         run_args = run_args[1:]
@@ -1067,7 +899,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    ctx = Context(args, os.environ if environ is None else environ)
+    from pylock.settings import Settings
+
+    ctx = Context(args, Settings.from_environ(os.environ if environ is None else environ))
     try:
         return int(args.handler(ctx))
     except UsageError as exc:

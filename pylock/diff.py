@@ -617,11 +617,9 @@ def _git(project: Path, *args: str) -> tuple[int, bytes, str]:
 
 
 def _git_env() -> dict[str, str]:
-    import os
+    from pylock.settings import child_environ
 
-    env = dict(os.environ)
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C")
-    return env
+    return child_environ(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C")
 
 
 def read_lock_at_ref(project: Path, ref: str, filename: str = LOCK_FILENAME) -> LockFile | None:

@@ -23,10 +23,14 @@ import hashlib
 import os
 import sys
 
+from pylock.settings import host_windows_arch
+
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
+
+    from pylock.settings import Settings
 
 STATE_FILE = ".pylock-state"
 STATE_VERSION = 1
@@ -43,12 +47,8 @@ _SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet"}
 
 def host_fingerprint() -> str:
     """A cheap identity of the machine and interpreter word size (no ``platform`` import)."""
-    if hasattr(os, "uname"):
-        machine = os.uname().machine
-    else:  # Windows
-        machine = os.environ.get("PROCESSOR_ARCHITEW6432") or os.environ.get(
-            "PROCESSOR_ARCHITECTURE", ""
-        )
+    # os.uname is missing on Windows, which names the machine in the environment.
+    machine = os.uname().machine if hasattr(os, "uname") else host_windows_arch()
     return f"{sys.platform}/{machine}/{64 if sys.maxsize > 2**32 else 32}"
 
 
@@ -98,13 +98,17 @@ def _parse(argv: Sequence[str]) -> dict[str, str | bool] | None:
     return options if seen_sync else None
 
 
-def try_noop_sync(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
-    """Return 0 if ``argv`` is a sync with provably nothing to do; else ``None``."""
+def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
+    """If ``argv`` is a sync with provably nothing to do, the line to tell the user.
+
+    ``None`` means "not provably a no-op": run the full sync. The line is empty under
+    ``--quiet``. This module prints nothing; its caller does.
+    """
     options = _parse(argv)
-    if options is None or environ.get("PYLOCK_BIN_DIR"):
+    if options is None or settings.bin_dir:
         return None
     project = str(options.get("--project") or os.getcwd())
-    into = options.get("--into") or environ.get("PYLOCK_INSTALL_DIR")
+    into = options.get("--into") or settings.install_dir
     dest = (
         os.path.abspath(os.path.expanduser(str(into)))
         if into
@@ -135,11 +139,11 @@ def try_noop_sync(argv: Sequence[str], environ: Mapping[str, str]) -> int | None
             and os.path.exists(os.path.join(dest, entry, RECORD))
         ):
             return None
-    if not options.get("-q") and not options.get("--quiet"):
-        count = len(records)
-        shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest
-        sys.stderr.write(f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}\n")
-    return 0
+    if options.get("-q") or options.get("--quiet"):
+        return ""
+    count = len(records)
+    shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest
+    return f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
 
 
 def read_state(dest: str) -> dict[str, object] | None:

@@ -62,3 +62,11 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onexc=_retry_writable)
         else:
             shutil.rmtree(path, onerror=_retry_writable)
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would like to read it: relative to cwd when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

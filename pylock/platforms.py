@@ -13,12 +13,13 @@ running machine.
 from __future__ import annotations
 
 import difflib
-import os
 import platform as _platform
 import sys
 from pathlib import Path
 
 import attrs
+
+from pylock.settings import host_windows_arch
 
 #: The special platform name meaning "the machine running pylock".
 HOST = "host"
@@ -338,9 +339,7 @@ def host() -> Platform:
         key = f"macos-{arch}"
     elif system in ("win32", "cygwin"):
         # A 32-bit Python on 64-bit Windows still reports AMD64; trust the pointer size.
-        env_arch = os.environ.get("PROCESSOR_ARCHITEW6432") or os.environ.get(
-            "PROCESSOR_ARCHITECTURE", machine
-        )
+        env_arch = host_windows_arch(machine)
         arch = _MACHINE_ALIASES.get(env_arch.lower(), arch)
         key = f"windows-{arch}"
     else:

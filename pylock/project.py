@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pylock.net.fetch import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.settings import Settings
     from pylock.sync.cache import Cache
 
 
@@ -134,6 +135,7 @@ def load_index(
     fetch_options: Callable[[], FetchOptions],
     cache: Callable[[], Cache],
     reporter: Reporter,
+    settings: Settings | None = None,
 ) -> Index:
     """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
     from pylock.index.snapshot import load_bundled
@@ -154,6 +156,7 @@ def load_index(
             cache=cache(),
             reporter=reporter,
             need=RefreshNeeds.for_config(config),
+            settings=settings,
         )
     return index
 
@@ -169,6 +172,7 @@ def lock_project(
     fetch_options: Callable[[], FetchOptions],
     cache: Callable[[], Cache],
     reporter: Reporter,
+    settings: Settings | None = None,
 ) -> LockOutcome:
     """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
     from pylock.config import load_config
@@ -196,6 +200,7 @@ def lock_project(
         fetch_options=fetch_options,
         cache=cache,
         reporter=reporter,
+        settings=settings,
     )
     direct = None
     if any(p.url and not p.sha256 for p in config.pythons):
@@ -232,3 +237,77 @@ def check_lock(config_path: Path, lock_path: Path) -> str | None:
     if not lock_is_fresh(config, previous):
         return f"{lock_path.name} is out of date with {config_path.name}"
     return None
+
+
+@attrs.frozen(kw_only=True)
+class LockUpdate:
+    """What ``pylock lock`` did to ``pythons.lock``."""
+
+    #: The interpreter changes, one line each (empty for ``--check``'s fast path).
+    lines: tuple[str, ...] = ()
+    #: The new text differs from the file.
+    changed: bool = False
+    #: The file was rewritten.
+    written: bool = False
+
+
+def update_lock(
+    config_path: Path,
+    lock_path: Path,
+    *,
+    check: bool = False,
+    dry_run: bool = False,
+    upgrade: bool = False,
+    upgrade_names: Sequence[str] = (),
+    refresh: bool = False,
+    downloads_json: str | None = None,
+    fetch_options: Callable[[], FetchOptions],
+    cache: Callable[[], Cache],
+    reporter: Reporter,
+    settings: Settings | None = None,
+) -> LockUpdate:
+    """``pylock lock``: resolve, then write ``pythons.lock`` if it changed.
+
+    With ``check`` nothing is written: a lock that is out of date raises
+    :class:`StaleLockError`. A plain ``--check`` compares digests without resolving.
+    """
+    from pylock.errors import StaleLockError
+    from pylock.fsutil import atomic_write_text
+
+    name = lock_path.name
+    if check and not (upgrade or upgrade_names or refresh):
+        reason = check_lock(config_path, lock_path)
+        if reason is not None:
+            raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
+        return LockUpdate()
+    outcome = lock_project(
+        config_path,
+        lock_path,
+        upgrade=upgrade,
+        upgrade_names=upgrade_names,
+        refresh=refresh,
+        downloads_json=downloads_json,
+        fetch_options=fetch_options,
+        cache=cache,
+        reporter=reporter,
+        settings=settings,
+    )
+    if outcome.recovered:
+        reporter.warn(outcome.recovered)
+    try:
+        before = lock_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        before = None
+    from pylock.diff import diff_locks, empty_lock, summary_lines
+
+    lines = tuple(summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock)))
+    changed = before != outcome.text
+    if check and changed:
+        raise StaleLockError(
+            f"{name} is out of date" + (f": {'; '.join(lines)}" if lines else ""),
+            hint=f"run `pylock lock` with the same options and commit {name}",
+        )
+    written = changed and not check and not dry_run
+    if written:
+        atomic_write_text(lock_path, outcome.text)
+    return LockUpdate(lines=lines, changed=changed, written=written)

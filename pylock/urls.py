@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
@@ -250,27 +250,6 @@ class UrlRewrites:
             by_source.pop(rule.source, None)
             by_source[rule.source] = rule
         return cls(tuple(by_source.values()))
-
-    @classmethod
-    def from_environ(
-        cls,
-        environ: Mapping[str, str],
-        *,
-        pairs: Sequence[str] = (),
-        mirror: str | None = None,
-        pypy_mirror: str | None = None,
-    ) -> UrlRewrites:
-        """Rules from the environment, with command-line values overriding it.
-
-        ``mirror`` and ``pypy_mirror`` are the ``--mirror`` / ``--pypy-mirror`` flags; when
-        absent, ``PYLOCK_MIRROR`` / ``PYLOCK_PYPY_MIRROR`` are used.
-        """
-        return cls.from_sources(
-            environ.get("PYLOCK_URL_REWRITES"),
-            pairs,
-            mirror or environ.get("PYLOCK_MIRROR") or None,
-            pypy_mirror or environ.get("PYLOCK_PYPY_MIRROR") or None,
-        )
 
     def match(self, url: str) -> Rewrite | None:
         """The rule that applies to ``url``, if any."""

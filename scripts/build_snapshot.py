@@ -124,6 +124,7 @@ def index_from_live(args: argparse.Namespace) -> Index:
     from pylock.index.snapshot import load_bundled
     from pylock.net.fetch import FetchOptions
     from pylock.progress import Reporter
+    from pylock.settings import Settings
     from pylock.sync.cache import Cache
     from pylock.urls import UrlRewrites
 
@@ -131,15 +132,15 @@ def index_from_live(args: argparse.Namespace) -> Index:
         seed = index_from_uv_json(args.uv_json, source_date=args.source_date)
     else:
         seed = load_bundled()
-    rewrites = UrlRewrites.from_sources(
-        os.environ.get("PYLOCK_URL_REWRITES"), args.rewrite, None, None
-    )
-    cache = Cache(args.cache_dir) if args.cache_dir else Cache.from_env(os.environ)
+    settings = Settings.from_environ(os.environ)
+    rewrites = UrlRewrites.from_sources(settings.url_rewrites, args.rewrite, None, None)
+    cache = Cache(args.cache_dir) if args.cache_dir else Cache.from_settings(settings)
     return live_snapshot(
         seed,
         fetch_options=FetchOptions(rewrites=rewrites),
         cache=cache,
         reporter=Reporter(verbosity=1),
+        settings=settings,
     )
 
 

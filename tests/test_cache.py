@@ -14,6 +14,7 @@ import platformdirs
 import pytest
 
 from pylock.errors import UsageError
+from pylock.settings import Settings
 from pylock.sync.cache import Cache, parse_size, safe_filename
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
@@ -33,11 +34,14 @@ def set_last_used(cache: Cache, sha: str, when: float) -> None:
 
 
 def test_from_env_prefers_pylock_cache_dir(tmp_path: Path) -> None:
-    chosen = Cache.from_env({"PYLOCK_CACHE_DIR": str(tmp_path / "c")})
+    def from_env(environ: dict[str, str]) -> Cache:
+        return Cache.from_settings(Settings.from_environ(environ))
+
+    chosen = from_env({"PYLOCK_CACHE_DIR": str(tmp_path / "c")})
     assert chosen.root == tmp_path / "c"
-    default = Cache.from_env({})
+    default = from_env({})
     assert default.root == Path(platformdirs.user_cache_dir("pylock", appauthor=False))
-    assert Cache.from_env({"PYLOCK_CACHE_DIR": ""}).root == default.root
+    assert from_env({"PYLOCK_CACHE_DIR": ""}).root == default.root
     if sys.platform.startswith("linux") and not os.environ.get("XDG_CACHE_HOME"):
         assert default.root == Path.home() / ".cache" / "pylock"
 

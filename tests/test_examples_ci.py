@@ -170,9 +170,12 @@ def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
     """The Actions cache must save the directory pylock really uses."""
     env = workflow()["env"]
     assert env["PYLOCK_CACHE_DIR"] == "~/.cache/pylock"
+    from pylock.settings import Settings
     from pylock.sync.cache import Cache
 
-    cache = Cache.from_env({"PYLOCK_CACHE_DIR": env["PYLOCK_CACHE_DIR"]})
+    cache = Cache.from_settings(
+        Settings.from_environ({"PYLOCK_CACHE_DIR": env["PYLOCK_CACHE_DIR"]})
+    )
     assert cache.root == Path.home() / ".cache" / "pylock"
 
 

@@ -30,9 +30,9 @@ from pylock.net.fetch import (
     Wanted,
     download_unknown,
     ensure_archives,
-    jobs_from_env,
 )
 from pylock.progress import NullReporter, Reporter, Task
+from pylock.settings import Settings
 from pylock.sync.cache import Cache
 from pylock.urls import PBS_DOWNLOAD_PREFIX, UrlRewrites
 from tests.httpserver import (
@@ -143,18 +143,21 @@ def test_parallel_downloads_respect_jobs(server: HttpServer, cache: Cache) -> No
 
 
 def test_jobs_and_offline_from_the_environment() -> None:
-    assert jobs_from_env({}) == 4
-    assert jobs_from_env({"PYLOCK_CONCURRENCY": "9"}) == 9
-    assert jobs_from_env({"PYLOCK_CONCURRENCY": "9"}, 2) == 2
+    def jobs(environ: dict[str, str], flag: int | None = None) -> int:
+        return Settings.from_environ(environ).jobs(flag)
+
+    assert jobs({}) == 4
+    assert jobs({"PYLOCK_CONCURRENCY": "9"}) == 9
+    assert jobs({"PYLOCK_CONCURRENCY": "9"}, 2) == 2
     for bad in ("0", "-3", "many"):
         with pytest.raises(UsageError, match="PYLOCK_CONCURRENCY"):
-            jobs_from_env({"PYLOCK_CONCURRENCY": bad})
-    options = FetchOptions.from_environ(
-        {"PYLOCK_OFFLINE": "1", "PYLOCK_MIRROR": "https://m.example"}, jobs=None
+            jobs({"PYLOCK_CONCURRENCY": bad})
+    options = FetchOptions.from_settings(
+        Settings.from_environ({"PYLOCK_OFFLINE": "1", "PYLOCK_MIRROR": "https://m.example"})
     )
     assert options.offline
     assert options.rewrites.apply(PBS_DOWNLOAD_PREFIX + "x") == "https://m.example/x"
-    assert not FetchOptions.from_environ({"PYLOCK_OFFLINE": "0"}).offline
+    assert not FetchOptions.from_settings(Settings.from_environ({"PYLOCK_OFFLINE": "0"})).offline
 
 
 # -- faults that are retried -----------------------------------------------------------

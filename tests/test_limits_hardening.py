@@ -379,6 +379,7 @@ def test_deep_bin_dir_manifest_is_ignored(tmp_path: Path) -> None:
 @pytest.mark.timeout(30)
 def test_hostile_fast_path_state_falls_through(tmp_path: Path) -> None:
     from pylock.fastpath import STATE_FILE, read_state, try_noop_sync
+    from pylock.settings import Settings
 
     (tmp_path / "pythons.lock").write_text(LOCK_HEAD)
     into = tmp_path / "into"
@@ -392,7 +393,7 @@ def test_hostile_fast_path_state_falls_through(tmp_path: Path) -> None:
         (into / STATE_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
         assert read_state(str(into)) is None
         argv = ["--project", str(tmp_path), "sync", "--into", str(into)]
-        assert try_noop_sync(argv, {}) is None
+        assert try_noop_sync(argv, Settings.from_environ({})) is None
 
 
 @pytest.mark.timeout(30)

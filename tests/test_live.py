@@ -11,6 +11,7 @@ from pylock.index.live import RefreshNeeds, refresh_index
 from pylock.index.model import Build, Index
 from pylock.net.fetch import FetchOptions
 from pylock.progress import Reporter
+from pylock.settings import Settings
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
@@ -64,7 +65,7 @@ def refresh(
         cache=cache,
         reporter=reporter or Recorder(),
         need=need or RefreshNeeds(implementations=CPYTHON),
-        environ={"GITHUB_TOKEN": token} if token else {},
+        settings=Settings.from_environ({"GITHUB_TOKEN": token} if token else {}),
     )
 
 
@@ -410,7 +411,7 @@ def test_unreachable_upstream_falls_back_to_the_cached_pointer(
         cache=cache,
         reporter=reporter,
         need=RefreshNeeds(implementations=CPYTHON),
-        environ={},
+        settings=Settings.from_environ({}),
     )
     assert builds_of(index, "20251014")
     assert any("using the cached copy" in w for w in reporter.warnings)

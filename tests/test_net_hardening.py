@@ -41,9 +41,9 @@ from pylock.net.fetch import (
     Wanted,
     download_unknown,
     ensure_archives,
-    max_download_size_from_env,
 )
 from pylock.progress import NullReporter, Reporter
+from pylock.settings import Settings
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
@@ -262,11 +262,16 @@ def test_body_longer_than_content_length_is_cut_at_it(tmp_path: Path) -> None:
     assert outcomes
 
 
+def max_download_size_from_env(environ: dict[str, str]) -> int:
+    return Settings.from_environ(environ).max_download_bytes()
+
+
 def test_the_cap_comes_from_the_environment() -> None:
     assert max_download_size_from_env({}) == DEFAULT_MAX_DOWNLOAD_SIZE == 2 * 1024**3
     assert max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "500M"}) == 500 * 1024**2
     assert max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "2G"}) == 2 * 1024**3
-    assert FetchOptions.from_environ({"PYLOCK_MAX_DOWNLOAD_SIZE": "3000"}).max_download_size == 3000
+    settings = Settings.from_environ({"PYLOCK_MAX_DOWNLOAD_SIZE": "3000"})
+    assert FetchOptions.from_settings(settings).max_download_size == 3000
     for bad in ("0", "-1", "lots", "1.5X", "9" * 400 + "Q"):
         with pytest.raises(UsageError) as info:
             max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": bad})
@@ -859,7 +864,8 @@ def test_https_mirror_with_a_private_ca_needs_ssl_cert_file(
     assert not (project.into / "app").exists()
     assert server.hits(build.path) == 0  # the handshake failed: no request was sent
 
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    # The environment pylock is run with (settings.py reads it), not this process's.
+    project.environ["SSL_CERT_FILE"] = str(ca)
     accepted = project.sync()
     assert accepted.code == 0, accepted.err
     assert "(1 installed, 1 downloaded)" in accepted.err

@@ -90,7 +90,8 @@ def test_host_detection(
 def test_host_detection_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platforms.sys, "platform", "win32")
     monkeypatch.setattr(platforms._platform, "machine", lambda: "AMD64")
-    monkeypatch.setattr(platforms.os, "environ", {"PROCESSOR_ARCHITECTURE": "ARM64"})
+    monkeypatch.delenv("PROCESSOR_ARCHITEW6432", raising=False)
+    monkeypatch.setenv("PROCESSOR_ARCHITECTURE", "ARM64")
     assert host().key == "windows-aarch64"
 
 

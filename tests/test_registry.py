@@ -44,6 +44,7 @@ from pylock.net.registry import (
     parse_reference,
     tag_for,
 )
+from pylock.settings import Settings
 from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
     PASSWORD,
@@ -57,6 +58,9 @@ from tests.registry import (
 
 T = TypeVar("T")
 _SERVER_LIMIT = 64 << 20
+
+#: Settings as the CLI would read them from this environment.
+settings_of = Settings.from_environ
 
 
 def run(coroutine: Awaitable[T]) -> T:
@@ -90,7 +94,7 @@ def client(
         env.setdefault("SSL_CERT_FILE", str(pki.ca))
     return RegistryClient(
         parse_reference(reference),
-        environ=env,
+        settings=settings_of(env),
         home=home,
         credentials=credentials,
         lookup_credentials=lookup,
@@ -509,12 +513,12 @@ def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
     write_config(home / ".docker", {"auths": {"r.example": {"auth": basic_auth("home", "a")}}})
     write_config(elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}})
     environ = {"DOCKER_CONFIG": str(elsewhere)}
-    assert docker_config_path(environ, home) == elsewhere / "config.json"
-    found = find_credentials("r.example", environ=environ, home=home)
+    assert docker_config_path(settings_of(environ), home) == elsewhere / "config.json"
+    found = find_credentials("r.example", settings=settings_of(environ), home=home)
     assert found is not None and (found.username, found.secret) == ("env", "b")
-    found = find_credentials("r.example", environ={}, home=home)
+    found = find_credentials("r.example", settings=settings_of({}), home=home)
     assert found is not None and found.username == "home"
-    assert find_credentials("other.example", environ={}, home=home) is None
+    assert find_credentials("other.example", settings=settings_of({}), home=home) is None
 
 
 def test_identity_token_and_docker_hub_key(tmp_path: Path) -> None:
@@ -522,9 +526,9 @@ def test_identity_token_and_docker_hub_key(tmp_path: Path) -> None:
         "https://index.docker.io/v1/": {"auth": basic_auth("hub", "x")},
         "r.example:5000": {"identitytoken": "refresh-me"},
     }})  # fmt: skip
-    hub = find_credentials("registry-1.docker.io", environ={}, home=tmp_path)
+    hub = find_credentials("registry-1.docker.io", settings=settings_of({}), home=tmp_path)
     assert hub is not None and hub.username == "hub"
-    token = find_credentials("r.example:5000", environ={}, home=tmp_path)
+    token = find_credentials("r.example:5000", settings=settings_of({}), home=tmp_path)
     assert token is not None and token.identity_token and token.secret == "refresh-me"
     assert "refresh-me" not in repr(token)
 
@@ -545,21 +549,27 @@ def test_hostile_docker_config_means_no_credentials(tmp_path: Path, content: byt
     (tmp_path / ".docker").mkdir()
     (tmp_path / ".docker" / "config.json").write_bytes(content)
     notes: list[str] = []
-    assert find_credentials("r.example", environ={}, home=tmp_path, debug=notes.append) is None
+    assert (
+        find_credentials("r.example", settings=settings_of({}), home=tmp_path, debug=notes.append)
+        is None
+    )
     if content.startswith((b"{not", b"[", b"{{", b'{"pad')):
         assert notes
 
 
 def test_github_token_only_for_ghcr_and_only_as_a_fallback(tmp_path: Path) -> None:
     environ = {"GITHUB_TOKEN": "ghp_secret", "GITHUB_ACTOR": "octocat"}
-    found = find_credentials("ghcr.io", environ=environ, home=tmp_path)
+    found = find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path)
     assert found is not None and (found.username, found.secret) == ("octocat", "ghp_secret")
-    assert find_credentials("GHCR.IO", environ={"GITHUB_TOKEN": "t"}, home=tmp_path) is not None
+    assert (
+        find_credentials("GHCR.IO", settings=settings_of({"GITHUB_TOKEN": "t"}), home=tmp_path)
+        is not None
+    )
     for host in ("ghcr.io.evil.example", "evilghcr.io", "docker.io", "ghcr.io:8443"):
-        assert find_credentials(host, environ=environ, home=tmp_path) is None, host
-    assert find_credentials("ghcr.io", environ={}, home=tmp_path) is None
+        assert find_credentials(host, settings=settings_of(environ), home=tmp_path) is None, host
+    assert find_credentials("ghcr.io", settings=settings_of({}), home=tmp_path) is None
     write_config(tmp_path / ".docker", {"auths": {"ghcr.io": {"auth": basic_auth("me", "pat")}}})
-    configured = find_credentials("ghcr.io", environ=environ, home=tmp_path)
+    configured = find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path)
     assert configured is not None and configured.secret == "pat"
 
 
@@ -627,7 +637,12 @@ def test_run_helper_answers(tmp_path: Path, answer: str, exists: bool) -> None:
     if exists:
         make_helper(tmp_path, "t", "r.example", answer)
     notes: list[str] = []
-    found = run_helper("t", "r.example", environ={"PATH": str(tmp_path)}, debug=notes.append)
+    found = run_helper(
+        "t",
+        "r.example",
+        settings=settings_of({"PATH": str(tmp_path)}),
+        debug=notes.append,
+    )
     if answer.startswith('{"Username": "u", "Secret"'):
         assert found == Credentials("u", "s", source="credential helper docker-credential-t")
     elif "<token>" in answer:
@@ -635,7 +650,7 @@ def test_run_helper_answers(tmp_path: Path, answer: str, exists: bool) -> None:
     else:
         assert found is None and notes
     # A server the helper does not know: exit 1, no credentials, no crash.
-    assert run_helper("t", "other.example", environ={"PATH": str(tmp_path)}) is None
+    assert run_helper("t", "other.example", settings=settings_of({"PATH": str(tmp_path)})) is None
 
 
 @posix_only
@@ -651,9 +666,16 @@ def test_helper_that_hangs_or_floods_ends(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(dockerauth, "HELPER_TIMEOUT", 0.5)
     environ = {"PATH": str(tmp_path)}
     notes: list[str] = []
-    assert run_helper("flood", "r.example", environ=environ, debug=notes.append) is None
-    assert run_helper("slow", "r.example", environ=environ, debug=notes.append) is None
-    assert run_helper("../../bin/sh", "r.example", environ=environ, debug=notes.append) is None
+    assert (
+        run_helper("flood", "r.example", settings=settings_of(environ), debug=notes.append) is None
+    )
+    assert (
+        run_helper("slow", "r.example", settings=settings_of(environ), debug=notes.append) is None
+    )
+    assert (
+        run_helper("../../bin/sh", "r.example", settings=settings_of(environ), debug=notes.append)
+        is None
+    )
     assert len(notes) == 3
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pylock.errors import DownloadError, RefusedUrlError, UsageError
+from pylock.net.fetch import FetchOptions
+from pylock.settings import Settings
 from pylock.urls import (
     PBS_DOWNLOAD_PREFIX,
     PYPY_DOWNLOAD_PREFIX,
@@ -87,13 +89,16 @@ def test_from_environ_flags_override_variables() -> None:
         "PYLOCK_PYPY_MIRROR": "https://env-pypy.example",
         "PYLOCK_URL_REWRITES": "https://api.github.com/=http://127.0.0.1:1/api/",
     }
-    rewrites = UrlRewrites.from_environ(env)
+    rewrites = FetchOptions.from_settings(Settings.from_environ(env)).rewrites
     assert rewrites.apply(PBS_URL).startswith("https://env-mirror.example/20251014/")
     assert rewrites.apply(PYPY_URL).startswith("https://env-pypy.example/pypy3.11")
     assert rewrites.apply("https://api.github.com/repos") == "http://127.0.0.1:1/api/repos"
-    flagged = UrlRewrites.from_environ(env, mirror="https://flag.example")
+    flagged = FetchOptions.from_settings(
+        Settings.from_environ(env), mirror="https://flag.example"
+    ).rewrites
     assert flagged.apply(PBS_URL).startswith("https://flag.example/20251014/")
-    assert UrlRewrites.from_environ({"PYLOCK_MIRROR": ""}).rules == ()
+    empty = FetchOptions.from_settings(Settings.from_environ({"PYLOCK_MIRROR": ""}))
+    assert empty.rewrites.rules == ()
 
 
 @pytest.mark.parametrize(

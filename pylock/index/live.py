@@ -9,8 +9,7 @@ upstream has now into the bundled snapshot. The parsers live in
 from __future__ import annotations
 
 import datetime
-import os
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -23,6 +22,7 @@ from pylock.errors import (
     PylockError,
     UpstreamError,
 )
+from pylock.settings import Settings
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
@@ -78,19 +78,21 @@ async def _with_documents(
     fetch_options: FetchOptions,
     cache: Cache,
     reporter: Reporter,
-    environ: Mapping[str, str] | None,
+    settings: Settings | None,
     work: Callable[[Documents], Awaitable[T]],
 ) -> T:
     """Run ``work`` with a :class:`Documents` over the cache (and a fetcher when online)."""
-    from pylock.index.metadata import Documents, MetadataStore, github_token
+    from pylock.index.metadata import Documents, MetadataStore
 
     store = MetadataStore(cache.metadata_dir)
-    token = github_token(environ)
+    if settings is None:
+        settings = Settings.current()
+    token = settings.github_token
     if fetch_options.offline:
         return await work(Documents(store, None, reporter=reporter, github_token=token))
     from pylock.net.fetch import Fetcher
 
-    async with Fetcher(fetch_options, reporter, environ=environ) as fetcher:
+    async with Fetcher(fetch_options, reporter, settings=settings) as fetcher:
         return await work(Documents(store, fetcher, reporter=reporter, github_token=token))
 
 
@@ -101,7 +103,7 @@ def refresh_index(
     cache: Cache,
     reporter: Reporter,
     need: RefreshNeeds,
-    environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> Index:
     """``base`` with what upstream lists now merged in (live builds win for the same URL).
 
@@ -113,7 +115,7 @@ def refresh_index(
             fetch_options=fetch_options,
             cache=cache,
             reporter=reporter,
-            environ=environ,
+            settings=settings,
             work=lambda docs: fetch_live(base, docs, need=need, reporter=reporter),
         )
     )
@@ -243,7 +245,7 @@ def live_snapshot(
     fetch_options: FetchOptions,
     cache: Cache,
     reporter: Reporter,
-    environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> Index:
     """``base`` (usually the uv seed) refreshed with everything upstream lists now.
 
@@ -255,5 +257,5 @@ def live_snapshot(
         cache=cache,
         reporter=reporter,
         need=RefreshNeeds(),
-        environ=environ if environ is not None else os.environ,
+        settings=settings if settings is not None else Settings.current(),
     )

@@ -17,7 +17,6 @@ import asyncio
 import datetime
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -347,8 +346,3 @@ class Documents:
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)
 
 
-def github_token(environ: Mapping[str, str] | None = None) -> str | None:
-    """``GITHUB_TOKEN`` from the environment, if set and not blank."""
-    env = os.environ if environ is None else environ
-    token = env.get("GITHUB_TOKEN", "").strip()
-    return token or None

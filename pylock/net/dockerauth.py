@@ -18,12 +18,13 @@ import base64
 import binascii
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pylock.bounded import json_loads
+from pylock.settings import Settings
 
 #: A docker config or a helper's answer larger than this is not one.
 MAX_CONFIG_BYTES = 1 << 20
@@ -57,35 +58,35 @@ class Credentials:
         return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
-def docker_config_path(environ: Mapping[str, str], home: Path) -> Path:
+def docker_config_path(settings: Settings, home: Path) -> Path:
     """``$DOCKER_CONFIG/config.json``, else ``HOME/.docker/config.json``."""
-    folder = environ.get("DOCKER_CONFIG")
+    folder = settings.docker_config
     return (Path(folder) if folder else home / ".docker") / "config.json"
 
 
 def find_credentials(
     host: str,
     *,
-    environ: Mapping[str, str],
+    settings: Settings,
     home: Path,
     debug: Debug | None = None,
 ) -> Credentials | None:
     """The credentials configured for registry ``host`` (``HOST[:PORT]``), or ``None``."""
     note: Debug = debug if debug is not None else _ignore
     host = host.lower()
-    config = _read_config(docker_config_path(environ, home), note)
+    config = _read_config(docker_config_path(settings, home), note)
     helpers = config.get("credHelpers")
     if isinstance(helpers, dict):
         for key in _keys(host):
             name = helpers.get(key)
             if isinstance(name, str) and name:
-                found = run_helper(name, key, environ=environ, debug=note)
+                found = run_helper(name, key, settings=settings, debug=note)
                 if found is not None:
                     return found
     store = config.get("credsStore")
     if isinstance(store, str) and store:
         for key in _keys(host):
-            found = run_helper(store, key, environ=environ, debug=note)
+            found = run_helper(store, key, settings=settings, debug=note)
             if found is not None:
                 return found
     auths = config.get("auths")
@@ -96,17 +97,17 @@ def find_credentials(
                 if found is not None:
                     return found
     if host == "ghcr.io":
-        token = environ.get("GITHUB_TOKEN")
+        token = settings.github_token
         if token:
             # ghcr.io takes any user name with a token as the password.
             return Credentials(
-                environ.get("GITHUB_ACTOR") or "pylock", token, source="GITHUB_TOKEN"
+                settings.github_actor or "pylock", token, source="GITHUB_TOKEN"
             )
     return None
 
 
 def run_helper(
-    name: str, server: str, *, environ: Mapping[str, str], debug: Debug | None = None
+    name: str, server: str, *, settings: Settings, debug: Debug | None = None
 ) -> Credentials | None:
     """Ask ``docker-credential-NAME get`` for ``server``'s credentials (``None``: none).
 
@@ -118,7 +119,8 @@ def run_helper(
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         note(f"ignoring credential helper with an odd name {name!r}")
         return None
-    executable = shutil.which(program, path=environ.get("PATH"))
+    environment = dict(settings.environment or {})
+    executable = shutil.which(program, path=environment.get("PATH"))
     if executable is None:
         note(f"credential helper {program} is not on PATH")
         return None
@@ -128,7 +130,7 @@ def run_helper(
             input=server.encode(),
             capture_output=True,
             timeout=HELPER_TIMEOUT,
-            env=dict(environ),
+            env=environment,
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as error:

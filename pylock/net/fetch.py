@@ -28,10 +28,10 @@ from pylock.errors import (
     OfflineError,
     PylockError,
     RefusedUrlError,
-    UsageError,
 )
 from pylock.progress import NullReporter, Reporter, Task, human_size
-from pylock.sync.cache import Cache, parse_size, safe_filename, sha256_file
+from pylock.settings import DEFAULT_JOBS, DEFAULT_MAX_DOWNLOAD_SIZE, Settings
+from pylock.sync.cache import Cache, safe_filename, sha256_file
 from pylock.urls import UrlRewrites, filename_from_url
 
 if TYPE_CHECKING:
@@ -42,16 +42,11 @@ if TYPE_CHECKING:
     from pylock.lockfile import Artifact
     from pylock.net.stream import DownloadFeed
 
-#: Parallel downloads unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` says otherwise.
-DEFAULT_JOBS = 4
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
 CHUNK_SIZE = 256 * 1024
 MAX_REDIRECTS = 10
 #: Metadata bodies larger than this are refused rather than held in memory.
 MAX_METADATA_BYTES = 256 * 1024 * 1024
-#: Cap for a download whose size neither the lock nor ``Content-Length`` states
-#: (``PYLOCK_MAX_DOWNLOAD_SIZE``); the largest real archives (full debug builds) are ~300 MB.
-DEFAULT_MAX_DOWNLOAD_SIZE = 2 * 1024**3
 _MAX_BACKOFF = 30.0
 _T = TypeVar("_T")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -89,73 +84,40 @@ class FetchOptions:
     timeouts: Timeouts = Timeouts()
     #: Byte cap for a download whose size nothing states (``PYLOCK_MAX_DOWNLOAD_SIZE``).
     max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
+    #: TLS trust (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) and the netrc file (``NETRC``);
+    #: ``None``: this process's environment.
+    settings: Settings | None = attrs.field(default=None, eq=False)
 
     @classmethod
-    def from_environ(
+    def from_settings(
         cls,
-        environ: Mapping[str, str],
+        settings: Settings,
         *,
-        rewrites: UrlRewrites | None = None,
+        pairs: Sequence[str] = (),
+        mirror: str | None = None,
+        pypy_mirror: str | None = None,
         offline: bool = False,
         jobs: int | None = None,
     ) -> FetchOptions:
-        """Options from flags, falling back to ``PYLOCK_OFFLINE``, ``PYLOCK_CONCURRENCY`` and
-        the rewrite variables (``PYLOCK_URL_REWRITES``, ``PYLOCK_MIRROR``, ``PYLOCK_PYPY_MIRROR``).
+        """Options from flags, falling back to what the environment said.
+
+        ``pairs``, ``mirror`` and ``pypy_mirror`` are ``--rewrite``, ``--mirror`` and
+        ``--pypy-mirror``; ``offline`` and ``jobs`` are ``--offline`` and ``--jobs``.
         """
         return cls(
-            rewrites=UrlRewrites.from_environ(environ) if rewrites is None else rewrites,
-            offline=offline or env_flag(environ.get("PYLOCK_OFFLINE")),
-            jobs=jobs_from_env(environ, jobs),
-            max_download_size=max_download_size_from_env(environ),
+            rewrites=UrlRewrites.from_sources(
+                settings.url_rewrites,
+                pairs,
+                mirror or settings.mirror,
+                pypy_mirror or settings.pypy_mirror,
+            ),
+            offline=offline or settings.offline,
+            jobs=settings.jobs(jobs),
+            max_download_size=settings.max_download_bytes(),
+            settings=settings,
         )
 
 
-def max_download_size_from_env(environ: Mapping[str, str]) -> int:
-    """``PYLOCK_MAX_DOWNLOAD_SIZE`` (e.g. ``500M``, ``4G``), else the default cap.
-
-    >>> max_download_size_from_env({"PYLOCK_MAX_DOWNLOAD_SIZE": "500M"})
-    524288000
-    """
-    text = environ.get("PYLOCK_MAX_DOWNLOAD_SIZE", "").strip()
-    if not text:
-        return DEFAULT_MAX_DOWNLOAD_SIZE
-    try:
-        value = parse_size(text)
-    except UsageError:
-        value = 0
-    if value < 1:
-        raise UsageError(
-            f"PYLOCK_MAX_DOWNLOAD_SIZE must be a positive size, not {text!r}",
-            hint='write a size like "500M", "4G" or "800MB" (M = MiB, MB = 10^6)',
-        )
-    return value
-
-
-def env_flag(value: str | None) -> bool:
-    """Whether an environment variable holds a true value (``1``, ``true``, ``yes``, ``on``).
-
-    >>> env_flag("1"), env_flag("0"), env_flag(None), env_flag("Yes")
-    (True, False, False, True)
-    """
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def jobs_from_env(environ: Mapping[str, str], flag: int | None = None) -> int:
-    """``--jobs``, else ``PYLOCK_CONCURRENCY``, else :data:`DEFAULT_JOBS`."""
-    if flag is not None:
-        if flag < 1:
-            raise UsageError(f"--jobs must be at least 1, not {flag}")
-        return flag
-    text = environ.get("PYLOCK_CONCURRENCY", "").strip()
-    if not text:
-        return DEFAULT_JOBS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"PYLOCK_CONCURRENCY must be a positive integer, not {text!r}")
-    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -235,13 +197,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date; the usual backoff will do
 
 
-def ssl_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
+def ssl_context(settings: Settings) -> ssl.SSLContext:
     """A verifying TLS context honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
     import ssl
 
-    environ = os.environ if environ is None else environ
-    cafile = environ.get("SSL_CERT_FILE") or None
-    capath = environ.get("SSL_CERT_DIR") or None
+    cafile = settings.ssl_cert_file
+    capath = settings.ssl_cert_dir
     try:
         context = ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as error:
@@ -279,11 +240,12 @@ class Fetcher:
         options: FetchOptions,
         reporter: Reporter | None = None,
         *,
-        environ: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.options = options
         self.reporter = reporter if reporter is not None else NullReporter()
-        self._environ = os.environ if environ is None else environ
+        # TLS trust and the netrc file; a caller that passes none gets this process's.
+        self._settings = settings or options.settings or Settings.current()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -306,7 +268,7 @@ class Fetcher:
 
             timeouts = self.options.timeouts
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl_context(self._environ)),
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._settings)),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=timeouts.connect,
@@ -628,7 +590,8 @@ class Fetcher:
         current = target
         sent = dict(headers)
         for _ in range(MAX_REDIRECTS + 1):
-            if _has_authorization(sent) and _netrc_covers(urlsplit(current).hostname):
+            host = urlsplit(current).hostname
+            if _has_authorization(sent) and _netrc_covers(host, self._settings):
                 # aiohttp refuses a request with both; the user's netrc entry wins.
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
             try:
@@ -671,14 +634,12 @@ def _has_authorization(headers: Mapping[str, str]) -> bool:
     return any(k.lower() == "authorization" for k in headers)
 
 
-def _netrc_covers(host: str | None) -> bool:
+def _netrc_covers(host: str | None, settings: Settings) -> bool:
     import netrc
 
     if not host:
         return False
-    path = os.environ.get("NETRC")
-    if path is None:
-        path = str(Path.home() / ("_netrc" if os.name == "nt" else ".netrc"))
+    path = settings.netrc_path()
     try:
         return netrc.netrc(path).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
@@ -1009,7 +970,6 @@ __all__ = [
     "download_unknown_async",
     "ensure_archives",
     "ensure_archives_async",
-    "jobs_from_env",
     "obtain",
     "ssl_context",
 ]

@@ -38,6 +38,7 @@ from pylock.errors import (
     UsageError,
 )
 from pylock.net.dockerauth import Credentials, find_credentials
+from pylock.settings import Settings
 from pylock.urls import is_loopback_host, redact
 
 if TYPE_CHECKING:
@@ -263,15 +264,15 @@ def parse_challenge(header: str) -> Challenge | None:
 class RegistryClient:
     """One registry repository, over one aiohttp session. Use it as an async context manager.
 
-    ``environ`` and ``home`` say where credentials and CA certificates come from (the
-    caller reads the settings once); ``credentials`` overrides the docker config lookup.
+    ``settings`` and ``home`` say where credentials and CA certificates come from;
+    ``credentials`` overrides the docker config lookup.
     """
 
     def __init__(
         self,
         ref: RegistryRef,
         *,
-        environ: Mapping[str, str],
+        settings: Settings,
         home: Path,
         credentials: Credentials | None = None,
         lookup_credentials: bool = True,
@@ -280,10 +281,12 @@ class RegistryClient:
         debug: Debug | None = None,
     ) -> None:
         self.ref = ref
-        self._environ = environ
+        self._settings = settings
         self._debug: Debug = debug if debug is not None else _ignore
         if credentials is None and lookup_credentials:
-            credentials = find_credentials(ref.host, environ=environ, home=home, debug=self._debug)
+            credentials = find_credentials(
+                ref.host, settings=settings, home=home, debug=self._debug
+            )
         self._credentials = credentials
         self._timeouts = (connect_timeout, read_timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -467,7 +470,7 @@ class RegistryClient:
 
             connect, read = self._timeouts
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl_context(self._environ)),
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._settings)),
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=connect, sock_connect=connect, sock_read=read
                 ),

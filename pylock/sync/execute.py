@@ -12,16 +12,17 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import HashMismatchError, PylockError, UsageError
-from pylock.lockfile import Artifact, LockedPython, LockFile
+from pylock.errors import HashMismatchError, PylockError
+from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
+    from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
     from pylock.net.stream import DownloadFeed, FeedReader
     from pylock.platforms import Platform
@@ -31,37 +32,6 @@ if TYPE_CHECKING:
 #: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path, warn)``
 #: returns the relative paths it changed, and warns about files it had to leave alone.
 Fixup = Callable[[Path, Path, Callable[[str], None]], Iterable[str]]
-
-
-@attrs.frozen(kw_only=True)
-class Job:
-    """One interpreter to install: the lock entry and its artifact for this platform."""
-
-    #: The lock entry.
-    python: LockedPython
-    #: The artifact for the target platform.
-    artifact: Artifact
-
-
-@attrs.frozen(kw_only=True)
-class SyncPlan:
-    """What a sync has to do, decided from the lock and the install records alone."""
-
-    #: Interpreters to (re)install.
-    jobs: tuple[Job, ...]
-    #: Interpreters already installed from the locked artifact.
-    current: tuple[str, ...]
-    #: Locked interpreters with no artifact for the target platform.
-    unavailable: tuple[str, ...]
-    #: Installed interpreters the lock no longer lists (to prune).
-    stale: tuple[str, ...]
-    #: Every name the lock lists: pruning never touches these.
-    keep: frozenset[str]
-
-    @property
-    def is_noop(self) -> bool:
-        """Whether nothing needs installing or removing."""
-        return not self.jobs and not self.stale
 
 
 @attrs.frozen(kw_only=True)
@@ -80,58 +50,6 @@ class SyncResult:
     downloaded: int = 0
     #: Interpreters that could not be installed, each with its error (the others were).
     failed: tuple[tuple[str, PylockError], ...] = ()
-
-
-def plan_sync(
-    lock: LockFile,
-    *,
-    dest_root: Path,
-    platform: Platform,
-    only: Collection[str] = (),
-    reinstall: bool = False,
-    prune: bool = True,
-) -> SyncPlan:
-    """Decide what to do; reads only small install-record files."""
-    from pylock.sync.install import installed_names, installed_state, is_current
-
-    unknown = sorted(set(only) - set(lock.names))
-    if unknown:
-        raise UsageError(
-            f"{', '.join(repr(n) for n in unknown)} not in the lock "
-            f"(locked: {', '.join(lock.names) or 'nothing'})"
-        )
-    jobs: list[Job] = []
-    current: list[str] = []
-    unavailable: list[str] = []
-    for python in lock.pythons:
-        if only and python.name not in only:
-            continue
-        artifact = python.artifact_for(platform.key)
-        if artifact is None:
-            if only:
-                raise PylockError(
-                    f"{python.name} is not locked for {platform.key} "
-                    f"(locked for: {', '.join(python.platforms)})",
-                    hint=f"add {platform.key!r} to its platforms in pythons.toml "
-                    "and run `pylock lock`",
-                )
-            unavailable.append(python.name)
-            continue
-        state = installed_state(dest_root, python.name)
-        if not reinstall and state is not None and is_current(state, artifact):
-            current.append(python.name)
-        else:
-            jobs.append(Job(python=python, artifact=artifact))
-    stale: list[str] = []
-    if prune and dest_root.is_dir():
-        stale = sorted(set(installed_names(dest_root)) - set(lock.names))
-    return SyncPlan(
-        jobs=tuple(jobs),
-        current=tuple(current),
-        unavailable=tuple(unavailable),
-        stale=tuple(stale),
-        keep=frozenset(lock.names),
-    )
 
 
 class _Downloads:
@@ -401,3 +319,186 @@ def mismatch_hint(error: HashMismatchError, job: Job) -> str:
         "and pylock locked: find out why before trusting them. To move to another build, "
         f"run `pylock lock --refresh --upgrade-python {name}`"
     )
+
+
+@attrs.frozen(kw_only=True)
+class SyncRequest:
+    """What ``pylock sync`` was asked to do."""
+
+    #: The lock, already read.
+    lock: LockFile
+    #: ``pythons.lock``, and ``pythons.toml`` beside it (for the staleness warning).
+    lock_path: Path
+    config_path: Path
+    #: The install directory.
+    dest_root: Path
+    platform: Platform
+    #: Only these names (``--only``); empty means all.
+    only: tuple[str, ...] = ()
+    reinstall: bool = False
+    prune: bool = True
+    fixups: bool = True
+    #: Where to keep links to the interpreters (``--bin-dir`` / ``PYLOCK_BIN_DIR``).
+    bin_dir: Path | None = None
+    #: Whether this is a whole-lock sync for the host, which the fast path may trust.
+    remember: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class SyncOutcome:
+    """What ``run_sync`` did."""
+
+    #: Nothing needed installing or removing.
+    noop: bool
+    #: The interpreters already current and the work done (empty for a no-op).
+    result: SyncResult
+    #: Names current after the sync: already current, or installed now.
+    current: tuple[str, ...]
+
+
+def run_sync(
+    request: SyncRequest,
+    *,
+    cache: Callable[[], Cache],
+    options: Callable[[], FetchOptions],
+    reporter: Reporter,
+) -> SyncOutcome:
+    """``pylock sync``: plan, install, fix up, link the bin dir and leave the fast-path state.
+
+    ``cache`` and ``options`` are called only when something has to be installed, so a
+    no-op never opens the cache or checks download settings. Interpreters that fail are
+    in the outcome's ``result.failed``; the others are installed and linked.
+    """
+    from pylock.fastpath import forget_state
+    from pylock.sync.install import clean_leftovers
+
+    lock, dest, platform = request.lock, request.dest_root, request.platform
+    warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
+    # Before planning: an interrupted upgrade's old tree may need putting back first.
+    clean_leftovers(dest, reporter)
+    plan = plan_sync(
+        lock,
+        dest_root=dest,
+        platform=platform,
+        only=request.only,
+        reinstall=request.reinstall,
+        prune=request.prune,
+    )
+    for name in plan.unavailable:
+        reporter.warn(f"{name} is not locked for {platform.key}; skipped")
+    if request.bin_dir is not None:
+        from pylock.sync.bindir import link_owners
+
+        # A name two interpreters would share is an error before anything is installed.
+        link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
+    if plan.is_noop:
+        _link_bin_dir(request, reporter)
+        _remember(request, plan.current, reporter)
+        return SyncOutcome(
+            noop=True,
+            result=SyncResult(current=plan.current, unavailable=plan.unavailable),
+            current=plan.current,
+        )
+    fixup = None
+    if request.fixups:
+        from pylock.sync.fixups import fixup_for
+
+        fixup = fixup_for(platform)
+    forget_state(str(dest))
+    fetch_options = options()
+    result = execute_sync(
+        plan,
+        dest_root=dest,
+        platform=platform,
+        cache=cache(),
+        options=fetch_options,
+        reporter=reporter,
+        jobs=fetch_options.jobs,
+        fixup=fixup,
+        reinstall=request.reinstall,
+    )
+    for name in result.installed:
+        python = lock.get(name)
+        reporter.event(f"installed {name}: {python.label if python else name}")
+    for name in result.removed:
+        reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
+    _link_bin_dir(request, reporter)
+    current = result.installed + result.current
+    if not result.failed:
+        _remember(request, current, reporter)
+    return SyncOutcome(noop=False, result=result, current=current)
+
+
+def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
+    """Make the bin dir link exactly the current interpreters."""
+    if request.bin_dir is None:
+        return
+    from pylock.sync.bindir import plan_links, sync_links
+
+    installed = current_names(request.lock, request.dest_root, request.platform)
+    wanted = plan_links(
+        request.lock, dest_root=request.dest_root, platform=request.platform, installed=installed
+    )
+    bin_dir = request.bin_dir
+    linked = sync_links(bin_dir.absolute(), wanted, windows=request.platform.is_windows)
+    for name in linked.created:
+        reporter.detail(f"linked {bin_dir / name}")
+    for name in linked.removed:
+        reporter.event(f"removed link {bin_dir / name}")
+
+
+def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) -> None:
+    """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
+    if not request.remember:
+        return
+    from pylock.fastpath import write_state
+
+    try:
+        write_state(dest=str(request.dest_root), project=str(request.lock_path.parent), names=names)
+    except OSError as exc:
+        reporter.detail(f"could not record sync state: {exc}")
+
+
+@attrs.frozen(kw_only=True)
+class FillOutcome:
+    """What ``fill_cache`` did."""
+
+    #: Every wanted archive, by sha256, at its place in the cache.
+    paths: dict[str, Path]
+    #: The sha256 of the archives downloaded now (the others were cached).
+    downloaded: tuple[str, ...]
+
+    @property
+    def downloaded_bytes(self) -> int:
+        """How many bytes were downloaded."""
+        return sum(self.paths[sha].stat().st_size for sha in self.downloaded)
+
+
+def fill_cache(
+    lock: LockFile,
+    *,
+    platform_key: str | None,
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+) -> FillOutcome:
+    """``pylock fetch``: put the lock's archives for ``platform_key`` (``None``: all) in the cache.
+
+    Fills the cache so that a later ``sync --offline`` (or an air-gapped build) has
+    everything; hits are re-hashed because a bad archive found later is costlier.
+    """
+    from pylock.net.fetch import Wanted, ensure_archives
+
+    wanted: list[Wanted] = []
+    for python in lock.pythons:
+        if platform_key is None:
+            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
+            continue
+        artifact = python.artifact_for(platform_key)
+        if artifact is None:
+            reporter.warn(f"{python.name} is not locked for {platform_key}; skipped")
+        else:
+            wanted.append(Wanted.from_artifact(artifact))
+    fetched: set[str] = set()
+    paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
+    return FillOutcome(paths=paths, downloaded=tuple(sha for sha in paths if sha in fetched))

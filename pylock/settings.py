@@ -1,0 +1,260 @@
+"""Every environment variable pylock reads, read once, in one place.
+
+:meth:`Settings.from_environ` takes the environment as a mapping (``cli.main`` passes
+``os.environ``, tests pass a dict) and keeps what pylock looks at. Everything else
+receives a :class:`Settings` or plain values: outside this module and ``cli.py``,
+nothing reads ``os.environ``.
+
+Values are kept as written and checked when used, each with one message: a bad
+``PYLOCK_CONCURRENCY`` is an error for a sync that downloads, not for ``pylock list``.
+
+Standard library only and cheap to import: the no-op ``pylock sync`` fast path uses it
+before anything heavy is loaded. Errors (which need attrs) are imported only when a
+value is bad.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Not `typing.TYPE_CHECKING`: importing typing costs more than this whole module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+#: How many downloads run at once unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` say otherwise.
+DEFAULT_JOBS = 4
+#: Byte cap for a download whose size nothing states (``PYLOCK_MAX_DOWNLOAD_SIZE``).
+DEFAULT_MAX_DOWNLOAD_SIZE = 2 * 1024**3
+
+_TRUE = ("1", "true", "yes", "on")
+
+#: Attribute name -> the variable it comes from (strings kept as written, blank = unset).
+_VARIABLES = {
+    "cache_dir": "PYLOCK_CACHE_DIR",
+    "install_dir": "PYLOCK_INSTALL_DIR",
+    "bin_dir": "PYLOCK_BIN_DIR",
+    "mirror": "PYLOCK_MIRROR",
+    "pypy_mirror": "PYLOCK_PYPY_MIRROR",
+    "url_rewrites": "PYLOCK_URL_REWRITES",
+    "concurrency": "PYLOCK_CONCURRENCY",
+    "max_download_size": "PYLOCK_MAX_DOWNLOAD_SIZE",
+    "github_token": "GITHUB_TOKEN",
+    "ssl_cert_file": "SSL_CERT_FILE",
+    "ssl_cert_dir": "SSL_CERT_DIR",
+    "netrc": "NETRC",
+    "docker_config": "DOCKER_CONFIG",
+    "github_actor": "GITHUB_ACTOR",
+}
+
+
+def flag(value: str | None) -> bool:
+    """Whether a variable holds a true value (``1``, ``true``, ``yes``, ``on``).
+
+    >>> flag("1"), flag("0"), flag(None), flag(" Yes ")
+    (True, False, False, True)
+    """
+    return (value or "").strip().lower() in _TRUE
+
+
+def windows_arch(environ: Mapping[str, str], default: str = "") -> str:
+    """The machine Windows reports, even to a 32-bit process on a 64-bit system."""
+    return environ.get("PROCESSOR_ARCHITEW6432") or environ.get("PROCESSOR_ARCHITECTURE", default)
+
+
+def host_windows_arch(default: str = "") -> str:
+    """:func:`windows_arch` of this process (what host detection on Windows needs)."""
+    return windows_arch(os.environ, default)
+
+
+def child_environ(**overrides: str) -> dict[str, str]:
+    """The environment for a child process (``git``): this one's, with ``overrides``."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``500M``, ``2G``, ``1.5GiB``, ``800MB`` or ``123`` into bytes.
+
+    ``K``, ``M``, ``G``, ``T`` and ``KiB``...``TiB`` are powers of 1024; ``KB``...``TB``
+    are powers of 1000; a bare number (or ``B``) is bytes. Case does not matter.
+
+    >>> parse_size("500M"), parse_size("1.5GiB"), parse_size("2gb"), parse_size("0")
+    (524288000, 1610612736, 2000000000, 0)
+    """
+    import re
+
+    from pylock.errors import UsageError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*", text.lower())
+    if not match:
+        raise UsageError(
+            f"invalid size {text!r}",
+            hint='write a size like "500M", "2G", "1.5GiB" or "800MB" (M = MiB, MB = 10^6)',
+        )
+    number, prefix, binary, byte = match.groups()
+    if binary and not (prefix and byte):
+        raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
+    power = "kmgt".index(prefix) + 1 if prefix else 0
+    base = 1000 if (byte and not binary and prefix) else 1024
+    return int(float(number) * base**power)
+
+
+class Settings:
+    """What the environment says, frozen. Build it with :meth:`from_environ`."""
+
+    __slots__ = (
+        "bin_dir",
+        "cache_dir",
+        "concurrency",
+        "docker_config",
+        "environment",
+        "github_actor",
+        "github_token",
+        "home",
+        "install_dir",
+        "max_download_size",
+        "mirror",
+        "netrc",
+        "no_color",
+        "offline",
+        "pypy_mirror",
+        "ssl_cert_dir",
+        "ssl_cert_file",
+        "url_rewrites",
+    )
+
+    cache_dir: str | None
+    install_dir: str | None
+    bin_dir: str | None
+    mirror: str | None
+    pypy_mirror: str | None
+    url_rewrites: str | None
+    concurrency: str | None
+    max_download_size: str | None
+    github_token: str | None
+    ssl_cert_file: str | None
+    ssl_cert_dir: str | None
+    netrc: str | None
+    #: ``DOCKER_CONFIG``: the folder of docker's ``config.json`` (registry credentials).
+    docker_config: str | None
+    #: ``GITHUB_ACTOR``: the user name that goes with ``GITHUB_TOKEN`` on ghcr.io.
+    github_actor: str | None
+    #: The whole environment, for child processes only (git, docker credential helpers).
+    environment: Mapping[str, str] | None
+    #: ``PYLOCK_OFFLINE`` holds a true value.
+    offline: bool
+    #: ``NO_COLOR`` is set and not empty.
+    no_color: bool
+    #: The home directory (for the default netrc file).
+    home: str | None
+
+    def __init__(self, **values: object) -> None:
+        unknown = set(values) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        for name in self.__slots__:
+            default: object = False if name in ("offline", "no_color") else None
+            object.__setattr__(self, name, values.get(name, default))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Settings are frozen; cannot set {name}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{n}={'***' if n == 'github_token' and getattr(self, n) else getattr(self, n)!r}"
+            for n in self.__slots__
+            if n != "environment"
+        )
+        return f"Settings({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__ if n != "environment"
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read every variable pylock uses from ``environ`` (blank counts as unset)."""
+        values: dict[str, object] = {}
+        for name, variable in _VARIABLES.items():
+            raw = environ.get(variable)
+            values[name] = raw.strip() if raw and raw.strip() else None
+        # NETRC is a path: kept as written, as aiohttp (which reads it too) does.
+        values["netrc"] = environ.get("NETRC")
+        values["offline"] = flag(environ.get("PYLOCK_OFFLINE"))
+        values["no_color"] = bool(environ.get("NO_COLOR"))
+        # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
+        values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
+        values["environment"] = dict(environ)
+        return cls(**values)
+
+    @classmethod
+    def current(cls) -> Settings:
+        """The settings of this process, for library callers that were given none."""
+        return cls.from_environ(os.environ)
+
+    # -- values checked when used --------------------------------------------------
+
+    def jobs(self, flag: int | None = None) -> int:
+        """``--jobs``, else ``PYLOCK_CONCURRENCY``, else :data:`DEFAULT_JOBS`."""
+        from pylock.errors import UsageError
+
+        if flag is not None:
+            if flag < 1:
+                raise UsageError(f"--jobs must be at least 1, not {flag}")
+            return flag
+        text = self.concurrency
+        if text is None:
+            return DEFAULT_JOBS
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(
+                f"PYLOCK_CONCURRENCY must be a whole number of at least 1, not {text!r}",
+                hint="unset it, or set it to the number of downloads to run at once",
+            )
+        return value
+
+    def max_download_bytes(self) -> int:
+        """``PYLOCK_MAX_DOWNLOAD_SIZE`` (e.g. ``500M``, ``4G``), else the default cap."""
+        text = self.max_download_size
+        if text is None:
+            return DEFAULT_MAX_DOWNLOAD_SIZE
+        from pylock.errors import UsageError
+
+        try:
+            value = parse_size(text)
+        except UsageError:
+            value = 0
+        if value < 1:
+            raise UsageError(
+                f"PYLOCK_MAX_DOWNLOAD_SIZE must be a positive size, not {text!r}",
+                hint='write a size like "500M", "4G" or "800MB" (M = MiB, MB = 10^6)',
+            )
+        return value
+
+    def cache_root(self) -> Path:
+        """``PYLOCK_CACHE_DIR``, else the platform's user cache directory."""
+        from pathlib import Path
+
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser().absolute()
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("pylock", appauthor=False))
+
+    def netrc_path(self) -> str:
+        """``NETRC``, else ``~/.netrc`` (``~/_netrc`` on Windows)."""
+        if self.netrc is not None:
+            return self.netrc
+        home = self.home or os.path.expanduser("~")
+        return os.path.join(home, "_netrc" if os.name == "nt" else ".netrc")

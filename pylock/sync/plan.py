@@ -1,0 +1,236 @@
+"""What a sync has to do, decided from the lock and the install records alone.
+
+Also the questions other commands ask of an install directory without changing it:
+the status ``pylock list`` shows, which interpreters are current (for bin-dir links)
+and where a locked interpreter's executable is (``pylock which`` and ``pylock run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pylock.errors import PylockError, UsageError
+from pylock.fsutil import display_path
+from pylock.lockfile import Artifact, LockedPython, LockFile
+
+if TYPE_CHECKING:
+    from pylock.platforms import Platform
+    from pylock.progress import Reporter
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """One interpreter to install: the lock entry and its artifact for this platform."""
+
+    #: The lock entry.
+    python: LockedPython
+    #: The artifact for the target platform.
+    artifact: Artifact
+
+
+@attrs.frozen(kw_only=True)
+class SyncPlan:
+    """What a sync has to do, decided from the lock and the install records alone."""
+
+    #: Interpreters to (re)install.
+    jobs: tuple[Job, ...]
+    #: Interpreters already installed from the locked artifact.
+    current: tuple[str, ...]
+    #: Locked interpreters with no artifact for the target platform.
+    unavailable: tuple[str, ...]
+    #: Installed interpreters the lock no longer lists (to prune).
+    stale: tuple[str, ...]
+    #: Every name the lock lists: pruning never touches these.
+    keep: frozenset[str]
+
+    @property
+    def is_noop(self) -> bool:
+        """Whether nothing needs installing or removing."""
+        return not self.jobs and not self.stale
+
+
+def plan_sync(
+    lock: LockFile,
+    *,
+    dest_root: Path,
+    platform: Platform,
+    only: Collection[str] = (),
+    reinstall: bool = False,
+    prune: bool = True,
+) -> SyncPlan:
+    """Decide what to do; reads only small install-record files."""
+    from pylock.sync.install import installed_names, installed_state, is_current
+
+    unknown = sorted(set(only) - set(lock.names))
+    if unknown:
+        raise UsageError(
+            f"{', '.join(repr(n) for n in unknown)} not in the lock "
+            f"(locked: {', '.join(lock.names) or 'nothing'})"
+        )
+    jobs: list[Job] = []
+    current: list[str] = []
+    unavailable: list[str] = []
+    for python in lock.pythons:
+        if only and python.name not in only:
+            continue
+        artifact = python.artifact_for(platform.key)
+        if artifact is None:
+            if only:
+                raise PylockError(
+                    f"{python.name} is not locked for {platform.key} "
+                    f"(locked for: {', '.join(python.platforms)})",
+                    hint=f"add {platform.key!r} to its platforms in pythons.toml "
+                    "and run `pylock lock`",
+                )
+            unavailable.append(python.name)
+            continue
+        state = installed_state(dest_root, python.name)
+        if not reinstall and state is not None and is_current(state, artifact):
+            current.append(python.name)
+        else:
+            jobs.append(Job(python=python, artifact=artifact))
+    stale: list[str] = []
+    if prune and dest_root.is_dir():
+        stale = sorted(set(installed_names(dest_root)) - set(lock.names))
+    return SyncPlan(
+        jobs=tuple(jobs),
+        current=tuple(current),
+        unavailable=tuple(unavailable),
+        stale=tuple(stale),
+        keep=frozenset(lock.names),
+    )
+
+
+def warn_if_config_changed(
+    config_path: Path, lock_path: Path, lock: LockFile, reporter: Reporter
+) -> None:
+    """Warn when ``pythons.toml`` no longer matches the digest the lock was made from."""
+    if not config_path.is_file():
+        return
+    from pylock.config import digest_of_file
+
+    if digest_of_file(config_path) != lock.config_digest:
+        reporter.warn(
+            f"{config_path.name} changed since {lock_path.name} was written; installing what "
+            "the lock says (run `pylock lock` to update it)"
+        )
+
+
+def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[str]:
+    """The locked interpreters installed in ``dest_root`` from their locked artifact."""
+    from pylock.sync.install import installed_state, is_current
+
+    names = []
+    for python in lock.pythons:
+        artifact = python.artifact_for(platform.key)
+        state = installed_state(dest_root, python.name)
+        if artifact is not None and state is not None and is_current(state, artifact):
+            names.append(python.name)
+    return names
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    """One locked interpreter as ``pylock list`` reports it."""
+
+    python: LockedPython
+    #: ``installed``, ``not installed``, ``out of date (...)`` or ``not locked for ...``.
+    status: str
+    #: Whether the archive for this platform is in the cache.
+    cached: bool
+    #: The install tree, if pylock installed something there.
+    path: Path | None
+
+
+def install_status(
+    lock: LockFile, dest_root: Path, platform: Platform, is_cached: Callable[[Artifact], bool]
+) -> list[Status]:
+    """Each locked interpreter's state in ``dest_root``, in lock order."""
+    from pylock.sync.install import installed_state, is_current
+
+    rows = []
+    for python in lock.pythons:
+        artifact = python.artifact_for(platform.key)
+        state = installed_state(dest_root, python.name)
+        if artifact is None:
+            status = "not locked for this platform"
+        elif state is None:
+            status = "not installed"
+        elif is_current(state, artifact):
+            status = "installed"
+        else:
+            status = "out of date (run `pylock sync`)"
+        rows.append(
+            Status(
+                python=python,
+                status=status,
+                cached=artifact is not None and is_cached(artifact),
+                path=dest_root / python.name if state is not None else None,
+            )
+        )
+    return rows
+
+
+@attrs.frozen(kw_only=True)
+class Located:
+    """A locked interpreter found installed."""
+
+    python: LockedPython
+    #: Its executable.
+    executable: Path
+    #: Installed from another artifact than the lock names now.
+    out_of_date: bool
+
+
+def locate(
+    name: str,
+    *,
+    lock: LockFile | None,
+    lock_path: Path,
+    dest_root: Path,
+    platform: Platform,
+    check_executable: bool = True,
+) -> Located:
+    """Find interpreter ``name`` in ``dest_root``: the one lookup ``which`` and ``run`` share.
+
+    With ``lock`` the name must be locked; without one (a slim image holding only the
+    install directory) the install record says what it is.
+    """
+    from pylock.sync.install import executable, installed_state, is_current, python_from_state
+
+    shown = display_path(dest_root)
+    state = installed_state(dest_root, name)
+    if lock is not None:
+        python = lock.get(name)
+        if python is None:
+            raise UsageError(
+                f"no interpreter named {name!r} in {lock_path.name} "
+                f"(locked: {', '.join(lock.names) or 'nothing'})"
+            )
+    elif state is not None:
+        python = python_from_state(state)
+    else:
+        raise PylockError(
+            f"no lock file at {lock_path} and no {name!r} installed in {shown}",
+            hint="run it in the project, or pass --into DIR",
+        )
+    if state is None:
+        raise PylockError(
+            f"{python.name} is not installed in {shown}", hint="run `pylock sync` first"
+        )
+    artifact = python.artifact_for(platform.key)
+    exe = executable(dest_root, python, platform)
+    if check_executable and not exe.exists():
+        raise PylockError(
+            f"{python.name} has no executable at {exe}",
+            hint="run `pylock verify` to check the install, `pylock sync --reinstall` to repair it",
+        )
+    return Located(
+        python=python,
+        executable=exe,
+        out_of_date=artifact is not None and not is_current(state, artifact),
+    )

@@ -1,0 +1,352 @@
+"""Settings are read once (settings.py), and the CLI only translates (issue 12)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pylock
+from pylock.cli import main
+from pylock.errors import PylockError, UsageError
+from pylock.fastpath import try_noop_sync
+from pylock.net.fetch import FetchOptions, _netrc_covers
+from pylock.platforms import host
+from pylock.settings import DEFAULT_JOBS, Settings
+from pylock.sync.cache import Cache
+from pylock.sync.execute import SyncRequest, run_sync
+from pylock.sync.plan import install_status, locate
+from tests.test_sync import Build, Project, make_build
+from tests.test_sync import project as project  # the fixture
+
+PACKAGE = Path(pylock.__file__).parent
+#: The modules allowed to look at the process environment.
+READERS = {"settings.py", "cli.py", "entry.py"}
+HEAVY = ("attrs", "packaging", "cattrs", "aiohttp", "zstandard", "typing")
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """``os.environ``, ``os.environb``, ``getenv``/``putenv`` and ``from os import environ``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in (
+            "environ",
+            "environb",
+            "getenv",
+            "getenvb",
+            "putenv",
+        ):
+            if isinstance(node.value, ast.Name) and node.value.id in ("os", "_os", "posix"):
+                found.append(f"{path.name}:{node.lineno}: os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module in ("os", "posix"):
+            for alias in node.names:
+                if alias.name in ("environ", "environb", "getenv", "getenvb", "putenv"):
+                    found.append(f"{path.name}:{node.lineno}: from os import {alias.name}")
+        elif (
+            isinstance(node, ast.Name)
+            and node.id in ("getenv", "environ")
+            and isinstance(node.ctx, ast.Load)
+        ):
+            found.append(f"{path.name}:{node.lineno}: {node.id}")
+    return found
+
+
+def test_only_settings_cli_and_entry_read_the_environment() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative in READERS:
+            continue
+        offenders += _environment_reads(path)
+    assert offenders == []
+
+
+def test_the_environment_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import os\nfrom os import getenv\nx = os.environ.get('A')\ny = os.getenv('B')\n"
+    )
+    assert len(_environment_reads(bad)) == 3
+    assert _environment_reads(PACKAGE / "settings.py")  # the one reader really reads
+
+
+def test_fastpath_never_prints() -> None:
+    tree = ast.parse((PACKAGE / "fastpath.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            assert node.id != "print", node.lineno
+        if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr"):
+            pytest.fail(f"fastpath.py:{node.lineno} writes to sys.{node.attr}")
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return set(out.split())
+
+
+def test_settings_module_is_stdlib_only_and_cheap() -> None:
+    # What the interpreter's own start-up loads (a .pth file may import typing) is not ours.
+    modules = _modules_after("import pylock.settings, pylock.fastpath") - _modules_after("")
+    assert {m for m in modules if m.split(".")[0] in HEAVY} == set()
+    assert "pylock.errors" not in modules  # only imported when a value is bad
+
+
+# -- Settings.from_environ ---------------------------------------------------------------
+
+
+def test_from_environ_reads_every_variable_and_treats_blank_as_unset(tmp_path: Path) -> None:
+    environ = {
+        "PYLOCK_CACHE_DIR": str(tmp_path / "c"),
+        "PYLOCK_INSTALL_DIR": "/opt/py",
+        "PYLOCK_BIN_DIR": "  ",
+        "PYLOCK_OFFLINE": "yes",
+        "PYLOCK_MIRROR": "https://m.example/",
+        "PYLOCK_PYPY_MIRROR": "",
+        "PYLOCK_CONCURRENCY": " 7 ",
+        "GITHUB_TOKEN": " tok-secret ",
+        "NO_COLOR": "1",
+        "SSL_CERT_FILE": "/ca.pem",
+        "NETRC": str(tmp_path / "n"),
+    }
+    settings = Settings.from_environ(environ)
+    assert settings.install_dir == "/opt/py"
+    assert settings.bin_dir is None and settings.pypy_mirror is None
+    assert settings.offline and settings.no_color
+    assert settings.jobs() == 7 and settings.jobs(2) == 2
+    assert settings.github_token == "tok-secret"
+    assert settings.ssl_cert_file == "/ca.pem" and settings.ssl_cert_dir is None
+    assert settings.netrc_path() == str(tmp_path / "n")
+    assert Cache.from_settings(settings).root == tmp_path / "c"
+    assert "tok-secret" not in repr(settings)
+    with pytest.raises(AttributeError):
+        settings.offline = False  # type: ignore[misc]
+    assert Settings.from_environ({}) == Settings.from_environ({"PYLOCK_OFFLINE": "0"})
+    assert Settings.from_environ({}).jobs() == DEFAULT_JOBS
+    with pytest.raises(TypeError, match="unknown settings"):
+        Settings(nonsense=1)
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "-4", "many", "1e3", "9" * 5000 + "x", "4\x00", "\x1b[31m", "token=secret"]
+)
+def test_a_bad_concurrency_is_one_clean_error(value: str) -> None:
+    settings = Settings.from_environ({"PYLOCK_CONCURRENCY": value})
+    with pytest.raises(UsageError) as info:
+        settings.jobs()
+    message = str(info.value)
+    assert message.startswith("PYLOCK_CONCURRENCY must be a whole number of at least 1")
+    assert info.value.hint is not None
+    # The same message whichever command needs the value.
+    with pytest.raises(UsageError) as again:
+        FetchOptions.from_settings(settings)
+    assert str(again.value) == message
+    assert settings.jobs(3) == 3  # --jobs wins over the variable
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "1.5X", "9" * 400 + "Q", "\x00"])
+def test_a_bad_download_cap_is_one_clean_error(value: str) -> None:
+    with pytest.raises(UsageError, match="PYLOCK_MAX_DOWNLOAD_SIZE must be a positive size"):
+        Settings.from_environ({"PYLOCK_MAX_DOWNLOAD_SIZE": value}).max_download_bytes()
+
+
+def test_a_bad_value_is_an_error_only_for_commands_that_need_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pythons.lock").write_text(
+        'lock-version = 1\ncreated-by = "x"\nconfig-digest = "sha256:' + "0" * 64 + '"\n'
+    )
+    environ = {"PYLOCK_CONCURRENCY": "lots", "PYLOCK_CACHE_DIR": str(tmp_path / "c")}
+    assert main(["--project", str(tmp_path), "list"], environ=environ) == 0
+    capsys.readouterr()
+    assert main(["--project", str(tmp_path), "fetch"], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (
+        "pylock: error: PYLOCK_CONCURRENCY must be a whole number of at least 1, not 'lots'"
+    )
+    assert "Traceback" not in err
+
+
+def test_netrc_comes_from_the_settings_not_the_process(tmp_path: Path) -> None:
+    given = tmp_path / "given-netrc"
+    given.write_text("machine mirror.example login u password p\n")
+    os.environ.pop("NETRC", None)
+    settings = Settings.from_environ({"NETRC": str(given)})
+    assert _netrc_covers("mirror.example", settings)
+    assert not _netrc_covers("other.example", settings)
+    assert not _netrc_covers("mirror.example", Settings.from_environ({"HOME": str(tmp_path)}))
+    assert not _netrc_covers(None, settings)
+
+
+def test_fetch_options_carry_the_settings_they_came_from() -> None:
+    settings = Settings.from_environ({"SSL_CERT_FILE": "/x.pem", "PYLOCK_OFFLINE": "1"})
+    options = FetchOptions.from_settings(settings, jobs=2)
+    assert options.settings is settings and options.offline and options.jobs == 2
+
+
+def test_windows_host_reads_the_architecture_through_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pylock import platforms
+
+    monkeypatch.setattr(platforms.sys, "platform", "win32")
+    monkeypatch.setattr(platforms._platform, "machine", lambda: "AMD64")
+    monkeypatch.setenv("PROCESSOR_ARCHITECTURE", "x86")
+    monkeypatch.setenv("PROCESSOR_ARCHITEW6432", "ARM64")  # a 32-bit process on ARM64
+    assert host().key == "windows-aarch64"
+
+
+# -- the fast path returns its line ---------------------------------------------------------
+
+
+def test_fast_path_returns_its_line_and_prints_nothing(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = make_build("app", "20250101")
+    project.lock(build)
+    project.serve(build)
+    assert project.sync().code == 0
+    argv = ["--project", str(project.root), "sync", "--into", str(project.into)]
+    settings = Settings.from_environ({})
+    capsys.readouterr()
+    line = try_noop_sync(argv, settings)
+    assert line == f"1 interpreter up to date in {project.into}"
+    assert try_noop_sync([*argv, "-q"], settings) == ""
+    assert capsys.readouterr() == ("", "")
+    # PYLOCK_BIN_DIR needs the full sync (links are checked there).
+    assert try_noop_sync(argv, Settings.from_environ({"PYLOCK_BIN_DIR": "/b"})) is None
+    # PYLOCK_INSTALL_DIR comes from the settings too.
+    moved = Settings.from_environ({"PYLOCK_INSTALL_DIR": str(project.into)})
+    assert try_noop_sync(["--project", str(project.root), "sync"], moved) == line
+
+
+def test_console_script_prints_the_fast_path_line(project: Project) -> None:
+    build = make_build("app", "20250101")
+    project.lock(build)
+    project.serve(build)
+    assert project.sync().code == 0
+    done = project.check(project.sync_command())
+    assert done.code == 0
+    assert done.err == "1 interpreter up to date in pythons\n"
+    quiet = project.check(project.sync_command("-q"))
+    assert quiet.code == 0 and quiet.err == ""
+
+
+# -- sync/, status and lookup, without the CLI ----------------------------------------------
+
+
+def _request(project: Project, **changes: object) -> SyncRequest:
+    from pylock.lockfile import loads
+
+    values: dict[str, object] = {
+        "lock": loads((project.root / "pythons.lock").read_text(encoding="utf-8")),
+        "lock_path": project.root / "pythons.lock",
+        "config_path": project.root / "pythons.toml",
+        "dest_root": project.into,
+        "platform": host(),
+    }
+    values.update(changes)
+    return SyncRequest(**values)  # type: ignore[arg-type]
+
+
+def test_run_sync_is_the_whole_use_case(project: Project) -> None:
+    from pylock.fastpath import STATE_FILE
+    from pylock.progress import NullReporter
+    from pylock.urls import UrlRewrites
+
+    build = make_build("app", "20250101")
+    project.lock(build)
+    project.serve(build)
+    cache = Cache(project.cache)
+    options = FetchOptions(rewrites=UrlRewrites.from_sources(None, (), project.mirror, None))
+    calls: list[str] = []
+
+    def get_cache() -> Cache:
+        calls.append("cache")
+        return cache
+
+    def get_options() -> FetchOptions:
+        calls.append("options")
+        return options
+
+    bin_dir = project.root / "bin"
+    first = run_sync(
+        _request(project, bin_dir=bin_dir),
+        cache=get_cache,
+        options=get_options,
+        reporter=NullReporter(),
+    )
+    assert not first.noop and first.result.installed == ("app",) and first.current == ("app",)
+    assert (project.into / STATE_FILE).is_file()
+    assert sorted(calls) == ["cache", "options"]
+    assert any(p.name.startswith("python") for p in bin_dir.iterdir())
+
+    calls.clear()
+    second = run_sync(
+        _request(project), cache=get_cache, options=get_options, reporter=NullReporter()
+    )
+    assert second.noop and second.current == ("app",)
+    assert calls == []  # a no-op never opens the cache or checks download settings
+
+    # A partial sync leaves no fast-path state: the next whole sync must re-check.
+    (project.into / STATE_FILE).unlink()
+    partial = run_sync(
+        _request(project, only=("app",), remember=False),
+        cache=get_cache,
+        options=get_options,
+        reporter=NullReporter(),
+    )
+    assert partial.noop and not (project.into / STATE_FILE).exists()
+
+
+def test_status_and_locate(project: Project) -> None:
+    from pylock.lockfile import loads
+
+    old, new = make_build("app", "20250101"), make_build("app", "20250202")
+    project.lock(old)
+    project.serve(old, new)
+    assert project.sync().code == 0
+    lock_path = project.root / "pythons.lock"
+    platform = host()
+
+    lock = loads(lock_path.read_text(encoding="utf-8"))
+    [row] = install_status(lock, project.into, platform, lambda a: True)
+    assert (row.status, row.cached, row.path) == ("installed", True, project.into / "app")
+    found = locate("app", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform)
+    assert found.executable.exists() and not found.out_of_date
+    # Without a lock, the install record says what is there.
+    bare = locate("app", lock=None, lock_path=lock_path, dest_root=project.into, platform=platform)
+    assert bare.executable == found.executable
+
+    project.lock(new)
+    lock = loads(lock_path.read_text(encoding="utf-8"))
+    [row] = install_status(lock, project.into, platform, lambda a: False)
+    assert row.status.startswith("out of date") and not row.cached
+    assert locate(
+        "app", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform
+    ).out_of_date
+    with pytest.raises(UsageError, match="no interpreter named 'nope'"):
+        locate("nope", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform)
+    with pytest.raises(PylockError, match="no lock file at"):
+        locate("nope", lock=None, lock_path=lock_path, dest_root=project.into, platform=platform)
+    with pytest.raises(PylockError, match="not installed"):
+        locate("app", lock=lock, lock_path=lock_path, dest_root=project.root, platform=platform)
+
+
+def test_which_and_run_agree_through_the_cli(project: Project) -> None:
+    build: Build = make_build("app", "20250101")
+    project.lock(build)
+    project.serve(build)
+    assert project.sync().code == 0
+    which = project.run("which", "--into", str(project.into), "nope")
+    run = project.run("run", "--into", str(project.into), "nope")
+    assert which.code == run.code == 2
+    assert which.err == run.err
+    assert which.err.startswith("pylock: error: no interpreter named 'nope' in pythons.lock")
