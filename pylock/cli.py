@@ -647,8 +647,8 @@ def _link_bin_dir(
 def _cmd_fetch(ctx: Context) -> int:
     # Fills the cache so that a later `sync --offline` (or an air-gapped build) has
     # everything; hits are re-hashed because a bad archive found later is costlier.
-    from pylock.net.fetch import Wanted, ensure_archives
     from pylock.progress import human_size
+    from pylock.sync.archives import Wanted, ensure_archives
 
     args = ctx.args
     lock = ctx.read_lock()
@@ -908,8 +908,8 @@ def _cmd_verify(ctx: Context) -> int:
 def _cmd_cache(ctx: Context) -> int:
     import time
 
-    from pylock.progress import human_size
-    from pylock.sync.cache import PruneReport, parse_size
+    from pylock.progress import human_size, parse_size
+    from pylock.sync.cache import PruneReport
 
     args = ctx.args
     cache = ctx.cache()

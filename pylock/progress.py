@@ -7,10 +7,13 @@ single plain line and nothing is redrawn.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 from typing import TextIO
+
+from pylock.errors import UsageError
 
 _BAR_WIDTH = 24
 _REDRAW_SECONDS = 0.1
@@ -30,6 +33,29 @@ def human_size(size: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``500M``, ``2G``, ``1.5GiB``, ``800MB`` or ``123`` into bytes.
+
+    ``K``, ``M``, ``G``, ``T`` and ``KiB``...``TiB`` are powers of 1024; ``KB``...``TB``
+    are powers of 1000; a bare number (or ``B``) is bytes. Case does not matter.
+
+    >>> parse_size("500M"), parse_size("1.5GiB"), parse_size("2gb"), parse_size("0")
+    (524288000, 1610612736, 2000000000, 0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*", text.lower())
+    if not match:
+        raise UsageError(
+            f"invalid size {text!r}",
+            hint='write a size like "500M", "2G", "1.5GiB" or "800MB" (M = MiB, MB = 10^6)',
+        )
+    number, prefix, binary, byte = match.groups()
+    if binary and not (prefix and byte):
+        raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
+    power = "kmgt".index(prefix) + 1 if prefix else 0
+    base = 1000 if (byte and not binary and prefix) else 1024
+    return int(float(number) * base**power)
 
 
 class Task:

@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 
 from pylock.errors import DownloadError, HashMismatchError, OfflineError, PylockError, UsageError
-from pylock.net.fetch import (
-    Fetcher,
-    FetchOptions,
-    Timeouts,
-    Wanted,
-    download_unknown,
-    ensure_archives,
-    jobs_from_env,
-)
+from pylock.net.fetch import Fetcher, FetchOptions, Timeouts, jobs_from_env
 from pylock.progress import NullReporter, Reporter, Task
+from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import PBS_DOWNLOAD_PREFIX, RefusedUrlError, UrlRewrites
 from tests.httpserver import (
@@ -555,7 +548,7 @@ def test_download_unknown_learns_the_hash_once(server: HttpServer, cache: Cache)
 
 def test_import_does_not_load_aiohttp() -> None:
     code = (
-        "import sys, pylock.net.fetch, pylock.sync.cache, pylock.urls; "
+        "import sys, pylock.net.fetch, pylock.sync.archives, pylock.sync.cache, pylock.urls; "
         "print(sorted(m for m in ('aiohttp', 'asyncio', 'filelock') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -582,7 +575,8 @@ FETCH = textwrap.dedent(
     import sys
     from pathlib import Path
     from pylock.sync.cache import Cache
-    from pylock.net.fetch import FetchOptions, Wanted, ensure_archives
+    from pylock.net.fetch import FetchOptions
+    from pylock.sync.archives import Wanted, ensure_archives
     from pylock.progress import NullReporter
 
     cache = Cache(Path(sys.argv[1]))

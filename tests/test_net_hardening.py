@@ -38,12 +38,10 @@ from pylock.net.fetch import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     FetchOptions,
     Timeouts,
-    Wanted,
-    download_unknown,
-    ensure_archives,
     max_download_size_from_env,
 )
 from pylock.progress import NullReporter, Reporter
+from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status

@@ -168,7 +168,7 @@ class _Downloads:
     ) -> None:
         import asyncio
 
-        from pylock.net.fetch import Wanted, ensure_archives_async
+        from pylock.sync.archives import Wanted, ensure_archives_async
 
         # Each archive succeeds or fails on its own: one interpreter that cannot be had
         # must not cancel the downloads of the others.
@@ -329,7 +329,7 @@ def execute_sync(
                 )
                 if attempt == 2 or options.offline:
                     raise
-                from pylock.net.fetch import Wanted, ensure_archives
+                from pylock.sync.archives import Wanted, ensure_archives
 
                 ensure_archives(
                     [Wanted.from_artifact(job.artifact)],
