@@ -27,6 +27,7 @@ from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
+from tests.indexdata import host_project
 
 #: Every case must end well within this; before the fix some spun for ever.
 PATIENCE = 20
@@ -392,25 +393,7 @@ def test_streamed_install_from_a_mirror_ends(
     if triple is None:
         pytest.skip("no python-build-standalone triple for this host")
     filename = f"cpython-3.12.7+20990101-{triple}-install_only.tar.gz"
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build="20990101",
-        flavor=Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=f"{PBS_DOWNLOAD_PREFIX}20990101/{filename}",
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    project = tmp_path / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    project = host_project(tmp_path, data, f"{PBS_DOWNLOAD_PREFIX}20990101/{filename}")
     into = tmp_path / "pythons"
     with HttpServer() as server:
         server.serve(f"/20990101/{filename}", data)

@@ -9,7 +9,6 @@ a user would, and plants a ``.pyc`` that changes what ``import json`` does.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import py_compile
@@ -21,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from pylock.cli import main
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.sync.install import verify
-from pylock.versions import ArchiveFormat, Flavor, Implementation
+from pylock.versions import ArchiveFormat
 from tests.archives import exe, file, write_archive
+from tests.indexdata import host_project
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
 
@@ -54,26 +53,7 @@ def sync_tree(tmp_path: Path, *, with_launcher: bool = True) -> tuple[Path, Path
     else:
         entries.insert(0, file("python/share/README", b"no interpreter\n"))
     archive = write_archive(tmp_path / "python.tar.gz", entries, ArchiveFormat.TAR_GZ)
-    data = archive.read_bytes()
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build="20990101",
-        flavor=Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=archive.as_uri(),
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    project = tmp_path / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    project = host_project(tmp_path, archive.read_bytes(), archive.as_uri())
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     assert (
         main(["--project", str(project), "-q", "sync", "--into", str(tmp_path / "py")], environ)
