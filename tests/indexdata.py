@@ -14,8 +14,8 @@ from types import ModuleType
 from typing import Any
 
 from pylock.index.model import Build, Index
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
-from pylock.platforms import Platform, host
+from pylock.lockfile import Artifact, LockedPython
+from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,23 +177,6 @@ def locked_python(
     return LockedPython(
         name=name, version=version, build=build, artifacts=tuple(artifacts), **fields
     )
-
-
-def host_project(
-    parent: Path, data: bytes, url: str, *, flavor: Flavor = Flavor.INSTALL_ONLY
-) -> Path:
-    """``parent/project`` holding a ``pythons.lock`` that locks ``app`` = CPython
-    3.12.7+20990101 for this host, its one archive ``data`` at ``url``.
-    """
-    artifact = Artifact(
-        platform=host().key, url=url, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
-    )
-    python = locked_python("app", "3.12.7", "20990101", [artifact], flavor=flavor)
-    project = parent / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
-    return project
 
 
 def index_of(*builds: Build, tag_dates: dict[str, str] | None = None) -> Index:

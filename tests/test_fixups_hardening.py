@@ -9,8 +9,6 @@ keeps the archive's bytes, and a fresh install always verifies, ``--reinstall`` 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from pylock.platforms import host
 from pylock.sync.fixups import apply_fixups
 from pylock.versions import ArchiveFormat
 from tests.archives import Entry, exe, file, hardlink, symlink, write_archive
-from tests.indexdata import host_project
+from tests.projects import host_project, run_pylock
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fix-ups run on POSIX installs only")
 
@@ -118,18 +116,6 @@ def test_files_reached_through_a_symlinked_directory_are_not_patched(tmp_path: P
 
 
 # -- sync and verify, as a user runs them ------------------------------------------------
-
-
-def run_pylock(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def locked_project(tmp_path: Path, entries: list[Entry]) -> Path:

@@ -25,7 +25,7 @@ from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cach
 from pylock.sync.install import verify
 from pylock.versions import ArchiveFormat
 from tests.archives import exe, file, write_archive
-from tests.indexdata import host_project
+from tests.projects import host_project
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
 
