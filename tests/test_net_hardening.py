@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from pylock.cli import main
@@ -401,7 +402,7 @@ def test_secrets_are_redacted_in_errors_progress_and_redirects(
 def test_secrets_never_reach_the_install_record_or_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     build = make_build()
     with HttpServer() as server:
@@ -409,19 +410,7 @@ def test_secrets_never_reach_the_install_record_or_the_cache(
         project = Project(tmp_path, server, capsys)
         python = build.python()
         url = f"http://me:{SECRET}@127.0.0.1:{server.port}{build.path}?token={SECRET}"
-        artifact = python.artifacts[0]
-        python = LockedPython(
-            name=python.name,
-            implementation=python.implementation,
-            version=python.version,
-            build=python.build,
-            flavor=python.flavor,
-            artifacts=(
-                Artifact(
-                    platform=artifact.platform, url=url, sha256=build.sha256, size=artifact.size
-                ),
-            ),
-        )
+        python = attrs.evolve(python, artifacts=(attrs.evolve(python.artifacts[0], url=url),))
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         (tmp_path / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
         result = project.run("-v", "sync", "--into", str(project.into))
