@@ -113,6 +113,23 @@ def _offline_error(misses: Sequence[Wanted], cache: Cache, corrupt: set[str]) ->
     return OfflineError(message, url=misses[0].url, hint=OFFLINE_HINT)
 
 
+def _hits_or_refusal(
+    wanted: Sequence[Wanted],
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+    *,
+    verify_hits: bool,
+) -> tuple[dict[str, Path], list[Wanted]]:
+    """The cached archives, and the misses once downloading them is known to be allowed."""
+    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
+    if misses:
+        if options.offline:
+            raise _offline_error(misses, cache, corrupt)
+        cache.require_writable()
+    return found, misses
+
+
 def ensure_archives(
     wanted: Sequence[Wanted],
     cache: Cache,
@@ -128,12 +145,9 @@ def ensure_archives(
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
     The sha256 of every archive actually downloaded is added to ``tally``.
     """
-    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
+    found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
     if not misses:
         return found
-    if options.offline:
-        raise _offline_error(misses, cache, corrupt)
-    cache.require_writable()
     import asyncio
 
     found.update(asyncio.run(_download_all(misses, cache, options, reporter, tally)))
@@ -150,11 +164,8 @@ async def ensure_archives_async(
     tally: set[str] | None = None,
 ) -> dict[str, Path]:
     """:func:`ensure_archives` for callers already inside an event loop."""
-    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
+    found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
     if misses:
-        if options.offline:
-            raise _offline_error(misses, cache, corrupt)
-        cache.require_writable()
         found.update(await _download_all(misses, cache, options, reporter, tally))
     return found
 
