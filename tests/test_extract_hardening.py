@@ -299,16 +299,21 @@ def test_sync_ends_with_one_error_line(tmp_path: Path, case: str, direct: bool) 
     assert sorted(set(os.listdir(tmp_path)) - {"pythons"}) == before
 
 
-@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
-@pytest.mark.parametrize("case", ["pax-negative-size", "longname-negative-size", "size-oversized"])
-def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str) -> None:
+def direct_url_project(tmp_path: Path, archive: Path) -> Path:
+    """A project whose ``pythons.toml`` names ``archive`` as ``app``, by direct URL."""
     project = tmp_path / "project"
     project.mkdir()
-    archive = write(tmp_path, case, HOSTILE[case])
     (project / "pythons.toml").write_text(
         f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["{HOST.key}"]\n',
         encoding="utf-8",
     )
+    return project
+
+
+@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
+@pytest.mark.parametrize("case", ["pax-negative-size", "longname-negative-size", "size-oversized"])
+def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str) -> None:
+    project = direct_url_project(tmp_path, write(tmp_path, case, HOSTILE[case]))
     result = run_pylock(project, "lock", timeout=PATIENCE)
     clean_error(result)
     assert "not an archive pylock can install" in result.stderr
@@ -318,15 +323,10 @@ def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str
 @pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
 def test_lock_of_a_hostile_full_archive_ends(tmp_path: Path) -> None:
     """A full archive's PYTHON.json is read with pylock's reader, not tarfile."""
-    project = tmp_path / "project"
-    project.mkdir()
     tar = member(b"python/install/bin/python3", b"x") + pax(b"", size=base256(-512)) + END
     archive = tmp_path / "corp-python-full.tar.zst"
     archive.write_bytes(archives.compress(tar, ArchiveFormat.TAR_ZST))
-    (project / "pythons.toml").write_text(
-        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["{HOST.key}"]\n',
-        encoding="utf-8",
-    )
+    project = direct_url_project(tmp_path, archive)
     result = run_pylock(project, "lock", timeout=PATIENCE)
     clean_error(result)
     assert "invalid member size -512" in result.stderr

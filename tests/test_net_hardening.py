@@ -10,6 +10,7 @@ stop would fail the assertion (a complete body with the wrong hash) rather than 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import hashlib
 import io
@@ -46,7 +47,7 @@ from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
-from tests.test_sync import Project, make_build
+from tests.test_sync import Build, Project, make_build
 
 SECRET = "s3cr3tVALUE"
 CAP = 1 << 20  # PYLOCK_MAX_DOWNLOAD_SIZE in these tests: 1 MiB
@@ -699,6 +700,19 @@ def test_require_writable_raises_the_typed_error(
 # -- 9. honest counts ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _one_build_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Iterator[tuple[Build, HttpServer, Project]]:
+    """A project locking one build, which a running server serves."""
+    build = make_build()
+    with HttpServer() as server:
+        project = Project(tmp_path, server, capsys)
+        project.serve(build)
+        project.lock(build)
+        yield build, server, project
+
+
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -709,11 +723,7 @@ def _corrupt(path: Path) -> None:
 def test_sync_counts_the_download_after_a_corrupt_cached_archive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build = make_build()
-    with HttpServer() as server:
-        project = Project(tmp_path, server, capsys)
-        project.serve(build)
-        project.lock(build)
+    with _one_build_project(tmp_path, capsys) as (build, server, project):
         first = project.sync()
         assert "(1 installed, 1 downloaded)" in first.err
         _corrupt(project.archive(build))
@@ -727,11 +737,7 @@ def test_sync_counts_the_download_after_a_corrupt_cached_archive(
 def test_fetch_counts_the_download_after_a_corrupt_cached_archive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build = make_build()
-    with HttpServer() as server:
-        project = Project(tmp_path, server, capsys)
-        project.serve(build)
-        project.lock(build)
+    with _one_build_project(tmp_path, capsys) as (build, server, project):
         assert "1 downloaded" in project.run("fetch", "--mirror", project.mirror).err
         unchanged = project.run("fetch", "--mirror", project.mirror)
         assert "0 downloaded (0 B), 1 already cached" in unchanged.err
