@@ -450,18 +450,12 @@ def test_lock_refuses_credentials_in_pythons_toml(
 
 
 def test_diff_output_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     def lock_with(url: str, sha: str) -> Path:
         base = make_build().python()
-        python = LockedPython(
-            name="app",
-            implementation=base.implementation,
-            version=base.version,
-            build=base.build,
-            flavor=base.flavor,
-            artifacts=(Artifact(platform=base.artifacts[0].platform, url=url, sha256=sha),),
-        )
+        artifact = attrs.evolve(base.artifacts[0], url=url, sha256=sha, size=None)
+        python = attrs.evolve(base, name="app", artifacts=(artifact,))
         path = tmp_path / f"{sha[:4]}.lock"
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         path.write_text(dumps(lock), encoding="utf-8")
@@ -556,22 +550,12 @@ def test_bad_url_in_rewrites_and_mirrors(
 def test_bad_url_in_a_lock_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     base = make_build().python()
     for url in ("http://127.0.0.1:99999/x.tar.gz", "https://[::1/x.tar.gz"):
-        python = LockedPython(
-            name="app",
-            implementation=base.implementation,
-            version=base.version,
-            build=base.build,
-            flavor=base.flavor,
-            artifacts=(
-                Artifact(
-                    platform=base.artifacts[0].platform, url=url, sha256=base.artifacts[0].sha256
-                ),
-            ),
-        )
+        artifact = attrs.evolve(base.artifacts[0], url=url, size=None)
+        python = attrs.evolve(base, name="app", artifacts=(artifact,))
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         (tmp_path / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
         project = Project(tmp_path, HttpServer(), capsys)
