@@ -255,14 +255,20 @@ def fish_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
     return [line.split("\t")[0] for line in result.stdout.splitlines()]
 
 
+#: What fish and zsh both complete, the same way: (command line, candidates).
+COMMON_CASES = [
+    ("pylock wh", ["which"]),
+    ("pylock which ", ["app", "legacy-3.10"]),
+    ("pylock sync --only ", ["app", "legacy-3.10"]),
+    ("pylock lock --upgrade-python l", ["legacy-3.10"]),
+    ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+]
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("pylock wh", ["which"]),
-        ("pylock which ", ["app", "legacy-3.10"]),
-        ("pylock sync --only ", ["app", "legacy-3.10"]),
-        ("pylock lock --upgrade-python l", ["legacy-3.10"]),
-        ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+        *COMMON_CASES,
         ("pylock cache prune --max", ["--max-size"]),
         ("pylock --color ", ["always", "auto", "never"]),
         ("pylock diff --format ", ["json", "markdown", "text"]),
@@ -341,11 +347,7 @@ def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("pylock wh", ["which"]),
-        ("pylock which ", ["app", "legacy-3.10"]),
-        ("pylock sync --only ", ["app", "legacy-3.10"]),
-        ("pylock lock --upgrade-python l", ["legacy-3.10"]),
-        ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+        *COMMON_CASES,
         ("pylock --color ", ["always", "auto", "never"]),
         ("pylock diff --format=", ["json", "markdown", "text"]),
         ("pylock sync --platform macos", ["macos-aarch64", "macos-x86_64"]),
