@@ -490,12 +490,6 @@ def write_project(root: Path, app: Build, tool: Build) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[HttpServer]:
-    with HttpServer() as srv:
-        yield srv
-
-
-@pytest.fixture
 def environ(wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, str]:
     """A runner's environment: no pylock on PATH, pip offline, the job's mirror setting."""
     venv_bin = str(Path(sys.executable).parent)
