@@ -17,10 +17,9 @@ from pylock.cli import main
 from tests.realpython import (
     RealPythonUnavailable,
     clean_env,
+    mirrored_project,
     serve_directory,
     shared_archive,
-    write_lock,
-    write_mirror_tree,
 )
 
 pytestmark = [
@@ -43,10 +42,7 @@ def test_synced_interpreter_runs_from_its_new_location(tmp_path: Path) -> None:
         archive = shared_archive()
     except RealPythonUnavailable as exc:
         pytest.skip(str(exc))
-    mirror = write_mirror_tree(tmp_path / "mirror", [archive])
-    project = tmp_path / "project"
-    project.mkdir()
-    write_lock(project, [archive], names=["app"])
+    project, mirror = mirrored_project(tmp_path, archive)
     env = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     with serve_directory(mirror) as url:
         cold = tmp_path / "cold"

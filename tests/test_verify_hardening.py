@@ -285,20 +285,16 @@ def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
     from tests.realpython import (
         RealPythonUnavailable,
         clean_env,
+        mirrored_project,
         serve_directory,
         shared_archive,
-        write_lock,
-        write_mirror_tree,
     )
 
     try:
         archive = shared_archive()
     except RealPythonUnavailable as exc:
         pytest.skip(str(exc))
-    mirror = write_mirror_tree(tmp_path / "mirror", [archive])
-    project = tmp_path / "project"
-    project.mkdir()
-    write_lock(project, [archive], names=["app"])
+    project, mirror = mirrored_project(tmp_path, archive)
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     into = tmp_path / "py"
     with serve_directory(mirror) as url:
