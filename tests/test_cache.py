@@ -14,7 +14,8 @@ import platformdirs
 import pytest
 
 from pylock.errors import UsageError
-from pylock.sync.cache import Cache, parse_size, safe_filename
+from pylock.progress import parse_size
+from pylock.sync.cache import Cache, safe_filename
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 DAY = 86400.0
