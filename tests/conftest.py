@@ -13,12 +13,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
 from tests.upstream_server import UpstreamServer
+
+if TYPE_CHECKING:
+    from tests.realpython import RealArchive
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -163,3 +167,19 @@ def upstream() -> Iterator[UpstreamServer]:
     """The upstream hosts' look-alike on loopback (PBS, PyPy, GraalPy, GitHub API)."""
     with UpstreamServer() as running:
         yield running
+
+
+# -- layers: fixtures shared across test files ----------------------------------------------
+
+
+@pytest.fixture
+def real_archive() -> RealArchive:
+    """The shared archive of a real interpreter (:mod:`tests.realpython`); skips the test
+    where none can be built.
+    """
+    from tests.realpython import RealPythonUnavailable, shared_archive
+
+    try:
+        return shared_archive()
+    except RealPythonUnavailable as exc:
+        pytest.skip(str(exc))

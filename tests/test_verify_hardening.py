@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +27,9 @@ from pylock.sync.install import verify
 from pylock.versions import ArchiveFormat
 from tests.archives import exe, file, write_archive
 from tests.projects import host_project
+
+if TYPE_CHECKING:
+    from tests.realpython import RealArchive
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
 
@@ -280,20 +284,15 @@ def test_control_characters_in_extra_names_are_escaped(
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="archives are built on Linux")
 def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_archive: RealArchive
 ) -> None:
     from tests.realpython import (
-        RealPythonUnavailable,
         clean_env,
         mirrored_project,
         serve_directory,
-        shared_archive,
     )
 
-    try:
-        archive = shared_archive()
-    except RealPythonUnavailable as exc:
-        pytest.skip(str(exc))
+    archive = real_archive
     project, mirror = mirrored_project(tmp_path, archive)
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     into = tmp_path / "py"
