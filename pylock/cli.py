@@ -747,7 +747,8 @@ def _cmd_cache(ctx: Context) -> int:
     import time
 
     from pylock.progress import human_size
-    from pylock.sync.cache import PruneReport, parse_size
+    from pylock.settings import parse_size
+    from pylock.sync.cache import PruneReport
 
     args = ctx.args
     cache = ctx.cache()

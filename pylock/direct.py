@@ -42,7 +42,7 @@ def make_direct_resolver(
     """
 
     def direct(request: PythonRequest) -> LockedPython:
-        from pylock.net.fetch import download_unknown
+        from pylock.sync.archives import download_unknown
 
         assert request.url is not None
         sha256, size, path = download_unknown(request.url, cache, fetch_options, reporter)

@@ -316,7 +316,7 @@ def _fetch_into_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> dict[str, Path]:
-    from pylock.net.fetch import Wanted, ensure_archives
+    from pylock.sync.archives import Wanted, ensure_archives
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
     wanted = [Wanted.from_artifact(e.artifact) for e in entries]

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
 from tests.registry import RealRegistry, TestPki, TokenServer, registry_binary
 from tests.upstream_server import UpstreamServer
+
+if TYPE_CHECKING:
+    from tests.realpython import RealArchive
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -215,3 +219,19 @@ def token_registry(
     root = tmp_path_factory.mktemp("registry-token")
     with RealRegistry(root, registry_pki, auth="token", realm=token_server.realm) as running:
         yield running
+
+
+# -- layers: fixtures shared across test files ----------------------------------------------
+
+
+@pytest.fixture
+def real_archive() -> RealArchive:
+    """The shared archive of a real interpreter (:mod:`tests.realpython`); skips the test
+    where none can be built.
+    """
+    from tests.realpython import RealPythonUnavailable, shared_archive
+
+    try:
+        return shared_archive()
+    except RealPythonUnavailable as exc:
+        pytest.skip(str(exc))

@@ -780,6 +780,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def mirrored_project(root: Path, archive: RealArchive) -> tuple[Path, Path]:
+    """``root/project`` locking ``archive`` as ``app``, and ``root/mirror`` serving it as
+    upstream lays it out; returns (project, mirror).
+    """
+    mirror = write_mirror_tree(root / "mirror", [archive])
+    project = root / "project"
+    project.mkdir()
+    write_lock(project, [archive], names=["app"])
+    return project, mirror
+
+
 @contextlib.contextmanager
 def serve_directory(root: Path) -> Iterator[str]:
     """Serve ``root`` read-only on 127.0.0.1 from a thread; yield the base URL (``/`` ends it)."""

@@ -38,9 +38,10 @@ from pylock.config import digest_of_file
 from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.urls import PBS_DOWNLOAD_PREFIX
-from pylock.versions import ArchiveFormat, Flavor, Implementation
+from pylock.versions import ArchiveFormat
 from tests.archives import compress, exe, file, symlink, tar_bytes
 from tests.httpserver import HttpServer
+from tests.indexdata import locked_python
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
 
@@ -456,22 +457,13 @@ class Build:
 
     def python(self, *, default: bool) -> LockedPython:
         data = self.data
-        return LockedPython(
-            name=self.name,
-            implementation=Implementation.CPYTHON,
-            version=self.version,
-            build=self.tag,
-            flavor=Flavor.INSTALL_ONLY_STRIPPED,
-            default=default,
-            artifacts=(
-                Artifact(
-                    platform=HOST.key,
-                    url=f"{PBS_DOWNLOAD_PREFIX}{self.tag}/{quote(self.filename)}",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                ),
-            ),
+        artifact = Artifact(
+            platform=HOST.key,
+            url=f"{PBS_DOWNLOAD_PREFIX}{self.tag}/{quote(self.filename)}",
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
         )
+        return locked_python(self.name, self.version, self.tag, [artifact], default=default)
 
 
 def write_project(root: Path, app: Build, tool: Build) -> None:
@@ -487,12 +479,6 @@ def write_project(root: Path, app: Build, tool: Build) -> None:
     assert digest is not None
     lock = make_lock([app.python(default=True), tool.python(default=False)], config_digest=digest)
     (root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
-
-
-@pytest.fixture
-def server() -> Iterator[HttpServer]:
-    with HttpServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -48,6 +48,18 @@ FISH = shutil.which("fish")
 ZSH = shutil.which("zsh")
 
 
+def run_shell(
+    argv: list[str], cwd: Path, timeout: float = 60, *, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a shell that must succeed; ``home``: its ``HOME`` (a fresh one keeps its rc out)."""
+    env = None if home is None else {**os.environ, "HOME": str(home)}
+    result = subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def bash_complete(words: list[str], cwd: Path, script_path: Path) -> list[str]:
     """What the generated function puts in COMPREPLY for ``words`` (the last one is cur)."""
     assert BASH is not None
@@ -57,14 +69,7 @@ def bash_complete(words: list[str], cwd: Path, script_path: Path) -> list[str]:
         "_pylock || exit 98\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    result = subprocess.run(
-        [BASH, "--norc", "--noprofile", "-c", program, "bash", *words],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_shell([BASH, "--norc", "--noprofile", "-c", program, "bash", *words], cwd, 30)
     assert result.stderr == ""
     return [line for line in result.stdout.splitlines() if line]
 
@@ -222,14 +227,7 @@ def test_installed_command_prints_a_script_bash_loads(project: Path) -> None:
         "COMP_WORDS=(pylock sync --only a); COMP_CWORD=3; _pylock\n"
         'echo "${COMPREPLY[*]}"\n'
     )
-    result = subprocess.run(
-        [BASH, "--norc", "--noprofile", "-c", program],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_shell([BASH, "--norc", "--noprofile", "-c", program], project)
     assert result.stdout.splitlines() == ["complete -F _pylock pylock", "app"]
 
 
@@ -242,27 +240,26 @@ def fish_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
         pytest.skip("fish is not installed")
     path = tmp_path / "pylock.fish"
     path.write_text(script("fish", build_parser()))
-    result = subprocess.run(
-        [FISH, "--no-config", "-c", f"source {path}; or exit 99; complete -C {line!r}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr
+    program = f"source {path}; or exit 99; complete -C {line!r}"
+    result = run_shell([FISH, "--no-config", "-c", program], cwd, home=tmp_path)
     assert result.stderr == ""
     return [line.split("\t")[0] for line in result.stdout.splitlines()]
+
+
+#: What fish and zsh both complete, the same way: (command line, candidates).
+COMMON_CASES = [
+    ("pylock wh", ["which"]),
+    ("pylock which ", ["app", "legacy-3.10"]),
+    ("pylock sync --only ", ["app", "legacy-3.10"]),
+    ("pylock lock --upgrade-python l", ["legacy-3.10"]),
+    ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+]
 
 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("pylock wh", ["which"]),
-        ("pylock which ", ["app", "legacy-3.10"]),
-        ("pylock sync --only ", ["app", "legacy-3.10"]),
-        ("pylock lock --upgrade-python l", ["legacy-3.10"]),
-        ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+        *COMMON_CASES,
         ("pylock cache prune --max", ["--max-size"]),
         ("pylock --color ", ["always", "auto", "never"]),
         ("pylock diff --format ", ["json", "markdown", "text"]),
@@ -325,15 +322,8 @@ def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
         functions.mkdir()
         (functions / "_pylock").write_text(script("zsh", build_parser()))
         (tmp_path / "capture.zsh").write_text(ZSH_CAPTURE)
-    result = subprocess.run(
-        [ZSH, "-f", str(tmp_path / "capture.zsh"), str(functions), line],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr
+    argv = [ZSH, "-f", str(tmp_path / "capture.zsh"), str(functions), line]
+    result = run_shell(argv, cwd, home=tmp_path)
     return sorted(set(result.stdout.split()))
 
 
@@ -341,11 +331,7 @@ def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("pylock wh", ["which"]),
-        ("pylock which ", ["app", "legacy-3.10"]),
-        ("pylock sync --only ", ["app", "legacy-3.10"]),
-        ("pylock lock --upgrade-python l", ["legacy-3.10"]),
-        ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+        *COMMON_CASES,
         ("pylock --color ", ["always", "auto", "never"]),
         ("pylock diff --format=", ["json", "markdown", "text"]),
         ("pylock sync --platform macos", ["macos-aarch64", "macos-x86_64"]),

@@ -258,13 +258,9 @@ def test_upgrade_workflow_opens_then_updates_one_pull_request(tmp_path: Path) ->
     temp.mkdir()
     _fake_tools(tmp_path / "bin", log)
     git_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "GIT_", "GH_"))},
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        # git's author and its system-config switch come from the suite's clean environment
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "GH_"))},
         "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
         "PYTHONPATH": str(ROOT),
         "PYLOCK_CACHE_DIR": str(tmp_path / "cache"),
     }

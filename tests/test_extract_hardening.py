@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +22,10 @@ import pytest
 
 from pylock.archive.extract import Layout, detect_layout, extract_archive, read_tar_member
 from pylock.errors import ArchiveError
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
-from pylock.versions import ArchiveFormat, Flavor, Implementation
+from pylock.versions import ArchiveFormat
 from tests import archives
+from tests.projects import host_project, run_pylock, write_host_lock
 
 #: Every case must end well within this; before the fix some spun for ever.
 PATIENCE = 20
@@ -266,39 +265,6 @@ def test_helpers_write_what_tarfile_reads(tmp_path: Path) -> None:
 HOST = host()
 
 
-def run_pylock(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=PATIENCE,
-        check=False,
-    )
-
-
-def write_lock(project: Path, archive: Path, *, direct: bool) -> None:
-    data = archive.read_bytes()
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build=None if direct else "20990101",
-        flavor=None if direct else Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=archive.as_uri(),
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
-
-
 CLI_CASES = [
     "pax-negative-size",
     "longname-negative-size",
@@ -324,26 +290,31 @@ def test_sync_ends_with_one_error_line(tmp_path: Path, case: str, direct: bool) 
     project = tmp_path / "project"
     project.mkdir()
     archive = write(tmp_path, case, HOSTILE[case])
-    write_lock(project, archive, direct=direct)
+    write_host_lock(project, archive.read_bytes(), archive.as_uri(), direct=direct)
     before = sorted(os.listdir(tmp_path))
-    result = run_pylock(project, "sync", "--into", str(tmp_path / "pythons"))
+    result = run_pylock(project, "sync", "--into", str(tmp_path / "pythons"), timeout=PATIENCE)
     clean_error(result)
     assert not (tmp_path / "pythons" / "app").exists()
     assert [p for p in os.listdir(tmp_path / "pythons") if not p.startswith(".pylock-locks")] == []
     assert sorted(set(os.listdir(tmp_path)) - {"pythons"}) == before
 
 
-@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
-@pytest.mark.parametrize("case", ["pax-negative-size", "longname-negative-size", "size-oversized"])
-def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str) -> None:
+def direct_url_project(tmp_path: Path, archive: Path) -> Path:
+    """A project whose ``pythons.toml`` names ``archive`` as ``app``, by direct URL."""
     project = tmp_path / "project"
     project.mkdir()
-    archive = write(tmp_path, case, HOSTILE[case])
     (project / "pythons.toml").write_text(
         f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["{HOST.key}"]\n',
         encoding="utf-8",
     )
-    result = run_pylock(project, "lock")
+    return project
+
+
+@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
+@pytest.mark.parametrize("case", ["pax-negative-size", "longname-negative-size", "size-oversized"])
+def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str) -> None:
+    project = direct_url_project(tmp_path, write(tmp_path, case, HOSTILE[case]))
+    result = run_pylock(project, "lock", timeout=PATIENCE)
     clean_error(result)
     assert "not an archive pylock can install" in result.stderr
     assert not (project / "pythons.lock").exists()
@@ -352,16 +323,11 @@ def test_lock_of_a_direct_url_ends_with_one_error_line(tmp_path: Path, case: str
 @pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
 def test_lock_of_a_hostile_full_archive_ends(tmp_path: Path) -> None:
     """A full archive's PYTHON.json is read with pylock's reader, not tarfile."""
-    project = tmp_path / "project"
-    project.mkdir()
     tar = member(b"python/install/bin/python3", b"x") + pax(b"", size=base256(-512)) + END
     archive = tmp_path / "corp-python-full.tar.zst"
     archive.write_bytes(archives.compress(tar, ArchiveFormat.TAR_ZST))
-    (project / "pythons.toml").write_text(
-        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["{HOST.key}"]\n',
-        encoding="utf-8",
-    )
-    result = run_pylock(project, "lock")
+    project = direct_url_project(tmp_path, archive)
+    result = run_pylock(project, "lock", timeout=PATIENCE)
     clean_error(result)
     assert "invalid member size -512" in result.stderr
 
@@ -392,25 +358,7 @@ def test_streamed_install_from_a_mirror_ends(
     if triple is None:
         pytest.skip("no python-build-standalone triple for this host")
     filename = f"cpython-3.12.7+20990101-{triple}-install_only.tar.gz"
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build="20990101",
-        flavor=Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=f"{PBS_DOWNLOAD_PREFIX}20990101/{filename}",
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    project = tmp_path / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    project = host_project(tmp_path, data, f"{PBS_DOWNLOAD_PREFIX}20990101/{filename}")
     into = tmp_path / "pythons"
     with HttpServer() as server:
         server.serve(f"/20990101/{filename}", data)

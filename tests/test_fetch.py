@@ -27,12 +27,10 @@ from pylock.net.fetch import (
     Fetcher,
     FetchOptions,
     Timeouts,
-    Wanted,
-    download_unknown,
-    ensure_archives,
 )
 from pylock.progress import NullReporter, Reporter, Task
 from pylock.settings import Settings
+from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import PBS_DOWNLOAD_PREFIX, UrlRewrites
 from tests.httpserver import (
@@ -565,7 +563,7 @@ def test_download_unknown_learns_the_hash_once(server: HttpServer, cache: Cache)
 
 def test_import_does_not_load_aiohttp() -> None:
     code = (
-        "import sys, pylock.net.fetch, pylock.sync.cache, pylock.urls; "
+        "import sys, pylock.net.fetch, pylock.sync.archives, pylock.sync.cache, pylock.urls; "
         "print(sorted(m for m in ('aiohttp', 'asyncio', 'filelock') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -592,7 +590,8 @@ FETCH = textwrap.dedent(
     import sys
     from pathlib import Path
     from pylock.sync.cache import Cache
-    from pylock.net.fetch import FetchOptions, Wanted, ensure_archives
+    from pylock.net.fetch import FetchOptions
+    from pylock.sync.archives import Wanted, ensure_archives
     from pylock.progress import NullReporter
 
     cache = Cache(Path(sys.argv[1]))

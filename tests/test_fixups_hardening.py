@@ -8,19 +8,16 @@ keeps the archive's bytes, and a fresh install always verifies, ``--reinstall`` 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.sync.fixups import apply_fixups
-from pylock.versions import ArchiveFormat, Flavor, Implementation
+from pylock.versions import ArchiveFormat
 from tests.archives import Entry, exe, file, hardlink, symlink, write_archive
+from tests.projects import host_project, run_pylock
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fix-ups run on POSIX installs only")
 
@@ -121,41 +118,9 @@ def test_files_reached_through_a_symlinked_directory_are_not_patched(tmp_path: P
 # -- sync and verify, as a user runs them ------------------------------------------------
 
 
-def run_pylock(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def locked_project(tmp_path: Path, entries: list[Entry]) -> Path:
     archive = write_archive(tmp_path / "python.tar.gz", entries, ArchiveFormat.TAR_GZ)
-    data = archive.read_bytes()
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build="20990101",
-        flavor=Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=archive.as_uri(),
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    project = tmp_path / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
-    return project
+    return host_project(tmp_path, archive.read_bytes(), archive.as_uri())
 
 
 def interpreter(*extra: Entry) -> list[Entry]:

@@ -10,6 +10,7 @@ stop would fail the assertion (a complete body with the wrong hash) rather than 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import hashlib
 import io
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from pylock.cli import main
@@ -38,16 +40,14 @@ from pylock.net.fetch import (
     DEFAULT_MAX_DOWNLOAD_SIZE,
     FetchOptions,
     Timeouts,
-    Wanted,
-    download_unknown,
-    ensure_archives,
 )
 from pylock.progress import NullReporter, Reporter
 from pylock.settings import Settings
+from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
-from tests.test_sync import Project, make_build
+from tests.test_sync import Build, Project, make_build
 
 SECRET = "s3cr3tVALUE"
 CAP = 1 << 20  # PYLOCK_MAX_DOWNLOAD_SIZE in these tests: 1 MiB
@@ -408,7 +408,7 @@ def test_secrets_are_redacted_in_errors_progress_and_redirects(
 def test_secrets_never_reach_the_install_record_or_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     build = make_build()
     with HttpServer() as server:
@@ -416,19 +416,7 @@ def test_secrets_never_reach_the_install_record_or_the_cache(
         project = Project(tmp_path, server, capsys)
         python = build.python()
         url = f"http://me:{SECRET}@127.0.0.1:{server.port}{build.path}?token={SECRET}"
-        artifact = python.artifacts[0]
-        python = LockedPython(
-            name=python.name,
-            implementation=python.implementation,
-            version=python.version,
-            build=python.build,
-            flavor=python.flavor,
-            artifacts=(
-                Artifact(
-                    platform=artifact.platform, url=url, sha256=build.sha256, size=artifact.size
-                ),
-            ),
-        )
+        python = attrs.evolve(python, artifacts=(attrs.evolve(python.artifacts[0], url=url),))
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         (tmp_path / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
         result = project.run("-v", "sync", "--into", str(project.into))
@@ -467,18 +455,12 @@ def test_lock_refuses_credentials_in_pythons_toml(
 
 
 def test_diff_output_is_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     def lock_with(url: str, sha: str) -> Path:
         base = make_build().python()
-        python = LockedPython(
-            name="app",
-            implementation=base.implementation,
-            version=base.version,
-            build=base.build,
-            flavor=base.flavor,
-            artifacts=(Artifact(platform=base.artifacts[0].platform, url=url, sha256=sha),),
-        )
+        artifact = attrs.evolve(base.artifacts[0], url=url, sha256=sha, size=None)
+        python = attrs.evolve(base, name="app", artifacts=(artifact,))
         path = tmp_path / f"{sha[:4]}.lock"
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         path.write_text(dumps(lock), encoding="utf-8")
@@ -573,22 +555,12 @@ def test_bad_url_in_rewrites_and_mirrors(
 def test_bad_url_in_a_lock_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+    from pylock.lockfile import dumps, make_lock
 
     base = make_build().python()
     for url in ("http://127.0.0.1:99999/x.tar.gz", "https://[::1/x.tar.gz"):
-        python = LockedPython(
-            name="app",
-            implementation=base.implementation,
-            version=base.version,
-            build=base.build,
-            flavor=base.flavor,
-            artifacts=(
-                Artifact(
-                    platform=base.artifacts[0].platform, url=url, sha256=base.artifacts[0].sha256
-                ),
-            ),
-        )
+        artifact = attrs.evolve(base.artifacts[0], url=url, size=None)
+        python = attrs.evolve(base, name="app", artifacts=(artifact,))
         lock = make_lock([python], config_digest="sha256:" + "0" * 64)
         (tmp_path / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
         project = Project(tmp_path, HttpServer(), capsys)
@@ -717,6 +689,19 @@ def test_require_writable_raises_the_typed_error(
 # -- 9. honest counts ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _one_build_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Iterator[tuple[Build, HttpServer, Project]]:
+    """A project locking one build, which a running server serves."""
+    build = make_build()
+    with HttpServer() as server:
+        project = Project(tmp_path, server, capsys)
+        project.serve(build)
+        project.lock(build)
+        yield build, server, project
+
+
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -727,11 +712,7 @@ def _corrupt(path: Path) -> None:
 def test_sync_counts_the_download_after_a_corrupt_cached_archive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build = make_build()
-    with HttpServer() as server:
-        project = Project(tmp_path, server, capsys)
-        project.serve(build)
-        project.lock(build)
+    with _one_build_project(tmp_path, capsys) as (build, server, project):
         first = project.sync()
         assert "(1 installed, 1 downloaded)" in first.err
         _corrupt(project.archive(build))
@@ -745,11 +726,7 @@ def test_sync_counts_the_download_after_a_corrupt_cached_archive(
 def test_fetch_counts_the_download_after_a_corrupt_cached_archive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    build = make_build()
-    with HttpServer() as server:
-        project = Project(tmp_path, server, capsys)
-        project.serve(build)
-        project.lock(build)
+    with _one_build_project(tmp_path, capsys) as (build, server, project):
         assert "1 downloaded" in project.run("fetch", "--mirror", project.mirror).err
         unchanged = project.run("fetch", "--mirror", project.mirror)
         assert "0 downloaded (0 B), 1 already cached" in unchanged.err

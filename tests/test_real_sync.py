@@ -15,12 +15,10 @@ import pytest
 
 from pylock.cli import main
 from tests.realpython import (
-    RealPythonUnavailable,
+    RealArchive,
     clean_env,
+    mirrored_project,
     serve_directory,
-    shared_archive,
-    write_lock,
-    write_mirror_tree,
 )
 
 pytestmark = [
@@ -38,15 +36,11 @@ def run_probe(python: Path) -> list[str]:
     return done.stdout.split()
 
 
-def test_synced_interpreter_runs_from_its_new_location(tmp_path: Path) -> None:
-    try:
-        archive = shared_archive()
-    except RealPythonUnavailable as exc:
-        pytest.skip(str(exc))
-    mirror = write_mirror_tree(tmp_path / "mirror", [archive])
-    project = tmp_path / "project"
-    project.mkdir()
-    write_lock(project, [archive], names=["app"])
+def test_synced_interpreter_runs_from_its_new_location(
+    tmp_path: Path, real_archive: RealArchive
+) -> None:
+    archive = real_archive
+    project, mirror = mirrored_project(tmp_path, archive)
     env = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     with serve_directory(mirror) as url:
         cold = tmp_path / "cold"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,13 +18,13 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import platformdirs
 import pytest
 
 import pylock
 from pylock.errors import PylockError
+from tests.indexdata import snapshot_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTION = "pythons-lock"
@@ -136,23 +135,13 @@ def assert_same_snapshot(made: bytes, shipped: bytes) -> None:
         assert made == shipped
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_snapshot", ROOT / "scripts" / "build_snapshot.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # -- the snapshot's source data, in the repository --------------------------------------------
 
 
 def test_the_generator_rebuilds_the_shipped_snapshot_from_the_repository_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = _script()
+    script = snapshot_script()
     assert Path(script.DEFAULT_UV_JSON) == ROOT / "data" / "uv-download-metadata.json.gz"
     out = tmp_path / "snapshot.json.gz"
     assert script.main(["--output", str(out)]) == 0
@@ -187,7 +176,7 @@ def test_damaged_source_data_gives_one_clean_error(
     source = tmp_path / "uv-download-metadata.json.gz"
     source.write_bytes(content)
     out = tmp_path / "snapshot.json.gz"
-    assert _script().main(["--uv-json", str(source), "--output", str(out)]) == 1
+    assert snapshot_script().main(["--uv-json", str(source), "--output", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("build_snapshot: error: ") and expected in err, err
     assert "Traceback" not in err and "ghp_secret" not in err
@@ -199,7 +188,7 @@ def test_damaged_gzip_names_how_to_recover(
 ) -> None:
     source = tmp_path / "downloads.json.gz"
     source.write_bytes(gzip.compress(b"{}", mtime=0)[:12])
-    assert _script().main(["--uv-json", str(source), "--output", str(tmp_path / "o")]) == 1
+    assert snapshot_script().main(["--uv-json", str(source), "--output", str(tmp_path / "o")]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         f"build_snapshot: error: {source}: damaged gzip data "
@@ -214,7 +203,7 @@ def test_endless_source_data_is_refused_without_reading_it_all(tmp_path: Path) -
     with gzip.open(source, "wb") as bomb:
         for _ in range(64):
             bomb.write(b" " * (1 << 20))
-    script = _script()
+    script = snapshot_script()
     with pytest.raises(PylockError, match="more than 1048576 bytes") as info:
         script.read_source(source, limit=1 << 20)
     assert info.value.message.startswith(str(source))

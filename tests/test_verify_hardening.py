@@ -9,7 +9,6 @@ a user would, and plants a ``.pyc`` that changes what ``import json`` does.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import py_compile
@@ -17,16 +16,20 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pylock.cli import main
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.platforms import host
 from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.sync.install import verify
-from pylock.versions import ArchiveFormat, Flavor, Implementation
+from pylock.versions import ArchiveFormat
 from tests.archives import exe, file, write_archive
+from tests.projects import host_project
+
+if TYPE_CHECKING:
+    from tests.realpython import RealArchive
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX trees, modes and shell launcher")
 
@@ -54,26 +57,7 @@ def sync_tree(tmp_path: Path, *, with_launcher: bool = True) -> tuple[Path, Path
     else:
         entries.insert(0, file("python/share/README", b"no interpreter\n"))
     archive = write_archive(tmp_path / "python.tar.gz", entries, ArchiveFormat.TAR_GZ)
-    data = archive.read_bytes()
-    python = LockedPython(
-        name="app",
-        implementation=Implementation.CPYTHON,
-        version="3.12.7",
-        build="20990101",
-        flavor=Flavor.INSTALL_ONLY,
-        artifacts=(
-            Artifact(
-                platform=HOST.key,
-                url=archive.as_uri(),
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            ),
-        ),
-    )
-    project = tmp_path / "project"
-    project.mkdir()
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    project = host_project(tmp_path, archive.read_bytes(), archive.as_uri())
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     assert (
         main(["--project", str(project), "-q", "sync", "--into", str(tmp_path / "py")], environ)
@@ -300,25 +284,16 @@ def test_control_characters_in_extra_names_are_escaped(
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="archives are built on Linux")
 def test_a_used_real_tree_verifies_and_planted_bytecode_fails(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_archive: RealArchive
 ) -> None:
     from tests.realpython import (
-        RealPythonUnavailable,
         clean_env,
+        mirrored_project,
         serve_directory,
-        shared_archive,
-        write_lock,
-        write_mirror_tree,
     )
 
-    try:
-        archive = shared_archive()
-    except RealPythonUnavailable as exc:
-        pytest.skip(str(exc))
-    mirror = write_mirror_tree(tmp_path / "mirror", [archive])
-    project = tmp_path / "project"
-    project.mkdir()
-    write_lock(project, [archive], names=["app"])
+    archive = real_archive
+    project, mirror = mirrored_project(tmp_path, archive)
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
     into = tmp_path / "py"
     with serve_directory(mirror) as url:

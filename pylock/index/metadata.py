@@ -344,5 +344,3 @@ class Documents:
                 f"or wait: the limit {reset}"
             )
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)
-
-

@@ -100,9 +100,7 @@ def find_credentials(
         token = settings.github_token
         if token:
             # ghcr.io takes any user name with a token as the password.
-            return Credentials(
-                settings.github_actor or "pylock", token, source="GITHUB_TOKEN"
-            )
+            return Credentials(settings.github_actor or "pylock", token, source="GITHUB_TOKEN")
     return None
 
 

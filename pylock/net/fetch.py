@@ -1,4 +1,6 @@
-"""Downloads into the archive cache: streaming and hashing, retries, redirects, file:// too.
+"""The HTTP client: streaming and hashing downloads, retries, redirects, proxies, file:// too.
+
+It knows nothing of the archive cache; :mod:`pylock.sync.archives` decides what to fetch.
 
 aiohttp (and asyncio) are imported inside the functions that use them: a sync whose
 archives are all cached never pays for them.
@@ -11,11 +13,10 @@ import hashlib
 import os
 import random
 import stat
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import attrs
@@ -31,7 +32,6 @@ from pylock.errors import (
 )
 from pylock.progress import NullReporter, Reporter, Task, human_size
 from pylock.settings import DEFAULT_JOBS, DEFAULT_MAX_DOWNLOAD_SIZE, Settings
-from pylock.sync.cache import Cache, safe_filename, sha256_file
 from pylock.urls import UrlRewrites, filename_from_url
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from pylock.lockfile import Artifact
     from pylock.net.stream import DownloadFeed
 
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
@@ -49,11 +48,12 @@ MAX_REDIRECTS = 10
 MAX_METADATA_BYTES = 256 * 1024 * 1024
 _MAX_BACKOFF = 30.0
 _T = TypeVar("_T")
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_RETRY_STATUSES = frozenset({408, 429})
-_FETCH_HINT = (
+#: What to do about a download refused offline: fill the cache while online.
+OFFLINE_HINT = (
     "run `pylock fetch` with network access first (same PYLOCK_CACHE_DIR) to fill the cache"
 )
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_STATUSES = frozenset({408, 429})
 
 
 @attrs.frozen(kw_only=True)
@@ -115,38 +115,6 @@ class FetchOptions:
             jobs=settings.jobs(jobs),
             max_download_size=settings.max_download_bytes(),
             settings=settings,
-        )
-
-
-
-
-@attrs.frozen(kw_only=True)
-class Wanted:
-    """An archive that must be in the cache."""
-
-    #: Canonical URL (from the lock); rewrites are applied when fetching.
-    url: str
-    #: Expected lowercase hex sha256.
-    sha256: str
-    #: Expected size in bytes, when known.
-    size: int | None = None
-    #: File name in the cache; by default the URL's last path segment.
-    filename: str = attrs.field(
-        default=attrs.Factory(lambda self: filename_from_url(self.url), takes_self=True)
-    )
-    #: Told about every attempt and every flushed chunk, so an installer can extract
-    #: while the download runs (see :mod:`pylock.net.stream`).
-    feed: DownloadFeed | None = attrs.field(default=None, eq=False, repr=False)
-
-    @classmethod
-    def from_artifact(cls, artifact: Artifact, *, feed: DownloadFeed | None = None) -> Wanted:
-        """The archive of a locked artifact."""
-        return cls(
-            url=artifact.url,
-            sha256=artifact.sha256,
-            size=artifact.size,
-            filename=artifact.filename,
-            feed=feed,
         )
 
 
@@ -287,7 +255,7 @@ class Fetcher:
             raise OfflineError(
                 f"cannot fetch {url}: pylock is offline (--offline or PYLOCK_OFFLINE)",
                 url=url,
-                hint=_FETCH_HINT,
+                hint=OFFLINE_HINT,
             )
         target = self.options.rewrites.apply(url)
         self.options.rewrites.check(target, canonical=url)
@@ -705,271 +673,13 @@ def _cache_write_error(dest: Path, error: OSError) -> PylockError:
     )
 
 
-# -- cache filling ---------------------------------------------------------------------
-
-
-def _hits(
-    wanted: Sequence[Wanted], cache: Cache, reporter: Reporter, *, verify_hits: bool
-) -> tuple[dict[str, Path], list[Wanted], set[str]]:
-    found: dict[str, Path] = {}
-    misses: list[Wanted] = []
-    corrupt: set[str] = set()
-    seen: set[str] = set()
-    for item in wanted:
-        if item.sha256 in seen:
-            continue
-        seen.add(item.sha256)
-        path = cache.lookup(item.sha256, item.filename)
-        if path is not None:
-            problem = _hit_problem(path, item, verify_hits=verify_hits)
-            if problem is None:
-                found[item.sha256] = path
-                if item.feed is not None:
-                    # Another process stored it meanwhile: its reader need not wait.
-                    item.feed.finished(path)
-                continue
-            cache.evict(item.sha256)
-            corrupt.add(item.sha256)
-            reporter.warn(f"cached {path.name} is corrupt ({problem}); evicted it")
-        misses.append(item)
-    return found, misses, corrupt
-
-
-def _hit_problem(path: Path, item: Wanted, *, verify_hits: bool) -> str | None:
-    try:
-        if item.size is not None and path.stat().st_size != item.size:
-            return f"size {path.stat().st_size}, expected {item.size}"
-        if verify_hits:
-            actual = sha256_file(path)
-            if actual != item.sha256:
-                return f"sha256 {actual}, expected {item.sha256}"
-    except FileNotFoundError:
-        return "it vanished"
-    return None
-
-
-def _offline_error(misses: Sequence[Wanted], cache: Cache, corrupt: set[str]) -> OfflineError:
-    def line(item: Wanted) -> str:
-        why = "was corrupt and has been evicted" if item.sha256 in corrupt else "is not cached"
-        return (
-            f"{item.filename} (sha256 {item.sha256}) {why}; its URL is {item.url}; "
-            f"expected at {cache.archive_path(item.sha256, item.filename)}"
-        )
-
-    if len(misses) == 1:
-        message = f"offline, and archive {line(misses[0])}"
-    else:
-        lines = "\n".join(f"  {line(item)}" for item in misses)
-        message = f"offline, and {len(misses)} archives are missing from {cache.root}:\n{lines}"
-    return OfflineError(message, url=misses[0].url, hint=_FETCH_HINT)
-
-
-def ensure_archives(
-    wanted: Sequence[Wanted],
-    cache: Cache,
-    options: FetchOptions,
-    reporter: Reporter,
-    *,
-    verify_hits: bool = False,
-    tally: set[str] | None = None,
-) -> dict[str, Path]:
-    """Make sure every wanted archive is in the cache; returns sha256 -> cached path.
-
-    Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
-    parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
-    The sha256 of every archive actually downloaded is added to ``tally``.
-    """
-    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
-    if not misses:
-        return found
-    if options.offline:
-        raise _offline_error(misses, cache, corrupt)
-    cache.require_writable()
-    import asyncio
-
-    found.update(asyncio.run(_download_all(misses, cache, options, reporter, tally)))
-    return found
-
-
-async def ensure_archives_async(
-    wanted: Sequence[Wanted],
-    cache: Cache,
-    options: FetchOptions,
-    reporter: Reporter,
-    *,
-    verify_hits: bool = False,
-    tally: set[str] | None = None,
-) -> dict[str, Path]:
-    """:func:`ensure_archives` for callers already inside an event loop."""
-    found, misses, corrupt = _hits(wanted, cache, reporter, verify_hits=verify_hits)
-    if misses:
-        if options.offline:
-            raise _offline_error(misses, cache, corrupt)
-        cache.require_writable()
-        found.update(await _download_all(misses, cache, options, reporter, tally))
-    return found
-
-
-async def _download_all(
-    misses: Sequence[Wanted],
-    cache: Cache,
-    options: FetchOptions,
-    reporter: Reporter,
-    tally: set[str] | None = None,
-) -> dict[str, Path]:
-    import asyncio
-
-    limit = asyncio.Semaphore(max(1, options.jobs))
-    async with Fetcher(options, reporter) as fetcher:
-
-        async def one(item: Wanted) -> tuple[str, Path]:
-            async with limit:
-                return item.sha256, await obtain(fetcher, cache, item, reporter, tally)
-
-        tasks = [asyncio.ensure_future(one(item)) for item in misses]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-            return dict(task.result() for task in tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            # Let cancelled downloads remove their partial files before the loop closes.
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _acquire(cache: Cache, sha256: str, on_wait: Callable[[], None]) -> Any:
-    import asyncio
-
-    from filelock import Timeout
-
-    gate = cache.gate(sha256)
-    delay = 0.02
-    waited = False
-    while True:
-        try:
-            gate.acquire(timeout=0)
-        except Timeout:
-            if not waited:
-                on_wait()
-                waited = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-            continue
-        return gate
-
-
-async def obtain(
-    fetcher: Fetcher,
-    cache: Cache,
-    item: Wanted,
-    reporter: Reporter,
-    tally: set[str] | None = None,
-) -> Path:
-    """Download one archive into the cache unless it is (or meanwhile got) there.
-
-    Its sha256 goes into ``tally`` if it was downloaded here.
-    """
-    gate = await _acquire(
-        cache,
-        item.sha256,
-        lambda: reporter.detail(f"waiting for another process to download {item.filename}"),
-    )
-    try:
-        hit = cache.lookup(item.sha256, item.filename)
-        if hit is not None:
-            if item.feed is not None:
-                item.feed.finished(hit)
-            return hit
-        cache.clear_partials(item.sha256)
-        partial = cache.new_tmp_path(item.sha256)
-        started = time.monotonic()
-        task = reporter.task(f"Downloading {item.filename}", item.size)
-        try:
-            _, size = await fetcher.download(
-                item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
-            )
-            path = cache.store(item.sha256, item.filename, partial)
-        except BaseException as error:
-            task.done("")
-            partial.unlink(missing_ok=True)
-            if item.feed is not None:
-                item.feed.failed(error)
-            raise
-        if tally is not None:
-            tally.add(item.sha256)
-        if item.feed is not None:
-            item.feed.finished(path)
-        task.done(
-            f"Downloaded {item.filename} ({human_size(size)}) in {time.monotonic() - started:.1f}s"
-        )
-        return path
-    finally:
-        gate.release()
-
-
-def download_unknown(
-    url: str, cache: Cache, options: FetchOptions, reporter: Reporter
-) -> tuple[str, int, Path]:
-    """Download a direct URL whose hash is not known yet into the cache.
-
-    Returns (sha256, size, cached path), so that ``lock`` can record the hash.
-    """
-    if options.offline:
-        raise OfflineError(
-            f"cannot download {url} to learn its sha256: pylock is offline",
-            url=url,
-            hint="give its sha256 in pythons.toml, or lock with network access",
-        )
-    import asyncio
-
-    async def run() -> tuple[str, int, Path]:
-        async with Fetcher(options, reporter) as fetcher:
-            return await download_unknown_async(fetcher, url, cache, reporter)
-
-    return asyncio.run(run())
-
-
-async def download_unknown_async(
-    fetcher: Fetcher, url: str, cache: Cache, reporter: Reporter
-) -> tuple[str, int, Path]:
-    """:func:`download_unknown` with the caller's :class:`Fetcher`."""
-    cache.require_writable()
-    filename = safe_filename(filename_from_url(url))
-    partial = cache.new_tmp_path("unknown")
-    task = reporter.task(f"Downloading {filename}", None)
-    try:
-        sha256, size = await fetcher.download(url, partial, sha256=None, size=None, task=task)
-        gate = await _acquire(cache, sha256, lambda: None)
-        try:
-            existing = cache.lookup(sha256)
-            path = existing if existing is not None else cache.store(sha256, filename, partial)
-        finally:
-            gate.release()
-    except BaseException:
-        task.done("")
-        raise
-    finally:
-        partial.unlink(missing_ok=True)
-    task.done(f"Downloaded {filename} ({human_size(size)}), sha256 {sha256}")
-    return sha256, size, path
-
-
 __all__ = [
     "DEFAULT_JOBS",
+    "OFFLINE_HINT",
     "FetchOptions",
     "Fetcher",
     "HttpResponse",
     "RefusedUrlError",
     "Timeouts",
-    "Wanted",
-    "download_unknown",
-    "download_unknown_async",
-    "ensure_archives",
-    "ensure_archives_async",
-    "obtain",
     "ssl_context",
 ]

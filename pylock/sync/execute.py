@@ -86,7 +86,7 @@ class _Downloads:
     ) -> None:
         import asyncio
 
-        from pylock.net.fetch import Wanted, ensure_archives_async
+        from pylock.sync.archives import Wanted, ensure_archives_async
 
         # Each archive succeeds or fails on its own: one interpreter that cannot be had
         # must not cancel the downloads of the others.
@@ -247,7 +247,7 @@ def execute_sync(
                 )
                 if attempt == 2 or options.offline:
                     raise
-                from pylock.net.fetch import Wanted, ensure_archives
+                from pylock.sync.archives import Wanted, ensure_archives
 
                 ensure_archives(
                     [Wanted.from_artifact(job.artifact)],
@@ -487,7 +487,7 @@ def fill_cache(
     Fills the cache so that a later ``sync --offline`` (or an air-gapped build) has
     everything; hits are re-hashed because a bad archive found later is costlier.
     """
-    from pylock.net.fetch import Wanted, ensure_archives
+    from pylock.sync.archives import Wanted, ensure_archives
 
     wanted: list[Wanted] = []
     for python in lock.pythons:

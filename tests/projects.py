@@ -1,0 +1,54 @@
+"""Projects on disk for the CLI tests: a lock for this host, and pylock run as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pylock.lockfile import Artifact, dumps, make_lock
+from pylock.platforms import host
+from pylock.versions import Flavor
+from tests.indexdata import locked_python
+
+
+def write_host_lock(project: Path, data: bytes, url: str, *, direct: bool = False) -> None:
+    """``project/pythons.lock`` locking ``app`` = CPython 3.12.7+20990101 (``install_only``)
+    for this host, its one archive ``data`` at ``url``; ``direct``: a direct-URL entry
+    (no build, no flavor).
+    """
+    artifact = Artifact(
+        platform=host().key, url=url, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+    )
+    python = locked_python(
+        "app",
+        "3.12.7",
+        None if direct else "20990101",
+        [artifact],
+        flavor=None if direct else Flavor.INSTALL_ONLY,
+    )
+    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+    (project / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+
+
+def host_project(parent: Path, data: bytes, url: str) -> Path:
+    """A new ``parent/project`` holding :func:`write_host_lock`'s lock."""
+    project = parent / "project"
+    project.mkdir()
+    write_host_lock(project, data, url)
+    return project
+
+
+def run_pylock(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m pylock --project PROJECT ARGS`` with the cache in the project, no colour."""
+    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pylock", "--project", str(project), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
