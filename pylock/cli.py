@@ -662,7 +662,7 @@ def _cmd_outdated(ctx: Context) -> int:
             index = refresh_index(
                 index,
                 fetch_options=ctx.fetch_options(),
-                cache=ctx.cache(),
+                metadata_dir=ctx.cache().metadata_dir,
                 reporter=ctx.reporter,
                 need=need,
                 settings=ctx.settings,

@@ -153,7 +153,7 @@ def load_index(
         index = refresh_index(
             index,
             fetch_options=fetch_options(),
-            cache=cache(),
+            metadata_dir=cache().metadata_dir,
             reporter=reporter,
             need=RefreshNeeds.for_config(config),
             settings=settings,

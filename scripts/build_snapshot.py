@@ -138,7 +138,7 @@ def index_from_live(args: argparse.Namespace) -> Index:
     return live_snapshot(
         seed,
         fetch_options=FetchOptions(rewrites=rewrites),
-        cache=cache,
+        metadata_dir=cache.metadata_dir,
         reporter=Reporter(verbosity=1),
         settings=settings,
     )

@@ -77,7 +77,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset(
         {"foundation", "fastpath", "core", "net", "archive", "listings", "sync", "usecases"}
     ),
-    "entry": frozenset({"fastpath", "cli"}),
+    "entry": frozenset({"foundation", "fastpath", "cli"}),
 }
 
 #: Deliberate single edges against the layer order, each with its reason.
@@ -88,15 +88,8 @@ DELIBERATE: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-#: Upward imports that other issue-12 branches remove; the lead deletes each line on merge.
-KNOWN_PENDING: frozenset[tuple[str, str]] = frozenset(
-    {
-        # the direct-URL locker (it hashes into the cache) moves from index/live.py to
-        # pylock/direct.py, a use case ("models")
-        ("pylock.index.live", "pylock.sync.cache"),
-        ("pylock.index.live", "pylock.sync.archives"),
-    }
-)
+#: Upward imports waiting for a move (none left: keep it that way).
+KNOWN_PENDING: frozenset[tuple[str, str]] = frozenset()
 
 #: The pure core: no event loop, no network, no decompressors, nothing above it.
 PURE_CORE = (*LAYERS["core"], "pylock.bounded", "pylock.errors")

@@ -62,7 +62,7 @@ def refresh(
     return refresh_index(
         base,
         fetch_options=options(server, offline=offline),
-        cache=cache,
+        metadata_dir=cache.metadata_dir,
         reporter=reporter or Recorder(),
         need=need or RefreshNeeds(implementations=CPYTHON),
         settings=Settings.from_environ({"GITHUB_TOKEN": token} if token else {}),
@@ -408,7 +408,7 @@ def test_unreachable_upstream_falls_back_to_the_cached_pointer(
         fetch_options=FetchOptions(
             rewrites=UrlRewrites.from_sources(None, rewrites, None, None), retries=0
         ),
-        cache=cache,
+        metadata_dir=cache.metadata_dir,
         reporter=reporter,
         need=RefreshNeeds(implementations=CPYTHON),
         settings=Settings.from_environ({}),

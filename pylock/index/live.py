@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
     from pylock.progress import Reporter
-    from pylock.sync.cache import Cache
 
 T = TypeVar("T")
 
@@ -76,15 +75,15 @@ def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def _with_documents(
     *,
     fetch_options: FetchOptions,
-    cache: Cache,
+    metadata_dir: Path,
     reporter: Reporter,
     settings: Settings | None,
     work: Callable[[Documents], Awaitable[T]],
 ) -> T:
-    """Run ``work`` with a :class:`Documents` over the cache (and a fetcher when online)."""
+    """Run ``work`` with a :class:`Documents` over ``metadata_dir`` (and a fetcher when online)."""
     from pylock.index.metadata import Documents, MetadataStore
 
-    store = MetadataStore(cache.metadata_dir)
+    store = MetadataStore(metadata_dir)
     if settings is None:
         settings = Settings.current()
     token = settings.github_token
@@ -100,7 +99,7 @@ def refresh_index(
     base: Index,
     *,
     fetch_options: FetchOptions,
-    cache: Cache,
+    metadata_dir: Path,
     reporter: Reporter,
     need: RefreshNeeds,
     settings: Settings | None = None,
@@ -113,7 +112,7 @@ def refresh_index(
     live = _run(
         lambda: _with_documents(
             fetch_options=fetch_options,
-            cache=cache,
+            metadata_dir=metadata_dir,
             reporter=reporter,
             settings=settings,
             work=lambda docs: fetch_live(base, docs, need=need, reporter=reporter),
@@ -243,7 +242,7 @@ def live_snapshot(
     base: Index,
     *,
     fetch_options: FetchOptions,
-    cache: Cache,
+    metadata_dir: Path,
     reporter: Reporter,
     settings: Settings | None = None,
 ) -> Index:
@@ -254,7 +253,7 @@ def live_snapshot(
     return refresh_index(
         base,
         fetch_options=fetch_options,
-        cache=cache,
+        metadata_dir=metadata_dir,
         reporter=reporter,
         need=RefreshNeeds(),
         settings=settings if settings is not None else Settings.current(),

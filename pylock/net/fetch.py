@@ -165,6 +165,19 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date; the usual backoff will do
 
 
+def tcp_connector(settings: Settings) -> aiohttp.TCPConnector:
+    """The connector of every pylock HTTP session: pylock's TLS trust, no leaked sockets."""
+    import sys
+
+    import aiohttp
+
+    # A response left unread (refused, oversized) closes its TLS connection, and before
+    # CPython 3.12.8 (3.13.1) asyncio can leave such a close hanging on the peer: aiohttp
+    # then aborts those transports when the session closes (it warns if asked needlessly).
+    needs_cleanup = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+    return aiohttp.TCPConnector(ssl=ssl_context(settings), enable_cleanup_closed=needs_cleanup)
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext:
     """A verifying TLS context honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
     import ssl
@@ -236,7 +249,7 @@ class Fetcher:
 
             timeouts = self.options.timeouts
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl_context(self._settings)),
+                connector=tcp_connector(self._settings),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=timeouts.connect,

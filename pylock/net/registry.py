@@ -466,11 +466,11 @@ class RegistryClient:
         if self._session is None:
             import aiohttp
 
-            from pylock.net.fetch import ssl_context
+            from pylock.net.fetch import tcp_connector
 
             connect, read = self._timeouts
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl_context(self._settings)),
+                connector=tcp_connector(self._settings),
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=connect, sock_connect=connect, sock_read=read
                 ),
