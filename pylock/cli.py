@@ -628,7 +628,7 @@ def _link_bin_dir(
     ctx: Context, lock: LockFile, dest: Path, platform: Platform, bin_dir: Path
 ) -> None:
     from pylock.sync.bindir import plan_links, sync_links
-    from pylock.sync.install import installed_state, is_current
+    from pylock.sync.records import installed_state, is_current
 
     installed = []
     for python in lock.pythons:
@@ -718,7 +718,7 @@ def _cmd_diff(ctx: Context) -> int:
 def _cmd_list(ctx: Context) -> int:
     import json
 
-    from pylock.sync.install import installed_state, is_current
+    from pylock.sync.records import installed_state, is_current
 
     lock = ctx.read_lock()
     platform = ctx.platform()
@@ -767,7 +767,8 @@ def _cmd_list(ctx: Context) -> int:
 
 
 def _cmd_which(ctx: Context) -> int:
-    from pylock.sync.install import executable, installed_state, is_current, python_from_state
+    from pylock.sync.install import executable, python_from_state
+    from pylock.sync.records import installed_state, is_current
 
     args = ctx.args
     dest = ctx.install_dir(args.into)
@@ -858,7 +859,8 @@ def _cmd_outdated(ctx: Context) -> int:
 
 
 def _cmd_verify(ctx: Context) -> int:
-    from pylock.sync.install import installed_names, installed_state, verify
+    from pylock.sync.install import installed_names, verify
+    from pylock.sync.records import installed_state
 
     args = ctx.args
     dest = ctx.install_dir(args.into)
@@ -994,7 +996,8 @@ def _cmd_mirror(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
-    from pylock.sync.install import executable, installed_state
+    from pylock.sync.install import executable
+    from pylock.sync.records import installed_state
 
     args = ctx.args
     lock = ctx.read_lock()

@@ -1,14 +1,19 @@
-"""Small filesystem helpers shared by the modules that write files: atomic writes, removal."""
+"""Small filesystem helpers shared by the modules that write files: atomic writes, removal,
+file hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -53,3 +58,31 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onexc=_retry_writable)
         else:
             shutil.rmtree(path, onerror=_retry_writable)
+
+
+class _Counted(io.RawIOBase):
+    """A binary file that tells ``on_progress`` how many bytes each read returned."""
+
+    def __init__(self, handle: io.BufferedReader, on_progress: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._on_progress = on_progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._handle.readinto(buffer)
+        if count:
+            self._on_progress(count)
+        return count
+
+
+def sha256_file(path: Path | str, on_progress: Callable[[int], None] | None = None) -> str:
+    """The lowercase hex sha256 of a file's contents, read in bounded chunks.
+
+    Built on :func:`hashlib.file_digest`. ``on_progress``, if given, receives the count of
+    bytes of each chunk read.
+    """
+    with open(path, "rb") as handle:
+        source: Any = handle if on_progress is None else _Counted(handle, on_progress)
+        return hashlib.file_digest(source, "sha256").hexdigest()

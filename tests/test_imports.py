@@ -34,6 +34,8 @@ def test_core_imports_nothing_heavy() -> None:
 
 
 def test_fetch_module_imports_aiohttp_lazily() -> None:
-    modules = imported_after("import pylock.net.fetch, pylock.sync.cache, pylock.archive.extract")
+    modules = imported_after(
+        "import pylock.net.fetch, pylock.sync.cache, pylock.archive.extract, pylock.sync.records"
+    )
     assert "aiohttp" not in modules
     assert "zstandard" not in modules

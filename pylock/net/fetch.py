@@ -29,8 +29,9 @@ from pylock.errors import (
     PylockError,
     UsageError,
 )
+from pylock.fsutil import sha256_file
 from pylock.progress import NullReporter, Reporter, Task, human_size
-from pylock.sync.cache import Cache, parse_size, safe_filename, sha256_file
+from pylock.sync.cache import Cache, parse_size, safe_filename
 from pylock.urls import RefusedUrlError, UrlRewrites
 
 if TYPE_CHECKING:

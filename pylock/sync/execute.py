@@ -92,7 +92,8 @@ def plan_sync(
     prune: bool = True,
 ) -> SyncPlan:
     """Decide what to do; reads only small install-record files."""
-    from pylock.sync.install import installed_names, installed_state, is_current
+    from pylock.sync.install import installed_names
+    from pylock.sync.records import installed_state, is_current
 
     unknown = sorted(set(only) - set(lock.names))
     if unknown:
