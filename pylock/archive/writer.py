@@ -23,8 +23,6 @@ from pylock.errors import ArchiveError
 
 #: Batches of writer work in flight; with ~1 MiB per batch this caps buffered data.
 _QUEUE_DEPTH = 4
-
-
 _OPEN_FLAGS = (
     os.O_WRONLY
     | os.O_CREAT
@@ -52,6 +50,7 @@ class RecordEntry:
     executable: bool = False
 
 
+#: Operation codes, the first item of each queued tuple (see :meth:`Writer.run`).
 MKDIR, FILE, DATA, END, SYMLINK, HARDLINK = range(6)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
 
+#: A recorded path: relative, ``/``-separated, no empty or ``.`` parts, no NUL or backslash.
+_RECORD_PATH = re.compile(r"(?!/)(?:[^/\0\\]+/)*[^/\0\\]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SIZE = re.compile(r"[0-9]{1,20}")
 #: The record format this pylock writes; an install with another is reinstalled.
 RECORD_VERSION = 1
 META_DIR = ".pylock"
@@ -113,7 +118,13 @@ def is_current(state: InstallState, artifact: Artifact) -> bool:
 
 
 def read_record(tree: Path) -> list[RecordEntry]:
-    """The files listed in ``tree/.pylock/RECORD``."""
+    """The files listed in ``tree/.pylock/RECORD``.
+
+    Every row must be one pylock writes: a relative ``/``-separated path that stays inside
+    ``tree``, ``sha256=`` and 64 hex digits with a plain decimal size, or ``link=`` and a
+    target. Anything else raises :class:`InstallError`, so ``verify`` never looks outside
+    the tree on a tampered record's say-so.
+    """
     import csv
 
     from pylock.archive.writer import RecordEntry
@@ -126,17 +137,24 @@ def read_record(tree: Path) -> list[RecordEntry]:
                 if len(row) != 4:
                     raise ValueError(f"bad row {row!r}")
                 rel, digest, size, flags = row
+                if not _RECORD_PATH.fullmatch(rel) or {".", ".."} & set(rel.split("/")):
+                    raise ValueError(f"bad path {rel!r}")
                 kind, _, value = digest.partition("=")
                 if kind == "sha256":
+                    if not _SHA256.fullmatch(value) or not _SIZE.fullmatch(size):
+                        raise ValueError(f"bad digest or size in row {row!r}")
                     entries.append(
                         RecordEntry(path=rel, sha256=value, size=int(size), executable="x" in flags)
                     )
-                elif kind == "link":
+                elif kind == "link" and value and "\0" not in value:
                     entries.append(RecordEntry(path=rel, sha256=None, size=0, link=value))
                 else:
                     raise ValueError(f"bad digest {digest!r}")
-    except (OSError, ValueError) as exc:
-        raise InstallError(f"cannot read the install record {path}: {exc}") from None
+    except (OSError, ValueError, csv.Error) as exc:
+        raise InstallError(
+            f"cannot read the install record {path}: {exc}",
+            hint="run `pylock sync --reinstall` to restore it",
+        ) from None
     return entries
 
 
