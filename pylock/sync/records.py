@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 _RECORD_PATH = re.compile(r"(?!/)(?:[^/\0\\]+/)*[^/\0\\]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SIZE = re.compile(r"[0-9]{1,20}")
+
 #: The record format this pylock writes; an install with another is reinstalled.
 RECORD_VERSION = 1
 META_DIR = ".pylock"
@@ -133,23 +134,26 @@ def read_record(tree: Path) -> list[RecordEntry]:
     path = tree / META_DIR / RECORD_FILE
     try:
         with open(path, encoding="utf-8", newline="") as handle:
-            for row in csv.reader(handle):
+            rows = csv.reader(handle)
+            for row in rows:
+                # Rows are described by line, never echoed: a damaged file may hold anything.
+                line = rows.line_num
                 if len(row) != 4:
-                    raise ValueError(f"bad row {row!r}")
+                    raise ValueError(f"line {line}: {len(row)} fields, expected 4")
                 rel, digest, size, flags = row
                 if not _RECORD_PATH.fullmatch(rel) or {".", ".."} & set(rel.split("/")):
-                    raise ValueError(f"bad path {rel!r}")
+                    raise ValueError(f"line {line}: bad path {rel[:200]!r}")
                 kind, _, value = digest.partition("=")
                 if kind == "sha256":
                     if not _SHA256.fullmatch(value) or not _SIZE.fullmatch(size):
-                        raise ValueError(f"bad digest or size in row {row!r}")
+                        raise ValueError(f"line {line}: bad sha256 or size")
                     entries.append(
                         RecordEntry(path=rel, sha256=value, size=int(size), executable="x" in flags)
                     )
                 elif kind == "link" and value and "\0" not in value:
                     entries.append(RecordEntry(path=rel, sha256=None, size=0, link=value))
                 else:
-                    raise ValueError(f"bad digest {digest!r}")
+                    raise ValueError(f"line {line}: neither a sha256 nor a link")
     except (OSError, ValueError, csv.Error) as exc:
         raise InstallError(
             f"cannot read the install record {path}: {exc}",
