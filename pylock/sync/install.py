@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import InstallError
-from pylock.fsutil import sha256_file
 from pylock.sync import records
 from pylock.sync.records import (
     META_DIR,
@@ -542,6 +541,7 @@ def _tree_executable(dest_root: Path, state: InstallState) -> Path | None:
 
 def verify(dest_root: Path, name: str) -> VerifyReport:
     """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions."""
+    from pylock.fsutil import sha256_file
     from pylock.sync.bytecode import mismatched_bytecode, parse_cache_path
 
     tree = dest_root / name

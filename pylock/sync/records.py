@@ -23,7 +23,6 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import InstallError
-from pylock.fsutil import sha256_file
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -164,6 +163,7 @@ def read_record(tree: Path) -> list[RecordEntry]:
 
 def file_entry(tree: Path, rel: str) -> RecordEntry | None:
     from pylock.archive.writer import RecordEntry
+    from pylock.fsutil import sha256_file
 
     path = tree / rel
     if path.is_symlink():
