@@ -696,7 +696,8 @@ def _cmd_outdated(ctx: Context) -> int:
 
 
 def _cmd_verify(ctx: Context) -> int:
-    from pylock.sync.install import installed_names, installed_state, verify
+    from pylock.sync.install import installed_names, verify
+    from pylock.sync.records import installed_state
 
     args = ctx.args
     dest = ctx.install_dir(args.into)

@@ -62,7 +62,7 @@ def describe_direct(
     host_platform: Platform | None = None,
 ) -> LockedPython:
     """The lock entry for a direct-URL archive already on disk at ``path``."""
-    from pylock.archive.extract import Layout, detect_layout
+    from pylock.archive.layout import Layout, detect_layout
     from pylock.platforms import resolve_platform
     from pylock.resolve import lock_direct
     from pylock.versions import ArchiveFormat, Flavor
@@ -112,7 +112,7 @@ def direct_version(
     """Which Python version a direct archive holds, checked against the request."""
     from packaging.version import Version
 
-    from pylock.archive.extract import Layout
+    from pylock.archive.layout import Layout
     from pylock.index.names import version_in_filename
     from pylock.resolve import exact_version
     from pylock.versions import request_allows
@@ -150,7 +150,7 @@ def direct_version(
 
 def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
     """``python/PYTHON.json`` of a full PBS archive (its first member, read by streaming)."""
-    from pylock.archive.extract import read_tar_member
+    from pylock.archive.tar import read_tar_member
 
     def parse(raw: bytes) -> dict[str, Any]:
         try:

@@ -1,4 +1,5 @@
-"""Small filesystem helpers shared by the modules that write files: atomic writes, removal.
+"""Small filesystem helpers shared by the modules that write files: atomic writes, removal,
+file hashes.
 
 Also the names of the project's two files, defined here once because this module is
 stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as well.
@@ -7,12 +8,16 @@ stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as wel
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: The project file people edit.
 CONFIG_FILENAME = "pythons.toml"
@@ -70,3 +75,31 @@ def display_path(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+class _Counted(io.RawIOBase):
+    """A binary file that tells ``on_progress`` how many bytes each read returned."""
+
+    def __init__(self, handle: io.BufferedReader, on_progress: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._on_progress = on_progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._handle.readinto(buffer)
+        if count:
+            self._on_progress(count)
+        return count
+
+
+def sha256_file(path: Path | str, on_progress: Callable[[int], None] | None = None) -> str:
+    """The lowercase hex sha256 of a file's contents, read in bounded chunks.
+
+    Built on :func:`hashlib.file_digest`. ``on_progress``, if given, receives the count of
+    bytes of each chunk read.
+    """
+    with open(path, "rb") as handle:
+        source: Any = handle if on_progress is None else _Counted(handle, on_progress)
+        return hashlib.file_digest(source, "sha256").hexdigest()

@@ -24,7 +24,6 @@ name; a re-run skips files that are present with the right hash and repairs the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -38,7 +37,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError
-from pylock.fsutil import atomic_write_text
+from pylock.fsutil import atomic_write_text, sha256_file
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation, Variant
@@ -62,8 +61,6 @@ UPSTREAM_DIRS: tuple[tuple[str, str], ...] = (
 OTHER_DIR = "other"
 SUMS_NAME = "SHA256SUMS"
 UV_JSON_NAME = "download-metadata.json"
-
-_CHUNK = 1 << 20
 
 
 @attrs.frozen(kw_only=True)
@@ -266,15 +263,6 @@ def uv_downloads_json(
 # -- writing the tree ----------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    """The lowercase hex sha256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _is_intact(path: Path, artifact: Artifact) -> bool | None:
     """``True`` if ``path`` holds the artifact, ``False`` if it holds something else,
     ``None`` if there is no file."""
@@ -286,7 +274,7 @@ def _is_intact(path: Path, artifact: Artifact) -> bool | None:
         return False
     if artifact.size is not None and size != artifact.size:
         return False
-    return sha256_of(path) == artifact.sha256
+    return sha256_file(path) == artifact.sha256
 
 
 def _place(source: Path, target: Path, artifact: Artifact) -> None:
@@ -299,7 +287,7 @@ def _place(source: Path, target: Path, artifact: Artifact) -> None:
         except OSError:
             # Another filesystem, or one without hard links (FAT, some network shares).
             shutil.copyfile(source, tmp)
-        actual = sha256_of(tmp)
+        actual = sha256_file(tmp)
         if actual != artifact.sha256:
             raise HashMismatchError(url=str(source), expected=artifact.sha256, actual=actual)
         if target.is_dir() and not target.is_symlink():

@@ -31,7 +31,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pylock.archive.extract import Layout, detect_layout, extract_archive, read_tar_member
+from pylock.archive.extract import extract_archive
+from pylock.archive.layout import Layout, detect_layout
+from pylock.archive.tar import read_tar_member
 from pylock.errors import ArchiveError, PylockError
 from pylock.versions import ArchiveFormat
 from tests import archives

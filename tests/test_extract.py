@@ -1,4 +1,4 @@
-"""Tests for pylock.archive.extract: layouts, modes, links, hashes, and hostile archives."""
+"""Tests for pylock.archive: layouts, modes, links, hashes, and hostile archives."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pylock.archive.extract import Layout, RecordEntry, detect_layout, extract_archive, layout_for
+from pylock.archive.extract import extract_archive
+from pylock.archive.layout import Layout, detect_layout, layout_for
+from pylock.archive.writer import RecordEntry
 from pylock.errors import ArchiveError, HashMismatchError
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pylock.archive.extract import Layout, detect_layout, extract_archive, read_tar_member
+from pylock.archive.extract import extract_archive
+from pylock.archive.layout import Layout, detect_layout
+from pylock.archive.tar import read_tar_member
 from pylock.errors import ArchiveError
 from pylock.platforms import host
 from pylock.versions import ArchiveFormat

@@ -361,7 +361,8 @@ def test_start_up_path_imports_nothing_heavy() -> None:
 
 def test_fetch_module_imports_aiohttp_lazily() -> None:
     modules = imported_after(
-        "import pylock.net.fetch, pylock.sync.archives, pylock.sync.cache, pylock.archive.extract"
+        "import pylock.net.fetch, pylock.sync.archives, pylock.sync.cache, pylock.archive.extract,"
+        " pylock.sync.records"
     )
     assert "aiohttp" not in modules
     assert "zstandard" not in modules

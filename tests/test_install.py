@@ -26,12 +26,10 @@ from pylock.sync.install import (
     executable,
     install,
     installed_names,
-    installed_state,
-    is_current,
     prune,
-    read_record,
     verify,
 )
+from pylock.sync.records import installed_state, is_current, read_record
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 from tests import archives
 from tests.archives import Entry
@@ -164,10 +162,10 @@ def test_installed_state_imports_nothing_heavy(tmp_path: Path) -> None:
         f"""
         import sys
         from pathlib import Path
-        from pylock.sync.install import installed_state, is_current
+        from pylock.sync.records import installed_state, is_current
         installed_state(Path({str(tmp_path)!r}), "app")
         heavy = {{"filelock", "zstandard", "aiohttp", "cattrs", "asyncio",
-                  "pylock.archive.extract"}}
+                  "pylock.archive.extract", "pylock.archive.writer"}}
         print(sorted(heavy & set(sys.modules)))
         """
     )

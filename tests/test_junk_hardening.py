@@ -42,7 +42,7 @@ pytestmark = [
 # Runs the CLI in a subprocess that kills itself with SIGKILL at one chosen moment.
 KILLER = r"""
 import os, signal, sys
-import pylock.fsutil, pylock.sync.install
+import pylock.fsutil, pylock.sync.install, pylock.sync.records
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -61,18 +61,18 @@ if moment == "trash":
     pylock.fsutil.remove_tree = remove_tree
 elif moment == "record":
     # The new tree is extracted in .pylock-tmp-*, its record not yet written.
-    pylock.sync.install._write_record = lambda *args, **kwargs: die()
+    pylock.sync.records.write_record = lambda *args, **kwargs: die()
 elif moment.startswith("pause:"):
     # Stop at the same point until the test says go: a live sync mid-install.
     import pathlib, time
     signals = pathlib.Path(moment.removeprefix("pause:"))
-    original_write = pylock.sync.install._write_record
+    original_write = pylock.sync.records.write_record
     def write_record(*args, **kwargs):
         (signals / "paused").touch()
         while not (signals / "go").exists():
             time.sleep(0.01)
         original_write(*args, **kwargs)
-    pylock.sync.install._write_record = write_record
+    pylock.sync.records.write_record = write_record
 from pylock.cli import main
 sys.exit(main(sys.argv[2:]))
 """

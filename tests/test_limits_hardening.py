@@ -311,7 +311,8 @@ DEEP_JSON = "[" * HUGE + "]" * HUGE
 
 @pytest.mark.timeout(30)
 def test_deep_install_record_is_not_a_pylock_install(tmp_path: Path) -> None:
-    from pylock.sync.install import installed_names, installed_state
+    from pylock.sync.install import installed_names
+    from pylock.sync.records import installed_state
 
     meta = tmp_path / "app" / ".pylock"
     meta.mkdir(parents=True)
@@ -454,7 +455,7 @@ def test_every_truncation_of_a_lock_loads_or_is_a_lock_error() -> None:
 
 
 def test_every_truncation_of_an_install_record_reads_as_no_record(tmp_path: Path) -> None:
-    from pylock.sync.install import installed_state
+    from pylock.sync.records import installed_state
 
     document = {
         "installer": "pylock",

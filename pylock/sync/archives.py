@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pylock.errors import OfflineError
+from pylock.fsutil import sha256_file
 from pylock.net.fetch import OFFLINE_HINT, Fetcher, FetchOptions
 from pylock.progress import Reporter, human_size
-from pylock.sync.cache import Cache, safe_filename, sha256_file
+from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:

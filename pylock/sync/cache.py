@@ -19,7 +19,6 @@ non-blocking try, whether anyone does.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import CacheReadOnlyError
-from pylock.fsutil import remove_tree
+from pylock.fsutil import remove_tree, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
 _USED = ".last-used"
-_HASH_CHUNK = 1 << 20
 # Partial work older than this, with no live owner we can detect, is debris of a killed run.
 _STALE_TMP_SECONDS = 3600.0
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
@@ -56,17 +54,6 @@ def safe_filename(name: str) -> str:
     """
     cleaned = _UNSAFE_CHARS.sub("_", name).lstrip(".")
     return cleaned or "archive"
-
-
-def sha256_file(path: Path, on_progress: Callable[[int], None] | None = None) -> str:
-    """The lowercase hex sha256 of a file, read in bounded chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-            if on_progress is not None:
-                on_progress(len(chunk))
-    return digest.hexdigest()
 
 
 @attrs.frozen(kw_only=True)

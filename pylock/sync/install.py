@@ -19,65 +19,44 @@ crash under NAME's lock: leftover temporary and trash trees are deleted and, if
 ``DIR/NAME`` is missing, the old tree is renamed back (the new one may be incomplete,
 and re-installing it from the cache is cheap).
 
-Reading a record (the no-op ``sync`` path) needs only :mod:`json`.
+The record itself (``install.json`` and ``RECORD``) is read and written by
+:mod:`pylock.sync.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.bounded import json_loads
 from pylock.errors import InstallError
-from pylock.urls import redact
+from pylock.sync import records
+from pylock.sync.records import (
+    META_DIR,
+    InstallState,
+    installed_state,
+    is_current,
+    read_install_json,
+    read_record,
+)
 
 if TYPE_CHECKING:
-    from pylock.archive.extract import Readable, RecordEntry
+    from pylock.archive.codecs import Readable
+    from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
     from pylock.platforms import Platform
     from pylock.progress import Reporter
 
-#: The record format this pylock writes; an install with another is reinstalled.
-RECORD_VERSION = 1
-META_DIR = ".pylock"
-INSTALL_JSON = "install.json"
-RECORD_FILE = "RECORD"
 LOCKS_DIR = ".pylock-locks"
 TMP_PREFIX = ".pylock-tmp-"
 OLD_PREFIX = ".pylock-old-"
 TRASH_PREFIX = ".pylock-trash-"
-
-
-@attrs.frozen(kw_only=True)
-class InstallState:
-    """What an install record says about ``DIR/NAME``."""
-
-    #: The interpreter's name (its directory name).
-    name: str
-    #: The install tree, ``DIR/NAME``.
-    path: Path
-    #: sha256 of the archive it was installed from.
-    sha256: str
-    #: The artifact's canonical URL.
-    url: str
-    #: Platform key of the artifact.
-    platform: str
-    #: The lock entry it was installed for (``name``, ``implementation``, ``version``...).
-    python: dict[str, Any]
-    #: The pylock version that installed it.
-    pylock_version: str
-    #: Format version of the record.
-    record_version: int
-    #: The final path that fix-ups baked into the tree, if fix-ups ran.
-    fixed_up_for: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -111,58 +90,6 @@ class VerifyReport:
         )
 
 
-# -- reading records (the cheap path) ------------------------------------------------------
-
-
-def _read_install_json(tree: str) -> dict[str, Any] | None:
-    try:
-        with open(os.path.join(tree, META_DIR, INSTALL_JSON), "rb") as handle:
-            data = json_loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("installer") != "pylock":
-        return None
-    return data
-
-
-def installed_state(dest_root: Path, name: str) -> InstallState | None:
-    """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there."""
-    tree = os.path.join(dest_root, name)
-    data = _read_install_json(tree)
-    if data is None:
-        return None
-    artifact = data.get("artifact")
-    python = data.get("python")
-    if not isinstance(artifact, dict) or not isinstance(python, dict):
-        return None
-    sha256, url, platform = artifact.get("sha256"), artifact.get("url"), artifact.get("platform")
-    version = data.get("record-version")
-    if not (isinstance(sha256, str) and isinstance(url, str) and isinstance(platform, str)):
-        return None
-    fixed = data.get("fixed-up-for")
-    return InstallState(
-        name=name,
-        path=Path(tree),
-        sha256=sha256,
-        url=url,
-        platform=platform,
-        python=python,
-        pylock_version=str(data.get("pylock-version", "")),
-        record_version=version if isinstance(version, int) else 0,
-        fixed_up_for=fixed if isinstance(fixed, str) else None,
-    )
-
-
-def is_current(state: InstallState, artifact: Artifact) -> bool:
-    """Whether the install came from this very artifact (and still sits where it was fixed up)."""
-    if state.record_version != RECORD_VERSION or state.sha256 != artifact.sha256:
-        return False
-    if state.fixed_up_for is not None and state.fixed_up_for != str(state.path):
-        # The tree moved since fix-ups wrote its path into sysconfig data: reinstall.
-        return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
-    return True
-
-
 def installed_names(dest_root: Path) -> list[str]:
     """Names of the interpreters pylock installed in ``dest_root``, sorted."""
     try:
@@ -173,36 +100,8 @@ def installed_names(dest_root: Path) -> list[str]:
         entry
         for entry in entries
         if not entry.startswith(".")
-        and _read_install_json(os.path.join(dest_root, entry)) is not None
+        and read_install_json(os.path.join(dest_root, entry)) is not None
     )
-
-
-def read_record(tree: Path) -> list[RecordEntry]:
-    """The files listed in ``tree/.pylock/RECORD``."""
-    import csv
-
-    from pylock.archive.extract import RecordEntry
-
-    entries = []
-    path = tree / META_DIR / RECORD_FILE
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            for row in csv.reader(handle):
-                if len(row) != 4:
-                    raise ValueError(f"bad row {row!r}")
-                rel, digest, size, flags = row
-                kind, _, value = digest.partition("=")
-                if kind == "sha256":
-                    entries.append(
-                        RecordEntry(path=rel, sha256=value, size=int(size), executable="x" in flags)
-                    )
-                elif kind == "link":
-                    entries.append(RecordEntry(path=rel, sha256=None, size=0, link=value))
-                else:
-                    raise ValueError(f"bad digest {digest!r}")
-    except (OSError, ValueError) as exc:
-        raise InstallError(f"cannot read the install record {path}: {exc}") from None
-    return entries
 
 
 # -- locking and recovery ------------------------------------------------------------------
@@ -255,7 +154,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
 
     found = _leftovers(dest_root, name)
     final = dest_root / name
-    olds = [p for p in found[OLD_PREFIX] if _read_install_json(str(p)) is not None]
+    olds = [p for p in found[OLD_PREFIX] if read_install_json(str(p)) is not None]
     if olds and not os.path.lexists(final):
         # Killed between an upgrade's two renames: the old tree is complete, put it back.
         newest = max(olds, key=lambda p: p.stat().st_mtime)
@@ -423,9 +322,9 @@ def _install_locked(
         fixed_up_for = None
         if fixup is not None:
             changed = list(fixup(tmp, final, reporter.warn))
-            entries = _rehash(tmp, entries, changed)
+            entries = records.rehash(tmp, entries, changed)
             fixed_up_for = str(final)
-        _write_record(tmp, entries, python, artifact, layout, fixed_up_for)
+        records.write_record(tmp, entries, python, artifact, layout, fixed_up_for)
         _swap_in(tmp, final)
     finally:
         task.done("")
@@ -443,7 +342,8 @@ def _extract(
     on_progress: Callable[[int], None],
     source: Readable | None = None,
 ) -> tuple[list[RecordEntry], str]:
-    from pylock.archive.extract import detect_layout, extract_archive, layout_for
+    from pylock.archive.extract import extract_archive
+    from pylock.archive.layout import detect_layout, layout_for
     from pylock.errors import ArchiveError
     from pylock.versions import ArchiveFormat
 
@@ -481,7 +381,7 @@ def _extract(
 
 def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython) -> None:
     """Older PBS archives (before 20240224) have ``bin/python3`` but no ``bin/python``."""
-    from pylock.archive.extract import RecordEntry
+    from pylock.archive.writer import RecordEntry
 
     bin_dir = tmp / "bin"
     if not bin_dir.is_dir() or os.path.lexists(bin_dir / "python"):
@@ -505,88 +405,8 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
     entries.append(RecordEntry(path="bin/python", sha256=None, size=0, link=target))
 
 
-def _file_entry(tree: Path, rel: str) -> RecordEntry | None:
-    import hashlib
-
-    from pylock.archive.extract import RecordEntry
-
-    path = tree / rel
-    if path.is_symlink():
-        return RecordEntry(path=rel, sha256=None, size=0, link=os.readlink(path))
-    if not path.is_file():
-        return None
-    with open(path, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        size = os.fstat(handle.fileno()).st_size
-    executable = bool(path.stat().st_mode & 0o111) if sys.platform != "win32" else False
-    return RecordEntry(path=rel, sha256=digest, size=size, executable=executable)
-
-
-def _rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> list[RecordEntry]:
-    """Update the record after fix-ups: re-hash what they changed, drop what they removed."""
-    by_path = {e.path: e for e in entries}
-    for rel in changed:
-        rel = rel.replace("\\", "/").strip("/")
-        entry = _file_entry(tree, rel)
-        if entry is None:
-            by_path.pop(rel, None)
-        else:
-            by_path[rel] = entry
-    # Fix-ups may delete files they do not report (stale bytecode caches).
-    return [e for e in by_path.values() if os.path.lexists(tree / e.path)]
-
-
-def _write_record(
-    tree: Path,
-    entries: list[RecordEntry],
-    python: LockedPython,
-    artifact: Artifact,
-    layout: str,
-    fixed_up_for: str | None,
-) -> None:
-    import csv
-    import io
-    import time
-
-    from pylock import __version__
-
-    meta = tree / META_DIR
-    meta.mkdir()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for entry in entries:
-        if entry.link is not None:
-            writer.writerow([entry.path, f"link={entry.link}", 0, ""])
-        else:
-            writer.writerow(
-                [entry.path, f"sha256={entry.sha256}", entry.size, "x" if entry.executable else ""]
-            )
-    (meta / RECORD_FILE).write_text(buffer.getvalue(), encoding="utf-8", newline="")
-    document = {
-        "installer": "pylock",
-        "record-version": RECORD_VERSION,
-        "pylock-version": __version__,
-        "name": python.name,
-        "artifact": {
-            "platform": artifact.platform,
-            # The lock's URL, never a rewritten one; redacted in case a hand-edited lock
-            # carries credentials (the record is readable by anyone who can run python).
-            "url": redact(artifact.url),
-            "sha256": artifact.sha256,
-            "size": artifact.size,
-        },
-        "python": python.summary(),
-        "layout": layout,
-        "fixed-up-for": fixed_up_for,
-        "files": len(entries),
-        "installed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    # Written last: a tree with an install.json is complete.
-    (meta / INSTALL_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
 def _check_replaceable(final: Path) -> None:
-    if os.path.lexists(final) and _read_install_json(str(final)) is None:
+    if os.path.lexists(final) and read_install_json(str(final)) is None:
         raise InstallError(
             f"{final} exists and was not installed by pylock; refusing to replace it",
             hint="move it away, or install into another directory with --into",
@@ -655,7 +475,7 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
             if tree.is_symlink() or not tree.is_dir():
                 continue
             with _name_lock(dest_root, name, None):
-                if _read_install_json(str(tree)) is None:
+                if read_install_json(str(tree)) is None:
                     continue
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 os.rename(tree, trash)
@@ -721,8 +541,7 @@ def _tree_executable(dest_root: Path, state: InstallState) -> Path | None:
 
 def verify(dest_root: Path, name: str) -> VerifyReport:
     """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions."""
-    import hashlib
-
+    from pylock.fsutil import sha256_file
     from pylock.sync.bytecode import mismatched_bytecode, parse_cache_path
 
     tree = dest_root / name
@@ -756,9 +575,8 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
         ):
             modified.append(entry.path)
             continue
-        with open(path, "rb") as handle:
-            if hashlib.file_digest(handle, "sha256").hexdigest() != entry.sha256:
-                modified.append(entry.path)
+        if sha256_file(path) != entry.sha256:
+            modified.append(entry.path)
     # Caches Python wrote for recorded sources are checked against a fresh compile;
     # anything else unrecorded (a cache without its source included) is extra.
     sources = {e.path for e in record if e.sha256 is not None}

@@ -63,7 +63,8 @@ def plan_sync(
     prune: bool = True,
 ) -> SyncPlan:
     """Decide what to do; reads only small install-record files."""
-    from pylock.sync.install import installed_names, installed_state, is_current
+    from pylock.sync.install import installed_names
+    from pylock.sync.records import installed_state, is_current
 
     unknown = sorted(set(only) - set(lock.names))
     if unknown:
@@ -122,7 +123,7 @@ def warn_if_config_changed(
 
 def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[str]:
     """The locked interpreters installed in ``dest_root`` from their locked artifact."""
-    from pylock.sync.install import installed_state, is_current
+    from pylock.sync.records import installed_state, is_current
 
     names = []
     for python in lock.pythons:
@@ -150,7 +151,7 @@ def install_status(
     lock: LockFile, dest_root: Path, platform: Platform, is_cached: Callable[[Artifact], bool]
 ) -> list[Status]:
     """Each locked interpreter's state in ``dest_root``, in lock order."""
-    from pylock.sync.install import installed_state, is_current
+    from pylock.sync.records import installed_state, is_current
 
     rows = []
     for python in lock.pythons:
@@ -200,7 +201,8 @@ def locate(
     With ``lock`` the name must be locked; without one (a slim image holding only the
     install directory) the install record says what it is.
     """
-    from pylock.sync.install import executable, installed_state, is_current, python_from_state
+    from pylock.sync.install import executable, python_from_state
+    from pylock.sync.records import installed_state, is_current
 
     shown = display_path(dest_root)
     state = installed_state(dest_root, name)

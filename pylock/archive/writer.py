@@ -1,0 +1,235 @@
+"""The writer: creates the checked files, directories and links, and hashes what it writes.
+
+The extraction queues batches of operations; :class:`Writer` carries them out, on the
+calling thread (:class:`InlineSink`) or on a second one (:class:`ThreadSink`) so that
+writing overlaps decompression. The queue is bounded, so memory stays small whatever the
+archive's size. What was written comes back as :class:`RecordEntry` values, plain data
+that :mod:`pylock.sync.records` stores as an install's record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import shutil
+import threading
+from typing import Any
+
+import attrs
+
+from pylock.archive.policy import WINDOWS, join_link
+from pylock.errors import ArchiveError
+
+#: Batches of writer work in flight; with ~1 MiB per batch this caps buffered data.
+_QUEUE_DEPTH = 4
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_UTIME_FD = os.utime in os.supports_fd
+
+
+@attrs.frozen(kw_only=True)
+class RecordEntry:
+    """One file or symlink written by an extraction."""
+
+    #: Path relative to the install root, ``/``-separated.
+    path: str
+    #: Lowercase hex sha256 of the contents; ``None`` for a symlink.
+    sha256: str | None
+    #: Size in bytes (0 for a symlink).
+    size: int
+    #: The symlink's target as stored in the archive; ``None`` for a file.
+    link: str | None = None
+    #: Whether the file was made executable.
+    executable: bool = False
+
+
+#: Operation codes, the first item of each queued tuple (see :meth:`Writer.run`).
+MKDIR, FILE, DATA, END, SYMLINK, HARDLINK = range(6)
+
+
+class Writer:
+    """Carries out filesystem operations; every path has been checked before it gets here."""
+
+    def __init__(self, dest: str, archive: str) -> None:
+        self.dest = dest
+        self.archive = archive
+        self.entries: list[RecordEntry] = []
+        self._by_path: dict[str, RecordEntry] = {}
+        self._fd = -1
+        self._hash: Any = None
+        self._size = 0
+        self._rel = ""
+        self._executable = False
+        self._mtime = 0.0
+
+    def _path(self, rel: str) -> str:
+        return os.path.join(self.dest, rel.replace("/", os.sep) if WINDOWS else rel)
+
+    def run(self, ops: list[tuple[Any, ...]]) -> None:
+        for op in ops:
+            code = op[0]
+            if code == DATA:
+                self._write(op[1])
+            elif code == FILE:
+                self._open(op[1], op[2], op[3])
+                for view in op[4]:
+                    self._write(view)
+                if op[5]:
+                    self._close()
+            elif code == END:
+                self._close()
+            elif code == MKDIR:
+                self._mkdir(op[1])
+            elif code == SYMLINK:
+                self._symlink(op[1], op[2])
+            elif code == HARDLINK:
+                self._hardlink(op[1], op[2])
+
+    def _mkdir(self, rel: str) -> None:
+        path = self._path(rel)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise self._collision(rel) from None
+
+    def _collision(self, rel: str) -> ArchiveError:
+        return ArchiveError(
+            "two members map to one path (names that differ only in case?)",
+            archive=self.archive,
+            member=rel,
+        )
+
+    def _open(self, rel: str, executable: bool, mtime: float) -> None:
+        try:
+            self._fd = os.open(self._path(rel), _OPEN_FLAGS, 0o755 if executable else 0o644)
+        except FileExistsError:
+            raise self._collision(rel) from None
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._rel = rel
+        self._executable = executable
+        self._mtime = mtime
+
+    def _write(self, view: memoryview) -> None:
+        self._hash.update(view)
+        self._size += len(view)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        try:
+            if _UTIME_FD:
+                os.utime(fd, (self._mtime, self._mtime))
+        finally:
+            os.close(fd)
+        if not _UTIME_FD:
+            os.utime(self._path(self._rel), (self._mtime, self._mtime))
+        self._add(
+            RecordEntry(
+                path=self._rel,
+                sha256=self._hash.hexdigest(),
+                size=self._size,
+                executable=self._executable,
+            )
+        )
+
+    def _add(self, entry: RecordEntry) -> None:
+        self.entries.append(entry)
+        self._by_path[entry.path] = entry
+
+    def _symlink(self, rel: str, target: str) -> None:
+        try:
+            os.symlink(target, self._path(rel))
+        except FileExistsError:
+            raise self._collision(rel) from None
+        except OSError:
+            if not WINDOWS:
+                raise
+            # Windows without Developer Mode cannot create symlinks: copy the file instead.
+            source = self._by_path.get(join_link(rel.rpartition("/")[0], target) or "")
+            if source is None or source.link is not None:
+                raise ArchiveError(
+                    "cannot create a symlink here (enable Windows Developer Mode)",
+                    archive=self.archive,
+                    member=rel,
+                ) from None
+            shutil.copyfile(self._path(source.path), self._path(rel))
+            self._add(attrs.evolve(source, path=rel))
+            return
+        self._add(RecordEntry(path=rel, sha256=None, size=0, link=target))
+
+    def _hardlink(self, rel: str, source_rel: str) -> None:
+        source = self._by_path[source_rel]
+        try:
+            os.link(self._path(source_rel), self._path(rel))
+        except FileExistsError:
+            raise self._collision(rel) from None
+        except OSError:
+            shutil.copy2(self._path(source_rel), self._path(rel), follow_symlinks=False)
+        self._add(attrs.evolve(source, path=rel))
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class InlineSink:
+    """Runs writer operations on the calling thread (one CPU, or tiny archives)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def submit(self, ops: list[tuple[Any, ...]]) -> None:
+        self.writer.run(ops)
+
+    def close(self, *, abort: bool) -> None:
+        if abort:
+            self.writer.abort()
+
+
+class ThreadSink:
+    """Runs writer operations on a second thread, so writing overlaps decompression."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(_QUEUE_DEPTH)
+        self._thread = threading.Thread(target=self._loop, name="pylock-extract", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            ops = self._queue.get()
+            if ops is None:
+                return
+            if self.error is None:
+                try:
+                    self.writer.run(ops)
+                except BaseException as exc:
+                    self.error = exc
+                    self.writer.abort()
+            # After an error keep consuming, so the producer never blocks on a full queue.
+
+    def submit(self, ops: list[tuple[Any, ...]]) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(ops)
+
+    def close(self, *, abort: bool) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if abort:
+            self.writer.abort()
+        elif self.error is not None:
+            raise self.error

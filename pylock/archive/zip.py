@@ -1,0 +1,70 @@
+"""Zip support: the errors zipfile leaks, member data as bounded views, member times.
+
+A zip is read through its central directory with :mod:`zipfile`; symlinks, special
+files and encrypted members are refused (see :func:`member_mode`).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pylock.archive.codecs import CHUNK_SIZE
+from pylock.errors import ArchiveError
+
+
+def zip_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What zipfile raises for a malformed archive (its decompressors and parsers leak)."""
+    import struct
+    import zipfile
+    import zlib
+
+    return (
+        *more,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        ValueError,
+        OverflowError,
+        RuntimeError,
+        struct.error,
+    )
+
+
+def zip_views(stream: IO[bytes], archive: str, member: str) -> Iterator[memoryview]:
+    while True:
+        try:
+            data = stream.read(CHUNK_SIZE)
+        except zip_errors(OSError) as exc:
+            # Only the read is guarded: a full disk while writing must propagate as it is.
+            raise ArchiveError(
+                f"cannot read member ({exc})", archive=archive, member=member
+            ) from exc
+        if not data:
+            return
+        yield memoryview(data)
+
+
+def zip_mtime(info: Any) -> float:
+    import time
+
+    try:
+        return time.mktime((*info.date_time, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return 0.0
+
+
+def member_mode(info: Any, archive: str) -> int:
+    """The Unix mode of a zip member (0 if the zip has none), refusing what is never extracted:
+    symlinks, devices and other special files, encrypted members."""
+    name = info.filename
+    mode: int = info.external_attr >> 16 if info.create_system == 3 else 0
+    if stat.S_ISLNK(mode):
+        raise ArchiveError("symlinks in zip archives are refused", archive=archive, member=name)
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise ArchiveError("device or special file refused", archive=archive, member=name)
+    if info.flag_bits & 0x1:
+        raise ArchiveError("encrypted member", archive=archive, member=name)
+    return mode

@@ -1,0 +1,239 @@
+"""The install record: ``DIR/NAME/.pylock/install.json`` and ``DIR/NAME/.pylock/RECORD``.
+
+``install.json`` says what was installed (the artifact, the lock entry, the layout) and is
+written last, so a tree that has one is complete; ``RECORD`` lists every file and symlink
+with its sha256 or link target, size and executable bit, as the extraction reported them
+(:class:`~pylock.archive.writer.RecordEntry`, plain data the archive layer produces).
+
+Reading ``install.json`` (the no-op ``sync`` path) needs only :mod:`json`: the archive
+modules are imported only to read or write ``RECORD``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pylock.bounded import json_loads
+from pylock.errors import InstallError
+from pylock.urls import redact
+
+if TYPE_CHECKING:
+    from pylock.archive.writer import RecordEntry
+    from pylock.lockfile import Artifact, LockedPython
+
+#: A recorded path: relative, ``/``-separated, no empty or ``.`` parts, no NUL or backslash.
+_RECORD_PATH = re.compile(r"(?!/)(?:[^/\0\\]+/)*[^/\0\\]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SIZE = re.compile(r"[0-9]{1,20}")
+
+#: The record format this pylock writes; an install with another is reinstalled.
+RECORD_VERSION = 1
+META_DIR = ".pylock"
+INSTALL_JSON = "install.json"
+RECORD_FILE = "RECORD"
+
+
+@attrs.frozen(kw_only=True)
+class InstallState:
+    """What an install record says about ``DIR/NAME``."""
+
+    #: The interpreter's name (its directory name).
+    name: str
+    #: The install tree, ``DIR/NAME``.
+    path: Path
+    #: sha256 of the archive it was installed from.
+    sha256: str
+    #: The artifact's canonical URL.
+    url: str
+    #: Platform key of the artifact.
+    platform: str
+    #: The lock entry it was installed for (``name``, ``implementation``, ``version``...).
+    python: dict[str, Any]
+    #: The pylock version that installed it.
+    pylock_version: str
+    #: Format version of the record.
+    record_version: int
+    #: The final path that fix-ups baked into the tree, if fix-ups ran.
+    fixed_up_for: str | None = None
+
+
+# -- reading (the cheap path) ----------------------------------------------------------------
+
+
+def read_install_json(tree: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(tree, META_DIR, INSTALL_JSON), "rb") as handle:
+            data = json_loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("installer") != "pylock":
+        return None
+    return data
+
+
+def installed_state(dest_root: Path, name: str) -> InstallState | None:
+    """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there."""
+    tree = os.path.join(dest_root, name)
+    data = read_install_json(tree)
+    if data is None:
+        return None
+    artifact = data.get("artifact")
+    python = data.get("python")
+    if not isinstance(artifact, dict) or not isinstance(python, dict):
+        return None
+    sha256, url, platform = artifact.get("sha256"), artifact.get("url"), artifact.get("platform")
+    version = data.get("record-version")
+    if not (isinstance(sha256, str) and isinstance(url, str) and isinstance(platform, str)):
+        return None
+    fixed = data.get("fixed-up-for")
+    return InstallState(
+        name=name,
+        path=Path(tree),
+        sha256=sha256,
+        url=url,
+        platform=platform,
+        python=python,
+        pylock_version=str(data.get("pylock-version", "")),
+        record_version=version if isinstance(version, int) else 0,
+        fixed_up_for=fixed if isinstance(fixed, str) else None,
+    )
+
+
+def is_current(state: InstallState, artifact: Artifact) -> bool:
+    """Whether the install came from this very artifact (and still sits where it was fixed up)."""
+    if state.record_version != RECORD_VERSION or state.sha256 != artifact.sha256:
+        return False
+    if state.fixed_up_for is not None and state.fixed_up_for != str(state.path):
+        # The tree moved since fix-ups wrote its path into sysconfig data: reinstall.
+        return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
+    return True
+
+
+def read_record(tree: Path) -> list[RecordEntry]:
+    """The files listed in ``tree/.pylock/RECORD``.
+
+    Every row must be one pylock writes: a relative ``/``-separated path that stays inside
+    ``tree``, ``sha256=`` and 64 hex digits with a plain decimal size, or ``link=`` and a
+    target. Anything else raises :class:`InstallError`, so ``verify`` never looks outside
+    the tree on a tampered record's say-so.
+    """
+    import csv
+
+    from pylock.archive.writer import RecordEntry
+
+    entries = []
+    path = tree / META_DIR / RECORD_FILE
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle)
+            for row in rows:
+                # Rows are described by line, never echoed: a damaged file may hold anything.
+                line = rows.line_num
+                if len(row) != 4:
+                    raise ValueError(f"line {line}: {len(row)} fields, expected 4")
+                rel, digest, size, flags = row
+                if not _RECORD_PATH.fullmatch(rel) or {".", ".."} & set(rel.split("/")):
+                    raise ValueError(f"line {line}: bad path {rel[:200]!r}")
+                kind, _, value = digest.partition("=")
+                if kind == "sha256":
+                    if not _SHA256.fullmatch(value) or not _SIZE.fullmatch(size):
+                        raise ValueError(f"line {line}: bad sha256 or size")
+                    entries.append(
+                        RecordEntry(path=rel, sha256=value, size=int(size), executable="x" in flags)
+                    )
+                elif kind == "link" and value and "\0" not in value:
+                    entries.append(RecordEntry(path=rel, sha256=None, size=0, link=value))
+                else:
+                    raise ValueError(f"line {line}: neither a sha256 nor a link")
+    except (OSError, ValueError, csv.Error) as exc:
+        raise InstallError(
+            f"cannot read the install record {path}: {exc}",
+            hint="run `pylock sync --reinstall` to restore it",
+        ) from None
+    return entries
+
+
+def file_entry(tree: Path, rel: str) -> RecordEntry | None:
+    from pylock.archive.writer import RecordEntry
+    from pylock.fsutil import sha256_file
+
+    path = tree / rel
+    if path.is_symlink():
+        return RecordEntry(path=rel, sha256=None, size=0, link=os.readlink(path))
+    if not path.is_file():
+        return None
+    digest = sha256_file(path)
+    size = path.stat().st_size
+    executable = bool(path.stat().st_mode & 0o111) if sys.platform != "win32" else False
+    return RecordEntry(path=rel, sha256=digest, size=size, executable=executable)
+
+
+def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> list[RecordEntry]:
+    """Update the record after fix-ups: re-hash what they changed, drop what they removed."""
+    by_path = {e.path: e for e in entries}
+    for rel in changed:
+        rel = rel.replace("\\", "/").strip("/")
+        entry = file_entry(tree, rel)
+        if entry is None:
+            by_path.pop(rel, None)
+        else:
+            by_path[rel] = entry
+    # Fix-ups may delete files they do not report (stale bytecode caches).
+    return [e for e in by_path.values() if os.path.lexists(tree / e.path)]
+
+
+def write_record(
+    tree: Path,
+    entries: list[RecordEntry],
+    python: LockedPython,
+    artifact: Artifact,
+    layout: str,
+    fixed_up_for: str | None,
+) -> None:
+    import csv
+    import io
+    import time
+
+    from pylock import __version__
+
+    meta = tree / META_DIR
+    meta.mkdir()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for entry in entries:
+        if entry.link is not None:
+            writer.writerow([entry.path, f"link={entry.link}", 0, ""])
+        else:
+            writer.writerow(
+                [entry.path, f"sha256={entry.sha256}", entry.size, "x" if entry.executable else ""]
+            )
+    (meta / RECORD_FILE).write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    document = {
+        "installer": "pylock",
+        "record-version": RECORD_VERSION,
+        "pylock-version": __version__,
+        "name": python.name,
+        "artifact": {
+            "platform": artifact.platform,
+            # The lock's URL, never a rewritten one; redacted in case a hand-edited lock
+            # carries credentials (the record is readable by anyone who can run python).
+            "url": redact(artifact.url),
+            "sha256": artifact.sha256,
+            "size": artifact.size,
+        },
+        "python": python.summary(),
+        "layout": layout,
+        "fixed-up-for": fixed_up_for,
+        "files": len(entries),
+        "installed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # Written last: a tree with an install.json is complete.
+    (meta / INSTALL_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
