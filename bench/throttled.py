@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import attrs
 
@@ -65,7 +66,7 @@ def _handler(root: Path, mirror: Mirror) -> type[http.server.BaseHTTPRequestHand
 
         def _serve(self, *, body: bool) -> None:
             transfer = Transfer(path=self.path, requested=time.time())
-            rel = self.path.split("?", 1)[0].lstrip("/")
+            rel = unquote(self.path.split("?", 1)[0]).lstrip("/")
             target = (root / rel).resolve()
             if root not in target.parents or not target.is_file():
                 self.send_response(404)
