@@ -182,6 +182,7 @@ class StdDownloader:
                 raise _Retryable(f"truncated body: received {received} of {expected} bytes")
             return Fetcher._check(url, canonical, digest.hexdigest(), received, sha256, size)
         finally:
+            response.close()
             connection.close()
 
     def _open(
@@ -196,6 +197,7 @@ class StdDownloader:
             location = response.getheader("Location")
             if response.status not in _REDIRECTS or not location:
                 return connection, response, current
+            response.close()
             connection.close()
             following = rewrites.apply(urljoin(current, location))
             rewrites.check_redirect(current, following, canonical=canonical)
@@ -228,11 +230,14 @@ class StdDownloader:
             "User-Agent": f"pylock/{__version__}",
             "Accept-Encoding": "identity",
         }
+        if parts.username is not None:
+            # As aiohttp does: credentials in the URL become Basic auth, over netrc's.
+            authorization = _basic(unquote(parts.username), unquote(parts.password or ""))
         if authorization is not None:
             headers["Authorization"] = authorization
         proxy = proxy_for(url, self._environ)
         timeouts = self.options.timeouts
-        connection: http.client.HTTPConnection
+        connection: http.client.HTTPConnection | None = None
         try:
             if proxy is None:
                 if https:
@@ -268,6 +273,7 @@ class StdDownloader:
             connection.request("GET", path, headers=headers)
             return connection, connection.getresponse()
         except ssl.SSLCertVerificationError as error:
+            _close(connection)
             raise DownloadError(
                 f"TLS certificate of {_describe(url, canonical)} not trusted: "
                 f"{_printable(str(error.verify_message or error))}",
@@ -276,7 +282,11 @@ class StdDownloader:
                 "mirror's certificate authority",
             ) from None
         except (OSError, http.client.HTTPException) as error:
+            _close(connection)
             raise _Retryable(fetch._reason(error)) from None
+        except BaseException:
+            _close(connection)
+            raise
 
     def _ssl(self) -> ssl.SSLContext:
         if self._context is None:
@@ -346,6 +356,11 @@ def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
         if host == name or host.endswith("." + name):
             return True
     return False
+
+
+def _close(connection: http.client.HTTPConnection | None) -> None:
+    if connection is not None:
+        connection.close()
 
 
 def _basic(user: str, password: str) -> str:
