@@ -230,7 +230,7 @@ def median_ms(runs: Sequence[Run]) -> float:
 
 #: Timeline events in order, with their labels; each is an offset from process spawn.
 EVENTS = {
-    "imports": "imports done (spawn + -X importtime total)",
+    "imports": "all imports, total (separate -X importtime run)",
     "request": "first request received by the server",
     "first_byte": "first body byte sent",
     "last_byte": "last body byte sent",
