@@ -415,3 +415,50 @@ def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None
     # The CLI prints every error through redact(), as for the aiohttp path.
     assert "url-secret" not in redact(info.value.message)
     assert info.value.hint is None or "url-secret" not in info.value.hint
+
+
+# -- cancelling from another thread ------------------------------------------------------------
+
+
+def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from pylock.net.stdhttp import Cancelled
+    from tests.httpserver import Throttle
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(url: str) -> None:
+        try:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+        except BaseException as error:
+            errors.append(error)
+
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, always=[Throttle(chunk=1000, delay=0.05)])
+        worker = threading.Thread(target=run, args=(url,))
+        worker.start()
+        time.sleep(0.3)
+        stop.set()
+        started = time.monotonic()
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 2
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+
+
+def test_stop_interrupts_the_backoff(tmp_path: Path) -> None:
+    import threading
+
+    from pylock.net.stdhttp import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with HttpServer() as server:
+        url = server.status(PATH, 503)
+        fetcher = StdDownloader(options(retries=3, backoff=60.0), environ={})
+        with pytest.raises(Cancelled):
+            fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+        assert server.hits(PATH) == 1

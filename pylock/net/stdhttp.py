@@ -19,6 +19,7 @@ import http.client
 import os
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,6 +49,10 @@ from pylock.net.fetch import (
 if TYPE_CHECKING:
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Reporter, Task
+
+
+class Cancelled(Exception):
+    """The caller's ``stop`` flag was set: the download ended between two chunks."""
 
 
 class StdDownloader:
@@ -83,10 +88,13 @@ class StdDownloader:
         size: int | None,
         task: Task | None = None,
         feed: DownloadFeed | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[str, int]:
         """Stream ``url`` (canonical; rewritten here) into ``dest``; returns (sha256, size).
 
-        The same contract as :meth:`Fetcher.download`, for ``http``/``https`` targets.
+        The same contract as :meth:`Fetcher.download`. A thread cannot be cancelled like
+        a task: set ``stop`` and the download raises :class:`Cancelled` within a chunk
+        (or a read timeout), and sleeps no more between retries.
         """
         target = self._rules.target(url)
         scheme = urlsplit(target).scheme
@@ -97,7 +105,7 @@ class StdDownloader:
         failures = 0
         while True:
             try:
-                return self._download_once(target, url, dest, sha256, size, task, feed)
+                return self._download_once(target, url, dest, sha256, size, task, feed, stop)
             except _Retryable as error:
                 failures += 1
                 if failures > self.options.retries:
@@ -115,7 +123,10 @@ class StdDownloader:
                     f"{fetch.filename_from_url(url)}: {error.reason}; retrying in {delay:.1f}s "
                     f"({failures}/{self.options.retries})"
                 )
-                self._sleep(delay)
+                if stop is not None and stop.wait(delay):
+                    raise Cancelled from None
+                if stop is None:
+                    self._sleep(delay)
 
     # -- one attempt -------------------------------------------------------------------
 
@@ -128,6 +139,7 @@ class StdDownloader:
         size: int | None,
         task: Task | None,
         feed: DownloadFeed | None,
+        stop: threading.Event | None = None,
     ) -> tuple[str, int]:
         connection, response, url = self._open(target, canonical)
         advanced = 0
@@ -163,6 +175,8 @@ class StdDownloader:
                     # read1: what has arrived, up to a chunk; http.client never reads past
                     # Content-Length, so a longer body shows as a short one being complete.
                     while chunk := response.read1(CHUNK_SIZE):
+                        if stop is not None and stop.is_set():
+                            raise Cancelled
                         received += len(chunk)
                         if received > limit:
                             raise self._rules._too_large(url, canonical, size, length, received)
