@@ -1,0 +1,86 @@
+"""The benchmark's timeline pieces: the throttled, logging mirror and the log parsers."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench import throttled
+from bench.bench_sync import Run, import_seconds, timeline, tree_times
+
+
+def test_throttled_mirror_keeps_its_rate_and_logs_the_transfer(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    body = os.urandom(1 << 20)
+    (tmp_path / "d" / "a+b.tar.gz").write_bytes(body)
+    with throttled.serve(tmp_path, bandwidth_mib=4) as mirror:
+        started = time.time()
+        with urllib.request.urlopen(f"{mirror.base_url}/d/a%2Bb.tar.gz") as response:
+            assert response.read() == body
+        ended = time.time()
+        (transfer,) = mirror.take()
+        assert mirror.take() == []
+    assert ended - started >= 0.24  # 1 MiB at 4 MiB/s
+    assert started <= transfer.requested <= transfer.first_byte <= transfer.last_byte <= ended
+    assert transfer.sent == transfer.size == len(body)
+    assert transfer.last_byte - transfer.first_byte >= 0.2
+
+
+def test_throttled_mirror_refuses_paths_outside_its_root(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "secret").write_text("x")
+    with throttled.serve(tmp_path / "root") as mirror:
+        for path in ("/../secret", "/%2e%2e/secret", "/missing"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(mirror.base_url + path)
+            assert info.value.code == 404
+            info.value.close()
+        assert mirror.take() == []
+
+
+def test_bandwidth_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), throttled.serve(tmp_path, bandwidth_mib=0):
+        pass
+
+
+def test_import_seconds_sums_top_level_imports_up_to_aiohttp(tmp_path: Path) -> None:
+    log = tmp_path / "importtime.log"
+    log.write_text(
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       100 |        100 | site\n"
+        "import time:        50 |         50 |   pylock.errors\n"
+        "import time:       200 |       1000 | pylock.cli\n"
+        "import time:      3000 |       3000 | aiohttp\n"
+        "import time:       500 |        500 | tarfile\n"
+        "garbage | not | a number\n"
+    )
+    assert import_seconds(log) == (4100 / 1e6, 4600 / 1e6)
+    log.write_text("import time:       500 |        500 | tarfile\n")
+    assert import_seconds(log) == (500 / 1e6, 500 / 1e6)
+
+
+def test_timeline_from_run_transfers_and_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / ".pylock").mkdir()
+    (tree / "bin" / "python3").write_text("x")
+    (tree / ".pylock" / "RECORD").write_text("r")
+    extracted, record = tree_times(tree)
+    assert extracted == (tree / "bin" / "python3").stat().st_ctime
+    assert record == (tree / ".pylock" / "RECORD").stat().st_ctime
+    start = extracted - 2.0
+    run = Run(seconds=3.0, max_rss=0, start=start, end=start + 3.0)
+    transfer = throttled.Transfer(
+        path="/a", requested=start + 0.5, first_byte=start + 0.6, last_byte=start + 1.5, sent=9
+    )
+    events = timeline(run, [transfer], tree)
+    assert events["request"] == pytest.approx(0.5)
+    assert events["last_byte"] == pytest.approx(1.5)
+    assert events["extracted"] == pytest.approx(2.0)
+    assert events["exit"] == pytest.approx(3.0)
+    assert "first_byte" not in timeline(run, [], None)

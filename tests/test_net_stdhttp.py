@@ -1,0 +1,464 @@
+"""The http.client download path (pylock/net/stdhttp.py) under the aiohttp path's rules.
+
+Against the loopback servers: success, retries and give-up, 4xx, redirects (limit,
+https->http refusal, credentials dropped on a change of origin), endless and truncated
+bodies, wrong hashes, TLS with a private CA, proxies (a CONNECT proxy in this file, plain
+http proxying, NO_PROXY), netrc, and secrets kept out of messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
+from pylock.net.fetch import FetchOptions, Timeouts
+from pylock.net.stdhttp import StdDownloader, proxy_for
+from pylock.urls import RefusedUrlError, redact
+from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
+from tests.test_net_hardening import CAP, EndlessServer, _make_ca_and_server_cert
+
+BODY = os.urandom(300_000)
+SHA = hashlib.sha256(BODY).hexdigest()
+PATH = "/d/cpython-3.13.9+20990101-x86_64-unknown-linux-gnu-install_only.tar.gz"
+
+
+def options(**kwargs: Any) -> FetchOptions:
+    settings: dict[str, Any] = {
+        "retries": 0,
+        "backoff": 0.01,
+        "timeouts": Timeouts(connect=5.0, read=5.0),
+        "max_download_size": CAP,
+    }
+    settings.update(kwargs)
+    return FetchOptions(**settings)
+
+
+def downloader(environ: dict[str, str] | None = None, **kwargs: Any) -> StdDownloader:
+    delays: list[float] = []
+    result = StdDownloader(options(**kwargs), environ=environ or {}, sleep=delays.append)
+    result.delays = delays  # type: ignore[attr-defined]
+    return result
+
+
+# -- the plain path --------------------------------------------------------------------------
+
+
+def test_downloads_and_hashes(tmp_path: Path) -> None:
+    dest = tmp_path / "a.tar.gz"
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        assert downloader().download(url, dest, sha256=SHA, size=len(BODY)) == (SHA, len(BODY))
+        (request,) = server.requests(PATH)
+    assert dest.read_bytes() == BODY
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert request.headers["User-Agent"].startswith("pylock/")
+
+
+def test_chunked_body_without_a_stated_size(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, chunked=True)
+        assert downloader().download(url, tmp_path / "a", sha256=None, size=None) == (
+            SHA,
+            len(BODY),
+        )
+
+
+def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
+    faults = [Status(503), Reset(after=1000), Truncate(after=1000), Status(429)]
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, faults=faults)
+        fetcher = downloader(retries=4)
+        assert fetcher.download(url, tmp_path / "a", sha256=SHA, size=len(BODY))[0] == SHA
+        assert server.hits(PATH) == 5
+    assert len(fetcher.delays) == 4  # type: ignore[attr-defined]
+    assert (tmp_path / "a").read_bytes() == BODY
+
+
+def test_retry_after_is_honoured(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, faults=[Status(503, {"Retry-After": "7"})])
+        fetcher = downloader(retries=1)
+        fetcher.download(url, tmp_path / "a", sha256=SHA, size=len(BODY))
+    assert fetcher.delays == [7.0]  # type: ignore[attr-defined]
+
+
+def test_gives_up_after_the_retries(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.status(PATH, 500)
+        with pytest.raises(DownloadError) as info:
+            downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == 3
+    assert "gave up after 3 attempts" in info.value.message
+    assert info.value.hint is not None
+
+
+def test_not_found_fails_at_once(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.status(PATH, 404)
+        with pytest.raises(DownloadError) as info:
+            downloader(retries=3).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == 1
+    assert "HTTP 404" in info.value.message
+
+
+def test_hostile_reason_phrase_is_made_printable(tmp_path: Path) -> None:
+    hostile = EndlessServer("length:10", status=b"404 \x1b[31m" + b"x" * 5000)
+    with hostile as server, pytest.raises(DownloadError) as info:
+        downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert "\x1b" not in info.value.message
+    assert len(info.value.message) < 600
+
+
+def test_wrong_bytes_fail_the_hash(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(HashMismatchError) as info:
+            downloader().download(url, tmp_path / "a", sha256="0" * 64, size=None)
+    assert info.value.expected == "0" * 64 and info.value.actual == SHA
+
+
+def test_connection_refused_is_a_clean_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DownloadError) as info:
+        downloader(retries=1).download(
+            f"http://127.0.0.1:{port}/x", tmp_path / "a", sha256=None, size=None
+        )
+    assert "gave up after 2 attempts" in info.value.message
+
+
+def test_offline_never_connects(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(OfflineError):
+            downloader(offline=True).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == 0
+
+
+def test_file_urls_are_copied(tmp_path: Path) -> None:
+    source = tmp_path / "src.tar.gz"
+    source.write_bytes(BODY)
+    result = downloader().download(source.as_uri(), tmp_path / "a", sha256=SHA, size=None)
+    assert result == (SHA, len(BODY))
+
+
+# -- bounds: endless, too long, truncated ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["close", "chunked"])
+def test_endless_body_without_size_stops_at_the_cap(tmp_path: Path, mode: str) -> None:
+    with EndlessServer(mode) as server, pytest.raises(DownloadTooLargeError) as info:
+        downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert info.value.limit == CAP
+    assert (tmp_path / "a").stat().st_size <= CAP
+
+
+def test_endless_body_stops_at_the_lock_size(tmp_path: Path) -> None:
+    with EndlessServer("close") as server, pytest.raises(HashMismatchError) as info:
+        downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=1000)
+    assert info.value.expected == "1000"
+    assert (tmp_path / "a").stat().st_size <= 1000
+
+
+def test_announced_length_over_the_cap_is_refused_before_reading(tmp_path: Path) -> None:
+    announced = EndlessServer(f"length:{10 * CAP}")
+    with announced as server, pytest.raises(DownloadTooLargeError) as info:
+        downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert info.value.limit == CAP
+    assert not (tmp_path / "a").exists()
+
+
+def test_body_longer_than_its_length_stops_at_the_length(tmp_path: Path) -> None:
+    # http.client never reads past Content-Length: the extra bytes are not written.
+    with EndlessServer("length:5000") as server:
+        sha, size = downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert size == 5000 == (tmp_path / "a").stat().st_size
+    assert sha == hashlib.sha256(b"\0" * 5000).hexdigest()
+
+
+def test_truncated_every_time_gives_up(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, always=[Truncate(after=100)])
+        with pytest.raises(DownloadError) as info:
+            downloader(retries=1).download(url, tmp_path / "a", sha256=SHA, size=len(BODY))
+    assert "truncated body" in info.value.message
+
+
+def test_size_mismatch_with_content_length_fails_before_the_body(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(HashMismatchError) as info:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=len(BODY) + 1)
+    assert info.value.expected == str(len(BODY) + 1)
+
+
+# -- redirects -------------------------------------------------------------------------------
+
+
+def test_redirects_are_followed(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        server.serve(PATH, BODY)
+        url = server.serve("/old", b"", always=[Redirect(PATH, 301)])
+        assert downloader().download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+
+
+def test_redirect_loop_ends(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.redirect("/loop", "/loop")
+        with pytest.raises(DownloadError) as info:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits("/loop") == 11
+    assert "too many redirects" in info.value.message
+
+
+def test_https_to_http_redirect_is_refused(
+    tmp_path: Path, tls_pair: tuple[HttpServer, Path]
+) -> None:
+    tls, ca = tls_pair
+    with HttpServer() as plain:
+        plain.serve(PATH, BODY)
+        url = tls.redirect("/r", plain.url(PATH))
+        with pytest.raises(RefusedUrlError):
+            downloader({"SSL_CERT_FILE": str(ca)}).download(
+                url, tmp_path / "a", sha256=SHA, size=None
+            )
+        assert plain.hits(PATH) == 0
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
+    import ssl
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = _make_ca_and_server_cert(certs)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with HttpServer(tls=context) as server:
+        yield server, ca
+
+
+def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
+    server, ca = tls_pair
+    url = server.serve(PATH, BODY)
+    with pytest.raises(DownloadError) as info:
+        downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
+    assert "not trusted" in info.value.message
+    assert info.value.hint is not None and "SSL_CERT_FILE" in info.value.hint
+    assert server.hits(PATH) == 0  # not retried, nothing sent
+    result = downloader({"SSL_CERT_FILE": str(ca)}).download(
+        url, tmp_path / "a", sha256=SHA, size=None
+    )
+    assert result == (SHA, len(BODY))
+
+
+# -- proxies ---------------------------------------------------------------------------------
+
+
+class Proxy:
+    """A tiny forward proxy: CONNECT tunnels, and absolute-form GETs for plain http."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.auth: list[str | None] = []
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer._handle(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handle(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.recv(4096)
+            if not data:
+                return
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ")
+        self.seen.append(f"{method} {target}")
+        auth = [
+            v
+            for k, _, v in (x.partition(": ") for x in lines[1:])
+            if k.lower() == "proxy-authorization"
+        ]
+        self.auth.append(auth[0] if auth else None)
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(target)
+            upstream = socket.create_connection((parts.hostname or "", parts.port or 80))
+            kept = [x for x in lines[1:] if not x.lower().startswith("proxy-authorization")]
+            first = f"{method} {parts.path or '/'} {version}"
+            upstream.sendall("\r\n".join([first, *kept]).encode("latin-1") + b"\r\n\r\n" + rest)
+        with upstream:
+            _pipe(client, upstream)
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    while True:
+        ready, _, _ = select.select([a, b], [], [], 10)
+        if not ready:
+            return
+        for sock in ready:
+            data = sock.recv(65536)
+            if not data:
+                return
+            (b if sock is a else a).sendall(data)
+
+
+def test_https_through_a_connect_proxy(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
+    server, ca = tls_pair
+    url = server.serve(PATH, BODY)
+    with Proxy() as proxy:
+        environ = {
+            "SSL_CERT_FILE": str(ca),
+            "HTTPS_PROXY": proxy.url.replace("://", "://user:proxy-secret@"),
+        }
+        assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+    assert proxy.seen == [f"CONNECT 127.0.0.1:{server.port}"]
+    assert proxy.auth[0] is not None and proxy.auth[0].startswith("Basic ")
+    (request,) = server.requests(PATH)
+    assert "Proxy-Authorization" not in request.headers  # stays with the proxy
+
+
+def test_plain_http_through_a_proxy_and_no_proxy(tmp_path: Path) -> None:
+    with HttpServer() as server, Proxy() as proxy:
+        url = server.serve(PATH, BODY)
+        environ = {"http_proxy": proxy.url}
+        assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+        assert proxy.seen == [f"GET {url}"]
+        environ["NO_PROXY"] = "localhost, 127.0.0.1"
+        assert downloader(environ).download(url, tmp_path / "b", sha256=SHA, size=None)[0] == SHA
+        assert len(proxy.seen) == 1
+        assert server.hits(PATH) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "expected"),
+    [
+        ("https://a.example/x", {}, None),
+        ("https://a.example/x", {"HTTP_PROXY": "http://p:1"}, None),
+        ("https://a.example/x", {"HTTPS_PROXY": "p:3128"}, "http://p:3128"),
+        ("https://a.example/x", {"https_proxy": "http://low", "HTTPS_PROXY": "http://up"}, "http://low"),
+        ("http://a.example/x", {"ALL_PROXY": "http://all"}, "http://all"),
+        ("https://a.example/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": "example"}, None),
+        ("https://a.example/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": ".example"}, None),
+        ("https://a.example/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": "*"}, None),
+        ("https://a.example/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": "xample"}, "http://p"),
+        ("https://a.example:8443/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": "a.example:1"}, "http://p"),
+        ("https://a.example:8443/x", {"HTTPS_PROXY": "http://p", "NO_PROXY": "a.example:8443"}, None),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_proxy_for(url: str, environ: dict[str, str], expected: str | None) -> None:
+    assert proxy_for(url, environ) == expected
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+def test_netrc_credentials_are_sent_and_dropped_on_another_origin(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password netrc-secret\n")
+    netrc.chmod(0o600)
+    with HttpServer() as server, HttpServer("localhost") as other:
+        url = server.serve(PATH, BODY, auth=("user", "netrc-secret"))
+        environ = {"NETRC": str(netrc)}
+        assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+        other.serve(PATH, BODY)
+        hop = server.redirect("/hop", other.url(PATH))
+        downloader(environ).download(hop, tmp_path / "b", sha256=SHA, size=None)
+        (request,) = other.requests(PATH)
+    assert "Authorization" not in request.headers
+
+
+def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "url-secret"))
+        with_secret = url.replace("://", "://user:url-secret@")
+        assert downloader().download(with_secret, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+        server.status(PATH, 500)
+        with pytest.raises(DownloadError) as info:
+            downloader().download(with_secret, tmp_path / "a", sha256=SHA, size=None)
+    # The CLI prints every error through redact(), as for the aiohttp path.
+    assert "url-secret" not in redact(info.value.message)
+    assert info.value.hint is None or "url-secret" not in info.value.hint
+
+
+# -- cancelling from another thread ------------------------------------------------------------
+
+
+def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from pylock.net.stdhttp import Cancelled
+    from tests.httpserver import Throttle
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(url: str) -> None:
+        try:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+        except BaseException as error:
+            errors.append(error)
+
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, always=[Throttle(chunk=1000, delay=0.05)])
+        worker = threading.Thread(target=run, args=(url,))
+        worker.start()
+        time.sleep(0.3)
+        stop.set()
+        started = time.monotonic()
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 2
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+
+
+def test_stop_interrupts_the_backoff(tmp_path: Path) -> None:
+    import threading
+
+    from pylock.net.stdhttp import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with HttpServer() as server:
+        url = server.status(PATH, 503)
+        fetcher = StdDownloader(options(retries=3, backoff=60.0), environ={})
+        with pytest.raises(Cancelled):
+            fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+        assert server.hits(PATH) == 1
