@@ -23,6 +23,7 @@ import pytest
 from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
 from pylock.net.fetch import FetchOptions, Timeouts
 from pylock.net.stdhttp import StdDownloader, proxy_for
+from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
 from tests.test_net_hardening import CAP, EndlessServer, _make_ca_and_server_cert
@@ -45,7 +46,9 @@ def options(**kwargs: Any) -> FetchOptions:
 
 def downloader(environ: dict[str, str] | None = None, **kwargs: Any) -> StdDownloader:
     delays: list[float] = []
-    result = StdDownloader(options(**kwargs), environ=environ or {}, sleep=delays.append)
+    result = StdDownloader(
+        options(**kwargs), settings=Settings.from_environ(environ or {}), sleep=delays.append
+    )
     result.delays = delays  # type: ignore[attr-defined]
     return result
 
@@ -458,7 +461,7 @@ def test_stop_interrupts_the_backoff(tmp_path: Path) -> None:
     stop.set()
     with HttpServer() as server:
         url = server.status(PATH, 503)
-        fetcher = StdDownloader(options(retries=3, backoff=60.0), environ={})
+        fetcher = StdDownloader(options(retries=3, backoff=60.0), settings=Settings.from_environ({}))
         with pytest.raises(Cancelled):
             fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
         assert server.hits(PATH) == 1

@@ -45,6 +45,8 @@ from pylock.net.fetch import (
     _rewind,
     _write,
 )
+from pylock.settings import Settings
+from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:
     from pylock.net.stream import DownloadFeed
@@ -67,11 +69,13 @@ class StdDownloader:
         options: FetchOptions,
         reporter: Reporter | None = None,
         *,
-        environ: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._rules = Fetcher(options, reporter, environ=environ)
-        self._environ = os.environ if environ is None else environ
+        self._settings = settings or options.settings or Settings.current()
+        self._rules = Fetcher(options, reporter, settings=self._settings)
+        # Proxies and NETRC as the settings saw them (the environment is read only there).
+        self._variables: Mapping[str, str] = self._settings.environment or {}
         self._sleep = sleep
         self._context: ssl.SSLContext | None = None
 
@@ -120,7 +124,7 @@ class StdDownloader:
                     delay = min(self.options.backoff * 2 ** (failures - 1), _MAX_BACKOFF)
                     delay *= random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
                 self._rules.reporter.detail(
-                    f"{fetch.filename_from_url(url)}: {error.reason}; retrying in {delay:.1f}s "
+                    f"{filename_from_url(url)}: {error.reason}; retrying in {delay:.1f}s "
                     f"({failures}/{self.options.retries})"
                 )
                 if stop is not None and stop.wait(delay):
@@ -249,7 +253,7 @@ class StdDownloader:
             authorization = _basic(unquote(parts.username), unquote(parts.password or ""))
         if authorization is not None:
             headers["Authorization"] = authorization
-        proxy = proxy_for(url, self._environ)
+        proxy = proxy_for(url, self._variables)
         timeouts = self.options.timeouts
         connection: http.client.HTTPConnection | None = None
         try:
@@ -304,7 +308,7 @@ class StdDownloader:
 
     def _ssl(self) -> ssl.SSLContext:
         if self._context is None:
-            self._context = fetch.ssl_context(self._environ)
+            self._context = fetch.ssl_context(self._settings)
         return self._context
 
     def _netrc_authorization(self, url: str) -> str | None:
@@ -314,7 +318,7 @@ class StdDownloader:
         host = urlsplit(url).hostname
         if not host:
             return None
-        path = self._environ.get("NETRC")
+        path = self._variables.get("NETRC")
         if path is None:
             path = str(Path.home() / ("_netrc" if os.name == "nt" else ".netrc"))
         if not os.path.isfile(path):
@@ -329,7 +333,7 @@ class StdDownloader:
         return _basic(login, password or "")
 
 
-def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+def proxy_for(url: str, variables: Mapping[str, str]) -> str | None:
     """The proxy URL for ``url`` from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, or None.
 
     Lower-case names win over upper-case ones, as in curl and urllib.
@@ -342,7 +346,7 @@ def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
     scheme = parts.scheme.lower()
 
     def get(name: str) -> str:
-        return (environ.get(name.lower()) or environ.get(name.upper()) or "").strip()
+        return (variables.get(name.lower()) or variables.get(name.upper()) or "").strip()
 
     proxy = get(f"{scheme}_proxy") or get("all_proxy")
     if not proxy:
