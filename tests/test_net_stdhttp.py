@@ -461,7 +461,9 @@ def test_stop_interrupts_the_backoff(tmp_path: Path) -> None:
     stop.set()
     with HttpServer() as server:
         url = server.status(PATH, 503)
-        fetcher = StdDownloader(options(retries=3, backoff=60.0), settings=Settings.from_environ({}))
+        fetcher = StdDownloader(
+            options(retries=3, backoff=60.0), settings=Settings.from_environ({})
+        )
         with pytest.raises(Cancelled):
             fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
         assert server.hits(PATH) == 1
