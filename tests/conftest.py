@@ -118,6 +118,38 @@ def _homes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("homes")
 
 
+def _scrub(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Drop the user's settings from ``os.environ`` and point ``HOME`` at ``home``."""
+    for name in list(os.environ):
+        if scrubbed(name):
+            monkeypatch.delenv(name)
+    for name in ("COLUMNS", "LINES"):
+        # readline sets these below os.environ, where subprocesses would still inherit them.
+        if name not in os.environ and hasattr(os, "unsetenv"):
+            os.unsetenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    if sys.platform == "win32":
+        monkeypatch.setenv("USERPROFILE", str(home))
+        monkeypatch.setenv("LOCALAPPDATA", str(home / "AppData" / "Local"))
+        monkeypatch.setenv("APPDATA", str(home / "AppData" / "Roaming"))
+    for name, value in SUITE_SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    if os.path.isdir(_REAL_PYENV_ROOT):  # False, not PermissionError, for another user's
+        monkeypatch.setenv("PYENV_ROOT", _REAL_PYENV_ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_session_environment(_homes: Path) -> Iterator[None]:
+    """The same clean environment for what session-scoped fixtures start once (registries).
+
+    Without it a server started for the whole session would see the shell's proxies and
+    settings, since the per-test fixture below runs only after it.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _scrub(monkeypatch, Path(tempfile.mkdtemp(prefix="home-session-", dir=_homes)))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterator[Path]:
     """Give each test ``os.environ`` without the user's settings and an empty home folder.
@@ -128,23 +160,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
     home folder, which holds nothing: no ``~/.netrc``, ``~/.cache/pylock``, ``~/.gitconfig``
     or ``~/.config/uv``.
     """
-    for name in list(os.environ):
-        if scrubbed(name):
-            monkeypatch.delenv(name)
-    for name in ("COLUMNS", "LINES"):
-        # readline sets these below os.environ, where subprocesses would still inherit them.
-        if name not in os.environ and hasattr(os, "unsetenv"):
-            os.unsetenv(name)
     home = Path(tempfile.mkdtemp(prefix="home-", dir=_homes))
-    monkeypatch.setenv("HOME", str(home))
-    if sys.platform == "win32":
-        monkeypatch.setenv("USERPROFILE", str(home))
-        monkeypatch.setenv("LOCALAPPDATA", str(home / "AppData" / "Local"))
-        monkeypatch.setenv("APPDATA", str(home / "AppData" / "Roaming"))
-    for name, value in SUITE_SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    if os.path.isdir(_REAL_PYENV_ROOT):  # False, not PermissionError, for another user's
-        monkeypatch.setenv("PYENV_ROOT", _REAL_PYENV_ROOT)
+    _scrub(monkeypatch, home)
     yield home
 
 
