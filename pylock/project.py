@@ -61,6 +61,25 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
         raise
 
 
+def read_lock(lock_path: Path) -> LockFile:
+    """Read and validate a lock that must exist, or explain how to create or repair it."""
+    from pylock.fsutil import display_path
+    from pylock.lockfile import REPAIR_HINT, loads
+
+    shown = display_path(lock_path)
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PylockError(
+            f"no lock file at {lock_path}", hint="create it with `pylock lock`"
+        ) from None
+    except OSError as exc:
+        raise PylockError(f"cannot read {lock_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
+    return loads(text, filename=shown)
+
+
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {exc.start})"

@@ -99,7 +99,10 @@ def parse_size(text: str) -> int:
         raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
     power = "kmgt".index(prefix) + 1 if prefix else 0
     base = 1000 if (byte and not binary and prefix) else 1024
-    return int(float(number) * base**power)
+    size = float(number) * base**power
+    if size > 2**63:  # also an overflow to infinity, which int() cannot take
+        raise UsageError(f"invalid size {text[:40]!r}: too large", hint='write e.g. "500G"')
+    return int(size)
 
 
 class Settings:

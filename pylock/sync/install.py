@@ -28,14 +28,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import InstallError
+from pylock.errors import InstallError, PylockError
 from pylock.sync import records
 from pylock.sync.records import (
     META_DIR,
@@ -88,6 +88,40 @@ class VerifyReport:
         return not (
             self.modified or self.missing or self.extra or self.bytecode or self.permissions
         )
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """Every difference as ``(kind, path)``, in the order ``pylock verify`` lists them."""
+        found = [("modified", p) for p in self.modified]
+        found += [("missing", p) for p in self.missing]
+        found += [("extra", p) for p in self.extra]
+        found += [("bytecode", p) for p in self.bytecode]
+        found += [("permissions", f"{p} ({what})") for p, what in self.permissions]
+        return found
+
+
+def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[VerifyReport]:
+    """Verify ``names`` (default: everything pylock installed in ``dest_root``).
+
+    Nothing installed, or a name that pylock did not install, is an error before any
+    tree is hashed; the trees are then hashed one by one as the reports are consumed.
+    """
+    from pylock.fsutil import display_path
+    from pylock.sync.records import installed_state
+
+    chosen = list(names) or installed_names(dest_root)
+    if not chosen:
+        raise PylockError(
+            f"no interpreters installed by pylock in {display_path(dest_root)}",
+            hint="run `pylock sync` first, or pass --into DIR",
+        )
+    missing = [n for n in chosen if installed_state(dest_root, n) is None]
+    if missing:
+        raise PylockError(
+            f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}",
+            hint="run `pylock sync` first",
+        )
+    return (verify(dest_root, name) for name in chosen)
 
 
 def installed_names(dest_root: Path) -> list[str]:
