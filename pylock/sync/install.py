@@ -47,6 +47,8 @@ from pylock.sync.records import (
 )
 
 if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
     from pylock.archive.codecs import Readable
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
@@ -141,6 +143,15 @@ def installed_names(dest_root: Path) -> list[str]:
 # -- locking and recovery ------------------------------------------------------------------
 
 
+def _name_filelock(dest_root: Path, name: str) -> BaseFileLock:
+    """The cross-process lock file of ``DIR/NAME`` (not yet acquired)."""
+    from filelock import FileLock
+
+    locks = dest_root / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    return FileLock(locks / f"{name}.lock")
+
+
 @contextmanager
 def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
     """Hold the cross-process lock for installing or removing ``DIR/NAME``.
@@ -149,11 +160,9 @@ def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterato
     several interpreters in parallel while two syncs into one directory still never
     work on the same interpreter at once.
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    locks = dest_root / LOCKS_DIR
-    locks.mkdir(exist_ok=True)
-    lock = FileLock(locks / f"{name}.lock")
+    lock = _name_filelock(dest_root, name)
     try:
         lock.acquire(timeout=1)
     except Timeout:
@@ -244,11 +253,9 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
 @contextmanager
 def _name_lock_if_free(dest_root: Path, name: str) -> Iterator[bool]:
     """Hold NAME's lock if no other process does (yields ``True``), else yield ``False``."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    locks = dest_root / LOCKS_DIR
-    locks.mkdir(exist_ok=True)
-    lock = FileLock(locks / f"{name}.lock")
+    lock = _name_filelock(dest_root, name)
     try:
         lock.acquire(timeout=0)
     except Timeout:
