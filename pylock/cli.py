@@ -420,14 +420,12 @@ def _cmd_init(ctx: Context) -> int:
 
 
 def _cmd_lock(ctx: Context) -> int:
-    from pylock.project import update_lock
+    from pylock.project import LockRequest, update_lock
 
     args = ctx.args
-    update = update_lock(
-        ctx.config_path,
-        ctx.lock_path,
-        check=args.check,
-        dry_run=args.dry_run,
+    request = LockRequest(
+        config_path=ctx.config_path,
+        lock_path=ctx.lock_path,
         upgrade=args.upgrade,
         upgrade_names=args.upgrade_python,
         refresh=args.refresh,
@@ -437,6 +435,7 @@ def _cmd_lock(ctx: Context) -> int:
         reporter=ctx.reporter,
         settings=ctx.settings,
     )
+    update = update_lock(request, check=args.check, dry_run=args.dry_run)
     if args.check:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
         return 0
