@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -25,14 +24,8 @@ def make_zip(path: Path) -> bytes:
 
 
 def extract(path: Path, dest: Path) -> None:
-    extract_archive(
-        path,
-        dest,
-        fmt=ArchiveFormat.ZIP,
-        layout=Layout.PBS_INSTALL_ONLY,
-        expected_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        threaded=False,
-    )
+    # No expected hash: the damage is in the member, and the zip reader must catch it alone.
+    extract_archive(path, dest, fmt=ArchiveFormat.ZIP, layout=Layout.PBS_INSTALL_ONLY)
 
 
 def test_a_member_with_a_broken_local_header(tmp_path: Path) -> None:
