@@ -1,6 +1,6 @@
 """The command line: argparse, output, colour and exit codes, in one place.
 
-Each command handler turns its arguments into one use-case call (``project``,
+Each command handler turns its arguments into one use-case call (``project``, ``review``,
 ``sync.execute.run_sync``, ``sync.plan``, ``mirror``...) and prints the result. This is
 the only module that prints or exits (``entry.py`` prints the no-op fast path's line).
 The environment is read once, into :class:`pylock.settings.Settings`.
