@@ -1,6 +1,6 @@
 """The command line: argparse, output, colour and exit codes, in one place.
 
-Each command handler turns its arguments into one use-case call (``project``,
+Each command handler turns its arguments into one use-case call (``project``, ``review``,
 ``sync.execute.run_sync``, ``sync.plan``, ``mirror``...) and prints the result. This is
 the only module that prints or exits (``entry.py`` prints the no-op fast path's line).
 The environment is read once, into :class:`pylock.settings.Settings`.
@@ -68,27 +68,9 @@ class Context:
 
     def read_lock(self, path: Path | None = None) -> LockFile:
         """Read and validate the lock, or explain how to create it."""
-        from pylock.lockfile import loads
+        from pylock.project import read_lock
 
-        path = path or self.lock_path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PylockError(
-                f"no lock file at {path}", hint="create it with `pylock lock`"
-            ) from None
-        except OSError as exc:
-            raise PylockError(f"cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            from pylock.errors import LockFileError, Problem
-            from pylock.lockfile import REPAIR_HINT
-
-            raise LockFileError(
-                _display(path),
-                [Problem("", f"not valid UTF-8 (byte {exc.start})")],
-                hint=REPAIR_HINT,
-            ) from None
-        return loads(text, filename=_display(path))
+        return read_lock(path or self.lock_path)
 
     def install_dir(self, into: str | None = None) -> Path:
         """``--into``, else ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock."""
@@ -438,14 +420,12 @@ def _cmd_init(ctx: Context) -> int:
 
 
 def _cmd_lock(ctx: Context) -> int:
-    from pylock.project import update_lock
+    from pylock.project import LockRequest, update_lock
 
     args = ctx.args
-    update = update_lock(
-        ctx.config_path,
-        ctx.lock_path,
-        check=args.check,
-        dry_run=args.dry_run,
+    request = LockRequest(
+        config_path=ctx.config_path,
+        lock_path=ctx.lock_path,
         upgrade=args.upgrade,
         upgrade_names=args.upgrade_python,
         refresh=args.refresh,
@@ -455,6 +435,7 @@ def _cmd_lock(ctx: Context) -> int:
         reporter=ctx.reporter,
         settings=ctx.settings,
     )
+    update = update_lock(request, check=args.check, dry_run=args.dry_run)
     if args.check:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date")
         return 0
@@ -548,35 +529,18 @@ def _cmd_fetch(ctx: Context) -> int:
 
 def _cmd_diff(ctx: Context) -> int:
     # A reviewer's tool, not a check: it exits 0 whether or not anything changed.
-    from pylock.diff import diff_locks, empty_lock, read_lock_at_ref, render
+    from pylock.diff import diff_locks, render
+    from pylock.review import locks_to_compare
 
     args = ctx.args
-    if args.base is not None and args.old is not None:
-        raise UsageError("give either --base GITREF or OLD [NEW] lock files, not both")
-
-    def working_tree() -> tuple[LockFile, str]:
-        # A pull request that deletes the lock shows every interpreter as removed.
-        if not ctx.lock_path.exists():
-            return empty_lock(), f"{LOCK_FILENAME} (missing)"
-        return ctx.read_lock(), LOCK_FILENAME
-
-    if args.old is not None:
-        old, old_label = ctx.read_lock(Path(args.old)), args.old
-        if args.new is not None:
-            new, new_label = ctx.read_lock(Path(args.new)), args.new
-        else:
-            new, new_label = working_tree()
-    else:
-        ref = args.base or "HEAD"
-        at_ref = read_lock_at_ref(ctx.project, ref, LOCK_FILENAME)
-        old = at_ref if at_ref is not None else empty_lock()
-        old_label = f"{ref}:{LOCK_FILENAME}" if at_ref is not None else f"{ref} (no lock)"
-        new, new_label = working_tree()
+    old, new = locks_to_compare(
+        ctx.project, ctx.lock_path, old=args.old, new=args.new, base=args.base
+    )
     text = render(
-        diff_locks(old, new),
+        diff_locks(old.lock, new.lock),
         args.format,
-        old_label=old_label,
-        new_label=new_label,
+        old_label=old.label,
+        new_label=new.label,
         verbose=args.verbosity > 0,
     )
     ctx.out(text.rstrip("\n"))
@@ -647,94 +611,44 @@ def _cmd_which(ctx: Context) -> int:
 def _cmd_outdated(ctx: Context) -> int:
     import json
 
-    from pylock.errors import OfflineError, RateLimitError, UpstreamError
-    from pylock.index.live import RefreshNeeds, refresh_index
-    from pylock.index.snapshot import load_bundled
-    from pylock.outdated import find_outdated, format_text, to_json
+    from pylock.outdated import format_text, to_json
+    from pylock.review import find_outdated_now
 
-    lock = ctx.read_lock()
-    index = load_bundled()
-    need = RefreshNeeds.for_lock(lock)
-    # Live listings by default: "outdated" is a question about upstream now. Offline,
-    # cached listings are used; with none cached, the bundled snapshot has to do.
-    if need.implementations:
-        try:
-            index = refresh_index(
-                index,
-                fetch_options=ctx.fetch_options(),
-                metadata_dir=ctx.cache().metadata_dir,
-                reporter=ctx.reporter,
-                need=need,
-                settings=ctx.settings,
-            )
-        except OfflineError as exc:
-            if not ctx.offline:
-                raise
-            ctx.reporter.warn(
-                f"{exc}; comparing with the bundled index of {index.source_date} only"
-            )
-        except UpstreamError as exc:
-            if not exc.unreachable or isinstance(exc, RateLimitError):
-                raise
-            # No network: one line naming what could not be reached, and the way out.
-            ctx.reporter.detail(str(exc))
-            raise UpstreamError(
-                f"cannot reach {exc.url or 'upstream'} to look for newer builds",
-                url=exc.url,
-                unreachable=True,
-                hint="check the network and proxy settings (HTTPS_PROXY), or run "
-                "`pylock outdated --offline` to compare with cached listings and the "
-                f"bundled index of {index.source_date}",
-            ) from None
-    entries = find_outdated(lock, index)
+    report = find_outdated_now(
+        ctx.read_lock(),
+        fetch_options=ctx.fetch_options(),
+        metadata_dir=ctx.cache().metadata_dir,
+        reporter=ctx.reporter,
+        settings=ctx.settings,
+    )
     if ctx.args.format == "json":
-        ctx.out(json.dumps(to_json(entries, index=index), indent=2))
+        ctx.out(json.dumps(to_json(report.entries, index=report.index), indent=2))
     else:
-        for line in format_text(entries) or [f"{LOCK_FILENAME} locks no interpreters"]:
+        for line in format_text(report.entries) or [f"{LOCK_FILENAME} locks no interpreters"]:
             ctx.out(line)
     return 0
 
 
 def _cmd_verify(ctx: Context) -> int:
-    from pylock.sync.install import installed_names, verify
-    from pylock.sync.records import installed_state
+    from pylock.sync.install import verify_installed
 
-    args = ctx.args
-    dest = ctx.install_dir(args.into)
-    names = list(args.names) or installed_names(dest)
-    if not names:
-        raise PylockError(
-            f"no interpreters installed by pylock in {_display(dest)}",
-            hint="run `pylock sync` first, or pass --into DIR",
-        )
-    missing = [n for n in names if installed_state(dest, n) is None]
-    if missing:
-        raise PylockError(
-            f"not installed by pylock in {_display(dest)}: {', '.join(missing)}",
-            hint="run `pylock sync` first",
-        )
     failed = []
-    for name in names:
-        report = verify(dest, name)
-        problems = [("modified", p) for p in report.modified]
-        problems += [("missing", p) for p in report.missing]
-        problems += [("extra", p) for p in report.extra]
-        problems += [("bytecode", p) for p in report.bytecode]
-        problems += [("permissions", f"{p} ({what})") for p, what in report.permissions]
+    for report in verify_installed(ctx.install_dir(ctx.args.into), ctx.args.names):
         if report.ok:
-            ctx.out(f"{name}: ok ({report.checked} files)")
-        else:
-            failed.append(name)
-            noun = "difference" if len(problems) == 1 else "differences"
-            ctx.out(f"{name}: {len(problems)} {noun} from its {report.checked} recorded files")
-            # Packages pip-installed into the interpreter show up as extra files too.
-            for kind, path in problems:
-                ctx.out(f"  {kind}: {printable(path)}")
-            if report.unchecked_bytecode:
-                ctx.out(
-                    f"  ({report.unchecked_bytecode} bytecode caches not checked: "
-                    "the tree differs from its record)"
-                )
+            ctx.out(f"{report.name}: ok ({report.checked} files)")
+            continue
+        failed.append(report.name)
+        problems = report.problems
+        noun = "difference" if len(problems) == 1 else "differences"
+        ctx.out(f"{report.name}: {len(problems)} {noun} from its {report.checked} recorded files")
+        # Packages pip-installed into the interpreter show up as extra files too.
+        for kind, path in problems:
+            ctx.out(f"  {kind}: {printable(path)}")
+        if report.unchecked_bytecode:
+            ctx.out(
+                f"  ({report.unchecked_bytecode} bytecode caches not checked: "
+                "the tree differs from its record)"
+            )
     if failed:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
@@ -748,8 +662,7 @@ def _cmd_cache(ctx: Context) -> int:
     import time
 
     from pylock.progress import human_size
-    from pylock.settings import parse_size
-    from pylock.sync.cache import PruneReport
+    from pylock.sync.cache import PruneReport, prune_as_asked
 
     args = ctx.args
     cache = ctx.cache()
@@ -784,11 +697,7 @@ def _cmd_cache(ctx: Context) -> int:
         return 0
     report: PruneReport
     if action == "prune":
-        max_size = parse_size(args.max_size) if args.max_size is not None else None
-        if args.unused_for is not None and not args.unused_for >= 0:
-            raise UsageError(f"--unused-for must be a number of days >= 0, not {args.unused_for}")
-        unused_for = args.unused_for * 86400 if args.unused_for is not None else None
-        report = cache.prune(max_size=max_size, unused_for=unused_for)
+        report = prune_as_asked(cache, max_size=args.max_size, unused_for_days=args.unused_for)
     else:
         report = cache.clean()
     for entry in report.removed:

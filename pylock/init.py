@@ -22,6 +22,7 @@ import json
 import re
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -132,17 +133,24 @@ def _toml_string(text: str) -> str:
 
 def _guess(project_dir: Path) -> tuple[_Guess, str]:
     skipped = ""
-    text = _read(project_dir / PYTHON_VERSION_FILE)
-    if text is not None:
-        guess = guess_from_python_version(text)
+    # (file, how to read it, where the guess came from, what to say when it names nothing)
+    sources: tuple[tuple[str, Callable[[str], _Guess | None], str, str], ...] = (
+        (
+            PYTHON_VERSION_FILE,
+            guess_from_python_version,
+            f"from {PYTHON_VERSION_FILE}",
+            f"; {PYTHON_VERSION_FILE} names nothing pylock can lock",
+        ),
+        (PYPROJECT_FILE, guess_from_pyproject, f"from requires-python in {PYPROJECT_FILE}", ""),
+    )
+    for filename, guesser, source, unusable in sources:
+        text = _read(project_dir / filename)
+        if text is None:
+            continue
+        guess = guesser(text)
         if guess is not None:
-            return guess, f"from {PYTHON_VERSION_FILE}"
-        skipped = f"; {PYTHON_VERSION_FILE} names nothing pylock can lock"
-    text = _read(project_dir / PYPROJECT_FILE)
-    if text is not None:
-        guess = guess_from_pyproject(text)
-        if guess is not None:
-            return guess, f"from requires-python in {PYPROJECT_FILE}{skipped}"
+            return guess, source + skipped
+        skipped += unusable
     series = f"{sys.version_info.major}.{sys.version_info.minor}"
     return _Guess(version=series), f"the series of the Python running pylock{skipped}"
 

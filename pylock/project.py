@@ -61,6 +61,25 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
         raise
 
 
+def read_lock(lock_path: Path) -> LockFile:
+    """Read and validate a lock that must exist, or explain how to create or repair it."""
+    from pylock.fsutil import display_path
+    from pylock.lockfile import REPAIR_HINT, loads
+
+    shown = display_path(lock_path)
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PylockError(
+            f"no lock file at {lock_path}", hint="create it with `pylock lock`"
+        ) from None
+    except OSError as exc:
+        raise PylockError(f"cannot read {lock_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
+    return loads(text, filename=shown)
+
+
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {exc.start})"
@@ -127,18 +146,33 @@ def _needs_host(config: Config) -> bool:
     return any("host" in p.platforms for p in config.pythons)
 
 
-def load_index(
-    config: Config,
-    *,
-    refresh: bool,
-    downloads_json: str | None,
-    fetch_options: Callable[[], FetchOptions],
-    cache: Callable[[], Cache],
-    reporter: Reporter,
-    settings: Settings | None = None,
-) -> Index:
+@attrs.frozen(kw_only=True)
+class LockRequest:
+    """What ``pylock lock`` is asked to do, and the means to do it."""
+
+    #: ``pythons.toml`` and ``pythons.lock`` of the project.
+    config_path: Path
+    lock_path: Path
+    #: ``--upgrade``; ``--upgrade-python NAME...``.
+    upgrade: bool = False
+    upgrade_names: Sequence[str] = ()
+    #: ``--refresh``: merge live listings into the bundled index.
+    refresh: bool = False
+    #: ``--python-downloads-json``: a path or URL.
+    downloads_json: str | None = None
+    #: Called only when the network or the cache is needed.
+    fetch_options: Callable[[], FetchOptions]
+    cache: Callable[[], Cache]
+    reporter: Reporter
+    settings: Settings | None = None
+
+
+def load_index(config: Config, request: LockRequest) -> Index:
     """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
     from pylock.index.snapshot import load_bundled
+
+    fetch_options, reporter = request.fetch_options, request.reporter
+    downloads_json = request.downloads_json
 
     index = load_bundled()
     if downloads_json:
@@ -147,37 +181,27 @@ def load_index(
         index = index.merge(
             load_uv_downloads_json(downloads_json, fetch_options=fetch_options(), reporter=reporter)
         )
-    if refresh:
+    if request.refresh:
         from pylock.index.live import RefreshNeeds, refresh_index
 
         index = refresh_index(
             index,
             fetch_options=fetch_options(),
-            metadata_dir=cache().metadata_dir,
+            metadata_dir=request.cache().metadata_dir,
             reporter=reporter,
             need=RefreshNeeds.for_config(config),
-            settings=settings,
+            settings=request.settings,
         )
     return index
 
 
-def lock_project(
-    config_path: Path,
-    lock_path: Path,
-    *,
-    upgrade: bool = False,
-    upgrade_names: Sequence[str] = (),
-    refresh: bool = False,
-    downloads_json: str | None = None,
-    fetch_options: Callable[[], FetchOptions],
-    cache: Callable[[], Cache],
-    reporter: Reporter,
-    settings: Settings | None = None,
-) -> LockOutcome:
+def lock_project(request: LockRequest) -> LockOutcome:
     """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
     from pylock.config import load_config
     from pylock.lockfile import dumps
     from pylock.resolve import resolve
+
+    config_path, upgrade_names = request.config_path, request.upgrade_names
 
     config = load_config(config_path)
     unknown = sorted(set(upgrade_names) - {p.name for p in config.pythons})
@@ -192,28 +216,20 @@ def lock_project(
             "this machine is not a platform pylock knows, so `host` cannot be resolved",
             hint="list explicit platform keys in pythons.toml",
         )
-    previous, recovered = recover_previous(lock_path, config, host_platform)
-    index = load_index(
-        config,
-        refresh=refresh,
-        downloads_json=downloads_json,
-        fetch_options=fetch_options,
-        cache=cache,
-        reporter=reporter,
-        settings=settings,
-    )
+    previous, recovered = recover_previous(request.lock_path, config, host_platform)
+    index = load_index(config, request)
     direct = None
     if any(p.url and not p.sha256 for p in config.pythons):
         from pylock.direct import make_direct_resolver
 
         direct = make_direct_resolver(
-            fetch_options=fetch_options(), cache=cache(), reporter=reporter
+            fetch_options=request.fetch_options(), cache=request.cache(), reporter=request.reporter
         )
     lock = resolve(
         config,
         index,
         previous=previous,
-        upgrade=True if upgrade else frozenset(upgrade_names),
+        upgrade=True if request.upgrade else frozenset(upgrade_names),
         host_platform=host_platform,  # type: ignore[arg-type]
         direct=direct,
     )
@@ -251,21 +267,7 @@ class LockUpdate:
     written: bool = False
 
 
-def update_lock(
-    config_path: Path,
-    lock_path: Path,
-    *,
-    check: bool = False,
-    dry_run: bool = False,
-    upgrade: bool = False,
-    upgrade_names: Sequence[str] = (),
-    refresh: bool = False,
-    downloads_json: str | None = None,
-    fetch_options: Callable[[], FetchOptions],
-    cache: Callable[[], Cache],
-    reporter: Reporter,
-    settings: Settings | None = None,
-) -> LockUpdate:
+def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = False) -> LockUpdate:
     """``pylock lock``: resolve, then write ``pythons.lock`` if it changed.
 
     With ``check`` nothing is written: a lock that is out of date raises
@@ -274,26 +276,16 @@ def update_lock(
     from pylock.errors import StaleLockError
     from pylock.fsutil import atomic_write_text
 
+    lock_path = request.lock_path
     name = lock_path.name
-    if check and not (upgrade or upgrade_names or refresh):
-        reason = check_lock(config_path, lock_path)
+    if check and not (request.upgrade or request.upgrade_names or request.refresh):
+        reason = check_lock(request.config_path, lock_path)
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
         return LockUpdate()
-    outcome = lock_project(
-        config_path,
-        lock_path,
-        upgrade=upgrade,
-        upgrade_names=upgrade_names,
-        refresh=refresh,
-        downloads_json=downloads_json,
-        fetch_options=fetch_options,
-        cache=cache,
-        reporter=reporter,
-        settings=settings,
-    )
+    outcome = lock_project(request)
     if outcome.recovered:
-        reporter.warn(outcome.recovered)
+        request.reporter.warn(outcome.recovered)
     try:
         before = lock_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):

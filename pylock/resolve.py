@@ -385,7 +385,7 @@ def _resolve_upstream(
             default=request.default,
             artifacts=tuple(artifacts),
         )
-    raise _no_build_error(request, index, platforms, tables, common, order)
+    raise _no_build_error(_Search(request, index, platforms, tables, common, order))
 
 
 def _no_hash_error(request: PythonRequest, build: Build) -> ResolutionError:
@@ -412,15 +412,24 @@ def _describe_request(request: PythonRequest) -> str:
     return ", ".join(parts)
 
 
-def _no_build_error(
-    request: PythonRequest,
-    index: Index,
-    platforms: Sequence[str],
-    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
-    common: set[_Key],
-    order: Callable[[_Key], _Order],
-) -> ResolutionError:
+@attrs.frozen
+class _Search:
+    """What a failed search for one entry looked at, for the error that explains it."""
+
+    request: PythonRequest
+    index: Index
+    platforms: Sequence[str]
+    #: Per platform: (version, build) -> flavor -> build, of the matching candidates.
+    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]]
+    #: The (version, build) keys every platform has.
+    common: set[_Key]
+    order: Callable[[_Key], _Order]
+
+
+def _no_build_error(search: _Search) -> ResolutionError:
     """Why nothing fits, in the terms of the mistake most likely behind it."""
+    request, index, platforms = search.request, search.index, search.platforms
+    tables, common, order = search.tables, search.common, search.order
     candidates = {
         p: index.candidates(request.implementation, p, request.variant) for p in platforms
     }
@@ -428,7 +437,7 @@ def _no_build_error(
         _only_prereleases(request, candidates)
         or _flavor_missing(request, index, candidates, tables)
         or (None if common else _no_common_build(request, index, candidates, tables, order))
-        or _lacking_platforms(request, index, platforms, tables, common, order)
+        or _lacking_platforms(search)
     )
 
 
@@ -556,14 +565,9 @@ def _newest_shared(
     return max(usable, key=order) if usable else None
 
 
-def _lacking_platforms(
-    request: PythonRequest,
-    index: Index,
-    platforms: Sequence[str],
-    tables: dict[str, dict[_Key, dict[Flavor | None, Build]]],
-    common: set[_Key],
-    order: Callable[[_Key], _Order],
-) -> ResolutionError:
+def _lacking_platforms(search: _Search) -> ResolutionError:
+    request, index, platforms = search.request, search.index, search.platforms
+    tables, order = search.tables, search.order
     lines = [f"{request.name}: no build of {_describe_request(request)} exists for every platform"]
     width = max(len(p) for p in platforms) if platforms else 0
     for p in platforms:
@@ -581,7 +585,7 @@ def _lacking_platforms(
             lines.append(
                 f"  {p:<{width}}  none matching (newest there: {newest.version}+{newest.build})"
             )
-    if common:
+    if search.common:
         lines.append("  (builds common to all platforms exist, but in no one flavor they all have)")
     return ResolutionError(
         "\n".join(lines),

@@ -20,7 +20,7 @@ import os
 # Not `typing.TYPE_CHECKING`: importing typing costs more than this whole module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
 #: How many downloads run at once unless ``--jobs`` or ``PYLOCK_CONCURRENCY`` say otherwise.
@@ -99,7 +99,10 @@ def parse_size(text: str) -> int:
         raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
     power = "kmgt".index(prefix) + 1 if prefix else 0
     base = 1000 if (byte and not binary and prefix) else 1024
-    return int(float(number) * base**power)
+    size = float(number) * base**power
+    if size > 2**63:  # also an overflow to infinity, which int() cannot take
+        raise UsageError(f"invalid size {text[:40]!r}: too large", hint='write e.g. "500G"')
+    return int(size)
 
 
 class Settings:
@@ -210,37 +213,15 @@ class Settings:
             if flag < 1:
                 raise UsageError(f"--jobs must be at least 1, not {flag}")
             return flag
-        text = self.concurrency
-        if text is None:
+        if self.concurrency is None:
             return DEFAULT_JOBS
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UsageError(
-                f"PYLOCK_CONCURRENCY must be a whole number of at least 1, not {text!r}",
-                hint="unset it, or set it to the number of downloads to run at once",
-            )
-        return value
+        return _at_least_one("PYLOCK_CONCURRENCY", self.concurrency)
 
     def max_download_bytes(self) -> int:
         """``PYLOCK_MAX_DOWNLOAD_SIZE`` (e.g. ``500M``, ``4G``), else the default cap."""
-        text = self.max_download_size
-        if text is None:
+        if self.max_download_size is None:
             return DEFAULT_MAX_DOWNLOAD_SIZE
-        from pylock.errors import UsageError
-
-        try:
-            value = parse_size(text)
-        except UsageError:
-            value = 0
-        if value < 1:
-            raise UsageError(
-                f"PYLOCK_MAX_DOWNLOAD_SIZE must be a positive size, not {text!r}",
-                hint='write a size like "500M", "4G" or "800MB" (M = MiB, MB = 10^6)',
-            )
-        return value
+        return _at_least_one("PYLOCK_MAX_DOWNLOAD_SIZE", self.max_download_size)
 
     def cache_root(self) -> Path:
         """``PYLOCK_CACHE_DIR``, else the platform's user cache directory."""
@@ -258,3 +239,32 @@ class Settings:
             return self.netrc
         home = self.home or os.path.expanduser("~")
         return os.path.join(home, "_netrc" if os.name == "nt" else ".netrc")
+
+
+#: Variables that hold a number >= 1: how to parse one, what it must be, what to do.
+_AT_LEAST_ONE: dict[str, tuple[Callable[[str], int], str, str]] = {
+    "PYLOCK_CONCURRENCY": (
+        int,
+        "a whole number of at least 1",
+        "unset it, or set it to the number of downloads to run at once",
+    ),
+    "PYLOCK_MAX_DOWNLOAD_SIZE": (
+        parse_size,
+        "a positive size",
+        'write a size like "500M", "4G" or "800MB" (M = MiB, MB = 10^6)',
+    ),
+}
+
+
+def _at_least_one(name: str, text: str) -> int:
+    """``text``, the value of the variable ``name``, as a number >= 1; else one error."""
+    from pylock.errors import UsageError
+
+    parse, must, hint = _AT_LEAST_ONE[name]
+    try:
+        value = parse(text)
+    except (ValueError, UsageError):
+        value = 0
+    if value < 1:
+        raise UsageError(f"{name} must be {must}, not {text!r}", hint=hint)
+    return value

@@ -466,6 +466,14 @@ class Build:
         return locked_python(self.name, self.version, self.tag, [artifact], default=default)
 
 
+def app_and_tool(server: HttpServer | None = None) -> tuple[Build, Build]:
+    """The two interpreters the action tests lock, served by ``server`` when one is given."""
+    app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
+    for build in (app, tool) if server is not None else ():
+        server.serve(build.path, build.data)
+    return app, tool
+
+
 def write_project(root: Path, app: Build, tool: Build) -> None:
     """pythons.toml asking for app (default) and tool, and a fresh lock of ``app``/``tool``."""
     root.mkdir(parents=True, exist_ok=True)
@@ -523,11 +531,9 @@ needs_pbs_host = pytest.mark.skipif(HOST.pbs_triple is None, reason="no PBS trip
 def test_action_installs_caches_and_a_second_job_downloads_nothing(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:
-    app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
+    app, tool = app_and_tool(server)
     cache = CacheService(tmp_path / "actions-cache")
     cache.root.mkdir()
-    for build in (app, tool):
-        server.serve(build.path, build.data)
 
     def job(number: int) -> tuple[Run, Path]:
         workspace = tmp_path / f"job{number}" / "workspace"
@@ -592,9 +598,7 @@ def test_action_installs_caches_and_a_second_job_downloads_nothing(
 def test_action_inputs_into_bin_dir_and_no_cache(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:
-    app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
-    for build in (app, tool):
-        server.serve(build.path, build.data)
+    app, tool = app_and_tool(server)
     workspace = tmp_path / "workspace"
     write_project(workspace / "sub dir", app, tool)
     cache = CacheService(tmp_path / "actions-cache")
@@ -617,7 +621,7 @@ def test_action_inputs_into_bin_dir_and_no_cache(
 def test_a_stale_lock_fails_the_job_before_anything_is_installed(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:
-    app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
+    app, tool = app_and_tool()
     workspace = tmp_path / "workspace"
     write_project(workspace, app, tool)
     config = workspace / "pythons.toml"

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -277,14 +278,6 @@ def test_fish_offers_every_command(project: Path, tmp_path: Path) -> None:
     assert fish_complete("pylock ", project, tmp_path) == sorted(parser_commands(build_parser()))
 
 
-def test_fish_reads_names_from_the_project_given(tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "pythons.lock").write_text('[[python]]\nname = "elsewhere"\nname = "$(x)"\n')
-    line = f"pylock --project {other} which "
-    assert fish_complete(line, tmp_path, tmp_path) == ["elsewhere"]
-
-
 # -- zsh ---------------------------------------------------------------------------------------
 
 # Drives an interactive zsh in a pseudo-terminal: types the line, presses a key bound to
@@ -343,13 +336,19 @@ def test_zsh_completes(line: str, expected: list[str], project: Path, tmp_path: 
     assert zsh_complete(line, project, tmp_path) == expected
 
 
-@pytest.mark.slow
-def test_zsh_reads_names_from_the_project_given(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "complete",
+    [fish_complete, pytest.param(zsh_complete, marks=pytest.mark.slow)],
+    ids=["fish", "zsh"],
+)
+def test_names_come_from_the_project_given(
+    complete: Callable[[str, Path, Path], list[str]], tmp_path: Path
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "pythons.lock").write_text('[[python]]\nname = "elsewhere"\nname = "$(x)"\n')
     line = f"pylock --project {other} which "
-    assert zsh_complete(line, tmp_path, tmp_path) == ["elsewhere"]
+    assert complete(line, tmp_path, tmp_path) == ["elsewhere"]
 
 
 # -- the command itself ------------------------------------------------------------------------

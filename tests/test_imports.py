@@ -58,7 +58,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pylock.index",  # the package's __init__
     ),
     "sync": ("pylock.sync",),
-    "usecases": ("pylock.project", "pylock.init", "pylock.direct", "pylock.mirror"),
+    "usecases": (
+        "pylock.project",
+        "pylock.init",
+        "pylock.direct",
+        "pylock.mirror",
+        "pylock.review",
+    ),
     "cli": ("pylock.cli", "pylock.completion"),
     "entry": ("pylock.entry", "pylock.__main__"),
 }

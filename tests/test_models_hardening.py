@@ -16,8 +16,6 @@ import importlib
 import inspect
 import os
 import pkgutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ from pylock.platforms import host
 from pylock.urls import filename_from_url, redact
 from pylock.versions import ArchiveFormat
 from tests import archives
+from tests.projects import run_pylock
 
 PACKAGE = Path(pylock.__file__).parent
 MODULES = sorted(
@@ -212,29 +211,23 @@ def test_project_file_names_are_defined_once() -> None:
 # -- the direct-URL locker, run as a user runs it --------------------------------------------
 
 
-def run_pylock(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+def direct_url_project(tmp_path: Path, archive_name: str) -> tuple[Path, Path]:
+    """A project whose one entry is the ``file://`` URL of a PBS-style archive, and the archive."""
+    project = tmp_path / "project"
+    project.mkdir()
+    archive = archives.write_archive(
+        tmp_path / archive_name, archives.pbs_install_only("3.12"), ArchiveFormat.TAR_GZ
     )
+    (project / CONFIG_FILENAME).write_text(
+        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["host"]\n', encoding="utf-8"
+    )
+    return project, archive
 
 
 @pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
 def test_lock_of_a_direct_url_records_its_hash_size_and_version(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    archive = archives.write_archive(
-        tmp_path / "cpython-3.12.9+corp-x86_64-unknown-linux-gnu-install_only.tar.gz",
-        archives.pbs_install_only("3.12"),
-        ArchiveFormat.TAR_GZ,
-    )
-    (project / CONFIG_FILENAME).write_text(
-        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["host"]\n', encoding="utf-8"
+    project, archive = direct_url_project(
+        tmp_path, "cpython-3.12.9+corp-x86_64-unknown-linux-gnu-install_only.tar.gz"
     )
     result = run_pylock(project, "lock")
     assert result.returncode == 0, result.stderr
@@ -250,16 +243,7 @@ def test_lock_of_a_direct_url_records_its_hash_size_and_version(tmp_path: Path) 
 
 @pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
 def test_lock_of_a_direct_url_without_a_version_ends_with_one_error_line(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    archive = archives.write_archive(
-        tmp_path / "corp-python-install_only.tar.gz",
-        archives.pbs_install_only("3.12"),
-        ArchiveFormat.TAR_GZ,
-    )
-    (project / CONFIG_FILENAME).write_text(
-        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["host"]\n', encoding="utf-8"
-    )
+    project, _ = direct_url_project(tmp_path, "corp-python-install_only.tar.gz")
     result = run_pylock(project, "lock")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -38,7 +38,7 @@ from pylock.archive.writer import (
     ThreadSink,
     Writer,
 )
-from pylock.archive.zip import member_mode, zip_errors, zip_mtime, zip_views
+from pylock.archive.zip import member_mode, open_member, zip_errors, zip_mtime, zip_views
 from pylock.errors import ArchiveError, HashMismatchError
 from pylock.versions import ArchiveFormat
 
@@ -230,13 +230,7 @@ def _extract_zip(
                 extraction.directory(rel, name)
                 continue
             mtime = zip_mtime(info)
-            try:
-                stream = handle.open(info)
-            except zip_errors(OSError) as exc:
-                raise ArchiveError(
-                    f"cannot read member ({exc})", archive=archive, member=name
-                ) from exc
-            with stream:
+            with open_member(handle, info, archive) as stream:
                 extraction.file(
                     rel,
                     name,

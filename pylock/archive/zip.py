@@ -33,15 +33,26 @@ def zip_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     )
 
 
+def _unreadable(exc: Exception, archive: str, member: str) -> ArchiveError:
+    return ArchiveError(f"cannot read member ({exc})", archive=archive, member=member)
+
+
+def open_member(handle: Any, info: Any, archive: str) -> IO[bytes]:
+    """Open a member of the open ``zipfile.ZipFile`` ``handle``; a bad header is one error."""
+    try:
+        stream: IO[bytes] = handle.open(info)
+    except zip_errors(OSError) as exc:
+        raise _unreadable(exc, archive, info.filename) from exc
+    return stream
+
+
 def zip_views(stream: IO[bytes], archive: str, member: str) -> Iterator[memoryview]:
     while True:
         try:
             data = stream.read(CHUNK_SIZE)
         except zip_errors(OSError) as exc:
             # Only the read is guarded: a full disk while writing must propagate as it is.
-            raise ArchiveError(
-                f"cannot read member ({exc})", archive=archive, member=member
-            ) from exc
+            raise _unreadable(exc, archive, member) from exc
         if not data:
             return
         yield memoryview(data)

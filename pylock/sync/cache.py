@@ -494,3 +494,26 @@ def _check_sha256(sha256: str) -> None:
     # A malformed digest would otherwise become a path outside the cache.
     if not is_sha256(sha256):
         raise ValueError(f"not a lowercase hex sha256: {sha256!r}")
+
+
+def prune_as_asked(
+    cache: Cache, *, max_size: str | None = None, unused_for_days: float | None = None
+) -> PruneReport:
+    """``pylock cache prune``: check the command line's limits, then prune by them.
+
+    ``max_size`` is a size as ``PYLOCK_CACHE_MAX_SIZE`` takes it (``500M``, ``2G``);
+    ``unused_for_days`` a number of days >= 0 (not NaN).
+    """
+    from pylock.errors import UsageError
+    from pylock.settings import parse_size
+
+    limit = parse_size(max_size) if max_size is not None else None
+    unused_for = None
+    if unused_for_days is not None:
+        if not unused_for_days >= 0:
+            raise UsageError(
+                f"--unused-for must be a number of days >= 0, not {unused_for_days}",
+                hint="for example `pylock cache prune --unused-for 30`",
+            )
+        unused_for = unused_for_days * 86400
+    return cache.prune(max_size=limit, unused_for=unused_for)

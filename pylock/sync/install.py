@@ -28,14 +28,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import InstallError
+from pylock.errors import InstallError, PylockError
 from pylock.sync import records
 from pylock.sync.records import (
     META_DIR,
@@ -47,6 +47,8 @@ from pylock.sync.records import (
 )
 
 if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
     from pylock.archive.codecs import Readable
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
@@ -89,6 +91,40 @@ class VerifyReport:
             self.modified or self.missing or self.extra or self.bytecode or self.permissions
         )
 
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """Every difference as ``(kind, path)``, in the order ``pylock verify`` lists them."""
+        found = [("modified", p) for p in self.modified]
+        found += [("missing", p) for p in self.missing]
+        found += [("extra", p) for p in self.extra]
+        found += [("bytecode", p) for p in self.bytecode]
+        found += [("permissions", f"{p} ({what})") for p, what in self.permissions]
+        return found
+
+
+def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[VerifyReport]:
+    """Verify ``names`` (default: everything pylock installed in ``dest_root``).
+
+    Nothing installed, or a name that pylock did not install, is an error before any
+    tree is hashed; the trees are then hashed one by one as the reports are consumed.
+    """
+    from pylock.fsutil import display_path
+    from pylock.sync.records import installed_state
+
+    chosen = list(names) or installed_names(dest_root)
+    if not chosen:
+        raise PylockError(
+            f"no interpreters installed by pylock in {display_path(dest_root)}",
+            hint="run `pylock sync` first, or pass --into DIR",
+        )
+    missing = [n for n in chosen if installed_state(dest_root, n) is None]
+    if missing:
+        raise PylockError(
+            f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}",
+            hint="run `pylock sync` first",
+        )
+    return (verify(dest_root, name) for name in chosen)
+
 
 def installed_names(dest_root: Path) -> list[str]:
     """Names of the interpreters pylock installed in ``dest_root``, sorted."""
@@ -107,6 +143,15 @@ def installed_names(dest_root: Path) -> list[str]:
 # -- locking and recovery ------------------------------------------------------------------
 
 
+def _name_filelock(dest_root: Path, name: str) -> BaseFileLock:
+    """The cross-process lock file of ``DIR/NAME`` (not yet acquired)."""
+    from filelock import FileLock
+
+    locks = dest_root / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    return FileLock(locks / f"{name}.lock")
+
+
 @contextmanager
 def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
     """Hold the cross-process lock for installing or removing ``DIR/NAME``.
@@ -115,11 +160,9 @@ def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterato
     several interpreters in parallel while two syncs into one directory still never
     work on the same interpreter at once.
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    locks = dest_root / LOCKS_DIR
-    locks.mkdir(exist_ok=True)
-    lock = FileLock(locks / f"{name}.lock")
+    lock = _name_filelock(dest_root, name)
     try:
         lock.acquire(timeout=1)
     except Timeout:
@@ -210,11 +253,9 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
 @contextmanager
 def _name_lock_if_free(dest_root: Path, name: str) -> Iterator[bool]:
     """Hold NAME's lock if no other process does (yields ``True``), else yield ``False``."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    locks = dest_root / LOCKS_DIR
-    locks.mkdir(exist_ok=True)
-    lock = FileLock(locks / f"{name}.lock")
+    lock = _name_filelock(dest_root, name)
     try:
         lock.acquire(timeout=0)
     except Timeout:

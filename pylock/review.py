@@ -1,0 +1,138 @@
+"""Reviewing a lock: ``pylock diff`` (which two locks to compare) and ``pylock outdated``
+(which listings to compare the lock with, and what to do when upstream cannot be reached).
+
+The comparisons themselves are pure and live in :mod:`pylock.diff` and
+:mod:`pylock.outdated`; this module does the reading and fetching around them. Nothing
+here prints: warnings go to the reporter, results go back to the CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pylock.errors import UsageError
+from pylock.fsutil import LOCK_FILENAME
+
+if TYPE_CHECKING:
+    from pylock.index.model import Index
+    from pylock.lockfile import LockFile
+    from pylock.net.fetch import FetchOptions
+    from pylock.outdated import OutdatedEntry
+    from pylock.progress import Reporter
+    from pylock.settings import Settings
+
+
+@attrs.frozen
+class LabelledLock:
+    """A lock and how to name it in the output."""
+
+    lock: LockFile
+    label: str
+
+
+def working_tree_lock(lock_path: Path) -> LabelledLock:
+    """The project's lock; a missing one is empty, so a deleted lock shows every entry removed."""
+    from pylock.diff import empty_lock
+    from pylock.project import read_lock
+
+    if not lock_path.exists():
+        return LabelledLock(empty_lock(), f"{LOCK_FILENAME} (missing)")
+    return LabelledLock(read_lock(lock_path), LOCK_FILENAME)
+
+
+def locks_to_compare(
+    project: Path,
+    lock_path: Path,
+    *,
+    old: str | None = None,
+    new: str | None = None,
+    base: str | None = None,
+) -> tuple[LabelledLock, LabelledLock]:
+    """The two locks ``pylock diff`` compares.
+
+    ``OLD [NEW]`` lock files (``NEW`` defaults to the working tree's), else the lock at the
+    git ref ``base`` (default ``HEAD``; empty when the ref has none) and the working tree's.
+    """
+    from pylock.diff import empty_lock, read_lock_at_ref
+    from pylock.project import read_lock
+
+    if base is not None and old is not None:
+        raise UsageError("give either --base GITREF or OLD [NEW] lock files, not both")
+    if old is not None:
+        before = LabelledLock(read_lock(Path(old)), old)
+        after = (
+            LabelledLock(read_lock(Path(new)), new)
+            if new is not None
+            else working_tree_lock(lock_path)
+        )
+        return before, after
+    ref = base or "HEAD"
+    at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME)
+    before = (
+        LabelledLock(at_ref, f"{ref}:{LOCK_FILENAME}")
+        if at_ref is not None
+        else LabelledLock(empty_lock(), f"{ref} (no lock)")
+    )
+    return before, working_tree_lock(lock_path)
+
+
+@attrs.frozen
+class OutdatedReport:
+    """What ``pylock outdated`` found, and the index it compared with."""
+
+    entries: tuple[OutdatedEntry, ...]
+    index: Index
+
+
+def find_outdated_now(
+    lock: LockFile,
+    *,
+    fetch_options: FetchOptions,
+    metadata_dir: Path,
+    reporter: Reporter,
+    settings: Settings,
+) -> OutdatedReport:
+    """Compare the lock with live upstream listings (merged into the bundled index).
+
+    ``outdated`` is a question about upstream now, so listings are fetched. Offline,
+    cached listings are used; with none cached, the bundled snapshot has to do (with a
+    warning). Upstream out of reach while online is one error naming what could not be
+    reached and the way out.
+    """
+    from pylock.errors import OfflineError, RateLimitError, UpstreamError
+    from pylock.index.live import RefreshNeeds, refresh_index
+    from pylock.index.snapshot import load_bundled
+    from pylock.outdated import find_outdated
+
+    index = load_bundled()
+    need = RefreshNeeds.for_lock(lock)
+    if need.implementations:
+        try:
+            index = refresh_index(
+                index,
+                fetch_options=fetch_options,
+                metadata_dir=metadata_dir,
+                reporter=reporter,
+                need=need,
+                settings=settings,
+            )
+        except OfflineError as exc:
+            if not fetch_options.offline:
+                raise
+            reporter.warn(f"{exc}; comparing with the bundled index of {index.source_date} only")
+        except UpstreamError as exc:
+            if not exc.unreachable or isinstance(exc, RateLimitError):
+                raise
+            reporter.detail(str(exc))
+            raise UpstreamError(
+                f"cannot reach {exc.url or 'upstream'} to look for newer builds",
+                url=exc.url,
+                unreachable=True,
+                hint="check the network and proxy settings (HTTPS_PROXY), or run "
+                "`pylock outdated --offline` to compare with cached listings and the "
+                f"bundled index of {index.source_date}",
+            ) from None
+    return OutdatedReport(find_outdated(lock, index), index)

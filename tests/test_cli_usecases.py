@@ -1,0 +1,244 @@
+"""The use cases behind the last thin CLI handlers (issue 12): read_lock, diff, outdated,
+verify and cache prune, called directly and through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pylock.cli import main
+from pylock.errors import LockFileError, PylockError, UsageError
+from pylock.net.fetch import FetchOptions
+from pylock.progress import Reporter
+from pylock.project import read_lock
+from pylock.review import find_outdated_now, locks_to_compare, working_tree_lock
+from pylock.settings import Settings
+from pylock.sync.cache import Cache, prune_as_asked
+from pylock.sync.install import VerifyReport, verify_installed
+
+LINUX = "linux-x86_64-gnu"
+CONFIG = f'[python.app]\nversion = "3.12"\nplatforms = ["{LINUX}"]\n'
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    return root
+
+
+def pylock(project: Path, *args: str) -> int:
+    environ = {"PYLOCK_CACHE_DIR": str(project.parent / "cache")}
+    return main(["--project", str(project), *args], environ=environ)
+
+
+def locked_project(project: Path) -> Path:
+    (project / "pythons.toml").write_text(CONFIG, encoding="utf-8")
+    assert pylock(project, "-q", "lock") == 0
+    return project / "pythons.lock"
+
+
+# -- read_lock -------------------------------------------------------------------------------
+
+
+def test_read_lock_missing_says_how_to_create_it(project: Path) -> None:
+    with pytest.raises(PylockError) as caught:
+        read_lock(project / "pythons.lock")
+    assert caught.value.hint == "create it with `pylock lock`"
+    assert "no lock file at" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xff\xfe not utf-8", b'[[python]]\nname = "app', b"version = 99999999999999999999\n"],
+    ids=["not-utf8", "truncated", "nonsense"],
+)
+def test_read_lock_hostile_bytes_are_one_clean_error(project: Path, data: bytes) -> None:
+    path = project / "pythons.lock"
+    path.write_bytes(data)
+    with pytest.raises(LockFileError) as caught:
+        read_lock(path)
+    assert caught.value.file == "pythons.lock"  # shown relative to the working directory
+    assert caught.value.problems
+    assert caught.value.hint
+
+
+def test_read_lock_of_a_directory_is_a_clean_error(project: Path) -> None:
+    (project / "pythons.lock").mkdir()
+    with pytest.raises(PylockError, match="cannot read"):
+        read_lock(project / "pythons.lock")
+
+
+def test_read_lock_reads_a_real_lock(project: Path) -> None:
+    lock = read_lock(locked_project(project))
+    assert [p.name for p in lock.pythons] == ["app"]
+
+
+# -- diff: which two locks ------------------------------------------------------------------
+
+
+def test_diff_refuses_base_and_files_together(project: Path) -> None:
+    with pytest.raises(UsageError):
+        locks_to_compare(project, project / "pythons.lock", old="a.lock", base="HEAD")
+
+
+def test_missing_working_tree_lock_is_empty_and_labelled(project: Path) -> None:
+    got = working_tree_lock(project / "pythons.lock")
+    assert got.lock.pythons == ()
+    assert got.label == "pythons.lock (missing)"
+
+
+def test_diff_old_file_against_working_tree(project: Path) -> None:
+    lock_path = locked_project(project)
+    (project / "old.lock").write_bytes(lock_path.read_bytes())
+    before, after = locks_to_compare(project, lock_path, old="old.lock")
+    assert (before.label, after.label) == ("old.lock", "pythons.lock")
+    assert before.lock == after.lock
+    before, after = locks_to_compare(project, lock_path, old="old.lock", new="old.lock")
+    assert after.label == "old.lock"
+
+
+def test_diff_at_a_ref_without_a_lock_is_empty(project: Path) -> None:
+    lock_path = locked_project(project)
+    git = ["git", "-C", str(project)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "pythons.toml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "config only"], check=True)
+    before, after = locks_to_compare(project, lock_path)
+    assert before.label == "HEAD (no lock)"
+    assert before.lock.pythons == ()
+    assert [p.name for p in after.lock.pythons] == ["app"]
+    subprocess.run([*git, "add", "pythons.lock"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "lock"], check=True)
+    before, _ = locks_to_compare(project, lock_path, base="HEAD")
+    assert before.label == "HEAD:pythons.lock"
+    assert before.lock == after.lock
+
+
+def test_cli_diff_with_both_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pylock(project, "diff", "--base", "HEAD", "a.lock") == 2
+    assert capsys.readouterr().err.startswith("pylock: error: give either --base")
+
+
+# -- outdated: offline falls back to the bundled index ----------------------------------------
+
+
+def test_outdated_offline_without_cached_listings_warns_and_uses_the_snapshot(
+    project: Path, tmp_path: Path
+) -> None:
+    lock = read_lock(locked_project(project))
+    stream = io.StringIO()
+    report = find_outdated_now(
+        lock,
+        fetch_options=FetchOptions(offline=True),
+        metadata_dir=tmp_path / "no-metadata",
+        reporter=Reporter(stream=stream, live=False),
+        settings=Settings.from_environ({}),
+    )
+    assert [e.current.name for e in report.entries] == ["app"]
+    assert "comparing with the bundled index of" in stream.getvalue()
+    assert str(report.index.source_date) in stream.getvalue()
+
+
+def test_cli_outdated_offline_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    locked_project(project)
+    capsys.readouterr()
+    assert pylock(project, "outdated", "--offline", "--format", "json") == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert [p["name"] for p in document["pythons"]] == ["app"]
+    assert "bundled index" in err
+
+
+# -- verify: the checks before any hashing, and the listing -----------------------------------
+
+
+def test_verify_nothing_installed(tmp_path: Path) -> None:
+    with pytest.raises(PylockError) as caught:
+        verify_installed(tmp_path / "empty")
+    assert "no interpreters installed by pylock" in str(caught.value)
+    assert caught.value.hint == "run `pylock sync` first, or pass --into DIR"
+
+
+def test_verify_unknown_names_are_named_before_hashing(tmp_path: Path) -> None:
+    with pytest.raises(PylockError) as caught:
+        verify_installed(tmp_path, ["ghost", "../escape"])
+    assert str(caught.value).endswith("ghost, ../escape")
+
+
+def test_verify_report_lists_every_kind_in_order() -> None:
+    report = VerifyReport(
+        name="app",
+        modified=("a",),
+        missing=("b",),
+        extra=("c",),
+        bytecode=("d.pyc",),
+        permissions=(("e", "world-writable"),),
+    )
+    assert not report.ok
+    assert report.problems == [
+        ("modified", "a"),
+        ("missing", "b"),
+        ("extra", "c"),
+        ("bytecode", "d.pyc"),
+        ("permissions", "e (world-writable)"),
+    ]
+    assert VerifyReport(name="app").problems == []
+
+
+def test_cli_verify_with_nothing_installed(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pylock(project, "verify", "--into", str(project / "none")) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("pylock: error: no interpreters installed by pylock in")
+    assert err[1] == "pylock: hint: run `pylock sync` first, or pass --into DIR"
+
+
+# -- cache prune: the limits are checked before anything is evicted ---------------------------
+
+
+@pytest.mark.parametrize("days", [-1.0, math.nan, -math.inf])
+def test_prune_refuses_bad_days(tmp_path: Path, days: float) -> None:
+    with pytest.raises(UsageError) as caught:
+        prune_as_asked(Cache(tmp_path / "c"), unused_for_days=days)
+    assert "--unused-for must be a number of days >= 0" in str(caught.value)
+
+
+@pytest.mark.parametrize("size", ["", "-5M", "lots", "1" * 400, "5Q"])
+def test_prune_refuses_bad_sizes(tmp_path: Path, size: str) -> None:
+    with pytest.raises(UsageError):
+        prune_as_asked(Cache(tmp_path / "c"), max_size=size)
+
+
+def test_prune_by_size_and_age(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    source = tmp_path / "a.tar.gz"
+    source.write_bytes(b"x" * 2000)
+    cache.store(hashlib.sha256(source.read_bytes()).hexdigest(), "a.tar.gz", source)
+    assert prune_as_asked(cache, unused_for_days=1).removed == ()
+    report = prune_as_asked(cache, max_size="1K")
+    assert [e.filename for e in report.removed] == ["a.tar.gz"]
+    assert cache.list() == []
+
+
+def test_cli_cache_prune_negative_days_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pylock(project, "cache", "prune", "--unused-for", "-3") == 2
+    assert capsys.readouterr().err.startswith("pylock: error: --unused-for must be")
+
+
+def test_a_size_too_large_for_any_disk_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="too large") as caught:
+        prune_as_asked(Cache(tmp_path / "c"), max_size="9" * 400 + "T")
+    assert len(str(caught.value)) < 80  # the hostile text is cut short
