@@ -39,7 +39,7 @@ from pylock.platforms import host
 from pylock.settings import Settings
 from pylock.versions import Flavor
 from tests.archives import compress, file, pbs_install_only, tar_bytes
-from tests.httpserver import HttpServer
+from tests.httpserver import HttpServer, Throttle
 from tests.indexdata import locked_python
 from tests.registry import (
     PASSWORD,
@@ -474,6 +474,31 @@ def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
     assert code == 0, err
     assert len(warnings(err)) == 1, err
     assert "0 from the remote cache, 1 downloaded" in err
+    installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
+    assert installed.read_text() == f"app-{host().key}"
+
+
+def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The installer reads the registry's bytes as they arrive: garbage fails its read long
+    before the slow blob ends and is refused by hash; the origin's archive is installed."""
+    project = Project(tmp_path / "p", origin)
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None and artifact.size is not None
+    garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
+    fake_registry.serve(
+        f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
+        garbage[: artifact.size],
+        always=[Throttle(chunk=max(1, artifact.size // 10), delay=0.05)],
+    )
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
     installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
     assert installed.read_text() == f"app-{host().key}"
 

@@ -228,6 +228,11 @@ def execute_sync(
             error = downloads.wait(job.artifact.sha256)
             if error is not None and error is not exc:
                 raise error from None
+            if error is None and reader.restarted:
+                # Bad bytes from a source that was then refused (a remote cache blob with
+                # the wrong hash) broke the read before the origin download began.
+                reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
+                return False
             raise
         finally:
             reader.close()
