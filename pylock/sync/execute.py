@@ -228,7 +228,7 @@ def execute_sync(
             error = downloads.wait(job.artifact.sha256)
             if error is not None and error is not exc:
                 raise error from None
-            if error is None and reader.restarted:
+            if error is None and _restarted(reader):
                 # Bad bytes from a source that was then refused (a remote cache blob with
                 # the wrong hash) broke the read before the origin download began.
                 reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
@@ -308,6 +308,11 @@ def execute_sync(
         from_registry=len(options.remote.pulled) if options.remote is not None else 0,
         pushed=len(options.remote.pushed) if options.remote is not None else 0,
     )
+
+
+def _restarted(reader: FeedReader) -> bool:
+    """Whether the download behind ``reader`` started over (asked afresh: it can change)."""
+    return reader.restarted
 
 
 def mismatch_hint(error: HashMismatchError, job: Job) -> str:
