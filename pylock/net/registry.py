@@ -22,11 +22,12 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import attrs
 
 from pylock import __version__
 from pylock.bounded import json_loads
@@ -86,7 +87,7 @@ Debug = Callable[[str], None]
 # -- references ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class RegistryRef:
     """``oci://HOST[:PORT]/REPOSITORY`` (https) or ``oci+http://...`` (plain http)."""
 
@@ -327,7 +328,7 @@ _CHALLENGE_PARAM = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Challenge:
     """One ``WWW-Authenticate`` challenge: its scheme (lower case) and parameters."""
 
