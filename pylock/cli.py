@@ -440,8 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
     )
-    mirror.add_argument("outdir", metavar="OUTDIR", nargs="?")
-    mirror.add_argument(
+    target = mirror.add_mutually_exclusive_group(required=True)
+    target.add_argument("outdir", metavar="OUTDIR", nargs="?")
+    target.add_argument(
         "--to",
         metavar="oci://HOST/REPOSITORY",
         help="seed this OCI registry (the remote cache) instead of writing OUTDIR",
@@ -863,12 +864,6 @@ def _cmd_mirror(ctx: Context) -> int:
     from pylock.mirror import build_mirror, usage_lines
 
     args = ctx.args
-    if (args.outdir is None) == (args.to is None):
-        raise UsageError(
-            "give either OUTDIR or --to oci://HOST/REPOSITORY",
-            hint="`pylock mirror DIR` writes a mirror tree; `pylock mirror --to oci://...` "
-            "seeds a registry",
-        )
     if args.to is not None:
         return _seed_registry(ctx)
     lock = ctx.read_lock()
