@@ -39,7 +39,7 @@ from pylock.platforms import host
 from pylock.settings import Settings
 from pylock.versions import Flavor
 from tests.archives import compress, file, pbs_install_only, tar_bytes
-from tests.httpserver import HttpServer, Throttle
+from tests.httpserver import HttpServer, Reset, Throttle, Truncate
 from tests.indexdata import locked_python
 from tests.registry import (
     PASSWORD,
@@ -476,6 +476,35 @@ def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
     assert "0 from the remote cache, 1 downloaded" in err
     installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
     assert installed.read_text() == f"app-{host().key}"
+
+
+@pytest.mark.parametrize("kind", ["endless chunked", "truncated", "reset"])
+def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
+    kind: str,
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None and artifact.size is not None
+    path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
+    good = project.data[host().key + "app"]
+    if kind == "endless chunked":
+        # No Content-Length, and far more than the lock's size: cut off at the size.
+        fake_registry.serve(path, good * 50, chunked=True)
+    elif kind == "truncated":
+        fake_registry.serve(path, good, always=[Truncate(after=len(good) // 2)])
+    else:
+        fake_registry.serve(path, good, always=[Reset(after=len(good) // 3)])
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert "Traceback" not in err
+    assert "0 from the remote cache, 1 downloaded" in err
+    assert project.origin_requests == 1
 
 
 def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
