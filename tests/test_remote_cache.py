@@ -68,7 +68,14 @@ def archive_bytes(label: str) -> bytes:
 class Project:
     """A project whose lock names archives on the origin server, and the runs of pylock in it."""
 
-    def __init__(self, root: Path, origin: HttpServer, names: tuple[str, ...] = ("app",)) -> None:
+    def __init__(
+        self,
+        root: Path,
+        origin: HttpServer,
+        names: tuple[str, ...] = ("app",),
+        *,
+        sized: bool = True,
+    ) -> None:
         self.root = root
         self.origin = origin
         root.mkdir(parents=True, exist_ok=True)
@@ -89,7 +96,7 @@ class Project:
                         platform=platform,
                         url=url,
                         sha256=hashlib.sha256(data).hexdigest(),
-                        size=len(data),
+                        size=len(data) if sized else None,
                     )
                 )
             pythons.append(
@@ -263,6 +270,27 @@ def test_registry_hit_needs_no_origin_and_no_origin_flag_is_honoured(
     assert code == 0, err
     assert project.origin_requests == 1
     assert "1 from the remote cache, 0 downloaded" in err
+
+
+def test_a_lock_without_sizes_is_served_by_the_registry_too(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin, sized=False)
+    reference = htpasswd_registry.oci(repository())
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0 and "1 pushed" in err, err
+    code, _, err = project.sync(
+        capsys, "--remote-cache", reference, "--no-origin", **tls(registry_pki)
+    )
+    assert code == 0, err
+    assert "1 from the remote cache, 0 downloaded" in err
+    assert project.origin_requests == 1
 
 
 def test_no_origin_miss_names_the_archive_and_the_mirror_command(

@@ -284,7 +284,9 @@ async def obtain(
         started = time.monotonic()
         task = reporter.task(f"Downloading {item.filename}", item.size)
         try:
-            size = await _from_registry(registry, remote, item, partial, task, reporter)
+            size = await _from_registry(
+                registry, remote, item, partial, task, reporter, fetcher.options.max_download_size
+            )
             from_origin = size is None
             if size is None:
                 if remote is not None and remote.no_origin:
@@ -322,13 +324,15 @@ async def _from_registry(
     partial: Path,
     task: Task,
     reporter: Reporter,
+    cap: int,
 ) -> int | None:
     """Stream the archive from the remote cache into ``partial`` (and its feed), verified;
     its size, or ``None`` to go to the origin: a miss (silent), or a failure (one warning
-    per run: the registry never breaks a build).
+    per run: the registry never breaks a build). Without a locked size, ``cap`` bounds it.
     """
-    if registry is None or remote is None or remote.pull_broken or item.size is None:
+    if registry is None or remote is None or remote.pull_broken:
         return None
+    bound = item.size if item.size is not None else cap
     import hashlib
 
     from pylock.errors import (
@@ -341,7 +345,7 @@ async def _from_registry(
     digest = hashlib.sha256()
     written = 0
     try:
-        async with registry.open_blob(item.sha256, size=item.size) as chunks:
+        async with registry.open_blob(item.sha256, size=bound) as chunks:
             with partial.open("wb") as out:
                 if item.feed is not None:
                     item.feed.begin(partial)
@@ -353,10 +357,10 @@ async def _from_registry(
                     if item.feed is not None:
                         out.flush()
                         item.feed.wrote(written)
-        if written != item.size or digest.hexdigest() != item.sha256:
+        if (written != bound and item.size is not None) or digest.hexdigest() != item.sha256:
             raise HashMismatchError(
                 url=registry.blob_url(item.sha256),
-                expected=f"{item.sha256} ({item.size} bytes)",
+                expected=f"{item.sha256} ({bound} bytes)",
                 actual=f"{digest.hexdigest()} ({written} bytes)",
             )
     except RegistryBlobNotFoundError:
@@ -365,7 +369,7 @@ async def _from_registry(
         if isinstance(error, DownloadTooLargeError):
             error = HashMismatchError(
                 url=registry.blob_url(item.sha256),
-                expected=f"{item.sha256} ({item.size} bytes)",
+                expected=f"{item.sha256} ({bound} bytes)",
                 actual="more bytes",
             )
         remote.failed(error, reporter.warn)
@@ -411,8 +415,9 @@ async def _push(
 def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
     from pylock.errors import RemoteCacheMissError
 
+    why = "could not be had from" if remote.pull_broken else "is not in"
     return RemoteCacheMissError(
-        f"archive {item.filename} (sha256 {item.sha256}) is not in the remote cache "
+        f"archive {item.filename} (sha256 {item.sha256}) {why} the remote cache "
         f"{remote.ref}, and --no-origin forbids downloading it from {item.url}",
         registry=str(remote.ref),
         digest=item.sha256,
