@@ -316,6 +316,18 @@ def test_no_origin_miss_names_the_archive_and_the_mirror_command(
     assert "Traceback" not in err
 
 
+def test_no_origin_with_an_unreachable_registry_says_so(
+    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    reference = f"oci://127.0.0.1:{free_port()}/pylock/down"
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    assert code == 1
+    assert project.origin_requests == 0
+    assert "--no-origin forbids the origin" in err and "downloading from the origin" not in err
+    assert "could not be had from the remote cache" in err
+
+
 def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
     htpasswd_registry: RealRegistry,
     registry_pki: TestPki,
@@ -689,3 +701,27 @@ def test_console_script_pushes_then_pulls(
     assert "1 from the remote cache" in second.stderr
     assert project.origin_requests == 1
     assert PASSWORD not in first.stderr + second.stderr + first.stdout + second.stdout
+
+
+def test_settings_read_the_remote_cache_variables(tmp_path: Path) -> None:
+    from pylock.errors import UsageError
+    from pylock.net.registry import RemoteCache
+
+    settings = Settings.from_environ(
+        {
+            "PYLOCK_REMOTE_CACHE": " oci://registry.corp:5000/team/pythons ",
+            "PYLOCK_REMOTE_CACHE_PUSH": "yes",
+            "PYLOCK_NO_ORIGIN": "0",
+            "HOME": str(tmp_path),
+        }
+    )
+    remote = RemoteCache.from_settings(settings)
+    assert remote is not None
+    assert str(remote.ref) == "oci://registry.corp:5000/team/pythons"
+    assert remote.push and not remote.no_origin
+    # The flag wins over the variable; no registry at all is None.
+    flagged = RemoteCache.from_settings(settings, reference="oci+http://127.0.0.1:1/x")
+    assert flagged is not None and flagged.ref.plain_http
+    assert RemoteCache.from_settings(Settings.from_environ({})) is None
+    with pytest.raises(UsageError):
+        RemoteCache.from_settings(Settings.from_environ({"PYLOCK_NO_ORIGIN": "1"}))

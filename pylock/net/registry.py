@@ -311,14 +311,13 @@ class RemoteCache:
             self._warned = True
         if first:
             what = "push to" if push else "use"
-            warn(
-                f"cannot {what} the remote cache {self.ref}: {error.message}; "
-                + (
-                    "the archives stay in the local cache"
-                    if push
-                    else "downloading from the origin"
-                )
-            )
+            if push:
+                then = "the archives stay in the local cache"
+            elif self.no_origin:
+                then = "and --no-origin forbids the origin"
+            else:
+                then = "downloading from the origin"
+            warn(f"cannot {what} the remote cache {self.ref}: {error.message}; {then}")
 
 
 # -- WWW-Authenticate --------------------------------------------------------------------------
