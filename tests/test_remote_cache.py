@@ -700,6 +700,11 @@ def test_console_script_pushes_then_pulls(
     assert second.returncode == 0, second.stderr
     assert "1 from the remote cache" in second.stderr
     assert project.origin_requests == 1
+    # Nothing to do: the remote cache flags change nothing and nothing is contacted.
+    dead = f"oci://127.0.0.1:{free_port()}/pylock/down"
+    third = run("--into", str(tmp_path / "two"), "--remote-cache", dead, "--push", "--no-origin")
+    assert third.returncode == 0, third.stderr
+    assert "up to date" in third.stderr and "warning" not in third.stderr
     assert PASSWORD not in first.stderr + second.stderr + first.stdout + second.stdout
 
 
