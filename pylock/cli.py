@@ -29,6 +29,7 @@ from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 if TYPE_CHECKING:
     from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
+    from pylock.net.registry import RemoteCache
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.settings import Settings
@@ -46,6 +47,7 @@ class Context:
         self.project = Path(args.project).absolute() if args.project else Path.cwd()
         self.color = _want_color(args.color, settings.no_color)
         self._reporter: Reporter | None = None
+        self._remote: tuple[RemoteCache | None] | None = None
 
     @property
     def reporter(self) -> Reporter:
@@ -111,7 +113,26 @@ class Context:
             pypy_mirror=getattr(args, "pypy_mirror", None),
             offline=self.offline,
             jobs=getattr(args, "jobs", None),
+            remote=self.remote_cache(),
         )
+
+    def remote_cache(self) -> RemoteCache | None:
+        """``--remote-cache``/``--push``/``--no-origin`` (or their variables), for the
+        commands that have them; a bad reference is a usage error."""
+        if not hasattr(self.args, "remote_cache"):
+            return None
+        if self._remote is None:
+            from pylock.net.registry import RemoteCache
+
+            self._remote = (
+                RemoteCache.from_settings(
+                    self.settings,
+                    reference=self.args.remote_cache,
+                    push=self.args.push,
+                    no_origin=self.args.no_origin,
+                ),
+            )
+        return self._remote[0]
 
     def out(self, text: str = "") -> None:
         """Write a result line to stdout, URL credentials redacted."""
@@ -162,6 +183,25 @@ def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) ->
         default=[],
         help="rewrite URLs starting with FROM to start with TO (repeatable; "
         "also PYLOCK_URL_REWRITES)",
+    )
+
+
+def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote-cache",
+        metavar="oci://HOST/REPOSITORY",
+        help="look archives up in this OCI registry before the origin (also PYLOCK_REMOTE_CACHE)",
+    )
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="push archives downloaded from the origin to the remote cache "
+        "(also PYLOCK_REMOTE_CACHE_PUSH=1)",
+    )
+    parser.add_argument(
+        "--no-origin",
+        action="store_true",
+        help="never download from the lock's URLs: the remote cache only (also PYLOCK_NO_ORIGIN=1)",
     )
 
 
@@ -318,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not rewrite build-machine paths in sysconfig and pkg-config files",
     )
     _add_fetch_flags(sync)
+    _add_remote_flags(sync)
     _add_jobs(sync)
 
     fetch = command("fetch", "download locked archives into the cache; install nothing", _cmd_fetch)
@@ -325,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--platform", metavar="KEY", help="fetch for this platform (default: host)")
     where.add_argument("--all-platforms", action="store_true", help="fetch every locked platform")
     _add_fetch_flags(fetch)
+    _add_remote_flags(fetch)
     _add_jobs(fetch)
 
     diff = command("diff", "show how interpreters changed between two lock files", _cmd_diff)
@@ -380,7 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
     )
-    mirror.add_argument("outdir", metavar="OUTDIR")
+    target = mirror.add_mutually_exclusive_group(required=True)
+    target.add_argument("outdir", metavar="OUTDIR", nargs="?")
+    target.add_argument(
+        "--to",
+        metavar="oci://HOST/REPOSITORY",
+        help="seed this OCI registry (the remote cache) instead of writing OUTDIR",
+    )
     scope = mirror.add_mutually_exclusive_group()
     scope.add_argument("--all-platforms", action="store_true", help="mirror every locked platform")
     scope.add_argument(
@@ -388,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         action="append",
         default=[],
-        help="mirror this platform (repeatable; default: host)",
+        help="mirror this platform (repeatable; default: host, or all with --to)",
     )
     _add_fetch_flags(mirror)
     _add_jobs(mirror)
@@ -477,6 +525,7 @@ def _cmd_sync(ctx: Context) -> int:
         bin_dir=Path(bin_dir) if bin_dir else None,
         remember=not args.only and not args.platform,
     )
+    ctx.remote_cache()  # a bad --remote-cache is a usage error even when nothing is to do
     outcome = run_sync(request, cache=ctx.cache, options=ctx.fetch_options, reporter=ctx.reporter)
     result = outcome.result
     if outcome.noop:
@@ -496,9 +545,13 @@ def _cmd_sync(ctx: Context) -> int:
             + ", ".join(name for name, _ in result.failed)
             + f" ({len(outcome.current)} installed or up to date)"
         )
+    remote = ""
+    if ctx.remote_cache() is not None:
+        remote = f"{result.from_registry} from the remote cache, "
+    pushed = f", {result.pushed} pushed" if result.pushed else ""
     ctx.reporter.event(
-        f"synced {len(outcome.current)} interpreter(s) into "
-        f"{_display(dest)} ({len(result.installed)} installed, {result.downloaded} downloaded)"
+        f"synced {len(outcome.current)} interpreter(s) into {_display(dest)} "
+        f"({len(result.installed)} installed, {remote}{result.downloaded} downloaded{pushed})"
     )
     return 0
 
@@ -520,9 +573,13 @@ def _cmd_fetch(ctx: Context) -> int:
         reporter=ctx.reporter,
     )
     total, downloaded = len(outcome.paths), len(outcome.downloaded)
+    pulled = len(outcome.from_registry)
+    remote = f"{pulled} from the remote cache, " if ctx.remote_cache() is not None else ""
+    pushed = f", {len(outcome.pushed)} pushed" if outcome.pushed else ""
     ctx.reporter.event(
-        f"{total} archive(s) in {_display(cache.root)}: {downloaded} downloaded"
-        f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded} already cached"
+        f"{total} archive(s) in {_display(cache.root)}: {remote}{downloaded} downloaded"
+        f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded - pulled} already cached"
+        f"{pushed}"
     )
     return 0
 
@@ -716,6 +773,8 @@ def _cmd_mirror(ctx: Context) -> int:
     from pylock.mirror import build_mirror, usage_lines
 
     args = ctx.args
+    if args.to is not None:
+        return _seed_registry(ctx)
     lock = ctx.read_lock()
     platforms: list[str] | None = None
     if not args.all_platforms:
@@ -737,6 +796,31 @@ def _cmd_mirror(ctx: Context) -> int:
     ctx.out(f"Serve {outdir} over HTTP(S), or use it as {outdir.as_uri()}, then:")
     for line in usage_lines(outdir.as_uri(), report):
         ctx.out(line)
+    return 0
+
+
+def _seed_registry(ctx: Context) -> int:
+    from pylock.mirror import seed_registry
+    from pylock.net.registry import RemoteCache
+
+    args = ctx.args
+    remote = RemoteCache.from_settings(ctx.settings, reference=args.to)
+    assert remote is not None
+    lock = ctx.read_lock()
+    platforms = [ctx.platform(key).key for key in args.platform] if args.platform else None
+    report = seed_registry(
+        lock,
+        remote,
+        platforms=platforms,
+        cache=ctx.cache(),
+        options=ctx.fetch_options(),
+        reporter=ctx.reporter,
+    )
+    total = len(report.pushed) + len(report.present)
+    ctx.reporter.event(
+        f"{total} archive(s) in {remote.ref} ({len(report.pushed)} pushed, "
+        f"{len(report.present)} already there)"
+    )
     return 0
 
 

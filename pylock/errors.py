@@ -251,6 +251,15 @@ class RegistryBlobNotFoundError(RegistryError):
         self.digest = digest
 
 
+class RemoteCacheMissError(PylockError):
+    """``--no-origin``, and the remote cache does not have an archive."""
+
+    def __init__(self, message: str, *, registry: str, digest: str, hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.registry = registry
+        self.digest = digest
+
+
 class MirrorError(PylockError):
     """The lock cannot be laid out as a mirror, or the mirror tree cannot be written."""
 

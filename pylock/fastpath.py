@@ -41,8 +41,8 @@ LEFTOVER_PREFIXES = (".pylock-tmp-", ".pylock-old-", ".pylock-trash-")
 # Options that cannot change the outcome of a sync that has nothing to do.
 _GLOBAL_VALUE = {"--project", "--color"}
 _GLOBAL_FLAG = {"-q", "--quiet"}
-_SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j"}
-_SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet"}
+_SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j", "--remote-cache"}
+_SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet", "--push", "--no-origin"}
 
 
 def host_fingerprint() -> str:

@@ -44,6 +44,7 @@ from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
     from pylock.net.fetch import FetchOptions
+    from pylock.net.registry import RemoteCache
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
@@ -307,7 +308,7 @@ def _fetch_into_cache(
     from pylock.sync.archives import Wanted, ensure_archives
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
-    wanted = [Wanted.from_artifact(e.artifact) for e in entries]
+    wanted = [Wanted.from_artifact(e.artifact, python=e.python) for e in entries]
     return ensure_archives(wanted, cache, options, reporter)
 
 
@@ -455,6 +456,75 @@ def _copy_from_cache(
                 raise MirrorError(f"cannot write {target}: {exc.strerror or exc}") from None
             break
         reporter.detail(f"{entry.path}: written")
+
+
+@attrs.frozen(kw_only=True)
+class SeedReport:
+    """What ``pylock mirror --to oci://...`` did, by archive file name."""
+
+    #: Blobs uploaded now, and blobs the registry already had (their tags are refreshed).
+    pushed: tuple[str, ...] = ()
+    present: tuple[str, ...] = ()
+
+
+def seed_registry(
+    lock: LockFile,
+    remote: RemoteCache,
+    *,
+    platforms: Collection[str] | None,
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+) -> SeedReport:
+    """Fill the remote cache with ``lock``'s archives for ``platforms`` (``None``: all).
+
+    Archives come through the local cache (downloaded from the origin on a miss) and are
+    verified there; each is pushed as a blob (skipped when the registry has it) and a
+    tagged manifest. Unlike a sync's write-back, a failure here is an error.
+    """
+    import asyncio
+
+    from pylock.net.registry import artifact_manifest
+    from pylock.sync.archives import remote_tag
+
+    entries = plan_mirror(lock, platforms)
+    if not entries:
+        wanted = ", ".join(sorted(platforms)) if platforms is not None else "any platform"
+        raise MirrorError(
+            f"nothing to push: the lock has no archives for {wanted}",
+            hint="check --platform, or run `pylock lock`",
+        )
+    paths = _fetch_into_cache(entries, cache, attrs.evolve(options, remote=None), reporter)
+
+    async def push_all() -> SeedReport:
+        pushed: list[str] = []
+        present: list[str] = []
+        async with remote.client() as client:
+            for entry in entries:
+                artifact = entry.artifact
+                path = paths[artifact.sha256]
+                if sha256_file(path) != artifact.sha256:
+                    raise HashMismatchError(
+                        url=str(path), expected=artifact.sha256, actual=sha256_file(path)
+                    )
+                if await client.has_blob(artifact.sha256):
+                    present.append(artifact.filename)
+                else:
+                    await client.push_blob(path, artifact.sha256)
+                    pushed.append(artifact.filename)
+                tag = remote_tag(entry.python, artifact)
+                manifest = artifact_manifest(
+                    sha256=artifact.sha256,
+                    size=path.stat().st_size,
+                    filename=artifact.filename,
+                    lock_name=entry.python.name,
+                    origin_url=artifact.url,
+                )
+                await client.push_manifest(tag, manifest)
+                reporter.detail(f"{artifact.filename}: in {remote.ref} as {tag}")
+        return SeedReport(pushed=tuple(pushed), present=tuple(present))
+
+    return asyncio.run(push_all())
 
 
 def usage_lines(base: str, report: MirrorReport) -> list[str]:

@@ -46,6 +46,7 @@ _VARIABLES = {
     "netrc": "NETRC",
     "docker_config": "DOCKER_CONFIG",
     "github_actor": "GITHUB_ACTOR",
+    "remote_cache": "PYLOCK_REMOTE_CACHE",
 }
 
 
@@ -105,6 +106,9 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
+_FLAGS = ("offline", "no_color", "remote_cache_push", "no_origin")
+
+
 class Settings:
     """What the environment says, frozen. Build it with :meth:`from_environ`."""
 
@@ -122,8 +126,11 @@ class Settings:
         "mirror",
         "netrc",
         "no_color",
+        "no_origin",
         "offline",
         "pypy_mirror",
+        "remote_cache",
+        "remote_cache_push",
         "ssl_cert_dir",
         "ssl_cert_file",
         "url_rewrites",
@@ -145,6 +152,12 @@ class Settings:
     docker_config: str | None
     #: ``GITHUB_ACTOR``: the user name that goes with ``GITHUB_TOKEN`` on ghcr.io.
     github_actor: str | None
+    #: ``PYLOCK_REMOTE_CACHE``: ``oci://HOST[:PORT]/REPOSITORY``, the fleet's shared registry.
+    remote_cache: str | None
+    #: ``PYLOCK_REMOTE_CACHE_PUSH`` holds a true value: push origin downloads to the registry.
+    remote_cache_push: bool
+    #: ``PYLOCK_NO_ORIGIN`` holds a true value: never download from the lock's URLs.
+    no_origin: bool
     #: The whole environment, for child processes only (git, docker credential helpers).
     environment: Mapping[str, str] | None
     #: ``PYLOCK_OFFLINE`` holds a true value.
@@ -159,7 +172,7 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         for name in self.__slots__:
-            default: object = False if name in ("offline", "no_color") else None
+            default: object = False if name in _FLAGS else None
             object.__setattr__(self, name, values.get(name, default))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -193,6 +206,8 @@ class Settings:
         values["netrc"] = environ.get("NETRC")
         values["offline"] = flag(environ.get("PYLOCK_OFFLINE"))
         values["no_color"] = bool(environ.get("NO_COLOR"))
+        values["remote_cache_push"] = flag(environ.get("PYLOCK_REMOTE_CACHE_PUSH"))
+        values["no_origin"] = flag(environ.get("PYLOCK_NO_ORIGIN"))
         # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
         values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
         values["environment"] = dict(environ)

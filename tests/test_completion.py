@@ -122,7 +122,7 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
         (["pylock", "list", "--format", ""], ["text", "json"]),
         (["pylock", "cache", ""], ["dir", "list", "verify", "prune", "clean"]),
         (["pylock", "cache", "prune", "--m"], ["--max-size"]),
-        (["pylock", "sync", "--no-"], ["--no-prune", "--no-fixups"]),
+        (["pylock", "sync", "--no-"], ["--no-prune", "--no-fixups", "--no-origin"]),
         (["pylock", "fetch", "--platform", "macos-"], ["macos-aarch64", "macos-x86_64"]),
         (["pylock", "sync", "--platform", "ho"], ["host"]),
         (["pylock", "completion", ""], ["bash", "zsh", "fish"]),
@@ -328,7 +328,7 @@ def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
         ("pylock --color ", ["always", "auto", "never"]),
         ("pylock diff --format=", ["json", "markdown", "text"]),
         ("pylock sync --platform macos", ["macos-aarch64", "macos-x86_64"]),
-        ("pylock sync --no-", ["--no-fixups", "--no-prune"]),
+        ("pylock sync --no-", ["--no-fixups", "--no-origin", "--no-prune"]),
         ("pylock completion ", ["bash", "fish", "zsh"]),
     ],
 )

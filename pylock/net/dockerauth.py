@@ -19,9 +19,10 @@ import binascii
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from pylock.bounded import json_loads
 from pylock.settings import Settings
@@ -37,7 +38,7 @@ _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docke
 Debug = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Credentials:
     """A user name and a secret (a password or token) for one registry.
 
@@ -47,7 +48,7 @@ class Credentials:
     """
 
     username: str
-    secret: str = field(repr=False)
+    secret: str = attrs.field(repr=False)
     identity_token: bool = False
     #: Where they came from, for debug notes ("credHelpers (ecr-login)", "GITHUB_TOKEN").
     source: str = ""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from pylock.net.registry import RemoteCache
     from pylock.net.stream import DownloadFeed
 
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
@@ -87,6 +88,8 @@ class FetchOptions:
     #: TLS trust (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) and the netrc file (``NETRC``);
     #: ``None``: this process's environment.
     settings: Settings | None = attrs.field(default=None, eq=False)
+    #: The fleet's registry (``--remote-cache``), tried before the origin; ``None``: none.
+    remote: RemoteCache | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def from_settings(
@@ -98,6 +101,7 @@ class FetchOptions:
         pypy_mirror: str | None = None,
         offline: bool = False,
         jobs: int | None = None,
+        remote: RemoteCache | None = None,
     ) -> FetchOptions:
         """Options from flags, falling back to what the environment said.
 
@@ -115,6 +119,7 @@ class FetchOptions:
             jobs=settings.jobs(jobs),
             max_download_size=settings.max_download_bytes(),
             settings=settings,
+            remote=remote,
         )
 
 

@@ -22,11 +22,12 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import attrs
 
 from pylock import __version__
 from pylock.bounded import json_loads
@@ -86,7 +87,7 @@ Debug = Callable[[str], None]
 # -- references ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class RegistryRef:
     """``oci://HOST[:PORT]/REPOSITORY`` (https) or ``oci+http://...`` (plain http)."""
 
@@ -127,7 +128,9 @@ def parse_reference(text: str) -> RegistryRef:
             f"registry reference with credentials in it: {redact(text)}",
             hint="put registry credentials in the docker config (docker login), not the URL",
         )
-    if not _HOST.fullmatch(host):
+    name = host.rpartition(":")[0] if ":" in host.rpartition("]")[2] else host
+    too_long = len(name) > 253 or any(len(label) > 63 for label in name.split("."))
+    if not _HOST.fullmatch(host) or too_long:
         raise UsageError(f"bad registry host in {redact(text)!r}", hint=hint)
     port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
     if port and not 0 < int(port) < 65536:
@@ -219,6 +222,104 @@ def _check_sha256(sha256: str) -> None:
         raise ValueError(f"not a lower-case hex sha256: {sha256!r}")
 
 
+# -- the remote cache tier's shared state ------------------------------------------------------
+
+
+class RemoteCache:
+    """``--remote-cache`` with ``--push`` and ``--no-origin``, and what one run learnt of it.
+
+    One object serves a whole sync (every event loop and thread of it): it warns once
+    however many archives the registry fails, stops asking a registry that is down or
+    refusing, and counts what came from it and what was pushed to it.
+    """
+
+    def __init__(
+        self,
+        ref: RegistryRef,
+        *,
+        settings: Settings,
+        home: Path,
+        push: bool = False,
+        no_origin: bool = False,
+    ) -> None:
+        import threading
+
+        self.ref = ref
+        self.settings = settings
+        self.home = home
+        self.push = push
+        self.no_origin = no_origin
+        self.lock = threading.Lock()
+        self._warned = False
+        #: Pulls (or pushes) stopped after a failure that would only repeat.
+        self.pull_broken = False
+        self.push_broken = False
+        #: sha256 of the archives that came from the registry, and of those pushed to it.
+        self.pulled: set[str] = set()
+        self.pushed: set[str] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        reference: str | None = None,
+        push: bool = False,
+        no_origin: bool = False,
+    ) -> RemoteCache | None:
+        """``--remote-cache`` (else ``PYLOCK_REMOTE_CACHE``) with ``--push`` and
+        ``--no-origin`` (else their variables); ``None`` when no registry is set.
+
+        A bad reference is a :class:`UsageError`; so is ``--push`` or ``--no-origin``
+        without a registry.
+        """
+        text = reference or settings.remote_cache
+        push = push or settings.remote_cache_push
+        no_origin = no_origin or settings.no_origin
+        if text is None:
+            if push or no_origin:
+                raise UsageError(
+                    f"{'--push' if push else '--no-origin'} needs a remote cache",
+                    hint="give --remote-cache oci://HOST/REPOSITORY (or set PYLOCK_REMOTE_CACHE)",
+                )
+            return None
+        home = Path(settings.home) if settings.home else Path.home()
+        return cls(
+            parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
+        )
+
+    def client(self) -> RegistryClient:
+        """A client for the current event loop (close it: use it as a context manager)."""
+        return RegistryClient(self.ref, settings=self.settings, home=self.home)
+
+    def failed(
+        self,
+        error: RegistryError | HashMismatchError,
+        warn: Callable[[str], None],
+        *,
+        push: bool = False,
+    ) -> None:
+        """Note a failure: the first one of a run is a warning; a registry that is down or
+        refusing is not asked again (a wrong blob is only that blob's problem)."""
+        with self.lock:
+            if isinstance(error, RegistryError):
+                if push:
+                    self.push_broken = True
+                elif error.status is None or error.status in (401, 403) or error.status >= 500:
+                    self.pull_broken = True
+            first = not self._warned
+            self._warned = True
+        if first:
+            what = "push to" if push else "use"
+            if push:
+                then = "the archives stay in the local cache"
+            elif self.no_origin:
+                then = "and --no-origin forbids the origin"
+            else:
+                then = "downloading from the origin"
+            warn(f"cannot {what} the remote cache {self.ref}: {error.message}; {then}")
+
+
 # -- WWW-Authenticate --------------------------------------------------------------------------
 
 _CHALLENGE_PARAM = re.compile(
@@ -226,7 +327,7 @@ _CHALLENGE_PARAM = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Challenge:
     """One ``WWW-Authenticate`` challenge: its scheme (lower case) and parameters."""
 
@@ -788,6 +889,7 @@ __all__ = [
     "Challenge",
     "RegistryClient",
     "RegistryRef",
+    "RemoteCache",
     "artifact_manifest",
     "layer_media_type",
     "parse_challenge",

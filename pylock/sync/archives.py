@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pylock.errors import OfflineError
+from pylock.errors import OfflineError, PylockError
 from pylock.fsutil import sha256_file
 from pylock.net.fetch import OFFLINE_HINT, Fetcher, FetchOptions
-from pylock.progress import Reporter, human_size
+from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:
-    from pylock.lockfile import Artifact
+    from pylock.lockfile import Artifact, LockedPython
+    from pylock.net.registry import RegistryClient, RemoteCache
     from pylock.net.stream import DownloadFeed
 
 
@@ -46,17 +47,39 @@ class Wanted:
     #: Told about every attempt and every flushed chunk, so an installer can extract
     #: while the download runs (see :mod:`pylock.net.stream`).
     feed: DownloadFeed | None = attrs.field(default=None, eq=False, repr=False)
+    #: The remote cache tag and the lock name it is annotated with, when pushed.
+    tag: str | None = None
+    lock_name: str | None = None
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact, *, feed: DownloadFeed | None = None) -> Wanted:
-        """The archive of a locked artifact."""
+    def from_artifact(
+        cls,
+        artifact: Artifact,
+        *,
+        feed: DownloadFeed | None = None,
+        python: LockedPython | None = None,
+    ) -> Wanted:
+        """The archive of a locked artifact (of ``python``, which names its registry tag)."""
         return cls(
             url=artifact.url,
             sha256=artifact.sha256,
             size=artifact.size,
             filename=artifact.filename,
             feed=feed,
+            tag=remote_tag(python, artifact) if python is not None else None,
+            lock_name=python.name if python is not None else None,
         )
+
+
+def remote_tag(python: LockedPython, artifact: Artifact) -> str:
+    """The registry tag of a locked archive:
+    ``<implementation>-<version>-<build>-<platform>[-<variant>]``."""
+    from pylock.net.registry import tag_for
+
+    variant = python.variant.value if python.variant.value != "default" else None
+    return tag_for(
+        python.implementation.value, python.version, python.build or "", artifact.platform, variant
+    )
 
 
 def _hits(
@@ -180,13 +203,19 @@ async def _download_all(
     tally: set[str] | None = None,
 ) -> dict[str, Path]:
     import asyncio
+    from contextlib import AsyncExitStack
 
     limit = asyncio.Semaphore(max(1, options.jobs))
-    async with Fetcher(options, reporter) as fetcher:
+    async with Fetcher(options, reporter) as fetcher, AsyncExitStack() as stack:
+        registry = None
+        if options.remote is not None:
+            registry = await stack.enter_async_context(options.remote.client())
 
         async def one(item: Wanted) -> tuple[str, Path]:
             async with limit:
-                return item.sha256, await obtain(fetcher, cache, item, reporter, tally)
+                return item.sha256, await obtain(
+                    fetcher, cache, item, reporter, tally, registry=registry
+                )
 
         tasks = [asyncio.ensure_future(one(item)) for item in misses]
         try:
@@ -230,11 +259,15 @@ async def obtain(
     item: Wanted,
     reporter: Reporter,
     tally: set[str] | None = None,
+    *,
+    registry: RegistryClient | None = None,
 ) -> Path:
-    """Download one archive into the cache unless it is (or meanwhile got) there.
+    """Download one archive into the cache unless it is (or meanwhile got) there: from the
+    remote cache (``registry``) when it has it, else from the origin.
 
-    Its sha256 goes into ``tally`` if it was downloaded here.
+    Its sha256 goes into ``tally`` if it was downloaded here from the origin.
     """
+    remote = fetcher.options.remote
     gate = await _acquire(
         cache,
         item.sha256,
@@ -251,9 +284,16 @@ async def obtain(
         started = time.monotonic()
         task = reporter.task(f"Downloading {item.filename}", item.size)
         try:
-            _, size = await fetcher.download(
-                item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
+            size = await _from_registry(
+                registry, remote, item, partial, task, reporter, fetcher.options.max_download_size
             )
+            from_origin = size is None
+            if size is None:
+                if remote is not None and remote.no_origin:
+                    raise _no_origin_error(item, remote)
+                _, size = await fetcher.download(
+                    item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
+                )
             path = cache.store(item.sha256, item.filename, partial)
         except BaseException as error:
             task.done("")
@@ -261,16 +301,129 @@ async def obtain(
             if item.feed is not None:
                 item.feed.failed(error)
             raise
-        if tally is not None:
+        if tally is not None and from_origin:
             tally.add(item.sha256)
         if item.feed is not None:
             item.feed.finished(path)
+        where = "" if from_origin else " from the remote cache"
         task.done(
-            f"Downloaded {item.filename} ({human_size(size)}) in {time.monotonic() - started:.1f}s"
+            f"Downloaded {item.filename}{where} ({human_size(size)}) in "
+            f"{time.monotonic() - started:.1f}s"
         )
+        if from_origin and registry is not None and remote is not None and remote.push:
+            await _push(registry, remote, item, path, reporter)
         return path
     finally:
         gate.release()
+
+
+async def _from_registry(
+    registry: RegistryClient | None,
+    remote: RemoteCache | None,
+    item: Wanted,
+    partial: Path,
+    task: Task,
+    reporter: Reporter,
+    cap: int,
+) -> int | None:
+    """Stream the archive from the remote cache into ``partial`` (and its feed), verified;
+    its size, or ``None`` to go to the origin: a miss (silent), or a failure (one warning
+    per run: the registry never breaks a build). Without a locked size, ``cap`` bounds it.
+    """
+    if registry is None or remote is None or remote.pull_broken:
+        return None
+    bound = item.size if item.size is not None else cap
+    import hashlib
+
+    from pylock.errors import (
+        DownloadTooLargeError,
+        HashMismatchError,
+        RegistryBlobNotFoundError,
+        RegistryError,
+    )
+
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        async with registry.open_blob(item.sha256, size=bound) as chunks:
+            with partial.open("wb") as out:
+                if item.feed is not None:
+                    item.feed.begin(partial)
+                async for chunk in chunks:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                    task.advance(len(chunk))
+                    if item.feed is not None:
+                        out.flush()
+                        item.feed.wrote(written)
+        if (written != bound and item.size is not None) or digest.hexdigest() != item.sha256:
+            raise HashMismatchError(
+                url=registry.blob_url(item.sha256),
+                expected=f"{item.sha256} ({bound} bytes)",
+                actual=f"{digest.hexdigest()} ({written} bytes)",
+            )
+    except RegistryBlobNotFoundError:
+        return None
+    except (RegistryError, HashMismatchError, DownloadTooLargeError) as error:
+        if isinstance(error, DownloadTooLargeError):
+            error = HashMismatchError(
+                url=registry.blob_url(item.sha256),
+                expected=f"{item.sha256} ({bound} bytes)",
+                actual="more bytes",
+            )
+        remote.failed(error, reporter.warn)
+        reporter.detail(f"{item.filename}: remote cache failed ({error.message})")
+        partial.unlink(missing_ok=True)
+        task.advance(-written)
+        return None
+    with remote.lock:
+        remote.pulled.add(item.sha256)
+    return written
+
+
+async def _push(
+    registry: RegistryClient, remote: RemoteCache, item: Wanted, path: Path, reporter: Reporter
+) -> None:
+    """Push an archive that came from the origin: the blob, then a tagged manifest that
+    references it. A failure is a warning (once per run), never an error."""
+    if remote.push_broken:
+        return
+    from pylock.errors import RegistryError
+    from pylock.net.registry import artifact_manifest, tag_for
+
+    size = path.stat().st_size
+    tag = item.tag or tag_for(item.filename, "", "", "")
+    try:
+        await registry.push_blob(path, item.sha256)
+        manifest = artifact_manifest(
+            sha256=item.sha256,
+            size=size,
+            filename=item.filename,
+            lock_name=item.lock_name or "",
+            origin_url=item.url,
+        )
+        await registry.push_manifest(tag, manifest)
+    except RegistryError as error:
+        remote.failed(error, reporter.warn, push=True)
+        return
+    with remote.lock:
+        remote.pushed.add(item.sha256)
+    reporter.detail(f"pushed {item.filename} to {remote.ref} as {tag}")
+
+
+def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
+    from pylock.errors import RemoteCacheMissError
+
+    why = "could not be had from" if remote.pull_broken else "is not in"
+    return RemoteCacheMissError(
+        f"archive {item.filename} (sha256 {item.sha256}) {why} the remote cache "
+        f"{remote.ref}, and --no-origin forbids downloading it from {item.url}",
+        registry=str(remote.ref),
+        digest=item.sha256,
+        hint=f"seed the registry from a machine with access to the origin: "
+        f"`pylock mirror --to {remote.ref}`",
+    )
 
 
 def download_unknown(

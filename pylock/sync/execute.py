@@ -50,6 +50,9 @@ class SyncResult:
     downloaded: int = 0
     #: Interpreters that could not be installed, each with its error (the others were).
     failed: tuple[tuple[str, PylockError], ...] = ()
+    #: Archives that came from the remote cache, and archives pushed to it.
+    from_registry: int = 0
+    pushed: int = 0
 
 
 class _Downloads:
@@ -105,7 +108,11 @@ class _Downloads:
 
             await asyncio.gather(
                 *(
-                    one(Wanted.from_artifact(j.artifact, feed=self._feeds.get(j.artifact.sha256)))
+                    one(
+                        Wanted.from_artifact(
+                            j.artifact, feed=self._feeds.get(j.artifact.sha256), python=j.python
+                        )
+                    )
                     for j in jobs
                 )
             )
@@ -221,6 +228,11 @@ def execute_sync(
             error = downloads.wait(job.artifact.sha256)
             if error is not None and error is not exc:
                 raise error from None
+            if error is None and _restarted(reader):
+                # Bad bytes from a source that was then refused (a remote cache blob with
+                # the wrong hash) broke the read before the origin download began.
+                reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
+                return False
             raise
         finally:
             reader.close()
@@ -250,7 +262,7 @@ def execute_sync(
                 from pylock.sync.archives import Wanted, ensure_archives
 
                 ensure_archives(
-                    [Wanted.from_artifact(job.artifact)],
+                    [Wanted.from_artifact(job.artifact, python=job.python)],
                     cache,
                     options,
                     reporter,
@@ -293,7 +305,14 @@ def execute_sync(
         removed=tuple(removed),
         unavailable=plan.unavailable,
         downloaded=len(downloads.tally) + len(refetched),
+        from_registry=len(options.remote.pulled) if options.remote is not None else 0,
+        pushed=len(options.remote.pushed) if options.remote is not None else 0,
     )
+
+
+def _restarted(reader: FeedReader) -> bool:
+    """Whether the download behind ``reader`` started over (asked afresh: it can change)."""
+    return reader.restarted
 
 
 def mismatch_hint(error: HashMismatchError, job: Job) -> str:
@@ -465,13 +484,18 @@ class FillOutcome:
 
     #: Every wanted archive, by sha256, at its place in the cache.
     paths: dict[str, Path]
-    #: The sha256 of the archives downloaded now (the others were cached).
+    #: The sha256 of the archives downloaded now from the origin.
     downloaded: tuple[str, ...]
+    #: The sha256 of the archives that came from the remote cache, and of those pushed.
+    from_registry: tuple[str, ...] = ()
+    pushed: tuple[str, ...] = ()
 
     @property
     def downloaded_bytes(self) -> int:
-        """How many bytes were downloaded."""
-        return sum(self.paths[sha].stat().st_size for sha in self.downloaded)
+        """How many bytes were downloaded (from the origin or the remote cache)."""
+        return sum(
+            self.paths[sha].stat().st_size for sha in (*self.downloaded, *self.from_registry)
+        )
 
 
 def fill_cache(
@@ -492,13 +516,19 @@ def fill_cache(
     wanted: list[Wanted] = []
     for python in lock.pythons:
         if platform_key is None:
-            wanted.extend(Wanted.from_artifact(a) for a in python.artifacts)
+            wanted.extend(Wanted.from_artifact(a, python=python) for a in python.artifacts)
             continue
         artifact = python.artifact_for(platform_key)
         if artifact is None:
             reporter.warn(f"{python.name} is not locked for {platform_key}; skipped")
         else:
-            wanted.append(Wanted.from_artifact(artifact))
+            wanted.append(Wanted.from_artifact(artifact, python=python))
     fetched: set[str] = set()
     paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
-    return FillOutcome(paths=paths, downloaded=tuple(sha for sha in paths if sha in fetched))
+    remote = options.remote
+    return FillOutcome(
+        paths=paths,
+        downloaded=tuple(sha for sha in paths if sha in fetched),
+        from_registry=tuple(sha for sha in paths if remote is not None and sha in remote.pulled),
+        pushed=tuple(sha for sha in paths if remote is not None and sha in remote.pushed),
+    )

@@ -55,7 +55,7 @@ WORK = Path(os.environ.get("PYLOCK_E2E_DIR", "/tmp/pylock-e2e"))
 DOCKER = "/usr/bin/docker"
 BASE_IMAGE = "local/bookworm-python:latest"
 IMAGE_PREFIX = "pylock-e2e"
-APT_PACKAGES = ("docker.io", "debootstrap", "patchelf")
+APT_PACKAGES = ("docker.io", "debootstrap", "patchelf", "docker-registry")
 DEBIAN_MIRROR = os.environ.get("PYLOCK_E2E_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.bz2", ".tar.xz", ".tgz")
 UV_JSON_PATH = "/uv/python-downloads.json"
@@ -118,7 +118,8 @@ def run(
 
 
 def ensure_packages() -> None:
-    missing = [t for t in ("dockerd", "debootstrap", "patchelf") if shutil.which(t) is None]
+    tools = ("dockerd", "debootstrap", "patchelf", "docker-registry")
+    missing = [t for t in tools if shutil.which(t) is None]
     if not missing and Path(DOCKER).exists():
         return
     log(f"installing {' '.join(APT_PACKAGES)} (missing: {', '.join(missing) or DOCKER})")
@@ -901,6 +902,142 @@ def run_pylock(
     return scenario
 
 
+class PlainRegistry:
+    """``docker-registry serve`` on 127.0.0.1 over plain http, without auth, stopped by pid:
+    the remote cache the fleet scenario's builders share (``oci+http://`` on loopback)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PlainRegistry:
+        from tests.registry import free_port
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {os.urandom(16).hex()}\n"
+        )
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        with (self.root / "registry.log").open("wb") as out:
+            self.process = subprocess.Popen(
+                [binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.status("/v2/") == 200:
+                return self
+            time.sleep(0.05)
+        self.__exit__()
+        raise SetupError("docker-registry did not start")
+
+    def status(self, path: str, method: str = "GET") -> int:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
+        request.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:
+            return 0
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+def run_fleet(
+    daemon: Daemon, server: MirrorServer, wheelhouse: Path, archives: Sequence[Any]
+) -> Scenario:
+    """Two builders that share nothing but a registry (issue 13): builder A downloads from
+    the origin and pushes; the build cache (with its cache mount) is then pruned; builder B
+    gets the archive from the registry. The origin sees exactly one archive request."""
+    from tests.realpython import lock_text
+
+    archive = archives[0]
+    context = WORK / "run" / "ctx-fleet"
+    dockerfile = (EXAMPLE / "Dockerfile").read_text()
+    # The build arguments become the environment of the sync step, as PYLOCK_MIRROR does.
+    needle = "RUN --mount=type=cache,target=/root/.cache/pylock"
+    assert needle in dockerfile
+    dockerfile = dockerfile.replace(
+        needle, "ARG PYLOCK_REMOTE_CACHE\nARG PYLOCK_REMOTE_CACHE_PUSH\n" + needle
+    )
+    prepare_context(
+        context, wheelhouse, dockerfile, {"pythons.lock": lock_text([archive], names=["app"])}
+    )
+    # Earlier scenarios filled the shared cache mount: builder A starts from nothing too.
+    forget_builds(daemon)
+    with PlainRegistry(WORK / "run" / "registry") as registry:
+        reference = f"oci+http://127.0.0.1:{registry.port}/fleet/pythons"
+        scenario = Scenario(
+            label="fleet",
+            daemon=daemon,
+            server=server,
+            context=context,
+            build_args={
+                "BUILDER_IMAGE": BASE_IMAGE,
+                "BASE_IMAGE": BASE_IMAGE,
+                "PYLOCK_FROM": "wheelhouse",
+                "PYLOCK_MIRROR": server.url,
+                "PYLOCK_REMOTE_CACHE": reference,
+                "PYLOCK_REMOTE_CACHE_PUSH": "1",
+            },
+            sync_needle="pylock sync",
+        )
+        scenario.extras["registry"] = reference
+        a = scenario.build("builder-a", "empty registry, empty cache mount; pushes")
+        if not scenario.check("builder-a: build succeeds", a["returncode"] == 0, a["sync_output"]):
+            return scenario
+        scenario.check(
+            "builder-a: the archive is downloaded from the origin once",
+            a["downloads"] == {archive.filename: 1},
+            a["requests"],
+        )
+        scenario.check(
+            "builder-a: the sync reports it pushed",
+            any("1 pushed" in line for line in a["sync_output"]),
+            a["sync_output"],
+        )
+        blob = f"/v2/fleet/pythons/blobs/sha256:{archive.sha256}"
+        scenario.check(
+            "builder-a: the registry holds the blob", registry.status(blob, "HEAD") == 200
+        )
+        # Builder B shares nothing with A but the registry: no layer cache, no cache mount.
+        forget_builds(daemon)
+        b = scenario.build("builder-b", "pruned build cache; the registry has the archive")
+        if not scenario.check("builder-b: build succeeds", b["returncode"] == 0, b["sync_output"]):
+            return scenario
+        scenario.check("builder-b: the sync step ran (nothing cached)", b["sync_status"] == "DONE")
+        scenario.check("builder-b: zero requests to the origin", b["requests"] == [], b["requests"])
+        scenario.check(
+            "builder-b: the archive came from the remote cache",
+            any("1 from the remote cache, 0 downloaded" in line for line in b["sync_output"]),
+            b["sync_output"],
+        )
+        check_interpreters(scenario, "builder-b", {"app": archive.version})
+        total = sum(archive_downloads(step["requests"]).get(archive.filename, 0) for step in (a, b))
+        scenario.extras["origin_archive_requests"] = total
+        scenario.check(
+            "fleet: the origin saw exactly 1 archive request in total", total == 1, total
+        )
+        scenario.extras["timings"] = {
+            "builder_a": {"build_seconds": a["build_seconds"], "sync_seconds": a["sync_seconds"]},
+            "builder_b": {"build_seconds": b["build_seconds"], "sync_seconds": b["sync_seconds"]},
+        }
+    return scenario
+
+
 def host_sync(server: MirrorServer, lock: str, root: Path) -> dict[str, Any]:
     """``pylock sync`` of the same lock on the host, for the installed-size comparison."""
     if root.exists():
@@ -1140,6 +1277,7 @@ def run_all(
                 ("pylock", lambda: run_pylock(daemon, server, wheelhouse, archives)),
                 ("uv", lambda: run_uv(daemon, server, wheelhouse, archives, cache=False)),
                 ("uv-cache", lambda: run_uv(daemon, server, wheelhouse, archives, cache=True)),
+                ("fleet", lambda: run_fleet(daemon, server, wheelhouse, archives)),
             ]
             scenarios = []
             for label, plan in plans:
@@ -1166,7 +1304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep-daemon", action="store_true", help="leave dockerd running")
     parser.add_argument(
-        "--only", action="append", default=[], choices=("pylock", "uv", "uv-cache"),
+        "--only", action="append", default=[], choices=("pylock", "uv", "uv-cache", "fleet"),
         help="run only this scenario (repeatable)",
     )  # fmt: skip
     parser.add_argument(

@@ -157,6 +157,20 @@ def test_uv_comparison_was_measured(report: dict[str, Any]) -> None:
     assert "| pylock" in report["table"]
 
 
+def test_fleet_builders_share_only_the_registry(report: dict[str, Any]) -> None:
+    """Issue 13: builder A downloads from the origin and pushes; B, after the build cache is
+    pruned, gets the archive from the registry; the origin saw one archive request."""
+    fleet = _scenario(report, "fleet")
+    a = _step(fleet, "builder-a")
+    b = _step(fleet, "builder-b")
+    assert a["downloads"] == {_archive(report, 0): 1}
+    assert b["sync_status"] == "DONE"
+    assert b["requests"] == []
+    assert fleet["origin_archive_requests"] == 1
+    assert fleet["timings"]["builder_b"]["build_seconds"] > 0
+    assert [c for c in fleet["checks"] if not c["ok"]] == []
+
+
 def test_skips_only_without_root_or_apt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(os, "geteuid", lambda: 1000, raising=False)

@@ -1,0 +1,732 @@
+"""Issue 13, phase 2: the OCI registry as pylock's remote cache, wired into sync, fetch and
+mirror: lookups go local cache -> registry -> origin; ``--push`` writes back; ``--no-origin``
+never contacts the lock's URLs; a failing registry never breaks a build.
+
+The registries are the real ones of ``tests/registry.py`` (Debian's ``docker-registry`` on
+loopback with TLS from the session's CA); faults come from :class:`tests.httpserver.HttpServer`
+posing as a plain-http registry. The origin is another ``HttpServer``, whose log counts the
+archive requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pylock.archive.codecs import ArchiveFormat
+from pylock.cli import main
+from pylock.lockfile import Artifact, dumps, make_lock
+from pylock.net.registry import (
+    ANNOTATION_LOCK_NAME,
+    ANNOTATION_ORIGIN,
+    ANNOTATION_SHA256,
+    ANNOTATION_SIZE,
+    ARTIFACT_TYPE,
+    RegistryClient,
+    parse_reference,
+)
+from pylock.platforms import host
+from pylock.settings import Settings
+from pylock.versions import Flavor
+from tests.archives import compress, file, pbs_install_only, tar_bytes
+from tests.httpserver import HttpServer, Reset, Throttle, Truncate
+from tests.indexdata import locked_python
+from tests.registry import (
+    PASSWORD,
+    USER,
+    BlobHost,
+    RealRegistry,
+    RedirectingFront,
+    TestPki,
+    TokenServer,
+    free_port,
+)
+
+OTHER_PLATFORM = "windows-x86_64" if not host().key.startswith("windows") else "linux-x86_64-gnu"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def archive_bytes(label: str) -> bytes:
+    """A small install_only archive that no other test has (the registries are shared)."""
+    entries = [*pbs_install_only("3.12"), file("python/unique.txt", secrets.token_bytes(64))]
+    entries.append(file("python/label.txt", label.encode()))
+    return compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+
+
+class Project:
+    """A project whose lock names archives on the origin server, and the runs of pylock in it."""
+
+    def __init__(
+        self,
+        root: Path,
+        origin: HttpServer,
+        names: tuple[str, ...] = ("app",),
+        *,
+        sized: bool = True,
+    ) -> None:
+        self.root = root
+        self.origin = origin
+        root.mkdir(parents=True, exist_ok=True)
+        self.paths: list[str] = []
+        self.data: dict[str, bytes] = {}
+        pythons = []
+        for index, name in enumerate(names):
+            artifacts = []
+            for platform in (host().key, OTHER_PLATFORM):
+                data = archive_bytes(f"{name}-{platform}")
+                filename = f"cpython-3.12.{7 + index}+20990101-{platform}-install_only.tar.gz"
+                path = f"/origin/{secrets.token_hex(4)}/{filename}"
+                url = origin.serve(path, data)
+                self.paths.append(path)
+                self.data[platform + name] = data
+                artifacts.append(
+                    Artifact(
+                        platform=platform,
+                        url=url,
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        size=len(data) if sized else None,
+                    )
+                )
+            pythons.append(
+                locked_python(
+                    name, f"3.12.{7 + index}", "20990101", artifacts, flavor=Flavor.INSTALL_ONLY
+                )
+            )
+        self.lock = make_lock(pythons, config_digest="sha256:" + "0" * 64)
+        (root / "pythons.lock").write_text(dumps(self.lock), encoding="utf-8")
+        self.runs = 0
+
+    @property
+    def origin_requests(self) -> int:
+        return sum(self.origin.hits(path) for path in self.paths)
+
+    def host_shas(self) -> list[str]:
+        return [p.artifact_for(host().key).sha256 for p in self.lock.pythons]  # type: ignore[union-attr]
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        """A fresh cache per run (a new builder), unless ``PYLOCK_CACHE_DIR`` is given."""
+        self.runs += 1
+        env = {**os.environ, "NO_COLOR": "1"}
+        env["PYLOCK_CACHE_DIR"] = str(self.root / f"cache-{self.runs}")
+        env.update(extra)
+        return env
+
+    def sync(
+        self,
+        capsys: pytest.CaptureFixture[str],
+        *args: str,
+        into: str | None = None,
+        **environ: str,
+    ) -> tuple[int, str, str]:
+        target = into or str(self.root / f"pythons-{self.runs + 1}")
+        code = main(
+            ["--project", str(self.root), "sync", "--into", target, *args], self.environ(**environ)
+        )
+        out, err = capsys.readouterr()
+        return code, out, err
+
+
+def tls(pki: TestPki) -> dict[str, str]:
+    return {"SSL_CERT_FILE": str(pki.ca)}
+
+
+def docker_login(home: Path, host: str, user: str = USER, password: str = PASSWORD) -> None:
+    folder = home / ".docker"
+    folder.mkdir(parents=True, exist_ok=True)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (folder / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+
+
+def warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "warning" in line.lower()]
+
+
+def registry_client(reference: str, home: Path, pki: TestPki | None) -> RegistryClient:
+    env = {"HOME": str(home), **(tls(pki) if pki else {})}
+    return RegistryClient(
+        parse_reference(reference), settings=Settings.from_environ(env), home=home
+    )
+
+
+def blobs_present(reference: str, home: Path, pki: TestPki, shas: list[str]) -> list[bool]:
+    async def check() -> list[bool]:
+        async with registry_client(reference, home, pki) as client:
+            return [await client.has_blob(sha) for sha in shas]
+
+    return asyncio.run(check())
+
+
+def manifest(reference: str, home: Path, pki: TestPki, tag: str) -> dict[str, object]:
+    async def get() -> bytes:
+        async with registry_client(reference, home, pki) as client:
+            return await client.get_manifest(tag)
+
+    answer = json.loads(asyncio.run(get()))
+    assert isinstance(answer, dict)
+    return answer
+
+
+def repository() -> str:
+    return f"pylock/rc-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def origin() -> Iterator[HttpServer]:
+    with HttpServer() as running:
+        yield running
+
+
+@pytest.fixture
+def fake_registry() -> Iterator[HttpServer]:
+    """A plain-http server posing as a registry (``oci+http://``), for faults."""
+    with HttpServer() as running:
+        yield running
+
+
+# -- read-through and write-back against the real registry -------------------------------------
+
+
+def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_there(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    home = _clean_environment
+    docker_login(home, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin, ("app", "tool"))
+    reference = htpasswd_registry.oci(repository())
+
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0, err
+    assert project.origin_requests == 2
+    assert "0 from the remote cache, 2 downloaded, 2 pushed" in err
+    assert warnings(err) == []
+    assert blobs_present(reference, home, registry_pki, project.host_shas()) == [True, True]
+    app = project.lock.get("app")
+    assert app is not None
+    artifact = app.artifact_for(host().key)
+    assert artifact is not None
+    tag = f"cpython-3.12.7-20990101-{host().key}"
+    pushed = manifest(reference, home, registry_pki, tag)
+    assert pushed["artifactType"] == ARTIFACT_TYPE
+    annotations = pushed["annotations"]
+    assert isinstance(annotations, dict)
+    assert annotations[ANNOTATION_LOCK_NAME] == "app"
+    assert annotations[ANNOTATION_ORIGIN] == artifact.url
+    assert annotations[ANNOTATION_SHA256] == artifact.sha256
+    assert annotations[ANNOTATION_SIZE] == str(artifact.size)
+
+    # A second builder: an empty cache and install dir, the same registry.
+    code, _, err = project.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
+    assert code == 0, err
+    assert project.origin_requests == 2  # nothing more from the origin
+    assert "2 from the remote cache, 0 downloaded" in err
+    installed = project.root / f"pythons-{project.runs}"
+    assert (installed / "app" / "label.txt").read_text() == f"app-{host().key}"
+    assert (installed / "tool" / "label.txt").read_text() == f"tool-{host().key}"
+    # No secret anywhere a user or a later build could read it.
+    for path in [*installed.rglob("*.json"), *(project.root / f"cache-{project.runs}").rglob("*")]:
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+    assert PASSWORD not in err
+
+
+def test_registry_hit_needs_no_origin_and_no_origin_flag_is_honoured(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin)
+    reference = htpasswd_registry.oci(repository())
+    code = main(
+        ["--project", str(project.root), "mirror", "--to", reference, "--platform", host().key],
+        project.environ(**tls(registry_pki)),
+    )
+    assert code == 0
+    assert project.origin_requests == 1
+    capsys.readouterr()
+    code, _, err = project.sync(
+        capsys, **tls(registry_pki), PYLOCK_REMOTE_CACHE=reference, PYLOCK_NO_ORIGIN="1"
+    )
+    assert code == 0, err
+    assert project.origin_requests == 1
+    assert "1 from the remote cache, 0 downloaded" in err
+
+
+def test_a_lock_without_sizes_is_served_by_the_registry_too(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin, sized=False)
+    reference = htpasswd_registry.oci(repository())
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0 and "1 pushed" in err, err
+    code, _, err = project.sync(
+        capsys, "--remote-cache", reference, "--no-origin", **tls(registry_pki)
+    )
+    assert code == 0, err
+    assert "1 from the remote cache, 0 downloaded" in err
+    assert project.origin_requests == 1
+
+
+def test_no_origin_miss_names_the_archive_and_the_mirror_command(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin)
+    reference = htpasswd_registry.oci(repository())
+    code, _, err = project.sync(
+        capsys, "--remote-cache", reference, "--no-origin", **tls(registry_pki)
+    )
+    assert code == 1
+    assert project.origin_requests == 0
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None
+    assert artifact.filename in err
+    assert f"pylock mirror --to {reference}" in err
+    assert "Traceback" not in err
+
+
+def test_no_origin_with_an_unreachable_registry_says_so(
+    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    reference = f"oci://127.0.0.1:{free_port()}/pylock/down"
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    assert code == 1
+    assert project.origin_requests == 0
+    assert "--no-origin forbids the origin" in err and "downloading from the origin" not in err
+    assert "could not be had from the remote cache" in err
+
+
+def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    home = _clean_environment
+    docker_login(home, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin)
+    shas = [a.sha256 for a in project.lock.pythons[0].artifacts]
+    everything = htpasswd_registry.oci(repository())
+    code = main(
+        ["--project", str(project.root), "mirror", "--to", everything],
+        project.environ(**tls(registry_pki)),
+    )
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "2 archive(s)" in err and "2 pushed" in err
+    assert blobs_present(everything, home, registry_pki, shas) == [True, True]
+    tag = f"cpython-3.12.7-20990101-{OTHER_PLATFORM}"
+    assert manifest(everything, home, registry_pki, tag)["artifactType"] == ARTIFACT_TYPE
+    # Again: nothing to upload.
+    code = main(
+        ["--project", str(project.root), "mirror", "--to", everything],
+        project.environ(**tls(registry_pki)),
+    )
+    assert code == 0
+    assert "0 pushed, 2 already there" in capsys.readouterr().err
+
+    narrow = htpasswd_registry.oci(repository())
+    code = main(
+        ["--project", str(project.root), "mirror", "--to", narrow, "--platform", OTHER_PLATFORM],
+        project.environ(**tls(registry_pki)),
+    )
+    assert code == 0
+    other = project.lock.pythons[0].artifact_for(OTHER_PLATFORM)
+    here = project.lock.pythons[0].artifact_for(host().key)
+    assert other is not None and here is not None
+    assert blobs_present(narrow, home, registry_pki, [other.sha256, here.sha256]) == [True, False]
+
+
+def test_bearer_flow_anonymous_pull_and_authenticated_push(
+    token_registry: RealRegistry,
+    token_server: TokenServer,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    reference = token_registry.oci(repository())
+    # Without credentials the push is denied: a warning, and the sync still succeeds.
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0, err
+    assert len(warnings(err)) == 1 and "cannot push to the remote cache" in err
+    assert "1 downloaded" in err and "pushed" not in err.split("synced")[-1]
+    # With docker login it is pushed ...
+    docker_login(_clean_environment, token_registry.host)
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0, err
+    assert "1 pushed" in err
+    assert project.origin_requests == 2
+    # ... and anyone pulls it anonymously.
+    (_clean_environment / ".docker" / "config.json").unlink()
+    before = len(token_server.requests)
+    code, _, err = project.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
+    assert code == 0, err
+    assert "1 from the remote cache, 0 downloaded" in err
+    assert project.origin_requests == 2
+    asked = token_server.requests[before:]
+    assert asked and all("Authorization" not in r.headers for r in asked)
+    for token in token_server.issued:
+        assert token not in err
+
+
+def test_blob_redirect_to_a_second_host_never_carries_authorization(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    repo = repository()
+    project = Project(tmp_path / "p", origin)
+    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as front:
+        docker_login(_clean_environment, htpasswd_registry.host)
+        docker_login_front = f"127.0.0.1:{front.port}"
+        config = _clean_environment / ".docker" / "config.json"
+        auths = json.loads(config.read_text())
+        auths["auths"][docker_login_front] = auths["auths"][htpasswd_registry.host]
+        config.write_text(json.dumps(auths))
+        seeded = main(
+            ["--project", str(project.root), "mirror", "--to", htpasswd_registry.oci(repo)],
+            project.environ(**tls(registry_pki)),
+        )
+        assert seeded == 0
+        capsys.readouterr()
+        code, _, err = project.sync(
+            capsys, "--remote-cache", f"oci://{docker_login_front}/{repo}", **tls(registry_pki)
+        )
+        assert code == 0, err
+        assert "1 from the remote cache, 0 downloaded" in err
+        assert [r.path.startswith("/blobs/") for r in blob_host.requests] == [True]
+        assert all("Authorization" not in r.headers for r in blob_host.requests)
+        assert any("Authorization" in r.headers for r in front.requests)
+    assert project.origin_requests == 2  # both platforms for the seed, none for the sync
+    # And the origin never sees registry credentials.
+    assert all("Authorization" not in r.headers for r in origin.log)
+
+
+# -- the registry never breaks a build ---------------------------------------------------------
+
+
+def test_unreachable_registry_is_one_warning_for_the_whole_sync(
+    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin, ("a", "b", "c"))
+    reference = f"oci://127.0.0.1:{free_port()}/pylock/down"
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push")
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert "cannot use the remote cache" in err and "downloading from the origin" in err
+    assert "3 downloaded" in err
+    assert project.origin_requests == 3
+
+
+@pytest.mark.parametrize("status", [500, 503, 401, 403])
+def test_refusing_registry_falls_through_with_one_warning(
+    status: int,
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin, ("a", "b"))
+    for sha in project.host_shas():
+        fake_registry.status(f"/v2/pylock/x/blobs/sha256:{sha}", status)
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--jobs", "1")
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert str(status) in err
+    assert "0 from the remote cache, 2 downloaded" in err
+    # After the first refusal the registry is not asked again in this sync.
+    assert len(fake_registry.log) == 1
+
+
+def test_missing_blob_is_a_silent_miss(
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin, ("a", "b"))
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert warnings(err) == []
+    assert len(fake_registry.log) == 2  # asked for each one; each a 404
+    assert project.origin_requests == 2
+
+
+@pytest.mark.parametrize("kind", ["same size", "longer", "shorter"])
+def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
+    kind: str,
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None and artifact.size is not None
+    size = {"same size": artifact.size, "longer": artifact.size * 3, "shorter": 10}[kind]
+    evil = archive_bytes("evil")
+    evil = (evil * (size // len(evil) + 1))[:size]
+    fake_registry.serve(f"/v2/pylock/x/blobs/sha256:{artifact.sha256}", evil)
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert "0 from the remote cache, 1 downloaded" in err
+    installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
+    assert installed.read_text() == f"app-{host().key}"
+
+
+@pytest.mark.parametrize("kind", ["endless chunked", "truncated", "reset"])
+def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
+    kind: str,
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None and artifact.size is not None
+    path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
+    good = project.data[host().key + "app"]
+    if kind == "endless chunked":
+        # No Content-Length, and far more than the lock's size: cut off at the size.
+        fake_registry.serve(path, good * 50, chunked=True)
+    elif kind == "truncated":
+        fake_registry.serve(path, good, always=[Truncate(after=len(good) // 2)])
+    else:
+        fake_registry.serve(path, good, always=[Reset(after=len(good) // 3)])
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert "Traceback" not in err
+    assert "0 from the remote cache, 1 downloaded" in err
+    assert project.origin_requests == 1
+
+
+def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
+    origin: HttpServer,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The installer reads the registry's bytes as they arrive: garbage fails its read long
+    before the slow blob ends and is refused by hash; the origin's archive is installed."""
+    project = Project(tmp_path / "p", origin)
+    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert artifact is not None and artifact.size is not None
+    garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
+    fake_registry.serve(
+        f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
+        garbage[: artifact.size],
+        always=[Throttle(chunk=max(1, artifact.size // 10), delay=0.05)],
+    )
+    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
+    assert installed.read_text() == f"app-{host().key}"
+
+
+def test_tls_needs_the_ca_and_falls_through_without_it(
+    htpasswd_registry: RealRegistry,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    code, _, err = project.sync(capsys, "--remote-cache", htpasswd_registry.oci("pylock/tls"))
+    assert code == 0, err
+    assert len(warnings(err)) == 1 and "TLS" in err
+    assert project.origin_requests == 1
+
+
+def test_failed_fetch_with_remote_cache_counts(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin)
+    reference = htpasswd_registry.oci(repository())
+    args = ["--project", str(project.root), "fetch", "--all-platforms", "--remote-cache"]
+    code = main([*args, reference, "--push"], project.environ(**tls(registry_pki)))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "0 from the remote cache, 2 downloaded" in err and "2 pushed" in err
+    code = main([*args, reference], project.environ(**tls(registry_pki)))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "2 from the remote cache, 0 downloaded" in err
+    assert project.origin_requests == 2
+
+
+# -- usage errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "https://ghcr.io/acme/pythons",
+        "oci://ghcr.io",
+        "oci://user:hunter2secret@ghcr.io/acme/pythons",
+        "oci://ghcr.io/Acme",
+        "oci://" + "a" * 300 + "/x",
+    ],
+)
+def test_bad_reference_is_a_usage_error(
+    reference: str, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    code, out, err = project.sync(capsys, "--remote-cache", reference)
+    assert code == 2
+    assert err.startswith("pylock: error:") and "Traceback" not in err
+    assert "hunter2secret" not in err + out
+    assert project.origin_requests == 0
+    code = main(["--project", str(project.root), "mirror", "--to", reference], project.environ())
+    assert code == 2
+
+
+def test_bad_reference_in_the_environment_is_a_usage_error(
+    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    code, _, err = project.sync(capsys, PYLOCK_REMOTE_CACHE="ghcr.io/acme")
+    assert code == 2 and "not a registry reference" in err
+
+
+@pytest.mark.parametrize("flag", ["--push", "--no-origin"])
+def test_push_or_no_origin_without_a_registry_is_a_usage_error(
+    flag: str, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    code, _, err = project.sync(capsys, flag)
+    assert code == 2 and "needs a remote cache" in err
+    assert project.origin_requests == 0
+
+
+def test_mirror_needs_outdir_or_to(
+    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = Project(tmp_path / "p", origin)
+    assert main(["--project", str(project.root), "mirror"], project.environ()) == 2
+    both = ["--project", str(project.root), "mirror", "out", "--to", "oci://h.io/a"]
+    assert main(both, project.environ()) == 2
+
+
+def test_plain_http_only_when_asked_or_loopback() -> None:
+    assert parse_reference("oci+http://registry.corp/x").plain_http
+    assert not parse_reference("oci://127.0.0.1:5000/x").plain_http
+
+
+# -- the console script --------------------------------------------------------------------------
+
+
+def test_console_script_pushes_then_pulls(
+    htpasswd_registry: RealRegistry,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    _clean_environment: Path,
+) -> None:
+    script = shutil.which("pylock")
+    if script is None:
+        pytest.skip("the pylock console script is not on PATH")
+    docker_login(_clean_environment, htpasswd_registry.host)
+    project = Project(tmp_path / "p", origin)
+    reference = htpasswd_registry.oci(repository())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [script, "--project", str(project.root), "sync", *args],
+            env=project.environ(**tls(registry_pki)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = run("--into", str(tmp_path / "one"), "--remote-cache", reference, "--push")
+    assert first.returncode == 0, first.stderr
+    assert "1 pushed" in first.stderr
+    second = run("--into", str(tmp_path / "two"), "--remote-cache", reference, "--no-origin")
+    assert second.returncode == 0, second.stderr
+    assert "1 from the remote cache" in second.stderr
+    assert project.origin_requests == 1
+    # Nothing to do: the remote cache flags change nothing and nothing is contacted.
+    dead = f"oci://127.0.0.1:{free_port()}/pylock/down"
+    third = run("--into", str(tmp_path / "two"), "--remote-cache", dead, "--push", "--no-origin")
+    assert third.returncode == 0, third.stderr
+    assert "up to date" in third.stderr and "warning" not in third.stderr
+    assert PASSWORD not in first.stderr + second.stderr + first.stdout + second.stdout
+
+
+def test_settings_read_the_remote_cache_variables(tmp_path: Path) -> None:
+    from pylock.errors import UsageError
+    from pylock.net.registry import RemoteCache
+
+    settings = Settings.from_environ(
+        {
+            "PYLOCK_REMOTE_CACHE": " oci://registry.corp:5000/team/pythons ",
+            "PYLOCK_REMOTE_CACHE_PUSH": "yes",
+            "PYLOCK_NO_ORIGIN": "0",
+            "HOME": str(tmp_path),
+        }
+    )
+    remote = RemoteCache.from_settings(settings)
+    assert remote is not None
+    assert str(remote.ref) == "oci://registry.corp:5000/team/pythons"
+    assert remote.push and not remote.no_origin
+    # The flag wins over the variable; no registry at all is None.
+    flagged = RemoteCache.from_settings(settings, reference="oci+http://127.0.0.1:1/x")
+    assert flagged is not None and flagged.ref.plain_http
+    assert RemoteCache.from_settings(Settings.from_environ({})) is None
+    with pytest.raises(UsageError):
+        RemoteCache.from_settings(Settings.from_environ({"PYLOCK_NO_ORIGIN": "1"}))
