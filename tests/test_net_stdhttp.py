@@ -22,7 +22,8 @@ import pytest
 
 from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
 from pylock.net.fetch import FetchOptions, Timeouts
-from pylock.net.stdhttp import StdDownloader, proxy_for
+from pylock.net.policy import proxy_for
+from pylock.net.stdhttp import StdDownloader
 from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
@@ -386,7 +387,7 @@ def test_plain_http_through_a_proxy_and_no_proxy(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_proxy_for(url: str, environ: dict[str, str], expected: str | None) -> None:
-    assert proxy_for(url, environ) == expected
+    assert proxy_for(url, Settings.from_environ(environ)) == expected
 
 
 # -- credentials -------------------------------------------------------------------------------
