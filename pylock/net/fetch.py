@@ -143,6 +143,11 @@ class Fetcher:
         self._settings = settings or options.settings or Settings.current()
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def settings(self) -> Settings:
+        """TLS trust, proxies and the netrc file this fetcher follows."""
+        return self._settings
+
     async def __aenter__(self) -> Fetcher:
         return self
 

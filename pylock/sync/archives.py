@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from pylock.errors import OfflineError
 from pylock.fsutil import sha256_file
 from pylock.net.fetch import OFFLINE_HINT, Fetcher, FetchOptions
-from pylock.progress import Reporter, human_size
+from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
 
@@ -251,9 +252,7 @@ async def obtain(
         started = time.monotonic()
         task = reporter.task(f"Downloading {item.filename}", item.size)
         try:
-            _, size = await fetcher.download(
-                item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
-            )
+            size = await _from_origin(fetcher, item, partial, task)
             path = cache.store(item.sha256, item.filename, partial)
         except BaseException as error:
             task.done("")
@@ -271,6 +270,49 @@ async def obtain(
         return path
     finally:
         gate.release()
+
+
+async def _from_origin(fetcher: Fetcher, item: Wanted, partial: Path, task: Task) -> int:
+    """Download ``item`` from its origin (rewritten to a mirror) into ``partial``; its size.
+
+    An http(s) GET goes through :class:`pylock.net.stdhttp.StdDownloader` in a worker
+    thread, so a sync that only downloads archives never imports aiohttp; ``file://`` and
+    the rest go through the :class:`Fetcher`. Both follow :mod:`pylock.net.policy`.
+    """
+    target = fetcher.target(item.url)
+    if urlsplit(target).scheme not in ("http", "https"):
+        _, size = await fetcher.download(
+            item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
+        )
+        return size
+    import asyncio
+    import threading
+
+    from pylock.net.stdhttp import StdDownloader
+
+    stop = threading.Event()
+    downloader = StdDownloader(fetcher.options, fetcher.reporter, settings=fetcher.settings)
+    running = asyncio.ensure_future(
+        asyncio.to_thread(
+            downloader.download,
+            item.url,
+            partial,
+            sha256=item.sha256,
+            size=item.size,
+            task=task,
+            feed=item.feed,
+            stop=stop,
+        )
+    )
+    try:
+        _, size = await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # The thread cannot be cancelled: tell it to stop, and wait for it to let go of
+        # the partial file (within a chunk, or a read timeout) before it is removed.
+        stop.set()
+        await asyncio.gather(running, return_exceptions=True)
+        raise
+    return size
 
 
 def download_unknown(
