@@ -337,7 +337,10 @@ class Fetcher:
                             advanced += len(chunk)
             except (TimeoutError, aiohttp.ClientError) as error:
                 policy.rewind(task, advanced)
-                raise Retryable(policy.reason(error)) from None
+                # aiohttp reports an early end as a payload error: say it as the other path does.
+                early = isinstance(error, aiohttp.ClientPayloadError)
+                short = policy.truncated(received, length, size) if early else None
+                raise (short or Retryable(policy.reason(error))) from None
             short = policy.truncated(received, length, size)
             if short is not None:
                 policy.rewind(task, advanced)
@@ -391,14 +394,14 @@ class Fetcher:
                 authorization = policy.authorization(current, given, self._settings)
                 if authorization is not None:
                     sent["Authorization"] = authorization
-            proxy, proxy_auth = _aiohttp_proxy(policy.proxy_for(current, self._settings))
+            proxy, proxy_headers = _aiohttp_proxy(policy.proxy_for(current, self._settings))
             try:
                 response = await session.get(
                     URL(current, encoded=True),
                     headers=sent,
                     allow_redirects=False,
                     proxy=proxy,
-                    proxy_auth=proxy_auth,
+                    proxy_headers=proxy_headers,
                 )
             except aiohttp.ClientConnectorCertificateError as error:
                 raise policy.untrusted(current, canonical, str(error)) from None
@@ -423,12 +426,10 @@ class Fetcher:
         raise policy.too_many_redirects(target, canonical)
 
 
-def _aiohttp_proxy(proxy: str | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
-    """A proxy URL as aiohttp takes it: credentials apart, as ``proxy_auth``."""
+def _aiohttp_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """A proxy URL as aiohttp takes it: its credentials as a ``Proxy-Authorization`` header."""
     if proxy is None:
         return None, None
-    import aiohttp
-
     parts = urlsplit(proxy)
     if parts.username is None:
         return proxy, None
@@ -437,8 +438,8 @@ def _aiohttp_proxy(proxy: str | None) -> tuple[str | None, aiohttp.BasicAuth | N
     netloc = parts.hostname or ""
     if parts.port is not None:
         netloc += f":{parts.port}"
-    auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-    return parts._replace(netloc=netloc).geturl(), auth
+    header = policy.basic(unquote(parts.username), unquote(parts.password or ""))
+    return parts._replace(netloc=netloc).geturl(), {"Proxy-Authorization": header}
 
 
 __all__ = [
