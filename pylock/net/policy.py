@@ -387,7 +387,8 @@ def netrc_authorization(url: str, settings: Settings) -> str | None:
         return None
     try:
         entry = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
+    except (OSError, ValueError, netrc.NetrcParseError):
+        # Unreadable, not text (UnicodeDecodeError), or not netrc: as if there were none.
         return None
     if entry is None:
         return None
