@@ -133,3 +133,16 @@ def test_netrc_that_is_garbage_or_a_directory_gives_no_credentials(tmp_path: Pat
     for path in (garbage, tmp_path):
         settings = Settings.from_environ({"NETRC": str(path)})
         assert policy.netrc_authorization("https://a.example/x", settings) is None
+
+
+def test_bench_imports_done_is_marked_by_the_http_client_the_sync_loads(tmp_path: Path) -> None:
+    from bench.bench_sync import import_seconds
+
+    log = tmp_path / "importtime.log"
+    log.write_text(
+        "import time:       100 |        100 | site\n"
+        "import time:       200 |       1000 | pylock.cli\n"
+        "import time:       900 |        900 | pylock.net.stdhttp\n"
+        "import time:       500 |        500 | tarfile\n"
+    )
+    assert import_seconds(log) == (2000 / 1e6, 2500 / 1e6)
