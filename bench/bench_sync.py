@@ -230,7 +230,7 @@ def median_ms(runs: Sequence[Run]) -> float:
 
 #: Timeline events in order, with their labels; each is an offset from process spawn.
 EVENTS = {
-    "imports": "imports done (-X importtime, up to aiohttp)",
+    "imports": "imports done (-X importtime, up to the HTTP client)",
     "request": "first request received by the server",
     "first_byte": "first body byte sent",
     "last_byte": "last body byte sent",
@@ -284,13 +284,18 @@ def median_timeline(lines: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(line[k] for line in lines if k in line) for k in keys}
 
 
+#: The modules whose import marks "imports done": the first HTTP client a sync loads.
+CLIENT_MODULES = ("pylock.net.stdhttp", "aiohttp")
+
+
 def import_seconds(log: Path) -> tuple[float, float]:
-    """From a ``-X importtime`` log: (imports up to and including aiohttp's, all imports).
+    """From a ``-X importtime`` log: (imports up to and including the HTTP client's, all).
 
     Top-level lines (one space before the name) are imports run by code, lazy ones
-    included, in the order they ran; their cumulative times add up. aiohttp is imported
-    right before the first download, so the first number approximates "imports done"
-    as an offset from spawn (interpreter start-up imports included).
+    included, in the order they ran; their cumulative times add up. The HTTP client
+    (``pylock.net.stdhttp`` for archives, ``aiohttp`` where it is used) is imported right
+    before the first download, so the first number approximates "imports done" as an
+    offset from spawn (interpreter start-up imports included).
     """
     total_us = 0
     before_us: int | None = None
@@ -301,7 +306,7 @@ def import_seconds(log: Path) -> tuple[float, float]:
         if name.startswith(" ") and not name.startswith("  "):
             with contextlib.suppress(ValueError):
                 total_us += int(cumulative.strip())
-            if before_us is None and name.strip() == "aiohttp":
+            if before_us is None and name.strip() in CLIENT_MODULES:
                 before_us = total_us
     return (total_us if before_us is None else before_us) / 1e6, total_us / 1e6
 

@@ -113,6 +113,7 @@ class Settings:
     """What the environment says, frozen. Build it with :meth:`from_environ`."""
 
     __slots__ = (
+        "all_proxy",
         "bin_dir",
         "cache_dir",
         "concurrency",
@@ -121,12 +122,15 @@ class Settings:
         "github_actor",
         "github_token",
         "home",
+        "http_proxy",
+        "https_proxy",
         "install_dir",
         "max_download_size",
         "mirror",
         "netrc",
         "no_color",
         "no_origin",
+        "no_proxy",
         "offline",
         "pypy_mirror",
         "remote_cache",
@@ -166,6 +170,12 @@ class Settings:
     no_color: bool
     #: The home directory (for the default netrc file).
     home: str | None
+    #: ``http_proxy``/``HTTP_PROXY``, ``https_proxy``/``HTTPS_PROXY``, ``all_proxy``/
+    #: ``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``; the lower-case name wins, as in curl.
+    http_proxy: str | None
+    https_proxy: str | None
+    all_proxy: str | None
+    no_proxy: str | None
 
     def __init__(self, **values: object) -> None:
         unknown = set(values) - set(self.__slots__)
@@ -210,6 +220,9 @@ class Settings:
         values["no_origin"] = flag(environ.get("PYLOCK_NO_ORIGIN"))
         # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
         values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
+        for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+            raw = environ.get(name) or environ.get(name.upper()) or ""
+            values[name] = raw.strip() or None
         values["environment"] = dict(environ)
         return cls(**values)
 

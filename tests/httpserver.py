@@ -240,7 +240,7 @@ class HttpServer(LoopbackServer):
         step = throttle.chunk if throttle else 1 << 20
         for start in range(0, len(body), step):
             await response.write(body[start : start + step])
-            if throttle:
+            if throttle and start + step < len(body):  # between pieces, not after the last
                 await asyncio.sleep(throttle.delay)
         await response.write_eof()
         return response

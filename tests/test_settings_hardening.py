@@ -14,7 +14,8 @@ import pylock
 from pylock.cli import main
 from pylock.errors import PylockError, UsageError
 from pylock.fastpath import try_noop_sync
-from pylock.net.fetch import FetchOptions, _netrc_covers
+from pylock.net.fetch import FetchOptions
+from pylock.net.policy import netrc_authorization
 from pylock.platforms import host
 from pylock.settings import DEFAULT_JOBS, Settings
 from pylock.sync.cache import Cache
@@ -179,10 +180,11 @@ def test_netrc_comes_from_the_settings_not_the_process(tmp_path: Path) -> None:
     given.write_text("machine mirror.example login u password p\n")
     os.environ.pop("NETRC", None)
     settings = Settings.from_environ({"NETRC": str(given)})
-    assert _netrc_covers("mirror.example", settings)
-    assert not _netrc_covers("other.example", settings)
-    assert not _netrc_covers("mirror.example", Settings.from_environ({"HOME": str(tmp_path)}))
-    assert not _netrc_covers(None, settings)
+    assert netrc_authorization("https://mirror.example/x", settings) == "Basic dTpw"
+    assert netrc_authorization("https://other.example/x", settings) is None
+    empty = Settings.from_environ({"HOME": str(tmp_path)})
+    assert netrc_authorization("https://mirror.example/x", empty) is None
+    assert netrc_authorization("file:///x", settings) is None
 
 
 def test_fetch_options_carry_the_settings_they_came_from() -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -291,9 +292,7 @@ async def obtain(
             if size is None:
                 if remote is not None and remote.no_origin:
                     raise _no_origin_error(item, remote)
-                _, size = await fetcher.download(
-                    item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
-                )
+                size = await _from_origin(fetcher, item, partial, task)
             path = cache.store(item.sha256, item.filename, partial)
         except BaseException as error:
             task.done("")
@@ -424,6 +423,49 @@ def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
         hint=f"seed the registry from a machine with access to the origin: "
         f"`pylock mirror --to {remote.ref}`",
     )
+
+
+async def _from_origin(fetcher: Fetcher, item: Wanted, partial: Path, task: Task) -> int:
+    """Download ``item`` from its origin (rewritten to a mirror) into ``partial``; its size.
+
+    An http(s) GET goes through :class:`pylock.net.stdhttp.StdDownloader` in a worker
+    thread, so a sync that only downloads archives never imports aiohttp; ``file://`` and
+    the rest go through the :class:`Fetcher`. Both follow :mod:`pylock.net.policy`.
+    """
+    target = fetcher.target(item.url)
+    if urlsplit(target).scheme not in ("http", "https"):
+        _, size = await fetcher.download(
+            item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
+        )
+        return size
+    import asyncio
+    import threading
+
+    from pylock.net.stdhttp import StdDownloader
+
+    stop = threading.Event()
+    downloader = StdDownloader(fetcher.options, fetcher.reporter, settings=fetcher.settings)
+    running = asyncio.ensure_future(
+        asyncio.to_thread(
+            downloader.download,
+            item.url,
+            partial,
+            sha256=item.sha256,
+            size=item.size,
+            task=task,
+            feed=item.feed,
+            stop=stop,
+        )
+    )
+    try:
+        _, size = await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # The thread cannot be cancelled: tell it to stop, and wait for it to let go of
+        # the partial file (within a chunk, or a read timeout) before it is removed.
+        stop.set()
+        await asyncio.gather(running, return_exceptions=True)
+        raise
+    return size
 
 
 def download_unknown(
