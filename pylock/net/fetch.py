@@ -399,7 +399,7 @@ class Fetcher:
                 authorization = policy.authorization(current, given, self._settings)
                 if authorization is not None:
                     sent["Authorization"] = authorization
-            proxy, proxy_headers = _aiohttp_proxy(policy.proxy_for(current, self._settings))
+            proxy, proxy_headers = aiohttp_proxy(policy.proxy_for(current, self._settings))
             try:
                 response = await session.get(
                     URL(current, encoded=True),
@@ -431,7 +431,7 @@ class Fetcher:
         raise policy.too_many_redirects(target, canonical)
 
 
-def _aiohttp_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
+def aiohttp_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
     """A proxy URL as aiohttp takes it: its credentials as a ``Proxy-Authorization`` header."""
     if proxy is None:
         return None, None
@@ -455,5 +455,6 @@ __all__ = [
     "HttpResponse",
     "RefusedUrlError",
     "Timeouts",
+    "aiohttp_proxy",
     "ssl_context",
 ]

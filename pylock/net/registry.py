@@ -575,10 +575,17 @@ class RegistryClient:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=connect, sock_connect=connect, sock_read=read
                 ),
-                trust_env=True,  # proxies, like every pylock download
+                trust_env=False,  # proxies come from the settings, per request
                 headers={"User-Agent": f"pylock/{__version__}"},
             )
         return self._session
+
+    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """The proxy for ``url`` as the settings say (``HTTPS_PROXY``, ``NO_PROXY``...)."""
+        from pylock.net import policy
+        from pylock.net.fetch import aiohttp_proxy
+
+        return aiohttp_proxy(policy.proxy_for(url, self._settings))
 
     def _error(
         self, message: str, operation: str, status: int | None = None, hint: str | None = None
@@ -626,8 +633,15 @@ class RegistryClient:
             if stream is not None:
                 data = stream
             try:
+                proxy, proxy_headers = self._proxy(target)
                 response = await self._client().request(
-                    method, target, data=data, headers=request_headers, allow_redirects=False
+                    method,
+                    target,
+                    data=data,
+                    headers=request_headers,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
                 )
             except aiohttp.ClientSSLError as error:
                 raise self._error(
@@ -739,13 +753,27 @@ class RegistryClient:
                     client_id="pylock",
                     scope=" ".join(scopes),
                 )
-                request = self._client().post(realm, data=form, allow_redirects=False)
+                proxy, proxy_headers = self._proxy(realm)
+                request = self._client().post(
+                    realm,
+                    data=form,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
+                )
             else:
                 if credentials is not None:
                     headers["Authorization"] = credentials.basic()
                 separator = "&" if "?" in realm else "?"
                 url = realm + (separator + urlencode(query) if query else "")
-                request = self._client().get(url, headers=headers, allow_redirects=False)
+                proxy, proxy_headers = self._proxy(url)
+                request = self._client().get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
+                )
             async with request as response:
                 if response.status != 200:
                     hint = _LOGIN_HINT if response.status in (401, 403) else None
