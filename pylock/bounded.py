@@ -38,24 +38,28 @@ MAX_DEPTH = 64
 # TOML strings and comments, which may contain anything; blanked out before counting.
 # Multi-line strings may end in up to two extra quotes (`"""a""""` is 'a"'). An
 # unterminated string runs to the end of its line, or of the text, as the parser reads
-# it: were the match to fail instead, the engine would try again at every later quote,
-# and `"\"\"\"...` would take quadratic time.
+# it. Each alternative is written so that its match cannot fail once it has started (a
+# lone trailing backslash is consumed too): were it to fail, the engine would try again
+# at every later quote, and `"\"\"\"...` would take quadratic time. Each repeated item is
+# one character, so a run splits one way only and backtracking stays linear. There are
+# no possessive quantifiers: CPython 3.11 before 3.11.5 (Debian 12 ships 3.11.2) gets
+# some of them wrong.
 _TOML_OPAQUE = re.compile(
-    r'"""(?:[^"\\]++|\\.|"(?!""))*+(?:"{3,5}|\Z)'
+    r'"""(?:[^"\\]|\\.|\\\Z|"(?!""))*(?:"{3,5}|\Z)'
     r"|'''.*?(?:'{3,5}|\Z)"
-    r'|"(?:[^"\\\n]++|\\[^\n])*+(?:"|(?=\n)|\Z)'
-    r"|'[^'\n]*+(?:'|(?=\n)|\Z)"
-    r"|#[^\n]*+",
+    r'|"(?:[^"\\\n]|\\[^\n]|\\(?=\n)|\\\Z)*(?:"|(?=\n)|\Z)'
+    r"|'[^'\n]*(?:'|(?=\n)|\Z)"
+    r"|#[^\n]*",
     re.DOTALL,
 )
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.|\\\Z)*(?:"|\Z)', re.DOTALL)
 # A key part as the scanner sees it after strings became `s`: anything but whitespace,
 # dots and TOML punctuation (so non-ASCII bare keys of a later TOML count too).
-_PART = r"[^\s.=\[\]{},#]++"
+_PART = r"[^\s.=\[\]{},#]+"
 # 64 dots each followed by a part: a key of more than 64 parts. Starting at a dot
 # lets the regex engine skip ahead to the next one at C speed.
-_LONG_DOTTED_KEY = re.compile(rf"(?:\.[ \t]*+{_PART}[ \t]*+){{{MAX_DEPTH}}}")
-_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_LONG_DOTTED_KEY = re.compile(rf"(?:\.[ \t]*{_PART}[ \t]*){{{MAX_DEPTH}}}")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _SQUARE = str.maketrans("{}", "[]")
 
 

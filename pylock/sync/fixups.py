@@ -287,6 +287,9 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     whose ``build_time_vars`` is not a literal.
     """
     source = _read_text(path)
+    if "\0" in source:
+        # Python 3.11 before 3.11.5 (Debian 12) raises ValueError here, later ones SyntaxError.
+        raise FixupSkipped("not valid Python (a NUL byte)")
     try:
         with _AST_LOCK:
             tree = ast.parse(source)
