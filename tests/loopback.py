@@ -32,7 +32,29 @@ class LoggedRequest:
         return cls(*fields, headers=dict(request.headers), status=status)
 
 
-class LoopbackServer:
+class Started:
+    """A context manager that calls :meth:`start` on entry and :meth:`stop` on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LoopbackServer(Started):
     """Serves :meth:`handle` for every path on a random loopback port, from a thread.
 
     Use it as a context manager; subclasses implement :meth:`handle`.
@@ -52,18 +74,6 @@ class LoopbackServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request."""
         raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start serving in a background thread; returns once the port is bound."""
