@@ -7,11 +7,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tests.httpserver import HttpServer
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -117,3 +122,18 @@ class TestCa:
             key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         )
         return ca_path, cert_path, key_path
+
+
+@contextlib.contextmanager
+def https_server(directory: Path) -> Iterator[tuple[HttpServer, Path]]:
+    """A loopback :class:`HttpServer` over TLS with a certificate from a new private CA, and
+    that CA's PEM file (in ``directory``, made here); skips without ``cryptography``."""
+    import pytest
+
+    pytest.importorskip("cryptography.x509")
+    directory.mkdir()
+    ca, cert, key = TestCa.create("pylock test corporate CA").write_server_pair(directory)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with HttpServer(tls=context) as server:
+        yield server, ca

@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import socketserver
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
+from tests.pki import https_server
 from tests.test_sync import Build, Project, make_build
 
 SECRET = "s3cr3tVALUE"
@@ -740,23 +740,10 @@ def test_fetch_counts_the_download_after_a_corrupt_cached_archive(
 # -- 9. real TLS -----------------------------------------------------------------------------
 
 
-def _make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a certificate it signs for 127.0.0.1 and localhost: (ca, cert, key)."""
-    pytest.importorskip("cryptography.x509")
-    from tests.pki import TestCa
-
-    return TestCa.create("pylock test corporate CA").write_server_pair(directory)
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    ca, cert, key = _make_ca_and_server_cert(certs)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    with HttpServer(tls=context) as server:
-        yield server, ca
+    with https_server(tmp_path / "certs") as pair:
+        yield pair
 
 
 def test_https_mirror_with_a_private_ca_needs_ssl_cert_file(

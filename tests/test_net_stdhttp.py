@@ -25,29 +25,19 @@ from typing import Any
 import pytest
 
 from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
-from pylock.net.fetch import Fetcher, FetchOptions, Timeouts
+from pylock.net.fetch import Fetcher, FetchOptions
 from pylock.net.policy import proxy_for
 from pylock.net.stdhttp import StdDownloader
 from pylock.progress import NullReporter
 from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
-from tests.test_net_hardening import CAP, EndlessServer, _make_ca_and_server_cert
+from tests.pki import https_server
+from tests.test_net_hardening import CAP, EndlessServer, options
 
 BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
 PATH = "/d/cpython-3.13.9+20990101-x86_64-unknown-linux-gnu-install_only.tar.gz"
-
-
-def options(**kwargs: Any) -> FetchOptions:
-    settings: dict[str, Any] = {
-        "retries": 0,
-        "backoff": 0.01,
-        "timeouts": Timeouts(connect=5.0, read=5.0),
-        "max_download_size": CAP,
-    }
-    settings.update(kwargs)
-    return FetchOptions(**settings)
 
 
 #: Which client ``downloader()`` builds; set per test by the ``client`` fixture.
@@ -304,15 +294,8 @@ def test_https_to_http_redirect_is_refused(
 
 @pytest.fixture
 def tls_pair(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    import ssl
-
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    ca, cert, key = _make_ca_and_server_cert(certs)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    with HttpServer(tls=context) as server:
-        yield server, ca
+    with https_server(tmp_path / "certs") as pair:
+        yield pair
 
 
 def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
