@@ -129,6 +129,24 @@ def tcp_connector(settings: Settings) -> aiohttp.TCPConnector:
     return aiohttp.TCPConnector(ssl=ssl_context(settings), enable_cleanup_closed=needs_cleanup)
 
 
+def client_session(settings: Settings, *, connect: float, read: float) -> aiohttp.ClientSession:
+    """An aiohttp session with pylock's connector, timeouts and User-Agent.
+
+    Proxies and netrc come from the settings, through net/policy.py, as on the http.client
+    path: aiohttp reads no environment of its own (``trust_env=False``).
+    """
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=tcp_connector(settings),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect, sock_read=read
+        ),
+        trust_env=False,
+        headers={"User-Agent": f"pylock/{__version__}"},
+    )
+
+
 class Fetcher:
     """One HTTP session with pylock's rules: rewrites, refusals, redirects, retries.
 
@@ -169,21 +187,9 @@ class Fetcher:
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that offline and file:// work never import aiohttp.
         if self._session is None:
-            import aiohttp
-
             timeouts = self.options.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=tcp_connector(self._settings),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeouts.connect,
-                    sock_connect=timeouts.connect,
-                    sock_read=timeouts.read,
-                ),
-                # Proxies and netrc come from the settings, through net/policy.py, as on
-                # the http.client path: aiohttp reads no environment of its own.
-                trust_env=False,
-                headers={"User-Agent": f"pylock/{__version__}"},
+            self._session = client_session(
+                self._settings, connect=timeouts.connect, read=timeouts.read
             )
         return self._session
 

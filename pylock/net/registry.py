@@ -29,7 +29,6 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import attrs
 
-from pylock import __version__
 from pylock.bounded import json_loads
 from pylock.errors import (
     DownloadTooLargeError,
@@ -565,19 +564,11 @@ class RegistryClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            import aiohttp
-
-            from pylock.net.fetch import tcp_connector
+            from pylock.net.fetch import client_session
 
             connect, read = self._timeouts
-            self._session = aiohttp.ClientSession(
-                connector=tcp_connector(self._settings),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=connect, sock_connect=connect, sock_read=read
-                ),
-                trust_env=False,  # proxies come from the settings, per request
-                headers={"User-Agent": f"pylock/{__version__}"},
-            )
+            # Proxies come from the settings, per request.
+            self._session = client_session(self._settings, connect=connect, read=read)
         return self._session
 
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
