@@ -736,7 +736,10 @@ class RegistryClient:
         credentials = self._credentials
         headers: dict[str, str] = {}
         try:
+            form: dict[str, str] | None = None
             if credentials is not None and credentials.identity_token:
+                # OAuth2: POST the refresh token as a form.
+                method, url = "POST", realm
                 form = dict(query)
                 form.update(
                     grant_type="refresh_token",
@@ -744,27 +747,21 @@ class RegistryClient:
                     client_id="pylock",
                     scope=" ".join(scopes),
                 )
-                proxy, proxy_headers = self._proxy(realm)
-                request = self._client().post(
-                    realm,
-                    data=form,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
             else:
                 if credentials is not None:
                     headers["Authorization"] = credentials.basic()
                 separator = "&" if "?" in realm else "?"
-                url = realm + (separator + urlencode(query) if query else "")
-                proxy, proxy_headers = self._proxy(url)
-                request = self._client().get(
-                    url,
-                    headers=headers,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
+                method, url = "GET", realm + (separator + urlencode(query) if query else "")
+            proxy, proxy_headers = self._proxy(url)
+            request = self._client().request(
+                method,
+                url,
+                data=form,
+                headers=headers,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            )
             async with request as response:
                 if response.status != 200:
                     hint = _LOGIN_HINT if response.status in (401, 403) else None
