@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
@@ -147,7 +146,7 @@ def client_session(settings: Settings, *, connect: float, read: float) -> aiohtt
     )
 
 
-class Fetcher:
+class Fetcher(policy.SessionOwner):
     """One HTTP session with pylock's rules: rewrites, refusals, redirects, retries.
 
     Use it as an async context manager; it owns one aiohttp session.
@@ -170,19 +169,6 @@ class Fetcher:
     def settings(self) -> Settings:
         """TLS trust, proxies and the netrc file this fetcher follows."""
         return self._settings
-
-    async def __aenter__(self) -> Fetcher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that offline and file:// work never import aiohttp.

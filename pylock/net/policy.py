@@ -20,7 +20,8 @@ import random
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
 from urllib.parse import unquote, urlsplit
 
 from pylock.errors import (
@@ -35,10 +36,33 @@ from pylock.progress import human_size
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
+
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Task
     from pylock.settings import Settings
     from pylock.urls import UrlRewrites
+
+
+class SessionOwner:
+    """An async context manager that owns one aiohttp session: the subclass makes it on
+    first use (so that offline and file:// work never import aiohttp); exit closes it."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
 
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
 CHUNK_SIZE = 256 * 1024

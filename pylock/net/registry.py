@@ -23,7 +23,6 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
@@ -38,6 +37,7 @@ from pylock.errors import (
     UsageError,
 )
 from pylock.net.dockerauth import Credentials, find_credentials
+from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
 from pylock.urls import is_loopback_host, redact
 
@@ -361,7 +361,7 @@ def parse_challenge(header: str) -> Challenge | None:
 # -- the client --------------------------------------------------------------------------------
 
 
-class RegistryClient:
+class RegistryClient(SessionOwner):
     """One registry repository, over one aiohttp session. Use it as an async context manager.
 
     ``settings`` and ``home`` say where credentials and CA certificates come from;
@@ -395,19 +395,6 @@ class RegistryClient:
         self._basic = False
         #: Token requests made, by scope (tests count them; callers may report them).
         self.token_requests: dict[str, int] = {}
-
-    async def __aenter__(self) -> RegistryClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # -- public operations ---------------------------------------------------------------
 
