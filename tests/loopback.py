@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import socketserver
 import ssl
 import threading
 from collections.abc import Mapping
@@ -102,3 +104,32 @@ class LoopbackServer(Started):
             self._thread.join(10)
         self._loop.close()
         self._loop = None
+
+
+class SocketServer:
+    """A threaded TCP server on a random loopback port that hands each connection's socket
+    to :meth:`_handle`, for servers that write raw bytes. Use it as a context manager."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer._handle(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handle(self, sock: socket.socket) -> None:
+        """Serve one connection."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

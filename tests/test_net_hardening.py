@@ -17,8 +17,6 @@ import io
 import json
 import os
 import socket
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +44,7 @@ from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
+from tests.loopback import SocketServer
 from tests.pki import https_server
 from tests.test_sync import Build, Project, make_build
 
@@ -80,7 +79,7 @@ def partials(cache: Cache) -> list[Path]:
 # -- a hostile server ------------------------------------------------------------------------
 
 
-class EndlessServer:
+class EndlessServer(SocketServer):
     """Answers every GET with ``prefix`` and then zeros, forever (up to ``_SERVER_LIMIT``).
 
     ``mode``: ``close`` (no Content-Length, the body ends when the connection does),
@@ -100,24 +99,7 @@ class EndlessServer:
         self.status = status
         self.endless = endless
         self.sent: list[int] = []
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                outer._handle(self.request)
-
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> EndlessServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

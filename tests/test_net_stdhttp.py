@@ -16,7 +16,6 @@ import hashlib
 import os
 import select
 import socket
-import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from pylock.progress import NullReporter
 from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
+from tests.loopback import SocketServer
 from tests.pki import https_server
 from tests.test_net_hardening import CAP, EndlessServer, options
 
@@ -315,30 +315,14 @@ def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServ
 # -- proxies ---------------------------------------------------------------------------------
 
 
-class Proxy:
+class Proxy(SocketServer):
     """A tiny forward proxy: CONNECT tunnels, and absolute-form GETs for plain http."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.auth: list[str | None] = []
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                outer._handle(self.request)
-
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Proxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _handle(self, client: socket.socket) -> None:
         head = b""
@@ -468,7 +452,6 @@ def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None
 
 def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -> None:
     std_only(client)
-    import threading
     import time
 
     from pylock.net.stdhttp import Cancelled
@@ -498,7 +481,6 @@ def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -
 
 def test_stop_interrupts_the_backoff(tmp_path: Path, client: str) -> None:
     std_only(client)
-    import threading
 
     from pylock.net.stdhttp import Cancelled
 
