@@ -8,7 +8,6 @@ archives are all cached never pays for them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -306,7 +305,6 @@ class Fetcher(policy.SessionOwner):
 
         # Compressed transfer encodings would change the bytes that get hashed.
         response = await self._open(target, canonical, {"Accept-Encoding": "identity"})
-        advanced = 0
         async with response:
             url = str(response.url)
             policy.raise_for_transient(response.status, response.headers)
@@ -314,35 +312,30 @@ class Fetcher(policy.SessionOwner):
                 raise policy.http_error(
                     response.status, response.reason or "", url, target, canonical
                 )
-            length = response.content_length
-            cap = self.options.max_download_size
-            limit = policy.bound(url, canonical, size, length, cap)
-            digest = hashlib.sha256()
-            received = 0
+            body = policy.Body(
+                url,
+                canonical,
+                dest,
+                sha256=sha256,
+                size=size,
+                length=response.content_length,
+                cap=self.options.max_download_size,
+                task=task,
+                feed=feed,
+            )
             try:
                 with policy.create(dest) as writer:
                     if feed is not None:
                         feed.begin(dest)
                     async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                        received += len(chunk)
-                        if received > limit:
-                            raise policy.too_large(url, canonical, size, length, received, cap)
-                        digest.update(chunk)
-                        policy.write(writer, chunk, dest, feed, received)
-                        if task is not None:
-                            task.advance(len(chunk))
-                            advanced += len(chunk)
+                        body.add(writer, chunk)
             except (TimeoutError, aiohttp.ClientError) as error:
-                policy.rewind(task, advanced)
+                body.rewind()
                 # aiohttp reports an early end as a payload error: say it as the other path does.
                 early = isinstance(error, aiohttp.ClientPayloadError)
-                short = policy.truncated(received, length, size) if early else None
+                short = body.truncated() if early else None
                 raise (short or Retryable(policy.reason(error))) from None
-            short = policy.truncated(received, length, size)
-            if short is not None:
-                policy.rewind(task, advanced)
-                raise short
-            return policy.check(url, canonical, digest.hexdigest(), received, sha256, size)
+            return body.result()
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -440,6 +440,68 @@ def basic(user: str, password: str) -> str:
 # -- writing the body ----------------------------------------------------------------
 
 
+class Body:
+    """One attempt's body as it arrives, for both clients' chunk loops: bounded (see
+    :func:`bound`), hashed, written to ``dest`` (and told to ``feed``), counted on ``task``."""
+
+    def __init__(
+        self,
+        url: str,
+        canonical: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        length: int | None,
+        cap: int,
+        task: Task | None,
+        feed: DownloadFeed | None,
+    ) -> None:
+        self.url = url
+        self.canonical = canonical
+        self.dest = dest
+        self.sha256 = sha256
+        self.size = size
+        self.length = length
+        self.cap = cap
+        self.task = task
+        self.feed = feed
+        self.limit = bound(url, canonical, size, length, cap)
+        self.digest = hashlib.sha256()
+        self.received = 0
+        self.advanced = 0
+
+    def add(self, writer: BinaryIO, chunk: bytes) -> None:
+        """Take one chunk; past the limit raises at once, before anything is written."""
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise too_large(
+                self.url, self.canonical, self.size, self.length, self.received, self.cap
+            )
+        self.digest.update(chunk)
+        write(writer, chunk, self.dest, self.feed, self.received)
+        if self.task is not None:
+            self.task.advance(len(chunk))
+            self.advanced += len(chunk)
+
+    def rewind(self) -> None:
+        """Take back the progress this attempt showed (it is retried or failed)."""
+        rewind(self.task, self.advanced)
+
+    def truncated(self) -> Retryable | None:
+        return truncated(self.received, self.length, self.size)
+
+    def result(self) -> tuple[str, int]:
+        """(sha256, size) once the body ended complete and matches the lock."""
+        short = self.truncated()
+        if short is not None:
+            self.rewind()
+            raise short
+        return check(
+            self.url, self.canonical, self.digest.hexdigest(), self.received, self.sha256, self.size
+        )
+
+
 def rewind(task: Task | None, amount: int) -> None:
     """The next attempt starts from byte 0, so the progress bar does too."""
     if task is not None and amount:
