@@ -126,6 +126,18 @@ class SocketServer:
         """Serve one connection."""
         raise NotImplementedError
 
+    @staticmethod
+    def read_head(sock: socket.socket) -> bytes | None:
+        """Read until the end of a request's head (``CRLF CRLF``); ``None`` if the client
+        closed first. What came after the head in the same reads is included."""
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            head += data
+        return head
+
     def __enter__(self) -> Self:
         self._thread.start()
         return self

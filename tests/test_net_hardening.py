@@ -105,12 +105,8 @@ class EndlessServer(SocketServer):
         return f"http://127.0.0.1:{self.port}{path}"
 
     def _handle(self, sock: socket.socket) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            data = sock.recv(4096)
-            if not data:
-                return
-            request += data
+        if self.read_head(sock) is None:
+            return
         head = "Content-Type: application/octet-stream\r\n"
         if self.mode == "chunked":
             head += "Transfer-Encoding: chunked\r\n"

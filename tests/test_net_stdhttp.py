@@ -325,13 +325,10 @@ class Proxy(SocketServer):
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _handle(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = client.recv(4096)
-            if not data:
-                return
-            head += data
-        head, _, rest = head.partition(b"\r\n\r\n")
+        received = self.read_head(client)
+        if received is None:
+            return
+        head, _, rest = received.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ")
         self.seen.append(f"{method} {target}")
