@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import socketserver
 import ssl
 import threading
 from collections.abc import Mapping
@@ -32,7 +34,29 @@ class LoggedRequest:
         return cls(*fields, headers=dict(request.headers), status=status)
 
 
-class LoopbackServer:
+class Started:
+    """A context manager that calls :meth:`start` on entry and :meth:`stop` on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LoopbackServer(Started):
     """Serves :meth:`handle` for every path on a random loopback port, from a thread.
 
     Use it as a context manager; subclasses implement :meth:`handle`.
@@ -52,18 +76,6 @@ class LoopbackServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request."""
         raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start serving in a background thread; returns once the port is bound."""
@@ -92,3 +104,44 @@ class LoopbackServer:
             self._thread.join(10)
         self._loop.close()
         self._loop = None
+
+
+class SocketServer:
+    """A threaded TCP server on a random loopback port that hands each connection's socket
+    to :meth:`_handle`, for servers that write raw bytes. Use it as a context manager."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer._handle(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handle(self, sock: socket.socket) -> None:
+        """Serve one connection."""
+        raise NotImplementedError
+
+    @staticmethod
+    def read_head(sock: socket.socket) -> bytes | None:
+        """Read until the end of a request's head (``CRLF CRLF``); ``None`` if the client
+        closed first. What came after the head in the same reads is included."""
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            head += data
+        return head
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -27,13 +25,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 from aiohttp import web
 
-from tests.loopback import LoggedRequest, LoopbackServer
+from tests.loopback import LoggedRequest, LoopbackServer, Started
+from tests.pki import TestCa
 
 USER = "pusher"
 PASSWORD = "pa55-w0rd-s3cr3t"
@@ -71,75 +68,28 @@ class TestPki:
 
     @classmethod
     def create(cls, directory: Path) -> TestPki:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
 
         directory.mkdir(parents=True, exist_ok=True)
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pylock registry test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-            .sign(ca_key, hashes.SHA256())
-        )
-
-        def leaf(
-            name: str, public_key: object, extras: list[x509.ExtensionType]
-        ) -> x509.Certificate:
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(ca_name)
-                .public_key(public_key)  # type: ignore[arg-type]
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-                )
-            )
-            for extension in extras:
-                builder = builder.add_extension(extension, critical=False)
-            return builder.sign(ca_key, hashes.SHA256())
-
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        tls_cert = leaf(
-            "127.0.0.1",
-            tls_key.public_key(),
-            [
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-            ],
-        )
+        ca = TestCa.create("pylock registry test CA")
+        ca_path, cert_path, key_path = ca.write_server_pair(directory)
         signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        signing_cert = leaf("pylock token signer", signing_key.public_key(), [])
-        pem = serialization.Encoding.PEM
-        private = serialization.PrivateFormat.PKCS8
-        none = serialization.NoEncryption()
+        signing_cert = ca.leaf("pylock token signer", signing_key.public_key(), [])
         pki = cls(
-            ca=directory / "ca.pem",
-            cert=directory / "cert.pem",
-            key=directory / "key.pem",
+            ca=ca_path,
+            cert=cert_path,
+            key=key_path,
             signing_cert_der=signing_cert.public_bytes(serialization.Encoding.DER),
             signing_key=directory / "signing-key.pem",
         )
-        pki.ca.write_bytes(ca.public_bytes(pem))
-        pki.cert.write_bytes(tls_cert.public_bytes(pem))
-        pki.key.write_bytes(tls_key.private_bytes(pem, private, none))
-        pki.signing_key.write_bytes(signing_key.private_bytes(pem, private, none))
+        pki.signing_key.write_bytes(
+            signing_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         return pki
 
     def server_context(self) -> ssl.SSLContext:
@@ -162,7 +112,7 @@ def htpasswd_line(user: str, password: str) -> str:
 # -- the registry process ---------------------------------------------------------------------
 
 
-class RealRegistry:
+class RealRegistry(Started):
     """``docker-registry serve`` on 127.0.0.1:<free port> with TLS, stopped by pid.
 
     ``auth`` is ``"htpasswd"`` (basic auth as :data:`USER`/:data:`PASSWORD`) or
@@ -274,18 +224,6 @@ http:
                 self.process.kill()
                 self.process.wait(10)
         self.process = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # -- the token server -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import hashlib
 import os
 import select
 import socket
-import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,29 +24,20 @@ from typing import Any
 import pytest
 
 from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
-from pylock.net.fetch import Fetcher, FetchOptions, Timeouts
+from pylock.net.fetch import Fetcher, FetchOptions
 from pylock.net.policy import proxy_for
 from pylock.net.stdhttp import StdDownloader
 from pylock.progress import NullReporter
 from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
-from tests.test_net_hardening import CAP, EndlessServer, _make_ca_and_server_cert
+from tests.loopback import SocketServer
+from tests.pki import https_server
+from tests.test_net_hardening import CAP, EndlessServer, options
 
 BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
 PATH = "/d/cpython-3.13.9+20990101-x86_64-unknown-linux-gnu-install_only.tar.gz"
-
-
-def options(**kwargs: Any) -> FetchOptions:
-    settings: dict[str, Any] = {
-        "retries": 0,
-        "backoff": 0.01,
-        "timeouts": Timeouts(connect=5.0, read=5.0),
-        "max_download_size": CAP,
-    }
-    settings.update(kwargs)
-    return FetchOptions(**settings)
 
 
 #: Which client ``downloader()`` builds; set per test by the ``client`` fixture.
@@ -304,15 +294,8 @@ def test_https_to_http_redirect_is_refused(
 
 @pytest.fixture
 def tls_pair(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    import ssl
-
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    ca, cert, key = _make_ca_and_server_cert(certs)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    with HttpServer(tls=context) as server:
-        yield server, ca
+    with https_server(tmp_path / "certs") as pair:
+        yield pair
 
 
 def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
@@ -332,39 +315,20 @@ def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServ
 # -- proxies ---------------------------------------------------------------------------------
 
 
-class Proxy:
+class Proxy(SocketServer):
     """A tiny forward proxy: CONNECT tunnels, and absolute-form GETs for plain http."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.auth: list[str | None] = []
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                outer._handle(self.request)
-
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Proxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _handle(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = client.recv(4096)
-            if not data:
-                return
-            head += data
-        head, _, rest = head.partition(b"\r\n\r\n")
+        received = self.read_head(client)
+        if received is None:
+            return
+        head, _, rest = received.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ")
         self.seen.append(f"{method} {target}")
@@ -485,7 +449,6 @@ def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None
 
 def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -> None:
     std_only(client)
-    import threading
     import time
 
     from pylock.net.stdhttp import Cancelled
@@ -515,7 +478,6 @@ def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -
 
 def test_stop_interrupts_the_backoff(tmp_path: Path, client: str) -> None:
     std_only(client)
-    import threading
 
     from pylock.net.stdhttp import Cancelled
 

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,19 @@ class Project:
         out, err = capsys.readouterr()
         return code, out, err
 
+    def run(self, *argv: str, **environ: str) -> int:
+        """``pylock --project ROOT ARGV...`` in a fresh environment of its own."""
+        return main(["--project", str(self.root), *argv], self.environ(**environ))
+
+    def host_artifact(self) -> Artifact:
+        """The first entry's archive for this machine; every test's lock is sized here."""
+        artifact = self.lock.pythons[0].artifact_for(host().key)
+        assert artifact is not None and artifact.size is not None
+        return artifact
+
+    def installed_label(self, name: str = "app") -> str:
+        return (self.root / f"pythons-{self.runs}" / name / "label.txt").read_text()
+
 
 def tls(pki: TestPki) -> dict[str, str]:
     return {"SSL_CERT_FILE": str(pki.ca)}
@@ -182,6 +196,53 @@ def repository() -> str:
     return f"pylock/rc-{secrets.token_hex(4)}"
 
 
+@dataclass(frozen=True)
+class Remote:
+    """The htpasswd registry with ``docker login`` done in the test's home, and a fresh
+    repository on it."""
+
+    registry: RealRegistry
+    pki: TestPki
+    home: Path
+    reference: str
+
+    @property
+    def tls(self) -> dict[str, str]:
+        return tls(self.pki)
+
+    def blobs_present(self, shas: list[str], reference: str | None = None) -> list[bool]:
+        return blobs_present(reference or self.reference, self.home, self.pki, shas)
+
+    def manifest(self, tag: str, reference: str | None = None) -> dict[str, object]:
+        return manifest(reference or self.reference, self.home, self.pki, tag)
+
+
+@pytest.fixture
+def remote(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, _clean_environment: Path
+) -> Remote:
+    docker_login(_clean_environment, htpasswd_registry.host)
+    return Remote(
+        htpasswd_registry, registry_pki, _clean_environment, htpasswd_registry.oci(repository())
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, origin: HttpServer) -> Project:
+    """A one-entry project on the origin."""
+    return Project(tmp_path / "p", origin)
+
+
+@pytest.fixture
+def two_entries(tmp_path: Path, origin: HttpServer) -> Project:
+    """A project with the entries ``a`` and ``b`` on the origin."""
+    return Project(tmp_path / "p", origin, ("a", "b"))
+
+
+def fake_reference(fake_registry: HttpServer) -> str:
+    return f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+
+
 @pytest.fixture
 def origin() -> Iterator[HttpServer]:
     with HttpServer() as running:
@@ -199,30 +260,23 @@ def fake_registry() -> Iterator[HttpServer]:
 
 
 def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_there(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = _clean_environment
-    docker_login(home, htpasswd_registry.host)
     project = Project(tmp_path / "p", origin, ("app", "tool"))
-    reference = htpasswd_registry.oci(repository())
+    reference = remote.reference
 
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **remote.tls)
     assert code == 0, err
     assert project.origin_requests == 2
     assert "0 from the remote cache, 2 downloaded, 2 pushed" in err
     assert warnings(err) == []
-    assert blobs_present(reference, home, registry_pki, project.host_shas()) == [True, True]
+    assert remote.blobs_present(project.host_shas()) == [True, True]
     app = project.lock.get("app")
     assert app is not None
     artifact = app.artifact_for(host().key)
     assert artifact is not None
     tag = f"cpython-3.12.7-20990101-{host().key}"
-    pushed = manifest(reference, home, registry_pki, tag)
+    pushed = remote.manifest(tag)
     assert pushed["artifactType"] == ARTIFACT_TYPE
     annotations = pushed["annotations"]
     assert isinstance(annotations, dict)
@@ -232,13 +286,13 @@ def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_ther
     assert annotations[ANNOTATION_SIZE] == str(artifact.size)
 
     # A second builder: an empty cache and install dir, the same registry.
-    code, _, err = project.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
+    code, _, err = project.sync(capsys, "--remote-cache", reference, **remote.tls)
     assert code == 0, err
     assert project.origin_requests == 2  # nothing more from the origin
     assert "2 from the remote cache, 0 downloaded" in err
     installed = project.root / f"pythons-{project.runs}"
-    assert (installed / "app" / "label.txt").read_text() == f"app-{host().key}"
-    assert (installed / "tool" / "label.txt").read_text() == f"tool-{host().key}"
+    assert project.installed_label("app") == f"app-{host().key}"
+    assert project.installed_label("tool") == f"tool-{host().key}"
     # No secret anywhere a user or a later build could read it.
     for path in [*installed.rglob("*.json"), *(project.root / f"cache-{project.runs}").rglob("*")]:
         if path.is_file():
@@ -247,25 +301,14 @@ def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_ther
 
 
 def test_registry_hit_needs_no_origin_and_no_origin_flag_is_honoured(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docker_login(_clean_environment, htpasswd_registry.host)
-    project = Project(tmp_path / "p", origin)
-    reference = htpasswd_registry.oci(repository())
-    code = main(
-        ["--project", str(project.root), "mirror", "--to", reference, "--platform", host().key],
-        project.environ(**tls(registry_pki)),
-    )
+    code = project.run("mirror", "--to", remote.reference, "--platform", host().key, **remote.tls)
     assert code == 0
     assert project.origin_requests == 1
     capsys.readouterr()
     code, _, err = project.sync(
-        capsys, **tls(registry_pki), PYLOCK_REMOTE_CACHE=reference, PYLOCK_NO_ORIGIN="1"
+        capsys, **remote.tls, PYLOCK_REMOTE_CACHE=remote.reference, PYLOCK_NO_ORIGIN="1"
     )
     assert code == 0, err
     assert project.origin_requests == 1
@@ -273,40 +316,23 @@ def test_registry_hit_needs_no_origin_and_no_origin_flag_is_honoured(
 
 
 def test_a_lock_without_sizes_is_served_by_the_registry_too(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docker_login(_clean_environment, htpasswd_registry.host)
     project = Project(tmp_path / "p", origin, sized=False)
-    reference = htpasswd_registry.oci(repository())
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    reference = remote.reference
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **remote.tls)
     assert code == 0 and "1 pushed" in err, err
-    code, _, err = project.sync(
-        capsys, "--remote-cache", reference, "--no-origin", **tls(registry_pki)
-    )
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin", **remote.tls)
     assert code == 0, err
     assert "1 from the remote cache, 0 downloaded" in err
     assert project.origin_requests == 1
 
 
 def test_no_origin_miss_names_the_archive_and_the_mirror_command(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docker_login(_clean_environment, htpasswd_registry.host)
-    project = Project(tmp_path / "p", origin)
-    reference = htpasswd_registry.oci(repository())
-    code, _, err = project.sync(
-        capsys, "--remote-cache", reference, "--no-origin", **tls(registry_pki)
-    )
+    reference = remote.reference
+    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin", **remote.tls)
     assert code == 1
     assert project.origin_requests == 0
     artifact = project.lock.pythons[0].artifact_for(host().key)
@@ -317,9 +343,8 @@ def test_no_origin_miss_names_the_archive_and_the_mirror_command(
 
 
 def test_no_origin_with_an_unreachable_registry_says_so(
-    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     reference = f"oci://127.0.0.1:{free_port()}/pylock/down"
     code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin")
     assert code == 1
@@ -329,58 +354,39 @@ def test_no_origin_with_an_unreachable_registry_says_so(
 
 
 def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = _clean_environment
-    docker_login(home, htpasswd_registry.host)
-    project = Project(tmp_path / "p", origin)
     shas = [a.sha256 for a in project.lock.pythons[0].artifacts]
-    everything = htpasswd_registry.oci(repository())
-    code = main(
-        ["--project", str(project.root), "mirror", "--to", everything],
-        project.environ(**tls(registry_pki)),
-    )
+    everything = remote.reference
+    code = project.run("mirror", "--to", everything, **remote.tls)
     _, err = capsys.readouterr()
     assert code == 0, err
     assert "2 archive(s)" in err and "2 pushed" in err
-    assert blobs_present(everything, home, registry_pki, shas) == [True, True]
+    assert remote.blobs_present(shas) == [True, True]
     tag = f"cpython-3.12.7-20990101-{OTHER_PLATFORM}"
-    assert manifest(everything, home, registry_pki, tag)["artifactType"] == ARTIFACT_TYPE
+    assert remote.manifest(tag)["artifactType"] == ARTIFACT_TYPE
     # Again: nothing to upload.
-    code = main(
-        ["--project", str(project.root), "mirror", "--to", everything],
-        project.environ(**tls(registry_pki)),
-    )
+    code = project.run("mirror", "--to", everything, **remote.tls)
     assert code == 0
     assert "0 pushed, 2 already there" in capsys.readouterr().err
 
-    narrow = htpasswd_registry.oci(repository())
-    code = main(
-        ["--project", str(project.root), "mirror", "--to", narrow, "--platform", OTHER_PLATFORM],
-        project.environ(**tls(registry_pki)),
-    )
+    narrow = remote.registry.oci(repository())
+    code = project.run("mirror", "--to", narrow, "--platform", OTHER_PLATFORM, **remote.tls)
     assert code == 0
     other = project.lock.pythons[0].artifact_for(OTHER_PLATFORM)
     here = project.lock.pythons[0].artifact_for(host().key)
     assert other is not None and here is not None
-    assert blobs_present(narrow, home, registry_pki, [other.sha256, here.sha256]) == [True, False]
+    assert remote.blobs_present([other.sha256, here.sha256], narrow) == [True, False]
 
 
 def test_bearer_flow_anonymous_pull_and_authenticated_push(
     token_registry: RealRegistry,
     token_server: TokenServer,
     registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
+    project: Project,
     capsys: pytest.CaptureFixture[str],
     _clean_environment: Path,
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     reference = token_registry.oci(repository())
     # Without credentials the push is denied: a warning, and the sync still succeeds.
     code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
@@ -410,12 +416,11 @@ def test_blob_redirect_to_a_second_host_never_carries_authorization(
     htpasswd_registry: RealRegistry,
     registry_pki: TestPki,
     origin: HttpServer,
-    tmp_path: Path,
+    project: Project,
     capsys: pytest.CaptureFixture[str],
     _clean_environment: Path,
 ) -> None:
     repo = repository()
-    project = Project(tmp_path / "p", origin)
     with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as front:
         docker_login(_clean_environment, htpasswd_registry.host)
         docker_login_front = f"127.0.0.1:{front.port}"
@@ -423,10 +428,7 @@ def test_blob_redirect_to_a_second_host_never_carries_authorization(
         auths = json.loads(config.read_text())
         auths["auths"][docker_login_front] = auths["auths"][htpasswd_registry.host]
         config.write_text(json.dumps(auths))
-        seeded = main(
-            ["--project", str(project.root), "mirror", "--to", htpasswd_registry.oci(repo)],
-            project.environ(**tls(registry_pki)),
-        )
+        seeded = project.run("mirror", "--to", htpasswd_registry.oci(repo), **tls(registry_pki))
         assert seeded == 0
         capsys.readouterr()
         code, _, err = project.sync(
@@ -461,15 +463,14 @@ def test_unreachable_registry_is_one_warning_for_the_whole_sync(
 @pytest.mark.parametrize("status", [500, 503, 401, 403])
 def test_refusing_registry_falls_through_with_one_warning(
     status: int,
-    origin: HttpServer,
+    two_entries: Project,
     fake_registry: HttpServer,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    project = Project(tmp_path / "p", origin, ("a", "b"))
+    project = two_entries
     for sha in project.host_shas():
         fake_registry.status(f"/v2/pylock/x/blobs/sha256:{sha}", status)
-    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
+    reference = fake_reference(fake_registry)
     code, _, err = project.sync(capsys, "--remote-cache", reference, "--jobs", "1")
     assert code == 0, err
     assert len(warnings(err)) == 1, err
@@ -480,14 +481,10 @@ def test_refusing_registry_falls_through_with_one_warning(
 
 
 def test_missing_blob_is_a_silent_miss(
-    origin: HttpServer,
-    fake_registry: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    two_entries: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin, ("a", "b"))
-    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
-    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    project = two_entries
+    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert warnings(err) == []
     assert len(fake_registry.log) == 2  # asked for each one; each a 404
@@ -496,39 +493,26 @@ def test_missing_blob_is_a_silent_miss(
 
 @pytest.mark.parametrize("kind", ["same size", "longer", "shorter"])
 def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
-    kind: str,
-    origin: HttpServer,
-    fake_registry: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    kind: str, project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
-    artifact = project.lock.pythons[0].artifact_for(host().key)
-    assert artifact is not None and artifact.size is not None
+    artifact = project.host_artifact()
+    assert artifact.size is not None
     size = {"same size": artifact.size, "longer": artifact.size * 3, "shorter": 10}[kind]
     evil = archive_bytes("evil")
     evil = (evil * (size // len(evil) + 1))[:size]
     fake_registry.serve(f"/v2/pylock/x/blobs/sha256:{artifact.sha256}", evil)
-    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
-    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
     assert "0 from the remote cache, 1 downloaded" in err
-    installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
-    assert installed.read_text() == f"app-{host().key}"
+    assert project.installed_label() == f"app-{host().key}"
 
 
 @pytest.mark.parametrize("kind", ["endless chunked", "truncated", "reset"])
 def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
-    kind: str,
-    origin: HttpServer,
-    fake_registry: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    kind: str, project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
-    artifact = project.lock.pythons[0].artifact_for(host().key)
-    assert artifact is not None and artifact.size is not None
+    artifact = project.host_artifact()
     path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
     good = project.data[host().key + "app"]
     if kind == "endless chunked":
@@ -538,8 +522,7 @@ def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
         fake_registry.serve(path, good, always=[Truncate(after=len(good) // 2)])
     else:
         fake_registry.serve(path, good, always=[Reset(after=len(good) // 3)])
-    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
-    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
     assert "Traceback" not in err
@@ -548,37 +531,27 @@ def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
 
 
 def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
-    origin: HttpServer,
-    fake_registry: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The installer reads the registry's bytes as they arrive: garbage fails its read long
     before the slow blob ends and is refused by hash; the origin's archive is installed."""
-    project = Project(tmp_path / "p", origin)
-    artifact = project.lock.pythons[0].artifact_for(host().key)
-    assert artifact is not None and artifact.size is not None
+    artifact = project.host_artifact()
+    assert artifact.size is not None
     garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
     fake_registry.serve(
         f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
         garbage[: artifact.size],
         always=[Throttle(chunk=max(1, artifact.size // 10), delay=0.05)],
     )
-    reference = f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
-    code, _, err = project.sync(capsys, "--remote-cache", reference)
+    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
-    installed = project.root / f"pythons-{project.runs}" / "app" / "label.txt"
-    assert installed.read_text() == f"app-{host().key}"
+    assert project.installed_label() == f"app-{host().key}"
 
 
 def test_tls_needs_the_ca_and_falls_through_without_it(
-    htpasswd_registry: RealRegistry,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    htpasswd_registry: RealRegistry, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     code, _, err = project.sync(capsys, "--remote-cache", htpasswd_registry.oci("pylock/tls"))
     assert code == 0, err
     assert len(warnings(err)) == 1 and "TLS" in err
@@ -586,22 +559,14 @@ def test_tls_needs_the_ca_and_falls_through_without_it(
 
 
 def test_failed_fetch_with_remote_cache_counts(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    _clean_environment: Path,
+    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docker_login(_clean_environment, htpasswd_registry.host)
-    project = Project(tmp_path / "p", origin)
-    reference = htpasswd_registry.oci(repository())
-    args = ["--project", str(project.root), "fetch", "--all-platforms", "--remote-cache"]
-    code = main([*args, reference, "--push"], project.environ(**tls(registry_pki)))
+    args = ["fetch", "--all-platforms", "--remote-cache", remote.reference]
+    code = project.run(*args, "--push", **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err
     assert "0 from the remote cache, 2 downloaded" in err and "2 pushed" in err
-    code = main([*args, reference], project.environ(**tls(registry_pki)))
+    code = project.run(*args, **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err
     assert "2 from the remote cache, 0 downloaded" in err
@@ -622,43 +587,35 @@ def test_failed_fetch_with_remote_cache_counts(
     ],
 )
 def test_bad_reference_is_a_usage_error(
-    reference: str, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    reference: str, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     code, out, err = project.sync(capsys, "--remote-cache", reference)
     assert code == 2
     assert err.startswith("pylock: error:") and "Traceback" not in err
     assert "hunter2secret" not in err + out
     assert project.origin_requests == 0
-    code = main(["--project", str(project.root), "mirror", "--to", reference], project.environ())
-    assert code == 2
+    assert project.run("mirror", "--to", reference) == 2
 
 
 def test_bad_reference_in_the_environment_is_a_usage_error(
-    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     code, _, err = project.sync(capsys, PYLOCK_REMOTE_CACHE="ghcr.io/acme")
     assert code == 2 and "not a registry reference" in err
 
 
 @pytest.mark.parametrize("flag", ["--push", "--no-origin"])
 def test_push_or_no_origin_without_a_registry_is_a_usage_error(
-    flag: str, origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flag: str, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = Project(tmp_path / "p", origin)
     code, _, err = project.sync(capsys, flag)
     assert code == 2 and "needs a remote cache" in err
     assert project.origin_requests == 0
 
 
-def test_mirror_needs_outdir_or_to(
-    origin: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    project = Project(tmp_path / "p", origin)
-    assert main(["--project", str(project.root), "mirror"], project.environ()) == 2
-    both = ["--project", str(project.root), "mirror", "out", "--to", "oci://h.io/a"]
-    assert main(both, project.environ()) == 2
+def test_mirror_needs_outdir_or_to(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert project.run("mirror") == 2
+    assert project.run("mirror", "out", "--to", "oci://h.io/a") == 2
 
 
 def test_plain_http_only_when_asked_or_loopback() -> None:
@@ -669,24 +626,16 @@ def test_plain_http_only_when_asked_or_loopback() -> None:
 # -- the console script --------------------------------------------------------------------------
 
 
-def test_console_script_pushes_then_pulls(
-    htpasswd_registry: RealRegistry,
-    registry_pki: TestPki,
-    origin: HttpServer,
-    tmp_path: Path,
-    _clean_environment: Path,
-) -> None:
+def test_console_script_pushes_then_pulls(remote: Remote, project: Project, tmp_path: Path) -> None:
     script = shutil.which("pylock")
     if script is None:
         pytest.skip("the pylock console script is not on PATH")
-    docker_login(_clean_environment, htpasswd_registry.host)
-    project = Project(tmp_path / "p", origin)
-    reference = htpasswd_registry.oci(repository())
+    reference = remote.reference
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [script, "--project", str(project.root), "sync", *args],
-            env=project.environ(**tls(registry_pki)),
+            env=project.environ(**remote.tls),
             capture_output=True,
             text=True,
             timeout=120,

@@ -8,10 +8,8 @@ archives are all cached never pays for them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
@@ -129,7 +127,25 @@ def tcp_connector(settings: Settings) -> aiohttp.TCPConnector:
     return aiohttp.TCPConnector(ssl=ssl_context(settings), enable_cleanup_closed=needs_cleanup)
 
 
-class Fetcher:
+def client_session(settings: Settings, *, connect: float, read: float) -> aiohttp.ClientSession:
+    """An aiohttp session with pylock's connector, timeouts and User-Agent.
+
+    Proxies and netrc come from the settings, through net/policy.py, as on the http.client
+    path: aiohttp reads no environment of its own (``trust_env=False``).
+    """
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=tcp_connector(settings),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect, sock_read=read
+        ),
+        trust_env=False,
+        headers={"User-Agent": f"pylock/{__version__}"},
+    )
+
+
+class Fetcher(policy.SessionOwner):
     """One HTTP session with pylock's rules: rewrites, refusals, redirects, retries.
 
     Use it as an async context manager; it owns one aiohttp session.
@@ -153,37 +169,12 @@ class Fetcher:
         """TLS trust, proxies and the netrc file this fetcher follows."""
         return self._settings
 
-    async def __aenter__(self) -> Fetcher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that offline and file:// work never import aiohttp.
         if self._session is None:
-            import aiohttp
-
             timeouts = self.options.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=tcp_connector(self._settings),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeouts.connect,
-                    sock_connect=timeouts.connect,
-                    sock_read=timeouts.read,
-                ),
-                # Proxies and netrc come from the settings, through net/policy.py, as on
-                # the http.client path: aiohttp reads no environment of its own.
-                trust_env=False,
-                headers={"User-Agent": f"pylock/{__version__}"},
+            self._session = client_session(
+                self._settings, connect=timeouts.connect, read=timeouts.read
             )
         return self._session
 
@@ -314,7 +305,6 @@ class Fetcher:
 
         # Compressed transfer encodings would change the bytes that get hashed.
         response = await self._open(target, canonical, {"Accept-Encoding": "identity"})
-        advanced = 0
         async with response:
             url = str(response.url)
             policy.raise_for_transient(response.status, response.headers)
@@ -322,35 +312,30 @@ class Fetcher:
                 raise policy.http_error(
                     response.status, response.reason or "", url, target, canonical
                 )
-            length = response.content_length
-            cap = self.options.max_download_size
-            limit = policy.bound(url, canonical, size, length, cap)
-            digest = hashlib.sha256()
-            received = 0
+            body = policy.Body(
+                url,
+                canonical,
+                dest,
+                sha256=sha256,
+                size=size,
+                length=response.content_length,
+                cap=self.options.max_download_size,
+                task=task,
+                feed=feed,
+            )
             try:
                 with policy.create(dest) as writer:
                     if feed is not None:
                         feed.begin(dest)
                     async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                        received += len(chunk)
-                        if received > limit:
-                            raise policy.too_large(url, canonical, size, length, received, cap)
-                        digest.update(chunk)
-                        policy.write(writer, chunk, dest, feed, received)
-                        if task is not None:
-                            task.advance(len(chunk))
-                            advanced += len(chunk)
+                        body.add(writer, chunk)
             except (TimeoutError, aiohttp.ClientError) as error:
-                policy.rewind(task, advanced)
+                body.rewind()
                 # aiohttp reports an early end as a payload error: say it as the other path does.
                 early = isinstance(error, aiohttp.ClientPayloadError)
-                short = policy.truncated(received, length, size) if early else None
+                short = body.truncated() if early else None
                 raise (short or Retryable(policy.reason(error))) from None
-            short = policy.truncated(received, length, size)
-            if short is not None:
-                policy.rewind(task, advanced)
-                raise short
-            return policy.check(url, canonical, digest.hexdigest(), received, sha256, size)
+            return body.result()
 
     # -- plumbing --------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import random
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
 from urllib.parse import unquote, urlsplit
 
 from pylock.errors import (
@@ -35,10 +36,33 @@ from pylock.progress import human_size
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
+
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Task
     from pylock.settings import Settings
     from pylock.urls import UrlRewrites
+
+
+class SessionOwner:
+    """An async context manager that owns one aiohttp session: the subclass makes it on
+    first use (so that offline and file:// work never import aiohttp); exit closes it."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
 
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
 CHUNK_SIZE = 256 * 1024
@@ -414,6 +438,68 @@ def basic(user: str, password: str) -> str:
 
 
 # -- writing the body ----------------------------------------------------------------
+
+
+class Body:
+    """One attempt's body as it arrives, for both clients' chunk loops: bounded (see
+    :func:`bound`), hashed, written to ``dest`` (and told to ``feed``), counted on ``task``."""
+
+    def __init__(
+        self,
+        url: str,
+        canonical: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        length: int | None,
+        cap: int,
+        task: Task | None,
+        feed: DownloadFeed | None,
+    ) -> None:
+        self.url = url
+        self.canonical = canonical
+        self.dest = dest
+        self.sha256 = sha256
+        self.size = size
+        self.length = length
+        self.cap = cap
+        self.task = task
+        self.feed = feed
+        self.limit = bound(url, canonical, size, length, cap)
+        self.digest = hashlib.sha256()
+        self.received = 0
+        self.advanced = 0
+
+    def add(self, writer: BinaryIO, chunk: bytes) -> None:
+        """Take one chunk; past the limit raises at once, before anything is written."""
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise too_large(
+                self.url, self.canonical, self.size, self.length, self.received, self.cap
+            )
+        self.digest.update(chunk)
+        write(writer, chunk, self.dest, self.feed, self.received)
+        if self.task is not None:
+            self.task.advance(len(chunk))
+            self.advanced += len(chunk)
+
+    def rewind(self) -> None:
+        """Take back the progress this attempt showed (it is retried or failed)."""
+        rewind(self.task, self.advanced)
+
+    def truncated(self) -> Retryable | None:
+        return truncated(self.received, self.length, self.size)
+
+    def result(self) -> tuple[str, int]:
+        """(sha256, size) once the body ended complete and matches the lock."""
+        short = self.truncated()
+        if short is not None:
+            self.rewind()
+            raise short
+        return check(
+            self.url, self.canonical, self.digest.hexdigest(), self.received, self.sha256, self.size
+        )
 
 
 def rewind(task: Task | None, amount: int) -> None:

@@ -23,13 +23,11 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import attrs
 
-from pylock import __version__
 from pylock.bounded import json_loads
 from pylock.errors import (
     DownloadTooLargeError,
@@ -39,6 +37,7 @@ from pylock.errors import (
     UsageError,
 )
 from pylock.net.dockerauth import Credentials, find_credentials
+from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
 from pylock.urls import is_loopback_host, redact
 
@@ -362,7 +361,7 @@ def parse_challenge(header: str) -> Challenge | None:
 # -- the client --------------------------------------------------------------------------------
 
 
-class RegistryClient:
+class RegistryClient(SessionOwner):
     """One registry repository, over one aiohttp session. Use it as an async context manager.
 
     ``settings`` and ``home`` say where credentials and CA certificates come from;
@@ -396,19 +395,6 @@ class RegistryClient:
         self._basic = False
         #: Token requests made, by scope (tests count them; callers may report them).
         self.token_requests: dict[str, int] = {}
-
-    async def __aenter__(self) -> RegistryClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # -- public operations ---------------------------------------------------------------
 
@@ -565,19 +551,11 @@ class RegistryClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            import aiohttp
-
-            from pylock.net.fetch import tcp_connector
+            from pylock.net.fetch import client_session
 
             connect, read = self._timeouts
-            self._session = aiohttp.ClientSession(
-                connector=tcp_connector(self._settings),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=connect, sock_connect=connect, sock_read=read
-                ),
-                trust_env=False,  # proxies come from the settings, per request
-                headers={"User-Agent": f"pylock/{__version__}"},
-            )
+            # Proxies come from the settings, per request.
+            self._session = client_session(self._settings, connect=connect, read=read)
         return self._session
 
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
@@ -745,7 +723,10 @@ class RegistryClient:
         credentials = self._credentials
         headers: dict[str, str] = {}
         try:
+            form: dict[str, str] | None = None
             if credentials is not None and credentials.identity_token:
+                # OAuth2: POST the refresh token as a form.
+                method, url = "POST", realm
                 form = dict(query)
                 form.update(
                     grant_type="refresh_token",
@@ -753,27 +734,21 @@ class RegistryClient:
                     client_id="pylock",
                     scope=" ".join(scopes),
                 )
-                proxy, proxy_headers = self._proxy(realm)
-                request = self._client().post(
-                    realm,
-                    data=form,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
             else:
                 if credentials is not None:
                     headers["Authorization"] = credentials.basic()
                 separator = "&" if "?" in realm else "?"
-                url = realm + (separator + urlencode(query) if query else "")
-                proxy, proxy_headers = self._proxy(url)
-                request = self._client().get(
-                    url,
-                    headers=headers,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
+                method, url = "GET", realm + (separator + urlencode(query) if query else "")
+            proxy, proxy_headers = self._proxy(url)
+            request = self._client().request(
+                method,
+                url,
+                data=form,
+                headers=headers,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            )
             async with request as response:
                 if response.status != 200:
                     hint = _LOGIN_HINT if response.status in (401, 403) else None

@@ -11,7 +11,6 @@ proxy) and a ``stop`` event, since a thread cannot be cancelled like a task.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import ssl
 import threading
@@ -116,18 +115,23 @@ class StdDownloader:
         stop: threading.Event | None = None,
     ) -> tuple[str, int]:
         connection, response, url = self._open(target, canonical)
-        advanced = 0
         try:
             policy.raise_for_transient(response.status, dict(response.headers))
             if response.status != 200:
                 raise policy.http_error(
                     response.status, response.reason or "", url, target, canonical
                 )
-            length = _content_length(response)
-            cap = self.options.max_download_size
-            limit = policy.bound(url, canonical, size, length, cap)
-            digest = hashlib.sha256()
-            received = 0
+            body = policy.Body(
+                url,
+                canonical,
+                dest,
+                sha256=sha256,
+                size=size,
+                length=_content_length(response),
+                cap=self.options.max_download_size,
+                task=task,
+                feed=feed,
+            )
             try:
                 with policy.create(dest) as writer:
                     if feed is not None:
@@ -137,22 +141,11 @@ class StdDownloader:
                     while chunk := response.read1(CHUNK_SIZE):
                         if stop is not None and stop.is_set():
                             raise Cancelled
-                        received += len(chunk)
-                        if received > limit:
-                            raise policy.too_large(url, canonical, size, length, received, cap)
-                        digest.update(chunk)
-                        policy.write(writer, chunk, dest, feed, received)
-                        if task is not None:
-                            task.advance(len(chunk))
-                            advanced += len(chunk)
+                        body.add(writer, chunk)
             except (OSError, http.client.HTTPException) as error:
-                policy.rewind(task, advanced)
+                body.rewind()
                 raise Retryable(policy.reason(error)) from None
-            short = policy.truncated(received, length, size)
-            if short is not None:
-                policy.rewind(task, advanced)
-                raise short
-            return policy.check(url, canonical, digest.hexdigest(), received, sha256, size)
+            return body.result()
         finally:
             response.close()
             connection.close()
