@@ -241,6 +241,27 @@ def test_parse_challenge_quotes_and_escapes() -> None:
 # -- the real registry: TLS + htpasswd --------------------------------------------------------
 
 
+def test_builders_pushing_the_same_blob_at_once_all_succeed(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    # A fleet's runners push the same archive (and every manifest the same empty config)
+    # at the same moment: whoever loses the race still ends with the blob there, no error.
+    async def one(data: bytes, sha: str) -> None:
+        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            await registry.push_blob(data, sha)
+
+    async def scenario() -> bool:
+        for round_ in range(5):
+            data, sha = blob(f"race-{round_}", size=500_000)
+            await asyncio.gather(*(one(data, sha) for _ in range(4)))
+        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
+                          credentials=PUSHER) as registry:  # fmt: skip
+            return await registry.has_blob(sha)
+
+    assert run(scenario())
+
+
 def test_push_blob_manifest_and_pull_back(
     htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
 ) -> None:
