@@ -46,6 +46,20 @@ TARGETS = {
     "three": 0.75,
     "rss_mib": 64.0,
 }
+#: The cases besides cold (which always runs: the timeline comes from it).
+ALL_CASES = ("warm", "noop", "three")
+
+
+def _cases(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [case for case in chosen if case not in (*ALL_CASES, "cold")]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown case {unknown[0]!r}: choose from cold, {', '.join(ALL_CASES)}"
+        )
+    return chosen
+
+
 #: Cold target when the mirror is throttled: pylock ends within ~0.1 s of the last byte.
 COLD_THROTTLED = 1.05
 
@@ -71,6 +85,8 @@ _RUNNER = r"""
 import json, os, subprocess, sys, time
 for line in sys.stdin:
     job = json.loads(line)
+    if job["settle"] and hasattr(os, "sync"):
+        os.sync()  # write back the previous run's files and deletions, outside the timing
     with open(job["log"], "ab") as out:
         out.write(("$ " + " ".join(job["argv"]) + "\n").encode())
         out.flush()
@@ -92,7 +108,8 @@ for line in sys.stdin:
 class Runner:
     """A small process that runs commands for us and reports time and peak RSS of each."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, settle: bool = True) -> None:
+        self.settle = settle
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _RUNNER],
             stdin=subprocess.PIPE,
@@ -103,7 +120,7 @@ class Runner:
     def run(self, argv: Sequence[str], env: dict[str, str], log: Path) -> Run:
         """Run a command to completion; fail the benchmark if it fails."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        job = {"argv": list(argv), "env": env, "log": str(log)}
+        job = {"argv": list(argv), "env": env, "log": str(log), "settle": self.settle}
         self._proc.stdin.write(json.dumps(job) + "\n")
         self._proc.stdin.flush()
         reply = json.loads(self._proc.stdout.readline())
@@ -463,6 +480,8 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
             bench.cleanup(root)
             return run
 
+        cases = args.cases
+
         print("cold ...", file=sys.stderr)
         p, u = alternate(n, pylock_cold, uv_cold)
         results["cold"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
@@ -489,12 +508,13 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
         # -- warm -----------------------------------------------------------------------
         pylock_cache = work / "warm" / "pylock-cache"
         uv_cache = work / "warm" / "uv-python-cache"
-        bench.pylock(three, work / "warm" / "prefill-pylock", pylock_cache)
-        bench.uv(
-            [a.version for a in archives] if distinct else [ref.version],
-            work / "warm" / "prefill-uv",
-            uv_cache,
-        )
+        if set(cases) - {"cold"}:
+            bench.pylock(three, work / "warm" / "prefill-pylock", pylock_cache)
+            bench.uv(
+                [a.version for a in archives] if distinct else [ref.version],
+                work / "warm" / "prefill-uv",
+                uv_cache,
+            )
 
         def pylock_warm() -> Run:
             root = bench.fresh("pylock-warm")
@@ -510,28 +530,31 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
             bench.cleanup(root)
             return run
 
-        print("warm ...", file=sys.stderr)
-        p, u = alternate(n, pylock_warm, uv_warm)
-        results["warm"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+        if "warm" in cases:
+            print("warm ...", file=sys.stderr)
+            p, u = alternate(n, pylock_warm, uv_warm)
+            results["warm"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
 
         # -- no-op ----------------------------------------------------------------------
         noop_pylock = work / "noop" / "pylock"
         noop_uv = work / "noop" / "uv"
-        bench.pylock(single[0], noop_pylock, pylock_cache)
-        bench.uv([ref.version], noop_uv, uv_cache)
+        if "noop" in cases:
+            bench.pylock(single[0], noop_pylock, pylock_cache)
+            bench.uv([ref.version], noop_uv, uv_cache)
 
         def pylock_noop() -> Run:
             run = bench.pylock(single[0], noop_pylock, pylock_cache)
             rss.setdefault("noop", []).append(run.max_rss)
             return run
 
-        print("no-op ...", file=sys.stderr)
-        p, u = alternate(
-            n,
-            pylock_noop,
-            lambda: bench.uv([ref.version], noop_uv, uv_cache),
-        )
-        results["noop"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+        if "noop" in cases:
+            print("no-op ...", file=sys.stderr)
+            p, u = alternate(
+                n,
+                pylock_noop,
+                lambda: bench.uv([ref.version], noop_uv, uv_cache),
+            )
+            results["noop"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
 
         # -- three archives vs three single syncs ---------------------------------------
         def pylock_three() -> Run:
@@ -554,10 +577,11 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
             rss.setdefault("single", []).extend(r.max_rss for r in parts)
             return Run(seconds=sum(r.seconds for r in parts), max_rss=max(r.max_rss for r in parts))
 
-        print("three ...", file=sys.stderr)
-        p, s = alternate(n, pylock_three, pylock_singles)
-        results["three"] = {"pylock_ms": median_ms(p), "sum_of_singles_ms": median_ms(s)}
-        if distinct:
+        if "three" in cases:
+            print("three ...", file=sys.stderr)
+            p, s = alternate(n, pylock_three, pylock_singles)
+            results["three"] = {"pylock_ms": median_ms(p), "sum_of_singles_ms": median_ms(s)}
+        if "three" in cases and distinct:
 
             def uv_three() -> Run:
                 root = bench.fresh("uv-three")
@@ -599,6 +623,8 @@ def report(results: dict[str, Any]) -> list[str]:
         ("cold", cold_label),
         ("warm", "warm (cached archive)"),
     ):
+        if key not in results:
+            continue
         row = results[key]
         ratio = row["pylock_ms"] / row["uv_ms"]
         target = COLD_THROTTLED if key == "cold" and bandwidth else TARGETS[key]
@@ -613,33 +639,35 @@ def report(results: dict[str, Any]) -> list[str]:
         )
         if not ok:
             missed.append(key)
-    row = results["noop"]
-    ok = row["pylock_ms"] <= TARGETS["noop_ms"]
-    line(
-        "no-op (all installed)",
-        f"{row['pylock_ms']:.1f} ms",
-        f"{row['uv_ms']:.1f} ms",
-        "",
-        f"<= {TARGETS['noop_ms']:.0f} ms",
-        ok,
-    )
-    if not ok:
-        missed.append("noop")
-    row = results["three"]
-    ratio = row["pylock_ms"] / row["sum_of_singles_ms"]
-    ok = ratio <= TARGETS["three"]
-    line(
-        "three archives vs 3 singles",
-        f"{row['pylock_ms']:.0f} ms",
-        f"{row['sum_of_singles_ms']:.0f} ms",
-        f"{ratio:.2f}x",
-        f"<= {TARGETS['three']:.2f}x",
-        ok,
-    )
-    if not ok:
-        missed.append("three")
-    if "uv_ms" in row:
-        print(f"{'  (uv, three at once, warm)':<32}{'':>11}{row['uv_ms']:.0f} ms".rstrip())
+    if "noop" in results:
+        row = results["noop"]
+        ok = row["pylock_ms"] <= TARGETS["noop_ms"]
+        line(
+            "no-op (all installed)",
+            f"{row['pylock_ms']:.1f} ms",
+            f"{row['uv_ms']:.1f} ms",
+            "",
+            f"<= {TARGETS['noop_ms']:.0f} ms",
+            ok,
+        )
+        if not ok:
+            missed.append("noop")
+    if "three" in results:
+        row = results["three"]
+        ratio = row["pylock_ms"] / row["sum_of_singles_ms"]
+        ok = ratio <= TARGETS["three"]
+        line(
+            "three archives vs 3 singles",
+            f"{row['pylock_ms']:.0f} ms",
+            f"{row['sum_of_singles_ms']:.0f} ms",
+            f"{ratio:.2f}x",
+            f"<= {TARGETS['three']:.2f}x",
+            ok,
+        )
+        if not ok:
+            missed.append("three")
+        if "uv_ms" in row:
+            print(f"{'  (uv, three at once, warm)':<32}{'':>11}{row['uv_ms']:.0f} ms".rstrip())
     peak = results["rss"]["pylock_peak_mib"]
     ok = peak <= TARGETS["rss_mib"]
     line("peak RSS of pylock", f"{peak:.1f} MiB", "", "", f"<= {TARGETS['rss_mib']:.0f} MiB", ok)
@@ -696,6 +724,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a target is missed (default: report)"
     )
+    parser.add_argument(
+        "--cases",
+        type=_cases,
+        default=ALL_CASES,
+        metavar="LIST",
+        help=f"comma-separated cases to run besides cold (default: {','.join(ALL_CASES)})",
+    )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="do not write back dirty pages (sync(2)) before each timed command",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -714,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = args.work
     else:
         work = Path(tempfile.mkdtemp(prefix="pylock-bench-"))
-    runner = Runner()
+    runner = Runner(settle=args.settle)
     try:
         results = measure(args, work, runner)
     finally:
