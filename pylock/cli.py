@@ -595,7 +595,12 @@ def _cmd_diff(ctx: Context) -> int:
 
     args = ctx.args
     old, new = locks_to_compare(
-        ctx.project, ctx.lock_path, old=args.old, new=args.new, base=args.base
+        ctx.project,
+        ctx.lock_path,
+        old=args.old,
+        new=args.new,
+        base=args.base,
+        settings=ctx.settings,
     )
     text = render(
         diff_locks(old.lock, new.lock),
