@@ -27,6 +27,7 @@ from pylock.errors import (
     HashMismatchError,
 )
 from pylock.net import policy
+from pylock.net.fetch import FetchOptions
 from pylock.progress import Reporter
 from pylock.review import read_lock_at_ref
 from pylock.settings import Settings
@@ -48,9 +49,8 @@ def _download(
 def test_attempts_wait_as_told_then_give_up_with_the_count() -> None:
     stream = io.StringIO()
     reporter = Reporter(stream, verbosity=1, live=False)
-    attempts = policy.Attempts(
-        "https://mirror.test/a", "https://origin.test/a", retries=2, backoff=1.0, label="a"
-    )
+    options = FetchOptions(retries=2, backoff=1.0)
+    attempts = policy.Attempts("https://mirror.test/a", "https://origin.test/a", options, label="a")
     told = policy.Retryable("HTTP 503", retry_after=0.25)
     assert attempts.failed(told, reporter) == 0.25
     assert attempts.failed(told, reporter) == 0.25
@@ -66,9 +66,8 @@ def test_attempts_wait_as_told_then_give_up_with_the_count() -> None:
 
 
 def test_attempts_without_retries_fail_on_the_first_error() -> None:
-    attempts = policy.Attempts(
-        "https://x.test/a", "https://x.test/a", retries=0, backoff=1.0, label="a"
-    )
+    options = FetchOptions(retries=0)
+    attempts = policy.Attempts("https://x.test/a", "https://x.test/a", options, label="a")
     with pytest.raises(DownloadError, match="gave up after 1 attempts"):
         attempts.failed(policy.Retryable("timed out"), Reporter(io.StringIO(), live=False))
 
@@ -147,6 +146,33 @@ def test_a_feed_that_fails_to_begin_leaves_no_open_file(
     with pytest.raises(RuntimeError):
         policy.start(tmp_path / "a", _BrokenFeed())  # type: ignore[arg-type]
     assert len(opened) == 1 and opened[0].closed
+
+
+def test_a_download_is_rewritten_refused_and_capped_as_the_options_say(tmp_path: Path) -> None:
+    from pylock.errors import OfflineError
+    from pylock.urls import UrlRewrites
+
+    rewrites = UrlRewrites.from_sources(None, ["https://origin.test/=https://mirror.test/"])
+    options = FetchOptions(rewrites=rewrites, max_download_size=123)
+    url = "https://origin.test/a.tar.gz"
+    download = policy.Download.of(
+        url, tmp_path / "a", options, sha256=None, size=None, task=None, feed=None
+    )
+    assert (download.target, download.canonical, download.cap) == (
+        "https://mirror.test/a.tar.gz",
+        url,
+        123,
+    )
+    with pytest.raises(OfflineError):
+        policy.Download.of(
+            url,
+            tmp_path / "a",
+            FetchOptions(offline=True),
+            sha256=None,
+            size=None,
+            task=None,
+            feed=None,
+        )
 
 
 def test_a_file_url_is_copied_hashed_and_bounded(tmp_path: Path) -> None:

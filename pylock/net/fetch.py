@@ -268,24 +268,16 @@ class Fetcher(policy.SessionOwner):
         Nothing past ``size``, else ``Content-Length``, else the options'
         ``max_download_size`` is ever written.
         """
-        target = self.target(url)
-        download = policy.Download(
-            target,
-            url,
-            dest,
-            sha256=sha256,
-            size=size,
-            cap=self.options.max_download_size,
-            task=task,
-            feed=feed,
+        download = policy.Download.of(
+            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
         )
-        if urlsplit(target).scheme == "file":
+        if urlsplit(download.target).scheme == "file":
             import asyncio
 
             return await asyncio.to_thread(policy.copy_file, download)
         return await self._with_retries(
             lambda: self._download_once(download),
-            target,
+            download.target,
             url,
             label=filename_from_url(url),
         )
@@ -328,10 +320,7 @@ class Fetcher(policy.SessionOwner):
     ) -> _T:
         import asyncio
 
-        options = self.options
-        attempts = policy.Attempts(
-            target, canonical, retries=options.retries, backoff=options.backoff, label=label
-        )
+        attempts = policy.Attempts(target, canonical, self.options, label=label)
         while True:
             try:
                 return await attempt()

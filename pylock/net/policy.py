@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from pylock.net.fetch import FetchOptions
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Reporter, Task
     from pylock.settings import Settings
@@ -184,13 +185,11 @@ def backoff_delay(error: Retryable, failures: int, backoff: float) -> float:
 class Attempts:
     """The failed attempts of one request, for both clients' retry loops."""
 
-    def __init__(
-        self, target: str, canonical: str, *, retries: int, backoff: float, label: str
-    ) -> None:
+    def __init__(self, target: str, canonical: str, options: FetchOptions, *, label: str) -> None:
         self.target = target
         self.canonical = canonical
-        self.retries = retries
-        self.backoff = backoff
+        self.retries = options.retries
+        self.backoff = options.backoff
         self.label = label
         self.failures = 0
 
@@ -492,6 +491,31 @@ class Download:
         self.cap = cap
         self.task = task
         self.feed = feed
+
+    @classmethod
+    def of(
+        cls,
+        url: str,
+        dest: Path,
+        options: FetchOptions,
+        *,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None,
+        feed: DownloadFeed | None,
+    ) -> Download:
+        """Canonical ``url`` as ``options`` fetch it: rewritten (or refused, see :func:`target`),
+        and bounded by their ``max_download_size``."""
+        return cls(
+            target(url, options.rewrites, offline=options.offline),
+            url,
+            dest,
+            sha256=sha256,
+            size=size,
+            cap=options.max_download_size,
+            task=task,
+            feed=feed,
+        )
 
     def body(
         self, url: str, status: int, reason: str, headers: Mapping[str, str], length: int | None

@@ -73,30 +73,16 @@ class StdDownloader:
         cancelled like a task: set ``stop`` and the download raises :class:`Cancelled`
         within a chunk (or a read timeout), and sleeps no more between retries.
         """
-        options = self.options
-        target = policy.target(url, options.rewrites, offline=options.offline)
-        download = policy.Download(
-            target,
-            url,
-            dest,
-            sha256=sha256,
-            size=size,
-            cap=options.max_download_size,
-            task=task,
-            feed=feed,
+        download = policy.Download.of(
+            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
         )
+        target = download.target
         scheme = urlsplit(target).scheme
         if scheme == "file":
             return policy.copy_file(download)
         if scheme not in ("http", "https"):
             raise DownloadError(f"unsupported URL scheme in {target}", url=target)
-        attempts = policy.Attempts(
-            target,
-            url,
-            retries=options.retries,
-            backoff=options.backoff,
-            label=filename_from_url(url),
-        )
+        attempts = policy.Attempts(target, url, self.options, label=filename_from_url(url))
         while True:
             try:
                 return self._download_once(download, stop)
