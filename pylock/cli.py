@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.settings import Settings
     from pylock.sync.cache import Cache
+    from pylock.sync.plan import Located
 
 INSTALL_DIRNAME = ".pythons"
 
@@ -545,15 +546,19 @@ def _cmd_sync(ctx: Context) -> int:
             + ", ".join(name for name, _ in result.failed)
             + f" ({len(outcome.current)} installed or up to date)"
         )
-    remote = ""
-    if ctx.remote_cache() is not None:
-        remote = f"{result.from_registry} from the remote cache, "
-    pushed = f", {result.pushed} pushed" if result.pushed else ""
+    remote, pushed = _registry_words(ctx, result.from_registry, result.pushed)
     ctx.reporter.event(
         f"synced {len(outcome.current)} interpreter(s) into {_display(dest)} "
         f"({len(result.installed)} installed, {remote}{result.downloaded} downloaded{pushed})"
     )
     return 0
+
+
+def _registry_words(ctx: Context, pulled: int, pushed: int) -> tuple[str, str]:
+    """The remote cache's part of a sync or fetch summary: what came from it (when one is
+    in use) and what was pushed to it (when anything was)."""
+    remote = f"{pulled} from the remote cache, " if ctx.remote_cache() is not None else ""
+    return remote, f", {pushed} pushed" if pushed else ""
 
 
 def _cmd_fetch(ctx: Context) -> int:
@@ -574,8 +579,7 @@ def _cmd_fetch(ctx: Context) -> int:
     )
     total, downloaded = len(outcome.paths), len(outcome.downloaded)
     pulled = len(outcome.from_registry)
-    remote = f"{pulled} from the remote cache, " if ctx.remote_cache() is not None else ""
-    pushed = f", {len(outcome.pushed)} pushed" if outcome.pushed else ""
+    remote, pushed = _registry_words(ctx, pulled, len(outcome.pushed))
     ctx.reporter.event(
         f"{total} archive(s) in {_display(cache.root)}: {remote}{downloaded} downloaded"
         f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded - pulled} already cached"
@@ -591,7 +595,12 @@ def _cmd_diff(ctx: Context) -> int:
 
     args = ctx.args
     old, new = locks_to_compare(
-        ctx.project, ctx.lock_path, old=args.old, new=args.new, base=args.base
+        ctx.project,
+        ctx.lock_path,
+        old=args.old,
+        new=args.new,
+        base=args.base,
+        settings=ctx.settings,
     )
     text = render(
         diff_locks(old.lock, new.lock),
@@ -645,24 +654,29 @@ def _cmd_list(ctx: Context) -> int:
 
 
 def _cmd_which(ctx: Context) -> int:
-    from pylock.sync.plan import locate
-
-    args = ctx.args
-    dest = ctx.install_dir(args.into)
-    found = locate(
-        args.name,
-        # No lock here (e.g. a slim image holding only the install dir): the record knows.
-        lock=ctx.read_lock() if ctx.lock_path.exists() else None,
-        lock_path=ctx.lock_path,
-        dest_root=dest,
-        platform=ctx.platform(),
-    )
+    # No lock here (e.g. a slim image holding only the install dir): the record knows.
+    found = _locate(ctx, ctx.read_lock() if ctx.lock_path.exists() else None)
     if found.out_of_date:
+        dest = ctx.install_dir(ctx.args.into)
         ctx.reporter.warn(
             f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
         )
     ctx.out(str(found.executable))
     return 0
+
+
+def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = True) -> Located:
+    """``NAME`` in ``--into`` (or the default install directory), for ``which`` and ``run``."""
+    from pylock.sync.plan import locate
+
+    return locate(
+        ctx.args.name,
+        lock=lock,
+        lock_path=ctx.lock_path,
+        dest_root=ctx.install_dir(ctx.args.into),
+        platform=ctx.platform(),
+        check_executable=check_executable,
+    )
 
 
 def _cmd_outdated(ctx: Context) -> int:
@@ -827,18 +841,8 @@ def _seed_registry(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
-    from pylock.sync.plan import locate
-
-    args = ctx.args
-    exe = locate(
-        args.name,
-        lock=ctx.read_lock(),
-        lock_path=ctx.lock_path,
-        dest_root=ctx.install_dir(args.into),
-        platform=ctx.platform(),
-        check_executable=False,
-    ).executable
-    run_args = list(args.run_args)
+    exe = _locate(ctx, ctx.read_lock(), check_executable=False).executable
+    run_args = list(ctx.args.run_args)
     if run_args[:1] == ["--"]:
         run_args = run_args[1:]
     sys.stdout.flush()
@@ -850,11 +854,7 @@ def _cmd_run(ctx: Context) -> int:
 
 def _prefixed(name: str, error: PylockError) -> PylockError:
     """The error with its first line naming the interpreter it is about."""
-    lines = (
-        [f"{error.file}: {p}" for p in error.problems]
-        if isinstance(error, FileProblemsError)
-        else str(error).splitlines() or [type(error).__name__]
-    )
+    lines = _error_lines(error)
     return PylockError("\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint)
 
 
@@ -877,14 +877,17 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     from pylock.urls import redact
 
     label = "\033[31merror\033[0m" if color else "error"
-    if isinstance(error, FileProblemsError):
-        lines = [f"{error.file}: {p}" for p in error.problems]
-    else:
-        lines = str(error).splitlines() or [type(error).__name__]
-    for line in lines:
+    for line in _error_lines(error):
         sys.stderr.write(f"pylock: {label}: {printable(redact(line))}\n")
     if error.hint:
         sys.stderr.write(f"pylock: hint: {printable(redact(error.hint))}\n")
+
+
+def _error_lines(error: PylockError) -> list[str]:
+    """What an error says, a line per problem (a file's problems each name the file)."""
+    if isinstance(error, FileProblemsError):
+        return [f"{error.file}: {p}" for p in error.problems]
+    return str(error).splitlines() or [type(error).__name__]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

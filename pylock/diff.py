@@ -2,9 +2,8 @@
 
 :func:`diff_locks` is pure: it compares two :class:`~pylock.lockfile.LockFile` values.
 The renderers turn the result into terminal text, a Markdown table for a pull-request
-comment, or JSON with a stable schema (``"format-version": 1``). The one function
-here that touches the outside world, :func:`read_lock_at_ref`, asks git for an older
-version of the lock.
+comment, or JSON with a stable schema (``"format-version": 1``). Which two locks to
+compare (files, or the lock at a git ref) is :mod:`pylock.review`'s business.
 
 >>> from pylock.lockfile import Artifact, LockedPython, make_lock
 >>> from pylock.versions import Implementation
@@ -22,14 +21,13 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import attrs
 
-from pylock.errors import GitError
-from pylock.fsutil import LOCK_FILENAME
+# GitError's old home: the git reading moved to pylock.review, the name stays importable.
+from pylock.errors import GitError as GitError
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
@@ -591,75 +589,3 @@ def render(
     if fmt == "json":
         return redact(render_json(diff, old_label=old_label, new_label=new_label))
     raise ValueError(f"unknown diff format {fmt!r}")
-
-
-# -- git -------------------------------------------------------------------------------------
-
-
-def _git(project: Path, *args: str) -> tuple[int, bytes, str]:
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=project,
-            capture_output=True,
-            check=False,
-            # Never wait on a credential prompt or a pager in CI.
-            env=_git_env(),
-        )
-    except FileNotFoundError:
-        raise GitError(
-            "git is not installed, so `pylock diff` cannot read an older pythons.lock",
-            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
-        ) from None
-    return done.returncode, done.stdout, done.stderr.decode("utf-8", "replace").strip()
-
-
-def _git_env() -> dict[str, str]:
-    from pylock.settings import child_environ
-
-    return child_environ(GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C")
-
-
-def read_lock_at_ref(project: Path, ref: str, filename: str = LOCK_FILENAME) -> LockFile | None:
-    """``project/filename`` as committed at ``ref``, or ``None`` if it did not exist there.
-
-    ``ref`` is anything git understands (``HEAD``, ``origin/main``, a sha). A ref that
-    does not exist, or a project outside a git work tree, raises :class:`GitError`.
-    An unborn ``HEAD`` (a repository without commits) counts as "no lock yet".
-    """
-    from pylock.lockfile import loads
-
-    if ref.startswith("-"):
-        raise GitError(f"invalid git ref {ref!r}")
-    code, _, err = _git(project, "rev-parse", "--is-inside-work-tree")
-    if code != 0:
-        raise GitError(
-            f"{project} is not inside a git work tree: {err}"
-            if err
-            else f"{project} is not inside a git work tree",
-            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
-        )
-    code, _, _ = _git(project, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    if code != 0:
-        if ref == "HEAD":
-            return None
-        raise GitError(
-            f"unknown git ref {ref!r}",
-            hint="in CI, fetch the base branch first (e.g. `actions/checkout` with "
-            "`fetch-depth: 0`)",
-        )
-    # `REF:./path` is resolved relative to the current directory, i.e. the project.
-    spec = f"{ref}:./{filename}"
-    code, _, _ = _git(project, "cat-file", "-e", spec)
-    if code != 0:
-        return None
-    code, data, err = _git(project, "cat-file", "blob", spec)
-    if code != 0:
-        raise GitError(f"git could not read {spec}: {err}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GitError(f"{ref}:{filename} is not UTF-8 text") from None
-    return loads(text, filename=f"{ref}:{filename}")

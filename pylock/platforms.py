@@ -72,8 +72,7 @@ class Platform:
         """Map a PBS triple (including the old ``-shared`` Windows ones) to a platform."""
         if triple.endswith("-shared"):
             triple = triple.removesuffix("-shared")
-        key = _PBS_TRIPLE_REVERSE.get(triple)
-        return _BY_KEY[key] if key else None
+        return _known(_PBS_TRIPLE_REVERSE.get(triple))
 
     @property
     def pypy_name(self) -> str | None:
@@ -83,14 +82,12 @@ class Platform:
     @classmethod
     def from_pypy_name(cls, name: str) -> Platform | None:
         """Map a PyPy file-name platform (``linux64``) to a platform."""
-        key = _PYPY_NAME_REVERSE.get(name)
-        return _BY_KEY[key] if key else None
+        return _known(_PYPY_NAME_REVERSE.get(name))
 
     @classmethod
     def from_pypy_json(cls, arch: str, platform: str) -> Platform | None:
         """Map the ``arch``/``platform`` pair of PyPy's ``versions.json`` to a platform."""
-        key = _PYPY_JSON.get((arch, platform))
-        return _BY_KEY[key] if key else None
+        return _known(_PYPY_JSON.get((arch, platform)))
 
     @property
     def graalpy_name(self) -> str | None:
@@ -100,8 +97,7 @@ class Platform:
     @classmethod
     def from_graalpy_name(cls, name: str) -> Platform | None:
         """Map a GraalPy ``{os}-{arch}`` pair to a platform."""
-        key = _GRAALPY_NAME_REVERSE.get(name)
-        return _BY_KEY[key] if key else None
+        return _known(_GRAALPY_NAME_REVERSE.get(name))
 
     @classmethod
     def from_uv(cls, os_name: str, family: str, variant: str | None, libc: str) -> Platform | None:
@@ -193,6 +189,11 @@ _GRAALPY_NAME_REVERSE = {v: k for k, v in _GRAALPY_NAME.items()}
 
 #: Every known platform key, in a stable order.
 PLATFORM_KEYS: tuple[str, ...] = tuple(sorted(_BY_KEY))
+
+
+def _known(key: str | None) -> Platform | None:
+    """The platform an upstream name table maps to (``None``: the name is not in it)."""
+    return _BY_KEY[key] if key else None
 
 
 def all_platforms() -> tuple[Platform, ...]:

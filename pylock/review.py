@@ -2,18 +2,20 @@
 (which listings to compare the lock with, and what to do when upstream cannot be reached).
 
 The comparisons themselves are pure and live in :mod:`pylock.diff` and
-:mod:`pylock.outdated`; this module does the reading and fetching around them. Nothing
-here prints: warnings go to the reporter, results go back to the CLI.
+:mod:`pylock.outdated`; this module does the reading and fetching around them, including
+asking git for the lock at an older revision. Nothing here prints: warnings go to the
+reporter, results go back to the CLI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import UsageError
+from pylock.errors import GitError, UsageError
 from pylock.fsutil import LOCK_FILENAME
 
 if TYPE_CHECKING:
@@ -50,13 +52,15 @@ def locks_to_compare(
     old: str | None = None,
     new: str | None = None,
     base: str | None = None,
+    settings: Settings | None = None,
 ) -> tuple[LabelledLock, LabelledLock]:
     """The two locks ``pylock diff`` compares.
 
     ``OLD [NEW]`` lock files (``NEW`` defaults to the working tree's), else the lock at the
     git ref ``base`` (default ``HEAD``; empty when the ref has none) and the working tree's.
+    git runs in ``settings``' environment.
     """
-    from pylock.diff import empty_lock, read_lock_at_ref
+    from pylock.diff import empty_lock
     from pylock.project import read_lock
 
     if base is not None and old is not None:
@@ -70,13 +74,85 @@ def locks_to_compare(
         )
         return before, after
     ref = base or "HEAD"
-    at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME)
+    at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
     before = (
         LabelledLock(at_ref, f"{ref}:{LOCK_FILENAME}")
         if at_ref is not None
         else LabelledLock(empty_lock(), f"{ref} (no lock)")
     )
     return before, working_tree_lock(lock_path)
+
+
+# -- the lock at a git ref ------------------------------------------------------------------
+
+
+def read_lock_at_ref(
+    project: Path, ref: str, filename: str = LOCK_FILENAME, *, settings: Settings | None = None
+) -> LockFile | None:
+    """``project/filename`` as committed at ``ref``, or ``None`` if it did not exist there.
+
+    ``ref`` is anything git understands (``HEAD``, ``origin/main``, a sha). A ref that
+    does not exist, or a project outside a git work tree, raises :class:`GitError`.
+    An unborn ``HEAD`` (a repository without commits) counts as "no lock yet". git runs
+    in ``settings``' environment (default: this process's).
+    """
+    from pylock.lockfile import loads
+    from pylock.settings import Settings
+
+    if ref.startswith("-"):
+        raise GitError(f"invalid git ref {ref!r}")
+    # Never wait on a credential prompt or a pager in CI.
+    env = (settings or Settings.current()).child_environ(
+        GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C"
+    )
+    code, _, err = _git(project, env, "rev-parse", "--is-inside-work-tree")
+    if code != 0:
+        raise GitError(
+            f"{project} is not inside a git work tree: {err}"
+            if err
+            else f"{project} is not inside a git work tree",
+            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+        )
+    code, _, _ = _git(project, env, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if code != 0:
+        if ref == "HEAD":
+            return None
+        raise GitError(
+            f"unknown git ref {ref!r}",
+            hint="in CI, fetch the base branch first (e.g. `actions/checkout` with "
+            "`fetch-depth: 0`)",
+        )
+    # `REF:./path` is resolved relative to the current directory, i.e. the project.
+    spec = f"{ref}:./{filename}"
+    code, _, _ = _git(project, env, "cat-file", "-e", spec)
+    if code != 0:
+        return None
+    code, data, err = _git(project, env, "cat-file", "blob", spec)
+    if code != 0:
+        raise GitError(f"git could not read {spec}: {err}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GitError(f"{ref}:{filename} is not UTF-8 text") from None
+    return loads(text, filename=f"{ref}:{filename}")
+
+
+def _git(project: Path, env: Mapping[str, str], *args: str) -> tuple[int, bytes, str]:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=project, capture_output=True, check=False, env=env
+        )
+    except FileNotFoundError:
+        raise GitError(
+            "git is not installed, so `pylock diff` cannot read an older pythons.lock",
+            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+        ) from None
+    return done.returncode, done.stdout, done.stderr.decode("utf-8", "replace").strip()
+
+
+# -- outdated --------------------------------------------------------------------------------
 
 
 @attrs.frozen

@@ -69,13 +69,6 @@ def host_windows_arch(default: str = "") -> str:
     return windows_arch(os.environ, default)
 
 
-def child_environ(**overrides: str) -> dict[str, str]:
-    """The environment for a child process (``git``): this one's, with ``overrides``."""
-    env = dict(os.environ)
-    env.update(overrides)
-    return env
-
-
 def parse_size(text: str) -> int:
     """Parse a size such as ``500M``, ``2G``, ``1.5GiB``, ``800MB`` or ``123`` into bytes.
 
@@ -230,6 +223,15 @@ class Settings:
     def current(cls) -> Settings:
         """The settings of this process, for library callers that were given none."""
         return cls.from_environ(os.environ)
+
+    def child_environ(self, **overrides: str) -> dict[str, str]:
+        """The environment for a child process (``git``): the one read, with ``overrides``.
+
+        Settings built by hand, without an environment, pass this process's on.
+        """
+        env = dict(os.environ if self.environment is None else self.environment)
+        env.update(overrides)
+        return env
 
     # -- values checked when used --------------------------------------------------
 

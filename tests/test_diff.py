@@ -19,7 +19,6 @@ from pylock.diff import (
     PlatformChange,
     diff_locks,
     empty_lock,
-    read_lock_at_ref,
     render_json,
     render_markdown,
     render_text,
@@ -27,6 +26,7 @@ from pylock.diff import (
 )
 from pylock.errors import PylockError
 from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
+from pylock.review import read_lock_at_ref
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import locked_python
 

@@ -268,65 +268,36 @@ class Fetcher(policy.SessionOwner):
         Nothing past ``size``, else ``Content-Length``, else the options'
         ``max_download_size`` is ever written.
         """
-        target = self.target(url)
-        if urlsplit(target).scheme == "file":
+        download = policy.Download.of(
+            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
+        )
+        if urlsplit(download.target).scheme == "file":
             import asyncio
 
-            return await asyncio.to_thread(
-                lambda: policy.copy_file(
-                    target,
-                    url,
-                    dest,
-                    sha256=sha256,
-                    size=size,
-                    cap=self.options.max_download_size,
-                    task=task,
-                    feed=feed,
-                )
-            )
+            return await asyncio.to_thread(policy.copy_file, download)
         return await self._with_retries(
-            lambda: self._download_once(target, url, dest, sha256, size, task, feed),
-            target,
+            lambda: self._download_once(download),
+            download.target,
             url,
             label=filename_from_url(url),
         )
 
-    async def _download_once(
-        self,
-        target: str,
-        canonical: str,
-        dest: Path,
-        sha256: str | None,
-        size: int | None,
-        task: Task | None,
-        feed: DownloadFeed | None,
-    ) -> tuple[str, int]:
+    async def _download_once(self, download: policy.Download) -> tuple[str, int]:
         import aiohttp
 
         # Compressed transfer encodings would change the bytes that get hashed.
-        response = await self._open(target, canonical, {"Accept-Encoding": "identity"})
+        headers = {"Accept-Encoding": "identity"}
+        response = await self._open(download.target, download.canonical, headers)
         async with response:
-            url = str(response.url)
-            policy.raise_for_transient(response.status, response.headers)
-            if response.status != 200:
-                raise policy.http_error(
-                    response.status, response.reason or "", url, target, canonical
-                )
-            body = policy.Body(
-                url,
-                canonical,
-                dest,
-                sha256=sha256,
-                size=size,
-                length=response.content_length,
-                cap=self.options.max_download_size,
-                task=task,
-                feed=feed,
+            body = download.body(
+                str(response.url),
+                response.status,
+                response.reason or "",
+                response.headers,
+                response.content_length,
             )
             try:
-                with policy.create(dest) as writer:
-                    if feed is not None:
-                        feed.begin(dest)
+                with body.open() as writer:
                     async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                         body.add(writer, chunk)
             except (TimeoutError, aiohttp.ClientError) as error:
@@ -349,20 +320,13 @@ class Fetcher(policy.SessionOwner):
     ) -> _T:
         import asyncio
 
-        failures = 0
+        attempts = policy.Attempts(target, canonical, self.options, label=label)
         while True:
             try:
                 return await attempt()
             except Retryable as error:
-                failures += 1
-                if failures > self.options.retries:
-                    raise policy.gave_up(error, failures, target, canonical) from None
-                delay = policy.backoff_delay(error, failures, self.options.backoff)
-                self.reporter.detail(
-                    f"{label}: {error.reason}; retrying in {delay:.1f}s "
-                    f"({failures}/{self.options.retries})"
-                )
-                await asyncio.sleep(delay)
+                delay = attempts.failed(error, self.reporter)
+            await asyncio.sleep(delay)
 
     async def _open(
         self, target: str, canonical: str, headers: Mapping[str, str]

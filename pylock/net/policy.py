@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from pylock.net.fetch import FetchOptions
     from pylock.net.stream import DownloadFeed
-    from pylock.progress import Task
+    from pylock.progress import Reporter, Task
     from pylock.settings import Settings
     from pylock.urls import UrlRewrites
 
@@ -179,6 +180,33 @@ def backoff_delay(error: Retryable, failures: int, backoff: float) -> float:
     delay = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
     jitter: float = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
     return delay * jitter
+
+
+class Attempts:
+    """The failed attempts of one request, for both clients' retry loops."""
+
+    def __init__(self, target: str, canonical: str, options: FetchOptions, *, label: str) -> None:
+        self.target = target
+        self.canonical = canonical
+        self.retries = options.retries
+        self.backoff = options.backoff
+        self.label = label
+        self.failures = 0
+
+    def failed(self, error: Retryable, reporter: Reporter) -> float:
+        """Count ``error``; the seconds to wait before the next attempt, said on ``reporter``.
+
+        Raises :func:`gave_up`'s error once the retries are spent.
+        """
+        self.failures += 1
+        if self.failures > self.retries:
+            raise gave_up(error, self.failures, self.target, self.canonical) from None
+        delay = backoff_delay(error, self.failures, self.backoff)
+        reporter.detail(
+            f"{self.label}: {error.reason}; retrying in {delay:.1f}s "
+            f"({self.failures}/{self.retries})"
+        )
+        return delay
 
 
 def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> DownloadError:
@@ -440,56 +468,110 @@ def basic(user: str, password: str) -> str:
 # -- writing the body ----------------------------------------------------------------
 
 
-class Body:
-    """One attempt's body as it arrives, for both clients' chunk loops: bounded (see
-    :func:`bound`), hashed, written to ``dest`` (and told to ``feed``), counted on ``task``."""
+class Download:
+    """One archive GET, as both clients make it: from where, into what, and what it must be."""
 
     def __init__(
         self,
-        url: str,
+        target: str,
         canonical: str,
         dest: Path,
         *,
         sha256: str | None,
         size: int | None,
-        length: int | None,
         cap: int,
         task: Task | None,
         feed: DownloadFeed | None,
     ) -> None:
-        self.url = url
+        self.target = target
         self.canonical = canonical
         self.dest = dest
         self.sha256 = sha256
         self.size = size
-        self.length = length
         self.cap = cap
         self.task = task
         self.feed = feed
-        self.limit = bound(url, canonical, size, length, cap)
+
+    @classmethod
+    def of(
+        cls,
+        url: str,
+        dest: Path,
+        options: FetchOptions,
+        *,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None,
+        feed: DownloadFeed | None,
+    ) -> Download:
+        """Canonical ``url`` as ``options`` fetch it: rewritten (or refused, see :func:`target`),
+        and bounded by their ``max_download_size``."""
+        return cls(
+            target(url, options.rewrites, offline=options.offline),
+            url,
+            dest,
+            sha256=sha256,
+            size=size,
+            cap=options.max_download_size,
+            task=task,
+            feed=feed,
+        )
+
+    def body(
+        self, url: str, status: int, reason: str, headers: Mapping[str, str], length: int | None
+    ) -> Body:
+        """The body of one attempt's response from ``url``, if its status says it has one.
+
+        A 5xx, 408 or 429 raises :class:`Retryable`; any other status but 200 fails for good.
+        """
+        raise_for_transient(status, headers)
+        if status != 200:
+            raise http_error(status, reason, url, self.target, self.canonical)
+        return Body(self, url, length)
+
+
+class Body:
+    """One attempt's body as it arrives, for both clients' chunk loops: bounded (see
+    :func:`bound`), hashed, written to ``dest`` (and told to ``feed``), counted on ``task``."""
+
+    def __init__(self, download: Download, url: str, length: int | None) -> None:
+        self.download = download
+        self.url = url
+        self.length = length
+        self.limit = bound(url, download.canonical, download.size, length, download.cap)
         self.digest = hashlib.sha256()
         self.received = 0
         self.advanced = 0
 
+    def open(self) -> BinaryIO:
+        """Create ``dest`` for this attempt (see :func:`start`)."""
+        return start(self.download.dest, self.download.feed)
+
     def add(self, writer: BinaryIO, chunk: bytes) -> None:
         """Take one chunk; past the limit raises at once, before anything is written."""
+        download = self.download
         self.received += len(chunk)
         if self.received > self.limit:
             raise too_large(
-                self.url, self.canonical, self.size, self.length, self.received, self.cap
+                self.url,
+                download.canonical,
+                download.size,
+                self.length,
+                self.received,
+                download.cap,
             )
         self.digest.update(chunk)
-        write(writer, chunk, self.dest, self.feed, self.received)
-        if self.task is not None:
-            self.task.advance(len(chunk))
+        write(writer, chunk, download.dest, download.feed, self.received)
+        if download.task is not None:
+            download.task.advance(len(chunk))
             self.advanced += len(chunk)
 
     def rewind(self) -> None:
         """Take back the progress this attempt showed (it is retried or failed)."""
-        rewind(self.task, self.advanced)
+        rewind(self.download.task, self.advanced)
 
     def truncated(self) -> Retryable | None:
-        return truncated(self.received, self.length, self.size)
+        return truncated(self.received, self.length, self.download.size)
 
     def result(self) -> tuple[str, int]:
         """(sha256, size) once the body ended complete and matches the lock."""
@@ -497,8 +579,10 @@ class Body:
         if short is not None:
             self.rewind()
             raise short
+        download = self.download
+        actual = self.digest.hexdigest()
         return check(
-            self.url, self.canonical, self.digest.hexdigest(), self.received, self.sha256, self.size
+            self.url, download.canonical, actual, self.received, download.sha256, download.size
         )
 
 
@@ -514,6 +598,18 @@ def create(dest: Path) -> BinaryIO:
         return dest.open("wb")
     except OSError as error:
         raise cache_write_error(dest, error) from None
+
+
+def start(dest: Path, feed: DownloadFeed | None) -> BinaryIO:
+    """:func:`create` ``dest``, then tell ``feed`` the file is there to be read."""
+    handle = create(dest)
+    if feed is not None:
+        try:
+            feed.begin(dest)
+        except BaseException:
+            handle.close()
+            raise
+    return handle
 
 
 def write(handle: BinaryIO, data: bytes, dest: Path, feed: DownloadFeed | None, total: int) -> None:
@@ -536,18 +632,11 @@ def cache_write_error(dest: Path, error: OSError) -> PylockError:
     )
 
 
-def copy_file(
-    target: str,
-    canonical: str,
-    dest: Path,
-    *,
-    sha256: str | None,
-    size: int | None,
-    cap: int,
-    task: Task | None = None,
-    feed: DownloadFeed | None = None,
-) -> tuple[str, int]:
+def copy_file(download: Download) -> tuple[str, int]:
     """A ``file://`` download: copy, hash and bound like any other; returns (sha256, size)."""
+    target, canonical, dest = download.target, download.canonical, download.dest
+    sha256, size, cap = download.sha256, download.size, download.cap
+    task, feed = download.task, download.feed
     source = file_path(target)
     digest = hashlib.sha256()
     received = 0
@@ -558,9 +647,7 @@ def copy_file(
             if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
                 # A regular file states its size: no need to read it to refuse it.
                 raise too_large(target, canonical, None, None, info.st_size, cap)
-            with create(dest) as writer:
-                if feed is not None:
-                    feed.begin(dest)
+            with start(dest, feed) as writer:
                 # At most one byte past the bound: /dev/zero or a FIFO never ends.
                 while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
                     received += len(chunk)

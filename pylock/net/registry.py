@@ -167,19 +167,21 @@ def layer_media_type(filename: str) -> str:
     'application/vnd.oci.image.layer.v1.tar+zstd'
     """
     name = filename.lower()
-    if name.endswith((".tar.gz", ".tgz")):
-        return "application/vnd.oci.image.layer.v1.tar+gzip"
-    if name.endswith(".tar.zst"):
-        return "application/vnd.oci.image.layer.v1.tar+zstd"
-    if name.endswith(".tar"):
-        return "application/vnd.oci.image.layer.v1.tar"
-    if name.endswith((".tar.bz2", ".tbz2")):
-        return "application/x-bzip2"
-    if name.endswith(".tar.xz"):
-        return "application/x-xz"
-    if name.endswith(".zip"):
-        return "application/zip"
-    return "application/octet-stream"
+    return next(
+        (media for suffixes, media in _LAYER_MEDIA_TYPES if name.endswith(suffixes)),
+        "application/octet-stream",
+    )
+
+
+#: Archive file-name endings and the layer media type each gets, first match wins.
+_LAYER_MEDIA_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
+    ((".tar.gz", ".tgz"), "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ((".tar.zst",), "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ((".tar",), "application/vnd.oci.image.layer.v1.tar"),
+    ((".tar.bz2", ".tbz2"), "application/x-bzip2"),
+    ((".tar.xz",), "application/x-xz"),
+    ((".zip",), "application/zip"),
+)
 
 
 def artifact_manifest(

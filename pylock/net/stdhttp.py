@@ -73,69 +73,42 @@ class StdDownloader:
         cancelled like a task: set ``stop`` and the download raises :class:`Cancelled`
         within a chunk (or a read timeout), and sleeps no more between retries.
         """
-        options = self.options
-        target = policy.target(url, options.rewrites, offline=options.offline)
+        download = policy.Download.of(
+            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
+        )
+        target = download.target
         scheme = urlsplit(target).scheme
         if scheme == "file":
-            cap = options.max_download_size
-            return policy.copy_file(
-                target, url, dest, sha256=sha256, size=size, cap=cap, task=task, feed=feed
-            )
+            return policy.copy_file(download)
         if scheme not in ("http", "https"):
             raise DownloadError(f"unsupported URL scheme in {target}", url=target)
-        failures = 0
+        attempts = policy.Attempts(target, url, self.options, label=filename_from_url(url))
         while True:
             try:
-                return self._download_once(target, url, dest, sha256, size, task, feed, stop)
+                return self._download_once(download, stop)
             except Retryable as error:
-                failures += 1
-                if failures > options.retries:
-                    raise policy.gave_up(error, failures, target, url) from None
-                delay = policy.backoff_delay(error, failures, options.backoff)
-                self.reporter.detail(
-                    f"{filename_from_url(url)}: {error.reason}; retrying in {delay:.1f}s "
-                    f"({failures}/{options.retries})"
-                )
-                if stop is not None and stop.wait(delay):
-                    raise Cancelled from None
-                if stop is None:
-                    self._sleep(delay)
+                delay = attempts.failed(error, self.reporter)
+            if stop is not None and stop.wait(delay):
+                raise Cancelled from None
+            if stop is None:
+                self._sleep(delay)
 
     # -- one attempt -------------------------------------------------------------------
 
     def _download_once(
-        self,
-        target: str,
-        canonical: str,
-        dest: Path,
-        sha256: str | None,
-        size: int | None,
-        task: Task | None,
-        feed: DownloadFeed | None,
-        stop: threading.Event | None = None,
+        self, download: policy.Download, stop: threading.Event | None = None
     ) -> tuple[str, int]:
-        connection, response, url = self._open(target, canonical)
+        connection, response, url = self._open(download.target, download.canonical)
         try:
-            policy.raise_for_transient(response.status, dict(response.headers))
-            if response.status != 200:
-                raise policy.http_error(
-                    response.status, response.reason or "", url, target, canonical
-                )
-            body = policy.Body(
+            body = download.body(
                 url,
-                canonical,
-                dest,
-                sha256=sha256,
-                size=size,
-                length=_content_length(response),
-                cap=self.options.max_download_size,
-                task=task,
-                feed=feed,
+                response.status,
+                response.reason or "",
+                dict(response.headers),
+                _content_length(response),
             )
             try:
-                with policy.create(dest) as writer:
-                    if feed is not None:
-                        feed.begin(dest)
+                with body.open() as writer:
                     # read1: what has arrived, up to a chunk; http.client never reads past
                     # Content-Length, so a longer body shows as a short one being complete.
                     while chunk := response.read1(CHUNK_SIZE):
