@@ -20,7 +20,14 @@ import pytest
 
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
-from tests.registry import RealRegistry, TestPki, TokenServer, registry_binary
+from tests.registry import (
+    BlobHost,
+    RealRegistry,
+    RedirectingFront,
+    TestPki,
+    TokenServer,
+    registry_binary,
+)
 from tests.upstream_server import UpstreamServer
 
 if TYPE_CHECKING:
@@ -235,6 +242,15 @@ def token_registry(
     _need_registry_binary()
     root = tmp_path_factory.mktemp("registry-token")
     with RealRegistry(root, registry_pki, auth="token", realm=token_server.realm) as running:
+        yield running
+
+
+@pytest.fixture
+def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFront]:
+    """A TLS front of :func:`htpasswd_registry` that sends blob reads to its own
+    ``blob_host`` on a second port (object storage, as a registry redirects to it).
+    """
+    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
         yield running
 
 

@@ -49,11 +49,13 @@ from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
     PASSWORD,
     USER,
-    BlobHost,
     RealRegistry,
     RedirectingFront,
     TestPki,
     TokenServer,
+    basic_auth,
+    docker_login,
+    write_docker_config,
 )
 
 T = TypeVar("T")
@@ -470,19 +472,13 @@ def test_wrong_password_at_the_token_endpoint(
 # -- redirects to object storage ----------------------------------------------------------------
 
 
-@pytest.fixture
-def front(htpasswd_registry: RealRegistry) -> Iterator[tuple[RedirectingFront, BlobHost]]:
-    with BlobHost() as host, RedirectingFront(htpasswd_registry, host) as running:
-        yield running, host
-
-
 def test_blob_redirect_drops_the_authorization_header(
     htpasswd_registry: RealRegistry,
     registry_pki: TestPki,
-    front: tuple[RedirectingFront, BlobHost],
+    redirecting_front: RedirectingFront,
     tmp_path: Path,
 ) -> None:
-    proxy, host = front
+    proxy, host = redirecting_front, redirecting_front.blob_host
     data, sha = blob("redirected")
 
     async def scenario() -> None:
@@ -503,22 +499,11 @@ def test_blob_redirect_drops_the_authorization_header(
 # -- docker config and credential helpers ------------------------------------------------------
 
 
-def write_config(folder: Path, config: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-
-
-def basic_auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def test_docker_config_auths_are_used_against_the_real_registry(
     htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    write_config(
-        home / ".docker", {"auths": {htpasswd_registry.host: {"auth": basic_auth(USER, PASSWORD)}}}
-    )
+    docker_login(home, htpasswd_registry.host)
     data, sha = blob("auths")
 
     async def scenario() -> bool:
@@ -531,8 +516,10 @@ def test_docker_config_auths_are_used_against_the_real_registry(
 
 def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
-    write_config(home / ".docker", {"auths": {"r.example": {"auth": basic_auth("home", "a")}}})
-    write_config(elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}})
+    docker_login(home, "r.example", "home", "a")
+    write_docker_config(
+        elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}}
+    )
     environ = {"DOCKER_CONFIG": str(elsewhere)}
     assert docker_config_path(settings_of(environ), home) == elsewhere / "config.json"
     found = find_credentials("r.example", settings=settings_of(environ), home=home)
@@ -543,7 +530,7 @@ def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
 
 
 def test_identity_token_and_docker_hub_key(tmp_path: Path) -> None:
-    write_config(tmp_path / ".docker", {"auths": {
+    write_docker_config(tmp_path / ".docker", {"auths": {
         "https://index.docker.io/v1/": {"auth": basic_auth("hub", "x")},
         "r.example:5000": {"identitytoken": "refresh-me"},
     }})  # fmt: skip
@@ -589,7 +576,7 @@ def test_github_token_only_for_ghcr_and_only_as_a_fallback(tmp_path: Path) -> No
     for host in ("ghcr.io.evil.example", "evilghcr.io", "docker.io", "ghcr.io:8443"):
         assert find_credentials(host, settings=settings_of(environ), home=tmp_path) is None, host
     assert find_credentials("ghcr.io", settings=settings_of({}), home=tmp_path) is None
-    write_config(tmp_path / ".docker", {"auths": {"ghcr.io": {"auth": basic_auth("me", "pat")}}})
+    docker_login(tmp_path, "ghcr.io", "me", "pat")
     configured = find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path)
     assert configured is not None and configured.secret == "pat"
 
@@ -628,7 +615,7 @@ def test_credential_helpers_against_the_real_registry(
         "credHelpers": {htpasswd_registry.host: "test"}}  # fmt: skip
     # A helper wins over auths, as in docker.
     config["auths"] = {htpasswd_registry.host: {"auth": basic_auth(USER, "stale")}}
-    write_config(home / ".docker", config)
+    write_docker_config(home / ".docker", config)
     data, sha = blob(field)
     environ = {"PATH": str(bin_dir)}
 
