@@ -115,6 +115,17 @@ def no_secret(*texts: object, secrets_: tuple[str, ...] = (PASSWORD,)) -> None:
 PUSHER = Credentials(USER, PASSWORD)
 
 
+def pusher(
+    registry: RealRegistry,
+    pki: TestPki,
+    home: Path,
+    repository: str = "pylock/a",
+    notes: list[str] | None = None,
+) -> RegistryClient:
+    """A client of ``repository`` on ``registry`` that pushes as :data:`PUSHER`."""
+    return client(registry, repository, home, pki, credentials=PUSHER, notes=notes)
+
+
 # -- references, tags, manifests, challenges (pure) ------------------------------------------
 
 
@@ -249,16 +260,14 @@ def test_builders_pushing_the_same_blob_at_once_all_succeed(
     # A fleet's runners push the same archive (and every manifest the same empty config)
     # at the same moment: whoever loses the race still ends with the blob there, no error.
     async def one(data: bytes, sha: str) -> None:
-        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/race") as registry:
             await registry.push_blob(data, sha)
 
     async def scenario() -> bool:
         for round_ in range(5):
             data, sha = blob(f"race-{round_}", size=500_000)
             await asyncio.gather(*(one(data, sha) for _ in range(4)))
-        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/race") as registry:
             return await registry.has_blob(sha)
 
     assert run(scenario())
@@ -276,8 +285,7 @@ def test_push_blob_manifest_and_pull_back(
     archive.write_bytes(data)
 
     async def scenario() -> tuple[bool, bool, str, bytes, bytes]:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             before = await registry.has_blob(sha)
             await registry.push_blob(archive, sha)  # a file: streamed, monolithic
             after = await registry.has_blob(sha)
@@ -304,11 +312,11 @@ def test_cross_repository_mount(
     notes: list[str] = []
 
     async def scenario() -> tuple[bool, bool]:
-        async with client(htpasswd_registry, "pylock/source", tmp_path, registry_pki,
-                          credentials=PUSHER) as source:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/source") as source:
             await source.push_blob(data, sha)
-        async with client(htpasswd_registry, "pylock/target", tmp_path, registry_pki,
-                          credentials=PUSHER, notes=notes) as target:  # fmt: skip
+        async with pusher(
+            htpasswd_registry, registry_pki, tmp_path, "pylock/target", notes=notes
+        ) as target:
             before = await target.has_blob(sha)
             await target.push_blob(data[:10], sha, mount_from="pylock/source")
             return before, await target.has_blob(sha)
@@ -324,8 +332,7 @@ def test_upload_of_wrong_bytes_is_refused(
     data, sha = blob("wrong-upload")
 
     async def scenario() -> None:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             await registry.push_blob(data + b"x", sha)
 
     with pytest.raises(RegistryError) as caught:
@@ -340,8 +347,7 @@ def test_a_missing_blob_is_a_distinct_not_found(
     _, sha = blob("never-pushed")
 
     async def scenario() -> bool:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             exists = await registry.has_blob(sha)
             await registry.download_blob(sha, tmp_path / "x", size=10)
             return exists
@@ -482,8 +488,7 @@ def test_blob_redirect_drops_the_authorization_header(
     data, sha = blob("redirected")
 
     async def scenario() -> None:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             await registry.push_blob(data, sha)
         async with client(f"oci://127.0.0.1:{proxy.port}/pylock/a", "", tmp_path, registry_pki,
                           credentials=PUSHER) as registry:  # fmt: skip
