@@ -12,6 +12,7 @@ import pytest
 from pylock.cli import main
 from tests.indexdata import uv_entry
 from tests.upstream_server import (
+    LINUX,
     UpstreamServer,
     pbs_full,
     pbs_install_only,
@@ -20,7 +21,6 @@ from tests.upstream_server import (
     sha256,
 )
 
-LINUX = "x86_64-unknown-linux-gnu"
 #: Newer than anything in the bundled snapshot (which ends in August 2026).
 NEW_TAG = "20261120"
 NEW_VERSION = "3.13.99"
