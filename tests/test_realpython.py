@@ -16,6 +16,7 @@ import pytest
 
 from tests import realpython
 from tests.indexdata import uv_json
+from tests.marks import real_archives
 from tests.realpython import (
     PBS_MTIME,
     RealArchive,
@@ -32,9 +33,7 @@ from tests.realpython import (
     write_uv_downloads_json,
 )
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
-)
+pytestmark = real_archives
 
 PROBE = "import sys, ssl, sqlite3, zlib, json; print(sys.prefix)"
 
