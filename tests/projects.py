@@ -83,3 +83,12 @@ def run_pylock(project: Path, *args: str, timeout: float = 120) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+def imported_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter of this venv holds after running ``statement``."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return set(out.split())
