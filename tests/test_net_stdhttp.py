@@ -143,23 +143,23 @@ def test_retry_after_is_honoured(tmp_path: Path, client: str) -> None:
     assert fetcher.delays == [7.0]  # type: ignore[attr-defined]
 
 
-def test_gives_up_after_the_retries(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("status", "retries", "attempts", "said"),
+    [
+        pytest.param(500, 2, 3, "gave up after 3 attempts", id="gives-up-after-the-retries"),
+        pytest.param(404, 3, 1, "HTTP 404", id="not-found-fails-at-once"),
+    ],
+)
+def test_a_failing_status(
+    tmp_path: Path, status: int, retries: int, attempts: int, said: str
+) -> None:
     with HttpServer() as server:
-        url = server.status(PATH, 500)
+        url = server.status(PATH, status)
         with pytest.raises(DownloadError) as info:
-            downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
-        assert server.hits(PATH) == 3
-    assert "gave up after 3 attempts" in info.value.message
+            downloader(retries=retries).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == attempts
+    assert said in info.value.message
     assert info.value.hint is not None
-
-
-def test_not_found_fails_at_once(tmp_path: Path) -> None:
-    with HttpServer() as server:
-        url = server.status(PATH, 404)
-        with pytest.raises(DownloadError) as info:
-            downloader(retries=3).download(url, tmp_path / "a", sha256=SHA, size=None)
-        assert server.hits(PATH) == 1
-    assert "HTTP 404" in info.value.message
 
 
 def test_hostile_reason_phrase_is_made_printable(tmp_path: Path) -> None:
