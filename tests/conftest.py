@@ -245,15 +245,6 @@ def token_registry(
         yield running
 
 
-@pytest.fixture
-def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFront]:
-    """A TLS front of :func:`htpasswd_registry` that sends blob reads to its own
-    ``blob_host`` on a second port (object storage, as a registry redirects to it).
-    """
-    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
-        yield running
-
-
 # -- layers: fixtures shared across test files ----------------------------------------------
 
 
@@ -268,3 +259,26 @@ def real_archive() -> RealArchive:
         return shared_archive()
     except RealPythonUnavailable as exc:
         pytest.skip(str(exc))
+
+
+# -- dtests: fixtures that several test files each defined for themselves -------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder, ``tmp_path/project``, made the working directory: messages
+    name files relative to it. Files whose tests need a richer project define their own.
+    """
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFront]:
+    """A TLS front of :func:`htpasswd_registry` that sends blob reads to its own
+    ``blob_host`` on a second port (object storage, as a registry redirects to it).
+    """
+    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
+        yield running

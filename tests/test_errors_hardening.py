@@ -55,14 +55,6 @@ def lock_refused(project: Path, capsys: pytest.CaptureFixture[str], config: str)
     return capsys.readouterr().err
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    monkeypatch.chdir(root)  # messages name files relative to the working directory
-    return root
-
-
 def write(project: Path, name: str, text: str) -> None:
     (project / name).write_text(text, encoding="utf-8")
 

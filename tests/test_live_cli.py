@@ -26,13 +26,6 @@ NEW_TAG = "20261120"
 NEW_VERSION = "3.13.99"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    return root
-
-
 def run(
     project: Path,
     server: UpstreamServer,
