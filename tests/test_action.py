@@ -411,7 +411,7 @@ def dependency_closure(requirements: list[str]) -> Iterator[Distribution]:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pip_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     house = tmp_path_factory.mktemp("wheelhouse")
     build_pythons_lock_wheel(house)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -490,7 +490,7 @@ def write_project(root: Path, app: Build, tool: Build) -> None:
 
 
 @pytest.fixture
-def environ(wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, str]:
+def environ(pip_wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, str]:
     """A runner's environment: no pylock on PATH, pip offline, the job's mirror setting."""
     venv_bin = str(Path(sys.executable).parent)
     keep = {
@@ -507,7 +507,7 @@ def environ(wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, s
     keep.update(
         HOME=str(home),
         PIP_NO_INDEX="1",
-        PIP_FIND_LINKS=str(wheelhouse),
+        PIP_FIND_LINKS=str(pip_wheelhouse),
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PYLOCK_MIRROR=server.base_url + "/",
