@@ -235,9 +235,9 @@ def fake_reference(fake_registry: HttpServer) -> str:
 
 
 @pytest.fixture
-def origin() -> Iterator[HttpServer]:
-    with HttpServer() as running:
-        yield running
+def origin(server: HttpServer) -> HttpServer:
+    """Where the projects' locks download from: the suite's loopback server."""
+    return server
 
 
 @pytest.fixture
