@@ -20,6 +20,7 @@ import pytest
 
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
+from tests.pki import https_server
 from tests.registry import (
     BlobHost,
     RealRegistry,
@@ -282,3 +283,10 @@ def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFr
     """
     with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
         yield running
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
+    """The download look-alike over HTTPS, and the file of the private CA that signed it."""
+    with https_server(tmp_path / "certs") as pair:
+        yield pair

@@ -32,7 +32,6 @@ from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
 from tests.loopback import SocketServer
-from tests.pki import https_server
 from tests.test_net_hardening import CAP, EndlessServer, options
 
 BODY = os.urandom(300_000)
@@ -276,9 +275,9 @@ def test_redirect_loop_ends(tmp_path: Path) -> None:
 
 
 def test_https_to_http_redirect_is_refused(
-    tmp_path: Path, tls_pair: tuple[HttpServer, Path]
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
 ) -> None:
-    tls, ca = tls_pair
+    tls, ca = tls_server
     with HttpServer() as plain:
         plain.serve(PATH, BODY)
         url = tls.redirect("/r", plain.url(PATH))
@@ -292,14 +291,10 @@ def test_https_to_http_redirect_is_refused(
 # -- TLS -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_pair(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    with https_server(tmp_path / "certs") as pair:
-        yield pair
-
-
-def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
-    server, ca = tls_pair
+def test_private_ca_needs_ssl_cert_file(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
+) -> None:
+    server, ca = tls_server
     url = server.serve(PATH, BODY)
     with pytest.raises(DownloadError) as info:
         downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
@@ -366,8 +361,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
             (b if sock is a else a).sendall(data)
 
 
-def test_https_through_a_connect_proxy(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
-    server, ca = tls_pair
+def test_https_through_a_connect_proxy(tmp_path: Path, tls_server: tuple[HttpServer, Path]) -> None:
+    server, ca = tls_server
     url = server.serve(PATH, BODY)
     with Proxy() as proxy:
         environ = {
