@@ -20,7 +20,15 @@ import pytest
 
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer
-from tests.registry import RealRegistry, TestPki, TokenServer, registry_binary
+from tests.pki import https_server
+from tests.registry import (
+    BlobHost,
+    RealRegistry,
+    RedirectingFront,
+    TestPki,
+    TokenServer,
+    registry_binary,
+)
 from tests.upstream_server import UpstreamServer
 
 if TYPE_CHECKING:
@@ -252,3 +260,33 @@ def real_archive() -> RealArchive:
         return shared_archive()
     except RealPythonUnavailable as exc:
         pytest.skip(str(exc))
+
+
+# -- dtests: fixtures that several test files each defined for themselves -------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder, ``tmp_path/project``, made the working directory: messages
+    name files relative to it. Files whose tests need a richer project define their own.
+    """
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFront]:
+    """A TLS front of :func:`htpasswd_registry` that sends blob reads to its own
+    ``blob_host`` on a second port (object storage, as a registry redirects to it).
+    """
+    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
+        yield running
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
+    """The download look-alike over HTTPS, and the file of the private CA that signed it."""
+    with https_server(tmp_path / "certs") as pair:
+        yield pair

@@ -13,6 +13,37 @@ from pylock.platforms import host
 from pylock.versions import Flavor
 from tests.indexdata import locked_python
 
+#: The ``pythons.toml`` example of DESIGN.md: every kind of entry, ``[defaults]`` merged in.
+DESIGN_EXAMPLE = """
+[defaults]
+platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "macos-aarch64"]
+flavor = "install_only_stripped"
+
+[python.app]
+version = "3.13"
+
+[python.nogil]
+version = "3.14"
+variant = "freethreaded"
+
+[python.legacy]
+version = ">=3.10.12,<3.11"
+platforms = ["linux-x86_64-gnu"]
+
+[python.pinned]
+version = "3.12.11"
+build = "20251007"
+
+[python.pypy]
+implementation = "pypy"
+version = "3.11"
+
+[python.inhouse]
+url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
+sha256 = "%s"
+platforms = ["linux-x86_64-gnu"]
+""" % ("ab" * 32)
+
 
 def write_host_lock(project: Path, data: bytes, url: str, *, direct: bool = False) -> None:
     """``project/pythons.lock`` locking ``app`` = CPython 3.12.7+20990101 (``install_only``)
@@ -52,3 +83,12 @@ def run_pylock(project: Path, *args: str, timeout: float = 120) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+def imported_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter of this venv holds after running ``statement``."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return set(out.split())

@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -360,3 +361,21 @@ class RedirectingFront(LoopbackServer):
                 in ("www-authenticate", "content-type", "docker-content-digest", "location")
             }
             return web.Response(status=answer.status, body=body, headers=passed)
+
+
+# -- docker's credential store ------------------------------------------------------------------
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The ``auth`` value of a docker config entry: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write_docker_config(folder: Path, config: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def docker_login(home: Path, host: str, user: str = USER, password: str = PASSWORD) -> None:
+    """What ``docker login host`` leaves in ``home``: one basic-auth entry in ``auths``."""
+    write_docker_config(home / ".docker", {"auths": {host: {"auth": basic_auth(user, password)}}})

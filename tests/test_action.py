@@ -23,10 +23,10 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import Distribution, distribution
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -50,6 +50,7 @@ ACTION = ROOT / "action.yml"
 HOST = host()
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="the runner here is POSIX bash")
+TestFunction = TypeVar("TestFunction", bound=Callable[..., None])
 
 
 def action() -> dict[str, Any]:
@@ -411,7 +412,7 @@ def dependency_closure(requirements: list[str]) -> Iterator[Distribution]:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pip_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     house = tmp_path_factory.mktemp("wheelhouse")
     build_pythons_lock_wheel(house)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -490,7 +491,7 @@ def write_project(root: Path, app: Build, tool: Build) -> None:
 
 
 @pytest.fixture
-def environ(wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, str]:
+def environ(pip_wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, str]:
     """A runner's environment: no pylock on PATH, pip offline, the job's mirror setting."""
     venv_bin = str(Path(sys.executable).parent)
     keep = {
@@ -507,7 +508,7 @@ def environ(wheelhouse: Path, server: HttpServer, tmp_path: Path) -> dict[str, s
     keep.update(
         HOME=str(home),
         PIP_NO_INDEX="1",
-        PIP_FIND_LINKS=str(wheelhouse),
+        PIP_FIND_LINKS=str(pip_wheelhouse),
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PYLOCK_MIRROR=server.base_url + "/",
@@ -522,12 +523,16 @@ def downloads(server: HttpServer) -> list[str]:
 needs_pbs_host = pytest.mark.skipif(HOST.pbs_triple is None, reason="no PBS triple for this host")
 
 
+def runs_the_action(test: TestFunction) -> TestFunction:
+    """The marks of a test that runs the action's steps: slow, POSIX bash, a PBS host."""
+    marked: TestFunction = pytest.mark.slow(posix_only(needs_pbs_host(test)))
+    return marked
+
+
 # -- running the action ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@posix_only
-@needs_pbs_host
+@runs_the_action
 def test_action_installs_caches_and_a_second_job_downloads_nothing(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:
@@ -592,9 +597,7 @@ def test_action_installs_caches_and_a_second_job_downloads_nothing(
     assert len(cache.saved) == 2
 
 
-@pytest.mark.slow
-@posix_only
-@needs_pbs_host
+@runs_the_action
 def test_action_inputs_into_bin_dir_and_no_cache(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:
@@ -615,9 +618,7 @@ def test_action_inputs_into_bin_dir_and_no_cache(
     assert sorted(downloads(server)) == sorted([app.path, tool.path])
 
 
-@pytest.mark.slow
-@posix_only
-@needs_pbs_host
+@runs_the_action
 def test_a_stale_lock_fails_the_job_before_anything_is_installed(
     tmp_path: Path, server: HttpServer, environ: dict[str, str]
 ) -> None:

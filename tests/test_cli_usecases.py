@@ -26,14 +26,6 @@ LINUX = "linux-x86_64-gnu"
 CONFIG = f'[python.app]\nversion = "3.12"\nplatforms = ["{LINUX}"]\n'
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    return root
-
-
 def pylock(project: Path, *args: str) -> int:
     environ = {"PYLOCK_CACHE_DIR": str(project.parent / "cache")}
     return main(["--project", str(project), *args], environ=environ)

@@ -28,6 +28,7 @@ from pylock.config import (
 from pylock.errors import ConfigError, PylockError
 from pylock.platforms import PLATFORM_KEYS
 from pylock.versions import Flavor, Implementation, Variant
+from tests.projects import DESIGN_EXAMPLE
 
 
 def error_lines(text: str) -> list[str]:
@@ -38,37 +39,6 @@ def error_lines(text: str) -> list[str]:
 
 
 # -- valid files ---------------------------------------------------------------------------
-
-
-DESIGN_EXAMPLE = """
-[defaults]
-platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "macos-aarch64"]
-flavor = "install_only_stripped"
-
-[python.app]
-version = "3.13"
-
-[python.nogil]
-version = "3.14"
-variant = "freethreaded"
-
-[python.legacy]
-version = ">=3.10.12,<3.11"
-platforms = ["linux-x86_64-gnu"]
-
-[python.pinned]
-version = "3.12.11"
-build = "20251007"
-
-[python.pypy]
-implementation = "pypy"
-version = "3.11"
-
-[python.inhouse]
-url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
-sha256 = "%s"
-platforms = ["linux-x86_64-gnu"]
-""" % ("ab" * 32)
 
 
 def test_design_example_loads() -> None:

@@ -48,12 +48,11 @@ def run(project: Path, *args: str, env: dict[str, str] | None = None) -> int:
     return main(["--project", str(project), *args], environ=environ)
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    monkeypatch.chdir(root)  # messages name files relative to the working directory
-    return root
+def lock_refused(project: Path, capsys: pytest.CaptureFixture[str], config: str) -> str:
+    """Write ``config`` as ``pythons.toml`` and lock: it must fail. Returns stderr."""
+    write(project, "pythons.toml", config)
+    assert run(project, "lock") == 1
+    return capsys.readouterr().err
 
 
 def write(project: Path, name: str, text: str) -> None:
@@ -243,13 +242,8 @@ def test_lock_accepts_aliases_and_writes_canonical_keys(
 def test_an_alias_and_its_key_are_one_platform(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(
-        project,
-        "pythons.toml",
-        '[python.app]\nversion = "3.12"\nplatforms = ["linux-amd64", "linux-x86_64-gnu"]\n',
-    )
-    assert run(project, "lock") == 1
-    assert "'linux-x86_64-gnu' is listed twice" in capsys.readouterr().err
+    config = '[python.app]\nversion = "3.12"\nplatforms = ["linux-amd64", "linux-x86_64-gnu"]\n'
+    assert "'linux-x86_64-gnu' is listed twice" in lock_refused(project, capsys, config)
 
 
 # -- resolution messages -------------------------------------------------------------------------
@@ -275,9 +269,9 @@ def test_only_prereleases_match_says_so_and_names_the_setting(
     index += everywhere("3.14.2", "20260110", LINUX)
     index += everywhere("3.15.0a7", "20260325", LINUX)
     index += everywhere("3.15.0rc1", "20260814", LINUX)
-    write(project, "pythons.toml", f'[python.app]\nversion = "3.15"\nplatforms = ["{LINUX}"]\n')
-    assert run(project, "lock") == 1
-    err = capsys.readouterr().err
+    err = lock_refused(
+        project, capsys, f'[python.app]\nversion = "3.15"\nplatforms = ["{LINUX}"]\n'
+    )
     assert errors_of(err) == [
         "pylock: error: app: only pre-releases match version '3.15' (3.15.0rc1, 3.15.0a7); "
         "pre-releases are not chosen unless asked for"
@@ -299,13 +293,9 @@ def test_no_common_build_names_the_newest_shared_version_not_a_pin(
     index += [pbs("3.13.9", "20251014", LINUX), pbs("3.13.9", "20251010", MAC)]
     index += everywhere("3.13.7", "20250901", LINUX, MAC)
     index += everywhere("3.12.11", "20250901", LINUX, MAC)
-    write(
-        project,
-        "pythons.toml",
-        f'[python.app]\nversion = "3.13.9"\nplatforms = ["{LINUX}", "{MAC}"]\n',
+    err = lock_refused(
+        project, capsys, f'[python.app]\nversion = "3.13.9"\nplatforms = ["{LINUX}", "{MAC}"]\n'
     )
-    assert run(project, "lock") == 1
-    err = capsys.readouterr().err
     assert errors_of(err) == [
         "pylock: error: app: cpython 3.13.9 exists on every platform, but in no one build "
         "that all of them share:",
@@ -325,13 +315,11 @@ def test_a_flavor_nobody_offers_names_the_flavor_and_the_versions_that_have_it(
     index += everywhere("3.13.9", "20251014", LINUX)
     index += everywhere("3.13.8", "20251007", LINUX, flavor=Flavor.FULL)
     index += everywhere("3.12.11", "20251007", LINUX, flavor=Flavor.FULL)
-    write(
+    err = lock_refused(
         project,
-        "pythons.toml",
+        capsys,
         f'[python.app]\nversion = "3.13.9"\nflavor = "full"\nplatforms = ["{LINUX}"]\n',
     )
-    assert run(project, "lock") == 1
-    err = capsys.readouterr().err
     assert errors_of(err) == [
         f"pylock: error: app: no build of cpython ==3.13.9 for {LINUX} comes in flavor "
         "'full'; versions that do: 3.13.8, 3.12.11"

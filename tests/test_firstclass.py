@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import attrs
 import pytest
 
 from pylock.cli import main
+from tests.marks import real_archives
 from tests.realpython import (
     RealArchive,
     RealPythonUnavailable,
@@ -41,9 +41,7 @@ from tests.sysconfig_fixture import (
     write_extension_sdist,
 )
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
-)
+pytestmark = real_archives
 
 #: Build tags of the planted archives: one per toolchain spelling, one for a second version.
 TAGS = {"bare": "20990201", "tools": "20990202"}
@@ -156,6 +154,24 @@ def project(
     path.mkdir(parents=True, exist_ok=True)
     write_lock(path, archives, names=names, default=default)
     return path
+
+
+def linking_project(
+    mirror: Mirror,
+    tmp_path: Path,
+    *,
+    other: RealArchive | None = None,
+    default: str | None = "app",
+) -> tuple[Path, Path, Path]:
+    """``tmp_path/proj`` locking the bare archive as ``app`` (and ``other`` as ``other``),
+    with where it installs and the bin dir it links into: ``(project, into, bin_dir)``.
+    """
+    archives, names = [mirror.archives["bare"]], ["app"]
+    if other is not None:
+        archives.append(other)
+        names.append("other")
+    proj = project(tmp_path / "proj", archives, names, default=default)
+    return proj, tmp_path / "pythons", tmp_path / "bin"
 
 
 def run(argv: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -417,8 +433,7 @@ def test_bin_dir_links_each_interpreter_and_the_default(
     mirror: Mirror, other: RealArchive, tmp_path: Path
 ) -> None:
     app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app, other], ["app", "other"], default="app")
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path, other=other)
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
 
     assert prefix_of(bin_dir / f"python{app.minor}") == str(dest / "app")
@@ -443,8 +458,7 @@ def test_bin_dir_prunes_links_of_removed_interpreters_only(
     mirror: Mirror, other: RealArchive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app, other], ["app", "other"], default="app")
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path, other=other)
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
     # The user replaced one of pylock's links with their own wrapper since.
     (bin_dir / "python").unlink()
@@ -489,8 +503,7 @@ def test_bin_dir_never_replaces_a_foreign_file(
     mirror: Mirror, tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app], ["app"])
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path, default=None)
     bin_dir.mkdir()
     foreign = bin_dir / f"python{app.minor}"
     if kind == "file":
@@ -516,8 +529,7 @@ def test_bin_dir_refusal_leaves_nothing_half_linked(
 ) -> None:
     """One foreign name blocks all links; once it is gone, the next sync links everything."""
     app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app], ["app"], default="app")
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path)
     bin_dir.mkdir()
     foreign = bin_dir / f"python{app.minor}"
     foreign.write_text("mine\n")
@@ -534,9 +546,7 @@ def test_bin_dir_refusal_leaves_nothing_half_linked(
 def test_bin_dir_keeps_a_users_replacement_of_a_managed_link(
     mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app], ["app"], default="app")
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path)
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
     # The user swaps pylock's python3 for their own wrapper; a later sync must keep it.
     (bin_dir / "python3").unlink()
@@ -671,8 +681,7 @@ def test_uv_venv_on_the_synced_interpreter_builds_c_extensions(
 def test_uv_finds_bin_dir_links_on_path(mirror: Mirror, tmp_path: Path) -> None:
     uv = uv_binary()
     app = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [app], ["app"], default="app")
-    dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
+    proj, dest, bin_dir = linking_project(mirror, tmp_path)
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0
     env = uv_env(tmp_path, PATH=str(bin_dir), UV_PYTHON_PREFERENCE="only-system")
     # From a folder with no .venv above it: uv prefers a virtualenv it finds from its working

@@ -12,12 +12,13 @@ forbid the upward edges that such a cycle would need.
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.projects import imported_after
 
 ROOT = Path(__file__).resolve().parent.parent / "pylock"
 
@@ -236,14 +237,6 @@ def cycles(graph: dict[str, dict[str, bool]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
-
-
-def imported_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return set(out.split())
 
 
 # -- the checker itself ----------------------------------------------------------------

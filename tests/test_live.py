@@ -17,6 +17,8 @@ from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import index_of, pbs
 from tests.upstream_server import (
+    LINUX,
+    MAC,
     PypyFile,
     PypyRelease,
     UpstreamServer,
@@ -28,8 +30,6 @@ from tests.upstream_server import (
     sha256,
 )
 
-LINUX = "x86_64-unknown-linux-gnu"
-MAC = "aarch64-apple-darwin"
 CPYTHON = frozenset({Implementation.CPYTHON})
 
 

@@ -12,6 +12,7 @@ import pytest
 from pylock.cli import main
 from tests.indexdata import uv_entry
 from tests.upstream_server import (
+    LINUX,
     UpstreamServer,
     pbs_full,
     pbs_install_only,
@@ -20,17 +21,9 @@ from tests.upstream_server import (
     sha256,
 )
 
-LINUX = "x86_64-unknown-linux-gnu"
 #: Newer than anything in the bundled snapshot (which ends in August 2026).
 NEW_TAG = "20261120"
 NEW_VERSION = "3.13.99"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    return root
 
 
 def run(
@@ -60,6 +53,15 @@ def publish_new_release(server: UpstreamServer) -> str:
 
 def write_config(project: Path, text: str) -> None:
     (project / "pythons.toml").write_text(text)
+
+
+def write_direct(project: Path, name: str, filename: str, *keys: str) -> None:
+    """``pythons.toml`` with one direct-URL entry ``name``: ``filename`` on artifacts.example
+    for linux-x86_64-gnu, and the TOML lines ``keys``.
+    """
+    url = f"https://artifacts.example/{filename}"
+    lines = [f"[python.{name}]", f'url = "{url}"', *keys, 'platforms = ["linux-x86_64-gnu"]']
+    write_config(project, "\n".join(lines) + "\n")
 
 
 APP = """
@@ -220,14 +222,7 @@ def test_direct_url_without_sha256_is_downloaded_once_and_recorded(
 ) -> None:
     body = pbs_install_only("3.12.9")
     upstream.files["cpython-3.12.9-corp-x86_64-linux.tar.gz"] = body
-    write_config(
-        project,
-        """
-[python.inhouse]
-url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
-platforms = ["linux-x86_64-gnu"]
-""",
-    )
+    write_direct(project, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz")
     assert run(project, upstream, "lock") == 0
     entry = locked(project)["inhouse"]
     assert (entry["version"], entry["flavor"], entry.get("build")) == (
@@ -245,14 +240,8 @@ platforms = ["linux-x86_64-gnu"]
 
 
 def test_direct_url_with_sha256_is_not_downloaded(project: Path, upstream: UpstreamServer) -> None:
-    write_config(
-        project,
-        f"""
-[python.inhouse]
-url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
-sha256 = "{"cd" * 32}"
-platforms = ["linux-x86_64-gnu"]
-""",
+    write_direct(
+        project, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz", f'sha256 = "{"cd" * 32}"'
     )
     assert run(project, upstream, "lock") == 0
     assert locked(project)["inhouse"]["artifacts"][0]["sha256"] == "cd" * 32
@@ -263,15 +252,7 @@ def test_direct_full_archive_version_comes_from_python_json(
     project: Path, upstream: UpstreamServer
 ) -> None:
     upstream.files["corp-python-full.tar.zst"] = pbs_full("3.12.7")
-    write_config(
-        project,
-        """
-[python.corp]
-url = "https://artifacts.example/corp-python-full.tar.zst"
-version = "3.12"
-platforms = ["linux-x86_64-gnu"]
-""",
-    )
+    write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12"')
     assert run(project, upstream, "lock") == 0
     entry = locked(project)["corp"]
     assert (entry["version"], entry["flavor"]) == ("3.12.7", "full")
@@ -281,15 +262,12 @@ def test_direct_pypy_archive_takes_the_requested_version(
     project: Path, upstream: UpstreamServer
 ) -> None:
     upstream.files["pypy3.11-v7.3.20-linux64.tar.bz2"] = pypy_archive("pypy3.11-v7.3.20-linux64")
-    write_config(
+    write_direct(
         project,
-        """
-[python.pp]
-implementation = "pypy"
-url = "https://artifacts.example/pypy3.11-v7.3.20-linux64.tar.bz2"
-version = "3.11.13"
-platforms = ["linux-x86_64-gnu"]
-""",
+        "pp",
+        "pypy3.11-v7.3.20-linux64.tar.bz2",
+        'implementation = "pypy"',
+        'version = "3.11.13"',
     )
     assert run(project, upstream, "lock") == 0
     entry = locked(project)["pp"]
@@ -315,15 +293,7 @@ def test_direct_archive_contradicting_the_request(
     message: str,
 ) -> None:
     upstream.files["corp-python-full.tar.zst"] = pbs_full("3.12.7")
-    write_config(
-        project,
-        f"""
-[python.corp]
-url = "https://artifacts.example/corp-python-full.tar.zst"
-{config}
-platforms = ["linux-x86_64-gnu"]
-""",
-    )
+    write_direct(project, "corp", "corp-python-full.tar.zst", config)
     assert run(project, upstream, "lock") == 1
     assert message in capsys.readouterr().err
 
@@ -340,14 +310,7 @@ def test_direct_archive_of_unknown_layout_is_a_clear_error(
         info = tarfile.TarInfo("python3")
         archive.addfile(info, io.BytesIO(b""))
     upstream.files["loose-3.12.9.tar.gz"] = gzip.compress(buffer.getvalue())
-    write_config(
-        project,
-        """
-[python.loose]
-url = "https://artifacts.example/loose-3.12.9.tar.gz"
-platforms = ["linux-x86_64-gnu"]
-""",
-    )
+    write_direct(project, "loose", "loose-3.12.9.tar.gz")
     assert run(project, upstream, "lock") == 1
     err = capsys.readouterr().err
     assert (
@@ -359,14 +322,7 @@ platforms = ["linux-x86_64-gnu"]
 def test_direct_url_offline_without_sha256(
     project: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_config(
-        project,
-        """
-[python.inhouse]
-url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
-platforms = ["linux-x86_64-gnu"]
-""",
-    )
+    write_direct(project, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz")
     assert run(project, upstream, "lock", "--offline") == 1
     assert "offline" in capsys.readouterr().err
     assert upstream.log == []

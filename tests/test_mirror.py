@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -283,6 +284,30 @@ def run_mirror(
     )
 
 
+@dataclass(frozen=True)
+class Mirroring:
+    """The world's lock mirrored into ``tmp_path/mirror``, again and again, through one cache."""
+
+    the_lock: LockFile
+    blobs: dict[str, bytes]
+    out: Path
+    cache: Cache
+    upstream_dir: Path
+
+    def run(self, platforms: list[str] | None = None, offline: bool = False) -> MirrorReport:
+        return run_mirror(
+            self.the_lock, self.out, self.cache, self.upstream_dir, platforms, offline
+        )
+
+
+@pytest.fixture
+def mirroring(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
+) -> Mirroring:
+    the_lock, blobs = world
+    return Mirroring(the_lock, blobs, tmp_path / "mirror", cache, upstream_dir)
+
+
 def tree(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha(p.read_bytes())
@@ -291,12 +316,9 @@ def tree(root: Path) -> dict[str, str]:
     }
 
 
-def test_full_mirror_layout(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
-) -> None:
-    the_lock, blobs = world
-    out = tmp_path / "mirror"
-    report = run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir)
+def test_full_mirror_layout(mirroring: Mirroring) -> None:
+    out, blobs = mirroring.out, mirroring.blobs
+    report = mirroring.run()
     files = tree(out)
     assert sorted(files) == [
         "20251014/SHA256SUMS",
@@ -332,47 +354,37 @@ def test_full_mirror_layout(
     assert not list(out.rglob(".*"))
 
 
-def test_rerun_is_incremental_and_repairs(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
-) -> None:
-    the_lock, blobs = world
-    out = tmp_path / "mirror"
-    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
+def test_rerun_is_incremental_and_repairs(mirroring: Mirroring) -> None:
+    out = mirroring.out
+    mirroring.run(platforms=["linux-x86_64-gnu"])
     assert not (
         out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
     ).exists()
     # Nothing is downloaded again: the upstream may vanish, and offline is fine.
-    shutil.rmtree(upstream_dir)
-    second = run_mirror(
-        the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"], offline=True
-    )
+    shutil.rmtree(mirroring.upstream_dir)
+    second = mirroring.run(platforms=["linux-x86_64-gnu"], offline=True)
     assert second.added == () and second.repaired == () and len(second.unchanged) == 4
 
     # Damage a mirrored file (replace, not edit in place: it may share its inode with the cache).
     victim = out / "pypy" / "pypy3.11-v7.3.20-linux64.tar.bz2"
     victim.unlink()
     victim.write_bytes(b"tampered")
-    third = run_mirror(
-        the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"], offline=True
-    )
+    third = mirroring.run(platforms=["linux-x86_64-gnu"], offline=True)
     assert third.repaired == ("pypy/pypy3.11-v7.3.20-linux64.tar.bz2",)
-    assert victim.read_bytes() == blobs["pypy"]
+    assert victim.read_bytes() == mirroring.blobs["pypy"]
 
 
-def test_runs_for_other_platforms_accumulate(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], cache: Cache
-) -> None:
-    the_lock, blobs = world
-    out = tmp_path / "mirror"
-    run_mirror(the_lock, out, cache, upstream_dir, platforms=["macos-aarch64"])
-    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
+def test_runs_for_other_platforms_accumulate(mirroring: Mirroring) -> None:
+    out, blobs = mirroring.out, mirroring.blobs
+    mirroring.run(platforms=["macos-aarch64"])
+    mirroring.run(platforms=["linux-x86_64-gnu"])
     sums = parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())
     assert sorted(sums.values()) == sorted([sha(blobs["mac"]), sha(blobs["linux"])])
     uv = json.loads((out / UV_JSON_NAME).read_text())
     assert "cpython-3.13.9-darwin-aarch64-none" in uv and "cpython-3.13.9-linux-x86_64-gnu" in uv
     # An entry whose archive left the tree is dropped from the JSON and the sums.
     (out / "20251014" / "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz").unlink()
-    run_mirror(the_lock, out, cache, upstream_dir, platforms=["linux-x86_64-gnu"])
+    mirroring.run(platforms=["linux-x86_64-gnu"])
     assert "cpython-3.13.9-darwin-aarch64-none" not in json.loads((out / UV_JSON_NAME).read_text())
     assert list(parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())) == [
         "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"

@@ -45,7 +45,6 @@ from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
 from tests.loopback import SocketServer
-from tests.pki import https_server
 from tests.test_sync import Build, Project, make_build
 
 SECRET = "s3cr3tVALUE"
@@ -716,12 +715,6 @@ def test_fetch_counts_the_download_after_a_corrupt_cached_archive(
 
 
 # -- 9. real TLS -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    with https_server(tmp_path / "certs") as pair:
-        yield pair
 
 
 def test_https_mirror_with_a_private_ca_needs_ssl_cert_file(

@@ -32,7 +32,6 @@ from pylock.settings import Settings
 from pylock.urls import RefusedUrlError, redact
 from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
 from tests.loopback import SocketServer
-from tests.pki import https_server
 from tests.test_net_hardening import CAP, EndlessServer, options
 
 BODY = os.urandom(300_000)
@@ -143,23 +142,23 @@ def test_retry_after_is_honoured(tmp_path: Path, client: str) -> None:
     assert fetcher.delays == [7.0]  # type: ignore[attr-defined]
 
 
-def test_gives_up_after_the_retries(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("status", "retries", "attempts", "said"),
+    [
+        pytest.param(500, 2, 3, "gave up after 3 attempts", id="gives-up-after-the-retries"),
+        pytest.param(404, 3, 1, "HTTP 404", id="not-found-fails-at-once"),
+    ],
+)
+def test_a_failing_status(
+    tmp_path: Path, status: int, retries: int, attempts: int, said: str
+) -> None:
     with HttpServer() as server:
-        url = server.status(PATH, 500)
+        url = server.status(PATH, status)
         with pytest.raises(DownloadError) as info:
-            downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
-        assert server.hits(PATH) == 3
-    assert "gave up after 3 attempts" in info.value.message
+            downloader(retries=retries).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == attempts
+    assert said in info.value.message
     assert info.value.hint is not None
-
-
-def test_not_found_fails_at_once(tmp_path: Path) -> None:
-    with HttpServer() as server:
-        url = server.status(PATH, 404)
-        with pytest.raises(DownloadError) as info:
-            downloader(retries=3).download(url, tmp_path / "a", sha256=SHA, size=None)
-        assert server.hits(PATH) == 1
-    assert "HTTP 404" in info.value.message
 
 
 def test_hostile_reason_phrase_is_made_printable(tmp_path: Path) -> None:
@@ -276,9 +275,9 @@ def test_redirect_loop_ends(tmp_path: Path) -> None:
 
 
 def test_https_to_http_redirect_is_refused(
-    tmp_path: Path, tls_pair: tuple[HttpServer, Path]
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
 ) -> None:
-    tls, ca = tls_pair
+    tls, ca = tls_server
     with HttpServer() as plain:
         plain.serve(PATH, BODY)
         url = tls.redirect("/r", plain.url(PATH))
@@ -292,14 +291,10 @@ def test_https_to_http_redirect_is_refused(
 # -- TLS -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_pair(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    with https_server(tmp_path / "certs") as pair:
-        yield pair
-
-
-def test_private_ca_needs_ssl_cert_file(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
-    server, ca = tls_pair
+def test_private_ca_needs_ssl_cert_file(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
+) -> None:
+    server, ca = tls_server
     url = server.serve(PATH, BODY)
     with pytest.raises(DownloadError) as info:
         downloader(retries=2).download(url, tmp_path / "a", sha256=SHA, size=None)
@@ -366,8 +361,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
             (b if sock is a else a).sendall(data)
 
 
-def test_https_through_a_connect_proxy(tmp_path: Path, tls_pair: tuple[HttpServer, Path]) -> None:
-    server, ca = tls_pair
+def test_https_through_a_connect_proxy(tmp_path: Path, tls_server: tuple[HttpServer, Path]) -> None:
+    server, ca = tls_server
     url = server.serve(PATH, BODY)
     with Proxy() as proxy:
         environ = {

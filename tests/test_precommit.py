@@ -77,14 +77,8 @@ def test_try_repo_fails_on_a_stale_lock_and_passes_on_a_fresh_one(
     config.write_text('[python.app]\nversion = "3.12"\n', encoding="utf-8")
     assert main(["--project", str(repo), "lock", "--offline"]) == 0
     capsys.readouterr()
-    env = {
-        **os.environ,
-        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
+    # The suite's clean environment (conftest) already names a git author and committer.
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
     env.pop("VIRTUAL_ENV", None)
     git(repo, "init", "-q")
     git(repo, "add", "pythons.toml", "pythons.lock")

@@ -16,6 +16,7 @@ import pytest
 
 from tests import realpython
 from tests.indexdata import uv_json
+from tests.marks import real_archives
 from tests.realpython import (
     PBS_MTIME,
     RealArchive,
@@ -32,9 +33,7 @@ from tests.realpython import (
     write_uv_downloads_json,
 )
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="real archives are built on Linux only"
-)
+pytestmark = real_archives
 
 PROBE = "import sys, ssl, sqlite3, zlib, json; print(sys.prefix)"
 
@@ -50,7 +49,7 @@ def current(archive_dir: Path) -> RealArchive:
 
 
 @pytest.fixture(scope="module")
-def other(archive_dir: Path) -> RealArchive:
+def second(archive_dir: Path) -> RealArchive:
     pythons = host_pythons()
     if len(pythons) < 2:
         pytest.skip("only one CPython version on this machine")
@@ -217,7 +216,7 @@ def test_repeat_builds_are_memoised_and_survive_replacement(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["current", "other"])
+@pytest.mark.parametrize("which", ["current", "second"])
 def test_extracted_interpreter_is_relocatable(
     which: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -239,9 +238,9 @@ def test_extracted_interpreter_is_relocatable(
 
 
 @pytest.mark.slow
-def test_two_versions_differ(current: RealArchive, other: RealArchive) -> None:
-    assert current.version != other.version
-    assert current.sha256 != other.sha256
+def test_two_versions_differ(current: RealArchive, second: RealArchive) -> None:
+    assert current.version != second.version
+    assert current.sha256 != second.sha256
 
 
 @pytest.mark.slow
@@ -276,12 +275,12 @@ def test_extra_files_change_the_archive(archive_dir: Path, current: RealArchive)
 
 
 @pytest.mark.slow
-def test_lock_and_mirror_tree(current: RealArchive, other: RealArchive, tmp_path: Path) -> None:
+def test_lock_and_mirror_tree(current: RealArchive, second: RealArchive, tmp_path: Path) -> None:
     from pylock.lockfile import loads
 
-    lock = loads(write_lock(tmp_path, [current, other]).read_text())
+    lock = loads(write_lock(tmp_path, [current, second]).read_text())
     assert [p.version for p in lock.pythons] == sorted(
-        [current.version, other.version], key=lambda v: f"cpython-{v}"
+        [current.version, second.version], key=lambda v: f"cpython-{v}"
     )
     entry = lock.get(f"cpython-{current.version}")
     assert entry is not None and entry.build == "20990101"
@@ -290,9 +289,9 @@ def test_lock_and_mirror_tree(current: RealArchive, other: RealArchive, tmp_path
     assert artifact.filename == current.filename
     assert (artifact.sha256, artifact.size) == (current.sha256, current.size)
 
-    tree = write_mirror_tree(tmp_path / "mirror", [current, other])
+    tree = write_mirror_tree(tmp_path / "mirror", [current, second])
     sums = (tree / "20990101" / "SHA256SUMS").read_text().splitlines()
-    by_name = sorted((current, other), key=lambda a: a.filename)
+    by_name = sorted((current, second), key=lambda a: a.filename)
     assert sums == [f"{a.sha256}  {a.filename}" for a in by_name]
     with serve_directory(tree) as base:
         url = current.url.replace(realpython.PBS_DOWNLOAD_PREFIX, base)
@@ -338,11 +337,11 @@ def uv_python_install(
 
 @pytest.mark.slow
 def test_uv_installs_the_archive_from_a_loopback_mirror(
-    current: RealArchive, other: RealArchive, tmp_path: Path
+    current: RealArchive, second: RealArchive, tmp_path: Path
 ) -> None:
     _uv()  # skips the test without uv
-    tree = write_mirror_tree(tmp_path / "mirror", [current, other])
-    downloads = write_uv_downloads_json(tmp_path / "downloads.json", [current, other])
+    tree = write_mirror_tree(tmp_path / "mirror", [current, second])
+    downloads = write_uv_downloads_json(tmp_path / "downloads.json", [current, second])
     installs = tmp_path / "installs"
     env = clean_env(
         UV_PYTHON_INSTALL_DIR=str(installs),
@@ -352,10 +351,10 @@ def test_uv_installs_the_archive_from_a_loopback_mirror(
         UV_PYTHON_DOWNLOADS="automatic",
     )
     with serve_directory(tree) as base:
-        versions = [current.version, other.version]
+        versions = [current.version, second.version]
         result = uv_python_install(downloads, base.rstrip("/"), versions, env)
     assert result.returncode == 0, result.stderr
-    for archive in (current, other):
+    for archive in (current, second):
         root = installs / f"cpython-{archive.version}-linux-x86_64-gnu"
         assert run_probe(root / "bin" / "python3") == str(root)
 

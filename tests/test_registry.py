@@ -49,11 +49,13 @@ from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
     PASSWORD,
     USER,
-    BlobHost,
     RealRegistry,
     RedirectingFront,
     TestPki,
     TokenServer,
+    basic_auth,
+    docker_login,
+    write_docker_config,
 )
 
 T = TypeVar("T")
@@ -111,6 +113,17 @@ def no_secret(*texts: object, secrets_: tuple[str, ...] = (PASSWORD,)) -> None:
 
 
 PUSHER = Credentials(USER, PASSWORD)
+
+
+def pusher(
+    registry: RealRegistry,
+    pki: TestPki,
+    home: Path,
+    repository: str = "pylock/a",
+    notes: list[str] | None = None,
+) -> RegistryClient:
+    """A client of ``repository`` on ``registry`` that pushes as :data:`PUSHER`."""
+    return client(registry, repository, home, pki, credentials=PUSHER, notes=notes)
 
 
 # -- references, tags, manifests, challenges (pure) ------------------------------------------
@@ -247,16 +260,14 @@ def test_builders_pushing_the_same_blob_at_once_all_succeed(
     # A fleet's runners push the same archive (and every manifest the same empty config)
     # at the same moment: whoever loses the race still ends with the blob there, no error.
     async def one(data: bytes, sha: str) -> None:
-        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/race") as registry:
             await registry.push_blob(data, sha)
 
     async def scenario() -> bool:
         for round_ in range(5):
             data, sha = blob(f"race-{round_}", size=500_000)
             await asyncio.gather(*(one(data, sha) for _ in range(4)))
-        async with client(htpasswd_registry, "pylock/race", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/race") as registry:
             return await registry.has_blob(sha)
 
     assert run(scenario())
@@ -274,8 +285,7 @@ def test_push_blob_manifest_and_pull_back(
     archive.write_bytes(data)
 
     async def scenario() -> tuple[bool, bool, str, bytes, bytes]:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             before = await registry.has_blob(sha)
             await registry.push_blob(archive, sha)  # a file: streamed, monolithic
             after = await registry.has_blob(sha)
@@ -302,11 +312,11 @@ def test_cross_repository_mount(
     notes: list[str] = []
 
     async def scenario() -> tuple[bool, bool]:
-        async with client(htpasswd_registry, "pylock/source", tmp_path, registry_pki,
-                          credentials=PUSHER) as source:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, "pylock/source") as source:
             await source.push_blob(data, sha)
-        async with client(htpasswd_registry, "pylock/target", tmp_path, registry_pki,
-                          credentials=PUSHER, notes=notes) as target:  # fmt: skip
+        async with pusher(
+            htpasswd_registry, registry_pki, tmp_path, "pylock/target", notes=notes
+        ) as target:
             before = await target.has_blob(sha)
             await target.push_blob(data[:10], sha, mount_from="pylock/source")
             return before, await target.has_blob(sha)
@@ -322,8 +332,7 @@ def test_upload_of_wrong_bytes_is_refused(
     data, sha = blob("wrong-upload")
 
     async def scenario() -> None:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             await registry.push_blob(data + b"x", sha)
 
     with pytest.raises(RegistryError) as caught:
@@ -338,8 +347,7 @@ def test_a_missing_blob_is_a_distinct_not_found(
     _, sha = blob("never-pushed")
 
     async def scenario() -> bool:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             exists = await registry.has_blob(sha)
             await registry.download_blob(sha, tmp_path / "x", size=10)
             return exists
@@ -470,24 +478,17 @@ def test_wrong_password_at_the_token_endpoint(
 # -- redirects to object storage ----------------------------------------------------------------
 
 
-@pytest.fixture
-def front(htpasswd_registry: RealRegistry) -> Iterator[tuple[RedirectingFront, BlobHost]]:
-    with BlobHost() as host, RedirectingFront(htpasswd_registry, host) as running:
-        yield running, host
-
-
 def test_blob_redirect_drops_the_authorization_header(
     htpasswd_registry: RealRegistry,
     registry_pki: TestPki,
-    front: tuple[RedirectingFront, BlobHost],
+    redirecting_front: RedirectingFront,
     tmp_path: Path,
 ) -> None:
-    proxy, host = front
+    proxy, host = redirecting_front, redirecting_front.blob_host
     data, sha = blob("redirected")
 
     async def scenario() -> None:
-        async with client(htpasswd_registry, "pylock/a", tmp_path, registry_pki,
-                          credentials=PUSHER) as registry:  # fmt: skip
+        async with pusher(htpasswd_registry, registry_pki, tmp_path) as registry:
             await registry.push_blob(data, sha)
         async with client(f"oci://127.0.0.1:{proxy.port}/pylock/a", "", tmp_path, registry_pki,
                           credentials=PUSHER) as registry:  # fmt: skip
@@ -503,22 +504,11 @@ def test_blob_redirect_drops_the_authorization_header(
 # -- docker config and credential helpers ------------------------------------------------------
 
 
-def write_config(folder: Path, config: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config))
-
-
-def basic_auth(user: str, password: str) -> str:
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def test_docker_config_auths_are_used_against_the_real_registry(
     htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    write_config(
-        home / ".docker", {"auths": {htpasswd_registry.host: {"auth": basic_auth(USER, PASSWORD)}}}
-    )
+    docker_login(home, htpasswd_registry.host)
     data, sha = blob("auths")
 
     async def scenario() -> bool:
@@ -531,8 +521,10 @@ def test_docker_config_auths_are_used_against_the_real_registry(
 
 def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
-    write_config(home / ".docker", {"auths": {"r.example": {"auth": basic_auth("home", "a")}}})
-    write_config(elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}})
+    docker_login(home, "r.example", "home", "a")
+    write_docker_config(
+        elsewhere, {"auths": {"https://r.example/v1/": {"auth": basic_auth("env", "b")}}}
+    )
     environ = {"DOCKER_CONFIG": str(elsewhere)}
     assert docker_config_path(settings_of(environ), home) == elsewhere / "config.json"
     found = find_credentials("r.example", settings=settings_of(environ), home=home)
@@ -543,7 +535,7 @@ def test_docker_config_env_wins_over_home(tmp_path: Path) -> None:
 
 
 def test_identity_token_and_docker_hub_key(tmp_path: Path) -> None:
-    write_config(tmp_path / ".docker", {"auths": {
+    write_docker_config(tmp_path / ".docker", {"auths": {
         "https://index.docker.io/v1/": {"auth": basic_auth("hub", "x")},
         "r.example:5000": {"identitytoken": "refresh-me"},
     }})  # fmt: skip
@@ -589,7 +581,7 @@ def test_github_token_only_for_ghcr_and_only_as_a_fallback(tmp_path: Path) -> No
     for host in ("ghcr.io.evil.example", "evilghcr.io", "docker.io", "ghcr.io:8443"):
         assert find_credentials(host, settings=settings_of(environ), home=tmp_path) is None, host
     assert find_credentials("ghcr.io", settings=settings_of({}), home=tmp_path) is None
-    write_config(tmp_path / ".docker", {"auths": {"ghcr.io": {"auth": basic_auth("me", "pat")}}})
+    docker_login(tmp_path, "ghcr.io", "me", "pat")
     configured = find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path)
     assert configured is not None and configured.secret == "pat"
 
@@ -628,7 +620,7 @@ def test_credential_helpers_against_the_real_registry(
         "credHelpers": {htpasswd_registry.host: "test"}}  # fmt: skip
     # A helper wins over auths, as in docker.
     config["auths"] = {htpasswd_registry.host: {"auth": basic_auth(USER, "stale")}}
-    write_config(home / ".docker", config)
+    write_docker_config(home / ".docker", config)
     data, sha = blob(field)
     environ = {"PATH": str(bin_dir)}
 

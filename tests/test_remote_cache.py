@@ -11,7 +11,6 @@ archive requests.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -44,12 +43,11 @@ from tests.httpserver import HttpServer, Reset, Throttle, Truncate
 from tests.indexdata import locked_python
 from tests.registry import (
     PASSWORD,
-    USER,
-    BlobHost,
     RealRegistry,
     RedirectingFront,
     TestPki,
     TokenServer,
+    docker_login,
     free_port,
 )
 
@@ -156,13 +154,6 @@ def tls(pki: TestPki) -> dict[str, str]:
     return {"SSL_CERT_FILE": str(pki.ca)}
 
 
-def docker_login(home: Path, host: str, user: str = USER, password: str = PASSWORD) -> None:
-    folder = home / ".docker"
-    folder.mkdir(parents=True, exist_ok=True)
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    (folder / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
-
-
 def warnings(err: str) -> list[str]:
     return [line for line in err.splitlines() if "warning" in line.lower()]
 
@@ -244,9 +235,9 @@ def fake_reference(fake_registry: HttpServer) -> str:
 
 
 @pytest.fixture
-def origin() -> Iterator[HttpServer]:
-    with HttpServer() as running:
-        yield running
+def origin(server: HttpServer) -> HttpServer:
+    """Where the projects' locks download from: the suite's loopback server."""
+    return server
 
 
 @pytest.fixture
@@ -415,30 +406,31 @@ def test_bearer_flow_anonymous_pull_and_authenticated_push(
 def test_blob_redirect_to_a_second_host_never_carries_authorization(
     htpasswd_registry: RealRegistry,
     registry_pki: TestPki,
+    redirecting_front: RedirectingFront,
     origin: HttpServer,
     project: Project,
     capsys: pytest.CaptureFixture[str],
     _clean_environment: Path,
 ) -> None:
     repo = repository()
-    with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as front:
-        docker_login(_clean_environment, htpasswd_registry.host)
-        docker_login_front = f"127.0.0.1:{front.port}"
-        config = _clean_environment / ".docker" / "config.json"
-        auths = json.loads(config.read_text())
-        auths["auths"][docker_login_front] = auths["auths"][htpasswd_registry.host]
-        config.write_text(json.dumps(auths))
-        seeded = project.run("mirror", "--to", htpasswd_registry.oci(repo), **tls(registry_pki))
-        assert seeded == 0
-        capsys.readouterr()
-        code, _, err = project.sync(
-            capsys, "--remote-cache", f"oci://{docker_login_front}/{repo}", **tls(registry_pki)
-        )
-        assert code == 0, err
-        assert "1 from the remote cache, 0 downloaded" in err
-        assert [r.path.startswith("/blobs/") for r in blob_host.requests] == [True]
-        assert all("Authorization" not in r.headers for r in blob_host.requests)
-        assert any("Authorization" in r.headers for r in front.requests)
+    front, blob_host = redirecting_front, redirecting_front.blob_host
+    docker_login(_clean_environment, htpasswd_registry.host)
+    docker_login_front = f"127.0.0.1:{front.port}"
+    config = _clean_environment / ".docker" / "config.json"
+    auths = json.loads(config.read_text())
+    auths["auths"][docker_login_front] = auths["auths"][htpasswd_registry.host]
+    config.write_text(json.dumps(auths))
+    seeded = project.run("mirror", "--to", htpasswd_registry.oci(repo), **tls(registry_pki))
+    assert seeded == 0
+    capsys.readouterr()
+    code, _, err = project.sync(
+        capsys, "--remote-cache", f"oci://{docker_login_front}/{repo}", **tls(registry_pki)
+    )
+    assert code == 0, err
+    assert "1 from the remote cache, 0 downloaded" in err
+    assert [r.path.startswith("/blobs/") for r in blob_host.requests] == [True]
+    assert all("Authorization" not in r.headers for r in blob_host.requests)
+    assert any("Authorization" in r.headers for r in front.requests)
     assert project.origin_requests == 2  # both platforms for the seed, none for the sync
     # And the origin never sees registry credentials.
     assert all("Authorization" not in r.headers for r in origin.log)

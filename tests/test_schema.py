@@ -16,6 +16,7 @@ from pylock.errors import ConfigError, LockFileError
 from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import PLATFORM_KEYS
 from pylock.versions import Flavor, Implementation, Variant
+from tests.projects import DESIGN_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_SCHEMA = ROOT / "schema" / "pythons.schema.json"
@@ -34,37 +35,10 @@ def schema_errors(path: Path, text: str) -> list[str]:
 
 SHA = "0123456789abcdef" * 4
 
-SAMPLE_CONFIG = f"""
-[defaults]
-platforms = ["linux-x86_64-gnu", "linux-aarch64-gnu", "macos-aarch64"]
-flavor = "install_only_stripped"
-
-[python.app]
-version = "3.13"
-default = true
-
-[python.nogil]
-version = "3.14"
-variant = "freethreaded"
-
-[python.legacy]
-version = ">=3.10.12,<3.11"
-platforms = ["linux-x86_64-gnu"]
-
-[python.pinned]
-version = "3.12.11"
-build = "20251007"
-prereleases = false
-
-[python.pypy]
-implementation = "pypy"
-version = "3.11"
-
-[python.inhouse]
-url = "https://artifacts.example/cpython-3.12.9-corp-x86_64-linux.tar.gz"
-sha256 = "{SHA}"
-platforms = ["linux-x86_64-gnu"]
-"""
+#: The DESIGN.md example with the keys it leaves out (``default``, ``prereleases``) added.
+SAMPLE_CONFIG = DESIGN_EXAMPLE.replace(
+    '[python.app]\nversion = "3.13"\n', '[python.app]\nversion = "3.13"\ndefault = true\n'
+).replace('build = "20251007"\n', 'build = "20251007"\nprereleases = false\n')
 
 
 def sample_lock() -> str:
@@ -150,6 +124,7 @@ def test_lock_schema_matches_the_lock_vocabulary() -> None:
 
 
 def test_inline_samples_validate() -> None:
+    assert "default = true" in SAMPLE_CONFIG and "prereleases = false" in SAMPLE_CONFIG
     assert schema_errors(CONFIG_SCHEMA, SAMPLE_CONFIG) == []
     loads_config(SAMPLE_CONFIG)
     lock_text = sample_lock()

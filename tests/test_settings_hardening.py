@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from pylock.settings import DEFAULT_JOBS, Settings
 from pylock.sync.cache import Cache
 from pylock.sync.execute import SyncRequest, run_sync
 from pylock.sync.plan import install_status, locate
+from tests.projects import imported_after
 from tests.test_sync import Build, Project, make_build
 from tests.test_sync import project as project  # the fixture
 
@@ -85,17 +84,9 @@ def test_fastpath_never_prints() -> None:
             pytest.fail(f"fastpath.py:{node.lineno} writes to sys.{node.attr}")
 
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return set(out.split())
-
-
 def test_settings_module_is_stdlib_only_and_cheap() -> None:
     # What the interpreter's own start-up loads (a .pth file may import typing) is not ours.
-    modules = _modules_after("import pylock.settings, pylock.fastpath") - _modules_after("")
+    modules = imported_after("import pylock.settings, pylock.fastpath") - imported_after("")
     assert {m for m in modules if m.split(".")[0] in HEAVY} == set()
     assert "pylock.errors" not in modules  # only imported when a value is bad
 

@@ -42,6 +42,10 @@ GRAALPY_REPO = "oracle/graalpython"
 GRAALPY_REPO_ID = 127520052
 PBS_DOWNLOAD = f"https://github.com/{PBS_REPO}/releases/download/"
 
+#: The target triples of the two hosts the look-alike releases cover.
+LINUX = "x86_64-unknown-linux-gnu"
+MAC = "aarch64-apple-darwin"
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -83,7 +87,7 @@ def pbs_install_only(version: str, *, freethreaded: bool = False) -> bytes:
     return gzip.compress(_tar(sorted(members)), mtime=0)
 
 
-def pbs_full(version: str, triple: str = "x86_64-unknown-linux-gnu") -> bytes:
+def pbs_full(version: str, triple: str = LINUX) -> bytes:
     """A tiny ``full`` archive (.tar.zst): ``python/PYTHON.json`` first, ``python/install/``."""
     import zstandard
 

@@ -739,6 +739,27 @@ def prepare_context(
         (context / name).write_text(text)
 
 
+def pylock_build_args(server: MirrorServer, **extra: str) -> dict[str, str]:
+    """The example Dockerfile's build arguments: both stages on BASE_IMAGE, pylock from the
+    context's wheelhouse, archives from ``server``; then ``extra``.
+    """
+    return {
+        "BUILDER_IMAGE": BASE_IMAGE,
+        "BASE_IMAGE": BASE_IMAGE,
+        "PYLOCK_FROM": "wheelhouse",
+        "PYLOCK_MIRROR": server.url,
+        **extra,
+    }
+
+
+def check_sync_reran(scenario: Scenario, step: str, result: Mapping[str, Any]) -> None:
+    """A lock change: the build succeeds and its sync step runs again (not CACHED)."""
+    scenario.check(f"{step}: build succeeds", result["returncode"] == 0, result["sync_output"])
+    scenario.check(
+        f"{step}: sync step re-ran", result["sync_status"] == "DONE", result["sync_status"]
+    )
+
+
 def touch_app(context: Path) -> None:
     """An application change that leaves the lock alone."""
     app = context / "app.py"
@@ -767,12 +788,7 @@ def run_pylock(
         daemon=daemon,
         server=server,
         context=context,
-        build_args={
-            "BUILDER_IMAGE": BASE_IMAGE,
-            "BASE_IMAGE": BASE_IMAGE,
-            "PYLOCK_FROM": "wheelhouse",
-            "PYLOCK_MIRROR": server.url,
-        },
+        build_args=pylock_build_args(server),
         sync_needle="pylock sync",
     )
 
@@ -844,10 +860,7 @@ def run_pylock(
     # (3) A lock change re-runs the sync; only the archive never downloaded before is fetched.
     (context / "pythons.lock").write_text(texts["both"])
     third = scenario.build("add-python", f"lock: app={old.version}, tool={new.version}")
-    scenario.check("add-python: build succeeds", third["returncode"] == 0, third["sync_output"])
-    scenario.check(
-        "add-python: sync step re-ran", third["sync_status"] == "DONE", third["sync_status"]
-    )
+    check_sync_reran(scenario, "add-python", third)
     scenario.check(
         "add-python: only the new archive is downloaded (the cached one is not)",
         third["downloads"] == {new.filename: 1}
@@ -883,10 +896,7 @@ def run_pylock(
     # although the sync layer is rebuilt.
     (context / "pythons.lock").write_text(texts["switch"])
     fourth = scenario.build("switch", f"lock: app={new.version} (cached before)")
-    scenario.check("switch: build succeeds", fourth["returncode"] == 0, fourth["sync_output"])
-    scenario.check(
-        "switch: sync step re-ran", fourth["sync_status"] == "DONE", fourth["sync_status"]
-    )
+    check_sync_reran(scenario, "switch", fourth)
     scenario.check(
         "switch: zero downloads, the archive comes from the cache mount",
         fourth["requests"] == [],
@@ -985,14 +995,9 @@ def run_fleet(
             daemon=daemon,
             server=server,
             context=context,
-            build_args={
-                "BUILDER_IMAGE": BASE_IMAGE,
-                "BASE_IMAGE": BASE_IMAGE,
-                "PYLOCK_FROM": "wheelhouse",
-                "PYLOCK_MIRROR": server.url,
-                "PYLOCK_REMOTE_CACHE": reference,
-                "PYLOCK_REMOTE_CACHE_PUSH": "1",
-            },
+            build_args=pylock_build_args(
+                server, PYLOCK_REMOTE_CACHE=reference, PYLOCK_REMOTE_CACHE_PUSH="1"
+            ),
             sync_needle="pylock sync",
         )
         scenario.extras["registry"] = reference

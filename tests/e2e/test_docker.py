@@ -77,6 +77,13 @@ def _archive(report: dict[str, Any], index: int) -> str:
     return name
 
 
+def _assert_synced_once(step: dict[str, Any], archive: str) -> None:
+    """The step's sync ran and fetched ``archive``, once, and nothing else."""
+    assert step["sync_status"] == "DONE"
+    assert step["downloads"] == {archive: 1}
+    assert len(step["requests"]) == 1
+
+
 def test_script_passes_every_check(report: dict[str, Any]) -> None:
     assert report["failures"] == [], report["output_tail"]
     assert report["returncode"] == 0, report["output_tail"]
@@ -91,9 +98,7 @@ def test_wheel_carries_package_data(report: dict[str, Any]) -> None:
 def test_first_build_downloads_each_archive_once(report: dict[str, Any]) -> None:
     pylock = _scenario(report, "pylock")
     first = _step(pylock, "first")
-    assert first["sync_status"] == "DONE"
-    assert first["downloads"] == {_archive(report, 0): 1}
-    assert len(first["requests"]) == 1
+    _assert_synced_once(first, _archive(report, 0))
     failed = _failed_checks(pylock, "first:")
     assert [c for c in failed if "unprivileged user" not in c["name"]] == []
 
@@ -109,9 +114,7 @@ def test_app_change_leaves_sync_cached_and_server_idle(report: dict[str, Any]) -
 def test_lock_change_fetches_only_archives_never_seen(report: dict[str, Any]) -> None:
     pylock = _scenario(report, "pylock")
     added = _step(pylock, "add-python")
-    assert added["sync_status"] == "DONE"
-    assert added["downloads"] == {_archive(report, 1): 1}
-    assert len(added["requests"]) == 1
+    _assert_synced_once(added, _archive(report, 1))
     switched = _step(pylock, "switch")
     assert switched["sync_status"] == "DONE"
     assert switched["requests"] == []
