@@ -123,14 +123,23 @@ class Context:
         if not hasattr(self.args, "remote_cache"):
             return None
         if self._remote is None:
+            args, settings = self.args, self.settings
+            if not (
+                args.remote_cache
+                or args.push
+                or args.no_origin
+                or settings.remote_cache
+                or settings.remote_cache_push
+                or settings.no_origin
+            ):
+                # Nothing asks for one: leave the registry client (aiohttp) unimported.
+                self._remote = (None,)
+                return None
             from pylock.net.registry import RemoteCache
 
             self._remote = (
                 RemoteCache.from_settings(
-                    self.settings,
-                    reference=self.args.remote_cache,
-                    push=self.args.push,
-                    no_origin=self.args.no_origin,
+                    settings, reference=args.remote_cache, push=args.push, no_origin=args.no_origin
                 ),
             )
         return self._remote[0]

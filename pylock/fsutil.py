@@ -1,5 +1,5 @@
 """Small filesystem helpers shared by the modules that write files: atomic writes, removal,
-file hashes.
+file hashes, and the cross-process :class:`FileLock`.
 
 Also the names of the project's two files, defined here once because this module is
 stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as well.
@@ -15,6 +15,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,110 @@ def sha256_file(path: Path | str, on_progress: Callable[[int], None] | None = No
     with open(path, "rb") as handle:
         source: Any = handle if on_progress is None else _Counted(handle, on_progress)
         return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock_fd(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class LockTimeout(Exception):
+    """:meth:`FileLock.acquire` gave up: another process (or thread) holds the lock."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"the lock {path} is held elsewhere")
+        self.path = path
+
+
+class FileLock:
+    """An exclusive lock on a file, between processes and between threads of one process.
+
+    ``flock`` on POSIX and ``msvcrt.locking`` on Windows: both belong to the open file,
+    so the operating system drops the lock when its holder dies, and two threads with
+    their own :class:`FileLock` on one path exclude each other. Not reentrant; the lock
+    file is created if missing and left in place (a file someone removes while another
+    process waits for it is noticed, and the lock taken on a fresh one).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+
+    @property
+    def is_locked(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; whether it was taken."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already locked by this object")
+        while True:
+            fd = os.open(self.path, _LOCK_FLAGS, 0o644)
+            try:
+                if not _lock_fd(fd):
+                    os.close(fd)
+                    return False
+                # Removed between our open and our lock (a cleaner, or the holder before
+                # us): a lock on an unlinked file guards nothing. Take a fresh one.
+                if os.fstat(fd).st_nlink == 0:
+                    os.close(fd)
+                    continue
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+    def acquire(self, timeout: float | None = None, *, poll: float = 0.05) -> None:
+        """Wait for the lock, at most ``timeout`` seconds (``None``: for ever).
+
+        Raises :class:`LockTimeout` when the time is up; ``timeout=0`` tries once.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.try_acquire():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(self.path)
+            time.sleep(poll)
+
+    def release(self) -> None:
+        """Let go of the lock (a lock not held is left alone)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            _unlock_fd(fd)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

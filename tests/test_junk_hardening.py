@@ -80,7 +80,7 @@ sys.exit(main(sys.argv[2:]))
 # Holds one interpreter's install lock, as a sync busy installing it does, until killed.
 HOLDER = r"""
 import sys, time
-from filelock import FileLock
+from pylock.fsutil import FileLock
 lock = FileLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

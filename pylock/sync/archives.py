@@ -1,11 +1,13 @@
 """The archive cache tier: make sure locked archives are in the cache, downloading misses.
 
-Hits cost a ``stat``; misses are downloaded in parallel by :class:`pylock.net.fetch.Fetcher`,
-each once even across processes (a per-archive gate lock), and stored only once verified.
-Offline, a miss is an :class:`OfflineError` that says where the archive was expected.
+Hits cost a ``stat``; misses are downloaded in parallel, one worker thread each, by
+:class:`pylock.net.stdhttp.StdDownloader`, each once even across processes (a per-archive
+gate lock), and stored only once verified. Offline, a miss is an :class:`OfflineError`
+that says where the archive was expected.
 
-asyncio is imported inside the functions that use it: a sync whose archives are all cached
-never pays for it.
+A plain download imports neither asyncio nor aiohttp: a cold sync starts its GET sooner
+for it. Only the remote cache (:mod:`pylock.net.registry`, aiohttp) runs an event loop,
+on the worker's thread; and :func:`download_unknown` for ``lock``'s direct URLs.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from pylock.errors import OfflineError, PylockError
-from pylock.fsutil import sha256_file
+from pylock.fsutil import FileLock, sha256_file
 from pylock.net.fetch import OFFLINE_HINT, Fetcher, FetchOptions
 from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Coroutine
+
     from pylock.lockfile import Artifact, LockedPython
     from pylock.net.registry import RegistryClient, RemoteCache
+    from pylock.net.stdhttp import StdDownloader
     from pylock.net.stream import DownloadFeed
 
 
@@ -48,9 +53,22 @@ class Wanted:
     #: Told about every attempt and every flushed chunk, so an installer can extract
     #: while the download runs (see :mod:`pylock.net.stream`).
     feed: DownloadFeed | None = attrs.field(default=None, eq=False, repr=False)
-    #: The remote cache tag and the lock name it is annotated with, when pushed.
-    tag: str | None = None
-    lock_name: str | None = None
+    #: The locked interpreter and artifact it is, which name its remote cache tag.
+    locked: tuple[LockedPython, Artifact] | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def lock_name(self) -> str | None:
+        """The interpreter's name in the lock, which a pushed manifest is annotated with."""
+        return self.locked[0].name if self.locked is not None else None
+
+    def remote_tag(self) -> str:
+        """The registry tag it is pushed under (worked out only then: it needs the
+        registry module)."""
+        if self.locked is not None:
+            return remote_tag(*self.locked)
+        from pylock.net.registry import tag_for
+
+        return tag_for(self.filename, "", "", "")
 
     @classmethod
     def from_artifact(
@@ -67,8 +85,7 @@ class Wanted:
             size=artifact.size,
             filename=artifact.filename,
             feed=feed,
-            tag=remote_tag(python, artifact) if python is not None else None,
-            lock_name=python.name if python is not None else None,
+            locked=(python, artifact) if python is not None else None,
         )
 
 
@@ -169,110 +186,155 @@ def ensure_archives(
 
     Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
-    The sha256 of every archive actually downloaded is added to ``tally``.
+    The first download that fails stops the others, and its error is raised. The sha256
+    of every archive actually downloaded is added to ``tally``.
     """
     found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
-    if not misses:
-        return found
-    import asyncio
-
-    found.update(asyncio.run(_download_all(misses, cache, options, reporter, tally)))
+    if misses:
+        paths, errors = _download_all(
+            misses, cache, options, reporter, tally, worker=obtain, stop_on_error=True
+        )
+        if errors:
+            raise next(iter(errors.values()))
+        found.update(paths)
     return found
 
 
-async def ensure_archives_async(
+def ensure_each(
     wanted: Sequence[Wanted],
     cache: Cache,
     options: FetchOptions,
     reporter: Reporter,
     *,
-    verify_hits: bool = False,
     tally: set[str] | None = None,
-) -> dict[str, Path]:
-    """:func:`ensure_archives` for callers already inside an event loop."""
-    found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
-    if misses:
-        found.update(await _download_all(misses, cache, options, reporter, tally))
-    return found
+    stop: threading.Event | None = None,
+) -> tuple[dict[str, Path], dict[str, Exception]]:
+    """:func:`ensure_archives` where each archive succeeds or fails on its own: one that
+    cannot be had does not stop the others. Returns the paths and the errors, by sha256.
+    Setting ``stop`` ends the downloads under way (Ctrl-C in another thread)."""
+
+    def one(
+        cache: Cache,
+        item: Wanted,
+        options: FetchOptions,
+        reporter: Reporter,
+        tally: set[str] | None,
+        **context: Any,
+    ) -> Path:
+        found, misses = _hits_or_refusal([item], cache, options, reporter, verify_hits=False)
+        if not misses:
+            return found[item.sha256]
+        return obtain(cache, item, options, reporter, tally, **context)
+
+    return _download_all(
+        wanted, cache, options, reporter, tally, worker=one, stop_on_error=False, stop=stop
+    )
 
 
-async def _download_all(
-    misses: Sequence[Wanted],
+def _download_all(
+    items: Sequence[Wanted],
     cache: Cache,
     options: FetchOptions,
     reporter: Reporter,
-    tally: set[str] | None = None,
-) -> dict[str, Path]:
-    import asyncio
-    from contextlib import AsyncExitStack
+    tally: set[str] | None,
+    *,
+    worker: Callable[..., Path],
+    stop_on_error: bool,
+    stop: threading.Event | None = None,
+) -> tuple[dict[str, Path], dict[str, Exception]]:
+    """Run ``worker`` for each item on up to ``options.jobs`` threads.
 
-    limit = asyncio.Semaphore(max(1, options.jobs))
-    async with Fetcher(options, reporter) as fetcher, AsyncExitStack() as stack:
-        registry = None
-        if options.remote is not None:
-            registry = await stack.enter_async_context(options.remote.client())
+    Threads, not an event loop: a download is one blocking GET (see
+    :mod:`pylock.net.stdhttp`), and a sync that starts it sooner ends sooner. With
+    ``stop_on_error`` the first failure stops the rest (their :class:`Cancelled` is not
+    reported); errors are returned in the order they happened. Ctrl-C (or ``stop``) stops
+    every download, and waits for them to remove their partial files.
+    """
+    import concurrent.futures
+    import threading
 
-        async def one(item: Wanted) -> tuple[str, Path]:
-            async with limit:
-                return item.sha256, await obtain(
-                    fetcher, cache, item, reporter, tally, registry=registry
-                )
+    from pylock.net.stdhttp import Cancelled, StdDownloader
 
-        tasks = [asyncio.ensure_future(one(item)) for item in misses]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-            return dict(task.result() for task in tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            # Let cancelled downloads remove their partial files before the loop closes.
-            await asyncio.gather(*tasks, return_exceptions=True)
+    if stop is None:
+        stop = threading.Event()
+    downloader = StdDownloader(options, reporter, settings=options.settings)
+    paths: dict[str, Path] = {}
+    errors: dict[str, Exception] = {}
+    unique = list({item.sha256: item for item in items}.values())
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, min(options.jobs, len(unique))), thread_name_prefix="pylock-download"
+    )
+    try:
+        futures = {
+            pool.submit(
+                worker, cache, item, options, reporter, tally, downloader=downloader, stop=stop
+            ): item
+            for item in unique
+        }
+        for future in concurrent.futures.as_completed(futures):
+            item = futures[future]
+            try:
+                paths[item.sha256] = future.result()
+            except (Cancelled, concurrent.futures.CancelledError) as error:
+                if not stop.is_set():
+                    errors[item.sha256] = error
+            except Exception as error:
+                errors[item.sha256] = error
+                if stop_on_error:
+                    stop.set()
+                    for other in futures:
+                        other.cancel()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return paths, errors
 
 
-async def _acquire(cache: Cache, sha256: str, on_wait: Callable[[], None]) -> Any:
-    import asyncio
-
-    from filelock import Timeout
-
+def _acquire(
+    cache: Cache, sha256: str, on_wait: Callable[[], None], stop: threading.Event | None
+) -> FileLock:
+    """Take the archive's gate, polling while another process (or thread) downloads it."""
     gate = cache.gate(sha256)
     delay = 0.02
     waited = False
-    while True:
-        try:
-            gate.acquire(timeout=0)
-        except Timeout:
-            if not waited:
-                on_wait()
-                waited = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-            continue
-        return gate
+    while not gate.try_acquire():
+        if not waited:
+            on_wait()
+            waited = True
+        if stop is not None and stop.wait(delay):
+            from pylock.net.stdhttp import Cancelled
+
+            raise Cancelled
+        if stop is None:
+            time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    return gate
 
 
-async def obtain(
-    fetcher: Fetcher,
+def obtain(
     cache: Cache,
     item: Wanted,
+    options: FetchOptions,
     reporter: Reporter,
     tally: set[str] | None = None,
     *,
-    registry: RegistryClient | None = None,
+    downloader: StdDownloader,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Download one archive into the cache unless it is (or meanwhile got) there: from the
-    remote cache (``registry``) when it has it, else from the origin.
+    remote cache when it has it, else from the origin. Blocking; any thread.
 
-    Its sha256 goes into ``tally`` if it was downloaded here from the origin.
+    Its sha256 goes into ``tally`` if it was downloaded here from the origin. Setting
+    ``stop`` ends it with :class:`~pylock.net.stdhttp.Cancelled` within a chunk.
     """
-    remote = fetcher.options.remote
-    gate = await _acquire(
+    remote = options.remote
+    gate = _acquire(
         cache,
         item.sha256,
         lambda: reporter.detail(f"waiting for another process to download {item.filename}"),
+        stop,
     )
     try:
         hit = cache.lookup(item.sha256, item.filename)
@@ -285,14 +347,24 @@ async def obtain(
         started = time.monotonic()
         task = reporter.task(f"Downloading {item.filename}", item.size)
         try:
-            size = await _from_registry(
-                registry, remote, item, partial, task, reporter, fetcher.options.max_download_size
-            )
+            size = None
+            if remote is not None and not remote.pull_broken:
+                size = _run_async(
+                    lambda: _pull(remote, item, partial, task, reporter, options), stop
+                )
             from_origin = size is None
             if size is None:
                 if remote is not None and remote.no_origin:
                     raise _no_origin_error(item, remote)
-                size = await _from_origin(fetcher, item, partial, task)
+                _, size = downloader.download(
+                    item.url,
+                    partial,
+                    sha256=item.sha256,
+                    size=item.size,
+                    task=task,
+                    feed=item.feed,
+                    stop=stop,
+                )
             path = cache.store(item.sha256, item.filename, partial)
         except BaseException as error:
             task.done("")
@@ -309,16 +381,62 @@ async def obtain(
             f"Downloaded {item.filename}{where} ({human_size(size)}) in "
             f"{time.monotonic() - started:.1f}s"
         )
-        if from_origin and registry is not None and remote is not None and remote.push:
-            await _push(registry, remote, item, path, reporter)
+        if from_origin and remote is not None and remote.push and not remote.push_broken:
+            _run_async(lambda: _push_with_client(remote, item, path, reporter), stop)
         return path
     finally:
         gate.release()
 
 
+_T = TypeVar("_T")
+
+
+def _run_async(make: Callable[[], Coroutine[Any, Any, _T]], stop: threading.Event | None) -> _T:
+    """Run a registry coroutine to its end on this thread's own event loop; ``stop``
+    cancels it (checked every 0.1 s) and raises :class:`~pylock.net.stdhttp.Cancelled`."""
+    import asyncio
+
+    async def main() -> _T:
+        task = asyncio.ensure_future(make())
+        while stop is not None:
+            done, _ = await asyncio.wait({task}, timeout=0.1)
+            if done:
+                break
+            if stop.is_set():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                from pylock.net.stdhttp import Cancelled
+
+                raise Cancelled
+        return await task
+
+    return asyncio.run(main())
+
+
+async def _pull(
+    remote: RemoteCache,
+    item: Wanted,
+    partial: Path,
+    task: Task,
+    reporter: Reporter,
+    options: FetchOptions,
+) -> int | None:
+    async with remote.client() as registry:
+        return await _from_registry(
+            registry, remote, item, partial, task, reporter, options.max_download_size
+        )
+
+
+async def _push_with_client(
+    remote: RemoteCache, item: Wanted, path: Path, reporter: Reporter
+) -> None:
+    async with remote.client() as registry:
+        await _push(registry, remote, item, path, reporter)
+
+
 async def _from_registry(
-    registry: RegistryClient | None,
-    remote: RemoteCache | None,
+    registry: RegistryClient,
+    remote: RemoteCache,
     item: Wanted,
     partial: Path,
     task: Task,
@@ -329,8 +447,6 @@ async def _from_registry(
     its size, or ``None`` to go to the origin: a miss (silent), or a failure (one warning
     per run: the registry never breaks a build). Without a locked size, ``cap`` bounds it.
     """
-    if registry is None or remote is None or remote.pull_broken:
-        return None
     bound = item.size if item.size is not None else cap
     import hashlib
 
@@ -389,10 +505,10 @@ async def _push(
     if remote.push_broken:
         return
     from pylock.errors import RegistryError
-    from pylock.net.registry import artifact_manifest, tag_for
+    from pylock.net.registry import artifact_manifest
 
     size = path.stat().st_size
-    tag = item.tag or tag_for(item.filename, "", "", "")
+    tag = item.remote_tag()
     try:
         await registry.push_blob(path, item.sha256)
         manifest = artifact_manifest(
@@ -423,49 +539,6 @@ def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
         hint=f"seed the registry from a machine with access to the origin: "
         f"`pylock mirror --to {remote.ref}`",
     )
-
-
-async def _from_origin(fetcher: Fetcher, item: Wanted, partial: Path, task: Task) -> int:
-    """Download ``item`` from its origin (rewritten to a mirror) into ``partial``; its size.
-
-    An http(s) GET goes through :class:`pylock.net.stdhttp.StdDownloader` in a worker
-    thread, so a sync that only downloads archives never imports aiohttp; ``file://`` and
-    the rest go through the :class:`Fetcher`. Both follow :mod:`pylock.net.policy`.
-    """
-    target = fetcher.target(item.url)
-    if urlsplit(target).scheme not in ("http", "https"):
-        _, size = await fetcher.download(
-            item.url, partial, sha256=item.sha256, size=item.size, task=task, feed=item.feed
-        )
-        return size
-    import asyncio
-    import threading
-
-    from pylock.net.stdhttp import StdDownloader
-
-    stop = threading.Event()
-    downloader = StdDownloader(fetcher.options, fetcher.reporter, settings=fetcher.settings)
-    running = asyncio.ensure_future(
-        asyncio.to_thread(
-            downloader.download,
-            item.url,
-            partial,
-            sha256=item.sha256,
-            size=item.size,
-            task=task,
-            feed=item.feed,
-            stop=stop,
-        )
-    )
-    try:
-        _, size = await asyncio.shield(running)
-    except asyncio.CancelledError:
-        # The thread cannot be cancelled: tell it to stop, and wait for it to let go of
-        # the partial file (within a chunk, or a read timeout) before it is removed.
-        stop.set()
-        await asyncio.gather(running, return_exceptions=True)
-        raise
-    return size
 
 
 def download_unknown(
@@ -500,7 +573,9 @@ async def download_unknown_async(
     task = reporter.task(f"Downloading {filename}", None)
     try:
         sha256, size = await fetcher.download(url, partial, sha256=None, size=None, task=task)
-        gate = await _acquire(cache, sha256, lambda: None)
+        import asyncio
+
+        gate = await asyncio.to_thread(_acquire, cache, sha256, lambda: None, None)
         try:
             existing = cache.lookup(sha256)
             path = existing if existing is not None else cache.store(sha256, filename, partial)
@@ -520,6 +595,6 @@ __all__ = [
     "download_unknown",
     "download_unknown_async",
     "ensure_archives",
-    "ensure_archives_async",
+    "ensure_each",
     "obtain",
 ]

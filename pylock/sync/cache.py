@@ -25,18 +25,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 
 from pylock.errors import CacheReadOnlyError
-from pylock.fsutil import remove_tree, sha256_file
+from pylock.fsutil import FileLock, remove_tree, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
-
-if TYPE_CHECKING:
-    from filelock import BaseFileLock
 
 _USED = ".last-used"
 # Partial work older than this, with no live owner we can detect, is debris of a killed run.
@@ -109,22 +105,9 @@ class CacheVerifyReport:
     corrupt: tuple[CorruptEntry, ...] = ()
 
 
-def _lock(path: Path) -> BaseFileLock:
-    from filelock import FileLock
-
+def _lock(path: Path) -> FileLock:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Not thread-local: async code may acquire in one thread and release in another.
-    return FileLock(str(path), thread_local=False)
-
-
-def _try_acquire(lock: BaseFileLock) -> bool:
-    from filelock import Timeout
-
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return False
-    return True
+    return FileLock(path)
 
 
 class Cache:
@@ -156,7 +139,7 @@ class Cache:
         """Where the archive ``filename`` with this sha256 lives once cached."""
         return self.archive_dir(sha256) / safe_filename(filename)
 
-    def gate(self, sha256: str) -> BaseFileLock:
+    def gate(self, sha256: str) -> FileLock:
         """The per-archive lock taken to download or evict it (not acquired)."""
         _check_sha256(sha256)
         return _lock(self.locks_dir / f"{sha256}.lock")
@@ -252,7 +235,7 @@ class Cache:
         held = False
         for marker in markers:
             lock = _lock(marker)
-            if not _try_acquire(lock):
+            if not lock.try_acquire():
                 held = True
                 continue
             lock.release()
@@ -434,7 +417,7 @@ class Cache:
 
     def _try_evict(self, sha256: str) -> bool:
         gate = self.gate(sha256)
-        if not _try_acquire(gate):
+        if not gate.try_acquire():
             return False  # being downloaded, evicted or opened right now
         try:
             if self.is_held(sha256):
@@ -459,7 +442,7 @@ class Cache:
             if is_sha256(key):
                 # Partial work on a known archive is live exactly while its gate is held.
                 gate = self.gate(key)
-                if not _try_acquire(gate):
+                if not gate.try_acquire():
                     continue
                 try:
                     remove_tree(item)

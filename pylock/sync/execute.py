@@ -71,6 +71,8 @@ class _Downloads:
         feeds: dict[str, DownloadFeed],
     ) -> None:
         self._done = threading.Event()
+        #: Set to end the downloads under way (the sync is being interrupted).
+        self.stop = threading.Event()
         self._paths: dict[str, Path] = {}
         self._errors: dict[str, BaseException] = {}
         self._feeds = feeds
@@ -87,38 +89,22 @@ class _Downloads:
     def _run(
         self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
     ) -> None:
-        import asyncio
+        from pylock.sync.archives import Wanted, ensure_each
 
-        from pylock.sync.archives import Wanted, ensure_archives_async
-
-        # Each archive succeeds or fails on its own: one interpreter that cannot be had
-        # must not cancel the downloads of the others.
-        async def each() -> None:
-            limit = asyncio.Semaphore(max(1, options.jobs))
-
-            async def one(wanted: Wanted) -> None:
-                async with limit:
-                    try:
-                        found = await ensure_archives_async(
-                            [wanted], cache, options, reporter, tally=self.tally
-                        )
-                        self._paths[wanted.sha256] = found[wanted.sha256]
-                    except Exception as exc:
-                        self._errors[wanted.sha256] = exc
-
-            await asyncio.gather(
-                *(
-                    one(
-                        Wanted.from_artifact(
-                            j.artifact, feed=self._feeds.get(j.artifact.sha256), python=j.python
-                        )
-                    )
-                    for j in jobs
-                )
+        wanted = [
+            Wanted.from_artifact(
+                j.artifact, feed=self._feeds.get(j.artifact.sha256), python=j.python
             )
-
+            for j in jobs
+        ]
         try:
-            asyncio.run(each())
+            # Each archive succeeds or fails on its own: one interpreter that cannot be
+            # had must not stop the downloads of the others.
+            paths, errors = ensure_each(
+                wanted, cache, options, reporter, tally=self.tally, stop=self.stop
+            )
+            self._paths.update(paths)
+            self._errors.update(errors)
         except BaseException as exc:  # handed to the waiting threads
             for job in jobs:
                 self._errors.setdefault(job.artifact.sha256, exc)
@@ -221,8 +207,8 @@ def execute_sync(
                 reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
                 return False
             # Wrong bytes often break decompression before the download's own hash
-            # check fails, and a download cancelled because another one failed raises
-            # asyncio's CancelledError here: either way the download's error is the
+            # check fails, and a download stopped because the sync is ending raises a
+            # cancellation here: either way the download's error is the
             # one to report (a sha256 mismatch naming the URL, not a "corrupt archive"
             # in a cache path that never existed).
             error = downloads.wait(job.artifact.sha256)
@@ -286,6 +272,8 @@ def execute_sync(
                 installed.append(future.result())
             except BaseException as exc:
                 errors.append((job.python.name, exc))
+                if not isinstance(exc, Exception):
+                    downloads.stop.set()  # Ctrl-C: no download outlives it
     # No download outlives the sync (a streamed install skipped because another
     # process installed it meanwhile leaves its download running).
     downloads.wait("")

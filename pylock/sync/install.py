@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import InstallError, PylockError
+from pylock.fsutil import FileLock, LockTimeout
 from pylock.sync import records
 from pylock.sync.records import (
     META_DIR,
@@ -47,8 +48,6 @@ from pylock.sync.records import (
 )
 
 if TYPE_CHECKING:
-    from filelock import BaseFileLock
-
     from pylock.archive.codecs import Readable
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
@@ -143,10 +142,8 @@ def installed_names(dest_root: Path) -> list[str]:
 # -- locking and recovery ------------------------------------------------------------------
 
 
-def _name_filelock(dest_root: Path, name: str) -> BaseFileLock:
+def _name_filelock(dest_root: Path, name: str) -> FileLock:
     """The cross-process lock file of ``DIR/NAME`` (not yet acquired)."""
-    from filelock import FileLock
-
     locks = dest_root / LOCKS_DIR
     locks.mkdir(exist_ok=True)
     return FileLock(locks / f"{name}.lock")
@@ -160,12 +157,10 @@ def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterato
     several interpreters in parallel while two syncs into one directory still never
     work on the same interpreter at once.
     """
-    from filelock import Timeout
-
     lock = _name_filelock(dest_root, name)
     try:
         lock.acquire(timeout=1)
-    except Timeout:
+    except LockTimeout:
         if reporter is not None:
             reporter.event(f"waiting for another pylock process working on {dest_root / name}")
         lock.acquire()
@@ -253,12 +248,8 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
 @contextmanager
 def _name_lock_if_free(dest_root: Path, name: str) -> Iterator[bool]:
     """Hold NAME's lock if no other process does (yields ``True``), else yield ``False``."""
-    from filelock import Timeout
-
     lock = _name_filelock(dest_root, name)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    if not lock.try_acquire():
         yield False
         return
     try:

@@ -1,0 +1,231 @@
+"""Issue 15: what a cold sync does before its first request, and the pieces that let it
+start sooner.
+
+- :class:`pylock.fsutil.FileLock`, which replaced the filelock package (whose import
+  pulls in asyncio): exclusive between processes and between threads, freed when its
+  holder dies, bounded waits, no following a planted symlink, a lock file removed
+  under a waiter;
+- the download tier on plain threads: ``stop`` ends every download under way and
+  leaves no partial file; one archive that fails does not stop the others in
+  :func:`ensure_each`; the remote cache still runs (on the worker's own event loop);
+- the registry client is not imported when no remote cache is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pylock.errors import DownloadError
+from pylock.fsutil import FileLock, LockTimeout
+from pylock.net.stdhttp import Cancelled
+from pylock.progress import NullReporter
+from pylock.sync.archives import Wanted, ensure_archives, ensure_each
+from pylock.sync.cache import Cache
+from tests.httpserver import HttpServer, Throttle
+from tests.test_fetch import fast, payload, want
+
+HOLDER = r"""
+import sys, time
+from pylock.fsutil import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def holder(path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+# -- FileLock --------------------------------------------------------------------------------
+
+
+def test_a_lock_held_by_another_process_is_refused_until_that_process_dies(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.lock"
+    proc = holder(path)
+    try:
+        lock = FileLock(path)
+        assert not lock.try_acquire()
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as info:
+            lock.acquire(timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 3
+        assert info.value.path == str(path)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    # The operating system dropped the dead holder's lock: no stale-lock clean-up needed.
+    lock.acquire(timeout=5)
+    assert lock.is_locked
+    lock.release()
+    assert not lock.is_locked
+
+
+def test_two_locks_on_one_path_exclude_each_other_within_a_process(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    first, second = FileLock(path), FileLock(path)
+    with first:
+        assert not second.try_acquire()
+        got = threading.Event()
+
+        def wait() -> None:
+            second.acquire(timeout=10)
+            got.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)
+        assert not got.is_set()
+    waiter.join(timeout=10)
+    assert got.is_set()
+    second.release()
+    second.release()  # releasing a lock not held is harmless
+
+
+def test_a_lock_object_is_not_reentrant(tmp_path: Path) -> None:
+    lock = FileLock(tmp_path / "x.lock")
+    with lock, pytest.raises(RuntimeError, match="already locked"):
+        lock.try_acquire()
+
+
+def test_a_symlink_planted_at_the_lock_path_is_not_followed(tmp_path: Path) -> None:
+    if os.name != "posix":
+        pytest.skip("O_NOFOLLOW is POSIX")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    planted = tmp_path / "x.lock"
+    planted.symlink_to(victim)
+    with pytest.raises(OSError):
+        FileLock(planted).try_acquire()
+    assert victim.read_text() == "keep me"
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_taken_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pylock.fsutil
+
+    path = tmp_path / "x.lock"
+    real = pylock.fsutil._lock_fd
+    calls = []
+
+    def racing(fd: int) -> bool:
+        # A clean-up (or the previous holder) removes the file after our open.
+        if not calls:
+            path.unlink()
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(pylock.fsutil, "_lock_fd", racing)
+    lock = FileLock(path)
+    assert lock.try_acquire()
+    assert len(calls) == 2  # the lock on the unlinked file was dropped, a fresh one taken
+    monkeypatch.setattr(pylock.fsutil, "_lock_fd", real)
+    # What it holds is the file now at the path: another lock on the path is refused.
+    assert path.exists()
+    assert not FileLock(path).try_acquire()
+    lock.release()
+
+
+def test_a_lock_in_a_missing_or_unwritable_place_is_an_oserror(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        FileLock(tmp_path / "missing" / "x.lock").try_acquire()
+
+
+# -- the download tier on threads -----------------------------------------------------------
+
+
+def test_stop_ends_every_download_under_way_and_leaves_no_partial(
+    server: HttpServer, cache: Cache
+) -> None:
+    slow = [
+        want(server, f"/slow{i}.tar.gz", payload(400_000, seed=i), always=[Throttle(4_000, 0.05)])
+        for i in range(3)
+    ]
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    paths, errors = ensure_each(slow, cache, fast(jobs=3), NullReporter(), stop=stop)
+    # Each would take 5 s; every thread saw the stop within a chunk.
+    assert time.monotonic() - started < 3
+    assert paths == {}
+    # Stopped downloads are not failures to report: the caller asked for it.
+    assert errors == {}
+    tmp = cache.root / "tmp"
+    assert not tmp.is_dir() or list(tmp.glob("*.part")) == []
+    assert all(cache.lookup(item.sha256) is None for item in slow)
+
+
+def test_ensure_each_keeps_going_when_one_archive_cannot_be_had(
+    server: HttpServer, cache: Cache
+) -> None:
+    good = want(server, "/good.tar.gz", payload(50_000, seed=3))
+    missing = Wanted(url=server.url("/gone.tar.gz"), sha256="0" * 64, size=10)
+    paths, errors = ensure_each([missing, good], cache, fast(jobs=2, retries=0), NullReporter())
+    assert list(paths) == [good.sha256]
+    assert paths[good.sha256].read_bytes() == payload(50_000, seed=3)
+    assert isinstance(errors[missing.sha256], DownloadError)
+    assert "404" in errors[missing.sha256].message
+
+
+def test_ensure_each_offline_refuses_each_miss_on_its_own(cache: Cache) -> None:
+    misses = [Wanted(url=f"https://a.example/{c}.tar.gz", sha256=c * 64) for c in "ab"]
+    paths, errors = ensure_each(misses, cache, fast(offline=True), NullReporter())
+    assert paths == {}
+    assert sorted(errors) == sorted(m.sha256 for m in misses)
+    for miss in misses:
+        # One archive per message: each interpreter reports its own.
+        assert miss.filename in errors[miss.sha256].message
+        assert "offline" in errors[miss.sha256].message
+
+
+def test_a_thread_waiting_for_another_download_of_the_same_archive_gets_its_file(
+    server: HttpServer, cache: Cache
+) -> None:
+    data = payload(200_000, seed=4)
+    item = want(server, "/same.tar.gz", data, always=[Throttle(50_000, 0.02)])
+    results: list[Path] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                ensure_archives([item], cache, fast(), NullReporter())[item.sha256]
+            )
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 3 and len(set(results)) == 1
+    assert results[0].read_bytes() == data
+    # One GET: the others waited at the archive's gate, then found it cached.
+    assert server.hits("/same.tar.gz") == 1
+
+
+def test_cancelled_is_what_a_stopped_download_raises(server: HttpServer, tmp_path: Path) -> None:
+    from pylock.net.stdhttp import StdDownloader
+
+    item = want(server, "/slow.tar.gz", payload(400_000, seed=5), always=[Throttle(4_000, 0.05)])
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(Cancelled):
+        StdDownloader(fast()).download(
+            item.url, tmp_path / "out.part", sha256=item.sha256, size=item.size, stop=stop
+        )
