@@ -12,7 +12,6 @@ running machine.
 
 from __future__ import annotations
 
-import difflib
 import platform as _platform
 import sys
 from pathlib import Path
@@ -288,6 +287,8 @@ def unknown_platform_message(key: object) -> str:
     """Explain that ``key`` is not a platform key, suggesting the nearest ones."""
     text = f"unknown platform {key!r}"
     if isinstance(key, str):
+        import difflib
+
         close = difflib.get_close_matches(key, [*PLATFORM_KEYS, HOST], n=3, cutoff=0.6)
         if close:
             return f"{text} (did you mean {' or '.join(repr(c) for c in close)}?)"

@@ -173,3 +173,23 @@ def test_sync_warns_about_a_broken_sysconfigdata_and_installs(tmp_path: Path, ca
     assert (into / "app" / DATA).read_bytes() == data
     verified = run_pylock(project, "verify", "--into", str(into))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"CC": "gcc -pthread", "Py_DEBUG": 0, "VERSION": "3.12", "PI": 3.5, "FLAG": True},
+        {"QUOTES": "it's \"quoted\"", "NL": "a\nb\\c", "NUL": "\0", "U": "ünïcode \u2028"},
+        {"NESTED": {"a": [1, 2]}, "T": (1, "x")},  # not flat: pprint's way
+        {},
+    ],
+)
+def test_patched_vars_are_written_as_the_same_literal(variables: dict[str, object]) -> None:
+    import ast
+
+    from pylock.sync.fixups import format_vars
+
+    text = format_vars(variables)
+    assert ast.literal_eval(text) == variables
+    if variables and "NESTED" not in variables:
+        assert text.count("\n") == len(variables) + 1  # one key per line

@@ -13,7 +13,6 @@ Standard library only (``netrc``, ``hashlib``): importing it costs nothing measu
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import random
@@ -461,6 +460,8 @@ def authorization(url: str, given: str | None, settings: Settings) -> str | None
 
 def basic(user: str, password: str) -> str:
     """A ``Basic`` Authorization value."""
+    import base64
+
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
 

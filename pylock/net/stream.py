@@ -75,6 +75,12 @@ class DownloadFeed:
 
     # -- the reader's side -----------------------------------------------------------
 
+    def wait_started(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the first attempt to begin (the response
+        arrived) or the download to end; whether either happened."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._attempt > 0 or self._done, timeout)
+
     def reader(self) -> FeedReader:
         """A file-like reader of the archive, following the download."""
         return FeedReader(self)

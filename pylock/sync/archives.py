@@ -250,7 +250,6 @@ def _download_all(
     reported); errors are returned in the order they happened. Ctrl-C (or ``stop``) stops
     every download, and waits for them to remove their partial files.
     """
-    import concurrent.futures
     import threading
 
     from pylock.net.stdhttp import Cancelled, StdDownloader
@@ -260,35 +259,45 @@ def _download_all(
     downloader = StdDownloader(options, reporter, settings=options.settings)
     paths: dict[str, Path] = {}
     errors: dict[str, Exception] = {}
-    unique = list({item.sha256: item for item in items}.values())
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(1, min(options.jobs, len(unique))), thread_name_prefix="pylock-download"
-    )
-    try:
-        futures = {
-            pool.submit(
-                worker, cache, item, options, reporter, tally, downloader=downloader, stop=stop
-            ): item
-            for item in unique
-        }
-        for future in concurrent.futures.as_completed(futures):
-            item = futures[future]
+    pending = list({item.sha256: item for item in items}.values())
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not pending or stop.is_set():
+                    return
+                item = pending.pop(0)
             try:
-                paths[item.sha256] = future.result()
-            except (Cancelled, concurrent.futures.CancelledError) as error:
-                if not stop.is_set():
-                    errors[item.sha256] = error
+                path = worker(
+                    cache, item, options, reporter, tally, downloader=downloader, stop=stop
+                )
+            except Cancelled:
+                continue  # stopped: what stopped it is reported, not this
             except Exception as error:
-                errors[item.sha256] = error
+                with lock:
+                    errors[item.sha256] = error
                 if stop_on_error:
                     stop.set()
-                    for other in futures:
-                        other.cancel()
+            else:
+                with lock:
+                    paths[item.sha256] = path
+
+    count = max(1, min(options.jobs, len(pending)))
+    threads = [
+        threading.Thread(target=work, name=f"pylock-download-{n}", daemon=True)
+        for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
     except BaseException:
         stop.set()
+        for thread in threads:
+            thread.join()
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
     return paths, errors
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,7 +161,7 @@ class Cache:
     def new_tmp_path(self, key: str, suffix: str = ".part") -> Path:
         """A fresh path in ``tmp/`` whose name starts with ``key`` (a sha256 or a word)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        return self.tmp_dir / f"{key}.{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+        return self.tmp_dir / f"{key}.{os.getpid()}-{os.urandom(6).hex()}{suffix}"
 
     # -- reading ---------------------------------------------------------------------
 
@@ -200,7 +199,7 @@ class Cache:
 
         Yields ``None`` if it is not cached. Any number of processes may hold one archive.
         """
-        marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{secrets.token_hex(6)}.lock"
+        marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{os.urandom(6).hex()}.lock"
         try:
             hold = _lock(marker)
             # Registering under the gate means a concurrent prune either saw this hold or

@@ -9,9 +9,9 @@ archive overlaps the download of the next.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,6 +105,11 @@ class _Downloads:
             )
             self._paths.update(paths)
             self._errors.update(errors)
+            for job in jobs:
+                if job.artifact.sha256 not in paths and job.artifact.sha256 not in errors:
+                    from pylock.net.stdhttp import Cancelled
+
+                    self._errors[job.artifact.sha256] = Cancelled()  # stopped by Ctrl-C
         except BaseException as exc:  # handed to the waiting threads
             for job in jobs:
                 self._errors.setdefault(job.artifact.sha256, exc)
@@ -127,6 +132,10 @@ class _Downloads:
         if error is not None:
             raise error
         return self._paths[sha256]
+
+
+#: How long a sync with only downloads to install lets them start first (seconds).
+_REQUEST_HEAD_START = 0.5
 
 
 def _streamable(job: Job) -> bool:
@@ -158,7 +167,6 @@ def execute_sync(
 ) -> SyncResult:
     """Carry out a plan: fetch misses, install in parallel (streaming misses), prune."""
     from pylock.net.stream import DownloadFeed, StreamRestarted
-    from pylock.sync.install import install, prune
 
     hits: list[Job] = []
     misses: list[Job] = []
@@ -179,6 +187,17 @@ def execute_sync(
     # waits for the stored file.
     streams = {sha256: unique_misses[sha256] for sha256 in feeds}
     downloads = _Downloads(list(unique_misses.values()), cache, options, reporter, feeds)
+    if feeds and not hits:
+        # Nothing to install before the first bytes arrive: let the downloads import
+        # the HTTP client and send their requests without this thread competing for
+        # the interpreter (the GIL), then import the install machinery.
+        deadline = time.monotonic() + _REQUEST_HEAD_START
+        for feed in feeds.values():
+            feed.wait_started(max(0.0, deadline - time.monotonic()))
+    import concurrent.futures
+
+    from pylock.sync.install import install, prune
+
     dest_root.mkdir(parents=True, exist_ok=True)
 
     def install_from(job: Job, archive: Path, source: FeedReader | None = None) -> None:
@@ -278,7 +297,8 @@ def execute_sync(
     # process installed it meanwhile leaves its download running).
     downloads.wait("")
     failed: list[tuple[str, PylockError]] = []
-    for name, error in errors:
+    # Ctrl-C first: the downloads it stopped fail too, with less to say.
+    for name, error in sorted(errors, key=lambda e: isinstance(e[1], Exception)):
         if not isinstance(error, PylockError):
             raise error  # a bug, or Ctrl-C: keep the traceback
         if isinstance(error, HashMismatchError):

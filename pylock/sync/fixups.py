@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import os
-import pprint
 import re
 import shlex
 import threading
@@ -278,6 +277,19 @@ def _replace(path: Path, text: str) -> None:
         raise
 
 
+def format_vars(variables: dict[str, Any]) -> str:
+    """``build_time_vars`` as Python source: one ``'KEY': value`` per line.
+
+    Its values are flat (strings and numbers), so ``repr`` is the literal; anything
+    nested goes through :mod:`pprint`, which is several times slower on ~1,000 items.
+    """
+    if all(type(value) in (str, int, float, bool) for value in variables.values()):
+        return "{\n" + "".join(f" {key!r}: {value!r},\n" for key, value in variables.items()) + "}"
+    import pprint
+
+    return pprint.pformat(variables, width=100)
+
+
 def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     """Rewrite one ``_sysconfigdata_*.py``; return whether it changed.
 
@@ -311,7 +323,7 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     lines = source.splitlines(keepends=True)
     before = "".join(lines[: node.lineno - 1])
     after = "".join(lines[node.end_lineno :])
-    body = "build_time_vars = " + pprint.pformat(patched, width=100) + "\n"
+    body = "build_time_vars = " + format_vars(patched) + "\n"
     _replace(path, before + body + after)
     return True
 
@@ -353,9 +365,9 @@ def apply_fixups(
 ) -> list[str]:
     """Rewrite sysconfig data and pkg-config files of ``tree`` for ``final_path``.
 
-    Return the POSIX-relative paths of the files that changed, so the install record
-    can hash them as patched. A file that cannot be parsed is left as it is, and
-    ``warn`` is told why; the install goes on.
+    Return the POSIX-relative paths of the files that changed or were removed, so the
+    install record can hash them as patched (or drop them). A file that cannot be parsed
+    is left as it is, and ``warn`` is told why; the install goes on.
     """
     prefix = str(final_path)
     changed: list[str] = []
@@ -377,6 +389,7 @@ def apply_fixups(
             # A stale bytecode cache would shadow the patched source.
             for cached in data.parent.glob(f"__pycache__/{data.stem}.*.pyc"):
                 cached.unlink()
+                changed.append(cached.relative_to(tree).as_posix())
     for pc in sorted(tree.glob("lib/pkgconfig/*.pc")):
         if attempt(pc, fix_pkgconfig, "pkg-config will report the build prefix"):
             changed.append(pc.relative_to(tree).as_posix())

@@ -186,8 +186,10 @@ def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> li
             by_path.pop(rel, None)
         else:
             by_path[rel] = entry
-    # Fix-ups may delete files they do not report (stale bytecode caches).
-    return [e for e in by_path.values() if os.path.lexists(tree / e.path)]
+    # Fix-ups may delete files they do not report (stale bytecode caches). Plain strings:
+    # a tree has thousands of entries, and this runs after the last byte of a download.
+    root = os.fspath(tree)
+    return [e for e in by_path.values() if os.path.lexists(os.path.join(root, e.path))]
 
 
 def write_record(
