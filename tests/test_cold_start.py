@@ -30,6 +30,9 @@ from pylock.sync.archives import Wanted, ensure_archives, ensure_each
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer, Throttle
 from tests.test_fetch import fast, payload, want
+from tests.test_sync import Build, Project
+from tests.test_sync import app_b as app_b  # the fixture
+from tests.test_sync import project as project  # the fixture
 
 HOLDER = r"""
 import sys, time
@@ -229,3 +232,48 @@ def test_cancelled_is_what_a_stopped_download_raises(server: HttpServer, tmp_pat
         StdDownloader(fast()).download(
             item.url, tmp_path / "out.part", sha256=item.sha256, size=item.size, stop=stop
         )
+
+
+# -- the feed's head start, and Ctrl-C ------------------------------------------------------
+
+
+def test_a_feed_reports_when_its_download_starts_or_ends(tmp_path: Path) -> None:
+    from pylock.net.stream import DownloadFeed
+
+    waiting = DownloadFeed()
+    started = time.monotonic()
+    assert not waiting.wait_started(0.2)  # nothing yet: the wait is bounded
+    assert time.monotonic() - started >= 0.2
+    threading.Timer(0.1, waiting.begin, args=(tmp_path / "x.part",)).start()
+    assert waiting.wait_started(10)
+    failed = DownloadFeed()
+    failed.failed(DownloadError("gone", url="https://a.example/x"))
+    assert failed.wait_started(0)  # a download that failed before its first byte ends it
+
+
+def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
+    project: Project, app_b: Build
+) -> None:
+    import signal
+
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    project.lock(app_b)
+    # About 60 s at this rate: only an interrupt ends it early.
+    project.serve(app_b, always=[Throttle(8_000, 0.2)])
+    proc = project.popen(project.sync_command())
+    deadline = time.monotonic() + 30
+    while not project.partials() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert project.partials(), "the download never started"
+    time.sleep(0.3)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - interrupted < 10
+    assert proc.returncode == 130, err
+    assert "pylock: interrupted" in err
+    assert "Traceback" not in err
+    assert project.partials() == []
+    assert project.leftovers() == []
+    assert not project.archive(app_b).exists()
