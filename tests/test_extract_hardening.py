@@ -373,3 +373,23 @@ def test_streamed_install_from_a_mirror_ends(
     assert "pylock: error:" in err and "Traceback" not in err
     assert not (into / "app").exists()
     assert [p for p in os.listdir(into) if p != ".pylock-locks"] == []
+
+
+def test_a_zip_member_with_an_empty_name_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzz test: ``ZipInfo.is_dir()`` raises IndexError on an empty name."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("python/bin/python3", b"#!/bin/sh\n")
+        archive.writestr(zipfile.ZipInfo("python/lib/x"), b"x")
+    data = buffer.getvalue().replace(b"python/lib/x", b"\0" * 12)
+    path = tmp_path / "a.zip"
+    path.write_bytes(data)
+    # The NUL-padded name reads back empty in some zipfile versions, "\0..." in others:
+    # either way it is one clean ArchiveError, never an IndexError.
+    with pytest.raises(ArchiveError, match="empty member name or NUL"):
+        extract_archive(
+            path, tmp_path / "dest", fmt=ArchiveFormat.ZIP, layout=Layout.PBS_INSTALL_ONLY
+        )

@@ -222,7 +222,9 @@ def _extract_zip(
         for info in handle.infolist():
             name = info.filename
             mode = member_mode(info, archive)
-            is_dir = info.is_dir() or stat.S_ISDIR(mode)
+            # Not ``info.is_dir()``: it fails with IndexError on an empty name, which the
+            # namer refuses with a clean error.
+            is_dir = name.endswith("/") or stat.S_ISDIR(mode)
             rel = extraction.namer.relpath(name, is_dir=is_dir)
             if rel is None:
                 continue
