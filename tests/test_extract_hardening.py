@@ -393,3 +393,6 @@ def test_a_zip_member_with_an_empty_name_is_refused(tmp_path: Path) -> None:
         extract_archive(
             path, tmp_path / "dest", fmt=ArchiveFormat.ZIP, layout=Layout.PBS_INSTALL_ONLY
         )
+    # Direct-URL layout detection reads the same names: it skips the empty one (the
+    # extraction refuses it) instead of failing with IndexError.
+    assert detect_layout(path, ArchiveFormat.ZIP) is Layout.PBS_INSTALL_ONLY

@@ -179,7 +179,7 @@ def test_sync_warns_about_a_broken_sysconfigdata_and_installs(tmp_path: Path, ca
     "variables",
     [
         {"CC": "gcc -pthread", "Py_DEBUG": 0, "VERSION": "3.12", "PI": 3.5, "FLAG": True},
-        {"QUOTES": "it's \"quoted\"", "NL": "a\nb\\c", "NUL": "\0", "U": "ünïcode \u2028"},
+        {"QUOTES": 'it\'s "quoted"', "NL": "a\nb\\c", "NUL": "\0", "U": "ünïcode \u2028"},
         {"NESTED": {"a": [1, 2]}, "T": (1, "x")},  # not flat: pprint's way
         {},
     ],

@@ -135,7 +135,9 @@ def _first_members(archive: Path, fmt: ArchiveFormat, *, limit: int) -> Iterator
         except zip_errors(OSError) as exc:
             raise corrupt(name, exc) from exc
         for info in infos:
-            yield info.filename, info.is_dir()
+            # Not ``info.is_dir()``: an empty name (a NUL-padded one reads back empty) makes
+            # it raise IndexError; split_name refuses such a name cleanly.
+            yield info.filename, info.filename.endswith("/")
         return
     with open(archive, "rb") as handle:
         blocks = Blocks(DECOMPRESSORS[fmt](RawReader(handle, hashed=False, on_progress=None), name))
