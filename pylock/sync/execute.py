@@ -153,6 +153,128 @@ def _streamable(job: Job) -> bool:
     return fmt is not ArchiveFormat.ZIP
 
 
+class _Installer:
+    """Installs the jobs of one sync: a streamed miss while it downloads, the rest from
+    the cache (a cached copy that turns out corrupt is evicted and fetched once more)."""
+
+    def __init__(
+        self,
+        *,
+        dest_root: Path,
+        platform: Platform,
+        cache: Cache,
+        options: FetchOptions,
+        reporter: Reporter,
+        fixup: Fixup | None,
+        reinstall: bool,
+        downloads: _Downloads,
+        feeds: dict[str, DownloadFeed],
+        streams: dict[str, Job],
+    ) -> None:
+        self.dest_root = dest_root
+        self.platform = platform
+        self.cache = cache
+        self.options = options
+        self.reporter = reporter
+        self.fixup = fixup
+        self.reinstall = reinstall
+        self.downloads = downloads
+        self.feeds = feeds
+        #: The one job that reads each stream; any other job with the same archive waits
+        #: for the stored file.
+        self.streams = streams
+        #: Archives fetched again after the cached copy turned out corrupt: downloads too.
+        self.refetched: set[str] = set()
+
+    def install_one(self, job: Job) -> str:
+        """Install ``job``; its interpreter's name."""
+        if self.streams.get(job.artifact.sha256) is job and self._install_streamed(job):
+            return job.python.name
+        for attempt in (1, 2):
+            archive = self.cache.lookup(job.artifact.sha256, job.artifact.filename)
+            if archive is None:
+                archive = self.downloads.path(job.artifact.sha256)
+            try:
+                with self.cache.hold(job.artifact.sha256):
+                    self._install_from(job, archive)
+                return job.python.name
+            except HashMismatchError:
+                # The cached copy rotted on disk (or was tampered with): drop it and
+                # fetch a fresh one, once.
+                self._evict_corrupt(job)
+                if attempt == 2 or self.options.offline:
+                    raise
+                self._refetch(job)
+        raise AssertionError("unreachable")
+
+    def _install_from(self, job: Job, archive: Path, source: FeedReader | None = None) -> None:
+        from pylock.sync.install import install
+
+        install(
+            archive,
+            dest_root=self.dest_root,
+            python=job.python,
+            artifact=job.artifact,
+            platform=self.platform,
+            fixup=self.fixup,
+            reporter=self.reporter,
+            # Another sync may have installed it while this one waited.
+            if_needed=not self.reinstall,
+            source=source,
+        )
+
+    def _install_streamed(self, job: Job) -> bool:
+        """Install while downloading; False if the download restarted (install later)."""
+        from pylock.net.stream import StreamRestarted
+
+        artifact = job.artifact
+        reader = self.feeds[artifact.sha256].reader()
+        try:
+            self._install_from(
+                job, self.cache.archive_path(artifact.sha256, artifact.filename), reader
+            )
+        except BaseException as exc:
+            restarted = f"{artifact.filename}: download restarted; installing after it"
+            if isinstance(exc, StreamRestarted) or reader.restarted:
+                self.reporter.detail(restarted)
+                return False
+            # Wrong bytes often break decompression before the download's own hash
+            # check fails, and a download stopped because the sync is ending raises a
+            # cancellation here: either way the download's error is the one to report
+            # (a sha256 mismatch naming the URL, not a "corrupt archive" in a cache path
+            # that never existed).
+            error = self.downloads.wait(artifact.sha256)
+            if error is not None and error is not exc:
+                raise error from None
+            if error is None and _restarted(reader):
+                # Bad bytes from a source that was then refused (a remote cache blob with
+                # the wrong hash) broke the read before the origin download began.
+                self.reporter.detail(restarted)
+                return False
+            raise
+        finally:
+            reader.close()
+        return True
+
+    def _evict_corrupt(self, job: Job) -> None:
+        self.cache.evict(job.artifact.sha256)
+        self.reporter.warn(
+            f"cached archive {job.artifact.filename} is corrupt; evicted it"
+            + ("" if self.options.offline else " and downloading it again")
+        )
+
+    def _refetch(self, job: Job) -> None:
+        from pylock.sync.archives import Wanted, ensure_archives
+
+        ensure_archives(
+            [Wanted.from_artifact(job.artifact, python=job.python)],
+            self.cache,
+            self.options,
+            self.reporter,
+            tally=self.refetched,
+        )
+
+
 def execute_sync(
     plan: SyncPlan,
     *,
@@ -166,15 +288,13 @@ def execute_sync(
     reinstall: bool = False,
 ) -> SyncResult:
     """Carry out a plan: fetch misses, install in parallel (streaming misses), prune."""
-    from pylock.net.stream import DownloadFeed, StreamRestarted
+    from pylock.net.stream import DownloadFeed
 
     hits: list[Job] = []
     misses: list[Job] = []
     for job in plan.jobs:
-        if cache.lookup(job.artifact.sha256, job.artifact.filename) is not None:
-            hits.append(job)
-        else:
-            misses.append(job)
+        cached = cache.lookup(job.artifact.sha256, job.artifact.filename) is not None
+        (hits if cached else misses).append(job)
     unique_misses: dict[str, Job] = {}
     for job in misses:
         unique_misses.setdefault(job.artifact.sha256, job)
@@ -183,9 +303,6 @@ def execute_sync(
         for sha256, job in unique_misses.items()
         if not options.offline and _streamable(job)
     }
-    # Exactly one install reads each stream; any other job with the same archive
-    # waits for the stored file.
-    streams = {sha256: unique_misses[sha256] for sha256 in feeds}
     downloads = _Downloads(list(unique_misses.values()), cache, options, reporter, feeds)
     if feeds and not hits:
         # Nothing to install before the first bytes arrive: let the downloads import
@@ -194,105 +311,21 @@ def execute_sync(
         deadline = time.monotonic() + _REQUEST_HEAD_START
         for feed in feeds.values():
             feed.wait_started(max(0.0, deadline - time.monotonic()))
-    import concurrent.futures
-
-    from pylock.sync.install import install, prune
-
     dest_root.mkdir(parents=True, exist_ok=True)
-
-    def install_from(job: Job, archive: Path, source: FeedReader | None = None) -> None:
-        install(
-            archive,
-            dest_root=dest_root,
-            python=job.python,
-            artifact=job.artifact,
-            platform=platform,
-            fixup=fixup,
-            reporter=reporter,
-            # Another sync may have installed it while this one waited.
-            if_needed=not reinstall,
-            source=source,
-        )
-
-    def install_streamed(job: Job) -> bool:
-        """Install while downloading; False if the download restarted (install later)."""
-        reader = feeds[job.artifact.sha256].reader()
-        try:
-            install_from(
-                job, cache.archive_path(job.artifact.sha256, job.artifact.filename), reader
-            )
-        except BaseException as exc:
-            if isinstance(exc, StreamRestarted) or reader.restarted:
-                reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
-                return False
-            # Wrong bytes often break decompression before the download's own hash
-            # check fails, and a download stopped because the sync is ending raises a
-            # cancellation here: either way the download's error is the
-            # one to report (a sha256 mismatch naming the URL, not a "corrupt archive"
-            # in a cache path that never existed).
-            error = downloads.wait(job.artifact.sha256)
-            if error is not None and error is not exc:
-                raise error from None
-            if error is None and _restarted(reader):
-                # Bad bytes from a source that was then refused (a remote cache blob with
-                # the wrong hash) broke the read before the origin download began.
-                reporter.detail(f"{job.artifact.filename}: download restarted; installing after it")
-                return False
-            raise
-        finally:
-            reader.close()
-        return True
-
-    def install_one(job: Job) -> str:
-        if streams.get(job.artifact.sha256) is job and install_streamed(job):
-            return job.python.name
-        for attempt in (1, 2):
-            archive = cache.lookup(job.artifact.sha256, job.artifact.filename)
-            if archive is None:
-                archive = downloads.path(job.artifact.sha256)
-            try:
-                with cache.hold(job.artifact.sha256):
-                    install_from(job, archive)
-                return job.python.name
-            except HashMismatchError:
-                # The cached copy rotted on disk (or was tampered with): drop it and
-                # fetch a fresh one, once.
-                cache.evict(job.artifact.sha256)
-                reporter.warn(
-                    f"cached archive {job.artifact.filename} is corrupt; evicted it"
-                    + ("" if options.offline else " and downloading it again")
-                )
-                if attempt == 2 or options.offline:
-                    raise
-                from pylock.sync.archives import Wanted, ensure_archives
-
-                ensure_archives(
-                    [Wanted.from_artifact(job.artifact, python=job.python)],
-                    cache,
-                    options,
-                    reporter,
-                    tally=refetched,
-                )
-        raise AssertionError("unreachable")
-
-    # Archives fetched again after the cached copy turned out corrupt: downloads too.
-    refetched: set[str] = set()
-    installed: list[str] = []
-    errors: list[tuple[str, BaseException]] = []
+    installer = _Installer(
+        dest_root=dest_root,
+        platform=platform,
+        cache=cache,
+        options=options,
+        reporter=reporter,
+        fixup=fixup,
+        reinstall=reinstall,
+        downloads=downloads,
+        feeds=feeds,
+        streams={sha256: unique_misses[sha256] for sha256 in feeds},
+    )
     # Hits first: they start extracting while the misses are still downloading.
-    ordered = hits + misses
-    # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
-    # writes on a second thread: more installs than cores only add memory.
-    workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(install_one, job) for job in ordered]
-        for job, future in zip(ordered, futures, strict=True):
-            try:
-                installed.append(future.result())
-            except BaseException as exc:
-                errors.append((job.python.name, exc))
-                if not isinstance(exc, Exception):
-                    downloads.stop.set()  # Ctrl-C: no download outlives it
+    installed, errors = _install_all(installer, hits + misses, jobs)
     # No download outlives the sync (a streamed install skipped because another
     # process installed it meanwhile leaves its download running).
     downloads.wait("")
@@ -305,6 +338,8 @@ def execute_sync(
             job = next(j for j in plan.jobs if j.python.name == name)
             error.hint = mismatch_hint(error, job)
         failed.append((name, error))
+    from pylock.sync.install import prune
+
     removed = prune(dest_root, keep=plan.keep) if plan.stale else []
     return SyncResult(
         failed=tuple(sorted(failed, key=lambda f: f[0])),
@@ -312,10 +347,33 @@ def execute_sync(
         current=plan.current,
         removed=tuple(removed),
         unavailable=plan.unavailable,
-        downloaded=len(downloads.tally) + len(refetched),
+        downloaded=len(downloads.tally) + len(installer.refetched),
         from_registry=len(options.remote.pulled) if options.remote is not None else 0,
         pushed=len(options.remote.pushed) if options.remote is not None else 0,
     )
+
+
+def _install_all(
+    installer: _Installer, ordered: list[Job], jobs: int
+) -> tuple[list[str], list[tuple[str, BaseException]]]:
+    """Install ``ordered`` on a few threads; the names installed, and each failure."""
+    import concurrent.futures
+
+    installed: list[str] = []
+    errors: list[tuple[str, BaseException]] = []
+    # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
+    # writes on a second thread: more installs than cores only add memory.
+    workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(installer.install_one, job) for job in ordered]
+        for job, future in zip(ordered, futures, strict=True):
+            try:
+                installed.append(future.result())
+            except BaseException as exc:
+                errors.append((job.python.name, exc))
+                if not isinstance(exc, Exception):
+                    installer.downloads.stop.set()  # Ctrl-C: no download outlives it
+    return installed, errors
 
 
 def _restarted(reader: FeedReader) -> bool:
