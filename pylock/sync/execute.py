@@ -153,38 +153,25 @@ def _streamable(job: Job) -> bool:
     return fmt is not ArchiveFormat.ZIP
 
 
+@attrs.define(kw_only=True)
 class _Installer:
     """Installs the jobs of one sync: a streamed miss while it downloads, the rest from
     the cache (a cached copy that turns out corrupt is evicted and fetched once more)."""
 
-    def __init__(
-        self,
-        *,
-        dest_root: Path,
-        platform: Platform,
-        cache: Cache,
-        options: FetchOptions,
-        reporter: Reporter,
-        fixup: Fixup | None,
-        reinstall: bool,
-        downloads: _Downloads,
-        feeds: dict[str, DownloadFeed],
-        streams: dict[str, Job],
-    ) -> None:
-        self.dest_root = dest_root
-        self.platform = platform
-        self.cache = cache
-        self.options = options
-        self.reporter = reporter
-        self.fixup = fixup
-        self.reinstall = reinstall
-        self.downloads = downloads
-        self.feeds = feeds
-        #: The one job that reads each stream; any other job with the same archive waits
-        #: for the stored file.
-        self.streams = streams
-        #: Archives fetched again after the cached copy turned out corrupt: downloads too.
-        self.refetched: set[str] = set()
+    dest_root: Path
+    platform: Platform
+    cache: Cache
+    options: FetchOptions
+    reporter: Reporter
+    fixup: Fixup | None
+    reinstall: bool
+    downloads: _Downloads
+    feeds: dict[str, DownloadFeed]
+    #: The one job that reads each stream; any other job with the same archive waits for
+    #: the stored file.
+    streams: dict[str, Job]
+    #: Archives fetched again after the cached copy turned out corrupt: downloads too.
+    refetched: set[str] = attrs.Factory(set)
 
     def install_one(self, job: Job) -> str:
         """Install ``job``; its interpreter's name."""
