@@ -261,15 +261,27 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     project.lock(app_b)
     # About 60 s at this rate: only an interrupt ends it early.
     project.serve(app_b, always=[Throttle(8_000, 0.2)])
-    proc = project.popen(project.sync_command())
-    deadline = time.monotonic() + 30
-    while not project.partials() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert project.partials(), "the download never started"
-    time.sleep(0.3)
-    interrupted = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    # Python leaves SIGINT alone when it starts with it ignored, as a background job (and
+    # so some CI runners) would hand it down: install the handler a terminal user has.
+    argv = project.sync_command()
+    wrapper = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
+    )
+    proc = project.popen([argv[0], "-c", wrapper, *argv[3:]])
+    try:
+        deadline = time.monotonic() + 30
+        while not project.partials() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert project.partials(), "the download never started"
+        time.sleep(0.3)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert time.monotonic() - interrupted < 10
     assert proc.returncode == 130, err
     assert "pylock: interrupted" in err
