@@ -225,7 +225,8 @@ class RegistryError(PylockError):
     Callers treat every one of these as "fall through to the origin", with one warning:
     ``status`` is the HTTP status (401, 403, 5xx...) or ``None`` when the registry could
     not be reached or answered nonsense; ``operation`` names what was attempted
-    (``"pull"``, ``"push"``, ``"token"``, ``"manifest"``, ...).
+    (``"pull"``, ``"push"``, ``"token"``, ``"manifest"``, ...); ``code`` is the first
+    error code of the registry's answer (``"BLOB_UNKNOWN"``...), or ``""``.
     """
 
     def __init__(
@@ -236,11 +237,13 @@ class RegistryError(PylockError):
         operation: str,
         status: int | None = None,
         hint: str | None = None,
+        code: str = "",
     ) -> None:
         super().__init__(message, hint=hint)
         self.registry = registry
         self.operation = operation
         self.status = status
+        self.code = code
 
 
 class RegistryBlobNotFoundError(RegistryError):

@@ -954,3 +954,76 @@ def test_identity_token_is_exchanged_by_post_never_sent_as_basic(tmp_path: Path)
     assert forms == [{"service": "x", "grant_type": "refresh_token",
                       "refresh_token": "refresh-secret", "client_id": "pylock",
                       "scope": "repository:pylock/x:pull"}]  # fmt: skip
+
+
+def manifest_registry(refusals: list[str]) -> Handler:
+    """A registry that has every blob and refuses manifest PUTs with ``refusals`` (codes,
+    one per PUT), then accepts them."""
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=200, headers={"Content-Length": "2"})
+        if request.method == "PUT" and "/manifests/" in request.path:
+            if refusals:
+                body = {"errors": [{"code": refusals.pop(0), "message": "blob unknown"}]}
+                return web.json_response(body, status=400)
+            return web.Response(status=201)
+        return web.Response(status=405)
+
+    return handler
+
+
+def push_one_manifest(server: Hostile, tmp_path: Path) -> None:
+    manifest = artifact_manifest(
+        sha256="ab" * 32, size=10, filename="a.tar.gz", lock_name="n", origin_url="o"
+    )
+
+    async def scenario() -> None:
+        async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+            await registry.push_manifest("t1", manifest)
+
+    run(scenario())
+
+
+def test_a_manifest_refused_for_a_blob_not_yet_known_is_pushed_again(tmp_path: Path) -> None:
+    # Builders pushing at once all upload the empty config blob; the registry may answer
+    # one of them before another's upload is committed.
+    refusals = ["MANIFEST_BLOB_UNKNOWN", "DIGEST_INVALID"]
+    for server in hostile(manifest_registry(refusals)):
+        push_one_manifest(server, tmp_path)
+        puts = [r for r in server.requests if r.method == "PUT"]
+        assert len(puts) == 3 and refusals == []
+
+
+def test_a_manifest_refused_for_good_ends_after_three_tries(tmp_path: Path) -> None:
+    for server in hostile(manifest_registry(["BLOB_UNKNOWN"] * 10)):
+        with pytest.raises(RegistryError) as caught:
+            push_one_manifest(server, tmp_path)
+        assert (caught.value.status, caught.value.code) == (400, "BLOB_UNKNOWN")
+        assert len([r for r in server.requests if r.method == "PUT"]) == 3
+    for server in hostile(manifest_registry(["DENIED"] * 10)):
+        with pytest.raises(RegistryError) as caught:
+            push_one_manifest(server, tmp_path)
+        assert caught.value.code == "DENIED"  # not a blob race: not tried again
+        assert len([r for r in server.requests if r.method == "PUT"]) == 1
+
+
+def test_builders_pushing_manifests_that_share_the_config_at_once_all_succeed(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    async def one(index: int, repository: str) -> None:
+        data, sha = blob(f"manifest-race-{repository}-{index}", size=2_000)
+        async with pusher(htpasswd_registry, registry_pki, tmp_path, repository) as registry:
+            await registry.push_blob(data, sha)
+            manifest = artifact_manifest(
+                sha256=sha, size=len(data), filename=f"{index}.tar.gz", lock_name="n",
+                origin_url="o",
+            )  # fmt: skip
+            await registry.push_manifest(f"t{index}", manifest)
+
+    async def scenario() -> None:
+        # A fresh repository each round: its config blob is new, so every builder races.
+        for round_ in range(4):
+            await asyncio.gather(*(one(i, f"pylock/mrace{round_}") for i in range(4)))
+
+    run(scenario())

@@ -557,7 +557,7 @@ def test_failed_fetch_with_remote_cache_counts(
     code = project.run(*args, "--push", **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "0 from the remote cache, 2 downloaded" in err and "2 pushed" in err
+    assert "0 from the remote cache, 2 downloaded" in err and "2 pushed" in err, err
     code = project.run(*args, **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err

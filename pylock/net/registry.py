@@ -514,19 +514,33 @@ class RegistryClient(SessionOwner):
             raise ValueError(f"not an OCI tag: {tag!r}")
         if len(manifest) > MAX_MANIFEST_BYTES:
             raise ValueError("manifest larger than registries accept")
-        if EMPTY_CONFIG_SHA256.encode() in manifest:
-            await self.push_blob(EMPTY_CONFIG_BYTES, EMPTY_CONFIG_SHA256)
         url = f"{self.ref.base}/v2/{self.ref.repository}/manifests/{tag}"
         headers = {"Content-Type": MANIFEST_MEDIA_TYPE}
-        async with self._send(
-            "PUT",
-            url,
-            operation="manifest",
-            scopes=[self._scope("pull,push")],
-            body=manifest,
-            headers=headers,
-        ) as response:
-            await self._check(response, "manifest", expected=(201,))
+        for attempt in range(1, _MANIFEST_ATTEMPTS + 1):
+            if EMPTY_CONFIG_SHA256.encode() in manifest:
+                await self.push_blob(EMPTY_CONFIG_BYTES, EMPTY_CONFIG_SHA256)
+            try:
+                async with self._send(
+                    "PUT",
+                    url,
+                    operation="manifest",
+                    scopes=[self._scope("pull,push")],
+                    body=manifest,
+                    headers=headers,
+                ) as response:
+                    await self._check(response, "manifest", expected=(201,))
+            except RegistryError as error:
+                # Builders pushing at once all upload the one empty config blob; a
+                # registry can answer one of them that it does not know a blob another
+                # is still committing. Check the blobs again and retry, a few times.
+                if error.code not in _BLOB_NOT_YET or attempt == _MANIFEST_ATTEMPTS:
+                    raise
+                self._debug(f"manifest {tag}: {error.code}; retrying")
+                import asyncio
+
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            break
         return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
     async def get_manifest(self, reference: str) -> bytes:
@@ -575,10 +589,20 @@ class RegistryClient(SessionOwner):
         return aiohttp_proxy(policy.proxy_for(url, self._settings))
 
     def _error(
-        self, message: str, operation: str, status: int | None = None, hint: str | None = None
+        self,
+        message: str,
+        operation: str,
+        status: int | None = None,
+        hint: str | None = None,
+        code: str = "",
     ) -> RegistryError:
         return RegistryError(
-            redact(message), registry=str(self.ref), operation=operation, status=status, hint=hint
+            redact(message),
+            registry=str(self.ref),
+            operation=operation,
+            status=status,
+            hint=hint,
+            code=code,
         )
 
     @asynccontextmanager
@@ -836,6 +860,7 @@ class RegistryClient(SessionOwner):
             operation,
             response.status,
             hint=hint,
+            code=code,
         )
 
 
@@ -879,6 +904,11 @@ async def _small_body(response: aiohttp.ClientResponse) -> bytes:
         return await response.content.read(_MAX_SMALL_BODY)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return b""
+
+
+#: Manifest pushes are tried this many times when a referenced blob is not (yet) known.
+_MANIFEST_ATTEMPTS = 3
+_BLOB_NOT_YET = frozenset({"BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN", "DIGEST_INVALID"})
 
 
 def _error_code(body: bytes) -> str:
