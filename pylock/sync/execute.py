@@ -89,6 +89,7 @@ class _Downloads:
     def _run(
         self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
     ) -> None:
+        from pylock.net.stdhttp import Cancelled
         from pylock.sync.archives import Wanted, ensure_each
 
         wanted = [
@@ -107,8 +108,6 @@ class _Downloads:
             self._errors.update(errors)
             for job in jobs:
                 if job.artifact.sha256 not in paths and job.artifact.sha256 not in errors:
-                    from pylock.net.stdhttp import Cancelled
-
                     self._errors[job.artifact.sha256] = Cancelled()  # stopped by Ctrl-C
         except BaseException as exc:  # handed to the waiting threads
             for job in jobs:
