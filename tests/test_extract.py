@@ -355,14 +355,28 @@ def test_refuses_a_non_empty_destination(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
-def test_hash_checked_while_streaming(tmp_path: Path, fmt: ArchiveFormat) -> None:
+def test_hash_checked_while_streaming(tmp_path: Path, fmt: ArchiveFormat, threaded: bool) -> None:
+    # Threaded, the writer thread hashes the archive; the bytes after the tar's end are
+    # hashed on the reading thread once the writer is done.
     archive = build(tmp_path, archives.pypy_windows(), fmt)
     good = sha256(archive.read_bytes())
-    extract_archive(archive, tmp_path / "ok", fmt=fmt, layout=Layout.TOPDIR, expected_sha256=good)
+    extract_archive(
+        archive,
+        tmp_path / "ok",
+        fmt=fmt,
+        layout=Layout.TOPDIR,
+        expected_sha256=good,
+        threaded=threaded,
+    )
     wrong = "0" * 64
     with pytest.raises(HashMismatchError) as info:
         extract_archive(
-            archive, tmp_path / "bad", fmt=fmt, layout=Layout.TOPDIR, expected_sha256=wrong
+            archive,
+            tmp_path / "bad",
+            fmt=fmt,
+            layout=Layout.TOPDIR,
+            expected_sha256=wrong,
+            threaded=threaded,
         )
     assert (info.value.expected, info.value.actual) == (wrong, good)
     assert info.value.url == str(archive)
@@ -370,8 +384,10 @@ def test_hash_checked_while_streaming(tmp_path: Path, fmt: ArchiveFormat) -> Non
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_corrupt_archive_is_a_hash_mismatch_when_hash_known(
-    tmp_path: Path, fmt: ArchiveFormat
+    tmp_path: Path, fmt: ArchiveFormat, threaded: bool
 ) -> None:
+    # Threaded, the hash updates queued for the writer are dropped when the extraction
+    # fails: the file is hashed again to tell a corrupt download from a bad archive.
     entries = [archives.file("top/big", os.urandom(200_000)), archives.file("top/b", b"x")]
     archive = build(tmp_path, entries, fmt)
     good = sha256(archive.read_bytes())
@@ -381,7 +397,12 @@ def test_corrupt_archive_is_a_hash_mismatch_when_hash_known(
     archive.write_bytes(bytes(data))
     with pytest.raises(HashMismatchError) as info:
         extract_archive(
-            archive, tmp_path / "a", fmt=fmt, layout=Layout.TOPDIR, expected_sha256=good
+            archive,
+            tmp_path / "a",
+            fmt=fmt,
+            layout=Layout.TOPDIR,
+            expected_sha256=good,
+            threaded=threaded,
         )
     assert info.value.actual == sha256(bytes(data))
     with pytest.raises(ArchiveError):

@@ -38,12 +38,22 @@ class RawReader:
         self._handle = handle
         self._hash = hashlib.sha256() if hashed else None
         self._on_progress = on_progress
+        #: If set, ``defer(hash, data)`` is called instead of ``hash.update(data)``, to
+        #: update the hash on another thread, in order (see ``pylock.archive.extract``).
+        self.defer: Callable[[Any, bytes], None] | None = None
+
+    @property
+    def hashed(self) -> bool:
+        return self._hash is not None
 
     def read(self, size: int = READ_SIZE) -> bytes:
         data = self._handle.read(size if size > 0 else READ_SIZE)
         if data:
             if self._hash is not None:
-                self._hash.update(data)
+                if self.defer is None:
+                    self._hash.update(data)
+                else:
+                    self.defer(self._hash, data)
             if self._on_progress is not None:
                 self._on_progress(len(data))
         return data

@@ -31,6 +31,7 @@ from pylock.archive.writer import (
     END,
     FILE,
     HARDLINK,
+    HASH,
     MKDIR,
     SYMLINK,
     InlineSink,
@@ -40,6 +41,7 @@ from pylock.archive.writer import (
 )
 from pylock.archive.zip import member_mode, open_member, zip_errors, zip_mtime, zip_views
 from pylock.errors import ArchiveError, HashMismatchError
+from pylock.fsutil import sha256_file
 from pylock.versions import ArchiveFormat
 
 _BATCH_BYTES = 1 << 20
@@ -53,6 +55,7 @@ class _Extraction:
         self.archive = archive
         self.namer = namer
         self.writer = Writer(dest, archive)
+        self.threaded = threaded
         self.sink: InlineSink | ThreadSink = (
             ThreadSink(self.writer) if threaded else InlineSink(self.writer)
         )
@@ -77,6 +80,10 @@ class _Extraction:
         self._bytes += size
         if self._bytes >= _BATCH_BYTES or len(self._ops) >= _BATCH_OPS:
             self._flush()
+
+    def hash_later(self, hasher: Any, data: bytes) -> None:
+        """Have the writer thread update ``hasher`` with ``data``, in archive order."""
+        self._queue((HASH, hasher, data), len(data))
 
     def _parents(self, rel: str, member: str) -> None:
         """Create the missing parents of ``rel``, refusing to pass through a link or file."""
@@ -285,12 +292,18 @@ def extract_archive(
         handle = source if source is not None else stack.enter_context(open(archive, "rb"))
         raw = RawReader(handle, hashed=expected_sha256 is not None, on_progress=on_progress)
         extraction = _Extraction(dest_path, name, namer, threaded and fmt is not ArchiveFormat.ZIP)
+        if extraction.threaded and raw.hashed and source is None:
+            # Decompression is the slow half of a warm install: the writer thread, which
+            # waits for it, hashes the archive instead. The file can be hashed again if
+            # the extraction fails and the queued updates are dropped.
+            raw.defer = extraction.hash_later
         try:
             if fmt is ArchiveFormat.ZIP:
                 _extract_zip(archive, raw, extraction, expected_sha256)
             else:
                 _extract_tar(raw, extraction, fmt)
             entries = extraction.finish()
+            raw.defer = None  # the writer is done: the bytes after the tar's end are hashed here
             if not entries:
                 raise ArchiveError(
                     f"no files to install (is the layout {layout} right for it?)", archive=name
@@ -298,8 +311,12 @@ def extract_archive(
         except ArchiveError as exc:
             extraction.abort()
             if expected_sha256 is not None:
-                raw.drain()
-                actual = raw.hexdigest()
+                if raw.defer is not None:
+                    raw.defer = None
+                    actual = sha256_file(archive)
+                else:
+                    raw.drain()
+                    actual = raw.hexdigest()
                 if actual != expected_sha256:
                     raise HashMismatchError(
                         url=name, expected=expected_sha256, actual=actual

@@ -51,7 +51,7 @@ class RecordEntry:
 
 
 #: Operation codes, the first item of each queued tuple (see :meth:`Writer.run`).
-MKDIR, FILE, DATA, END, SYMLINK, HARDLINK = range(6)
+MKDIR, FILE, DATA, END, SYMLINK, HARDLINK, HASH = range(7)
 
 
 class Writer:
@@ -91,6 +91,9 @@ class Writer:
                 self._symlink(op[1], op[2])
             elif code == HARDLINK:
                 self._hardlink(op[1], op[2])
+            elif code == HASH:
+                # The archive's own hash, off the decompressing thread (its bottleneck).
+                op[1].update(op[2])
 
     def _mkdir(self, rel: str) -> None:
         path = self._path(rel)
