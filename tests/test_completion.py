@@ -76,7 +76,7 @@ def bash_complete(words: list[str], cwd: Path, script_path: Path) -> list[str]:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def completion_project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     root.mkdir()
     (root / "pythons.lock").write_text(LOCK, encoding="utf-8")
@@ -136,9 +136,9 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
     ],
 )
 def test_bash_completes(
-    words: list[str], expected: list[str], project: Path, bash_script: Path
+    words: list[str], expected: list[str], completion_project: Path, bash_script: Path
 ) -> None:
-    assert bash_complete(words, project, bash_script) == expected
+    assert bash_complete(words, completion_project, bash_script) == expected
 
 
 def parsers(
@@ -154,22 +154,24 @@ def parsers(
 
 
 def test_bash_offers_every_command_flag_and_choice_of_the_parser(
-    project: Path, bash_script: Path
+    completion_project: Path, bash_script: Path
 ) -> None:
     # Drift check: whatever the parser grows, the script offers.
     parser = build_parser()
-    assert bash_complete(["pylock", ""], project, bash_script) == parser_commands(parser)
+    assert bash_complete(["pylock", ""], completion_project, bash_script) == parser_commands(parser)
     checked = 0
     for path, sub in parsers(parser):
         if parser_commands(sub):
-            offered = bash_complete(["pylock", *path, ""], project, bash_script)
+            offered = bash_complete(["pylock", *path, ""], completion_project, bash_script)
             assert offered == parser_commands(sub), path
         flags = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
-        assert bash_complete(["pylock", *path, "--"], project, bash_script) == flags, path
+        assert bash_complete(["pylock", *path, "--"], completion_project, bash_script) == flags, (
+            path
+        )
         for action in sub._actions:
             if action.option_strings and action.choices:
                 words = ["pylock", *path, action.option_strings[-1], ""]
-                assert bash_complete(words, project, bash_script) == list(action.choices)
+                assert bash_complete(words, completion_project, bash_script) == list(action.choices)
                 checked += 1
     assert len(parsers(parser)) > 15
     assert checked >= 4
@@ -188,8 +190,8 @@ def test_bash_names_come_from_the_project_given(tmp_path: Path, bash_script: Pat
     assert bash_complete(words, here, bash_script) == ["elsewhere"]
 
 
-def test_bash_platform_keys_are_the_known_ones(project: Path, bash_script: Path) -> None:
-    offered = bash_complete(["pylock", "sync", "--platform", ""], project, bash_script)
+def test_bash_platform_keys_are_the_known_ones(completion_project: Path, bash_script: Path) -> None:
+    offered = bash_complete(["pylock", "sync", "--platform", ""], completion_project, bash_script)
     assert offered == ["host", *PLATFORM_KEYS]
 
 
@@ -215,7 +217,7 @@ def test_an_unreadable_lock_completes_nothing_quietly(tmp_path: Path, bash_scrip
     assert bash_complete(["pylock", "which", ""], tmp_path, bash_script) == []
 
 
-def test_installed_command_prints_a_script_bash_loads(project: Path) -> None:
+def test_installed_command_prints_a_script_bash_loads(completion_project: Path) -> None:
     # As a user does it: eval "$(pylock completion bash)".
     if BASH is None:
         pytest.skip("bash is not installed")
@@ -228,7 +230,7 @@ def test_installed_command_prints_a_script_bash_loads(project: Path) -> None:
         "COMP_WORDS=(pylock sync --only a); COMP_CWORD=3; _pylock\n"
         'echo "${COMPREPLY[*]}"\n'
     )
-    result = run_shell([BASH, "--norc", "--noprofile", "-c", program], project)
+    result = run_shell([BASH, "--norc", "--noprofile", "-c", program], completion_project)
     assert result.stdout.splitlines() == ["complete -F _pylock pylock", "app"]
 
 
@@ -270,12 +272,16 @@ COMMON_CASES = [
         ("pylock --color never list --format j", ["json"]),
     ],
 )
-def test_fish_completes(line: str, expected: list[str], project: Path, tmp_path: Path) -> None:
-    assert fish_complete(line, project, tmp_path) == expected
+def test_fish_completes(
+    line: str, expected: list[str], completion_project: Path, tmp_path: Path
+) -> None:
+    assert fish_complete(line, completion_project, tmp_path) == expected
 
 
-def test_fish_offers_every_command(project: Path, tmp_path: Path) -> None:
-    assert fish_complete("pylock ", project, tmp_path) == sorted(parser_commands(build_parser()))
+def test_fish_offers_every_command(completion_project: Path, tmp_path: Path) -> None:
+    assert fish_complete("pylock ", completion_project, tmp_path) == sorted(
+        parser_commands(build_parser())
+    )
 
 
 # -- zsh ---------------------------------------------------------------------------------------
@@ -332,8 +338,10 @@ def zsh_complete(line: str, cwd: Path, tmp_path: Path) -> list[str]:
         ("pylock completion ", ["bash", "fish", "zsh"]),
     ],
 )
-def test_zsh_completes(line: str, expected: list[str], project: Path, tmp_path: Path) -> None:
-    assert zsh_complete(line, project, tmp_path) == expected
+def test_zsh_completes(
+    line: str, expected: list[str], completion_project: Path, tmp_path: Path
+) -> None:
+    assert zsh_complete(line, completion_project, tmp_path) == expected
 
 
 @pytest.mark.parametrize(

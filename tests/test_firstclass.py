@@ -145,7 +145,7 @@ def sync(project: Path, mirror: Mirror, into: Path, *args: str, **env: str) -> i
     )
 
 
-def project(
+def locked_project(
     path: Path,
     archives: Sequence[RealArchive],
     names: Sequence[str],
@@ -170,7 +170,7 @@ def linking_project(
     if other is not None:
         archives.append(other)
         names.append("other")
-    proj = project(tmp_path / "proj", archives, names, default=default)
+    proj = locked_project(tmp_path / "proj", archives, names, default=default)
     return proj, tmp_path / "pythons", tmp_path / "bin"
 
 
@@ -276,7 +276,7 @@ def test_sync_binds_sysconfig_and_pkgconfig_to_the_install_path(
     mirror: Mirror, tmp_path: Path, toolchain: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive = mirror.archives[toolchain]
-    proj = project(tmp_path / "proj", [archive], ["app"])
+    proj = locked_project(tmp_path / "proj", [archive], ["app"])
     dest = tmp_path / "pythons"
     assert sync(proj, mirror, dest) == 0
     tree = dest / "app"
@@ -330,7 +330,7 @@ def test_sync_binds_sysconfig_and_pkgconfig_to_the_install_path(
 def test_relative_into_is_fixed_up_with_the_absolute_path(
     mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proj = project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
     monkeypatch.chdir(tmp_path)
     assert sync(proj, mirror, Path("rel") / "pythons") == 0
     tree = tmp_path / "rel" / "pythons" / "app"
@@ -344,7 +344,7 @@ def test_a_moved_install_is_fixed_up_again_for_its_new_path(
     mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The fix-ups bind a tree to its path, so a moved tree is not "up to date"."""
-    proj = project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
     assert sync(proj, mirror, tmp_path / "old") == 0
     (tmp_path / "old").rename(tmp_path / "new")
     capsys.readouterr()
@@ -357,7 +357,7 @@ def test_a_moved_install_is_fixed_up_again_for_its_new_path(
 
 @pytest.mark.slow
 def test_no_fixups_leaves_the_build_machine_paths(mirror: Mirror, tmp_path: Path) -> None:
-    proj = project(tmp_path / "proj", [mirror.archives["tools"]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives["tools"]], ["app"])
     dest = tmp_path / "pythons"
     assert sync(proj, mirror, dest, "--no-fixups") == 0
     tree = dest / "app"
@@ -381,7 +381,7 @@ def test_pip_builds_a_c_extension_with_the_synced_interpreter(
     mirror: Mirror, tmp_path: Path, toolchain: str, dirname: str
 ) -> None:
     need_compiler()
-    proj = project(tmp_path / "proj", [mirror.archives[toolchain]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives[toolchain]], ["app"])
     dest = tmp_path / dirname
     assert sync(proj, mirror, dest) == 0
     python = dest / "app" / "bin" / "python3"
@@ -401,7 +401,7 @@ def test_without_fixups_the_same_build_fails(mirror: Mirror, tmp_path: Path) -> 
     """The control experiment: the same archive and sdist, only ``--no-fixups`` differs."""
     need_compiler()
     archive = mirror.archives["bare"]
-    proj = project(tmp_path / "proj", [archive], ["app"])
+    proj = locked_project(tmp_path / "proj", [archive], ["app"])
     dest = tmp_path / "pythons"
     assert sync(proj, mirror, dest, "--no-fixups") == 0
     python = dest / "app" / "bin" / "python3"
@@ -486,7 +486,7 @@ def test_bin_dir_collision_is_an_error_naming_both(
     """Two builds of one version and variant would both be ``python3.X``."""
     first, second = mirror.archives["bare"], mirror.archives["tools"]
     assert first.version == second.version
-    proj = project(tmp_path / "proj", [first, second], ["app", "app2"])
+    proj = locked_project(tmp_path / "proj", [first, second], ["app", "app2"])
     dest, bin_dir = tmp_path / "pythons", tmp_path / "bin"
     capsys.readouterr()
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 1
@@ -564,7 +564,7 @@ def test_bin_dir_keeps_a_users_replacement_of_a_managed_link(
 def test_run_passes_arguments_and_the_exit_code(
     mirror: Mirror, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    proj = project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives["bare"]], ["app"])
     dest = tmp_path / "pythons"
     assert sync(proj, mirror, dest) == 0
     code = "import sys; print(sys.argv[1:], sys.prefix); sys.exit(7)"
@@ -648,7 +648,7 @@ def test_uv_venv_on_the_synced_interpreter_builds_c_extensions(
     mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     uv = uv_binary()
-    proj = project(tmp_path / "proj", [mirror.archives["tools"]], ["app"])
+    proj = locked_project(tmp_path / "proj", [mirror.archives["tools"]], ["app"])
     dest = tmp_path / "pythons"
     assert sync(proj, mirror, dest) == 0
     capsys.readouterr()

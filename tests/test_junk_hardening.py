@@ -168,7 +168,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def junk_project(tmp_path: Path) -> Project:
     return Project(tmp_path)
 
 
@@ -210,74 +210,76 @@ def test_prefixes_known_to_the_fast_path_are_the_installs() -> None:
     ],
 )
 def test_next_noop_sync_removes_what_a_kill_9_left(
-    project: Project, capsys: pytest.CaptureFixture[str], moment: str, how: str
+    junk_project: Project, capsys: pytest.CaptureFixture[str], moment: str, how: str
 ) -> None:
-    old = project.build("20990101", files=300)
-    new = project.build("20990202")
-    project.lock(old)
-    assert project.sync(capsys)[0] == 0
+    old = junk_project.build("20990101", files=300)
+    new = junk_project.build("20990202")
+    junk_project.lock(old)
+    assert junk_project.sync(capsys)[0] == 0
     if how == "upgrade":
-        project.lock(new)
-        killed = project.killed(moment)
+        junk_project.lock(new)
+        killed = junk_project.killed(moment)
     elif how == "prune":
-        project.lock()
-        killed = project.killed(moment)
+        junk_project.lock()
+        killed = junk_project.killed(moment)
     else:
-        killed = project.killed(moment, "--reinstall")
+        killed = junk_project.killed(moment, "--reinstall")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    junk = project.leftovers()
+    junk = junk_project.leftovers()
     expected = ".pylock-tmp-app-" if moment == "record" else ".pylock-trash-app-"
     assert len(junk) == 1 and junk[0].startswith(expected), junk
 
     # The next sync has nothing to install, and still cleans up.
-    code, err = project.sync(capsys)
+    code, err = junk_project.sync(capsys)
     assert code == 0, err
     assert "Traceback" not in err
     assert f"removed {junk[0]}, left by an interrupted pylock run" in err
     assert "0 installed" not in err  # a true no-op: the up-to-date branch
-    assert project.leftovers() == []
+    assert junk_project.leftovers() == []
     if how == "prune":
-        assert not (project.into / "app").exists()
+        assert not (junk_project.into / "app").exists()
     else:
-        assert tag_of(project.into / "app") == ("20990202" if how == "upgrade" else "20990101")
-        assert project.verify(capsys) == 0
+        assert tag_of(junk_project.into / "app") == ("20990202" if how == "upgrade" else "20990101")
+        assert junk_project.verify(capsys) == 0
 
 
 def test_noop_sync_removes_planted_leftovers_and_keeps_the_install(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project.lock(project.build("20990101"))
-    assert project.sync(capsys)[0] == 0
-    planted = plant_junk(project.into)
-    code, err = project.sync(capsys)
+    junk_project.lock(junk_project.build("20990101"))
+    assert junk_project.sync(capsys)[0] == 0
+    planted = plant_junk(junk_project.into)
+    code, err = junk_project.sync(capsys)
     assert code == 0, err
     assert "1 interpreter up to date" in err
     assert not any(p.exists() for p in planted)
-    assert project.leftovers() == []
-    assert project.verify(capsys) == 0
+    assert junk_project.leftovers() == []
+    assert junk_project.verify(capsys) == 0
 
 
-def test_no_prune_still_cleans_junk(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    project.lock(project.build("20990101"))
-    assert project.sync(capsys)[0] == 0
-    plant_junk(project.into)
-    assert project.sync(capsys, "--no-prune")[0] == 0
-    assert project.leftovers() == []
+def test_no_prune_still_cleans_junk(
+    junk_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk_project.lock(junk_project.build("20990101"))
+    assert junk_project.sync(capsys)[0] == 0
+    plant_junk(junk_project.into)
+    assert junk_project.sync(capsys, "--no-prune")[0] == 0
+    assert junk_project.leftovers() == []
 
 
 def test_foreign_and_odd_names_are_left_alone(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project.lock(project.build("20990101"))
-    assert project.sync(capsys)[0] == 0
+    junk_project.lock(junk_project.build("20990101"))
+    assert junk_project.sync(capsys)[0] == 0
     keep = [
-        project.into / "mine",  # the user's own directory
-        project.into / ".pylock-tmp-",  # no name at all
-        project.into / ".pylock-trash-..-x",  # not an interpreter name
+        junk_project.into / "mine",  # the user's own directory
+        junk_project.into / ".pylock-tmp-",  # no name at all
+        junk_project.into / ".pylock-trash-..-x",  # not an interpreter name
     ]
     for path in keep:
         path.mkdir()
-    assert project.sync(capsys)[0] == 0
+    assert junk_project.sync(capsys)[0] == 0
     assert all(p.is_dir() for p in keep)
 
 
@@ -292,8 +294,8 @@ def _imported(stderr: str) -> set[str]:
     }
 
 
-def test_fast_path_hands_junk_to_the_full_sync_then_is_fast_again(project: Project) -> None:
-    project.lock(project.build("20990101"))
+def test_fast_path_hands_junk_to_the_full_sync_then_is_fast_again(junk_project: Project) -> None:
+    junk_project.lock(junk_project.build("20990101"))
     command = [
         sys.executable,
         "-X",
@@ -301,22 +303,26 @@ def test_fast_path_hands_junk_to_the_full_sync_then_is_fast_again(project: Proje
         "-m",
         "pylock",
         "--project",
-        str(project.root),
+        str(junk_project.root),
         "sync",
         "--into",
-        str(project.into),
+        str(junk_project.into),
     ]
 
     def run() -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            command, env=project.subprocess_env(), capture_output=True, text=True, timeout=PATIENCE
+            command,
+            env=junk_project.subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
         )
         assert done.returncode == 0, done.stderr
         return done
 
     run()  # installs and records the fast path's state
     assert "pylock.cli" not in _imported(run().stderr)  # the fast path
-    planted = plant_junk(project.into)
+    planted = plant_junk(junk_project.into)
     cleaning = run()
     assert "pylock.cli" in _imported(cleaning.stderr)  # the full sync
     assert "1 interpreter up to date" in cleaning.stderr
@@ -328,22 +334,22 @@ def test_fast_path_hands_junk_to_the_full_sync_then_is_fast_again(project: Proje
 
 
 def test_leftovers_of_a_live_process_stay_until_it_dies(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project.lock(project.build("20990101"))
-    assert project.sync(capsys)[0] == 0
-    busy = project.into / ".pylock-tmp-app-feedface"
+    junk_project.lock(junk_project.build("20990101"))
+    assert junk_project.sync(capsys)[0] == 0
+    busy = junk_project.into / ".pylock-tmp-app-feedface"
     (busy / "bin").mkdir(parents=True)
     (busy / "bin" / "python3.12").write_text("half-extracted")
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(project.into / ".pylock-locks" / "app.lock")],
+        [sys.executable, "-c", HOLDER, str(junk_project.into / ".pylock-locks" / "app.lock")],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         started = time.monotonic()
-        code, err = project.sync(capsys)
+        code, err = junk_project.sync(capsys)
         assert code == 0, err
         # Neither waits for the other process, nor touches its work.
         assert time.monotonic() - started < PATIENCE / 2
@@ -352,23 +358,23 @@ def test_leftovers_of_a_live_process_stay_until_it_dies(
         os.kill(holder.pid, signal.SIGKILL)
         holder.communicate(timeout=PATIENCE)
     # kill -9 released its lock: its tree is now junk, and the next sync removes it.
-    code, err = project.sync(capsys)
+    code, err = junk_project.sync(capsys)
     assert code == 0, err
     assert not busy.exists()
-    assert project.verify(capsys) == 0
+    assert junk_project.verify(capsys) == 0
 
 
 def test_a_concurrent_noop_sync_leaves_a_live_install_alone(
-    project: Project, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    junk_project: Project, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A real second sync, paused with its new tree extracted and its record unwritten."""
-    project.lock(project.build("20990101", files=50))
-    assert project.sync(capsys)[0] == 0
+    junk_project.lock(junk_project.build("20990101", files=50))
+    assert junk_project.sync(capsys)[0] == 0
     signals = tmp_path / "signals"
     signals.mkdir()
     busy = subprocess.Popen(
-        project.killer_argv(f"pause:{signals}", "--reinstall"),
-        env=project.subprocess_env(),
+        junk_project.killer_argv(f"pause:{signals}", "--reinstall"),
+        env=junk_project.subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -379,14 +385,14 @@ def test_a_concurrent_noop_sync_leaves_a_live_install_alone(
             assert busy.poll() is None, busy.communicate()
             assert time.monotonic() < deadline, "the reinstall never reached its record"
             time.sleep(0.01)
-        in_progress = project.leftovers()
+        in_progress = junk_project.leftovers()
         assert len(in_progress) == 1 and in_progress[0].startswith(".pylock-tmp-app-")
-        code, err = project.sync(capsys)  # a no-op for this process
+        code, err = junk_project.sync(capsys)  # a no-op for this process
         assert code == 0, err
-        assert project.leftovers() == in_progress
+        assert junk_project.leftovers() == in_progress
     finally:
         (signals / "go").touch()
         _, err = busy.communicate(timeout=PATIENCE)
     assert busy.returncode == 0, err
-    assert project.leftovers() == []
-    assert project.verify(capsys) == 0
+    assert junk_project.leftovers() == []
+    assert junk_project.verify(capsys) == 0

@@ -219,7 +219,7 @@ def remote(
 
 
 @pytest.fixture
-def project(tmp_path: Path, origin: HttpServer) -> Project:
+def cached_project(tmp_path: Path, origin: HttpServer) -> Project:
     """A one-entry project on the origin."""
     return Project(tmp_path / "p", origin)
 
@@ -292,17 +292,19 @@ def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_ther
 
 
 def test_registry_hit_needs_no_origin_and_no_origin_flag_is_honoured(
-    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
+    remote: Remote, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = project.run("mirror", "--to", remote.reference, "--platform", host().key, **remote.tls)
+    code = cached_project.run(
+        "mirror", "--to", remote.reference, "--platform", host().key, **remote.tls
+    )
     assert code == 0
-    assert project.origin_requests == 1
+    assert cached_project.origin_requests == 1
     capsys.readouterr()
-    code, _, err = project.sync(
+    code, _, err = cached_project.sync(
         capsys, **remote.tls, PYLOCK_REMOTE_CACHE=remote.reference, PYLOCK_NO_ORIGIN="1"
     )
     assert code == 0, err
-    assert project.origin_requests == 1
+    assert cached_project.origin_requests == 1
     assert "1 from the remote cache, 0 downloaded" in err
 
 
@@ -320,13 +322,15 @@ def test_a_lock_without_sizes_is_served_by_the_registry_too(
 
 
 def test_no_origin_miss_names_the_archive_and_the_mirror_command(
-    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
+    remote: Remote, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = remote.reference
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin", **remote.tls)
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", reference, "--no-origin", **remote.tls
+    )
     assert code == 1
-    assert project.origin_requests == 0
-    artifact = project.lock.pythons[0].artifact_for(host().key)
+    assert cached_project.origin_requests == 0
+    artifact = cached_project.lock.pythons[0].artifact_for(host().key)
     assert artifact is not None
     assert artifact.filename in err
     assert f"pylock mirror --to {reference}" in err
@@ -334,22 +338,22 @@ def test_no_origin_miss_names_the_archive_and_the_mirror_command(
 
 
 def test_no_origin_with_an_unreachable_registry_says_so(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = f"oci://127.0.0.1:{free_port()}/pylock/down"
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--no-origin")
     assert code == 1
-    assert project.origin_requests == 0
+    assert cached_project.origin_requests == 0
     assert "--no-origin forbids the origin" in err and "downloading from the origin" not in err
     assert "could not be had from the remote cache" in err
 
 
 def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
-    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
+    remote: Remote, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shas = [a.sha256 for a in project.lock.pythons[0].artifacts]
+    shas = [a.sha256 for a in cached_project.lock.pythons[0].artifacts]
     everything = remote.reference
-    code = project.run("mirror", "--to", everything, **remote.tls)
+    code = cached_project.run("mirror", "--to", everything, **remote.tls)
     _, err = capsys.readouterr()
     assert code == 0, err
     assert "2 archive(s)" in err and "2 pushed" in err
@@ -357,15 +361,15 @@ def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
     tag = f"cpython-3.12.7-20990101-{OTHER_PLATFORM}"
     assert remote.manifest(tag)["artifactType"] == ARTIFACT_TYPE
     # Again: nothing to upload.
-    code = project.run("mirror", "--to", everything, **remote.tls)
+    code = cached_project.run("mirror", "--to", everything, **remote.tls)
     assert code == 0
     assert "0 pushed, 2 already there" in capsys.readouterr().err
 
     narrow = remote.registry.oci(repository())
-    code = project.run("mirror", "--to", narrow, "--platform", OTHER_PLATFORM, **remote.tls)
+    code = cached_project.run("mirror", "--to", narrow, "--platform", OTHER_PLATFORM, **remote.tls)
     assert code == 0
-    other = project.lock.pythons[0].artifact_for(OTHER_PLATFORM)
-    here = project.lock.pythons[0].artifact_for(host().key)
+    other = cached_project.lock.pythons[0].artifact_for(OTHER_PLATFORM)
+    here = cached_project.lock.pythons[0].artifact_for(host().key)
     assert other is not None and here is not None
     assert remote.blobs_present([other.sha256, here.sha256], narrow) == [True, False]
 
@@ -374,29 +378,33 @@ def test_bearer_flow_anonymous_pull_and_authenticated_push(
     token_registry: RealRegistry,
     token_server: TokenServer,
     registry_pki: TestPki,
-    project: Project,
+    cached_project: Project,
     capsys: pytest.CaptureFixture[str],
     _clean_environment: Path,
 ) -> None:
     reference = token_registry.oci(repository())
     # Without credentials the push is denied: a warning, and the sync still succeeds.
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", reference, "--push", **tls(registry_pki)
+    )
     assert code == 0, err
     assert len(warnings(err)) == 1 and "cannot push to the remote cache" in err
     assert "1 downloaded" in err and "pushed" not in err.split("synced")[-1]
     # With docker login it is pushed ...
     docker_login(_clean_environment, token_registry.host)
-    code, _, err = project.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", reference, "--push", **tls(registry_pki)
+    )
     assert code == 0, err
     assert "1 pushed" in err
-    assert project.origin_requests == 2
+    assert cached_project.origin_requests == 2
     # ... and anyone pulls it anonymously.
     (_clean_environment / ".docker" / "config.json").unlink()
     before = len(token_server.requests)
-    code, _, err = project.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
     assert code == 0, err
     assert "1 from the remote cache, 0 downloaded" in err
-    assert project.origin_requests == 2
+    assert cached_project.origin_requests == 2
     asked = token_server.requests[before:]
     assert asked and all("Authorization" not in r.headers for r in asked)
     for token in token_server.issued:
@@ -408,7 +416,7 @@ def test_blob_redirect_to_a_second_host_never_carries_authorization(
     registry_pki: TestPki,
     redirecting_front: RedirectingFront,
     origin: HttpServer,
-    project: Project,
+    cached_project: Project,
     capsys: pytest.CaptureFixture[str],
     _clean_environment: Path,
 ) -> None:
@@ -420,10 +428,10 @@ def test_blob_redirect_to_a_second_host_never_carries_authorization(
     auths = json.loads(config.read_text())
     auths["auths"][docker_login_front] = auths["auths"][htpasswd_registry.host]
     config.write_text(json.dumps(auths))
-    seeded = project.run("mirror", "--to", htpasswd_registry.oci(repo), **tls(registry_pki))
+    seeded = cached_project.run("mirror", "--to", htpasswd_registry.oci(repo), **tls(registry_pki))
     assert seeded == 0
     capsys.readouterr()
-    code, _, err = project.sync(
+    code, _, err = cached_project.sync(
         capsys, "--remote-cache", f"oci://{docker_login_front}/{repo}", **tls(registry_pki)
     )
     assert code == 0, err
@@ -431,7 +439,7 @@ def test_blob_redirect_to_a_second_host_never_carries_authorization(
     assert [r.path.startswith("/blobs/") for r in blob_host.requests] == [True]
     assert all("Authorization" not in r.headers for r in blob_host.requests)
     assert any("Authorization" in r.headers for r in front.requests)
-    assert project.origin_requests == 2  # both platforms for the seed, none for the sync
+    assert cached_project.origin_requests == 2  # both platforms for the seed, none for the sync
     # And the origin never sees registry credentials.
     assert all("Authorization" not in r.headers for r in origin.log)
 
@@ -485,28 +493,34 @@ def test_missing_blob_is_a_silent_miss(
 
 @pytest.mark.parametrize("kind", ["same size", "longer", "shorter"])
 def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
-    kind: str, project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+    kind: str,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    artifact = project.host_artifact()
+    artifact = cached_project.host_artifact()
     assert artifact.size is not None
     size = {"same size": artifact.size, "longer": artifact.size * 3, "shorter": 10}[kind]
     evil = archive_bytes("evil")
     evil = (evil * (size // len(evil) + 1))[:size]
     fake_registry.serve(f"/v2/pylock/x/blobs/sha256:{artifact.sha256}", evil)
-    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
     assert "0 from the remote cache, 1 downloaded" in err
-    assert project.installed_label() == f"app-{host().key}"
+    assert cached_project.installed_label() == f"app-{host().key}"
 
 
 @pytest.mark.parametrize("kind", ["endless chunked", "truncated", "reset"])
 def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
-    kind: str, project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+    kind: str,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    artifact = project.host_artifact()
+    artifact = cached_project.host_artifact()
     path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
-    good = project.data[host().key + "app"]
+    good = cached_project.data[host().key + "app"]
     if kind == "endless chunked":
         # No Content-Length, and far more than the lock's size: cut off at the size.
         fake_registry.serve(path, good * 50, chunked=True)
@@ -514,20 +528,20 @@ def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
         fake_registry.serve(path, good, always=[Truncate(after=len(good) // 2)])
     else:
         fake_registry.serve(path, good, always=[Reset(after=len(good) // 3)])
-    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
     assert "Traceback" not in err
     assert "0 from the remote cache, 1 downloaded" in err
-    assert project.origin_requests == 1
+    assert cached_project.origin_requests == 1
 
 
 def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
-    project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+    cached_project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The installer reads the registry's bytes as they arrive: garbage fails its read long
     before the slow blob ends and is refused by hash; the origin's archive is installed."""
-    artifact = project.host_artifact()
+    artifact = cached_project.host_artifact()
     assert artifact.size is not None
     garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
     fake_registry.serve(
@@ -535,34 +549,36 @@ def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_o
         garbage[: artifact.size],
         always=[Throttle(chunk=max(1, artifact.size // 10), delay=0.05)],
     )
-    code, _, err = project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert code == 0, err
     assert len(warnings(err)) == 1, err
-    assert project.installed_label() == f"app-{host().key}"
+    assert cached_project.installed_label() == f"app-{host().key}"
 
 
 def test_tls_needs_the_ca_and_falls_through_without_it(
-    htpasswd_registry: RealRegistry, project: Project, capsys: pytest.CaptureFixture[str]
+    htpasswd_registry: RealRegistry, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = project.sync(capsys, "--remote-cache", htpasswd_registry.oci("pylock/tls"))
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", htpasswd_registry.oci("pylock/tls")
+    )
     assert code == 0, err
     assert len(warnings(err)) == 1 and "TLS" in err
-    assert project.origin_requests == 1
+    assert cached_project.origin_requests == 1
 
 
 def test_failed_fetch_with_remote_cache_counts(
-    remote: Remote, project: Project, capsys: pytest.CaptureFixture[str]
+    remote: Remote, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["fetch", "--all-platforms", "--remote-cache", remote.reference]
-    code = project.run(*args, "--push", **remote.tls)
+    code = cached_project.run(*args, "--push", **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err
     assert "0 from the remote cache, 2 downloaded" in err and "2 pushed" in err, err
-    code = project.run(*args, **remote.tls)
+    code = cached_project.run(*args, **remote.tls)
     err = capsys.readouterr().err
     assert code == 0, err
     assert "2 from the remote cache, 0 downloaded" in err
-    assert project.origin_requests == 2
+    assert cached_project.origin_requests == 2
 
 
 # -- usage errors --------------------------------------------------------------------------------
@@ -579,35 +595,37 @@ def test_failed_fetch_with_remote_cache_counts(
     ],
 )
 def test_bad_reference_is_a_usage_error(
-    reference: str, project: Project, capsys: pytest.CaptureFixture[str]
+    reference: str, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = project.sync(capsys, "--remote-cache", reference)
+    code, out, err = cached_project.sync(capsys, "--remote-cache", reference)
     assert code == 2
     assert err.startswith("pylock: error:") and "Traceback" not in err
     assert "hunter2secret" not in err + out
-    assert project.origin_requests == 0
-    assert project.run("mirror", "--to", reference) == 2
+    assert cached_project.origin_requests == 0
+    assert cached_project.run("mirror", "--to", reference) == 2
 
 
 def test_bad_reference_in_the_environment_is_a_usage_error(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = project.sync(capsys, PYLOCK_REMOTE_CACHE="ghcr.io/acme")
+    code, _, err = cached_project.sync(capsys, PYLOCK_REMOTE_CACHE="ghcr.io/acme")
     assert code == 2 and "not a registry reference" in err
 
 
 @pytest.mark.parametrize("flag", ["--push", "--no-origin"])
 def test_push_or_no_origin_without_a_registry_is_a_usage_error(
-    flag: str, project: Project, capsys: pytest.CaptureFixture[str]
+    flag: str, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = project.sync(capsys, flag)
+    code, _, err = cached_project.sync(capsys, flag)
     assert code == 2 and "needs a remote cache" in err
-    assert project.origin_requests == 0
+    assert cached_project.origin_requests == 0
 
 
-def test_mirror_needs_outdir_or_to(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    assert project.run("mirror") == 2
-    assert project.run("mirror", "out", "--to", "oci://h.io/a") == 2
+def test_mirror_needs_outdir_or_to(
+    cached_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cached_project.run("mirror") == 2
+    assert cached_project.run("mirror", "out", "--to", "oci://h.io/a") == 2
 
 
 def test_plain_http_only_when_asked_or_loopback() -> None:
@@ -618,7 +636,9 @@ def test_plain_http_only_when_asked_or_loopback() -> None:
 # -- the console script --------------------------------------------------------------------------
 
 
-def test_console_script_pushes_then_pulls(remote: Remote, project: Project, tmp_path: Path) -> None:
+def test_console_script_pushes_then_pulls(
+    remote: Remote, cached_project: Project, tmp_path: Path
+) -> None:
     script = shutil.which("pylock")
     if script is None:
         pytest.skip("the pylock console script is not on PATH")
@@ -626,8 +646,8 @@ def test_console_script_pushes_then_pulls(remote: Remote, project: Project, tmp_
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [script, "--project", str(project.root), "sync", *args],
-            env=project.environ(**remote.tls),
+            [script, "--project", str(cached_project.root), "sync", *args],
+            env=cached_project.environ(**remote.tls),
             capture_output=True,
             text=True,
             timeout=120,
@@ -640,7 +660,7 @@ def test_console_script_pushes_then_pulls(remote: Remote, project: Project, tmp_
     second = run("--into", str(tmp_path / "two"), "--remote-cache", reference, "--no-origin")
     assert second.returncode == 0, second.stderr
     assert "1 from the remote cache" in second.stderr
-    assert project.origin_requests == 1
+    assert cached_project.origin_requests == 1
     # Nothing to do: the remote cache flags change nothing and nothing is contacted.
     dead = f"oci://127.0.0.1:{free_port()}/pylock/down"
     third = run("--into", str(tmp_path / "two"), "--remote-cache", dead, "--push", "--no-origin")

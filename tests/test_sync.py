@@ -274,7 +274,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]) -> Project:
+def sync_project(tmp_path: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]) -> Project:
     return Project(tmp_path, server, capsys)
 
 
@@ -413,9 +413,9 @@ class TreeWatcher:
             os.close(fd)
 
 
-def extracting_while_downloading(project: Project, build: Build, watcher: TreeWatcher) -> None:
+def extracting_while_downloading(sync_project: Project, build: Build, watcher: TreeWatcher) -> None:
     """Note when the install's temporary tree has files while the download is unfinished."""
-    partials = project.partials()
+    partials = sync_project.partials()
     if not partials:
         return
     try:
@@ -424,7 +424,7 @@ def extracting_while_downloading(project: Project, build: Build, watcher: TreeWa
         return
     extracted = [
         p
-        for tmp in project.into.glob(f".pylock-tmp-{build.name}-*")
+        for tmp in sync_project.into.glob(f".pylock-tmp-{build.name}-*")
         for p in tmp.rglob("*")
         if p.is_file()
     ]
@@ -436,129 +436,135 @@ def extracting_while_downloading(project: Project, build: Build, watcher: TreeWa
 
 
 def test_cold_sync_streams_the_download_into_the_install(
-    project: Project, app_a: Build, spy: StreamSpy
+    sync_project: Project, app_a: Build, spy: StreamSpy
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    result = project.sync()
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert f"installed app: {app_a.label}" in result.err
     assert "(1 installed, 1 downloaded)" in result.err
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert installed_sha(project.into / "app") == app_a.sha256
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert installed_sha(sync_project.into / "app") == app_a.sha256
     # The install read the whole archive from the download as it arrived.
     assert spy.bytes == len(app_a.data)
     # And the download was stored in the cache, verified, with nothing left over.
-    assert project.archive(app_a).read_bytes() == app_a.data
-    assert project.partials() == []
-    assert project.leftovers() == []
-    assert project.server.hits(app_a.path) == 1
-    assert project.verify().code == 0
+    assert sync_project.archive(app_a).read_bytes() == app_a.data
+    assert sync_project.partials() == []
+    assert sync_project.leftovers() == []
+    assert sync_project.server.hits(app_a.path) == 1
+    assert sync_project.verify().code == 0
 
 
 def test_warm_sync_installs_from_the_cache_without_streaming(
-    project: Project, app_a: Build, spy: StreamSpy
+    sync_project: Project, app_a: Build, spy: StreamSpy
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    assert project.sync().code == 0
-    shutil.rmtree(project.into)
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    shutil.rmtree(sync_project.into)
     streamed = spy.bytes
-    result = project.sync()
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert "(1 installed, 0 downloaded)" in result.err
     assert spy.bytes == streamed  # not one byte through a download feed
-    assert project.server.hits(app_a.path) == 1
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.verify().code == 0
+    assert sync_project.server.hits(app_a.path) == 1
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.verify().code == 0
 
 
-def test_noop_sync_touches_nothing(project: Project, app_a: Build, tool: Build) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool)
-    assert project.sync().code == 0
-    before = {name: (project.into / name).stat().st_ino for name in ("app", "tool")}
-    result = project.sync()
+def test_noop_sync_touches_nothing(sync_project: Project, app_a: Build, tool: Build) -> None:
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync().code == 0
+    before = {name: (sync_project.into / name).stat().st_ino for name in ("app", "tool")}
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert "2 interpreters up to date in" in result.err
     assert "installed" not in result.err.replace("up to date", "")
-    assert {name: (project.into / name).stat().st_ino for name in before} == before
-    assert project.server.hits(app_a.path) == project.server.hits(tool.path) == 1
+    assert {name: (sync_project.into / name).stat().st_ino for name in before} == before
+    assert sync_project.server.hits(app_a.path) == sync_project.server.hits(tool.path) == 1
 
 
-def test_reinstall_restores_a_modified_tree_from_the_cache(project: Project, app_a: Build) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    assert project.sync().code == 0
-    edited = project.into / "app" / "lib" / "python3.12" / "os.py"
+def test_reinstall_restores_a_modified_tree_from_the_cache(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    edited = sync_project.into / "app" / "lib" / "python3.12" / "os.py"
     edited.write_text("# tampered\n")
-    assert project.verify().code == 1
+    assert sync_project.verify().code == 1
     # A plain sync trusts the record (that is what keeps it cheap) ...
-    assert "1 interpreter up to date" in project.sync().err
+    assert "1 interpreter up to date" in sync_project.sync().err
     # ... --reinstall does not.
-    result = project.sync("--reinstall")
+    result = sync_project.sync("--reinstall")
     assert result.code == 0, result.err
     assert "(1 installed, 0 downloaded)" in result.err
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.verify().code == 0
-    assert project.leftovers() == []
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.verify().code == 0
+    assert sync_project.leftovers() == []
 
 
 def test_only_installs_just_the_named_interpreters(
-    project: Project, app_a: Build, tool: Build
+    sync_project: Project, app_a: Build, tool: Build
 ) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool)
-    result = project.sync("--only", "tool")
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    result = sync_project.sync("--only", "tool")
     assert result.code == 0, result.err
-    assert sorted(p.name for p in project.into.iterdir() if not p.name.startswith(".")) == ["tool"]
-    assert project.server.hits(app_a.path) == 0
-    assert tree_of(project.into / "tool") == tool.tree()
-    result = project.sync()
+    assert sorted(p.name for p in sync_project.into.iterdir() if not p.name.startswith(".")) == [
+        "tool"
+    ]
+    assert sync_project.server.hits(app_a.path) == 0
+    assert tree_of(sync_project.into / "tool") == tool.tree()
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert "(1 installed, 1 downloaded)" in result.err
-    assert tree_of(project.into / "app") == app_a.tree()
+    assert tree_of(sync_project.into / "app") == app_a.tree()
 
 
-def test_unknown_only_name_is_a_usage_error(project: Project, app_a: Build) -> None:
-    project.lock(app_a)
-    result = project.sync("--only", "nope")
+def test_unknown_only_name_is_a_usage_error(sync_project: Project, app_a: Build) -> None:
+    sync_project.lock(app_a)
+    result = sync_project.sync("--only", "nope")
     assert result.code == 2
     assert "pylock: error: 'nope' not in the lock (locked: app)" in result.err
-    assert not (project.into / "nope").exists()
-    assert project.server.log == []
+    assert not (sync_project.into / "nope").exists()
+    assert sync_project.server.log == []
 
 
 def test_prune_removes_what_the_lock_dropped_and_nothing_else(
-    project: Project, app_a: Build, tool: Build
+    sync_project: Project, app_a: Build, tool: Build
 ) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool)
-    assert project.sync().code == 0
-    mine = project.into / "mine"
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync().code == 0
+    mine = sync_project.into / "mine"
     (mine / "bin").mkdir(parents=True)
     (mine / "bin" / "python3").write_text("not pylock's")
-    project.lock(app_a)
-    result = project.sync()
+    sync_project.lock(app_a)
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert "removed tool (no longer in pythons.lock)" in result.err
-    assert not (project.into / "tool").exists()
+    assert not (sync_project.into / "tool").exists()
     assert (mine / "bin" / "python3").read_text() == "not pylock's"
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.leftovers() == []
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.leftovers() == []
 
 
-def test_no_prune_keeps_dropped_interpreters(project: Project, app_a: Build, tool: Build) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool)
-    assert project.sync().code == 0
-    project.lock(app_a)
-    result = project.sync("--no-prune")
+def test_no_prune_keeps_dropped_interpreters(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync().code == 0
+    sync_project.lock(app_a)
+    result = sync_project.sync("--no-prune")
     assert result.code == 0, result.err
     assert "removed" not in result.err
-    assert tree_of(project.into / "tool") == tool.tree()
-    assert project.sync().code == 0
-    assert not (project.into / "tool").exists()
+    assert tree_of(sync_project.into / "tool") == tool.tree()
+    assert sync_project.sync().code == 0
+    assert not (sync_project.into / "tool").exists()
 
 
 # -- the network misbehaving ---------------------------------------------------------------
@@ -566,48 +572,50 @@ def test_no_prune_keeps_dropped_interpreters(project: Project, app_a: Build, too
 
 @pytest.mark.slow
 def test_slow_download_is_extracted_while_it_arrives(
-    project: Project, app_b: Build, spy: StreamSpy
+    sync_project: Project, app_b: Build, spy: StreamSpy
 ) -> None:
-    project.lock(app_b)
+    sync_project.lock(app_b)
     # About a second for the whole body: the big member is last, so the small ones are
     # on disk long before the archive's end arrives.
-    project.serve(app_b, always=[Throttle(chunk=32_768, delay=0.01)])
-    watcher = TreeWatcher(project.into / "app", [app_b])
-    watcher.also(lambda: extracting_while_downloading(project, app_b, watcher))
+    sync_project.serve(app_b, always=[Throttle(chunk=32_768, delay=0.01)])
+    watcher = TreeWatcher(sync_project.into / "app", [app_b])
+    watcher.also(lambda: extracting_while_downloading(sync_project, app_b, watcher))
     with watcher:
-        result = project.sync()
+        result = sync_project.sync()
     assert result.code == 0, result.err
     assert watcher.overlap, "extraction never overlapped the download"
     assert watcher.problems == []
     assert watcher.seen == {app_b.sha256}
     assert spy.bytes == len(app_b.data)
-    assert tree_of(project.into / "app") == app_b.tree()
-    assert project.verify().code == 0
+    assert tree_of(sync_project.into / "app") == app_b.tree()
+    assert sync_project.verify().code == 0
 
 
 @pytest.mark.slow
 def test_reset_mid_body_restarts_the_stream_and_installs_the_retry(
-    project: Project, app_b: Build, spy: StreamSpy
+    sync_project: Project, app_b: Build, spy: StreamSpy
 ) -> None:
-    project.lock(app_b)
-    project.serve(
+    sync_project.lock(app_b)
+    sync_project.serve(
         app_b,
         faults=[Reset(after=len(app_b.data) // 2)],
         always=[Throttle(chunk=65_536, delay=0.005)],
     )
-    with TreeWatcher(project.into / "app", [app_b]) as watcher:
-        result = project.run("-v", "sync", "--into", str(project.into), "--mirror", project.mirror)
+    with TreeWatcher(sync_project.into / "app", [app_b]) as watcher:
+        result = sync_project.run(
+            "-v", "sync", "--into", str(sync_project.into), "--mirror", sync_project.mirror
+        )
     assert result.code == 0, result.err
-    assert project.server.hits(app_b.path) == 2
+    assert sync_project.server.hits(app_b.path) == 2
     assert spy.restarts >= 1
     assert "download restarted; installing after it" in result.err
     assert watcher.problems == []
-    assert tree_of(project.into / "app") == app_b.tree()
-    assert installed_sha(project.into / "app") == app_b.sha256
-    assert project.archive(app_b).read_bytes() == app_b.data
-    assert project.partials() == []
-    assert project.leftovers() == []
-    assert project.verify().code == 0
+    assert tree_of(sync_project.into / "app") == app_b.tree()
+    assert installed_sha(sync_project.into / "app") == app_b.sha256
+    assert sync_project.archive(app_b).read_bytes() == app_b.data
+    assert sync_project.partials() == []
+    assert sync_project.leftovers() == []
+    assert sync_project.verify().code == 0
 
 
 def _flipped(data: bytes) -> bytes:
@@ -624,63 +632,65 @@ def _flipped(data: bytes) -> bytes:
     ],
 )
 def test_wrong_bytes_fail_with_the_hash_mismatch_and_leave_nothing(
-    project: Project, app_a: Build, corrupt: Callable[[bytes], bytes]
+    sync_project: Project, app_a: Build, corrupt: Callable[[bytes], bytes]
 ) -> None:
     wrong = corrupt(app_a.data)
     assert len(wrong) == len(app_a.data) and wrong != app_a.data
-    project.lock(app_a)
-    project.server.serve(app_a.path, app_a.data, always=[WrongBytes(wrong)])
-    result = project.sync()
+    sync_project.lock(app_a)
+    sync_project.server.serve(app_a.path, app_a.data, always=[WrongBytes(wrong)])
+    result = sync_project.sync()
     assert result.code == 1
     actual = hashlib.sha256(wrong).hexdigest()
-    served = project.server.url(app_a.path)
+    served = sync_project.server.url(app_a.path)
     assert (
         f"pylock: error: app: sha256 mismatch for {served} (rewritten from {app_a.url}): "
         f"expected {app_a.sha256}, got {actual}"
     ) in result.err
     assert "Traceback" not in result.err
-    assert not (project.into / "app").exists()
-    assert project.leftovers() == []
-    assert not (project.cache / "archives" / "sha256" / app_a.sha256).exists()
-    assert project.partials() == []
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.leftovers() == []
+    assert not (sync_project.cache / "archives" / "sha256" / app_a.sha256).exists()
+    assert sync_project.partials() == []
     # Not retried: a wrong hash is not a transient failure.
-    assert project.server.hits(app_a.path) == 1
+    assert sync_project.server.hits(app_a.path) == 1
 
 
-def test_wrong_size_is_refused_before_anything_is_written(project: Project, app_a: Build) -> None:
-    project.lock(app_a)
-    project.server.serve(app_a.path, app_a.data, always=[WrongBytes(app_a.data + b"x")])
-    result = project.sync()
+def test_wrong_size_is_refused_before_anything_is_written(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.server.serve(app_a.path, app_a.data, always=[WrongBytes(app_a.data + b"x")])
+    result = sync_project.sync()
     assert result.code == 1
-    assert f"size mismatch for {project.server.url(app_a.path)}" in result.err
+    assert f"size mismatch for {sync_project.server.url(app_a.path)}" in result.err
     assert f"expected {len(app_a.data)}, got {len(app_a.data) + 1}" in result.err
-    assert not (project.into / "app").exists()
-    assert project.partials() == []
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.partials() == []
 
 
 @pytest.mark.slow
 def test_one_bad_download_fails_the_sync_cleanly_while_another_streams(
-    project: Project, app_a: Build, tool: Build
+    sync_project: Project, app_a: Build, tool: Build
 ) -> None:
     # "app" sorts first and streams slowly; "tool" fails its hash at once, which cancels
     # app's download. The user must see tool's mismatch, not the cancellation.
-    project.lock(app_a, tool)
-    project.serve(app_a, always=[Throttle(chunk=16_384, delay=0.02)])
-    project.server.serve(tool.path, tool.data, always=[WrongBytes(noise(len(tool.data), "x"))])
-    result = project.sync()
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, always=[Throttle(chunk=16_384, delay=0.02)])
+    sync_project.server.serve(tool.path, tool.data, always=[WrongBytes(noise(len(tool.data), "x"))])
+    result = sync_project.sync()
     assert result.code == 1, result.err
     assert "Traceback" not in result.err
-    assert f"sha256 mismatch for {project.server.url(tool.path)}" in result.err
-    assert not (project.into / "tool").exists()
-    assert project.leftovers() == []
+    assert f"sha256 mismatch for {sync_project.server.url(tool.path)}" in result.err
+    assert not (sync_project.into / "tool").exists()
+    assert sync_project.leftovers() == []
     # app is either complete or not there at all.
-    if (project.into / "app").exists():
-        assert tree_of(project.into / "app") == app_a.tree()
-    assert project.partials() == []
+    if (sync_project.into / "app").exists():
+        assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.partials() == []
 
 
 def test_hostile_archive_with_the_locked_hash_is_refused_and_nothing_escapes(
-    project: Project, tmp_path: Path
+    sync_project: Project, tmp_path: Path
 ) -> None:
     entries = (
         exe("python/bin/python3.12", b"#!fake\n"),
@@ -691,72 +701,72 @@ def test_hostile_archive_with_the_locked_hash_is_refused_and_nothing_escapes(
     hostile = Build(
         name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
     )
-    project.lock(hostile)
-    project.serve(hostile)
+    sync_project.lock(hostile)
+    sync_project.serve(hostile)
     before = sorted(p.name for p in tmp_path.parent.iterdir())
-    result = project.sync()
+    result = sync_project.sync()
     assert result.code == 1
     assert "pylock: error:" in result.err
     assert "escaped.txt" in result.err
     assert "Traceback" not in result.err
-    assert not (project.into / "app").exists()
-    assert project.leftovers() == []
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.leftovers() == []
     assert not list(tmp_path.rglob("escaped.txt"))
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
     # The download itself was fine: it is cached, verified, for whoever wants to look.
-    assert project.archive(hostile).read_bytes() == data
+    assert sync_project.archive(hostile).read_bytes() == data
 
 
 @pytest.mark.slow
 def test_restart_whose_retry_fails_reports_the_download_error(
-    project: Project, app_b: Build
+    sync_project: Project, app_b: Build
 ) -> None:
-    project.lock(app_b)
-    project.serve(
+    sync_project.lock(app_b)
+    sync_project.serve(
         app_b,
         faults=[Reset(after=len(app_b.data) // 3), Status(404)],
         always=[Throttle(chunk=65_536, delay=0.005)],
     )
-    result = project.sync()
+    result = sync_project.sync()
     assert result.code == 1
-    served = project.server.url(app_b.path)
+    served = sync_project.server.url(app_b.path)
     assert f"pylock: error: app: HTTP 404 Not Found for {served}" in result.err
     assert "Traceback" not in result.err
-    assert project.server.hits(app_b.path) == 2
-    assert not (project.into / "app").exists()
-    assert project.leftovers() == []
-    assert project.partials() == []
+    assert sync_project.server.hits(app_b.path) == 2
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.leftovers() == []
+    assert sync_project.partials() == []
 
 
-def test_server_error_then_success_is_retried(project: Project, app_a: Build) -> None:
-    project.lock(app_a)
-    project.serve(app_a, faults=[Status(500)])
-    result = project.sync()
+def test_server_error_then_success_is_retried(sync_project: Project, app_a: Build) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, faults=[Status(500)])
+    result = sync_project.sync()
     assert result.code == 0, result.err
-    assert project.server.hits(app_a.path) == 2
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.verify().code == 0
+    assert sync_project.server.hits(app_a.path) == 2
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.verify().code == 0
 
 
-def test_not_found_is_a_clean_error_without_retries(project: Project, app_a: Build) -> None:
-    project.lock(app_a)  # and the mirror does not have it
-    result = project.sync()
+def test_not_found_is_a_clean_error_without_retries(sync_project: Project, app_a: Build) -> None:
+    sync_project.lock(app_a)  # and the mirror does not have it
+    result = sync_project.sync()
     assert result.code == 1
-    served = project.server.url(app_a.path)
+    served = sync_project.server.url(app_a.path)
     assert f"pylock: error: app: HTTP 404 Not Found for {served}" in result.err
     assert app_a.url in result.err
     assert "pylock: hint: check that the mirror holds this file" in result.err
     assert "Traceback" not in result.err
-    assert project.server.hits(app_a.path) == 1
-    assert not (project.into / "app").exists()
-    assert project.partials() == []
+    assert sync_project.server.hits(app_a.path) == 1
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.partials() == []
 
 
 # -- the cache -----------------------------------------------------------------------------
 
 
-def _corrupt_cached(project: Project, build: Build) -> None:
-    cached = project.archive(build)
+def _corrupt_cached(sync_project: Project, build: Build) -> None:
+    cached = sync_project.archive(build)
     data = bytearray(cached.read_bytes())
     for i in range(len(data) // 2, len(data) // 2 + 8):
         data[i] ^= 0x55
@@ -765,59 +775,59 @@ def _corrupt_cached(project: Project, build: Build) -> None:
 
 
 def test_corrupt_cached_archive_is_evicted_and_downloaded_again(
-    project: Project, app_a: Build
+    sync_project: Project, app_a: Build
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    assert project.sync().code == 0
-    shutil.rmtree(project.into)
-    _corrupt_cached(project, app_a)
-    result = project.sync()
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    shutil.rmtree(sync_project.into)
+    _corrupt_cached(sync_project, app_a)
+    result = sync_project.sync()
     assert result.code == 0, result.err
     assert f"cached archive {app_a.filename} is corrupt; evicted it and downloading it again" in (
         result.err
     )
-    assert project.server.hits(app_a.path) == 2
-    assert project.archive(app_a).read_bytes() == app_a.data
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.verify().code == 0
-    assert project.leftovers() == []
+    assert sync_project.server.hits(app_a.path) == 2
+    assert sync_project.archive(app_a).read_bytes() == app_a.data
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.verify().code == 0
+    assert sync_project.leftovers() == []
 
 
 def test_corrupt_cached_archive_offline_is_a_clean_error_and_keeps_the_old_tree(
-    project: Project, app_a: Build
+    sync_project: Project, app_a: Build
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    assert project.sync().code == 0
-    _corrupt_cached(project, app_a)
-    result = project.sync("--reinstall", "--offline")
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    _corrupt_cached(sync_project, app_a)
+    result = sync_project.sync("--reinstall", "--offline")
     assert result.code == 1
     assert f"cached archive {app_a.filename} is corrupt; evicted it" in result.err
     assert "pylock: error: app: sha256 mismatch for" in result.err
     assert f"expected {app_a.sha256}" in result.err
     assert "Traceback" not in result.err
-    assert not project.archive(app_a).exists()
+    assert not sync_project.archive(app_a).exists()
     # The installed tree was never touched.
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert project.verify().code == 0
-    assert project.leftovers() == []
-    assert project.server.hits(app_a.path) == 1
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert sync_project.verify().code == 0
+    assert sync_project.leftovers() == []
+    assert sync_project.server.hits(app_a.path) == 1
 
 
 def test_offline_cold_cache_names_the_archive_url_and_cache_path(
-    project: Project, app_a: Build
+    sync_project: Project, app_a: Build
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    result = project.sync("--offline")
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    result = sync_project.sync("--offline")
     assert result.code == 1
     assert app_a.filename in result.err
     assert app_a.url in result.err
-    assert str(project.archive(app_a)) in result.err
+    assert str(sync_project.archive(app_a)) in result.err
     assert "pylock: hint: run `pylock fetch` with network access first" in result.err
-    assert project.server.log == []
-    assert not (project.into / "app").exists()
+    assert sync_project.server.log == []
+    assert not (sync_project.into / "app").exists()
 
 
 # -- upgrades ------------------------------------------------------------------------------
@@ -825,33 +835,33 @@ def test_offline_cold_cache_names_the_archive_url_and_cache_path(
 
 @pytest.mark.slow
 def test_upgrade_replaces_the_tree_atomically(
-    project: Project, app_a: Build, app_b: Build, spy: StreamSpy
+    sync_project: Project, app_a: Build, app_b: Build, spy: StreamSpy
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    assert project.sync().code == 0
-    project.lock(app_b)
-    project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.01)])
-    with TreeWatcher(project.into / "app", [app_a, app_b]) as watcher:
-        result = project.sync()
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    sync_project.lock(app_b)
+    sync_project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.01)])
+    with TreeWatcher(sync_project.into / "app", [app_a, app_b]) as watcher:
+        result = sync_project.sync()
     assert result.code == 0, result.err
     assert f"installed app: {app_b.label}" in result.err
     assert watcher.problems == []
     assert watcher.seen == {app_a.sha256, app_b.sha256}, "the watcher saw only one tree"
     assert spy.bytes == len(app_a.data) + len(app_b.data)
-    assert tree_of(project.into / "app") == app_b.tree()
-    assert project.leftovers() == []
-    listing = project.run("list", "--into", str(project.into))
+    assert tree_of(sync_project.into / "app") == app_b.tree()
+    assert sync_project.leftovers() == []
+    listing = sync_project.run("list", "--into", str(sync_project.into))
     assert listing.code == 0
     line = next(line for line in listing.out.splitlines() if line.startswith("app"))
     assert "installed" in line and "out of date" not in line
-    assert project.verify().code == 0
+    assert sync_project.verify().code == 0
     # And back again, from the cache this time (the non-streamed install).
-    project.lock(app_a)
-    with TreeWatcher(project.into / "app", [app_a, app_b]) as watcher:
-        assert project.sync().code == 0
+    sync_project.lock(app_a)
+    with TreeWatcher(sync_project.into / "app", [app_a, app_b]) as watcher:
+        assert sync_project.sync().code == 0
     assert watcher.problems == []
-    assert tree_of(project.into / "app") == app_a.tree()
+    assert tree_of(sync_project.into / "app") == app_a.tree()
 
 
 # -- subprocesses: killed, concurrent, the fast path ----------------------------------------
@@ -869,18 +879,18 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> 
         time.sleep(0.002)
 
 
-def _part_started(project: Project) -> Callable[[], bool]:
+def _part_started(sync_project: Project) -> Callable[[], bool]:
     def check() -> bool:
-        return any(p.stat().st_size > 0 for p in project.partials() if p.exists())
+        return any(p.stat().st_size > 0 for p in sync_project.partials() if p.exists())
 
     return check
 
 
-def _extraction_started(project: Project, name: str) -> Callable[[], bool]:
+def _extraction_started(sync_project: Project, name: str) -> Callable[[], bool]:
     def check() -> bool:
         return any(
             p.is_file()
-            for tmp in project.into.glob(f".pylock-tmp-{name}-*")
+            for tmp in sync_project.into.glob(f".pylock-tmp-{name}-*")
             for p in tmp.rglob("*")
         )
 
@@ -893,64 +903,68 @@ def _extraction_started(project: Project, name: str) -> Callable[[], bool]:
     [("download", False), ("extraction", False), ("extraction", True)],
 )
 def test_kill_mid_sync_leaves_nothing_half_installed(
-    project: Project, app_a: Build, app_b: Build, moment: str, upgrade: bool
+    sync_project: Project, app_a: Build, app_b: Build, moment: str, upgrade: bool
 ) -> None:
     if upgrade:
-        project.lock(app_a)
-        project.serve(app_a)
-        assert project.sync().code == 0
-    project.lock(app_b)
+        sync_project.lock(app_a)
+        sync_project.serve(app_a)
+        assert sync_project.sync().code == 0
+    sync_project.lock(app_b)
     # A body that takes ~3 s: the kill comes long before its end.
-    project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.02)])
-    process = project.popen(project.sync_command())
+    sync_project.serve(app_b, always=[Throttle(chunk=16_384, delay=0.02)])
+    process = sync_project.popen(sync_project.sync_command())
     try:
         _wait_for(
-            _part_started(project) if moment == "download" else _extraction_started(project, "app"),
+            _part_started(sync_project)
+            if moment == "download"
+            else _extraction_started(sync_project, "app"),
             process,
         )
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.communicate(timeout=PATIENCE)
     assert process.returncode == -signal.SIGKILL
-    assert not project.archive(app_b).exists()
+    assert not sync_project.archive(app_b).exists()
     if upgrade:
-        assert tree_of(project.into / "app") == app_a.tree()
-        assert installed_sha(project.into / "app") == app_a.sha256
-        assert project.verify().code == 0
+        assert tree_of(sync_project.into / "app") == app_a.tree()
+        assert installed_sha(sync_project.into / "app") == app_a.sha256
+        assert sync_project.verify().code == 0
     else:
-        assert not (project.into / "app").exists()
+        assert not (sync_project.into / "app").exists()
     # A rerun cleans up after the killed one and completes.
-    project.serve(app_b)
-    result = project.sync()
+    sync_project.serve(app_b)
+    result = sync_project.sync()
     assert result.code == 0, result.err
-    assert tree_of(project.into / "app") == app_b.tree()
-    assert project.leftovers() == []
-    assert project.partials() == []
-    assert project.verify().code == 0
+    assert tree_of(sync_project.into / "app") == app_b.tree()
+    assert sync_project.leftovers() == []
+    assert sync_project.partials() == []
+    assert sync_project.verify().code == 0
 
 
 @pytest.mark.slow
-def test_concurrent_syncs_share_one_download(project: Project, app_a: Build, tool: Build) -> None:
-    project.lock(app_a, tool)
+def test_concurrent_syncs_share_one_download(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    sync_project.lock(app_a, tool)
     # About a second per download, so that both processes want the same archives at once.
-    project.serve(app_a, tool, always=[Throttle(chunk=16_384, delay=0.04)])
-    with TreeWatcher(project.into / "app", [app_a]) as watcher:
-        first = project.popen(project.sync_command())
-        second = project.popen(project.sync_command())
-        _wait_for(_part_started(project), first)
+    sync_project.serve(app_a, tool, always=[Throttle(chunk=16_384, delay=0.04)])
+    with TreeWatcher(sync_project.into / "app", [app_a]) as watcher:
+        first = sync_project.popen(sync_project.sync_command())
+        second = sync_project.popen(sync_project.sync_command())
+        _wait_for(_part_started(sync_project), first)
         assert first.poll() is None and second.poll() is None
         results = [p.communicate(timeout=PATIENCE) for p in (first, second)]
     assert watcher.problems == []
     for process, (_, err) in zip((first, second), results, strict=True):
         assert process.returncode == 0, err
         assert "Traceback" not in err
-    assert project.server.hits(app_a.path) == 1
-    assert project.server.hits(tool.path) == 1
-    assert tree_of(project.into / "app") == app_a.tree()
-    assert tree_of(project.into / "tool") == tool.tree()
-    assert project.leftovers() == []
-    assert project.partials() == []
-    assert project.verify().code == 0
+    assert sync_project.server.hits(app_a.path) == 1
+    assert sync_project.server.hits(tool.path) == 1
+    assert tree_of(sync_project.into / "app") == app_a.tree()
+    assert tree_of(sync_project.into / "tool") == tool.tree()
+    assert sync_project.leftovers() == []
+    assert sync_project.partials() == []
+    assert sync_project.verify().code == 0
 
 
 HEAVY = ("aiohttp", "zstandard", "cattrs", "attrs", "attr", "packaging")
@@ -967,14 +981,14 @@ def _imported(stderr: str) -> set[str]:
 
 @pytest.mark.slow
 def test_noop_fast_path_imports_nothing_heavy_and_falls_through_on_change(
-    project: Project, app_a: Build, app_b: Build, tool: Build
+    sync_project: Project, app_a: Build, app_b: Build, tool: Build
 ) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool, app_b)
-    assert project.sync().code == 0
-    timed = [sys.executable, "-X", "importtime", *project.sync_command()[1:]]
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool, app_b)
+    assert sync_project.sync().code == 0
+    timed = [sys.executable, "-X", "importtime", *sync_project.sync_command()[1:]]
 
-    fast = project.check(timed)
+    fast = sync_project.check(timed)
     assert fast.code == 0, fast.err
     assert "2 interpreters up to date in pythons\n" in fast.err  # relative to the cwd
     modules = _imported(fast.err)
@@ -983,44 +997,47 @@ def test_noop_fast_path_imports_nothing_heavy_and_falls_through_on_change(
     assert {m for m in modules if m.split(".")[0] in HEAVY} == set()
 
     # An edited lock (here only a comment) is not provably the same: the full sync runs.
-    lock = project.root / "pythons.lock"
+    lock = sync_project.root / "pythons.lock"
     lock.write_text(lock.read_text() + "# edited\n")
-    full = project.check(timed)
+    full = sync_project.check(timed)
     assert full.code == 0, full.err
     assert "pylock.cli" in _imported(full.err)
     assert "2 interpreters up to date" in full.err
     # ... and records the new state, so the next run is fast again.
-    again = project.check(timed)
+    again = sync_project.check(timed)
     assert "pylock.cli" not in _imported(again.err)
 
     # A deleted install: the full sync reinstalls it, from the cache.
-    shutil.rmtree(project.into / "tool")
-    result = project.check(project.sync_command("--offline"))
+    shutil.rmtree(sync_project.into / "tool")
+    result = sync_project.check(sync_project.sync_command("--offline"))
     assert result.code == 0, result.err
     assert f"installed tool: {tool.label}" in result.err
-    assert tree_of(project.into / "tool") == tool.tree()
+    assert tree_of(sync_project.into / "tool") == tool.tree()
 
     # A new build in the lock: downloaded and installed.
-    project.lock(app_b, tool)
-    result = project.check(project.sync_command())
+    sync_project.lock(app_b, tool)
+    result = sync_project.check(sync_project.sync_command())
     assert result.code == 0, result.err
     assert f"installed app: {app_b.label}" in result.err
-    assert tree_of(project.into / "app") == app_b.tree()
-    assert project.check(project.command("verify", "--into", str(project.into))).code == 0
+    assert tree_of(sync_project.into / "app") == app_b.tree()
+    assert (
+        sync_project.check(sync_project.command("verify", "--into", str(sync_project.into))).code
+        == 0
+    )
 
 
 def test_fast_path_notices_a_pruneable_interpreter(
-    project: Project, app_a: Build, tool: Build
+    sync_project: Project, app_a: Build, tool: Build
 ) -> None:
-    project.lock(app_a, tool)
-    project.serve(app_a, tool)
-    assert project.sync().code == 0
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync().code == 0
     # After a --no-prune sync the state matches the lock, but an installed interpreter
     # the lock no longer lists is waiting to be pruned: the fast path must not say
     # "up to date".
-    project.lock(app_a)
-    assert project.sync("--no-prune").code == 0
-    result = project.check(project.sync_command())
+    sync_project.lock(app_a)
+    assert sync_project.sync("--no-prune").code == 0
+    result = sync_project.check(sync_project.sync_command())
     assert result.code == 0, result.err
     assert "removed tool" in result.err
-    assert not (project.into / "tool").exists()
+    assert not (sync_project.into / "tool").exists()
