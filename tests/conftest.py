@@ -268,7 +268,8 @@ def real_archive() -> RealArchive:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project folder, ``tmp_path/project``, made the working directory: messages
-    name files relative to it. Files whose tests need a richer project define their own.
+    name files relative to it. Tests that need a richer project use a fixture of their
+    module under another name (e.g. ``sync_project``): no module redefines this one.
     """
     root = tmp_path / "project"
     root.mkdir()
