@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -409,6 +410,43 @@ def test_bearer_flow_anonymous_pull_and_authenticated_push(
     assert asked and all("Authorization" not in r.headers for r in asked)
     for token in token_server.issued:
         assert token not in err
+
+
+def test_a_sync_asks_for_one_token_per_scope_not_one_per_archive(
+    token_registry: RealRegistry,
+    token_server: TokenServer,
+    registry_pki: TestPki,
+    origin: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    _clean_environment: Path,
+) -> None:
+    # Each archive downloads on a thread (and event loop) of its own; their registry
+    # clients share the credentials and the tokens of the run.
+    three = Project(tmp_path / "p", origin, ("a", "b", "c"))
+    repo = repository()
+    reference = token_registry.oci(repo)
+
+    def scopes_asked(since: int) -> list[str]:
+        return sorted(
+            unquote(request.query).rpartition("scope=")[2]
+            for request in token_server.requests[since:]
+        )
+
+    docker_login(_clean_environment, token_registry.host)
+    before = len(token_server.requests)
+    code, _, err = three.sync(capsys, "--remote-cache", reference, "--push", **tls(registry_pki))
+    assert code == 0, err
+    assert "3 pushed" in err
+    scope = f"repository:{repo}"
+    assert scopes_asked(before) == [f"{scope}:pull", f"{scope}:pull,push"]
+    # A fresh builder, anonymous: three pulls, one token.
+    (_clean_environment / ".docker" / "config.json").unlink()
+    before = len(token_server.requests)
+    code, _, err = three.sync(capsys, "--remote-cache", reference, **tls(registry_pki))
+    assert code == 0, err
+    assert "3 from the remote cache, 0 downloaded" in err
+    assert scopes_asked(before) == [f"{scope}:pull"]
 
 
 def test_blob_redirect_to_a_second_host_never_carries_authorization(

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -226,6 +227,48 @@ def _check_sha256(sha256: str) -> None:
 # -- the remote cache tier's shared state ------------------------------------------------------
 
 
+class SharedAuth:
+    """What the clients of one remote cache share across threads and event loops.
+
+    A sync runs one client per download thread. Shared, the credentials are looked up once
+    (a docker credential helper is a process to run), and a token is asked for once per
+    scope, not once per archive: the first client to meet a challenge answers it while the
+    others wait, then use its answer.
+    """
+
+    def __init__(self) -> None:
+        #: ``Authorization`` values by scope (space-joined); ``""`` is basic auth.
+        self.authorizations: dict[str, str] = {}
+        self._lookup = threading.Lock()
+        self._answer = threading.Lock()
+        self._credentials: Credentials | None = None
+        self._looked_up = False
+
+    def credentials(self, lookup: Callable[[], Credentials | None]) -> Credentials | None:
+        """The credentials, from ``lookup`` the first time only."""
+        with self._lookup:
+            if not self._looked_up:
+                self._credentials = lookup()
+                self._looked_up = True
+            return self._credentials
+
+    @asynccontextmanager
+    async def answering(self) -> AsyncIterator[None]:
+        """Hold the right to answer a challenge (one client at a time, in any thread).
+
+        Polled rather than blocking, so that a waiting event loop stays responsive to
+        cancellation (Ctrl-C stops the downloads).
+        """
+        import asyncio
+
+        while not self._answer.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+        try:
+            yield
+        finally:
+            self._answer.release()
+
+
 class RemoteCache:
     """``--remote-cache`` with ``--push`` and ``--no-origin``, and what one run learnt of it.
 
@@ -243,14 +286,13 @@ class RemoteCache:
         push: bool = False,
         no_origin: bool = False,
     ) -> None:
-        import threading
-
         self.ref = ref
         self.settings = settings
         self.home = home
         self.push = push
         self.no_origin = no_origin
         self.lock = threading.Lock()
+        self._auth = SharedAuth()
         self._warned = False
         #: Pulls (or pushes) stopped after a failure that would only repeat.
         self.pull_broken = False
@@ -290,8 +332,11 @@ class RemoteCache:
         )
 
     def client(self) -> RegistryClient:
-        """A client for the current event loop (close it: use it as a context manager)."""
-        return RegistryClient(self.ref, settings=self.settings, home=self.home)
+        """A client for the current event loop (close it: use it as a context manager).
+
+        The clients of one remote cache share their credentials and tokens.
+        """
+        return RegistryClient(self.ref, settings=self.settings, home=self.home, shared=self._auth)
 
     def failed(
         self,
@@ -367,7 +412,8 @@ class RegistryClient(SessionOwner):
     """One registry repository, over one aiohttp session. Use it as an async context manager.
 
     ``settings`` and ``home`` say where credentials and CA certificates come from;
-    ``credentials`` overrides the docker config lookup.
+    ``credentials`` overrides the docker config lookup. Clients given one ``shared``
+    look the credentials up once and share their tokens.
     """
 
     def __init__(
@@ -381,20 +427,21 @@ class RegistryClient(SessionOwner):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         debug: Debug | None = None,
+        shared: SharedAuth | None = None,
     ) -> None:
         self.ref = ref
         self._settings = settings
         self._debug: Debug = debug if debug is not None else _ignore
+        self._shared = shared if shared is not None else SharedAuth()
         if credentials is None and lookup_credentials:
-            credentials = find_credentials(
-                ref.host, settings=settings, home=home, debug=self._debug
+            credentials = self._shared.credentials(
+                lambda: find_credentials(ref.host, settings=settings, home=home, debug=self._debug)
             )
         self._credentials = credentials
         self._timeouts = (connect_timeout, read_timeout)
         self._session: aiohttp.ClientSession | None = None
         # ``Authorization`` values by scope; "" is basic auth (no scopes).
-        self._authorizations: dict[str, str] = {}
-        self._basic = False
+        self._authorizations = self._shared.authorizations
         #: Token requests made, by scope (tests count them; callers may report them).
         self.token_requests: dict[str, int] = {}
 
@@ -634,9 +681,7 @@ class RegistryClient(SessionOwner):
             request_headers = dict(headers or {})
             same_origin = _origin(target) == _origin(self.ref.base)
             if same_origin:
-                authorization = self._authorizations.get(key) or (
-                    self._authorizations.get("") if self._basic else None
-                )
+                authorization = self._authorization(key)
                 if authorization:
                     request_headers["Authorization"] = authorization
             data: Any = body
@@ -672,7 +717,10 @@ class RegistryClient(SessionOwner):
                     challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
                     await _drain(response)
                     answered = True
-                    await self._answer(challenge, scopes, operation)
+                    async with self._shared.answering():
+                        # Another client may have answered while this one waited.
+                        if self._authorization(key) == request_headers.get("Authorization"):
+                            await self._answer(challenge, scopes, operation)
                     continue
                 if follow and response.status in (301, 302, 303, 307, 308):
                     redirects += 1
@@ -717,6 +765,10 @@ class RegistryClient(SessionOwner):
         self._check_url(target, operation)
         return target
 
+    def _authorization(self, key: str) -> str | None:
+        """The ``Authorization`` value for the scopes ``key``: a token, else basic auth."""
+        return self._authorizations.get(key) or self._authorizations.get("")
+
     async def _answer(self, challenge: Challenge | None, scopes: list[str], operation: str) -> None:
         """Get the authorization a ``401`` challenge asks for, for ``scopes``."""
         if challenge is None:
@@ -732,7 +784,6 @@ class RegistryClient(SessionOwner):
                     hint=_LOGIN_HINT,
                 )
             self._authorizations[""] = self._credentials.basic()
-            self._basic = True
             return
         if challenge.scheme != "bearer" or not challenge.params.get("realm"):
             raise self._error(
