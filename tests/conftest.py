@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pylock.sync.cache import Cache
+from pylock.versions import ArchiveFormat
 from tests.httpserver import HttpServer
 from tests.pki import https_server
 from tests.registry import (
@@ -29,6 +30,7 @@ from tests.registry import (
     TokenServer,
     registry_binary,
 )
+from tests.syncproject import TAG_A, TAG_B, Build, Project, make_build
 from tests.upstream_server import UpstreamServer
 
 if TYPE_CHECKING:
@@ -291,3 +293,29 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
     """The download look-alike over HTTPS, and the file of the private CA that signed it."""
     with https_server(tmp_path / "certs") as pair:
         yield pair
+
+
+# -- sync: a project synced in-process from the loopback server (tests/syncproject.py) ----
+
+
+@pytest.fixture
+def sync_project(tmp_path: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]) -> Project:
+    """A project in ``tmp_path`` whose archives ``server`` serves."""
+    return Project(tmp_path, server, capsys)
+
+
+@pytest.fixture(scope="module")
+def app_a() -> Build:
+    return make_build("app", TAG_A)
+
+
+@pytest.fixture(scope="module")
+def app_b() -> Build:
+    # Larger than extraction's 1 MiB write batches, so its first files reach the disk
+    # while the rest is still downloading.
+    return make_build("app", TAG_B, minor="3.13", fmt=ArchiveFormat.TAR_ZST, big=2_500_000)
+
+
+@pytest.fixture(scope="module")
+def tool() -> Build:
+    return make_build("tool", TAG_A, minor="3.11", fmt=ArchiveFormat.TAR_BZ2, big=50_000)

@@ -29,10 +29,8 @@ from pylock.progress import NullReporter
 from pylock.sync.archives import Wanted, ensure_archives, ensure_each
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer, Throttle
+from tests.syncproject import Build, Project
 from tests.test_fetch import fast, payload, want
-from tests.test_sync import Build, Project
-from tests.test_sync import app_b as app_b  # the fixture
-from tests.test_sync import project as project  # the fixture
 
 HOLDER = r"""
 import sys, time
@@ -252,28 +250,28 @@ def test_a_feed_reports_when_its_download_starts_or_ends(tmp_path: Path) -> None
 
 
 def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
-    project: Project, app_b: Build
+    sync_project: Project, app_b: Build
 ) -> None:
     import signal
 
     if os.name != "posix":
         pytest.skip("SIGINT to a child process is POSIX")
-    project.lock(app_b)
+    sync_project.lock(app_b)
     # About 60 s at this rate: only an interrupt ends it early.
-    project.serve(app_b, always=[Throttle(8_000, 0.2)])
+    sync_project.serve(app_b, always=[Throttle(8_000, 0.2)])
     # Python leaves SIGINT alone when it starts with it ignored, as a background job (and
     # so some CI runners) would hand it down: install the handler a terminal user has.
-    argv = project.sync_command()
+    argv = sync_project.sync_command()
     wrapper = (
         "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
     )
-    proc = project.popen([argv[0], "-c", wrapper, *argv[3:]])
+    proc = sync_project.popen([argv[0], "-c", wrapper, *argv[3:]])
     try:
         deadline = time.monotonic() + 30
-        while not project.partials() and time.monotonic() < deadline:
+        while not sync_project.partials() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert project.partials(), "the download never started"
+        assert sync_project.partials(), "the download never started"
         time.sleep(0.3)
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -286,6 +284,6 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     assert proc.returncode == 130, err
     assert "pylock: interrupted" in err
     assert "Traceback" not in err
-    assert project.partials() == []
-    assert project.leftovers() == []
-    assert not project.archive(app_b).exists()
+    assert sync_project.partials() == []
+    assert sync_project.leftovers() == []
+    assert not sync_project.archive(app_b).exists()

@@ -45,7 +45,7 @@ from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem
 from tests.httpserver import HttpServer, Redirect, Status
 from tests.loopback import SocketServer
-from tests.test_sync import Build, Project, make_build
+from tests.syncproject import Build, Project, make_build
 
 SECRET = "s3cr3tVALUE"
 CAP = 1 << 20  # PYLOCK_MAX_DOWNLOAD_SIZE in these tests: 1 MiB

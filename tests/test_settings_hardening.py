@@ -20,8 +20,7 @@ from pylock.sync.cache import Cache
 from pylock.sync.execute import SyncRequest, run_sync
 from pylock.sync.plan import install_status, locate
 from tests.projects import imported_after
-from tests.test_sync import Build, Project, make_build
-from tests.test_sync import project as project  # the fixture
+from tests.syncproject import Build, Project, make_build
 
 PACKAGE = Path(pylock.__file__).parent
 #: The modules allowed to look at the process environment.
@@ -200,65 +199,65 @@ def test_windows_host_reads_the_architecture_through_settings(
 
 
 def test_fast_path_returns_its_line_and_prints_nothing(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    sync_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     build = make_build("app", "20250101")
-    project.lock(build)
-    project.serve(build)
-    assert project.sync().code == 0
-    argv = ["--project", str(project.root), "sync", "--into", str(project.into)]
+    sync_project.lock(build)
+    sync_project.serve(build)
+    assert sync_project.sync().code == 0
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
     settings = Settings.from_environ({})
     capsys.readouterr()
     line = try_noop_sync(argv, settings)
-    assert line == f"1 interpreter up to date in {project.into}"
+    assert line == f"1 interpreter up to date in {sync_project.into}"
     assert try_noop_sync([*argv, "-q"], settings) == ""
     assert capsys.readouterr() == ("", "")
     # PYLOCK_BIN_DIR needs the full sync (links are checked there).
     assert try_noop_sync(argv, Settings.from_environ({"PYLOCK_BIN_DIR": "/b"})) is None
     # PYLOCK_INSTALL_DIR comes from the settings too.
-    moved = Settings.from_environ({"PYLOCK_INSTALL_DIR": str(project.into)})
-    assert try_noop_sync(["--project", str(project.root), "sync"], moved) == line
+    moved = Settings.from_environ({"PYLOCK_INSTALL_DIR": str(sync_project.into)})
+    assert try_noop_sync(["--project", str(sync_project.root), "sync"], moved) == line
 
 
-def test_console_script_prints_the_fast_path_line(project: Project) -> None:
+def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None:
     build = make_build("app", "20250101")
-    project.lock(build)
-    project.serve(build)
-    assert project.sync().code == 0
-    done = project.check(project.sync_command())
+    sync_project.lock(build)
+    sync_project.serve(build)
+    assert sync_project.sync().code == 0
+    done = sync_project.check(sync_project.sync_command())
     assert done.code == 0
     assert done.err == "1 interpreter up to date in pythons\n"
-    quiet = project.check(project.sync_command("-q"))
+    quiet = sync_project.check(sync_project.sync_command("-q"))
     assert quiet.code == 0 and quiet.err == ""
 
 
 # -- sync/, status and lookup, without the CLI ----------------------------------------------
 
 
-def _request(project: Project, **changes: object) -> SyncRequest:
+def _request(sync_project: Project, **changes: object) -> SyncRequest:
     from pylock.lockfile import loads
 
     values: dict[str, object] = {
-        "lock": loads((project.root / "pythons.lock").read_text(encoding="utf-8")),
-        "lock_path": project.root / "pythons.lock",
-        "config_path": project.root / "pythons.toml",
-        "dest_root": project.into,
+        "lock": loads((sync_project.root / "pythons.lock").read_text(encoding="utf-8")),
+        "lock_path": sync_project.root / "pythons.lock",
+        "config_path": sync_project.root / "pythons.toml",
+        "dest_root": sync_project.into,
         "platform": host(),
     }
     values.update(changes)
     return SyncRequest(**values)  # type: ignore[arg-type]
 
 
-def test_run_sync_is_the_whole_use_case(project: Project) -> None:
+def test_run_sync_is_the_whole_use_case(sync_project: Project) -> None:
     from pylock.fastpath import STATE_FILE
     from pylock.progress import NullReporter
     from pylock.urls import UrlRewrites
 
     build = make_build("app", "20250101")
-    project.lock(build)
-    project.serve(build)
-    cache = Cache(project.cache)
-    options = FetchOptions(rewrites=UrlRewrites.from_sources(None, (), project.mirror, None))
+    sync_project.lock(build)
+    sync_project.serve(build)
+    cache = Cache(sync_project.cache)
+    options = FetchOptions(rewrites=UrlRewrites.from_sources(None, (), sync_project.mirror, None))
     calls: list[str] = []
 
     def get_cache() -> Cache:
@@ -269,77 +268,87 @@ def test_run_sync_is_the_whole_use_case(project: Project) -> None:
         calls.append("options")
         return options
 
-    bin_dir = project.root / "bin"
+    bin_dir = sync_project.root / "bin"
     first = run_sync(
-        _request(project, bin_dir=bin_dir),
+        _request(sync_project, bin_dir=bin_dir),
         cache=get_cache,
         options=get_options,
         reporter=NullReporter(),
     )
     assert not first.noop and first.result.installed == ("app",) and first.current == ("app",)
-    assert (project.into / STATE_FILE).is_file()
+    assert (sync_project.into / STATE_FILE).is_file()
     assert sorted(calls) == ["cache", "options"]
     assert any(p.name.startswith("python") for p in bin_dir.iterdir())
 
     calls.clear()
     second = run_sync(
-        _request(project), cache=get_cache, options=get_options, reporter=NullReporter()
+        _request(sync_project), cache=get_cache, options=get_options, reporter=NullReporter()
     )
     assert second.noop and second.current == ("app",)
     assert calls == []  # a no-op never opens the cache or checks download settings
 
     # A partial sync leaves no fast-path state: the next whole sync must re-check.
-    (project.into / STATE_FILE).unlink()
+    (sync_project.into / STATE_FILE).unlink()
     partial = run_sync(
-        _request(project, only=("app",), remember=False),
+        _request(sync_project, only=("app",), remember=False),
         cache=get_cache,
         options=get_options,
         reporter=NullReporter(),
     )
-    assert partial.noop and not (project.into / STATE_FILE).exists()
+    assert partial.noop and not (sync_project.into / STATE_FILE).exists()
 
 
-def test_status_and_locate(project: Project) -> None:
+def test_status_and_locate(sync_project: Project) -> None:
     from pylock.lockfile import loads
 
     old, new = make_build("app", "20250101"), make_build("app", "20250202")
-    project.lock(old)
-    project.serve(old, new)
-    assert project.sync().code == 0
-    lock_path = project.root / "pythons.lock"
+    sync_project.lock(old)
+    sync_project.serve(old, new)
+    assert sync_project.sync().code == 0
+    lock_path = sync_project.root / "pythons.lock"
     platform = host()
 
     lock = loads(lock_path.read_text(encoding="utf-8"))
-    [row] = install_status(lock, project.into, platform, lambda a: True)
-    assert (row.status, row.cached, row.path) == ("installed", True, project.into / "app")
-    found = locate("app", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform)
+    [row] = install_status(lock, sync_project.into, platform, lambda a: True)
+    assert (row.status, row.cached, row.path) == ("installed", True, sync_project.into / "app")
+    found = locate(
+        "app", lock=lock, lock_path=lock_path, dest_root=sync_project.into, platform=platform
+    )
     assert found.executable.exists() and not found.out_of_date
     # Without a lock, the install record says what is there.
-    bare = locate("app", lock=None, lock_path=lock_path, dest_root=project.into, platform=platform)
+    bare = locate(
+        "app", lock=None, lock_path=lock_path, dest_root=sync_project.into, platform=platform
+    )
     assert bare.executable == found.executable
 
-    project.lock(new)
+    sync_project.lock(new)
     lock = loads(lock_path.read_text(encoding="utf-8"))
-    [row] = install_status(lock, project.into, platform, lambda a: False)
+    [row] = install_status(lock, sync_project.into, platform, lambda a: False)
     assert row.status.startswith("out of date") and not row.cached
     assert locate(
-        "app", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform
+        "app", lock=lock, lock_path=lock_path, dest_root=sync_project.into, platform=platform
     ).out_of_date
     with pytest.raises(UsageError, match="no interpreter named 'nope'"):
-        locate("nope", lock=lock, lock_path=lock_path, dest_root=project.into, platform=platform)
+        locate(
+            "nope", lock=lock, lock_path=lock_path, dest_root=sync_project.into, platform=platform
+        )
     with pytest.raises(PylockError, match="no lock file at"):
-        locate("nope", lock=None, lock_path=lock_path, dest_root=project.into, platform=platform)
+        locate(
+            "nope", lock=None, lock_path=lock_path, dest_root=sync_project.into, platform=platform
+        )
     with pytest.raises(PylockError, match="not installed"):
-        locate("app", lock=lock, lock_path=lock_path, dest_root=project.root, platform=platform)
+        locate(
+            "app", lock=lock, lock_path=lock_path, dest_root=sync_project.root, platform=platform
+        )
 
 
-def test_which_and_run_agree_through_the_cli(project: Project) -> None:
+def test_which_and_run_agree_through_the_cli(sync_project: Project) -> None:
     build: Build = make_build("app", "20250101")
-    project.lock(build)
-    project.serve(build)
-    assert project.sync().code == 0
-    which = project.run("which", "--into", str(project.into), "nope")
-    run = project.run("run", "--into", str(project.into), "nope")
+    sync_project.lock(build)
+    sync_project.serve(build)
+    assert sync_project.sync().code == 0
+    which = sync_project.run("which", "--into", str(sync_project.into), "nope")
+    run = sync_project.run("run", "--into", str(sync_project.into), "nope")
     assert which.code == run.code == 2
     assert which.err == run.err
     assert which.err.startswith("pylock: error: no interpreter named 'nope' in pythons.lock")

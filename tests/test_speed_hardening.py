@@ -20,10 +20,8 @@ from pylock.settings import Settings
 from pylock.sync.archives import ensure_archives
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer, Throttle
+from tests.syncproject import Build, Project
 from tests.test_fetch import fast, payload, want
-from tests.test_sync import Build, Project
-from tests.test_sync import app_a as app_a  # the fixture
-from tests.test_sync import project as project  # the fixture
 
 
 def imported_modules(importtime_log: str) -> set[str]:
@@ -50,22 +48,22 @@ def test_importtime_parser_sees_aiohttp_when_it_is_imported() -> None:
 
 
 def test_cold_sync_from_a_loopback_mirror_imports_no_event_loop_and_no_aiohttp(
-    project: Project, app_a: Build
+    sync_project: Project, app_a: Build
 ) -> None:
-    project.lock(app_a)
-    project.serve(app_a)
-    argv = project.sync_command()
-    result = project.check([argv[0], "-X", "importtime", *argv[1:]])
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    argv = sync_project.sync_command()
+    result = sync_project.check([argv[0], "-X", "importtime", *argv[1:]])
     assert result.code == 0, result.err
-    assert project.archive(app_a).read_bytes() == app_a.data
-    assert project.server.hits(app_a.path) == 1
+    assert sync_project.archive(app_a).read_bytes() == app_a.data
+    assert sync_project.server.hits(app_a.path) == 1
     modules = imported_modules(result.err)
     assert "pylock.net.stdhttp" in modules  # the download really happened in this process
     # The download runs on a plain thread: no event loop, no aiohttp, no registry
     # client (no remote cache is set), no third-party lock module.
     heavy = {"aiohttp", "asyncio", "filelock", "pylock.net.registry"}
     assert not {m for m in modules if m in heavy or m.split(".")[0] in heavy}
-    assert project.verify().code == 0
+    assert sync_project.verify().code == 0
 
 
 def test_a_failure_stops_the_other_download_threads_and_leaves_no_partial(

@@ -30,3 +30,18 @@ def test_no_module_redefines_a_conftest_fixture() -> None:
         if shared & _fixtures(path)
     }
     assert clashes == {}
+
+
+def test_no_module_borrows_another_modules_fixture() -> None:
+    # ``from tests.test_x import some_fixture`` makes it a fixture of the importing module
+    # too, where it silently shadows conftest's fixture of the same name: shared fixtures
+    # belong in conftest.
+    borrowed = {}
+    for path in sorted(TESTS.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                source = TESTS / f"{node.module.rpartition('.')[2]}.py"  # type: ignore[union-attr]
+                names = {alias.name for alias in node.names} & _fixtures(source)
+                if names:
+                    borrowed[path.name] = sorted(names)
+    assert borrowed == {}
