@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -359,25 +360,14 @@ def test_hash_checked_while_streaming(tmp_path: Path, fmt: ArchiveFormat, thread
     # Threaded, the writer thread hashes the archive; the bytes after the tar's end are
     # hashed on the reading thread once the writer is done.
     archive = build(tmp_path, archives.pypy_windows(), fmt)
-    good = sha256(archive.read_bytes())
-    extract_archive(
-        archive,
-        tmp_path / "ok",
-        fmt=fmt,
-        layout=Layout.TOPDIR,
-        expected_sha256=good,
-        threaded=threaded,
+    extract = functools.partial(
+        extract_archive, archive, fmt=fmt, layout=Layout.TOPDIR, threaded=threaded
     )
+    good = sha256(archive.read_bytes())
+    extract(tmp_path / "ok", expected_sha256=good)
     wrong = "0" * 64
     with pytest.raises(HashMismatchError) as info:
-        extract_archive(
-            archive,
-            tmp_path / "bad",
-            fmt=fmt,
-            layout=Layout.TOPDIR,
-            expected_sha256=wrong,
-            threaded=threaded,
-        )
+        extract(tmp_path / "bad", expected_sha256=wrong)
     assert (info.value.expected, info.value.actual) == (wrong, good)
     assert info.value.url == str(archive)
 
@@ -395,18 +385,14 @@ def test_corrupt_archive_is_a_hash_mismatch_when_hash_known(
     for offset in range(len(data) // 3, len(data) // 3 + 64):
         data[offset] ^= 0x5A
     archive.write_bytes(bytes(data))
+    extract = functools.partial(
+        extract_archive, archive, fmt=fmt, layout=Layout.TOPDIR, threaded=threaded
+    )
     with pytest.raises(HashMismatchError) as info:
-        extract_archive(
-            archive,
-            tmp_path / "a",
-            fmt=fmt,
-            layout=Layout.TOPDIR,
-            expected_sha256=good,
-            threaded=threaded,
-        )
+        extract(tmp_path / "a", expected_sha256=good)
     assert info.value.actual == sha256(bytes(data))
     with pytest.raises(ArchiveError):
-        extract_archive(archive, tmp_path / "b", fmt=fmt, layout=Layout.TOPDIR)
+        extract(tmp_path / "b")
 
 
 @pytest.mark.parametrize("fmt", TAR_FORMATS)
