@@ -470,8 +470,9 @@ class Build:
 def app_and_tool(server: HttpServer | None = None) -> tuple[Build, Build]:
     """The two interpreters the action tests lock, served by ``server`` when one is given."""
     app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
-    for build in (app, tool) if server is not None else ():
-        server.serve(build.path, build.data)
+    if server is not None:
+        for build in (app, tool):
+            server.serve(build.path, build.data)
     return app, tool
 
 

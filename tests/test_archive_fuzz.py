@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -171,18 +172,18 @@ def apply_byte_edit(data: bytearray, edit: tuple[str, int, int]) -> bytearray:
 def mutate_tar(fmt: ArchiveFormat, tar_edits: list[object], raw_edits: list[object]) -> bytes:
     tar = bytearray(TARS[fmt])
     for edit in tar_edits:
-        if edit[0] == "field":  # type: ignore[index]
-            _, header, field, value, fix = edit  # type: ignore[misc]
+        if cast(tuple[object, ...], edit)[0] == "field":
+            _, header, field, value, fix = cast(tuple[str, int, str, bytes, bool], edit)
             start, width = TAR_FIELDS[field]
             value = (value + bytes(width))[:width]
             tar[header + start : header + start + width] = value
             if fix and field != "checksum":
                 set_checksum(tar, header)
         else:
-            apply_byte_edit(tar, edit)  # type: ignore[arg-type]
+            apply_byte_edit(tar, cast(tuple[str, int, int], edit))
     data = bytearray(archives.compress(bytes(tar), fmt))
     for edit in raw_edits:
-        apply_byte_edit(data, edit)  # type: ignore[arg-type]
+        apply_byte_edit(data, cast(tuple[str, int, int], edit))
     return bytes(data)
 
 
@@ -251,11 +252,11 @@ def zip_edit(draw: st.DrawFn) -> tuple[str, int, int, bytes]:
 def mutate_zip(edits: list[object]) -> bytes:
     data = bytearray(ZIP)
     for edit in edits:
-        if edit[0] == "zipfield":  # type: ignore[index]
-            _, pos, width, value = edit  # type: ignore[misc]
+        if cast(tuple[object, ...], edit)[0] == "zipfield":
+            _, pos, width, value = cast(tuple[str, int, int, bytes], edit)
             data[pos : pos + width] = value
         else:
-            apply_byte_edit(data, edit)  # type: ignore[arg-type]
+            apply_byte_edit(data, cast(tuple[str, int, int], edit))
     return bytes(data)
 
 

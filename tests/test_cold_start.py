@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pylock.errors import DownloadError
+from pylock.errors import DownloadError, OfflineError
 from pylock.fsutil import FileLock, LockTimeout
 from pylock.net.stdhttp import Cancelled
 from pylock.progress import NullReporter
@@ -124,7 +124,7 @@ def test_a_lock_file_removed_between_open_and_lock_is_taken_afresh(
 
     path = tmp_path / "x.lock"
     real = pylock.fsutil._lock_fd
-    calls = []
+    calls: list[int] = []
 
     def racing(fd: int) -> bool:
         # A clean-up (or the previous holder) removes the file after our open.
@@ -181,8 +181,8 @@ def test_ensure_each_keeps_going_when_one_archive_cannot_be_had(
     paths, errors = ensure_each([missing, good], cache, fast(jobs=2, retries=0), NullReporter())
     assert list(paths) == [good.sha256]
     assert paths[good.sha256].read_bytes() == payload(50_000, seed=3)
-    assert isinstance(errors[missing.sha256], DownloadError)
-    assert "404" in errors[missing.sha256].message
+    error = errors[missing.sha256]
+    assert isinstance(error, DownloadError) and "404" in error.message
 
 
 def test_ensure_each_offline_refuses_each_miss_on_its_own(cache: Cache) -> None:
@@ -192,8 +192,9 @@ def test_ensure_each_offline_refuses_each_miss_on_its_own(cache: Cache) -> None:
     assert sorted(errors) == sorted(m.sha256 for m in misses)
     for miss in misses:
         # One archive per message: each interpreter reports its own.
-        assert miss.filename in errors[miss.sha256].message
-        assert "offline" in errors[miss.sha256].message
+        error = errors[miss.sha256]
+        assert isinstance(error, OfflineError)
+        assert miss.filename in error.message and "offline" in error.message
 
 
 def test_a_thread_waiting_for_another_download_of_the_same_archive_gets_its_file(

@@ -182,7 +182,7 @@ def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
 # -- the scheduled upgrade workflow ------------------------------------------------------------
 
 
-def upgrade_workflow() -> dict[str, Any]:
+def upgrade_workflow() -> dict[Any, Any]:
     document = yaml.safe_load(UPGRADE.read_text())
     assert isinstance(document, dict)
     return document

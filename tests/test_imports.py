@@ -149,8 +149,8 @@ def imports(module: str, tree: ast.AST) -> Iterator[tuple[str, bool]]:
             for child in node.orelse:
                 yield from walk(child, typing_only)
             return
-        for child in ast.iter_child_nodes(node):
-            yield from walk(child, typing_only)
+        for nested in ast.iter_child_nodes(node):
+            yield from walk(nested, typing_only)
 
     yield from walk(tree, False)
 

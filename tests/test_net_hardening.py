@@ -33,13 +33,9 @@ from pylock.errors import (
     HashMismatchError,
     UsageError,
 )
-from pylock.net.fetch import (
-    DEFAULT_MAX_DOWNLOAD_SIZE,
-    FetchOptions,
-    Timeouts,
-)
+from pylock.net.fetch import FetchOptions, Timeouts
 from pylock.progress import NullReporter, Reporter
-from pylock.settings import Settings
+from pylock.settings import DEFAULT_MAX_DOWNLOAD_SIZE, Settings
 from pylock.sync.archives import Wanted, download_unknown, ensure_archives
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites, has_credentials, redact, url_problem

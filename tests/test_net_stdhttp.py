@@ -23,14 +23,20 @@ from typing import Any
 
 import pytest
 
-from pylock.errors import DownloadError, DownloadTooLargeError, HashMismatchError, OfflineError
+from pylock.errors import (
+    DownloadError,
+    DownloadTooLargeError,
+    HashMismatchError,
+    OfflineError,
+    RefusedUrlError,
+)
 from pylock.net.fetch import Fetcher, FetchOptions
 from pylock.net.policy import proxy_for
 from pylock.net.stdhttp import StdDownloader
 from pylock.progress import NullReporter
 from pylock.settings import Settings
-from pylock.urls import RefusedUrlError, redact
-from tests.httpserver import HttpServer, Redirect, Reset, Status, Truncate
+from pylock.urls import redact
+from tests.httpserver import Fault, HttpServer, Redirect, Reset, Status, Truncate
 from tests.loopback import SocketServer
 from tests.test_net_hardening import CAP, EndlessServer, options
 
@@ -123,13 +129,13 @@ def test_chunked_body_without_a_stated_size(tmp_path: Path) -> None:
 
 
 def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
-    faults = [Status(503), Reset(after=1000), Truncate(after=1000), Status(429)]
+    faults: list[Fault] = [Status(503), Reset(after=1000), Truncate(after=1000), Status(429)]
     with HttpServer() as server:
         url = server.serve(PATH, BODY, faults=faults)
         fetcher = downloader(retries=4)
         assert fetcher.download(url, tmp_path / "a", sha256=SHA, size=len(BODY))[0] == SHA
         assert server.hits(PATH) == 5
-    assert len(fetcher.delays) == 4  # type: ignore[attr-defined]
+    assert len(fetcher.delays) == 4
     assert (tmp_path / "a").read_bytes() == BODY
 
 
@@ -139,7 +145,7 @@ def test_retry_after_is_honoured(tmp_path: Path, client: str) -> None:
         url = server.serve(PATH, BODY, faults=[Status(503, {"Retry-After": "7"})])
         fetcher = downloader(retries=1)
         fetcher.download(url, tmp_path / "a", sha256=SHA, size=len(BODY))
-    assert fetcher.delays == [7.0]  # type: ignore[attr-defined]
+    assert fetcher.delays == [7.0]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pylock import platforms
 from pylock.platforms import PLATFORM_KEYS, Platform, host, resolve_platform
 
 
@@ -81,22 +80,22 @@ def test_host_is_a_known_platform() -> None:
 def test_host_detection(
     monkeypatch: pytest.MonkeyPatch, system: str, machine: str, libc: tuple[str, str], expected: str
 ) -> None:
-    monkeypatch.setattr(platforms.sys, "platform", system)
-    monkeypatch.setattr(platforms._platform, "machine", lambda: machine)
-    monkeypatch.setattr(platforms._platform, "libc_ver", lambda: libc)
+    monkeypatch.setattr("pylock.platforms.sys.platform", system)
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: machine)
+    monkeypatch.setattr("pylock.platforms._platform.libc_ver", lambda: libc)
     assert host().key == expected
 
 
 def test_host_detection_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platforms.sys, "platform", "win32")
-    monkeypatch.setattr(platforms._platform, "machine", lambda: "AMD64")
+    monkeypatch.setattr("pylock.platforms.sys.platform", "win32")
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: "AMD64")
     monkeypatch.delenv("PROCESSOR_ARCHITEW6432", raising=False)
     monkeypatch.setenv("PROCESSOR_ARCHITECTURE", "ARM64")
     assert host().key == "windows-aarch64"
 
 
 def test_host_detection_unknown_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platforms.sys, "platform", "sunos5")
-    monkeypatch.setattr(platforms._platform, "machine", lambda: "sparc")
+    monkeypatch.setattr("pylock.platforms.sys.platform", "sunos5")
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: "sparc")
     with pytest.raises(ValueError, match="not a platform pylock knows"):
         host()

@@ -260,7 +260,7 @@ def test_wheel_installs_offline_and_runs(dist: Path, wheelhouse: Path, tmp_path:
     bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
     python = bindir / ("python.exe" if sys.platform == "win32" else "python")
     env = offline_env(dist, wheelhouse)
-    pip = [sys.executable, "-m", "pip", "--python", python]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python]
     run(*pip, "install", "-q", f"{DISTRIBUTION}=={pylock.__version__}", env=env)
 
     # Outside the checkout, so nothing can import the source tree by accident.

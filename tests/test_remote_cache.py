@@ -24,7 +24,6 @@ from urllib.parse import unquote
 
 import pytest
 
-from pylock.archive.codecs import ArchiveFormat
 from pylock.cli import main
 from pylock.lockfile import Artifact, dumps, make_lock
 from pylock.net.registry import (
@@ -38,7 +37,7 @@ from pylock.net.registry import (
 )
 from pylock.platforms import host
 from pylock.settings import Settings
-from pylock.versions import Flavor
+from pylock.versions import ArchiveFormat, Flavor
 from tests.archives import compress, file, pbs_install_only, tar_bytes
 from tests.httpserver import HttpServer, Reset, Throttle, Truncate
 from tests.indexdata import locked_python

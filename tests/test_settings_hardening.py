@@ -118,7 +118,7 @@ def test_from_environ_reads_every_variable_and_treats_blank_as_unset(tmp_path: P
     assert Cache.from_settings(settings).root == tmp_path / "c"
     assert "tok-secret" not in repr(settings)
     with pytest.raises(AttributeError):
-        settings.offline = False  # type: ignore[misc]
+        settings.offline = False
     assert Settings.from_environ({}) == Settings.from_environ({"PYLOCK_OFFLINE": "0"})
     assert Settings.from_environ({}).jobs() == DEFAULT_JOBS
     with pytest.raises(TypeError, match="unknown settings"):
@@ -186,10 +186,9 @@ def test_fetch_options_carry_the_settings_they_came_from() -> None:
 def test_windows_host_reads_the_architecture_through_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pylock import platforms
 
-    monkeypatch.setattr(platforms.sys, "platform", "win32")
-    monkeypatch.setattr(platforms._platform, "machine", lambda: "AMD64")
+    monkeypatch.setattr("pylock.platforms.sys.platform", "win32")
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: "AMD64")
     monkeypatch.setenv("PROCESSOR_ARCHITECTURE", "x86")
     monkeypatch.setenv("PROCESSOR_ARCHITEW6432", "ARM64")  # a 32-bit process on ARM64
     assert host().key == "windows-aarch64"

@@ -100,7 +100,7 @@ def pbs_full(version: str, triple: str = LINUX) -> bytes:
         "python_abi_tag": "",
         "python_exe": f"install/bin/python{minor}",
     }
-    members = [
+    members: list[tuple[str, bytes | None, int]] = [
         ("python/PYTHON.json", json.dumps(info).encode(), 0o664),
         (f"python/install/bin/python{minor}", _launcher(version), 0o775),
         (f"python/install/lib/python{minor}/os.py", b"# os\n", 0o664),
