@@ -4,7 +4,8 @@ The extraction queues batches of operations; :class:`Writer` carries them out, o
 calling thread (:class:`InlineSink`) or on a second one (:class:`ThreadSink`) so that
 writing overlaps decompression. The queue is bounded, so memory stays small whatever the
 archive's size. What was written comes back as :class:`RecordEntry` values, plain data
-that :mod:`pylock.sync.records` stores as an install's record.
+that :mod:`pylock.sync.records` stores as an install's record. A threaded extraction also
+hands the writer the archive's own hash updates (``HASH``), off the decompressing thread.
 """
 
 from __future__ import annotations

@@ -312,12 +312,12 @@ def _acquire(
         if not waited:
             on_wait()
             waited = True
-        if stop is not None and stop.wait(delay):
+        if stop is None:
+            time.sleep(delay)
+        elif stop.wait(delay):
             from pylock.net.stdhttp import Cancelled
 
             raise Cancelled
-        if stop is None:
-            time.sleep(delay)
         delay = min(delay * 2, 0.5)
     return gate
 
