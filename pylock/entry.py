@@ -1,13 +1,36 @@
-"""The ``pylock`` console script: try the no-op sync fast path, then the full CLI."""
+"""The ``pylock`` console script: try the no-op sync fast path, then the full CLI.
+
+It also tunes the garbage collector for a short-lived process. Importing what a sync needs
+creates some twenty thousand long-lived container objects (modules, classes, the methods
+attrs generates), and the cyclic collector would walk them again and again: while they
+are created, during an extraction that allocates many small objects, and as the
+interpreter exits. So the collector is off while the CLI is imported, then those objects
+are frozen (:func:`gc.freeze`, which keeps them out of every later collection) and the
+collector runs as usual for the command itself. Everything is frozen again at the end,
+which makes the interpreter's final collection almost free. A warm ``sync`` is about
+30 ms faster for it (``bench/bench_sync.py``).
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
 
 def main() -> int:
     """Run pylock on ``sys.argv``; return the exit status."""
+    gc.disable()
+    try:
+        return _run()
+    finally:
+        # Garbage still reachable only through cycles is not collected at exit: every file
+        # pylock writes is closed explicitly, and the streams are flushed by the exit.
+        gc.freeze()
+        gc.enable()
+
+
+def _run() -> int:
     from pylock.fastpath import try_noop_sync
     from pylock.settings import Settings
 
@@ -18,4 +41,6 @@ def main() -> int:
         return 0
     from pylock.cli import main as full_main
 
+    gc.freeze()
+    gc.enable()
     return full_main()

@@ -8,11 +8,14 @@ start sooner.
 - the download tier on plain threads: ``stop`` ends every download under way and
   leaves no partial file; one archive that fails does not stop the others in
   :func:`ensure_each`; the remote cache still runs (on the worker's own event loop);
-- the registry client is not imported when no remote cache is configured.
+- the registry client is not imported when no remote cache is configured;
+- the console script's garbage-collector settings: off while the CLI is imported, on
+  (with the start-up objects frozen) while the command runs and after it returns.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from pylock import entry
 from pylock.errors import DownloadError, OfflineError
 from pylock.fsutil import FileLock, LockTimeout
 from pylock.net.stdhttp import Cancelled
@@ -288,3 +292,55 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     assert sync_project.partials() == []
     assert sync_project.leftovers() == []
     assert not sync_project.archive(app_b).exists()
+
+
+@pytest.mark.parametrize("outcome", ["returns", "raises"])
+def test_the_console_script_runs_the_command_with_the_collector_on_and_leaves_it_on(
+    monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    import pylock.cli
+
+    seen: list[tuple[bool, int]] = []
+
+    def command() -> int:
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        if outcome == "raises":
+            raise RuntimeError("a bug in the command")
+        return 3
+
+    monkeypatch.setattr(sys, "argv", ["pylock", "list"])
+    monkeypatch.setattr(pylock.cli, "main", command)
+    try:
+        if outcome == "raises":
+            with pytest.raises(RuntimeError):
+                entry.main()
+        else:
+            assert entry.main() == 3
+        # The command ran with the collector on, the start-up objects already frozen.
+        assert seen == [(True, seen[0][1])] and seen[0][1] > 0
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_the_console_script_imports_the_cli_with_the_collector_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["pylock", "--version"])
+    states: list[bool] = []
+    real_import = __import__
+
+    def spying_import(name: str, *args: object, **kwargs: object) -> object:
+        if name == "pylock.cli":
+            states.append(gc.isenabled())
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("builtins.__import__", spying_import)
+    try:
+        assert entry.main() == 0
+        assert states and not any(states)
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
