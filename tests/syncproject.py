@@ -91,13 +91,14 @@ class Build:
     def label(self) -> str:
         return f"cpython {self.version}+{self.tag}"
 
-    def python(self) -> LockedPython:
+    def python(self, *, default: bool = False) -> LockedPython:
         return LockedPython(
             name=self.name,
             implementation=Implementation.CPYTHON,
             version=self.version,
             build=self.tag,
             flavor=Flavor.INSTALL_ONLY_STRIPPED,
+            default=default,
             artifacts=(
                 Artifact(platform=HOST.key, url=self.url, sha256=self.sha256, size=len(self.data)),
             ),
@@ -146,6 +147,22 @@ def make_build(
     )
     data = compress(tar_bytes(entries), fmt)
     return Build(name=name, tag=tag, minor=minor, fmt=fmt, entries=entries, data=data)
+
+
+def speaking_build(name: str, tag: str, minor: str = "3.12") -> Build:
+    """A small build whose ``python`` is a shell script that prints who it is."""
+    p = "python/"
+    speech = f"#!/bin/sh\necho 'fake cpython {minor}.7+{tag} ({name})'\n"
+    entries = (
+        exe(f"{p}bin/python{minor}", speech.encode()),
+        symlink(f"{p}bin/python3", f"python{minor}"),
+        symlink(f"{p}bin/python", f"python{minor}"),
+        file(f"{p}lib/python{minor}/os.py", b"# os\n"),
+    )
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    return Build(
+        name=name, tag=tag, minor=minor, fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
 
 
 def tree_of(root: Path) -> dict[str, tuple[str, str]]:

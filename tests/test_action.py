@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import Distribution, distribution
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import attrs
 import pytest
@@ -35,13 +34,10 @@ from packaging.requirements import Requirement
 
 import pylock
 from pylock.config import digest_of_file
-from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
+from pylock.lockfile import dumps, make_lock
 from pylock.platforms import host
-from pylock.urls import PBS_DOWNLOAD_PREFIX
-from pylock.versions import ArchiveFormat
-from tests.archives import compress, exe, file, symlink, tar_bytes
 from tests.httpserver import HttpServer
-from tests.indexdata import locked_python
+from tests.syncproject import Build, speaking_build
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
 
@@ -424,52 +420,10 @@ def pip_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- a project whose lock points at loopback archives ----------------------------------------
 
 
-@attrs.frozen
-class Build:
-    """A fake PBS install_only archive whose python prints who it is."""
-
-    name: str
-    tag: str
-    minor: str = "3.12"
-
-    @property
-    def version(self) -> str:
-        return f"{self.minor}.7"
-
-    @property
-    def filename(self) -> str:
-        return f"cpython-{self.version}+{self.tag}-{HOST.pbs_triple}-install_only_stripped.tar.gz"
-
-    @property
-    def data(self) -> bytes:
-        p, m = "python/", self.minor
-        speech = f"#!/bin/sh\necho 'fake cpython {self.version}+{self.tag} ({self.name})'\n"
-        entries = [
-            exe(f"{p}bin/python{m}", speech.encode()),
-            symlink(f"{p}bin/python3", f"python{m}"),
-            symlink(f"{p}bin/python", f"python{m}"),
-            file(f"{p}lib/python{m}/os.py", b"# os\n"),
-        ]
-        return compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
-
-    @property
-    def path(self) -> str:
-        return f"/{self.tag}/{self.filename}"
-
-    def python(self, *, default: bool) -> LockedPython:
-        data = self.data
-        artifact = Artifact(
-            platform=HOST.key,
-            url=f"{PBS_DOWNLOAD_PREFIX}{self.tag}/{quote(self.filename)}",
-            sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data),
-        )
-        return locked_python(self.name, self.version, self.tag, [artifact], default=default)
-
-
 def app_and_tool(server: HttpServer | None = None) -> tuple[Build, Build]:
     """The two interpreters the action tests lock, served by ``server`` when one is given."""
-    app, tool = Build("app", "20990101"), Build("tool", "20990101", minor="3.11")
+    app = speaking_build("app", "20990101")
+    tool = speaking_build("tool", "20990101", minor="3.11")
     if server is not None:
         for build in (app, tool):
             server.serve(build.path, build.data)
@@ -589,7 +543,7 @@ def test_action_installs_caches_and_a_second_job_downloads_nothing(
 
     # A new lock (app moved to a new build): the restore key brings the old archives, and
     # only the changed interpreter is downloaded.
-    app = Build("app", "20990202")
+    app = speaking_build("app", "20990202")
     server.serve(app.path, app.data)
     server.log.clear()
     third, _ = job(3)
