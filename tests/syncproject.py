@@ -226,6 +226,13 @@ class Project:
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
+    def install(self, *builds: Build) -> None:
+        """Lock ``builds``, serve them, and sync them: the starting point of many tests."""
+        self.lock(*builds)
+        self.serve(*builds)
+        result = self.sync()
+        assert result.code == 0, result.err
+
     def sync(self, *extra: str) -> Result:
         return self.run("sync", "--into", str(self.into), "--mirror", self.mirror, *extra)
 
@@ -238,6 +245,20 @@ class Project:
     def partials(self) -> list[Path]:
         tmp = self.cache / "tmp"
         return sorted(tmp.glob("*.part")) if tmp.is_dir() else []
+
+    def assert_failed_cleanly(self, result: Result, *names: str) -> None:
+        """The sync failed with an error message, not a traceback, and left no trace.
+
+        None of ``names`` is installed, and there are no temporary trees in the install
+        directory and no partial downloads in the cache.
+        """
+        assert result.code == 1, result.err
+        assert "pylock: error:" in result.err
+        assert "Traceback" not in result.err
+        for name in names:
+            assert not (self.into / name).exists()
+        assert self.leftovers() == []
+        assert self.partials() == []
 
     def leftovers(self) -> list[str]:
         """pylock's temporary trees in the install dir (none after a completed sync)."""

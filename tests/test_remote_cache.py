@@ -230,6 +230,16 @@ def two_entries(tmp_path: Path, origin: HttpServer) -> Project:
     return Project(tmp_path / "p", origin, ("a", "b"))
 
 
+def assert_the_origin_served_after_one_warning(project: Project, code: int, err: str) -> None:
+    """The registry's blob was refused with one warning; the origin's archive is installed."""
+    assert code == 0, err
+    assert len(warnings(err)) == 1, err
+    assert "Traceback" not in err
+    assert "0 from the remote cache, 1 downloaded" in err
+    assert project.origin_requests == 1
+    assert project.installed_label() == f"app-{host().key}"
+
+
 def fake_reference(fake_registry: HttpServer) -> str:
     return f"oci+http://127.0.0.1:{fake_registry.port}/pylock/x"
 
@@ -528,68 +538,46 @@ def test_missing_blob_is_a_silent_miss(
     assert project.origin_requests == 2
 
 
-@pytest.mark.parametrize("kind", ["same size", "longer", "shorter"])
-def test_wrong_blob_is_refused_by_hash_and_the_origin_serves(
-    kind: str,
-    cached_project: Project,
-    fake_registry: HttpServer,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    artifact = cached_project.host_artifact()
+def serve_bad_blob(fake_registry: HttpServer, project: Project, kind: str) -> None:
+    """Have the registry answer the host archive's blob with ``kind`` of bad bytes."""
+    artifact = project.host_artifact()
     assert artifact.size is not None
-    size = {"same size": artifact.size, "longer": artifact.size * 3, "shorter": 10}[kind]
-    evil = archive_bytes("evil")
-    evil = (evil * (size // len(evil) + 1))[:size]
-    fake_registry.serve(f"/v2/pylock/x/blobs/sha256:{artifact.sha256}", evil)
-    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
-    assert code == 0, err
-    assert len(warnings(err)) == 1, err
-    assert "0 from the remote cache, 1 downloaded" in err
-    assert cached_project.installed_label() == f"app-{host().key}"
-
-
-@pytest.mark.parametrize("kind", ["endless chunked", "truncated", "reset"])
-def test_hostile_blob_transfers_end_cleanly_and_the_origin_serves(
-    kind: str,
-    cached_project: Project,
-    fake_registry: HttpServer,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    artifact = cached_project.host_artifact()
     path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
-    good = cached_project.data[host().key + "app"]
-    if kind == "endless chunked":
+    good = project.data[host().key + "app"]
+    if kind in ("same size", "longer", "shorter"):
+        # Another archive's bytes, cut or repeated to the size: refused by hash.
+        size = {"same size": artifact.size, "longer": artifact.size * 3, "shorter": 10}[kind]
+        evil = archive_bytes("evil")
+        fake_registry.serve(path, (evil * (size // len(evil) + 1))[:size])
+    elif kind == "endless chunked":
         # No Content-Length, and far more than the lock's size: cut off at the size.
         fake_registry.serve(path, good * 50, chunked=True)
     elif kind == "truncated":
         fake_registry.serve(path, good, always=[Truncate(after=len(good) // 2)])
-    else:
+    elif kind == "reset":
         fake_registry.serve(path, good, always=[Reset(after=len(good) // 3)])
-    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
-    assert code == 0, err
-    assert len(warnings(err)) == 1, err
-    assert "Traceback" not in err
-    assert "0 from the remote cache, 1 downloaded" in err
-    assert cached_project.origin_requests == 1
+    else:
+        # The installer reads the registry's bytes as they arrive: garbage fails its read
+        # long before the slow blob ends, and is refused by hash.
+        assert kind == "slow garbage"
+        garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
+        throttle = Throttle(chunk=max(1, artifact.size // 10), delay=0.05)
+        fake_registry.serve(path, garbage[: artifact.size], always=[throttle])
 
 
-def test_garbage_blob_that_breaks_streaming_extraction_still_installs_from_the_origin(
-    cached_project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "kind",
+    ["same size", "longer", "shorter", "endless chunked", "truncated", "reset", "slow garbage"],
+)
+def test_a_bad_blob_is_refused_with_one_warning_and_the_origin_serves(
+    kind: str,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The installer reads the registry's bytes as they arrive: garbage fails its read long
-    before the slow blob ends and is refused by hash; the origin's archive is installed."""
-    artifact = cached_project.host_artifact()
-    assert artifact.size is not None
-    garbage = b"\x00not an archive" * (artifact.size // 16 + 1)
-    fake_registry.serve(
-        f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
-        garbage[: artifact.size],
-        always=[Throttle(chunk=max(1, artifact.size // 10), delay=0.05)],
-    )
+    serve_bad_blob(fake_registry, cached_project, kind)
     code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
-    assert code == 0, err
-    assert len(warnings(err)) == 1, err
-    assert cached_project.installed_label() == f"app-{host().key}"
+    assert_the_origin_served_after_one_warning(cached_project, code, err)
 
 
 def test_tls_needs_the_ca_and_falls_through_without_it(

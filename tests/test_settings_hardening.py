@@ -201,9 +201,7 @@ def test_fast_path_returns_its_line_and_prints_nothing(
     sync_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     build = make_build("app", "20250101")
-    sync_project.lock(build)
-    sync_project.serve(build)
-    assert sync_project.sync().code == 0
+    sync_project.install(build)
     argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
     settings = Settings.from_environ({})
     capsys.readouterr()
@@ -220,9 +218,7 @@ def test_fast_path_returns_its_line_and_prints_nothing(
 
 def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None:
     build = make_build("app", "20250101")
-    sync_project.lock(build)
-    sync_project.serve(build)
-    assert sync_project.sync().code == 0
+    sync_project.install(build)
     done = sync_project.check(sync_project.sync_command())
     assert done.code == 0
     assert done.err == "1 interpreter up to date in pythons\n"
@@ -343,9 +339,7 @@ def test_status_and_locate(sync_project: Project) -> None:
 
 def test_which_and_run_agree_through_the_cli(sync_project: Project) -> None:
     build: Build = make_build("app", "20250101")
-    sync_project.lock(build)
-    sync_project.serve(build)
-    assert sync_project.sync().code == 0
+    sync_project.install(build)
     which = sync_project.run("which", "--into", str(sync_project.into), "nope")
     run = sync_project.run("run", "--into", str(sync_project.into), "nope")
     assert which.code == run.code == 2
