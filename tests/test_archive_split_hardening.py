@@ -133,7 +133,7 @@ def test_link_target_problem(rel: str, target: str, problem: str | None) -> None
 
 def write_and_read(tmp_path: Path, entries: list[RecordEntry], url: str) -> Path:
     tree = tmp_path / "tree"
-    tree.mkdir()
+    tree.mkdir(parents=True)
     artifact = Artifact(platform="linux-x86_64-gnu", url=url, sha256=HEX, size=10)
     python = locked_python("app", "3.12.7", "20241016", [artifact])
     records.write_record(tree, entries, python, artifact, "pbs-install-only", None)
@@ -163,6 +163,81 @@ def test_extraction_entries_round_trip_through_the_record(tmp_path: Path) -> Non
     state = records.installed_state(tmp_path, "tree")
     assert state is not None
     assert (state.sha256, state.record_version) == (HEX, records.RECORD_VERSION)
+
+
+#: Paths that need CSV quoting, and ones that look odd but do not.
+AWKWARD_PATHS = [
+    "lib/plain.py",
+    'lib/a,b "quoted".txt',
+    "lib/comma,only",
+    'lib/"leading quote',
+    "lib/line\nbreak",
+    "lib/carriage\rreturn",
+    " lib/leading and trailing space ",
+    "lib/tab\there",
+    "lib/ünïcödé ∑.py",
+    "lib/#not-a-comment",
+    "lib/sha256=lookalike",
+    "lib/'single'",
+]
+
+
+def test_the_record_is_what_csv_writes_for_every_path(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    entries = [
+        RecordEntry(path=path, sha256=HEX, size=n, executable=n % 2 == 1)
+        for n, path in enumerate(AWKWARD_PATHS)
+    ] + [
+        RecordEntry(path=f"{path}.link", sha256=None, size=0, link=f"../{path}")
+        for path in AWKWARD_PATHS
+    ]
+    tree = write_and_read(tmp_path, entries, "https://example.org/a.tar.gz")
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    for entry in entries:
+        if entry.link is not None:
+            writer.writerow([entry.path, f"link={entry.link}", 0, ""])
+        else:
+            flags = "x" if entry.executable else ""
+            writer.writerow([entry.path, f"sha256={entry.sha256}", entry.size, flags])
+    record = tree / records.META_DIR / records.RECORD_FILE
+    assert record.read_bytes() == expected.getvalue().encode("utf-8")
+    # Control characters never reach a record (the archive policy refuses such names), so
+    # only the printable ones are read back.
+    printable = [e for e in entries if e.path.isprintable()]
+    tree = write_and_read(tmp_path / "printable", printable, "https://example.org/a.tar.gz")
+    assert records.read_record(tree) == printable
+
+
+def test_rehash_drops_what_is_gone_even_where_the_walk_sees_other_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "lib").mkdir(parents=True)
+    for name in ("kept.py", "removed.py", "changed.py"):
+        (tree / "lib" / name).write_text(name)
+    entries = [
+        RecordEntry(path=f"lib/{name}", sha256=HEX, size=1)
+        for name in ("kept.py", "removed.py", "changed.py")
+    ]
+    (tree / "lib" / "removed.py").unlink()  # removed by a fix-up that did not say so
+    (tree / "lib" / "changed.py").write_text("patched")
+    expected = [
+        entries[0],
+        RecordEntry(
+            path="lib/changed.py",
+            sha256=hashlib.sha256(b"patched").hexdigest(),
+            size=7,
+            executable=bool(os.stat(tree / "lib/changed.py").st_mode & 0o111),
+        ),
+    ]
+    assert records.rehash(tree, entries, ["lib/changed.py"]) == expected
+    # A file system whose listing spells names differently (Unicode normalization): every
+    # name is looked up on its own, with the same outcome.
+    monkeypatch.setattr(records, "_names_under", lambda root: set())
+    assert records.rehash(tree, entries, ["lib/changed.py"]) == expected
 
 
 def test_the_record_never_carries_url_credentials(tmp_path: Path) -> None:

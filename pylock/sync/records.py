@@ -186,10 +186,47 @@ def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> li
             by_path.pop(rel, None)
         else:
             by_path[rel] = entry
-    # Fix-ups may delete files they do not report (stale bytecode caches). Plain strings:
-    # a tree has thousands of entries, and this runs after the last byte of a download.
+    # Fix-ups may delete files they do not report (stale bytecode caches). One walk of
+    # the tree instead of an lstat per entry: this runs after the last byte of a download.
+    # What the walk's names miss (a file system that normalizes Unicode names differently)
+    # is looked up one by one.
     root = os.fspath(tree)
-    return [e for e in by_path.values() if os.path.lexists(os.path.join(root, e.path))]
+    present = _names_under(root)
+    return [
+        e
+        for e in by_path.values()
+        if e.path in present or os.path.lexists(os.path.join(root, e.path))
+    ]
+
+
+def _names_under(root: str) -> set[str]:
+    """The ``/``-separated relative paths of everything under ``root`` (links not followed)."""
+    names: set[str] = set()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                names.add(rel)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+    return names
+
+
+def _record_line(entry: RecordEntry) -> str | None:
+    """``entry``'s RECORD line, or ``None`` if a field needs CSV quoting.
+
+    Formatting the line directly is several times faster than :mod:`csv` for a tree's
+    thousands of entries; the few paths with a comma, a quote or a line break go through
+    :mod:`csv`, and the two give the same text for everything else.
+    """
+    text = entry.path if entry.link is None else entry.path + entry.link
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return None
+    if entry.link is not None:
+        return f"{entry.path},link={entry.link},0,\n"
+    return f"{entry.path},sha256={entry.sha256},{entry.size},{'x' if entry.executable else ''}\n"
 
 
 def write_record(
@@ -211,7 +248,10 @@ def write_record(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for entry in entries:
-        if entry.link is not None:
+        line = _record_line(entry)
+        if line is not None:
+            buffer.write(line)
+        elif entry.link is not None:
             writer.writerow([entry.path, f"link={entry.link}", 0, ""])
         else:
             writer.writerow(
