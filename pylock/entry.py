@@ -8,7 +8,8 @@ interpreter exits. So the collector is off while the CLI is imported, then those
 are frozen (:func:`gc.freeze`, which keeps them out of every later collection) and the
 collector runs as usual for the command itself. Everything is frozen again at the end,
 which makes the interpreter's final collection almost free. A warm ``sync`` is about
-30 ms faster for it (``bench/bench_sync.py``).
+30 ms faster for it, and ``lock`` about 45 ms (alternating runs; see the README's
+benchmark section).
 """
 
 from __future__ import annotations
