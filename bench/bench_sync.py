@@ -8,7 +8,7 @@ Both tools install real, runnable PBS-style archives built from interpreters on 
 - warm:   archive cached (uv: a pre-filled ``UV_PYTHON_CACHE_DIR``), fresh install directory;
 - no-op:  everything already installed;
 - three:  three different archives in one warm ``pylock sync`` vs three single syncs;
-- peak RSS of the pylock process, from ``wait4`` per run.
+- peak RSS of the pylock process, and each process's CPU time, from ``wait4`` per run.
 
 Run ``python bench/bench_sync.py --help``; see bench/README.md.
 """
@@ -72,6 +72,9 @@ class Run:
     seconds: float
     #: Peak resident set size of the child, in bytes.
     max_rss: int
+    #: CPU seconds (user + system) of the child and its threads: far steadier than the
+    #: wall time on a shared VM, so it tells two builds apart where the ratios cannot.
+    cpu: float = 0.0
     #: Wall-clock (``time.time()``) spawn and exit, for timelines against the server's log.
     start: float = 0.0
     end: float = 0.0
@@ -100,6 +103,7 @@ for line in sys.stdin:
         proc.returncode = os.waitstatus_to_exitcode(status)
     scale = 1 if sys.platform == "darwin" else 1024
     print(json.dumps({"seconds": seconds, "max_rss": usage.ru_maxrss * scale,
+                      "cpu": usage.ru_utime + usage.ru_stime,
                       "returncode": proc.returncode, "start": wall_start, "end": wall_end}),
           flush=True)
 """
@@ -133,14 +137,16 @@ class Runner:
         return Run(
             seconds=reply["seconds"],
             max_rss=reply["max_rss"],
+            cpu=reply["cpu"],
             start=reply["start"],
             end=reply["end"],
         )
 
     def close(self) -> None:
-        assert self._proc.stdin is not None
+        assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.close()
         self._proc.wait()
+        self._proc.stdout.close()
 
 
 class Bench:
@@ -254,6 +260,20 @@ def alternate(
 
 def median_ms(runs: Sequence[Run]) -> float:
     return statistics.median(r.seconds for r in runs) * 1000
+
+
+def median_cpu_ms(runs: Sequence[Run]) -> float:
+    return statistics.median(r.cpu for r in runs) * 1000
+
+
+def timed(pylock: Sequence[Run], uv: Sequence[Run]) -> dict[str, float]:
+    """A case's medians: wall time (what the targets compare) and CPU time, for both tools."""
+    return {
+        "pylock_ms": median_ms(pylock),
+        "uv_ms": median_ms(uv),
+        "pylock_cpu_ms": median_cpu_ms(pylock),
+        "uv_cpu_ms": median_cpu_ms(uv),
+    }
 
 
 #: Timeline events in order, with their labels; each is an offset from process spawn.
@@ -495,7 +515,7 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
 
         print("cold ...", file=sys.stderr)
         p, u = alternate(n, pylock_cold, uv_cold)
-        results["cold"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+        results["cold"] = timed(p, u)
         # Imports, from a separate untimed run: -X importtime slows what it measures.
         root = bench.fresh("pylock-importtime")
         log = root / "importtime.log"
@@ -544,7 +564,7 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
         if "warm" in cases:
             print("warm ...", file=sys.stderr)
             p, u = alternate(n, pylock_warm, uv_warm)
-            results["warm"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+            results["warm"] = timed(p, u)
 
         # -- no-op ----------------------------------------------------------------------
         noop_pylock = work / "noop" / "pylock"
@@ -565,7 +585,7 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
                 pylock_noop,
                 lambda: bench.uv([ref.version], noop_uv, uv_cache),
             )
-            results["noop"] = {"pylock_ms": median_ms(p), "uv_ms": median_ms(u)}
+            results["noop"] = timed(p, u)
 
         # -- three archives vs three single syncs ---------------------------------------
         def pylock_three() -> Run:
@@ -586,12 +606,21 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
             ]
             bench.cleanup(root)
             rss.setdefault("single", []).extend(r.max_rss for r in parts)
-            return Run(seconds=sum(r.seconds for r in parts), max_rss=max(r.max_rss for r in parts))
+            return Run(
+                seconds=sum(r.seconds for r in parts),
+                max_rss=max(r.max_rss for r in parts),
+                cpu=sum(r.cpu for r in parts),
+            )
 
         if "three" in cases:
             print("three ...", file=sys.stderr)
             p, s = alternate(n, pylock_three, pylock_singles)
-            results["three"] = {"pylock_ms": median_ms(p), "sum_of_singles_ms": median_ms(s)}
+            results["three"] = {
+                "pylock_ms": median_ms(p),
+                "sum_of_singles_ms": median_ms(s),
+                "pylock_cpu_ms": median_cpu_ms(p),
+                "sum_of_singles_cpu_ms": median_cpu_ms(s),
+            }
         if "three" in cases and distinct:
 
             def uv_three() -> Run:
@@ -649,6 +678,7 @@ def report(results: dict[str, Any]) -> list[str]:
             f"<= {target:.2f}x",
             ok,
         )
+        print(f"  (CPU: pylock {row['pylock_cpu_ms']:.0f} ms, uv {row['uv_cpu_ms']:.0f} ms)")
         if not ok:
             missed.append(key)
     if "noop" in results:
@@ -675,6 +705,10 @@ def report(results: dict[str, Any]) -> list[str]:
             f"{ratio:.2f}x",
             f"<= {TARGETS['three']:.2f}x",
             ok,
+        )
+        print(
+            f"  (CPU: pylock {row['pylock_cpu_ms']:.0f} ms, "
+            f"3 singles {row['sum_of_singles_cpu_ms']:.0f} ms)"
         )
         if not ok:
             missed.append("three")

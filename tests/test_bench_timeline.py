@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import throttled
-from bench.bench_sync import Run, import_seconds, timeline, tree_times
+from bench.bench_sync import Run, Runner, import_seconds, timed, timeline, tree_times
 
 
 def test_throttled_mirror_keeps_its_rate_and_logs_the_transfer(tmp_path: Path) -> None:
@@ -92,3 +92,24 @@ def test_timeline_from_run_transfers_and_tree(tmp_path: Path) -> None:
     assert events["extracted"] == pytest.approx(2.0)
     assert events["exit"] == pytest.approx(3.0)
     assert "first_byte" not in timeline(run, [], None)
+
+
+def test_the_runner_reports_cpu_time_apart_from_wall_time(tmp_path: Path) -> None:
+    import sys
+
+    runner = Runner(settle=False)
+    try:
+        env = dict(os.environ)
+        burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+        busy = runner.run([sys.executable, "-c", burn], env, tmp_path / "log")
+        idle = runner.run(
+            [sys.executable, "-c", "import time; time.sleep(0.3)"], env, tmp_path / "log"
+        )
+    finally:
+        runner.close()
+    assert busy.cpu >= 0.3 and busy.seconds >= 0.3
+    assert idle.seconds >= 0.3 and idle.cpu < 0.2
+    row = timed([busy, idle], [idle])
+    assert row["pylock_cpu_ms"] == pytest.approx((busy.cpu + idle.cpu) / 2 * 1000)
+    assert row["uv_cpu_ms"] == pytest.approx(idle.cpu * 1000)
+    assert row["pylock_ms"] == pytest.approx((busy.seconds + idle.seconds) / 2 * 1000)
