@@ -72,8 +72,8 @@ class Run:
     seconds: float
     #: Peak resident set size of the child, in bytes.
     max_rss: int
-    #: CPU seconds (user + system) of the child and its threads: far steadier than the
-    #: wall time on a shared VM, so it tells two builds apart where the ratios cannot.
+    #: CPU seconds (user + system) of the child and its threads: how much of the wall
+    #: time was work.
     cpu: float = 0.0
     #: Wall-clock (``time.time()``) spawn and exit, for timelines against the server's log.
     start: float = 0.0
