@@ -1,5 +1,5 @@
 """Small filesystem helpers shared by the modules that write files: atomic writes, removal,
-file hashes, and the cross-process :class:`FileLock`.
+file hashes, tree walks, and the cross-process :class:`FileLock`.
 
 Also the names of the project's two files, defined here once because this module is
 stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as well.
@@ -16,7 +16,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,25 @@ def _retry_writable(func, path, _exc):  # type: ignore[no-untyped-def]
         os.chmod(os.path.dirname(path), stat.S_IRWXU)
         os.chmod(path, stat.S_IRWXU)
     func(path)
+
+
+def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Everything under ``root`` as ``(relative /-separated path, entry)``, links not followed.
+
+    A path in ``prune`` is neither yielded nor entered. One ``scandir`` per directory: far
+    cheaper than an ``lstat`` per file for the thousands of files of an interpreter.
+    """
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if rel in prune:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+                yield rel, entry
 
 
 def remove_tree(path: Path) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import InstallError, PylockError
-from pylock.fsutil import FileLock, LockTimeout
+from pylock.fsutil import FileLock, LockTimeout, walk_tree
 from pylock.sync import records
 from pylock.sync.records import (
     META_DIR,
@@ -541,23 +541,14 @@ def _scan(tree: Path, check_modes: bool) -> tuple[list[str], list[tuple[str, str
         what = _unsafe_mode(os.stat(tree).st_mode, is_dir=True)
         if what:
             unsafe.append((".", what))
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(tree / rel_dir if rel_dir else tree) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if rel == META_DIR:
-                    continue
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if is_dir:
-                    stack.append(rel)
-                else:
-                    found.append(rel)
-                if check_modes and not entry.is_symlink():
-                    what = _unsafe_mode(entry.stat(follow_symlinks=False).st_mode, is_dir=is_dir)
-                    if what:
-                        unsafe.append((rel, what))
+    for rel, entry in walk_tree(os.fspath(tree), prune={META_DIR}):
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if not is_dir:
+            found.append(rel)
+        if check_modes and not entry.is_symlink():
+            what = _unsafe_mode(entry.stat(follow_symlinks=False).st_mode, is_dir=is_dir)
+            if what:
+                unsafe.append((rel, what))
     return found, unsafe
 
 

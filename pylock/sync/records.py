@@ -23,6 +23,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import InstallError
+from pylock.fsutil import walk_tree
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -191,27 +192,12 @@ def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> li
     # What the walk's names miss (a file system that normalizes Unicode names differently)
     # is looked up one by one.
     root = os.fspath(tree)
-    present = _names_under(root)
+    present = {rel for rel, _ in walk_tree(root)}
     return [
         e
         for e in by_path.values()
         if e.path in present or os.path.lexists(os.path.join(root, e.path))
     ]
-
-
-def _names_under(root: str) -> set[str]:
-    """The ``/``-separated relative paths of everything under ``root`` (links not followed)."""
-    names: set[str] = set()
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                names.add(rel)
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(rel)
-    return names
 
 
 def _record_line(entry: RecordEntry) -> str | None:
