@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,17 @@ _BATCH_OPS = 512
 class _Extraction:
     """Checks each member against everything extracted before it, then queues the writes."""
 
-    def __init__(self, dest: str, archive: str, namer: Namer, threaded: bool) -> None:
+    def __init__(
+        self,
+        dest: str,
+        archive: str,
+        namer: Namer,
+        threaded: bool,
+        known: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.archive = archive
         self.namer = namer
-        self.writer = Writer(dest, archive)
+        self.writer = Writer(dest, archive, known)
         self.threaded = threaded
         self.sink: InlineSink | ThreadSink = (
             ThreadSink(self.writer) if threaded else InlineSink(self.writer)
@@ -266,6 +273,7 @@ def extract_archive(
     on_progress: Callable[[int], None] | None = None,
     threaded: bool | None = None,
     source: Readable | None = None,
+    known_digests: Mapping[str, tuple[int, str]] | None = None,
 ) -> list[RecordEntry]:
     """Extract ``archive`` into the empty (or new) directory ``dest``; return what was written.
 
@@ -277,7 +285,9 @@ def extract_archive(
     archive bytes are hashed as they are read, and :class:`HashMismatchError` is raised
     after extraction if they differ; a corrupt archive that also fails to decompress gets
     the same error, so the caller can evict it and download it again. ``on_progress``
-    receives counts of archive bytes read. A hostile or malformed archive raises
+    receives counts of archive bytes read. ``known_digests`` maps extracted paths to the
+    ``(size, sha256)`` an earlier extraction of this very archive reported: those files
+    are not hashed again (see :mod:`pylock.archive.writer`). A hostile or malformed archive raises
     :class:`ArchiveError`; nothing is ever written outside ``dest``, and on any error the
     caller must delete ``dest``. ``OSError`` (a full disk) propagates unchanged.
     """
@@ -291,7 +301,9 @@ def extract_archive(
     with contextlib.ExitStack() as stack:
         handle = source if source is not None else stack.enter_context(open(archive, "rb"))
         raw = RawReader(handle, hashed=expected_sha256 is not None, on_progress=on_progress)
-        extraction = _Extraction(dest_path, name, namer, threaded and fmt is not ArchiveFormat.ZIP)
+        extraction = _Extraction(
+            dest_path, name, namer, threaded and fmt is not ArchiveFormat.ZIP, known_digests
+        )
         if extraction.threaded and raw.hashed and source is None:
             # Decompression is the slow half of a warm install: the writer thread, which
             # waits for it, hashes the archive instead. The file can be hashed again if

@@ -6,6 +6,12 @@ writing overlaps decompression. The queue is bounded, so memory stays small what
 archive's size. What was written comes back as :class:`RecordEntry` values, plain data
 that :mod:`pylock.sync.records` stores as an install's record. A threaded extraction also
 hands the writer the archive's own hash updates (``HASH``), off the decompressing thread.
+
+Hashing every file costs about a sixth of a warm install's CPU time. Given the digests
+an earlier extraction of the same archive reported (``known``, kept by the archive cache
+beside the archive), the writer records those instead: the archive's own sha256, checked
+by the same extraction, vouches that the bytes are the ones hashed before. A file whose
+size differs from its known digest is hashed from disk after all.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from pylock.archive.policy import WINDOWS, join_link
 from pylock.errors import ArchiveError
+from pylock.fsutil import sha256_file
 
 #: Batches of writer work in flight; with ~1 MiB per batch this caps buffered data.
 _QUEUE_DEPTH = 4
@@ -58,9 +66,15 @@ MKDIR, FILE, DATA, END, SYMLINK, HARDLINK, HASH = range(7)
 class Writer:
     """Carries out filesystem operations; every path has been checked before it gets here."""
 
-    def __init__(self, dest: str, archive: str) -> None:
+    def __init__(
+        self, dest: str, archive: str, known: Mapping[str, tuple[int, str]] | None = None
+    ) -> None:
         self.dest = dest
         self.archive = archive
+        #: ``path -> (size, sha256)`` of files whose digests need not be computed again.
+        self.known = known or {}
+        #: Files whose known digest did not fit (their size differed): hashed from disk.
+        self.unknown = 0
         self.entries: list[RecordEntry] = []
         self._by_path: dict[str, RecordEntry] = {}
         self._fd = -1
@@ -116,14 +130,15 @@ class Writer:
             self._fd = os.open(self._path(rel), _OPEN_FLAGS, 0o755 if executable else 0o644)
         except FileExistsError:
             raise self._collision(rel) from None
-        self._hash = hashlib.sha256()
+        self._hash = None if rel in self.known else hashlib.sha256()
         self._size = 0
         self._rel = rel
         self._executable = executable
         self._mtime = mtime
 
     def _write(self, view: memoryview) -> None:
-        self._hash.update(view)
+        if self._hash is not None:
+            self._hash.update(view)
         self._size += len(view)
         while view:
             written = os.write(self._fd, view)
@@ -138,10 +153,17 @@ class Writer:
             os.close(fd)
         if not _UTIME_FD:
             os.utime(self._path(self._rel), (self._mtime, self._mtime))
+        if self._hash is not None:
+            digest = self._hash.hexdigest()
+        else:
+            size, digest = self.known[self._rel]
+            if size != self._size:
+                self.unknown += 1
+                digest = sha256_file(self._path(self._rel))
         self._add(
             RecordEntry(
                 path=self._rel,
-                sha256=self._hash.hexdigest(),
+                sha256=digest,
                 size=self._size,
                 executable=self._executable,
             )

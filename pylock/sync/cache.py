@@ -4,6 +4,7 @@ Layout under the cache root (``PYLOCK_CACHE_DIR``, else the user cache directory
 
     archives/sha256/<hex>/<original-filename>   immutable archives, one per directory
     archives/sha256/<hex>/.last-used            empty file; its mtime records the last use
+    archives/sha256/<hex>/.files-<layout>       what installs of it extract (see below)
     metadata/                                   upstream listings (owned by the index code)
     tmp/                                        partial downloads and staging, same filesystem
     locks/<hex>.lock                            per-archive gate: download, evict, start a hold
@@ -14,6 +15,13 @@ directory, so a reader never sees a partial archive. The gate lock serialises do
 and evicting one archive across processes; holds are separate lock files so that any
 number of installers can read one archive at once while ``prune`` can still tell, with a
 non-blocking try, whether anyone does.
+
+Beside an archive the cache may keep small *sidecars*, facts derived from the archive's
+verified content that save work the next time it is used: the install code keeps the
+sha256 of every file an extraction wrote (``.files-<layout>``,
+:func:`pylock.sync.records.dump_digests`). They are written atomically, checked
+when read, go with the archive on eviction, and are only ever a shortcut: a missing or
+unwritable one costs the work it would have saved.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +43,8 @@ from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
 
 _USED = ".last-used"
+#: A sidecar larger than this is not read (an interpreter's file digests are < 1 MiB).
+_SIDECAR_MAX_BYTES = 16 * 1024 * 1024
 # Partial work older than this, with no live owner we can detect, is debris of a killed run.
 _STALE_TMP_SECONDS = 3600.0
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
@@ -280,7 +291,51 @@ class Cache:
             last_used=last_used,
         )
 
+    def sidecar(self, sha256: str, name: str) -> bytes | None:
+        """The bytes of the archive's sidecar ``name`` (a dot-name), or ``None``.
+
+        Only a regular file of a sane size is read: not a pipe, which would block, nor a
+        device that never ends.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.archive_dir(sha256) / name, flags)
+        except OSError:
+            return None
+        try:
+            with open(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > _SIDECAR_MAX_BYTES:
+                    return None
+                data = handle.read(_SIDECAR_MAX_BYTES + 1)
+        except OSError:
+            return None
+        return data if len(data) <= _SIDECAR_MAX_BYTES else None
+
     # -- writing ---------------------------------------------------------------------
+
+    def put_sidecar(self, sha256: str, name: str, data: bytes) -> None:
+        """Keep ``data`` as the cached archive's sidecar ``name``, if the archive is here.
+
+        Best effort and never an error: a read-only cache, a full disk or an archive
+        evicted meanwhile only mean the sidecar is not kept. Not synced to disk either:
+        the reader checks a sidecar's content, and one lost in a crash is only missed.
+        """
+        if not name.startswith(".") or "/" in name or "\\" in name:
+            raise ValueError(f"not a sidecar name: {name!r}")
+        directory = self.archive_dir(sha256)
+        if _archive_in(directory) is None:
+            return
+        try:
+            tmp = self.new_tmp_path(sha256, ".sidecar")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, directory / name)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        except OSError:
+            pass
 
     def store(self, sha256: str, filename: str, source: Path) -> Path:
         """Move the verified file ``source`` (in ``tmp/``) into the cache; returns its path.

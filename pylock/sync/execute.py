@@ -207,6 +207,7 @@ class _Installer:
             # Another sync may have installed it while this one waited.
             if_needed=not self.reinstall,
             source=source,
+            cache=self.cache,
         )
 
     def _install_streamed(self, job: Job) -> bool:

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from pylock.lockfile import Artifact, LockedPython
     from pylock.platforms import Platform
     from pylock.progress import Reporter
+    from pylock.sync.cache import Cache
 
 LOCKS_DIR = ".pylock-locks"
 TMP_PREFIX = ".pylock-tmp-"
@@ -278,11 +279,15 @@ def install(
     reporter: Reporter,
     if_needed: bool = False,
     source: Readable | None = None,
+    cache: Cache | None = None,
 ) -> Path:
     """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
 
     ``source`` is read instead of ``archive`` when given: an archive still downloading
     (see :mod:`pylock.net.stream`), whose reader verifies the download before its end.
+    ``cache``, the archive cache that holds (or is storing) the archive, keeps the
+    digests of the files it extracts, so that the next install of it does not hash
+    them again.
 
     ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
     place and returns the relative paths it changed, which are hashed again for the
@@ -308,7 +313,9 @@ def install(
                 state = installed_state(dest_root, name)
                 if state is not None and is_current(state, artifact):
                     return final
-            _install_locked(archive, final, python, artifact, platform, fixup, reporter, source)
+            _install_locked(
+                archive, final, python, artifact, platform, fixup, reporter, source, cache
+            )
     except OSError as exc:
         import errno
 
@@ -331,6 +338,7 @@ def _install_locked(
     fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None,
     reporter: Reporter,
     source: Readable | None,
+    cache: Cache | None,
 ) -> None:
 
     from pylock.fsutil import remove_tree
@@ -348,7 +356,7 @@ def _install_locked(
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
     try:
-        entries, layout = _extract(archive, tmp, python, artifact, task.advance, source)
+        entries, layout = _extract(archive, tmp, python, artifact, task.advance, source, cache)
         if python.implementation == "cpython" and not platform.is_windows:
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
@@ -373,6 +381,7 @@ def _extract(
     artifact: Artifact,
     on_progress: Callable[[int], None],
     source: Readable | None = None,
+    cache: Cache | None = None,
 ) -> tuple[list[RecordEntry], str]:
     from pylock.archive.extract import extract_archive
     from pylock.archive.layout import detect_layout, layout_for
@@ -390,6 +399,11 @@ def _extract(
         layout = detect_layout(archive, fmt)  # a direct URL: trust what is inside
     else:
         layout = layout_for(python.implementation, python.flavor)
+    sidecar = records.digests_sidecar(layout)
+    known = None
+    if cache is not None:
+        data = cache.sidecar(artifact.sha256, sidecar)
+        known = records.load_digests(data) if data is not None else None
     entries = extract_archive(
         archive,
         tmp,
@@ -400,6 +414,7 @@ def _extract(
         expected_sha256=artifact.sha256 if source is None else None,
         on_progress=on_progress,
         source=source,
+        known_digests=known,
     )
     for entry in entries:
         if entry.path == META_DIR or entry.path.startswith(META_DIR + "/"):
@@ -408,6 +423,9 @@ def _extract(
                 archive=str(archive),
                 member=entry.path,
             )
+    if cache is not None and known is None:
+        # The archive is verified by now (a streamed one by its download).
+        cache.put_sidecar(artifact.sha256, sidecar, records.dump_digests(entries))
     return entries, str(layout)
 
 

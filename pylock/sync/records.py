@@ -7,10 +7,16 @@ with its sha256 or link target, size and executable bit, as the extraction repor
 
 Reading ``install.json`` (the no-op ``sync`` path) needs only :mod:`json`: the archive
 modules are imported only to read or write ``RECORD``.
+
+It also writes and reads the *file digests* of an archive, which the archive cache keeps
+beside it (:meth:`~pylock.sync.cache.Cache.put_sidecar`): every regular file an extraction
+wrote, with its size and sha256, so that the next install of the same archive need not
+hash 100+ MB again. A damaged, truncated or foreign digests file is ignored, never trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 #: A recorded path: relative, ``/``-separated, no empty or ``.`` parts, no NUL or backslash.
 _RECORD_PATH = re.compile(r"(?!/)(?:[^/\0\\]+/)*[^/\0\\]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-f]*")
 _SIZE = re.compile(r"[0-9]{1,20}")
 
 #: The record format this pylock writes; an install with another is reinstalled.
@@ -40,6 +47,10 @@ RECORD_VERSION = 1
 META_DIR = ".pylock"
 INSTALL_JSON = "install.json"
 RECORD_FILE = "RECORD"
+
+#: The first word of a file-digests sidecar, then its format version and the body's sha256.
+_DIGESTS_MAGIC = b"pylock-file-digests"
+DIGESTS_VERSION = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -265,3 +276,63 @@ def write_record(
     }
     # Written last: a tree with an install.json is complete.
     (meta / INSTALL_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+# -- the archive's file digests (a cache sidecar) ------------------------------------------
+
+
+def digests_sidecar(layout: str) -> str:
+    """The sidecar's name in the archive's cache directory: extraction paths depend on
+    the layout, so each layout has its own."""
+    return f".files-{layout}"
+
+
+def _digests_header(body: bytes) -> bytes:
+    digest = hashlib.sha256(body).hexdigest().encode()
+    return b"%s %d %s" % (_DIGESTS_MAGIC, DIGESTS_VERSION, digest)
+
+
+def dump_digests(entries: Iterable[RecordEntry]) -> bytes:
+    """The file digests of an extraction (regular files only), as a sidecar's bytes.
+
+    The first line names the format and carries the sha256 of the rest, so that a file
+    cut short by a crash, damaged on disk or written by another tool is recognised.
+    """
+    files = [
+        [entry.path, entry.size, entry.sha256]
+        for entry in entries
+        if entry.link is None and entry.sha256 is not None
+    ]
+    body = json.dumps(files, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _digests_header(body) + b"\n" + body
+
+
+def load_digests(data: bytes) -> dict[str, tuple[int, str]] | None:
+    """``path -> (size, sha256)`` from a sidecar's bytes; ``None`` unless every part checks out."""
+    header, newline, body = data.partition(b"\n")
+    if not newline or header != _digests_header(body):
+        return None
+    try:
+        # Not the depth-checking reader: this runs before every warm extraction, and the
+        # C parser's own limit (RecursionError) suffices for a sidecar that is ignored
+        # whenever anything is off.
+        files = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if type(files) is not list:
+        return None
+    # Checked in bulk, not item by item: this is on the path of every warm install.
+    try:
+        known = {path: (size, sha256) for path, size, sha256 in files}
+    except (TypeError, ValueError):  # an item that is not three values, a list as a path
+        return None
+    if len(known) != len(files) or not all(type(path) is str for path in known):
+        return None
+    if not all(type(size) is int and size >= 0 for size, _ in known.values()):
+        return None
+    digests = [sha256 for _, sha256 in known.values()]
+    if not all(type(sha256) is str and len(sha256) == 64 for sha256 in digests):
+        return None
+    if _HEX.fullmatch("".join(digests)) is None:
+        return None
+    return known
