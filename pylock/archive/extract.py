@@ -287,9 +287,10 @@ def extract_archive(
     the same error, so the caller can evict it and download it again. ``on_progress``
     receives counts of archive bytes read. ``known_digests`` maps extracted paths to the
     ``(size, sha256)`` an earlier extraction of this very archive reported: those files
-    are not hashed again (see :mod:`pylock.archive.writer`). A hostile or malformed archive raises
-    :class:`ArchiveError`; nothing is ever written outside ``dest``, and on any error the
-    caller must delete ``dest``. ``OSError`` (a full disk) propagates unchanged.
+    are not hashed again (see :mod:`pylock.archive.writer`). A hostile or malformed
+    archive raises :class:`ArchiveError`; nothing is ever written outside ``dest``, and on
+    any error the caller must delete ``dest``. ``OSError`` (a full disk) propagates
+    unchanged.
     """
     name = str(archive)
     dest_path = _prepare_dest(dest)

@@ -10,8 +10,9 @@ hands the writer the archive's own hash updates (``HASH``), off the decompressin
 Hashing every file costs about a sixth of a warm install's CPU time. Given the digests
 an earlier extraction of the same archive reported (``known``, kept by the archive cache
 beside the archive), the writer records those instead: the archive's own sha256, checked
-by the same extraction, vouches that the bytes are the ones hashed before. A file whose
-size differs from its known digest is hashed from disk after all.
+by the same extraction (or by the download it streams from), vouches that the bytes are
+the ones hashed before. A file whose size differs from its known digest is hashed from
+disk after all.
 """
 
 from __future__ import annotations
@@ -73,8 +74,6 @@ class Writer:
         self.archive = archive
         #: ``path -> (size, sha256)`` of files whose digests need not be computed again.
         self.known = known or {}
-        #: Files whose known digest did not fit (their size differed): hashed from disk.
-        self.unknown = 0
         self.entries: list[RecordEntry] = []
         self._by_path: dict[str, RecordEntry] = {}
         self._fd = -1
@@ -158,7 +157,6 @@ class Writer:
         else:
             size, digest = self.known[self._rel]
             if size != self._size:
-                self.unknown += 1
                 digest = sha256_file(self._path(self._rel))
         self._add(
             RecordEntry(
