@@ -19,7 +19,7 @@ import pytest
 from pylock.archive.writer import RecordEntry
 from pylock.sync import records
 from pylock.sync.cache import Cache
-from tests.syncproject import Build, Project
+from tests.syncproject import PATIENCE, Build, Project
 
 SIDECAR = ".files-pbs-install-only"
 BIG = "lib/python3.12/big.bin"
@@ -234,3 +234,28 @@ def test_put_sidecar_only_writes_beside_a_cached_archive(tmp_path: Path) -> None
 def test_each_layout_has_its_own_sidecar() -> None:
     assert records.digests_sidecar("pbs-install-only") == SIDECAR
     assert records.digests_sidecar("pbs-full") != records.digests_sidecar("topdir")
+
+
+def test_installs_racing_to_write_the_sidecar_leave_a_good_one(
+    sync_project: Project, app_a: Build
+) -> None:
+    # Two processes install the same cached archive at once, each into its own directory,
+    # and both write the sidecar (each through its own temporary file, then a rename).
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    commands = [
+        sync_project.command("sync", "--into", str(sync_project.root / f"into-{i}"), "--offline")
+        for i in range(3)
+    ]
+    procs = [sync_project.popen(command) for command in commands]
+    for proc in procs:
+        _, err = proc.communicate(timeout=PATIENCE)
+        assert proc.returncode == 0, err
+    firsts = {(sync_project.root / f"into-{i}/app/.pylock/RECORD").read_bytes() for i in range(3)}
+    assert len(firsts) == 1
+    assert records.load_digests(sidecar_path(sync_project, app_a).read_bytes()) is not None
+    assert list((sync_project.cache / "tmp").glob("*.sidecar")) == []
+    result = sync_project.sync("--offline")
+    assert result.code == 0, result.err
+    assert {record_bytes(sync_project, "app")} == firsts
