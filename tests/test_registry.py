@@ -995,6 +995,53 @@ def test_a_manifest_refused_for_a_blob_not_yet_known_is_pushed_again(tmp_path: P
         assert len(puts) == 3 and refusals == []
 
 
+def blob_check_registry(head_errors: list[int]) -> Handler:
+    """A registry whose blob ``HEAD``s answer each status in ``head_errors`` once, then
+    404, and which takes uploads and manifests."""
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            status = head_errors.pop(0) if head_errors else 404
+            return web.Response(status=status)
+        if request.method == "POST":
+            location = "/v2/pylock/x/blobs/uploads/u1"
+            return web.Response(status=202, headers={"Location": location})
+        if request.method == "PUT":
+            return web.Response(status=201)
+        return web.Response(status=405)
+
+    return handler
+
+
+def test_a_blob_check_that_fails_while_another_builder_commits_is_asked_again(
+    tmp_path: Path,
+) -> None:
+    # Debian's docker-registry answered a HEAD with HTTP 500 while four builders pushed
+    # one config blob at once; the push must not fail for it.
+    statuses = [500, 503]
+    for server in hostile(blob_check_registry(statuses)):
+        push_one_manifest(server, tmp_path)
+        heads = [r for r in server.requests if r.method == "HEAD"]
+        assert len(heads) == 3 and statuses == []
+        assert len([r for r in server.requests if r.method == "PUT"]) == 2  # blob, manifest
+
+
+def test_a_blob_check_that_keeps_failing_uploads_anyway(tmp_path: Path) -> None:
+    statuses = [500] * 3
+    for server in hostile(blob_check_registry(statuses)):
+        push_one_manifest(server, tmp_path)
+        assert len([r for r in server.requests if r.method == "HEAD"]) == 3
+        assert len([r for r in server.requests if r.method == "PUT"]) == 2
+
+
+def test_a_blob_check_refused_for_good_is_not_asked_again(tmp_path: Path) -> None:
+    for server in hostile(blob_check_registry([403] * 5)):
+        with pytest.raises(RegistryError) as caught:
+            push_one_manifest(server, tmp_path)
+        assert caught.value.status == 403
+        assert len([r for r in server.requests if r.method == "HEAD"]) == 1
+
+
 def test_a_manifest_refused_for_good_ends_after_three_tries(tmp_path: Path) -> None:
     for server in hostile(manifest_registry(["BLOB_UNKNOWN"] * 10)):
         with pytest.raises(RegistryError) as caught:

@@ -513,7 +513,7 @@ class RegistryClient(SessionOwner):
         ``source`` must hash to ``sha256`` (the registry refuses it otherwise).
         """
         _check_sha256(sha256)
-        if await self.has_blob(sha256):
+        if await self._blob_present(sha256):
             return
         uploads = f"{self.ref.base}/v2/{self.ref.repository}/blobs/uploads/"
         scopes = [self._scope("pull,push")]
@@ -550,8 +550,30 @@ class RegistryClient(SessionOwner):
             # Builders of one fleet push the same archives (and every manifest the same
             # empty config) at the same moment; a registry may refuse the second upload
             # of a blob it is still storing. If the blob is there now, the push succeeded.
-            if not await self.has_blob(sha256):
+            if not await self._blob_present(sha256):
                 raise
+
+    async def _blob_present(self, sha256: str) -> bool:
+        """:meth:`has_blob` for a push, which may race other builders pushing that blob.
+
+        A registry committing the blob for another builder can fail the ``HEAD`` with a
+        server error (distribution answers HTTP 500 while the blob's link is half
+        written), so a server error is asked again, a few times. A registry that keeps
+        failing counts as not having the blob: the push then uploads it, which is
+        harmless for content-addressed data, and reports the upload's own error.
+        """
+        import asyncio
+
+        for attempt in range(1, _BLOB_CHECK_ATTEMPTS + 1):
+            try:
+                return await self.has_blob(sha256)
+            except RegistryError as error:
+                if error.status is None or error.status < 500:
+                    raise
+                self._debug(f"blob sha256:{sha256}: HTTP {error.status}; asking again")
+            if attempt < _BLOB_CHECK_ATTEMPTS:
+                await asyncio.sleep(0.1 * attempt)
+        return False
 
     async def push_manifest(self, tag: str, manifest: bytes) -> str:
         """Push an image manifest under ``tag`` (pushing the empty config blob first when
@@ -959,6 +981,8 @@ async def _small_body(response: aiohttp.ClientResponse) -> bytes:
 
 #: Manifest pushes are tried this many times when a referenced blob is not (yet) known.
 _MANIFEST_ATTEMPTS = 3
+#: How often a push asks whether a blob is there when the registry answers 5xx.
+_BLOB_CHECK_ATTEMPTS = 3
 _BLOB_NOT_YET = frozenset({"BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN", "DIGEST_INVALID"})
 
 
