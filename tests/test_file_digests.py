@@ -92,6 +92,26 @@ def test_the_digests_are_really_used_not_recomputed(installed: Project, app_a: B
     assert BIG in result.out + result.err
 
 
+def test_reinstall_trusts_no_sidecar_and_repairs_it(installed: Project, app_a: Build) -> None:
+    # A sidecar that passes every check but lies (a bug elsewhere, or tampering) makes
+    # verify fail; `sync --reinstall`, which verify's hint names, must then not take
+    # the same digests again.
+    first = record_bytes(installed, "app")
+    good = sidecar_path(installed, app_a).read_bytes()
+    known = records.load_digests(good)
+    assert known is not None
+    size, _ = known[BIG]
+    known[BIG] = (size, "f" * 64)
+    sidecar_path(installed, app_a).write_bytes(forge(known))
+    reinstall_fresh(installed)
+    assert installed.verify().code == 1
+    result = installed.sync("--reinstall", "--offline")
+    assert result.code == 0, result.err
+    assert record_bytes(installed, "app") == first
+    assert installed.verify().code == 0
+    assert sidecar_path(installed, app_a).read_bytes() == good
+
+
 def test_a_digest_whose_size_does_not_fit_is_recomputed(installed: Project, app_a: Build) -> None:
     first = record_bytes(installed, "app")
     known = records.load_digests(sidecar_path(installed, app_a).read_bytes())

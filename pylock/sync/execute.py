@@ -208,6 +208,8 @@ class _Installer:
             if_needed=not self.reinstall,
             source=source,
             cache=self.cache,
+            # A reinstall repairs: it hashes every file rather than trust the cache.
+            rehash=self.reinstall,
         )
 
     def _install_streamed(self, job: Job) -> bool:

@@ -280,6 +280,7 @@ def install(
     if_needed: bool = False,
     source: Readable | None = None,
     cache: Cache | None = None,
+    rehash: bool = False,
 ) -> Path:
     """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
 
@@ -287,7 +288,8 @@ def install(
     (see :mod:`pylock.net.stream`), whose reader verifies the download before its end.
     ``cache``, the archive cache that holds (or is storing) the archive, keeps the
     digests of the files it extracts, so that the next install of it does not hash
-    them again.
+    them again. With ``rehash`` (``sync --reinstall``) every file is hashed anyway and
+    the digests the cache keeps are replaced: a repair trusts nothing it need not.
 
     ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
     place and returns the relative paths it changed, which are hashed again for the
@@ -314,7 +316,16 @@ def install(
                 if state is not None and is_current(state, artifact):
                     return final
             _install_locked(
-                archive, final, python, artifact, platform, fixup, reporter, source, cache
+                archive,
+                final,
+                python,
+                artifact,
+                platform,
+                fixup,
+                reporter,
+                source,
+                cache,
+                rehash,
             )
     except OSError as exc:
         import errno
@@ -339,6 +350,7 @@ def _install_locked(
     reporter: Reporter,
     source: Readable | None,
     cache: Cache | None,
+    rehash: bool,
 ) -> None:
 
     from pylock.fsutil import remove_tree
@@ -356,7 +368,9 @@ def _install_locked(
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
     try:
-        entries, layout = _extract(archive, tmp, python, artifact, task.advance, source, cache)
+        entries, layout = _extract(
+            archive, tmp, python, artifact, task.advance, source, cache, rehash
+        )
         if python.implementation == "cpython" and not platform.is_windows:
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
@@ -382,6 +396,7 @@ def _extract(
     on_progress: Callable[[int], None],
     source: Readable | None = None,
     cache: Cache | None = None,
+    rehash: bool = False,
 ) -> tuple[list[RecordEntry], str]:
     from pylock.archive.extract import extract_archive
     from pylock.archive.layout import detect_layout, layout_for
@@ -401,7 +416,7 @@ def _extract(
         layout = layout_for(python.implementation, python.flavor)
     sidecar = records.digests_sidecar(layout)
     known = None
-    if cache is not None:
+    if cache is not None and not rehash:
         data = cache.sidecar(artifact.sha256, sidecar)
         known = records.load_digests(data) if data is not None else None
     entries = extract_archive(
