@@ -279,3 +279,23 @@ def test_installs_racing_to_write_the_sidecar_leave_a_good_one(
     result = sync_project.sync("--offline")
     assert result.code == 0, result.err
     assert {record_bytes(sync_project, "app")} == firsts
+
+
+def test_the_sidecar_round_trips_any_path() -> None:
+    paths = [
+        "plain/file.py",
+        'a "quoted", comma\tpath',
+        "line\nbreak\r",
+        "non-ascii é ✓ 😀",
+        "undecodable \udcff byte",
+        "sha256=" + "0" * 64,
+    ]
+    entries = [
+        RecordEntry(path=path, size=index, sha256=f"{index:064x}")
+        for index, path in enumerate(paths)
+    ]
+    entries.append(RecordEntry(path="a/link", size=0, sha256=None, link="target"))
+    data = records.dump_digests(entries)
+    data.decode("ascii")  # whatever the paths, the file is plain ASCII
+    known = records.load_digests(data)
+    assert known == {path: (index, f"{index:064x}") for index, path in enumerate(paths)}

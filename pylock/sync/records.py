@@ -303,7 +303,8 @@ def dump_digests(entries: Iterable[RecordEntry]) -> bytes:
         for entry in entries
         if entry.link is None and entry.sha256 is not None
     ]
-    body = json.dumps(files, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # ASCII JSON: any path, even one no encoding could write, round-trips.
+    body = json.dumps(files, separators=(",", ":")).encode("ascii")
     return _digests_header(body) + b"\n" + body
 
 
