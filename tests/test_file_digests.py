@@ -246,9 +246,11 @@ def test_put_sidecar_only_writes_beside_a_cached_archive(tmp_path: Path) -> None
     sha256 = "a" * 64
     cache.put_sidecar(sha256, ".files-x", b"data")  # no such archive: nothing, no error
     assert not cache.archive_dir(sha256).exists()
-    for name in ("files-x", "../.files-x", ".files/x", ".files\\x"):
+    for name in ("files-x", "../.files-x", ".files/x", ".files\\x", ".", ".."):
         with pytest.raises(ValueError, match="not a sidecar name"):
             cache.put_sidecar(sha256, name, b"data")
+        with pytest.raises(ValueError, match="not a sidecar name"):
+            cache.sidecar(sha256, name)
 
 
 def test_each_layout_has_its_own_sidecar() -> None:

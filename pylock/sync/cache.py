@@ -291,6 +291,11 @@ class Cache:
             last_used=last_used,
         )
 
+    def _sidecar_path(self, sha256: str, name: str) -> Path:
+        if not name.startswith(".") or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"not a sidecar name: {name!r}")
+        return self.archive_dir(sha256) / name
+
     def sidecar(self, sha256: str, name: str) -> bytes | None:
         """The bytes of the archive's sidecar ``name`` (a dot-name), or ``None``.
 
@@ -299,7 +304,7 @@ class Cache:
         """
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(self.archive_dir(sha256) / name, flags)
+            fd = os.open(self._sidecar_path(sha256, name), flags)
         except OSError:
             return None
         try:
@@ -321,16 +326,14 @@ class Cache:
         evicted meanwhile only mean the sidecar is not kept. Not synced to disk either:
         the reader checks a sidecar's content, and one lost in a crash is only missed.
         """
-        if not name.startswith(".") or "/" in name or "\\" in name:
-            raise ValueError(f"not a sidecar name: {name!r}")
-        directory = self.archive_dir(sha256)
-        if _archive_in(directory) is None:
+        path = self._sidecar_path(sha256, name)
+        if _archive_in(path.parent) is None:
             return
         try:
             tmp = self.new_tmp_path(sha256, ".sidecar")
             try:
                 tmp.write_bytes(data)
-                os.replace(tmp, directory / name)
+                os.replace(tmp, path)
             finally:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
