@@ -130,14 +130,13 @@ def _hostile_sidecars(good: bytes) -> dict[str, bytes]:
     files = json.loads(body)
     big = next(i for i, item in enumerate(files) if item[0] == BIG)
 
+    def resigned(text: bytes) -> bytes:
+        return records._digests_header(text) + b"\n" + text
+
     def with_item(value: object) -> bytes:
         changed = list(files)
         changed[big] = value
-        text = json.dumps(changed).encode()
-        return records._digests_header(text) + b"\n" + text
-
-    def resigned(text: bytes) -> bytes:
-        return records._digests_header(text) + b"\n" + text
+        return resigned(json.dumps(changed).encode())
 
     return {
         "empty": b"",

@@ -329,6 +329,9 @@ class Cache:
         path = self._sidecar_path(sha256, name)
         if _archive_in(path.parent) is None:
             return
+        # Not fsutil.atomic_write_bytes: it would create the directory again for an
+        # archive evicted meanwhile (a directory that then blocks storing it), leave its
+        # temporary file there after a crash instead of in tmp/, and sync to disk.
         try:
             tmp = self.new_tmp_path(sha256, ".sidecar")
             try:
