@@ -272,11 +272,19 @@ class UrlRewrites:
         return url if rule is None else rule.target + url[len(rule.source) :]
 
     def is_explicit(self, url: str) -> bool:
-        """Whether ``url`` lies under a rewrite target that the user gave explicitly."""
+        """Whether ``url`` lies under a rewrite target that the user gave explicitly.
+
+        Credentials are no part of the trust: ``http://mirror.lan/pbs/x``, where a redirect
+        may point, lies under ``http://ci:TOKEN@mirror.lan/pbs/``.
+
+        >>> rw = UrlRewrites.from_sources("https://a.example/=http://u:p@mirror.lan/pbs/")
+        >>> rw.is_explicit("http://mirror.lan/pbs/x"), rw.is_explicit("http://mirror.lan/x")
+        (True, False)
+        """
+        url = _without_userinfo(url)
         origin = _origin(url)
-        return any(
-            url.startswith(rule.target) and _origin(rule.target) == origin for rule in self.rules
-        )
+        targets = (_without_userinfo(rule.target) for rule in self.rules)
+        return any(url.startswith(target) and _origin(target) == origin for target in targets)
 
     def check(self, url: str, *, canonical: str | None = None) -> None:
         """Refuse a URL pylock must not fetch; see :func:`check_url`."""
@@ -308,6 +316,18 @@ def _scheme(url: str) -> str:
         return urlsplit(url).scheme.lower()
     except ValueError:
         return ""
+
+
+def _without_userinfo(url: str) -> str:
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return url
+    if "@" not in netloc:
+        return url
+    # The netloc is the first thing after "scheme://": replacing its first occurrence
+    # leaves every other character of the URL as it was.
+    return url.replace(netloc, netloc.rpartition("@")[2], 1)
 
 
 def _origin(url: str) -> tuple[str, str]:

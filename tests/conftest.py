@@ -319,3 +319,14 @@ def app_b() -> Build:
 @pytest.fixture(scope="module")
 def tool() -> Build:
     return make_build("tool", TAG_A, minor="3.11", fmt=ArchiveFormat.TAR_BZ2, big=50_000)
+
+
+@pytest.fixture(params=["stdhttp", "aiohttp"])
+def client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which download client ``tests.twoclients.downloader()`` builds: modules that check
+    both clients follow one set of rules use it on every test (``pytestmark``)."""
+    from tests import twoclients
+
+    twoclients.CLIENT[0] = request.param
+    yield request.param
+    twoclients.CLIENT[0] = "stdhttp"

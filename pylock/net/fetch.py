@@ -18,7 +18,7 @@ import attrs
 from pylock import __version__
 from pylock.errors import DownloadError, RefusedUrlError
 from pylock.net import policy
-from pylock.net.policy import CHUNK_SIZE, MAX_REDIRECTS, OFFLINE_HINT, Retryable, ssl_context
+from pylock.net.policy import CHUNK_SIZE, OFFLINE_HINT, Retryable, ssl_context
 from pylock.progress import NullReporter, Reporter, Task, human_size
 from pylock.settings import DEFAULT_JOBS, DEFAULT_MAX_DOWNLOAD_SIZE, Settings
 from pylock.urls import UrlRewrites, filename_from_url
@@ -42,6 +42,10 @@ class Timeouts:
     connect: float = 30.0
     #: Without receiving a single byte, before a transfer counts as stalled and is retried.
     read: float = 60.0
+    #: A download body slower than ``slow_bytes`` per ``slow_window`` seconds is retried
+    #: (see :class:`pylock.net.policy.Pace`).
+    slow_bytes: int = policy.SLOW_BYTES
+    slow_window: float = policy.SLOW_WINDOW
 
 
 @attrs.frozen(kw_only=True)
@@ -285,9 +289,12 @@ class Fetcher(policy.SessionOwner):
     async def _download_once(self, download: policy.Download) -> tuple[str, int]:
         import aiohttp
 
-        # Compressed transfer encodings would change the bytes that get hashed.
+        # Compressed transfer encodings would change the bytes that get hashed. A server
+        # may still label the archive itself "Content-Encoding: gzip" (S3 metadata, an
+        # add_header): the file is what it serves, so it is taken as raw bytes, as the
+        # http.client path does, and never decoded.
         headers = {"Accept-Encoding": "identity"}
-        response = await self._open(download.target, download.canonical, headers)
+        response = await self._open(download.target, download.canonical, headers, raw=True)
         async with response:
             body = download.body(
                 str(response.url),
@@ -329,55 +336,59 @@ class Fetcher(policy.SessionOwner):
             await asyncio.sleep(delay)
 
     async def _open(
-        self, target: str, canonical: str, headers: Mapping[str, str]
+        self, target: str, canonical: str, headers: Mapping[str, str], *, raw: bool = False
     ) -> aiohttp.ClientResponse:
-        """Send a GET, following redirects by hand so that every hop is checked."""
+        """Send a GET, following redirects by hand so that every hop is checked.
+
+        ``raw``: the body as sent, never decoded (an archive download).
+        """
 
         import aiohttp
         from yarl import URL
 
         session = self._client()
-        current = target
         given = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
         rest = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        for _ in range(MAX_REDIRECTS + 1):
+        hops = policy.Hops(target, canonical, self.options.rewrites, self._settings, given)
+        while True:
+            current = hops.current
             sent = dict(rest)
-            # The URL's own credentials (which aiohttp sends itself), else netrc, else the
-            # caller's header: the same choice as on the http.client path.
-            if urlsplit(current).username is None:
-                authorization = policy.authorization(current, given, self._settings)
-                if authorization is not None:
-                    sent["Authorization"] = authorization
-            proxy, proxy_headers = aiohttp_proxy(policy.proxy_for(current, self._settings))
+            # The URL's own credentials, else netrc, else the caller's header: the same
+            # choice as on the http.client path. The URL goes out without its userinfo.
+            authorization = hops.authorization()
+            if authorization is not None:
+                sent["Authorization"] = authorization
+            proxy = policy.proxy_of(current, self._settings)
+            proxy_url, proxy_headers = aiohttp_proxy(None if proxy is None else proxy.url)
             try:
                 response = await session.get(
-                    URL(current, encoded=True),
+                    URL(policy.without_userinfo(current), encoded=True),
                     headers=sent,
                     allow_redirects=False,
-                    proxy=proxy,
+                    proxy=proxy_url,
                     proxy_headers=proxy_headers,
+                    auto_decompress=not raw,
                 )
             except aiohttp.ClientConnectorCertificateError as error:
-                raise policy.untrusted(current, canonical, str(error)) from None
+                code = getattr(error.certificate_error, "verify_code", None)
+                raise policy.untrusted(current, canonical, str(error), code) from None
             except aiohttp.InvalidURL as error:
-                raise DownloadError(f"invalid URL {current}: {error}", url=current) from None
+                raise DownloadError(
+                    f"invalid URL {current}: {policy.reason(error)}", url=current
+                ) from None
+            except aiohttp.ClientHttpProxyError as error:
+                raise policy.proxy_answered(
+                    current, canonical, proxy, error.status, error.message
+                ) from None
+            except aiohttp.ClientProxyConnectionError as error:
+                raise Retryable(policy.reason(error), proxy=proxy) from None
             except (TimeoutError, aiohttp.ClientError) as error:
                 raise Retryable(policy.reason(error)) from None
             location = response.headers.get("Location")
             if response.status not in policy.REDIRECT_STATUSES or not location:
                 return response
             response.release()
-            following = policy.follow(
-                current,
-                str(response.url.join(URL(location))),
-                self.options.rewrites,
-                canonical=canonical,
-            )
-            if policy.origin(following) != policy.origin(current):
-                # Credentials meant for one host must not follow a redirect to another.
-                given = None
-            current = following
-        raise policy.too_many_redirects(target, canonical)
+            hops.follow(location)
 
 
 def aiohttp_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:

@@ -5,8 +5,9 @@ metadata, downloads inside an event loop) and the blocking ``http.client``
 :class:`pylock.net.stdhttp.StdDownloader` (archive GETs in a worker thread). What is decided
 here is decided once: which URL may be fetched (offline refusal, rewrites, refused schemes
 and downgrades), which redirects are followed and how often, what is retried and after how
-long, how large a body may get, whether its hash and size match, which proxy and which
-netrc credentials a URL gets, and how server-chosen text is printed.
+long, how large a body may get and how slowly it may arrive, whether its hash and size
+match, which proxy and which credentials a URL (and each redirect hop) gets, and how
+server-chosen text is printed.
 
 Standard library only (``netrc``, ``hashlib``): importing it costs nothing measurable.
 """
@@ -17,11 +18,12 @@ import hashlib
 import os
 import random
 import stat
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Self
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Self
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from pylock.errors import (
     DownloadError,
@@ -78,17 +80,30 @@ RETRY_STATUSES = frozenset({408, 429})
 OFFLINE_HINT = (
     "run `pylock fetch` with network access first (same PYLOCK_CACHE_DIR) to fill the cache"
 )
+#: The port a URL without one goes to.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 #: An error's own text is cut to this: a hostile server can put megabytes of it there.
 MAX_REASON = 300
+#: The slowest body pylock waits for: fewer than :data:`SLOW_BYTES` in :data:`SLOW_WINDOW`
+#: seconds fails the attempt (it is retried). 1 KiB a minute is about 17 bytes/s, far below
+#: any link that could finish an archive of tens of MB, so it never cuts off a real slow
+#: link; it ends a server or proxy that drips a byte now and then, which the idle timeout
+#: (``Timeouts.read``) never catches.
+SLOW_BYTES = 1024
+SLOW_WINDOW = 60.0
 
 
 class Retryable(Exception):
     """A transient failure: worth another attempt."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, proxy: Proxy | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        #: The proxy that failed, when the failure was reaching it (not the server).
+        self.proxy = proxy
 
 
 # -- URLs ----------------------------------------------------------------------------
@@ -108,10 +123,79 @@ def target(url: str, rewrites: UrlRewrites, *, offline: bool) -> str:
 
 
 def follow(current: str, joined: str, rewrites: UrlRewrites, *, canonical: str) -> str:
-    """Where a redirect from ``current`` to ``joined`` (absolute) really goes, if allowed."""
-    following = rewrites.apply(joined)
+    """Where a redirect from ``current`` to ``joined`` (absolute) really goes, if allowed.
+
+    The ``user:password@`` of ``current`` goes along to the same origin only (see
+    :func:`origin`), whether the ``Location`` was relative or absolute; userinfo the server
+    put in ``joined`` itself is dropped. A rewrite that applies to the new URL brings its
+    own, as for any URL.
+    """
+    following = rewrites.apply(without_userinfo(joined))
+    if urlsplit(following).username is None and origin(following) == origin(current):
+        following = with_userinfo_of(current, following)
     rewrites.check_redirect(current, following, canonical=canonical)
     return following
+
+
+# What a Location keeps as it is: URL syntax and escapes. Spaces, control characters and
+# non-ASCII text are %-escaped, as browsers (and yarl, under aiohttp) do, so both clients
+# send the same request line.
+_LOCATION_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+class Hops:
+    """One GET through its redirects, for both clients' redirect loops: where it goes now,
+    and which credentials may go there.
+
+    The URL's own ``user:password@`` follows to the same origin only (:func:`follow`). The
+    caller's ``Authorization`` and a netrc ``default`` entry (which names no host) go to the
+    first origin only, and are gone for good after a hop to another one. A netrc entry for
+    a named host goes to that host wherever the hop came from.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        canonical: str,
+        rewrites: UrlRewrites,
+        settings: Settings,
+        given: str | None = None,
+    ) -> None:
+        self.current = target
+        self.canonical = canonical
+        self._target = target
+        self._rewrites = rewrites
+        self._settings = settings
+        self._given = given
+        self._first_origin = True
+        self._hops = 0
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` the request to :attr:`current` carries."""
+        return authorization(
+            self.current, self._given, self._settings, netrc_default=self._first_origin
+        )
+
+    def follow(self, location: str) -> None:
+        """Move on to where a ``Location`` header points, if allowed; at most
+        :data:`MAX_REDIRECTS` hops. A malformed one fails for good (no retry can fix it)."""
+        self._hops += 1
+        if self._hops > MAX_REDIRECTS:
+            raise too_many_redirects(self._target, self.canonical)
+        try:
+            joined = urljoin(self.current, quote(location, safe=_LOCATION_SAFE))
+        except ValueError as error:  # e.g. a broken IPv6 literal
+            raise DownloadError(
+                f"malformed redirect from {describe(self.current, self.canonical)} to "
+                f"{printable(redact(location))}: {error}",
+                url=self.current,
+            ) from None
+        following = follow(self.current, joined, self._rewrites, canonical=self.canonical)
+        if origin(following) != origin(self.current):
+            # Credentials meant for one host must not follow a redirect to another.
+            self._given = None
+            self._first_origin = False
+        self.current = following
 
 
 def too_many_redirects(target: str, canonical: str) -> DownloadError:
@@ -122,10 +206,43 @@ def too_many_redirects(target: str, canonical: str) -> DownloadError:
     )
 
 
-def origin(url: str) -> tuple[str, str]:
-    """Scheme and host:port: credentials never cross from one origin to another."""
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one filled in): credentials never cross from one
+    origin to another, and userinfo is no part of it.
+
+    >>> origin("https://u:p@Mirror.example/x") == origin("https://mirror.example:443/y")
+    True
+    """
     parts = urlsplit(url)
-    return (parts.scheme.lower(), parts.netloc.lower())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = DEFAULT_PORTS.get(scheme)
+    return (scheme, (parts.hostname or "").lower(), port)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` as it may be sent (in a proxy's request line or a ``Host`` header): no
+    ``user:password@``, no fragment. The credentials travel in ``Authorization`` only.
+
+    >>> without_userinfo("http://u:p%40ss@[::1]:8080/a/b?q=1#frag")
+    'http://[::1]:8080/a/b?q=1'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=netloc, fragment="").geturl()
+
+
+def with_userinfo_of(source: str, url: str) -> str:
+    """``url`` with the ``user:password@`` of ``source`` (if it has one)."""
+    userinfo, at, _ = urlsplit(source).netloc.rpartition("@")
+    if not at:
+        return url
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{userinfo}@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
 def describe(url: str, canonical: str) -> str:
@@ -209,36 +326,82 @@ class Attempts:
 
 
 def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> DownloadError:
-    """The error once the retries are spent."""
+    """The error once the retries are spent; it names the proxy when reaching it failed."""
+    where = describe(target, canonical)
+    proxy = error.proxy
+    if proxy is not None:
+        return DownloadError(
+            f"cannot download {where}: the proxy {redact(proxy.url)} (from {proxy.variable}) "
+            f"failed: {error.reason} (gave up after {failures} attempts)",
+            url=target,
+            hint=f"check the proxy in {proxy.variable}, or bypass it for this host with NO_PROXY",
+        )
     return DownloadError(
-        f"cannot download {describe(target, canonical)}: {error.reason} "
-        f"(gave up after {failures} attempts)",
+        f"cannot download {where}: {error.reason} (gave up after {failures} attempts)",
         url=target,
-        hint="check the network, proxy settings (HTTPS_PROXY) or the mirror",
+        hint=f"check the network or the mirror (a proxy for {scheme_of(target)} URLs goes "
+        f"in {proxy_variable(target)})",
     )
+
+
+#: Statuses that say the request lacked (or had wrong) credentials.
+AUTH_STATUSES = frozenset({401, 403})
+#: What to do about a 401 or 403.
+CREDENTIALS_HINT = (
+    "the server wants credentials: add a netrc entry for {host} (~/.netrc, or the file "
+    "NETRC names), or put user:token@ in the mirror or rewrite URL"
+)
 
 
 def http_error(status: int, reason: str, url: str, target: str, canonical: str) -> DownloadError:
     """The error for a final non-200 answer to an archive GET."""
-    text = f"{status} {printable(reason)}".strip()
-    return DownloadError(
-        f"HTTP {text} for {describe(url, canonical)}",
-        url=url,
-        hint=(
-            "check that the mirror holds this file"
-            if target != canonical
-            else "the artifact may be gone upstream; try `pylock lock --upgrade`"
-        ),
-    )
+    text = f"{status} {printable(redact(reason))}".strip()
+    if status in AUTH_STATUSES:
+        hint = CREDENTIALS_HINT.format(host=urlsplit(url).hostname or "the mirror")
+    elif status == 407:
+        hint = "the proxy wants credentials: put user:password@ in the proxy URL"
+    elif target != canonical:
+        hint = "check that the mirror holds this file"
+    else:
+        hint = "the artifact may be gone upstream; try `pylock lock --upgrade`"
+    return DownloadError(f"HTTP {text} for {describe(url, canonical)}", url=url, hint=hint)
 
 
-def untrusted(url: str, canonical: str, detail: str) -> DownloadError:
-    """The error for a TLS certificate that does not verify."""
+# OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) that a CA bundle
+# can fix, and those it cannot.
+_UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})  # no issuer, self-signed, unable to verify leaf
+_EXPIRED = frozenset({9, 10})  # not yet valid, expired
+_WRONG_HOST = frozenset({62, 64})  # host name, IP address mismatch
+
+
+def untrusted(url: str, canonical: str, detail: str, code: int | None) -> DownloadError:
+    """The error for a TLS certificate that does not verify; ``code`` is OpenSSL's reason.
+
+    Only an unknown CA gets the ``SSL_CERT_FILE`` hint: no CA bundle fixes a certificate
+    for another host or one that has expired.
+    """
+    host = urlsplit(url).hostname or "the server"
+    if code in _WRONG_HOST:
+        hint = (
+            f"the certificate is for another host than {host}: check the host name in the "
+            "URL, mirror or rewrite"
+        )
+    elif code in _EXPIRED:
+        hint = (
+            f"the certificate of {host} is expired or not yet valid: renew it on the server, "
+            "or check this machine's clock"
+        )
+    elif code is None or code in _UNKNOWN_CA:
+        hint = (
+            "set SSL_CERT_FILE to a CA bundle that includes your proxy's or mirror's "
+            "certificate authority"
+        )
+    else:
+        hint = f"the certificate chain of {host} is invalid: fix the server's certificate"
     return DownloadError(
-        f"TLS certificate of {describe(url, canonical)} not trusted: {printable(detail)}",
+        f"TLS certificate of {describe(url, canonical)} not trusted: {printable(redact(detail))}",
         url=url,
-        hint="set SSL_CERT_FILE to a CA bundle that includes your proxy's or "
-        "mirror's certificate authority",
+        hint=hint,
     )
 
 
@@ -247,6 +410,9 @@ def untrusted(url: str, canonical: str, detail: str) -> DownloadError:
 
 def printable(text: str) -> str:
     """Server-chosen text made safe to print: one line, short, no terminal escapes.
+
+    Cutting can split a secret so that :func:`~pylock.urls.redact` no longer sees it:
+    text that may hold a URL is redacted *before* it comes here.
 
     >>> printable("Not\\x1b[31m Found\\n")
     'Not?[31m Found'
@@ -259,13 +425,18 @@ def printable(text: str) -> str:
 
 def reason(error: BaseException) -> str:
     """An exception as one printable line, its type first, with secrets in URLs hidden."""
-    from pylock.urls import redact
-
-    text = redact(printable(str(error)))
+    text = printable(redact(str(error)))
     name = type(error).__name__
     if isinstance(error, TimeoutError) and "timeout" not in (text + name).lower():
         name += " (timed out)"
     return f"{name}: {text}" if text else name
+
+
+def redact(text: str) -> str:
+    """:func:`pylock.urls.redact`, imported when first needed (it compiles regexes)."""
+    from pylock.urls import redact
+
+    return redact(text)
 
 
 # -- sizes and hashes ----------------------------------------------------------------
@@ -374,40 +545,113 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 # -- proxies and credentials ---------------------------------------------------------
 
 
-def proxy_for(url: str, settings: Settings) -> str | None:
+class Proxy(NamedTuple):
+    """The proxy a URL goes through, and the variable that named it (for messages)."""
+
+    #: The proxy's URL, ``http://`` added when the variable gave none.
+    url: str
+    #: ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` (either case).
+    variable: str
+
+
+#: Proxy schemes both clients speak: the proxy is reached over plain TCP and asked for the
+#: URL (http) or a ``CONNECT`` tunnel (https).
+PROXY_SCHEMES = ("http", "https")
+
+
+def proxy_answered(
+    url: str, canonical: str, proxy: Proxy | None, status: int, reason: str
+) -> Exception:
+    """What a proxy's non-200 answer to ``CONNECT`` becomes: :class:`Retryable` for a 5xx,
+    408 or 429; a :class:`DownloadError` for any other (407 stays 407 however often it is
+    asked)."""
+    text = printable(redact(f"{status} {reason}".strip()))
+    if status >= 500 or status in RETRY_STATUSES:
+        return Retryable(f"proxy answered HTTP {text}", proxy=proxy)
+    named = "the proxy" if proxy is None else f"the proxy {redact(proxy.url)} ({proxy.variable})"
+    hint = (
+        "the proxy wants credentials: put user:password@ in the proxy URL"
+        if status == 407
+        else "ask the proxy's administrators whether it allows this host"
+    )
+    return DownloadError(
+        f"{named} refused {describe(url, canonical)}: HTTP {text}", url=url, hint=hint
+    )
+
+
+def scheme_of(url: str) -> str:
+    """The lower-case scheme of ``url``."""
+    return urlsplit(url).scheme.lower()
+
+
+def proxy_variable(url: str) -> str:
+    """The variable that names a proxy for ``url``'s scheme (``ALL_PROXY`` is the fallback)."""
+    return "HTTP_PROXY" if scheme_of(url) == "http" else "HTTPS_PROXY"
+
+
+def proxy_of(url: str, settings: Settings) -> Proxy | None:
     """The proxy for ``url`` from ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, or None.
+
+    A proxy of another scheme (``socks5://``...) is an error, not an HTTP proxy.
 
     >>> from pylock.settings import Settings
     >>> s = Settings.from_environ({"HTTPS_PROXY": "p:3128", "NO_PROXY": ".b.example"})
-    >>> proxy_for("https://a.example/x", s), proxy_for("https://c.b.example/x", s)
-    ('http://p:3128', None)
+    >>> proxy_of("https://a.example/x", s), proxy_of("https://c.b.example/x", s)
+    (Proxy(url='http://p:3128', variable='HTTPS_PROXY'), None)
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "https":
-        proxy = settings.https_proxy or settings.all_proxy
+        proxy, variable = settings.https_proxy, "HTTPS_PROXY"
     elif scheme == "http":
-        proxy = settings.http_proxy or settings.all_proxy
+        proxy, variable = settings.http_proxy, "HTTP_PROXY"
     else:
         return None
+    if not proxy:
+        proxy, variable = settings.all_proxy, "ALL_PROXY"
     if not proxy:
         return None
     try:
         port = parts.port
     except ValueError:
         port = None
-    if bypassed(parts.hostname or "", port, settings.no_proxy or ""):
+    if bypassed(parts.hostname or "", port or DEFAULT_PORTS[scheme], settings.no_proxy or ""):
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
-    return proxy
+    proxy_scheme = scheme_of(proxy)
+    if proxy_scheme not in PROXY_SCHEMES:
+        # Sent plain HTTP, a SOCKS proxy answers garbage that fails only after every retry.
+        raise PylockError(
+            f"unsupported proxy scheme {proxy_scheme!r} in {variable} "
+            "(pylock supports http:// and https:// proxies)",
+            hint=f"set {variable} to an http:// proxy, or unset it",
+        )
+    return Proxy(proxy, variable)
+
+
+def proxy_for(url: str, settings: Settings) -> str | None:
+    """The URL of :func:`proxy_of` ``url``, or None.
+
+    >>> from pylock.settings import Settings
+    >>> proxy_for("http://a.example/x", Settings.from_environ({"ALL_PROXY": "http://p:1"}))
+    'http://p:1'
+    """
+    proxy = proxy_of(url, settings)
+    return None if proxy is None else proxy.url
 
 
 def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` names ``host`` (a suffix match, ``*`` for every host).
+    """Whether ``NO_PROXY`` names ``host``: a suffix match, ``*`` for every host, an IP
+    network (``10.0.0.0/8``), an IPv6 literal with or without brackets; an entry with a
+    port matches that port only (``port`` is the URL's, its scheme's default filled in).
 
     >>> bypassed("a.internal", None, "localhost,.internal"), bypassed("x.org", 80, "x.org:81")
     (True, False)
+    >>> bypassed("10.1.2.3", 443, "10.0.0.0/8"), bypassed("::1", 8080, "[::1]:8080")
+    (True, True)
+    >>> bypassed("mirror.corp", 443, "mirror.corp:8443"), bypassed("::1", 80, "::1")
+    (False, True)
     """
     host = host.lower().strip("[]")
     for entry in (e.strip().lower() for e in no_proxy.replace(" ", ",").split(",")):
@@ -415,8 +659,18 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
             continue
         if entry == "*":
             return True
-        name, _, entry_port = entry.partition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry.startswith("["):
+            name, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:
+            name, _, entry_port = entry.partition(":")
+        else:  # a name, or an IPv6 literal without brackets (and so without a port)
+            name, entry_port = entry, ""
         if entry_port and port is not None and entry_port != str(port):
+            continue
+        if "/" in name:
+            if _in_network(host, name):
+                return True
             continue
         name = name.lstrip(".")
         if name.startswith("*."):
@@ -426,8 +680,21 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     return False
 
 
-def netrc_authorization(url: str, settings: Settings) -> str | None:
-    """``Basic`` credentials for the URL's host from netrc (``NETRC``, else ``~/.netrc``)."""
+def _in_network(host: str, network: str) -> bool:
+    """Whether ``host`` is an IP address inside ``network`` (CIDR); False for a name."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(network, strict=False)
+    except ValueError:
+        return False
+
+
+def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -> str | None:
+    """``Basic`` credentials for the URL's host from netrc (``NETRC``, else ``~/.netrc``).
+
+    The ``default`` entry counts only when ``default`` is true.
+    """
     import netrc
 
     host = urlsplit(url).hostname
@@ -437,25 +704,29 @@ def netrc_authorization(url: str, settings: Settings) -> str | None:
     if not os.path.isfile(path):
         return None
     try:
-        entry = netrc.netrc(path).authenticators(host)
+        parsed = netrc.netrc(path)
     except (OSError, ValueError, netrc.NetrcParseError):
         # Unreadable, not text (UnicodeDecodeError), or not netrc: as if there were none.
         return None
+    entry = parsed.authenticators(host) if default else parsed.hosts.get(host)
     if entry is None:
         return None
     login, _, password = entry
     return basic(login, password or "")
 
 
-def authorization(url: str, given: str | None, settings: Settings) -> str | None:
+def authorization(
+    url: str, given: str | None, settings: Settings, *, netrc_default: bool = True
+) -> str | None:
     """The ``Authorization`` a request to ``url`` carries.
 
-    Credentials in the URL win, then the user's netrc entry for the host, then ``given``.
+    Credentials in the URL win, then the user's netrc entry for the host (its ``default``
+    entry only when ``netrc_default``), then ``given``.
     """
     parts = urlsplit(url)
     if parts.username is not None:
         return basic(unquote(parts.username), unquote(parts.password or ""))
-    return netrc_authorization(url, settings) or given
+    return netrc_authorization(url, settings, default=netrc_default) or given
 
 
 def basic(user: str, password: str) -> str:
@@ -483,6 +754,8 @@ class Download:
         cap: int,
         task: Task | None,
         feed: DownloadFeed | None,
+        slow_bytes: int = SLOW_BYTES,
+        slow_window: float = SLOW_WINDOW,
     ) -> None:
         self.target = target
         self.canonical = canonical
@@ -492,6 +765,8 @@ class Download:
         self.cap = cap
         self.task = task
         self.feed = feed
+        self.slow_bytes = slow_bytes
+        self.slow_window = slow_window
 
     @classmethod
     def of(
@@ -506,7 +781,8 @@ class Download:
         feed: DownloadFeed | None,
     ) -> Download:
         """Canonical ``url`` as ``options`` fetch it: rewritten (or refused, see :func:`target`),
-        and bounded by their ``max_download_size``."""
+        bounded by their ``max_download_size``, at their slowest pace (:class:`Pace`)."""
+        timeouts = options.timeouts
         return cls(
             target(url, options.rewrites, offline=options.offline),
             url,
@@ -516,6 +792,8 @@ class Download:
             cap=options.max_download_size,
             task=task,
             feed=feed,
+            slow_bytes=timeouts.slow_bytes,
+            slow_window=timeouts.slow_window,
         )
 
     def body(
@@ -543,14 +821,23 @@ class Body:
         self.digest = hashlib.sha256()
         self.received = 0
         self.advanced = 0
+        self.pace = Pace(download.slow_bytes, download.slow_window)
 
     def open(self) -> BinaryIO:
         """Create ``dest`` for this attempt (see :func:`start`)."""
         return start(self.download.dest, self.download.feed)
 
     def add(self, writer: BinaryIO, chunk: bytes) -> None:
-        """Take one chunk; past the limit raises at once, before anything is written."""
+        """Take one chunk; past the limit raises at once, before anything is written.
+
+        A body that arrives too slowly raises :class:`Retryable` (see :class:`Pace`).
+        """
         download = self.download
+        try:
+            self.pace.add(len(chunk))
+        except Retryable:
+            self.rewind()
+            raise
         self.received += len(chunk)
         if self.received > self.limit:
             raise too_large(
@@ -585,6 +872,39 @@ class Body:
         return check(
             self.url, download.canonical, actual, self.received, download.sha256, download.size
         )
+
+
+class Pace:
+    """Fails an attempt whose body brings fewer than ``minimum`` bytes in a ``window`` of
+    seconds (:data:`SLOW_BYTES`, :data:`SLOW_WINDOW`).
+
+    Windows follow one another from the first chunk on; a window is judged when a chunk
+    arrives after its end. A body that stops altogether is the idle timeout's job.
+    """
+
+    def __init__(
+        self, minimum: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.minimum = minimum
+        self.window = window
+        self._clock = clock
+        self._start = clock()
+        self._bytes = 0
+
+    def add(self, received: int) -> None:
+        """Count ``received`` more bytes; raise :class:`Retryable` if a window was too slow."""
+        self._bytes += received
+        now = self._clock()
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return
+        if self._bytes < self.minimum:
+            raise Retryable(
+                f"too slow: {self._bytes} bytes in {elapsed:.1f}s (pylock needs at least "
+                f"{self.minimum} bytes every {self.window:g}s)"
+            )
+        self._start = now
+        self._bytes = 0
 
 
 def rewind(task: Task | None, amount: int) -> None:

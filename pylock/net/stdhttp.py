@@ -12,29 +12,39 @@ proxy) and a ``stop`` event, since a thread cannot be cancelled like a task.
 from __future__ import annotations
 
 import http.client
+import io
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pylock import __version__
 from pylock.errors import DownloadError
 from pylock.net import policy
-from pylock.net.policy import CHUNK_SIZE, MAX_REDIRECTS, Retryable
+from pylock.net.policy import CHUNK_SIZE, Retryable
 from pylock.settings import Settings
 from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
     from pylock.net.fetch import FetchOptions
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Reporter, Task
 
 
+#: The longest a blocked read waits before it looks at ``stop`` again (and the longest a
+#: Ctrl-C waits for a stalled server).
+STOP_TICK = 0.5
+
+
 class Cancelled(Exception):
-    """The caller's ``stop`` flag was set: the download ended between two chunks."""
+    """The caller's ``stop`` flag was set: the download ended between two chunks, or while
+    it waited for one (within :data:`STOP_TICK`)."""
 
 
 class StdDownloader:
@@ -71,7 +81,8 @@ class StdDownloader:
 
         The same contract as :meth:`pylock.net.fetch.Fetcher.download`. A thread cannot be
         cancelled like a task: set ``stop`` and the download raises :class:`Cancelled`
-        within a chunk (or a read timeout), and sleeps no more between retries.
+        within a chunk, or within :data:`STOP_TICK` while it waits for the server (not while
+        it connects), and sleeps no more between retries.
         """
         download = policy.Download.of(
             url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
@@ -98,7 +109,7 @@ class StdDownloader:
     def _download_once(
         self, download: policy.Download, stop: threading.Event | None = None
     ) -> tuple[str, int]:
-        connection, response, url = self._open(download.target, download.canonical)
+        connection, response, url = self._open(download.target, download.canonical, stop)
         try:
             body = download.body(
                 url,
@@ -124,25 +135,26 @@ class StdDownloader:
             connection.close()
 
     def _open(
-        self, target: str, canonical: str
+        self, target: str, canonical: str, stop: threading.Event | None = None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
         """GET ``target``, following redirects by hand so that every hop is checked."""
-        current = target
-        for _ in range(MAX_REDIRECTS + 1):
-            authorization = policy.authorization(current, None, self._settings)
-            connection, response = self._request(current, canonical, authorization)
+        hops = policy.Hops(target, canonical, self.options.rewrites, self._settings)
+        while True:
+            current = hops.current
+            connection, response = self._request(current, canonical, hops.authorization(), stop)
             location = response.getheader("Location")
             if response.status not in policy.REDIRECT_STATUSES or not location:
                 return connection, response, current
             response.close()
             connection.close()
-            current = policy.follow(
-                current, urljoin(current, location), self.options.rewrites, canonical=canonical
-            )
-        raise policy.too_many_redirects(target, canonical)
+            hops.follow(location)
 
     def _request(
-        self, url: str, canonical: str, authorization: str | None
+        self,
+        url: str,
+        canonical: str,
+        authorization: str | None,
+        stop: threading.Event | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)
         host = parts.hostname
@@ -163,8 +175,9 @@ class StdDownloader:
         }
         if authorization is not None:
             headers["Authorization"] = authorization
-        proxy = policy.proxy_for(url, self._settings)
+        proxy = policy.proxy_of(url, self._settings)
         timeouts = self.options.timeouts
+        responses = _responses(stop, timeouts.read)
         connection: http.client.HTTPConnection | None = None
         try:
             if proxy is None:
@@ -174,8 +187,9 @@ class StdDownloader:
                     )
                 else:
                     connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
+                connection.connect()
             else:
-                proxy_parts = urlsplit(proxy)
+                proxy_parts = urlsplit(proxy.url)
                 proxy_headers = {}
                 if proxy_parts.username is not None:
                     proxy_headers["Proxy-Authorization"] = policy.basic(
@@ -185,30 +199,93 @@ class StdDownloader:
                 proxy_port = proxy_parts.port or (443 if proxy_parts.scheme == "https" else 80)
                 if https:
                     connection = http.client.HTTPSConnection(
-                        proxy_host, proxy_port, timeout=timeouts.connect, context=self._ssl()
+                        host, port, timeout=timeouts.connect, context=self._ssl()
                     )
-                    connection.set_tunnel(host, port, headers=proxy_headers)
+                    tunnel = self._tunnel(
+                        url,
+                        canonical,
+                        proxy,
+                        (proxy_host, proxy_port),
+                        (host, port),
+                        proxy_headers,
+                        responses,
+                    )
+                    connection.sock = self._ssl().wrap_socket(tunnel, server_hostname=host)
                 else:
-                    # Plain http goes to the proxy with the absolute URL as the target.
+                    # Plain http goes to the proxy with the absolute URL as the target:
+                    # without userinfo, which would end up in the proxy's access log and, as
+                    # http.client takes Host from that URL, in the Host header.
                     connection = http.client.HTTPConnection(
                         proxy_host, proxy_port, timeout=timeouts.connect
                     )
-                    path = url.split("#", 1)[0]
+                    path = policy.without_userinfo(url)
                     headers.update(proxy_headers)
-            connection.connect()
+                    try:
+                        connection.connect()
+                    except OSError as error:
+                        raise Retryable(policy.reason(error), proxy=proxy) from None
             if connection.sock is not None:
                 connection.sock.settimeout(timeouts.read)
+            connection.response_class = responses
             connection.request("GET", path, headers=headers)
             return connection, connection.getresponse()
         except ssl.SSLCertVerificationError as error:
             _close(connection)
-            raise policy.untrusted(url, canonical, str(error.verify_message or error)) from None
+            detail = str(error.verify_message or error)
+            raise policy.untrusted(url, canonical, detail, error.verify_code) from None
+        except http.client.InvalidURL as error:
+            # A character http.client will not send: no retry changes that.
+            _close(connection)
+            raise DownloadError(f"invalid URL {url}: {policy.reason(error)}", url=url) from None
         except (OSError, http.client.HTTPException) as error:
             _close(connection)
             raise Retryable(policy.reason(error)) from None
         except BaseException:
             _close(connection)
             raise
+
+    def _tunnel(
+        self,
+        url: str,
+        canonical: str,
+        proxy: policy.Proxy,
+        address: tuple[str, int],
+        target: tuple[str, int],
+        headers: dict[str, str],
+        responses: type[http.client.HTTPResponse],
+    ) -> socket.socket:
+        """A ``CONNECT`` tunnel through ``proxy`` (at ``address``) to ``target``.
+
+        Made here rather than by http.client's ``set_tunnel``, which turns every answer of
+        the proxy into one ``OSError``: a 407 must fail at once, a 503 be retried, and a
+        failure name the proxy rather than the server.
+        """
+        host, port = target
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            sock = socket.create_connection(address, self.options.timeouts.connect)
+        except OSError as error:
+            raise Retryable(policy.reason(error), proxy=proxy) from None
+        try:
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            answer = responses(sock, method="CONNECT")
+            try:
+                answer.begin()
+            finally:
+                answer.close()
+            if answer.status != 200:
+                raise policy.proxy_answered(url, canonical, proxy, answer.status, answer.reason)
+            # The answer's reader shortened the timeout; the TLS handshake gets the full one.
+            sock.settimeout(self.options.timeouts.connect)
+        except (OSError, http.client.HTTPException) as error:
+            sock.close()
+            raise Retryable(policy.reason(error), proxy=proxy) from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _ssl(self) -> ssl.SSLContext:
         if self._context is None:
@@ -232,6 +309,74 @@ def _shared_context(settings: Settings) -> ssl.SSLContext:
         if context is None:
             context = _contexts[key] = policy.ssl_context(settings)
         return context
+
+
+class _Patient(io.RawIOBase):
+    """The socket under one response, read a :data:`STOP_TICK` at a time: a read still
+    waits up to ``idle`` seconds for its first byte, but ``stop`` ends it within a tick.
+
+    A timed-out ``recv_into`` consumed nothing (a TLS socket keeps a partial record for the
+    next call), so retrying it loses no byte. http.client's own socket file cannot be
+    retried so: it refuses every read after one timeout.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        held: io.BufferedReader,
+        stop: threading.Event | None,
+        idle: float,
+    ) -> None:
+        super().__init__()
+        self._sock = sock
+        self._held = held
+        self._stop = stop
+        self._idle = idle
+        # Once, not per read: each settimeout() is a system call. The request has been
+        # sent by now; only reads follow.
+        sock.settimeout(min(STOP_TICK, idle))
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        deadline = time.monotonic() + self._idle
+        while True:
+            try:
+                return self._sock.recv_into(buffer)
+            except TimeoutError:
+                if self._stop is not None and self._stop.is_set():
+                    raise Cancelled from None
+                if time.monotonic() >= deadline:
+                    raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self._held.close()
+        super().close()
+
+
+def _responses(stop: threading.Event | None, idle: float) -> type[http.client.HTTPResponse]:
+    """An ``HTTPResponse`` class whose reads honour ``stop`` and the ``idle`` timeout."""
+
+    class Response(http.client.HTTPResponse):
+        def __init__(
+            self,
+            sock: socket.socket,
+            debuglevel: int = 0,
+            method: str | None = None,
+            url: str | None = None,
+        ) -> None:
+            super().__init__(sock, debuglevel, method, url)
+            # http.client's own reader is kept, not read: like every socket file it holds
+            # the socket open while the body is read, even once the connection closed it
+            # (``Connection: close``).
+            self.fp = io.BufferedReader(_Patient(sock, self.fp, stop, idle))
+
+    return Response
 
 
 def _close(connection: http.client.HTTPConnection | None) -> None:

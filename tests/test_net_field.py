@@ -1,0 +1,474 @@
+"""The field test's network findings (notes/field-net.md), each against both clients.
+
+Every client test runs twice, as in tests/test_net_stdhttp.py (whose ``client`` fixture
+and ``downloader()`` this module shares): the http.client path and the aiohttp path
+must behave alike. Covered: userinfo kept out of a proxy's request line and ``Host``,
+secrets redacted before text is cut, ``Content-Encoding: gzip`` archives stored raw,
+userinfo credentials on same-origin redirects only, the slowest pace a body may have,
+``stop`` during a stall, SOCKS proxies refused, hints that fit the failure, the netrc
+``default`` entry, a proxy's 407 and a malformed redirect not retried, ``NO_PROXY``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pylock.errors import DownloadError, PylockError
+from pylock.net import policy
+from pylock.net.fetch import Timeouts
+from pylock.net.policy import Retryable, bypassed, proxy_for
+from pylock.settings import Settings
+from pylock.urls import redact
+from tests.httpserver import HttpServer, Redirect
+from tests.loopback import SocketServer
+from tests.twoclients import BODY, PATH, SHA, Proxy, downloader, std_only
+
+# Every test runs against both clients (the ``client`` fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("client")
+
+SECRET = "NGINXSECRET"
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- 1. userinfo never in a proxy's request line or the Host header ---------------------------
+
+
+class RecordingProxy(Proxy):
+    """The forward proxy of test_net_stdhttp.py, keeping every raw request head."""
+
+    def __init__(self) -> None:
+        self.heads: list[str] = []
+        super().__init__()
+
+    def read_head(self, sock: socket.socket) -> bytes | None:  # type: ignore[override]
+        head = SocketServer.read_head(sock)
+        if head is not None:
+            self.heads.append(head.decode("latin-1"))
+        return head
+
+
+def test_userinfo_stays_out_of_the_proxy_request_line_and_host(tmp_path: Path) -> None:
+    with HttpServer() as server, RecordingProxy() as proxy:
+        url = server.serve(PATH, BODY, auth=("ci-bot", SECRET))
+        with_secret = url.replace("://", f"://ci-bot:{SECRET}@")
+        environ = {"HTTP_PROXY": proxy.url}
+        result = downloader(environ).download(with_secret, tmp_path / "a", sha256=SHA, size=None)
+        assert result == (SHA, len(BODY))
+        (request,) = server.requests(PATH)
+    head = proxy.heads[0]
+    request_line, *lines = head.split("\r\n\r\n")[0].split("\r\n")
+    assert request_line == f"GET {url} HTTP/1.1"
+    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines)}
+    assert headers["host"] == f"127.0.0.1:{server.port}"
+    assert SECRET not in head.replace(headers["authorization"], "")
+    assert request.headers["Authorization"] == _basic("ci-bot", SECRET)
+
+
+# -- 2. secrets redacted before text is cut -----------------------------------------------------
+
+
+LONG_TOKEN = "eyJ" + "A" * 200 + "LEAKEDTAIL" + "B" * 300
+
+
+def test_a_long_password_is_redacted_before_the_text_is_cut() -> None:
+    error = OSError(f"URL can't contain control characters. 'http://oauth2:{LONG_TOKEN}@h:1/a b'")
+    text = policy.reason(error)
+    assert "eyJA" not in text and "LEAKEDTAIL" not in text
+    assert "http://***@h:1/a b" in text
+
+
+def test_long_secrets_in_status_and_certificate_text_are_redacted() -> None:
+    long = f"see https://u:{LONG_TOKEN}@h/x?sig={LONG_TOKEN}"
+    for error in (
+        policy.http_error(500, long, "https://h/x", "https://h/x", "https://h/x"),
+        policy.untrusted("https://h/x", "https://h/x", long, 20),
+        policy.proxy_answered("https://h/x", "https://h/x", None, 403, long),
+    ):
+        assert "eyJA" not in str(error) and "LEAKEDTAIL" not in str(error)
+
+
+# -- 3. an archive labelled Content-Encoding: gzip is stored as served --------------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_content_encoding_gzip_archive_is_stored_raw(tmp_path: Path, chunked: bool) -> None:
+    raw = gzip.compress(BODY, mtime=0)
+    raw_sha = hashlib.sha256(raw).hexdigest()
+    with HttpServer() as server:
+        url = server.serve(PATH, raw, headers={"Content-Encoding": "gzip"}, chunked=chunked)
+        result = downloader().download(url, tmp_path / "a", sha256=raw_sha, size=len(raw))
+    assert result == (raw_sha, len(raw))
+    assert (tmp_path / "a").read_bytes() == raw
+
+
+# -- 4. userinfo credentials follow a redirect to the same origin only --------------------------
+
+
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
+def test_userinfo_follows_a_same_origin_redirect(tmp_path: Path, absolute: bool) -> None:
+    with HttpServer() as server:
+        target = server.serve(PATH, BODY, auth=("ci-bot", SECRET))
+        location = target if absolute else server.url(PATH).removeprefix(server.base_url)
+        start = server.serve("/srd", b"", auth=("ci-bot", SECRET), always=[Redirect(location)])
+        with_secret = start.replace("://", f"://ci-bot:{SECRET}@")
+        result = downloader().download(with_secret, tmp_path / "a", sha256=SHA, size=None)
+        assert result == (SHA, len(BODY))
+        (request,) = server.requests(PATH)
+    assert request.headers["Authorization"] == _basic("ci-bot", SECRET)
+
+
+def test_userinfo_does_not_follow_a_redirect_to_another_origin(tmp_path: Path) -> None:
+    with HttpServer() as server, HttpServer("localhost") as other:
+        other.serve(PATH, BODY)
+        start = server.redirect("/hop", other.url(PATH))
+        with_secret = start.replace("://", f"://ci-bot:{SECRET}@")
+        downloader().download(with_secret, tmp_path / "a", sha256=SHA, size=None)
+        (request,) = other.requests(PATH)
+    assert "Authorization" not in request.headers
+
+
+def test_the_origin_ignores_userinfo_and_fills_in_the_port() -> None:
+    assert policy.origin("http://u:p@h/x") == policy.origin("http://h:80/y") == ("http", "h", 80)
+    assert policy.origin("https://h/x") != policy.origin("https://h:8443/x")
+    assert policy.origin("http://h/x") != policy.origin("https://h/x")
+
+
+# -- 5. the slowest pace a body may have ------------------------------------------------------
+
+
+class DripServer(SocketServer):
+    """Announces ``length`` bytes, then sends one byte every ``every`` seconds, until the
+    client goes away or ``done`` is set."""
+
+    def __init__(self, length: int = 10_000, every: float = 0.02) -> None:
+        self.length = length
+        self.every = every
+        self.done = threading.Event()
+        super().__init__()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _handle(self, sock: socket.socket) -> None:
+        if self.read_head(sock) is None:
+            return
+        try:
+            sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\n\r\n".encode())
+            for _ in range(self.length):
+                if self.done.wait(self.every):
+                    return
+                sock.sendall(b"\0")
+        except OSError:
+            return
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        super().__exit__(*exc)
+
+
+def test_a_dripping_body_fails_the_attempt(tmp_path: Path) -> None:
+    slow = Timeouts(connect=5.0, read=5.0, slow_bytes=1000, slow_window=0.3)
+    started = time.monotonic()
+    with DripServer() as server, pytest.raises(DownloadError) as info:
+        downloader(timeouts=slow, retries=1).download(
+            server.url("/a"), tmp_path / "a", sha256=None, size=None
+        )
+    assert time.monotonic() - started < 5
+    assert "too slow" in info.value.message
+    assert "gave up after 2 attempts" in info.value.message
+
+
+def test_pace_judges_whole_windows() -> None:
+    now = [0.0]
+    pace = policy.Pace(1000, 60.0, clock=lambda: now[0])
+    for second in range(1, 200):  # 20 bytes a second: 1200 a minute, enough
+        now[0] = float(second)
+        pace.add(20)
+    pace = policy.Pace(1000, 60.0, clock=lambda: now[0])
+    with pytest.raises(Retryable, match="too slow"):
+        for _ in range(61):  # 1 byte a second
+            now[0] += 1.0
+            pace.add(1)
+
+
+def test_the_defaults_never_hurt_a_slow_link() -> None:
+    # 1 KiB a minute: a 9600 baud modem brings that in about a second.
+    assert (Timeouts().slow_bytes, Timeouts().slow_window) == (1024, 60.0)
+
+
+# -- 6. stop during a stall ends the download within about a second ----------------------------
+
+
+class StallServer(SocketServer):
+    """Sends a head (``body=True``: and some of the body), then nothing until released."""
+
+    def __init__(self, *, body: bool) -> None:
+        self.body = body
+        self.release = threading.Event()
+        super().__init__()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _handle(self, sock: socket.socket) -> None:
+        if self.read_head(sock) is None:
+            return
+        if self.body:
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 1000)
+        self.release.wait(30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        super().__exit__(*exc)
+
+
+@pytest.mark.parametrize("body", [False, True], ids=["before-the-head", "mid-body"])
+def test_stop_ends_a_stalled_download_within_a_second(
+    tmp_path: Path,
+    client: str,
+    body: bool,
+) -> None:
+    std_only(client)
+    from pylock.net.stdhttp import Cancelled
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(url: str) -> None:
+        try:
+            # The default idle timeout (60 s): only stop can end this in time.
+            downloader(timeouts=Timeouts()).download(
+                url, tmp_path / "a", sha256=None, size=None, stop=stop
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    with StallServer(body=body) as server:
+        worker = threading.Thread(target=run, args=(server.url("/a"),))
+        worker.start()
+        time.sleep(0.5)
+        stop.set()
+        started = time.monotonic()
+        worker.join(timeout=10)
+        took = time.monotonic() - started
+    assert not worker.is_alive()
+    assert took < 2
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+
+
+def test_an_idle_read_still_times_out(tmp_path: Path, client: str) -> None:
+    std_only(client)
+    with StallServer(body=True) as server, pytest.raises(DownloadError) as info:
+        downloader(timeouts=Timeouts(connect=5.0, read=1.2)).download(
+            server.url("/a"), tmp_path / "a", sha256=None, size=None
+        )
+    assert "timed out" in info.value.message
+
+
+# -- 7. SOCKS proxies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["ALL_PROXY", "https_proxy"])
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h", "socks4"])
+def test_a_socks_proxy_is_one_clear_error(tmp_path: Path, variable: str, scheme: str) -> None:
+    settings = Settings.from_environ({variable: f"{scheme}://127.0.0.1:9"})
+    with pytest.raises(PylockError) as info:
+        proxy_for("https://h.example/x", settings)
+    assert info.value.message == (
+        f"unsupported proxy scheme {scheme!r} in {variable.upper()} "
+        "(pylock supports http:// and https:// proxies)"
+    )
+
+
+def test_both_clients_refuse_a_socks_proxy_without_connecting(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(PylockError, match=r"socks5.*ALL_PROXY"):
+            downloader({"ALL_PROXY": "socks5://127.0.0.1:9"}).download(
+                url, tmp_path / "a", sha256=None, size=None
+            )
+        assert server.hits(PATH) == 0
+
+
+# -- 8. hints that fit the failure -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_and_403_point_at_credentials(tmp_path: Path, status: int) -> None:
+    with HttpServer() as server:
+        url = server.status(PATH, status)
+        with pytest.raises(DownloadError) as info:
+            downloader().download(url, tmp_path / "a", sha256=None, size=None)
+    assert info.value.hint is not None and "netrc" in info.value.hint
+    assert "holds this file" not in info.value.hint
+
+
+@pytest.fixture
+def bad_certificates(tmp_path: Path) -> Iterator[tuple[dict[str, HttpServer], Path]]:
+    """HTTPS servers whose certificates a trusted CA signed, one for another host (served on
+    127.0.0.2) and one expired, and that CA's file."""
+    pytest.importorskip("cryptography.x509")
+    import ssl
+
+    from tests.pki import TestCa
+
+    ca = TestCa.create("pylock test CA")
+    servers: dict[str, HttpServer] = {}
+    for name, signer, host in (
+        ("wrong-host", ca, "127.0.0.2"),
+        ("expired", replace(ca, now=ca.now - datetime.timedelta(days=3)), "127.0.0.1"),
+    ):
+        directory = tmp_path / name
+        directory.mkdir()
+        ca_file, cert, key = signer.write_server_pair(directory)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        servers[name] = HttpServer(host, tls=context)
+        servers[name].start()
+    try:
+        yield servers, ca_file
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.mark.parametrize("case", ["wrong-host", "expired"])
+def test_only_an_unknown_ca_suggests_ssl_cert_file(
+    tmp_path: Path, bad_certificates: tuple[dict[str, HttpServer], Path], case: str
+) -> None:
+    servers, ca_file = bad_certificates
+    url = servers[case].serve(PATH, BODY)
+    with pytest.raises(DownloadError) as info:
+        downloader({"SSL_CERT_FILE": str(ca_file)}).download(
+            url, tmp_path / "a", sha256=None, size=None
+        )
+    assert "not trusted" in info.value.message
+    assert info.value.hint is not None and "SSL_CERT_FILE" not in info.value.hint
+    assert ("another host" if case == "wrong-host" else "expired") in info.value.hint
+
+
+def test_a_dead_proxy_is_named_with_its_variable(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(DownloadError) as info:
+            downloader({"HTTP_PROXY": f"http://127.0.0.1:{dead}"}).download(
+                url, tmp_path / "a", sha256=None, size=None
+            )
+        assert server.hits(PATH) == 0
+    assert f"the proxy http://127.0.0.1:{dead} (from HTTP_PROXY) failed" in info.value.message
+    assert info.value.hint is not None and "HTTP_PROXY" in info.value.hint
+
+
+def test_without_a_proxy_the_hint_names_the_variable_of_the_scheme() -> None:
+    error = policy.gave_up(Retryable("x"), 5, "http://h/x", "http://h/x")
+    assert error.hint is not None and "HTTP_PROXY" in error.hint
+
+
+# -- 9. netrc default, 407, malformed redirects, NO_PROXY ---------------------------------------
+
+
+def test_netrc_default_goes_to_the_first_host_only(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login ci-bot password DEFAULTSECRET\n")
+    netrc.chmod(0o600)
+    with HttpServer() as server, HttpServer("localhost") as other:
+        other.serve(PATH, BODY)
+        redirect = [Redirect(other.url(PATH))]
+        hop = server.serve("/hop", b"", auth=("ci-bot", "DEFAULTSECRET"), always=redirect)
+        downloader({"NETRC": str(netrc)}).download(hop, tmp_path / "a", sha256=SHA, size=None)
+        (first,) = server.requests("/hop")
+        (second,) = other.requests(PATH)
+    assert first.headers["Authorization"] == _basic("ci-bot", "DEFAULTSECRET")
+    assert "Authorization" not in second.headers
+
+
+class DenyingProxy(Proxy):
+    """Answers every request with ``407 Proxy Authentication Required``."""
+
+    def _handle(self, sock: socket.socket) -> None:
+        if self.read_head(sock) is None:
+            return
+        self.seen.append("denied")
+        sock.sendall(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="p"\r\nContent-Length: 0\r\n\r\n'
+        )
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_proxy_407_is_not_retried(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path], scheme: str
+) -> None:
+    tls, ca = tls_server
+    with HttpServer() as plain, DenyingProxy() as proxy:
+        server = tls if scheme == "https" else plain
+        url = server.serve(PATH, BODY)
+        environ = {"SSL_CERT_FILE": str(ca), f"{scheme.upper()}_PROXY": proxy.url}
+        with pytest.raises(DownloadError) as info:
+            downloader(environ, retries=3).download(url, tmp_path / "a", sha256=None, size=None)
+    assert proxy.seen == ["denied"]
+    assert "407" in info.value.message
+    assert info.value.hint is not None and "proxy" in info.value.hint
+
+
+@pytest.mark.parametrize("location", ["http://[::1/x", "http://h:99999/x"])
+def test_a_malformed_redirect_is_not_retried(tmp_path: Path, location: str) -> None:
+    with HttpServer() as server:
+        url = server.redirect("/r", location)
+        with pytest.raises(DownloadError):
+            downloader(retries=3).download(url, tmp_path / "a", sha256=None, size=None)
+        assert server.hits("/r") == 1
+
+
+def test_a_location_with_a_space_is_escaped_alike(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        server.serve("/a b", BODY)
+        url = server.redirect("/r", "/a b")
+        assert downloader().download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "no_proxy", "expected"),
+    [
+        ("mirror.corp", 443, "mirror.corp:8443", False),
+        ("mirror.corp", 8443, "mirror.corp:8443", True),
+        ("mirror.corp", 443, "mirror.corp:443", True),
+        ("::1", 8080, "[::1]:8080", True),
+        ("::1", 8081, "[::1]:8080", False),
+        ("::1", 80, "[::1]", True),
+        ("10.1.2.3", 443, "10.0.0.0/8", True),
+        ("11.1.2.3", 443, "10.0.0.0/8", False),
+        ("fd00::5", 443, "fd00::/8", True),
+        ("host.10.0.0.0", 443, "10.0.0.0/8", False),
+    ],
+)
+def test_no_proxy_entries(host: str, port: int, no_proxy: str, expected: bool) -> None:
+    assert bypassed(host, port, no_proxy) is expected
+
+
+def test_no_proxy_fills_in_the_default_port() -> None:
+    settings = Settings.from_environ({"HTTPS_PROXY": "http://p", "NO_PROXY": "mirror.corp:8443"})
+    assert proxy_for("https://mirror.corp/x", settings) == "http://p"
+    assert proxy_for("https://mirror.corp:8443/x", settings) is None
+
+
+def test_redact_then_cut_keeps_no_part_of_a_secret() -> None:
+    text = policy.printable(redact(f"x https://u:{LONG_TOKEN}@h/"))
+    assert "AAAA" not in text and "***@h" in text
