@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,7 @@ import attrs
 
 # GitError's old home: the git reading moved to pylock.review, the name stays importable.
 from pylock.errors import GitError as GitError
+from pylock.errors import printable
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.versions import Implementation, Variant
 
@@ -405,7 +407,10 @@ def render_text(diff: LockDiff, *, verbose: bool = False) -> str:
 
 
 def _md(text: str) -> str:
-    """Escape text for a Markdown table cell (lock values are not trusted to be tame)."""
+    """Escape text for a Markdown table cell (lock values are not trusted to be tame).
+
+    Not for code spans: CommonMark shows ``&#95;`` there as it is; see :func:`_md_code`.
+    """
     out = []
     for char in text:
         if char in "\\`*_[]<>|#!~&":
@@ -415,6 +420,34 @@ def _md(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def _md_code(text: str, *, in_table: bool) -> str:
+    r"""``text`` as a Markdown code span that shows exactly ``text``, whatever it holds.
+
+    Nothing is escaped inside a code span, entities included, so only the fence can
+    end it: one backtick longer than any run of them in the text (CommonMark). A GFM
+    table splits its row at a pipe before it looks for code spans, though; there a
+    pipe is written ``\|``, and the table drops that backslash again.
+
+    >>> _md_code("my_app", in_table=False), _md_code("a`b", in_table=False)
+    ('`my_app`', '``a`b``')
+    >>> print(_md_code("`x|y&z", in_table=True))
+    `` `x\|y&z ``
+    """
+    # A line break would end the row or the list item, a bidi override would disguise
+    # the name: both are shown escaped (`\n`, `\u202e`).
+    text = printable(text)
+    if in_table:
+        text = text.replace("|", "\\|")
+    if not text.strip(" "):
+        # CommonMark strips nothing from spaces alone; two backticks alone are no span.
+        return f"`{text or ' '}`"
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    if text[0] in "` " or text[-1] in "` ":
+        # A backtick at an end would join the fence; CommonMark strips one space each side.
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
 
 
 def release_page(python: LockedPython) -> str | None:
@@ -478,7 +511,8 @@ def render_markdown(
         )
         lines.append(">")
         for warning in diff.warnings:
-            lines.append(f"> - `{_md(warning.name)}` on `{_md(warning.platform)}`")
+            name = _md_code(warning.name, in_table=False)
+            lines.append(f"> - {name} on {_md_code(warning.platform, in_table=False)}")
         lines.append("")
     counts = diff.counts()
     if not diff.has_changes:
@@ -493,7 +527,7 @@ def render_markdown(
         if python.change is Change.REPUBLISHED:
             change = "**⚠ republished**"
         lines.append(
-            f"| `{_md(python.name)}` | {change} | {_md_build(python.old)} "
+            f"| {_md_code(python.name, in_table=True)} | {change} | {_md_build(python.old)} "
             f"| {_md_build(python.new)} | {_md_platforms(python)} | {_md_sizes(python)} |"
         )
     lines += [

@@ -2,17 +2,27 @@
 
 Library modules never print; they report through a :class:`Reporter` that the CLI
 creates. Docker build logs and CI logs are not terminals, so there every event is a
-single plain line and nothing is redrawn.
+single plain line and nothing is redrawn. Nor is anything redrawn on a terminal that
+cannot move its cursor (``TERM=dumb``: Emacs shells, some IDE consoles).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import unicodedata
+from collections.abc import Iterable
 from typing import TextIO
 
 _BAR_WIDTH = 24
+#: The narrowest bar still worth drawing; below it only the label and the numbers show.
+_MIN_BAR_WIDTH = 8
+#: A label is cut down to this many columns before the bar is given up.
+_MIN_LABEL_COLUMNS = 16
+#: What ``shutil.get_terminal_size`` assumes too when a terminal does not tell.
+_FALLBACK_COLUMNS = 80
 _REDRAW_SECONDS = 0.1
 
 
@@ -67,11 +77,18 @@ class Reporter:
         verbosity: int = 0,
         live: bool | None = None,
         color: bool = False,
+        dumb_terminal: bool = False,
     ) -> None:
+        """``live`` forces bars on or off; by default a TTY gets them unless the CLI
+        says the terminal is dumb (``TERM=dumb``): the environment is not ours to read.
+        """
         self.stream = stream if stream is not None else sys.stderr
         self.verbosity = verbosity
-        self.live = self.stream.isatty() if live is None else live
+        if live is None:
+            live = self.stream.isatty() and not dumb_terminal
+        self.live = live
         self.color = color
+        self._ellipsis = "…" if _can_encode(self.stream, "…") else "..."
         self._lock = threading.Lock()
         self._active: list[Task] = []
         self._drawn_lines = 0
@@ -148,22 +165,111 @@ class Reporter:
 
     def _redraw(self) -> None:
         self._clear()
+        # _clear moves up one row per bar, so no bar may wrap. The last column stays
+        # empty too: some terminals wrap as soon as it is written. The width is read
+        # again at every redraw (one ioctl) so that a resized window is followed.
+        columns = terminal_columns(self.stream) - 1
         for task in self._active[:8]:
-            self.stream.write(_render(task) + "\n")
+            self.stream.write(_render(task, columns, self._ellipsis) + "\n")
             self._drawn_lines += 1
         self.stream.flush()
 
 
-def _render(task: Task) -> str:
+def terminal_columns(stream: TextIO) -> int:
+    """How wide the terminal behind ``stream`` is now; 80 when it cannot say."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # no descriptor, not a terminal, closed
+        return _FALLBACK_COLUMNS
+    # A pseudo-terminal nobody has sized reports 0.
+    return columns or _FALLBACK_COLUMNS
+
+
+def _render(task: Task, columns: int, ellipsis: str = "…") -> str:
+    """One bar in at most ``columns`` columns; the label gives way first, the numbers never."""
+    from pylock.errors import printable
     from pylock.urls import redact
 
-    label = redact(task.label)
+    # A control character in a file name would move the cursor or start a new row.
+    label = printable(redact(task.label))
     if task.total:
         fraction = min(task.completed / task.total, 1.0)
-        filled = int(fraction * _BAR_WIDTH)
-        bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
-        return f"{label} [{bar}] {human_size(task.completed)} / {human_size(task.total)}"
-    return f"{label} {human_size(task.completed)}"
+        numbers = f" {human_size(task.completed)} / {human_size(task.total)}"
+        # The label is what tells two downloads apart, so the bar shrinks before the
+        # label is cut, and is dropped before the label is cut below a readable stub.
+        room = columns - text_columns(numbers) - len(" []")
+        if room - _MIN_BAR_WIDTH >= min(text_columns(label), _MIN_LABEL_COLUMNS):
+            label = elide(label, room - _MIN_BAR_WIDTH, ellipsis)
+            width = min(_BAR_WIDTH, room - text_columns(label))
+            filled = int(fraction * width)
+            return f"{label} [{'#' * filled}{'-' * (width - filled)}]{numbers}"
+    else:
+        numbers = f" {human_size(task.completed)}"
+    if columns >= text_columns(numbers):
+        # With no room left for the label, the numbers start the line.
+        return (elide(label, columns - text_columns(numbers), ellipsis) + numbers).lstrip()
+    # A window narrower than the numbers alone: nothing is readable, but nothing wraps.
+    return elide(label + numbers, columns, ellipsis)
+
+
+# -- columns -------------------------------------------------------------------------
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def text_columns(text: str) -> int:
+    r"""How many terminal columns printable ``text`` takes (CJK characters take two).
+
+    >>> text_columns("python"), text_columns("パイソン"), text_columns("e\u0301")
+    (6, 8, 1)
+    """
+    if text.isascii():
+        return len(text)
+    return sum(_char_columns(c) for c in text)
+
+
+def _take(chars: Iterable[str], columns: int) -> int:
+    """How many of ``chars`` fit in ``columns``, taken in order."""
+    used = count = 0
+    for char in chars:
+        used += _char_columns(char)
+        if used > columns:
+            break
+        count += 1
+    return count
+
+
+def elide(text: str, columns: int, ellipsis: str = "…") -> str:
+    """``text`` in at most ``columns`` columns, the middle dropped if it must go.
+
+    The start of an archive name says which interpreter and version it is, the end
+    which flavor; the platform in the middle is the first thing to lose.
+
+    >>> elide("Downloading cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz", 40)
+    'Downloading cpython…own-linux-gnu.tar.gz'
+    >>> elide("short", 40)
+    'short'
+    """
+    if text_columns(text) <= columns:
+        return text
+    room = columns - text_columns(ellipsis)
+    if room < 2:
+        return text[: _take(text, columns)]
+    head = _take(text, room // 2)
+    tail = _take(reversed(text), room - text_columns(text[:head]))
+    return text[:head] + ellipsis + text[len(text) - tail :]
+
+
+def _can_encode(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 class NullReporter(Reporter):
