@@ -29,7 +29,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import InstallError
-from pylock.fsutil import walk_tree
+from pylock.fsutil import read_own_file, walk_tree
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -47,6 +47,12 @@ RECORD_VERSION = 1
 META_DIR = ".pylock"
 INSTALL_JSON = "install.json"
 RECORD_FILE = "RECORD"
+
+# The most of a record that is read: a larger (or endless) file counts as damaged. Both
+# are far above real sizes: an install.json is under 1 KiB, and the RECORD of a stripped
+# CPython (about 2,600 files) some 320 KiB, of a full build with tests a few MiB.
+_INSTALL_JSON_MAX_BYTES = 1024 * 1024
+_RECORD_MAX_BYTES = 64 * 1024 * 1024
 
 #: The first word of a file-digests sidecar, then its format version and the body's sha256.
 _DIGESTS_MAGIC = b"pylock-file-digests"
@@ -81,9 +87,11 @@ class InstallState:
 
 
 def read_install_json(tree: str) -> dict[str, Any] | None:
+    """``tree``'s ``install.json``, or ``None`` if it is missing, damaged or not pylock's
+    (a pipe, a device, a symlink or a huge file among the damaged)."""
+    path = os.path.join(tree, META_DIR, INSTALL_JSON)
     try:
-        with open(os.path.join(tree, META_DIR, INSTALL_JSON), "rb") as handle:
-            data = json_loads(handle.read())
+        data = json_loads(read_own_file(path, _INSTALL_JSON_MAX_BYTES))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("installer") != "pylock":
@@ -135,16 +143,19 @@ def read_record(tree: Path) -> list[RecordEntry]:
     Every row must be one pylock writes: a relative ``/``-separated path that stays inside
     ``tree``, ``sha256=`` and 64 hex digits with a plain decimal size, or ``link=`` and a
     target. Anything else raises :class:`InstallError`, so ``verify`` never looks outside
-    the tree on a tampered record's say-so.
+    the tree on a tampered record's say-so; so does a record that is not a regular file
+    of a sane size (:func:`~pylock.fsutil.read_own_file`).
     """
     import csv
+    import io
 
     from pylock.archive.writer import RecordEntry
 
     entries = []
     path = tree / META_DIR / RECORD_FILE
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        text = read_own_file(path, _RECORD_MAX_BYTES).decode("utf-8")
+        with io.StringIO(text, newline="") as handle:
             rows = csv.reader(handle)
             for row in rows:
                 # Rows are described by line, never echoed: a damaged file may hold anything.
