@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+import attrs
 import pytest
 from aiohttp import web
 
@@ -39,12 +41,14 @@ from pylock.net.registry import (
     MAX_MANIFEST_BYTES,
     RegistryClient,
     RegistryRef,
+    RemoteCache,
     artifact_manifest,
     parse_challenge,
     parse_reference,
     tag_for,
 )
 from pylock.settings import Settings
+from pylock.versions import Flavor
 from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
     PASSWORD,
@@ -189,6 +193,26 @@ def test_tag_for_always_fits_the_oci_grammar() -> None:
     grammar = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
     for parts in [("é" * 300, "1", "2", "p"), (".", ".", ".", "."), ("a", "b", "c", "+" * 200)]:
         assert grammar.fullmatch(tag_for(*parts))
+
+
+def test_two_flavors_of_one_build_get_their_own_tags() -> None:
+    # One tag for both would leave the first manifest untagged, and a registry's
+    # garbage collection (--delete-untagged) would delete its blob.
+    from pylock.sync.archives import remote_tag
+    from tests.syncproject import make_build
+
+    build = make_build("app", "20990101")
+    python = build.python()
+    artifact = python.artifacts[0]
+    stripped = remote_tag(python, artifact)
+    other = attrs.evolve(python, flavor=Flavor.INSTALL_ONLY)
+    full = remote_tag(other, attrs.evolve(artifact, sha256="cd" * 32))
+    assert stripped != full
+    assert stripped.endswith(f"-install_only_stripped-{artifact.sha256[:12]}")
+    assert full.endswith("-install_only-cdcdcdcdcdcd")
+    grammar = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+    long = tag_for("x" * 300, sha256="ef" * 32)
+    assert grammar.fullmatch(long) and long.endswith("-efefefefefef")
 
 
 def test_artifact_manifest_shape() -> None:
@@ -1074,3 +1098,101 @@ def test_builders_pushing_manifests_that_share_the_config_at_once_all_succeed(
             await asyncio.gather(*(one(i, f"pylock/mrace{round_}") for i in range(4)))
 
     run(scenario())
+
+
+# -- URLs from the registry that Python cannot parse ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://[::1", "https://127.0.0.1:99999/x", "http://127.0.0.1:1:2/x", "http://[zz]/x"],
+)
+def test_a_redirect_python_cannot_parse_is_a_registry_error(tmp_path: Path, location: str) -> None:
+    # Found in the field: a ValueError from urljoin/urlsplit escaped as a traceback,
+    # although the origin could have served the archive.
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": location})
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert caught.value.operation == "pull"
+
+
+@pytest.mark.parametrize("realm", ["http://[::1", "https://127.0.0.1:99999/token"])
+def test_a_token_realm_python_cannot_parse_is_a_registry_error(tmp_path: Path, realm: str) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        challenge = f'Bearer realm="{realm}",service="x"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError):
+            pull(server, tmp_path)
+
+
+def test_an_upload_location_python_cannot_parse_is_a_registry_error(tmp_path: Path) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=404)
+        return web.Response(status=202, headers={"Location": "http://[::1"})
+
+    async def scenario(server: Hostile) -> None:
+        async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+            await registry.push_blob(b"data", hashlib.sha256(b"data").hexdigest())
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            run(scenario(server))
+        assert caught.value.operation == "push"
+
+
+# -- how a remote cache takes failures --------------------------------------------------------
+
+
+def _remote(tmp_path: Path, *, no_origin: bool = False) -> RemoteCache:
+    return RemoteCache(
+        parse_reference("oci+http://127.0.0.1:9/pylock/x"),
+        settings=Settings.from_environ({}),
+        home=tmp_path,
+        push=True,
+        no_origin=no_origin,
+    )
+
+
+def test_a_registry_that_does_not_answer_takes_no_pushes_either(tmp_path: Path) -> None:
+    remote = _remote(tmp_path)
+    warnings: list[str] = []
+    remote.failed(RegistryError("cannot reach it", registry="r", operation="pull"), warnings.append)
+    assert remote.pull_broken and remote.push_broken
+    assert len(warnings) == 1 and "downloading from the origin" in warnings[0]
+
+
+def test_a_failed_push_is_reported_after_a_failed_pull(tmp_path: Path) -> None:
+    remote = _remote(tmp_path)
+    warnings: list[str] = []
+    denied = RegistryError(
+        "HTTP 403", registry="r", operation="pull", status=403, hint="log in first"
+    )
+    remote.failed(denied, warnings.append)
+    remote.failed(
+        RegistryError("HTTP 500", registry="r", operation="push", status=500),
+        warnings.append,
+        push=True,
+    )
+    remote.failed(
+        RegistryError("HTTP 500", registry="r", operation="push", status=500),
+        warnings.append,
+        push=True,
+    )
+    assert len(warnings) == 2
+    assert "(log in first)" in warnings[0]
+    assert warnings[1].startswith("cannot push to the remote cache")
+
+
+def test_no_origin_warning_reads_as_a_sentence(tmp_path: Path) -> None:
+    remote = _remote(tmp_path, no_origin=True)
+    warnings: list[str] = []
+    remote.failed(
+        RegistryError("HTTP 500", registry="r", operation="pull", status=500), warnings.append
+    )
+    assert warnings[0].endswith("; --no-origin forbids the origin")

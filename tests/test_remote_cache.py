@@ -276,7 +276,8 @@ def test_miss_then_push_fills_the_registry_and_a_fresh_builder_gets_it_from_ther
     assert app is not None
     artifact = app.artifact_for(host().key)
     assert artifact is not None
-    tag = f"cpython-3.12.7-20990101-{host().key}"
+    assert app.flavor is not None
+    tag = f"cpython-3.12.7-20990101-{host().key}-{app.flavor.value}-{artifact.sha256[:12]}"
     pushed = remote.manifest(tag)
     assert pushed["artifactType"] == ARTIFACT_TYPE
     annotations = pushed["annotations"]
@@ -368,7 +369,10 @@ def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
     assert code == 0, err
     assert "2 archive(s)" in err and "2 pushed" in err
     assert remote.blobs_present(shas) == [True, True]
-    tag = f"cpython-3.12.7-20990101-{OTHER_PLATFORM}"
+    python = cached_project.lock.pythons[0]
+    other = python.artifact_for(OTHER_PLATFORM)
+    assert other is not None and python.flavor is not None
+    tag = f"cpython-3.12.7-20990101-{OTHER_PLATFORM}-{python.flavor.value}-{other.sha256[:12]}"
     assert remote.manifest(tag)["artifactType"] == ARTIFACT_TYPE
     # Again: nothing to upload.
     code = cached_project.run("mirror", "--to", everything, **remote.tls)
@@ -716,3 +720,19 @@ def test_settings_read_the_remote_cache_variables(tmp_path: Path) -> None:
     assert RemoteCache.from_settings(Settings.from_environ({})) is None
     with pytest.raises(UsageError):
         RemoteCache.from_settings(Settings.from_environ({"PYLOCK_NO_ORIGIN": "1"}))
+
+
+def test_a_corrupt_blob_is_named_so_and_never_counted_as_pushed(
+    cached_project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The registry has "the blob", so an upload would be skipped: a push cannot repair it,
+    # and neither can the `mirror --to` the old hint named.
+    serve_bad_blob(fake_registry, cached_project, "same size")
+    reference = fake_reference(fake_registry)
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    assert code == 1
+    assert "is corrupt in the remote cache" in err
+    assert "delete the blob sha256:" in err
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--push")
+    assert code == 0, err
+    assert "holds a corrupt copy" in err and "1 pushed" not in err

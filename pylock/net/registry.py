@@ -36,6 +36,7 @@ from pylock.errors import (
     RegistryBlobNotFoundError,
     RegistryError,
     UsageError,
+    printable,
 )
 from pylock.net.dockerauth import Credentials, find_credentials
 from pylock.net.policy import SessionOwner
@@ -144,21 +145,26 @@ def parse_reference(text: str) -> RegistryRef:
     return RegistryRef(host.lower(), repository, plain_http=scheme == "oci+http")
 
 
-def tag_for(
-    implementation: str, version: str, build: str, platform: str, variant: str | None = None
-) -> str:
-    """The manifest tag of one archive, within the OCI tag grammar.
+def tag_for(*parts: str | None, sha256: str | None = None) -> str:
+    """The manifest tag of one archive, within the OCI tag grammar: the non-empty
+    ``parts`` joined with ``-``, then the first 12 hex digits of ``sha256``.
+
+    The digest keeps two archives that share everything else (two flavors of one build,
+    two direct URLs) from taking each other's tag, which would leave one manifest
+    untagged for the registry's garbage collection to delete.
 
     >>> tag_for("cpython", "3.12.4", "20240713", "x86_64-unknown-linux-gnu", "pgo+lto")
     'cpython-3.12.4-20240713-x86_64-unknown-linux-gnu-pgo_lto'
     >>> tag_for("graalpy", "24.1", "", ".odd/platform")
     'graalpy-24.1-.odd_platform'
+    >>> tag_for("cpython", "3.13.1", "x" * 200, sha256="ab" * 32)[-13:]
+    '-abababababab'
     """
-    parts = [implementation, version, build, platform] + ([variant] if variant else [])
+    suffix = f"-{sha256[:12]}" if sha256 else ""
     tag = _TAG_BAD.sub("_", "-".join(part for part in parts if part))
     if not tag or tag[0] in ".-":
         tag = "_" + tag
-    return tag[:128]
+    return tag[: 128 - len(suffix)] + suffix
 
 
 def layer_media_type(filename: str) -> str:
@@ -293,13 +299,17 @@ class RemoteCache:
         self.no_origin = no_origin
         self.lock = threading.Lock()
         self._auth = SharedAuth()
-        self._warned = False
+        #: Whether a pull failure, and a push failure, was reported (one warning each).
+        self._warned: set[bool] = set()
         #: Pulls (or pushes) stopped after a failure that would only repeat.
         self.pull_broken = False
         self.push_broken = False
         #: sha256 of the archives that came from the registry, and of those pushed to it.
         self.pulled: set[str] = set()
         self.pushed: set[str] = set()
+        #: sha256 of the blobs the registry served with other bytes: a push cannot replace
+        #: them (the registry has "the blob"), only deleting them in the registry can.
+        self.corrupt: set[str] = set()
 
     @classmethod
     def from_settings(
@@ -317,15 +327,27 @@ class RemoteCache:
         without a registry.
         """
         text = reference or settings.remote_cache
-        push = push or settings.remote_cache_push
-        no_origin = no_origin or settings.no_origin
         if text is None:
-            if push or no_origin:
+            # Name what the user actually set: a flag, or a variable they may have forgotten.
+            asked = (
+                "--push"
+                if push
+                else "--no-origin"
+                if no_origin
+                else "PYLOCK_REMOTE_CACHE_PUSH"
+                if settings.remote_cache_push
+                else "PYLOCK_NO_ORIGIN"
+                if settings.no_origin
+                else None
+            )
+            if asked is not None:
                 raise UsageError(
-                    f"{'--push' if push else '--no-origin'} needs a remote cache",
+                    f"{asked} needs a remote cache",
                     hint="give --remote-cache oci://HOST/REPOSITORY (or set PYLOCK_REMOTE_CACHE)",
                 )
             return None
+        push = push or settings.remote_cache_push
+        no_origin = no_origin or settings.no_origin
         home = Path(settings.home) if settings.home else Path.home()
         return cls(
             parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
@@ -345,25 +367,30 @@ class RemoteCache:
         *,
         push: bool = False,
     ) -> None:
-        """Note a failure: the first one of a run is a warning; a registry that is down or
-        refusing is not asked again (a wrong blob is only that blob's problem)."""
+        """Note a failure: the first failed pull of a run, and the first failed push, are a
+        warning each; a registry that is down or refusing is not asked again (a wrong blob
+        is only that blob's problem)."""
         with self.lock:
             if isinstance(error, RegistryError):
-                if push:
+                if error.status is None:
+                    # Unreachable (or silent until the timeout): pushing would wait as long.
+                    self.pull_broken = self.push_broken = True
+                elif push:
                     self.push_broken = True
-                elif error.status is None or error.status in (401, 403) or error.status >= 500:
+                elif error.status in (401, 403) or error.status >= 500:
                     self.pull_broken = True
-            first = not self._warned
-            self._warned = True
+            first = push not in self._warned
+            self._warned.add(push)
         if first:
             what = "push to" if push else "use"
             if push:
                 then = "the archives stay in the local cache"
             elif self.no_origin:
-                then = "and --no-origin forbids the origin"
+                then = "--no-origin forbids the origin"
             else:
                 then = "downloading from the origin"
-            warn(f"cannot {what} the remote cache {self.ref}: {error.message}; {then}")
+            hint = f" ({error.hint})" if error.hint else ""
+            warn(f"cannot {what} the remote cache {self.ref}: {error.message}{hint}; {then}")
 
 
 # -- WWW-Authenticate --------------------------------------------------------------------------
@@ -764,14 +791,32 @@ class RegistryClient(SessionOwner):
             raise self._error(
                 f"redirect without a Location from {current}", operation, response.status
             )
-        target = urljoin(current, location)
+        target = self._join(current, location, operation)
         self._check_url(target, operation)
+        return target
+
+    def _join(self, base: str, location: str, operation: str) -> str:
+        """``location`` (from the server) resolved against ``base``; a clean error, not a
+        ValueError, for one Python cannot parse (a port out of range, a broken IPv6)."""
+        try:
+            target = urljoin(base, location)
+            urlsplit(target).port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise self._error(
+                f"the registry sent an invalid URL: {printable(redact(location))[:200]}", operation
+            ) from None
         return target
 
     def _check_url(self, url: str, operation: str) -> None:
         """Refuse schemes other than http(s), and plain http except to loopback or when the
         registry itself is plain http (``oci+http://``)."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise self._error(
+                f"the registry sent an invalid URL: {printable(redact(url))[:200]}", operation
+            ) from None
         scheme = parts.scheme.lower()
         if scheme == "https":
             return
@@ -783,7 +828,7 @@ class RegistryClient(SessionOwner):
         location = response.headers.get("Location")
         if not location:
             raise self._error("upload started without a Location", operation, response.status)
-        target = urljoin(str(response.url), location)
+        target = self._join(str(response.url), location, operation)
         self._check_url(target, operation)
         return target
 
@@ -957,8 +1002,13 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _origin_text(url: str) -> str:
-    parts = urlsplit(url)
-    return redact(f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        # Only ever called on URLs checked before; never let a message raise.
+        return printable(redact(url))[:200]
+    return redact(f"{parts.scheme}://{parts.hostname}{':' + str(port) if port else ''}")
 
 
 def _reason(error: BaseException) -> str:

@@ -68,7 +68,7 @@ class Wanted:
             return remote_tag(*self.locked)
         from pylock.net.registry import tag_for
 
-        return tag_for(self.filename, "", "", "")
+        return tag_for(self.filename, sha256=self.sha256)
 
     @classmethod
     def from_artifact(
@@ -91,12 +91,18 @@ class Wanted:
 
 def remote_tag(python: LockedPython, artifact: Artifact) -> str:
     """The registry tag of a locked archive:
-    ``<implementation>-<version>-<build>-<platform>[-<variant>]``."""
+    ``<implementation>-<version>-<build>-<platform>[-<variant>]-<flavor>-<sha256[:12]>``."""
     from pylock.net.registry import tag_for
 
     variant = python.variant.value if python.variant.value != "default" else None
     return tag_for(
-        python.implementation.value, python.version, python.build or "", artifact.platform, variant
+        python.implementation.value,
+        python.version,
+        python.build,
+        artifact.platform,
+        variant,
+        python.flavor.value if python.flavor is not None else None,
+        sha256=artifact.sha256,
     )
 
 
@@ -496,6 +502,9 @@ async def _from_registry(
                 expected=f"{item.sha256} ({bound} bytes)",
                 actual="more bytes",
             )
+        if isinstance(error, HashMismatchError):
+            with remote.lock:
+                remote.corrupt.add(item.sha256)
         remote.failed(error, reporter.warn)
         reporter.detail(f"{item.filename}: remote cache failed ({error.message})")
         partial.unlink(missing_ok=True)
@@ -515,6 +524,16 @@ async def _push(
         return
     from pylock.errors import RegistryError
     from pylock.net.registry import artifact_manifest
+
+    if item.sha256 in remote.corrupt:
+        # The registry has "the blob", so an upload would be skipped: only deleting it
+        # there helps. Saying "pushed" would be a lie.
+        reporter.warn(
+            f"the remote cache {remote.ref} holds a corrupt copy of {item.filename} "
+            f"(sha256 {item.sha256}), which a push cannot replace: delete that blob in the "
+            "registry, then push again"
+        )
+        return
 
     size = path.stat().st_size
     tag = item.remote_tag()
@@ -539,14 +558,22 @@ async def _push(
 def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
     from pylock.errors import RemoteCacheMissError
 
-    why = "could not be had from" if remote.pull_broken else "is not in"
+    seed = f"`pylock mirror --to {remote.ref}`"
+    if item.sha256 in remote.corrupt:
+        why = "is corrupt in"
+        hint = (
+            f"delete the blob sha256:{item.sha256} in the registry (its bytes do not match), "
+            f"then seed it again from a machine with access to the origin: {seed}"
+        )
+    else:
+        why = "could not be had from" if remote.pull_broken else "is not in"
+        hint = f"seed the registry from a machine with access to the origin: {seed}"
     return RemoteCacheMissError(
         f"archive {item.filename} (sha256 {item.sha256}) {why} the remote cache "
         f"{remote.ref}, and --no-origin forbids downloading it from {item.url}",
         registry=str(remote.ref),
         digest=item.sha256,
-        hint=f"seed the registry from a machine with access to the origin: "
-        f"`pylock mirror --to {remote.ref}`",
+        hint=hint,
     )
 
 
