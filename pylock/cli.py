@@ -42,11 +42,15 @@ INSTALL_DIRNAME = ".pythons"
 class Context:
     """What every command needs: the project, the environment and the output."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, argv: Sequence[str] = ()
+    ) -> None:
         self.args = args
+        #: The arguments as given (the fast path's state is keyed on them).
+        self.argv = tuple(argv)
         self.settings = settings
-        self.project = Path(args.project).absolute() if args.project else Path.cwd()
-        self.color = _want_color(args.color, settings.no_color)
+        self.project = Path(os.path.abspath(args.project)) if args.project else Path.cwd()
+        self.color = _want_color(args.color, settings.no_color or settings.dumb_terminal)
         self._reporter: Reporter | None = None
         self._remote: tuple[RemoteCache | None] | None = None
 
@@ -56,7 +60,11 @@ class Context:
         if self._reporter is None:
             from pylock.progress import Reporter
 
-            self._reporter = Reporter(verbosity=self.args.verbosity, color=self.color)
+            self._reporter = Reporter(
+                verbosity=self.args.verbosity,
+                color=self.color,
+                dumb_terminal=self.settings.dumb_terminal,
+            )
         return self._reporter
 
     @property
@@ -79,7 +87,8 @@ class Context:
         """``--into``, else ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock."""
         chosen = into or self.settings.install_dir
         if chosen:
-            return Path(chosen).expanduser().absolute()
+            # Normalised (no `..`): the fix-ups write this path into the interpreter.
+            return Path(os.path.abspath(Path(chosen).expanduser()))
         return self.project / INSTALL_DIRNAME
 
     def platform(self, key: str | None = None) -> Platform:
@@ -415,11 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = command("cache", "inspect and clean the archive cache", _cmd_cache)
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cache_commands.add_parser("dir", help="print the cache directory")
-    cache_commands.add_parser("list", help="list cached archives")
-    cache_commands.add_parser("verify", help="re-hash cached archives; evict corrupt ones")
+    cache_commands.add_parser("dir", help="print the cache directory", parents=[after])
+    cache_commands.add_parser("list", help="list cached archives", parents=[after])
+    cache_commands.add_parser(
+        "verify", help="re-hash cached archives; evict corrupt ones", parents=[after]
+    )
     prune = cache_commands.add_parser(
-        "prune", help="evict archives by total size and/or age of last use"
+        "prune", help="evict archives by total size and/or age of last use", parents=[after]
     )
     prune.add_argument(
         "--max-size", metavar="SIZE", help="keep at most SIZE (e.g. 500M, 2G), newest kept first"
@@ -427,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--unused-for", metavar="DAYS", type=float, help="evict archives unused for DAYS days"
     )
-    cache_commands.add_parser("clean", help="remove everything from the cache")
+    cache_commands.add_parser("clean", help="remove everything from the cache", parents=[after])
 
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
@@ -481,6 +492,11 @@ def _cmd_lock(ctx: Context) -> int:
     from pylock.project import LockRequest, update_lock
 
     args = ctx.args
+    if args.python_downloads_json == "":
+        raise UsageError(
+            "--python-downloads-json needs a path or URL",
+            hint="e.g. --python-downloads-json ./download-metadata.json",
+        )
     request = LockRequest(
         config_path=ctx.config_path,
         lock_path=ctx.lock_path,
@@ -517,6 +533,7 @@ def _warn_if_config_changed(ctx: Context, lock: LockFile) -> None:
 
 
 def _cmd_sync(ctx: Context) -> int:
+    from pylock.fastpath import options_key
     from pylock.sync.execute import SyncRequest, run_sync
 
     args = ctx.args
@@ -534,8 +551,11 @@ def _cmd_sync(ctx: Context) -> int:
         fixups=not args.no_fixups,
         bin_dir=Path(bin_dir) if bin_dir else None,
         remember=not args.only and not args.platform,
+        options_key=options_key(ctx.argv, ctx.settings),
     )
-    ctx.remote_cache()  # a bad --remote-cache is a usage error even when nothing is to do
+    # Bad download settings are usage errors even when nothing is to do: the fast path
+    # trusts only options this check has passed (see pylock.fastpath.options_key).
+    ctx.fetch_options()
     outcome = run_sync(request, cache=ctx.cache, options=ctx.fetch_options, reporter=ctx.reporter)
     result = outcome.result
     if outcome.noop:
@@ -591,8 +611,8 @@ def _cmd_fetch(ctx: Context) -> int:
     remote, pushed = _registry_words(ctx, pulled, len(outcome.pushed))
     ctx.reporter.event(
         f"{total} archive(s) in {_display(cache.root)}: {remote}{downloaded} downloaded"
-        f" ({human_size(outcome.downloaded_bytes)}), {total - downloaded - pulled} already cached"
-        f"{pushed}"
+        f" ({human_size(outcome.downloaded_bytes)} fetched in all),"
+        f" {total - downloaded - pulled} already cached{pushed}"
     )
     return 0
 
@@ -761,7 +781,13 @@ def _cmd_cache(ctx: Context) -> int:
     if action == "verify":
         verified = cache.verify()
         for bad in verified.corrupt:
-            fate = "evicted" if bad.evicted else "kept: another process is using it"
+            fate = (
+                "evicted"
+                if bad.evicted
+                else "kept: another process is using it"
+                if cache.writable()
+                else "kept: the cache is read-only"
+            )
             ctx.out(
                 f"corrupt: {bad.entry.filename} (expected sha256 {bad.entry.sha256}, "
                 f"got {bad.actual}); {fate}"
@@ -850,10 +876,13 @@ def _seed_registry(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
-    exe = _locate(ctx, ctx.read_lock(), check_executable=False).executable
-    run_args = list(ctx.args.run_args)
-    if run_args[:1] == ["--"]:
-        run_args = run_args[1:]
+    # No lock needed, as for `which`: the install record knows.
+    lock = ctx.read_lock() if ctx.lock_path.exists() else None
+    exe = _locate(ctx, lock, check_executable=False).executable
+    # Everything after the first `--` goes through as given (a second `--` included):
+    # argparse's REMAINDER drops the separator in some Python versions and not in others.
+    argv = list(ctx.argv)
+    run_args = argv[argv.index("--") + 1 :] if "--" in argv else list(ctx.args.run_args)
     sys.stdout.flush()
     try:
         return subprocess.call([str(exe), *run_args])
@@ -908,7 +937,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.code if isinstance(exc.code, int) else 2
     from pylock.settings import Settings
 
-    ctx = Context(args, Settings.from_environ(os.environ if environ is None else environ))
+    settings = Settings.from_environ(os.environ if environ is None else environ)
+    ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(ctx))
     except UsageError as exc:
@@ -917,12 +947,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except PylockError as exc:
         report_error(exc, color=ctx.color)
         return 1
+    except OSError as exc:
+        # The file system refused something no command expected to fail (a directory
+        # turned read-only, a disk that filled up): say what, without a traceback.
+        if isinstance(exc, BrokenPipeError):
+            return 0  # `pylock list | head`: the reader went away; that is not an error.
+        where = f": {exc.filename}" if exc.filename else ""
+        if getattr(args, "verbosity", 0) > 0:
+            import traceback
+
+            traceback.print_exc()  # -v: the details, for a bug report
+        report_error(
+            PylockError(
+                f"{exc.strerror or exc}{where}",
+                hint="check the path's permissions and free space, then run the command again",
+            ),
+            color=ctx.color,
+        )
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("pylock: interrupted\n")
         return 130
-    except BrokenPipeError:
-        # `pylock list | head`: the reader went away; that is not an error.
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

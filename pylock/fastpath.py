@@ -38,11 +38,27 @@ RECORD = os.path.join(".pylock", "install.json")
 #: The trees an install or removal works in (``pylock.sync.install``'s prefixes).
 LEFTOVER_PREFIXES = (".pylock-tmp-", ".pylock-old-", ".pylock-trash-")
 
-# Options that cannot change the outcome of a sync that has nothing to do.
+# Options that cannot change the outcome of a sync that has nothing to do. Those it does
+# not interpret itself are still checked by the full sync: the state holds a digest of
+# their values (see :func:`options_key`), so a value the full sync never saw is not trusted.
 _GLOBAL_VALUE = {"--project", "--color"}
 _GLOBAL_FLAG = {"-q", "--quiet"}
 _SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j", "--remote-cache"}
 _SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet", "--push", "--no-origin"}
+#: The options this module interprets; every other one goes into :func:`options_key`.
+_INTERPRETED = {"--project", "--into", "--no-prune", "-q", "--quiet"}
+#: Settings a sync that downloads would check (and reject when malformed).
+_CHECKED_SETTINGS = (
+    "mirror",
+    "pypy_mirror",
+    "url_rewrites",
+    "concurrency",
+    "max_download_size",
+    "remote_cache",
+    "remote_cache_push",
+    "no_origin",
+    "offline",
+)
 
 
 def host_fingerprint() -> str:
@@ -53,12 +69,41 @@ def host_fingerprint() -> str:
 
 
 def file_sha256(path: str) -> str | None:
-    """The sha256 of a small file, or ``None`` if it cannot be read."""
+    """The sha256 of a project file (the lock, the config), or ``None`` if it cannot be
+    read as one: a pipe in its place must not hang a sync."""
+    data = _read_small(path, 256 * 1024 * 1024, follow=True)
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def _read_small(path: str, limit: int, *, follow: bool) -> bytes | None:
+    """The bytes of a regular file of at most ``limit`` bytes, else ``None``.
+
+    The rules of :func:`pylock.fsutil.read_own_file` (never blocking on a pipe, never
+    reading a device for ever, bounded), written out here because importing that module
+    would cost more than the whole check. ``follow=False`` refuses a symlink too.
+    """
+    import stat  # free: os has imported it already
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+        fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:  # grown since measured: read on, still bounded
+                data += handle.read(limit + 1 - len(data))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
 
 
 def record_stamp(path: str) -> list[int] | None:
@@ -68,6 +113,33 @@ def record_stamp(path: str) -> list[int] | None:
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def path_digest(path: str) -> str:
+    """The sha256 of an absolute, normalised path: where a state was written for."""
+    return hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def options_key(argv: Sequence[str], settings: Settings, salt: str | None = None) -> str | None:
+    """``SALT:SHA256`` of the options and settings the full sync checks, or ``None`` when
+    this module would not understand ``argv`` anyway.
+
+    The full sync stores the key of the invocation it checked; this module trusts its state
+    only for an invocation with the same key. So ``--jobs abc`` or a malformed mirror is
+    refused by the full sync the first time, even when nothing is to do, and never
+    waved through here. The salt keeps a state file from confirming a guessed secret (a
+    mirror URL's password).
+    """
+    options = _parse(argv)
+    if options is None:
+        return None
+    salt = salt or os.urandom(16).hex()
+    digest = hashlib.sha256(salt.encode("utf-8", "surrogatepass"))
+    words = [f"{k}={v}" for k, v in sorted(options.items()) if k not in _INTERPRETED]
+    words += [f"{name}={getattr(settings, name)!r}" for name in _CHECKED_SETTINGS]
+    for word in words:
+        digest.update(word.encode("utf-8", "surrogatepass") + b"\0")
+    return f"{salt}:{digest.hexdigest()}"
 
 
 def _parse(argv: Sequence[str]) -> dict[str, str | bool] | None:
@@ -117,6 +189,12 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     state = read_state(dest)
     if state is None or state.get("host") != host_fingerprint():
         return None
+    # A moved install directory is reinstalled by the full sync (its fix-ups name the path).
+    if state.get("dest-sha256") != path_digest(dest):
+        return None
+    key = state.get("options-key")
+    if not isinstance(key, str) or options_key(argv, settings, key.partition(":")[0]) != key:
+        return None
     if file_sha256(os.path.join(project, "pythons.lock")) != state.get("lock-sha256"):
         return None
     config = os.path.join(project, "pythons.toml")
@@ -151,11 +229,15 @@ def read_state(dest: str) -> dict[str, object] | None:
 
     A line format rather than JSON, because importing :mod:`json` (and with it
     :mod:`re`) would cost more than the rest of the check.
+
+    Read with :func:`_read_small`, not through a symlink: a pipe, a device or a huge file
+    is no state.
     """
+    # One line of under 100 bytes per interpreter: room for some 150,000 of them.
+    data = _read_small(os.path.join(dest, STATE_FILE), 16 * 1024 * 1024, follow=False)
     try:
-        with open(os.path.join(dest, STATE_FILE), encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = data.decode("utf-8").splitlines() if data is not None else None
+    except UnicodeDecodeError:
         return None
     if not lines or lines[0] != f"pylock-state {STATE_VERSION}":
         return None
@@ -176,8 +258,12 @@ def read_state(dest: str) -> dict[str, object] | None:
     return state
 
 
-def write_state(*, dest: str, project: str, names: Sequence[str]) -> None:
-    """Remember that ``dest`` matches the project's lock (called after a full sync)."""
+def write_state(*, dest: str, project: str, names: Sequence[str], key: str | None) -> None:
+    """Remember that ``dest`` matches the project's lock (called after a full sync).
+
+    ``key`` is the :func:`options_key` of the invocation the full sync checked; without
+    one, no state is written (this module could not use it).
+    """
     from pathlib import Path
 
     from pylock.fsutil import atomic_write_text
@@ -186,9 +272,10 @@ def write_state(*, dest: str, project: str, names: Sequence[str]) -> None:
     lock_sha = file_sha256(os.path.join(project, "pythons.lock"))
     config = os.path.join(project, "pythons.toml")
     config_sha = file_sha256(config) if os.path.exists(config) else None
-    if lock_sha is None:
+    if lock_sha is None or key is None:
         return
     lines += [f"lock-sha256 {lock_sha}", f"config-sha256 {config_sha or '-'}"]
+    lines += [f"dest-sha256 {path_digest(dest)}", f"options-key {key}"]
     for name in sorted(names):
         stamp = record_stamp(os.path.join(dest, name, RECORD))
         if stamp is None:

@@ -141,7 +141,12 @@ def _guess(project_dir: Path) -> tuple[_Guess, str]:
             f"from {PYTHON_VERSION_FILE}",
             f"; {PYTHON_VERSION_FILE} names nothing pylock can lock",
         ),
-        (PYPROJECT_FILE, guess_from_pyproject, f"from requires-python in {PYPROJECT_FILE}", ""),
+        (
+            PYPROJECT_FILE,
+            guess_from_pyproject,
+            f"from requires-python in {PYPROJECT_FILE}",
+            f"; {PYPROJECT_FILE} has no requires-python pylock can use",
+        ),
     )
     for filename, guesser, source, unusable in sources:
         text = _read(project_dir / filename)

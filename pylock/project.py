@@ -301,5 +301,12 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
     written = changed and not check and not dry_run
     if written:
-        atomic_write_text(lock_path, outcome.text)
+        try:
+            atomic_write_text(lock_path, outcome.text)
+        except OSError as exc:
+            raise PylockError(
+                f"cannot write {lock_path}: {exc.strerror or exc}",
+                hint="run `pylock lock` where the project directory is writable "
+                "(`pylock lock --check` writes nothing)",
+            ) from None
     return LockUpdate(lines=lines, changed=changed, written=written)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import GitError, UsageError
+from pylock.errors import GitError, PylockError, UsageError
 from pylock.fsutil import LOCK_FILENAME
 
 if TYPE_CHECKING:
@@ -61,14 +61,13 @@ def locks_to_compare(
     git runs in ``settings``' environment.
     """
     from pylock.diff import empty_lock
-    from pylock.project import read_lock
 
     if base is not None and old is not None:
         raise UsageError("give either --base GITREF or OLD [NEW] lock files, not both")
     if old is not None:
-        before = LabelledLock(read_lock(Path(old)), old)
+        before = LabelledLock(_read_given(Path(old)), old)
         after = (
-            LabelledLock(read_lock(Path(new)), new)
+            LabelledLock(_read_given(Path(new)), new)
             if new is not None
             else working_tree_lock(lock_path)
         )
@@ -81,6 +80,17 @@ def locks_to_compare(
         else LabelledLock(empty_lock(), f"{ref} (no lock)")
     )
     return before, working_tree_lock(lock_path)
+
+
+def _read_given(path: Path) -> LockFile:
+    """A lock file named on the command line; its errors say what ``diff`` expects."""
+    from pylock.project import read_lock
+
+    try:
+        return read_lock(path)
+    except PylockError as exc:
+        exc.hint = "OLD and NEW are pythons.lock files, as `pylock lock` writes them"
+        raise
 
 
 # -- the lock at a git ref ------------------------------------------------------------------

@@ -6,7 +6,8 @@ receives a :class:`Settings` or plain values: outside this module and ``cli.py``
 nothing reads ``os.environ``.
 
 Values are kept as written and checked when used, each with one message: a bad
-``PYLOCK_CONCURRENCY`` is an error for a sync that downloads, not for ``pylock list``.
+``PYLOCK_CONCURRENCY`` is an error for ``sync`` (even one with nothing to do), not for
+``pylock list``.
 
 Standard library only and cheap to import: the no-op ``pylock sync`` fast path uses it
 before anything heavy is loaded. Errors (which need attrs) are imported only when a
@@ -99,7 +100,7 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-_FLAGS = ("offline", "no_color", "remote_cache_push", "no_origin")
+_FLAGS = ("offline", "no_color", "dumb_terminal", "remote_cache_push", "no_origin")
 
 
 class Settings:
@@ -111,6 +112,7 @@ class Settings:
         "cache_dir",
         "concurrency",
         "docker_config",
+        "dumb_terminal",
         "environment",
         "github_actor",
         "github_token",
@@ -161,6 +163,9 @@ class Settings:
     offline: bool
     #: ``NO_COLOR`` is set and not empty.
     no_color: bool
+    #: ``TERM=dumb`` (Emacs shells, some IDE consoles): a terminal that cannot move its
+    #: cursor, so no live progress bars and no colour unless asked for.
+    dumb_terminal: bool
     #: The home directory (for the default netrc file).
     home: str | None
     #: ``http_proxy``/``HTTP_PROXY``, ``https_proxy``/``HTTPS_PROXY``, ``all_proxy``/
@@ -209,6 +214,7 @@ class Settings:
         values["netrc"] = environ.get("NETRC")
         values["offline"] = flag(environ.get("PYLOCK_OFFLINE"))
         values["no_color"] = bool(environ.get("NO_COLOR"))
+        values["dumb_terminal"] = environ.get("TERM") == "dumb"
         values["remote_cache_push"] = flag(environ.get("PYLOCK_REMOTE_CACHE_PUSH"))
         values["no_origin"] = flag(environ.get("PYLOCK_NO_ORIGIN"))
         # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.

@@ -69,10 +69,15 @@ def test_bad_jobs_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         ["--project", str(tmp_path), "sync", "--into", str(tmp_path / "d")],
         environ={"PYLOCK_CONCURRENCY": "lots"},
     )
-    # Nothing is locked, so nothing needs the job count: a clean no-op.
-    assert code == 0
+    # Nothing is locked, so nothing needs the job count; a sync refuses it all the same, so
+    # that the same command does not pass or fail with the state of the install directory.
+    assert code == 2
+    assert "PYLOCK_CONCURRENCY must be a whole number" in capsys.readouterr().err
     assert main(["--project", str(tmp_path), "sync", "--jobs", "x"]) == 2
     assert "invalid int value" in capsys.readouterr().err
+    # Commands that download nothing do not look at it.
+    listed = main(["--project", str(tmp_path), "list"], environ={"PYLOCK_CONCURRENCY": "lots"})
+    assert listed == 0
 
 
 def test_parser_is_reusable() -> None:

@@ -132,6 +132,18 @@ def test_starter_falls_back_to_the_running_python(tmp_path: Path) -> None:
     assert loads_config(text).pythons[0].version == HOST_SERIES
 
 
+@pytest.mark.parametrize(
+    "pyproject", ['[project]\nrequires-python = "bogus"\n', "[project\n", "[project]\n"]
+)
+def test_starter_says_why_pyproject_was_not_used(tmp_path: Path, pyproject: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    _, source = starter_config(tmp_path)
+    assert source == (
+        f"version {HOST_SERIES}, the series of the Python running pylock; "
+        "pyproject.toml has no requires-python pylock can use"
+    )
+
+
 def test_starter_with_nothing_to_go_on(tmp_path: Path) -> None:
     (tmp_path / ".python-version").mkdir()  # unreadable as a file
     text, source = starter_config(tmp_path)

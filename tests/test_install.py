@@ -85,16 +85,18 @@ def do_install(
     fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
     if_needed: bool = False,
 ) -> Path:
-    return install(
+    python = python or locked(artifact)
+    install(
         archive,
         dest_root=dest_root,
-        python=python or locked(artifact),
+        python=python,
         artifact=artifact,
         platform=LINUX,
         fixup=fixup,
         reporter=NullReporter(),
         if_needed=if_needed,
     )
+    return dest_root.absolute() / python.name
 
 
 def leftovers(dest_root: Path) -> list[str]:

@@ -702,7 +702,7 @@ def test_fetch_counts_the_download_after_a_corrupt_cached_archive(
     with _one_build_project(tmp_path, capsys) as (build, server, project):
         assert "1 downloaded" in project.run("fetch", "--mirror", project.mirror).err
         unchanged = project.run("fetch", "--mirror", project.mirror)
-        assert "0 downloaded (0 B), 1 already cached" in unchanged.err
+        assert "0 downloaded (0 B fetched in all), 1 already cached" in unchanged.err
         _corrupt(project.archive(build))
         again = project.run("fetch", "--mirror", project.mirror)
         assert server.hits(build.path) == 2

@@ -202,7 +202,9 @@ def test_fast_path_returns_its_line_and_prints_nothing(
 ) -> None:
     build = make_build("app", "20250101")
     sync_project.install(build)
-    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    # The options the install was checked with (sync_project.sync passes the mirror).
+    mirror = ["--mirror", sync_project.mirror]
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into), *mirror]
     settings = Settings.from_environ({})
     capsys.readouterr()
     line = try_noop_sync(argv, settings)
@@ -213,7 +215,7 @@ def test_fast_path_returns_its_line_and_prints_nothing(
     assert try_noop_sync(argv, Settings.from_environ({"PYLOCK_BIN_DIR": "/b"})) is None
     # PYLOCK_INSTALL_DIR comes from the settings too.
     moved = Settings.from_environ({"PYLOCK_INSTALL_DIR": str(sync_project.into)})
-    assert try_noop_sync(["--project", str(sync_project.root), "sync"], moved) == line
+    assert try_noop_sync(["--project", str(sync_project.root), "sync", *mirror], moved) == line
 
 
 def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None:
@@ -238,6 +240,7 @@ def _request(sync_project: Project, **changes: object) -> SyncRequest:
         "config_path": sync_project.root / "pythons.toml",
         "dest_root": sync_project.into,
         "platform": host(),
+        "options_key": "salt:digest",  # what the CLI passes (the fast path's key)
     }
     values.update(changes)
     return SyncRequest(**values)  # type: ignore[arg-type]

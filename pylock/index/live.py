@@ -21,6 +21,7 @@ from pylock.errors import (
     OfflineError,
     PylockError,
     UpstreamError,
+    UsageError,
 )
 from pylock.settings import Settings
 from pylock.versions import Implementation
@@ -218,6 +219,12 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
                 hint="download it once and pass its local path instead",
             )
         return _run(lambda: _fetch_bytes(source, fetch_options))
+    if "://" in source and parts.scheme != "file":
+        # An unsupported scheme (ftp://...) is not a relative path with a colon in it.
+        raise UsageError(
+            f"--python-downloads-json: unsupported URL {source!r}",
+            hint="give an http://, https:// or file:// URL, or a local path",
+        )
     path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(source).expanduser()
     try:
         return path.read_bytes()

@@ -122,7 +122,12 @@ class FeedReader:
                     raise feed._error from None
                 assert feed._final is not None
                 final = feed._final
-            self._handle = open(final, "rb")  # noqa: SIM115 - closed in close()
+            try:
+                self._handle = open(final, "rb")  # noqa: SIM115 - closed in close()
+            except FileNotFoundError:
+                # Stored, then pruned by another process before this reader held it: the
+                # caller installs from the cache after fetching it again.
+                raise StreamRestarted from None
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes, waiting for them to arrive; ``b""`` at the verified end."""

@@ -154,20 +154,36 @@ class Cache:
         _check_sha256(sha256)
         return _lock(self.locks_dir / f"{sha256}.lock")
 
-    def require_writable(self) -> None:
-        """Raise :class:`CacheReadOnlyError` unless archives can be stored here."""
+    def require_writable(self, doing: str = "store downloads in") -> None:
+        """Raise :class:`CacheReadOnlyError` unless archives can be stored (or removed) here."""
+        error = self._write_error()
+        if error is not None:
+            raise CacheReadOnlyError(
+                f"cannot {doing} the cache at {self.root} (PYLOCK_CACHE_DIR): "
+                f"{error.strerror or error}",
+                root=str(self.root),
+                hint="a read-only cache serves only the archives it holds: run `pylock fetch` "
+                "or `pylock cache` where it is writable, or point PYLOCK_CACHE_DIR at a "
+                "writable directory",
+            ) from None
+
+    def writable(self) -> bool:
+        """Whether archives can be stored (and removed) here."""
+        return self._write_error() is None
+
+    def _write_error(self) -> OSError | None:
         try:
             probe = self.new_tmp_path("probe", ".tmp")
             probe.touch(exist_ok=False)
             probe.unlink()
+            # Evicting takes an archive's gate, a file in locks/.
+            self.locks_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.locks_dir / f"probe.{os.getpid()}-{os.urandom(6).hex()}.tmp"
+            probe.touch(exist_ok=False)
+            probe.unlink()
         except OSError as error:
-            raise CacheReadOnlyError(
-                f"cannot store downloads in the cache at {self.root} (PYLOCK_CACHE_DIR): "
-                f"{error.strerror or error}",
-                root=str(self.root),
-                hint="a read-only cache serves only the archives it holds: run `pylock fetch` "
-                "where it is writable, or point PYLOCK_CACHE_DIR at a writable directory",
-            ) from None
+            return error
+        return None
 
     def new_tmp_path(self, key: str, suffix: str = ".part") -> Path:
         """A fresh path in ``tmp/`` whose name starts with ``key`` (a sha256 or a word)."""
@@ -205,17 +221,20 @@ class Cache:
             pass  # a read-only cache is still a cache
 
     @contextlib.contextmanager
-    def hold(self, sha256: str) -> Iterator[Path | None]:
+    def hold(self, sha256: str, *, gated: bool = True) -> Iterator[Path | None]:
         """Hold the archive against ``prune`` and ``clean`` while reading it; yields its path.
 
         Yields ``None`` if it is not cached. Any number of processes may hold one archive.
+        ``gated=False`` registers the hold without waiting for the archive's gate, which
+        a download of it keeps until the archive is stored: for a reader that follows that
+        download, whose archive is not there to evict yet.
         """
         marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{os.urandom(6).hex()}.lock"
         try:
             hold = _lock(marker)
             # Registering under the gate means a concurrent prune either saw this hold or
             # finished evicting before it; it never evicts an archive that is being opened.
-            with self.gate(sha256):
+            with self.gate(sha256) if gated else contextlib.nullcontext():
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 hold.acquire()
                 path = self.lookup(sha256)
@@ -307,11 +326,16 @@ class Cache:
             fd = os.open(self._sidecar_path(sha256, name), flags)
         except OSError:
             return None
+        # Checked before open(), which refuses a directory without closing the descriptor.
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > _SIDECAR_MAX_BYTES:
+            os.close(fd)
+            return None
         try:
             with open(fd, "rb") as handle:
-                info = os.fstat(handle.fileno())
-                if not stat.S_ISREG(info.st_mode) or info.st_size > _SIDECAR_MAX_BYTES:
-                    return None
                 data = handle.read(_SIDECAR_MAX_BYTES + 1)
         except OSError:
             return None
@@ -361,9 +385,13 @@ class Cache:
                 os.rename(staging, final_dir)
             except OSError:
                 existing = _archive_in(final_dir)
-                if existing is None:
-                    raise
-                return existing
+                if existing is not None:
+                    return existing
+                # A directory without its archive (deleted by hand, or replaced by
+                # something that is not a file): debris that would block this archive for
+                # ever. The caller holds the gate, so nobody else is storing it.
+                self._discard(final_dir)
+                os.rename(staging, final_dir)
         finally:
             remove_tree(staging)
         return final_dir / name
@@ -381,10 +409,8 @@ class Cache:
         directory = self.archive_dir(sha256)
         if not directory.exists():
             return False
-        # Renaming first makes the removal atomic for readers, even if deleting is slow.
-        graveyard = self.new_tmp_path("evicted", "")
         try:
-            os.rename(directory, graveyard)
+            self._discard(directory)
         except FileNotFoundError:
             return False
         except OSError:
@@ -397,10 +423,17 @@ class Cache:
                 archive.unlink()
             except OSError:
                 return False
-            return True
+        return True
+
+    def _discard(self, directory: Path) -> None:
+        """Move ``directory`` out of the way, then delete it (best effort).
+
+        Renaming first makes the removal atomic for readers, even if deleting is slow.
+        """
+        graveyard = self.new_tmp_path("evicted", "")
+        os.rename(directory, graveyard)
         with contextlib.suppress(OSError):
             remove_tree(graveyard)
-        return True
 
     def clear_partials(self, sha256: str) -> None:
         """Delete partial downloads of this archive; call only while holding :meth:`gate`."""
@@ -438,6 +471,7 @@ class Cache:
 
         With neither limit, only debris of killed runs (in ``tmp/``) is removed.
         """
+        self.require_writable("prune")
         now = time.time() if now is None else now
         entries = sorted(self.list(), key=lambda e: e.last_used)
         removed: list[CacheEntry] = []
@@ -459,16 +493,19 @@ class Cache:
                 else:
                     held.append(entry)
         self._clean_tmp()
+        self._clean_debris()
         return PruneReport(removed=tuple(removed), held=tuple(held))
 
     def clean(self) -> PruneReport:
         """Remove every archive that no process holds, the metadata and abandoned partial work."""
+        self.require_writable("clean")
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
         for entry in self.list():
             (removed if self._try_evict(entry.sha256) else held).append(entry)
         remove_tree(self.metadata_dir)
         self._clean_tmp()
+        self._clean_debris()
         return PruneReport(removed=tuple(removed), held=tuple(held))
 
     def size(self) -> int:
@@ -477,8 +514,11 @@ class Cache:
 
     def _try_evict(self, sha256: str) -> bool:
         gate = self.gate(sha256)
-        if not gate.try_acquire():
-            return False  # being downloaded, evicted or opened right now
+        try:
+            if not gate.try_acquire():
+                return False  # being downloaded, evicted or opened right now
+        except OSError:
+            return False  # a read-only cache: nothing can be removed
         try:
             if self.is_held(sha256):
                 return False
@@ -490,6 +530,16 @@ class Cache:
             return _archive_in(self.archive_dir(sha256)) is None
         finally:
             gate.release()
+
+    def _clean_debris(self) -> None:
+        """Remove archive directories that lost their archive (and so are not listed)."""
+        try:
+            directories = list(self.archives_dir.iterdir())
+        except OSError:
+            return
+        for directory in directories:
+            if is_sha256(directory.name) and _archive_in(directory) is None:
+                self._try_evict(directory.name)
 
     def _clean_tmp(self) -> None:
         try:

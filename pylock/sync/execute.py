@@ -9,6 +9,7 @@ archive overlaps the download of the next.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import HashMismatchError, PylockError
+from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class _Downloads:
         self._paths: dict[str, Path] = {}
         self._errors: dict[str, BaseException] = {}
         self._feeds = feeds
+        self._shas = frozenset(job.artifact.sha256 for job in jobs)
         #: sha256 of every archive downloaded, re-downloads after corruption included.
         self.tally: set[str] = set()
         self._thread = threading.Thread(
@@ -126,12 +128,47 @@ class _Downloads:
         self._done.wait()
         return self._errors.get(sha256)
 
+    def has(self, sha256: str) -> bool:
+        """Whether this sync downloads the archive (it was a miss when planned)."""
+        return sha256 in self._shas
+
     def path(self, sha256: str) -> Path:
         error = self.wait(sha256)
         if error is not None:
             raise error
         return self._paths[sha256]
 
+
+_INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
+_BIN_DIR_HINT = "make it writable, or choose another --bin-dir (or PYLOCK_BIN_DIR)"
+
+
+def _check_size(archive: Path, size: int | None) -> None:
+    """A cached archive must have the lock's size too, as a download must: the same lock
+    must not pass on a machine with a warm cache and fail on a fresh one."""
+    if size is None:
+        return
+    actual = archive.stat().st_size
+    if actual != size:
+        raise HashMismatchError(
+            url=str(archive), expected=str(size), actual=str(actual), what="size"
+        )
+
+
+def usable_dir(path: Path, what: str, hint: str) -> None:
+    """Create the directory ``path`` if needed; a clean error if it cannot be or is read-only."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PylockError(
+            f"cannot create {what} {path}: {exc.strerror or exc}", hint=hint
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise PylockError(f"cannot write to {what} {path}: permission denied", hint=hint)
+
+
+#: How often an install fetches an archive that a concurrent prune or clean removed again.
+_CACHE_TRIES = 3
 
 #: How long a sync with only downloads to install lets them start first (seconds).
 _REQUEST_HEAD_START = 0.5
@@ -172,31 +209,66 @@ class _Installer:
     #: Archives fetched again after the cached copy turned out corrupt: downloads too.
     refetched: set[str] = attrs.Factory(set)
 
-    def install_one(self, job: Job) -> str:
-        """Install ``job``; its interpreter's name."""
-        if self.streams.get(job.artifact.sha256) is job and self._install_streamed(job):
-            return job.python.name
-        for attempt in (1, 2):
-            archive = self.cache.lookup(job.artifact.sha256, job.artifact.filename)
-            if archive is None:
-                archive = self.downloads.path(job.artifact.sha256)
+    def install_one(self, job: Job) -> bool:
+        """Install ``job``; ``False`` if another process installed it meanwhile."""
+        sha256 = job.artifact.sha256
+        if self.streams.get(sha256) is job:
+            done = self._install_streamed(job)
+            if done is not None:
+                return done
+        mismatches = 0
+        for _ in range(_CACHE_TRIES):
+            self._ensure_cached(job)
             try:
-                with self.cache.hold(job.artifact.sha256):
-                    self._install_from(job, archive)
-                return job.python.name
-            except HashMismatchError:
+                # The hold looks the archive up again: a prune or clean that ran since
+                # either removed it (fetch it again) or now leaves it alone.
+                with self.cache.hold(sha256) as archive:
+                    if archive is not None:
+                        _check_size(archive, job.artifact.size)
+                        return self._install_from(job, archive)
+            except HashMismatchError as exc:
                 # The cached copy rotted on disk (or was tampered with): drop it and
                 # fetch a fresh one, once.
-                self._evict_corrupt(job)
-                if attempt == 2 or self.options.offline:
-                    raise
-                self._refetch(job)
-        raise AssertionError("unreachable")
+                mismatches += 1
+                evicted = self._evict_corrupt(job)
+                if mismatches == 2:
+                    raise  # a fresh download that does not match: where did it come from?
+                if not evicted:
+                    raise PylockError(
+                        str(exc),
+                        hint=f"the cache at {self.cache.root} is read-only: remove "
+                        f"{self.cache.archive_dir(sha256)} where it is writable, or point "
+                        "PYLOCK_CACHE_DIR at another cache",
+                    ) from None
+                if self.options.offline:
+                    raise PylockError(
+                        str(exc),
+                        hint="the cached archive was corrupt and has been evicted: run "
+                        "`pylock fetch` (or sync without --offline) where the network is "
+                        "reachable",
+                    ) from None
+        raise InstallError(
+            f"{job.artifact.filename} was removed from the cache at {self.cache.root} "
+            f"{_CACHE_TRIES} times before it could be installed",
+            hint="let `pylock cache clean` or `pylock cache prune` finish, then sync again",
+        )
 
-    def _install_from(self, job: Job, archive: Path, source: FeedReader | None = None) -> None:
+    def _ensure_cached(self, job: Job) -> None:
+        """Make sure the archive is in the cache: this sync's download of it, or a fresh one
+        (a hit when the sync was planned may have been pruned since)."""
+        sha256 = job.artifact.sha256
+        if self.cache.lookup(sha256, job.artifact.filename) is not None:
+            return
+        if self.downloads.has(sha256):
+            self.downloads.path(sha256)  # raises the download's error
+            if self.cache.lookup(sha256, job.artifact.filename) is not None:
+                return
+        self._refetch(job)
+
+    def _install_from(self, job: Job, archive: Path, source: FeedReader | None = None) -> bool:
         from pylock.sync.install import install
 
-        install(
+        return install(
             archive,
             dest_root=self.dest_root,
             python=job.python,
@@ -212,21 +284,25 @@ class _Installer:
             rehash=self.reinstall,
         )
 
-    def _install_streamed(self, job: Job) -> bool:
-        """Install while downloading; False if the download restarted (install later)."""
+    def _install_streamed(self, job: Job) -> bool | None:
+        """Install while downloading: whether it installed (as :meth:`install_one`), or
+        ``None`` if the download restarted or its archive is gone (install from the cache)."""
         from pylock.net.stream import StreamRestarted
 
         artifact = job.artifact
         reader = self.feeds[artifact.sha256].reader()
         try:
-            self._install_from(
-                job, self.cache.archive_path(artifact.sha256, artifact.filename), reader
-            )
+            # Held from the start, so that a prune or clean leaves the archive alone once
+            # the download stores it (its gate is the download's until then).
+            with self.cache.hold(artifact.sha256, gated=False):
+                return self._install_from(
+                    job, self.cache.archive_path(artifact.sha256, artifact.filename), reader
+                )
         except BaseException as exc:
             restarted = f"{artifact.filename}: download restarted; installing after it"
             if isinstance(exc, StreamRestarted) or reader.restarted:
                 self.reporter.detail(restarted)
-                return False
+                return None
             # Wrong bytes often break decompression before the download's own hash
             # check fails, and a download stopped because the sync is ending raises a
             # cancellation here: either way the download's error is the one to report
@@ -239,18 +315,27 @@ class _Installer:
                 # Bad bytes from a source that was then refused (a remote cache blob with
                 # the wrong hash) broke the read before the origin download began.
                 self.reporter.detail(restarted)
-                return False
+                return None
             raise
         finally:
             reader.close()
-        return True
 
-    def _evict_corrupt(self, job: Job) -> None:
-        self.cache.evict(job.artifact.sha256)
+    def _evict_corrupt(self, job: Job) -> bool:
+        """Evict a corrupt cached archive; ``False`` if the cache is read-only."""
+        try:
+            self.cache.evict(job.artifact.sha256)
+        except OSError as exc:
+            self.reporter.warn(
+                f"cached archive {job.artifact.filename} is corrupt, and the cache at "
+                f"{self.cache.root} cannot be changed ({exc.strerror or exc}): remove "
+                f"{self.cache.archive_dir(job.artifact.sha256)} where it is writable"
+            )
+            return False
         self.reporter.warn(
             f"cached archive {job.artifact.filename} is corrupt; evicted it"
             + ("" if self.options.offline else " and downloading it again")
         )
+        return True
 
     def _refetch(self, job: Job) -> None:
         from pylock.sync.archives import Wanted, ensure_archives
@@ -300,7 +385,7 @@ def execute_sync(
         deadline = time.monotonic() + _REQUEST_HEAD_START
         for feed in feeds.values():
             feed.wait_started(max(0.0, deadline - time.monotonic()))
-    dest_root.mkdir(parents=True, exist_ok=True)
+    usable_dir(dest_root, "the install directory", _INTO_HINT)
     installer = _Installer(
         dest_root=dest_root,
         platform=platform,
@@ -314,7 +399,7 @@ def execute_sync(
         streams={sha256: unique_misses[sha256] for sha256 in feeds},
     )
     # Hits first: they start extracting while the misses are still downloading.
-    installed, errors = _install_all(installer, hits + misses, jobs)
+    installed, elsewhere, errors = _install_all(installer, hits + misses, jobs)
     # No download outlives the sync (a streamed install skipped because another
     # process installed it meanwhile leaves its download running).
     downloads.wait("")
@@ -333,7 +418,7 @@ def execute_sync(
     return SyncResult(
         failed=tuple(sorted(failed, key=lambda f: f[0])),
         installed=tuple(sorted(installed)),
-        current=plan.current,
+        current=tuple(sorted((*plan.current, *elsewhere))),
         removed=tuple(removed),
         unavailable=plan.unavailable,
         downloaded=len(downloads.tally) + len(installer.refetched),
@@ -344,11 +429,13 @@ def execute_sync(
 
 def _install_all(
     installer: _Installer, ordered: list[Job], jobs: int
-) -> tuple[list[str], list[tuple[str, BaseException]]]:
-    """Install ``ordered`` on a few threads; the names installed, and each failure."""
+) -> tuple[list[str], list[str], list[tuple[str, BaseException]]]:
+    """Install ``ordered`` on a few threads: the names installed, those another process
+    installed meanwhile, and each failure."""
     import concurrent.futures
 
     installed: list[str] = []
+    elsewhere: list[str] = []
     errors: list[tuple[str, BaseException]] = []
     # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
     # writes on a second thread: more installs than cores only add memory.
@@ -357,12 +444,12 @@ def _install_all(
         futures = [pool.submit(installer.install_one, job) for job in ordered]
         for job, future in zip(ordered, futures, strict=True):
             try:
-                installed.append(future.result())
+                (installed if future.result() else elsewhere).append(job.python.name)
             except BaseException as exc:
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
                     installer.downloads.stop.set()  # Ctrl-C: no download outlives it
-    return installed, errors
+    return installed, elsewhere, errors
 
 
 def _restarted(reader: FeedReader) -> bool:
@@ -416,6 +503,8 @@ class SyncRequest:
     bin_dir: Path | None = None
     #: Whether this is a whole-lock sync for the host, which the fast path may trust.
     remember: bool = True
+    #: The checked invocation's key, for the fast path (``pylock.fastpath.options_key``).
+    options_key: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -447,6 +536,8 @@ def run_sync(
     from pylock.sync.install import clean_leftovers
 
     lock, dest, platform = request.lock, request.dest_root, request.platform
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
     warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)
@@ -465,6 +556,9 @@ def run_sync(
 
         # A name two interpreters would share is an error before anything is installed.
         link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
+        # Before anything is installed: a bin dir that cannot be made fails the sync
+        # while the install directory is still as it was.
+        usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT)
     if plan.is_noop:
         _link_bin_dir(request, reporter)
         _remember(request, plan.current, reporter)
@@ -514,7 +608,14 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
         request.lock, dest_root=request.dest_root, platform=request.platform, installed=installed
     )
     bin_dir = request.bin_dir
-    linked = sync_links(bin_dir.absolute(), wanted, windows=request.platform.is_windows)
+    try:
+        linked = sync_links(bin_dir.absolute(), wanted, windows=request.platform.is_windows)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise PylockError(
+            f"--bin-dir: cannot update {bin_dir}: {exc.strerror or exc}{where}",
+            hint=_BIN_DIR_HINT,
+        ) from None
     for name in linked.created:
         reporter.detail(f"linked {bin_dir / name}")
     for name in linked.removed:
@@ -528,7 +629,12 @@ def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) ->
     from pylock.fastpath import write_state
 
     try:
-        write_state(dest=str(request.dest_root), project=str(request.lock_path.parent), names=names)
+        write_state(
+            dest=str(request.dest_root),
+            project=str(request.lock_path.parent),
+            names=names,
+            key=request.options_key,
+        )
     except OSError as exc:
         reporter.detail(f"could not record sync state: {exc}")
 
@@ -547,10 +653,15 @@ class FillOutcome:
 
     @property
     def downloaded_bytes(self) -> int:
-        """How many bytes were downloaded (from the origin or the remote cache)."""
-        return sum(
-            self.paths[sha].stat().st_size for sha in (*self.downloaded, *self.from_registry)
-        )
+        """How many bytes were downloaded (from the origin or the remote cache).
+
+        An archive a concurrent ``cache clean`` removed since is not counted.
+        """
+        total = 0
+        for sha in (*self.downloaded, *self.from_registry):
+            with contextlib.suppress(OSError):
+                total += self.paths[sha].stat().st_size
+        return total
 
 
 def fill_cache(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import InstallError, PylockError
+from pylock.fastpath import STATE_FILE
 from pylock.fsutil import FileLock, LockTimeout, walk_tree
 from pylock.sync import records
 from pylock.sync.records import (
@@ -209,6 +211,11 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
     return removed
 
 
+#: The temporary files ``fsutil.atomic_write_text`` makes for the fast path's state.
+_STATE_TMP_PREFIX = f".{STATE_FILE}."
+_STALE_STATE_SECONDS = 60
+
+
 def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[Path]:
     """Remove the trees killed pylock runs left in ``dest_root``; return them.
 
@@ -222,14 +229,23 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
     from pylock.lockfile import is_valid_name
 
     names = set()
+    stale_state: list[str] = []
     try:
         with os.scandir(dest_root) as entries:
             for entry in entries:
                 for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
                     if entry.name.startswith(prefix):
                         names.add(entry.name[len(prefix) :].rpartition("-")[0])
+                if entry.name.startswith(_STATE_TMP_PREFIX) and entry.name.endswith(".tmp"):
+                    stale_state.append(entry.path)
     except OSError:
         return []
+    for stale in stale_state:
+        # The fast path's state, half written by a killed sync (a live one renames its
+        # temporary file within milliseconds).
+        with contextlib.suppress(OSError):
+            if time.time() - os.lstat(stale).st_mtime > _STALE_STATE_SECONDS:
+                os.unlink(stale)
     removed: list[Path] = []
     for name in sorted(n for n in names if is_valid_name(n)):
         try:
@@ -281,8 +297,8 @@ def install(
     source: Readable | None = None,
     cache: Cache | None = None,
     rehash: bool = False,
-) -> Path:
-    """Install ``archive`` as ``DIR/NAME`` atomically; return the install tree.
+) -> bool:
+    """Install ``archive`` as ``DIR/NAME`` atomically; whether it did (see ``if_needed``).
 
     ``source`` is read instead of ``archive`` when given: an archive still downloading
     (see :mod:`pylock.net.stream`), whose reader verifies the download before its end.
@@ -295,7 +311,7 @@ def install(
     place and returns the relative paths it changed, which are hashed again for the
     record; it reports files it leaves alone through ``warn``.
     With ``if_needed``, an install that became current while waiting for the lock
-    (another process did it) is left alone. A hostile archive raises
+    (another process did it) is left alone, and ``False`` returned. A hostile archive raises
     :class:`~pylock.errors.ArchiveError`, a corrupt one
     :class:`~pylock.errors.HashMismatchError`, and a file-system failure (a full disk)
     :class:`InstallError`; in every case the previous install is left as it was.
@@ -314,7 +330,7 @@ def install(
             if if_needed:
                 state = installed_state(dest_root, name)
                 if state is not None and is_current(state, artifact):
-                    return final
+                    return False
             _install_locked(
                 archive,
                 final,
@@ -337,7 +353,7 @@ def install(
             if exc.errno == errno.ENOSPC
             else None,
         ) from exc
-    return final
+    return True
 
 
 def _install_locked(

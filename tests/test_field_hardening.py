@@ -1,0 +1,466 @@
+"""What a field test of `sync` and the cache found: races with `cache clean`, debris in the
+cache, read-only caches, unusable directories, and a fast path that trusted too much.
+
+Each test sets up the situation a user met (or the race, made deterministic) and asserts
+the documented outcome: the sync installs, or ends with one `pylock: error:` line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pylock.fastpath import STATE_FILE, try_noop_sync
+from pylock.settings import Settings
+from pylock.sync import execute
+from pylock.sync.cache import Cache
+from pylock.sync.execute import FillOutcome
+from pylock.sync.plan import Job
+from pylock.versions import ArchiveFormat
+from tests.syncproject import Build, Project
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err, err
+
+
+# -- the fast path trusts only what the full sync checked -----------------------------------
+
+
+def test_fast_path_does_not_answer_for_a_moved_install_dir(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    settings = Settings.from_environ({})
+    assert try_noop_sync([*argv, "--into", str(sync_project.into)], settings) is not None
+    moved = sync_project.root / "moved"
+    os.rename(sync_project.into, moved)
+    # Everything the state compares (records' inodes and times, the lock) moved along.
+    assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
+
+
+def test_fast_path_leaves_bad_options_to_the_full_sync(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    assert sync_project.check(sync_project.sync_command()).code == 0  # the fast path
+    for extra, message in [
+        (("--jobs", "abc"), "invalid int value"),
+        (("-j", "-3"), "--jobs"),
+        (("--push",), "--push needs a remote cache"),
+        (("--remote-cache", "garbage"), "garbage"),
+    ]:
+        done = sync_project.check(sync_project.sync_command(*extra))
+        assert done.code == 2, (extra, done.err)
+        assert message in done.err
+        _no_traceback(done.err)
+    bad_setting = sync_project.check(sync_project.sync_command(), ("PYLOCK_CONCURRENCY", "lots"))
+    assert bad_setting.code == 2, bad_setting.err
+    # The options it was checked with still take the fast path.
+    again = sync_project.check(sync_project.sync_command("-q"))
+    assert again.code == 0 and again.err == ""
+
+
+def test_relative_into_with_dot_dot_is_normalised(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    sub = sync_project.root / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    assert sync_project.run("sync", "--into", "../py", "--mirror", sync_project.mirror).code == 0
+    record = (sync_project.root / "py" / "app" / ".pylock" / "install.json").read_text()
+    assert "/../" not in record and "sub" not in record
+
+
+# -- races with `cache prune` and `cache clean` --------------------------------------------
+
+
+def test_a_hit_pruned_before_its_install_is_fetched_again(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    cache = Cache(sync_project.cache)
+    original = execute._Installer.install_one
+
+    def pruned_first(self: execute._Installer, job: Job) -> bool:
+        # What `pylock cache clean` in another process does between the plan and the install.
+        assert cache.clean().removed
+        return original(self, job)
+
+    monkeypatch.setattr(execute._Installer, "install_one", pruned_first)
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert (sync_project.into / "app").is_dir()
+    assert sync_project.verify().code == 0
+
+
+def test_an_archive_evicted_after_each_fetch_ends_in_an_error(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    cache = Cache(sync_project.cache)
+    real_hold = Cache.hold
+
+    def evicting_hold(self: Cache, sha256: str, *, gated: bool = True):  # type: ignore[no-untyped-def]
+        self.evict(sha256)  # a prune that wins every race
+        return real_hold(self, sha256, gated=gated)
+
+    monkeypatch.setattr(Cache, "hold", evicting_hold)
+    done = sync_project.sync()
+    assert done.code == 1
+    assert "was removed from the cache" in done.err and "3 times" in done.err
+    _no_traceback(done.err)
+    assert not (sync_project.into / "app").exists()
+    assert cache.list() == []
+
+
+def test_fetch_summary_survives_a_concurrent_clean(tmp_path: Path) -> None:
+    kept = tmp_path / "kept.tar.gz"
+    kept.write_bytes(b"x" * 10)
+    outcome = FillOutcome(
+        paths={"a" * 64: kept, "b" * 64: tmp_path / "cleaned-meanwhile.tar.gz"},
+        downloaded=("a" * 64, "b" * 64),
+    )
+    assert outcome.downloaded_bytes == 10
+
+
+# -- debris in the cache -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replacement", ["missing", "directory", "fifo", "dangling-link"])
+def test_an_entry_that_lost_its_archive_is_replaced(
+    sync_project: Project, app_a: Build, replacement: str
+) -> None:
+    if replacement == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    sync_project.install(app_a)
+    archive = sync_project.archive(app_a)
+    assert any(p.name.startswith(".files-") for p in archive.parent.iterdir())
+    archive.unlink()  # deleted by hand to free space; the sidecars stay
+    if replacement == "directory":
+        archive.mkdir()
+    elif replacement == "fifo":
+        os.mkfifo(archive)
+    elif replacement == "dangling-link":
+        archive.symlink_to(sync_project.root / "nowhere")
+    done = sync_project.sync("--reinstall")
+    assert done.code == 0, done.err
+    assert archive.is_file() and not archive.is_symlink()
+    assert sync_project.verify().code == 0
+
+
+def test_clean_removes_an_entry_without_its_archive(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    archive = sync_project.archive(app_a)
+    archive.unlink()
+    assert sync_project.run("cache", "clean").code == 0
+    assert not archive.parent.exists()
+
+
+# -- read-only caches ----------------------------------------------------------------------
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every write the cache attempts fail as on a read-only mount (even for root)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(Cache, "evict", refuse)
+    monkeypatch.setattr(Cache, "_write_error", lambda self: OSError(errno.EROFS, "Read-only"))
+
+
+def test_corrupt_archive_in_a_read_only_cache_is_a_clean_error(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    archive = sync_project.archive(app_a)
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    _read_only(monkeypatch)
+    done = sync_project.sync()
+    assert done.code == 1
+    assert "is corrupt, and the cache" in done.err and "cannot be changed" in done.err
+    assert "is read-only: remove" in done.err
+    assert "mirror" not in done.err.split("hint:")[-1]
+    _no_traceback(done.err)
+
+
+def test_prune_and_clean_of_a_read_only_cache_say_so(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.install(app_a)
+    _read_only(monkeypatch)
+    for argv in (("cache", "clean"), ("cache", "prune", "--max-size", "0")):
+        done = sync_project.run(*argv)
+        assert done.code == 1, done.err
+        assert "cannot clean the cache" in done.err or "cannot prune the cache" in done.err
+        _no_traceback(done.err)
+    assert sync_project.archive(app_a).is_file()
+
+
+def test_corrupt_archive_offline_gets_the_offline_hint(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    archive = sync_project.archive(app_a)
+    archive.write_bytes(archive.read_bytes()[:-100])
+    done = sync_project.sync("--offline", "--reinstall")
+    assert done.code == 1
+    hint = done.err.split("hint:")[-1]
+    assert "pylock fetch" in hint and "mirror" not in hint
+    _no_traceback(done.err)
+
+
+# -- directories that cannot be used -------------------------------------------------------
+
+
+def test_an_install_dir_that_is_a_file_is_a_usage_error(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    sync_project.into.write_text("not a directory")
+    done = sync_project.sync()
+    assert done.code == 2
+    assert "is not a directory" in done.err and "--into" in done.err
+    _no_traceback(done.err)
+    beneath = sync_project.run("sync", "--into", str(sync_project.into / "x"))
+    assert beneath.code == 1 and "cannot create the install directory" in beneath.err
+    _no_traceback(beneath.err)
+
+
+def test_a_bin_dir_that_cannot_be_made_fails_before_installing(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    blocker = sync_project.root / "file"
+    blocker.write_text("x")
+    done = sync_project.sync("--bin-dir", str(blocker / "bin"))
+    assert done.code == 1
+    assert "cannot create --bin-dir" in done.err
+    _no_traceback(done.err)
+    assert not (sync_project.into / "app").exists()
+
+
+def test_a_lock_that_cannot_be_written_is_a_clean_error(project: Path) -> None:
+    from pylock.cli import main
+
+    (project / "pythons.toml").write_text('[python.app]\nversion = "3.12"\n')
+    (project / "pythons.lock").mkdir()
+    assert main(["--project", str(project), "lock"]) == 1
+
+
+def test_an_unexpected_os_error_is_one_line(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.install(app_a)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/somewhere")
+
+    monkeypatch.setattr(Cache, "list", full)
+    done = sync_project.run("cache", "list")
+    assert done.code == 1
+    assert done.err.startswith("pylock: error: No space left on device: /somewhere")
+    _no_traceback(done.err)
+
+
+# -- leftovers and reports -----------------------------------------------------------------
+
+
+def test_a_half_written_state_file_is_removed(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    stale = sync_project.into / f".{STATE_FILE}.k1ll3d.tmp"
+    fresh = sync_project.into / f".{STATE_FILE}.wr1t1ng.tmp"
+    stale.write_text("half")
+    fresh.write_text("half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert sync_project.sync("-v").code == 0
+    assert not stale.exists()
+    assert fresh.exists()  # perhaps another sync's, being written right now
+
+
+def test_an_install_another_process_did_is_reported_as_current(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    from pylock.sync import install as install_module
+
+    real = install_module.install
+
+    def done_elsewhere(*args: object, **kwargs: object) -> bool:
+        kwargs["if_needed"] = False
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        return False  # as if another process had installed it while this one waited
+
+    monkeypatch.setattr(install_module, "install", done_elsewhere)
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert "installed app" not in done.err
+    assert "0 installed" in done.err or "(0 installed" in done.err
+
+
+@posix_only
+def test_a_stored_archive_pruned_before_the_stream_opens_it_restarts(tmp_path: Path) -> None:
+    from pylock.net.stream import DownloadFeed, StreamRestarted
+
+    feed = DownloadFeed()
+    stored = tmp_path / "stored.tar.gz"
+    stored.write_bytes(b"data")
+    feed.finished(stored)
+    shutil.rmtree(tmp_path)  # evicted before the reader opened it
+    reader = feed.reader()
+    with pytest.raises(StreamRestarted):
+        reader.read(10)
+    reader.close()
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+def _echo_build() -> Build:
+    """A build whose ``python`` prints its arguments, one a line."""
+    from tests.archives import compress, exe, symlink, tar_bytes
+    from tests.syncproject import TAG_A
+
+    entries = (
+        exe("python/bin/python3.12", b'#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n'),
+        symlink("python/bin/python3", "python3.12"),
+        symlink("python/bin/python", "python3.12"),
+    )
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    return Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+
+
+@posix_only
+def test_run_passes_everything_after_the_first_separator(sync_project: Project) -> None:
+    build = _echo_build()
+    sync_project.install(build)
+    into = str(sync_project.into)
+    done = sync_project.check(sync_project.command("run", "--into", into, "app", "--", "--", "-c"))
+    assert done.code == 0, done.err
+    assert done.out.splitlines() == ["[--]", "[-c]"]
+    plain = sync_project.check(sync_project.command("run", "--into", into, "app", "--", "-V"))
+    assert plain.out.splitlines() == ["[-V]"]
+    # No lock needed (a slim image holding only the install dir), as for `which`.
+    (sync_project.root / "pythons.lock").unlink()
+    slim = sync_project.check(sync_project.command("run", "--into", into, "app", "--", "x"))
+    assert slim.code == 0, slim.err
+    assert slim.out.splitlines() == ["[x]"]
+
+
+def test_quiet_and_verbose_work_after_a_cache_action(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    listed = sync_project.run("cache", "list", "-q")
+    assert listed.code == 0 and app_a.filename in listed.out
+    pruned = sync_project.run("cache", "prune", "--max-size", "0", "-v")
+    assert pruned.code == 0, pruned.err
+    assert app_a.filename in pruned.err  # the -v detail names what went
+
+
+def test_a_cached_archive_must_have_the_locked_size_too(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    lock = sync_project.root / "pythons.lock"
+    lock.write_text(
+        lock.read_text().replace(f"size = {len(app_a.data)}", "size = 1000"), encoding="utf-8"
+    )
+    warm = sync_project.sync("--reinstall")
+    assert warm.code == 1
+    assert "size mismatch" in warm.err and "expected 1000" in warm.err
+    _no_traceback(warm.err)
+
+
+def test_downloads_json_needs_a_path_or_a_supported_url(project: Path) -> None:
+    from pylock.cli import main
+
+    (project / "pythons.toml").write_text('[python.app]\nversion = "3.12"\n')
+    for value, code in (("ftp://x/y.json", 2), ("", 2)):
+        assert main(["--project", str(project), "lock", "--python-downloads-json", value]) == code
+
+
+def test_push_without_a_registry_names_the_variable(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pylock.cli import main
+
+    (project / "pythons.lock").write_text(
+        'lock-version = 1\ncreated-by = "x"\nconfig-digest = "sha256:' + "0" * 64 + '"\n'
+    )
+    code = main(["--project", str(project), "sync"], environ={"PYLOCK_REMOTE_CACHE_PUSH": "1"})
+    assert code == 2
+    assert "PYLOCK_REMOTE_CACHE_PUSH needs a remote cache" in capsys.readouterr().err
+
+
+def test_diff_of_a_file_that_is_no_lock_says_what_diff_expects(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pylock.cli import main
+
+    other = project / "notes.txt"
+    other.write_text("hello\n")
+    assert main(["--project", str(project), "diff", str(other), str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "OLD and NEW are pythons.lock files" in err and "re-resolves" not in err
+
+
+def test_a_dumb_terminal_gets_plain_lines_and_no_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pylock.cli import Context, build_parser
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    args = build_parser().parse_args(["sync"])
+    dumb = Context(args, Settings.from_environ({"TERM": "dumb"}))
+    assert dumb.settings.dumb_terminal and not dumb.color
+    assert dumb.reporter.live is False
+    smart = Context(args, Settings.from_environ({"TERM": "xterm-256color"}))
+    assert smart.color
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_pipe_in_place_of_the_lock_does_not_hang_the_fast_path(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    lock = sync_project.root / "pythons.lock"
+    lock.unlink()
+    os.mkfifo(lock)
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_sidecar_that_is_a_directory_leaves_no_open_file(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    cache = Cache(sync_project.cache)
+    sidecar = next(
+        p for p in sync_project.archive(app_a).parent.iterdir() if p.name.startswith(".files-")
+    )
+    sidecar.unlink()
+    sidecar.mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert cache.sidecar(app_a.sha256, sidecar.name) is None
+    assert len(os.listdir("/proc/self/fd")) == before
