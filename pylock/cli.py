@@ -16,6 +16,7 @@ and a no-op ``pylock sync`` stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -172,7 +173,11 @@ def _want_color(choice: str, no_color: bool) -> bool:
         return True
     if choice == "never" or no_color:
         return False
-    return sys.stderr.isatty()
+    if not sys.stderr.isatty():
+        return False
+    from pylock.progress import escapes_work
+
+    return escapes_work(sys.stderr)
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -884,10 +889,28 @@ def _cmd_run(ctx: Context) -> int:
     argv = list(ctx.argv)
     run_args = argv[argv.index("--") + 1 :] if "--" in argv else list(ctx.args.run_args)
     sys.stdout.flush()
+    # Ctrl-C reaches the child too (the terminal sends it to the whole job), and the child
+    # decides whether to end: a REPL does not. So this process lets it pass, from before
+    # the child starts until it has ended (subprocess.call would kill the child). A handler
+    # that does nothing, not SIG_IGN: the child must not inherit an ignored Ctrl-C.
+    import signal
+
     try:
-        return subprocess.call([str(exe), *run_args])
-    except OSError as exc:
-        raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
+        previous = signal.signal(signal.SIGINT, lambda number, frame: None)
+        installed = True
+    except ValueError:  # not the main thread (pylock used as a library): nothing to do
+        previous, installed = None, False
+    try:
+        try:
+            process = subprocess.Popen([str(exe), *run_args])
+        except OSError as exc:
+            raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
+        code = process.wait()
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+    # Killed by a signal: report it as a shell would (128 + the signal's number).
+    return 128 - code if code < 0 else code
 
 
 def _prefixed(name: str, error: PylockError) -> PylockError:
@@ -928,6 +951,17 @@ def _error_lines(error: PylockError) -> list[str]:
     return str(error).splitlines() or [type(error).__name__]
 
 
+def _utf8_when_redirected(stream: Any) -> None:
+    """Results redirected to a file (``pylock diff --format markdown > comment.md``) are
+    UTF-8: Windows would use its ANSI code page, which has no ``→`` or ``⚠``, and fail."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    if encoding in ("utf8", ""):
+        return
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        if not stream.isatty():
+            stream.reconfigure(encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run pylock with ``argv``; return the exit status."""
     parser = build_parser()
@@ -937,6 +971,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.code if isinstance(exc.code, int) else 2
     from pylock.settings import Settings
 
+    _utf8_when_redirected(sys.stdout)
     settings = Settings.from_environ(os.environ if environ is None else environ)
     ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
     try:

@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -31,20 +30,71 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, and
-    replace the target with :func:`os.replace`.
+    replace the target with :func:`os.replace`. The file gets the mode a plain ``open``
+    would give it (0666 less the umask), or keeps the mode of the file it replaces: not
+    ``tempfile.mkstemp``'s 0600, which a web server serving a mirror, or another user in a
+    Docker stage reading ``pythons.lock``, could not read.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: How long a rename waits, in all, for a file another program briefly holds (Windows).
+_RENAME_PATIENCE = 2.0
+
+
+def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """:func:`os.replace`, retried for a moment on Windows when another program (a virus
+    scanner or indexer looking at a file just written) holds ``source`` or ``target``.
+
+    Elsewhere, and for any other error, it fails at once.
+    """
+    _patiently(os.replace, source, target)
+
+
+def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """:func:`os.rename` (never over an existing target), retried as :func:`replace` is."""
+    _patiently(os.rename, source, target)
+
+
+def _patiently(
+    move: Callable[[Any, Any], None],
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    windows: bool = sys.platform == "win32",
+) -> None:
+    deadline = time.monotonic() + _RENAME_PATIENCE
+    delay = 0.01
+    while True:
+        try:
+            move(source, target)
+            return
+        except PermissionError:
+            # ERROR_ACCESS_DENIED / ERROR_SHARING_VIOLATION: held for a moment by a scanner.
+            if not windows or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -67,6 +67,35 @@ class Task:
         self._reporter._on_done(self, message)
 
 
+_WINDOWS = sys.platform == "win32"
+
+
+def escapes_work(stream: TextIO) -> bool:
+    """Whether the terminal behind ``stream`` obeys escape sequences (cursor, colour).
+
+    Every terminal does, except the classic Windows console until a program asks for them
+    (``ENABLE_VIRTUAL_TERMINAL_PROCESSING``, Windows 10 and later); where that request
+    fails, ``←[F←[K`` would be printed as it is.
+    """
+    if not _WINDOWS:
+        return True
+    try:  # pragma: no cover - Windows
+        import ctypes
+        import msvcrt
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
+        handle = msvcrt.get_osfhandle(stream.fileno())  # type: ignore[attr-defined,unused-ignore]
+        mode = ctypes.c_uint32()
+        if not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
+            return False
+        enable_vt = 0x0004  # ENABLE_VIRTUAL_TERMINAL_PROCESSING
+        return bool(mode.value & enable_vt) or bool(
+            kernel32.SetConsoleMode(handle, mode.value | enable_vt)
+        )
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - Windows
+        return False
+
+
 class Reporter:
     """Where status goes: stderr, as bars on a TTY or plain lines otherwise."""
 
@@ -85,7 +114,7 @@ class Reporter:
         self.stream = stream if stream is not None else sys.stderr
         self.verbosity = verbosity
         if live is None:
-            live = self.stream.isatty() and not dumb_terminal
+            live = self.stream.isatty() and not dumb_terminal and escapes_work(self.stream)
         self.live = live
         self.color = color
         self._ellipsis = "…" if _can_encode(self.stream, "…") else "..."

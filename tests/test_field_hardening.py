@@ -464,3 +464,129 @@ def test_a_sidecar_that_is_a_directory_leaves_no_open_file(
     for _ in range(20):
         assert cache.sidecar(app_a.sha256, sidecar.name) is None
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# -- portability (only Linux runs here; the other systems' behaviour is injected) ------------
+
+
+@posix_only
+def test_files_pylock_writes_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
+    from pylock.fsutil import atomic_write_text
+
+    # A mirror's SHA256SUMS and download-metadata.json are served by a web server that runs
+    # as another user, and a Docker stage's non-root user reads pythons.lock.
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "SHA256SUMS"
+        atomic_write_text(fresh, "x\n")
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "pythons.lock"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "new")
+        assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_rename_a_virus_scanner_blocks_for_a_moment_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock import fsutil
+
+    source, target = tmp_path / "a", tmp_path / "b"
+    source.write_text("x")
+    refusals = [PermissionError(13, "Access is denied")] * 2
+    real = os.rename
+
+    def busy(src: object, dst: object) -> None:
+        if refusals:
+            raise refusals.pop()
+        real(src, dst)  # type: ignore[arg-type]
+
+    fsutil._patiently(busy, source, target, windows=True)
+    assert target.read_text() == "x" and refusals == []
+    # Elsewhere a refusal is final at once.
+    source.write_text("y")
+    refusals.append(PermissionError(13, "denied"))
+    with pytest.raises(PermissionError):
+        fsutil._patiently(busy, source, target, windows=False)
+
+
+@pytest.mark.parametrize("name", ["python/Lib/aux.py", "python/NUL", "python/com1.txt", "a/CON"])
+def test_windows_device_names_in_an_archive_are_refused_there(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock.archive import policy
+    from pylock.errors import ArchiveError
+
+    assert policy.split_name(name, "a.tar.gz")  # fine where they are plain files
+    monkeypatch.setattr(policy, "WINDOWS", True)
+    with pytest.raises(ArchiveError, match="device"):
+        policy.split_name(name, "a.tar.gz")
+    assert policy.split_name("python/Lib/auxiliary.py", "a.tar.gz")
+
+
+@posix_only
+def test_an_interpreter_renamed_by_case_is_neither_current_nor_pruned(
+    sync_project: Project, app_a: Build
+) -> None:
+    from pylock.sync.install import prune
+    from pylock.sync.records import installed_state
+
+    sync_project.install(app_a)  # installs "app"
+    into = sync_project.into
+    # What a case-insensitive file system (macOS, Windows) shows for "App": the same tree.
+    (into / "App").symlink_to("app")
+    assert installed_state(into, "App") is None  # its record names "app"
+    assert installed_state(into, "app") is not None
+    # Pruning "app" while "App" is kept would remove "App" on such a system.
+    assert prune(into, keep={"App"}) == []
+    assert (into / "app").is_dir()
+
+
+@posix_only
+def test_ctrl_c_during_run_is_the_childs_to_handle(sync_project: Project) -> None:
+    import signal
+    import subprocess
+
+    from tests.archives import compress, exe, tar_bytes
+    from tests.syncproject import TAG_A
+
+    # A "python" that, like a REPL, survives Ctrl-C and then exits 3.
+    script = b"#!/bin/sh\ntrap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n"
+    entries = (exe("python/bin/python3.12", script),)
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    build = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    sync_project.install(build)
+    command = sync_project.command("run", "--into", str(sync_project.into), "app", "--")
+    process = subprocess.Popen(
+        command,
+        env=sync_project.subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job is
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    out, _ = process.communicate(timeout=30)
+    assert "interrupted" in out
+    assert process.returncode == 3
+
+
+def test_results_redirected_to_a_file_are_utf8_whatever_the_code_page(tmp_path: Path) -> None:
+    import io
+
+    from pylock.cli import _utf8_when_redirected
+
+    # What Windows gives a redirected stdout: its ANSI code page.
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="cp1252")
+    _utf8_when_redirected(stream)
+    stream.write("→ ⚠\n")
+    stream.flush()
+    assert raw.getvalue().decode("utf-8") == "→ ⚠\n"

@@ -42,9 +42,28 @@ def split_name(name: str, archive: str) -> list[str]:
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise refuse("'..' in member name")
-    if WINDOWS and any(":" in part or part.endswith((".", " ")) for part in parts):
-        raise refuse("name that Windows would alias to another file")
+    if WINDOWS and any(_aliased_on_windows(part) for part in parts):
+        raise refuse("name that Windows would alias to another file or a device")
     return parts
+
+
+#: Device names Windows reserves in every directory, with any extension (``NUL.txt``).
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in (*"123456789", "¹", "²", "³")]
+)
+
+
+def _aliased_on_windows(part: str) -> bool:
+    """Whether Windows opens something else than the file ``part`` names: a stream
+    (``a:b``), a name it trims (``x.``, ``x ``), or a device (``NUL``, ``aux.py``, ``COM1``).
+
+    >>> [_aliased_on_windows(n) for n in ("aux.py", "Con", "com1.txt", "auxiliary", "a:b")]
+    [True, True, True, False, True]
+    """
+    if ":" in part or part.endswith((".", " ")):
+        return True
+    return part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
 def join_link(parent: str, target: str) -> str | None:

@@ -534,7 +534,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
             hint="point SSL_CERT_FILE at a PEM bundle, or unset it",
         ) from None
     if cafile is None and capath is None and not context.get_ca_certs():
-        # Some Pythons (python.org macOS builds) ship with an empty default store.
+        # Some Pythons (python.org macOS builds) ship with an empty default store; pylock
+        # depends on certifi there. (A store that is a directory, as on Debian, lists no
+        # certificates until they are used, so this may load certifi's beside it.)
         with contextlib.suppress(ImportError, OSError):
             import certifi  # type: ignore[import-not-found,unused-ignore]
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import attrs
 
 from pylock.errors import CacheReadOnlyError
-from pylock.fsutil import FileLock, remove_tree, sha256_file
+from pylock.fsutil import FileLock, remove_tree, rename, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
@@ -382,7 +382,7 @@ class Cache:
             (staging / _USED).touch()
             final_dir.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.rename(staging, final_dir)
+                rename(staging, final_dir)
             except OSError:
                 existing = _archive_in(final_dir)
                 if existing is not None:
@@ -391,7 +391,7 @@ class Cache:
                 # something that is not a file): debris that would block this archive for
                 # ever. The caller holds the gate, so nobody else is storing it.
                 self._discard(final_dir)
-                os.rename(staging, final_dir)
+                rename(staging, final_dir)
         finally:
             remove_tree(staging)
         return final_dir / name

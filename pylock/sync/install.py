@@ -206,7 +206,14 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
     removed = []
     for paths in found.values():
         for path in paths:
-            remove_tree(path)
+            try:
+                remove_tree(path)
+            except OSError as exc:
+                # Junk never fails an install: on Windows a tree whose python.exe still
+                # runs can be renamed aside but not deleted. A later run retries.
+                if reporter is not None:
+                    reporter.warn(f"could not remove {path.name} yet: {exc.strerror or exc}")
+                continue
             removed.append(path)
     return removed
 
@@ -496,19 +503,20 @@ def _check_replaceable(final: Path) -> None:
 
 def _swap_in(tmp: Path, final: Path) -> None:
     """Rename the new tree into place, keeping the old one until the new one is there."""
-    from pylock.fsutil import remove_tree
+    from pylock.fsutil import remove_tree, rename
 
+    # fsutil.rename: a virus scanner on Windows may hold a file it was just given.
     if not os.path.lexists(final):
-        os.rename(tmp, final)
+        rename(tmp, final)
         return
     _check_replaceable(final)
     token = _token()
     old = final.with_name(f"{OLD_PREFIX}{final.name}-{token}")
-    os.rename(final, old)
+    rename(final, old)
     try:
-        os.rename(tmp, final)
+        rename(tmp, final)
     except OSError:
-        os.rename(old, final)
+        rename(old, final)
         raise
     trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{token}")
     os.rename(old, trash)
@@ -548,23 +556,39 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
                 with _name_lock(dest_root, name, None):
                     for paths in _leftovers(dest_root, name).values():
                         for path in paths:
-                            remove_tree(path)
+                            with contextlib.suppress(OSError):
+                                remove_tree(path)  # junk: a later run retries
         for name in entries:
             if name.startswith(".") or name in keep or not is_valid_name(name):
                 continue
             tree = dest_root / name
-            if tree.is_symlink() or not tree.is_dir():
+            if tree.is_symlink() or not tree.is_dir() or _same_as_kept(tree, name, keep):
                 continue
             with _name_lock(dest_root, name, None):
                 if read_install_json(str(tree)) is None:
                     continue
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 os.rename(tree, trash)
-                remove_tree(trash)
+                # Gone from the install directory already; the trash may outlive this run
+                # (a running python.exe on Windows), and the next run removes it.
+                with contextlib.suppress(OSError):
+                    remove_tree(trash)
             removed.append(name)
     except OSError as exc:
         raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
     return removed
+
+
+def _same_as_kept(tree: Path, name: str, keep: Collection[str]) -> bool:
+    """Whether ``tree`` is a kept interpreter's directory under another spelling: on a
+    case-insensitive file system `App` is `app`, and removing it would remove that one."""
+    folded = name.casefold()
+    for kept in keep:
+        if kept.casefold() == folded:
+            with contextlib.suppress(OSError):
+                if os.path.samefile(tree, tree.parent / kept):
+                    return True
+    return False
 
 
 def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:

@@ -109,6 +109,11 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
     python = data.get("python")
     if not isinstance(artifact, dict) or not isinstance(python, dict):
         return None
+    recorded = data.get("name")
+    if isinstance(recorded, str) and recorded != name:
+        # A case-insensitive file system (macOS, Windows) found `App` for `app`: that is
+        # another interpreter's tree (renamed by case in pythons.toml), not this one's.
+        return None
     sha256, url, platform = artifact.get("sha256"), artifact.get("url"), artifact.get("platform")
     version = data.get("record-version")
     if not (isinstance(sha256, str) and isinstance(url, str) and isinstance(platform, str)):
