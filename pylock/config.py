@@ -458,7 +458,7 @@ def _normalized(name: str, merged: Mapping[str, Any]) -> dict[str, Any]:
         "flavor": merged.get("flavor", str(Flavor.INSTALL_ONLY_STRIPPED)),
         "build": merged.get("build"),
         "prereleases": merged.get("prereleases", False),
-        "platforms": sorted(platforms),
+        "platforms": sorted(_platform_spelling(p) for p in platforms),
         "url": merged.get("url"),
         "sha256": merged.get("sha256"),
         "default": merged.get("default", False),
@@ -469,12 +469,27 @@ def _normalized(name: str, merged: Mapping[str, Any]) -> dict[str, Any]:
     return canonical
 
 
+def _platform_spelling(key: str) -> str:
+    """The key a platform alias means (as the loader reads it); other text as it is.
+
+    Canonical keys map to themselves, so locks made before aliases were normalized
+    keep their digest. Text that names no platform is kept: it is a config error.
+    """
+    if key == HOST:
+        return key
+    try:
+        return Platform.parse(key).key
+    except ValueError:
+        return key
+
+
 def config_digest(document: Mapping[str, Any]) -> str:
     """``sha256:<hex>`` of the normalized requests of a parsed ``pythons.toml``.
 
     Equivalent spellings digest alike: ``"3.13"`` and ``"==3.13.*"``, platforms in any
-    order, a key set in ``[defaults]`` or on each table. Raise ``ValueError`` for a
-    document too malformed to normalize.
+    order or by any alias (``linux-amd64`` for ``linux-x86_64-gnu``), a key set in
+    ``[defaults]`` or on each table. Raise ``ValueError`` for a document too malformed
+    to normalize.
 
     >>> a = config_digest({"python": {"app": {"version": "3.13"}}})
     >>> a == config_digest({"python": {"app": {"version": "==3.13.*", "platforms": ["host"]}}})

@@ -496,14 +496,7 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
             hint=REPAIR_HINT,
         )
     if version != LOCK_VERSION:
-        raise LockFileError(
-            filename,
-            [Problem("lock-version", f"unsupported lock-version {version}")],
-            hint=f"this pylock reads lock-version {LOCK_VERSION}; "
-            "upgrade pylock to read this lock file"
-            if version > LOCK_VERSION
-            else "re-create the lock with `pylock lock`",
-        )
+        raise _unsupported_version(filename, version)
     reader.check_keys(document, _TOP_KEYS, "")
     created_by = reader.get(document, "created-by", str, "")
     digest = reader.get(document, "config-digest", str, "")
@@ -606,6 +599,36 @@ def salvage(text: str) -> list[LockedPython]:
             if python is not None and python not in found:
                 found.append(python)
     return found
+
+
+def _unsupported_version(filename: str, version: int) -> LockFileError:
+    return LockFileError(
+        filename,
+        [Problem("lock-version", f"unsupported lock-version {version}")],
+        hint=f"this pylock reads lock-version {LOCK_VERSION}; upgrade pylock to read this lock file"
+        if version > LOCK_VERSION
+        else "re-create the lock with `pylock lock`",
+    )
+
+
+def refuse_newer(text: str, *, filename: str = LOCK_FILENAME) -> None:
+    """Raise :class:`LockFileError` if ``text`` (either side of a conflict) is a newer format.
+
+    A lock that is broken may be salvaged by ``lock``; one written by a newer pylock
+    must not be, or ``lock`` would quietly rewrite it in the old format and drop
+    whatever the new one records.
+
+    >>> refuse_newer("lock-version = 1\\n"), refuse_newer("not toml [")
+    (None, None)
+    """
+    conflict = find_conflict(text)
+    for side in [conflict.ours, conflict.theirs] if conflict else [text]:
+        try:
+            version = tomllib.loads(side).get("lock-version")
+        except (tomllib.TOMLDecodeError, RecursionError):
+            continue
+        if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
+            raise _unsupported_version(filename, version)
 
 
 def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:

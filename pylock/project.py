@@ -96,7 +96,7 @@ def recover_previous(
     still satisfies ``pythons.toml`` is kept, and the rest are resolved afresh. The
     second value says what was wrong and what was done, for the user.
     """
-    from pylock.lockfile import find_conflict, loads, make_lock, salvage
+    from pylock.lockfile import find_conflict, loads, make_lock, refuse_newer, salvage
     from pylock.resolve import pick_recovered
 
     try:
@@ -111,6 +111,8 @@ def recover_previous(
         what = f"is {_unreadable(exc)}"
         text = data.decode("utf-8", errors="replace")
     except LockFileError as exc:
+        # A lock from a newer pylock is not broken: salvaging it would downgrade it.
+        refuse_newer(data.decode("utf-8"), filename=lock_path.name)
         conflict = find_conflict(data.decode("utf-8"))
         what = (
             f"had unresolved git merge-conflict markers (line {conflict.line})"
@@ -232,6 +234,7 @@ def lock_project(request: LockRequest) -> LockOutcome:
         upgrade=True if request.upgrade else frozenset(upgrade_names),
         host_platform=host_platform,  # type: ignore[arg-type]
         direct=direct,
+        warn=request.reporter.warn,
     )
     return LockOutcome(
         lock=lock,

@@ -10,6 +10,8 @@ Rules (the README's "How `lock` picks a build" and "Minimal change", under pytho
   for that build, so the whole entry unpacks the same way. A build with no flavor in
   common across the platforms is passed over for an older one.
 - **Variant and build pin are exact**; pre-releases only when asked for.
+- **Only hashed builds.** A build with no published sha256 is left out, with a warning
+  through ``warn``, and the next-best build is locked.
 - **Minimal change.** An entry of the previous lock that still satisfies its request
   is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise.
 
@@ -41,6 +43,13 @@ _LISTED = 4
 #: the archive once). It receives the request with ``host`` already replaced by a key.
 DirectLocker = Callable[[PythonRequest], LockedPython]
 
+#: Receives a warning for the user (resolution itself never prints).
+Warn = Callable[[str], None]
+
+
+def _ignore(message: str) -> None:
+    del message
+
 
 def resolve(
     config: Config,
@@ -50,13 +59,15 @@ def resolve(
     upgrade: bool | frozenset[str],
     host_platform: Platform,
     direct: DirectLocker | None = None,
+    warn: Warn = _ignore,
 ) -> LockFile:
     """Lock every interpreter of ``config``; the new lock, complete.
 
     With a ``previous`` lock, entries that still satisfy their request are kept
     unless ``upgrade`` is ``True`` or names them. Raise :class:`ResolutionError`
     when a request has no build on every platform, and :class:`UsageError` when
-    ``upgrade`` names an interpreter ``config`` does not have.
+    ``upgrade`` names an interpreter ``config`` does not have. Newer builds passed
+    over for want of a published sha256 are reported through ``warn``.
     """
     if isinstance(upgrade, frozenset):
         unknown = sorted(upgrade - set(config.names))
@@ -74,7 +85,9 @@ def resolve(
         if old is not None and not refresh and satisfies(request, old, platforms=platforms):
             locked.append(attrs.evolve(old, default=request.default))
         else:
-            locked.append(resolve_python(request, index, platforms=platforms, direct=direct))
+            locked.append(
+                resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+            )
     return make_lock(locked, config_digest=config.digest)
 
 
@@ -181,6 +194,7 @@ def resolve_python(
     *,
     platforms: Sequence[str],
     direct: DirectLocker | None = None,
+    warn: Warn = _ignore,
 ) -> LockedPython:
     """Lock one request on ``platforms`` (keys, ``host`` already replaced)."""
     if request.url is not None:
@@ -194,7 +208,7 @@ def resolve_python(
             entry = direct(attrs.evolve(request, platforms=tuple(platforms)))
             return attrs.evolve(entry, name=request.name, default=request.default)
         return lock_direct(request, sha256=request.sha256, platforms=platforms)
-    return _resolve_upstream(request, index, platforms)
+    return _resolve_upstream(request, index, platforms, warn)
 
 
 #: Marks a ``flavor`` to be read from the archive's file name.
@@ -335,7 +349,7 @@ def _preference(build: Build) -> tuple[int, str]:
 
 
 def _resolve_upstream(
-    request: PythonRequest, index: Index, platforms: Sequence[str]
+    request: PythonRequest, index: Index, platforms: Sequence[str], warn: Warn
 ) -> LockedPython:
     flavors = _flavor_choices(request)
     spec = request.specifier
@@ -362,19 +376,20 @@ def _resolve_upstream(
     def order(key: _Key) -> _Order:
         return (version_key(key[0]), index.tag_order(key[1]))
 
+    # Builds that would have won but have no published sha256, newest first: they are
+    # left out (the README's "Upstream sources"), and the next-best build is locked.
+    unhashed: list[dict[str, Build]] = []
     for key in sorted(common, key=order, reverse=True):
         shared = [f for f in flavors if all(f in tables[p][key] for p in platforms)]
-        if not shared:
+        hashed = [f for f in shared if all(tables[p][key][f].sha256 for p in platforms)]
+        if shared and shared[0] not in hashed:
+            unhashed.append({p: tables[p][key][shared[0]] for p in platforms})
+        if not hashed:
             continue
-        flavor = shared[0]
+        flavor = hashed[0]
         chosen = {p: tables[p][key][flavor] for p in platforms}
-        artifacts = []
-        for p, build in sorted(chosen.items()):
-            if build.sha256 is None:
-                raise _no_hash_error(request, build)
-            artifacts.append(
-                Artifact(platform=p, url=build.url, sha256=build.sha256, size=build.size)
-            )
+        if unhashed:
+            warn(_left_out_message(request, unhashed, locked=chosen))
         return LockedPython(
             name=request.name,
             implementation=request.implementation,
@@ -383,16 +398,73 @@ def _resolve_upstream(
             variant=request.variant,
             flavor=flavor,
             default=request.default,
-            artifacts=tuple(artifacts),
+            artifacts=tuple(_artifact(p, b) for p, b in sorted(chosen.items())),
         )
+    if unhashed:
+        raise _no_hash_error(request, unhashed)
     raise _no_build_error(_Search(request, index, platforms, tables, common, order))
 
 
-def _no_hash_error(request: PythonRequest, build: Build) -> ResolutionError:
+def _artifact(platform: str, build: Build) -> Artifact:
+    assert build.sha256 is not None  # builds without one were left out
+    return Artifact(platform=platform, url=build.url, sha256=build.sha256, size=build.size)
+
+
+def _lacking_hash(builds: dict[str, Build]) -> tuple[Build, list[str]]:
+    """One of a build's archives, and the platforms whose archive has no sha256."""
+    missing = sorted(p for p, b in builds.items() if b.sha256 is None)
+    return builds[missing[0]], missing
+
+
+def _label(build: Build) -> str:
+    return f"{build.implementation} {build.version}+{build.build}"
+
+
+def _describe_unhashed(builds: dict[str, Build]) -> str:
+    build, missing = _lacking_hash(builds)
+    flavor = f" {build.flavor}" if build.flavor is not None else ""
+    return f"{_label(build)}{flavor} (none for {', '.join(missing)})"
+
+
+def _left_out_message(
+    request: PythonRequest, unhashed: Sequence[dict[str, Build]], *, locked: dict[str, Build]
+) -> str:
+    shown = "; ".join(_describe_unhashed(b) for b in unhashed[:_LISTED])
+    more = f"; and {len(unhashed) - _LISTED} more" if len(unhashed) > _LISTED else ""
+    first = next(iter(locked.values()))
+    flavor = f" {first.flavor}" if first.flavor is not None else ""
+    return (
+        f"{request.name}: left out {shown}{more}, for want of a published sha256; "
+        f"locked {_label(first)}{flavor} instead"
+    )
+
+
+#: The first python-build-standalone release that published sha256 sums.
+_FIRST_HASHED_PBS_TAG = "20220227"
+
+
+def _no_hash_error(request: PythonRequest, unhashed: Sequence[dict[str, Build]]) -> ResolutionError:
+    """Builds match on every platform, but none of them has a published sha256."""
+    build, missing = _lacking_hash(unhashed[0])
+    flavor = f" {build.flavor}" if build.flavor is not None else ""
+    older = f" (nor do {len(unhashed) - 1} older matches)" if len(unhashed) > 1 else ""
+    why = ""
+    instead = "lock it as a direct `url` with a `sha256` you trust"
+    if build.platform == "emscripten-wasm32":
+        why = "; the index lists no sha256 for any Pyodide cross-build environment"
+    else:
+        instead += ", or ask for a version whose builds have a published sha256"
+        if (
+            build.implementation is Implementation.CPYTHON
+            and tag_date(build.build) is not None
+            and build.build < _FIRST_HASHED_PBS_TAG
+        ):
+            why = f"; python-build-standalone published none before {_FIRST_HASHED_PBS_TAG}"
     return ResolutionError(
-        f"{request.name}: {build.implementation} {build.version}+{build.build} has no "
-        f"published sha256 for {build.platform} (PBS published none before 20220227)",
-        hint="request a newer version, or give a `url` and `sha256` you trust",
+        f"{request.name}: no build of {_describe_request(request)} with a published sha256 "
+        f"exists for every platform: the newest match, {_label(build)}{flavor}, has none for "
+        f"{', '.join(missing)}{older}{why}",
+        hint=f"{instead} (in [python.{request.name}])",
     )
 
 
@@ -568,8 +640,10 @@ def _newest_shared(
 def _lacking_platforms(search: _Search) -> ResolutionError:
     request, index, platforms = search.request, search.index, search.platforms
     tables, order = search.tables, search.order
-    lines = [f"{request.name}: no build of {_describe_request(request)} exists for every platform"]
+    where = "every platform" if len(platforms) > 1 else ", ".join(platforms)
+    lines = [f"{request.name}: no build of {_describe_request(request)} exists for {where}"]
     width = max(len(p) for p in platforms) if platforms else 0
+    pin_missing = False
     for p in platforms:
         keys = sorted(tables[p], key=order, reverse=True)
         if keys:
@@ -580,17 +654,43 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
         anything = index.candidates(request.implementation, p, request.variant)
         if not anything:
             lines.append(f"  {p:<{width}}  no {request.implementation} {request.variant} builds")
-        else:
-            newest = max(anything, key=lambda b: (version_key(b.version), index.tag_order(b.build)))
-            lines.append(
-                f"  {p:<{width}}  none matching (newest there: {newest.version}+{newest.build})"
-            )
+            continue
+        unpinned = _unpinned_matches(request, anything)
+        if unpinned:
+            pin_missing = True
+            found = sorted({(b.version, b.build) for b in unpinned}, key=order, reverse=True)
+            shown = ", ".join(f"{v}+{b}" for v, b in found[:_LISTED])
+            more = f", ... ({len(found)} in all)" if len(found) > _LISTED else ""
+            lines.append(f"  {p:<{width}}  no build {request.build} (there: {shown}{more})")
+            continue
+        newest = _newest_allowed(request, anything, index)
+        lines.append(
+            f"  {p:<{width}}  none matching (newest there: {newest.version}+{newest.build})"
+        )
     if search.common:
         lines.append("  (builds common to all platforms exist, but in no one flavor they all have)")
-    return ResolutionError(
-        "\n".join(lines),
-        hint="change `version`, `build` or `flavor`, or remove the platforms that lack it",
+    hint = "change `version`, `build` or `flavor`" + (
+        ", or remove the platforms that lack it" if len(platforms) > 1 else ""
     )
+    if pin_missing:
+        hint = (
+            f"the index (as of {index.source_date}) lists no build {request.build} of that "
+            "version: `pylock lock --refresh` looks it up upstream; or pin a build listed above"
+        )
+    return ResolutionError("\n".join(lines), hint=hint)
+
+
+def _unpinned_matches(request: PythonRequest, builds: Iterable[Build]) -> list[Build]:
+    """With a build pin, the builds that would match but for the pin."""
+    if request.build is None or request.specifier is None:
+        return []
+    return _matching(attrs.evolve(request, build=None), request.specifier, builds, {})
+
+
+def _newest_allowed(request: PythonRequest, builds: Sequence[Build], index: Index) -> Build:
+    """The newest build, a final release unless pre-releases are allowed (if there is one)."""
+    finals = [b for b in builds if request.prereleases or not version_key(b.version).is_prerelease]
+    return max(finals or builds, key=lambda b: (version_key(b.version), index.tag_order(b.build)))
 
 
 # -- ordering entries ----------------------------------------------------------------------

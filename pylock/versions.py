@@ -150,18 +150,32 @@ def parse_request(text: str) -> SpecifierSet:
 def request_allows(spec: SpecifierSet, version: Version, *, prereleases: bool) -> bool:
     """Whether ``version`` satisfies ``spec``.
 
-    Pre-releases match only when asked for, or when the specifier itself names one
-    (``==3.15.0a7``), as PEP 440 prescribes.
+    Pre-releases match only when asked for, or when an inclusive clause of the
+    specifier names one (``==3.15.0a7``, ``>=3.15.0b1``), as PEP 440 prescribes.
+    Excluding one (``!=3.14.0rc2``) is not asking for pre-releases.
+
+    >>> request_allows(parse_request(">=3.12,!=3.14.0rc2"), Version("3.15.0rc1"), prereleases=False)
+    False
+    >>> request_allows(parse_request(">=3.15.0b1"), Version("3.15.0rc1"), prereleases=False)
+    True
     """
     if version.is_prerelease and not prereleases and not _names_prerelease(spec):
         return False
     return spec.contains(version, prereleases=True)
 
 
+# The operators that can *select* the version they name. ``!=``, ``<`` and ``>``
+# exclude it, so naming a pre-release there does not ask for one (packaging's rule
+# before 22.0, and PEP 440's "explicitly requested").
+_INCLUSIVE_OPERATORS = frozenset({"==", "===", ">=", "<=", "~="})
+
+
 def _names_prerelease(spec: SpecifierSet) -> bool:
     # Decided here rather than by packaging's ``prereleases=None`` rule, whose meaning
     # has shifted between packaging releases.
     for item in spec:
+        if item.operator not in _INCLUSIVE_OPERATORS:
+            continue
         try:
             if Version(item.version.removesuffix(".*")).is_prerelease:
                 return True

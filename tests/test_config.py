@@ -26,7 +26,7 @@ from pylock.config import (
     loads_config,
 )
 from pylock.errors import ConfigError, PylockError
-from pylock.platforms import PLATFORM_KEYS
+from pylock.platforms import PLATFORM_KEYS, Platform
 from pylock.versions import Flavor, Implementation, Variant
 from tests.projects import DESIGN_EXAMPLE
 
@@ -846,3 +846,37 @@ prereleases = true
         "pythons.toml: python.none.version: missing "
         '(expected e.g. "3.13"; only an entry with a url may leave it out)',
     ]
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        '"linux-amd64"',
+        '"x86_64-unknown-linux-gnu"',
+        '"linux-x86_64-gnu "',
+        '"LINUX-X86_64-GNU"',
+    ],
+)
+def test_digest_normalises_platform_aliases(alias: str) -> None:
+    # Field report #9: an alias made `lock --check` call the lock stale.
+    canonical = digest('[python.a]\nversion = "3.13"\nplatforms = ["linux-x86_64-gnu", "host"]\n')
+    assert canonical == digest(f'[python.a]\nversion = "3.13"\nplatforms = ["host", {alias}]\n')
+    assert canonical == digest(
+        f'[defaults]\nplatforms = [{alias}, "host"]\n[python.a]\nversion = "3.13"\n'
+    )
+
+
+def test_digest_of_canonical_platform_keys_is_what_older_pylocks_wrote() -> None:
+    # Locks already committed were made from canonical spellings: normalising aliases
+    # must leave their digest alone, or every one of them would turn stale. These values
+    # were computed by pylock 0.2.0, before aliases were normalised.
+    assert digest(
+        '[python.a]\nversion = "3.13"\nplatforms = ["linux-x86_64-gnu", "macos-aarch64", "host"]\n'
+    ) == ("sha256:d79de9277f1c92060edf85a8aabe2f5613e6885decc6104dcb643b17b360d06a")
+    assert digest(
+        '[defaults]\nplatforms = ["windows-x86_64", "linux-aarch64-musl"]\n'
+        '[python.a]\nversion = "3.12"\n'
+        '[python.b]\nversion = "3.13"\nplatforms = ["emscripten-wasm32"]\n'
+    ) == ("sha256:eeba770c0df2a1ec6db115e2dc7de1143004fbe8bf8639dd3236ecab6219f06e")
+    # And so for every canonical key: each one normalises to itself.
+    assert [Platform.parse(key).key for key in PLATFORM_KEYS] == list(PLATFORM_KEYS)

@@ -167,3 +167,29 @@ def test_pypy_and_graalpy_names_are_checked() -> None:
     assert (build.platform, build.build) == ("macos-aarch64", "25.2.4")
     with pytest.raises(UpstreamError, match="platform is linux-aarch64-gnu"):
         parse_uv_json({"g": {**graal, "os": "linux", "libc": "gnu"}})[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"build": "../../x"}, "invalid build tag '../../x'"),
+        ({"build": "2026 09 01"}, "invalid build tag '2026 09 01'"),
+        (
+            {"url": "https://artifacts.example/my python/cpython-3.13.7-custom.tar.gz"},
+            "invalid URL",
+        ),
+        ({"url": "https:///cpython-3.13.7-custom.tar.gz"}, "invalid URL"),
+        ({"prerelease": "rc1 "}, "invalid version '3.13.7rc1 '"),
+    ],
+)
+def test_entries_a_lock_cannot_hold_are_skipped(changes: dict[str, Any], reason: str) -> None:
+    # Field report #3: such an entry used to produce a lock that pylock then refused to read.
+    custom = {"url": "https://artifacts.example/py/cpython-3.13.7-custom.tar.gz", "build": "corp1"}
+    unfit: list[str] = []
+    builds, skipped = parse_uv_json(
+        {"good": entry(), "bad": entry(**{**custom, **changes})}, source="f.json", unfit=unfit
+    )
+    assert [b.build for b in builds] == ["20250918"]
+    assert skipped == ["bad"]
+    assert len(unfit) == 1 and unfit[0].startswith("f.json: entry 'bad': "), unfit
+    assert reason in unfit[0]

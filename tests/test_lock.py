@@ -17,6 +17,7 @@ from pylock.lockfile import (
     loads,
     make_lock,
     name_problem,
+    refuse_newer,
 )
 from pylock.platforms import PLATFORM_KEYS
 from pylock.versions import Flavor, Implementation, Variant
@@ -77,6 +78,19 @@ def test_newer_lock_version_says_upgrade_pylock() -> None:
         loads(text)
     assert str(info.value) == "pythons.lock: lock-version: unsupported lock-version 2"
     assert info.value.hint is not None and "upgrade pylock" in info.value.hint
+
+
+def test_refuse_newer_looks_at_both_sides_of_a_conflict_and_ignores_the_rest() -> None:
+    text = sample_lock()
+    refuse_newer(text)
+    refuse_newer(text.replace("lock-version = 1", "lock-version = 0"))
+    refuse_newer(text.replace("[[python]]", "[[python"))  # broken, but not newer
+    newer = text.replace(
+        "lock-version = 1\n", "<<<<<<< a\nlock-version = 1\n=======\nlock-version = 2\n>>>>>>> b\n"
+    )
+    with pytest.raises(LockFileError, match="unsupported lock-version 2") as info:
+        refuse_newer(newer, filename="x.lock")
+    assert str(info.value).startswith("x.lock: ")
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,19 @@ def test_prereleases_only_when_asked() -> None:
     assert lock_one(index, request(version="3.15", prereleases=True)).version == "3.15.0rc1"
 
 
+@pytest.mark.parametrize("version", [">=3.12,!=3.14.0rc2", "!=3.15.0a7", ">=3.14,<3.15.0rc1"])
+def test_excluding_a_prerelease_does_not_ask_for_prereleases(version: str) -> None:
+    # Field report #1: `!=3.14.0rc2` used to switch every pre-release on.
+    index = index_of(
+        *same_everywhere("3.14.0", "20251014", LINUX, MAC),
+        *same_everywhere("3.15.0a7", "20260325", LINUX, MAC),
+        *same_everywhere("3.15.0rc1", "20260814", LINUX, MAC),
+    )
+    entry = lock_one(index, request(version=version))
+    assert entry.version == "3.14.0"
+    assert satisfies(request(version=version), entry, platforms=(LINUX, MAC))
+
+
 def test_variant_is_exact() -> None:
     index = index_of(
         *same_everywhere("3.14.0", "20251014", LINUX, MAC),
@@ -322,10 +335,93 @@ def test_error_lists_what_each_platform_has() -> None:
     assert "remove the platforms" in (info.value.hint or "")
 
 
+def test_nothing_matching_names_the_one_platform_and_a_newest_final_release() -> None:
+    # Field report #10: "newest there" showed a pre-release nobody allowed, and "for every
+    # platform" was said of one platform.
+    index = index_of(pbs("3.14.7", "20260814", LINUX), pbs("3.15.0rc1", "20260814", LINUX))
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, request(version="3.16", platforms=(LINUX,)))
+    assert str(info.value).splitlines() == [
+        "app: no build of cpython ==3.16.* exists for linux-x86_64-gnu",
+        "  linux-x86_64-gnu  none matching (newest there: 3.14.7+20260814)",
+    ]
+    assert info.value.hint == "change `version`, `build` or `flavor`"
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, request(version="3.16", platforms=(LINUX,), prereleases=True))
+    assert "(newest there: 3.15.0rc1+20260814)" in str(info.value)
+
+
+def test_a_pin_to_a_build_the_index_lacks_lists_the_builds_it_has() -> None:
+    index = index_of(pbs("3.13.5", "20250723", LINUX), pbs("3.14.7", "20260814", LINUX))
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, request(version="3.13.5", build="20250708", platforms=(LINUX,)))
+    assert str(info.value).splitlines()[1:] == [
+        "  linux-x86_64-gnu  no build 20250708 (there: 3.13.5+20250723)"
+    ]
+    assert "`pylock lock --refresh`" in (info.value.hint or "")
+
+
 def test_builds_without_a_published_hash_are_refused() -> None:
     index = index_of(pbs("3.8.2", "20200418", LINUX, sha256=None))
-    with pytest.raises(ResolutionError, match="no published sha256 for linux-x86_64-gnu"):
+    with pytest.raises(ResolutionError, match="has none for linux-x86_64-gnu") as info:
         lock_one(index, request(version="3.8", platforms=(LINUX,)))
+    assert "python-build-standalone published none before 20220227" in str(info.value)
+
+
+def test_a_build_without_a_hash_is_left_out_with_a_warning() -> None:
+    # Field report #2: one unhashed build used to stop the whole lock.
+    index = index_of(
+        *same_everywhere("3.13.15", "20260814", LINUX, MAC),
+        pbs("3.13.16", "20260901", LINUX, sha256=None),
+        pbs("3.13.16", "20260901", MAC),
+    )
+    warnings: list[str] = []
+    entry = lock_one(index, request(), warn=warnings.append)
+    assert (entry.version, entry.build) == ("3.13.15", "20260814")
+    assert warnings == [
+        "app: left out cpython 3.13.16+20260901 install_only_stripped (none for "
+        "linux-x86_64-gnu), for want of a published sha256; "
+        "locked cpython 3.13.15+20260814 install_only_stripped instead"
+    ]
+    # Nothing to leave out, nothing to say.
+    warnings.clear()
+    lock_one(index, request(version="3.13.15"), warn=warnings.append)
+    assert warnings == []
+
+
+def test_an_unhashed_flavor_falls_back_to_a_hashed_one_of_the_same_build() -> None:
+    index = index_of(
+        pbs("3.13.16", "20260901", LINUX, sha256=None),
+        pbs("3.13.16", "20260901", LINUX, flavor=Flavor.INSTALL_ONLY),
+    )
+    warnings: list[str] = []
+    entry = lock_one(index, request(platforms=(LINUX,)), warn=warnings.append)
+    assert (entry.version, entry.flavor) == ("3.13.16", Flavor.INSTALL_ONLY)
+    assert len(warnings) == 1 and "install_only_stripped (none for" in warnings[0]
+
+
+def test_the_no_hash_error_blames_old_pbs_only_when_that_is_the_cause() -> None:
+    index = index_of(pbs("3.13.16", "20260901", LINUX, sha256=None))
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, request(platforms=(LINUX,)))
+    assert str(info.value) == (
+        "app: no build of cpython ==3.13.* with a published sha256 exists for every "
+        "platform: the newest match, cpython 3.13.16+20260901 install_only_stripped, "
+        "has none for linux-x86_64-gnu"
+    )
+    assert "20220227" not in str(info.value) and "newer" not in (info.value.hint or "")
+    assert "`url` with a `sha256`" in (info.value.hint or "")
+
+
+def test_emscripten_from_the_bundled_snapshot_explains_the_missing_hashes() -> None:
+    with pytest.raises(ResolutionError) as info:
+        lock_one(load_bundled(), request(platforms=("emscripten-wasm32",)))
+    message = str(info.value)
+    assert "has none for emscripten-wasm32" in message
+    assert "Pyodide" in message and "20220227" not in message
+    assert (
+        info.value.hint == "lock it as a direct `url` with a `sha256` you trust (in [python.app])"
+    )
 
 
 def test_missing_version_is_an_error_not_a_crash() -> None:

@@ -108,3 +108,22 @@ def test_series_request_agrees_with_ordering(v1: Version, v2: Version) -> None:
     assert request_allows(spec, v2, prereleases=False) == (
         v2.minor == v1.minor and not v2.is_prerelease
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"),
+    [
+        # Excluding a pre-release is not asking for pre-releases (field report #1).
+        (">=3.12,!=3.14.0rc2", False),
+        ("!=3.15.0b4", False),
+        ("<3.16.0a1", False),
+        (">3.15.0a1", False),
+        # Inclusive clauses naming a pre-release do ask for them.
+        (">=3.15.0a1", True),
+        ("<=3.15.0rc1", True),
+        ("~=3.15.0b1", True),
+        ("==3.15.0rc1", True),
+    ],
+)
+def test_only_inclusive_clauses_naming_a_prerelease_allow_them(text: str, allowed: bool) -> None:
+    assert request_allows(parse_request(text), Version("3.15.0rc1"), prereleases=False) is allowed

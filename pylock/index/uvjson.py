@@ -4,6 +4,9 @@ The format maps a key such as ``cpython-3.13.7-linux-x86_64-gnu`` to an entry wi
 platform (``os``, ``arch``, ``libc``), the version (``major``, ``minor``, ``patch``,
 ``prerelease``), ``variant``, ``build``, ``url`` and ``sha256``. The archive flavor and
 container format are not fields; they come from the file name.
+
+Every build read here may end up in ``pythons.lock``, so an entry whose build tag,
+version or URL the lock reader would refuse is skipped, by the lock reader's own rules.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from pylock.index.names import (
     parse_pyodide_filename,
     parse_pypy_filename,
 )
-from pylock.lockfile import is_sha256
+from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, version_problem
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
+
+
+class _Unfit(Exception):
+    """An entry that is well-formed, but holds a value ``pythons.lock`` cannot record."""
 
 
 class _Entry:
@@ -59,13 +66,18 @@ class _Entry:
 
 
 def parse_uv_json(
-    data: Mapping[str, Any], *, source: str = "downloads JSON"
+    data: Mapping[str, Any],
+    *,
+    source: str = "downloads JSON",
+    unfit: list[str] | None = None,
 ) -> tuple[list[Build], list[str]]:
     """Turn a downloads JSON document into builds, plus the keys that were skipped.
 
     Entries for an implementation or platform pylock does not know are skipped (a
-    newer uv may list more); a malformed entry raises :class:`UpstreamError` naming
-    its key and field.
+    newer uv may list more), and so are entries with a build tag, version or URL
+    that ``pythons.lock`` cannot hold (``../x``, a space): their reasons, naming the
+    key, are appended to ``unfit`` if given. A malformed entry raises
+    :class:`UpstreamError` naming its key and field.
     """
     if not isinstance(data, Mapping):
         raise UpstreamError(f"{source}: expected a JSON object of entries")
@@ -74,7 +86,12 @@ def parse_uv_json(
     for key, raw in data.items():
         if not isinstance(raw, Mapping):
             raise UpstreamError(f"{source}: entry {key!r}: expected an object, got {raw!r}")
-        build = _read_entry(_Entry(source, str(key), raw))
+        try:
+            build = _read_entry(_Entry(source, str(key), raw))
+        except _Unfit as exc:
+            if unfit is not None:
+                unfit.append(f"{source}: entry {str(key)!r}: {exc}")
+            build = None
         if build is None:
             skipped.append(str(key))
         else:
@@ -144,6 +161,10 @@ def _read_entry(e: _Entry) -> Build | None:
         raise e.fail("missing 'build', and the url names no release tag")
     if name_tag is not None and name_tag != tag:
         raise e.fail(f"'build' is {tag!r} but the file name says {name_tag!r}")
+    # The lock reader's rules, so that `lock` never writes what `sync` refuses to read.
+    unfit = build_problem(tag) or version_problem(version_text) or artifact_url_problem(url)
+    if unfit is not None:
+        raise _Unfit(unfit)
 
     return Build(
         implementation=implementation,

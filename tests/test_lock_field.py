@@ -1,0 +1,113 @@
+"""`pylock lock` end to end, for the locking and resolution field report (pre-releases,
+unhashed builds, downloads JSON entries a lock cannot hold, newer lock-versions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pylock.cli import main
+from pylock.lockfile import loads
+from tests.indexdata import PBS, uv_entry
+
+TOML = '[python.a]\nversion = "3.13"\nplatforms = ["linux-x86_64-gnu"]\n'
+#: The newest CPython 3.13 for linux-x86_64-gnu in the bundled snapshot.
+BUNDLED_313 = "3.13.15+20260814"
+
+
+def run(project: Path, *args: str) -> int:
+    return main(["--project", str(project), *args])
+
+
+def downloads_json(project: Path, **changes: Any) -> str:
+    """A downloads JSON with one CPython 3.13.16+20260901 entry, newer than the snapshot."""
+    name = "cpython-3.13.16%2B20260901-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+    entry = uv_entry(patch=16, build="20260901", url=f"{PBS}/20260901/{name}")
+    entry.update(changes)
+    path = project / "downloads.json"
+    path.write_text(json.dumps({"cpython-3.13.16-linux-x86_64-gnu": entry}), encoding="utf-8")
+    return str(path)
+
+
+def test_a_newer_build_without_a_hash_is_left_out_with_a_warning(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    source = downloads_json(project, sha256=None)
+    assert run(project, "lock", "--python-downloads-json", source) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"a: added cpython {BUNDLED_313}"
+    assert err == (
+        "pylock: warning: a: left out cpython 3.13.16+20260901 install_only_stripped "
+        "(none for linux-x86_64-gnu), for want of a published sha256; "
+        f"locked cpython {BUNDLED_313} install_only_stripped instead\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"build": "../../x", "url": "https://artifacts.example/py/cpython-3.13.16-custom.tar.gz"},
+        {
+            "build": "2026 09 01",
+            "url": "https://artifacts.example/my python/cpython-3.13.16-custom.tar.gz",
+        },
+    ],
+)
+def test_downloads_json_entries_a_lock_cannot_hold_are_skipped(
+    project: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any]
+) -> None:
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    source = downloads_json(project, **changes)
+    assert run(project, "lock", "--python-downloads-json", source) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"a: added cpython {BUNDLED_313}"
+    # What lock wrote, pylock reads back.
+    loads((project / "pythons.lock").read_text(encoding="utf-8"))
+    assert run(project, "lock", "--check") == 0
+
+
+def _newer_lock(project: Path) -> str:
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock") == 0
+    lock = project / "pythons.lock"
+    text = lock.read_text(encoding="utf-8").replace("lock-version = 1", "lock-version = 2")
+    lock.write_text(text, encoding="utf-8")
+    return text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("lock",), ("lock", "--dry-run"), ("lock", "--upgrade"), ("lock", "--check"), ("sync",)],
+)
+def test_a_newer_lock_version_is_an_error_for_every_command(
+    project: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    # Field report #5: `lock` used to rewrite a lock-version 2 file as version 1.
+    text = _newer_lock(project)
+    capsys.readouterr()
+    assert run(project, *command, "--offline") == 1
+    assert capsys.readouterr().err == (
+        "pylock: error: pythons.lock: lock-version: unsupported lock-version 2\n"
+        "pylock: hint: this pylock reads lock-version 1; upgrade pylock to read this lock file\n"
+    )
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == text
+
+
+def test_a_conflict_with_a_newer_lock_version_on_one_side_is_not_salvaged(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = _newer_lock(project)
+    old = text.replace("lock-version = 2", "lock-version = 1")
+    conflicted = text.replace(
+        "lock-version = 2\n",
+        "<<<<<<< HEAD\nlock-version = 1\n=======\nlock-version = 2\n>>>>>>> theirs\n",
+    )
+    assert conflicted != text and old != text
+    (project / "pythons.lock").write_text(conflicted, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock") == 1
+    assert "upgrade pylock" in capsys.readouterr().err
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == conflicted
