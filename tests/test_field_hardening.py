@@ -590,3 +590,24 @@ def test_results_redirected_to_a_file_are_utf8_whatever_the_code_page(tmp_path: 
     stream.write("→ ⚠\n")
     stream.flush()
     assert raw.getvalue().decode("utf-8") == "→ ⚠\n"
+
+
+def test_which_of_an_interpreter_not_locked_here_says_so(
+    sync_project: Project, app_a: Build
+) -> None:
+    import attrs
+
+    from pylock.lockfile import dumps, make_lock
+    from pylock.platforms import host
+
+    other = "windows-x86_64" if host().key != "windows-x86_64" else "linux-x86_64-gnu"
+    python = app_a.python()
+    elsewhere = attrs.evolve(
+        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+    )
+    lock = make_lock([elsewhere], config_digest="sha256:" + "0" * 64)
+    (sync_project.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    done = sync_project.run("which", "--into", str(sync_project.into), "app")
+    assert done.code == 1
+    assert f"app is not locked for {host().key}" in done.err
+    assert "pylock sync" not in done.err

@@ -220,11 +220,19 @@ def locate(
             f"no lock file at {lock_path} and no {name!r} installed in {shown}",
             hint="run it in the project, or pass --into DIR",
         )
+    artifact = python.artifact_for(platform.key)
     if state is None:
+        if lock is not None and artifact is None:
+            # `sync` skips it, so "run pylock sync" would send the user in a circle.
+            raise PylockError(
+                f"{python.name} is not locked for {platform.key} "
+                f"(locked for: {', '.join(python.platforms) or 'nothing'})",
+                hint=f"add {platform.key!r} to its platforms in pythons.toml and run "
+                "`pylock lock`",
+            )
         raise PylockError(
             f"{python.name} is not installed in {shown}", hint="run `pylock sync` first"
         )
-    artifact = python.artifact_for(platform.key)
     exe = executable(dest_root, python, platform)
     if check_executable and not exe.exists():
         raise PylockError(
