@@ -19,15 +19,20 @@ the canonical URLs, for ``uv python install --python-downloads-json-url``.
 
 Files come from the archive cache (hard-linked where possible, else copied), downloading
 misses first. Every file is placed atomically and re-hashed before it gets its final
-name; a re-run skips files that are present with the right hash and repairs the rest.
+name; a re-run skips files that are present with the right hash, repairs the rest, and
+removes the temporary files of runs that were killed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
+import time
+import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -37,9 +42,10 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError
-from pylock.fsutil import atomic_write_text, sha256_file
+from pylock.fsutil import RefusedFileError, atomic_write_text, read_own_file, sha256_file
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
+from pylock.urls import url_problem
 from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
@@ -58,10 +64,30 @@ UPSTREAM_DIRS: tuple[tuple[str, str], ...] = (
     (PYPY_PREFIX, "pypy"),
     (GRAALPY_PREFIX, "graalpy"),
 )
+_UPSTREAM_IMPLEMENTATIONS: tuple[tuple[str, Implementation], ...] = (
+    (PBS_PREFIX, Implementation.CPYTHON),
+    (PYPY_PREFIX, Implementation.PYPY),
+    (GRAALPY_PREFIX, Implementation.GRAALPY),
+)
 #: Where archives from any other host go.
 OTHER_DIR = "other"
 SUMS_NAME = "SHA256SUMS"
 UV_JSON_NAME = "download-metadata.json"
+#: The most bytes of an existing ``SHA256SUMS`` or ``download-metadata.json`` read (uv's
+#: own JSON, every build upstream has, is a few MiB).
+OWN_FILE_MAX_BYTES = 64 * 2**20
+#: How long a temporary file in the tree must have been left alone before a run removes
+#: it. A younger one may be another run's, about to be renamed into place; placing a file
+#: takes a link or a copy (which keeps the file's times fresh), then one hash.
+STALE_TEMP_SECONDS = 10 * 60
+
+# The temporary names of the tree's files: ``.NAME.<12 hex>.tmp`` from ``_place`` and from
+# ``fsutil.atomic_write_bytes``, and the ``tempfile.mkstemp`` names that the latter gave the
+# mirror's own files before.
+_ARCHIVE_TEMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp", re.DOTALL)
+_OWN_FILE_TEMP = re.compile(
+    rf"\.(?:{re.escape(SUMS_NAME)}|{re.escape(UV_JSON_NAME)})\.[A-Za-z0-9_]{{6,32}}\.tmp"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -88,10 +114,13 @@ class MirrorReport:
     repaired: tuple[str, ...] = ()
     #: Interpreters left out of ``download-metadata.json`` (with the reason).
     not_in_uv_json: tuple[str, ...] = ()
-    #: The implementations the mirrored archives belong to.
+    #: The implementations with upstream archives in the tree: this run's, and those that
+    #: earlier runs listed in ``download-metadata.json`` (which is merged across runs).
     implementations: frozenset[Implementation] = frozenset()
     #: Whether some archives came from hosts other than the known upstreams.
     other_hosts: bool = False
+    #: For those: each URL prefix and the folder under the top that mirrors it.
+    other_rewrites: tuple[tuple[str, str], ...] = ()
 
     @property
     def archives(self) -> int:
@@ -102,16 +131,20 @@ class MirrorReport:
 # -- the layout (pure) ---------------------------------------------------------------------
 
 
+def _has_control(text: str) -> bool:
+    # A line break in a file name splits its SHA256SUMS line in two (str.splitlines breaks
+    # at U+2028 and U+2029 as well); other control characters garble a listing.
+    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text)
+
+
 def _safe_parts(text: str, url: str) -> list[str]:
     parts = unquote(text).split("/")
     for part in parts:
-        if (
-            part in ("", ".", "..")
-            or "\\" in part
-            or "\0" in part
-            or ":" in part
-            or part != part.strip()
-        ):
+        if _has_control(part):
+            raise MirrorError(
+                f"cannot mirror {url!r}: its path has a control character in {part!r}"
+            )
+        if part in ("", ".", "..") or "\\" in part or ":" in part or part != part.strip():
             raise MirrorError(
                 f"cannot mirror {url!r}: its path has an unsafe or empty segment {part!r}"
             )
@@ -131,11 +164,15 @@ def mirror_path(url: str) -> PurePosixPath:
     path: PurePosixPath
     for prefix, folder in UPSTREAM_DIRS:
         if url.startswith(prefix):
-            rest = urlsplit(url[len(prefix) - 1 :]).path.lstrip("/")
+            # Not urlsplit: it would read a "//" after the prefix as a host name.
+            rest = url[len(prefix) :].partition("#")[0].partition("?")[0]
             parts = _safe_parts(rest, url)
             path = PurePosixPath(folder, *parts) if folder else PurePosixPath(*parts)
             break
     else:
+        problem = url_problem(url)
+        if problem is not None:
+            raise MirrorError(f"cannot mirror {url!r}: {problem}")
         split = urlsplit(url)
         host = (split.hostname or "localhost").lower().replace(":", "_")
         if split.port is not None:
@@ -163,10 +200,15 @@ def plan_mirror(lock: LockFile, platforms: Collection[str] | None) -> list[Mirro
             if earlier is None:
                 by_path[path] = MirrorEntry(python=python, artifact=artifact, path=path)
             elif earlier.artifact.sha256 != artifact.sha256:
+                where = (
+                    f"at the same URL {artifact.url}"
+                    if earlier.artifact.url == artifact.url
+                    else f"at {earlier.artifact.url} and {artifact.url}, which both map to "
+                    f"{path} in the mirror"
+                )
                 raise MirrorError(
                     f"{earlier.python.name} and {python.name} lock different archives "
-                    f"(sha256 {earlier.artifact.sha256} and {artifact.sha256}) "
-                    f"at the same URL {artifact.url}",
+                    f"(sha256 {earlier.artifact.sha256} and {artifact.sha256}) {where}",
                     hint="re-create the lock with `pylock lock --upgrade`",
                 )
     return [by_path[p] for p in sorted(by_path)]
@@ -278,9 +320,46 @@ def _is_intact(path: Path, artifact: Artifact) -> bool | None:
     return sha256_file(path) == artifact.sha256
 
 
+def _is_temp_name(name: str) -> bool:
+    return bool(_ARCHIVE_TEMP.fullmatch(name) or _OWN_FILE_TEMP.fullmatch(name))
+
+
+def _remove_stale_temps(folder: Path, reporter: Reporter, *, now: float, max_age: float) -> None:
+    """Remove the temporary files that interrupted runs left in ``folder``.
+
+    A run killed by SIGTERM (``timeout``, a cancelled CI job, ``docker stop``) cleans up
+    nothing. Only regular files with pylock's temporary names go, and only those neither
+    modified nor changed for ``max_age`` seconds: a younger one may be a live run's. The
+    change time counts because a hard link from the cache keeps the cached file's mtime.
+    """
+    try:
+        with os.scandir(folder) as found:
+            candidates = [entry for entry in found if _is_temp_name(entry.name)]
+    except OSError:
+        return  # not written yet, or unreadable: the writes that follow will say so
+    for entry in candidates:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or now - max(info.st_mtime, info.st_ctime) < max_age:
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            reporter.warn(
+                f"cannot remove {entry.path}, left by an interrupted run: {exc.strerror or exc}"
+            )
+            continue
+        reporter.detail(f"removed {entry.path}, left by an interrupted run")
+
+
 def _place(source: Path, target: Path, artifact: Artifact) -> None:
     """Put ``source`` at ``target`` atomically: link (or copy) to a temporary name, hash, rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    # The name _ARCHIVE_TEMP matches: a later run removes the file if this one is killed.
     tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
     try:
         try:
@@ -312,6 +391,30 @@ def _fetch_into_cache(
     return ensure_archives(wanted, cache, options, reporter)
 
 
+def _read_own(path: Path) -> bytes | None:
+    """The bytes of the mirror's own file at ``path``, or ``None`` if there is none.
+
+    Read bounded and without blocking, regular files only: a pipe in its place would wait
+    for a writer for ever. Raises :class:`RefusedFileError` for something else in its
+    place, :class:`OSError` for a file that cannot be read.
+    """
+    try:
+        return read_own_file(path, OWN_FILE_MAX_BYTES)
+    except FileNotFoundError:
+        return None
+
+
+def _write_own(path: Path, text: str) -> None:
+    """Write the mirror's own file ``path`` atomically, naming ``path`` in any error."""
+    if path.is_dir() and not path.is_symlink():
+        raise MirrorError(f"cannot write {path}: a directory is in the way")
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        # Not the temporary file the error names: the file the user will look for.
+        raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _write_sums(outdir: Path, entries: list[MirrorEntry]) -> None:
     by_dir: dict[PurePosixPath, dict[str, str]] = {}
     for entry in entries:
@@ -319,47 +422,52 @@ def _write_sums(outdir: Path, entries: list[MirrorEntry]) -> None:
     for folder, ours in by_dir.items():
         path = outdir.joinpath(folder, SUMS_NAME)
         try:
-            known = parse_sha256sums(path.read_text(encoding="utf-8"))
+            data = _read_own(path)
+            known = parse_sha256sums(data.decode("utf-8")) if data is not None else {}
         except (OSError, UnicodeDecodeError):
-            known = {}
+            data, known = None, {}
         # Keep what earlier runs (other locks, other platforms) put here and still exists.
         sums = {n: d for n, d in known.items() if path.with_name(n).is_file()}
         sums.update(ours)
-        text = sha256sums_text(sums)
-        if known != sums or not path.is_file():
-            atomic_write_text(path, text)
+        if data is None or known != sums:
+            _write_own(path, sha256sums_text(sums))
 
 
-def _write_uv_json(outdir: Path, entries: list[MirrorEntry], reporter: Reporter) -> list[str]:
+def _write_uv_json(
+    outdir: Path, entries: list[MirrorEntry], reporter: Reporter
+) -> tuple[dict[str, Any], list[str]]:
+    """Merge ``entries`` into the tree's uv JSON; the merged document and what was left out."""
     document, left_out = uv_downloads_json(entries)
     path = outdir / UV_JSON_NAME
+    if path.is_dir() and not path.is_symlink():
+        raise MirrorError(f"cannot write {path}: a directory is in the way")
     merged: dict[str, Any] = {}
+    existing: Any = {}
+    data: bytes | None = None
     try:
-        existing = json_loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        existing = {}
+        data = _read_own(path)
+        if data is not None:
+            existing = json_loads(data)
+    except RefusedFileError as exc:
+        reporter.warn(f"{path}: {exc}; writing it afresh")
     except (OSError, ValueError):
         reporter.warn(f"{path} is not valid JSON; writing it afresh")
-        existing = {}
     if isinstance(existing, dict):
         for key, value in existing.items():
             url = value.get("url") if isinstance(value, dict) else None
             # Keep entries of earlier runs whose archive is still in the tree.
             try:
                 present = isinstance(url, str) and outdir.joinpath(mirror_path(url)).is_file()
-            except MirrorError:
+            except MirrorError as exc:
+                reporter.detail(f"{UV_JSON_NAME}: dropped {key}: {exc}")
                 present = False
             if present:
                 merged[key] = value
     merged.update(document)
     text = json.dumps(dict(sorted(merged.items())), indent=2) + "\n"
-    try:
-        current = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        current = None
-    if current != text:
-        atomic_write_text(path, text)
-    return left_out
+    if data != text.encode("utf-8"):
+        _write_own(path, text)
+    return merged, left_out
 
 
 def build_mirror(
@@ -390,6 +498,9 @@ def build_mirror(
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MirrorError(f"cannot create {outdir}: {exc.strerror}") from None
+    now = time.time()
+    for folder in sorted({outdir, *(outdir.joinpath(e.path.parent) for e in entries)}):
+        _remove_stale_temps(folder, reporter, now=now, max_age=STALE_TEMP_SECONDS)
 
     added: list[str] = []
     unchanged: list[str] = []
@@ -412,17 +523,35 @@ def build_mirror(
         _copy_from_cache(outdir, todo, cache, options, reporter)
 
     _write_sums(outdir, entries)
-    left_out = _write_uv_json(outdir, entries, reporter)
+    uv_json, left_out = _write_uv_json(outdir, entries, reporter)
     for reason in left_out:
         reporter.detail(f"{UV_JSON_NAME}: left out {reason}")
+    urls = [e.artifact.url for e in entries]
+    # The printed commands are for the whole tree, so they cover earlier runs' entries too.
+    urls += [v["url"] for v in uv_json.values() if isinstance(v, dict) and "url" in v]
+    others = [e for e in entries if e.path.parts[0] == OTHER_DIR]
     return MirrorReport(
         added=tuple(added),
         unchanged=tuple(unchanged),
         repaired=tuple(repaired),
         not_in_uv_json=tuple(left_out),
-        implementations=frozenset(e.python.implementation for e in entries),
-        other_hosts=any(e.path.parts[0] == OTHER_DIR for e in entries),
+        implementations=frozenset(
+            implementation
+            for url in urls
+            for prefix, implementation in _UPSTREAM_IMPLEMENTATIONS
+            if isinstance(url, str) and url.startswith(prefix)
+        ),
+        other_hosts=bool(others),
+        other_rewrites=tuple(sorted({r for r in map(_other_rewrite, others) if r is not None})),
     )
+
+
+def _other_rewrite(entry: MirrorEntry) -> tuple[str, str] | None:
+    """The URL prefix of a direct-URL archive and the folder that mirrors it, if printable."""
+    split = urlsplit(entry.artifact.url)  # mirror_path has checked that it parses
+    if "@" in split.netloc:
+        return None  # never print credentials
+    return f"{split.scheme}://{split.netloc}/", "/".join(entry.path.parts[:2])
 
 
 def _copy_from_cache(
@@ -541,10 +670,12 @@ def usage_lines(base: str, report: MirrorReport) -> list[str]:
     if Implementation.GRAALPY in report.implementations:
         pylock_flags.append(f"--rewrite {GRAALPY_PREFIX}={base}/graalpy/")
         uv_flags.append(f"--graalpy-mirror {base}/graalpy/")
+    for source, folder in report.other_rewrites:
+        pylock_flags.append(f"--rewrite {source}={base}/{folder}/")
     lines = [f"  pylock sync {' '.join(pylock_flags)}"] if pylock_flags else []
-    if report.other_hosts:
+    if report.other_hosts and not report.other_rewrites:
         lines.append(
-            "  archives from other hosts are under other/<host>/: add "
+            f"  archives from other hosts are under {OTHER_DIR}/<host>[_<port>]/: add "
             f"--rewrite https://<host>/={base}/{OTHER_DIR}/<host>/ for each"
         )
     if uv_flags:

@@ -440,21 +440,59 @@ def tiny_pbs_archive(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="the example script needs bash")
-@pytest.mark.skipif(sys.platform == "win32", reason="the example script is for POSIX shells")
-def test_airgap_script_round_trip(tmp_path: Path) -> None:
+PBS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+TAG = "20251014"
+needs_bash = pytest.mark.skipif(
+    shutil.which("bash") is None or sys.platform == "win32",
+    reason="the example script is for POSIX shells with bash",
+)
+
+
+@attrs.frozen
+class AirGap:
+    """A project locking one tiny PBS archive, its file:// upstream, and the script to run."""
+
+    project: Path
+    upstream: Path
+    artifact: Artifact
+    filename: str
+    data: bytes
+
+    def script(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "PYTHON"))}
+        base_env.update(PYLOCK=f"{sys.executable} -m pylock", PYTHONPATH=str(ROOT))
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            cwd=self.project,
+            env={**base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def export(self, out: Path) -> subprocess.CompletedProcess[str]:
+        """The connected side: "upstream" is a file:// tree reached through a rewrite."""
+        return self.script(
+            "export",
+            str(out),
+            PYLOCK_CACHE_DIR=str(self.project.parent / "connected-cache"),
+            PYLOCK_URL_REWRITES=f"{PBS}={self.upstream.as_uri()}/",
+        )
+
+
+@pytest.fixture
+def airgap(tmp_path: Path) -> AirGap:
     platform = host()
     triple = platform.pbs_triple
     if triple is None:
         pytest.skip(f"no PBS builds for {platform.key}")
-    tag, filename = "20251014", f"cpython-3.13.9+20251014-{triple}-install_only.tar.gz"
+    filename = f"cpython-3.13.9+{TAG}-{triple}-install_only.tar.gz"
     upstream = tmp_path / "upstream"
-    (upstream / tag).mkdir(parents=True)
-    data = tiny_pbs_archive(upstream / tag / filename)
-    pbs = "https://github.com/astral-sh/python-build-standalone/releases/download/"
+    (upstream / TAG).mkdir(parents=True)
+    data = tiny_pbs_archive(upstream / TAG / filename)
     artifact = Artifact(
         platform=platform.key,
-        url=f"{pbs}{tag}/{quote(filename)}",
+        url=f"{PBS}{TAG}/{quote(filename)}",
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
     )
@@ -462,7 +500,7 @@ def test_airgap_script_round_trip(tmp_path: Path) -> None:
         name="app",
         implementation=Implementation.CPYTHON,
         version="3.13.9",
-        build=tag,
+        build=TAG,
         flavor=Flavor.INSTALL_ONLY,
         artifacts=(artifact,),
     )
@@ -471,40 +509,62 @@ def test_airgap_script_round_trip(tmp_path: Path) -> None:
     (project / "pythons.lock").write_text(
         dumps(make_lock([app], config_digest="sha256:" + "3" * 64))
     )
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYLOCK_", "PYTHON"))}
-    base_env.update(PYLOCK=f"{sys.executable} -m pylock", PYTHONPATH=str(ROOT))
+    return AirGap(project, upstream, artifact, filename, data)
 
-    def script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(SCRIPT), *args],
-            cwd=project,
-            env={**base_env, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
 
-    # Connected side: "upstream" is a file:// tree reached through a rewrite.
+@needs_bash
+def test_airgap_script_round_trip(tmp_path: Path, airgap: AirGap) -> None:
     out = tmp_path / "usb"
-    done = script(
-        "export",
-        str(out),
-        PYLOCK_CACHE_DIR=str(tmp_path / "connected-cache"),
-        PYLOCK_URL_REWRITES=f"{pbs}={upstream.as_uri()}/",
-    )
+    done = airgap.export(out)
     assert done.returncode == 0, done.stderr
-    assert (out / tag / filename).read_bytes() == data
-    assert (out / tag / "SHA256SUMS").read_text() == f"{artifact.sha256}  {filename}\n"
+    assert (out / TAG / airgap.filename).read_bytes() == airgap.data
+    assert (out / TAG / "SHA256SUMS").read_text() == (
+        f"{airgap.artifact.sha256}  {airgap.filename}\n"
+    )
 
     # Disconnected side: an empty cache, no rewrites, nothing but the carried directory.
-    shutil.rmtree(upstream)
+    shutil.rmtree(airgap.upstream)
     into = tmp_path / "pythons"
-    done = script("install", str(out), str(into), PYLOCK_CACHE_DIR=str(tmp_path / "inside-cache"))
+    done = airgap.script(
+        "install", str(out), str(into), PYLOCK_CACHE_DIR=str(tmp_path / "inside-cache")
+    )
     assert done.returncode == 0, done.stderr
     assert (into / "app" / "bin" / "python3.13").read_bytes().startswith(b"#!/bin/sh")
     assert os.readlink(into / "app" / "bin" / "python3") == "python3.13"
 
     # A usage mistake gets the usage text and status 2.
-    done = script("bogus", "x")
+    done = airgap.script("bogus", "x")
     assert done.returncode == 2
     assert "airgap.sh export OUTDIR" in done.stderr
+
+
+@needs_bash
+def test_airgap_script_installs_from_a_directory_with_awkward_characters(
+    tmp_path: Path, airgap: AirGap
+) -> None:
+    out = tmp_path / "usb #1 100% \u00fc"
+    done = airgap.export(out)
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(airgap.upstream)
+    into = tmp_path / "pythons"
+    done = airgap.script(
+        "install", str(out), str(into), PYLOCK_CACHE_DIR=str(tmp_path / "inside-cache")
+    )
+    assert done.returncode == 0, done.stderr
+    assert (into / "app" / "bin" / "python3.13").is_file()
+
+
+@needs_bash
+@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="the check needs sha256sum")
+def test_airgap_export_fails_on_a_damaged_tree(tmp_path: Path, airgap: AirGap) -> None:
+    out = tmp_path / "usb"
+    assert airgap.export(out).returncode == 0
+    # An archive an earlier run wrote for another lock, damaged since: this lock's mirror
+    # run keeps it, and only the script's check notices.
+    (out / TAG / "other.tar.gz").write_bytes(b"damaged")
+    with (out / TAG / "SHA256SUMS").open("a") as sums:
+        sums.write(f"{hashlib.sha256(b'intact').hexdigest()}  other.tar.gz\n")
+    done = airgap.export(out)
+    assert done.returncode == 1
+    assert "other.tar.gz: FAILED" in done.stdout + done.stderr
+    assert "failed its SHA256SUMS check" in done.stderr

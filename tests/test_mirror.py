@@ -4,6 +4,7 @@ web server that both pylock and uv install from."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pytest
 
@@ -27,12 +30,13 @@ from pylock.mirror import (
     mirror_path,
     parse_sha256sums,
     plan_mirror,
+    usage_lines,
     uv_downloads_json,
     uv_key_and_entry,
 )
 from pylock.net.fetch import FetchOptions
 from pylock.platforms import Platform, host
-from pylock.progress import NullReporter
+from pylock.progress import NullReporter, Reporter
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
@@ -70,6 +74,7 @@ def sha(data: bytes) -> str:
         ("https://Art.example/py/c.tar.gz?x=1", "other/art.example/py/c.tar.gz"),
         ("http://127.0.0.1:8080/c.tar.gz", "other/127.0.0.1_8080/c.tar.gz"),
         ("file:///srv/builds/c.tar.gz", "other/localhost/srv/builds/c.tar.gz"),
+        (PBS + "20251014/c.tar.gz?raw=1#top", "20251014/c.tar.gz"),
     ],
 )
 def test_mirror_path(url: str, path: str) -> None:
@@ -89,6 +94,21 @@ def test_mirror_path(url: str, path: str) -> None:
         PBS + "20251014/SHA256SUMS",
         PYPY + "%00.tar.gz",
         "https://h.example/",
+        # "//" after the prefix: not a host name, but an empty segment.
+        PBS + "/tmp/escape/x.tar.gz",
+        PBS + "/[::1/x.tar.gz",
+        # Control characters: a line break in a file name splits its SHA256SUMS line.
+        PBS + "20251014/a%0Ab.tar.gz",
+        PBS + "20251014/a\nb.tar.gz",
+        PBS + "20251014/a%0Db.tar.gz",
+        PBS + "20251014/a%09b.tar.gz",
+        PBS + "20251014/a%7Fb.tar.gz",
+        PBS + "20251014/a%C2%85b.tar.gz",
+        PBS + "20251014/a%E2%80%A8b.tar.gz",
+        "https://h.example/a%0Ab/c.tar.gz",
+        # URLs Python cannot take apart.
+        "https://h:99999/a/b.tar.gz",
+        "http://[::1/x.tar.gz",
     ],
 )
 def test_mirror_path_refuses_hostile_urls(url: str) -> None:
@@ -501,6 +521,176 @@ def test_cli_mirror_platform_choices(
     else:
         assert code == 1
         assert "nothing to mirror" in capsys.readouterr().err
+
+
+# -- from a field test ------------------------------------------------------------------------
+
+
+def test_unparsable_urls_in_an_existing_uv_json_are_dropped(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, _ = world
+    out = tmp_path / "mirror"
+    out.mkdir()
+    foreign = {
+        "port": {"url": "https://h:99999/a/b.tar.gz"},
+        "ipv6": {"url": "http://[::1/x.tar.gz"},
+        "nul": {"url": PBS + "20251014/%00.tar.gz"},
+        "surrogate": {"url": "https://h.example/\ud800/x.tar.gz"},
+        "no-url": {"name": "cpython"},
+        "not-a-dict": 5,
+    }
+    (out / UV_JSON_NAME).write_text(json.dumps(foreign))
+    run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir, platforms=["macos-aarch64"])
+    assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
+        "cpython-3.13.9-darwin-aarch64-none"
+    ]
+
+
+def test_temporary_files_of_interrupted_runs_are_removed(
+    mirroring: Mirroring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed by SIGTERM leaves its temporary files; a later run removes them."""
+    import pylock.mirror
+
+    out = mirroring.out
+    mirroring.run()
+    archive = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    stale = [
+        out / "20251014" / f".{archive}.0123456789ab.tmp",
+        out / "pypy" / ".SHA256SUMS.k3j_9xq2.tmp",
+        out / ".download-metadata.json.abcdefgh.tmp",
+    ]
+    kept = [
+        out / "20251014" / ".keep",
+        out / "20251014" / ".notes.tmp",
+        out / "20251014" / f".{archive}.0123456789AB.tmp",
+        # Not a directory this run writes to.
+        out / "20990101" / f".{archive}.0123456789ab.tmp",
+    ]
+    for path in [*stale, *kept]:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"partial")
+        # Old content: a hard link keeps the cached file's mtime, the change time is now.
+        os.utime(path, (1, 1))
+    a_dir = out / "20251014" / ".dir.0123456789ab.tmp"
+    a_dir.mkdir()
+    a_link = out / "20251014" / ".link.0123456789ab.tmp"
+    a_link.symlink_to(out / "20251014" / archive)
+    kept += [a_dir, a_link]
+
+    # Just changed: maybe a concurrent run's, about to be renamed into place.
+    mirroring.run(offline=True)
+    assert all(p.exists() for p in stale)
+
+    monkeypatch.setattr(pylock.mirror, "STALE_TEMP_SECONDS", 0)
+    mirroring.run(offline=True)
+    assert [p for p in stale if p.exists()] == []
+    assert [p for p in kept if not p.exists() and not p.is_symlink()] == []
+
+
+def test_printed_commands_cover_the_whole_tree(mirroring: Mirroring) -> None:
+    out = mirroring.out
+    base = out.as_uri()
+    mirroring.run()
+    app = mirroring.the_lock.pythons[0]
+    # A later run for a lock of CPython only: the JSON still lists PyPy and GraalPy.
+    report = run_mirror(make(app), out, mirroring.cache, mirroring.upstream_dir, offline=True)
+    assert report.implementations == {
+        Implementation.CPYTHON,
+        Implementation.PYPY,
+        Implementation.GRAALPY,
+    }
+    uv_line = usage_lines(base, report)[-1]
+    assert uv_line == (
+        f"  uv python install --mirror {base}/ --pypy-mirror {base}/pypy/ "
+        f"--graalpy-mirror {base}/graalpy/ --python-downloads-json-url {base}/{UV_JSON_NAME}"
+    )
+    # Once their archives have left the tree, their flags go too.
+    shutil.rmtree(out / "pypy")
+    report = run_mirror(make(app), out, mirroring.cache, mirroring.upstream_dir, offline=True)
+    assert report.implementations == {Implementation.CPYTHON, Implementation.GRAALPY}
+
+
+def test_printed_rewrites_for_other_hosts_find_the_files(mirroring: Mirroring) -> None:
+    out = mirroring.out
+    base = out.as_uri()
+    report = mirroring.run()
+    assert report.other_rewrites == (("https://corp.example/", "other/corp.example"),)
+    pylock_line = usage_lines(base, report)[0]
+    flag = f"--rewrite https://corp.example/={base}/other/corp.example/"
+    assert pylock_line.endswith(" " + flag)
+    corp = next(p for p in mirroring.the_lock.pythons if p.name == "corp").artifacts[0]
+    target = UrlRewrites.from_sources(None, [flag.split()[1]]).apply(corp.url)
+    assert Path(url2pathname(urlsplit(target).path)).read_bytes() == mirroring.blobs["corp"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_in_place_of_the_mirrors_own_files_does_not_hang(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    the_lock, blobs = world
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.lock").write_text(dumps(the_lock))
+    out = tmp_path / "mirror"
+    (out / "20251014").mkdir(parents=True)
+    os.mkfifo(out / UV_JSON_NAME)
+    os.mkfifo(out / "20251014" / "SHA256SUMS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYLOCK_")}
+    env.update(
+        PYLOCK_CACHE_DIR=str(tmp_path / "cache"),
+        PYLOCK_URL_REWRITES=" ".join(
+            r.source + "=" + r.target for r in rewrites(upstream_dir).rules
+        ),
+    )
+    command = [sys.executable, "-m", "pylock", "--project", str(project), "mirror", str(out)]
+    done = subprocess.run(
+        [*command, "--platform", "macos-aarch64"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{out / UV_JSON_NAME}: not a regular file; writing it afresh" in done.stderr
+    assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
+        "cpython-3.13.9-darwin-aarch64-none"
+    ]
+    sums = parse_sha256sums((out / "20251014" / "SHA256SUMS").read_text())
+    assert list(sums.values()) == [sha(blobs["mac"])]
+
+
+@pytest.mark.parametrize("where", [UV_JSON_NAME, "20251014/SHA256SUMS"])
+def test_a_directory_in_place_of_the_mirrors_own_files_is_named(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], where: str
+) -> None:
+    the_lock, _ = world
+    out = tmp_path / "mirror"
+    (out / where).mkdir(parents=True)
+    stream = io.StringIO()
+    with pytest.raises(MirrorError) as info:
+        build_mirror(
+            the_lock,
+            out,
+            platforms=["macos-aarch64"],
+            cache=Cache(tmp_path / "cache"),
+            options=FetchOptions(rewrites=rewrites(upstream_dir), jobs=1),
+            reporter=Reporter(stream, live=False),
+        )
+    assert str(info.value) == f"cannot write {out / where}: a directory is in the way"
+    assert "warning" not in stream.getvalue()
+
+
+def test_two_urls_for_one_path_are_both_named() -> None:
+    one = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"one")
+    two = Artifact(platform=one.platform, url=one.url.replace("%2B", "+"), sha256=sha(b"two"))
+    the_lock = make(locked("a", "3.13.9", "20251014", one), locked("b", "3.13.9", "20251014", two))
+    with pytest.raises(MirrorError) as info:
+        plan_mirror(the_lock, None)
+    message = str(info.value)
+    assert f"at {one.url} and {two.url}, which both map to {mirror_path(one.url)}" in message
 
 
 # -- a real web server, pylock sync and uv ---------------------------------------------------

@@ -41,10 +41,36 @@ export_mirror() {
     fi
     "${pylock[@]}" mirror "$out" "${scope[@]}"
     # The mirror re-hashed every file it wrote; SHA256SUMS lets the other side do the same
-    # after the copy: `sha256sum --check SHA256SUMS` in each directory.
+    # after the copy: `sha256sum --check SHA256SUMS` in each directory. Check the whole
+    # tree here too: archives that earlier runs wrote for other locks were not re-hashed.
+    # (Not `find -execdir ... \;`: find ignores the exit status of such a command.)
     if command -v sha256sum > /dev/null; then
-        find "$out" -name SHA256SUMS -execdir sha256sum --check --quiet SHA256SUMS \;
+        if ! find "$out" -name SHA256SUMS -type f -exec sh -c '
+            status=0
+            for sums in "$@"; do
+                (cd "${sums%/*}" && sha256sum --check --quiet --strict SHA256SUMS) || status=1
+            done
+            exit "$status"' sh {} +; then
+            echo "airgap.sh: $out failed its SHA256SUMS check; do not carry it across" >&2
+            exit 1
+        fi
     fi
+}
+
+# The file:// URL of directory $1, percent-encoded as pylock and uv expect (a space, "#",
+# "%" or non-ASCII letter in the path would otherwise break or change the URL).
+file_url() {
+    local path encoded='' char i
+    path=$(CDPATH='' cd -- "$1" && pwd)
+    local LC_ALL=C # one byte at a time
+    for ((i = 0; i < ${#path}; i++)); do
+        char=${path:i:1}
+        case "$char" in
+            [A-Za-z0-9/._~-]) encoded+=$char ;;
+            *) encoded+=$(printf '%%%02X' "'$char") ;;
+        esac
+    done
+    printf 'file://%s\n' "$encoded"
 }
 
 install_from() {
@@ -52,7 +78,7 @@ install_from() {
     local into=${2:-}
     case "$mirror" in
         http://* | https://* | file://*) ;;
-        *) mirror="file://$(cd "$mirror" && pwd)" ;;
+        *) mirror=$(file_url "$mirror") ;;
     esac
     mirror=${mirror%/}
     local args=(

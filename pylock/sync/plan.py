@@ -227,8 +227,7 @@ def locate(
             raise PylockError(
                 f"{python.name} is not locked for {platform.key} "
                 f"(locked for: {', '.join(python.platforms) or 'nothing'})",
-                hint=f"add {platform.key!r} to its platforms in pythons.toml and run "
-                "`pylock lock`",
+                hint=f"add {platform.key!r} to its platforms in pythons.toml and run `pylock lock`",
             )
         raise PylockError(
             f"{python.name} is not installed in {shown}", hint="run `pylock sync` first"
