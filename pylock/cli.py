@@ -19,7 +19,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -834,6 +834,8 @@ def _cmd_mirror(ctx: Context) -> int:
     if not args.all_platforms:
         # Default: the host only; `--platform host` is accepted too.
         platforms = [ctx.platform(key).key for key in (args.platform or [None])]
+    if not args.outdir.strip():
+        raise UsageError("mirror: OUTDIR is empty", hint="e.g. `pylock mirror ./mirror`")
     outdir = Path(args.outdir).expanduser().absolute()
     report = build_mirror(
         lock,
@@ -974,6 +976,34 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     _utf8_when_redirected(sys.stdout)
     settings = Settings.from_environ(os.environ if environ is None else environ)
     ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
+    with _sigterm_as_interrupt():
+        return _run(args, ctx)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a cancelled CI job, ``docker stop``), raised where Ctrl-C would
+    be, so that the same clean-ups run: temporary trees and files go, downloads stop."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    import signal
+
+    def terminated(number: int, frame: object) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         return int(args.handler(ctx))
     except UsageError as exc:
@@ -1000,6 +1030,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             color=ctx.color,
         )
         return 1
+    except _Terminated:
+        sys.stderr.write("pylock: terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("pylock: interrupted\n")
         return 130

@@ -611,3 +611,33 @@ def test_which_of_an_interpreter_not_locked_here_says_so(
     assert done.code == 1
     assert f"app is not locked for {host().key}" in done.err
     assert "pylock sync" not in done.err
+
+
+@posix_only
+def test_sigterm_cleans_up_as_ctrl_c_does(sync_project: Project) -> None:
+    import signal
+
+    from tests.httpserver import Throttle
+    from tests.syncproject import speaking_build
+
+    # A slow download, terminated: the partial file and the temporary tree go.
+    build = speaking_build("app", "20990101")
+    sync_project.lock(build)
+    sync_project.server.serve(build.path, build.data, always=[Throttle(chunk=64, delay=0.05)])
+    process = sync_project.popen(sync_project.sync_command())
+    deadline = time.monotonic() + 20
+    while not sync_project.partials() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sync_project.partials(), "the download never started"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143, err
+    assert "pylock: terminated" in err and "Traceback" not in err
+    assert sync_project.leftovers() == []
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.partials() == []
+
+
+def test_an_empty_mirror_outdir_is_a_usage_error(sync_project: Project, app_a: Build) -> None:
+    sync_project.lock(app_a)
+    assert sync_project.run("mirror", "").code == 2

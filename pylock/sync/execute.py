@@ -378,31 +378,38 @@ def execute_sync(
         if not options.offline and _streamable(job)
     }
     downloads = _Downloads(list(unique_misses.values()), cache, options, reporter, feeds)
-    if feeds and not hits:
-        # Nothing to install before the first bytes arrive: let the downloads import
-        # the HTTP client and send their requests without this thread competing for
-        # the interpreter (the GIL), then import the install machinery.
-        deadline = time.monotonic() + _REQUEST_HEAD_START
-        for feed in feeds.values():
-            feed.wait_started(max(0.0, deadline - time.monotonic()))
-    usable_dir(dest_root, "the install directory", _INTO_HINT)
-    installer = _Installer(
-        dest_root=dest_root,
-        platform=platform,
-        cache=cache,
-        options=options,
-        reporter=reporter,
-        fixup=fixup,
-        reinstall=reinstall,
-        downloads=downloads,
-        feeds=feeds,
-        streams={sha256: unique_misses[sha256] for sha256 in feeds},
-    )
-    # Hits first: they start extracting while the misses are still downloading.
-    installed, elsewhere, errors = _install_all(installer, hits + misses, jobs)
-    # No download outlives the sync (a streamed install skipped because another
-    # process installed it meanwhile leaves its download running).
-    downloads.wait("")
+    try:
+        if feeds and not hits:
+            # Nothing to install before the first bytes arrive: let the downloads import
+            # the HTTP client and send their requests without this thread competing for
+            # the interpreter (the GIL), then import the install machinery.
+            deadline = time.monotonic() + _REQUEST_HEAD_START
+            for feed in feeds.values():
+                feed.wait_started(max(0.0, deadline - time.monotonic()))
+        usable_dir(dest_root, "the install directory", _INTO_HINT)
+        installer = _Installer(
+            dest_root=dest_root,
+            platform=platform,
+            cache=cache,
+            options=options,
+            reporter=reporter,
+            fixup=fixup,
+            reinstall=reinstall,
+            downloads=downloads,
+            feeds=feeds,
+            streams={sha256: unique_misses[sha256] for sha256 in feeds},
+        )
+        # Hits first: they start extracting while the misses are still downloading.
+        installed, elsewhere, errors = _install_all(installer, hits + misses, jobs)
+        # No download outlives the sync (a streamed install skipped because another
+        # process installed it meanwhile leaves its download running).
+        downloads.wait("")
+    except BaseException:
+        # Ctrl-C or SIGTERM outside the installs (which stop the downloads themselves):
+        # stop them too, and let them delete their partial files before the exit.
+        downloads.stop.set()
+        downloads.wait("")
+        raise
     failed: list[tuple[str, PylockError]] = []
     # Ctrl-C first: the downloads it stopped fail too, with less to say.
     for name, error in sorted(errors, key=lambda e: isinstance(e[1], Exception)):
