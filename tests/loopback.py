@@ -108,9 +108,14 @@ class LoopbackServer(Started):
 
 class SocketServer:
     """A threaded TCP server on a random loopback port that hands each connection's socket
-    to :meth:`_handle`, for servers that write raw bytes. Use it as a context manager."""
+    to :meth:`_handle`, for servers that write raw bytes. Use it as a context manager.
+
+    The default :meth:`_handle` reads the request's head, then calls :meth:`_answer`;
+    :attr:`released` is set as the server stops, for answers that wait.
+    """
 
     def __init__(self) -> None:
+        self.released = threading.Event()
         outer = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -122,8 +127,16 @@ class SocketServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def _handle(self, sock: socket.socket) -> None:
-        """Serve one connection."""
+        """Serve one connection: its request's head, then :meth:`_answer`."""
+        if self.read_head(sock) is not None:
+            self._answer(sock)
+
+    def _answer(self, sock: socket.socket) -> None:
+        """Answer a request whose head was read."""
         raise NotImplementedError
 
     @staticmethod
@@ -143,5 +156,6 @@ class SocketServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self._server.shutdown()
         self._server.server_close()

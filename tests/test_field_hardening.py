@@ -84,12 +84,17 @@ def test_relative_into_with_dot_dot_is_normalised(
 # -- races with `cache prune` and `cache clean` --------------------------------------------
 
 
+def _fetched(sync_project: Project, build: Build) -> None:
+    """Lock and serve ``build``, and put its archive in the cache (nothing installed)."""
+    sync_project.lock(build)
+    sync_project.serve(build)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+
+
 def test_a_hit_pruned_before_its_install_is_fetched_again(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_project.lock(app_a)
-    sync_project.serve(app_a)
-    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    _fetched(sync_project, app_a)
     cache = Cache(sync_project.cache)
     original = execute._Installer.install_one
 
@@ -108,9 +113,7 @@ def test_a_hit_pruned_before_its_install_is_fetched_again(
 def test_an_archive_evicted_after_each_fetch_ends_in_an_error(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_project.lock(app_a)
-    sync_project.serve(app_a)
-    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    _fetched(sync_project, app_a)
     cache = Cache(sync_project.cache)
     real_hold = Cache.hold
 
@@ -186,9 +189,7 @@ def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_corrupt_archive_in_a_read_only_cache_is_a_clean_error(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_project.lock(app_a)
-    sync_project.serve(app_a)
-    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    _fetched(sync_project, app_a)
     archive = sync_project.archive(app_a)
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -65,7 +65,7 @@ def test_userinfo_stays_out_of_the_proxy_request_line_and_host(tmp_path: Path) -
     with HttpServer() as server, RecordingProxy() as proxy:
         url = server.serve(PATH, BODY, auth=("ci-bot", SECRET))
         with_secret = url.replace("://", f"://ci-bot:{SECRET}@")
-        environ = {"HTTP_PROXY": proxy.url}
+        environ = {"HTTP_PROXY": proxy.address}
         result = downloader(environ).download(with_secret, tmp_path / "a", sha256=SHA, size=None)
         assert result == (SHA, len(BODY))
         (request,) = server.requests(PATH)
@@ -152,32 +152,22 @@ def test_the_origin_ignores_userinfo_and_fills_in_the_port() -> None:
 
 class DripServer(SocketServer):
     """Announces ``length`` bytes, then sends one byte every ``every`` seconds, until the
-    client goes away or ``done`` is set."""
+    client goes away or the server stops."""
 
     def __init__(self, length: int = 10_000, every: float = 0.02) -> None:
         self.length = length
         self.every = every
-        self.done = threading.Event()
         super().__init__()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _handle(self, sock: socket.socket) -> None:
-        if self.read_head(sock) is None:
-            return
+    def _answer(self, sock: socket.socket) -> None:
         try:
             sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.length}\r\n\r\n".encode())
             for _ in range(self.length):
-                if self.done.wait(self.every):
+                if self.released.wait(self.every):
                     return
                 sock.sendall(b"\0")
         except OSError:
             return
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        super().__exit__(*exc)
 
 
 def test_a_dripping_body_fails_the_attempt(tmp_path: Path) -> None:
@@ -214,26 +204,16 @@ def test_the_defaults_never_hurt_a_slow_link() -> None:
 
 
 class StallServer(SocketServer):
-    """Sends a head (``body=True``: and some of the body), then nothing until released."""
+    """Sends a head (``body=True``: and some of the body), then nothing until it stops."""
 
     def __init__(self, *, body: bool) -> None:
         self.body = body
-        self.release = threading.Event()
         super().__init__()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _handle(self, sock: socket.socket) -> None:
-        if self.read_head(sock) is None:
-            return
+    def _answer(self, sock: socket.socket) -> None:
         if self.body:
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 1000)
-        self.release.wait(30)
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        super().__exit__(*exc)
+        self.released.wait(30)
 
 
 @pytest.mark.parametrize("body", [False, True], ids=["before-the-head", "mid-body"])
@@ -420,7 +400,7 @@ def test_a_proxy_407_is_not_retried(
     with HttpServer() as plain, DenyingProxy() as proxy:
         server = tls if scheme == "https" else plain
         url = server.serve(PATH, BODY)
-        environ = {"SSL_CERT_FILE": str(ca), f"{scheme.upper()}_PROXY": proxy.url}
+        environ = {"SSL_CERT_FILE": str(ca), f"{scheme.upper()}_PROXY": proxy.address}
         with pytest.raises(DownloadError) as info:
             downloader(environ, retries=3).download(url, tmp_path / "a", sha256=None, size=None)
     assert proxy.seen == ["denied"]

@@ -96,12 +96,7 @@ class EndlessServer(SocketServer):
         self.sent: list[int] = []
         super().__init__()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _handle(self, sock: socket.socket) -> None:
-        if self.read_head(sock) is None:
-            return
+    def _answer(self, sock: socket.socket) -> None:
         head = "Content-Type: application/octet-stream\r\n"
         if self.mode == "chunked":
             head += "Transfer-Encoding: chunked\r\n"

@@ -254,7 +254,7 @@ def test_https_through_a_connect_proxy(tmp_path: Path, tls_server: tuple[HttpSer
     with Proxy() as proxy:
         environ = {
             "SSL_CERT_FILE": str(ca),
-            "HTTPS_PROXY": proxy.url.replace("://", "://user:proxy-secret@"),
+            "HTTPS_PROXY": proxy.address.replace("://", "://user:proxy-secret@"),
         }
         assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
     assert proxy.seen == [f"CONNECT 127.0.0.1:{server.port}"]
@@ -266,7 +266,7 @@ def test_https_through_a_connect_proxy(tmp_path: Path, tls_server: tuple[HttpSer
 def test_plain_http_through_a_proxy_and_no_proxy(tmp_path: Path) -> None:
     with HttpServer() as server, Proxy() as proxy:
         url = server.serve(PATH, BODY)
-        environ = {"http_proxy": proxy.url}
+        environ = {"http_proxy": proxy.address}
         assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
         assert proxy.seen == [f"GET {url}"]
         environ["NO_PROXY"] = "localhost, 127.0.0.1"

@@ -89,7 +89,7 @@ class Proxy(SocketServer):
         self.seen: list[str] = []
         self.auth: list[str | None] = []
         super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.address = f"http://127.0.0.1:{self.port}"
 
     def _handle(self, client: socket.socket) -> None:
         received = self.read_head(client)
