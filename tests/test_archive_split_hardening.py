@@ -132,7 +132,7 @@ def test_link_target_problem(rel: str, target: str, problem: str | None) -> None
 
 
 def write_and_read(tmp_path: Path, entries: list[RecordEntry], url: str) -> Path:
-    tree = tmp_path / "tree"
+    tree = tmp_path / "app"  # DIR/NAME: a record in another name's directory is not its own
     tree.mkdir(parents=True)
     artifact = Artifact(platform="linux-x86_64-gnu", url=url, sha256=HEX, size=10)
     python = locked_python("app", "3.12.7", "20241016", [artifact])
@@ -160,7 +160,7 @@ def test_extraction_entries_round_trip_through_the_record(tmp_path: Path) -> Non
     )
     os_py = next(e for e in entries if e.path == "lib/os.py")
     assert os_py.sha256 == hashlib.sha256(b"x = 1\n" * 1000).hexdigest()
-    state = records.installed_state(tmp_path, "tree")
+    state = records.installed_state(tmp_path, "app")
     assert state is not None
     assert (state.sha256, state.record_version) == (HEX, records.RECORD_VERSION)
 
