@@ -28,6 +28,8 @@ from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 
 if TYPE_CHECKING:
+    import subprocess
+
     from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
     from pylock.net.registry import RemoteCache
@@ -801,9 +803,13 @@ def _cmd_cache(ctx: Context) -> int:
             f"{len(verified.ok)} archive(s) OK, {len(verified.corrupt)} corrupt in {cache.root}"
         )
         if verified.corrupt:
+            kept = [bad for bad in verified.corrupt if not bad.evicted]
             raise PylockError(
                 f"{len(verified.corrupt)} cached archive(s) were corrupt",
-                hint="evicted archives are downloaded again by the next `pylock sync` or `fetch`",
+                hint="evicted archives are downloaded again by the next `pylock sync` or `fetch`"
+                if not kept
+                else "archives kept (in use, or a read-only cache) are evicted by the next "
+                "`pylock cache verify` where the cache is writable and unused",
             )
         return 0
     report: PruneReport
@@ -891,28 +897,58 @@ def _cmd_run(ctx: Context) -> int:
     argv = list(ctx.argv)
     run_args = argv[argv.index("--") + 1 :] if "--" in argv else list(ctx.args.run_args)
     sys.stdout.flush()
-    # Ctrl-C reaches the child too (the terminal sends it to the whole job), and the child
-    # decides whether to end: a REPL does not. So this process lets it pass, from before
-    # the child starts until it has ended (subprocess.call would kill the child). A handler
-    # that does nothing, not SIG_IGN: the child must not inherit an ignored Ctrl-C.
-    import signal
-
-    try:
-        previous = signal.signal(signal.SIGINT, lambda number, frame: None)
-        installed = True
-    except ValueError:  # not the main thread (pylock used as a library): nothing to do
-        previous, installed = None, False
-    try:
+    with _signals_for_the_child() as started:
         try:
             process = subprocess.Popen([str(exe), *run_args])
         except OSError as exc:
             raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
+        started(process)
         code = process.wait()
-    finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous or signal.default_int_handler)
     # Killed by a signal: report it as a shell would (128 + the signal's number).
     return 128 - code if code < 0 else code
+
+
+@contextlib.contextmanager
+def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], None]]:
+    """While ``pylock run``'s child lives, signals are the child's to handle.
+
+    Ctrl-C reaches the child too (the terminal sends it to the whole job), and the child
+    decides whether to end: a REPL does not. So this process lets it pass, from before the
+    child starts until it has ended (subprocess.call would kill the child): with a handler
+    that does nothing, not SIG_IGN, which the child would inherit. A Ctrl-C this process was
+    started to ignore (a background job) stays ignored, for the child too. SIGTERM
+    (``docker stop``) is passed on to the child, so that it can shut down as it would if
+    run directly; this process waits for it.
+    """
+    import signal
+
+    child: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
+
+    def forward(number: int, frame: object) -> None:
+        if child:
+            child[0].send_signal(number)
+        else:
+            pending.append(number)  # before Popen returned: sent once it has
+
+    def started(process: subprocess.Popen[bytes]) -> None:
+        child.append(process)
+        for number in pending:
+            process.send_signal(number)
+
+    saved: dict[int, Any] = {}
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            saved[signal.SIGINT] = signal.signal(signal.SIGINT, lambda number, frame: None)
+        if hasattr(signal, "SIGTERM"):
+            saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread (pylock used as a library): nothing to do
+        pass
+    try:
+        yield started
+    finally:
+        for number, previous in saved.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
 
 
 def _prefixed(name: str, error: PylockError) -> PylockError:

@@ -45,8 +45,10 @@ _GLOBAL_VALUE = {"--project", "--color"}
 _GLOBAL_FLAG = {"-q", "--quiet"}
 _SYNC_VALUE = {"--into", "--mirror", "--pypy-mirror", "--rewrite", "--jobs", "-j", "--remote-cache"}
 _SYNC_FLAG = {"--offline", "--no-prune", "-q", "--quiet", "--push", "--no-origin"}
+#: Short spellings, so that `-j 2` and `--jobs=2` are one option to :func:`options_key`.
+_ALIASES = {"-j": "--jobs", "-q": "--quiet"}
 #: The options this module interprets; every other one goes into :func:`options_key`.
-_INTERPRETED = {"--project", "--into", "--no-prune", "-q", "--quiet"}
+_INTERPRETED = {"--project", "--into", "--no-prune", "--quiet"}
 #: Settings a sync that downloads would check (and reject when malformed).
 _CHECKED_SETTINGS = (
     "mirror",
@@ -162,9 +164,9 @@ def _parse(argv: Sequence[str]) -> dict[str, str | bool] | None:
                 value = args.pop(0)
             else:
                 return None
-            options[name] = value
+            options[_ALIASES.get(name, name)] = value
         elif arg in flags:
-            options[arg] = True
+            options[_ALIASES.get(arg, arg)] = True
         else:
             return None
     return options if seen_sync else None
@@ -217,7 +219,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
             and os.path.exists(os.path.join(dest, entry, RECORD))
         ):
             return None
-    if options.get("-q") or options.get("--quiet"):
+    if options.get("--quiet"):
         return ""
     count = len(records)
     shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest

@@ -10,9 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,9 +66,15 @@ def test_fast_path_leaves_bad_options_to_the_full_sync(sync_project: Project, ap
         _no_traceback(done.err)
     bad_setting = sync_project.check(sync_project.sync_command(), ("PYLOCK_CONCURRENCY", "lots"))
     assert bad_setting.code == 2, bad_setting.err
-    # The options it was checked with still take the fast path.
+    # The options it was checked with still take the fast path, however they are spelt.
     again = sync_project.check(sync_project.sync_command("-q"))
     assert again.code == 0 and again.err == ""
+    from pylock.fastpath import options_key
+
+    settings = Settings.from_environ({})
+    salt = "s"
+    spellings = [["sync", "-j", "2"], ["sync", "--jobs", "2"], ["sync", "--jobs=2", "--quiet"]]
+    assert len({options_key(argv, settings, salt) for argv in spellings}) == 1
 
 
 def test_relative_into_with_dot_dot_is_normalised(
@@ -230,14 +239,14 @@ def test_corrupt_archive_offline_gets_the_offline_hint(sync_project: Project, ap
 # -- directories that cannot be used -------------------------------------------------------
 
 
-def test_an_install_dir_that_is_a_file_is_a_usage_error(
+def test_an_install_dir_that_is_a_file_is_a_clean_error(
     sync_project: Project, app_a: Build
 ) -> None:
     sync_project.lock(app_a)
     sync_project.serve(app_a)
     sync_project.into.write_text("not a directory")
     done = sync_project.sync()
-    assert done.code == 2
+    assert done.code == 1
     assert "is not a directory" in done.err and "--into" in done.err
     _no_traceback(done.err)
     beneath = sync_project.run("sync", "--into", str(sync_project.into / "x"))
@@ -387,10 +396,24 @@ def test_a_cached_archive_must_have_the_locked_size_too(
     lock.write_text(
         lock.read_text().replace(f"size = {len(app_a.data)}", "size = 1000"), encoding="utf-8"
     )
-    warm = sync_project.sync("--reinstall")
-    assert warm.code == 1
-    assert "size mismatch" in warm.err and "expected 1000" in warm.err
-    _no_traceback(warm.err)
+    for extra in ((), ("--offline",)):
+        warm = sync_project.sync("--reinstall", *extra)
+        assert warm.code == 1
+        assert "size mismatch" in warm.err and "the lock says 1000 bytes" in warm.err
+        assert "--upgrade-python app" in warm.err
+        _no_traceback(warm.err)
+        # The archive is right (its sha256 says so) and the cache is shared: it stays.
+        assert sync_project.archive(app_a).is_file()
+
+
+def test_a_cached_archive_cut_short_is_fetched_again(sync_project: Project, app_a: Build) -> None:
+    sync_project.install(app_a)
+    archive = sync_project.archive(app_a)
+    archive.write_bytes(archive.read_bytes()[:1000])
+    done = sync_project.sync("--reinstall")
+    assert done.code == 0, done.err
+    assert "is corrupt; evicted it and downloading it again" in done.err
+    assert archive.stat().st_size == len(app_a.data)
 
 
 def test_downloads_json_needs_a_path_or_a_supported_url(project: Path) -> None:
@@ -547,16 +570,12 @@ def test_an_interpreter_renamed_by_case_is_neither_current_nor_pruned(
     assert (into / "app").is_dir()
 
 
-@posix_only
-def test_ctrl_c_during_run_is_the_childs_to_handle(sync_project: Project) -> None:
-    import signal
-    import subprocess
-
+def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subprocess.Popen[str]:
+    """Install a "python" that is ``script``, start `pylock run` of it in a process group
+    of its own (as a terminal's job is), and wait until it prints its first line."""
     from tests.archives import compress, exe, tar_bytes
     from tests.syncproject import TAG_A
 
-    # A "python" that, like a REPL, survives Ctrl-C and then exits 3.
-    script = b"#!/bin/sh\ntrap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n"
     entries = (exe("python/bin/python3.12", script),)
     data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
     build = Build(
@@ -569,13 +588,48 @@ def test_ctrl_c_during_run_is_the_childs_to_handle(sync_project: Project) -> Non
         env=sync_project.subprocess_env(),
         stdout=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # a process group of its own, as a terminal's job is
+        start_new_session=True,
+        **popen,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
+    return process
+
+
+@posix_only
+def test_ctrl_c_during_run_is_the_childs_to_handle(sync_project: Project) -> None:
+    # A "python" that, like a REPL, survives Ctrl-C and then exits 3.
+    script = b"#!/bin/sh\ntrap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n"
+    process = _run_a_script(sync_project, script)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     out, _ = process.communicate(timeout=30)
     assert "interrupted" in out
+    assert process.returncode == 3
+
+
+@posix_only
+def test_run_passes_sigterm_on_and_waits_for_the_child(sync_project: Project) -> None:
+    # `docker stop` signals pylock alone: the app must get it too, and finish its shutdown.
+    script = b"#!/bin/sh\ntrap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n"
+    process = _run_a_script(sync_project, script)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    assert "shutting down" in out
+    assert process.returncode == 7
+
+
+@posix_only
+def test_run_in_the_background_keeps_ctrl_c_ignored_for_the_child(sync_project: Project) -> None:
+    # A shell starts a background job (`cmd &`) with Ctrl-C ignored; the child must be too.
+    script = b"#!/bin/sh\necho ready\nsleep 1\necho survived\nexit 3\n"
+
+    def ignore_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    process = _run_a_script(sync_project, script, preexec_fn=ignore_ctrl_c)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    assert "survived" in out
     assert process.returncode == 3
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
+from pylock.errors import HashMismatchError, InstallError, PylockError
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -143,16 +143,32 @@ _INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
 _BIN_DIR_HINT = "make it writable, or choose another --bin-dir (or PYLOCK_BIN_DIR)"
 
 
-def _check_size(archive: Path, size: int | None) -> None:
+def _check_size(archive: Path, job: Job) -> None:
     """A cached archive must have the lock's size too, as a download must: the same lock
-    must not pass on a machine with a warm cache and fail on a fresh one."""
+    must not pass on a machine with a warm cache and fail on a fresh one.
+
+    A cached file of another size whose sha256 is still right means the lock's size is
+    wrong, and the archive stays (the cache is shared); one whose sha256 is wrong too is
+    corrupt (:class:`HashMismatchError`: evicted and fetched again).
+    """
+    size = job.artifact.size
     if size is None:
         return
     actual = archive.stat().st_size
-    if actual != size:
-        raise HashMismatchError(
-            url=str(archive), expected=str(size), actual=str(actual), what="size"
-        )
+    if actual == size:
+        return
+    from pylock.fsutil import sha256_file
+
+    digest = sha256_file(archive)
+    if digest != job.artifact.sha256:
+        raise HashMismatchError(url=str(archive), expected=job.artifact.sha256, actual=digest)
+    name = job.python.name
+    raise PylockError(
+        f"size mismatch for {job.artifact.filename}: the lock says {size} bytes; the archive "
+        f"with its sha256 has {actual}",
+        hint=f"the lock's size for {name} is wrong (a hand edit?): run `pylock lock "
+        f"--upgrade-python {name}`, or fix it to {actual}",
+    )
 
 
 def usable_dir(path: Path, what: str, hint: str) -> None:
@@ -224,7 +240,7 @@ class _Installer:
                 # either removed it (fetch it again) or now leaves it alone.
                 with self.cache.hold(sha256) as archive:
                     if archive is not None:
-                        _check_size(archive, job.artifact.size)
+                        _check_size(archive, job)
                         return self._install_from(job, archive)
             except HashMismatchError as exc:
                 # The cached copy rotted on disk (or was tampered with): drop it and
@@ -456,6 +472,8 @@ def _install_all(
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
                     installer.downloads.stop.set()  # Ctrl-C: no download outlives it
+                    for waiting in futures:
+                        waiting.cancel()  # nor does an install that has not started
     return installed, elsewhere, errors
 
 
@@ -544,7 +562,7 @@ def run_sync(
 
     lock, dest, platform = request.lock, request.dest_root, request.platform
     if dest.exists() and not dest.is_dir():
-        raise UsageError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
+        raise PylockError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
     warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)
