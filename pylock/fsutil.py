@@ -9,6 +9,7 @@ stdlib-only: the no-op sync fast path (:mod:`pylock.fastpath`) needs them as wel
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -24,6 +25,10 @@ from typing import Any
 CONFIG_FILENAME = "pythons.toml"
 #: The lock ``pylock lock`` writes and ``pylock sync`` reads.
 LOCK_FILENAME = "pythons.lock"
+
+# A constant rather than `sys.platform` tests: mypy (which runs on Linux) would take the
+# Windows branches for unreachable and leave them unchecked.
+_WINDOWS = sys.platform == "win32"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -244,32 +249,62 @@ def read_own_file(path: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
-if sys.platform == "win32":  # pragma: no cover - Windows
-    import msvcrt
+#: ``msvcrt.locking`` errors that mean "another open file holds a lock on these bytes":
+#: EACCES for a lock violation, and EDEADLOCK, which the C runtime gives when its retries
+#: run out. Any other error (EINVAL, say, from a network file system that does not lock)
+#: is raised: taken for "held elsewhere", it would keep a wait without a time limit
+#: waiting for ever.
+_MSVCRT_HELD = frozenset({errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)})
 
-    def _lock_fd(fd: int) -> bool:
+
+def _msvcrt_locking(msvcrt: Any) -> tuple[Callable[[int], bool], Callable[[int], None]]:
+    """The lock and unlock functions of :class:`FileLock` on Windows, over ``msvcrt``.
+
+    Built from the module given, not imported here, so that tests on other systems can
+    pass a stand-in.
+    """
+
+    def lock_fd(fd: int) -> bool:
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
+        except OSError as error:
+            # EACCES also covers a few errors that are no lock at all (a handle without
+            # write access, which FileLock never opens); the C runtime gives nothing finer.
+            if error.errno in _MSVCRT_HELD:
+                return False
+            raise
         return True
 
-    def _unlock_fd(fd: int) -> None:
+    def unlock_fd(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
-else:
+    return lock_fd, unlock_fd
+
+
+def _flock_locking() -> tuple[Callable[[int], bool], Callable[[int], None]]:
+    """The lock and unlock functions of :class:`FileLock` on POSIX."""
     import fcntl
 
-    def _lock_fd(fd: int) -> bool:
+    def lock_fd(fd: int) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
 
-    def _unlock_fd(fd: int) -> None:
+    def unlock_fd(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+    return lock_fd, unlock_fd
+
+
+if _WINDOWS:  # pragma: no cover - Windows
+    import msvcrt
+
+    _lock_fd, _unlock_fd = _msvcrt_locking(msvcrt)
+else:
+    _lock_fd, _unlock_fd = _flock_locking()
 
 
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -302,7 +337,11 @@ class FileLock:
         return self._fd is not None
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free; whether it was taken."""
+        """Take the lock if it is free; whether it was taken.
+
+        Raises :class:`OSError` when the file cannot be opened or locked for another
+        reason than a lock held elsewhere (a file system that does not lock, say).
+        """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this object")
         while True:
@@ -316,8 +355,11 @@ class FileLock:
                 if os.fstat(fd).st_nlink == 0:
                     os.close(fd)
                     continue
-            except BaseException:
+            except BaseException as error:
                 os.close(fd)
+                if isinstance(error, OSError) and error.filename is None:
+                    # A lock call's error (msvcrt's, say) names no file: name the lock.
+                    error.filename = self.path
                 raise
             self._fd = fd
             return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import platform as _platform
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -324,10 +325,83 @@ _MACHINE_ALIASES = {
 }
 
 
+#: ``IMAGE_FILE_MACHINE_*`` values that ``IsWow64Process2`` reports, as pylock spells them.
+_WINDOWS_MACHINES = {0x8664: "x86_64", 0xAA64: "aarch64", 0x014C: "i686"}
+
+
+def _rosetta_translated(libc: Any = None) -> bool:
+    """Whether macOS runs this process translated by Rosetta 2: an x86_64 Python on Apple
+    silicon, to which ``platform.machine()`` says ``x86_64``.
+
+    Asked of ``sysctlbyname("sysctl.proc_translated")``, Apple's documented test, through
+    ctypes rather than the ``sysctl`` command: no process to start, no ``PATH`` to trust.
+    Only asked for an x86_64 process on macOS, so everyone else pays nothing. ``libc``
+    stands in for libSystem in tests.
+    """
+    try:
+        import ctypes
+
+        if libc is None:
+            libc = ctypes.CDLL("/usr/lib/libSystem.B.dylib")
+        sysctlbyname = libc.sysctlbyname
+        sysctlbyname.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+        ]
+        sysctlbyname.restype = ctypes.c_int
+        value = ctypes.c_int(0)
+        size = ctypes.c_size_t(ctypes.sizeof(value))
+        status = sysctlbyname(
+            b"sysctl.proc_translated", ctypes.pointer(value), ctypes.pointer(size), None, 0
+        )
+    except (ImportError, OSError, AttributeError):
+        return False
+    # An Intel Mac has no such sysctl (-1, ENOENT): not translated.
+    return bool(status == 0 and value.value == 1)
+
+
+def _windows_native_machine(kernel32: Any = None) -> str | None:
+    """The architecture of the Windows machine itself, as ``IsWow64Process2`` reports it
+    (Windows 10 1709 and later); ``None`` if it cannot tell.
+
+    The environment cannot: an x64 process emulated on Windows on Arm is not a WOW64 one,
+    so it sees ``PROCESSOR_ARCHITECTURE=AMD64`` and no ``PROCESSOR_ARCHITEW6432``.
+    ``kernel32`` stands in for the DLL in tests.
+    """
+    try:
+        import ctypes
+
+        if kernel32 is None:
+            win_dll = getattr(ctypes, "WinDLL", None)  # Windows only
+            if win_dll is None:
+                return None
+            kernel32 = win_dll("kernel32")
+        is_wow64_process2 = kernel32.IsWow64Process2
+        is_wow64_process2.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_ushort),
+            ctypes.POINTER(ctypes.c_ushort),
+        ]
+        is_wow64_process2.restype = ctypes.c_int
+        process_machine = ctypes.c_ushort(0)
+        native_machine = ctypes.c_ushort(0)
+        # -1 is the pseudo handle GetCurrentProcess() returns for the calling process.
+        ok = is_wow64_process2(
+            ctypes.c_void_p(-1), ctypes.pointer(process_machine), ctypes.pointer(native_machine)
+        )
+    except (ImportError, OSError, AttributeError):  # no ctypes, or a Windows without it
+        return None
+    return _WINDOWS_MACHINES.get(native_machine.value) if ok else None
+
+
 def host() -> Platform:
     """Detect the platform of the running machine: OS, architecture and libc.
 
-    This is the only function in pylock that reads the machine it runs on.
+    This is the only function in pylock that reads the machine it runs on (with the two
+    helpers it asks whether this process runs emulated).
     Raise ``ValueError`` on a machine no upstream builds for.
     """
     system = sys.platform
@@ -338,11 +412,18 @@ def host() -> Platform:
             arch = "i686"
         key = f"linux-{arch}-{_linux_libc(arch)}"
     elif system == "darwin":
+        # The native builds, not those of the emulated machine: they are the ones
+        # teammates on Apple silicon lock, and they run without Rosetta.
+        if arch == "x86_64" and _rosetta_translated():
+            arch = "aarch64"
         key = f"macos-{arch}"
     elif system in ("win32", "cygwin"):
         # A 32-bit Python on 64-bit Windows still reports AMD64; trust the pointer size.
         env_arch = host_windows_arch(machine)
         arch = _MACHINE_ALIASES.get(env_arch.lower(), arch)
+        # An x64 Python on Windows on Arm: the native machine, as on macOS.
+        if arch == "x86_64":
+            arch = _windows_native_machine() or arch
         key = f"windows-{arch}"
     else:
         key = f"{system}-{arch}"

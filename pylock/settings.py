@@ -269,12 +269,19 @@ class Settings:
 
         return Path(platformdirs.user_cache_dir("pylock", appauthor=False))
 
-    def netrc_path(self) -> str:
-        """``NETRC``, else ``~/.netrc`` (``~/_netrc`` on Windows)."""
+    def netrc_path(self, *, windows: bool = os.name == "nt") -> str:
+        """``NETRC``, else ``~/.netrc``; on Windows ``~/.netrc`` if it exists, else
+        ``~/_netrc``.
+
+        The order curl, requests and pip follow on Windows, where either name is common.
+        """
         if self.netrc is not None:
             return self.netrc
         home = self.home or os.path.expanduser("~")
-        return os.path.join(home, "_netrc" if os.name == "nt" else ".netrc")
+        dotted = os.path.join(home, ".netrc")
+        if not windows or os.path.isfile(dotted):
+            return dotted
+        return os.path.join(home, "_netrc")
 
 
 #: Variables that hold a number >= 1: how to parse one, what it must be, what to do.

@@ -693,7 +693,8 @@ def _in_network(host: str, network: str) -> bool:
 
 
 def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -> str | None:
-    """``Basic`` credentials for the URL's host from netrc (``NETRC``, else ``~/.netrc``).
+    """``Basic`` credentials for the URL's host from netrc (``NETRC``, else ``~/.netrc``;
+    on Windows ``~/.netrc`` or ``~/_netrc``, see :meth:`Settings.netrc_path`).
 
     The ``default`` entry counts only when ``default`` is true.
     """

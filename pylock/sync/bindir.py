@@ -7,10 +7,13 @@ where symlinks need a privilege, it writes ``NAME.cmd`` launchers instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import ntpath
 import os
+import sys
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import attrs
 
@@ -22,6 +25,15 @@ from pylock.platforms import Platform
 from pylock.versions import Implementation
 
 MANIFEST = ".pylock-links.json"
+
+# A constant rather than a `sys.platform` test, which mypy (run on Linux) would take for
+# unreachable code and leave unchecked.
+_WINDOWS = sys.platform == "win32"
+#: How a launcher that must spell out a non-ASCII path is encoded: cmd.exe decodes a
+#: batch file with the console's code page, the OEM one (437, 850, 932...) unless someone
+#: ran ``chcp``. Python knows that code page only on Windows; elsewhere (tests, or
+#: launchers written for a Windows machine) UTF-8 stands in, as before.
+_BATCH_ENCODING = "oem" if _WINDOWS else "utf-8"
 
 
 def link_names(python: LockedPython) -> list[str]:
@@ -69,19 +81,95 @@ def _entry_path(bin_dir: Path, name: str, windows: bool) -> Path:
     return bin_dir / (f"{name}.cmd" if windows else name)
 
 
-def _current_target(path: Path, windows: bool) -> str | None:
+def _current_target(path: Path, windows: bool) -> str | bytes | None:
     try:
         if windows:
-            # Bytes, not text: newline translation would turn the launcher's CRLF into
-            # something that never compares equal to what was written.
-            return path.read_bytes().decode("utf-8", "replace")
+            # Bytes, not text: they are compared with the bytes written, in the launcher's
+            # encoding, CRLF and all (newline translation would never compare equal).
+            return path.read_bytes()
         return os.readlink(path)
     except OSError:
         return None
 
 
-def _launcher(target: Path) -> str:
-    return f'@"{target}" %*\r\n'
+def _on_disk(entry: str, windows: bool) -> str | bytes:
+    """What pylock writes for a link whose manifest entry is ``entry``."""
+    return entry.encode(_BATCH_ENCODING) if windows else entry
+
+
+def _is_ours(current: str | bytes | None, entry: str, windows: bool) -> bool:
+    """Whether a link or launcher still holds what pylock wrote for ``entry``."""
+    if not windows:
+        return current == entry
+    # Launchers of earlier versions were UTF-8 whatever the path: still pylock's own.
+    with contextlib.suppress(UnicodeEncodeError):
+        if current == entry.encode(_BATCH_ENCODING):
+            return True
+    return current == entry.encode("utf-8")
+
+
+# Extensions on (``call :label`` and ``%~dp0`` need them) and delayed expansion off (it
+# would eat a ``!`` in a path or an argument): both can be switched by default in the
+# registry.
+_LAUNCHER_HEAD = "@setlocal EnableExtensions DisableDelayedExpansion\r\n"
+
+
+def _launcher(target: PurePath, bin_dir: PurePath) -> str:
+    """The ``.cmd`` file in ``bin_dir`` that runs ``target`` with the arguments given.
+
+    cmd.exe expands ``%`` in a batch file (a literal one is written ``%%``), and decodes
+    it line by line with the console's code page, so a non-ASCII path needs care:
+
+    - an ASCII path is written as it is: ASCII reads the same in every code page;
+    - else the path relative to the launcher's own directory, when that is ASCII (the
+      usual case: only the user profile's name is not). ``%~dp0`` gives that directory
+      with no decoding at all. It is read in a subroutine, as npm's cmd-shim does: read
+      directly, it names the current directory when the launcher was started by a quoted
+      name found through ``PATH``. Its limit: ``..`` is resolved by name, so the
+      launcher must be started through the bin dir's path as pylock was given it, not
+      through a junction or ``subst`` drive that names it otherwise (hence not for an
+      ASCII path, which works from anywhere);
+    - else (another drive, or non-ASCII names in between) the absolute path in the OEM
+      code page, when that can spell it: such a launcher works while the console keeps
+      that code page (``chcp 65001`` breaks it). Otherwise :class:`PylockError`.
+
+    Not ``chcp 65001`` inside the launcher: that would change the code page of the
+    user's console for the rest of the session (and older cmd.exe stopped reading a
+    batch file after it).
+    """
+    absolute = str(target)
+    if absolute.isascii():
+        return f'{_LAUNCHER_HEAD}@"{_batch_literal(absolute)}" %*\r\n'
+    try:
+        relative = ntpath.relpath(absolute, str(bin_dir))
+    except ValueError:  # another drive or share: no relative path
+        relative = ""
+    if relative and relative.isascii():
+        return (
+            f"{_LAUNCHER_HEAD}@goto run\r\n"
+            ":find_dir\r\n"
+            '@set "pylock_dir=%~dp0"\r\n'
+            "@exit /b\r\n"
+            ":run\r\n"
+            "@call :find_dir\r\n"
+            f'@"%pylock_dir%{_batch_literal(relative)}" %*\r\n'
+        )
+    text = f'{_LAUNCHER_HEAD}@"{_batch_literal(absolute)}" %*\r\n'
+    try:
+        text.encode(_BATCH_ENCODING)
+    except UnicodeEncodeError:
+        raise PylockError(
+            f"--bin-dir: cannot write a launcher for {target}: cmd.exe reads .cmd files in "
+            "the console's code page, which cannot spell this path",
+            hint="use a --bin-dir on the same drive as the install directory, whose path "
+            "differs from it only in ASCII names (a bin folder beside it), or an install "
+            "directory whose path is ASCII",
+        ) from None
+    return text
+
+
+def _batch_literal(path: str) -> str:
+    return path.replace("%", "%%")
 
 
 def link_owners(pythons: Iterable[LockedPython]) -> dict[str, str]:
@@ -124,14 +212,19 @@ def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Link
     changes: list[tuple[str, Path, Path, str]] = []
     # Every conflict is found before anything changes: links made by a run that then
     # failed would be missing from the manifest, and look foreign to the next run.
+    # Launcher texts first: one that cannot be written fails the run before any change.
+    entries = {
+        name: _launcher(target, bin_dir) if windows else str(target)
+        for name, target in sorted(wanted.items())
+    }
     for name, target in sorted(wanted.items()):
         path = _entry_path(bin_dir, name, windows)
-        expected = _launcher(target) if windows else str(target)
+        expected = entries[name]
         current = _current_target(path, windows)
-        if current == expected:
+        if current == _on_disk(expected, windows):
             continue
         # Ours only while it is still what we wrote: the user may have replaced it since.
-        ours = name in previous and current == previous[name]
+        ours = name in previous and _is_ours(current, previous[name], windows)
         if (path.exists() or path.is_symlink()) and not ours:
             raise PylockError(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
@@ -142,7 +235,7 @@ def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Link
         tmp = path.with_name(f".{path.name}.pylock-tmp")
         tmp.unlink(missing_ok=True)
         if windows:
-            tmp.write_bytes(expected.encode("utf-8"))
+            tmp.write_bytes(expected.encode(_BATCH_ENCODING))
         else:
             tmp.symlink_to(target)
         os.replace(tmp, path)
@@ -150,11 +243,9 @@ def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Link
     for name in sorted(set(previous) - set(wanted)):
         path = _entry_path(bin_dir, name, windows)
         # Only remove what still is our link: the user may have replaced it since.
-        if _current_target(path, windows) == previous[name]:
+        if _is_ours(_current_target(path, windows), previous[name], windows):
             path.unlink()
             removed.append(name)
-    manifest = {
-        "links": {name: (_launcher(t) if windows else str(t)) for name, t in sorted(wanted.items())}
-    }
+    manifest = {"links": entries}
     atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return LinkResult(created=tuple(created), removed=tuple(removed))

@@ -188,7 +188,11 @@ class Cache:
     def new_tmp_path(self, key: str, suffix: str = ".part") -> Path:
         """A fresh path in ``tmp/`` whose name starts with ``key`` (a sha256 or a word)."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        return self.tmp_dir / f"{key}.{os.getpid()}-{os.urandom(6).hex()}{suffix}"
+        # 40 random bits and no pid: short, because a staging directory holds the
+        # archive's own name, and Windows' 260-character MAX_PATH counts it all. So
+        # tmp/<sha256>.<token>.dir/NAME is only 3 characters longer than the archive's
+        # final path, archives/sha256/<sha256>/NAME, which sets the limit anyway.
+        return self.tmp_dir / f"{key}.{os.urandom(5).hex()}{suffix}"
 
     # -- reading ---------------------------------------------------------------------
 

@@ -1,0 +1,399 @@
+"""Windows and macOS behaviour, emulated on Linux: ``--bin-dir`` launchers that cmd.exe can
+read, ``msvcrt`` lock errors, cache staging names short enough for MAX_PATH, the native
+host under Rosetta or x64 emulation on Windows on Arm, and ``.netrc`` on Windows.
+
+Each test injects the other system's behaviour: the code page cmd.exe reads batch files
+in, a stand-in ``msvcrt`` module, ctypes functions in place of libSystem's and
+kernel32's, the platform constants.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib.util
+import json
+import os
+import re
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import pytest
+
+from pylock import fsutil, platforms
+from pylock.errors import PylockError
+from pylock.fsutil import FileLock, LockTimeout
+from pylock.net.policy import netrc_authorization
+from pylock.platforms import host
+from pylock.settings import Settings
+from pylock.sync import bindir
+from pylock.sync.bindir import sync_links
+from pylock.sync.cache import Cache
+
+HEAD = b"@setlocal EnableExtensions DisableDelayedExpansion\r\n"
+
+# -- #5: .cmd launchers ------------------------------------------------------------------
+
+
+def _launcher_bytes(target: str, bin_dir: str) -> bytes:
+    text = bindir._launcher(PureWindowsPath(target), PureWindowsPath(bin_dir))
+    return text.encode(bindir._BATCH_ENCODING)
+
+
+def test_launcher_for_an_ascii_path_names_it_with_percent_doubled() -> None:
+    # `%d` would be expanded by cmd.exe (to nothing here); `%%` is a literal `%`.
+    assert _launcher_bytes(r"C:\build\100%done\.pythons\app\python.exe", r"C:\bin") == (
+        HEAD + b'@"C:\\build\\100%%done\\.pythons\\app\\python.exe" %*\r\n'
+    )
+
+
+def test_launcher_under_a_non_ascii_profile_is_ascii_and_relative_to_itself() -> None:
+    data = _launcher_bytes(
+        r"C:\Users\Jürgen\proj\50%\.pythons\app\python.exe", r"C:\Users\Jürgen\.local\bin"
+    )
+    assert data.isascii()  # reads the same whatever the console's code page
+    assert data == HEAD + (
+        b"@goto run\r\n"
+        b":find_dir\r\n"
+        b'@set "pylock_dir=%~dp0"\r\n'
+        b"@exit /b\r\n"
+        b":run\r\n"
+        b"@call :find_dir\r\n"
+        b'@"%pylock_dir%..\\..\\proj\\50%%\\.pythons\\app\\python.exe" %*\r\n'
+    )
+
+
+def test_launcher_on_another_drive_is_written_in_the_console_code_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bindir, "_BATCH_ENCODING", "cp850")
+    data = _launcher_bytes(r"C:\Users\Jürgen\.pythons\app\python.exe", r"D:\bin")
+    # ü is 0x81 in code page 850, the byte cmd.exe decodes back to ü; UTF-8's 0xC3 0xBC
+    # would read as ├╝.
+    assert data == HEAD + b'@"C:\\Users\\J\x81rgen\\.pythons\\app\\python.exe" %*\r\n'
+
+
+def test_launcher_the_code_page_cannot_spell_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bindir, "_BATCH_ENCODING", "cp437")
+    with pytest.raises(PylockError, match="cannot write a launcher") as caught:
+        _launcher_bytes(r"C:\Users\张伟\.pythons\app\python.exe", r"D:\bin")
+    assert "ASCII" in (caught.value.hint or "")
+
+
+def test_sync_links_writes_reads_and_removes_code_page_launchers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bindir, "_BATCH_ENCODING", "cp850")
+    bin_dir = tmp_path / "bin"
+    # Non-ASCII between the bin dir and the target: the absolute path, in cp850.
+    target = tmp_path / "Zoë" / ".pythons" / "app" / "python.exe"
+    first = sync_links(bin_dir, {"python3.13": target}, windows=True)
+    assert first.created == ("python3.13",)
+    data = (bin_dir / "python3.13.cmd").read_bytes()
+    assert data == HEAD + b'@"' + str(target).encode("cp850") + b'" %*\r\n'
+    assert "Zo\x89".encode("latin-1") in data  # ë in code page 850
+    # Read back in the same encoding: nothing to change, and still pylock's own.
+    again = sync_links(bin_dir, {"python3.13": target}, windows=True)
+    assert (again.created, again.removed) == ((), ())
+    gone = sync_links(bin_dir, {}, windows=True)
+    assert gone.removed == ("python3.13",)
+    assert not (bin_dir / "python3.13.cmd").exists()
+
+
+def test_a_launcher_that_cannot_be_written_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bindir, "_BATCH_ENCODING", "cp437")
+    bin_dir = tmp_path / "bin"
+    wanted = {
+        "python3.12": tmp_path / "ok" / "python.exe",
+        "python3.13": tmp_path / "张伟" / "python.exe",
+    }
+    with pytest.raises(PylockError, match="cannot write a launcher"):
+        sync_links(bin_dir, wanted, windows=True)
+    assert list(bin_dir.iterdir()) == []
+
+
+def test_launchers_of_earlier_versions_are_still_pylocks_to_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bindir, "_BATCH_ENCODING", "cp850")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    targets = {
+        "python3.12": tmp_path / "plain" / "python.exe",
+        "python3.13": tmp_path / "Jürgen" / "python.exe",
+    }
+    # What earlier versions wrote: one line, UTF-8 whatever the path, recorded as text.
+    old = {name: f'@"{target}" %*\r\n' for name, target in targets.items()}
+    for name, text in old.items():
+        (bin_dir / f"{name}.cmd").write_bytes(text.encode("utf-8"))
+    (bin_dir / bindir.MANIFEST).write_text(json.dumps({"links": old}), encoding="utf-8")
+    result = sync_links(bin_dir, targets, windows=True)
+    assert result.created == ("python3.12", "python3.13")
+    assert (bin_dir / "python3.13.cmd").read_bytes().startswith(HEAD)
+    assert "J\x81rgen".encode("latin-1") in (bin_dir / "python3.13.cmd").read_bytes()
+
+
+# -- #10: msvcrt lock errors -------------------------------------------------------------
+
+
+def _fake_msvcrt(fail: Callable[[int], OSError | None]) -> types.SimpleNamespace:
+    """An ``msvcrt`` whose ``locking`` raises ``fail(call number)`` when that is not None."""
+    calls: list[tuple[int, int]] = []
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1
+        calls.append((fd, mode))
+        error = fail(len(calls)) if mode == 2 else None
+        if error is not None:
+            raise error
+
+    return types.SimpleNamespace(locking=locking, LK_NBLCK=2, LK_UNLCK=0, calls=calls)
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, fake: types.SimpleNamespace) -> None:
+    lock_fd, unlock_fd = fsutil._msvcrt_locking(fake)
+    monkeypatch.setattr(fsutil, "_lock_fd", lock_fd)
+    monkeypatch.setattr(fsutil, "_unlock_fd", unlock_fd)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EDEADLOCK], ids=["EACCES", "EDEADLOCK"])
+def test_msvcrt_lock_violation_is_held_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    _use(monkeypatch, _fake_msvcrt(lambda _: OSError(code, os.strerror(code))))
+    lock = FileLock(tmp_path / "x.lock")
+    assert lock.try_acquire() is False
+    with pytest.raises(LockTimeout):
+        lock.acquire(timeout=0.05, poll=0.01)
+
+
+def test_msvcrt_other_errors_raise_instead_of_waiting_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the first call fails: a lock that took it for "held elsewhere" would poll
+    # again and succeed, instead of raising.
+    fake = _fake_msvcrt(lambda n: OSError(errno.EINVAL, "Invalid argument") if n == 1 else None)
+    _use(monkeypatch, fake)
+    lock = FileLock(tmp_path / "x.lock")
+    with pytest.raises(OSError, match="Invalid argument") as caught:
+        lock.acquire()
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.filename == str(tmp_path / "x.lock")  # the user learns which file
+    assert not lock.is_locked
+    fd = fake.calls[0][0]
+    with pytest.raises(OSError):  # not leaked
+        os.fstat(fd)
+
+
+def test_msvcrt_lock_and_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_msvcrt(lambda _: None)
+    _use(monkeypatch, fake)
+    with FileLock(tmp_path / "x.lock") as lock:
+        assert lock.is_locked
+    assert [mode for _, mode in fake.calls] == [2, 0]
+
+
+def test_windows_fsutil_locks_with_msvcrt() -> None:
+    # A fresh copy of the module as Windows would import it (the shared one stays as is).
+    fake = _fake_msvcrt(lambda _: OSError(errno.EACCES, "Permission denied"))
+    spec = importlib.util.spec_from_file_location("fsutil_on_windows", fsutil.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as windows:
+        windows.setitem(sys.modules, "msvcrt", fake)
+        windows.setattr(sys, "platform", "win32")
+        spec.loader.exec_module(module)
+    assert module._WINDOWS is True
+    assert module._lock_fd(0) is False
+    assert fake.calls == [(0, 2)]
+
+
+# -- #11: cache staging names ------------------------------------------------------------
+
+
+def test_cache_staging_path_is_barely_longer_than_the_final_one(cache: Cache) -> None:
+    sha = "ab" * 32
+    staging = cache.new_tmp_path(sha, ".dir")
+    assert re.fullmatch(rf"{sha}\.[0-9a-f]{{10}}\.dir", staging.name)
+    final = cache.archive_dir(sha)
+    # Both then get the archive's name: only the final path's length decides MAX_PATH.
+    assert len(str(staging)) == len(str(final)) + 3
+    assert cache.new_tmp_path(sha, ".dir") != staging
+
+
+# -- #12: the native host under emulation ------------------------------------------------
+
+
+def _libc(translated: int | None) -> types.SimpleNamespace:
+    """libSystem's ``sysctlbyname`` as macOS answers it (``None``: no such sysctl)."""
+    proto = ctypes.CFUNCTYPE(
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    )
+
+    def sysctlbyname(name: bytes, oldp: int, oldlenp: Any, newp: int | None, newlen: int) -> int:
+        assert name == b"sysctl.proc_translated" and newp is None and newlen == 0
+        assert oldlenp.contents.value == ctypes.sizeof(ctypes.c_int)
+        if translated is None:
+            return -1  # ENOENT: an Intel Mac
+        ctypes.cast(oldp, ctypes.POINTER(ctypes.c_int)).contents.value = translated
+        return 0
+
+    return types.SimpleNamespace(sysctlbyname=proto(sysctlbyname))
+
+
+def _kernel32(native: int | None, ok: int = 1) -> types.SimpleNamespace:
+    """kernel32's ``IsWow64Process2`` (``None``: a Windows too old to have it)."""
+    if native is None:
+        return types.SimpleNamespace()
+    proto = ctypes.CFUNCTYPE(
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_ushort),
+        ctypes.POINTER(ctypes.c_ushort),
+    )
+
+    def is_wow64_process2(handle: int, process: Any, machine: Any) -> int:
+        assert handle == ctypes.c_void_p(-1).value  # GetCurrentProcess()'s pseudo handle
+        process.contents.value = 0  # IMAGE_FILE_MACHINE_UNKNOWN: not a WOW64 process
+        machine.contents.value = native
+        return ok
+
+    return types.SimpleNamespace(IsWow64Process2=proto(is_wow64_process2))
+
+
+@pytest.mark.parametrize(
+    ("translated", "expected"),
+    [(1, True), (0, False), (None, False)],
+    ids=["rosetta", "native", "intel"],
+)
+def test_rosetta_translation(translated: int | None, expected: bool) -> None:
+    assert platforms._rosetta_translated(_libc(translated)) is expected
+
+
+def test_rosetta_question_without_libsystem_is_no() -> None:
+    assert platforms._rosetta_translated() is False  # Linux has no libSystem
+
+
+@pytest.mark.parametrize(
+    ("machine", "translated", "expected"),
+    [
+        ("x86_64", 1, "macos-aarch64"),
+        ("x86_64", None, "macos-x86_64"),
+        ("arm64", None, "macos-aarch64"),
+    ],
+)
+def test_host_under_rosetta_is_apple_silicon(
+    monkeypatch: pytest.MonkeyPatch, machine: str, translated: int | None, expected: str
+) -> None:
+    asked: list[bool] = []
+    real = platforms._rosetta_translated
+
+    def translated_here() -> bool:
+        asked.append(True)
+        return real(_libc(translated))
+
+    monkeypatch.setattr("pylock.platforms.sys.platform", "darwin")
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: machine)
+    monkeypatch.setattr(platforms, "_rosetta_translated", translated_here)
+    assert host().key == expected
+    assert asked == ([True] if machine == "x86_64" else [])  # a native arm64 Python asks nothing
+
+
+@pytest.mark.parametrize(
+    ("kernel32", "expected"),
+    [
+        (_kernel32(0xAA64), "aarch64"),
+        (_kernel32(0x8664), "x86_64"),
+        (_kernel32(0xAA64, ok=0), None),
+        (_kernel32(0x1234), None),
+        (_kernel32(None), None),
+    ],
+    ids=["arm64", "amd64", "failed", "unknown", "missing"],
+)
+def test_windows_native_machine(kernel32: types.SimpleNamespace, expected: str | None) -> None:
+    assert platforms._windows_native_machine(kernel32) == expected
+
+
+def test_windows_native_machine_off_windows_is_unknown() -> None:
+    assert platforms._windows_native_machine() is None  # no ctypes.WinDLL here
+
+
+@pytest.mark.parametrize(
+    ("environ", "native", "expected"),
+    [
+        # x64 Python on Windows on Arm: emulated, but not WOW64, so the environment says AMD64.
+        ({"PROCESSOR_ARCHITECTURE": "AMD64"}, 0xAA64, "windows-aarch64"),
+        ({"PROCESSOR_ARCHITECTURE": "AMD64"}, 0x8664, "windows-x86_64"),
+        ({"PROCESSOR_ARCHITECTURE": "AMD64"}, None, "windows-x86_64"),
+        # x86 Python on Arm is WOW64: the environment tells, nothing else is asked.
+        (
+            {"PROCESSOR_ARCHITECTURE": "x86", "PROCESSOR_ARCHITEW6432": "ARM64"},
+            -1,
+            "windows-aarch64",
+        ),
+    ],
+)
+def test_host_of_x64_python_on_windows_on_arm(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], native: int | None, expected: str
+) -> None:
+    real = platforms._windows_native_machine
+
+    def native_here() -> str | None:
+        assert native != -1, "asked though the environment told"
+        return real(_kernel32(native))
+
+    monkeypatch.setattr("pylock.platforms.sys.platform", "win32")
+    monkeypatch.setattr("pylock.platforms._platform.machine", lambda: "AMD64")
+    monkeypatch.delenv("PROCESSOR_ARCHITEW6432", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(platforms, "_windows_native_machine", native_here)
+    assert host().key == expected
+
+
+# -- #13: netrc on Windows ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("present", "windows", "expected"),
+    [
+        ([".netrc", "_netrc"], True, ".netrc"),
+        (["_netrc"], True, "_netrc"),
+        ([".netrc"], True, ".netrc"),
+        ([], True, "_netrc"),
+        (["_netrc"], False, ".netrc"),
+    ],
+)
+def test_netrc_on_windows_is_dot_netrc_then_underscore_netrc(
+    tmp_path: Path, present: list[str], windows: bool, expected: str
+) -> None:
+    for name in present:
+        (tmp_path / name).write_text("machine h login u password p\n")
+    settings = Settings(home=str(tmp_path))
+    assert settings.netrc_path(windows=windows) == str(tmp_path / expected)
+    # NETRC names the one file, on every system.
+    named = Settings(home=str(tmp_path), netrc=str(tmp_path / "other"))
+    assert named.netrc_path(windows=windows) == str(tmp_path / "other")
+
+
+def test_dot_netrc_credentials_are_sent_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".netrc").write_text("machine mirror.example login ci password tok\n")
+    (tmp_path / "_netrc").write_text("machine mirror.example login old password stale\n")
+    netrc_path = Settings.netrc_path
+    monkeypatch.setattr(
+        Settings, "netrc_path", lambda self: netrc_path(self, windows=True), raising=True
+    )
+    header = netrc_authorization("https://mirror.example/x.tar.gz", Settings(home=str(tmp_path)))
+    assert header == "Basic Y2k6dG9r"  # ci:tok, from .netrc
