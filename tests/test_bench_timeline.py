@@ -23,13 +23,14 @@ def test_throttled_mirror_keeps_its_rate_and_logs_the_transfer(tmp_path: Path) -
         with urllib.request.urlopen(f"{mirror.base_url}/d/a%2Bb.tar.gz") as response:
             assert response.read() == body
         ended = time.time()
-        # The server logs the transfer just after its last write, which can be a moment after
-        # the client has read everything: wait for the entry (bounded).
+        # The server logs the transfer as it starts sending and stamps its last byte just
+        # after its last write, which can be a moment after the client has read everything:
+        # wait for that stamp (bounded).
         transfers = mirror.take()
         deadline = time.monotonic() + 10
-        while not transfers and time.monotonic() < deadline:
+        while (not transfers or not transfers[0].last_byte) and time.monotonic() < deadline:
             time.sleep(0.01)
-            transfers = mirror.take()
+            transfers += mirror.take()
         logged = time.time()
         (transfer,) = transfers
         assert mirror.take() == []
