@@ -596,41 +596,37 @@ def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subproc
     return process
 
 
-@posix_only
-def test_ctrl_c_during_run_is_the_childs_to_handle(sync_project: Project) -> None:
-    # A "python" that, like a REPL, survives Ctrl-C and then exits 3.
-    script = b"#!/bin/sh\ntrap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n"
-    process = _run_a_script(sync_project, script)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
-    out, _ = process.communicate(timeout=30)
-    assert "interrupted" in out
-    assert process.returncode == 3
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@posix_only
-def test_run_passes_sigterm_on_and_waits_for_the_child(sync_project: Project) -> None:
+#: (a "python" script, whether Ctrl-C reaches the whole job or SIGTERM pylock alone, whether
+#: the job starts with Ctrl-C ignored, what the script then prints, its exit status)
+_RUN_SIGNALS = {
+    # Like a REPL, it survives Ctrl-C, and pylock must not kill it.
+    "ctrl-c": (b"trap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n", "job", False,
+               "interrupted", 3),
     # `docker stop` signals pylock alone: the app must get it too, and finish its shutdown.
-    script = b"#!/bin/sh\ntrap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n"
-    process = _run_a_script(sync_project, script)
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    assert "shutting down" in out
-    assert process.returncode == 7
+    "sigterm": (b"trap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n", "pylock",
+                False, "shutting down", 7),
+    # A shell starts a background job (`cmd &`) with Ctrl-C ignored: the child must be too.
+    "background": (b"echo ready\nsleep 1\necho survived\nexit 3\n", "job", True, "survived", 3),
+}  # fmt: skip
 
 
 @posix_only
-def test_run_in_the_background_keeps_ctrl_c_ignored_for_the_child(sync_project: Project) -> None:
-    # A shell starts a background job (`cmd &`) with Ctrl-C ignored; the child must be too.
-    script = b"#!/bin/sh\necho ready\nsleep 1\necho survived\nexit 3\n"
-
-    def ignore_ctrl_c() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    process = _run_a_script(sync_project, script, preexec_fn=ignore_ctrl_c)
-    os.killpg(process.pid, signal.SIGINT)
+@pytest.mark.parametrize("case", sorted(_RUN_SIGNALS))
+def test_signals_during_run_are_the_childs_to_handle(sync_project: Project, case: str) -> None:
+    body, target, ignored, said, status = _RUN_SIGNALS[case]
+    preexec = {"preexec_fn": _ignore_ctrl_c} if ignored else {}
+    process = _run_a_script(sync_project, b"#!/bin/sh\n" + body, **preexec)
+    if target == "job":
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground job
+    else:
+        process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=30)
-    assert "survived" in out
-    assert process.returncode == 3
+    assert said in out
+    assert process.returncode == status
 
 
 def test_results_redirected_to_a_file_are_utf8_whatever_the_code_page(tmp_path: Path) -> None:
