@@ -153,13 +153,21 @@ def test_bars_fit_the_terminal_and_leave_no_stale_rows(pty_fd: int, columns: int
     assert screen.lines == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
 
 
+def _long_download(pty_fd: int, steps: list[tuple[int, int]]) -> list[str]:
+    """The rows drawn for a 120 MiB download of ``LONG``, advanced by each step's bytes on
+    a terminal of that step's width."""
+    stream = FakeTTY(pty_fd)
+    task = None
+    for columns, amount in steps:
+        set_columns(pty_fd, columns)
+        task = task or Reporter(stream).task(LONG, 120 * MIB)
+        advance(task, amount)
+    return drawn_rows(stream.getvalue())
+
+
 @needs_pty
 def test_the_size_is_kept_and_the_label_loses_its_middle(pty_fd: int) -> None:
-    set_columns(pty_fd, 80)
-    stream = FakeTTY(pty_fd)
-    task = Reporter(stream).task(LONG, 120 * MIB)
-    advance(task, 60 * MIB)
-    (row,) = drawn_rows(stream.getvalue())
+    (row,) = _long_download(pty_fd, [(80, 60 * MIB)])
     assert row.startswith("Downloading cpython-3.1")
     assert "…" in row
     assert row.endswith("stripped.tar.gz [####----] 60.0 MiB / 120.0 MiB")
@@ -167,13 +175,7 @@ def test_the_size_is_kept_and_the_label_loses_its_middle(pty_fd: int) -> None:
 
 @needs_pty
 def test_a_resized_window_is_followed_at_the_next_redraw(pty_fd: int) -> None:
-    set_columns(pty_fd, 200)
-    stream = FakeTTY(pty_fd)
-    task = Reporter(stream).task(LONG, 120 * MIB)
-    advance(task, 10 * MIB)
-    set_columns(pty_fd, 50)
-    advance(task, 10 * MIB)
-    wide, narrow = drawn_rows(stream.getvalue())
+    wide, narrow = _long_download(pty_fd, [(200, 10 * MIB), (50, 10 * MIB)])
     assert wide == f"{LONG} [##----------------------] 10.0 MiB / 120.0 MiB"
     assert text_columns(narrow) == 49
     assert narrow.endswith(" 20.0 MiB / 120.0 MiB")
