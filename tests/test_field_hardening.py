@@ -692,3 +692,45 @@ def test_sigterm_cleans_up_as_ctrl_c_does(sync_project: Project) -> None:
 def test_an_empty_mirror_outdir_is_a_usage_error(sync_project: Project, app_a: Build) -> None:
     sync_project.lock(app_a)
     assert sync_project.run("mirror", "").code == 2
+
+
+# -- Docker: a directory from a lower overlayfs layer cannot be renamed ----------------------
+
+
+def _lower_layer(monkeypatch: pytest.MonkeyPatch, tree: Path) -> None:
+    """Make renaming ``tree`` (and only it) fail as overlayfs does for a directory of a lower
+    image layer when redirect_dir is off, Docker's default."""
+    real = os.rename
+
+    def rename(source: object, target: object) -> None:
+        if Path(str(source)) == tree:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(source))
+        real(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+def test_an_upgrade_of_a_tree_from_a_lower_image_layer_replaces_it(
+    sync_project: Project, app_a: Build, app_b: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.install(app_a)
+    _lower_layer(monkeypatch, sync_project.into / "app")
+    sync_project.lock(app_b)
+    sync_project.serve(app_b)
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert "installed app" in done.err
+    assert sync_project.verify().code == 0
+    assert sync_project.leftovers() == []
+
+
+def test_pruning_a_tree_from_a_lower_image_layer_removes_it(
+    sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.install(app_a, tool)
+    _lower_layer(monkeypatch, sync_project.into / "tool")
+    sync_project.lock(app_a)
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert not (sync_project.into / "tool").exists()
+    assert sync_project.leftovers() == []

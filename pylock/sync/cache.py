@@ -158,13 +158,24 @@ class Cache:
         """Raise :class:`CacheReadOnlyError` unless archives can be stored (or removed) here."""
         error = self._write_error()
         if error is not None:
+            if isinstance(error, PermissionError):
+                # Most often a BuildKit cache mount (made by root) in a non-root stage.
+                hint = (
+                    "the cache belongs to another user: in a Dockerfile, give the cache mount "
+                    "your user's id (`--mount=type=cache,target=...,uid=1000`); elsewhere, "
+                    "point PYLOCK_CACHE_DIR at a directory you can write"
+                )
+            else:
+                hint = (
+                    "a read-only cache serves only the archives it holds: fill it with "
+                    "`pylock fetch` where it is writable, or point PYLOCK_CACHE_DIR at a "
+                    "writable directory"
+                )
             raise CacheReadOnlyError(
                 f"cannot {doing} the cache at {self.root} (PYLOCK_CACHE_DIR): "
                 f"{error.strerror or error}",
                 root=str(self.root),
-                hint="a read-only cache serves only the archives it holds: run `pylock fetch` "
-                "or `pylock cache` where it is writable, or point PYLOCK_CACHE_DIR at a "
-                "writable directory",
+                hint=hint,
             ) from None
 
     def writable(self) -> bool:

@@ -26,6 +26,7 @@ The record itself (``install.json`` and ``RECORD``) is read and written by
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -512,7 +513,18 @@ def _swap_in(tmp: Path, final: Path) -> None:
     _check_replaceable(final)
     token = _token()
     old = final.with_name(f"{OLD_PREFIX}{final.name}-{token}")
-    rename(final, old)
+    try:
+        rename(final, old)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # overlayfs without redirect_dir (Docker's default) cannot rename a directory that
+        # comes from a lower image layer: a sync in a later layer or a derived image. The
+        # old tree is deleted in place, then the new one renamed in: not atomic (a crash
+        # in between leaves NAME absent, and the next sync installs it again).
+        remove_tree(final)
+        rename(tmp, final)
+        return
     try:
         rename(tmp, final)
     except OSError:
@@ -568,11 +580,17 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
                 if read_install_json(str(tree)) is None:
                     continue
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
-                os.rename(tree, trash)
-                # Gone from the install directory already; the trash may outlive this run
-                # (a running python.exe on Windows), and the next run removes it.
-                with contextlib.suppress(OSError):
-                    remove_tree(trash)
+                try:
+                    os.rename(tree, trash)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    remove_tree(tree)  # from a lower overlayfs layer: see _swap_in
+                else:
+                    # Gone from the install directory already; the trash may outlive this
+                    # run (a running python.exe on Windows), and the next run removes it.
+                    with contextlib.suppress(OSError):
+                        remove_tree(trash)
             removed.append(name)
     except OSError as exc:
         raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
