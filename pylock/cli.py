@@ -52,7 +52,9 @@ class Context:
         #: The arguments as given (the fast path's state is keyed on them).
         self.argv = tuple(argv)
         self.settings = settings
-        self.project = Path(os.path.abspath(args.project)) if args.project else Path.cwd()
+        self.project = (
+            Path(os.path.abspath(os.path.expanduser(args.project))) if args.project else Path.cwd()
+        )
         self.color = _want_color(args.color, settings.no_color or settings.dumb_terminal)
         self._reporter: Reporter | None = None
         self._remote: tuple[RemoteCache | None] | None = None
@@ -556,7 +558,7 @@ def _cmd_sync(ctx: Context) -> int:
         reinstall=args.reinstall,
         prune=not args.no_prune,
         fixups=not args.no_fixups,
-        bin_dir=Path(bin_dir) if bin_dir else None,
+        bin_dir=Path(bin_dir).expanduser() if bin_dir else None,
         remember=not args.only and not args.platform,
         options_key=options_key(ctx.argv, ctx.settings),
     )

@@ -181,7 +181,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     options = _parse(argv)
     if options is None or settings.bin_dir:
         return None
-    project = str(options.get("--project") or os.getcwd())
+    project = os.path.expanduser(str(options.get("--project") or os.getcwd()))
     into = options.get("--into") or settings.install_dir
     dest = (
         os.path.abspath(os.path.expanduser(str(into)))

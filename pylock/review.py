@@ -150,6 +150,9 @@ def read_lock_at_ref(
 def _git(project: Path, env: Mapping[str, str], *args: str) -> tuple[int, bytes, str]:
     import subprocess
 
+    if not project.is_dir():
+        # subprocess says FileNotFoundError for a missing working directory too.
+        raise GitError(f"the project directory {project} does not exist")
     try:
         done = subprocess.run(
             ["git", *args], cwd=project, capture_output=True, check=False, env=env

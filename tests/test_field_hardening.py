@@ -734,3 +734,62 @@ def test_pruning_a_tree_from_a_lower_image_layer_removes_it(
     assert done.code == 0, done.err
     assert not (sync_project.into / "tool").exists()
     assert sync_project.leftovers() == []
+
+
+# -- CI integrations --------------------------------------------------------------------------
+
+
+@posix_only
+def test_projects_sharing_a_bin_dir_keep_each_others_links(
+    tmp_path: Path, server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.syncproject import make_build
+
+    # The GitHub Action used twice in one job links both projects into one bin dir.
+    shared = tmp_path / "bin"
+    projects = []
+    for name, minor in (("a", "3.12"), ("b", "3.13")):
+        (tmp_path / name).mkdir()
+        project = Project(tmp_path / name, server, capsys)
+        build = make_build("app", "20990101", minor=minor)
+        project.install(build)
+        projects.append((project, build))
+    for project, _ in projects * 2:  # a, b, a again, b again
+        done = project.sync("--bin-dir", str(shared))
+        assert done.code == 0, done.err
+        assert "removed link" not in done.err
+    assert (shared / "python3.12").resolve().is_relative_to(tmp_path / "a")
+    assert (shared / "python3.13").resolve().is_relative_to(tmp_path / "b")
+    # A project that drops its interpreter removes its own link, not the other's.
+    a, _ = projects[0]
+    a.lock()
+    assert a.sync("--bin-dir", str(shared)).code == 0
+    assert not (shared / "python3.12").exists() and (shared / "python3.13").exists()
+
+
+def test_tilde_in_project_and_bin_dir_is_the_home(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(sync_project.root))
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    sync_project.capsys.readouterr()
+    from pylock.cli import main
+
+    code = main(
+        ["--project", "~", "sync", "--mirror", sync_project.mirror, "--bin-dir", "~/bin"],
+        environ={**sync_project.environ, "HOME": str(sync_project.root)},
+    )
+    assert code == 0, sync_project.capsys.readouterr().err
+    assert (sync_project.root / "bin").is_dir()
+    assert not (Path.cwd() / "~").exists()
+
+
+def test_diff_in_a_missing_project_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pylock.cli import main
+
+    assert main(["--project", str(tmp_path / "gone"), "diff"]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "git is not installed" not in err

@@ -66,15 +66,23 @@ class LinkResult:
     removed: tuple[str, ...]
 
 
-def _read_manifest(bin_dir: Path) -> dict[str, str]:
+def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The links pylock made in ``bin_dir`` (name to target or launcher text), and the
+    install directory each one is for (absent in manifests written before pylock 0.3)."""
     try:
         data = json_loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return {}, {}
     links = data.get("links") if isinstance(data, dict) else None
     if not isinstance(links, dict):
-        return {}
-    return {str(k): str(v) for k, v in links.items()}
+        return {}, {}
+    installs = data.get("installs")
+    if not isinstance(installs, dict):
+        installs = {}
+    return (
+        {str(k): str(v) for k, v in links.items()},
+        {str(k): str(v) for k, v in installs.items() if k in links},
+    )
 
 
 def _entry_path(bin_dir: Path, name: str, windows: bool) -> Path:
@@ -203,10 +211,18 @@ def plan_links(
     return {name: executable(dest_root, pythons[owner], platform) for name, owner in owners.items()}
 
 
-def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> LinkResult:
-    """Make ``bin_dir`` hold exactly the wanted links among those pylock manages."""
+def sync_links(
+    bin_dir: Path, wanted: dict[str, Path], *, windows: bool, install_dir: Path | None = None
+) -> LinkResult:
+    """Make ``bin_dir`` hold exactly the wanted links among those pylock made for
+    ``install_dir``.
+
+    A bin dir may be shared by several projects (the GitHub Action's, or ``~/.local/bin``):
+    links made for another install directory are left alone, and the manifest keeps them.
+    """
     bin_dir.mkdir(parents=True, exist_ok=True)
-    previous = _read_manifest(bin_dir)
+    previous, installs = _read_manifest(bin_dir)
+    mine = str(install_dir) if install_dir is not None else None
     created: list[str] = []
     removed: list[str] = []
     changes: list[tuple[str, Path, Path, str]] = []
@@ -240,12 +256,21 @@ def sync_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Link
             tmp.symlink_to(target)
         os.replace(tmp, path)
         created.append(name)
+    kept: dict[str, str] = {}
     for name in sorted(set(previous) - set(wanted)):
+        owner = installs.get(name)
+        if mine is not None and owner is not None and owner != mine:
+            kept[name] = owner  # another project's link
+            continue
         path = _entry_path(bin_dir, name, windows)
         # Only remove what still is our link: the user may have replaced it since.
         if _is_ours(_current_target(path, windows), previous[name], windows):
             path.unlink()
             removed.append(name)
-    manifest = {"links": entries}
+    links = {name: previous[name] for name in kept} | entries
+    owners = kept | (dict.fromkeys(entries, mine) if mine is not None else {})
+    manifest: dict[str, object] = {"links": links}
+    if owners:
+        manifest["installs"] = owners
     atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return LinkResult(created=tuple(created), removed=tuple(removed))

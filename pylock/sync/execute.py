@@ -634,7 +634,12 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
     )
     bin_dir = request.bin_dir
     try:
-        linked = sync_links(bin_dir.absolute(), wanted, windows=request.platform.is_windows)
+        linked = sync_links(
+            bin_dir.absolute(),
+            wanted,
+            windows=request.platform.is_windows,
+            install_dir=request.dest_root.absolute(),
+        )
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise PylockError(
