@@ -206,6 +206,11 @@ _pylock_names() {
             fi
         fi
     done
+    # The word as typed: quoted ('sp dir', "sp dir") or escaped (sp\ dir).
+    case "$dir" in
+        \'*\' | \"*\") dir="${dir:1:${#dir}-2}" ;;
+        *) dir="${dir//\\/}" ;;
+    esac
     case "$dir" in "~" | "~/"*) dir="$HOME${dir#"~"}" ;; esac
     [ -f "$dir/pythons.lock" ] || return 0
     sed -n 's/^name = "\(@NAME@\)"[[:space:]]*$/\1/p' "$dir/pythons.lock" 2>/dev/null
@@ -437,7 +442,8 @@ def _zsh_function(command: Command) -> list[str]:
     lines += [f"        {spec} \\" for spec in specs]
     lines.append("        && ret=0")
     if not command.path:
-        lines.append("    typeset -g _pylock_project=${opt_args[--project]:-.}")
+        # (Q): the word as typed may be quoted or escaped ('sp dir', sp\ dir).
+        lines.append("    typeset -g _pylock_project=${(Q)${opt_args[--project]:-.}}")
     if command.commands:
         described = " ".join(
             _zsh_quote(f"{sub}:{_one_line(text)}") for sub, text in command.commands
@@ -510,7 +516,7 @@ function __pylock_path
             case '--*=*'
                 continue
             case '-*'
-                contains -- $token (__pylock_valued $path); and set skip 1
+                contains -- $token (__pylock_valued $path | string split " "); and set skip 1
                 continue
         end
         if contains -- $token (__pylock_commands $path)
@@ -522,6 +528,36 @@ end
 
 function __pylock_at
     test "$(__pylock_path)" = "$argv[1]"
+end
+
+# The words given after the command path (option values left out; "--" kept).
+function __pylock_args
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l path ""
+    set -l skip 0
+    for token in $tokens
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        if test "$token" = --
+            echo -- --
+            continue
+        end
+        switch $token
+            case '--*=*'
+                continue
+            case '-*'
+                contains -- $token (__pylock_valued $path | string split " "); and set skip 1
+                continue
+        end
+        if contains -- $token (__pylock_commands $path)
+            set path (string trim -- "$path $token")
+        else
+            echo -- $token
+        end
+    end
 end
 """
 
@@ -571,7 +607,10 @@ def _fish(commands: list[Command]) -> str:
                 choices = _fish_quote(" ".join(positional.choices))
                 lines.append(f"complete -c pylock {where} -a {choices}")
             elif positional.kind == NAMES:
-                lines.append(f"complete -c pylock {where} -a '(__pylock_names)'")
+                # One NAME (which, run) is offered only while none is given yet.
+                first = "" if positional.repeats else "; and test (count (__pylock_args)) -eq 0"
+                at = _fish_quote(f"__pylock_at {_fish_quote(command.key)}{first}")
+                lines.append(f"complete -c pylock -n {at} -a '(__pylock_names)'")
             elif positional.kind in (DIRS, FILES, REST):
                 lines.append(f"complete -c pylock {where} -F")
     head = _FISH_HEAD.replace("@NAME@", _NAME_PATTERN)

@@ -188,6 +188,12 @@ def test_bash_names_come_from_the_project_given(tmp_path: Path, bash_script: Pat
     assert bash_complete(words, here, bash_script) == ["elsewhere"]
     words = ["pylock", "--project", "=", str(other), "sync", "--only", ""]
     assert bash_complete(words, here, bash_script) == ["elsewhere"]
+    # The word as the user typed it: quoted or escaped, for a path with a space.
+    spaced = tmp_path / "sp dir"
+    other.rename(spaced)
+    for typed in (f"'{spaced}'", f'"{spaced}"', str(spaced).replace(" ", "\\ ")):
+        words = ["pylock", "--project", typed, "which", ""]
+        assert bash_complete(words, here, bash_script) == ["elsewhere"], typed
 
 
 def test_bash_platform_keys_are_the_known_ones(completion_project: Path, bash_script: Path) -> None:
@@ -270,6 +276,10 @@ COMMON_CASES = [
         ("pylock completion ", ["bash", "fish", "zsh"]),
         ("pylock --project sub which ", []),
         ("pylock --color never list --format j", ["json"]),
+        # which and run take one NAME, and what follows `--` is the interpreter's.
+        ("pylock which app ", []),
+        ("pylock run app -- a", []),
+        ("pylock verify app ", ["app", "legacy-3.10"]),
     ],
 )
 def test_fish_completes(
