@@ -13,7 +13,9 @@ shared/docs/DOCKER.md for the recipe it follows):
   download host that logs every request;
 - builds the project's Dockerfile four times (first build, application change, lock change,
   return to an archive downloaded before), then the same scenario with ``uv python install``,
-  without and with ``UV_PYTHON_CACHE_DIR`` on a cache mount.
+  without and with ``UV_PYTHON_CACHE_DIR`` on a cache mount;
+- builds an image ``FROM`` one whose ``/opt/python`` pylock synced in a lower layer, and
+  syncs a lock there that upgrades one interpreter and drops the other (overlayfs: EXDEV).
 
 Every claim is checked from the build log and the server's request log, and the numbers are
 printed as a table. ``--report FILE`` also writes them as JSON (the pytest wrapper reads it).
@@ -912,6 +914,73 @@ def run_pylock(
     return scenario
 
 
+DERIVED_DOCKERFILE = """\
+# An image derived from one whose /opt/python pylock synced in a lower layer. Docker's
+# overlayfs (redirect_dir off) cannot rename a directory from a lower layer (EXDEV), so
+# this sync must upgrade and prune those trees without moving them.
+FROM {base}
+COPY pythons.lock ./
+ARG PYLOCK_MIRROR
+RUN --mount=type=cache,target=/root/.cache/pylock \\
+    /opt/pylock/bin/pylock sync --into /opt/python
+"""
+
+
+def run_derived(
+    daemon: Daemon, server: MirrorServer, wheelhouse: Path, archives: Sequence[Any]
+) -> Scenario:
+    """A derived image re-syncs what its ``FROM`` image holds (field test, bug 1): the base
+    is the example Dockerfile's builder stage with app=old and tool=new; the derived image's
+    lock has app=new and no tool, so its sync both upgrades and prunes a lower-layer tree."""
+    from tests.realpython import lock_text
+
+    old, new = archives
+    locks = {"base": {"app": old, "tool": new}, "derived": {"app": new}}
+    texts = {k: lock_text(list(v.values()), names=list(v)) for k, v in locks.items()}
+    context = WORK / "run" / "ctx-derived"
+    # The example's builder stage is the base image: it has pylock and the synced tree.
+    dockerfile = (EXAMPLE / "Dockerfile").read_text()
+    final_stage = "\nFROM ${BASE_IMAGE}\n"
+    assert final_stage in dockerfile
+    dockerfile = dockerfile[: dockerfile.index(final_stage) + 1]
+    prepare_context(context, wheelhouse, dockerfile, {"pythons.lock": texts["base"]})
+    scenario = Scenario(
+        label="derived",
+        daemon=daemon,
+        server=server,
+        context=context,
+        build_args=pylock_build_args(server),
+        sync_needle="pylock sync",
+    )
+    base = scenario.build("base", f"builder stage; lock: app={old.version}, tool={new.version}")
+    if not scenario.check("base: build succeeds", base["returncode"] == 0, base["sync_output"]):
+        return scenario
+    check_interpreters(scenario, "base", _versions_by_name(locks["base"]))
+
+    (context / "Dockerfile").write_text(DERIVED_DOCKERFILE.format(base=scenario.image("base")))
+    (context / "pythons.lock").write_text(texts["derived"])
+    derived = scenario.build("derived", f"FROM base; lock: app={new.version}, no tool")
+    if not scenario.check(
+        "derived: build succeeds (upgrade and prune of lower-layer trees)",
+        derived["returncode"] == 0,
+        derived["sync_output"],
+    ):
+        return scenario
+    scenario.check(
+        "derived: sync step ran in the later layer",
+        derived["sync_status"] == "DONE",
+        derived["sync_status"],
+    )
+    check_interpreters(scenario, "derived", _versions_by_name(locks["derived"]))
+    listing = scenario.in_image("derived", "ls", "/opt/python")
+    scenario.check(
+        "derived: the pruned tool is gone, /opt/python lists only app",
+        listing.returncode == 0 and listing.stdout.split() == ["app"],
+        listing.stdout,
+    )
+    return scenario
+
+
 class PlainRegistry:
     """``docker-registry serve`` on 127.0.0.1 over plain http, without auth, stopped by pid:
     the remote cache the fleet scenario's builders share (``oci+http://`` on loopback)."""
@@ -1280,6 +1349,7 @@ def run_all(
         with server:
             plans: list[tuple[str, Callable[[], Scenario]]] = [
                 ("pylock", lambda: run_pylock(daemon, server, wheelhouse, archives)),
+                ("derived", lambda: run_derived(daemon, server, wheelhouse, archives)),
                 ("uv", lambda: run_uv(daemon, server, wheelhouse, archives, cache=False)),
                 ("uv-cache", lambda: run_uv(daemon, server, wheelhouse, archives, cache=True)),
                 ("fleet", lambda: run_fleet(daemon, server, wheelhouse, archives)),
@@ -1309,7 +1379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep-daemon", action="store_true", help="leave dockerd running")
     parser.add_argument(
-        "--only", action="append", default=[], choices=("pylock", "uv", "uv-cache", "fleet"),
+        "--only", action="append", default=[],
+        choices=("pylock", "derived", "uv", "uv-cache", "fleet"),
         help="run only this scenario (repeatable)",
     )  # fmt: skip
     parser.add_argument(

@@ -146,6 +146,19 @@ def test_installed_tree_is_usable_by_any_user(report: dict[str, Any]) -> None:
     assert [c for c in checks if not c["ok"]] == []
 
 
+def test_derived_image_upgrades_and_prunes_lower_layer_installs(report: dict[str, Any]) -> None:
+    """Field test bug 1: a sync in an image ``FROM`` one pylock synced upgrades app and
+    prunes tool, whose trees are in a lower overlayfs layer (rename: EXDEV)."""
+    derived = _scenario(report, "derived")
+    _step(derived, "base")
+    step = _step(derived, "derived")  # the build succeeded; on failure, the sync's output
+    assert step["sync_status"] == "DONE"
+    names = [c["name"] for c in derived["checks"]]
+    assert any(n.startswith("derived: /opt/python/app/bin/python3 runs") for n in names)
+    assert any("pruned tool is gone" in n for n in names)
+    assert [c for c in derived["checks"] if not c["ok"]] == []
+
+
 def test_uv_comparison_was_measured(report: dict[str, Any]) -> None:
     # uv's numbers feed the README table; its download counts are recorded, not asserted,
     # so that a change in uv does not fail pylock's CI. What must hold is that each set-up
