@@ -502,39 +502,13 @@ function __pylock_names
 end
 
 # The command path being completed ("", "lock", "cache prune", ...).
-function __pylock_path
+# The command line so far, parsed: the command path ("", "lock", "cache prune", ...) on the
+# first line, then the words given after it (option values left out; "--" kept).
+function __pylock_parse
     set -l tokens (commandline -opc)
     set -e tokens[1]
     set -l path ""
-    set -l skip 0
-    for token in $tokens
-        if test $skip = 1
-            set skip 0
-            continue
-        end
-        switch $token
-            case '--*=*'
-                continue
-            case '-*'
-                contains -- $token (__pylock_valued $path | string split " "); and set skip 1
-                continue
-        end
-        if contains -- $token (__pylock_commands $path)
-            set path (string trim -- "$path $token")
-        end
-    end
-    echo $path
-end
-
-function __pylock_at
-    test "$(__pylock_path)" = "$argv[1]"
-end
-
-# The words given after the command path (option values left out; "--" kept).
-function __pylock_args
-    set -l tokens (commandline -opc)
-    set -e tokens[1]
-    set -l path ""
+    set -l words
     set -l skip 0
     for token in $tokens
         if test $skip = 1
@@ -542,7 +516,7 @@ function __pylock_args
             continue
         end
         if test "$token" = --
-            echo -- --
+            set -a words --
             continue
         end
         switch $token
@@ -555,8 +529,26 @@ function __pylock_args
         if contains -- $token (__pylock_commands $path)
             set path (string trim -- "$path $token")
         else
-            echo -- $token
+            set -a words $token
         end
+    end
+    printf '%s\n' $path $words
+end
+
+function __pylock_path
+    set -l parsed (__pylock_parse)
+    echo $parsed[1]
+end
+
+function __pylock_at
+    test "$(__pylock_path)" = "$argv[1]"
+end
+
+function __pylock_args
+    set -l parsed (__pylock_parse)
+    set -e parsed[1]
+    for word in $parsed
+        echo -- $word
     end
 end
 """
