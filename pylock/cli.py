@@ -564,8 +564,8 @@ def _cmd_sync(ctx: Context) -> int:
     )
     # Bad download settings are usage errors even when nothing is to do: the fast path
     # trusts only options this check has passed (see pylock.fastpath.options_key).
-    ctx.fetch_options()
-    outcome = run_sync(request, cache=ctx.cache, options=ctx.fetch_options, reporter=ctx.reporter)
+    options = ctx.fetch_options()
+    outcome = run_sync(request, cache=ctx.cache, options=lambda: options, reporter=ctx.reporter)
     result = outcome.result
     if outcome.noop:
         count = len(outcome.current)

@@ -23,6 +23,7 @@ import hashlib
 import os
 import sys
 
+from pylock.ownfiles import read_own_file
 from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
@@ -73,39 +74,11 @@ def host_fingerprint() -> str:
 def file_sha256(path: str) -> str | None:
     """The sha256 of a project file (the lock, the config), or ``None`` if it cannot be
     read as one: a pipe in its place must not hang a sync."""
-    data = _read_small(path, 256 * 1024 * 1024, follow=True)
-    return hashlib.sha256(data).hexdigest() if data is not None else None
-
-
-def _read_small(path: str, limit: int, *, follow: bool) -> bytes | None:
-    """The bytes of a regular file of at most ``limit`` bytes, else ``None``.
-
-    The rules of :func:`pylock.fsutil.read_own_file` (never blocking on a pipe, never
-    reading a device for ever, bounded), written out here because importing that module
-    would cost more than the whole check. ``follow=False`` refuses a symlink too.
-    """
-    import stat  # free: os has imported it already
-
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    if not follow:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
+        data = read_own_file(path, 256 * 1024 * 1024, follow_symlinks=True)
     except OSError:
         return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        with open(fd, "rb", closefd=False) as handle:
-            data = handle.read(info.st_size + 1)
-            if len(data) > info.st_size:  # grown since measured: read on, still bounded
-                data += handle.read(limit + 1 - len(data))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) <= limit else None
+    return hashlib.sha256(data).hexdigest()
 
 
 def record_stamp(path: str) -> list[int] | None:
@@ -232,14 +205,14 @@ def read_state(dest: str) -> dict[str, object] | None:
     A line format rather than JSON, because importing :mod:`json` (and with it
     :mod:`re`) would cost more than the rest of the check.
 
-    Read with :func:`_read_small`, not through a symlink: a pipe, a device or a huge file
-    is no state.
+    Read with :func:`~pylock.ownfiles.read_own_file`: a pipe, a device, a symlink or a
+    huge file is no state.
     """
-    # One line of under 100 bytes per interpreter: room for some 150,000 of them.
-    data = _read_small(os.path.join(dest, STATE_FILE), 16 * 1024 * 1024, follow=False)
     try:
-        lines = data.decode("utf-8").splitlines() if data is not None else None
-    except UnicodeDecodeError:
+        # One line of under 100 bytes per interpreter: room for some 150,000 of them.
+        data = read_own_file(os.path.join(dest, STATE_FILE), 16 * 1024 * 1024)
+        lines = data.decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return None
     if not lines or lines[0] != f"pylock-state {STATE_VERSION}":
         return None

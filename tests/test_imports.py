@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pylock",  # the package itself: __version__
         "pylock.errors",
         "pylock.fsutil",
+        "pylock.ownfiles",
         "pylock.progress",
         "pylock.bounded",
         "pylock.settings",
@@ -74,7 +75,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 ALLOWED: dict[str, frozenset[str]] = {
     "foundation": frozenset(),
     # stdlib only, bar the two stdlib-only helpers it shares with the full CLI
-    "fastpath": frozenset({"pylock.fsutil", "pylock.settings", "pylock"}),
+    "fastpath": frozenset({"pylock.fsutil", "pylock.ownfiles", "pylock.settings", "pylock"}),
     "core": frozenset({"foundation"}),
     "net": frozenset({"foundation", "core"}),
     "archive": frozenset({"foundation", "pylock.versions"}),

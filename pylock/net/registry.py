@@ -38,6 +38,7 @@ from pylock.errors import (
     UsageError,
     printable,
 )
+from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials
 from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
@@ -679,7 +680,6 @@ class RegistryClient(SessionOwner):
 
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
         """The proxy for ``url`` as the settings say (``HTTPS_PROXY``, ``NO_PROXY``...)."""
-        from pylock.net import policy
         from pylock.net.fetch import aiohttp_proxy
 
         return aiohttp_proxy(policy.proxy_for(url, self._settings))
@@ -728,7 +728,7 @@ class RegistryClient(SessionOwner):
         target = url
         while True:
             request_headers = dict(headers or {})
-            same_origin = _origin(target) == _origin(self.ref.base)
+            same_origin = policy.origin(target) == policy.origin(self.ref.base)
             if same_origin:
                 authorization = self._authorization(key)
                 if authorization:
@@ -989,16 +989,6 @@ _LOGIN_HINT = (
 
 def _ignore(message: str) -> None:
     pass
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port
 
 
 def _origin_text(url: str) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import attrs
 
 from pylock.errors import CacheReadOnlyError
-from pylock.fsutil import FileLock, remove_tree, rename, sha256_file
+from pylock.fsutil import FileLock, read_own_file, remove_tree, rename, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
@@ -333,28 +332,13 @@ class Cache:
     def sidecar(self, sha256: str, name: str) -> bytes | None:
         """The bytes of the archive's sidecar ``name`` (a dot-name), or ``None``.
 
-        Only a regular file of a sane size is read: not a pipe, which would block, nor a
-        device that never ends.
+        Only a regular file of a sane size is read (:func:`~pylock.fsutil.read_own_file`):
+        not a pipe, which would block, nor a device that never ends, nor a symlink.
         """
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(self._sidecar_path(sha256, name), flags)
+            return read_own_file(self._sidecar_path(sha256, name), _SIDECAR_MAX_BYTES)
         except OSError:
             return None
-        # Checked before open(), which refuses a directory without closing the descriptor.
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            info = None
-        if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > _SIDECAR_MAX_BYTES:
-            os.close(fd)
-            return None
-        try:
-            with open(fd, "rb") as handle:
-                data = handle.read(_SIDECAR_MAX_BYTES + 1)
-        except OSError:
-            return None
-        return data if len(data) <= _SIDECAR_MAX_BYTES else None
 
     # -- writing ---------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""Bounded reads of pylock's own small files: install records, state files, sidecars.
+
+Standard library only (``os``, ``stat``) and cheap to import, so that the no-op sync fast
+path (:mod:`pylock.fastpath`) reads its state and the lock by the same rules as the full
+sync reads records. :mod:`pylock.fsutil` re-exports both names.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+# Not blocking: opening a pipe for reading waits for a writer, for ever if none comes.
+# Not following a symlink (unless asked): pylock writes these files itself, always as
+# regular files, so a link in their place is someone else's doing. Followed, it could open
+# a device (for some, opening alone has effects), or lend a tree the install record of
+# another, and with it pylock's leave to replace or prune the tree.
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class RefusedFileError(OSError):
+    """:func:`read_own_file` would not read ``path``: a symlink, not a regular file, or too large.
+
+    An :class:`OSError`, so that a caller that treats a file it cannot read as a damaged
+    one treats this one the same way.
+    """
+
+    def __init__(self, path: str, limit: int, reason: str) -> None:
+        super().__init__(reason)
+        #: The file refused.
+        self.path = path
+        #: The most bytes the caller would read.
+        self.limit = limit
+
+
+def _too_large(name: str, limit: int) -> RefusedFileError:
+    size = f"{limit >> 20} MiB" if limit and limit % 2**20 == 0 else f"{limit} bytes"
+    return RefusedFileError(name, limit, f"larger than {size}")
+
+
+def read_own_file(
+    path: str | os.PathLike[str], limit: int, *, follow_symlinks: bool = False
+) -> bytes:
+    """The bytes of one of pylock's own small files (an install record, a state file).
+
+    Only a regular file of at most ``limit`` bytes, not reached through a symlink (unless
+    ``follow_symlinks``: a project's lock may be a link), is read, and never more than
+    ``limit + 1`` bytes of it: a pipe would block the read for ever and ``/dev/zero``
+    would never end. Anything else raises :class:`RefusedFileError`; a file that cannot
+    be opened, :class:`OSError`.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, _FLAGS if follow_symlinks else _FLAGS | _NO_FOLLOW)
+    except OSError:
+        if not follow_symlinks and os.path.islink(name):
+            # The error O_NOFOLLOW gives differs between systems.
+            raise RefusedFileError(name, limit, "a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedFileError(name, limit, "not a regular file")
+        if info.st_size > limit:
+            raise _too_large(name, limit)
+        with open(fd, "rb", closefd=False) as handle:
+            # The measured size, not the limit: a read of N bytes allocates N bytes. Read
+            # on (still bounded) if there is more than measured, as a file growing
+            # meanwhile, or one of a file system that reports no size, would have.
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                data += handle.read(limit + 1 - len(data))
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise _too_large(name, limit)
+    return data
