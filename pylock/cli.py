@@ -187,12 +187,35 @@ def _want_color(choice: str, no_color: bool) -> bool:
 # -- arguments -----------------------------------------------------------------------------
 
 
-def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) -> None:
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        help="never use the network (also PYLOCK_OFFLINE=1)",
+def _flag(parser: Any, *names: str, help: str) -> None:
+    """An on/off option: ``False`` unless given."""
+    parser.add_argument(*names, action="store_true", help=help)
+
+
+def _repeatable(parser: Any, name: str, metavar: str, *, help: str) -> None:
+    """An option that may be given several times; its values gather in a list."""
+    parser.add_argument(name, metavar=metavar, action="append", default=[], help=help)
+
+
+def _add_noise(parser: Any, **default: Any) -> None:
+    """``-q`` and ``-v``, which exclude each other."""
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=-1,
+        help="print only errors and warnings",
+        **default,
     )
+    noise.add_argument(
+        "-v", "--verbose", dest="verbosity", action="count", help="print more detail", **default
+    )
+
+
+def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) -> None:
+    _flag(parser, "--offline", help="never use the network (also PYLOCK_OFFLINE=1)")
     if mirror:
         parser.add_argument(
             "--mirror",
@@ -204,11 +227,10 @@ def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) ->
             metavar="URL",
             help="download PyPy archives from this mirror (also PYLOCK_PYPY_MIRROR)",
         )
-    parser.add_argument(
+    _repeatable(
+        parser,
         "--rewrite",
-        metavar="FROM=TO",
-        action="append",
-        default=[],
+        "FROM=TO",
         help="rewrite URLs starting with FROM to start with TO (repeatable; "
         "also PYLOCK_URL_REWRITES)",
     )
@@ -220,15 +242,15 @@ def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
         metavar="oci://HOST/REPOSITORY",
         help="look archives up in this OCI registry before the origin (also PYLOCK_REMOTE_CACHE)",
     )
-    parser.add_argument(
+    _flag(
+        parser,
         "--push",
-        action="store_true",
         help="push archives downloaded from the origin to the remote cache "
         "(also PYLOCK_REMOTE_CACHE_PUSH=1)",
     )
-    parser.add_argument(
+    _flag(
+        parser,
         "--no-origin",
-        action="store_true",
         help="never download from the lock's URLs: the remote cache only (also PYLOCK_NO_ORIGIN=1)",
     )
 
@@ -257,22 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the directory holding pythons.toml and pythons.lock (default: current directory)",
     )
-    noise = parser.add_mutually_exclusive_group()
-    noise.add_argument(
-        "-q",
-        "--quiet",
-        dest="verbosity",
-        action="store_const",
-        const=-1,
-        help="print only errors and warnings",
-    )
-    noise.add_argument(
-        "-v",
-        "--verbose",
-        dest="verbosity",
-        action="count",
-        help="print more detail",
-    )
+    _add_noise(parser)
     parser.add_argument(
         "--color",
         choices=("auto", "always", "never"),
@@ -283,24 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -q and -v also work after the command (`pylock sync -q`); SUPPRESS keeps a global
     # one in force when the command's own is not given.
     after = argparse.ArgumentParser(add_help=False)
-    after_noise = after.add_mutually_exclusive_group()
-    after_noise.add_argument(
-        "-q",
-        "--quiet",
-        dest="verbosity",
-        action="store_const",
-        const=-1,
-        default=argparse.SUPPRESS,
-        help="print only errors and warnings",
-    )
-    after_noise.add_argument(
-        "-v",
-        "--verbose",
-        dest="verbosity",
-        action="count",
-        default=argparse.SUPPRESS,
-        help="print more detail",
-    )
+    _add_noise(after, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, handler: Callable[[Context], int]) -> Any:
@@ -316,27 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     lock = command("lock", "resolve pythons.toml to exact builds and write pythons.lock", _cmd_lock)
     upgrade = lock.add_mutually_exclusive_group()
-    upgrade.add_argument(
-        "--upgrade", "-U", action="store_true", help="re-resolve every interpreter to the newest"
+    _flag(upgrade, "--upgrade", "-U", help="re-resolve every interpreter to the newest")
+    _repeatable(
+        upgrade, "--upgrade-python", "NAME", help="re-resolve only this interpreter (repeatable)"
     )
-    upgrade.add_argument(
-        "--upgrade-python",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="re-resolve only this interpreter (repeatable)",
-    )
-    lock.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if pythons.lock is missing or out of date; write nothing",
-    )
-    lock.add_argument(
-        "--dry-run", action="store_true", help="show what would change; write nothing"
-    )
-    lock.add_argument(
+    _flag(lock, "--check", help="exit 1 if pythons.lock is missing or out of date; write nothing")
+    _flag(lock, "--dry-run", help="show what would change; write nothing")
+    _flag(
+        lock,
         "--refresh",
-        action="store_true",
         help="merge live upstream listings into the bundled index before resolving",
     )
     lock.add_argument(
@@ -360,29 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--platform", metavar="KEY", help="install for this platform instead of the host"
     )
-    sync.add_argument(
-        "--only",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="install only this interpreter (repeatable)",
-    )
-    sync.add_argument(
-        "--reinstall", action="store_true", help="reinstall even if already up to date"
-    )
-    sync.add_argument(
-        "--no-prune",
-        action="store_true",
-        help="keep interpreters pylock installed that the lock no longer lists",
+    _repeatable(sync, "--only", "NAME", help="install only this interpreter (repeatable)")
+    _flag(sync, "--reinstall", help="reinstall even if already up to date")
+    _flag(
+        sync, "--no-prune", help="keep interpreters pylock installed that the lock no longer lists"
     )
     sync.add_argument(
         "--bin-dir",
         metavar="DIR",
         help="also link executables (python3.13, pypy3.11, ...) into DIR (also PYLOCK_BIN_DIR)",
     )
-    sync.add_argument(
+    _flag(
+        sync,
         "--no-fixups",
-        action="store_true",
         help="do not rewrite build-machine paths in sysconfig and pkg-config files",
     )
     _add_fetch_flags(sync)
@@ -392,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = command("fetch", "download locked archives into the cache; install nothing", _cmd_fetch)
     where = fetch.add_mutually_exclusive_group()
     where.add_argument("--platform", metavar="KEY", help="fetch for this platform (default: host)")
-    where.add_argument("--all-platforms", action="store_true", help="fetch every locked platform")
+    _flag(where, "--all-platforms", help="fetch every locked platform")
     _add_fetch_flags(fetch)
     _add_remote_flags(fetch)
     _add_jobs(fetch)
@@ -460,12 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed this OCI registry (the remote cache) instead of writing OUTDIR",
     )
     scope = mirror.add_mutually_exclusive_group()
-    scope.add_argument("--all-platforms", action="store_true", help="mirror every locked platform")
-    scope.add_argument(
+    _flag(scope, "--all-platforms", help="mirror every locked platform")
+    _repeatable(
+        scope,
         "--platform",
-        metavar="KEY",
-        action="append",
-        default=[],
+        "KEY",
         help="mirror this platform (repeatable; default: host, or all with --to)",
     )
     _add_fetch_flags(mirror)

@@ -40,7 +40,9 @@ def _download(
 ) -> policy.Download:
     values: dict[str, Any] = {"sha256": None, "size": None, "cap": 1000, "task": None, "feed": None}
     values.update(given)
-    return policy.Download(target, "https://origin.test/a.tar.gz", dest, **values)
+    return policy.Download(
+        target=target, canonical="https://origin.test/a.tar.gz", dest=dest, **values
+    )
 
 
 # -- retries -------------------------------------------------------------------------------

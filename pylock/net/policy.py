@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Self
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+import attrs
+
 from pylock.errors import (
     DownloadError,
     DownloadTooLargeError,
@@ -743,33 +745,30 @@ def basic(user: str, password: str) -> str:
 # -- writing the body ----------------------------------------------------------------
 
 
+@attrs.frozen(kw_only=True)
 class Download:
     """One archive GET, as both clients make it: from where, into what, and what it must be."""
 
-    def __init__(
-        self,
-        target: str,
-        canonical: str,
-        dest: Path,
-        *,
-        sha256: str | None,
-        size: int | None,
-        cap: int,
-        task: Task | None,
-        feed: DownloadFeed | None,
-        slow_bytes: int = SLOW_BYTES,
-        slow_window: float = SLOW_WINDOW,
-    ) -> None:
-        self.target = target
-        self.canonical = canonical
-        self.dest = dest
-        self.sha256 = sha256
-        self.size = size
-        self.cap = cap
-        self.task = task
-        self.feed = feed
-        self.slow_bytes = slow_bytes
-        self.slow_window = slow_window
+    #: The URL requested: the canonical one, rewritten.
+    target: str
+    #: The lock's URL, as errors name it.
+    canonical: str
+    #: The file the body goes into.
+    dest: Path
+    #: The sha256 the body must have, when known.
+    sha256: str | None
+    #: The size the body must have, when known.
+    size: int | None
+    #: The most bytes written, whatever the server says.
+    cap: int
+    #: The progress task that counts the bytes.
+    task: Task | None
+    #: Where a streaming install reads the bytes as they arrive.
+    feed: DownloadFeed | None
+    #: The slowest pace waited for (see :class:`Pace`): this many bytes in ...
+    slow_bytes: int = SLOW_BYTES
+    #: ... this many seconds.
+    slow_window: float = SLOW_WINDOW
 
     @classmethod
     def of(
@@ -787,9 +786,9 @@ class Download:
         bounded by their ``max_download_size``, at their slowest pace (:class:`Pace`)."""
         timeouts = options.timeouts
         return cls(
-            target(url, options.rewrites, offline=options.offline),
-            url,
-            dest,
+            target=target(url, options.rewrites, offline=options.offline),
+            canonical=url,
+            dest=dest,
             sha256=sha256,
             size=size,
             cap=options.max_download_size,
