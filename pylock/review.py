@@ -64,6 +64,15 @@ def locks_to_compare(
 
     if base is not None and old is not None:
         raise UsageError("give either --base GITREF or OLD [NEW] lock files, not both")
+    if base is not None and not base.strip():
+        # Most often an unset variable (`--base "$BASE"`): comparing with HEAD instead
+        # would pass a check that was meant to run against another ref.
+        raise UsageError(
+            "--base is empty", hint="give a git ref, e.g. --base origin/main, or leave it out"
+        )
+    for given, what in ((old, "OLD"), (new, "NEW")):
+        if given is not None and not given.strip():
+            raise UsageError(f"{what} is empty", hint="give the path of a pythons.lock file")
     if old is not None:
         before = LabelledLock(_read_given(Path(old)), old)
         after = (
@@ -72,7 +81,7 @@ def locks_to_compare(
             else working_tree_lock(lock_path)
         )
         return before, after
-    ref = base or "HEAD"
+    ref = "HEAD" if base is None else base
     at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
     before = (
         LabelledLock(at_ref, f"{ref}:{LOCK_FILENAME}")

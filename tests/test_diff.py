@@ -434,6 +434,27 @@ def test_cli_one_file_against_working_tree(
     assert "3.13.5+20250708 -> 3.13.9+20251014" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--base", ""], "--base is empty"),
+        (["--base", "  "], "--base is empty"),
+        ([""], "OLD is empty"),
+        (["old.lock", ""], "NEW is empty"),
+    ],
+)
+def test_cli_empty_ref_or_path_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    # `--base "$BASE"` with BASE unset once compared against HEAD and passed.
+    write(tmp_path / "old.lock", lock(cpython("app", "3.13.5", "20250708")))
+    write(tmp_path / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
+    assert main(["--project", str(tmp_path), "diff", *args]) == 2
+    captured = capsys.readouterr()
+    assert f"pylock: error: {said}" in captured.err
+    assert captured.out == ""
+
+
 def test_cli_usage_and_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--project", str(tmp_path), "diff", "a.lock", "--base", "HEAD"]) == 2
     assert "either --base GITREF or OLD" in capsys.readouterr().err
