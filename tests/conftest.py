@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -286,6 +287,47 @@ def redirecting_front(htpasswd_registry: RealRegistry) -> Iterator[RedirectingFr
     """
     with BlobHost() as blob_host, RedirectingFront(htpasswd_registry, blob_host) as running:
         yield running
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A loopback port whose listen queue is full, so that a connect to it waits (Linux
+    drops the SYN), as behind a firewall that drops packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.3)
+            try:
+                probe.connect(("127.0.0.1", port))
+            except OSError:
+                probe.close()
+                break
+            held.append(probe)
+        else:
+            pytest.skip("this system completes connections past a full listen queue")
+        yield port
+    finally:
+        for probe in held:
+            probe.close()
+        listener.close()
+
+
+@pytest.fixture
+def mute_port() -> Iterator[int]:
+    """A loopback port that takes connections (the kernel completes them) and never says a
+    word: a TLS handshake with it waits."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
 
 
 @pytest.fixture

@@ -294,6 +294,42 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     assert not sync_project.archive(app_b).exists()
 
 
+def test_ctrl_c_during_a_stalled_tls_handshake_exits_soon(
+    sync_project: Project, app_b: Build, mute_port: int
+) -> None:
+    # A mirror that takes the connection and never answers the TLS hello (a middlebox, a
+    # wrong port): Ctrl-C waited out the 30 s connect timeout before.
+    import signal
+
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    sync_project.lock(app_b)
+    argv = sync_project.command(
+        "sync", "--into", str(sync_project.into), "--mirror", f"https://127.0.0.1:{mute_port}/"
+    )
+    wrapper = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
+    )
+    proc = sync_project.popen([argv[0], "-c", wrapper, *argv[3:]])
+    try:
+        time.sleep(1.5)  # started, imported, connected, and waiting for the server's hello
+        assert proc.poll() is None
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert time.monotonic() - interrupted < 3
+    assert proc.returncode == 130, err
+    assert "pylock: interrupted" in err
+    assert "Traceback" not in err
+    assert sync_project.partials() == []
+    assert sync_project.leftovers() == []
+
+
 @pytest.mark.parametrize("outcome", ["returns", "raises"])
 def test_the_console_script_runs_the_command_with_the_collector_on_and_leaves_it_on(
     monkeypatch: pytest.MonkeyPatch, outcome: str

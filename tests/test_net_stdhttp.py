@@ -373,3 +373,78 @@ def test_stop_interrupts_the_backoff(tmp_path: Path, client: str) -> None:
         with pytest.raises(Cancelled):
             fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
         assert server.hits(PATH) == 1
+
+
+# -- stopping while connecting -----------------------------------------------------------------
+
+
+def _stalled_url(request: pytest.FixtureRequest, stage: str) -> str:
+    if stage == "connect":
+        return f"http://127.0.0.1:{request.getfixturevalue('full_backlog')}{PATH}"
+    return f"https://127.0.0.1:{request.getfixturevalue('mute_port')}{PATH}"
+
+
+@pytest.mark.parametrize("stage", ["connect", "tls"])
+def test_stop_ends_a_stalled_connect_or_handshake(
+    tmp_path: Path, client: str, stage: str, request: pytest.FixtureRequest
+) -> None:
+    # Ctrl-C waited out the whole connect timeout (30 s by default) here before.
+    std_only(client)
+    import time
+
+    from pylock.net.fetch import Timeouts
+    from pylock.net.stdhttp import Cancelled
+
+    url = _stalled_url(request, stage)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        fetcher = downloader(timeouts=Timeouts(connect=30.0, read=30.0))
+        try:
+            fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+        except BaseException as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.3)
+    stop.set()
+    started = time.monotonic()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 2
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("stage", ["connect", "tls"])
+def test_a_stalled_connect_or_handshake_still_times_out(
+    tmp_path: Path, client: str, stage: str, request: pytest.FixtureRequest
+) -> None:
+    std_only(client)
+    import time
+
+    from pylock.net.fetch import Timeouts
+
+    url = _stalled_url(request, stage)
+    fetcher = downloader(timeouts=Timeouts(connect=0.7, read=30.0))
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="timed out") as info:
+        fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=threading.Event())
+    assert 0.6 < time.monotonic() - started < 5
+    assert "Traceback" not in info.value.message
+
+
+def test_connect_tries_every_address_and_reports_the_last_failure() -> None:
+    from pylock.net.stdhttp import connect
+
+    # "localhost" may resolve to ::1 and 127.0.0.1; nothing listens on the port on either.
+    with pytest.raises(ConnectionRefusedError):
+        connect(("localhost", _closed_port()), 2.0, threading.Event())
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

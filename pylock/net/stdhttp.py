@@ -11,15 +11,19 @@ proxy) and a ``stop`` event, since a thread cannot be cancelled like a task.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.client
 import io
+import os
+import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pylock import __version__
@@ -185,9 +189,11 @@ class StdDownloader:
                     connection = http.client.HTTPSConnection(
                         host, port, timeout=timeouts.connect, context=self._ssl()
                     )
+                    sock = connect((host, port), timeouts.connect, stop)
+                    connection.sock = handshake(sock, self._ssl(), host, timeouts.connect, stop)
                 else:
                     connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
-                connection.connect()
+                    connection.sock = connect((host, port), timeouts.connect, stop)
             else:
                 proxy_parts = urlsplit(proxy.url)
                 proxy_headers = {}
@@ -209,8 +215,9 @@ class StdDownloader:
                         (host, port),
                         proxy_headers,
                         responses,
+                        stop,
                     )
-                    connection.sock = self._ssl().wrap_socket(tunnel, server_hostname=host)
+                    connection.sock = handshake(tunnel, self._ssl(), host, timeouts.connect, stop)
                 else:
                     # Plain http goes to the proxy with the absolute URL as the target:
                     # without userinfo, which would end up in the proxy's access log and, as
@@ -221,7 +228,7 @@ class StdDownloader:
                     path = policy.without_userinfo(url)
                     headers.update(proxy_headers)
                     try:
-                        connection.connect()
+                        connection.sock = connect((proxy_host, proxy_port), timeouts.connect, stop)
                     except OSError as error:
                         raise Retryable(policy.reason(error), proxy=proxy) from None
             if connection.sock is not None:
@@ -253,6 +260,7 @@ class StdDownloader:
         target: tuple[str, int],
         headers: dict[str, str],
         responses: type[http.client.HTTPResponse],
+        stop: threading.Event | None,
     ) -> socket.socket:
         """A ``CONNECT`` tunnel through ``proxy`` (at ``address``) to ``target``.
 
@@ -263,7 +271,7 @@ class StdDownloader:
         host, port = target
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            sock = socket.create_connection(address, self.options.timeouts.connect)
+            sock = connect(address, self.options.timeouts.connect, stop)
         except OSError as error:
             raise Retryable(policy.reason(error), proxy=proxy) from None
         try:
@@ -277,8 +285,6 @@ class StdDownloader:
                 answer.close()
             if answer.status != 200:
                 raise policy.proxy_answered(url, canonical, proxy, answer.status, answer.reason)
-            # The answer's reader shortened the timeout; the TLS handshake gets the full one.
-            sock.settimeout(self.options.timeouts.connect)
         except (OSError, http.client.HTTPException) as error:
             sock.close()
             raise Retryable(policy.reason(error), proxy=proxy) from None
@@ -291,6 +297,105 @@ class StdDownloader:
         if self._context is None:
             self._context = _shared_context(self._settings)
         return self._context
+
+
+#: What a non-blocking ``connect_ex`` answers while the connection is under way.
+_CONNECTING = frozenset(
+    code
+    for code in (
+        errno.EINPROGRESS,
+        errno.EWOULDBLOCK,
+        errno.EAGAIN,
+        getattr(errno, "WSAEWOULDBLOCK", None),  # Windows
+    )
+    if code is not None
+)
+
+
+def connect(
+    address: tuple[str, int], timeout: float, stop: threading.Event | None = None
+) -> socket.socket:
+    """``socket.create_connection``, but a set ``stop`` ends the wait within
+    :data:`STOP_TICK` (a firewall that drops packets leaves a connect waiting for
+    ``timeout``). Each address the name resolves to gets ``timeout``, as in the standard
+    library; the name lookup itself cannot be stopped."""
+    host, port = address
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            _connect_one(sock, sockaddr, timeout, stop)
+        except OSError as error:
+            sock.close()
+            last = error
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        # As http.client does; not every system has it.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        return sock
+    raise last if last is not None else OSError(f"no address found for {host}")
+
+
+def _connect_one(
+    sock: socket.socket, sockaddr: Any, timeout: float, stop: threading.Event | None
+) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(sockaddr)
+    if code == 0:
+        return
+    if code not in _CONNECTING:
+        raise OSError(code, os.strerror(code))
+    deadline = time.monotonic() + timeout
+    # Windows reports a failed connect as an exception, which its selector counts as
+    # writable: SO_ERROR tells the two apart everywhere.
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        while not selector.select(min(STOP_TICK, max(0.0, deadline - time.monotonic()))):
+            if stop is not None and stop.is_set():
+                raise Cancelled
+            if time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
+def handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    timeout: float,
+    stop: threading.Event | None = None,
+) -> ssl.SSLSocket:
+    """``sock`` wrapped in TLS for ``host``, the handshake done within ``timeout``; a set
+    ``stop`` ends the wait within :data:`STOP_TICK`. ``sock`` is closed on failure."""
+    try:
+        tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    except BaseException:
+        sock.close()
+        raise
+    deadline = time.monotonic() + timeout
+    try:
+        tls.settimeout(min(STOP_TICK, timeout))
+        while True:
+            try:
+                # A timed-out handshake keeps its state: calling again goes on from there.
+                tls.do_handshake()
+                break
+            except TimeoutError:
+                if stop is not None and stop.is_set():
+                    raise Cancelled from None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("the TLS handshake timed out") from None
+        tls.settimeout(timeout)
+    except BaseException:
+        tls.close()
+        raise
+    return tls
 
 
 _contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
