@@ -584,6 +584,27 @@ def test_a_bad_blob_is_refused_with_one_warning_and_the_origin_serves(
     assert_the_origin_served_after_one_warning(cached_project, code, err)
 
 
+def test_a_registry_that_trickles_is_given_up_for_the_origin(
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The right bytes, at about 300 bytes a second: without a minimum pace the sync would
+    # wait for them as long as every gap stays under the read timeout.
+    from pylock.net import policy
+
+    monkeypatch.setattr(policy, "SLOW_BYTES", 4096)
+    monkeypatch.setattr(policy, "SLOW_WINDOW", 0.3)
+    artifact = cached_project.host_artifact()
+    good = cached_project.data[host().key + "app"]
+    path = f"/v2/pylock/x/blobs/sha256:{artifact.sha256}"
+    fake_registry.serve(path, good, always=[Throttle(chunk=16, delay=0.05)])
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    assert_the_origin_served_after_one_warning(cached_project, code, err)
+    assert "too slow" in err
+
+
 def test_tls_needs_the_ca_and_falls_through_without_it(
     htpasswd_registry: RealRegistry, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -950,6 +950,9 @@ class RegistryClient(SessionOwner):
         import aiohttp
 
         seen = 0
+        # The origin's slowest pace: a registry that trickles bytes is given up for the
+        # origin, not waited on for hours (the read timeout ends only a silent one).
+        pace = policy.Pace(policy.SLOW_BYTES, policy.SLOW_WINDOW)
         try:
             async for chunk in response.content.iter_chunked(_CHUNK):
                 seen += len(chunk)
@@ -959,7 +962,10 @@ class RegistryClient(SessionOwner):
                         url=redact(url),
                         limit=size,
                     )
+                pace.add(len(chunk))
                 yield chunk
+        except policy.Retryable as slow:
+            raise self._error(f"download of {url} is {slow.reason}", "pull") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise self._error(f"download of {url} broke off: {_reason(error)}", "pull") from None
 
