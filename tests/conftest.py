@@ -372,3 +372,13 @@ def client(request: pytest.FixtureRequest) -> Iterator[str]:
     twoclients.CLIENT[0] = request.param
     yield request.param
     twoclients.CLIENT[0] = "stdhttp"
+
+
+@pytest.fixture
+def console_script() -> Path:
+    """The ``pylock`` console script installed beside the Python running the tests: this
+    checkout's, unlike a ``pylock`` found first on ``PATH`` (another install, a pyenv shim)."""
+    script = Path(sys.executable).with_name("pylock.exe" if os.name == "nt" else "pylock")
+    if not script.exists():
+        pytest.skip("the pylock console script is not installed beside this Python")
+    return script

@@ -223,13 +223,13 @@ def test_an_unreadable_lock_completes_nothing_quietly(tmp_path: Path, bash_scrip
     assert bash_complete(["pylock", "which", ""], tmp_path, bash_script) == []
 
 
-def test_installed_command_prints_a_script_bash_loads(completion_project: Path) -> None:
+def test_installed_command_prints_a_script_bash_loads(
+    completion_project: Path, console_script: Path
+) -> None:
     # As a user does it: eval "$(pylock completion bash)".
     if BASH is None:
         pytest.skip("bash is not installed")
-    pylock = Path(sys.executable).with_name("pylock")
-    if not pylock.exists():
-        pytest.skip("the pylock console script is not installed beside this Python")
+    pylock = console_script
     program = (
         f'eval "$("{pylock}" completion bash)" || exit 99\n'
         "complete -p pylock\n"

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -687,11 +686,9 @@ def test_plain_http_only_when_asked_or_loopback() -> None:
 
 
 def test_console_script_pushes_then_pulls(
-    remote: Remote, cached_project: Project, tmp_path: Path
+    remote: Remote, cached_project: Project, tmp_path: Path, console_script: Path
 ) -> None:
-    script = shutil.which("pylock")
-    if script is None:
-        pytest.skip("the pylock console script is not on PATH")
+    script = str(console_script)
     reference = remote.reference
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
