@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from pylock.fastpath import STATE_FILE, try_noop_sync
+from pylock.progress import human_size
 from pylock.settings import Settings
 from pylock.sync import execute
 from pylock.sync.cache import Cache
@@ -145,8 +146,31 @@ def test_fetch_summary_survives_a_concurrent_clean(tmp_path: Path) -> None:
     outcome = FillOutcome(
         paths={"a" * 64: kept, "b" * 64: tmp_path / "cleaned-meanwhile.tar.gz"},
         downloaded=("a" * 64, "b" * 64),
+        sizes={"a" * 64: 10, "b" * 64: 32},
     )
-    assert outcome.downloaded_bytes == 10
+    # Both were downloaded: the one removed since counts too (it was left out before).
+    assert outcome.downloaded_bytes == 42
+
+
+def test_fetch_counts_what_it_downloaded_even_if_a_clean_removes_it_at_once(
+    sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock.sync import archives
+
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    real = archives.ensure_archives
+
+    def then_clean(*args: Any, **kwargs: Any) -> Any:
+        paths = real(*args, **kwargs)
+        Cache(sync_project.cache).clean()  # another process's `cache clean`, right after
+        return paths
+
+    monkeypatch.setattr(archives, "ensure_archives", then_clean)
+    done = sync_project.run("fetch", "--mirror", sync_project.mirror)
+    assert done.code == 0, done.err
+    total = len(app_a.data) + len(tool.data)
+    assert f"({human_size(total)} fetched in all)" in done.err
 
 
 # -- debris in the cache -------------------------------------------------------------------

@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -680,18 +680,17 @@ class FillOutcome:
     #: The sha256 of the archives that came from the remote cache, and of those pushed.
     from_registry: tuple[str, ...] = ()
     pushed: tuple[str, ...] = ()
+    #: Sizes by sha256, as the lock gives them (else as found once the fill was done).
+    sizes: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def downloaded_bytes(self) -> int:
         """How many bytes were downloaded (from the origin or the remote cache).
 
-        An archive a concurrent ``cache clean`` removed since is not counted.
+        Counted from :attr:`sizes`: an archive a concurrent ``cache clean`` removed since
+        was still downloaded.
         """
-        total = 0
-        for sha in (*self.downloaded, *self.from_registry):
-            with contextlib.suppress(OSError):
-                total += self.paths[sha].stat().st_size
-        return total
+        return sum(self.sizes.get(sha, 0) for sha in (*self.downloaded, *self.from_registry))
 
 
 def fill_cache(
@@ -722,7 +721,13 @@ def fill_cache(
     fetched: set[str] = set()
     paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
     remote = options.remote
+    sizes = {w.sha256: w.size for w in wanted if w.size is not None}
+    for sha, path in paths.items():
+        if sha not in sizes:
+            with contextlib.suppress(OSError):
+                sizes[sha] = path.stat().st_size
     return FillOutcome(
+        sizes=sizes,
         paths=paths,
         downloaded=tuple(sha for sha in paths if sha in fetched),
         from_registry=tuple(sha for sha in paths if remote is not None and sha in remote.pulled),
