@@ -687,15 +687,20 @@ def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = Tru
 def _cmd_outdated(ctx: Context) -> int:
     import json
 
+    from pylock.config import load_config
     from pylock.outdated import format_text, to_json
     from pylock.review import find_outdated_now
 
+    lock = ctx.read_lock()
+    # The requests' flavor fallbacks; a project that ships only its lock has none.
+    config = load_config(ctx.config_path) if ctx.config_path.is_file() else None
     report = find_outdated_now(
-        ctx.read_lock(),
+        lock,
         fetch_options=ctx.fetch_options(),
         metadata_dir=ctx.cache().metadata_dir,
         reporter=ctx.reporter,
         settings=ctx.settings,
+        config=config,
     )
     if ctx.args.format == "json":
         ctx.out(json.dumps(to_json(report.entries, index=report.index), indent=2))

@@ -3,7 +3,8 @@
 For every locked interpreter it reports the newest version of the same series
 (``3.13.5`` -> ``3.13.9``) and the newest build of the locked version (a newer
 release tag of ``3.13.5``), counting only builds of the same implementation and
-variant that exist for every platform the entry is locked for.
+variant that exist for every platform the entry is locked for, in a flavor the entry's
+request accepts (:func:`pylock.resolve.flavor_choices`, as ``lock --upgrade`` uses it).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any
 import attrs
 from packaging.version import Version
 
-from pylock.index.model import Build, Index
+from pylock.config import Config, PythonRequest
+from pylock.index.model import Index
 from pylock.lockfile import LockedPython, LockFile
+from pylock.resolve import flavor_choices
 from pylock.versions import Flavor
 
-# install_only and install_only_stripped are interchangeable for "is there something
-# newer": the resolver falls back from one to the other.
+# Without the entry's request (no pythons.toml): install_only and install_only_stripped
+# are interchangeable for "is there something newer".
 _FLAVOR_FAMILY = {
     Flavor.INSTALL_ONLY_STRIPPED: frozenset({Flavor.INSTALL_ONLY_STRIPPED, Flavor.INSTALL_ONLY}),
     Flavor.INSTALL_ONLY: frozenset({Flavor.INSTALL_ONLY_STRIPPED, Flavor.INSTALL_ONLY}),
@@ -60,30 +63,53 @@ def _series(version: Version) -> tuple[int, int]:
     return (version.major, version.minor)
 
 
-def _fits(build: Build, python: LockedPython) -> bool:
-    if python.flavor is None or build.flavor is None:
-        return python.flavor is build.flavor
-    return build.flavor in _FLAVOR_FAMILY[python.flavor]
+def _flavors(python: LockedPython, request: PythonRequest | None) -> frozenset[Flavor | None]:
+    """The flavors a newer build may come in: those the request accepts, when known.
+
+    An entry locked as ``full`` because its version existed only so is compared with
+    every flavor its request falls back through, as ``lock --upgrade`` would be.
+    """
+    if (
+        request is not None
+        and request.url is None
+        and request.implementation is python.implementation
+    ):
+        return frozenset(flavor_choices(request))
+    if python.flavor is None:
+        return frozenset({None})
+    return _FLAVOR_FAMILY[python.flavor]
 
 
-def find_outdated(lock: LockFile, index: Index) -> tuple[OutdatedEntry, ...]:
-    """Per locked interpreter, what newer version and build ``index`` offers."""
-    return tuple(check_python(python, index) for python in lock.pythons)
+def find_outdated(
+    lock: LockFile, index: Index, config: Config | None = None
+) -> tuple[OutdatedEntry, ...]:
+    """Per locked interpreter, what newer version and build ``index`` offers.
+
+    ``config`` (``pythons.toml``, if there is one) gives each entry's request, whose
+    flavor fallbacks say which flavors count.
+    """
+    return tuple(
+        check_python(python, index, config.get(python.name) if config is not None else None)
+        for python in lock.pythons
+    )
 
 
-def check_python(python: LockedPython, index: Index) -> OutdatedEntry:
-    """Compare one locked interpreter with the index."""
+def check_python(
+    python: LockedPython, index: Index, request: PythonRequest | None = None
+) -> OutdatedEntry:
+    """Compare one locked interpreter with the index (in the flavors ``request`` accepts)."""
     if python.build is None:
         return OutdatedEntry(current=python, unchecked="direct URL; not tracked upstream")
     if not python.platforms:
         return OutdatedEntry(current=python, unchecked="locked for no platform")
     current = Version(python.version)
+    flavors = _flavors(python, request)
     # (version, build) pairs available on each platform; keep those on all of them.
     common: set[tuple[str, str]] | None = None
     for platform in python.platforms:
         here = set()
         for build in index.candidates(python.implementation, platform, python.variant):
-            if not _fits(build, python) or build.sha256 is None:
+            if build.flavor not in flavors or build.sha256 is None:
                 continue
             version = build.parsed_version
             if _series(version) != _series(current):

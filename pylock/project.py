@@ -87,14 +87,15 @@ def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
 
 
 def recover_previous(
-    lock_path: Path, config: Config, host_platform: Platform | None
+    lock_path: Path, config: Config, host_platform: Platform | None, index: Index | None = None
 ) -> tuple[LockFile | None, str | None]:
     """The previous lock for ``lock`` to build on, even from a broken or conflicted file.
 
     A lock that loads is used as it is. Otherwise every well-formed entry either side
     of a merge conflict holds is a candidate; per interpreter, the newest candidate that
-    still satisfies ``pythons.toml`` is kept, and the rest are resolved afresh. The
-    second value says what was wrong and what was done, for the user.
+    still satisfies ``pythons.toml`` is kept (builds in ``index``'s publication order),
+    and the rest are resolved afresh. The second value says what was wrong and what was
+    done, for the user.
     """
     from pylock.lockfile import find_conflict, loads, make_lock, refuse_newer, salvage
     from pylock.resolve import pick_recovered
@@ -122,7 +123,7 @@ def recover_previous(
             + ")"
         )
         text = data.decode("utf-8")
-    kept = pick_recovered(config, salvage(text), host_platform=host_platform)
+    kept = pick_recovered(config, salvage(text), host_platform=host_platform, index=index)
     if kept:
         sides = "both sides of the conflict" if find_conflict(text) else "it"
         done = (
@@ -218,8 +219,8 @@ def lock_project(request: LockRequest) -> LockOutcome:
             "this machine is not a platform pylock knows, so `host` cannot be resolved",
             hint="list explicit platform keys in pythons.toml",
         )
-    previous, recovered = recover_previous(request.lock_path, config, host_platform)
     index = load_index(config, request)
+    previous, recovered = recover_previous(request.lock_path, config, host_platform, index)
     direct = None
     if any(p.url and not p.sha256 for p in config.pythons):
         from pylock.direct import make_direct_resolver

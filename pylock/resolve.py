@@ -12,6 +12,9 @@ Rules (the README's "How `lock` picks a build" and "Minimal change", under pytho
 - **Variant and build pin are exact**; pre-releases only when asked for.
 - **Only hashed builds.** A build with no published sha256 is left out, with a warning
   through ``warn``, and the next-best build is locked.
+- **An explicit flavor is honoured, not guessed.** ``install_only`` or ``full`` locks the
+  newest build the index has in it, with a warning through ``warn`` when a newer version
+  matches in another flavor: the bundled index holds most builds in one flavor only.
 - **Minimal change.** An entry of the previous lock that still satisfies its request
   is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise.
 
@@ -119,13 +122,32 @@ def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | N
     return True
 
 
+#: Orders release tags by the date they name alone, for want of an index's publication dates.
+_TAGS_ALONE = Index(source="release tags", source_date="")
+
+
 def pick_recovered(
-    config: Config, candidates: Iterable[LockedPython], *, host_platform: Platform | None
+    config: Config,
+    candidates: Iterable[LockedPython],
+    *,
+    host_platform: Platform | None,
+    index: Index | None = None,
 ) -> tuple[LockedPython, ...]:
     """Of entries salvaged from a broken lock, the newest per interpreter that still fits.
 
-    Candidates may name one interpreter twice (both sides of a merge conflict).
+    Candidates may name one interpreter twice (both sides of a merge conflict). Of two
+    builds of one version, the later published wins: in ``index``'s tag order, as
+    resolution orders them, else by the date a tag names.
     """
+    order = (index if index is not None else _TAGS_ALONE).tag_order
+
+    def newest(entry: LockedPython) -> tuple[Version, tuple[str, tuple[int, ...], str]]:
+        try:
+            version = Version(entry.version)
+        except InvalidVersion:
+            version = Version("0")
+        return (version, order(entry.build or ""))
+
     kept: list[LockedPython] = []
     pool = list(candidates)
     for request in config.pythons:
@@ -139,7 +161,7 @@ def pick_recovered(
             c for c in pool if c.name == request.name and satisfies(request, c, platforms=platforms)
         ]
         if fitting:
-            best = max(fitting, key=_entry_order)
+            best = max(fitting, key=newest)
             kept.append(attrs.evolve(best, default=request.default))
     return tuple(kept)
 
@@ -300,7 +322,8 @@ _Key = tuple[str, str]
 _Order = tuple[Version, tuple[str, tuple[int, ...], str]]
 
 
-def _flavor_choices(request: PythonRequest) -> tuple[Flavor | None, ...]:
+def flavor_choices(request: PythonRequest) -> tuple[Flavor | None, ...]:
+    """The flavors ``request`` accepts, best first (``None``: PyPy and GraalPy have none)."""
     if request.implementation is Implementation.CPYTHON:
         return request.flavor.fallbacks()
     return (None,)
@@ -351,7 +374,7 @@ def _preference(build: Build) -> tuple[int, str]:
 def _resolve_upstream(
     request: PythonRequest, index: Index, platforms: Sequence[str], warn: Warn
 ) -> LockedPython:
-    flavors = _flavor_choices(request)
+    flavors = flavor_choices(request)
     spec = request.specifier
     if spec is None:
         raise ResolutionError(
@@ -390,6 +413,9 @@ def _resolve_upstream(
         chosen = {p: tables[p][key][flavor] for p in platforms}
         if unhashed:
             warn(_left_out_message(request, unhashed, locked=chosen))
+        newer = _in_any_flavor(request, index, platforms)
+        if newer is not None and version_key(newer.version) > version_key(key[0]):
+            warn(_newer_elsewhere_message(request, newer, locked=chosen))
         return LockedPython(
             name=request.name,
             implementation=request.implementation,
@@ -403,6 +429,50 @@ def _resolve_upstream(
     if unhashed:
         raise _no_hash_error(request, unhashed)
     raise _no_build_error(_Search(request, index, platforms, tables, common, order))
+
+
+def _in_any_flavor(
+    request: PythonRequest, index: Index, platforms: Sequence[str]
+) -> LockedPython | None:
+    """What ``request`` would lock with its flavor left out, when an explicit
+    ``install_only`` or ``full`` narrows the fallbacks; else ``None``.
+
+    The bundled index (from uv's downloads list) holds most builds in one flavor only,
+    so the newest version in an explicit flavor can be years older than the newest one.
+    """
+    if (
+        request.implementation is not Implementation.CPYTHON
+        or request.flavor is Flavor.INSTALL_ONLY_STRIPPED  # its fallbacks are every flavor
+    ):
+        return None
+    try:
+        return _resolve_upstream(
+            attrs.evolve(request, flavor=Flavor.INSTALL_ONLY_STRIPPED), index, platforms, _ignore
+        )
+    except ResolutionError:
+        return None
+
+
+def _pin_and_refresh(request: PythonRequest, other: LockedPython) -> str:
+    """Where ``other``, locked in another flavor, came from, and how to look for it in the
+    flavor ``request`` asks for."""
+    return (
+        f"{other.version}+{other.build} exists as {other.flavor}, but the bundled index lists "
+        f"most builds in one flavor only: to look for it as {request.flavor}, set "
+        f'build = "{other.build}" in [python.{request.name}] and run `pylock lock --refresh` '
+        "(it reads every flavor of a pinned release)"
+    )
+
+
+def _newer_elsewhere_message(
+    request: PythonRequest, newer: LockedPython, *, locked: dict[str, Build]
+) -> str:
+    first = next(iter(locked.values()))
+    return (
+        f"{request.name}: locked {_label(first)} {first.flavor}, an older version than the "
+        f"index has in another flavor: {_pin_and_refresh(request, newer)}, or choose another "
+        "flavor"
+    )
 
 
 def _artifact(platform: str, build: Build) -> Artifact:
@@ -551,7 +621,7 @@ def _flavor_missing(
     """The version exists on a platform, but in none of the flavors asked for."""
     if request.implementation is not Implementation.CPYTHON or request.specifier is None:
         return None
-    flavors = _flavor_choices(request)
+    flavors = flavor_choices(request)
     lacking = [
         p
         for p, builds in candidates.items()
@@ -568,12 +638,23 @@ def _flavor_missing(
     names = " or ".join(repr(str(f)) for f in flavors)
     found = sorted(having, key=version_key, reverse=True)
     shown = ", ".join(found[:_LISTED]) + (f", ... ({len(found)} in all)" if len(found) > 4 else "")
+    hint = (
+        f"pick one of those versions, or another flavor in [python.{request.name}] "
+        f"(or leave flavor out for the default, {Flavor.INSTALL_ONLY_STRIPPED})"
+    )
+    other = _in_any_flavor(request, index, tuple(candidates))
+    if other is not None:
+        hint += f"; {_pin_and_refresh(request, other)}"
+    else:
+        hint += (
+            "; the bundled index lists most builds in one flavor only: with a `build` pin, "
+            "`pylock lock --refresh` reads every flavor of that release"
+        )
     return ResolutionError(
         f"{request.name}: no build of {request.implementation} {request.specifier} for "
         f"{', '.join(lacking)} comes in flavor {names}; "
         + (f"versions that do: {shown}" if found else "no version there does"),
-        hint=f"pick one of those versions, or another flavor in [python.{request.name}] "
-        f"(or leave flavor out for the default, {Flavor.INSTALL_ONLY_STRIPPED})",
+        hint=hint,
     )
 
 
@@ -622,7 +703,7 @@ def _newest_shared(
     order: Callable[[_Key], _Order],
 ) -> _Key | None:
     """The newest (version, build) any flavor of which every platform has, whatever the spec."""
-    flavors = _flavor_choices(request)
+    flavors = flavor_choices(request)
     per_platform = []
     for builds in candidates.values():
         keys: dict[_Key, set[Flavor | None]] = {}
@@ -691,16 +772,3 @@ def _newest_allowed(request: PythonRequest, builds: Sequence[Build], index: Inde
     """The newest build, a final release unless pre-releases are allowed (if there is one)."""
     finals = [b for b in builds if request.prereleases or not version_key(b.version).is_prerelease]
     return max(finals or builds, key=lambda b: (version_key(b.version), index.tag_order(b.build)))
-
-
-# -- ordering entries ----------------------------------------------------------------------
-
-
-def _entry_order(entry: LockedPython) -> tuple[Version, str, tuple[int, ...]]:
-    try:
-        version = Version(entry.version)
-    except InvalidVersion:
-        version = Version("0")
-    tag = entry.build or ""
-    numbers = tuple(int(n) for n in tag.split(".")) if tag.replace(".", "").isdigit() else ()
-    return (version, tag_date(tag) or "", numbers)

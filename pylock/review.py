@@ -19,6 +19,7 @@ from pylock.errors import GitError, PylockError, UsageError
 from pylock.fsutil import LOCK_FILENAME
 
 if TYPE_CHECKING:
+    from pylock.config import Config
     from pylock.index.model import Index
     from pylock.lockfile import LockFile
     from pylock.net.fetch import FetchOptions
@@ -192,8 +193,12 @@ def find_outdated_now(
     metadata_dir: Path,
     reporter: Reporter,
     settings: Settings,
+    config: Config | None = None,
 ) -> OutdatedReport:
     """Compare the lock with live upstream listings (merged into the bundled index).
+
+    ``config`` (``pythons.toml``, when the project has one) says which flavors each
+    entry's request accepts, so that a newer build counts as ``lock --upgrade`` would.
 
     ``outdated`` is a question about upstream now, so listings are fetched. Offline,
     cached listings are used; with none cached, the bundled snapshot has to do (with a
@@ -233,4 +238,4 @@ def find_outdated_now(
                 "`pylock outdated --offline` to compare with cached listings and the "
                 f"bundled index of {index.source_date}",
             ) from None
-    return OutdatedReport(find_outdated(lock, index), index)
+    return OutdatedReport(find_outdated(lock, index, config), index)
