@@ -58,9 +58,7 @@ _CHECKED_SETTINGS = (
     "concurrency",
     "max_download_size",
     "remote_cache",
-    "remote_cache_push",
-    "no_origin",
-    "offline",
+    "flags",
 )
 
 

@@ -30,6 +30,7 @@ DEFAULT_JOBS = 4
 DEFAULT_MAX_DOWNLOAD_SIZE = 2 * 1024**3
 
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 #: Attribute name -> the variable it comes from (strings kept as written, blank = unset).
 _VARIABLES = {
@@ -51,13 +52,20 @@ _VARIABLES = {
 }
 
 
-def flag(value: str | None) -> bool:
-    """Whether a variable holds a true value (``1``, ``true``, ``yes``, ``on``).
+def flag(value: str | None) -> bool | str:
+    """A boolean variable: ``True`` for ``1``, ``true``, ``yes``, ``on``; ``False`` for
+    ``0``, ``false``, ``no``, ``off`` or blank (unset); else the text as written, which
+    :class:`Settings` rejects when the flag is used. Case and spaces do not matter.
 
-    >>> flag("1"), flag("0"), flag(None), flag(" Yes ")
-    (True, False, False, True)
+    >>> flag("1"), flag("0"), flag(None), flag(" Yes "), flag(" "), flag("2")
+    (True, False, False, True, False, '2')
     """
-    return (value or "").strip().lower() in _TRUE
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if not text or text in _FALSE:
+        return False
+    return value or ""
 
 
 def windows_arch(environ: Mapping[str, str], default: str = "") -> str:
@@ -100,7 +108,14 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-_FLAGS = ("offline", "no_color", "dumb_terminal", "remote_cache_push", "no_origin")
+_FLAGS = ("no_color", "dumb_terminal")
+
+#: Attribute -> the boolean variable it comes from (through :func:`flag`).
+_FLAG_VARIABLES = {
+    "offline": "PYLOCK_OFFLINE",
+    "remote_cache_push": "PYLOCK_REMOTE_CACHE_PUSH",
+    "no_origin": "PYLOCK_NO_ORIGIN",
+}
 
 
 class Settings:
@@ -114,6 +129,7 @@ class Settings:
         "docker_config",
         "dumb_terminal",
         "environment",
+        "flags",
         "github_actor",
         "github_token",
         "home",
@@ -124,12 +140,9 @@ class Settings:
         "mirror",
         "netrc",
         "no_color",
-        "no_origin",
         "no_proxy",
-        "offline",
         "pypy_mirror",
         "remote_cache",
-        "remote_cache_push",
         "ssl_cert_dir",
         "ssl_cert_file",
         "url_rewrites",
@@ -153,14 +166,12 @@ class Settings:
     github_actor: str | None
     #: ``PYLOCK_REMOTE_CACHE``: ``oci://HOST[:PORT]/REPOSITORY``, the fleet's shared registry.
     remote_cache: str | None
-    #: ``PYLOCK_REMOTE_CACHE_PUSH`` holds a true value: push origin downloads to the registry.
-    remote_cache_push: bool
-    #: ``PYLOCK_NO_ORIGIN`` holds a true value: never download from the lock's URLs.
-    no_origin: bool
+    #: The boolean variables (:data:`_FLAG_VARIABLES`), by attribute: ``True``, ``False``,
+    #: or the text as written when it is neither, an error when the flag is used (read them
+    #: through :attr:`offline`, :attr:`remote_cache_push` and :attr:`no_origin`).
+    flags: Mapping[str, bool | str]
     #: The whole environment, for child processes only (git, docker credential helpers).
     environment: Mapping[str, str] | None
-    #: ``PYLOCK_OFFLINE`` holds a true value.
-    offline: bool
     #: ``NO_COLOR`` is set and not empty.
     no_color: bool
     #: ``TERM=dumb`` (Emacs shells, some IDE consoles): a terminal that cannot move its
@@ -176,12 +187,14 @@ class Settings:
     no_proxy: str | None
 
     def __init__(self, **values: object) -> None:
-        unknown = set(values) - set(self.__slots__)
+        flags = {name: values.pop(name, False) for name in _FLAG_VARIABLES}
+        unknown = set(values) - (set(self.__slots__) - {"flags"})
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         for name in self.__slots__:
             default: object = False if name in _FLAGS else None
             object.__setattr__(self, name, values.get(name, default))
+        object.__setattr__(self, "flags", flags)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Settings are frozen; cannot set {name}")
@@ -202,6 +215,34 @@ class Settings:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def offline(self) -> bool:
+        """``PYLOCK_OFFLINE`` holds a true value."""
+        return self._flag("offline")
+
+    @property
+    def remote_cache_push(self) -> bool:
+        """``PYLOCK_REMOTE_CACHE_PUSH`` holds a true value: push origin downloads to the
+        registry."""
+        return self._flag("remote_cache_push")
+
+    @property
+    def no_origin(self) -> bool:
+        """``PYLOCK_NO_ORIGIN`` holds a true value: never download from the lock's URLs."""
+        return self._flag("no_origin")
+
+    def _flag(self, name: str) -> bool:
+        value = self.flags[name]
+        if isinstance(value, bool):
+            return value
+        from pylock.errors import UsageError
+
+        raise UsageError(
+            f"{_FLAG_VARIABLES[name]} must be true ({', '.join(_TRUE)}) or false "
+            f"({', '.join(_FALSE)}), not {value!r}",
+            hint="unset it (or leave it empty), or set it to one of those; case does not matter",
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

@@ -118,7 +118,7 @@ def test_from_environ_reads_every_variable_and_treats_blank_as_unset(tmp_path: P
     assert Cache.from_settings(settings).root == tmp_path / "c"
     assert "tok-secret" not in repr(settings)
     with pytest.raises(AttributeError):
-        settings.offline = False
+        settings.offline = False  # type: ignore[misc]
     assert Settings.from_environ({}) == Settings.from_environ({"PYLOCK_OFFLINE": "0"})
     assert Settings.from_environ({}).jobs() == DEFAULT_JOBS
     with pytest.raises(TypeError, match="unknown settings"):
