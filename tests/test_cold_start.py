@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -254,30 +255,22 @@ def test_a_feed_reports_when_its_download_starts_or_ends(tmp_path: Path) -> None
     assert failed.wait_started(0)  # a download that failed before its first byte ends it
 
 
-def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
-    sync_project: Project, app_b: Build
-) -> None:
+def _interrupt(
+    project: Project, argv: list[str], ready: Callable[[subprocess.Popen[str]], None]
+) -> tuple[float, int, str]:
+    """Run the pylock command ``argv`` with Ctrl-C handled as in a terminal, send SIGINT
+    once ``ready`` returns, and give the seconds it took to exit, its code and stderr."""
     import signal
 
-    if os.name != "posix":
-        pytest.skip("SIGINT to a child process is POSIX")
-    sync_project.lock(app_b)
-    # About 60 s at this rate: only an interrupt ends it early.
-    sync_project.serve(app_b, always=[Throttle(8_000, 0.2)])
     # Python leaves SIGINT alone when it starts with it ignored, as a background job (and
     # so some CI runners) would hand it down: install the handler a terminal user has.
-    argv = sync_project.sync_command()
     wrapper = (
         "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
     )
-    proc = sync_project.popen([argv[0], "-c", wrapper, *argv[3:]])
+    proc = project.popen([argv[0], "-c", wrapper, *argv[3:]])
     try:
-        deadline = time.monotonic() + 30
-        while not sync_project.partials() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sync_project.partials(), "the download never started"
-        time.sleep(0.3)
+        ready(proc)
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -285,12 +278,36 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert time.monotonic() - interrupted < 10
-    assert proc.returncode == 130, err
+    return time.monotonic() - interrupted, proc.returncode, err
+
+
+def _assert_interrupted_cleanly(project: Project, code: int, err: str) -> None:
+    assert code == 130, err
     assert "pylock: interrupted" in err
     assert "Traceback" not in err
-    assert sync_project.partials() == []
-    assert sync_project.leftovers() == []
+    assert project.partials() == []
+    assert project.leftovers() == []
+
+
+def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
+    sync_project: Project, app_b: Build
+) -> None:
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    sync_project.lock(app_b)
+    # About 60 s at this rate: only an interrupt ends it early.
+    sync_project.serve(app_b, always=[Throttle(8_000, 0.2)])
+
+    def downloading(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 30
+        while not sync_project.partials() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sync_project.partials(), "the download never started"
+        time.sleep(0.3)
+
+    took, code, err = _interrupt(sync_project, sync_project.sync_command(), downloading)
+    assert took < 10
+    _assert_interrupted_cleanly(sync_project, code, err)
     assert not sync_project.archive(app_b).exists()
 
 
@@ -299,35 +316,20 @@ def test_ctrl_c_during_a_stalled_tls_handshake_exits_soon(
 ) -> None:
     # A mirror that takes the connection and never answers the TLS hello (a middlebox, a
     # wrong port): Ctrl-C waited out the 30 s connect timeout before.
-    import signal
-
     if os.name != "posix":
         pytest.skip("SIGINT to a child process is POSIX")
     sync_project.lock(app_b)
     argv = sync_project.command(
         "sync", "--into", str(sync_project.into), "--mirror", f"https://127.0.0.1:{mute_port}/"
     )
-    wrapper = (
-        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
-    )
-    proc = sync_project.popen([argv[0], "-c", wrapper, *argv[3:]])
-    try:
+
+    def waiting_for_hello(proc: subprocess.Popen[str]) -> None:
         time.sleep(1.5)  # started, imported, connected, and waiting for the server's hello
         assert proc.poll() is None
-        interrupted = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert time.monotonic() - interrupted < 3
-    assert proc.returncode == 130, err
-    assert "pylock: interrupted" in err
-    assert "Traceback" not in err
-    assert sync_project.partials() == []
-    assert sync_project.leftovers() == []
+
+    took, code, err = _interrupt(sync_project, argv, waiting_for_hello)
+    assert took < 3
+    _assert_interrupted_cleanly(sync_project, code, err)
 
 
 @pytest.mark.parametrize("outcome", ["returns", "raises"])

@@ -329,33 +329,39 @@ def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None
 # -- cancelling from another thread ------------------------------------------------------------
 
 
-def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -> None:
-    std_only(client)
+def _stopped(fetcher: StdDownloader, url: str, dest: Path) -> BaseException | None:
+    """Start downloading ``url`` in a thread, set its ``stop`` 0.3 s later, and give what
+    the download raised; it must end within 2 s of the stop."""
     import time
-
-    from pylock.net.stdhttp import Cancelled
-    from tests.httpserver import Throttle
 
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def run(url: str) -> None:
+    def run() -> None:
         try:
-            downloader().download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
+            fetcher.download(url, dest, sha256=SHA, size=None, stop=stop)
         except BaseException as error:
             errors.append(error)
 
-    with HttpServer() as server:
-        url = server.serve(PATH, BODY, always=[Throttle(chunk=1000, delay=0.05)])
-        worker = threading.Thread(target=run, args=(url,))
-        worker.start()
-        time.sleep(0.3)
-        stop.set()
-        started = time.monotonic()
-        worker.join(timeout=10)
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.3)
+    stop.set()
+    started = time.monotonic()
+    worker.join(timeout=10)
     assert not worker.is_alive()
     assert time.monotonic() - started < 2
-    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+    return errors[0] if errors else None
+
+
+def test_stop_ends_a_slow_download_within_a_chunk(tmp_path: Path, client: str) -> None:
+    std_only(client)
+    from pylock.net.stdhttp import Cancelled
+    from tests.httpserver import Throttle
+
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, always=[Throttle(chunk=1000, delay=0.05)])
+        assert isinstance(_stopped(downloader(), url, tmp_path / "a"), Cancelled)
 
 
 def test_stop_interrupts_the_backoff(tmp_path: Path, client: str) -> None:
@@ -390,31 +396,12 @@ def test_stop_ends_a_stalled_connect_or_handshake(
 ) -> None:
     # Ctrl-C waited out the whole connect timeout (30 s by default) here before.
     std_only(client)
-    import time
-
     from pylock.net.fetch import Timeouts
     from pylock.net.stdhttp import Cancelled
 
-    url = _stalled_url(request, stage)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        fetcher = downloader(timeouts=Timeouts(connect=30.0, read=30.0))
-        try:
-            fetcher.download(url, tmp_path / "a", sha256=SHA, size=None, stop=stop)
-        except BaseException as error:
-            errors.append(error)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    time.sleep(0.3)
-    stop.set()
-    started = time.monotonic()
-    worker.join(timeout=10)
-    assert not worker.is_alive()
-    assert time.monotonic() - started < 2
-    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+    fetcher = downloader(timeouts=Timeouts(connect=30.0, read=30.0))
+    error = _stopped(fetcher, _stalled_url(request, stage), tmp_path / "a")
+    assert isinstance(error, Cancelled)
     assert not (tmp_path / "a").exists()
 
 
