@@ -866,11 +866,9 @@ def _cmd_run(ctx: Context) -> int:
     # No lock needed, as for `which`: the install record knows.
     lock = ctx.read_lock() if ctx.lock_path.exists() else None
     exe = _locate(ctx, lock, check_executable=False).executable
-    # Everything after the first `--` goes through as given (a second `--` included):
-    # argparse's REMAINDER drops the separator in some Python versions and not in others.
-    argv = list(ctx.argv)
-    run_args = argv[argv.index("--") + 1 :] if "--" in argv else list(ctx.args.run_args)
-    sys.stdout.flush()
+    run_args = _child_args(ctx.argv, ctx.args.name, ctx.args.run_args)
+    if sys.stdout is not None:
+        sys.stdout.flush()
     with _signals_for_the_child() as started:
         try:
             process = subprocess.Popen([str(exe), *run_args])
@@ -882,6 +880,24 @@ def _cmd_run(ctx: Context) -> int:
     return 128 - code if code < 0 else code
 
 
+def _child_args(argv: Sequence[str], name: str, rest: Sequence[str]) -> list[str]:
+    """What ``pylock run NAME [--] ARGS...`` passes on: ``rest`` (argparse's remainder) as
+    given, but for the one ``--`` right after NAME that separates pylock's arguments from
+    the child's. A ``--`` further on belongs to the child (``run app script.py -- x``).
+
+    argparse drops that separator itself in the versions tested; one that kept it would
+    leave it first in ``rest``, right after NAME in ``argv``.
+    """
+    args = list(rest)
+    if args and args[0] == "--" and len(argv) > len(args) and argv[-len(args) - 1] == name:
+        del args[0]
+    return args
+
+
+#: What ``pylock run`` passes on to its child (see :func:`_signals_for_the_child`).
+_FORWARDED_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
 @contextlib.contextmanager
 def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], None]]:
     """While ``pylock run``'s child lives, signals are the child's to handle.
@@ -891,8 +907,10 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
     child starts until it has ended (subprocess.call would kill the child): with a handler
     that does nothing, not SIG_IGN, which the child would inherit. A Ctrl-C this process was
     started to ignore (a background job) stays ignored, for the child too. SIGTERM
-    (``docker stop``) is passed on to the child, so that it can shut down as it would if
-    run directly; this process waits for it.
+    (``docker stop``), SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, which a supervisor may send to
+    this process alone, are passed on to the child, so that it reacts as it would if run
+    directly (rather than be left without its parent); this process waits for it. A SIGINT
+    sent to this process alone is not: nothing tells it from the terminal's.
     """
     import signal
 
@@ -914,8 +932,10 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
     try:
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             saved[signal.SIGINT] = signal.signal(signal.SIGINT, lambda number, frame: None)
-        if hasattr(signal, "SIGTERM"):
-            saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, forward)
+        for name in _FORWARDED_SIGNALS:
+            number = getattr(signal, name, None)  # Windows has SIGTERM alone of these
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+                saved[number] = signal.signal(number, forward)
     except ValueError:  # not the main thread (pylock used as a library): nothing to do
         pass
     try:

@@ -31,8 +31,18 @@ def main() -> int:
         gc.enable()
 
 
+def _open_closed_streams() -> None:
+    """Give a closed stdout or stderr (``>&-``, ``2>&-``; Python sets it to ``None``) the
+    null device, so that what pylock would print there is dropped, not a crash."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
 def _run() -> int:
     from pylock.fastpath import try_noop_sync
+
+    _open_closed_streams()
     from pylock.settings import Settings
 
     line = try_noop_sync(sys.argv[1:], Settings.from_environ(os.environ))

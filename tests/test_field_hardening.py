@@ -370,13 +370,14 @@ def test_a_stored_archive_pruned_before_the_stream_opens_it_restarts(tmp_path: P
 # -- the CLI -------------------------------------------------------------------------------
 
 
-def _echo_build() -> Build:
-    """A build whose ``python`` prints its arguments, one a line."""
+def _echo_build(script: bytes = b'for a in "$@"; do echo "[$a]"; done\n') -> Build:
+    """A build whose ``python`` is a shell ``script``: by default, it prints its arguments,
+    one a line."""
     from tests.archives import compress, exe, symlink, tar_bytes
     from tests.syncproject import TAG_A
 
     entries = (
-        exe("python/bin/python3.12", b'#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n'),
+        exe("python/bin/python3.12", b"#!/bin/sh\n" + script),
         symlink("python/bin/python3", "python3.12"),
         symlink("python/bin/python", "python3.12"),
     )
@@ -396,11 +397,69 @@ def test_run_passes_everything_after_the_first_separator(sync_project: Project) 
     assert done.out.splitlines() == ["[--]", "[-c]"]
     plain = sync_project.check(sync_project.command("run", "--into", into, "app", "--", "-V"))
     assert plain.out.splitlines() == ["[-V]"]
+    # Without the separator, a `--` among the arguments is the child's, and nothing before
+    # it is dropped (`python migrate` ran instead of `python script.py -- migrate`).
+    bare = sync_project.check(
+        sync_project.command("run", "--into", into, "app", "script.py", "--", "migrate")
+    )
+    assert bare.out.splitlines() == ["[script.py]", "[--]", "[migrate]"]
     # No lock needed (a slim image holding only the install dir), as for `which`.
     (sync_project.root / "pythons.lock").unlink()
     slim = sync_project.check(sync_project.command("run", "--into", into, "app", "--", "x"))
     assert slim.code == 0, slim.err
     assert slim.out.splitlines() == ["[x]"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "rest", "child"),
+    [
+        # argparse (3.11 to 3.13) drops the separator right after NAME ...
+        (["run", "app", "--", "-c", "x"], ["-c", "x"], ["-c", "x"]),
+        (["run", "app", "--", "--", "x"], ["--", "x"], ["--", "x"]),
+        # ... a version that kept it would leave it first in the remainder
+        (["run", "app", "--", "-c", "x"], ["--", "-c", "x"], ["-c", "x"]),
+        (["run", "app", "--", "--", "x"], ["--", "--", "x"], ["--", "x"]),
+        # a later `--` is the child's
+        (["run", "app", "s.py", "--", "m"], ["s.py", "--", "m"], ["s.py", "--", "m"]),
+        (["run", "--into", "d", "app", "--"], [], []),
+    ],
+)
+def test_run_passes_on_what_follows_name_and_its_separator(
+    argv: list[str], rest: list[str], child: list[str]
+) -> None:
+    from pylock.cli import _child_args
+
+    assert _child_args(argv, "app", rest) == child
+
+
+@posix_only
+@pytest.mark.parametrize("closed", [1, 2])
+def test_closed_stdout_or_stderr_is_no_crash(sync_project: Project, closed: int) -> None:
+    # `pylock run app -- daemon.py >&- 2>&-`: Python sets a closed stream to None, and
+    # pylock failed (with a traceback on stderr when that was open) before it started it.
+    sync_project.install(_echo_build(b': > "$1"\n'))  # creates the file it is given
+    into = str(sync_project.into)
+    marker = sync_project.root / "ran"
+    argv = sync_project.command("run", "--into", into, "app", "--", str(marker))
+    done = subprocess.run(
+        ["sh", "-c", f'"$@" {closed}>&-', "sh", *argv],
+        env=sync_project.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()
+    assert "Traceback" not in done.stderr
+    listed = subprocess.run(
+        ["sh", "-c", f'"$@" {closed}>&-', "sh", *sync_project.command("list", "--into", into)],
+        env=sync_project.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
 
 
 def test_quiet_and_verbose_work_after_a_cache_action(sync_project: Project, app_a: Build) -> None:
@@ -631,8 +690,14 @@ _RUN_SIGNALS = {
     "ctrl-c": (b"trap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n", "job", False,
                "interrupted", 3),
     # `docker stop` signals pylock alone: the app must get it too, and finish its shutdown.
-    "sigterm": (b"trap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n", "pylock",
-                False, "shutting down", 7),
+    "sigterm": (b"trap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n",
+                "SIGTERM", False, "shutting down", 7),
+    # A supervisor's reload, or `kill -USR1`, to pylock alone: it used to kill pylock and
+    # leave the app running without its parent.
+    "sighup": (b"trap 'echo reloading; exit 5' HUP\necho ready\nsleep 5 & wait\n", "SIGHUP",
+               False, "reloading", 5),
+    "sigusr1": (b"trap 'echo dumping; exit 6' USR1\necho ready\nsleep 5 & wait\n", "SIGUSR1",
+                False, "dumping", 6),
     # A shell starts a background job (`cmd &`) with Ctrl-C ignored: the child must be too.
     "background": (b"echo ready\nsleep 1\necho survived\nexit 3\n", "job", True, "survived", 3),
 }  # fmt: skip
@@ -647,7 +712,7 @@ def test_signals_during_run_are_the_childs_to_handle(sync_project: Project, case
     if target == "job":
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground job
     else:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(getattr(signal, target))  # to pylock alone
     out, _ = process.communicate(timeout=30)
     assert said in out
     assert process.returncode == status
