@@ -442,7 +442,14 @@ def test_bin_dir_links_each_interpreter_and_the_default(
     assert prefix_of(bin_dir / "python") == str(dest / "app")
     names = sorted(p.name for p in bin_dir.iterdir())
     assert names == sorted(
-        [".pylock-links.json", "python", "python3", f"python{app.minor}", f"python{other.minor}"]
+        [
+            ".pylock-links.json",
+            ".pylock-links.lock",
+            "python",
+            "python3",
+            f"python{app.minor}",
+            f"python{other.minor}",
+        ]
     )
     assert all((bin_dir / n).is_symlink() for n in names if n.startswith("python"))
 
@@ -534,7 +541,8 @@ def test_bin_dir_refusal_leaves_nothing_half_linked(
     foreign = bin_dir / f"python{app.minor}"
     foreign.write_text("mine\n")
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 1
-    assert sorted(p.name for p in bin_dir.iterdir()) == [foreign.name]
+    # Nothing but the foreign file (and the lock file of the linking, which stays).
+    assert sorted(p.name for p in bin_dir.iterdir()) == [".pylock-links.lock", foreign.name]
     foreign.unlink()
     capsys.readouterr()
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0, capsys.readouterr().err

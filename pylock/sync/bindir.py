@@ -19,12 +19,14 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import PylockError
-from pylock.fsutil import atomic_write_text
+from pylock.fsutil import FileLock, atomic_write_text
 from pylock.lockfile import LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation
 
 MANIFEST = ".pylock-links.json"
+#: Held while the manifest and the links change.
+LOCK_FILE = ".pylock-links.lock"
 
 # A constant rather than a `sys.platform` test, which mypy (run on Linux) would take for
 # unreachable code and leave unchecked.
@@ -64,6 +66,8 @@ class LinkResult:
     created: tuple[str, ...]
     #: Link names removed because their interpreter is gone.
     removed: tuple[str, ...]
+    #: ``(name, install directory)`` of links another install directory had, now this one's.
+    taken: tuple[tuple[str, str], ...] = ()
 
 
 def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -79,10 +83,19 @@ def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
     installs = data.get("installs")
     if not isinstance(installs, dict):
         installs = {}
-    return (
-        {str(k): str(v) for k, v in links.items()},
-        {str(k): str(v) for k, v in installs.items() if k in links},
-    )
+    # Only plain names: a manifest entry is a file in ``bin_dir``, never a path elsewhere
+    # (whoever can write the manifest must not make a sync remove a link outside it).
+    named = {str(k): str(v) for k, v in links.items() if _plain_name(str(k))}
+    return named, {str(k): str(v) for k, v in installs.items() if k in named}
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` names a file right in the bin dir (no directory part, no ``..``).
+
+    >>> [_plain_name(n) for n in ("python3", "../x", "/usr/bin/python3", "C:x", "..", "")]
+    [True, False, False, False, False, False]
+    """
+    return bool(name) and name not in (".", "..") and not any(ch in name for ch in "/\\\0:")
 
 
 def _entry_path(bin_dir: Path, name: str, windows: bool) -> Path:
@@ -212,19 +225,35 @@ def plan_links(
 
 
 def sync_links(
-    bin_dir: Path, wanted: dict[str, Path], *, windows: bool, install_dir: Path | None = None
+    bin_dir: Path,
+    wanted: dict[str, Path],
+    *,
+    windows: bool,
+    install_dir: Path | None = None,
+    prune: bool = True,
 ) -> LinkResult:
     """Make ``bin_dir`` hold exactly the wanted links among those pylock made for
-    ``install_dir``.
+    ``install_dir`` (with ``prune=False``: hold them, and keep the others it made).
 
     A bin dir may be shared by several projects (the GitHub Action's, or ``~/.local/bin``):
-    links made for another install directory are left alone, and the manifest keeps them.
+    links made for another install directory are left alone, and the manifest keeps them,
+    unless this one wants the same name: then it takes the link over, and says so in
+    :attr:`LinkResult.taken`. Processes that link into one bin dir at once take turns
+    (a lock file beside the manifest), so that none loses the others' entries.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(bin_dir / LOCK_FILE):
+        return _sync_links(bin_dir, wanted, windows, install_dir, prune)
+
+
+def _sync_links(
+    bin_dir: Path, wanted: dict[str, Path], windows: bool, install_dir: Path | None, prune: bool
+) -> LinkResult:
     previous, installs = _read_manifest(bin_dir)
     mine = str(install_dir) if install_dir is not None else None
     created: list[str] = []
     removed: list[str] = []
+    taken: list[tuple[str, str]] = []
     changes: list[tuple[str, Path, Path, str]] = []
     # Every conflict is found before anything changes: links made by a run that then
     # failed would be missing from the manifest, and look foreign to the next run.
@@ -246,6 +275,9 @@ def sync_links(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
                 hint="remove it, or choose another --bin-dir",
             )
+        owner = installs.get(name)
+        if ours and mine is not None and owner is not None and owner != mine:
+            taken.append((name, owner))
         changes.append((name, target, path, expected))
     for name, target, path, expected in changes:
         tmp = path.with_name(f".{path.name}.pylock-tmp")
@@ -259,8 +291,8 @@ def sync_links(
     kept: dict[str, str] = {}
     for name in sorted(set(previous) - set(wanted)):
         owner = installs.get(name)
-        if mine is not None and owner is not None and owner != mine:
-            kept[name] = owner  # another project's link
+        if not prune or (mine is not None and owner is not None and owner != mine):
+            kept[name] = owner or ""  # another project's link, or one left as it was
             continue
         path = _entry_path(bin_dir, name, windows)
         # Only remove what still is our link: the user may have replaced it since.
@@ -268,9 +300,10 @@ def sync_links(
             path.unlink()
             removed.append(name)
     links = {name: previous[name] for name in kept} | entries
-    owners = kept | (dict.fromkeys(entries, mine) if mine is not None else {})
+    owners = {name: owner for name, owner in kept.items() if owner}
+    owners |= dict.fromkeys(entries, mine) if mine is not None else {}
     manifest: dict[str, object] = {"links": links}
     if owners:
         manifest["installs"] = owners
     atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return LinkResult(created=tuple(created), removed=tuple(removed))
+    return LinkResult(created=tuple(created), removed=tuple(removed), taken=tuple(taken))

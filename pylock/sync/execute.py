@@ -615,15 +615,18 @@ def run_sync(
         reporter.event(f"installed {name}: {python.label if python else name}")
     for name in result.removed:
         reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
-    _link_bin_dir(request, reporter)
+    # After a failure, links are added, never removed: an interpreter whose upgrade failed
+    # is still installed as it was, and keeps its links.
+    _link_bin_dir(request, reporter, prune=not result.failed)
     current = result.installed + result.current
     if not result.failed:
         _remember(request, current, reporter)
     return SyncOutcome(noop=False, result=result, current=current)
 
 
-def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
-    """Make the bin dir link exactly the current interpreters."""
+def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = True) -> None:
+    """Make the bin dir link exactly the current interpreters (``prune=False``: at least
+    them, and the links it had besides)."""
     if request.bin_dir is None:
         return
     from pylock.sync.bindir import plan_links, sync_links
@@ -639,6 +642,7 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
             wanted,
             windows=request.platform.is_windows,
             install_dir=request.dest_root.absolute(),
+            prune=prune,
         )
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -646,6 +650,11 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter) -> None:
             f"--bin-dir: cannot update {bin_dir}: {exc.strerror or exc}{where}",
             hint=_BIN_DIR_HINT,
         ) from None
+    for name, owner in linked.taken:
+        reporter.warn(
+            f"--bin-dir: {bin_dir / name} linked an interpreter in {owner}; it now links this "
+            f"project's (in {request.dest_root})"
+        )
     for name in linked.created:
         reporter.detail(f"linked {bin_dir / name}")
     for name in linked.removed:

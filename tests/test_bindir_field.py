@@ -1,0 +1,122 @@
+"""``sync --bin-dir`` as a field test found it: a failed upgrade, a bin dir shared by
+projects that want one name, syncs that link into one bin dir at once, and a manifest
+someone else wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from pylock.sync.bindir import MANIFEST, sync_links
+from tests.syncproject import Build, Project
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks, as POSIX makes them")
+
+
+@posix_only
+def test_a_failed_upgrade_keeps_the_links_of_the_tree_still_installed(
+    sync_project: Project, app_a: Build, app_b: Build
+) -> None:
+    bin_dir = sync_project.root / "bin"
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    link = bin_dir / f"python{app_a.minor}"
+    assert link.is_symlink()
+    # The upgrade's archive is not on the mirror (not filled yet): the sync fails, and the
+    # old tree stays, with its links (they were removed before).
+    sync_project.lock(app_b)
+    failed = sync_project.sync("--bin-dir", str(bin_dir))
+    assert failed.code == 1
+    assert (sync_project.into / "app").is_dir()
+    assert link.is_symlink() and link.resolve().exists()
+    assert "removed link" not in failed.err
+    # Once it can be installed, the links follow it.
+    sync_project.serve(app_b)
+    done = sync_project.sync("--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert not link.exists() and not link.is_symlink()
+    assert (bin_dir / f"python{app_b.minor}").is_symlink()
+
+
+@posix_only
+def test_a_name_another_project_had_is_taken_over_with_a_warning(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    a, b = tmp_path / "a" / ".pythons", tmp_path / "b" / ".pythons"
+    first = sync_links(bin_dir, {"python3": a / "app/bin/python3"}, windows=False, install_dir=a)
+    assert first.taken == ()
+    second = sync_links(bin_dir, {"python3": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    assert second.taken == (("python3", str(a)),)
+    assert os.readlink(bin_dir / "python3") == str(b / "svc/bin/python3")
+    # Again: now B's, so nothing is taken.
+    again = sync_links(bin_dir, {"python3": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    assert again.taken == ()
+
+
+def test_the_warning_names_both_install_directories(
+    sync_project: Project, app_a: Build, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "shared-bin"
+    other = tmp_path / "other" / ".pythons"
+    sync_links(bin_dir, {f"python{app_a.minor}": other / "x"}, windows=False, install_dir=other)
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    done = sync_project.sync("--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert f"pylock: warning: --bin-dir: {bin_dir / f'python{app_a.minor}'}" in done.err
+    assert str(other) in done.err and str(sync_project.into) in done.err
+
+
+def test_manifest_names_that_are_paths_are_ignored(tmp_path: Path) -> None:
+    # A manifest naming a link outside the bin dir: the sync removed that link before.
+    bin_dir, outside = tmp_path / "bin", tmp_path / "elsewhere"
+    bin_dir.mkdir()
+    outside.mkdir()
+    victim = outside / "python-alt"
+    victim.symlink_to("/usr/bin/python3")
+    names = [str(victim), "../elsewhere/python-alt", "..", "C:python"]
+    (bin_dir / MANIFEST).write_text(
+        json.dumps({"links": dict.fromkeys(names, "/usr/bin/python3")}), encoding="utf-8"
+    )
+    result = sync_links(bin_dir, {}, windows=False)
+    assert result.removed == ()
+    assert victim.is_symlink()
+    assert json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))["links"] == {}
+
+
+@posix_only
+def test_syncs_into_one_bin_dir_at_once_keep_every_entry(tmp_path: Path) -> None:
+    # Projects with their own names link into one fresh bin dir at the same moment: each
+    # read-modify-write of the manifest could drop another's entry (8 rounds in 20 before),
+    # leaving a link no sync would ever remove. Threads exclude each other as processes do.
+    names = [f"python3.{minor}" for minor in range(8, 16)]
+    for attempt in range(6):
+        bin_dir = tmp_path / f"bin{attempt}"
+        start = threading.Barrier(len(names))
+        errors: list[BaseException] = []
+
+        def link(
+            name: str,
+            bin_dir: Path = bin_dir,
+            start: threading.Barrier = start,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            install = tmp_path / name
+            start.wait()
+            try:
+                sync_links(bin_dir, {name: install / "python"}, windows=False, install_dir=install)
+            except BaseException as error:
+                errors.append(error)
+
+        workers = [threading.Thread(target=link, args=(name,)) for name in names]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert errors == []
+        manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+        assert sorted(manifest["links"]) == sorted(names), attempt
