@@ -42,6 +42,7 @@ from pylock.fastpath import STATE_FILE
 from pylock.fsutil import FileLock, LockTimeout, walk_tree
 from pylock.sync import records
 from pylock.sync.records import (
+    INSTALL_JSON,
     META_DIR,
     InstallState,
     installed_state,
@@ -86,18 +87,29 @@ class VerifyReport:
     permissions: tuple[tuple[str, str], ...] = ()
     #: How many recorded files and symlinks were checked.
     checked: int = 0
+    #: The tree is pylock's (it has ``.pylock/``), but its ``install.json`` is missing or
+    #: damaged: nothing could be checked, which is a finding, not a pass.
+    damaged_record: bool = False
 
     @property
     def ok(self) -> bool:
         """Whether the tree is exactly what was installed: nothing changed, gone or added."""
         return not (
-            self.modified or self.missing or self.extra or self.bytecode or self.permissions
+            self.modified
+            or self.missing
+            or self.extra
+            or self.bytecode
+            or self.permissions
+            or self.damaged_record
         )
 
     @property
     def problems(self) -> list[tuple[str, str]]:
         """Every difference as ``(kind, path)``, in the order ``pylock verify`` lists them."""
-        found = [("modified", p) for p in self.modified]
+        found = [("record", f"{META_DIR}/{INSTALL_JSON} is missing or damaged")] * int(
+            self.damaged_record
+        )
+        found += [("modified", p) for p in self.modified]
         found += [("missing", p) for p in self.missing]
         found += [("extra", p) for p in self.extra]
         found += [("bytecode", p) for p in self.bytecode]
@@ -114,13 +126,19 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
     from pylock.fsutil import display_path
     from pylock.sync.records import installed_state
 
-    chosen = list(names) or installed_names(dest_root)
+    # Trees whose record was damaged are checked too: breaking one JSON file must not
+    # hide a tampered tree from `verify`.
+    chosen = list(names) or sorted(installed_names(dest_root) + damaged_names(dest_root))
     if not chosen:
         raise PylockError(
             f"no interpreters installed by pylock in {display_path(dest_root)}",
             hint="run `pylock sync` first, or pass --into DIR",
         )
-    missing = [n for n in chosen if installed_state(dest_root, n) is None]
+    missing = [
+        n
+        for n in chosen
+        if installed_state(dest_root, n) is None and not has_meta_dir(dest_root / n)
+    ]
     if missing:
         raise PylockError(
             f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}",
@@ -140,6 +158,28 @@ def installed_names(dest_root: Path) -> list[str]:
         for entry in entries
         if not entry.startswith(".")
         and read_install_json(os.path.join(dest_root, entry)) is not None
+    )
+
+
+def has_meta_dir(tree: Path) -> bool:
+    """Whether ``tree`` has pylock's ``.pylock/`` directory (a real one, not a link)."""
+    meta = tree / META_DIR
+    return meta.is_dir() and not meta.is_symlink()
+
+
+def damaged_names(dest_root: Path) -> list[str]:
+    """Trees in ``dest_root`` that pylock made (they have ``.pylock/``) whose install record
+    cannot be read, sorted."""
+    try:
+        entries = os.listdir(dest_root)
+    except OSError:
+        return []
+    return sorted(
+        entry
+        for entry in entries
+        if not entry.startswith(".")
+        and has_meta_dir(dest_root / entry)
+        and installed_state(dest_root, entry) is None
     )
 
 
@@ -495,7 +535,9 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
 
 
 def _check_replaceable(final: Path) -> None:
-    if os.path.lexists(final) and read_install_json(str(final)) is None:
+    # A tree with pylock's .pylock/ is pylock's even when its record was damaged: sync
+    # repairs it (it refused before, while verify, which and list said to run sync).
+    if os.path.lexists(final) and read_install_json(str(final)) is None and not has_meta_dir(final):
         raise InstallError(
             f"{final} exists and was not installed by pylock; refusing to replace it",
             hint="move it away, or install into another directory with --into",
@@ -661,6 +703,8 @@ def verify(dest_root: Path, name: str) -> VerifyReport:
     tree = dest_root / name
     state = installed_state(dest_root, name)
     if state is None:
+        if has_meta_dir(tree):
+            return VerifyReport(name=name, damaged_record=True)
         raise InstallError(
             f"{name} is not installed in {dest_root}", hint="run `pylock sync` first"
         )
