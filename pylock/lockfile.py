@@ -30,10 +30,10 @@ import attrs
 
 from pylock import __version__
 from pylock.bounded import toml_loads
-from pylock.errors import LockFileError, Problem, describe_toml_value
+from pylock.errors import LockFileError, Problem, PylockError, describe_toml_value
 from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
-from pylock.urls import filename_from_url, redact, url_problem
+from pylock.urls import filename_from_url, has_credentials, redact, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -149,6 +149,34 @@ def artifact_url_problem(url: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+#: What to do instead of writing a secret into a URL that ``pythons.lock`` keeps.
+CREDENTIALS_HINT = (
+    "put them in ~/.netrc, or keep the URL public and map it to the private one with "
+    "PYLOCK_URL_REWRITES"
+)
+
+
+def credentials_problem(url: str) -> str | None:
+    """Why ``url`` must not be written to ``pythons.lock``: it carries credentials.
+
+    ``user:password@`` or a secret query parameter (``?token=``, ``?sig=``; see
+    :func:`pylock.urls.has_credentials`). The lock is committed: a secret in it is published.
+
+    >>> credentials_problem("https://u:p@h/x.tar.gz")
+    "URL 'https://***@h/x.tar.gz' carries credentials, which would be written to pythons.lock"
+    >>> credentials_problem("https://h/x.tar.gz?sv=1") is None
+    True
+    """
+    if not has_credentials(url):
+        return None
+    return f"URL {redact(url)!r} carries credentials, which would be written to {LOCK_FILENAME}"
+
+
+def locked_url_problem(url: str) -> str | None:
+    """What keeps ``url`` out of a new lock: :func:`artifact_url_problem`, or credentials."""
+    return artifact_url_problem(url) or credentials_problem(url)
 
 
 @attrs.frozen(kw_only=True)
@@ -319,6 +347,25 @@ def dumps(lock: LockFile) -> str:
     if not document["python"]:
         del document["python"]
     return HEADER + tomli_w.dumps(document, multiline_strings=False)
+
+
+def refuse_credentials(lock: LockFile) -> None:
+    """Raise :class:`PylockError` if an artifact URL of ``lock`` carries credentials.
+
+    The last guard before ``lock`` writes a new lock, whatever listing named a build. Not
+    part of :func:`dumps`: a hand-edited lock with a secret still reads, syncs and writes.
+    """
+    for python in lock.pythons:
+        for artifact in python.artifacts:
+            problem = credentials_problem(artifact.url)
+            if problem is not None:
+                raise PylockError(
+                    f"refusing to write {LOCK_FILENAME}: python {python.name!r} "
+                    f"({python.label}, {artifact.platform}): {problem}",
+                    hint="take them out of where the URL came from (a --python-downloads-json "
+                    f"file, or an old lock: `pylock lock --upgrade-python {python.name}`); "
+                    + CREDENTIALS_HINT,
+                )
 
 
 # -- reading -----------------------------------------------------------------------------

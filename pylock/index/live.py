@@ -225,9 +225,19 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
             f"--python-downloads-json: unsupported URL {source!r}",
             hint="give an http://, https:// or file:// URL, or a local path",
         )
+    from pylock.net.fetch import MAX_METADATA_BYTES
+    from pylock.ownfiles import RefusedFileError, read_own_file
+
     path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(source).expanduser()
     try:
-        return path.read_bytes()
+        # Bounded, and regular files only: a pipe would block for ever, /dev/zero never end.
+        return read_own_file(path, MAX_METADATA_BYTES, follow_symlinks=True)
+    except RefusedFileError as exc:
+        raise PylockError(
+            f"cannot read downloads JSON {path}: {exc}",
+            hint="give a regular file (not a pipe or device) of at most "
+            f"{MAX_METADATA_BYTES >> 20} MiB",
+        ) from None
     except OSError as exc:
         raise PylockError(f"cannot read downloads JSON {path}: {exc.strerror or exc}") from None
 

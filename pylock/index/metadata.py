@@ -8,7 +8,8 @@ PyPy's ``versions.json``) change at any time, so a cached copy is revalidated wi
 cached is used and its age reported; a cold cache is an :class:`OfflineError`.
 
 A document is parsed before it is stored, so a malformed response never poisons the
-cache.
+cache. A damaged entry (unreadable, not a regular file, fields of the wrong type) counts
+as absent and is overwritten by the next successful fetch.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import asyncio
 import datetime
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -29,6 +31,8 @@ import attrs
 from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
 from pylock.fsutil import atomic_write_bytes
+from pylock.net.fetch import MAX_METADATA_BYTES
+from pylock.ownfiles import read_own_file
 
 if TYPE_CHECKING:
     from pylock.net.fetch import Fetcher
@@ -39,6 +43,8 @@ T = TypeVar("T")
 GITHUB_API = "https://api.github.com/"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -76,23 +82,40 @@ class MetadataStore:
         return stem.with_name(stem.name + ".body"), stem.with_name(stem.name + ".json")
 
     def load(self, url: str) -> CachedDocument | None:
-        """The cached document for ``url``, or ``None`` (also for a damaged entry)."""
+        """The cached document for ``url``, or ``None`` (also for a damaged entry).
+
+        Both files are read bounded and only if they are regular files (a pipe in their
+        place would block for ever); every field is checked, because the revalidation
+        headers and the ``Link`` go back out in requests and into later decisions.
+        """
         body_path, meta_path = self._paths(url)
         try:
-            meta = json_loads(meta_path.read_text(encoding="utf-8"))
-            body = body_path.read_bytes()
-            if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+            meta = json_loads(read_own_file(meta_path, MAX_RECORD_BYTES))
+            if not isinstance(meta, dict) or meta.get("url") != url:
+                return None
+            status, checked_at = meta.get("status"), meta.get("checked-at")
+            etag, modified, link = meta.get("etag"), meta.get("last-modified"), meta.get("link")
+            if (
+                not isinstance(status, int)
+                or isinstance(status, bool)
+                or status not in (200, 404)
+                or not _is_time(checked_at)
+                or not all(_is_header(v) for v in (etag, modified, link))
+            ):
+                return None
+            body = read_own_file(body_path, MAX_METADATA_BYTES)
+            if hashlib.sha256(body).hexdigest() != meta.get("sha256"):
                 return None
             return CachedDocument(
                 url=url,
-                status=int(meta["status"]),
+                status=status,
                 body=body,
-                checked_at=float(meta["checked-at"]),
-                etag=meta.get("etag"),
-                last_modified=meta.get("last-modified"),
-                link=meta.get("link"),
+                checked_at=float(checked_at),
+                etag=etag,
+                last_modified=modified,
+                link=link,
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
             return None
 
     def save(self, doc: CachedDocument) -> None:
@@ -115,6 +138,16 @@ class MetadataStore:
         fresh = attrs.evolve(doc, checked_at=now)
         self.save(fresh)
         return fresh
+
+
+def _is_time(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a finite number of seconds (``checked-at``)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_header(value: object) -> bool:
+    """Whether ``value`` may go back out as a header value: absent, or one printable line."""
+    return value is None or (isinstance(value, str) and value.isascii() and value.isprintable())
 
 
 def human_age(seconds: float) -> str:
@@ -155,6 +188,36 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def github_message(body: bytes) -> str | None:
+    """The ``message`` of a GitHub API error body, e.g. ``Bad credentials``, if it has one.
+
+    >>> github_message(b'{"message": "Bad credentials", "status": "401"}'), github_message(b"<")
+    ('Bad credentials', None)
+    """
+    try:
+        data = json_loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else None
+
+
+def is_rate_limit(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    """Whether a GitHub API 403 or 429 is a rate limit rather than a refusal of the request.
+
+    GitHub marks its primary limit with ``x-ratelimit-remaining: 0`` and its secondary
+    limits with ``retry-after`` or a message saying so; a 429 is always one.
+
+    >>> is_rate_limit(403, {"x-ratelimit-remaining": "0"}, b""), is_rate_limit(403, {}, b"")
+    (True, False)
+    """
+    if status == 429 or _header(headers, "x-ratelimit-remaining") == "0":
+        return True
+    if _header(headers, "retry-after") is not None:
+        return True
+    return "rate limit" in (github_message(body) or "").lower()
+
+
 def parse_json(url: str) -> Callable[[bytes], Any]:
     """A parser for :meth:`Documents.get` that decodes JSON or explains what was wrong."""
 
@@ -176,7 +239,8 @@ def parse_text(url: str) -> Callable[[bytes], str]:
 
     def parse(body: bytes) -> str:
         try:
-            return body.decode("utf-8")
+            # A byte order mark (Windows tools re-generating a mirror's SHA256SUMS) is no text.
+            return body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise UpstreamError(f"{url} is not UTF-8 text: {exc}") from None
 
@@ -203,6 +267,7 @@ class Documents:
         self.clock = clock
         self._memo: dict[str, asyncio.Future[Any]] = {}
         self._links: dict[str, str | None] = {}
+        self._warned: set[str] = set()
 
     @property
     def offline(self) -> bool:
@@ -318,8 +383,12 @@ class Documents:
             if immutable:
                 self.store.save(CachedDocument(url=url, status=404, body=b"", checked_at=now))
             return None
-        if status in (403, 429) and url.startswith(GITHUB_API):
-            error = self._rate_limit_error(url, response.headers, now)
+        if status in (401, 403, 429) and url.startswith(GITHUB_API):
+            error: UpstreamError
+            if status != 401 and is_rate_limit(status, response.headers, response.body):
+                error = self._rate_limit_error(url, response.headers, now)
+            else:
+                error = self._refused_error(url, status, response.reason, response.body)
             if cached is not None and cached.status == 200:
                 self._use_stale(cached, str(error))
                 return self._parse_cached(cached, parse)
@@ -331,6 +400,32 @@ class Documents:
         if cached.status == 404:
             return None
         return parse(cached.body)
+
+    def _refused_error(self, url: str, status: int, reason: str, body: bytes) -> UpstreamError:
+        """A 401, or a 403 that is no rate limit: the token (or its absence) is the likely cause."""
+        from pylock.net.policy import printable
+
+        said = github_message(body)
+        detail = printable(f"HTTP {status} {reason}".strip() + (f": {said}" if said else ""))
+        if self.github_token:
+            hint = (
+                "GITHUB_TOKEN is set, and GitHub refused it: it may be expired, revoked or "
+                "lack access to public repositories; renew it, or unset it to go without"
+            )
+        else:
+            hint = (
+                "GitHub refused an anonymous request: if a proxy or mirror stands in for "
+                "api.github.com, check its credentials; else set GITHUB_TOKEN to a valid token"
+            )
+        return UpstreamError(
+            f"GitHub API refused {url} ({detail})", hint=hint, url=url, unreachable=True
+        )
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Warn with ``message`` the first time ``key`` comes up in this run only."""
+        if key not in self._warned:
+            self._warned.add(key)
+            self.reporter.warn(message)
 
     def _rate_limit_error(self, url: str, headers: Mapping[str, str], now: float) -> RateLimitError:
         reset = describe_reset(_header(headers, "x-ratelimit-reset"), now=now)

@@ -19,6 +19,7 @@ import attrs
 from pylock.errors import RateLimitError, UpstreamError
 from pylock.index.model import Build, tag_date
 from pylock.index.names import parse_pbs_filename
+from pylock.net.policy import printable
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
@@ -83,7 +84,10 @@ def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
             continue
         match = _SUMS_LINE.match(line)
         if not match:
-            raise UpstreamError(f"{url}: line {number} is not '<sha256>  <file name>': {line!r}")
+            # The line is the server's text: a garbled file may hold one of megabytes.
+            raise UpstreamError(
+                f"{url}: line {number} is not '<sha256>  <file name>': {printable(line)!r}"
+            )
         digest, name = match.group(1).lower(), match.group(2)
         if sums.get(name, digest) != digest:
             raise UpstreamError(f"{url}: {name} is listed twice with different hashes")
@@ -256,6 +260,12 @@ async def iter_api_releases(
         yield releases
         if not releases or not has_next_page(docs.link_of(url)):
             return
+    first = page_url(1)
+    docs.warn_once(
+        f"max-pages {first}",
+        f"release history cut off: stopped after {max_pages} pages of {first} "
+        "(older releases are not considered)",
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -370,7 +380,10 @@ async def refresh_pbs(
 
 
 def _api_missing(exc: UpstreamError, consequence: str) -> str:
-    return f"the GitHub releases API did not answer ({exc.url or RELEASES_API}); {consequence}"
+    # The error says what happened (no answer, HTTP 404, 401 Bad credentials) and its hint
+    # what to do (GITHUB_TOKEN): a warning has no hint line of its own.
+    hint = f"; {exc.hint}" if exc.hint else ""
+    return f"the GitHub releases API did not answer with releases ({exc}); {consequence}{hint}"
 
 
 async def _find_release(

@@ -4,6 +4,10 @@
 published on https://pypy.org/checksums.html. A file with no published hash is left
 out (with a warning) rather than hashed on first download: a lock must record a hash
 someone other than pylock vouched for.
+
+Every build read here may end up in ``pythons.lock``, so a file whose URL, version or
+release the lock cannot hold (another scheme, credentials, spaces, a URL naming another
+file than the one whose hash was published) is left out too, with a warning.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import html
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from pylock.errors import UpstreamError
 from pylock.index.model import Build
+from pylock.lockfile import build_problem, locked_url_problem, version_problem
 from pylock.platforms import Platform
+from pylock.urls import filename_from_url, redact
 from pylock.versions import ArchiveFormat, Implementation, Variant, parse_version
 
 if TYPE_CHECKING:
@@ -63,11 +70,40 @@ class PypyListing:
     unhashed: tuple[tuple[str, str], ...]
     #: PyPy version -> release date.
     dates: Mapping[str, str]
+    #: Why files were left out that ``pythons.lock`` could not hold (bad URL, version).
+    unfit: tuple[str, ...] = ()
 
 
 def _str(entry: Mapping[str, Any], key: str) -> str | None:
     value = entry.get(key)
     return value if isinstance(value, str) else None
+
+
+def file_problem(filename: str, link: str, pypy_version: str, python_version: str) -> str | None:
+    """Why one file of ``versions.json`` cannot go into a lock, or ``None``.
+
+    The URL follows the lock reader's rules, is http(s) and free of credentials, and names
+    the very file whose hash was published.
+
+    >>> file_problem("pypy3.11-v7.3.20-linux64.tar.bz2",
+    ...              "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
+    ...              "7.3.20", "3.11.13") is None
+    True
+    >>> file_problem("pypy3.11-v7.3.20-linux64.tar.bz2", "javascript:alert(1)//pypy3.11-v7.3.20-"
+    ...              "linux64.tar.bz2", "7.3.20", "3.11.13")
+    "invalid URL 'javascript:alert(1)//pypy3.11-v7.3.20-linux64.tar.bz2' (expected https:// or http://)"
+    """
+    problem = build_problem(pypy_version) or version_problem(python_version)
+    if problem is not None:
+        return problem
+    if urlsplit(link).scheme not in ("https", "http"):
+        return f"invalid URL {redact(link)!r} (expected https:// or http://)"
+    problem = locked_url_problem(link)
+    if problem is not None:
+        return problem
+    if filename_from_url(link) != filename:
+        return f"URL {redact(link)!r} does not name the file {filename!r}"
+    return None
 
 
 def builds_from_versions(
@@ -78,6 +114,7 @@ def builds_from_versions(
         raise UpstreamError(f"{url}: expected a JSON list of releases")
     builds: list[Build] = []
     unhashed: list[tuple[str, str]] = []
+    unfit: list[str] = []
     dates: dict[str, str] = {}
     for position, entry in enumerate(data):
         if not isinstance(entry, dict):
@@ -113,6 +150,10 @@ def builds_from_versions(
                 continue
             if platform is None:
                 continue
+            problem = file_problem(filename, link, pypy_version, python_version)
+            if problem is not None:
+                unfit.append(f"{filename!r}: {problem}")
+                continue
             sha256 = checksums.get(filename)
             if sha256 is None:
                 unhashed.append((pypy_version, filename))
@@ -130,7 +171,9 @@ def builds_from_versions(
                     sha256=sha256,
                 )
             )
-    return PypyListing(builds=tuple(builds), unhashed=tuple(unhashed), dates=dates)
+    return PypyListing(
+        builds=tuple(builds), unhashed=tuple(unhashed), dates=dates, unfit=tuple(unfit)
+    )
 
 
 async def refresh_pypy(docs: Documents, *, reporter: Reporter) -> PypyListing:
@@ -140,6 +183,14 @@ async def refresh_pypy(docs: Documents, *, reporter: Reporter) -> PypyListing:
     data = await docs.get(VERSIONS_URL, parse_json(VERSIONS_URL))
     page = await docs.get(CHECKSUMS_URL, parse_text(CHECKSUMS_URL))
     listing = builds_from_versions(data, parse_checksums(page or ""))
+    if listing.unfit:
+        from pylock.net.policy import printable
+
+        more = f" (and {len(listing.unfit) - 1} more)" if len(listing.unfit) > 1 else ""
+        reporter.warn(
+            f"PyPy: {len(listing.unfit)} file(s) of {VERSIONS_URL} cannot be locked and were "
+            f"skipped: {printable(listing.unfit[0])}{more}"
+        )
     if listing.unhashed:
         # Old releases missing from the page are routine; the newest one missing is news.
         releases = {v for v, _ in listing.unhashed} | {b.build for b in listing.builds}

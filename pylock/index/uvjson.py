@@ -26,7 +26,14 @@ from pylock.index.names import (
     parse_pyodide_filename,
     parse_pypy_filename,
 )
-from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, version_problem
+from pylock.lockfile import (
+    CREDENTIALS_HINT,
+    artifact_url_problem,
+    build_problem,
+    credentials_problem,
+    is_sha256,
+    version_problem,
+)
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
@@ -46,8 +53,8 @@ class _Entry:
         self.key = key
         self.entry = entry
 
-    def fail(self, message: str) -> UpstreamError:
-        return UpstreamError(f"{self.source}: entry {self.key!r}: {message}")
+    def fail(self, message: str, *, hint: str | None = None) -> UpstreamError:
+        return UpstreamError(f"{self.source}: entry {self.key!r}: {message}", hint=hint)
 
     def text(self, field: str) -> str:
         value = self.entry.get(field)
@@ -143,6 +150,10 @@ def _read_entry(e: _Entry) -> Build | None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
         raise e.fail(f"invalid url {url!r}")
+    secret = credentials_problem(url)
+    if secret is not None:
+        # Not skipped: the file's author put them there on purpose, and needs to be told.
+        raise e.fail(secret, hint=CREDENTIALS_HINT)
     filename = filename_from_url(url)
 
     sha256 = e.optional_text("sha256")

@@ -42,8 +42,8 @@ class Timeouts:
     connect: float = 30.0
     #: Without receiving a single byte, before a transfer counts as stalled and is retried.
     read: float = 60.0
-    #: A download body slower than ``slow_bytes`` per ``slow_window`` seconds is retried
-    #: (see :class:`pylock.net.policy.Pace`).
+    #: A body (an archive or a listing) slower than ``slow_bytes`` per ``slow_window``
+    #: seconds is retried (see :class:`pylock.net.policy.Pace`).
     slow_bytes: int = policy.SLOW_BYTES
     slow_window: float = policy.SLOW_WINDOW
 
@@ -116,6 +116,8 @@ class HttpResponse:
     body: bytes
     #: The URL that answered, after rewrites and redirects.
     url: str
+    #: The reason phrase (``Unauthorized``), as the server sent it.
+    reason: str = ""
 
 
 def tcp_connector(settings: Settings) -> aiohttp.TCPConnector:
@@ -204,11 +206,25 @@ class Fetcher(policy.SessionOwner):
     async def _get_file(self, target: str) -> HttpResponse:
         import asyncio
 
+        from pylock.ownfiles import RefusedFileError, read_own_file
+
         path = policy.file_path(target)
         try:
-            body = await asyncio.to_thread(path.read_bytes)
+            # Bounded, and regular files only: a pipe would block and /dev/zero never end.
+            body = await asyncio.to_thread(
+                read_own_file, path, MAX_METADATA_BYTES, follow_symlinks=True
+            )
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return HttpResponse(status=404, headers={}, body=b"", url=target)
+        except RefusedFileError as error:
+            if path.is_dir():
+                return HttpResponse(status=404, headers={}, body=b"", url=target)
+            raise DownloadError(
+                f"cannot read {target}: {error}",
+                url=target,
+                hint="a listing must be a regular file of at most "
+                f"{human_size(MAX_METADATA_BYTES)}",
+            ) from None
         except OSError as error:
             raise DownloadError(f"cannot read {target}: {error}", url=target) from None
         return HttpResponse(status=200, headers={}, body=body, url=target)
@@ -233,15 +249,20 @@ class Fetcher(policy.SessionOwner):
                 headers={k.lower(): v for k, v in response.headers.items()},
                 body=body,
                 url=str(response.url),
+                reason=policy.printable(response.reason or ""),
             )
 
     async def _read_body(self, response: aiohttp.ClientResponse, canonical: str) -> bytes:
-
+        """The whole body, bounded, at the pace archive downloads must keep (else retried)."""
         import aiohttp
 
+        timeouts = self.options.timeouts
+        # A body that drips a byte now and then never trips the idle timeout.
+        pace = policy.Pace(timeouts.slow_bytes, timeouts.slow_window)
         chunks = bytearray()
         try:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                pace.add(len(chunk))
                 chunks += chunk
                 if len(chunks) > MAX_METADATA_BYTES:
                     where = policy.describe(str(response.url), canonical)
