@@ -242,12 +242,22 @@ def sync_links(
     (a lock file beside the manifest), so that none loses the others' entries.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
+    # Launcher texts first: one that cannot be written fails the run before any change.
+    entries = {
+        name: _launcher(target, bin_dir) if windows else str(target)
+        for name, target in sorted(wanted.items())
+    }
     with FileLock(bin_dir / LOCK_FILE):
-        return _sync_links(bin_dir, wanted, windows, install_dir, prune)
+        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune)
 
 
 def _sync_links(
-    bin_dir: Path, wanted: dict[str, Path], windows: bool, install_dir: Path | None, prune: bool
+    bin_dir: Path,
+    wanted: dict[str, Path],
+    entries: dict[str, str],
+    windows: bool,
+    install_dir: Path | None,
+    prune: bool,
 ) -> LinkResult:
     previous, installs = _read_manifest(bin_dir)
     mine = str(install_dir) if install_dir is not None else None
@@ -257,11 +267,6 @@ def _sync_links(
     changes: list[tuple[str, Path, Path, str]] = []
     # Every conflict is found before anything changes: links made by a run that then
     # failed would be missing from the manifest, and look foreign to the next run.
-    # Launcher texts first: one that cannot be written fails the run before any change.
-    entries = {
-        name: _launcher(target, bin_dir) if windows else str(target)
-        for name, target in sorted(wanted.items())
-    }
     for name, target in sorted(wanted.items()):
         path = _entry_path(bin_dir, name, windows)
         expected = entries[name]
