@@ -290,6 +290,12 @@ def test_a_bin_dir_that_cannot_be_made_fails_before_installing(
     assert "cannot create --bin-dir" in done.err
     _no_traceback(done.err)
     assert not (sync_project.into / "app").exists()
+    # The bin dir itself a file: not "File exists" with the hint to make it writable.
+    itself = sync_project.sync("--bin-dir", str(blocker))
+    assert itself.code == 1
+    assert f"pylock: error: --bin-dir {blocker} is not a directory" in itself.err
+    assert "writable" not in itself.err
+    assert not (sync_project.into / "app").exists()
 
 
 def test_a_lock_that_cannot_be_written_is_a_clean_error(project: Path) -> None:

@@ -140,7 +140,8 @@ class _Downloads:
 
 
 _INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
-_BIN_DIR_HINT = "make it writable, or choose another --bin-dir (or PYLOCK_BIN_DIR)"
+_BIN_DIR_ELSEWHERE = "choose another --bin-dir (or PYLOCK_BIN_DIR)"
+_BIN_DIR_HINT = f"make it writable, or {_BIN_DIR_ELSEWHERE}"
 
 
 def _check_size(archive: Path, job: Job) -> None:
@@ -171,8 +172,14 @@ def _check_size(archive: Path, job: Job) -> None:
     )
 
 
-def usable_dir(path: Path, what: str, hint: str) -> None:
-    """Create the directory ``path`` if needed; a clean error if it cannot be or is read-only."""
+def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None) -> None:
+    """Create the directory ``path`` if needed; a clean error if it cannot be or is read-only.
+
+    ``elsewhere`` is the hint when ``path`` is something else than a directory (``hint``
+    by default): mkdir would say "File exists", which no permission change helps.
+    """
+    if os.path.lexists(path) and not path.is_dir():
+        raise PylockError(f"{what} {path} is not a directory", hint=elsewhere or hint)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -583,7 +590,7 @@ def run_sync(
         link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
         # Before anything is installed: a bin dir that cannot be made fails the sync
         # while the install directory is still as it was.
-        usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT)
+        usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
     if plan.is_noop:
         _link_bin_dir(request, reporter)
         _remember(request, plan.current, reporter)
