@@ -47,6 +47,38 @@ from pylock.versions import ArchiveFormat
 _BATCH_BYTES = 1 << 20
 _BATCH_OPS = 512
 
+#: Most members an archive may have. A python-build-standalone ``full`` build has about
+#: 10,000 and GraalPy tens of thousands; extraction keeps a few hundred bytes per member
+#: (and the install record a line), so a million empty files would cost 600 MB and
+#: minutes. 200,000 leaves a margin of 5x over the largest real archive.
+MAX_MEMBERS = 200_000
+#: Most bytes an archive may unpack to: every member's data, skipped members and what
+#: follows the tar end included. The largest real archives (PBS ``full`` builds, GraalPy
+#: JVM builds) unpack to under 1 GB; 4 GiB is 4x that, and keeps a few KB of bzip2 from
+#: filling a CI runner's disk.
+MAX_UNPACKED = 4 << 30
+_LIMIT_HINT = (
+    "real interpreter archives are far smaller: check that the URL and sha256 the lock "
+    "names for it are the interpreter build you meant"
+)
+
+
+def _amount(size: int) -> str:
+    """
+    >>> _amount(4 << 30), _amount(1000)
+    ('4 GiB', '1,000 bytes')
+    """
+    if size >= 1 << 30 and not size % (1 << 30):
+        return f"{size >> 30} GiB"
+    return f"{size:,} bytes"
+
+
+def limit_error(message: str, *, archive: str, member: str | None = None) -> ArchiveError:
+    """The error for an archive over one of pylock's limits, with what to do about it."""
+    error = ArchiveError(message, archive=archive, member=member)
+    error.hint = _LIMIT_HINT
+    return error
+
 
 class _Extraction:
     """Checks each member against everything extracted before it, then queues the writes."""
@@ -58,6 +90,9 @@ class _Extraction:
         namer: Namer,
         threaded: bool,
         known: Mapping[str, tuple[int, str]] | None = None,
+        *,
+        max_members: int = MAX_MEMBERS,
+        max_unpacked: int = MAX_UNPACKED,
     ) -> None:
         self.archive = archive
         self.namer = namer
@@ -73,9 +108,48 @@ class _Extraction:
         self.symlinks: list[str] = []
         self._ops: list[tuple[Any, ...]] = []
         self._bytes = 0
+        self.max_members = max_members
+        self.max_unpacked = max_unpacked
+        #: Members seen and bytes of data they declare, skipped ones too (see ``admit``).
+        self.members = 0
+        self.unpacked = 0
 
     def _refuse(self, message: str, member: str) -> ArchiveError:
         return ArchiveError(message, archive=self.archive, member=member)
+
+    def admit(self, member: str, size: int) -> int:
+        """Count a member, and the ``size`` bytes of data it declares, against the limits;
+        return how many of those bytes the unpacked-size limit still allows.
+
+        Called before its data is read: each member's size is known from its header (a
+        zip member cannot produce more than its declared size), so nothing is counted
+        per byte.
+        """
+        self.members += 1
+        if self.members > self.max_members:
+            raise limit_error(
+                f"more than {self.max_members:,} members (pylock's limit per archive)",
+                archive=self.archive,
+                member=member,
+            )
+        allowed = min(size, self.max_unpacked - self.unpacked)
+        self.unpacked += size
+        return allowed
+
+    def over_limit(self, member: str | None) -> ArchiveError:
+        where = "" if member is not None else ", after the end of the tar archive"
+        return limit_error(
+            f"unpacks to more than {_amount(self.max_unpacked)} (pylock's limit per "
+            f"archive){where}",
+            archive=self.archive,
+            member=member,
+        )
+
+    def trailer(self, size: int) -> None:
+        """Count ``size`` bytes that follow the end of a tar archive against the limit."""
+        self.unpacked += size
+        if self.unpacked > self.max_unpacked:
+            raise self.over_limit(None)
 
     def _flush(self) -> None:
         if self._ops:
@@ -194,6 +268,12 @@ def _extract_tar(raw: RawReader, extraction: _Extraction, fmt: ArchiveFormat) ->
     try:
         for member in tar_members(blocks, archive):
             name = member.name
+            allowed = extraction.admit(name, member.size)
+            if allowed < member.size:
+                # Read up to the limit first: a header that claims more than the stream
+                # holds is a truncated archive, and is reported as one.
+                blocks.skip(allowed)
+                raise extraction.over_limit(name)
             rel = namer.relpath(name, is_dir=member.kind == "dir")
             if rel is None:
                 blocks.skip(member.size + (-member.size % BLOCK))
@@ -213,6 +293,17 @@ def _extract_tar(raw: RawReader, extraction: _Extraction, fmt: ArchiveFormat) ->
                 extraction.symlink(rel, member.linkname, name)
             else:
                 extraction.hardlink(rel, member.linkname, name)
+        # Read the compressed stream to its end, not only to the tar's first end block:
+        # only there do gzip and bzip2 check their CRCs, and only there is data after
+        # the last compressed stream seen. Such data is refused by all three codecs
+        # alike (zstd's reader always read ahead into it and refused it). The lock's
+        # sha256 covers every byte, so this is not about attacks; an archive that
+        # `gzip -t` rejects is simply not installed. (python-zstandard's reader cannot
+        # report a frame cut short, so a zstd archive missing only its padding or its
+        # checksum still installs.) What follows the end block is normally under 10 KB
+        # of padding; it is not a pass over the archive, and counts against the limit.
+        for size in blocks.rest():
+            extraction.trailer(size)
     except Truncated:
         raise ArchiveError("truncated archive", archive=archive) from None
 
@@ -233,8 +324,18 @@ def _extract_zip(
     except zip_errors(OSError) as exc:
         raise corrupt(archive, exc) from exc
     with handle:
-        for info in handle.infolist():
+        infos = handle.infolist()
+        if len(infos) > extraction.max_members:
+            # The central directory is read already; refuse before writing anything.
+            raise limit_error(
+                f"more than {extraction.max_members:,} members (pylock's limit per archive)",
+                archive=archive,
+                member=infos[extraction.max_members].filename,
+            )
+        for info in infos:
             name = info.filename
+            if extraction.admit(name, info.file_size) < info.file_size:
+                raise extraction.over_limit(name)
             mode = member_mode(info, archive)
             # Not ``info.is_dir()``: it fails with IndexError on an empty name, which the
             # namer refuses with a clean error.
@@ -274,6 +375,8 @@ def extract_archive(
     threaded: bool | None = None,
     source: Readable | None = None,
     known_digests: Mapping[str, tuple[int, str]] | None = None,
+    max_members: int | None = None,
+    max_unpacked: int | None = None,
 ) -> list[RecordEntry]:
     """Extract ``archive`` into the empty (or new) directory ``dest``; return what was written.
 
@@ -288,7 +391,9 @@ def extract_archive(
     receives counts of archive bytes read. ``known_digests`` maps extracted paths to the
     ``(size, sha256)`` an earlier extraction of this very archive reported: those files
     are not hashed again (see :mod:`pylock.archive.writer`). A hostile or malformed
-    archive raises :class:`ArchiveError`; nothing is ever written outside ``dest``, and on
+    archive raises :class:`ArchiveError`, and so does one with more than ``max_members``
+    members or more than ``max_unpacked`` bytes of data (default :data:`MAX_MEMBERS` and
+    :data:`MAX_UNPACKED`); nothing is ever written outside ``dest``, and on
     any error the caller must delete ``dest``. ``OSError`` (a full disk) propagates
     unchanged.
     """
@@ -303,7 +408,13 @@ def extract_archive(
         handle = source if source is not None else stack.enter_context(open(archive, "rb"))
         raw = RawReader(handle, hashed=expected_sha256 is not None, on_progress=on_progress)
         extraction = _Extraction(
-            dest_path, name, namer, threaded and fmt is not ArchiveFormat.ZIP, known_digests
+            dest_path,
+            name,
+            namer,
+            threaded and fmt is not ArchiveFormat.ZIP,
+            known_digests,
+            max_members=MAX_MEMBERS if max_members is None else max_members,
+            max_unpacked=MAX_UNPACKED if max_unpacked is None else max_unpacked,
         )
         if extraction.threaded and raw.hashed and source is None:
             # Decompression is the slow half of a warm install: the writer thread, which
@@ -316,7 +427,7 @@ def extract_archive(
             else:
                 _extract_tar(raw, extraction, fmt)
             entries = extraction.finish()
-            raw.defer = None  # the writer is done: the bytes after the tar's end are hashed here
+            raw.defer = None  # the writer is done: anything left is hashed here
             if not entries:
                 raise ArchiveError(
                     f"no files to install (is the layout {layout} right for it?)", archive=name

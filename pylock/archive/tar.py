@@ -81,6 +81,15 @@ class Blocks:
         for _ in self.views(size):
             pass
 
+    def rest(self) -> Iterator[int]:
+        """Read the stream to its end (the codec's end checks run), yielding chunk sizes."""
+        left = len(self._buf) - self._pos
+        self._buf, self._pos = b"", 0
+        if left:
+            yield left
+        for chunk in self._chunks:
+            yield len(chunk)
+
 
 _REGULAR = frozenset(b"07\0")
 _DECIMAL = re.compile(rb"[0-9]{1,20}")
@@ -260,8 +269,18 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
         elif typeflag in _DEVICE_TYPES:
             raise ArchiveError(f"{_DEVICE_TYPES[typeflag]} refused", archive=archive, member=name)
         elif typeflag == ord("V"):
-            continue  # a GNU volume label carries no data
+            # A GNU volume label names the archive; it is not a member. GNU tar and tarfile
+            # both skip its data blocks (tarfile skips the data of every type it does not
+            # know), so the next header comes after them: reading that data as headers
+            # would install members no listing shows. Real labels carry no data.
+            if size > _MAX_META:
+                raise ArchiveError("oversized tar volume label", archive=archive, member=name)
+            blocks.skip(size + (-size % BLOCK))  # the pax size, if any
+            continue
         else:
+            # GNU 'M' (the rest of a file begun on another volume), 'N' (old long names),
+            # Solaris 'X' and the rest: tarfile lists them (and would extract them as
+            # regular files), so skipping them would hide members; refusing installs nothing.
             raise ArchiveError(
                 f"unsupported tar member type {chr(typeflag)!r}", archive=archive, member=name
             )

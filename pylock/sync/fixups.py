@@ -7,9 +7,10 @@ installed interpreter fails. These fix-ups run on the temporary tree before it i
 renamed into place, so the tree is bound to its final path from then on.
 
 The sysconfig file is parsed as Python data and only known keys are rewritten. A file
-that cannot be read that way (not UTF-8, not valid Python, not a literal) is left as
-shipped, with a warning. A patched file is written anew and renamed over the old name,
-so another name hard-linked to it keeps the archive's bytes (and its recorded hash).
+that cannot be read that way (not UTF-8, not valid Python, not a literal, over 512 KiB)
+is left as shipped, with a warning. A patched file is written anew and renamed over the
+old name, so another name hard-linked to it keeps the archive's bytes (and its recorded
+hash).
 
 >>> rewrite_tools("/tools/clang-linux64/bin/clang -pthread -isysroot /Applications/SDK -O2")
 'cc -pthread -O2'
@@ -23,6 +24,7 @@ import ast
 import os
 import re
 import shlex
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -234,8 +236,12 @@ def _find_assignment(tree: ast.Module) -> ast.Assign | None:
     return None
 
 
-#: Larger files are not what they claim to be (real ones are tens of kilobytes).
-_MAX_FIXUP_SIZE = 16 << 20
+#: Larger files are not what they claim to be, and are left as shipped with a warning.
+#: Real ``_sysconfigdata`` modules are 45-55 KB (CPython 3.12 and 3.13, PBS and pyenv
+#: builds), ``.pc`` files under 1 KB: 512 KiB is 10x the largest. It bounds memory too:
+#: :func:`ast.parse` takes about 500 bytes per byte of source made of tiny literals
+#: (``[1,1,1,...]``), so 512 KiB costs at most about 280 MB, where 16 MiB took 8 GB.
+_MAX_FIXUP_SIZE = 512 << 10
 
 
 class FixupSkipped(Exception):
@@ -250,7 +256,7 @@ def _read_text(path: Path) -> str:
     with open(path, "rb") as handle:
         data = handle.read(_MAX_FIXUP_SIZE + 1)
     if len(data) > _MAX_FIXUP_SIZE:
-        raise FixupSkipped(f"larger than {_MAX_FIXUP_SIZE >> 20} MiB")
+        raise FixupSkipped(f"larger than {_MAX_FIXUP_SIZE >> 10} KiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -360,6 +366,36 @@ def _inside(tree: Path, path: Path) -> bool:
     return os.path.realpath(path) == os.path.join(os.path.realpath(tree), rel)
 
 
+def _stale_caches(tree: Path, data: Path) -> list[Path]:
+    """The bytecode caches of ``data`` that a fix-up may delete.
+
+    Only names in a real ``__pycache__`` directory next to ``data``: through a symlinked
+    one, the archive would have the fix-up delete whatever other member it points at.
+    A cache name that is a directory is left too (the import system falls back to the
+    source). A cache name that is itself a symlink is removed, not followed.
+    """
+    pycache = data.parent / "__pycache__"
+    if not _real_directory(tree, pycache):
+        return []
+    stale = []
+    for cached in sorted(pycache.glob(f"{data.stem}.*.pyc")):
+        try:
+            mode = cached.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            stale.append(cached)
+    return stale
+
+
+def _real_directory(tree: Path, path: Path) -> bool:
+    """Whether ``path`` is a directory reached without passing through any symlink."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    rel = os.path.relpath(path, tree)
+    return os.path.realpath(path) == os.path.join(os.path.realpath(tree), rel)
+
+
 def apply_fixups(
     tree: Path, final_path: Path, warn: Callable[[str], None] | None = None
 ) -> list[str]:
@@ -387,7 +423,7 @@ def apply_fixups(
         if attempt(data, fix_sysconfigdata, "building C extensions may need CC and LDSHARED set"):
             changed.append(data.relative_to(tree).as_posix())
             # A stale bytecode cache would shadow the patched source.
-            for cached in data.parent.glob(f"__pycache__/{data.stem}.*.pyc"):
+            for cached in _stale_caches(tree, data):
                 cached.unlink()
                 changed.append(cached.relative_to(tree).as_posix())
     for pc in sorted(tree.glob("lib/pkgconfig/*.pc")):
