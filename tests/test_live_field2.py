@@ -29,6 +29,7 @@ from pylock.urls import UrlRewrites
 from pylock.versions import Implementation
 from tests.httpserver import HttpServer, Status, Throttle
 from tests.indexdata import index_of, pbs, uv_entry
+from tests.test_live import Recorder
 from tests.upstream_server import (
     LINUX,
     UpstreamServer,
@@ -42,17 +43,6 @@ PYPY = frozenset({Implementation.PYPY})
 PBS_REPO = "astral-sh/python-build-standalone"
 API_PATH = f"/api/repos/{PBS_REPO}/releases"
 LATEST_PATH = f"/raw/{PBS_REPO}/latest-release/latest-release.json"
-
-
-class Recorder(Reporter):
-    """A reporter that keeps warnings for assertions."""
-
-    def __init__(self) -> None:
-        super().__init__(verbosity=-1, live=False)
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def rewrite_pairs(base: str) -> list[str]:

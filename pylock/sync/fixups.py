@@ -360,7 +360,13 @@ def fix_pkgconfig(path: Path, final_prefix: str) -> bool:
 
 def _inside(tree: Path, path: Path) -> bool:
     """Whether ``path`` is a regular file reached without passing through any symlink."""
-    if path.is_symlink() or not path.is_file():
+    return path.is_file() and _unlinked(tree, path)
+
+
+def _unlinked(tree: Path, path: Path) -> bool:
+    """Whether ``path`` in ``tree`` is reached without passing through any symlink (and is
+    none)."""
+    if path.is_symlink():
         return False
     rel = os.path.relpath(path, tree)
     return os.path.realpath(path) == os.path.join(os.path.realpath(tree), rel)
@@ -375,7 +381,7 @@ def _stale_caches(tree: Path, data: Path) -> list[Path]:
     source). A cache name that is itself a symlink is removed, not followed.
     """
     pycache = data.parent / "__pycache__"
-    if not _real_directory(tree, pycache):
+    if not (pycache.is_dir() and _unlinked(tree, pycache)):
         return []
     stale = []
     for cached in sorted(pycache.glob(f"{data.stem}.*.pyc")):
@@ -386,14 +392,6 @@ def _stale_caches(tree: Path, data: Path) -> list[Path]:
         if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             stale.append(cached)
     return stale
-
-
-def _real_directory(tree: Path, path: Path) -> bool:
-    """Whether ``path`` is a directory reached without passing through any symlink."""
-    if path.is_symlink() or not path.is_dir():
-        return False
-    rel = os.path.relpath(path, tree)
-    return os.path.realpath(path) == os.path.join(os.path.realpath(tree), rel)
 
 
 def apply_fixups(

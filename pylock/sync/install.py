@@ -149,16 +149,7 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
 
 def installed_names(dest_root: Path) -> list[str]:
     """Names of the interpreters pylock installed in ``dest_root``, sorted."""
-    try:
-        entries = os.listdir(dest_root)
-    except OSError:
-        return []
-    return sorted(
-        entry
-        for entry in entries
-        if not entry.startswith(".")
-        and read_install_json(os.path.join(dest_root, entry)) is not None
-    )
+    return _names(dest_root, lambda name: read_install_json(str(dest_root / name)) is not None)
 
 
 def has_meta_dir(tree: Path) -> bool:
@@ -170,17 +161,19 @@ def has_meta_dir(tree: Path) -> bool:
 def damaged_names(dest_root: Path) -> list[str]:
     """Trees in ``dest_root`` that pylock made (they have ``.pylock/``) whose install record
     cannot be read, sorted."""
+    return _names(
+        dest_root,
+        lambda name: has_meta_dir(dest_root / name) and installed_state(dest_root, name) is None,
+    )
+
+
+def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
+    """The entries of ``dest_root`` (but pylock's own dot-names) that are ``wanted``, sorted."""
     try:
         entries = os.listdir(dest_root)
     except OSError:
         return []
-    return sorted(
-        entry
-        for entry in entries
-        if not entry.startswith(".")
-        and has_meta_dir(dest_root / entry)
-        and installed_state(dest_root, entry) is None
-    )
+    return sorted(entry for entry in entries if not entry.startswith(".") and wanted(entry))
 
 
 # -- locking and recovery ------------------------------------------------------------------
