@@ -689,6 +689,12 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _default_ctrl_c() -> None:
+    # As a terminal's foreground job has it, even when the suite itself runs as a
+    # background job (`pytest &`), which starts with Ctrl-C ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 #: (a "python" script, whether Ctrl-C reaches the whole job or SIGTERM pylock alone, whether
 #: the job starts with Ctrl-C ignored, what the script then prints, its exit status)
 _RUN_SIGNALS = {
@@ -713,7 +719,7 @@ _RUN_SIGNALS = {
 @pytest.mark.parametrize("case", sorted(_RUN_SIGNALS))
 def test_signals_during_run_are_the_childs_to_handle(sync_project: Project, case: str) -> None:
     body, target, ignored, said, status = _RUN_SIGNALS[case]
-    preexec = {"preexec_fn": _ignore_ctrl_c} if ignored else {}
+    preexec = {"preexec_fn": _ignore_ctrl_c if ignored else _default_ctrl_c}
     process = _run_a_script(sync_project, b"#!/bin/sh\n" + body, **preexec)
     if target == "job":
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground job
