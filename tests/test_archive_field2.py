@@ -31,6 +31,7 @@ from pylock.versions import ArchiveFormat
 from tests import archives
 from tests.archives import directory, file, pbs_install_only
 from tests.projects import host_project
+from tests.syncproject import Build, Project
 
 TAR_FORMATS = [ArchiveFormat.TAR_GZ, ArchiveFormat.TAR_BZ2, ArchiveFormat.TAR_ZST]
 ALL_FORMATS = [*TAR_FORMATS, ArchiveFormat.ZIP]
@@ -376,3 +377,30 @@ def test_concatenated_streams_are_still_read(tmp_path: Path, fmt: ArchiveFormat)
     dest = tmp_path / "d"
     extract_archive(archive, dest, fmt=fmt, layout=Layout.PBS_INSTALL_ONLY)
     assert "bin/python3.12" in extracted(dest)
+
+
+def test_a_path_too_long_for_the_file_system_is_one_short_line(sync_project: Project) -> None:
+    # 30 directories of 200 characters: the file system refuses the path. The message
+    # quoted all 6,000 characters of it, with no word on what to do.
+    from tests.archives import compress, exe, symlink, tar_bytes
+    from tests.syncproject import TAG_A
+
+    deep = "/".join(c * 200 for c in "abcdefghijklmnopqrstuvwxyz0123")
+    entries = (
+        exe("python/bin/python3.12", b"#!/bin/sh\n"),
+        symlink("python/bin/python3", "python3.12"),
+        file(f"python/lib/{deep}/x.py", b"x = 1\n"),
+    )
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    build = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    sync_project.lock(build)
+    sync_project.serve(build)
+    done = sync_project.sync()
+    assert done.code == 1
+    assert "File name too long" in done.err
+    assert "shorter --into path" in done.err
+    assert max(len(line) for line in done.err.splitlines()) < 600
+    assert "Traceback" not in done.err
+    assert sync_project.leftovers() == []

@@ -387,14 +387,32 @@ def install(
     except OSError as exc:
         import errno
 
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({_cut(str(exc.filename))})" if exc.filename else ""
+        hints = {
+            errno.ENOSPC: "free some disk space and run `pylock sync` again",
+            # Only an archive's own names get that long: the install path leaves it no room.
+            errno.ENAMETOOLONG: "a path in the archive is too long for this file system "
+            "under this install directory: try a shorter --into path, and check that the "
+            "lock names the archive you meant",
+        }
         raise InstallError(
             f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
-            hint="free some disk space and run `pylock sync` again"
-            if exc.errno == errno.ENOSPC
-            else None,
+            hint=hints.get(exc.errno or 0),
         ) from exc
     return True
+
+
+def _cut(path: str, most: int = 200) -> str:
+    """``path`` for a message: a long one (an archive's deep or long names) keeps its two
+    ends.
+
+    >>> _cut("/a/" + "b" * 300 + "/c", most=20)
+    '/a/bbbbbb…bbbbbbb/c'
+    """
+    if len(path) <= most:
+        return path
+    half = (most - 1) // 2
+    return f"{path[:half]}…{path[-half:]}"
 
 
 def _install_locked(
