@@ -765,6 +765,24 @@ def test_which_of_an_interpreter_not_locked_here_says_so(
     assert "pylock sync" not in done.err
 
 
+def test_which_and_verify_of_a_name_not_there_list_what_is(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    into = str(sync_project.into)
+    (sync_project.root / "pythons.lock").unlink()  # a slim image: the install dir alone
+    # With --into given, the hint said to pass --into DIR.
+    which = sync_project.run("which", "--into", into, "ap")
+    assert which.code == 1
+    assert "no 'ap' installed in" in which.err and "(installed there: app)" in which.err
+    assert "pass --into DIR" not in which.err
+    # A name that is not there at all: syncing would not help it.
+    verify = sync_project.run("verify", "--into", into, "ap")
+    assert verify.code == 1
+    assert "not installed by pylock in" in verify.err and "(installed there: app)" in verify.err
+    assert "check the name" in verify.err
+
+
 @posix_only
 def test_sigterm_cleans_up_as_ctrl_c_does(sync_project: Project) -> None:
     import signal

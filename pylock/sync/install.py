@@ -140,9 +140,11 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
         if installed_state(dest_root, n) is None and not has_meta_dir(dest_root / n)
     ]
     if missing:
+        there = sorted(installed_names(dest_root) + damaged_names(dest_root))
         raise PylockError(
-            f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}",
-            hint="run `pylock sync` first",
+            f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}"
+            + (f" (installed there: {', '.join(there)})" if there else ""),
+            hint="check the name; if it is locked, run `pylock sync` first",
         )
     return (verify(dest_root, name) for name in chosen)
 

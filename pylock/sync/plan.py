@@ -216,9 +216,15 @@ def locate(
     elif state is not None:
         python = python_from_state(state)
     else:
+        from pylock.sync.install import installed_names
+
+        there = installed_names(dest_root)
         raise PylockError(
-            f"no lock file at {lock_path} and no {name!r} installed in {shown}",
-            hint="run it in the project, or pass --into DIR",
+            f"no lock file at {lock_path} and no {name!r} installed in {shown}"
+            + (f" (installed there: {', '.join(there)})" if there else ""),
+            # --into may have been given already: then it named the wrong directory.
+            hint="run it in the project (or pass --project DIR), or give the --into DIR "
+            "that holds it",
         )
     artifact = python.artifact_for(platform.key)
     if state is None:
