@@ -259,3 +259,10 @@ def test_cli_outdated_counts_the_requests_flavors(
     config.unlink()
     assert main(["--project", str(project), "outdated", "--offline"], environ=environ) == 0
     assert "old: cpython 3.9.0+20201020 -> 3.9.7+20211017" in capsys.readouterr().out
+    # A pythons.toml that does not read (being edited): a warning, and the same as above.
+    config.write_text("[python.old]\nversion = 3.9\n", encoding="utf-8")
+    assert main(["--project", str(project), "outdated", "--offline"], environ=environ) == 0
+    captured = capsys.readouterr()
+    assert "old: cpython 3.9.0+20201020 -> 3.9.7+20211017" in captured.out
+    assert "pylock: warning: pythons.toml cannot be read" in captured.err
+    assert "Traceback" not in captured.err
