@@ -125,7 +125,7 @@ def test_syncs_into_one_bin_dir_at_once_keep_every_entry(tmp_path: Path) -> None
 # -- a damaged install record --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncated", "removed"])
+@pytest.mark.parametrize("damage", ["truncated", "removed", "fields"])
 def test_a_damaged_record_is_a_verify_failure_and_sync_repairs_it(
     sync_project: Project, app_a: Build, damage: str
 ) -> None:
@@ -133,13 +133,16 @@ def test_a_damaged_record_is_a_verify_failure_and_sync_repairs_it(
     record = sync_project.into / "app" / ".pylock" / "install.json"
     if damage == "truncated":
         record.write_text(record.read_text(encoding="utf-8")[:20], encoding="utf-8")
+    elif damage == "fields":
+        # Valid JSON of pylock's, but no artifact: the tree was verified twice.
+        record.write_text('{"installer": "pylock"}', encoding="utf-8")
     else:
         record.unlink()
     (sync_project.into / "app" / "bin" / "python3.12").write_text("tampered\n")
     # `verify` skipped the tree and said "ok" for the rest, exit 0.
     verified = sync_project.verify()
     assert verified.code == 1
-    assert "app: 1 difference" in verified.out
+    assert verified.out.count("app: 1 difference") == 1
     assert "record: .pylock/install.json is missing or damaged" in verified.out
     # `sync` refused to replace the tree ("not installed by pylock"), though every other
     # command said to run it.

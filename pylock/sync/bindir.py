@@ -293,11 +293,11 @@ def _sync_links(
             tmp.symlink_to(target)
         os.replace(tmp, path)
         created.append(name)
-    kept: dict[str, str] = {}
+    kept: list[str] = []
     for name in sorted(set(previous) - set(wanted)):
         owner = installs.get(name)
         if not prune or (mine is not None and owner is not None and owner != mine):
-            kept[name] = owner or ""  # another project's link, or one left as it was
+            kept.append(name)  # another project's link, or one left as it was
             continue
         path = _entry_path(bin_dir, name, windows)
         # Only remove what still is our link: the user may have replaced it since.
@@ -305,7 +305,7 @@ def _sync_links(
             path.unlink()
             removed.append(name)
     links = {name: previous[name] for name in kept} | entries
-    owners = {name: owner for name, owner in kept.items() if owner}
+    owners = {name: installs[name] for name in kept if name in installs}
     owners |= dict.fromkeys(entries, mine) if mine is not None else {}
     manifest: dict[str, object] = {"links": links}
     if owners:

@@ -124,23 +124,18 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
     tree is hashed; the trees are then hashed one by one as the reports are consumed.
     """
     from pylock.fsutil import display_path
-    from pylock.sync.records import installed_state
 
     # Trees whose record was damaged are checked too: breaking one JSON file must not
     # hide a tampered tree from `verify`.
-    chosen = list(names) or sorted(installed_names(dest_root) + damaged_names(dest_root))
+    chosen = list(names) or pylock_trees(dest_root)
     if not chosen:
         raise PylockError(
             f"no interpreters installed by pylock in {display_path(dest_root)}",
             hint="run `pylock sync` first, or pass --into DIR",
         )
-    missing = [
-        n
-        for n in chosen
-        if installed_state(dest_root, n) is None and not has_meta_dir(dest_root / n)
-    ]
+    missing = [n for n in chosen if not _made_by_pylock(dest_root, n)]
     if missing:
-        there = sorted(installed_names(dest_root) + damaged_names(dest_root))
+        there = pylock_trees(dest_root)
         raise PylockError(
             f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}"
             + (f" (installed there: {', '.join(there)})" if there else ""),
@@ -160,13 +155,14 @@ def has_meta_dir(tree: Path) -> bool:
     return meta.is_dir() and not meta.is_symlink()
 
 
-def damaged_names(dest_root: Path) -> list[str]:
-    """Trees in ``dest_root`` that pylock made (they have ``.pylock/``) whose install record
-    cannot be read, sorted."""
-    return _names(
-        dest_root,
-        lambda name: has_meta_dir(dest_root / name) and installed_state(dest_root, name) is None,
-    )
+def pylock_trees(dest_root: Path) -> list[str]:
+    """Names of the trees pylock made in ``dest_root``, sorted: those it installed, and
+    those whose install record is damaged (they still have ``.pylock/``)."""
+    return _names(dest_root, lambda name: _made_by_pylock(dest_root, name))
+
+
+def _made_by_pylock(dest_root: Path, name: str) -> bool:
+    return installed_state(dest_root, name) is not None or has_meta_dir(dest_root / name)
 
 
 def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
