@@ -687,30 +687,16 @@ def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = Tru
 def _cmd_outdated(ctx: Context) -> int:
     import json
 
-    from pylock.config import Config, load_config
-    from pylock.errors import ConfigError
     from pylock.outdated import format_text, to_json
     from pylock.review import find_outdated_now
 
-    lock = ctx.read_lock()
-    # The requests' flavor fallbacks; a project that ships only its lock has none.
-    config: Config | None = None
-    if ctx.config_path.is_file():
-        try:
-            config = load_config(ctx.config_path)
-        except ConfigError as exc:
-            # The question is about the lock: a pythons.toml being edited does not stop it.
-            ctx.reporter.warn(
-                f"{exc.file} cannot be read ({len(exc.problems)} problem(s); "
-                "`pylock lock --check` shows them): comparing within the locked flavors"
-            )
     report = find_outdated_now(
-        lock,
+        ctx.read_lock(),
         fetch_options=ctx.fetch_options(),
         metadata_dir=ctx.cache().metadata_dir,
         reporter=ctx.reporter,
         settings=ctx.settings,
-        config=config,
+        config_path=ctx.config_path,
     )
     if ctx.args.format == "json":
         ctx.out(json.dumps(to_json(report.entries, index=report.index), indent=2))

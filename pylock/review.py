@@ -186,6 +186,24 @@ class OutdatedReport:
     index: Index
 
 
+def _requests(config_path: Path | None, reporter: Reporter) -> Config | None:
+    """``pythons.toml`` for ``outdated``, if it is there and reads; else ``None``."""
+    from pylock.config import load_config
+    from pylock.errors import ConfigError
+
+    if config_path is None or not config_path.is_file():
+        return None  # a project that ships only its lock
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        # A pythons.toml being edited does not stop a question about the lock.
+        reporter.warn(
+            f"{exc.file} cannot be read ({len(exc.problems)} problem(s); "
+            "`pylock lock --check` shows them): comparing within the locked flavors"
+        )
+        return None
+
+
 def find_outdated_now(
     lock: LockFile,
     *,
@@ -193,12 +211,14 @@ def find_outdated_now(
     metadata_dir: Path,
     reporter: Reporter,
     settings: Settings,
-    config: Config | None = None,
+    config_path: Path | None = None,
 ) -> OutdatedReport:
     """Compare the lock with live upstream listings (merged into the bundled index).
 
-    ``config`` (``pythons.toml``, when the project has one) says which flavors each
+    ``config_path`` (``pythons.toml``, when the project has one) says which flavors each
     entry's request accepts, so that a newer build counts as ``lock --upgrade`` would.
+    Without one, or when it does not read (with a warning: the question is about the
+    lock), the locked flavors count.
 
     ``outdated`` is a question about upstream now, so listings are fetched. Offline,
     cached listings are used; with none cached, the bundled snapshot has to do (with a
@@ -210,6 +230,7 @@ def find_outdated_now(
     from pylock.index.snapshot import load_bundled
     from pylock.outdated import find_outdated
 
+    config = _requests(config_path, reporter)
     index = load_bundled()
     need = RefreshNeeds.for_lock(lock)
     if need.implementations:
