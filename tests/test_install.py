@@ -218,6 +218,19 @@ def test_fixup_changes_are_recorded(tmp_path: Path) -> None:
 
 
 @posix_only
+def test_a_tree_the_fixups_left_alone_stays_current_once_moved(tmp_path: Path) -> None:
+    """PyPy, GraalPy and Windows trees: the fix-ups ran but wrote no path into them."""
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    dest_root = tmp_path / "d"
+    do_install(archive, artifact, dest_root, fixup=lambda tmp, final, warn: [])
+    moved = tmp_path / "moved"
+    shutil.move(str(dest_root), moved)
+    state = installed_state(moved, "app")
+    assert state is not None and state.fixed_up_for is None
+    assert is_current(state, artifact)
+
+
+@posix_only
 def test_atomic_upgrade(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
     a1, art1 = make_archive(tmp_path, "v1", version_tree("v1", files=30, size=10))

@@ -450,7 +450,9 @@ def _install_locked(
         if fixup is not None:
             changed = list(fixup(tmp, final, reporter.warn))
             entries = records.rehash(tmp, entries, changed)
-            fixed_up_for = str(final)
+            # Only a tree whose files now name its path must be reinstalled once moved:
+            # PyPy, GraalPy and Windows trees have nothing rewritten.
+            fixed_up_for = str(final) if changed else None
         records.write_record(tmp, entries, python, artifact, layout, fixed_up_for)
         _swap_in(tmp, final)
     finally:
