@@ -666,8 +666,18 @@ def _cmd_which(ctx: Context) -> int:
         ctx.reporter.warn(
             f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
         )
+    if found.foreign is not None:
+        ctx.reporter.warn(_foreign(found))
     ctx.out(str(found.executable))
     return 0
+
+
+def _foreign(found: Located) -> str:
+    assert found.foreign is not None
+    return (
+        f"{found.python.name} was installed for {found.foreign.key} "
+        "(`pylock sync --platform`), not for this machine"
+    )
 
 
 def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = True) -> Located:
@@ -861,7 +871,8 @@ def _cmd_run(ctx: Context) -> int:
 
     # No lock needed, as for `which`: the install record knows.
     lock = ctx.read_lock() if ctx.lock_path.exists() else None
-    exe = _locate(ctx, lock, check_executable=False).executable
+    found = _locate(ctx, lock, check_executable=False)
+    exe = found.executable
     run_args = _child_args(ctx.argv, ctx.args.name, ctx.args.run_args)
     if sys.stdout is not None:
         sys.stdout.flush()
@@ -869,7 +880,13 @@ def _cmd_run(ctx: Context) -> int:
         try:
             process = subprocess.Popen([str(exe), *run_args])
         except OSError as exc:
-            raise PylockError(f"cannot run {exe}: {exc.strerror}") from None
+            raise PylockError(
+                f"cannot run {exe}: {exc.strerror or exc}",
+                hint=f"{_foreign(found)}; sync it without --platform to run it here"
+                if found.foreign is not None
+                else f"run `pylock verify {found.python.name}` to check the install, "
+                "`pylock sync --reinstall` to repair it",
+            ) from None
         started(process)
         code = process.wait()
     # Killed by a signal: report it as a shell would (128 + the signal's number).

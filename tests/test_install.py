@@ -645,3 +645,72 @@ def test_cli_which(
     (project / "pythons.lock").unlink()
     assert cli.main([*base, "app", "--into", str(dest)]) == 0
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
+
+
+@posix_only
+def test_which_and_run_of_a_tree_synced_for_another_platform(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync --platform windows-x86_64` on Linux: `which` shows the Windows layout's
+    executable and says whose it is; `run` says why it cannot start it here."""
+    from pylock import cli
+    from pylock.lockfile import dumps, make_lock
+
+    windows = Platform.parse("windows-x86_64")
+    path = archives.write_archive(
+        tmp_path / "pypy3.10-v7.3.17-win64.zip", archives.pypy_windows(), ArchiveFormat.ZIP
+    )
+    artifact = Artifact(
+        platform=windows.key,
+        url=f"https://example.invalid/{path.name}",
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size=path.stat().st_size,
+    )
+    python = locked_python(
+        "pp", "3.10.14", "v7.3.17", [artifact], implementation=Implementation.PYPY, flavor=None
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.lock").write_text(
+        dumps(make_lock([python], config_digest="sha256:" + "0" * 64))
+    )
+    dest = tmp_path / "pythons"
+    install(
+        path,
+        dest_root=dest,
+        python=python,
+        artifact=artifact,
+        platform=windows,
+        fixup=None,
+        reporter=NullReporter(),
+    )
+    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    base = ["--project", str(project)]
+
+    assert cli.main([*base, "which", "pp", "--into", str(dest)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{dest.absolute() / 'pp' / 'pypy3.exe'}\n"
+    assert "pp was installed for windows-x86_64" in captured.err
+    assert "out of date" not in captured.err
+
+    assert cli.main([*base, "run", "--into", str(dest), "pp", "-c", "pass"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot run {dest.absolute() / 'pp' / 'pypy3.exe'}" in err
+    assert "hint: pp was installed for windows-x86_64" in err
+    assert "sync it without --platform" in err
+
+
+@posix_only
+def test_run_of_a_broken_executable_says_how_to_repair_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock import cli
+
+    project, dest = _project_with_install(tmp_path)
+    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    exe = dest / "app" / "bin" / "python3.12"
+    exe.chmod(0o644)  # bin/python3 links to it
+    assert cli.main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot run" in err and "Permission denied" in err
+    assert "hint: run `pylock verify app` to check the install" in err

@@ -185,6 +185,8 @@ class Located:
     executable: Path
     #: Installed from another artifact than the lock names now.
     out_of_date: bool
+    #: The platform the tree was installed for (``sync --platform``), when not this one.
+    foreign: Platform | None = None
 
 
 def locate(
@@ -201,6 +203,9 @@ def locate(
     With ``lock`` the name must be locked; without one (a slim image holding only the
     install directory) the install record says what it is.
     """
+    import contextlib
+
+    from pylock.platforms import Platform
     from pylock.sync.install import executable, python_from_state
     from pylock.sync.records import installed_state, is_current
 
@@ -226,6 +231,11 @@ def locate(
             hint="run it in the project (or pass --project DIR), or give the --into DIR "
             "that holds it",
         )
+    foreign = None
+    if state is not None and state.platform != platform.key:
+        # Synced with --platform: the tree has that platform's layout (and may not run here).
+        with contextlib.suppress(ValueError):
+            foreign = platform = Platform.parse(state.platform)
     artifact = python.artifact_for(platform.key)
     if state is None:
         if lock is not None and artifact is None:
@@ -248,4 +258,5 @@ def locate(
         python=python,
         executable=exe,
         out_of_date=artifact is not None and not is_current(state, artifact),
+        foreign=foreign,
     )
