@@ -634,7 +634,8 @@ def _cmd_list(ctx: Context) -> int:
         {
             **s.python.summary(),
             "platforms": list(s.python.platforms),
-            "status": s.status,
+            "state": str(s.state),
+            "status": s.state.text,
             "cached": s.cached,
             "path": str(s.path) if s.path is not None else None,
         }
@@ -653,7 +654,7 @@ def _cmd_list(ctx: Context) -> int:
     width = max(len(r["name"]) for r in rows)
     for row, python in zip(rows, lock.pythons, strict=True):
         extra = " (default)" if row["default"] else ""
-        note = ", cached" if row["cached"] and row["status"] != "installed" else ""
+        note = ", cached" if row["cached"] and row["state"] != "installed" else ""
         ctx.out(f"{row['name']:<{width}}  {python.label}{extra}  [{row['status']}{note}]")
     return 0
 

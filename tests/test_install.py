@@ -714,3 +714,36 @@ def test_run_of_a_broken_executable_says_how_to_repair_it(
     err = capsys.readouterr().err
     assert "cannot run" in err and "Permission denied" in err
     assert "hint: run `pylock verify app` to check the install" in err
+
+
+@posix_only
+def test_list_json_gives_a_machine_state_beside_the_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock import cli
+    from pylock.lockfile import dumps, loads, make_lock
+
+    project, dest = _project_with_install(tmp_path)
+    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    lock_path = project / "pythons.lock"
+    (app,) = loads(lock_path.read_text()).pythons
+    host = app.artifacts[0]
+    moved = attrs.evolve(app, artifacts=(attrs.evolve(host, sha256="e" * 64),))
+    other = attrs.evolve(app, name="other")
+    windows = attrs.evolve(
+        app, name="win", artifacts=(attrs.evolve(host, platform="windows-x86_64"),)
+    )
+
+    def listed(*pythons: LockedPython) -> list[tuple[str, str, str]]:
+        lock_path.write_text(dumps(make_lock(list(pythons), config_digest="sha256:" + "0" * 64)))
+        argv = ["--project", str(project), "list", "--format", "json", "--into", str(dest)]
+        assert cli.main(argv) == 0
+        rows = json.loads(capsys.readouterr().out)["pythons"]
+        return [(row["name"], row["state"], row["status"]) for row in rows]
+
+    assert listed(app, other, windows) == [
+        ("app", "installed", "installed"),
+        ("other", "not-installed", "not installed"),
+        ("win", "not-locked", "not locked for this platform"),
+    ]
+    assert listed(moved) == [("app", "out-of-date", "out of date (run `pylock sync`)")]

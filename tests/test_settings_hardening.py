@@ -311,7 +311,7 @@ def test_status_and_locate(sync_project: Project) -> None:
 
     lock = loads(lock_path.read_text(encoding="utf-8"))
     [row] = install_status(lock, sync_project.into, platform, lambda a: True)
-    assert (row.status, row.cached, row.path) == ("installed", True, sync_project.into / "app")
+    assert (row.state, row.cached, row.path) == ("installed", True, sync_project.into / "app")
     found = locate(
         "app", lock=lock, lock_path=lock_path, dest_root=sync_project.into, platform=platform
     )
@@ -325,7 +325,7 @@ def test_status_and_locate(sync_project: Project) -> None:
     sync_project.lock(new)
     lock = loads(lock_path.read_text(encoding="utf-8"))
     [row] = install_status(lock, sync_project.into, platform, lambda a: False)
-    assert row.status.startswith("out of date") and not row.cached
+    assert row.state == "out-of-date" and not row.cached
     assert locate(
         "app", lock=lock, lock_path=lock_path, dest_root=sync_project.into, platform=platform
     ).out_of_date

@@ -7,6 +7,7 @@ and where a locked interpreter's executable is (``pylock which`` and ``pylock ru
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,13 +135,37 @@ def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[s
     return names
 
 
+class InstallState(enum.StrEnum):
+    """Where a locked interpreter stands on this machine: ``pylock list``'s ``state``."""
+
+    INSTALLED = "installed"
+    NOT_INSTALLED = "not-installed"
+    #: Installed from another artifact than the lock names now (or fixed up elsewhere).
+    OUT_OF_DATE = "out-of-date"
+    #: The lock has no artifact for this platform.
+    NOT_LOCKED = "not-locked"
+
+    @property
+    def text(self) -> str:
+        """The words ``pylock list`` shows people (its JSON's ``status``)."""
+        return _STATE_TEXT[self]
+
+
+_STATE_TEXT = {
+    InstallState.INSTALLED: "installed",
+    InstallState.NOT_INSTALLED: "not installed",
+    InstallState.OUT_OF_DATE: "out of date (run `pylock sync`)",
+    InstallState.NOT_LOCKED: "not locked for this platform",
+}
+
+
 @attrs.frozen(kw_only=True)
 class Status:
     """One locked interpreter as ``pylock list`` reports it."""
 
     python: LockedPython
-    #: ``installed``, ``not installed``, ``out of date (...)`` or ``not locked for ...``.
-    status: str
+    #: Where it stands.
+    state: InstallState
     #: Whether the archive for this platform is in the cache.
     cached: bool
     #: The install tree, if pylock installed something there.
@@ -158,17 +183,17 @@ def install_status(
         artifact = python.artifact_for(platform.key)
         state = installed_state(dest_root, python.name)
         if artifact is None:
-            status = "not locked for this platform"
+            where = InstallState.NOT_LOCKED
         elif state is None:
-            status = "not installed"
+            where = InstallState.NOT_INSTALLED
         elif is_current(state, artifact):
-            status = "installed"
+            where = InstallState.INSTALLED
         else:
-            status = "out of date (run `pylock sync`)"
+            where = InstallState.OUT_OF_DATE
         rows.append(
             Status(
                 python=python,
-                status=status,
+                state=where,
                 cached=artifact is not None and is_cached(artifact),
                 path=dest_root / python.name if state is not None else None,
             )
