@@ -400,6 +400,9 @@ def test_a_path_too_long_for_the_file_system_is_one_short_line(sync_project: Pro
     done = sync_project.sync()
     assert done.code == 1
     assert "File name too long" in done.err
+    # The archive's path, not the temporary tree's name.
+    assert "(writing lib/aaaa" in done.err and " of the new tree)" in done.err
+    assert ".pylock-tmp-" not in done.err
     assert "shorter --into path" in done.err
     assert max(len(line) for line in done.err.splitlines()) < 600
     assert "Traceback" not in done.err

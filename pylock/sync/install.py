@@ -385,7 +385,7 @@ def install(
     except OSError as exc:
         import errno
 
-        where = f" ({_cut(str(exc.filename))})" if exc.filename else ""
+        where = f" ({_where(str(exc.filename), dest_root, name)})" if exc.filename else ""
         hints = {
             errno.ENOSPC: "free some disk space and run `pylock sync` again",
             # Only an archive's own names get that long: the install path leaves it no room.
@@ -398,6 +398,26 @@ def install(
             hint=hints.get(exc.errno or 0),
         ) from exc
     return True
+
+
+def _where(filename: str, dest_root: Path, name: str) -> str:
+    """Where an OS error struck, for its message: a file of the tree being made is named
+    as the archive's (or the fix-ups') file, not by the temporary directory's name.
+
+    >>> _where("/d/.pylock-tmp-app-1a2b3c4d/lib/x.py", Path("/d"), "app")
+    'writing lib/x.py of the new tree'
+    >>> _where("/d/.pylock-locks/app.lock", Path("/d"), "app")
+    '/d/.pylock-locks/app.lock'
+    """
+    parts = Path(filename).parts
+    root = dest_root.parts
+    if (
+        len(parts) > len(root) + 1
+        and parts[: len(root)] == root
+        and parts[len(root)].startswith(f"{TMP_PREFIX}{name}-")
+    ):
+        return f"writing {_cut('/'.join(parts[len(root) + 1 :]))} of the new tree"
+    return _cut(filename)
 
 
 def _cut(path: str, most: int = 200) -> str:
