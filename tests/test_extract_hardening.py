@@ -389,10 +389,30 @@ def test_a_zip_member_with_an_empty_name_is_refused(tmp_path: Path) -> None:
     path.write_bytes(data)
     # The NUL-padded name reads back empty in some zipfile versions, "\0..." in others:
     # either way it is one clean ArchiveError, never an IndexError.
-    with pytest.raises(ArchiveError, match="empty member name or NUL"):
+    with pytest.raises(ArchiveError, match=r"empty member name or NUL|NUL byte in the member name"):
         extract_archive(
             path, tmp_path / "dest", fmt=ArchiveFormat.ZIP, layout=Layout.PBS_INSTALL_ONLY
         )
     # Direct-URL layout detection reads the same names: it skips the empty one (the
     # extraction refuses it) instead of failing with IndexError.
     assert detect_layout(path, ArchiveFormat.ZIP) is Layout.PBS_INSTALL_ONLY
+
+
+def test_a_zip_member_name_cut_at_a_nul_is_refused(tmp_path: Path) -> None:
+    """zipfile cuts a name at its first NUL: ``lib/x.py\\0.exe`` would be written as
+    ``lib/x.py``, a file the archive does not name."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("python/bin/python3", b"#!/bin/sh\n")
+        archive.writestr("python/lib/x.pyZexe", b"x")
+    path = tmp_path / "a.zip"
+    path.write_bytes(buffer.getvalue().replace(b"x.pyZexe", b"x.py\0exe"))
+    with pytest.raises(ArchiveError, match="NUL") as caught:
+        extract_archive(
+            path, tmp_path / "dest", fmt=ArchiveFormat.ZIP, layout=Layout.PBS_INSTALL_ONLY
+        )
+    assert "x.py\\x00exe" in str(caught.value)
+    assert not (tmp_path / "dest" / "lib" / "x.py").exists()

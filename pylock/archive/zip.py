@@ -69,8 +69,13 @@ def zip_mtime(info: Any) -> float:
 
 def member_mode(info: Any, archive: str) -> int:
     """The Unix mode of a zip member (0 if the zip has none), refusing what is never extracted:
-    symlinks, devices and other special files, encrypted members."""
+    symlinks, devices and other special files, encrypted members, names with a NUL byte."""
     name = info.filename
+    if "\0" in info.orig_filename:
+        # zipfile cuts the name at the NUL: what is written would not be what is named.
+        raise ArchiveError(
+            "NUL byte in the member name", archive=archive, member=repr(info.orig_filename)
+        )
     mode: int = info.external_attr >> 16 if info.create_system == 3 else 0
     if stat.S_ISLNK(mode):
         raise ArchiveError("symlinks in zip archives are refused", archive=archive, member=name)
