@@ -571,6 +571,20 @@ def test_executable_falls_back_to_what_exists(tmp_path: Path) -> None:
 # -- the `verify` and `which` commands ----------------------------------------------------------
 
 
+@pytest.fixture
+def linux_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI takes this machine for :data:`LINUX`, whatever it is."""
+    from pylock import cli
+
+    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+
+
+@pytest.fixture
+def installed(tmp_path: Path, linux_host: None) -> tuple[Path, Path]:
+    """``(project, install dir)``: app locked and installed, seen from a Linux host."""
+    return _project_with_install(tmp_path)
+
+
 def _project_with_install(tmp_path: Path) -> tuple[Path, Path]:
     from pylock.lockfile import dumps, make_lock
 
@@ -628,12 +642,11 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @posix_only
 def test_cli_which(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pylock import cli
 
-    project, dest = _project_with_install(tmp_path)
-    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    project, dest = installed
     base = ["--project", str(project), "which"]
     assert cli.main([*base, "app", "--into", str(dest)]) == 0
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
@@ -648,8 +661,9 @@ def test_cli_which(
 
 
 @posix_only
+@pytest.mark.usefixtures("linux_host")
 def test_which_and_run_of_a_tree_synced_for_another_platform(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`sync --platform windows-x86_64` on Linux: `which` shows the Windows layout's
     executable and says whose it is; `run` says why it cannot start it here."""
@@ -684,7 +698,6 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
         fixup=None,
         reporter=NullReporter(),
     )
-    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
     base = ["--project", str(project)]
 
     assert cli.main([*base, "which", "pp", "--into", str(dest)]) == 0
@@ -702,15 +715,13 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
 
 @posix_only
 def test_run_of_a_broken_executable_says_how_to_repair_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock import cli
+    from pylock.cli import main
 
-    project, dest = _project_with_install(tmp_path)
-    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
-    exe = dest / "app" / "bin" / "python3.12"
-    exe.chmod(0o644)  # bin/python3 links to it
-    assert cli.main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
+    project, dest = installed
+    (dest / "app" / "bin" / "python3.12").chmod(0o644)  # bin/python3 links to it
+    assert main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
     err = capsys.readouterr().err
     assert "cannot run" in err and "Permission denied" in err
     assert "hint: run `pylock verify app` to check the install" in err
@@ -718,13 +729,12 @@ def test_run_of_a_broken_executable_says_how_to_repair_it(
 
 @posix_only
 def test_list_json_gives_a_machine_state_beside_the_words(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock import cli
+    from pylock.cli import main
     from pylock.lockfile import dumps, loads, make_lock
 
-    project, dest = _project_with_install(tmp_path)
-    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    project, dest = installed
     lock_path = project / "pythons.lock"
     (app,) = loads(lock_path.read_text()).pythons
     host = app.artifacts[0]
@@ -737,7 +747,7 @@ def test_list_json_gives_a_machine_state_beside_the_words(
     def listed(*pythons: LockedPython) -> list[tuple[str, str, str]]:
         lock_path.write_text(dumps(make_lock(list(pythons), config_digest="sha256:" + "0" * 64)))
         argv = ["--project", str(project), "list", "--format", "json", "--into", str(dest)]
-        assert cli.main(argv) == 0
+        assert main(argv) == 0
         rows = json.loads(capsys.readouterr().out)["pythons"]
         return [(row["name"], row["state"], row["status"]) for row in rows]
 
