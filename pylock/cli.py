@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     listing = command("list", "list locked interpreters and their state here", _cmd_list)
-    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     listing.add_argument("--into", metavar="DIR", help="install directory to inspect")
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
@@ -390,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     outdated = command(
         "outdated", "show newer versions or builds available upstream", _cmd_outdated
     )
-    outdated.add_argument("--format", choices=("text", "json"), default="text")
+    outdated.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
     _add_fetch_flags(outdated)
 
     verify = command(
