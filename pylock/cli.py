@@ -417,6 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--unused-for", metavar="DAYS", type=float, help="evict archives unused for DAYS days"
     )
+    _repeatable(
+        prune,
+        "--keep-lock",
+        "LOCK",
+        help="evict archives this pythons.lock (or a project directory's) does not name "
+        "(repeatable: keep what any of them names)",
+    )
     cache_commands.add_parser("clean", help="remove everything from the cache", parents=[after])
 
     mirror = command(
@@ -752,7 +759,8 @@ def _cmd_cache(ctx: Context) -> int:
     import time
 
     from pylock.progress import human_size
-    from pylock.sync.cache import PruneReport, prune_as_asked
+    from pylock.project import prune_cache
+    from pylock.sync.cache import PruneReport
 
     args = ctx.args
     cache = ctx.cache()
@@ -797,7 +805,12 @@ def _cmd_cache(ctx: Context) -> int:
         return 0
     report: PruneReport
     if action == "prune":
-        report = prune_as_asked(cache, max_size=args.max_size, unused_for_days=args.unused_for)
+        report = prune_cache(
+            cache,
+            max_size=args.max_size,
+            unused_for_days=args.unused_for,
+            keep_locks=[Path(path).expanduser() for path in args.keep_lock],
+        )
     else:
         report = cache.clean()
     for entry in report.removed:

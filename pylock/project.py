@@ -1,7 +1,8 @@
 """``pylock lock``: read ``pythons.toml`` and the old lock, resolve, produce the new lock text.
 
 Nothing here writes files or prints; the CLI decides what to do with the outcome
-(write it, show it, or compare it for ``--check``).
+(write it, show it, or compare it for ``--check``). Also the other uses of lock files
+read from disk: :func:`read_lock`, and ``cache prune --keep-lock`` (:func:`prune_cache`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.settings import Settings
-    from pylock.sync.cache import Cache
+    from pylock.sync.cache import Cache, PruneReport
 
 
 @attrs.frozen(kw_only=True)
@@ -78,6 +79,34 @@ def read_lock(lock_path: Path) -> LockFile:
     except UnicodeDecodeError as exc:
         raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
     return loads(text, filename=shown)
+
+
+def prune_cache(
+    cache: Cache,
+    *,
+    max_size: str | None = None,
+    unused_for_days: float | None = None,
+    keep_locks: Sequence[Path] = (),
+) -> PruneReport:
+    """``pylock cache prune``: with ``keep_locks`` (``--keep-lock``: lock files, or project
+    directories holding one), every archive none of those locks names, on any platform,
+    is evicted too.
+
+    Every lock is read before anything is evicted: one that cannot be read stops the
+    prune, so that a typo never empties a cache.
+    """
+    from pylock.fsutil import LOCK_FILENAME
+    from pylock.sync.cache import prune_as_asked
+
+    keep = None
+    if keep_locks:
+        keep = {
+            artifact.sha256
+            for path in keep_locks
+            for python in read_lock(path / LOCK_FILENAME if path.is_dir() else path).pythons
+            for artifact in python.artifacts
+        }
+    return prune_as_asked(cache, max_size=max_size, unused_for_days=unused_for_days, keep=keep)
 
 
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:

@@ -550,6 +550,11 @@ def test_action_installs_caches_and_a_second_job_downloads_nothing(
     assert downloads(server) == [app.path]
     assert third.outputs["cache-hit"] == "false"
     assert len(cache.saved) == 2
+    # What it saved holds this lock's archives only: the old build's was pruned.
+    saved = cache.root / hashlib.sha256(cache.saved[-1].encode()).hexdigest()
+    archives = sorted(path.name for path in saved.rglob("*.tar.*") if path.is_file())
+    assert archives == sorted([app.filename, tool.filename])
+    assert "removed 1 archive(s)" in third.log
 
 
 @runs_the_action

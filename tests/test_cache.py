@@ -155,6 +155,22 @@ def test_prune_by_size_evicts_least_recently_used_first(cache: Cache) -> None:
     assert cache.list() == []
 
 
+def test_prune_keeps_only_the_archives_asked_for_and_those_held(cache: Cache) -> None:
+    now = time.time()
+    kept, _ = put(cache, b"kept", "kept.tar.gz")
+    put(cache, b"old", "old.tar.gz")
+    held, _ = put(cache, b"held", "held.tar.gz")
+    set_last_used(cache, kept, now - 40 * DAY)  # kept: age is a separate limit
+    with cache.hold(held):
+        report = cache.prune(keep={kept}, now=now)
+    assert [e.filename for e in report.removed] == ["old.tar.gz"]
+    assert [e.filename for e in report.held] == ["held.tar.gz"]
+    assert sorted(e.filename for e in cache.list()) == ["held.tar.gz", "kept.tar.gz"]
+    # With an age limit as well, each limit evicts what it names, once.
+    report = cache.prune(keep={kept, held}, unused_for=30 * DAY, now=now)
+    assert [e.filename for e in report.removed] == ["kept.tar.gz"]
+
+
 def test_prune_without_limits_keeps_archives(cache: Cache) -> None:
     put(cache, b"keep")
     assert cache.prune().removed == ()

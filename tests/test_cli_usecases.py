@@ -234,3 +234,40 @@ def test_a_size_too_large_for_any_disk_is_refused_not_a_traceback(tmp_path: Path
     with pytest.raises(UsageError, match="too large") as caught:
         prune_as_asked(Cache(tmp_path / "c"), max_size="9" * 400 + "T")
     assert len(str(caught.value)) < 80  # the hostile text is cut short
+
+
+def test_cache_prune_keep_lock_evicts_what_no_named_lock_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pylock.lockfile import Artifact, dumps, make_lock
+    from tests.indexdata import locked_python
+
+    cache = Cache(tmp_path / "cache")
+
+    def cached(name: str, platform: str) -> Artifact:
+        source = tmp_path / name
+        source.write_bytes(name.encode() * 100)
+        sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+        cache.store(sha256, name, source)
+        return Artifact(platform=platform, url=f"https://example.invalid/{name}", sha256=sha256)
+
+    def lock(path: Path, artifact: Artifact) -> None:
+        python = locked_python("app", "3.12.7", "20241016", [artifact])
+        path.write_text(dumps(make_lock([python], config_digest="sha256:" + "0" * 64)))
+
+    project = tmp_path / "project"
+    project.mkdir()
+    lock(project / "pythons.lock", cached("a.tar.gz", "linux-x86_64-gnu"))
+    lock(tmp_path / "other.lock", cached("b.tar.gz", "windows-x86_64"))
+    cached("c.tar.gz", "linux-x86_64-gnu")
+    environ = {"PYLOCK_CACHE_DIR": str(cache.root)}
+    prune = ["cache", "prune", "--keep-lock", str(project), "--keep-lock"]
+
+    # A lock that cannot be read stops the prune before it evicts anything.
+    assert main([*prune, str(tmp_path / "typo.lock")], environ=environ) == 1
+    assert "no lock file at" in capsys.readouterr().err
+    assert len(cache.list()) == 3
+    # A project directory stands for its pythons.lock; every platform's archive is kept.
+    assert main([*prune, str(tmp_path / "other.lock")], environ=environ) == 0
+    assert sorted(e.filename for e in cache.list()) == ["a.tar.gz", "b.tar.gz"]
+    assert "removed 1 archive(s)" in capsys.readouterr().err

@@ -30,7 +30,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import attrs
@@ -463,22 +463,26 @@ class Cache:
         *,
         max_size: int | None = None,
         unused_for: float | None = None,
+        keep: Collection[str] | None = None,
         now: float | None = None,
     ) -> PruneReport:
-        """Evict archives unused for ``unused_for`` seconds, then the least recently used
-        ones until the cache holds at most ``max_size`` bytes. Held archives stay.
+        """Evict archives whose sha256 is not in ``keep`` (the archives some locks name),
+        then those unused for ``unused_for`` seconds, then the least recently used ones
+        until the cache holds at most ``max_size`` bytes. Held archives stay.
 
-        With neither limit, only debris of killed runs (in ``tmp/``) is removed.
+        With no limit, only debris of killed runs (in ``tmp/``) is removed.
         """
         self.require_writable("prune")
         now = time.time() if now is None else now
-        entries = sorted(self.list(), key=lambda e: e.last_used)
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
-        remaining = list(entries)
-        if unused_for is not None:
-            for entry in entries:
-                if now - entry.last_used > unused_for:
+        remaining = sorted(self.list(), key=lambda e: e.last_used)
+        for unwanted in (
+            (lambda entry: keep is not None and entry.sha256 not in keep),
+            (lambda entry: unused_for is not None and now - entry.last_used > unused_for),
+        ):
+            for entry in list(remaining):
+                if unwanted(entry):
                     remaining.remove(entry)
                     (removed if self._try_evict(entry.sha256) else held).append(entry)
         if max_size is not None:
@@ -589,12 +593,17 @@ def _check_sha256(sha256: str) -> None:
 
 
 def prune_as_asked(
-    cache: Cache, *, max_size: str | None = None, unused_for_days: float | None = None
+    cache: Cache,
+    *,
+    max_size: str | None = None,
+    unused_for_days: float | None = None,
+    keep: Collection[str] | None = None,
 ) -> PruneReport:
     """``pylock cache prune``: check the command line's limits, then prune by them.
 
     ``max_size`` is a size as ``PYLOCK_CACHE_MAX_SIZE`` takes it (``500M``, ``2G``);
-    ``unused_for_days`` a number of days >= 0 (not NaN).
+    ``unused_for_days`` a number of days >= 0 (not NaN); ``keep`` the sha256 of the
+    archives that ``--keep-lock`` locks name.
     """
     from pylock.errors import UsageError
     from pylock.settings import parse_size
@@ -608,4 +617,4 @@ def prune_as_asked(
                 hint="for example `pylock cache prune --unused-for 30`",
             )
         unused_for = unused_for_days * 86400
-    return cache.prune(max_size=limit, unused_for=unused_for)
+    return cache.prune(max_size=limit, unused_for=unused_for, keep=keep)
