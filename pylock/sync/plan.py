@@ -135,7 +135,7 @@ def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[s
     return names
 
 
-class InstallState(enum.StrEnum):
+class Standing(enum.StrEnum):
     """Where a locked interpreter stands on this machine: ``pylock list``'s ``state``."""
 
     INSTALLED = "installed"
@@ -152,10 +152,10 @@ class InstallState(enum.StrEnum):
 
 
 _STATE_TEXT = {
-    InstallState.INSTALLED: "installed",
-    InstallState.NOT_INSTALLED: "not installed",
-    InstallState.OUT_OF_DATE: "out of date (run `pylock sync`)",
-    InstallState.NOT_LOCKED: "not locked for this platform",
+    Standing.INSTALLED: "installed",
+    Standing.NOT_INSTALLED: "not installed",
+    Standing.OUT_OF_DATE: "out of date (run `pylock sync`)",
+    Standing.NOT_LOCKED: "not locked for this platform",
 }
 
 
@@ -165,7 +165,7 @@ class Status:
 
     python: LockedPython
     #: Where it stands.
-    state: InstallState
+    state: Standing
     #: Whether the archive for this platform is in the cache.
     cached: bool
     #: The install tree, if pylock installed something there.
@@ -183,13 +183,13 @@ def install_status(
         artifact = python.artifact_for(platform.key)
         state = installed_state(dest_root, python.name)
         if artifact is None:
-            where = InstallState.NOT_LOCKED
+            where = Standing.NOT_LOCKED
         elif state is None:
-            where = InstallState.NOT_INSTALLED
+            where = Standing.NOT_INSTALLED
         elif is_current(state, artifact):
-            where = InstallState.INSTALLED
+            where = Standing.INSTALLED
         else:
-            where = InstallState.OUT_OF_DATE
+            where = Standing.OUT_OF_DATE
         rows.append(
             Status(
                 python=python,
