@@ -838,7 +838,8 @@ def _cmd_mirror(ctx: Context) -> int:
         platforms = [ctx.platform(key).key for key in (args.platform or [None])]
     if not args.outdir.strip():
         raise UsageError("mirror: OUTDIR is empty", hint="e.g. `pylock mirror ./mirror`")
-    outdir = Path(args.outdir).expanduser().absolute()
+    # Normalised: the commands printed below are copied to other machines.
+    outdir = Path(os.path.abspath(Path(args.outdir).expanduser()))
     report = build_mirror(
         lock,
         outdir,
