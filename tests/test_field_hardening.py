@@ -8,6 +8,7 @@ the documented outcome: the sync installs, or ends with one `pylock: error:` lin
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -50,6 +51,33 @@ def test_fast_path_does_not_answer_for_a_moved_install_dir(
     os.rename(sync_project.into, moved)
     # Everything the state compares (records' inodes and times, the lock) moved along.
     assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
+
+
+def test_no_state_stamps_a_tree_another_lock_replaced_meanwhile(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two syncs of different locks into one directory: the other replaced ``app`` after
+    this one had checked it, before it wrote its state. That state would answer "up to
+    date" for this lock until ``app`` changed again (field test 3)."""
+    from pylock import fastpath
+
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    write_state = fastpath.write_state
+
+    def replaced_first(**kwargs: Any) -> None:
+        record = sync_project.into / "app" / ".pylock" / "install.json"
+        data = json.loads(record.read_text())
+        data["artifact"]["sha256"] = "0" * 64  # another lock's build of app
+        record.write_text(json.dumps(data))
+        write_state(**kwargs)
+
+    monkeypatch.setattr(fastpath, "write_state", replaced_first)
+    assert sync_project.sync().code == 0
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+    assert not (sync_project.into / STATE_FILE).exists()
 
 
 def test_fast_path_leaves_bad_options_to_the_full_sync(sync_project: Project, app_a: Build) -> None:

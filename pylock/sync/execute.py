@@ -672,17 +672,25 @@ def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) ->
     """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
     if not request.remember:
         return
-    from pylock.fastpath import write_state
+    from pylock.fastpath import forget_state, write_state
 
+    dest = request.dest_root
     try:
         write_state(
-            dest=str(request.dest_root),
+            dest=str(dest),
             project=str(request.lock_path.parent),
             names=names,
             key=request.options_key,
         )
     except OSError as exc:
         reporter.detail(f"could not record sync state: {exc}")
+        return
+    # Another sync into this directory, of another lock, may have replaced one of these
+    # trees since this one checked it: a state stamping that tree would say "up to date"
+    # for this lock until the tree changed again. Checked after the stamps were taken, so
+    # a replacement after this check changes a stamp, which the fast path notices.
+    if not set(names) <= set(current_names(request.lock, dest, request.platform)):
+        forget_state(str(dest))
 
 
 @attrs.frozen(kw_only=True)
