@@ -519,13 +519,16 @@ def _warn_if_config_changed(ctx: Context, lock: LockFile) -> None:
 
 def _cmd_sync(ctx: Context) -> int:
     from pylock.fastpath import options_key
+    from pylock.project import read_lock_and_digest
     from pylock.sync.execute import SyncRequest, run_sync
 
     args = ctx.args
     bin_dir = args.bin_dir or ctx.settings.bin_dir
     dest = ctx.install_dir(args.into)
+    lock, lock_sha256 = read_lock_and_digest(ctx.lock_path)
     request = SyncRequest(
-        lock=ctx.read_lock(),
+        lock=lock,
+        lock_sha256=lock_sha256,
         lock_path=ctx.lock_path,
         config_path=ctx.config_path,
         dest_root=dest,

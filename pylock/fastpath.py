@@ -170,8 +170,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
         return None
     if file_sha256(os.path.join(project, "pythons.lock")) != state.get("lock-sha256"):
         return None
-    config = os.path.join(project, "pythons.toml")
-    if os.path.exists(config) and file_sha256(config) != state.get("config-sha256"):
+    if config_sha256(project) != state.get("config-sha256"):
         return None
     records: dict[str, list[int]] = state["records"]  # type: ignore[assignment]
     for name, stamp in records.items():
@@ -231,20 +230,33 @@ def read_state(dest: str) -> dict[str, object] | None:
     return state
 
 
-def write_state(*, dest: str, project: str, names: Sequence[str], key: str | None) -> None:
+def config_sha256(project: str) -> str | None:
+    """The sha256 of ``pythons.toml`` beside the lock, ``None`` if there is none."""
+    config = os.path.join(project, "pythons.toml")
+    return file_sha256(config) if os.path.exists(config) else None
+
+
+def write_state(
+    *,
+    dest: str,
+    lock_sha: str | None,
+    config_sha: str | None,
+    names: Sequence[str],
+    key: str | None,
+) -> None:
     """Remember that ``dest`` matches the project's lock (called after a full sync).
 
-    ``key`` is the :func:`options_key` of the invocation the full sync checked; without
-    one, no state is written (this module could not use it).
+    ``lock_sha`` is the sha256 of the lock's bytes as the sync read them, and ``config_sha``
+    of ``pythons.toml`` when the sync checked it (:func:`config_sha256`): not the files as
+    they are now, which may have changed while the sync ran. ``key`` is the
+    :func:`options_key` of the invocation the full sync checked. Without a key or the
+    lock's digest, no state is written (this module could not use it).
     """
     from pathlib import Path
 
     from pylock.fsutil import atomic_write_text
 
     lines = [f"pylock-state {STATE_VERSION}", f"host {host_fingerprint()}"]
-    lock_sha = file_sha256(os.path.join(project, "pythons.lock"))
-    config = os.path.join(project, "pythons.toml")
-    config_sha = file_sha256(config) if os.path.exists(config) else None
     if lock_sha is None or key is None:
         return
     lines += [f"lock-sha256 {lock_sha}", f"config-sha256 {config_sha or '-'}"]

@@ -64,12 +64,22 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
 
 def read_lock(lock_path: Path) -> LockFile:
     """Read and validate a lock that must exist, or explain how to create or repair it."""
+    return read_lock_and_digest(lock_path)[0]
+
+
+def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
+    """:func:`read_lock`, and the sha256 of the very bytes it parsed (the file may change
+    while a sync runs; the fast-path state must name what the sync installed)."""
+    import hashlib
+
     from pylock.fsutil import display_path
     from pylock.lockfile import REPAIR_HINT, loads
 
     shown = display_path(lock_path)
     try:
-        text = lock_path.read_text(encoding="utf-8")
+        data = lock_path.read_bytes()
+        # As read_text would: universal newlines.
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise PylockError(
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
@@ -78,7 +88,7 @@ def read_lock(lock_path: Path) -> LockFile:
         raise PylockError(f"cannot read {lock_path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
-    return loads(text, filename=shown)
+    return loads(text, filename=shown), hashlib.sha256(data).hexdigest()
 
 
 def prune_cache(

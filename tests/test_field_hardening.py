@@ -80,6 +80,29 @@ def test_no_state_stamps_a_tree_another_lock_replaced_meanwhile(
     assert not (sync_project.into / STATE_FILE).exists()
 
 
+def test_no_state_names_a_lock_that_changed_while_the_sync_ran(
+    sync_project: Project, app_a: Build, app_b: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync installed what the lock said when it read it; a state naming the lock as it
+    is at the end said "up to date" for a build never installed (field test 3)."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, app_b)
+    run_sync = execute.run_sync
+
+    def lock_changes_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        sync_project.lock(app_b)  # e.g. a `git pull` in another terminal
+        return run_sync(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "run_sync", lock_changes_meanwhile)
+    assert sync_project.sync().code == 0
+    monkeypatch.undo()
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+    assert sync_project.sync().code == 0
+    assert try_noop_sync(argv, Settings.from_environ({})) is not None
+
+
 def test_fast_path_leaves_bad_options_to_the_full_sync(sync_project: Project, app_a: Build) -> None:
     sync_project.install(app_a)
     assert sync_project.check(sync_project.sync_command()).code == 0  # the fast path

@@ -235,10 +235,12 @@ def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None
 
 
 def _request(sync_project: Project, **changes: object) -> SyncRequest:
-    from pylock.lockfile import loads
+    from pylock.project import read_lock_and_digest
 
+    lock, lock_sha256 = read_lock_and_digest(sync_project.root / "pythons.lock")
     values: dict[str, object] = {
-        "lock": loads((sync_project.root / "pythons.lock").read_text(encoding="utf-8")),
+        "lock": lock,
+        "lock_sha256": lock_sha256,  # what the CLI passes: the digest of the bytes it read
         "lock_path": sync_project.root / "pythons.lock",
         "config_path": sync_project.root / "pythons.toml",
         "dest_root": sync_project.into,

@@ -537,6 +537,8 @@ class SyncRequest:
     remember: bool = True
     #: The checked invocation's key, for the fast path (``pylock.fastpath.options_key``).
     options_key: str | None = None
+    #: The sha256 of the lock's bytes as read, for the fast path; ``None``: no state.
+    lock_sha256: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -564,12 +566,14 @@ def run_sync(
     no-op never opens the cache or checks download settings. Interpreters that fail are
     in the outcome's ``result.failed``; the others are installed and linked.
     """
-    from pylock.fastpath import forget_state
+    from pylock.fastpath import config_sha256, forget_state
     from pylock.sync.install import clean_leftovers
 
     lock, dest, platform = request.lock, request.dest_root, request.platform
     if dest.exists() and not dest.is_dir():
         raise PylockError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
+    # What the warning below is about: the fast path skips it only for this very file.
+    config_sha = config_sha256(str(request.lock_path.parent))
     warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)
@@ -593,7 +597,7 @@ def run_sync(
         usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
     if plan.is_noop:
         _link_bin_dir(request, reporter)
-        _remember(request, plan.current, reporter)
+        _remember(request, plan.current, config_sha, reporter)
         return SyncOutcome(
             noop=True,
             result=SyncResult(current=plan.current, unavailable=plan.unavailable),
@@ -627,7 +631,7 @@ def run_sync(
     _link_bin_dir(request, reporter, prune=not result.failed)
     current = result.installed + result.current
     if not result.failed:
-        _remember(request, current, reporter)
+        _remember(request, current, config_sha, reporter)
     return SyncOutcome(noop=False, result=result, current=current)
 
 
@@ -668,7 +672,9 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
         reporter.event(f"removed link {bin_dir / name}")
 
 
-def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) -> None:
+def _remember(
+    request: SyncRequest, names: Sequence[str], config_sha: str | None, reporter: Reporter
+) -> None:
     """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
     if not request.remember:
         return
@@ -678,7 +684,8 @@ def _remember(request: SyncRequest, names: Sequence[str], reporter: Reporter) ->
     try:
         write_state(
             dest=str(dest),
-            project=str(request.lock_path.parent),
+            lock_sha=request.lock_sha256,
+            config_sha=config_sha,
             names=names,
             key=request.options_key,
         )
