@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,81 @@ def test_manifest_names_that_are_paths_are_ignored(tmp_path: Path) -> None:
     assert result.removed == ()
     assert victim.is_symlink()
     assert json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))["links"] == {}
+
+
+class _Killed(BaseException):
+    """A SIGKILL, as far as the code under test can tell: nothing after it runs."""
+
+
+@posix_only
+@pytest.mark.parametrize("stop", ["link placed", "link being placed"])
+def test_links_of_a_run_killed_half_way_are_pylocks_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """Killed after placing ``python3.12`` (or with its temporary link made) but before the
+    manifest recorded it: the next run knew nothing of it. A lock that no longer wanted it
+    left it in place, running another interpreter; one that wanted the name for another
+    interpreter refused it as foreign (field test 3)."""
+    from pylock.sync import bindir
+
+    bin_dir, install = tmp_path / "bin", tmp_path / "pythons"
+    before = {"python3.11": install / "py/bin/python3"}
+    sync_links(bin_dir, before, windows=False, install_dir=install)
+    upgrade = {"python3.12": install / "py/bin/python3"}
+    if stop == "link placed":
+        writes = [0]
+        write_manifest = bindir._write_manifest
+
+        def killed_before_the_last(*args: Any) -> None:
+            writes[0] += 1
+            if writes[0] == 2:
+                raise _Killed
+            write_manifest(*args)
+
+        monkeypatch.setattr(bindir, "_write_manifest", killed_before_the_last)
+    else:
+        replace = os.replace
+
+        def killed(source: Any, *args: Any) -> None:
+            if str(source).endswith(".python3.12.pylock-tmp"):
+                raise _Killed  # the temporary link is made, and not renamed yet
+            replace(source, *args)
+
+        monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(_Killed):
+        sync_links(bin_dir, upgrade, windows=False, install_dir=install)
+    monkeypatch.undo()
+    assert (bin_dir / "python3.12").is_symlink() == (stop == "link placed")
+    assert (bin_dir / ".python3.12.pylock-tmp").is_symlink() == (stop != "link placed")
+
+    # The upgrade is reverted: the link it was making goes, and so does its debris.
+    reverted = sync_links(bin_dir, before, windows=False, install_dir=install)
+    assert sorted(os.listdir(bin_dir)) == sorted([".pylock-links.lock", MANIFEST, "python3.11"])
+    assert reverted.removed == (("python3.12",) if stop == "link placed" else ())
+    manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["links"] == {"python3.11": str(install / "py/bin/python3")}
+    assert "pending" not in manifest
+
+
+@posix_only
+def test_a_link_another_projects_killed_run_was_making_stays_its_own(tmp_path: Path) -> None:
+    from pylock.sync import bindir
+
+    bin_dir, mine, theirs = tmp_path / "bin", tmp_path / "mine", tmp_path / "theirs"
+    bin_dir.mkdir()
+    (bin_dir / "python3.13").symlink_to(theirs / "x/bin/python3")
+    target = str(theirs / "x/bin/python3")
+    bindir._write_manifest(bin_dir, {}, {"python3.13": str(theirs)}, {"python3.13": target})
+    sync_links(bin_dir, {"python3.12": mine / "y/bin/python3"}, windows=False, install_dir=mine)
+    assert (bin_dir / "python3.13").is_symlink()
+    manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["pending"] == {"python3.13": target}
+    assert manifest["installs"]["python3.13"] == str(theirs)
+    # Their next run takes it as its own.
+    sync_links(bin_dir, {"python3.13": theirs / "x/bin/python3"}, windows=False, install_dir=theirs)
+    manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+    assert "pending" not in manifest
+    assert sorted(manifest["links"]) == ["python3.12", "python3.13"]
 
 
 @posix_only

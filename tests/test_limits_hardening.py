@@ -374,7 +374,7 @@ def test_deep_bin_dir_manifest_is_ignored(tmp_path: Path) -> None:
     from pylock.sync.bindir import MANIFEST, _read_manifest
 
     (tmp_path / MANIFEST).write_text('{"links": ' + DEEP_JSON + "}")
-    assert _read_manifest(tmp_path) == ({}, {})
+    assert _read_manifest(tmp_path) == ({}, {}, {})
 
 
 @pytest.mark.timeout(30)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import ntpath
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePath
@@ -70,23 +71,41 @@ class LinkResult:
     taken: tuple[tuple[str, str], ...] = ()
 
 
-def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The links pylock made in ``bin_dir`` (name to target or launcher text), and the
-    install directory each one is for (absent in manifests written before pylock 0.3)."""
+def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The links pylock made in ``bin_dir`` (name to target or launcher text), the
+    install directory each one is for (absent in manifests written before pylock 0.3),
+    and the links a run was about to make when it stopped (``pending``: see
+    :func:`_sync_links`)."""
     try:
         data = json_loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}, {}
+        return {}, {}, {}
     links = data.get("links") if isinstance(data, dict) else None
     if not isinstance(links, dict):
-        return {}, {}
+        return {}, {}, {}
     installs = data.get("installs")
     if not isinstance(installs, dict):
         installs = {}
+    pending = data.get("pending")
+    if not isinstance(pending, dict):
+        pending = {}
     # Only plain names: a manifest entry is a file in ``bin_dir``, never a path elsewhere
     # (whoever can write the manifest must not make a sync remove a link outside it).
     named = {str(k): str(v) for k, v in links.items() if _plain_name(str(k))}
-    return named, {str(k): str(v) for k, v in installs.items() if k in named}
+    unfinished = {str(k): str(v) for k, v in pending.items() if _plain_name(str(k))}
+    owners = {str(k): str(v) for k, v in installs.items() if k in named or k in unfinished}
+    return named, owners, unfinished
+
+
+def _write_manifest(
+    bin_dir: Path, links: dict[str, str], owners: dict[str, str], pending: dict[str, str]
+) -> None:
+    manifest: dict[str, object] = {"links": links}
+    if owners:
+        manifest["installs"] = owners
+    if pending:
+        manifest["pending"] = pending
+    atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _plain_name(name: str) -> bool:
@@ -259,8 +278,17 @@ def _sync_links(
     install_dir: Path | None,
     prune: bool,
 ) -> LinkResult:
-    previous, installs = _read_manifest(bin_dir)
+    previous, installs, pending = _read_manifest(bin_dir)
+    _remove_debris(bin_dir)
     mine = str(install_dir) if install_dir is not None else None
+
+    def is_ours(name: str, current: str | bytes | None) -> bool:
+        # What the manifest records, or what a run that stopped half-way was making.
+        return any(
+            name in entries and _is_ours(current, entries[name], windows)
+            for entries in (previous, pending)
+        )
+
     created: list[str] = []
     removed: list[str] = []
     taken: list[tuple[str, str]] = []
@@ -274,7 +302,7 @@ def _sync_links(
         if current == _on_disk(expected, windows):
             continue
         # Ours only while it is still what we wrote: the user may have replaced it since.
-        ours = name in previous and _is_ours(current, previous[name], windows)
+        ours = is_ours(name, current)
         if (path.exists() or path.is_symlink()) and not ours:
             raise PylockError(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
@@ -284,6 +312,12 @@ def _sync_links(
         if ours and mine is not None and owner is not None and owner != mine:
             taken.append((name, owner))
         changes.append((name, target, path, expected))
+    if changes:
+        # Recorded before the links change: a run killed among them leaves links that the
+        # next run knows as its own, to replace or remove, not foreign files it refuses.
+        making = {name: expected for name, _, _, expected in changes}
+        owners = installs | (dict.fromkeys(making, mine) if mine is not None else {})
+        _write_manifest(bin_dir, previous, owners, pending | making)
     for name, target, path, expected in changes:
         tmp = path.with_name(f".{path.name}.pylock-tmp")
         tmp.unlink(missing_ok=True)
@@ -294,21 +328,38 @@ def _sync_links(
         os.replace(tmp, path)
         created.append(name)
     kept: list[str] = []
-    for name in sorted(set(previous) - set(wanted)):
+    left_pending: dict[str, str] = {}
+    for name in sorted((set(previous) | set(pending)) - set(wanted)):
         owner = installs.get(name)
-        if not prune or (mine is not None and owner is not None and owner != mine):
-            kept.append(name)  # another project's link, or one left as it was
-            continue
         path = _entry_path(bin_dir, name, windows)
+        current = _current_target(path, windows)
+        if not prune or (mine is not None and owner is not None and owner != mine):
+            # Another project's link, or one left as it was; and what another run was
+            # making, still its own until it runs again.
+            if name in previous:
+                kept.append(name)
+            if name in pending and current is not None:
+                left_pending[name] = pending[name]
+            continue
         # Only remove what still is our link: the user may have replaced it since.
-        if _is_ours(_current_target(path, windows), previous[name], windows):
+        if is_ours(name, current):
             path.unlink()
             removed.append(name)
     links = {name: previous[name] for name in kept} | entries
-    owners = {name: installs[name] for name in kept if name in installs}
+    owners = {name: installs[name] for name in [*kept, *left_pending] if name in installs}
     owners |= dict.fromkeys(entries, mine) if mine is not None else {}
-    manifest: dict[str, object] = {"links": links}
-    if owners:
-        manifest["installs"] = owners
-    atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(bin_dir, links, owners, left_pending)
     return LinkResult(created=tuple(created), removed=tuple(removed), taken=tuple(taken))
+
+
+#: Temporary files of a killed run: links about to be renamed into place, manifests about
+#: to replace the manifest. Only removed under the bin dir's lock, which their writer held.
+_DEBRIS = (re.compile(r"\..+\.pylock-tmp"), re.compile(rf"\.{re.escape(MANIFEST)}\.[0-9a-f]+\.tmp"))
+
+
+def _remove_debris(bin_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(bin_dir):
+            if any(pattern.fullmatch(entry.name) for pattern in _DEBRIS):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
