@@ -181,7 +181,8 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     except OSError:
         return None
     for entry in entries:
-        if entry.startswith(LEFTOVER_PREFIXES):
+        # A killed run's trees, or its half-written state: the full sync removes them.
+        if entry.startswith(LEFTOVER_PREFIXES) or entry.startswith(f".{STATE_FILE}."):
             return None
         if (
             entry not in records

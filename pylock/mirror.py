@@ -376,6 +376,9 @@ def _place(source: Path, target: Path, artifact: Artifact) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    # rename(2) does nothing when both names are links to one file (another run placed
+    # the same cached archive meanwhile): the temporary name would stay.
+    tmp.unlink(missing_ok=True)
 
 
 def _fetch_into_cache(

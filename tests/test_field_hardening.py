@@ -386,6 +386,15 @@ def test_a_half_written_state_file_is_removed(sync_project: Project, app_a: Buil
     assert sync_project.sync("-v").code == 0
     assert not stale.exists()
     assert fresh.exists()  # perhaps another sync's, being written right now
+    # The fast path would answer from now on, and never remove it (field test 3): while it
+    # is there, the full sync runs, and removes it once it is old enough to be a leftover.
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+    os.utime(fresh, (old, old))
+    assert sync_project.sync().code == 0
+    assert not fresh.exists()
+    assert try_noop_sync(argv, Settings.from_environ({})) is not None
 
 
 def test_an_install_another_process_did_is_reported_as_current(

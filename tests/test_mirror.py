@@ -881,3 +881,21 @@ def _patched_by_installers(path: str) -> bool:
         or (path.startswith("bin/") and name.endswith("-config"))
         or name in ("Makefile", "_sysconfig_vars.json")
     )
+
+
+def test_placing_an_archive_already_linked_there_leaves_no_temporary_name(
+    tmp_path: Path,
+) -> None:
+    """Two mirror runs placed one cached archive: the second rename was between two links
+    to one file, which rename(2) leaves alone, and the temporary name stayed (field test 3)."""
+    from pylock.mirror import _place
+
+    data = b"archive" * 100
+    artifact = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", data)
+    source = tmp_path / "cached.tar.gz"
+    source.write_bytes(data)
+    target = tmp_path / "mirror" / "20251014" / "a.tar.gz"
+    _place(source, target, artifact)
+    _place(source, target, artifact)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.tar.gz"]
+    assert target.read_bytes() == data
