@@ -24,6 +24,11 @@ def main() -> int:
     gc.disable()
     try:
         return _run()
+    except KeyboardInterrupt:
+        # Ctrl-C before the CLI took over (it says this itself later): no traceback.
+        if sys.stderr is not None:
+            sys.stderr.write("pylock: interrupted\n")
+        return 130
     finally:
         # Garbage still reachable only through cycles is not collected at exit: every file
         # pylock writes is closed explicitly, and the streams are flushed by the exit.

@@ -382,3 +382,22 @@ def test_the_console_script_imports_the_cli_with_the_collector_off(
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_ctrl_c_while_the_console_script_starts_is_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in the first tenth of a second, before the CLI handles it (field test 3)."""
+    import pylock.fastpath
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["pylock", "sync"])
+    monkeypatch.setattr(pylock.fastpath, "try_noop_sync", interrupted)
+    try:
+        assert entry.main() == 130
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert capsys.readouterr().err == "pylock: interrupted\n"
