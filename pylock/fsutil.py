@@ -68,6 +68,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temporaries(path: Path, older_than: float) -> None:
+    """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
+    writer was killed, once they are ``older_than`` seconds old (a live writer renames its
+    own within milliseconds). Never fails: junk must not stop a command."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp")
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                        os.unlink(entry.path)
+
+
 #: How long a rename waits, in all, for a file another program briefly holds (Windows).
 _RENAME_PATIENCE = 2.0
 

@@ -318,7 +318,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     :class:`StaleLockError`. A plain ``--check`` compares digests without resolving.
     """
     from pylock.errors import StaleLockError
-    from pylock.fsutil import atomic_write_text
+    from pylock.fsutil import atomic_write_text, remove_stale_temporaries
 
     lock_path = request.lock_path
     name = lock_path.name
@@ -345,6 +345,8 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
     written = changed and not check and not dry_run
     if written:
+        # What a `pylock lock` killed while writing left (an hour: surely not live).
+        remove_stale_temporaries(lock_path, 3600)
         try:
             atomic_write_text(lock_path, outcome.text)
         except OSError as exc:

@@ -271,3 +271,21 @@ def test_cache_prune_keep_lock_evicts_what_no_named_lock_names(
     assert main([*prune, str(tmp_path / "other.lock")], environ=environ) == 0
     assert sorted(e.filename for e in cache.list()) == ["a.tar.gz", "b.tar.gz"]
     assert "removed 1 archive(s)" in capsys.readouterr().err
+
+
+def test_lock_removes_what_a_killed_lock_left_beside_the_lock(project: Path) -> None:
+    import os
+    import time
+
+    (project / "pythons.toml").write_text(CONFIG, encoding="utf-8")
+    stale = project / ".pythons.lock.0123456789ab.tmp"
+    live = project / ".pythons.lock.ba9876543210.tmp"  # perhaps another lock, writing now
+    other = project / ".notes.txt.0123456789ab.tmp"
+    for path in (stale, live, other):
+        path.write_text("half a lock")
+    old = time.time() - 7200
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    assert pylock(project, "-q", "lock") == 0
+    assert not stale.exists()
+    assert live.exists() and other.exists()

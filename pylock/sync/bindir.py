@@ -20,7 +20,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import PylockError
-from pylock.fsutil import FileLock, atomic_write_text
+from pylock.fsutil import FileLock, atomic_write_text, remove_stale_temporaries
 from pylock.lockfile import LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation
@@ -352,14 +352,16 @@ def _sync_links(
     return LinkResult(created=tuple(created), removed=tuple(removed), taken=tuple(taken))
 
 
-#: Temporary files of a killed run: links about to be renamed into place, manifests about
-#: to replace the manifest. Only removed under the bin dir's lock, which their writer held.
-_DEBRIS = (re.compile(r"\..+\.pylock-tmp"), re.compile(rf"\.{re.escape(MANIFEST)}\.[0-9a-f]+\.tmp"))
+#: A link a killed run made and had not renamed into place yet.
+_LINK_TMP = re.compile(r"\..+\.pylock-tmp")
 
 
 def _remove_debris(bin_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(bin_dir):
-            if any(pattern.fullmatch(entry.name) for pattern in _DEBRIS):
+    """Remove what killed runs left: temporary links and manifests. Only called under the
+    bin dir's lock, which their writers held: none of them is live."""
+    remove_stale_temporaries(bin_dir / MANIFEST, older_than=0)
+    with contextlib.suppress(OSError), os.scandir(bin_dir) as entries:
+        for entry in entries:
+            if _LINK_TMP.fullmatch(entry.name):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)

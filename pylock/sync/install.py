@@ -29,7 +29,6 @@ import contextlib
 import errno
 import os
 import sys
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +38,7 @@ import attrs
 
 from pylock.errors import InstallError, PylockError
 from pylock.fastpath import STATE_FILE
-from pylock.fsutil import FileLock, LockTimeout, walk_tree
+from pylock.fsutil import FileLock, LockTimeout, remove_stale_temporaries, walk_tree
 from pylock.sync import records
 from pylock.sync.records import (
     INSTALL_JSON,
@@ -250,8 +249,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
     return removed
 
 
-#: The temporary files ``fsutil.atomic_write_text`` makes for the fast path's state.
-_STATE_TMP_PREFIX = f".{STATE_FILE}."
+#: When a temporary file of the fast path's state is a killed sync's, not a live one's.
 _STALE_STATE_SECONDS = 60
 
 
@@ -268,23 +266,16 @@ def clean_leftovers(dest_root: Path, reporter: Reporter | None = None) -> list[P
     from pylock.lockfile import is_valid_name
 
     names = set()
-    stale_state: list[str] = []
     try:
         with os.scandir(dest_root) as entries:
             for entry in entries:
                 for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
                     if entry.name.startswith(prefix):
                         names.add(entry.name[len(prefix) :].rpartition("-")[0])
-                if entry.name.startswith(_STATE_TMP_PREFIX) and entry.name.endswith(".tmp"):
-                    stale_state.append(entry.path)
     except OSError:
         return []
-    for stale in stale_state:
-        # The fast path's state, half written by a killed sync (a live one renames its
-        # temporary file within milliseconds).
-        with contextlib.suppress(OSError):
-            if time.time() - os.lstat(stale).st_mtime > _STALE_STATE_SECONDS:
-                os.unlink(stale)
+    # The fast path's state, half written by a killed sync.
+    remove_stale_temporaries(dest_root / STATE_FILE, _STALE_STATE_SECONDS)
     removed: list[Path] = []
     for name in sorted(n for n in names if is_valid_name(n)):
         try:
