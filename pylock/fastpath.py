@@ -23,7 +23,7 @@ import hashlib
 import os
 import sys
 
-from pylock.ownfiles import read_own_file
+from pylock.ownfiles import is_temporary_of, read_own_file
 from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
@@ -182,7 +182,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
         return None
     for entry in entries:
         # A killed run's trees, or its half-written state: the full sync removes them.
-        if entry.startswith(LEFTOVER_PREFIXES) or entry.startswith(f".{STATE_FILE}."):
+        if entry.startswith(LEFTOVER_PREFIXES) or is_temporary_of(STATE_FILE, entry):
             return None
         if (
             entry not in records

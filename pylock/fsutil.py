@@ -24,6 +24,7 @@ from typing import Any
 # Re-exported: the bounded reads live in a module of their own, which the no-op fast path
 # imports without this one's imports.
 from pylock.ownfiles import RefusedFileError as RefusedFileError
+from pylock.ownfiles import is_temporary_of
 from pylock.ownfiles import read_own_file as read_own_file
 
 #: The project file people edit.
@@ -70,15 +71,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
-    writer was killed, once they are ``older_than`` seconds old (a live writer renames its
-    own within milliseconds). Never fails: junk must not stop a command."""
-    import re
-
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp")
+    writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old
+    (a live writer renames its own within milliseconds). Never fails: junk must not stop a
+    command."""
     now = time.time()
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
-            if pattern.fullmatch(entry.name):
+            if is_temporary_of(path.name, entry.name):
                 with contextlib.suppress(OSError):
                     if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
                         os.unlink(entry.path)

@@ -1,8 +1,9 @@
-"""Bounded reads of pylock's own small files: install records, state files, sidecars.
+"""Bounded reads of pylock's own small files: install records, state files, sidecars;
+and the names of the temporary files its atomic writes make.
 
 Standard library only (``os``, ``stat``) and cheap to import, so that the no-op sync fast
 path (:mod:`pylock.fastpath`) reads its state and the lock by the same rules as the full
-sync reads records. :mod:`pylock.fsutil` re-exports both names.
+sync reads records. :mod:`pylock.fsutil` re-exports the read and its error.
 """
 
 from __future__ import annotations
@@ -76,3 +77,15 @@ def read_own_file(
     if len(data) > limit:
         raise _too_large(name, limit)
     return data
+
+
+def is_temporary_of(name: str, entry: str) -> bool:
+    """Whether ``entry`` is a temporary file of an atomic write of ``name``:
+    ``.NAME.<random>.tmp``, as ``fsutil.atomic_write_bytes`` names them (and ``tempfile``
+    did, before pylock 0.3).
+
+    >>> [is_temporary_of("a.json", n) for n in (".a.json.0f3c.tmp", ".a.json.tmp", "a.json")]
+    [True, False, False]
+    """
+    prefix = f".{name}."
+    return entry.startswith(prefix) and entry.endswith(".tmp") and len(entry) > len(prefix) + 4

@@ -145,23 +145,57 @@ def test_links_of_a_run_killed_half_way_are_pylocks_to_fix(
 
 @posix_only
 def test_a_link_another_projects_killed_run_was_making_stays_its_own(tmp_path: Path) -> None:
-    from pylock.sync import bindir
-
     bin_dir, mine, theirs = tmp_path / "bin", tmp_path / "mine", tmp_path / "theirs"
     bin_dir.mkdir()
     (bin_dir / "python3.13").symlink_to(theirs / "x/bin/python3")
     target = str(theirs / "x/bin/python3")
-    bindir._write_manifest(bin_dir, {}, {"python3.13": str(theirs)}, {"python3.13": target})
+    (bin_dir / MANIFEST).write_text(
+        json.dumps(
+            {
+                "links": {},
+                "pending": {"python3.13": target},
+                "pending-installs": {"python3.13": str(theirs)},
+            }
+        )
+    )
     sync_links(bin_dir, {"python3.12": mine / "y/bin/python3"}, windows=False, install_dir=mine)
     assert (bin_dir / "python3.13").is_symlink()
     manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     assert manifest["pending"] == {"python3.13": target}
-    assert manifest["installs"]["python3.13"] == str(theirs)
+    assert manifest["pending-installs"] == {"python3.13": str(theirs)}
     # Their next run takes it as its own.
     sync_links(bin_dir, {"python3.13": theirs / "x/bin/python3"}, windows=False, install_dir=theirs)
     manifest = json.loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     assert "pending" not in manifest
     assert sorted(manifest["links"]) == ["python3.12", "python3.13"]
+
+
+@posix_only
+def test_a_takeover_killed_before_the_link_changed_leaves_the_link_its_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B wanted A's ``python3`` and was killed after recording it as pending, before the
+    link changed: the link is still A's, and A's next sync, which no longer wants it,
+    removes it (it took it for B's, and left it dangling on PATH)."""
+    bin_dir, a, b = tmp_path / "bin", tmp_path / "a", tmp_path / "b"
+    sync_links(bin_dir, {"python3": a / "app/bin/python3"}, windows=False, install_dir=a)
+    replace = os.replace
+
+    def killed(source: Any, *args: Any) -> None:
+        if str(source).endswith(".python3.pylock-tmp"):
+            raise _Killed
+        replace(source, *args)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(_Killed):
+        sync_links(bin_dir, {"python3": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    monkeypatch.undo()
+    assert os.readlink(bin_dir / "python3") == str(a / "app/bin/python3")
+    assert sync_links(bin_dir, {}, windows=False, install_dir=a).removed == ("python3",)
+    assert not (bin_dir / "python3").exists()
+    # B's next sync makes it, as nothing is in the way.
+    sync_links(bin_dir, {"python3": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    assert os.readlink(bin_dir / "python3") == str(b / "svc/bin/python3")
 
 
 @posix_only

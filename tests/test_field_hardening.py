@@ -377,7 +377,7 @@ def test_an_unexpected_os_error_is_one_line(
 
 def test_a_half_written_state_file_is_removed(sync_project: Project, app_a: Build) -> None:
     sync_project.install(app_a)
-    stale = sync_project.into / f".{STATE_FILE}.0123456789ab.tmp"  # as atomic writes name them
+    stale = sync_project.into / f".{STATE_FILE}.f8nz8p6s.tmp"  # as pylock 0.2 named them
     fresh = sync_project.into / f".{STATE_FILE}.ba9876543210.tmp"
     stale.write_text("half")
     fresh.write_text("half")

@@ -371,10 +371,10 @@ def test_deep_snapshot_file_is_an_upstream_error() -> None:
 
 @pytest.mark.timeout(30)
 def test_deep_bin_dir_manifest_is_ignored(tmp_path: Path) -> None:
-    from pylock.sync.bindir import MANIFEST, _read_manifest
+    from pylock.sync.bindir import MANIFEST, _Manifest, _read_manifest
 
     (tmp_path / MANIFEST).write_text('{"links": ' + DEEP_JSON + "}")
-    assert _read_manifest(tmp_path) == ({}, {}, {})
+    assert _read_manifest(tmp_path) == _Manifest()
 
 
 @pytest.mark.timeout(30)

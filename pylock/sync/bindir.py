@@ -13,7 +13,7 @@ import ntpath
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path, PurePath
 
 import attrs
@@ -71,41 +71,61 @@ class LinkResult:
     taken: tuple[tuple[str, str], ...] = ()
 
 
-def _read_manifest(bin_dir: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """The links pylock made in ``bin_dir`` (name to target or launcher text), the
-    install directory each one is for (absent in manifests written before pylock 0.3),
-    and the links a run was about to make when it stopped (``pending``: see
-    :func:`_sync_links`)."""
+@attrs.frozen
+class _Manifest:
+    """What ``.pylock-links.json`` says."""
+
+    #: Name to target (or launcher text) of each link pylock made.
+    links: dict[str, str] = attrs.field(factory=dict)
+    #: Name to the install directory it was made for (absent before pylock 0.3).
+    installs: dict[str, str] = attrs.field(factory=dict)
+    #: The links a run was about to make when it stopped (see :func:`_sync_links`), and
+    #: the install directory each was for.
+    pending: dict[str, str] = attrs.field(factory=dict)
+    pending_installs: dict[str, str] = attrs.field(factory=dict)
+
+
+def _read_manifest(bin_dir: Path) -> _Manifest:
+    """The bin dir's manifest; an empty one if it is missing or damaged."""
     try:
         data = json_loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}, {}, {}
-    links = data.get("links") if isinstance(data, dict) else None
-    if not isinstance(links, dict):
-        return {}, {}, {}
-    installs = data.get("installs")
-    if not isinstance(installs, dict):
-        installs = {}
-    pending = data.get("pending")
-    if not isinstance(pending, dict):
-        pending = {}
-    # Only plain names: a manifest entry is a file in ``bin_dir``, never a path elsewhere
-    # (whoever can write the manifest must not make a sync remove a link outside it).
-    named = {str(k): str(v) for k, v in links.items() if _plain_name(str(k))}
-    unfinished = {str(k): str(v) for k, v in pending.items() if _plain_name(str(k))}
-    owners = {str(k): str(v) for k, v in installs.items() if k in named or k in unfinished}
-    return named, owners, unfinished
+        return _Manifest()
+    if not isinstance(data, dict) or not isinstance(data.get("links"), dict):
+        return _Manifest()
+
+    def table(key: str, names: Collection[str] | None = None) -> dict[str, str]:
+        # Only plain names: a manifest entry is a file in ``bin_dir``, never a path
+        # elsewhere (whoever can write the manifest must not make a sync remove a link
+        # outside it).
+        found = data.get(key)
+        if not isinstance(found, dict):
+            return {}
+        return {
+            str(k): str(v)
+            for k, v in found.items()
+            if _plain_name(str(k)) and (names is None or k in names)
+        }
+
+    links, pending = table("links"), table("pending")
+    return _Manifest(
+        links=links,
+        installs=table("installs", links),
+        pending=pending,
+        pending_installs=table("pending-installs", pending),
+    )
 
 
-def _write_manifest(
-    bin_dir: Path, links: dict[str, str], owners: dict[str, str], pending: dict[str, str]
-) -> None:
-    manifest: dict[str, object] = {"links": links}
-    if owners:
-        manifest["installs"] = owners
-    if pending:
-        manifest["pending"] = pending
-    atomic_write_text(bin_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:
+    data: dict[str, object] = {"links": manifest.links}
+    for key, table in (
+        ("installs", manifest.installs),
+        ("pending", manifest.pending),
+        ("pending-installs", manifest.pending_installs),
+    ):
+        if table:
+            data[key] = table
+    atomic_write_text(bin_dir / MANIFEST, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _plain_name(name: str) -> bool:
@@ -278,16 +298,23 @@ def _sync_links(
     install_dir: Path | None,
     prune: bool,
 ) -> LinkResult:
-    previous, installs, pending = _read_manifest(bin_dir)
+    manifest = _read_manifest(bin_dir)
+    previous, installs, pending = manifest.links, manifest.installs, manifest.pending
     _remove_debris(bin_dir)
     mine = str(install_dir) if install_dir is not None else None
 
+    def making(name: str, current: str | bytes | None) -> bool:
+        """Whether the link is what a run that stopped half-way was making."""
+        return name in pending and _is_ours(current, pending[name], windows)
+
     def is_ours(name: str, current: str | bytes | None) -> bool:
-        # What the manifest records, or what a run that stopped half-way was making.
-        return any(
-            name in entries and _is_ours(current, entries[name], windows)
-            for entries in (previous, pending)
-        )
+        recorded = name in previous and _is_ours(current, previous[name], windows)
+        return recorded or making(name, current)
+
+    def owner_of(name: str, current: str | bytes | None) -> str | None:
+        if making(name, current):
+            return manifest.pending_installs.get(name)
+        return installs.get(name)
 
     created: list[str] = []
     removed: list[str] = []
@@ -308,16 +335,20 @@ def _sync_links(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
                 hint="remove it, or choose another --bin-dir",
             )
-        owner = installs.get(name)
+        owner = owner_of(name, current)
         if ours and mine is not None and owner is not None and owner != mine:
             taken.append((name, owner))
         changes.append((name, target, path, expected))
     if changes:
         # Recorded before the links change: a run killed among them leaves links that the
-        # next run knows as its own, to replace or remove, not foreign files it refuses.
-        making = {name: expected for name, _, _, expected in changes}
-        owners = installs | (dict.fromkeys(making, mine) if mine is not None else {})
-        _write_manifest(bin_dir, previous, owners, pending | making)
+        # next run knows as pylock's, to replace or remove, not foreign files it refuses.
+        # Who owns each stays as it was until its link has changed.
+        to_make = {name: expected for name, _, _, expected in changes}
+        owners = {k: v for k, v in manifest.pending_installs.items() if k not in to_make}
+        owners |= dict.fromkeys(to_make, mine) if mine is not None else {}
+        _write_manifest(
+            bin_dir, attrs.evolve(manifest, pending=pending | to_make, pending_installs=owners)
+        )
     for name, target, path, expected in changes:
         tmp = path.with_name(f".{path.name}.pylock-tmp")
         tmp.unlink(missing_ok=True)
@@ -330,9 +361,9 @@ def _sync_links(
     kept: list[str] = []
     left_pending: dict[str, str] = {}
     for name in sorted((set(previous) | set(pending)) - set(wanted)):
-        owner = installs.get(name)
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
+        owner = owner_of(name, current)
         if not prune or (mine is not None and owner is not None and owner != mine):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.
@@ -345,10 +376,19 @@ def _sync_links(
         if is_ours(name, current):
             path.unlink()
             removed.append(name)
-    links = {name: previous[name] for name in kept} | entries
-    owners = {name: installs[name] for name in [*kept, *left_pending] if name in installs}
+    owners = {name: installs[name] for name in kept if name in installs}
     owners |= dict.fromkeys(entries, mine) if mine is not None else {}
-    _write_manifest(bin_dir, links, owners, left_pending)
+    left = _Manifest(
+        links={name: previous[name] for name in kept} | entries,
+        installs=owners,
+        pending=left_pending,
+        pending_installs={
+            name: manifest.pending_installs[name]
+            for name in left_pending
+            if name in manifest.pending_installs
+        },
+    )
+    _write_manifest(bin_dir, left)
     return LinkResult(created=tuple(created), removed=tuple(removed), taken=tuple(taken))
 
 
