@@ -29,7 +29,7 @@ from pylock.settings import host_windows_arch
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from pylock.settings import Settings
 
@@ -244,6 +244,7 @@ def write_state(
     config_sha: str | None,
     names: Sequence[str],
     key: str | None,
+    still_current: Callable[[], bool] = lambda: True,
 ) -> None:
     """Remember that ``dest`` matches the project's lock (called after a full sync).
 
@@ -252,6 +253,11 @@ def write_state(
     they are now, which may have changed while the sync ran. ``key`` is the
     :func:`options_key` of the invocation the full sync checked. Without a key or the
     lock's digest, no state is written (this module could not use it).
+
+    ``still_current`` is asked once the records' stamps are taken, before anything is
+    written: whether those trees are still what the lock names. Another sync into
+    ``dest`` may have replaced one since the full sync checked it; a replacement after
+    the question changes a stamp, which :func:`try_noop_sync` notices.
     """
     from pathlib import Path
 
@@ -267,6 +273,9 @@ def write_state(
         if stamp is None:
             return
         lines.append(f"record {name} {' '.join(str(n) for n in stamp)}")
+    if not still_current():
+        forget_state(dest)
+        return
     atomic_write_text(Path(dest) / STATE_FILE, "\n".join(lines) + "\n")
 
 

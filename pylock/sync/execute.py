@@ -678,7 +678,7 @@ def _remember(
     """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
     if not request.remember:
         return
-    from pylock.fastpath import forget_state, write_state
+    from pylock.fastpath import write_state
 
     dest = request.dest_root
     try:
@@ -688,16 +688,15 @@ def _remember(
             config_sha=config_sha,
             names=names,
             key=request.options_key,
+            # Another sync into this directory, of another lock, may have replaced one of
+            # these trees since this one checked it: a state stamping it would say "up to
+            # date" for this lock until the tree changed again.
+            still_current=lambda: (
+                set(names) <= set(current_names(request.lock, dest, request.platform))
+            ),
         )
     except OSError as exc:
         reporter.detail(f"could not record sync state: {exc}")
-        return
-    # Another sync into this directory, of another lock, may have replaced one of these
-    # trees since this one checked it: a state stamping that tree would say "up to date"
-    # for this lock until the tree changed again. Checked after the stamps were taken, so
-    # a replacement after this check changes a stamp, which the fast path notices.
-    if not set(names) <= set(current_names(request.lock, dest, request.platform)):
-        forget_state(str(dest))
 
 
 @attrs.frozen(kw_only=True)
