@@ -37,6 +37,7 @@ _BY_METAVAR = {
     "OLD": FILES,
     "NEW": FILES,
     "PATH_OR_URL": FILES,
+    "LOCK": FILES,
 }
 _BY_DEST = {"platform": PLATFORMS}
 
