@@ -18,8 +18,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+from pylock import cli
 from pylock.errors import ArchiveError, HashMismatchError, InstallError
-from pylock.lockfile import Artifact, LockedPython
+from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import Platform
 from pylock.progress import NullReporter
 from pylock.sync.install import (
@@ -84,6 +85,7 @@ def do_install(
     python: LockedPython | None = None,
     fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
     if_needed: bool = False,
+    platform: Platform = LINUX,
 ) -> Path:
     python = python or locked(artifact)
     install(
@@ -91,7 +93,7 @@ def do_install(
         dest_root=dest_root,
         python=python,
         artifact=artifact,
-        platform=LINUX,
+        platform=platform,
         fixup=fixup,
         reporter=NullReporter(),
         if_needed=if_needed,
@@ -689,15 +691,7 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
         dumps(make_lock([python], config_digest="sha256:" + "0" * 64))
     )
     dest = tmp_path / "pythons"
-    install(
-        path,
-        dest_root=dest,
-        python=python,
-        artifact=artifact,
-        platform=windows,
-        fixup=None,
-        reporter=NullReporter(),
-    )
+    do_install(path, artifact, dest, python=python, platform=windows)
     base = ["--project", str(project)]
 
     assert cli.main([*base, "which", "pp", "--into", str(dest)]) == 0
@@ -717,11 +711,9 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
 def test_run_of_a_broken_executable_says_how_to_repair_it(
     installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.cli import main
-
     project, dest = installed
     (dest / "app" / "bin" / "python3.12").chmod(0o644)  # bin/python3 links to it
-    assert main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
+    assert cli.main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
     err = capsys.readouterr().err
     assert "cannot run" in err and "Permission denied" in err
     assert "hint: run `pylock verify app` to check the install" in err
@@ -731,11 +723,7 @@ def test_run_of_a_broken_executable_says_how_to_repair_it(
 def test_list_json_gives_a_machine_state_beside_the_words(
     installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pylock.cli import main
-    from pylock.lockfile import dumps, loads, make_lock
-
-    project, dest = installed
-    lock_path = project / "pythons.lock"
+    lock_path = installed[0] / "pythons.lock"
     (app,) = loads(lock_path.read_text()).pythons
     host = app.artifacts[0]
     moved = attrs.evolve(app, artifacts=(attrs.evolve(host, sha256="e" * 64),))
@@ -746,8 +734,9 @@ def test_list_json_gives_a_machine_state_beside_the_words(
 
     def listed(*pythons: LockedPython) -> list[tuple[str, str, str]]:
         lock_path.write_text(dumps(make_lock(list(pythons), config_digest="sha256:" + "0" * 64)))
+        project, dest = installed
         argv = ["--project", str(project), "list", "--format", "json", "--into", str(dest)]
-        assert main(argv) == 0
+        assert cli.main(argv) == 0
         rows = json.loads(capsys.readouterr().out)["pythons"]
         return [(row["name"], row["state"], row["status"]) for row in rows]
 
