@@ -889,6 +889,8 @@ def _seed_registry(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
+    from pylock.sync.plan import repair_hint
+
     # No lock needed, as for `which`: the install record knows.
     lock = ctx.read_lock() if ctx.lock_path.exists() else None
     found = _locate(ctx, lock, check_executable=False)
@@ -904,8 +906,7 @@ def _cmd_run(ctx: Context) -> int:
                 f"cannot run {exe}: {exc.strerror or exc}",
                 hint=f"{_foreign(found)}; sync it without --platform to run it here"
                 if found.foreign is not None
-                else f"run `pylock verify {found.python.name}` to check the install, "
-                "`pylock sync --reinstall` to repair it",
+                else repair_hint(found.python.name),
             ) from None
         started(process)
         code = process.wait()

@@ -573,7 +573,7 @@ def run_sync(
     if dest.exists() and not dest.is_dir():
         raise PylockError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
     # What the warning below is about: the fast path skips it only for this very file.
-    config_sha = config_sha256(str(request.lock_path.parent))
+    config_sha = config_sha256(str(request.lock_path.parent)) if request.remember else None
     warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)

@@ -39,6 +39,7 @@ import attrs
 from pylock.errors import InstallError, PylockError
 from pylock.fastpath import STATE_FILE
 from pylock.fsutil import FileLock, LockTimeout, remove_stale_temporaries, walk_tree
+from pylock.progress import elide
 from pylock.sync import records
 from pylock.sync.records import (
     INSTALL_JSON,
@@ -134,10 +135,9 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
         )
     missing = [n for n in chosen if not _made_by_pylock(dest_root, n)]
     if missing:
-        there = pylock_trees(dest_root)
         raise PylockError(
             f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}"
-            + (f" (installed there: {', '.join(there)})" if there else ""),
+            + installed_there(dest_root),
             hint="check the name; if it is locked, run `pylock sync` first",
         )
     return (verify(dest_root, name) for name in chosen)
@@ -158,6 +158,13 @@ def pylock_trees(dest_root: Path) -> list[str]:
     """Names of the trees pylock made in ``dest_root``, sorted: those it installed, and
     those whose install record is damaged (they still have ``.pylock/``)."""
     return _names(dest_root, lambda name: _made_by_pylock(dest_root, name))
+
+
+def installed_there(dest_root: Path) -> str:
+    """`` (installed there: a, b)``, the trees pylock made in ``dest_root``, for a message
+    about a name that is not one of them (empty when there are none)."""
+    there = pylock_trees(dest_root)
+    return f" (installed there: {', '.join(there)})" if there else ""
 
 
 def _made_by_pylock(dest_root: Path, name: str) -> bool:
@@ -391,6 +398,11 @@ def install(
     return True
 
 
+#: The most columns of a path in a message: an archive's deep or long names keep their
+#: two ends.
+_MOST = 200
+
+
 def _where(filename: str, dest_root: Path, name: str) -> str:
     """Where an OS error struck, for its message: a file of the tree being made is named
     as the archive's (or the fix-ups') file, not by the temporary directory's name.
@@ -407,21 +419,8 @@ def _where(filename: str, dest_root: Path, name: str) -> str:
         and parts[: len(root)] == root
         and parts[len(root)].startswith(f"{TMP_PREFIX}{name}-")
     ):
-        return f"writing {_cut('/'.join(parts[len(root) + 1 :]))} of the new tree"
-    return _cut(filename)
-
-
-def _cut(path: str, most: int = 200) -> str:
-    """``path`` for a message: a long one (an archive's deep or long names) keeps its two
-    ends.
-
-    >>> _cut("/a/" + "b" * 300 + "/c", most=20)
-    '/a/bbbbbb…bbbbbbb/c'
-    """
-    if len(path) <= most:
-        return path
-    half = (most - 1) // 2
-    return f"{path[:half]}…{path[-half:]}"
+        return f"writing {elide('/'.join(parts[len(root) + 1 :]), _MOST)} of the new tree"
+    return elide(filename, _MOST)
 
 
 def _install_locked(
@@ -559,7 +558,7 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
 def _check_replaceable(final: Path) -> None:
     # A tree with pylock's .pylock/ is pylock's even when its record was damaged: sync
     # repairs it (it refused before, while verify, which and list said to run sync).
-    if os.path.lexists(final) and read_install_json(str(final)) is None and not has_meta_dir(final):
+    if os.path.lexists(final) and not _made_by_pylock(final.parent, final.name):
         raise InstallError(
             f"{final} exists and was not installed by pylock; refusing to replace it",
             hint="move it away, or install into another directory with --into",

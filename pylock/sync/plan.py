@@ -246,12 +246,11 @@ def locate(
     elif state is not None:
         python = python_from_state(state)
     else:
-        from pylock.sync.install import installed_names
+        from pylock.sync.install import installed_there
 
-        there = installed_names(dest_root)
         raise PylockError(
             f"no lock file at {lock_path} and no {name!r} installed in {shown}"
-            + (f" (installed there: {', '.join(there)})" if there else ""),
+            + installed_there(dest_root),
             # --into may have been given already: then it named the wrong directory.
             hint="run it in the project (or pass --project DIR), or give the --into DIR "
             "that holds it",
@@ -277,11 +276,18 @@ def locate(
     if check_executable and not exe.exists():
         raise PylockError(
             f"{python.name} has no executable at {exe}",
-            hint="run `pylock verify` to check the install, `pylock sync --reinstall` to repair it",
+            hint=repair_hint(python.name),
         )
     return Located(
         python=python,
         executable=exe,
         out_of_date=artifact is not None and not is_current(state, artifact),
         foreign=foreign,
+    )
+
+
+def repair_hint(name: str) -> str:
+    """What to do about an install of ``name`` that does not work as it should."""
+    return (
+        f"run `pylock verify {name}` to check the install, `pylock sync --reinstall` to repair it"
     )
