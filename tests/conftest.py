@@ -351,6 +351,13 @@ def app_a() -> Build:
     return make_build("app", TAG_A)
 
 
+@pytest.fixture
+def installed(sync_project: Project, app_a: Build) -> Project:
+    """``app`` locked and synced into ``pythons/`` (with the state the fast path checks)."""
+    sync_project.install(app_a)
+    return sync_project
+
+
 @pytest.fixture(scope="module")
 def app_b() -> Build:
     # Larger than extraction's 1 MiB write batches, so its first files reach the disk

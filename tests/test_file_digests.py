@@ -51,12 +51,6 @@ def forge(entries: dict[str, tuple[int, str]]) -> bytes:
     )
 
 
-@pytest.fixture
-def installed(sync_project: Project, app_a: Build) -> Project:
-    sync_project.install(app_a)
-    return sync_project
-
-
 def test_an_install_keeps_the_digests_of_what_it_extracted(
     installed: Project, app_a: Build
 ) -> None:

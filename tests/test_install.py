@@ -582,7 +582,7 @@ def linux_host(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def installed(tmp_path: Path, linux_host: None) -> tuple[Path, Path]:
+def installed_here(tmp_path: Path, linux_host: None) -> tuple[Path, Path]:
     """``(project, install dir)``: app locked and installed, seen from a Linux host."""
     return _project_with_install(tmp_path)
 
@@ -644,11 +644,11 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @posix_only
 def test_cli_which(
-    tmp_path: Path, installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, installed_here: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pylock import cli
 
-    project, dest = installed
+    project, dest = installed_here
     base = ["--project", str(project), "which"]
     assert cli.main([*base, "app", "--into", str(dest)]) == 0
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
@@ -709,9 +709,9 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
 
 @posix_only
 def test_run_of_a_broken_executable_says_how_to_repair_it(
-    installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    installed_here: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project, dest = installed
+    project, dest = installed_here
     (dest / "app" / "bin" / "python3.12").chmod(0o644)  # bin/python3 links to it
     assert cli.main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
     err = capsys.readouterr().err
@@ -721,9 +721,9 @@ def test_run_of_a_broken_executable_says_how_to_repair_it(
 
 @posix_only
 def test_list_json_gives_a_machine_state_beside_the_words(
-    installed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    installed_here: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lock_path = installed[0] / "pythons.lock"
+    lock_path = installed_here[0] / "pythons.lock"
     (app,) = loads(lock_path.read_text()).pythons
     host = app.artifacts[0]
     moved = attrs.evolve(app, artifacts=(attrs.evolve(host, sha256="e" * 64),))
@@ -734,7 +734,7 @@ def test_list_json_gives_a_machine_state_beside_the_words(
 
     def listed(*pythons: LockedPython) -> list[tuple[str, str, str]]:
         lock_path.write_text(dumps(make_lock(list(pythons), config_digest="sha256:" + "0" * 64)))
-        project, dest = installed
+        project, dest = installed_here
         argv = ["--project", str(project), "list", "--format", "json", "--into", str(dest)]
         assert cli.main(argv) == 0
         rows = json.loads(capsys.readouterr().out)["pythons"]

@@ -92,14 +92,6 @@ def plant(path: Path, kind: str, oversized: bytes | int) -> None:
         path.write_bytes(oversized)
 
 
-@pytest.fixture
-def installed(sync_project: Project, app_a: Build) -> Project:
-    """``app`` synced into ``pythons/``, with the state the fast path checks."""
-    sync_project.install(app_a)
-    assert (sync_project.into / ".pylock-state").is_file()
-    return sync_project
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_unreadable_install_json_is_no_record(installed: Project, kind: str) -> None:
