@@ -382,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing = command("list", "list locked interpreters and their state here", _cmd_list)
     listing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     listing.add_argument("--into", metavar="DIR", help="install directory to inspect")
+    listing.add_argument(
+        "--platform",
+        metavar="KEY",
+        help="judge the installs for this platform, as `sync --platform` made them (default: host)",
+    )
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
     which.add_argument("name", metavar="NAME")
@@ -636,7 +641,7 @@ def _cmd_list(ctx: Context) -> int:
     from pylock.sync.plan import install_status
 
     lock = ctx.read_lock()
-    platform = ctx.platform()
+    platform = ctx.platform(ctx.args.platform)
     dest = ctx.install_dir(ctx.args.into)
     cache = ctx.cache()
     statuses = install_status(
@@ -647,9 +652,10 @@ def _cmd_list(ctx: Context) -> int:
             **s.python.summary(),
             "platforms": list(s.python.platforms),
             "state": str(s.state),
-            "status": s.state.text,
+            "status": s.text,
             "cached": s.cached,
             "path": str(s.path) if s.path is not None else None,
+            "installed-for": s.installed_for,
         }
         for s in statuses
     ]

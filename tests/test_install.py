@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -575,10 +576,15 @@ def test_executable_falls_back_to_what_exists(tmp_path: Path) -> None:
 
 @pytest.fixture
 def linux_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI takes this machine for :data:`LINUX`, whatever it is."""
+    """The CLI takes this machine for :data:`LINUX`, whatever it is (``--platform KEY``
+    still names KEY)."""
     from pylock import cli
+    from pylock.platforms import resolve_platform
 
-    monkeypatch.setattr(cli.Context, "platform", lambda self, key=None: LINUX)
+    def platform(self: cli.Context, key: str | None = None) -> Platform:
+        return resolve_platform(key, host_platform=LINUX) if key else LINUX
+
+    monkeypatch.setattr(cli.Context, "platform", platform)
 
 
 @pytest.fixture
@@ -662,16 +668,8 @@ def test_cli_which(
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
 
 
-@posix_only
-@pytest.mark.usefixtures("linux_host")
-def test_which_and_run_of_a_tree_synced_for_another_platform(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`sync --platform windows-x86_64` on Linux: `which` shows the Windows layout's
-    executable and says whose it is; `run` says why it cannot start it here."""
-    from pylock import cli
-    from pylock.lockfile import dumps, make_lock
-
+def _synced_for_windows(tmp_path: Path) -> tuple[Path, Path, LockedPython]:
+    """``(project, install dir, locked pp)``: PyPy synced with ``--platform windows-x86_64``."""
     windows = Platform.parse("windows-x86_64")
     path = archives.write_archive(
         tmp_path / "pypy3.10-v7.3.17-win64.zip", archives.pypy_windows(), ArchiveFormat.ZIP
@@ -692,6 +690,17 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
     )
     dest = tmp_path / "pythons"
     do_install(path, artifact, dest, python=python, platform=windows)
+    return project, dest, python
+
+
+@posix_only
+@pytest.mark.usefixtures("linux_host")
+def test_which_and_run_of_a_tree_synced_for_another_platform(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sync --platform windows-x86_64` on Linux: `which` shows the Windows layout's
+    executable and says whose it is; `run` says why it cannot start it here."""
+    project, dest, _ = _synced_for_windows(tmp_path)
     base = ["--project", str(project)]
 
     assert cli.main([*base, "which", "pp", "--into", str(dest)]) == 0
@@ -705,6 +714,44 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
     assert f"cannot run {dest.absolute() / 'pp' / 'pypy3.exe'}" in err
     assert "hint: pp was installed for windows-x86_64" in err
     assert "sync it without --platform" in err
+
+
+@posix_only
+@pytest.mark.usefixtures("linux_host")
+def test_list_tells_a_tree_synced_for_another_platform_and_judges_it_for_that_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`list` on Linux, of a tree synced with `--platform windows-x86_64`: not "out of
+    date (run `pylock sync`)", a sync that would replace it with a Linux build, but
+    installed for Windows; `list --platform windows-x86_64` judges it against the lock."""
+    project, dest, python = _synced_for_windows(tmp_path)
+    lock_path = project / "pythons.lock"
+
+    def listed(*extra: str, fmt: str = "json") -> Any:
+        argv = ["--project", str(project), "list", "--format", fmt, "--into", str(dest), *extra]
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        return json.loads(out)["pythons"][0] if fmt == "json" else out
+
+    row = listed()
+    assert (row["state"], row["installed-for"]) == ("other-platform", "windows-x86_64")
+    assert "`pylock list --platform windows-x86_64`" in row["status"]
+    assert "[installed for windows-x86_64 (check it with" in listed(fmt="text")
+
+    row = listed("--platform", "windows-x86_64")
+    assert (row["state"], row["status"], row["installed-for"]) == ("installed", "installed", None)
+
+    # The lock moves on: out of date for Windows, and still not this machine's.
+    (artifact,) = python.artifacts
+    moved = attrs.evolve(python, artifacts=(attrs.evolve(artifact, sha256="e" * 64),))
+    lock_path.write_text(dumps(make_lock([moved], config_digest="sha256:" + "0" * 64)))
+    assert listed("--platform", "windows-x86_64")["state"] == "out-of-date"
+    assert listed()["state"] == "other-platform"
+
+    # A record naming a platform with a terminal escape in it is shown, not obeyed.
+    record = dest / "pp" / ".pylock" / "install.json"
+    record.write_text(record.read_text().replace('"windows-x86_64"', '"\\u001b[2Jwin"'))
+    assert "installed for \\x1b[2Jwin" in listed(fmt="text")
 
 
 @posix_only

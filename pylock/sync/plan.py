@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import PylockError, UsageError
+from pylock.errors import PylockError, UsageError, printable
 from pylock.fsutil import display_path
 from pylock.lockfile import Artifact, LockedPython, LockFile
 
@@ -144,6 +144,9 @@ class Standing(enum.StrEnum):
     OUT_OF_DATE = "out-of-date"
     #: The lock has no artifact for this platform.
     NOT_LOCKED = "not-locked"
+    #: A tree installed for another platform (``sync --platform``); ``list --platform KEY``
+    #: judges it for that one.
+    OTHER_PLATFORM = "other-platform"
 
     @property
     def text(self) -> str:
@@ -156,6 +159,7 @@ _STATE_TEXT = {
     Standing.NOT_INSTALLED: "not installed",
     Standing.OUT_OF_DATE: "out of date (run `pylock sync`)",
     Standing.NOT_LOCKED: "not locked for this platform",
+    Standing.OTHER_PLATFORM: "installed for another platform",
 }
 
 
@@ -170,19 +174,51 @@ class Status:
     cached: bool
     #: The install tree, if pylock installed something there.
     path: Path | None
+    #: The platform key the tree was installed for, when not the one asked about.
+    installed_for: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The words ``pylock list`` shows people (its JSON's ``status``)."""
+        if self.installed_for is not None:
+            key = printable(self.installed_for)  # read from the tree's record
+            return f"installed for {key} (check it with `pylock list --platform {key}`)"
+        return self.state.text
+
+
+def tree_platform(recorded: str, platform: Platform) -> Platform | None:
+    """The platform a tree was installed for, from its record's key, when not ``platform``
+    (``sync --platform``): it has that platform's layout, and its lock entry is that one's.
+    ``None`` for this platform's trees, and for a key this pylock does not know."""
+    if recorded == platform.key:
+        return None
+    from pylock.platforms import Platform
+
+    try:
+        return Platform.parse(recorded)
+    except ValueError:
+        return None
 
 
 def install_status(
     lock: LockFile, dest_root: Path, platform: Platform, is_cached: Callable[[Artifact], bool]
 ) -> list[Status]:
-    """Each locked interpreter's state in ``dest_root``, in lock order."""
+    """Each locked interpreter's state in ``dest_root`` for ``platform``, in lock order.
+
+    A tree installed for another platform (``sync --platform``) is neither current nor out
+    of date for this one, which it may not even run on: it is :attr:`Standing.OTHER_PLATFORM`.
+    """
     from pylock.sync.records import installed_state, is_current
 
     rows = []
     for python in lock.pythons:
         artifact = python.artifact_for(platform.key)
         state = installed_state(dest_root, python.name)
-        if artifact is None:
+        installed_for = None
+        if state is not None and state.platform != platform.key:
+            installed_for = state.platform
+            where = Standing.OTHER_PLATFORM
+        elif artifact is None:
             where = Standing.NOT_LOCKED
         elif state is None:
             where = Standing.NOT_INSTALLED
@@ -196,6 +232,7 @@ def install_status(
                 state=where,
                 cached=artifact is not None and is_cached(artifact),
                 path=dest_root / python.name if state is not None else None,
+                installed_for=installed_for,
             )
         )
     return rows
@@ -228,9 +265,6 @@ def locate(
     With ``lock`` the name must be locked; without one (a slim image holding only the
     install directory) the install record says what it is.
     """
-    import contextlib
-
-    from pylock.platforms import Platform
     from pylock.sync.install import executable, python_from_state
     from pylock.sync.records import installed_state, is_current
 
@@ -255,11 +289,9 @@ def locate(
             hint="run it in the project (or pass --project DIR), or give the --into DIR "
             "that holds it",
         )
-    foreign = None
-    if state is not None and state.platform != platform.key:
-        # Synced with --platform: the tree has that platform's layout (and may not run here).
-        with contextlib.suppress(ValueError):
-            foreign = platform = Platform.parse(state.platform)
+    # Synced with --platform: the tree has that platform's layout (and may not run here).
+    foreign = tree_platform(state.platform, platform) if state is not None else None
+    platform = foreign or platform
     artifact = python.artifact_for(platform.key)
     if state is None:
         if lock is not None and artifact is None:
