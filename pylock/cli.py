@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--platform",
         metavar="KEY",
-        help="judge the installs for this platform, as `sync --platform` made them (default: host)",
+        help="judge the installs for this platform, as sync --platform made them (default: host)",
     )
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
@@ -672,7 +672,9 @@ def _cmd_list(ctx: Context) -> int:
     width = max(len(r["name"]) for r in rows)
     for row, python in zip(rows, lock.pythons, strict=True):
         extra = " (default)" if row["default"] else ""
-        note = ", cached" if row["cached"] and row["state"] != "installed" else ""
+        # This platform's archive: said where a sync would use it.
+        wanted = row["state"] in ("not-installed", "out-of-date")
+        note = ", cached" if row["cached"] and wanted else ""
         ctx.out(f"{row['name']:<{width}}  {python.label}{extra}  [{row['status']}{note}]")
     return 0
 

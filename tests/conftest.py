@@ -353,8 +353,9 @@ def app_a() -> Build:
 
 @pytest.fixture
 def installed(sync_project: Project, app_a: Build) -> Project:
-    """``app`` locked and synced into ``pythons/`` (with the state the fast path checks)."""
+    """``app`` locked and synced into ``pythons/``, with the state the fast path checks."""
     sync_project.install(app_a)
+    assert (sync_project.into / ".pylock-state").is_file()
     return sync_project
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import PylockError, UsageError, printable
+from pylock.errors import PylockError, UsageError
 from pylock.fsutil import display_path
 from pylock.lockfile import Artifact, LockedPython, LockFile
 
@@ -159,6 +159,7 @@ _STATE_TEXT = {
     Standing.NOT_INSTALLED: "not installed",
     Standing.OUT_OF_DATE: "out of date (run `pylock sync`)",
     Standing.NOT_LOCKED: "not locked for this platform",
+    # Shown only where the platform is unknown: Status.text names it.
     Standing.OTHER_PLATFORM: "installed for another platform",
 }
 
@@ -179,9 +180,10 @@ class Status:
 
     @property
     def text(self) -> str:
-        """The words ``pylock list`` shows people (its JSON's ``status``)."""
+        """The words ``pylock list`` shows people (its JSON's ``status``): the state's,
+        naming the platform for a tree installed for another one."""
         if self.installed_for is not None:
-            key = printable(self.installed_for)  # read from the tree's record
+            key = self.installed_for
             return f"installed for {key} (check it with `pylock list --platform {key}`)"
         return self.state.text
 
@@ -189,15 +191,17 @@ class Status:
 def tree_platform(recorded: str, platform: Platform) -> Platform | None:
     """The platform a tree was installed for, from its record's key, when not ``platform``
     (``sync --platform``): it has that platform's layout, and its lock entry is that one's.
-    ``None`` for this platform's trees, and for a key this pylock does not know."""
+    ``None`` for this platform's trees (under any spelling of its key), and for a key this
+    pylock does not know, which is taken for this platform's too."""
     if recorded == platform.key:
         return None
     from pylock.platforms import Platform
 
     try:
-        return Platform.parse(recorded)
+        parsed = Platform.parse(recorded)
     except ValueError:
         return None
+    return parsed if parsed.key != platform.key else None
 
 
 def install_status(
@@ -214,9 +218,9 @@ def install_status(
     for python in lock.pythons:
         artifact = python.artifact_for(platform.key)
         state = installed_state(dest_root, python.name)
-        installed_for = None
-        if state is not None and state.platform != platform.key:
-            installed_for = state.platform
+        foreign = tree_platform(state.platform, platform) if state is not None else None
+        installed_for = foreign.key if foreign is not None else None
+        if foreign is not None:
             where = Standing.OTHER_PLATFORM
         elif artifact is None:
             where = Standing.NOT_LOCKED
