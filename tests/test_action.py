@@ -642,3 +642,57 @@ def test_an_input_with_a_newline_is_refused_before_anything_runs(name: str, tmp_
     assert "::error title=pylock::the version, project, into and bin-dir inputs" in run.log
     assert run.env == {} and run.path == []
     assert not (tmp_path / "temp" / "pylock-action").exists()
+
+
+# A pythons-lock release older than the action (the version input): no `cache prune
+# --keep-lock` (argparse refuses it, exit 2) and no "state" in `list --format json`.
+_OLDER_PYLOCK = """#!/bin/sh
+echo "$*" >> "$SHIM_LOG"
+case "$*" in
+  *"cache prune --help"*) echo "usage: pylock cache prune [--max-size SIZE] [--unused-for DAYS]" ;;
+  *--keep-lock*) echo "pylock: error: unrecognized arguments: --keep-lock" >&2; exit 2 ;;
+  *"list --format json"*) echo '{"platform": "x", "install-dir": "d", "pythons": [
+    {"name": "tool", "default": false, "status": "not installed"},
+    {"name": "app", "default": true, "status": "installed"}]}' ;;
+  *"which app"*) echo /installed/app/bin/python3 ;;
+esac
+"""
+
+
+@posix_only
+def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -> None:
+    (step,) = [s for s in action()["runs"]["steps"] if s.get("id") == "sync"]
+    shim = tmp_path / "pylock"
+    shim.write_text(_OLDER_PYLOCK, encoding="utf-8")
+    shim.chmod(0o755)
+    (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"], encoding="utf-8")
+    files = {name: tmp_path / name for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "shim.log")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "INPUT_PROJECT": ".",
+        "INPUT_INTO": "",
+        "INPUT_CACHE": "true",
+        "INPUT_VERSION": "0.2.0",
+        "LOCK": str(tmp_path / "pythons.lock"),
+        "ROOT": str(tmp_path),
+        "PYLOCK": str(shim),
+        "PYLOCK_PYTHON": sys.executable,
+        "PYLOCK_BIN_DIR": str(tmp_path / "bin"),
+        "GITHUB_OUTPUT": str(files["GITHUB_OUTPUT"]),
+        "GITHUB_PATH": str(files["GITHUB_PATH"]),
+        "SHIM_LOG": str(files["shim.log"]),
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "has no cache prune --keep-lock (pythons-lock 0.2.0 is older" in result.stdout
+    assert "--keep-lock" not in files["shim.log"].read_text(encoding="utf-8")
+    assert read_commands(files["GITHUB_OUTPUT"])["python"] == "/installed/app/bin/python3"
