@@ -58,6 +58,29 @@ def test_a_name_another_project_had_is_taken_over_with_a_warning(tmp_path: Path)
     assert again.taken == ()
 
 
+@posix_only
+def test_links_from_a_manifest_without_owners_are_judged_by_their_targets(
+    tmp_path: Path,
+) -> None:
+    """A bin dir shared with a project an older pylock synced: its manifest names no
+    install directories. Another project's sync leaves the links into the other tree
+    (it used to prune them as its own), and still prunes its own old ones."""
+    bin_dir = tmp_path / "bin"
+    a, b = tmp_path / "a" / ".pythons", tmp_path / "b" / ".pythons"
+    links = {"python3": str(a / "app/bin/python3"), "python3.11": str(b / "old/bin/python3")}
+    bin_dir.mkdir()
+    for name, target in links.items():
+        (bin_dir / name).symlink_to(target)
+    (bin_dir / MANIFEST).write_text(json.dumps({"links": links}))
+
+    done = sync_links(bin_dir, {"python3.13": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    assert done.removed == ("python3.11",)
+    assert os.readlink(bin_dir / "python3") == links["python3"]
+    # Taking a name over from that project says whose it was.
+    taken = sync_links(bin_dir, {"python3": b / "svc/bin/python3"}, windows=False, install_dir=b)
+    assert taken.taken == (("python3", links["python3"]),)
+
+
 def test_the_warning_names_both_install_directories(
     sync_project: Project, app_a: Build, tmp_path: Path
 ) -> None:

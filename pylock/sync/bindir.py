@@ -116,6 +116,15 @@ def _read_manifest(bin_dir: Path) -> _Manifest:
     )
 
 
+def _owner_by_target(entry: str, mine: str | None) -> str | None:
+    """Who owns a link whose manifest names no install directory (made by pylock before
+    0.3, or by one since whose manifest an older run rewrote): this run's when it links
+    into ``mine``, else the interpreter it links to stands for another project's."""
+    if mine is None:
+        return None
+    return mine if os.path.join(mine, "") in entry else entry
+
+
 def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:
     data: dict[str, object] = {"links": manifest.links}
     for key, table in (
@@ -314,7 +323,9 @@ def _sync_links(
     def owner_of(name: str, current: str | bytes | None) -> str | None:
         if making(name, current):
             return manifest.pending_installs.get(name)
-        return installs.get(name)
+        if name in installs or name not in previous:
+            return installs.get(name)
+        return _owner_by_target(previous[name], mine)
 
     created: list[str] = []
     removed: list[str] = []
