@@ -300,15 +300,37 @@ def test_rate_limit_needed_for_history_is_a_clear_error(
     assert error.hint is not None and "GITHUB_TOKEN" in error.hint
 
 
-def test_token_goes_to_the_api_only(upstream: UpstreamServer, cache: Cache) -> None:
+def test_the_token_goes_to_no_host_a_rewrite_put_in_the_apis_place(
+    upstream: UpstreamServer, cache: Cache
+) -> None:
+    # The look-alike is api.github.com rewritten to loopback: a host the token is not for.
     new_release(upstream)
     refresh(upstream, cache, snapshot_base(), token="t0ken")
-    for request in upstream.log:
-        sent = request.headers.get("Authorization")
-        if request.path.startswith("/api/"):
-            assert sent == "Bearer t0ken"
-        else:
-            assert sent is None, request.path
+    assert any(request.path.startswith("/api/") for request in upstream.log)
+    assert [r.path for r in upstream.log if r.headers.get("Authorization")] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "location", "expected"),
+    [
+        # Not rewritten: the API gets the token, and keeps it on a hop within its origin.
+        (None, "/repos/x/releases?page=2", ["Bearer t0ken", "Bearer t0ken"]),
+        (None, "https://objects.example/blob", ["Bearer t0ken", None]),
+        # Rewritten to another host (a mirror, a proxy of the API): never.
+        ("https://mirror.example/gh-api/repos/x/releases", "/next", [None, None]),
+    ],
+)
+def test_the_callers_authorization_goes_to_the_canonical_origin_only(
+    target: str | None, location: str, expected: list[str | None]
+) -> None:
+    from pylock.net.policy import Hops
+
+    canonical = "https://api.github.com/repos/x/releases"
+    hops = Hops(target or canonical, canonical, UrlRewrites(), Settings(), "Bearer t0ken")
+    seen = [hops.authorization()]
+    hops.follow(location)
+    seen.append(hops.authorization())
+    assert seen == expected
 
 
 # -- malformed documents ---------------------------------------------------------------------

@@ -150,9 +150,10 @@ class Hops:
     and which credentials may go there.
 
     The URL's own ``user:password@`` follows to the same origin only (:func:`follow`). The
-    caller's ``Authorization`` and a netrc ``default`` entry (which names no host) go to the
-    first origin only, and are gone for good after a hop to another one. A netrc entry for
-    a named host goes to that host wherever the hop came from.
+    caller's ``Authorization`` (``GITHUB_TOKEN``, meant for the canonical URL's host) goes
+    there only: not to a host a rewrite or mirror put in its place, and not after a hop to
+    another origin. A netrc ``default`` entry (which names no host) goes to the first origin
+    only. A netrc entry for a named host goes to that host wherever the hop came from.
     """
 
     def __init__(
@@ -168,7 +169,8 @@ class Hops:
         self._target = target
         self._rewrites = rewrites
         self._settings = settings
-        self._given = given
+        # A rewrite to another host must not receive a credential for the canonical one.
+        self._given = given if origin(target) == origin(canonical) else None
         self._first_origin = True
         self._hops = 0
 
