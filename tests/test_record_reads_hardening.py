@@ -206,3 +206,27 @@ def test_read_own_file_reads_on_past_a_size_of_zero() -> None:
     assert b"Name:" in read_own_file("/proc/self/status", 1024 * 1024)
     with pytest.raises(RefusedFileError, match="larger than"):
         read_own_file("/proc/self/status", 10)
+
+
+def test_a_stale_lock_is_warned_about_on_every_sync(installed: Project, app_a: Build) -> None:
+    """pythons.toml changed after the lock: every sync says so, not only the first (which
+    used to leave the fast path a state, and the fast path says nothing)."""
+    from pylock.config import digest_of_file
+    from pylock.lockfile import dumps, make_lock
+
+    config = installed.root / "pythons.toml"
+    config.write_text('[python.app]\nversion = "3.12"\n')
+    for _ in range(3):
+        again = sync(installed)
+        assert again.code == 0, again.err
+        assert "pythons.toml changed since pythons.lock was written" in again.err
+        assert "1 interpreter up to date" in again.err
+    # Locked from this pythons.toml, the fast path answers again, and quietly.
+    lock = make_lock([app_a.python()], config_digest=digest_of_file(config) or "")
+    (installed.root / "pythons.lock").write_text(dumps(lock))
+    assert "changed since" not in sync(installed).err
+    state = installed.into / ".pylock-state"
+    before = state.stat().st_ino
+    quiet = sync(installed)
+    assert quiet.code == 0 and "changed since" not in quiet.err
+    assert state.stat().st_ino == before  # the fast path answered: nothing rewritten

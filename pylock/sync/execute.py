@@ -574,7 +574,10 @@ def run_sync(
         raise PylockError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
     # What the warning below is about: the fast path skips it only for this very file.
     config_sha = config_sha256(str(request.lock_path.parent)) if request.remember else None
-    warn_if_config_changed(request.config_path, request.lock_path, lock, reporter)
+    if warn_if_config_changed(request.config_path, request.lock_path, lock, reporter):
+        # No state for the fast path, which does not warn: every sync says it again until
+        # the lock is updated.
+        request = attrs.evolve(request, remember=False)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)
     plan = plan_sync(

@@ -109,17 +109,20 @@ def plan_sync(
 
 def warn_if_config_changed(
     config_path: Path, lock_path: Path, lock: LockFile, reporter: Reporter
-) -> None:
-    """Warn when ``pythons.toml`` no longer matches the digest the lock was made from."""
+) -> bool:
+    """Warn when ``pythons.toml`` no longer matches the digest the lock was made from;
+    return whether it did."""
     if not config_path.is_file():
-        return
+        return False
     from pylock.config import digest_of_file
 
-    if digest_of_file(config_path) != lock.config_digest:
-        reporter.warn(
-            f"{config_path.name} changed since {lock_path.name} was written; installing what "
-            "the lock says (run `pylock lock` to update it)"
-        )
+    if digest_of_file(config_path) == lock.config_digest:
+        return False
+    reporter.warn(
+        f"{config_path.name} changed since {lock_path.name} was written; installing what "
+        "the lock says (run `pylock lock` to update it)"
+    )
+    return True
 
 
 def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[str]:
