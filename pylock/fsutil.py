@@ -37,6 +37,10 @@ LOCK_FILENAME = "pythons.lock"
 _WINDOWS = sys.platform == "win32"
 
 
+#: The mode ``tempfile.mkstemp`` gives, which pylock 0.2.0's atomic writes left on files.
+_MKSTEMP_MODE = 0o600
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
@@ -44,7 +48,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     replace the target with :func:`os.replace`. The file gets the mode a plain ``open``
     would give it (0666 less the umask), or keeps the mode of the file it replaces: not
     ``tempfile.mkstemp``'s 0600, which a web server serving a mirror, or another user in a
-    Docker stage reading ``pythons.lock``, could not read.
+    Docker stage reading ``pythons.lock``, could not read. A file that has exactly 0600 is
+    taken for one pylock 0.2.0 wrote that way, and gets the umask's mode too.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -61,7 +66,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode != _MKSTEMP_MODE:
+                os.chmod(tmp, mode)
         replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
