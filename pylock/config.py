@@ -86,6 +86,14 @@ class Config:
     pythons: tuple[PythonRequest, ...]
     #: ``sha256:<hex>`` over the normalized requests; recorded as the lock's ``config-digest``.
     digest: str
+    #: The digest pylock 0.2.0 gave this file, where it differs (a platform spelt by an
+    #: alias): a lock it made is just as fresh (see :func:`config_digests`).
+    earlier_digest: str | None = None
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every ``config-digest`` a fresh lock of this file may carry, the current first."""
+        return (self.digest,) if self.earlier_digest is None else (self.digest, self.earlier_digest)
 
     def get(self, name: str) -> PythonRequest | None:
         """The request called ``name``, if any (constant time)."""
@@ -437,10 +445,11 @@ def _merge(defaults: Mapping[str, Any], table: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def _normalized(name: str, merged: Mapping[str, Any]) -> dict[str, Any]:
+def _normalized(name: str, merged: Mapping[str, Any], *, aliases: bool = True) -> dict[str, Any]:
     """One request in canonical form: every key present, the version as a specifier set.
 
     Values are not coerced, so an invalid document cannot digest like a valid one.
+    ``aliases=False`` keeps platform keys as written, as pylock 0.2.0 did.
     """
     version = merged.get("version")
     if version is not None:
@@ -458,7 +467,7 @@ def _normalized(name: str, merged: Mapping[str, Any]) -> dict[str, Any]:
         "flavor": merged.get("flavor", str(Flavor.INSTALL_ONLY_STRIPPED)),
         "build": merged.get("build"),
         "prereleases": merged.get("prereleases", False),
-        "platforms": sorted(_platform_spelling(p) for p in platforms),
+        "platforms": sorted(_platform_spelling(p) if aliases else p for p in platforms),
         "url": merged.get("url"),
         "sha256": merged.get("sha256"),
         "default": merged.get("default", False),
@@ -483,7 +492,18 @@ def _platform_spelling(key: str) -> str:
         return key
 
 
-def config_digest(document: Mapping[str, Any]) -> str:
+def config_digests(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The current :func:`config_digest` of a parsed ``pythons.toml``, then the one pylock
+    0.2.0 computed if it differs: it digested platform aliases as written, so its locks of a
+    file that spells a platform ``linux-amd64`` must not turn stale on an upgrade (nor
+    flip back and forth between teammates on either version). Raise ``ValueError`` as
+    :func:`config_digest` does."""
+    current = config_digest(document)
+    earlier = config_digest(document, aliases=False)
+    return (current,) if earlier == current else (current, earlier)
+
+
+def config_digest(document: Mapping[str, Any], *, aliases: bool = True) -> str:
     """``sha256:<hex>`` of the normalized requests of a parsed ``pythons.toml``.
 
     Equivalent spellings digest alike: ``"3.13"`` and ``"==3.13.*"``, platforms in any
@@ -503,7 +523,7 @@ def config_digest(document: Mapping[str, Any]) -> str:
     for name, table in sorted(pythons.items()):
         if not isinstance(table, dict):
             raise ValueError(f"python.{name} is not a table")
-        requests.append(_normalized(name, _merge(defaults, table)))
+        requests.append(_normalized(name, _merge(defaults, table), aliases=aliases))
     canonical: dict[str, Any] = {"digest-version": 1, "python": requests}
     unknown = {k: v for k, v in document.items() if k not in _TOP_KEYS}
     if unknown:
@@ -521,14 +541,21 @@ def _read_text(path: Path) -> str:
 
 
 def digest_of_file(path: Path) -> str | None:
-    """The digest of ``pythons.toml`` at ``path``, or ``None`` if it cannot be read or parsed.
+    """The digest of ``pythons.toml`` at ``path``, or ``None`` if it cannot be read or parsed."""
+    digests = digests_of_file(path)
+    return digests[0] if digests else None
 
-    This is the staleness check of a no-op ``pylock sync``: no cattrs, no validation.
+
+def digests_of_file(path: Path) -> tuple[str, ...]:
+    """:func:`config_digests` of ``pythons.toml`` at ``path``; none if it cannot be read or
+    parsed.
+
+    This is the staleness check of ``pylock sync``: no cattrs, no validation.
     """
     try:
-        return config_digest(toml_loads(_read_text(path)))
+        return config_digests(toml_loads(_read_text(path)))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
-        return None
+        return ()
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -719,9 +746,11 @@ def from_document(document: Mapping[str, Any], *, filename: str = CONFIG_FILENAM
         if table is None:
             raise ConfigError(filename, problems_here)
         requests.append(_request(name, table))
+    digests = config_digests(document)
     return Config(
         pythons=tuple(sorted(requests, key=lambda p: p.name)),
-        digest=config_digest(document),
+        digest=digests[0],
+        earlier_digest=digests[1] if len(digests) > 1 else None,
     )
 
 

@@ -91,7 +91,11 @@ def resolve(
             locked.append(
                 resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
             )
-    return make_lock(locked, config_digest=config.digest)
+    # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
+    # lock by a teammate on that version is not rewritten for it.
+    kept = previous is not None and previous.config_digest in config.digests
+    digest = previous.config_digest if previous is not None and kept else config.digest
+    return make_lock(locked, config_digest=digest)
 
 
 def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | None = None) -> bool:
@@ -101,7 +105,7 @@ def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | N
     ``host_platform``, a ``host`` platform accepts whichever one platform the lock
     was made for, so a lock made on a laptop checks clean in CI.
     """
-    if lock.config_digest != config.digest or set(lock.names) != set(config.names):
+    if lock.config_digest not in config.digests or set(lock.names) != set(config.names):
         return False
     for request in config.pythons:
         entry = lock.get(request.name)

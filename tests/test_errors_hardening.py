@@ -239,6 +239,45 @@ def test_lock_accepts_aliases_and_writes_canonical_keys(
     assert "unknown platform" not in err
 
 
+#: The config-digest pylock 0.2.0 (f60e1b2) wrote for ALIASED: it digested aliases as written.
+_DIGEST_0_2_0 = "sha256:b9b4beb5890286a8dc2976f5532e7fb5e6d4e2825adf833776dfe9a684be7882"
+ALIASED = '[python.app]\nversion = "3.12"\nplatforms = ["linux-amd64", "macos-arm64"]\n'
+
+
+def test_a_lock_pylock_0_2_0_made_for_an_aliased_platform_stays_fresh(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Field test 4: the digest now maps aliases to keys, so 0.2.0's locks of such a file
+    turned stale on an upgrade (lock --check failed), and teammates on the two versions
+    rewrote its digest line back and forth."""
+    from pylock.config import config_digests, digests_of_file, load_config
+    from pylock.lockfile import dumps, loads
+    from pylock.resolve import lock_is_fresh
+
+    write(project, "pythons.toml", ALIASED)
+    assert run(project, "lock") == 0
+    lock_path = project / "pythons.lock"
+    made_by_0_2_0 = lock_path.read_text().replace(
+        loads(lock_path.read_text()).config_digest, _DIGEST_0_2_0
+    )
+    lock_path.write_text(made_by_0_2_0)
+    config = load_config(project / "pythons.toml")
+    assert config_digests({"python": {"app": {"version": "3.12", "platforms": [
+        "linux-amd64", "macos-arm64"]}}})[1] == _DIGEST_0_2_0  # fmt: skip
+    assert lock_is_fresh(config, loads(made_by_0_2_0))
+    assert _DIGEST_0_2_0 in digests_of_file(project / "pythons.toml")  # sync's check
+    capsys.readouterr()
+    assert run(project, "lock", "--check") == 0
+    # `lock` leaves it as it is, the digest included: nothing for either version to undo.
+    assert run(project, "lock") == 0
+    assert lock_path.read_text() == made_by_0_2_0
+    assert "changed since" not in capsys.readouterr().err
+    # A real change is still a change.
+    write(project, "pythons.toml", ALIASED.replace('"3.12"', '"3.13"'))
+    assert run(project, "lock", "--check") == 1
+    assert dumps(loads(made_by_0_2_0)) == made_by_0_2_0
+
+
 def test_an_alias_and_its_key_are_one_platform(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -114,9 +114,9 @@ def warn_if_config_changed(
     return whether it did."""
     if not config_path.is_file():
         return False
-    from pylock.config import digest_of_file
+    from pylock.config import digests_of_file
 
-    if digest_of_file(config_path) == lock.config_digest:
+    if lock.config_digest in digests_of_file(config_path):
         return False
     reporter.warn(
         f"{config_path.name} changed since {lock_path.name} was written; installing what "
