@@ -648,13 +648,17 @@ def salvage(text: str) -> list[LockedPython]:
     return found
 
 
+#: The hint for a lock from a newer pylock: it is a lock file, this pylock is too old.
+UPGRADE_HINT = (
+    f"this pylock reads lock-version {LOCK_VERSION}; upgrade pylock to read this lock file"
+)
+
+
 def _unsupported_version(filename: str, version: int) -> LockFileError:
     return LockFileError(
         filename,
         [Problem("lock-version", f"unsupported lock-version {version}")],
-        hint=f"this pylock reads lock-version {LOCK_VERSION}; upgrade pylock to read this lock file"
-        if version > LOCK_VERSION
-        else "re-create the lock with `pylock lock`",
+        hint=UPGRADE_HINT if version > LOCK_VERSION else "re-create the lock with `pylock lock`",
     )
 
 

@@ -94,12 +94,14 @@ def locks_to_compare(
 
 def _read_given(path: Path) -> LockFile:
     """A lock file named on the command line; its errors say what ``diff`` expects."""
+    from pylock.lockfile import UPGRADE_HINT
     from pylock.project import read_lock
 
     try:
         return read_lock(path)
     except PylockError as exc:
-        exc.hint = "OLD and NEW are pythons.lock files, as `pylock lock` writes them"
+        if exc.hint != UPGRADE_HINT:  # a newer pylock's lock is a lock file all the same
+            exc.hint = "OLD and NEW are pythons.lock files, as `pylock lock` writes them"
         raise
 
 

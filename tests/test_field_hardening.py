@@ -598,6 +598,20 @@ def test_diff_of_a_file_that_is_no_lock_says_what_diff_expects(
     assert "OLD and NEW are pythons.lock files" in err and "re-resolves" not in err
 
 
+def test_diff_of_a_newer_pylocks_lock_says_to_upgrade(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A lock file, from a newer pylock: "OLD and NEW are pythons.lock files" would be wrong.
+    from pylock.cli import main
+
+    newer = project / "newer.lock"
+    newer.write_text('lock-version = 2\ncreated-by = "pylock 9"\nconfig-digest = "x"\n')
+    assert main(["--project", str(project), "diff", str(newer), str(newer)]) == 1
+    err = capsys.readouterr().err
+    assert "unsupported lock-version 2" in err
+    assert "hint: this pylock reads lock-version 1; upgrade pylock" in err
+
+
 def test_a_dumb_terminal_gets_plain_lines_and_no_colour(monkeypatch: pytest.MonkeyPatch) -> None:
     from pylock.cli import Context, build_parser
 

@@ -601,7 +601,7 @@ def prune_as_asked(
 ) -> PruneReport:
     """``pylock cache prune``: check the command line's limits, then prune by them.
 
-    ``max_size`` is a size as ``PYLOCK_CACHE_MAX_SIZE`` takes it (``500M``, ``2G``);
+    ``max_size`` is a size such as ``500M`` or ``2G`` (``--max-size``);
     ``unused_for_days`` a number of days >= 0 (not NaN); ``keep`` the sha256 of the
     archives that ``--keep-lock`` locks name.
     """
