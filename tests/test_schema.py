@@ -166,6 +166,8 @@ INVALID_CONFIGS = {
     "unknown-key": '[python.app]\nverison = "3.13"\n',
     "string-bool": '[python.app]\nversion = "3.13"\nprereleases = "false"\n',
     "int-build": '[python.app]\nversion = "3.13"\nbuild = 20251007\n',
+    "spaced-build": '[python.app]\nversion = "3.13"\nbuild = "2025 10 07"\n',
+    "path-build": '[python.app]\nversion = "3.13"\nbuild = "../x"\n',
     "bad-specifier": '[python.app]\nversion = "3.x"\n',
     "unknown-platform": '[python.app]\nversion = "3.13"\nplatforms = ["macos-m1"]\n',
     "duplicate-platform": '[python.app]\nversion = "3.13"\nplatforms = ["host", "host"]\n',
@@ -224,6 +226,7 @@ def test_schema_accepts_what_the_loader_accepts() -> None:
         {"python": {"a.b_c-d": {"version": "==3.13.*", "variant": "freethreaded+debug"}}},
         {"python": {"x": {"url": "file:///srv/cpython.tar.zst", "platforms": ["host"]}}},
         {"python": {"x": {"url": "http://mirror.local/cpython.tgz", "version": "3.12"}}},
+        {"python": {"x": {"url": "https://x.example/a-3.12.1.tar.gz?x=1", "version": "3.12"}}},
         {"python": {"g": {"implementation": "graalpy", "version": "3.11", "build": "24.2.1"}}},
         {"defaults": {"platforms": ["windows-x86_64"]}, "python": {"p": {"version": "3.15.0a7"}}},
     ]
