@@ -67,6 +67,8 @@ def test_links_from_a_manifest_without_owners_are_judged_by_their_targets(
     (it used to prune them as its own), and still prunes its own old ones."""
     bin_dir = tmp_path / "bin"
     a, b = tmp_path / "a" / ".pythons", tmp_path / "b" / ".pythons"
+    # "a" holds a tree whose path contains b's: only where a link starts counts.
+    a = tmp_path / "x" / b.relative_to(tmp_path)
     links = {"python3": str(a / "app/bin/python3"), "python3.11": str(b / "old/bin/python3")}
     bin_dir.mkdir()
     for name, target in links.items():

@@ -103,6 +103,26 @@ def test_sync_links_writes_reads_and_removes_code_page_launchers(
     assert not (bin_dir / "python3.13.cmd").exists()
 
 
+def test_launchers_a_manifest_names_no_owner_for_are_judged_by_their_path(
+    tmp_path: Path,
+) -> None:
+    """Windows' side of a bin dir shared with a project an older pylock synced (its
+    manifest names no install directories): the other project's launcher stays, this
+    project's own old one is pruned."""
+    bin_dir = tmp_path / "bin"
+    a, b = tmp_path / "a" / ".pythons", tmp_path / "b" / ".pythons"
+    sync_links(bin_dir, {"python3.12": a / "app" / "python.exe"}, windows=True, install_dir=a)
+    sync_links(bin_dir, {"python3.11": b / "old" / "python.exe"}, windows=True, install_dir=b)
+    manifest = bin_dir / bindir.MANIFEST
+    manifest.write_text(json.dumps({"links": json.loads(manifest.read_text())["links"]}))
+
+    done = sync_links(
+        bin_dir, {"python3.13": b / "svc" / "python.exe"}, windows=True, install_dir=b
+    )
+    assert done.removed == ("python3.11",)
+    assert (bin_dir / "python3.12.cmd").is_file()
+
+
 def test_a_launcher_that_cannot_be_written_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -116,13 +116,20 @@ def _read_manifest(bin_dir: Path) -> _Manifest:
     )
 
 
-def _owner_by_target(entry: str, mine: str | None) -> str | None:
+def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
     """Who owns a link whose manifest names no install directory (made by pylock before
     0.3, or by one since whose manifest an older run rewrote): this run's when it links
-    into ``mine``, else the interpreter it links to stands for another project's."""
+    into ``mine``, else another project's, named by the interpreter it links to.
+
+    A launcher is recognised by the absolute path it starts with (one written with a
+    relative path is taken for another project's: kept, never removed by mistake)."""
     if mine is None:
         return None
-    return mine if os.path.join(mine, "") in entry else entry
+    prefix = os.path.join(mine, "")
+    if windows:
+        inside = f'@"{_batch_literal(prefix)}' in entry
+        return mine if inside else "another install directory"
+    return mine if entry.startswith(prefix) else entry
 
 
 def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:
@@ -325,7 +332,7 @@ def _sync_links(
             return manifest.pending_installs.get(name)
         if name in installs or name not in previous:
             return installs.get(name)
-        return _owner_by_target(previous[name], mine)
+        return _owner_by_target(previous[name], mine, windows)
 
     created: list[str] = []
     removed: list[str] = []
