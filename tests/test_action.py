@@ -159,6 +159,18 @@ def test_the_runner_refuses_what_it_cannot_evaluate() -> None:
         condition("inputs.a == 'x' && always()", contexts)
 
 
+def run_step(script: Path, cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """One ``run:`` step's script, with the bash options a runner gives it."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 def read_commands(path: Path) -> dict[str, str]:
     """``GITHUB_OUTPUT``/``GITHUB_ENV`` lines: ``k=v`` and ``k<<DELIM`` ... ``DELIM``."""
     values: dict[str, str] = {}
@@ -284,14 +296,7 @@ def run_action(
                 (files / name).touch()
                 step_env[name] = str(files / name)
             step_env.update({k: substitute(v, contexts) for k, v in step.get("env", {}).items()})
-            result = subprocess.run(
-                ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-                cwd=workspace,
-                env=step_env,
-                capture_output=True,
-                text=True,
-                timeout=240,
-            )
+            result = run_step(script, workspace, step_env)
             log.append(
                 f"## {step['name']} (exit {result.returncode})\n{result.stdout}{result.stderr}"
             )
@@ -684,14 +689,7 @@ def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -
         "GITHUB_PATH": str(files["GITHUB_PATH"]),
         "SHIM_LOG": str(files["shim.log"]),
     }
-    result = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_step(script, tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "has no cache prune --keep-lock (pythons-lock 0.2.0 is older" in result.stdout
     assert "--keep-lock" not in files["shim.log"].read_text(encoding="utf-8")

@@ -586,30 +586,29 @@ def test_push_without_a_registry_names_the_variable(
     assert "PYLOCK_REMOTE_CACHE_PUSH needs a remote cache" in capsys.readouterr().err
 
 
-def test_diff_of_a_file_that_is_no_lock_says_what_diff_expects(
-    project: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("text", "said", "not_said"),
+    [
+        ("hello\n", "hint: OLD and NEW are pythons.lock files", "re-resolves"),
+        # A lock file, from a newer pylock: "OLD and NEW are pythons.lock files" is wrong.
+        (
+            'lock-version = 2\ncreated-by = "pylock 9"\nconfig-digest = "x"\n',
+            "hint: this pylock reads lock-version 1; upgrade pylock",
+            "OLD and NEW",
+        ),
+    ],
+    ids=["not-a-lock", "newer-lock"],
+)
+def test_diff_of_a_file_it_cannot_read_says_what_to_do(
+    project: Path, capsys: pytest.CaptureFixture[str], text: str, said: str, not_said: str
 ) -> None:
     from pylock.cli import main
 
-    other = project / "notes.txt"
-    other.write_text("hello\n")
-    assert main(["--project", str(project), "diff", str(other), str(other)]) == 1
+    given = project / "given.lock"
+    given.write_text(text)
+    assert main(["--project", str(project), "diff", str(given), str(given)]) == 1
     err = capsys.readouterr().err
-    assert "OLD and NEW are pythons.lock files" in err and "re-resolves" not in err
-
-
-def test_diff_of_a_newer_pylocks_lock_says_to_upgrade(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # A lock file, from a newer pylock: "OLD and NEW are pythons.lock files" would be wrong.
-    from pylock.cli import main
-
-    newer = project / "newer.lock"
-    newer.write_text('lock-version = 2\ncreated-by = "pylock 9"\nconfig-digest = "x"\n')
-    assert main(["--project", str(project), "diff", str(newer), str(newer)]) == 1
-    err = capsys.readouterr().err
-    assert "unsupported lock-version 2" in err
-    assert "hint: this pylock reads lock-version 1; upgrade pylock" in err
+    assert said in err and not_said not in err
 
 
 def test_a_dumb_terminal_gets_plain_lines_and_no_colour(monkeypatch: pytest.MonkeyPatch) -> None:
