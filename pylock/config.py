@@ -4,7 +4,7 @@ The loader structures each table with one cattrs converter (strict types, kebab-
 keys, no unknown keys), then checks the rules that span fields and tables, and reports
 every problem of the file in one :class:`~pylock.errors.ConfigError`. cattrs is
 imported only when a file is actually loaded: a no-op ``pylock sync`` needs nothing
-but :func:`digest_of_file`, which is plain :mod:`tomllib` and :mod:`json`.
+but :func:`digests_of_file`, which is plain :mod:`tomllib` and :mod:`json`.
 
 >>> config = loads_config('[python.app]\\nversion = "3.13"\\n')
 >>> config.pythons[0].platforms, str(config.pythons[0].specifier)
@@ -538,12 +538,6 @@ def config_digest(document: Mapping[str, Any], *, aliases: bool = True) -> str:
 def _read_text(path: Path) -> str:
     # utf-8-sig: Windows editors like to start files with a byte-order mark TOML forbids.
     return path.read_bytes().decode("utf-8-sig")
-
-
-def digest_of_file(path: Path) -> str | None:
-    """The digest of ``pythons.toml`` at ``path``, or ``None`` if it cannot be read or parsed."""
-    digests = digests_of_file(path)
-    return digests[0] if digests else None
 
 
 def digests_of_file(path: Path) -> tuple[str, ...]:

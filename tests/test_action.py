@@ -33,7 +33,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import pylock
-from pylock.config import digest_of_file
+from pylock.config import digests_of_file
 from pylock.lockfile import dumps, make_lock
 from pylock.platforms import host
 from tests.httpserver import HttpServer
@@ -444,8 +444,7 @@ def write_project(root: Path, app: Build, tool: Build) -> None:
         f'[python.{tool.name}]\nversion = "{tool.minor}"\n',
         encoding="utf-8",
     )
-    digest = digest_of_file(config)
-    assert digest is not None
+    (digest,) = digests_of_file(config)
     lock = make_lock([app.python(default=True), tool.python(default=False)], config_digest=digest)
     (root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
 

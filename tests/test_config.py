@@ -21,7 +21,7 @@ from pylock.config import (
     Config,
     PythonRequest,
     config_digest,
-    digest_of_file,
+    digests_of_file,
     load_config,
     loads_config,
 )
@@ -165,7 +165,7 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "pythons.toml"
     path.write_bytes(b'\xef\xbb\xbf[python.app]\r\nversion = "3.13"\r\n')
     assert load_config(path).names == ("app",)
-    assert digest_of_file(path) == load_config(path).digest
+    assert digests_of_file(path) == load_config(path).digests
 
 
 def test_dotted_names_are_valid() -> None:
@@ -551,7 +551,7 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "not valid UTF-8 (byte 28)" in str(info.value)
-    assert digest_of_file(path) is None
+    assert digests_of_file(path) == ()
 
 
 def test_load_config_names_the_file_relative_to_cwd(
@@ -576,8 +576,8 @@ def test_cattrs_is_not_imported_for_the_digest(tmp_path: Path) -> None:
     path = tmp_path / "pythons.toml"
     path.write_text('[python.app]\nversion = "3.13"\n', encoding="utf-8")
     code = (
-        "import sys\nfrom pathlib import Path\nfrom pylock.config import digest_of_file\n"
-        f"digest = digest_of_file(Path({str(path)!r}))\n"
+        "import sys\nfrom pathlib import Path\nfrom pylock.config import digests_of_file\n"
+        f"(digest,) = digests_of_file(Path({str(path)!r}))\n"
         "assert digest and digest.startswith('sha256:'), digest\n"
         "assert 'cattrs' not in sys.modules\n"
     )
@@ -653,18 +653,18 @@ def test_digest_is_stable_across_releases() -> None:
     )
 
 
-def test_digest_of_file(tmp_path: Path) -> None:
+def test_digests_of_file(tmp_path: Path) -> None:
     path = tmp_path / "pythons.toml"
-    assert digest_of_file(path) is None
+    assert digests_of_file(path) == ()
     path.write_text('[python.app]\nversion = "3.13"\n', encoding="utf-8")
-    assert digest_of_file(path) == load_config(path).digest
+    assert digests_of_file(path) == load_config(path).digests
     path.write_text("[python.app\n", encoding="utf-8")
-    assert digest_of_file(path) is None
+    assert digests_of_file(path) == ()
     path.write_text('[python.app]\nversion = "3.x"\n', encoding="utf-8")
-    assert digest_of_file(path) is None
+    assert digests_of_file(path) == ()
     path.write_text("python = 1\n", encoding="utf-8")
-    assert digest_of_file(path) is None
-    assert digest_of_file(tmp_path) is None
+    assert digests_of_file(path) == ()
+    assert digests_of_file(tmp_path) == ()
 
 
 def test_an_invalid_document_never_digests_like_a_valid_one() -> None:

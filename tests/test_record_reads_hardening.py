@@ -211,7 +211,7 @@ def test_read_own_file_reads_on_past_a_size_of_zero() -> None:
 def test_a_stale_lock_is_warned_about_on_every_sync(installed: Project, app_a: Build) -> None:
     """pythons.toml changed after the lock: every sync says so, not only the first (which
     used to leave the fast path a state, and the fast path says nothing)."""
-    from pylock.config import digest_of_file
+    from pylock.config import digests_of_file
     from pylock.lockfile import dumps, make_lock
 
     config = installed.root / "pythons.toml"
@@ -222,7 +222,8 @@ def test_a_stale_lock_is_warned_about_on_every_sync(installed: Project, app_a: B
         assert "pythons.toml changed since pythons.lock was written" in again.err
         assert "1 interpreter up to date" in again.err
     # Locked from this pythons.toml, the fast path answers again, and quietly.
-    lock = make_lock([app_a.python()], config_digest=digest_of_file(config) or "")
+    (digest,) = digests_of_file(config)
+    lock = make_lock([app_a.python()], config_digest=digest)
     (installed.root / "pythons.lock").write_text(dumps(lock))
     assert "changed since" not in sync(installed).err
     state = installed.into / ".pylock-state"

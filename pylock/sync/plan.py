@@ -162,7 +162,8 @@ _STATE_TEXT = {
     Standing.NOT_INSTALLED: "not installed",
     Standing.OUT_OF_DATE: "out of date (run `pylock sync`)",
     Standing.NOT_LOCKED: "not locked for this platform",
-    # Shown only where the platform is unknown: Status.text names it.
+    # Never what `list` shows (Status.text names the platform); here so that every state
+    # has its words.
     Standing.OTHER_PLATFORM: "installed for another platform",
 }
 
