@@ -93,8 +93,9 @@ def resolve(
             )
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
     # lock by a teammate on that version is not rewritten for it.
-    kept = previous is not None and previous.config_digest in config.digests
-    digest = previous.config_digest if previous is not None and kept else config.digest
+    digest = config.digest
+    if previous is not None and previous.config_digest in config.digests:
+        digest = previous.config_digest
     return make_lock(locked, config_digest=digest)
 
 
