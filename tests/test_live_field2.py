@@ -16,7 +16,12 @@ import pytest
 from pylock.cli import main
 from pylock.errors import DownloadError, OfflineError, PylockError, UpstreamError
 from pylock.index.live import RefreshNeeds, load_uv_downloads_json, refresh_index
-from pylock.index.metadata import CachedDocument, MetadataStore
+from pylock.index.metadata import (
+    CachedDocument,
+    MetadataStore,
+    rate_limit_hint,
+    refusal_hint,
+)
 from pylock.index.model import Index
 from pylock.index.pbs import parse_sha256sums
 from pylock.index.pypy import builds_from_versions
@@ -393,28 +398,68 @@ def serve_latest(server: HttpServer) -> None:
     server.serve(f"/gh/{PBS_REPO}/releases/download/{NEW_TAG}/SHA256SUMS", sums)
 
 
-@pytest.mark.parametrize(
-    ("status", "token", "says"),
-    [
-        (401, "ghp_SECRETTOKEN123", "GITHUB_TOKEN is set, and GitHub refused it"),
-        (403, "ghp_SECRETTOKEN123", "GITHUB_TOKEN is set, and GitHub refused it"),
-        (401, None, "set GITHUB_TOKEN to a valid token"),
-    ],
-)
-def test_api_refusal_keeps_its_status_and_names_the_token(
-    server: HttpServer, cache: Cache, status: int, token: str | None, says: str
+@pytest.mark.parametrize(("status", "token"), [(401, "ghp_SECRETTOKEN123"), (403, None)])
+def test_api_refusal_by_a_stand_in_asks_for_its_own_credentials(
+    server: HttpServer, cache: Cache, status: int, token: str | None
 ) -> None:
+    """The rewrite sends the API to another host, which GITHUB_TOKEN never goes to: the
+    hint names that host and how to give it credentials, not GitHub's token."""
     serve_latest(server)
     body = json.dumps({"message": "Bad credentials", "status": str(status)}).encode()
     server.serve(API_PATH, b"", always=[Status(status, {"x-ratelimit-remaining": "59"}, body)])
     reporter = Recorder()
     index = refresh(server.base_url, cache, reporter=reporter, token=token)
     assert any(b.build == NEW_TAG for b in index.builds)
+    assert all("Authorization" not in r.headers for r in server.requests(API_PATH))
     (warning,) = reporter.warnings
     assert f"HTTP {status}" in warning and "Bad credentials" in warning
-    assert says in warning
+    assert "the answer came from 127.0.0.1, which takes the place of api.github.com" in warning
+    assert "GITHUB_TOKEN goes to GitHub only" in warning
+    assert "add a netrc entry for 127.0.0.1" in warning
+    assert "GitHub refused it" not in warning
     assert f"adding only the latest release {NEW_TAG}" in warning
     assert "SECRETTOKEN" not in warning
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (True, "GITHUB_TOKEN is set, and GitHub refused it"),
+        (False, "GitHub refused an anonymous request: set GITHUB_TOKEN"),
+    ],
+)
+def test_api_refusal_by_github_itself_names_the_token(token: bool, says: str) -> None:
+    url = f"https://api.github.com/repos/{PBS_REPO}/releases"
+    assert refusal_hint(url, url, token=token).startswith(says)
+    # A redirect to another GitHub origin carried no token either.
+    other = refusal_hint(url, "https://objects.githubusercontent.com/x", token=token)
+    assert other.startswith("the answer came from objects.githubusercontent.com")
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (True, "GITHUB_TOKEN is set but the quota is used up; it resets"),
+        (False, "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60)"),
+    ],
+)
+def test_rate_limit_at_github_itself_names_the_token(token: bool, says: str) -> None:
+    url = f"https://api.github.com/repos/{PBS_REPO}/releases"
+    assert says in rate_limit_hint(url, url, token=token, reset="resets at 12:00 UTC")
+
+
+def test_rate_limit_at_a_stand_in_asks_for_its_own_credentials(
+    server: HttpServer, cache: Cache
+) -> None:
+    serve_latest(server)
+    limited = Status(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "4102444800"})
+    server.serve(API_PATH, b"", always=[limited])
+    reporter = Recorder()
+    refresh(server.base_url, cache, reporter=reporter, token="ghp_SECRETTOKEN123")
+    (warning,) = reporter.warnings
+    assert "rate limit exhausted" in warning
+    assert "add a netrc entry for 127.0.0.1" in warning and "or wait" in warning
+    assert "quota is used up" not in warning and "SECRETTOKEN" not in warning
 
 
 def test_release_history_cut_off_is_reported_once(server: HttpServer, cache: Cache) -> None:

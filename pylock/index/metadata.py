@@ -35,7 +35,7 @@ from pylock.net.fetch import MAX_METADATA_BYTES
 from pylock.ownfiles import read_own_file
 
 if TYPE_CHECKING:
-    from pylock.net.fetch import Fetcher
+    from pylock.net.fetch import Fetcher, HttpResponse
     from pylock.progress import Reporter
 
 T = TypeVar("T")
@@ -186,6 +186,63 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == lowered:
             return value
     return None
+
+
+def token_withheld_hint(canonical: str, answered: str) -> str | None:
+    """What to do when a host other than GitHub's answered for it (a rewrite, mirror or
+    redirect): ``GITHUB_TOKEN`` only ever goes to the canonical origin, so that host needs
+    credentials of its own. ``None`` when GitHub's own origin answered.
+
+    >>> token_withheld_hint("https://api.github.com/x", "https://api.github.com/x") is None
+    True
+    >>> token_withheld_hint("https://api.github.com/x", "https://gh.corp/api/x")[:41]
+    'the answer came from gh.corp, which takes'
+    """
+    from pylock.net.policy import GIVE_CREDENTIALS, origin
+
+    if origin(answered) == origin(canonical):
+        return None
+    host = urlsplit(answered).hostname or "the mirror"
+    return (
+        f"the answer came from {host}, which takes the place of {urlsplit(canonical).hostname}"
+        " (a rewrite, mirror or redirect), and GITHUB_TOKEN goes to GitHub only: "
+        + GIVE_CREDENTIALS.format(host=host)
+    )
+
+
+def refusal_hint(canonical: str, answered: str, *, token: bool) -> str:
+    """What to do about a 401 (or a 403 that is no rate limit) for a GitHub API URL.
+
+    >>> refusal_hint("https://api.github.com/x", "https://api.github.com/x", token=False)
+    'GitHub refused an anonymous request: set GITHUB_TOKEN to a valid token'
+    """
+    withheld = token_withheld_hint(canonical, answered)
+    if withheld is not None:
+        return withheld
+    if token:
+        return (
+            "GITHUB_TOKEN is set, and GitHub refused it: it may be expired, revoked or "
+            "lack access to public repositories; renew it, or unset it to go without"
+        )
+    return "GitHub refused an anonymous request: set GITHUB_TOKEN to a valid token"
+
+
+def rate_limit_hint(canonical: str, answered: str, *, token: bool, reset: str) -> str:
+    """What to do about GitHub's rate limit; ``reset`` says when it ends ("resets at ...").
+
+    >>> rate_limit_hint("https://api.github.com/x", "https://api.github.com/x", token=True,
+    ...                 reset="resets at 12:00 UTC")
+    'GITHUB_TOKEN is set but the quota is used up; it resets at 12:00 UTC'
+    """
+    withheld = token_withheld_hint(canonical, answered)
+    if withheld is not None:
+        return f"{withheld}; or wait: the limit {reset}"
+    if token:
+        return f"GITHUB_TOKEN is set but the quota is used up; it {reset}"
+    return (
+        "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60), "
+        f"or wait: the limit {reset}"
+    )
 
 
 def github_message(body: bytes) -> str | None:
@@ -386,9 +443,9 @@ class Documents:
         if status in (401, 403, 429) and url.startswith(GITHUB_API):
             error: UpstreamError
             if status != 401 and is_rate_limit(status, response.headers, response.body):
-                error = self._rate_limit_error(url, response.headers, now)
+                error = self._rate_limit_error(url, response, now)
             else:
-                error = self._refused_error(url, status, response.reason, response.body)
+                error = self._refused_error(url, response)
             if cached is not None and cached.status == 200:
                 self._use_stale(cached, str(error))
                 return self._parse_cached(cached, parse)
@@ -401,24 +458,22 @@ class Documents:
             return None
         return parse(cached.body)
 
-    def _refused_error(self, url: str, status: int, reason: str, body: bytes) -> UpstreamError:
-        """A 401, or a 403 that is no rate limit: the token (or its absence) is the likely cause."""
+    def _refused_error(self, url: str, response: HttpResponse) -> UpstreamError:
+        """A 401, or a 403 that is no rate limit: the token (or its absence) is the likely cause.
+
+        ``response.url`` is the URL that answered: a rewrite, mirror or redirect may have
+        put another host in GitHub's place.
+        """
         from pylock.net.policy import printable
 
-        said = github_message(body)
-        detail = printable(f"HTTP {status} {reason}".strip() + (f": {said}" if said else ""))
-        if self.github_token:
-            hint = (
-                "GITHUB_TOKEN is set, and GitHub refused it: it may be expired, revoked or "
-                "lack access to public repositories; renew it, or unset it to go without"
-            )
-        else:
-            hint = (
-                "GitHub refused an anonymous request: if a proxy or mirror stands in for "
-                "api.github.com, check its credentials; else set GITHUB_TOKEN to a valid token"
-            )
+        said = github_message(response.body)
+        status = f"HTTP {response.status} {response.reason}".strip()
+        detail = printable(status + (f": {said}" if said else ""))
         return UpstreamError(
-            f"GitHub API refused {url} ({detail})", hint=hint, url=url, unreachable=True
+            f"GitHub API refused {url} ({detail})",
+            hint=refusal_hint(url, response.url, token=self.github_token is not None),
+            url=url,
+            unreachable=True,
         )
 
     def warn_once(self, key: str, message: str) -> None:
@@ -427,15 +482,10 @@ class Documents:
             self._warned.add(key)
             self.reporter.warn(message)
 
-    def _rate_limit_error(self, url: str, headers: Mapping[str, str], now: float) -> RateLimitError:
+    def _rate_limit_error(self, url: str, response: HttpResponse, now: float) -> RateLimitError:
+        headers = response.headers
         reset = describe_reset(_header(headers, "x-ratelimit-reset"), now=now)
         remaining = _header(headers, "x-ratelimit-remaining")
         what = "rate limit exhausted" if remaining == "0" else "request refused"
-        if self.github_token:
-            hint = f"GITHUB_TOKEN is set but the quota is used up; it {reset}"
-        else:
-            hint = (
-                "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60), "
-                f"or wait: the limit {reset}"
-            )
+        hint = rate_limit_hint(url, response.url, token=self.github_token is not None, reset=reset)
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)

@@ -324,8 +324,11 @@ async def refresh_pbs(
                 ):
                     break
         except RateLimitError as exc:
+            # What to do (a token, or credentials for a stand-in) is in the hint.
+            hint = f"; {exc.hint}" if exc.hint else ""
             reporter.warn(
-                f"{exc}; adding only the latest release {latest} (releases in between are unknown)"
+                f"{exc}; adding only the latest release {latest} (releases in between are "
+                f"unknown){hint}"
             )
         except UpstreamError as exc:
             if not exc.unreachable:

@@ -350,11 +350,13 @@ def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> Dow
 
 #: Statuses that say the request lacked (or had wrong) credentials.
 AUTH_STATUSES = frozenset({401, 403})
-#: What to do about a 401 or 403.
-CREDENTIALS_HINT = (
-    "the server wants credentials: add a netrc entry for {host} (~/.netrc, or the file "
-    "NETRC names), or put user:token@ in the mirror or rewrite URL"
+#: How to give ``{host}`` credentials.
+GIVE_CREDENTIALS = (
+    "add a netrc entry for {host} (~/.netrc, or the file NETRC names), or put user:token@ "
+    "in the mirror or rewrite URL"
 )
+#: What to do about a 401 or 403.
+CREDENTIALS_HINT = "the server wants credentials: " + GIVE_CREDENTIALS
 
 
 def http_error(status: int, reason: str, url: str, target: str, canonical: str) -> DownloadError:
