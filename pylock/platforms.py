@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from pylock.settings import host_windows_arch
+from pylock.versions import Implementation
 
 #: The special platform name meaning "the machine running pylock".
 HOST = "host"
@@ -74,30 +75,20 @@ class Platform:
             triple = triple.removesuffix("-shared")
         return _known(_PBS_TRIPLE_REVERSE.get(triple))
 
-    @property
-    def pypy_name(self) -> str | None:
-        """PyPy's file-name platform (``linux64``, ``macos_arm64``...), if PyPy builds it."""
-        return _PYPY_NAME.get(self.key)
+    def release_name(self, implementation: Implementation) -> str | None:
+        """The platform as PyPy (``linux64``) or GraalPy (``linux-amd64``) name it in their
+        archives' file names, if that implementation builds for it (never for CPython)."""
+        return _RELEASE_NAMES.get(implementation, {}).get(self.key)
 
     @classmethod
-    def from_pypy_name(cls, name: str) -> Platform | None:
-        """Map a PyPy file-name platform (``linux64``) to a platform."""
-        return _known(_PYPY_NAME_REVERSE.get(name))
+    def from_release_name(cls, implementation: Implementation, name: str) -> Platform | None:
+        """Map PyPy's or GraalPy's file-name platform (``macos_arm64``) to a platform."""
+        return _known(_RELEASE_NAMES_REVERSE.get(implementation, {}).get(name))
 
     @classmethod
     def from_pypy_json(cls, arch: str, platform: str) -> Platform | None:
         """Map the ``arch``/``platform`` pair of PyPy's ``versions.json`` to a platform."""
         return _known(_PYPY_JSON.get((arch, platform)))
-
-    @property
-    def graalpy_name(self) -> str | None:
-        """GraalPy's ``{os}-{arch}`` asset suffix (``linux-amd64``), if GraalPy builds it."""
-        return _GRAALPY_NAME.get(self.key)
-
-    @classmethod
-    def from_graalpy_name(cls, name: str) -> Platform | None:
-        """Map a GraalPy ``{os}-{arch}`` pair to a platform."""
-        return _known(_GRAALPY_NAME_REVERSE.get(name))
 
     @classmethod
     def from_uv(cls, os_name: str, family: str, variant: str | None, libc: str) -> Platform | None:
@@ -167,7 +158,6 @@ _PYPY_NAME = {
     "windows-x86_64": "win64",
     "windows-i686": "win32",
 }
-_PYPY_NAME_REVERSE = {v: k for k, v in _PYPY_NAME.items()}
 _PYPY_JSON = {
     ("x64", "linux"): "linux-x86_64-gnu",
     ("aarch64", "linux"): "linux-aarch64-gnu",
@@ -185,7 +175,11 @@ _GRAALPY_NAME = {
     "macos-aarch64": "macos-aarch64",
     "windows-x86_64": "windows-amd64",
 }
-_GRAALPY_NAME_REVERSE = {v: k for k, v in _GRAALPY_NAME.items()}
+_RELEASE_NAMES = {Implementation.PYPY: _PYPY_NAME, Implementation.GRAALPY: _GRAALPY_NAME}
+_RELEASE_NAMES_REVERSE = {
+    implementation: {name: key for key, name in names.items()}
+    for implementation, names in _RELEASE_NAMES.items()
+}
 
 #: Every known platform key, in a stable order.
 PLATFORM_KEYS: tuple[str, ...] = tuple(sorted(_BY_KEY))

@@ -121,7 +121,7 @@ def pbs(
 
 def pypy(python: str, release: str, platform: str) -> Build:
     """A PyPy build with a realistic URL."""
-    name = Platform.parse(platform).pypy_name
+    name = Platform.parse(platform).release_name(Implementation.PYPY)
     series = ".".join(python.split(".")[:2])
     ext = "zip" if platform.startswith("windows") else "tar.bz2"
     url = f"https://downloads.python.org/pypy/pypy{series}-v{release}-{name}.{ext}"
@@ -131,7 +131,7 @@ def pypy(python: str, release: str, platform: str) -> Build:
 
 def graalpy(python: str, release: str, platform: str) -> Build:
     """A GraalPy build with a realistic URL."""
-    name = Platform.parse(platform).graalpy_name
+    name = Platform.parse(platform).release_name(Implementation.GRAALPY)
     ext = "zip" if platform.startswith("windows") else "tar.gz"
     series = ".".join(python.split(".")[:2])
     url = (

@@ -63,15 +63,15 @@ def test_every_reference_url_parses_and_agrees_with_its_entry() -> None:
         elif entry["name"] == "pypy":
             seen["pypy"] += 1
             pypy = parse_pypy_filename(name)
-            assert pypy is not None, key
+            assert pypy is not None and pypy.python_version is not None, key
             assert version.startswith(pypy.python_version + "."), key
-            assert pypy.pypy_version == entry["build"], key
+            assert pypy.release == entry["build"], key
             assert pypy.platform.key == platform, key
         else:
             seen["graalpy"] += 1
             graal = parse_graalpy_filename(name)
             assert graal is not None, key
-            assert graal.graalpy_version == entry["build"], key
+            assert graal.release == entry["build"], key
             assert graal.platform.key == platform, key
             if graal.python_version is not None:
                 assert version.startswith(graal.python_version + "."), key
@@ -171,7 +171,7 @@ def test_not_pbs_names(name: str) -> None:
 def test_pypy_names() -> None:
     old = parse_pypy_filename("pypy3.9-v7.3.10-s390x.tar.bz2")
     assert old is not None
-    assert (old.python_version, old.pypy_version, old.platform.key, old.format) == (
+    assert (old.python_version, old.release, old.platform.key, old.format) == (
         "3.9",
         "7.3.10",
         "linux-s390x-gnu",
@@ -194,7 +194,7 @@ def test_pypy_names() -> None:
 def test_graalpy_names() -> None:
     new = parse_graalpy_filename("graalpy3.12-25.2.4-linux-amd64.tar.gz")
     assert new is not None
-    assert (new.python_version, new.graalpy_version, new.platform.key) == (
+    assert (new.python_version, new.release, new.platform.key) == (
         "3.12",
         "25.2.4",
         "linux-x86_64-gnu",

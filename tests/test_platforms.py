@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pylock.platforms import PLATFORM_KEYS, Platform, host, resolve_platform
+from pylock.versions import Implementation
 
 
 def test_every_key_round_trips_through_pbs_triples() -> None:
@@ -37,12 +38,16 @@ def test_unknown_triple() -> None:
 
 
 def test_pypy_and_graalpy_names() -> None:
-    assert Platform.parse("linux-x86_64-gnu").pypy_name == "linux64"
-    assert Platform.from_pypy_name("macos_arm64") == Platform.parse("macos-aarch64")
+    pypy, graalpy = Implementation.PYPY, Implementation.GRAALPY
+    assert Platform.parse("linux-x86_64-gnu").release_name(pypy) == "linux64"
+    assert Platform.from_release_name(pypy, "macos_arm64") == Platform.parse("macos-aarch64")
     assert Platform.from_pypy_json("x64", "win64") == Platform.parse("windows-x86_64")
-    assert Platform.parse("linux-x86_64-gnu").graalpy_name == "linux-amd64"
-    assert Platform.from_graalpy_name("macos-aarch64") == Platform.parse("macos-aarch64")
-    assert Platform.parse("linux-riscv64-gnu").pypy_name is None
+    assert Platform.parse("linux-x86_64-gnu").release_name(graalpy) == "linux-amd64"
+    assert Platform.from_release_name(graalpy, "macos-aarch64") == Platform.parse("macos-aarch64")
+    assert Platform.parse("linux-riscv64-gnu").release_name(pypy) is None
+    # Each implementation's names are its own, and CPython's are PBS triples.
+    assert Platform.from_release_name(graalpy, "linux64") is None
+    assert Platform.parse("linux-x86_64-gnu").release_name(Implementation.CPYTHON) is None
 
 
 def test_uv_fields_round_trip() -> None:

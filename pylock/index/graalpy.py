@@ -95,7 +95,7 @@ async def builds_from_releases(docs: Documents, releases: list[ApiRelease]) -> G
 
     async def one(release: str, tag: str, asset: ApiAsset, names: set[str]) -> None:
         parsed = parse_graalpy_filename(asset.name)
-        if parsed is None or parsed.graalpy_version != release:
+        if parsed is None or parsed.release != release:
             return
         python = python_for_release(release, parsed.python_version)
         if python is None:

@@ -15,7 +15,7 @@ flavor and the container format.
 >>> p.version, p.platform.key, str(p.variant), str(p.flavor), p.options
 ('3.13.0rc2', 'macos-aarch64', 'freethreaded', 'full', ('freethreaded', 'pgo', 'lto'))
 >>> p = parse_pypy_filename("pypy3.11-v7.3.20-linux64.tar.bz2")
->>> p.python_version, p.pypy_version, p.platform.key, str(p.format)
+>>> p.python_version, p.release, p.platform.key, str(p.format)
 ('3.11', '7.3.20', 'linux-x86_64-gnu', 'tar.bz2')
 >>> parse_graalpy_filename("graalpy3.12-25.2.4-windows-amd64.zip").platform.key
 'windows-x86_64'
@@ -30,7 +30,7 @@ import re
 import attrs
 
 from pylock.platforms import Platform
-from pylock.versions import ArchiveFormat, Flavor, Variant
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _VERSION = r"\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?"
 
@@ -50,7 +50,7 @@ _PBS = re.compile(
 _PYPY = re.compile(
     r"""
     ^pypy(?P<python>\d+\.\d+)
-    -v(?P<pypy>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)
+    -v(?P<release>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)
     -(?P<platform>[a-z0-9_]+)
     \.(?P<ext>tar\.bz2|tar\.gz|zip)$
     """,
@@ -60,7 +60,7 @@ _PYPY = re.compile(
 _GRAALPY = re.compile(
     r"""
     ^graalpy(?P<python>\d+\.\d+)?
-    -(?P<graalpy>\d+\.\d+\.\d+)
+    -(?P<release>\d+\.\d+\.\d+)
     -(?P<platform>(?:linux|macos|windows)-(?:amd64|aarch64))
     \.(?P<ext>tar\.gz|zip)$
     """,
@@ -105,27 +105,17 @@ class ParsedPbsName:
 
 
 @attrs.frozen(kw_only=True)
-class ParsedPypyName:
-    """What a PyPy file name says about its archive."""
+class ParsedReleaseName:
+    """What a PyPy or GraalPy file name says about its archive.
 
-    #: The Python series it implements, e.g. ``3.11`` (the patch level is not in the name).
-    python_version: str
-    #: The PyPy release, e.g. ``7.3.20``; also the build tag.
-    pypy_version: str
-    #: Target platform.
-    platform: Platform
-    #: Container format.
-    format: ArchiveFormat
+    Both name their own release, not the Python version: the release is the build tag.
+    """
 
-
-@attrs.frozen(kw_only=True)
-class ParsedGraalpyName:
-    """What a GraalPy file name says about its archive."""
-
-    #: The Python series (``3.12``), present in names since 25.1.3.
+    #: The Python series it implements, e.g. ``3.11`` (the patch level is not in the name);
+    #: ``None`` for GraalPy names before 25.1.3, which carry none.
     python_version: str | None
-    #: The GraalPy release, e.g. ``25.2.4``; also the build tag.
-    graalpy_version: str
+    #: The PyPy or GraalPy release, e.g. ``7.3.20`` or ``25.2.4``.
+    release: str
     #: Target platform.
     platform: Platform
     #: Container format.
@@ -200,41 +190,36 @@ def parse_pbs_filename(name: str) -> ParsedPbsName | None:
     )
 
 
-def parse_pypy_filename(name: str) -> ParsedPypyName | None:
+def parse_pypy_filename(name: str) -> ParsedReleaseName | None:
     """Parse a PyPy archive name; ``None`` if it is not one, or not for a known platform.
 
     >>> parse_pypy_filename("pypy3.10-v7.3.19-macos_arm64.tar.gz").platform.key
     'macos-aarch64'
     """
-    match = _PYPY.match(name)
-    if match is None:
-        return None
-    platform = Platform.from_pypy_name(match["platform"])
-    if platform is None:
-        return None
-    return ParsedPypyName(
-        python_version=match["python"],
-        pypy_version=match["pypy"],
-        platform=platform,
-        format=ArchiveFormat(match["ext"]),
-    )
+    return _parse_release_name(Implementation.PYPY, _PYPY, name)
 
 
-def parse_graalpy_filename(name: str) -> ParsedGraalpyName | None:
+def parse_graalpy_filename(name: str) -> ParsedReleaseName | None:
     """Parse a GraalPy archive name, old (``graalpy-24.2.2-...``) or new (``graalpy3.12-...``).
 
     >>> parse_graalpy_filename("graalpy-24.2.2-macos-amd64.tar.gz").python_version is None
     True
     """
-    match = _GRAALPY.match(name)
+    return _parse_release_name(Implementation.GRAALPY, _GRAALPY, name)
+
+
+def _parse_release_name(
+    implementation: Implementation, pattern: re.Pattern[str], name: str
+) -> ParsedReleaseName | None:
+    match = pattern.match(name)
     if match is None:
         return None
-    platform = Platform.from_graalpy_name(match["platform"])
+    platform = Platform.from_release_name(implementation, match["platform"])
     if platform is None:
         return None
-    return ParsedGraalpyName(
+    return ParsedReleaseName(
         python_version=match["python"],
-        graalpy_version=match["graalpy"],
+        release=match["release"],
         platform=platform,
         format=ArchiveFormat(match["ext"]),
     )

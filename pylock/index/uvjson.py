@@ -222,12 +222,12 @@ def _from_filename(
         pypy = parse_pypy_filename(filename)
         if pypy is not None:
             _check_series(e, version, pypy.python_version, pypy.platform, platform)
-            return None, pypy.format, pypy.pypy_version
+            return None, pypy.format, pypy.release
         return None, _format(e, filename), None
     graalpy = parse_graalpy_filename(filename)
     if graalpy is not None:
         _check_series(e, version, graalpy.python_version, graalpy.platform, platform)
-        return None, graalpy.format, graalpy.graalpy_version
+        return None, graalpy.format, graalpy.release
     return None, _format(e, filename), None
 
 
