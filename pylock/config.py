@@ -33,7 +33,13 @@ from packaging.specifiers import SpecifierSet
 from pylock.bounded import toml_loads
 from pylock.errors import ConfigError, Problem, describe_toml_value
 from pylock.fsutil import CONFIG_FILENAME
-from pylock.lockfile import artifact_url_problem, build_problem, is_sha256, name_problem
+from pylock.lockfile import (
+    NamedPythons,
+    artifact_url_problem,
+    build_problem,
+    is_sha256,
+    name_problem,
+)
 from pylock.platforms import HOST, Platform
 from pylock.urls import has_credentials, redact
 from pylock.versions import Flavor, Implementation, Variant, parse_request
@@ -79,7 +85,7 @@ class PythonRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Config:
+class Config(NamedPythons[PythonRequest]):
     """A whole ``pythons.toml``."""
 
     #: Interpreters, sorted by name.
@@ -94,19 +100,6 @@ class Config:
     def digests(self) -> tuple[str, ...]:
         """Every ``config-digest`` a fresh lock of this file may carry, the current first."""
         return (self.digest,) if self.earlier_digest is None else (self.digest, self.earlier_digest)
-
-    def get(self, name: str) -> PythonRequest | None:
-        """The request called ``name``, if any (constant time)."""
-        return self._by_name.get(name)
-
-    @functools.cached_property
-    def _by_name(self) -> dict[str, PythonRequest]:
-        return {p.name: p for p in reversed(self.pythons)}
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Names of the interpreters, sorted."""
-        return tuple(p.name for p in self.pythons)
 
     @property
     def default(self) -> PythonRequest | None:

@@ -23,7 +23,7 @@ import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -251,8 +251,38 @@ class LockedPython:
         }
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Entry = TypeVar("_Entry", bound=_Named)
+
+
+class NamedPythons(Generic[_Entry]):
+    """Look-ups by name in ``pythons``, for :class:`LockFile` and ``config.Config``."""
+
+    #: The interpreters, sorted by name.
+    pythons: tuple[_Entry, ...]
+
+    def get(self, name: str) -> _Entry | None:
+        """The interpreter called ``name``, if any (constant time)."""
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, _Entry]:
+        # Callers look up every entry of one lock in another (diff, lock, sync): a scan
+        # per look-up made a 30,000-entry diff take a minute.
+        return {p.name: p for p in reversed(self.pythons)}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The interpreters' names, sorted."""
+        return tuple(p.name for p in self.pythons)
+
+
 @attrs.frozen(kw_only=True)
-class LockFile:
+class LockFile(NamedPythons[LockedPython]):
     """The whole ``pythons.lock``."""
 
     #: Format version; only :data:`LOCK_VERSION` is understood.
@@ -263,21 +293,6 @@ class LockFile:
     config_digest: str
     #: Locked interpreters, sorted by name.
     pythons: tuple[LockedPython, ...] = ()
-
-    def get(self, name: str) -> LockedPython | None:
-        """The locked interpreter called ``name``, if any (constant time)."""
-        return self._by_name.get(name)
-
-    @functools.cached_property
-    def _by_name(self) -> dict[str, LockedPython]:
-        # Callers look up every entry of one lock in another (diff, lock, sync): a scan
-        # per look-up made a 30,000-entry diff take a minute.
-        return {p.name: p for p in reversed(self.pythons)}
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Names of the locked interpreters, sorted."""
-        return tuple(p.name for p in self.pythons)
 
 
 def make_lock(
