@@ -421,31 +421,33 @@ def test_api_refusal_by_a_stand_in_asks_for_its_own_credentials(
     assert "SECRETTOKEN" not in warning
 
 
+API_URL = f"https://api.github.com/repos/{PBS_REPO}/releases"
+
+
+def refusal(answered: str, token: bool) -> str:
+    return refusal_hint(API_URL, answered, token=token)
+
+
+def rate_limited(answered: str, token: bool) -> str:
+    return rate_limit_hint(API_URL, answered, token=token, reset="resets at 12:00 UTC")
+
+
 @pytest.mark.parametrize(
-    ("token", "says"),
+    ("hint", "token", "says"),
     [
-        (True, "GITHUB_TOKEN is set, and GitHub refused it"),
-        (False, "GitHub refused an anonymous request: set GITHUB_TOKEN"),
+        (refusal, True, "GITHUB_TOKEN is set, and GitHub refused it"),
+        (refusal, False, "GitHub refused an anonymous request: set GITHUB_TOKEN"),
+        (rate_limited, True, "GITHUB_TOKEN is set but the quota is used up; it resets"),
+        (rate_limited, False, "set GITHUB_TOKEN to a GitHub token (5000 requests an hour"),
     ],
 )
-def test_api_refusal_by_github_itself_names_the_token(token: bool, says: str) -> None:
-    url = f"https://api.github.com/repos/{PBS_REPO}/releases"
-    assert refusal_hint(url, url, token=token).startswith(says)
-    # A redirect to another GitHub origin carried no token either.
-    other = refusal_hint(url, "https://objects.githubusercontent.com/x", token=token)
+def test_an_answer_from_github_itself_names_the_token(
+    hint: Callable[[str, bool], str], token: bool, says: str
+) -> None:
+    assert hint(API_URL, token).startswith(says)
+    # A redirect to another origin carried no token either.
+    other = hint("https://objects.githubusercontent.com/x", token)
     assert other.startswith("the answer came from objects.githubusercontent.com")
-
-
-@pytest.mark.parametrize(
-    ("token", "says"),
-    [
-        (True, "GITHUB_TOKEN is set but the quota is used up; it resets"),
-        (False, "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60)"),
-    ],
-)
-def test_rate_limit_at_github_itself_names_the_token(token: bool, says: str) -> None:
-    url = f"https://api.github.com/repos/{PBS_REPO}/releases"
-    assert says in rate_limit_hint(url, url, token=token, reset="resets at 12:00 UTC")
 
 
 def test_rate_limit_at_a_stand_in_asks_for_its_own_credentials(
