@@ -134,12 +134,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _retry_writable(func, path, _exc):  # type: ignore[no-untyped-def]
-    # Read-only files and directories (common in extracted trees on Windows) block deletion.
-    with contextlib.suppress(OSError):
-        os.chmod(os.path.dirname(path), stat.S_IRWXU)
-        os.chmod(path, stat.S_IRWXU)
-    func(path)
+def _retry_writable(root: str) -> Callable[[Callable[[str], object], str, Any], None]:
+    """An ``rmtree`` error handler for the tree at ``root``: a read-only file (Windows) or
+    directory (anywhere) in the way of a deletion is made writable, and the deletion tried
+    again. Any other error (a directory that a running program fills again, a busy file)
+    stands, and nothing outside the tree ever changes its mode: the install directory and
+    the cache root are shared with other users."""
+    root = os.path.abspath(root)
+
+    def retry(func: Callable[[str], object], path: str, exc: Any) -> None:
+        error = exc[1] if isinstance(exc, tuple) else exc  # onerror (3.11) or onexc
+        if not isinstance(error, PermissionError):
+            raise error
+        with contextlib.suppress(OSError):
+            parent = os.path.abspath(os.path.dirname(path))
+            if parent == root or parent.startswith(os.path.join(root, "")):
+                os.chmod(parent, stat.S_IRWXU)
+            os.chmod(path, stat.S_IRWXU)
+        func(path)
+
+    return retry
 
 
 def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:
@@ -166,10 +180,11 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
+        retry = _retry_writable(os.fspath(path))
         if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=_retry_writable)
+            shutil.rmtree(path, onexc=retry)
         else:
-            shutil.rmtree(path, onerror=_retry_writable)
+            shutil.rmtree(path, onerror=retry)
 
 
 def display_path(path: Path) -> str:
