@@ -329,6 +329,22 @@ def test_downloads_json_device_and_huge_file_are_refused(tmp_path: Path) -> None
             load_uv_downloads_json(source, fetch_options=FetchOptions(), reporter=Recorder())
 
 
+def test_downloads_json_file_url_is_read_as_every_file_url(tmp_path: Path) -> None:
+    """One reading of ``file://`` URLs everywhere: decoded once (a literal ``%`` in a file
+    name is ``%25``), ``localhost`` is this machine, and another host is refused, not read
+    from this machine's disk as if the host were not there."""
+    (tmp_path / "a%41.json").write_text("{}")
+    (tmp_path / "aA.json").write_text('{"not": "this one"}')
+    literal = (tmp_path / "a%41.json").as_uri()
+    assert literal.endswith("/a%2541.json")
+    for source in (literal, literal.replace("file://", "file://localhost", 1)):
+        index = load_uv_downloads_json(source, fetch_options=FetchOptions(), reporter=Recorder())
+        assert index.builds == ()
+    elsewhere = f"file://fileserver{tmp_path}/a%2541.json"
+    with pytest.raises(PylockError, match="unsupported file URL with a host"):
+        load_uv_downloads_json(elsewhere, fetch_options=FetchOptions(), reporter=Recorder())
+
+
 def test_file_listing_through_a_rewrite_is_read_bounded(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()

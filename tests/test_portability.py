@@ -26,6 +26,7 @@ import pytest
 from pylock import fsutil, platforms
 from pylock.errors import PylockError
 from pylock.fsutil import FileLock, LockTimeout
+from pylock.net import policy
 from pylock.net.policy import netrc_authorization
 from pylock.platforms import host
 from pylock.settings import Settings
@@ -417,3 +418,94 @@ def test_dot_netrc_credentials_are_sent_on_windows(
     )
     header = netrc_authorization("https://mirror.example/x.tar.gz", Settings(home=str(tmp_path)))
     assert header == "Basic Y2k6dG9r"  # ci:tok, from .netrc
+
+
+# -- field test 5: removing trees --------------------------------------------------------
+
+
+def test_a_tree_that_cannot_be_removed_leaves_the_directory_around_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running interpreter that writes ``__pycache__`` into its old tree during a prune
+    makes the last ``rmdir`` fail: the install directory keeps its mode (other users run
+    interpreters from it), and the error stands."""
+    into = tmp_path / "into"
+    tree = into / ".pylock-trash-app"
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib" / "os.py").write_text("")
+    into.chmod(0o755)
+    real_rmdir = os.rmdir
+
+    def refilled(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path) == os.fspath(tree):
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", os.fspath(path))
+        real_rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", refilled)
+    with pytest.raises(OSError, match="not empty"):
+        fsutil.remove_tree(tree)
+    assert (into.stat().st_mode & 0o777) == 0o755
+    assert (tree.stat().st_mode & 0o777) == 0o755
+
+
+def test_a_read_only_entry_in_the_way_is_made_writable_inside_the_tree_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only file (Windows) or directory blocks a deletion: what is in the tree is
+    made writable and the deletion goes on; the directory around the tree is left alone."""
+    into = tmp_path / "into"
+    tree = into / "app"
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib" / "os.py").write_text("")
+    into.chmod(0o755)
+    real_unlink = os.unlink
+    refused: list[str] = []
+    chmodded: list[str] = []
+    real_chmod = os.chmod
+
+    def read_only_once(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path).endswith("os.py") and not refused:
+            refused.append(os.fspath(path))
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        real_unlink(path, *args, **kwargs)
+
+    def chmod(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        chmodded.append(os.path.abspath(os.fspath(path)))
+        real_chmod(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", read_only_once)
+    monkeypatch.setattr(os, "chmod", chmod)
+    fsutil.remove_tree(tree)
+    assert refused and not tree.exists()
+    assert chmodded == [str(tree / "lib"), str(tree / "lib" / "os.py")]
+    assert (into.stat().st_mode & 0o777) == 0o755
+
+
+# -- field test 5: file URLs of Windows shares ------------------------------------------
+
+
+def test_a_share_that_pylock_mirror_names_is_a_path_on_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pylock mirror \\\\server\\share\\mirror`` prints ``file://server/share/mirror``
+    (``Path.as_uri``): on Windows that is the share again, not a refused URL."""
+    import nturl2path
+    import urllib.request
+
+    uri = PureWindowsPath(r"\\server\share\mirror").as_uri()
+    assert uri == "file://server/share/mirror"
+    monkeypatch.setattr(urllib.request, "url2pathname", nturl2path.url2pathname)
+    found = policy.file_path(f"{uri}/20251014/a%2Bb.tar.gz", windows=True)
+    assert str(found) == r"\\server\share\mirror\20251014\a+b.tar.gz"
+    assert (
+        str(policy.file_path("file:///C:/Users/ci/dl.json", windows=True)) == r"C:\Users\ci\dl.json"
+    )
+    with pytest.raises(PylockError, match="unsupported file URL with a host"):
+        policy.file_path(uri, windows=False)
+
+
+def test_a_file_url_is_decoded_once() -> None:
+    # A mirror that keeps upstream's escaped names on disk (a file called `a%2Bb`).
+    assert policy.file_path("file:///srv/mirror/a%252Bb", windows=False) == Path(
+        "/srv/mirror/a%2Bb"
+    )

@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -226,9 +226,10 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
             hint="give an http://, https:// or file:// URL, or a local path",
         )
     from pylock.net.fetch import MAX_METADATA_BYTES
+    from pylock.net.policy import file_path
     from pylock.ownfiles import RefusedFileError, read_own_file
 
-    path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(source).expanduser()
+    path = file_path(source) if parts.scheme == "file" else Path(source).expanduser()
     try:
         # Bounded, and regular files only: a pipe would block for ever, /dev/zero never end.
         return read_own_file(path, MAX_METADATA_BYTES, follow_symlinks=True)

@@ -254,14 +254,18 @@ def describe(url: str, canonical: str) -> str:
     return url if url == canonical else f"{url} (rewritten from {canonical})"
 
 
-def file_path(url: str) -> Path:
-    """The local path of a ``file://`` URL (no host, or ``localhost``)."""
+def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
+    """The local path of a ``file://`` URL: no host, or ``localhost``; on Windows also a
+    share's server (``file://server/share/x`` is ``\\\\server\\share\\x``, as
+    ``Path.as_uri`` writes it). The path is percent-decoded once: ``%2541`` is ``%41``."""
     from urllib.request import url2pathname
 
     parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise DownloadError(f"unsupported file URL with a host: {url}", url=url)
-    return Path(url2pathname(unquote(parts.path)))
+    if parts.netloc in ("", "localhost"):
+        return Path(url2pathname(parts.path))
+    if windows:
+        return Path(url2pathname(f"//{parts.netloc}{parts.path}"))
+    raise DownloadError(f"unsupported file URL with a host: {url}", url=url)
 
 
 # -- retries -------------------------------------------------------------------------
