@@ -268,7 +268,13 @@ def _download_all(
     pending = list({item.sha256: item for item in items}.values())
     lock = threading.Lock()
 
-    def work() -> None:
+    def work(finished: threading.Event) -> None:
+        try:
+            download_each()
+        finally:
+            finished.set()
+
+    def download_each() -> None:
         while True:
             with lock:
                 if not pending or stop.is_set():
@@ -289,22 +295,34 @@ def _download_all(
                 with lock:
                     paths[item.sha256] = path
 
-    count = max(1, min(options.jobs, len(pending)))
-    threads = [
-        threading.Thread(target=work, name=f"pylock-download-{n}", daemon=True)
-        for n in range(count)
-    ]
-    for thread in threads:
-        thread.start()
+    # Waited for by events, not ``Thread.join``: on Python 3.11 a join that Ctrl-C
+    # interrupts marks the live thread as stopped, so the join after ``stop.set()``
+    # returned at once, and the process ended before the download removed its partial file.
+    finished = [threading.Event() for _ in range(max(1, min(options.jobs, len(pending))))]
+    for n, done in enumerate(finished):
+        threading.Thread(
+            target=work, args=(done,), name=f"pylock-download-{n}", daemon=True
+        ).start()
     try:
-        for thread in threads:
-            thread.join()
+        for done in finished:
+            wait_for(done)
     except BaseException:
         stop.set()
-        for thread in threads:
-            thread.join()
+        for done in finished:
+            wait_for(done)
         raise
     return paths, errors
+
+
+#: How long a wait for another thread lasts before it looks up again: a lock wait cannot
+#: be interrupted on Windows before Python 3.14, so Ctrl-C is taken between two waits.
+WAIT_STEP = 0.25
+
+
+def wait_for(event: threading.Event) -> None:
+    """``event.wait()``, in steps that Ctrl-C can come between on every system."""
+    while not event.wait(WAIT_STEP):
+        pass
 
 
 def _acquire(

@@ -125,7 +125,9 @@ class _Downloads:
 
     def wait(self, sha256: str) -> BaseException | None:
         """Wait until every download ended; the error that stopped this one, if any."""
-        self._done.wait()
+        from pylock.sync.archives import wait_for
+
+        wait_for(self._done)
         return self._errors.get(sha256)
 
     def has(self, sha256: str) -> bool:
@@ -464,6 +466,8 @@ def _install_all(
     installed meanwhile, and each failure."""
     import concurrent.futures
 
+    from pylock.sync.archives import WAIT_STEP
+
     installed: list[str] = []
     elsewhere: list[str] = []
     errors: list[tuple[str, BaseException]] = []
@@ -474,6 +478,9 @@ def _install_all(
         futures = [pool.submit(installer.install_one, job) for job in ordered]
         for job, future in zip(ordered, futures, strict=True):
             try:
+                # In steps, so that Ctrl-C is taken at once on Windows too.
+                while not future.done():
+                    concurrent.futures.wait((future,), timeout=WAIT_STEP)
                 (installed if future.result() else elsewhere).append(job.python.name)
             except BaseException as exc:
                 errors.append((job.python.name, exc))
