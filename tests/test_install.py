@@ -726,6 +726,14 @@ def test_list_tells_a_tree_synced_for_another_platform_and_judges_it_for_that_on
     installed for Windows; `list --platform windows-x86_64` judges it against the lock."""
     project, dest, python = _synced_for_windows(tmp_path)
     lock_path = project / "pythons.lock"
+    (windows_artifact,) = python.artifacts
+    linux_artifact = attrs.evolve(windows_artifact, platform="linux-x86_64-gnu", sha256="d" * 64)
+
+    def relock(*artifacts: Artifact) -> None:
+        relocked = attrs.evolve(python, artifacts=artifacts)
+        lock_path.write_text(dumps(make_lock([relocked], config_digest="sha256:" + "0" * 64)))
+
+    relock(linux_artifact, windows_artifact)
 
     def listed(*extra: str, fmt: str = "json") -> Any:
         argv = ["--project", str(project), "list", "--format", fmt, "--into", str(dest), *extra]
@@ -742,11 +750,18 @@ def test_list_tells_a_tree_synced_for_another_platform_and_judges_it_for_that_on
     assert (row["state"], row["status"], row["installed-for"]) == ("installed", "installed", None)
 
     # The lock moves on: out of date for Windows, and still not this machine's.
-    (artifact,) = python.artifacts
-    moved = attrs.evolve(python, artifacts=(attrs.evolve(artifact, sha256="e" * 64),))
-    lock_path.write_text(dumps(make_lock([moved], config_digest="sha256:" + "0" * 64)))
+    relock(linux_artifact, attrs.evolve(windows_artifact, sha256="e" * 64))
     assert listed("--platform", "windows-x86_64")["state"] == "out-of-date"
     assert listed()["state"] == "other-platform"
+
+    # Locked for Windows only: the state answers for this machine, and the tree is named.
+    relock(windows_artifact)
+    row = listed()
+    assert (row["state"], row["installed-for"]) == ("not-locked", "windows-x86_64")
+    assert row["status"].startswith("not locked for this platform; installed for windows")
+    # Asked about a platform that is locked for neither: not locked, whatever the tree.
+    row = listed("--platform", "macos-aarch64")
+    assert (row["state"], row["installed-for"]) == ("not-locked", "windows-x86_64")
 
     # The record's key is read, not repeated: another spelling of this machine's platform
     # is this machine's, and so is one this pylock does not know (as for `which`), rather

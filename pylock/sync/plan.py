@@ -186,10 +186,11 @@ class Status:
     def text(self) -> str:
         """The words ``pylock list`` shows people (its JSON's ``status``): the state's,
         naming the platform for a tree installed for another one."""
-        if self.installed_for is not None:
-            key = self.installed_for
-            return f"installed for {key} (check it with `pylock list --platform {key}`)"
-        return self.state.text
+        if self.installed_for is None:
+            return self.state.text
+        key = self.installed_for
+        tree = f"installed for {key} (check it with `pylock list --platform {key}`)"
+        return f"{self.state.text}; {tree}" if self.state is Standing.NOT_LOCKED else tree
 
 
 def tree_platform(recorded: str, platform: Platform) -> Platform | None:
@@ -214,7 +215,9 @@ def install_status(
     """Each locked interpreter's state in ``dest_root`` for ``platform``, in lock order.
 
     A tree installed for another platform (``sync --platform``) is neither current nor out
-    of date for this one, which it may not even run on: it is :attr:`Standing.OTHER_PLATFORM`.
+    of date for this one, which it may not even run on: it is :attr:`Standing.OTHER_PLATFORM`,
+    or :attr:`Standing.NOT_LOCKED` where the lock has nothing for this platform (the state
+    answers for the platform asked about; ``installed_for`` names the tree's).
     """
     from pylock.sync.records import installed_state, is_current
 
@@ -224,10 +227,10 @@ def install_status(
         state = installed_state(dest_root, python.name)
         foreign = tree_platform(state.platform, platform) if state is not None else None
         installed_for = foreign.key if foreign is not None else None
-        if foreign is not None:
-            where = Standing.OTHER_PLATFORM
-        elif artifact is None:
+        if artifact is None:
             where = Standing.NOT_LOCKED
+        elif foreign is not None:
+            where = Standing.OTHER_PLATFORM
         elif state is None:
             where = Standing.NOT_INSTALLED
         elif is_current(state, artifact):
