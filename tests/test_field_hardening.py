@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pylock.fastpath import STATE_FILE, try_noop_sync
+from pylock.lockfile import LockedPython
 from pylock.progress import human_size
 from pylock.settings import Settings
 from pylock.sync import execute
@@ -843,6 +844,41 @@ def test_which_of_an_interpreter_not_locked_here_says_so(
     assert done.code == 1
     assert f"app is not locked for {host().key}" in done.err
     assert "pylock sync" not in done.err
+
+
+def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """A Docker build for a platform nobody locked went green with nothing installed
+    (field test 5); one interpreter missing among others is still only a warning."""
+    import attrs
+
+    from pylock.lockfile import dumps, make_lock
+    from pylock.platforms import host
+
+    other = "windows-x86_64" if host().key != "windows-x86_64" else "linux-x86_64-gnu"
+
+    def elsewhere(build: Build) -> LockedPython:
+        python = build.python()
+        moved = tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+        return attrs.evolve(python, artifacts=moved)
+
+    lock_path = sync_project.root / "pythons.lock"
+    lock_path.write_text(dumps(make_lock([elsewhere(app_a)], config_digest="sha256:" + "0" * 64)))
+    done = sync_project.sync()
+    assert done.code == 1
+    nothing = f"nothing to install: pythons.lock locks app for other platforms than {host().key}"
+    assert nothing in done.err
+    assert f"add {host().key} to the platforms in pythons.toml" in done.err
+    assert not (sync_project.into / "app").exists()
+
+    sync_project.serve(tool)
+    both = make_lock([elsewhere(app_a), tool.python()], config_digest="sha256:" + "0" * 64)
+    lock_path.write_text(dumps(both))
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert (sync_project.into / "tool").is_dir()
+    assert f"app is not locked for {host().key}; skipped" in done.err
 
 
 def test_which_and_verify_of_a_name_not_there_list_what_is(

@@ -595,6 +595,15 @@ def run_sync(
         reinstall=request.reinstall,
         prune=request.prune,
     )
+    if plan.unavailable and not plan.jobs and not plan.current:
+        # A build for a platform nobody locked must not go green with nothing installed.
+        names = ", ".join(plan.unavailable)
+        raise PylockError(
+            f"nothing to install: {request.lock_path.name} locks {names} for other platforms "
+            f"than {platform.key}",
+            hint=f"add {platform.key} to the platforms in pythons.toml and run `pylock lock` "
+            "(`pylock list --platform KEY` shows what a platform has)",
+        )
     for name in plan.unavailable:
         reporter.warn(f"{name} is not locked for {platform.key}; skipped")
     if request.bin_dir is not None:
