@@ -551,7 +551,7 @@ def _cmd_sync(ctx: Context) -> int:
     options = ctx.fetch_options()
     outcome = run_sync(request, cache=ctx.cache, options=lambda: options, reporter=ctx.reporter)
     result = outcome.result
-    if outcome.noop:
+    if outcome.noop or result.changed_nothing:
         count = len(outcome.current)
         ctx.reporter.event(
             f"{count} interpreter{'s' if count != 1 else ''} up to date in {_display(dest)}"

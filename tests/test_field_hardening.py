@@ -881,6 +881,34 @@ def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     assert f"app is not locked for {host().key}; skipped" in done.err
 
 
+def test_two_syncs_at_once_each_say_what_they_did(sync_project: Project, app_b: Build) -> None:
+    """The sync that waited while the other installed used to say "synced 1 interpreter(s)
+    (0 installed, 0 downloaded)" (field test 5); it is up to date."""
+    from tests.httpserver import Throttle
+
+    sync_project.lock(app_b)
+    sync_project.serve(app_b, always=[Throttle(64 * 1024, 0.05)])
+    procs = [sync_project.popen(sync_project.sync_command()) for _ in range(2)]
+    summaries = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        summaries.append(err.strip().splitlines()[-1])
+    assert "(0 installed" not in "\n".join(summaries)
+    assert sorted(s.split(" ")[0] for s in summaries) in (["1", "synced"], ["synced", "synced"])
+    assert sync_project.verify().code == 0
+
+
+def test_a_sync_that_changed_nothing_is_up_to_date() -> None:
+    from pylock.sync.execute import SyncResult
+
+    assert SyncResult(current=("app",)).changed_nothing
+    assert not SyncResult(installed=("app",)).changed_nothing
+    assert not SyncResult(removed=("old",)).changed_nothing
+    assert not SyncResult(downloaded=1).changed_nothing
+    assert not SyncResult(pushed=1).changed_nothing
+
+
 def test_which_and_verify_of_a_name_not_there_list_what_is(
     sync_project: Project, app_a: Build
 ) -> None:

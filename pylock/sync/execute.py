@@ -55,6 +55,13 @@ class SyncResult:
     from_registry: int = 0
     pushed: int = 0
 
+    @property
+    def changed_nothing(self) -> bool:
+        """Whether this sync changed nothing: every interpreter was current, or another
+        process installed it while this one waited (its summary is "up to date")."""
+        work = (self.installed, self.removed, self.failed, self.downloaded)
+        return not any(work) and not self.from_registry and not self.pushed
+
 
 class _Downloads:
     """Cache misses downloading in a background thread.
