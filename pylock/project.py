@@ -113,10 +113,23 @@ def prune_cache(
         keep = {
             artifact.sha256
             for path in keep_locks
-            for python in read_lock(path / LOCK_FILENAME if path.is_dir() else path).pythons
+            for python in read_lock(_kept_lock(path, LOCK_FILENAME)).pythons
             for artifact in python.artifacts
         }
     return prune_as_asked(cache, max_size=max_size, unused_for_days=unused_for_days, keep=keep)
+
+
+def _kept_lock(path: Path, lock_filename: str) -> Path:
+    """The lock ``--keep-lock PATH`` names: PATH, or the lock in the project directory PATH.
+    A path that is not there is a typo, not a lock to create: nothing is pruned."""
+    lock = path / lock_filename if path.is_dir() else path
+    if not lock.exists():
+        where = f"no {lock_filename} in {path}" if path.is_dir() else f"{path} does not exist"
+        raise UsageError(
+            f"--keep-lock: {where}; nothing was pruned",
+            hint="give a lock file, or a project directory that holds one",
+        )
+    return lock
 
 
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:

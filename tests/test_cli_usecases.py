@@ -263,9 +263,18 @@ def test_cache_prune_keep_lock_evicts_what_no_named_lock_names(
     environ = {"PYLOCK_CACHE_DIR": str(cache.root)}
     prune = ["cache", "prune", "--keep-lock", str(project), "--keep-lock"]
 
-    # A lock that cannot be read stops the prune before it evicts anything.
-    assert main([*prune, str(tmp_path / "typo.lock")], environ=environ) == 1
-    assert "no lock file at" in capsys.readouterr().err
+    # A path that is not there is a typo (exit 2), not a lock to create with `pylock lock`;
+    # it stops the prune before it evicts anything, as a lock that cannot be read does.
+    assert main([*prune, str(tmp_path / "typo.lock")], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert f"--keep-lock: {tmp_path / 'typo.lock'} does not exist; nothing was pruned" in err
+    assert "pylock lock" not in err
+    (tmp_path / "empty").mkdir()
+    assert main([*prune, str(tmp_path / "empty")], environ=environ) == 2
+    assert f"no pythons.lock in {tmp_path / 'empty'}" in capsys.readouterr().err
+    (tmp_path / "broken.lock").write_text("lock-version = [")
+    assert main([*prune, str(tmp_path / "broken.lock")], environ=environ) == 1
+    assert "broken.lock" in capsys.readouterr().err
     assert len(cache.list()) == 3
     # A project directory stands for its pythons.lock; every platform's archive is kept.
     assert main([*prune, str(tmp_path / "other.lock")], environ=environ) == 0
