@@ -336,6 +336,9 @@ def summary_line(python: PythonDiff) -> str | None:
     if new is None:
         return f"{python.name}: removed {old.label}"
     parts = [_transition(old, new), *_platform_words(python)]
+    if python.change is Change.DOWNGRADED:
+        # An arrow reads as an upgrade: a step back must say so, as markdown and JSON do.
+        parts[0] = f"downgraded {parts[0]}"
     if python.change is Change.REPUBLISHED:
         parts.append(f"re-published on {', '.join(python.republished_platforms)}")
     elif len(parts) == 1 and _same_build(old, new) and old.default == new.default:

@@ -170,7 +170,7 @@ def test_downgrade_rebuild_variant_flavor_and_platforms() -> None:
         "plat": Change.CHANGED,
     }
     assert summary_lines(diff) == [
-        "down: cpython 3.13.9+20251014 -> 3.13.5+20250708",
+        "down: downgraded cpython 3.13.9+20251014 -> 3.13.5+20250708",
         "flav: cpython 3.13.9+20251014, flavor install_only -> install_only_stripped",
         "plat: cpython 3.13.9+20251014, platforms +linux-aarch64-gnu -macos-aarch64",
         "rebuilt: cpython 3.12.11+20250818 -> 3.12.11+20251007",
