@@ -909,6 +909,20 @@ def test_a_sync_that_changed_nothing_is_up_to_date() -> None:
     assert not SyncResult(pushed=1).changed_nothing
 
 
+def test_sync_says_what_it_linked_into_the_bin_dir(sync_project: Project, app_a: Build) -> None:
+    """What lands on PATH is shown without -v (field test 5), once: not on a no-op."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    bin_dir = sync_project.root / "bin"
+    done = sync_project.sync("--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    (line,) = [x for x in done.err.splitlines() if x.startswith("linked ")]
+    names = sorted(p.name for p in bin_dir.iterdir() if not p.name.startswith("."))
+    assert names and line == f"linked {', '.join(names)} into {bin_dir}"
+    again = sync_project.sync("--bin-dir", str(bin_dir))
+    assert again.code == 0 and "linked " not in again.err
+
+
 def test_which_and_verify_of_a_name_not_there_list_what_is(
     sync_project: Project, app_a: Build
 ) -> None:

@@ -692,8 +692,9 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
             f"--bin-dir: {bin_dir / name} linked an interpreter in {owner}; it now links this "
             f"project's (in {request.dest_root})"
         )
-    for name in linked.created:
-        reporter.detail(f"linked {bin_dir / name}")
+    if linked.created:
+        # What lands on PATH is worth a line by default.
+        reporter.event(f"linked {', '.join(linked.created)} into {bin_dir}")
     for name in linked.removed:
         reporter.event(f"removed link {bin_dir / name}")
 
