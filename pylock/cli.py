@@ -508,7 +508,9 @@ def _cmd_lock(ctx: Context) -> int:
     if not update.changed:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date; nothing changed")
     elif not update.written:
-        ctx.reporter.event(f"dry run: {LOCK_FILENAME} not written")
+        # Whether a real run would write, and what kind of change it would be.
+        would = "would change" if update.lines else "would rewrite (no interpreter changed)"
+        ctx.reporter.event(f"dry run: {LOCK_FILENAME} {would}; not written")
     else:
         if not update.lines:
             ctx.reporter.event(f"rewrote {LOCK_FILENAME} (no interpreter changed)")

@@ -298,3 +298,24 @@ def test_lock_removes_what_a_killed_lock_left_beside_the_lock(project: Path) -> 
     assert pylock(project, "-q", "lock") == 0
     assert not stale.exists()
     assert live.exists() and other.exists()
+
+
+def test_lock_dry_run_says_whether_a_lock_would_be_written(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--dry-run` prints what would change (field test 5: it said only "not written")."""
+    lock_path = locked_project(project)
+    before = lock_path.read_bytes()
+    capsys.readouterr()
+    # Only the digest moves: a real run rewrites the lock without changing an interpreter.
+    (project / "pythons.toml").write_text(CONFIG.replace('"3.12"', '">=3.12,<3.13"'))
+    assert pylock(project, "lock", "--dry-run") == 0
+    err = capsys.readouterr().err
+    assert "dry run: pythons.lock would rewrite (no interpreter changed); not written" in err
+    # A real change is listed, line by line, as `lock` would print it.
+    (project / "pythons.toml").write_text(CONFIG.replace('"3.12"', '"3.13"'))
+    assert pylock(project, "lock", "--dry-run") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("app: cpython 3.12.")
+    assert "dry run: pythons.lock would change; not written" in captured.err
+    assert lock_path.read_bytes() == before
