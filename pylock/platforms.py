@@ -284,6 +284,21 @@ def unknown_platform_message(key: object) -> str:
     if isinstance(key, str):
         import difflib
 
+        # A bare architecture (`x86_64`, `arm64`) or system (`darwin`): every key with it,
+        # not the few that happen to spell alike (which left out linux-x86_64-gnu).
+        word = key.lower()
+        arch = _MACHINE_ALIASES.get(word, word)
+        system = {"darwin": "macos", "osx": "macos", "win": "windows", "win32": "windows"}
+        os_name = system.get(word, word)
+        for missing, keys in (
+            ("system", [k for k in PLATFORM_KEYS if _BY_KEY[k].arch == arch]),
+            ("architecture", [k for k in PLATFORM_KEYS if _BY_KEY[k].os == os_name]),
+        ):
+            if keys:
+                quoted = [repr(k) for k in keys]
+                either = ", ".join(quoted[:-1]) + " or " + quoted[-1] if keys[1:] else quoted[0]
+                return f"{text}: a platform key names the {missing} too (did you mean {either}?)"
+
         close = difflib.get_close_matches(key, [*PLATFORM_KEYS, HOST], n=3, cutoff=0.6)
         if close:
             return f"{text} (did you mean {' or '.join(repr(c) for c in close)}?)"

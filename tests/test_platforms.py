@@ -104,3 +104,21 @@ def test_host_detection_unknown_machine(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr("pylock.platforms._platform.machine", lambda: "sparc")
     with pytest.raises(ValueError, match="not a platform pylock knows"):
         host()
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("x86_64", "names the system too (did you mean 'linux-x86_64-gnu', 'linux-x86_64-musl', "),
+        ("arm64", "'macos-aarch64' or 'windows-aarch64'?)"),
+        ("darwin", "names the architecture too (did you mean 'macos-aarch64' or 'macos-x86_64'?)"),
+        ("riscv64", "(did you mean 'linux-riscv64-gnu'?)"),
+    ],
+)
+def test_a_bare_architecture_or_system_gets_every_key_that_has_it(
+    typed: str, expected: str
+) -> None:
+    """`x86_64` was answered with macos-x86_64 or windows-x86_64, not linux-x86_64-gnu."""
+    with pytest.raises(ValueError, match="unknown platform") as caught:
+        Platform.parse(typed)
+    assert expected in str(caught.value)
