@@ -24,6 +24,11 @@ _MIN_LABEL_COLUMNS = 16
 #: What ``shutil.get_terminal_size`` assumes too when a terminal does not tell.
 _FALLBACK_COLUMNS = 80
 _REDRAW_SECONDS = 0.1
+#: Without bars (a CI or Docker log), a task still going after this many seconds says what
+#: it is, then how far it got every :data:`_LOG_EVERY` seconds: a slow download is not
+#: silent until it ends, and a fast one adds no line.
+_LOG_AFTER = 3.0
+_LOG_EVERY = 30.0
 
 
 def human_size(size: float) -> str:
@@ -52,6 +57,8 @@ class Task:
         self.completed = 0
         self.started = time.monotonic()
         self._last_draw = 0.0
+        #: When it last had a line in a log (without bars); 0: never.
+        self._logged = 0.0
         self._finished = False
 
     def advance(self, amount: int) -> None:
@@ -149,17 +156,36 @@ class Reporter:
         if not self.live and self.verbosity > 0:
             size = f" ({human_size(total)})" if total else ""
             self._line(f"{label}{size} ...")
+            task._logged = task.started
         return task
 
     def _on_advance(self, task: Task) -> None:
-        if not self.live or self.verbosity < 0:
+        if self.verbosity < 0:
             return
         now = time.monotonic()
+        if not self.live:
+            self._log_progress(task, now)
+            return
         if now - task._last_draw < _REDRAW_SECONDS:
             return
         task._last_draw = now
         with self._lock:
             self._redraw()
+
+    def _log_progress(self, task: Task, now: float) -> None:
+        if task._logged == 0.0:
+            if now - task.started < _LOG_AFTER:
+                return
+            task._logged = now
+            size = f" ({human_size(task.total)})" if task.total else ""
+            self._line(f"{task.label}{size} ...")
+        elif now - task._logged >= _LOG_EVERY:
+            task._logged = now
+            done = human_size(max(task.completed, 0))
+            if task.total:
+                share = min(100, max(0, 100 * task.completed // task.total))
+                done = f"{done} of {human_size(task.total)} ({share}%)"
+            self._line(f"{task.label}: {done} after {now - task.started:.0f}s")
 
     def _on_done(self, task: Task, message: str | None) -> None:
         with self._lock:

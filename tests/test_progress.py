@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from pylock.progress import NullReporter, Reporter, human_size
 
 
@@ -79,3 +81,38 @@ def test_human_size() -> None:
     assert human_size(0) == "0 B"
     assert human_size(1536) == "1.5 KiB"
     assert human_size(5 * 1024**3) == "5.0 GiB"
+
+
+def test_a_long_task_in_a_log_says_what_it_is_and_how_far_it_got(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without bars, a slow download was silent until it ended (field test 5): after a few
+    seconds it says what it is, then how far it got every half minute; a fast one adds
+    no line."""
+    import time
+
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=0)
+    fast = reporter.task("Downloading fast.tar.gz", 1024)
+    fast.advance(1024)
+    fast.done("")
+    slow = reporter.task("Downloading slow.tar.gz", 4 * 1024 * 1024)
+    for step in range(1, 70):
+        clock[0] += 1
+        slow.advance(32 * 1024)
+        if step == 2:
+            assert stream.getvalue() == ""
+    slow.done("")
+    assert stream.getvalue().splitlines() == [
+        "Downloading slow.tar.gz (4.0 MiB) ...",
+        "Downloading slow.tar.gz: 1.0 MiB of 4.0 MiB (25%) after 33s",
+        "Downloading slow.tar.gz: 2.0 MiB of 4.0 MiB (49%) after 63s",
+    ]
+    # -q keeps it quiet, as every other line.
+    quiet = io.StringIO()
+    task = Reporter(quiet, verbosity=-1).task("Downloading q.tar.gz", 10)
+    clock[0] += 100
+    task.advance(1)
+    assert quiet.getvalue() == ""
