@@ -248,6 +248,35 @@ def test_atomic_upgrade(tmp_path: Path) -> None:
     assert leftovers(dest_root) == []
 
 
+def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a file in use (or a scanner) can refuse the rename of the old tree to
+    the trash after the new tree is in place: that install succeeded, and said it failed
+    (field test 5). The old tree is junk that the next sync removes."""
+    from pylock.sync.install import clean_leftovers
+
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
+    do_install(a1, art1, dest_root)
+    real_rename = os.rename
+
+    def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(os.fspath(target)).startswith(".pylock-trash-"):
+            raise PermissionError(13, "The process cannot access the file", os.fspath(source))
+        real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", in_use)
+    tree = do_install(a2, art2, dest_root)
+    assert (tree / "VERSION").read_text() == "v2"
+    assert [name.split("-app-")[0] for name in leftovers(dest_root)] == [".pylock-old"]
+    monkeypatch.setattr(os, "rename", real_rename)
+    clean_leftovers(dest_root)
+    assert leftovers(dest_root) == []
+    assert verify(dest_root, "app").ok
+
+
 @posix_only
 def test_if_needed_skips_a_current_install(tmp_path: Path) -> None:
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))

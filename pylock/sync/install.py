@@ -593,10 +593,12 @@ def _swap_in(tmp: Path, final: Path) -> None:
     except OSError:
         rename(old, final)
         raise
+    # The new tree is in place: the old one is junk, which never fails an install. On
+    # Windows a file still in use (or a scanner) can block its rename or deletion; the
+    # next sync removes what is left (see _recover).
     trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{token}")
-    os.rename(old, trash)
-    # A file still in use on Windows can block deletion; the next install or prune retries.
     with contextlib.suppress(OSError):
+        os.rename(old, trash)
         remove_tree(trash)
 
 
