@@ -13,7 +13,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from pylock.errors import UsageError
+from pylock.errors import PylockError, UsageError
 from pylock.settings import Settings
 from pylock.sync.cache import Cache, parse_size, safe_filename
 
@@ -64,6 +64,20 @@ def test_second_store_of_the_same_archive_keeps_the_first(cache: Cache) -> None:
     _, second = put(cache, b"same", "other-name.tar.gz")
     assert second == first
     assert [p.name for p in cache.archive_dir(sha).iterdir() if p.name[0] != "."] == [NAME]
+    assert list(cache.tmp_dir.iterdir()) == []
+
+
+def test_a_store_whose_rename_fails_says_why(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scanner holding the new file past the rename's patience (Windows) raised that
+    error, not a FileNotFoundError about the final directory it then tried to discard."""
+    import pylock.sync.cache
+
+    def held(source: object, target: object) -> None:
+        raise PermissionError(13, "The process cannot access the file", str(source))
+
+    monkeypatch.setattr(pylock.sync.cache, "rename", held)
+    with pytest.raises(PylockError, match=r"cannot store .* in the cache at .*: The process"):
+        put(cache, b"archive bytes")
     assert list(cache.tmp_dir.iterdir()) == []
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import attrs
 
-from pylock.errors import CacheReadOnlyError
+from pylock.errors import CacheReadOnlyError, PylockError
 from pylock.fsutil import FileLock, read_own_file, remove_tree, rename, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
@@ -372,10 +372,20 @@ class Cache:
         The caller has checked the hash. If another process stored the same archive
         first, that copy wins and ``source`` is discarded.
         """
+        try:
+            return self._store(sha256, safe_filename(filename), source)
+        except OSError as exc:
+            # The cache's failure, not a bug: said in one line, not as a traceback.
+            raise PylockError(
+                f"cannot store {filename} in the cache at {self.root}: {exc.strerror or exc}",
+                hint="check the cache directory's permissions and free space, or set "
+                "PYLOCK_CACHE_DIR",
+            ) from None
+
+    def _store(self, sha256: str, name: str, source: Path) -> Path:
         staging = self.new_tmp_path(sha256, ".dir")
         staging.mkdir()
         final_dir = self.archive_dir(sha256)
-        name = safe_filename(filename)
         try:
             os.replace(source, staging / name)
             (staging / _USED).touch()
@@ -386,6 +396,10 @@ class Cache:
                 existing = _archive_in(final_dir)
                 if existing is not None:
                     return existing
+                if not os.path.lexists(final_dir):
+                    # Nothing in the way: the rename itself failed (a scanner holding the
+                    # new file on Windows past fsutil's patience), and its error says why.
+                    raise
                 # A directory without its archive (deleted by hand, or replaced by
                 # something that is not a file): debris that would block this archive for
                 # ever. The caller holds the gate, so nobody else is storing it.
