@@ -42,7 +42,13 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError
-from pylock.fsutil import RefusedFileError, atomic_write_text, read_own_file, sha256_file
+from pylock.fsutil import (
+    RefusedFileError,
+    atomic_write_text,
+    read_own_file,
+    replace,
+    sha256_file,
+)
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.urls import url_problem
@@ -372,7 +378,7 @@ def _place(source: Path, target: Path, artifact: Artifact) -> None:
             raise HashMismatchError(url=str(source), expected=artifact.sha256, actual=actual)
         if target.is_dir() and not target.is_symlink():
             raise MirrorError(f"cannot write {target}: a directory is in the way")
-        os.replace(tmp, target)
+        replace(tmp, target)  # patiently: a scanner may hold it (Windows)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

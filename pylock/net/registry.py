@@ -38,6 +38,7 @@ from pylock.errors import (
     UsageError,
     printable,
 )
+from pylock.fsutil import replace
 from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials
 from pylock.net.policy import SessionOwner
@@ -529,7 +530,7 @@ class RegistryClient(SessionOwner):
                     expected=f"{sha256} ({size} bytes)",
                     actual=f"{got} ({written} bytes)",
                 )
-            os.replace(partial, dest)
+            replace(partial, dest)  # patiently: a scanner may hold it (Windows)
         finally:
             partial.unlink(missing_ok=True)
 

@@ -20,7 +20,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import PylockError
-from pylock.fsutil import FileLock, atomic_write_text, remove_stale_temporaries
+from pylock.fsutil import FileLock, atomic_write_text, remove_stale_temporaries, replace
 from pylock.lockfile import LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation
@@ -374,7 +374,7 @@ def _sync_links(
             tmp.write_bytes(expected.encode(_BATCH_ENCODING))
         else:
             tmp.symlink_to(target)
-        os.replace(tmp, path)
+        replace(tmp, path)  # patiently: a scanner may hold it (Windows)
         created.append(name)
     kept: list[str] = []
     left_pending: dict[str, str] = {}

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pylock.fsutil import replace
 from pylock.platforms import Platform
 
 #: Keys that hold one path (or a ``:`` list) that may start with the build prefix.
@@ -277,7 +278,7 @@ def _replace(path: Path, text: str) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))
         os.chmod(tmp, mode)  # the umask may have narrowed it
-        os.replace(tmp, path)
+        replace(tmp, path)  # patiently: a scanner may hold it (Windows)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
