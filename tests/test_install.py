@@ -508,6 +508,35 @@ def test_full_disk_keeps_the_old_install(tmp_path: Path) -> None:
 
 
 @posix_only
+def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses to move a directory whose python.exe runs: that failed the whole
+    sync after its installs (field test 5). The tree is kept, said, and pruned later."""
+    from tests.test_live import Recorder
+
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    for name in ("keep", "busy", "drop"):
+        do_install(archive, artifact, dest_root, python=locked(artifact, name=name))
+    real_rename = os.rename
+
+    def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(os.fspath(source)) == "busy":
+            raise PermissionError(13, "Access is denied", os.fspath(source))
+        real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", in_use)
+    reporter = Recorder()
+    assert prune(dest_root, keep={"keep"}, reporter=reporter) == ["drop"]
+    (warning,) = reporter.warnings
+    assert warning.startswith(f"could not remove busy (no longer in the lock) from {dest_root}")
+    assert warning.endswith("Access is denied; the next sync tries again")
+    assert verify(dest_root, "busy").ok
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert prune(dest_root, keep={"keep"}) == ["busy"]
+
+
 def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))

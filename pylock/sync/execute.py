@@ -453,7 +453,7 @@ def execute_sync(
         failed.append((name, error))
     from pylock.sync.install import prune
 
-    removed = prune(dest_root, keep=plan.keep) if plan.stale else []
+    removed = prune(dest_root, keep=plan.keep, reporter=reporter) if plan.stale else []
     return SyncResult(
         failed=tuple(sorted(failed, key=lambda f: f[0])),
         installed=tuple(sorted(installed)),

@@ -605,11 +605,13 @@ def _swap_in(tmp: Path, final: Path) -> None:
 # -- prune, verify, executables ----------------------------------------------------------
 
 
-def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
+def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = None) -> list[str]:
     """Remove interpreters pylock installed whose names are not in ``keep``; return them.
 
     Only directories with a pylock install record are touched, plus pylock's own
-    leftovers from interrupted runs. Anything else in ``dest_root`` stays.
+    leftovers from interrupted runs. Anything else in ``dest_root`` stays. A tree that
+    cannot be moved because it is in use (a running ``python.exe`` on Windows) is kept,
+    with a warning, for the next sync to remove: the installs that sync made stand.
     """
     from pylock.fsutil import remove_tree
     from pylock.lockfile import is_valid_name
@@ -647,6 +649,13 @@ def prune(dest_root: Path, keep: Collection[str]) -> list[str]:
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 try:
                     os.rename(tree, trash)
+                except PermissionError as exc:
+                    if reporter is not None:
+                        reporter.warn(
+                            f"could not remove {name} (no longer in the lock) from {dest_root}"
+                            f" yet: {exc.strerror or exc}; the next sync tries again"
+                        )
+                    continue
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
