@@ -535,6 +535,26 @@ def test_get_returns_statuses_for_the_caller(server: HttpServer, tmp_path: Path)
     assert get((tmp_path / "missing.json").as_uri()).status == 404  # type: ignore[attr-defined]
 
 
+def test_a_file_listing_that_is_a_directory_is_not_found_on_every_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows cannot open a directory as a file and says PermissionError where Linux says
+    IsADirectoryError: either way a listing URL naming a directory is a 404, not an error."""
+    import pylock.ownfiles
+
+    (tmp_path / "listing").mkdir()
+    assert get((tmp_path / "listing").as_uri()).status == 404  # type: ignore[attr-defined]
+
+    def as_windows(path: Path, *args: object, **kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pylock.ownfiles, "read_own_file", as_windows)
+    assert get((tmp_path / "listing").as_uri()).status == 404  # type: ignore[attr-defined]
+    (tmp_path / "locked.json").write_text("{}")
+    with pytest.raises(DownloadError, match=r"cannot read .*locked\.json: .*Permission denied"):
+        get((tmp_path / "locked.json").as_uri())
+
+
 def test_authorization_does_not_follow_a_redirect_to_another_host(server: HttpServer) -> None:
     server.serve("/asset", b"binary")
     elsewhere = f"http://localhost:{server.port}/asset"

@@ -226,6 +226,9 @@ class Fetcher(policy.SessionOwner):
                 f"{human_size(MAX_METADATA_BYTES)}",
             ) from None
         except OSError as error:
+            if path.is_dir():
+                # Windows opens no directory as a file: PermissionError, not IsADirectory.
+                return HttpResponse(status=404, headers={}, body=b"", url=target)
             raise DownloadError(f"cannot read {target}: {error}", url=target) from None
         return HttpResponse(status=200, headers={}, body=body, url=target)
 
