@@ -508,6 +508,33 @@ def test_full_disk_keeps_the_old_install(tmp_path: Path) -> None:
 
 
 @posix_only
+@pytest.mark.parametrize(("winerror", "hinted"), [(206, True), (3, True), (5, False)])
+def test_a_path_past_max_path_on_windows_gets_the_long_path_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winerror: int, hinted: bool
+) -> None:
+    """Windows without long paths reports a path past MAX_PATH as error 206 or 3 (errno
+    ENOENT or EINVAL), not ENAMETOOLONG: the hint about a shorter --into was lost."""
+    import errno
+
+    import pylock.sync.install
+
+    class WindowsError(OSError):
+        pass
+
+    long_name = str(tmp_path / ("x" * 250))
+
+    def too_long(*args: object, **kwargs: object) -> None:
+        error = WindowsError(errno.ENOENT, "The system cannot find the path", long_name)
+        error.winerror = winerror  # type: ignore[attr-defined]
+        raise error
+
+    monkeypatch.setattr(pylock.sync.install, "_install_locked", too_long)
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    with pytest.raises(InstallError) as caught:
+        do_install(archive, artifact, tmp_path / "d")
+    assert ("try a shorter --into path" in (caught.value.hint or "")) is hinted
+
+
 def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

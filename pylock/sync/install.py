@@ -391,9 +391,14 @@ def install(
             "under this install directory: try a shorter --into path, and check that the "
             "lock names the archive you meant",
         }
+        code = exc.errno or 0
+        # Windows without long paths says ERROR_FILENAME_EXCED_RANGE (206), or "path not
+        # found" (3) for a path past MAX_PATH: both are ENOENT/EINVAL to Python.
+        if getattr(exc, "winerror", None) in (3, 206) and len(str(exc.filename or "")) >= 248:
+            code = errno.ENAMETOOLONG
         raise InstallError(
             f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
-            hint=hints.get(exc.errno or 0),
+            hint=hints.get(code),
         ) from exc
     return True
 
