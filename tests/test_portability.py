@@ -509,3 +509,17 @@ def test_a_file_url_is_decoded_once() -> None:
     assert policy.file_path("file:///srv/mirror/a%252Bb", windows=False) == Path(
         "/srv/mirror/a%2Bb"
     )
+
+
+def test_a_winsock_error_is_told_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows' C library has no text for Winsock codes: "[Errno 10061] Unknown error"."""
+    import socket
+
+    from pylock.net.stdhttp import socket_error
+
+    monkeypatch.setattr(
+        socket, "errorTab", {10061: "Target machine actively refused it."}, raising=False
+    )
+    assert str(socket_error(10061)) == "[Errno 10061] Target machine actively refused it."
+    refused = socket_error(errno.ECONNREFUSED)  # not in that table: the C library's words
+    assert isinstance(refused, ConnectionRefusedError) and "refused" in str(refused)

@@ -340,6 +340,13 @@ def connect(
     raise last if last is not None else OSError(f"no address found for {host}")
 
 
+def socket_error(code: int) -> OSError:
+    """The error for a socket error code, in words: the C library has none for Winsock's
+    (``WSAECONNREFUSED`` read "Unknown error" on Windows); :data:`socket.errorTab` has."""
+    words = getattr(socket, "errorTab", {}).get(code)  # Windows only
+    return OSError(code, words or os.strerror(code))
+
+
 def _connect_one(
     sock: socket.socket, sockaddr: Any, timeout: float, stop: threading.Event | None
 ) -> None:
@@ -348,7 +355,7 @@ def _connect_one(
     if code == 0:
         return
     if code not in _CONNECTING:
-        raise OSError(code, os.strerror(code))
+        raise socket_error(code)
     deadline = time.monotonic() + timeout
     # Windows reports a failed connect as an exception, which its selector counts as
     # writable: SO_ERROR tells the two apart everywhere.
@@ -361,7 +368,7 @@ def _connect_one(
                 raise TimeoutError("timed out")
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
-        raise OSError(code, os.strerror(code))
+        raise socket_error(code)
 
 
 def handshake(
