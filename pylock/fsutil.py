@@ -67,7 +67,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         with contextlib.suppress(FileNotFoundError):
             mode = stat.S_IMODE(os.stat(path).st_mode)
-            if mode != _MKSTEMP_MODE:
+            # On Windows a mode is only the read-only flag: copied from a read-only target
+            # (a Perforce checkout), it made the temporary file one that nothing could
+            # delete after the replace failed, and they piled up.
+            if mode != _MKSTEMP_MODE and not _WINDOWS:
                 os.chmod(tmp, mode)
         replace(tmp, path)
     except BaseException:

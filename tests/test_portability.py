@@ -523,3 +523,21 @@ def test_a_winsock_error_is_told_in_words(monkeypatch: pytest.MonkeyPatch) -> No
     assert str(socket_error(10061)) == "[Errno 10061] Target machine actively refused it."
     refused = socket_error(errno.ECONNREFUSED)  # not in that table: the C library's words
     assert isinstance(refused, ConnectionRefusedError) and "refused" in str(refused)
+
+
+def test_an_atomic_write_over_a_read_only_file_on_windows_leaves_no_read_only_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a mode is only the read-only flag: copying a read-only target's made a
+    temporary file nothing could delete once the replace failed (they piled up beside a
+    Perforce-checked-out pythons.lock). Elsewhere the target's mode is kept."""
+    target = tmp_path / "pythons.lock"
+    target.write_text("old")
+    target.chmod(0o444)
+    fsutil.atomic_write_bytes(target, b"new")
+    assert (target.stat().st_mode & 0o777) == 0o444
+    chmodded: list[str] = []
+    monkeypatch.setattr(fsutil, "_WINDOWS", True)
+    monkeypatch.setattr(os, "chmod", lambda path, mode, **kw: chmodded.append(str(path)))
+    fsutil.atomic_write_bytes(target, b"newer")
+    assert target.read_bytes() == b"newer" and chmodded == []
