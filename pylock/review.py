@@ -253,12 +253,13 @@ def find_outdated_now(
             if not exc.unreachable or isinstance(exc, RateLimitError):
                 raise
             reporter.detail(str(exc))
+            # The download's own hint says what failed (a proxy it names, or the network).
+            first = exc.hint or "check the network and proxy settings (HTTPS_PROXY)"
             raise UpstreamError(
                 f"cannot reach {exc.url or 'upstream'} to look for newer builds",
                 url=exc.url,
                 unreachable=True,
-                hint="check the network and proxy settings (HTTPS_PROXY), or run "
-                "`pylock outdated --offline` to compare with cached listings and the "
-                f"bundled index of {index.source_date}",
+                hint=f"{first}; or run `pylock outdated --offline` to compare with cached "
+                f"listings and the bundled index of {index.source_date}",
             ) from None
     return OutdatedReport(find_outdated(lock, index, config), index)

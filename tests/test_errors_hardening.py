@@ -666,6 +666,12 @@ def test_outdated_without_network_is_one_error_naming_the_url_once(
     assert err.count("latest-release.json") == 1
     assert "`pylock outdated --offline`" in err
     assert run(project, "outdated", "--offline", *args) == 0
+    # Behind a proxy that is down, the hint names it, as sync's error does.
+    through = f"https://raw.githubusercontent.com/={dead.replace('http:', 'https:')}/raw/"
+    assert run(project, "outdated", "--rewrite", through, env={"HTTPS_PROXY": dead}) == 1
+    err = capsys.readouterr().err
+    assert "hint: check the proxy in HTTPS_PROXY, or bypass it for this host with NO_PROXY" in err
+    assert "`pylock outdated --offline`" in err
 
 
 class _NoApi(UpstreamServer):
