@@ -281,6 +281,19 @@ def _interrupt(
     return time.monotonic() - interrupted, proc.returncode, err
 
 
+def _once_downloading(project: Project) -> Callable[[subprocess.Popen[str]], None]:
+    """A ``ready`` for :func:`_interrupt`: the download has written its first bytes."""
+
+    def downloading(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 30
+        while not project.partials() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert project.partials(), "the download never started"
+        time.sleep(0.3)
+
+    return downloading
+
+
 def _assert_interrupted_cleanly(project: Project, code: int, err: str) -> None:
     assert code == 130, err
     assert "pylock: interrupted" in err
@@ -298,13 +311,7 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     # About 60 s at this rate: only an interrupt ends it early.
     sync_project.serve(app_b, always=[Throttle(8_000, 0.2)])
 
-    def downloading(proc: subprocess.Popen[str]) -> None:
-        deadline = time.monotonic() + 30
-        while not sync_project.partials() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sync_project.partials(), "the download never started"
-        time.sleep(0.3)
-
+    downloading = _once_downloading(sync_project)
     took, code, err = _interrupt(sync_project, sync_project.sync_command(), downloading)
     assert took < 10
     _assert_interrupted_cleanly(sync_project, code, err)
@@ -325,13 +332,7 @@ def test_ctrl_c_stops_fetch_and_mirror_and_leaves_no_partial_download(
     extra = [str(sync_project.root / "mirror-out")] if command == "mirror" else []
     argv = sync_project.command(command, *extra, "--mirror", sync_project.mirror, "-j", "1")
 
-    def downloading(proc: subprocess.Popen[str]) -> None:
-        deadline = time.monotonic() + 30
-        while not sync_project.partials() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sync_project.partials(), "the download never started"
-        time.sleep(0.3)
-
+    downloading = _once_downloading(sync_project)
     took, code, err = _interrupt(sync_project, argv, downloading)
     assert took < 10
     _assert_interrupted_cleanly(sync_project, code, err)

@@ -423,17 +423,23 @@ def test_dot_netrc_credentials_are_sent_on_windows(
 # -- field test 5: removing trees --------------------------------------------------------
 
 
+def _tree_in_a_shared_directory(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """``(into, into/name)``: a small tree in an install directory others read (0755)."""
+    into = tmp_path / "into"
+    tree = into / name
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib" / "os.py").write_text("")
+    into.chmod(0o755)
+    return into, tree
+
+
 def test_a_tree_that_cannot_be_removed_leaves_the_directory_around_it_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A running interpreter that writes ``__pycache__`` into its old tree during a prune
     makes the last ``rmdir`` fail: the install directory keeps its mode (other users run
     interpreters from it), and the error stands."""
-    into = tmp_path / "into"
-    tree = into / ".pylock-trash-app"
-    (tree / "lib").mkdir(parents=True)
-    (tree / "lib" / "os.py").write_text("")
-    into.chmod(0o755)
+    into, tree = _tree_in_a_shared_directory(tmp_path, ".pylock-trash-app")
     real_rmdir = os.rmdir
 
     def refilled(path: Any, *args: Any, **kwargs: Any) -> None:
@@ -453,11 +459,7 @@ def test_a_read_only_entry_in_the_way_is_made_writable_inside_the_tree_only(
 ) -> None:
     """A read-only file (Windows) or directory blocks a deletion: what is in the tree is
     made writable and the deletion goes on; the directory around the tree is left alone."""
-    into = tmp_path / "into"
-    tree = into / "app"
-    (tree / "lib").mkdir(parents=True)
-    (tree / "lib" / "os.py").write_text("")
-    into.chmod(0o755)
+    into, tree = _tree_in_a_shared_directory(tmp_path, "app")
     real_unlink = os.unlink
     refused: list[str] = []
     chmodded: list[str] = []
