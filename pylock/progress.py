@@ -302,10 +302,11 @@ def elide(text: str, columns: int, ellipsis: str = "…") -> str:
     """``text`` in at most ``columns`` columns, the middle dropped if it must go.
 
     The start of an archive name says which interpreter and version it is, the end
-    which flavor; the platform in the middle is the first thing to lose.
+    which flavor; the platform in the middle is the first thing to lose. The start keeps
+    two thirds of the room: with half, an 80-column bar cut the version (``cpython-3.1…``).
 
     >>> elide("Downloading cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz", 40)
-    'Downloading cpython…own-linux-gnu.tar.gz'
+    'Downloading cpython-3.13.9…ux-gnu.tar.gz'
     >>> elide("short", 40)
     'short'
     """
@@ -314,7 +315,7 @@ def elide(text: str, columns: int, ellipsis: str = "…") -> str:
     room = columns - text_columns(ellipsis)
     if room < 2:
         return text[: _take(text, columns)]
-    head = _take(text, room // 2)
+    head = _take(text, room * 2 // 3)
     tail = _take(reversed(text), room - text_columns(text[:head]))
     return text[:head] + ellipsis + text[len(text) - tail :]
 
