@@ -598,7 +598,7 @@ def test_downgrade_when_the_request_narrows() -> None:
     narrowed = _lock(config(request("app", version="<3.13.9")), index, previous=first)
     assert _changes(first, narrowed) == {"app": Change.DOWNGRADED}
     assert summary_lines(diff_locks(first, narrowed)) == [
-        "app: cpython 3.13.9+20251014 -> 3.13.8+20251007"
+        "app: downgraded cpython 3.13.9+20251014 -> 3.13.8+20251007"
     ]
     swapped = _lock(
         config(request("app", variant=Variant.DEBUG)),
