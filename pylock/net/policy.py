@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -301,6 +300,8 @@ def backoff_delay(error: Retryable, failures: int, backoff: float) -> float:
     """Seconds to wait before attempt ``failures + 1``: ``Retry-After``, else doubling + jitter."""
     if error.retry_after is not None:
         return error.retry_after
+    import random  # only on a retry: a sync that needs none does without it
+
     delay = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
     jitter: float = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
     return delay * jitter

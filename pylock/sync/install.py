@@ -313,9 +313,8 @@ def _name_lock_if_free(dest_root: Path, name: str) -> Iterator[bool]:
 
 
 def _token() -> str:
-    import secrets
-
-    return secrets.token_hex(4)
+    # What secrets.token_hex does, without importing secrets (base64, hmac) at start-up.
+    return os.urandom(4).hex()
 
 
 # -- installing ----------------------------------------------------------------------------
