@@ -311,7 +311,7 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
     (project / "pythons.toml").write_text(CONFIG.replace('"3.12"', '">=3.12,<3.13"'))
     assert pylock(project, "lock", "--dry-run") == 0
     err = capsys.readouterr().err
-    assert "dry run: pythons.lock would rewrite (no interpreter changed); not written" in err
+    assert "dry run: pythons.lock would be rewritten (no interpreter changed); not written" in err
     # A real change is listed, line by line, as `lock` would print it.
     (project / "pythons.toml").write_text(CONFIG.replace('"3.12"', '"3.13"'))
     assert pylock(project, "lock", "--dry-run") == 0

@@ -878,6 +878,12 @@ def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     done = sync_project.sync()
     assert done.code == 0, done.err
     assert (sync_project.into / "tool").is_dir()
+
+    # The lock drops this platform for good: the sync still prunes what it had installed.
+    lock_path.write_text(dumps(make_lock([elsewhere(app_a)], config_digest="sha256:" + "0" * 64)))
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert not (sync_project.into / "tool").exists()
     assert f"app is not locked for {host().key}; skipped" in done.err
 
 

@@ -233,6 +233,33 @@ def test_a_tree_the_fixups_left_alone_stays_current_once_moved(tmp_path: Path) -
     assert is_current(state, artifact)
 
 
+@pytest.mark.parametrize(("winerror", "hinted"), [(206, True), (3, True), (5, False)])
+def test_a_path_past_max_path_on_windows_gets_the_long_path_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winerror: int, hinted: bool
+) -> None:
+    """Windows without long paths reports a path past MAX_PATH as error 206 or 3 (errno
+    ENOENT or EINVAL), not ENAMETOOLONG: the hint about a shorter --into was lost."""
+    import errno
+
+    import pylock.sync.install
+
+    class WindowsError(OSError):
+        pass
+
+    long_name = str(tmp_path / ("x" * 250))
+
+    def too_long(*args: object, **kwargs: object) -> None:
+        error = WindowsError(errno.ENOENT, "The system cannot find the path", long_name)
+        error.winerror = winerror  # type: ignore[attr-defined]
+        raise error
+
+    monkeypatch.setattr(pylock.sync.install, "_install_locked", too_long)
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    with pytest.raises(InstallError) as caught:
+        do_install(archive, artifact, tmp_path / "d")
+    assert ("try a shorter --into path" in (caught.value.hint or "")) is hinted
+
+
 @posix_only
 def test_atomic_upgrade(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
@@ -271,10 +298,14 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     tree = do_install(a2, art2, dest_root)
     assert (tree / "VERSION").read_text() == "v2"
     assert [name.split("-app-")[0] for name in leftovers(dest_root)] == [".pylock-old"]
+    assert verify(dest_root, "app").ok
+    # Pruned before the old tree could go: it is junk, not an upgrade to undo (it came
+    # back as app v1 under a later sync, the lock no longer naming it).
     monkeypatch.setattr(os, "rename", real_rename)
+    shutil.rmtree(tree)
     clean_leftovers(dest_root)
     assert leftovers(dest_root) == []
-    assert verify(dest_root, "app").ok
+    assert not tree.exists()
 
 
 @posix_only
@@ -507,34 +538,6 @@ def test_full_disk_keeps_the_old_install(tmp_path: Path) -> None:
 # -- prune ------------------------------------------------------------------------------------
 
 
-@posix_only
-@pytest.mark.parametrize(("winerror", "hinted"), [(206, True), (3, True), (5, False)])
-def test_a_path_past_max_path_on_windows_gets_the_long_path_hint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winerror: int, hinted: bool
-) -> None:
-    """Windows without long paths reports a path past MAX_PATH as error 206 or 3 (errno
-    ENOENT or EINVAL), not ENAMETOOLONG: the hint about a shorter --into was lost."""
-    import errno
-
-    import pylock.sync.install
-
-    class WindowsError(OSError):
-        pass
-
-    long_name = str(tmp_path / ("x" * 250))
-
-    def too_long(*args: object, **kwargs: object) -> None:
-        error = WindowsError(errno.ENOENT, "The system cannot find the path", long_name)
-        error.winerror = winerror  # type: ignore[attr-defined]
-        raise error
-
-    monkeypatch.setattr(pylock.sync.install, "_install_locked", too_long)
-    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
-    with pytest.raises(InstallError) as caught:
-        do_install(archive, artifact, tmp_path / "d")
-    assert ("try a shorter --into path" in (caught.value.hint or "")) is hinted
-
-
 def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -548,12 +551,20 @@ def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
         do_install(archive, artifact, dest_root, python=locked(artifact, name=name))
     real_rename = os.rename
 
+    class WindowsError(PermissionError):
+        winerror = 32  # ERROR_SHARING_VIOLATION
+
     def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
         if os.path.basename(os.fspath(source)) == "busy":
-            raise PermissionError(13, "Access is denied", os.fspath(source))
+            raise WindowsError(13, "Access is denied", os.fspath(source))
         real_rename(source, target, *args, **kwargs)
 
     monkeypatch.setattr(os, "rename", in_use)
+    # Elsewhere a permission error does not pass by itself: it fails the prune.
+    WindowsError.winerror = None  # type: ignore[assignment]
+    with pytest.raises(InstallError, match="cannot prune"):
+        prune(dest_root, keep={"keep", "drop"})
+    WindowsError.winerror = 32
     reporter = Recorder()
     assert prune(dest_root, keep={"keep"}, reporter=reporter) == ["drop"]
     (warning,) = reporter.warnings
@@ -564,6 +575,7 @@ def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     assert prune(dest_root, keep={"keep"}) == ["busy"]
 
 
+@posix_only
 def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))

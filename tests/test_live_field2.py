@@ -340,6 +340,8 @@ def test_downloads_json_file_url_is_read_as_every_file_url(tmp_path: Path) -> No
     for source in (literal, literal.replace("file://", "file://localhost", 1)):
         index = load_uv_downloads_json(source, fetch_options=FetchOptions(), reporter=Recorder())
         assert index.builds == ()
+    if os.name == "nt":
+        return  # there a host is a share's server (see test_portability)
     elsewhere = f"file://fileserver{tmp_path}/a%2541.json"
     with pytest.raises(PylockError, match="unsupported file URL with a host"):
         load_uv_downloads_json(elsewhere, fetch_options=FetchOptions(), reporter=Recorder())
@@ -445,7 +447,7 @@ def refusal(answered: str, token: bool) -> str:
 
 
 def rate_limited(answered: str, token: bool) -> str:
-    return rate_limit_hint(API_URL, answered, token=token, reset="resets at 12:00 UTC")
+    return rate_limit_hint(API_URL, answered, token=token)
 
 
 @pytest.mark.parametrize(
@@ -453,7 +455,7 @@ def rate_limited(answered: str, token: bool) -> str:
     [
         (refusal, True, "GITHUB_TOKEN is set, and GitHub refused it"),
         (refusal, False, "GitHub refused an anonymous request: set GITHUB_TOKEN"),
-        (rate_limited, True, "GITHUB_TOKEN is set but the quota is used up; it resets"),
+        (rate_limited, True, "GITHUB_TOKEN is set but its quota is used up: wait for the"),
         (rate_limited, False, "set GITHUB_TOKEN to a GitHub token (5000 requests an hour"),
     ],
 )

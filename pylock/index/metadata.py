@@ -227,21 +227,20 @@ def refusal_hint(canonical: str, answered: str, *, token: bool) -> str:
     return "GitHub refused an anonymous request: set GITHUB_TOKEN to a valid token"
 
 
-def rate_limit_hint(canonical: str, answered: str, *, token: bool, reset: str) -> str:
-    """What to do about GitHub's rate limit; ``reset`` says when it ends ("resets at ...").
+def rate_limit_hint(canonical: str, answered: str, *, token: bool) -> str:
+    """What to do about GitHub's rate limit (the error itself says when it resets).
 
-    >>> rate_limit_hint("https://api.github.com/x", "https://api.github.com/x", token=True,
-    ...                 reset="resets at 12:00 UTC")
-    'GITHUB_TOKEN is set but the quota is used up; it resets at 12:00 UTC'
+    >>> rate_limit_hint("https://api.github.com/x", "https://api.github.com/x", token=True)
+    'GITHUB_TOKEN is set but its quota is used up: wait for the limit to reset'
     """
     withheld = token_withheld_hint(canonical, answered)
     if withheld is not None:
-        return f"{withheld}; or wait: the limit {reset}"
+        return f"{withheld}; or wait for the limit to reset"
     if token:
-        return f"GITHUB_TOKEN is set but the quota is used up; it {reset}"
+        return "GITHUB_TOKEN is set but its quota is used up: wait for the limit to reset"
     return (
         "set GITHUB_TOKEN to a GitHub token (5000 requests an hour instead of 60), "
-        f"or wait: the limit {reset}"
+        "or wait for the limit to reset"
     )
 
 
@@ -487,5 +486,5 @@ class Documents:
         reset = describe_reset(_header(headers, "x-ratelimit-reset"), now=now)
         remaining = _header(headers, "x-ratelimit-remaining")
         what = "rate limit exhausted" if remaining == "0" else "request refused"
-        hint = rate_limit_hint(url, response.url, token=self.github_token is not None, reset=reset)
+        hint = rate_limit_hint(url, response.url, token=self.github_token is not None)
         return RateLimitError(f"GitHub API {what} for {url} ({reset})", hint=hint)

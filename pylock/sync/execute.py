@@ -602,8 +602,9 @@ def run_sync(
         reinstall=request.reinstall,
         prune=request.prune,
     )
-    if plan.unavailable and not plan.jobs and not plan.current:
+    if plan.unavailable and not plan.jobs and not plan.current and not plan.stale:
         # A build for a platform nobody locked must not go green with nothing installed.
+        # (A directory with trees to prune is synced: the lock dropped this platform.)
         names = ", ".join(plan.unavailable)
         raise PylockError(
             f"nothing to install: {request.lock_path.name} locks {names} for other platforms "

@@ -393,7 +393,8 @@ def install(
         code = exc.errno or 0
         # Windows without long paths says ERROR_FILENAME_EXCED_RANGE (206), or "path not
         # found" (3) for a path past MAX_PATH: both are ENOENT/EINVAL to Python.
-        if getattr(exc, "winerror", None) in (3, 206) and len(str(exc.filename or "")) >= 248:
+        longest = max(len(str(exc.filename or "")), len(str(exc.filename2 or "")))
+        if getattr(exc, "winerror", None) in (3, 206) and longest >= 248:
             code = errno.ENAMETOOLONG
         raise InstallError(
             f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
@@ -601,8 +602,16 @@ def _swap_in(tmp: Path, final: Path) -> None:
     # Windows a file still in use (or a scanner) can block its rename or deletion; the
     # next sync removes what is left (see _recover).
     trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{token}")
-    with contextlib.suppress(OSError):
+    try:
         os.rename(old, trash)
+    except OSError:
+        # Left under its .pylock-old- name, a tree with a record reads as an upgrade cut
+        # short, which _recover puts back if NAME is ever missing (pruned, say): without
+        # its record it is only junk.
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(old, records.META_DIR, records.INSTALL_JSON))
+        return
+    with contextlib.suppress(OSError):
         remove_tree(trash)
 
 
@@ -613,8 +622,8 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
     """Remove interpreters pylock installed whose names are not in ``keep``; return them.
 
     Only directories with a pylock install record are touched, plus pylock's own
-    leftovers from interrupted runs. Anything else in ``dest_root`` stays. A tree that
-    cannot be moved because it is in use (a running ``python.exe`` on Windows) is kept,
+    leftovers from interrupted runs. Anything else in ``dest_root`` stays. On Windows a
+    tree that cannot be moved because it is in use (a running ``python.exe``) is kept,
     with a warning, for the next sync to remove: the installs that sync made stand.
     """
     from pylock.fsutil import remove_tree
@@ -654,6 +663,10 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                 try:
                     os.rename(tree, trash)
                 except PermissionError as exc:
+                    # Windows' "access denied" or "in use" (5, 32) pass when the program
+                    # ends; elsewhere a permission error stays, and fails the sync.
+                    if getattr(exc, "winerror", None) not in (5, 32):
+                        raise
                     if reporter is not None:
                         reporter.warn(
                             f"could not remove {name} (no longer in the lock) from {dest_root}"
