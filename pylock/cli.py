@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from pylock.lockfile import LockFile
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.net.registry import RemoteCache
     from pylock.platforms import Platform
     from pylock.progress import Reporter
@@ -118,7 +118,7 @@ class Context:
 
     def fetch_options(self) -> FetchOptions:
         """Download settings from the command line and the environment."""
-        from pylock.net.fetch import FetchOptions
+        from pylock.net.options import FetchOptions
 
         args = self.args
         return FetchOptions.from_settings(

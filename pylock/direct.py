@@ -21,7 +21,7 @@ from pylock.versions import Implementation
 if TYPE_CHECKING:
     from pylock.config import PythonRequest
     from pylock.lockfile import LockedPython
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache

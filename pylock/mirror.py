@@ -55,7 +55,7 @@ from pylock.urls import url_problem
 from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.net.registry import RemoteCache
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache

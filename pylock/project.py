@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pylock.config import Config
     from pylock.index.model import Index
     from pylock.lockfile import LockFile
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.settings import Settings

@@ -590,6 +590,19 @@ def test_import_does_not_load_aiohttp() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_cached_sync_imports_no_http_client() -> None:
+    """Everything a sync of cached archives runs, without the clients and their rules:
+    its options live in pylock.net.options (a few milliseconds of every warm start)."""
+    code = (
+        "import sys, pylock.cli, pylock.sync.execute, pylock.sync.archives, "
+        "pylock.sync.install, pylock.archive.extract; "
+        "print(sorted(m for m in ('pylock.net.fetch', 'pylock.net.policy', "
+        "'pylock.net.stdhttp', 'http.client', 'secrets') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_unwritable_cache_is_a_clean_error(server: HttpServer, tmp_path: Path) -> None:
     if os.name != "posix" or os.geteuid() == 0:
         pytest.skip("needs a non-root POSIX user for permission checks")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pylock.index.metadata import Documents
     from pylock.index.model import Build, Index
     from pylock.lockfile import LockFile
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.progress import Reporter
 
 T = TypeVar("T")

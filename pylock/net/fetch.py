@@ -8,7 +8,7 @@ archives are all cached never pays for them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -18,90 +18,21 @@ import attrs
 from pylock import __version__
 from pylock.errors import DownloadError, RefusedUrlError
 from pylock.net import policy
+from pylock.net.options import FetchOptions as FetchOptions
+from pylock.net.options import Timeouts as Timeouts
 from pylock.net.policy import CHUNK_SIZE, OFFLINE_HINT, Retryable, ssl_context
 from pylock.progress import NullReporter, Reporter, Task, human_size
-from pylock.settings import DEFAULT_JOBS, DEFAULT_MAX_DOWNLOAD_SIZE, Settings
-from pylock.urls import UrlRewrites, filename_from_url
+from pylock.settings import DEFAULT_JOBS, Settings
+from pylock.urls import filename_from_url
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from pylock.net.registry import RemoteCache
     from pylock.net.stream import DownloadFeed
 
 #: Metadata bodies larger than this are refused rather than held in memory.
 MAX_METADATA_BYTES = 256 * 1024 * 1024
 _T = TypeVar("_T")
-
-
-@attrs.frozen(kw_only=True)
-class Timeouts:
-    """Network timeouts, in seconds."""
-
-    #: To establish a connection.
-    connect: float = 30.0
-    #: Without receiving a single byte, before a transfer counts as stalled and is retried.
-    read: float = 60.0
-    #: A body (an archive or a listing) slower than ``slow_bytes`` per ``slow_window``
-    #: seconds is retried (see :class:`pylock.net.policy.Pace`).
-    slow_bytes: int = policy.SLOW_BYTES
-    slow_window: float = policy.SLOW_WINDOW
-
-
-@attrs.frozen(kw_only=True)
-class FetchOptions:
-    """How to fetch: rewrites, offline mode, parallelism, retries."""
-
-    #: URL rewrites (mirrors) applied to every outgoing URL.
-    rewrites: UrlRewrites = attrs.field(factory=UrlRewrites)
-    #: Never open a connection; a cache miss is an error.
-    offline: bool = False
-    #: How many downloads run at once.
-    jobs: int = DEFAULT_JOBS
-    #: Retries after the first attempt, for transient failures (resets, timeouts, 5xx).
-    retries: int = 4
-    #: First backoff delay in seconds; it doubles per retry, with jitter.
-    backoff: float = 0.5
-    #: Network timeouts.
-    timeouts: Timeouts = Timeouts()
-    #: Byte cap for a download whose size nothing states (``PYLOCK_MAX_DOWNLOAD_SIZE``).
-    max_download_size: int = DEFAULT_MAX_DOWNLOAD_SIZE
-    #: TLS trust (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) and the netrc file (``NETRC``);
-    #: ``None``: this process's environment.
-    settings: Settings | None = attrs.field(default=None, eq=False)
-    #: The fleet's registry (``--remote-cache``), tried before the origin; ``None``: none.
-    remote: RemoteCache | None = attrs.field(default=None, eq=False)
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        pairs: Sequence[str] = (),
-        mirror: str | None = None,
-        pypy_mirror: str | None = None,
-        offline: bool = False,
-        jobs: int | None = None,
-        remote: RemoteCache | None = None,
-    ) -> FetchOptions:
-        """Options from flags, falling back to what the environment said.
-
-        ``pairs``, ``mirror`` and ``pypy_mirror`` are ``--rewrite``, ``--mirror`` and
-        ``--pypy-mirror``; ``offline`` and ``jobs`` are ``--offline`` and ``--jobs``.
-        """
-        return cls(
-            rewrites=UrlRewrites.from_sources(
-                settings.url_rewrites,
-                pairs,
-                mirror or settings.mirror,
-                pypy_mirror or settings.pypy_mirror,
-            ),
-            offline=offline or settings.offline,
-            jobs=settings.jobs(jobs),
-            max_download_size=settings.max_download_bytes(),
-            settings=settings,
-            remote=remote,
-        )
 
 
 @attrs.frozen(kw_only=True)

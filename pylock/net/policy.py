@@ -33,6 +33,8 @@ from pylock.errors import (
     OfflineError,
     PylockError,
 )
+from pylock.net.options import SLOW_BYTES as SLOW_BYTES
+from pylock.net.options import SLOW_WINDOW as SLOW_WINDOW
 from pylock.progress import human_size
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Reporter, Task
     from pylock.settings import Settings
@@ -85,13 +87,6 @@ OFFLINE_HINT = (
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: An error's own text is cut to this: a hostile server can put megabytes of it there.
 MAX_REASON = 300
-#: The slowest body pylock waits for: fewer than :data:`SLOW_BYTES` in :data:`SLOW_WINDOW`
-#: seconds fails the attempt (it is retried). 1 KiB a minute is about 17 bytes/s, far below
-#: any link that could finish an archive of tens of MB, so it never cuts off a real slow
-#: link; it ends a server or proxy that drips a byte now and then, which the idle timeout
-#: (``Timeouts.read``) never catches.
-SLOW_BYTES = 1024
-SLOW_WINDOW = 60.0
 
 
 class Retryable(Exception):

@@ -36,7 +36,7 @@ from pylock.urls import filename_from_url
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.net.stream import DownloadFeed
     from pylock.progress import Reporter, Task
 

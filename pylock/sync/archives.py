@@ -21,7 +21,7 @@ import attrs
 
 from pylock.errors import OfflineError, PylockError
 from pylock.fsutil import FileLock, sha256_file
-from pylock.net.fetch import OFFLINE_HINT, Fetcher, FetchOptions
+from pylock.net.options import FetchOptions
 from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from pylock.lockfile import Artifact, LockedPython
+    from pylock.net.fetch import Fetcher
     from pylock.net.registry import RegistryClient, RemoteCache
     from pylock.net.stdhttp import StdDownloader
     from pylock.net.stream import DownloadFeed
@@ -159,6 +160,8 @@ def _offline_error(misses: Sequence[Wanted], cache: Cache, corrupt: set[str]) ->
     else:
         lines = "\n".join(f"  {line(item)}" for item in misses)
         message = f"offline, and {len(misses)} archives are missing from {cache.root}:\n{lines}"
+    from pylock.net.policy import OFFLINE_HINT
+
     return OfflineError(message, url=misses[0].url, hint=OFFLINE_HINT)
 
 
@@ -609,6 +612,8 @@ def download_unknown(
             hint="give its sha256 in pythons.toml, or lock with network access",
         )
     import asyncio
+
+    from pylock.net.fetch import Fetcher
 
     async def run() -> tuple[str, int, Path]:
         async with Fetcher(options, reporter) as fetcher:

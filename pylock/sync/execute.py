@@ -24,7 +24,7 @@ from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_co
 
 if TYPE_CHECKING:
     from pylock.lockfile import LockFile
-    from pylock.net.fetch import FetchOptions
+    from pylock.net.options import FetchOptions
     from pylock.net.stream import DownloadFeed, FeedReader
     from pylock.platforms import Platform
     from pylock.progress import Reporter
