@@ -20,6 +20,17 @@ import threading
 from pathlib import Path
 from typing import IO
 
+#: How long a wait for another thread (a download, an install) lasts before it looks up
+#: again: a lock wait cannot be interrupted on Windows before Python 3.14, so Ctrl-C is
+#: taken between two waits.
+WAIT_STEP = 0.25
+
+
+def wait_for(event: threading.Event) -> None:
+    """``event.wait()``, in steps that Ctrl-C can come between on every system."""
+    while not event.wait(WAIT_STEP):
+        pass
+
 
 class StreamRestarted(Exception):
     """The download started over; what was read so far must be discarded."""

@@ -22,6 +22,7 @@ import attrs
 from pylock.errors import OfflineError, PylockError
 from pylock.fsutil import FileLock, sha256_file
 from pylock.net.options import FetchOptions
+from pylock.net.stream import wait_for
 from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
@@ -315,17 +316,6 @@ def _download_all(
             wait_for(done)
         raise
     return paths, errors
-
-
-#: How long a wait for another thread lasts before it looks up again: a lock wait cannot
-#: be interrupted on Windows before Python 3.14, so Ctrl-C is taken between two waits.
-WAIT_STEP = 0.25
-
-
-def wait_for(event: threading.Event) -> None:
-    """``event.wait()``, in steps that Ctrl-C can come between on every system."""
-    while not event.wait(WAIT_STEP):
-        pass
 
 
 def _acquire(

@@ -132,7 +132,7 @@ class _Downloads:
 
     def wait(self, sha256: str) -> BaseException | None:
         """Wait until every download ended; the error that stopped this one, if any."""
-        from pylock.sync.archives import wait_for
+        from pylock.net.stream import wait_for
 
         wait_for(self._done)
         return self._errors.get(sha256)
@@ -473,7 +473,7 @@ def _install_all(
     installed meanwhile, and each failure."""
     import concurrent.futures
 
-    from pylock.sync.archives import WAIT_STEP
+    from pylock.net.stream import WAIT_STEP
 
     installed: list[str] = []
     elsewhere: list[str] = []
