@@ -29,6 +29,9 @@ _REDRAW_SECONDS = 0.1
 #: silent until it ends, and a fast one adds no line.
 _LOG_AFTER = 3.0
 _LOG_EVERY = 30.0
+#: How often the log's ticker looks at the tasks under way: a download that receives
+#: nothing still says so, on time.
+_TICK_SECONDS = 1.0
 
 
 def human_size(size: float) -> str:
@@ -126,6 +129,10 @@ class Reporter:
         self.color = color
         self._ellipsis = "…" if _can_encode(self.stream, "…") else "..."
         self._lock = threading.Lock()
+        #: Without bars: the thread that logs long tasks, while there are any, and the lock
+        #: that keeps its lines before a task's last one.
+        self._ticker: threading.Thread | None = None
+        self._log_lock = threading.Lock()
         self._active: list[Task] = []
         self._drawn_lines = 0
 
@@ -157,15 +164,41 @@ class Reporter:
             size = f" ({human_size(total)})" if total else ""
             self._line(f"{label}{size} ...")
             task._logged = task.started
+        if not self.live and self.verbosity >= 0:
+            self._start_ticker()
         return task
 
+    def _start_ticker(self) -> None:
+        with self._lock:
+            if self._ticker is not None:
+                return
+            self._ticker = threading.Thread(target=self._tick_while_busy, daemon=True)
+        self._ticker.start()
+
+    def _tick_while_busy(self) -> None:
+        while True:
+            time.sleep(_TICK_SECONDS)
+            with self._lock:
+                if not self._active:
+                    self._ticker = None
+                    return
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Without bars (a CI or Docker log), say what a long task is doing: once it has
+        taken :data:`_LOG_AFTER` seconds, then every :data:`_LOG_EVERY` seconds, whether
+        or not bytes arrive (a stalled download says so). The ticker calls this."""
+        if self.live or self.verbosity < 0:
+            return
+        with self._lock:
+            active = list(self._active)
+        for task in active:
+            self._log_progress(task, now)
+
     def _on_advance(self, task: Task) -> None:
-        if self.verbosity < 0:
+        if self.verbosity < 0 or not self.live:
             return
         now = time.monotonic()
-        if not self.live:
-            self._log_progress(task, now)
-            return
         if now - task._last_draw < _REDRAW_SECONDS:
             return
         task._last_draw = now
@@ -173,6 +206,11 @@ class Reporter:
             self._redraw()
 
     def _log_progress(self, task: Task, now: float) -> None:
+        with self._log_lock:
+            if not task._finished:
+                self._log_line(task, now)
+
+    def _log_line(self, task: Task, now: float) -> None:
         if task._logged == 0.0:
             if now - task.started < _LOG_AFTER:
                 return
@@ -188,6 +226,8 @@ class Reporter:
             self._line(f"{task.label}: {done} after {now - task.started:.0f}s")
 
     def _on_done(self, task: Task, message: str | None) -> None:
+        with self._log_lock:  # after a progress line being written, never before it
+            pass
         with self._lock:
             if task in self._active:
                 self._active.remove(task)

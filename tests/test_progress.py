@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+import pylock.progress
 from pylock.progress import NullReporter, Reporter, human_size
 
 
@@ -87,12 +88,13 @@ def test_a_long_task_in_a_log_says_what_it_is_and_how_far_it_got(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without bars, a slow download was silent until it ended (field test 5): after a few
-    seconds it says what it is, then how far it got every half minute; a fast one adds
-    no line."""
+    seconds it says what it is, then how far it got every half minute, whether or not
+    bytes arrive; a fast one adds no line."""
     import time
 
     clock = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pylock.progress, "_TICK_SECONDS", 3600.0)  # the test ticks
     stream = io.StringIO()
     reporter = Reporter(stream, verbosity=0)
     fast = reporter.task("Downloading fast.tar.gz", 1024)
@@ -101,18 +103,43 @@ def test_a_long_task_in_a_log_says_what_it_is_and_how_far_it_got(
     slow = reporter.task("Downloading slow.tar.gz", 4 * 1024 * 1024)
     for step in range(1, 70):
         clock[0] += 1
-        slow.advance(32 * 1024)
+        if step < 40:  # then it stalls: the lines go on
+            slow.advance(32 * 1024)
+        reporter.tick(clock[0])
         if step == 2:
             assert stream.getvalue() == ""
-    slow.done("")
+    slow.done("Downloaded slow.tar.gz")
+    reporter.tick(clock[0] + 100)  # a finished task says nothing more
     assert stream.getvalue().splitlines() == [
         "Downloading slow.tar.gz (4.0 MiB) ...",
         "Downloading slow.tar.gz: 1.0 MiB of 4.0 MiB (25%) after 33s",
-        "Downloading slow.tar.gz: 2.0 MiB of 4.0 MiB (49%) after 63s",
+        "Downloading slow.tar.gz: 1.2 MiB of 4.0 MiB (30%) after 63s",
+        "Downloaded slow.tar.gz",
     ]
     # -q keeps it quiet, as every other line.
     quiet = io.StringIO()
-    task = Reporter(quiet, verbosity=-1).task("Downloading q.tar.gz", 10)
-    clock[0] += 100
-    task.advance(1)
+    muted = Reporter(quiet, verbosity=-1)
+    muted.task("Downloading q.tar.gz", 10)
+    muted.tick(clock[0] + 100)
     assert quiet.getvalue() == ""
+
+
+def test_the_log_ticker_reports_a_stalled_task_by_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No byte, no advance(): the ticker thread still says what is under way, and ends
+    with the last task."""
+    import time
+
+    monkeypatch.setattr(pylock.progress, "_TICK_SECONDS", 0.01)
+    monkeypatch.setattr(pylock.progress, "_LOG_AFTER", 0.0)
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=0)
+    task = reporter.task("Downloading stalled.tar.gz", 2048)
+    deadline = time.monotonic() + 10
+    while "stalled" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    task.done("")
+    assert stream.getvalue() == "Downloading stalled.tar.gz (2.0 KiB) ...\n"
+    ticker = reporter._ticker
+    if ticker is not None:
+        ticker.join(10)
+    assert reporter._ticker is None
