@@ -487,6 +487,9 @@ def _cmd_lock(ctx: Context) -> int:
             "--python-downloads-json needs a path or URL",
             hint="e.g. --python-downloads-json ./download-metadata.json",
         )
+    # Malformed --rewrite/--mirror flags are usage errors even when nothing is fetched:
+    # a `lock --check` in CI must not pass with flags that `sync` then refuses.
+    ctx.fetch_options()
     request = LockRequest(
         config_path=ctx.config_path,
         lock_path=ctx.lock_path,

@@ -319,3 +319,22 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
     assert captured.out.startswith("app: cpython 3.12.")
     assert "dry run: pythons.lock would change; not written" in captured.err
     assert lock_path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
+        (("--mirror", "notaurl"), "'notaurl' is not an http, https or file URL"),
+        (("--check", "--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
+    ],
+)
+def test_lock_refuses_malformed_download_flags_even_when_it_fetches_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], says: str
+) -> None:
+    """`lock --check --mirror notaurl` passed in CI, and `sync` refused the same flags
+    later (field test 6)."""
+    locked_project(project)
+    capsys.readouterr()
+    assert pylock(project, "lock", *flags) == 2
+    assert says in capsys.readouterr().err
