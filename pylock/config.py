@@ -37,6 +37,7 @@ from pylock.lockfile import (
     NamedPythons,
     artifact_url_problem,
     build_problem,
+    find_conflict,
     is_sha256,
     name_problem,
 )
@@ -746,6 +747,14 @@ def loads_config(text: str, *, filename: str = CONFIG_FILENAME) -> Config:
     try:
         document = toml_loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
+        conflict = find_conflict(text)
+        if conflict is not None:
+            # What a merge left is not a TOML typo: say which, as the lock's reader does.
+            raise ConfigError(
+                filename,
+                [Problem("", f"unresolved git merge conflict (line {conflict.line}: '<<<<<<<')")],
+                hint=f"resolve the conflict in {filename}, then run `pylock lock`",
+            ) from None
         raise ConfigError(filename, [Problem("", f"invalid TOML: {exc}")]) from None
     except RecursionError:
         raise ConfigError(filename, [Problem("", "invalid TOML: nested too deeply")]) from None

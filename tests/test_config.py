@@ -880,3 +880,19 @@ def test_digest_of_canonical_platform_keys_is_what_older_pylocks_wrote() -> None
     ) == ("sha256:eeba770c0df2a1ec6db115e2dc7de1143004fbe8bf8639dd3236ecab6219f06e")
     # And so for every canonical key: each one normalises to itself.
     assert [Platform.parse(key).key for key in PLATFORM_KEYS] == list(PLATFORM_KEYS)
+
+
+def test_a_merge_conflict_in_pythons_toml_is_named_as_one() -> None:
+    """Markers a merge left got "invalid TOML: Invalid statement" (field test 6); the
+    lock's reader already named them."""
+    text = (
+        '[python.app]\n<<<<<<< HEAD\nversion = "3.13"\n||||||| base\nversion = "3.12"\n'
+        '=======\nversion = "3.14"\n>>>>>>> feature\nplatforms = ["linux-x86_64-gnu"]\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        loads_config(text)
+    assert str(caught.value) == ("pythons.toml: unresolved git merge conflict (line 2: '<<<<<<<')")
+    assert caught.value.hint == "resolve the conflict in pythons.toml, then run `pylock lock`"
+    # A plain typo is still a TOML error.
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        loads_config('[python.app]\nversion = "3.13\n')
