@@ -298,9 +298,21 @@ def lock_project(request: LockRequest) -> LockOutcome:
     )
 
 
-def check_lock(config_path: Path, lock_path: Path) -> str | None:
-    """Why the lock is stale against ``pythons.toml``, or ``None`` if it is fresh."""
+def check_lock(
+    config_path: Path,
+    lock_path: Path,
+    reporter: Reporter | None = None,
+    *,
+    here: Platform | None = None,
+) -> str | None:
+    """Why the lock is stale against ``pythons.toml``, or ``None`` if it is fresh.
+
+    A ``host`` platform is fresh locked for any one platform, so that a lock made on a
+    laptop checks clean in CI. Where that one is not ``here`` (by default this machine),
+    ``reporter`` is warned: a sync here would install nothing for that interpreter.
+    """
     from pylock.config import load_config
+    from pylock.platforms import HOST
     from pylock.resolve import lock_is_fresh
 
     config = load_config(config_path)
@@ -309,6 +321,17 @@ def check_lock(config_path: Path, lock_path: Path) -> str | None:
         return f"{lock_path.name} does not exist"
     if not lock_is_fresh(config, previous):
         return f"{lock_path.name} is out of date with {config_path.name}"
+    machine = here or _host_or_none()
+    if reporter is not None and machine is not None:
+        key = machine.key
+        for request in config.pythons:
+            entry = previous.get(request.name)
+            if HOST in request.platforms and entry is not None and key not in entry.platforms:
+                reporter.warn(
+                    f"{request.name}: `host` was locked for {', '.join(entry.platforms)}, "
+                    f"not for this machine ({key}): `pylock sync` here installs nothing for "
+                    f"it. List the platforms your team uses in {config_path.name} instead"
+                )
     return None
 
 
@@ -336,7 +359,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     lock_path = request.lock_path
     name = lock_path.name
     if check and not (request.upgrade or request.upgrade_names or request.refresh):
-        reason = check_lock(request.config_path, lock_path)
+        reason = check_lock(request.config_path, lock_path, request.reporter)
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
         return LockUpdate()

@@ -338,3 +338,27 @@ def test_lock_refuses_malformed_download_flags_even_when_it_fetches_nothing(
     capsys.readouterr()
     assert pylock(project, "lock", *flags) == 2
     assert says in capsys.readouterr().err
+
+
+def test_lock_check_of_host_locked_elsewhere_passes_and_says_sync_installs_nothing(
+    project: Path,
+) -> None:
+    """`platforms = ["host"]` locked on one machine checks clean on another, by design;
+    that `sync` there then has nothing to install was left for it to find (field test 6)."""
+    from pylock.platforms import Platform, host
+    from pylock.project import check_lock
+    from tests.test_live import Recorder
+
+    (project / "pythons.toml").write_text('[python.app]\nversion = "3.12"\nplatforms = ["host"]\n')
+    assert pylock(project, "-q", "lock") == 0
+    here = host().key
+    elsewhere = "linux-aarch64-gnu" if here != "linux-aarch64-gnu" else "linux-x86_64-gnu"
+    reporter = Recorder()
+    config, lock = project / "pythons.toml", project / "pythons.lock"
+    assert check_lock(config, lock, reporter, here=Platform.parse(elsewhere)) is None
+    (warning,) = reporter.warnings
+    assert warning.startswith(f"app: `host` was locked for {here}, not for this machine")
+    assert "`pylock sync` here installs nothing for it" in warning
+    quiet = Recorder()
+    assert check_lock(config, lock, quiet, here=Platform.parse(here)) is None
+    assert quiet.warnings == []
