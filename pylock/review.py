@@ -76,6 +76,13 @@ def locks_to_compare(
             raise UsageError(f"{what} is empty", hint="give the path of a pythons.lock file")
     if old is not None:
         before = LabelledLock(_read_given(Path(old)), old)
+        if new is None and not lock_path.exists():
+            # Not a deleted lock (that is the git form's job): run from elsewhere, OLD
+            # would show every entry removed from a lock that is not there.
+            raise PylockError(
+                f"no {lock_path.name} at {lock_path} to compare {old} with",
+                hint="pass the NEW lock too, or run in the project (or with --project DIR)",
+            )
         after = (
             LabelledLock(_read_given(Path(new)), new)
             if new is not None

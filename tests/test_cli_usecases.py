@@ -97,6 +97,20 @@ def test_diff_old_file_against_working_tree(project: Path) -> None:
     assert after.label == "old.lock"
 
 
+def test_diff_old_file_with_no_working_tree_lock_says_so(project: Path) -> None:
+    """`pylock diff OLD.lock` run outside the project showed every entry "removed" from a
+    lock that was not there (field test 6); the git form keeps that for a deleted lock."""
+    lock_path = locked_project(project)
+    old = project / "old.lock"
+    old.write_bytes(lock_path.read_bytes())
+    elsewhere = project / "elsewhere" / "pythons.lock"
+    with pytest.raises(PylockError, match=f"no pythons.lock at {elsewhere} to compare") as caught:
+        locks_to_compare(project, elsewhere, old=str(old))
+    assert "pass the NEW lock too" in (caught.value.hint or "")
+    before, after = locks_to_compare(project, elsewhere, old=str(old), new=str(lock_path))
+    assert before.lock == after.lock
+
+
 def test_diff_at_a_ref_without_a_lock_is_empty(project: Path) -> None:
     lock_path = locked_project(project)
     git = ["git", "-C", str(project)]
