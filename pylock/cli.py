@@ -512,7 +512,12 @@ def _cmd_lock(ctx: Context) -> int:
         ctx.reporter.event(f"{LOCK_FILENAME} is up to date; nothing changed")
     elif not update.written:
         # Whether a real run would write, and what kind of change it would be.
-        would = "would change" if update.lines else "would be rewritten (no interpreter changed)"
+        if not ctx.lock_path.exists():
+            would = "would be created"
+        elif update.lines:
+            would = "would change"
+        else:
+            would = "would be rewritten (no interpreter changed)"
         ctx.reporter.event(f"dry run: {LOCK_FILENAME} {would}; not written")
     else:
         if not update.lines:

@@ -333,6 +333,11 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
     assert captured.out.startswith("app: cpython 3.12.")
     assert "dry run: pythons.lock would change; not written" in captured.err
     assert lock_path.read_bytes() == before
+    # No lock yet: it would be created.
+    lock_path.unlink()
+    assert pylock(project, "lock", "--dry-run") == 0
+    assert "dry run: pythons.lock would be created; not written" in capsys.readouterr().err
+    assert not lock_path.exists()
 
 
 @pytest.mark.parametrize(

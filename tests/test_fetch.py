@@ -273,9 +273,11 @@ def test_one_failure_stops_the_batch_and_cleans_up(server: HttpServer, cache: Ca
     slow = want(server, "/slow.tar.gz", payload(200_000), always=[Throttle(10_000, 0.05)])
     broken = Wanted(url=server.status("/404.tar.gz", 404), sha256="c" * 64)
     started = time.monotonic()
-    with pytest.raises(DownloadError, match="HTTP 404"):
+    with pytest.raises(DownloadError, match="HTTP 404") as caught:
         ensure_archives([slow, broken], cache, fast(jobs=2), NullReporter())
     assert time.monotonic() - started < 1.0  # the slow one was cancelled, not awaited
+    # `lock --upgrade` cannot fix a url from pythons.toml: the hint says both cases.
+    assert "a `url` given in pythons.toml must be corrected there" in (caught.value.hint or "")
     assert files_under(cache.tmp_dir) == []
     assert files_under(cache.root / "archives") == []
 

@@ -369,7 +369,11 @@ def http_error(status: int, reason: str, url: str, target: str, canonical: str) 
     elif target != canonical:
         hint = "check that the mirror holds this file"
     else:
-        hint = "the artifact may be gone upstream; try `pylock lock --upgrade`"
+        hint = (
+            "the artifact may be gone upstream: `pylock lock --upgrade` moves an interpreter "
+            "locked from the index to a build that exists; a `url` given in pythons.toml "
+            "must be corrected there"
+        )
     return DownloadError(f"HTTP {text} for {describe(url, canonical)}", url=url, hint=hint)
 
 
