@@ -297,8 +297,9 @@ def _build_text(python: LockedPython) -> str:
     return f"{python.version}+{python.build}" if python.build else python.version
 
 
-def _transition(old: LockedPython, new: LockedPython) -> str:
-    """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes."""
+def _transition(old: LockedPython, new: LockedPython) -> tuple[str, bool]:
+    """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes;
+    and whether it names a change at all (not only the build both sides have)."""
     before, after = _build_text(old), _build_text(new)
     if old.implementation is not new.implementation:
         head = f"{old.implementation} {before} -> {new.implementation} {after}"
@@ -306,6 +307,7 @@ def _transition(old: LockedPython, new: LockedPython) -> str:
         head = f"{old.implementation} {before} -> {after}"
     else:
         head = f"{old.implementation} {after}"
+    moved = old.implementation is not new.implementation or before != after
     extras: list[str] = []
     if old.variant is not new.variant:
         extras.append(f"variant {old.variant} -> {new.variant}")
@@ -316,7 +318,7 @@ def _transition(old: LockedPython, new: LockedPython) -> str:
         extras.append(f"flavor {old.flavor} -> {new.flavor}")
     if old.default != new.default:
         extras.append("now the default" if new.default else "no longer the default")
-    return ", ".join([head, *extras])
+    return ", ".join([head, *extras]), moved or bool(extras)
 
 
 def _platform_words(python: PythonDiff) -> list[str]:
@@ -335,14 +337,16 @@ def summary_line(python: PythonDiff) -> str | None:
         return f"{python.name}: added {new.label}"
     if new is None:
         return f"{python.name}: removed {old.label}"
-    parts = [_transition(old, new), *_platform_words(python)]
+    transition, described = _transition(old, new)
+    parts = [transition, *_platform_words(python)]
     if python.change is Change.DOWNGRADED:
         # An arrow reads as an upgrade: a step back must say so, as markdown and JSON do.
         parts[0] = f"downgraded {parts[0]}"
     if python.change is Change.REPUBLISHED:
         parts.append(f"re-published on {', '.join(python.republished_platforms)}")
-    elif len(parts) == 1 and _same_build(old, new) and old.default == new.default:
-        # Only URLs or sizes moved; say so rather than print a no-op arrow.
+    elif len(parts) == 1 and not described:
+        # Only URLs, sizes or an unnamed flavor moved: say so, rather than print a line
+        # that names no change at all.
         parts.append("artifact details changed")
     return f"{python.name}: {', '.join(parts)}"
 

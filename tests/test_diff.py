@@ -259,6 +259,17 @@ def test_url_or_size_only_change_is_reported_not_warned() -> None:
     assert all(p.size_delta is None for p in diff.pythons[0].platforms)
 
 
+def test_a_direct_url_entry_whose_flavor_becomes_unnamed_still_says_what_changed() -> None:
+    """A url entry locked with and without its sha256 recorded a flavor once and none the
+    other time: the line named no change at all ("inhouse: cpython 3.12.9", field test 6)."""
+    named = attrs.evolve(cpython("inhouse", "3.12.9", "20250101"), build=None)
+    unnamed = attrs.evolve(named, flavor=None)
+    for old, new in ((named, unnamed), (unnamed, named)):
+        assert summary_lines(diff_locks(lock(old), lock(new))) == [
+            "inhouse: cpython 3.12.9, artifact details changed"
+        ]
+
+
 def test_against_an_empty_lock_everything_is_added() -> None:
     new = lock(cpython("a", "3.13.9", "20251014"), pypy("b", "3.11.13", "7.3.20"))
     diff = diff_locks(empty_lock(), new)
