@@ -182,7 +182,10 @@ class Reporter:
                 if not self._active:
                     self._ticker = None
                     return
-            self.tick(time.monotonic())
+            try:
+                self.tick(time.monotonic())
+            except (OSError, ValueError):  # the stream closed (a pipe gone): lines end
+                return
 
     def tick(self, now: float) -> None:
         """Without bars (a CI or Docker log), say what a long task is doing: once it has
