@@ -99,6 +99,10 @@ class TreeWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(PATIENCE)
+        # The tree as the sync left it, too: on a busy machine the thread may not have
+        # looked between the final rename and now (CI saw `seen` empty once).
+        if not self._thread.is_alive():
+            self._sample()
 
     def also(self, check: Callable[[], None]) -> TreeWatcher:
         """Run ``check`` on every sample too."""
