@@ -287,9 +287,8 @@ def unknown_platform_message(key: object) -> str:
         # A bare architecture (`x86_64`, `arm64`) or system (`darwin`): every key with it,
         # not the few that happen to spell alike (which left out linux-x86_64-gnu).
         word = key.lower()
-        arch = _MACHINE_ALIASES.get(word, word)
-        system = {"darwin": "macos", "osx": "macos", "win": "windows", "win32": "windows"}
-        os_name = system.get(word, word)
+        arch = _ARCH_ALIASES.get(word, word)
+        os_name = _OS_ALIASES.get(word, word)
         for missing, keys in (
             ("system", [k for k in PLATFORM_KEYS if _BY_KEY[k].arch == arch]),
             ("architecture", [k for k in PLATFORM_KEYS if _BY_KEY[k].os == os_name]),
