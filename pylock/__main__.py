@@ -1,7 +1,5 @@
 """Run pylock as ``python -m pylock``."""
 
-import sys
+from pylock.entry import console
 
-from pylock.entry import main
-
-sys.exit(main())
+console()

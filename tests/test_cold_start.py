@@ -428,3 +428,104 @@ def test_ctrl_c_while_the_console_script_starts_is_no_traceback(
         gc.unfreeze()
         gc.enable()
     assert capsys.readouterr().err == "pylock: interrupted\n"
+
+
+# -- the quick exit --------------------------------------------------------------------------
+
+
+class _Exited(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Stream:
+    """A stream whose flush fails with ``error``, and which keeps what is written."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.error = error
+        self.text = ""
+        self.flushed = False
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.flushed = True
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "said"),
+    [
+        (None, 3, ""),
+        (BrokenPipeError(32, "Broken pipe"), 3, ""),  # `pylock list | head`
+        (OSError(28, "No space left on device"), 3, "No space left on device"),
+    ],
+    ids=["flushed", "reader-gone", "disk-full"],
+)
+def test_the_console_script_flushes_then_ends_with_the_status(
+    monkeypatch: pytest.MonkeyPatch, error: OSError | None, status: int, said: str
+) -> None:
+    stdout, stderr = _Stream(error), _Stream()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.delitem(sys.modules, "coverage", raising=False)
+    monkeypatch.setattr(entry, "main", lambda: status)
+
+    def exit_now(code: int) -> None:
+        raise _Exited(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(_Exited) as exited:
+        entry.console()
+    assert exited.value.code == status
+    assert stderr.flushed
+    assert said in stderr.text and ("cannot write the output" in stderr.text) == bool(said)
+
+
+def test_a_failed_command_whose_output_is_lost_keeps_its_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdout", _Stream(OSError(28, "No space left on device")))
+    monkeypatch.setattr(sys, "stderr", _Stream())
+    monkeypatch.delitem(sys.modules, "coverage", raising=False)
+    monkeypatch.setattr(entry, "main", lambda: 0)
+    codes: list[int] = []
+
+    def exit_now(code: int) -> None:
+        codes.append(code)
+        raise _Exited(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(_Exited):
+        entry.console()
+    assert codes == [1]  # a success whose output was lost is not a success
+
+
+def test_python_m_pylock_prints_everything_before_it_ends(tmp_path: Path) -> None:
+    """The quick exit skips the interpreter's teardown, not the output: a long listing
+    through a pipe arrives whole."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "pylock", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) > 1000 and done.stdout.endswith("\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "pylock", "list", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--no-such-flag" in bad.stderr

@@ -208,7 +208,7 @@ def test_the_installed_distribution_is_pythons_lock() -> None:
     assert importlib.metadata.version(DISTRIBUTION) == pylock.__version__
     scripts = importlib.metadata.distribution(DISTRIBUTION).entry_points
     assert [(e.name, e.value) for e in scripts if e.group == "console_scripts"] == [
-        ("pylock", "pylock.entry:main")
+        ("pylock", "pylock.entry:console")
     ]
 
 
