@@ -211,9 +211,7 @@ def test_the_record_is_what_csv_writes_for_every_path(tmp_path: Path) -> None:
     assert records.read_record(tree) == printable
 
 
-def test_rehash_drops_what_is_gone_even_where_the_walk_sees_other_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rehash_takes_in_what_the_fixups_report(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "lib").mkdir(parents=True)
     for name in ("kept.py", "removed.py", "changed.py"):
@@ -222,22 +220,25 @@ def test_rehash_drops_what_is_gone_even_where_the_walk_sees_other_names(
         RecordEntry(path=f"lib/{name}", sha256=HEX, size=1)
         for name in ("kept.py", "removed.py", "changed.py")
     ]
-    (tree / "lib" / "removed.py").unlink()  # removed by a fix-up that did not say so
+    (tree / "lib" / "removed.py").unlink()
     (tree / "lib" / "changed.py").write_text("patched")
-    expected = [
-        entries[0],
-        RecordEntry(
-            path="lib/changed.py",
-            sha256=hashlib.sha256(b"patched").hexdigest(),
-            size=7,
-            executable=bool(os.stat(tree / "lib/changed.py").st_mode & 0o111),
-        ),
-    ]
-    assert records.rehash(tree, entries, ["lib/changed.py"]) == expected
-    # A file system whose listing spells names differently (Unicode normalization): every
-    # name is looked up on its own, with the same outcome.
-    monkeypatch.setattr(records, "walk_tree", lambda root: iter(()))
-    assert records.rehash(tree, entries, ["lib/changed.py"]) == expected
+    (tree / "lib" / "added.py").write_text("new")
+    changed = RecordEntry(
+        path="lib/changed.py",
+        sha256=hashlib.sha256(b"patched").hexdigest(),
+        size=7,
+        executable=bool(os.stat(tree / "lib/changed.py").st_mode & 0o111),
+    )
+    added = RecordEntry(
+        path="lib/added.py",
+        sha256=hashlib.sha256(b"new").hexdigest(),
+        size=3,
+        executable=bool(os.stat(tree / "lib/added.py").st_mode & 0o111),
+    )
+    reported = ["lib/changed.py", "/lib/removed.py", "lib\\added.py"]
+    assert records.rehash(tree, entries, reported) == [entries[0], changed, added]
+    # Only what they report is looked at: the fix-ups report every removal.
+    assert records.rehash(tree, entries, ["lib/changed.py"]) == [entries[0], entries[1], changed]
 
 
 def test_the_record_never_carries_url_credentials(tmp_path: Path) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from pylock.platforms import Platform
+from pylock.sync import fixups
 from pylock.sync.fixups import (
+    TreeFixups,
     apply_fixups,
     drop_sysroot,
     fix_pkgconfig,
@@ -114,4 +118,84 @@ def test_pkgconfig_without_prefix_is_left_alone(tmp_path: Path) -> None:
 
 def test_no_fixups_on_windows() -> None:
     assert fixup_for(Platform.parse("windows-x86_64")) is None
-    assert fixup_for(Platform.parse("macos-aarch64")) is apply_fixups
+    assert fixup_for(Platform.parse("macos-aarch64")) is TreeFixups
+
+
+DATA = "lib/python3.13/_sysconfigdata__linux_x86_64-linux-gnu.py"
+
+
+def ignore(warning: str) -> None:
+    pass
+
+
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the sysconfig texts worked out (parsed and patched) from now on."""
+    parsed: list[str] = []
+    real = fixups.patched_sysconfigdata
+
+    def patched(source: str, final_prefix: str) -> str | None:
+        parsed.append(source)
+        return real(source, final_prefix)
+
+    monkeypatch.setattr(fixups, "patched_sysconfigdata", patched)
+    return parsed
+
+
+def test_sysconfig_is_worked_out_as_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_tree(tmp_path / "tree")
+    parsed = counting_parses(monkeypatch)
+    run = TreeFixups(tree, Path("/opt/python/app"), ignore)
+    for rel in ("bin/python3", "lib/pkgconfig/python-3.13.pc", DATA):
+        run.written(rel)
+    # Worked out in memory only: the tree is as extracted until apply().
+    assert parsed == [SYSCONFIG_SOURCE]
+    assert (tree / DATA).read_text() == SYSCONFIG_SOURCE
+    assert run.apply() == [DATA, "lib/pkgconfig/python-3.13.pc"]
+    assert parsed == [SYSCONFIG_SOURCE]  # not parsed again
+    expected = make_tree(tmp_path / "expected")
+    apply_fixups(expected, Path("/opt/python/app"))
+    assert (tree / DATA).read_text() == (expected / DATA).read_text()
+
+
+def test_a_text_that_changed_since_it_was_worked_out_is_worked_out_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_tree(tmp_path / "tree")
+    parsed = counting_parses(monkeypatch)
+    run = TreeFixups(tree, Path("/opt/python/app"), ignore)
+    run.written(DATA)
+    other = SYSCONFIG_SOURCE.replace("extra = 1", "extra = 2")
+    (tree / DATA).write_text(other)
+    assert run.apply() == [DATA, "lib/pkgconfig/python-3.13.pc"]
+    assert parsed == [SYSCONFIG_SOURCE, other]
+    source = (tree / DATA).read_text()
+    assert source.endswith("extra = 2\n")
+    variables = ast.literal_eval(ast.parse(source).body[0].value)  # type: ignore[attr-defined]
+    assert variables["prefix"] == "/opt/python/app"
+
+
+def test_a_file_skipped_early_is_skipped_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_tree(tmp_path / "tree")
+    (tree / DATA).write_text("build_time_vars = {'prefix': f()}\n")
+    parsed = counting_parses(monkeypatch)
+    warnings: list[str] = []
+    run = TreeFixups(tree, Path("/opt/python/app"), warnings.append)
+    run.written(DATA)
+    assert run.apply() == ["lib/pkgconfig/python-3.13.pc"]
+    assert len(parsed) == 1
+    assert len(warnings) == 1 and "build_time_vars is not a plain literal" in warnings[0]
+
+
+def test_a_file_that_cannot_be_read_early_is_left_to_apply(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    (tree / DATA).write_bytes(b"\xff\xfe not UTF-8")
+    warnings: list[str] = []
+    run = TreeFixups(tree, Path("/opt/python/app"), warnings.append)
+    run.written(DATA)
+    run.written("lib/python3.13/_sysconfigdata_missing.py")  # never written: no error
+    assert run.apply() == ["lib/pkgconfig/python-3.13.pc"]
+    assert len(warnings) == 1 and "not UTF-8" in warnings[0]

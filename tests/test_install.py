@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import Platform
 from pylock.progress import NullReporter
 from pylock.sync.install import (
+    Fixup,
     executable,
     install,
     installed_names,
@@ -78,13 +79,26 @@ def version_tree(marker: str, *, files: int = 0, size: int = 0) -> list[Entry]:
     return entries
 
 
+class NoFixups:
+    """Fix-ups that find nothing to change."""
+
+    def __init__(self, tmp_tree: Path, final: Path, warn: Callable[[str], None]) -> None:
+        pass
+
+    def written(self, rel: str) -> None:
+        pass
+
+    def apply(self) -> list[str]:
+        return []
+
+
 def do_install(
     archive: Path,
     artifact: Artifact,
     dest_root: Path,
     *,
     python: LockedPython | None = None,
-    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
+    fixup: Fixup | None = None,
     if_needed: bool = False,
     platform: Platform = LINUX,
 ) -> Path:
@@ -192,23 +206,39 @@ def test_fixup_changes_are_recorded(tmp_path: Path) -> None:
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
     calls: list[tuple[Path, Path]] = []
 
-    def fixup(tmp_tree: Path, final: Path, warn: Callable[[str], None]) -> list[str]:
-        calls.append((tmp_tree, final))
-        assert tmp_tree.name.startswith(".pylock-tmp-app-")
-        (tmp_tree / "VERSION").write_text(f"patched for {final}")
-        (tmp_tree / "lib/python3.12/os.py").unlink()
-        (tmp_tree / "lib/python3.12/__pycache__").mkdir()
-        (tmp_tree / "new.txt").write_text("added")
-        (tmp_tree / "share/man/man1/python3.12.1").unlink()  # removed but not reported
-        return ["VERSION", "lib/python3.12/os.py", "new.txt"]
+    written: list[str] = []
+
+    class Patch:
+        def __init__(self, tmp_tree: Path, final: Path, warn: Callable[[str], None]) -> None:
+            calls.append((tmp_tree, final))
+            assert tmp_tree.name.startswith(".pylock-tmp-app-")
+            self.tmp_tree = tmp_tree
+            self.final = final
+
+        def written(self, rel: str) -> None:
+            assert (self.tmp_tree / rel).is_file()
+            written.append(rel)
+
+        def apply(self) -> list[str]:
+            (self.tmp_tree / "VERSION").write_text(f"patched for {self.final}")
+            (self.tmp_tree / "lib/python3.12/os.py").unlink()
+            (self.tmp_tree / "lib/python3.12/__pycache__").mkdir()
+            (self.tmp_tree / "new.txt").write_text("added")
+            return ["VERSION", "lib/python3.12/os.py", "new.txt"]
 
     dest_root = tmp_path / "d"
-    tree = do_install(archive, artifact, dest_root, fixup=fixup)
+    tree = do_install(archive, artifact, dest_root, fixup=Patch)
     assert calls[0][1] == tree
+    # Told of every regular file as it was written, and of nothing else.
+    regular = [
+        e.name.removeprefix("python/")
+        for e in version_tree("v1")
+        if e.kind == "file" and e.name.startswith("python/")
+    ]
+    assert sorted(written) == sorted(regular)
     record = {e.path: e for e in read_record(tree)}
     assert record["VERSION"].sha256 == hashlib.sha256(f"patched for {tree}".encode()).hexdigest()
     assert "lib/python3.12/os.py" not in record
-    assert "share/man/man1/python3.12.1" not in record
     assert record["new.txt"].size == 5
     assert verify(dest_root, "app").ok
     state = installed_state(dest_root, "app")
@@ -225,7 +255,7 @@ def test_a_tree_the_fixups_left_alone_stays_current_once_moved(tmp_path: Path) -
     """PyPy, GraalPy and Windows trees: the fix-ups ran but wrote no path into them."""
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
     dest_root = tmp_path / "d"
-    do_install(archive, artifact, dest_root, fixup=lambda tmp, final, warn: [])
+    do_install(archive, artifact, dest_root, fixup=NoFixups)
     moved = tmp_path / "moved"
     shutil.move(str(dest_root), moved)
     state = installed_state(moved, "app")

@@ -91,12 +91,13 @@ class _Extraction:
         threaded: bool,
         known: Mapping[str, tuple[int, str]] | None = None,
         *,
+        on_file: Callable[[str], None] | None = None,
         max_members: int = MAX_MEMBERS,
         max_unpacked: int = MAX_UNPACKED,
     ) -> None:
         self.archive = archive
         self.namer = namer
-        self.writer = Writer(dest, archive, known)
+        self.writer = Writer(dest, archive, known, on_file)
         self.threaded = threaded
         self.sink: InlineSink | ThreadSink = (
             ThreadSink(self.writer) if threaded else InlineSink(self.writer)
@@ -377,6 +378,7 @@ def extract_archive(
     known_digests: Mapping[str, tuple[int, str]] | None = None,
     max_members: int | None = None,
     max_unpacked: int | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> list[RecordEntry]:
     """Extract ``archive`` into the empty (or new) directory ``dest``; return what was written.
 
@@ -393,7 +395,8 @@ def extract_archive(
     are not hashed again (see :mod:`pylock.archive.writer`). A hostile or malformed
     archive raises :class:`ArchiveError`, and so does one with more than ``max_members``
     members or more than ``max_unpacked`` bytes of data (default :data:`MAX_MEMBERS` and
-    :data:`MAX_UNPACKED`); nothing is ever written outside ``dest``, and on
+    :data:`MAX_UNPACKED`); ``on_file(path)`` is told of each regular file written (on
+    the writer's thread), once it is complete. Nothing is ever written outside ``dest``, and on
     any error the caller must delete ``dest``. ``OSError`` (a full disk) propagates
     unchanged.
     """
@@ -415,6 +418,7 @@ def extract_archive(
             known_digests,
             max_members=MAX_MEMBERS if max_members is None else max_members,
             max_unpacked=MAX_UNPACKED if max_unpacked is None else max_unpacked,
+            on_file=on_file,
         )
         if extraction.threaded and raw.hashed and source is None:
             # Decompression is the slow half of a warm install: the writer thread, which

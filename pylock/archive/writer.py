@@ -22,7 +22,7 @@ import os
 import queue
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -68,12 +68,18 @@ class Writer:
     """Carries out filesystem operations; every path has been checked before it gets here."""
 
     def __init__(
-        self, dest: str, archive: str, known: Mapping[str, tuple[int, str]] | None = None
+        self,
+        dest: str,
+        archive: str,
+        known: Mapping[str, tuple[int, str]] | None = None,
+        on_file: Callable[[str], None] | None = None,
     ) -> None:
         self.dest = dest
         self.archive = archive
         #: ``path -> (size, sha256)`` of files whose digests need not be computed again.
         self.known = known or {}
+        #: Told the path of each regular file once it is written and closed.
+        self.on_file = on_file
         self.entries: list[RecordEntry] = []
         self._by_path: dict[str, RecordEntry] = {}
         self._fd = -1
@@ -166,6 +172,8 @@ class Writer:
                 executable=self._executable,
             )
         )
+        if self.on_file is not None:
+            self.on_file(self._rel)
 
     def _add(self, entry: RecordEntry) -> None:
         self.entries.append(entry)

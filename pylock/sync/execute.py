@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,10 +29,7 @@ if TYPE_CHECKING:
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
-
-#: A fix-up step for a freshly extracted tree: ``fixup(tmp_tree, final_path, warn)``
-#: returns the relative paths it changed, and warns about files it had to leave alone.
-Fixup = Callable[[Path, Path, Callable[[str], None]], Iterable[str]]
+    from pylock.sync.install import Fixup
 
 
 @attrs.frozen(kw_only=True)

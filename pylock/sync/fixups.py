@@ -26,7 +26,7 @@ import re
 import shlex
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -297,15 +297,29 @@ def format_vars(variables: dict[str, Any]) -> str:
     return pprint.pformat(variables, width=100)
 
 
-def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
+def fix_sysconfigdata(path: Path, final_prefix: str, early: Early | None = None) -> bool:
     """Rewrite one ``_sysconfigdata_*.py``; return whether it changed.
 
     The file is parsed, the ``build_time_vars`` dict literal evaluated as data, and
     the file rewritten with everything outside that assignment kept as it was.
     Raises :class:`FixupSkipped` for a file that is not UTF-8, not valid Python, or
-    whose ``build_time_vars`` is not a literal.
+    whose ``build_time_vars`` is not a literal. What ``early`` worked out for the very
+    same text while the archive was extracted is used instead of parsing it again.
     """
     source = _read_text(path)
+    text = early.result(path, source) if early is not None else _NOT_WORKED_OUT
+    if text is _NOT_WORKED_OUT:
+        text = patched_sysconfigdata(source, final_prefix)
+    if text is None:
+        return False
+    assert isinstance(text, str)
+    _replace(path, text)
+    return True
+
+
+def patched_sysconfigdata(source: str, final_prefix: str) -> str | None:
+    """The text of a ``_sysconfigdata_*.py`` module for ``final_prefix``; ``None`` if it
+    needs no change. Raises :class:`FixupSkipped` (see :func:`fix_sysconfigdata`)."""
     if "\0" in source:
         # Python 3.11 before 3.11.5 (Debian 12) raises ValueError here, later ones SyntaxError.
         raise FixupSkipped("not valid Python (a NUL byte)")
@@ -314,7 +328,7 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
             tree = ast.parse(source)
         node = _find_assignment(tree)
         if node is None or node.end_lineno is None:
-            return False
+            return None
         variables = ast.literal_eval(node.value)
     except SyntaxError as exc:
         raise FixupSkipped(f"not valid Python (line {exc.lineno}: {exc.msg})") from None
@@ -323,16 +337,14 @@ def fix_sysconfigdata(path: Path, final_prefix: str) -> bool:
     except (RecursionError, MemoryError):
         raise FixupSkipped("too deeply nested") from None
     if not isinstance(variables, dict):
-        return False
+        return None
     patched = patch_build_time_vars(variables, final_prefix=final_prefix)
     if patched == variables:
-        return False
+        return None
     lines = source.splitlines(keepends=True)
     before = "".join(lines[: node.lineno - 1])
     after = "".join(lines[node.end_lineno :])
-    body = "build_time_vars = " + format_vars(patched) + "\n"
-    _replace(path, before + body + after)
-    return True
+    return before + "build_time_vars = " + format_vars(patched) + "\n" + after
 
 
 def fix_pkgconfig(path: Path, final_prefix: str) -> bool:
@@ -395,17 +407,94 @@ def _stale_caches(tree: Path, data: Path) -> list[Path]:
     return stale
 
 
+#: What :meth:`Early.result` returns for a text it did not work out.
+_NOT_WORKED_OUT: Any = object()
+#: The files ``apply_fixups`` finds with ``lib/*/_sysconfigdata_*.py``, as written paths.
+_SYSCONFIGDATA = re.compile(r"lib/[^/.][^/]*/_sysconfigdata_[^/]*\.py")
+
+
+class Early:
+    """The sysconfig fix-ups of one tree, worked out while its archive is still extracted.
+
+    The extraction tells :meth:`written` of every file it writes (on its writer thread).
+    A ``_sysconfigdata_*.py`` is parsed and patched there and then, in memory: a download
+    usually has seconds to go at that point, and after its last byte only the rename of
+    the patched file is left. The tree itself does not change until :func:`apply_fixups`
+    runs, which uses a result only for a file whose text is still the one it was worked
+    out from.
+    """
+
+    def __init__(self, tree: Path, final_path: Path) -> None:
+        self.tree = tree
+        self.prefix = str(final_path)
+        #: Path -> (the text seen, the patched text or ``None`` or why it was skipped).
+        self._results: dict[str, tuple[str, str | FixupSkipped | None]] = {}
+
+    def written(self, rel: str) -> None:
+        """The file ``rel`` (``/``-separated) of the tree has been written."""
+        if not _SYSCONFIGDATA.fullmatch(rel):
+            return
+        path = os.path.join(self.tree, rel)
+        result: str | FixupSkipped | None
+        try:
+            source = _read_text(Path(path))
+            try:
+                result = patched_sysconfigdata(source, self.prefix)
+            except FixupSkipped as exc:
+                result = exc
+        except Exception:
+            return  # only a head start: apply_fixups meets the problem again, and says it
+        self._results[path] = (source, result)
+
+    def result(self, path: Path, source: str) -> Any:
+        """What :func:`patched_sysconfigdata` gave for ``source`` at ``path``, raised again
+        if it raised; ``_NOT_WORKED_OUT`` if it was not worked out for that very text."""
+        seen = self._results.get(os.fspath(path))
+        if seen is None or seen[0] != source:
+            return _NOT_WORKED_OUT
+        if isinstance(seen[1], FixupSkipped):
+            raise FixupSkipped(seen[1].reason)
+        return seen[1]
+
+
+class TreeFixups:
+    """The fix-ups of one tree about to be installed at ``final_path``: worked out as its
+    files are written (:meth:`written`), done once it is complete (:meth:`apply`)."""
+
+    def __init__(self, tree: Path, final_path: Path, warn: Callable[[str], None]) -> None:
+        self.tree = tree
+        self.final_path = final_path
+        self.warn = warn
+        self._early = Early(tree, final_path)
+
+    def written(self, rel: str) -> None:
+        """The extraction wrote the file ``rel``; called on its writer thread."""
+        self._early.written(rel)
+
+    def apply(self) -> list[str]:
+        """Apply the fix-ups (see :func:`apply_fixups`)."""
+        return apply_fixups(self.tree, self.final_path, self.warn, early=self._early)
+
+
 def apply_fixups(
-    tree: Path, final_path: Path, warn: Callable[[str], None] | None = None
+    tree: Path,
+    final_path: Path,
+    warn: Callable[[str], None] | None = None,
+    *,
+    early: Early | None = None,
 ) -> list[str]:
     """Rewrite sysconfig data and pkg-config files of ``tree`` for ``final_path``.
 
     Return the POSIX-relative paths of the files that changed or were removed, so the
     install record can hash them as patched (or drop them). A file that cannot be parsed
-    is left as it is, and ``warn`` is told why; the install goes on.
+    is left as it is, and ``warn`` is told why; the install goes on. ``early`` holds what
+    was worked out while the tree was extracted (see :class:`Early`).
     """
     prefix = str(final_path)
     changed: list[str] = []
+
+    def fix_data(path: Path, prefix: str) -> bool:
+        return fix_sysconfigdata(path, prefix, early)
 
     def attempt(path: Path, fix: Callable[[Path, str], bool], consequence: str) -> bool:
         if not _inside(tree, path):
@@ -419,7 +508,7 @@ def apply_fixups(
             return False
 
     for data in sorted(tree.glob("lib/*/_sysconfigdata_*.py")):
-        if attempt(data, fix_sysconfigdata, "building C extensions may need CC and LDSHARED set"):
+        if attempt(data, fix_data, "building C extensions may need CC and LDSHARED set"):
             changed.append(data.relative_to(tree).as_posix())
             # A stale bytecode cache would shadow the patched source.
             for cached in _stale_caches(tree, data):
@@ -431,13 +520,12 @@ def apply_fixups(
     return changed
 
 
-def fixup_for(
-    platform: Platform,
-) -> Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None:
-    """The fix-up step for installs on ``platform``; ``None`` where there is nothing to fix.
+def fixup_for(platform: Platform) -> type[TreeFixups] | None:
+    """The fix-ups of installs on ``platform``, one :class:`TreeFixups` per tree; ``None``
+    where there is nothing to fix.
 
     Windows builds carry no ``_sysconfigdata`` module or ``.pc`` files.
     """
     if platform.is_windows:
         return None
-    return apply_fixups
+    return TreeFixups

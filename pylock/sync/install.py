@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -58,6 +58,21 @@ if TYPE_CHECKING:
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
+
+
+class TreeFixup(Protocol):
+    """The fix-ups of one tree (see :mod:`pylock.sync.fixups`)."""
+
+    def written(self, rel: str) -> None:
+        """The extraction wrote the file ``rel`` (``/``-separated); on its writer thread."""
+
+    def apply(self) -> Iterable[str]:
+        """Patch the complete tree; return every relative path changed, added or removed."""
+
+
+#: ``fixup(tmp_tree, final_path, warn)``: the fix-ups of a tree to be installed at
+#: ``final_path``, which warn about the files they have to leave alone.
+Fixup = Callable[[Path, Path, Callable[[str], None]], TreeFixup]
 
 LOCKS_DIR = ".pylock-locks"
 TMP_PREFIX = ".pylock-tmp-"
@@ -327,7 +342,7 @@ def install(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None = None,
+    fixup: Fixup | None = None,
     reporter: Reporter,
     if_needed: bool = False,
     source: Readable | None = None,
@@ -343,9 +358,10 @@ def install(
     them again. With ``rehash`` (``sync --reinstall``) every file is hashed anyway and
     the digests the cache keeps are replaced: a repair trusts nothing it need not.
 
-    ``fixup(tmp_tree, final_path, warn)`` may patch the tree before it is renamed into
-    place and returns the relative paths it changed, which are hashed again for the
-    record; it reports files it leaves alone through ``warn``.
+    ``fixup(tmp_tree, final_path, warn)`` gives the fix-ups of the tree: told of each
+    file as it is written, they patch the tree before it is renamed into place and
+    return the relative paths they changed, added or removed, which the record takes
+    in; they report files they leave alone through ``warn``.
     With ``if_needed``, an install that became current while waiting for the lock
     (another process did it) is left alone, and ``False`` returned. A hostile archive raises
     :class:`~pylock.errors.ArchiveError`, a corrupt one
@@ -434,7 +450,7 @@ def _install_locked(
     python: LockedPython,
     artifact: Artifact,
     platform: Platform,
-    fixup: Callable[[Path, Path, Callable[[str], None]], Iterable[str]] | None,
+    fixup: Fixup | None,
     reporter: Reporter,
     source: Readable | None,
     cache: Cache | None,
@@ -455,15 +471,24 @@ def _install_locked(
         os.chmod(tmp, mode & ~0o002)
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
+    fixups = fixup(tmp, final, reporter.warn) if fixup is not None else None
     try:
         entries, layout = _extract(
-            archive, tmp, python, artifact, task.advance, source, cache, rehash
+            archive,
+            tmp,
+            python,
+            artifact,
+            task.advance,
+            source,
+            cache,
+            rehash,
+            on_file=fixups.written if fixups is not None else None,
         )
         if python.implementation == "cpython" and not platform.is_windows:
             _add_python_link(tmp, entries, python)
         fixed_up_for = None
-        if fixup is not None:
-            changed = list(fixup(tmp, final, reporter.warn))
+        if fixups is not None:
+            changed = list(fixups.apply())
             entries = records.rehash(tmp, entries, changed)
             # Only a tree whose files now name its path must be reinstalled once moved:
             # PyPy, GraalPy and Windows trees have nothing rewritten.
@@ -487,6 +512,8 @@ def _extract(
     source: Readable | None = None,
     cache: Cache | None = None,
     rehash: bool = False,
+    *,
+    on_file: Callable[[str], None] | None = None,
 ) -> tuple[list[RecordEntry], str]:
     from pylock.archive.extract import extract_archive
     from pylock.archive.layout import detect_layout, layout_for
@@ -520,6 +547,7 @@ def _extract(
         on_progress=on_progress,
         source=source,
         known_digests=known,
+        on_file=on_file,
     )
     for entry in entries:
         if entry.path == META_DIR or entry.path.startswith(META_DIR + "/"):

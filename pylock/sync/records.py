@@ -29,7 +29,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import InstallError
-from pylock.fsutil import read_own_file, walk_tree
+from pylock.fsutil import read_own_file
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -205,7 +205,12 @@ def file_entry(tree: Path, rel: str) -> RecordEntry | None:
 
 
 def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> list[RecordEntry]:
-    """Update the record after fix-ups: re-hash what they changed, drop what they removed."""
+    """Update the record after fix-ups: re-hash what they changed, drop what they removed.
+
+    ``changed`` names every path the fix-ups wrote, added or removed (their stale bytecode
+    caches included); nothing else is looked at. Walking the whole tree to find removals
+    nobody reported cost 5 ms after the last byte of every download.
+    """
     by_path = {e.path: e for e in entries}
     for rel in changed:
         rel = rel.replace("\\", "/").strip("/")
@@ -214,17 +219,7 @@ def rehash(tree: Path, entries: list[RecordEntry], changed: Iterable[str]) -> li
             by_path.pop(rel, None)
         else:
             by_path[rel] = entry
-    # Fix-ups may delete files they do not report (stale bytecode caches). One walk of
-    # the tree instead of an lstat per entry: this runs after the last byte of a download.
-    # What the walk's names miss (a file system that normalizes Unicode names differently)
-    # is looked up one by one.
-    root = os.fspath(tree)
-    present = {rel for rel, _ in walk_tree(root)}
-    return [
-        e
-        for e in by_path.values()
-        if e.path in present or os.path.lexists(os.path.join(root, e.path))
-    ]
+    return list(by_path.values())
 
 
 def _record_line(entry: RecordEntry) -> str | None:
