@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
+from pylock.interrupts import Terminated
 
 if TYPE_CHECKING:
     import subprocess
@@ -55,7 +56,9 @@ class Context:
         self.project = (
             Path(os.path.abspath(os.path.expanduser(args.project))) if args.project else Path.cwd()
         )
-        self.color = _want_color(args.color, settings.no_color or settings.dumb_terminal)
+        from pylock.progress import want_color
+
+        self.color = want_color(args.color, settings.no_color or settings.dumb_terminal)
         self._reporter: Reporter | None = None
         self._remote: tuple[RemoteCache | None] | None = None
 
@@ -64,11 +67,12 @@ class Context:
         """The progress/status reporter on stderr."""
         if self._reporter is None:
             from pylock.progress import Reporter
+            from pylock.sync import early
 
-            self._reporter = Reporter(
-                verbosity=self.args.verbosity,
-                color=self.color,
-                dumb_terminal=self.settings.dumb_terminal,
+            verbosity, dumb = self.args.verbosity, self.settings.dumb_terminal
+            # The one a sync's head start reports its downloads to, if it has these settings.
+            self._reporter = early.reporter(verbosity, self.color, dumb) or Reporter(
+                verbosity=verbosity, color=self.color, dumb_terminal=dumb
             )
         return self._reporter
 
@@ -170,18 +174,6 @@ def _display(path: Path) -> str:
     from pylock.fsutil import display_path
 
     return display_path(path)
-
-
-def _want_color(choice: str, no_color: bool) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or no_color:
-        return False
-    if not sys.stderr.isatty():
-        return False
-    from pylock.progress import escapes_work
-
-    return escapes_work(sys.stderr)
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -1046,8 +1038,14 @@ def _utf8_when_redirected(stream: Any) -> None:
             stream.reconfigure(encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run pylock with ``argv``; return the exit status."""
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    settings: Settings | None = None,
+) -> int:
+    """Run pylock with ``argv``; return the exit status. ``settings`` are those the console
+    script read already from ``environ`` (by default ``os.environ``)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1056,33 +1054,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from pylock.settings import Settings
 
     _utf8_when_redirected(sys.stdout)
-    settings = Settings.from_environ(os.environ if environ is None else environ)
+    if settings is None:
+        settings = Settings.from_environ(os.environ if environ is None else environ)
     ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
-    with _sigterm_as_interrupt():
+    from pylock.interrupts import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
         return _run(args, ctx)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, a cancelled CI job, ``docker stop``), raised where Ctrl-C would
-    be, so that the same clean-ups run: temporary trees and files go, downloads stop."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    import signal
-
-    def terminated(number: int, frame: object) -> None:
-        raise _Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminated)
-    except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
@@ -1112,7 +1090,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             color=ctx.color,
         )
         return 1
-    except _Terminated:
+    except Terminated:
         sys.stderr.write("pylock: terminated\n")
         return 143
     except KeyboardInterrupt:

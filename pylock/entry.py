@@ -83,13 +83,28 @@ def _run() -> int:
     _open_closed_streams()
     from pylock.settings import Settings
 
-    line = try_noop_sync(sys.argv[1:], Settings.from_environ(os.environ))
+    settings = Settings.from_environ(os.environ)
+    line = try_noop_sync(sys.argv[1:], settings)
     if line is not None:
         if line:
             sys.stderr.write(line + "\n")
         return 0
-    from pylock.cli import main as full_main
+    from pylock.interrupts import Terminated, sigterm_as_interrupt
+    from pylock.sync import early
 
-    gc.freeze()
-    gc.enable()
-    return full_main()
+    try:
+        # From here on downloads may be under way: SIGTERM must stop them as Ctrl-C does.
+        with sigterm_as_interrupt():
+            # A cold sync's downloads start now, before the CLI is imported (see early).
+            early.begin(sys.argv[1:], settings)
+            from pylock.cli import main as full_main
+
+            gc.freeze()
+            gc.enable()
+            return full_main(settings=settings)
+    except Terminated:
+        # Before the CLI took over (it says this itself later).
+        sys.stderr.write("pylock: terminated\n")
+        return 143
+    finally:
+        early.abandon()

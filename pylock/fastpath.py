@@ -103,7 +103,7 @@ def options_key(argv: Sequence[str], settings: Settings, salt: str | None = None
     waved through here. The salt keeps a state file from confirming a guessed secret (a
     mirror URL's password).
     """
-    options = _parse(argv)
+    options = sync_options(argv)
     if options is None:
         return None
     salt = salt or os.urandom(16).hex()
@@ -115,8 +115,9 @@ def options_key(argv: Sequence[str], settings: Settings, salt: str | None = None
     return f"{salt}:{digest.hexdigest()}"
 
 
-def _parse(argv: Sequence[str]) -> dict[str, str | bool] | None:
-    """Understand ``[globals] sync [options]``, or give up (``None``)."""
+def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
+    """Understand ``[globals] sync [options]``, or give up (``None``): the options by
+    their long names, a flag's value ``True``, a repeated option's last value."""
     options: dict[str, str | bool] = {}
     args = list(argv)
     seen_sync = False
@@ -149,7 +150,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     ``None`` means "not provably a no-op": run the full sync. The line is empty under
     ``--quiet``. This module prints nothing; its caller does.
     """
-    options = _parse(argv)
+    options = sync_options(argv)
     if options is None or settings.bin_dir:
         return None
     project = os.path.expanduser(str(options.get("--project") or os.getcwd()))

@@ -80,6 +80,18 @@ class Task:
 _WINDOWS = sys.platform == "win32"
 
 
+def want_color(choice: str, no_color: bool) -> bool:
+    """Whether to colour stderr: ``--color`` (``auto``, ``always``, ``never``), and for
+    ``auto`` whether ``NO_COLOR`` (or a dumb terminal) says no and stderr can show it."""
+    if choice == "always":
+        return True
+    if choice == "never" or no_color:
+        return False
+    if not sys.stderr.isatty():
+        return False
+    return escapes_work(sys.stderr)
+
+
 def escapes_work(stream: TextIO) -> bool:
     """Whether the terminal behind ``stream`` obeys escape sequences (cursor, colour).
 
@@ -123,6 +135,7 @@ class Reporter:
         """
         self.stream = stream if stream is not None else sys.stderr
         self.verbosity = verbosity
+        self.dumb_terminal = dumb_terminal
         if live is None:
             live = self.stream.isatty() and not dumb_terminal and escapes_work(self.stream)
         self.live = live

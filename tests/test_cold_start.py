@@ -367,7 +367,7 @@ def test_the_console_script_runs_the_command_with_the_collector_on_and_leaves_it
 
     seen: list[tuple[bool, int]] = []
 
-    def command() -> int:
+    def command(*, settings: object) -> int:
         seen.append((gc.isenabled(), gc.get_freeze_count()))
         if outcome == "raises":
             raise RuntimeError("a bug in the command")
@@ -510,22 +510,15 @@ def test_python_m_pylock_prints_everything_before_it_ends(tmp_path: Path) -> Non
     through a pipe arrives whole."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run(
-        [sys.executable, "-m", "pylock", "completion", "bash"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+
+    def python_m_pylock(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pylock", *argv]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        )
+
+    done = python_m_pylock("completion", "bash")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout) > 1000 and done.stdout.endswith("\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "pylock", "list", "--no-such-flag"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    bad = python_m_pylock("list", "--no-such-flag")
     assert bad.returncode == 2 and "--no-such-flag" in bad.stderr

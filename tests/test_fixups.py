@@ -141,14 +141,20 @@ def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return parsed
 
 
+def told_of(tree: Path, *written: str) -> TreeFixups:
+    """The fix-ups of ``tree``, told that these files were written."""
+    run = TreeFixups(tree, Path("/opt/python/app"), ignore)
+    for rel in written:
+        run.written(rel)
+    return run
+
+
 def test_sysconfig_is_worked_out_as_it_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tree = make_tree(tmp_path / "tree")
     parsed = counting_parses(monkeypatch)
-    run = TreeFixups(tree, Path("/opt/python/app"), ignore)
-    for rel in ("bin/python3", "lib/pkgconfig/python-3.13.pc", DATA):
-        run.written(rel)
+    run = told_of(tree, "bin/python3", "lib/pkgconfig/python-3.13.pc", DATA)
     # Worked out in memory only: the tree is as extracted until apply().
     assert parsed == [SYSCONFIG_SOURCE]
     assert (tree / DATA).read_text() == SYSCONFIG_SOURCE
@@ -164,8 +170,7 @@ def test_a_text_that_changed_since_it_was_worked_out_is_worked_out_again(
 ) -> None:
     tree = make_tree(tmp_path / "tree")
     parsed = counting_parses(monkeypatch)
-    run = TreeFixups(tree, Path("/opt/python/app"), ignore)
-    run.written(DATA)
+    run = told_of(tree, DATA)
     other = SYSCONFIG_SOURCE.replace("extra = 1", "extra = 2")
     (tree / DATA).write_text(other)
     assert run.apply() == [DATA, "lib/pkgconfig/python-3.13.pc"]

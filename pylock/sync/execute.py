@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
     from pylock.platforms import Platform
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
+    from pylock.sync.downloads import Downloads
     from pylock.sync.install import Fixup
 
 
@@ -58,91 +57,6 @@ class SyncResult:
         process installed it while this one waited (its summary is "up to date")."""
         work = (self.installed, self.removed, self.failed, self.downloaded)
         return not any(work) and not self.from_registry and not self.pushed
-
-
-class _Downloads:
-    """Cache misses downloading in a background thread.
-
-    Each miss that can be streamed gets a :class:`~pylock.net.stream.DownloadFeed`, so its
-    install starts reading while the bytes arrive; the others are waited for whole.
-    """
-
-    def __init__(
-        self,
-        jobs: list[Job],
-        cache: Cache,
-        options: FetchOptions,
-        reporter: Reporter,
-        feeds: dict[str, DownloadFeed],
-    ) -> None:
-        self._done = threading.Event()
-        #: Set to end the downloads under way (the sync is being interrupted).
-        self.stop = threading.Event()
-        self._paths: dict[str, Path] = {}
-        self._errors: dict[str, BaseException] = {}
-        self._feeds = feeds
-        self._shas = frozenset(job.artifact.sha256 for job in jobs)
-        #: sha256 of every archive downloaded, re-downloads after corruption included.
-        self.tally: set[str] = set()
-        self._thread = threading.Thread(
-            target=self._run, args=(jobs, cache, options, reporter), daemon=True
-        )
-        if jobs:
-            self._thread.start()
-        else:
-            self._done.set()
-
-    def _run(
-        self, jobs: list[Job], cache: Cache, options: FetchOptions, reporter: Reporter
-    ) -> None:
-        from pylock.net.stdhttp import Cancelled
-        from pylock.sync.archives import Wanted, ensure_each
-
-        wanted = [
-            Wanted.from_artifact(
-                j.artifact, feed=self._feeds.get(j.artifact.sha256), python=j.python
-            )
-            for j in jobs
-        ]
-        try:
-            # Each archive succeeds or fails on its own: one interpreter that cannot be
-            # had must not stop the downloads of the others.
-            paths, errors = ensure_each(
-                wanted, cache, options, reporter, tally=self.tally, stop=self.stop
-            )
-            self._paths.update(paths)
-            self._errors.update(errors)
-            for job in jobs:
-                if job.artifact.sha256 not in paths and job.artifact.sha256 not in errors:
-                    self._errors[job.artifact.sha256] = Cancelled()  # stopped by Ctrl-C
-        except BaseException as exc:  # handed to the waiting threads
-            for job in jobs:
-                self._errors.setdefault(job.artifact.sha256, exc)
-        finally:
-            for sha256, feed in self._feeds.items():
-                error = self._errors.get(sha256)
-                if error is not None:
-                    feed.failed(error)
-                elif sha256 in self._paths:
-                    feed.finished(self._paths[sha256])
-            self._done.set()
-
-    def wait(self, sha256: str) -> BaseException | None:
-        """Wait until every download ended; the error that stopped this one, if any."""
-        from pylock.net.stream import wait_for
-
-        wait_for(self._done)
-        return self._errors.get(sha256)
-
-    def has(self, sha256: str) -> bool:
-        """Whether this sync downloads the archive (it was a miss when planned)."""
-        return sha256 in self._shas
-
-    def path(self, sha256: str) -> Path:
-        error = self.wait(sha256)
-        if error is not None:
-            raise error
-        return self._paths[sha256]
 
 
 _INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
@@ -199,24 +113,6 @@ def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None
 #: How often an install fetches an archive that a concurrent prune or clean removed again.
 _CACHE_TRIES = 3
 
-#: How long a sync with only downloads to install lets them start first (seconds).
-_REQUEST_HEAD_START = 0.5
-
-
-def _streamable(job: Job) -> bool:
-    """Whether a miss can be installed while it downloads (a tar of a known layout)."""
-    from pylock.net.stream import streaming_supported
-    from pylock.versions import ArchiveFormat
-
-    if not streaming_supported() or job.python.build is None:
-        # Direct-URL archives have their layout detected from the finished file.
-        return False
-    try:
-        fmt = ArchiveFormat.from_filename(job.artifact.filename)
-    except ValueError:
-        return False
-    return fmt is not ArchiveFormat.ZIP
-
 
 @attrs.define(kw_only=True)
 class _Installer:
@@ -230,7 +126,7 @@ class _Installer:
     reporter: Reporter
     fixup: Fixup | None
     reinstall: bool
-    downloads: _Downloads
+    downloads: Downloads
     feeds: dict[str, DownloadFeed]
     #: The one job that reads each stream; any other job with the same archive waits for
     #: the stored file.
@@ -391,30 +287,23 @@ def execute_sync(
     reinstall: bool = False,
 ) -> SyncResult:
     """Carry out a plan: fetch misses, install in parallel (streaming misses), prune."""
-    from pylock.net.stream import DownloadFeed
+    from pylock.sync.downloads import HEAD_START, cache_misses, start_downloads
+    from pylock.sync.early import claim
 
-    hits: list[Job] = []
-    misses: list[Job] = []
-    for job in plan.jobs:
-        cached = cache.lookup(job.artifact.sha256, job.artifact.filename) is not None
-        (hits if cached else misses).append(job)
-    unique_misses: dict[str, Job] = {}
-    for job in misses:
-        unique_misses.setdefault(job.artifact.sha256, job)
-    feeds = {
-        sha256: DownloadFeed()
-        for sha256, job in unique_misses.items()
-        if not options.offline and _streamable(job)
-    }
-    downloads = _Downloads(list(unique_misses.values()), cache, options, reporter, feeds)
+    hits, wanted = cache_misses(plan.jobs, cache)
+    misses = [job for job in plan.jobs if job not in hits]
+    unique_misses = {job.artifact.sha256: job for job in wanted}
+    # Begun before the command line was parsed, if this is a plain cold sync.
+    downloads = claim(wanted, cache, options, reporter) or start_downloads(
+        wanted, cache, options, reporter
+    )
+    feeds = downloads.feeds
     try:
         if feeds and not hits:
             # Nothing to install before the first bytes arrive: let the downloads import
             # the HTTP client and send their requests without this thread competing for
             # the interpreter (the GIL), then import the install machinery.
-            deadline = time.monotonic() + _REQUEST_HEAD_START
-            for feed in feeds.values():
-                feed.wait_started(max(0.0, deadline - time.monotonic()))
+            downloads.wait_started(HEAD_START)
         usable_dir(dest_root, "the install directory", _INTO_HINT)
         installer = _Installer(
             dest_root=dest_root,
@@ -436,8 +325,7 @@ def execute_sync(
     except BaseException:
         # Ctrl-C or SIGTERM outside the installs (which stop the downloads themselves):
         # stop them too, and let them delete their partial files before the exit.
-        downloads.stop.set()
-        downloads.wait("")
+        downloads.stop_all()
         raise
     failed: list[tuple[str, PylockError]] = []
     # Ctrl-C first: the downloads it stopped fail too, with less to say.

@@ -1,0 +1,37 @@
+"""SIGTERM taken as Ctrl-C, so that both leave nothing half done.
+
+``timeout``, a cancelled CI job and ``docker stop`` send SIGTERM, whose default action
+ends the process on the spot: a partial download would stay in the cache's ``tmp/`` and
+a temporary tree in the install directory. While :func:`sigterm_as_interrupt` is in force
+the signal raises :class:`Terminated` where Ctrl-C would raise ``KeyboardInterrupt``, so
+the same clean-ups run. The console script turns it on before a cold sync's downloads
+start (:mod:`pylock.sync.early`), the CLI for every command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM inside the block (main thread only)."""
+    import signal
+
+    def terminated(number: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
