@@ -93,7 +93,6 @@ class Downloads:
         self.stop = threading.Event()
         self._paths: dict[str, Path] = {}
         self._errors: dict[str, BaseException] = {}
-        self.feeds = feeds
         self._shas = frozenset(job.artifact.sha256 for job in jobs)
         #: sha256 of every archive downloaded, re-downloads after corruption included.
         self.tally: set[str] = set()
