@@ -94,6 +94,7 @@ def test_a_cold_sync_takes_over_the_downloads_begun_before_the_cli(
         "cached",
         "leftover",
         "bad-lock",
+        "into-a-file",
     ],
 )
 def test_no_head_start_where_the_full_sync_decides_otherwise(
@@ -124,6 +125,8 @@ def test_no_head_start_where_the_full_sync_decides_otherwise(
         (sync_project.into / ".pylock-tmp-app-123").mkdir(parents=True)
     elif case == "bad-lock":
         (sync_project.root / "pythons.lock").write_text("[[python]\n", encoding="utf-8")
+    elif case == "into-a-file":
+        sync_project.into.write_text("")
     early.begin(argv[1:], Settings.from_environ(environ))
     try:
         assert early._started is None

@@ -114,6 +114,8 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     into = options.get("--into") or settings.install_dir
     # As the CLI works them out (pylock.cli.Context): it compares what it gets.
     dest = Path(os.path.abspath(Path(str(into)).expanduser())) if into else project / ".pythons"
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        return None  # the full sync refuses it: nothing to download for
     if os.path.isdir(dest) and any(e.startswith(LEFTOVER_PREFIXES) for e in os.listdir(dest)):
         return None  # the full sync recovers an interrupted one first, then plans again
     from pylock.fsutil import LOCK_FILENAME
