@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
@@ -257,9 +257,27 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors first end a sync's head start (see
+    :mod:`pylock.sync.early`): its progress bars, cleared when it stops, would take the
+    message printed below them along."""
+
+    def error(self, message: str) -> NoReturn:
+        _end_head_start()
+        super().error(message)
+
+
+def _end_head_start() -> None:
+    """Stop a sync's head start that the sync did not take over, before an error is
+    printed: bars cleared afterwards would erase it."""
+    from pylock.sync import early
+
+    early.abandon()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``pylock`` argument parser (also used by tests of the examples)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pylock",
         description="Lock Python interpreters to exact upstream builds, and install them "
         "from a content-addressed cache.",
@@ -281,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(verbosity=0)
     # -q and -v also work after the command (`pylock sync -q`); SUPPRESS keeps a global
     # one in force when the command's own is not given.
-    after = argparse.ArgumentParser(add_help=False)
+    after = _Parser(add_help=False)
     _add_noise(after, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -1067,12 +1085,15 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         return int(args.handler(ctx))
     except UsageError as exc:
+        _end_head_start()
         report_error(exc, color=ctx.color)
         return 2
     except PylockError as exc:
+        _end_head_start()
         report_error(exc, color=ctx.color)
         return 1
     except OSError as exc:
+        _end_head_start()
         # The file system refused something no command expected to fail (a directory
         # turned read-only, a disk that filled up): say what, without a traceback.
         if isinstance(exc, BrokenPipeError):
@@ -1091,9 +1112,11 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 1
     except Terminated:
+        _end_head_start()
         sys.stderr.write("pylock: terminated\n")
         return 143
     except KeyboardInterrupt:
+        _end_head_start()
         sys.stderr.write("pylock: interrupted\n")
         return 130
 

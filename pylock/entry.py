@@ -93,18 +93,21 @@ def _run() -> int:
     from pylock.sync import early
 
     try:
-        # From here on downloads may be under way: SIGTERM must stop them as Ctrl-C does.
+        # From here on downloads may be under way: SIGTERM must stop them as Ctrl-C does,
+        # until they have (abandon, for a sync that never took them over).
         with sigterm_as_interrupt():
-            # A cold sync's downloads start now, before the CLI is imported (see early).
-            early.begin(sys.argv[1:], settings)
-            from pylock.cli import main as full_main
+            try:
+                # A cold sync's downloads start now, before the CLI is imported (see early).
+                early.begin(sys.argv[1:], settings)
+                from pylock.cli import main as full_main
 
-            gc.freeze()
-            gc.enable()
-            return full_main(settings=settings)
+                gc.freeze()
+                gc.enable()
+                return full_main(settings=settings)
+            finally:
+                early.abandon()
     except Terminated:
-        # Before the CLI took over (it says this itself later).
+        # Before the CLI took over, or while the head start stopped (the CLI says it
+        # itself otherwise).
         sys.stderr.write("pylock: terminated\n")
         return 143
-    finally:
-        early.abandon()

@@ -95,6 +95,9 @@ def test_a_cold_sync_takes_over_the_downloads_begun_before_the_cli(
         "leftover",
         "bad-lock",
         "into-a-file",
+        "into-an-option",
+        "bad-colour",
+        "bin-dir",
     ],
 )
 def test_no_head_start_where_the_full_sync_decides_otherwise(
@@ -127,6 +130,13 @@ def test_no_head_start_where_the_full_sync_decides_otherwise(
         (sync_project.root / "pythons.lock").write_text("[[python]\n", encoding="utf-8")
     elif case == "into-a-file":
         sync_project.into.write_text("")
+    elif case == "into-an-option":
+        # argparse: `--into` without a value; the scanner would take `--offline` for it.
+        argv += ["--into", "--offline"]
+    elif case == "bad-colour":
+        argv[1:1] = ["--color", "sometimes"]
+    elif case == "bin-dir":
+        environ["PYLOCK_BIN_DIR"] = str(sync_project.root / "bin")
     early.begin(argv[1:], Settings.from_environ(environ))
     try:
         assert early._started is None
@@ -155,27 +165,111 @@ def test_downloads_the_sync_does_not_want_are_stopped(
     assert not sync_project.archive(app_a).exists()
 
 
-def test_a_sync_that_fails_before_it_installs_stops_the_head_start(
+def test_a_sync_that_fails_before_it_installs_stops_the_head_start_then_says_why(
     sync_project: Project,
     app_a: Build,
     monkeypatch: pytest.MonkeyPatch,
     claims: list[Downloads | None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Field test 7: on a terminal, the head start's bars were cleared after the error was
+    printed below them, and took the error along."""
+    import pylock.progress
+    import pylock.project
+    from pylock.errors import PylockError
+
     sync_project.lock(app_a)
     sync_project.serve(app_a, always=[Throttle(4_096, 0.05)])
-    blocker = sync_project.root / "not-a-dir"
-    blocker.write_text("")
-    # PYLOCK_BIN_DIR is not the fast path's to check, so the head start begins; the sync
-    # then refuses the bin dir before it installs anything.
-    monkeypatch.setenv("PYLOCK_BIN_DIR", str(blocker))
+
+    def unreadable(path: Path) -> object:
+        raise PylockError("the lock went away", hint="put it back")
+
+    # The lock is gone by the time the CLI reads it: the head start had begun.
+    monkeypatch.setattr(pylock.project, "read_lock_and_digest", unreadable)
+    # A terminal: live progress bars, cleared with cursor-up and erase-line.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(pylock.progress, "escapes_work", lambda stream: True)
     assert console(sync_project, monkeypatch) == 1
-    assert "bin" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Downloading" in err, "no bar was drawn: the test shows nothing"
+    assert "the lock went away" in err.rpartition("\033[K")[2]
+    assert "put it back" in err.rpartition("\033[K")[2]
     assert claims == []
     assert sync_project.server.hits(app_a.path) == 1
     assert early._started is None
     assert sync_project.partials() == []
     assert not (sync_project.into / "app").exists()
+
+
+def test_an_interrupt_while_the_head_start_stops_waits_for_its_clean_up(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test 7: a second signal while the downloads were being stopped ended the
+    process with their partial files left."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, always=[Throttle(4_096, 0.05)])
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    early.begin(
+        [*argv, "--mirror", sync_project.mirror], Settings.from_environ(sync_project.environ)
+    )
+    started = early._started
+    assert started is not None
+    real_wait = Downloads.wait
+    waits: list[str] = []
+
+    def interrupted_once(self: Downloads, sha256: str) -> BaseException | None:
+        waits.append(sha256)
+        if len(waits) == 1:
+            raise KeyboardInterrupt
+        return real_wait(self, sha256)
+
+    monkeypatch.setattr(Downloads, "wait", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        early.abandon()
+    assert len(waits) == 2 and started.stop.is_set()
+    assert sync_project.partials() == []
+    assert early._started is None
+
+
+def test_a_download_that_ended_before_the_sync_looked_is_not_fetched_again(
+    sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test 7: one archive stored before the sync claimed the head start made it
+    stop the others, and download them again from the start."""
+    import time
+
+    from pylock import cli
+
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a)
+    sync_project.serve(tool, always=[Throttle(len(tool.data) // 40 + 1, 0.02)])
+    settings = Settings.from_environ(sync_project.environ)
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    argv += ["--mirror", sync_project.mirror]
+    early.begin(argv, settings)
+    started = early._started
+    assert started is not None and len(started.jobs) == 2
+    deadline = time.monotonic() + 10
+    while not sync_project.archive(app_a).is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not sync_project.archive(tool).is_file(), "too fast to show anything"
+    taken: list[Downloads | None] = []
+    real_claim = early.claim
+
+    def spying(*args: object, **kwargs: object) -> Downloads | None:
+        taken.append(real_claim(*args, **kwargs))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(early, "claim", spying)
+    try:
+        assert cli.main(argv, settings=settings) == 0
+    finally:
+        early.abandon()
+    assert taken == [started]
+    assert sync_project.server.hits(app_a.path) == 1
+    assert sync_project.server.hits(tool.path) == 1
+    for name in ("app", "tool"):
+        assert (sync_project.into / name / ".pylock" / "install.json").is_file()
 
 
 def test_sigterm_during_the_head_start_stops_its_downloads(
@@ -193,20 +287,14 @@ def test_sigterm_during_the_head_start_stops_its_downloads(
     sync_project.serve(app_a, always=[Stall(5.0)])
     waiting = threading.Event()
     real_wait = Downloads.wait_started
+    started: list[Downloads] = []
 
     def wait_started(self: Downloads, timeout: float) -> None:
+        started.append(self)
         waiting.set()
         real_wait(self, timeout)
 
     monkeypatch.setattr(Downloads, "wait_started", wait_started)
-    stopped: list[Downloads] = []
-    real_stop = Downloads.stop_all
-
-    def stop_all(self: Downloads) -> None:
-        real_stop(self)
-        stopped.append(self)
-
-    monkeypatch.setattr(Downloads, "stop_all", stop_all)
 
     def terminate() -> None:
         if waiting.wait(10):
@@ -215,7 +303,10 @@ def test_sigterm_during_the_head_start_stops_its_downloads(
     threading.Thread(target=terminate, daemon=True).start()
     assert console(sync_project, monkeypatch) == 143
     assert capsys.readouterr().err.endswith("pylock: terminated\n")
-    assert len(stopped) == 1 and early._started is None
+    [downloads] = started
+    assert downloads.stop.is_set()
+    assert downloads.wait(downloads.jobs[0].artifact.sha256) is not None  # stopped
+    assert early._started is None
     assert sync_project.partials() == []
     assert not sync_project.archive(app_a).exists()
     # The handler was put back.

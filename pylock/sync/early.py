@@ -73,15 +73,22 @@ def reporter(verbosity: int, color: bool, dumb_terminal: bool) -> Reporter | Non
 def claim(
     jobs: Sequence[Job], cache: Cache, options: FetchOptions, reporter: Reporter
 ) -> Downloads | None:
-    """The head start's downloads, if they are exactly ``jobs`` fetched this way; else
-    ``None``, and any head start is stopped."""
+    """The head start's downloads, if they are ``jobs`` fetched this way; else ``None``,
+    and any head start is stopped.
+
+    Those it began besides ``jobs`` must be in the cache by now: downloads that ended
+    before the sync looked (the sync installs them as cache hits). Anything else means
+    the sync decided otherwise.
+    """
     global _started
     started, _started = _started, None
     if started is None:
         return None
+    wanted = set(jobs)
+    ended = [job for job in started.jobs if job not in wanted]
     if (
-        set(started.jobs) == set(jobs)
-        and len(started.jobs) == len(jobs)
+        wanted <= set(started.jobs)
+        and all(cache.lookup(j.artifact.sha256, j.artifact.filename) for j in ended)
         and started.cache.root == cache.root
         and started.options == options
         and started.options.settings is options.settings
@@ -93,11 +100,26 @@ def claim(
 
 
 def abandon() -> None:
-    """Stop the head start's downloads if no sync claimed them (it failed before)."""
+    """Stop the head start's downloads if no sync claimed them (it failed before).
+
+    Returns once they have removed their partial files. A Ctrl-C or SIGTERM meanwhile does
+    not cut that short: it is raised again afterwards.
+    """
     global _started
     started, _started = _started, None
-    if started is not None:
-        started.stop_all()
+    if started is None:
+        return
+    started.stop.set()
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            started.wait("")
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            continue
+        break
+    if interrupted is not None:
+        raise interrupted
 
 
 def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
@@ -106,10 +128,16 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     options = sync_options(argv)
     if options is None or any(name in options for name in _NOT_HERE):
         return None
+    # argparse reads `--into --offline` as a missing value, and refuses an unknown colour:
+    # the full sync will stop with a usage error, so nothing is downloaded for it.
+    if any(isinstance(v, str) and v.startswith("-") for v in options.values()):
+        return None
+    if options.get("--color", "auto") not in ("auto", "always", "never"):
+        return None
     if settings.offline or settings.remote_cache or settings.remote_cache_push:
         return None
-    if settings.no_origin:
-        return None
+    if settings.no_origin or settings.bin_dir:
+        return None  # the bin dir's checks are the full sync's (as for the fast path)
     project = Path(os.path.abspath(os.path.expanduser(str(options.get("--project") or "."))))
     into = options.get("--into") or settings.install_dir
     # As the CLI works them out (pylock.cli.Context): it compares what it gets.

@@ -315,7 +315,8 @@ def execute_sync(
             reinstall=reinstall,
             downloads=downloads,
             feeds=feeds,
-            streams={sha256: unique_misses[sha256] for sha256 in feeds},
+            # A head start's download that ended before the sync looked is a cache hit.
+            streams={sha256: job for sha256, job in unique_misses.items() if sha256 in feeds},
         )
         # Hits first: they start extracting while the misses are still downloading.
         installed, elsewhere, errors = _install_all(installer, hits + misses, jobs)
