@@ -23,7 +23,7 @@ import hashlib
 import os
 import sys
 
-from pylock.ownfiles import is_temporary_of, read_own_file
+from pylock.ownfiles import PROJECT_FILE_LIMIT, is_temporary_of, read_own_file
 from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
@@ -73,7 +73,7 @@ def file_sha256(path: str) -> str | None:
     """The sha256 of a project file (the lock, the config), or ``None`` if it cannot be
     read as one: a pipe in its place must not hang a sync."""
     try:
-        data = read_own_file(path, 256 * 1024 * 1024, follow_symlinks=True)
+        data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
     except OSError:
         return None
     return hashlib.sha256(data).hexdigest()

@@ -35,6 +35,10 @@ class RefusedFileError(OSError):
         self.limit = limit
 
 
+#: The most a project's ``pythons.lock`` or ``pythons.toml`` may hold when read this way.
+PROJECT_FILE_LIMIT = 256 * 1024 * 1024
+
+
 def _too_large(name: str, limit: int) -> RefusedFileError:
     size = f"{limit >> 20} MiB" if limit and limit % 2**20 == 0 else f"{limit} bytes"
     return RefusedFileError(name, limit, f"larger than {size}")

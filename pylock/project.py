@@ -74,10 +74,12 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
 
     from pylock.fsutil import display_path
     from pylock.lockfile import REPAIR_HINT, loads
+    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
 
     shown = display_path(lock_path)
     try:
-        data = lock_path.read_bytes()
+        # Never a pipe or a device in its place, which would hang the sync or never end.
+        data = read_own_file(lock_path, PROJECT_FILE_LIMIT, follow_symlinks=True)
         # As read_text would: universal newlines.
         text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
@@ -85,7 +87,7 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
         ) from None
     except OSError as exc:
-        raise PylockError(f"cannot read {lock_path}: {exc.strerror}") from None
+        raise PylockError(f"cannot read {lock_path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
     return loads(text, filename=shown), hashlib.sha256(data).hexdigest()

@@ -311,3 +311,20 @@ def test_sigterm_during_the_head_start_stops_its_downloads(
     assert not sync_project.archive(app_a).exists()
     # The handler was put back.
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.timeout(30)
+def test_a_pipe_or_device_as_the_lock_is_refused_at_once(
+    sync_project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Field test 7: the head start declined a FIFO as ``pythons.lock``, but the full sync
+    then blocked on it for ever (reading ``/dev/zero`` in its place would never end)."""
+    lock = sync_project.root / "pythons.lock"
+    os.mkfifo(lock)
+    assert console(sync_project, monkeypatch) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    lock.unlink()
+    lock.symlink_to("/dev/zero")
+    assert console(sync_project, monkeypatch) == 1
+    assert "not a regular file" in capsys.readouterr().err

@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 #: repeated ``--rewrite``), or they change where archives come from.
 _NOT_HERE = ("--rewrite", "--remote-cache", "--push", "--no-origin", "--offline")
 
-#: The largest lock read here (the fast path's bound); a larger one gets no head start.
-_MAX_LOCK_BYTES = 256 * 1024 * 1024
-
 #: The downloads :func:`begin` started, until the sync claims them (or they are abandoned).
 _started: Downloads | None = None
 
@@ -148,10 +145,11 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
         return None  # the full sync recovers an interrupted one first, then plans again
     from pylock.fsutil import LOCK_FILENAME
     from pylock.lockfile import loads
-    from pylock.ownfiles import read_own_file
+    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
 
-    # Bounded, and never a pipe (which would hang), as the fast path reads it.
-    data = read_own_file(str(project / LOCK_FILENAME), _MAX_LOCK_BYTES, follow_symlinks=True)
+    # Bounded, and never a pipe (which would hang), as the full sync reads it.
+    path = str(project / LOCK_FILENAME)
+    data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
     text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as the CLI reads it
     lock = loads(text, filename=LOCK_FILENAME)
     from pylock.net.options import FetchOptions
