@@ -530,8 +530,12 @@ def config_digest(document: Mapping[str, Any], *, aliases: bool = True) -> str:
 
 
 def _read_text(path: Path) -> str:
+    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
+
+    # Bounded, and never a pipe or device, which would hang or never end.
+    data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
     # utf-8-sig: Windows editors like to start files with a byte-order mark TOML forbids.
-    return path.read_bytes().decode("utf-8-sig")
+    return data.decode("utf-8-sig")
 
 
 def digests_of_file(path: Path) -> tuple[str, ...]:

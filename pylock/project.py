@@ -45,7 +45,7 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
     from pylock.lockfile import REPAIR_HINT, loads
 
     try:
-        text = lock_path.read_text(encoding="utf-8")
+        text = _read_lock_text(lock_path)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,14 +74,11 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
 
     from pylock.fsutil import display_path
     from pylock.lockfile import REPAIR_HINT, loads
-    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
 
     shown = display_path(lock_path)
     try:
-        # Never a pipe or a device in its place, which would hang the sync or never end.
-        data = read_own_file(lock_path, PROJECT_FILE_LIMIT, follow_symlinks=True)
-        # As read_text would: universal newlines.
-        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        data = _read_lock_bytes(lock_path)
+        text = _lock_text(data)
     except FileNotFoundError:
         raise PylockError(
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
@@ -134,6 +131,23 @@ def _kept_lock(path: Path, lock_filename: str) -> Path:
     return lock
 
 
+def _read_lock_bytes(lock_path: Path) -> bytes:
+    """The lock's bytes: bounded, and never from a pipe or device, which would hang (the
+    fast path and ``sync`` read it the same way)."""
+    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
+
+    return read_own_file(lock_path, PROJECT_FILE_LIMIT, follow_symlinks=True)
+
+
+def _lock_text(data: bytes) -> str:
+    """The lock's text, with universal newlines (as ``read_text`` gives it)."""
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_lock_text(lock_path: Path) -> str:
+    return _lock_text(_read_lock_bytes(lock_path))
+
+
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {exc.start})"
@@ -155,7 +169,7 @@ def recover_previous(
     from pylock.resolve import pick_recovered
 
     try:
-        data = lock_path.read_bytes()
+        data = _read_lock_bytes(lock_path)
     except FileNotFoundError:
         return None, None
     except OSError as exc:
@@ -369,7 +383,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     if outcome.recovered:
         request.reporter.warn(outcome.recovered)
     try:
-        before = lock_path.read_text(encoding="utf-8")
+        before = _read_lock_text(lock_path)
     except (OSError, UnicodeDecodeError):
         before = None
     from pylock.diff import diff_locks, empty_lock, summary_lines

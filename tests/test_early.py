@@ -328,3 +328,20 @@ def test_a_pipe_or_device_as_the_lock_is_refused_at_once(
     lock.symlink_to("/dev/zero")
     assert console(sync_project, monkeypatch) == 1
     assert "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", ["pythons.toml", "pythons.lock"])
+def test_lock_refuses_a_pipe_as_its_config_or_old_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """``lock`` reads pythons.toml and the old lock the way ``sync`` reads the lock."""
+    from pylock import cli
+
+    if name == "pythons.lock":
+        (tmp_path / "pythons.toml").write_text('[python.app]\nversion = "3.12"\n')
+    os.mkfifo(tmp_path / name)
+    code = cli.main(["--project", str(tmp_path), "lock", "--check"], environ={})
+    assert code != 0
+    assert "not a regular file" in capsys.readouterr().err
