@@ -92,7 +92,7 @@ def claim(
         and started.reporter is reporter
     ):
         return started
-    started.stop_all()
+    _stop(started)
     return None
 
 
@@ -104,8 +104,12 @@ def abandon() -> None:
     """
     global _started
     started, _started = _started, None
-    if started is None:
-        return
+    if started is not None:
+        _stop(started)
+
+
+def _stop(started: Downloads) -> None:
+    """Stop ``started`` and wait until its partial files are gone, whatever comes between."""
     started.stop.set()
     interrupted: KeyboardInterrupt | None = None
     while True:
