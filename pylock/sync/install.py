@@ -471,8 +471,8 @@ def _install_locked(
         os.chmod(tmp, mode & ~0o002)
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
-    fixups = fixup(tmp, final, reporter.warn) if fixup is not None else None
     try:
+        fixups = fixup(tmp, final, reporter.warn) if fixup is not None else None
         entries, layout = _extract(
             archive,
             tmp,
