@@ -1083,17 +1083,18 @@ def main(
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     try:
-        return int(args.handler(ctx))
+        try:
+            return int(args.handler(ctx))
+        except BaseException:
+            _end_head_start()  # before anything is said below its progress bars
+            raise
     except UsageError as exc:
-        _end_head_start()
         report_error(exc, color=ctx.color)
         return 2
     except PylockError as exc:
-        _end_head_start()
         report_error(exc, color=ctx.color)
         return 1
     except OSError as exc:
-        _end_head_start()
         # The file system refused something no command expected to fail (a directory
         # turned read-only, a disk that filled up): say what, without a traceback.
         if isinstance(exc, BrokenPipeError):
@@ -1112,11 +1113,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 1
     except Terminated:
-        _end_head_start()
         sys.stderr.write("pylock: terminated\n")
         return 143
     except KeyboardInterrupt:
-        _end_head_start()
         sys.stderr.write("pylock: interrupted\n")
         return 130
 
