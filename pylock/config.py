@@ -530,10 +530,9 @@ def config_digest(document: Mapping[str, Any], *, aliases: bool = True) -> str:
 
 
 def _read_text(path: Path) -> str:
-    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
+    from pylock.ownfiles import read_project_file
 
-    # Bounded, and never a pipe or device, which would hang or never end.
-    data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
+    data = read_project_file(path)
     # utf-8-sig: Windows editors like to start files with a byte-order mark TOML forbids.
     return data.decode("utf-8-sig")
 

@@ -23,13 +23,13 @@ import hashlib
 import os
 import sys
 
-from pylock.ownfiles import PROJECT_FILE_LIMIT, is_temporary_of, read_own_file
+from pylock.ownfiles import is_temporary_of, read_own_file, read_project_file
 from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from pylock.settings import Settings
 
@@ -73,7 +73,7 @@ def file_sha256(path: str) -> str | None:
     """The sha256 of a project file (the lock, the config), or ``None`` if it cannot be
     read as one: a pipe in its place must not hang a sync."""
     try:
-        data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
+        data = read_project_file(path)
     except OSError:
         return None
     return hashlib.sha256(data).hexdigest()
@@ -144,6 +144,17 @@ def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
     return options if seen_sync else None
 
 
+def sync_dirs(options: Mapping[str, str | bool], settings: Settings) -> tuple[str, str]:
+    """The project directory and the install directory of a sync with ``options`` (from
+    :func:`sync_options`), absolute, as the CLI works them out: ``--into``, else
+    ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock."""
+    project = os.path.abspath(os.path.expanduser(str(options.get("--project") or os.getcwd())))
+    into = options.get("--into") or settings.install_dir
+    if into:
+        return project, os.path.abspath(os.path.expanduser(str(into)))
+    return project, os.path.join(project, ".pythons")
+
+
 def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     """If ``argv`` is a sync with provably nothing to do, the line to tell the user.
 
@@ -153,13 +164,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     options = sync_options(argv)
     if options is None or settings.bin_dir:
         return None
-    project = os.path.expanduser(str(options.get("--project") or os.getcwd()))
-    into = options.get("--into") or settings.install_dir
-    dest = (
-        os.path.abspath(os.path.expanduser(str(into)))
-        if into
-        else os.path.join(os.path.abspath(project), ".pythons")
-    )
+    project, dest = sync_dirs(options, settings)
     state = read_state(dest)
     if state is None or state.get("host") != host_fingerprint():
         return None

@@ -697,6 +697,16 @@ def refuse_newer(text: str, *, filename: str = LOCK_FILENAME) -> None:
             raise _unsupported_version(filename, version)
 
 
+def lock_text(data: bytes) -> str:
+    """The text of a lock file's bytes, with universal newlines (as ``read_text`` gives
+    it); ``UnicodeDecodeError`` if they are not UTF-8.
+
+    >>> lock_text(b"a\\r\\nb\\rc\\n")
+    'a\\nb\\nc\\n'
+    """
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:
     """Parse and validate the text of a lock file."""
     conflict = find_conflict(text)

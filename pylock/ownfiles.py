@@ -83,6 +83,13 @@ def read_own_file(
     return data
 
 
+def read_project_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a project's ``pythons.lock`` or ``pythons.toml``: a regular file (a
+    symlink to one is fine) of at most :data:`PROJECT_FILE_LIMIT` bytes, never a pipe or a
+    device, which would hang the command or never end (see :func:`read_own_file`)."""
+    return read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
+
+
 def is_temporary_of(name: str, entry: str) -> bool:
     """Whether ``entry`` is a temporary file of an atomic write of ``name``:
     ``.NAME.<random>.tmp``, as ``fsutil.atomic_write_bytes`` names them (and ``tempfile``

@@ -73,12 +73,13 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
     import hashlib
 
     from pylock.fsutil import display_path
-    from pylock.lockfile import REPAIR_HINT, loads
+    from pylock.lockfile import REPAIR_HINT, loads, lock_text
+    from pylock.ownfiles import read_project_file
 
     shown = display_path(lock_path)
     try:
-        data = _read_lock_bytes(lock_path)
-        text = _lock_text(data)
+        data = read_project_file(lock_path)
+        text = lock_text(data)
     except FileNotFoundError:
         raise PylockError(
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
@@ -131,21 +132,11 @@ def _kept_lock(path: Path, lock_filename: str) -> Path:
     return lock
 
 
-def _read_lock_bytes(lock_path: Path) -> bytes:
-    """The lock's bytes: bounded, and never from a pipe or device, which would hang (the
-    fast path and ``sync`` read it the same way)."""
-    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
-
-    return read_own_file(lock_path, PROJECT_FILE_LIMIT, follow_symlinks=True)
-
-
-def _lock_text(data: bytes) -> str:
-    """The lock's text, with universal newlines (as ``read_text`` gives it)."""
-    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-
-
 def _read_lock_text(lock_path: Path) -> str:
-    return _lock_text(_read_lock_bytes(lock_path))
+    from pylock.lockfile import lock_text
+    from pylock.ownfiles import read_project_file
+
+    return lock_text(read_project_file(lock_path))
 
 
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
@@ -166,10 +157,11 @@ def recover_previous(
     done, for the user.
     """
     from pylock.lockfile import find_conflict, loads, make_lock, refuse_newer, salvage
+    from pylock.ownfiles import read_project_file
     from pylock.resolve import pick_recovered
 
     try:
-        data = _read_lock_bytes(lock_path)
+        data = read_project_file(lock_path)
     except FileNotFoundError:
         return None, None
     except OSError as exc:

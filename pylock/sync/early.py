@@ -124,7 +124,7 @@ def _stop(started: Downloads) -> None:
 
 
 def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
-    from pylock.fastpath import LEFTOVER_PREFIXES, sync_options
+    from pylock.fastpath import LEFTOVER_PREFIXES, sync_dirs, sync_options
 
     options = sync_options(argv)
     if options is None or any(name in options for name in _NOT_HERE):
@@ -139,23 +139,18 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
         return None
     if settings.no_origin or settings.bin_dir:
         return None  # the bin dir's checks are the full sync's (as for the fast path)
-    project = Path(os.path.abspath(os.path.expanduser(str(options.get("--project") or "."))))
-    into = options.get("--into") or settings.install_dir
-    # As the CLI works them out (pylock.cli.Context): it compares what it gets.
-    dest = Path(os.path.abspath(Path(str(into)).expanduser())) if into else project / ".pythons"
+    project, dest = sync_dirs(options, settings)
     if os.path.lexists(dest) and not os.path.isdir(dest):
         return None  # the full sync refuses it: nothing to download for
     if os.path.isdir(dest) and any(e.startswith(LEFTOVER_PREFIXES) for e in os.listdir(dest)):
         return None  # the full sync recovers an interrupted one first, then plans again
     from pylock.fsutil import LOCK_FILENAME
-    from pylock.lockfile import loads
-    from pylock.ownfiles import PROJECT_FILE_LIMIT, read_own_file
+    from pylock.lockfile import loads, lock_text
+    from pylock.ownfiles import read_project_file
 
-    # Bounded, and never a pipe (which would hang), as the full sync reads it.
-    path = str(project / LOCK_FILENAME)
-    data = read_own_file(path, PROJECT_FILE_LIMIT, follow_symlinks=True)
-    text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as the CLI reads it
-    lock = loads(text, filename=LOCK_FILENAME)
+    # As the full sync reads it (pylock.project.read_lock_and_digest).
+    data = read_project_file(os.path.join(project, LOCK_FILENAME))
+    lock = loads(lock_text(data), filename=LOCK_FILENAME)
     from pylock.net.options import FetchOptions
     from pylock.platforms import host
     from pylock.progress import Reporter, want_color
@@ -163,7 +158,7 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     from pylock.sync.downloads import cache_misses, start_downloads
     from pylock.sync.plan import plan_sync
 
-    plan = plan_sync(lock, dest_root=dest, platform=host())
+    plan = plan_sync(lock, dest_root=Path(dest), platform=host())
     cache = Cache.from_settings(settings)
     misses = cache_misses(plan.jobs, cache)[1]
     if not misses:
