@@ -88,7 +88,7 @@ class Context:
 
     def read_lock(self, path: Path | None = None) -> LockFile:
         """Read and validate the lock, or explain how to create it."""
-        from pylock.project import read_lock
+        from pylock.lockio import read_lock
 
         return read_lock(path or self.lock_path)
 
@@ -544,7 +544,7 @@ def _warn_if_config_changed(ctx: Context, lock: LockFile) -> None:
 
 def _cmd_sync(ctx: Context) -> int:
     from pylock.fastpath import options_key
-    from pylock.project import read_lock_and_digest
+    from pylock.lockio import read_lock_and_digest
     from pylock.sync.execute import SyncRequest, run_sync
 
     args = ctx.args

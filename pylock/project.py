@@ -1,8 +1,8 @@
 """``pylock lock``: read ``pythons.toml`` and the old lock, resolve, produce the new lock text.
 
 Nothing here writes files or prints; the CLI decides what to do with the outcome
-(write it, show it, or compare it for ``--check``). Also the other uses of lock files
-read from disk: :func:`read_lock`, and ``cache prune --keep-lock`` (:func:`prune_cache`).
+(write it, show it, or compare it for ``--check``). Also ``cache prune --keep-lock``
+(:func:`prune_cache`), which reads other projects' locks (through :mod:`pylock.lockio`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import LockFileError, Problem, PylockError, UsageError
+from pylock.errors import LockFileError, PylockError, UsageError
+from pylock.lockio import read_lock, read_lock_text, read_previous, unreadable
 
 if TYPE_CHECKING:
     from pylock.config import Config
@@ -38,57 +39,6 @@ class LockOutcome:
     previous: LockFile | None
     #: What was wrong with a lock that could not be read, and what ``lock`` did about it.
     recovered: str | None = None
-
-
-def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
-    """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
-    from pylock.lockfile import REPAIR_HINT, loads
-
-    try:
-        text = _read_lock_text(lock_path)
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        if ignore_invalid:
-            return None
-        raise LockFileError(
-            lock_path.name, [Problem("", _unreadable(exc))], hint=REPAIR_HINT
-        ) from None
-    try:
-        return loads(text, filename=lock_path.name)
-    except LockFileError:
-        if ignore_invalid:
-            return None
-        raise
-
-
-def read_lock(lock_path: Path) -> LockFile:
-    """Read and validate a lock that must exist, or explain how to create or repair it."""
-    return read_lock_and_digest(lock_path)[0]
-
-
-def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
-    """:func:`read_lock`, and the sha256 of the very bytes it parsed (the file may change
-    while a sync runs; the fast-path state must name what the sync installed)."""
-    import hashlib
-
-    from pylock.fsutil import display_path
-    from pylock.lockfile import REPAIR_HINT, loads, lock_text
-    from pylock.ownfiles import read_project_file
-
-    shown = display_path(lock_path)
-    try:
-        data = read_project_file(lock_path)
-        text = lock_text(data)
-    except FileNotFoundError:
-        raise PylockError(
-            f"no lock file at {lock_path}", hint="create it with `pylock lock`"
-        ) from None
-    except OSError as exc:
-        raise PylockError(f"cannot read {lock_path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise LockFileError(shown, [Problem("", _unreadable(exc))], hint=REPAIR_HINT) from None
-    return loads(text, filename=shown), hashlib.sha256(data).hexdigest()
 
 
 def prune_cache(
@@ -132,19 +82,6 @@ def _kept_lock(path: Path, lock_filename: str) -> Path:
     return lock
 
 
-def _read_lock_text(lock_path: Path) -> str:
-    from pylock.lockfile import lock_text
-    from pylock.ownfiles import read_project_file
-
-    return lock_text(read_project_file(lock_path))
-
-
-def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not valid UTF-8 (byte {exc.start})"
-    return f"cannot read: {exc.strerror or exc}"
-
-
 def recover_previous(
     lock_path: Path, config: Config, host_platform: Platform | None, index: Index | None = None
 ) -> tuple[LockFile | None, str | None]:
@@ -165,11 +102,11 @@ def recover_previous(
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"{lock_path.name}: {_unreadable(exc)}; resolved every entry afresh"
+        return None, f"{lock_path.name}: {unreadable(exc)}; resolved every entry afresh"
     try:
         return loads(data.decode("utf-8"), filename=lock_path.name), None
     except UnicodeDecodeError as exc:
-        what = f"is {_unreadable(exc)}"
+        what = f"is {unreadable(exc)}"
         text = data.decode("utf-8", errors="replace")
     except LockFileError as exc:
         # A lock from a newer pylock is not broken: salvaging it would downgrade it.
@@ -375,7 +312,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     if outcome.recovered:
         request.reporter.warn(outcome.recovered)
     try:
-        before = _read_lock_text(lock_path)
+        before = read_lock_text(lock_path)
     except (OSError, UnicodeDecodeError):
         before = None
     from pylock.diff import diff_locks, empty_lock, summary_lines

@@ -39,7 +39,7 @@ class LabelledLock:
 def working_tree_lock(lock_path: Path) -> LabelledLock:
     """The project's lock; a missing one is empty, so a deleted lock shows every entry removed."""
     from pylock.diff import empty_lock
-    from pylock.project import read_lock
+    from pylock.lockio import read_lock
 
     if not lock_path.exists():
         return LabelledLock(empty_lock(), f"{LOCK_FILENAME} (missing)")
@@ -102,7 +102,7 @@ def locks_to_compare(
 def _read_given(path: Path) -> LockFile:
     """A lock file named on the command line; its errors say what ``diff`` expects."""
     from pylock.lockfile import UPGRADE_HINT
-    from pylock.project import read_lock
+    from pylock.lockio import read_lock
 
     try:
         return read_lock(path)

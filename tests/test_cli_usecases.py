@@ -14,9 +14,9 @@ import pytest
 
 from pylock.cli import main
 from pylock.errors import LockFileError, PylockError, UsageError
+from pylock.lockio import read_lock
 from pylock.net.fetch import FetchOptions
 from pylock.progress import Reporter
-from pylock.project import read_lock
 from pylock.review import find_outdated_now, locks_to_compare, working_tree_lock
 from pylock.settings import Settings
 from pylock.sync.cache import Cache, prune_as_asked

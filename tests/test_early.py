@@ -174,8 +174,8 @@ def test_a_sync_that_fails_before_it_installs_stops_the_head_start_then_says_why
 ) -> None:
     """Field test 7: on a terminal, the head start's bars were cleared after the error was
     printed below them, and took the error along."""
+    import pylock.lockio
     import pylock.progress
-    import pylock.project
     from pylock.errors import PylockError
 
     sync_project.lock(app_a)
@@ -185,7 +185,7 @@ def test_a_sync_that_fails_before_it_installs_stops_the_head_start_then_says_why
         raise PylockError("the lock went away", hint="put it back")
 
     # The lock is gone by the time the CLI reads it: the head start had begun.
-    monkeypatch.setattr(pylock.project, "read_lock_and_digest", unreadable)
+    monkeypatch.setattr(pylock.lockio, "read_lock_and_digest", unreadable)
     # A terminal: live progress bars, cleared with cursor-up and erase-line.
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     monkeypatch.setattr(pylock.progress, "escapes_work", lambda stream: True)

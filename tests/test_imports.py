@@ -63,6 +63,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "sync": ("pylock.sync",),
     "usecases": (
         "pylock.project",
+        "pylock.lockio",
         "pylock.init",
         "pylock.direct",
         "pylock.mirror",

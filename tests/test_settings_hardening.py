@@ -235,7 +235,7 @@ def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None
 
 
 def _request(sync_project: Project, **changes: object) -> SyncRequest:
-    from pylock.project import read_lock_and_digest
+    from pylock.lockio import read_lock_and_digest
 
     lock, lock_sha256 = read_lock_and_digest(sync_project.root / "pythons.lock")
     values: dict[str, object] = {

@@ -148,7 +148,7 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     from pylock.lockfile import loads, lock_text
     from pylock.ownfiles import read_project_file
 
-    # As the full sync reads it (pylock.project.read_lock_and_digest).
+    # As the full sync reads it (pylock.lockio.read_lock_and_digest).
     data = read_project_file(os.path.join(project, LOCK_FILENAME))
     lock = loads(lock_text(data), filename=LOCK_FILENAME)
     from pylock.net.options import FetchOptions

@@ -224,6 +224,11 @@ class _Installer:
                     job, self.cache.archive_path(artifact.sha256, artifact.filename), reader
                 )
         except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Ctrl-C (this thread installs when there is one job at a time): end the
+                # download rather than wait for it.
+                self.downloads.stop.set()
+                raise
             restarted = f"{artifact.filename}: download restarted; installing after it"
             if isinstance(exc, StreamRestarted) or reader.restarted:
                 self.reporter.detail(restarted)
@@ -357,16 +362,28 @@ def _install_all(
 ) -> tuple[list[str], list[str], list[tuple[str, BaseException]]]:
     """Install ``ordered`` on a few threads: the names installed, those another process
     installed meanwhile, and each failure."""
-    import concurrent.futures
-
-    from pylock.net.stream import WAIT_STEP
-
     installed: list[str] = []
     elsewhere: list[str] = []
     errors: list[tuple[str, BaseException]] = []
     # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
     # writes on a second thread: more installs than cores only add memory.
     workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
+    if workers == 1:
+        # One at a time, on this thread: no pool to import (4 ms) or hand over to, and
+        # Ctrl-C stops the install under way at once.
+        for job in ordered:
+            try:
+                (installed if installer.install_one(job) else elsewhere).append(job.python.name)
+            except BaseException as exc:
+                errors.append((job.python.name, exc))
+                if not isinstance(exc, Exception):
+                    installer.downloads.stop.set()  # Ctrl-C: no download outlives it
+                    break  # nor does an install start after it
+        return installed, elsewhere, errors
+    import concurrent.futures
+
+    from pylock.net.stream import WAIT_STEP
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(installer.install_one, job) for job in ordered]
         for job, future in zip(ordered, futures, strict=True):

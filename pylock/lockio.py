@@ -1,0 +1,82 @@
+"""``pythons.lock`` on disk: read, validated, and explained when it cannot be.
+
+Every command that reads a lock reads it here: ``sync``, ``list``, ``diff``, ``verify``,
+``mirror``, and ``lock`` itself (the lock it builds on). They need nothing of resolving,
+which :mod:`pylock.project` does, so a sync does not import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pylock.errors import LockFileError, Problem, PylockError
+
+if TYPE_CHECKING:
+    from pylock.lockfile import LockFile
+
+
+def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
+    """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
+    from pylock.lockfile import REPAIR_HINT, loads
+
+    try:
+        text = read_lock_text(lock_path)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        if ignore_invalid:
+            return None
+        raise LockFileError(
+            lock_path.name, [Problem("", unreadable(exc))], hint=REPAIR_HINT
+        ) from None
+    try:
+        return loads(text, filename=lock_path.name)
+    except LockFileError:
+        if ignore_invalid:
+            return None
+        raise
+
+
+def read_lock(lock_path: Path) -> LockFile:
+    """Read and validate a lock that must exist, or explain how to create or repair it."""
+    return read_lock_and_digest(lock_path)[0]
+
+
+def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
+    """:func:`read_lock`, and the sha256 of the very bytes it parsed (the file may change
+    while a sync runs; the fast-path state must name what the sync installed)."""
+    import hashlib
+
+    from pylock.fsutil import display_path
+    from pylock.lockfile import REPAIR_HINT, loads, lock_text
+    from pylock.ownfiles import read_project_file
+
+    shown = display_path(lock_path)
+    try:
+        data = read_project_file(lock_path)
+        text = lock_text(data)
+    except FileNotFoundError:
+        raise PylockError(
+            f"no lock file at {lock_path}", hint="create it with `pylock lock`"
+        ) from None
+    except OSError as exc:
+        raise PylockError(f"cannot read {lock_path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LockFileError(shown, [Problem("", unreadable(exc))], hint=REPAIR_HINT) from None
+    return loads(text, filename=shown), hashlib.sha256(data).hexdigest()
+
+
+def read_lock_text(lock_path: Path) -> str:
+    """The lock's text, decoded, without validating it (``OSError``, ``UnicodeDecodeError``)."""
+    from pylock.lockfile import lock_text
+    from pylock.ownfiles import read_project_file
+
+    return lock_text(read_project_file(lock_path))
+
+
+def unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """What is wrong with a lock file that cannot be read, as a problem's words."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte {exc.start})"
+    return f"cannot read: {exc.strerror or exc}"
