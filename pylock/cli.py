@@ -31,6 +31,8 @@ from pylock.interrupts import Terminated
 if TYPE_CHECKING:
     import subprocess
 
+    from _typeshed import SupportsWrite
+
     from pylock.lockfile import LockFile
     from pylock.net.options import FetchOptions
     from pylock.net.registry import RemoteCache
@@ -257,14 +259,32 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _OutputLost(Exception):
+    """Help or version text that could not be written to stdout (its cause says why)."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, whose usage errors first end a sync's head start (see
     :mod:`pylock.sync.early`): its progress bars, cleared when it stops, would take the
-    message printed below them along."""
+    message printed below them along. Help and version text that cannot be written is
+    an error, where argparse ignores it."""
 
     def error(self, message: str) -> NoReturn:
         _end_head_start()
         super().error(message)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse drops a failed write: `pylock --help > /dev/full` said nothing and
+        # exited 0. A reader that went away (`| head`) is no error, as everywhere.
+        stream = file or sys.stderr
+        try:
+            if message:
+                stream.write(message)
+        except BrokenPipeError:
+            pass
+        except OSError as exc:
+            if stream is sys.stdout:
+                raise _OutputLost() from exc
 
 
 def _end_head_start() -> None:
@@ -1069,6 +1089,9 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    except _OutputLost as lost:
+        sys.stderr.write(f"pylock: cannot write the output: {lost.__cause__}\n")
+        return 1
     from pylock.settings import Settings
 
     _utf8_when_redirected(sys.stdout)

@@ -522,3 +522,34 @@ def test_python_m_pylock_prints_everything_before_it_ends(tmp_path: Path) -> Non
     assert len(done.stdout) > 1000 and done.stdout.endswith("\n")
     bad = python_m_pylock("list", "--no-such-flag")
     assert bad.returncode == 2 and "--no-such-flag" in bad.stderr
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sync", "--help"]])
+def test_help_that_cannot_be_written_is_an_error(
+    tmp_path: Path, argv: list[str], unbuffered: bool
+) -> None:
+    """argparse ignores a failed write: with PYTHONUNBUFFERED=1 (common in Dockerfiles),
+    `pylock --help > /dev/full` said nothing and exited 0. A reader that goes away
+    (`pylock --help | head -1`) is still no error."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    command = [sys.executable, "-m", "pylock", *argv]
+    with open("/dev/full", "w") as full:
+        lost = subprocess.run(
+            command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+        )
+    assert lost.returncode == 1
+    assert lost.stderr == "pylock: cannot write the output: [Errno 28] No space left on device\n"
+    reader = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # gone before a word is written
+    assert reader.wait(timeout=60) == 0
+    assert reader.stderr.read() == ""
+    reader.stderr.close()
