@@ -19,13 +19,16 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Re-exported: the bounded reads live in a module of their own, which the no-op fast path
 # imports without this one's imports.
 from pylock.ownfiles import RefusedFileError as RefusedFileError
 from pylock.ownfiles import is_temporary_of
 from pylock.ownfiles import read_own_file as read_own_file
+
+if TYPE_CHECKING:
+    from threading import Event
 
 #: The project file people edit.
 CONFIG_FILENAME = "pythons.toml"
@@ -341,16 +344,22 @@ class FileLock:
             self._fd = fd
             return True
 
-    def acquire(self, timeout: float | None = None, *, poll: float = 0.05) -> None:
+    def acquire(
+        self, timeout: float | None = None, *, poll: float = 0.05, stop: Event | None = None
+    ) -> None:
         """Wait for the lock, at most ``timeout`` seconds (``None``: for ever).
 
-        Raises :class:`LockTimeout` when the time is up; ``timeout=0`` tries once.
+        Raises :class:`LockTimeout` when the time is up, or as soon as ``stop`` is set (a
+        worker thread of a command interrupted with Ctrl-C); ``timeout=0`` tries once.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.try_acquire():
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockTimeout(self.path)
-            time.sleep(poll)
+            if stop is None:
+                time.sleep(poll)
+            elif stop.wait(poll):
+                raise LockTimeout(self.path)
 
     def release(self) -> None:
         """Let go of the lock (a lock not held is left alone)."""

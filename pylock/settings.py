@@ -78,6 +78,22 @@ def host_windows_arch(default: str = "") -> str:
     return windows_arch(os.environ, default)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity set where the system keeps one
+    (``taskset``, a container's cpuset; Linux), else every CPU it has; at least 1.
+
+    ``os.cpu_count()`` counts the machine's: under ``taskset -c 0`` on two cores a sync
+    ran two installs side by side on the one core it had.
+    """
+    counter = getattr(os, "process_cpu_count", None)  # Python 3.13
+    if counter is not None:
+        return max(1, counter() or 1)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call here
+        return max(1, os.cpu_count() or 1)
+
+
 def parse_size(text: str) -> int:
     """Parse a size such as ``500M``, ``2G``, ``1.5GiB``, ``800MB`` or ``123`` into bytes.
 

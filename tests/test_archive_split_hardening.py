@@ -36,7 +36,14 @@ from tests.indexdata import locked_python
 
 ARCHIVE_DIR = Path(pylock.__file__).parent / "archive"
 #: What the archive layer may import from pylock, besides itself.
-ARCHIVE_MAY_IMPORT = {"pylock.errors", "pylock.fsutil", "pylock.bounded", "pylock.versions"}
+#: The foundation modules the archive layer uses (settings: how many CPUs it may use).
+ARCHIVE_MAY_IMPORT = {
+    "pylock.errors",
+    "pylock.fsutil",
+    "pylock.bounded",
+    "pylock.settings",
+    "pylock.versions",
+}
 HEX = "ab" * 32
 
 

@@ -318,6 +318,40 @@ def test_ctrl_c_stops_a_cold_sync_soon_and_leaves_nothing_half_done(
     assert not sync_project.archive(app_b).exists()
 
 
+def test_ctrl_c_ends_a_wait_for_another_process_on_a_worker_thread(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """Field test 8: with two interpreters on two worker threads, Ctrl-C was ignored while
+    one of them waited for another process's install of the same name (it took a third
+    Ctrl-C, or the other process's end)."""
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    from pylock.sync.install import LOCKS_DIR
+
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    # Another process is installing `app` into the same directory, and does not finish.
+    (sync_project.into / LOCKS_DIR).mkdir(parents=True)
+    other = FileLock(sync_project.into / LOCKS_DIR / "app.lock")
+    other.acquire(timeout=0)
+
+    def waiting(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 30
+        while not (sync_project.into / "tool").is_dir() and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(1.5)  # `app` has waited over a second: "waiting for another ..."
+
+    try:
+        took, code, err = _interrupt(sync_project, sync_project.sync_command("-j", "2"), waiting)
+    finally:
+        other.release()
+    assert took < 5, err
+    assert "waiting for another pylock process" in err
+    _assert_interrupted_cleanly(sync_project, code, err)
+    assert not (sync_project.into / "app").exists()
+
+
 @pytest.mark.parametrize("command", ["fetch", "mirror"])
 def test_ctrl_c_stops_fetch_and_mirror_and_leaves_no_partial_download(
     sync_project: Project, app_b: Build, command: str

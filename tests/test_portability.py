@@ -543,3 +543,26 @@ def test_an_atomic_write_over_a_read_only_file_on_windows_leaves_no_read_only_te
     monkeypatch.setattr(os, "chmod", lambda path, mode, **kw: chmodded.append(str(path)))
     fsutil.atomic_write_bytes(target, b"newer")
     assert target.read_bytes() == b"newer" and chmodded == []
+
+
+# -- usable CPUs: the affinity set where there is one --------------------------------------
+
+
+def test_usable_cpus_are_the_affinity_set_where_the_system_keeps_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Field test 8: under `taskset -c 0` on two cores, a sync ran two installs side by
+    side on one core (``os.cpu_count()`` counts the machine's CPUs)."""
+    from pylock.settings import usable_cpus
+
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)  # Python 3.13 has it
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert usable_cpus() == 1
+    # macOS and Windows have no affinity call: every CPU, and at least one.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert usable_cpus() == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert usable_cpus() == 1
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 2, raising=False)
+    assert usable_cpus() == 2

@@ -42,6 +42,7 @@ from pylock.archive.writer import (
 from pylock.archive.zip import member_mode, open_member, zip_errors, zip_mtime, zip_views
 from pylock.errors import ArchiveError, HashMismatchError
 from pylock.fsutil import sha256_file
+from pylock.settings import usable_cpus
 from pylock.versions import ArchiveFormat
 
 _BATCH_BYTES = 1 << 20
@@ -403,7 +404,7 @@ def extract_archive(
     name = str(archive)
     dest_path = _prepare_dest(dest)
     if threaded is None:
-        threaded = (os.cpu_count() or 1) > 1
+        threaded = usable_cpus() > 1
     namer = Namer(layout, name)
     if source is not None and fmt is ArchiveFormat.ZIP:
         raise ValueError("zip archives cannot be extracted from a stream")

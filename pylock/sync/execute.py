@@ -207,6 +207,8 @@ class _Installer:
             cache=self.cache,
             # A reinstall repairs: it hashes every file rather than trust the cache.
             rehash=self.reinstall,
+            # Set on Ctrl-C: a worker waiting for another process's install gives up.
+            stop=self.downloads.stop,
         )
 
     def _install_streamed(self, job: Job) -> bool | None:
@@ -362,12 +364,14 @@ def _install_all(
 ) -> tuple[list[str], list[str], list[tuple[str, BaseException]]]:
     """Install ``ordered`` on a few threads: the names installed, those another process
     installed meanwhile, and each failure."""
+    from pylock.settings import usable_cpus
+
     installed: list[str] = []
     elsewhere: list[str] = []
     errors: list[tuple[str, BaseException]] = []
     # Extraction is CPU-bound (inflate, hash, write) and each one already overlaps its
     # writes on a second thread: more installs than cores only add memory.
-    workers = max(1, min(jobs, len(ordered), os.cpu_count() or 1))
+    workers = max(1, min(jobs, len(ordered), usable_cpus()))
     if workers == 1:
         # One at a time, on this thread: no pool to import (4 ms) or hand over to, and
         # Ctrl-C stops the install under way at once.

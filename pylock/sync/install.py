@@ -52,6 +52,8 @@ from pylock.sync.records import (
 )
 
 if TYPE_CHECKING:
+    from threading import Event
+
     from pylock.archive.codecs import Readable
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
@@ -206,20 +208,25 @@ def _name_filelock(dest_root: Path, name: str) -> FileLock:
 
 
 @contextmanager
-def _name_lock(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
+def _name_lock(
+    dest_root: Path, name: str, reporter: Reporter | None, stop: Event | None = None
+) -> Iterator[None]:
     """Hold the cross-process lock for installing or removing ``DIR/NAME``.
 
     The lock is per interpreter, not per directory, so that one sync can install
     several interpreters in parallel while two syncs into one directory still never
-    work on the same interpreter at once.
+    work on the same interpreter at once. Once ``stop`` is set, a wait for it ends
+    with :class:`LockTimeout`.
     """
     lock = _name_filelock(dest_root, name)
     try:
-        lock.acquire(timeout=1)
+        lock.acquire(timeout=1, stop=stop)
     except LockTimeout:
+        if stop is not None and stop.is_set():
+            raise
         if reporter is not None:
             reporter.event(f"waiting for another pylock process working on {dest_root / name}")
-        lock.acquire()
+        lock.acquire(stop=stop)
     try:
         yield
     finally:
@@ -348,6 +355,7 @@ def install(
     source: Readable | None = None,
     cache: Cache | None = None,
     rehash: bool = False,
+    stop: Event | None = None,
 ) -> bool:
     """Install ``archive`` as ``DIR/NAME`` atomically; whether it did (see ``if_needed``).
 
@@ -363,8 +371,10 @@ def install(
     return the relative paths they changed, added or removed, which the record takes
     in; they report files they leave alone through ``warn``.
     With ``if_needed``, an install that became current while waiting for the lock
-    (another process did it) is left alone, and ``False`` returned. A hostile archive raises
-    :class:`~pylock.errors.ArchiveError`, a corrupt one
+    (another process did it) is left alone, and ``False`` returned. A wait for another
+    process's install of ``DIR/NAME`` ends when ``stop`` is set (the sync was interrupted
+    while this ran on a worker thread), with :class:`~pylock.fsutil.LockTimeout`. A
+    hostile archive raises :class:`~pylock.errors.ArchiveError`, a corrupt one
     :class:`~pylock.errors.HashMismatchError`, and a file-system failure (a full disk)
     :class:`InstallError`; in every case the previous install is left as it was.
     """
@@ -377,7 +387,7 @@ def install(
     final = dest_root / name
     try:
         dest_root.mkdir(parents=True, exist_ok=True)
-        with _name_lock(dest_root, name, reporter):
+        with _name_lock(dest_root, name, reporter, stop):
             _recover(dest_root, name, reporter)
             if if_needed:
                 state = installed_state(dest_root, name)
