@@ -193,6 +193,25 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onerror=retry)
 
 
+def remove_tree_to_the_end(path: Path) -> None:
+    """:func:`remove_tree`, finished even if Ctrl-C (or SIGTERM taken as Ctrl-C) arrives
+    meanwhile; that interrupt is raised again once the tree is gone.
+
+    For the clean-up after a first interrupt: a second one a few milliseconds later cut
+    the removal short and left half a temporary tree (field test 8).
+    """
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            remove_tree(path)
+        except KeyboardInterrupt as exc:
+            interrupted = exc  # what is left is removed on the next round
+            continue
+        break
+    if interrupted is not None:
+        raise interrupted
+
+
 def display_path(path: Path) -> str:
     """A path as the user would like to read it: relative to cwd when inside it."""
     try:

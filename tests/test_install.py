@@ -377,6 +377,36 @@ def test_failed_upgrade_keeps_old_install(tmp_path: Path, failure: str) -> None:
     assert leftovers(dest_root) == []
 
 
+@posix_only
+def test_a_second_ctrl_c_during_the_clean_up_still_removes_the_temporary_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test 8: two Ctrl-C a few milliseconds apart left half a `.pylock-tmp-*` tree:
+    the second cut short the clean-up after the first."""
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    real_rmtree = shutil.rmtree
+    calls: list[str] = []
+
+    def interrupted_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(str(path))
+        if len(calls) == 1:
+            next(Path(path).rglob("*.py")).unlink()  # some of it is gone, not all
+            raise KeyboardInterrupt  # the second Ctrl-C
+        real_rmtree(path, *args, **kwargs)
+
+    class FirstCtrlC(NoFixups):
+        def apply(self) -> list[str]:
+            monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        do_install(archive, artifact, dest_root, fixup=FirstCtrlC)
+    assert len(calls) == 2
+    assert leftovers(dest_root) == []
+    assert not (dest_root / "app").exists()
+
+
 def test_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
     (dest_root / "app").mkdir(parents=True)

@@ -467,7 +467,7 @@ def _install_locked(
     rehash: bool,
 ) -> None:
 
-    from pylock.fsutil import remove_tree
+    from pylock.fsutil import remove_tree_to_the_end
 
     dest_root, name = final.parent, final.name
     _check_replaceable(final)
@@ -509,7 +509,7 @@ def _install_locked(
         task.done("")
         # Never let a failed clean-up hide the error that caused it; recovery retries it.
         with contextlib.suppress(OSError):
-            remove_tree(tmp)
+            remove_tree_to_the_end(tmp)
     reporter.detail(f"installed {name} into {final} ({len(entries)} files)")
 
 
