@@ -35,8 +35,8 @@ from tests.archives import exe, file, symlink, write_archive
 from tests.indexdata import locked_python
 
 ARCHIVE_DIR = Path(pylock.__file__).parent / "archive"
-#: What the archive layer may import from pylock, besides itself.
-#: The foundation modules the archive layer uses (settings: how many CPUs it may use).
+#: What the archive layer may import from pylock, besides itself: foundation modules
+#: (settings: how many CPUs it may use) and the archive formats.
 ARCHIVE_MAY_IMPORT = {
     "pylock.errors",
     "pylock.fsutil",
