@@ -200,16 +200,9 @@ def remove_tree_to_the_end(path: Path) -> None:
     For the clean-up after a first interrupt: a second one a few milliseconds later cut
     the removal short and left half a temporary tree (field test 8).
     """
-    interrupted: KeyboardInterrupt | None = None
-    while True:
-        try:
-            remove_tree(path)
-        except KeyboardInterrupt as exc:
-            interrupted = exc  # what is left is removed on the next round
-            continue
-        break
-    if interrupted is not None:
-        raise interrupted
+    from pylock.interrupts import finish_through_interrupts
+
+    finish_through_interrupts(lambda: remove_tree(path))
 
 
 def display_path(path: Path) -> str:

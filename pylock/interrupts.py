@@ -11,7 +11,7 @@ start (:mod:`pylock.sync.early`), the CLI for every command.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,3 +35,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def finish_through_interrupts(clean_up: Callable[[], object]) -> None:
+    """Run ``clean_up`` to its end even if Ctrl-C (or SIGTERM taken as Ctrl-C) arrives
+    meanwhile: it is called again until it returns, then the last interrupt is raised.
+
+    For a clean-up after a first interrupt, which a second one a few milliseconds later
+    would otherwise cut short (``clean_up`` must be safe to call again).
+    """
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            clean_up()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            continue
+        break
+    if interrupted is not None:
+        raise interrupted

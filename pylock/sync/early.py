@@ -110,17 +110,10 @@ def abandon() -> None:
 
 def _stop(started: Downloads) -> None:
     """Stop ``started`` and wait until its partial files are gone, whatever comes between."""
+    from pylock.interrupts import finish_through_interrupts
+
     started.stop.set()
-    interrupted: KeyboardInterrupt | None = None
-    while True:
-        try:
-            started.wait("")
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-            continue
-        break
-    if interrupted is not None:
-        raise interrupted
+    finish_through_interrupts(lambda: started.wait(""))
 
 
 def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
