@@ -310,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory holding pythons.toml and pythons.lock (default: current directory)",
     )
     _add_noise(parser)
+    from pylock.progress import COLOR_CHOICES
+
     parser.add_argument(
         "--color",
-        choices=("auto", "always", "never"),
+        choices=COLOR_CHOICES,
         default="auto",
         help="colour output (default auto; NO_COLOR is honoured)",
     )

@@ -80,6 +80,10 @@ class Task:
 _WINDOWS = sys.platform == "win32"
 
 
+#: The values of ``--color``.
+COLOR_CHOICES = ("auto", "always", "never")
+
+
 def want_color(choice: str, no_color: bool) -> bool:
     """Whether to colour stderr: ``--color`` (``auto``, ``always``, ``never``), and for
     ``auto`` whether ``NO_COLOR`` (or a dumb terminal) says no and stderr can show it."""

@@ -79,19 +79,87 @@ def host_windows_arch(default: str = "") -> str:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity set where the system keeps one
-    (``taskset``, a container's cpuset; Linux), else every CPU it has; at least 1.
+    """The CPUs this process may use: its affinity set where the system keeps one
+    (``taskset``, a container's cpuset; Linux), else every CPU it has, capped by a
+    cgroup CPU quota (:func:`cgroup_cpu_limit`); at least 1.
 
     ``os.cpu_count()`` counts the machine's: under ``taskset -c 0`` on two cores a sync
     ran two installs side by side on the one core it had.
     """
     counter = getattr(os, "process_cpu_count", None)  # Python 3.13
     if counter is not None:
-        return max(1, counter() or 1)
+        cpus = counter() or 1
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # macOS and Windows have no affinity call here
+            cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return max(1, cpus if limit is None else min(cpus, limit))
+
+
+#: Which control groups this process is in (Linux), and where their files are mounted.
+PROC_CGROUP = "/proc/self/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def cgroup_cpu_limit(proc_cgroup: str = PROC_CGROUP, root: str = CGROUP_ROOT) -> int | None:
+    """The CPUs a cgroup CPU quota lets this process use, rounded up: ``docker run
+    --cpus 1.5`` gives 2, on however many cores the host has. ``None`` where no quota
+    applies or none can be read (not Linux, no cpu controller, unreadable files).
+
+    A quota is the tightest along the process's group and its ancestors. Inside a
+    container the path ``proc_cgroup`` names may not exist under ``root`` (the container
+    sees its own group as the root): the walk up then ends at ``root`` itself. Both cgroup
+    v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``) are read.
+    """
+    text = _small_text(proc_cgroup)
+    if text is None:
+        return None
+    limits: list[int] = []
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            mount = root  # cgroup v2: one hierarchy, mounted at the top
+        elif "cpu" in controllers.split(","):
+            mount = os.path.join(root, controllers)  # v1: e.g. /sys/fs/cgroup/cpu,cpuacct
+        else:
+            continue
+        parts = [part for part in group.split("/") if part not in ("", ".")]
+        if ".." in parts:
+            continue
+        for depth in range(len(parts), -1, -1):
+            limit = _quota_in(os.path.join(mount, *parts[:depth]))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _quota_in(group: str) -> int | None:
+    """The CPU quota set on one group's directory, in CPUs rounded up, if any."""
+    v2 = _small_text(os.path.join(group, "cpu.max"))
+    if v2 is not None:
+        quota, _, period = v2.strip().partition(" ")
+    else:
+        quota = _small_text(os.path.join(group, "cpu.cfs_quota_us")) or ""
+        period = _small_text(os.path.join(group, "cpu.cfs_period_us")) or ""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity call here
-        return max(1, os.cpu_count() or 1)
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max" (no quota), or files that are not what they should be
+        return None
+    if quota_us <= 0 or period_us <= 0:  # v1 writes -1 for no quota
+        return None
+    return -(-quota_us // period_us)
+
+
+def _small_text(path: str) -> str | None:
+    """A small kernel file's text, or ``None`` if it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(1 << 16).decode("ascii", "replace")
+    except OSError:  # missing, a directory, permission denied
+        return None
 
 
 def parse_size(text: str) -> int:

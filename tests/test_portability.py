@@ -545,7 +545,7 @@ def test_an_atomic_write_over_a_read_only_file_on_windows_leaves_no_read_only_te
     assert target.read_bytes() == b"newer" and chmodded == []
 
 
-# -- usable CPUs: the affinity set where there is one --------------------------------------
+# -- usable CPUs: the affinity set where there is one, capped by a cgroup CPU quota ----------
 
 
 def test_usable_cpus_are_the_affinity_set_where_the_system_keeps_one(
@@ -553,8 +553,10 @@ def test_usable_cpus_are_the_affinity_set_where_the_system_keeps_one(
 ) -> None:
     """Field test 8: under `taskset -c 0` on two cores, a sync ran two installs side by
     side on one core (``os.cpu_count()`` counts the machine's CPUs)."""
+    from pylock import settings
     from pylock.settings import usable_cpus
 
+    monkeypatch.setattr(settings, "cgroup_cpu_limit", lambda: None)  # this machine's own
     monkeypatch.delattr(os, "process_cpu_count", raising=False)  # Python 3.13 has it
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
@@ -566,3 +568,169 @@ def test_usable_cpus_are_the_affinity_set_where_the_system_keeps_one(
     assert usable_cpus() == 1
     monkeypatch.setattr(os, "process_cpu_count", lambda: 2, raising=False)
     assert usable_cpus() == 2
+    # A cgroup CPU quota (`docker run --cpus 1`) caps them, and never raises them.
+    monkeypatch.setattr(settings, "cgroup_cpu_limit", lambda: 1)
+    assert usable_cpus() == 1
+    monkeypatch.setattr(settings, "cgroup_cpu_limit", lambda: 64)
+    assert usable_cpus() == 2
+
+
+def _cgroups(tmp_path: Path, groups: str, files: dict[str, str | bytes]) -> tuple[str, str]:
+    """A fake ``/proc/self/cgroup`` saying ``groups``, and a cgroup mount holding ``files``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(groups)
+    root = tmp_path / "sys-fs-cgroup"
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    root.mkdir(exist_ok=True)
+    return str(proc), str(root)
+
+
+@pytest.mark.parametrize(
+    ("groups", "files", "expected"),
+    [
+        # cgroup v2 in a container: the group's path is not under the mount, whose top
+        # is the container's own group. `docker run --cpus 1.5` rounds up to 2.
+        ("0::/system.slice/docker-1.scope\n", {"cpu.max": "150000 100000\n"}, 2),
+        ("0::/\n", {"cpu.max": "50000 100000\n"}, 1),
+        # No quota anywhere: "max", or no cpu.max file at all.
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+        ("0::/\n", {}, None),
+        # The tightest along the group and its ancestors (a Kubernetes pod's limit).
+        (
+            "0::/kubepods/pod1/c1\n",
+            {"kubepods/pod1/cpu.max": "100000 100000", "kubepods/pod1/c1/cpu.max": "max 100000"},
+            1,
+        ),
+        (
+            "0::/a/b\n",
+            {"cpu.max": "800000 100000", "a/cpu.max": "300000 100000", "a/b/cpu.max": "max"},
+            3,
+        ),
+        # cgroup v1: the cpu controller's own mount, quota -1 for none.
+        (
+            "4:memory:/x\n2:cpu,cpuacct:/docker/1\n",
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "200000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            2,
+        ),
+        (
+            "1:cpu:/\n",
+            {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
+            None,
+        ),
+        # A controller named like cpu is not cpu; other lines are left alone.
+        (
+            "3:cpuset:/\n",
+            {"cpuset/cpu.cfs_quota_us": "100000", "cpuset/cpu.cfs_period_us": "100000"},
+            None,
+        ),
+    ],
+)
+def test_a_cgroup_cpu_quota_is_read_as_whole_cpus(
+    tmp_path: Path, groups: str, files: dict[str, str | bytes], expected: int | None
+) -> None:
+    """A container's `--cpus` limit is not in its affinity set: a sync in `docker run
+    --cpus 1` on a 64-core host counted 64 CPUs, and extracted with threads that the
+    quota then throttled."""
+    from pylock.settings import cgroup_cpu_limit
+
+    assert cgroup_cpu_limit(*_cgroups(tmp_path, groups, files)) == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",  # truncated
+        b"150000",  # no period
+        b"-150000 100000",  # negative
+        b"150000 0",  # a zero period
+        b"150000 -100000",
+        b"0 100000",
+        b"1.5 1",
+        b"\xff\xfe 100000",  # not text
+        b"9" * 100_000 + b" 1",  # longer than any such file: read in part, and refused
+        b"max max",
+    ],
+)
+def test_a_hostile_cgroup_file_means_no_quota(tmp_path: Path, content: bytes) -> None:
+    from pylock.settings import cgroup_cpu_limit
+
+    assert cgroup_cpu_limit(*_cgroups(tmp_path, "0::/\n", {"cpu.max": content})) is None
+
+
+def test_cgroup_files_that_are_missing_endless_or_escaping_mean_no_quota(tmp_path: Path) -> None:
+    from pylock.settings import cgroup_cpu_limit
+
+    # Not Linux: no /proc/self/cgroup.
+    assert cgroup_cpu_limit(str(tmp_path / "missing"), str(tmp_path)) is None
+    # A directory where the file should be; an endless one (read in part, and it ends).
+    proc, root = _cgroups(tmp_path, "0::/\n", {})
+    (Path(root) / "cpu.max").mkdir()
+    assert cgroup_cpu_limit(proc, root) is None
+    (Path(root) / "cpu.max").rmdir()
+    (Path(root) / "cpu.max").symlink_to("/dev/zero")
+    assert cgroup_cpu_limit(proc, root) is None
+    assert cgroup_cpu_limit("/dev/zero", root) is None
+    # A group path that climbs out of the mount is not followed.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "cpu.max").write_text("100000 100000")
+    proc, root = _cgroups(tmp_path / "up", "0::/../../outside\n", {})
+    assert cgroup_cpu_limit(proc, root) is None
+    # Garbage lines are passed over; a good line after them still counts.
+    proc, root = _cgroups(
+        tmp_path / "mixed", "garbage\n::\n0:\n0::/\n", {"cpu.max": "100000 100000"}
+    )
+    assert cgroup_cpu_limit(proc, root) == 1
+
+
+def test_a_real_cgroup_cpu_quota_caps_the_usable_cpus(tmp_path: Path) -> None:
+    """The kernel's own files, where this machine lets the test make a group (root, with
+    the cpu controller as cgroup v1 or v2): a child process in a group with half a CPU."""
+    import subprocess
+    import uuid
+
+    name = f"pylock-test-{uuid.uuid4().hex[:8]}"
+    v1 = Path("/sys/fs/cgroup/cpu")
+    v2 = Path("/sys/fs/cgroup")
+    if (v1 / "cpu.cfs_quota_us").exists():
+        group, limit, join = v1 / name, ("cpu.cfs_quota_us", "50000"), "tasks"
+    elif "cpu" in _read_or_empty(v2 / "cgroup.subtree_control").split():
+        group, limit, join = v2 / name, ("cpu.max", "50000 100000"), "cgroup.procs"
+    else:
+        pytest.skip("no cgroup cpu controller here")
+    try:
+        group.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot make a cgroup here: {exc}")
+    try:
+        (group / limit[0]).write_text(limit[1])
+        script = (
+            "import os, sys\n"
+            f"open({str(group / join)!r}, 'w').write(str(os.getpid()))\n"
+            "from pylock.settings import usable_cpus, cgroup_cpu_limit\n"
+            "print(cgroup_cpu_limit(), usable_cpus())\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["1", "1"]
+    finally:
+        group.rmdir()
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -126,7 +126,9 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     # the full sync will stop with a usage error, so nothing is downloaded for it.
     if any(isinstance(v, str) and v.startswith("-") for v in options.values()):
         return None
-    if options.get("--color", "auto") not in ("auto", "always", "never"):
+    from pylock.progress import COLOR_CHOICES
+
+    if options.get("--color", "auto") not in COLOR_CHOICES:
         return None
     if settings.offline or settings.remote_cache or settings.remote_cache_push:
         return None
