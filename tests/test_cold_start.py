@@ -354,6 +354,39 @@ def test_ctrl_c_ends_a_wait_for_another_process_on_a_worker_thread(
     assert not (sync_project.into / "app").exists()
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_says_which_interpreters_were_installed_before_it(
+    sync_project: Project, app_a: Build, tool: Build, jobs: str
+) -> None:
+    """An interpreter installed before the Ctrl-C stays installed, and the user is told:
+    "installed app: ..." used to be printed only once every install had ended."""
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a)
+    sync_project.serve(tool, always=[Throttle(8_000, 0.2)])  # about 60 s: only Ctrl-C ends it
+
+    def app_installed(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 30
+        while not (sync_project.into / "app").is_dir() and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        assert sync_project.partials(), "the slow download never started"
+        time.sleep(0.3)
+
+    took, code, err = _interrupt(sync_project, sync_project.sync_command("-j", jobs), app_installed)
+    assert took < 10, err
+    _assert_interrupted_cleanly(sync_project, code, err)
+    assert f"installed app: {app_a.label}" in err
+    assert "installed tool" not in err
+    assert err.index("installed app") < err.index("pylock: interrupted")
+    assert (
+        sync_project.check(sync_project.command("verify", "--into", str(sync_project.into))).code
+        == 0
+    )
+    assert not (sync_project.into / "tool").exists()
+
+
 @pytest.mark.parametrize("command", ["fetch", "mirror"])
 def test_ctrl_c_stops_fetch_and_mirror_and_leaves_no_partial_download(
     sync_project: Project, app_b: Build, command: str

@@ -327,6 +327,10 @@ def execute_sync(
         )
         # Hits first: they start extracting while the misses are still downloading.
         installed, elsewhere, errors = _install_all(installer, hits + misses, jobs)
+        # Said now, not by the caller: after a Ctrl-C too, the user learns what is done.
+        labels = {job.python.name: job.python.label for job in plan.jobs}
+        for name in sorted(installed):
+            reporter.event(f"installed {name}: {labels[name]}")
         # No download outlives the sync (a streamed install skipped because another
         # process installed it meanwhile leaves its download running).
         downloads.wait("")
@@ -555,9 +559,6 @@ def run_sync(
         fixup=fixup,
         reinstall=request.reinstall,
     )
-    for name in result.installed:
-        python = lock.get(name)
-        reporter.event(f"installed {name}: {python.label if python else name}")
     for name in result.removed:
         reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
     # After a failure, links are added, never removed: an interpreter whose upgrade failed
