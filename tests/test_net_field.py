@@ -284,6 +284,41 @@ def test_both_clients_refuse_a_socks_proxy_without_connecting(tmp_path: Path) ->
         assert server.hits(PATH) == 0
 
 
+@pytest.mark.parametrize(
+    ("proxy", "problem"),
+    [
+        ("http://[::1", "invalid IPv6 address in the host"),
+        ("http://127.0.0.1:99999", "port 99999 is out of range (1-65535)"),
+        ("http://127.0.0.1:-1", "invalid port '-1'"),
+        ("http://", "no host"),
+        (":3128", "no host"),
+    ],
+)
+def test_a_malformed_proxy_is_one_clear_error_naming_its_variable(
+    tmp_path: Path, proxy: str, problem: str
+) -> None:
+    """README field test: a broken HTTP_PROXY was a ValueError traceback from deep in a
+    download, on either client (and one blamed the archive's URL)."""
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        for variable in ("HTTP_PROXY", "all_proxy"):
+            with pytest.raises(PylockError) as info:
+                downloader({variable: proxy}).download(url, tmp_path / "a", sha256=None, size=None)
+            assert info.value.message.startswith(
+                f"{variable.upper()} is not a usable proxy URL: {problem}"
+            )
+            assert info.value.hint == f"set {variable.upper()} to http://HOST:PORT, or unset it"
+        assert server.hits(PATH) == 0
+
+
+def test_a_malformed_proxy_hides_its_password(tmp_path: Path) -> None:
+    settings = Settings.from_environ({"HTTPS_PROXY": "http://me:s3cr3t@[::1:3128"})
+    with pytest.raises(PylockError) as info:
+        proxy_for("https://h.example/x", settings)
+    assert "s3cr3t" not in info.value.message
+    assert "http://***@[::1:3128" in info.value.message
+
+
 # -- 8. hints that fit the failure -------------------------------------------------------------
 
 

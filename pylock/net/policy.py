@@ -631,6 +631,17 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
+    from pylock.urls import url_problem
+
+    problem = url_problem(proxy)
+    if problem is None and not urlsplit(proxy).hostname:
+        problem = "no host"
+    if problem is not None:
+        # Left to the clients, a broken one was a ValueError traceback deep in a download.
+        raise PylockError(
+            f"{variable} is not a usable proxy URL: {problem} ({redact(proxy)})",
+            hint=f"set {variable} to http://HOST:PORT, or unset it",
+        )
     proxy_scheme = scheme_of(proxy)
     if proxy_scheme not in PROXY_SCHEMES:
         # Sent plain HTTP, a SOCKS proxy answers garbage that fails only after every retry.
