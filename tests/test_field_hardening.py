@@ -554,6 +554,19 @@ def test_a_cached_archive_must_have_the_locked_size_too(
         _no_traceback(warm.err)
         # The archive is right (its sha256 says so) and the cache is shared: it stays.
         assert sync_project.archive(app_a).is_file()
+    # `fetch` and `mirror` judge it as `sync` does: they used to evict it as corrupt.
+    mirror = str(sync_project.root / "mirror-out")
+    for argv in (
+        ("fetch", "--offline"),
+        ("fetch", "--mirror", sync_project.mirror),
+        ("mirror", mirror, "--offline"),
+    ):
+        done = sync_project.run(*argv)
+        assert done.code == 1, argv
+        assert "the lock says 1000 bytes" in done.err and "--upgrade-python app" in done.err
+        assert "evicted" not in done.err
+        _no_traceback(done.err)
+        assert sync_project.archive(app_a).is_file(), argv
 
 
 def test_a_cached_archive_cut_short_is_fetched_again(sync_project: Project, app_a: Build) -> None:

@@ -135,9 +135,50 @@ def _hits(
     return found, misses, corrupt
 
 
+def check_cached_size(
+    path: Path, *, sha256: str, size: int | None, filename: str, name: str | None
+) -> None:
+    """A cached archive must have the lock's size too, as a download must: the same lock
+    must not pass on a machine with a warm cache and fail on a fresh one.
+
+    A cached file of another size whose sha256 is still right means the lock's size is
+    wrong (a :class:`PylockError`), and the archive stays: the cache is shared, and the
+    archive is good. One whose sha256 is wrong too is corrupt (:class:`HashMismatchError`).
+    """
+    if size is None:
+        return
+    actual = path.stat().st_size
+    if actual == size:
+        return
+    from pylock.errors import HashMismatchError
+
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise HashMismatchError(url=str(path), expected=sha256, actual=digest)
+    fix = f"run `pylock lock --upgrade-python {name}`, or fix it" if name else "fix it"
+    raise PylockError(
+        f"size mismatch for {filename}: the lock says {size} bytes; the archive with its "
+        f"sha256 has {actual}",
+        hint=f"the lock's size{f' for {name}' if name else ''} is wrong (a hand edit?): "
+        f"{fix} to {actual}",
+    )
+
+
 def _hit_problem(path: Path, item: Wanted, *, verify_hits: bool) -> str | None:
+    """Why a cached archive is corrupt, or ``None``; a :class:`PylockError` when the
+    archive is good and the lock's size is wrong (:func:`check_cached_size`)."""
+    from pylock.errors import HashMismatchError
+
     try:
-        if item.size is not None and path.stat().st_size != item.size:
+        try:
+            check_cached_size(
+                path,
+                sha256=item.sha256,
+                size=item.size,
+                filename=item.filename,
+                name=item.lock_name,
+            )
+        except HashMismatchError:
             return f"size {path.stat().st_size}, expected {item.size}"
         if verify_hits:
             actual = sha256_file(path)

@@ -65,30 +65,17 @@ _BIN_DIR_HINT = f"make it writable, or {_BIN_DIR_ELSEWHERE}"
 
 
 def _check_size(archive: Path, job: Job) -> None:
-    """A cached archive must have the lock's size too, as a download must: the same lock
-    must not pass on a machine with a warm cache and fail on a fresh one.
+    """:func:`~pylock.sync.archives.check_cached_size` for ``job``'s archive."""
+    if job.artifact.size is None or archive.stat().st_size == job.artifact.size:
+        return  # as almost always: no module to import for it
+    from pylock.sync.archives import check_cached_size
 
-    A cached file of another size whose sha256 is still right means the lock's size is
-    wrong, and the archive stays (the cache is shared); one whose sha256 is wrong too is
-    corrupt (:class:`HashMismatchError`: evicted and fetched again).
-    """
-    size = job.artifact.size
-    if size is None:
-        return
-    actual = archive.stat().st_size
-    if actual == size:
-        return
-    from pylock.fsutil import sha256_file
-
-    digest = sha256_file(archive)
-    if digest != job.artifact.sha256:
-        raise HashMismatchError(url=str(archive), expected=job.artifact.sha256, actual=digest)
-    name = job.python.name
-    raise PylockError(
-        f"size mismatch for {job.artifact.filename}: the lock says {size} bytes; the archive "
-        f"with its sha256 has {actual}",
-        hint=f"the lock's size for {name} is wrong (a hand edit?): run `pylock lock "
-        f"--upgrade-python {name}`, or fix it to {actual}",
+    check_cached_size(
+        archive,
+        sha256=job.artifact.sha256,
+        size=job.artifact.size,
+        filename=job.artifact.filename,
+        name=job.python.name,
     )
 
 
