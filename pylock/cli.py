@@ -186,9 +186,21 @@ def _flag(parser: Any, *names: str, help: str) -> None:
     parser.add_argument(*names, action="store_true", help=help)
 
 
-def _repeatable(parser: Any, name: str, metavar: str, *, help: str) -> None:
+def _repeatable(
+    parser: Any, name: str, metavar: str, *, help: str, type: Callable[[str], str] | None = None
+) -> None:
     """An option that may be given several times; its values gather in a list."""
-    parser.add_argument(name, metavar=metavar, action="append", default=[], help=help)
+    parser.add_argument(name, metavar=metavar, action="append", default=[], help=help, type=type)
+
+
+def _given(text: str) -> str:
+    """The ``type`` of an option whose empty value can only be a mistake, such as
+    ``--into "$DIR"`` with ``DIR`` unset: argparse makes it a usage error. (An empty
+    ``--mirror``, ``--pypy-mirror``, ``--remote-cache`` or ``--bin-dir`` is the same as
+    leaving it out, so that ``--mirror "$MIRROR"`` works with or without a mirror.)"""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a value")
+    return text
 
 
 def _add_noise(parser: Any, **default: Any) -> None:
@@ -307,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--project",
         metavar="DIR",
+        type=_given,
         help="the directory holding pythons.toml and pythons.lock (default: current directory)",
     )
     _add_noise(parser)
@@ -352,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument(
         "--python-downloads-json",
         metavar="PATH_OR_URL",
+        type=_given,
         help="also resolve from a uv-format downloads JSON (as given to "
         "UV_PYTHON_DOWNLOADS_JSON_URL)",
     )
@@ -365,12 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--into",
         metavar="DIR",
+        type=_given,
         help="install directory (default: PYLOCK_INSTALL_DIR, else .pythons/ beside the lock)",
     )
     sync.add_argument(
-        "--platform", metavar="KEY", help="install for this platform instead of the host"
+        "--platform",
+        metavar="KEY",
+        type=_given,
+        help="install for this platform instead of the host",
     )
-    _repeatable(sync, "--only", "NAME", help="install only this interpreter (repeatable)")
+    _repeatable(
+        sync, "--only", "NAME", help="install only this interpreter (repeatable)", type=_given
+    )
     _flag(sync, "--reinstall", help="reinstall even if already up to date")
     _flag(
         sync, "--no-prune", help="keep interpreters pylock installed that the lock no longer lists"
@@ -391,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = command("fetch", "download locked archives into the cache; install nothing", _cmd_fetch)
     where = fetch.add_mutually_exclusive_group()
-    where.add_argument("--platform", metavar="KEY", help="fetch for this platform (default: host)")
+    where.add_argument(
+        "--platform", metavar="KEY", type=_given, help="fetch for this platform (default: host)"
+    )
     _flag(where, "--all-platforms", help="fetch every locked platform")
     _add_fetch_flags(fetch)
     _add_remote_flags(fetch)
@@ -413,16 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = command("list", "list locked interpreters and their state here", _cmd_list)
     listing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
-    listing.add_argument("--into", metavar="DIR", help="install directory to inspect")
+    listing.add_argument("--into", metavar="DIR", type=_given, help="install directory to inspect")
     listing.add_argument(
         "--platform",
         metavar="KEY",
+        type=_given,
         help="judge the installs for this platform, as sync --platform made them (default: host)",
     )
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
     which.add_argument("name", metavar="NAME")
-    which.add_argument("--into", metavar="DIR", help="install directory")
+    which.add_argument("--into", metavar="DIR", type=_given, help="install directory")
 
     outdated = command(
         "outdated", "show newer versions or builds available upstream", _cmd_outdated
@@ -435,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command(
         "verify", "re-hash installed interpreters against their install records", _cmd_verify
     )
-    verify.add_argument("--into", metavar="DIR", help="install directory")
+    verify.add_argument("--into", metavar="DIR", type=_given, help="install directory")
     verify.add_argument("names", nargs="*", metavar="NAME", help="only these interpreters")
 
     cache = command("cache", "inspect and clean the archive cache", _cmd_cache)
@@ -460,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         "LOCK",
         help="evict archives this pythons.lock (or a project directory's) does not name "
         "(repeatable: keep what any of them names)",
+        type=_given,
     )
     cache_commands.add_parser("clean", help="remove everything from the cache", parents=[after])
 
@@ -471,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--to",
         metavar="oci://HOST/REPOSITORY",
+        type=_given,
         help="seed this OCI registry (the remote cache) instead of writing OUTDIR",
     )
     scope = mirror.add_mutually_exclusive_group()
@@ -480,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         "KEY",
         help="mirror this platform (repeatable; default: host, or all with --to)",
+        type=_given,
     )
     _add_fetch_flags(mirror)
     _add_jobs(mirror)
@@ -487,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", "run a locked interpreter: pylock run NAME -- ARGS...", _cmd_run)
     run.add_argument("name", metavar="NAME")
     run.add_argument("run_args", nargs=argparse.REMAINDER, metavar="ARGS")
-    run.add_argument("--into", metavar="DIR", help="install directory")
+    run.add_argument("--into", metavar="DIR", type=_given, help="install directory")
 
     completion = command(
         "completion",

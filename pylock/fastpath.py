@@ -136,6 +136,8 @@ def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
                 value = args.pop(0)
             else:
                 return None
+            if not value and name in _INTERPRETED:
+                return None  # `--into ""`: the full CLI's usage error
             options[_ALIASES.get(name, name)] = value
         elif arg in flags:
             options[_ALIASES.get(arg, arg)] = True

@@ -990,6 +990,65 @@ def test_an_empty_mirror_outdir_is_a_usage_error(sync_project: Project, app_a: B
     assert sync_project.run("mirror", "").code == 2
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("sync", "--into", ""),
+        ("sync", "--into="),
+        ("sync", "--platform", ""),
+        ("sync", "--only", ""),
+        ("fetch", "--platform", ""),
+        ("list", "--into", ""),
+        ("list", "--platform", ""),
+        ("which", "app", "--into", ""),
+        ("verify", "--into", ""),
+        ("run", "--into", "", "app"),
+        ("cache", "prune", "--keep-lock", ""),
+        ("mirror", "out", "--platform", ""),
+        ("mirror", "--to", ""),
+        ("lock", "--python-downloads-json", ""),
+    ],
+)
+def test_an_empty_value_that_can_only_be_a_mistake_is_a_usage_error(
+    sync_project: Project, app_a: Build, argv: tuple[str, ...]
+) -> None:
+    """README field test: `--keep-lock "$LOCK"` with LOCK unset pruned by the current
+    directory's lock, `--platform ""` synced for the host, `--into ""` used the default."""
+    sync_project.install(app_a)
+    archive = sync_project.archive(app_a)
+    done = sync_project.run(*argv)
+    assert done.code == 2, done.err
+    assert "is empty (an unset shell variable?)" in done.err
+    assert archive.is_file()
+
+
+def test_an_empty_into_or_project_is_refused_by_the_fast_path_too(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    # The state the fast path trusts is there: a plain sync is a no-op.
+    assert sync_project.check(sync_project.sync_command()).code == 0
+    for argv in (
+        sync_project.sync_command("--into", ""),
+        # Run from the project directory, where `--project ""` would have found it.
+        [*sync_project.command()[:3], "--project", "", *sync_project.sync_command()[5:]],
+    ):
+        done = sync_project.check(argv)
+        assert done.code == 2, done.err
+        assert "is empty" in done.err
+
+
+def test_an_empty_mirror_or_bin_dir_is_the_same_as_leaving_it_out(
+    sync_project: Project, app_a: Build
+) -> None:
+    """`--mirror "$MIRROR"` with MIRROR unset works, with or without a mirror."""
+    sync_project.install(app_a)
+    done = sync_project.run(
+        "sync", "--into", str(sync_project.into), "--mirror", "", "--bin-dir", "", "--offline"
+    )
+    assert done.code == 0, done.err
+
+
 # -- Docker: a directory from a lower overlayfs layer cannot be renamed ----------------------
 
 
