@@ -884,6 +884,14 @@ def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     assert nothing in done.err
     assert f"add {host().key} to the platforms in pythons.toml" in done.err
     assert not (sync_project.into / "app").exists()
+    # `fetch` too (it used to warn and exit 0, so a CI step warming the cache passed).
+    for argv in (("fetch",), ("fetch", "--platform", host().key)):
+        done = sync_project.run(*argv, "--mirror", sync_project.mirror)
+        assert done.code == 1, argv
+        assert nothing.replace("install", "fetch") in done.err
+    sync_project.serve(app_a)
+    fetched = sync_project.run("fetch", "--platform", other, "--mirror", sync_project.mirror)
+    assert fetched.code == 0, fetched.err
 
     sync_project.serve(tool)
     both = make_lock([elsewhere(app_a), tool.python()], config_digest="sha256:" + "0" * 64)

@@ -503,13 +503,7 @@ def run_sync(
     if plan.unavailable and not plan.jobs and not plan.current and not plan.stale:
         # A build for a platform nobody locked must not go green with nothing installed.
         # (A directory with trees to prune is synced: the lock dropped this platform.)
-        names = ", ".join(plan.unavailable)
-        raise PylockError(
-            f"nothing to install: {request.lock_path.name} locks {names} for other platforms "
-            f"than {platform.key}",
-            hint=f"add {platform.key} to the platforms in pythons.toml and run `pylock lock` "
-            "(`pylock list --platform KEY` shows what a platform has)",
-        )
+        raise _locked_elsewhere("install", request.lock_path.name, plan.unavailable, platform.key)
     for name in plan.unavailable:
         reporter.warn(f"{name} is not locked for {platform.key}; skipped")
     if request.bin_dir is not None:
@@ -646,6 +640,15 @@ class FillOutcome:
         return sum(self.sizes.get(sha, 0) for sha in (*self.downloaded, *self.from_registry))
 
 
+def _locked_elsewhere(verb: str, lock_name: str, names: Sequence[str], key: str) -> PylockError:
+    """The error for a sync or fetch for a platform that no interpreter is locked for."""
+    return PylockError(
+        f"nothing to {verb}: {lock_name} locks {', '.join(names)} for other platforms than {key}",
+        hint=f"add {key} to the platforms in pythons.toml and run `pylock lock` "
+        "(`pylock list --platform KEY` shows what a platform has)",
+    )
+
+
 def fill_cache(
     lock: LockFile,
     *,
@@ -671,6 +674,12 @@ def fill_cache(
             reporter.warn(f"{python.name} is not locked for {platform_key}; skipped")
         else:
             wanted.append(Wanted.from_artifact(artifact, python=python))
+    if lock.pythons and not wanted:
+        from pylock.fsutil import LOCK_FILENAME
+
+        # As for `sync`: a CI step warming the cache for a platform nobody locked fails.
+        names = [python.name for python in lock.pythons]
+        raise _locked_elsewhere("fetch", LOCK_FILENAME, names, str(platform_key))
     fetched: set[str] = set()
     paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
     remote = options.remote
