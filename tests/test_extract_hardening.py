@@ -15,6 +15,7 @@ import hashlib
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,6 +160,11 @@ HOSTILE: dict[str, bytes] = {
     "symlink-target-escape": OK
     + header(b"python/bin/link", b"2", linkname=b"python3\x1b[2J")
     + END,
+    # Code review: metadata headers were read without limit, and without being counted.
+    "pax-headers-in-a-row": pax(record("comment", "x" * 1000)) * 9 + OK + END,
+    "global-pax-headers-in-a-row": pax(record("comment", "x"), b"g") * 9 + OK + END,
+    "long-names-in-a-row": header(b"././@LongLink", b"L", size=9) * 9 + OK + END,
+    "metadata-only": pax(record("comment", "x"), b"g") * 20 + END,
 }
 
 
@@ -416,3 +422,34 @@ def test_a_zip_member_name_cut_at_a_nul_is_refused(tmp_path: Path) -> None:
         )
     assert "x.py\\x00exe" in str(caught.value)
     assert not (tmp_path / "dest" / "lib" / "x.py").exists()
+
+
+def test_metadata_headers_count_against_the_unpacked_size(tmp_path: Path) -> None:
+    """Code review: 200 pax headers of half a MiB each, one per member, unpacked 100 MB
+    past a limit of 1 MiB (a small archive could make pylock inflate any amount)."""
+    big = pax(record("comment", "x" * (512 << 10)))
+    tar = b"".join(big + member(b"python/lib/f%d" % i) for i in range(200)) + OK + END
+    path = write(tmp_path, "meta", tar)
+    with pytest.raises(ArchiveError, match=r"python/lib/f1: unpacks to more than 1,048,576 bytes"):
+        extract_archive(
+            path,
+            tmp_path / "dest",
+            fmt=ArchiveFormat.TAR_GZ,
+            layout=Layout.PBS_INSTALL_ONLY,
+            expected_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            max_unpacked=1 << 20,
+        )
+
+
+@pytest.mark.timeout(PATIENCE)
+def test_a_huge_global_pax_header_is_not_copied_for_every_member(tmp_path: Path) -> None:
+    """Code review: one global header of 70,000 short records before 2,000 empty files took
+    19 s (every member copied every record); only the keys pylock reads are kept."""
+    records = b"".join(record(f"k{i}", "v") for i in range(70_000))
+    assert len(records) < 1 << 20
+    members = b"".join(member(b"python/lib/f%d" % i) for i in range(2_000))
+    path = write(tmp_path, "global", pax(records, b"g") + OK + members + END)
+    started = time.monotonic()
+    extract(path, tmp_path / "dest")
+    assert time.monotonic() - started < 5
+    assert (tmp_path / "dest" / "lib" / "f1999").is_file()

@@ -147,11 +147,12 @@ class _Extraction:
             member=member,
         )
 
-    def trailer(self, size: int) -> None:
-        """Count ``size`` bytes that follow the end of a tar archive against the limit."""
+    def other_bytes(self, size: int, member: str | None = None) -> None:
+        """Count ``size`` bytes that are no member's data against the limit: what follows
+        the end of a tar archive, or the metadata headers before ``member``."""
         self.unpacked += size
         if self.unpacked > self.max_unpacked:
-            raise self.over_limit(None)
+            raise self.over_limit(member)
 
     def _flush(self) -> None:
         if self._ops:
@@ -270,6 +271,8 @@ def _extract_tar(raw: RawReader, extraction: _Extraction, fmt: ArchiveFormat) ->
     try:
         for member in tar_members(blocks, archive):
             name = member.name
+            if member.meta:
+                extraction.other_bytes(member.meta, name)  # its pax or long-name headers
             allowed = extraction.admit(name, member.size)
             if allowed < member.size:
                 # Read up to the limit first: a header that claims more than the stream
@@ -305,7 +308,7 @@ def _extract_tar(raw: RawReader, extraction: _Extraction, fmt: ArchiveFormat) ->
         # checksum still installs.) What follows the end block is normally under 10 KB
         # of padding; it is not a pass over the archive, and counts against the limit.
         for size in blocks.rest():
-            extraction.trailer(size)
+            extraction.other_bytes(size)
     except Truncated:
         raise ArchiveError("truncated archive", archive=archive) from None
 

@@ -104,6 +104,15 @@ _DEVICE_TYPES = {ord("3"): "character device", ord("4"): "block device", ord("6"
 _ZERO_BLOCK = bytes(BLOCK)
 
 
+#: Metadata headers (pax, GNU long names, volume labels) that may come before one member.
+#: Real archives have at most three (global pax, pax, long name); without a bound, an
+#: archive of nothing but metadata would be read to its end, uncounted.
+_MAX_META_RUN = 8
+#: The pax keys pylock reads (and ``GNU.sparse*``, to refuse): only these are kept, so that
+#: a header of 70,000 records is not copied for every member.
+_PAX_KEYS = frozenset({"path", "linkpath", "size", "mtime"})
+
+
 @attrs.frozen
 class TarMember:
     name: str
@@ -112,6 +121,8 @@ class TarMember:
     mode: int
     mtime: float
     linkname: str
+    #: Bytes of metadata headers' data read before it, which count as unpacked bytes.
+    meta: int = 0
 
 
 def _number(field: bytes) -> int:
@@ -191,6 +202,7 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
     global_pax: dict[str, str] = {}
     long_name: bytes | None = None
     long_link: bytes | None = None
+    meta = run = 0
     while True:
         if blocks.at_eof():
             # Every tar writer ends with zero blocks; without them the stream was cut short
@@ -214,9 +226,14 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
             raise ArchiveError(f"invalid member size {size} in a tar header", archive=archive)
         typeflag = header[156]
         padded = -size % BLOCK
+        if typeflag in b"LKxgV":
+            run += 1
+            if run > _MAX_META_RUN:
+                raise ArchiveError("too many tar metadata headers in a row", archive=archive)
         if typeflag in b"LKxg":
             if size > _MAX_META:
                 raise ArchiveError("oversized tar metadata header", archive=archive)
+            meta += size
             data = blocks.read(size)
             blocks.skip(padded)
             if typeflag == ord("L"):
@@ -228,7 +245,12 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
                     records = _parse_pax(data)
                 except (ValueError, UnicodeDecodeError):
                     raise ArchiveError("invalid pax header", archive=archive) from None
-                (pax if typeflag == ord("x") else global_pax).update(records)
+                kept = {
+                    key: value
+                    for key, value in records.items()
+                    if key in _PAX_KEYS or key.startswith("GNU.sparse")
+                }
+                (pax if typeflag == ord("x") else global_pax).update(kept)
             continue
         fields = {**global_pax, **pax}
         raw_name = long_name
@@ -275,6 +297,7 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
             # would install members no listing shows. Real labels carry no data.
             if size > _MAX_META:
                 raise ArchiveError("oversized tar volume label", archive=archive, member=name)
+            meta += size
             blocks.skip(size + (-size % BLOCK))  # the pax size, if any
             continue
         else:
@@ -287,7 +310,8 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
         if kind != "file" and size:
             # Only regular files carry data (as in tarfile); anything else is malformed.
             raise ArchiveError(f"{kind} with data", archive=archive, member=name)
-        yield TarMember(name, kind, size, mode, when, linkname)
+        yield TarMember(name, kind, size, mode, when, linkname, meta)
+        meta = run = 0
 
 
 def read_tar_member(
