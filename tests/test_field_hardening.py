@@ -579,6 +579,32 @@ def test_a_cached_archive_cut_short_is_fetched_again(sync_project: Project, app_
     assert archive.stat().st_size == len(app_a.data)
 
 
+def test_a_rotted_cached_archive_of_a_direct_url_is_fetched_again(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Code review: for a direct URL (no build tag) the layout is read from the archive
+    before any hash check, so a cached archive that rotted failed every later sync with
+    "corrupt or truncated archive", and was never evicted."""
+    import attrs
+
+    from pylock.lockfile import dumps, make_lock
+
+    direct = attrs.evolve(app_a.python(), build=None)
+    lock = make_lock([direct], config_digest="sha256:" + "0" * 64)
+    (sync_project.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    sync_project.serve(app_a)
+    assert sync_project.sync().code == 0
+    archive = sync_project.archive(app_a)
+    rotted = bytearray(archive.read_bytes())
+    rotted[20] ^= 0xFF  # inside the first deflate block; the size stays
+    archive.write_bytes(bytes(rotted))
+    done = sync_project.sync("--reinstall")
+    assert done.code == 0, done.err
+    assert "is corrupt; evicted it and downloading it again" in done.err
+    assert archive.read_bytes() == app_a.data
+    assert sync_project.verify().code == 0
+
+
 def test_downloads_json_needs_a_path_or_a_supported_url(project: Path) -> None:
     from pylock.cli import main
 

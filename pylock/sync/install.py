@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from pylock.errors import InstallError, PylockError
+from pylock.errors import HashMismatchError, InstallError, PylockError
 from pylock.fastpath import STATE_FILE
 from pylock.fsutil import FileLock, LockTimeout, remove_stale_temporaries, walk_tree
 from pylock.progress import elide
@@ -513,6 +513,16 @@ def _install_locked(
     reporter.detail(f"installed {name} into {final} ({len(entries)} files)")
 
 
+def _raise_if_rotted(archive: Path, sha256: str) -> None:
+    """A :class:`HashMismatchError` if the archive is not the locked one: a cached archive
+    that rotted is then evicted and fetched again, as when the extraction finds it."""
+    from pylock.fsutil import sha256_file
+
+    actual = sha256_file(archive)
+    if actual != sha256:
+        raise HashMismatchError(url=str(archive), expected=sha256, actual=actual)
+
+
 def _extract(
     archive: Path,
     tmp: Path,
@@ -538,7 +548,12 @@ def _extract(
         except ValueError as exc:
             raise ArchiveError(str(exc), archive=str(archive)) from None
     if python.implementation == "cpython" and python.build is None:
-        layout = detect_layout(archive, fmt)  # a direct URL: trust what is inside
+        try:
+            layout = detect_layout(archive, fmt)  # a direct URL: trust what is inside
+        except ArchiveError:
+            if source is None:  # a cached archive, not a download under way
+                _raise_if_rotted(archive, artifact.sha256)
+            raise
     else:
         layout = layout_for(python.implementation, python.flavor)
     sidecar = records.digests_sidecar(layout)
