@@ -1125,6 +1125,49 @@ def test_pruning_a_tree_from_a_lower_image_layer_removes_it(
     assert sync_project.leftovers() == []
 
 
+@pytest.mark.parametrize("upgrade", [True, False], ids=["upgrade", "reinstall"])
+def test_a_crash_while_a_lower_layer_tree_is_deleted_leaves_nothing_trusted(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    monkeypatch: pytest.MonkeyPatch,
+    upgrade: bool,
+) -> None:
+    """Code review: the in-place deletion of a tree that overlayfs cannot rename aside
+    kept its record until the end, so a crash partway left a partly deleted tree that
+    the next sync trusted as up to date."""
+    from pylock import fsutil
+    from pylock.sync import install
+
+    sync_project.install(app_a)
+    tree = sync_project.into / "app"
+    _lower_layer(monkeypatch, tree)
+    real = fsutil.remove_tree
+    calls: list[Path] = []
+
+    def crash_after_one(path: Path) -> None:
+        real(path)
+        if path.parent == tree:
+            calls.append(path)
+            raise KeyboardInterrupt  # the power goes, or the build is killed
+
+    monkeypatch.setattr(fsutil, "remove_tree", crash_after_one)
+    if upgrade:
+        sync_project.lock(app_b)
+        sync_project.serve(app_b)
+    crashed = sync_project.sync() if upgrade else sync_project.sync("--reinstall")
+    assert crashed.code == 130, crashed.err
+    assert len(calls) == 1
+    assert tree.is_dir() and any(tree.iterdir()), "the crash came partway"
+    assert install.installed_state(sync_project.into, "app") is None
+    assert install.has_meta_dir(tree), "still known as pylock's, so the next sync replaces it"
+    monkeypatch.undo()
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert "installed app" in done.err
+    assert sync_project.verify().code == 0
+
+
 # -- CI integrations --------------------------------------------------------------------------
 
 

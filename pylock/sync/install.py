@@ -642,8 +642,9 @@ def _swap_in(tmp: Path, final: Path) -> None:
         # overlayfs without redirect_dir (Docker's default) cannot rename a directory that
         # comes from a lower image layer: a sync in a later layer or a derived image. The
         # old tree is deleted in place, then the new one renamed in: not atomic (a crash
-        # in between leaves NAME absent, and the next sync installs it again).
-        remove_tree(final)
+        # in between leaves NAME absent or partly deleted, and the next sync installs it
+        # again).
+        remove_in_place(final)
         rename(tmp, final)
         return
     try:
@@ -729,7 +730,7 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
-                    remove_tree(tree)  # from a lower overlayfs layer: see _swap_in
+                    remove_in_place(tree)  # from a lower overlayfs layer: see _swap_in
                 else:
                     # Gone from the install directory already; the trash may outlive this
                     # run (a running python.exe on Windows), and the next run removes it.
@@ -739,6 +740,25 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
     except OSError as exc:
         raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
     return removed
+
+
+def remove_in_place(tree: Path) -> None:
+    """Delete an installed tree where it stands, for when it cannot be renamed aside.
+
+    Its record goes first, so that a crash partway leaves a tree the next sync sees as
+    damaged and replaces, never one it trusts; its ``.pylock/`` goes last, so that what
+    is left is still known as pylock's (a directory without it is the user's, and a sync
+    refuses to replace it).
+    """
+    from pylock.fsutil import remove_tree
+
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        os.unlink(tree / META_DIR / INSTALL_JSON)
+    with os.scandir(tree) as entries:
+        rest = [Path(entry.path) for entry in entries if entry.name != META_DIR]
+    for path in rest:
+        remove_tree(path)
+    remove_tree(tree)
 
 
 def _same_as_kept(tree: Path, name: str, keep: Collection[str]) -> bool:
