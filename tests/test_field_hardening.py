@@ -1138,6 +1138,7 @@ def test_a_crash_while_a_lower_layer_tree_is_deleted_leaves_nothing_trusted(
     the next sync trusted as up to date."""
     from pylock import fsutil
     from pylock.sync import install
+    from pylock.sync.records import installed_state
 
     sync_project.install(app_a)
     tree = sync_project.into / "app"
@@ -1159,7 +1160,7 @@ def test_a_crash_while_a_lower_layer_tree_is_deleted_leaves_nothing_trusted(
     assert crashed.code == 130, crashed.err
     assert len(calls) == 1
     assert tree.is_dir() and any(tree.iterdir()), "the crash came partway"
-    assert install.installed_state(sync_project.into, "app") is None
+    assert installed_state(sync_project.into, "app") is None
     assert install.has_meta_dir(tree), "still known as pylock's, so the next sync replaces it"
     monkeypatch.undo()
     done = sync_project.sync()
