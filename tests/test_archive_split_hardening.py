@@ -292,6 +292,22 @@ def test_hostile_record_rows_are_refused(tmp_path: Path, body: str) -> None:
     assert len(str(caught.value)) < 500 + len(str(tmp_path))
 
 
+@pytest.mark.parametrize("path", ["C:/Windows/win.ini", "C:x", "lib/a:stream"])
+def test_a_record_path_with_a_drive_or_stream_is_refused_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Code review: on Windows, ``D:\\pythons\\app / "C:/Windows/win.ini"`` is
+    ``C:\\Windows\\win.ini``: a tampered record sent verify out of the tree."""
+    meta = tmp_path / records.META_DIR
+    meta.mkdir()
+    (meta / records.RECORD_FILE).write_text(f"{path},sha256={HEX},1,\n", encoding="utf-8")
+    monkeypatch.setattr(records, "_WINDOWS", True)
+    with pytest.raises(InstallError, match="bad path"):
+        records.read_record(tmp_path)
+    monkeypatch.setattr(records, "_WINDOWS", False)  # a legal file name elsewhere
+    assert [entry.path for entry in records.read_record(tmp_path)] == [path]
+
+
 def test_record_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     meta = tmp_path / records.META_DIR
     meta.mkdir()

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pylock.archive.writer import RecordEntry
     from pylock.lockfile import Artifact, LockedPython
 
+_WINDOWS = sys.platform == "win32"
 #: A recorded path: relative, ``/``-separated, no empty or ``.`` parts, no NUL or backslash.
 _RECORD_PATH = re.compile(r"(?!/)(?:[^/\0\\]+/)*[^/\0\\]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -168,7 +169,13 @@ def read_record(tree: Path) -> list[RecordEntry]:
                 if len(row) != 4:
                     raise ValueError(f"line {line}: {len(row)} fields, expected 4")
                 rel, digest, size, flags = row
-                if not _RECORD_PATH.fullmatch(rel) or {".", ".."} & set(rel.split("/")):
+                if (
+                    not _RECORD_PATH.fullmatch(rel)
+                    or {".", ".."} & set(rel.split("/"))
+                    # On Windows `C:/x` or `C:x` is on a drive of its own, out of the tree
+                    # (extraction refuses `:` there too).
+                    or (_WINDOWS and ":" in rel)
+                ):
                     raise ValueError(f"line {line}: bad path {rel[:200]!r}")
                 kind, _, value = digest.partition("=")
                 if kind == "sha256":
