@@ -351,7 +351,7 @@ def test_if_needed_skips_a_current_install(tmp_path: Path) -> None:
 
 
 @posix_only
-@pytest.mark.parametrize("failure", ["hash", "hostile", "reserved"])
+@pytest.mark.parametrize("failure", ["hash", "hostile", "reserved", "reserved-directory"])
 def test_failed_upgrade_keeps_old_install(tmp_path: Path, failure: str) -> None:
     dest_root = tmp_path / "d"
     a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
@@ -365,12 +365,20 @@ def test_failed_upgrade_keeps_old_install(tmp_path: Path, failure: str) -> None:
         entries = [*version_tree("v2"), archives.symlink("python/lib/x", "../../../etc")]
         a2, art2 = make_archive(tmp_path, "v2", entries)
         expected = ArchiveError
-    else:
+    elif failure == "reserved":
         entries = [*version_tree("v2"), archives.file("python/.pylock/install.json", b"{}")]
         a2, art2 = make_archive(tmp_path, "v2", entries)
         expected = ArchiveError
-    with pytest.raises(expected):
+    else:
+        # Code review: a directory alone got past the check, and failed later with
+        # "File exists (writing .pylock of the new tree)".
+        entries = [*version_tree("v2"), archives.directory("python/.pylock")]
+        a2, art2 = make_archive(tmp_path, "v2", entries)
+        expected = ArchiveError
+    with pytest.raises(expected) as caught:
         do_install(a2, art2, dest_root)
+    if failure.startswith("reserved"):
+        assert "the archive has its own .pylock/" in str(caught.value)
     assert (dest_root / "app/VERSION").read_text() == "v1"
     assert archives.snapshot(dest_root / "app") == before
     assert verify(dest_root, "app").ok

@@ -574,13 +574,15 @@ def _extract(
         known_digests=known,
         on_file=on_file,
     )
-    for entry in entries:
-        if entry.path == META_DIR or entry.path.startswith(META_DIR + "/"):
-            raise ArchiveError(
-                f"the archive has its own {META_DIR}/, which pylock reserves for its record",
-                archive=str(archive),
-                member=entry.path,
-            )
+    # A member under it (a file, a link, or only a directory: `python/.pylock/`, or
+    # `.PYLOCK/` where names are case-insensitive).
+    reserved = next((e.path for e in entries if e.path.split("/", 1)[0] == META_DIR), None)
+    if reserved is not None or os.path.lexists(tmp / META_DIR):
+        raise ArchiveError(
+            f"the archive has its own {META_DIR}/, which pylock reserves for its record",
+            archive=str(archive),
+            member=reserved or f"{META_DIR}/",
+        )
     if cache is not None and known is None:
         # The archive is verified by now (a streamed one by its download).
         cache.put_sidecar(artifact.sha256, sidecar, records.dump_digests(entries))
