@@ -809,7 +809,7 @@ def _cmd_verify(ctx: Context) -> int:
     from pylock.sync.install import verify_installed
 
     failed = []
-    for report in verify_installed(ctx.install_dir(ctx.args.into), ctx.args.names):
+    for report in verify_installed(ctx.install_dir(ctx.args.into), ctx.args.names, ctx.reporter):
         if report.ok:
             ctx.out(f"{report.name}: ok ({report.checked} files)")
             continue

@@ -345,3 +345,49 @@ def test_caches_are_not_checked_when_files_were_added(tmp_path: Path) -> None:
     assert report.extra == (f"{LIB}/sitecustomize.py",)
     assert (report.bytecode, report.unchecked_bytecode) == ((), 1)
     assert not marker.exists()
+
+
+# -- verify and a sync at the same time ---------------------------------------------------------
+
+
+def test_verify_waits_for_a_sync_working_on_the_tree(tmp_path: Path) -> None:
+    """Code review: verify read the record, then hashed the tree, without the tree's
+    lock: an upgrade swapped in between made it report an intact tree as modified."""
+    import threading
+
+    from pylock.progress import Reporter
+    from pylock.sync import install
+
+    _, tree = sync_tree(tmp_path)
+    other = install._name_filelock(tree.parent, "app")  # a sync installing `app`
+    other.acquire(timeout=0)
+    reports: list[object] = []
+    reporter = Reporter(verbosity=0, color=False, dumb_terminal=True)
+    worker = threading.Thread(target=lambda: reports.append(verify(tree.parent, "app", reporter)))
+    try:
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive(), "verify did not wait for the lock"
+    finally:
+        other.release()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(reports) == 1 and getattr(reports[0], "ok", False)
+
+
+def test_verify_reads_a_tree_whose_lock_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only install directory (a finished image, another user's): no lock to take,
+    and the tree is still checked."""
+    from pylock.sync import install
+
+    _, tree = sync_tree(tmp_path)
+
+    def read_only(dest_root: Path, name: str) -> object:
+        raise PermissionError(13, "Permission denied", str(dest_root / ".pylock-locks"))
+
+    monkeypatch.setattr(install, "_name_filelock", read_only)
+    assert verify(tree.parent, "app").ok
+    (tree / MODULE).write_bytes(b"changed\n")
+    assert not verify(tree.parent, "app").ok

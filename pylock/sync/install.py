@@ -134,11 +134,14 @@ class VerifyReport:
         return found
 
 
-def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[VerifyReport]:
+def verify_installed(
+    dest_root: Path, names: Sequence[str] = (), reporter: Reporter | None = None
+) -> Iterator[VerifyReport]:
     """Verify ``names`` (default: everything pylock installed in ``dest_root``).
 
     Nothing installed, or a name that pylock did not install, is an error before any
-    tree is hashed; the trees are then hashed one by one as the reports are consumed.
+    tree is hashed; the trees are then hashed one by one as the reports are consumed,
+    each under its interpreter's lock (:func:`verify`).
     """
     from pylock.fsutil import display_path
 
@@ -157,7 +160,7 @@ def verify_installed(dest_root: Path, names: Sequence[str] = ()) -> Iterator[Ver
             + installed_there(dest_root),
             hint="check the name; if it is locked, run `pylock sync` first",
         )
-    return (verify(dest_root, name) for name in chosen)
+    return (verify(dest_root, name, reporter) for name in chosen)
 
 
 def installed_names(dest_root: Path) -> list[str]:
@@ -819,8 +822,40 @@ def _tree_executable(dest_root: Path, state: InstallState) -> Path | None:
         return None
 
 
-def verify(dest_root: Path, name: str) -> VerifyReport:
-    """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions."""
+def verify(dest_root: Path, name: str, reporter: Reporter | None = None) -> VerifyReport:
+    """Re-hash ``DIR/NAME`` against its record; check its bytecode caches and permissions.
+
+    It holds NAME's lock meanwhile (waiting for a sync that installs it), so that no
+    upgrade comes between reading the record and hashing the tree: that would report an
+    intact tree as modified. An install directory where the lock cannot be made (read
+    only, as in a finished image) is read without it.
+    """
+    with _name_lock_to_read(dest_root, name, reporter):
+        return _verify(dest_root, name)
+
+
+@contextmanager
+def _name_lock_to_read(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
+    lock: FileLock | None = None
+    try:
+        lock = _name_filelock(dest_root, name)
+        taken = lock.try_acquire()
+    except OSError:
+        lock = None  # a read-only install directory: read without the lock
+    if lock is None:
+        yield
+        return
+    try:
+        if not taken:
+            if reporter is not None:
+                reporter.event(f"waiting for another pylock process working on {dest_root / name}")
+            lock.acquire()
+        yield
+    finally:
+        lock.release()
+
+
+def _verify(dest_root: Path, name: str) -> VerifyReport:
     from pylock.fsutil import sha256_file
     from pylock.sync.bytecode import mismatched_bytecode, parse_cache_path
 
