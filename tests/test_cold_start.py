@@ -387,6 +387,29 @@ def test_ctrl_c_says_which_interpreters_were_installed_before_it(
     assert not (sync_project.into / "tool").exists()
 
 
+def test_ctrl_c_stops_the_fetch_again_of_a_corrupt_archive_on_a_worker_thread(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """Code review: with two installs on worker threads, the fetch again of an archive that
+    rotted in the cache did not see the Ctrl-C, and the sync waited for that download to
+    end (a minute here) before it exited."""
+    if os.name != "posix":
+        pytest.skip("SIGINT to a child process is POSIX")
+    sync_project.install(app_a, tool)
+    archive = sync_project.archive(app_a)
+    rotted = bytearray(archive.read_bytes())
+    rotted[len(rotted) // 2] ^= 0xFF
+    archive.write_bytes(bytes(rotted))
+    sync_project.serve(app_a, always=[Throttle(2_000, 0.2)])  # about 40 s for its 400 KiB
+    downloading = _once_downloading(sync_project)
+    took, code, err = _interrupt(
+        sync_project, sync_project.sync_command("--reinstall", "-j", "2"), downloading
+    )
+    assert took < 10, err
+    _assert_interrupted_cleanly(sync_project, code, err)
+    assert "is corrupt; evicted it" in err
+
+
 @pytest.mark.parametrize("command", ["fetch", "mirror"])
 def test_ctrl_c_stops_fetch_and_mirror_and_leaves_no_partial_download(
     sync_project: Project, app_b: Build, command: str

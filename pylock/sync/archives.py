@@ -22,7 +22,7 @@ import attrs
 from pylock.errors import OfflineError, PylockError
 from pylock.fsutil import FileLock, sha256_file
 from pylock.net.options import FetchOptions
-from pylock.net.stream import wait_for
+from pylock.net.stream import WAIT_STEP, wait_for
 from pylock.progress import Reporter, Task, human_size
 from pylock.sync.cache import Cache, safe_filename
 from pylock.urls import filename_from_url
@@ -232,18 +232,28 @@ def ensure_archives(
     *,
     verify_hits: bool = False,
     tally: set[str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Path]:
     """Make sure every wanted archive is in the cache; returns sha256 -> cached path.
 
     Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
     The first download that fails stops the others, and its error is raised. The sha256
-    of every archive actually downloaded is added to ``tally``.
+    of every archive actually downloaded is added to ``tally``. Once ``cancel`` is set (a
+    worker thread's Ctrl-C, which lands on another thread), the downloads stop and
+    :class:`~pylock.net.stdhttp.Cancelled` is raised.
     """
     found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
     if misses:
         paths, errors = _download_all(
-            misses, cache, options, reporter, tally, worker=obtain, stop_on_error=True
+            misses,
+            cache,
+            options,
+            reporter,
+            tally,
+            worker=obtain,
+            stop_on_error=True,
+            cancel=cancel,
         )
         if errors:
             raise next(iter(errors.values()))
@@ -292,6 +302,7 @@ def _download_all(
     worker: Callable[..., Path],
     stop_on_error: bool,
     stop: threading.Event | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[dict[str, Path], dict[str, Exception]]:
     """Run ``worker`` for each item on up to ``options.jobs`` threads.
 
@@ -299,7 +310,8 @@ def _download_all(
     :mod:`pylock.net.stdhttp`), and a sync that starts it sooner ends sooner. With
     ``stop_on_error`` the first failure stops the rest (their :class:`Cancelled` is not
     reported); errors are returned in the order they happened. Ctrl-C (or ``stop``) stops
-    every download, and waits for them to remove their partial files.
+    every download, and waits for them to remove their partial files; so does ``cancel``,
+    which then raises :class:`~pylock.net.stdhttp.Cancelled`.
     """
     import threading
 
@@ -350,7 +362,12 @@ def _download_all(
         ).start()
     try:
         for done in finished:
-            wait_for(done)
+            if cancel is None:
+                wait_for(done)
+                continue
+            while not done.wait(WAIT_STEP):
+                if cancel.is_set():
+                    raise Cancelled
     except BaseException:
         stop.set()
         for done in finished:

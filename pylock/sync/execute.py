@@ -265,6 +265,9 @@ class _Installer:
             self.options,
             self.reporter,
             tally=self.refetched,
+            # Ctrl-C lands on the command's thread, which sets it: a worker's re-fetch
+            # stops too, rather than finish the download first.
+            cancel=self.downloads.stop,
         )
 
 
