@@ -12,6 +12,7 @@ userinfo credentials on same-origin redirects only, the slowest pace a body may 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import gzip
 import hashlib
@@ -270,7 +271,7 @@ def test_a_socks_proxy_is_one_clear_error(tmp_path: Path, variable: str, scheme:
         proxy_for("https://h.example/x", settings)
     assert info.value.message == (
         f"unsupported proxy scheme {scheme!r} in {variable.upper()} "
-        "(pylock supports http:// and https:// proxies)"
+        "(pylock supports http:// proxies)"
     )
 
 
@@ -282,6 +283,34 @@ def test_both_clients_refuse_a_socks_proxy_without_connecting(tmp_path: Path) ->
                 url, tmp_path / "a", sha256=None, size=None
             )
         assert server.hits(PATH) == 0
+
+
+def test_an_https_proxy_is_refused_before_its_credentials_leave(tmp_path: Path) -> None:
+    """Net review: the http.client path spoke plain TCP to an ``https://`` proxy and sent
+    its ``Proxy-Authorization`` in the clear (aiohttp speaks TLS to it): both refuse it."""
+    received: list[bytes] = []
+
+    class Peek(SocketServer):
+        def _handle(self, sock: socket.socket) -> None:
+            sock.settimeout(2)
+            with contextlib.suppress(OSError):
+                received.append(sock.recv(4096))
+
+    with Peek() as proxy, HttpServer() as server:
+        url = server.serve(PATH, BODY)
+        secret = f"https://pu:PROXYSECRET@127.0.0.1:{proxy.port}"
+        for variable in ("HTTP_PROXY", "https_proxy", "ALL_PROXY"):
+            target = url if variable != "https_proxy" else url.replace("http://", "https://")
+            with pytest.raises(PylockError) as info:
+                downloader({variable: secret}).download(
+                    target, tmp_path / "a", sha256=None, size=None
+                )
+            message = f"{info.value.message} {info.value.hint}"
+            assert "names an https:// proxy" in message
+            assert f"http://***@127.0.0.1:{proxy.port}" in message
+            assert "PROXYSECRET" not in message
+        assert server.hits(PATH) == 0
+    assert not any(received), received
 
 
 @pytest.mark.parametrize(

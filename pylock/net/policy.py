@@ -567,8 +567,10 @@ class Proxy(NamedTuple):
 
 
 #: Proxy schemes both clients speak: the proxy is reached over plain TCP and asked for the
-#: URL (http) or a ``CONNECT`` tunnel (https).
-PROXY_SCHEMES = ("http", "https")
+#: URL (http) or a ``CONNECT`` tunnel (https, encrypted end to end through it). An
+#: ``https://`` proxy, reached over TLS, is refused: ``http.client`` would speak plain TCP
+#: to it (its credentials in clear text) where aiohttp speaks TLS.
+PROXY_SCHEMES = ("http",)
 
 
 def proxy_answered(
@@ -643,11 +645,19 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
             hint=f"set {variable} to http://HOST:PORT, or unset it",
         )
     proxy_scheme = scheme_of(proxy)
+    if proxy_scheme == "https":
+        raise PylockError(
+            f"{variable} names an https:// proxy ({redact(proxy)}): pylock reaches proxies "
+            "over plain HTTP only, and does not send them credentials in the clear",
+            hint=f"if the proxy also takes plain HTTP, set {variable} to "
+            f"{redact(proxy).replace('https://', 'http://', 1)} (https downloads stay "
+            "encrypted end to end through its CONNECT tunnel), or unset it",
+        )
     if proxy_scheme not in PROXY_SCHEMES:
         # Sent plain HTTP, a SOCKS proxy answers garbage that fails only after every retry.
         raise PylockError(
             f"unsupported proxy scheme {proxy_scheme!r} in {variable} "
-            "(pylock supports http:// and https:// proxies)",
+            "(pylock supports http:// proxies)",
             hint=f"set {variable} to an http:// proxy, or unset it",
         )
     return Proxy(proxy, variable)
