@@ -322,6 +322,12 @@ def test_streamed_install_stops_when_the_body_outgrows_the_lock(
         ("https://u:p@ss@host/x?a=1", "https://***@host/x?a=1"),
         ("https://h/x?a=1;token=t;b=2", "https://h/x?a=1;token=***;b=2"),
         ("see https://h/x?token=t, then", "see https://h/x?token=***, then"),
+        # Net review: a quote is legal in userinfo and in a query value, and ended the
+        # secret: the password after it was printed.
+        ("http://user:pa'SECRETPW@h/x", "http://***@h/x"),
+        ('http://user:pa"SECRETPW@h/x', "http://***@h/x"),
+        ("http://user:<SECRETPW>@h/x", "http://***@h/x"),
+        ("https://h/x?token=ab'SECRETPW&v=1", "https://h/x?token=***&v=1"),
     ],
 )
 def test_redact(text: str, expected: str | None) -> None:
@@ -336,7 +342,13 @@ def test_redact(text: str, expected: str | None) -> None:
 
 def test_redact_is_fast_on_hostile_text() -> None:
     started = time.monotonic()
-    for text in (";x=" * 100_000, "?token=" + "a" * 300_000, "http://" + "u@" * 100_000):
+    for text in (
+        ";x=" * 100_000,
+        "?token=" + "a" * 300_000,
+        "http://" + "u@" * 100_000,
+        "a://'" * 100_000,
+        "?token=" + "'" * 300_000,
+    ):
         assert len(redact(text)) > 0
     assert time.monotonic() - started < 5
 
@@ -345,6 +357,8 @@ def test_has_credentials() -> None:
     assert has_credentials(f"https://u:{SECRET}@h/x.tar.gz")
     assert has_credentials(f"https://h/x.tar.gz?X-Amz-Security-Token={SECRET}")
     assert not has_credentials("https://h/x.tar.gz?sv=1&se=2")
+    # So `url = "http://user:pa'ss@..."` in pythons.toml is refused as carrying credentials.
+    assert has_credentials("http://user:pa'ss@h/x.tar.gz")
 
 
 def _secret_free(*texts: str) -> None:
