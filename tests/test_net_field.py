@@ -260,6 +260,52 @@ def test_an_idle_read_still_times_out(tmp_path: Path, client: str) -> None:
     assert "timed out" in info.value.message
 
 
+class TrickleServer(SocketServer):
+    """Sends a status line, then a header one byte every 0.2 s, until it stops: each byte
+    comes well within the idle timeout, and the head never ends."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        while not self.released.wait(0.2):
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                return
+
+
+@pytest.mark.timeout(60)
+def test_a_head_dripped_a_byte_at_a_time_times_out(tmp_path: Path) -> None:
+    """Net review: the idle timeout restarted at every byte, so a server that sent its
+    headers a byte a second held one attempt for as long as it liked, on both clients."""
+    timeouts = Timeouts(connect=1.0, read=1.0)
+    with TrickleServer() as server, pytest.raises(DownloadError) as info:
+        started = time.monotonic()
+        downloader(timeouts=timeouts, retries=1).download(
+            server.url("/a"), tmp_path / "a", sha256=None, size=None
+        )
+    # Two attempts of at most connect + read seconds each, and a backoff between them.
+    assert time.monotonic() - started < 10
+    assert "status line and headers came too slowly" in info.value.message
+
+
+class EarlyHintsServer(SocketServer):
+    """Answers ``103 Early Hints`` (twice), then the archive."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
+        sock.sendall(hints + hints + head + BODY)
+
+
+def test_early_hints_are_read_past_on_both_clients(tmp_path: Path) -> None:
+    """Net review: http.client read past `100 Continue` only, and failed a download for
+    good on `103 Early Hints` ("HTTP 103"), which aiohttp reads past."""
+    with EarlyHintsServer() as server:
+        result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
+    assert result == (SHA, len(BODY))
+    assert (tmp_path / "a").read_bytes() == BODY
+
+
 # -- 7. SOCKS proxies ----------------------------------------------------------------------------
 
 

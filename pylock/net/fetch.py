@@ -297,6 +297,7 @@ class Fetcher(policy.SessionOwner):
 
         ``raw``: the body as sent, never decoded (an archive download).
         """
+        import asyncio
 
         import aiohttp
         from yarl import URL
@@ -315,15 +316,26 @@ class Fetcher(policy.SessionOwner):
                 sent["Authorization"] = authorization
             proxy = policy.proxy_of(current, self._settings)
             proxy_url, proxy_headers = aiohttp_proxy(None if proxy is None else proxy.url)
+            timeouts = self.options.timeouts
             try:
-                response = await session.get(
-                    URL(policy.without_userinfo(current), encoded=True),
-                    headers=sent,
-                    allow_redirects=False,
-                    proxy=proxy_url,
-                    proxy_headers=proxy_headers,
-                    auto_decompress=not raw,
-                )
+                # Connecting and the answer's head, together, as on the http.client path:
+                # a server that drips its headers a byte at a time never lets sock_read
+                # expire.
+                async with asyncio.timeout(timeouts.connect + timeouts.read):
+                    response = await session.get(
+                        URL(policy.without_userinfo(current), encoded=True),
+                        headers=sent,
+                        allow_redirects=False,
+                        proxy=proxy_url,
+                        proxy_headers=proxy_headers,
+                        auto_decompress=not raw,
+                    )
+            except TimeoutError as error:
+                if str(error):
+                    raise Retryable(policy.reason(error)) from None
+                raise Retryable(
+                    "TimeoutError: the response's status line and headers came too slowly"
+                ) from None
             except aiohttp.ClientConnectorCertificateError as error:
                 code = getattr(error.certificate_error, "verify_code", None)
                 raise policy.untrusted(current, canonical, str(error), code) from None
@@ -337,7 +349,7 @@ class Fetcher(policy.SessionOwner):
                 ) from None
             except aiohttp.ClientProxyConnectionError as error:
                 raise Retryable(policy.reason(error), proxy=proxy) from None
-            except (TimeoutError, aiohttp.ClientError) as error:
+            except aiohttp.ClientError as error:
                 raise Retryable(policy.reason(error)) from None
             location = response.headers.get("Location")
             if response.status not in policy.REDIRECT_STATUSES or not location:

@@ -181,7 +181,9 @@ class StdDownloader:
             headers["Authorization"] = authorization
         proxy = policy.proxy_of(url, self._settings)
         timeouts = self.options.timeouts
-        responses = _responses(stop, timeouts.read)
+        # Connecting (and a proxy's tunnel, and TLS) and the answer's head, together.
+        head_by = time.monotonic() + timeouts.connect + timeouts.read
+        responses = _responses(stop, timeouts.read, head_by)
         connection: http.client.HTTPConnection | None = None
         try:
             if proxy is None:
@@ -438,12 +440,16 @@ class _Patient(io.RawIOBase):
         held: io.BufferedReader,
         stop: threading.Event | None,
         idle: float,
+        head_by: float | None = None,
     ) -> None:
         super().__init__()
         self._sock = sock
         self._held = held
         self._stop = stop
         self._idle = idle
+        #: When the status line and headers must have come (``time.monotonic()``), until
+        #: they have: a server that drips them a byte at a time never lets ``idle`` expire.
+        self.head_by = head_by
         # Once, not per read: each settimeout() is a system call. The request has been
         # sent by now; only reads follow.
         sock.settimeout(min(STOP_TICK, idle))
@@ -455,7 +461,12 @@ class _Patient(io.RawIOBase):
         return self._sock.fileno()
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        deadline = time.monotonic() + self._idle
+        now = time.monotonic()
+        deadline = now + self._idle
+        if self.head_by is not None:
+            if now >= self.head_by:
+                raise TimeoutError("the response's status line and headers came too slowly")
+            deadline = min(deadline, self.head_by)
         while True:
             try:
                 return self._sock.recv_into(buffer)
@@ -471,8 +482,16 @@ class _Patient(io.RawIOBase):
         super().close()
 
 
-def _responses(stop: threading.Event | None, idle: float) -> type[http.client.HTTPResponse]:
-    """An ``HTTPResponse`` class whose reads honour ``stop`` and the ``idle`` timeout."""
+#: Informational answers (``103 Early Hints``) read past before the real one, at most.
+_MAX_INTERIM = 10
+
+
+def _responses(
+    stop: threading.Event | None, idle: float, head_by: float | None = None
+) -> type[http.client.HTTPResponse]:
+    """An ``HTTPResponse`` class whose reads honour ``stop`` and the ``idle`` timeout, and
+    whose status line and headers (a proxy's answer to ``CONNECT`` too) must all have come
+    by ``head_by`` (``time.monotonic()``)."""
 
     class Response(http.client.HTTPResponse):
         def __init__(
@@ -486,7 +505,18 @@ def _responses(stop: threading.Event | None, idle: float) -> type[http.client.HT
             # http.client's own reader is kept, not read: like every socket file it holds
             # the socket open while the body is read, even once the connection closed it
             # (``Connection: close``).
-            self.fp = io.BufferedReader(_Patient(sock, self.fp, stop, idle))
+            self._patient = _Patient(sock, self.fp, stop, idle, head_by)
+            self.fp = io.BufferedReader(self._patient)
+
+        def begin(self) -> None:
+            super().begin()
+            # http.client reads past `100 Continue` only; aiohttp past every 1xx but 101.
+            for _ in range(_MAX_INTERIM):
+                if not 100 < self.status < 200 or self.status == 101:
+                    break
+                self.headers = self.msg = None  # type: ignore[assignment]
+                super().begin()
+            self._patient.head_by = None
 
     return Response
 
