@@ -750,15 +750,20 @@ def _cmd_list(ctx: Context) -> int:
 def _cmd_which(ctx: Context) -> int:
     # No lock here (e.g. a slim image holding only the install dir): the record knows.
     found = _locate(ctx, ctx.read_lock() if ctx.lock_path.exists() else None)
+    _warn_if_out_of_date(ctx, found)
+    if found.foreign is not None:
+        ctx.reporter.warn(_foreign(found))
+    ctx.out(str(found.executable))
+    return 0
+
+
+def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
+    """Say so when the tree ``which`` names or ``run`` starts is not the one locked now."""
     if found.out_of_date:
         dest = ctx.install_dir(ctx.args.into)
         ctx.reporter.warn(
             f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
         )
-    if found.foreign is not None:
-        ctx.reporter.warn(_foreign(found))
-    ctx.out(str(found.executable))
-    return 0
 
 
 def _foreign(found: Located) -> str:
@@ -970,6 +975,7 @@ def _cmd_run(ctx: Context) -> int:
     # No lock needed, as for `which`: the install record knows.
     lock = ctx.read_lock() if ctx.lock_path.exists() else None
     found = _locate(ctx, lock, check_executable=False)
+    _warn_if_out_of_date(ctx, found)  # on stderr, before the child writes anything
     exe = found.executable
     run_args = _child_args(ctx.argv, ctx.args.name, ctx.args.run_args)
     if sys.stdout is not None:

@@ -805,6 +805,35 @@ def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subproc
     return process
 
 
+@posix_only
+def test_which_and_run_warn_that_the_tree_is_out_of_date(
+    sync_project: Project, app_b: Build
+) -> None:
+    """README field test: after a re-lock, `which` warned that the tree was out of date,
+    and `run` ran the old interpreter without a word."""
+    from tests.archives import compress, exe, tar_bytes
+    from tests.syncproject import TAG_A
+
+    entries = (exe("python/bin/python3.12", b"#!/bin/sh\necho ran\n"),)
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    old = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    sync_project.install(old)
+    sync_project.lock(app_b)  # re-locked, not synced
+    warning = "warning: app in "
+    which = sync_project.check(
+        sync_project.command("which", "--into", str(sync_project.into), "app")
+    )
+    assert which.code == 0 and warning in which.err and "is out of date" in which.err
+    ran = sync_project.check(
+        sync_project.command("run", "--into", str(sync_project.into), "app", "--", "-c", "")
+    )
+    assert ran.code == 0, ran.err
+    assert ran.out == "ran\n"
+    assert warning in ran.err and "is out of date; run `pylock sync`" in ran.err
+
+
 def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
