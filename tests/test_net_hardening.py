@@ -668,6 +668,18 @@ def test_require_writable_raises_the_typed_error(
     assert info.value.root == str(cache.root)
 
 
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_a_cache_dir_that_is_a_file_is_said_to_be_one(tmp_path: Path, where: str) -> None:
+    """README field test: a PYLOCK_CACHE_DIR naming a file got the read-only cache's hint."""
+    (tmp_path / "file").write_text("")
+    cache = Cache(tmp_path / where)
+    with pytest.raises(CacheReadOnlyError) as info:
+        cache.require_writable()
+    assert info.value.hint is not None
+    assert f"{tmp_path / where} is not a directory" in info.value.hint
+    assert "read-only" not in info.value.hint
+
+
 # -- 9. honest counts ------------------------------------------------------------------------
 
 

@@ -164,6 +164,14 @@ class Cache:
                     "your user's id (`--mount=type=cache,target=...,uid=1000`); elsewhere, "
                     "point PYLOCK_CACHE_DIR at a directory you can write"
                 )
+            elif isinstance(error, (FileExistsError, NotADirectoryError)) and not (
+                self.root.is_dir()
+            ):
+                hint = (
+                    f"{self.root} is not a directory, and a file stands where one would be made: "
+                    "point PYLOCK_CACHE_DIR at a directory "
+                    "(pylock makes it if it is missing)"
+                )
             else:
                 hint = (
                     "a read-only cache serves only the archives it holds: fill it with "
