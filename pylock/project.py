@@ -331,9 +331,13 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         try:
             atomic_write_text(lock_path, outcome.text)
         except OSError as exc:
+            hint = (
+                f"{name} is a directory: move it aside, then run `pylock lock` again"
+                if lock_path.is_dir()
+                else "run `pylock lock` where the project directory is writable "
+                "(`pylock lock --check` writes nothing)"
+            )
             raise PylockError(
-                f"cannot write {lock_path}: {exc.strerror or exc}",
-                hint="run `pylock lock` where the project directory is writable "
-                "(`pylock lock --check` writes nothing)",
+                f"cannot write {lock_path}: {exc.strerror or exc}", hint=hint
             ) from None
     return LockUpdate(lines=lines, changed=changed, written=written)

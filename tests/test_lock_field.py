@@ -111,3 +111,17 @@ def test_a_conflict_with_a_newer_lock_version_on_one_side_is_not_salvaged(
     assert run(project, "lock") == 1
     assert "upgrade pylock" in capsys.readouterr().err
     assert (project / "pythons.lock").read_text(encoding="utf-8") == conflicted
+
+
+def test_a_directory_where_the_lock_goes_is_named_in_the_hint(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README field test: the hint said to run where the project directory is writable."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    (project / "pythons.lock").mkdir()
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "pylock: error: cannot write" in err
+    assert "pylock: hint: pythons.lock is a directory: move it aside" in err
+    assert (project / "pythons.lock").is_dir()
