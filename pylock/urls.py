@@ -187,17 +187,13 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     >>> mirror_rewrite(PYPY_DOWNLOAD_PREFIX, "file:///srv/pypy", origin="--pypy-mirror").target
     'file:///srv/pypy/'
     """
+    example = "pypy/" if source == PYPY_DOWNLOAD_PREFIX else "python-build-standalone/"
+    hint = f"give the mirror's base URL, e.g. https://mirror.example/{example}"
     problem = url_problem(base)
     if problem is not None:
-        raise UsageError(
-            f"{origin}: invalid mirror URL {base!r}: {problem}",
-            hint="give the mirror's base URL, e.g. https://mirror.example/python-build-standalone/",
-        )
+        raise UsageError(f"{origin}: invalid mirror URL {base!r}: {problem}", hint=hint)
     if not _is_url(base, _TARGET_SCHEMES):
-        raise UsageError(
-            f"{origin}: {base!r} is not an http, https or file URL",
-            hint="give the mirror's base URL, e.g. https://mirror.example/python-build-standalone/",
-        )
+        raise UsageError(f"{origin}: {base!r} is not an http, https or file URL", hint=hint)
     if not base.endswith("/"):
         base += "/"
     return Rewrite(source=source, target=base, origin=origin)

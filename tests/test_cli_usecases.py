@@ -345,6 +345,8 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
     [
         (("--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
         (("--mirror", "notaurl"), "'notaurl' is not an http, https or file URL"),
+        (("--mirror", "notaurl"), "e.g. https://mirror.example/python-build-standalone/"),
+        (("--pypy-mirror", "notaurl"), "e.g. https://mirror.example/pypy/"),
         (("--check", "--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
     ],
 )
