@@ -306,6 +306,34 @@ def test_early_hints_are_read_past_on_both_clients(tmp_path: Path) -> None:
     assert (tmp_path / "a").read_bytes() == BODY
 
 
+class Utf8RedirectServer(SocketServer):
+    """Redirects ``/a`` with a ``Location`` of raw UTF-8, and serves the body there."""
+
+    def _handle(self, sock: socket.socket) -> None:
+        head = self.read_head(sock)
+        if head is None:
+            return
+        target = head.split(b" ", 2)[1]
+        if target == b"/a":
+            sock.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: /fi\xc3\xa9nal/x\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        elif target == b"/fi%C3%A9nal/x":
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
+            sock.sendall(head + BODY)
+        else:
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_location_of_raw_utf8_is_followed_alike(tmp_path: Path) -> None:
+    """Net review: http.client read a raw UTF-8 Location as latin-1 and asked for
+    /fi%C3%83%C2%A9nal/ (a 404), where aiohttp asked for /fi%C3%A9nal/."""
+    with Utf8RedirectServer() as server:
+        result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
+    assert result == (SHA, len(BODY))
+
+
 # -- 7. SOCKS proxies ----------------------------------------------------------------------------
 
 

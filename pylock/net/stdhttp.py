@@ -151,7 +151,7 @@ class StdDownloader:
                 return connection, response, current
             response.close()
             connection.close()
-            hops.follow(location)
+            hops.follow(_utf8_header(location))
 
     def _request(
         self,
@@ -519,6 +519,19 @@ def _responses(
             self._patient.head_by = None
 
     return Response
+
+
+def _utf8_header(value: str) -> str:
+    """A header's text as aiohttp reads it: http.client decodes every header as latin-1,
+    which turns a ``Location`` of raw UTF-8 (``/fiénal/``) into mojibake.
+
+    >>> _utf8_header("/fi\u00c3\u00a9nal/"), _utf8_header("/caf\u00e9/")
+    ('/fiénal/', '/café/')
+    """
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # latin-1 indeed (or not bytes http.client could have read)
+        return value
 
 
 def _close(connection: http.client.HTTPConnection | None) -> None:
