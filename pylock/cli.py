@@ -711,6 +711,12 @@ def _cmd_list(ctx: Context) -> int:
     lock = ctx.read_lock()
     platform = ctx.platform(ctx.args.platform)
     dest = ctx.install_dir(ctx.args.into)
+    if os.path.lexists(dest) and not dest.is_dir():
+        # As `sync` says of it: "not installed" there would send the user to a sync that fails.
+        raise PylockError(
+            f"the install directory {dest} is not a directory",
+            hint="pass the directory `pylock sync --into` installed into",
+        )
     cache = ctx.cache()
     statuses = install_status(
         lock, dest, platform, lambda a: cache.lookup(a.sha256, a.filename) is not None

@@ -1005,6 +1005,17 @@ def test_sync_says_what_it_linked_into_the_bin_dir(sync_project: Project, app_a:
     assert again.code == 0 and "linked " not in again.err
 
 
+def test_list_into_a_file_is_an_error_as_for_sync(sync_project: Project, app_a: Build) -> None:
+    """README field test: `list --into FILE` said "not installed" and exited 0."""
+    sync_project.lock(app_a)
+    file = sync_project.root / "a-file"
+    file.write_text("")
+    for command in ("list", "sync"):
+        done = sync_project.run(command, "--into", str(file), "--offline")
+        assert done.code == 1, command
+        assert f"the install directory {file} is not a directory" in done.err
+
+
 def test_which_and_verify_of_a_name_not_there_list_what_is(
     sync_project: Project, app_a: Build
 ) -> None:
