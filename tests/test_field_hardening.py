@@ -1010,9 +1010,9 @@ def test_list_into_a_file_is_an_error_as_for_sync(sync_project: Project, app_a: 
     sync_project.lock(app_a)
     file = sync_project.root / "a-file"
     file.write_text("")
-    for command in ("list", "sync"):
-        done = sync_project.run(command, "--into", str(file), "--offline")
-        assert done.code == 1, command
+    for argv in (("list",), ("sync", "--offline")):
+        done = sync_project.run(*argv, "--into", str(file))
+        assert done.code == 1, argv
         assert f"the install directory {file} is not a directory" in done.err
 
 
