@@ -432,8 +432,11 @@ def install_pylock(venv: Path, uv_bin: str) -> list[str]:
     subprocess.run(
         [uv_bin, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
     )
+    # Compiled at install, as pip does by default: the first timed run must not pay for
+    # writing every module's bytecode (uv pip leaves that to the first import).
+    python = str(venv / "bin" / "python")
     subprocess.run(
-        [uv_bin, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(REPO)],
+        [uv_bin, "pip", "install", "-q", "--compile-bytecode", "--python", python, str(REPO)],
         env=env,
         check=True,
     )
