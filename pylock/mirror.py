@@ -25,6 +25,7 @@ removes the temporary files of runs that were killed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -503,10 +504,33 @@ def build_mirror(
             if covered
             else "add interpreters to pythons.toml and run `pylock lock`",
         )
+    created = not os.path.lexists(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MirrorError(f"cannot create {outdir}: {exc.strerror}") from None
+    try:
+        return _fill_mirror(outdir, entries, cache, options, reporter)
+    except BaseException:
+        if created:
+            _remove_empty_dirs(outdir)  # a first run that failed leaves no empty mirror
+        raise
+
+
+def _remove_empty_dirs(top: Path) -> None:
+    """Remove ``top`` and the directories under it that hold nothing (no file anywhere)."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda item: len(item[0]), reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _fill_mirror(
+    outdir: Path,
+    entries: list[MirrorEntry],
+    cache: Cache,
+    options: FetchOptions,
+    reporter: Reporter,
+) -> MirrorReport:
     now = time.time()
     for folder in sorted({outdir, *(outdir.joinpath(e.path.parent) for e in entries)}):
         _remove_stale_temps(folder, reporter, now=now, max_age=STALE_TEMP_SECONDS)

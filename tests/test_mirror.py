@@ -449,6 +449,15 @@ def test_offline_miss_names_the_archive(
         run_mirror(
             the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream_dir, ["macos-aarch64"], True
         )
+    # A first run that failed leaves no empty mirror behind (README field test).
+    assert not (tmp_path / "m").exists()
+    # One that existed before stays, and so does what it holds.
+    (tmp_path / "m" / "keep").mkdir(parents=True)
+    with pytest.raises(OfflineError):
+        run_mirror(
+            the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream_dir, ["macos-aarch64"], True
+        )
+    assert (tmp_path / "m" / "keep").is_dir()
 
 
 def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
@@ -461,7 +470,7 @@ def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
     out = tmp_path / "m"
     with pytest.raises(PylockError, match="mismatch"):
         run_mirror(the_lock, out, Cache(tmp_path / "c"), upstream_dir, ["macos-aarch64"])
-    assert [p for p in out.rglob("*") if p.is_file()] == []
+    assert not out.exists()
 
 
 def test_nothing_to_mirror(
