@@ -764,12 +764,17 @@ def _cmd_which(ctx: Context) -> int:
 
 
 def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
-    """Say so when the tree ``which`` names or ``run`` starts is not the one locked now."""
+    """Say so when the tree ``which`` names or ``run`` starts is not the one locked now.
+
+    Said if it can be: a stderr that cannot be written (``2>/dev/full``) must not keep the
+    interpreter from running, nor ``which`` from printing its path.
+    """
     if found.out_of_date:
         dest = ctx.install_dir(ctx.args.into)
-        ctx.reporter.warn(
-            f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
-        )
+        with contextlib.suppress(OSError, ValueError):
+            ctx.reporter.warn(
+                f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
+            )
 
 
 def _foreign(found: Located) -> str:

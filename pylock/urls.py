@@ -124,11 +124,13 @@ def url_problem(url: str) -> str | None:
 def _parts_problem(parts: SplitResult) -> str | None:
     netloc = parts.netloc.rpartition("@")[2]
     if netloc.startswith("["):
-        literal = netloc[1:].partition("]")[0]
+        literal, _, after = netloc[1:].partition("]")
         try:
             ipaddress.IPv6Address(literal)
         except ValueError:
             return f"invalid IPv6 address [{literal}] in the host"
+        if after and not after.startswith(":"):
+            return f"invalid host [{literal}]{after[:50]} (only :PORT may follow the address)"
     try:
         port = parts.port
     except ValueError:
@@ -138,7 +140,28 @@ def _parts_problem(parts: SplitResult) -> str | None:
         return f"invalid port {port_text!r}"
     if port == 0:
         return "port 0 is out of range (1-65535)"
+    host = parts.hostname
+    if host and not netloc.startswith("[") and not _resolvable(host):
+        return f"invalid host name {host[:100]!r}"
     return None
+
+
+def _resolvable(host: str) -> bool:
+    """Whether the resolver can be given ``host``: it is encoded as IDNA, which refuses an
+    empty label (``a..b``) or one over 63 characters with a ``UnicodeError``, a traceback
+    from deep in a download.
+
+    >>> _resolvable("mirror.example."), _resolvable("a..b"), _resolvable("bücher.example")
+    (True, False, True)
+    """
+    if host.isascii():  # the codec's whole check for ASCII, without importing it
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        return all(0 < len(label) < 64 for label in labels)
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 @attrs.frozen(kw_only=True)

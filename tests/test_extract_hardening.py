@@ -445,11 +445,31 @@ def test_metadata_headers_count_against_the_unpacked_size(tmp_path: Path) -> Non
 def test_a_huge_global_pax_header_is_not_copied_for_every_member(tmp_path: Path) -> None:
     """Code review: one global header of 70,000 short records before 2,000 empty files took
     19 s (every member copied every record); only the keys pylock reads are kept."""
-    records = b"".join(record(f"k{i}", "v") for i in range(70_000))
-    assert len(records) < 1 << 20
+    records = b"".join(record(f"k{i}", "v") for i in range(1_000))
     members = b"".join(member(b"python/lib/f%d" % i) for i in range(2_000))
     path = write(tmp_path, "global", pax(records, b"g") + OK + members + END)
     started = time.monotonic()
     extract(path, tmp_path / "dest")
     assert time.monotonic() - started < 5
     assert (tmp_path / "dest" / "lib" / "f1999").is_file()
+    # More records than any real header has (70,000 in under 1 MiB) are refused at once,
+    # and so is more metadata in all than any real archive has.
+    many = b"".join(record(f"k{i}", "v") for i in range(70_000))
+    path = write(tmp_path, "many", pax(many, b"g") + OK + END)
+    with pytest.raises(ArchiveError, match="invalid pax header"):
+        extract(path, tmp_path / "dest-many")
+    same = record("comment", "x") * 70_000  # one key, many times
+    path = write(tmp_path, "same", pax(same) + OK + END)
+    with pytest.raises(ArchiveError, match="invalid pax header"):
+        extract(path, tmp_path / "dest-same")
+
+
+@pytest.mark.timeout(PATIENCE)
+def test_metadata_past_64_mib_in_all_is_refused(tmp_path: Path) -> None:
+    """Attack on the day's changes: pax records parse at a few microseconds each, and the
+    4 GiB unpacked limit allowed minutes of them."""
+    big = pax(record("comment", "x" * ((1 << 20) - 100)))
+    tar = b"".join(big + member(b"python/lib/f%d" % i) for i in range(70)) + OK + END
+    path = write(tmp_path, "meta", tar)
+    with pytest.raises(ArchiveError, match="more than 64 MiB of tar metadata headers"):
+        extract(path, tmp_path / "dest")

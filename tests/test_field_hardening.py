@@ -832,6 +832,19 @@ def test_which_and_run_warn_that_the_tree_is_out_of_date(
     assert ran.code == 0, ran.err
     assert ran.out == "ran\n"
     assert warning in ran.err and "is out of date; run `pylock sync`" in ran.err
+    # A warning that cannot be written does not keep the interpreter from running (attack
+    # on the day's changes: `run app 2>/dev/full` exited 1, and the child never ran).
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                sync_project.command("run", "--into", str(sync_project.into), "app"),
+                env=sync_project.subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=full,
+                text=True,
+                timeout=60,
+            )
+        assert (done.returncode, done.stdout) == (0, "ran\n")
 
 
 def _ignore_ctrl_c() -> None:

@@ -297,6 +297,29 @@ class EarlyHintsServer(SocketServer):
         sock.sendall(hints + hints + head + BODY)
 
 
+class EndlessHintsServer(SocketServer):
+    """Answers ``103 Early Hints`` for ever, quickly, until it stops."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" * 50
+        while not self.released.wait(0.01):
+            try:
+                sock.sendall(hints)
+            except OSError:
+                return
+
+
+@pytest.mark.timeout(60)
+def test_endless_early_hints_end_at_the_heads_deadline(tmp_path: Path) -> None:
+    with EndlessHintsServer() as server, pytest.raises(DownloadError) as info:
+        started = time.monotonic()
+        downloader(timeouts=Timeouts(connect=1.0, read=1.0), retries=1).download(
+            server.url("/a"), tmp_path / "a", sha256=None, size=None
+        )
+    assert time.monotonic() - started < 15
+    assert "too slowly" in info.value.message or "timed out" in info.value.message
+
+
 def test_early_hints_are_read_past_on_both_clients(tmp_path: Path) -> None:
     """Net review: http.client read past `100 Continue` only, and failed a download for
     good on `103 Early Hints` ("HTTP 103"), which aiohttp reads past."""
@@ -395,6 +418,13 @@ def test_an_https_proxy_is_refused_before_its_credentials_leave(tmp_path: Path) 
         ("http://127.0.0.1:-1", "invalid port '-1'"),
         ("http://", "no host"),
         (":3128", "no host"),
+        # Attack on the day's changes: IDNA refuses these, with a UnicodeError traceback
+        # from the resolver; and text that blamed the archive's URL.
+        ("http://a..b:1", "invalid host name 'a..b'"),
+        (f"http://{'a' * 70}:1", "invalid host name 'aaaa"),
+        ("http://.:1", "invalid host name '.'"),
+        ("http://h os:1", "spaces or control characters"),
+        ("http://[::1]x:80", "invalid host [::1]x:80"),
     ],
 )
 def test_a_malformed_proxy_is_one_clear_error_naming_its_variable(

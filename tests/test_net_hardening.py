@@ -31,6 +31,7 @@ from pylock.errors import (
     DownloadError,
     DownloadTooLargeError,
     HashMismatchError,
+    PylockError,
     UsageError,
 )
 from pylock.net.fetch import FetchOptions, Timeouts
@@ -338,6 +339,19 @@ def test_redact(text: str, expected: str | None) -> None:
     else:
         assert result == expected
     assert redact(result) == result
+
+
+@pytest.mark.parametrize(
+    "url", ["https://a..b/x.tar.gz", f"https://{'a' * 64}.example/x.tar.gz", "http://./x"]
+)
+def test_a_host_the_resolver_refuses_is_a_url_problem(url: str) -> None:
+    """Attack on the day's changes: a mirror or a redirect to `a..b` ended in a
+    UnicodeError traceback (IDNA refuses an empty label, or one over 63 characters)."""
+    from pylock.urls import check_url, url_problem
+
+    assert (url_problem(url) or "").startswith("invalid host name")
+    with pytest.raises(PylockError, match="invalid host name"):
+        check_url(url, explicit=True)
 
 
 def test_redact_is_fast_on_hostile_text() -> None:

@@ -375,19 +375,29 @@ def test_verify_waits_for_a_sync_working_on_the_tree(tmp_path: Path) -> None:
     assert len(reports) == 1 and getattr(reports[0], "ok", False)
 
 
-def test_verify_reads_a_tree_whose_lock_cannot_be_made(
+def test_verify_reads_a_tree_whose_lock_cannot_be_opened_and_makes_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read-only install directory (a finished image, another user's): no lock to take,
-    and the tree is still checked."""
-    from pylock.sync import install
+    """Another user's lock file, or a read-only install directory without one: the tree
+    is checked without the lock, and verify makes no lock file (one made by whoever
+    verified could keep another user's sync from opening it)."""
+    import shutil
+
+    from pylock.fsutil import FileLock
+    from pylock.sync.install import LOCKS_DIR
 
     _, tree = sync_tree(tmp_path)
+    locks = tree.parent / LOCKS_DIR
+    assert (locks / "app.lock").is_file()  # the sync made it
 
-    def read_only(dest_root: Path, name: str) -> object:
-        raise PermissionError(13, "Permission denied", str(dest_root / ".pylock-locks"))
+    def not_yours(self: FileLock) -> bool:
+        raise PermissionError(13, "Permission denied", str(self.path))
 
-    monkeypatch.setattr(install, "_name_filelock", read_only)
+    with monkeypatch.context() as patched:
+        patched.setattr(FileLock, "try_acquire", not_yours)
+        assert verify(tree.parent, "app").ok
+    shutil.rmtree(locks)
     assert verify(tree.parent, "app").ok
+    assert not locks.exists()
     (tree / MODULE).write_bytes(b"changed\n")
     assert not verify(tree.parent, "app").ok

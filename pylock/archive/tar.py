@@ -108,6 +108,12 @@ _ZERO_BLOCK = bytes(BLOCK)
 #: Real archives have at most three (global pax, pax, long name); without a bound, an
 #: archive of nothing but metadata would be read to its end, uncounted.
 _MAX_META_RUN = 8
+#: The data of all metadata headers in one archive (real ones: at most a few MB, a pax
+#: header of a few hundred bytes per member). Parsing pax records costs a few
+#: microseconds each: without a bound of its own, 4 GiB of them took minutes.
+_MAX_META_TOTAL = 64 << 20
+#: Records in one pax header (real ones: a handful; xattrs add a few).
+_MAX_PAX_RECORDS = 1024
 #: The pax keys pylock reads (and ``GNU.sparse*``, to refuse): only these are kept, so that
 #: a header of 70,000 records is not copied for every member.
 _PAX_KEYS = frozenset({"path", "linkpath", "size", "mtime"})
@@ -165,8 +171,11 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     {'path': 'python/', 'size': '42'}
     """
     records: dict[str, str] = {}
-    pos = 0
+    pos = count = 0
     while pos < len(data) and data[pos] != 0:
+        count += 1
+        if count > _MAX_PAX_RECORDS:
+            raise ValueError("too many pax records")
         space = data.find(b" ", pos, pos + 21)
         if space < 0 or not _DECIMAL.fullmatch(data[pos:space]):
             raise ValueError("bad pax record length")
@@ -202,7 +211,7 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
     global_pax: dict[str, str] = {}
     long_name: bytes | None = None
     long_link: bytes | None = None
-    meta = run = 0
+    meta = run = total_meta = 0
     while True:
         if blocks.at_eof():
             # Every tar writer ends with zero blocks; without them the stream was cut short
@@ -234,6 +243,12 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
             if size > _MAX_META:
                 raise ArchiveError("oversized tar metadata header", archive=archive)
             meta += size
+            total_meta += size
+            if total_meta > _MAX_META_TOTAL:
+                raise ArchiveError(
+                    f"more than {_MAX_META_TOTAL >> 20} MiB of tar metadata headers",
+                    archive=archive,
+                )
             data = blocks.read(size)
             blocks.skip(padded)
             if typeflag == ord("L"):

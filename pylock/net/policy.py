@@ -636,6 +636,8 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
     from pylock.urls import url_problem
 
     problem = url_problem(proxy)
+    if problem is None and (not proxy.isprintable() or " " in proxy):
+        problem = "spaces or control characters"
     if problem is None and not urlsplit(proxy).hostname:
         problem = "no host"
     if problem is not None:
@@ -650,7 +652,7 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
             f"{variable} names an https:// proxy ({redact(proxy)}): pylock reaches proxies "
             "over plain HTTP only, and does not send them credentials in the clear",
             hint=f"if the proxy also takes plain HTTP, set {variable} to "
-            f"{redact(proxy).replace('https://', 'http://', 1)} (https downloads stay "
+            f"http://{redact(proxy).split('://', 1)[1]} (https downloads stay "
             "encrypted end to end through its CONNECT tunnel), or unset it",
         )
     if proxy_scheme not in PROXY_SCHEMES:

@@ -482,10 +482,6 @@ class _Patient(io.RawIOBase):
         super().close()
 
 
-#: Informational answers (``103 Early Hints``) read past before the real one, at most.
-_MAX_INTERIM = 10
-
-
 def _responses(
     stop: threading.Event | None, idle: float, head_by: float | None = None
 ) -> type[http.client.HTTPResponse]:
@@ -511,9 +507,8 @@ def _responses(
         def begin(self) -> None:
             super().begin()
             # http.client reads past `100 Continue` only; aiohttp past every 1xx but 101.
-            for _ in range(_MAX_INTERIM):
-                if not 100 < self.status < 200 or self.status == 101:
-                    break
+            # However many come, the head's deadline holds (the reads check it).
+            while 100 < self.status < 200 and self.status != 101:
                 self.headers = self.msg = None  # type: ignore[assignment]
                 super().begin()
             self._patient.head_by = None

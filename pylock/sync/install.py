@@ -827,8 +827,8 @@ def verify(dest_root: Path, name: str, reporter: Reporter | None = None) -> Veri
 
     It holds NAME's lock meanwhile (waiting for a sync that installs it), so that no
     upgrade comes between reading the record and hashing the tree: that would report an
-    intact tree as modified. An install directory where the lock cannot be made (read
-    only, as in a finished image) is read without it.
+    intact tree as modified. Where the lock file cannot be opened (another user's, or a
+    read-only directory without one) the tree is read without it; none is made.
     """
     with _name_lock_to_read(dest_root, name, reporter):
         return _verify(dest_root, name)
@@ -836,12 +836,14 @@ def verify(dest_root: Path, name: str, reporter: Reporter | None = None) -> Veri
 
 @contextmanager
 def _name_lock_to_read(dest_root: Path, name: str, reporter: Reporter | None) -> Iterator[None]:
-    lock: FileLock | None = None
+    # Never made here: `verify` writes nothing, and a lock file made by whoever verified
+    # could keep another user's sync from opening it. Every sync makes it, and keeps it.
+    path = dest_root / LOCKS_DIR / f"{name}.lock"
+    lock: FileLock | None = FileLock(path) if path.is_file() else None
     try:
-        lock = _name_filelock(dest_root, name)
-        taken = lock.try_acquire()
+        taken = lock is not None and lock.try_acquire()
     except OSError:
-        lock = None  # a read-only install directory: read without the lock
+        lock = None  # another user's lock file, or a read-only directory: read without it
     if lock is None:
         yield
         return
