@@ -241,6 +241,16 @@ def sha256_file(path: Path | str, on_progress: Callable[[int], None] | None = No
         return hashlib.file_digest(source, "sha256").hexdigest()
 
 
+def require_sha256(path: Path | str, expected: str) -> None:
+    """Raise :class:`~pylock.errors.HashMismatchError` unless the file hashes to ``expected``
+    (a cached archive that rotted, or one whose lock entry is wrong)."""
+    actual = sha256_file(path)
+    if actual != expected:
+        from pylock.errors import HashMismatchError
+
+        raise HashMismatchError(url=str(path), expected=expected, actual=actual)
+
+
 #: ``msvcrt.locking`` errors that mean "another open file holds a lock on these bytes":
 #: EACCES for a lock violation, and EDEADLOCK, which the C runtime gives when its retries
 #: run out. Any other error (EINVAL, say, from a network file system that does not lock)

@@ -48,6 +48,7 @@ from pylock.fsutil import (
     atomic_write_text,
     read_own_file,
     replace,
+    require_sha256,
     sha256_file,
 )
 from pylock.lockfile import Artifact, LockedPython, LockFile
@@ -665,10 +666,7 @@ def seed_registry(
             for entry in entries:
                 artifact = entry.artifact
                 path = paths[artifact.sha256]
-                if sha256_file(path) != artifact.sha256:
-                    raise HashMismatchError(
-                        url=str(path), expected=artifact.sha256, actual=sha256_file(path)
-                    )
+                require_sha256(path, artifact.sha256)
                 if await client.has_blob(artifact.sha256):
                     present.append(artifact.filename)
                 else:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from pylock.errors import OfflineError, PylockError
-from pylock.fsutil import FileLock, sha256_file
+from pylock.fsutil import FileLock, require_sha256, sha256_file
 from pylock.net.options import FetchOptions
 from pylock.net.stream import WAIT_STEP, wait_for
 from pylock.progress import Reporter, Task, human_size
@@ -150,11 +150,7 @@ def check_cached_size(
     actual = path.stat().st_size
     if actual == size:
         return
-    from pylock.errors import HashMismatchError
-
-    digest = sha256_file(path)
-    if digest != sha256:
-        raise HashMismatchError(url=str(path), expected=sha256, actual=digest)
+    require_sha256(path, sha256)
     fix = f"run `pylock lock --upgrade-python {name}`, or fix it" if name else "fix it"
     raise PylockError(
         f"size mismatch for {filename}: the lock says {size} bytes; the archive with its "

@@ -36,9 +36,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from pylock.errors import HashMismatchError, InstallError, PylockError
+from pylock.errors import InstallError, PylockError
 from pylock.fastpath import STATE_FILE
-from pylock.fsutil import FileLock, LockTimeout, remove_stale_temporaries, walk_tree
+from pylock.fsutil import (
+    FileLock,
+    LockTimeout,
+    remove_stale_temporaries,
+    require_sha256,
+    walk_tree,
+)
 from pylock.progress import elide
 from pylock.sync import records
 from pylock.sync.records import (
@@ -516,16 +522,6 @@ def _install_locked(
     reporter.detail(f"installed {name} into {final} ({len(entries)} files)")
 
 
-def _raise_if_rotted(archive: Path, sha256: str) -> None:
-    """A :class:`HashMismatchError` if the archive is not the locked one: a cached archive
-    that rotted is then evicted and fetched again, as when the extraction finds it."""
-    from pylock.fsutil import sha256_file
-
-    actual = sha256_file(archive)
-    if actual != sha256:
-        raise HashMismatchError(url=str(archive), expected=sha256, actual=actual)
-
-
 def _extract(
     archive: Path,
     tmp: Path,
@@ -554,8 +550,9 @@ def _extract(
         try:
             layout = detect_layout(archive, fmt)  # a direct URL: trust what is inside
         except ArchiveError:
-            if source is None:  # a cached archive, not a download under way
-                _raise_if_rotted(archive, artifact.sha256)
+            if source is None:  # a cached archive, not a download under way: one that
+                # rotted is a hash mismatch (evicted and fetched again), as in extraction
+                require_sha256(archive, artifact.sha256)
             raise
     else:
         layout = layout_for(python.implementation, python.flavor)
