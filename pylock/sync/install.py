@@ -228,18 +228,25 @@ def _name_lock(
     with :class:`LockTimeout`.
     """
     lock = _name_filelock(dest_root, name)
+    _wait_for(lock, dest_root / name, reporter, stop)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _wait_for(
+    lock: FileLock, tree: Path, reporter: Reporter | None, stop: Event | None = None
+) -> None:
+    """Take ``lock``; after a second of waiting, say that another process works on ``tree``."""
     try:
         lock.acquire(timeout=1, stop=stop)
     except LockTimeout:
         if stop is not None and stop.is_set():
             raise
         if reporter is not None:
-            reporter.event(f"waiting for another pylock process working on {dest_root / name}")
+            reporter.event(f"waiting for another pylock process working on {tree}")
         lock.acquire(stop=stop)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _leftovers(dest_root: Path, name: str) -> dict[str, list[Path]]:
@@ -846,9 +853,7 @@ def _name_lock_to_read(dest_root: Path, name: str, reporter: Reporter | None) ->
         return
     try:
         if not taken:
-            if reporter is not None:
-                reporter.event(f"waiting for another pylock process working on {dest_root / name}")
-            lock.acquire()
+            _wait_for(lock, dest_root / name, reporter)
         yield
     finally:
         lock.release()
