@@ -154,11 +154,13 @@ def _quota_in(group: str) -> int | None:
 
 
 def _small_text(path: str) -> str | None:
-    """A small kernel file's text, or ``None`` if it cannot be read."""
+    """A small kernel file's text, or ``None`` if it cannot be read. A FIFO in its place
+    reads as empty: the open does not wait for a writer."""
     try:
-        with open(path, "rb") as file:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as file:
             return file.read(1 << 16).decode("ascii", "replace")
-    except OSError:  # missing, a directory, permission denied
+    except OSError:  # missing, a directory, permission denied, a FIFO with no data yet
         return None
 
 

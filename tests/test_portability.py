@@ -680,6 +680,13 @@ def test_cgroup_files_that_are_missing_endless_or_escaping_mean_no_quota(tmp_pat
     (Path(root) / "cpu.max").symlink_to("/dev/zero")
     assert cgroup_cpu_limit(proc, root) is None
     assert cgroup_cpu_limit("/dev/zero", root) is None
+    # A FIFO nobody writes to: opening it must not wait for a writer.
+    if hasattr(os, "mkfifo"):
+        (Path(root) / "cpu.max").unlink()
+        os.mkfifo(Path(root) / "cpu.max")
+        assert cgroup_cpu_limit(proc, root) is None
+        os.mkfifo(tmp_path / "proc-fifo")
+        assert cgroup_cpu_limit(str(tmp_path / "proc-fifo"), root) is None
     # A group path that climbs out of the mount is not followed.
     outside = tmp_path / "outside"
     outside.mkdir()
