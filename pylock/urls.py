@@ -45,10 +45,11 @@ REDACTED = "***"
 # as urlsplit reads it (a raw ``@`` in a password must not leave the rest showing).
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]+@")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
-# A bracket, comma or full stop right before the end is prose around the URL, not value.
-# Values stop at ``;`` as well, which keeps the scan linear on hostile text.
+# Up to three quotes, brackets, commas or full stops right before the end are prose around
+# the URL, not value. Values stop at ``;`` as well, which keeps the scan linear on hostile
+# text.
 _QUERY_PARAM = re.compile(
-    r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s\"<>]*?)(?=[).,\]]?(?:[&;#\s\"<>]|$))"
+    r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s\"<>]*?)(?=[').,\]]{0,3}(?:[&;#\s\"<>]|$))"
 )
 _SECRET_NAMES = frozenset(
     {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",

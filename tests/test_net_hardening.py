@@ -329,6 +329,10 @@ def test_streamed_install_stops_when_the_body_outgrows_the_lock(
         ('http://user:pa"SECRETPW@h/x', "http://***@h/x"),
         ("http://user:<SECRETPW>@h/x", "http://***@h/x"),
         ("https://h/x?token=ab'SECRETPW&v=1", "https://h/x?token=***&v=1"),
+        # A quote right before the end is the prose's, as a bracket or full stop is.
+        ("url 'https://h/x?token=abc' bad", "url 'https://h/x?token=***' bad"),
+        ("('https://h/x?token=abc')", "('https://h/x?token=***')"),
+        ("['https://h/x?sig=abc'].", "['https://h/x?sig=***']."),
     ],
 )
 def test_redact(text: str, expected: str | None) -> None:
