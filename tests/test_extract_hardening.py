@@ -250,6 +250,26 @@ def test_valid_pax_mtimes_are_kept(tmp_path: Path, mtime: str, expected: float) 
     assert os.stat(tmp_path / "dest/bin/python3").st_mtime == expected
 
 
+def test_an_empty_pax_value_falls_back_to_the_header(tmp_path: Path) -> None:
+    """POSIX: a record with an empty value deletes the keyword (a global header's too), so
+    the ustar header's own name and link apply. It read as an empty name, and was refused."""
+    tar = (
+        pax(record("mtime", "1704067200"), b"g")
+        + OK
+        + pax(record("path", "") + record("mtime", ""))
+        + member(b"python/lib/kept.py", b"ok\n")
+        + pax(record("linkpath", ""))
+        + header(b"python/bin/link", b"2", linkname=b"python3")
+        + END
+    )
+    path = write(tmp_path, "empty-values", tar)
+    extract(path, tmp_path / "dest")
+    assert os.stat(tmp_path / "dest/bin/python3").st_mtime == 1704067200
+    assert (tmp_path / "dest/lib/kept.py").read_bytes() == b"ok\n"
+    assert os.stat(tmp_path / "dest/lib/kept.py").st_mtime == 0
+    assert os.readlink(tmp_path / "dest/bin/link") == "python3"
+
+
 def test_large_base256_size_of_a_real_member_is_read(tmp_path: Path) -> None:
     """Base-256 itself stays supported (GNU tar writes it for files over 8 GiB)."""
     tar = OK + header(b"python/big", size=base256(1000)) + padded(b"b" * 1000) + END

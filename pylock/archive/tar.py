@@ -267,7 +267,8 @@ def tar_members(blocks: Blocks, archive: str) -> Iterator[TarMember]:
                 }
                 (pax if typeflag == ord("x") else global_pax).update(kept)
             continue
-        fields = {**global_pax, **pax}
+        # POSIX: an empty value deletes the keyword, a global header's value included.
+        fields = {key: value for key, value in {**global_pax, **pax}.items() if value}
         raw_name = long_name
         if raw_name is None:
             raw_name = _text(header[0:100])
