@@ -118,11 +118,16 @@ def guess_from_pyproject(text: str) -> _Guess | None:
     return _Guess(version=requires.strip())
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path) -> tuple[str | None, str]:
+    """The file's text, or ``None`` and why it is passed over ("" when it is not there)."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return None
+        return path.read_bytes().decode("utf-8-sig"), ""
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None, ""
+    except OSError as error:
+        return None, f"; cannot read {path.name} ({error.strerror or error})"
+    except UnicodeDecodeError:
+        return None, f"; {path.name} is not UTF-8 text"
 
 
 def _toml_string(text: str) -> str:
@@ -149,8 +154,9 @@ def _guess(project_dir: Path) -> tuple[_Guess, str]:
         ),
     )
     for filename, guesser, source, unusable in sources:
-        text = _read(project_dir / filename)
+        text, why_not = _read(project_dir / filename)
         if text is None:
+            skipped += why_not
             continue
         guess = guesser(text)
         if guess is not None:

@@ -127,9 +127,21 @@ def test_starter_falls_back_to_the_running_python(tmp_path: Path) -> None:
     text, source = starter_config(tmp_path)
     assert source == (
         f"version {HOST_SERIES}, the series of the Python running pylock; "
-        ".python-version names nothing pylock can lock"
+        ".python-version names nothing pylock can lock; pyproject.toml is not UTF-8 text"
     )
     assert loads_config(text).pythons[0].version == HOST_SERIES
+
+
+def test_starter_says_which_files_it_could_not_read(tmp_path: Path) -> None:
+    """Field: a .python-version in UTF-16 (as PowerShell's `>` writes it) was passed over
+    without a word, as if there were none."""
+    (tmp_path / ".python-version").write_bytes("3.12\n".encode("utf-16"))
+    (tmp_path / "pyproject.toml").symlink_to(tmp_path / "pyproject.toml")  # a loop
+    _, source = starter_config(tmp_path)
+    assert source.startswith(
+        f"version {HOST_SERIES}, the series of the Python running pylock; "
+        ".python-version is not UTF-8 text; cannot read pyproject.toml ("
+    )
 
 
 @pytest.mark.parametrize(
