@@ -17,7 +17,7 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,6 +257,31 @@ def require_sha256(path: Path | str, expected: str) -> None:
 #: is raised: taken for "held elsewhere", it would keep a wait without a time limit
 #: waiting for ever.
 _MSVCRT_HELD = frozenset({errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)})
+
+
+def find_program(name: str, environ: Mapping[str, str]) -> str | None:
+    """The absolute path of the program ``name`` in ``environ``'s ``PATH``, or ``None``.
+
+    Only absolute ``PATH`` entries are searched. Unlike :func:`shutil.which` (and
+    ``CreateProcess`` given a bare name) on Windows, the current directory never is: a
+    checkout under review could plant a ``git.exe`` there. On Windows the ``PATHEXT``
+    extensions are tried.
+    """
+    extensions = [""]
+    if _WINDOWS:
+        pathext = environ.get("PATHEXT") or ".COM;.EXE;.BAT;.CMD"
+        extensions = [ext for ext in pathext.split(";") if ext]
+        if any(name.lower().endswith(ext.lower()) for ext in extensions):
+            extensions.insert(0, "")
+    for directory in environ.get("PATH", "").split(os.pathsep):
+        directory = directory.strip('"')
+        if not os.path.isabs(directory):
+            continue  # "" and "." mean the current directory
+        for ext in extensions:
+            candidate = os.path.join(directory, name + ext)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    return None
 
 
 def _msvcrt_locking(msvcrt: Any) -> tuple[Callable[[int], bool], Callable[[int], None]]:

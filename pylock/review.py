@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import GitError, PylockError, UsageError
-from pylock.fsutil import LOCK_FILENAME
+from pylock.fsutil import LOCK_FILENAME, find_program
 
 if TYPE_CHECKING:
     from pylock.config import Config
@@ -172,15 +172,18 @@ def _git(project: Path, env: Mapping[str, str], *args: str) -> tuple[int, bytes,
     if not project.is_dir():
         # subprocess says FileNotFoundError for a missing working directory too.
         raise GitError(f"the project directory {project} does not exist")
+    no_git = GitError(
+        "git is not installed, so `pylock diff` cannot read an older pythons.lock",
+        hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+    )
+    # By its absolute path: given a bare name, Windows looks in the project first.
+    git = find_program("git", env)
+    if git is None:
+        raise no_git
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=project, capture_output=True, check=False, env=env
-        )
+        done = subprocess.run([git, *args], cwd=project, capture_output=True, check=False, env=env)
     except FileNotFoundError:
-        raise GitError(
-            "git is not installed, so `pylock diff` cannot read an older pythons.lock",
-            hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
-        ) from None
+        raise no_git from None
     return done.returncode, done.stdout, done.stderr.decode("utf-8", "replace").strip()
 
 

@@ -741,3 +741,70 @@ def _read_or_empty(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+# -- programs pylock runs: found on PATH, never in the current directory ----------------------
+
+
+def _program(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\necho planted\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_programs_are_found_on_path_but_never_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability review: Windows runs a bare `git` from the current directory (the
+    checkout under review) before PATH, and shutil.which searches it first there too."""
+    from pylock.fsutil import find_program
+
+    planted = _program(tmp_path / "checkout", "git")
+    monkeypatch.chdir(tmp_path / "checkout")
+    for path in ("", ".", os.pathsep, f".{os.pathsep}checkout", "relative/bin"):
+        assert find_program("git", {"PATH": path}) is None
+    real = _program(tmp_path / "bin", "git")
+    found = find_program("git", {"PATH": os.pathsep.join([".", "", str(real.parent)])})
+    assert found == str(real) != str(planted)
+    assert find_program("git", {}) is None
+    # Not a file, or not executable: passed over.
+    (tmp_path / "dir" / "git").mkdir(parents=True)
+    (tmp_path / "noexec").mkdir()
+    (tmp_path / "noexec" / "git").write_text("")
+    both = os.pathsep.join([str(tmp_path / "dir"), str(tmp_path / "noexec"), str(real.parent)])
+    if os.name != "nt":
+        assert find_program("git", {"PATH": both}) == str(real)
+
+
+def test_windows_program_lookup_tries_pathext(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pylock.fsutil as fsutil
+
+    monkeypatch.setattr(fsutil, "_WINDOWS", True)
+    helper = _program(tmp_path / "bin", "docker-credential-desktop.EXE")
+    env = {"PATH": f'"{tmp_path / "bin"}"', "PATHEXT": ".COM;.EXE"}
+    assert fsutil.find_program("docker-credential-desktop", env) == str(helper)
+    assert fsutil.find_program("docker-credential-desktop.EXE", env) == str(helper)
+    assert fsutil.find_program("docker-credential-desktop", {**env, "PATHEXT": ".BAT"}) is None
+
+
+def test_diff_and_credential_helpers_run_no_program_planted_in_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock.errors import GitError
+    from pylock.net.dockerauth import run_helper
+    from pylock.review import read_lock_at_ref
+    from pylock.settings import Settings
+
+    project = tmp_path / "checkout"
+    _program(project, "git")
+    _program(project, "docker-credential-planted")
+    monkeypatch.chdir(project)
+    with pytest.raises(GitError, match="git is not installed"):
+        read_lock_at_ref(
+            project, "main", settings=Settings.from_environ({"PATH": os.pathsep.join(["", "."])})
+        )
+    assert run_helper("planted", "r.example", settings=Settings.from_environ({"PATH": "."})) is None

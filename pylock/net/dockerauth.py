@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import attrs
 
 from pylock.bounded import json_loads
+from pylock.fsutil import find_program
 from pylock.settings import Settings
 
 #: A docker config or a helper's answer larger than this is not one.
@@ -119,7 +119,7 @@ def run_helper(
         note(f"ignoring credential helper with an odd name {name!r}")
         return None
     environment = dict(settings.environment or {})
-    executable = shutil.which(program, path=environment.get("PATH"))
+    executable = find_program(program, environment)
     if executable is None:
         note(f"credential helper {program} is not on PATH")
         return None
