@@ -1002,9 +1002,22 @@ def _cmd_run(ctx: Context) -> int:
                 else repair_hint(found.python.name),
             ) from None
         started(process)
-        code = process.wait()
-    # Killed by a signal: report it as a shell would (128 + the signal's number).
-    return 128 - code if code < 0 else code
+        return child_exit_status(process.wait())
+
+
+def child_exit_status(code: int) -> int:
+    """The exit status pylock passes on for a child's ``Popen.wait()`` result.
+
+    Killed by a signal (POSIX), it is reported as a shell would: 128 + the signal's
+    number. On Windows the code is unsigned 32-bit (0xC000013A after Ctrl-C); it is
+    passed on as the signed int ``os._exit`` takes, which Windows reports the same.
+
+    >>> child_exit_status(7), child_exit_status(-9), child_exit_status(0xC000013A)
+    (7, 137, -1073741510)
+    """
+    if code < 0:
+        return 128 - code
+    return code - (1 << 32) if code >= 1 << 31 else code
 
 
 def _child_args(argv: Sequence[str], name: str, rest: Sequence[str]) -> list[str]:
