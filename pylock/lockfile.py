@@ -699,12 +699,13 @@ def refuse_newer(text: str, *, filename: str = LOCK_FILENAME) -> None:
 
 def lock_text(data: bytes) -> str:
     """The text of a lock file's bytes, with universal newlines (as ``read_text`` gives
-    it); ``UnicodeDecodeError`` if they are not UTF-8.
+    it) and without the byte-order mark Windows editors like to add; ``UnicodeDecodeError``
+    if they are not UTF-8.
 
-    >>> lock_text(b"a\\r\\nb\\rc\\n")
+    >>> lock_text(b"\\xef\\xbb\\xbfa\\r\\nb\\rc\\n")
     'a\\nb\\nc\\n'
     """
-    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:

@@ -125,7 +125,7 @@ def read_lock_at_ref(
     An unborn ``HEAD`` (a repository without commits) counts as "no lock yet". git runs
     in ``settings``' environment (default: this process's).
     """
-    from pylock.lockfile import loads
+    from pylock.lockfile import lock_text, loads
     from pylock.settings import Settings
 
     if ref.startswith("-"):
@@ -160,7 +160,7 @@ def read_lock_at_ref(
     if code != 0:
         raise GitError(f"git could not read {spec}: {err}")
     try:
-        text = data.decode("utf-8")
+        text = lock_text(data)
     except UnicodeDecodeError:
         raise GitError(f"{ref}:{filename} is not UTF-8 text") from None
     return loads(text, filename=f"{ref}:{filename}")

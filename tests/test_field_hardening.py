@@ -1279,3 +1279,23 @@ def test_diff_in_a_missing_project_says_so(
     assert main(["--project", str(tmp_path / "gone"), "diff"]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "git is not installed" not in err
+
+
+def test_a_lock_saved_with_a_byte_order_mark_and_crlf_is_read(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Portability review: Windows PowerShell 5.1's Set-Content and Notepad's "UTF-8 with
+    BOM" start the file with a byte-order mark, which TOML forbids; pythons.toml already
+    took one, pythons.lock was "invalid TOML" for sync, verify and diff."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    lock = sync_project.root / "pythons.lock"
+    plain = lock.read_bytes()
+    lock.write_bytes(b"\xef\xbb\xbf" + plain.replace(b"\n", b"\r\n"))
+    result = sync_project.sync()
+    assert result.code == 0, result.err
+    assert sync_project.verify().code == 0
+    old = sync_project.root / "old.lock"
+    old.write_bytes(plain)
+    result = sync_project.run("diff", str(old), str(lock))
+    assert result.code == 0 and "Traceback" not in result.err, result.err
