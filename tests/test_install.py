@@ -263,6 +263,38 @@ def test_a_tree_the_fixups_left_alone_stays_current_once_moved(tmp_path: Path) -
     assert is_current(state, artifact)
 
 
+@posix_only
+def test_a_tree_reached_by_another_spelling_of_its_path_stays_current(tmp_path: Path) -> None:
+    """Portability review: on macOS `~/Projects/app` and `~/projects/app` are one directory
+    that realpath spells two ways, and every sync reinstalled. A bind mount (Docker's
+    volumes) is the same case on Linux: the test makes one where it may."""
+    import subprocess
+
+    class PathFixups(NoFixups):
+        def __init__(self, tmp_tree: Path, final: Path, warn: Callable[[str], None]) -> None:
+            self.tmp_tree, self.final = tmp_tree, final
+
+        def apply(self) -> list[str]:
+            (self.tmp_tree / "VERSION").write_text(f"patched for {self.final}")
+            return ["VERSION"]
+
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    dest_root = tmp_path / "d"
+    do_install(archive, artifact, dest_root, fixup=PathFixups)
+    other = tmp_path / "other-spelling"
+    other.mkdir()
+    if subprocess.run(
+        ["mount", "--bind", str(dest_root), str(other)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot make a bind mount here")
+    try:
+        state = installed_state(other, "app")
+        assert state is not None and state.fixed_up_for == str(dest_root / "app")
+        assert is_current(state, artifact)
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
+
+
 @pytest.mark.parametrize(("winerror", "hinted"), [(206, True), (3, True), (5, False)])
 def test_a_path_past_max_path_on_windows_gets_the_long_path_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, winerror: int, hinted: bool

@@ -138,8 +138,13 @@ def is_current(state: InstallState, artifact: Artifact) -> bool:
     if state.record_version != RECORD_VERSION or state.sha256 != artifact.sha256:
         return False
     if state.fixed_up_for is not None and state.fixed_up_for != str(state.path):
-        # The tree moved since fix-ups wrote its path into sysconfig data: reinstall.
-        return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
+        # The tree moved since fix-ups wrote its path into sysconfig data: reinstall. The
+        # same directory spelled another way (a symlink, a bind mount, another case on
+        # macOS and Windows) has not moved.
+        try:
+            return os.path.samefile(state.fixed_up_for, state.path)
+        except (OSError, ValueError):
+            return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
     return True
 
 
