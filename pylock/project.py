@@ -7,6 +7,7 @@ Nothing here writes files or prints; the CLI decides what to do with the outcome
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -326,10 +327,12 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
     written = changed and not check and not dry_run
     if written:
+        # A lock shared by a symlink is written where it points, not replaced by a file.
+        target = Path(os.path.realpath(lock_path)) if lock_path.is_symlink() else lock_path
         # What a `pylock lock` killed while writing left (an hour: surely not live).
-        remove_stale_temporaries(lock_path, 3600)
+        remove_stale_temporaries(target, 3600)
         try:
-            atomic_write_text(lock_path, outcome.text)
+            atomic_write_text(target, outcome.text)
         except OSError as exc:
             hint = (
                 f"{name} is a directory: move it aside, then run `pylock lock` again"

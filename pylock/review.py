@@ -125,7 +125,7 @@ def read_lock_at_ref(
     An unborn ``HEAD`` (a repository without commits) counts as "no lock yet". git runs
     in ``settings``' environment (default: this process's).
     """
-    from pylock.lockfile import lock_text, loads
+    from pylock.lockfile import loads, lock_text
     from pylock.settings import Settings
 
     if ref.startswith("-"):

@@ -125,3 +125,18 @@ def test_a_directory_where_the_lock_goes_is_named_in_the_hint(
     assert "pylock: error: cannot write" in err
     assert "pylock: hint: pythons.lock is a directory: move it aside" in err
     assert (project / "pythons.lock").is_dir()
+
+
+def test_a_symlinked_lock_is_written_where_it_points(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UX attack: a lock shared between projects by a symlink was replaced by a regular
+    file, and the shared lock silently kept the old builds."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    shared = project.parent / "shared.lock"
+    shared.write_text("", encoding="utf-8")
+    (project / "pythons.lock").symlink_to(shared)
+    assert run(project, "lock") == 0
+    assert (project / "pythons.lock").is_symlink()
+    assert loads(shared.read_text(encoding="utf-8")).pythons[0].name == "a"
+    assert [p.name for p in project.parent.iterdir() if p.name.endswith(".tmp")] == []
