@@ -106,6 +106,28 @@ def describe_direct(
     )
 
 
+def _refuse_other_implementation(request: PythonRequest, filename: str) -> None:
+    """A CPython request for an archive named as PyPy or GraalPy name theirs is a slip: its
+    first ``X.Y.Z`` is the PyPy or GraalPy release, which would be locked as CPython's."""
+    from pylock.index.names import parse_graalpy_filename, parse_pypy_filename
+
+    pypy = parse_pypy_filename(filename)
+    if pypy is not None:
+        implementation, version = "pypy", pypy.python_version
+    elif parse_graalpy_filename(filename) is not None:
+        implementation, version = "graalpy", None
+    else:
+        return
+    example = f'implementation = "{implementation}"'
+    if version is not None:
+        example += f', version = "{version}"'
+    raise ResolutionError(
+        f"python.{request.name}: {filename} is named as a {implementation} archive, but the "
+        "entry asks for CPython",
+        hint=f"if it is {implementation}, say so under [python.{request.name}]: {example}",
+    )
+
+
 def direct_version(
     request: PythonRequest, *, filename: str, path: Path, fmt: Any, layout: Any
 ) -> str:
@@ -123,6 +145,7 @@ def direct_version(
         detected = read_python_json(path, fmt).get("python_version")
         origin = "its PYTHON.json"
     elif request.implementation is Implementation.CPYTHON:
+        _refuse_other_implementation(request, filename)
         detected = version_in_filename(filename)
         origin = "its file name"
     exact = exact_version(request.specifier)

@@ -250,3 +250,25 @@ def test_lock_of_a_direct_url_without_a_version_ends_with_one_error_line(tmp_pat
     assert "pylock: error: python.app: cannot tell which Python version" in result.stderr
     assert 'version = "3.12.9"' in result.stderr  # the hint says what to write
     assert not (project / LOCK_FILENAME).exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [
+        ("pypy3.10-v7.3.17-linux64.tar.gz", 'implementation = "pypy", version = "3.10"'),
+        ("graalpy-24.1.1-linux-amd64.tar.gz", 'implementation = "graalpy"'),
+    ],
+)
+def test_a_direct_url_named_as_another_implementation_is_not_locked_as_cpython(
+    tmp_path: Path, name: str, example: str
+) -> None:
+    """UX attack: a PyPy archive's URL without `implementation` locked as "cpython 7.3.17",
+    the PyPy release taken for CPython's version."""
+    project, _ = direct_url_project(tmp_path, name)
+    result = run_pylock(project, "lock")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"pylock: error: python.app: {name} is named as a" in result.stderr
+    assert example in result.stderr
+    assert not (project / LOCK_FILENAME).exists()
