@@ -120,7 +120,21 @@ def parse_version(text: str) -> Version:
     try:
         return Version(text)
     except InvalidVersion:
-        raise ValueError(f'invalid version {text!r} (expected e.g. "3.13.9")') from None
+        raise ValueError(f'invalid version {_shown(text)} (expected e.g. "3.13.9")') from None
+
+
+_PINNED_BUILD = re.compile(
+    r"\s*([0-9]+\.[0-9]+\.[0-9]+(?:(?:a|b|rc)[0-9]+)?)\+([0-9]{8})\s*", re.ASCII
+)
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut to 60 characters: a 600 KB value is not echoed.
+
+    >>> _shown("3.13,x"), _shown("9" * 100)[-6:]
+    ("'3.13,x'", "99...'")
+    """
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def parse_request(text: str) -> SpecifierSet:
@@ -141,7 +155,15 @@ def parse_request(text: str) -> SpecifierSet:
     try:
         spec = SpecifierSet(text)
     except InvalidSpecifier:
-        raise ValueError(f"invalid specifier {text!r} (expected {REQUEST_EXAMPLES})") from None
+        pinned = _PINNED_BUILD.fullmatch(text)
+        if pinned:  # copied from pylock's own output: "cpython 3.13.9+20251014"
+            raise ValueError(
+                f"invalid version {text!r}: the part after '+' is the build; write "
+                f'version = "{pinned.group(1)}" and build = "{pinned.group(2)}"'
+            ) from None
+        raise ValueError(
+            f"invalid specifier {_shown(text)} (expected {REQUEST_EXAMPLES})"
+        ) from None
     if not str(spec):
         raise ValueError(f"empty version specifier (expected {REQUEST_EXAMPLES})")
     return spec

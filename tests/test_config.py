@@ -235,6 +235,23 @@ def test_dotted_names_are_valid() -> None:
             id="bad-specifier",
         ),
         pytest.param(
+            '[python.app]\nversion = "3.13.15+20260814"\n',
+            [
+                "pythons.toml: python.app.version: invalid version '3.13.15+20260814': the "
+                'part after \'+\' is the build; write version = "3.13.15" and build = "20260814"'
+            ],
+            id="version-with-build-copied-from-pylock",
+        ),
+        pytest.param(
+            '[python.app]\nversion = "' + "3.13," * 100_000 + '"\n',
+            [
+                "pythons.toml: python.app.version: invalid specifier "
+                f"'{('3.13,' * 12)[:57]}...' "
+                '(expected e.g. "3.13", "3.12.11" or ">=3.12,<3.14")'
+            ],
+            id="huge-value-cut",
+        ),
+        pytest.param(
             '[python.app]\nplatforms = ["host"]\n',
             [
                 "pythons.toml: python.app.version: missing "
