@@ -168,7 +168,12 @@ class Context:
         """Write a result line to stdout, URL credentials redacted."""
         from pylock.urls import redact
 
-        sys.stdout.write(redact(text) + "\n")
+        try:
+            sys.stdout.write(redact(text) + "\n")
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # `> /dev/full`: not a path to fix, nor a command to rerun
+            raise _OutputLost() from exc
 
 
 def _display(path: Path) -> str:
@@ -272,7 +277,7 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
 
 
 class _OutputLost(Exception):
-    """Help or version text that could not be written to stdout (its cause says why)."""
+    """Output that could not be written to stdout (its cause says why)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1174,6 +1179,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         return 2
     except PylockError as exc:
         report_error(exc, color=ctx.color)
+        return 1
+    except _OutputLost as lost:
+        sys.stderr.write(f"pylock: cannot write the output: {lost.__cause__}\n")
         return 1
     except OSError as exc:
         # The file system refused something no command expected to fail (a directory

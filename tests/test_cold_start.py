@@ -617,13 +617,17 @@ def test_python_m_pylock_prints_everything_before_it_ends(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sync", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["sync", "--help"], ["cache", "dir"], ["completion", "bash"]],
+)
 def test_help_that_cannot_be_written_is_an_error(
     tmp_path: Path, argv: list[str], unbuffered: bool
 ) -> None:
     """argparse ignores a failed write: with PYTHONUNBUFFERED=1 (common in Dockerfiles),
     `pylock --help > /dev/full` said nothing and exited 0. A reader that goes away
-    (`pylock --help | head -1`) is still no error."""
+    (`pylock --help | head -1`) is still no error. A command's own output says the same
+    (UX attack: `cache dir > /dev/full` hinted at a path's permissions and a rerun)."""
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
