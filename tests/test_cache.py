@@ -373,6 +373,24 @@ def test_cache_prune_command(cache: Cache, capsys: pytest.CaptureFixture[str]) -
     assert run_cache(cache, "prune", "--unused-for", "-1") == 2
 
 
+@pytest.mark.parametrize("command", [["prune", "--max-size", "1G"], ["clean"]])
+def test_prune_and_clean_of_a_cache_that_is_not_there_do_nothing(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UX attack: with a read-only HOME and no cache yet, `cache prune` and `cache clean`
+    failed on "permission denied" making it, where `cache list` said 0 archives."""
+    parent = tmp_path / "read-only-home"
+    parent.mkdir()
+    cache = Cache(parent / "cache")
+    parent.chmod(0o555)
+    try:
+        assert run_cache(cache, *command) == 0, capsys.readouterr().err
+        assert "removed 0 archive(s)" in capsys.readouterr().err
+        assert not cache.root.exists()
+    finally:
+        parent.chmod(0o755)
+
+
 def test_cache_verify_and_clean_commands(cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
     put(cache, b"fine", "fine.tar.gz")
     assert run_cache(cache, "verify") == 0

@@ -492,8 +492,11 @@ class Cache:
         then those unused for ``unused_for`` seconds, then the least recently used ones
         until the cache holds at most ``max_size`` bytes. Held archives stay.
 
-        With no limit, only debris of killed runs (in ``tmp/``) is removed.
+        With no limit, only debris of killed runs (in ``tmp/``) is removed. A cache that
+        is not there has nothing to prune (its parent may be read-only: nothing is made).
         """
+        if not os.path.lexists(self.root):
+            return PruneReport()
         self.require_writable("prune")
         now = time.time() if now is None else now
         removed: list[CacheEntry] = []
@@ -523,6 +526,8 @@ class Cache:
 
     def clean(self) -> PruneReport:
         """Remove every archive that no process holds, the metadata and abandoned partial work."""
+        if not os.path.lexists(self.root):
+            return PruneReport()
         self.require_writable("clean")
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
