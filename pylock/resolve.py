@@ -37,7 +37,7 @@ from pylock.index.model import Build, Index, tag_date, version_key
 from pylock.index.names import flavor_in_filename, parse_pbs_filename, version_in_filename
 from pylock.lockfile import Artifact, LockedPython, LockFile, make_lock
 from pylock.platforms import HOST, Platform, unknown_platform_message
-from pylock.versions import Flavor, Implementation, request_allows
+from pylock.versions import Flavor, Implementation, Variant, request_allows
 
 #: How many candidate builds per platform an error message lists.
 _LISTED = 4
@@ -730,6 +730,7 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
     lines = [f"{request.name}: no build of {_describe_request(request)} exists for {where}"]
     width = max(len(p) for p in platforms) if platforms else 0
     pin_missing = False
+    bare_platforms: list[str] = []
     for p in platforms:
         keys = sorted(tables[p], key=order, reverse=True)
         if keys:
@@ -739,7 +740,11 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
             continue
         anything = index.candidates(request.implementation, p, request.variant)
         if not anything:
-            lines.append(f"  {p:<{width}}  no {request.implementation} {request.variant} builds")
+            kind = request.implementation.value
+            if request.variant is not Variant.DEFAULT:
+                kind += f" {request.variant}"
+            lines.append(f"  {p:<{width}}  no {kind} builds at all")
+            bare_platforms.append(p)
             continue
         unpinned = _unpinned_matches(request, anything)
         if unpinned:
@@ -755,9 +760,30 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
         )
     if search.common:
         lines.append("  (builds common to all platforms exist, but in no one flavor they all have)")
-    hint = "change `version`, `build` or `flavor`" + (
+    to_change = "`version`, `build` or `flavor`"
+    if request.implementation is not Implementation.CPYTHON:
+        to_change = "`version` or `build`"  # PyPy and GraalPy have no flavors
+    hint = f"change {to_change}" + (
         ", or remove the platforms that lack it" if len(platforms) > 1 else ""
     )
+    release_for_version = (
+        request.implementation is not Implementation.CPYTHON
+        and request.specifier is not None
+        and not any(str(s.version).startswith("3") for s in request.specifier)
+    )
+    if release_for_version:
+        hint = (
+            f'for {request.implementation}, `version` is the Python version (e.g. "3.11"); '
+            f"the {request.implementation} release goes in `build`"
+        )
+    elif bare_platforms:
+        kind, listed = request.implementation, ", ".join(bare_platforms)
+        hint = (
+            f"pylock knows no {kind} builds for {listed}: lock for other platforms"
+            if len(bare_platforms) == len(platforms)
+            else f"remove the platforms with no {kind} builds at all ({listed}), "
+            f"or change {to_change}"
+        )
     if pin_missing:
         hint = (
             f"the index (as of {index.source_date}) lists no build {request.build} of that "

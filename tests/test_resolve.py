@@ -283,11 +283,36 @@ def test_pypy_and_graalpy() -> None:
         index, request(implementation=Implementation.GRAALPY, version=">=3.11", platforms=(LINUX,))
     )
     assert (graal.version, graal.build) == ("3.12.8", "25.2.4")
-    with pytest.raises(ResolutionError, match=r"windows-x86_64\s+no graalpy default builds"):
+    with pytest.raises(ResolutionError, match=r"windows-x86_64\s+no graalpy builds at all") as info:
         lock_one(
             index,
             request(implementation=Implementation.GRAALPY, version="3.12", platforms=(LINUX, WIN)),
         )
+    # UX attack: the hints offered `flavor` (an error for PyPy and GraalPy), and did not say
+    # that a platform has no builds at all, or that a PyPy release is no `version`.
+    assert info.value.hint == (
+        "remove the platforms with no graalpy builds at all (windows-x86_64), "
+        "or change `version` or `build`"
+    )
+    with pytest.raises(ResolutionError) as info:
+        lock_one(
+            index, request(implementation=Implementation.GRAALPY, version="3.12", platforms=(WIN,))
+        )
+    assert info.value.hint == (
+        "pylock knows no graalpy builds for windows-x86_64: lock for other platforms"
+    )
+    with pytest.raises(ResolutionError) as info:
+        lock_one(
+            index, request(implementation=Implementation.PYPY, version="7.3", platforms=(LINUX,))
+        )
+    assert info.value.hint == (
+        'for pypy, `version` is the Python version (e.g. "3.11"); the pypy release goes in `build`'
+    )
+    with pytest.raises(ResolutionError) as info:
+        lock_one(
+            index, request(implementation=Implementation.PYPY, version="3.9", platforms=(LINUX,))
+        )
+    assert info.value.hint == "change `version` or `build`"
 
 
 def test_host_is_the_given_platform() -> None:
@@ -331,7 +356,7 @@ def test_error_lists_what_each_platform_has() -> None:
     ]
     assert lines[MAC] == ["none", "matching", "(newest", "there:", "3.12.1+20250101)"]
     assert lines[WIN] == ["none", "matching", "(newest", "there:", "3.11.9+20240101)"]
-    assert lines[ARM] == ["no", "cpython", "default", "builds"]
+    assert lines[ARM] == ["no", "cpython", "builds", "at", "all"]
     assert "remove the platforms" in (info.value.hint or "")
 
 
