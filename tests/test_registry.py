@@ -1196,3 +1196,99 @@ def test_no_origin_warning_reads_as_a_sentence(tmp_path: Path) -> None:
         RegistryError("HTTP 500", registry="r", operation="pull", status=500), warnings.append
     )
     assert warnings[0].endswith("; --no-origin forbids the origin")
+
+
+# -- registry attack: URLs aiohttp or IDNA refuse, and a head that never ends ---------------
+
+
+def _redirect_to(location: str) -> Handler:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/elsewhere"):
+            return web.Response(body=b"x")
+        return web.Response(status=307, headers={"Location": location.format(port=server.port)})
+
+    return handler
+
+
+def _realm(realm: str) -> Handler:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        challenge = f'Bearer realm="{realm.format(port=server.port)}",service="x"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        _redirect_to("http://a..b/x"),
+        _redirect_to(f"http://{'a' * 64}.example/x"),
+        _redirect_to("http://u:p@127.0.0.1:{port}/elsewhere"),
+        _realm("http://a..b/token"),
+        _realm("http://u:p@127.0.0.1:{port}/token"),
+    ],
+    ids=[
+        "redirect-empty-label",
+        "redirect-long-label",
+        "redirect-userinfo",
+        "realm-idna",
+        "realm-userinfo",
+    ],
+)
+def test_urls_the_resolver_or_aiohttp_refuse_are_registry_errors(
+    tmp_path: Path, handler: Handler
+) -> None:
+    """Registry attack: a UnicodeError (IDNA) or aiohttp's ValueError (credentials in the
+    URL beside an Authorization header) ended a sync the origin could serve in a traceback."""
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+        assert "u:p" not in str(caught.value)
+        assert "Traceback" not in str(caught.value)
+
+
+def test_a_registry_that_drips_its_head_is_given_up(tmp_path: Path) -> None:
+    """Registry attack: one header byte every 20 s held a sync for good; each byte restarted
+    the read timeout. Connecting and the head together get the two timeouts' sum."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+            while not stop.wait(0.1):
+                try:
+                    connection.sendall(b"a")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    registry = RegistryClient(
+        parse_reference(f"oci+http://127.0.0.1:{listener.getsockname()[1]}/pylock/x"),
+        settings=settings_of({}),
+        home=tmp_path,
+        connect_timeout=0.5,
+        read_timeout=0.5,
+    )
+
+    async def scenario() -> None:
+        async with registry:
+            await registry.download_blob("00" * 32, tmp_path / "out", size=10)
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(RegistryError, match="no answer in time"):
+            run(scenario())
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 10

@@ -16,6 +16,7 @@ so that callers can warn once and fall through to the origin; a missing blob is 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials
 from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
-from pylock.urls import is_loopback_host, redact
+from pylock.urls import is_loopback_host, redact, url_problem
 
 if TYPE_CHECKING:
     import aiohttp
@@ -740,22 +741,25 @@ class RegistryClient(SessionOwner):
                 data = stream
             try:
                 proxy, proxy_headers = self._proxy(target)
-                response = await self._client().request(
-                    method,
-                    target,
-                    data=data,
-                    headers=request_headers,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
+                # Connecting and the answer's head, together: a registry that drips its
+                # headers a byte at a time never lets the read timeout expire.
+                async with asyncio.timeout(sum(self._timeouts)):
+                    response = await self._client().request(
+                        method,
+                        target,
+                        data=data,
+                        headers=request_headers,
+                        allow_redirects=False,
+                        proxy=proxy,
+                        proxy_headers=proxy_headers,
+                    )
             except aiohttp.ClientSSLError as error:
                 raise self._error(
                     f"TLS failure talking to {self.ref.host}: {_reason(error)}",
                     operation,
                     hint="set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
                 ) from None
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 raise self._error(
                     f"cannot reach {_origin_text(target)}: {_reason(error)}", operation
                 ) from None
@@ -811,13 +815,19 @@ class RegistryClient(SessionOwner):
     def _check_url(self, url: str, operation: str) -> None:
         """Refuse schemes other than http(s), and plain http except to loopback or when the
         registry itself is plain http (``oci+http://``)."""
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - parsing it is the check
-        except ValueError:
+        problem = url_problem(url)
+        if problem is not None:  # a port out of range, a host name IDNA refuses, ...
             raise self._error(
-                f"the registry sent an invalid URL: {printable(redact(url))[:200]}", operation
-            ) from None
+                f"the registry sent an invalid URL ({problem}): {printable(redact(url))[:200]}",
+                operation,
+            )
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # aiohttp refuses them beside an Authorization header; nothing needs them.
+            raise self._error(
+                f"the registry sent a URL with credentials in it: {printable(redact(url))[:200]}",
+                operation,
+            )
         scheme = parts.scheme.lower()
         if scheme == "https":
             return
@@ -892,16 +902,17 @@ class RegistryClient(SessionOwner):
                 separator = "&" if "?" in realm else "?"
                 method, url = "GET", realm + (separator + urlencode(query) if query else "")
             proxy, proxy_headers = self._proxy(url)
-            request = self._client().request(
-                method,
-                url,
-                data=form,
-                headers=headers,
-                allow_redirects=False,
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            )
-            async with request as response:
+            async with asyncio.timeout(sum(self._timeouts)):  # connecting and the head
+                response = await self._client().request(
+                    method,
+                    url,
+                    data=form,
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
+                )
+            async with response:
                 if response.status != 200:
                     hint = _LOGIN_HINT if response.status in (401, 403) else None
                     raise self._error(
@@ -912,7 +923,7 @@ class RegistryClient(SessionOwner):
                         hint=hint,
                     )
                 data = await self._read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, "token")
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             raise self._error(
                 f"cannot reach the token endpoint {_origin_text(realm)}: {_reason(error)}", "token"
             ) from None
@@ -937,12 +948,20 @@ class RegistryClient(SessionOwner):
                 operation,
             )
         data = bytearray()
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            data += chunk
-            if len(data) > limit:
-                raise self._error(
-                    f"{self.ref.host} answered more than {limit} bytes for a {operation}", operation
-                )
+        pace = policy.Pace(policy.SLOW_BYTES, policy.SLOW_WINDOW)  # as for blobs: no drip
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                data += chunk
+                if len(data) > limit:
+                    raise self._error(
+                        f"{self.ref.host} answered more than {limit} bytes for a {operation}",
+                        operation,
+                    )
+                pace.add(len(chunk))
+        except policy.Retryable as slow:
+            raise self._error(
+                f"the {operation} from {self.ref.host} is {slow.reason}", operation
+            ) from None
         return bytes(data)
 
     async def _chunks(
@@ -1009,7 +1028,18 @@ def _origin_text(url: str) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
+    """An exception as a short printable reason, secrets hidden.
+
+    >>> _reason(TimeoutError()), _reason(OSError("Response payload is not completed: "
+    ...     "<ContentLengthError: 400, message='Not enough data to satisfy content length'>"))
+    ('no answer in time (TimeoutError)', 'the body ended before its Content-Length')
+    """
+    text = str(error)
+    if not text and isinstance(error, TimeoutError):
+        text = "no answer in time (TimeoutError)"
+    elif "<ContentLengthError" in text:  # aiohttp's own repr, not for users
+        text = "the body ended before its Content-Length"
+    text = text or type(error).__name__
     return redact("".join(ch if ch.isprintable() else "?" for ch in text))[:300]
 
 
