@@ -754,3 +754,28 @@ def test_a_corrupt_blob_is_named_so_and_never_counted_as_pushed(
     code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--push")
     assert code == 0, err
     assert "holds a corrupt copy" in err and "1 pushed" not in err
+
+
+def test_a_push_that_fails_unexpectedly_is_still_one_warning(
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registry attack: an error other than a RegistryError in a `sync --push` (an upload
+    Location IDNA refused, then) was dropped without a word, and the sync said nothing of
+    the push. Injected here, as the registry errors it came from are registry errors now."""
+    from pylock.net.registry import RegistryClient
+
+    async def broken_push(self: RegistryClient, path: Path, sha256: str) -> None:
+        raise ValueError("injected: no such push")
+
+    monkeypatch.setattr(RegistryClient, "push_blob", broken_push)
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", fake_reference(fake_registry), "--push"
+    )
+    assert code == 0, err
+    (warning,) = warnings(err)
+    assert "cannot push to the remote cache" in warning
+    assert "failed: ValueError: injected: no such push" in warning
+    assert "pushed" not in err.replace("pushing", "")

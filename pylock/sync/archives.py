@@ -615,6 +615,18 @@ async def _push(
     except RegistryError as error:
         remote.failed(error, reporter.warn, push=True)
         return
+    except (OSError, ValueError) as error:
+        # Whatever else goes wrong is still a warning: a push never fails a build, nor
+        # fails unsaid (the install has finished; this thread's error would go unread).
+        from pylock.net.policy import reason
+
+        unexpected = RegistryError(
+            f"pushing {item.filename} failed: {reason(error)}",
+            registry=str(remote.ref),
+            operation="push",
+        )
+        remote.failed(unexpected, reporter.warn, push=True)
+        return
     with remote.lock:
         remote.pushed.add(item.sha256)
     reporter.detail(f"pushed {item.filename} to {remote.ref} as {tag}")
