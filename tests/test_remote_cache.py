@@ -581,6 +581,10 @@ def test_a_bad_blob_is_refused_with_one_warning_and_the_origin_serves(
     serve_bad_blob(fake_registry, cached_project, kind)
     code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
     assert_the_origin_served_after_one_warning(cached_project, code, err)
+    if kind in ("same size", "longer", "shorter", "endless chunked"):
+        # Registry attack: the warning gave a mirror's advice (re-lock), not the fix.
+        assert "is corrupt: delete the blob sha256:" in err and "the registry's copy of" in err
+        assert "re-lock" not in err
 
 
 def test_a_registry_that_trickles_is_given_up_for_the_origin(

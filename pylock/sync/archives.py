@@ -570,6 +570,11 @@ async def _from_registry(
         if isinstance(error, HashMismatchError):
             with remote.lock:
                 remote.corrupt.add(item.sha256)
+            # Not a mirror's or upstream's doing, which the generic hint is about.
+            error.hint = (
+                f"the registry's copy of {item.filename} is corrupt: delete the blob "
+                f"sha256:{item.sha256} in the registry to repair it"
+            )
         remote.failed(error, reporter.warn)
         reporter.detail(f"{item.filename}: remote cache failed ({error.message})")
         partial.unlink(missing_ok=True)
