@@ -427,7 +427,7 @@ def test_an_unreachable_registry_is_a_registry_error(registry_pki: TestPki, tmp_
 
     with pytest.raises(RegistryError) as caught:
         run(probe())
-    assert caught.value.status is None and caught.value.operation == "pull"
+    assert caught.value.status is None and caught.value.operation == "a blob check"
 
 
 # -- the real registry: bearer tokens -----------------------------------------------------------
@@ -1292,3 +1292,37 @@ def test_a_registry_that_drips_its_head_is_given_up(tmp_path: Path) -> None:
         stop.set()
         listener.close()
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("status", [307, 302])
+def test_a_blob_check_answered_with_a_redirect_means_the_blob_is_there(
+    tmp_path: Path, status: int
+) -> None:
+    """Registry attack: a registry that sends HEAD requests on to object storage broke
+    `mirror --to` and `sync --push` with "refused pull: HTTP 307"."""
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("00" * 32):
+            return web.Response(status=404)
+        return web.Response(status=status, headers={"Location": "https://storage.invalid/b"})
+
+    async def scenario(server: Hostile) -> tuple[bool, bool]:
+        async with client(server.ref(), "", tmp_path) as registry:
+            return await registry.has_blob("11" * 32), await registry.has_blob("00" * 32)
+
+    for server in hostile(handler):
+        assert run(scenario(server)) == (True, False)
+        assert [r.method for r in server.requests] == ["HEAD", "HEAD"]
+
+
+def test_a_refused_blob_check_says_so(tmp_path: Path) -> None:
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    async def scenario(server: Hostile) -> bool:
+        async with client(server.ref(), "", tmp_path) as registry:
+            return await registry.has_blob("11" * 32)
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError, match="refused a blob check: HTTP 500"):
+            run(scenario(server))

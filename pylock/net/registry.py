@@ -483,11 +483,17 @@ class RegistryClient(SessionOwner):
         return f"{self.ref.base}/v2/{self.ref.repository}/blobs/sha256:{sha256}"
 
     async def has_blob(self, sha256: str) -> bool:
-        """Whether the repository has the blob (``HEAD``)."""
-        async with self._send("HEAD", self.blob_url(sha256), operation="pull") as response:
+        """Whether the repository has the blob (``HEAD``).
+
+        A redirect says it has: registries that keep blobs in object storage send clients
+        there (for a blob they do not have they answer 404), and the storage's signed URL
+        may be good for a GET only.
+        """
+        operation = "a blob check"
+        async with self._send("HEAD", self.blob_url(sha256), operation=operation) as response:
             if response.status == 404:
                 return False
-            await self._check(response, "pull", expected=(200,))
+            await self._check(response, operation, expected=(200, 301, 302, 303, 307, 308))
             return True
 
     @asynccontextmanager
