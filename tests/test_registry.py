@@ -1326,3 +1326,64 @@ def test_a_refused_blob_check_says_so(tmp_path: Path) -> None:
     for server in hostile(handler):
         with pytest.raises(RegistryError, match="refused a blob check: HTTP 500"):
             run(scenario(server))
+
+
+@posix_only
+def test_a_hung_credential_store_costs_one_timeout_and_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registry attack: a `credsStore` helper that hangs was asked for each spelling of
+    the host (3 x 30 s), and its child processes outlived pylock."""
+    import os
+    import time
+
+    import pylock.net.dockerauth as dockerauth
+
+    pids = tmp_path / "pids"
+    script = tmp_path / "docker-credential-hang"
+    script.write_text(f"#!/bin/sh\n/bin/sleep 1000 &\necho $! >> {pids}\nwait\n")
+    script.chmod(0o755)
+    write_docker_config(tmp_path / ".docker", {"credsStore": "hang"})
+    monkeypatch.setattr(dockerauth, "HELPER_TIMEOUT", 0.5)
+    notes: list[str] = []
+    started = time.monotonic()
+    settings = settings_of({"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    for _ in range(2):  # another registry client in the same run: not asked again
+        found = find_credentials(
+            "registry.example:5000", settings=settings, home=tmp_path, debug=notes.append
+        )
+        assert found is None
+    assert time.monotonic() - started < 3
+    assert [n for n in notes if "did not answer within" in n] == [
+        "credential helper docker-credential-hang did not answer within 0.5s"
+    ]
+    (pid,) = pids.read_text().split()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the helper's child process is still running")
+
+
+@posix_only
+def test_a_flooding_credential_helper_is_read_no_further_than_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    script = tmp_path / "docker-credential-flood"
+    script.write_text("#!/bin/sh\nexec /bin/cat /dev/zero\n")
+    script.chmod(0o755)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    notes: list[str] = []
+    found = run_helper(
+        "flood", "r.example", settings=settings_of({"PATH": str(tmp_path)}), debug=notes.append
+    )
+    assert found is None and notes == [
+        "credential helper docker-credential-flood answered too much"
+    ]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,26 +126,27 @@ def run_helper(
     if executable is None:
         note(f"credential helper {program} is not on PATH")
         return None
+    if executable in _UNRESPONSIVE:
+        note(f"credential helper {program} did not answer before: not asked again")
+        return None
     try:
-        done = subprocess.run(
-            [executable, "get"],
-            input=server.encode(),
-            capture_output=True,
-            timeout=HELPER_TIMEOUT,
-            env=environment,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as error:
+        answered = _ask(executable, server, environment)
+    except OSError as error:
         note(f"credential helper {program} could not run: {type(error).__name__}")
         return None
-    if done.returncode != 0:
-        note(f"credential helper {program} has no credentials for {server} ({done.returncode})")
+    if answered is None:
+        _UNRESPONSIVE.add(executable)
+        note(f"credential helper {program} did not answer within {HELPER_TIMEOUT:g}s")
         return None
-    if len(done.stdout) > MAX_CONFIG_BYTES:
+    returncode, stdout = answered
+    if len(stdout) > MAX_CONFIG_BYTES:  # and was killed for it
         note(f"credential helper {program} answered too much")
         return None
+    if returncode != 0:
+        note(f"credential helper {program} has no credentials for {server} ({returncode})")
+        return None
     try:
-        answer = json_loads(done.stdout)
+        answer = json_loads(stdout)
     except (ValueError, RecursionError):
         note(f"credential helper {program} did not answer JSON")
         return None
@@ -157,6 +161,67 @@ def run_helper(
     if user == "<token>":
         return Credentials("", secret, identity_token=True, source=source)
     return Credentials(user, secret, source=source)
+
+
+#: Helpers that ran out of time in this process: a hung credsStore would cost the timeout
+#: once per host spelling tried, and again for every registry client.
+_UNRESPONSIVE: set[str] = set()
+
+
+def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int, bytes] | None:
+    """Run ``executable get`` with ``server`` on stdin: its exit code and at most
+    :data:`MAX_CONFIG_BYTES` + 1 bytes of its output, or ``None`` if it did not finish in
+    :data:`HELPER_TIMEOUT` seconds. A helper that hangs, or floods, is killed with the
+    processes it started (its own process group, where there are groups)."""
+    process = subprocess.Popen(
+        [executable, "get"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment,
+        start_new_session=_HAS_GROUPS,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    output: list[bytes] = []
+
+    def talk() -> None:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(server.encode())
+            process.stdin.close()
+        except OSError:
+            pass  # it did not read its input: its answer (or exit code) says the rest
+        output.append(process.stdout.read(MAX_CONFIG_BYTES + 1))
+
+    talker = threading.Thread(target=talk, name="pylock-credential-helper", daemon=True)
+    talker.start()
+    talker.join(HELPER_TIMEOUT)
+    finished = not talker.is_alive()
+    if not finished or (output and len(output[0]) > MAX_CONFIG_BYTES):
+        _kill(process)
+    try:
+        returncode = process.wait(timeout=HELPER_TIMEOUT if finished else 5)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        returncode = process.wait()
+    talker.join(5)
+    process.stdout.close()
+    if not finished:
+        return None
+    return returncode, output[0] if output else b""
+
+
+_HAS_GROUPS = hasattr(os, "killpg")
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        if _HAS_GROUPS:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    except OSError:
+        pass  # gone already
 
 
 def _ignore(message: str) -> None:
