@@ -757,9 +757,18 @@ def hostile(handler: Handler) -> Iterator[Hostile]:
         yield server
 
 
-def pull(server: Hostile, tmp_path: Path, sha: str = "00" * 32, size: int = 1000) -> None:
+def pull(
+    server: Hostile,
+    tmp_path: Path,
+    sha: str = "00" * 32,
+    size: int = 1000,
+    *,
+    registry: str | None = None,
+) -> None:
+    reference = registry or server.ref()
+
     async def scenario() -> None:
-        async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+        async with client(reference, "", tmp_path, credentials=PUSHER) as registry:
             await registry.download_blob(sha, tmp_path / "out", size=size)
 
     run(scenario())
@@ -1387,3 +1396,18 @@ def test_a_flooding_credential_helper_is_read_no_further_than_the_cap(
         "credential helper docker-credential-flood answered too much"
     ]
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+
+
+def test_tls_to_a_plain_http_registry_suggests_oci_http(tmp_path: Path) -> None:
+    """Registry attack: `oci://` at a plain-http port hinted at SSL_CERT_FILE."""
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path, registry=f"oci://127.0.0.1:{server.port}/pylock/x")
+        assert caught.value.hint == (
+            f"if the registry speaks plain HTTP, write the reference as "
+            f"oci+http://127.0.0.1:{server.port}/..."
+        )

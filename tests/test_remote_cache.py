@@ -783,3 +783,20 @@ def test_a_push_that_fails_unexpectedly_is_still_one_warning(
     assert "cannot push to the remote cache" in warning
     assert "failed: ValueError: injected: no such push" in warning
     assert "pushed" not in err.replace("pushing", "")
+
+
+def test_a_ca_file_that_does_not_load_fails_the_registry_not_a_plain_http_sync(
+    cached_project: Project,
+    fake_registry: HttpServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Registry attack: a bad SSL_CERT_FILE failed every sync with a remote cache, even an
+    `oci+http://` one and an http origin that need no TLS at all."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    code, _, err = cached_project.sync(
+        capsys, "--remote-cache", fake_reference(fake_registry), SSL_CERT_FILE=str(garbage)
+    )
+    assert_the_origin_served_after_one_warning(cached_project, code, err)
+    assert "SSL_CERT_FILE" in warnings(err)[0]

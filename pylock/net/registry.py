@@ -34,6 +34,7 @@ from pylock.bounded import json_loads
 from pylock.errors import (
     DownloadTooLargeError,
     HashMismatchError,
+    PylockError,
     RegistryBlobNotFoundError,
     RegistryError,
     UsageError,
@@ -683,7 +684,13 @@ class RegistryClient(SessionOwner):
 
             connect, read = self._timeouts
             # Proxies come from the settings, per request.
-            self._session = client_session(self._settings, connect=connect, read=read)
+            try:
+                self._session = client_session(self._settings, connect=connect, read=read)
+            except PylockError as error:  # an SSL_CERT_FILE that does not load
+                # The registry's failure, not the sync's: the origin may not need TLS.
+                raise RegistryError(
+                    error.message, registry=str(self.ref), operation="connect", hint=error.hint
+                ) from None
         return self._session
 
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
@@ -760,10 +767,16 @@ class RegistryClient(SessionOwner):
                         proxy_headers=proxy_headers,
                     )
             except aiohttp.ClientSSLError as error:
+                hint = "set SSL_CERT_FILE to a CA bundle that includes the registry's CA"
+                if "WRONG_VERSION_NUMBER" in str(error):  # a plain-http port
+                    hint = (
+                        "if the registry speaks plain HTTP, write the reference as "
+                        f"oci+http://{self.ref.host}/..."
+                    )
                 raise self._error(
                     f"TLS failure talking to {self.ref.host}: {_reason(error)}",
                     operation,
-                    hint="set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
+                    hint=hint,
                 ) from None
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 raise self._error(
