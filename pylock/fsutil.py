@@ -337,6 +337,16 @@ else:
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+def _open_lock_file(path: str) -> int:
+    try:
+        return os.open(path, _LOCK_FLAGS, 0o644)
+    except PermissionError:
+        if _WINDOWS:
+            raise
+        # Another user's lock file in a shared cache (0644): flock needs no write access.
+        return os.open(path, _LOCK_FLAGS & ~(os.O_RDWR | os.O_CREAT) | os.O_RDONLY)
+
+
 class LockTimeout(Exception):
     """:meth:`FileLock.acquire` gave up: another process (or thread) holds the lock."""
 
@@ -372,7 +382,7 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this object")
         while True:
-            fd = os.open(self.path, _LOCK_FLAGS, 0o644)
+            fd = _open_lock_file(self.path)
             try:
                 if not _lock_fd(fd):
                     os.close(fd)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -405,3 +406,67 @@ def test_cache_verify_and_clean_commands(cache: Cache, capsys: pytest.CaptureFix
     assert run_cache(cache, "clean") == 0
     assert "removed 1 archive(s)" in capsys.readouterr().err
     assert cache.list() == []
+
+
+def _as_another_user(work: Callable[[], None]) -> int:
+    """Run ``work`` in a forked child that has become ``nobody``; its exit status (0: fine).
+    Everything it needs must be imported already: the child may not read /root."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            work()
+            code = 0
+        except BaseException as error:
+            sys.stderr.write(f"{type(error).__name__}: {error}\n")
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root, to become another user",
+)
+def test_a_cache_shared_by_two_users_takes_the_other_users_locks_and_partials(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Crash attack: root's download into nobody's cache left a 0644 gate lock file and a
+    partial download: nobody's sync of that archive then failed on "Permission denied:
+    locks/<sha>.lock", and `cache prune` and `cache clean` stopped on it."""
+    import tempfile
+
+    from pylock.fsutil import FileLock
+
+    shared = Path(tempfile.mkdtemp(prefix="pylock-shared-cache-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        cache = Cache(shared / "cache")
+        put(cache, b"kept" * 10)
+        cache.gate("00" * 32)  # the cache's folders, as nobody made them
+        cache.locks_dir.mkdir(exist_ok=True)
+        for folder in (cache.root, *cache.root.rglob("*")):
+            if folder.is_dir():
+                folder.chmod(0o777)
+        # Root's, from a download killed in nobody's cache: a partial and a 0644 gate.
+        partial = cache.new_tmp_path("ab" * 32)
+        partial.write_bytes(b"half")
+        gate = cache.gate("ab" * 32)
+        assert gate.try_acquire()
+        gate.release()
+        assert (cache.locks_dir / f"{'ab' * 32}.lock").stat().st_mode & 0o777 == 0o644
+        cache.prune()  # imports what the child needs, while /root is readable
+
+        def take_roots_lock_and_prune() -> None:
+            other = FileLock(cache.locks_dir / f"{'ab' * 32}.lock")
+            assert other.try_acquire()
+            other.release()
+            cache.prune(max_size=0)
+            cache.clean()
+
+        assert _as_another_user(take_roots_lock_and_prune) == 0
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=False)

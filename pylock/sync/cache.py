@@ -582,10 +582,14 @@ class Cache:
             if is_sha256(key):
                 # Partial work on a known archive is live exactly while its gate is held.
                 gate = self.gate(key)
-                if not gate.try_acquire():
-                    continue
                 try:
-                    remove_tree(item)
+                    if not gate.try_acquire():
+                        continue
+                except OSError:
+                    continue  # a gate that cannot be taken: the work may be live
+                try:
+                    with contextlib.suppress(OSError):  # another user's, say
+                        remove_tree(item)
                 finally:
                     gate.release()
                 continue
