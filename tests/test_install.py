@@ -337,6 +337,35 @@ def test_atomic_upgrade(tmp_path: Path) -> None:
     assert leftovers(dest_root) == []
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_ctrl_c_around_the_swap_rename_keeps_an_interpreter_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Crash attack: Ctrl-C (or SIGTERM) between an upgrade's two renames left NAME absent:
+    the old tree was put back only on an OSError. Before the new tree's rename, the old one
+    goes back; after it, the new one stays."""
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
+    do_install(a1, art1, dest_root)
+    real_rename = os.rename
+
+    def interrupted(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        moving_in = os.path.basename(os.fspath(source)).startswith(".pylock-tmp-")
+        if moving_in and when == "before":
+            raise KeyboardInterrupt
+        real_rename(source, target, *args, **kwargs)
+        if moving_in:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        do_install(a2, art2, dest_root)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert (dest_root / "app/VERSION").read_text() == ("v1" if when == "before" else "v2")
+    assert verify(dest_root, "app").ok
+
+
 def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -635,6 +635,7 @@ def _check_replaceable(final: Path) -> None:
 def _swap_in(tmp: Path, final: Path) -> None:
     """Rename the new tree into place, keeping the old one until the new one is there."""
     from pylock.fsutil import remove_tree, rename
+    from pylock.interrupts import finish_through_interrupts
 
     # fsutil.rename: a virus scanner on Windows may hold a file it was just given.
     if not os.path.lexists(final):
@@ -658,8 +659,14 @@ def _swap_in(tmp: Path, final: Path) -> None:
         return
     try:
         rename(tmp, final)
-    except OSError:
-        rename(old, final)
+    except BaseException:
+        # Refused, or Ctrl-C around the rename: the old tree goes back, unless the new one
+        # made it into place after all. A second Ctrl-C does not stop that half-way.
+        def put_back() -> None:
+            if not os.path.lexists(final):
+                rename(old, final)
+
+        finish_through_interrupts(put_back)
         raise
     # The new tree is in place: the old one is junk, which never fails an install. On
     # Windows a file still in use (or a scanner) can block its rename or deletion; the
@@ -675,7 +682,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
             os.unlink(os.path.join(old, records.META_DIR, records.INSTALL_JSON))
         return
     with contextlib.suppress(OSError):
-        remove_tree(trash)
+        finish_through_interrupts(lambda: remove_tree(trash))
 
 
 # -- prune, verify, executables ----------------------------------------------------------
