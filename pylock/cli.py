@@ -208,6 +208,17 @@ def _given(text: str) -> str:
     return text
 
 
+def _project_dir(text: str) -> str:
+    """``--project``: a directory. Given ``pythons.toml`` itself, say so (it read as
+    ``pythons.toml/pythons.toml: Not a directory``)."""
+    if text and os.path.isfile(text):
+        parent = os.path.dirname(text) or "."
+        raise argparse.ArgumentTypeError(
+            f"{text} is a file: --project takes the project's directory (here, {parent})"
+        )
+    return _given(text)
+
+
 def _add_noise(parser: Any, **default: Any) -> None:
     """``-q`` and ``-v``, which exclude each other."""
     noise = parser.add_mutually_exclusive_group()
@@ -324,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--project",
         metavar="DIR",
-        type=_given,
+        type=_project_dir,
         help="the directory holding pythons.toml and pythons.lock (default: current directory)",
     )
     _add_noise(parser)

@@ -1109,6 +1109,23 @@ def test_an_empty_value_that_can_only_be_a_mistake_is_a_usage_error(
     assert archive.is_file()
 
 
+def test_project_given_the_file_itself_says_to_give_its_directory(
+    sync_project: Project, app_a: Build
+) -> None:
+    """UX attack: `--project p/pythons.toml` said "p/pythons.toml/pythons.toml: cannot read:
+    Not a directory"."""
+    sync_project.install(app_a)
+    for name in ("pythons.toml", "pythons.lock"):
+        file = sync_project.root / name
+        file.touch()
+        done = sync_project.check([*sync_project.command()[:3], "--project", str(file), "list"])
+        assert done.code == 2, done.err
+        assert (
+            f"argument --project: {file} is a file: --project takes the project's directory "
+            f"(here, {sync_project.root})"
+        ) in done.err
+
+
 def test_an_empty_into_or_project_is_refused_by_the_fast_path_too(
     sync_project: Project, app_a: Build
 ) -> None:
