@@ -299,7 +299,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         _end_head_start()
-        super().error(message)
+        # argparse counts `run`'s REMAINDER among the missing; ARGS are optional.
+        super().error(message.replace("required: NAME, ARGS", "required: NAME"))
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse drops a failed write: `pylock --help > /dev/full` said nothing and
@@ -460,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
-    which.add_argument("name", metavar="NAME")
+    which.add_argument("name", metavar="NAME", help="the interpreter's name in pythons.lock")
     which.add_argument("--into", metavar="DIR", type=_given, help="install directory")
 
     outdated = command(
@@ -527,8 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(mirror)
 
     run = command("run", "run a locked interpreter: pylock run NAME -- ARGS...", _cmd_run)
-    run.add_argument("name", metavar="NAME")
-    run.add_argument("run_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    run.add_argument("name", metavar="NAME", help="the interpreter's name in pythons.lock")
+    run.add_argument(
+        "run_args",
+        nargs=argparse.REMAINDER,
+        metavar="ARGS",
+        help="arguments for the interpreter (optional; after --, taken as they are)",
+    )
     run.add_argument("--into", metavar="DIR", type=_given, help="install directory")
 
     completion = command(
@@ -536,7 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print a shell completion script: pylock completion bash|zsh|fish",
         _cmd_completion,
     )
-    completion.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL")
+    completion.add_argument(
+        "shell", choices=("bash", "zsh", "fish"), metavar="SHELL", help="bash, zsh or fish"
+    )
     return parser
 
 

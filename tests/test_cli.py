@@ -109,3 +109,20 @@ def test_quiet_and_verbose_work_after_the_command(tmp_path: Path) -> None:
     assert parser.parse_args(["sync", "-v", "-v"]).verbosity == 2
     # A global -v stays in force when the command has none of its own.
     assert parser.parse_args(["-v", "sync", "--into", "x"]).verbosity == 1
+
+
+def test_every_positional_argument_has_help_and_run_needs_only_a_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """UX attack: `pylock run` alone said NAME and ARGS were required (ARGS are optional),
+    and the positionals of which, run and completion had no help text."""
+    import argparse
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in subparsers.choices.items():
+        for action in command._actions:
+            if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{name} {action.metavar}"
+    assert main(["run"]) == 2
+    assert capsys.readouterr().err.endswith("error: the following arguments are required: NAME\n")
