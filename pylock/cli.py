@@ -508,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
     )
     target = mirror.add_mutually_exclusive_group(required=True)
-    target.add_argument("outdir", metavar="OUTDIR", nargs="?")
+    target.add_argument(
+        "outdir", metavar="OUTDIR", nargs="?", help="the directory to write the mirror into"
+    )
     target.add_argument(
         "--to",
         metavar="oci://HOST/REPOSITORY",
