@@ -88,6 +88,8 @@ def want_color(choice: str, no_color: bool) -> bool:
     """Whether to colour stderr: ``--color`` (``auto``, ``always``, ``never``), and for
     ``auto`` whether ``NO_COLOR`` (or a dumb terminal) says no and stderr can show it."""
     if choice == "always":
+        if sys.stderr.isatty():
+            escapes_work(sys.stderr)  # the classic Windows console obeys them once asked
         return True
     if choice == "never" or no_color:
         return False

@@ -143,3 +143,30 @@ def test_the_log_ticker_reports_a_stalled_task_by_itself(monkeypatch: pytest.Mon
     if ticker is not None:
         ticker.join(10)
     assert reporter._ticker is None
+
+
+def test_color_always_asks_a_console_to_obey_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Portability review: `--color always` skipped the request that makes the classic
+    Windows console obey escape sequences, and printed them raw (←[31m)."""
+    import io
+    import sys
+
+    import pylock.progress as progress
+
+    class Console(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    asked: list[object] = []
+
+    def escapes_work(stream: object) -> bool:
+        asked.append(stream)
+        return False
+
+    monkeypatch.setattr(progress, "escapes_work", escapes_work)
+    monkeypatch.setattr(sys, "stderr", Console())
+    assert progress.want_color("always", no_color=True)
+    assert asked == [sys.stderr]
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a console: nothing to ask
+    assert progress.want_color("always", no_color=False)
+    assert asked == [asked[0]]
