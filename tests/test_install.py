@@ -322,6 +322,34 @@ def test_a_path_past_max_path_on_windows_gets_the_long_path_hint(
     assert ("try a shorter --into path" in (caught.value.hint or "")) is hinted
 
 
+def test_an_upgrade_windows_refuses_for_a_tree_in_use_says_to_close_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability review: a python.exe running from NAME makes Windows refuse the rename of
+    the old tree; the error said only "Access is denied"."""
+    import pylock.sync.install
+
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    do_install(archive, artifact, dest_root)
+
+    class WindowsError(OSError):
+        pass
+
+    def in_use(*args: object, **kwargs: object) -> None:
+        error = WindowsError(13, "Access is denied", str(dest_root / "app"))
+        error.winerror = 5  # type: ignore[attr-defined]
+        raise error
+
+    monkeypatch.setattr(pylock.sync.install, "_install_locked", in_use)
+    with pytest.raises(InstallError) as caught:
+        do_install(archive, artifact, dest_root)
+    assert caught.value.hint == (
+        f"close what runs {dest_root.absolute() / 'app'} (python.exe, virtualenvs made from it, "
+        "IDEs), then run `pylock sync` again"
+    )
+
+
 @posix_only
 def test_atomic_upgrade(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"

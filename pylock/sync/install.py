@@ -436,11 +436,20 @@ def install(
         # Windows without long paths says ERROR_FILENAME_EXCED_RANGE (206), or "path not
         # found" (3) for a path past MAX_PATH: both are ENOENT/EINVAL to Python.
         longest = max(len(str(exc.filename or "")), len(str(exc.filename2 or "")))
-        if getattr(exc, "winerror", None) in (3, 206) and longest >= 248:
+        winerror = getattr(exc, "winerror", None)
+        if winerror in (3, 206) and longest >= 248:
             code = errno.ENAMETOOLONG
+        hint = hints.get(code)
+        if winerror in (5, 32) and os.path.isdir(dest_root / name):
+            # Windows renames no folder that a running python.exe (a virtualenv's, an
+            # IDE's) has files open in: the upgrade's move of the old tree.
+            hint = (
+                f"close what runs {dest_root / name} (python.exe, virtualenvs made from it, "
+                "IDEs), then run `pylock sync` again"
+            )
         raise InstallError(
             f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
-            hint=hints.get(code),
+            hint=hint,
         ) from exc
     return True
 
