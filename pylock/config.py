@@ -259,8 +259,8 @@ def _build_tag(value: object, _: object) -> str:
 
 def _platform_key(value: object, _: object) -> str:
     text = _strict_str(value, None)
-    if text == HOST:
-        return text
+    if text.strip().lower() == HOST:  # spelled as loosely as platform keys may be
+        return HOST
     try:
         # Aliases ("linux-amd64", "aarch64-apple-darwin") become the canonical key here,
         # so the resolver, duplicate checks and the lock only ever see canonical keys.
@@ -478,8 +478,8 @@ def _platform_spelling(key: str) -> str:
     Canonical keys map to themselves, so locks made before aliases were normalized
     keep their digest. Text that names no platform is kept: it is a config error.
     """
-    if key == HOST:
-        return key
+    if key.strip().lower() == HOST:
+        return HOST
     try:
         return Platform.parse(key).key
     except ValueError:

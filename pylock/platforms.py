@@ -300,7 +300,9 @@ def unknown_platform_message(key: object) -> str:
 
         close = difflib.get_close_matches(key, [*PLATFORM_KEYS, HOST], n=3, cutoff=0.6)
         if close:
-            return f"{text} (did you mean {' or '.join(repr(c) for c in close)}?)"
+            quoted = [repr(c) for c in sorted(close)]
+            either = ", ".join(quoted[:-1]) + " or " + quoted[-1] if quoted[1:] else quoted[0]
+            return f"{text} (did you mean {either}?)"
     return f"{text} (expected 'host' or one of: {', '.join(PLATFORM_KEYS)})"
 
 
@@ -442,6 +444,6 @@ def host() -> Platform:
 
 def resolve_platform(key: str, *, host_platform: Platform | None = None) -> Platform:
     """Parse a key, mapping ``host`` to the detected (or given) host platform."""
-    if key == HOST:
+    if key.strip().lower() == HOST:
         return host_platform if host_platform is not None else host()
     return Platform.parse(key)

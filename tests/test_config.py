@@ -528,7 +528,7 @@ default = true
         "pythons.toml: python.b.version: invalid specifier '>=3.x' "
         '(expected e.g. "3.13", "3.12.11" or ">=3.12,<3.14")',
         "pythons.toml: python.b.platforms[1]: unknown platform 'linux-x86_64-gnux' "
-        "(did you mean 'linux-x86_64-gnu' or 'linux-x86_64_v4-gnu' or 'linux-x86_64_v3-gnu'?)",
+        "(did you mean 'linux-x86_64-gnu', 'linux-x86_64_v3-gnu' or 'linux-x86_64_v4-gnu'?)",
         "pythons.toml: python: more than one interpreter has default = true: 'c', 'd' "
         "(at most one may be the default)",
     ]
@@ -880,6 +880,17 @@ def test_digest_normalises_platform_aliases(alias: str) -> None:
     assert canonical == digest(f'[python.a]\nversion = "3.13"\nplatforms = ["host", {alias}]\n')
     assert canonical == digest(
         f'[defaults]\nplatforms = [{alias}, "host"]\n[python.a]\nversion = "3.13"\n'
+    )
+
+
+@pytest.mark.parametrize("spelling", ['"HOST"', '" host"', '"Host "'])
+def test_host_is_spelled_as_loosely_as_platform_keys(spelling: str) -> None:
+    """UX attack: "Linux-X86_64-GNU" and " linux-x86_64-gnu " were accepted, "HOST" and
+    " host" were unknown platforms."""
+    config = loads_config(f'[python.a]\nversion = "3.13"\nplatforms = [{spelling}]\n')
+    assert config.pythons[0].platforms == ("host",)
+    assert digest(f'[python.a]\nversion = "3.13"\nplatforms = [{spelling}]\n') == digest(
+        '[python.a]\nversion = "3.13"\nplatforms = ["host"]\n'
     )
 
 
