@@ -595,7 +595,7 @@ def _fish(commands: list[Command]) -> str:
                 parts.append("-x")
             parts.append(f"-d {_fish_quote(option.help)}")
             lines.append(" ".join(parts))
-        for positional in command.positionals:
+        for index, positional in enumerate(command.positionals):
             if positional.kind == CHOICES:
                 choices = _fish_quote(" ".join(positional.choices))
                 lines.append(f"complete -c pylock {where} -a {choices}")
@@ -605,6 +605,13 @@ def _fish(commands: list[Command]) -> str:
                 at = _fish_quote(f"__pylock_at {_fish_quote(command.key)}{first}")
                 lines.append(f"complete -c pylock -n {at} -a '(__pylock_names)'")
             elif positional.kind in (DIRS, FILES, REST):
-                lines.append(f"complete -c pylock {where} -F")
+                earlier = {p.kind for p in command.positionals[:index]}
+                if earlier & {NAMES, CHOICES}:
+                    # `run NAME ARGS`: files only once the NAME is given.
+                    after = f"; and test (count (__pylock_args)) -ge {index}"
+                    at = _fish_quote(f"__pylock_at {_fish_quote(command.key)}{after}")
+                    lines.append(f"complete -c pylock -n {at} -F")
+                else:
+                    lines.append(f"complete -c pylock {where} -F")
     head = _FISH_HEAD.replace("@NAME@", _NAME_PATTERN)
     return head + "\n" + "\n".join([*valued, "", *subs, "", *lines]) + "\n"

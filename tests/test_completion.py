@@ -279,6 +279,9 @@ COMMON_CASES = [
         # which and run take one NAME, and what follows `--` is the interpreter's.
         ("pylock which app ", []),
         ("pylock run app -- a", []),
+        # UX attack: run's NAME was offered the directory's files too; ARGS still are.
+        ("pylock run ", ["app", "legacy-3.10"]),
+        ("pylock run app no", ["notes.txt"]),
         ("pylock verify app ", ["app", "legacy-3.10"]),
     ],
 )
