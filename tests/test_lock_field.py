@@ -140,3 +140,18 @@ def test_a_symlinked_lock_is_written_where_it_points(
     assert (project / "pythons.lock").is_symlink()
     assert loads(shared.read_text(encoding="utf-8")).pythons[0].name == "a"
     assert [p.name for p in project.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("flags", [[], ["--upgrade"], ["--upgrade-python", "a"], ["--refresh"]])
+def test_check_without_a_lock_says_it_does_not_exist_whatever_the_flags(
+    project: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    """`lock --check --upgrade` with no lock said "out of date: a: added ...", where a plain
+    `--check` says the lock does not exist."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--check", "--offline", *flags) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "pylock: error: pythons.lock does not exist",
+        "pylock: hint: run `pylock lock` and commit pythons.lock",
+    ]
+    assert not (project / "pythons.lock").exists()
