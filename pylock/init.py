@@ -136,6 +136,14 @@ def _toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _is_toml(text: str) -> bool:
+    try:
+        toml_loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _guess(project_dir: Path) -> tuple[_Guess, str]:
     skipped = ""
     # (file, how to read it, where the guess came from, what to say when it names nothing)
@@ -161,6 +169,8 @@ def _guess(project_dir: Path) -> tuple[_Guess, str]:
         guess = guesser(text)
         if guess is not None:
             return guess, source + skipped
+        if filename == PYPROJECT_FILE and not _is_toml(text):
+            unusable = f"; {PYPROJECT_FILE} is not valid TOML"
         skipped += unusable
     series = f"{sys.version_info.major}.{sys.version_info.minor}"
     return _Guess(version=series), f"the series of the Python running pylock{skipped}"

@@ -145,14 +145,19 @@ def test_starter_says_which_files_it_could_not_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "pyproject", ['[project]\nrequires-python = "bogus"\n', "[project\n", "[project]\n"]
+    ("pyproject", "why"),
+    [
+        ('[project]\nrequires-python = "bogus"\n', "has no requires-python pylock can use"),
+        ("[project]\n", "has no requires-python pylock can use"),
+        # UX attack: a broken pyproject.toml was said to have no requires-python.
+        ("[project\n", "is not valid TOML"),
+    ],
 )
-def test_starter_says_why_pyproject_was_not_used(tmp_path: Path, pyproject: str) -> None:
+def test_starter_says_why_pyproject_was_not_used(tmp_path: Path, pyproject: str, why: str) -> None:
     (tmp_path / "pyproject.toml").write_text(pyproject, encoding="utf-8")
     _, source = starter_config(tmp_path)
     assert source == (
-        f"version {HOST_SERIES}, the series of the Python running pylock; "
-        "pyproject.toml has no requires-python pylock can use"
+        f"version {HOST_SERIES}, the series of the Python running pylock; pyproject.toml {why}"
     )
 
 
