@@ -305,7 +305,11 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     lock_path = request.lock_path
     name = lock_path.name
     if check and not lock_path.exists():
-        # Whatever the flags: no lock is never up to date, and says so without resolving.
+        # Whatever the flags: no lock is never up to date, and says so without resolving
+        # (but after pythons.toml's own problems, as a plain --check does).
+        from pylock.config import load_config
+
+        load_config(request.config_path)
         raise StaleLockError(f"{name} does not exist", hint=f"run `pylock lock` and commit {name}")
     if check and not (request.upgrade or request.upgrade_names or request.refresh):
         reason = check_lock(request.config_path, lock_path, request.reporter)
