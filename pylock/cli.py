@@ -219,21 +219,33 @@ def _project_dir(text: str) -> str:
     return _given(text)
 
 
-def _add_noise(parser: Any, **default: Any) -> None:
+def _add_noise(parser: Any, dest: str = "verbosity", **default: Any) -> None:
     """``-q`` and ``-v``, which exclude each other."""
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument(
         "-q",
         "--quiet",
-        dest="verbosity",
+        dest=dest,
         action="store_const",
         const=-1,
         help="print only errors and warnings",
         **default,
     )
     noise.add_argument(
-        "-v", "--verbose", dest="verbosity", action="count", help="print more detail", **default
+        "-v", "--verbose", dest=dest, action="count", help="print more detail", **default
     )
+
+
+def _merge_noise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``-q``/``-v`` given before the command and after it count together; given one before
+    and the other after, they are the usage error they are side by side."""
+    after = vars(args).pop("verbosity_after", None)
+    if after is None:
+        return
+    before = args.verbosity or 0
+    if min(before, after) < 0 < max(before, after):
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
+    args.verbosity = -1 if after < 0 else before + after
 
 
 def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) -> None:
@@ -297,6 +309,14 @@ class _Parser(argparse.ArgumentParser):
     message printed below them along. Help and version text that cannot be written is
     an error, where argparse ignores it."""
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        if "verbosity" in vars(parsed):  # the top parser, once the command's are done
+            _merge_noise(self, parsed)
+        return parsed, rest
+
     def error(self, message: str) -> NoReturn:
         _end_head_start()
         # argparse counts `run`'s REMAINDER among the missing; ARGS are optional.
@@ -352,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -q and -v also work after the command (`pylock sync -q`); SUPPRESS keeps a global
     # one in force when the command's own is not given.
     after = _Parser(add_help=False)
-    _add_noise(after, default=argparse.SUPPRESS)
+    _add_noise(after, dest="verbosity_after", default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, handler: Callable[[Context], int]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,35 @@ def test_every_positional_argument_has_help_and_run_needs_only_a_name(
                 assert action.help, f"{name} {action.metavar}"
     assert main(["run"]) == 2
     assert capsys.readouterr().err.endswith("error: the following arguments are required: NAME\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbosity"),
+    [
+        (["-q", "list", "-v"], None),
+        (["-v", "list", "-q"], None),
+        (["-v", "list", "-v"], 2),
+        (["-q", "list", "-q"], -1),
+        (["list", "-v"], 1),
+        (["-vv", "list"], 2),
+    ],
+)
+def test_quiet_and_verbose_count_together_before_and_after_the_command(
+    argv: list[str], verbosity: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UX attack: `pylock -q lock -v` was taken silently (verbose won), where `pylock lock
+    -q -v` is a usage error."""
+    import pylock.cli as cli
+
+    seen: list[int] = []
+
+    def run(args: argparse.Namespace, ctx: object) -> int:
+        seen.append(args.verbosity)
+        return 0
+
+    monkeypatch.setattr(cli, "_run", run)
+    code = main(argv)
+    if verbosity is None:
+        assert code == 2 and seen == []
+    else:
+        assert code == 0 and seen == [verbosity]
