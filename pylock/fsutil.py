@@ -259,8 +259,9 @@ def require_sha256(path: Path | str, expected: str) -> None:
 _MSVCRT_HELD = frozenset({errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)})
 
 
-def find_program(name: str, environ: Mapping[str, str]) -> str | None:
-    """The absolute path of the program ``name`` in ``environ``'s ``PATH``, or ``None``.
+def find_program(name: str, variables: Mapping[str, str]) -> str | None:
+    """The absolute path of the program ``name`` in the ``PATH`` of ``variables`` (the
+    environment the settings read), or ``None``.
 
     Only absolute ``PATH`` entries are searched. Unlike :func:`shutil.which` (and
     ``CreateProcess`` given a bare name) on Windows, the current directory never is: a
@@ -269,11 +270,11 @@ def find_program(name: str, environ: Mapping[str, str]) -> str | None:
     """
     extensions = [""]
     if _WINDOWS:
-        pathext = environ.get("PATHEXT") or ".COM;.EXE;.BAT;.CMD"
+        pathext = variables.get("PATHEXT") or ".COM;.EXE;.BAT;.CMD"
         extensions = [ext for ext in pathext.split(";") if ext]
         if any(name.lower().endswith(ext.lower()) for ext in extensions):
             extensions.insert(0, "")
-    for directory in environ.get("PATH", "").split(os.pathsep):
+    for directory in variables.get("PATH", "").split(os.pathsep):
         directory = directory.strip('"')
         if not os.path.isabs(directory):
             continue  # "" and "." mean the current directory
