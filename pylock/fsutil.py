@@ -186,11 +186,30 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
-        retry = _retry_writable(os.fspath(path))
+        # On Windows by its \\?\ name: a tree renamed to a longer name (.pylock-trash-)
+        # may hold paths past MAX_PATH that the plain name cannot delete.
+        top = long_path(os.path.abspath(path))
+        retry = _retry_writable(top)
         if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=retry)
+            shutil.rmtree(top, onexc=retry)
         else:
-            shutil.rmtree(path, onerror=retry)
+            shutil.rmtree(top, onerror=retry)
+
+
+def long_path(absolute: str, *, windows: bool = _WINDOWS) -> str:
+    r"""``absolute`` in the ``\\?\`` form that lifts Windows' 260-character MAX_PATH limit
+    (elsewhere as it is).
+
+    >>> print(long_path("C:\\p\\x", windows=True), long_path("\\\\srv\\share\\x", windows=True))
+    \\?\C:\p\x \\?\UNC\srv\share\x
+    >>> long_path("/p/x", windows=False)
+    '/p/x'
+    """
+    if not windows or absolute.startswith("\\\\?\\"):
+        return absolute
+    if absolute.startswith("\\\\"):  # \\server\share\...
+        return "\\\\?\\UNC\\" + absolute[2:]
+    return "\\\\?\\" + absolute
 
 
 def remove_tree_to_the_end(path: Path) -> None:
