@@ -693,6 +693,24 @@ class RegistryClient(SessionOwner):
                 ) from None
         return self._session
 
+    async def _request(
+        self, method: str, url: str, *, data: Any, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Send one request (no redirects followed) through the proxy the settings name.
+        Connecting and the answer's head, together, get the two timeouts' sum: a registry
+        that drips its headers a byte at a time never lets the read timeout expire."""
+        proxy, proxy_headers = self._proxy(url)
+        async with asyncio.timeout(sum(self._timeouts)):
+            return await self._client().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            )
+
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
         """The proxy for ``url`` as the settings say (``HTTPS_PROXY``, ``NO_PROXY``...)."""
         from pylock.net.fetch import aiohttp_proxy
@@ -753,19 +771,7 @@ class RegistryClient(SessionOwner):
             if stream is not None:
                 data = stream
             try:
-                proxy, proxy_headers = self._proxy(target)
-                # Connecting and the answer's head, together: a registry that drips its
-                # headers a byte at a time never lets the read timeout expire.
-                async with asyncio.timeout(sum(self._timeouts)):
-                    response = await self._client().request(
-                        method,
-                        target,
-                        data=data,
-                        headers=request_headers,
-                        allow_redirects=False,
-                        proxy=proxy,
-                        proxy_headers=proxy_headers,
-                    )
+                response = await self._request(method, target, data=data, headers=request_headers)
             except aiohttp.ClientSSLError as error:
                 hint = "set SSL_CERT_FILE to a CA bundle that includes the registry's CA"
                 if "WRONG_VERSION_NUMBER" in str(error):  # a plain-http port
@@ -920,17 +926,7 @@ class RegistryClient(SessionOwner):
                     headers["Authorization"] = credentials.basic()
                 separator = "&" if "?" in realm else "?"
                 method, url = "GET", realm + (separator + urlencode(query) if query else "")
-            proxy, proxy_headers = self._proxy(url)
-            async with asyncio.timeout(sum(self._timeouts)):  # connecting and the head
-                response = await self._client().request(
-                    method,
-                    url,
-                    data=form,
-                    headers=headers,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                )
+            response = await self._request(method, url, data=form, headers=headers)
             async with response:
                 if response.status != 200:
                     hint = _LOGIN_HINT if response.status in (401, 403) else None
