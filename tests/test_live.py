@@ -355,6 +355,35 @@ def test_truncated_sha256sums_is_rejected(upstream: UpstreamServer, cache: Cache
     release.sums_body = release.sums_text().encode()[:40]
     with pytest.raises(UpstreamError, match="SHA256SUMS: line 1 is not"):
         refresh(upstream, cache, snapshot_base())
+    # Upstream attack: the garbled file was cached as the release's immutable SHA256SUMS,
+    # and every later refresh failed on it. Refused before it is stored, it is asked again.
+    release.sums_body = None
+    assert builds_of(refresh(upstream, cache, snapshot_base()), "20251014")
+
+
+def test_a_missing_sha256sums_is_asked_again_an_hour_later(
+    upstream: UpstreamServer, cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upstream attack: a 404 for an immutable SHA256SUMS (a mirror not caught up yet)
+    was cached for good; the file published since was never read."""
+    import pylock.index.metadata as metadata
+
+    release = upstream.add_pbs_release(
+        "20251014", "2025-10-14T10:00:00Z", {pbs_name("3.13.9", "20251014", LINUX): b"a"}
+    )
+    release.sums = False
+    refresh(upstream, cache, snapshot_base())
+    release.sums = True
+    upstream.log.clear()
+    refresh(upstream, cache, snapshot_base())
+    assert upstream.requests_to("SHA256SUMS") == []  # within the hour: known missing
+    monkeypatch.setattr(metadata, "MISSING_RECHECK_SECONDS", 0.0)
+    refresh(upstream, cache, snapshot_base())
+    assert [r.status for r in upstream.requests_to("SHA256SUMS")] == [200]
+    upstream.log.clear()
+    monkeypatch.setattr(metadata, "MISSING_RECHECK_SECONDS", 3600.0)
+    refresh(upstream, cache, snapshot_base())  # found: immutable from now on
+    assert upstream.requests_to("SHA256SUMS") == []
 
 
 # -- the metadata cache ----------------------------------------------------------------------
@@ -543,6 +572,31 @@ def test_graalpy_releases_with_digests_and_sha256_files(
     assert legacy.version == "3.10.0"
     assert legacy.sha256 == sha256(old["graalpy-24.0.2-macos-aarch64.tar.gz"])
     assert upstream.requests_to("graalpy-24.0.2-macos-aarch64.tar.gz.sha256")
+
+
+def test_a_graalpy_sha256_file_that_holds_no_digest_is_not_cached(
+    upstream: UpstreamServer, cache: Cache
+) -> None:
+    """Upstream attack: an error page served as `<asset>.sha256` was cached as the file's
+    immutable content (its archive skipped for good), and the warning said there was no
+    .sha256 file at all."""
+    name = "graalpy-24.0.2-macos-aarch64.tar.gz"
+    release = upstream.add_graalpy_release(
+        "24.0.2", "2024-07-16T10:00:00Z", {name: graalpy_archive(name[:-7])}, api_digest=False
+    )
+    (sums,) = [a for a in release.assets if a.name.endswith(".sha256")]
+    good, sums.body = sums.body, b"<html>503 Service Unavailable</html>\n"
+    need = RefreshNeeds(implementations=frozenset({Implementation.GRAALPY}))
+    recorder = Recorder()
+    index = refresh(upstream, cache, index_of(), need=need, reporter=recorder)
+    assert [b.filename for b in index.builds] == []
+    assert recorder.warnings == [
+        "GraalPy: 1 archive(s) have no digest, nor a .sha256 file that holds one, and were "
+        f"skipped (e.g. {name})"
+    ]
+    sums.body = good
+    index = refresh(upstream, cache, index_of(), need=need)
+    assert [b.filename for b in index.builds] == [name]
 
 
 def test_only_needed_listings_are_fetched(upstream: UpstreamServer, cache: Cache) -> None:

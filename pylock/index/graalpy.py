@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -67,6 +67,20 @@ def release_of_tag(tag: str) -> str | None:
     return match.group(1) if match else None
 
 
+class _NoDigest(Exception):
+    """A ``.sha256`` file that holds no digest (an error page served as it)."""
+
+
+def _sha256_file_parser(url: str) -> Callable[[bytes], str]:
+    def parse(body: bytes) -> str:
+        sha256 = parse_sha256_file(body)
+        if sha256 is None:
+            raise _NoDigest(url)
+        return sha256
+
+    return parse
+
+
 def parse_sha256_file(body: bytes) -> str | None:
     """The digest in a ``<file>.sha256`` body (hex, optionally followed by a name)."""
     match = _HEX.match(body.decode("ascii", errors="replace"))
@@ -87,8 +101,6 @@ class GraalpyListing:
 
 async def builds_from_releases(docs: Documents, releases: list[ApiRelease]) -> GraalpyListing:
     """Turn GraalPy releases into builds, reading ``.sha256`` files where digests are null."""
-    from pylock.index.metadata import parse_text
-
     builds: list[Build] = []
     unhashed: list[str] = []
     dates: dict[str, str] = {}
@@ -104,8 +116,14 @@ async def builds_from_releases(docs: Documents, releases: list[ApiRelease]) -> G
         sha256 = asset.sha256
         if sha256 is None and f"{asset.name}.sha256" in names:
             sums_url = f"{url}.sha256"
-            text = await docs.get(sums_url, parse_text(sums_url), immutable=True, missing_ok=True)
-            sha256 = parse_sha256_file(text.encode()) if text is not None else None
+            # Parsed before it is cached: one that holds no digest (an error page) raises,
+            # is not stored as the file's immutable content, and is fetched again next time.
+            try:
+                sha256 = await docs.get(
+                    sums_url, _sha256_file_parser(sums_url), immutable=True, missing_ok=True
+                )
+            except _NoDigest:
+                sha256 = None
         if sha256 is None:
             unhashed.append(asset.name)
             return
@@ -150,7 +168,7 @@ async def refresh_graalpy(docs: Documents, *, reporter: Reporter) -> GraalpyList
     listing = await builds_from_releases(docs, releases)
     if listing.unhashed:
         reporter.warn(
-            f"GraalPy: {len(listing.unhashed)} archive(s) have neither a digest nor a "
-            f".sha256 file and were skipped (e.g. {listing.unhashed[0]})"
+            f"GraalPy: {len(listing.unhashed)} archive(s) have no digest, nor a .sha256 "
+            f"file that holds one, and were skipped (e.g. {listing.unhashed[0]})"
         )
     return listing

@@ -45,6 +45,9 @@ GITHUB_API = "https://api.github.com/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
 MAX_RECORD_BYTES = 1024 * 1024
+#: How long an immutable document found missing (404) is taken as missing without asking
+#: again: a release file a mirror has not caught up with yet is there an hour later.
+MISSING_RECHECK_SECONDS = 3600.0
 
 
 @attrs.frozen(kw_only=True)
@@ -388,6 +391,13 @@ class Documents:
         cached = self.store.load(url)
         if cached is not None and cached.status == 404 and not missing_ok:
             cached = None
+        if (
+            cached is not None
+            and cached.status == 404
+            and self.fetcher is not None
+            and not 0 <= self.clock() - cached.checked_at < MISSING_RECHECK_SECONDS
+        ):
+            cached = None  # online: a file missing an hour ago may be there now
         if cached is not None and immutable:
             return self._parse_cached(cached, parse)
         if self.fetcher is None:

@@ -352,8 +352,15 @@ async def refresh_pbs(
         from pylock.index.metadata import parse_text
 
         url = sums_url(tag)
-        text = await docs.get(url, parse_text(url), immutable=True, missing_ok=True)
-        sums = parse_sha256sums(text, url=url) if text is not None else None
+        as_text = parse_text(url)
+        # Parsed whole before it is cached (as immutable): a garbled SHA256SUMS raises,
+        # is not stored, and is fetched again by the next refresh.
+        sums = await docs.get(
+            url,
+            lambda body: parse_sha256sums(as_text(body), url=url),
+            immutable=True,
+            missing_ok=True,
+        )
         release_assets = assets.get(tag)
         if sums is None and release_assets is None:
             try:
