@@ -218,6 +218,15 @@ def test_human_times() -> None:
     assert describe_reset("not a number", now=time.time()) == "reset time unknown"
 
 
+@pytest.mark.parametrize(
+    "reset", ["253402300800", "-99999999999999", "99999999999999999", "-5", "9" * 5000, "１２"]
+)
+def test_a_hostile_rate_limit_reset_is_an_unknown_time(reset: str) -> None:
+    """Upstream attack: a year past 9999 was a ValueError traceback, 10**17 an OSError
+    reported with a hint about file permissions, -5 "resets at 1969"."""
+    assert describe_reset(reset, now=time.time()) == "reset time unknown"
+
+
 # -- the snapshot generator's live mode ----------------------------------------------------------
 
 

@@ -172,12 +172,18 @@ def describe_reset(reset: str | None, *, now: float) -> str:
 
     >>> describe_reset("1700000000", now=1700000000 - 1500)
     'resets at 2023-11-14 22:13 UTC (in 25 minutes)'
-    >>> describe_reset(None, now=0)
-    'reset time unknown'
+    >>> describe_reset(None, now=0), describe_reset("253402300800", now=0)
+    ('reset time unknown', 'reset time unknown')
+    >>> describe_reset("-5", now=1700000000), describe_reset("9" * 5000, now=0)
+    ('reset time unknown', 'reset time unknown')
     """
-    try:
-        epoch = int(str(reset).strip())
-    except ValueError:
+    text = str(reset).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        return "reset time unknown"
+    epoch = int(text)
+    # Only a time in the next day is a rate limit's reset; anything else is a bad header
+    # (and fromtimestamp refuses years past 9999).
+    if not now - 60 <= epoch <= now + 86400:
         return "reset time unknown"
     when = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
     return f"resets at {when:%Y-%m-%d %H:%M} UTC (in {human_age(epoch - now)})"
