@@ -135,15 +135,22 @@ def direct_version(
     from packaging.version import Version
 
     from pylock.archive.layout import Layout
+    from pylock.errors import printable
     from pylock.index.names import version_in_filename
     from pylock.resolve import exact_version
-    from pylock.versions import request_allows
+    from pylock.versions import is_release_version, request_allows
 
     detected: str | None = None
     origin = ""
     if layout is Layout.PBS_FULL:
         detected = read_python_json(path, fmt).get("python_version")
         origin = "its PYTHON.json"
+        if detected is not None and not is_release_version(detected):
+            raise ResolutionError(
+                f"python.{request.name}: {request.url} is not an archive pylock can lock: "
+                f"its PYTHON.json names the version {printable(str(detected))[:60]!r}",
+                hint="check that the URL names the interpreter build you meant",
+            )
     elif request.implementation is Implementation.CPYTHON:
         _refuse_other_implementation(request, filename)
         detected = version_in_filename(filename)

@@ -123,6 +123,20 @@ def parse_version(text: str) -> Version:
         raise ValueError(f'invalid version {_shown(text)} (expected e.g. "3.13.9")') from None
 
 
+_RELEASE = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?", re.ASCII)
+
+
+def is_release_version(text: object) -> bool:
+    """Whether ``text`` is an interpreter release's version as upstream names one:
+    ``X.Y.Z``, perhaps with ``aN``, ``bN`` or ``rcN``. Not ``v3.11.9``, ``3.11.9+local``,
+    ``3.10.14.dev`` or ``３.13.9``, which packaging may take but no interpreter is.
+
+    >>> [is_release_version(v) for v in ("3.13.9", "3.15.0rc1", "v3.13.9", "3.13.9+x", 3)]
+    [True, True, False, False, False]
+    """
+    return isinstance(text, str) and _RELEASE.fullmatch(text) is not None
+
+
 _PINNED_BUILD = re.compile(
     r"\s*([0-9]+\.[0-9]+\.[0-9]+(?:(?:a|b|rc)[0-9]+)?)\+([0-9]{8})\s*", re.ASCII
 )

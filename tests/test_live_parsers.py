@@ -177,6 +177,28 @@ def test_versions_json_filters() -> None:
     assert listing.dates == {"7.3.20": "2025-07-04"}
 
 
+@pytest.mark.parametrize("python", ["v3.11.97", "3.11.96+evil", "3.10.14.dev", "３.11.9"])
+def test_versions_json_entries_whose_versions_no_interpreter_has_are_skipped(python: str) -> None:
+    """Upstream attack: "v3.11.97" went into the lock as `version = "v3.11.97"`."""
+    name = "pypy3.11-v7.3.97-linux64.tar.bz2"
+    data = [
+        {
+            "pypy_version": "7.3.97",
+            "python_version": python,
+            "stable": True,
+            "files": [
+                {
+                    "filename": name,
+                    "arch": "x64",
+                    "platform": "linux",
+                    "download_url": f"https://downloads.python.org/pypy/{name}",
+                }
+            ],
+        }
+    ]
+    assert pypy.builds_from_versions(data, {name: HEX}).builds == ()
+
+
 @pytest.mark.parametrize("data", [{}, [{"pypy_version": "7.3.20"}], [1]])
 def test_versions_json_shape_errors(data: Any) -> None:
     with pytest.raises(UpstreamError, match=r"versions\.json"):

@@ -272,3 +272,35 @@ def test_a_direct_url_named_as_another_implementation_is_not_locked_as_cpython(
     assert f"pylock: error: python.app: {name} is named as a" in result.stderr
     assert example in result.stderr
     assert not (project / LOCK_FILENAME).exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
+@pytest.mark.parametrize(
+    ("version", "pinned"), [("banana", None), ("3.13.9+evil", None), ("banana", "3.13.9")]
+)
+def test_a_full_archive_whose_python_json_names_no_release_is_refused(
+    tmp_path: Path, version: str, pinned: str | None
+) -> None:
+    """Upstream attack: PYTHON.json's "python_version": "banana" was an InvalidVersion
+    traceback with `version` in pythons.toml, and without it a lock pylock could not read
+    back ("run `pylock lock`", which wrote it again)."""
+    import json
+
+    project = tmp_path / "project"
+    project.mkdir()
+    entries = archives.pbs_full()
+    entries[0] = archives.file(
+        "python/PYTHON.json", json.dumps({"version": "8", "python_version": version}).encode()
+    )
+    archive = archives.write_archive(
+        tmp_path / "corp-python-full.tar.zst", entries, ArchiveFormat.TAR_ZST
+    )
+    extra = f'version = "{pinned}"\n' if pinned else ""
+    (project / CONFIG_FILENAME).write_text(
+        f'[python.app]\nurl = "{archive.as_uri()}"\nplatforms = ["host"]\n{extra}', encoding="utf-8"
+    )
+    result = run_pylock(project, "lock")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"its PYTHON.json names the version {version!r}" in result.stderr
+    assert not (project / LOCK_FILENAME).exists()

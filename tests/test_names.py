@@ -248,3 +248,31 @@ def test_flavor_in_filename() -> None:
         flavor_in_filename("cpython-3.9.7-x86_64-unknown-linux-gnu-lto-20211017T1616.tar.zst")
         is Flavor.FULL
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cpython-3.13.１００+20261122-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz",
+        "cpython-3.13.9+２0261122-x86_64-unknown-linux-gnu-install_only.tar.gz",
+        "graalpy3.１２-25.0.1-linux-amd64.tar.gz",
+        "pypy3.1０-v7.3.17-linux64.tar.bz2",
+        f"graalpy-{'9' * 5000}.0.0-linux-amd64.tar.gz",
+        f"cpython-3.13.{'9' * 5000}-x86_64-unknown-linux-gnu-install_only.tar.gz",
+    ],
+)
+def test_names_with_digits_no_version_has_are_not_builds(name: str) -> None:
+    """Upstream attack: full-width digits passed `\\d` and ended in an InvalidVersion
+    traceback (in every later refresh, once cached); a 5,000-digit part in int()'s."""
+    assert parse_pbs_filename(name) is None
+    assert parse_graalpy_filename(name) is None
+    assert parse_pypy_filename(name) is None
+    found = version_in_filename(name)  # another X.Y.Z in the name, if any, in ASCII
+    assert found is None or (found.isascii() and len(found) < 20)
+
+
+def test_a_graalpy_tag_too_long_for_a_number_is_no_release() -> None:
+    from pylock.index.graalpy import release_of_tag
+
+    assert release_of_tag(f"graal-{'9' * 5000}.0.0") is None
+    assert release_of_tag("graal-25.0.1") == "25.0.1"

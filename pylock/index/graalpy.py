@@ -28,7 +28,7 @@ RELEASES_API = f"https://api.github.com/repos/{REPO}/releases"
 DOWNLOAD_PREFIX = f"https://github.com/{REPO}/releases/download/"
 API_PER_PAGE = 100
 
-_TAG = re.compile(r"^(?:graal|vm)-(\d+\.\d+\.\d+)$")
+_TAG = re.compile(r"^(?:graal|vm)-([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9})$")
 _HEX = re.compile(r"^\s*([0-9a-fA-F]{64})(?:\s|$)")
 
 # Names before 25.1.3 do not say which Python they implement. These are the versions

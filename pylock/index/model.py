@@ -52,8 +52,8 @@ class Build:
 # A group of the index: one implementation on one platform.
 GroupKey = tuple[Implementation, str]
 
-_DATE_TAG = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
-_NUMERIC_TAG = re.compile(r"^\d+(?:\.\d+)*$")
+_DATE_TAG = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})$")
+_NUMERIC_TAG = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9})*$")
 
 
 @functools.lru_cache(maxsize=4096)

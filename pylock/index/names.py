@@ -32,25 +32,27 @@ import attrs
 from pylock.platforms import Platform
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
-_VERSION = r"\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?"
+#: An upstream version in a file name: ASCII digits only (``\d`` takes ``３``, which
+#: packaging refuses), and at most 9 of them a part (int() refuses 4,300).
+_VERSION = r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?"
 
 _PBS = re.compile(
     rf"""
     ^cpython-(?P<version>{_VERSION})
-    (?:\+(?P<tag>\d{{8}}))?
+    (?:\+(?P<tag>[0-9]{{8}}))?
     -(?P<triple>[a-z0-9_]+-(?:unknown-linux-[a-z0-9]+|apple-darwin
        |pc-windows-msvc(?:-shared|-static)?))
     -(?:(?P<options>[a-z0-9]+(?:\+[a-z0-9]+)*)-)??
-    (?P<kind>install_only_stripped|install_only|full|(?P<stamp>\d{{8}}T\d{{4}}))
+    (?P<kind>install_only_stripped|install_only|full|(?P<stamp>[0-9]{{8}}T[0-9]{{4}}))
     \.(?P<ext>tar\.gz|tar\.zst)$
     """,
     re.VERBOSE,
 )
 
 _PYPY = re.compile(
-    r"""
-    ^pypy(?P<python>\d+\.\d+)
-    -v(?P<release>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)
+    rf"""
+    ^pypy(?P<python>[0-9]{{1,9}}\.[0-9]{{1,9}})
+    -v(?P<release>{_VERSION})
     -(?P<platform>[a-z0-9_]+)
     \.(?P<ext>tar\.bz2|tar\.gz|zip)$
     """,
@@ -59,15 +61,15 @@ _PYPY = re.compile(
 
 _GRAALPY = re.compile(
     r"""
-    ^graalpy(?P<python>\d+\.\d+)?
-    -(?P<release>\d+\.\d+\.\d+)
+    ^graalpy(?P<python>[0-9]{1,9}\.[0-9]{1,9})?
+    -(?P<release>[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9})
     -(?P<platform>(?:linux|macos|windows)-(?:amd64|aarch64))
     \.(?P<ext>tar\.gz|zip)$
     """,
     re.VERBOSE,
 )
 
-_PYODIDE = re.compile(r"^xbuildenv-(?P<pyodide>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)\.tar\.(?:bz2|gz)$")
+_PYODIDE = re.compile(rf"^xbuildenv-(?P<pyodide>{_VERSION})\.tar\.(?:bz2|gz)$")
 
 # A full archive is built with one set of optimisations; when upstream offers several
 # for the same target, the best-optimised one is the one to lock.
@@ -249,7 +251,7 @@ def version_in_filename(name: str) -> str | None:
     pbs = parse_pbs_filename(name)
     if pbs is not None:
         return pbs.version
-    match = re.search(rf"(?<![\d.]){_VERSION}(?!\.?\d)", name)
+    match = re.search(rf"(?<![0-9.]){_VERSION}(?!\.?[0-9])", name)
     return match.group(0) if match else None
 
 

@@ -35,7 +35,7 @@ API_PER_PAGE = 10
 #: Never page further than this through the releases API in one run.
 API_MAX_PAGES = 40
 
-_TAG = re.compile(r"^\d{8}$")
+_TAG = re.compile(r"^[0-9]{8}$")
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)$")
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 

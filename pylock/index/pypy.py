@@ -25,7 +25,13 @@ from pylock.index.model import Build
 from pylock.lockfile import build_problem, locked_url_problem, version_problem
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url, redact
-from pylock.versions import ArchiveFormat, Implementation, Variant, parse_version
+from pylock.versions import (
+    ArchiveFormat,
+    Implementation,
+    Variant,
+    is_release_version,
+    parse_version,
+)
 
 if TYPE_CHECKING:
     from pylock.index.metadata import Documents
@@ -128,11 +134,8 @@ def builds_from_versions(
             )
         if entry.get("stable") is not True or pypy_version == "nightly":
             continue
-        try:
-            parse_version(python_version)
-            parse_version(pypy_version)
-        except ValueError:
-            continue
+        if not (is_release_version(python_version) and is_release_version(pypy_version)):
+            continue  # "v3.11.9", "3.11.9+x", "3.10.14.dev": no interpreter to lock
         date = _str(entry, "date")
         if date:
             dates[pypy_version] = date
