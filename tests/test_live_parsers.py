@@ -66,6 +66,10 @@ def test_releases_page_tolerates_null_digests_and_odd_fields() -> None:
                 {"name": "a.tar.gz", "size": 5, "digest": None, "browser_download_url": "u"},
                 {"name": "b.tar.gz", "size": True, "digest": f"sha256:{HEX}"},
                 {"name": "c.tar.gz", "size": 7, "digest": "md5:abc"},
+                # Upstream attack: -5 went into the lock, which then did not read back.
+                {"name": "d.tar.gz", "size": -5},
+                {"name": "e.tar.gz", "size": 0},
+                {"name": "f.tar.gz", "size": 10**29},
             ],
         }
     ]
@@ -74,6 +78,9 @@ def test_releases_page_tolerates_null_digests_and_odd_fields() -> None:
         ("a.tar.gz", 5, None),
         ("b.tar.gz", None, HEX),
         ("c.tar.gz", 7, None),
+        ("d.tar.gz", None, None),
+        ("e.tar.gz", None, None),
+        ("f.tar.gz", None, None),
     ]
 
 

@@ -66,6 +66,17 @@ def parse_latest_release(data: Any, *, url: str = LATEST_RELEASE_URL) -> str:
     return tag
 
 
+def _is_archive_size(size: object) -> bool:
+    """Whether an API asset's ``size`` can be an archive's: a whole number of bytes, more
+    than none and under a TiB. Anything else is left out (locked without a size) rather
+    than locked as a size every sync would fail on, or a lock could not read back.
+
+    >>> [_is_archive_size(v) for v in (212, 0, -5, 10**29, True, 1.5)]
+    [True, False, False, False, False, False]
+    """
+    return isinstance(size, int) and not isinstance(size, bool) and 0 < size < 1 << 40
+
+
 def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
     """Map file name to lowercase sha256 from a ``SHA256SUMS`` body.
 
@@ -149,7 +160,7 @@ def parse_releases_page(data: Any, *, url: str) -> list[ApiRelease]:
             assets.append(
                 ApiAsset(
                     name=asset["name"],
-                    size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                    size=size if _is_archive_size(size) else None,
                     url=link if isinstance(link, str) else "",
                     sha256=match.group(1) if match else None,
                 )
