@@ -120,7 +120,7 @@ def parse_version(text: str) -> Version:
     try:
         return Version(text)
     except InvalidVersion:
-        raise ValueError(f'invalid version {_shown(text)} (expected e.g. "3.13.9")') from None
+        raise ValueError(f'invalid version {shown(text)} (expected e.g. "3.13.9")') from None
 
 
 _RELEASE = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?", re.ASCII)
@@ -142,13 +142,17 @@ _PINNED_BUILD = re.compile(
 )
 
 
-def _shown(text: str) -> str:
-    """``text`` quoted for a message, cut to 60 characters: a 600 KB value is not echoed.
+def shown(value: object, most: int = 60) -> str:
+    """``value`` as a message quotes it, cut to ``most`` characters: a 600 KB value from a
+    file or a server is not echoed whole.
 
-    >>> _shown("3.13,x"), _shown("9" * 100)[-6:]
-    ("'3.13,x'", "99...'")
+    >>> shown("3.13,x"), shown("9" * 100)[-6:], shown([1] * 100)[-6:]
+    ("'3.13,x'", "99...'", ' 1,...')
     """
-    return repr(text if len(text) <= 60 else text[:57] + "...")
+    if isinstance(value, str):
+        return repr(value if len(value) <= most else value[: most - 3] + "...")
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def parse_request(text: str) -> SpecifierSet:
@@ -175,9 +179,7 @@ def parse_request(text: str) -> SpecifierSet:
                 f"invalid version {text!r}: the part after '+' is the build; write "
                 f'version = "{pinned.group(1)}" and build = "{pinned.group(2)}"'
             ) from None
-        raise ValueError(
-            f"invalid specifier {_shown(text)} (expected {REQUEST_EXAMPLES})"
-        ) from None
+        raise ValueError(f"invalid specifier {shown(text)} (expected {REQUEST_EXAMPLES})") from None
     if not str(spec):
         raise ValueError(f"empty version specifier (expected {REQUEST_EXAMPLES})")
     return spec

@@ -133,6 +133,18 @@ def test_malformed_entries_name_the_key(changes: dict[str, Any], message: str) -
     assert message in text
 
 
+@pytest.mark.parametrize("field", ["sha256", "major", "url", "variant"])
+def test_a_huge_bad_value_is_not_echoed_whole(field: str) -> None:
+    """Upstream attack: a 5 MB "sha256" was echoed whole, 5 MB on stderr."""
+    huge = {"cpython-3.13.7-linux-x86_64-gnu": entry(**{field: "z" * 5_000_000})}
+    with pytest.raises(UpstreamError) as info:
+        parse_uv_json(huge, source="f.json")[0]
+    assert len(str(info.value)) < 400
+    with pytest.raises(UpstreamError) as info:
+        parse_uv_json({"k" * 5_000_000: ["not an object"] * 1000}, source="f.json")[0]
+    assert len(str(info.value)) < 400
+
+
 def test_missing_fields_and_wrong_shapes() -> None:
     partial = entry()
     del partial["os"]

@@ -36,7 +36,7 @@ from pylock.lockfile import (
 )
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant, shown
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
 
@@ -54,12 +54,12 @@ class _Entry:
         self.entry = entry
 
     def fail(self, message: str, *, hint: str | None = None) -> UpstreamError:
-        return UpstreamError(f"{self.source}: entry {self.key!r}: {message}", hint=hint)
+        return UpstreamError(f"{self.source}: entry {shown(self.key)}: {message}", hint=hint)
 
     def text(self, field: str) -> str:
         value = self.entry.get(field)
         if not isinstance(value, str):
-            raise self.fail(f"{field!r} must be a string, got {value!r}")
+            raise self.fail(f"{field!r} must be a string, got {shown(value)}")
         return value
 
     def optional_text(self, field: str) -> str | None:
@@ -68,7 +68,7 @@ class _Entry:
     def number(self, field: str) -> int:
         value = self.entry.get(field)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise self.fail(f"{field!r} must be a non-negative integer, got {value!r}")
+            raise self.fail(f"{field!r} must be a non-negative integer, got {shown(value)}")
         return value
 
 
@@ -92,12 +92,14 @@ def parse_uv_json(
     skipped: list[str] = []
     for key, raw in data.items():
         if not isinstance(raw, Mapping):
-            raise UpstreamError(f"{source}: entry {key!r}: expected an object, got {raw!r}")
+            raise UpstreamError(
+                f"{source}: entry {shown(key)}: expected an object, got {shown(raw)}"
+            )
         try:
             build = _read_entry(_Entry(source, str(key), raw))
         except _Unfit as exc:
             if unfit is not None:
-                unfit.append(f"{source}: entry {str(key)!r}: {exc}")
+                unfit.append(f"{source}: entry {shown(str(key))}: {exc}")
             build = None
         if build is None:
             skipped.append(str(key))
@@ -123,10 +125,10 @@ def _read_entry(e: _Entry) -> Build | None:
         return None
     arch = e.entry["arch"]
     if not isinstance(arch, Mapping) or not isinstance(arch.get("family"), str):
-        raise e.fail(f"'arch' must be an object with a 'family' string, got {arch!r}")
+        raise e.fail(f"'arch' must be an object with a 'family' string, got {shown(arch)}")
     arch_variant = arch.get("variant")
     if arch_variant is not None and not isinstance(arch_variant, str):
-        raise e.fail(f"'arch.variant' must be a string or null, got {arch_variant!r}")
+        raise e.fail(f"'arch.variant' must be a string or null, got {shown(arch_variant)}")
     os_name = e.text("os")
     libc = e.text("libc")
     platform = Platform.from_uv(os_name, arch["family"], arch_variant, libc)
@@ -138,18 +140,18 @@ def _read_entry(e: _Entry) -> Build | None:
     try:
         Version(version_text)
     except InvalidVersion:
-        raise e.fail(f"invalid version {version_text!r}") from None
+        raise e.fail(f"invalid version {shown(version_text)}") from None
 
     raw_variant = e.optional_text("variant")
     try:
         variant = Variant.parse(raw_variant or "")
     except ValueError:
-        raise e.fail(f"unknown variant {raw_variant!r}") from None
+        raise e.fail(f"unknown variant {shown(raw_variant)}") from None
 
     url = e.text("url")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
-        raise e.fail(f"invalid url {url!r}")
+        raise e.fail(f"invalid url {shown(url)}")
     secret = credentials_problem(url)
     if secret is not None:
         # Not skipped: the file's author put them there on purpose, and needs to be told.
@@ -160,7 +162,7 @@ def _read_entry(e: _Entry) -> Build | None:
     if sha256 is not None:
         sha256 = sha256.lower()
         if not is_sha256(sha256):
-            raise e.fail(f"invalid sha256 {sha256!r} (expected 64 hex digits)")
+            raise e.fail(f"invalid sha256 {shown(sha256)} (expected 64 hex digits)")
 
     tag = e.optional_text("build")
     flavor, fmt, name_tag = _from_filename(
@@ -171,7 +173,7 @@ def _read_entry(e: _Entry) -> Build | None:
     if tag is None:
         raise e.fail("missing 'build', and the url names no release tag")
     if name_tag is not None and name_tag != tag:
-        raise e.fail(f"'build' is {tag!r} but the file name says {name_tag!r}")
+        raise e.fail(f"'build' is {shown(tag)} but the file name says {shown(name_tag)}")
     # The lock reader's rules, so that `lock` never writes what `sync` refuses to read.
     unfit = build_problem(tag) or version_problem(version_text) or artifact_url_problem(url)
     if unfit is not None:
