@@ -88,15 +88,29 @@ def resolve(
         if old is not None and not refresh and satisfies(request, old, platforms=platforms):
             locked.append(attrs.evolve(old, default=request.default))
         else:
-            locked.append(
-                resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
-            )
+            fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+            locked.append(_keep_known_sizes(fresh, old))
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
     # lock by a teammate on that version is not rewritten for it.
     digest = config.digest
     if previous is not None and previous.config_digest in config.digests:
         digest = previous.config_digest
     return make_lock(locked, config_digest=digest)
+
+
+def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPython:
+    """``fresh`` with the sizes ``old`` had for the very same archives (URL and sha256)
+    where the index gave none: sizes come from the GitHub API, which a rate limit leaves
+    out, and a lock must not change with the API's quota.
+    """
+    if old is None or all(artifact.size is not None for artifact in fresh.artifacts):
+        return fresh
+    known = {(a.platform, a.url, a.sha256): a.size for a in old.artifacts if a.size is not None}
+    artifacts = tuple(
+        attrs.evolve(a, size=known.get((a.platform, a.url, a.sha256))) if a.size is None else a
+        for a in fresh.artifacts
+    )
+    return attrs.evolve(fresh, artifacts=artifacts)
 
 
 def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | None = None) -> bool:

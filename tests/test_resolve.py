@@ -584,6 +584,25 @@ def test_upgrade_everything_or_one() -> None:
     }
 
 
+def test_an_upgrade_to_the_same_build_keeps_the_sizes_the_index_now_lacks() -> None:
+    """Upstream attack: sizes come from the GitHub API; with the API rate-limited,
+    `lock --refresh --upgrade` dropped them ("artifact details changed"), and a CI check
+    flapped with the quota."""
+    sized = index_of(
+        *[attrs.evolve(b, size=4242) for b in same_everywhere("3.13.9", "20251014", LINUX, MAC)]
+    )
+    unsized = index_of(*same_everywhere("3.13.9", "20251014", LINUX, MAC))
+    cfg = config(request("app"))
+    first = _lock(cfg, sized)
+    assert {a.size for a in first.pythons[0].artifacts} == {4242}
+    again = _lock(cfg, unsized, previous=first, upgrade=True)
+    assert again == first
+    # Another build gets no size it does not have.
+    newer = index_of(*unsized.builds, *same_everywhere("3.13.10", "20251101", LINUX, MAC))
+    upgraded = _lock(cfg, newer, previous=first, upgrade=True)
+    assert {a.size for a in upgraded.pythons[0].artifacts} == {None}
+
+
 def test_changed_requests_are_re_resolved() -> None:
     old_index, new_index = _two_releases()
     first = _lock(_project(), old_index)
