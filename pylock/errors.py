@@ -165,6 +165,8 @@ class UpstreamError(PylockError):
     #: Whether the listing could not be had at all (no answer, 404, 5xx), as opposed
     #: to an answer that made no sense.
     unreachable: bool = False
+    #: The HTTP status that refused it, when a server answered (``None``: no answer).
+    status: int | None = None
 
     def __init__(
         self,
@@ -173,10 +175,12 @@ class UpstreamError(PylockError):
         hint: str | None = None,
         url: str | None = None,
         unreachable: bool = False,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.url = url
         self.unreachable = unreachable
+        self.status = status
 
 
 class RateLimitError(UpstreamError):

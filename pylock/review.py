@@ -263,10 +263,14 @@ def find_outdated_now(
             if not exc.unreachable or isinstance(exc, RateLimitError):
                 raise
             reporter.detail(str(exc))
-            # The download's own hint says what failed (a proxy it names, or the network).
-            first = exc.hint or "check the network and proxy settings (HTTPS_PROXY)"
+            # The download's own hint says what failed (a proxy it names, a mirror's 404,
+            # credentials), and a server that answered is named with its answer.
+            first = exc.hint or "check the network and the proxy settings"
+            message = f"cannot reach {exc.url or 'upstream'} to look for newer builds"
+            if exc.status is not None:  # it answered: 404 from a mirror, 407, ...
+                message = f"cannot look for newer builds: {exc}"
             raise UpstreamError(
-                f"cannot reach {exc.url or 'upstream'} to look for newer builds",
+                message,
                 url=exc.url,
                 unreachable=True,
                 hint=f"{first}; or run `pylock outdated --offline` to compare with cached "

@@ -35,6 +35,7 @@ from pylock.lockfile import (
 )
 from pylock.platforms import Platform, canonical_key
 from pylock.versions import Flavor
+from tests.httpserver import HttpServer
 from tests.indexdata import index_of, pbs
 from tests.upstream_server import UpstreamServer, pbs_install_only, pbs_name, sha256
 
@@ -672,6 +673,37 @@ def test_outdated_without_network_is_one_error_naming_the_url_once(
     err = capsys.readouterr().err
     assert "hint: check the proxy in HTTPS_PROXY, or bypass it for this host with NO_PROXY" in err
     assert "`pylock outdated --offline`" in err
+
+
+def test_a_mirror_that_answers_no_to_a_listing_is_named_with_its_answer_and_hint(
+    project: Path, capsys: pytest.CaptureFixture[str], server: HttpServer
+) -> None:
+    """Mirror field test: `lock --refresh` through a rewrite said "https://raw.githubuser
+    content.com/...: HTTP 404 from upstream" (the canonical URL, no hint), and `outdated`
+    said it could not reach a server that had answered."""
+    write(project, "pythons.toml", f'[python.app]\nversion = "3.12"\nplatforms = ["{LINUX}"]\n')
+    assert run(project, "lock") == 0
+    capsys.readouterr()
+    base = server.base_url
+    args = [
+        "--rewrite",
+        f"https://raw.githubusercontent.com/={base}/raw/",
+        "--rewrite",
+        f"https://api.github.com/={base}/api/",
+        "--rewrite",
+        f"https://github.com/={base}/gh/",
+    ]
+    assert run(project, "lock", "--refresh", *args) == 1
+    err = capsys.readouterr().err
+    (error,) = errors_of(err)
+    assert error.startswith("pylock: error: HTTP 404 Not Found for ")
+    assert f"{base}/raw/astral-sh/python-build-standalone/latest-release" in error
+    assert "pylock: hint: check that the mirror holds this file" in err
+    assert run(project, "outdated", *args) == 1
+    err = capsys.readouterr().err
+    (error,) = errors_of(err)
+    assert error.startswith("pylock: error: cannot look for newer builds: HTTP 404 Not Found for ")
+    assert "hint: check that the mirror holds this file; or run `pylock outdated --offline`" in err
 
 
 class _NoApi(UpstreamServer):

@@ -465,7 +465,14 @@ class Documents:
                 self._use_stale(cached, str(error))
                 return self._parse_cached(cached, parse)
             raise error
-        raise UpstreamError(f"{url}: HTTP {status} from upstream", url=url, unreachable=True)
+        # The words and hint an archive download gets: the URL that answered (a rewrite,
+        # a mirror), credentials for 401/403, the proxy's for 407, the mirror for a 404.
+        from pylock.net.policy import http_error
+
+        refused = http_error(status, response.reason, response.url, response.url, url)
+        raise UpstreamError(
+            refused.message, url=url, unreachable=True, hint=refused.hint, status=status
+        )
 
     def _parse_cached(self, cached: CachedDocument, parse: Callable[[bytes], T]) -> T | None:
         self._links[cached.url] = cached.link
