@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import attrs
 
@@ -187,7 +187,7 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
     if not sep or not source or not target:
         raise UsageError(f"{origin}: invalid rewrite {text!r}: expected FROM=TO", hint=_HINT)
     for part in (source, target):
-        problem = url_problem(part)
+        problem = url_problem(part) or _space_problem(part)
         if problem is not None:
             raise UsageError(f"{origin}: invalid rewrite {text!r}: {problem}", hint=_HINT)
     if not _is_url(source, ("http", "https", "file")):
@@ -213,7 +213,7 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     """
     example = "pypy/" if source == PYPY_DOWNLOAD_PREFIX else "python-build-standalone/"
     hint = f"give the mirror's base URL, e.g. https://mirror.example/{example}"
-    problem = url_problem(base)
+    problem = url_problem(base) or _space_problem(base)
     if problem is not None:
         raise UsageError(f"{origin}: invalid mirror URL {base!r}: {problem}", hint=hint)
     if not _is_url(base, _TARGET_SCHEMES):
@@ -221,6 +221,18 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     if not base.endswith("/"):
         base += "/"
     return Rewrite(source=source, target=base, origin=origin)
+
+
+def _space_problem(text: str) -> str | None:
+    """A space (or other white space) in a URL given by hand, with the fix.
+
+    >>> _space_problem("file:///media/USB stick/pythons/")
+    'it contains white space: write a space as %20 (file:///media/USB%20stick/pythons/)'
+    """
+    if not any(c.isspace() for c in text):
+        return None
+    fixed = "".join(quote(c) if c.isspace() else c for c in text)
+    return f"it contains white space: write a space as %20 ({fixed})"
 
 
 def _is_url(text: str, schemes: Sequence[str]) -> bool:

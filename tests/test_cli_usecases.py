@@ -348,6 +348,15 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
         (("--mirror", "notaurl"), "e.g. https://mirror.example/python-build-standalone/"),
         (("--pypy-mirror", "notaurl"), "e.g. https://mirror.example/pypy/"),
         (("--check", "--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
+        # Mirror field test: a path with a space said "not an http, https or file URL".
+        (
+            ("--mirror", "file:///media/USB stick/pythons/"),
+            "it contains white space: write a space as %20 (file:///media/USB%20stick/pythons/)",
+        ),
+        (
+            ("--rewrite", "https://github.com/=file:///media/USB stick/gh/"),
+            "it contains white space: write a space as %20 (file:///media/USB%20stick/gh/)",
+        ),
     ],
 )
 def test_lock_refuses_malformed_download_flags_even_when_it_fetches_nothing(
