@@ -326,6 +326,24 @@ def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None
     assert info.value.hint is None or "url-secret" not in info.value.hint
 
 
+def test_credentials_in_the_url_that_are_refused_get_their_own_hint(tmp_path: Path) -> None:
+    """Mirror field test: with `https://ci-bot:WRONG@host/` the hint said to add
+    credentials (a netrc entry, or user:token@ in the URL), as if none had been given."""
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "right"))
+        with pytest.raises(DownloadError) as info:
+            downloader().download(
+                url.replace("://", "://user:WRONG@"), tmp_path / "a", sha256=SHA, size=None
+            )
+        assert (
+            info.value.hint
+            == "the server refused the user name and password in the URL: check them"
+        )
+        with pytest.raises(DownloadError) as info:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert (info.value.hint or "").startswith("the server wants credentials: add a netrc entry")
+
+
 # -- cancelling from another thread ------------------------------------------------------------
 
 
