@@ -362,7 +362,11 @@ CREDENTIALS_HINT = "the server wants credentials: " + GIVE_CREDENTIALS
 def http_error(status: int, reason: str, url: str, target: str, canonical: str) -> DownloadError:
     """The error for a final non-200 answer to an archive GET."""
     text = f"{status} {printable(redact(reason))}".strip()
-    if status in AUTH_STATUSES and urlsplit(url).username is not None:
+    # The URL's own user:password went along (the aiohttp path names the URL without).
+    sent = urlsplit(url).username is not None or (
+        origin(url) == origin(target) and urlsplit(target).username is not None
+    )
+    if status in AUTH_STATUSES and sent:
         hint = "the server refused the user name and password in the URL: check them"
     elif status in AUTH_STATUSES:
         hint = CREDENTIALS_HINT.format(host=urlsplit(url).hostname or "the mirror")
