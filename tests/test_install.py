@@ -116,6 +116,16 @@ def do_install(
     return dest_root.absolute() / python.name
 
 
+def v1_installed_v2_ready(tmp_path: Path) -> tuple[Path, Path, Artifact]:
+    """``app`` v1 installed into ``tmp_path/d``, and v2's archive and artifact, for an
+    upgrade to try: the install root, then v2's archive and artifact."""
+    dest_root = tmp_path / "d"
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
+    do_install(a1, art1, dest_root)
+    return dest_root, a2, art2
+
+
 def leftovers(dest_root: Path) -> list[str]:
     return sorted(
         n for n in os.listdir(dest_root) if n.startswith(".pylock-") and n != ".pylock-locks"
@@ -372,10 +382,7 @@ def test_ctrl_c_around_the_swap_rename_keeps_an_interpreter_in_place(
     """Crash attack: Ctrl-C (or SIGTERM) between an upgrade's two renames left NAME absent:
     the old tree was put back only on an OSError. Before the new tree's rename, the old one
     goes back; after it, the new one stays."""
-    dest_root = tmp_path / "d"
-    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
-    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
-    do_install(a1, art1, dest_root)
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
     real_rename = os.rename
 
     def interrupted(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
@@ -402,10 +409,7 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     (field test 5). The old tree is junk that the next sync removes."""
     from pylock.sync.install import clean_leftovers
 
-    dest_root = tmp_path / "d"
-    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
-    a2, art2 = make_archive(tmp_path, "v2", version_tree("v2"))
-    do_install(a1, art1, dest_root)
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
     real_rename = os.rename
 
     def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:

@@ -45,9 +45,6 @@ GITHUB_API = "https://api.github.com/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
 MAX_RECORD_BYTES = 1024 * 1024
-#: How long an immutable document found missing (404) is taken as missing without asking
-#: again: a release file a mirror has not caught up with yet is there an hour later.
-MISSING_RECHECK_SECONDS = 3600.0
 
 
 @attrs.frozen(kw_only=True)
@@ -310,6 +307,11 @@ def parse_text(url: str) -> Callable[[bytes], str]:
             raise UpstreamError(f"{url} is not UTF-8 text: {exc}") from None
 
     return parse
+
+
+#: How long an immutable document found missing (404) is taken as missing without asking
+#: again: a release file a mirror has not caught up with yet is there an hour later.
+MISSING_RECHECK_SECONDS = 3600.0
 
 
 class Documents:
