@@ -173,6 +173,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
     """
     home = Path(tempfile.mkdtemp(prefix="home-", dir=_homes))
     _scrub(monkeypatch, home)
+    # What one process learnt of unreadable netrc files (a 401's hint) is each test's own.
+    from pylock.net import policy
+
+    monkeypatch.setattr(policy, "netrc_problems", {})
     yield home
 
 

@@ -313,6 +313,23 @@ def test_netrc_credentials_are_sent_and_dropped_on_another_origin(tmp_path: Path
     assert "Authorization" not in request.headers
 
 
+def test_a_netrc_file_that_does_not_parse_is_named_in_a_401s_hint(tmp_path: Path) -> None:
+    """Mirror field test: a netrc with a line Python's parser refuses (`port 8080`) was
+    ignored without a word, and the 401's hint said to add the entry it held. The hint
+    names the file and line, never a token of it (which may be a password)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password s3cret-pw\nport 8080\n")
+    netrc.chmod(0o600)
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "s3cret-pw"))
+        with pytest.raises(DownloadError) as info:
+            downloader({"NETRC": str(netrc)}).download(url, tmp_path / "a", sha256=SHA, size=None)
+    assert info.value.hint == (
+        f"pylock could not read the netrc file {netrc} (not netrc syntax at line 2): fix it"
+    )
+    assert "s3cret" not in str(info.value) + (info.value.hint or "")
+
+
 def test_url_credentials_are_sent_and_redacted_in_errors(tmp_path: Path) -> None:
     with HttpServer() as server:
         url = server.serve(PATH, BODY, auth=("user", "url-secret"))

@@ -368,6 +368,9 @@ def http_error(status: int, reason: str, url: str, target: str, canonical: str) 
     )
     if status in AUTH_STATUSES and sent:
         hint = "the server refused the user name and password in the URL: check them"
+    elif status in AUTH_STATUSES and netrc_problems:
+        path, problem = next(iter(netrc_problems.items()))
+        hint = f"pylock could not read the netrc file {path} ({problem}): fix it"
     elif status in AUTH_STATUSES:
         hint = CREDENTIALS_HINT.format(host=urlsplit(url).hostname or "the mirror")
     elif status == 407:
@@ -731,6 +734,10 @@ def _in_network(host: str, network: str) -> bool:
         return False
 
 
+#: netrc files that could not be read in this process, and why (for a 401's hint).
+netrc_problems: dict[str, str] = {}
+
+
 def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -> str | None:
     """``Basic`` credentials for the URL's host from netrc (``NETRC``, else ``~/.netrc``;
     on Windows ``~/.netrc`` or ``~/_netrc``, see :meth:`Settings.netrc_path`).
@@ -747,8 +754,16 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         return None
     try:
         parsed = netrc.netrc(path)
-    except (OSError, ValueError, netrc.NetrcParseError):
-        # Unreadable, not text (UnicodeDecodeError), or not netrc: as if there were none.
+    except (OSError, ValueError, netrc.NetrcParseError) as error:
+        # Unreadable, not text (UnicodeDecodeError), or not netrc: as if there were none,
+        # and said in the hint of a 401 or 403 that its credentials might have answered.
+        # Never the parser's own words: they may quote a token, which may be a password.
+        if isinstance(error, netrc.NetrcParseError):
+            netrc_problems[path] = f"not netrc syntax at line {error.lineno}"
+        elif isinstance(error, OSError):
+            netrc_problems[path] = error.strerror or type(error).__name__
+        else:
+            netrc_problems[path] = "not text"
         return None
     entry = parsed.authenticators(host) if default else parsed.hosts.get(host)
     if entry is None:
