@@ -19,7 +19,7 @@ from pylock.config import Config, PythonRequest
 from pylock.index.model import Index
 from pylock.lockfile import LockedPython, LockFile
 from pylock.resolve import flavor_choices
-from pylock.versions import Flavor
+from pylock.versions import Flavor, request_allows
 
 # Without the entry's request (no pythons.toml): install_only and install_only_stripped
 # are interchangeable for "is there something newer".
@@ -52,6 +52,9 @@ class OutdatedEntry:
     newer_build: Candidate | None = None
     #: Why nothing could be checked (direct-URL entries), if so.
     unchecked: str | None = None
+    #: Which of the offers the entry's request in pythons.toml holds back (``version``,
+    #: ``build``): ``lock --upgrade`` does not take them until the request changes.
+    held: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -133,7 +136,25 @@ def check_python(
     if same:
         best = max(same, key=order)
         newer_build = Candidate(version=best[0], build=best[1])
-    return OutdatedEntry(current=python, newer_version=newer_version, newer_build=newer_build)
+    held = tuple(
+        kind
+        for kind, offer in (("version", newer_version), ("build", newer_build))
+        if offer is not None and request is not None and not _admits(request, offer)
+    )
+    return OutdatedEntry(
+        current=python, newer_version=newer_version, newer_build=newer_build, held=held
+    )
+
+
+def _admits(request: PythonRequest, offer: Candidate) -> bool:
+    """Whether ``lock --upgrade`` could take ``offer`` for ``request`` (its version range
+    and build pin; a direct-URL request takes nothing from the index)."""
+    if request.url is not None or request.build not in (None, offer.build):
+        return False
+    spec = request.specifier
+    return spec is None or request_allows(
+        spec, Version(offer.version), prereleases=request.prereleases
+    )
 
 
 def _label(python: LockedPython, candidate: Candidate) -> str:
@@ -153,10 +174,10 @@ def format_text(entries: Sequence[OutdatedEntry]) -> list[str]:
             lines.append(f"{head}: up to date")
             continue
         offers = []
-        if entry.newer_version is not None:
-            offers.append(f"{_label(python, entry.newer_version)} (newer version)")
-        if entry.newer_build is not None:
-            offers.append(f"{_label(python, entry.newer_build)} (newer build)")
+        for kind, offer in (("version", entry.newer_version), ("build", entry.newer_build)):
+            if offer is not None:
+                held = ", held back by pythons.toml" if kind in entry.held else ""
+                offers.append(f"{_label(python, offer)} (newer {kind}{held})")
         lines.append(f"{head} -> {', '.join(offers)}")
     return lines
 
@@ -183,6 +204,7 @@ def to_json(entries: Sequence[OutdatedEntry], *, index: Index) -> dict[str, Any]
                 "newer-version": _candidate_json(e.newer_version),
                 "newer-build": _candidate_json(e.newer_build),
                 "unchecked": e.unchecked,
+                "held-back": list(e.held),
             }
             for e in entries
         ],

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from pylock.config import loads_config
 from pylock.lockfile import Artifact, LockedPython, make_lock
 from pylock.outdated import find_outdated, format_text, to_json
 from pylock.versions import Flavor, Implementation, Variant
@@ -55,6 +58,32 @@ def test_newer_patch_and_newer_build() -> None:
     assert format_text([entry]) == [
         "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 (newer version), "
         "3.13.5+20250815 (newer build)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "held"),
+    [
+        ('version = "3.13"', ()),
+        ('version = "3.13.5"', ("version",)),
+        ('version = "3.13.5"\nbuild = "20250708"', ("version", "build")),
+    ],
+)
+def test_offers_the_request_holds_back_say_so(toml: str, held: tuple[str, ...]) -> None:
+    """UX attack: an entry pinned to `version = "3.12.11"`, `build = "20251007"` was shown
+    "-> 3.12.14 (newer version)", which `lock --upgrade --refresh` cannot take."""
+    index = index_of(
+        *both("3.13.5", "20250708"), *both("3.13.5", "20250815"), *both("3.13.9", "20251014")
+    )
+    config = loads_config(f'[python.app]\n{toml}\nplatforms = ["{LINUX}", "{MAC}"]\n')
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index, config)
+    assert entry.held == held
+    tag = {
+        kind: ", held back by pythons.toml" if kind in held else "" for kind in ("version", "build")
+    }
+    assert format_text([entry]) == [
+        f"app: cpython 3.13.5+20250708 -> 3.13.9+20251014 (newer version{tag['version']}), "
+        f"3.13.5+20250815 (newer build{tag['build']})"
     ]
 
 
