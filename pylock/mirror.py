@@ -395,11 +395,28 @@ def _fetch_into_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> dict[str, Path]:
-    from pylock.sync.archives import Wanted, ensure_archives
+    from pylock.sync.archives import Wanted, ensure_each
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
     wanted = [Wanted.from_artifact(e.artifact, python=e.python) for e in entries]
-    return ensure_archives(wanted, cache, options, reporter)
+    # Each archive on its own: one that fails does not stop the others, and all that
+    # failed are named at once (a mirror run is fixed and run again once, not per file).
+    paths, errors = ensure_each(wanted, cache, options, reporter)
+    if not errors:
+        return paths
+    if len(errors) == 1:
+        raise next(iter(errors.values()))
+    names = {item.sha256: item.filename for item in wanted}
+    hints = {getattr(error, "hint", None) for error in errors.values()}
+    raise MirrorError(
+        "\n".join(
+            [
+                f"{len(errors)} of {len(set(names))} archives could not be fetched:",
+                *(f"  {names[sha256]}: {error}" for sha256, error in sorted(errors.items())),
+            ]
+        ),
+        hint=hints.pop() if len(hints) == 1 else None,
+    )
 
 
 def _read_own(path: Path) -> bytes | None:

@@ -473,6 +473,28 @@ def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
     assert not out.exists()
 
 
+def test_every_archive_that_cannot_be_fetched_is_named_and_the_others_are_cached(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    """Mirror field test: the first archive that failed stopped the run, cancelled the
+    good ones under way, and was the only one named: one rerun per broken file."""
+    the_lock, _ = world
+    artifacts = [a for python in the_lock.pythons for a in python.artifacts]
+    broken = artifacts[:2]
+    for artifact in broken:
+        (upstream_dir / mirror_path(artifact.url)).write_bytes(b"evil" * 275)
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(MirrorError) as info:
+        run_mirror(the_lock, tmp_path / "m", cache, upstream_dir, None)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"2 of {len({a.sha256 for a in artifacts})} archives could not be fetched:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == sorted(
+        a.filename for a in broken
+    )
+    assert all("mismatch" in line for line in lines[1:])
+    assert {e.sha256 for e in cache.list()} == {a.sha256 for a in artifacts[2:]}
+
+
 def test_nothing_to_mirror(
     tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
