@@ -1411,3 +1411,42 @@ def test_tls_to_a_plain_http_registry_suggests_oci_http(tmp_path: Path) -> None:
             f"if the registry speaks plain HTTP, write the reference as "
             f"oci+http://127.0.0.1:{server.port}/..."
         )
+
+
+def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
+    """Attack on the day's diff: the deadline for the answer's head (connect + read, 2.5 s
+    here) covered a blob upload too, which aiohttp sends before the head can come: a
+    100 MB push failed below about 11 Mbit/s."""
+    import time
+
+    data = b"z" * (24 << 20)  # more than loopback's socket buffers hold
+    sha = hashlib.sha256(data).hexdigest()
+    archive = tmp_path / "blob"
+    archive.write_bytes(data)
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=404)
+        if request.method == "POST":
+            return web.Response(status=202, headers={"Location": "/v2/pylock/x/blobs/up/1"})
+        received = 0
+        while chunk := await request.content.read(1 << 20):  # 8 MiB a second
+            received += len(chunk)
+            await asyncio.sleep(0.125)
+        return web.Response(status=201 if received == len(data) else 400)
+
+    async def push(reference: str) -> None:
+        registry = RegistryClient(
+            parse_reference(reference),
+            settings=settings_of({}),
+            home=tmp_path,
+            connect_timeout=0.5,
+            read_timeout=2,
+        )
+        async with registry:
+            await registry.push_blob(archive, sha)
+
+    for server in hostile(handler):
+        started = time.monotonic()
+        run(push(server.ref()))
+        assert time.monotonic() - started > 2.5

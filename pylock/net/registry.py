@@ -698,9 +698,12 @@ class RegistryClient(SessionOwner):
     ) -> aiohttp.ClientResponse:
         """Send one request (no redirects followed) through the proxy the settings name.
         Connecting and the answer's head, together, get the two timeouts' sum: a registry
-        that drips its headers a byte at a time never lets the read timeout expire."""
+        that drips its headers a byte at a time never lets the read timeout expire. Not an
+        upload streamed from a file (a blob push): the request returns only once the body
+        is sent, which takes as long as the uplink needs; its reads still time out."""
         proxy, proxy_headers = self._proxy(url)
-        async with asyncio.timeout(sum(self._timeouts)):
+        deadline = None if hasattr(data, "read") else sum(self._timeouts)
+        async with asyncio.timeout(deadline):
             return await self._client().request(
                 method,
                 url,
@@ -774,7 +777,11 @@ class RegistryClient(SessionOwner):
                 response = await self._request(method, target, data=data, headers=request_headers)
             except aiohttp.ClientSSLError as error:
                 hint = "set SSL_CERT_FILE to a CA bundle that includes the registry's CA"
-                if "WRONG_VERSION_NUMBER" in str(error):  # a plain-http port
+                # ssl.SSLError's reason: a plain-HTTP answer to a TLS hello.
+                if (
+                    getattr(getattr(error, "os_error", None), "reason", None)
+                    == "WRONG_VERSION_NUMBER"
+                ):
                     hint = (
                         "if the registry speaks plain HTTP, write the reference as "
                         f"oci+http://{self.ref.host}/..."
@@ -1045,15 +1052,17 @@ def _origin_text(url: str) -> str:
 def _reason(error: BaseException) -> str:
     """An exception as a short printable reason, secrets hidden.
 
-    >>> _reason(TimeoutError()), _reason(OSError("Response payload is not completed: "
-    ...     "<ContentLengthError: 400, message='Not enough data to satisfy content length'>"))
+    >>> class ContentLengthError(Exception): ...
+    >>> cut = OSError("Response payload is not completed: <ContentLengthError: 400, ...>")
+    >>> cut.__cause__ = ContentLengthError()
+    >>> _reason(TimeoutError()), _reason(cut)
     ('no answer in time (TimeoutError)', 'the body ended before its Content-Length')
     """
     text = str(error)
     if not text and isinstance(error, TimeoutError):
         text = "no answer in time (TimeoutError)"
-    elif "<ContentLengthError" in text:  # aiohttp's own repr, not for users
-        text = "the body ended before its Content-Length"
+    elif type(error.__cause__).__name__ == "ContentLengthError":  # aiohttp's, whose repr
+        text = "the body ended before its Content-Length"  # is no words for users
     text = text or type(error).__name__
     return redact("".join(ch if ch.isprintable() else "?" for ch in text))[:300]
 
