@@ -202,10 +202,10 @@ def long_path(absolute: str, *, windows: bool = _WINDOWS) -> str:
 
     >>> print(long_path("C:\\p\\x", windows=True), long_path("\\\\srv\\share\\x", windows=True))
     \\?\C:\p\x \\?\UNC\srv\share\x
-    >>> long_path("/p/x", windows=False)
-    '/p/x'
+    >>> print(long_path("\\\\.\\C:\\p", windows=True), long_path("/p/x", windows=False))
+    \\.\C:\p /p/x
     """
-    if not windows or absolute.startswith("\\\\?\\"):
+    if not windows or absolute.startswith(("\\\\?\\", "\\\\.\\")):  # already, or a device
         return absolute
     if absolute.startswith("\\\\"):  # \\server\share\...
         return "\\\\?\\UNC\\" + absolute[2:]
@@ -293,7 +293,9 @@ def find_program(name: str, variables: Mapping[str, str]) -> str | None:
         extensions = [ext for ext in pathext.split(";") if ext]
         if any(name.lower().endswith(ext.lower()) for ext in extensions):
             extensions.insert(0, "")
-    for directory in variables.get("PATH", "").split(os.pathsep):
+    path = variables.get("PATH")
+    # No PATH at all: the default search path, as execvp and shutil.which use.
+    for directory in (os.defpath if path is None else path).split(os.pathsep):
         directory = directory.strip('"')
         if not os.path.isabs(directory):
             continue  # "" and "." mean the current directory

@@ -304,3 +304,32 @@ def test_build_snapshot_live_mode(tmp_path: Path, capsys: pytest.CaptureFixture[
         (Implementation.PYPY, "7.3.20"),
     }
     assert index.publication_date("20251014") == "2025-10-14"
+
+
+@pytest.mark.parametrize("answer", ["unreachable", 503, 404, 200])
+def test_a_known_missing_document_asked_again_keeps_its_404_if_the_asking_fails(
+    tmp_path: Path, answer: int | str
+) -> None:
+    """Attack on the day's diff: the hourly re-check of a cached 404 threw the 404 away
+    before asking, so with the network down a refresh that had worked now failed."""
+    import asyncio
+
+    from pylock.errors import DownloadError
+    from pylock.index.metadata import Documents, parse_text
+    from pylock.net.fetch import HttpResponse
+    from pylock.progress import NullReporter
+
+    url = "https://github.com/astral-sh/python-build-standalone/releases/download/x/SHA256SUMS"
+    store = MetadataStore(tmp_path)
+    store.save(CachedDocument(url=url, status=404, body=b"", checked_at=1000.0))
+
+    class Fetcher:
+        async def get(self, url: str, headers: dict[str, str]) -> HttpResponse:
+            if answer == "unreachable":
+                raise DownloadError("connection refused", url=url)
+            assert isinstance(answer, int)
+            return HttpResponse(status=answer, headers={}, body=b"text", url=url)
+
+    docs = Documents(store, Fetcher(), reporter=NullReporter(), clock=lambda: 1000.0 + 7200)  # type: ignore[arg-type]
+    got = asyncio.run(docs.get(url, parse_text(url), immutable=True, missing_ok=True))
+    assert got == ("text" if answer == 200 else None)

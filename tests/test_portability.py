@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 import types
 from collections.abc import Callable
@@ -768,7 +769,8 @@ def test_programs_are_found_on_path_but_never_in_the_current_directory(
     real = _program(tmp_path / "bin", "git")
     found = find_program("git", {"PATH": os.pathsep.join([".", "", str(real.parent)])})
     assert found == str(real) != str(planted)
-    assert find_program("git", {}) is None
+    # No PATH at all: the default search path (execvp's and shutil.which's).
+    assert find_program("git", {}) == shutil.which("git", path=os.defpath)
     # Not a file, or not executable: passed over.
     (tmp_path / "dir" / "git").mkdir(parents=True)
     (tmp_path / "noexec").mkdir()
@@ -801,10 +803,16 @@ def test_diff_and_credential_helpers_run_no_program_planted_in_the_project(
 
     project = tmp_path / "checkout"
     _program(project, "git")
-    _program(project, "docker-credential-planted")
+    marker = tmp_path / "the planted helper ran"
+    helper = _program(project, "docker-credential-planted")
+    helper.write_text(f'#!/bin/sh\ntouch "{marker}"\necho \'{{"Username": "u", "Secret": "s"}}\'\n')
     monkeypatch.chdir(project)
     with pytest.raises(GitError, match="git is not installed"):
         read_lock_at_ref(
             project, "main", settings=Settings.from_environ({"PATH": os.pathsep.join(["", "."])})
         )
-    assert run_helper("planted", "r.example", settings=Settings.from_environ({"PATH": "."})) is None
+    notes: list[str] = []
+    settings = Settings.from_environ({"PATH": "."})
+    assert run_helper("planted", "r.example", settings=settings, debug=notes.append) is None
+    assert notes == ["credential helper docker-credential-planted is not on PATH"]
+    assert not marker.exists()

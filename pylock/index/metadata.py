@@ -399,14 +399,15 @@ class Documents:
         cached = self.store.load(url)
         if cached is not None and cached.status == 404 and not missing_ok:
             cached = None
-        if (
+        # Online, a file found missing an hour ago may be there now: ask again, and keep
+        # the known 404 should the asking fail.
+        recheck = (
             cached is not None
             and cached.status == 404
             and self.fetcher is not None
             and not 0 <= self.clock() - cached.checked_at < MISSING_RECHECK_SECONDS
-        ):
-            cached = None  # online: a file missing an hour ago may be there now
-        if cached is not None and immutable:
+        )
+        if cached is not None and immutable and not recheck:
             return self._parse_cached(cached, parse)
         if self.fetcher is None:
             if cached is None:
@@ -426,7 +427,7 @@ class Documents:
 
             if isinstance(exc, RefusedUrlError):
                 raise
-            if cached is not None and not immutable:
+            if cached is not None and (not immutable or recheck):
                 self._use_stale(cached, f"cannot reach {url} ({exc})")
                 return self._parse_cached(cached, parse)
             raise UpstreamError(
@@ -467,6 +468,8 @@ class Documents:
                 self._use_stale(cached, str(error))
                 return self._parse_cached(cached, parse)
             raise error
+        if recheck and cached is not None:
+            return self._parse_cached(cached, parse)  # still missing, as far as is known
         # The words and hint an archive download gets: the URL that answered (a rewrite,
         # a mirror), credentials for 401/403, the proxy's for 407, the mirror for a 404.
         from pylock.net.policy import http_error
