@@ -359,14 +359,19 @@ else:
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _open_lock_file(path: str) -> int:
+def _open_lock_file(path: str) -> tuple[int, PermissionError | None]:
+    """The lock file open for :class:`FileLock`, and the refusal when it could only be
+    opened read-only (another user's 0644 lock file in a shared cache: flock needs no
+    write access, except on NFS, where the caller gives the refusal instead)."""
     try:
-        return os.open(path, _LOCK_FLAGS, 0o644)
-    except PermissionError:
+        return os.open(path, _LOCK_FLAGS, 0o644), None
+    except PermissionError as refused:
         if _WINDOWS:
             raise
-        # Another user's lock file in a shared cache (0644): flock needs no write access.
-        return os.open(path, _LOCK_FLAGS & ~(os.O_RDWR | os.O_CREAT) | os.O_RDONLY)
+        try:
+            return os.open(path, _LOCK_FLAGS & ~(os.O_RDWR | os.O_CREAT) | os.O_RDONLY), refused
+        except FileNotFoundError:
+            raise refused from None  # not there, and not to be made here: the first error
 
 
 class LockTimeout(Exception):
@@ -404,7 +409,7 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this object")
         while True:
-            fd = _open_lock_file(self.path)
+            fd, refused = _open_lock_file(self.path)
             try:
                 if not _lock_fd(fd):
                     os.close(fd)
@@ -416,6 +421,9 @@ class FileLock:
                     continue
             except BaseException as error:
                 os.close(fd)
+                if refused is not None and isinstance(error, OSError):
+                    # flock emulated with POSIX locks (NFS) wants a writable file.
+                    raise refused from None
                 if isinstance(error, OSError) and error.filename is None:
                     # A lock call's error (msvcrt's, say) names no file: name the lock.
                     error.filename = self.path

@@ -51,6 +51,12 @@ def finish_through_interrupts(clean_up: Callable[[], object]) -> None:
         except KeyboardInterrupt as exc:
             interrupted = exc
             continue
+        except BaseException as error:
+            # A clean-up that fails after an interrupt: the interrupt is what happened
+            # (exit 130, not an install error), with the failure as its cause.
+            if interrupted is not None:
+                raise interrupted from error
+            raise
         break
     if interrupted is not None:
         raise interrupted

@@ -159,7 +159,8 @@ def _small_text(path: str) -> str | None:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with open(fd, "rb") as file:
-            return file.read(1 << 16).decode("ascii", "replace")
+            data = file.read(1 << 16)  # None: a FIFO whose writer has written nothing yet
+        return None if data is None else data.decode("ascii", "replace")
     except OSError:  # missing, a directory, permission denied, a FIFO with no data yet
         return None
 

@@ -460,12 +460,22 @@ def test_a_cache_shared_by_two_users_takes_the_other_users_locks_and_partials(
         assert (cache.locks_dir / f"{'ab' * 32}.lock").stat().st_mode & 0o777 == 0o644
         cache.prune()  # imports what the child needs, while /root is readable
 
+        read_only = shared / "read-only"
+        read_only.mkdir(mode=0o755)  # root's: nobody may not make a lock file in it
+
         def take_roots_lock_and_prune() -> None:
             other = FileLock(cache.locks_dir / f"{'ab' * 32}.lock")
             assert other.try_acquire()
             other.release()
             cache.prune(max_size=0)
             cache.clean()
+            # No lock file there, and none to be made: the refusal, not "no such file".
+            try:
+                FileLock(read_only / "x.lock").try_acquire()
+            except PermissionError:
+                pass
+            else:
+                raise AssertionError("a lock was taken in a read-only directory")
 
         assert _as_another_user(take_roots_lock_and_prune) == 0
     finally:

@@ -1071,3 +1071,26 @@ def test_list_json_gives_a_machine_state_beside_the_words(
         ("win", "not-locked", "not locked for this platform"),
     ]
     assert listed(moved) == [("app", "out-of-date", "out of date (run `pylock sync`)")]
+
+
+def test_a_clean_up_that_fails_after_ctrl_c_still_ends_in_the_interrupt() -> None:
+    """Attack on the day's diff: a clean-up interrupted by Ctrl-C and then refused (a file
+    in use on Windows) let the OSError out and dropped the interrupt: a Ctrl-C became an
+    install error (exit 1), or was swallowed where OSErrors are."""
+    from pylock.interrupts import finish_through_interrupts
+
+    calls: list[int] = []
+
+    def clean_up() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        raise PermissionError(13, "in use")
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        finish_through_interrupts(clean_up)
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert len(calls) == 2
+    # Without an interrupt, the error is the clean-up's own.
+    with pytest.raises(PermissionError):
+        finish_through_interrupts(lambda: (_ for _ in ()).throw(PermissionError(13, "x")))

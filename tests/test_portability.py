@@ -688,6 +688,12 @@ def test_cgroup_files_that_are_missing_endless_or_escaping_mean_no_quota(tmp_pat
         assert cgroup_cpu_limit(proc, root) is None
         os.mkfifo(tmp_path / "proc-fifo")
         assert cgroup_cpu_limit(str(tmp_path / "proc-fifo"), root) is None
+        # One with a writer that has written nothing yet: the read gives None, not bytes.
+        writer = os.open(Path(root) / "cpu.max", os.O_RDWR)
+        try:
+            assert cgroup_cpu_limit(proc, root) is None
+        finally:
+            os.close(writer)
     # A group path that climbs out of the mount is not followed.
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -1300,7 +1300,7 @@ def test_a_registry_that_drips_its_head_is_given_up(tmp_path: Path) -> None:
     finally:
         stop.set()
         listener.close()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("status", [307, 302])
@@ -1450,3 +1450,28 @@ def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
         started = time.monotonic()
         run(push(server.ref()))
         assert time.monotonic() - started > 2.5
+
+
+@posix_only
+def test_a_helper_whose_child_escapes_its_group_does_not_hold_pylock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack on the day's diff: a helper that starts a child in its own session (setsid)
+    keeps the output pipe open after the helper is killed; closing the pipe then waited
+    for that child (25 s here), as the reading thread held it."""
+    import shutil
+    import time
+
+    import pylock.net.dockerauth as dockerauth
+
+    setsid, sleep = shutil.which("setsid"), shutil.which("sleep")
+    if setsid is None or sleep is None:
+        pytest.skip("needs setsid and sleep")
+    script = tmp_path / "docker-credential-escape"
+    script.write_text(f"#!/bin/sh\n{setsid} {sleep} 20 &\nexec {sleep} 1000\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(dockerauth, "HELPER_TIMEOUT", 0.5)
+    started = time.monotonic()
+    found = run_helper("escape", "r.example", settings=settings_of({"PATH": str(tmp_path)}))
+    assert found is None
+    assert time.monotonic() - started < 5

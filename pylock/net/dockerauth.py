@@ -204,8 +204,11 @@ def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int
     except subprocess.TimeoutExpired:
         _kill(process)
         returncode = process.wait()
-    talker.join(5)
-    process.stdout.close()
+    talker.join(1)  # at once, unless a process outside the group holds the pipe
+    if not talker.is_alive():
+        process.stdout.close()
+    # else a process outside the group (setsid, a daemon) holds the pipe open: closing it
+    # would wait for the talker's read, so both are left to end with that process.
     if not finished:
         return None
     return returncode, output[0] if output else b""
