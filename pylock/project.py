@@ -94,7 +94,14 @@ def recover_previous(
     and the rest are resolved afresh. The second value says what was wrong and what was
     done, for the user.
     """
-    from pylock.lockfile import find_conflict, loads, make_lock, refuse_newer, salvage
+    from pylock.lockfile import (
+        find_conflict,
+        loads,
+        lock_text,
+        make_lock,
+        refuse_newer,
+        salvage,
+    )
     from pylock.ownfiles import read_project_file
     from pylock.resolve import pick_recovered
 
@@ -105,14 +112,15 @@ def recover_previous(
     except OSError as exc:
         return None, f"{lock_path.name}: {unreadable(exc)}; resolved every entry afresh"
     try:
-        return loads(data.decode("utf-8"), filename=lock_path.name), None
+        # As every reader of the lock takes it: a byte-order mark, CRLF.
+        return loads(lock_text(data), filename=lock_path.name), None
     except UnicodeDecodeError as exc:
         what = f"is {unreadable(exc)}"
-        text = data.decode("utf-8", errors="replace")
+        text = lock_text(data.decode("utf-8", errors="replace").encode())
     except LockFileError as exc:
         # A lock from a newer pylock is not broken: salvaging it would downgrade it.
-        refuse_newer(data.decode("utf-8"), filename=lock_path.name)
-        conflict = find_conflict(data.decode("utf-8"))
+        refuse_newer(lock_text(data), filename=lock_path.name)
+        conflict = find_conflict(lock_text(data))
         what = (
             f"had unresolved git merge-conflict markers (line {conflict.line})"
             if conflict is not None
@@ -120,7 +128,7 @@ def recover_previous(
             + (f", and {len(exc.problems) - 1} more problem(s)" if len(exc.problems) > 1 else "")
             + ")"
         )
-        text = data.decode("utf-8")
+        text = lock_text(data)
     kept = pick_recovered(config, salvage(text), host_platform=host_platform, index=index)
     if kept:
         sides = "both sides of the conflict" if find_conflict(text) else "it"

@@ -155,3 +155,23 @@ def test_check_without_a_lock_says_it_does_not_exist_whatever_the_flags(
         "pylock: hint: run `pylock lock` and commit pythons.lock",
     ]
     assert not (project / "pythons.lock").exists()
+
+
+def test_a_lock_with_a_byte_order_mark_keeps_its_builds_on_lock(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the day's diff: the other readers took a byte-order mark, `lock`'s own
+    did not: it warned "could not be read", resolved afresh, and upgraded 3.13.5 to the
+    newest 3.13 without --upgrade."""
+    toml = project / "pythons.toml"
+    toml.write_text(TOML.replace('"3.13"', '"3.13.5"'), encoding="utf-8")
+    assert run(project, "lock") == 0
+    toml.write_text(TOML, encoding="utf-8")
+    assert run(project, "lock") == 0
+    lock = project / "pythons.lock"
+    assert loads(lock.read_text(encoding="utf-8")).pythons[0].version == "3.13.5"
+    capsys.readouterr()
+    lock.write_bytes(b"\xef\xbb\xbf" + lock.read_bytes())
+    assert run(project, "lock") == 0
+    assert "could not be read" not in capsys.readouterr().err
+    assert loads(lock.read_text(encoding="utf-8-sig")).pythons[0].version == "3.13.5"
