@@ -105,7 +105,8 @@ def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPy
     """
     if old is None or all(artifact.size is not None for artifact in fresh.artifacts):
         return fresh
-    known = {(a.platform, a.url, a.sha256): a.size for a in old.artifacts if a.size is not None}
+    # Only a size an archive can have: a lock's 0 is no size to keep (sync would fail on it).
+    known = {(a.platform, a.url, a.sha256): a.size for a in old.artifacts if a.size}
     artifacts = tuple(
         attrs.evolve(a, size=known.get((a.platform, a.url, a.sha256))) if a.size is None else a
         for a in fresh.artifacts

@@ -138,7 +138,7 @@ def is_release_version(text: object) -> bool:
 
 
 _PINNED_BUILD = re.compile(
-    r"\s*([0-9]+\.[0-9]+\.[0-9]+(?:(?:a|b|rc)[0-9]+)?)\+([0-9]{8})\s*", re.ASCII
+    r"\s*([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?)\+([0-9]{8})\s*", re.ASCII
 )
 
 
@@ -176,7 +176,7 @@ def parse_request(text: str) -> SpecifierSet:
         pinned = _PINNED_BUILD.fullmatch(text)
         if pinned:  # copied from pylock's own output: "cpython 3.13.9+20251014"
             raise ValueError(
-                f"invalid version {text!r}: the part after '+' is the build; write "
+                f"invalid version {shown(text)}: the part after '+' is the build; write "
                 f'version = "{pinned.group(1)}" and build = "{pinned.group(2)}"'
             ) from None
         raise ValueError(f"invalid specifier {shown(text)} (expected {REQUEST_EXAMPLES})") from None

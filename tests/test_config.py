@@ -243,6 +243,15 @@ def test_dotted_names_are_valid() -> None:
             id="version-with-build-copied-from-pylock",
         ),
         pytest.param(
+            '[python.app]\nversion = "3.13.' + "9" * 5000 + '+20251014"\n',
+            [
+                "pythons.toml: python.app.version: invalid specifier "
+                f"'3.13.{'9' * 52}...' "
+                '(expected e.g. "3.13", "3.12.11" or ">=3.12,<3.14")'
+            ],
+            id="huge-version-with-build-cut",
+        ),
+        pytest.param(
             '[python.app]\nversion = "' + "3.13," * 100_000 + '"\n',
             [
                 "pythons.toml: python.app.version: invalid specifier "

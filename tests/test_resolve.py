@@ -597,6 +597,17 @@ def test_an_upgrade_to_the_same_build_keeps_the_sizes_the_index_now_lacks() -> N
     assert {a.size for a in first.pythons[0].artifacts} == {4242}
     again = _lock(cfg, unsized, previous=first, upgrade=True)
     assert again == first
+    # A lock's size 0 (which the reader takes) is no size to keep.
+    zero = attrs.evolve(
+        first,
+        pythons=tuple(
+            attrs.evolve(p, artifacts=tuple(attrs.evolve(a, size=0) for a in p.artifacts))
+            for p in first.pythons
+        ),
+    )
+    assert {
+        a.size for a in _lock(cfg, unsized, previous=zero, upgrade=True).pythons[0].artifacts
+    } == {None}
     # Another build gets no size it does not have.
     newer = index_of(*unsized.builds, *same_everywhere("3.13.10", "20251101", LINUX, MAC))
     upgraded = _lock(cfg, newer, previous=first, upgrade=True)
