@@ -319,8 +319,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         _end_head_start()
-        # argparse counts `run`'s REMAINDER among the missing; ARGS are optional.
-        super().error(message.replace("required: NAME, ARGS", "required: NAME"))
+        super().error(message)
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse drops a failed write: `pylock --help > /dev/full` said nothing and
@@ -551,12 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", "run a locked interpreter: pylock run NAME -- ARGS...", _cmd_run)
     run.add_argument("name", metavar="NAME", help="the interpreter's name in pythons.lock")
-    run.add_argument(
+    rest = run.add_argument(
         "run_args",
         nargs=argparse.REMAINDER,
         metavar="ARGS",
         help="arguments for the interpreter (optional; after --, taken as they are)",
     )
+    rest.required = False  # argparse makes a REMAINDER positional required
     run.add_argument("--into", metavar="DIR", type=_given, help="install directory")
 
     completion = command(
