@@ -120,7 +120,7 @@ def _refuse_other_implementation(request: PythonRequest, filename: str) -> None:
         return
     example = f'implementation = "{implementation}"'
     if version is not None:
-        example += f', version = "{version}"'
+        example += f' and version = "{version}"'
     raise ResolutionError(
         f"python.{request.name}: {filename} is named as a {implementation} archive, but the "
         "entry asks for CPython",

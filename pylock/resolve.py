@@ -784,7 +784,8 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
     release_for_version = (
         request.implementation is not Implementation.CPYTHON
         and request.specifier is not None
-        and not any(str(s.version).startswith("3") for s in request.specifier)
+        # A Python version is 2.x or 3.x; PyPy's and GraalPy's releases are 7.3, 24.1...
+        and not any(str(s.version).startswith(("2", "3")) for s in request.specifier)
     )
     if release_for_version:
         hint = (

@@ -256,7 +256,7 @@ def test_lock_of_a_direct_url_without_a_version_ends_with_one_error_line(tmp_pat
 @pytest.mark.parametrize(
     ("name", "example"),
     [
-        ("pypy3.10-v7.3.17-linux64.tar.gz", 'implementation = "pypy", version = "3.10"'),
+        ("pypy3.10-v7.3.17-linux64.tar.gz", 'implementation = "pypy" and version = "3.10"'),
         ("graalpy-24.1.1-linux-amd64.tar.gz", 'implementation = "graalpy"'),
     ],
 )

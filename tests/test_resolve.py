@@ -308,11 +308,13 @@ def test_pypy_and_graalpy() -> None:
     assert info.value.hint == (
         'for pypy, `version` is the Python version (e.g. "3.11"); the pypy release goes in `build`'
     )
-    with pytest.raises(ResolutionError) as info:
-        lock_one(
-            index, request(implementation=Implementation.PYPY, version="3.9", platforms=(LINUX,))
-        )
-    assert info.value.hint == "change `version` or `build`"
+    for python in ("3.9", "2.7"):  # Python versions, not PyPy releases
+        with pytest.raises(ResolutionError) as info:
+            lock_one(
+                index,
+                request(implementation=Implementation.PYPY, version=python, platforms=(LINUX,)),
+            )
+        assert info.value.hint == "change `version` or `build`"
 
 
 def test_host_is_the_given_platform() -> None:
