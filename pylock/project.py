@@ -349,13 +349,17 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         try:
             atomic_write_text(target, outcome.text)
         except OSError as exc:
-            hint = (
-                f"{name} is a directory: move it aside, then run `pylock lock` again"
-                if lock_path.is_dir()
-                else "run `pylock lock` where the project directory is writable "
-                "(`pylock lock --check` writes nothing)"
-            )
-            raise PylockError(
-                f"cannot write {lock_path}: {exc.strerror or exc}", hint=hint
-            ) from None
+            if lock_path.is_dir():
+                hint = f"{name} is a directory: move it aside, then run `pylock lock` again"
+            elif target != lock_path:
+                hint = (
+                    f"{name} is a symlink to {target}: that file's directory must be "
+                    "writable (`pylock lock --check` writes nothing)"
+                )
+            else:
+                hint = (
+                    "run `pylock lock` where the project directory is writable "
+                    "(`pylock lock --check` writes nothing)"
+                )
+            raise PylockError(f"cannot write {target}: {exc.strerror or exc}", hint=hint) from None
     return LockUpdate(lines=lines, changed=changed, written=written)

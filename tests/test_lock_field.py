@@ -128,7 +128,7 @@ def test_a_directory_where_the_lock_goes_is_named_in_the_hint(
 
 
 def test_a_symlinked_lock_is_written_where_it_points(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """UX attack: a lock shared between projects by a symlink was replaced by a regular
     file, and the shared lock silently kept the old builds."""
@@ -140,6 +140,21 @@ def test_a_symlinked_lock_is_written_where_it_points(
     assert (project / "pythons.lock").is_symlink()
     assert loads(shared.read_text(encoding="utf-8")).pythons[0].name == "a"
     assert [p.name for p in project.parent.iterdir() if p.name.endswith(".tmp")] == []
+    # A write that fails there names that file and its directory, not the project's.
+    import pylock.fsutil
+
+    def refused(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pylock.fsutil, "atomic_write_text", refused)
+    shared.write_text("", encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock") == 1
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"pylock: error: cannot write {shared}: Permission denied",
+        f"pylock: hint: pythons.lock is a symlink to {shared}: that file's directory must be "
+        "writable (`pylock lock --check` writes nothing)",
+    ]
 
 
 @pytest.mark.parametrize("flags", [[], ["--upgrade"], ["--upgrade-python", "a"], ["--refresh"]])
