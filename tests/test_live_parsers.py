@@ -333,3 +333,25 @@ def test_a_known_missing_document_asked_again_keeps_its_404_if_the_asking_fails(
     docs = Documents(store, Fetcher(), reporter=NullReporter(), clock=lambda: 1000.0 + 7200)  # type: ignore[arg-type]
     got = asyncio.run(docs.get(url, parse_text(url), immutable=True, missing_ok=True))
     assert got == ("text" if answer == 200 else None)
+
+
+def test_upstreams_own_refusal_of_a_listing_gets_a_listings_hint(tmp_path: Path) -> None:
+    """Attack on the day's diff: upstream's own 404 for latest-release.json got the hint
+    of an archive that is gone ("`pylock lock --upgrade` moves an interpreter...")."""
+    import asyncio
+
+    from pylock.index.metadata import Documents, parse_text
+    from pylock.net.fetch import HttpResponse
+    from pylock.progress import NullReporter
+
+    url = "https://raw.githubusercontent.com/astral-sh/python-build-standalone/latest-release/latest-release.json"
+
+    class Fetcher:
+        async def get(self, url: str, headers: dict[str, str]) -> HttpResponse:
+            return HttpResponse(status=404, headers={}, body=b"", url=url, reason="Not Found")
+
+    docs = Documents(MetadataStore(tmp_path), Fetcher(), reporter=NullReporter())  # type: ignore[arg-type]
+    with pytest.raises(UpstreamError) as info:
+        asyncio.run(docs.get(url, parse_text(url)))
+    assert info.value.hint == "upstream may be having trouble: try again later"
+    assert str(info.value) == f"HTTP 404 Not Found for {url}"

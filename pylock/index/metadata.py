@@ -472,12 +472,14 @@ class Documents:
             return self._parse_cached(cached, parse)  # still missing, as far as is known
         # The words and hint an archive download gets: the URL that answered (a rewrite,
         # a mirror), credentials for 401/403, the proxy's for 407, the mirror for a 404.
-        from pylock.net.policy import http_error
+        from pylock.net.policy import http_error, origin
 
         refused = http_error(status, response.reason, response.url, response.url, url)
-        raise UpstreamError(
-            refused.message, url=url, unreachable=True, hint=refused.hint, status=status
-        )
+        hint = refused.hint
+        if status not in (401, 403, 407) and origin(response.url) == origin(url):
+            # Upstream itself: not an archive to re-lock (the download's hint) but a listing.
+            hint = "upstream may be having trouble: try again later"
+        raise UpstreamError(refused.message, url=url, unreachable=True, hint=hint, status=status)
 
     def _parse_cached(self, cached: CachedDocument, parse: Callable[[bytes], T]) -> T | None:
         self._links[cached.url] = cached.link
