@@ -120,6 +120,8 @@ def guess_from_pyproject(text: str) -> _Guess | None:
 
 def _read(path: Path) -> tuple[str | None, str]:
     """The file's text, or ``None`` and why it is passed over ("" when it is not there)."""
+    if path.is_dir():  # Windows says "permission denied" for one
+        return None, ""
     try:
         return path.read_bytes().decode("utf-8-sig"), ""
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):

@@ -333,6 +333,8 @@ def test_streamed_install_stops_when_the_body_outgrows_the_lock(
         ("url 'https://h/x?token=abc' bad", "url 'https://h/x?token=***' bad"),
         ("('https://h/x?token=abc')", "('https://h/x?token=***')"),
         ("['https://h/x?sig=abc'].", "['https://h/x?sig=***']."),
+        # A value is at least one character: one of nothing but prose is still hidden.
+        ("https://h/x?token=...", "https://h/x?token=***.."),
     ],
 )
 def test_redact(text: str, expected: str | None) -> None:
