@@ -46,8 +46,8 @@ REDACTED = "***"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]+@")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # Up to three quotes, brackets, commas or full stops right before the end are prose around
-# the URL, not value (a value is at least one character: `token=...` hides two of them). Values stop at ``;`` as well, which keeps the scan linear on hostile
-# text.
+# the URL, not value (a value is at least one character: ``token=...`` shows two of them).
+# Values stop at ``;`` as well, which keeps the scan linear on hostile text.
 _QUERY_PARAM = re.compile(
     r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s\"<>]+?)(?=[').,\]]{0,3}(?:[&;#\s\"<>]|$))"
 )
