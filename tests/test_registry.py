@@ -1468,7 +1468,7 @@ def test_a_helper_whose_child_escapes_its_group_does_not_hold_pylock(
     if setsid is None or sleep is None:
         pytest.skip("needs setsid and sleep")
     script = tmp_path / "docker-credential-escape"
-    script.write_text(f"#!/bin/sh\n{setsid} {sleep} 20 &\nexec {sleep} 1000\n")
+    script.write_text(f"#!/bin/sh\n{setsid} {sleep} 8 &\nexec {sleep} 1000\n")
     script.chmod(0o755)
     monkeypatch.setattr(dockerauth, "HELPER_TIMEOUT", 0.5)
     started = time.monotonic()

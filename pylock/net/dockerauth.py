@@ -191,7 +191,12 @@ def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int
             process.stdin.close()
         except OSError:
             pass  # it did not read its input: its answer (or exit code) says the rest
-        output.append(process.stdout.read(MAX_CONFIG_BYTES + 1))
+        try:
+            output.append(process.stdout.read(MAX_CONFIG_BYTES + 1))
+        finally:
+            # Closed by the reader: closing it on another thread would wait for this read,
+            # which a process outside the helper's group can hold open long after.
+            process.stdout.close()
 
     talker = threading.Thread(target=talk, name="pylock-credential-helper", daemon=True)
     talker.start()
@@ -204,11 +209,9 @@ def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int
     except subprocess.TimeoutExpired:
         _kill(process)
         returncode = process.wait()
-    talker.join(1)  # at once, unless a process outside the group holds the pipe
-    if not talker.is_alive():
-        process.stdout.close()
-    # else a process outside the group (setsid, a daemon) holds the pipe open: closing it
-    # would wait for the talker's read, so both are left to end with that process.
+    # At once, unless a process outside the group (setsid, a daemon) holds the pipe open:
+    # then the talker ends, and closes it, when that process does.
+    talker.join(1)
     if not finished:
         return None
     return returncode, output[0] if output else b""
