@@ -41,7 +41,7 @@ from pylock.lockfile import (
     is_sha256,
     name_problem,
 )
-from pylock.platforms import HOST, Platform
+from pylock.platforms import HOST, Platform, is_host
 from pylock.urls import has_credentials, redact
 from pylock.versions import Flavor, Implementation, Variant, parse_request
 
@@ -259,7 +259,7 @@ def _build_tag(value: object, _: object) -> str:
 
 def _platform_key(value: object, _: object) -> str:
     text = _strict_str(value, None)
-    if text.strip().lower() == HOST:  # spelled as loosely as platform keys may be
+    if is_host(text):
         return HOST
     try:
         # Aliases ("linux-amd64", "aarch64-apple-darwin") become the canonical key here,
@@ -478,7 +478,7 @@ def _platform_spelling(key: str) -> str:
     Canonical keys map to themselves, so locks made before aliases were normalized
     keep their digest. Text that names no platform is kept: it is a config error.
     """
-    if key.strip().lower() == HOST:
+    if is_host(key):
         return HOST
     try:
         return Platform.parse(key).key

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform as _platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,26 @@ def _is_arch(word: str) -> bool:
     return any(p.arch == word for p in _BY_KEY.values())
 
 
+def _either(keys: Sequence[str]) -> str:
+    """Keys as a message offers them.
+
+    >>> _either(["a"]), _either(["a", "b", "c"])
+    ("'a'", "'a', 'b' or 'c'")
+    """
+    quoted = [repr(k) for k in keys]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if quoted[1:] else quoted[0]
+
+
+def is_host(key: str) -> bool:
+    """Whether a platform entry means the host: ``host`` in any case, with spaces around,
+    as platform keys may be spelled.
+
+    >>> is_host("host"), is_host(" HOST"), is_host("linux-x86_64-gnu")
+    (True, True, False)
+    """
+    return key.strip().lower() == HOST
+
+
 def unknown_platform_message(key: object) -> str:
     """Explain that ``key`` is not a platform key, suggesting the nearest ones."""
     text = f"unknown platform {key!r}"
@@ -294,15 +315,12 @@ def unknown_platform_message(key: object) -> str:
             ("architecture", [k for k in PLATFORM_KEYS if _BY_KEY[k].os == os_name]),
         ):
             if keys:
-                quoted = [repr(k) for k in keys]
-                either = ", ".join(quoted[:-1]) + " or " + quoted[-1] if keys[1:] else quoted[0]
+                either = _either(keys)
                 return f"{text}: a platform key names the {missing} too (did you mean {either}?)"
 
         close = difflib.get_close_matches(key, [*PLATFORM_KEYS, HOST], n=3, cutoff=0.6)
         if close:
-            quoted = [repr(c) for c in sorted(close)]
-            either = ", ".join(quoted[:-1]) + " or " + quoted[-1] if quoted[1:] else quoted[0]
-            return f"{text} (did you mean {either}?)"
+            return f"{text} (did you mean {_either(sorted(close))}?)"
     return f"{text} (expected 'host' or one of: {', '.join(PLATFORM_KEYS)})"
 
 
@@ -444,6 +462,6 @@ def host() -> Platform:
 
 def resolve_platform(key: str, *, host_platform: Platform | None = None) -> Platform:
     """Parse a key, mapping ``host`` to the detected (or given) host platform."""
-    if key.strip().lower() == HOST:
+    if is_host(key):
         return host_platform if host_platform is not None else host()
     return Platform.parse(key)
