@@ -123,7 +123,11 @@ def parse_version(text: str) -> Version:
         raise ValueError(f'invalid version {shown(text)} (expected e.g. "3.13.9")') from None
 
 
-_RELEASE = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?", re.ASCII)
+#: An interpreter release's version as upstream names one, in its file names too: ASCII
+#: digits only (``\d`` takes ``３``, which packaging refuses), at most 9 of them a part
+#: (``int()`` refuses 4,300).
+RELEASE_PATTERN = r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?"
+_RELEASE = re.compile(RELEASE_PATTERN)
 
 
 def is_release_version(text: object) -> bool:
@@ -137,9 +141,7 @@ def is_release_version(text: object) -> bool:
     return isinstance(text, str) and _RELEASE.fullmatch(text) is not None
 
 
-_PINNED_BUILD = re.compile(
-    r"\s*([0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?)\+([0-9]{8})\s*", re.ASCII
-)
+_PINNED_BUILD = re.compile(rf"\s*({RELEASE_PATTERN})\+([0-9]{{8}})\s*", re.ASCII)
 
 
 def shown(value: object, most: int = 60) -> str:

@@ -30,11 +30,9 @@ import re
 import attrs
 
 from pylock.platforms import Platform
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from pylock.versions import RELEASE_PATTERN, ArchiveFormat, Flavor, Implementation, Variant
 
-#: An upstream version in a file name: ASCII digits only (``\d`` takes ``３``, which
-#: packaging refuses), and at most 9 of them a part (int() refuses 4,300).
-_VERSION = r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?"
+_VERSION = RELEASE_PATTERN
 
 _PBS = re.compile(
     rf"""
