@@ -302,6 +302,11 @@ def _add_jobs(parser: argparse.ArgumentParser) -> None:
 class _OutputLost(Exception):
     """Output that could not be written to stdout (its cause says why)."""
 
+    def report(self) -> int:
+        """Say so on stderr; the exit status."""
+        sys.stderr.write(f"pylock: cannot write the output: {self.__cause__}\n")
+        return 1
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, whose usage errors first end a sync's head start (see
@@ -1194,8 +1199,7 @@ def main(
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     except _OutputLost as lost:
-        sys.stderr.write(f"pylock: cannot write the output: {lost.__cause__}\n")
-        return 1
+        return lost.report()
     from pylock.settings import Settings
 
     _utf8_when_redirected(sys.stdout)
@@ -1222,8 +1226,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         report_error(exc, color=ctx.color)
         return 1
     except _OutputLost as lost:
-        sys.stderr.write(f"pylock: cannot write the output: {lost.__cause__}\n")
-        return 1
+        return lost.report()
     except OSError as exc:
         # The file system refused something no command expected to fail (a directory
         # turned read-only, a disk that filled up): say what, without a traceback.
