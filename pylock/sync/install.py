@@ -847,8 +847,8 @@ def verify(dest_root: Path, name: str, reporter: Reporter | None = None) -> Veri
 
     It holds NAME's lock meanwhile (waiting for a sync that installs it), so that no
     upgrade comes between reading the record and hashing the tree: that would report an
-    intact tree as modified. Where the lock file cannot be opened (another user's, or a
-    read-only directory without one) the tree is read without it; none is made.
+    intact tree as modified. Where the lock cannot be taken (no lock file, which is never
+    made here, or one that cannot be opened or locked) the tree is read without it.
     """
     with _name_lock_to_read(dest_root, name, reporter):
         return _verify(dest_root, name)
@@ -863,7 +863,7 @@ def _name_lock_to_read(dest_root: Path, name: str, reporter: Reporter | None) ->
     try:
         taken = lock is not None and lock.try_acquire()
     except OSError:
-        lock = None  # another user's lock file, or a read-only directory: read without it
+        lock = None  # one that cannot be opened or locked (NFS, a foreign ACL): read without
     if lock is None:
         yield
         return
