@@ -834,10 +834,10 @@ class RegistryClient(SessionOwner):
 
     def _join(self, base: str, location: str, operation: str) -> str:
         """``location`` (from the server) resolved against ``base``; a clean error, not a
-        ValueError, for one Python cannot parse (a port out of range, a broken IPv6)."""
+        ValueError, for one Python cannot join (a broken IPv6). What the joined URL may
+        be is :meth:`_check_url`'s to say, which both callers ask next."""
         try:
             target = urljoin(base, location)
-            urlsplit(target).port  # noqa: B018 - parsing it is the check
         except ValueError:
             raise self._error(
                 f"the registry sent an invalid URL: {printable(redact(location))[:200]}", operation
