@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -160,8 +161,11 @@ class Bench:
         uv_bin: str,
         downloads_json: Path,
         pylock_cmd: Sequence[str],
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.runner = runner
+        #: Set for both tools (``SSL_CERT_FILE`` with ``--tls``).
+        self.extra_env = dict(extra_env or {})
         self.pylock_cmd = list(pylock_cmd)
         self.work = work
         self.base_url = base_url
@@ -186,7 +190,9 @@ class Bench:
         log: Path | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> Run:
-        env = realpython.clean_env(PYLOCK_CACHE_DIR=str(cache), NO_COLOR="1", **(extra_env or {}))
+        env = realpython.clean_env(
+            PYLOCK_CACHE_DIR=str(cache), NO_COLOR="1", **self.extra_env, **(extra_env or {})
+        )
         if self.pylock_cmd[1:3] == ["-m", "pylock"]:
             env["PYTHONPATH"] = str(REPO)
         for name in ("PYLOCK_MIRROR", "PYLOCK_URL_REWRITES", "PYLOCK_OFFLINE"):
@@ -210,6 +216,7 @@ class Bench:
             UV_PYTHON_BIN_DIR=str(install_dir.parent / "uv-bin"),
             UV_NO_CONFIG="1",
             UV_NO_PROGRESS="1",
+            **self.extra_env,
         )
         env.pop("UV_PYTHON_CACHE_DIR", None)
         if python_cache is not None:
@@ -443,6 +450,22 @@ def install_pylock(venv: Path, uv_bin: str) -> list[str]:
     return [str(venv / "bin" / "pylock")]
 
 
+def tls_setup(directory: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
+    """A server context for 127.0.0.1 from a new CA, and the environment both tools trust it
+    by: ``SSL_CERT_FILE`` naming this system's default CA bundle with the new CA added, so
+    that each loads as many certificates as it would against a public server."""
+    from tests.pki import TestCa
+
+    directory.mkdir(parents=True)
+    ca, cert, key = TestCa.create("pylock bench CA").write_server_pair(directory)
+    system = ssl.get_default_verify_paths().cafile
+    bundle = directory / "bundle.pem"
+    bundle.write_bytes((Path(system).read_bytes() if system else b"") + b"\n" + ca.read_bytes())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, {"SSL_CERT_FILE": str(bundle)}
+
+
 def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, Any]:
     n = args.runs
     print(f"building archives in {work / 'archives'} ...", file=sys.stderr)
@@ -480,7 +503,8 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
     }
     rss: dict[str, list[int]] = {}
 
-    with throttled.serve(mirror_root, args.bandwidth) as mirror:
+    tls, tls_env = tls_setup(work / "tls") if args.tls else (None, {})
+    with throttled.serve(mirror_root, args.bandwidth, tls) as mirror:
         base = mirror.base_url
         uv_bin = find_uv()
         if args.pylock:
@@ -490,7 +514,7 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
         else:
             pylock_cmd = install_pylock(work / "venv", uv_bin)
         results["pylock_command"] = " ".join(pylock_cmd)
-        bench = Bench(runner, work, base.rstrip("/"), uv_bin, downloads_json, pylock_cmd)
+        bench = Bench(runner, work, base.rstrip("/"), uv_bin, downloads_json, pylock_cmd, tls_env)
 
         # -- cold -----------------------------------------------------------------------
         lines: dict[str, list[dict[str, float]]] = {"pylock": [], "uv": []}
@@ -531,6 +555,7 @@ def measure(args: argparse.Namespace, work: Path, runner: Runner) -> dict[str, A
         )
         results["timeline"] = {
             "bandwidth_mib": args.bandwidth,
+            "tls": args.tls,
             "pylock": median_timeline(lines["pylock"]),
             "uv": median_timeline(lines["uv"]),
         }
@@ -731,6 +756,8 @@ def report(results: dict[str, Any]) -> list[str]:
 def print_timeline(data: dict[str, Any]) -> None:
     """One cold sync, event by event, seconds after spawn (medians over the cold runs)."""
     where = f"at {data['bandwidth_mib']:g} MiB/s" if data["bandwidth_mib"] else "on loopback"
+    if data.get("tls"):
+        where += ", over https"
     print(f"\ntimeline of one cold sync {where} (s after spawn; medians of the cold runs)")
     print(f"{'event':<52}{'pylock':>9}{'uv':>9}")
     for key, label in EVENTS.items():
@@ -758,6 +785,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         metavar="MiB/s",
         help="serve the mirror at this many MiB/s (default: loopback speed)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the mirror over https, with a CA added to this system's bundle "
+        "(SSL_CERT_FILE) for both tools",
     )
     how = parser.add_mutually_exclusive_group()
     how.add_argument(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -107,8 +108,11 @@ def _handler(root: Path, mirror: Mirror) -> type[http.server.BaseHTTPRequestHand
 
 
 @contextlib.contextmanager
-def serve(root: Path, bandwidth_mib: float | None = None) -> Iterator[Mirror]:
-    """Serve ``root`` on 127.0.0.1 at ``bandwidth_mib`` MiB/s (unlimited when None)."""
+def serve(
+    root: Path, bandwidth_mib: float | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[Mirror]:
+    """Serve ``root`` on 127.0.0.1 at ``bandwidth_mib`` MiB/s (unlimited when None), over
+    TLS with the server context ``tls`` if given."""
     if bandwidth_mib is not None and bandwidth_mib <= 0:
         raise ValueError("bandwidth must be positive")
     root = Path(os.path.realpath(root))
@@ -116,7 +120,10 @@ def serve(root: Path, bandwidth_mib: float | None = None) -> Iterator[Mirror]:
     mirror = Mirror(base_url="", bandwidth=rate)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, mirror))
     server.daemon_threads = True
-    mirror.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    mirror.base_url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -11,16 +11,18 @@ import gc
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pylock import entry
+from pylock.net import policy
 from pylock.settings import Settings
 from pylock.sync import early
 from pylock.sync.downloads import Downloads
-from tests.httpserver import Stall, Throttle
+from tests.httpserver import HttpServer, Stall, Throttle
 from tests.syncproject import Build, Project
 
 
@@ -81,6 +83,61 @@ def test_a_cold_sync_takes_over_the_downloads_begun_before_the_cli(
     claims.clear()
     assert console(sync_project, monkeypatch) == 0
     assert claims == [] and sync_project.server.hits(app_a.path) == 1
+
+
+@pytest.fixture
+def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The threads on which each TLS context of the test was made (none made before)."""
+    made: list[str] = []
+    real = policy.ssl_context
+
+    def counting(settings: Settings) -> object:
+        made.append(threading.current_thread().name)
+        return real(settings)
+
+    monkeypatch.setattr(policy, "_contexts", {})
+    monkeypatch.setattr(policy, "ssl_context", counting)
+    return made
+
+
+def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_thread(
+    tmp_path: Path,
+    tls_server: tuple[HttpServer, Path],
+    app_a: Build,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    claims: list[Downloads | None],
+    tls_made: list[str],
+) -> None:
+    server, ca = tls_server
+    (tmp_path / "project").mkdir()
+    project = Project(tmp_path / "project", server, capsys)
+    project.environ["SSL_CERT_FILE"] = str(ca)
+    project.lock(app_a)
+    project.serve(app_a, always=[Throttle(len(app_a.data) // 20 + 1, 0.02)])
+    assert project.mirror.startswith("https://")
+    assert console(project, monkeypatch) == 0
+    [taken] = claims
+    assert taken is not None
+    assert (project.into / "app" / ".pylock" / "install.json").is_file()
+    # Made once, on its own thread, and used by the download (which made none).
+    assert tls_made == ["pylock-tls"]
+
+
+def test_a_head_start_over_plain_http_makes_no_tls_context(
+    sync_project: Project,
+    app_a: Build,
+    monkeypatch: pytest.MonkeyPatch,
+    claims: list[Downloads | None],
+    tls_made: list[str],
+) -> None:
+    # The lock's URLs are https, but the mirror they are fetched from is not.
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, always=[Throttle(len(app_a.data) // 20 + 1, 0.02)])
+    assert console(sync_project, monkeypatch) == 0
+    [taken] = claims
+    assert taken is not None
+    assert tls_made == []
 
 
 @pytest.mark.parametrize(

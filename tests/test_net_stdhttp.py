@@ -24,12 +24,14 @@ from pylock.errors import (
     DownloadTooLargeError,
     HashMismatchError,
     OfflineError,
+    PylockError,
     RefusedUrlError,
 )
+from pylock.net import policy
 from pylock.net.policy import proxy_for
 from pylock.net.stdhttp import StdDownloader
 from pylock.settings import Settings
-from pylock.urls import redact
+from pylock.urls import UrlRewrites, redact
 from tests.httpserver import Fault, HttpServer, Redirect, Reset, Status, Truncate
 from tests.test_net_hardening import CAP, EndlessServer, options
 from tests.twoclients import BODY, PATH, SHA, Proxy, downloader, std_only
@@ -243,6 +245,75 @@ def test_private_ca_needs_ssl_cert_file(
         url, tmp_path / "a", sha256=SHA, size=None
     )
     assert result == (SHA, len(BODY))
+
+
+def test_a_tls_context_prepared_in_the_background_is_made_once_and_used(
+    tmp_path: Path,
+    tls_server: tuple[HttpServer, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+) -> None:
+    std_only(client)  # the context is shared by the thread client's downloads
+    server, ca = tls_server
+    made: list[str] = []
+    real = policy.ssl_context
+
+    def counting(settings: Settings) -> object:
+        made.append(threading.current_thread().name)
+        return real(settings)
+
+    monkeypatch.setattr(policy, "_contexts", {})
+    monkeypatch.setattr(policy, "ssl_context", counting)
+    settings = Settings.from_environ({"SSL_CERT_FILE": str(ca)})
+    policy.prepare_ssl_context(settings)
+    url = server.serve(PATH, BODY)
+    assert downloader({"SSL_CERT_FILE": str(ca)}).download(
+        url, tmp_path / "a", sha256=SHA, size=None
+    ) == (SHA, len(BODY))
+    assert made == ["pylock-tls"]
+    policy.prepare_ssl_context(settings)  # made already: no thread, nothing made again
+    assert made == ["pylock-tls"]
+
+
+def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
+    tmp_path: Path,
+    tls_server: tuple[HttpServer, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+) -> None:
+    std_only(client)
+    # The background thread keeps its error to itself (pytest turns an exception escaping
+    # a thread into a failure); the download meets the same problem and reports it.
+    server, _ = tls_server
+    monkeypatch.setattr(policy, "_contexts", {})
+    missing = {"SSL_CERT_FILE": str(tmp_path / "missing.pem")}
+    policy.prepare_ssl_context(Settings.from_environ(missing))
+    url = server.serve(PATH, BODY)
+    with pytest.raises(PylockError, match="cannot load CA certificates from SSL_CERT_FILE="):
+        downloader(missing).download(url, tmp_path / "a", sha256=SHA, size=None)
+    assert server.hits(PATH) == 0
+    for thread in threading.enumerate():
+        if thread.name == "pylock-tls":
+            thread.join(5)
+    assert policy._contexts == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "rewrites", "expected"),
+    [
+        ("https://github.com/a/b.tar.gz", {}, True),
+        ("http://example.com/b.tar.gz", {}, False),
+        ("https://github.com/a/b.tar.gz", {"https://github.com/": "http://mirror/"}, False),
+        ("http://example.com/b.tar.gz", {"http://example.com/": "https://m/"}, True),
+        ("ftp://example.com/b.tar.gz", {}, False),  # refused: no handshake ever
+    ],
+)
+def test_needs_tls_looks_at_the_rewritten_target(
+    url: str, rewrites: dict[str, str], expected: bool, client: str
+) -> None:
+    std_only(client)  # not a client's behaviour: once is enough
+    pairs = [f"{old}={new}" for old, new in rewrites.items()]
+    assert policy.needs_tls(url, UrlRewrites.from_sources(None, pairs)) is expected
 
 
 # -- proxies ---------------------------------------------------------------------------------

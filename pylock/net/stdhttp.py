@@ -297,7 +297,7 @@ class StdDownloader:
 
     def _ssl(self) -> ssl.SSLContext:
         if self._context is None:
-            self._context = _shared_context(self._settings)
+            self._context = policy.shared_ssl_context(self._settings)
         return self._context
 
 
@@ -405,24 +405,6 @@ def handshake(
         tls.close()
         raise
     return tls
-
-
-_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
-
-def _shared_context(settings: Settings) -> ssl.SSLContext:
-    """One TLS context per trust setting, for every downloader of the process.
-
-    Loading the CA store costs tens of milliseconds; a context is safe to share between
-    threads once made.
-    """
-    key = (settings.ssl_cert_file, settings.ssl_cert_dir)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = _contexts[key] = policy.ssl_context(settings)
-        return context
 
 
 class _Patient(io.RawIOBase):

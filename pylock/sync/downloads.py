@@ -55,9 +55,23 @@ def cache_misses(jobs: Sequence[Job], cache: Cache) -> tuple[list[Job], list[Job
 def start_downloads(
     misses: Sequence[Job], cache: Cache, options: FetchOptions, reporter: Reporter
 ) -> Downloads:
-    """Start downloading ``misses`` (one job per archive), streaming those that can be."""
+    """Start downloading ``misses`` (one job per archive), streaming those that can be.
+
+    When one of them is fetched over https, the TLS context is made beside the download
+    thread's imports and connection (:func:`~pylock.net.policy.prepare_ssl_context`),
+    not after them.
+    """
+    from pylock.net import policy
     from pylock.net.stream import DownloadFeed
 
+    settings = options.settings
+    if (
+        settings is not None
+        and not options.offline
+        and not options.remote  # the registry's client makes its own
+        and any(policy.needs_tls(job.artifact.url, options.rewrites) for job in misses)
+    ):
+        policy.prepare_ssl_context(settings)
     feeds = {
         job.artifact.sha256: DownloadFeed()
         for job in misses
