@@ -190,10 +190,65 @@ def remove_tree(path: Path) -> None:
         # may hold paths past MAX_PATH that the plain name cannot delete.
         top = long_path(os.path.abspath(path))
         retry = _retry_writable(top)
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(top, onexc=retry)
+        try:
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(top, onexc=retry)
+            else:
+                shutil.rmtree(top, onerror=retry)
+        except RecursionError:
+            # ``rmtree`` recurses once per level (before Python 3.14): a tree a thousand
+            # directories deep (an old install, a hostile archive of an earlier pylock)
+            # would stay, and with it every later sync's clean-up would fail.
+            _remove_deep(top, retry)
+
+
+def _remove_deep(top: str, retry: Callable[[Callable[[str], object], str, Any], None]) -> None:
+    """Delete the directory tree ``top`` without recursion, links not followed."""
+    pending = [top]
+    while pending:
+        current = pending[-1]
+        subdirs = []
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and not _is_link(entry):
+                    subdirs.append(entry.path)
+                else:
+                    _remove_entry(entry, retry)
+        if subdirs:
+            pending.extend(subdirs)
         else:
-            shutil.rmtree(top, onerror=retry)
+            _attempt(os.rmdir, current, retry)
+            pending.pop()
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    """A symlink, or (Windows) a junction or other reparse point: removed, never entered."""
+    if entry.is_symlink():
+        return True
+    attributes = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+    return bool(attributes & stat.FILE_ATTRIBUTE_REPARSE_POINT)
+
+
+def _remove_entry(
+    entry: os.DirEntry[str], retry: Callable[[Callable[[str], object], str, Any], None]
+) -> None:
+    if _WINDOWS and entry.is_dir():  # a link to a directory (or a junction): rmdir removes it
+        _attempt(os.rmdir, entry.path, retry)
+    else:
+        _attempt(os.unlink, entry.path, retry)
+
+
+def _attempt(
+    func: Callable[[str], object],
+    path: str,
+    retry: Callable[[Callable[[str], object], str, Any], None],
+) -> None:
+    try:
+        func(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        retry(func, path, error)
 
 
 def long_path(absolute: str, *, windows: bool = _WINDOWS) -> str:

@@ -138,6 +138,20 @@ def test_windows_zip_topdir_layout(tmp_path: Path) -> None:
     assert by_path(entries)["Lib/os.py"].sha256 == sha256(b"# os\n")
 
 
+@pytest.mark.parametrize("method", ["ZIP_BZIP2", "ZIP_LZMA"])
+def test_zip_members_compressed_without_a_bound_are_refused(tmp_path: Path, method: str) -> None:
+    # zipfile inflates them with no limit on the output: 1 KB of bzip2 took 3 GB.
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("pypy/python.exe", b"launcher", compress_type=zipfile.ZIP_DEFLATED)
+        out.writestr("pypy/Lib/big", b"\0" * 100_000, compress_type=getattr(zipfile, method))
+    with pytest.raises(ArchiveError, match=r"compression method (12|14) refused") as info:
+        extract_archive(archive, tmp_path / "d", fmt=ArchiveFormat.ZIP, layout=Layout.TOPDIR)
+    assert info.value.member == "pypy/Lib/big"
+
+
 def test_topdir_requires_one_top_directory(tmp_path: Path) -> None:
     entries = [*archives.pypy("a"), archives.file("b/evil.py", b"x")]
     archive = build(tmp_path, entries, ArchiveFormat.TAR_GZ)

@@ -165,6 +165,12 @@ HOSTILE: dict[str, bytes] = {
     "global-pax-headers-in-a-row": pax(record("comment", "x"), b"g") * 9 + OK + END,
     "long-names-in-a-row": header(b"././@LongLink", b"L", size=9) * 9 + OK + END,
     "metadata-only": pax(record("comment", "x"), b"g") * 20 + END,
+    # A tree a thousand directories deep: shutil.rmtree (3.11) recursed past Python's limit
+    # cleaning it up, and every later sync into that directory failed the same way.
+    "pax-path-1200-deep": OK
+    + pax(record("path", "python/" + "a/" * 1200 + "f"))
+    + member(b"x")
+    + END,
 }
 
 
@@ -210,6 +216,17 @@ def test_hostile_header_ends_layout_detection(tmp_path: Path, case: str) -> None
     with pytest.raises(ArchiveError):
         # PYTHON.json is never found, so the whole archive is read.
         read_tar_member(path, ArchiveFormat.TAR_GZ, "python/PYTHON.json")
+
+
+def test_a_member_64_levels_deep_is_extracted_and_65_refused(tmp_path: Path) -> None:
+    deepest = "python/" + "d/" * 62 + "f"  # 64 components
+    path = write(tmp_path, "deep", OK + pax(record("path", deepest)) + member(b"x") + END)
+    extract(path, tmp_path / "dest")
+    assert (tmp_path / "dest" / ("d/" * 62 + "f")).is_file()
+    too_deep = "python/" + "d/" * 63 + "f"
+    path = write(tmp_path, "deeper", OK + pax(record("path", too_deep)) + member(b"x") + END)
+    with pytest.raises(ArchiveError, match="65 levels deep"):
+        extract(path, tmp_path / "dest2")
 
 
 def test_the_117_byte_archive(tmp_path: Path) -> None:
@@ -299,6 +316,7 @@ CLI_CASES = [
     "file-negative-size",
     "pax-mtime-nan",
     "name-escape-sequence",
+    "pax-path-1200-deep",
 ]
 
 Check = Callable[[subprocess.CompletedProcess[str]], None]

@@ -257,6 +257,37 @@ def test_noop_sync_removes_planted_leftovers_and_keeps_the_install(
     assert junk_project.verify(capsys) == 0
 
 
+def make_deep_tree(top: Path, depth: int) -> Path:
+    """``top/d/d/.../d`` ``depth`` levels deep (``os.makedirs`` recurses as deep); the
+    deepest directory."""
+    path = str(top)
+    os.mkdir(path)
+    for _ in range(depth):
+        path = os.path.join(path, "d")
+        os.mkdir(path)
+    return Path(path)
+
+
+def test_a_leftover_a_thousand_levels_deep_is_removed_by_the_next_sync(
+    junk_project: Project, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Left by an earlier pylock that extracted such an archive: shutil.rmtree (Python
+    # 3.11-3.13) recursed past the interpreter's limit, and every sync failed on it.
+    junk_project.lock(junk_project.build("20990101"))
+    assert junk_project.sync(capsys)[0] == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    deepest = make_deep_tree(junk_project.into / ".pylock-tmp-app-deadbeef", 1200)
+    (deepest / "file").write_text("x")
+    (deepest / "link").symlink_to(outside, target_is_directory=True)
+    code, err = junk_project.sync(capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert junk_project.leftovers() == []
+    assert (outside / "keep").read_text() == "x"  # the link was removed, not followed
+
+
 def test_no_prune_still_cleans_junk(
     junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

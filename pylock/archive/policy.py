@@ -20,6 +20,10 @@ WINDOWS = sys.platform == "win32"
 DRIVE = re.compile(r"^[A-Za-z]:")
 #: C0 and C1 control characters and DEL: no real member name has one, and a terminal obeys them.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The most components a member name may have. A CPython 3.11 install's deepest file is 10
+#: deep (``lib/python3.11/lib2to3/tests/data/fixers/myfixes/...``); a tree a thousand deep
+#: defeats recursive tools (``shutil.rmtree`` before Python 3.14) and the user's own.
+MAX_DEPTH = 64
 
 
 def split_name(name: str, archive: str) -> list[str]:
@@ -42,6 +46,8 @@ def split_name(name: str, archive: str) -> list[str]:
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise refuse("'..' in member name")
+    if len(parts) > MAX_DEPTH:
+        raise refuse(f"member name {len(parts)} levels deep (at most {MAX_DEPTH})")
     if WINDOWS and any(_aliased_on_windows(part) for part in parts):
         raise refuse("name that Windows would alias to another file or a device")
     return parts

@@ -1,7 +1,8 @@
 """Zip support: the errors zipfile leaks, member data as bounded views, member times.
 
 A zip is read through its central directory with :mod:`zipfile`; symlinks, special
-files and encrypted members are refused (see :func:`member_mode`).
+files, encrypted members and compression methods other than stored and deflated are
+refused (see :func:`member_mode`).
 """
 
 from __future__ import annotations
@@ -83,4 +84,16 @@ def member_mode(info: Any, archive: str) -> int:
         raise ArchiveError("device or special file refused", archive=archive, member=name)
     if info.flag_bits & 0x1:
         raise ArchiveError("encrypted member", archive=archive, member=name)
+    if info.compress_type not in _METHODS:
+        # zipfile inflates bzip2 and LZMA members without an output bound: a 1 KB member
+        # took 3 GB of memory. Interpreter zips (PyPy, GraalPy on Windows) use deflate.
+        raise ArchiveError(
+            f"compression method {info.compress_type} refused (only stored and deflated)",
+            archive=archive,
+            member=name,
+        )
     return mode
+
+
+#: The zip compression methods extracted: stored (0) and deflated (8).
+_METHODS = frozenset({0, 8})
