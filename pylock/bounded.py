@@ -65,13 +65,11 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _SQUARE = str.maketrans("{}", "[]")
 
 
-class TomlTooDeepError(tomllib.TOMLDecodeError):
-    """A TOML document nested deeper, or with a longer dotted key, than :data:`MAX_DEPTH`."""
+class TomlLimitError(tomllib.TOMLDecodeError):
+    """A TOML document past one of the limits pylock reads TOML within."""
 
     def __init__(self, message: str, *, text: str, pos: int) -> None:
-        #: The limit that was exceeded.
-        self.limit = MAX_DEPTH
-        #: 1-based line of the offending key or bracket.
+        #: 1-based line of the offending key, bracket or number.
         self.lineno = text.count("\n", 0, pos) + 1
         #: 1-based column.
         self.colno = pos - text.rfind("\n", 0, pos)
@@ -79,6 +77,15 @@ class TomlTooDeepError(tomllib.TOMLDecodeError):
             super().__init__(message, text, pos)
         else:
             super().__init__(f"{message} (at line {self.lineno}, column {self.colno})")
+
+
+class TomlTooDeepError(TomlLimitError):
+    """A TOML document nested deeper, or with a longer dotted key, than :data:`MAX_DEPTH`."""
+
+    def __init__(self, message: str, *, text: str, pos: int) -> None:
+        #: The limit that was exceeded.
+        self.limit = MAX_DEPTH
+        super().__init__(message, text=text, pos=pos)
 
 
 class JsonTooDeepError(json.JSONDecodeError):
@@ -140,7 +147,26 @@ def toml_loads(text: str) -> dict[str, Any]:
             text=text,
             pos=_long_key_line_start(text),
         )
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError as error:
+        # An integer of more decimal digits than ``int()`` converts (4,300 by default):
+        # tomllib lets int's plain ValueError through.
+        raise TomlLimitError(
+            f"an integer of more than {sys.get_int_max_str_digits()} digits",
+            text=text,
+            pos=_long_integer_start(text),
+        ) from error
+
+
+def _long_integer_start(text: str) -> int:
+    """The offset of the first integer too long for ``int()`` (the refusal path only)."""
+    kept = _TOML_OPAQUE.sub(lambda m: " " * len(m.group()), text)  # offsets unchanged
+    limit = sys.get_int_max_str_digits()
+    match = re.search(rf"[+-]?[0-9_]{{{limit + 1},}}", kept) if limit else None
+    return match.start() if match is not None else 0
 
 
 def _long_key_line_start(text: str) -> int:

@@ -31,7 +31,7 @@ import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
-from pylock.errors import ConfigError, Problem, describe_toml_value
+from pylock.errors import ConfigError, Problem, describe_toml_value, shown
 from pylock.fsutil import CONFIG_FILENAME
 from pylock.lockfile import (
     NamedPythons,
@@ -186,7 +186,7 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 def _unknown_key(key: str, allowed: tuple[str, ...]) -> str:
     guess = _did_you_mean(key, allowed)
     if guess:
-        return f"unknown key (did you mean {guess!r}?)"
+        return f"unknown key (did you mean {shown(guess)}?)"
     return f"unknown key (expected one of: {', '.join(allowed)})"
 
 
@@ -236,8 +236,10 @@ def _enum_value(value: object, enum_type: type[_E]) -> _E:
         allowed = [str(member) for member in enum_type]
         guess = _did_you_mean(value, allowed)
         if guess:
-            raise _Invalid(f"unknown value {value!r} (did you mean {guess!r}?)") from None
-        raise _Invalid(f"unknown value {value!r} (expected one of: {', '.join(allowed)})") from None
+            raise _Invalid(f"unknown value {shown(value)} (did you mean {shown(guess)}?)") from None
+        raise _Invalid(
+            f"unknown value {shown(value)} (expected one of: {', '.join(allowed)})"
+        ) from None
 
 
 def _version_text(value: object, _: object) -> str:
@@ -277,7 +279,7 @@ def _url(value: object, _: object) -> str:
     if has_credentials(text):
         # The lock is committed to git: a secret in the URL would be published with it.
         raise _Invalid(
-            f"URL {redact(text)!r} carries credentials, which would be written to "
+            f"URL {shown(redact(text))} carries credentials, which would be written to "
             "pythons.lock (put them in ~/.netrc, or keep the URL public and map it to the "
             "private one with PYLOCK_URL_REWRITES)"
         )
@@ -289,8 +291,10 @@ def _sha256(value: object, _: object) -> str:
     if is_sha256(text):
         return text
     if text.startswith("sha256:"):
-        raise _Invalid(f"invalid sha256 {text!r} (write only the 64 hex digits, no 'sha256:')")
-    raise _Invalid(f"invalid sha256 {text!r} (expected 64 lowercase hex digits)")
+        raise _Invalid(
+            f"invalid sha256 {shown(text, 80)} (write only the 64 hex digits, no 'sha256:')"
+        )
+    raise _Invalid(f"invalid sha256 {shown(text, 80)} (expected 64 lowercase hex digits)")
 
 
 def _platforms_hook(converter: cattrs.Converter) -> Callable[[object, object], tuple[str, ...]]:
@@ -312,7 +316,7 @@ def _platforms_hook(converter: cattrs.Converter) -> Callable[[object, object], t
                 key = converter.structure(item, PlatformKey)
                 if key in first_index:
                     raise _Invalid(
-                        f"{key!r} is listed twice (first as platforms[{first_index[key]}])"
+                        f"{shown(key)} is listed twice (first as platforms[{first_index[key]}])"
                     )
                 first_index[key] = index
                 keys.append(key)
@@ -598,7 +602,7 @@ def _check_entry(
             problems.append(
                 Problem(
                     _key_path(path, "variant"),
-                    f"the {variant!r} variant exists only for cpython, not {implementation}",
+                    f"the {shown(variant)} variant exists only for cpython, not {implementation}",
                 )
             )
         if "flavor" in table:
@@ -677,7 +681,7 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
             problems.append(
                 Problem(
                     path,
-                    f"{name!r} and {seen[folded]!r} differ only in case; their install "
+                    f"{shown(name)} and {shown(seen[folded])} differ only in case; their install "
                     "directories would collide on macOS and Windows",
                 )
             )

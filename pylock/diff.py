@@ -236,11 +236,11 @@ def _diff_platforms(old: LockedPython | None, new: LockedPython | None) -> tuple
 
 
 def _compare_versions(old: str, new: str) -> int:
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import Version
 
     try:
         a, b = Version(old), Version(new)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a part too long for int()
         return 0
     return (a > b) - (a < b)
 

@@ -30,6 +30,27 @@ class PylockError(Exception):
         return self.message
 
 
+def shorten(text: str, most: int = 60) -> str:
+    """``text`` cut to ``most`` characters, ``...`` marking the cut: a 600 KB value from a
+    file or a server is not echoed whole.
+
+    >>> shorten("3.13"), shorten("9" * 100, 8)
+    ('3.13', '99999...')
+    """
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def shown(value: object, most: int = 60) -> str:
+    """``value`` as a message quotes it (its ``repr``), cut to ``most`` characters.
+
+    >>> shown("3.13,x"), shown("9" * 100)[-6:], shown([1] * 100)[-6:]
+    ("'3.13,x'", "99...'", ' 1,...')
+    """
+    if isinstance(value, str):
+        return repr(shorten(value, most))
+    return shorten(repr(value), most)
+
+
 def describe_toml_value(value: object) -> str:
     """Name a TOML value's type, with the value itself when it is short.
 
@@ -41,8 +62,7 @@ def describe_toml_value(value: object) -> str:
     if isinstance(value, bool):
         return f"boolean {'true' if value else 'false'}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
+        return f"string {shown(value, 40)}"
     if isinstance(value, int):
         return f"integer {value}"
     if isinstance(value, float):
@@ -70,7 +90,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        # A hostile file's key (a 200 KB one) is not echoed whole.
+        return f"{shorten(self.path, 120)}: {self.message}" if self.path else self.message
 
 
 class FileProblemsError(PylockError, ValueError):

@@ -30,6 +30,7 @@ import attrs
 from pylock.bounded import toml_loads
 from pylock.errors import PylockError
 from pylock.fsutil import CONFIG_FILENAME
+from pylock.ownfiles import read_project_file
 from pylock.versions import parse_request
 
 PYTHON_VERSION_FILE = ".python-version"
@@ -80,7 +81,11 @@ def guess_from_python_version(text: str) -> _Guess | None:
     series = match["series"]
     # GraalPy and PyPy releases have their own numbers (graalpy-24.1.0); only the
     # Python version they implement can go into pythons.toml.
-    if not series.startswith("3"):
+    if series.split(".")[0] != "3":
+        return None
+    try:
+        parse_request(series)  # a part of thousands of digits would only fail later
+    except ValueError:
         return None
     abi = (match["abi"] or "").lower()
     plus = (match["plus"] or "").lower()
@@ -123,7 +128,8 @@ def _read(path: Path) -> tuple[str | None, str]:
     if path.is_dir():  # Windows says "permission denied" for one
         return None, ""
     try:
-        return path.read_bytes().decode("utf-8-sig"), ""
+        # Bounded, and never a pipe or a device: `/dev/zero` or a FIFO would never end.
+        return read_project_file(path).decode("utf-8-sig"), ""
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None, ""
     except OSError as error:

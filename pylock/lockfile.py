@@ -30,7 +30,7 @@ import attrs
 
 from pylock import __version__
 from pylock.bounded import toml_loads
-from pylock.errors import LockFileError, Problem, PylockError, describe_toml_value
+from pylock.errors import LockFileError, Problem, PylockError, describe_toml_value, shown
 from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
 from pylock.urls import filename_from_url, has_credentials, redact, url_problem
@@ -79,13 +79,13 @@ def name_problem(name: str) -> str | None:
     """
     if not _NAME.fullmatch(name) or len(name) > _MAX_WORD:
         return (
-            f"invalid name {name!r} (expected letters, digits, '.', '_' or '-', "
+            f"invalid name {shown(name)} (expected letters, digits, '.', '_' or '-', "
             "starting with a letter or digit)"
         )
     if name.endswith("."):
-        return f"invalid name {name!r} (Windows drops a trailing '.' from directory names)"
+        return f"invalid name {shown(name)} (Windows drops a trailing '.' from directory names)"
     if name.split(".")[0].lower() in _WINDOWS_RESERVED:
-        return f"invalid name {name!r} (a reserved device name on Windows)"
+        return f"invalid name {shown(name)} (a reserved device name on Windows)"
     return None
 
 
@@ -104,7 +104,7 @@ def build_problem(tag: str) -> str | None:
         return 'empty build tag (expected e.g. "20251014", or leave it out for the newest)'
     if not _BUILD.fullmatch(tag) or len(tag) > _MAX_WORD:
         return (
-            f'invalid build tag {tag!r} (expected e.g. "20251014": '
+            f'invalid build tag {shown(tag)} (expected e.g. "20251014": '
             "letters, digits, '.', '_', '+' or '-')"
         )
     return None
@@ -116,14 +116,14 @@ def version_problem(version: str) -> str | None:
     >>> [version_problem(v) is None for v in ("3.13.9", "3.15.0rc1", "banana", "3.13.9\\n")]
     [True, True, False, False]
     """
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import Version
 
-    problem = f'invalid version {version!r} (expected an exact version such as "3.13.9")'
+    problem = f'invalid version {shown(version)} (expected an exact version such as "3.13.9")'
     if _CONTROL.search(version) or len(version) > _MAX_WORD:
         return problem
     try:
         Version(version)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a part too long for int()
         return problem
     return None
 
@@ -133,22 +133,34 @@ def artifact_url_problem(url: str) -> str | None:
 
     The URL is shown redacted: a lock or ``pythons.toml`` may carry a secret by mistake.
     """
-    shown = redact(url)
+    redacted = redact(url)
     if _CONTROL.search(url):
-        return f"invalid URL {shown!r} (control characters or spaces; escape them as %XX)"
+        return f"invalid URL {shown(redacted)} (control characters or spaces; escape them as %XX)"
     syntax = url_problem(url)
     if syntax is not None:
-        return f"invalid URL {shown!r}: {syntax}"
+        return f"invalid URL {shown(redacted)}: {syntax}"
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or (
         parts.scheme != "file" and not parts.hostname
     ):
-        return f"invalid URL {shown!r} (expected https://, http:// or file://)"
+        return f"invalid URL {shown(redacted)} (expected https://, http:// or file://)"
+    if parts.scheme == "file" and not parts.path.startswith("/"):
+        # `file:a.tar.gz` would name a file relative to wherever a command runs.
+        return f"invalid URL {shown(redacted)} (a file URL needs an absolute path)"
+    filename = filename_from_url(url)
+    if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME:
+        # The cache keeps the archive under its own name, which no file system would take.
+        return f"invalid URL {shown(redacted)} (a file name longer than {MAX_FILENAME} bytes)"
     try:
-        ArchiveFormat.from_filename(filename_from_url(url))
+        ArchiveFormat.from_filename(filename)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+#: The longest archive file name (in UTF-8 bytes) a URL may end in: what ext4, APFS and NTFS
+#: take in one path component.
+MAX_FILENAME = 255
 
 
 #: What to do instead of writing a secret into a URL that ``pythons.lock`` keeps.
@@ -171,7 +183,9 @@ def credentials_problem(url: str) -> str | None:
     """
     if not has_credentials(url):
         return None
-    return f"URL {redact(url)!r} carries credentials, which would be written to {LOCK_FILENAME}"
+    return (
+        f"URL {shown(redact(url))} carries credentials, which would be written to {LOCK_FILENAME}"
+    )
 
 
 def locked_url_problem(url: str) -> str | None:
@@ -375,7 +389,7 @@ def refuse_credentials(lock: LockFile) -> None:
             problem = credentials_problem(artifact.url)
             if problem is not None:
                 raise PylockError(
-                    f"refusing to write {LOCK_FILENAME}: python {python.name!r} "
+                    f"refusing to write {LOCK_FILENAME}: python {shown(python.name)} "
                     f"({python.label}, {artifact.platform}): {problem}",
                     hint="take them out of where the URL came from (a --python-downloads-json "
                     f"file, or an old lock: `pylock lock --upgrade-python {python.name}`); "
@@ -397,6 +411,9 @@ _PYTHON_KEYS = (
     "artifacts",
 )
 _ARTIFACT_KEYS = ("platform", "url", "sha256", "size")
+#: The largest ``size`` read (2**53 bytes, 8 PiB: the largest integer every JSON reader of
+#: ``diff --format json`` keeps exactly). A 400-digit one broke the size arithmetic.
+MAX_SIZE = 2**53
 
 
 class _Reader:
@@ -452,7 +469,7 @@ def _enum(reader: _Reader, enum_type: Any, value: str | None, path: str) -> Any:
         return enum_type(value)
     except ValueError:
         allowed = ", ".join(str(m) for m in enum_type)
-        reader.problem(path, f"unknown value {value!r} (expected one of: {allowed})")
+        reader.problem(path, f"unknown value {shown(value)} (expected one of: {allowed})")
         return None
 
 
@@ -470,20 +487,22 @@ def _read_artifact(reader: _Reader, table: Any, path: str) -> Artifact | None:
         canonical = canonical_key(platform)
         reader.problem(
             f"{path}.platform",
-            f"{platform!r} is not a canonical platform key (write {canonical!r})"
+            f"{shown(platform)} is not a canonical platform key (write {canonical!r})"
             if canonical
             else unknown_platform_message(platform),
         )
         platform = None
     if sha256 is not None and not is_sha256(sha256):
-        reader.problem(f"{path}.sha256", f"invalid sha256 {sha256!r} (expected 64 lowercase hex)")
+        reader.problem(
+            f"{path}.sha256", f"invalid sha256 {shown(sha256, 80)} (expected 64 lowercase hex)"
+        )
         sha256 = None
     bad_url = artifact_url_problem(url) if url is not None else None
     if bad_url is not None:
         reader.problem(f"{path}.url", bad_url)
         url = None
-    if size is not None and size < 0:
-        reader.problem(f"{path}.size", f"invalid size {size} (expected a byte count)")
+    if size is not None and not 0 <= size <= MAX_SIZE:
+        reader.problem(f"{path}.size", f"invalid size {shown(size)} (expected a byte count)")
         size = None
     if platform is None or url is None or sha256 is None:
         return None
@@ -527,7 +546,7 @@ def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
         if artifact.platform in seen:
             reader.problem(
                 f"{path}.artifacts[{index}].platform",
-                f"platform {artifact.platform!r} is locked twice",
+                f"platform {shown(artifact.platform)} is locked twice",
             )
         seen.add(artifact.platform)
         artifacts.append(artifact)
@@ -563,7 +582,9 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
     created_by = reader.get(document, "created-by", str, "")
     digest = reader.get(document, "config-digest", str, "")
     if digest is not None and not _DIGEST.fullmatch(digest):
-        reader.problem("config-digest", f"invalid digest {digest!r} (expected sha256:<64 hex>)")
+        reader.problem(
+            "config-digest", f"invalid digest {shown(digest, 80)} (expected sha256:<64 hex>)"
+        )
     pythons: list[LockedPython] = []
     names: set[str] = set()
     raw_pythons = reader.get(document, "python", list, "", required=False)
@@ -572,7 +593,9 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
         if python is None:
             continue
         if python.name in names:
-            reader.problem(f"python[{index}].name", f"interpreter {python.name!r} is locked twice")
+            reader.problem(
+                f"python[{index}].name", f"interpreter {shown(python.name)} is locked twice"
+            )
         names.add(python.name)
         pythons.append(python)
     defaults = [p.name for p in pythons if p.default]
@@ -650,8 +673,8 @@ def salvage(text: str) -> list[LockedPython]:
     found: list[LockedPython] = []
     for side in sides:
         try:
-            document = tomllib.loads(side)
-        except (tomllib.TOMLDecodeError, RecursionError):
+            document = toml_loads(side)
+        except tomllib.TOMLDecodeError:
             continue
         raw_pythons = document.get("python")
         if not isinstance(raw_pythons, list):
@@ -690,8 +713,8 @@ def refuse_newer(text: str, *, filename: str = LOCK_FILENAME) -> None:
     conflict = find_conflict(text)
     for side in [conflict.ours, conflict.theirs] if conflict else [text]:
         try:
-            version = tomllib.loads(side).get("lock-version")
-        except (tomllib.TOMLDecodeError, RecursionError):
+            version = toml_loads(side).get("lock-version")
+        except tomllib.TOMLDecodeError:
             continue
         if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
             raise _unsupported_version(filename, version)

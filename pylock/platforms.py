@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from pylock.errors import shown
 from pylock.settings import host_windows_arch
 from pylock.versions import Implementation
 
@@ -301,7 +302,7 @@ def is_host(key: str) -> bool:
 
 def unknown_platform_message(key: object) -> str:
     """Explain that ``key`` is not a platform key, suggesting the nearest ones."""
-    text = f"unknown platform {key!r}"
+    text = f"unknown platform {shown(key)}"
     if isinstance(key, str):
         import difflib
 

@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 import attrs
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from pylock.config import Config, PythonRequest
 from pylock.errors import ResolutionError, UsageError
@@ -164,7 +164,7 @@ def pick_recovered(
     def newest(entry: LockedPython) -> tuple[Version, tuple[str, tuple[int, ...], str]]:
         try:
             version = Version(entry.version)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or a part too long for int()
             version = Version("0")
         return (version, order(entry.build or ""))
 
@@ -208,7 +208,7 @@ def satisfies(request: PythonRequest, entry: LockedPython, *, platforms: Collect
         return False
     try:
         version = Version(entry.version)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a part too long for int()
         return False
     spec = request.specifier
     if request.url is not None:

@@ -176,22 +176,22 @@ def parse_size(text: str) -> int:
     """
     import re
 
-    from pylock.errors import UsageError
+    from pylock.errors import UsageError, shown
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*", text.lower())
     if not match:
         raise UsageError(
-            f"invalid size {text!r}",
+            f"invalid size {shown(text)}",
             hint='write a size like "500M", "2G", "1.5GiB" or "800MB" (M = MiB, MB = 10^6)',
         )
     number, prefix, binary, byte = match.groups()
     if binary and not (prefix and byte):
-        raise UsageError(f"invalid size {text!r}", hint='write e.g. "1.5GiB"')
+        raise UsageError(f"invalid size {shown(text)}", hint='write e.g. "1.5GiB"')
     power = "kmgt".index(prefix) + 1 if prefix else 0
     base = 1000 if (byte and not binary and prefix) else 1024
     size = float(number) * base**power
     if size > 2**63:  # also an overflow to infinity, which int() cannot take
-        raise UsageError(f"invalid size {text[:40]!r}: too large", hint='write e.g. "500G"')
+        raise UsageError(f"invalid size {shown(text, 40)}: too large", hint='write e.g. "500G"')
     return int(size)
 
 
@@ -323,11 +323,11 @@ class Settings:
         value = self.flags[name]
         if isinstance(value, bool):
             return value
-        from pylock.errors import UsageError
+        from pylock.errors import UsageError, shown
 
         raise UsageError(
             f"{_FLAG_VARIABLES[name]} must be true ({', '.join(_TRUE)}) or false "
-            f"({', '.join(_FALSE)}), not {value!r}",
+            f"({', '.join(_FALSE)}), not {shown(value)}",
             hint="unset it (or leave it empty), or set it to one of those; case does not matter",
         )
 
@@ -429,7 +429,7 @@ _AT_LEAST_ONE: dict[str, tuple[Callable[[str], int], str, str]] = {
 
 def _at_least_one(name: str, text: str) -> int:
     """``text``, the value of the variable ``name``, as a number >= 1; else one error."""
-    from pylock.errors import UsageError
+    from pylock.errors import UsageError, shown
 
     parse, must, hint = _AT_LEAST_ONE[name]
     try:
@@ -437,5 +437,5 @@ def _at_least_one(name: str, text: str) -> int:
     except (ValueError, UsageError):
         value = 0
     if value < 1:
-        raise UsageError(f"{name} must be {must}, not {text!r}", hint=hint)
+        raise UsageError(f"{name} must be {must}, not {shown(text)}", hint=hint)
     return value

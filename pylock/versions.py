@@ -17,7 +17,9 @@ import enum
 import re
 from typing import TYPE_CHECKING
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
+
+from pylock.errors import shown
 
 if TYPE_CHECKING:
     # Imported where used: ``sync`` never parses a request, and it costs ~10 ms.
@@ -119,7 +121,7 @@ def parse_version(text: str) -> Version:
     """Parse an exact interpreter version such as ``3.13.9`` or ``3.15.0a7``."""
     try:
         return Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a part too long for int()
         raise ValueError(f'invalid version {shown(text)} (expected e.g. "3.13.9")') from None
 
 
@@ -128,6 +130,8 @@ def parse_version(text: str) -> Version:
 #: (``int()`` refuses 4,300).
 RELEASE_PATTERN = r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:(?:a|b|rc)[0-9]{1,9})?"
 _RELEASE = re.compile(RELEASE_PATTERN)
+#: A number longer than any part of a version :data:`RELEASE_PATTERN` accepts.
+_LONG_NUMBER = re.compile(r"[0-9]{10}")
 
 
 def is_release_version(text: object) -> bool:
@@ -144,19 +148,6 @@ def is_release_version(text: object) -> bool:
 _PINNED_BUILD = re.compile(rf"\s*({RELEASE_PATTERN})\+([0-9]{{8}})\s*", re.ASCII)
 
 
-def shown(value: object, most: int = 60) -> str:
-    """``value`` as a message quotes it, cut to ``most`` characters: a 600 KB value from a
-    file or a server is not echoed whole.
-
-    >>> shown("3.13,x"), shown("9" * 100)[-6:], shown([1] * 100)[-6:]
-    ("'3.13,x'", "99...'", ' 1,...')
-    """
-    if isinstance(value, str):
-        return repr(value if len(value) <= most else value[: most - 3] + "...")
-    text = repr(value)
-    return text if len(text) <= most else text[: most - 3] + "..."
-
-
 def parse_request(text: str) -> SpecifierSet:
     """Turn a ``version`` request from ``pythons.toml`` into a specifier set.
 
@@ -166,6 +157,10 @@ def parse_request(text: str) -> SpecifierSet:
     """
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+    if _LONG_NUMBER.search(text):
+        # No version part has ten digits, and packaging's int() of one with thousands
+        # raises a ValueError when the specifier is used.
+        raise ValueError(f"invalid version {shown(text)}: a number of more than 9 digits")
     bare = _BARE.match(text)
     if bare:
         parts = bare.group(1)
@@ -219,6 +214,6 @@ def _names_prerelease(spec: SpecifierSet) -> bool:
         try:
             if Version(item.version.removesuffix(".*")).is_prerelease:
                 return True
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or a part too long for int()
             continue
     return False

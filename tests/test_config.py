@@ -245,9 +245,8 @@ def test_dotted_names_are_valid() -> None:
         pytest.param(
             '[python.app]\nversion = "3.13.' + "9" * 5000 + '+20251014"\n',
             [
-                "pythons.toml: python.app.version: invalid specifier "
-                f"'3.13.{'9' * 52}...' "
-                '(expected e.g. "3.13", "3.12.11" or ">=3.12,<3.14")'
+                "pythons.toml: python.app.version: invalid version "
+                f"'3.13.{'9' * 52}...': a number of more than 9 digits"
             ],
             id="huge-version-with-build-cut",
         ),
@@ -409,6 +408,14 @@ def test_dotted_names_are_valid() -> None:
                 "(expected https://, http:// or file://)"
             ],
             id="url-without-host",
+        ),
+        pytest.param(
+            '[python.x]\nurl = "file:a.tar.gz"\n',
+            [
+                "pythons.toml: python.x.url: invalid URL 'file:a.tar.gz' "
+                "(a file URL needs an absolute path)"
+            ],
+            id="url-file-relative",
         ),
         pytest.param(
             '[python.x]\nurl = "https://e.example/python.exe"\n',

@@ -108,6 +108,7 @@ def test_custom_mirror_names_are_accepted() -> None:
         ({"major": "3"}, "'major' must be a non-negative integer"),
         ({"patch": True}, "'patch' must be a non-negative integer"),
         ({"prerelease": "-zz"}, "invalid version"),
+        ({"prerelease": "a" + "1" * 5000}, "invalid version '3.13.7a1111"),  # int() limit
         ({"variant": "turbo"}, "unknown variant"),
         ({"arch": "x86_64"}, "'arch' must be an object"),
         ({"arch": {"family": "x86_64", "variant": 2}}, "'arch.variant'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,10 @@ def test_python_version_file(text: str, expected: tuple[str, str, str, bool]) ->
 
 @pytest.mark.parametrize(
     "text",
-    ["", "# only a comment\n", "system", "graalpy-24.1.0", "2.7.18", "pypy3.10t", "latest", "3.x"],
+    [
+        *("", "# only a comment\n", "system", "graalpy-24.1.0", "2.7.18", "pypy3.10t", "latest"),
+        *("3.x", "30.1", "31", "3." + "1" * 5000),  # attack: written, then `lock` failed
+    ],
 )
 def test_python_version_file_pylock_cannot_use(text: str) -> None:
     assert guess_from_python_version(text) is None
@@ -141,6 +145,20 @@ def test_starter_says_which_files_it_could_not_read(tmp_path: Path) -> None:
     assert source.startswith(
         f"version {HOST_SERIES}, the series of the Python running pylock; "
         ".python-version is not UTF-8 text; cannot read pyproject.toml ("
+    )
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_starter_passes_over_a_fifo_and_an_endless_device(tmp_path: Path) -> None:
+    # Attack: a FIFO .python-version hung `pylock init`; /dev/zero ate all memory.
+    os.mkfifo(tmp_path / ".python-version")
+    (tmp_path / "pyproject.toml").symlink_to("/dev/zero")
+    _, source = starter_config(tmp_path)
+    assert source == (
+        f"version {HOST_SERIES}, the series of the Python running pylock; "
+        "cannot read .python-version (not a regular file); "
+        "cannot read pyproject.toml (not a regular file)"
     )
 
 

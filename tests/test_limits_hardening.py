@@ -238,6 +238,102 @@ def test_hostile_lock_is_one_clean_error_in_every_command(
         assert "(at line 4, column" in first
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "1_" * 4400 + "1", "-" + "9" * 5000])
+def test_an_integer_int_cannot_convert_is_a_decode_error_naming_its_place(value: str) -> None:
+    # tomllib lets int()'s plain ValueError (more than 4,300 digits) through.
+    text = 'a = "9999"  # 9999\nb = [1,\n  ' + value + "]\n"
+    with pytest.raises(tomllib.TOMLDecodeError, match=r"more than 4300 digits") as caught:
+        toml_loads(text)
+    assert "(line 3, column 3)" in str(caught.value).replace("at line", "line")
+
+
+@pytest.mark.timeout(30)
+def test_a_huge_integer_is_one_clean_error_for_the_lock_and_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pythons.toml").write_text(
+        '[python.app]\nversion = "3.13"\nx = ' + "9" * 5000 + "\n", encoding="utf-8"
+    )
+    lock = tmp_path / "pythons.lock"
+    lock.write_text(LOCK_HEAD + "extra = " + "9" * 5000 + "\n", encoding="utf-8")
+    for argv, name in (
+        (["lock", "--check"], "pythons.toml"),
+        (["list"], "pythons.lock"),
+        (["sync", "--into", str(tmp_path / "into")], "pythons.lock"),
+    ):
+        assert main(["--project", str(tmp_path), *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        first = err.splitlines()[0]
+        assert first.startswith("pylock: error: "), err
+        assert f"{name}: invalid TOML: an integer of more than 4300 digits (at line" in first
+
+
+LONG = "x" * 200_000
+ARTIFACT = (
+    '[[python.artifacts]]\nplatform = "linux-x86_64-gnu"\n'
+    'url = "https://example.com/a.tar.gz"\nsha256 = "' + "0" * 64 + '"\n'
+)
+PYTHON = (
+    '[[python]]\nname = "app"\nimplementation = "cpython"\nversion = "3.13.1"\n'
+    'build = "20990101"\nvariant = "default"\nflavor = "install_only"\n'
+)
+#: Locks and configs each carrying one 200,000-character value (attack: echoed whole, twice
+#: for a name) or a size that no arithmetic of the diff can take.
+LONG_VALUES = {
+    "lock name": ("lock", PYTHON.replace('"app"', f'"{LONG}"') + ARTIFACT),
+    "lock version": ("lock", PYTHON.replace('"3.13.1"', f'"{LONG}"') + ARTIFACT),
+    "lock url": ("lock", PYTHON + ARTIFACT.replace("a.tar.gz", LONG + ".tar.gz")),
+    "lock sha256": ("lock", PYTHON + ARTIFACT.replace("0" * 64, LONG)),
+    "lock platform": ("lock", PYTHON + ARTIFACT.replace("linux-x86_64-gnu", LONG)),
+    "lock size": ("lock", PYTHON + ARTIFACT + "size = 1" + "0" * 400 + "\n"),
+    "lock unknown key": ("lock", PYTHON + ARTIFACT + LONG + " = 1\n"),
+    "config name": ("config", f'[python.{LONG}]\nversion = "3.13"\n'),
+    "config key": ("config", f'[python.app]\nversion = "3.13"\n{LONG} = 1\n'),
+    "config variant": ("config", f'[python.app]\nversion = "3.13"\nvariant = "{LONG}"\n'),
+    "config platform": ("config", f'[python.app]\nversion = "3.13"\nplatforms = ["{LONG}"]\n'),
+    "config version": ("config", f'[python.app]\nversion = "{LONG}"\n'),
+    "config url": (
+        "config",
+        f'[python.app]\nurl = "https://e.com/{LONG}.tar.gz"\nsha256 = "{"0" * 64}"\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_VALUES))
+def test_a_long_or_huge_value_is_shown_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    kind, body = LONG_VALUES[case]
+    if kind == "lock":
+        (tmp_path / "pythons.lock").write_text(LOCK_HEAD + body, encoding="utf-8")
+        argv = ["list"]
+    else:
+        (tmp_path / "pythons.toml").write_text(body, encoding="utf-8")
+        argv = ["lock", "--check"]
+    assert main(["--project", str(tmp_path), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pylock: error: "), err[:300]
+    assert "Traceback" not in err
+    assert len(err) < 1500, err[:1500]
+    assert "..." in err or "invalid size 1000" in err, err  # the value itself, cut
+
+
+def test_diff_of_locks_with_sizes_past_the_bound_is_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = tmp_path / "old.lock", tmp_path / "new.lock"
+    old.write_text(LOCK_HEAD + PYTHON + ARTIFACT + "size = 0\n", encoding="utf-8")
+    new.write_text(
+        LOCK_HEAD + PYTHON + ARTIFACT.replace("0" * 64, "1" * 64) + "size = 1" + "0" * 400 + "\n",
+        encoding="utf-8",
+    )
+    assert main(["diff", str(old), str(new)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid size 1000" in err and "(expected a byte count)" in err
+    assert len(err) < 500
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("case", ["deep inline tables", "quoted dotted key", "unclosed arrays"])
 def test_hostile_pythons_toml_is_one_clean_error(

@@ -39,6 +39,20 @@ def test_bad_requests(text: str) -> None:
         parse_request(text)
 
 
+@pytest.mark.parametrize("text", ["3." + "1" * 4301, ">=" + "9" * 5000, "==3.13.1234567890"])
+def test_requests_with_numbers_no_version_has_are_refused_when_read(text: str) -> None:
+    # Attack: they passed, and `lock` then died in packaging's int() (4,300-digit limit).
+    with pytest.raises(ValueError, match="a number of more than 9 digits") as caught:
+        parse_request(text)
+    assert len(str(caught.value)) < 150
+    assert str(parse_request("3.13.123456789")) == "==3.13.123456789"
+
+
+def test_parse_version_of_a_part_int_cannot_read() -> None:
+    with pytest.raises(ValueError, match="invalid version"):
+        parse_version("3." + "1" * 5000)
+
+
 def test_prereleases_only_when_allowed() -> None:
     spec = parse_request("3.15")
     assert not request_allows(spec, Version("3.15.0a7"), prereleases=False)

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from pylock.errors import UpstreamError
+from pylock.errors import UpstreamError, shown
 from pylock.index.model import Build, tag_date
 from pylock.index.names import (
     flavor_in_filename,
@@ -36,7 +36,7 @@ from pylock.lockfile import (
 )
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url
-from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant, shown
+from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
 
@@ -139,7 +139,7 @@ def _read_entry(e: _Entry) -> Build | None:
     version_text = f"{e.number('major')}.{e.number('minor')}.{e.number('patch')}{prerelease}"
     try:
         Version(version_text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a part too long for int()
         raise e.fail(f"invalid version {shown(version_text)}") from None
 
     raw_variant = e.optional_text("variant")
