@@ -1205,7 +1205,17 @@ def main(
     _utf8_when_redirected(sys.stdout)
     if settings is None:
         settings = Settings.from_environ(os.environ if environ is None else environ)
-    ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
+    try:
+        ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
+    except FileNotFoundError:  # Path.cwd(): the directory the shell is in was removed
+        report_error(
+            PylockError(
+                "the current directory no longer exists",
+                hint="cd to an existing directory, or pass --project DIR",
+            ),
+            color=False,
+        )
+        return 1
     from pylock.interrupts import sigterm_as_interrupt
 
     with sigterm_as_interrupt():

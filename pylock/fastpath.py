@@ -63,10 +63,23 @@ _CHECKED_SETTINGS = (
 
 
 def host_fingerprint() -> str:
-    """A cheap identity of the machine and interpreter word size (no ``platform`` import)."""
+    """A cheap identity of the machine, the interpreter word size and (Linux) the C library:
+    everything :func:`pylock.platforms.host` tells platforms by, without importing
+    ``platform``. A project mounted into an Alpine container keeps its inodes and times,
+    and a state written beside glibc must not answer for musl there."""
     # os.uname is missing on Windows, which names the machine in the environment.
     machine = os.uname().machine if hasattr(os, "uname") else host_windows_arch()
-    return f"{sys.platform}/{machine}/{64 if sys.maxsize > 2**32 else 32}"
+    return f"{sys.platform}/{machine}/{64 if sys.maxsize > 2**32 else 32}/{_libc()}"
+
+
+def _libc() -> str:
+    """``glibc`` where the C library is glibc (what ``platform.libc_ver`` asks first), else
+    empty: musl, and every system but Linux."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or not glibc
+        return ""
+    return version.split()[0] if version else ""
 
 
 def file_sha256(path: str) -> str | None:
@@ -117,7 +130,12 @@ def options_key(argv: Sequence[str], settings: Settings, salt: str | None = None
 
 def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
     """Understand ``[globals] sync [options]``, or give up (``None``): the options by
-    their long names, a flag's value ``True``, a repeated option's last value."""
+    their long names, a flag's value ``True``.
+
+    It gives up where argparse might decide otherwise than a plain reading: an option
+    with a value given twice (argparse checks each value, and keeps all of a ``--rewrite``),
+    and a separate value that starts with ``-`` (argparse may take it for a missing one).
+    """
     options: dict[str, str | bool] = {}
     args = list(argv)
     seen_sync = False
@@ -132,13 +150,16 @@ def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
         if name in values:
             if eq:
                 value = inline
-            elif args:
+            elif args and not args[0].startswith("-"):
                 value = args.pop(0)
             else:
                 return None
             if not value and name in _INTERPRETED:
                 return None  # `--into ""`: the full CLI's usage error
-            options[_ALIASES.get(name, name)] = value
+            key = _ALIASES.get(name, name)
+            if key in options:
+                return None
+            options[key] = value
         elif arg in flags:
             options[_ALIASES.get(arg, arg)] = True
         else:
@@ -166,7 +187,11 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     options = sync_options(argv)
     if options is None or settings.bin_dir:
         return None
-    project, dest = sync_dirs(options, settings)
+    try:
+        project, dest = sync_dirs(options, settings)
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed: the full sync says so
+        return None
     state = read_state(dest)
     if state is None or state.get("host") != host_fingerprint():
         return None
@@ -201,7 +226,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
     if options.get("--quiet"):
         return ""
     count = len(records)
-    shown = os.path.relpath(dest) if dest.startswith(os.getcwd() + os.sep) else dest
+    shown = os.path.relpath(dest, cwd) if dest.startswith(os.path.join(cwd, "")) else dest
     return f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
 
 

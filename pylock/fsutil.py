@@ -283,7 +283,7 @@ def display_path(path: Path) -> str:
     """A path as the user would like to read it: relative to cwd when inside it."""
     try:
         return str(path.relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError):  # elsewhere, or the working directory was removed
         return str(path)
 
 

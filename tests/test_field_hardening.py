@@ -54,6 +54,75 @@ def test_fast_path_does_not_answer_for_a_moved_install_dir(
     assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
 
 
+def test_fast_path_does_not_answer_for_another_c_library(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project mounted into an Alpine container keeps its inodes and times: the state
+    written beside glibc answered "up to date" for musl, whose builds differ (attack)."""
+    from pylock import fastpath
+
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    settings = Settings.from_environ({})
+    monkeypatch.setattr(fastpath, "_libc", lambda: "glibc")
+    if try_noop_sync(argv, settings) is None:
+        pytest.skip("this host's C library is not glibc")
+    monkeypatch.setattr(fastpath, "_libc", lambda: "")
+    assert try_noop_sync(argv, settings) is None
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--jobs", "x", "--jobs", "2"],  # argparse checks every value
+        ["--rewrite", "garbage", "--rewrite", "http://a.example/=http://b.example/"],
+        ["--into", "-foo"],  # argparse: --into without its value
+        ["--mirror", "-x"],
+    ],
+)
+def test_fast_path_gives_up_where_argparse_reads_otherwise(
+    sync_project: Project, app_a: Build, extra: list[str]
+) -> None:
+    from pylock.fastpath import sync_options
+
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    assert sync_options([*argv, *extra]) is None
+    assert try_noop_sync([*argv, *extra], Settings.from_environ({})) is None
+    # `--into=-foo` is unambiguous: argparse takes it as the value.
+    assert sync_options(["sync", "--into=-foo"]) == {"--into": "-foo"}
+
+
+def test_fast_path_gives_up_when_the_working_directory_is_gone(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+
+    def gone() -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(os, "getcwd", gone)
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+
+
+def test_a_removed_working_directory_is_one_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock.cli import main
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert err.startswith("pylock: error: the current directory no longer exists\n")
+
+
 def test_no_state_stamps_a_tree_another_lock_replaced_meanwhile(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -967,6 +1036,11 @@ def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     done = sync_project.sync()
     assert done.code == 0, done.err
     assert (sync_project.into / "tool").is_dir()
+
+    # The fast path would print its one line, not the warning: no state, each sync warns.
+    assert not (sync_project.into / STATE_FILE).exists()
+    again = sync_project.sync()
+    assert again.code == 0 and f"app is not locked for {host().key}; skipped" in again.err
 
     # The lock drops this platform for good: the sync still prunes what it had installed.
     lock_path.write_text(dumps(make_lock([elsewhere(app_a)], config_digest="sha256:" + "0" * 64)))

@@ -519,7 +519,7 @@ def run_sync(
         usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
     if plan.is_noop:
         _link_bin_dir(request, reporter)
-        _remember(request, plan.current, config_sha, reporter)
+        _remember(request, plan.current, config_sha, reporter, plan.unavailable)
         return SyncOutcome(
             noop=True,
             result=SyncResult(current=plan.current, unavailable=plan.unavailable),
@@ -550,7 +550,7 @@ def run_sync(
     _link_bin_dir(request, reporter, prune=not result.failed)
     current = result.installed + result.current
     if not result.failed:
-        _remember(request, current, config_sha, reporter)
+        _remember(request, current, config_sha, reporter, plan.unavailable)
     return SyncOutcome(noop=False, result=result, current=current)
 
 
@@ -593,10 +593,18 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
 
 
 def _remember(
-    request: SyncRequest, names: Sequence[str], config_sha: str | None, reporter: Reporter
+    request: SyncRequest,
+    names: Sequence[str],
+    config_sha: str | None,
+    reporter: Reporter,
+    unavailable: Sequence[str],
 ) -> None:
     """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
     if not request.remember:
+        return
+    if unavailable:
+        # The fast path prints one line, not this sync's "not locked for ...; skipped"
+        # warnings: with any to give, every sync is a full one.
         return
     from pylock.fastpath import write_state
 
