@@ -43,6 +43,21 @@ BROKEN_DATA = {
         b"build_time_vars = {'prefix': " + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
         "",
     ),
+    # Attack: repr() of the first raised (4,300 digits); the others were written back as
+    # `inf` and `nan`, names an import of sysconfig then failed on.
+    "huge-integer": (
+        b"build_time_vars = {'prefix': '/install', 'X': 0x" + b"f" * 5000 + b"}\n",
+        "cannot write back",
+    ),
+    "huge-integer-nested": (
+        b"build_time_vars = {'prefix': '/install', 'X': [0x" + b"f" * 5000 + b"]}\n",
+        "cannot write back",
+    ),
+    "infinite-float": (b"build_time_vars = {'prefix': '/install', 'X': 1e999}\n", "write back"),
+    "infinite-float-nested": (
+        b"build_time_vars = {'prefix': '/install', 'X': [1e999]}\n",
+        "cannot write back",
+    ),
 }
 
 
@@ -67,6 +82,36 @@ def test_broken_sysconfigdata_is_left_as_shipped_with_a_warning(tmp_path: Path, 
     assert warning.startswith(f"app: left {DATA} as shipped: ")
     assert reason in warning
     assert "\n" not in warning
+
+
+def test_a_fixup_leaves_an_archive_member_named_like_its_temporary_file_alone(
+    tmp_path: Path,
+) -> None:
+    # Attack: the fixed name `.NAME.pylock-fixup` was taken, the install failed as a file
+    # system error, after the member had been unlinked.
+    tree = make_tree(tmp_path / "tree", GOOD_DATA.encode())
+    squatter = (tree / DATA).with_name(f".{(tree / DATA).name}.pylock-fixup")
+    squatter.write_bytes(b"member")
+    assert DATA in apply_fixups(tree, Path("/opt/python/app"), print)
+    assert squatter.read_bytes() == b"member"
+    assert not [
+        p for p in squatter.parent.iterdir() if p.name.endswith(".pylock-fixup") and p != squatter
+    ]
+
+
+def test_stale_caches_of_a_name_with_glob_characters_are_its_own(tmp_path: Path) -> None:
+    from pylock.sync.fixups import _stale_caches
+
+    data = tmp_path / "lib" / "_sysconfigdata_[x].py"
+    pycache = data.parent / "__pycache__"
+    pycache.mkdir(parents=True)
+    data.write_text(GOOD_DATA)
+    own, other = (
+        pycache / "_sysconfigdata_[x].cpython-312.pyc",
+        pycache / "_sysconfigdata_x.cpython-312.pyc",
+    )
+    own.write_bytes(b""), other.write_bytes(b"")
+    assert _stale_caches(tmp_path, data) == [own]
 
 
 def test_non_utf8_pc_file_is_left_as_shipped_with_a_warning(tmp_path: Path) -> None:

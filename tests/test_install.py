@@ -212,6 +212,21 @@ def test_adds_bin_python_for_older_pbs(tmp_path: Path) -> None:
 
 
 @posix_only
+def test_no_bin_python_is_added_through_a_symlinked_bin(tmp_path: Path) -> None:
+    """Attack: ``bin`` a link to ``lib/real``: the added ``bin/python`` landed in
+    ``lib/real``, unrecorded under that name, and ``verify`` failed on a fresh install."""
+    entries = [
+        archives.exe("python/lib/real/python3.12", b"#!fake\n"),
+        archives.symlink("python/lib/real/python3", "python3.12"),
+        archives.symlink("python/bin", "lib/real"),
+    ]
+    archive, artifact = make_archive(tmp_path, "linked", entries)
+    tree = do_install(archive, artifact, tmp_path / "d")
+    assert not os.path.lexists(tree / "lib/real/python")
+    assert verify(tmp_path / "d", "app").ok
+
+
+@posix_only
 def test_fixup_changes_are_recorded(tmp_path: Path) -> None:
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
     calls: list[tuple[Path, Path]] = []

@@ -231,3 +231,22 @@ def test_a_stale_lock_is_warned_about_on_every_sync(installed: Project, app_a: B
     quiet = sync(installed)
     assert quiet.code == 0 and "changed since" not in quiet.err
     assert state.stat().st_ino == before  # the fast path answered: nothing rewritten
+
+
+def test_a_nul_in_the_fixed_up_path_is_a_damaged_record(installed: Project) -> None:
+    """Attack: ``samefile`` raised on the NUL, and the fallback ``realpath`` raised again:
+    a traceback from ``sync``, ``list`` and ``which``. The tree is now not current."""
+    import json
+
+    record = installed.into / "app" / ".pylock" / "install.json"
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["fixed-up-for"] = "/a\u0000b"
+    record.write_text(json.dumps(data), encoding="utf-8")
+    into = ["--into", str(installed.into)]
+    listed = installed.run("list", *into)
+    assert listed.code == 0 and "[out of date" in listed.out, listed.out + listed.err
+    which = installed.run("which", *into, "app")
+    assert "Traceback" not in which.err
+    synced = installed.run("sync", *into, "--mirror", installed.mirror)
+    assert synced.code == 0, synced.err
+    assert "\0" not in str(json.loads(record.read_text(encoding="utf-8"))["fixed-up-for"])

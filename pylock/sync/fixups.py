@@ -21,6 +21,8 @@ hash).
 from __future__ import annotations
 
 import ast
+import glob
+import math
 import os
 import re
 import shlex
@@ -271,7 +273,8 @@ def _replace(path: Path, text: str) -> None:
     keeps the bytes the archive gave it.
     """
     mode = path.stat().st_mode & 0o777
-    tmp = path.with_name(f".{path.name}.pylock-fixup")
+    # A random part: a member of the archive may have the name a fixed one would take.
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.pylock-fixup")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(tmp, flags, mode)
@@ -289,12 +292,24 @@ def format_vars(variables: dict[str, Any]) -> str:
 
     Its values are flat (strings and numbers), so ``repr`` is the literal; anything
     nested goes through :mod:`pprint`, which is several times slower on ~1,000 items.
+    Raises :class:`FixupSkipped` for a value whose ``repr`` is no literal of it: ``1e999``
+    reads as ``inf`` (a name error when imported), and ``int`` refuses to write one of
+    more than 4,300 digits.
     """
-    if all(type(value) in (str, int, float, bool) for value in variables.values()):
-        return "{\n" + "".join(f" {key!r}: {value!r},\n" for key, value in variables.items()) + "}"
-    import pprint
+    try:
+        if all(type(value) in (str, int, float, bool) for value in variables.values()):
+            if any(type(v) is float and not math.isfinite(v) for v in variables.values()):
+                raise FixupSkipped("build_time_vars has a value Python cannot write back")
+            items = "".join(f" {key!r}: {value!r},\n" for key, value in variables.items())
+            return "{\n" + items + "}"
+        import pprint
 
-    return pprint.pformat(variables, width=100)
+        text = pprint.pformat(variables, width=100)
+        if ast.literal_eval(text) != variables:  # nan != nan too: a float it cannot write
+            raise FixupSkipped("build_time_vars has a value Python cannot write back")
+        return text
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
+        raise FixupSkipped("build_time_vars has a value Python cannot write back") from None
 
 
 def fix_sysconfigdata(path: Path, final_prefix: str, early: Early | None = None) -> bool:
@@ -397,7 +412,7 @@ def _stale_caches(tree: Path, data: Path) -> list[Path]:
     if not (pycache.is_dir() and _unlinked(tree, pycache)):
         return []
     stale = []
-    for cached in sorted(pycache.glob(f"{data.stem}.*.pyc")):
+    for cached in sorted(pycache.glob(f"{glob.escape(data.stem)}.*.pyc")):
         try:
             mode = cached.lstat().st_mode
         except FileNotFoundError:

@@ -610,8 +610,8 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
     from pylock.archive.writer import RecordEntry
 
     bin_dir = tmp / "bin"
-    if not bin_dir.is_dir() or os.path.lexists(bin_dir / "python"):
-        return
+    if bin_dir.is_symlink() or not bin_dir.is_dir() or os.path.lexists(bin_dir / "python"):
+        return  # never through a symlinked bin/: the link would land where it points
     minor = ".".join(python.version.split(".")[:2])
     suffix = python.variant.pbs_abi_suffix
     if (bin_dir / "python3").is_symlink():

@@ -141,6 +141,8 @@ def is_current(state: InstallState, artifact: Artifact) -> bool:
         # The tree moved since fix-ups wrote its path into sysconfig data: reinstall. The
         # same directory spelled another way (a symlink, a bind mount, another case on
         # macOS and Windows) has not moved.
+        if "\0" in state.fixed_up_for:
+            return False  # a damaged record: no path has a NUL byte
         try:
             return os.path.samefile(state.fixed_up_for, state.path)
         except (OSError, ValueError):
