@@ -229,6 +229,42 @@ def test_a_member_64_levels_deep_is_extracted_and_65_refused(tmp_path: Path) -> 
         extract(path, tmp_path / "dest2")
 
 
+def test_tiny_files_between_skipped_megabytes_pin_a_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: each one-byte file's data was a view into a decompressed megabyte the rest
+    of which was a skipped member (a GNU volume label); a batch counted one byte a file
+    and held 512 of them, 1 GB of memory for a 2 MB download."""
+    from pylock.archive import writer
+
+    label = (1 << 20) - 512
+    tar = OK
+    for i in range(16):
+        tar += header(b"vol", b"V", size=label) + bytes(label)
+        tar += member(f"python/f/{i}".encode(), b"x")
+    path = write(tmp_path, "pinned", tar + END)
+    held: list[int] = []
+    real = writer.ThreadSink.submit
+
+    def measuring(self: writer.ThreadSink, ops: list[tuple[object, ...]]) -> None:
+        chunks = {id(v.obj): len(v.obj) for op in ops for v in _views(op)}  # type: ignore[arg-type]
+        held.append(sum(chunks.values()))
+        real(self, ops)
+
+    monkeypatch.setattr(writer.ThreadSink, "submit", measuring)
+    extract(path, tmp_path / "dest", threaded=True)
+    assert (tmp_path / "dest" / "f" / "15").read_bytes() == b"x"
+    assert held and max(held) <= 3 << 20, max(held)
+
+
+def _views(op: tuple[object, ...]) -> list[memoryview]:
+    from pylock.archive.writer import DATA, FILE
+
+    found = op[4] if op[0] == FILE else [op[1]] if op[0] == DATA else []
+    assert isinstance(found, list) and all(isinstance(v, memoryview) for v in found)
+    return found
+
+
 def test_the_117_byte_archive(tmp_path: Path) -> None:
     """The archive of the report: a pax header whose base-256 size is -512."""
     data = gz(HOSTILE["pax-negative-size"])

@@ -110,6 +110,8 @@ class _Extraction:
         self.symlinks: list[str] = []
         self._ops: list[tuple[Any, ...]] = []
         self._bytes = 0
+        #: The chunk the last view queued was part of (see :meth:`_pinned`).
+        self._last_chunk: object = None
         self.max_members = max_members
         self.max_unpacked = max_unpacked
         #: Members seen and bytes of data they declare, skipped ones too (see ``admit``).
@@ -155,9 +157,20 @@ class _Extraction:
             raise self.over_limit(member)
 
     def _flush(self) -> None:
+        self._last_chunk = None
         if self._ops:
             ops, self._ops, self._bytes = self._ops, [], 0
             self.sink.submit(ops)
+
+    def _pinned(self, view: memoryview) -> int:
+        """The bytes queuing ``view`` keeps in memory: all of the chunk it is a view of,
+        counted once per batch. A one-byte file among skipped members pinned a whole
+        decompressed megabyte, and a batch of them half a gigabyte (attack)."""
+        chunk = view.obj
+        if chunk is self._last_chunk:
+            return 0
+        self._last_chunk = chunk
+        return len(chunk) if isinstance(chunk, bytes | bytearray) else len(view)
 
     def _queue(self, op: tuple[Any, ...], size: int = 0) -> None:
         self._ops.append(op)
@@ -216,22 +229,23 @@ class _Extraction:
     ) -> None:
         self._claim(rel, "f", member)
         first: list[memoryview] = []
-        pending = 0
+        pending = held = 0
         opened = False
         for view in data:
             if opened:
-                self._queue((DATA, view), len(view))
+                self._queue((DATA, view), self._pinned(view))
                 continue
             first.append(view)
             pending += len(view)
+            held += self._pinned(view)
             if pending >= CHUNK_SIZE:
                 # A large file: open it now and stream the rest, chunk by chunk.
-                self._queue((FILE, rel, executable, mtime, first, False), pending)
+                self._queue((FILE, rel, executable, mtime, first, False), held)
                 opened = True
         if opened:
             self._queue((END,))
         else:
-            self._queue((FILE, rel, executable, mtime, first, True), pending)
+            self._queue((FILE, rel, executable, mtime, first, True), held)
 
     def symlink(self, rel: str, target: str, member: str) -> None:
         problem = link_target_problem(rel, target)
