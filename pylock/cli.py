@@ -806,7 +806,7 @@ def _cmd_list(ctx: Context) -> int:
 
 def _cmd_which(ctx: Context) -> int:
     # No lock here (e.g. a slim image holding only the install dir): the record knows.
-    found = _locate(ctx, ctx.read_lock() if ctx.lock_path.exists() else None)
+    found = _locate(ctx, ctx.read_lock() if os.path.lexists(ctx.lock_path) else None)
     _warn_if_out_of_date(ctx, found)
     if found.foreign is not None:
         ctx.reporter.warn(_foreign(found))
@@ -1035,7 +1035,7 @@ def _cmd_run(ctx: Context) -> int:
     from pylock.sync.plan import repair_hint
 
     # No lock needed, as for `which`: the install record knows.
-    lock = ctx.read_lock() if ctx.lock_path.exists() else None
+    lock = ctx.read_lock() if os.path.lexists(ctx.lock_path) else None
     found = _locate(ctx, lock, check_executable=False)
     _warn_if_out_of_date(ctx, found)  # on stderr, before the child writes anything
     exe = found.executable

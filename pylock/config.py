@@ -21,6 +21,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -781,6 +782,12 @@ def load_config(path: Path) -> Config:
     try:
         text = _read_text(path)
     except FileNotFoundError:
+        if os.path.islink(path):  # `pylock init` would call it one that already exists
+            raise ConfigError(
+                filename,
+                [Problem("", f"a symbolic link to {os.readlink(path)}, which does not exist")],
+                hint="point it at an existing file, or remove it and run `pylock init`",
+            ) from None
         raise ConfigError(
             filename,
             [Problem("", "not found")],

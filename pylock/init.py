@@ -19,6 +19,7 @@ _Guess(implementation='cpython', version='3.13', variant='freethreaded', prerele
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tomllib
@@ -237,6 +238,12 @@ def write_starter(project_dir: Path) -> tuple[Path, str]:
     Return the path written and where its version came from.
     """
     path = project_dir / CONFIG_FILENAME
+    if os.path.islink(path) and not path.exists():
+        # Not "already exists": `lock` calls it missing and names `init`, a circle.
+        raise PylockError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which cannot be read",
+            hint="point it at an existing file, or remove it and run `pylock init` again",
+        )
     if path.exists():
         raise PylockError(
             f"{path} already exists",

@@ -312,7 +312,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
 
     lock_path = request.lock_path
     name = lock_path.name
-    if check and not lock_path.exists():
+    if check and not os.path.lexists(lock_path):  # a link to nowhere is read, and says so
         # Whatever the flags: no lock is never up to date, and says so without resolving
         # (but after pythons.toml's own problems, as a plain --check does).
         from pylock.config import load_config

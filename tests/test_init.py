@@ -231,3 +231,29 @@ def test_cli_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"pylock: error: {tmp_path / 'pythons.toml'} already exists" in err
     assert "delete it first" in err
     assert (tmp_path / "pythons.toml").read_text(encoding="utf-8") == written
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_dangling_or_looping_project_file_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack: a dangling pythons.toml link was "not found; run `pylock init`" to `lock`,
+    and "already exists" to `init`; a looping pythons.lock "does not exist" to `--check`."""
+    from pylock.cli import main
+
+    (tmp_path / "pythons.toml").symlink_to("nowhere.toml")
+    project = ["--project", str(tmp_path)]
+    assert main([*project, "lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "pythons.toml: a symbolic link to nowhere.toml, which does not exist" in err
+    assert main([*project, "init"]) == 1
+    err = capsys.readouterr().err
+    assert "is a symbolic link to nowhere.toml, which cannot be read" in err
+    assert "already exists" not in err
+    (tmp_path / "pythons.toml").unlink()
+    (tmp_path / "pythons.toml").write_text('[python.app]\nversion = "3.13"\n', encoding="utf-8")
+    (tmp_path / "pythons.lock").symlink_to("pythons.lock")
+    assert main([*project, "lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" not in err
+    assert "Too many levels of symbolic links" in err or "symbolic link" in err
