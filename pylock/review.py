@@ -136,9 +136,17 @@ def read_lock_at_ref(
     )
     code, _, err = _git(project, env, "rev-parse", "--is-inside-work-tree")
     if code != 0:
+        if "dubious ownership" in err:
+            # A CI container checking out as another user than the one running git.
+            raise GitError(
+                f"git refuses the repository of {project}: another user owns it",
+                hint="trust it with `git config --global --add safe.directory <its top>` "
+                "(or pass the old lock file explicitly: `pylock diff OLD [NEW]`)",
+            )
+        first = next((line for line in err.splitlines() if line.strip()), "")
         raise GitError(
-            f"{project} is not inside a git work tree: {err}"
-            if err
+            f"{project} is not inside a git work tree: {first}"
+            if first
             else f"{project} is not inside a git work tree",
             hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
         )

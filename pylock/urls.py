@@ -53,7 +53,7 @@ _QUERY_PARAM = re.compile(
 )
 _SECRET_NAMES = frozenset(
     {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",
-     "authorization", "credential", "credentials", "apikey", "session"}
+     "authorization", "credential", "credentials", "apikey", "session", "jwt"}
 )  # fmt: skip
 _SECRET_SUFFIXES = ("token", "signature", "secret", "password", "_key", "-key", "apikey")
 _SECRET_PREFIXES = ("x-amz-", "x-goog-")
@@ -64,8 +64,11 @@ def is_secret_param(name: str) -> bool:
 
     >>> [is_secret_param(n) for n in ("sig", "X-Amz-Credential", "access_token", "sv", "se")]
     [True, True, True, False, False]
+    >>> [is_secret_param(n) for n in ("jwt", "%74oken", "%2574oken")]
+    [True, True, False]
     """
-    name = name.lower()
+    # Escapes decoded: a server reads `%74oken` as `token`, so a secret hides behind them.
+    name = unquote(name).lower()
     return (
         name in _SECRET_NAMES
         or name.endswith(_SECRET_SUFFIXES)

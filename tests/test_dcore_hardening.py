@@ -246,6 +246,27 @@ def test_diff_runs_git_in_the_environment_it_was_given(
 
 
 @needs_git
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 1)() != 0, reason="chown needs root")
+def test_a_repository_git_distrusts_is_named_with_the_way_to_trust_it(
+    git_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack: a CI container's checkout owned by another user gave "is not inside a git
+    work tree: fatal: detected dubious ownership..." over four lines, and a hint to pass
+    OLD instead of the safe.directory setting git asks for."""
+    for path in (git_project, *git_project.rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    environ = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull}
+    assert main(["--project", str(git_project), "diff"], environ=environ) == 1
+    err = capsys.readouterr().err
+    if "not inside a git work tree" in err and "dubious" not in err:
+        pytest.skip("this git does not check the repository's owner")
+    assert err.splitlines()[0] == (
+        f"pylock: error: git refuses the repository of {git_project}: another user owns it"
+    )
+    assert "safe.directory" in err and len(err.splitlines()) == 2
+
+
+@needs_git
 def test_read_lock_at_ref_uses_the_settings_environment(git_project: Path, tmp_path: Path) -> None:
     assert read_lock_at_ref(git_project, "HEAD") is None
     settings = Settings.from_environ({**os.environ, "GIT_DIR": str(tmp_path / "nowhere")})

@@ -335,6 +335,9 @@ def test_streamed_install_stops_when_the_body_outgrows_the_lock(
         ("['https://h/x?sig=abc'].", "['https://h/x?sig=***']."),
         # A value is at least one character: one of nothing but prose is still hidden.
         ("https://h/x?token=...", "https://h/x?token=***.."),
+        # Attack: a JSON Web Token, and a name hidden behind a %-escape, went through.
+        ("https://h/x.tar.gz?jwt=eyJhbGciOi.x.y", "https://h/x.tar.gz?jwt=***"),
+        ("https://h/x.tar.gz?%74oken=sekrit&v=1", "https://h/x.tar.gz?%74oken=***&v=1"),
     ],
 )
 def test_redact(text: str, expected: str | None) -> None:
