@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pylock import entry
-from pylock.net import policy
+from pylock.net import tls
 from pylock.settings import Settings
 from pylock.sync import early
 from pylock.sync.downloads import Downloads
@@ -89,14 +89,15 @@ def test_a_cold_sync_takes_over_the_downloads_begun_before_the_cli(
 def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The threads on which each TLS context of the test was made (none made before)."""
     made: list[str] = []
-    real = policy.ssl_context
+    real = tls.ssl_context
 
     def counting(settings: Settings) -> object:
         made.append(threading.current_thread().name)
         return real(settings)
 
-    monkeypatch.setattr(policy, "_contexts", {})
-    monkeypatch.setattr(policy, "ssl_context", counting)
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_preparing", set())
+    monkeypatch.setattr(tls, "ssl_context", counting)
     return made
 
 
@@ -122,6 +123,23 @@ def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_threa
     assert (project.into / "app" / ".pylock" / "install.json").is_file()
     # Made once, on its own thread, and used by the download (which made none).
     assert tls_made == ["pylock-tls"]
+
+
+@pytest.mark.parametrize(
+    ("data", "mirror", "rewrites", "likely"),
+    [
+        (b'url = "https://github.com/x.tar.gz"', None, None, True),
+        (b'url = "https://github.com/x.tar.gz"', "https://mirror.example/", None, True),
+        (b'url = "https://github.com/x.tar.gz"', "http://127.0.0.1:8000/", None, False),
+        (b'url = "https://github.com/x.tar.gz"', None, "https://github.com/=http://m/", False),
+        (b'url = "http://example.com/x.tar.gz"', None, None, False),
+    ],
+)
+def test_the_head_start_guesses_tls_from_the_lock_bytes(
+    data: bytes, mirror: str | None, rewrites: str | None, likely: bool
+) -> None:
+    settings = Settings.from_environ({"PYLOCK_URL_REWRITES": rewrites} if rewrites else {})
+    assert early._tls_likely(data, mirror, settings) is likely
 
 
 def test_a_head_start_over_plain_http_makes_no_tls_context(

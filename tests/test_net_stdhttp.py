@@ -27,7 +27,7 @@ from pylock.errors import (
     PylockError,
     RefusedUrlError,
 )
-from pylock.net import policy
+from pylock.net import policy, tls
 from pylock.net.policy import proxy_for
 from pylock.net.stdhttp import StdDownloader
 from pylock.settings import Settings
@@ -256,22 +256,23 @@ def test_a_tls_context_prepared_in_the_background_is_made_once_and_used(
     std_only(client)  # the context is shared by the thread client's downloads
     server, ca = tls_server
     made: list[str] = []
-    real = policy.ssl_context
+    real = tls.ssl_context
 
     def counting(settings: Settings) -> object:
         made.append(threading.current_thread().name)
         return real(settings)
 
-    monkeypatch.setattr(policy, "_contexts", {})
-    monkeypatch.setattr(policy, "ssl_context", counting)
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_preparing", set())
+    monkeypatch.setattr(tls, "ssl_context", counting)
     settings = Settings.from_environ({"SSL_CERT_FILE": str(ca)})
-    policy.prepare_ssl_context(settings)
+    tls.prepare_ssl_context(settings)
     url = server.serve(PATH, BODY)
     assert downloader({"SSL_CERT_FILE": str(ca)}).download(
         url, tmp_path / "a", sha256=SHA, size=None
     ) == (SHA, len(BODY))
     assert made == ["pylock-tls"]
-    policy.prepare_ssl_context(settings)  # made already: no thread, nothing made again
+    tls.prepare_ssl_context(settings)  # made already: no thread, nothing made again
     assert made == ["pylock-tls"]
 
 
@@ -285,9 +286,10 @@ def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     # The background thread keeps its error to itself (pytest turns an exception escaping
     # a thread into a failure); the download meets the same problem and reports it.
     server, _ = tls_server
-    monkeypatch.setattr(policy, "_contexts", {})
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_preparing", set())
     missing = {"SSL_CERT_FILE": str(tmp_path / "missing.pem")}
-    policy.prepare_ssl_context(Settings.from_environ(missing))
+    tls.prepare_ssl_context(Settings.from_environ(missing))
     url = server.serve(PATH, BODY)
     with pytest.raises(PylockError, match="cannot load CA certificates from SSL_CERT_FILE="):
         downloader(missing).download(url, tmp_path / "a", sha256=SHA, size=None)
@@ -295,7 +297,7 @@ def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     for thread in threading.enumerate():
         if thread.name == "pylock-tls":
             thread.join(5)
-    assert policy._contexts == {}
+    assert tls._contexts == {} and tls._preparing == set()
 
 
 @pytest.mark.parametrize(

@@ -157,15 +157,15 @@ class _Extraction:
             raise self.over_limit(member)
 
     def _flush(self) -> None:
-        self._last_chunk = None
         if self._ops:
             ops, self._ops, self._bytes = self._ops, [], 0
             self.sink.submit(ops)
 
     def _pinned(self, view: memoryview) -> int:
         """The bytes queuing ``view`` keeps in memory: all of the chunk it is a view of,
-        counted once per batch. A one-byte file among skipped members pinned a whole
-        decompressed megabyte, and a batch of them half a gigabyte (attack)."""
+        counted with the first view of it. A one-byte file among skipped members pinned a
+        whole decompressed megabyte, and a batch of them half a gigabyte (attack). A batch
+        may hold views of one chunk counted in the batch before: one chunk more."""
         chunk = view.obj
         if chunk is self._last_chunk:
             return 0

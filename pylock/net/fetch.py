@@ -20,7 +20,8 @@ from pylock.errors import DownloadError, RefusedUrlError
 from pylock.net import policy
 from pylock.net.options import FetchOptions as FetchOptions
 from pylock.net.options import Timeouts as Timeouts
-from pylock.net.policy import CHUNK_SIZE, OFFLINE_HINT, Retryable, ssl_context
+from pylock.net.policy import CHUNK_SIZE, OFFLINE_HINT, Retryable
+from pylock.net.tls import ssl_context
 from pylock.progress import NullReporter, Reporter, Task, human_size
 from pylock.settings import DEFAULT_JOBS, Settings
 from pylock.urls import filename_from_url

@@ -14,11 +14,9 @@ Standard library only (``netrc``, ``hashlib``): importing it costs nothing measu
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,8 +38,6 @@ from pylock.net.options import SLOW_WINDOW as SLOW_WINDOW
 from pylock.progress import human_size
 
 if TYPE_CHECKING:
-    import ssl
-
     import aiohttp
 
     from pylock.net.options import FetchOptions
@@ -536,70 +532,7 @@ def check(
     return actual, received
 
 
-# -- TLS, proxies and credentials ---------------------------------------------------
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A verifying TLS context honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
-    import ssl
-
-    cafile = settings.ssl_cert_file
-    capath = settings.ssl_cert_dir
-    try:
-        context = ssl.create_default_context(cafile=cafile, capath=capath)
-    except (OSError, ssl.SSLError) as error:
-        raise PylockError(
-            f"cannot load CA certificates from SSL_CERT_FILE={cafile or ''} "
-            f"SSL_CERT_DIR={capath or ''}: {error}",
-            hint="point SSL_CERT_FILE at a PEM bundle, or unset it",
-        ) from None
-    if cafile is None and capath is None and not context.get_ca_certs():
-        # Some Pythons (python.org macOS builds) ship with an empty default store; pylock
-        # depends on certifi there. (A store that is a directory, as on Debian, lists no
-        # certificates until they are used, so this may load certifi's beside it.)
-        with contextlib.suppress(ImportError, OSError):
-            import certifi  # type: ignore[import-not-found,unused-ignore]
-
-            context.load_verify_locations(cafile=certifi.where())
-    return context
-
-
-_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
-
-def shared_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """:func:`ssl_context`, made once per trust setting for the whole process.
-
-    Loading the CA store costs tens of milliseconds (55 ms for Debian's 144 certificates
-    on our CI VMs); a context is safe to share between threads once made. A failure is not
-    kept: every caller gets its own error.
-    """
-    key = (settings.ssl_cert_file, settings.ssl_cert_dir)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = _contexts[key] = ssl_context(settings)
-        return context
-
-
-def prepare_ssl_context(settings: Settings) -> None:
-    """Start making :func:`shared_ssl_context` on a thread of its own, and return.
-
-    OpenSSL loads the CA store without holding the interpreter lock, so on a second core
-    that load overlaps with whatever the caller does next (importing the HTTP client,
-    connecting). A download that gets there first waits for the context being made rather
-    than making another. An error is left for the download to meet and report.
-    """
-    key = (settings.ssl_cert_file, settings.ssl_cert_dir)
-    if key in _contexts:
-        return
-
-    def make() -> None:
-        with contextlib.suppress(PylockError):
-            shared_ssl_context(settings)
-
-    threading.Thread(target=make, name="pylock-tls", daemon=True).start()
+# -- TLS (the context: pylock.net.tls), proxies and credentials ----------------------
 
 
 def needs_tls(url: str, rewrites: UrlRewrites) -> bool:

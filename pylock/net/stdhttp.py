@@ -30,6 +30,7 @@ from pylock import __version__
 from pylock.errors import DownloadError
 from pylock.net import policy
 from pylock.net.policy import CHUNK_SIZE, Retryable
+from pylock.net.tls import shared_ssl_context
 from pylock.settings import Settings
 from pylock.urls import filename_from_url
 
@@ -188,11 +189,10 @@ class StdDownloader:
         try:
             if proxy is None:
                 if https:
-                    connection = http.client.HTTPSConnection(
-                        host, port, timeout=timeouts.connect, context=self._ssl()
-                    )
+                    # Connected first: a context still being made (see pylock.net.tls) is
+                    # waited for while the name lookup and the TCP handshake are under way.
                     sock = connect((host, port), timeouts.connect, stop)
-                    connection.sock = handshake(sock, self._ssl(), host, timeouts.connect, stop)
+                    connection = self._tls(sock, host, port, stop)
                 else:
                     connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
                     connection.sock = connect((host, port), timeouts.connect, stop)
@@ -206,9 +206,6 @@ class StdDownloader:
                 proxy_host = proxy_parts.hostname or ""
                 proxy_port = proxy_parts.port or (443 if proxy_parts.scheme == "https" else 80)
                 if https:
-                    connection = http.client.HTTPSConnection(
-                        host, port, timeout=timeouts.connect, context=self._ssl()
-                    )
                     tunnel = self._tunnel(
                         url,
                         canonical,
@@ -219,7 +216,7 @@ class StdDownloader:
                         responses,
                         stop,
                     )
-                    connection.sock = handshake(tunnel, self._ssl(), host, timeouts.connect, stop)
+                    connection = self._tls(tunnel, host, port, stop)
                 else:
                     # Plain http goes to the proxy with the absolute URL as the target:
                     # without userinfo, which would end up in the proxy's access log and, as
@@ -295,9 +292,24 @@ class StdDownloader:
             raise
         return sock
 
+    def _tls(
+        self, sock: socket.socket, host: str, port: int, stop: threading.Event | None
+    ) -> http.client.HTTPSConnection:
+        """An https connection over the connected ``sock``, its TLS handshake done; ``sock``
+        is closed if there is none."""
+        timeout = self.options.timeouts.connect
+        try:
+            context = self._ssl()
+        except BaseException:
+            sock.close()
+            raise
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        connection.sock = handshake(sock, context, host, timeout, stop)
+        return connection
+
     def _ssl(self) -> ssl.SSLContext:
         if self._context is None:
-            self._context = policy.shared_ssl_context(self._settings)
+            self._context = shared_ssl_context(self._settings)
         return self._context
 
 

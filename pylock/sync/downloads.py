@@ -58,11 +58,12 @@ def start_downloads(
     """Start downloading ``misses`` (one job per archive), streaming those that can be.
 
     When one of them is fetched over https, the TLS context is made beside the download
-    thread's imports and connection (:func:`~pylock.net.policy.prepare_ssl_context`),
+    thread's imports and connection (:func:`~pylock.net.tls.prepare_ssl_context`),
     not after them.
     """
     from pylock.net import policy
     from pylock.net.stream import DownloadFeed
+    from pylock.net.tls import prepare_ssl_context
 
     settings = options.settings
     if (
@@ -71,7 +72,7 @@ def start_downloads(
         and not options.remote  # the registry's client makes its own
         and any(policy.needs_tls(job.artifact.url, options.rewrites) for job in misses)
     ):
-        policy.prepare_ssl_context(settings)
+        prepare_ssl_context(settings)
     feeds = {
         job.artifact.sha256: DownloadFeed()
         for job in misses

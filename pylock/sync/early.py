@@ -140,11 +140,18 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     if os.path.isdir(dest) and any(e.startswith(LEFTOVER_PREFIXES) for e in os.listdir(dest)):
         return None  # the full sync recovers an interrupted one first, then plans again
     from pylock.fsutil import LOCK_FILENAME
-    from pylock.lockfile import loads, lock_text
     from pylock.ownfiles import read_project_file
 
     # As the full sync reads it (pylock.lockio.read_lock_and_digest).
     data = read_project_file(os.path.join(project, LOCK_FILENAME))
+    mirror = _text(options.get("--mirror")) or settings.mirror
+    if _tls_likely(data, mirror, settings):
+        from pylock.net.tls import prepare_ssl_context
+
+        # Before the models are imported: the CA store loads beside that (see net.tls).
+        prepare_ssl_context(settings)
+    from pylock.lockfile import loads, lock_text
+
     lock = loads(lock_text(data), filename=LOCK_FILENAME)
     from pylock.net.options import FetchOptions
     from pylock.platforms import host
@@ -173,6 +180,16 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
         dumb_terminal=settings.dumb_terminal,
     )
     return start_downloads(misses, cache, fetch, report)
+
+
+def _tls_likely(data: bytes, mirror: str | None, settings: Settings) -> bool:
+    """Whether the lock ``data`` will likely be downloaded over https: a guess from its
+    bytes, made before the models that give the exact answer (which
+    :func:`~pylock.sync.downloads.start_downloads` acts on) are imported. A wrong guess
+    costs a CA store loaded for nothing on another core, or the head start of that load."""
+    if settings.url_rewrites or b"https://" not in data:
+        return False
+    return mirror is None or mirror.startswith("https://")
 
 
 def _text(value: str | bool | None) -> str | None:

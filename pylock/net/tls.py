@@ -1,0 +1,90 @@
+"""The TLS context of pylock's HTTP clients: ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` honoured,
+made once per trust setting for the whole process.
+
+Loading the CA store costs tens of milliseconds (55 ms for Debian's 144 certificates on
+our CI VMs), and OpenSSL does it without holding the interpreter lock. So a sync starts
+making the context on a thread of its own as soon as it expects an https download
+(:func:`prepare_ssl_context`), and on a second core that load overlaps with what the
+process does meanwhile: a cold sync's head start (:mod:`pylock.sync.early`) calls it
+before it imports the lock's models. This module imports only the standard library, and
+:mod:`ssl` itself on that thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
+
+    from pylock.settings import Settings
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A verifying TLS context honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
+    import ssl
+
+    cafile = settings.ssl_cert_file
+    capath = settings.ssl_cert_dir
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as error:
+        from pylock.errors import PylockError
+
+        raise PylockError(
+            f"cannot load CA certificates from SSL_CERT_FILE={cafile or ''} "
+            f"SSL_CERT_DIR={capath or ''}: {error}",
+            hint="point SSL_CERT_FILE at a PEM bundle, or unset it",
+        ) from None
+    if cafile is None and capath is None and not context.get_ca_certs():
+        # Some Pythons (python.org macOS builds) ship with an empty default store; pylock
+        # depends on certifi there. (A store that is a directory, as on Debian, lists no
+        # certificates until they are used, so this may load certifi's beside it.)
+        with contextlib.suppress(ImportError, OSError):
+            import certifi  # type: ignore[import-not-found,unused-ignore]
+
+            context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
+_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+#: Trust settings whose context a :func:`prepare_ssl_context` thread is making.
+_preparing: set[tuple[str | None, str | None]] = set()
+_contexts_lock = threading.Lock()
+
+
+def shared_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """:func:`ssl_context`, made once per trust setting for the whole process; a caller
+    that comes while a :func:`prepare_ssl_context` thread makes it waits for that one.
+    A failure is not kept: every caller gets its own error."""
+    key = (settings.ssl_cert_file, settings.ssl_cert_dir)
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is None:
+            context = _contexts[key] = ssl_context(settings)
+        return context
+
+
+def prepare_ssl_context(settings: Settings) -> None:
+    """Start making :func:`shared_ssl_context` on a thread of its own, and return at once
+    (nothing if it is made, or being made, already). An error is left for the download to
+    meet and report."""
+    key = (settings.ssl_cert_file, settings.ssl_cert_dir)
+    with _contexts_lock:
+        if key in _contexts or key in _preparing:
+            return
+        _preparing.add(key)
+
+    def make() -> None:
+        try:
+            # Whatever fails here fails again, the same way, for the download that asks
+            # next (nothing is kept), which reports it as a download error.
+            with contextlib.suppress(Exception):
+                shared_ssl_context(settings)
+        finally:
+            with _contexts_lock:
+                _preparing.discard(key)
+
+    threading.Thread(target=make, name="pylock-tls", daemon=True).start()
