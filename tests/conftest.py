@@ -35,6 +35,9 @@ from tests.syncproject import TAG_A, TAG_B, Build, Project, make_build
 from tests.upstream_server import UpstreamServer
 
 if TYPE_CHECKING:
+    import ssl
+
+    from pylock.settings import Settings
     from tests.realpython import RealArchive
 
 
@@ -332,6 +335,27 @@ def mute_port() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         listener.close()
+
+
+@pytest.fixture
+def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads on which each TLS context of the test is made
+    (:mod:`pylock.net.tls`, its process-wide cache emptied first)."""
+    import threading
+
+    from pylock.net import tls
+
+    made: list[str] = []
+    real = tls.ssl_context
+
+    def counting(settings: Settings) -> ssl.SSLContext:
+        made.append(threading.current_thread().name)
+        return real(settings)
+
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_preparing", set())
+    monkeypatch.setattr(tls, "ssl_context", counting)
+    return made
 
 
 @pytest.fixture

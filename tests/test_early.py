@@ -11,14 +11,12 @@ import gc
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pylock import entry
-from pylock.net import tls
 from pylock.settings import Settings
 from pylock.sync import early
 from pylock.sync.downloads import Downloads
@@ -83,22 +81,6 @@ def test_a_cold_sync_takes_over_the_downloads_begun_before_the_cli(
     claims.clear()
     assert console(sync_project, monkeypatch) == 0
     assert claims == [] and sync_project.server.hits(app_a.path) == 1
-
-
-@pytest.fixture
-def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The threads on which each TLS context of the test was made (none made before)."""
-    made: list[str] = []
-    real = tls.ssl_context
-
-    def counting(settings: Settings) -> object:
-        made.append(threading.current_thread().name)
-        return real(settings)
-
-    monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_preparing", set())
-    monkeypatch.setattr(tls, "ssl_context", counting)
-    return made
 
 
 def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_thread(

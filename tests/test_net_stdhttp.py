@@ -250,44 +250,32 @@ def test_private_ca_needs_ssl_cert_file(
 def test_a_tls_context_prepared_in_the_background_is_made_once_and_used(
     tmp_path: Path,
     tls_server: tuple[HttpServer, Path],
-    monkeypatch: pytest.MonkeyPatch,
     client: str,
+    tls_made: list[str],
 ) -> None:
     std_only(client)  # the context is shared by the thread client's downloads
     server, ca = tls_server
-    made: list[str] = []
-    real = tls.ssl_context
-
-    def counting(settings: Settings) -> object:
-        made.append(threading.current_thread().name)
-        return real(settings)
-
-    monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_preparing", set())
-    monkeypatch.setattr(tls, "ssl_context", counting)
     settings = Settings.from_environ({"SSL_CERT_FILE": str(ca)})
     tls.prepare_ssl_context(settings)
     url = server.serve(PATH, BODY)
     assert downloader({"SSL_CERT_FILE": str(ca)}).download(
         url, tmp_path / "a", sha256=SHA, size=None
     ) == (SHA, len(BODY))
-    assert made == ["pylock-tls"]
+    assert tls_made == ["pylock-tls"]
     tls.prepare_ssl_context(settings)  # made already: no thread, nothing made again
-    assert made == ["pylock-tls"]
+    assert tls_made == ["pylock-tls"]
 
 
 def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     tmp_path: Path,
     tls_server: tuple[HttpServer, Path],
-    monkeypatch: pytest.MonkeyPatch,
     client: str,
+    tls_made: list[str],
 ) -> None:
     std_only(client)
     # The background thread keeps its error to itself (pytest turns an exception escaping
     # a thread into a failure); the download meets the same problem and reports it.
     server, _ = tls_server
-    monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_preparing", set())
     missing = {"SSL_CERT_FILE": str(tmp_path / "missing.pem")}
     tls.prepare_ssl_context(Settings.from_environ(missing))
     url = server.serve(PATH, BODY)
