@@ -512,3 +512,68 @@ def test_compression_bomb_stays_bounded(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert (tmp_path / "d/zeros").stat().st_size == 64 * 1024 * 1024
     assert peak < 40 * 1024 * 1024, peak
+
+
+def _zip_of(path: Path, count: int, *, prefix: bytes = b"") -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as out:
+        for i in range(count):
+            out.writestr(f"pypy/Lib/m{i}.py", b"")
+    if prefix:  # bytes before the archive, as a self-extractor has: zipfile reads it still
+        path.write_bytes(prefix + path.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("prefix", [b"", b"#!stub\n" * 100])
+def test_a_zip_of_more_members_than_the_limit_is_refused_before_zipfile_reads_it(
+    tmp_path: Path, prefix: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: zipfile builds an object per central-directory record before pylock could
+    count them (a million empty members: 580 MB and 20 s to refuse)."""
+    import zipfile
+
+    from pylock.archive.zip import check_member_count
+
+    archive = _zip_of(tmp_path / "a.zip", 12, prefix=prefix)
+    check_member_count(archive, 12, "a.zip")
+    with pytest.raises(ArchiveError, match="more than 11 members"):
+        check_member_count(archive, 11, "a.zip")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("zipfile read the archive")
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", never)
+    with pytest.raises(ArchiveError, match="more than 11 members"):
+        extract_archive(
+            archive, tmp_path / "d", fmt=ArchiveFormat.ZIP, layout=Layout.TOPDIR, max_members=11
+        )
+
+
+def _as_zip64(path: Path) -> Path:
+    """``path``'s end record rewritten the zip64 way (a zip64 end record and its locator
+    before a classic one whose fields say "see zip64"), as past 65,535 members."""
+    import struct
+
+    data = path.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    count, size, offset = struct.unpack_from("<HII", data, at + 10)
+    record = at  # where the zip64 end record goes: in place of the classic one
+    zip64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, offset)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, record, 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(data[:at] + zip64 + locator + end)
+    return path
+
+
+def test_the_member_count_of_a_zip64_archive_is_its_records(tmp_path: Path) -> None:
+    import zipfile
+
+    from pylock.archive.zip import check_member_count
+
+    archive = _as_zip64(_zip_of(tmp_path / "big.zip", 12))
+    with zipfile.ZipFile(archive) as handle:  # as zipfile reads it
+        assert len(handle.infolist()) == 12
+    check_member_count(archive, 12, "big.zip")
+    with pytest.raises(ArchiveError, match="more than 11 members"):
+        check_member_count(archive, 11, "big.zip")

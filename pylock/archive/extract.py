@@ -24,7 +24,8 @@ from typing import Any
 
 from pylock.archive.codecs import CHUNK_SIZE, DECOMPRESSORS, RawReader, Readable, corrupt
 from pylock.archive.layout import Layout, Namer
-from pylock.archive.policy import check_symlinks, link_target_problem
+from pylock.archive.policy import MAX_MEMBERS as MAX_MEMBERS
+from pylock.archive.policy import amount, check_symlinks, limit_error, link_target_problem
 from pylock.archive.tar import BLOCK, Blocks, Truncated, tar_members
 from pylock.archive.writer import (
     DATA,
@@ -39,7 +40,14 @@ from pylock.archive.writer import (
     ThreadSink,
     Writer,
 )
-from pylock.archive.zip import member_mode, open_member, zip_errors, zip_mtime, zip_views
+from pylock.archive.zip import (
+    check_member_count,
+    member_mode,
+    open_member,
+    zip_errors,
+    zip_mtime,
+    zip_views,
+)
 from pylock.errors import ArchiveError, HashMismatchError
 from pylock.fsutil import sha256_file
 from pylock.settings import usable_cpus
@@ -48,37 +56,11 @@ from pylock.versions import ArchiveFormat
 _BATCH_BYTES = 1 << 20
 _BATCH_OPS = 512
 
-#: Most members an archive may have. A python-build-standalone ``full`` build has about
-#: 10,000 and GraalPy tens of thousands; extraction keeps a few hundred bytes per member
-#: (and the install record a line), so a million empty files would cost 600 MB and
-#: minutes. 200,000 leaves a margin of 5x over the largest real archive.
-MAX_MEMBERS = 200_000
 #: Most bytes an archive may unpack to: every member's data, skipped members and what
 #: follows the tar end included. The largest real archives (PBS ``full`` builds, GraalPy
 #: JVM builds) unpack to under 1 GB; 4 GiB is 4x that, and keeps a few KB of bzip2 from
 #: filling a CI runner's disk.
 MAX_UNPACKED = 4 << 30
-_LIMIT_HINT = (
-    "real interpreter archives are far smaller: check that the URL and sha256 the lock "
-    "names for it are the interpreter build you meant"
-)
-
-
-def _amount(size: int) -> str:
-    """
-    >>> _amount(4 << 30), _amount(1000)
-    ('4 GiB', '1,000 bytes')
-    """
-    if size >= 1 << 30 and not size % (1 << 30):
-        return f"{size >> 30} GiB"
-    return f"{size:,} bytes"
-
-
-def limit_error(message: str, *, archive: str, member: str | None = None) -> ArchiveError:
-    """The error for an archive over one of pylock's limits, with what to do about it."""
-    error = ArchiveError(message, archive=archive, member=member)
-    error.hint = _LIMIT_HINT
-    return error
 
 
 class _Extraction:
@@ -143,8 +125,7 @@ class _Extraction:
     def over_limit(self, member: str | None) -> ArchiveError:
         where = "" if member is not None else ", after the end of the tar archive"
         return limit_error(
-            f"unpacks to more than {_amount(self.max_unpacked)} (pylock's limit per "
-            f"archive){where}",
+            f"unpacks to more than {amount(self.max_unpacked)} (pylock's limit per archive){where}",
             archive=self.archive,
             member=member,
         )
@@ -338,6 +319,7 @@ def _extract_zip(
     raw.drain()
     if expected_sha256 is not None and raw.hexdigest() != expected_sha256:
         raise HashMismatchError(url=archive, expected=expected_sha256, actual=raw.hexdigest())
+    check_member_count(path, extraction.max_members, archive)
     try:
         handle = zipfile.ZipFile(path)
     except zip_errors(OSError) as exc:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pylock.archive.codecs import DECOMPRESSORS, RawReader, corrupt
-from pylock.archive.policy import split_name
+from pylock.archive.policy import MAX_MEMBERS, split_name
 from pylock.archive.tar import BLOCK, Blocks, Truncated, tar_members
-from pylock.archive.zip import zip_errors
+from pylock.archive.zip import check_member_count, zip_errors
 from pylock.errors import ArchiveError
 from pylock.versions import ArchiveFormat, Flavor, Implementation
 
@@ -130,6 +130,7 @@ def _first_members(archive: Path, fmt: ArchiveFormat, *, limit: int) -> Iterator
         import zipfile
 
         try:
+            check_member_count(archive, MAX_MEMBERS, name)
             with zipfile.ZipFile(archive) as handle:
                 infos = handle.infolist()
         except zip_errors(OSError) as exc:

@@ -24,6 +24,34 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 #: deep (``lib/python3.11/lib2to3/tests/data/fixers/myfixes/...``); a tree a thousand deep
 #: defeats recursive tools (``shutil.rmtree`` before Python 3.14) and the user's own.
 MAX_DEPTH = 64
+#: Most members an archive may have. A python-build-standalone ``full`` build has about
+#: 10,000 and GraalPy tens of thousands; extraction keeps a few hundred bytes per member
+#: (and the install record a line), so a million empty files would cost 600 MB and
+#: minutes. 200,000 leaves a margin of 5x over the largest real archive.
+MAX_MEMBERS = 200_000
+#: What to do about an archive past one of the limits.
+_LIMIT_HINT = (
+    "real interpreter archives are far smaller: check that the URL and sha256 the lock "
+    "names for it are the interpreter build you meant"
+)
+
+
+def amount(size: int) -> str:
+    """A byte count as a limit's message gives it.
+
+    >>> amount(4 << 30), amount(1000)
+    ('4 GiB', '1,000 bytes')
+    """
+    if size >= 1 << 30 and not size % (1 << 30):
+        return f"{size >> 30} GiB"
+    return f"{size:,} bytes"
+
+
+def limit_error(message: str, *, archive: str, member: str | None = None) -> ArchiveError:
+    """The error for an archive over one of pylock's limits, with what to do about it."""
+    error = ArchiveError(message, archive=archive, member=member)
+    error.hint = _LIMIT_HINT
+    return error
 
 
 def split_name(name: str, archive: str) -> list[str]:
