@@ -458,9 +458,16 @@ def tls_setup(directory: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
 
     directory.mkdir(parents=True)
     ca, cert, key = TestCa.create("pylock bench CA").write_server_pair(directory)
-    system = ssl.get_default_verify_paths().cafile
+    paths = ssl.get_default_verify_paths()
+    system = next(
+        (p for p in (paths.cafile, paths.openssl_cafile) if p and os.path.isfile(p)), None
+    )
+    if system is None:
+        # A store that is a directory only: the bundle would hold the test CA alone, and
+        # the bench would time a one-certificate load against uv's.
+        raise SystemExit("bench: --tls needs this system's CA bundle file (none found)")
     bundle = directory / "bundle.pem"
-    bundle.write_bytes((Path(system).read_bytes() if system else b"") + b"\n" + ca.read_bytes())
+    bundle.write_bytes(Path(system).read_bytes() + b"\n" + ca.read_bytes())
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context, {"SSL_CERT_FILE": str(bundle)}

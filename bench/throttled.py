@@ -112,7 +112,8 @@ def serve(
     root: Path, bandwidth_mib: float | None = None, tls: ssl.SSLContext | None = None
 ) -> Iterator[Mirror]:
     """Serve ``root`` on 127.0.0.1 at ``bandwidth_mib`` MiB/s (unlimited when None), over
-    TLS with the server context ``tls`` if given."""
+    TLS with the server context ``tls`` if given (each handshake on the accepting thread:
+    fine for one client at a time, as the benchmarks run)."""
     if bandwidth_mib is not None and bandwidth_mib <= 0:
         raise ValueError("bandwidth must be positive")
     root = Path(os.path.realpath(root))

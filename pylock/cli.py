@@ -804,9 +804,22 @@ def _cmd_list(ctx: Context) -> int:
     return 0
 
 
+def _lock_if_any(ctx: Context) -> LockFile | None:
+    """The project's lock for ``which`` and ``run``, or ``None`` without one (a slim image
+    holding only the install directory): the install records know enough. A lock that
+    is there but cannot be read is an error; a link to a lock that is gone, a warning."""
+    if ctx.lock_path.exists():
+        return ctx.read_lock()
+    if os.path.islink(ctx.lock_path):
+        from pylock.fsutil import missing
+
+        ctx.reporter.warn(f"{missing(ctx.lock_path)}; going by the install records")
+    return None
+
+
 def _cmd_which(ctx: Context) -> int:
     # No lock here (e.g. a slim image holding only the install dir): the record knows.
-    found = _locate(ctx, ctx.read_lock() if os.path.lexists(ctx.lock_path) else None)
+    found = _locate(ctx, _lock_if_any(ctx))
     _warn_if_out_of_date(ctx, found)
     if found.foreign is not None:
         ctx.reporter.warn(_foreign(found))
@@ -1035,7 +1048,7 @@ def _cmd_run(ctx: Context) -> int:
     from pylock.sync.plan import repair_hint
 
     # No lock needed, as for `which`: the install record knows.
-    lock = ctx.read_lock() if os.path.lexists(ctx.lock_path) else None
+    lock = _lock_if_any(ctx)
     found = _locate(ctx, lock, check_executable=False)
     _warn_if_out_of_date(ctx, found)  # on stderr, before the child writes anything
     exe = found.executable
@@ -1211,7 +1224,7 @@ def main(
         report_error(
             PylockError(
                 "the current directory no longer exists",
-                hint="cd to an existing directory, or pass --project DIR",
+                hint="cd to an existing directory, or pass an absolute --project DIR",
             ),
             color=False,
         )

@@ -32,9 +32,10 @@ import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
-from pylock.errors import ConfigError, Problem, describe_toml_value, shown
-from pylock.fsutil import CONFIG_FILENAME
+from pylock.errors import ConfigError, Problem, describe_toml_value, shorten, shown
+from pylock.fsutil import CONFIG_FILENAME, display_path
 from pylock.lockfile import (
+    URL_SHOWN,
     NamedPythons,
     artifact_url_problem,
     build_problem,
@@ -198,7 +199,7 @@ class _Invalid(ValueError):
 def _expected_string(value: object) -> _Invalid:
     text = f"expected a string, got {describe_toml_value(value)}"
     if isinstance(value, int) and not isinstance(value, bool):
-        text += f' (put it in quotes: "{value}")'
+        text += f' (put it in quotes: "{shorten(str(value), 40)}")'
     elif isinstance(value, float):
         text += " (put it in quotes; unquoted, 3.10 reads as the number 3.1)"
     return _Invalid(text)
@@ -280,7 +281,7 @@ def _url(value: object, _: object) -> str:
     if has_credentials(text):
         # The lock is committed to git: a secret in the URL would be published with it.
         raise _Invalid(
-            f"URL {shown(redact(text))} carries credentials, which would be written to "
+            f"URL {shown(redact(text), URL_SHOWN)} carries credentials, which would be written to "
             "pythons.lock (put them in ~/.netrc, or keep the URL public and map it to the "
             "private one with PYLOCK_URL_REWRITES)"
         )
@@ -769,16 +770,9 @@ def loads_config(text: str, *, filename: str = CONFIG_FILENAME) -> Config:
     return from_document(document, filename=filename)
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def load_config(path: Path) -> Config:
     """Read and validate ``pythons.toml`` at ``path``."""
-    filename = _display(path)
+    filename = display_path(path)
     try:
         text = _read_text(path)
     except FileNotFoundError:

@@ -64,7 +64,7 @@ def describe_toml_value(value: object) -> str:
     if isinstance(value, str):
         return f"string {shown(value, 40)}"
     if isinstance(value, int):
-        return f"integer {value}"
+        return f"integer {shorten(str(value), 40)}"
     if isinstance(value, float):
         return f"float {value!r}"
     if isinstance(value, list):

@@ -195,11 +195,19 @@ def remove_tree(path: Path) -> None:
                 shutil.rmtree(top, onexc=retry)
             else:
                 shutil.rmtree(top, onerror=retry)
-        except RecursionError:
-            # ``rmtree`` recurses once per level (before Python 3.14): a tree a thousand
-            # directories deep (an old install, a hostile archive of an earlier pylock)
-            # would stay, and with it every later sync's clean-up would fail.
+        except (RecursionError, OSError) as error:
+            # ``rmtree`` keeps a directory open per level (and recursed once per level
+            # before Python 3.13): a tree a few hundred directories deep (an old install, a
+            # hostile archive of an earlier pylock) ran out of recursion or of file
+            # descriptors (256 by default on macOS), stayed, and every later sync's
+            # clean-up failed on it. Such a tree is removed one directory at a time.
+            if isinstance(error, OSError) and error.errno not in _OUT_OF_DESCRIPTORS:
+                raise
             _remove_deep(top, retry)
+
+
+#: ``EMFILE`` (this process) and ``ENFILE`` (the system): no descriptor left to open with.
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def _remove_deep(top: str, retry: Callable[[Callable[[str], object], str, Any], None]) -> None:
@@ -277,6 +285,20 @@ def remove_tree_to_the_end(path: Path) -> None:
     from pylock.interrupts import finish_through_interrupts
 
     finish_through_interrupts(lambda: remove_tree(path))
+
+
+def missing(path: Path) -> str:
+    """Why ``path`` cannot be opened though it was looked for: the words for an error.
+
+    A symbolic link whose target is gone is named as one: "does not exist" sent users
+    looking for a file they could see (and `init` refused to replace it).
+    """
+    if os.path.islink(path):
+        try:
+            return f"{path.name} is a symbolic link to {os.readlink(path)}, which does not exist"
+        except OSError:
+            pass
+    return f"{path.name} does not exist"
 
 
 def display_path(path: Path) -> str:

@@ -133,24 +133,24 @@ def artifact_url_problem(url: str) -> str | None:
 
     The URL is shown redacted: a lock or ``pythons.toml`` may carry a secret by mistake.
     """
-    redacted = redact(url)
+    quoted = shown(redact(url), URL_SHOWN)
     if _CONTROL.search(url):
-        return f"invalid URL {shown(redacted)} (control characters or spaces; escape them as %XX)"
+        return f"invalid URL {quoted} (control characters or spaces; escape them as %XX)"
     syntax = url_problem(url)
     if syntax is not None:
-        return f"invalid URL {shown(redacted)}: {syntax}"
+        return f"invalid URL {quoted}: {syntax}"
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or (
         parts.scheme != "file" and not parts.hostname
     ):
-        return f"invalid URL {shown(redacted)} (expected https://, http:// or file://)"
+        return f"invalid URL {quoted} (expected https://, http:// or file://)"
     if parts.scheme == "file" and not parts.path.startswith("/"):
         # `file:a.tar.gz` would name a file relative to wherever a command runs.
-        return f"invalid URL {shown(redacted)} (a file URL needs an absolute path)"
+        return f"invalid URL {quoted} (a file URL needs an absolute path)"
     filename = filename_from_url(url)
     if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME:
         # The cache keeps the archive under its own name, which no file system would take.
-        return f"invalid URL {shown(redacted)} (a file name longer than {MAX_FILENAME} bytes)"
+        return f"invalid URL {quoted} (a file name longer than {MAX_FILENAME} bytes)"
     try:
         ArchiveFormat.from_filename(filename)
     except ValueError as exc:
@@ -158,9 +158,12 @@ def artifact_url_problem(url: str) -> str | None:
     return None
 
 
-#: The longest archive file name (in UTF-8 bytes) a URL may end in: what ext4, APFS and NTFS
-#: take in one path component.
-MAX_FILENAME = 255
+#: The longest archive file name (in UTF-8 bytes) a URL may end in. ext4, APFS and NTFS take
+#: 255 in one path component, and pylock's temporary names add up to 20 around it
+#: (``.NAME.<12 hex>.tmp``); real ones are under 100.
+MAX_FILENAME = 200
+#: How much of a URL an error quotes: the problem is often near its end (the file name).
+URL_SHOWN = 300
 
 
 #: What to do instead of writing a secret into a URL that ``pythons.lock`` keeps.
@@ -183,9 +186,8 @@ def credentials_problem(url: str) -> str | None:
     """
     if not has_credentials(url):
         return None
-    return (
-        f"URL {shown(redact(url))} carries credentials, which would be written to {LOCK_FILENAME}"
-    )
+    quoted = shown(redact(url), URL_SHOWN)
+    return f"URL {quoted} carries credentials, which would be written to {LOCK_FILENAME}"
 
 
 def locked_url_problem(url: str) -> str | None:

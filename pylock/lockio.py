@@ -7,6 +7,7 @@ which :mod:`pylock.project` does, so a sync does not import it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,13 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
         data = read_project_file(lock_path)
         text = lock_text(data)
     except FileNotFoundError:
+        if os.path.islink(lock_path):
+            from pylock.fsutil import missing
+
+            raise PylockError(
+                f"{lock_path.parent}: {missing(lock_path)}",
+                hint="point the link at a lock, or remove it and run `pylock lock`",
+            ) from None
         raise PylockError(
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
         ) from None

@@ -266,13 +266,14 @@ def check_lock(
     ``reporter`` is warned: a sync here would install nothing for that interpreter.
     """
     from pylock.config import load_config
+    from pylock.fsutil import missing
     from pylock.platforms import HOST
     from pylock.resolve import lock_is_fresh
 
     config = load_config(config_path)
     previous = read_previous(lock_path, ignore_invalid=False)
     if previous is None:
-        return f"{lock_path.name} does not exist"
+        return missing(lock_path)
     if not lock_is_fresh(config, previous):
         return f"{lock_path.name} is out of date with {config_path.name}"
     machine = here or _host_or_none()
@@ -312,7 +313,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
 
     lock_path = request.lock_path
     name = lock_path.name
-    if check and not os.path.lexists(lock_path):  # a link to nowhere is read, and says so
+    if check and not lock_path.exists() and not os.path.islink(lock_path):
         # Whatever the flags: no lock is never up to date, and says so without resolving
         # (but after pythons.toml's own problems, as a plain --check does).
         from pylock.config import load_config

@@ -136,7 +136,7 @@ def read_lock_at_ref(
     )
     code, _, err = _git(project, env, "rev-parse", "--is-inside-work-tree")
     if code != 0:
-        if "dubious ownership" in err:
+        if "dubious ownership" in err or "safe.directory" in err:
             # A CI container checking out as another user than the one running git.
             raise GitError(
                 f"git refuses the repository of {project}: another user owns it",

@@ -353,7 +353,7 @@ def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(settings)
 
     monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_preparing", set())
+    monkeypatch.setattr(tls, "_pending", {})
     monkeypatch.setattr(tls, "ssl_context", counting)
     return made
 

@@ -89,13 +89,18 @@ def test_inputs_and_outputs_are_the_documented_ones() -> None:
 
 def test_default_version_is_the_packages_version() -> None:
     # The version lives in pylock/__init__.py (pyproject reads it from there); the action's
-    # default and the README's pre-commit rev are the two copies a release must bump too.
+    # default, the README's pre-commit rev and the Docker example are the copies a release
+    # must bump too.
     default = action()["inputs"]["version"]["default"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["dynamic"] == ["version"]
     assert default == pylock.__version__
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"rev: v{default}\n" in readme
+    # The Docker example pins the release too (the docs audit found nothing checked it).
+    docker = ROOT / "examples" / "docker"
+    assert f"ARG PYLOCK_VERSION={default}\n" in (docker / "Dockerfile").read_text("utf-8")
+    assert f"| `PYLOCK_VERSION` | `{default}` |" in (docker / "README.md").read_text("utf-8")
 
 
 def test_readme_and_example_use_the_action() -> None:

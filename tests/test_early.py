@@ -92,6 +92,20 @@ def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_threa
     claims: list[Downloads | None],
     tls_made: list[str],
 ) -> None:
+    import pylock.settings
+    from pylock.net import tls
+
+    # The head start's guess asks for it, before the lock is parsed (start_downloads asks
+    # again, and finds it under way).
+    callers: list[str] = []
+    real_prepare = tls.prepare_ssl_context
+
+    def recording(settings: Settings) -> None:
+        callers.append(sys._getframe(1).f_code.co_name)
+        real_prepare(settings)
+
+    monkeypatch.setattr(tls, "prepare_ssl_context", recording)
+    monkeypatch.setattr(pylock.settings, "usable_cpus", lambda: 2)
     server, ca = tls_server
     (tmp_path / "project").mkdir()
     project = Project(tmp_path / "project", server, capsys)
@@ -105,6 +119,7 @@ def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_threa
     assert (project.into / "app" / ".pylock" / "install.json").is_file()
     # Made once, on its own thread, and used by the download (which made none).
     assert tls_made == ["pylock-tls"]
+    assert callers == ["_start", "start_downloads"]
 
 
 @pytest.mark.parametrize(
@@ -118,10 +133,20 @@ def test_a_head_start_over_https_makes_its_tls_context_beside_the_download_threa
     ],
 )
 def test_the_head_start_guesses_tls_from_the_lock_bytes(
-    data: bytes, mirror: str | None, rewrites: str | None, likely: bool
+    data: bytes,
+    mirror: str | None,
+    rewrites: str | None,
+    likely: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import pylock.settings
+
     settings = Settings.from_environ({"PYLOCK_URL_REWRITES": rewrites} if rewrites else {})
+    monkeypatch.setattr(pylock.settings, "usable_cpus", lambda: 2)
     assert early._tls_likely(data, mirror, settings) is likely
+    # One CPU: loading beside the imports would only delay them (87 ms, measured).
+    monkeypatch.setattr(pylock.settings, "usable_cpus", lambda: 1)
+    assert early._tls_likely(data, mirror, settings) is False
 
 
 def test_a_head_start_over_plain_http_makes_no_tls_context(

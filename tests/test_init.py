@@ -18,6 +18,7 @@ from pylock.init import (
     write_starter,
 )
 from pylock.versions import Implementation, Variant
+from tests.syncproject import Project
 
 HOST_SERIES = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -257,3 +258,28 @@ def test_a_dangling_or_looping_project_file_is_named_as_such(
     err = capsys.readouterr().err
     assert "does not exist" not in err
     assert "Too many levels of symbolic links" in err or "symbolic link" in err
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_lock_link_to_nowhere_is_named_and_which_goes_by_the_records(
+    installed: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review: `which` and `run` fell back to the install records without a lock, but read
+    a dangling `pythons.lock` link and failed; `lock --check` said "does not exist"."""
+    from pylock.cli import main
+
+    lock = installed.root / "pythons.lock"
+    lock.unlink()
+    lock.symlink_to("gone.lock")
+    into = ["--into", str(installed.into)]
+    project = ["--project", str(installed.root)]
+    assert main([*project, "which", *into, "app"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(str(installed.into / "app" / "bin" / "python"))
+    assert "pythons.lock is a symbolic link to gone.lock, which does not exist" in captured.err
+    (installed.root / "pythons.toml").write_text('[python.app]\nversion = "3.12"\n', "utf-8")
+    assert main([*project, "lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "pythons.lock is a symbolic link to gone.lock, which does not exist" in err
+    assert main([*project, "sync", *into]) == 1
+    assert "symbolic link to gone.lock" in capsys.readouterr().err

@@ -293,6 +293,8 @@ LONG_VALUES = {
     "config variant": ("config", f'[python.app]\nversion = "3.13"\nvariant = "{LONG}"\n'),
     "config platform": ("config", f'[python.app]\nversion = "3.13"\nplatforms = ["{LONG}"]\n'),
     "config version": ("config", f'[python.app]\nversion = "{LONG}"\n'),
+    # Review: integers were printed whole, twice (the "put it in quotes" hint).
+    "config integer version": ("config", "[python.app]\nversion = " + "9" * 4000 + "\n"),
     "config url": (
         "config",
         f'[python.app]\nurl = "https://e.com/{LONG}.tar.gz"\nsha256 = "{"0" * 64}"\n',
@@ -317,6 +319,18 @@ def test_a_long_or_huge_value_is_shown_cut_short(
     assert "Traceback" not in err
     assert len(err) < 1500, err[:1500]
     assert "..." in err or "invalid size 1000" in err, err  # the value itself, cut
+
+
+def test_a_url_is_quoted_far_enough_to_show_its_file_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review: URLs were cut at 60 characters, before the file name a problem is in."""
+    url = "https://artifacts.internal.example.com/python-builds/releases/2026/cpython 3.tar.gz"
+    (tmp_path / "pythons.toml").write_text(
+        f'[python.app]\nurl = "{url}"\nsha256 = "{"0" * 64}"\n', encoding="utf-8"
+    )
+    assert main(["--project", str(tmp_path), "lock", "--check"]) == 1
+    assert f"invalid URL '{url}' (control characters or spaces" in capsys.readouterr().err
 
 
 def test_diff_of_locks_with_sizes_past_the_bound_is_clean(

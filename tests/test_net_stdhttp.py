@@ -266,6 +266,33 @@ def test_a_tls_context_prepared_in_the_background_is_made_once_and_used(
     assert tls_made == ["pylock-tls"]
 
 
+def test_a_context_being_made_holds_up_no_one_but_those_who_want_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str, tls_made: list[str]
+) -> None:
+    """Review: the maker held the module's lock through the load, so a second prepare (the
+    head start's, then start_downloads') and any other trust setting waited for it."""
+    import time
+
+    std_only(client)
+    slow, fast = (Settings.from_environ({"SSL_CERT_FILE": str(tmp_path / n)}) for n in "ab")
+    loaded = threading.Event()
+    real = tls.ssl_context
+
+    def loading(settings: Settings) -> object:
+        if settings is slow:
+            loaded.wait(10)
+        return real(Settings.from_environ({}))
+
+    monkeypatch.setattr(tls, "ssl_context", loading)
+    tls.prepare_ssl_context(slow)
+    began = time.monotonic()
+    tls.prepare_ssl_context(slow)  # being made: returns at once
+    tls.shared_ssl_context(fast)  # another trust setting: made at once
+    assert time.monotonic() - began < 2
+    loaded.set()
+    assert tls.shared_ssl_context(slow) is tls.shared_ssl_context(slow)
+
+
 def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     tmp_path: Path,
     tls_server: tuple[HttpServer, Path],
@@ -285,7 +312,7 @@ def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     for thread in threading.enumerate():
         if thread.name == "pylock-tls":
             thread.join(5)
-    assert tls._contexts == {} and tls._preparing == set()
+    assert tls._contexts == {} and tls._pending == {}
 
 
 @pytest.mark.parametrize(

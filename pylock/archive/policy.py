@@ -21,8 +21,8 @@ DRIVE = re.compile(r"^[A-Za-z]:")
 #: C0 and C1 control characters and DEL: no real member name has one, and a terminal obeys them.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 #: The most components a member name may have. A CPython 3.11 install's deepest file is 10
-#: deep (``lib/python3.11/lib2to3/tests/data/fixers/myfixes/...``); a tree a thousand deep
-#: defeats recursive tools (``shutil.rmtree`` before Python 3.14) and the user's own.
+#: deep (``lib/python3.11/lib2to3/tests/data/fixers/myfixes/...``); a tree hundreds deep
+#: defeats tools that recurse or keep a directory open per level (``shutil.rmtree``).
 MAX_DEPTH = 64
 #: Most members an archive may have. A python-build-standalone ``full`` build has about
 #: 10,000 and GraalPy tens of thousands; extraction keeps a few hundred bytes per member

@@ -3,10 +3,11 @@
 Importing aiohttp costs about 0.2-0.3 s (it builds SSL contexts at import); a cold sync of
 one archive needs one GET, which ``http.client`` does at the cost of the ``ssl`` module.
 Every rule comes from :mod:`pylock.net.policy`, which :class:`pylock.net.fetch.Fetcher`
-uses too: URL rewrites and refusals, the ``SSL_CERT_FILE`` context, redirects, retries
-with backoff and ``Retry-After``, size bounds and hash checks, proxies and netrc, printable
-server text. What this module adds is the transport (``CONNECT`` tunnels for https over a
-proxy) and a ``stop`` event, since a thread cannot be cancelled like a task.
+uses too: URL rewrites and refusals, redirects, retries with backoff and ``Retry-After``,
+size bounds and hash checks, proxies and netrc, printable server text; and the
+``SSL_CERT_FILE`` context from :mod:`pylock.net.tls`, which it shares. What this module
+adds is the transport (``CONNECT`` tunnels for https over a proxy) and a ``stop`` event,
+since a thread cannot be cancelled like a task.
 """
 
 from __future__ import annotations
@@ -300,10 +301,11 @@ class StdDownloader:
         timeout = self.options.timeouts.connect
         try:
             context = self._ssl()
+            # InvalidURL for a host http.client will not send (a space in it).
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         except BaseException:
             sock.close()
             raise
-        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         connection.sock = handshake(sock, context, host, timeout, stop)
         return connection
 

@@ -50,21 +50,29 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 _contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-#: Trust settings whose context a :func:`prepare_ssl_context` thread is making.
-_preparing: set[tuple[str | None, str | None]] = set()
+#: Trust settings whose context a thread is making now, and the event it sets when done.
+_pending: dict[tuple[str | None, str | None], threading.Event] = {}
+#: Guards both dicts; never held while a context is made.
 _contexts_lock = threading.Lock()
 
 
 def shared_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """:func:`ssl_context`, made once per trust setting for the whole process; a caller
-    that comes while a :func:`prepare_ssl_context` thread makes it waits for that one.
-    A failure is not kept: every caller gets its own error."""
+    """:func:`ssl_context`, made once per trust setting for the whole process. A caller
+    that comes while another thread makes it waits for that one; callers for other
+    settings do not. A failure is not kept: every caller gets its own error."""
     key = (settings.ssl_cert_file, settings.ssl_cert_dir)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = _contexts[key] = ssl_context(settings)
-        return context
+    while True:
+        with _contexts_lock:
+            context = _contexts.get(key)
+            if context is not None:
+                return context
+            making = _pending.get(key)
+            if making is None:
+                making = _pending[key] = threading.Event()
+                break
+        while not making.wait(0.25):  # in steps, as every wait Ctrl-C must be able to end
+            pass
+    return _make(key, settings, making)
 
 
 def prepare_ssl_context(settings: Settings) -> None:
@@ -73,18 +81,29 @@ def prepare_ssl_context(settings: Settings) -> None:
     meet and report."""
     key = (settings.ssl_cert_file, settings.ssl_cert_dir)
     with _contexts_lock:
-        if key in _contexts or key in _preparing:
+        if key in _contexts or key in _pending:
             return
-        _preparing.add(key)
+        making = _pending[key] = threading.Event()
 
     def make() -> None:
-        try:
-            # Whatever fails here fails again, the same way, for the download that asks
-            # next (nothing is kept), which reports it as a download error.
-            with contextlib.suppress(Exception):
-                shared_ssl_context(settings)
-        finally:
-            with _contexts_lock:
-                _preparing.discard(key)
+        # Whatever fails here fails again, the same way, for the download that asks
+        # next (nothing is kept), which reports it as a download error.
+        with contextlib.suppress(Exception):
+            _make(key, settings, making)
 
     threading.Thread(target=make, name="pylock-tls", daemon=True).start()
+
+
+def _make(
+    key: tuple[str | None, str | None], settings: Settings, making: threading.Event
+) -> ssl.SSLContext:
+    """Make the context ``making`` (registered in ``_pending``) stands for, and keep it."""
+    try:
+        context = ssl_context(settings)
+        with _contexts_lock:
+            _contexts[key] = context
+        return context
+    finally:
+        with _contexts_lock:
+            del _pending[key]
+        making.set()

@@ -183,13 +183,22 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
 
 
 def _tls_likely(data: bytes, mirror: str | None, settings: Settings) -> bool:
-    """Whether the lock ``data`` will likely be downloaded over https: a guess from its
-    bytes, made before the models that give the exact answer (which
-    :func:`~pylock.sync.downloads.start_downloads` acts on) are imported. A wrong guess
-    costs a CA store loaded for nothing on another core, or the head start of that load."""
+    """Whether to load the CA store now, beside the imports to come: the lock ``data`` will
+    likely be downloaded over https, and there is a second CPU to load it on.
+
+    A guess from the bytes, made before the models that give the exact answer (which
+    :func:`~pylock.sync.downloads.start_downloads` acts on) are imported. The load delays
+    those imports by about 12 ms on two CPUs (``import ssl`` wants the interpreter lock)
+    and hides 55 ms; on one CPU it would delay them by all of it. A guess that is wrong
+    (every archive cached) costs those 12 ms.
+    """
+    from pylock.settings import usable_cpus
+
     if settings.url_rewrites or b"https://" not in data:
         return False
-    return mirror is None or mirror.startswith("https://")
+    if mirror is not None and not mirror.startswith("https://"):
+        return False
+    return usable_cpus() > 1
 
 
 def _text(value: str | bool | None) -> str | None:
