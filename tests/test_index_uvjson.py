@@ -9,6 +9,7 @@ import pytest
 from pylock.errors import UpstreamError
 from pylock.index.uvjson import newest_tag_date, parse_uv_json
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
+from tests.httpserver import HttpServer
 from tests.indexdata import uv_entry, uv_json
 
 SHA = "ab" * 32
@@ -206,3 +207,26 @@ def test_entries_a_lock_cannot_hold_are_skipped(changes: dict[str, Any], reason:
     assert skipped == ["bad"]
     assert len(unfit) == 1 and unfit[0].startswith("f.json: entry 'bad': "), unfit
     assert reason in unfit[0]
+
+
+def test_a_file_url_is_refused_in_a_document_a_server_sent() -> None:
+    # A downloads JSON read over http(s) named file:///... archives: `lock` then read this
+    # machine's files, and the lock sent every `sync` to them.
+    data = {"cpython-3.13.7-linux-x86_64-gnu": entry(url="file:///etc/x.tar.gz")}
+    assert parse_uv_json(data)[0]  # a local document may name local archives
+    with pytest.raises(UpstreamError, match=r"a file URL \('file:///etc/x.tar.gz'\) in a"):
+        parse_uv_json(data, local_urls=False)
+
+
+def test_a_downloads_json_over_http_may_not_name_local_files(server: HttpServer) -> None:
+    import json
+
+    from pylock.index.live import load_uv_downloads_json
+    from pylock.net.options import FetchOptions, Timeouts
+    from pylock.progress import NullReporter
+
+    body = {"cpython-3.13.7-linux-x86_64-gnu": entry(url="file:///etc/x.tar.gz")}
+    url = server.serve("/downloads.json", json.dumps(body).encode())
+    options = FetchOptions(timeouts=Timeouts(connect=5.0, read=5.0), retries=0)
+    with pytest.raises(UpstreamError, match="in a downloads JSON served over http"):
+        load_uv_downloads_json(url, fetch_options=options, reporter=NullReporter())

@@ -198,7 +198,8 @@ def load_uv_downloads_json(
         data = json_loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UpstreamError(f"{source}: not valid JSON: {exc}") from None
-    builds, skipped = parse_uv_json(data, source=source)
+    remote = _is_url(source) and urlsplit(source).scheme != "file"
+    builds, skipped = parse_uv_json(data, source=source, local_urls=not remote)
     if skipped:
         reporter.detail(f"{source}: skipped {len(skipped)} entries for unknown platforms")
     reporter.detail(f"{source}: {len(builds)} builds")

@@ -77,6 +77,7 @@ def parse_uv_json(
     *,
     source: str = "downloads JSON",
     unfit: list[str] | None = None,
+    local_urls: bool = True,
 ) -> tuple[list[Build], list[str]]:
     """Turn a downloads JSON document into builds, plus the keys that were skipped.
 
@@ -84,7 +85,8 @@ def parse_uv_json(
     newer uv may list more), and so are entries with a build tag, version or URL
     that ``pythons.lock`` cannot hold (``../x``, a space): their reasons, naming the
     key, are appended to ``unfit`` if given. A malformed entry raises
-    :class:`UpstreamError` naming its key and field.
+    :class:`UpstreamError` naming its key and field, and so does a ``file://`` URL in a
+    document read over http(s) (``local_urls=False``).
     """
     if not isinstance(data, Mapping):
         raise UpstreamError(f"{source}: expected a JSON object of entries")
@@ -96,7 +98,7 @@ def parse_uv_json(
                 f"{source}: entry {shown(key)}: expected an object, got {shown(raw)}"
             )
         try:
-            build = _read_entry(_Entry(source, str(key), raw))
+            build = _read_entry(_Entry(source, str(key), raw), local_urls=local_urls)
         except _Unfit as exc:
             if unfit is not None:
                 unfit.append(f"{source}: entry {shown(str(key))}: {exc}")
@@ -114,7 +116,7 @@ def newest_tag_date(builds: list[Build]) -> str | None:
     return max(dates) if dates else None
 
 
-def _read_entry(e: _Entry) -> Build | None:
+def _read_entry(e: _Entry, *, local_urls: bool = True) -> Build | None:
     for field in _REQUIRED:
         if field not in e.entry:
             raise e.fail(f"missing {field!r}")
@@ -152,6 +154,9 @@ def _read_entry(e: _Entry) -> Build | None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
         raise e.fail(f"invalid url {shown(url)}")
+    if parts.scheme == "file" and not local_urls:
+        # A document from a server names no file of the machine that reads it.
+        raise e.fail(f"a file URL ({shown(url)}) in a downloads JSON served over http(s)")
     secret = credentials_problem(url)
     if secret is not None:
         # Not skipped: the file's author put them there on purpose, and needs to be told.
