@@ -156,7 +156,10 @@ def _retry_writable(root: str) -> Callable[[Callable[[str], object], str, Any], 
             parent = os.path.abspath(os.path.dirname(path))
             if parent == root or parent.startswith(os.path.join(root, "")):
                 os.chmod(parent, stat.S_IRWXU)
-            os.chmod(path, stat.S_IRWXU)
+            if not os.path.islink(path):
+                # chmod follows a link: its target may be any file outside the tree. (A
+                # link is removed once its directory is writable; its own mode is moot.)
+                os.chmod(path, stat.S_IRWXU)
         func(path)
 
     return retry

@@ -284,3 +284,140 @@ def test_a_damaged_record_is_a_verify_failure_and_sync_repairs_it(
     repaired = sync_project.sync()
     assert repaired.code == 0, repaired.err
     assert sync_project.verify().code == 0
+
+
+# -- attack on the commands that inspect installs -------------------------------------------
+
+
+@posix_only
+def test_a_user_directory_lent_a_record_through_a_symlinked_pylock_is_never_pruned(
+    installed: Project, tmp_path: Path
+) -> None:
+    """Attack: `DIR/mydata/.pylock` linked to an install's `.pylock` made the sync prune the
+    user's directory, files and all."""
+    mine = installed.into / "mydata"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    (mine / ".pylock").symlink_to(installed.into / "app" / ".pylock")
+    copied = installed.into / "userstuff"
+    (copied / ".pylock").mkdir(parents=True)  # a real .pylock, holding another tree's record
+    (copied / ".pylock" / "install.json").write_bytes(
+        (installed.into / "app" / ".pylock" / "install.json").read_bytes()
+    )
+    assert installed.sync().code == 0
+    assert (mine / "notes.txt").read_text() == "precious"
+    assert (copied / ".pylock" / "install.json").is_file()
+    assert (installed.into / "app").is_dir()
+
+
+@posix_only
+def test_clearing_a_read_only_directory_never_chmods_what_a_link_in_it_points_at(
+    tmp_path: Path,
+) -> None:
+    """Attack: removing a tree as its non-root owner made a file outside it 0700, through a
+    link in a read-only directory of the tree (chmod follows links)."""
+    from pylock.fsutil import _retry_writable
+
+    outside = tmp_path / "outside"
+    outside.write_text("cfg")
+    outside.chmod(0o644)
+    tree = tmp_path / "tree"
+    (tree / "ro").mkdir(parents=True)
+    link = tree / "ro" / "link"
+    link.symlink_to(outside)
+    removed: list[str] = []
+    retry = _retry_writable(str(tree))
+    retry(removed.append, str(link), PermissionError(13, "Permission denied"))
+    assert removed == [str(link)]
+    assert outside.stat().st_mode & 0o777 == 0o644
+
+
+@posix_only
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_manifest_that_is_no_file_pylock_wrote_is_an_empty_one(
+    sync_project: Project, app_a: Build, kind: str
+) -> None:
+    """Attack: a FIFO manifest hung the sync (holding the bin dir's lock); /dev/zero read
+    until memory ran out."""
+    bin_dir = sync_project.root / "bin"
+    bin_dir.mkdir()
+    manifest = bin_dir / MANIFEST
+    if kind == "fifo":
+        os.mkfifo(manifest)
+    elif kind == "device":
+        manifest.symlink_to("/dev/zero")
+    else:
+        manifest.write_text(json.dumps({"links": {f"n{i}": "x" * 64 for i in range(80_000)}}))
+    sync_project.install(app_a)
+    done = sync_project.sync("--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert (bin_dir / f"python{app_a.minor}").is_symlink()
+
+
+@posix_only
+def test_one_install_dir_spelled_two_ways_owns_its_links(tmp_path: Path) -> None:
+    """Attack: the same install dir through a symlink was "another project": warnings that
+    it took its own links, and a pruned interpreter's link kept, dangling, on PATH."""
+    real = tmp_path / "real" / ".pythons"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    alias = tmp_path / "alias" / ".pythons"
+    bin_dir = tmp_path / "bin"
+    wanted = {"python3": real / "app/bin/python3", "python3.11": real / "old/bin/python3"}
+    sync_links(bin_dir, wanted, windows=False, install_dir=alias)
+    again = sync_links(bin_dir, wanted, windows=False, install_dir=real)
+    assert again.taken == ()
+    pruned = sync_links(bin_dir, {"python3": wanted["python3"]}, windows=False, install_dir=alias)
+    assert pruned.removed == ("python3.11",)
+    assert not os.path.lexists(bin_dir / "python3.11")
+
+
+@posix_only
+def test_manifest_names_with_control_characters_are_not_pylock_links(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    evil = "evil\x1b[31mRED\nfake line"
+    (bin_dir / evil).symlink_to("/etc/passwd")
+    mine = tmp_path / ".pythons"
+    manifest = {"links": {evil: "/etc/passwd"}, "installs": {evil: str(mine)}}
+    (bin_dir / MANIFEST).write_text(json.dumps(manifest))
+    done = sync_links(bin_dir, {}, windows=False, install_dir=mine)
+    assert done.removed == ()
+    assert os.path.lexists(bin_dir / evil)  # not pylock's: left alone
+
+
+@posix_only
+def test_an_alias_link_in_the_install_dir_is_not_an_interpreter(
+    installed: Project,
+) -> None:
+    """Attack: `DIR/current -> app` failed `verify` for good, with a hint that could not fix it."""
+    (installed.into / "current").symlink_to("app")
+    (installed.into / "ctrl\x1bname" / ".pylock").mkdir(parents=True)
+    done = installed.verify()
+    assert done.code == 0, done.out + done.err
+    assert "current" not in done.out and "\x1b" not in done.out + done.err
+
+
+@posix_only
+def test_a_symlinked_locks_directory_is_refused(installed: Project, tmp_path: Path) -> None:
+    """Attack: `DIR/.pylock-locks` linked elsewhere made the sync write its lock files there."""
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(installed.into / ".pylock-locks")
+    (installed.into / ".pylock-locks").symlink_to(elsewhere)
+    done = installed.sync("--reinstall")
+    assert done.code == 1
+    assert ".pylock-locks is a symbolic link" in done.err
+    assert list(elsewhere.iterdir()) == []
+
+
+@posix_only
+def test_a_bin_dir_inside_an_interpreter_tree_is_refused(installed: Project) -> None:
+    """Attack: `--bin-dir DIR/app/lib` left its lock file there, and `verify` then failed."""
+    done = installed.sync("--bin-dir", str(installed.into / "app" / "lib"))
+    assert done.code == 2
+    assert "is inside the tree of app" in done.err
+    assert installed.verify().code == 0

@@ -20,7 +20,13 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import PylockError
-from pylock.fsutil import FileLock, atomic_write_text, remove_stale_temporaries, replace
+from pylock.fsutil import (
+    FileLock,
+    atomic_write_text,
+    read_own_file,
+    remove_stale_temporaries,
+    replace,
+)
 from pylock.lockfile import LockedPython, LockFile
 from pylock.platforms import Platform
 from pylock.versions import Implementation
@@ -85,10 +91,16 @@ class _Manifest:
     pending_installs: dict[str, str] = attrs.field(factory=dict)
 
 
+#: The largest manifest read: a line per link, a few KB for a dozen interpreters.
+_MANIFEST_MAX_BYTES = 4 * 1024 * 1024
+
+
 def _read_manifest(bin_dir: Path) -> _Manifest:
-    """The bin dir's manifest; an empty one if it is missing or damaged."""
+    """The bin dir's manifest; an empty one if it is missing or damaged (a FIFO, a link, a
+    file larger than :data:`_MANIFEST_MAX_BYTES` among the damaged: it hung the sync,
+    or read ``/dev/zero`` until memory ran out)."""
     try:
-        data = json_loads((bin_dir / MANIFEST).read_text(encoding="utf-8"))
+        data = json_loads(read_own_file(bin_dir / MANIFEST, _MANIFEST_MAX_BYTES))
     except (OSError, ValueError):
         return _Manifest()
     if not isinstance(data, dict) or not isinstance(data.get("links"), dict):
@@ -129,7 +141,15 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
     if windows:
         inside = f'@"{_batch_literal(prefix)}' in entry
         return mine if inside else "another install directory"
-    return mine if entry.startswith(prefix) else entry
+    real = os.path.join(os.path.realpath(mine), "")
+    return mine if entry.startswith(prefix) or os.path.realpath(entry).startswith(real) else entry
+
+
+def _same_dir(owner: str, mine: str) -> bool:
+    """Whether the install directory ``owner`` (as a manifest recorded it) is ``mine``,
+    however each is spelled: through a symlink (``/tmp`` and ``/private/tmp`` on macOS,
+    a linked home directory), or as ``--into`` or ``PYLOCK_INSTALL_DIR`` gave it."""
+    return owner == mine or os.path.realpath(owner) == os.path.realpath(mine)
 
 
 def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:
@@ -149,8 +169,15 @@ def _plain_name(name: str) -> bool:
 
     >>> [_plain_name(n) for n in ("python3", "../x", "/usr/bin/python3", "C:x", "..", "")]
     [True, False, False, False, False, False]
+    >>> _plain_name("evil\x1b[31m")
+    False
     """
-    return bool(name) and name not in (".", "..") and not any(ch in name for ch in "/\\\0:")
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(ch in name for ch in "/\\\0:")
+        and name.isprintable()  # what is printed of it must not steer the terminal
+    )
 
 
 def _entry_path(bin_dir: Path, name: str, windows: bool) -> Path:
@@ -354,7 +381,7 @@ def _sync_links(
                 hint="remove it, or choose another --bin-dir",
             )
         owner = owner_of(name, current)
-        if ours and mine is not None and owner is not None and owner != mine:
+        if ours and mine is not None and owner is not None and not _same_dir(owner, mine):
             taken.append((name, owner))
         changes.append((name, target, path, expected))
     if changes:
@@ -382,7 +409,7 @@ def _sync_links(
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
         owner = owner_of(name, current)
-        if not prune or (mine is not None and owner is not None and owner != mine):
+        if not prune or (mine is not None and owner is not None and not _same_dir(owner, mine)):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.
             if name in previous:

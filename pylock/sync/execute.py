@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import HashMismatchError, InstallError, PylockError
+from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -62,6 +62,22 @@ class SyncResult:
 _INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
 _BIN_DIR_ELSEWHERE = "choose another --bin-dir (or PYLOCK_BIN_DIR)"
 _BIN_DIR_HINT = f"make it writable, or {_BIN_DIR_ELSEWHERE}"
+
+
+def _check_not_in_a_tree(bin_dir: Path, dest: Path, names: set[str]) -> None:
+    """Refuse a bin dir inside an interpreter's tree: its links would be files the tree's
+    record does not list (``verify`` fails), and go with the tree when it is replaced."""
+    from pylock.sync.install import pylock_trees
+
+    try:
+        inside = Path(os.path.realpath(bin_dir)).relative_to(os.path.realpath(dest)).parts
+    except ValueError:
+        return
+    if inside and (inside[0] in names or inside[0] in pylock_trees(dest)):
+        raise UsageError(
+            f"--bin-dir: {bin_dir} is inside the tree of {inside[0]} in {dest}",
+            hint=_BIN_DIR_ELSEWHERE,
+        )
 
 
 def _check_size(archive: Path, job: Job) -> None:
@@ -516,6 +532,7 @@ def run_sync(
         link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
         # Before anything is installed: a bin dir that cannot be made fails the sync
         # while the install directory is still as it was.
+        _check_not_in_a_tree(request.bin_dir, dest, {p.name for p in lock.pythons})
         usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
     if plan.is_noop:
         _link_bin_dir(request, reporter)

@@ -194,16 +194,22 @@ def installed_there(dest_root: Path) -> str:
 
 
 def _made_by_pylock(dest_root: Path, name: str) -> bool:
+    if (dest_root / name).is_symlink():
+        return False  # an alias (`current -> app`): the tree it names is listed as itself
     return installed_state(dest_root, name) is not None or has_meta_dir(dest_root / name)
 
 
 def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
-    """The entries of ``dest_root`` (but pylock's own dot-names) that are ``wanted``, sorted."""
+    """The entries of ``dest_root`` that are ``wanted``, sorted: names pylock could have
+    installed under (not its own dot-names, and none a lock could not hold, whose control
+    characters would reach the terminal)."""
+    from pylock.lockfile import is_valid_name
+
     try:
         entries = os.listdir(dest_root)
     except OSError:
         return []
-    return sorted(entry for entry in entries if not entry.startswith(".") and wanted(entry))
+    return sorted(entry for entry in entries if is_valid_name(entry) and wanted(entry))
 
 
 # -- locking and recovery ------------------------------------------------------------------
@@ -212,6 +218,12 @@ def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
 def _name_filelock(dest_root: Path, name: str) -> FileLock:
     """The cross-process lock file of ``DIR/NAME`` (not yet acquired)."""
     locks = dest_root / LOCKS_DIR
+    if locks.is_symlink():
+        # Its lock files would be made wherever it points (or fail as "File exists").
+        raise InstallError(
+            f"{locks} is a symbolic link; pylock keeps its lock files in a directory there",
+            hint="remove the link (pylock makes the directory again)",
+        )
     locks.mkdir(exist_ok=True)
     return FileLock(locks / f"{name}.lock")
 
@@ -736,8 +748,9 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
             if tree.is_symlink() or not tree.is_dir() or _same_as_kept(tree, name, keep):
                 continue
             with _name_lock(dest_root, name, None):
-                if read_install_json(str(tree)) is None:
-                    continue
+                data = read_install_json(str(tree))
+                if data is None or data.get("name", name) != name:
+                    continue  # no record, or another tree's (copied there): not pylock's
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 try:
                     os.rename(tree, trash)

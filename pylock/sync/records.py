@@ -89,8 +89,16 @@ class InstallState:
 
 def read_install_json(tree: str) -> dict[str, Any] | None:
     """``tree``'s ``install.json``, or ``None`` if it is missing, damaged or not pylock's
-    (a pipe, a device, a symlink or a huge file among the damaged)."""
-    path = os.path.join(tree, META_DIR, INSTALL_JSON)
+    (a pipe, a device, a symlink or a huge file among the damaged).
+
+    ``.pylock`` itself must be a real directory: a link to another tree's would lend this
+    one that tree's record, and with it pylock's leave to replace or prune it (a user's
+    directory was deleted so).
+    """
+    meta = os.path.join(tree, META_DIR)
+    if os.path.islink(meta):
+        return None
+    path = os.path.join(meta, INSTALL_JSON)
     try:
         data = json_loads(read_own_file(path, _INSTALL_JSON_MAX_BYTES))
     except (OSError, ValueError):
