@@ -39,6 +39,7 @@ from pylock.lockfile import (
     NamedPythons,
     artifact_url_problem,
     build_problem,
+    case_problem,
     find_conflict,
     is_sha256,
     name_problem,
@@ -680,13 +681,7 @@ def _check_document(document: Mapping[str, Any]) -> tuple[list[Problem], bool]:
             problems.append(Problem(path, bad_name))
         folded = name.casefold()
         if folded in seen:
-            problems.append(
-                Problem(
-                    path,
-                    f"{shown(name)} and {shown(seen[folded])} differ only in case; their install "
-                    "directories would collide on macOS and Windows",
-                )
-            )
+            problems.append(Problem(path, case_problem(name, seen[folded])))
         seen.setdefault(folded, name)
         if not isinstance(raw, dict):
             text = f"expected a table, got {describe_toml_value(raw)}"

@@ -89,6 +89,14 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def case_problem(name: str, other: str) -> str:
+    """Why two interpreter names that differ only in case cannot both be used."""
+    return (
+        f"{shown(name)} and {shown(other)} differ only in case; their install directories "
+        "would collide on macOS and Windows"
+    )
+
+
 def is_valid_name(text: object) -> bool:
     """Whether ``text`` may name an interpreter (see :func:`name_problem`)."""
     return isinstance(text, str) and name_problem(text) is None
@@ -588,17 +596,23 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
             "config-digest", f"invalid digest {shown(digest, 80)} (expected sha256:<64 hex>)"
         )
     pythons: list[LockedPython] = []
-    names: set[str] = set()
+    names: dict[str, str] = {}  # casefolded -> as written
     raw_pythons = reader.get(document, "python", list, "", required=False)
     for index, raw in enumerate(raw_pythons or ()):
         python = _read_python(reader, raw, f"python[{index}]")
         if python is None:
             continue
-        if python.name in names:
+        folded = python.name.casefold()
+        other = names.get(folded)
+        if other == python.name:
             reader.problem(
                 f"python[{index}].name", f"interpreter {shown(python.name)} is locked twice"
             )
-        names.add(python.name)
+        elif other is not None:
+            # As pythons.toml refuses them: one DIR/app, one lock file, one set of links.
+            reader.problem(f"python[{index}].name", case_problem(python.name, other))
+        else:
+            names[folded] = python.name
         pythons.append(python)
     defaults = [p.name for p in pythons if p.default]
     if len(defaults) > 1:

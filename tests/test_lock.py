@@ -153,6 +153,12 @@ def test_duplicate_names_and_platforms_are_rejected() -> None:
     doubled = text.replace('platform = "macos-aarch64"', 'platform = "linux-aarch64-gnu"')
     with pytest.raises(LockFileError, match="'linux-aarch64-gnu' is locked twice"):
         loads(doubled)
+    # Attack: a hand-written lock with `App` and `app` loaded, synced and linked on Linux,
+    # where pythons.toml refuses them (macOS and Windows would install both to one tree).
+    name = body.split('name = "', 1)[1].split('"', 1)[0]
+    cased = body.replace(f'name = "{name}"', f'name = "{name.upper()}"', 1)
+    with pytest.raises(LockFileError, match="differ only in case"):
+        loads(text + "\n" + cased)
 
 
 _names = st.text(
