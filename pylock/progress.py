@@ -160,17 +160,17 @@ class Reporter:
     def event(self, message: str) -> None:
         """A line worth showing unless ``-q`` was given."""
         if self.verbosity >= 0:
-            self._line(message)
+            self._line(_escaped(message))
 
     def detail(self, message: str) -> None:
         """A line for ``-v`` only."""
         if self.verbosity > 0:
-            self._line(message)
+            self._line(_escaped(message))
 
     def warn(self, message: str) -> None:
         """A warning, always shown."""
         prefix = "\033[33mwarning\033[0m" if self.color else "warning"
-        self._line(f"pylock: {prefix}: {message}")
+        self._line(f"pylock: {prefix}: {_escaped(message)}")
 
     # -- tasks -----------------------------------------------------------------------
 
@@ -290,6 +290,14 @@ class Reporter:
             self.stream.write(_render(task, columns, self._ellipsis) + "\n")
             self._drawn_lines += 1
         self.stream.flush()
+
+
+def _escaped(message: str) -> str:
+    """``message`` as one line with no control character in it: what a manifest, a record
+    or a server put in a name must not move the cursor or forge a line of output."""
+    from pylock.errors import printable
+
+    return printable(message)
 
 
 def terminal_columns(stream: TextIO) -> int:

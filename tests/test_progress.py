@@ -70,6 +70,21 @@ def test_color_warning() -> None:
     assert stream.getvalue() == "pylock: \033[33mwarning\033[0m: w\n"
 
 
+def test_messages_reach_the_terminal_with_their_control_characters_escaped() -> None:
+    # Attack: a bin-dir manifest's names and install dirs went out raw: an escape sequence
+    # recoloured the terminal, a newline forged a line of output.
+    stream = io.StringIO()
+    reporter = Reporter(stream=stream, verbosity=1, color=True, live=False)
+    reporter.warn("took evil\x1b[31mRED\nfake line")
+    reporter.event("removed \u202elink")
+    reporter.detail("tab\there")
+    assert stream.getvalue().splitlines() == [
+        "pylock: \x1b[33mwarning\x1b[0m: took evil\\x1b[31mRED\\nfake line",
+        "removed \\u202elink",
+        "tab\\there",
+    ]
+
+
 def test_null_reporter_is_silent(capsys) -> None:  # type: ignore[no-untyped-def]
     reporter = NullReporter()
     reporter.event("x")
