@@ -663,7 +663,7 @@ case "$*" in
   *"list --format json"*) echo '{"platform": "x", "install-dir": "d", "pythons": [
     {"name": "tool", "default": false, "status": "not installed"},
     {"name": "app", "default": true, "status": "installed"}]}' ;;
-  *"which app"*) echo /installed/app/bin/python3 ;;
+  *"which --into "*" app"*) echo /installed/app/bin/python3 ;;
 esac
 """
 
@@ -680,9 +680,9 @@ def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -
     files = {name: tmp_path / name for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "shim.log")}
     env = {
         "PATH": os.environ["PATH"],
-        "INPUT_PROJECT": ".",
-        "INPUT_INTO": "",
-        "INPUT_CACHE": "true",
+        "PROJECT": str(tmp_path),
+        "INTO": str(tmp_path / ".pythons"),
+        "CACHE_ON": "true",
         "INPUT_VERSION": "0.2.0",
         "LOCK": str(tmp_path / "pythons.lock"),
         "ROOT": str(tmp_path),
@@ -698,3 +698,117 @@ def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -
     assert "has no cache prune --keep-lock (pythons-lock 0.2.0 is older" in result.stdout
     assert "--keep-lock" not in files["shim.log"].read_text(encoding="utf-8")
     assert read_commands(files["GITHUB_OUTPUT"])["python"] == "/installed/app/bin/python3"
+
+
+# -- the install step's inputs, with a stand-in for setup-python's interpreter ------------
+
+#: Stands in for setup-python's interpreter: `-m venv DIR` makes a venv whose python skips
+#: `pip install` and runs everything else with the real interpreter, and whose pylock exists.
+_BASE_PYTHON = """#!/bin/sh
+if [ "$1 $2" = "-m venv" ]; then
+  mkdir -p "$3/bin"
+  printf '#!/bin/sh\\n[ "$1 $2" = "-m pip" ] && exit 0\\nexec "%s" "$@"\\n' "$REAL_PYTHON" \\
+    > "$3/bin/python"
+  printf '#!/bin/sh\\nexit 0\\n' > "$3/bin/pylock"
+  chmod +x "$3/bin/python" "$3/bin/pylock"
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+def run_install_step(
+    tmp_path: Path, inputs: Mapping[str, str], environ: Mapping[str, str] = {}
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], dict[str, str]]:
+    """The install step with ``inputs`` (the action's defaults for the rest): its result,
+    and what it wrote to GITHUB_ENV and GITHUB_OUTPUT."""
+    (step,) = [s for s in action()["runs"]["steps"] if s.get("id") == "install"]
+    defaults = {k: str(v.get("default", "")) for k, v in action()["inputs"].items()}
+    values = defaults | dict(inputs)
+    base = tmp_path / "base-python"
+    base.write_text(_BASE_PYTHON, encoding="utf-8")
+    base.chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"], encoding="utf-8")
+    files = {name: tmp_path / name for name in ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "RUNNER_TEMP": str(tmp_path / "temp"),
+        "REAL_PYTHON": sys.executable,
+        "BASE_PYTHON": str(base),
+        **{f"INPUT_{k.upper().replace('-', '_')}": v for k, v in values.items()},
+        **{k: str(v) for k, v in files.items()},
+        **environ,
+    }
+    result = run_step(script, tmp_path / "workspace", env)
+    return result, read_commands(files["GITHUB_ENV"]), read_commands(files["GITHUB_OUTPUT"])
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    for project in ("workspace", "workspace/sub"):
+        (tmp_path / project).mkdir()
+        (tmp_path / project / "pythons.lock").write_text("", encoding="utf-8")
+    return tmp_path / "workspace"
+
+
+@posix_only
+def test_a_second_use_installs_beside_its_own_lock(tmp_path: Path, workspace: Path) -> None:
+    """Attack: a first use with `into: shared` exported PYLOCK_INSTALL_DIR; a second use
+    with `into` left empty installed into `shared` and pruned the first's interpreters."""
+    inherited = {"PYLOCK_INSTALL_DIR": str(tmp_path / "shared")}
+    result, env, outputs = run_install_step(tmp_path, {"project": "sub"}, inherited)
+    assert result.returncode == 0, result.stderr
+    assert outputs["into"] == str(workspace / "sub" / ".pythons")
+    assert "PYLOCK_INSTALL_DIR" not in env
+    result, env, outputs = run_install_step(tmp_path, {"into": "shared"})
+    assert outputs["into"] == env["PYLOCK_INSTALL_DIR"] == str(workspace / "shared")
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("inputs", "project"),
+    [({"project": ""}, "."), ({"project": "-p"}, "-p"), ({"project": "sub"}, "sub")],
+)
+def test_the_project_is_passed_on_as_an_absolute_path(
+    tmp_path: Path, workspace: Path, inputs: dict[str, str], project: str
+) -> None:
+    """Attack: an empty project passed the first step and failed the next (`--project ""`);
+    one starting with `-` was read as an option."""
+    (workspace / "-p").mkdir()
+    (workspace / "-p" / "pythons.lock").write_text("", encoding="utf-8")
+    result, _, outputs = run_install_step(tmp_path, inputs)
+    assert result.returncode == 0, result.stderr
+    assert outputs["project"] == os.path.normpath(workspace / project)
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("cache", "expected"), [("true", "true"), ("True", "true"), ("false", "false")]
+)
+def test_the_cache_input_is_read_as_github_reads_it(
+    tmp_path: Path, workspace: Path, cache: str, expected: str
+) -> None:
+    """Attack: `cache: True` restored and saved the cache (GitHub's `==` ignores case) but
+    skipped the prune; `cache: false` still replaced the job's own PYLOCK_CACHE_DIR."""
+    own = {"PYLOCK_CACHE_DIR": str(tmp_path / "mine")}
+    result, env, outputs = run_install_step(tmp_path, {"cache": cache}, own)
+    assert result.returncode == 0, result.stderr
+    assert outputs["cache-on"] == expected
+    if expected == "true":
+        assert env["PYLOCK_CACHE_DIR"] == outputs["cache-dir"] != own["PYLOCK_CACHE_DIR"]
+    else:
+        assert "PYLOCK_CACHE_DIR" not in env
+        assert outputs["cache-dir"] == own["PYLOCK_CACHE_DIR"]
+
+
+@posix_only
+@pytest.mark.parametrize("version", ['0.2.0; python_version<"3"', "0.2.0,!=0.2.0", "", "latest"])
+def test_a_version_that_is_no_release_is_refused(
+    tmp_path: Path, workspace: Path, version: str
+) -> None:
+    result, env, outputs = run_install_step(tmp_path, {"version": version})
+    assert result.returncode == 1
+    assert "::error title=pylock::version must be a release such as 0.2.0" in result.stdout
+    assert env == {} and outputs == {}

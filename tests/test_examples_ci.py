@@ -556,8 +556,14 @@ def test_airgap_script_installs_from_a_directory_with_awkward_characters(
 
 @needs_bash
 @pytest.mark.skipif(shutil.which("sha256sum") is None, reason="the check needs sha256sum")
-def test_airgap_export_fails_on_a_damaged_tree(tmp_path: Path, airgap: AirGap) -> None:
+@pytest.mark.parametrize("linked", [False, True], ids=["dir", "symlink"])
+def test_airgap_export_fails_on_a_damaged_tree(
+    tmp_path: Path, airgap: AirGap, linked: bool
+) -> None:
     out = tmp_path / "usb"
+    if linked:  # attack: `find` did not follow a linked OUTDIR, and checked nothing
+        (tmp_path / "real").mkdir()
+        out.symlink_to(tmp_path / "real")
     assert airgap.export(out).returncode == 0
     # An archive an earlier run wrote for another lock, damaged since: this lock's mirror
     # run keeps it, and only the script's check notices.
@@ -568,3 +574,11 @@ def test_airgap_export_fails_on_a_damaged_tree(tmp_path: Path, airgap: AirGap) -
     assert done.returncode == 1
     assert "other.tar.gz: FAILED" in done.stdout + done.stderr
     assert "failed its SHA256SUMS check" in done.stderr
+
+
+@needs_bash
+def test_airgap_install_from_a_missing_directory_stops_at_once(airgap: AirGap) -> None:
+    """Attack: `cd` failed inside `$(...)`, and pylock ran with `--mirror file:///`."""
+    done = airgap.script("install", "/no/such/mirror", "into")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "airgap.sh: /no/such/mirror: no such mirror directory"

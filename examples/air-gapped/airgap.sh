@@ -45,10 +45,13 @@ export_mirror() {
     # tree here too: archives that earlier runs wrote for other locks were not re-hashed.
     # (Not `find -execdir ... \;`: find ignores the exit status of such a command.)
     if command -v sha256sum > /dev/null; then
-        if ! find "$out" -name SHA256SUMS -type f -exec sh -c '
+        # -H: OUTDIR may be a link to the real directory (a mount point's).
+        if ! find -H "$out" -name SHA256SUMS -type f -exec sh -c '
             status=0
             for sums in "$@"; do
-                (cd "${sums%/*}" && sha256sum --check --quiet --strict SHA256SUMS) || status=1
+                # stdin closed: a line naming "-" would read the terminal.
+                (cd "${sums%/*}" && sha256sum --check --quiet --strict SHA256SUMS < /dev/null) ||
+                    status=1
             done
             exit "$status"' sh {} +; then
             echo "airgap.sh: $out failed its SHA256SUMS check; do not carry it across" >&2
@@ -61,6 +64,11 @@ export_mirror() {
 # "%" or non-ASCII letter in the path would otherwise break or change the URL).
 file_url() {
     local path encoded='' char i
+    # (set -e does not reach into $(...): test for the directory first.)
+    if [ ! -d "$1" ]; then
+        echo "airgap.sh: $1: no such mirror directory" >&2
+        exit 1
+    fi
     path=$(CDPATH='' cd -- "$1" && pwd)
     local LC_ALL=C # one byte at a time
     for ((i = 0; i < ${#path}; i++)); do
