@@ -653,6 +653,19 @@ def test_an_input_with_a_newline_is_refused_before_anything_runs(name: str, tmp_
     assert not (tmp_path / "temp" / "pylock-action").exists()
 
 
+def step_with_tool(
+    tmp_path: Path, step_id: str, tool: Path, text: str, names: tuple[str, ...]
+) -> tuple[Path, dict[str, Path]]:
+    """The ``run:`` script of step ``step_id`` in ``tmp_path``, the stand-in executable
+    ``tool`` holding ``text``, and the paths of the files ``names`` (GITHUB_OUTPUT...)."""
+    (step,) = [s for s in action()["runs"]["steps"] if s.get("id") == step_id]
+    tool.write_text(text, encoding="utf-8")
+    tool.chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"], encoding="utf-8")
+    return script, {name: tmp_path / name for name in names}
+
+
 # A pythons-lock release older than the action (the version input): no `cache prune
 # --keep-lock` (argparse refuses it, exit 2) and no "state" in `list --format json`.
 _OLDER_PYLOCK = """#!/bin/sh
@@ -670,14 +683,11 @@ esac
 
 @posix_only
 def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -> None:
-    (step,) = [s for s in action()["runs"]["steps"] if s.get("id") == "sync"]
     shim = tmp_path / "pylock"
-    shim.write_text(_OLDER_PYLOCK, encoding="utf-8")
-    shim.chmod(0o755)
+    script, files = step_with_tool(
+        tmp_path, "sync", shim, _OLDER_PYLOCK, ("GITHUB_OUTPUT", "GITHUB_PATH", "shim.log")
+    )
     (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
-    script = tmp_path / "step.sh"
-    script.write_text(step["run"], encoding="utf-8")
-    files = {name: tmp_path / name for name in ("GITHUB_OUTPUT", "GITHUB_PATH", "shim.log")}
     env = {
         "PATH": os.environ["PATH"],
         "PROJECT": str(tmp_path),
@@ -722,15 +732,12 @@ def run_install_step(
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], dict[str, str]]:
     """The install step with ``inputs`` (the action's defaults for the rest): its result,
     and what it wrote to GITHUB_ENV and GITHUB_OUTPUT."""
-    (step,) = [s for s in action()["runs"]["steps"] if s.get("id") == "install"]
     defaults = {k: str(v.get("default", "")) for k, v in action()["inputs"].items()}
     values = defaults | dict(inputs)
     base = tmp_path / "base-python"
-    base.write_text(_BASE_PYTHON, encoding="utf-8")
-    base.chmod(0o755)
-    script = tmp_path / "step.sh"
-    script.write_text(step["run"], encoding="utf-8")
-    files = {name: tmp_path / name for name in ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH")}
+    script, files = step_with_tool(
+        tmp_path, "install", base, _BASE_PYTHON, ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH")
+    )
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
