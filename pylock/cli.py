@@ -808,13 +808,17 @@ def _lock_if_any(ctx: Context) -> LockFile | None:
     """The project's lock for ``which`` and ``run``, or ``None`` without one (a slim image
     holding only the install directory): the install records know enough. A lock that
     is there but cannot be read is an error; a link to a lock that is gone, a warning."""
-    if ctx.lock_path.exists():
-        return ctx.read_lock()
-    if os.path.islink(ctx.lock_path):
-        from pylock.fsutil import missing
+    try:
+        os.stat(ctx.lock_path)
+    except FileNotFoundError:
+        if os.path.islink(ctx.lock_path):
+            from pylock.fsutil import missing
 
-        ctx.reporter.warn(f"{missing(ctx.lock_path)}; going by the install records")
-    return None
+            ctx.reporter.warn(f"{missing(ctx.lock_path)}; going by the install records")
+        return None
+    except OSError:
+        pass  # a link loop, a permission: reading it says what is wrong
+    return ctx.read_lock()
 
 
 def _cmd_which(ctx: Context) -> int:

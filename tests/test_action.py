@@ -748,6 +748,8 @@ def run_install_step(
         **{k: str(v) for k, v in files.items()},
         **environ,
     }
+    for written in files.values():
+        written.unlink(missing_ok=True)  # this run's commands only
     result = run_step(script, tmp_path / "workspace", env)
     return result, read_commands(files["GITHUB_ENV"]), read_commands(files["GITHUB_OUTPUT"])
 
@@ -764,13 +766,19 @@ def workspace(tmp_path: Path) -> Path:
 def test_a_second_use_installs_beside_its_own_lock(tmp_path: Path, workspace: Path) -> None:
     """Attack: a first use with `into: shared` exported PYLOCK_INSTALL_DIR; a second use
     with `into` left empty installed into `shared` and pruned the first's interpreters."""
-    inherited = {"PYLOCK_INSTALL_DIR": str(tmp_path / "shared")}
+    result, env, outputs = run_install_step(tmp_path, {"into": "shared"})
+    assert result.returncode == 0, result.stderr
+    assert outputs["into"] == env["PYLOCK_INSTALL_DIR"] == str(workspace / "shared")
+    # The second use sees what the first exported, and does not take it.
+    inherited = {"PYLOCK_INSTALL_DIR": env["PYLOCK_INSTALL_DIR"]}
     result, env, outputs = run_install_step(tmp_path, {"project": "sub"}, inherited)
     assert result.returncode == 0, result.stderr
     assert outputs["into"] == str(workspace / "sub" / ".pythons")
     assert "PYLOCK_INSTALL_DIR" not in env
-    result, env, outputs = run_install_step(tmp_path, {"into": "shared"})
-    assert outputs["into"] == env["PYLOCK_INSTALL_DIR"] == str(workspace / "shared")
+    # One the job set itself is the default, as pylock's own default is.
+    own = {"PYLOCK_INSTALL_DIR": str(tmp_path / "opt-py"), "RUNNER_TEMP": str(tmp_path / "job2")}
+    result, env, outputs = run_install_step(tmp_path, {"project": "sub"}, own)
+    assert outputs["into"] == own["PYLOCK_INSTALL_DIR"], result.stderr
 
 
 @posix_only
@@ -811,7 +819,9 @@ def test_the_cache_input_is_read_as_github_reads_it(
 
 
 @posix_only
-@pytest.mark.parametrize("version", ['0.2.0; python_version<"3"', "0.2.0,!=0.2.0", "", "latest"])
+@pytest.mark.parametrize(
+    "version", ['0.2.0; python_version<"3"', "0.2.0,!=0.2.0", "", "latest", "0.2.0 "]
+)
 def test_a_version_that_is_no_release_is_refused(
     tmp_path: Path, workspace: Path, version: str
 ) -> None:

@@ -421,3 +421,39 @@ def test_a_bin_dir_inside_an_interpreter_tree_is_refused(installed: Project) -> 
     assert done.code == 2
     assert "is inside the tree of app" in done.err
     assert installed.verify().code == 0
+
+
+@posix_only
+def test_a_copy_of_a_tree_is_left_alone_by_prune_and_verify_alike(installed: Project) -> None:
+    """Review: prune kept `cp -a app backup` (its record names `app`) while `verify` called
+    it a damaged install of pylock's for good, with a hint that could not fix it."""
+    import shutil
+
+    shutil.copytree(installed.into / "app", installed.into / "backup", symlinks=True)
+    assert installed.sync().code == 0
+    assert (installed.into / "backup" / ".pylock" / "install.json").is_file()
+    done = installed.verify()
+    assert done.code == 0, done.out + done.err
+    assert "backup" not in done.out
+
+
+@posix_only
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"links": {"python3": "/x"}, "installs": {"python3": "/x\u0000y"}},
+        {"links": {"python9": "/a\u0000b"}},
+    ],
+)
+def test_a_manifest_value_with_a_nul_is_no_traceback(
+    tmp_path: Path, manifest: dict[str, Any]
+) -> None:
+    """Review: resolving the install dirs a manifest named raised ValueError on a NUL."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / MANIFEST).write_text(json.dumps(manifest))
+    mine = tmp_path / ".pythons"
+    done = sync_links(
+        bin_dir, {"python3": mine / "app/bin/python3"}, windows=False, install_dir=mine
+    )
+    assert done.created == ("python3",)

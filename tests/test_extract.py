@@ -577,3 +577,20 @@ def test_the_member_count_of_a_zip64_archive_is_its_records(tmp_path: Path) -> N
     check_member_count(archive, 12, "big.zip")
     with pytest.raises(ArchiveError, match="more than 11 members"):
         check_member_count(archive, 11, "big.zip")
+
+
+def test_an_end_record_whose_counts_spell_its_signature_is_still_found(tmp_path: Path) -> None:
+    """Review: the last signature in the tail was taken for the end record; one forged into
+    the record's own count fields made the count skip, and zipfile read every member."""
+    import zipfile
+
+    from pylock.archive.zip import check_member_count
+
+    archive = _zip_of(tmp_path / "forged.zip", 12)
+    data = bytearray(archive.read_bytes())
+    data[-22 + 8 : -22 + 12] = b"PK\x05\x06"  # counts zipfile does not use
+    archive.write_bytes(bytes(data))
+    with zipfile.ZipFile(archive) as handle:
+        assert len(handle.infolist()) == 12
+    with pytest.raises(ArchiveError, match="more than 11 members"):
+        check_member_count(archive, 11, "forged.zip")

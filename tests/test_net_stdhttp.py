@@ -558,3 +558,28 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_prepare_whose_thread_cannot_start_leaves_no_one_waiting(
+    monkeypatch: pytest.MonkeyPatch, client: str, tls_made: list[str]
+) -> None:
+    """Review: the context was registered as being made before the thread started; when
+    it could not start (a pids limit), every later https download waited for ever."""
+    std_only(client)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    settings = Settings.from_environ({})
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        tls.prepare_ssl_context(settings)  # no thread: nothing is made, nothing pending
+    assert tls._pending == {} and tls_made == []
+    made = threading.Event()
+
+    def make() -> None:
+        tls.shared_ssl_context(settings)
+        made.set()
+
+    threading.Thread(target=make).start()
+    assert made.wait(10)

@@ -52,43 +52,47 @@ def check_member_count(path: str | os.PathLike[str], limit: int, archive: str) -
         count = 0
         left = size
         buffer = b""
-        while left > 0 or len(buffer) >= _CDH_SIZE:
-            if len(buffer) < _CDH_SIZE and left > 0:
+        pos = 0  # where the next record starts in ``buffer``
+        while True:
+            if len(buffer) - pos < _CDH_SIZE:
+                if left <= 0:
+                    return
                 more = handle.read(min(left, 1 << 20))
                 if not more:
                     return  # cut short: zipfile says so
                 left -= len(more)
-                buffer += more
+                buffer = buffer[pos:] + more  # what is left of the last read, then the next
+                pos = 0
                 continue
-            if buffer[:4] != b"PK\x01\x02":
+            if buffer[pos : pos + 4] != b"PK\x01\x02":
                 return  # not a record: zipfile refuses it
-            name, extra, comment = struct.unpack_from("<HHH", buffer, 28)
-            skip = _CDH_SIZE + name + extra + comment
+            name, extra, comment = struct.unpack_from("<HHH", buffer, pos + 28)
             count += 1
             if count > limit:
-                while len(buffer) < _CDH_SIZE + name and left > 0:
-                    more = handle.read(min(left, name))
-                    left -= len(more)
-                    buffer += more
-                    if not more:
-                        break
-                (flags,) = struct.unpack_from("<H", buffer, 8)
-                # As zipfile decodes it: UTF-8 if the record says so, else code page 437.
-                member = buffer[_CDH_SIZE : _CDH_SIZE + name].decode(
-                    "utf-8" if flags & 0x800 else "cp437", "replace"
-                )
                 raise limit_error(
                     f"more than {limit:,} members (pylock's limit per archive)",
                     archive=archive,
-                    member=member,
+                    member=_record_name(handle, buffer, pos, name, left),
                 )
-            while len(buffer) < skip and left > 0:
+            skip = _CDH_SIZE + name + extra + comment
+            while len(buffer) - pos < skip and left > 0:
                 more = handle.read(min(left, 1 << 20))
                 if not more:
                     return
                 left -= len(more)
-                buffer += more
-            buffer = buffer[skip:]
+                buffer = buffer[pos:] + more
+                pos = 0
+            pos += skip
+
+
+def _record_name(handle: BinaryIO, buffer: bytes, pos: int, size: int, left: int) -> str:
+    """The member name of the record at ``pos`` (read on if it is not all in ``buffer``),
+    decoded as zipfile decodes it: UTF-8 if the record says so, else code page 437."""
+    raw = buffer[pos + _CDH_SIZE : pos + _CDH_SIZE + size]
+    if len(raw) < size and left > 0:
+        raw += handle.read(min(left, size - len(raw)))
+    (flags,) = struct.unpack_from("<H", buffer, pos + 8)
+    return raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
 
 
 #: The fixed part of a central directory record.
@@ -102,7 +106,11 @@ def _central_directory(handle: BinaryIO) -> tuple[int, int] | None:
     tail_size = min(end, 22 + 0xFFFF)
     handle.seek(end - tail_size)
     tail = handle.read(tail_size)
-    at = tail.rfind(b"PK\x05\x06")
+    # As zipfile looks: an end record without a comment in the last 22 bytes first (its
+    # own fields may hold the signature's bytes), then the last signature before a comment.
+    at = len(tail) - 22
+    if at < 0 or tail[at : at + 4] != b"PK\x05\x06" or tail[-2:] != b"\0\0":
+        at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
         return None
     location = end - tail_size + at

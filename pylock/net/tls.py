@@ -61,18 +61,23 @@ def shared_ssl_context(settings: Settings) -> ssl.SSLContext:
     that comes while another thread makes it waits for that one; callers for other
     settings do not. A failure is not kept: every caller gets its own error."""
     key = (settings.ssl_cert_file, settings.ssl_cert_dir)
-    while True:
-        with _contexts_lock:
-            context = _contexts.get(key)
-            if context is not None:
-                return context
-            making = _pending.get(key)
-            if making is None:
-                making = _pending[key] = threading.Event()
-                break
-        while not making.wait(0.25):  # in steps, as every wait Ctrl-C must be able to end
-            pass
-    return _make(key, settings, making)
+    mine: threading.Event | None = None
+    try:
+        while mine is None:
+            with _contexts_lock:
+                context = _contexts.get(key)
+                if context is not None:
+                    return context
+                making = _pending.get(key)
+                if making is None:
+                    making = mine = _pending[key] = threading.Event()
+            # In steps, as every wait Ctrl-C must be able to end.
+            while mine is None and not making.wait(0.25):
+                pass
+        return _make(key, settings)
+    finally:
+        if mine is not None:  # ended too, however: whoever waits looks again
+            _done(key, mine)
 
 
 def prepare_ssl_context(settings: Settings) -> None:
@@ -88,22 +93,35 @@ def prepare_ssl_context(settings: Settings) -> None:
     def make() -> None:
         # Whatever fails here fails again, the same way, for the download that asks
         # next (nothing is kept), which reports it as a download error.
-        with contextlib.suppress(Exception):
-            _make(key, settings, making)
+        try:
+            with contextlib.suppress(Exception):
+                _make(key, settings)
+        finally:
+            _done(key, making)
 
-    threading.Thread(target=make, name="pylock-tls", daemon=True).start()
-
-
-def _make(
-    key: tuple[str | None, str | None], settings: Settings, making: threading.Event
-) -> ssl.SSLContext:
-    """Make the context ``making`` (registered in ``_pending``) stands for, and keep it."""
     try:
-        context = ssl_context(settings)
+        threading.Thread(target=make, name="pylock-tls", daemon=True).start()
+    except RuntimeError:
+        # No thread to be had (a pids limit): the download makes it, when it needs it.
+        _done(key, making)
+    except BaseException:
+        _done(key, making)  # Ctrl-C: nobody makes it, so nobody may wait for it
+        raise
+
+
+def _make(key: tuple[str | None, str | None], settings: Settings) -> ssl.SSLContext:
+    """Make the context for ``key`` (its maker registered in ``_pending``), and keep it."""
+    context = ssl_context(settings)
+    with _contexts_lock:
+        _contexts[key] = context
+    return context
+
+
+def _done(key: tuple[str | None, str | None], making: threading.Event) -> None:
+    """``making`` has ended (made or not): waiters look again, one of them makes it next."""
+    try:
         with _contexts_lock:
-            _contexts[key] = context
-        return context
+            if _pending.get(key) is making:
+                del _pending[key]
     finally:
-        with _contexts_lock:
-            del _pending[key]
         making.set()

@@ -116,7 +116,7 @@ def _read_manifest(bin_dir: Path) -> _Manifest:
         return {
             str(k): str(v)
             for k, v in found.items()
-            if _plain_name(str(k)) and (names is None or k in names)
+            if _plain_name(str(k)) and "\0" not in str(v) and (names is None or k in names)
         }
 
     links, pending = table("links"), table("pending")
@@ -141,15 +141,25 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
     if windows:
         inside = f'@"{_batch_literal(prefix)}' in entry
         return mine if inside else "another install directory"
-    real = os.path.join(os.path.realpath(mine), "")
-    return mine if entry.startswith(prefix) or os.path.realpath(entry).startswith(real) else entry
+    if entry.startswith(prefix):
+        return mine
+    return mine if _real(entry).startswith(os.path.join(_real(mine), "")) else entry
 
 
 def _same_dir(owner: str, mine: str) -> bool:
     """Whether the install directory ``owner`` (as a manifest recorded it) is ``mine``,
     however each is spelled: through a symlink (``/tmp`` and ``/private/tmp`` on macOS,
     a linked home directory), or as ``--into`` or ``PYLOCK_INSTALL_DIR`` gave it."""
-    return owner == mine or os.path.realpath(owner) == os.path.realpath(mine)
+    return owner == mine or _real(owner) == _real(mine)
+
+
+def _real(path: str) -> str:
+    """``path`` with its links resolved; as it is when it cannot be (a NUL byte in what a
+    manifest said), which then matches nothing else."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
 
 
 def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:

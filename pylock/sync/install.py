@@ -53,6 +53,7 @@ from pylock.sync.records import (
     InstallState,
     installed_state,
     is_current,
+    names_another,
     read_install_json,
     read_record,
 )
@@ -194,9 +195,13 @@ def installed_there(dest_root: Path) -> str:
 
 
 def _made_by_pylock(dest_root: Path, name: str) -> bool:
-    if (dest_root / name).is_symlink():
+    tree = dest_root / name
+    if tree.is_symlink():
         return False  # an alias (`current -> app`): the tree it names is listed as itself
-    return installed_state(dest_root, name) is not None or has_meta_dir(dest_root / name)
+    data = read_install_json(str(tree))
+    if data is not None and names_another(data, name):
+        return False  # a copy of another tree: prune leaves it, so verify and sync do too
+    return installed_state(dest_root, name) is not None or has_meta_dir(tree)
 
 
 def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
@@ -749,8 +754,8 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                 continue
             with _name_lock(dest_root, name, None):
                 data = read_install_json(str(tree))
-                if data is None or data.get("name", name) != name:
-                    continue  # no record, or another tree's (copied there): not pylock's
+                if data is None or names_another(data, name):
+                    continue  # no record, or another tree's (a copy): not pylock's
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 try:
                     os.rename(tree, trash)

@@ -108,6 +108,14 @@ def read_install_json(tree: str) -> dict[str, Any] | None:
     return data
 
 
+def names_another(data: dict[str, Any], name: str) -> bool:
+    """Whether the record ``data`` found in ``DIR/NAME`` is another interpreter's: a copy
+    of a tree (``cp -a app backup``), or, on a case-insensitive file system, the tree of
+    an interpreter renamed by case. Such a tree is not pylock's under this name."""
+    recorded = data.get("name")
+    return isinstance(recorded, str) and recorded != name
+
+
 def installed_state(dest_root: Path, name: str) -> InstallState | None:
     """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there."""
     tree = os.path.join(dest_root, name)
@@ -118,10 +126,7 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
     python = data.get("python")
     if not isinstance(artifact, dict) or not isinstance(python, dict):
         return None
-    recorded = data.get("name")
-    if isinstance(recorded, str) and recorded != name:
-        # A case-insensitive file system (macOS, Windows) found `App` for `app`: that is
-        # another interpreter's tree (renamed by case in pythons.toml), not this one's.
+    if names_another(data, name):
         return None
     sha256, url, platform = artifact.get("sha256"), artifact.get("url"), artifact.get("platform")
     version = data.get("record-version")
