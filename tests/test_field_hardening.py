@@ -848,6 +848,25 @@ def test_an_interpreter_renamed_by_case_is_neither_current_nor_pruned(
     assert (into / "app").is_dir()
 
 
+@posix_only
+def test_a_tree_renamed_by_case_is_still_pylocks_to_replace_and_a_copy_is_not(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Review: a record naming another interpreter made the tree foreign; on macOS and
+    Windows that is also `App` for a lock renaming `app`, which sync must replace."""
+    import shutil
+
+    from pylock.sync.install import _made_by_pylock
+
+    sync_project.install(app_a)
+    into = sync_project.into
+    # What `App` is on a case-insensitive file system, made here as a directory of its own.
+    shutil.copytree(into / "app", into / "App", symlinks=True)
+    shutil.copytree(into / "app", into / "backup", symlinks=True)
+    assert _made_by_pylock(into, "App")
+    assert not _made_by_pylock(into, "backup")
+
+
 def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subprocess.Popen[str]:
     """Install a "python" that is ``script``, start `pylock run` of it in a process group
     of its own (as a terminal's job is), and wait until it prints its first line."""

@@ -52,8 +52,8 @@ from pylock.sync.records import (
     META_DIR,
     InstallState,
     installed_state,
+    is_a_copy,
     is_current,
-    names_another,
     read_install_json,
     read_record,
 )
@@ -199,7 +199,7 @@ def _made_by_pylock(dest_root: Path, name: str) -> bool:
     if tree.is_symlink():
         return False  # an alias (`current -> app`): the tree it names is listed as itself
     data = read_install_json(str(tree))
-    if data is not None and names_another(data, name):
+    if data is not None and is_a_copy(data, name):
         return False  # a copy of another tree: prune leaves it, so verify and sync do too
     return installed_state(dest_root, name) is not None or has_meta_dir(tree)
 
@@ -754,7 +754,7 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                 continue
             with _name_lock(dest_root, name, None):
                 data = read_install_json(str(tree))
-                if data is None or names_another(data, name):
+                if data is None or is_a_copy(data, name):
                     continue  # no record, or another tree's (a copy): not pylock's
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 try:

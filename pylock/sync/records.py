@@ -111,9 +111,18 @@ def read_install_json(tree: str) -> dict[str, Any] | None:
 def names_another(data: dict[str, Any], name: str) -> bool:
     """Whether the record ``data`` found in ``DIR/NAME`` is another interpreter's: a copy
     of a tree (``cp -a app backup``), or, on a case-insensitive file system, the tree of
-    an interpreter renamed by case. Such a tree is not pylock's under this name."""
+    an interpreter renamed by case. Such a tree is not this one's install."""
     recorded = data.get("name")
     return isinstance(recorded, str) and recorded != name
+
+
+def is_a_copy(data: dict[str, Any], name: str) -> bool:
+    """Whether the record ``data`` found in ``DIR/NAME`` names another interpreter by more
+    than case: a copy of its tree, which is the user's (pruning it deleted backups). A name
+    that differs only in case is the same tree on macOS and Windows, pylock's to replace
+    when an interpreter is renamed by case."""
+    recorded = data.get("name")
+    return isinstance(recorded, str) and recorded.casefold() != name.casefold()
 
 
 def installed_state(dest_root: Path, name: str) -> InstallState | None:
