@@ -21,7 +21,6 @@ import difflib
 import functools
 import hashlib
 import json
-import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +32,7 @@ from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
 from pylock.errors import ConfigError, Problem, describe_toml_value, shorten, shown
-from pylock.fsutil import CONFIG_FILENAME, display_path
+from pylock.fsutil import CONFIG_FILENAME, broken_link, display_path
 from pylock.lockfile import (
     URL_SHOWN,
     NamedPythons,
@@ -771,10 +770,11 @@ def load_config(path: Path) -> Config:
     try:
         text = _read_text(path)
     except FileNotFoundError:
-        if os.path.islink(path):  # `pylock init` would call it one that already exists
+        target = broken_link(path)
+        if target is not None:  # `pylock init` would call it one that already exists
             raise ConfigError(
                 filename,
-                [Problem("", f"a symbolic link to {os.readlink(path)}, which does not exist")],
+                [Problem("", f"a symbolic link to {target}, which does not exist")],
                 hint="point it at an existing file, or remove it and run `pylock init`",
             ) from None
         raise ConfigError(

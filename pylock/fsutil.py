@@ -290,17 +290,26 @@ def remove_tree_to_the_end(path: Path) -> None:
     finish_through_interrupts(lambda: remove_tree(path))
 
 
-def missing(path: Path) -> str:
-    """Why ``path`` cannot be opened though it was looked for: the words for an error.
+def broken_link(path: Path) -> str | None:
+    """The target ``path`` names if it is a symbolic link that cannot be followed (its
+    target gone, or a loop), else ``None``.
 
-    A symbolic link whose target is gone is named as one: "does not exist" sent users
-    looking for a file they could see (and `init` refused to replace it).
+    Such a link is named as one in errors: "does not exist" sent users looking for a file
+    they could see (and `init` refused to replace it).
     """
-    if os.path.islink(path):
-        try:
-            return f"{path.name} is a symbolic link to {os.readlink(path)}, which does not exist"
-        except OSError:
-            pass
+    if not os.path.islink(path) or path.exists():
+        return None
+    try:
+        return os.readlink(path)
+    except OSError:  # replaced meanwhile
+        return None
+
+
+def missing(path: Path) -> str:
+    """Why ``path`` cannot be opened though it was looked for: the words for an error."""
+    target = broken_link(path)
+    if target is not None:
+        return f"{path.name} is a symbolic link to {target}, which does not exist"
     return f"{path.name} does not exist"
 
 

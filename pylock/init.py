@@ -19,7 +19,6 @@ _Guess(implementation='cpython', version='3.13', variant='freethreaded', prerele
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tomllib
@@ -30,7 +29,7 @@ import attrs
 
 from pylock.bounded import toml_loads
 from pylock.errors import PylockError
-from pylock.fsutil import CONFIG_FILENAME
+from pylock.fsutil import CONFIG_FILENAME, broken_link
 from pylock.ownfiles import read_project_file
 from pylock.versions import parse_request
 
@@ -238,10 +237,11 @@ def write_starter(project_dir: Path) -> tuple[Path, str]:
     Return the path written and where its version came from.
     """
     path = project_dir / CONFIG_FILENAME
-    if os.path.islink(path) and not path.exists():
+    target = broken_link(path)
+    if target is not None:
         # Not "already exists": `lock` calls it missing and names `init`, a circle.
         raise PylockError(
-            f"{path} is a symbolic link to {os.readlink(path)}, which cannot be read",
+            f"{path} is a symbolic link to {target}, which cannot be read",
             hint="point it at an existing file, or remove it and run `pylock init` again",
         )
     if path.exists():
