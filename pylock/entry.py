@@ -20,7 +20,10 @@ import sys
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import NoReturn
+
+    from pylock.settings import Settings
 
 
 def console() -> NoReturn:
@@ -77,6 +80,16 @@ def _open_closed_streams() -> None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
 
 
+def _warn(warnings: Sequence[str], color: str, settings: Settings) -> None:
+    """Give the full sync's warnings again, as it gave them (the fast path checked that
+    each is one printable line: the Reporter, and its imports, are not needed)."""
+    from pylock.progress import want_color, warning_line
+
+    colored = want_color(color, settings.no_color or settings.dumb_terminal)
+    for warning in warnings:
+        sys.stderr.write(warning_line(warning, colored) + "\n")
+
+
 def _run() -> int:
     from pylock.fastpath import try_noop_sync
 
@@ -84,10 +97,12 @@ def _run() -> int:
     from pylock.settings import Settings
 
     settings = Settings.from_environ(os.environ)
-    line = try_noop_sync(sys.argv[1:], settings)
-    if line is not None:
-        if line:
-            sys.stderr.write(line + "\n")
+    noop = try_noop_sync(sys.argv[1:], settings)
+    if noop is not None:
+        if noop.warnings:
+            _warn(noop.warnings, noop.color, settings)
+        if noop.line:
+            sys.stderr.write(noop.line + "\n")
         return 0
     from pylock.interrupts import Terminated, sigterm_as_interrupt
     from pylock.sync import early

@@ -15,6 +15,8 @@ it before anything else is imported:
 
 Any doubt at all, including arguments this parser does not understand, returns
 ``None`` and the full sync runs, which re-checks everything and rewrites the state.
+The warnings that sync gave (interpreters not locked for this platform) are in the state,
+and a no-op gives them again.
 """
 
 from __future__ import annotations
@@ -178,11 +180,25 @@ def sync_dirs(options: Mapping[str, str | bool], settings: Settings) -> tuple[st
     return project, os.path.join(project, ".pythons")
 
 
-def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
-    """If ``argv`` is a sync with provably nothing to do, the line to tell the user.
+class Noop:
+    """What a sync with nothing to do tells the user (see :func:`try_noop_sync`)."""
 
-    ``None`` means "not provably a no-op": run the full sync. The line is empty under
-    ``--quiet``. This module prints nothing; its caller does.
+    __slots__ = ("color", "line", "warnings")
+
+    def __init__(self, line: str, warnings: Sequence[str], color: str) -> None:
+        #: The summary line; empty under ``--quiet``.
+        self.line = line
+        #: The warnings the full sync gave, given again (``NAME is not locked for ...``).
+        self.warnings = tuple(warnings)
+        #: The ``--color`` choice they are shown with.
+        self.color = color
+
+
+def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
+    """If ``argv`` is a sync with provably nothing to do, what to tell the user.
+
+    ``None`` means "not provably a no-op": run the full sync. This module prints
+    nothing; its caller does.
     """
     options = sync_options(argv)
     if options is None or settings.bin_dir:
@@ -223,15 +239,21 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> str | None:
             and os.path.exists(os.path.join(dest, entry, RECORD))
         ):
             return None
+    warnings: list[str] = state["warnings"]  # type: ignore[assignment]
+    if not all(warning.isprintable() for warning in warnings):
+        return None  # the full sync shows them escaped
+    color = str(options.get("--color") or "auto")
     if options.get("--quiet"):
-        return ""
+        return Noop("", warnings, color)
     count = len(records)
     shown = os.path.relpath(dest, cwd) if dest.startswith(os.path.join(cwd, "")) else dest
-    return f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
+    line = f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
+    return Noop(line, warnings, color)
 
 
 def read_state(dest: str) -> dict[str, object] | None:
-    """Parse the state file: ``key value`` lines, ``record NAME SIZE MTIME INODE`` lines.
+    """Parse the state file: ``key value`` lines, ``record NAME SIZE MTIME INODE`` lines,
+    and ``warning MESSAGE`` lines (the full sync's warnings, which a no-op repeats).
 
     A line format rather than JSON, because importing :mod:`json` (and with it
     :mod:`re`) would cost more than the rest of the check.
@@ -249,7 +271,11 @@ def read_state(dest: str) -> dict[str, object] | None:
         return None
     state: dict[str, object] = {}
     records: dict[str, list[int]] = {}
+    warnings: list[str] = []
     for line in lines[1:]:
+        if line.startswith("warning "):
+            warnings.append(line[len("warning ") :])
+            continue
         words = line.split(" ")
         if words[0] == "record" and len(words) == 5:
             try:
@@ -261,6 +287,7 @@ def read_state(dest: str) -> dict[str, object] | None:
         else:
             return None
     state["records"] = records
+    state["warnings"] = warnings
     return state
 
 
@@ -277,6 +304,7 @@ def write_state(
     config_sha: str | None,
     names: Sequence[str],
     key: str | None,
+    warnings: Sequence[str] = (),
     still_current: Callable[[], bool] = lambda: True,
 ) -> None:
     """Remember that ``dest`` matches the project's lock (called after a full sync).
@@ -285,7 +313,9 @@ def write_state(
     of ``pythons.toml`` when the sync checked it (:func:`config_sha256`): not the files as
     they are now, which may have changed while the sync ran. ``key`` is the
     :func:`options_key` of the invocation the full sync checked. Without a key or the
-    lock's digest, no state is written (this module could not use it).
+    lock's digest, no state is written (this module could not use it). ``warnings`` are
+    the sync's warnings, which :func:`try_noop_sync` gives again; one that is not a
+    single line of text means no state.
 
     ``still_current`` is asked once the records' stamps are taken, before anything is
     written: whether those trees are still what the lock names. Another sync into
@@ -301,6 +331,9 @@ def write_state(
         return
     lines += [f"lock-sha256 {lock_sha}", f"config-sha256 {config_sha or '-'}"]
     lines += [f"dest-sha256 {path_digest(dest)}", f"options-key {key}"]
+    if any(not warning.isprintable() for warning in warnings):
+        return
+    lines += [f"warning {warning}" for warning in warnings]
     for name in sorted(names):
         stamp = record_stamp(os.path.join(dest, name, RECORD))
         if stamp is None:

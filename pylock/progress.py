@@ -84,6 +84,12 @@ _WINDOWS = sys.platform == "win32"
 COLOR_CHOICES = ("auto", "always", "never")
 
 
+def warning_line(message: str, color: bool) -> str:
+    """How a warning reads: ``pylock: warning: MESSAGE`` (``message`` already printable)."""
+    prefix = "\033[33mwarning\033[0m" if color else "warning"
+    return f"pylock: {prefix}: {message}"
+
+
 def want_color(choice: str, no_color: bool) -> bool:
     """Whether to colour stderr: ``--color`` (``auto``, ``always``, ``never``), and for
     ``auto`` whether ``NO_COLOR`` (or a dumb terminal) says no and stderr can show it."""
@@ -169,8 +175,7 @@ class Reporter:
 
     def warn(self, message: str) -> None:
         """A warning, always shown."""
-        prefix = "\033[33mwarning\033[0m" if self.color else "warning"
-        self._line(f"pylock: {prefix}: {_escaped(message)}")
+        self._line(warning_line(_escaped(message), self.color))
 
     # -- tasks -----------------------------------------------------------------------
 

@@ -208,17 +208,20 @@ def test_fast_path_returns_its_line_and_prints_nothing(
     argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into), *mirror]
     settings = Settings.from_environ({})
     capsys.readouterr()
-    line = try_noop_sync(argv, settings)
+    noop = try_noop_sync(argv, settings)
     # As the full sync shows it: relative to the working directory when inside it (pytest
     # may run from anywhere, /tmp included).
-    assert line == f"1 interpreter up to date in {display_path(sync_project.into)}"
-    assert try_noop_sync([*argv, "-q"], settings) == ""
+    assert noop is not None and noop.warnings == () and noop.color == "auto"
+    assert noop.line == f"1 interpreter up to date in {display_path(sync_project.into)}"
+    quiet = try_noop_sync([*argv, "-q"], settings)
+    assert quiet is not None and quiet.line == ""
     assert capsys.readouterr() == ("", "")
     # PYLOCK_BIN_DIR needs the full sync (links are checked there).
     assert try_noop_sync(argv, Settings.from_environ({"PYLOCK_BIN_DIR": "/b"})) is None
     # PYLOCK_INSTALL_DIR comes from the settings too.
     moved = Settings.from_environ({"PYLOCK_INSTALL_DIR": str(sync_project.into)})
-    assert try_noop_sync(["--project", str(sync_project.root), "sync", *mirror], moved) == line
+    again = try_noop_sync(["--project", str(sync_project.root), "sync", *mirror], moved)
+    assert again is not None and again.line == noop.line
 
 
 def test_console_script_prints_the_fast_path_line(sync_project: Project) -> None:

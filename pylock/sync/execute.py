@@ -523,8 +523,9 @@ def run_sync(
         # A build for a platform nobody locked must not go green with nothing installed.
         # (A directory with trees to prune is synced: the lock dropped this platform.)
         raise _locked_elsewhere("install", request.lock_path.name, plan.unavailable, platform.key)
-    for name in plan.unavailable:
-        reporter.warn(f"{name} is not locked for {platform.key}; skipped")
+    skipped = [f"{name} is not locked for {platform.key}; skipped" for name in plan.unavailable]
+    for warning in skipped:
+        reporter.warn(warning)
     if request.bin_dir is not None:
         from pylock.sync.bindir import link_owners
 
@@ -536,7 +537,7 @@ def run_sync(
         usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
     if plan.is_noop:
         _link_bin_dir(request, reporter)
-        _remember(request, plan.current, config_sha, reporter, plan.unavailable)
+        _remember(request, plan.current, config_sha, reporter, skipped)
         return SyncOutcome(
             noop=True,
             result=SyncResult(current=plan.current, unavailable=plan.unavailable),
@@ -567,7 +568,7 @@ def run_sync(
     _link_bin_dir(request, reporter, prune=not result.failed)
     current = result.installed + result.current
     if not result.failed:
-        _remember(request, current, config_sha, reporter, plan.unavailable)
+        _remember(request, current, config_sha, reporter, skipped)
     return SyncOutcome(noop=False, result=result, current=current)
 
 
@@ -614,14 +615,11 @@ def _remember(
     names: Sequence[str],
     config_sha: str | None,
     reporter: Reporter,
-    unavailable: Sequence[str],
+    warnings: Sequence[str],
 ) -> None:
-    """Leave the state the no-op fast path checks (only after a whole-lock, host sync)."""
+    """Leave the state the no-op fast path checks (only after a whole-lock, host sync);
+    with it the sync's ``warnings``, which the fast path gives again."""
     if not request.remember:
-        return
-    if unavailable:
-        # The fast path prints one line, not this sync's "not locked for ...; skipped"
-        # warnings: with any to give, every sync is a full one.
         return
     from pylock.fastpath import write_state
 
@@ -633,6 +631,7 @@ def _remember(
             config_sha=config_sha,
             names=names,
             key=request.options_key,
+            warnings=warnings,
             # Another sync into this directory, of another lock, may have replaced one of
             # these trees since this one checked it: a state stamping it would say "up to
             # date" for this lock until the tree changed again.
