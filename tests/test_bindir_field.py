@@ -424,6 +424,22 @@ def test_a_bin_dir_inside_an_interpreter_tree_is_refused(installed: Project) -> 
 
 
 @posix_only
+def test_a_bin_dir_in_a_tree_spelled_in_another_case_is_refused_where_case_does_not_count(
+    installed: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: on macOS and Windows `DIR/APP/bin` is inside `DIR/app`; the check compared
+    names as spelled. (Here on Linux, folding is switched on to check the comparison.)"""
+    from pylock.sync import execute
+
+    spelled = installed.into.parent / installed.into.name.upper() / "APP" / "Lib"
+    assert installed.sync("--bin-dir", str(spelled)).code == 0  # Linux: another directory
+    monkeypatch.setattr(execute, "_FOLDED_NAMES", True)
+    done = installed.sync("--bin-dir", str(spelled))
+    assert done.code == 2
+    assert "is inside the tree of APP" in done.err
+
+
+@posix_only
 def test_a_copy_of_a_tree_is_left_alone_by_prune_and_verify_alike(installed: Project) -> None:
     """Review: prune kept `cp -a app backup` (its record names `app`) while `verify` called
     it a damaged install of pylock's for good, with a hint that could not fix it."""

@@ -250,3 +250,38 @@ def test_a_nul_in_the_fixed_up_path_is_a_damaged_record(installed: Project) -> N
     synced = installed.run("sync", *into, "--mirror", installed.mirror)
     assert synced.code == 0, synced.err
     assert "\0" not in str(json.loads(record.read_text(encoding="utf-8"))["fixed-up-for"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need Developer Mode on Windows")
+def test_verify_never_reads_through_a_symlinked_directory_a_record_names(
+    installed: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: a tampered tree (`app/evil -> elsewhere`) and record (`evil` a link, and
+    `evil/secret` a file with the hash of the file there) passed `verify`, which had
+    hashed a file outside the tree on the record's say-so."""
+    import hashlib
+
+    from pylock import fsutil
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret").write_bytes(b"not the tree's")
+    digest = hashlib.sha256(b"not the tree's").hexdigest()
+    tree = installed.into / "app"
+    (tree / "evil").symlink_to(elsewhere)
+    record = tree / ".pylock" / "RECORD"
+    with record.open("a", encoding="utf-8") as handle:
+        handle.write(f"evil,link={elsewhere},0,\n")
+        handle.write(f"evil/secret,sha256={digest},14,\n")
+    read: list[str] = []
+    hashed = fsutil.sha256_file
+
+    def spy(path: Path, *args: object) -> str:
+        read.append(str(path))
+        return hashed(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fsutil, "sha256_file", spy)
+    done = installed.run("verify", "--into", str(installed.into))
+    assert done.code == 1, done.out + done.err
+    assert "evil/secret" in done.out
+    assert not any("secret" in path for path in read)

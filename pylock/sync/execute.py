@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import attrs
@@ -64,18 +65,33 @@ _BIN_DIR_ELSEWHERE = "choose another --bin-dir (or PYLOCK_BIN_DIR)"
 _BIN_DIR_HINT = f"make it writable, or {_BIN_DIR_ELSEWHERE}"
 
 
+#: Whether paths that differ only in case name one file, as on macOS and Windows by
+#: default (a case-sensitive volume there only gets a stricter check than it needs).
+_FOLDED_NAMES = sys.platform in ("darwin", "win32")
+
+
 def _check_not_in_a_tree(bin_dir: Path, dest: Path, names: set[str]) -> None:
     """Refuse a bin dir inside an interpreter's tree: its links would be files the tree's
     record does not list (``verify`` fails), and go with the tree when it is replaced."""
     from pylock.sync.install import pylock_trees
 
+    real_bin = Path(os.path.realpath(bin_dir))
+    real_dest = os.path.realpath(dest)
+
+    def key(text: str) -> str:
+        return text.casefold() if _FOLDED_NAMES else text
+
     try:
-        inside = Path(os.path.realpath(bin_dir)).relative_to(os.path.realpath(dest)).parts
+        inside = PurePath(key(str(real_bin))).relative_to(key(real_dest)).parts
     except ValueError:
         return
-    if inside and (inside[0] in names or inside[0] in pylock_trees(dest)):
+    if not inside:
+        return
+    trees = {key(name) for name in (*names, *pylock_trees(dest))}
+    if inside[0] in trees:
+        top = real_bin.parts[len(real_bin.parts) - len(inside)]  # as spelled
         raise UsageError(
-            f"--bin-dir: {bin_dir} is inside the tree of {inside[0]} in {dest}",
+            f"--bin-dir: {bin_dir} is inside the tree of {top} in {dest}",
             hint=_BIN_DIR_ELSEWHERE,
         )
 

@@ -909,13 +909,17 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
     check_modes = sys.platform != "win32"
     found, unsafe = _scan(tree, check_modes)
     present = set(found)
+    in_tree = frozenset(found)
     modified: list[str] = []
     missing: list[str] = []
     for entry in record:
         path = tree / entry.path
         present.discard(entry.path)
-        if not os.path.lexists(path):
-            missing.append(entry.path)
+        if entry.path not in in_tree:
+            # Absent, or there only through a symlinked directory (`lib -> /usr/lib` in a
+            # tampered tree and record): what lies beyond is not the tree's to vouch for,
+            # and is never read.
+            (modified if os.path.lexists(path) else missing).append(entry.path)
             continue
         if entry.link is not None:
             if not path.is_symlink() or os.readlink(path) != entry.link:
