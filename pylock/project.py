@@ -258,17 +258,20 @@ def check_lock(
     reporter: Reporter | None = None,
     *,
     here: Platform | None = None,
+    index: Callable[[Config], Index] | None = None,
 ) -> str | None:
     """Why the lock is stale against ``pythons.toml``, or ``None`` if it is fresh.
 
     A ``host`` platform is fresh locked for any one platform, so that a lock made on a
     laptop checks clean in CI. Where that one is not ``here`` (by default this machine),
     ``reporter`` is warned: a sync here would install nothing for that interpreter.
+    With ``index``, an entry whose archive is not the one upstream published for its
+    build (by that index: the bundled one, say) is stale too (a lock edited by hand).
     """
     from pylock.config import load_config
     from pylock.fsutil import missing
     from pylock.platforms import HOST
-    from pylock.resolve import lock_is_fresh
+    from pylock.resolve import lock_is_fresh, published_mismatch
 
     config = load_config(config_path)
     previous = read_previous(lock_path, ignore_invalid=False)
@@ -276,6 +279,12 @@ def check_lock(
         return missing(lock_path)
     if not lock_is_fresh(config, previous):
         return f"{lock_path.name} is out of date with {config_path.name}"
+    if index is not None:
+        known = index(config)
+        for python in previous.pythons:
+            problem = published_mismatch(python, known)
+            if problem is not None:
+                return f"{lock_path.name} does not match the index: {problem}"
     machine = here or _host_or_none()
     if reporter is not None and machine is not None:
         key = machine.key
@@ -321,7 +330,12 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         load_config(request.config_path)
         raise StaleLockError(f"{name} does not exist", hint=f"run `pylock lock` and commit {name}")
     if check and not (request.upgrade or request.upgrade_names or request.refresh):
-        reason = check_lock(request.config_path, lock_path, request.reporter)
+        reason = check_lock(
+            request.config_path,
+            lock_path,
+            request.reporter,
+            index=lambda config: load_index(config, request),
+        )
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
         return LockUpdate()

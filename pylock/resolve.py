@@ -16,7 +16,9 @@ Rules (the README's "How `lock` picks a build" and "Minimal change", under pytho
   newest build the index has in it, with a warning through ``warn`` when a newer version
   matches in another flavor: the bundled index holds most builds in one flavor only.
 - **Minimal change.** An entry of the previous lock that still satisfies its request
-  is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise.
+  is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise,
+  or the index knows its exact build and published another sha256 for it (a lock edited
+  by hand; :func:`published_mismatch`).
 
 Nothing here reads the machine: ``host`` is resolved through the ``host_platform``
 parameter.
@@ -85,7 +87,13 @@ def resolve(
         platforms = platform_keys(request, host_platform)
         old = previous.get(request.name) if previous is not None else None
         refresh = upgrade is True or (isinstance(upgrade, frozenset) and request.name in upgrade)
-        if old is not None and not refresh and satisfies(request, old, platforms=platforms):
+        keep = old is not None and not refresh and satisfies(request, old, platforms=platforms)
+        if keep and old is not None:
+            problem = published_mismatch(old, index)
+            if problem is not None:
+                warn(f"{problem}: locked it again from the index")
+                keep = False
+        if keep and old is not None:
             locked.append(attrs.evolve(old, default=request.default))
         else:
             fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
@@ -112,6 +120,45 @@ def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPy
         for a in fresh.artifacts
     )
     return attrs.evolve(fresh, artifacts=artifacts)
+
+
+def published_mismatch(entry: LockedPython, index: Index) -> str | None:
+    """How an entry differs from what upstream published for its exact build, by the index:
+    an archive whose sha256 (or size) is not the published one, or a version spelled
+    otherwise (``03.13.1``); ``None`` when they agree.
+
+    Only what the index knows is judged: a direct URL (no build), or a build the index
+    does not list (locked from a live listing newer than it, or from another uv downloads
+    JSON), passes. URLs are not compared: a mirror's URL for the same bytes is as good,
+    and ``sync`` checks the sha256 of whatever it downloads.
+    """
+    if entry.build is None:
+        return None
+    try:
+        wanted = Version(entry.version)
+    except ValueError:
+        return None  # not a lock `satisfies` keeps
+    for artifact in entry.artifacts:
+        published = [
+            build
+            for build in index.tagged(
+                entry.implementation, artifact.platform, entry.variant, entry.build
+            )
+            if build.flavor is entry.flavor and version_key(build.version) == wanted
+        ]
+        if not published:
+            continue
+        where = f"{entry.name}: {artifact.platform}"
+        label = f"{entry.implementation} {published[0].version}+{entry.build}"
+        if all(build.version != entry.version for build in published):
+            return f"{entry.name}: version {entry.version!r} is {published[0].version!r} upstream"
+        hashed = [b for b in published if b.sha256 is not None]
+        if hashed and all(b.sha256 != artifact.sha256 for b in hashed):
+            return f"{where}: the archive's sha256 is not the one upstream published for {label}"
+        sizes = {b.size for b in published if b.sha256 == artifact.sha256 and b.size}
+        if artifact.size is not None and sizes and artifact.size not in sizes:
+            return f"{where}: the archive's size is not the one upstream published for {label}"
+    return None
 
 
 def lock_is_fresh(config: Config, lock: LockFile, *, host_platform: Platform | None = None) -> bool:

@@ -40,3 +40,24 @@ def test_multi_platform_example_covers_what_it_promises() -> None:
     assert str(nogil.variant) == "freethreaded"
     debug = lock.get("debug")
     assert debug is not None and str(debug.flavor) == "full"
+
+
+def test_a_lock_edited_by_hand_fails_the_check_and_is_locked_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review: another sha256 for a build the bundled index knows passed `lock --check`."""
+    import re
+
+    project = tmp_path / "basic"
+    shutil.copytree(EXAMPLES / "basic", project)
+    committed = (project / "pythons.lock").read_text(encoding="utf-8")
+    edited = re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "' + "f" * 64 + '"', committed, count=1)
+    (project / "pythons.lock").write_text(edited, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--project", str(project), "lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "pythons.lock does not match the index: " in err
+    assert "the archive's sha256 is not the one upstream published for cpython" in err
+    assert main(["--project", str(project), "-q", "lock"]) == 0
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == committed
+    assert main(["--project", str(project), "-q", "lock", "--check"]) == 0

@@ -864,3 +864,48 @@ def test_change_lines_for_added_removed_unchanged_and_moved() -> None:
     assert summary_line(diff_python(entry, moved)) == (
         "app: cpython 3.13.9+20251014, flavor install_only -> full, platforms -macos-aarch64"
     )
+
+
+# -- a locked entry against what upstream published ---------------------------------------
+
+
+def test_a_kept_entry_whose_archive_upstream_did_not_publish_is_locked_again() -> None:
+    """Review: a lock edited by hand (another sha256, a version spelled `03.13.1`) passed
+    `lock --check` and `lock` kept it; only `diff` showed it."""
+    from pylock.resolve import published_mismatch
+
+    index = index_of(*same_everywhere("3.13.1", "20250101", LINUX, MAC, size=123))
+    good = lock_one(index, request())
+    assert published_mismatch(good, index) is None
+    linux, mac = good.artifacts
+    tampered = {
+        "sha256": attrs.evolve(good, artifacts=(attrs.evolve(linux, sha256="f" * 64), mac)),
+        "version": attrs.evolve(good, version="03.13.1"),
+        "size": attrs.evolve(good, artifacts=(linux, attrs.evolve(mac, size=0))),
+    }
+    reasons = {what: published_mismatch(entry, index) for what, entry in tampered.items()}
+    assert reasons == {
+        "sha256": f"app: {LINUX}: the archive's sha256 is not the one upstream published "
+        "for cpython 3.13.1+20250101",
+        "version": "app: version '03.13.1' is '3.13.1' upstream",
+        "size": f"app: {MAC}: the archive's size is not the one upstream published for "
+        "cpython 3.13.1+20250101",
+    }
+    for entry in tampered.values():
+        warnings: list[str] = []
+        relocked = lock_one(index, request(), previous=make_lock_of(entry), warn=warnings.append)
+        assert relocked == good
+        assert warnings and warnings[0].endswith(": locked it again from the index")
+    # A URL of a mirror for the same bytes is as good: sync checks the sha256.
+    moved = tuple(attrs.evolve(a, url="https://mirror.example/x") for a in good.artifacts)
+    mirrored = attrs.evolve(good, artifacts=moved)
+    assert published_mismatch(mirrored, index) is None
+    # What the index does not know is not judged: another build, or a direct URL.
+    assert published_mismatch(attrs.evolve(tampered["sha256"], build="20250202"), index) is None
+    assert published_mismatch(attrs.evolve(tampered["sha256"], build=None), index) is None
+
+
+def make_lock_of(entry: LockedPython) -> LockFile:
+    from pylock.lockfile import make_lock
+
+    return make_lock([entry], config_digest=DIGEST)

@@ -99,6 +99,7 @@ class Index:
         self._pending: dict[GroupKey, Callable[[], Sequence[Build]]] = dict(lazy_groups or {})
         self._groups: dict[GroupKey, tuple[Build, ...]] = {}
         self._by_variant: dict[GroupKey, dict[Variant, tuple[Build, ...]]] = {}
+        self._by_tag: dict[tuple[GroupKey, Variant], dict[str, tuple[Build, ...]]] = {}
         grouped: dict[GroupKey, list[Build]] = {}
         for build in builds:
             grouped.setdefault((build.implementation, build.platform), []).append(build)
@@ -160,6 +161,20 @@ class Index:
             by_variant = {v: tuple(bs) for v, bs in buckets.items()}
             self._by_variant[key] = by_variant
         return by_variant.get(variant, ())
+
+    def tagged(
+        self, implementation: Implementation, platform: str, variant: Variant, tag: str
+    ) -> tuple[Build, ...]:
+        """The builds of one release tag among :meth:`candidates` (a look-up per entry
+        of a lock of thousands)."""
+        key = ((implementation, platform), variant)
+        by_tag = self._by_tag.get(key)
+        if by_tag is None:
+            table: dict[str, list[Build]] = {}
+            for build in self.candidates(implementation, platform, variant):
+                table.setdefault(build.build, []).append(build)
+            by_tag = self._by_tag[key] = {t: tuple(builds) for t, builds in table.items()}
+        return by_tag.get(tag, ())
 
     def publication_date(self, tag: str) -> str:
         """When a release tag was published, ``YYYY-MM-DD``, or ``""`` if unknown."""
