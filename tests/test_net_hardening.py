@@ -35,6 +35,7 @@ from pylock.errors import (
     UsageError,
 )
 from pylock.net.fetch import FetchOptions, Timeouts
+from pylock.net.policy import bound
 from pylock.progress import NullReporter, Reporter
 from pylock.settings import DEFAULT_MAX_DOWNLOAD_SIZE, Settings
 from pylock.sync.archives import Wanted, download_unknown, ensure_archives
@@ -899,3 +900,19 @@ def test_endless_metadata_body_is_refused(monkeypatch: pytest.MonkeyPatch, mode:
     with EndlessServer(mode) as server, pytest.raises(DownloadError) as info:
         asyncio.run(get(server.url("/SHA256SUMS")))
     assert "too large" in str(info.value)
+
+
+def test_a_stated_size_past_the_cap_is_refused_saying_what_stated_it(tmp_path: Path) -> None:
+    """README audit: a file (or Content-Length) past the cap was refused with "nothing
+    states its size", which sent users looking for a wrong or endless body."""
+    big = tmp_path / "big.tar.gz"
+    with big.open("wb") as handle:
+        handle.truncate(2 * CAP)
+    with pytest.raises(DownloadTooLargeError) as info:
+        download_unknown(big.as_uri(), Cache(tmp_path / "cache"), options(), NullReporter())
+    message = str(info.value)
+    assert f"it is {2 * CAP} bytes" in message and "by its Content-Length or file size" in message
+    assert "the lock states no size" in message and "nothing states" not in message
+    with pytest.raises(DownloadTooLargeError) as stated:
+        bound("http://x/a.tar.gz", "http://x/a.tar.gz", None, 2 * CAP, CAP)
+    assert "by its Content-Length or file size" in str(stated.value)

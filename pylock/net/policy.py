@@ -481,8 +481,23 @@ def bound(url: str, canonical: str, size: int | None, length: int | None, cap: i
     if limit is None:
         return cap
     if size is None and limit > cap:
-        raise too_large(url, canonical, None, None, limit, cap)
+        raise stated_too_large(url, canonical, limit, cap)
     return limit
+
+
+def stated_too_large(url: str, canonical: str, stated: int, cap: int) -> DownloadTooLargeError:
+    """The error for a body whose stated size (its ``Content-Length``, or a file's size) is
+    past ``cap`` and that the lock gives no size: refused before it is read."""
+    return DownloadTooLargeError(
+        f"download of {describe(url, canonical)} refused: it is {stated} bytes "
+        f"({human_size(stated)}) by its Content-Length or file size, more than "
+        f"PYLOCK_MAX_DOWNLOAD_SIZE ({cap} bytes, {human_size(cap)}), and the lock states "
+        "no size for it",
+        url=url,
+        limit=cap,
+        hint="if the archive really is this large, raise PYLOCK_MAX_DOWNLOAD_SIZE "
+        '(e.g. "4G"); a lock with the archive\'s size needs no cap',
+    )
 
 
 def too_large(
@@ -1002,7 +1017,7 @@ def copy_file(download: Download) -> tuple[str, int]:
             info = os.fstat(reader.fileno())
             if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
                 # A regular file states its size: no need to read it to refuse it.
-                raise too_large(target, canonical, None, None, info.st_size, cap)
+                raise stated_too_large(target, canonical, info.st_size, cap)
             with start(dest, feed) as writer:
                 # At most one byte past the bound: /dev/zero or a FIFO never ends.
                 while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
