@@ -142,8 +142,9 @@ def artifact_url_problem(url: str) -> str | None:
     The URL is shown redacted: a lock or ``pythons.toml`` may carry a secret by mistake.
     """
     quoted = shown(redact(url), URL_SHOWN)
-    if _CONTROL.search(url):
-        return f"invalid URL {quoted} (control characters or spaces; escape them as %XX)"
+    if _CONTROL.search(url) or not url.isprintable():
+        # Invisible ones too (U+202E turns a line around in a pull request's diff).
+        return f"invalid URL {quoted} (control, space or invisible characters; escape them as %XX)"
     syntax = url_problem(url)
     if syntax is not None:
         return f"invalid URL {quoted}: {syntax}"

@@ -47,15 +47,18 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]+@")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # Up to three quotes, brackets, commas or full stops right before the end are prose around
 # the URL, not value (a value is at least one character: ``token=...`` shows two of them).
-# Values stop at ``;`` as well, which keeps the scan linear on hostile text.
+# Values stop at ``;`` as well, which keeps the scan linear on hostile text. A fragment's
+# parameters count too (``#access_token=``: OAuth's implicit flow puts tokens there).
 _QUERY_PARAM = re.compile(
-    r"([?&;])([^=&;#\s'\"<>/?]+)=([^&;#\s\"<>]+?)(?=[').,\]]{0,3}(?:[&;#\s\"<>]|$))"
+    r"([?&;#])([^=&;#\s'\"<>/?]+)=([^&;#\s\"<>]+?)(?=[').,\]]{0,3}(?:[&;#\s\"<>]|$))"
 )
 _SECRET_NAMES = frozenset(
     {"sig", "signature", "key", "token", "password", "passwd", "pwd", "secret", "auth",
      "authorization", "credential", "credentials", "apikey", "session", "jwt"}
 )  # fmt: skip
-_SECRET_SUFFIXES = ("token", "signature", "secret", "password", "_key", "-key", "apikey")
+_SECRET_SUFFIXES = (
+    "token", "signature", "secret", "password", "_key", "-key", "apikey", "sessionid"
+)  # fmt: skip
 _SECRET_PREFIXES = ("x-amz-", "x-goog-")
 
 

@@ -330,7 +330,7 @@ def test_a_url_is_quoted_far_enough_to_show_its_file_name(
         f'[python.app]\nurl = "{url}"\nsha256 = "{"0" * 64}"\n', encoding="utf-8"
     )
     assert main(["--project", str(tmp_path), "lock", "--check"]) == 1
-    assert f"invalid URL '{url}' (control characters or spaces" in capsys.readouterr().err
+    assert f"invalid URL '{url}' (control, space or invisible characters" in capsys.readouterr().err
 
 
 def test_diff_of_locks_with_sizes_past_the_bound_is_clean(

@@ -219,3 +219,27 @@ def test_redirect_rules_for_other_hops() -> None:
         rewrites.check_redirect("http://127.0.0.1:1/a", "http://cdn.example/b")
     with pytest.raises(RefusedUrlError, match="non-http"):
         rewrites.check_redirect("http://127.0.0.1:1/a", "file:///etc/passwd")
+
+
+def test_a_secret_in_a_fragment_or_a_path_parameter_is_redacted_and_kept_out_of_a_lock() -> None:
+    """Review: `#access_token=` and `;jsessionid=` went into the lock and error messages."""
+    from pylock.lockfile import credentials_problem
+    from pylock.urls import has_credentials, redact
+
+    fragment = "https://h/x.tar.gz#access_token=hunter2"
+    assert redact(fragment) == "https://h/x.tar.gz#access_token=***"
+    assert has_credentials("https://h/a;jsessionid=ABC/x.tar.gz")
+    assert credentials_problem(fragment) is not None
+    # pip's hash fragment is no secret.
+    assert not has_credentials("https://h/x.tar.gz#sha256=abc")
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200b", "\u00a0", "\u2028"])
+def test_invisible_characters_in_an_artifact_url_are_refused(char: str) -> None:
+    """Review: U+202E in a URL reversed how its line of the lock reads in a pull request."""
+    from pylock.lockfile import artifact_url_problem
+
+    problem = artifact_url_problem(f"https://h/{char}exe.tar.gz/cpython-3.12.9-x.tar.gz")
+    assert problem is not None and "invisible characters" in problem
+    assert char not in problem
+    assert artifact_url_problem("https://h/caf\u00e9/cpython-3.12.9-x.tar.gz") is None
