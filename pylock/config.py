@@ -430,7 +430,7 @@ def _merge(defaults: Mapping[str, Any], table: Mapping[str, Any]) -> dict[str, A
 
     A default flavor or variant says nothing about a PyPy entry, and a default version
     or build says nothing about a direct ``url``, so those are not inherited; set on the
-    entry itself, they are errors instead.
+    entry itself, they are errors instead (but a version, which checks the archive's).
     """
     merged = {**defaults, **table}
     inherited = [key for key in merged if key not in table]
@@ -589,6 +589,13 @@ def _check_entry(
             Problem(
                 _key_path(path, "build"),
                 "not allowed together with url (a direct URL is one exact build already)",
+            )
+        )
+    if url is not None and "prereleases" in table:
+        problems.append(
+            Problem(
+                _key_path(path, "prereleases"),
+                "not allowed together with url (a direct URL's version is taken as it is)",
             )
         )
     if url is None and "sha256" in table:

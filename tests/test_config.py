@@ -370,6 +370,15 @@ def test_dotted_names_are_valid() -> None:
             id="url-and-build",
         ),
         pytest.param(
+            "[defaults]\nprereleases = true\n"
+            '[python.x]\nurl = "https://e.example/a.tar.gz"\nprereleases = true\n',
+            [
+                "pythons.toml: python.x.prereleases: not allowed together with url "
+                "(a direct URL's version is taken as it is)"
+            ],
+            id="url-and-prereleases",
+        ),
+        pytest.param(
             '[python.x]\nurl = "https://e.example/a.tar.gz"\nsha256 = "ABC"\n',
             [
                 "pythons.toml: python.x.sha256: invalid sha256 'ABC' "

@@ -176,6 +176,9 @@ INVALID_CONFIGS = {
     "url-and-build": (
         '[python.x]\nurl = "https://e.example/a.tar.gz"\nbuild = "1"\nplatforms = ["host"]\n'
     ),
+    "url-and-prereleases": (
+        '[python.x]\nurl = "https://e.example/a.tar.gz"\nprereleases = true\nplatforms = ["host"]\n'
+    ),
     "bad-sha256": '[python.x]\nurl = "https://e.example/a.tar.gz"\nsha256 = "abc"\n',
     "sha256-without-url": f'[python.x]\nversion = "3.13"\nsha256 = "{SHA}"\n',
     "ftp-url": '[python.x]\nurl = "ftp://e.example/a.tar.gz"\n',
