@@ -232,8 +232,17 @@ def _add_noise(parser: Any, dest: str = "verbosity", **default: Any) -> None:
         **default,
     )
     noise.add_argument(
-        "-v", "--verbose", dest=dest, action="count", help="print more detail", **default
+        "-v",
+        "--verbose",
+        dest=dest,
+        action="count",
+        help="print more detail (repeatable: -vv)",
+        **default,
     )
+
+
+#: ``--into`` for every command that reads or writes an install directory.
+_INTO_HELP = "install directory (default: PYLOCK_INSTALL_DIR, else .pythons/ beside the lock)"
 
 
 def _merge_noise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -421,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--into",
         metavar="DIR",
         type=_given,
-        help="install directory (default: PYLOCK_INSTALL_DIR, else .pythons/ beside the lock)",
+        help=_INTO_HELP,
     )
     sync.add_argument(
         "--platform",
@@ -471,12 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare pythons.lock at this git ref with the working tree",
     )
     diff.add_argument(
-        "--format", choices=("text", "markdown", "json"), default="text", help="output format"
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="output format (default: text)",
     )
 
     listing = command("list", "list locked interpreters and their state here", _cmd_list)
-    listing.add_argument("--format", choices=("text", "json"), default="text", help="output format")
-    listing.add_argument("--into", metavar="DIR", type=_given, help="install directory to inspect")
+    listing.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    listing.add_argument("--into", metavar="DIR", type=_given, help=_INTO_HELP)
     listing.add_argument(
         "--platform",
         metavar="KEY",
@@ -486,32 +500,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     which = command("which", "print the path of an interpreter's executable", _cmd_which)
     which.add_argument("name", metavar="NAME", help="the interpreter's name in pythons.lock")
-    which.add_argument("--into", metavar="DIR", type=_given, help="install directory")
+    which.add_argument("--into", metavar="DIR", type=_given, help=_INTO_HELP)
 
     outdated = command(
         "outdated", "show newer versions or builds available upstream", _cmd_outdated
     )
     outdated.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format"
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
     _add_fetch_flags(outdated)
 
     verify = command(
         "verify", "re-hash installed interpreters against their install records", _cmd_verify
     )
-    verify.add_argument("--into", metavar="DIR", type=_given, help="install directory")
+    verify.add_argument("--into", metavar="DIR", type=_given, help=_INTO_HELP)
     verify.add_argument("names", nargs="*", metavar="NAME", help="only these interpreters")
 
     cache = command("cache", "inspect and clean the archive cache", _cmd_cache)
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cache_commands.add_parser("dir", help="print the cache directory", parents=[after])
-    cache_commands.add_parser("list", help="list cached archives", parents=[after])
-    cache_commands.add_parser(
-        "verify", help="re-hash cached archives; evict corrupt ones", parents=[after]
-    )
-    prune = cache_commands.add_parser(
-        "prune", help="evict archives by total size and/or age of last use", parents=[after]
-    )
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = cache_commands.add_parser(
+            name, help=summary, description=summary, parents=[after]
+        )
+        return parser
+
+    action("dir", "print the cache directory")
+    action("list", "list cached archives")
+    action("verify", "re-hash cached archives; evict corrupt ones")
+    prune = action("prune", "evict archives by total size and/or age of last use")
     prune.add_argument(
         "--max-size", metavar="SIZE", help="keep at most SIZE (e.g. 500M, 2G), newest kept first"
     )
@@ -526,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable: keep what any of them names)",
         type=_given,
     )
-    cache_commands.add_parser("clean", help="remove everything from the cache", parents=[after])
+    action("clean", "remove everything from the cache")
 
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
@@ -562,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments for the interpreter (optional; after --, taken as they are)",
     )
     rest.required = False  # argparse makes a REMAINDER positional required
-    run.add_argument("--into", metavar="DIR", type=_given, help="install directory")
+    run.add_argument("--into", metavar="DIR", type=_given, help=_INTO_HELP)
 
     completion = command(
         "completion",
