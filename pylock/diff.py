@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import attrs
 
@@ -345,10 +345,36 @@ def summary_line(python: PythonDiff) -> str | None:
     if python.change is Change.REPUBLISHED:
         parts.append(f"re-published on {', '.join(python.republished_platforms)}")
     elif len(parts) == 1 and not described:
-        # Only URLs, sizes or an unnamed flavor moved: say so, rather than print a line
-        # that names no change at all.
-        parts.append("artifact details changed")
+        # Only URLs, sizes or an unnamed flavor moved: say which, rather than print a line
+        # that names no change at all (a download moved to another host must show).
+        parts.extend(_detail_words(python) or ["artifact details changed"])
     return f"{python.name}: {', '.join(parts)}"
+
+
+def _detail_words(python: PythonDiff) -> list[str]:
+    """Where an entry's archives moved without another build: ``linux-x86_64-gnu now from
+    mirror.example``, ``URL changed on ...``, ``size changed on ...``."""
+    hosts: dict[str, list[str]] = {}
+    urls: list[str] = []
+    sizes: list[str] = []
+    for plat in python.platforms:
+        old, new = plat.old, plat.new
+        if old is None or new is None:
+            continue
+        if old.url != new.url:
+            before, after = urlsplit(old.url).hostname, urlsplit(new.url).hostname
+            if before != after:
+                hosts.setdefault(after or "a local file", []).append(plat.platform)
+            else:
+                urls.append(plat.platform)
+        elif old.size != new.size:
+            sizes.append(plat.platform)
+    words = [f"{', '.join(keys)} now from {host}" for host, keys in sorted(hosts.items())]
+    if urls:
+        words.append(f"URL changed on {', '.join(urls)}")
+    if sizes:
+        words.append(f"size changed on {', '.join(sizes)}")
+    return words
 
 
 def summary_lines(diff: LockDiff) -> list[str]:

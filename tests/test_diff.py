@@ -254,9 +254,21 @@ def test_url_or_size_only_change_is_reported_not_warned() -> None:
     )
     diff = diff_locks(lock(base), lock(moved))
     assert diff.warnings == ()
-    assert summary_lines(diff) == ["app: cpython 3.13.9+20251014, artifact details changed"]
+    platforms = ", ".join(p.platform for p in diff.pythons[0].platforms)
+    assert summary_lines(diff) == [f"app: cpython 3.13.9+20251014, URL changed on {platforms}"]
     # The size became unknown: there is no delta to show.
     assert all(p.size_delta is None for p in diff.pythons[0].platforms)
+    # Review: a download moved to another host must show, with the platform.
+    first = base.artifacts[0]
+    hosted = attrs.evolve(first, url=first.url.replace("github.com", "evil.example"))
+    elsewhere = attrs.evolve(base, artifacts=(hosted, *base.artifacts[1:]))
+    assert summary_lines(diff_locks(lock(base), lock(elsewhere))) == [
+        f"app: cpython 3.13.9+20251014, {first.platform} now from evil.example"
+    ]
+    resized = attrs.evolve(base, artifacts=(attrs.evolve(first, size=1), *base.artifacts[1:]))
+    assert summary_lines(diff_locks(lock(base), lock(resized))) == [
+        f"app: cpython 3.13.9+20251014, size changed on {first.platform}"
+    ]
 
 
 def test_a_direct_url_entry_whose_flavor_becomes_unnamed_still_says_what_changed() -> None:
