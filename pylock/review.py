@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import GitError, PylockError, UsageError
+from pylock.errors import GitError, LockFileError, PylockError, UsageError
 from pylock.fsutil import LOCK_FILENAME, find_program
 
 if TYPE_CHECKING:
@@ -90,7 +90,18 @@ def locks_to_compare(
         )
         return before, after
     ref = "HEAD" if base is None else base
-    at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
+    try:
+        at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
+    except LockFileError as exc:
+        from pylock.lockfile import UPGRADE_HINT
+
+        if exc.hint != UPGRADE_HINT:
+            # Re-locking the working tree cannot mend what is committed at the ref.
+            exc.hint = (
+                f"the lock committed at {ref} is broken; compare against another ref "
+                "(--base REF), or give both files: `pylock diff OLD NEW`"
+            )
+        raise
     before = (
         LabelledLock(at_ref, f"{ref}:{LOCK_FILENAME}")
         if at_ref is not None

@@ -581,6 +581,9 @@ def test_git_lock_that_is_invalid_at_the_ref(
     assert main(["--project", str(project), "diff"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pylock: error: HEAD:pythons.lock: invalid TOML")
+    # Review: the hint said to run `pylock lock`, which cannot mend the committed side.
+    assert "pylock: hint: the lock committed at HEAD is broken" in err
+    assert "run `pylock lock`" not in err
 
 
 @needs_git
