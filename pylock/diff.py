@@ -527,6 +527,13 @@ def _md_sizes(python: PythonDiff) -> str:
     return "<br>".join(_md(w) for w in _size_words(python)) or "—"
 
 
+#: Characters the markdown table may take: GitHub refuses a comment longer than 65,536,
+#: and the heading, the warnings and the totals need a few thousand of their own.
+MARKDOWN_BUDGET = 58_000
+#: Re-published artifacts the markdown warning lists one by one.
+_MARKDOWN_WARNINGS = 50
+
+
 def render_markdown(
     diff: LockDiff, *, old_label: str | None = None, new_label: str | None = None
 ) -> str:
@@ -543,9 +550,12 @@ def render_markdown(
             "> Upstream replaced the file, or the lock was edited by hand. Verify before merging."
         )
         lines.append(">")
-        for warning in diff.warnings:
+        for warning in diff.warnings[:_MARKDOWN_WARNINGS]:
             name = _md_code(warning.name, in_table=False)
             lines.append(f"> - {name} on {_md_code(warning.platform, in_table=False)}")
+        if len(diff.warnings) > _MARKDOWN_WARNINGS:
+            more = len(diff.warnings) - _MARKDOWN_WARNINGS
+            lines.append(f"> - and {more} more (`pylock diff` lists them all)")
         lines.append("")
     counts = diff.counts()
     if not diff.has_changes:
@@ -555,14 +565,27 @@ def render_markdown(
         "| Interpreter | Change | Before | After | Platforms | Size |",
         "|---|---|---|---|---|---|",
     ]
+    used = sum(len(line) + 1 for line in lines)
+    shown = 0
     for python in diff.changed:
         change = str(python.change)
         if python.change is Change.REPUBLISHED:
             change = "**⚠ republished**"
-        lines.append(
+        row = (
             f"| {_md_code(python.name, in_table=True)} | {change} | {_md_build(python.old)} "
             f"| {_md_build(python.new)} | {_md_platforms(python)} | {_md_sizes(python)} |"
         )
+        used += len(row) + 1
+        if used > MARKDOWN_BUDGET:
+            break
+        lines.append(row)
+        shown += 1
+    if shown < len(diff.changed):
+        lines += [
+            "",
+            f"… and {len(diff.changed) - shown} more changed interpreters, left out to keep "
+            "this comment within GitHub's 65,536 characters: `pylock diff` lists them all.",
+        ]
     lines += [
         "",
         f"{counts['changed']} changed, {counts['added']} added, {counts['removed']} removed, "

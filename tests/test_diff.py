@@ -354,6 +354,35 @@ def test_markdown_escapes_hostile_lock_values() -> None:
     assert "\n| injected" not in md
 
 
+def test_markdown_of_a_huge_change_fits_in_a_pull_request_comment() -> None:
+    """Review: 750 changed entries made a 277 KB comment, which GitHub refuses (65,536
+    characters), so the example workflow's comment step failed."""
+    names = [f"app{i:04d}" for i in range(1500)]
+    old = lock(*(cpython(n, "3.13.9", "20251014") for n in names))
+    new = lock(*(cpython(n, "3.13.10", "20251120") for n in names))
+    diff = diff_locks(old, new)
+    text = render_markdown(diff)
+    assert len(text) <= 65_536
+    assert "more changed interpreters, left out" in text
+    assert "1500 changed, 0 added, 0 removed, 0 unchanged." in text
+    shown = text.count("| `app")
+    assert 100 < shown < 1500
+    assert f"… and {1500 - shown} more changed interpreters" in text
+    # A small change is whole.
+    few = render_markdown(diff_locks(lock(cpython("a", "3.13.9", "20251014")), lock()))
+    assert "left out" not in few
+    # Re-published artifacts are warned about by name, the first fifty of them.
+    base = [cpython(n, "3.13.9", "20251014") for n in names[:60]]
+    rehashed = [
+        attrs.evolve(p, artifacts=tuple(attrs.evolve(a, sha256="e" * 64) for a in p.artifacts))
+        for p in base
+    ]
+    warned = render_markdown(diff_locks(lock(*base), lock(*rehashed)))
+    listed = warned.count("> - `app")
+    assert listed == 50
+    assert f"> - and {len(diff_locks(lock(*base), lock(*rehashed)).warnings) - 50} more" in warned
+
+
 def test_markdown_with_no_changes() -> None:
     a = lock(cpython("app", "3.13.9", "20251014"))
     md = render_markdown(diff_locks(a, a))
