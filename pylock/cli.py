@@ -787,7 +787,11 @@ def _cmd_list(ctx: Context) -> int:
         )
     cache = ctx.cache()
     statuses = install_status(
-        lock, dest, platform, lambda a: cache.lookup(a.sha256, a.filename) is not None
+        lock,
+        dest,
+        platform,
+        lambda a: cache.lookup(a.sha256, a.filename) is not None,
+        named=ctx.args.platform is not None,
     )
     rows: list[dict[str, Any]] = [
         {

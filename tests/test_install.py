@@ -1035,6 +1035,8 @@ def test_list_tells_a_tree_synced_for_another_platform_and_judges_it_for_that_on
     # Asked about a platform that is locked for neither: not locked, whatever the tree.
     row = listed("--platform", "macos-aarch64")
     assert (row["state"], row["installed-for"]) == ("not-locked", "windows-x86_64")
+    # ... in words that name it (README audit: they said "this platform").
+    assert row["status"].startswith("not locked for macos-aarch64; installed for windows")
 
     # The record's key is read, not repeated: another spelling of this machine's platform
     # is this machine's, and so is one this pylock does not know (as for `which`), rather

@@ -181,16 +181,21 @@ class Status:
     path: Path | None
     #: The platform key the tree was installed for, when not the one asked about.
     installed_for: str | None = None
+    #: The platform key the user asked about (``list --platform``), if named.
+    asked: str | None = None
 
     @property
     def text(self) -> str:
         """The words ``pylock list`` shows people (its JSON's ``status``): the state's,
         naming the platform for a tree installed for another one."""
+        words = self.state.text
+        if self.state is Standing.NOT_LOCKED and self.asked is not None:
+            words = f"not locked for {self.asked}"
         if self.installed_for is None:
-            return self.state.text
+            return words
         key = self.installed_for
         tree = f"installed for {key} (check it with `pylock list --platform {key}`)"
-        return f"{self.state.text}; {tree}" if self.state is Standing.NOT_LOCKED else tree
+        return f"{words}; {tree}" if self.state is Standing.NOT_LOCKED else tree
 
 
 def tree_platform(recorded: str, platform: Platform) -> Platform | None:
@@ -210,9 +215,16 @@ def tree_platform(recorded: str, platform: Platform) -> Platform | None:
 
 
 def install_status(
-    lock: LockFile, dest_root: Path, platform: Platform, is_cached: Callable[[Artifact], bool]
+    lock: LockFile,
+    dest_root: Path,
+    platform: Platform,
+    is_cached: Callable[[Artifact], bool],
+    *,
+    named: bool = False,
 ) -> list[Status]:
-    """Each locked interpreter's state in ``dest_root`` for ``platform``, in lock order.
+    """Each locked interpreter's state in ``dest_root`` for ``platform``, in lock order;
+    ``named`` when the user named the platform (``list --platform KEY``), whose key the
+    words then say instead of "this platform".
 
     A tree installed for another platform (``sync --platform``) is neither current nor out
     of date for this one, which it may not even run on: it is :attr:`Standing.OTHER_PLATFORM`,
@@ -244,6 +256,7 @@ def install_status(
                 cached=artifact is not None and is_cached(artifact),
                 path=dest_root / python.name if state is not None else None,
                 installed_for=installed_for,
+                asked=platform.key if named else None,
             )
         )
     return rows
