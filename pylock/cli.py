@@ -1207,9 +1207,13 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
 
 def _error_lines(error: PylockError) -> list[str]:
     """What an error says, a line per problem (a file's problems each name the file)."""
+    from pylock.urls import redact
+
     if isinstance(error, FileProblemsError):
         return [f"{error.file}: {p}" for p in error.problems]
-    return str(error).splitlines() or [type(error).__name__]
+    # Redacted before it is split: a URL with a line break in its password must not leave
+    # half of the password on each line.
+    return redact(str(error)).splitlines() or [type(error).__name__]
 
 
 def _utf8_when_redirected(stream: Any) -> None:

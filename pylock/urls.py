@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import attrs
 
-from pylock.errors import RefusedUrlError, UsageError
+from pylock.errors import RefusedUrlError, UsageError, shorten
 
 #: Where python-build-standalone releases live; ``--mirror`` replaces this prefix.
 PBS_DOWNLOAD_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
@@ -44,6 +44,16 @@ REDACTED = "***"
 # ``scheme://userinfo@``: everything between ``//`` and the last ``@`` before the path,
 # as urlsplit reads it (a raw ``@`` in a password must not leave the rest showing).
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]+@")
+# ``scheme://user:pass/word@host``: a password with a raw ``/``, ``?`` or ``#`` in it
+# (base64 tokens have ``/``) ends the authority early for urlsplit, which then reads the
+# password as a port. Anything between the user's ``:`` and the first ``@`` counts as
+# its password (a line break in it too: it must not leave half of it showing), unless it
+# is a port (digits) followed by a path, or a line, with an ``@``. The password stops at
+# the next ``://`` and at 512 characters, which keeps the scan linear on hostile text.
+_USERINFO_LOOSE = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#@:]*):((?:(?!://)[^ \t@]){0,512})@"
+)
+_PORT = re.compile(r"[0-9]+(?:[/?#\s]|$)")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # Up to three quotes, brackets, commas or full stops right before the end are prose around
 # the URL, not value (a value is at least one character: ``token=...`` shows two of them).
@@ -96,7 +106,14 @@ def redact(text: str) -> str:
     """
     if "@" not in text and "=" not in text:
         return text
-    return _QUERY_PARAM.sub(_redact_param, _USERINFO.sub(rf"\1{REDACTED}@", text))
+    text = _USERINFO_LOOSE.sub(_redact_loose, _USERINFO.sub(rf"\1{REDACTED}@", text))
+    return _QUERY_PARAM.sub(_redact_param, text)
+
+
+def _redact_loose(match: re.Match[str]) -> str:
+    if _PORT.match(match.group(3)):
+        return match.group(0)  # `https://host:8443/a@b`: a port, and an @ in the path
+    return f"{match.group(1)}{REDACTED}@"
 
 
 def has_credentials(url: str) -> bool:
@@ -144,7 +161,11 @@ def _parts_problem(parts: SplitResult) -> str | None:
         port_text = netloc.rpartition("]")[2].rpartition(":")[2]
         if port_text.isdigit():
             return f"port {port_text} is out of range (1-65535)"
-        return f"invalid port {port_text!r}"
+        if "@" in parts.path + parts.query + parts.fragment:
+            # Not echoed: a password with a `/` in it ended the authority early, and reads
+            # as the port (`https://user:pass/word@host`).
+            return "invalid port (is a `/` in a password? write it as %2F)"
+        return f"invalid port {shorten(port_text, 20)!r}"
     if port == 0:
         return "port 0 is out of range (1-65535)"
     host = parts.hostname

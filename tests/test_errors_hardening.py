@@ -115,7 +115,7 @@ GOOD_LOCK = dumps(
             "cpython-3.13.9.tar.gz",
             "cpython-3.13.9\\u001b[31m.tar.gz",
             "artifacts[0].url",
-            "control characters",
+            "control, space or invisible characters",
         ),
         ("https://example.invalid", "https://example.invalid:99999", "artifacts[0].url", "URL"),
         ("cpython-3.13.9.tar.gz", "cpython-3.13.9.exe", "artifacts[0].url", "archive format"),
@@ -164,7 +164,7 @@ def test_the_unedited_lock_reads() -> None:
         ),
         (
             '[python.app]\nurl = "https://h.invalid/a\\u0000.tar.gz"\n',
-            "control characters",
+            "control, space or invisible characters",
         ),
     ],
 )

@@ -576,6 +576,41 @@ def test_a_proxy_407_is_not_retried(
     assert info.value.hint is not None and "proxy" in info.value.hint
 
 
+class HangingUpProxy(Proxy):
+    """Reads the request, then hangs up, or answers something that is not HTTP."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def _handle(self, sock: socket.socket) -> None:
+        if self.read_head(sock) is None:
+            return
+        self.seen.append("hung up")
+        if self.answer:
+            sock.sendall(self.answer)
+
+
+@pytest.mark.parametrize("answer", [b"", b"SSH-2.0-OpenSSH_9.2\r\n"], ids=["closes", "garbles"])
+def test_a_proxy_that_hangs_up_on_connect_is_named_by_both_clients(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path], answer: bytes
+) -> None:
+    """Attack: the aiohttp path blamed "the network or the mirror" and hinted that a proxy
+    for https goes in HTTPS_PROXY, where one was set (its failure, or the server's behind
+    it, is now said to be through that proxy)."""
+    tls, ca = tls_server
+    with HangingUpProxy(answer) as proxy:
+        url = tls.serve(PATH, BODY)
+        environ = {"SSL_CERT_FILE": str(ca), "HTTPS_PROXY": proxy.address}
+        with pytest.raises(DownloadError) as info:
+            downloader(environ, retries=1).download(url, tmp_path / "a", sha256=None, size=None)
+    assert proxy.seen
+    shown = proxy.address.replace("http://", "")
+    assert shown in info.value.message and "(from HTTPS_PROXY)" in info.value.message
+    assert info.value.hint is not None and "HTTPS_PROXY" in info.value.hint
+    assert "goes in HTTPS_PROXY" not in info.value.hint
+
+
 @pytest.mark.parametrize("location", ["http://[::1/x", "http://h:99999/x"])
 def test_a_malformed_redirect_is_not_retried(tmp_path: Path, location: str) -> None:
     with HttpServer() as server:
@@ -583,6 +618,16 @@ def test_a_malformed_redirect_is_not_retried(tmp_path: Path, location: str) -> N
         with pytest.raises(DownloadError):
             downloader(retries=3).download(url, tmp_path / "a", sha256=None, size=None)
         assert server.hits("/r") == 1
+
+
+@pytest.mark.parametrize("padding", [" ", "\t", "  \t"])
+def test_white_space_around_a_location_is_dropped_alike(tmp_path: Path, padding: str) -> None:
+    """Attack: `Location: /real/f.tar.gz ` worked for `lock` (aiohttp) and gave a 404
+    for `%20` in `sync` (http.client), for the very lock `lock` had written."""
+    with HttpServer() as server:
+        server.serve("/real/a.tar.gz", BODY)
+        url = server.redirect("/r", f"{padding}/real/a.tar.gz{padding}")
+        assert downloader().download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
 
 
 def test_a_location_with_a_space_is_escaped_alike(tmp_path: Path) -> None:

@@ -243,3 +243,38 @@ def test_invisible_characters_in_an_artifact_url_are_refused(char: str) -> None:
     assert problem is not None and "invisible characters" in problem
     assert char not in problem
     assert artifact_url_problem("https://h/caf\u00e9/cpython-3.12.9-x.tar.gz") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("http://u:s3cr3t+PW/abc=@proxy.corp:3128", "http://***@proxy.corp:3128"),
+        ("https://ci:TOKEN123/x@127.0.0.1:9/", "https://***@127.0.0.1:9/"),
+        ("https://u:pa?ss#w@host/x", "https://***@host/x"),
+        ("http://u:pa\nss/x@proxy:1", "http://***@proxy:1"),
+        # A port, then an @ in the path or on the next line, is no password.
+        ("https://host:8443/a@b", "https://host:8443/a@b"),
+        ("at http://host:8080\nmail admin@corp", "at http://host:8080\nmail admin@corp"),
+    ],
+)
+def test_a_password_with_a_slash_or_a_line_break_is_redacted_whole(
+    text: str, redacted: str
+) -> None:
+    """Attack: urlsplit reads `user:pass/word@host` as host `user`, port `pass`: the
+    password was shown in full, as the port and in the URL."""
+    from pylock.urls import redact, url_problem
+
+    assert redact(text) == redacted
+    problem = url_problem("https://ci:TOKEN123/x@127.0.0.1:9/")
+    assert problem is not None and "TOKEN123" not in problem
+
+
+def test_redaction_stays_linear_on_hostile_text() -> None:
+    import time
+
+    from pylock.urls import redact
+
+    hostile = "a://b:" * 200_000
+    started = time.monotonic()
+    assert redact(hostile + "@") is not None
+    assert time.monotonic() - started < 2

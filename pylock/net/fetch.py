@@ -351,7 +351,7 @@ class Fetcher(policy.SessionOwner):
             except aiohttp.ClientProxyConnectionError as error:
                 raise Retryable(policy.reason(error), proxy=proxy) from None
             except aiohttp.ClientError as error:
-                raise Retryable(policy.reason(error)) from None
+                raise Retryable(policy.reason(error), via=proxy) from None
             location = response.headers.get("Location")
             if response.status not in policy.REDIRECT_STATUSES or not location:
                 return response

@@ -32,6 +32,7 @@ from pylock.errors import (
     HashMismatchError,
     OfflineError,
     PylockError,
+    shown,
 )
 from pylock.net.options import SLOW_BYTES as SLOW_BYTES
 from pylock.net.options import SLOW_WINDOW as SLOW_WINDOW
@@ -91,13 +92,21 @@ class Retryable(Exception):
     """A transient failure: worth another attempt."""
 
     def __init__(
-        self, reason: str, retry_after: float | None = None, *, proxy: Proxy | None = None
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        proxy: Proxy | None = None,
+        via: Proxy | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         #: The proxy that failed, when the failure was reaching it (not the server).
         self.proxy = proxy
+        #: The proxy the request went through, when the failure may be its or the server's
+        #: (a tunnel that closed before the answer).
+        self.via = via
 
 
 # -- URLs ----------------------------------------------------------------------------
@@ -178,6 +187,9 @@ class Hops:
         self._hops += 1
         if self._hops > MAX_REDIRECTS:
             raise too_many_redirects(self._target, self.canonical)
+        # A field value's surrounding white space is not part of it (RFC 9110, 5.5):
+        # aiohttp drops it, and http.client kept it (`/f.tar.gz ` became `%20`).
+        location = location.strip(" \t")
         try:
             joined = urljoin(self.current, quote(location, safe=_LOCATION_SAFE))
         except ValueError as error:  # e.g. a broken IPv6 literal
@@ -337,6 +349,15 @@ def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> Dow
             f"failed: {error.reason} (gave up after {failures} attempts)",
             url=target,
             hint=f"check the proxy in {proxy.variable}, or bypass it for this host with NO_PROXY",
+        )
+    via = error.via
+    if via is not None:
+        return DownloadError(
+            f"cannot download {where} through the proxy {redact(via.url)} (from "
+            f"{via.variable}): {error.reason} (gave up after {failures} attempts)",
+            url=target,
+            hint=f"check the proxy in {via.variable} and the mirror, or bypass the proxy for "
+            "this host with NO_PROXY",
         )
     return DownloadError(
         f"cannot download {where}: {error.reason} (gave up after {failures} attempts)",
@@ -648,7 +669,7 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
     if problem is not None:
         # Left to the clients, a broken one was a ValueError traceback deep in a download.
         raise PylockError(
-            f"{variable} is not a usable proxy URL: {problem} ({redact(proxy)})",
+            f"{variable} is not a usable proxy URL: {problem} ({shown(redact(proxy), 300)})",
             hint=f"set {variable} to http://HOST:PORT, or unset it",
         )
     proxy_scheme = scheme_of(proxy)

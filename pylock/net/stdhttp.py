@@ -246,7 +246,7 @@ class StdDownloader:
             raise DownloadError(f"invalid URL {url}: {policy.reason(error)}", url=url) from None
         except (OSError, http.client.HTTPException) as error:
             _close(connection)
-            raise Retryable(policy.reason(error)) from None
+            raise Retryable(policy.reason(error), via=proxy) from None
         except BaseException:
             _close(connection)
             raise
