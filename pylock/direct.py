@@ -47,7 +47,14 @@ def make_direct_resolver(
         assert request.url is not None
         sha256, size, path = download_unknown(request.url, cache, fetch_options, reporter)
         return describe_direct(
-            request, path=path, sha256=sha256, size=size, host_platform=host_platform
+            request,
+            path=path,
+            sha256=sha256,
+            size=size,
+            host_platform=host_platform,
+            # Not kept: the next run downloads it again anyway (it has no sha256 to look
+            # it up by), and no lock names it.
+            discard=lambda: cache.evict(sha256),
         )
 
     return direct
@@ -60,8 +67,10 @@ def describe_direct(
     sha256: str,
     size: int | None,
     host_platform: Platform | None = None,
+    discard: Callable[[], object] | None = None,
 ) -> LockedPython:
-    """The lock entry for a direct-URL archive already on disk at ``path``."""
+    """The lock entry for a direct-URL archive already on disk at ``path``; ``discard`` is
+    called first when it is no archive pylock can install (a proxy's login page)."""
     from pylock.archive.layout import Layout, detect_layout
     from pylock.platforms import resolve_platform
     from pylock.resolve import lock_direct
@@ -78,6 +87,15 @@ def describe_direct(
     try:
         layout = detect_layout(path, fmt)
     except ArchiveError as exc:
+        page = _looks_like_a_page(path)
+        if discard is not None:
+            discard()
+        if page:
+            raise ResolutionError(
+                f"{where}: {url} answered with a web page ({size} bytes), not an archive",
+                hint="a login page, or a proxy's or a captive portal's: open the URL (after "
+                "any PYLOCK_URL_REWRITES) in a browser, and check the rewrites and netrc",
+            ) from None
         raise ResolutionError(
             f"{where}: {url} is not an archive pylock can install ({exc})",
             hint="pylock installs python-build-standalone layouts (python/...) and "
@@ -199,3 +217,13 @@ def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
     if raw is not None:
         return parse(raw)
     raise ResolutionError(f"{path.name}: a full archive without python/PYTHON.json")
+
+
+def _looks_like_a_page(path: Path) -> bool:
+    """Whether the file starts as HTML or XML does (``<``, after white space)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"<")

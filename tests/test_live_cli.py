@@ -321,6 +321,22 @@ def test_direct_archive_of_unknown_layout_is_a_clear_error(
     assert "top level" in err
 
 
+def test_a_web_page_where_a_direct_archive_should_be_is_said_and_not_cached(
+    project: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack: a captive portal's `200 text/html` login page went into the archive cache
+    under the archive's name, and the error spoke of archive layouts."""
+    page = b"<!DOCTYPE html>\n<html><body>Please log in</body></html>\n"
+    upstream.files["cpython-3.12.9-corp-x86_64-linux.tar.gz"] = page
+    write_direct(project, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz")
+    assert run(project, upstream, "lock") == 1
+    err = capsys.readouterr().err
+    assert f"answered with a web page ({len(page)} bytes), not an archive" in err
+    assert "captive portal" in err
+    cached = project.parent / "cache" / "archives" / "sha256"
+    assert not cached.exists() or list(cached.iterdir()) == []
+
+
 def test_direct_url_offline_without_sha256(
     project: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
