@@ -338,8 +338,8 @@ class Settings:
         for name, variable in _VARIABLES.items():
             raw = environ.get(variable)
             values[name] = raw.strip() if raw and raw.strip() else None
-        # NETRC is a path: kept as written, as aiohttp (which reads it too) does.
-        values["netrc"] = environ.get("NETRC")
+        # NETRC is a path: kept as written (spaces and all); blank counts as unset too.
+        values["netrc"] = environ.get("NETRC") or None
         values["offline"] = flag(environ.get("PYLOCK_OFFLINE"))
         values["no_color"] = bool(environ.get("NO_COLOR"))
         values["dumb_terminal"] = environ.get("TERM") == "dumb"

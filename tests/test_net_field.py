@@ -547,6 +547,39 @@ def test_netrc_default_goes_to_the_first_host_only(tmp_path: Path) -> None:
     assert "Authorization" not in second.headers
 
 
+def test_netrc_hosts_fold_case_and_an_empty_entry_sends_nothing(tmp_path: Path) -> None:
+    """Attack: `machine LOCALHOST` never matched localhost (host names fold case), and
+    `machine 127.0.0.1 login` with nothing after it sent `Basic Og==`."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine LOCALHOST login ci password folded\nmachine 127.0.0.1 login\n")
+    netrc.chmod(0o600)
+    with HttpServer("localhost") as named, HttpServer() as numeric:
+        named.serve(PATH, BODY, auth=("ci", "folded"))
+        numeric.serve(PATH, BODY)
+        environ = {"NETRC": str(netrc)}
+        downloader(environ).download(named.url(PATH), tmp_path / "a", sha256=SHA, size=None)
+        downloader(environ).download(numeric.url(PATH), tmp_path / "b", sha256=SHA, size=None)
+        (sent,) = numeric.requests(PATH)
+    assert "Authorization" not in sent.headers
+
+
+def test_a_netrc_that_netrc_names_and_is_missing_is_said_in_a_401s_hint(tmp_path: Path) -> None:
+    """Attack: `NETRC=/typo` gave the generic "add a netrc entry" hint; `NETRC=` (blank)
+    switched ~/.netrc off, where blank counts as unset."""
+    missing = tmp_path / "typo"
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "pw"))
+        with pytest.raises(DownloadError) as info:
+            downloader({"NETRC": str(missing)}).download(url, tmp_path / "a", sha256=SHA, size=None)
+    expected = f"pylock could not read the netrc file {missing} (no such file): fix it"
+    assert info.value.hint == expected
+    home = tmp_path / "home"
+    home.mkdir()
+    assert Settings.from_environ({"NETRC": "", "HOME": str(home)}).netrc_path() == str(
+        home / ".netrc"
+    )
+
+
 class DenyingProxy(Proxy):
     """Answers every request with ``407 Proxy Authentication Required``."""
 

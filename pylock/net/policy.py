@@ -768,6 +768,10 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         return None
     path = settings.netrc_path()
     if not os.path.isfile(path):
+        if settings.netrc is not None:
+            # NETRC names it: a typo is said in the hint of the 401 it leads to.
+            missing = "not a file" if os.path.exists(path) else "no such file"
+            netrc_problems[path] = missing
         return None
     try:
         parsed = netrc.netrc(path)
@@ -782,10 +786,16 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         else:
             netrc_problems[path] = "not text"
         return None
-    entry = parsed.authenticators(host) if default else parsed.hosts.get(host)
+    # Host names are case-insensitive: `machine Mirror.Example` is mirror.example's.
+    hosts = {name.lower(): value for name, value in parsed.hosts.items()}
+    entry = hosts.get(host)
+    if entry is None and default:
+        entry = parsed.hosts.get("default")
     if entry is None:
         return None
     login, _, password = entry
+    if not login and not password:
+        return None  # `machine h login` with nothing after it: no credentials to send
     return basic(login, password or "")
 
 
