@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import attrs
 
-from pylock.errors import RefusedUrlError, UsageError, shorten
+from pylock.errors import RefusedUrlError, UsageError, shorten, shown
 
 #: Where python-build-standalone releases live; ``--mirror`` replaces this prefix.
 PBS_DOWNLOAD_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
@@ -240,6 +240,13 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     """
     example = "pypy/" if source == PYPY_DOWNLOAD_PREFIX else "python-build-standalone/"
     hint = f"give the mirror's base URL, e.g. https://mirror.example/{example}"
+    if "://" not in base and not base.lower().startswith("file:"):
+        # A directory given as a path: the URL the fix asks for, spaces escaped.
+        path = quote(base.rstrip("/") + "/") if base.startswith("/") else "/ABSOLUTE/PATH/"
+        raise UsageError(
+            f"{origin}: {shown(base, 300)} is not a URL (no https://, http:// or file://)",
+            hint=f"{hint}, or a directory as a file URL: file://{path}",
+        )
     problem = url_problem(base) or _space_problem(base)
     if problem is not None:
         raise UsageError(f"{origin}: invalid mirror URL {base!r}: {problem}", hint=hint)

@@ -344,7 +344,9 @@ def test_lock_dry_run_says_whether_a_lock_would_be_written(
     ("flags", "says"),
     [
         (("--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),
-        (("--mirror", "notaurl"), "'notaurl' is not an http, https or file URL"),
+        (("--mirror", "notaurl"), "'notaurl' is not a URL (no https://, http:// or file://)"),
+        (("--mirror", "/srv/my mirror"), "a directory as a file URL: file:///srv/my%20mirror/"),
+        (("--mirror", "ftp://m/"), "'ftp://m/' is not an http, https or file URL"),
         (("--mirror", "notaurl"), "e.g. https://mirror.example/python-build-standalone/"),
         (("--pypy-mirror", "notaurl"), "e.g. https://mirror.example/pypy/"),
         (("--check", "--rewrite", "foo"), "--rewrite: invalid rewrite 'foo'"),

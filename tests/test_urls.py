@@ -128,7 +128,7 @@ def test_invalid_env_pair_names_the_variable() -> None:
 
 
 def test_invalid_mirror_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match=r"mirror: 'mirror\.example' is not an http"):
+    with pytest.raises(UsageError, match=r"mirror: 'mirror\.example' is not a URL"):
         UrlRewrites.from_sources(None, (), "mirror.example")
 
 
