@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -1475,3 +1476,76 @@ def test_a_helper_whose_child_escapes_its_group_does_not_hold_pylock(
     found = run_helper("escape", "r.example", settings=settings_of({"PATH": str(tmp_path)}))
     assert found is None
     assert time.monotonic() - started < 5
+
+
+def test_a_token_endpoint_that_drips_its_answer_ends_at_the_read_timeout(tmp_path: Path) -> None:
+    """Registry attack: `[` at 30 bytes a second kept every download of the sync waiting
+    for hours (the blob pace, 1 KiB a minute, let it through; a megabyte is its bound)."""
+    import time
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            for _ in range(6000):
+                await response.write(b"[" * 30)
+                await asyncio.sleep(0.1)
+        return response
+
+    started = time.monotonic()
+    for server in hostile(token_endpoint(drip)):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path)
+    assert caught.value.operation == "token"
+    assert "took more than 5 s to arrive" in str(caught.value)
+    assert time.monotonic() - started < 30
+
+
+def test_a_push_the_registry_stops_reading_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """Registry attack: a registry that took the PUT's head and never read its body hung
+    the sync after its install (an upload streamed from a file had no deadline)."""
+    import os
+    import time
+
+    source = tmp_path / "big.tar.gz"
+    source.write_bytes(os.urandom(24 << 20))  # more than the sockets' buffers take
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=404)
+        if request.method == "POST":
+            location = "/v2/pylock/x/blobs/uploads/u1?state=1"
+            return web.Response(status=202, headers={"Location": location})
+        # PUT: the head is read, the body never is.
+        while request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.1)
+        return web.Response(status=201)
+
+    async def scenario(reference: str) -> None:
+        async with client(reference, "", tmp_path, credentials=PUSHER) as registry:
+            await registry.push_blob(source, sha)
+
+    started = time.monotonic()
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            run(scenario(server.ref()))
+        assert caught.value.operation == "push"
+    assert time.monotonic() - started < 60
+
+
+def test_a_blob_served_with_content_encoding_gzip_is_taken_as_it_is(tmp_path: Path) -> None:
+    """Registry attack: an archive stored with `Content-Encoding: gzip` metadata (object
+    stores keep it on a .tar.gz) was decoded, then refused as the registry's corrupt copy."""
+    import gzip
+
+    data = gzip.compress(b"archive " * 10_000)
+    sha = hashlib.sha256(data).hexdigest()
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=data, headers={"Content-Encoding": "gzip"})
+
+    for server in hostile(handler):
+        pull(server, tmp_path, sha=sha, size=len(data))
+        assert server.requests[0].headers.get("Accept-Encoding") == "identity"
+    assert (tmp_path / "out").read_bytes() == data

@@ -698,21 +698,36 @@ class RegistryClient(SessionOwner):
     ) -> aiohttp.ClientResponse:
         """Send one request (no redirects followed) through the proxy the settings name.
         Connecting and the answer's head, together, get the two timeouts' sum: a registry
-        that drips its headers a byte at a time never lets the read timeout expire. Not an
-        upload streamed from a file (a blob push): the request returns only once the body
-        is sent, which takes as long as the uplink needs; its reads still time out."""
+        that drips its headers a byte at a time never lets the read timeout expire. An
+        upload streamed from a file (a blob push) takes as long as the uplink needs, but
+        each of its chunks must leave within the read timeout of the one before, and the
+        answer come within it of the last: a registry that stops reading the body (or
+        reads a byte now and then) fails the push instead of hanging the sync.
+
+        Bodies come as they are stored: a blob served with ``Content-Encoding: gzip`` (the
+        metadata object stores keep on a ``.tar.gz``) is the archive, not to be decoded.
+        """
         proxy, proxy_headers = self._proxy(url)
-        deadline = None if hasattr(data, "read") else sum(self._timeouts)
-        async with asyncio.timeout(deadline):
-            return await self._client().request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                allow_redirects=False,
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            )
+        upload = None
+        try:
+            async with asyncio.timeout(sum(self._timeouts)) as timer:
+                if hasattr(data, "read"):
+                    data = upload = _upload(data, timer, self._timeouts[1])
+                return await self._client().request(
+                    method,
+                    url,
+                    data=data,
+                    headers={"Accept-Encoding": "identity", **headers},
+                    allow_redirects=False,
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
+                    auto_decompress=False,
+                )
+        except TimeoutError:
+            if upload is not None and upload.transport is not None:
+                # Closing it would wait for the unsent bytes to leave, which they never do.
+                upload.transport.abort()
+            raise
 
     def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
         """The proxy for ``url`` as the settings say (``HTTPS_PROXY``, ``NO_PROXY``...)."""
@@ -963,6 +978,22 @@ class RegistryClient(SessionOwner):
     async def _read_bounded(
         self, response: aiohttp.ClientResponse, limit: int, operation: str
     ) -> bytes:
+        """A small answer (a token, a manifest, an error), at most ``limit`` bytes, whole
+        within the read timeout: at the slowest pace a blob may keep, a megabyte of token
+        would take ten hours, with every other download waiting for the token."""
+        try:
+            async with asyncio.timeout(self._timeouts[1]):
+                return await self._read_small(response, limit, operation)
+        except TimeoutError:
+            raise self._error(
+                f"the {operation} from {self.ref.host} took more than "
+                f"{self._timeouts[1]:g} s to arrive",
+                operation,
+            ) from None
+
+    async def _read_small(
+        self, response: aiohttp.ClientResponse, limit: int, operation: str
+    ) -> bytes:
         announced = response.content_length
         if announced is not None and announced > limit:
             raise self._error(
@@ -1114,3 +1145,25 @@ __all__ = [
     "parse_reference",
     "tag_for",
 ]
+
+
+def _upload(stream: Any, timer: asyncio.Timeout, timeout: float) -> Any:
+    """``stream``'s bytes as an aiohttp body that pushes ``timer`` back by ``timeout`` with
+    each chunk that leaves, and keeps the connection's transport (to abort a stalled one)."""
+    from aiohttp import payload
+
+    class Upload(payload.Payload):
+        transport: asyncio.BaseTransport | None = None
+
+        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+            raise TypeError("an upload is bytes")
+
+        async def write(self, writer: Any) -> None:
+            self.transport = getattr(writer, "transport", None)
+            loop = asyncio.get_running_loop()
+            while chunk := stream.read(_CHUNK):
+                timer.reschedule(loop.time() + timeout)
+                await writer.write(chunk)
+            timer.reschedule(loop.time() + timeout)  # the answer, after the last byte
+
+    return Upload(stream, content_type="application/octet-stream")
