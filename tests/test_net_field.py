@@ -683,6 +683,12 @@ def test_a_location_with_a_space_is_escaped_alike(tmp_path: Path) -> None:
         ("11.1.2.3", 443, "10.0.0.0/8", False),
         ("fd00::5", 443, "fd00::/8", True),
         ("host.10.0.0.0", 443, "10.0.0.0/8", False),
+        # Attack: another spelling of an address, a name's trailing dot.
+        ("::1", 80, "[0:0::1]", True),
+        ("0:0::1", 80, "::1", True),
+        ("mirror.corp", 443, "mirror.corp.", True),
+        ("mirror.corp.", 443, ".corp", True),
+        ("other.corp", 443, "mirror.corp.", False),
     ],
 )
 def test_no_proxy_entries(host: str, port: int, no_proxy: str, expected: bool) -> None:

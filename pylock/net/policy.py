@@ -714,7 +714,7 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     >>> bypassed("mirror.corp", 443, "mirror.corp:8443"), bypassed("::1", 80, "::1")
     (False, True)
     """
-    host = host.lower().strip("[]")
+    host = _canonical_host(host.lower().strip("[]"))
     for entry in (e.strip().lower() for e in no_proxy.replace(" ", ",").split(",")):
         if not entry:
             continue
@@ -733,12 +733,23 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
             if _in_network(host, name):
                 return True
             continue
-        name = name.lstrip(".")
+        name = _canonical_host(name.lstrip("."))
         if name.startswith("*."):
             name = name[2:]
         if host == name or host.endswith("." + name):
             return True
     return False
+
+
+def _canonical_host(name: str) -> str:
+    """A host as NO_PROXY compares it: an IP address in its one spelling (``0:0::1`` is
+    ``::1``), a name without the trailing dot of a fully qualified one."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.rstrip(".") or name
 
 
 def _in_network(host: str, network: str) -> bool:
