@@ -327,6 +327,23 @@ def test_partial_downloads_are_cleaned_only_when_nobody_writes_them(cache: Cache
     assert not old.exists()
 
 
+def test_a_killed_runs_writability_probes_are_removed_after_a_minute(cache: Cache) -> None:
+    """Crash attack: a `cache clean` killed between creating and removing its probe left
+    `tmp/probe.*.tmp` for an hour (and `locks/probe.*.tmp` for good), against the README's
+    "prune or clean removes it"."""
+    cache.locks_dir.mkdir(parents=True, exist_ok=True)
+    old_tmp = cache.new_tmp_path("probe", ".tmp")
+    old_lock = cache.locks_dir / "probe.123-abcdef.tmp"
+    fresh = cache.new_tmp_path("probe", ".tmp")
+    for path in (old_tmp, old_lock, fresh):
+        path.touch()
+    for path in (old_tmp, old_lock):
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    cache.prune()
+    assert not old_tmp.exists() and not old_lock.exists()
+    assert fresh.exists()  # a live run's, maybe
+
+
 def test_clean_removes_metadata(cache: Cache) -> None:
     (cache.metadata_dir / "github").mkdir(parents=True)
     (cache.metadata_dir / "github" / "doc.json").write_text("{}")

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -649,3 +650,43 @@ def test_help_that_cannot_be_written_is_an_error(
     assert reader.wait(timeout=60) == 0
     assert reader.stderr.read() == ""
     reader.stderr.close()
+
+
+def test_an_install_under_way_when_ctrl_c_comes_is_said_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attack: Ctrl-C while the sync waited for app's install (on the pool) let that
+    install run to its end, as it must, but never said so: app was upgraded silently."""
+    import concurrent.futures
+    import threading
+    import types
+
+    from pylock import settings
+    from pylock.sync import execute
+
+    monkeypatch.setattr(settings, "usable_cpus", lambda: 2)
+    release = threading.Event()
+
+    def install_one(job: Any) -> bool:
+        release.wait(5)
+        return True
+
+    installer = types.SimpleNamespace(
+        install_one=install_one, downloads=types.SimpleNamespace(stop=threading.Event())
+    )
+    jobs = [types.SimpleNamespace(python=types.SimpleNamespace(name=n)) for n in ("app", "lib")]
+    real_wait = concurrent.futures.wait
+    calls = [0]
+
+    def wait(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:
+            release.set()
+            raise KeyboardInterrupt
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "wait", wait)
+    installed, _, errors = execute._install_all(installer, jobs, 2)  # type: ignore[arg-type]
+    assert "app" in installed
+    assert installer.downloads.stop.is_set()
+    assert any(isinstance(error, KeyboardInterrupt) for _, error in errors)

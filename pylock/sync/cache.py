@@ -46,6 +46,9 @@ _USED = ".last-used"
 _SIDECAR_MAX_BYTES = 16 * 1024 * 1024
 # Partial work older than this, with no live owner we can detect, is debris of a killed run.
 _STALE_TMP_SECONDS = 3600.0
+#: How old a writability probe (``probe.*.tmp``) left in ``tmp/`` or ``locks/`` must be
+#: to be a killed run's.
+_STALE_PROBE_SECONDS = 60
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -598,10 +601,28 @@ class Cache:
                     age = now - item.stat().st_mtime
                 except OSError:
                     continue
-                if age < _STALE_TMP_SECONDS:
+                # A writability probe lives for two system calls: one a minute old is a
+                # killed run's.
+                if age < (_STALE_PROBE_SECONDS if key == "probe" else _STALE_TMP_SECONDS):
                     continue
             with contextlib.suppress(OSError):
                 remove_tree(item)
+        self._clean_lock_probes(now)
+
+    def _clean_lock_probes(self, now: float) -> None:
+        """Remove the writability probes a killed run left in ``locks/`` (see
+        :meth:`_write_error`)."""
+        try:
+            items = [p for p in self.locks_dir.iterdir() if p.name.startswith("probe.")]
+        except OSError:
+            return
+        for item in items:
+            with contextlib.suppress(OSError):
+                if (
+                    item.name.endswith(".tmp")
+                    and now - item.stat().st_mtime >= _STALE_PROBE_SECONDS
+                ):
+                    item.unlink()
 
 
 def _archive_in(directory: Path) -> Path | None:

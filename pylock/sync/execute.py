@@ -414,6 +414,8 @@ def _install_all(
 
     from pylock.net.stream import WAIT_STEP
 
+    #: Installs under way when a Ctrl-C came while this thread waited for them.
+    interrupted: list[tuple[Job, concurrent.futures.Future[bool]]] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(installer.install_one, job) for job in ordered]
         for job, future in zip(ordered, futures, strict=True):
@@ -428,6 +430,18 @@ def _install_all(
                     installer.downloads.stop.set()  # Ctrl-C: no download outlives it
                     for waiting in futures:
                         waiting.cancel()  # nor does an install that has not started
+                    interrupted.append((job, future))
+    # The pool has waited for the installs under way, which nothing stops from here (one
+    # from the cache runs to its end): what they did is said as for the others. One
+    # left out was an upgrade the user was never told of (attack).
+    for job, future in interrupted:
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is None:
+            (installed if future.result() else elsewhere).append(job.python.name)
+        else:
+            errors.append((job.python.name, error))
     return installed, elsewhere, errors
 
 
