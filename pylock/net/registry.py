@@ -1132,21 +1132,6 @@ def _error_code(body: bytes) -> str:
     return ""
 
 
-__all__ = [
-    "ARTIFACT_TYPE",
-    "EMPTY_CONFIG",
-    "Challenge",
-    "RegistryClient",
-    "RegistryRef",
-    "RemoteCache",
-    "artifact_manifest",
-    "layer_media_type",
-    "parse_challenge",
-    "parse_reference",
-    "tag_for",
-]
-
-
 def _upload(stream: Any, timer: asyncio.Timeout, timeout: float) -> Any:
     """``stream``'s bytes as an aiohttp body that pushes ``timer`` back by ``timeout`` with
     each chunk that leaves, and keeps the connection's transport (to abort a stalled one)."""
@@ -1167,3 +1152,18 @@ def _upload(stream: Any, timer: asyncio.Timeout, timeout: float) -> Any:
             timer.reschedule(loop.time() + timeout)  # the answer, after the last byte
 
     return Upload(stream, content_type="application/octet-stream")
+
+
+__all__ = [
+    "ARTIFACT_TYPE",
+    "EMPTY_CONFIG",
+    "Challenge",
+    "RegistryClient",
+    "RegistryRef",
+    "RemoteCache",
+    "artifact_manifest",
+    "layer_media_type",
+    "parse_challenge",
+    "parse_reference",
+    "tag_for",
+]
