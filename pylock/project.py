@@ -176,6 +176,12 @@ class LockRequest:
     settings: Settings | None = None
 
 
+def _bundled() -> Index:
+    from pylock.index.snapshot import load_bundled
+
+    return load_bundled()
+
+
 def load_index(config: Config, request: LockRequest) -> Index:
     """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
     from pylock.index.snapshot import load_bundled
@@ -334,7 +340,9 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
             request.config_path,
             lock_path,
             request.reporter,
-            index=lambda config: load_index(config, request),
+            # The bundled index: offline, as a plain check is (the archives a uv
+            # downloads JSON adds sit at URLs of their own, which are not judged).
+            index=lambda _: _bundled(),
         )
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")

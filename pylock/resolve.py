@@ -17,8 +17,8 @@ Rules (the README's "How `lock` picks a build" and "Minimal change", under pytho
   matches in another flavor: the bundled index holds most builds in one flavor only.
 - **Minimal change.** An entry of the previous lock that still satisfies its request
   is kept as it is, unless ``--upgrade`` or ``--upgrade-python NAME`` says otherwise,
-  or the index knows its exact build and published another sha256 for it (a lock edited
-  by hand; :func:`published_mismatch`).
+  or the index lists its archive's URL for that build with another sha256 (a lock edited
+  by hand; :func:`published_mismatch`): the build's published archives are locked again.
 
 Nothing here reads the machine: ``host`` is resolved through the ``host_platform``
 parameter.
@@ -87,17 +87,16 @@ def resolve(
         platforms = platform_keys(request, host_platform)
         old = previous.get(request.name) if previous is not None else None
         refresh = upgrade is True or (isinstance(upgrade, frozenset) and request.name in upgrade)
-        keep = old is not None and not refresh and satisfies(request, old, platforms=platforms)
-        if keep and old is not None:
+        if old is not None and not refresh and satisfies(request, old, platforms=platforms):
             problem = published_mismatch(old, index)
-            if problem is not None:
-                warn(f"{problem}: locked it again from the index")
-                keep = False
-        if keep and old is not None:
-            locked.append(attrs.evolve(old, default=request.default))
-        else:
-            fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
-            locked.append(_keep_known_sizes(fresh, old))
+            if problem is None:
+                locked.append(attrs.evolve(old, default=request.default))
+                continue
+            # Edited by hand: the build it names, as published (not a newer one).
+            warn(f"{problem}: locked the published archives of that build again")
+            request = _pinned_to(request, old)
+        fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+        locked.append(_keep_known_sizes(fresh, old))
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
     # lock by a teammate on that version is not rewritten for it.
     digest = config.digest
@@ -122,15 +121,27 @@ def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPy
     return attrs.evolve(fresh, artifacts=artifacts)
 
 
+def _pinned_to(request: PythonRequest, entry: LockedPython) -> PythonRequest:
+    """``request`` narrowed to ``entry``'s exact version, build and flavor (for an entry
+    whose archives :func:`published_mismatch` found edited: the index has that build)."""
+    return attrs.evolve(
+        request,
+        version=f"=={entry.version}",
+        build=entry.build,
+        flavor=entry.flavor or request.flavor,
+        prereleases=True,
+    )
+
+
 def published_mismatch(entry: LockedPython, index: Index) -> str | None:
     """How an entry differs from what upstream published for its exact build, by the index:
-    an archive whose sha256 (or size) is not the published one, or a version spelled
-    otherwise (``03.13.1``); ``None`` when they agree.
+    an archive at a URL the index lists for that build with another sha256 (or size), or
+    a version spelled otherwise (``03.13.1``); ``None`` when they agree.
 
-    Only what the index knows is judged: a direct URL (no build), or a build the index
-    does not list (locked from a live listing newer than it, or from another uv downloads
-    JSON), passes. URLs are not compared: a mirror's URL for the same bytes is as good,
-    and ``sync`` checks the sha256 of whatever it downloads.
+    Only what the index knows is judged: a direct URL (no build), a build the index does
+    not list (locked from a live listing newer than it), and an archive at a URL it does
+    not list for the build (a mirror's, or another uv downloads JSON's rebuild) pass; a
+    changed host shows in ``pylock diff``, and ``sync`` checks every sha256 it downloads.
     """
     if entry.build is None:
         return None
@@ -148,14 +159,15 @@ def published_mismatch(entry: LockedPython, index: Index) -> str | None:
         ]
         if not published:
             continue
-        where = f"{entry.name}: {artifact.platform}"
-        label = f"{entry.implementation} {published[0].version}+{entry.build}"
         if all(build.version != entry.version for build in published):
             return f"{entry.name}: version {entry.version!r} is {published[0].version!r} upstream"
-        hashed = [b for b in published if b.sha256 is not None]
-        if hashed and all(b.sha256 != artifact.sha256 for b in hashed):
+        here = [build for build in published if build.url == artifact.url]
+        label = f"{entry.implementation} {published[0].version}+{entry.build}"
+        where = f"{entry.name}: {artifact.platform}"
+        hashed = [build for build in here if build.sha256 is not None]
+        if hashed and all(build.sha256 != artifact.sha256 for build in hashed):
             return f"{where}: the archive's sha256 is not the one upstream published for {label}"
-        sizes = {b.size for b in published if b.sha256 == artifact.sha256 and b.size}
+        sizes = {build.size for build in hashed if build.sha256 == artifact.sha256 and build.size}
         if artifact.size is not None and sizes and artifact.size not in sizes:
             return f"{where}: the archive's size is not the one upstream published for {label}"
     return None

@@ -895,11 +895,22 @@ def test_a_kept_entry_whose_archive_upstream_did_not_publish_is_locked_again() -
         warnings: list[str] = []
         relocked = lock_one(index, request(), previous=make_lock_of(entry), warn=warnings.append)
         assert relocked == good
-        assert warnings and warnings[0].endswith(": locked it again from the index")
-    # A URL of a mirror for the same bytes is as good: sync checks the sha256.
-    moved = tuple(attrs.evolve(a, url="https://mirror.example/x") for a in good.artifacts)
+        assert warnings[0].endswith(": locked the published archives of that build again")
+    # An archive at a URL the index does not list for the build is not judged: a mirror's
+    # copy, or a uv downloads JSON's rebuild (review: those were locked back to GitHub).
+    moved = tuple(
+        attrs.evolve(a, url=f"https://mirror.example/{a.filename}", sha256="c" * 64)
+        for a in good.artifacts
+    )
     mirrored = attrs.evolve(good, artifacts=moved)
     assert published_mismatch(mirrored, index) is None
+    assert lock_one(index, request(), previous=make_lock_of(mirrored)) == mirrored
+    # An entry edited by hand is locked again at its own build, not the newest (review).
+    newer = index_of(
+        *same_everywhere("3.13.1", "20250101", LINUX, MAC, size=123),
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+    )
+    assert lock_one(newer, request(), previous=make_lock_of(tampered["sha256"])) == good
     # What the index does not know is not judged: another build, or a direct URL.
     assert published_mismatch(attrs.evolve(tampered["sha256"], build="20250202"), index) is None
     assert published_mismatch(attrs.evolve(tampered["sha256"], build=None), index) is None
