@@ -309,6 +309,11 @@ def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     with pytest.raises(PylockError, match="cannot load CA certificates from SSL_CERT_FILE="):
         downloader(missing).download(url, tmp_path / "a", sha256=SHA, size=None)
     assert server.hits(PATH) == 0
+    # Proxy/TLS attack: a missing SSL_CERT_DIR was taken, and the download then failed
+    # with "unknown CA", which points at the server.
+    no_dir = {"SSL_CERT_DIR": str(tmp_path / "no-such-dir")}
+    with pytest.raises(PylockError, match=r"SSL_CERT_DIR=.* is not a directory"):
+        downloader(no_dir).download(url, tmp_path / "b", sha256=SHA, size=None)
     for thread in threading.enumerate():
         if thread.name == "pylock-tls":
             thread.join(5)

@@ -13,6 +13,7 @@ before it imports the lock's models. This module imports only the standard libra
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,15 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
     cafile = settings.ssl_cert_file
     capath = settings.ssl_cert_dir
+    if capath is not None and not os.path.isdir(capath):
+        # OpenSSL looks in it only when a certificate is checked, and a missing one then
+        # reads as "unknown CA", which sends the user looking at the server.
+        from pylock.errors import PylockError
+
+        raise PylockError(
+            f"SSL_CERT_DIR={capath} is not a directory",
+            hint="point SSL_CERT_DIR at a directory of hashed CA certificates, or unset it",
+        )
     try:
         context = ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as error:
