@@ -722,21 +722,25 @@ def fill_cache(
     from pylock.sync.archives import Wanted, ensure_archives
 
     wanted: list[Wanted] = []
+    skipped: list[str] = []
     for python in lock.pythons:
         if platform_key is None:
             wanted.extend(Wanted.from_artifact(a, python=python) for a in python.artifacts)
             continue
         artifact = python.artifact_for(platform_key)
         if artifact is None:
-            reporter.warn(f"{python.name} is not locked for {platform_key}; skipped")
+            skipped.append(python.name)
         else:
             wanted.append(Wanted.from_artifact(artifact, python=python))
     if lock.pythons and not wanted:
         from pylock.fsutil import LOCK_FILENAME
 
-        # As for `sync`: a CI step warming the cache for a platform nobody locked fails.
+        # As for `sync`: a CI step warming the cache for a platform nobody locked fails,
+        # with the error alone (no warning per interpreter before it, as `sync` does).
         names = [python.name for python in lock.pythons]
         raise _locked_elsewhere("fetch", LOCK_FILENAME, names, str(platform_key))
+    for name in skipped:
+        reporter.warn(f"{name} is not locked for {platform_key}; skipped")
     fetched: set[str] = set()
     paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
     remote = options.remote
