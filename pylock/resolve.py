@@ -92,9 +92,20 @@ def resolve(
             if problem is None:
                 locked.append(attrs.evolve(old, default=request.default))
                 continue
-            # Edited by hand: the build it names, as published (not a newer one).
-            warn(f"{problem}: locked the published archives of that build again")
-            request = _pinned_to(request, old)
+            # Edited by hand: the build it names, as published (not a newer one), where
+            # the index has that build for every platform of the entry.
+            try:
+                fresh = resolve_python(
+                    _pinned_to(request, old), index, platforms=platforms, direct=direct, warn=warn
+                )
+                warn(f"{problem}: locked the published archives of that build again")
+            except ResolutionError:
+                fresh = resolve_python(
+                    request, index, platforms=platforms, direct=direct, warn=warn
+                )
+                warn(f"{problem}: locked it again from the index")
+            locked.append(_keep_known_sizes(fresh, old))
+            continue
         fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
         locked.append(_keep_known_sizes(fresh, old))
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a

@@ -911,6 +911,17 @@ def test_a_kept_entry_whose_archive_upstream_did_not_publish_is_locked_again() -
         *same_everywhere("3.13.9", "20251014", LINUX, MAC),
     )
     assert lock_one(newer, request(), previous=make_lock_of(tampered["sha256"])) == good
+    # ... unless the index lacks that build on one of its platforms: then as any request.
+    partial = index_of(
+        pbs("3.13.1", "20250101", LINUX, size=123),
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+    )
+    warned: list[str] = []
+    relocked = lock_one(
+        partial, request(), previous=make_lock_of(tampered["sha256"]), warn=warned.append
+    )
+    assert (relocked.version, relocked.build) == ("3.13.9", "20251014")
+    assert warned[0].endswith(": locked it again from the index")
     # What the index does not know is not judged: another build, or a direct URL.
     assert published_mismatch(attrs.evolve(tampered["sha256"], build="20250202"), index) is None
     assert published_mismatch(attrs.evolve(tampered["sha256"], build=None), index) is None
