@@ -53,17 +53,21 @@ def check_member_count(path: str | os.PathLike[str], limit: int, archive: str) -
         left = size
         buffer = b""
         pos = 0  # where the next record starts in ``buffer``
-        while True:
-            if len(buffer) - pos < _CDH_SIZE:
-                if left <= 0:
-                    return
-                more = handle.read(min(left, 1 << 20))
+
+        def have(needed: int) -> bool:
+            """Read on until ``needed`` bytes from ``pos`` are in ``buffer``; whether they
+            are (a directory cut short is zipfile's to refuse)."""
+            nonlocal buffer, pos, left
+            while len(buffer) - pos < needed:
+                more = handle.read(min(left, 1 << 20)) if left > 0 else b""
                 if not more:
-                    return  # cut short: zipfile says so
+                    return False
                 left -= len(more)
                 buffer = buffer[pos:] + more  # what is left of the last read, then the next
                 pos = 0
-                continue
+            return True
+
+        while have(_CDH_SIZE):
             if buffer[pos : pos + 4] != b"PK\x01\x02":
                 return  # not a record: zipfile refuses it
             name, extra, comment = struct.unpack_from("<HHH", buffer, pos + 28)
@@ -75,13 +79,8 @@ def check_member_count(path: str | os.PathLike[str], limit: int, archive: str) -
                     member=_record_name(handle, buffer, pos, name, left),
                 )
             skip = _CDH_SIZE + name + extra + comment
-            while len(buffer) - pos < skip and left > 0:
-                more = handle.read(min(left, 1 << 20))
-                if not more:
-                    return
-                left -= len(more)
-                buffer = buffer[pos:] + more
-                pos = 0
+            if not have(skip):
+                return
             pos += skip
 
 

@@ -201,7 +201,8 @@ def _made_by_pylock(dest_root: Path, name: str) -> bool:
     data = read_install_json(str(tree))
     if data is not None and is_a_copy(data, name):
         return False  # a copy of another tree: prune leaves it, so verify and sync do too
-    return installed_state(dest_root, name) is not None or has_meta_dir(tree)
+    # A record that was read sits in a real `.pylock/`; a damaged one leaves that too.
+    return has_meta_dir(tree)
 
 
 def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
