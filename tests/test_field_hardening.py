@@ -947,18 +947,24 @@ def _default_ctrl_c() -> None:
 
 #: (a "python" script, whether Ctrl-C reaches the whole job or SIGTERM pylock alone, whether
 #: the job starts with Ctrl-C ignored, what the script then prints, its exit status)
+#: Five seconds in short foreground steps, then a plain end: the shell runs a trap between
+#: two steps. (It was `sleep 5 & wait`, which once ended in CI with no output and a status
+#: unknown: dash's `wait` adds a window of its own, and the background sleep held the output
+#: open 5 s after any trap. The status is now in the failure's message.)
+_A_WHILE = b"i=0\nwhile [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done\n"
+
 _RUN_SIGNALS = {
     # Like a REPL, it survives Ctrl-C, and pylock must not kill it.
     "ctrl-c": (b"trap 'echo interrupted' INT\necho ready\nsleep 2 & wait\nexit 3\n", "job", False,
                "interrupted", 3),
     # `docker stop` signals pylock alone: the app must get it too, and finish its shutdown.
-    "sigterm": (b"trap 'echo shutting down; exit 7' TERM\necho ready\nsleep 5 & wait\n",
+    "sigterm": (b"trap 'echo shutting down; exit 7' TERM\necho ready\n" + _A_WHILE,
                 "SIGTERM", False, "shutting down", 7),
     # A supervisor's reload, or `kill -USR1`, to pylock alone: it used to kill pylock and
     # leave the app running without its parent.
-    "sighup": (b"trap 'echo reloading; exit 5' HUP\necho ready\nsleep 5 & wait\n", "SIGHUP",
+    "sighup": (b"trap 'echo reloading; exit 5' HUP\necho ready\n" + _A_WHILE, "SIGHUP",
                False, "reloading", 5),
-    "sigusr1": (b"trap 'echo dumping; exit 6' USR1\necho ready\nsleep 5 & wait\n", "SIGUSR1",
+    "sigusr1": (b"trap 'echo dumping; exit 6' USR1\necho ready\n" + _A_WHILE, "SIGUSR1",
                 False, "dumping", 6),
     # A shell starts a background job (`cmd &`) with Ctrl-C ignored: the child must be too.
     "background": (b"echo ready\nsleep 1\necho survived\nexit 3\n", "job", True, "survived", 3),
@@ -976,7 +982,7 @@ def test_signals_during_run_are_the_childs_to_handle(sync_project: Project, case
     else:
         process.send_signal(getattr(signal, target))  # to pylock alone
     out, _ = process.communicate(timeout=30)
-    assert said in out
+    assert said in out, (out, process.returncode)
     assert process.returncode == status
 
 
