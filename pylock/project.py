@@ -317,6 +317,36 @@ class LockUpdate:
     written: bool = False
 
 
+def _write_target(lock_path: Path) -> Path:
+    """Where ``pylock lock`` writes: the lock itself, or, for a symlink, the file it points
+    at (a lock shared by a symlink stays shared). That file must already be a lock, or
+    empty: a link that a cloned repository ships could point at anything, ``/dev/zero`` or
+    a file of the user's, which is not pylock's to replace."""
+    if not lock_path.is_symlink():
+        return lock_path
+    from pylock.lockfile import find_conflict, lock_text, loads
+    from pylock.ownfiles import read_project_file
+
+    target = Path(os.path.realpath(lock_path))
+    try:
+        text = lock_text(read_project_file(target))
+        if text.strip() and find_conflict(text) is None:
+            loads(text, filename=lock_path.name)
+    except FileNotFoundError:
+        why = "which does not exist"
+    except (OSError, UnicodeDecodeError, LockFileError) as exc:
+        why = "which is not a lock" + (
+            f" ({unreadable(exc)})" if isinstance(exc, OSError | UnicodeDecodeError) else ""
+        )
+    else:
+        return target
+    raise PylockError(
+        f"{lock_path.name} is a symlink to {target}, {why}: pylock does not replace it",
+        hint=f"point the symlink at a {lock_path.name} (or an empty file), or remove it; "
+        "then run `pylock lock` again",
+    )
+
+
 def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = False) -> LockUpdate:
     """``pylock lock``: resolve, then write ``pythons.lock`` if it changed.
 
@@ -365,8 +395,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
     written = changed and not check and not dry_run
     if written:
-        # A lock shared by a symlink is written where it points, not replaced by a file.
-        target = Path(os.path.realpath(lock_path)) if lock_path.is_symlink() else lock_path
+        target = _write_target(lock_path)
         # What a `pylock lock` killed while writing left (an hour: surely not live).
         remove_stale_temporaries(target, 3600)
         try:

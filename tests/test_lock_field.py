@@ -157,6 +157,44 @@ def test_a_symlinked_lock_is_written_where_it_points(
     ]
 
 
+@pytest.mark.parametrize("points_at", ["fifo", "text", "missing", "directory"])
+def test_a_symlinked_lock_is_not_written_where_it_points_at_no_lock(
+    project: Path, capsys: pytest.CaptureFixture[str], points_at: str
+) -> None:
+    """CLI attack: `pythons.lock -> /dev/zero` turned the device into a regular file, and a
+    link to any file (one a cloned repository ships) replaced that file with a lock."""
+    import os
+
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    victim = project.parent / "victim"
+    if points_at == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(victim)
+    elif points_at == "text":
+        victim.write_text("my notes\n", encoding="utf-8")
+    elif points_at == "directory":
+        victim.mkdir()
+    (project / "pythons.lock").symlink_to(victim)
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert f"pylock: error: pythons.lock is a symlink to {victim}, which " in err
+    assert "pylock does not replace it" in err
+    assert "point the symlink at a pythons.lock (or an empty file), or remove it" in err
+    assert "Traceback" not in err
+    if points_at == "fifo":
+        assert victim.is_fifo()
+    elif points_at == "text":
+        assert victim.read_text(encoding="utf-8") == "my notes\n"
+    elif points_at == "directory":
+        assert victim.is_dir()
+    else:
+        assert not victim.exists()
+    assert (project / "pythons.lock").is_symlink()
+    assert [p.name for p in project.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
 @pytest.mark.parametrize("flags", [[], ["--upgrade"], ["--upgrade-python", "a"], ["--refresh"]])
 def test_check_without_a_lock_says_it_does_not_exist_whatever_the_flags(
     project: Path, capsys: pytest.CaptureFixture[str], flags: list[str]

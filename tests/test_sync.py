@@ -174,12 +174,15 @@ def extracting_while_downloading(sync_project: Project, build: Build, watcher: T
         unfinished = partials[0].stat().st_size < len(build.data)
     except FileNotFoundError:
         return
-    extracted = [
-        p
-        for tmp in sync_project.into.glob(f".pylock-tmp-{build.name}-*")
-        for p in tmp.rglob("*")
-        if p.is_file()
-    ]
+    try:
+        extracted = [
+            p
+            for tmp in sync_project.into.glob(f".pylock-tmp-{build.name}-*")
+            for p in tmp.rglob("*")
+            if p.is_file()
+        ]
+    except FileNotFoundError:
+        return  # the tree was renamed into place while it was walked: look again next time
     if unfinished and extracted:
         watcher.overlap = True
 
