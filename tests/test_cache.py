@@ -344,14 +344,54 @@ def test_a_killed_runs_writability_probes_are_removed_after_a_minute(cache: Cach
     assert fresh.exists()  # a live run's, maybe
 
 
+@pytest.mark.parametrize("action", ["prune", "clean"])
+def test_prune_and_clean_leave_what_pylock_did_not_put_in_tmp(cache: Cache, action: str) -> None:
+    """CLI attack: `PYLOCK_CACHE_DIR=$HOME pylock cache prune` deleted every entry of
+    ~/tmp an hour old (and `=/` emptied /tmp), as if it were a killed run's partial work."""
+    old = time.time() - 2 * DAY
+    foreign = [cache.tmp_dir / name for name in ("work", "notes.txt", "a" * 64, "unknown.x.part")]
+    cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+    (cache.tmp_dir / "work").mkdir()
+    (cache.tmp_dir / "work" / "precious").write_text("keep me", encoding="utf-8")
+    for path in foreign[1:]:
+        path.write_text("keep me", encoding="utf-8")
+    ours = cache.new_tmp_path("unknown")
+    ours.write_bytes(b"abandoned")
+    for path in (*foreign, ours):
+        os.utime(path, (old, old))
+    getattr(cache, action)()
+    assert all(path.exists() for path in foreign)
+    assert (cache.tmp_dir / "work" / "precious").read_text(encoding="utf-8") == "keep me"
+    assert not ours.exists()
+
+
 def test_clean_removes_metadata(cache: Cache) -> None:
-    (cache.metadata_dir / "github").mkdir(parents=True)
-    (cache.metadata_dir / "github" / "doc.json").write_text("{}")
+    from pylock.index.metadata import CachedDocument, MetadataStore
+
+    store = MetadataStore(cache.metadata_dir)
+    cache.metadata_dir.mkdir(parents=True)
+    store.save(CachedDocument(url="https://example.test/a", status=200, body=b"{}", checked_at=1.0))
     put(cache, b"z")
     report = cache.clean()
     assert len(report.removed) == 1
     assert not cache.metadata_dir.exists()
     assert cache.list() == []
+
+
+def test_clean_leaves_files_it_did_not_store_in_metadata(cache: Cache) -> None:
+    """CLI attack, continued: with PYLOCK_CACHE_DIR=$HOME, `cache clean` removed ~/metadata
+    whole, whatever it held."""
+    from pylock.index.metadata import CachedDocument, MetadataStore
+
+    store = MetadataStore(cache.metadata_dir)
+    (cache.metadata_dir / "photos").mkdir(parents=True)
+    (cache.metadata_dir / "photos" / "a.jpg").write_bytes(b"jpeg")
+    (cache.metadata_dir / "notes.json").write_text("{}", encoding="utf-8")
+    store.save(CachedDocument(url="https://example.test/a", status=200, body=b"{}", checked_at=1.0))
+    cache.clean()
+    assert store.load("https://example.test/a") is None
+    assert sorted(p.name for p in cache.metadata_dir.iterdir()) == ["notes.json", "photos"]
+    assert (cache.metadata_dir / "photos" / "a.jpg").read_bytes() == b"jpeg"
 
 
 # -- the `pylock cache` command --------------------------------------------------------

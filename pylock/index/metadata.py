@@ -15,6 +15,7 @@ as absent and is overwritten by the next successful fetch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import json
@@ -43,6 +44,9 @@ T = TypeVar("T")
 GITHUB_API = "https://api.github.com/"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: The names :meth:`MetadataStore._paths` gives (``SLUG.DIGEST.body`` and ``.json``), and
+#: those of their atomic writes' temporaries (``.NAME.RANDOM.tmp``).
+_STORED = re.compile(r"\.?[A-Za-z0-9._-]*\.[0-9a-f]{16}\.(?:body|json)(?:\.[0-9a-f]+\.tmp)?")
 #: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
 MAX_RECORD_BYTES = 1024 * 1024
 
@@ -138,6 +142,20 @@ class MetadataStore:
         fresh = attrs.evolve(doc, checked_at=now)
         self.save(fresh)
         return fresh
+
+    def clear(self) -> None:
+        """Remove every document (``pylock cache clean``), and the directory if that
+        empties it: only files the store names, for whatever else a mistaken
+        ``PYLOCK_CACHE_DIR`` (``$HOME``, say) puts beside them is not pylock's."""
+        try:
+            paths = [p for p in self.root.iterdir() if _STORED.fullmatch(p.name)]
+        except FileNotFoundError:
+            return
+        for path in paths:
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # not empty: others' files are left where they are
 
 
 def _is_time(value: object) -> TypeGuard[float]:

@@ -50,6 +50,10 @@ _STALE_TMP_SECONDS = 3600.0
 #: to be a killed run's.
 _STALE_PROBE_SECONDS = 60
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+#: The names :meth:`Cache.new_tmp_path` gives: what pylock may remove from ``tmp/``.
+_OWN_TMP_NAME = re.compile(
+    r"(?P<key>[0-9a-f]{64}|unknown|probe|evicted)\.[0-9a-f]{10}(?:\.part|\.tmp|\.sidecar|\.dir)?"
+)
 
 
 def safe_filename(name: str) -> str:
@@ -536,7 +540,9 @@ class Cache:
         held: list[CacheEntry] = []
         for entry in self.list():
             (removed if self._try_evict(entry.sha256) else held).append(entry)
-        remove_tree(self.metadata_dir)
+        from pylock.index.metadata import MetadataStore
+
+        MetadataStore(self.metadata_dir).clear()
         self._clean_tmp()
         self._clean_debris()
         return PruneReport(removed=tuple(removed), held=tuple(held))
@@ -581,7 +587,12 @@ class Cache:
             return
         now = time.time()
         for item in items:
-            key = item.name.split(".", 1)[0]
+            own = _OWN_TMP_NAME.fullmatch(item.name)
+            if own is None:
+                # Not a name pylock gives: someone else's, in a directory that PYLOCK_CACHE_DIR
+                # (set to $HOME or /, say) made look like a cache. Never pylock's to delete.
+                continue
+            key = own["key"]
             if is_sha256(key):
                 # Partial work on a known archive is live exactly while its gate is held.
                 gate = self.gate(key)
