@@ -324,7 +324,7 @@ def _write_target(lock_path: Path) -> Path:
     a file of the user's, which is not pylock's to replace."""
     if not lock_path.is_symlink():
         return lock_path
-    from pylock.lockfile import find_conflict, lock_text, loads
+    from pylock.lockfile import find_conflict, loads, lock_text
     from pylock.ownfiles import read_project_file
 
     target = Path(os.path.realpath(lock_path))

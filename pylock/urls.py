@@ -148,6 +148,11 @@ def url_problem(url: str) -> str | None:
 
 
 def _parts_problem(parts: SplitResult) -> str | None:
+    if parts.scheme == "file":
+        if not parts.netloc and not parts.path:
+            return "a file URL needs a path (file:///DIRECTORY/)"
+        if "%00" in parts.path or "\0" in parts.path:
+            return "its path holds a NUL byte (%00), which no file name can"
     netloc = parts.netloc.rpartition("@")[2]
     if netloc.startswith("["):
         literal, _, after = netloc[1:].partition("]")
@@ -216,7 +221,7 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
     if not sep or not source or not target:
         raise UsageError(f"{origin}: invalid rewrite {text!r}: expected FROM=TO", hint=_HINT)
     for part in (source, target):
-        problem = url_problem(part) or _space_problem(part)
+        problem = url_problem(part) or _space_problem(part) or _prefix_problem(part)
         if problem is not None:
             raise UsageError(f"{origin}: invalid rewrite {text!r}: {problem}", hint=_HINT)
     if not _is_url(source, ("http", "https", "file")):
@@ -249,7 +254,7 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
             f"{origin}: {shown(base, 300)} is not a URL (no https://, http:// or file://)",
             hint=f"{hint}, or a directory as a file URL: file://{path}",
         )
-    problem = url_problem(base) or _space_problem(base)
+    problem = url_problem(base) or _space_problem(base) or _prefix_problem(base)
     if problem is not None:
         raise UsageError(f"{origin}: invalid mirror URL {base!r}: {problem}", hint=hint)
     if not _is_url(base, _TARGET_SCHEMES):
@@ -257,6 +262,19 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
     if not base.endswith("/"):
         base += "/"
     return Rewrite(source=source, target=base, origin=origin)
+
+
+def _prefix_problem(prefix: str) -> str | None:
+    """Why a file URL cannot be a prefix that archive paths are appended to: a ``?`` or
+    ``#`` (an http prefix may end in a query, ``https://proxy/get?url=...``; a file has
+    none, and the archive's name would be lost in it).
+
+    >>> _prefix_problem("file:///srv/m?x=1"), _prefix_problem("https://p/get?url=") is None
+    ('a file URL has no query or fragment (? or #)', True)
+    """
+    if prefix[:5].lower() == "file:" and ("?" in prefix or "#" in prefix):
+        return "a file URL has no query or fragment (? or #)"
+    return None
 
 
 def _space_problem(text: str) -> str | None:

@@ -189,6 +189,27 @@ def test_a_file_url_is_copied_hashed_and_bounded(tmp_path: Path) -> None:
     assert policy.copy_file(ok) == (hashlib.sha256(b"y" * 500).hexdigest(), 500)
 
 
+def test_a_file_url_with_a_nul_byte_or_no_file_is_a_download_error(tmp_path: Path) -> None:
+    """CLI attack: a `%00` in a locked file URL was a traceback (embedded null byte); a
+    missing file of the lock's own URL (no mirror) was hinted at a mirror directory."""
+    nul = _download(tmp_path / "a", target="file:///srv/%00x.tar.gz")
+    with pytest.raises(DownloadError, match=r"holds a NUL byte \(%00\)"):
+        policy.copy_file(nul)
+    missing = (tmp_path / "gone.tar.gz").as_uri()
+    direct = policy.Download(
+        target=missing, canonical=missing, dest=tmp_path / "b", sha256=None, size=None,
+        cap=1000, task=None, feed=None,
+    )  # fmt: skip
+    with pytest.raises(DownloadError) as info:
+        policy.copy_file(direct)
+    assert info.value.hint == "check the path in the URL"
+    mirrored = _download(tmp_path / "c", target=missing)
+    with pytest.raises(DownloadError) as info:
+        policy.copy_file(mirrored)
+    assert info.value.hint == "check that the mirror directory holds this file"
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_an_endless_file_url_ends_with_a_clean_error(tmp_path: Path) -> None:
     download = _download(tmp_path / "a", target="file:///dev/zero", cap=4096)

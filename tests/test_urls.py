@@ -133,6 +133,25 @@ def test_invalid_mirror_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("file:///srv/m/%00", "its path holds a NUL byte (%00), which no file name can"),
+        ("file://", "a file URL needs a path (file:///DIRECTORY/)"),
+        ("file:", "a file URL needs a path (file:///DIRECTORY/)"),
+        ("file:///srv/m?x=1", "a file URL has no query or fragment (? or #)"),
+        ("file:///srv/m#top", "a file URL has no query or fragment (? or #)"),
+    ],
+)
+def test_a_file_mirror_no_file_can_be_under_is_a_usage_error(base: str, problem: str) -> None:
+    """CLI attack: `--mirror file:///m/%00` gave a traceback (embedded null byte), `file://`
+    an error about a host at download time, and `file:///dir?x=1` read the directory."""
+    for mirror, pairs in ((base, ()), (None, (f"https://github.com/={base}",))):
+        with pytest.raises(UsageError) as info:
+            UrlRewrites.from_sources(None, pairs, mirror)
+        assert str(info.value).endswith(f": {problem}")
+
+
+@pytest.mark.parametrize(
     ("host", "loopback"),
     [
         ("127.0.0.1", True),

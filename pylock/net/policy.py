@@ -265,6 +265,10 @@ def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
     from urllib.request import url2pathname
 
     parts = urlsplit(url)
+    if "\0" in unquote(parts.path):
+        raise DownloadError(
+            f"the path of {url} holds a NUL byte (%00), which no file name can", url=url
+        )
     if parts.netloc in ("", "localhost"):
         return Path(url2pathname(parts.path))
     if windows:
@@ -1074,7 +1078,9 @@ def copy_file(download: Download) -> tuple[str, int]:
         raise DownloadError(
             f"{describe(target, canonical)} does not exist",
             url=target,
-            hint="check that the mirror directory holds this file",
+            hint="check that the mirror directory holds this file"
+            if target != canonical
+            else "check the path in the URL",
         ) from None
     except OSError as error:
         raise DownloadError(
