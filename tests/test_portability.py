@@ -822,3 +822,63 @@ def test_diff_and_credential_helpers_run_no_program_planted_in_the_project(
     assert run_helper("planted", "r.example", settings=settings, debug=notes.append) is None
     assert notes == ["credential helper docker-credential-planted is not on PATH"]
     assert not marker.exists()
+
+
+def test_fixups_write_in_binary_mode_where_the_system_has_a_text_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability review: fix-ups opened their rewrite without O_BINARY, so on Windows
+    (a sync for a Linux target) every LF became CRLF, and the record hashed the damage."""
+    from pylock.sync import fixups
+
+    binary = 0x8000  # Windows' value; 0 or absent elsewhere
+    monkeypatch.setattr(os, "O_BINARY", binary, raising=False)
+    opened: list[int] = []
+    real_open = os.open
+
+    def spying_open(path: Any, flags: int, mode: int = 0o777) -> int:
+        opened.append(flags)
+        return real_open(path, flags & ~binary, mode)
+
+    monkeypatch.setattr(os, "open", spying_open)
+    target = tmp_path / "x.pc"
+    target.write_text("prefix=/install\n", encoding="utf-8")
+    fixups._replace(target, "prefix=/opt/app\n")
+    assert target.read_bytes() == b"prefix=/opt/app\n"
+    assert opened and all(flags & binary for flags in opened)
+
+
+def test_the_cache_moves_fresh_files_patiently_on_windows(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability review: the first move of a freshly downloaded archive (and the
+    sidecar's, the eviction's) was a bare os.replace/os.rename, which a virus scanner
+    holding the file fails at once on Windows; fsutil's moves retry for a moment."""
+    import hashlib
+
+    monkeypatch.setattr(fsutil._patiently, "__kwdefaults__", {"windows": True})
+    held_once: set[tuple[str, str]] = set()
+
+    def scanned(real: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def move(source: Any, target: Any) -> None:
+            key = (real.__name__, str(source))
+            if key not in held_once:  # a scanner looks at each fresh file once, briefly
+                held_once.add(key)
+                raise PermissionError(13, "The process cannot access the file", str(source))
+            real(source, target)
+
+        return move
+
+    monkeypatch.setattr(os, "replace", scanned(os.replace))
+    monkeypatch.setattr(os, "rename", scanned(os.rename))
+    data = b"archive bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    partial = cache.new_tmp_path(sha)
+    partial.write_bytes(data)
+    stored = cache.store(sha, "a.tar.gz", partial)
+    assert stored.read_bytes() == data
+    cache.put_sidecar(sha, ".digests", b"{}")
+    assert cache.sidecar(sha, ".digests") == b"{}"
+    assert cache.evict(sha)
+    assert cache.lookup(sha) is None
+    assert len(held_once) >= 4  # the archive, staging, the sidecar, the eviction

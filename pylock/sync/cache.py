@@ -36,7 +36,7 @@ from pathlib import Path
 import attrs
 
 from pylock.errors import CacheReadOnlyError, PylockError
-from pylock.fsutil import FileLock, read_own_file, remove_tree, rename, sha256_file
+from pylock.fsutil import FileLock, read_own_file, remove_tree, rename, replace, sha256_file
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
@@ -374,7 +374,7 @@ class Cache:
             tmp = self.new_tmp_path(sha256, ".sidecar")
             try:
                 tmp.write_bytes(data)
-                os.replace(tmp, path)
+                replace(tmp, path)  # patiently: a scanner may hold it (Windows)
             finally:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -402,7 +402,7 @@ class Cache:
         staging.mkdir()
         final_dir = self.archive_dir(sha256)
         try:
-            os.replace(source, staging / name)
+            replace(source, staging / name)  # a download just closed: patiently (Windows)
             (staging / _USED).touch()
             final_dir.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -459,7 +459,7 @@ class Cache:
         Renaming first makes the removal atomic for readers, even if deleting is slow.
         """
         graveyard = self.new_tmp_path("evicted", "")
-        os.rename(directory, graveyard)
+        rename(directory, graveyard)
         with contextlib.suppress(OSError):
             remove_tree(graveyard)
 

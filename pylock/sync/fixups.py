@@ -276,6 +276,7 @@ def _replace(path: Path, text: str) -> None:
     # A random part: a member of the archive may have the name a fixed one would take.
     tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.pylock-fixup")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows: no \n -> \r\n in the text mode it defaults to
     try:
         fd = os.open(tmp, flags, mode)
         with os.fdopen(fd, "wb") as handle:

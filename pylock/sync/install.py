@@ -285,7 +285,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
 
     Returns the leftover trees it removed.
     """
-    from pylock.fsutil import remove_tree
+    from pylock.fsutil import remove_tree, rename
 
     found = _leftovers(dest_root, name)
     final = dest_root / name
@@ -293,7 +293,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
     if olds and not os.path.lexists(final):
         # Killed between an upgrade's two renames: the old tree is complete, put it back.
         newest = max(olds, key=lambda p: p.stat().st_mtime)
-        os.rename(newest, final)
+        rename(newest, final)
         found[OLD_PREFIX].remove(newest)
         if reporter is not None:
             reporter.warn(f"restored {final} after an interrupted upgrade")
