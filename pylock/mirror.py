@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError
 from pylock.fsutil import (
@@ -145,6 +146,10 @@ def _has_control(text: str) -> bool:
     return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text)
 
 
+#: Characters no file name may hold on Windows (or, for ``/``, anywhere).
+_NOT_IN_NAMES = frozenset('\\:*?"<>|')
+
+
 def _safe_parts(text: str, url: str) -> list[str]:
     parts = unquote(text).split("/")
     for part in parts:
@@ -152,9 +157,15 @@ def _safe_parts(text: str, url: str) -> list[str]:
             raise MirrorError(
                 f"cannot mirror {url!r}: its path has a control character in {part!r}"
             )
-        if part in ("", ".", "..") or "\\" in part or ":" in part or part != part.strip():
+        if part in ("", ".", "..") or part != part.strip() or _NOT_IN_NAMES & set(part):
             raise MirrorError(
                 f"cannot mirror {url!r}: its path has an unsafe or empty segment {part!r}"
+            )
+        if aliased_on_windows(part):
+            # A mirror is a tree to copy anywhere: a share, a Windows runner's disk.
+            raise MirrorError(
+                f"cannot mirror {url!r}: {part!r} in its path names a device or another "
+                "file on Windows"
             )
     return parts
 
@@ -198,28 +209,35 @@ def plan_mirror(lock: LockFile, platforms: Collection[str] | None) -> list[Mirro
 
     Raise :class:`MirrorError` when two different archives would land on one path.
     """
-    by_path: dict[PurePosixPath, MirrorEntry] = {}
+    # By the case-folded path: on macOS and Windows, A.tar.gz and a.tar.gz are one file.
+    by_path: dict[str, MirrorEntry] = {}
     for python in lock.pythons:
         for artifact in python.artifacts:
             if platforms is not None and artifact.platform not in platforms:
                 continue
             path = mirror_path(artifact.url)
-            earlier = by_path.get(path)
+            earlier = by_path.get(str(path).casefold())
             if earlier is None:
-                by_path[path] = MirrorEntry(python=python, artifact=artifact, path=path)
+                by_path[str(path).casefold()] = MirrorEntry(
+                    python=python, artifact=artifact, path=path
+                )
             elif earlier.artifact.sha256 != artifact.sha256:
                 where = (
                     f"at the same URL {artifact.url}"
                     if earlier.artifact.url == artifact.url
                     else f"at {earlier.artifact.url} and {artifact.url}, which both map to "
-                    f"{path} in the mirror"
+                    + (
+                        f"{path} in the mirror"
+                        if earlier.path == path
+                        else f"{earlier.path} and {path}, one file where case does not count"
+                    )
                 )
                 raise MirrorError(
                     f"{earlier.python.name} and {python.name} lock different archives "
                     f"(sha256 {earlier.artifact.sha256} and {artifact.sha256}) {where}",
                     hint="re-create the lock with `pylock lock --upgrade`",
                 )
-    return [by_path[p] for p in sorted(by_path)]
+    return sorted(by_path.values(), key=lambda entry: entry.path)
 
 
 def sha256sums_text(sums: Mapping[str, str]) -> str:

@@ -109,6 +109,13 @@ def test_mirror_path(url: str, path: str) -> None:
         # URLs Python cannot take apart.
         "https://h:99999/a/b.tar.gz",
         "http://[::1/x.tar.gz",
+        # Names a Windows disk or share cannot hold, or opens as a device.
+        "https://h.example/py/con.tar.gz",
+        "https://h.example/nul/x.tar.gz",
+        "https://h.example/py/a%2A%7Cb.tar.gz",
+        "https://h.example/py/a%3Cb%3E.tar.gz",
+        "https://h.example/py/a%22b.tar.gz",
+        "https://h.example/py/x.tar.gz./y.tar.gz",
     ],
 )
 def test_mirror_path_refuses_hostile_urls(url: str) -> None:
@@ -724,6 +731,26 @@ def test_two_urls_for_one_path_are_both_named() -> None:
         plan_mirror(the_lock, None)
     message = str(info.value)
     assert f"at {one.url} and {two.url}, which both map to {mirror_path(one.url)}" in message
+
+
+def test_two_urls_whose_paths_differ_only_in_case_are_both_named() -> None:
+    """Portability review: on macOS and Windows the second archive replaced the first in
+    the mirror, and every run "repaired" one with the other."""
+    one = Artifact(
+        platform="linux-x86_64-gnu",
+        url="https://artifacts.example/py/Cpython-corp.tar.gz",
+        sha256=sha(b"one"),
+    )
+    two = Artifact(
+        platform=one.platform, url=one.url.replace("Cpython", "cpython"), sha256=sha(b"two")
+    )
+    the_lock = make(locked("a", "3.13.9", "20251014", one), locked("b", "3.13.9", "20251014", two))
+    with pytest.raises(MirrorError) as info:
+        plan_mirror(the_lock, None)
+    assert (
+        f"which both map to {mirror_path(one.url)} and {mirror_path(two.url)}, one file where "
+        "case does not count"
+    ) in str(info.value)
 
 
 # -- a real web server, pylock sync and uv ---------------------------------------------------

@@ -76,7 +76,7 @@ def split_name(name: str, archive: str) -> list[str]:
         raise refuse("'..' in member name")
     if len(parts) > MAX_DEPTH:
         raise refuse(f"member name {len(parts)} levels deep (at most {MAX_DEPTH})")
-    if WINDOWS and any(_aliased_on_windows(part) for part in parts):
+    if WINDOWS and any(aliased_on_windows(part) for part in parts):
         raise refuse("name that Windows would alias to another file or a device")
     return parts
 
@@ -88,11 +88,11 @@ _WINDOWS_DEVICES = frozenset(
 )
 
 
-def _aliased_on_windows(part: str) -> bool:
+def aliased_on_windows(part: str) -> bool:
     """Whether Windows opens something else than the file ``part`` names: a stream
     (``a:b``), a name it trims (``x.``, ``x ``), or a device (``NUL``, ``aux.py``, ``COM1``).
 
-    >>> [_aliased_on_windows(n) for n in ("aux.py", "Con", "com1.txt", "auxiliary", "a:b")]
+    >>> [aliased_on_windows(n) for n in ("aux.py", "Con", "com1.txt", "auxiliary", "a:b")]
     [True, True, True, False, True]
     """
     if ":" in part or part.endswith((".", " ")):
