@@ -9,6 +9,7 @@ reporter, results go back to the CLI.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,7 +92,7 @@ def locks_to_compare(
         return before, after
     ref = "HEAD" if base is None else base
     try:
-        at_ref = read_lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
+        at_ref, label = lock_at_ref(project, ref, LOCK_FILENAME, settings=settings)
     except LockFileError as exc:
         from pylock.lockfile import UPGRADE_HINT
 
@@ -103,7 +104,7 @@ def locks_to_compare(
             )
         raise
     before = (
-        LabelledLock(at_ref, f"{ref}:{LOCK_FILENAME}")
+        LabelledLock(at_ref, label)
         if at_ref is not None
         else LabelledLock(empty_lock(), f"{ref} (no lock)")
     )
@@ -136,6 +137,19 @@ def read_lock_at_ref(
     An unborn ``HEAD`` (a repository without commits) counts as "no lock yet". git runs
     in ``settings``' environment (default: this process's).
     """
+    return lock_at_ref(project, ref, filename, settings=settings)[0]
+
+
+#: How many committed symlinks :func:`lock_at_ref` follows from the lock (a loop ends).
+_MAX_LINKS = 8
+
+
+def lock_at_ref(
+    project: Path, ref: str, filename: str = LOCK_FILENAME, *, settings: Settings | None = None
+) -> tuple[LockFile | None, str]:
+    """:func:`read_lock_at_ref`, and how to name what it read: ``REF:PATH``, the path from
+    the repository's top, as git spells it (``HEAD:sub/pythons.lock``). A committed
+    symlink is followed, once, within the tree at ``ref``."""
     from pylock.lockfile import loads, lock_text
     from pylock.settings import Settings
 
@@ -161,10 +175,12 @@ def read_lock_at_ref(
             else f"{project} is not inside a git work tree",
             hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
         )
+    code, prefix, _ = _git(project, env, "rev-parse", "--show-prefix")
+    where = f"{ref}:{prefix.decode('utf-8', 'replace').strip()}{filename}"
     code, _, _ = _git(project, env, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if code != 0:
         if ref == "HEAD":
-            return None
+            return None, where
         raise GitError(
             f"unknown git ref {ref!r}",
             hint="in CI, fetch the base branch first (e.g. `actions/checkout` with "
@@ -174,15 +190,38 @@ def read_lock_at_ref(
     spec = f"{ref}:./{filename}"
     code, _, _ = _git(project, env, "cat-file", "-e", spec)
     if code != 0:
-        return None
+        return None, where
+    path, target = filename, ""
+    for _ in range(_MAX_LINKS):
+        code, listed, _ = _git(project, env, "ls-tree", ref, "--", path)
+        if code != 0 or listed.startswith(b"100"):  # a file, 100644 or 100755
+            break
+        if not listed.startswith(b"120000 "):
+            raise GitError(
+                f"{where} is not a file at {ref}"
+                if not target
+                else f"{where} is a symlink to {target}, which is not a file at {ref}",
+                hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+            )
+        code, link, _ = _git(project, env, "cat-file", "blob", f"{ref}:./{path}")
+        target = link.decode("utf-8", "replace")
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if target.startswith("/") or "\n" in target:
+            raise GitError(
+                f"{where} is a symlink to {target}, outside what git keeps",
+                hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
+            )
+    else:
+        raise GitError(f"{where} is a chain of more than {_MAX_LINKS} symlinks at {ref}")
+    spec = f"{ref}:./{path}"
     code, data, err = _git(project, env, "cat-file", "blob", spec)
     if code != 0:
         raise GitError(f"git could not read {spec}: {err}")
     try:
         text = lock_text(data)
     except UnicodeDecodeError:
-        raise GitError(f"{ref}:{filename} is not UTF-8 text") from None
-    return loads(text, filename=f"{ref}:{filename}")
+        raise GitError(f"{where} is not UTF-8 text") from None
+    return loads(text, filename=where), where
 
 
 def _git(project: Path, env: Mapping[str, str], *args: str) -> tuple[int, bytes, str]:

@@ -568,8 +568,44 @@ def test_git_head_and_base(repo: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().out.startswith("No interpreter changes (2 unchanged).")
     assert main(["--project", str(project), "diff", "--base", "base", "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["old-source"] == "base:pythons.lock"
+    # From the repository's top, as git spells it: the project is in sub/project.
+    assert document["old-source"] == "base:sub/project/pythons.lock"
     assert [p["change"] for p in document["pythons"]] == ["upgraded", "added"]
+
+
+@needs_git
+def test_a_committed_symlinked_lock_is_followed_within_the_tree(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CLI attack: a committed `pythons.lock -> ../shared.lock` (which `pylock lock` keeps)
+    was read as its link text, "invalid TOML", with no word of the symlink."""
+    project = repo / "sub" / "project"
+    shared = repo / "sub" / "shared.lock"
+    write(shared, lock(cpython("app", "3.13.5", "20250708")))
+    (project / "pythons.lock").symlink_to("../shared.lock")
+    (repo / "sub" / "loop.lock").symlink_to("loop.lock")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "shared lock")
+    write(shared, lock(cpython("app", "3.13.9", "20251014")))
+    assert main(["--project", str(project), "diff"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("app: cpython 3.13.5+20250708 -> 3.13.9+20251014")
+    for target, said in [
+        ("/etc/passwd", "is a symlink to /etc/passwd, outside what git keeps"),
+        ("../loop.lock", "is a chain of more than 8 symlinks at HEAD"),
+        ("../gone.lock", "is a symlink to ../gone.lock, which is not a file at HEAD"),
+    ]:
+        (project / "pythons.lock").unlink()
+        (project / "pythons.lock").symlink_to(target)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", target)
+        (project / "pythons.lock").unlink()
+        write(project / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
+        assert main(["--project", str(project), "diff"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"pylock: error: HEAD:sub/project/pythons.lock {said}"), err
+        assert "Traceback" not in err
+        git(repo, "checkout", "-q", "--", ".")
 
 
 @needs_git
@@ -609,7 +645,7 @@ def test_git_lock_that_is_invalid_at_the_ref(
     write(project / "pythons.lock", lock(cpython("app", "3.13.9", "20251014")))
     assert main(["--project", str(project), "diff"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("pylock: error: HEAD:pythons.lock: invalid TOML")
+    assert err.startswith("pylock: error: HEAD:sub/project/pythons.lock: invalid TOML")
     # Review: the hint said to run `pylock lock`, which cannot mend the committed side.
     assert "pylock: hint: the lock committed at HEAD is broken" in err
     assert "run `pylock lock`" not in err
