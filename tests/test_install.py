@@ -941,6 +941,35 @@ def test_cli_which(
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
 
 
+@posix_only
+def test_which_of_an_executable_that_cannot_be_run_fails_as_run_does(
+    installed_here: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CLI attack: `which` printed the path (exit 0) of a bin/python3 that was a directory
+    or had lost its executable bit, where `run` reported the broken install."""
+    from pylock import cli
+
+    project, dest = installed_here
+    base = ["--project", str(project), "which", "app", "--into", str(dest)]
+    named = dest / "app" / "bin" / "python3"
+    exe = named.resolve()
+    mode = exe.stat().st_mode
+    exe.chmod(0o644)
+    assert cli.main(base) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"pylock: error: app's {named} cannot be run (not executable)" in captured.err
+    assert "pylock: hint: " in captured.err
+    exe.unlink()
+    exe.mkdir()
+    assert cli.main(base) == 1
+    assert "app has no executable at" in capsys.readouterr().err
+    exe.rmdir()
+    exe.write_bytes(b"")
+    exe.chmod(mode)
+    assert cli.main(base) == 0
+
+
 def _synced_for_windows(tmp_path: Path) -> tuple[Path, Path, LockedPython]:
     """``(project, install dir, locked pp)``: PyPy synced with ``--platform windows-x86_64``."""
     windows = Platform.parse("windows-x86_64")

@@ -8,6 +8,7 @@ and where a locked interpreter's executable is (``pylock which`` and ``pylock ru
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -329,9 +330,15 @@ def locate(
             f"{python.name} is not installed in {shown}", hint="run `pylock sync` first"
         )
     exe = executable(dest_root, python, platform)
-    if check_executable and not exe.exists():
+    if check_executable and not exe.is_file():
         raise PylockError(
             f"{python.name} has no executable at {exe}",
+            hint=repair_hint(python.name),
+        )
+    if check_executable and foreign is None and os.name != "nt" and not os.access(exe, os.X_OK):
+        # What `run` would meet: name it now, not a path that cannot be run.
+        raise PylockError(
+            f"{python.name}'s {exe} cannot be run (not executable)",
             hint=repair_hint(python.name),
         )
     return Located(
