@@ -543,6 +543,10 @@ def build_mirror(
     created = not os.path.lexists(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MirrorError(
+            f"{outdir} is not a directory", hint="give a directory (or a new path) as OUTDIR"
+        ) from None
     except OSError as exc:
         raise MirrorError(f"cannot create {outdir}: {exc.strerror}") from None
     try:

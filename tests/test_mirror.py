@@ -702,6 +702,34 @@ def test_a_pipe_in_place_of_the_mirrors_own_files_does_not_hang(
     assert list(sums.values()) == [sha(blobs["mac"])]
 
 
+@pytest.mark.parametrize("what", ["file", "device"])
+def test_an_outdir_that_is_not_a_directory_is_named_as_such(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], what: str
+) -> None:
+    """CLI attack: `pylock mirror /dev/null` said "cannot create /dev/null: File exists"."""
+    the_lock, _ = world
+    out = tmp_path / "out.txt"
+    if what == "file":
+        out.write_text("mine", encoding="utf-8")
+    else:
+        if not os.path.exists(os.devnull) or os.name == "nt":
+            pytest.skip("no null device to point at")
+        out = Path(os.devnull)
+    with pytest.raises(MirrorError) as info:
+        build_mirror(
+            the_lock,
+            out,
+            platforms=["macos-aarch64"],
+            cache=Cache(tmp_path / "cache"),
+            options=FetchOptions(rewrites=rewrites(upstream_dir), jobs=1),
+            reporter=Reporter(io.StringIO(), live=False),
+        )
+    assert str(info.value) == f"{out} is not a directory"
+    assert info.value.hint == "give a directory (or a new path) as OUTDIR"
+    if what == "file":
+        assert out.read_text(encoding="utf-8") == "mine"
+
+
 @pytest.mark.parametrize("where", [UV_JSON_NAME, "20251014/SHA256SUMS"])
 def test_a_directory_in_place_of_the_mirrors_own_files_is_named(
     tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], where: str
