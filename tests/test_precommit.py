@@ -84,19 +84,16 @@ def test_try_repo_fails_on_a_stale_lock_and_passes_on_a_fresh_one(
     git(repo, "add", "pythons.toml", "pythons.lock")
     git(repo, "-c", "commit.gpgsign=false", "commit", "-q", "-m", "lock")
 
-    def try_repo(hook: str) -> subprocess.CompletedProcess[str]:
+    def try_repo(*hook: str) -> subprocess.CompletedProcess[str]:
+        # Two runs, not one per case: each installs the checkout in a fresh environment.
         return subprocess.run(
-            [str(pre_commit), "try-repo", str(ROOT), hook, "--all-files", "--color", "never"],
+            [str(pre_commit), "try-repo", str(ROOT), *hook, "--all-files", "--color", "never"],
             cwd=repo,
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
         )
-
-    fresh = try_repo("pylock-lock-check")
-    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    assert re.search(r"pythons\.lock is up to date with pythons\.toml\.+Passed", fresh.stdout)
 
     config.write_text('[python.app]\nversion = "3.11"\n', encoding="utf-8")
     stale = try_repo("pylock-lock-check")
@@ -105,11 +102,14 @@ def test_try_repo_fails_on_a_stale_lock_and_passes_on_a_fresh_one(
     assert "pylock: error: pythons.lock is out of date with pythons.toml" in stale.stdout
     assert "Traceback" not in stale.stdout + stale.stderr
 
-    # The fixing hook re-locks (offline) and stops the commit so that the new lock is added.
+    # Both hooks, as a project configures them: the fixing one re-locks (offline) and stops
+    # the commit so that the new lock is added; the check, run after it, passes.
     before = (repo / "pythons.lock").read_text(encoding="utf-8")
-    fixed = try_repo("pylock-lock")
+    fixed = try_repo()
     assert fixed.returncode == 1, fixed.stdout + fixed.stderr
+    assert re.search(r"re-lock pythons\.lock\.+Failed", fixed.stdout), fixed.stdout
     assert "files were modified by this hook" in fixed.stdout
+    assert re.search(r"pythons\.lock is up to date with pythons\.toml\.+Passed", fixed.stdout)
     after = (repo / "pythons.lock").read_text(encoding="utf-8")
     assert after != before and 'version = "3.11.' in after
     assert check_lock(config, repo / "pythons.lock") is None
