@@ -702,6 +702,22 @@ def test_a_pipe_in_place_of_the_mirrors_own_files_does_not_hang(
     assert list(sums.values()) == [sha(blobs["mac"])]
 
 
+def _mirror_fails(
+    the_lock: LockFile, out: Path, tmp_path: Path, upstream_dir: Path, stream: io.StringIO
+) -> MirrorError:
+    """The error of mirroring the lock's macOS archive into ``out``."""
+    with pytest.raises(MirrorError) as info:
+        build_mirror(
+            the_lock,
+            out,
+            platforms=["macos-aarch64"],
+            cache=Cache(tmp_path / "cache"),
+            options=FetchOptions(rewrites=rewrites(upstream_dir), jobs=1),
+            reporter=Reporter(stream, live=False),
+        )
+    return info.value
+
+
 @pytest.mark.parametrize("what", ["file", "device"])
 def test_an_outdir_that_is_not_a_directory_is_named_as_such(
     tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], what: str
@@ -715,17 +731,9 @@ def test_an_outdir_that_is_not_a_directory_is_named_as_such(
         if not os.path.exists(os.devnull) or os.name == "nt":
             pytest.skip("no null device to point at")
         out = Path(os.devnull)
-    with pytest.raises(MirrorError) as info:
-        build_mirror(
-            the_lock,
-            out,
-            platforms=["macos-aarch64"],
-            cache=Cache(tmp_path / "cache"),
-            options=FetchOptions(rewrites=rewrites(upstream_dir), jobs=1),
-            reporter=Reporter(io.StringIO(), live=False),
-        )
-    assert str(info.value) == f"{out} is not a directory"
-    assert info.value.hint == "give a directory (or a new path) as OUTDIR"
+    error = _mirror_fails(the_lock, out, tmp_path, upstream_dir, io.StringIO())
+    assert str(error) == f"{out} is not a directory"
+    assert error.hint == "give a directory (or a new path) as OUTDIR"
     if what == "file":
         assert out.read_text(encoding="utf-8") == "mine"
 
@@ -738,16 +746,8 @@ def test_a_directory_in_place_of_the_mirrors_own_files_is_named(
     out = tmp_path / "mirror"
     (out / where).mkdir(parents=True)
     stream = io.StringIO()
-    with pytest.raises(MirrorError) as info:
-        build_mirror(
-            the_lock,
-            out,
-            platforms=["macos-aarch64"],
-            cache=Cache(tmp_path / "cache"),
-            options=FetchOptions(rewrites=rewrites(upstream_dir), jobs=1),
-            reporter=Reporter(stream, live=False),
-        )
-    assert str(info.value) == f"cannot write {out / where}: a directory is in the way"
+    error = _mirror_fails(the_lock, out, tmp_path, upstream_dir, stream)
+    assert str(error) == f"cannot write {out / where}: a directory is in the way"
     assert "warning" not in stream.getvalue()
 
 
