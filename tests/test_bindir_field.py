@@ -473,3 +473,66 @@ def test_a_manifest_value_with_a_nul_is_no_traceback(
         bin_dir, {"python3": mine / "app/bin/python3"}, windows=False, install_dir=mine
     )
     assert done.created == ("python3",)
+
+
+def _lock_with_default(project: Project, default: Build, *others: Build) -> None:
+    from pylock.lockfile import dumps, make_lock
+    from tests.syncproject import DIGEST
+
+    pythons = [default.python(default=True), *(b.python() for b in others)]
+    lock = make_lock(pythons, config_digest=DIGEST)
+    (project.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+
+
+@posix_only
+def test_sync_only_leaves_the_links_of_the_interpreters_it_does_not_sync(
+    sync_project: Project, app_a: Build, app_b: Build, tool: Build
+) -> None:
+    """Bin-dir attack: `sync --only tool --bin-dir B` removed python, python3 and
+    python3.12, the links of `app`, still installed (and still locked, out of date)."""
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    app_links = ["python", "python3", f"python{app_a.minor}"]
+    before = {name: os.readlink(bin_dir / name) for name in app_links}
+    # app is re-locked to a build not synced yet; tool alone is synced.
+    _lock_with_default(sync_project, app_b, tool)
+    done = sync_project.sync("--only", "tool", "--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert "removed link" not in done.err
+    assert {name: os.readlink(bin_dir / name) for name in app_links} == before
+    assert (bin_dir / f"python{tool.minor}").resolve().is_file()
+    # A sync of the whole lock moves app's links to its new tree, as before.
+    sync_project.serve(app_b)
+    whole = sync_project.sync("--bin-dir", str(bin_dir))
+    assert whole.code == 0, whole.err
+    assert f"removed link {bin_dir / f'python{app_a.minor}'}" in whole.err
+    assert (bin_dir / f"python{app_b.minor}").resolve().is_file()
+
+
+@posix_only
+def test_two_builds_of_one_version_link_with_only_into_separate_bin_dirs(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Bin-dir attack: the collision's hint ("sync them with --only into separate bin
+    dirs") failed with the same collision, for every interpreter of the lock was checked."""
+    from tests.syncproject import TAG_B, make_build
+
+    other = make_build("app2", TAG_B, minor=app_a.minor)
+    _lock_with_default(sync_project, app_a, other)
+    sync_project.serve(app_a, other)
+    collided = sync_project.sync("--bin-dir", str(sync_project.root / "both"))
+    assert collided.code == 1
+    assert f"'app' and 'app2' would both be linked as 'python{app_a.minor}'" in collided.err
+    for name in ("app", "app2"):
+        bin_dir = sync_project.root / f"bin-{name}"
+        done = sync_project.sync("--only", name, "--bin-dir", str(bin_dir))
+        assert done.code == 0, done.err
+        link = bin_dir / f"python{app_a.minor}"
+        assert link.resolve().is_relative_to((sync_project.into / name).resolve())
+    # app2's sync left app's bin dir alone, and the other way round.
+    assert os.readlink(sync_project.root / "bin-app" / "python").startswith(
+        str(sync_project.into / "app")
+    )
+    assert not (sync_project.root / "bin-app2" / "python").exists()

@@ -146,6 +146,15 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
     return mine if _real(entry).startswith(os.path.join(_real(mine), "")) else entry
 
 
+def _links_into(entry: str, tree: Path, windows: bool) -> bool:
+    """Whether the link or launcher ``entry`` (as the manifest recorded it) runs a program
+    in ``tree``."""
+    prefix = os.path.join(str(tree), "")
+    if windows:
+        return f'@"{_batch_literal(prefix)}' in entry
+    return entry.startswith(prefix)
+
+
 def _same_dir(owner: str, mine: str) -> bool:
     """Whether the install directory ``owner`` (as a manifest recorded it) is ``mine``,
     however each is spelled: through a symlink (``/tmp`` and ``/private/tmp`` on macOS,
@@ -323,9 +332,11 @@ def sync_links(
     windows: bool,
     install_dir: Path | None = None,
     prune: bool = True,
+    trees: Collection[Path] | None = None,
 ) -> LinkResult:
     """Make ``bin_dir`` hold exactly the wanted links among those pylock made for
-    ``install_dir`` (with ``prune=False``: hold them, and keep the others it made).
+    ``install_dir`` (with ``prune=False``: hold them, and keep the others it made; with
+    ``trees``: remove only links into those interpreter trees, ``sync --only``'s).
 
     A bin dir may be shared by several projects (the GitHub Action's, or ``~/.local/bin``):
     links made for another install directory are left alone, and the manifest keeps them,
@@ -340,7 +351,7 @@ def sync_links(
         for name, target in sorted(wanted.items())
     }
     with FileLock(bin_dir / LOCK_FILE):
-        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune)
+        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune, trees)
 
 
 def _sync_links(
@@ -350,6 +361,7 @@ def _sync_links(
     windows: bool,
     install_dir: Path | None,
     prune: bool,
+    trees: Collection[Path] | None,
 ) -> LinkResult:
     manifest = _read_manifest(bin_dir)
     previous, installs, pending = manifest.links, manifest.installs, manifest.pending
@@ -419,7 +431,12 @@ def _sync_links(
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
         owner = owner_of(name, current)
-        if not prune or (mine is not None and owner is not None and not _same_dir(owner, mine)):
+        entry = previous[name] if name in previous else pending[name]
+        if (
+            not prune
+            or (mine is not None and owner is not None and not _same_dir(owner, mine))
+            or (trees is not None and not any(_links_into(entry, t, windows) for t in trees))
+        ):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.
             if name in previous:

@@ -559,8 +559,14 @@ def run_sync(
     if request.bin_dir is not None:
         from pylock.sync.bindir import link_owners
 
-        # A name two interpreters would share is an error before anything is installed.
-        link_owners(p for p in lock.pythons if p.artifact_for(platform.key) is not None)
+        # A name two interpreters would share is an error before anything is installed
+        # (among those synced: `--only` into separate bin dirs is the way out).
+        link_owners(
+            p
+            for p in lock.pythons
+            if p.artifact_for(platform.key) is not None
+            and (not request.only or p.name in request.only)
+        )
         # Before anything is installed: a bin dir that cannot be made fails the sync
         # while the install directory is still as it was.
         _check_not_in_a_tree(request.bin_dir, dest, {p.name for p in lock.pythons})
@@ -610,17 +616,25 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
     from pylock.sync.bindir import plan_links, sync_links
 
     installed = current_names(request.lock, request.dest_root, request.platform)
+    if request.only:
+        # The others' links are not this sync's to change: they stay as they are.
+        installed = [name for name in installed if name in request.only]
     wanted = plan_links(
         request.lock, dest_root=request.dest_root, platform=request.platform, installed=installed
     )
     bin_dir = request.bin_dir
+    install_dir = request.dest_root.absolute()
     try:
         linked = sync_links(
             bin_dir.absolute(),
             wanted,
             windows=request.platform.is_windows,
-            install_dir=request.dest_root.absolute(),
+            install_dir=install_dir,
             prune=prune,
+            # As the links spell their targets (see plan_links), and absolute.
+            trees=[d / n for d in {request.dest_root, install_dir} for n in request.only]
+            if request.only
+            else None,
         )
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
