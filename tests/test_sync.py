@@ -755,3 +755,41 @@ def test_fast_path_notices_a_pruneable_interpreter(
     assert result.code == 0, result.err
     assert "removed tool" in result.err
     assert not (sync_project.into / "tool").exists()
+
+
+def test_a_cache_tmp_made_read_only_mid_download_is_reported_under_the_name(
+    sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crash attack: with tmp/ made read-only mid-download, storing the archive failed,
+    then removing the partial file failed too, and that second error replaced the first:
+    "Permission denied: .../x.part", under no name and without the "K of N" summary."""
+    from pylock.sync.cache import Cache
+
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+
+    def refused(self: Cache, sha256: str, name: str, source: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(self.tmp_dir / f"{sha256}.x.dir"))
+
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name.endswith(".part"):
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    real_store = Cache._store
+    monkeypatch.setattr(
+        Cache,
+        "_store",
+        lambda self, sha, name, source: (refused if name == app_a.filename else real_store)(
+            self, sha, name, source
+        ),
+    )
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = sync_project.sync("--jobs", "1")
+    assert result.code == 1
+    assert f"pylock: error: app: cannot store {app_a.filename} in the cache at" in result.err
+    assert "1 of 2 interpreter(s) could not be installed: app" in result.err
+    assert f"installed tool: {tool.label}" in result.err
+    assert ".part" not in result.err

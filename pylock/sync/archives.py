@@ -12,6 +12,7 @@ on the worker's thread; and :func:`download_unknown` for ``lock``'s direct URLs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -448,7 +449,8 @@ def obtain(
             path = cache.store(item.sha256, item.filename, partial)
         except BaseException as error:
             task.done("")
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a tmp/ made read-only: the error is above
+                partial.unlink(missing_ok=True)
             if item.feed is not None:
                 item.feed.failed(error)
             raise
@@ -577,7 +579,8 @@ async def _from_registry(
             )
         remote.failed(error, reporter.warn)
         reporter.detail(f"{item.filename}: remote cache failed ({error.message})")
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the download from the origin writes it afresh
+            partial.unlink(missing_ok=True)
         task.advance(-written)
         return None
     with remote.lock:
@@ -705,7 +708,8 @@ async def download_unknown_async(
         task.done("")
         raise
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not to hide the error that brought us here
+            partial.unlink(missing_ok=True)
     task.done(f"Downloaded {filename} ({human_size(size)}), sha256 {sha256}")
     return sha256, size, path
 
