@@ -536,3 +536,28 @@ def test_two_builds_of_one_version_link_with_only_into_separate_bin_dirs(
         str(sync_project.into / "app")
     )
     assert not (sync_project.root / "bin-app2" / "python").exists()
+
+
+@pytest.mark.parametrize("mount", ["read-only", "read-write"])
+def test_a_bin_dir_that_cannot_be_written_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mount: str
+) -> None:
+    """Bin-dir attack: a bin dir on a read-only mount was reported as "permission
+    denied", which sends the user to chmod, where no permission change helps."""
+    import types
+
+    from pylock.errors import PylockError
+    from pylock.sync.execute import usable_dir
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if Path(p) == bin_dir else real_access(p, mode)
+    )
+    flags = getattr(os, "ST_RDONLY", 1) if mount == "read-only" else 0
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=flags), raising=False)
+    with pytest.raises(PylockError) as info:
+        usable_dir(bin_dir, "--bin-dir", "make it writable")
+    why = "read-only file system" if mount == "read-only" else "permission denied"
+    assert str(info.value) == f"cannot write to --bin-dir {bin_dir}: {why}"

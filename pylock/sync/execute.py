@@ -126,7 +126,20 @@ def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None
             f"cannot create {what} {path}: {exc.strerror or exc}", hint=hint
         ) from None
     if not os.access(path, os.W_OK):
-        raise PylockError(f"cannot write to {what} {path}: permission denied", hint=hint)
+        why = "read-only file system" if _on_read_only_mount(path) else "permission denied"
+        raise PylockError(f"cannot write to {what} {path}: {why}", hint=hint)
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (where no permission change
+    helps); ``False`` where the system cannot say (Windows has no statvfs)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(path).f_flag & getattr(os, "ST_RDONLY", 1))
+    except OSError:
+        return False
 
 
 #: How often an install fetches an archive that a concurrent prune or clean removed again.
