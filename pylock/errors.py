@@ -240,6 +240,18 @@ class InstallError(PylockError):
     """An interpreter could not be installed, or an install is not in the expected state."""
 
 
+class UnreadableRecordError(InstallError):
+    """An install tree's ``RECORD`` cannot be read, or holds a row pylock never writes."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"cannot read the install record {path}: {reason}",
+            hint="run `pylock sync --reinstall` to restore it",
+        )
+        #: What is wrong with it, without the path.
+        self.reason = reason
+
+
 class UsageError(PylockError):
     """Arguments that make no sense together; exits with status 2."""
 

@@ -132,9 +132,8 @@ def test_an_unreadable_record_fails_verify_cleanly(
     assert "[installed]" in run(installed, "list", "--into", str(installed.into)).out
     verify = run(installed, "verify", "--into", str(installed.into))
     assert verify.code == 1
-    assert verify.err.splitlines()[0] == (
-        f"pylock: error: cannot read the install record {path}: {REASONS[kind]}"
-    )
+    assert f"  record: .pylock/RECORD cannot be read: {REASONS[kind]}" in verify.out
+    assert verify.err.splitlines()[0] == "pylock: error: app differs from the install record"
     assert "pylock sync --reinstall" in verify.err
 
     repaired = sync(installed, "--reinstall")
@@ -285,3 +284,23 @@ def test_verify_never_reads_through_a_symlinked_directory_a_record_names(
     assert done.code == 1, done.out + done.err
     assert "evil/secret" in done.out
     assert not any("secret" in path for path in read)
+
+
+def test_a_damaged_record_does_not_stop_verify_checking_the_other_trees(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """Bin-dir attack: garbage appended to one tree's RECORD ended `verify` with that
+    error alone, and a modified file in the other tree went unreported."""
+    sync_project.lock(app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync().code == 0
+    with (sync_project.into / "app" / ".pylock" / "RECORD").open("a", encoding="utf-8") as f:
+        f.write("garbage\n")
+    tool_tree = sync_project.into / "tool"
+    tampered = next(p for p in tool_tree.rglob("*") if p.is_file() and ".pylock" not in p.parts)
+    tampered.write_bytes(tampered.read_bytes() + b"x")
+    verify = sync_project.verify()
+    assert verify.code == 1
+    assert "  record: .pylock/RECORD cannot be read: line " in verify.out
+    assert f"  modified: {tampered.relative_to(tool_tree).as_posix()}" in verify.out
+    assert verify.err.splitlines()[0] == "pylock: error: app, tool differ from the install record"

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from pylock.errors import InstallError, PylockError
+from pylock.errors import InstallError, PylockError, UnreadableRecordError
 from pylock.fastpath import STATE_FILE
 from pylock.fsutil import (
     FileLock,
@@ -112,8 +112,9 @@ class VerifyReport:
     #: How many recorded files and symlinks were checked.
     checked: int = 0
     #: The tree is pylock's (it has ``.pylock/``), but its ``install.json`` is missing or
-    #: damaged: nothing could be checked, which is a finding, not a pass.
-    damaged_record: bool = False
+    #: damaged, or its ``RECORD`` cannot be read: what is wrong with it. Nothing could be
+    #: checked, which is a finding, not a pass.
+    damaged_record: str = ""
 
     @property
     def ok(self) -> bool:
@@ -130,9 +131,7 @@ class VerifyReport:
     @property
     def problems(self) -> list[tuple[str, str]]:
         """Every difference as ``(kind, path)``, in the order ``pylock verify`` lists them."""
-        found = [("record", f"{META_DIR}/{INSTALL_JSON} is missing or damaged")] * int(
-            self.damaged_record
-        )
+        found = [("record", self.damaged_record)] if self.damaged_record else []
         found += [("modified", p) for p in self.modified]
         found += [("missing", p) for p in self.missing]
         found += [("extra", p) for p in self.extra]
@@ -902,11 +901,17 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
     state = installed_state(dest_root, name)
     if state is None:
         if has_meta_dir(tree):
-            return VerifyReport(name=name, damaged_record=True)
+            damage = f"{META_DIR}/{INSTALL_JSON} is missing or damaged"
+            return VerifyReport(name=name, damaged_record=damage)
         raise InstallError(
             f"{name} is not installed in {dest_root}", hint="run `pylock sync` first"
         )
-    record = read_record(tree)
+    try:
+        record = read_record(tree)
+    except UnreadableRecordError as exc:
+        # One tree's damage is its own finding: the others are still checked.
+        damage = f"{META_DIR}/{records.RECORD_FILE} cannot be read: {exc.reason}"
+        return VerifyReport(name=name, damaged_record=damage)
     check_modes = sys.platform != "win32"
     found, unsafe = _scan(tree, check_modes)
     present = set(found)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pylock.bounded import json_loads
-from pylock.errors import InstallError
+from pylock.errors import UnreadableRecordError
 from pylock.fsutil import read_own_file
 from pylock.urls import redact
 
@@ -177,9 +177,9 @@ def read_record(tree: Path) -> list[RecordEntry]:
 
     Every row must be one pylock writes: a relative ``/``-separated path that stays inside
     ``tree``, ``sha256=`` and 64 hex digits with a plain decimal size, or ``link=`` and a
-    target. Anything else raises :class:`InstallError`, so ``verify`` never looks outside
-    the tree on a tampered record's say-so; so does a record that is not a regular file
-    of a sane size (:func:`~pylock.fsutil.read_own_file`).
+    target. Anything else raises :class:`~pylock.errors.UnreadableRecordError`, so
+    ``verify`` never looks outside the tree on a tampered record's say-so; so does a record
+    that is not a regular file of a sane size (:func:`~pylock.fsutil.read_own_file`).
     """
     import csv
     import io
@@ -218,10 +218,7 @@ def read_record(tree: Path) -> list[RecordEntry]:
                 else:
                     raise ValueError(f"line {line}: neither a sha256 nor a link")
     except (OSError, ValueError, csv.Error) as exc:
-        raise InstallError(
-            f"cannot read the install record {path}: {exc}",
-            hint="run `pylock sync --reinstall` to restore it",
-        ) from None
+        raise UnreadableRecordError(str(path), str(exc)) from None
     return entries
 
 
