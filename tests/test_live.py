@@ -348,6 +348,28 @@ def test_malformed_json_is_an_upstream_error_and_not_cached(
     assert builds_of(refresh(upstream, cache, snapshot_base()), "20251014")
 
 
+@pytest.mark.parametrize("document", ["latest", "versions"])
+def test_a_json_document_that_is_no_listing_is_not_cached(
+    upstream: UpstreamServer, cache: Cache, document: str
+) -> None:
+    """Bin-dir attack: a latest-release.json that parsed as JSON but named no date tag was
+    cached before it was checked, and every later --offline run failed on that copy."""
+    need: RefreshNeeds | None = None
+    if document == "latest":
+        new_release(upstream)
+        upstream.latest_tag = "2099123"  # no date tag
+    else:
+        pypy_release(upstream)
+        upstream.versions_override = b'{"not": "a list"}'
+        need = RefreshNeeds(implementations=frozenset({Implementation.PYPY}))
+    with pytest.raises(UpstreamError):
+        refresh(upstream, cache, snapshot_base(), need=need)
+    # Nothing was kept: offline, there is no copy to use (the caller falls back to the
+    # bundled index), not the bad one again.
+    with pytest.raises(OfflineError, match="metadata cache has no copy"):
+        refresh(upstream, cache, snapshot_base(), need=need, offline=True)
+
+
 def test_truncated_sha256sums_is_rejected(upstream: UpstreamServer, cache: Cache) -> None:
     release = upstream.add_pbs_release(
         "20251014", "2025-10-14T10:00:00Z", {pbs_name("3.13.9", "20251014", LINUX): b"a"}

@@ -218,6 +218,9 @@ class UpstreamServer(LoopbackServer):
         #: Logical documents to serve as truncated JSON: ``latest``, ``pbs-api``,
         #: ``graalpy-api``, ``versions``.
         self.malformed: set[str] = set()
+        #: A body to serve as PyPy's versions.json instead of the releases' (valid JSON
+        #: that is no listing, say).
+        self.versions_override: bytes | None = None
         #: Self-hosted files served at ``https://artifacts.example/<name>``.
         self.files: dict[str, bytes] = {}
         self.log: list[LoggedRequest] = []
@@ -437,6 +440,8 @@ class UpstreamServer(LoopbackServer):
                 }
             )
         body = json.dumps(entries, indent=2).encode()
+        if self.versions_override is not None:
+            return self.versions_override
         return body[: len(body) // 2] if "versions" in self.malformed else body
 
     def _checksums_html(self) -> str:

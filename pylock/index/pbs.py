@@ -258,16 +258,24 @@ def has_next_page(link: str | None) -> bool:
     return bool(link) and re.search(r'rel="?next"?', link or "") is not None
 
 
+def _releases_page(url: str) -> Callable[[bytes], list[ApiRelease]]:
+    """The parser of a releases page at ``url``: validated as it is read, so that a page
+    that is JSON but no listing is never cached."""
+    from pylock.index.metadata import parse_json
+
+    as_json = parse_json(url)
+    return lambda body: parse_releases_page(as_json(body), url=url)
+
+
 async def iter_api_releases(
     docs: Documents, *, page_url: Callable[[int], str], max_pages: int = API_MAX_PAGES
 ) -> AsyncIterator[list[ApiRelease]]:
     """Yield pages of a releases listing (newest first) while the ``Link`` header has more."""
-    from pylock.index.metadata import parse_json
 
     for page in range(1, max_pages + 1):
         url = page_url(page)
-        data = await docs.get(url, parse_json(url))
-        releases = parse_releases_page(data, url=url)
+        releases = await docs.get(url, _releases_page(url))
+        assert releases is not None  # not missing_ok: a 404 is an error
         yield releases
         if not releases or not has_next_page(docs.link_of(url)):
             return
@@ -310,9 +318,10 @@ async def refresh_pbs(
     from pylock.index.metadata import parse_json
 
     known = set(known_tags)
-    latest = parse_latest_release(
-        await docs.get(LATEST_RELEASE_URL, parse_json(LATEST_RELEASE_URL))
-    )
+    as_json = parse_json(LATEST_RELEASE_URL)
+    # Validated as it is read: a pointer that is JSON but names no tag is never cached.
+    latest = await docs.get(LATEST_RELEASE_URL, lambda body: parse_latest_release(as_json(body)))
+    assert latest is not None  # not missing_ok: a 404 is an error
     tag_dates: dict[str, str] = {}
     assets: dict[str, tuple[ApiAsset, ...]] = {}
     wanted: set[str] = set(pinned)

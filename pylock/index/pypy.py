@@ -183,7 +183,16 @@ async def refresh_pypy(docs: Documents, *, reporter: Reporter) -> PypyListing:
     """Fetch ``versions.json`` and the checksums page (both moving pointers)."""
     from pylock.index.metadata import parse_json, parse_text
 
-    data = await docs.get(VERSIONS_URL, parse_json(VERSIONS_URL))
+    as_json = parse_json(VERSIONS_URL)
+
+    def versions_document(body: bytes) -> Any:
+        # Validated as it is read (the checksums come later): a document that is JSON but
+        # no list of releases is never cached.
+        data = as_json(body)
+        builds_from_versions(data, {})
+        return data
+
+    data = await docs.get(VERSIONS_URL, versions_document)
     page = await docs.get(CHECKSUMS_URL, parse_text(CHECKSUMS_URL))
     listing = builds_from_versions(data, parse_checksums(page or ""))
     if listing.unfit:
