@@ -36,7 +36,13 @@ from packaging.version import Version
 from pylock.config import Config, PythonRequest
 from pylock.errors import ResolutionError, UsageError
 from pylock.index.model import Build, Index, tag_date, version_key
-from pylock.index.names import flavor_in_filename, parse_pbs_filename, version_in_filename
+from pylock.index.names import (
+    flavor_in_filename,
+    parse_graalpy_filename,
+    parse_pbs_filename,
+    parse_pypy_filename,
+    version_in_filename,
+)
 from pylock.lockfile import Artifact, LockedPython, LockFile, make_lock
 from pylock.platforms import HOST, Platform, unknown_platform_message
 from pylock.versions import Flavor, Implementation, Variant, request_allows
@@ -345,6 +351,7 @@ def lock_direct(
     """
     assert request.url is not None
     filename = Artifact(platform="", url=request.url, sha256=sha256).filename
+    _check_named_build(request, filename, platforms)
     if version is None:
         version = _direct_version(request, filename)
     chosen: Flavor | None
@@ -369,6 +376,45 @@ def lock_direct(
             for p in sorted(platforms)
         ),
     )
+
+
+def _check_named_build(request: PythonRequest, filename: str, platforms: Sequence[str]) -> None:
+    """Refuse a direct URL whose upstream file name says it is another implementation,
+    platform or variant than the entry locks it as: the lock would name a build that is
+    not the archive (a macOS archive locked for Linux, a free-threaded one as default)."""
+    where = f"[python.{request.name}]"
+    pbs = parse_pbs_filename(filename)
+    release = None if pbs is not None else parse_pypy_filename(filename)
+    if pbs is None and release is None:
+        release = parse_graalpy_filename(filename)
+    if pbs is not None:
+        implementation, platform, variant = Implementation.CPYTHON, pbs.platform, pbs.variant
+    elif release is not None:
+        pypy = filename.startswith("pypy")
+        implementation = Implementation.PYPY if pypy else Implementation.GRAALPY
+        platform, variant = release.platform, None
+    else:
+        return  # a name of no upstream's: nothing to go by
+    if implementation is not request.implementation:
+        raise ResolutionError(
+            f"{request.name}: {filename} is a {implementation.value} archive, but {where} "
+            f"locks {request.implementation.value}",
+            hint=f'set implementation = "{implementation.value}" in {where}',
+        )
+    others = [key for key in platforms if key != platform.key]
+    if others:
+        raise ResolutionError(
+            f"{request.name}: {filename} is a build for {platform.key}, not for "
+            f"{', '.join(others)}",
+            hint=f'set platforms = ["{platform.key}"] in {where} (one url is one platform\'s '
+            "build: an interpreter for several platforms takes an entry each)",
+        )
+    if variant is not None and variant is not request.variant:
+        raise ResolutionError(
+            f"{request.name}: {filename} is a {variant.value} build, but {where} asks for "
+            f"{request.variant.value}",
+            hint=f'set variant = "{variant.value}" in {where}',
+        )
 
 
 def _direct_version(request: PythonRequest, filename: str) -> str:

@@ -354,8 +354,10 @@ def test_verify_with_a_tampered_record_is_one_clean_error(
     assert code != 0
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("pylock: error:")]
-    assert len(errors) == 1 and "bad path '../../../etc/passwd'" in errors[0]
-    assert "line " in errors[0]
+    assert len(errors) == 1 and "differs from the install record" in errors[0]
+    found = [line for line in output.splitlines() if line.startswith("  record: ")]
+    assert len(found) == 1 and "bad path '../../../etc/passwd'" in found[0]
+    assert "line " in found[0]
     assert "pylock sync --reinstall" in output
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 from typing import Any
@@ -36,6 +37,7 @@ from pylock.versions import Flavor, Implementation, Variant
 from tests.indexdata import fake_sha, graalpy, index_of, pbs, pypy, uv_json
 
 LINUX = "linux-x86_64-gnu"
+PBS_DL = "https://github.com/astral-sh/python-build-standalone/releases/download"
 ARM = "linux-aarch64-gnu"
 MAC = "macos-aarch64"
 WIN = "windows-x86_64"
@@ -499,8 +501,51 @@ def test_direct_url_version_problems() -> None:
     with pytest.raises(ResolutionError, match="cannot tell"):
         lock_one(
             index_of(),
-            request(implementation=Implementation.PYPY, version=None, url=pypy_url, sha256=SHA),
+            request(
+                implementation=Implementation.PYPY,
+                version=None,
+                url=pypy_url,
+                sha256=SHA,
+                platforms=(LINUX,),
+            ),
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "given", "said", "hint"),
+    [
+        (
+            f"{PBS_DL}/20260814/cpython-3.13.15%2B20260814-aarch64-apple-darwin-"
+            "install_only_stripped.tar.gz",
+            {"platforms": (LINUX,)},
+            "is a build for macos-aarch64, not for linux-x86_64-gnu",
+            'set platforms = ["macos-aarch64"]',
+        ),
+        (
+            f"{PBS_DL}/20260814/cpython-3.14.7%2B20260814-x86_64-unknown-linux-gnu-"
+            "freethreaded-install_only_stripped.tar.gz",
+            {"platforms": (LINUX,)},
+            "is a freethreaded build, but [python.app] asks for default",
+            'set variant = "freethreaded"',
+        ),
+        (
+            "https://downloads.python.org/pypy/pypy3.10-v7.3.19-linux64.tar.bz2",
+            {"platforms": (LINUX,)},
+            "is a pypy archive, but [python.app] locks cpython",
+            'set implementation = "pypy"',
+        ),
+    ],
+)
+def test_a_direct_url_whose_name_says_another_build_is_refused(
+    url: str, given: dict[str, Any], said: str, hint: str
+) -> None:
+    """Lock attack: a macOS archive was locked for Linux, a free-threaded one as the default
+    variant, and a PyPy archive as "cpython 7.3.19", each with exit 0 and a passing
+    `lock --check`."""
+    wrong = request(version=None, url=url, sha256=SHA, **given)
+    with pytest.raises(ResolutionError, match=re.escape(said)) as info:
+        lock_one(index_of(), wrong)
+    assert hint in (info.value.hint or "")
 
 
 def test_direct_url_without_sha256_uses_the_callback() -> None:
