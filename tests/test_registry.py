@@ -717,6 +717,129 @@ def test_helper_that_hangs_or_floods_ends(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(notes) == 3
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_directory_as_the_docker_config_means_no_credentials(tmp_path: Path) -> None:
+    """Registry attack: a FIFO as ~/.docker/config.json blocked the sync for ever, where
+    not even SIGTERM ended it (the config is read as the registry client is made)."""
+    import os
+    import threading
+
+    (tmp_path / ".docker").mkdir()
+    config = tmp_path / ".docker" / "config.json"
+    for make in (os.mkfifo, os.mkdir):
+        make(config)
+        notes: list[str] = []
+        found: list[Credentials | None] = []
+
+        def look(notes: list[str] = notes, found: list[Credentials | None] = found) -> None:
+            found.append(
+                find_credentials(
+                    "r.example", settings=settings_of({}), home=tmp_path, debug=notes.append
+                )
+            )
+
+        reader = threading.Thread(target=look, daemon=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "reading the config blocked"
+        assert found == [None]
+        assert any(f"ignoring {config}: not a regular file" in note for note in notes), notes
+        config.unlink() if make is os.mkfifo else config.rmdir()
+
+
+@posix_only
+def test_cancelled_helpers_are_killed_and_no_more_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registry attack: SIGTERM waited up to 30 s for a hung credsStore (a download thread
+    was waiting for it), and the helper outlived pylock."""
+    import os
+    import threading
+    import time
+
+    import pylock.net.dockerauth as dockerauth
+
+    monkeypatch.setattr(dockerauth, "_cancelled", threading.Event())  # this test's own
+    pid_file = tmp_path / "helper.pid"
+    slow = tmp_path / "docker-credential-slow"
+    slow.write_text(f"#!/bin/sh\necho $$ > '{pid_file}'\nexec sleep 300\n")
+    slow.chmod(0o755)
+    settings = settings_of({"PATH": str(tmp_path)})
+    answers: list[Credentials | None] = []
+    asker = threading.Thread(
+        target=lambda: answers.append(run_helper("slow", "r.example", settings=settings)),
+        daemon=True,
+    )
+    asker.start()
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the helper never started"
+        time.sleep(0.02)
+    started = time.monotonic()
+    dockerauth.cancel_helpers()
+    asker.join(10)
+    assert not asker.is_alive() and answers == [None]
+    assert time.monotonic() - started < 5  # not the helper's 30 s
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    # Once cancelled, no helper starts at all.
+    pid_file.unlink()
+    assert run_helper("slow", "r.example", settings=settings) is None
+    assert not pid_file.exists()
+
+
+@posix_only
+def test_sigterm_while_a_credential_helper_hangs_ends_the_sync_and_the_helper(
+    sync_project: Any, app_a: Any, tmp_path: Path
+) -> None:
+    """Registry attack, end to end: `docker stop` on a sync whose credsStore hangs took
+    27 s to end it (the helper's timeout), and a SIGKILL then left the helper running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    pid_file = tmp_path / "helper.pid"
+    hang = helpers / "docker-credential-hang"
+    hang.write_text(f"#!/bin/sh\necho $$ > '{pid_file}'\nexec sleep 300\n")
+    hang.chmod(0o755)
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text('{"credsStore": "hang"}', encoding="utf-8")
+    sync_project.environ.update(
+        HOME=str(home),
+        PATH=os.pathsep.join([str(helpers), os.environ.get("PATH", "")]),
+    )
+    sync_project.environ.pop("DOCKER_CONFIG", None)
+    process = sync_project.popen(
+        sync_project.sync_command("--remote-cache", "oci+http://127.0.0.1:9/r")
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the helper never started"
+            time.sleep(0.02)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, err
+    assert time.monotonic() - started < 5, err  # not the helper's 30 s
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
 # -- hostile registries --------------------------------------------------------------------
 
 

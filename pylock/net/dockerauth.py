@@ -173,14 +173,42 @@ def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int
     :data:`MAX_CONFIG_BYTES` + 1 bytes of its output, or ``None`` if it did not finish in
     :data:`HELPER_TIMEOUT` seconds. A helper that hangs, or floods, is killed with the
     processes it started (its own process group, where there are groups)."""
-    process = subprocess.Popen(
-        [executable, "get"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=environment,
-        start_new_session=_HAS_GROUPS,
-    )
+    with _running_lock:
+        if _cancelled.is_set():
+            return None  # the run is stopping: no new helper to wait for
+        process = subprocess.Popen(
+            [executable, "get"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+            start_new_session=_HAS_GROUPS,
+        )
+        _running.add(process)
+    try:
+        return _answer(process, server)
+    finally:
+        with _running_lock:
+            _running.discard(process)
+
+
+#: The helpers running now (on any thread), for :func:`cancel_helpers` to stop.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+_cancelled = threading.Event()
+
+
+def cancel_helpers() -> None:
+    """Kill the credential helpers running now, and start no more: the run is stopping
+    (Ctrl-C, SIGTERM). A download thread waiting for a hung helper would otherwise hold
+    the run for the helper's whole timeout, and the helper outlive pylock."""
+    with _running_lock:
+        _cancelled.set()
+        for process in _running:
+            _kill(process)
+
+
+def _answer(process: subprocess.Popen[bytes], server: str) -> tuple[int, bytes] | None:
     assert process.stdin is not None and process.stdout is not None
     output: list[bytes] = []
 
@@ -212,7 +240,7 @@ def _ask(executable: str, server: str, environment: dict[str, str]) -> tuple[int
     # At once, unless a process outside the group (setsid, a daemon) holds the pipe open:
     # then the talker ends, and closes it, when that process does.
     talker.join(1)
-    if not finished:
+    if not finished or _cancelled.is_set():
         return None
     return returncode, output[0] if output else b""
 
@@ -235,16 +263,19 @@ def _ignore(message: str) -> None:
 
 
 def _read_config(path: Path, note: Debug) -> dict[str, Any]:
+    from pylock.ownfiles import RefusedFileError, read_own_file
+
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
+        # A regular file only, and bounded: a FIFO in its place blocked for ever, where
+        # not even SIGTERM ended the sync.
+        data = read_own_file(path, MAX_CONFIG_BYTES, follow_symlinks=True)
     except FileNotFoundError:
+        return {}
+    except RefusedFileError as error:
+        note(f"ignoring {path}: {error}")
         return {}
     except OSError as error:
         note(f"cannot read {path}: {error.strerror or type(error).__name__}")
-        return {}
-    if len(data) > MAX_CONFIG_BYTES:
-        note(f"ignoring {path}: larger than {MAX_CONFIG_BYTES} bytes")
         return {}
     try:
         config = json_loads(data)

@@ -366,7 +366,10 @@ def _download_all(
                 if cancel.is_set():
                     raise Cancelled
     except BaseException:
+        from pylock.net.dockerauth import cancel_helpers
+
         stop.set()
+        cancel_helpers()  # a thread may wait for a hung credential helper
         for done in finished:
             wait_for(done)
         raise

@@ -171,9 +171,17 @@ class Downloads:
         for feed in self.feeds.values():
             feed.wait_started(max(0.0, deadline - time.monotonic()))
 
+    def halt(self) -> None:
+        """Tell the downloads under way to end (Ctrl-C, SIGTERM), and kill any credential
+        helper one of them waits for; :meth:`wait` for them to have ended."""
+        from pylock.net.dockerauth import cancel_helpers
+
+        self.stop.set()
+        cancel_helpers()
+
     def stop_all(self) -> None:
         """End the downloads under way, and wait until their partial files are gone."""
-        self.stop.set()
+        self.halt()
         self.wait("")
 
     def has(self, sha256: str) -> bool:

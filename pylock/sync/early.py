@@ -112,7 +112,7 @@ def _stop(started: Downloads) -> None:
     """Stop ``started`` and wait until its partial files are gone, whatever comes between."""
     from pylock.interrupts import finish_through_interrupts
 
-    started.stop.set()
+    started.halt()
     finish_through_interrupts(lambda: started.wait(""))
 
 

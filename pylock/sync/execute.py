@@ -261,7 +261,7 @@ class _Installer:
             if not isinstance(exc, Exception):
                 # Ctrl-C (this thread installs when there is one job at a time): end the
                 # download rather than wait for it.
-                self.downloads.stop.set()
+                self.downloads.halt()
                 raise
             restarted = f"{artifact.filename}: download restarted; installing after it"
             if isinstance(exc, StreamRestarted) or reader.restarted:
@@ -420,7 +420,7 @@ def _install_all(
             except BaseException as exc:
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
-                    installer.downloads.stop.set()  # Ctrl-C: no download outlives it
+                    installer.downloads.halt()  # Ctrl-C: no download outlives it
                     break  # nor does an install start after it
         return installed, elsewhere, errors
     import concurrent.futures
@@ -440,7 +440,7 @@ def _install_all(
             except BaseException as exc:
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
-                    installer.downloads.stop.set()  # Ctrl-C: no download outlives it
+                    installer.downloads.halt()  # Ctrl-C: no download outlives it
                     for waiting in futures:
                         waiting.cancel()  # nor does an install that has not started
                     interrupted.append((job, future))
