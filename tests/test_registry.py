@@ -799,7 +799,6 @@ def test_sigterm_while_a_credential_helper_hangs_ends_the_sync_and_the_helper(
     27 s to end it (the helper's timeout), and a SIGKILL then left the helper running."""
     import os
     import signal
-    import subprocess
     import time
 
     sync_project.lock(app_a)
