@@ -701,7 +701,7 @@ def seed_registry(
     async def push_all() -> SeedReport:
         pushed: list[str] = []
         present: list[str] = []
-        async with remote.client() as client:
+        async with remote.client(reporter.detail) as client:
             for entry in entries:
                 artifact = entry.artifact
                 path = paths[artifact.sha256]

@@ -1291,6 +1291,23 @@ def _remote(tmp_path: Path, *, no_origin: bool = False) -> RemoteCache:
     )
 
 
+def test_why_configured_credentials_were_not_used_is_told_to_the_debug_output(
+    tmp_path: Path,
+) -> None:
+    """Registry attack: with a broken docker config, `-v` said only "log in with docker
+    login", for the notes on why the config was ignored were dropped."""
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text("{not json", encoding="utf-8")
+    notes: list[str] = []
+
+    async def make() -> None:
+        async with _remote(tmp_path).client(notes.append):
+            pass
+
+    asyncio.run(make())
+    assert notes == [f"ignoring {tmp_path / '.docker' / 'config.json'}: not JSON"]
+
+
 def test_a_registry_that_does_not_answer_takes_no_pushes_either(tmp_path: Path) -> None:
     remote = _remote(tmp_path)
     warnings: list[str] = []

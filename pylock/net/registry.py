@@ -357,12 +357,16 @@ class RemoteCache:
             parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
         )
 
-    def client(self) -> RegistryClient:
+    def client(self, debug: Debug | None = None) -> RegistryClient:
         """A client for the current event loop (close it: use it as a context manager).
 
-        The clients of one remote cache share their credentials and tokens.
+        The clients of one remote cache share their credentials and tokens. ``debug``
+        hears why configured credentials were not used (``-v``): a config that is not
+        JSON, a helper that did not answer.
         """
-        return RegistryClient(self.ref, settings=self.settings, home=self.home, shared=self._auth)
+        return RegistryClient(
+            self.ref, settings=self.settings, home=self.home, shared=self._auth, debug=debug
+        )
 
     def failed(
         self,
@@ -1071,13 +1075,21 @@ def _ignore(message: str) -> None:
 
 
 def _origin_text(url: str) -> str:
+    """The scheme, host and port of ``url``, credentials and path left out.
+
+    >>> _origin_text("https://u:p@[::1]:5000/v2/x"), _origin_text("http://r.example/v2/")
+    ('https://[::1]:5000', 'http://r.example')
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         # Only ever called on URLs checked before; never let a message raise.
         return printable(redact(url))[:200]
-    return redact(f"{parts.scheme}://{parts.hostname}{':' + str(port) if port else ''}")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, bracketed as a URL writes it
+    return redact(f"{parts.scheme}://{host}{':' + str(port) if port else ''}")
 
 
 def _reason(error: BaseException) -> str:

@@ -506,7 +506,7 @@ async def _pull(
     reporter: Reporter,
     options: FetchOptions,
 ) -> int | None:
-    async with remote.client() as registry:
+    async with remote.client(reporter.detail) as registry:
         return await _from_registry(
             registry, remote, item, partial, task, reporter, options.max_download_size
         )
@@ -515,7 +515,7 @@ async def _pull(
 async def _push_with_client(
     remote: RemoteCache, item: Wanted, path: Path, reporter: Reporter
 ) -> None:
-    async with remote.client() as registry:
+    async with remote.client(reporter.detail) as registry:
         await _push(registry, remote, item, path, reporter)
 
 
