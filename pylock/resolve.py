@@ -440,6 +440,16 @@ def _direct_version(request: PythonRequest, filename: str) -> str:
     return found
 
 
+def _is_python_series(version: str) -> bool:
+    """Whether a specifier's version reads as a Python version (2 or 3, then anything),
+    not a PyPy or GraalPy release (7.3, 24.2, 25).
+
+    >>> [_is_python_series(v) for v in ("3.11", "3", "2.7.*", "24.2", "25", "7.3.19")]
+    [True, True, True, False, False, False]
+    """
+    return version.split(".", 1)[0] in ("2", "3")
+
+
 def exact_version(spec: SpecifierSet | None) -> str | None:
     """The one version an ``==X.Y.Z`` specifier pins, else ``None``."""
     if spec is None:
@@ -900,8 +910,8 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
     release_for_version = (
         request.implementation is not Implementation.CPYTHON
         and request.specifier is not None
-        # A Python version is 2.x or 3.x; PyPy's and GraalPy's releases are 7.3, 24.1...
-        and not any(str(s.version).startswith(("2", "3")) for s in request.specifier)
+        # A Python version is 2.x or 3.x; PyPy's and GraalPy's releases are 7.3, 24.1, 25...
+        and not any(_is_python_series(str(s.version)) for s in request.specifier)
     )
     if release_for_version:
         hint = (

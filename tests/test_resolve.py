@@ -310,6 +310,17 @@ def test_pypy_and_graalpy() -> None:
     assert info.value.hint == (
         'for pypy, `version` is the Python version (e.g. "3.11"); the pypy release goes in `build`'
     )
+    # GraalPy's releases start with 2 too (24.2, 25): still a release, not a Python version.
+    for release in ("24.2", "25"):
+        with pytest.raises(ResolutionError) as info:
+            lock_one(
+                index,
+                request(implementation=Implementation.GRAALPY, version=release, platforms=(LINUX,)),
+            )
+        assert info.value.hint == (
+            'for graalpy, `version` is the Python version (e.g. "3.11"); the graalpy release '
+            "goes in `build`"
+        )
     for python in ("3.9", "2.7"):  # Python versions, not PyPy releases
         with pytest.raises(ResolutionError) as info:
             lock_one(
