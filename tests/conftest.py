@@ -180,6 +180,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
     from pylock.net import policy
 
     monkeypatch.setattr(policy, "netrc_problems", {})
+    # So is an interrupted run's "start no more credential helpers".
+    import threading
+
+    from pylock.net import dockerauth
+
+    monkeypatch.setattr(dockerauth, "_cancelled", threading.Event())
     yield home
 
 

@@ -785,10 +785,12 @@ def test_cancelled_helpers_are_killed_and_no_more_start(
         os.waitpid(pid, os.WNOHANG)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    # Once cancelled, no helper starts at all.
+    # Once cancelled, no helper starts at all, until a new run's remote cache is made.
     pid_file.unlink()
     assert run_helper("slow", "r.example", settings=settings) is None
     assert not pid_file.exists()
+    _remote(tmp_path)
+    assert not dockerauth._cancelled.is_set()
 
 
 @posix_only

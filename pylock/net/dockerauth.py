@@ -199,13 +199,20 @@ _cancelled = threading.Event()
 
 
 def cancel_helpers() -> None:
-    """Kill the credential helpers running now, and start no more: the run is stopping
-    (Ctrl-C, SIGTERM). A download thread waiting for a hung helper would otherwise hold
-    the run for the helper's whole timeout, and the helper outlive pylock."""
+    """Kill the credential helpers running now, and start no more until
+    :func:`resume_helpers`: the run is stopping (Ctrl-C, SIGTERM). A download thread
+    waiting for a hung helper would otherwise hold the run for the helper's whole
+    timeout, and the helper outlive pylock."""
     with _running_lock:
         _cancelled.set()
         for process in _running:
             _kill(process)
+
+
+def resume_helpers() -> None:
+    """Let credential helpers run again after :func:`cancel_helpers` (a new run in this
+    process: pylock used as a library)."""
+    _cancelled.clear()
 
 
 def _answer(process: subprocess.Popen[bytes], server: str) -> tuple[int, bytes] | None:

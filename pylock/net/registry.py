@@ -42,7 +42,7 @@ from pylock.errors import (
 )
 from pylock.fsutil import replace
 from pylock.net import policy
-from pylock.net.dockerauth import Credentials, find_credentials
+from pylock.net.dockerauth import Credentials, find_credentials, resume_helpers
 from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
 from pylock.urls import is_loopback_host, redact, url_problem
@@ -303,6 +303,8 @@ class RemoteCache:
         self.no_origin = no_origin
         self.lock = threading.Lock()
         self._auth = SharedAuth()
+        # A new run: an interrupted one's "start no more credential helpers" is over.
+        resume_helpers()
         #: Whether a pull failure, and a push failure, was reported (one warning each).
         self._warned: set[bool] = set()
         #: Pulls (or pushes) stopped after a failure that would only repeat.
