@@ -26,6 +26,7 @@ parameter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final, Literal
 
@@ -401,7 +402,8 @@ def _check_named_build(request: PythonRequest, filename: str, platforms: Sequenc
             f"locks {request.implementation.value}",
             hint=f'set implementation = "{implementation.value}" in {where}',
         )
-    others = [key for key in platforms if key != platform.key]
+    # An x86-64 level build (x86_64_v3) may be a choice for machines known to have it.
+    others = [key for key in platforms if key not in (platform.key, _without_level(platform.key))]
     if others:
         raise ResolutionError(
             f"{request.name}: {filename} is a build for {platform.key}, not for "
@@ -415,6 +417,15 @@ def _check_named_build(request: PythonRequest, filename: str, platforms: Sequenc
             f"{request.variant.value}",
             hint=f'set variant = "{variant.value}" in {where}',
         )
+
+
+def _without_level(key: str) -> str:
+    """A platform key without its x86-64 micro-architecture level.
+
+    >>> _without_level("linux-x86_64_v3-gnu"), _without_level("macos-aarch64")
+    ('linux-x86_64-gnu', 'macos-aarch64')
+    """
+    return re.sub(r"^(\w+-x86_64)_v\d(?=-|$)", r"\1", key)
 
 
 def _direct_version(request: PythonRequest, filename: str) -> str:

@@ -148,8 +148,8 @@ def lock_at_ref(
     project: Path, ref: str, filename: str = LOCK_FILENAME, *, settings: Settings | None = None
 ) -> tuple[LockFile | None, str]:
     """:func:`read_lock_at_ref`, and how to name what it read: ``REF:PATH``, the path from
-    the repository's top, as git spells it (``HEAD:sub/pythons.lock``). A committed
-    symlink is followed, once, within the tree at ``ref``."""
+    the repository's top, as git spells it (``HEAD:sub/pythons.lock``). Committed
+    symlinks are followed within the tree at ``ref`` (at most :data:`_MAX_LINKS`)."""
     from pylock.lockfile import loads, lock_text
     from pylock.settings import Settings
 

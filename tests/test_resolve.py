@@ -559,6 +559,18 @@ def test_a_direct_url_whose_name_says_another_build_is_refused(
     assert hint in (info.value.hint or "")
 
 
+def test_a_direct_url_of_an_x86_64_level_build_may_serve_plain_x86_64() -> None:
+    """What the check above must not refuse: a team that knows its machines have x86-64-v3
+    locks that build for them (the level is a choice of build, not another machine)."""
+    url = (
+        f"{PBS_DL}/20251014/cpython-3.13.9%2B20251014-x86_64_v3-unknown-linux-gnu-"
+        "install_only_stripped.tar.gz"
+    )
+    entry = lock_one(index_of(), request(version=None, url=url, sha256=SHA, platforms=(LINUX,)))
+    assert [a.platform for a in entry.artifacts] == [LINUX]
+    assert entry.version == "3.13.9"
+
+
 def test_direct_url_without_sha256_uses_the_callback() -> None:
     seen: list[PythonRequest] = []
 
