@@ -8,6 +8,7 @@ Nothing here writes files or prints; the CLI decides what to do with the outcome
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -317,29 +318,32 @@ class LockUpdate:
     written: bool = False
 
 
+#: What every pythons.lock holds, broken or not (`lock-version`, a `[[python]]` table, a
+#: merge-conflict marker): a file with none of them is no lock, and not pylock's to write.
+_LOCK_WORDS = re.compile(rb"^(?:\s*lock-version\s*=|\s*\[\[\s*python\s*\]\]|<{7} )", re.M)
+
+
 def _write_target(lock_path: Path) -> Path:
     """Where ``pylock lock`` writes: the lock itself, or, for a symlink, the file it points
-    at (a lock shared by a symlink stays shared). That file must already be a lock, or
-    empty: a link that a cloned repository ships could point at anything, ``/dev/zero`` or
-    a file of the user's, which is not pylock's to replace."""
+    at (a lock shared by a symlink stays shared). That file must be a lock already, if a
+    broken one (which ``lock`` mends, as it does a lock that is no symlink), or empty: a
+    link that a cloned repository ships could point at anything, ``/dev/zero`` or a file
+    of the user's, which is not pylock's to replace."""
     if not lock_path.is_symlink():
         return lock_path
-    from pylock.lockfile import find_conflict, loads, lock_text
     from pylock.ownfiles import read_project_file
 
     target = Path(os.path.realpath(lock_path))
     try:
-        text = lock_text(read_project_file(target))
-        if text.strip() and find_conflict(text) is None:
-            loads(text, filename=lock_path.name)
+        data = read_project_file(target)
     except FileNotFoundError:
         why = "which does not exist"
-    except (OSError, UnicodeDecodeError, LockFileError) as exc:
-        why = "which is not a lock" + (
-            f" ({unreadable(exc)})" if isinstance(exc, OSError | UnicodeDecodeError) else ""
-        )
+    except OSError as exc:
+        why = f"which is not a lock ({unreadable(exc)})"
     else:
-        return target
+        if not data.strip() or _LOCK_WORDS.search(data):
+            return target
+        why = "which is not a lock"
     raise PylockError(
         f"{lock_path.name} is a symlink to {target}, {why}: pylock does not replace it",
         hint=f"point the symlink at a {lock_path.name} (or an empty file), or remove it; "

@@ -357,12 +357,21 @@ def test_prune_and_clean_leave_what_pylock_did_not_put_in_tmp(cache: Cache, acti
         path.write_text("keep me", encoding="utf-8")
     ours = cache.new_tmp_path("unknown")
     ours.write_bytes(b"abandoned")
-    for path in (*foreign, ours):
+    # What pylock 0.2.0 named them (KEY.PID-12HEX): its debris goes too.
+    older = [
+        cache.tmp_dir / "unknown.4242-0123456789ab.part",
+        cache.tmp_dir / "evicted.42-0123456789ab",
+    ]
+    older[0].write_bytes(b"abandoned")
+    older[1].mkdir()
+    (older[1] / "big.tar.gz").write_bytes(b"evicted")
+    for path in (*foreign, ours, *older):
         os.utime(path, (old, old))
     getattr(cache, action)()
     assert all(path.exists() for path in foreign)
     assert (cache.tmp_dir / "work" / "precious").read_text(encoding="utf-8") == "keep me"
     assert not ours.exists()
+    assert not any(path.exists() for path in older)
 
 
 def test_clean_removes_metadata(cache: Cache) -> None:
@@ -388,6 +397,8 @@ def test_clean_leaves_files_it_did_not_store_in_metadata(cache: Cache) -> None:
     (cache.metadata_dir / "photos" / "a.jpg").write_bytes(b"jpeg")
     (cache.metadata_dir / "notes.json").write_text("{}", encoding="utf-8")
     store.save(CachedDocument(url="https://example.test/a", status=200, body=b"{}", checked_at=1.0))
+    # A write killed half-way, as tempfile named it before pylock 0.3.
+    (cache.metadata_dir / ".h_a.0123456789abcdef.body.ab_qz9k1.tmp").write_bytes(b"{")
     cache.clean()
     assert store.load("https://example.test/a") is None
     assert sorted(p.name for p in cache.metadata_dir.iterdir()) == ["notes.json", "photos"]

@@ -157,6 +157,30 @@ def test_a_symlinked_lock_is_written_where_it_points(
     ]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "conflict", "empty"])
+def test_a_symlinked_broken_lock_is_mended_where_it_points(
+    project: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """Attack on the day's diff: the check that a symlink points at a lock refused a
+    broken one, which `lock` mends (a broken lock never blocks `lock`)."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    good = (project / "pythons.lock").read_text(encoding="utf-8")
+    shared = project.parent / "shared.lock"
+    if damage == "truncated":
+        shared.write_text(good[:300], encoding="utf-8")
+    elif damage == "conflict":
+        shared.write_text(f"<<<<<<< HEAD\n{good}=======\n{good}>>>>>>> other\n", encoding="utf-8")
+    else:
+        shared.write_text("", encoding="utf-8")
+    (project / "pythons.lock").unlink()
+    (project / "pythons.lock").symlink_to(shared)
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 0, capsys.readouterr().err
+    assert (project / "pythons.lock").is_symlink()
+    assert shared.read_text(encoding="utf-8") == good
+
+
 @pytest.mark.parametrize("points_at", ["fifo", "text", "missing", "directory"])
 def test_a_symlinked_lock_is_not_written_where_it_points_at_no_lock(
     project: Path, capsys: pytest.CaptureFixture[str], points_at: str

@@ -33,7 +33,7 @@ from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
 from pylock.fsutil import atomic_write_bytes
 from pylock.net.fetch import MAX_METADATA_BYTES
-from pylock.ownfiles import read_own_file
+from pylock.ownfiles import is_temporary_of, read_own_file
 
 if TYPE_CHECKING:
     from pylock.net.fetch import Fetcher, HttpResponse
@@ -44,9 +44,25 @@ T = TypeVar("T")
 GITHUB_API = "https://api.github.com/"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-#: The names :meth:`MetadataStore._paths` gives (``SLUG.DIGEST.body`` and ``.json``), and
-#: those of their atomic writes' temporaries (``.NAME.RANDOM.tmp``).
-_STORED = re.compile(r"\.?[A-Za-z0-9._-]*\.[0-9a-f]{16}\.(?:body|json)(?:\.[0-9a-f]+\.tmp)?")
+#: The names :meth:`MetadataStore._paths` gives: ``SLUG.DIGEST.body`` and ``.json``.
+_STORED = re.compile(r"[A-Za-z0-9._-]*\.[0-9a-f]{16}\.(?:body|json)")
+
+
+def _is_stored(name: str) -> bool:
+    """Whether ``name`` is a file :class:`MetadataStore` writes, or the temporary of an
+    atomic write of one (``.NAME.RANDOM.tmp``, whatever spelling of RANDOM a version used).
+
+    >>> _is_stored("h_x.0123456789abcdef.body"), _is_stored(".h_x.0123456789abcdef.json.a_z9.tmp")
+    (True, True)
+    >>> _is_stored("notes.json"), _is_stored(".notes.json.a_z9.tmp")
+    (False, False)
+    """
+    if _STORED.fullmatch(name):
+        return True
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    stored = name[1:-4].rpartition(".")[0]
+    return bool(_STORED.fullmatch(stored)) and is_temporary_of(stored, name)
 #: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
 MAX_RECORD_BYTES = 1024 * 1024
 
@@ -148,7 +164,7 @@ class MetadataStore:
         empties it: only files the store names, for whatever else a mistaken
         ``PYLOCK_CACHE_DIR`` (``$HOME``, say) puts beside them is not pylock's."""
         try:
-            paths = [p for p in self.root.iterdir() if _STORED.fullmatch(p.name)]
+            paths = [p for p in self.root.iterdir() if _is_stored(p.name)]
         except FileNotFoundError:
             return
         for path in paths:

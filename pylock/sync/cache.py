@@ -50,9 +50,11 @@ _STALE_TMP_SECONDS = 3600.0
 #: to be a killed run's.
 _STALE_PROBE_SECONDS = 60
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
-#: The names :meth:`Cache.new_tmp_path` gives: what pylock may remove from ``tmp/``.
+#: The names :meth:`Cache.new_tmp_path` gives, and gave before 0.3 (``KEY.PID-12HEX``):
+#: what pylock may remove from ``tmp/``.
 _OWN_TMP_NAME = re.compile(
-    r"(?P<key>[0-9a-f]{64}|unknown|probe|evicted)\.[0-9a-f]{10}(?:\.part|\.tmp|\.sidecar|\.dir)?"
+    r"(?P<key>[0-9a-f]{64}|unknown|probe|evicted)\.(?:[0-9a-f]{10}|[0-9]+-[0-9a-f]{12})"
+    r"(?:\.part|\.tmp|\.sidecar|\.dir)?"
 )
 
 
