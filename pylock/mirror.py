@@ -209,19 +209,19 @@ def plan_mirror(lock: LockFile, platforms: Collection[str] | None) -> list[Mirro
 
     Raise :class:`MirrorError` when two different archives would land on one path.
     """
-    # By the case-folded path: on macOS and Windows, A.tar.gz and a.tar.gz are one file.
-    by_path: dict[str, MirrorEntry] = {}
+    by_path: dict[PurePosixPath, MirrorEntry] = {}
+    # Also by the case-folded path: on macOS and Windows, A.tar.gz and a.tar.gz are one
+    # file, which can hold both only if their bytes are the same.
+    folded: dict[str, MirrorEntry] = {}
     for python in lock.pythons:
         for artifact in python.artifacts:
             if platforms is not None and artifact.platform not in platforms:
                 continue
             path = mirror_path(artifact.url)
-            earlier = by_path.get(str(path).casefold())
-            if earlier is None:
-                by_path[str(path).casefold()] = MirrorEntry(
-                    python=python, artifact=artifact, path=path
-                )
-            elif earlier.artifact.sha256 != artifact.sha256:
+            entry = MirrorEntry(python=python, artifact=artifact, path=path)
+            earlier = folded.setdefault(str(path).casefold(), entry)
+            by_path.setdefault(path, entry)
+            if earlier.artifact.sha256 != artifact.sha256:
                 where = (
                     f"at the same URL {artifact.url}"
                     if earlier.artifact.url == artifact.url
@@ -237,7 +237,7 @@ def plan_mirror(lock: LockFile, platforms: Collection[str] | None) -> list[Mirro
                     f"(sha256 {earlier.artifact.sha256} and {artifact.sha256}) {where}",
                     hint="re-create the lock with `pylock lock --upgrade`",
                 )
-    return sorted(by_path.values(), key=lambda entry: entry.path)
+    return [by_path[p] for p in sorted(by_path)]
 
 
 def sha256sums_text(sums: Mapping[str, str]) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import attrs
 import pytest
 
 from pylock.cli import main
@@ -779,6 +780,13 @@ def test_two_urls_whose_paths_differ_only_in_case_are_both_named() -> None:
         f"which both map to {mirror_path(one.url)} and {mirror_path(two.url)}, one file where "
         "case does not count"
     ) in str(info.value)
+    # The same bytes under both spellings: one file serves both where case does not
+    # count, and both are written where it does (each URL is served).
+    same = attrs.evolve(two, sha256=one.sha256)
+    the_lock = make(locked("a", "3.13.9", "20251014", one), locked("b", "3.13.9", "20251014", same))
+    assert [e.path for e in plan_mirror(the_lock, None)] == sorted(
+        [mirror_path(one.url), mirror_path(two.url)]
+    )
 
 
 # -- a real web server, pylock sync and uv ---------------------------------------------------
