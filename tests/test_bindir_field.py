@@ -561,3 +561,56 @@ def test_a_bin_dir_that_cannot_be_written_says_why(
         usable_dir(bin_dir, "--bin-dir", "make it writable")
     why = "read-only file system" if mount == "read-only" else "permission denied"
     assert str(info.value) == f"cannot write to --bin-dir {bin_dir}: {why}"
+
+
+@posix_only
+def test_sync_only_never_takes_a_link_another_interpreter_has(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """Attack on the day's diff: re-locked to tool's version, `sync --only app --bin-dir`
+    silently re-pointed tool's python3.11 at app; a full sync then failed on the name."""
+    from tests.syncproject import TAG_B, make_build
+
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    tools = os.readlink(bin_dir / f"python{tool.minor}")
+    # app moves to tool's minor version: both want python3.11.
+    moved = make_build("app", TAG_B, minor=tool.minor)
+    sync_project.serve(moved)
+    _lock_with_default(sync_project, moved, tool)
+    done = sync_project.sync("--only", "app", "--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert os.readlink(bin_dir / f"python{tool.minor}") == tools
+    assert (
+        f"--bin-dir: {bin_dir / f'python{tool.minor}'} links another interpreter of "
+        f"{sync_project.into}; left as it is (a sync without --only moves it)"
+    ) in done.err
+    # The manifest still says what the link is: the next sync sees it as pylock's own.
+    again = sync_project.sync("--only", "tool", "--bin-dir", str(bin_dir))
+    assert again.code == 0, again.err
+    assert os.readlink(bin_dir / f"python{tool.minor}") == tools
+
+
+@posix_only
+def test_sync_only_prunes_its_own_links_however_the_install_dir_is_spelled(
+    sync_project: Project, app_a: Build, app_b: Build
+) -> None:
+    """Attack on the day's diff: linked through a symlinked install directory, the --only
+    interpreter's old python3.12 link was kept after it moved to 3.13 (a text match)."""
+    real = sync_project.into
+    alias = sync_project.root / "alias"
+    real.mkdir(parents=True, exist_ok=True)
+    alias.symlink_to(real)
+    bin_dir = sync_project.root / "bin"
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, app_b)
+    base = ["sync", "--mirror", sync_project.mirror, "--bin-dir", str(bin_dir)]
+    assert sync_project.run(*base, "--into", str(alias)).code == 0
+    assert (bin_dir / f"python{app_a.minor}").is_symlink()
+    sync_project.lock(app_b)
+    done = sync_project.run(*base, "--into", str(real), "--only", "app")
+    assert done.code == 0, done.err
+    assert not os.path.lexists(bin_dir / f"python{app_a.minor}")
+    assert (bin_dir / f"python{app_b.minor}").resolve().is_file()

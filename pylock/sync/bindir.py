@@ -75,6 +75,9 @@ class LinkResult:
     removed: tuple[str, ...]
     #: ``(name, install directory)`` of links another install directory had, now this one's.
     taken: tuple[tuple[str, str], ...] = ()
+    #: Names wanted, but left linking another interpreter of this install directory: with
+    #: ``trees`` (``sync --only``), the others' links are not this run's to change.
+    left: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -148,11 +151,11 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
 
 def _links_into(entry: str, tree: Path, windows: bool) -> bool:
     """Whether the link or launcher ``entry`` (as the manifest recorded it) runs a program
-    in ``tree``."""
+    in ``tree``, however each is spelled (through a symlinked install directory)."""
     prefix = os.path.join(str(tree), "")
     if windows:
         return f'@"{_batch_literal(prefix)}' in entry
-    return entry.startswith(prefix)
+    return entry.startswith(prefix) or _real(entry).startswith(os.path.join(_real(str(tree)), ""))
 
 
 def _same_dir(owner: str, mine: str) -> bool:
@@ -376,6 +379,9 @@ def _sync_links(
         recorded = name in previous and _is_ours(current, previous[name], windows)
         return recorded or making(name, current)
 
+    def _into_any(entry: str, trees: Collection[Path]) -> bool:
+        return any(_links_into(entry, tree, windows) for tree in trees)
+
     def owner_of(name: str, current: str | bytes | None) -> str | None:
         if making(name, current):
             return manifest.pending_installs.get(name)
@@ -387,6 +393,7 @@ def _sync_links(
     removed: list[str] = []
     taken: list[tuple[str, str]] = []
     changes: list[tuple[str, Path, Path, str]] = []
+    untouched: list[str] = []
     # Every conflict is found before anything changes: links made by a run that then
     # failed would be missing from the manifest, and look foreign to the next run.
     for name, target in sorted(wanted.items()):
@@ -403,6 +410,14 @@ def _sync_links(
                 hint="remove it, or choose another --bin-dir",
             )
         owner = owner_of(name, current)
+        if (
+            trees is not None
+            and ours
+            and (mine is None or owner is None or _same_dir(owner, mine))
+            and not _into_any(previous[name] if name in previous else pending[name], trees)
+        ):
+            untouched.append(name)  # another interpreter's of this install directory
+            continue
         if ours and mine is not None and owner is not None and not _same_dir(owner, mine):
             taken.append((name, owner))
         changes.append((name, target, path, expected))
@@ -435,7 +450,7 @@ def _sync_links(
         if (
             not prune
             or (mine is not None and owner is not None and not _same_dir(owner, mine))
-            or (trees is not None and not any(_links_into(entry, t, windows) for t in trees))
+            or (trees is not None and not _into_any(entry, trees))
         ):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.
@@ -448,10 +463,14 @@ def _sync_links(
         if is_ours(name, current):
             path.unlink()
             removed.append(name)
+    # Left as they were: recorded as they were, not as wanted.
+    kept += [name for name in untouched if name in previous]
+    left_pending |= {name: pending[name] for name in untouched if name in pending}
+    made = {name: entry for name, entry in entries.items() if name not in untouched}
     owners = {name: installs[name] for name in kept if name in installs}
-    owners |= dict.fromkeys(entries, mine) if mine is not None else {}
+    owners |= dict.fromkeys(made, mine) if mine is not None else {}
     left = _Manifest(
-        links={name: previous[name] for name in kept} | entries,
+        links={name: previous[name] for name in kept} | made,
         installs=owners,
         pending=left_pending,
         pending_installs={
@@ -461,7 +480,9 @@ def _sync_links(
         },
     )
     _write_manifest(bin_dir, left)
-    return LinkResult(created=tuple(created), removed=tuple(removed), taken=tuple(taken))
+    return LinkResult(
+        created=tuple(created), removed=tuple(removed), taken=tuple(taken), left=tuple(untouched)
+    )
 
 
 #: A link a killed run made and had not renamed into place yet.

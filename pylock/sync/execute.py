@@ -660,6 +660,11 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
             f"--bin-dir: {bin_dir / name} linked an interpreter in {owner}; it now links this "
             f"project's (in {request.dest_root})"
         )
+    for name in linked.left:
+        reporter.warn(
+            f"--bin-dir: {bin_dir / name} links another interpreter of {request.dest_root}; "
+            "left as it is (a sync without --only moves it)"
+        )
     if linked.created:
         # What lands on PATH is worth a line by default.
         reporter.event(f"linked {', '.join(linked.created)} into {bin_dir}")
