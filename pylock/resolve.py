@@ -402,8 +402,7 @@ def _check_named_build(request: PythonRequest, filename: str, platforms: Sequenc
             f"locks {request.implementation.value}",
             hint=f'set implementation = "{implementation.value}" in {where}',
         )
-    # An x86-64 level build (x86_64_v3) may be a choice for machines known to have it.
-    others = [key for key in platforms if key not in (platform.key, _without_level(platform.key))]
+    others = [key for key in platforms if not _serves(platform.key, key)]
     if others:
         raise ResolutionError(
             f"{request.name}: {filename} is a build for {platform.key}, not for "
@@ -417,6 +416,21 @@ def _check_named_build(request: PythonRequest, filename: str, platforms: Sequenc
             f"{request.variant.value}",
             hint=f'set variant = "{variant.value}" in {where}',
         )
+
+
+def _serves(build: str, platform: str) -> bool:
+    """Whether a build for the platform key ``build`` may be locked for ``platform``: the
+    same, or the same but for the x86-64 level. A baseline build runs on any level, and a
+    level build (x86_64_v3) is a choice for machines known to have it; two levels differ.
+
+    >>> v3, v2, x86 = "linux-x86_64_v3-gnu", "linux-x86_64_v2-gnu", "linux-x86_64-gnu"
+    >>> _serves(x86, v3), _serves(v3, x86), _serves(v3, v2), _serves("macos-aarch64", x86)
+    (True, True, False, False)
+    """
+    if build == platform:
+        return True
+    base = _without_level(build)
+    return base == _without_level(platform) and base in (build, platform)
 
 
 def _without_level(key: str) -> str:

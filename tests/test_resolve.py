@@ -569,6 +569,11 @@ def test_a_direct_url_of_an_x86_64_level_build_may_serve_plain_x86_64() -> None:
     entry = lock_one(index_of(), request(version=None, url=url, sha256=SHA, platforms=(LINUX,)))
     assert [a.platform for a in entry.artifacts] == [LINUX]
     assert entry.version == "3.13.9"
+    # And a baseline build runs on every level.
+    baseline = url.replace("x86_64_v3-", "x86_64-")
+    v3 = "linux-x86_64_v3-gnu"
+    entry = lock_one(index_of(), request(version=None, url=baseline, sha256=SHA, platforms=(v3,)))
+    assert [a.platform for a in entry.artifacts] == [v3]
 
 
 def test_direct_url_without_sha256_uses_the_callback() -> None:

@@ -63,6 +63,8 @@ def _is_stored(name: str) -> bool:
         return False
     stored = name[1:-4].rpartition(".")[0]
     return bool(_STORED.fullmatch(stored)) and is_temporary_of(stored, name)
+
+
 #: The most a metadata record (the ``.json`` beside a body) may hold; a few hundred bytes.
 MAX_RECORD_BYTES = 1024 * 1024
 
