@@ -544,9 +544,12 @@ def build_mirror(
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise MirrorError(
-            f"{outdir} is not a directory", hint="give a directory (or a new path) as OUTDIR"
-        ) from None
+        what = (
+            f"{outdir} is a symlink to {os.readlink(outdir)}, which does not exist"
+            if os.path.islink(outdir) and not os.path.exists(outdir)
+            else f"{outdir} is not a directory"
+        )
+        raise MirrorError(what, hint="give a directory (or a new path) as OUTDIR") from None
     except OSError as exc:
         raise MirrorError(f"cannot create {outdir}: {exc.strerror}") from None
     try:

@@ -151,7 +151,7 @@ def _parts_problem(parts: SplitResult) -> str | None:
     if parts.scheme == "file":
         if not parts.netloc and not parts.path:
             return "a file URL needs a path (file:///DIRECTORY/)"
-        if "%00" in parts.path or "\0" in parts.path:
+        if any("%00" in part or "\0" in part for part in (parts.netloc, parts.path)):
             return "its path holds a NUL byte (%00), which no file name can"
     netloc = parts.netloc.rpartition("@")[2]
     if netloc.startswith("["):

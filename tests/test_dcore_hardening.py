@@ -192,9 +192,10 @@ def test_a_file_url_is_copied_hashed_and_bounded(tmp_path: Path) -> None:
 def test_a_file_url_with_a_nul_byte_or_no_file_is_a_download_error(tmp_path: Path) -> None:
     """CLI attack: a `%00` in a locked file URL was a traceback (embedded null byte); a
     missing file of the lock's own URL (no mirror) was hinted at a mirror directory."""
-    nul = _download(tmp_path / "a", target="file:///srv/%00x.tar.gz")
-    with pytest.raises(DownloadError, match=r"holds a NUL byte \(%00\)"):
-        policy.copy_file(nul)
+    for target in ("file:///srv/%00x.tar.gz", "file://srv%00x/share/a.tar.gz"):
+        nul = _download(tmp_path / "a", target=target)
+        with pytest.raises(DownloadError, match=r"holds a NUL byte \(%00\)"):
+            policy.copy_file(nul)
     missing = (tmp_path / "gone.tar.gz").as_uri()
     direct = policy.Download(
         target=missing, canonical=missing, dest=tmp_path / "b", sha256=None, size=None,

@@ -943,7 +943,9 @@ def test_cli_which(
 
 @posix_only
 def test_which_of_an_executable_that_cannot_be_run_fails_as_run_does(
-    installed_here: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    installed_here: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CLI attack: `which` printed the path (exit 0) of a bin/python3 that was a directory
     or had lost its executable bit, where `run` reported the broken install."""
@@ -968,6 +970,17 @@ def test_which_of_an_executable_that_cannot_be_run_fails_as_run_does(
     exe.write_bytes(b"")
     exe.chmod(mode)
     assert cli.main(base) == 0
+    capsys.readouterr()
+    # Executable, and refused all the same: a file system mounted noexec. Reinstalling
+    # cannot help; another directory can.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m, **kw: False if Path(p) == named else real_access(p, m, **kw)
+    )
+    assert cli.main(base) == 1
+    err = capsys.readouterr().err
+    assert "its file system does not let programs run (mounted noexec?)" in err
+    assert "pylock: hint: sync into a directory where programs may run (--into DIR)" in err
 
 
 def _synced_for_windows(tmp_path: Path) -> tuple[Path, Path, LockedPython]:

@@ -719,7 +719,7 @@ def _mirror_fails(
     return info.value
 
 
-@pytest.mark.parametrize("what", ["file", "device"])
+@pytest.mark.parametrize("what", ["file", "device", "dangling"])
 def test_an_outdir_that_is_not_a_directory_is_named_as_such(
     tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], what: str
 ) -> None:
@@ -728,12 +728,18 @@ def test_an_outdir_that_is_not_a_directory_is_named_as_such(
     out = tmp_path / "out.txt"
     if what == "file":
         out.write_text("mine", encoding="utf-8")
+    elif what == "dangling":
+        out.symlink_to(tmp_path / "gone")
     else:
         if not os.path.exists(os.devnull) or os.name == "nt":
             pytest.skip("no null device to point at")
         out = Path(os.devnull)
     error = _mirror_fails(the_lock, out, tmp_path, upstream_dir, io.StringIO())
-    assert str(error) == f"{out} is not a directory"
+    assert str(error) == (
+        f"{out} is a symlink to {tmp_path / 'gone'}, which does not exist"
+        if what == "dangling"
+        else f"{out} is not a directory"
+    )
     assert error.hint == "give a directory (or a new path) as OUTDIR"
     if what == "file":
         assert out.read_text(encoding="utf-8") == "mine"

@@ -136,6 +136,7 @@ def test_invalid_mirror_is_a_usage_error() -> None:
     ("base", "problem"),
     [
         ("file:///srv/m/%00", "its path holds a NUL byte (%00), which no file name can"),
+        ("file://a%00b/m/", "its path holds a NUL byte (%00), which no file name can"),
         ("file://", "a file URL needs a path (file:///DIRECTORY/)"),
         ("file:", "a file URL needs a path (file:///DIRECTORY/)"),
         ("file:///srv/m?x=1", "a file URL has no query or fragment (? or #)"),

@@ -265,7 +265,7 @@ def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
     from urllib.request import url2pathname
 
     parts = urlsplit(url)
-    if "\0" in unquote(parts.path):
+    if "\0" in unquote(parts.netloc + parts.path):  # a share's server too, on Windows
         raise DownloadError(
             f"the path of {url} holds a NUL byte (%00), which no file name can", url=url
         )

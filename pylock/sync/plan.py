@@ -337,6 +337,13 @@ def locate(
         )
     if check_executable and foreign is None and os.name != "nt" and not os.access(exe, os.X_OK):
         # What `run` would meet: name it now, not a path that cannot be run.
+        if exe.stat().st_mode & 0o111:
+            # Executable bits, and still refused: a file system mounted noexec.
+            raise PylockError(
+                f"{python.name}'s {exe} cannot be run here: its file system does not let "
+                "programs run (mounted noexec?)",
+                hint="sync into a directory where programs may run (--into DIR)",
+            )
         raise PylockError(
             f"{python.name}'s {exe} cannot be run (not executable)",
             hint=repair_hint(python.name),
