@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -298,3 +299,24 @@ class Project:
             argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=PATIENCE
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+
+def signal_when_ready(
+    process: subprocess.Popen[str],
+    ready: Callable[[subprocess.Popen[str]], None],
+    signum: int,
+    *,
+    timeout: float = 30,
+) -> tuple[float, int, str]:
+    """Send ``signum`` to ``process`` once ``ready(process)`` returns; give the seconds it
+    then took to exit, its exit code and its stderr. Killed if it outlives ``timeout``."""
+    try:
+        ready(process)
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return time.monotonic() - sent, process.returncode, err

@@ -35,7 +35,7 @@ from pylock.progress import NullReporter
 from pylock.sync.archives import Wanted, ensure_archives, ensure_each
 from pylock.sync.cache import Cache
 from tests.httpserver import HttpServer, Throttle
-from tests.syncproject import Build, Project
+from tests.syncproject import Build, Project, signal_when_ready
 from tests.test_fetch import fast, payload, want
 
 HOLDER = r"""
@@ -270,16 +270,7 @@ def _interrupt(
         "sys.argv = ['pylock', *sys.argv[1:]]; runpy.run_module('pylock', run_name='__main__')"
     )
     proc = project.popen([argv[0], "-c", wrapper, *argv[3:]])
-    try:
-        ready(proc)
-        interrupted = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return time.monotonic() - interrupted, proc.returncode, err
+    return signal_when_ready(proc, ready, signal.SIGINT)
 
 
 def _once_downloading(project: Project) -> Callable[[subprocess.Popen[str]], None]:
@@ -671,8 +662,9 @@ def test_an_install_under_way_when_ctrl_c_comes_is_said_when_it_ends(
         release.wait(5)
         return True
 
+    stop = threading.Event()
     installer = types.SimpleNamespace(
-        install_one=install_one, downloads=types.SimpleNamespace(stop=threading.Event())
+        install_one=install_one, downloads=types.SimpleNamespace(stop=stop, halt=stop.set)
     )
     jobs = [types.SimpleNamespace(python=types.SimpleNamespace(name=n)) for n in ("app", "lib")]
     real_wait = concurrent.futures.wait

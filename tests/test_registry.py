@@ -801,7 +801,10 @@ def test_sigterm_while_a_credential_helper_hangs_ends_the_sync_and_the_helper(
     27 s to end it (the helper's timeout), and a SIGKILL then left the helper running."""
     import os
     import signal
+    import subprocess
     import time
+
+    from tests.syncproject import signal_when_ready
 
     sync_project.lock(app_a)
     sync_project.serve(app_a)
@@ -822,21 +825,17 @@ def test_sigterm_while_a_credential_helper_hangs_ends_the_sync_and_the_helper(
     process = sync_project.popen(
         sync_project.sync_command("--remote-cache", "oci+http://127.0.0.1:9/r")
     )
-    try:
+
+    def helper_started(process: subprocess.Popen[str]) -> None:
         deadline = time.monotonic() + 30
         while not (pid_file.exists() and pid_file.read_text().strip()):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the helper never started"
             time.sleep(0.02)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 143, err
-    assert time.monotonic() - started < 5, err  # not the helper's 30 s
+
+    took, code, err = signal_when_ready(process, helper_started, signal.SIGTERM, timeout=20)
+    assert code == 143, err
+    assert took < 5, err  # not the helper's 30 s
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
 
