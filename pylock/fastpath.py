@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pylock.settings import Settings
 
 STATE_FILE = ".pylock-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 RECORD = os.path.join(".pylock", "install.json")
 #: The trees an install or removal works in (``pylock.sync.install``'s prefixes).
 LEFTOVER_PREFIXES = (".pylock-tmp-", ".pylock-old-", ".pylock-trash-")
@@ -95,12 +95,20 @@ def file_sha256(path: str) -> str | None:
 
 
 def record_stamp(path: str) -> list[int] | None:
-    """What identifies one version of an install record on disk."""
+    """What identifies one version of an install record on disk: ``None`` for one that is
+    no regular file in a real ``.pylock/`` (a symlink to either, which the full sync
+    refuses). The change time too: an edit in place that put the old mtime back changes it."""
+    import stat
+
     try:
-        st = os.stat(path)
+        if os.path.islink(os.path.dirname(path)):
+            return None
+        st = os.lstat(path)
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def path_digest(path: str) -> str:
@@ -217,8 +225,9 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
     key = state.get("options-key")
     if not isinstance(key, str) or options_key(argv, settings, key.partition(":")[0]) != key:
         return None
-    if file_sha256(os.path.join(project, "pythons.lock")) != state.get("lock-sha256"):
-        return None
+    lock_sha = state.get("lock-sha256")
+    if lock_sha is None or file_sha256(os.path.join(project, "pythons.lock")) != lock_sha:
+        return None  # (no state is ever written without a lock: a forged one)
     if config_sha256(project) != state.get("config-sha256"):
         return None
     records: dict[str, list[int]] = state["records"]  # type: ignore[assignment]
@@ -246,7 +255,10 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
     if options.get("--quiet"):
         return Noop("", warnings, color)
     count = len(records)
-    shown = os.path.relpath(dest, cwd) if dest.startswith(os.path.join(cwd, "")) else dest
+    inside = dest == cwd or dest.startswith(os.path.join(cwd, ""))
+    shown = os.path.relpath(dest, cwd) if inside else dest
+    if not shown.isprintable():
+        return None  # the full sync shows it escaped
     line = f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
     return Noop(line, warnings, color)
 
@@ -277,7 +289,7 @@ def read_state(dest: str) -> dict[str, object] | None:
             warnings.append(line[len("warning ") :])
             continue
         words = line.split(" ")
-        if words[0] == "record" and len(words) == 5:
+        if words[0] == "record" and len(words) == 6:
             try:
                 records[words[1]] = [int(w) for w in words[2:]]
             except ValueError:
@@ -292,9 +304,13 @@ def read_state(dest: str) -> dict[str, object] | None:
 
 
 def config_sha256(project: str) -> str | None:
-    """The sha256 of ``pythons.toml`` beside the lock, ``None`` if there is none."""
+    """The sha256 of ``pythons.toml`` beside the lock, ``None`` if there is none; ``"?"``
+    (which no state holds) if there is one that cannot be read as one, about which the
+    full sync warns."""
     config = os.path.join(project, "pythons.toml")
-    return file_sha256(config) if os.path.exists(config) else None
+    if not os.path.lexists(config):
+        return None
+    return file_sha256(config) or "?"
 
 
 def write_state(

@@ -54,6 +54,128 @@ def test_fast_path_does_not_answer_for_a_moved_install_dir(
     assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
 
 
+@posix_only
+def test_fast_path_does_not_trust_what_the_full_sync_refuses_or_rereads(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fast-path attack: a symlinked `.pylock/` or install record, an install record edited
+    in place with its mtime put back, a forged state for a project without a lock, and a
+    pythons.toml that cannot be read were all "up to date", where the full sync refuses,
+    reinstalls or warns."""
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    settings = Settings.from_environ({})
+
+    def answered() -> bool:
+        return try_noop_sync(argv, settings) is not None
+
+    sync_project.install(app_a)
+    tree = sync_project.into / "app"
+    record = tree / ".pylock" / "install.json"
+    assert answered()
+    # An edit in place, its mtime put back.
+    before = record.stat()
+    record.write_bytes(record.read_bytes().replace(b'"', b'"', 1))
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not answered()
+    sync_project.install(app_a)
+    assert answered()
+    # The record through a symlink, and the whole .pylock/ through one.
+    aside = sync_project.root / "aside.json"
+    os.replace(record, aside)
+    record.symlink_to(aside)
+    assert not answered()
+    record.unlink()
+    os.replace(aside, record)
+    os.replace(tree / ".pylock", sync_project.root / "aside")
+    (tree / ".pylock").symlink_to(sync_project.root / "aside")
+    assert not answered()
+    (tree / ".pylock").unlink()
+    os.replace(sync_project.root / "aside", tree / ".pylock")
+    sync_project.install(app_a)
+    assert answered()
+    # A pythons.toml that is there and cannot be read is not "no pythons.toml".
+    config = sync_project.root / "pythons.toml"
+    had = config.read_bytes() if config.exists() else None
+    config.unlink(missing_ok=True)
+    os.mkfifo(config)
+    assert not answered()
+    config.unlink()
+    if had is not None:
+        config.write_bytes(had)
+    # A forged state that names no lock, for a project that has none.
+    state = sync_project.into / ".pylock-state"
+    lines = state.read_text(encoding="utf-8").splitlines()
+    state.write_text(
+        "\n".join("lock-sha256 -" if x.startswith("lock-sha256 ") else x for x in lines) + "\n",
+        encoding="utf-8",
+    )
+    (sync_project.root / "pythons.lock").unlink()
+    assert not answered()
+
+
+@posix_only
+def test_fast_path_leaves_a_tree_fixed_up_through_a_symlink_to_the_full_sync(
+    sync_project: Project,
+) -> None:
+    """Fast-path attack: a tree fixed up for `alias/app` (alias -> real) was current for
+    `real/app` by samefile, which the fast path took once and for all; with the link gone,
+    the .pc file named a path that no longer existed, and the sync said "up to date"."""
+    from tests.archives import compress, exe, file, tar_bytes
+    from tests.syncproject import TAG_A
+
+    entries = (
+        exe("python/bin/python3.12", b"#!/bin/sh\n"),
+        file("python/lib/pkgconfig/python-3.12.pc", b"prefix=/install\nlibdir=${prefix}/lib\n"),
+    )
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    build = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    real = sync_project.into
+    real.mkdir(parents=True)
+    alias = sync_project.root / "alias"
+    alias.symlink_to(real)
+    sync_project.lock(build)
+    sync_project.serve(build)
+    assert sync_project.run("sync", "--into", str(alias), "--mirror", sync_project.mirror).code == 0
+    pc = real / "app" / "lib" / "pkgconfig" / "python-3.12.pc"
+    assert f"prefix={alias / 'app'}" in pc.read_text(encoding="utf-8")
+    through_real = ["sync", "--into", str(real), "--mirror", sync_project.mirror]
+    assert "up to date" in sync_project.run(*through_real).err
+    # No state to answer from: only the full sync asks whether the link still stands.
+    argv = ["--project", str(sync_project.root), *through_real]
+    assert try_noop_sync(argv, Settings.from_environ({})) is None
+    alias.unlink()
+    again = sync_project.run(*through_real)
+    assert again.code == 0, again.err
+    assert f"prefix={real / 'app'}" in pc.read_text(encoding="utf-8")
+
+
+def test_fast_path_names_the_current_directory_as_the_full_sync_does(
+    installed: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(installed.into)
+    argv = ["--project", str(installed.root), "sync", "--mirror", installed.mirror]
+    argv += ["--into", str(installed.into)]
+    noop = try_noop_sync(argv, Settings.from_environ({}))
+    assert noop is not None and noop.line == "1 interpreter up to date in ."
+
+
+@posix_only
+def test_fast_path_leaves_a_path_with_control_characters_to_the_full_sync(
+    sync_project: Project, app_a: Build
+) -> None:
+    into = sync_project.root / "esc\x1b[31mRED"
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("sync", "--into", str(into), "--mirror", sync_project.mirror).code == 0
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    assert try_noop_sync([*argv, "--into", str(into)], Settings.from_environ({})) is None
+    again = sync_project.run("sync", "--into", str(into), "--mirror", sync_project.mirror)
+    assert "\x1b" not in again.err and "up to date in" in again.err
+
+
 def test_fast_path_does_not_answer_for_another_c_library(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -684,8 +684,15 @@ def _remember(
     if not request.remember:
         return
     from pylock.fastpath import write_state
+    from pylock.sync.records import installed_state
 
     dest = request.dest_root
+    for name in names:
+        state = installed_state(dest, name)
+        if state is not None and state.fixed_up_for not in (None, str(state.path)):
+            # Fixed up for this directory spelled another way (through a symlink): current
+            # while that link stands, which only the full sync checks, every time.
+            return
     try:
         write_state(
             dest=str(dest),
