@@ -874,6 +874,21 @@ def _foreign(found: Located) -> str:
     )
 
 
+def _run_here_hint(found: Located, lock: LockFile | None) -> str:
+    """What to do about a tree synced for another platform that ``run`` cannot start: a
+    sync for this machine, if the lock has a build for it; else locking one."""
+    from pylock.platforms import host
+
+    here = host().key
+    locked = lock.get(found.python.name) if lock is not None else None
+    if locked is not None and locked.artifact_for(here) is None:
+        return (
+            f"{_foreign(found)}, and {LOCK_FILENAME} has no build of it for this machine: add "
+            f"{here!r} to its platforms in pythons.toml and run `pylock lock`"
+        )
+    return f"{_foreign(found)}; sync it without --platform to run it here"
+
+
 def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = True) -> Located:
     """``NAME`` in ``--into`` (or the default install directory), for ``which`` and ``run``."""
     from pylock.sync.plan import locate
@@ -1086,7 +1101,7 @@ def _cmd_run(ctx: Context) -> int:
         except OSError as exc:
             raise PylockError(
                 f"cannot run {exe}: {exc.strerror or exc}",
-                hint=f"{_foreign(found)}; sync it without --platform to run it here"
+                hint=_run_here_hint(found, lock)
                 if found.foreign is not None
                 else repair_hint(found.python.name),
             ) from None

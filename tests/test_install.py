@@ -22,7 +22,7 @@ import pytest
 from pylock import cli
 from pylock.errors import ArchiveError, HashMismatchError, InstallError
 from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
-from pylock.platforms import Platform
+from pylock.platforms import Platform, host
 from pylock.progress import NullReporter
 from pylock.sync.install import (
     Fixup,
@@ -1028,7 +1028,38 @@ def test_which_and_run_of_a_tree_synced_for_another_platform(
     err = capsys.readouterr().err
     assert f"cannot run {dest.absolute() / 'pp' / 'pypy3.exe'}" in err
     assert "hint: pp was installed for windows-x86_64" in err
-    assert "sync it without --platform" in err
+    # The lock has no build for this machine: a sync without --platform would fail too
+    # (cross-platform attack), so the hint says what would work.
+    here = host().key
+    assert (
+        f"and pythons.lock has no build of it for this machine: add {here!r} to its "
+        "platforms in pythons.toml and run `pylock lock`"
+    ) in err
+    lock = loads((project / "pythons.lock").read_text(encoding="utf-8"))
+    (pp,) = lock.pythons
+    ours = attrs.evolve(pp.artifacts[0], platform=here, sha256="e" * 64)
+    relocked = attrs.evolve(pp, artifacts=(*pp.artifacts, ours))
+    (project / "pythons.lock").write_text(
+        dumps(make_lock([relocked], config_digest="sha256:" + "0" * 64))
+    )
+    assert cli.main([*base, "run", "--into", str(dest), "pp", "-c", "pass"]) == 1
+    assert "sync it without --platform to run it here" in capsys.readouterr().err
+
+
+def test_the_executable_is_one_that_runs_before_a_link_that_leads_nowhere(tmp_path: Path) -> None:
+    """Cross-platform attack: `bin/python3 -> python3` (a loop) beside a real
+    `bin/python3.12` made `which` report the loop, and fail."""
+    from pylock.sync.install import executable
+
+    python = locked_python("app", "3.12.7", "20990101", [])
+    bin_dir = tmp_path / "app" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3").symlink_to("python3")
+    (bin_dir / "python3.12").write_bytes(b"")
+    linux = Platform.parse("linux-x86_64-gnu")
+    assert executable(tmp_path, python, linux) == bin_dir / "python3.12"
+    (bin_dir / "python3.12").unlink()
+    assert executable(tmp_path, python, linux) == bin_dir / "python3"  # for the caller to judge
 
 
 @posix_only

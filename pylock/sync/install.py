@@ -1019,8 +1019,11 @@ def executable(dest_root: Path, python: LockedPython, platform: Platform) -> Pat
         candidates = ["python.exe", f"python{minor}{abi}.exe", f"python{abi}.exe"]
     else:
         candidates = ["bin/python3", f"bin/python{minor}{abi}", "bin/python"]
-    for candidate in candidates:
-        path = tree / candidate
-        if os.path.lexists(path):
-            return path
+    # A file first (through its links): a link that leads nowhere (or to itself) is passed
+    # over for a candidate that runs; then whatever is there, for the caller to judge.
+    for exists in (os.path.isfile, os.path.lexists):
+        for candidate in candidates:
+            path = tree / candidate
+            if exists(path):
+                return path
     return tree / candidates[0]
