@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -614,3 +615,30 @@ def test_sync_only_prunes_its_own_links_however_the_install_dir_is_spelled(
     assert done.code == 0, done.err
     assert not os.path.lexists(bin_dir / f"python{app_a.minor}")
     assert (bin_dir / f"python{app_b.minor}").resolve().is_file()
+
+
+def test_a_bin_dir_for_another_platforms_kind_of_machine_is_refused(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Cross-platform attack: `sync --platform windows-x86_64 --bin-dir B` on Linux wrote
+    .cmd launchers naming POSIX paths (they run nowhere), and a bin dir shared with the
+    host's syncs lost track of one kind of link or the other."""
+    import attrs
+
+    from pylock.lockfile import dumps, make_lock
+    from tests.syncproject import DIGEST
+
+    other = "linux-x86_64-gnu" if sys.platform == "win32" else "windows-x86_64"
+    python = app_a.python()
+    elsewhere = attrs.evolve(
+        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+    )
+    (sync_project.root / "pythons.lock").write_text(
+        dumps(make_lock([elsewhere], config_digest=DIGEST)), encoding="utf-8"
+    )
+    bin_dir = sync_project.root / "bin"
+    done = sync_project.sync("--platform", other, "--bin-dir", str(bin_dir))
+    assert done.code == 2
+    assert f"--bin-dir links interpreters to run on this machine, not {other}'s" in done.err
+    assert not bin_dir.exists()
+    assert not (sync_project.into / "app").exists()

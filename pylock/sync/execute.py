@@ -572,6 +572,14 @@ def run_sync(
     if request.bin_dir is not None:
         from pylock.sync.bindir import link_owners
 
+        if platform.is_windows != (sys.platform == "win32"):
+            # .cmd launchers on a POSIX machine (or links on Windows) run nothing here,
+            # and a bin dir shared with this machine's syncs would hold both kinds.
+            raise UsageError(
+                f"--bin-dir links interpreters to run on this machine, not {platform.key}'s",
+                hint="sync without --bin-dir for another platform; link them where they run",
+            )
+
         # A name two interpreters would share is an error before anything is installed
         # (among those synced: `--only` into separate bin dirs is the way out).
         link_owners(
