@@ -320,7 +320,9 @@ class LockUpdate:
 
 #: What every pythons.lock holds, broken or not (`lock-version`, a `[[python]]` table, a
 #: merge-conflict marker): a file with none of them is no lock, and not pylock's to write.
-_LOCK_WORDS = re.compile(rb"^(?:\s*lock-version\s*=|\s*\[\[\s*python\s*\]\]|<{7} )", re.M)
+_LOCK_WORDS = re.compile(
+    rb"^(?:\xef\xbb\xbf)?(?:\s*lock-version\s*=|\s*\[\[\s*python\s*\]\]|<{7} )", re.M
+)
 
 
 def _write_target(lock_path: Path) -> Path:
