@@ -157,7 +157,7 @@ def test_a_symlinked_lock_is_written_where_it_points(
     ]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "conflict", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "header", "conflict", "empty", "bom"])
 def test_a_symlinked_broken_lock_is_mended_where_it_points(
     project: Path, capsys: pytest.CaptureFixture[str], damage: str
 ) -> None:
@@ -169,6 +169,10 @@ def test_a_symlinked_broken_lock_is_mended_where_it_points(
     shared = project.parent / "shared.lock"
     if damage == "truncated":
         shared.write_text(good[:300], encoding="utf-8")
+    elif damage == "header":
+        shared.write_text(good[:40], encoding="utf-8")  # the start of its first comment
+    elif damage == "bom":
+        shared.write_bytes(b"\xef\xbb\xbf" + good.encode())  # as an editor may save it
     elif damage == "conflict":
         shared.write_text(f"<<<<<<< HEAD\n{good}=======\n{good}>>>>>>> other\n", encoding="utf-8")
     else:
@@ -178,7 +182,7 @@ def test_a_symlinked_broken_lock_is_mended_where_it_points(
     capsys.readouterr()
     assert run(project, "lock", "--offline") == 0, capsys.readouterr().err
     assert (project / "pythons.lock").is_symlink()
-    assert shared.read_text(encoding="utf-8") == good
+    assert shared.read_text(encoding="utf-8-sig") == good  # a mark alone is no change
 
 
 @pytest.mark.parametrize("points_at", ["fifo", "text", "missing", "directory"])
