@@ -73,7 +73,7 @@ def describe_direct(
     called first when it is no archive pylock can install (a proxy's login page)."""
     from pylock.archive.layout import Layout, detect_layout
     from pylock.platforms import resolve_platform
-    from pylock.resolve import lock_direct
+    from pylock.resolve import check_named_build, lock_direct
     from pylock.versions import ArchiveFormat, Flavor
 
     assert request.url is not None
@@ -112,37 +112,17 @@ def describe_direct(
         )
     else:
         flavor = None
-    version = direct_version(request, filename=filename, path=path, fmt=fmt, layout=layout)
     try:
         platforms = sorted(
             {resolve_platform(p, host_platform=host_platform).key for p in request.platforms}
         )
     except ValueError as exc:
         raise ResolutionError(f"python.{request.name}.platforms: {exc}") from None
+    # Before the version is read from a name that may be another implementation's release.
+    check_named_build(request, filename, platforms)
+    version = direct_version(request, filename=filename, path=path, fmt=fmt, layout=layout)
     return lock_direct(
         request, sha256=sha256, size=size, platforms=platforms, version=version, flavor=flavor
-    )
-
-
-def _refuse_other_implementation(request: PythonRequest, filename: str) -> None:
-    """A CPython request for an archive named as PyPy or GraalPy name theirs is a slip: its
-    first ``X.Y.Z`` is the PyPy or GraalPy release, which would be locked as CPython's."""
-    from pylock.index.names import parse_graalpy_filename, parse_pypy_filename
-
-    pypy = parse_pypy_filename(filename)
-    if pypy is not None:
-        implementation, version = "pypy", pypy.python_version
-    elif parse_graalpy_filename(filename) is not None:
-        implementation, version = "graalpy", None
-    else:
-        return
-    example = f'implementation = "{implementation}"'
-    if version is not None:
-        example += f' and version = "{version}"'
-    raise ResolutionError(
-        f"python.{request.name}: {filename} is named as a {implementation} archive, but the "
-        "entry asks for CPython",
-        hint=f"if it is {implementation}, say so under [python.{request.name}]: {example}",
     )
 
 
@@ -170,7 +150,6 @@ def direct_version(
                 hint="check that the URL names the interpreter build you meant",
             )
     elif request.implementation is Implementation.CPYTHON:
-        _refuse_other_implementation(request, filename)
         detected = version_in_filename(filename)
         origin = "its file name"
     exact = exact_version(request.specifier)

@@ -352,7 +352,7 @@ def lock_direct(
     """
     assert request.url is not None
     filename = Artifact(platform="", url=request.url, sha256=sha256).filename
-    _check_named_build(request, filename, platforms)
+    check_named_build(request, filename, platforms)
     if version is None:
         version = _direct_version(request, filename)
     chosen: Flavor | None
@@ -379,28 +379,30 @@ def lock_direct(
     )
 
 
-def _check_named_build(request: PythonRequest, filename: str, platforms: Sequence[str]) -> None:
+def check_named_build(request: PythonRequest, filename: str, platforms: Sequence[str]) -> None:
     """Refuse a direct URL whose upstream file name says it is another implementation,
     platform or variant than the entry locks it as: the lock would name a build that is
-    not the archive (a macOS archive locked for Linux, a free-threaded one as default)."""
+    not the archive (a macOS archive locked for Linux, a free-threaded one as default, a
+    PyPy archive as CPython, whose first ``X.Y.Z`` is the PyPy release)."""
     where = f"[python.{request.name}]"
     pbs = parse_pbs_filename(filename)
-    release = None if pbs is not None else parse_pypy_filename(filename)
-    if pbs is None and release is None:
-        release = parse_graalpy_filename(filename)
+    pypy = None if pbs is not None else parse_pypy_filename(filename)
+    release = pypy if pbs is not None or pypy is not None else parse_graalpy_filename(filename)
     if pbs is not None:
         implementation, platform, variant = Implementation.CPYTHON, pbs.platform, pbs.variant
     elif release is not None:
-        pypy = filename.startswith("pypy")
-        implementation = Implementation.PYPY if pypy else Implementation.GRAALPY
+        implementation = Implementation.PYPY if pypy is not None else Implementation.GRAALPY
         platform, variant = release.platform, None
     else:
         return  # a name of no upstream's: nothing to go by
     if implementation is not request.implementation:
+        example = f'implementation = "{implementation.value}"'
+        if release is not None and release.python_version is not None:
+            example += f' and version = "{release.python_version}"'
         raise ResolutionError(
-            f"{request.name}: {filename} is a {implementation.value} archive, but {where} "
-            f"locks {request.implementation.value}",
-            hint=f'set implementation = "{implementation.value}" in {where}',
+            f"python.{request.name}: {filename} is named as a {implementation.value} archive, "
+            f"but the entry asks for {request.implementation.value}",
+            hint=f"if it is {implementation.value}, say so under {where}: {example}",
         )
     others = [key for key in platforms if not _serves(platform.key, key)]
     if others:

@@ -542,8 +542,9 @@ def test_direct_url_version_problems() -> None:
         (
             "https://downloads.python.org/pypy/pypy3.10-v7.3.19-linux64.tar.bz2",
             {"platforms": (LINUX,)},
-            "is a pypy archive, but [python.app] locks cpython",
-            'set implementation = "pypy"',
+            "is named as a pypy archive, but the entry asks for cpython",
+            'if it is pypy, say so under [python.app]: implementation = "pypy" and '
+            'version = "3.10"',
         ),
     ],
 )
