@@ -140,22 +140,19 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
     relative path is taken for another project's: kept, never removed by mistake)."""
     if mine is None:
         return None
-    prefix = os.path.join(mine, "")
-    if windows:
-        inside = f'@"{_batch_literal(prefix)}' in entry
-        return mine if inside else "another install directory"
-    if entry.startswith(prefix):
+    if _links_into(entry, mine, windows):
         return mine
-    return mine if _real(entry).startswith(os.path.join(_real(mine), "")) else entry
+    return "another install directory" if windows else entry
 
 
-def _links_into(entry: str, tree: Path, windows: bool) -> bool:
+def _links_into(entry: str, directory: str | os.PathLike[str], windows: bool) -> bool:
     """Whether the link or launcher ``entry`` (as the manifest recorded it) runs a program
-    in ``tree``, however each is spelled (through a symlinked install directory)."""
-    prefix = os.path.join(str(tree), "")
+    under ``directory`` (an install directory, or one interpreter's tree), however each is
+    spelled (through a symlink). A launcher is judged by the absolute path it starts with."""
+    prefix = os.path.join(os.fspath(directory), "")
     if windows:
         return f'@"{_batch_literal(prefix)}' in entry
-    return entry.startswith(prefix) or _real(entry).startswith(os.path.join(_real(str(tree)), ""))
+    return entry.startswith(prefix) or _real(entry).startswith(os.path.join(_real(prefix), ""))
 
 
 def _same_dir(owner: str, mine: str) -> bool:
@@ -379,8 +376,14 @@ def _sync_links(
         recorded = name in previous and _is_ours(current, previous[name], windows)
         return recorded or making(name, current)
 
-    def _into_any(entry: str, trees: Collection[Path]) -> bool:
-        return any(_links_into(entry, tree, windows) for tree in trees)
+    def recorded(name: str) -> str:
+        """What the manifest says ``name`` links to (made, or being made)."""
+        return previous[name] if name in previous else pending[name]
+
+    def in_trees(name: str) -> bool:
+        """Whether ``name`` links into one of ``trees`` (``sync --only``'s)."""
+        assert trees is not None
+        return any(_links_into(recorded(name), tree, windows) for tree in trees)
 
     def owner_of(name: str, current: str | bytes | None) -> str | None:
         if making(name, current):
@@ -414,7 +417,7 @@ def _sync_links(
             trees is not None
             and ours
             and (mine is None or owner is None or _same_dir(owner, mine))
-            and not _into_any(previous[name] if name in previous else pending[name], trees)
+            and not in_trees(name)
         ):
             untouched.append(name)  # another interpreter's of this install directory
             continue
@@ -446,11 +449,10 @@ def _sync_links(
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
         owner = owner_of(name, current)
-        entry = previous[name] if name in previous else pending[name]
         if (
             not prune
             or (mine is not None and owner is not None and not _same_dir(owner, mine))
-            or (trees is not None and not _into_any(entry, trees))
+            or (trees is not None and not in_trees(name))
         ):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.
