@@ -159,7 +159,8 @@ def lock_at_ref(
     env = (settings or Settings.current()).child_environ(
         GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C"
     )
-    code, _, err = _git(project, env, "rev-parse", "--is-inside-work-tree")
+    # And where the project sits in it (`sub/`), to name the lock as git spells it.
+    code, out, err = _git(project, env, "rev-parse", "--is-inside-work-tree", "--show-prefix")
     if code != 0:
         if "dubious ownership" in err or "safe.directory" in err:
             # A CI container checking out as another user than the one running git.
@@ -175,8 +176,8 @@ def lock_at_ref(
             else f"{project} is not inside a git work tree",
             hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
         )
-    code, prefix, _ = _git(project, env, "rev-parse", "--show-prefix")
-    where = f"{ref}:{prefix.decode('utf-8', 'replace').strip()}{filename}"
+    prefix = out.decode("utf-8", "replace").split("\n")[1:2]
+    where = f"{ref}:{''.join(prefix).strip()}{filename}"
     code, _, _ = _git(project, env, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if code != 0:
         if ref == "HEAD":
@@ -186,14 +187,12 @@ def lock_at_ref(
             hint="in CI, fetch the base branch first (e.g. `actions/checkout` with "
             "`fetch-depth: 0`)",
         )
-    # `REF:./path` is resolved relative to the current directory, i.e. the project.
-    spec = f"{ref}:./{filename}"
-    code, _, _ = _git(project, env, "cat-file", "-e", spec)
-    if code != 0:
-        return None, where
+    # Paths are relative to the current directory, i.e. the project (`REF:./path` too).
     path, target = filename, ""
     for _ in range(_MAX_LINKS):
         code, listed, _ = _git(project, env, "ls-tree", ref, "--", path)
+        if code == 0 and not listed and not target:
+            return None, where  # not committed at this ref
         if code != 0 or listed.startswith(b"100"):  # a file, 100644 or 100755
             break
         if not listed.startswith(b"120000 "):
