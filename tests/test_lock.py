@@ -186,7 +186,9 @@ _python = st.builds(
 )
 
 
-@given(st.lists(_python, unique_by=lambda p: p.name, max_size=4))
+# Unique as the reader judges names: `d` and `D` are one install directory on macOS and
+# Windows, which a lock refuses (hypothesis found the pair).
+@given(st.lists(_python, unique_by=lambda p: p.name.casefold(), max_size=4))
 def test_round_trip_property(pythons: list[LockedPython]) -> None:
     text = dumps(make_lock(pythons, config_digest=DIGEST))
     assert dumps(loads(text)) == text
