@@ -247,6 +247,32 @@ def test_private_ca_needs_ssl_cert_file(
     assert result == (SHA, len(BODY))
 
 
+def test_the_tls_look_alike_leaves_no_socket_open_when_a_client_never_says_goodbye(
+    tmp_path: Path,
+) -> None:
+    """CI flake: aiohttp closes a TLS connection by waiting for the client's close_notify;
+    a client that never sent one left the socket to be collected in a later test, whose
+    setup then failed on the ResourceWarning."""
+    import gc
+    import ssl
+    import warnings
+
+    from tests.pki import https_server
+
+    with https_server(tmp_path / "certs") as (server, ca):
+        url = server.serve(PATH, BODY)
+        context = ssl.create_default_context(cafile=str(ca))
+        raw = socket.create_connection(("127.0.0.1", server.port))
+        client = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        client.sendall(f"GET {PATH} HTTP/1.1\r\nHost: {url.split('/')[2]}\r\n\r\n".encode())
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client.close()
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
 def test_a_tls_context_prepared_in_the_background_is_made_once_and_used(
     tmp_path: Path,
     tls_server: tuple[HttpServer, Path],
