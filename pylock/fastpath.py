@@ -11,7 +11,9 @@ it before anything else is imported:
 - every install record is the very file the state saw (same size, mtime and inode);
 - ``pythons.toml`` beside the lock is unchanged, so no staleness warning is owed;
 - no pylock-installed interpreter is waiting to be pruned;
-- no killed run left a temporary, old or trash tree, which the full sync removes.
+- no killed run left a temporary, old or trash tree, which the full sync removes;
+- the state was written by this version of pylock, whose full sync may check or fix up
+  what an older one did not.
 
 Any doubt at all, including arguments this parser does not understand, returns
 ``None`` and the full sync runs, which re-checks everything and rewrites the state.
@@ -25,6 +27,7 @@ import hashlib
 import os
 import sys
 
+from pylock import __version__
 from pylock.ownfiles import is_temporary_of, read_own_file, read_project_file
 from pylock.settings import host_windows_arch
 
@@ -219,6 +222,8 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
     state = read_state(dest)
     if state is None or state.get("host") != host_fingerprint():
         return None
+    if state.get("pylock") != __version__:
+        return None
     # A moved install directory is reinstalled by the full sync (its fix-ups name the path).
     if state.get("dest-sha256") != path_digest(dest):
         return None
@@ -342,7 +347,8 @@ def write_state(
 
     from pylock.fsutil import atomic_write_text
 
-    lines = [f"pylock-state {STATE_VERSION}", f"host {host_fingerprint()}"]
+    lines = [f"pylock-state {STATE_VERSION}", f"pylock {__version__}"]
+    lines.append(f"host {host_fingerprint()}")
     if lock_sha is None or key is None:
         return
     lines += [f"lock-sha256 {lock_sha}", f"config-sha256 {config_sha or '-'}"]

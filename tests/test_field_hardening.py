@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import pylock
 from pylock.fastpath import STATE_FILE, try_noop_sync
 from pylock.lockfile import LockedPython
 from pylock.progress import human_size
@@ -52,6 +53,28 @@ def test_fast_path_does_not_answer_for_a_moved_install_dir(
     os.rename(sync_project.into, moved)
     # Everything the state compares (records' inodes and times, the lock) moved along.
     assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
+
+
+def test_fast_path_does_not_trust_a_state_another_pylock_wrote(
+    sync_project: Project, app_a: Build
+) -> None:
+    """A state written by another release answered "up to date" after an upgrade, so the
+    new release's checks and fix-ups never ran on a tree the old one installed."""
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    settings = Settings.from_environ({})
+    assert try_noop_sync(argv, settings) is not None
+    state = sync_project.into / STATE_FILE
+    lines = state.read_text().splitlines()
+    assert f"pylock {pylock.__version__}" in lines
+    older = [line for line in lines if not line.startswith("pylock ")]
+    for written in (older, [*older, "pylock 0.1.0"]):
+        state.write_text("\n".join(written) + "\n")
+        assert try_noop_sync(argv, settings) is None
+    # The full sync checks the trees and writes the state anew.
+    assert "up to date" in sync_project.sync().err
+    assert try_noop_sync(argv, settings) is not None
 
 
 @posix_only
