@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import socketserver
 import ssl
 import threading
+from asyncio.trsock import TransportSocket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -72,6 +74,8 @@ class LoopbackServer(Started):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        #: The socket of every connection a request came on, for :meth:`_cleanup`.
+        self._sockets: list[TransportSocket] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request."""
@@ -84,30 +88,38 @@ class LoopbackServer(Started):
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
 
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        sock = None if request.transport is None else request.transport.get_extra_info("socket")
+        if sock is not None and sock not in self._sockets:
+            self._sockets.append(sock)
+        return await self.handle(request)
+
     async def _start(self) -> None:
         app = web.Application()
-        app.router.add_route(self.methods, "/{tail:.*}", self.handle)
+        app.router.add_route(self.methods, "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
-    @staticmethod
-    async def _cleanup(runner: web.AppRunner) -> None:
-        """Shut the app down, then abort the connections it left closing.
+    async def _cleanup(self, runner: web.AppRunner) -> None:
+        """Shut the app down, then end the connections it left closing.
 
-        aiohttp closes each connection gracefully; over TLS that waits for the client's
-        close_notify, and a client already gone leaves the socket open past the loop's end,
-        to be collected (with a ResourceWarning) during some later test.
+        aiohttp closes a connection gracefully; over TLS that waits for the client's
+        close_notify, and a client that never sends one left the socket open past the loop's
+        end, to be collected (with a ResourceWarning) during some later test. Shutting the
+        socket down ends the wait, and asyncio closes it.
         """
-        server = runner.server
-        transports = [] if server is None else [h.transport for h in server.connections]
         await runner.cleanup()
-        for transport in transports:
-            if transport is not None:
-                transport.abort()
-        await asyncio.sleep(0)  # the aborts close their sockets on the next loop pass
+        for sock in self._sockets:
+            if sock.fileno() != -1:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        for _ in range(100):
+            if all(sock.fileno() == -1 for sock in self._sockets):
+                break
+            await asyncio.sleep(0.01)
 
     def stop(self) -> None:
         """Stop serving and join the thread."""

@@ -259,16 +259,22 @@ def test_the_tls_look_alike_leaves_no_socket_open_when_a_client_never_says_goodb
 
     from tests.pki import https_server
 
+    clients = []
     with https_server(tmp_path / "certs") as (server, ca):
         url = server.serve(PATH, BODY)
         context = ssl.create_default_context(cafile=str(ca))
-        raw = socket.create_connection(("127.0.0.1", server.port))
-        client = context.wrap_socket(raw, server_hostname="127.0.0.1")
-        client.sendall(f"GET {PATH} HTTP/1.1\r\nHost: {url.split('/')[2]}\r\n\r\n".encode())
-        assert client.recv(100).startswith(b"HTTP/1.1 200")
+        # One connection kept alive, and one the server closes itself after its answer.
+        for connection in ("keep-alive", "close"):
+            raw = socket.create_connection(("127.0.0.1", server.port))
+            client = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            head = f"GET {PATH} HTTP/1.1\r\nHost: {url.split('/')[2]}\r\n"
+            client.sendall(f"{head}Connection: {connection}\r\n\r\n".encode())
+            assert client.recv(100).startswith(b"HTTP/1.1 200")
+            clients.append(client)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        client.close()
+        for client in clients:
+            client.close()
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
