@@ -72,7 +72,8 @@ class PlatformChange(enum.StrEnum):
     REMOVED = "removed"
     #: A different artifact, as expected when the build changed.
     CHANGED = "changed"
-    #: A different sha256 for the same version, build, variant and flavor.
+    #: A different sha256 for the same version, build, variant and flavor, or at the same
+    #: URL: one name, two files.
     REPUBLISHED = "republished"
     UNCHANGED = "unchanged"
 
@@ -142,7 +143,9 @@ class DiffWarning:
     name: str
     #: The platform concerned.
     platform: str
-    #: Machine-readable kind; only ``republished`` exists today.
+    #: Machine-readable kind: ``republished`` (another sha256 under the same build or URL),
+    #: ``relabelled`` (the same file, now said to be another build) or ``resized`` (the same
+    #: sha256 with another size).
     kind: str
     #: One sentence for people.
     message: str
@@ -167,26 +170,14 @@ class LockDiff:
 
     @property
     def warnings(self) -> tuple[DiffWarning, ...]:
-        """Re-published artifacts, one per interpreter and platform."""
+        """What a reviewer must check, one per interpreter and platform: the signs that a
+        file was replaced upstream or the lock was edited by hand."""
         found: list[DiffWarning] = []
         for python in self.pythons:
             for plat in python.platforms:
-                if plat.change is not PlatformChange.REPUBLISHED:
-                    continue
-                assert plat.old is not None and plat.new is not None
-                found.append(
-                    DiffWarning(
-                        name=python.name,
-                        platform=plat.platform,
-                        kind="republished",
-                        message=(
-                            f"{python.name}: the {plat.platform} artifact changed its sha256 "
-                            f"({plat.old.sha256[:12]}... -> {plat.new.sha256[:12]}...) but not its "
-                            "version or build: upstream re-published the file, or the lock was "
-                            "edited; check it before merging"
-                        ),
-                    )
-                )
+                warning = _warning(python, plat)
+                if warning is not None:
+                    found.append(warning)
         return tuple(found)
 
     def counts(self) -> dict[str, int]:
@@ -198,6 +189,42 @@ class LockDiff:
             else:
                 result["changed"] += 1
         return result
+
+
+def _warning(python: PythonDiff, plat: PlatformDiff) -> DiffWarning | None:
+    """The warning one platform's artifacts call for, if any.
+
+    A build's files and their names and sizes go together: another sha256 under the same
+    build or at the same URL, the same file said to be another build, or one file with
+    two sizes is a replaced upstream file or a hand edit, whatever else changed with it.
+    """
+    old, new = plat.old, plat.new
+    if old is None or new is None or python.old is None or python.new is None:
+        return None
+    where = f"{python.name}: the {plat.platform} artifact"
+    if plat.change is PlatformChange.REPUBLISHED:
+        kind = "republished"
+        what = f"changed its sha256 ({old.sha256[:12]}... -> {new.sha256[:12]}...)"
+        if _same_build(python.old, python.new):
+            why = "but not its version or build: upstream re-published the file"
+        else:
+            why = "at the same URL: upstream replaced the file it names"
+    elif old.sha256 != new.sha256:
+        return None
+    elif not _same_build(python.old, python.new):
+        kind = "relabelled"
+        what = f"is the same file as before (sha256 {new.sha256[:12]}...)"
+        why = f"but the entry now says {python.new.label} where it said {python.old.label}: "
+        why += "upstream listed one file as two builds"
+    elif old.size is not None and new.size is not None and old.size != new.size:
+        kind = "resized"
+        what = f"kept its sha256 but its size changed ({old.size} -> {new.size} bytes)"
+        why = ": upstream published a wrong size"
+    else:
+        return None
+    sep = "" if why.startswith(":") else " "
+    message = f"{where} {what}{sep}{why}, or the lock was edited; check it before merging"
+    return DiffWarning(name=python.name, platform=plat.platform, kind=kind, message=message)
 
 
 # -- comparing -----------------------------------------------------------------------------
@@ -227,7 +254,7 @@ def _diff_platforms(old: LockedPython | None, new: LockedPython | None) -> tuple
         elif before.sha256 == after.sha256:
             # A moved URL or a newly published size is not a different artifact.
             change = PlatformChange.UNCHANGED
-        elif same_build:
+        elif same_build or before.url == after.url:
             change = PlatformChange.REPUBLISHED
         else:
             change = PlatformChange.CHANGED
@@ -259,7 +286,7 @@ def _classify(old: LockedPython, new: LockedPython, platforms: Sequence[Platform
         return Change.CHANGED
     if old.build != new.build:
         return Change.REBUILT
-    if any(p.change is PlatformChange.REPUBLISHED for p in platforms):
+    if _same_build(old, new) and any(p.change is PlatformChange.REPUBLISHED for p in platforms):
         return Change.REPUBLISHED
     return Change.CHANGED
 
@@ -308,17 +335,23 @@ def _transition(old: LockedPython, new: LockedPython) -> tuple[str, bool]:
     else:
         head = f"{old.implementation} {after}"
     moved = old.implementation is not new.implementation or before != after
+    if old.variant is new.variant and new.variant is not Variant.DEFAULT:
+        head += f" ({new.variant})"
+    extras = _transition_extras(old, new)
+    return ", ".join([head, *extras]), moved or bool(extras)
+
+
+def _transition_extras(old: LockedPython, new: LockedPython) -> list[str]:
+    """A changed variant, flavor or default flag, in words."""
     extras: list[str] = []
     if old.variant is not new.variant:
         extras.append(f"variant {old.variant} -> {new.variant}")
-    elif new.variant is not Variant.DEFAULT:
-        head += f" ({new.variant})"
     # PyPy and GraalPy have no flavor; "none -> install_only" after a switch says nothing.
     if old.flavor != new.flavor and old.flavor is not None and new.flavor is not None:
         extras.append(f"flavor {old.flavor} -> {new.flavor}")
     if old.default != new.default:
         extras.append("now the default" if new.default else "no longer the default")
-    return ", ".join([head, *extras]), moved or bool(extras)
+    return extras
 
 
 def _platform_words(python: PythonDiff) -> list[str]:
@@ -327,33 +360,50 @@ def _platform_words(python: PythonDiff) -> list[str]:
     return [f"platforms {' '.join(words)}"] if words else []
 
 
-def summary_line(python: PythonDiff) -> str | None:
-    """One line for a changed entry (``None`` when unchanged); see :func:`summary_lines`."""
+def summary_line(python: PythonDiff, *, where: bool = False) -> str | None:
+    """One line for a changed entry (``None`` when unchanged); see :func:`summary_lines`.
+
+    ``where``: name the platforms whose archive another build replaced, or that an added
+    entry is locked for (``pylock diff`` does; ``pylock lock`` keeps its lines short).
+    """
     old, new = python.old, python.new
     if python.change is Change.UNCHANGED:
         return None
     if old is None:
         assert new is not None
-        return f"{python.name}: added {new.label}"
+        on = f" on {', '.join(p.platform for p in python.platforms)}" if where else ""
+        return f"{python.name}: added {new.label}{on}"
     if new is None:
         return f"{python.name}: removed {old.label}"
     transition, described = _transition(old, new)
-    parts = [transition, *_platform_words(python)]
     if python.change is Change.DOWNGRADED:
         # An arrow reads as an upgrade: a step back must say so, as markdown and JSON do.
-        parts[0] = f"downgraded {parts[0]}"
+        transition = f"downgraded {transition}"
+    replaced = [p.platform for p in python.platforms if p.change is PlatformChange.CHANGED]
+    if where and replaced:
+        transition += f" on {', '.join(replaced)}"
+    return f"{python.name}: {', '.join([transition, *_notes(python, described)])}"
+
+
+def _notes(python: PythonDiff, described: bool) -> list[str]:
+    """What an entry's line says besides its builds (``described``: whether those name a
+    change): platforms added or removed, a download moved to another host (whatever else
+    changed), re-published files; and when nothing else changed, the URLs or sizes that
+    did, rather than a line that names no change at all."""
+    notes = _platform_words(python)
+    hosts, details = _detail_words(python)
+    quiet = not notes and not described
+    notes += hosts
     if python.change is Change.REPUBLISHED:
-        parts.append(f"re-published on {', '.join(python.republished_platforms)}")
-    elif len(parts) == 1 and not described:
-        # Only URLs, sizes or an unnamed flavor moved: say which, rather than print a line
-        # that names no change at all (a download moved to another host must show).
-        parts.extend(_detail_words(python) or ["artifact details changed"])
-    return f"{python.name}: {', '.join(parts)}"
+        notes.append(f"re-published on {', '.join(python.republished_platforms)}")
+    elif quiet:
+        notes += details or ([] if hosts else ["artifact details changed"])
+    return notes
 
 
-def _detail_words(python: PythonDiff) -> list[str]:
-    """Where an entry's archives moved without another build: ``linux-x86_64-gnu now from
-    mirror.example``, ``URL changed on ...``, ``size changed on ...``."""
+def _detail_words(python: PythonDiff) -> tuple[list[str], list[str]]:
+    """Where an entry's archives moved: ``linux-x86_64-gnu now from mirror.example``; and
+    the changes a new build brings anyway: ``URL changed on ...``, ``size changed on ...``."""
     hosts: dict[str, list[str]] = {}
     urls: list[str] = []
     sizes: list[str] = []
@@ -369,12 +419,11 @@ def _detail_words(python: PythonDiff) -> list[str]:
                 urls.append(plat.platform)
         elif old.size != new.size:
             sizes.append(plat.platform)
-    words = [f"{', '.join(keys)} now from {host}" for host, keys in sorted(hosts.items())]
-    if urls:
-        words.append(f"URL changed on {', '.join(urls)}")
+    moved = [f"{', '.join(keys)} now from {host}" for host, keys in sorted(hosts.items())]
+    details = [f"URL changed on {', '.join(urls)}"] if urls else []
     if sizes:
-        words.append(f"size changed on {', '.join(sizes)}")
-    return words
+        details.append(f"size changed on {', '.join(sizes)}")
+    return moved, details
 
 
 def summary_lines(diff: LockDiff) -> list[str]:
@@ -413,14 +462,12 @@ def render_text(diff: LockDiff, *, verbose: bool = False) -> str:
     """The terminal form: warnings first, then one line per changed interpreter, then counts."""
     lines = [f"WARNING: {w.message}" for w in diff.warnings]
     for python in diff.pythons:
-        line = summary_line(python)
+        line = summary_line(python, where=True)
         if line is None:
             if verbose:
                 assert python.new is not None
                 lines.append(f"{python.name}: unchanged {python.new.label}")
             continue
-        if python.change is Change.ADDED:
-            line += f" on {', '.join(p.platform for p in python.platforms)}"
         sizes = _size_words(python)
         if sizes:
             line += f" ({', '.join(sizes)})"
@@ -508,6 +555,23 @@ def _md_build(python: LockedPython | None) -> str:
     return f"[{text}]({page})" if page else text
 
 
+def _md_notes(python: PythonDiff) -> list[str]:
+    """What the Before and After cells do not show: a new host, a changed variant, flavor
+    or default flag, or (when nothing else changed) the URLs or sizes that did. Platforms
+    added or removed have their own marks, re-published ones theirs."""
+    if python.old is None or python.new is None:
+        return []
+    extras = _transition_extras(python.old, python.new)
+    hosts, details = _detail_words(python)
+    quiet = (
+        not extras
+        and python.old.label == python.new.label
+        and not python.added_platforms + python.removed_platforms
+        and python.change is not Change.REPUBLISHED
+    )
+    return [*extras, *hosts, *(details if quiet else [])]
+
+
 def _md_platforms(python: PythonDiff) -> str:
     cells = []
     for plat in python.platforms:
@@ -530,8 +594,14 @@ def _md_sizes(python: PythonDiff) -> str:
 #: Characters the markdown table may take: GitHub refuses a comment longer than 65,536,
 #: and the heading, the warnings and the totals need a few thousand of their own.
 MARKDOWN_BUDGET = 58_000
-#: Re-published artifacts the markdown warning lists one by one.
+#: Warnings the markdown lists one by one.
 _MARKDOWN_WARNINGS = 50
+#: A warning's kind, in the markdown's list.
+_WARNING_WORDS = {
+    "republished": "another sha256 under the same build or URL",
+    "relabelled": "the same file, now said to be another build",
+    "resized": "the same sha256 with another size",
+}
 
 
 def render_markdown(
@@ -540,19 +610,23 @@ def render_markdown(
     """A pull-request comment: warnings as a GitHub alert, then a table of the changes."""
     lines = [MARKDOWN_MARKER, "### Python interpreters (`pythons.lock`)", ""]
     if old_label or new_label:
-        lines += [f"Comparing {_md(old_label or 'old')} → {_md(new_label or 'new')}.", ""]
+        # A label is a path or a ref name: shown escaped (`\u202e`), as names are.
+        before, after = (printable(label) for label in (old_label or "old", new_label or "new"))
+        lines += [f"Comparing {_md(before)} → {_md(after)}.", ""]
     if diff.warnings:
         lines.append("> [!WARNING]")
         lines.append(
-            "> **Re-published artifacts**: the sha256 changed but the version and build did not."
+            "> **Artifacts to check**: a sha256 changed under the same build or URL, the same "
+            "file is said to be another build, or one file has two sizes."
         )
         lines.append(
-            "> Upstream replaced the file, or the lock was edited by hand. Verify before merging."
+            "> Upstream replaced a file, or the lock was edited by hand. Verify before merging."
         )
         lines.append(">")
         for warning in diff.warnings[:_MARKDOWN_WARNINGS]:
             name = _md_code(warning.name, in_table=False)
-            lines.append(f"> - {name} on {_md_code(warning.platform, in_table=False)}")
+            where = _md_code(warning.platform, in_table=False)
+            lines.append(f"> - {name} on {where}: {_WARNING_WORDS[warning.kind]}")
         if len(diff.warnings) > _MARKDOWN_WARNINGS:
             more = len(diff.warnings) - _MARKDOWN_WARNINGS
             lines.append(f"> - and {more} more (`pylock diff` lists them all)")
@@ -571,6 +645,9 @@ def render_markdown(
         change = str(python.change)
         if python.change is Change.REPUBLISHED:
             change = "**⚠ republished**"
+        notes = [_md(note) for note in _md_notes(python)]
+        if notes:
+            change += f"<br><sub>{'; '.join(notes)}</sub>"
         row = (
             f"| {_md_code(python.name, in_table=True)} | {change} | {_md_build(python.old)} "
             f"| {_md_build(python.new)} | {_md_platforms(python)} | {_md_sizes(python)} |"

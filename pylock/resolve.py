@@ -153,8 +153,10 @@ def _pinned_to(request: PythonRequest, entry: LockedPython) -> PythonRequest:
 
 def published_mismatch(entry: LockedPython, index: Index) -> str | None:
     """How an entry differs from what upstream published for its exact build, by the index:
-    an archive at a URL the index lists for that build with another sha256 (or size), or
-    a version spelled otherwise (``03.13.1``); ``None`` when they agree.
+    an archive at a URL the index lists for that build with another sha256 (or size), an
+    archive at a URL the index lists for another build (a hand-made "upgrade" that left
+    the old archives in place), or a version spelled otherwise (``03.13.1``); ``None``
+    when they agree.
 
     Only what the index knows is judged: a direct URL (no build), a build the index does
     not list (locked from a live listing newer than it), and an archive at a URL it does
@@ -168,6 +170,18 @@ def published_mismatch(entry: LockedPython, index: Index) -> str | None:
     except ValueError:
         return None  # not a lock `satisfies` keeps
     for artifact in entry.artifacts:
+        listed = index.at_url(entry.implementation, artifact.platform, artifact.url)
+        if listed is not None and (
+            listed.build != entry.build
+            or version_key(listed.version) != wanted
+            or listed.variant is not entry.variant
+            or listed.flavor is not entry.flavor
+        ):
+            return (
+                f"{entry.name}: {artifact.platform}: the archive is "
+                f"{listed.implementation} {listed.version}+{listed.build} upstream, "
+                f"not the entry's {entry.label}"
+            )
         published = [
             build
             for build in index.tagged(

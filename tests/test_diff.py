@@ -59,7 +59,8 @@ def cpython(
 ) -> LockedPython:
     artifacts = []
     for key in platforms:
-        filename = f"cpython-{version}%2B{build}-{TRIPLES[key]}-{flavor}.tar.gz"
+        kind = flavor if variant is Variant.DEFAULT else f"{variant}-{flavor}"
+        filename = f"cpython-{version}%2B{build}-{TRIPLES[key]}-{kind}.tar.gz"
         artifacts.append(
             Artifact(
                 platform=key,
@@ -134,7 +135,7 @@ def test_upgrade_added_removed_and_sizes() -> None:
     ]
     text = render_text(diff)
     assert text.splitlines() == [
-        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 "
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 on linux-x86_64-gnu, macos-aarch64 "
         "(linux-x86_64-gnu +1.2 MiB, macos-aarch64 -1.0 MiB)",
         "legacy: removed cpython 3.12.11+20251007",
         "nogil: added cpython 3.14.0+20251014 (freethreaded) on linux-x86_64-gnu, macos-aarch64",
@@ -187,7 +188,8 @@ def test_implementation_switch_and_default_flag() -> None:
     )
     assert summary_lines(diff_locks(old, new)) == [
         "app: cpython 3.13.9+20251014, now the default",
-        "py: pypy 3.11.13+7.3.20 -> cpython 3.11.14+20251014, platforms +macos-aarch64",
+        "py: pypy 3.11.13+7.3.20 -> cpython 3.11.14+20251014, platforms +macos-aarch64, "
+        "linux-x86_64-gnu now from github.com",
     ]
 
 
@@ -234,6 +236,81 @@ def test_one_platform_republished_among_changes() -> None:
         PlatformChange.REPUBLISHED,
     ]
     assert [w.platform for w in diff.warnings] == ["macos-aarch64"]
+
+
+def test_edits_that_a_new_label_used_to_hide_are_warned_about() -> None:
+    """Review attack: a hand-made "upgrade" (version and build bumped, the old archives left
+    in place), a swapped file at the same URL under a bumped build, a download moved to
+    another host along with a new version, and one file given two sizes all read as
+    ordinary changes, with no warning."""
+    base = cpython("app", "3.13.5", "20250723")
+    relabelled = attrs.evolve(base, version="3.13.15", build="20260814")
+    diff = diff_locks(lock(base), lock(relabelled))
+    assert diff.pythons[0].change is Change.UPGRADED
+    assert [(w.platform, w.kind) for w in diff.warnings] == [
+        ("linux-x86_64-gnu", "relabelled"),
+        ("macos-aarch64", "relabelled"),
+    ]
+    assert "the entry now says cpython 3.13.15+20260814 where it said cpython 3.13.5+20250723" in (
+        diff.warnings[0].message
+    )
+    assert render_text(diff).startswith("WARNING: app: the linux-x86_64-gnu artifact is the same")
+
+    first = base.artifacts[0]
+    swapped = attrs.evolve(first, sha256=sha("evil"))
+    rebuilt = attrs.evolve(base, build="20250724", artifacts=(swapped, *base.artifacts[1:]))
+    diff = diff_locks(lock(base), lock(rebuilt))
+    assert [(w.platform, w.kind) for w in diff.warnings] == [
+        ("linux-x86_64-gnu", "republished"),
+        ("macos-aarch64", "relabelled"),  # the other platform's file was left as it was
+    ]
+    assert "at the same URL" in diff.warnings[0].message
+
+    elsewhere = cpython("app", "3.13.99", "20991231")
+    hosted = attrs.evolve(
+        elsewhere,
+        artifacts=tuple(
+            attrs.evolve(a, url=a.url.replace("github.com", "evil.example"))
+            for a in elsewhere.artifacts
+        ),
+    )
+    diff = diff_locks(lock(base), lock(hosted))
+    assert summary_lines(diff) == [
+        "app: cpython 3.13.5+20250723 -> 3.13.99+20991231, "
+        "linux-x86_64-gnu, macos-aarch64 now from evil.example"
+    ]
+    md = render_markdown(diff)
+    assert "upgraded<br><sub>linux-x86&#95;64-gnu, macos-aarch64 now from evil.example</sub>" in md
+
+    resized = attrs.evolve(base, artifacts=(attrs.evolve(first, size=1), *base.artifacts[1:]))
+    diff = diff_locks(lock(base), lock(resized))
+    assert [(w.platform, w.kind) for w in diff.warnings] == [("linux-x86_64-gnu", "resized")]
+    assert f"({first.size} -> 1 bytes)" in diff.warnings[0].message
+    assert "the same sha256 with another size" in render_markdown(diff)
+    # A size newly known is no second size.
+    unsized = attrs.evolve(base, artifacts=(attrs.evolve(first, size=None), *base.artifacts[1:]))
+    assert diff_locks(lock(unsized), lock(base)).warnings == ()
+
+
+def test_markdown_says_what_the_build_cells_cannot_show() -> None:
+    """Review attack: a moved host, a changed URL or size, or a new default flag gave a row
+    saying "changed" between identical Before and After cells."""
+    base = cpython("app", "3.13.9", "20251014")
+    default = attrs.evolve(base, default=True)
+    first = base.artifacts[0]
+    moved = attrs.evolve(
+        base, artifacts=(attrs.evolve(first, url=first.url + "?x"), *base.artifacts[1:])
+    )
+    for new, note in ((default, "now the default"), (moved, "URL changed on linux-x86&#95;64-gnu")):
+        md = render_markdown(diff_locks(lock(base), lock(new)))
+        assert f"| changed<br><sub>{note}</sub> |" in md
+
+
+def test_markdown_comparing_line_shows_hostile_labels_escaped() -> None:
+    diff = diff_locks(lock(cpython("app", "3.13.9", "20251014")), lock())
+    md = render_markdown(diff, old_label="x\u202eabc.lock", new_label="a\nb")
+    assert "\u202e" not in md
+    assert "Comparing x&#92;u202eabc.lock → a&#92;nb." in md
 
 
 def test_a_new_build_changes_hashes_without_warning() -> None:
@@ -470,7 +547,9 @@ def test_cli_two_files_each_format(tmp_path: Path, capsys: pytest.CaptureFixture
     new = write(tmp_path / "new.lock", lock(cpython("app", "3.13.9", "20251014")))
     assert main(["diff", str(old), str(new)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "app: cpython 3.13.5+20250708 -> 3.13.9+20251014"
+    assert out.splitlines()[0] == (
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 on linux-x86_64-gnu, macos-aarch64"
+    )
     assert main(["diff", str(old), str(new), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["pythons"][0]["change"] == "upgraded"
     assert main(["diff", str(old), str(new), "--format", "markdown"]) == 0
@@ -559,7 +638,7 @@ def test_git_head_and_base(repo: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
     assert main(["--project", str(project), "diff"]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == [
-        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014",
+        "app: cpython 3.13.5+20250708 -> 3.13.9+20251014 on linux-x86_64-gnu, macos-aarch64",
         "new: added cpython 3.14.0+20251014 on linux-x86_64-gnu, macos-aarch64",
     ]
     git(repo, "commit", "-qam", "second")

@@ -72,7 +72,7 @@ def republished(name: str, platform: str) -> str:
 
 def test_names_in_code_spans_are_not_entity_escaped() -> None:
     md = republished("my_app", "linux-x86_64-gnu").splitlines()
-    assert "> - `my_app` on `linux-x86_64-gnu`" in md
+    assert "> - `my_app` on `linux-x86_64-gnu`: another sha256 under the same build or URL" in md
     row = next(line for line in md if line.startswith("| `"))
     assert row.startswith("| `my_app` | **⚠ republished** |")
     assert "&#" not in row.split("|")[1]

@@ -996,9 +996,40 @@ def test_a_kept_entry_whose_archive_upstream_did_not_publish_is_locked_again() -
     )
     assert (relocked.version, relocked.build) == ("3.13.9", "20251014")
     assert warned[0].endswith(": locked it again from the index")
-    # What the index does not know is not judged: another build, or a direct URL.
-    assert published_mismatch(attrs.evolve(tampered["sha256"], build="20250202"), index) is None
+    # What the index does not know is not judged: another build at URLs it does not list
+    # (one newer than the index), or a direct URL.
+    unlisted = tuple(
+        attrs.evolve(a, url=a.url.replace("20250101", "20250202")) for a in good.artifacts
+    )
+    later = attrs.evolve(good, build="20250202", artifacts=unlisted)
+    assert published_mismatch(later, index) is None
     assert published_mismatch(attrs.evolve(tampered["sha256"], build=None), index) is None
+
+
+def test_an_entry_relabelled_by_hand_is_judged_by_its_archives_urls() -> None:
+    """Review attack: version and build bumped by hand, the archives left as they were,
+    passed `lock --check` ("up to date"), and `lock` kept it: the index was asked only
+    about the build the entry claims, whose URLs the entry does not use."""
+    from pylock.resolve import published_mismatch
+
+    index = index_of(
+        *same_everywhere("3.13.1", "20250101", LINUX, MAC),
+        *same_everywhere("3.13.9", "20251014", LINUX, MAC),
+    )
+    old = lock_one(index, request())
+    assert (old.version, old.build) == ("3.13.9", "20251014")
+    pinned = lock_one(index, request(version="==3.13.1"))
+    for relabel in ({"version": "3.13.9", "build": "20251014"}, {"build": "20251014"}):
+        fake = attrs.evolve(pinned, **relabel)
+        assert published_mismatch(fake, index) == (
+            f"app: {LINUX}: the archive is cpython 3.13.1+20250101 upstream, not the entry's "
+            f"{fake.label}"
+        )
+    fake = attrs.evolve(pinned, version="3.13.9", build="20251014")
+    warnings: list[str] = []
+    relocked = lock_one(index, request(), previous=make_lock_of(fake), warn=warnings.append)
+    assert relocked == old  # the build the entry claims, as published
+    assert warnings[0].endswith(": locked the published archives of that build again")
 
 
 def make_lock_of(entry: LockedPython) -> LockFile:

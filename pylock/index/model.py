@@ -100,6 +100,7 @@ class Index:
         self._groups: dict[GroupKey, tuple[Build, ...]] = {}
         self._by_variant: dict[GroupKey, dict[Variant, tuple[Build, ...]]] = {}
         self._by_tag: dict[tuple[GroupKey, Variant], dict[str, tuple[Build, ...]]] = {}
+        self._by_url: dict[GroupKey, dict[str, Build]] = {}
         grouped: dict[GroupKey, list[Build]] = {}
         for build in builds:
             grouped.setdefault((build.implementation, build.platform), []).append(build)
@@ -175,6 +176,15 @@ class Index:
                 table.setdefault(build.build, []).append(build)
             by_tag = self._by_tag[key] = {t: tuple(builds) for t, builds in table.items()}
         return by_tag.get(tag, ())
+
+    def at_url(self, implementation: Implementation, platform: str, url: str) -> Build | None:
+        """The build the index lists at ``url`` for one implementation and platform, if any:
+        what upstream published under that name."""
+        key = (implementation, platform)
+        table = self._by_url.get(key)
+        if table is None:
+            table = self._by_url[key] = {build.url: build for build in self._group(key)}
+        return table.get(url)
 
     def publication_date(self, tag: str) -> str:
         """When a release tag was published, ``YYYY-MM-DD``, or ``""`` if unknown."""
