@@ -297,6 +297,7 @@ def find_outdated_now(
     from pylock.errors import OfflineError, RateLimitError, UpstreamError
     from pylock.index.live import RefreshNeeds, refresh_index
     from pylock.index.snapshot import load_bundled
+    from pylock.net.policy import describe
     from pylock.outdated import find_outdated
 
     config = _requests(config_path, reporter)
@@ -323,7 +324,11 @@ def find_outdated_now(
             # The download's own hint says what failed (a proxy it names, a mirror's 404,
             # credentials), and a server that answered is named with its answer.
             first = exc.hint or "check the network and the proxy settings"
-            message = f"cannot reach {exc.url or 'upstream'} to look for newer builds"
+            where = "upstream"
+            if exc.url:  # the host contacted: a rewrite's target, if one applied
+                target = fetch_options.rewrites.apply(exc.url)
+                where = describe(target, exc.url)
+            message = f"cannot reach {where} to look for newer builds"
             if exc.status is not None:  # it answered: 404 from a mirror, 407, ...
                 message = f"cannot look for newer builds: {exc}"
             raise UpstreamError(

@@ -663,8 +663,12 @@ def test_outdated_without_network_is_one_error_naming_the_url_once(
         "https://raw.githubusercontent.com/astral-sh/python-build-standalone/"
         "latest-release/latest-release.json"
     )
-    assert errors_of(err) == [f"pylock: error: cannot reach {url} to look for newer builds"]
-    assert err.count("latest-release.json") == 1
+    # The host contacted is named, not only the URL it stands in for (README attack).
+    target = f"{dead}/raw/astral-sh/python-build-standalone/latest-release/latest-release.json"
+    assert errors_of(err) == [
+        f"pylock: error: cannot reach {target} (rewritten from {url}) to look for newer builds"
+    ]
+    assert err.count("latest-release.json") == 2
     assert "`pylock outdated --offline`" in err
     assert run(project, "outdated", "--offline", *args) == 0
     # Behind a proxy that is down, the hint names it, as sync's error does.
