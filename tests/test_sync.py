@@ -277,7 +277,7 @@ def test_unknown_only_name_is_a_usage_error(sync_project: Project, app_a: Build)
     sync_project.lock(app_a)
     result = sync_project.sync("--only", "nope")
     assert result.code == 2
-    assert "pylock: error: 'nope' not in the lock (locked: app)" in result.err
+    assert "pylock: error: no interpreter named 'nope' in pythons.lock (locked: app)" in result.err
     assert not (sync_project.into / "nope").exists()
     assert sync_project.server.log == []
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
 from pylock.errors import PylockError, UsageError
-from pylock.fsutil import display_path
+from pylock.fsutil import LOCK_FILENAME, display_path
 from pylock.lockfile import Artifact, LockedPython, LockFile
 
 if TYPE_CHECKING:
@@ -70,10 +70,7 @@ def plan_sync(
 
     unknown = sorted(set(only) - set(lock.names))
     if unknown:
-        raise UsageError(
-            f"{', '.join(repr(n) for n in unknown)} not in the lock "
-            f"(locked: {', '.join(lock.names) or 'nothing'})"
-        )
+        raise unknown_names(unknown, lock, LOCK_FILENAME)
     jobs: list[Job] = []
     current: list[str] = []
     unavailable: list[str] = []
@@ -124,6 +121,15 @@ def warn_if_config_changed(
         "the lock says (run `pylock lock` to update it)"
     )
     return True
+
+
+def unknown_names(names: Sequence[str], lock: LockFile, lock_name: str) -> UsageError:
+    """The error for interpreter names the lock does not have (``which``, ``run``,
+    ``sync --only``), worded one way for all."""
+    return UsageError(
+        f"no interpreter named {', '.join(map(repr, names))} in {lock_name} "
+        f"(locked: {', '.join(lock.names) or 'nothing'})"
+    )
 
 
 def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[str]:
@@ -298,10 +304,7 @@ def locate(
     if lock is not None:
         python = lock.get(name)
         if python is None:
-            raise UsageError(
-                f"no interpreter named {name!r} in {lock_path.name} "
-                f"(locked: {', '.join(lock.names) or 'nothing'})"
-            )
+            raise unknown_names([name], lock, lock_path.name)
     elif state is not None:
         python = python_from_state(state)
     else:
