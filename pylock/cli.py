@@ -332,8 +332,12 @@ class _Parser(argparse.ArgumentParser):
         return parsed, rest
 
     def error(self, message: str) -> NoReturn:
+        # argparse quotes the arguments it rejects (`unrecognized arguments: --mirorr
+        # https://u:pass@m/`), and prints its errors itself, not through report_error().
+        from pylock.urls import redact
+
         _end_head_start()
-        super().error(message)
+        super().error(redact(message))
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse drops a failed write: `pylock --help > /dev/full` said nothing and

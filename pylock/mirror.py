@@ -26,6 +26,7 @@ removes the temporary files of runs that were killed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -34,7 +35,7 @@ import shutil
 import stat
 import time
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -45,6 +46,7 @@ from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError
 from pylock.fsutil import (
+    FileLock,
     RefusedFileError,
     atomic_write_text,
     read_own_file,
@@ -82,6 +84,8 @@ _UPSTREAM_IMPLEMENTATIONS: tuple[tuple[str, Implementation], ...] = (
 OTHER_DIR = "other"
 SUMS_NAME = "SHA256SUMS"
 UV_JSON_NAME = "download-metadata.json"
+#: The lock file at the top of a mirror tree while a run merges into its own files.
+LOCK_NAME = ".pylock-mirror.lock"
 #: The most bytes of an existing ``SHA256SUMS`` or ``download-metadata.json`` read (uv's
 #: own JSON, every build upstream has, is a few MiB).
 OWN_FILE_MAX_BYTES = 64 * 2**20
@@ -461,6 +465,39 @@ def _write_own(path: Path, text: str) -> None:
         raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+@contextlib.contextmanager
+def _merging(outdir: Path) -> Iterator[None]:
+    """Hold the tree's lock while this run reads, merges and writes its own files.
+
+    Each run adds its entries to what ``SHA256SUMS`` and ``download-metadata.json`` hold:
+    two runs into one OUTDIR (other locks, other platforms) that both read before either
+    writes keep only one run's entries. The lock file goes once the files are written,
+    so that it is never part of the tree that gets served or copied. A tree that cannot
+    be written is not locked: no run changes it, and a write this one needs says why.
+    """
+    path = outdir / LOCK_NAME
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise MirrorError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        yield
+        return
+    try:
+        yield
+    finally:
+        # Removed while held: a run waiting for the lock then finds the file gone and
+        # locks a fresh one (see FileLock). Windows removes no file that is open, ours
+        # included: there it goes once released, unless another run has it open then.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        lock.release()
+        if os.name == "nt":
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def _write_sums(outdir: Path, entries: list[MirrorEntry]) -> None:
     by_dir: dict[PurePosixPath, dict[str, str]] = {}
     for entry in entries:
@@ -598,8 +635,9 @@ def _fill_mirror(
     if todo:
         _copy_from_cache(outdir, todo, cache, options, reporter)
 
-    _write_sums(outdir, entries)
-    uv_json, left_out = _write_uv_json(outdir, entries, reporter)
+    with _merging(outdir):
+        _write_sums(outdir, entries)
+        uv_json, left_out = _write_uv_json(outdir, entries, reporter)
     for reason in left_out:
         reporter.detail(f"{UV_JSON_NAME}: left out {reason}")
     urls = [e.artifact.url for e in entries]
@@ -654,7 +692,7 @@ def _copy_from_cache(
                     raise
                 # A cache file that rotted since it was verified: evict it, fetch it again.
                 reporter.warn(f"cached {entry.artifact.filename} is corrupt; downloading it again")
-                cache.evict(sha256)
+                cache.evict(sha256, unless_intact=True)  # not a good copy another run put there
                 paths.update(_fetch_into_cache([entry], cache, options, reporter))
                 continue
             except OSError as exc:

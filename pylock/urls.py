@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import attrs
@@ -51,11 +51,16 @@ _USERINFO = re.compile(rf"(?i){_SCHEME}[^/\s?#]+@")
 # (base64 tokens have ``/``) ends the authority early for urlsplit, which then reads the
 # password as a port. Anything between the user's ``:`` and the first ``@`` counts as
 # its password (a line break in it too: it must not leave half of it showing), unless it
-# is a port (digits) followed by a path, or a line, with an ``@``; an IPv6 host in
-# brackets (``https://[::1]:8443/a@b``) has no user. The password stops at
-# the next ``://`` and at 512 characters, which keeps the scan linear on hostile text.
-_USERINFO_LOOSE = re.compile(rf"(?i){_SCHEME}([^\s/?#@:\[\]]*):((?:(?!://)[^ \t@]){{0,512}})@")
-_PORT = re.compile(r"[0-9]+(?:[/?#\s]|$)")
+# is a port (digits) followed by a path, prose or a line with an ``@``; an IPv6 host in
+# brackets (``https://[::1]:8443/a@b``) has no user. A password with a space in it
+# (``u:pass word@host``, which urlsplit reads whole) reaches the last ``@`` before a
+# ``/`` or a line break; with no ``/`` crossed, prose after a URL is left alone. The
+# password stops at the next ``://`` and at 512 characters, which keeps the scan linear
+# on hostile text.
+_USERINFO_LOOSE = re.compile(
+    rf"(?i){_SCHEME}([^\s/?#@:\[\]]*):((?:(?!://)[^ \t@]){{0,512}}|[^/\r\n]{{0,512}})@"
+)
+_PORT = re.compile(r"[0-9]+(?:[/?#\s,;)\]]|$)")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # Up to three quotes, brackets, commas or full stops right before the end are prose around
 # the URL, not value (a value is at least one character: ``token=...`` shows two of them).
@@ -116,6 +121,38 @@ def _redact_loose(match: re.Match[str]) -> str:
     if _PORT.match(match.group(3)):
         return match.group(0)  # `https://host:8443/a@b`: a port, and an @ in the path
     return f"{match.group(1)}{REDACTED}@"
+
+
+def redact_given(text: str) -> str:
+    """``text``, a URL (prefix) given by hand, redacted, and its userinfo masked even when
+    it lacks a scheme (``u:pass@mirror.example/pbs``): :func:`redact` finds userinfo only
+    after ``scheme://``, as text with an e-mail address in it must stay as it is.
+
+    >>> redact_given("u:s3cr3t@m.example/pbs"), redact_given("https://u:s3cr3t@h/x")
+    ('***@m.example/pbs', 'https://***@h/x')
+    >>> redact_given("m.example/pbs@2"), redact_given("/srv/a@b")
+    ('m.example/pbs@2', '/srv/a@b')
+    """
+    if "://" not in text:
+        authority, slash, path = text.partition("/")
+        if "@" in authority:
+            text = f"{REDACTED}@{authority.rpartition('@')[2]}{slash}{path}"
+    return redact(text)
+
+
+def conceal(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with each of ``secrets`` (credentials pylock sent) shown as ``***``.
+
+    For text a server words itself: one that echoes a token back (``Bad credentials,
+    you sent Bearer ghp_...``) does so in no shape that :func:`redact` can see.
+
+    >>> conceal("Bad credentials, you sent Bearer ghp_x1", ["ghp_x1", None])
+    'Bad credentials, you sent Bearer ***'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def has_credentials(url: str) -> bool:
@@ -218,22 +255,24 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
     'http://127.0.0.1:8000/gh/'
     """
     source, sep, target = text.partition("=")
+    # Either side may be a URL with its scheme left out and a password in it.
+    pair = repr(redact_given(source) + sep + redact_given(target))
     if not sep or not source or not target:
-        raise UsageError(f"{origin}: invalid rewrite {text!r}: expected FROM=TO", hint=_HINT)
+        raise UsageError(f"{origin}: invalid rewrite {pair}: expected FROM=TO", hint=_HINT)
     for part in (source, target):
         problem = url_problem(part) or _space_problem(part) or _prefix_problem(part)
         if problem is not None:
-            raise UsageError(f"{origin}: invalid rewrite {text!r}: {problem}", hint=_HINT)
+            raise UsageError(f"{origin}: invalid rewrite {pair}: {problem}", hint=_HINT)
     if not _is_url(source, ("http", "https", "file")):
         raise UsageError(
-            f"{origin}: invalid rewrite {text!r}: FROM {source!r} is not an http, https "
-            "or file URL prefix",
+            f"{origin}: invalid rewrite {pair}: FROM {redact_given(source)!r} is not an "
+            "http, https or file URL prefix",
             hint=_HINT,
         )
     if not _is_url(target, _TARGET_SCHEMES):
         raise UsageError(
-            f"{origin}: invalid rewrite {text!r}: TO {target!r} is not an http, https "
-            "or file URL prefix",
+            f"{origin}: invalid rewrite {pair}: TO {redact_given(target)!r} is not an "
+            "http, https or file URL prefix",
             hint=_HINT,
         )
     return Rewrite(source=source, target=target, origin=origin)
@@ -251,7 +290,8 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
         # A directory given as a path: the URL the fix asks for, spaces escaped.
         path = quote(base.rstrip("/") + "/") if base.startswith("/") else "/ABSOLUTE/PATH/"
         raise UsageError(
-            f"{origin}: {shown(base, 300)} is not a URL (no https://, http:// or file://)",
+            f"{origin}: {shown(redact_given(base), 300)} is not a URL "
+            "(no https://, http:// or file://)",
             hint=f"{hint}, or a directory as a file URL: file://{path}",
         )
     problem = url_problem(base) or _space_problem(base) or _prefix_problem(base)

@@ -510,7 +510,8 @@ class Documents:
         # a mirror), credentials for 401/403, the proxy's for 407, the mirror for a 404.
         from pylock.net.policy import http_error, origin
 
-        refused = http_error(status, response.reason, response.url, response.url, url)
+        reason = self._concealed(response.reason)
+        refused = http_error(status, reason, response.url, response.url, url)
         hint = refused.hint
         if status not in (401, 403, 407) and origin(response.url) == origin(url):
             # Upstream itself: not an archive to re-lock (the download's hint) but a listing.
@@ -523,6 +524,14 @@ class Documents:
             return None
         return parse(cached.body)
 
+    def _concealed(self, said: str) -> str:
+        """What a server ``said`` in its own words, the token it was sent hidden: it may
+        quote it back (``Bad credentials, you sent Bearer ghp_...``). Hidden before the
+        text is cut, which could leave a part of the token that no longer matches."""
+        from pylock.urls import conceal
+
+        return conceal(said, [self.github_token])
+
     def _refused_error(self, url: str, response: HttpResponse) -> UpstreamError:
         """A 401, or a 403 that is no rate limit: the token (or its absence) is the likely cause.
 
@@ -533,7 +542,7 @@ class Documents:
 
         said = github_message(response.body)
         status = f"HTTP {response.status} {response.reason}".strip()
-        detail = printable(status + (f": {said}" if said else ""))
+        detail = printable(self._concealed(status + (f": {said}" if said else "")))
         return UpstreamError(
             f"GitHub API refused {url} ({detail})",
             hint=refusal_hint(url, response.url, token=self.github_token is not None),

@@ -316,7 +316,8 @@ class Fetcher(policy.SessionOwner):
             if authorization is not None:
                 sent["Authorization"] = authorization
             proxy = policy.proxy_of(current, self._settings)
-            proxy_url, proxy_headers = aiohttp_proxy(None if proxy is None else proxy.url)
+            via = aiohttp_proxy(None if proxy is None else proxy.url, current)
+            sent.update(via.request_headers)
             timeouts = self.options.timeouts
             try:
                 # Connecting and the answer's head, together, as on the http.client path:
@@ -327,8 +328,8 @@ class Fetcher(policy.SessionOwner):
                         URL(policy.without_userinfo(current), encoded=True),
                         headers=sent,
                         allow_redirects=False,
-                        proxy=proxy_url,
-                        proxy_headers=proxy_headers,
+                        proxy=via.url,
+                        proxy_headers=via.tunnel_headers,
                         auto_decompress=not raw,
                     )
             except TimeoutError as error:
@@ -359,25 +360,48 @@ class Fetcher(policy.SessionOwner):
             hops.follow(location)
 
 
-def aiohttp_proxy(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
-    """A proxy URL as aiohttp takes it: its credentials as a ``Proxy-Authorization`` header."""
-    if proxy is None:
-        return None, None
-    parts = urlsplit(proxy)
-    if parts.username is None:
-        return proxy, None
-    from urllib.parse import unquote
+@attrs.frozen
+class AiohttpProxy:
+    """A proxy as aiohttp takes it for one URL, and where its credentials go."""
 
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    header = policy.basic(unquote(parts.username), unquote(parts.password or ""))
-    return parts._replace(netloc=netloc).geturl(), {"Proxy-Authorization": header}
+    #: The proxy's URL, credentials left out; ``None`` for a direct connection.
+    url: str | None = None
+    #: aiohttp's ``proxy_headers``, which it sends on the ``CONNECT`` of an https URL only.
+    tunnel_headers: dict[str, str] | None = None
+    #: Headers for the request itself, which goes to the proxy for a plain http URL.
+    request_headers: dict[str, str] = attrs.field(factory=dict)
+
+
+def aiohttp_proxy(proxy: str | None, url: str) -> AiohttpProxy:
+    """``proxy`` (a URL, maybe with credentials) as aiohttp takes it for fetching ``url``.
+
+    The credentials go as ``Proxy-Authorization`` to the proxy alone, as on the
+    http.client path: on the ``CONNECT`` that opens an https URL's tunnel (never inside
+    it, to the server), and on the request itself for a plain http URL, which the proxy
+    is asked for (aiohttp sends ``proxy_headers`` on ``CONNECT`` only, so a plain http
+    download went without them).
+
+    >>> aiohttp_proxy("http://u:p%40ss@proxy:3128", "http://mirror.lan/x").request_headers
+    {'Proxy-Authorization': 'Basic dTpwQHNz'}
+    >>> https = aiohttp_proxy("http://u:p%40ss@proxy:3128", "https://h/x")
+    >>> https.url, https.tunnel_headers, https.request_headers
+    ('http://proxy:3128', {'Proxy-Authorization': 'Basic dTpwQHNz'}, {})
+    """
+    if proxy is None:
+        return AiohttpProxy()
+    header = policy.proxy_authorization(proxy)
+    if not header:
+        return AiohttpProxy(proxy)
+    bare = policy.without_userinfo(proxy)
+    if policy.scheme_of(url) == "https":
+        return AiohttpProxy(bare, tunnel_headers=header)
+    return AiohttpProxy(bare, request_headers=header)
 
 
 __all__ = [
     "DEFAULT_JOBS",
     "OFFLINE_HINT",
+    "AiohttpProxy",
     "FetchOptions",
     "Fetcher",
     "HttpResponse",

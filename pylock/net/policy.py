@@ -836,6 +836,16 @@ def basic(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
+def proxy_authorization(proxy: str) -> dict[str, str]:
+    """The ``Proxy-Authorization`` header for a proxy URL's ``user:password@`` (none
+    without): both clients send it to the proxy alone, on the ``CONNECT`` of an https
+    URL's tunnel or with a plain http request, which goes to the proxy."""
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return {}
+    return {"Proxy-Authorization": basic(unquote(parts.username), unquote(parts.password or ""))}
+
+
 # -- writing the body ----------------------------------------------------------------
 
 

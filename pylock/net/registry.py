@@ -50,6 +50,8 @@ from pylock.urls import is_loopback_host, redact, url_problem
 if TYPE_CHECKING:
     import aiohttp
 
+    from pylock.net.fetch import AiohttpProxy
+
 #: The OCI 1.1 ``artifactType`` of a pylock interpreter archive.
 ARTIFACT_TYPE = "application/vnd.pylock.interpreter.v1"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -713,7 +715,7 @@ class RegistryClient(SessionOwner):
         Bodies come as they are stored: a blob served with ``Content-Encoding: gzip`` (the
         metadata object stores keep on a ``.tar.gz``) is the archive, not to be decoded.
         """
-        proxy, proxy_headers = self._proxy(url)
+        via = self._proxy(url)
         upload = None
         try:
             async with asyncio.timeout(sum(self._timeouts)) as timer:
@@ -723,10 +725,10 @@ class RegistryClient(SessionOwner):
                     method,
                     url,
                     data=data,
-                    headers={"Accept-Encoding": "identity", **headers},
+                    headers={"Accept-Encoding": "identity", **headers, **via.request_headers},
                     allow_redirects=False,
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
+                    proxy=via.url,
+                    proxy_headers=via.tunnel_headers,
                     auto_decompress=False,
                 )
         except TimeoutError:
@@ -735,11 +737,11 @@ class RegistryClient(SessionOwner):
                 upload.transport.abort()
             raise
 
-    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+    def _proxy(self, url: str) -> AiohttpProxy:
         """The proxy for ``url`` as the settings say (``HTTPS_PROXY``, ``NO_PROXY``...)."""
         from pylock.net.fetch import aiohttp_proxy
 
-        return aiohttp_proxy(policy.proxy_for(url, self._settings))
+        return aiohttp_proxy(policy.proxy_for(url, self._settings), url)
 
     def _error(
         self,

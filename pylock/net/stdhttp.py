@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pylock import __version__
 from pylock.errors import DownloadError
@@ -199,11 +199,7 @@ class StdDownloader:
                     connection.sock = connect((host, port), timeouts.connect, stop)
             else:
                 proxy_parts = urlsplit(proxy.url)
-                proxy_headers = {}
-                if proxy_parts.username is not None:
-                    proxy_headers["Proxy-Authorization"] = policy.basic(
-                        unquote(proxy_parts.username), unquote(proxy_parts.password or "")
-                    )
+                proxy_headers = policy.proxy_authorization(proxy.url)
                 proxy_host = proxy_parts.hostname or ""
                 proxy_port = proxy_parts.port or (443 if proxy_parts.scheme == "https" else 80)
                 if https:

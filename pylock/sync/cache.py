@@ -426,12 +426,23 @@ class Cache:
             remove_tree(staging)
         return final_dir / name
 
-    def evict(self, sha256: str) -> bool:
+    def evict(self, sha256: str, *, unless_intact: bool = False) -> bool:
         """Remove the archive, e.g. because its hash no longer matches; ``False`` if absent.
 
         Holds are ignored: a corrupt archive is corrupt for every reader.
+
+        ``unless_intact`` keeps a copy whose content has its sha256 (and returns
+        ``False``), for a reader that found the archive corrupt. Readers sharing the
+        cache each find a rotted copy corrupt: the first evicts it and may have stored a
+        good one by the time the last evicts, which by sha256 alone would throw the good
+        copy away (a download lost, and the file removed under whoever holds it). Only the
+        content tells the two apart, checked under the gate, which every store takes.
         """
         with self.gate(sha256):
+            if unless_intact:
+                archive = _archive_in(self.archive_dir(sha256))
+                if archive is not None and sha256_file(archive) == sha256:
+                    return False
             return self.evict_locked(sha256)
 
     def evict_locked(self, sha256: str) -> bool:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
@@ -96,6 +96,21 @@ def _check_not_in_a_tree(bin_dir: Path, dest: Path, names: set[str]) -> None:
         )
 
 
+def _vanished(error: BaseException, archive: Path) -> bool:
+    """Whether ``error`` says that ``archive`` itself is missing (raised as it is, or as
+    the cause of :func:`~pylock.sync.install.install`'s :class:`InstallError`).
+
+    Any other failure, a missing install directory or a permission refused, is the
+    install's own and is reported.
+    """
+    cause = error.__cause__ if isinstance(error, InstallError) else error
+    return (
+        isinstance(cause, FileNotFoundError)
+        and cause.filename is not None
+        and os.fspath(cause.filename) == os.fspath(archive)
+    )
+
+
 def _check_size(archive: Path, job: Job) -> None:
     """:func:`~pylock.sync.archives.check_cached_size` for ``job``'s archive."""
     if job.artifact.size is None or archive.stat().st_size == job.artifact.size:
@@ -142,7 +157,8 @@ def _on_read_only_mount(path: Path) -> bool:
         return False
 
 
-#: How often an install fetches an archive that a concurrent prune or clean removed again.
+#: How often an install fetches an archive again that a concurrent prune or clean removed,
+#: or another sync evicted as corrupt.
 _CACHE_TRIES = 3
 
 
@@ -176,6 +192,7 @@ class _Installer:
         mismatches = 0
         for _ in range(_CACHE_TRIES):
             self._ensure_cached(job)
+            archive = None
             try:
                 # The hold looks the archive up again: a prune or clean that ran since
                 # either removed it (fetch it again) or now leaves it alone.
@@ -187,10 +204,12 @@ class _Installer:
                 # The cached copy rotted on disk (or was tampered with): drop it and
                 # fetch a fresh one, once.
                 mismatches += 1
-                evicted = self._evict_corrupt(job)
+                eviction = self._evict_corrupt(job)
                 if mismatches == 2:
                     raise  # a fresh download that does not match: where did it come from?
-                if not evicted:
+                if eviction == "replaced":
+                    continue  # another sync got there first: install its good copy
+                if eviction == "read-only":
                     raise PylockError(
                         str(exc),
                         hint=f"the cache at {self.cache.root} is read-only: remove "
@@ -204,6 +223,15 @@ class _Installer:
                         "`pylock fetch` (or sync without --offline) where the network is "
                         "reachable",
                     ) from None
+            except (InstallError, FileNotFoundError) as exc:
+                if archive is None or not _vanished(exc, archive):
+                    raise
+                # Held, yet gone: another sync found it corrupt and evicted it (an
+                # eviction ignores holds). Fetched again, as after a prune.
+                self.reporter.detail(
+                    f"{job.artifact.filename} was removed from the cache meanwhile; "
+                    "fetching it again"
+                )
         raise InstallError(
             f"{job.artifact.filename} was removed from the cache at {self.cache.root} "
             f"{_CACHE_TRIES} times before it could be installed",
@@ -284,22 +312,30 @@ class _Installer:
         finally:
             reader.close()
 
-    def _evict_corrupt(self, job: Job) -> bool:
-        """Evict a corrupt cached archive; ``False`` if the cache is read-only."""
+    def _evict_corrupt(self, job: Job) -> Literal["evicted", "replaced", "read-only"]:
+        """Evict a corrupt cached archive: whether it is gone, was replaced by a good copy
+        (another sync evicted it first and fetched it again), or cannot be (a read-only cache)."""
+        sha256 = job.artifact.sha256
         try:
-            self.cache.evict(job.artifact.sha256)
+            evicted = self.cache.evict(sha256, unless_intact=True)
         except OSError as exc:
             self.reporter.warn(
                 f"cached archive {job.artifact.filename} is corrupt, and the cache at "
                 f"{self.cache.root} cannot be changed ({exc.strerror or exc}): remove "
-                f"{self.cache.archive_dir(job.artifact.sha256)} where it is writable"
+                f"{self.cache.archive_dir(sha256)} where it is writable"
             )
-            return False
+            return "read-only"
+        if not evicted and self.cache.lookup(sha256) is not None:
+            self.reporter.detail(
+                f"cached archive {job.artifact.filename} was corrupt; another process has "
+                "replaced it with a good copy"
+            )
+            return "replaced"
         self.reporter.warn(
             f"cached archive {job.artifact.filename} is corrupt; evicted it"
             + ("" if self.options.offline else " and downloading it again")
         )
-        return True
+        return "evicted"
 
     def _refetch(self, job: Job) -> None:
         from pylock.sync.archives import Wanted, ensure_archives

@@ -1,0 +1,135 @@
+"""Two ``pylock mirror`` runs that write one OUTDIR at once, interleaved in-process.
+
+Run A stops right after it read one of the tree's own files; run B then goes as far as
+it can. Without a lock B finishes, and A's write drops B's entries; with one, B waits
+for A at the lock, which is what lets A go on (no sleeps, no timing).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import pylock.fsutil
+import pylock.mirror
+from pylock.errors import MirrorError
+from pylock.lockfile import LockFile
+from pylock.mirror import LOCK_NAME, SUMS_NAME, UV_JSON_NAME, parse_sha256sums
+from pylock.sync.cache import Cache
+from tests.test_mirror import locked, make, pbs_artifact, publish, run_mirror, sha
+
+#: Long enough for a loaded CI machine; only reached when the interleaving broke.
+_PATIENCE = 60
+_LINUX = b"linux archive" * 100
+_MAC = b"mac archive" * 100
+
+
+def _two_locks(upstream_dir: Path) -> tuple[LockFile, LockFile]:
+    """Two projects' locks whose archives share a folder of the mirror (and its sums)."""
+    linux = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", _LINUX)
+    mac = pbs_artifact("macos-aarch64", "3.13.9", "20251014", _MAC)
+    publish(upstream_dir, linux, _LINUX)
+    publish(upstream_dir, mac, _MAC)
+    return (
+        make(locked("app", "3.13.9", "20251014", linux)),
+        make(locked("app", "3.13.9", "20251014", mac)),
+    )
+
+
+@pytest.mark.parametrize("paused_after", [f"20251014/{SUMS_NAME}", UV_JSON_NAME])
+def test_two_runs_into_one_outdir_keep_each_others_entries(
+    tmp_path: Path, cache: Cache, monkeypatch: pytest.MonkeyPatch, paused_after: str
+) -> None:
+    """Attack: two runs of different locks into one OUTDIR kept only one run's archives
+    in download-metadata.json, in 10 runs of 10 (exit 0, no warning)."""
+    upstream_dir = tmp_path / "upstream"
+    first, second = _two_locks(upstream_dir)
+    out = tmp_path / "mirror"
+    paused = threading.Event()  # run A has read the file and waits
+    go_on = threading.Event()  # run B is done, or waits for the lock A holds
+    real_read = pylock.mirror._read_own
+    real_try = pylock.fsutil.FileLock.try_acquire
+
+    def read_own(path: Path) -> bytes | None:
+        data = real_read(path)
+        if threading.current_thread() is not threading.main_thread() and (
+            path == out / paused_after
+        ):
+            paused.set()
+            assert go_on.wait(_PATIENCE)
+        return data
+
+    def try_acquire(self: pylock.fsutil.FileLock) -> bool:
+        taken = real_try(self)
+        if not taken and Path(self.path).parent == out:
+            go_on.set()
+        return taken
+
+    monkeypatch.setattr(pylock.mirror, "_read_own", read_own)
+    monkeypatch.setattr(pylock.fsutil.FileLock, "try_acquire", try_acquire)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        run_a = pool.submit(run_mirror, first, out, cache, upstream_dir)
+        assert paused.wait(_PATIENCE)
+        try:
+            run_mirror(second, out, cache, upstream_dir)
+        finally:
+            go_on.set()
+        run_a.result()
+
+    sums = parse_sha256sums((out / "20251014" / SUMS_NAME).read_text(encoding="utf-8"))
+    assert sorted(sums.values()) == sorted([sha(_LINUX), sha(_MAC)])
+    uv = json.loads((out / UV_JSON_NAME).read_text(encoding="utf-8"))
+    assert sorted(uv) == ["cpython-3.13.9-darwin-aarch64-none", "cpython-3.13.9-linux-x86_64-gnu"]
+    # The lock is no part of the tree that gets served.
+    assert not list(out.rglob(".*"))
+
+
+def test_a_tree_whose_lock_cannot_be_made_is_still_checked(
+    tmp_path: Path, cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror on a read-only file system (a served copy, say): a re-run that finds it
+    complete passes, as it did before the tree had a lock."""
+    upstream_dir = tmp_path / "upstream"
+    first, _ = _two_locks(upstream_dir)
+    out = tmp_path / "mirror"
+    run_mirror(first, out, cache, upstream_dir)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    real_try = pylock.fsutil.FileLock.try_acquire
+
+    def try_acquire(self: pylock.fsutil.FileLock) -> bool:
+        if Path(self.path) == out / LOCK_NAME:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), self.path)
+        return real_try(self)
+
+    monkeypatch.setattr(pylock.fsutil.FileLock, "try_acquire", try_acquire)
+    report = run_mirror(first, out, cache, upstream_dir, offline=True)
+    assert len(report.unchanged) == 1
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only directories"
+)
+def test_a_read_only_outdir_is_a_clean_error(tmp_path: Path, cache: Cache) -> None:
+    upstream_dir = tmp_path / "upstream"
+    first, _ = _two_locks(upstream_dir)
+    out = tmp_path / "mirror"
+    run_mirror(first, out, cache, upstream_dir)
+    sums = out / "20251014" / SUMS_NAME
+    sums.unlink()  # something to write, where nothing can be
+    for folder in (out, out / "20251014"):
+        folder.chmod(0o555)
+    try:
+        with pytest.raises(MirrorError) as info:
+            run_mirror(first, out, cache, upstream_dir)
+    finally:
+        for folder in (out, out / "20251014"):
+            folder.chmod(0o755)
+    assert str(info.value) == f"cannot write {sums}: Permission denied"
+    assert not (out / LOCK_NAME).exists()

@@ -1,0 +1,241 @@
+"""Secrets the security review saw printed: in argparse's errors, in URLs whose password
+has a space or whose scheme is missing, in a GitHub API error that quotes the token, and
+proxy credentials the aiohttp path did not send with a plain http request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pylock.cli import main
+from pylock.errors import PylockError, UpstreamError
+from pylock.index.metadata import Documents, MetadataStore, parse_json
+from pylock.net.fetch import HttpResponse
+from pylock.net.policy import proxy_for
+from pylock.net.registry import RegistryClient, parse_reference
+from pylock.progress import NullReporter
+from pylock.settings import Settings
+from pylock.urls import UrlRewrites, redact
+from tests.httpserver import HttpServer
+from tests.twoclients import BODY, PATH, SHA, Proxy, downloader
+
+SECRET = "PASSXYZ"
+
+
+def _errors(capsys: pytest.CaptureFixture[str], *argv: str, project: Path) -> str:
+    """What ``pylock --project PROJECT ARGV...`` prints on stderr, having failed."""
+    assert main(["--project", str(project), *argv]) != 0
+    return capsys.readouterr().err
+
+
+# -- 1. argparse's errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (
+            ["sync", "--mirorr", f"https://u:{SECRET}@m.example/"],
+            "unrecognized arguments: --mirorr https://***@m.example/",
+        ),
+        (
+            ["sync", f"https://u:{SECRET}@m.example/"],
+            "unrecognized arguments: https://***@m.example/",
+        ),
+        ([f"sy://u:{SECRET}@m.example/"], "invalid choice: 'sy://***@m.example/'"),
+    ],
+)
+def test_argparse_errors_redact_the_arguments_they_quote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], shown: str
+) -> None:
+    """Review: a mistyped option quoted the mirror URL after it, password and all."""
+    assert main(["--project", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert shown in err
+    assert SECRET not in err
+
+
+# -- 2. a password with a space in it -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (f"https://u:{SECRET} x@m.example/", "https://***@m.example/"),
+        (f"'http://pu:{SECRET}\tx@127.0.0.1:1080' bad", "'http://***@127.0.0.1:1080' bad"),
+        (f"oci://u:{SECRET} x@r.example/repo", "oci://***@r.example/repo"),
+        # Up to the last @ before the host, as urlsplit reads it.
+        (f"https://u:{SECRET} x@y@h/a@b", "https://***@h/a@b"),
+        # Prose after a URL is no password: a port, or a `/` on the way to the @.
+        ("at http://proxy:3128 mail admin@corp", "at http://proxy:3128 mail admin@corp"),
+        ("via http://proxy:3128, mail admin@corp", "via http://proxy:3128, mail admin@corp"),
+        ("see http://h:x/y then mail a@b", "see http://h:x/y then mail a@b"),
+        ("see https://h/x then mail a@b", "see https://h/x then mail a@b"),
+    ],
+)
+def test_a_password_with_a_space_is_redacted_whole(text: str, redacted: str) -> None:
+    """Review: the password stopped at the space, and nothing was hidden."""
+    assert redact(text) == redacted
+    assert redact(redacted) == redacted
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--mirror", "--rewrite=https://github.com/"],
+)
+def test_a_mirror_or_rewrite_with_a_space_in_its_password_is_not_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    url = f"https://u:{SECRET} x@m.example/"
+    argv = [f"{option}={url}"] if "=" in option else [option, url]
+    err = _errors(capsys, "lock", *argv, project=tmp_path)
+    assert "it contains white space" in err
+    assert "https://***@m.example/" in err
+    assert SECRET not in err
+
+
+def test_a_proxy_or_remote_cache_with_a_space_in_its_password_is_not_shown() -> None:
+    settings = Settings.from_environ({"HTTPS_PROXY": f"http://pu:{SECRET} x@127.0.0.1:1080"})
+    with pytest.raises(PylockError) as proxy:
+        proxy_for("https://h.example/x", settings)
+    with pytest.raises(PylockError) as cache:
+        parse_reference(f"oci://u:{SECRET} x@r.example/repo")
+    for error in (proxy.value, cache.value):
+        assert SECRET not in redact(str(error))
+        assert "://***@" in redact(str(error))
+
+
+# -- 3. a mirror URL without its scheme ---------------------------------------------------------
+
+
+def test_a_mirror_without_a_scheme_hides_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _errors(capsys, "lock", "--mirror", f"u:{SECRET}@m.example/pbs", project=tmp_path)
+    assert "mirror: '***@m.example/pbs' is not a URL" in err
+    assert SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("pair", "shown"),
+    [
+        (f"https://github.com/=u:{SECRET}@m.example/", "TO '***@m.example/'"),
+        (f"u:{SECRET}@github.com=https://m.example/", "FROM '***@github.com'"),
+    ],
+)
+def test_a_rewrite_without_a_scheme_hides_its_password(pair: str, shown: str) -> None:
+    with pytest.raises(PylockError) as info:
+        UrlRewrites.from_sources(None, [pair])
+    assert shown in info.value.message
+    assert SECRET not in info.value.message
+
+
+# -- 4. a GitHub API error that quotes the token ------------------------------------------------
+
+TOKEN = "ghp_SECRETTOKEN0123456789"
+API_URL = "https://api.github.com/repos/astral-sh/python-build-standalone/releases"
+
+
+class EchoingGitHub:
+    """api.github.com itself (the token goes to it alone), refusing the request with words
+    that quote the ``Authorization`` it was sent."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+    async def get(self, url: str, *, headers: Mapping[str, str]) -> HttpResponse:
+        said = f"Bad credentials, you sent {headers['Authorization']}"
+        return HttpResponse(
+            status=self.status,
+            headers={},
+            body=json.dumps({"message": said}).encode(),
+            url=url,
+            reason=self.reason.format(said=said),
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(401, "Unauthorized"), (401, "{said}"), (502, "Bad Gateway {said}")]
+)
+def test_a_github_error_that_quotes_the_token_hides_it(
+    tmp_path: Path, status: int, reason: str
+) -> None:
+    """Review: GitHub's `message` was quoted as it came, the token in it."""
+    fetcher: Any = EchoingGitHub(status, reason)
+    documents = Documents(
+        MetadataStore(tmp_path), fetcher, reporter=NullReporter(), github_token=TOKEN
+    )
+    with pytest.raises(UpstreamError) as info:
+        asyncio.run(documents.get(API_URL, parse_json(API_URL)))
+    assert TOKEN not in str(info.value)
+    assert "Bearer ***" in str(info.value)
+
+
+# -- 5. proxy credentials on the aiohttp path ---------------------------------------------------
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.usefixtures("client")
+def test_a_plain_http_download_through_a_proxy_sends_its_credentials(tmp_path: Path) -> None:
+    """Review: aiohttp sends ``proxy_headers`` on CONNECT only: a plain http download went
+    to the proxy without them (an authenticating proxy answers 407)."""
+    with HttpServer() as server, Proxy() as proxy:
+        url = server.serve(PATH, BODY)
+        environ = {"HTTP_PROXY": proxy.address.replace("://", f"://pu:{SECRET}@")}
+        assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+        assert proxy.seen == [f"GET {url}"]
+        assert proxy.auth == [_basic("pu", SECRET)]
+
+
+@pytest.mark.usefixtures("client")
+def test_an_https_download_through_a_proxy_keeps_its_credentials_out_of_the_tunnel(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
+) -> None:
+    server, ca = tls_server
+    url = server.serve(PATH, BODY)
+    with Proxy() as proxy:
+        environ = {
+            "SSL_CERT_FILE": str(ca),
+            "HTTPS_PROXY": proxy.address.replace("://", f"://pu:{SECRET}@"),
+        }
+        assert downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
+    assert proxy.seen == [f"CONNECT 127.0.0.1:{server.port}"]
+    assert proxy.auth == [_basic("pu", SECRET)]
+    (request,) = server.requests(PATH)
+    assert "Proxy-Authorization" not in request.headers
+
+
+def test_a_registry_reached_through_a_proxy_over_plain_http_sends_its_credentials(
+    tmp_path: Path,
+) -> None:
+    """The registry client takes its proxy from the same helper as the aiohttp fetcher."""
+    with HttpServer() as server, Proxy() as proxy:
+        settings = Settings.from_environ(
+            {"HTTP_PROXY": proxy.address.replace("://", f"://pu:{SECRET}@")}
+        )
+        registry = RegistryClient(
+            parse_reference(f"oci+http://127.0.0.1:{server.port}/pylock/x"),
+            settings=settings,
+            home=tmp_path,
+            lookup_credentials=False,
+            connect_timeout=5,
+            read_timeout=5,
+        )
+
+        async def scenario() -> bool:
+            async with registry:
+                return await registry.has_blob("00" * 32)
+
+        assert asyncio.run(scenario()) is False  # the loopback server has no blobs
+    assert proxy.seen and all(seen.startswith("HEAD http://127.0.0.1:") for seen in proxy.seen)
+    assert proxy.auth == [_basic("pu", SECRET)] * len(proxy.seen)
