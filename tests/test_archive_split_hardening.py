@@ -143,7 +143,7 @@ def write_and_read(tmp_path: Path, entries: list[RecordEntry], url: str) -> Path
     tree.mkdir(parents=True)
     artifact = Artifact(platform="linux-x86_64-gnu", url=url, sha256=HEX, size=10)
     python = locked_python("app", "3.12.7", "20241016", [artifact])
-    records.write_record(tree, entries, python, artifact, "pbs-install-only", None)
+    records.write_record(tree, entries, python, artifact, "pbs-install-only", None, fixups=True)
     return tree
 
 

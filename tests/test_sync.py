@@ -226,6 +226,33 @@ def test_warm_sync_installs_from_the_cache_without_streaming(
     assert sync_project.verify().code == 0
 
 
+def test_no_fixups_is_part_of_what_an_install_is(sync_project: Project, app_a: Build) -> None:
+    """README attack: `sync --no-fixups` over a fixed-up tree said "up to date" and left
+    it fixed up, and a plain sync after it left the tree as shipped: the record did not say
+    which the tree was."""
+    record = sync_project.into / "app" / ".pylock" / "install.json"
+
+    def fixed_up() -> object:
+        return json.loads(record.read_text())["fixups"]
+
+    sync_project.install(app_a)
+    assert fixed_up() is True
+    for flags, wanted in ((["--no-fixups"], False), ([], True)):
+        result = sync_project.sync(*flags)
+        assert result.code == 0, result.err
+        assert f"installed app: {app_a.label}" in result.err
+        assert "0 downloaded" in result.err
+        assert fixed_up() is wanted
+        again = sync_project.sync(*flags)
+        assert "installed app" not in again.err and "up to date" in again.err
+    # A record from before pylock said which: taken as it is, either way.
+    document = json.loads(record.read_text())
+    del document["fixups"]
+    record.write_text(json.dumps(document))
+    for flags in (["--no-fixups"], []):
+        assert "installed app" not in sync_project.sync(*flags).err
+
+
 def test_noop_sync_touches_nothing(sync_project: Project, app_a: Build, tool: Build) -> None:
     sync_project.install(app_a, tool)
     before = {name: (sync_project.into / name).stat().st_ino for name in ("app", "tool")}

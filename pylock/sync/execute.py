@@ -597,6 +597,7 @@ def run_sync(
         only=request.only,
         reinstall=request.reinstall,
         prune=request.prune,
+        fixups=request.fixups,
     )
     if plan.unavailable and not plan.jobs and not plan.current and not plan.stale:
         # A build for a platform nobody locked must not go green with nothing installed.
@@ -749,7 +750,8 @@ def _remember(
             # these trees since this one checked it: a state stamping it would say "up to
             # date" for this lock until the tree changed again.
             still_current=lambda: (
-                set(names) <= set(current_names(request.lock, dest, request.platform))
+                set(names)
+                <= set(current_names(request.lock, dest, request.platform, fixups=request.fixups))
             ),
         )
     except OSError as exc:

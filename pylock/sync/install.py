@@ -424,7 +424,7 @@ def install(
             _recover(dest_root, name, reporter)
             if if_needed:
                 state = installed_state(dest_root, name)
-                if state is not None and is_current(state, artifact):
+                if state is not None and is_current(state, artifact, fixups=fixup is not None):
                     return False
             _install_locked(
                 archive,
@@ -545,7 +545,9 @@ def _install_locked(
             # Only a tree whose files now name its path must be reinstalled once moved:
             # PyPy, GraalPy and Windows trees have nothing rewritten.
             fixed_up_for = str(final) if changed else None
-        records.write_record(tmp, entries, python, artifact, layout, fixed_up_for)
+        records.write_record(
+            tmp, entries, python, artifact, layout, fixed_up_for, fixups=fixup is not None
+        )
         _swap_in(tmp, final)
     finally:
         task.done("")

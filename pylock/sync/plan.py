@@ -63,8 +63,10 @@ def plan_sync(
     only: Collection[str] = (),
     reinstall: bool = False,
     prune: bool = True,
+    fixups: bool | None = None,
 ) -> SyncPlan:
-    """Decide what to do; reads only small install-record files."""
+    """Decide what to do; reads only small install-record files. ``fixups``: whether the
+    sync installs with fix-ups, which a tree installed otherwise is not current for."""
     from pylock.sync.install import installed_names
     from pylock.sync.records import installed_state, is_current
 
@@ -89,7 +91,7 @@ def plan_sync(
             unavailable.append(python.name)
             continue
         state = installed_state(dest_root, python.name)
-        if not reinstall and state is not None and is_current(state, artifact):
+        if not reinstall and state is not None and is_current(state, artifact, fixups=fixups):
             current.append(python.name)
         else:
             jobs.append(Job(python=python, artifact=artifact))
@@ -132,15 +134,22 @@ def unknown_names(names: Sequence[str], lock: LockFile, lock_name: str) -> Usage
     )
 
 
-def current_names(lock: LockFile, dest_root: Path, platform: Platform) -> list[str]:
-    """The locked interpreters installed in ``dest_root`` from their locked artifact."""
+def current_names(
+    lock: LockFile, dest_root: Path, platform: Platform, *, fixups: bool | None = None
+) -> list[str]:
+    """The locked interpreters installed in ``dest_root`` from their locked artifact (and
+    with fix-ups or without, given ``fixups``)."""
     from pylock.sync.records import installed_state, is_current
 
     names = []
     for python in lock.pythons:
         artifact = python.artifact_for(platform.key)
         state = installed_state(dest_root, python.name)
-        if artifact is not None and state is not None and is_current(state, artifact):
+        if (
+            artifact is not None
+            and state is not None
+            and is_current(state, artifact, fixups=fixups)
+        ):
             names.append(python.name)
     return names
 

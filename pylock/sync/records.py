@@ -82,6 +82,9 @@ class InstallState:
     record_version: int
     #: The final path that fix-ups baked into the tree, if fix-ups ran.
     fixed_up_for: str | None = None
+    #: Whether the sync that installed it asked for fix-ups (``sync --no-fixups`` did not);
+    #: ``None`` for a record that does not say (written before pylock 0.3).
+    fixups: bool | None = None
 
 
 # -- reading (the cheap path) ----------------------------------------------------------------
@@ -142,6 +145,7 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
     if not (isinstance(sha256, str) and isinstance(url, str) and isinstance(platform, str)):
         return None
     fixed = data.get("fixed-up-for")
+    fixups = data.get("fixups")
     return InstallState(
         name=name,
         path=Path(tree),
@@ -152,12 +156,20 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
         pylock_version=str(data.get("pylock-version", "")),
         record_version=version if isinstance(version, int) else 0,
         fixed_up_for=fixed if isinstance(fixed, str) else None,
+        fixups=fixups if isinstance(fixups, bool) else None,
     )
 
 
-def is_current(state: InstallState, artifact: Artifact) -> bool:
-    """Whether the install came from this very artifact (and still sits where it was fixed up)."""
+def is_current(state: InstallState, artifact: Artifact, *, fixups: bool | None = None) -> bool:
+    """Whether the install came from this very artifact (and still sits where it was fixed up).
+
+    With ``fixups``, also whether it was installed with fix-ups or without, as asked: a
+    ``sync --no-fixups`` reinstalls a fixed-up tree as shipped, and a plain sync fixes up
+    a tree installed without them.
+    """
     if state.record_version != RECORD_VERSION or state.sha256 != artifact.sha256:
+        return False
+    if fixups is not None and state.fixups is not None and state.fixups is not fixups:
         return False
     if state.fixed_up_for is not None and state.fixed_up_for != str(state.path):
         # The tree moved since fix-ups wrote its path into sysconfig data: reinstall. The
@@ -277,6 +289,8 @@ def write_record(
     artifact: Artifact,
     layout: str,
     fixed_up_for: str | None,
+    *,
+    fixups: bool,
 ) -> None:
     import csv
     import io
@@ -315,6 +329,7 @@ def write_record(
         "python": python.summary(),
         "layout": layout,
         "fixed-up-for": fixed_up_for,
+        "fixups": fixups,
         "files": len(entries),
         "installed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
