@@ -111,6 +111,13 @@ class Context:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
+    def platform_keys(self, keys: Sequence[str]) -> list[str]:
+        """The platforms of a repeatable ``--platform`` (``mirror``, ``fetch``), each once,
+        in the order given; the host if none was."""
+        if not keys:
+            return [self.platform().key]
+        return list(dict.fromkeys(self.platform(key).key for key in keys))
+
     def cache(self) -> Cache:
         """The archive cache (``PYLOCK_CACHE_DIR`` or the user cache dir)."""
         from pylock.sync.cache import Cache
@@ -196,6 +203,30 @@ def _repeatable(
 ) -> None:
     """An option that may be given several times; its values gather in a list."""
     parser.add_argument(name, metavar=metavar, action="append", default=[], help=help, type=type)
+
+
+def _names(parser: Any, name: str, *, help: str) -> None:
+    """An option of interpreter names, each given after it (``--only app tool``, as the
+    design writes it) or it repeated (``--only app --only tool``)."""
+    parser.add_argument(
+        name, metavar="NAME", action="extend", nargs="+", default=[], help=help, type=_given
+    )
+
+
+class _Once(argparse.Action):
+    """A value for one thing (``sync --platform``): given twice, it is an error rather than
+    the last one silently winning, as ``fetch`` and ``mirror`` take several platforms."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice: this command takes one")
+        setattr(namespace, self.dest, values)
 
 
 def _given(text: str) -> str:
@@ -406,9 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock = command("lock", "resolve pythons.toml to exact builds and write pythons.lock", _cmd_lock)
     upgrade = lock.add_mutually_exclusive_group()
     _flag(upgrade, "--upgrade", "-U", help="re-resolve every interpreter to the newest")
-    _repeatable(
-        upgrade, "--upgrade-python", "NAME", help="re-resolve only this interpreter (repeatable)"
-    )
+    _names(upgrade, "--upgrade-python", help="re-resolve only these interpreters (repeatable)")
     _flag(lock, "--check", help="exit 1 if pythons.lock is missing or out of date; write nothing")
     _flag(lock, "--dry-run", help="show what would change; write nothing")
     _flag(
@@ -440,11 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         metavar="KEY",
         type=_given,
+        action=_Once,
         help="install for this platform instead of the host",
     )
-    _repeatable(
-        sync, "--only", "NAME", help="install only this interpreter (repeatable)", type=_given
-    )
+    _names(sync, "--only", help="install only these interpreters (repeatable)")
     _flag(sync, "--reinstall", help="reinstall even if already up to date")
     _flag(
         sync, "--no-prune", help="keep interpreters pylock installed that the lock no longer lists"
@@ -465,8 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = command("fetch", "download locked archives into the cache; install nothing", _cmd_fetch)
     where = fetch.add_mutually_exclusive_group()
-    where.add_argument(
-        "--platform", metavar="KEY", type=_given, help="fetch for this platform (default: host)"
+    _repeatable(
+        where,
+        "--platform",
+        "KEY",
+        help="fetch for this platform (repeatable; default: host)",
+        type=_given,
     )
     _flag(where, "--all-platforms", help="fetch every locked platform")
     _add_fetch_flags(fetch)
@@ -499,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         metavar="KEY",
         type=_given,
+        action=_Once,
         help="judge the installs for this platform, as sync --platform made them (default: host)",
     )
 
@@ -730,11 +763,11 @@ def _cmd_fetch(ctx: Context) -> int:
     args = ctx.args
     lock = ctx.read_lock()
     _warn_if_config_changed(ctx, lock)
-    key = None if args.all_platforms else ctx.platform(args.platform).key
+    keys = None if args.all_platforms else ctx.platform_keys(args.platform)
     cache = ctx.cache()
     outcome = fill_cache(
         lock,
-        platform_key=key,
+        platform_keys=keys,
         cache=cache,
         options=ctx.fetch_options(),
         reporter=ctx.reporter,
@@ -1035,10 +1068,8 @@ def _cmd_mirror(ctx: Context) -> int:
     if args.to is not None:
         return _seed_registry(ctx)
     lock = ctx.read_lock()
-    platforms: list[str] | None = None
-    if not args.all_platforms:
-        # Default: the host only; `--platform host` is accepted too.
-        platforms = [ctx.platform(key).key for key in (args.platform or [None])]
+    # Default: the host only; `--platform host` is accepted too.
+    platforms = None if args.all_platforms else ctx.platform_keys(args.platform)
     if not args.outdir.strip():
         raise UsageError("mirror: OUTDIR is empty", hint="e.g. `pylock mirror ./mirror`")
     # Normalised: the commands printed below are copied to other machines.

@@ -1166,6 +1166,47 @@ def test_which_of_an_interpreter_not_locked_here_says_so(
     assert "pylock sync" not in done.err
 
 
+def test_several_platforms_and_names_are_taken_as_each_command_means_them(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """README and design attacks: `fetch --platform A --platform B` fetched for B alone and
+    `sync --platform` twice installed for the last, silently; `--only a b` and
+    `--upgrade-python a b`, as the design writes them, were refused."""
+    import attrs
+
+    from pylock.lockfile import dumps, make_lock
+    from pylock.platforms import host
+
+    other = "windows-x86_64" if host().key != "windows-x86_64" else "linux-x86_64-gnu"
+    python = tool.python()
+    moved = tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+    both = attrs.evolve(python, artifacts=(*python.artifacts, *moved))
+    lock = make_lock([app_a.python(), both], config_digest="sha256:" + "0" * 64)
+    (sync_project.root / "pythons.lock").write_text(dumps(lock))
+    sync_project.serve(app_a, tool)
+    mirror = ("--mirror", sync_project.mirror)
+    fetched = sync_project.run("fetch", "--platform", host().key, "--platform", other, *mirror)
+    assert fetched.code == 0, fetched.err
+    # Every archive the two platforms need (tool's is the same file on both), and the
+    # one interpreter not locked for the other platform said so.
+    assert "2 archive(s) in" in fetched.err
+    assert f"app is not locked for {other}; skipped" in fetched.err
+    assert sync_project.archive(app_a).is_file() and sync_project.archive(tool).is_file()
+
+    twice = sync_project.sync("--platform", host().key, "--platform", other)
+    assert twice.code == 2
+    assert "--platform given twice: this command takes one" in twice.err
+    assert not sync_project.into.exists()
+
+    done = sync_project.sync("--only", "app", "tool", "--offline")
+    assert done.code == 0, done.err
+    assert {p.name for p in sync_project.into.iterdir() if not p.name.startswith(".")} == {
+        "app",
+        "tool",
+    }
+    assert sync_project.sync("--only", "app", "--only", "nope").code == 2
+
+
 def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     sync_project: Project, app_a: Build, tool: Build
 ) -> None:

@@ -257,3 +257,21 @@ def test_a_lock_with_a_byte_order_mark_keeps_its_builds_on_lock(
     assert run(project, "lock") == 0
     assert "could not be read" not in capsys.readouterr().err
     assert loads(lock.read_text(encoding="utf-8-sig")).pythons[0].version == "3.13.5"
+
+
+def test_upgrade_python_takes_several_names_after_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Design attack: `--upgrade-python NAME ...`, as the design writes it, was refused
+    ("unrecognized arguments: b"); only a repeated flag took several names."""
+    pinned = TOML.replace('"3.13"', '"3.13.5"')
+    (project / "pythons.toml").write_text(pinned + pinned.replace("python.a", "python.b"))
+    assert run(project, "lock", "--offline") == 0
+    widened = TOML + TOML.replace("python.a", "python.b")
+    (project / "pythons.toml").write_text(widened, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    capsys.readouterr()
+    assert run(project, "lock", "--offline", "--upgrade-python", "a", "b") == 0
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    assert lines == [f"{n}: cpython 3.13.5+20250723 -> {BUNDLED_313}" for n in "ab"]

@@ -794,12 +794,13 @@ def _locked_elsewhere(verb: str, lock_name: str, names: Sequence[str], key: str)
 def fill_cache(
     lock: LockFile,
     *,
-    platform_key: str | None,
+    platform_keys: Sequence[str] | None,
     cache: Cache,
     options: FetchOptions,
     reporter: Reporter,
 ) -> FillOutcome:
-    """``pylock fetch``: put the lock's archives for ``platform_key`` (``None``: all) in the cache.
+    """``pylock fetch``: put the lock's archives for ``platform_keys`` (``None``: all) in
+    the cache.
 
     Fills the cache so that a later ``sync --offline`` (or an air-gapped build) has
     everything; hits are re-hashed because a bad archive found later is costlier.
@@ -809,23 +810,24 @@ def fill_cache(
     wanted: list[Wanted] = []
     skipped: list[str] = []
     for python in lock.pythons:
-        if platform_key is None:
+        if platform_keys is None:
             wanted.extend(Wanted.from_artifact(a, python=python) for a in python.artifacts)
             continue
-        artifact = python.artifact_for(platform_key)
-        if artifact is None:
-            skipped.append(python.name)
-        else:
-            wanted.append(Wanted.from_artifact(artifact, python=python))
+        for key in platform_keys:
+            artifact = python.artifact_for(key)
+            if artifact is None:
+                skipped.append(f"{python.name} is not locked for {key}; skipped")
+            else:
+                wanted.append(Wanted.from_artifact(artifact, python=python))
     if lock.pythons and not wanted:
         from pylock.fsutil import LOCK_FILENAME
 
         # As for `sync`: a CI step warming the cache for a platform nobody locked fails,
         # with the error alone (no warning per interpreter before it, as `sync` does).
         names = [python.name for python in lock.pythons]
-        raise _locked_elsewhere("fetch", LOCK_FILENAME, names, str(platform_key))
-    for name in skipped:
-        reporter.warn(f"{name} is not locked for {platform_key}; skipped")
+        raise _locked_elsewhere("fetch", LOCK_FILENAME, names, " or ".join(platform_keys or ()))
+    for warning in skipped:
+        reporter.warn(warning)
     fetched: set[str] = set()
     paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
     remote = options.remote
