@@ -313,8 +313,9 @@ def _add_fetch_flags(parser: argparse.ArgumentParser, *, mirror: bool = True) ->
 def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remote-cache",
-        metavar="oci://HOST/REPOSITORY",
-        help="look archives up in this OCI registry before the origin (also PYLOCK_REMOTE_CACHE)",
+        metavar="oci://HOST[:PORT]/REPOSITORY",
+        help="look archives up in this OCI registry before the origin (oci+http:// for a "
+        "plain-http one; also PYLOCK_REMOTE_CACHE)",
     )
     _flag(
         parser,
@@ -329,13 +330,13 @@ def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_jobs(parser: argparse.ArgumentParser) -> None:
+def _add_jobs(parser: argparse.ArgumentParser, work: str = "downloads") -> None:
     parser.add_argument(
         "--jobs",
         "-j",
         type=int,
         metavar="N",
-        help="parallel downloads and installs (default 4; also PYLOCK_CONCURRENCY)",
+        help=f"parallel {work} (default 4; also PYLOCK_CONCURRENCY)",
     )
 
 
@@ -436,9 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     lock = command("lock", "resolve pythons.toml to exact builds and write pythons.lock", _cmd_lock)
     upgrade = lock.add_mutually_exclusive_group()
-    _flag(upgrade, "--upgrade", "-U", help="re-resolve every interpreter to the newest")
+    _flag(upgrade, "--upgrade", "-U", help="re-resolve every interpreter to the newest that fits")
     _names(upgrade, "--upgrade-python", help="re-resolve only these interpreters (repeatable)")
-    _flag(lock, "--check", help="exit 1 if pythons.lock is missing or out of date; write nothing")
+    _flag(
+        lock,
+        "--check",
+        help="exit 1 if pythons.lock is missing, out of date or edited by hand; write nothing",
+    )
     _flag(lock, "--dry-run", help="show what would change; write nothing")
     _flag(
         lock,
@@ -489,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fetch_flags(sync)
     _add_remote_flags(sync)
-    _add_jobs(sync)
+    _add_jobs(sync, "downloads and installs")
 
     fetch = command("fetch", "download locked archives into the cache; install nothing", _cmd_fetch)
     where = fetch.add_mutually_exclusive_group()
@@ -565,9 +570,15 @@ def build_parser() -> argparse.ArgumentParser:
     action("dir", "print the cache directory")
     action("list", "list cached archives")
     action("verify", "re-hash cached archives; evict corrupt ones")
-    prune = action("prune", "evict archives by total size and/or age of last use")
+    prune = action(
+        "prune",
+        "evict archives by total size, age of last use or the locks that name them; "
+        "remove what killed runs left",
+    )
     prune.add_argument(
-        "--max-size", metavar="SIZE", help="keep at most SIZE (e.g. 500M, 2G), newest kept first"
+        "--max-size",
+        metavar="SIZE",
+        help="keep at most SIZE (e.g. 500M, 2G), evicting the least recently used first",
     )
     prune.add_argument(
         "--unused-for", metavar="DAYS", type=float, help="evict archives unused for DAYS days"
@@ -580,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable: keep what any of them names)",
         type=_given,
     )
-    action("clean", "remove everything from the cache")
+    action("clean", "remove every archive and download metadata from the cache")
 
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror

@@ -356,11 +356,15 @@ class UrlRewrites:
         pairs: Sequence[str] = (),
         mirror: str | None = None,
         pypy_mirror: str | None = None,
+        *,
+        mirror_from: str = "mirror",
+        pypy_mirror_from: str = "pypy mirror",
     ) -> UrlRewrites:
         """Combine ``PYLOCK_URL_REWRITES`` (``env``), ``--rewrite`` pairs and the mirror shorthands.
 
         For the same ``FROM``, ``--rewrite`` beats the environment and the mirror
-        shorthands beat both; otherwise the longest ``FROM`` decides per URL.
+        shorthands beat both; otherwise the longest ``FROM`` decides per URL. Errors name
+        a mirror by ``mirror_from`` and ``pypy_mirror_from`` (the flag, or the variable).
         """
         rules: list[Rewrite] = []
         for item in (env or "").split():
@@ -368,9 +372,9 @@ class UrlRewrites:
         for item in pairs:
             rules.append(parse_rewrite(item, origin="--rewrite"))
         if mirror:
-            rules.append(mirror_rewrite(PBS_DOWNLOAD_PREFIX, mirror, origin="mirror"))
+            rules.append(mirror_rewrite(PBS_DOWNLOAD_PREFIX, mirror, origin=mirror_from))
         if pypy_mirror:
-            rules.append(mirror_rewrite(PYPY_DOWNLOAD_PREFIX, pypy_mirror, origin="pypy mirror"))
+            rules.append(mirror_rewrite(PYPY_DOWNLOAD_PREFIX, pypy_mirror, origin=pypy_mirror_from))
         by_source: dict[str, Rewrite] = {}
         for rule in rules:
             by_source.pop(rule.source, None)

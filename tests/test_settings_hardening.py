@@ -356,3 +356,17 @@ def test_which_and_run_agree_through_the_cli(sync_project: Project) -> None:
     assert which.code == run.code == 2
     assert which.err == run.err
     assert which.err.startswith("pylock: error: no interpreter named 'nope' in pythons.lock")
+
+
+@pytest.mark.parametrize(
+    ("variable", "flag"), [("PYLOCK_MIRROR", "--mirror"), ("PYLOCK_PYPY_MIRROR", "--pypy-mirror")]
+)
+def test_a_bad_mirror_is_named_by_where_it_was_given(variable: str, flag: str) -> None:
+    """README attack: `PYLOCK_MIRROR=notaurl pylock sync` said "mirror: 'notaurl' is not a
+    URL", which reads as a flag the user never gave; other settings name their variable."""
+    settings = Settings.from_environ({variable: "notaurl"})
+    with pytest.raises(UsageError, match=rf"^{variable}: 'notaurl' is not a URL"):
+        FetchOptions.from_settings(settings)
+    given = {flag.removeprefix("--").replace("-", "_"): "notaurl"}
+    with pytest.raises(UsageError, match=rf"^{flag}: 'notaurl' is not a URL"):
+        FetchOptions.from_settings(settings, **given)

@@ -88,6 +88,8 @@ class FetchOptions:
                 pairs,
                 mirror or settings.mirror,
                 pypy_mirror or settings.pypy_mirror,
+                mirror_from="--mirror" if mirror else "PYLOCK_MIRROR",
+                pypy_mirror_from="--pypy-mirror" if pypy_mirror else "PYLOCK_PYPY_MIRROR",
             ),
             offline=offline or settings.offline,
             jobs=settings.jobs(jobs),
