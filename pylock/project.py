@@ -65,10 +65,23 @@ def prune_cache(
         keep = {
             artifact.sha256
             for path in keep_locks
-            for python in read_lock(_kept_lock(path, LOCK_FILENAME)).pythons
+            for python in _read_kept(_kept_lock(path, LOCK_FILENAME)).pythons
             for artifact in python.artifacts
         }
     return prune_as_asked(cache, max_size=max_size, unused_for_days=unused_for_days, keep=keep)
+
+
+def _read_kept(path: Path) -> LockFile:
+    """The lock ``--keep-lock`` names, or why it is none: a file given by mistake (a script,
+    a config) is no lock to re-resolve, as the reader's own hint would say."""
+    try:
+        return read_lock(path)
+    except LockFileError as exc:
+        raise PylockError(
+            f"--keep-lock: {exc}; nothing was pruned",
+            hint="give a pythons.lock, or a project directory that holds one; a broken lock "
+            "of a project is mended with `pylock lock` there",
+        ) from None
 
 
 def _kept_lock(path: Path, lock_filename: str) -> Path:

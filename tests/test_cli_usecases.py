@@ -287,8 +287,14 @@ def test_cache_prune_keep_lock_evicts_what_no_named_lock_names(
     assert main([*prune, str(tmp_path / "empty")], environ=environ) == 2
     assert f"no pythons.lock in {tmp_path / 'empty'}" in capsys.readouterr().err
     (tmp_path / "broken.lock").write_text("lock-version = [")
-    assert main([*prune, str(tmp_path / "broken.lock")], environ=environ) == 1
-    assert "broken.lock" in capsys.readouterr().err
+    (tmp_path / "make.py").write_text("x = 1\n")
+    for name in ("broken.lock", "make.py"):
+        assert main([*prune, str(tmp_path / name)], environ=environ) == 1
+        err = capsys.readouterr().err
+        assert f"pylock: error: --keep-lock: {tmp_path / name}: " in err
+        assert "nothing was pruned" in err
+        # README attack: the hint was `run 'pylock lock'`, for a file that is no lock.
+        assert "it re-resolves from pythons.toml" not in err
     assert len(cache.list()) == 3
     # A project directory stands for its pythons.lock; every platform's archive is kept.
     assert main([*prune, str(tmp_path / "other.lock")], environ=environ) == 0
