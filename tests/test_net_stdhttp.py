@@ -195,6 +195,30 @@ def test_size_mismatch_with_content_length_fails_before_the_body(tmp_path: Path)
     assert info.value.expected == str(len(BODY) + 1)
 
 
+def test_a_download_of_no_stated_size_shows_the_size_the_server_or_file_states(
+    tmp_path: Path,
+) -> None:
+    """README attack: a slow download of a lock made from the bundled index (no sizes) was
+    logged as `Downloading FILE ...`, without the size its Content-Length gave."""
+    import io
+
+    from pylock.progress import Reporter
+
+    reporter = Reporter(io.StringIO(), verbosity=0)
+    source = tmp_path / "archive"
+    source.write_bytes(BODY)
+    with HttpServer() as server:
+        for n, url in enumerate((server.serve(PATH, BODY), source.as_uri())):
+            task = reporter.task("Downloading archive")
+            downloader().download(url, tmp_path / f"{n}", sha256=SHA, size=None, task=task)
+            assert task.total == len(BODY), url
+        # Chunked: nothing states a size, and none is made up.
+        url = server.serve(PATH, BODY, chunked=True)
+        task = reporter.task("Downloading archive")
+        downloader().download(url, tmp_path / "c", sha256=SHA, size=None, task=task)
+        assert task.total is None
+
+
 # -- redirects -------------------------------------------------------------------------------
 
 

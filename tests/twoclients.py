@@ -60,14 +60,14 @@ class _AiohttpDownloader:
         self._settings = settings
 
     def download(
-        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+        self, url: str, dest: Path, *, sha256: str | None, size: int | None, task: Any = None
     ) -> tuple[str, int]:
         import asyncio
 
         async def run() -> tuple[str, int]:
             reporter = _Delays(self.delays)
             async with Fetcher(self._options, reporter, settings=self._settings) as fetcher:
-                return await fetcher.download(url, dest, sha256=sha256, size=size)
+                return await fetcher.download(url, dest, sha256=sha256, size=size, task=task)
 
         return asyncio.run(run())
 

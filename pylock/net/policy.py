@@ -924,6 +924,7 @@ class Body:
         self.url = url
         self.length = length
         self.limit = bound(url, download.canonical, download.size, length, download.cap)
+        learn_total(download.task, length)
         self.digest = hashlib.sha256()
         self.received = 0
         self.advanced = 0
@@ -1013,6 +1014,14 @@ class Pace:
         self._bytes = 0
 
 
+def learn_total(task: Task | None, stated: int | None) -> None:
+    """Give a task the size the server (or the file) states where the lock gave none (a
+    lock from the bundled index has no sizes): the progress shows it, and a log's
+    ``Downloading FILE (SIZE) ...`` line too."""
+    if task is not None and task.total is None and stated is not None:
+        task.total = stated
+
+
 def rewind(task: Task | None, amount: int) -> None:
     """The next attempt starts from byte 0, so the progress bar does too."""
     if task is not None and amount:
@@ -1071,6 +1080,8 @@ def copy_file(download: Download) -> tuple[str, int]:
     try:
         with source.open("rb") as reader:
             info = os.fstat(reader.fileno())
+            if stat.S_ISREG(info.st_mode):
+                learn_total(task, info.st_size)
             if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
                 # A regular file states its size: no need to read it to refuse it.
                 raise stated_too_large(target, canonical, info.st_size, cap)
