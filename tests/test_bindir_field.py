@@ -513,6 +513,31 @@ def test_sync_only_leaves_the_links_of_the_interpreters_it_does_not_sync(
 
 
 @posix_only
+def test_no_prune_keeps_the_links_of_the_interpreters_it_keeps(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """README attack: `sync --no-prune --bin-dir B` kept `tool` installed, unlocked, but
+    removed its link from B: the interpreter stayed, its command went off PATH."""
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    link = bin_dir / f"python{tool.minor}"
+    target = os.readlink(link)
+    _lock_with_default(sync_project, app_a)
+    kept = sync_project.sync("--no-prune", "--bin-dir", str(bin_dir))
+    assert kept.code == 0, kept.err
+    assert (sync_project.into / "tool").is_dir()
+    assert "removed link" not in kept.err
+    assert os.readlink(link) == target and link.resolve().is_file()
+    # A sync that prunes removes the interpreter and its link together.
+    pruned = sync_project.sync("--bin-dir", str(bin_dir))
+    assert pruned.code == 0, pruned.err
+    assert f"removed link {link}" in pruned.err
+    assert not (sync_project.into / "tool").exists() and not link.is_symlink()
+
+
+@posix_only
 def test_two_builds_of_one_version_link_with_only_into_separate_bin_dirs(
     sync_project: Project, app_a: Build
 ) -> None:

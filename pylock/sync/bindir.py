@@ -333,10 +333,12 @@ def sync_links(
     install_dir: Path | None = None,
     prune: bool = True,
     trees: Collection[Path] | None = None,
+    kept: Collection[Path] = (),
 ) -> LinkResult:
     """Make ``bin_dir`` hold exactly the wanted links among those pylock made for
     ``install_dir`` (with ``prune=False``: hold them, and keep the others it made; with
-    ``trees``: remove only links into those interpreter trees, ``sync --only``'s).
+    ``trees``: remove only links into those interpreter trees, ``sync --only``'s; links
+    into ``kept`` trees, which ``sync --no-prune`` leaves installed, stay unless wanted).
 
     A bin dir may be shared by several projects (the GitHub Action's, or ``~/.local/bin``):
     links made for another install directory are left alone, and the manifest keeps them,
@@ -351,7 +353,7 @@ def sync_links(
         for name, target in sorted(wanted.items())
     }
     with FileLock(bin_dir / LOCK_FILE):
-        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune, trees)
+        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune, trees, kept)
 
 
 def _sync_links(
@@ -362,6 +364,7 @@ def _sync_links(
     install_dir: Path | None,
     prune: bool,
     trees: Collection[Path] | None,
+    kept_trees: Collection[Path],
 ) -> LinkResult:
     manifest = _read_manifest(bin_dir)
     previous, installs, pending = manifest.links, manifest.installs, manifest.pending
@@ -380,10 +383,14 @@ def _sync_links(
         """What the manifest says ``name`` links to (made, or being made)."""
         return previous[name] if name in previous else pending[name]
 
+    def into(name: str, among: Collection[Path]) -> bool:
+        """Whether ``name`` links into one of the trees ``among``."""
+        return any(_links_into(recorded(name), tree, windows) for tree in among)
+
     def in_trees(name: str) -> bool:
         """Whether ``name`` links into one of ``trees`` (``sync --only``'s)."""
         assert trees is not None
-        return any(_links_into(recorded(name), tree, windows) for tree in trees)
+        return into(name, trees)
 
     def owner_of(name: str, current: str | bytes | None) -> str | None:
         if making(name, current):
@@ -453,6 +460,7 @@ def _sync_links(
             not prune
             or (mine is not None and owner is not None and not _same_dir(owner, mine))
             or (trees is not None and not in_trees(name))
+            or into(name, kept_trees)
         ):
             # Another project's link, or one left as it was; and what another run was
             # making, still its own until it runs again.

@@ -682,6 +682,13 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
     )
     bin_dir = request.bin_dir
     install_dir = request.dest_root.absolute()
+    kept: list[Path] = []
+    if not request.prune:
+        from pylock.sync.install import installed_names
+
+        # What --no-prune leaves installed keeps its commands on PATH.
+        others = set(installed_names(request.dest_root)) - set(request.lock.names)
+        kept = [d / n for d in {request.dest_root, install_dir} for n in others]
     try:
         linked = sync_links(
             bin_dir.absolute(),
@@ -693,6 +700,7 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
             trees=[d / n for d in {request.dest_root, install_dir} for n in request.only]
             if request.only
             else None,
+            kept=kept,
         )
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
