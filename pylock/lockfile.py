@@ -548,6 +548,14 @@ def _read_python(reader: _Reader, table: Any, path: str) -> LockedPython | None:
     )
     default = reader.get(table, "default", bool, path, required=False)
     raw_artifacts = reader.get(table, "artifacts", list, path)
+    if raw_artifacts == []:
+        # `lock` locks every entry for at least one platform (pythons.toml refuses an empty
+        # `platforms`); an entry for none installs nothing and reads as "added ... on ".
+        who = shown(name) if name is not None and bad_name is None else "the entry"
+        reader.problem(
+            f"{path}.artifacts",
+            f"empty: {who} is locked for no platform (expected an artifact per platform)",
+        )
     artifacts: list[Artifact] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_artifacts or ()):

@@ -5,6 +5,8 @@ For every locked interpreter it reports the newest version of the same series
 release tag of ``3.13.5``), counting only builds of the same implementation and
 variant that exist for every platform the entry is locked for, in a flavor the entry's
 request accepts (:func:`pylock.resolve.flavor_choices`, as ``lock --upgrade`` uses it).
+Builds are ordered by publication date (:meth:`pylock.index.model.Index.tag_order`); a
+locked tag with no known date or release number is not claimed older than any.
 """
 
 from __future__ import annotations
@@ -100,7 +102,12 @@ def find_outdated(
 def check_python(
     python: LockedPython, index: Index, request: PythonRequest | None = None
 ) -> OutdatedEntry:
-    """Compare one locked interpreter with the index (in the flavors ``request`` accepts)."""
+    """Compare one locked interpreter with the index (in the flavors ``request`` accepts).
+
+    A locked build whose tag the index can neither date nor number (a custom build's
+    ``corp1``) gets no newer-build offer: pylock cannot tell which is newer. Newer
+    versions are offered as usual.
+    """
     if python.build is None:
         return OutdatedEntry(current=python, unchecked="direct URL; not tracked upstream")
     if not python.platforms:
@@ -132,7 +139,11 @@ def check_python(
         newer_version = Candidate(version=newest[0], build=newest[1])
     newer_build = None
     locked_order = index.tag_order(python.build)
-    same = [p for p in pairs if Version(p[0]) == current and index.tag_order(p[1]) > locked_order]
+    same = []
+    if not _undated(locked_order):
+        same = [
+            p for p in pairs if Version(p[0]) == current and index.tag_order(p[1]) > locked_order
+        ]
     if same:
         best = max(same, key=order)
         newer_build = Candidate(version=best[0], build=best[1])
@@ -144,6 +155,24 @@ def check_python(
     return OutdatedEntry(
         current=python, newer_version=newer_version, newer_build=newer_build, held=held
     )
+
+
+def _undated(order: tuple[str, tuple[int, ...], str]) -> bool:
+    """Whether a :meth:`~pylock.index.model.Index.tag_order` key places its tag nowhere:
+    neither a publication date nor a release number.
+
+    Such a tag (``corp1``, from a ``--python-downloads-json`` of one's own builds) sorts
+    before every dated one, which says nothing about when it was built: calling upstream's
+    builds of the same version newer would be a guess, so none is offered. A newer
+    *version* still is, as that comparison does not need the tag.
+
+    >>> _undated(("", (), "corp1")), _undated(("2025-07-23", (), "20250723"))
+    (True, False)
+    >>> _undated(("", (7, 3, 20), "7.3.20"))
+    False
+    """
+    date, numbers, _ = order
+    return not date and not numbers
 
 
 def _admits(request: PythonRequest, offer: Candidate) -> bool:

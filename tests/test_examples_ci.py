@@ -159,11 +159,103 @@ def test_workflow_has_the_documented_shape() -> None:
         for args in pylock_commands(s["run"])
         if args[0] == "diff"
     ]
-    assert ["diff", "--base", "origin/EXPR", "--format", "markdown"] in diffs
+    # The base branch reaches the scripts through env: (checked below).
+    assert ["diff", "--base", "origin/$BASE_REF", "--format", "markdown"] in diffs
     comment = next(s for s in review if s.get("uses", "").startswith("actions/github-script@"))
     # The script finds its earlier comment by the marker the Markdown renderer writes.
     assert f'"{MARKDOWN_MARKER}"' in comment["with"]["script"]
     assert "pylock-diff.md" in comment["with"]["script"]
+
+
+def test_workflow_scripts_take_the_base_branch_through_env() -> None:
+    """An expression pasted into `run:` is shell code; the base branch goes through env:."""
+    uses_base = 0
+    for job in workflow()["jobs"]:
+        for step in steps(job):
+            assert "${{" not in step.get("run", ""), step.get("name")
+            if "$BASE_REF" in step.get("run", ""):
+                uses_base += 1
+                assert step["env"]["BASE_REF"] == "${{ github.base_ref }}", step.get("name")
+    assert uses_base == 2
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the workflow's steps are bash")
+@pytest.mark.skipif(sys.platform == "win32", reason="the workflow runs on ubuntu-latest")
+def test_a_hostile_base_branch_name_runs_nothing(tmp_path: Path) -> None:
+    """Run the "did the lock change" step as Actions would, on a base branch whose name is
+    shell code: pasted into the script, it ran."""
+    hostile = "main$(touch pwned)"
+    step = next(s for s in steps("review") if s.get("id") == "changed")
+
+    def expand(text: str) -> str:
+        return text.replace("${{ github.base_ref }}", hostile)
+
+    output = tmp_path / "output"
+    env = {
+        **os.environ,
+        **{k: expand(str(v)) for k, v in step.get("env", {}).items()},
+        "GITHUB_OUTPUT": str(output),
+        # No repository here: git fails, and the step says the lock changed.
+        "GIT_CEILING_DIRECTORIES": str(tmp_path),
+    }
+    subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", expand(step["run"])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert not (tmp_path / "pwned").exists()
+    assert output.read_text() == "lock=true\n"
+
+
+def comment_script() -> str:
+    step = next(
+        s for s in steps("review") if s.get("uses", "").startswith("actions/github-script@")
+    )
+    script = step["with"]["script"]
+    assert isinstance(script, str)
+    return script
+
+
+def test_the_comment_step_picks_its_own_bots_comment() -> None:
+    script = comment_script()
+    assert '"github-actions[bot]"' in script
+    assert '"Bot"' in script
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs the github-script step in node")
+def test_the_comment_step_leaves_a_users_marker_comment_alone(tmp_path: Path) -> None:
+    """Run the step's script with stand-ins for github-script's `github` and `context`: a
+    user's comment that starts with the marker is not the one to update."""
+    comments = [
+        {"id": 1, "body": f"{MARKDOWN_MARKER} x", "user": {"login": "mallory", "type": "User"}},
+        {"id": 2, "body": "lgtm", "user": {"login": "github-actions[bot]", "type": "Bot"}},
+        {"id": 3, "body": MARKDOWN_MARKER, "user": {"login": "github-actions[bot]", "type": "Bot"}},
+    ]
+    (tmp_path / "pylock-diff.md").write_text(f"{MARKDOWN_MARKER}\nnew table\n")
+    harness = f"""
+const calls = [];
+const github = {{
+  paginate: async () => {json.dumps(comments)},
+  rest: {{ issues: {{
+    listComments: "listComments",
+    updateComment: async (args) => calls.push(["update", args.comment_id, args.body]),
+    createComment: async (args) => calls.push(["create", args.body]),
+  }} }},
+}};
+const context = {{ repo: {{ owner: "o", repo: "r" }}, issue: {{ number: 7 }} }};
+(async () => {{
+{comment_script()}
+  console.log(JSON.stringify(calls));
+}})();
+"""
+    done = subprocess.run(
+        ["node", "-e", harness], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [["update", 3, f"{MARKDOWN_MARKER}\nnew table\n"]]
 
 
 def test_workflow_cache_path_is_pylocks_cache_dir() -> None:

@@ -182,7 +182,10 @@ _python = st.builds(
     variant=st.sampled_from(list(Variant)),
     flavor=st.none() | st.sampled_from(list(Flavor)),
     default=st.just(False),
-    artifacts=st.lists(_artifact, unique_by=lambda a: a.platform, max_size=4).map(tuple),
+    # `lock` locks each entry for one platform or more; the reader refuses none.
+    artifacts=st.lists(_artifact, unique_by=lambda a: a.platform, min_size=1, max_size=4).map(
+        tuple
+    ),
 )
 
 
