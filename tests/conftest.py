@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -362,6 +362,19 @@ def tls_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(tls, "_pending", {})
     monkeypatch.setattr(tls, "ssl_context", counting)
     return made
+
+
+@pytest.fixture
+def bundled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Builds (:func:`tests.indexdata.pbs` and friends) the CLI sees instead of the bundled
+    snapshot: add to the list, then run the command."""
+    from tests.indexdata import index_of
+
+    builds: list[Any] = []
+    monkeypatch.setattr(
+        "pylock.index.snapshot.load_bundled", lambda: index_of(*builds), raising=True
+    )
+    yield builds
 
 
 @pytest.fixture

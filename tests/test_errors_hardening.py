@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -289,26 +288,16 @@ def test_an_alias_and_its_key_are_one_platform(
 # -- resolution messages -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def index(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Builds the CLI's `lock` sees instead of the bundled snapshot."""
-    builds: list[Any] = []
-    monkeypatch.setattr(
-        "pylock.index.snapshot.load_bundled", lambda: index_of(*builds), raising=True
-    )
-    yield builds
-
-
 def everywhere(version: str, tag: str, *platforms: str, **kw: Any) -> list[Any]:
     return [pbs(version, tag, p, **kw) for p in platforms]
 
 
 def test_only_prereleases_match_says_so_and_names_the_setting(
-    project: Path, index: list[Any], capsys: pytest.CaptureFixture[str]
+    project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    index += everywhere("3.14.2", "20260110", LINUX)
-    index += everywhere("3.15.0a7", "20260325", LINUX)
-    index += everywhere("3.15.0rc1", "20260814", LINUX)
+    bundled += everywhere("3.14.2", "20260110", LINUX)
+    bundled += everywhere("3.15.0a7", "20260325", LINUX)
+    bundled += everywhere("3.15.0rc1", "20260814", LINUX)
     err = lock_refused(
         project, capsys, f'[python.app]\nversion = "3.15"\nplatforms = ["{LINUX}"]\n'
     )
@@ -328,11 +317,11 @@ def test_only_prereleases_match_says_so_and_names_the_setting(
 
 
 def test_no_common_build_names_the_newest_shared_version_not_a_pin(
-    project: Path, index: list[Any], capsys: pytest.CaptureFixture[str]
+    project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    index += [pbs("3.13.9", "20251014", LINUX), pbs("3.13.9", "20251010", MAC)]
-    index += everywhere("3.13.7", "20250901", LINUX, MAC)
-    index += everywhere("3.12.11", "20250901", LINUX, MAC)
+    bundled += [pbs("3.13.9", "20251014", LINUX), pbs("3.13.9", "20251010", MAC)]
+    bundled += everywhere("3.13.7", "20250901", LINUX, MAC)
+    bundled += everywhere("3.12.11", "20250901", LINUX, MAC)
     err = lock_refused(
         project, capsys, f'[python.app]\nversion = "3.13.9"\nplatforms = ["{LINUX}", "{MAC}"]\n'
     )
@@ -350,11 +339,11 @@ def test_no_common_build_names_the_newest_shared_version_not_a_pin(
 
 
 def test_a_flavor_nobody_offers_names_the_flavor_and_the_versions_that_have_it(
-    project: Path, index: list[Any], capsys: pytest.CaptureFixture[str]
+    project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    index += everywhere("3.13.9", "20251014", LINUX)
-    index += everywhere("3.13.8", "20251007", LINUX, flavor=Flavor.FULL)
-    index += everywhere("3.12.11", "20251007", LINUX, flavor=Flavor.FULL)
+    bundled += everywhere("3.13.9", "20251014", LINUX)
+    bundled += everywhere("3.13.8", "20251007", LINUX, flavor=Flavor.FULL)
+    bundled += everywhere("3.12.11", "20251007", LINUX, flavor=Flavor.FULL)
     err = lock_refused(
         project,
         capsys,
@@ -438,13 +427,13 @@ def test_sync_on_a_conflicted_lock_names_pylock_lock(
 
 
 def test_lock_recovers_keeping_fitting_builds_from_both_sides(
-    project: Path, index: list[Any], capsys: pytest.CaptureFixture[str]
+    project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     ours, theirs = conflicted(project)
     # The index now has newer builds than either side locked: kept entries prove recovery.
-    index += everywhere("3.13.10", "20251201", LINUX)
-    index += everywhere("3.11.15", "20251201", LINUX)
-    index += everywhere("3.10.19", "20251201", LINUX)
+    bundled += everywhere("3.13.10", "20251201", LINUX)
+    bundled += everywhere("3.11.15", "20251201", LINUX)
+    bundled += everywhere("3.10.19", "20251201", LINUX)
     write(project, "pythons.toml", THREE)
     assert run(project, "lock") == 0
     err = capsys.readouterr().err
@@ -467,11 +456,11 @@ def test_lock_recovers_keeping_fitting_builds_from_both_sides(
 
 
 def test_lock_resolves_afresh_what_no_side_fits(
-    project: Path, index: list[Any], capsys: pytest.CaptureFixture[str]
+    project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     conflicted(project)
-    index += everywhere("3.14.2", "20260110", LINUX)
-    index += everywhere("3.11.14", "20251014", LINUX)
+    bundled += everywhere("3.14.2", "20260110", LINUX)
+    bundled += everywhere("3.11.14", "20251014", LINUX)
     write(
         project,
         "pythons.toml",

@@ -3,7 +3,6 @@ entry locked for no platform. (The workflow's are in test_examples_ci.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,6 @@ def _lock_text(*pythons: LockedPython) -> str:
 def _pylock(project: Path, *args: str) -> int:
     environ = {"PYLOCK_CACHE_DIR": str(project.parent / "cache")}
     return main(["--project", str(project), *args], environ=environ)
-
-
-@pytest.fixture
-def bundled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Builds the CLI sees instead of the bundled snapshot."""
-    builds: list[Any] = []
-    monkeypatch.setattr("pylock.index.snapshot.load_bundled", lambda: index_of(*builds))
-    yield builds
 
 
 # -- 1. outdated: a build tag pylock cannot date -----------------------------------------------
