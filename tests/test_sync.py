@@ -253,6 +253,23 @@ def test_no_fixups_is_part_of_what_an_install_is(sync_project: Project, app_a: B
         assert "installed app" not in sync_project.sync(*flags).err
 
 
+def test_a_platform_without_fixups_has_current_trees(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack on the day's diff: where no fix-ups exist (Windows), the record said none
+    ran while the planner asked for trees with them: no tree was ever current, so the
+    fast path never answered and an offline sync after `cache clean` failed."""
+    import pylock.sync.fixups
+
+    monkeypatch.setattr(pylock.sync.fixups, "fixup_for", lambda platform: None)
+    sync_project.install(app_a)
+    assert (sync_project.into / ".pylock-state").is_file()
+    assert sync_project.run("cache", "clean").code == 0
+    again = sync_project.sync("--offline")
+    assert again.code == 0, again.err
+    assert "up to date" in again.err
+
+
 def test_noop_sync_touches_nothing(sync_project: Project, app_a: Build, tool: Build) -> None:
     sync_project.install(app_a, tool)
     before = {name: (sync_project.into / name).stat().st_ino for name in ("app", "tool")}

@@ -160,7 +160,7 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
     from pylock.sync.downloads import cache_misses, start_downloads
     from pylock.sync.plan import plan_sync
 
-    plan = plan_sync(lock, dest_root=Path(dest), platform=host(), fixups=True)
+    plan = plan_sync(lock, dest_root=Path(dest), platform=host())
     cache = Cache.from_settings(settings)
     misses = cache_misses(plan.jobs, cache)[1]
     if not misses:

@@ -590,6 +590,14 @@ def run_sync(
         request = attrs.evolve(request, remember=False)
     # Before planning: an interrupted upgrade's old tree may need putting back first.
     clean_leftovers(dest, reporter)
+    fixup = None
+    if request.fixups:
+        from pylock.sync.fixups import fixup_for
+
+        fixup = fixup_for(platform)
+    # What the install records say of the trees (whether fix-ups ran, not only whether
+    # they were asked for: a Windows tree has none), and so what a current one must say.
+    request = attrs.evolve(request, fixups=fixup is not None)
     plan = plan_sync(
         lock,
         dest_root=dest,
@@ -637,11 +645,6 @@ def run_sync(
             result=SyncResult(current=plan.current, unavailable=plan.unavailable),
             current=plan.current,
         )
-    fixup = None
-    if request.fixups:
-        from pylock.sync.fixups import fixup_for
-
-        fixup = fixup_for(platform)
     forget_state(str(dest))
     fetch_options = options()
     result = execute_sync(
