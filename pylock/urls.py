@@ -51,16 +51,13 @@ _USERINFO = re.compile(rf"(?i){_SCHEME}[^/\s?#]+@")
 # (base64 tokens have ``/``) ends the authority early for urlsplit, which then reads the
 # password as a port. Anything between the user's ``:`` and the first ``@`` counts as
 # its password (a line break in it too: it must not leave half of it showing), unless it
-# is a port (digits) followed by a path, prose or a line with an ``@``; an IPv6 host in
-# brackets (``https://[::1]:8443/a@b``) has no user. A password with a space in it
-# (``u:pass word@host``, which urlsplit reads whole) reaches the last ``@`` before a
-# ``/`` or a line break; with no ``/`` crossed, prose after a URL is left alone. The
-# password stops at the next ``://`` and at 512 characters, which keeps the scan linear
-# on hostile text.
-_USERINFO_LOOSE = re.compile(
-    rf"(?i){_SCHEME}([^\s/?#@:\[\]]*):((?:(?!://)[^ \t@]){{0,512}}|[^/\r\n]{{0,512}})@"
-)
-_PORT = re.compile(r"[0-9]+(?:[/?#\s,;)\]]|$)")
+# is a port (digits) followed by a path, or a line, with an ``@``; an IPv6 host in
+# brackets (``https://[::1]:8443/a@b``) has no user. The password stops at
+# the next ``://`` and at 512 characters, which keeps the scan linear on hostile text.
+# (A password with a space in it cannot be told from prose that follows a URL: where a
+# message quotes one URL given by hand, :func:`redact_given` masks it.)
+_USERINFO_LOOSE = re.compile(rf"(?i){_SCHEME}([^\s/?#@:\[\]]*):((?:(?!://)[^ \t@]){{0,512}})@")
+_PORT = re.compile(r"[0-9]+(?:[/?#\s]|$)")
 # ``?name=value`` / ``&name=value`` inside a URL; the value ends where a URL would.
 # Up to three quotes, brackets, commas or full stops right before the end are prose around
 # the URL, not value (a value is at least one character: ``token=...`` shows two of them).
@@ -124,19 +121,22 @@ def _redact_loose(match: re.Match[str]) -> str:
 
 
 def redact_given(text: str) -> str:
-    """``text``, a URL (prefix) given by hand, redacted, and its userinfo masked even when
-    it lacks a scheme (``u:pass@mirror.example/pbs``): :func:`redact` finds userinfo only
-    after ``scheme://``, as text with an e-mail address in it must stay as it is.
+    """``text``, one URL (prefix) given by hand, redacted: its userinfo masked up to the
+    last ``@`` before the path, as urlsplit reads it, even with a space in the password
+    (``https://u:pass word@h/``) or no scheme (``u:pass@mirror.example/pbs``). :func:`redact`
+    cannot do either in running text, where an e-mail address may follow a URL.
 
-    >>> redact_given("u:s3cr3t@m.example/pbs"), redact_given("https://u:s3cr3t@h/x")
+    >>> redact_given("u:s3cr3t@m.example/pbs"), redact_given("https://u:s3 cr3t@h/x")
     ('***@m.example/pbs', 'https://***@h/x')
     >>> redact_given("m.example/pbs@2"), redact_given("/srv/a@b")
     ('m.example/pbs@2', '/srv/a@b')
     """
-    if "://" not in text:
-        authority, slash, path = text.partition("/")
-        if "@" in authority:
-            text = f"{REDACTED}@{authority.rpartition('@')[2]}{slash}{path}"
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        text = f"{scheme}{sep}{REDACTED}@{authority.rpartition('@')[2]}{slash}{path}"
     return redact(text)
 
 
@@ -296,7 +296,9 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
         )
     problem = url_problem(base) or _space_problem(base) or _prefix_problem(base)
     if problem is not None:
-        raise UsageError(f"{origin}: invalid mirror URL {base!r}: {problem}", hint=hint)
+        raise UsageError(
+            f"{origin}: invalid mirror URL {redact_given(base)!r}: {problem}", hint=hint
+        )
     if not _is_url(base, _TARGET_SCHEMES):
         raise UsageError(f"{origin}: {base!r} is not an http, https or file URL", hint=hint)
     if not base.endswith("/"):

@@ -663,7 +663,7 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
-    from pylock.urls import url_problem
+    from pylock.urls import redact_given, url_problem
 
     problem = url_problem(proxy)
     if problem is None and (not proxy.isprintable() or " " in proxy):
@@ -673,7 +673,7 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
     if problem is not None:
         # Left to the clients, a broken one was a ValueError traceback deep in a download.
         raise PylockError(
-            f"{variable} is not a usable proxy URL: {problem} ({shown(redact(proxy), 300)})",
+            f"{variable} is not a usable proxy URL: {problem} ({shown(redact_given(proxy), 300)})",
             hint=f"set {variable} to http://HOST:PORT, or unset it",
         )
     proxy_scheme = scheme_of(proxy)

@@ -45,7 +45,7 @@ from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials, resume_helpers
 from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
-from pylock.urls import is_loopback_host, redact, url_problem
+from pylock.urls import is_loopback_host, redact, redact_given, url_problem
 
 if TYPE_CHECKING:
     import aiohttp
@@ -132,7 +132,7 @@ def parse_reference(text: str) -> RegistryRef:
     host, slash, repository = rest.partition("/")
     if "@" in host:
         raise UsageError(
-            f"registry reference with credentials in it: {redact(text)}",
+            f"registry reference with credentials in it: {redact_given(text)}",
             hint="put registry credentials in the docker config (docker login), not the URL",
         )
     name = host.rpartition(":")[0] if ":" in host.rpartition("]")[2] else host
