@@ -465,6 +465,19 @@ def _write_own(path: Path, text: str) -> None:
         raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+#: Why a tree cannot be locked and is written without: it cannot be written at all (a
+#: write it needs says so), or its file system takes no locks.
+_UNLOCKABLE = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOLCK,
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.ENOSYS,
+}
+
+
 @contextlib.contextmanager
 def _merging(outdir: Path) -> Iterator[None]:
     """Hold the tree's lock while this run reads, merges and writes its own files.
@@ -480,8 +493,11 @@ def _merging(outdir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if exc.errno not in _UNLOCKABLE:
             raise MirrorError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        # A file system that takes no locks (NFS without lockd) is written as before.
+        with contextlib.suppress(OSError):
+            path.unlink()
         yield
         return
     try:

@@ -90,11 +90,14 @@ def test_two_runs_into_one_outdir_keep_each_others_entries(
     assert not list(out.rglob(".*"))
 
 
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOLCK], ids=["read-only", "no-locks"])
 def test_a_tree_whose_lock_cannot_be_made_is_still_checked(
-    tmp_path: Path, cache: Cache, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cache: Cache, monkeypatch: pytest.MonkeyPatch, error: int
 ) -> None:
-    """A mirror on a read-only file system (a served copy, say): a re-run that finds it
-    complete passes, as it did before the tree had a lock."""
+    """A mirror on a read-only file system (a served copy, say), or on one that takes no
+    locks (NFS without lockd: attack on the day's diff, a MirrorError that left the lock
+    file behind): a re-run that finds it complete passes, as it did before the tree had a
+    lock, and leaves nothing in it."""
     upstream_dir = tmp_path / "upstream"
     first, _ = _two_locks(upstream_dir)
     out = tmp_path / "mirror"
@@ -104,7 +107,9 @@ def test_a_tree_whose_lock_cannot_be_made_is_still_checked(
 
     def try_acquire(self: pylock.fsutil.FileLock) -> bool:
         if Path(self.path) == out / LOCK_NAME:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), self.path)
+            if error != errno.EROFS:
+                Path(self.path).touch()  # made, then flock(2) refused
+            raise OSError(error, os.strerror(error), self.path)
         return real_try(self)
 
     monkeypatch.setattr(pylock.fsutil.FileLock, "try_acquire", try_acquire)
