@@ -214,7 +214,10 @@ def _warning(python: PythonDiff, plat: PlatformDiff) -> DiffWarning | None:
     elif not _same_build(python.old, python.new):
         kind = "relabelled"
         what = f"is the same file as before (sha256 {new.sha256[:12]}...)"
-        why = f"but the entry now says {python.new.label} where it said {python.old.label}: "
+        before, after = python.old.label, python.new.label
+        if before == after:  # the flavor alone changed: name it
+            before, after = python.old.flavored_label, python.new.flavored_label
+        why = f"but the entry now says {after} where it said {before}: "
         why += "upstream listed one file as two builds"
     elif old.size is not None and new.size is not None and old.size != new.size:
         kind = "resized"

@@ -223,6 +223,26 @@ class Artifact:
         return filename_from_url(self.url)
 
 
+def build_label(
+    implementation: Implementation,
+    version: str,
+    build: str | None,
+    variant: Variant,
+    flavor: Flavor | None = None,
+) -> str:
+    """``cpython 3.13.9+20251014``, with a variant other than the default and, given one,
+    the flavor.
+
+    >>> build_label(Implementation.CPYTHON, "3.14.0", "20251014", Variant.FREETHREADED,
+    ...             Flavor.INSTALL_ONLY)
+    'cpython 3.14.0+20251014 (freethreaded), install_only'
+    """
+    tail = f"+{build}" if build else ""
+    shown = "" if variant is Variant.DEFAULT else f" ({variant})"
+    flavored = f", {flavor}" if flavor is not None else ""
+    return f"{implementation} {version}{tail}{shown}{flavored}"
+
+
 @attrs.frozen(kw_only=True)
 class LockedPython:
     """One interpreter of ``pythons.toml``, resolved to an exact build."""
@@ -247,9 +267,12 @@ class LockedPython:
     @property
     def label(self) -> str:
         """A human name for the exact build, e.g. ``cpython 3.13.9+20251014``."""
-        tail = f"+{self.build}" if self.build else ""
-        variant = "" if self.variant is Variant.DEFAULT else f" ({self.variant})"
-        return f"{self.implementation} {self.version}{tail}{variant}"
+        return build_label(self.implementation, self.version, self.build, self.variant)
+
+    @property
+    def flavored_label(self) -> str:
+        """:attr:`label` with the flavor: what tells two archives of one build apart."""
+        return build_label(self.implementation, self.version, self.build, self.variant, self.flavor)
 
     def artifact_for(self, platform: str) -> Artifact | None:
         """The artifact for a platform key, if the lock covers that platform."""

@@ -44,7 +44,7 @@ from pylock.index.names import (
     parse_pypy_filename,
     version_in_filename,
 )
-from pylock.lockfile import Artifact, LockedPython, LockFile, make_lock
+from pylock.lockfile import Artifact, LockedPython, LockFile, build_label, make_lock
 from pylock.platforms import HOST, Platform, unknown_platform_message
 from pylock.versions import Flavor, Implementation, Variant, request_allows
 
@@ -177,10 +177,13 @@ def published_mismatch(entry: LockedPython, index: Index) -> str | None:
             or listed.variant is not entry.variant
             or listed.flavor is not entry.flavor
         ):
+            fields = (listed.implementation, listed.version, listed.build, listed.variant)
+            upstream, claimed = build_label(*fields), entry.label
+            if upstream == claimed:  # the flavor alone differs: name it
+                upstream, claimed = build_label(*fields, listed.flavor), entry.flavored_label
             return (
-                f"{entry.name}: {artifact.platform}: the archive is "
-                f"{listed.implementation} {listed.version}+{listed.build} upstream, "
-                f"not the entry's {entry.label}"
+                f"{entry.name}: {artifact.platform}: the archive is {upstream} upstream, "
+                f"not the entry's {claimed}"
             )
         published = [
             build

@@ -282,6 +282,13 @@ def test_edits_that_a_new_label_used_to_hide_are_warned_about() -> None:
     md = render_markdown(diff)
     assert "upgraded<br><sub>linux-x86&#95;64-gnu, macos-aarch64 now from evil.example</sub>" in md
 
+    flavored = attrs.evolve(base, flavor=Flavor.INSTALL_ONLY)
+    (warning, _) = diff_locks(lock(base), lock(flavored)).warnings
+    assert (
+        "now says cpython 3.13.5+20250723, install_only where it said cpython "
+        "3.13.5+20250723, install_only_stripped:" in warning.message
+    )
+
     resized = attrs.evolve(base, artifacts=(attrs.evolve(first, size=1), *base.artifacts[1:]))
     diff = diff_locks(lock(base), lock(resized))
     assert [(w.platform, w.kind) for w in diff.warnings] == [("linux-x86_64-gnu", "resized")]

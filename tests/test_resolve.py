@@ -1025,6 +1025,18 @@ def test_an_entry_relabelled_by_hand_is_judged_by_its_archives_urls() -> None:
             f"app: {LINUX}: the archive is cpython 3.13.1+20250101 upstream, not the entry's "
             f"{fake.label}"
         )
+    # A flavor or variant changed alone is named (attack on the day's diff: the message
+    # gave the same label twice).
+    flavored = attrs.evolve(pinned, flavor=Flavor.FULL)
+    assert published_mismatch(flavored, index) == (
+        f"app: {LINUX}: the archive is cpython 3.13.1+20250101, install_only_stripped upstream, "
+        "not the entry's cpython 3.13.1+20250101, full"
+    )
+    threaded = attrs.evolve(pinned, variant=Variant.FREETHREADED)
+    assert published_mismatch(threaded, index) == (
+        f"app: {LINUX}: the archive is cpython 3.13.1+20250101 upstream, not the entry's "
+        "cpython 3.13.1+20250101 (freethreaded)"
+    )
     fake = attrs.evolve(pinned, version="3.13.9", build="20251014")
     warnings: list[str] = []
     relocked = lock_one(index, request(), previous=make_lock_of(fake), warn=warnings.append)
