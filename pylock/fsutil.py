@@ -52,14 +52,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     would give it (0666 less the umask), or keeps the mode of the file it replaces: not
     ``tempfile.mkstemp``'s 0600, which a web server serving a mirror, or another user in a
     Docker stage reading ``pythons.lock``, could not read. A file that has exactly 0600 is
-    taken for one pylock 0.2.0 wrote that way, and gets the umask's mode too.
+    taken for one pylock 0.2.0 wrote that way, and gets the umask's mode too. Under umask
+    0 the new file is not writable by others all the same: a state or record another user
+    could rewrite would make a sync skip what the lock asks for.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)
+            fd = os.open(tmp, flags, 0o664)
             break
         except FileExistsError:
             continue

@@ -401,3 +401,22 @@ def test_verify_reads_a_tree_whose_lock_cannot_be_opened_and_makes_none(
     assert not locks.exists()
     (tree / MODULE).write_bytes(b"changed\n")
     assert not verify(tree.parent, "app").ok
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_under_umask_zero_nothing_that_says_what_a_tree_is_is_world_writable(
+    tmp_path: Path,
+) -> None:
+    """Fidelity attack: under umask 0 the tree was 0755/0644 but its `.pylock/` record and
+    the install directory's state were world-writable; another user rewrote install.json
+    to the lock's build and `sync` kept the old tree, "up to date"."""
+    old = os.umask(0)
+    try:
+        _, tree = sync_tree(tmp_path)
+    finally:
+        os.umask(old)
+    dest = tree.parent
+    written = [tree / ".pylock", *(tree / ".pylock").iterdir(), dest / ".pylock-locks"]
+    written += [p for p in (dest / ".pylock-state",) if p.exists()]
+    for path in written:
+        assert not path.stat().st_mode & stat.S_IWOTH, path

@@ -229,7 +229,7 @@ def _name_filelock(dest_root: Path, name: str) -> FileLock:
             f"{locks} is a symbolic link; pylock keeps its lock files in a directory there",
             hint="remove the link (pylock makes the directory again)",
         )
-    locks.mkdir(exist_ok=True)
+    locks.mkdir(0o755, exist_ok=True)  # under umask 0 too: not others' to fill
     return FileLock(locks / f"{name}.lock")
 
 

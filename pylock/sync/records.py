@@ -299,7 +299,9 @@ def write_record(
     from pylock import __version__
 
     meta = tree / META_DIR
-    meta.mkdir()
+    # As the tree's own directories and files (see pylock.archive.writer): under umask 0
+    # too, no other user may edit the record that says which build the tree is.
+    meta.mkdir(0o755)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for entry in entries:
@@ -312,7 +314,7 @@ def write_record(
             writer.writerow(
                 [entry.path, f"sha256={entry.sha256}", entry.size, "x" if entry.executable else ""]
             )
-    (meta / RECORD_FILE).write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    _write_new(meta / RECORD_FILE, buffer.getvalue())
     document = {
         "installer": "pylock",
         "record-version": RECORD_VERSION,
@@ -334,7 +336,14 @@ def write_record(
         "installed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Written last: a tree with an install.json is complete.
-    (meta / INSTALL_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    _write_new(meta / INSTALL_JSON, json.dumps(document, indent=2) + "\n")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` (0644 less the umask) holding ``text``, UTF-8, newlines as given."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(path, flags, 0o644), "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
 
 
 # -- the archive's file digests (a cache sidecar) ------------------------------------------
