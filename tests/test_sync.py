@@ -245,12 +245,17 @@ def test_no_fixups_is_part_of_what_an_install_is(sync_project: Project, app_a: B
         assert fixed_up() is wanted
         again = sync_project.sync(*flags)
         assert "installed app" not in again.err and "up to date" in again.err
-    # A record from before pylock said which: taken as it is, either way.
-    document = json.loads(record.read_text())
-    del document["fixups"]
-    record.write_text(json.dumps(document))
-    for flags in (["--no-fixups"], []):
-        assert "installed app" not in sync_project.sync(*flags).err
+    # A record pylock 0.2.0 wrote does not say; the path fix-ups wrote does (upgrade
+    # attack: such trees were current either way, and one synced with --no-fixups kept
+    # its build machine's paths).
+    for fixed_up_for, wanted in ((None, ["--no-fixups"]), (str(record.parents[1]), [])):
+        document = json.loads(record.read_text())
+        del document["fixups"]
+        document["fixed-up-for"] = fixed_up_for
+        record.write_text(json.dumps(document))
+        assert "installed app" not in sync_project.sync(*wanted).err
+        other = [] if wanted else ["--no-fixups"]
+        assert "installed app" in sync_project.sync(*other).err
 
 
 def test_a_platform_without_fixups_has_current_trees(

@@ -82,8 +82,8 @@ class InstallState:
     record_version: int
     #: The final path that fix-ups baked into the tree, if fix-ups ran.
     fixed_up_for: str | None = None
-    #: Whether the sync that installed it asked for fix-ups (``sync --no-fixups`` did not);
-    #: ``None`` for a record that does not say (written before pylock 0.3).
+    #: Whether fix-ups ran on it (``sync --no-fixups`` runs none, and none exist for
+    #: Windows); ``None`` where a record written before pylock said so cannot tell.
     fixups: bool | None = None
 
 
@@ -146,6 +146,8 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
         return None
     fixed = data.get("fixed-up-for")
     fixups = data.get("fixups")
+    if not isinstance(fixups, bool):
+        fixups = _fixups_of_an_older_record(fixed, python, platform)
     return InstallState(
         name=name,
         path=Path(tree),
@@ -156,8 +158,23 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
         pylock_version=str(data.get("pylock-version", "")),
         record_version=version if isinstance(version, int) else 0,
         fixed_up_for=fixed if isinstance(fixed, str) else None,
-        fixups=fixups if isinstance(fixups, bool) else None,
+        fixups=fixups,
     )
+
+
+def _fixups_of_an_older_record(fixed: object, python: dict[str, Any], platform: str) -> bool | None:
+    """Whether fix-ups ran on a tree whose record (pylock 0.2.0's) does not say.
+
+    Fix-ups always rewrite a CPython tree's sysconfig data outside Windows, and that
+    record names the path they wrote in ``fixed-up-for``: without one, the tree was
+    installed with ``--no-fixups``. Of other trees (PyPy, GraalPy, Windows builds, where
+    they change nothing) the record tells nothing.
+    """
+    if isinstance(fixed, str):
+        return True
+    if python.get("implementation") == "cpython" and not platform.startswith("windows"):
+        return False
+    return None
 
 
 def is_current(state: InstallState, artifact: Artifact, *, fixups: bool | None = None) -> bool:
