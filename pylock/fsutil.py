@@ -84,6 +84,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def left_at_0600(path: Path) -> bool:
+    """Whether ``path`` has the mode pylock 0.2.0's atomic writes left (0600), which a web
+    server serving a mirror, or another user reading ``pythons.lock``, cannot read: a
+    file to write again even when its content is current, for :func:`atomic_write_bytes`
+    to give it the umask's mode."""
+    try:
+        return not _WINDOWS and stat.S_IMODE(os.stat(path).st_mode) == _MKSTEMP_MODE
+    except OSError:
+        return False
+
+
 def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
     writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old

@@ -49,6 +49,7 @@ from pylock.fsutil import (
     FileLock,
     RefusedFileError,
     atomic_write_text,
+    left_at_0600,
     read_own_file,
     replace,
     require_sha256,
@@ -528,7 +529,7 @@ def _write_sums(outdir: Path, entries: list[MirrorEntry]) -> None:
         # Keep what earlier runs (other locks, other platforms) put here and still exists.
         sums = {n: d for n, d in known.items() if path.with_name(n).is_file()}
         sums.update(ours)
-        if data is None or known != sums:
+        if data is None or known != sums or left_at_0600(path):
             _write_own(path, sha256sums_text(sums))
 
 
@@ -564,7 +565,7 @@ def _write_uv_json(
                 merged[key] = value
     merged.update(document)
     text = json.dumps(dict(sorted(merged.items())), indent=2) + "\n"
-    if data != text.encode("utf-8"):
+    if data != text.encode("utf-8") or left_at_0600(path):
         _write_own(path, text)
     return merged, left_out
 

@@ -138,3 +138,47 @@ def test_a_read_only_outdir_is_a_clean_error(tmp_path: Path, cache: Cache) -> No
             folder.chmod(0o755)
     assert str(info.value) == f"cannot write {sums}: Permission denied"
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_files_pylock_0_2_0_left_at_0600_are_made_readable_even_when_current(
+    tmp_path: Path, cache: Cache
+) -> None:
+    """Upgrade attack: a mirror tree 0.2.0 wrote (its own files 0600, unreadable to the web
+    server) stayed 0600 when a later release found their content current, as a lock did."""
+    upstream_dir = tmp_path / "upstream"
+    first, _ = _two_locks(upstream_dir)
+    out = tmp_path / "mirror"
+    run_mirror(first, out, cache, upstream_dir)
+    own = [out / UV_JSON_NAME, *out.rglob(SUMS_NAME)]
+    for path in own:
+        path.chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        run_mirror(first, out, cache, upstream_dir, offline=True)
+    finally:
+        os.umask(old)
+    assert {path.name: path.stat().st_mode & 0o777 for path in own} == {
+        path.name: 0o644 for path in own
+    }
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_current_lock_left_at_0600_is_made_readable(tmp_path: Path) -> None:
+    from pylock.cli import main
+
+    (tmp_path / "pythons.toml").write_text(
+        '[python.app]\nversion = "3.12"\nplatforms = ["linux-x86_64-gnu"]\n'
+    )
+    assert main(["--project", str(tmp_path), "-q", "lock", "--offline"]) == 0
+    lock = tmp_path / "pythons.lock"
+    text = lock.read_text()
+    lock.chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        assert main(["--project", str(tmp_path), "-q", "lock", "--offline", "--check"]) == 0
+        assert lock.stat().st_mode & 0o777 == 0o600  # --check writes nothing
+        assert main(["--project", str(tmp_path), "-q", "lock", "--offline"]) == 0
+    finally:
+        os.umask(old)
+    assert lock.stat().st_mode & 0o777 == 0o644 and lock.read_text() == text
