@@ -1065,8 +1065,10 @@ def _cmd_cache(ctx: Context) -> int:
     for entry in report.held:
         ctx.reporter.detail(f"kept {entry.filename}: another process is using it")
     held = f"; {len(report.held)} kept because in use" if report.held else ""
+    left = f" and {human_size(report.leftovers)} killed runs left" if report.leftovers else ""
     ctx.reporter.event(
-        f"removed {len(report.removed)} archive(s), freed {human_size(report.freed)}{held}; "
+        f"removed {len(report.removed)} archive(s){left}, freed {human_size(report.freed)}"
+        f"{held}; "
         f"{human_size(cache.size())} left in {cache.root}"
     )
     return 0

@@ -367,7 +367,9 @@ def test_prune_and_clean_leave_what_pylock_did_not_put_in_tmp(cache: Cache, acti
     (older[1] / "big.tar.gz").write_bytes(b"evicted")
     for path in (*foreign, ours, *older):
         os.utime(path, (old, old))
-    getattr(cache, action)()
+    report = getattr(cache, action)()
+    # Upgrade attack: "freed 0 B" after removing them.
+    assert report.leftovers == len(b"abandoned" * 2 + b"evicted") == report.freed
     assert all(path.exists() for path in foreign)
     assert (cache.tmp_dir / "work" / "precious").read_text(encoding="utf-8") == "keep me"
     assert not ours.exists()

@@ -94,11 +94,13 @@ class PruneReport:
     removed: tuple[CacheEntry, ...] = ()
     #: Archives that would have been removed but another process holds (or is fetching).
     held: tuple[CacheEntry, ...] = ()
+    #: Bytes of what killed runs left in ``tmp/`` (partial downloads) that went too.
+    leftovers: int = 0
 
     @property
     def freed(self) -> int:
-        """Bytes of archives removed."""
-        return sum(entry.size for entry in self.removed)
+        """Bytes of archives and leftovers removed."""
+        return sum(entry.size for entry in self.removed) + self.leftovers
 
 
 @attrs.frozen(kw_only=True)
@@ -540,9 +542,9 @@ class Cache:
                     total -= entry.size
                 else:
                     held.append(entry)
-        self._clean_tmp()
+        leftovers = self._clean_tmp()
         self._clean_debris()
-        return PruneReport(removed=tuple(removed), held=tuple(held))
+        return PruneReport(removed=tuple(removed), held=tuple(held), leftovers=leftovers)
 
     def clean(self) -> PruneReport:
         """Remove every archive that no process holds, the metadata and abandoned partial work."""
@@ -556,9 +558,9 @@ class Cache:
         from pylock.index.metadata import MetadataStore
 
         MetadataStore(self.metadata_dir).clear()
-        self._clean_tmp()
+        leftovers = self._clean_tmp()
         self._clean_debris()
-        return PruneReport(removed=tuple(removed), held=tuple(held))
+        return PruneReport(removed=tuple(removed), held=tuple(held), leftovers=leftovers)
 
     def size(self) -> int:
         """Total bytes of cached archives."""
@@ -593,12 +595,14 @@ class Cache:
             if is_sha256(directory.name) and _archive_in(directory) is None:
                 self._try_evict(directory.name)
 
-    def _clean_tmp(self) -> None:
+    def _clean_tmp(self) -> int:
+        """Remove what killed runs left in ``tmp/``; how many bytes that was."""
         try:
             items = list(self.tmp_dir.iterdir())
         except OSError:
-            return
+            return 0
         now = time.time()
+        freed = 0
         for item in items:
             own = _OWN_TMP_NAME.fullmatch(item.name)
             if own is None:
@@ -615,8 +619,7 @@ class Cache:
                 except OSError:
                     continue  # a gate that cannot be taken: the work may be live
                 try:
-                    with contextlib.suppress(OSError):  # another user's, say
-                        remove_tree(item)
+                    freed += _removed_size(item)
                 finally:
                     gate.release()
                 continue
@@ -629,9 +632,9 @@ class Cache:
                 # killed run's.
                 if age < (_STALE_PROBE_SECONDS if key == "probe" else _STALE_TMP_SECONDS):
                     continue
-            with contextlib.suppress(OSError):
-                remove_tree(item)
+            freed += _removed_size(item)
         self._clean_lock_probes(now)
+        return freed
 
     def _clean_lock_probes(self, now: float) -> None:
         """Remove the writability probes a killed run left in ``locks/`` (see
@@ -666,6 +669,24 @@ def _check_sha256(sha256: str) -> None:
     # A malformed digest would otherwise become a path outside the cache.
     if not is_sha256(sha256):
         raise ValueError(f"not a lowercase hex sha256: {sha256!r}")
+
+
+def _removed_size(item: Path) -> int:
+    """Remove ``item`` (a file or a directory) from ``tmp/``; the bytes its files held, or
+    0 if it could not be removed (another user's, say)."""
+    size = 0
+    try:
+        if item.is_dir() and not item.is_symlink():
+            for top, _, names in os.walk(item):
+                for name in names:
+                    with contextlib.suppress(OSError):
+                        size += os.lstat(os.path.join(top, name)).st_size
+        else:
+            size = item.lstat().st_size
+        remove_tree(item)
+    except OSError:
+        return 0
+    return size
 
 
 def prune_as_asked(
