@@ -63,6 +63,8 @@ class Context:
         self.color = want_color(args.color, settings.no_color or settings.dumb_terminal)
         self._reporter: Reporter | None = None
         self._remote: tuple[RemoteCache | None] | None = None
+        #: Whether the reader of stdout went away (``pylock verify | head -1``).
+        self._stdout_gone = False
 
     @property
     def reporter(self) -> Reporter:
@@ -172,13 +174,19 @@ class Context:
         return self._remote[0]
 
     def out(self, text: str = "") -> None:
-        """Write a result line to stdout, URL credentials redacted."""
+        """Write a result line to stdout, URL credentials redacted.
+
+        A reader that went away (``pylock verify | head -1``) has what it wanted: the rest
+        is dropped, and the command ends as it would have, with its own exit status.
+        """
         from pylock.urls import redact
 
+        if self._stdout_gone:
+            return
         try:
             sys.stdout.write(redact(text) + "\n")
         except BrokenPipeError:
-            raise
+            self._stdout_gone = True
         except OSError as exc:  # `> /dev/full`: not a path to fix, nor a command to rerun
             raise _OutputLost() from exc
 
@@ -1262,10 +1270,18 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     from pylock.urls import redact
 
     label = "\033[31merror\033[0m" if color else "error"
-    for line in _error_lines(error):
-        sys.stderr.write(f"pylock: {label}: {printable(redact(line))}\n")
+    lines = [f"pylock: {label}: {printable(redact(line))}\n" for line in _error_lines(error)]
     if error.hint:
-        sys.stderr.write(f"pylock: hint: {printable(redact(error.hint))}\n")
+        lines.append(f"pylock: hint: {printable(redact(error.hint))}\n")
+    _say("".join(lines))
+
+
+def _say(text: str) -> None:
+    """Write ``text`` to stderr if it can be written: a closed pipe or a full disk there
+    must not turn the exit status of what failed into that of the failed write."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def _error_lines(error: PylockError) -> list[str]:
@@ -1361,10 +1377,10 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 1
     except Terminated:
-        sys.stderr.write("pylock: terminated\n")
+        _say("pylock: terminated\n")
         return 143
     except KeyboardInterrupt:
-        sys.stderr.write("pylock: interrupted\n")
+        _say("pylock: interrupted\n")
         return 130
 
 

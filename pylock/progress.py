@@ -8,12 +8,13 @@ cannot move its cursor (``TERM=dumb``: Emacs shells, some IDE consoles).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 _BAR_WIDTH = 24
@@ -154,6 +155,8 @@ class Reporter:
         self.color = color
         self._ellipsis = "…" if _can_encode(self.stream, "…") else "..."
         self._lock = threading.Lock()
+        #: Whether the stream failed a write (see :meth:`_unless_gone`): nothing more goes.
+        self._gone = False
         #: Without bars: the thread that logs long tasks, while there are any, and the lock
         #: that keeps its lines before a task's last one.
         self._ticker: threading.Thread | None = None
@@ -273,12 +276,24 @@ class Reporter:
         from pylock.urls import redact
 
         text = redact(text)  # every message, warning and progress line passes here
-        with self._lock:
+        if self._gone:
+            return
+        with self._lock, self._unless_gone():
             self._clear()
             self.stream.write(text + "\n")
             if self.live:
                 self._redraw()
             self.stream.flush()
+
+    @contextlib.contextmanager
+    def _unless_gone(self) -> Iterator[None]:
+        """Write to the stream unless it is gone: a closed pipe (``2>&1 | head -1``), a
+        full disk or a hung-up terminal. What is said here is diagnostics; the work goes
+        on without them, and its outcome decides the exit status, not theirs."""
+        try:
+            yield
+        except (OSError, ValueError):  # ValueError: a stream closed under us
+            self._gone = True
 
     def _clear(self) -> None:
         if self.live and self._drawn_lines:
@@ -286,15 +301,18 @@ class Reporter:
             self._drawn_lines = 0
 
     def _redraw(self) -> None:
-        self._clear()
-        # _clear moves up one row per bar, so no bar may wrap. The last column stays
-        # empty too: some terminals wrap as soon as it is written. The width is read
-        # again at every redraw (one ioctl) so that a resized window is followed.
-        columns = terminal_columns(self.stream) - 1
-        for task in self._active[:8]:
-            self.stream.write(_render(task, columns, self._ellipsis) + "\n")
-            self._drawn_lines += 1
-        self.stream.flush()
+        if self._gone:
+            return
+        with self._unless_gone():
+            self._clear()
+            # _clear moves up one row per bar, so no bar may wrap. The last column stays
+            # empty too: some terminals wrap as soon as it is written. The width is read
+            # again at every redraw (one ioctl) so that a resized window is followed.
+            columns = terminal_columns(self.stream) - 1
+            for task in self._active[:8]:
+                self.stream.write(_render(task, columns, self._ellipsis) + "\n")
+                self._drawn_lines += 1
+            self.stream.flush()
 
 
 def _escaped(message: str) -> str:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -103,3 +104,56 @@ def test_the_suite_passes_in_a_hostile_shell() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert f"{len(selection)} passed" in result.stdout, result.stdout[-2000:]
+
+
+def _pylock_into(
+    project: Path, args: list[str], *, stdout: int | IO[Any], stderr: int | IO[Any]
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pylock", "--project", str(project), *args],
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="/dev/full and POSIX pipes")
+def test_output_that_cannot_be_written_changes_neither_the_work_nor_its_status(
+    sync_project: Any, app_a: Any
+) -> None:
+    """Environment attack: `pylock sync 2>&1 | head -1` stopped at its first warning once
+    the reader had gone and exited 0 with nothing installed; `2>/dev/full` failed the
+    sync; `pylock verify | head -1` of a damaged tree exited 0."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    (sync_project.root / "pythons.toml").write_text("# changed since the lock\n")
+    sync = ["sync", "--into", str(sync_project.into), "--mirror", sync_project.mirror]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = _pylock_into(sync_project.root, sync, stdout=write, stderr=write)
+    finally:
+        os.close(write)
+    assert done.returncode == 0
+    assert (sync_project.into / "app" / ".pylock" / "install.json").is_file()
+    with open(os.devnull, "w") as null, open("/dev/full", "w") as full:
+        again = _pylock_into(sync_project.root, [*sync, "--reinstall"], stdout=null, stderr=full)
+        assert again.returncode == 0
+        missing = _pylock_into(sync_project.root, ["which", "nope"], stdout=null, stderr=full)
+        assert missing.returncode == 2
+    (sync_project.into / "app" / "share" / "zz-build-tag").write_text("tampered\n")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        checked = _pylock_into(
+            sync_project.root,
+            ["verify", "--into", str(sync_project.into)],
+            stdout=write,
+            stderr=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(write)
+    assert checked.returncode == 1
