@@ -16,6 +16,7 @@ and a no-op ``pylock sync`` stay fast.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import os
 import sys
@@ -1297,13 +1298,30 @@ def _error_lines(error: PylockError) -> list[str]:
 
 def _utf8_when_redirected(stream: Any) -> None:
     """Results redirected to a file (``pylock diff --format markdown > comment.md``) are
-    UTF-8: Windows would use its ANSI code page, which has no ``→`` or ``⚠``, and fail."""
+    UTF-8: Windows would use its ANSI code page, which has no ``→`` or ``⚠``, and fail.
+    Whatever the encoding, what it cannot write is written as :func:`_output_errors` says."""
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-    if encoding in ("utf8", ""):
-        return
     with contextlib.suppress(AttributeError, OSError, ValueError):
-        if not stream.isatty():
-            stream.reconfigure(encoding="utf-8")
+        if encoding not in ("utf8", "") and not stream.isatty():
+            stream.reconfigure(encoding="utf-8", errors=_OUTPUT_ERRORS)
+        else:
+            stream.reconfigure(errors=_OUTPUT_ERRORS)
+
+
+#: The codec error handler of pylock's stdout and stderr (see :func:`_output_errors`).
+_OUTPUT_ERRORS = "pylock-output"
+
+
+def _output_errors(error: UnicodeError) -> tuple[str | bytes, int]:
+    """Write what the output's encoding cannot: bytes of a path that are no UTF-8 (read as
+    lone surrogates, ``surrogateescape``) as those very bytes, so that ``$(pylock which
+    app)`` names the file; a character the terminal lacks (``→`` in Latin-1) escaped. A
+    result is never lost to a ``UnicodeEncodeError`` traceback."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    lone = all("\udc80" <= char <= "\udcff" for char in text)
+    return codecs.lookup_error("surrogateescape" if lone else "backslashreplace")(error)
 
 
 def main(
@@ -1314,6 +1332,9 @@ def main(
 ) -> int:
     """Run pylock with ``argv``; return the exit status. ``settings`` are those the console
     script read already from ``environ`` (by default ``os.environ``)."""
+    codecs.register_error(_OUTPUT_ERRORS, _output_errors)
+    _utf8_when_redirected(sys.stdout)
+    _utf8_when_redirected(sys.stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1323,7 +1344,6 @@ def main(
         return lost.report()
     from pylock.settings import Settings
 
-    _utf8_when_redirected(sys.stdout)
     if settings is None:
         settings = Settings.from_environ(os.environ if environ is None else environ)
     try:

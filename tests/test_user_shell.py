@@ -157,3 +157,52 @@ def test_output_that_cannot_be_written_changes_neither_the_work_nor_its_status(
     finally:
         os.close(write)
     assert checked.returncode == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX bytes paths")
+def test_results_the_output_encoding_cannot_write_are_written_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Environment attack: a cache path with a byte that is no UTF-8, under a strict UTF-8
+    stdout, or a `→` on a Latin-1 terminal, ended in a UnicodeEncodeError traceback."""
+    cache = os.fsencode(tmp_path) + b"/c\xff"
+    env = {**os.environ, "PYLOCK_CACHE_DIR": os.fsdecode(cache), "NO_COLOR": "1"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "pylock", "cache", "dir"],
+        capture_output=True,
+        env={**env, "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == cache + b"\n"  # the very bytes: `$(pylock cache dir)` works
+    lock = tmp_path / "pythons.lock"
+    (tmp_path / "pythons.toml").write_text(
+        '[python.app]\nversion = "3.12"\nplatforms = ["linux-x86_64-gnu"]\n'
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "pylock", "--project", str(tmp_path), "-q", "lock", "--offline"],
+            env=env,
+            timeout=60,
+            check=False,
+        ).returncode
+        == 0
+    )
+    diff = subprocess.run(
+        [sys.executable, "-m", "pylock", "diff", "--format", "markdown", str(lock), str(lock)],
+        capture_output=True,
+        env={**env, "PYTHONIOENCODING": "latin-1:strict"},
+        timeout=60,
+        check=False,
+    )
+    assert diff.returncode == 0, diff.stderr
+    assert b"Traceback" not in diff.stderr
+    # On a Latin-1 terminal (no redirection to make UTF-8 of): the arrow escaped, a path's
+    # byte as it was.
+    import codecs
+
+    from pylock import cli
+
+    codecs.register_error(cli._OUTPUT_ERRORS, cli._output_errors)
+    assert "a → \udcff".encode("latin-1", cli._OUTPUT_ERRORS) == b"a \\u2192 \xff"
