@@ -27,8 +27,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         raise Terminated
 
     try:
-        previous = signal.signal(signal.SIGTERM, terminated)
+        # Started to ignore it: it stays ignored, also for `pylock run`'s child.
+        ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        previous = None if ignored else signal.signal(signal.SIGTERM, terminated)
     except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
+        ignored, previous = True, None
+    if ignored:
         yield
         return
     try:

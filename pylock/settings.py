@@ -415,7 +415,7 @@ class Settings:
 #: Variables that hold a number >= 1: how to parse one, what it must be, what to do.
 _AT_LEAST_ONE: dict[str, tuple[Callable[[str], int], str, str]] = {
     "PYLOCK_CONCURRENCY": (
-        int,
+        lambda text: int(text) if text.strip().isascii() else 0,  # not int("٣"): 3
         "a whole number of at least 1",
         "unset it, or set it to the number of downloads to run at once",
     ),

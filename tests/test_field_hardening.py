@@ -1638,3 +1638,22 @@ def test_a_lock_saved_with_a_byte_order_mark_and_crlf_is_read(
     old.write_bytes(plain)
     result = sync_project.run("diff", str(old), str(lock))
     assert result.code == 0 and "Traceback" not in result.err, result.err
+
+
+def _ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_a_sigterm_pylock_was_started_to_ignore_stays_ignored_for_the_child(
+    sync_project: Project,
+) -> None:
+    """Environment attack: `(trap '' TERM; pylock run app)` gave the app a SIGTERM handler
+    of its own rather than the disposition it was started with: pylock's SIGTERM-as-Ctrl-C
+    had replaced SIG_IGN before `run` looked."""
+    script = b"#!/bin/sh\necho ready\ngrep SigIgn /proc/$$/status\n"
+    process = _run_a_script(sync_project, script, preexec_fn=_ignore_sigterm)
+    out, _ = process.communicate(timeout=30)
+    ignored = int(out.split()[-1], 16)
+    assert ignored & (1 << (signal.SIGTERM - 1)), out
+    assert process.returncode == 0

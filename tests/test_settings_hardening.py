@@ -127,7 +127,8 @@ def test_from_environ_reads_every_variable_and_treats_blank_as_unset(tmp_path: P
 
 
 @pytest.mark.parametrize(
-    "value", ["0", "-4", "many", "1e3", "9" * 5000 + "x", "4\x00", "\x1b[31m", "token=secret"]
+    "value",
+    ["0", "-4", "many", "1e3", "9" * 5000 + "x", "4\x00", "\x1b[31m", "token=secret", "\u0663"],
 )
 def test_a_bad_concurrency_is_one_clean_error(value: str) -> None:
     settings = Settings.from_environ({"PYLOCK_CONCURRENCY": value})
