@@ -176,7 +176,16 @@ def lock_at_ref(
             else f"{project} is not inside a git work tree",
             hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
         )
-    prefix = out.decode("utf-8", "replace").split("\n")[1:2]
+    inside, *prefix = out.decode("utf-8", "replace").split("\n")[:2]
+    if inside.strip() != "true":
+        # In a repository, outside the work tree git was told of (GIT_WORK_TREE, or a
+        # bare repository): every path would be missing at the ref, all "added".
+        raise GitError(
+            f"{project} is not inside the work tree of its git repository"
+            + (" (GIT_WORK_TREE is set)" if "GIT_WORK_TREE" in env else ""),
+            hint="run where git finds the project in its work tree, or pass the old lock "
+            "file explicitly: `pylock diff OLD [NEW]`",
+        )
     where = f"{ref}:{''.join(prefix).strip()}{filename}"
     code, _, _ = _git(project, env, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if code != 0:

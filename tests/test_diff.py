@@ -748,3 +748,23 @@ def test_deleted_working_tree_lock_shows_removals(
     (project / "pythons.lock").unlink()
     assert main(["--project", str(project), "diff"]) == 0
     assert capsys.readouterr().out.startswith("app: removed cpython 3.13.9+20251014")
+
+
+@needs_git
+def test_a_project_outside_the_work_tree_git_is_told_of_is_an_error(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Environment attack: with GIT_WORK_TREE exported (elsewhere), git found the lock
+    nowhere at HEAD and `diff` showed every interpreter "added", exit 0."""
+    project = repo / "sub" / "project"
+    write(project / "pythons.lock", lock(cpython("app", "3.13.5", "20250708")))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    environ = {**os.environ, "GIT_WORK_TREE": str(elsewhere)}
+    assert main(["--project", str(project), "diff"], environ=environ) == 1
+    err = capsys.readouterr().err
+    assert "is not inside the work tree of its git repository (GIT_WORK_TREE is set)" in err
+    assert main(["--project", str(project), "diff"]) == 0
+    assert "No interpreter changes" in capsys.readouterr().out
