@@ -95,6 +95,19 @@ def left_at_0600(path: Path) -> bool:
         return False
 
 
+def make_dir(path: Path) -> None:
+    """``mkdir -p path``; under umask 0, the directory made is not writable by others all
+    the same: it holds interpreters, their records or links to them, which another user
+    must not replace. A directory that was there is left as it is."""
+    existed = path.is_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    if existed or _WINDOWS:
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & stat.S_IWOTH:
+        os.chmod(path, mode & ~stat.S_IWOTH)
+
+
 def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
     writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old

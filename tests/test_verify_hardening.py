@@ -412,11 +412,18 @@ def test_under_umask_zero_nothing_that_says_what_a_tree_is_is_world_writable(
     to the lock's build and `sync` kept the old tree, "up to date"."""
     old = os.umask(0)
     try:
-        _, tree = sync_tree(tmp_path)
+        project, tree = sync_tree(tmp_path)
+        bin_dir = tmp_path / "bin"
+        sync = ["--project", str(project), "-q", "sync", "--into", str(tree.parent)]
+        environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+        assert main([*sync, "--bin-dir", str(bin_dir)], environ) == 0
     finally:
         os.umask(old)
     dest = tree.parent
     written = [tree / ".pylock", *(tree / ".pylock").iterdir(), dest / ".pylock-locks"]
     written += [p for p in (dest / ".pylock-state",) if p.exists()]
+    # The directories trees and links are put in (environment attack: another user could
+    # rename a tree, and drop in one of their own, record and all).
+    written += [dest, bin_dir]
     for path in written:
         assert not path.stat().st_mode & stat.S_IWOTH, path

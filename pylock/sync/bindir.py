@@ -23,6 +23,7 @@ from pylock.errors import PylockError
 from pylock.fsutil import (
     FileLock,
     atomic_write_text,
+    make_dir,
     read_own_file,
     remove_stale_temporaries,
     replace,
@@ -346,7 +347,7 @@ def sync_links(
     :attr:`LinkResult.taken`. Processes that link into one bin dir at once take turns
     (a lock file beside the manifest), so that none loses the others' entries.
     """
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(bin_dir)
     # Launcher texts first: one that cannot be written fails the run before any change.
     entries = {
         name: _launcher(target, bin_dir) if windows else str(target)

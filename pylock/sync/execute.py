@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
+from pylock.fsutil import make_dir
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None
     if os.path.lexists(path) and not path.is_dir():
         raise PylockError(f"{what} {path} is not a directory", hint=elsewhere or hint)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dir(path)
     except OSError as exc:
         raise PylockError(
             f"cannot create {what} {path}: {exc.strerror or exc}", hint=hint

@@ -41,6 +41,7 @@ from pylock.fastpath import STATE_FILE
 from pylock.fsutil import (
     FileLock,
     LockTimeout,
+    make_dir,
     remove_stale_temporaries,
     require_sha256,
     walk_tree,
@@ -419,7 +420,7 @@ def install(
     dest_root = dest_root.absolute()
     final = dest_root / name
     try:
-        dest_root.mkdir(parents=True, exist_ok=True)
+        make_dir(dest_root)
         with _name_lock(dest_root, name, reporter, stop):
             _recover(dest_root, name, reporter)
             if if_needed:
