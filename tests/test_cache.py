@@ -550,3 +550,27 @@ def test_a_cache_shared_by_two_users_takes_the_other_users_locks_and_partials(
         assert _as_another_user(take_roots_lock_and_prune) == 0
     finally:
         subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (PermissionError(13, "Permission denied"), "this user may not write there"),
+        (FileNotFoundError(2, "No such file or directory"), "no directory can be made there"),
+        (OSError(30, "Read-only file system"), "a read-only cache serves only the archives"),
+    ],
+)
+def test_a_cache_that_cannot_be_written_gets_the_hint_of_its_error(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, error: OSError, hint: str
+) -> None:
+    """Environment attack: with HOME unset (a cache under /nonexistent) the error blamed
+    PYLOCK_CACHE_DIR, which nobody had set, and "the cache belongs to another user"; under
+    a path where nothing can be made, it said the cache was read-only."""
+    from pylock.errors import CacheReadOnlyError
+
+    monkeypatch.setattr(Cache, "_write_error", lambda self: error)
+    with pytest.raises(CacheReadOnlyError) as info:
+        cache.require_writable()
+    said = f"cannot store downloads in the cache at {cache.root}: {error.strerror}"
+    assert str(info.value) == said
+    assert info.value.hint is not None and info.value.hint.startswith(hint)

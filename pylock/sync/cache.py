@@ -171,9 +171,14 @@ class Cache:
             if isinstance(error, PermissionError):
                 # Most often a BuildKit cache mount (made by root) in a non-root stage.
                 hint = (
-                    "the cache belongs to another user: in a Dockerfile, give the cache mount "
+                    "this user may not write there: in a Dockerfile, give the cache mount "
                     "your user's id (`--mount=type=cache,target=...,uid=1000`); elsewhere, "
                     "point PYLOCK_CACHE_DIR at a directory you can write"
+                )
+            elif isinstance(error, FileNotFoundError):
+                hint = (
+                    "no directory can be made there: point PYLOCK_CACHE_DIR at a directory "
+                    "you can write (pylock makes it if it is missing)"
                 )
             elif isinstance(error, (FileExistsError, NotADirectoryError)) and not (
                 self.root.is_dir()
@@ -190,8 +195,7 @@ class Cache:
                     "writable directory"
                 )
             raise CacheReadOnlyError(
-                f"cannot {doing} the cache at {self.root} (PYLOCK_CACHE_DIR): "
-                f"{error.strerror or error}",
+                f"cannot {doing} the cache at {self.root}: {error.strerror or error}",
                 root=str(self.root),
                 hint=hint,
             ) from None
