@@ -109,8 +109,14 @@ class LoopbackServer(Started):
         aiohttp closes a connection gracefully; over TLS that waits for the client's
         close_notify, and a client that never sends one left the socket open past the loop's
         end, to be collected (with a ResourceWarning) during some later test. Shutting the
-        socket down ends the wait, and asyncio closes it.
+        socket down ends the wait, and asyncio closes it. Connections that sent no request
+        (a client that connected ahead of time, then never asked) are the handlers' still.
         """
+        server = runner.server
+        for handler in server.connections if server is not None else ():
+            sock = None if handler.transport is None else handler.transport.get_extra_info("socket")
+            if sock is not None and sock not in self._sockets:
+                self._sockets.append(sock)
         await runner.cleanup()
         for sock in self._sockets:
             if sock.fileno() != -1:

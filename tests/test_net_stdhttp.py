@@ -287,7 +287,10 @@ def test_the_tls_look_alike_leaves_no_socket_open_when_a_client_never_says_goodb
     with https_server(tmp_path / "certs") as (server, ca):
         url = server.serve(PATH, BODY)
         context = ssl.create_default_context(cafile=str(ca))
-        # One connection kept alive, and one the server closes itself after its answer.
+        # One connection that never asks (a client that connected ahead of time), one kept
+        # alive, and one the server closes itself after its answer.
+        idle = socket.create_connection(("127.0.0.1", server.port))
+        clients.append(context.wrap_socket(idle, server_hostname="127.0.0.1"))
         for connection in ("keep-alive", "close"):
             raw = socket.create_connection(("127.0.0.1", server.port))
             client = context.wrap_socket(raw, server_hostname="127.0.0.1")
