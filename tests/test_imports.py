@@ -173,11 +173,18 @@ def build_graph() -> dict[str, dict[str, bool]]:
 GRAPH = build_graph()
 
 
+#: Entries that name a package's ``__init__`` alone, not what the package holds: a new
+#: module there must be placed in a layer on purpose, not fall into one.
+PACKAGE_ONLY = frozenset({"pylock", "pylock.index"})
+
+
 def layer_of(module: str) -> str:
     best: tuple[int, str] | None = None
     for layer, prefixes in LAYERS.items():
         for prefix in prefixes:
-            inside = module == prefix or module.startswith(prefix + ".")
+            inside = module == prefix or (
+                prefix not in PACKAGE_ONLY and module.startswith(prefix + ".")
+            )
             if inside and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), layer)
     if best is None:
@@ -244,6 +251,15 @@ def cycles(graph: dict[str, dict[str, bool]]) -> list[list[str]]:
 
 
 # -- the checker itself ----------------------------------------------------------------
+
+
+def test_a_new_module_must_be_given_a_layer() -> None:
+    """Architecture audit: ``pylock`` (for ``__version__``) was a prefix of every module,
+    so a new top-level module fell into the foundation, allowed to be imported by all."""
+    for new in ("pylock.newmod", "pylock.index.newsource"):
+        with pytest.raises(AssertionError, match="is in no layer"):
+            layer_of(new)
+    assert layer_of("pylock") == "foundation" and layer_of("pylock.index") == "listings"
 
 
 def test_the_parser_sees_nested_relative_and_type_only_imports() -> None:
