@@ -74,15 +74,24 @@ def host_project(parent: Path, data: bytes, url: str) -> Path:
 
 def run_pylock(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m pylock --project PROJECT ARGS`` with the cache in the project, no colour."""
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
+        pylock_command(project, *args),
         capture_output=True,
         text=True,
-        env=env,
+        env=pylock_env(project),
         timeout=timeout,
         check=False,
     )
+
+
+def pylock_command(project: Path, *args: str) -> list[str]:
+    """``python -m pylock --project PROJECT ARGS``."""
+    return [sys.executable, "-m", "pylock", "--project", str(project), *args]
+
+
+def pylock_env(project: Path) -> dict[str, str]:
+    """The environment of :func:`run_pylock`: the cache in the project, no colour."""
+    return {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
 
 
 def imported_after(statement: str) -> set[str]:

@@ -109,12 +109,13 @@ def test_the_suite_passes_in_a_hostile_shell() -> None:
 def _pylock_into(
     project: Path, args: list[str], *, stdout: int | IO[Any], stderr: int | IO[Any]
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYLOCK_CACHE_DIR": str(project / "cache"), "NO_COLOR": "1"}
+    from tests.projects import pylock_command, pylock_env
+
     return subprocess.run(
-        [sys.executable, "-m", "pylock", "--project", str(project), *args],
+        pylock_command(project, *args),
         stdout=stdout,
         stderr=stderr,
-        env=env,
+        env=pylock_env(project),
         timeout=120,
         check=False,
     )
