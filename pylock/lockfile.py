@@ -412,23 +412,36 @@ def dumps(lock: LockFile) -> str:
     return HEADER + tomli_w.dumps(document, multiline_strings=False)
 
 
-def refuse_credentials(lock: LockFile) -> None:
-    """Raise :class:`PylockError` if an artifact URL of ``lock`` carries credentials.
+def refuse_unlockable(lock: LockFile) -> None:
+    """Raise :class:`PylockError` if an artifact URL of ``lock`` is one no lock may hold:
+    credentials in it, or one the reader refuses (a listing's asset name ending in a line
+    break made a lock that pylock then could not read).
 
     The last guard before ``lock`` writes a new lock, whatever listing named a build. Not
     part of :func:`dumps`: a hand-edited lock with a secret still reads, syncs and writes.
     """
     for python in lock.pythons:
         for artifact in python.artifacts:
-            problem = credentials_problem(artifact.url)
-            if problem is not None:
-                raise PylockError(
-                    f"refusing to write {LOCK_FILENAME}: python {shown(python.name)} "
-                    f"({python.label}, {artifact.platform}): {problem}",
-                    hint="take them out of where the URL came from (a --python-downloads-json "
+            problem = locked_url_problem(artifact.url)
+            if problem is None:
+                continue
+            if credentials_problem(artifact.url) is not None:
+                hint = (
+                    "take them out of where the URL came from (a --python-downloads-json "
                     f"file, or an old lock: `pylock lock --upgrade-python {python.name}`); "
-                    + CREDENTIALS_HINT,
+                    + CREDENTIALS_HINT
                 )
+            else:
+                hint = (
+                    "the listing that named this build gave a URL no lock can hold: lock "
+                    "without --refresh (or without --python-downloads-json), or pin another "
+                    "build in pythons.toml"
+                )
+            raise PylockError(
+                f"refusing to write {LOCK_FILENAME}: python {shown(python.name)} "
+                f"({python.label}, {artifact.platform}): {problem}",
+                hint=hint,
+            )
 
 
 # -- reading -----------------------------------------------------------------------------

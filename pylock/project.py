@@ -228,7 +228,7 @@ def load_index(config: Config, request: LockRequest) -> Index:
 def lock_project(request: LockRequest) -> LockOutcome:
     """Resolve the project's ``pythons.toml`` against the index and the previous lock."""
     from pylock.config import load_config
-    from pylock.lockfile import dumps, refuse_credentials
+    from pylock.lockfile import dumps, refuse_unlockable
     from pylock.resolve import resolve
 
     config_path, upgrade_names = request.config_path, request.upgrade_names
@@ -264,7 +264,7 @@ def lock_project(request: LockRequest) -> LockOutcome:
         direct=direct,
         warn=request.reporter.warn,
     )
-    refuse_credentials(lock)  # whatever listing (or old lock) named the build
+    refuse_unlockable(lock)  # whatever listing (or old lock) named the build
     return LockOutcome(
         lock=lock,
         text=dumps(lock),

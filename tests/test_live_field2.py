@@ -25,7 +25,7 @@ from pylock.index.metadata import (
 from pylock.index.model import Index
 from pylock.index.pbs import parse_sha256sums
 from pylock.index.pypy import builds_from_versions
-from pylock.lockfile import Artifact, LockedPython, make_lock, refuse_credentials
+from pylock.lockfile import Artifact, LockedPython, make_lock, refuse_unlockable
 from pylock.net.fetch import Fetcher, FetchOptions, Timeouts
 from pylock.progress import Reporter
 from pylock.settings import Settings
@@ -237,9 +237,30 @@ def test_a_new_lock_with_credentials_is_refused(url: str) -> None:
     )
     lock = make_lock([python], config_digest="sha256:" + "0" * 64)
     with pytest.raises(PylockError, match="carries credentials") as caught:
-        refuse_credentials(lock)
+        refuse_unlockable(lock)
     assert "'app'" in str(caught.value) and "hunter2" not in str(caught.value)
     assert caught.value.hint is not None and "upgrade-python app" in caught.value.hint
+
+
+def test_a_listing_url_no_lock_can_hold_is_refused_before_it_is_written() -> None:
+    """Live-listing attack: a GraalPy asset named "....tar.gz\\n" passed the name parser
+    (`$` matches before a final line break), and `lock --refresh` wrote a lock whose URL
+    its own reader refused; every later `lock` re-resolved everything."""
+    from pylock.index.names import parse_graalpy_filename, parse_pbs_filename
+
+    name = "graalpy3.12-25.0.1-linux-amd64.tar.gz"
+    assert parse_graalpy_filename(name) is not None
+    assert parse_graalpy_filename(name + "\n") is None
+    pbs = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    assert parse_pbs_filename(pbs) is not None and parse_pbs_filename(pbs + "\n") is None
+    url = f"https://github.com/oracle/graalpython/releases/download/graal-25.0.1/{name}\n"
+    artifact = Artifact(platform="linux-x86_64-gnu", url=url, sha256="ab" * 32)
+    python = LockedPython(
+        name="gp", implementation=Implementation.GRAALPY, version="3.12.8", artifacts=(artifact,)
+    )
+    with pytest.raises(PylockError, match=r"refusing to write pythons\.lock") as caught:
+        refuse_unlockable(make_lock([python], config_digest="sha256:" + "0" * 64))
+    assert caught.value.hint is not None and "--refresh" in caught.value.hint
 
 
 # -- 3. and 4. damaged metadata cache entries ------------------------------------------------

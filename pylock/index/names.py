@@ -33,6 +33,8 @@ from pylock.platforms import Platform
 from pylock.versions import RELEASE_PATTERN, ArchiveFormat, Flavor, Implementation, Variant
 
 _VERSION = RELEASE_PATTERN
+# The patterns below are used with fullmatch: `$` alone also matches before a final line
+# break, and a listing's asset "name.tar.gz\n" became a URL no lock reader takes.
 
 _PBS = re.compile(
     rf"""
@@ -162,7 +164,7 @@ def parse_pbs_filename(name: str) -> ParsedPbsName | None:
     ... ).platform.key
     'windows-i686'
     """
-    match = _PBS.match(name)
+    match = _PBS.fullmatch(name)
     if match is None:
         return None
     platform = Platform.from_pbs_triple(match["triple"])
@@ -211,7 +213,7 @@ def parse_graalpy_filename(name: str) -> ParsedReleaseName | None:
 def _parse_release_name(
     implementation: Implementation, pattern: re.Pattern[str], name: str
 ) -> ParsedReleaseName | None:
-    match = pattern.match(name)
+    match = pattern.fullmatch(name)
     if match is None:
         return None
     platform = Platform.from_release_name(implementation, match["platform"])
@@ -231,7 +233,7 @@ def parse_pyodide_filename(name: str) -> str | None:
     >>> parse_pyodide_filename("xbuildenv-0.27.7.tar.gz")
     '0.27.7'
     """
-    match = _PYODIDE.match(name)
+    match = _PYODIDE.fullmatch(name)
     return match["pyodide"] if match else None
 
 
