@@ -168,6 +168,29 @@ def test_api_pages_are_followed_until_known_releases(
     assert pages == ["per_page=10&page=1", "per_page=10&page=2"]
 
 
+def test_a_prerelease_or_a_publication_date_that_is_no_date_is_not_taken(
+    upstream: UpstreamServer, cache: Cache
+) -> None:
+    """Live-listing attack: a release marked prerelease was locked by `--upgrade`, and a
+    `published_at` of "zzzz" put an older build ahead of a newer one."""
+    upstream.add_pbs_release("20250918", "2025-09-18T10:00:00Z", {}, latest=False)
+    upstream.add_pbs_release(
+        "20251110", "zzzz", {pbs_name("3.13.9", "20251110", LINUX): b"odd date"}, latest=False
+    )
+    trial = upstream.add_pbs_release(
+        "20251120", "2025-11-20T10:00:00Z", {pbs_name("3.13.10", "20251120", LINUX): b"rc"}
+    )
+    trial.prerelease = True
+    upstream.add_pbs_release(
+        "20251115", "2025-11-15T10:00:00Z", {pbs_name("3.13.9", "20251115", LINUX): b"ok"}
+    )
+    index = refresh(upstream, cache, snapshot_base())
+    assert not builds_of(index, "20251120")
+    assert builds_of(index, "20251115") and builds_of(index, "20251110")
+    assert index.publication_date("20251110") == "2025-11-10"  # the tag's own date
+    assert index.tag_order("20251115") > index.tag_order("20251110")
+
+
 def test_sha256sums_missing_an_asset(upstream: UpstreamServer, cache: Cache) -> None:
     tag = "20251014"
     kept, dropped = pbs_name("3.13.9", tag, LINUX), pbs_name("3.13.9", tag, MAC)

@@ -111,6 +111,26 @@ def test_builds_of_release_across_naming_eras() -> None:
     assert found.unhashed == ()
 
 
+def test_a_sha256sums_line_and_an_api_digest_that_disagree_lock_neither() -> None:
+    """Live-listing attack: SHA256SUMS won over the API digest, silently, and the lock
+    recorded a hash that upstream's own API contradicted."""
+    name = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    other = "cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz"
+    assets = [
+        pbs.ApiAsset(name=name, size=1, url=f"https://x/{name}", sha256="b" * 64),
+        pbs.ApiAsset(name=other, size=1, url=f"https://x/{other}", sha256="c" * 64),
+    ]
+    found = pbs.builds_of_release("20251014", {name: "a" * 64, other: "c" * 64}, assets)
+    assert found.conflicting == (name,)
+    assert [b.filename for b in found.builds] == [other]
+    # An upper-case API digest is a digest (it was taken for none).
+    page = [{"tag_name": "20251014", "published_at": "2025-10-14T00:00:00Z", "assets": [
+        {"name": name, "size": 1, "browser_download_url": f"https://x/{name}",
+         "digest": "sha256:" + "AB" * 32}]}]  # fmt: skip
+    (release,) = pbs.parse_releases_page(page, url="api")
+    assert release.assets[0].sha256 == "ab" * 32
+
+
 def test_has_next_page() -> None:
     assert pbs.has_next_page('<x?page=2>; rel="next", <x?page=9>; rel="last"')
     assert not pbs.has_next_page('<x?page=1>; rel="first", <x?page=1>; rel="prev"')

@@ -162,6 +162,8 @@ class Release:
     omit_from_sums: set[str] = field(default_factory=set)
     #: Serve this instead of the computed ``SHA256SUMS`` (garbled or truncated files).
     sums_body: bytes | None = None
+    #: Marked a prerelease on GitHub.
+    prerelease: bool = False
 
     def asset(self, name: str) -> Asset | None:
         for asset in self.assets:
@@ -345,7 +347,7 @@ class UpstreamServer(LoopbackServer):
             "target_commitish": "main",
             "name": release.tag,
             "draft": False,
-            "prerelease": False,
+            "prerelease": release.prerelease,
             "created_at": release.published_at,
             "published_at": release.published_at,
             "assets": assets,

@@ -37,7 +37,9 @@ API_MAX_PAGES = 40
 
 _TAG = re.compile(r"^[0-9]{8}$")
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(\S+)$")
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
+#: ``published_at`` as GitHub writes it: an ISO 8601 date and time.
+_PUBLISHED = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T")
 
 
 def download_url(tag: str, filename: str) -> str:
@@ -162,13 +164,16 @@ def parse_releases_page(data: Any, *, url: str) -> list[ApiRelease]:
                     name=asset["name"],
                     size=size if _is_archive_size(size) else None,
                     url=link if isinstance(link, str) else "",
-                    sha256=match.group(1) if match else None,
+                    sha256=match.group(1).lower() if match else None,
                 )
             )
         releases.append(
             ApiRelease(
                 tag=item["tag_name"],
-                published_at=published if isinstance(published, str) else None,
+                # Only a date: it orders builds, and "zzzz" or a bidi override must not.
+                published_at=published
+                if isinstance(published, str) and _PUBLISHED.match(published)
+                else None,
                 draft=bool(item.get("draft", False)),
                 prerelease=bool(item.get("prerelease", False)),
                 assets=tuple(assets),
@@ -208,6 +213,9 @@ class ReleaseBuilds:
     builds: tuple[Build, ...]
     #: Archive names with no published sha256 (from a release that should have one).
     unhashed: tuple[str, ...]
+    #: Archive names whose ``SHA256SUMS`` line and API digest disagree: left out, for
+    #: nothing says which is right (sync would refuse the bytes of one or the other).
+    conflicting: tuple[str, ...] = ()
 
 
 #: The first release that published hashes; older ones legitimately have none.
@@ -229,17 +237,24 @@ def builds_of_release(
     )
     builds: list[Build] = []
     unhashed: list[str] = []
+    conflicting: list[str] = []
     pre_hash_era = tag < FIRST_HASHED_TAG and sums is None
     for name in names:
         asset = by_name.get(name)
-        sha256 = (sums or {}).get(name) or (asset.sha256 if asset else None)
+        listed, digest = (sums or {}).get(name), asset.sha256 if asset else None
+        if listed is not None and digest is not None and listed != digest:
+            conflicting.append(name)
+            continue
+        sha256 = listed or digest
         if sha256 is None and not pre_hash_era:
             unhashed.append(name)
             continue
         build = build_from_asset(tag, name, sha256, asset.size if asset else None)
         if build is not None:
             builds.append(build)
-    return ReleaseBuilds(builds=tuple(builds), unhashed=tuple(unhashed))
+    return ReleaseBuilds(
+        builds=tuple(builds), unhashed=tuple(unhashed), conflicting=tuple(conflicting)
+    )
 
 
 def releases_page_url(page: int, per_page: int = API_PER_PAGE) -> str:
@@ -330,7 +345,9 @@ async def refresh_pbs(
         try:
             async for page in iter_api_releases(docs, page_url=releases_page_url):
                 for release in page:
-                    if release.draft or not _TAG.fullmatch(release.tag):
+                    # A prerelease is not for locking, as GraalPy's are not (a tag pinned
+                    # in pythons.toml is fetched all the same).
+                    if release.draft or release.prerelease or not _TAG.fullmatch(release.tag):
                         continue
                     if release.published_at:
                         tag_dates[release.tag] = release.published_at[:10]
@@ -400,6 +417,12 @@ async def refresh_pbs(
             reporter.warn(
                 f"python-build-standalone {tag}: {len(found.unhashed)} archive(s) have no "
                 f"published sha256 and were skipped (e.g. {found.unhashed[0]})"
+            )
+        if found.conflicting:
+            reporter.warn(
+                f"python-build-standalone {tag}: {len(found.conflicting)} archive(s) have a "
+                "SHA256SUMS line and an API digest that disagree, and were skipped (e.g. "
+                f"{found.conflicting[0]})"
             )
         builds.extend(found.builds)
 
