@@ -22,6 +22,7 @@ import attrs
 
 from pylock.errors import UpstreamError
 from pylock.index.model import Build
+from pylock.index.names import parse_pypy_filename
 from pylock.lockfile import build_problem, locked_url_problem, version_problem
 from pylock.platforms import Platform
 from pylock.urls import filename_from_url, redact
@@ -95,6 +96,10 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
     ...              "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
     ...              "7.3.20", "3.11.13") is None
     True
+    >>> file_problem("pypy3.9-v7.3.10-linux64.tar.bz2",
+    ...              "https://downloads.python.org/pypy/pypy3.9-v7.3.10-linux64.tar.bz2",
+    ...              "7.3.24", "3.11.16")
+    'the file is PyPy 7.3.10 for Python 3.9, not 7.3.24 for 3.11.16'
     >>> file_problem("pypy3.11-v7.3.20-linux64.tar.bz2", "javascript:alert(1)//pypy3.11-v7.3.20-"
     ...              "linux64.tar.bz2", "7.3.20", "3.11.13")
     "invalid URL 'javascript:alert(1)//pypy3.11-v7.3.20-linux64.tar.bz2' (expected https:// or http://)"
@@ -109,6 +114,16 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
         return problem
     if filename_from_url(link) != filename:
         return f"URL {redact(link)!r} does not name the file {filename!r}"
+    named = parse_pypy_filename(filename)
+    if named is not None and (
+        named.release != pypy_version
+        or named.python_version != ".".join(python_version.split(".")[:2])
+    ):
+        # Another build's file under this entry would be locked as this one.
+        return (
+            f"the file is PyPy {named.release} for Python {named.python_version}, not "
+            f"{pypy_version} for {python_version}"
+        )
     return None
 
 
