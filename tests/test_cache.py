@@ -574,3 +574,27 @@ def test_a_cache_that_cannot_be_written_gets_the_hint_of_its_error(
     said = f"cannot store downloads in the cache at {cache.root}: {error.strerror}"
     assert str(info.value) == said
     assert info.value.hint is not None and info.value.hint.startswith(hint)
+
+
+def test_a_directory_where_a_metadata_document_goes_is_replaced_and_cleaned(
+    cache: Cache,
+) -> None:
+    """Live-listing attack: a directory in place of a cached listing failed every refresh
+    with "Is a directory" (naming a temporary file), and `cache clean` left it."""
+    from pylock.index.metadata import CachedDocument, MetadataStore
+
+    store = MetadataStore(cache.metadata_dir)
+    cache.metadata_dir.mkdir(parents=True)
+    doc = CachedDocument(url="https://example.test/a", status=200, body=b"{}", checked_at=1.0)
+    store.save(doc)
+    stored = list(cache.metadata_dir.iterdir())
+    for path in stored:
+        path.unlink()
+        (path / "junk").mkdir(parents=True)
+    store.save(doc)  # a fetch that succeeds stores it again
+    assert store.load(doc.url) == doc
+    for path in stored:
+        path.unlink()
+        (path / "junk").mkdir(parents=True)
+    cache.clean()
+    assert not cache.metadata_dir.exists()

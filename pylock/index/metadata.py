@@ -31,7 +31,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
-from pylock.fsutil import atomic_write_bytes
+from pylock.fsutil import atomic_write_bytes, remove_tree
 from pylock.net.fetch import MAX_METADATA_BYTES
 from pylock.ownfiles import is_temporary_of, read_own_file
 
@@ -152,6 +152,11 @@ class MetadataStore:
             "link": doc.link,
             "sha256": hashlib.sha256(doc.body).hexdigest(),
         }
+        for path in (body_path, meta_path):
+            # A directory where a document goes (a damaged cache) counts as absent: it
+            # would fail every fetch with "Is a directory", naming a temporary file.
+            if path.is_dir() and not path.is_symlink():
+                remove_tree(path)
         atomic_write_bytes(body_path, doc.body)
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
 
@@ -170,8 +175,8 @@ class MetadataStore:
         except FileNotFoundError:
             return
         for path in paths:
-            if not path.is_dir():
-                path.unlink(missing_ok=True)
+            # Its own names only, a directory under one of them included (damage).
+            remove_tree(path)
         with contextlib.suppress(OSError):
             self.root.rmdir()  # not empty: others' files are left where they are
 
