@@ -42,6 +42,10 @@ def test_sha256sums_real_shape() -> None:
         f"{HEX}\n",
         "<html>rate limited</html>\n",
         f"{HEX}  a.tar.gz\n{'f' * 64}  a.tar.gz\n",
+        # Live-listing attack: an empty one was cached as immutable, hiding the release's
+        # hashes for good.
+        "",
+        "\n\n",
     ],
 )
 def test_sha256sums_garbage_is_rejected(text: str) -> None:

@@ -105,6 +105,10 @@ def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
         if sums.get(name, digest) != digest:
             raise UpstreamError(f"{url}: {name} is listed twice with different hashes")
         sums[name] = digest
+    if not sums:
+        # A release publishes its files' hashes; an empty answer is a broken one, which
+        # kept as immutable would hide the release's hashes for good.
+        raise UpstreamError(f"{url} lists no file")
     return sums
 
 
