@@ -99,10 +99,20 @@ def make_dir(path: Path) -> None:
     """``mkdir -p path``; under umask 0, the directory made is not writable by others all
     the same: it holds interpreters, their records or links to them, which another user
     must not replace. A directory that was there is left as it is."""
-    existed = path.is_dir()
+    made: list[Path] = []
+    missing = path
+    while not missing.is_dir() and missing != missing.parent:
+        made.append(missing)
+        missing = missing.parent
     path.mkdir(parents=True, exist_ok=True)
-    if existed or _WINDOWS:
-        return
+    if not _WINDOWS:
+        for directory in made:
+            not_world_writable(directory)
+
+
+def not_world_writable(path: Path) -> None:
+    """Take the write bit for others off ``path`` (umask 0 gave it), and nothing else: a
+    directory shared by a group (setgid, umask 002) stays writable by the group."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & stat.S_IWOTH:
         os.chmod(path, mode & ~stat.S_IWOTH)

@@ -427,3 +427,26 @@ def test_under_umask_zero_nothing_that_says_what_a_tree_is_is_world_writable(
     written += [dest, bin_dir]
     for path in written:
         assert not path.stat().st_mode & stat.S_IWOTH, path
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_directory_a_group_shares_stays_writable_by_the_group(tmp_path: Path) -> None:
+    """Attack on the day's diff: `.pylock-locks` made 0755 under umask 002 kept the
+    group's other users from installing into a shared (setgid) directory; and under
+    umask 0 only the last of the directories made lost its write bit for others."""
+    old = os.umask(0o002)
+    try:
+        _, tree = sync_tree(tmp_path)
+    finally:
+        os.umask(old)
+    for path in (tree.parent, tree.parent / ".pylock-locks", tree / ".pylock"):
+        assert path.stat().st_mode & 0o070 == 0o070, path
+    from pylock.fsutil import make_dir
+
+    old = os.umask(0)
+    try:
+        make_dir(tmp_path / "u0" / "a" / "b")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "u0", tmp_path / "u0" / "a", tmp_path / "u0" / "a" / "b"):
+        assert not path.stat().st_mode & stat.S_IWOTH, path

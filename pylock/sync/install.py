@@ -230,7 +230,8 @@ def _name_filelock(dest_root: Path, name: str) -> FileLock:
             f"{locks} is a symbolic link; pylock keeps its lock files in a directory there",
             hint="remove the link (pylock makes the directory again)",
         )
-    locks.mkdir(0o755, exist_ok=True)  # under umask 0 too: not others' to fill
+    if not locks.is_dir():
+        make_dir(locks)  # under umask 0 too: not others' to fill (a group's, though)
     return FileLock(locks / f"{name}.lock")
 
 

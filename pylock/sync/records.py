@@ -29,7 +29,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import UnreadableRecordError
-from pylock.fsutil import read_own_file
+from pylock.fsutil import not_world_writable, read_own_file
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -318,7 +318,8 @@ def write_record(
     meta = tree / META_DIR
     # As the tree's own directories and files (see pylock.archive.writer): under umask 0
     # too, no other user may edit the record that says which build the tree is.
-    meta.mkdir(0o755)
+    meta.mkdir()
+    not_world_writable(meta)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for entry in entries:
