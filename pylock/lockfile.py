@@ -33,7 +33,7 @@ from pylock.bounded import toml_loads
 from pylock.errors import LockFileError, Problem, PylockError, describe_toml_value, shown
 from pylock.fsutil import LOCK_FILENAME
 from pylock.platforms import PLATFORM_KEYS, canonical_key, unknown_platform_message
-from pylock.urls import filename_from_url, has_credentials, redact, url_problem
+from pylock.urls import filename_from_url, has_credentials, redact_given, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 #: The lock format this pylock reads and writes.
@@ -141,7 +141,7 @@ def artifact_url_problem(url: str) -> str | None:
 
     The URL is shown redacted: a lock or ``pythons.toml`` may carry a secret by mistake.
     """
-    quoted = shown(redact(url), URL_SHOWN)
+    quoted = shown(redact_given(url), URL_SHOWN)
     if _CONTROL.search(url) or not url.isprintable():
         # Invisible ones too (U+202E turns a line around in a pull request's diff).
         return f"invalid URL {quoted} (control, space or invisible characters; escape them as %XX)"
@@ -195,7 +195,7 @@ def credentials_problem(url: str) -> str | None:
     """
     if not has_credentials(url):
         return None
-    quoted = shown(redact(url), URL_SHOWN)
+    quoted = shown(redact_given(url), URL_SHOWN)
     return f"URL {quoted} carries credentials, which would be written to {LOCK_FILENAME}"
 
 

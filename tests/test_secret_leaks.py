@@ -256,3 +256,17 @@ def test_a_registry_reached_through_a_proxy_over_plain_http_sends_its_credential
         assert asyncio.run(scenario()) is False  # the loopback server has no blobs
     assert proxy.seen and all(seen.startswith("HEAD http://127.0.0.1:") for seen in proxy.seen)
     assert proxy.auth == [_basic("pu", SECRET)] * len(proxy.seen)
+
+
+def test_other_messages_that_quote_one_given_url_hide_a_password_with_a_space() -> None:
+    """Attack on the day's diff: once the running-text redaction stopped taking spaces in a
+    password, a bad remote-cache reference and a bad `url` in pythons.toml (or the lock)
+    were quoted whole, password and all."""
+    from pylock.lockfile import artifact_url_problem
+
+    problem = artifact_url_problem(f"https://u:{SECRET} x@h.example/cpython-3.12.1-x.tar.gz")
+    assert problem is not None and SECRET not in problem and "https://***@h.example/" in problem
+    with pytest.raises(PylockError) as caught:
+        parse_reference(f"https://u:{SECRET} x@r.example/x")
+    assert "not a registry reference: 'https://***@r.example/x'" in str(caught.value)
+    assert SECRET not in str(caught.value)

@@ -25,7 +25,7 @@ from pylock.index.model import Build
 from pylock.index.names import parse_pypy_filename
 from pylock.lockfile import build_problem, locked_url_problem, version_problem
 from pylock.platforms import Platform
-from pylock.urls import filename_from_url, redact
+from pylock.urls import filename_from_url, redact, redact_given
 from pylock.versions import (
     ArchiveFormat,
     Implementation,
@@ -108,7 +108,7 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
     if problem is not None:
         return problem
     if urlsplit(link).scheme not in ("https", "http"):
-        return f"invalid URL {redact(link)!r} (expected https:// or http://)"
+        return f"invalid URL {redact_given(link)!r} (expected https:// or http://)"
     problem = locked_url_problem(link)
     if problem is not None:
         return problem

@@ -128,7 +128,7 @@ def parse_reference(text: str) -> RegistryRef:
     scheme = scheme.lower()
     hint = "write oci://HOST[:PORT]/REPOSITORY, e.g. oci://ghcr.io/acme/pythons"
     if not sep or scheme not in ("oci", "oci+http"):
-        raise UsageError(f"not a registry reference: {redact(text)!r}", hint=hint)
+        raise UsageError(f"not a registry reference: {redact_given(text)!r}", hint=hint)
     host, slash, repository = rest.partition("/")
     if "@" in host:
         raise UsageError(
@@ -138,14 +138,14 @@ def parse_reference(text: str) -> RegistryRef:
     name = host.rpartition(":")[0] if ":" in host.rpartition("]")[2] else host
     too_long = len(name) > 253 or any(len(label) > 63 for label in name.split("."))
     if not _HOST.fullmatch(host) or too_long:
-        raise UsageError(f"bad registry host in {redact(text)!r}", hint=hint)
+        raise UsageError(f"bad registry host in {redact_given(text)!r}", hint=hint)
     port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
     if port and not 0 < int(port) < 65536:
         raise UsageError(f"bad registry port in {text!r}", hint=hint)
     repository = repository.rstrip("/")
     if not slash or not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
         raise UsageError(
-            f"bad repository name in {redact(text)!r}",
+            f"bad repository name in {redact_given(text)!r}",
             hint="repository names are lower case: letters, digits and . _ - separated by /",
         )
     return RegistryRef(host.lower(), repository, plain_http=scheme == "oci+http")
