@@ -406,6 +406,24 @@ def test_truncated_sha256sums_is_rejected(upstream: UpstreamServer, cache: Cache
     assert builds_of(refresh(upstream, cache, snapshot_base()), "20251014")
 
 
+def test_an_empty_sha256sums_is_not_kept_and_the_api_digests_stand_in(
+    upstream: UpstreamServer, cache: Cache
+) -> None:
+    """Live-listing attack: an empty SHA256SUMS was cached as immutable and hid the
+    release's hashes for good; attack on the day's diff: refusing it failed every refresh
+    although the API's digests vouch for every archive."""
+    name = pbs_name("3.13.9", "20251014", LINUX)
+    release = upstream.add_pbs_release("20251014", "2025-10-14T10:00:00Z", {name: b"a"})
+    release.sums_body = b""
+    recorder = Recorder()
+    found = builds_of(refresh(upstream, cache, snapshot_base(), reporter=recorder), "20251014")
+    assert found[name].sha256 == sha256(b"a")
+    assert any("lists no file" in warning for warning in recorder.warnings)
+    release.sums_body = None  # mended: asked again, not the empty answer kept
+    refresh(upstream, cache, snapshot_base())
+    assert len(upstream.requests_to("20251014/SHA256SUMS")) == 2
+
+
 def test_a_missing_sha256sums_is_asked_again_an_hour_later(
     upstream: UpstreamServer, cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

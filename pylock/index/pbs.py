@@ -106,10 +106,15 @@ def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
             raise UpstreamError(f"{url}: {name} is listed twice with different hashes")
         sums[name] = digest
     if not sums:
-        # A release publishes its files' hashes; an empty answer is a broken one, which
-        # kept as immutable would hide the release's hashes for good.
-        raise UpstreamError(f"{url} lists no file")
+        # A release publishes its files' hashes; an empty answer is a broken one (a mirror
+        # that served a 0-byte file, say), which kept as immutable would hide the
+        # release's hashes for good. Not stored; the API's digests stand in.
+        raise EmptySums(f"{url} lists no file")
     return sums
+
+
+class EmptySums(UpstreamError):
+    """A ``SHA256SUMS`` with no line: no answer to keep, the API's digests stand in."""
 
 
 @attrs.frozen(kw_only=True)
@@ -396,12 +401,16 @@ async def refresh_pbs(
         as_text = parse_text(url)
         # Parsed whole before it is cached (as immutable): a garbled SHA256SUMS raises,
         # is not stored, and is fetched again by the next refresh.
-        sums = await docs.get(
-            url,
-            lambda body: parse_sha256sums(as_text(body), url=url),
-            immutable=True,
-            missing_ok=True,
-        )
+        try:
+            sums = await docs.get(
+                url,
+                lambda body: parse_sha256sums(as_text(body), url=url),
+                immutable=True,
+                missing_ok=True,
+            )
+        except EmptySums as exc:
+            reporter.warn(f"{exc}; taking the releases API's digests for {tag}")
+            sums = None
         release_assets = assets.get(tag)
         if sums is None and release_assets is None:
             try:
