@@ -84,15 +84,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def left_at_0600(path: Path) -> bool:
-    """Whether ``path`` has the mode pylock 0.2.0's atomic writes left (0600), which a web
-    server serving a mirror, or another user reading ``pythons.lock``, cannot read: a
-    file to write again even when its content is current, for :func:`atomic_write_bytes`
-    to give it the umask's mode."""
+def undo_0600(path: Path) -> None:
+    """Give ``path`` the umask's mode if it has the one pylock 0.2.0's atomic writes left
+    (0600), which a web server serving a mirror, or another user reading ``pythons.lock``,
+    cannot read: for a file whose content is current, so not written again. Changed in
+    place, its owner kept (a rewrite by root made it root's). Never fails."""
+    if _WINDOWS:
+        return
     try:
-        return not _WINDOWS and stat.S_IMODE(os.stat(path).st_mode) == _MKSTEMP_MODE
+        if stat.S_IMODE(os.stat(path).st_mode) != _MKSTEMP_MODE:
+            return
+        # The umask is read by setting it: the threads of the run have ended by now.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
     except OSError:
-        return False
+        pass
 
 
 def make_dir(path: Path) -> None:

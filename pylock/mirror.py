@@ -49,11 +49,11 @@ from pylock.fsutil import (
     FileLock,
     RefusedFileError,
     atomic_write_text,
-    left_at_0600,
     read_own_file,
     replace,
     require_sha256,
     sha256_file,
+    undo_0600,
 )
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
@@ -529,8 +529,10 @@ def _write_sums(outdir: Path, entries: list[MirrorEntry]) -> None:
         # Keep what earlier runs (other locks, other platforms) put here and still exists.
         sums = {n: d for n, d in known.items() if path.with_name(n).is_file()}
         sums.update(ours)
-        if data is None or known != sums or left_at_0600(path):
+        if data is None or known != sums:
             _write_own(path, sha256sums_text(sums))
+        else:
+            undo_0600(path)
 
 
 def _write_uv_json(
@@ -565,8 +567,10 @@ def _write_uv_json(
                 merged[key] = value
     merged.update(document)
     text = json.dumps(dict(sorted(merged.items())), indent=2) + "\n"
-    if data != text.encode("utf-8") or left_at_0600(path):
+    if data != text.encode("utf-8"):
         _write_own(path, text)
+    else:
+        undo_0600(path)
     return merged, left_out
 
 

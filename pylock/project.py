@@ -7,7 +7,6 @@ Nothing here writes files or prints; the CLI decides what to do with the outcome
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -376,7 +375,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     :class:`StaleLockError`. A plain ``--check`` compares digests without resolving.
     """
     from pylock.errors import StaleLockError
-    from pylock.fsutil import atomic_write_text, left_at_0600, remove_stale_temporaries
+    from pylock.fsutil import atomic_write_text, remove_stale_temporaries, undo_0600
 
     lock_path = request.lock_path
     name = lock_path.name
@@ -416,10 +415,8 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
             hint=f"run `pylock lock` with the same options and commit {name}",
         )
     written = changed and not check and not dry_run
-    if not (check or dry_run) and not changed and left_at_0600(lock_path):
-        # The same lock, made readable to others: no change to report, nor a failure to.
-        with contextlib.suppress(OSError, PylockError):
-            atomic_write_text(_write_target(lock_path), outcome.text)
+    if not (check or dry_run) and not changed:
+        undo_0600(lock_path)  # the same lock, made readable to others
     if written:
         target = _write_target(lock_path)
         # What a `pylock lock` killed while writing left (an hour: surely not live).
