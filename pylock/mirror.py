@@ -468,15 +468,8 @@ def _write_own(path: Path, text: str) -> None:
 
 #: Why a tree cannot be locked and is written without: it cannot be written at all (a
 #: write it needs says so), or its file system takes no locks.
-_UNLOCKABLE = {
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENOLCK,
-    errno.EOPNOTSUPP,
-    errno.ENOTSUP,
-    errno.ENOSYS,
-}
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+_UNLOCKABLE = {errno.EACCES, errno.EPERM, errno.EROFS, *_NO_LOCKS}
 
 
 @contextlib.contextmanager
@@ -496,9 +489,12 @@ def _merging(outdir: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in _UNLOCKABLE:
             raise MirrorError(f"cannot lock {path}: {exc.strerror or exc}") from None
-        # A file system that takes no locks (NFS without lockd) is written as before.
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if exc.errno in _NO_LOCKS:
+            # A file system that takes no locks (NFS without lockd) is written as before,
+            # and the file made for the lock goes. (One this user may not open is
+            # another run's, live: left alone.)
+            with contextlib.suppress(OSError):
+                path.unlink()
         yield
         return
     try:
