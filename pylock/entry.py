@@ -86,8 +86,17 @@ def _warn(warnings: Sequence[str], color: str, settings: Settings) -> None:
     from pylock.progress import want_color, warning_line
 
     colored = want_color(color, settings.no_color or settings.dumb_terminal)
-    for warning in warnings:
-        sys.stderr.write(warning_line(warning, colored) + "\n")
+    _say("".join(warning_line(warning, colored) + "\n" for warning in warnings))
+
+
+def _say(text: str) -> None:
+    """Write to stderr if it can be written, as the CLI does: a full disk or a closed pipe
+    there changes neither the outcome nor the exit status."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _run() -> int:
@@ -102,7 +111,7 @@ def _run() -> int:
         if noop.warnings:
             _warn(noop.warnings, noop.color, settings)
         if noop.line:
-            sys.stderr.write(noop.line + "\n")
+            _say(noop.line + "\n")
         return 0
     from pylock.interrupts import Terminated, sigterm_as_interrupt
     from pylock.sync import early

@@ -207,3 +207,14 @@ def test_results_the_output_encoding_cannot_write_are_written_not_a_traceback(
 
     codecs.register_error(cli._OUTPUT_ERRORS, cli._output_errors)
     assert "a → \udcff".encode("latin-1", cli._OUTPUT_ERRORS) == b"a \\u2192 \xff"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="/dev/full")
+def test_the_no_op_answer_to_a_full_stderr_is_still_success(sync_project: Any, app_a: Any) -> None:
+    """Attack on the day's diff: the fast path wrote its line without the CLI's care, and
+    `pylock sync 2>/dev/full` with nothing to do exited 1 with a traceback."""
+    sync_project.install(app_a)
+    sync = ["sync", "--into", str(sync_project.into), "--mirror", sync_project.mirror]
+    with open(os.devnull, "w") as null, open("/dev/full", "w") as full:
+        done = _pylock_into(sync_project.root, sync, stdout=null, stderr=full)
+    assert done.returncode == 0
