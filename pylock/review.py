@@ -177,6 +177,15 @@ def lock_at_ref(
             hint="pass the old lock file explicitly: `pylock diff OLD [NEW]`",
         )
     inside, *prefix = out.decode("utf-8", "replace").split("\n")[:2]
+    if "GIT_DIR" in env and "GIT_WORK_TREE" not in env:
+        # git then takes the current directory (the project) for the top of the work tree,
+        # and looks for the lock there at the ref: everything would look "added".
+        raise GitError(
+            "GIT_DIR is set without GIT_WORK_TREE: git would take the project directory for "
+            "the top of the repository's work tree",
+            hint="unset GIT_DIR (or set GIT_WORK_TREE too), or pass the old lock file "
+            "explicitly: `pylock diff OLD [NEW]`",
+        )
     if inside.strip() != "true":
         # In a repository, outside the work tree git was told of (GIT_WORK_TREE, or a
         # bare repository): every path would be missing at the ref, all "added".

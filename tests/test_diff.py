@@ -768,3 +768,21 @@ def test_a_project_outside_the_work_tree_git_is_told_of_is_an_error(
     assert "is not inside the work tree of its git repository (GIT_WORK_TREE is set)" in err
     assert main(["--project", str(project), "diff"]) == 0
     assert "No interpreter changes" in capsys.readouterr().out
+
+
+@needs_git
+def test_git_dir_without_a_work_tree_is_an_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the day's diff: with GIT_DIR alone, git took the project directory for the
+    top of the work tree, and every interpreter looked "added"."""
+    project = repo / "sub" / "project"
+    write(project / "pythons.lock", lock(cpython("app", "3.13.5", "20250708")))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    environ = {**os.environ, "GIT_DIR": str(repo / ".git")}
+    assert main(["--project", str(project), "diff"], environ=environ) == 1
+    assert "GIT_DIR is set without GIT_WORK_TREE" in capsys.readouterr().err
+    both = {**environ, "GIT_WORK_TREE": str(repo)}
+    assert main(["--project", str(project), "diff"], environ=both) == 0
+    assert "No interpreter changes" in capsys.readouterr().out
