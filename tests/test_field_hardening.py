@@ -1081,13 +1081,22 @@ def test_which_and_run_warn_that_the_tree_is_out_of_date(
 
 
 def _ignore_ctrl_c() -> None:
+    _default_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _default_ctrl_c() -> None:
     # As a terminal's foreground job has it, even when the suite itself runs as a
     # background job (`pytest &`), which starts with Ctrl-C ignored.
+    _default_signals()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _default_signals() -> None:
+    # The signals the cases send: a suite started under `nohup` (SIGHUP ignored) would
+    # hand that down, and a shell cannot trap a signal ignored when it started (audit).
+    for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 #: (a "python" script, whether Ctrl-C reaches the whole job or SIGTERM pylock alone, whether
