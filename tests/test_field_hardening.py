@@ -1666,3 +1666,23 @@ def test_a_sigterm_pylock_was_started_to_ignore_stays_ignored_for_the_child(
     ignored = int(out.split()[-1], 16)
     assert ignored & (1 << (signal.SIGTERM - 1)), out
     assert process.returncode == 0
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: nothing checked that a write that fails at its last step leaves the old file
+    as it was and takes its temporary file away."""
+    from pylock import fsutil
+
+    target = tmp_path / "pythons.lock"
+    target.write_text("old\n")
+
+    def refused(source: Path, destination: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(destination))
+
+    monkeypatch.setattr(fsutil, "replace", refused)
+    with pytest.raises(PermissionError):
+        fsutil.atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pythons.lock"]

@@ -159,6 +159,11 @@ def test_duplicate_names_and_platforms_are_rejected() -> None:
     cased = body.replace(f'name = "{name}"', f'name = "{name.upper()}"', 1)
     with pytest.raises(LockFileError, match="differ only in case"):
         loads(text + "\n" + cased)
+    # Audit: no test pinned this one; two defaults would both claim `python` in a bin dir.
+    other = body.replace(f'name = "{name}"', 'name = "other"', 1)
+    both = (text + "\n" + other).replace('name = "', 'default = true\nname = "')
+    with pytest.raises(LockFileError, match="more than one default interpreter"):
+        loads(both)
 
 
 _names = st.text(

@@ -275,3 +275,22 @@ def test_upgrade_python_takes_several_names_after_it(
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).splitlines()
     assert lines == [f"{n}: cpython 3.13.5+20250723 -> {BUNDLED_313}" for n in "ab"]
+
+
+def test_check_with_an_upgrade_fails_on_a_lock_the_upgrade_would_change(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit: no test covered `lock --check --upgrade` (or `--upgrade-python`) on a lock
+    that the upgrade would change; only a missing lock was."""
+    (project / "pythons.toml").write_text(TOML.replace('"3.13"', '"3.13.5"'), encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0  # 3.13.5 still fits: kept
+    before = (project / "pythons.lock").read_text(encoding="utf-8")
+    assert run(project, "lock", "--offline", "--check") == 0
+    capsys.readouterr()
+    for flags in (["--upgrade"], ["--upgrade-python", "a"]):
+        assert run(project, "lock", "--offline", "--check", *flags) == 1
+        err = capsys.readouterr().err
+        assert f"pythons.lock is out of date: a: cpython 3.13.5+20250723 -> {BUNDLED_313}" in err
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == before
