@@ -110,6 +110,10 @@ def test_fast_path_does_not_trust_what_the_full_sync_refuses_or_rereads(
     assert not answered()
     record.unlink()
     os.replace(aside, record)
+    # The moves changed the record's ctime: a full sync states it afresh (audit: without
+    # this, the check below passed on that change alone, not on the symlinked .pylock/).
+    sync_project.install(app_a)
+    assert answered()
     os.replace(tree / ".pylock", sync_project.root / "aside")
     (tree / ".pylock").symlink_to(sync_project.root / "aside")
     assert not answered()
