@@ -547,3 +547,32 @@ def test_metadata_past_64_mib_in_all_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "meta", tar)
     with pytest.raises(ArchiveError, match="more than 64 MiB of tar metadata headers"):
         extract(path, tmp_path / "dest")
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        ([archives.file("/python/bin/x")], "absolute path"),
+        (
+            [archives.symlink("python/lib/link", "."), archives.file("python/lib/link/x")],
+            "would write through the symlink lib/link",
+        ),
+        (
+            [archives.symlink("python/lib/Link", "."), archives.file("python/lib/link")],
+            "would overwrite the symlink lib/link",
+        ),
+    ],
+    ids=["absolute", "through-a-link", "over-a-link-by-case"],
+)
+def test_each_extraction_rule_refuses_on_its_own(
+    tmp_path: Path, members: list[archives.Entry], reason: str
+) -> None:
+    """Audit: these rules were only ever met by archives another rule refused first (an
+    absolute path outside python/, two members on one path), so removing one failed no
+    test. Each archive here breaks that rule alone, and is refused for it."""
+    entries = [archives.file("python/bin/python3", b"x"), *members]
+    archive = archives.write_archive(tmp_path / "a.tar.gz", entries, ArchiveFormat.TAR_GZ)
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as info:
+        extract_archive(archive, dest, fmt=ArchiveFormat.TAR_GZ, layout=Layout.PBS_INSTALL_ONLY)
+    assert reason in str(info.value)
