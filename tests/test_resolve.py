@@ -1019,8 +1019,11 @@ def test_an_entry_relabelled_by_hand_is_judged_by_its_archives_urls() -> None:
     old = lock_one(index, request())
     assert (old.version, old.build) == ("3.13.9", "20251014")
     pinned = lock_one(index, request(version="==3.13.1"))
-    for relabel in ({"version": "3.13.9", "build": "20251014"}, {"build": "20251014"}):
-        fake = attrs.evolve(pinned, **relabel)
+    relabelled = (
+        attrs.evolve(pinned, version="3.13.9", build="20251014"),
+        attrs.evolve(pinned, build="20251014"),
+    )
+    for fake in relabelled:
         assert published_mismatch(fake, index) == (
             f"app: {LINUX}: the archive is cpython 3.13.1+20250101 upstream, not the entry's "
             f"{fake.label}"

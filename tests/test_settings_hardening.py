@@ -368,6 +368,8 @@ def test_a_bad_mirror_is_named_by_where_it_was_given(variable: str, flag: str) -
     settings = Settings.from_environ({variable: "notaurl"})
     with pytest.raises(UsageError, match=rf"^{variable}: 'notaurl' is not a URL"):
         FetchOptions.from_settings(settings)
-    given = {flag.removeprefix("--").replace("-", "_"): "notaurl"}
     with pytest.raises(UsageError, match=rf"^{flag}: 'notaurl' is not a URL"):
-        FetchOptions.from_settings(settings, **given)
+        if flag == "--mirror":
+            FetchOptions.from_settings(settings, mirror="notaurl")
+        else:
+            FetchOptions.from_settings(settings, pypy_mirror="notaurl")

@@ -248,13 +248,13 @@ def test_no_fixups_is_part_of_what_an_install_is(sync_project: Project, app_a: B
     # A record pylock 0.2.0 wrote does not say; the path fix-ups wrote does (upgrade
     # attack: such trees were current either way, and one synced with --no-fixups kept
     # its build machine's paths).
-    for fixed_up_for, wanted in ((None, ["--no-fixups"]), (str(record.parents[1]), [])):
+    for fixed_up_for, asked in ((None, ["--no-fixups"]), (str(record.parents[1]), [])):
         document = json.loads(record.read_text())
         del document["fixups"]
         document["fixed-up-for"] = fixed_up_for
         record.write_text(json.dumps(document))
-        assert "installed app" not in sync_project.sync(*wanted).err
-        other = [] if wanted else ["--no-fixups"]
+        assert "installed app" not in sync_project.sync(*asked).err
+        other = [] if asked else ["--no-fixups"]
         assert "installed app" in sync_project.sync(*other).err
 
 
