@@ -208,6 +208,11 @@ class RateLimitError(UpstreamError):
     """The GitHub API refused a request because the rate limit ran out."""
 
 
+class EmptySumsError(UpstreamError):
+    """A release's ``SHA256SUMS`` lists no file: no answer to keep; the releases API's
+    digests stand in (a warning says so)."""
+
+
 def printable(text: str) -> str:
     r"""``text`` with every control or other non-printable character escaped.
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import attrs
 
-from pylock.errors import RateLimitError, UpstreamError
+from pylock.errors import EmptySumsError, RateLimitError, UpstreamError
 from pylock.index.model import Build, tag_date
 from pylock.index.names import parse_pbs_filename
 from pylock.net.policy import printable
@@ -109,12 +109,8 @@ def parse_sha256sums(text: str, *, url: str = "SHA256SUMS") -> dict[str, str]:
         # A release publishes its files' hashes; an empty answer is a broken one (a mirror
         # that served a 0-byte file, say), which kept as immutable would hide the
         # release's hashes for good. Not stored; the API's digests stand in.
-        raise EmptySums(f"{url} lists no file")
+        raise EmptySumsError(f"{url} lists no file")
     return sums
-
-
-class EmptySums(UpstreamError):
-    """A ``SHA256SUMS`` with no line: no answer to keep, the API's digests stand in."""
 
 
 @attrs.frozen(kw_only=True)
@@ -408,7 +404,7 @@ async def refresh_pbs(
                 immutable=True,
                 missing_ok=True,
             )
-        except EmptySums as exc:
+        except EmptySumsError as exc:
             reporter.warn(f"{exc}; taking the releases API's digests for {tag}")
             sums = None
         release_assets = assets.get(tag)
