@@ -112,14 +112,16 @@ def make_dir(path: Path) -> None:
         made.append(missing)
         missing = missing.parent
     path.mkdir(parents=True, exist_ok=True)
-    if not _WINDOWS:
-        for directory in made:
-            not_world_writable(directory)
+    for directory in made:
+        not_world_writable(directory)
 
 
 def not_world_writable(path: Path) -> None:
     """Take the write bit for others off ``path`` (umask 0 gave it), and nothing else: a
-    directory shared by a group (setgid, umask 002) stays writable by the group."""
+    directory shared by a group (setgid, umask 002) stays writable by the group. (Windows
+    has no such bit.)"""
+    if _WINDOWS:
+        return
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & stat.S_IWOTH:
         os.chmod(path, mode & ~stat.S_IWOTH)

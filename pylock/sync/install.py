@@ -42,6 +42,7 @@ from pylock.fsutil import (
     FileLock,
     LockTimeout,
     make_dir,
+    not_world_writable,
     remove_stale_temporaries,
     require_sha256,
     walk_tree,
@@ -519,10 +520,8 @@ def _install_locked(
     # non-root users could not run the interpreter. mkdir applies the umask instead.
     tmp = dest_root / f"{TMP_PREFIX}{name}-{_token()}"
     tmp.mkdir()
-    mode = tmp.stat().st_mode & 0o7777
-    if mode & 0o002 and sys.platform != "win32":
-        # Under umask 0: nobody else may add files to an interpreter (verify reports it).
-        os.chmod(tmp, mode & ~0o002)
+    # Under umask 0: nobody else may add files to an interpreter (verify reports it).
+    not_world_writable(tmp)
     total = artifact.size if source is not None else archive.stat().st_size
     task = reporter.task(f"installing {name}", total=total)
     try:
