@@ -327,9 +327,8 @@ def _build_text(python: LockedPython) -> str:
     return f"{python.version}+{python.build}" if python.build else python.version
 
 
-def _transition(old: LockedPython, new: LockedPython) -> tuple[str, bool]:
-    """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes;
-    and whether it names a change at all (not only the build both sides have)."""
+def _transition(old: LockedPython, new: LockedPython) -> str:
+    """``cpython 3.13.5+20250708 -> 3.13.9+20251014``, plus variant/flavor/default changes."""
     before, after = _build_text(old), _build_text(new)
     if old.implementation is not new.implementation:
         head = f"{old.implementation} {before} -> {new.implementation} {after}"
@@ -337,11 +336,9 @@ def _transition(old: LockedPython, new: LockedPython) -> tuple[str, bool]:
         head = f"{old.implementation} {before} -> {after}"
     else:
         head = f"{old.implementation} {after}"
-    moved = old.implementation is not new.implementation or before != after
     if old.variant is new.variant and new.variant is not Variant.DEFAULT:
         head += f" ({new.variant})"
-    extras = _transition_extras(old, new)
-    return ", ".join([head, *extras]), moved or bool(extras)
+    return ", ".join([head, *_transition_extras(old, new)])
 
 
 def _transition_extras(old: LockedPython, new: LockedPython) -> list[str]:
@@ -378,30 +375,43 @@ def summary_line(python: PythonDiff, *, where: bool = False) -> str | None:
         return f"{python.name}: added {new.label}{on}"
     if new is None:
         return f"{python.name}: removed {old.label}"
-    transition, described = _transition(old, new)
+    transition = _transition(old, new)
     if python.change is Change.DOWNGRADED:
         # An arrow reads as an upgrade: a step back must say so, as markdown and JSON do.
         transition = f"downgraded {transition}"
     replaced = [p.platform for p in python.platforms if p.change is PlatformChange.CHANGED]
     if where and replaced:
         transition += f" on {', '.join(replaced)}"
-    return f"{python.name}: {', '.join([transition, *_notes(python, described)])}"
+    return f"{python.name}: {', '.join([transition, *_notes(python)])}"
 
 
-def _notes(python: PythonDiff, described: bool) -> list[str]:
-    """What an entry's line says besides its builds (``described``: whether those name a
-    change): platforms added or removed, a download moved to another host (whatever else
-    changed), re-published files; and when nothing else changed, the URLs or sizes that
-    did, rather than a line that names no change at all."""
-    notes = _platform_words(python)
+def _notes(python: PythonDiff) -> list[str]:
+    """What an entry's line says besides its builds: platforms added or removed, a
+    download moved to another host (whatever else changed), re-published files; and when
+    nothing else changed, the URLs or sizes that did, rather than a line that names no
+    change at all."""
     hosts, details = _detail_words(python)
-    quiet = not notes and not described
-    notes += hosts
+    notes = [*_platform_words(python), *hosts]
     if python.change is Change.REPUBLISHED:
         notes.append(f"re-published on {', '.join(python.republished_platforms)}")
-    elif quiet:
+    elif _only_details(python):
         notes += details or ([] if hosts else ["artifact details changed"])
     return notes
+
+
+def _only_details(python: PythonDiff) -> bool:
+    """Whether an entry changed in nothing but its archives' URLs or sizes: the same
+    build, variant, flavor, default flag and platforms, no file re-published. (Its text
+    line and its markdown row then name those details.)"""
+    old, new = python.old, python.new
+    return (
+        old is not None
+        and new is not None
+        and old.label == new.label
+        and not _transition_extras(old, new)
+        and not python.added_platforms + python.removed_platforms
+        and python.change is not Change.REPUBLISHED
+    )
 
 
 def _detail_words(python: PythonDiff) -> tuple[list[str], list[str]]:
@@ -564,15 +574,9 @@ def _md_notes(python: PythonDiff) -> list[str]:
     added or removed have their own marks, re-published ones theirs."""
     if python.old is None or python.new is None:
         return []
-    extras = _transition_extras(python.old, python.new)
     hosts, details = _detail_words(python)
-    quiet = (
-        not extras
-        and python.old.label == python.new.label
-        and not python.added_platforms + python.removed_platforms
-        and python.change is not Change.REPUBLISHED
-    )
-    return [*extras, *hosts, *(details if quiet else [])]
+    extras = _transition_extras(python.old, python.new)
+    return [*extras, *hosts, *(details if _only_details(python) else [])]
 
 
 def _md_platforms(python: PythonDiff) -> str:
