@@ -72,12 +72,35 @@ def main() -> int:
         gc.enable()
 
 
+class _ClosedOutput:
+    """What a closed stdout (``>&-``; Python sets it to ``None``) becomes: a stream whose
+    writes fail as the closed descriptor's would. A command whose result is its output
+    (``pylock which app >&-``) then says it could not write it and exits 1, as ``ls`` and
+    ``cat`` do; one that writes nothing there (``sync``, ``run``) is not affected."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 def _open_closed_streams() -> None:
-    """Give a closed stdout or stderr (``>&-``, ``2>&-``; Python sets it to ``None``) the
-    null device, so that what pylock would print there is dropped, not a crash."""
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    """Give a closed stdout (see :class:`_ClosedOutput`) or stderr (``2>&-``: the null
+    device, so that messages are dropped) a stream instead of ``None``, which would crash
+    the first write."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def _warn(warnings: Sequence[str], color: str, settings: Settings) -> None:
