@@ -307,6 +307,24 @@ def test_verify_leaves_a_held_corrupt_archive_in_place(cache: Cache) -> None:
     assert cache.verify().corrupt[0].evicted
 
 
+def test_verify_keeps_a_good_copy_stored_after_it_hashed_a_corrupt_one(cache: Cache) -> None:
+    # Another process found the copy corrupt too, evicted it and stored a good one while
+    # `cache verify` was hashing the old one: by sha256 alone, verify threw the good one out.
+    sha, path = put(cache, b"good bytes")
+    path.chmod(0o644)
+    path.write_bytes(b"rotten bytes")
+
+    def replaced_when_read(_count: int) -> None:
+        if path.read_bytes() != b"good bytes":  # the whole file is read by now
+            path.write_bytes(b"good bytes")
+
+    report = cache.verify(on_progress=replaced_when_read)
+    assert report.corrupt == ()
+    assert [e.sha256 for e in report.ok] == [sha]
+    assert path.read_bytes() == b"good bytes"
+    assert cache.lookup(sha) == path
+
+
 def test_partial_downloads_are_cleaned_only_when_nobody_writes_them(cache: Cache) -> None:
     sha = "a" * 64
     partial = cache.new_tmp_path(sha)

@@ -445,11 +445,17 @@ class Cache:
         content tells the two apart, checked under the gate, which every store takes.
         """
         with self.gate(sha256):
-            if unless_intact:
-                archive = _archive_in(self.archive_dir(sha256))
-                if archive is not None and sha256_file(archive) == sha256:
-                    return False
+            if unless_intact and self._intact(sha256):
+                return False
             return self.evict_locked(sha256)
+
+    def _intact(self, sha256: str) -> bool:
+        """Whether the archive stored under ``sha256`` is there and has that sha256."""
+        archive = _archive_in(self.archive_dir(sha256))
+        try:
+            return archive is not None and sha256_file(archive) == sha256
+        except FileNotFoundError:
+            return False
 
     def evict_locked(self, sha256: str) -> bool:
         """:meth:`evict` for a caller that already holds :meth:`gate`."""
@@ -502,7 +508,12 @@ class Cache:
             if actual == entry.sha256:
                 ok.append(entry)
                 continue
-            evicted = self._try_evict(entry.sha256)
+            # Checked again under the gate: another process may have replaced the copy
+            # hashed here with a good one meanwhile (a sync that found it corrupt too).
+            evicted = self._try_evict(entry.sha256, unless_intact=True)
+            if not evicted and self._intact(entry.sha256):
+                ok.append(entry)
+                continue
             corrupt.append(CorruptEntry(entry=entry, actual=actual, evicted=evicted))
         return CacheVerifyReport(ok=tuple(ok), corrupt=tuple(corrupt))
 
@@ -570,7 +581,9 @@ class Cache:
         """Total bytes of cached archives."""
         return sum(entry.size for entry in self.list())
 
-    def _try_evict(self, sha256: str) -> bool:
+    def _try_evict(self, sha256: str, *, unless_intact: bool = False) -> bool:
+        """Evict the archive unless its gate or a hold is taken (or, with
+        ``unless_intact``, its content has its sha256); whether it is gone."""
         gate = self.gate(sha256)
         try:
             if not gate.try_acquire():
@@ -578,7 +591,7 @@ class Cache:
         except OSError:
             return False  # a read-only cache: nothing can be removed
         try:
-            if self.is_held(sha256):
+            if self.is_held(sha256) or (unless_intact and self._intact(sha256)):
                 return False
             try:
                 self.evict_locked(sha256)
