@@ -466,9 +466,10 @@ def _write_own(path: Path, text: str) -> None:
         raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+#: Errors that say the tree's file system takes no locks (NFS without lockd).
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 #: Why a tree cannot be locked and is written without: it cannot be written at all (a
 #: write it needs says so), or its file system takes no locks.
-_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 _UNLOCKABLE = {errno.EACCES, errno.EPERM, errno.EROFS, *_NO_LOCKS}
 
 
