@@ -104,6 +104,8 @@ def test_custom_mirror_names_are_accepted() -> None:
     [
         ({"url": None}, "'url' must be a string"),
         ({"url": "ftp://example.com/cpython.tar.gz"}, "invalid url"),
+        ({"url": "https://[/cpython.tar.gz"}, "': invalid IPv6 address in the host"),
+        ({"url": "https://h:99999/cpython.tar.gz"}, "': port 99999 is out of range"),
         ({"sha256": "xyz"}, "invalid sha256"),
         ({"sha256": 5}, "'sha256' must be a string"),
         ({"major": "3"}, "'major' must be a non-negative integer"),

@@ -136,6 +136,8 @@ BAD_PYPY_LINKS = [
     "https://downloads.python.org/pypy/pypy3.11-v7.3.99 linux64.tar.bz2",
     f"file:///srv/pypy/{PYPY_NAME}",
     "https://downloads.python.org/pypy/pypy3.11-v7.3.98-linux64.tar.bz2",
+    f"https://[/{PYPY_NAME}",  # urlsplit raises for it
+    f"https://downloads.python.org:99999/pypy/{PYPY_NAME}",
 ]
 
 

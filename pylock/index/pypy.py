@@ -25,7 +25,7 @@ from pylock.index.model import Build
 from pylock.index.names import parse_pypy_filename
 from pylock.lockfile import build_problem, locked_url_problem, version_problem
 from pylock.platforms import Platform
-from pylock.urls import filename_from_url, redact, redact_given
+from pylock.urls import filename_from_url, redact, redact_given, url_problem
 from pylock.versions import (
     ArchiveFormat,
     Implementation,
@@ -107,8 +107,11 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
     problem = build_problem(pypy_version) or version_problem(python_version)
     if problem is not None:
         return problem
-    if urlsplit(link).scheme not in ("https", "http"):
-        return f"invalid URL {redact_given(link)!r} (expected https:// or http://)"
+    problem = url_problem(link)  # urlsplit raises for a broken IPv6 literal, say
+    if problem is None and urlsplit(link).scheme not in ("https", "http"):
+        problem = "expected https:// or http://"
+    if problem is not None:
+        return f"invalid URL {redact_given(link)!r} ({problem})"
     problem = locked_url_problem(link)
     if problem is not None:
         return problem

@@ -35,7 +35,7 @@ from pylock.lockfile import (
     version_problem,
 )
 from pylock.platforms import Platform
-from pylock.urls import filename_from_url
+from pylock.urls import filename_from_url, url_problem
 from pylock.versions import ArchiveFormat, Flavor, Implementation, Variant
 
 _REQUIRED = ("name", "arch", "os", "libc", "major", "minor", "patch", "url")
@@ -151,6 +151,9 @@ def _read_entry(e: _Entry, *, local_urls: bool = True) -> Build | None:
         raise e.fail(f"unknown variant {shown(raw_variant)}") from None
 
     url = e.text("url")
+    problem = url_problem(url)  # urlsplit raises for a broken IPv6 literal, say
+    if problem is not None:
+        raise e.fail(f"invalid url {shown(url)}: {problem}")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http", "file") or not parts.path:
         raise e.fail(f"invalid url {shown(url)}")
