@@ -179,6 +179,12 @@ def parse_request(text: str) -> SpecifierSet:
         raise ValueError(f"invalid specifier {shown(text)} (expected {REQUEST_EXAMPLES})") from None
     if not str(spec):
         raise ValueError(f"empty version specifier (expected {REQUEST_EXAMPLES})")
+    for item in spec:
+        # `===` takes any text, and would match no interpreter version but that text.
+        if item.operator == "===" and not is_release_version(item.version):
+            raise ValueError(
+                f"invalid version {shown(text)}: '===' needs an exact version such as 3.13.9"
+            )
     return spec
 
 

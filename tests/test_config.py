@@ -243,6 +243,15 @@ def test_dotted_names_are_valid() -> None:
             id="version-with-build-copied-from-pylock",
         ),
         pytest.param(
+            # `===` compares text: a `url` entry with it ended `lock` in a traceback.
+            '[python.app]\nurl = "https://example.com/cpython.tar.gz"\nversion = "===banana"\n',
+            [
+                "pythons.toml: python.app.version: invalid version '===banana': "
+                "'===' needs an exact version such as 3.13.9"
+            ],
+            id="arbitrary-equality-text",
+        ),
+        pytest.param(
             '[python.app]\nversion = "3.13.' + "9" * 5000 + '+20251014"\n',
             [
                 "pythons.toml: python.app.version: invalid version "
