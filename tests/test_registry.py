@@ -595,6 +595,24 @@ def test_hostile_docker_config_means_no_credentials(tmp_path: Path, content: byt
         assert notes
 
 
+def test_credentials_no_header_can_carry_are_passed_over(tmp_path: Path) -> None:
+    # JSON may spell a lone surrogate, and an environment variable with a byte no UTF-8
+    # has reads as one: Basic auth then ended the sync in a UnicodeEncodeError.
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_bytes(
+        b'{"auths": {"ghcr.io": {"username": "u", "password": "\\ud800"}}}'
+    )
+    notes: list[str] = []
+    environ = {"GITHUB_TOKEN": "ghp_good", "GITHUB_ACTOR": "octocat"}
+    found = find_credentials(
+        "ghcr.io", settings=settings_of(environ), home=tmp_path, debug=notes.append
+    )
+    assert found is not None and found.source == "GITHUB_TOKEN"  # the next in line
+    assert notes == ["ignoring the credentials from auths: not text"]
+    environ["GITHUB_TOKEN"] = "ghp_\udcff"
+    assert find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path) is None
+
+
 def test_github_token_only_for_ghcr_and_only_as_a_fallback(tmp_path: Path) -> None:
     environ = {"GITHUB_TOKEN": "ghp_secret", "GITHUB_ACTOR": "octocat"}
     found = find_credentials("ghcr.io", settings=settings_of(environ), home=tmp_path)

@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,20 @@ def find_credentials(
 ) -> Credentials | None:
     """The credentials configured for registry ``host`` (``HOST[:PORT]``), or ``None``."""
     note: Debug = debug if debug is not None else _ignore
-    host = host.lower()
+    for found in _configured(host.lower(), settings, home, note):
+        try:
+            found.basic()
+        except UnicodeEncodeError:
+            # A lone surrogate: "\udcff" in config.json, or a byte no UTF-8 has in an
+            # environment variable or a helper's answer. No header can carry it.
+            note(f"ignoring the credentials from {found.source or 'the docker config'}: not text")
+            continue
+        return found
+    return None
+
+
+def _configured(host: str, settings: Settings, home: Path, note: Debug) -> Iterator[Credentials]:
+    """The credentials configured for ``host``, in the order docker takes them."""
     config = _read_config(docker_config_path(settings, home), note)
     helpers = config.get("credHelpers")
     if isinstance(helpers, dict):
@@ -86,26 +99,25 @@ def find_credentials(
             if isinstance(name, str) and name:
                 found = run_helper(name, key, settings=settings, debug=note)
                 if found is not None:
-                    return found
+                    yield found
     store = config.get("credsStore")
     if isinstance(store, str) and store:
         for key in _keys(host):
             found = run_helper(store, key, settings=settings, debug=note)
             if found is not None:
-                return found
+                yield found
     auths = config.get("auths")
     if isinstance(auths, dict):
         for key, entry in auths.items():
             if isinstance(key, str) and _host_of(key) in _keys(host) and isinstance(entry, dict):
                 found = _from_auths_entry(entry, note)
                 if found is not None:
-                    return found
+                    yield found
     if host == "ghcr.io":
         token = settings.github_token
         if token:
             # ghcr.io takes any user name with a token as the password.
-            return Credentials(settings.github_actor or "pylock", token, source="GITHUB_TOKEN")
-    return None
+            yield Credentials(settings.github_actor or "pylock", token, source="GITHUB_TOKEN")
 
 
 def run_helper(
