@@ -107,7 +107,7 @@ def record_stamp(path: str) -> list[int] | None:
         if os.path.islink(os.path.dirname(path)):
             return None
         st = os.lstat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
@@ -268,6 +268,11 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
     return Noop(line, warnings, color)
 
 
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` can be an interpreter's directory in the install directory."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 def read_state(dest: str) -> dict[str, object] | None:
     """Parse the state file: ``key value`` lines, ``record NAME SIZE MTIME INODE`` lines,
     and ``warning MESSAGE`` lines (the full sync's warnings, which a no-op repeats).
@@ -295,6 +300,8 @@ def read_state(dest: str) -> dict[str, object] | None:
             continue
         words = line.split(" ")
         if words[0] == "record" and len(words) == 6:
+            if not _plain_name(words[1]):
+                return None  # no name a sync writes: a damaged or forged state
             try:
                 records[words[1]] = [int(w) for w in words[2:]]
             except ValueError:

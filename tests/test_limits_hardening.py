@@ -507,6 +507,35 @@ def test_hostile_fast_path_state_falls_through(tmp_path: Path) -> None:
         assert try_noop_sync(argv, Settings.from_environ({})) is None
 
 
+@pytest.mark.parametrize("name", ["a\x00b", "..", ".", "a/b", "a\\b", ""])
+def test_a_state_naming_no_interpreter_directory_falls_through(tmp_path: Path, name: str) -> None:
+    # Every header right, and a record whose name no sync writes: a NUL in it ended
+    # every later `pylock sync` in a traceback (os.lstat raises ValueError for it).
+    from pylock import __version__
+    from pylock import fastpath as fp
+    from pylock.settings import Settings
+
+    (tmp_path / "pythons.lock").write_text(LOCK_HEAD)
+    into = tmp_path / "into"
+    into.mkdir()
+    argv = ["--project", str(tmp_path), "sync", "--into", str(into)]
+    settings = Settings.from_environ({})
+    lines = [
+        f"pylock-state {fp.STATE_VERSION}",
+        f"pylock {__version__}",
+        f"host {fp.host_fingerprint()}",
+        f"lock-sha256 {fp.file_sha256(str(tmp_path / 'pythons.lock'))}",
+        "config-sha256 -",
+        f"dest-sha256 {fp.path_digest(str(into))}",
+        f"options-key {fp.options_key(argv, settings)}",
+    ]
+    (into / fp.STATE_FILE).write_text("\n".join([*lines, "record app 1 2 3 4"]) + "\n")
+    assert fp.read_state(str(into)) is not None  # the state is right but for its record
+    (into / fp.STATE_FILE).write_text("\n".join([*lines, f"record {name} 1 2 3 4"]) + "\n")
+    assert fp.read_state(str(into)) is None
+    assert fp.try_noop_sync(argv, settings) is None
+
+
 @pytest.mark.timeout(30)
 def test_refusals_never_echo_the_document(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
