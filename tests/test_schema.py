@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pylock.config import KEYS, loads_config
 from pylock.errors import ConfigError, LockFileError
@@ -23,6 +26,7 @@ CONFIG_SCHEMA = ROOT / "schema" / "pythons.schema.json"
 LOCK_SCHEMA = ROOT / "schema" / "pythons-lock.schema.json"
 
 
+@functools.cache
 def validator(path: Path) -> jsonschema.protocols.Validator:
     schema = json.loads(path.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -220,6 +224,81 @@ def test_invalid_lock_is_rejected_by_schema_and_reader(name: str) -> None:
     assert schema_errors(LOCK_SCHEMA, text)
     with pytest.raises(LockFileError):
         loads(text)
+
+
+def _config_verdicts(table: dict[str, Any], name: str = "a") -> tuple[bool, list[str]]:
+    """Whether the loader takes ``[python.NAME]`` with ``table``, and the schema's errors."""
+    text = tomli_w.dumps({"python": {name: table}})
+    try:
+        loads_config(text)
+    except ConfigError:
+        return False, schema_errors(CONFIG_SCHEMA, text)
+    return True, schema_errors(CONFIG_SCHEMA, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789.,<>=!~* \tvVabrc+-x", max_size=24))
+def test_the_schema_takes_every_version_request_the_loader_takes(version: str) -> None:
+    # `>=3.12,` is taken (packaging drops empty clauses), and the schema refused it.
+    taken, errors = _config_verdicts({"version": version})
+    if taken:
+        assert errors == [], version
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aAcCoOnN019._-", min_size=1, max_size=12))
+def test_the_schema_takes_every_name_the_loader_takes(name: str) -> None:
+    taken, errors = _config_verdicts({"version": "3.13"}, name)
+    if taken:
+        assert errors == [], name
+
+
+@pytest.mark.parametrize(
+    ("table", "taken"),
+    [
+        ({"version": ">=3.12,"}, True),
+        ({"version": ">=3.12,,<3.14"}, True),
+        ({"version": ">=3.12 <3.14"}, False),
+        ({"version": ">=banana"}, False),
+        ({"version": "3.1234567890"}, False),
+        ({"version": "\xa03.13"}, False),
+        ({"url": "HTTPS://e.example/a.tar.gz"}, True),
+        ({"url": "https://e.example/A.TAR.GZ"}, True),
+        ({"url": "https://e.example/a%2Etar%2Egz"}, True),
+        ({"url": "file:/srv/a.tar.gz"}, True),
+    ],
+)
+def test_the_schema_and_the_loader_agree_where_they_used_to_differ(
+    table: dict[str, Any], taken: bool
+) -> None:
+    by_loader, errors = _config_verdicts({"platforms": ["linux-x86_64-gnu"], **table})
+    assert by_loader is taken
+    assert (errors == []) is taken, errors
+
+
+@pytest.mark.parametrize("name", ["con", "Aux.1", "app.", "a" * 129])
+def test_the_schemas_refuse_names_the_readers_refuse(name: str) -> None:
+    assert _config_verdicts({"version": "3.13"}, name)[0] is False
+    assert _config_verdicts({"version": "3.13"}, name)[1] != []
+    text = sample_lock().replace('name = "app"', f'name = "{name}"', 1)
+    with pytest.raises(LockFileError):
+        loads(text)
+    assert schema_errors(LOCK_SCHEMA, text) != []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('version = "3.13.9"', 'version = "banana"'),
+        ("size = ", "size = 1152921504606846976 # "),
+    ],
+)
+def test_the_lock_schema_refuses_what_the_reader_refuses(old: str, new: str) -> None:
+    text = sample_lock().replace(old, new, 1)
+    assert text != sample_lock()
+    with pytest.raises(LockFileError):
+        loads(text)
+    assert schema_errors(LOCK_SCHEMA, text) != []
 
 
 def test_schema_accepts_what_the_loader_accepts() -> None:
