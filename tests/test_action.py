@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -621,6 +622,18 @@ def test_a_hostile_input_is_data_not_code(
     assert sorted(p.name for p in workspace.iterdir()) == []
 
 
+def test_readme_and_example_pass_the_python_output_through_the_environment() -> None:
+    # Pasted into a script, a path with a space (`into: "py dir"`) split into two words.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = ROOT / "examples" / "github-actions" / "with-action.yml"
+    workflow = yaml.safe_load(example.read_text(encoding="utf-8"))
+    runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "run" in s]
+    assert not [run for run in runs if "${{" in run]
+    assert '"$PYTHON" -m venv .venv' in "\n".join(runs)
+    assert "run: ${{" not in readme
+    assert "PYTHON: ${{ steps.pythons.outputs.python }}" in readme
+
+
 def test_example_workflow_commands_parse() -> None:
     from tests.test_examples_ci import parse_error, pylock_commands
 
@@ -708,6 +721,56 @@ def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -
     assert "has no cache prune --keep-lock (pythons-lock 0.2.0 is older" in result.stdout
     assert "--keep-lock" not in files["shim.log"].read_text(encoding="utf-8")
     assert read_commands(files["GITHUB_OUTPUT"])["python"] == "/installed/app/bin/python3"
+
+
+_LISTING_PYLOCK = """#!/bin/sh
+case "$*" in
+  *"cache prune --help"*) echo "usage: pylock cache prune [--keep-lock LOCK]" ;;
+  *"list --format json"*) cat "$LISTING" ;;
+  *"which --into "*) for last; do :; done; echo "/installed/$last/bin/python3" ;;
+esac
+"""
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("rows", "python"),
+    [
+        # The default is locked for other platforms only: not the one that was installed.
+        ([("tool", False, "installed"), ("app", True, "not-locked")], ""),
+        ([("tool", False, "installed"), ("app", False, "not-locked")], ""),
+        ([("tool", False, "installed"), ("app", True, "installed")], "/installed/app/bin/python3"),
+        ([("tool", False, "installed")], "/installed/tool/bin/python3"),
+    ],
+)
+def test_the_python_output_is_the_default_or_the_only_one_the_lock_has(
+    tmp_path: Path, rows: list[tuple[str, bool, str]], python: str
+) -> None:
+    shim = tmp_path / "pylock"
+    script, files = step_with_tool(
+        tmp_path, "sync", shim, _LISTING_PYLOCK, ("GITHUB_OUTPUT", "GITHUB_PATH")
+    )
+    listing = [{"name": n, "default": d, "state": state} for n, d, state in rows]
+    (tmp_path / "listing.json").write_text(json.dumps({"pythons": listing}), encoding="utf-8")
+    (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
+    env = {
+        "PATH": os.environ["PATH"],
+        "PROJECT": str(tmp_path),
+        "INTO": str(tmp_path / ".pythons"),
+        "CACHE_ON": "false",
+        "INPUT_VERSION": "0.2.0",
+        "LOCK": str(tmp_path / "pythons.lock"),
+        "ROOT": str(tmp_path),
+        "PYLOCK": str(shim),
+        "PYLOCK_PYTHON": sys.executable,
+        "PYLOCK_BIN_DIR": str(tmp_path / "bin"),
+        "GITHUB_OUTPUT": str(files["GITHUB_OUTPUT"]),
+        "GITHUB_PATH": str(files["GITHUB_PATH"]),
+        "LISTING": str(tmp_path / "listing.json"),
+    }
+    result = run_step(script, tmp_path, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_commands(files["GITHUB_OUTPUT"])["python"] == python
 
 
 # -- the install step's inputs, with a stand-in for setup-python's interpreter ------------
