@@ -227,7 +227,11 @@ _pylock_has() {
 }
 
 _pylock_reply() {
-    local IFS=$' \t\n'
+    local IFS=$' \t\n' globbing=1
+    # The candidates go into the array as they are: unquoted, a file named `[ab].lock` was
+    # replaced by what it matches. (`set -f`, not `local -` or mapfile: bash 3.2 has neither.)
+    case $- in *f*) globbing=0 ;; esac
+    set -f
     case "$1" in
         words) COMPREPLY=($(compgen -W "$2" -- "$cur")) ;;
         names) COMPREPLY=($(compgen -W "$(_pylock_names)" -- "$cur")) ;;
@@ -242,6 +246,7 @@ _pylock_reply() {
             fi
             ;;
     esac
+    [ "$globbing" = 0 ] || set +f
 }
 
 # The kind of the Nth positional ($2, from 0) of the command at path $1.
@@ -264,14 +269,15 @@ _pylock_kind() {
 _BASH_MAIN = r"""
 _pylock() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
-    local path="" npos=0 rest=0 i w opt
+    local path="" npos=0 rest=0 ended=0 i w opt
     local flags valued commands positionals
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         _pylock_spec "$path"
-        case "$w" in
-            --) rest=1; break ;;
+        # After `--` every word is a positional (`which -- NAME`, `run NAME -- ARGS`).
+        [ "$ended" = 1 ] || case "$w" in
+            --) ended=1; continue ;;
             -*=*) continue ;;
             -*)
                 if _pylock_has "$w" $valued; then
@@ -298,6 +304,7 @@ _pylock() {
     fi
     # `--opt VALUE`, `--opt=VALUE` (bash splits at the `=`) and `--opt=` with nothing yet.
     opt="$prev"
+    [ "$ended" = 0 ] || opt=""
     if [ "$cur" = "=" ]; then
         cur=""
     elif [ "$prev" = "=" ] && [ "$COMP_CWORD" -ge 3 ]; then
@@ -307,8 +314,8 @@ _pylock() {
         _pylock_value "$path" "$opt"
         return 0
     fi
-    case "$cur" in
-        -*) _pylock_reply words "$flags"; return 0 ;;
+    case "$ended$cur" in
+        0-*) _pylock_reply words "$flags"; return 0 ;;
     esac
     if [ -n "$commands" ]; then
         _pylock_reply words "$commands"

@@ -82,6 +82,8 @@ def completion_project(tmp_path: Path) -> Path:
     (root / "pythons.lock").write_text(LOCK, encoding="utf-8")
     (root / "sub").mkdir()
     (root / "notes.txt").write_text("x")
+    (root / "sub" / "[ab].txt").write_text("x")
+    (root / "sub" / "b.txt").write_text("x")  # what `[ab].txt` matches as a glob
     return root
 
 
@@ -133,12 +135,32 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
         (["pylock", "run", "app", "--", "-"], []),
         (["pylock", "list", "--into", "sub", "--format", "j"], ["json"]),
         (["pylock", "which", "app", "x"], []),
+        # After `--`, a command's positionals still complete (it used to offer files).
+        (["pylock", "which", "--", ""], ["app", "legacy-3.10"]),
+        (["pylock", "verify", "--", "a"], ["app"]),
+        (["pylock", "run", "app", "--", "no"], ["notes.txt"]),
+        # File names are not glob patterns: `[ab].txt` was replaced by what it matches.
+        (["pylock", "diff", "sub/["], ["sub/[ab].txt"]),
     ],
 )
 def test_bash_completes(
     words: list[str], expected: list[str], completion_project: Path, bash_script: Path
 ) -> None:
     assert bash_complete(words, completion_project, bash_script) == expected
+
+
+@pytest.mark.parametrize("noglob", ["", "set -f; "])
+def test_bash_completion_leaves_the_shell_s_globbing_as_it_was(
+    completion_project: Path, bash_script: Path, noglob: str
+) -> None:
+    program = (
+        f'{noglob}source "{bash_script}" || exit 99\n'
+        "COMP_WORDS=(pylock diff sub/); COMP_CWORD=2; _pylock\n"
+        "case $- in *f*) echo off ;; *) echo on ;; esac\n"
+    )
+    assert BASH is not None
+    result = run_shell([BASH, "--norc", "--noprofile", "-c", program], completion_project, 30)
+    assert result.stdout.strip() == ("off" if noglob else "on")
 
 
 def parsers(
