@@ -1014,6 +1014,7 @@ def _cmd_verify(ctx: Context) -> int:
 def _cmd_cache(ctx: Context) -> int:
     import time
 
+    from pylock.errors import printable
     from pylock.progress import human_size
     from pylock.project import prune_cache
     from pylock.sync.cache import PruneReport
@@ -1025,14 +1026,17 @@ def _cmd_cache(ctx: Context) -> int:
         ctx.out(str(cache.root))
         return 0
     if action == "list":
+        cache.require_readable("list")
         entries = cache.list()
         for entry in entries:
             used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
-            ctx.out(f"{entry.sha256[:16]}  {human_size(entry.size):>10}  {used}  {entry.filename}")
+            name = printable(entry.filename)  # a shared or planted cache may name anything
+            ctx.out(f"{entry.sha256[:16]}  {human_size(entry.size):>10}  {used}  {name}")
         total = human_size(sum(e.size for e in entries))
         ctx.reporter.event(f"{len(entries)} archive(s), {total}, in {cache.root}")
         return 0
     if action == "verify":
+        cache.require_readable("verify")
         verified = cache.verify()
         for bad in verified.corrupt:
             fate = (
@@ -1043,7 +1047,7 @@ def _cmd_cache(ctx: Context) -> int:
                 else "kept: the cache is read-only"
             )
             ctx.out(
-                f"corrupt: {bad.entry.filename} (expected sha256 {bad.entry.sha256}, "
+                f"corrupt: {printable(bad.entry.filename)} (expected sha256 {bad.entry.sha256}, "
                 f"got {bad.actual}); {fate}"
             )
         ctx.reporter.event(
@@ -1070,9 +1074,9 @@ def _cmd_cache(ctx: Context) -> int:
     else:
         report = cache.clean()
     for entry in report.removed:
-        ctx.reporter.detail(f"removed {entry.filename} ({human_size(entry.size)})")
+        ctx.reporter.detail(f"removed {printable(entry.filename)} ({human_size(entry.size)})")
     for entry in report.held:
-        ctx.reporter.detail(f"kept {entry.filename}: another process is using it")
+        ctx.reporter.detail(f"kept {printable(entry.filename)}: another process is using it")
     held = f"; {len(report.held)} kept because in use" if report.held else ""
     left = f" and {human_size(report.leftovers)} killed runs left" if report.leftovers else ""
     ctx.reporter.event(

@@ -496,6 +496,37 @@ def test_cache_verify_and_clean_commands(cache: Cache, capsys: pytest.CaptureFix
     assert cache.list() == []
 
 
+@pytest.mark.parametrize("action", ["list", "verify"])
+def test_cache_list_and_verify_refuse_a_cache_that_is_a_file(
+    tmp_path: Path, action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They said "0 archive(s)" and "0 corrupt", exit 0, for a cache that cannot exist.
+    root = tmp_path / "cache"
+    root.write_text("not a directory")
+    assert run_cache(Cache(root), action) == 1
+    err = capsys.readouterr().err
+    assert f"pylock: error: cannot {action} the cache at {root}: Not a directory" in err
+    assert "point PYLOCK_CACHE_DIR at the cache directory" in err
+    assert run_cache(Cache(tmp_path / "missing"), action) == 0  # not there: empty
+
+
+def test_cache_listings_escape_the_names_they_show(
+    cache: Cache, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A shared or planted cache names its files: an escape sequence reached the terminal.
+    _, stored = put(cache, b"x", "ok.tar.gz")  # pylock stores under a clean name itself
+    path = stored.with_name("evil\x1b[2J\nfake.tar.gz")
+    stored.rename(path)
+    assert run_cache(cache, "list") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "evil\\x1b[2J\\nfake.tar.gz" in out
+    path.chmod(0o644)
+    path.write_bytes(b"rotten")
+    assert run_cache(cache, "verify") == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "corrupt: evil\\x1b[2J\\nfake.tar.gz" in out
+
+
 def _as_another_user(work: Callable[[], None]) -> int:
     """Run ``work`` in a forked child that has become ``nobody``; its exit status (0: fine).
     Everything it needs must be imported already: the child may not read /root."""

@@ -27,6 +27,7 @@ unwritable one costs the work it would have saved.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import time
@@ -199,6 +200,27 @@ class Cache:
                 root=str(self.root),
                 hint=hint,
             ) from None
+
+    def require_readable(self, doing: str) -> None:
+        """Raise :class:`~pylock.errors.PylockError` if the cache is there but cannot be
+        read: not a directory, or one this user may not list. (One that is not there at all
+        is an empty cache.)"""
+        from pylock.errors import PylockError
+
+        for directory in (self.root, self.archives_dir):
+            if not os.path.lexists(directory):
+                return
+            try:
+                if not directory.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                os.listdir(directory)
+            except OSError as error:
+                where = "" if directory == self.root else f"{directory}: "
+                raise PylockError(
+                    f"cannot {doing} the cache at {self.root}: {where}{error.strerror or error}",
+                    hint="point PYLOCK_CACHE_DIR at the cache directory (pylock makes it if "
+                    "it is missing)",
+                ) from None
 
     def writable(self) -> bool:
         """Whether archives can be stored (and removed) here."""
