@@ -565,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", "re-hash installed interpreters against their install records", _cmd_verify
     )
     verify.add_argument("--into", metavar="DIR", type=_given, help=_INTO_HELP)
-    verify.add_argument("names", nargs="*", metavar="NAME", help="only these interpreters")
+    verify.add_argument(
+        "names", nargs="*", metavar="NAME", type=_given, help="only these interpreters"
+    )
 
     cache = command("cache", "inspect and clean the archive cache", _cmd_cache)
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -986,7 +988,8 @@ def _cmd_verify(ctx: Context) -> int:
     from pylock.sync.install import verify_installed
 
     failed = []
-    for report in verify_installed(ctx.install_dir(ctx.args.into), ctx.args.names, ctx.reporter):
+    names = list(dict.fromkeys(ctx.args.names))  # `verify app app` checks it once
+    for report in verify_installed(ctx.install_dir(ctx.args.into), names, ctx.reporter):
         if report.ok:
             ctx.out(f"{report.name}: ok ({report.checked} files)")
             continue

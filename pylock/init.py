@@ -19,6 +19,7 @@ _Guess(implementation='cpython', version='3.13', variant='freethreaded', prerele
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tomllib
@@ -250,7 +251,13 @@ def write_starter(project_dir: Path) -> tuple[Path, str]:
             hint="edit it, or delete it first to start over",
         )
     if not project_dir.is_dir():
-        raise PylockError(f"{project_dir} is not a directory")
+        missing = not os.path.lexists(project_dir)
+        raise PylockError(
+            f"{project_dir} {'does not exist' if missing else 'is not a directory'}",
+            hint="create the directory first, or give --project an existing one"
+            if missing
+            else "give --project the project's directory",
+        )
     text, source = starter_config(project_dir)
     try:
         # "x": fail rather than replace a file that appeared since the check above.

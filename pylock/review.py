@@ -153,8 +153,10 @@ def lock_at_ref(
     from pylock.lockfile import loads, lock_text
     from pylock.settings import Settings
 
-    if ref.startswith("-"):
-        raise GitError(f"invalid git ref {ref!r}")
+    if ref.startswith("-"):  # git would read it as an option
+        raise UsageError(
+            f"invalid git ref {ref!r}", hint="give a branch, tag or commit, e.g. origin/main"
+        )
     # Never wait on a credential prompt or a pager in CI.
     env = (settings or Settings.current()).child_environ(
         GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", LC_ALL="C"

@@ -24,7 +24,7 @@ from pylock.diff import (
     render_text,
     summary_lines,
 )
-from pylock.errors import PylockError
+from pylock.errors import PylockError, UsageError
 from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.review import read_lock_at_ref
 from pylock.versions import Flavor, Implementation, Variant
@@ -712,8 +712,9 @@ def test_git_errors(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert "pylock: error: unknown git ref 'origin/nope'" in err
     assert "fetch-depth: 0" in err
-    with pytest.raises(PylockError, match="invalid git ref"):
+    with pytest.raises(UsageError, match="invalid git ref"):  # exit 2, as for --base ''
         read_lock_at_ref(project, "--output=/tmp/x")
+    assert main(["--project", str(project), "diff", "--base=-x"]) == 2
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
     with pytest.raises(PylockError, match="not inside a git work tree"):

@@ -1386,6 +1386,19 @@ def test_which_and_verify_of_a_name_not_there_list_what_is(
     assert "check the name" in verify.err
 
 
+def test_verify_checks_a_name_given_twice_once_and_refuses_an_empty_one(
+    sync_project: Project, app_a: Build
+) -> None:
+    sync_project.install(app_a)
+    into = str(sync_project.into)
+    twice = sync_project.run("verify", "--into", into, "app", "app")
+    assert twice.code == 0, twice.err
+    assert twice.out.count("app: ok") == 1
+    empty = sync_project.run("verify", "--into", into, "")
+    assert empty.code == 2  # a usage error, as an empty value is everywhere
+    assert "not installed by pylock" not in empty.err
+
+
 @posix_only
 def test_sigterm_cleans_up_as_ctrl_c_does(sync_project: Project) -> None:
     import signal

@@ -213,9 +213,15 @@ def test_write_starter_never_overwrites(tmp_path: Path) -> None:
 
 
 def test_write_starter_into_a_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(PylockError, match="is not a directory"):
+    # It said "is not a directory", with no hint, of a directory that does not exist.
+    with pytest.raises(PylockError) as info:
         write_starter(tmp_path / "nope")
+    assert str(info.value) == f"{tmp_path / 'nope'} does not exist"
+    assert info.value.hint == "create the directory first, or give --project an existing one"
     assert not (tmp_path / "nope").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PylockError, match="is not a directory"):
+        write_starter(tmp_path / "file")
 
 
 def test_cli_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
