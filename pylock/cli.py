@@ -602,7 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable: keep what any of them names)",
         type=_given,
     )
-    action("clean", "remove every archive and download metadata from the cache")
+    action(
+        "clean",
+        "remove every archive, the download metadata and what killed runs left (partial "
+        "downloads) from the cache",
+    )
 
     mirror = command(
         "mirror", "write the locked archives as a static mirror tree (upstream layout)", _cmd_mirror
@@ -613,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target.add_argument(
         "--to",
-        metavar="oci://HOST/REPOSITORY",
+        metavar="oci://HOST[:PORT]/REPOSITORY",
         type=_given,
         help="seed this OCI registry (the remote cache) instead of writing OUTDIR",
     )
