@@ -28,7 +28,7 @@ from pylock.errors import (
 )
 from pylock.net import policy
 from pylock.net.fetch import FetchOptions
-from pylock.progress import Reporter
+from pylock.progress import Reporter, Task
 from pylock.review import read_lock_at_ref
 from pylock.settings import Settings
 
@@ -214,9 +214,37 @@ def test_a_file_url_with_a_nul_byte_or_no_file_is_a_download_error(tmp_path: Pat
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_an_endless_file_url_ends_with_a_clean_error(tmp_path: Path) -> None:
     download = _download(tmp_path / "a", target="file:///dev/zero", cap=4096)
+    with pytest.raises(DownloadError, match="is not a regular file"):
+        policy.copy_file(download)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_file_url_naming_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # Opening it waited for a writer for ever, and SIGTERM could not end the wait.
+    fifo = tmp_path / "archive.tar.gz"
+    os.mkfifo(fifo)
+    download = _download(tmp_path / "a", target=fifo.as_uri())
+    with pytest.raises(DownloadError, match="is not a regular file") as info:
+        policy.copy_file(download)
+    assert info.value.hint is not None and "FIFO" in info.value.hint
+
+
+def test_a_file_url_that_grows_past_its_bound_ends_with_a_clean_error(tmp_path: Path) -> None:
+    source = tmp_path / "growing.tar.gz"
+    source.write_bytes(b"x" * 100)
+
+    class Growing(Task):
+        def advance(self, amount: int) -> None:  # the writer appends while it is read
+            with source.open("ab") as more:
+                more.write(b"x" * 8192)
+
+    task = Growing(Reporter(io.StringIO(), verbosity=-1, live=False), "a", None)
+    download = _download(tmp_path / "a", target=source.as_uri(), cap=4096, task=task)
     with pytest.raises(DownloadTooLargeError):
         policy.copy_file(download)
-    assert (tmp_path / "a").stat().st_size <= 4096
+    assert (tmp_path / "a").stat().st_size <= 4096  # the caller removes it
 
 
 # -- diff: git in the use case, in the settings' environment ---------------------------------

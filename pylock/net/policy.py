@@ -1068,6 +1068,11 @@ def cache_write_error(dest: Path, error: OSError) -> PylockError:
     )
 
 
+#: How a ``file://`` source is opened (``O_NONBLOCK`` is POSIX; Windows has no FIFOs to
+#: wait on, and wants ``O_BINARY``).
+_READ_ONLY = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
 def copy_file(download: Download) -> tuple[str, int]:
     """A ``file://`` download: copy, hash and bound like any other; returns (sha256, size)."""
     target, canonical, dest = download.target, download.canonical, download.dest
@@ -1078,15 +1083,21 @@ def copy_file(download: Download) -> tuple[str, int]:
     received = 0
     limit = size if size is not None else cap
     try:
-        with source.open("rb") as reader:
+        # Not blocking: opening a FIFO would wait for a writer for ever, past any Ctrl-C.
+        with open(os.open(source, _READ_ONLY), "rb") as reader:
             info = os.fstat(reader.fileno())
-            if stat.S_ISREG(info.st_mode):
-                learn_total(task, info.st_size)
-            if size is None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            if not stat.S_ISREG(info.st_mode):
+                raise DownloadError(
+                    f"{describe(target, canonical)} is not a regular file",
+                    url=target,
+                    hint="point the URL at the archive itself (a FIFO or a device is none)",
+                )
+            learn_total(task, info.st_size)
+            if size is None and info.st_size > limit:
                 # A regular file states its size: no need to read it to refuse it.
                 raise stated_too_large(target, canonical, info.st_size, cap)
             with start(dest, feed) as writer:
-                # At most one byte past the bound: /dev/zero or a FIFO never ends.
+                # At most one byte past the bound: a file may grow while it is read.
                 while chunk := reader.read(min(CHUNK_SIZE, limit + 1 - received)):
                     received += len(chunk)
                     if received > limit:
