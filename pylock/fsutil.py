@@ -84,6 +84,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask. Linux states it in ``/proc/self/status``; elsewhere it is read
+    by setting it and back, which another thread creating a file meanwhile would feel:
+    call it where no other thread of the run writes."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def undo_0600(path: Path) -> None:
     """Give ``path`` the umask's mode if it has the one pylock 0.2.0's atomic writes left
     (0600), which a web server serving a mirror, or another user reading ``pythons.lock``,
@@ -94,10 +110,7 @@ def undo_0600(path: Path) -> None:
     try:
         if stat.S_IMODE(os.stat(path).st_mode) != _MKSTEMP_MODE:
             return
-        # The umask is read by setting it: the threads of the run have ended by now.
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(path, 0o666 & ~mask)
+        os.chmod(path, 0o666 & ~current_umask())  # the run's threads have ended by now
     except OSError:
         pass
 

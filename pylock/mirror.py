@@ -49,6 +49,7 @@ from pylock.fsutil import (
     FileLock,
     RefusedFileError,
     atomic_write_text,
+    current_umask,
     read_own_file,
     replace,
     require_sha256,
@@ -387,6 +388,14 @@ def _remove_stale_temps(folder: Path, reporter: Reporter, *, now: float, max_age
         reporter.detail(f"removed {entry.path}, left by an interrupted run")
 
 
+def _readable_as_the_umask_says(path: Path) -> bool:
+    """Whether ``path`` can be read by everyone a new file of the mirror would let read."""
+    if os.name == "nt":
+        return True
+    wanted = 0o444 & ~current_umask()
+    return stat.S_IMODE(os.stat(path).st_mode) & wanted == wanted
+
+
 def _place(source: Path, target: Path, artifact: Artifact) -> None:
     """Put ``source`` at ``target`` atomically: link (or copy) to a temporary name, hash, rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +403,10 @@ def _place(source: Path, target: Path, artifact: Artifact) -> None:
     tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
     try:
         try:
+            if not _readable_as_the_umask_says(source):
+                # A cache made under umask 077: a link would carry its 0600 into a tree
+                # made to be served (and a chmod of the link would change the cache's file).
+                raise PermissionError("the cached file is more private than the tree")
             os.link(source, tmp)
         except OSError:
             # Another filesystem, or one without hard links (FAT, some network shares).

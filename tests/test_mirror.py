@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -628,6 +629,37 @@ def test_temporary_files_of_interrupted_runs_are_removed(
     mirroring.run(offline=True)
     assert [p for p in stale if p.exists()] == []
     assert [p for p in kept if not p.exists() and not p.is_symlink()] == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
+def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(mirroring: Mirroring) -> None:
+    # Hard links carried a cache's 0600 (made under umask 077) into a tree made to be
+    # served: a web server running as another user answered 404 for every archive.
+    previous = os.umask(0o077)
+    try:
+        mirroring.run()  # fills the cache, privately, and a first tree
+    finally:
+        os.umask(previous)
+    os.umask(0o022)
+    try:
+        shutil.rmtree(mirroring.out)
+        mirroring.run(offline=True)
+    finally:
+        os.umask(previous)
+    archives = [p for p in mirroring.out.rglob("*.tar.*") if p.is_file()]
+    assert archives
+    for archive in archives:
+        assert stat.S_IMODE(archive.stat().st_mode) == 0o644, archive
+        cached = mirroring.cache.lookup(sha(archive.read_bytes()))
+        assert cached is not None and stat.S_IMODE(cached.stat().st_mode) == 0o600
+    # A cache as readable as the tree is linked, as before.
+    os.umask(0o077)
+    try:
+        shutil.rmtree(mirroring.out)
+        mirroring.run(offline=True)
+    finally:
+        os.umask(previous)
+    assert all(p.stat().st_nlink > 1 for p in mirroring.out.rglob("*.tar.*") if p.is_file())
 
 
 def test_printed_commands_cover_the_whole_tree(mirroring: Mirroring) -> None:
