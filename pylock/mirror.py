@@ -345,6 +345,12 @@ def _is_intact(path: Path, artifact: Artifact) -> bool | None:
         size = path.stat().st_size
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        blocker = next(p for p in path.parents if os.path.lexists(p))
+        raise MirrorError(
+            f"cannot write {path}: {blocker} is a file, not a directory",
+            hint="move that file out of the mirror tree, or give another OUTDIR",
+        ) from None
     if not path.is_file():
         return False
     if artifact.size is not None and size != artifact.size:

@@ -662,6 +662,16 @@ def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(mirroring: Mirr
     assert all(p.stat().st_nlink > 1 for p in mirroring.out.rglob("*.tar.*") if p.is_file())
 
 
+def test_a_file_where_a_directory_of_the_tree_goes_is_named(mirroring: Mirroring) -> None:
+    # It said "Not a directory: OUTDIR/20251014/ARCHIVE", with a permissions hint.
+    mirroring.out.mkdir()
+    (mirroring.out / "20251014").write_text("in the way")
+    with pytest.raises(MirrorError) as info:
+        mirroring.run()
+    assert f"{mirroring.out / '20251014'} is a file, not a directory" in str(info.value)
+    assert info.value.hint == "move that file out of the mirror tree, or give another OUTDIR"
+
+
 def test_printed_commands_cover_the_whole_tree(mirroring: Mirroring) -> None:
     out = mirroring.out
     base = out.as_uri()
