@@ -31,6 +31,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import stat
 import time
@@ -136,6 +137,9 @@ class MirrorReport:
     other_hosts: bool = False
     #: For those: each URL prefix and the folder under the top that mirrors it.
     other_rewrites: tuple[tuple[str, str], ...] = ()
+    #: Folders under ``other/`` that earlier runs wrote and this run's rewrites do not name:
+    #: the tree keeps no record of the URL prefix each stands for.
+    earlier_other: tuple[str, ...] = ()
 
     @property
     def archives(self) -> int:
@@ -681,6 +685,12 @@ def _fill_mirror(
     # The printed commands are for the whole tree, so they cover earlier runs' entries too.
     urls += [v["url"] for v in uv_json.values() if isinstance(v, dict) and "url" in v]
     others = [e for e in entries if e.path.parts[0] == OTHER_DIR]
+    rewrites = sorted({r for r in map(_other_rewrite, others) if r is not None})
+    named = {"/".join(e.path.parts[:2]) for e in others}
+    try:
+        folders = sorted(d.name for d in (outdir / OTHER_DIR).iterdir() if d.is_dir())
+    except OSError:
+        folders = []
     return MirrorReport(
         added=tuple(added),
         unchanged=tuple(unchanged),
@@ -693,7 +703,8 @@ def _fill_mirror(
             if isinstance(url, str) and url.startswith(prefix)
         ),
         other_hosts=bool(others),
-        other_rewrites=tuple(sorted({r for r in map(_other_rewrite, others) if r is not None})),
+        other_rewrites=tuple(rewrites),
+        earlier_other=tuple(f for f in folders if f"{OTHER_DIR}/{f}" not in named),
     )
 
 
@@ -809,26 +820,37 @@ def usage_lines(base: str, report: MirrorReport) -> list[str]:
     base = base.rstrip("/")
     pylock_flags: list[str] = []
     uv_flags: list[str] = []
+
+    def flag(flags: list[str], name: str, value: str) -> None:
+        # Quoted where a shell would read it otherwise (`[::1]` is a glob to zsh).
+        flags.append(f"{name} {shlex.quote(value)}")
+
     if Implementation.CPYTHON in report.implementations:
-        pylock_flags.append(f"--mirror {base}/")
-        uv_flags.append(f"--mirror {base}/")
+        flag(pylock_flags, "--mirror", f"{base}/")
+        flag(uv_flags, "--mirror", f"{base}/")
     if Implementation.PYPY in report.implementations:
-        pylock_flags.append(f"--pypy-mirror {base}/pypy/")
-        uv_flags.append(f"--pypy-mirror {base}/pypy/")
+        flag(pylock_flags, "--pypy-mirror", f"{base}/pypy/")
+        flag(uv_flags, "--pypy-mirror", f"{base}/pypy/")
     if Implementation.GRAALPY in report.implementations:
-        pylock_flags.append(f"--rewrite {GRAALPY_PREFIX}={base}/graalpy/")
-        uv_flags.append(f"--graalpy-mirror {base}/graalpy/")
+        flag(pylock_flags, "--rewrite", f"{GRAALPY_PREFIX}={base}/graalpy/")
+        flag(uv_flags, "--graalpy-mirror", f"{base}/graalpy/")
     for source, folder in report.other_rewrites:
-        pylock_flags.append(f"--rewrite {source}={base}/{folder}/")
+        flag(pylock_flags, "--rewrite", f"{source}={base}/{folder}/")
     lines = [f"  pylock sync {' '.join(pylock_flags)}"] if pylock_flags else []
     if report.other_hosts and not report.other_rewrites:
         lines.append(
             f"  archives from other hosts are under {OTHER_DIR}/<host>[_<port>]/: add "
             f"--rewrite https://<host>/={base}/{OTHER_DIR}/<host>/ for each"
         )
+    if report.earlier_other:
+        shown = ", ".join(f"{OTHER_DIR}/{folder}/" for folder in report.earlier_other)
+        lines.append(
+            f"  earlier runs put archives of other hosts under {shown}: add the --rewrite "
+            f"those runs printed (https://<host>/={base}/{OTHER_DIR}/<folder>/) for each"
+        )
     if uv_flags:
         lines.append(
             f"  uv python install {' '.join(uv_flags)} "
-            f"--python-downloads-json-url {base}/{UV_JSON_NAME}"
+            f"--python-downloads-json-url {shlex.quote(f'{base}/{UV_JSON_NAME}')}"
         )
     return lines

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import socket
 import stat
@@ -695,6 +696,23 @@ def test_printed_commands_cover_the_whole_tree(mirroring: Mirroring) -> None:
     assert report.implementations == {Implementation.CPYTHON, Implementation.GRAALPY}
 
 
+def test_printed_commands_name_other_hosts_folders_earlier_runs_wrote(
+    mirroring: Mirroring,
+) -> None:
+    # The tree keeps no record of the URL an `other/` folder stands for: a later run's
+    # commands left it out, and said they covered the whole tree.
+    out = mirroring.out
+    base = out.as_uri()
+    assert mirroring.run().earlier_other == ()
+    app = mirroring.the_lock.pythons[0]
+    report = run_mirror(make(app), out, mirroring.cache, mirroring.upstream_dir, offline=True)
+    assert report.earlier_other == ("corp.example",)
+    assert (
+        "  earlier runs put archives of other hosts under other/corp.example/: add the "
+        f"--rewrite those runs printed (https://<host>/={base}/other/<folder>/) for each"
+    ) in usage_lines(base, report)
+
+
 def test_printed_rewrites_for_other_hosts_find_the_files(mirroring: Mirroring) -> None:
     out = mirroring.out
     base = out.as_uri()
@@ -706,6 +724,21 @@ def test_printed_rewrites_for_other_hosts_find_the_files(mirroring: Mirroring) -
     corp = next(p for p in mirroring.the_lock.pythons if p.name == "corp").artifacts[0]
     target = UrlRewrites.from_sources(None, [flag.split()[1]]).apply(corp.url)
     assert Path(url2pathname(urlsplit(target).path)).read_bytes() == mirroring.blobs["corp"]
+
+
+def test_printed_commands_quote_what_a_shell_would_read_otherwise() -> None:
+    # `--rewrite https://[::1]:8443/=...` unquoted: zsh said "no matches found".
+    report = MirrorReport(
+        implementations=frozenset({Implementation.CPYTHON}),
+        other_rewrites=(("https://[::1]:8443/", "other/__1_8443"),),
+    )
+    pylock_line = usage_lines("file:///srv/m", report)[0]
+    assert pylock_line == (
+        "  pylock sync --mirror file:///srv/m/ "
+        "--rewrite 'https://[::1]:8443/=file:///srv/m/other/__1_8443/'"
+    )
+    words = shlex.split(pylock_line)
+    assert words[-1] == "https://[::1]:8443/=file:///srv/m/other/__1_8443/"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")

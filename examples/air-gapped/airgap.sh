@@ -11,6 +11,10 @@
 #       airgap.sh install MIRROR [INTO]
 #     installs the locked interpreters from MIRROR: a directory (used as file://) or the
 #     http(s) URL of a web server that serves OUTDIR. INTO defaults to .pythons/.
+#     Interpreters locked with `url = ...` sit under OUTDIR/other/HOST/: give each host
+#     the rewrite `export` printed, in PYLOCK_URL_REWRITES (with MIRROR in place of its
+#     file:// directory), e.g.
+#       PYLOCK_URL_REWRITES="https://artifacts.corp/=MIRROR/other/artifacts.corp/"
 #
 # Set PYLOCK to the command that runs pylock (default: pylock), e.g. PYLOCK="python -m pylock".
 # pylock is "pythons-lock" on PyPI: `pip install pythons-lock`; for the disconnected side,
@@ -21,7 +25,7 @@ read -r -a pylock <<< "${PYLOCK:-pylock}"
 GRAALPY_UPSTREAM="https://github.com/oracle/graalpython/releases/download/"
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
