@@ -513,6 +513,23 @@ def test_credentials_in_the_url_that_are_refused_get_their_own_hint(tmp_path: Pa
         assert (info.value.hint or "").startswith("the server wants credentials: add a netrc entry")
 
 
+def test_netrc_credentials_that_are_refused_get_their_own_hint(tmp_path: Path) -> None:
+    """Mirror attack: the netrc entry for the host went along and was refused, and the
+    hint said to add a netrc entry for that host."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password WRONG-pw\n")
+    netrc.chmod(0o600)
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "right"))
+        with pytest.raises(DownloadError) as info:
+            downloader({"NETRC": str(netrc)}).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.requests(PATH)[-1].headers["Authorization"].startswith("Basic ")
+    assert info.value.hint == (
+        "the server refused the netrc entry's user name and password for 127.0.0.1: check them"
+    )
+    assert "WRONG" not in str(info.value) + (info.value.hint or "")
+
+
 # -- cancelling from another thread ------------------------------------------------------------
 
 

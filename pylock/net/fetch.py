@@ -229,7 +229,14 @@ class Fetcher(policy.SessionOwner):
         ``max_download_size`` is ever written.
         """
         download = policy.Download.of(
-            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
+            url,
+            dest,
+            self.options,
+            sha256=sha256,
+            size=size,
+            task=task,
+            feed=feed,
+            settings=self._settings,
         )
         if urlsplit(download.target).scheme == "file":
             import asyncio

@@ -382,8 +382,11 @@ GIVE_CREDENTIALS = (
 CREDENTIALS_HINT = "the server wants credentials: " + GIVE_CREDENTIALS
 
 
-def http_error(status: int, reason: str, url: str, target: str, canonical: str) -> DownloadError:
-    """The error for a final non-200 answer to an archive GET."""
+def http_error(
+    status: int, reason: str, url: str, target: str, canonical: str, *, netrc_sent: bool = False
+) -> DownloadError:
+    """The error for a final non-200 answer to an archive GET (``netrc_sent``: the request
+    carried the user's netrc entry for the host)."""
     text = f"{status} {printable(redact(reason))}".strip()
     # The URL's own user:password went along (the aiohttp path names the URL without).
     sent = urlsplit(url).username is not None or (
@@ -391,6 +394,9 @@ def http_error(status: int, reason: str, url: str, target: str, canonical: str) 
     )
     if status in AUTH_STATUSES and sent:
         hint = "the server refused the user name and password in the URL: check them"
+    elif status in AUTH_STATUSES and netrc_sent:
+        host = urlsplit(url).hostname or "the server"
+        hint = f"the server refused the netrc entry's user name and password for {host}: check them"
     elif status in AUTH_STATUSES and netrc_problems:
         path, problem = next(iter(netrc_problems.items()))
         hint = f"pylock could not read the netrc file {path} ({problem}): fix it"
@@ -873,6 +879,8 @@ class Download:
     slow_bytes: int = SLOW_BYTES
     #: ... this many seconds.
     slow_window: float = SLOW_WINDOW
+    #: Where the netrc file is (for an error's hint), when known.
+    settings: Settings | None = None
 
     @classmethod
     def of(
@@ -885,9 +893,11 @@ class Download:
         size: int | None,
         task: Task | None,
         feed: DownloadFeed | None,
+        settings: Settings | None = None,
     ) -> Download:
         """Canonical ``url`` as ``options`` fetch it: rewritten (or refused, see :func:`target`),
-        bounded by their ``max_download_size``, at their slowest pace (:class:`Pace`)."""
+        bounded by their ``max_download_size``, at their slowest pace (:class:`Pace`).
+        ``settings``: the client's, else the options'."""
         timeouts = options.timeouts
         return cls(
             target=target(url, options.rewrites, offline=options.offline),
@@ -900,6 +910,7 @@ class Download:
             feed=feed,
             slow_bytes=timeouts.slow_bytes,
             slow_window=timeouts.slow_window,
+            settings=settings or options.settings,
         )
 
     def body(
@@ -911,7 +922,18 @@ class Download:
         """
         raise_for_transient(status, headers)
         if status != 200:
-            raise http_error(status, reason, url, self.target, self.canonical)
+            # Whether Hops sent the netrc entry: a `default` one goes to the first origin only.
+            netrc_sent = (
+                status in AUTH_STATUSES
+                and self.settings is not None
+                and netrc_authorization(
+                    url, self.settings, default=origin(url) == origin(self.target)
+                )
+                is not None
+            )
+            raise http_error(
+                status, reason, url, self.target, self.canonical, netrc_sent=netrc_sent
+            )
         return Body(self, url, length)
 
 

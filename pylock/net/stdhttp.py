@@ -91,7 +91,14 @@ class StdDownloader:
         it connects), and sleeps no more between retries.
         """
         download = policy.Download.of(
-            url, dest, self.options, sha256=sha256, size=size, task=task, feed=feed
+            url,
+            dest,
+            self.options,
+            sha256=sha256,
+            size=size,
+            task=task,
+            feed=feed,
+            settings=self._settings,
         )
         target = download.target
         scheme = urlsplit(target).scheme
