@@ -437,8 +437,11 @@ class UrlRewrites:
             )
         if _scheme(target) not in ("http", "https"):
             raise RefusedUrlError(
-                f"refusing redirect to a non-http URL: {source} -> {target}",
+                f"refusing redirect to a non-http URL: {source} -> {target}"
+                + _canonical_note(source, canonical),
                 url=target,
+                hint="a server must not send a download to a local file or another scheme: "
+                "check the mirror's or rewrite's redirects",
             )
         self.check(target, canonical=canonical)
 

@@ -236,6 +236,17 @@ def test_redirect_loop_ends(tmp_path: Path) -> None:
             downloader().download(url, tmp_path / "a", sha256=SHA, size=None)
         assert server.hits("/loop") == 11
     assert "too many redirects" in info.value.message
+    assert info.value.hint == (
+        "the server redirects in a loop: try again later, or report it to the server's owner"
+    )
+
+
+def test_a_redirect_to_a_local_file_is_refused_with_a_hint(tmp_path: Path) -> None:
+    with HttpServer() as server:
+        url = server.redirect("/away", "file:///etc/passwd")
+        with pytest.raises(RefusedUrlError, match="refusing redirect to a non-http URL") as info:
+            downloader().download(url, tmp_path / "a", sha256=SHA, size=None)
+    assert info.value.hint is not None and "local file" in info.value.hint
 
 
 def test_https_to_http_redirect_is_refused(

@@ -211,6 +211,12 @@ def too_many_redirects(target: str, canonical: str) -> DownloadError:
     return DownloadError(
         f"too many redirects (more than {MAX_REDIRECTS}) for {describe(target, canonical)}",
         url=target,
+        hint="the server redirects in a loop"
+        + (
+            ", perhaps back to the URL the mirror or rewrite replaces: check where it sends"
+            if target != canonical
+            else ": try again later, or report it to the server's owner"
+        ),
     )
 
 
