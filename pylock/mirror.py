@@ -159,23 +159,36 @@ def _has_control(text: str) -> bool:
 #: Characters no file name may hold on Windows (or, for ``/``, anywhere).
 _NOT_IN_NAMES = frozenset('\\:*?"<>|')
 
+#: What to do when a file of the tree cannot be written.
+_WRITE_HINT = "check that this user may write OUTDIR and that its disk has room, then run again"
+#: ... or a directory stands where a file goes.
+_IN_THE_WAY = "move that directory out of the mirror tree, or give another OUTDIR"
+#: ... or a lock's URL cannot become a path in the tree.
+_URL_HINT = (
+    "a mirror keeps each archive under its URL's path: correct the `url` in pythons.toml "
+    "and run `pylock lock`"
+)
+
 
 def _safe_parts(text: str, url: str) -> list[str]:
     parts = unquote(text).split("/")
     for part in parts:
         if _has_control(part):
             raise MirrorError(
-                f"cannot mirror {url!r}: its path has a control character in {part!r}"
+                f"cannot mirror {url!r}: its path has a control character in {part!r}",
+                hint=_URL_HINT,
             )
         if part in ("", ".", "..") or part != part.strip() or _NOT_IN_NAMES & set(part):
             raise MirrorError(
-                f"cannot mirror {url!r}: its path has an unsafe or empty segment {part!r}"
+                f"cannot mirror {url!r}: its path has an unsafe or empty segment {part!r}",
+                hint=_URL_HINT,
             )
         if aliased_on_windows(part):
             # A mirror is a tree to copy anywhere: a share, a Windows runner's disk.
             raise MirrorError(
                 f"cannot mirror {url!r}: {part!r} in its path names a device or another "
-                "file on Windows"
+                "file on Windows",
+                hint=_URL_HINT,
             )
     return parts
 
@@ -201,7 +214,7 @@ def mirror_path(url: str) -> PurePosixPath:
     else:
         problem = url_problem(url)
         if problem is not None:
-            raise MirrorError(f"cannot mirror {url!r}: {problem}")
+            raise MirrorError(f"cannot mirror {url!r}: {problem}", hint=_URL_HINT)
         split = urlsplit(url)
         host = (split.hostname or "localhost").lower().replace(":", "_")
         if split.port is not None:
@@ -210,7 +223,10 @@ def mirror_path(url: str) -> PurePosixPath:
         path = PurePosixPath(OTHER_DIR, *_safe_parts(host, url), *parts)
     # The top level holds the mirror's own files; an archive never belongs there.
     if len(path.parts) < 2 or path.name in (SUMS_NAME, UV_JSON_NAME):
-        raise MirrorError(f"cannot mirror {url!r}: it does not look like an upstream archive URL")
+        raise MirrorError(
+            f"cannot mirror {url!r}: it does not look like an upstream archive URL",
+            hint=_URL_HINT,
+        )
     return path
 
 
@@ -425,7 +441,7 @@ def _place(source: Path, target: Path, artifact: Artifact) -> None:
         if actual != artifact.sha256:
             raise HashMismatchError(url=str(source), expected=artifact.sha256, actual=actual)
         if target.is_dir() and not target.is_symlink():
-            raise MirrorError(f"cannot write {target}: a directory is in the way")
+            raise MirrorError(f"cannot write {target}: a directory is in the way", hint=_IN_THE_WAY)
         replace(tmp, target)  # patiently: a scanner may hold it (Windows)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -481,12 +497,12 @@ def _read_own(path: Path) -> bytes | None:
 def _write_own(path: Path, text: str) -> None:
     """Write the mirror's own file ``path`` atomically, naming ``path`` in any error."""
     if path.is_dir() and not path.is_symlink():
-        raise MirrorError(f"cannot write {path}: a directory is in the way")
+        raise MirrorError(f"cannot write {path}: a directory is in the way", hint=_IN_THE_WAY)
     try:
         atomic_write_text(path, text)
     except OSError as exc:
         # Not the temporary file the error names: the file the user will look for.
-        raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise MirrorError(f"cannot write {path}: {exc.strerror or exc}", hint=_WRITE_HINT) from None
 
 
 #: Errors that say the tree's file system takes no locks (NFS without lockd).
@@ -512,7 +528,10 @@ def _merging(outdir: Path) -> Iterator[None]:
         lock.acquire()
     except OSError as exc:
         if exc.errno not in _UNLOCKABLE:
-            raise MirrorError(f"cannot lock {path}: {exc.strerror or exc}") from None
+            raise MirrorError(
+                f"cannot lock {path}: {exc.strerror or exc}",
+                hint="remove that file if no other `pylock mirror` writes this tree",
+            ) from None
         if exc.errno in _NO_LOCKS:
             # A file system that takes no locks (NFS without lockd) is written as before,
             # and the file made for the lock goes. (One this user may not open is
@@ -562,7 +581,7 @@ def _write_uv_json(
     document, left_out = uv_downloads_json(entries)
     path = outdir / UV_JSON_NAME
     if path.is_dir() and not path.is_symlink():
-        raise MirrorError(f"cannot write {path}: a directory is in the way")
+        raise MirrorError(f"cannot write {path}: a directory is in the way", hint=_IN_THE_WAY)
     merged: dict[str, Any] = {}
     existing: Any = {}
     data: bytes | None = None
@@ -629,7 +648,10 @@ def build_mirror(
         )
         raise MirrorError(what, hint="give a directory (or a new path) as OUTDIR") from None
     except OSError as exc:
-        raise MirrorError(f"cannot create {outdir}: {exc.strerror}") from None
+        raise MirrorError(
+            f"cannot create {outdir}: {exc.strerror}",
+            hint="check that its parent is a directory this user may write, or give another OUTDIR",
+        ) from None
     try:
         return _fill_mirror(outdir, entries, cache, options, reporter)
     except BaseException:
@@ -744,7 +766,9 @@ def _copy_from_cache(
                 paths.update(_fetch_into_cache([entry], cache, options, reporter))
                 continue
             except OSError as exc:
-                raise MirrorError(f"cannot write {target}: {exc.strerror or exc}") from None
+                raise MirrorError(
+                    f"cannot write {target}: {exc.strerror or exc}", hint=_WRITE_HINT
+                ) from None
             break
         reporter.detail(f"{entry.path}: written")
 

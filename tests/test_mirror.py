@@ -122,8 +122,9 @@ def test_mirror_path(url: str, path: str) -> None:
     ],
 )
 def test_mirror_path_refuses_hostile_urls(url: str) -> None:
-    with pytest.raises(MirrorError, match="cannot mirror"):
+    with pytest.raises(MirrorError, match="cannot mirror") as info:
         mirror_path(url)
+    assert info.value.hint is not None and "correct the `url` in pythons.toml" in info.value.hint
 
 
 def pbs_artifact(
@@ -830,6 +831,7 @@ def test_a_directory_in_place_of_the_mirrors_own_files_is_named(
     stream = io.StringIO()
     error = _mirror_fails(the_lock, out, tmp_path, upstream_dir, stream)
     assert str(error) == f"cannot write {out / where}: a directory is in the way"
+    assert error.hint == "move that directory out of the mirror tree, or give another OUTDIR"
     assert "warning" not in stream.getvalue()
 
 
