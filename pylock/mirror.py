@@ -45,7 +45,7 @@ import attrs
 
 from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
-from pylock.errors import HashMismatchError, MirrorError
+from pylock.errors import HashMismatchError, MirrorError, printable
 from pylock.fsutil import (
     FileLock,
     RefusedFileError,
@@ -710,7 +710,11 @@ def _fill_mirror(
     rewrites = sorted({r for r in map(_other_rewrite, others) if r is not None})
     named = {"/".join(e.path.parts[:2]) for e in others}
     try:
-        folders = sorted(d.name for d in (outdir / OTHER_DIR).iterdir() if d.is_dir())
+        folders = sorted(
+            d.name
+            for d in (outdir / OTHER_DIR).iterdir()
+            if d.is_dir() and not d.name.startswith(".")
+        )
     except OSError:
         folders = []
     return MirrorReport(
@@ -867,7 +871,8 @@ def usage_lines(base: str, report: MirrorReport) -> list[str]:
             f"--rewrite https://<host>/={base}/{OTHER_DIR}/<host>/ for each"
         )
     if report.earlier_other:
-        shown = ", ".join(f"{OTHER_DIR}/{folder}/" for folder in report.earlier_other)
+        # Names found in the tree, which anyone who can write it may have put there.
+        shown = ", ".join(f"{OTHER_DIR}/{printable(f)}/" for f in report.earlier_other)
         lines.append(
             f"  earlier runs put archives of other hosts under {shown}: add the --rewrite "
             f"those runs printed (https://<host>/={base}/{OTHER_DIR}/<folder>/) for each"
