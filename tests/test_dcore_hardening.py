@@ -231,6 +231,18 @@ def test_a_file_url_naming_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pa
     assert info.value.hint is not None and "FIFO" in info.value.hint
 
 
+def test_a_file_url_naming_a_directory_is_named_as_such(tmp_path: Path) -> None:
+    # It said "Is a directory: 5", the descriptor's number, where the path goes.
+    folder = tmp_path / "archive.tar.gz"
+    folder.mkdir()
+    download = _download(tmp_path / "a", target=folder.as_uri())
+    with pytest.raises(DownloadError) as info:
+        policy.copy_file(download)
+    assert str(info.value) == (
+        f"{folder.as_uri()} (rewritten from https://origin.test/a.tar.gz) is not a regular file"
+    )
+
+
 def test_a_file_url_that_grows_past_its_bound_ends_with_a_clean_error(tmp_path: Path) -> None:
     source = tmp_path / "growing.tar.gz"
     source.write_bytes(b"x" * 100)

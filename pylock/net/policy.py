@@ -1112,14 +1112,21 @@ def copy_file(download: Download) -> tuple[str, int]:
     limit = size if size is not None else cap
     try:
         # Not blocking: opening a FIFO would wait for a writer for ever, past any Ctrl-C.
-        with open(os.open(source, _READ_ONLY), "rb") as reader:
-            info = os.fstat(reader.fileno())
+        descriptor = os.open(source, _READ_ONLY)
+        try:
+            info = os.fstat(descriptor)
             if not stat.S_ISREG(info.st_mode):
                 raise DownloadError(
                     f"{describe(target, canonical)} is not a regular file",
                     url=target,
-                    hint="point the URL at the archive itself (a FIFO or a device is none)",
+                    hint="point the URL at the archive itself (a directory, a FIFO or a "
+                    "device is none)",
                 )
+            reader = open(descriptor, "rb")  # noqa: SIM115 - closed by the `with` below
+        except BaseException:
+            os.close(descriptor)
+            raise
+        with reader:
             learn_total(task, info.st_size)
             if size is None and info.st_size > limit:
                 # A regular file states its size: no need to read it to refuse it.
