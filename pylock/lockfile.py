@@ -123,11 +123,18 @@ def version_problem(version: str) -> str | None:
 
     >>> [version_problem(v) is None for v in ("3.13.9", "3.15.0rc1", "banana", "3.13.9\\n")]
     [True, True, False, False]
+    >>> version_problem("3.13.9\\u00a0") is None  # packaging strips it; a lock keeps none
+    False
     """
     from packaging.version import Version
 
     problem = f'invalid version {shown(version)} (expected an exact version such as "3.13.9")'
-    if _CONTROL.search(version) or len(version) > _MAX_WORD:
+    if (
+        _CONTROL.search(version)
+        or not version.isprintable()
+        or any(c.isspace() for c in version)
+        or len(version) > _MAX_WORD
+    ):
         return problem
     try:
         Version(version)
