@@ -630,6 +630,8 @@ def test_readme_and_example_pass_the_python_output_through_the_environment() -> 
     runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "run" in s]
     assert not [run for run in runs if "${{" in run]
     assert '"$PYTHON" -m venv .venv' in "\n".join(runs)
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    assert all(s.get("shell") == "bash" for s in steps if "$PYTHON" in s.get("run", ""))
     assert "run: ${{" not in readme
     assert "PYTHON: ${{ steps.pythons.outputs.python }}" in readme
 
