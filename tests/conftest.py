@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -416,6 +416,16 @@ def app_b() -> Build:
 @pytest.fixture(scope="module")
 def tool() -> Build:
     return make_build("tool", TAG_A, minor="3.11", fmt=ArchiveFormat.TAR_BZ2, big=50_000)
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], object]]:
+    """Set the process's umask for a test (``umask(0o077)``, as often as it likes); the
+    one before comes back after it."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield os.umask
+    os.umask(previous)
 
 
 @pytest.fixture(params=["stdhttp", "aiohttp"])

@@ -681,6 +681,28 @@ def step_with_tool(
     return script, {name: tmp_path / name for name in names}
 
 
+def sync_step_env(
+    tmp_path: Path, shim: Path, files: dict[str, Path], **extra: str
+) -> dict[str, str]:
+    """The sync step's environment in ``tmp_path``, with ``shim`` as pylock and an empty
+    lock, as the action's earlier steps leave it."""
+    (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
+    return {
+        "PATH": os.environ["PATH"],
+        "PROJECT": str(tmp_path),
+        "INTO": str(tmp_path / ".pythons"),
+        "INPUT_VERSION": "0.2.0",
+        "LOCK": str(tmp_path / "pythons.lock"),
+        "ROOT": str(tmp_path),
+        "PYLOCK": str(shim),
+        "PYLOCK_PYTHON": sys.executable,
+        "PYLOCK_BIN_DIR": str(tmp_path / "bin"),
+        "GITHUB_OUTPUT": str(files["GITHUB_OUTPUT"]),
+        "GITHUB_PATH": str(files["GITHUB_PATH"]),
+        **extra,
+    }
+
+
 # A pythons-lock release older than the action (the version input): no `cache prune
 # --keep-lock` (argparse refuses it, exit 2) and no "state" in `list --format json`.
 _OLDER_PYLOCK = """#!/bin/sh
@@ -702,22 +724,7 @@ def test_the_sync_step_does_without_what_an_older_pylock_lacks(tmp_path: Path) -
     script, files = step_with_tool(
         tmp_path, "sync", shim, _OLDER_PYLOCK, ("GITHUB_OUTPUT", "GITHUB_PATH", "shim.log")
     )
-    (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
-    env = {
-        "PATH": os.environ["PATH"],
-        "PROJECT": str(tmp_path),
-        "INTO": str(tmp_path / ".pythons"),
-        "CACHE_ON": "true",
-        "INPUT_VERSION": "0.2.0",
-        "LOCK": str(tmp_path / "pythons.lock"),
-        "ROOT": str(tmp_path),
-        "PYLOCK": str(shim),
-        "PYLOCK_PYTHON": sys.executable,
-        "PYLOCK_BIN_DIR": str(tmp_path / "bin"),
-        "GITHUB_OUTPUT": str(files["GITHUB_OUTPUT"]),
-        "GITHUB_PATH": str(files["GITHUB_PATH"]),
-        "SHIM_LOG": str(files["shim.log"]),
-    }
+    env = sync_step_env(tmp_path, shim, files, CACHE_ON="true", SHIM_LOG=str(files["shim.log"]))
     result = run_step(script, tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "has no cache prune --keep-lock (pythons-lock 0.2.0 is older" in result.stdout
@@ -754,22 +761,9 @@ def test_the_python_output_is_the_default_or_the_only_one_the_lock_has(
     )
     listing = [{"name": n, "default": d, "state": state} for n, d, state in rows]
     (tmp_path / "listing.json").write_text(json.dumps({"pythons": listing}), encoding="utf-8")
-    (tmp_path / "pythons.lock").write_text("", encoding="utf-8")
-    env = {
-        "PATH": os.environ["PATH"],
-        "PROJECT": str(tmp_path),
-        "INTO": str(tmp_path / ".pythons"),
-        "CACHE_ON": "false",
-        "INPUT_VERSION": "0.2.0",
-        "LOCK": str(tmp_path / "pythons.lock"),
-        "ROOT": str(tmp_path),
-        "PYLOCK": str(shim),
-        "PYLOCK_PYTHON": sys.executable,
-        "PYLOCK_BIN_DIR": str(tmp_path / "bin"),
-        "GITHUB_OUTPUT": str(files["GITHUB_OUTPUT"]),
-        "GITHUB_PATH": str(files["GITHUB_PATH"]),
-        "LISTING": str(tmp_path / "listing.json"),
-    }
+    env = sync_step_env(
+        tmp_path, shim, files, CACHE_ON="false", LISTING=str(tmp_path / "listing.json")
+    )
     result = run_step(script, tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert read_commands(files["GITHUB_OUTPUT"])["python"] == python

@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -634,20 +634,16 @@ def test_temporary_files_of_interrupted_runs_are_removed(
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
-def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(mirroring: Mirroring) -> None:
+def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(
+    mirroring: Mirroring, umask: Callable[[int], object]
+) -> None:
     # Hard links carried a cache's 0600 (made under umask 077) into a tree made to be
     # served: a web server running as another user answered 404 for every archive.
-    previous = os.umask(0o077)
-    try:
-        mirroring.run()  # fills the cache, privately, and a first tree
-    finally:
-        os.umask(previous)
-    os.umask(0o022)
-    try:
-        shutil.rmtree(mirroring.out)
-        mirroring.run(offline=True)
-    finally:
-        os.umask(previous)
+    umask(0o077)
+    mirroring.run()  # fills the cache, privately, and a first tree
+    umask(0o022)
+    shutil.rmtree(mirroring.out)
+    mirroring.run(offline=True)
     archives = [p for p in mirroring.out.rglob("*.tar.*") if p.is_file()]
     assert archives
     for archive in archives:
@@ -655,12 +651,9 @@ def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(mirroring: Mirr
         cached = mirroring.cache.lookup(sha(archive.read_bytes()))
         assert cached is not None and stat.S_IMODE(cached.stat().st_mode) == 0o600
     # A cache as readable as the tree is linked, as before.
-    os.umask(0o077)
-    try:
-        shutil.rmtree(mirroring.out)
-        mirroring.run(offline=True)
-    finally:
-        os.umask(previous)
+    umask(0o077)
+    shutil.rmtree(mirroring.out)
+    mirroring.run(offline=True)
     assert all(p.stat().st_nlink > 1 for p in mirroring.out.rglob("*.tar.*") if p.is_file())
 
 
