@@ -513,6 +513,27 @@ def test_sync_only_leaves_the_links_of_the_interpreters_it_does_not_sync(
 
 
 @posix_only
+def test_sync_only_removes_the_links_of_a_tree_it_prunes(
+    sync_project: Project, app_a: Build, tool: Build
+) -> None:
+    """Sync attack: `sync --only app --bin-dir B` removed `tool`, which the lock dropped,
+    and left B/python3.11 pointing into the removed tree."""
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    link = bin_dir / f"python{tool.minor}"
+    assert link.resolve().is_file()
+    _lock_with_default(sync_project, app_a)
+    done = sync_project.sync("--only", "app", "--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    assert not (sync_project.into / "tool").exists()
+    assert f"removed link {link}" in done.err
+    assert not link.is_symlink()
+    assert (bin_dir / f"python{app_a.minor}").resolve().is_file()
+
+
+@posix_only
 def test_no_prune_keeps_the_links_of_the_interpreters_it_keeps(
     sync_project: Project, app_a: Build, tool: Build
 ) -> None:

@@ -663,16 +663,23 @@ def run_sync(
         reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
     # After a failure, links are added, never removed: an interpreter whose upgrade failed
     # is still installed as it was, and keeps its links.
-    _link_bin_dir(request, reporter, prune=not result.failed)
+    _link_bin_dir(request, reporter, prune=not result.failed, removed=result.removed)
     current = result.installed + result.current
     if not result.failed:
         _remember(request, current, config_sha, reporter, skipped)
     return SyncOutcome(noop=False, result=result, current=current)
 
 
-def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = True) -> None:
+def _link_bin_dir(
+    request: SyncRequest,
+    reporter: Reporter,
+    *,
+    prune: bool = True,
+    removed: Sequence[str] = (),
+) -> None:
     """Make the bin dir link exactly the current interpreters (``prune=False``: at least
-    them, and the links it had besides)."""
+    them, and the links it had besides). ``removed``: the trees this sync removed, whose
+    links go even when ``--only`` leaves the other interpreters' links alone."""
     if request.bin_dir is None:
         return
     from pylock.sync.bindir import plan_links, sync_links
@@ -701,7 +708,11 @@ def _link_bin_dir(request: SyncRequest, reporter: Reporter, *, prune: bool = Tru
             install_dir=install_dir,
             prune=prune,
             # As the links spell their targets (see plan_links), and absolute.
-            trees=[d / n for d in {request.dest_root, install_dir} for n in request.only]
+            trees=[
+                d / n
+                for d in {request.dest_root, install_dir}
+                for n in (*request.only, *removed)
+            ]
             if request.only
             else None,
             kept=kept,
