@@ -1153,6 +1153,7 @@ def _seed_registry(ctx: Context) -> int:
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
+    from pylock.fsutil import mounted_noexec
     from pylock.sync.plan import repair_hint
 
     # No lock needed, as for `which`: the install record knows.
@@ -1167,12 +1168,16 @@ def _cmd_run(ctx: Context) -> int:
         try:
             process = subprocess.Popen([str(exe), *run_args])
         except OSError as exc:
-            raise PylockError(
-                f"cannot run {exe}: {exc.strerror or exc}",
-                hint=_run_here_hint(found, lock)
-                if found.foreign is not None
-                else repair_hint(found.python.name),
-            ) from None
+            if found.foreign is not None:
+                hint = _run_here_hint(found, lock)
+            elif isinstance(exc, PermissionError) and mounted_noexec(exe):
+                hint = (
+                    "the install directory is on a file system mounted noexec: sync to a "
+                    "directory on another one (--into DIR)"
+                )
+            else:
+                hint = repair_hint(found.python.name)
+            raise PylockError(f"cannot run {exe}: {exc.strerror or exc}", hint=hint) from None
         started(process)
         return child_exit_status(process.wait())
 

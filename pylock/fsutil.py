@@ -100,6 +100,18 @@ def current_umask() -> int:
     return mask
 
 
+def mounted_noexec(path: Path) -> bool:
+    """Whether ``path`` is on a file system that runs no programs (``mount -o noexec``).
+    POSIX systems that say (Linux, the BSDs); ``False`` where nothing tells."""
+    flag = getattr(os, "ST_NOEXEC", None)
+    if flag is None or not hasattr(os, "statvfs"):
+        return False
+    try:
+        return bool(os.statvfs(path).f_flag & flag)
+    except OSError:
+        return False
+
+
 def undo_0600(path: Path) -> None:
     """Give ``path`` the umask's mode if it has the one pylock 0.2.0's atomic writes left
     (0600), which a web server serving a mirror, or another user reading ``pythons.lock``,

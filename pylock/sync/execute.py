@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
-from pylock.fsutil import make_dir
+from pylock.fsutil import make_dir, mounted_noexec
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -661,6 +661,11 @@ def run_sync(
     )
     for name in result.removed:
         reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
+    if result.installed and mounted_noexec(request.dest_root):
+        reporter.warn(
+            f"{request.dest_root} is on a file system mounted noexec: the interpreters "
+            "installed there cannot run (sync to a directory on another one, --into DIR)"
+        )
     # After a failure, links are added, never removed: an interpreter whose upgrade failed
     # is still installed as it was, and keeps its links.
     _link_bin_dir(request, reporter, prune=not result.failed, removed=result.removed)
