@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import os
 import random
 import shutil
@@ -444,6 +445,49 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     clean_leftovers(dest_root)
     assert leftovers(dest_root) == []
     assert not tree.exists()
+
+
+def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync attack: an immutable file in the old tree left it as trash, silently; later
+    syncs warned `could not remove .pylock-trash-app-... yet`, with no directory, no file
+    and no advice."""
+    import pylock.fsutil
+    from pylock.progress import Reporter
+    from pylock.sync.install import clean_leftovers
+
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
+    real_remove = pylock.fsutil.remove_tree
+
+    def immutable(path: Path, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path).startswith(".pylock-trash-"):
+            raise PermissionError(1, "Operation not permitted", str(Path(path) / "lib/os.py"))
+        real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(pylock.fsutil, "remove_tree", immutable)
+    stream = io.StringIO()
+    install(
+        a2,
+        dest_root=dest_root,
+        python=locked(art2),
+        artifact=art2,
+        platform=LINUX,
+        fixup=None,
+        reporter=Reporter(stream, live=False),
+    )
+    (trash,) = [dest_root / name for name in leftovers(dest_root)]
+    expected = (
+        f"could not remove {trash} yet: Operation not permitted ({trash / 'lib/os.py'}); "
+        "the next sync tries again (if it keeps failing, remove it by hand)"
+    )
+    assert expected in stream.getvalue()
+    stream = io.StringIO()
+    clean_leftovers(dest_root, Reporter(stream, live=False))
+    assert expected in stream.getvalue()  # and again, the same, by the next sync
+    monkeypatch.setattr(pylock.fsutil, "remove_tree", real_remove)
+    clean_leftovers(dest_root)
+    assert leftovers(dest_root) == []
 
 
 @posix_only

@@ -714,9 +714,7 @@ def _link_bin_dir(
             prune=prune,
             # As the links spell their targets (see plan_links), and absolute.
             trees=[
-                d / n
-                for d in {request.dest_root, install_dir}
-                for n in (*request.only, *removed)
+                d / n for d in {request.dest_root, install_dir} for n in (*request.only, *removed)
             ]
             if request.only
             else None,

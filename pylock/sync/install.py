@@ -308,7 +308,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
                 # Junk never fails an install: on Windows a tree whose python.exe still
                 # runs can be renamed aside but not deleted. A later run retries.
                 if reporter is not None:
-                    reporter.warn(f"could not remove {path.name} yet: {exc.strerror or exc}")
+                    reporter.warn(cannot_remove_yet(path, exc))
                 continue
             removed.append(path)
     return removed
@@ -549,7 +549,9 @@ def _install_locked(
         records.write_record(
             tmp, entries, python, artifact, layout, fixed_up_for, fixups=fixup is not None
         )
-        _swap_in(tmp, final)
+        left = _swap_in(tmp, final)
+        if left is not None:
+            reporter.warn(cannot_remove_yet(*left))
     finally:
         task.done("")
         # Never let a failed clean-up hide the error that caused it; recovery retries it.
@@ -661,15 +663,27 @@ def _check_replaceable(final: Path) -> None:
         )
 
 
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Rename the new tree into place, keeping the old one until the new one is there."""
+def cannot_remove_yet(path: Path, error: OSError) -> str:
+    """The warning for a tree pylock made junk of and could not remove (a file in use on
+    Windows, an immutable one, one another user owns): what, why, and what happens next."""
+    blocker = f" ({error.filename})" if error.filename and error.filename != str(path) else ""
+    return (
+        f"could not remove {path} yet: {error.strerror or error}{blocker}; the next sync "
+        "tries again (if it keeps failing, remove it by hand)"
+    )
+
+
+def _swap_in(tmp: Path, final: Path) -> tuple[Path, OSError] | None:
+    """Rename the new tree ``tmp`` into place as ``final``, keeping the old one until the
+    new one is there; the old tree that could not be removed afterwards (it is junk now)
+    and why, if any."""
     from pylock.fsutil import remove_tree, rename
     from pylock.interrupts import finish_through_interrupts
 
     # fsutil.rename: a virus scanner on Windows may hold a file it was just given.
     if not os.path.lexists(final):
         rename(tmp, final)
-        return
+        return None
     _check_replaceable(final)
     token = _token()
     old = final.with_name(f"{OLD_PREFIX}{final.name}-{token}")
@@ -685,7 +699,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
         # again).
         remove_in_place(final)
         rename(tmp, final)
-        return
+        return None
     try:
         rename(tmp, final)
     except BaseException:
@@ -709,9 +723,12 @@ def _swap_in(tmp: Path, final: Path) -> None:
         # its record it is only junk.
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(old, records.META_DIR, records.INSTALL_JSON))
-        return
-    with contextlib.suppress(OSError):
+        return None
+    try:
         finish_through_interrupts(lambda: remove_tree(trash))
+    except OSError as exc:
+        return trash, exc
+    return None
 
 
 # -- prune, verify, executables ----------------------------------------------------------
