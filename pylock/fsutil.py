@@ -100,6 +100,18 @@ def current_umask() -> int:
     return mask
 
 
+def out_of_space_hint(path: Path, then: str) -> str:
+    """What to do about ENOSPC at ``path``: free disk space, or, where the file system has
+    room but no inodes left (many small files; ``df -h`` shows space free), free those."""
+    try:
+        usage = os.statvfs(path) if hasattr(os, "statvfs") else None
+    except OSError:
+        usage = None
+    if usage is not None and usage.f_files and usage.f_favail == 0 and usage.f_bavail > 0:
+        return f"the file system has no free inodes left (see `df -i`): remove files, then {then}"
+    return f"free some disk space, then {then}"
+
+
 def mounted_noexec(path: Path) -> bool:
     """Whether ``path`` is on a file system that runs no programs (``mount -o noexec``).
     POSIX systems that say (Linux, the BSDs); ``False`` where nothing tells."""

@@ -533,6 +533,26 @@ def test_sync_only_removes_the_links_of_a_tree_it_prunes(
     assert (bin_dir / f"python{app_a.minor}").resolve().is_file()
 
 
+def test_a_full_disk_under_the_bin_dir_gets_a_hint_about_space(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync attack: ENOSPC in the bin dir said "make it writable"."""
+    import errno
+
+    import pylock.sync.bindir
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    monkeypatch.setattr(pylock.sync.bindir, "sync_links", full)
+    done = sync_project.sync("--bin-dir", str(sync_project.root / "bin"))
+    assert done.code == 1
+    assert "No space left on device" in done.err
+    assert "hint: free some disk space, then run the sync again" in done.err
+
+
 @posix_only
 def test_no_prune_keeps_the_links_of_the_interpreters_it_keeps(
     sync_project: Project, app_a: Build, tool: Build

@@ -610,3 +610,30 @@ def test_every_truncation_of_an_install_record_reads_as_no_record(tmp_path: Path
         assert installed_state(tmp_path, "app") is None
     (meta / "install.json").write_text(text)
     assert installed_state(tmp_path, "app") is not None
+
+
+@pytest.mark.skipif(not hasattr(os, "statvfs"), reason="statvfs is POSIX")
+@pytest.mark.parametrize(
+    ("files", "free_inodes", "free_blocks", "expected"),
+    [
+        (1000, 0, 5000, "the file system has no free inodes left (see `df -i`): remove files"),
+        (1000, 10, 0, "free some disk space"),
+        (0, 0, 5000, "free some disk space"),  # a file system that counts no inodes (btrfs)
+    ],
+)
+def test_out_of_space_tells_inodes_from_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    files: int,
+    free_inodes: int,
+    free_blocks: int,
+    expected: str,
+) -> None:
+    # Sync attack: a tmpfs out of inodes said "free some disk space" with 199 MB free.
+    from types import SimpleNamespace
+
+    from pylock.fsutil import out_of_space_hint
+
+    usage = SimpleNamespace(f_files=files, f_favail=free_inodes, f_bavail=free_blocks)
+    monkeypatch.setattr(os, "statvfs", lambda path: usage)
+    assert out_of_space_hint(tmp_path, "run it again") == f"{expected}, then run it again"

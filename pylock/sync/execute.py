@@ -10,6 +10,7 @@ archive overlaps the download of the next.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
-from pylock.fsutil import make_dir, mounted_noexec
+from pylock.fsutil import make_dir, mounted_noexec, out_of_space_hint
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -724,7 +725,9 @@ def _link_bin_dir(
         where = f" ({exc.filename})" if exc.filename else ""
         raise PylockError(
             f"--bin-dir: cannot update {bin_dir}: {exc.strerror or exc}{where}",
-            hint=_BIN_DIR_HINT,
+            hint=out_of_space_hint(bin_dir, "run the sync again")
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+            else _BIN_DIR_HINT,
         ) from None
     for name, owner in linked.taken:
         reporter.warn(

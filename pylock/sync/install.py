@@ -43,6 +43,7 @@ from pylock.fsutil import (
     LockTimeout,
     make_dir,
     not_world_writable,
+    out_of_space_hint,
     remove_stale_temporaries,
     require_sha256,
     walk_tree,
@@ -446,7 +447,7 @@ def install(
 
         where = f" ({_where(str(exc.filename), dest_root, name)})" if exc.filename else ""
         hints = {
-            errno.ENOSPC: "free some disk space and run `pylock sync` again",
+            errno.ENOSPC: out_of_space_hint(dest_root, "run `pylock sync` again"),
             # Only an archive's own names get that long: the install path leaves it no room.
             errno.ENAMETOOLONG: "a path in the archive is too long for this file system "
             "under this install directory: try a shorter --into path, and check that the "
