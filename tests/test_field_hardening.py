@@ -1368,6 +1368,31 @@ def test_list_into_a_file_is_an_error_as_for_sync(sync_project: Project, app_a: 
         assert f"the install directory {file} is not a directory" in done.err
 
 
+@posix_only
+def test_an_install_dir_or_cache_that_is_a_dangling_link_is_named_as_one(
+    sync_project: Project, app_a: Build, tmp_path: Path
+) -> None:
+    """Sync attack: "is not a directory", and for the cache "a file stands where one
+    would be made", of a symbolic link to a directory that is not there."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    into = tmp_path / "into-link"
+    into.symlink_to(tmp_path / "gone" / "py")
+    done = sync_project.run("sync", "--into", str(into), "--mirror", sync_project.mirror)
+    assert done.code == 1
+    assert f"{into} is a symbolic link to {tmp_path / 'gone' / 'py'}, which does not exist" in (
+        done.err
+    )
+    cache = tmp_path / "cache-link"
+    cache.symlink_to(tmp_path / "gone" / "cache")
+    sync_project.environ["PYLOCK_CACHE_DIR"] = str(cache)
+    done = sync_project.sync()
+    assert done.code == 1
+    assert f"{cache} is a symbolic link to {tmp_path / 'gone' / 'cache'}, which does not exist" in (
+        done.err
+    )
+
+
 def test_which_and_verify_of_a_name_not_there_list_what_is(
     sync_project: Project, app_a: Build
 ) -> None:

@@ -37,7 +37,15 @@ from pathlib import Path
 import attrs
 
 from pylock.errors import CacheReadOnlyError, PylockError
-from pylock.fsutil import FileLock, read_own_file, remove_tree, rename, replace, sha256_file
+from pylock.fsutil import (
+    FileLock,
+    broken_link,
+    read_own_file,
+    remove_tree,
+    rename,
+    replace,
+    sha256_file,
+)
 from pylock.lockfile import is_sha256
 from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
@@ -180,6 +188,11 @@ class Cache:
                 hint = (
                     "no directory can be made there: point PYLOCK_CACHE_DIR at a directory "
                     "you can write (pylock makes it if it is missing)"
+                )
+            elif (target := broken_link(self.root)) is not None:
+                hint = (
+                    f"{self.root} is a symbolic link to {target}, which does not exist: "
+                    "create that directory, or point PYLOCK_CACHE_DIR elsewhere"
                 )
             elif isinstance(error, (FileExistsError, NotADirectoryError)) and not (
                 self.root.is_dir()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
-from pylock.fsutil import make_dir, mounted_noexec, out_of_space_hint
+from pylock.fsutil import broken_link, make_dir, mounted_noexec, out_of_space_hint
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -134,6 +134,12 @@ def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None
     ``elsewhere`` is the hint when ``path`` is something else than a directory (``hint``
     by default): mkdir would say "File exists", which no permission change helps.
     """
+    target = broken_link(path)
+    if target is not None:
+        raise PylockError(
+            f"{what} {path} is a symbolic link to {target}, which does not exist",
+            hint="create that directory, or remove the link (pylock then makes a directory)",
+        )
     if os.path.lexists(path) and not path.is_dir():
         raise PylockError(f"{what} {path} is not a directory", hint=elsewhere or hint)
     try:
