@@ -1393,6 +1393,28 @@ def test_an_install_dir_or_cache_that_is_a_dangling_link_is_named_as_one(
     )
 
 
+@posix_only
+def test_a_symlink_to_another_projects_install_is_none_of_this_ones(
+    sync_project: Project, app_a: Build, tmp_path: Path
+) -> None:
+    """Sync attack: with DIR/app a link to another project's tree of the locked build,
+    `sync` said "up to date" and `verify` "no interpreters installed": a CI step
+    `pylock sync && pylock verify` failed. Every command now sees no install there."""
+    sync_project.install(app_a)
+    other = tmp_path / "other-into"
+    other.mkdir()
+    (other / "app").symlink_to(sync_project.into / "app")
+    into = str(other)
+    listed = sync_project.run("list", "--into", into)
+    assert "not installed" in listed.out, listed.out
+    synced = sync_project.run("sync", "--into", into, "--mirror", sync_project.mirror)
+    assert synced.code == 1
+    assert "exists and was not installed by pylock; refusing to replace it" in synced.err
+    assert sync_project.run("verify", "--into", into).code == 1
+    assert (sync_project.into / "app").is_dir()  # the other project's tree is untouched
+    assert sync_project.verify().code == 0
+
+
 def test_which_and_verify_of_a_name_not_there_list_what_is(
     sync_project: Project, app_a: Build
 ) -> None:

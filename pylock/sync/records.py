@@ -129,8 +129,14 @@ def is_a_copy(data: dict[str, Any], name: str) -> bool:
 
 
 def installed_state(dest_root: Path, name: str) -> InstallState | None:
-    """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there."""
+    """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there.
+
+    A symbolic link ``DIR/NAME`` (to another project's install, say) is none of this
+    directory's installs: ``verify`` does not count it, and ``sync`` does not replace it.
+    """
     tree = os.path.join(dest_root, name)
+    if os.path.islink(tree):
+        return None
     data = read_install_json(tree)
     if data is None:
         return None
