@@ -63,6 +63,8 @@ class Option:
     metavar: str = ""
     #: Whether it may be given more than once.
     repeats: bool = False
+    #: Whether it takes several values at once (``--only app tool``).
+    several: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -98,6 +100,10 @@ class Command:
     @property
     def valued(self) -> list[str]:
         return [s for o in self.options if o.value is not None for s in o.strings]
+
+    @property
+    def several(self) -> list[str]:
+        return [s for o in self.options if o.several for s in o.strings]
 
     @property
     def flags(self) -> list[str]:
@@ -151,6 +157,7 @@ def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterato
                     choices=_safe([str(c) for c in action.choices or ()]),
                     metavar=str(action.metavar or action.dest.upper()),
                     repeats=isinstance(action, (argparse._AppendAction, argparse._CountAction)),
+                    several=action.nargs in ("+", "*"),
                 )
             )
         elif action.nargs == argparse.REMAINDER:
@@ -251,7 +258,7 @@ _pylock_reply() {
 
 # The kind of the Nth positional ($2, from 0) of the command at path $1.
 _pylock_kind() {
-    local flags valued commands positionals n="$2" kind
+    local flags valued several commands positionals n="$2" kind
     _pylock_spec "$1"
     for kind in $positionals; do
         case "$kind" in
@@ -269,8 +276,8 @@ _pylock_kind() {
 _BASH_MAIN = r"""
 _pylock() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
-    local path="" npos=0 rest=0 ended=0 i w opt
-    local flags valued commands positionals
+    local path="" npos=0 rest=0 ended=0 i w opt multi=""
+    local flags valued several commands positionals
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
@@ -282,6 +289,14 @@ _pylock() {
             -*)
                 if _pylock_has "$w" $valued; then
                     if [ "${COMP_WORDS[i+1]}" = "=" ]; then i=$((i + 2)); else i=$((i + 1)); fi
+                    if _pylock_has "$w" $several; then
+                        # `--only app tool`: the words up to the next flag are its values.
+                        while [ $((i + 1)) -lt "$COMP_CWORD" ]; do
+                            case "${COMP_WORDS[i+1]}" in -*) break ;; esac
+                            i=$((i + 1))
+                        done
+                        if [ $((i + 1)) -eq "$COMP_CWORD" ]; then multi="$w"; fi
+                    fi
                 fi
                 continue
                 ;;
@@ -302,8 +317,12 @@ _pylock() {
         _pylock_reply files
         return 0
     fi
-    # `--opt VALUE`, `--opt=VALUE` (bash splits at the `=`) and `--opt=` with nothing yet.
+    # `--opt VALUE`, `--opt=VALUE` (bash splits at the `=`) and `--opt=` with nothing yet;
+    # `--only app VALUE`: another value of an option that takes several.
     opt="$prev"
+    if [ -n "$multi" ]; then
+        case "$cur" in -*) ;; *) opt="$multi" ;; esac
+    fi
     [ "$ended" = 0 ] || opt=""
     if [ "$cur" = "=" ]; then
         cur=""
@@ -351,6 +370,7 @@ def _bash(commands: list[Command]) -> str:
             f'        "{command.key}")',
             f'            flags="{" ".join(command.flags)}"',
             f'            valued="{" ".join(command.valued)}"',
+            f'            several="{" ".join(command.several)}"',
             f'            commands="{" ".join(n for n, _ in command.commands)}"',
             f'            positionals="{" ".join(kinds)}"',
             "            ;;",
@@ -364,7 +384,11 @@ def _bash(commands: list[Command]) -> str:
             else:
                 reply = f"_pylock_reply {option.value}"
             values.append(f"        {pattern}) {reply} ;;")
-    spec += ['        *) flags="" valued="" commands="" positionals="" ;;', "    esac", "}"]
+    spec += [
+        '        *) flags="" valued="" several="" commands="" positionals="" ;;',
+        "    esac",
+        "}",
+    ]
     values += ["    esac", "}"]
     head = _BASH_HEAD.replace("@NAME@", _NAME_PATTERN).replace("@PLATFORMS@", _platforms())
     return head + "\n" + "\n".join(spec) + "\n\n" + "\n".join(values) + "\n" + _BASH_MAIN

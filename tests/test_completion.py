@@ -115,6 +115,12 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
         (["pylock", "verify", "app", ""], ["app", "legacy-3.10"]),
         (["pylock", "sync", "--only", ""], ["app", "legacy-3.10"]),
         (["pylock", "sync", "--only", "app", "--only", "le"], ["legacy-3.10"]),
+        # `--only app tool`, as the README writes it: every name after the flag completes.
+        (["pylock", "sync", "--only", "app", "le"], ["legacy-3.10"]),
+        (["pylock", "sync", "--only", "app", "legacy-3.10", ""], ["app", "legacy-3.10"]),
+        (["pylock", "lock", "--upgrade-python", "app", "l"], ["legacy-3.10"]),
+        (["pylock", "sync", "--only", "app", "--of"], ["--offline"]),
+        (["pylock", "sync", "--only", "app", "--offline", ""], []),
         (["pylock", "lock", "--upgrade-python", "a"], ["app"]),
         (["pylock", "-q", "--color", "never", "which", "a"], ["app"]),
         (["pylock", "--color", ""], ["auto", "always", "never"]),
