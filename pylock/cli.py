@@ -1150,6 +1150,22 @@ def _seed_registry(ctx: Context) -> int:
     return 0
 
 
+#: The error for a command run in a directory that was removed meanwhile.
+_NO_CWD = PylockError(
+    "the current directory no longer exists",
+    hint="cd to an existing directory, or give absolute paths (--project DIR, "
+    "PYLOCK_CACHE_DIR, --into DIR)",
+)
+
+
+def _cwd_is_gone() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def _cmd_run(ctx: Context) -> int:
     import subprocess
 
@@ -1365,13 +1381,7 @@ def main(
     try:
         ctx = Context(args, settings, sys.argv[1:] if argv is None else argv)
     except FileNotFoundError:  # Path.cwd(): the directory the shell is in was removed
-        report_error(
-            PylockError(
-                "the current directory no longer exists",
-                hint="cd to an existing directory, or pass an absolute --project DIR",
-            ),
-            color=False,
-        )
+        report_error(_NO_CWD, color=False)
         return 1
     from pylock.interrupts import sigterm_as_interrupt
 
@@ -1399,6 +1409,10 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         # turned read-only, a disk that filled up): say what, without a traceback.
         if isinstance(exc, BrokenPipeError):
             return 0  # `pylock list | head`: the reader went away; that is not an error.
+        if isinstance(exc, FileNotFoundError) and not exc.filename and _cwd_is_gone():
+            # A relative path (PYLOCK_CACHE_DIR=cache, --into py) made absolute too late.
+            report_error(_NO_CWD, color=ctx.color)
+            return 1
         where = f": {exc.filename}" if exc.filename else ""
         if getattr(args, "verbosity", 0) > 0:
             import traceback

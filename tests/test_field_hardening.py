@@ -272,6 +272,24 @@ def test_a_removed_working_directory_is_one_clean_error(
     assert err.startswith("pylock: error: the current directory no longer exists\n")
 
 
+def test_a_relative_cache_dir_in_a_removed_working_directory_says_so(
+    sync_project: Project, app_a: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync attack: with PYLOCK_CACHE_DIR=relc and the working directory removed, a sync
+    with an absolute --project said a bare "No such file or directory"."""
+    sync_project.lock(app_a)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    sync_project.environ["PYLOCK_CACHE_DIR"] = "relc"
+    done = sync_project.sync()
+    assert done.code == 1
+    _no_traceback(done.err)
+    assert "pylock: error: the current directory no longer exists" in done.err
+    assert "give absolute paths (--project DIR, PYLOCK_CACHE_DIR, --into DIR)" in done.err
+
+
 def test_no_state_stamps_a_tree_another_lock_replaced_meanwhile(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
