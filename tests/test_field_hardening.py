@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1451,35 +1452,21 @@ def test_which_and_verify_of_a_name_not_there_list_what_is(
     assert "check the name" in verify.err
 
 
-@posix_only
 def test_run_from_a_noexec_mount_says_so(
-    sync_project: Project, app_a: Build, tmp_path: Path
+    sync_project: Project, app_a: Build, tmpfs: Callable[[str], Path]
 ) -> None:
     # Sync attack: the hint said `verify` or `sync --reinstall`, which cannot help.
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mounted = tmp_path / "noexec"
-    mounted.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "noexec,size=64m", "tmpfs", str(mounted)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr!r}")
-    try:
-        sync_project.lock(app_a)
-        sync_project.serve(app_a)
-        into = str(mounted / "py")
-        synced = sync_project.run("sync", "--into", into, "--mirror", sync_project.mirror)
-        assert synced.code == 0, synced.err
-        assert "mounted noexec: the interpreters installed there cannot run" in synced.err
-        ran = sync_project.run("run", "--into", into, "app")
-        assert ran.code == 1
-        assert "Permission denied" in ran.err
-        assert "mounted noexec: sync to a directory on another one (--into DIR)" in ran.err
-    finally:
-        subprocess.run(["umount", str(mounted)], check=False)
+    mounted = tmpfs("noexec,size=64m")
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    into = str(mounted / "py")
+    synced = sync_project.run("sync", "--into", into, "--mirror", sync_project.mirror)
+    assert synced.code == 0, synced.err
+    assert "mounted noexec: the interpreters installed there cannot run" in synced.err
+    ran = sync_project.run("run", "--into", into, "app")
+    assert ran.code == 1
+    assert "Permission denied" in ran.err
+    assert "mounted noexec: sync to a directory on another one (--into DIR)" in ran.err
 
 
 def test_verify_checks_a_name_given_twice_once_and_refuses_an_empty_one(

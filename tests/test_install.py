@@ -727,32 +727,18 @@ def test_concurrent_installs_into_one_directory(tmp_path: Path) -> None:
     assert installed_names(dest_root) == ["app", "other"]
 
 
-@posix_only
-def test_full_disk_keeps_the_old_install(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
-        big = [*version_tree("v2"), archives.file("python/lib/big.bin", os.urandom(3 << 20))]
-        a2, art2 = make_archive(tmp_path, "v2", big)
-        do_install(a1, art1, mount)
-        with pytest.raises(InstallError, match="No space left on device") as info:
-            do_install(a2, art2, mount)
-        assert info.value.hint is not None and "disk space" in info.value.hint
-        assert (mount / "app/VERSION").read_text() == "v1"
-        assert verify(mount, "app").ok
-        assert leftovers(mount) == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+def test_full_disk_keeps_the_old_install(tmp_path: Path, tmpfs: Callable[[str], Path]) -> None:
+    mount = tmpfs("size=2m")
+    a1, art1 = make_archive(tmp_path, "v1", version_tree("v1"))
+    big = [*version_tree("v2"), archives.file("python/lib/big.bin", os.urandom(3 << 20))]
+    a2, art2 = make_archive(tmp_path, "v2", big)
+    do_install(a1, art1, mount)
+    with pytest.raises(InstallError, match="No space left on device") as info:
+        do_install(a2, art2, mount)
+    assert info.value.hint is not None and "disk space" in info.value.hint
+    assert (mount / "app/VERSION").read_text() == "v1"
+    assert verify(mount, "app").ok
+    assert leftovers(mount) == []
 
 
 # -- prune ------------------------------------------------------------------------------------

@@ -476,20 +476,35 @@ def test_netrc_credentials_are_sent_and_dropped_on_another_origin(tmp_path: Path
     assert "Authorization" not in request.headers
 
 
-def test_a_netrc_file_that_does_not_parse_is_named_in_a_401s_hint(tmp_path: Path) -> None:
-    """Mirror field test: a netrc with a line Python's parser refuses (`port 8080`) was
-    ignored without a word, and the 401's hint said to add the entry it held. The hint
-    names the file and line, never a token of it (which may be a password)."""
+@pytest.mark.parametrize(
+    ("netrc_text", "hint"),
+    [
+        # Mirror field test: a line Python's parser refuses (`port 8080`) was ignored
+        # without a word, and the hint said to add the entry the file held. It names the
+        # file and line, never a token of it (which may be a password).
+        (
+            "machine 127.0.0.1 login user password s3cret-pw\nport 8080\n",
+            "pylock could not read the netrc file {netrc} (not netrc syntax at line 2): fix it",
+        ),
+        # Mirror attack: the entry for the host went along and was refused, and the hint
+        # said to add an entry for that host.
+        (
+            "machine 127.0.0.1 login user password s3cret-WRONG\n",
+            "the server refused the netrc entry's user name and password for 127.0.0.1: check them",
+        ),
+    ],
+)
+def test_a_401_s_hint_says_what_became_of_the_netrc_entry(
+    tmp_path: Path, netrc_text: str, hint: str
+) -> None:
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login user password s3cret-pw\nport 8080\n")
+    netrc.write_text(netrc_text)
     netrc.chmod(0o600)
     with HttpServer() as server:
         url = server.serve(PATH, BODY, auth=("user", "s3cret-pw"))
         with pytest.raises(DownloadError) as info:
             downloader({"NETRC": str(netrc)}).download(url, tmp_path / "a", sha256=SHA, size=None)
-    assert info.value.hint == (
-        f"pylock could not read the netrc file {netrc} (not netrc syntax at line 2): fix it"
-    )
+    assert info.value.hint == hint.format(netrc=netrc)
     assert "s3cret" not in str(info.value) + (info.value.hint or "")
 
 
@@ -522,23 +537,6 @@ def test_credentials_in_the_url_that_are_refused_get_their_own_hint(tmp_path: Pa
         with pytest.raises(DownloadError) as info:
             downloader().download(url, tmp_path / "a", sha256=SHA, size=None)
         assert (info.value.hint or "").startswith("the server wants credentials: add a netrc entry")
-
-
-def test_netrc_credentials_that_are_refused_get_their_own_hint(tmp_path: Path) -> None:
-    """Mirror attack: the netrc entry for the host went along and was refused, and the
-    hint said to add a netrc entry for that host."""
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login user password WRONG-pw\n")
-    netrc.chmod(0o600)
-    with HttpServer() as server:
-        url = server.serve(PATH, BODY, auth=("user", "right"))
-        with pytest.raises(DownloadError) as info:
-            downloader({"NETRC": str(netrc)}).download(url, tmp_path / "a", sha256=SHA, size=None)
-        assert server.requests(PATH)[-1].headers["Authorization"].startswith("Basic ")
-    assert info.value.hint == (
-        "the server refused the netrc entry's user name and password for 127.0.0.1: check them"
-    )
-    assert "WRONG" not in str(info.value) + (info.value.hint or "")
 
 
 # -- cancelling from another thread ------------------------------------------------------------
