@@ -325,6 +325,21 @@ def test_verify_keeps_a_good_copy_stored_after_it_hashed_a_corrupt_one(cache: Ca
     assert cache.lookup(sha) == path
 
 
+def test_a_sidecar_too_large_to_be_read_is_not_kept(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scale attack: written whole, read up to 16 MiB: every install of an archive with
+    # some 140,000 files hashed them all again and rewrote it.
+    import pylock.sync.cache
+
+    sha, _ = put(cache, b"archive")
+    monkeypatch.setattr(pylock.sync.cache, "_SIDECAR_MAX_BYTES", 10)
+    cache.put_sidecar(sha, ".files-x", b"x" * 11)
+    assert not (cache.archive_dir(sha) / ".files-x").exists()
+    cache.put_sidecar(sha, ".files-x", b"x" * 10)
+    assert cache.sidecar(sha, ".files-x") == b"x" * 10
+
+
 def test_partial_downloads_are_cleaned_only_when_nobody_writes_them(cache: Cache) -> None:
     sha = "a" * 64
     partial = cache.new_tmp_path(sha)

@@ -490,6 +490,23 @@ def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it
     assert leftovers(dest_root) == []
 
 
+def test_a_file_list_too_large_to_read_back_is_never_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scale attack: 110,000 members with long names wrote a 72 MB RECORD, which its
+    reader (64 MiB at most) refused: `verify` failed for ever, and its hint, a reinstall,
+    wrote the same record again. The install is refused instead, and leaves nothing."""
+    import pylock.sync.records
+
+    monkeypatch.setattr(pylock.sync.records, "_RECORD_MAX_BYTES", 2000)
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1", files=40))
+    dest_root = tmp_path / "d"
+    with pytest.raises(InstallError, match="the archive's file list is too large to record"):
+        do_install(archive, artifact, dest_root)
+    assert not (dest_root / "app").exists()
+    assert leftovers(dest_root) == []
+
+
 @posix_only
 def test_if_needed_skips_a_current_install(tmp_path: Path) -> None:
     archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))

@@ -408,8 +408,8 @@ class Cache:
         the reader checks a sidecar's content, and one lost in a crash is only missed.
         """
         path = self._sidecar_path(sha256, name)
-        if _archive_in(path.parent) is None:
-            return
+        if _archive_in(path.parent) is None or len(data) > _SIDECAR_MAX_BYTES:
+            return  # (one too large to be read would only be rewritten by every install)
         # Not fsutil.atomic_write_bytes: it would create the directory again for an
         # archive evicted meanwhile (a directory that then blocks storing it), leave its
         # temporary file there after a crash instead of in tmp/, and sync to disk.
@@ -578,10 +578,14 @@ class Cache:
             (lambda entry: keep is not None and entry.sha256 not in keep),
             (lambda entry: unused_for is not None and now - entry.last_used > unused_for),
         ):
-            for entry in list(remaining):
-                if unwanted(entry):
-                    remaining.remove(entry)
+            # One pass each: `remaining.remove` per eviction made 10,000 archives take 30 s.
+            kept_now: list[CacheEntry] = []
+            for entry in remaining:
+                if not unwanted(entry):
+                    kept_now.append(entry)
+                else:
                     (removed if self._try_evict(entry.sha256) else held).append(entry)
+            remaining = kept_now
         if max_size is not None:
             total = sum(e.size for e in remaining) + sum(e.size for e in held)
             for entry in list(remaining):

@@ -338,7 +338,20 @@ def write_record(
             writer.writerow(
                 [entry.path, f"sha256={entry.sha256}", entry.size, "x" if entry.executable else ""]
             )
-    _write_new(meta / RECORD_FILE, buffer.getvalue())
+    text = buffer.getvalue()
+    if len(text) > _RECORD_MAX_BYTES // 4 and len(text.encode("utf-8")) > _RECORD_MAX_BYTES:
+        # Its reader would refuse it: `verify` could never check the tree, and a reinstall
+        # would write the same record again.
+        from pylock.errors import InstallError
+
+        raise InstallError(
+            f"the archive's file list is too large to record ({len(entries)} files, "
+            f"{len(text.encode('utf-8')) >> 20} MiB of names and hashes; at most "
+            f"{_RECORD_MAX_BYTES >> 20} MiB)",
+            hint="this is no interpreter archive pylock can install: check that the lock "
+            "names the archive you meant",
+        )
+    _write_new(meta / RECORD_FILE, text)
     document = {
         "installer": "pylock",
         "record-version": RECORD_VERSION,
