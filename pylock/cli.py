@@ -1119,6 +1119,13 @@ def _cmd_mirror(ctx: Context) -> int:
     if report.repaired:
         parts.append(f"{len(report.repaired)} repaired")
     ctx.reporter.event(f"Mirrored {report.archives} archive(s) into {outdir} ({', '.join(parts)})")
+    if report.not_in_uv_json:
+        # Said once, whatever the verbosity: a user of uv may count on every archive.
+        ctx.reporter.event(
+            f"{len(report.not_in_uv_json)} of them are not in download-metadata.json, for uv "
+            "(direct URLs, or another archive holds their version, platform and variant); "
+            "-v names them"
+        )
     ctx.out(f"Serve {outdir} over HTTP(S), or use it as {outdir.as_uri()}, then:")
     for line in usage_lines(outdir.as_uri(), report):
         ctx.out(line)

@@ -549,7 +549,9 @@ def test_cli_mirror_platform_choices(
     ]
     out = tmp_path / "m2"
     assert main([*base, str(out), "--all-platforms"], env) == 0
-    stdout = capsys.readouterr().out
+    stdout, stderr = capsys.readouterr()
+    # Scale attack: only -v said what the JSON left out (corp's direct URL, here).
+    assert "1 of them are not in download-metadata.json, for uv (direct URLs" in stderr
     assert f"--pypy-mirror {out.as_uri()}/pypy/" in stdout
     assert f"--graalpy-mirror {out.as_uri()}/graalpy/" in stdout
     assert len(list(out.rglob("*.tar.*"))) == 5
