@@ -533,6 +533,27 @@ def test_sync_only_removes_the_links_of_a_tree_it_prunes(
     assert (bin_dir / f"python{app_a.minor}").resolve().is_file()
 
 
+@posix_only
+def test_the_linked_line_names_a_few_links_and_counts_the_rest(
+    sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scale attack: 300 interpreters gave one "linked ..." line of 3,952 characters."""
+    import pylock.sync.execute
+
+    monkeypatch.setattr(pylock.sync.execute, "_LINKS_SHOWN", 2)
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    done = sync_project.sync("--bin-dir", str(bin_dir))
+    assert done.code == 0, done.err
+    created = sorted(p.name for p in bin_dir.iterdir() if p.is_symlink())
+    assert len(created) > 2
+    (line,) = [x for x in done.err.splitlines() if x.startswith("linked ")]
+    assert line.endswith(f" and {len(created) - 2} more into {bin_dir}")
+    verbose = sync_project.sync("--bin-dir", str(sync_project.root / "bin2"), "-v")
+    assert any(all(name in x for name in created) for x in verbose.err.splitlines())
+
+
 def test_a_full_disk_under_the_bin_dir_gets_a_hint_about_space(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:

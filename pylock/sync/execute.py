@@ -682,6 +682,10 @@ def run_sync(
     return SyncOutcome(noop=False, result=result, current=current)
 
 
+#: How many links a sync names in its "linked" line (``-v``: all of them).
+_LINKS_SHOWN = 12
+
+
 def _link_bin_dir(
     request: SyncRequest,
     reporter: Reporter,
@@ -746,8 +750,14 @@ def _link_bin_dir(
             "left as it is (a sync without --only moves it)"
         )
     if linked.created:
-        # What lands on PATH is worth a line by default.
-        reporter.event(f"linked {', '.join(linked.created)} into {bin_dir}")
+        # What lands on PATH is worth a line by default; a line, not a screenful (-v has
+        # every name).
+        shown = ", ".join(linked.created[:_LINKS_SHOWN])
+        more = len(linked.created) - _LINKS_SHOWN
+        if more > 0:
+            shown += f" and {more} more"
+            reporter.detail(f"linked {', '.join(linked.created)} into {bin_dir}")
+        reporter.event(f"linked {shown} into {bin_dir}")
     for name in linked.removed:
         reporter.event(f"removed link {bin_dir / name}")
 
