@@ -104,7 +104,9 @@ def record_stamp(path: str) -> list[int] | None:
     import stat
 
     try:
-        if os.path.islink(os.path.dirname(path)):
+        meta = os.path.dirname(path)
+        # .pylock/ or DIR/NAME itself a link: no install of DIR's (see records.installed_state).
+        if os.path.islink(meta) or os.path.islink(os.path.dirname(meta)):
             return None
         st = os.lstat(path)
     except (OSError, ValueError):  # ValueError: a NUL in the path

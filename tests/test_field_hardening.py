@@ -1432,6 +1432,19 @@ def test_a_symlink_to_another_projects_install_is_none_of_this_ones(
     assert sync_project.run("verify", "--into", into).code == 1
     assert (sync_project.into / "app").is_dir()  # the other project's tree is untouched
     assert sync_project.verify().code == 0
+    # The fast path too: a tree moved away and linked back is no install of DIR's (it
+    # said "up to date" from the stamps of the record it found through the link).
+    from pylock.fastpath import try_noop_sync
+    from pylock.settings import Settings
+
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    argv += ["--mirror", sync_project.mirror]
+    settings = Settings.from_environ(sync_project.environ)
+    assert try_noop_sync(argv, settings) is not None  # the state the sync left holds
+    moved = tmp_path / "moved-app"
+    (sync_project.into / "app").rename(moved)
+    (sync_project.into / "app").symlink_to(moved)
+    assert try_noop_sync(argv, settings) is None
 
 
 def test_which_and_verify_of_a_name_not_there_list_what_is(
