@@ -264,6 +264,8 @@ def test_the_schema_takes_every_name_the_loader_takes(name: str) -> None:
         ({"version": ">=3.12\x0b"}, True),  # str.strip() takes it, and \x1c too
         ({"version": "\x0c3.13"}, True),
         ({"version": "\x1c>=3.12"}, True),
+        ({"version": "\xa03.13"}, False),  # a bare version takes ASCII white space only
+        ({"version": "\x1c3.13"}, False),
         ({"url": "HTTPS://e.example/a.tar.gz"}, True),
         ({"url": "https://e.example/A.TAR.GZ"}, True),
         ({"url": "https://e.example/a%2Etar%2Egz"}, True),
