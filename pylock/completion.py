@@ -288,14 +288,18 @@ _pylock() {
             -*=*) continue ;;
             -*)
                 if _pylock_has "$w" $valued; then
-                    if [ "${COMP_WORDS[i+1]}" = "=" ]; then i=$((i + 2)); else i=$((i + 1)); fi
-                    if _pylock_has "$w" $several; then
-                        # `--only app tool`: the words up to the next flag are its values.
-                        while [ $((i + 1)) -lt "$COMP_CWORD" ]; do
-                            case "${COMP_WORDS[i+1]}" in -*) break ;; esac
-                            i=$((i + 1))
-                        done
-                        if [ $((i + 1)) -eq "$COMP_CWORD" ]; then multi="$w"; fi
+                    if [ "${COMP_WORDS[i+1]}" = "=" ]; then
+                        i=$((i + 2))  # `--only=app`: that one value, for argparse
+                    else
+                        i=$((i + 1))
+                        if _pylock_has "$w" $several; then
+                            # `--only app tool`: the words up to the next flag are values.
+                            while [ $((i + 1)) -lt "$COMP_CWORD" ]; do
+                                case "${COMP_WORDS[i+1]}" in -*) break ;; esac
+                                i=$((i + 1))
+                            done
+                            if [ $((i + 1)) -eq "$COMP_CWORD" ]; then multi="$w"; fi
+                        fi
                     fi
                 fi
                 continue

@@ -121,6 +121,7 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
         (["pylock", "lock", "--upgrade-python", "app", "l"], ["legacy-3.10"]),
         (["pylock", "sync", "--only", "app", "--of"], ["--offline"]),
         (["pylock", "sync", "--only", "app", "--offline", ""], []),
+        (["pylock", "sync", "--only", "=", "app", ""], []),  # `--only=app` takes one
         (["pylock", "lock", "--upgrade-python", "a"], ["app"]),
         (["pylock", "-q", "--color", "never", "which", "a"], ["app"]),
         (["pylock", "--color", ""], ["auto", "always", "never"]),
