@@ -1122,9 +1122,8 @@ def _cmd_mirror(ctx: Context) -> int:
     if report.not_in_uv_json:
         # Said once, whatever the verbosity: a user of uv may count on every archive.
         ctx.reporter.event(
-            f"{len(report.not_in_uv_json)} of them are not in download-metadata.json, for uv "
-            "(direct URLs, or another archive holds their version, platform and variant); "
-            "-v names them"
+            f"{len(report.not_in_uv_json)} of them are not in download-metadata.json: uv "
+            "cannot name or use them (-v says why, for each)"
         )
     ctx.out(f"Serve {outdir} over HTTP(S), or use it as {outdir.as_uri()}, then:")
     for line in usage_lines(outdir.as_uri(), report):

@@ -114,7 +114,7 @@ def out_of_space_hint(path: Path, then: str) -> str:
 
 def mounted_noexec(path: Path) -> bool:
     """Whether ``path`` is on a file system that runs no programs (``mount -o noexec``).
-    POSIX systems that say (Linux, the BSDs); ``False`` where nothing tells."""
+    Known where Python exposes ``os.ST_NOEXEC`` (Linux); ``False`` elsewhere."""
     flag = getattr(os, "ST_NOEXEC", None)
     if flag is None or not hasattr(os, "statvfs"):
         return False

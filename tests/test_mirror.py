@@ -551,7 +551,7 @@ def test_cli_mirror_platform_choices(
     assert main([*base, str(out), "--all-platforms"], env) == 0
     stdout, stderr = capsys.readouterr()
     # Scale attack: only -v said what the JSON left out (corp's direct URL, here).
-    assert "1 of them are not in download-metadata.json, for uv (direct URLs" in stderr
+    assert "1 of them are not in download-metadata.json: uv cannot name or use them" in stderr
     assert f"--pypy-mirror {out.as_uri()}/pypy/" in stdout
     assert f"--graalpy-mirror {out.as_uri()}/graalpy/" in stdout
     assert len(list(out.rglob("*.tar.*"))) == 5

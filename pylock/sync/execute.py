@@ -668,7 +668,7 @@ def run_sync(
     )
     for name in result.removed:
         reporter.event(f"removed {name} (no longer in {request.lock_path.name})")
-    if result.installed and mounted_noexec(request.dest_root):
+    if result.installed and _runs_here(request.platform) and mounted_noexec(request.dest_root):
         reporter.warn(
             f"{request.dest_root} is on a file system mounted noexec: the interpreters "
             "installed there cannot run (sync to a directory on another one, --into DIR)"
@@ -680,6 +680,17 @@ def run_sync(
     if not result.failed:
         _remember(request, current, config_sha, reporter, skipped)
     return SyncOutcome(noop=False, result=result, current=current)
+
+
+def _runs_here(platform: Platform) -> bool:
+    """Whether interpreters for ``platform`` are meant to run on this machine (not a
+    ``sync --platform`` for another one)."""
+    from pylock.platforms import host
+
+    try:
+        return host().key == platform.key
+    except ValueError:  # a machine no upstream builds for
+        return False
 
 
 #: How many links a sync names in its "linked" line (``-v``: all of them).
@@ -754,9 +765,10 @@ def _link_bin_dir(
         # every name).
         shown = ", ".join(linked.created[:_LINKS_SHOWN])
         more = len(linked.created) - _LINKS_SHOWN
-        if more > 0:
+        if more > 0 and reporter.verbosity <= 0:
             shown += f" and {more} more"
-            reporter.detail(f"linked {', '.join(linked.created)} into {bin_dir}")
+        else:
+            shown = ", ".join(linked.created)
         reporter.event(f"linked {shown} into {bin_dir}")
     for name in linked.removed:
         reporter.event(f"removed link {bin_dir / name}")

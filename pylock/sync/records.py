@@ -346,8 +346,8 @@ def write_record(
 
         raise InstallError(
             f"the archive's file list is too large to record ({len(entries)} files, "
-            f"{len(text.encode('utf-8')) >> 20} MiB of names and hashes; at most "
-            f"{_RECORD_MAX_BYTES >> 20} MiB)",
+            f"{len(text.encode('utf-8'))} bytes of names and hashes; at most "
+            f"{_RECORD_MAX_BYTES})",
             hint="this is no interpreter archive pylock can install: check that the lock "
             "names the archive you meant",
         )
