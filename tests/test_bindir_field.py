@@ -534,6 +534,27 @@ def test_sync_only_removes_the_links_of_a_tree_it_prunes(
 
 
 @posix_only
+def test_a_failed_sync_still_removes_the_links_of_a_tree_it_pruned(
+    sync_project: Project, app_a: Build, app_b: Build, tool: Build
+) -> None:
+    """Diff attack: with an install failing, links are only added, never removed, and
+    the link into the tree the same sync pruned stayed, dangling, for good."""
+    bin_dir = sync_project.root / "bin"
+    _lock_with_default(sync_project, app_a, tool)
+    sync_project.serve(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    link = bin_dir / f"python{tool.minor}"
+    app_links = {p.name: os.readlink(p) for p in bin_dir.iterdir() if p.is_symlink() and p != link}
+    _lock_with_default(sync_project, app_b)  # tool dropped; app_b is not served: it fails
+    done = sync_project.sync("--only", "app", "--bin-dir", str(bin_dir))
+    assert done.code == 1
+    assert not (sync_project.into / "tool").exists()
+    assert not link.is_symlink()
+    # app's install failed: it is still installed as it was, and keeps its links.
+    assert {p.name: os.readlink(p) for p in bin_dir.iterdir() if p.is_symlink()} == app_links
+
+
+@posix_only
 def test_the_linked_line_names_a_few_links_and_counts_the_rest(
     sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -335,11 +335,13 @@ def sync_links(
     prune: bool = True,
     trees: Collection[Path] | None = None,
     kept: Collection[Path] = (),
+    gone: Collection[Path] = (),
 ) -> LinkResult:
     """Make ``bin_dir`` hold exactly the wanted links among those pylock made for
     ``install_dir`` (with ``prune=False``: hold them, and keep the others it made; with
     ``trees``: remove only links into those interpreter trees, ``sync --only``'s; links
     into ``kept`` trees, which ``sync --no-prune`` leaves installed, stay unless wanted).
+    Links into ``gone`` trees, which the sync removed, go whatever else is asked.
 
     A bin dir may be shared by several projects (the GitHub Action's, or ``~/.local/bin``):
     links made for another install directory are left alone, and the manifest keeps them,
@@ -354,7 +356,7 @@ def sync_links(
         for name, target in sorted(wanted.items())
     }
     with FileLock(bin_dir / LOCK_FILE):
-        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune, trees, kept)
+        return _sync_links(bin_dir, wanted, entries, windows, install_dir, prune, trees, kept, gone)
 
 
 def _sync_links(
@@ -366,6 +368,7 @@ def _sync_links(
     prune: bool,
     trees: Collection[Path] | None,
     kept_trees: Collection[Path],
+    gone_trees: Collection[Path] = (),
 ) -> LinkResult:
     manifest = _read_manifest(bin_dir)
     previous, installs, pending = manifest.links, manifest.installs, manifest.pending
@@ -457,7 +460,10 @@ def _sync_links(
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
         owner = owner_of(name, current)
-        if (
+        gone = into(name, gone_trees) and not (
+            mine is not None and owner is not None and not _same_dir(owner, mine)
+        )
+        if not gone and (
             not prune
             or (mine is not None and owner is not None and not _same_dir(owner, mine))
             or (trees is not None and not in_trees(name))

@@ -706,7 +706,7 @@ def _link_bin_dir(
 ) -> None:
     """Make the bin dir link exactly the current interpreters (``prune=False``: at least
     them, and the links it had besides). ``removed``: the trees this sync removed, whose
-    links go even when ``--only`` leaves the other interpreters' links alone."""
+    links go whatever else is kept (``--only``, a failed install)."""
     if request.bin_dir is None:
         return
     from pylock.sync.bindir import plan_links, sync_links
@@ -735,12 +735,11 @@ def _link_bin_dir(
             install_dir=install_dir,
             prune=prune,
             # As the links spell their targets (see plan_links), and absolute.
-            trees=[
-                d / n for d in {request.dest_root, install_dir} for n in (*request.only, *removed)
-            ]
+            trees=[d / n for d in {request.dest_root, install_dir} for n in request.only]
             if request.only
             else None,
             kept=kept,
+            gone=[d / n for d in {request.dest_root, install_dir} for n in removed],
         )
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
