@@ -520,9 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(fetch)
 
     diff = command("diff", "show how interpreters changed between two lock files", _cmd_diff)
-    diff.add_argument("old", nargs="?", metavar="OLD", help="old lock file (default: git HEAD)")
     diff.add_argument(
-        "new", nargs="?", metavar="NEW", help="new lock file (default: the working tree's)"
+        "old",
+        nargs="?",
+        metavar="OLD",
+        help="old lock file or project directory (default: git HEAD)",
+    )
+    diff.add_argument(
+        "new",
+        nargs="?",
+        metavar="NEW",
+        help="new lock file or project directory (default: the working tree's)",
     )
     diff.add_argument(
         "--base",

@@ -112,15 +112,21 @@ def locks_to_compare(
 
 
 def _read_given(path: Path) -> LockFile:
-    """A lock file named on the command line; its errors say what ``diff`` expects."""
+    """A lock file named on the command line, or a project directory's (as ``cache prune
+    --keep-lock`` takes them); its errors say what ``diff`` expects."""
     from pylock.lockfile import UPGRADE_HINT
     from pylock.lockio import read_lock
 
+    if path.is_dir():
+        path = path / LOCK_FILENAME
     try:
         return read_lock(path)
     except PylockError as exc:
         if exc.hint != UPGRADE_HINT:  # a newer pylock's lock is a lock file all the same
-            exc.hint = "OLD and NEW are pythons.lock files, as `pylock lock` writes them"
+            exc.hint = (
+                "OLD and NEW are pythons.lock files, as `pylock lock` writes them (or "
+                "project directories that hold one)"
+            )
         raise
 
 

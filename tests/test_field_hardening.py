@@ -8,6 +8,7 @@ the documented outcome: the sync installs, or ends with one `pylock: error:` lin
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -23,14 +24,14 @@ import pytest
 
 import pylock
 from pylock.fastpath import STATE_FILE, try_noop_sync
-from pylock.lockfile import LockedPython
+from pylock.lockfile import Artifact, LockedPython, dumps, make_lock
 from pylock.progress import human_size
 from pylock.settings import Settings
 from pylock.sync import execute
 from pylock.sync.cache import Cache
 from pylock.sync.execute import FillOutcome
 from pylock.sync.plan import Job
-from pylock.versions import ArchiveFormat
+from pylock.versions import ArchiveFormat, Implementation
 from tests.syncproject import Build, Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
@@ -890,6 +891,38 @@ def test_diff_of_a_file_it_cannot_read_says_what_to_do(
     assert main(["--project", str(project), "diff", str(given), str(given)]) == 1
     err = capsys.readouterr().err
     assert said in err and not_said not in err
+
+
+def test_diff_takes_project_directories_as_cache_prune_keep_lock_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Commands attack: `diff .` said "cannot read .: not a regular file".
+    from pylock.cli import main
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for directory, version in ((old, "3.13.9"), (new, "3.13.10")):
+        directory.mkdir()
+        artifact = Artifact(
+            platform="linux-x86_64-gnu",
+            url=f"https://example.com/cpython-{version}.tar.gz",
+            sha256=hashlib.sha256(version.encode()).hexdigest(),
+        )
+        python = LockedPython(
+            name="app",
+            implementation=Implementation.CPYTHON,
+            version=version,
+            build="20251014",
+            artifacts=(artifact,),
+        )
+        lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+        (directory / "pythons.lock").write_text(dumps(lock))
+    assert main(["diff", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "3.13.9" in out and "3.13.10" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["diff", str(empty), str(new)]) == 1
+    assert "OLD and NEW are pythons.lock files" in capsys.readouterr().err
 
 
 def test_a_dumb_terminal_gets_plain_lines_and_no_colour(monkeypatch: pytest.MonkeyPatch) -> None:
