@@ -231,10 +231,23 @@ def test_a_file_url_naming_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pa
     assert info.value.hint is not None and "FIFO" in info.value.hint
 
 
-def test_a_file_url_naming_a_directory_is_named_as_such(tmp_path: Path) -> None:
-    # It said "Is a directory: 5", the descriptor's number, where the path goes.
+@pytest.mark.parametrize("system", ["posix", "windows"])
+def test_a_file_url_naming_a_directory_is_named_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str
+) -> None:
+    # It said "Is a directory: 5", the descriptor's number, where the path goes; on
+    # Windows, whose open(2) refuses a directory, "Permission denied".
     folder = tmp_path / "archive.tar.gz"
     folder.mkdir()
+    if system == "windows":
+        real_open = os.open
+
+        def windows_open(path: Any, *args: Any, **kwargs: Any) -> int:
+            if os.path.isdir(path):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", windows_open)
     download = _download(tmp_path / "a", target=folder.as_uri())
     with pytest.raises(DownloadError) as info:
         policy.copy_file(download)

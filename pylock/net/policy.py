@@ -1101,6 +1101,15 @@ def cache_write_error(dest: Path, error: OSError) -> PylockError:
 _READ_ONLY = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
+def not_a_regular_file(target: str, canonical: str) -> DownloadError:
+    """The error for a ``file://`` source that is a directory, a FIFO or a device."""
+    return DownloadError(
+        f"{describe(target, canonical)} is not a regular file",
+        url=target,
+        hint="point the URL at the archive itself (a directory, a FIFO or a device is none)",
+    )
+
+
 def copy_file(download: Download) -> tuple[str, int]:
     """A ``file://`` download: copy, hash and bound like any other; returns (sha256, size)."""
     target, canonical, dest = download.target, download.canonical, download.dest
@@ -1111,17 +1120,14 @@ def copy_file(download: Download) -> tuple[str, int]:
     received = 0
     limit = size if size is not None else cap
     try:
+        if os.path.isdir(source):  # Windows refuses to open one ("Permission denied")
+            raise not_a_regular_file(target, canonical)
         # Not blocking: opening a FIFO would wait for a writer for ever, past any Ctrl-C.
         descriptor = os.open(source, _READ_ONLY)
         try:
             info = os.fstat(descriptor)
             if not stat.S_ISREG(info.st_mode):
-                raise DownloadError(
-                    f"{describe(target, canonical)} is not a regular file",
-                    url=target,
-                    hint="point the URL at the archive itself (a directory, a FIFO or a "
-                    "device is none)",
-                )
+                raise not_a_regular_file(target, canonical)
             reader = open(descriptor, "rb")  # noqa: SIM115 - closed by the `with` below
         except BaseException:
             os.close(descriptor)
