@@ -341,7 +341,8 @@ _pylock() {
         0-*) _pylock_reply words "$flags"; return 0 ;;
     esac
     if [ -n "$commands" ]; then
-        _pylock_reply words "$commands"
+        # argparse takes no command after `--` (`pylock -- list` is an error).
+        [ "$ended" = 1 ] || _pylock_reply words "$commands"
         return 0
     fi
     local kind

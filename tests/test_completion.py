@@ -145,6 +145,8 @@ def parser_commands(parser: argparse.ArgumentParser) -> list[str]:
         # After `--`, a command's positionals still complete (it used to offer files).
         (["pylock", "which", "--", ""], ["app", "legacy-3.10"]),
         (["pylock", "verify", "--", "a"], ["app"]),
+        (["pylock", "--", ""], []),  # argparse takes no command after `--`
+        (["pylock", "cache", "--", "l"], []),
         (["pylock", "run", "app", "--", "no"], ["notes.txt"]),
         # File names are not glob patterns: `[ab].txt` was replaced by what it matches.
         (["pylock", "diff", "sub/["], ["sub/[ab].txt"]),
