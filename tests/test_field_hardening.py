@@ -1515,6 +1515,31 @@ def test_run_from_a_noexec_mount_says_so(
     assert "mounted noexec: sync to a directory on another one (--into DIR)" in ran.err
 
 
+def test_no_noexec_warning_for_interpreters_of_another_machine(
+    sync_project: Project, app_a: Build, tmpfs: Callable[[str], Path]
+) -> None:
+    # `sync --platform KEY` of another machine installs what never runs here anyway.
+    import attrs
+
+    from pylock.platforms import host
+
+    other = "linux-aarch64-gnu" if host().key != "linux-aarch64-gnu" else "linux-x86_64-gnu"
+    python = app_a.python()
+    python = attrs.evolve(
+        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+    )
+    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
+    (sync_project.root / "pythons.lock").write_text(dumps(lock))
+    sync_project.serve(app_a)
+    into = str(tmpfs("noexec,size=64m") / "py")
+    synced = sync_project.run(
+        "sync", "--into", into, "--platform", other, "--mirror", sync_project.mirror
+    )
+    assert synced.code == 0, synced.err
+    assert "installed app" in synced.err
+    assert "mounted noexec" not in synced.err
+
+
 def test_verify_checks_a_name_given_twice_once_and_refuses_an_empty_one(
     sync_project: Project, app_a: Build
 ) -> None:
