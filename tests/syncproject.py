@@ -211,8 +211,18 @@ class Project:
     def mirror(self) -> str:
         return self.server.base_url + "/"
 
-    def lock(self, *builds: Build) -> None:
-        lock = make_lock([b.python() for b in builds], config_digest=DIGEST)
+    def lock(self, *builds: Build, platform: str | None = None) -> None:
+        """Lock ``builds`` for this machine, or with their archives under another
+        ``platform`` key (for `sync --platform`, or a lock with nothing for here)."""
+        pythons = [b.python() for b in builds]
+        if platform is not None:
+            pythons = [
+                attrs.evolve(
+                    p, artifacts=tuple(attrs.evolve(a, platform=platform) for a in p.artifacts)
+                )
+                for p in pythons
+            ]
+        lock = make_lock(pythons, config_digest=DIGEST)
         (self.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
 
     def serve(

@@ -731,19 +731,8 @@ def test_a_bin_dir_for_another_platforms_kind_of_machine_is_refused(
     """Cross-platform attack: `sync --platform windows-x86_64 --bin-dir B` on Linux wrote
     .cmd launchers naming POSIX paths (they run nowhere), and a bin dir shared with the
     host's syncs lost track of one kind of link or the other."""
-    import attrs
-
-    from pylock.lockfile import dumps, make_lock
-    from tests.syncproject import DIGEST
-
     other = "linux-x86_64-gnu" if sys.platform == "win32" else "windows-x86_64"
-    python = app_a.python()
-    elsewhere = attrs.evolve(
-        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
-    )
-    (sync_project.root / "pythons.lock").write_text(
-        dumps(make_lock([elsewhere], config_digest=DIGEST)), encoding="utf-8"
-    )
+    sync_project.lock(app_a, platform=other)
     bin_dir = sync_project.root / "bin"
     done = sync_project.sync("--platform", other, "--bin-dir", str(bin_dir))
     assert done.code == 2

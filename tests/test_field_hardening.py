@@ -1217,18 +1217,10 @@ def test_results_redirected_to_a_file_are_utf8_whatever_the_code_page(tmp_path: 
 def test_which_of_an_interpreter_not_locked_here_says_so(
     sync_project: Project, app_a: Build
 ) -> None:
-    import attrs
-
-    from pylock.lockfile import dumps, make_lock
     from pylock.platforms import host
 
     other = "windows-x86_64" if host().key != "windows-x86_64" else "linux-x86_64-gnu"
-    python = app_a.python()
-    elsewhere = attrs.evolve(
-        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
-    )
-    lock = make_lock([elsewhere], config_digest="sha256:" + "0" * 64)
-    (sync_project.root / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    sync_project.lock(app_a, platform=other)
     done = sync_project.run("which", "--into", str(sync_project.into), "app")
     assert done.code == 1
     assert f"app is not locked for {host().key}" in done.err
@@ -1519,17 +1511,10 @@ def test_no_noexec_warning_for_interpreters_of_another_machine(
     sync_project: Project, app_a: Build, tmpfs: Callable[[str], Path]
 ) -> None:
     # `sync --platform KEY` of another machine installs what never runs here anyway.
-    import attrs
-
     from pylock.platforms import host
 
     other = "linux-aarch64-gnu" if host().key != "linux-aarch64-gnu" else "linux-x86_64-gnu"
-    python = app_a.python()
-    python = attrs.evolve(
-        python, artifacts=tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
-    )
-    lock = make_lock([python], config_digest="sha256:" + "0" * 64)
-    (sync_project.root / "pythons.lock").write_text(dumps(lock))
+    sync_project.lock(app_a, platform=other)
     sync_project.serve(app_a)
     into = str(tmpfs("noexec,size=64m") / "py")
     synced = sync_project.run(
