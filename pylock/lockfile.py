@@ -129,12 +129,8 @@ def version_problem(version: str) -> str | None:
     from packaging.version import Version
 
     problem = f'invalid version {shown(version)} (expected an exact version such as "3.13.9")'
-    if (
-        _CONTROL.search(version)
-        or not version.isprintable()
-        or any(c.isspace() for c in version)
-        or len(version) > _MAX_WORD
-    ):
+    # Control characters are not printable, and a space is white space.
+    if not version.isprintable() or any(c.isspace() for c in version) or len(version) > _MAX_WORD:
         return problem
     try:
         Version(version)

@@ -460,12 +460,11 @@ def _sync_links(
         path = _entry_path(bin_dir, name, windows)
         current = _current_target(path, windows)
         owner = owner_of(name, current)
-        gone = into(name, gone_trees) and not (
-            mine is not None and owner is not None and not _same_dir(owner, mine)
-        )
+        others = mine is not None and owner is not None and not _same_dir(owner, mine)
+        gone = into(name, gone_trees) and not others
         if not gone and (
             not prune
-            or (mine is not None and owner is not None and not _same_dir(owner, mine))
+            or others
             or (trees is not None and not in_trees(name))
             or into(name, kept_trees)
         ):

@@ -762,12 +762,12 @@ def _link_bin_dir(
     if linked.created:
         # What lands on PATH is worth a line by default; a line, not a screenful (-v has
         # every name).
-        shown = ", ".join(linked.created[:_LINKS_SHOWN])
-        more = len(linked.created) - _LINKS_SHOWN
-        if more > 0 and reporter.verbosity <= 0:
-            shown += f" and {more} more"
+        names = linked.created
+        if len(names) > _LINKS_SHOWN and reporter.verbosity <= 0:
+            more = len(names) - _LINKS_SHOWN
+            shown = f"{', '.join(names[:_LINKS_SHOWN])} and {more} more"
         else:
-            shown = ", ".join(linked.created)
+            shown = ", ".join(names)
         reporter.event(f"linked {shown} into {bin_dir}")
     for name in linked.removed:
         reporter.event(f"removed link {bin_dir / name}")
