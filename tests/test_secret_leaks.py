@@ -270,3 +270,8 @@ def test_other_messages_that_quote_one_given_url_hide_a_password_with_a_space() 
         parse_reference(f"https://u:{SECRET} x@r.example/x")
     assert "not a registry reference: 'https://***@r.example/x'" in str(caught.value)
     assert SECRET not in str(caught.value)
+    # The port's message quotes the reference as its neighbours do (a token in the query).
+    with pytest.raises(PylockError) as caught:
+        parse_reference(f"oci://r.example:99999/x?token={SECRET}")
+    assert "bad registry port in" in str(caught.value)
+    assert SECRET not in str(caught.value)

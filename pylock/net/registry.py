@@ -141,7 +141,7 @@ def parse_reference(text: str) -> RegistryRef:
         raise UsageError(f"bad registry host in {redact_given(text)!r}", hint=hint)
     port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
     if port and not 0 < int(port) < 65536:
-        raise UsageError(f"bad registry port in {text!r}", hint=hint)
+        raise UsageError(f"bad registry port in {redact_given(text)!r}", hint=hint)
     repository = repository.rstrip("/")
     if not slash or not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
         raise UsageError(
