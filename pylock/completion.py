@@ -420,6 +420,16 @@ _pylock_names() {
 _pylock_platforms() {
     compadd -- @PLATFORMS@
 }
+
+# `--only app tool`: a word after the values of an option that takes several (argv[2,-1])
+# is one more of its values, completed by the function $1. `--only=app` takes just one.
+_pylock_more() {
+    local complete=$1 i=$((CURRENT - 1))
+    shift
+    while (( i > 1 )) && [[ $words[i] != -* ]]; do (( i-- )); done
+    (( i > 1 && ${argv[(Ie)$words[i]]} )) || return 1
+    $complete
+}
 """
 
 
@@ -443,6 +453,10 @@ def _zsh_action(kind: str, choices: Sequence[str] = ()) -> str:
         REST: "_files",
         NOTHING: " ",
     }[kind]
+
+
+#: The zsh function that completes one more value of an option that takes several.
+_MORE = {NAMES: "_pylock_names", PLATFORMS: "_pylock_platforms"}
 
 
 def _zsh_function(command: Command) -> list[str]:
@@ -475,9 +489,27 @@ def _zsh_function(command: Command) -> list[str]:
     ]
     if command.commands:
         specs += [_zsh_quote("1: :->command"), _zsh_quote("*:: :->args")]
-    lines.append("    _arguments -C \\")
-    lines += [f"        {spec} \\" for spec in specs]
-    lines.append("        && ret=0")
+    more = [s for o in command.options if o.several for s in o.strings]
+    if not more:
+        lines.append("    _arguments -C \\")
+        lines += [f"        {spec} \\" for spec in specs]
+        lines.append("        && ret=0")
+    else:
+        # `--only app tool`: the words after the option's first value are more of them.
+        # Such commands take no positionals, so those words can be nothing else. Where
+        # they are not (after another option), the command is completed again without
+        # that spec, so that options are offered as zsh offers them where no argument is.
+        kinds = {o.value for o in command.options if o.several}
+        assert not command.positionals and len(kinds) == 1, command.key
+        complete = _MORE[kinds.pop() or ""]
+        lines += ["    local -a specs=(", *(f"        {spec}" for spec in specs), "    )"]
+        lines += [
+            "    _arguments -C $specs '*: :->more' && ret=0",
+            "    if [[ $state = more ]]; then",
+            f"        _pylock_more {complete} {' '.join(more)} && return 0",
+            "        _arguments $specs && ret=0",
+            "    fi",
+        ]
     if not command.path:
         # (Q): the word as typed may be quoted or escaped ('sp dir', sp\ dir).
         lines.append("    typeset -g _pylock_project=${(Q)${opt_args[--project]:-.}}")
@@ -581,6 +613,19 @@ function __pylock_at
     test "$(__pylock_path)" = "$argv[1]"
 end
 
+# `--only app tool`: true when the words since the last option are values of one of argv
+# (`--only=app` takes just one).
+function __pylock_more
+    set -l tokens (commandline -opc)
+    for i in (seq (count $tokens) -1 2)
+        if string match -q -- '-*' $tokens[$i]
+            contains -- $tokens[$i] $argv
+            return
+        end
+    end
+    return 1
+end
+
 function __pylock_args
     set -l parsed (__pylock_parse)
     set -e parsed[1]
@@ -612,25 +657,32 @@ def _fish(commands: list[Command]) -> str:
     subs += ["    end", "end"]
     lines = ["complete -c pylock -f"]
     for command in commands:
-        where = f"-n {_fish_quote('__pylock_at ' + _fish_quote(command.key))}"
+        at_command = f"__pylock_at {_fish_quote(command.key)}"
+        where = f"-n {_fish_quote(at_command)}"
         for sub, text in command.commands:
             lines.append(f"complete -c pylock {where} -a {sub} -d {_fish_quote(text)}")
         for option in command.options:
             parts = ["complete -c pylock", where]
             for string in option.strings:
                 parts.append(f"-l {string[2:]}" if string.startswith("--") else f"-s {string[1:]}")
+            values = {
+                CHOICES: _fish_quote(" ".join(option.choices)),
+                NAMES: "'(__pylock_names)'",
+                PLATFORMS: _fish_quote(_platforms()),
+            }.get(option.value or "")
             if option.value in (DIRS, FILES):
                 parts.append("-r -F")
-            elif option.value == CHOICES:
-                parts.append(f"-x -a {_fish_quote(' '.join(option.choices))}")
-            elif option.value == NAMES:
-                parts.append("-x -a '(__pylock_names)'")
-            elif option.value == PLATFORMS:
-                parts.append(f"-x -a {_fish_quote(_platforms())}")
+            elif values is not None:
+                parts.append(f"-x -a {values}")
             elif option.value == NOTHING:
                 parts.append("-x")
             parts.append(f"-d {_fish_quote(option.help)}")
             lines.append(" ".join(parts))
+            if option.several and values is not None:
+                # `--only app tool`: the words after the first value are more of them.
+                more = " ".join(_fish_quote(s) for s in option.strings)
+                at = _fish_quote(f"{at_command}; and __pylock_more {more}")
+                lines.append(f"complete -c pylock -n {at} -a {values}")
         for index, positional in enumerate(command.positionals):
             if positional.kind == CHOICES:
                 choices = _fish_quote(" ".join(positional.choices))

@@ -293,6 +293,12 @@ COMMON_CASES = [
     ("pylock sync --only ", ["app", "legacy-3.10"]),
     ("pylock lock --upgrade-python l", ["legacy-3.10"]),
     ("pylock cache ", ["clean", "dir", "list", "prune", "verify"]),
+    # `--only app tool`, as the README writes it: every name after the flag completes.
+    ("pylock sync --only app le", ["legacy-3.10"]),
+    ("pylock sync --only app legacy-3.10 ", ["app", "legacy-3.10"]),
+    ("pylock lock --upgrade-python app l", ["legacy-3.10"]),
+    ("pylock sync --only app --of", ["--offline"]),
+    ("pylock sync app ", []),
 ]
 
 
@@ -386,6 +392,23 @@ def test_zsh_completes(
     line: str, expected: list[str], completion_project: Path, tmp_path: Path
 ) -> None:
     assert zsh_complete(line, completion_project, tmp_path) == expected
+
+
+@pytest.mark.slow  # a pseudo-terminal zsh per case
+@pytest.mark.parametrize("line", ["pylock sync --only app --offline ", "pylock sync --only=app "])
+def test_zsh_offers_options_not_names_once_the_values_end(
+    line: str, completion_project: Path, tmp_path: Path
+) -> None:
+    offered = zsh_complete(line, completion_project, tmp_path)
+    assert "--into" in offered
+    assert "app" not in offered
+
+
+@pytest.mark.parametrize("line", ["pylock sync --only app --offline ", "pylock sync --only=app "])
+def test_fish_offers_no_names_once_the_values_end(
+    line: str, completion_project: Path, tmp_path: Path
+) -> None:
+    assert fish_complete(line, completion_project, tmp_path) == []
 
 
 @pytest.mark.parametrize(
