@@ -422,9 +422,7 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
 ) -> None:
     """On Windows a file in use (or a scanner) can refuse the rename of the old tree to
     the trash after the new tree is in place: that install succeeded, and said it failed
-    (field test 5). The old tree is junk that the next sync removes."""
-    from pylock.sync.install import clean_leftovers
-
+    (field test 5). The old tree is junk: it is removed where it is."""
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
     real_rename = os.rename
 
@@ -436,15 +434,59 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     monkeypatch.setattr(os, "rename", in_use)
     tree = do_install(a2, art2, dest_root)
     assert (tree / "VERSION").read_text() == "v2"
-    assert [name.split("-app-")[0] for name in leftovers(dest_root)] == [".pylock-old"]
     assert verify(dest_root, "app").ok
+    # Removed where it was (it used to stay, with no word, until a later sync).
+    assert leftovers(dest_root) == []
+
+
+def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync attack follow-up: an old tree whose rename to the trash was refused stayed
+    under its .pylock-old- name with no warning; it is junk, not an upgrade to undo."""
+    import pylock.fsutil
+    from pylock.progress import Reporter
+    from pylock.sync.install import clean_leftovers
+
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
+    real_rename, real_remove = os.rename, pylock.fsutil.remove_tree
+
+    def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(os.fspath(target)).startswith(".pylock-trash-"):
+            raise PermissionError(13, "The process cannot access the file", os.fspath(source))
+        real_rename(source, target, *args, **kwargs)
+
+    def busy(path: Path, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path).startswith(".pylock-old-"):
+            raise PermissionError(13, "Permission denied", str(Path(path) / "bin/python3"))
+        real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", in_use)
+    monkeypatch.setattr(pylock.fsutil, "remove_tree", busy)
+    stream = io.StringIO()
+    install(
+        a2,
+        dest_root=dest_root,
+        python=locked(art2),
+        artifact=art2,
+        platform=LINUX,
+        fixup=None,
+        reporter=Reporter(stream, live=False),
+    )
+    (old,) = [dest_root / name for name in leftovers(dest_root)]
+    assert old.name.startswith(".pylock-old-app-")
+    assert f"could not remove {old} yet: Permission denied ({old / 'bin/python3'})" in (
+        stream.getvalue()
+    )
+    assert (dest_root / "app/VERSION").read_text() == "v2"
     # Pruned before the old tree could go: it is junk, not an upgrade to undo (it came
     # back as app v1 under a later sync, the lock no longer naming it).
     monkeypatch.setattr(os, "rename", real_rename)
-    shutil.rmtree(tree)
+    monkeypatch.setattr(pylock.fsutil, "remove_tree", real_remove)
+    shutil.rmtree(dest_root / "app")
     clean_leftovers(dest_root)
     assert leftovers(dest_root) == []
-    assert not tree.exists()
+    assert not (dest_root / "app").exists()
 
 
 def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it(

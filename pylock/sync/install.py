@@ -718,13 +718,17 @@ def _swap_in(tmp: Path, final: Path) -> tuple[Path, OSError] | None:
     trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{token}")
     try:
         os.rename(old, trash)
-    except OSError:
+    except OSError as exc:
         # Left under its .pylock-old- name, a tree with a record reads as an upgrade cut
         # short, which _recover puts back if NAME is ever missing (pruned, say): without
-        # its record it is only junk.
-        with contextlib.suppress(OSError):
+        # its record it is only junk, and is removed where it is.
+        try:
             os.unlink(os.path.join(old, records.META_DIR, records.INSTALL_JSON))
-        return None
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return old, exc
+        trash = old
     try:
         finish_through_interrupts(lambda: remove_tree(trash))
     except OSError as exc:
