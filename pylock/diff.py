@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import attrs
 
@@ -31,6 +31,7 @@ import attrs
 from pylock.errors import GitError as GitError
 from pylock.errors import printable
 from pylock.lockfile import Artifact, LockedPython, LockFile
+from pylock.urls import PBS_DOWNLOAD_PREFIX, is_upstream, origin
 from pylock.versions import Implementation, Variant
 
 #: Version of the JSON document :func:`render_json` writes.
@@ -43,7 +44,6 @@ MARKDOWN_MARKER = "<!-- pylock-diff -->"
 PBS_RELEASE_PAGE = "https://github.com/astral-sh/python-build-standalone/releases/tag/{tag}"
 PYPY_RELEASE_PAGE = "https://pypy.org/download.html"
 GRAALPY_RELEASE_PAGE = "https://github.com/oracle/graalpython/releases/tag/graal-{version}"
-_PBS_DOWNLOADS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
 
 
 class Change(enum.StrEnum):
@@ -173,9 +173,28 @@ class LockDiff:
         """What a reviewer must check, one per interpreter and platform: the signs that a
         file was replaced upstream or the lock was edited by hand."""
         found: list[DiffWarning] = []
+        # A rename (or a move between entries) must not hide what _warning says of one
+        # entry: another sha256 at an old URL, or for an old build and platform.
+        by_url: dict[str, tuple[str, Artifact]] = {}
+        by_build: dict[tuple[object, ...], tuple[str, Artifact]] = {}
+        for python in self.pythons:
+            if python.old is None:
+                continue
+            for artifact in python.old.artifacts:
+                key = _build_key(python.old, artifact.platform)
+                by_url.setdefault(artifact.url, (python.name, artifact))
+                by_build.setdefault(key, (python.name, artifact))
         for python in self.pythons:
             for plat in python.platforms:
                 warning = _warning(python, plat)
+                if warning is None and plat.new is not None and python.new is not None:
+                    before = by_url.get(plat.new.url)
+                    why = "at the same URL"
+                    if before is None or before[1].sha256 == plat.new.sha256:
+                        before = by_build.get(_build_key(python.new, plat.platform))
+                        why = f"for the same build ({python.new.label})"
+                    if before is not None and (before[0] != python.name or plat.old is None):
+                        warning = _moved(python.name, plat.platform, plat.new, before, why)
                 if warning is not None:
                     found.append(warning)
         return tuple(found)
@@ -230,17 +249,38 @@ def _warning(python: PythonDiff, plat: PlatformDiff) -> DiffWarning | None:
     return DiffWarning(name=python.name, platform=plat.platform, kind=kind, message=message)
 
 
+def _moved(
+    name: str, platform: str, new: Artifact, old: tuple[str, Artifact], why: str
+) -> DiffWarning | None:
+    """The warning for an artifact whose sha256 another entry's old one had not."""
+    old_name, before = old
+    if before.sha256 == new.sha256:
+        return None
+    message = (
+        f"{name}: the {platform} artifact has another sha256 than {old_name}'s in the old "
+        f"lock {why} ({before.sha256[:12]}... -> {new.sha256[:12]}...): upstream replaced "
+        "the file, or the lock was edited; check it before merging"
+    )
+    return DiffWarning(name=name, platform=platform, kind="republished", message=message)
+
+
 # -- comparing -----------------------------------------------------------------------------
 
 
-def _same_build(old: LockedPython, new: LockedPython) -> bool:
+def _build_key(python: LockedPython, platform: str) -> tuple[object, ...]:
+    """What names one upstream file: the build, its variant and flavor, and the platform."""
     return (
-        old.implementation is new.implementation
-        and old.version == new.version
-        and old.build == new.build
-        and old.variant is new.variant
-        and old.flavor == new.flavor
+        python.implementation,
+        python.version,
+        python.build,
+        python.variant,
+        python.flavor,
+        platform,
     )
+
+
+def _same_build(old: LockedPython, new: LockedPython) -> bool:
+    return _build_key(old, "") == _build_key(new, "")
 
 
 def _diff_platforms(old: LockedPython | None, new: LockedPython | None) -> tuple[PlatformDiff, ...]:
@@ -372,7 +412,8 @@ def summary_line(python: PythonDiff, *, where: bool = False) -> str | None:
     if old is None:
         assert new is not None
         on = f" on {', '.join(p.platform for p in python.platforms)}" if where else ""
-        return f"{python.name}: added {new.label}{on}"
+        # An archive from anywhere but upstream is news to a reviewer.
+        return ", ".join([f"{python.name}: added {new.label}{on}", *_detail_words(python)[0]])
     if new is None:
         return f"{python.name}: removed {old.label}"
     transition = _transition(old, new)
@@ -415,24 +456,29 @@ def _only_details(python: PythonDiff) -> bool:
 
 
 def _detail_words(python: PythonDiff) -> tuple[list[str], list[str]]:
-    """Where an entry's archives moved: ``linux-x86_64-gnu now from mirror.example``; and
-    the changes a new build brings anyway: ``URL changed on ...``, ``size changed on ...``."""
+    """Where an entry's archives come from, when that is news: another origin than before
+    (``linux-x86_64-gnu now from mirror.example``), or, for a platform or entry new to
+    the lock, anywhere but upstream (``linux-aarch64-gnu from github.com/someone/fork``);
+    and the changes a new build brings anyway: ``URL changed on ...``, ``size changed on
+    ...``."""
     hosts: dict[str, list[str]] = {}
     urls: list[str] = []
     sizes: list[str] = []
     for plat in python.platforms:
         old, new = plat.old, plat.new
-        if old is None or new is None:
+        if new is None:
             continue
-        if old.url != new.url:
-            before, after = urlsplit(old.url).hostname, urlsplit(new.url).hostname
-            if before != after:
-                hosts.setdefault(after or "a local file", []).append(plat.platform)
+        if old is None:
+            if not is_upstream(new.url):
+                hosts.setdefault(f"from {origin(new.url)}", []).append(plat.platform)
+        elif old.url != new.url:
+            if origin(old.url) != origin(new.url):
+                hosts.setdefault(f"now from {origin(new.url)}", []).append(plat.platform)
             else:
                 urls.append(plat.platform)
         elif old.size != new.size:
             sizes.append(plat.platform)
-    moved = [f"{', '.join(keys)} now from {host}" for host, keys in sorted(hosts.items())]
+    moved = [f"{', '.join(keys)} {where}" for where, keys in sorted(hosts.items())]
     details = [f"URL changed on {', '.join(urls)}"] if urls else []
     if sizes:
         details.append(f"size changed on {', '.join(sizes)}")
@@ -549,7 +595,7 @@ def release_page(python: LockedPython) -> str | None:
         return None
     tag = quote(python.build, safe="")
     if python.implementation is Implementation.CPYTHON:
-        if all(a.url.startswith(_PBS_DOWNLOADS) for a in python.artifacts):
+        if all(a.url.startswith(PBS_DOWNLOAD_PREFIX) for a in python.artifacts):
             return PBS_RELEASE_PAGE.format(tag=tag)
         return None
     if python.implementation is Implementation.PYPY:
@@ -572,9 +618,11 @@ def _md_notes(python: PythonDiff) -> list[str]:
     """What the Before and After cells do not show: a new host, a changed variant, flavor
     or default flag, or (when nothing else changed) the URLs or sizes that did. Platforms
     added or removed have their own marks, re-published ones theirs."""
-    if python.old is None or python.new is None:
+    if python.new is None:
         return []
     hosts, details = _detail_words(python)
+    if python.old is None:
+        return hosts
     extras = _transition_extras(python.old, python.new)
     return [*extras, *hosts, *(details if _only_details(python) else [])]
 

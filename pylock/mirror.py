@@ -59,7 +59,12 @@ from pylock.fsutil import (
 )
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
-from pylock.urls import url_problem
+from pylock.urls import (
+    GRAALPY_DOWNLOAD_PREFIX,
+    PBS_DOWNLOAD_PREFIX,
+    PYPY_DOWNLOAD_PREFIX,
+    url_problem,
+)
 from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
@@ -68,9 +73,9 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
-PBS_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
-PYPY_PREFIX = "https://downloads.python.org/pypy/"
-GRAALPY_PREFIX = "https://github.com/oracle/graalpython/releases/download/"
+PBS_PREFIX = PBS_DOWNLOAD_PREFIX
+PYPY_PREFIX = PYPY_DOWNLOAD_PREFIX
+GRAALPY_PREFIX = GRAALPY_DOWNLOAD_PREFIX
 
 #: Upstream download prefixes and the directory each maps to in a mirror ("" = the top).
 UPSTREAM_DIRS: tuple[tuple[str, str], ...] = (

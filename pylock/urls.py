@@ -14,12 +14,16 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import attrs
 
-from pylock.errors import RefusedUrlError, UsageError, shorten, shown
+from pylock.errors import RefusedUrlError, UsageError, printable, shorten, shown
 
 #: Where python-build-standalone releases live; ``--mirror`` replaces this prefix.
 PBS_DOWNLOAD_PREFIX = "https://github.com/astral-sh/python-build-standalone/releases/download/"
 #: Where PyPy releases live; ``--pypy-mirror`` replaces this prefix.
 PYPY_DOWNLOAD_PREFIX = "https://downloads.python.org/pypy/"
+#: Where GraalPy releases live.
+GRAALPY_DOWNLOAD_PREFIX = "https://github.com/oracle/graalpython/releases/download/"
+#: Where upstream publishes the archives pylock locks.
+UPSTREAM_PREFIXES = (PBS_DOWNLOAD_PREFIX, PYPY_DOWNLOAD_PREFIX, GRAALPY_DOWNLOAD_PREFIX)
 
 _TARGET_SCHEMES = ("http", "https", "file")
 _HINT = (
@@ -35,6 +39,54 @@ def filename_from_url(url: str) -> str:
     'cpython-3.13.9+20251014-x.tar.gz'
     """
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def is_upstream(url: str) -> bool:
+    """Whether ``url`` is where upstream publishes its archives.
+
+    >>> is_upstream(PYPY_DOWNLOAD_PREFIX + "pypy3.11-v7.3.20-linux64.tar.bz2")
+    True
+    >>> is_upstream("https://github.com/someone/python-build-standalone/releases/download/x")
+    False
+    """
+    return url.startswith(UPSTREAM_PREFIXES)
+
+
+def origin(url: str) -> str:
+    r"""Where ``url`` downloads from, for a reviewer: its host, ASCII (a look-alike
+    ``github.cοm`` shows as ``xn--github.cm-...``), with the repository on GitHub (another
+    repository there is another origin); ``a local file`` for ``file:``.
+
+    >>> origin("https://github.com/astral-sh/python-build-standalone/releases/download/t/f")
+    'github.com/astral-sh/python-build-standalone'
+    >>> origin("https://Mirror.Example:8443/python/f"), origin("file:///srv/f")
+    ('mirror.example:8443', 'a local file')
+    >>> origin("https://github.c\u03bfm/f"), origin("https://github.com/\u0430stral-sh/x")
+    ('github.xn--cm-jbc', 'github.com/\\u0430stral-sh/x')
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return "a local file"
+    host = parts.hostname or ""
+    try:
+        shown_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        shown_host = _ascii(host)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        shown_host += f":{port}"
+    if host == "github.com":
+        owner_repo = "/".join(parts.path.split("/")[1:3])
+        return f"{shown_host}/{_ascii(owner_repo)}"
+    return shown_host
+
+
+def _ascii(text: str) -> str:
+    # A look-alike letter shows as what it is, as a control character does.
+    return printable(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 # -- secrets -------------------------------------------------------------------------------

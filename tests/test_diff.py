@@ -65,7 +65,7 @@ def cpython(
             Artifact(
                 platform=key,
                 url=f"{PBS}/{build}/{filename}",
-                sha256=sha(f"{name}{version}{build}{key}{variant}{flavor}{seed}"),
+                sha256=sha(f"{version}{build}{key}{variant}{flavor}{seed}"),
                 size=(sizes or {}).get(key, 30 * MB),
             )
         )
@@ -189,7 +189,7 @@ def test_implementation_switch_and_default_flag() -> None:
     assert summary_lines(diff_locks(old, new)) == [
         "app: cpython 3.13.9+20251014, now the default",
         "py: pypy 3.11.13+7.3.20 -> cpython 3.11.14+20251014, platforms +macos-aarch64, "
-        "linux-x86_64-gnu now from github.com",
+        "linux-x86_64-gnu now from github.com/astral-sh/python-build-standalone",
     ]
 
 
@@ -787,3 +787,76 @@ def test_git_dir_without_a_work_tree_is_an_error(
     both = {**environ, "GIT_WORK_TREE": str(repo)}
     assert main(["--project", str(project), "diff"], environ=both) == 0
     assert "No interpreter changes" in capsys.readouterr().out
+
+
+# -- where archives come from, and renames (attack on lock determinism and review) ----------
+
+
+def _moved_to(
+    python: LockedPython, url: str, *, platform: str = "linux-x86_64-gnu"
+) -> LockedPython:
+    artifacts = tuple(
+        attrs.evolve(a, url=url, sha256=sha(url)) if a.platform == platform else a
+        for a in python.artifacts
+    )
+    return attrs.evolve(python, artifacts=artifacts)
+
+
+def test_an_added_entry_names_an_origin_other_than_upstream() -> None:
+    """A new entry whose archive sat on any host passed with `added ... on PLATFORM`: the
+    README's promise that a changed host shows in `pylock diff` did not hold for it."""
+    upstream = cpython("tool", "3.12.11", "20251007")
+    evil = _moved_to(upstream, "https://evil.example/astral-sh/cpython.tar.gz")
+    assert render_text(diff_locks(lock(), lock(upstream))).splitlines()[0] == (
+        "tool: added cpython 3.12.11+20251007 on linux-x86_64-gnu, macos-aarch64"
+    )
+    diff = diff_locks(lock(), lock(evil))
+    assert render_text(diff).splitlines()[0] == (
+        "tool: added cpython 3.12.11+20251007 on linux-x86_64-gnu, macos-aarch64, "
+        "linux-x86_64-gnu from evil.example"
+    )
+    assert summary_lines(diff) == [
+        "tool: added cpython 3.12.11+20251007, linux-x86_64-gnu from evil.example"
+    ]
+    assert "linux-x86&#95;64-gnu from evil.example</sub>" in render_markdown(diff)
+
+
+def test_an_added_platform_from_a_fork_and_a_look_alike_host_are_named() -> None:
+    before = cpython("app", "3.13.9", "20251014", platforms=("macos-aarch64",))
+    fork = f"{PBS.replace('astral-sh', 'evil-fork')}/20251014/cpython.tar.gz"
+    after = _moved_to(cpython("app", "3.13.9", "20251014"), fork)
+    assert summary_lines(diff_locks(lock(before), lock(after))) == [
+        "app: cpython 3.13.9+20251014, platforms +linux-x86_64-gnu, "
+        "linux-x86_64-gnu from github.com/evil-fork/python-build-standalone"
+    ]
+    old = cpython("app", "3.13.9", "20251014")
+    look_alike = _moved_to(cpython("app", "3.13.10", "20251101"), "https://github.c\u03bfm/a/b/c")
+    (line,) = summary_lines(diff_locks(lock(old), lock(look_alike)))
+    assert line.endswith("linux-x86_64-gnu now from github.xn--cm-jbc")
+    # An upgrade that stays upstream says nothing of where it comes from.
+    assert summary_lines(diff_locks(lock(old), lock(cpython("app", "3.13.10", "20251101")))) == [
+        "app: cpython 3.13.9+20251014 -> 3.13.10+20251101"
+    ]
+
+
+def test_a_rename_does_not_hide_another_sha256_at_the_same_url() -> None:
+    """Renaming an entry and editing its sha256 showed as `removed` plus `added`, with no
+    warning; without the rename the same edit is a warning."""
+    old = cpython("app", "3.13.9", "20251014")
+    first, second = old.artifacts
+    edited = attrs.evolve(
+        old, name="main", artifacts=(attrs.evolve(first, sha256="e" * 64), second)
+    )
+    (warning,) = diff_locks(lock(old), lock(edited)).warnings
+    assert warning.kind == "republished"
+    assert warning.name == "main" and warning.platform == first.platform
+    assert warning.message.startswith(
+        f"main: the {first.platform} artifact has another sha256 than app's in the old lock "
+        f"at the same URL ({first.sha256[:12]}... -> eeeeeeeeeeee...)"
+    )
+    # Another URL, the same build: still one file with two sha256s.
+    moved = _moved_to(attrs.evolve(old, name="main"), "https://mirror.example/cpython.tar.gz")
+    (warning,) = diff_locks(lock(old), lock(moved)).warnings
+    assert "for the same build (cpython 3.13.9+20251014)" in warning.message
+    # A plain rename is no warning.
+    assert diff_locks(lock(old), lock(attrs.evolve(old, name="main"))).warnings == ()
