@@ -190,12 +190,6 @@ class LockRequest:
     settings: Settings | None = None
 
 
-def _bundled() -> Index:
-    from pylock.index.snapshot import load_bundled
-
-    return load_bundled()
-
-
 def load_index(config: Config, request: LockRequest) -> Index:
     """The bundled snapshot, plus live listings and a uv downloads JSON when asked for."""
     from pylock.index.snapshot import load_bundled
@@ -264,6 +258,10 @@ def lock_project(request: LockRequest) -> LockOutcome:
         warn=request.reporter.warn,
     )
     refuse_unlockable(lock)  # whatever listing (or old lock) named the build
+    if previous is not None and attrs.evolve(lock, created_by=previous.created_by) == previous:
+        # Nothing changed: the lock keeps the pylock that wrote it, so that teammates on
+        # other pylock versions do not flip its `created-by` back and forth.
+        lock = previous
     return LockOutcome(
         lock=lock,
         text=dumps(lock),
@@ -391,13 +389,14 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
             request.config_path,
             lock_path,
             request.reporter,
-            # The bundled index: offline, as a plain check is (the archives a uv
-            # downloads JSON adds sit at URLs of their own, which are not judged).
-            index=lambda _: _bundled(),
+            # The bundled index (offline, as a plain check is), and the uv downloads JSON
+            # given, whose entries win for their URLs as they did when `lock` used it.
+            index=lambda config: load_index(config, request),
         )
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
-        return LockUpdate()
+        # Fresh: then it passes if `lock` would write it as it is (entries in their
+        # order, its format), which resolving without upgrades tells (offline, too).
     outcome = lock_project(request)
     if outcome.recovered:
         request.reporter.warn(outcome.recovered)
@@ -410,8 +409,12 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     lines = tuple(summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock)))
     changed = before != outcome.text
     if check and changed:
+        why = "; ".join(lines) or (
+            "no interpreter changes, but `pylock lock` would rewrite it (entries reordered, "
+            "or the file edited by hand or written by another pylock)"
+        )
         raise StaleLockError(
-            f"{name} is out of date" + (f": {'; '.join(lines)}" if lines else ""),
+            f"{name} is out of date: {why}",
             hint=f"run `pylock lock` with the same options and commit {name}",
         )
     written = changed and not check and not dry_run

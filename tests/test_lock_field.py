@@ -294,3 +294,77 @@ def test_check_with_an_upgrade_fails_on_a_lock_the_upgrade_would_change(
         err = capsys.readouterr().err
         assert f"pythons.lock is out of date: a: cpython 3.13.5+20250723 -> {BUNDLED_313}" in err
     assert (project / "pythons.lock").read_text(encoding="utf-8") == before
+
+
+# -- attack on lock determinism: --check agrees with `lock` --------------------------------
+
+
+def test_a_plain_check_judges_by_the_downloads_json_lock_used(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON that lists an upstream URL with its own sha256 (its entries win for their
+    URLs): the lock `lock` made with it failed every `lock --check` with the same JSON,
+    judged by the bundled index alone, whose hint (`run pylock lock`) changed nothing."""
+    (project / "pythons.toml").write_text(TOML.replace('"3.13"', '"3.13.15"'), encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    url = loads((project / "pythons.lock").read_text(encoding="utf-8")).pythons[0].artifacts[0].url
+    (project / "pythons.lock").unlink()
+    source = downloads_json(project, url=url, sha256="9" * 64, patch=15, build="20260814")
+    assert run(project, "lock", "--python-downloads-json", source) == 0
+    assert "9" * 64 in (project / "pythons.lock").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--check", "--python-downloads-json", source) == 0
+    assert "does not match" not in capsys.readouterr().err
+    # Without the JSON, the bundled index judges that URL, as before.
+    assert run(project, "lock", "--check") == 1
+    assert "does not match the index" in capsys.readouterr().err
+
+
+def test_a_plain_check_fails_where_lock_would_rewrite_the_file(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries reordered by hand: `lock --check` passed while `lock` rewrote the file
+    (and `--check --upgrade` failed with no reason)."""
+    two = TOML + TOML.replace("python.a", "python.b")
+    (project / "pythons.toml").write_text(two, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    text = (project / "pythons.lock").read_text(encoding="utf-8")
+    head, a, b = text.split("[[python]]")
+    reordered = "[[python]]".join([head, b.rstrip("\n") + "\n\n", a.rstrip("\n") + "\n"])
+    (project / "pythons.lock").write_text(reordered, encoding="utf-8")
+    capsys.readouterr()
+    for flags in ([], ["--upgrade"]):
+        assert run(project, "lock", "--check", *flags) == 1
+        err = capsys.readouterr().err
+        assert "pythons.lock is out of date: no interpreter changes, but `pylock lock` would " in (
+            err
+        )
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == reordered
+    assert run(project, "lock") == 0
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == text
+    assert run(project, "lock", "--check") == 0
+
+
+def test_a_lock_that_does_not_change_keeps_the_pylock_that_wrote_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Teammates on two pylock versions flipped `created-by` back and forth: `lock`
+    rewrote a lock whose entries it kept, for that line alone."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    lock_path = project / "pythons.lock"
+    older = lock_path.read_text(encoding="utf-8").replace(
+        f'created-by = "{loads(lock_path.read_text(encoding="utf-8")).created_by}"',
+        'created-by = "pylock 0.1.0"',
+    )
+    assert 'created-by = "pylock 0.1.0"' in older
+    lock_path.write_text(older, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 0
+    assert "nothing changed" in capsys.readouterr().err
+    assert lock_path.read_text(encoding="utf-8") == older
+    assert run(project, "lock", "--check") == 0
+    # A real change writes the running pylock's name.
+    (project / "pythons.toml").write_text(TOML.replace('"3.13"', '"3.12"'), encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    assert "pylock 0.1.0" not in lock_path.read_text(encoding="utf-8")
