@@ -662,3 +662,26 @@ def test_a_directory_where_a_metadata_document_goes_is_replaced_and_cleaned(
         (path / "junk").mkdir(parents=True)
     cache.clean()
     assert not cache.metadata_dir.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs symlinks")
+def test_a_planted_last_used_link_is_never_followed(cache: Cache, tmp_path: Path) -> None:
+    """Attack as another user of a shared cache: `.last-used` replaced by a link made
+    root's sync create the file it named (a link to nothing: `/etc/nologin`, say) or set
+    its time (a link to a file)."""
+    sha, _ = put(cache, b"shared bytes")
+    marker = cache.archive_dir(sha) / ".last-used"
+    nothing = tmp_path / "PWNED"
+    marker.unlink()
+    marker.symlink_to(nothing)
+    cache.lookup(sha)
+    assert not nothing.exists()
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    os.utime(victim, (1_000_000_000.0, 1_000_000_000.0))
+    marker.unlink()
+    marker.symlink_to(victim)
+    cache.lookup(sha)
+    assert victim.stat().st_mtime == 1_000_000_000.0
+    # prune --unused-for reads the link's own time, not the file's it names.
+    assert cache.list()[0].last_used > time.time() - 60

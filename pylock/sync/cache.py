@@ -51,6 +51,8 @@ from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
 
 _USED = ".last-used"
+#: Whether this system can set a link's own times.
+_UTIME_NOFOLLOW = os.utime in os.supports_follow_symlinks
 #: A sidecar larger than this is not read (an interpreter's file digests are < 1 MiB).
 _SIDECAR_MAX_BYTES = 16 * 1024 * 1024
 # Partial work older than this, with no live owner we can detect, is debris of a killed run.
@@ -282,13 +284,21 @@ class Cache:
         return found
 
     def touch(self, sha256: str) -> None:
-        """Record that the archive was just used (for ``prune --unused-for``)."""
+        """Record that the archive was just used (for ``prune --unused-for``).
+
+        The marker is never followed: in a cache shared with other users, a link planted
+        in its place must not make this process create or touch the file it names.
+        """
         marker = self.archive_dir(sha256) / _USED
         try:
-            os.utime(marker)
+            if _UTIME_NOFOLLOW:
+                os.utime(marker, follow_symlinks=False)
+            elif not os.path.islink(marker):  # (Windows: links need privileges to make)
+                os.utime(marker)
         except FileNotFoundError:
+            # O_EXCL: a link (even one to nothing) is not followed, the open fails.
             with contextlib.suppress(OSError):
-                marker.touch()
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except OSError:
             pass  # a read-only cache is still a cache
 
@@ -371,7 +381,7 @@ class Cache:
         except OSError:
             return None
         try:
-            last_used = (directory / _USED).stat().st_mtime
+            last_used = os.lstat(directory / _USED).st_mtime  # a planted link: its own
         except OSError:
             last_used = stat.st_mtime
         return CacheEntry(
