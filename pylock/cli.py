@@ -102,7 +102,7 @@ class Context:
         chosen = into or self.settings.install_dir
         if chosen:
             # Normalised (no `..`): the fix-ups write this path into the interpreter.
-            return Path(os.path.abspath(Path(chosen).expanduser()))
+            return Path(os.path.abspath(os.path.expanduser(chosen)))
         return self.project / INSTALL_DIRNAME
 
     def platform(self, key: str | None = None) -> Platform:
@@ -749,7 +749,7 @@ def _cmd_sync(ctx: Context) -> int:
         reinstall=args.reinstall,
         prune=not args.no_prune,
         fixups=not args.no_fixups,
-        bin_dir=Path(bin_dir).expanduser() if bin_dir else None,
+        bin_dir=Path(os.path.expanduser(bin_dir)) if bin_dir else None,
         remember=not args.only and not args.platform,
         options_key=options_key(ctx.argv, ctx.settings),
     )
@@ -1084,7 +1084,7 @@ def _cmd_cache(ctx: Context) -> int:
             cache,
             max_size=args.max_size,
             unused_for_days=args.unused_for,
-            keep_locks=[Path(path).expanduser() for path in args.keep_lock],
+            keep_locks=[Path(os.path.expanduser(path)) for path in args.keep_lock],
         )
     else:
         report = cache.clean()
@@ -1114,7 +1114,7 @@ def _cmd_mirror(ctx: Context) -> int:
     if not args.outdir.strip():
         raise UsageError("mirror: OUTDIR is empty", hint="e.g. `pylock mirror ./mirror`")
     # Normalised: the commands printed below are copied to other machines.
-    outdir = Path(os.path.abspath(Path(args.outdir).expanduser()))
+    outdir = Path(os.path.abspath(os.path.expanduser(args.outdir)))
     report = build_mirror(
         lock,
         outdir,

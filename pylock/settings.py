@@ -392,10 +392,19 @@ class Settings:
         from pathlib import Path
 
         if self.cache_dir:
-            return Path(self.cache_dir).expanduser().absolute()
+            # os.path: a `~user` nobody is, stays as written (pathlib raises).
+            return Path(os.path.expanduser(self.cache_dir)).absolute()
         import platformdirs
 
-        return Path(platformdirs.user_cache_dir("pylock", appauthor=False))
+        try:
+            return Path(platformdirs.user_cache_dir("pylock", appauthor=False))
+        except RuntimeError as exc:  # no HOME, and a uid with no passwd entry (OpenShift)
+            from pylock.errors import PylockError
+
+            raise PylockError(
+                f"cannot tell where the cache goes: {exc}",
+                hint="set PYLOCK_CACHE_DIR to a directory (or HOME to an absolute one)",
+            ) from None
 
     def netrc_path(self, *, windows: bool = os.name == "nt") -> str:
         """``NETRC``, else ``~/.netrc``; on Windows ``~/.netrc`` if it exists, else

@@ -10,6 +10,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
@@ -685,3 +686,32 @@ def test_a_planted_last_used_link_is_never_followed(cache: Cache, tmp_path: Path
     assert victim.stat().st_mtime == 1_000_000_000.0
     # prune --unused-for reads the link's own time, not the file's it names.
     assert cache.list()[0].last_used > time.time() - 60
+
+
+def test_no_home_to_find_the_cache_in_is_a_clean_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack as a uid with no passwd entry and no HOME (OpenShift, `docker run -u 12345`):
+    every command that needs the cache ended in platformdirs' RuntimeError, a traceback."""
+    import pwd
+
+    from pylock.cli import main
+
+    for name in ("HOME", "PYLOCK_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def nobody(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", nobody)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("platformdirs finds a cache without HOME elsewhere")
+    assert main(["cache", "dir"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pylock: error: cannot tell where the cache goes: ")
+    assert "hint: set PYLOCK_CACHE_DIR to a directory (or HOME to an absolute one)" in err
+    # A `~user` nobody is stays as written, as a shell leaves it (pathlib raised).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYLOCK_CACHE_DIR", "~nosuchuser-pylock/cache")
+    assert main(["cache", "dir"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / '~nosuchuser-pylock/cache'}\n"

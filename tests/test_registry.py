@@ -1707,3 +1707,20 @@ def test_a_blob_served_with_content_encoding_gzip_is_taken_as_it_is(tmp_path: Pa
         pull(server, tmp_path, sha=sha, size=len(data))
         assert server.requests[0].headers.get("Accept-Encoding") == "identity"
     assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_home_that_is_no_absolute_path_reads_no_docker_config_of_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack as a user with no home (HOME relative, or unset for a uid with no passwd
+    entry): `~/.docker/config.json` of the directory pylock ran in, which a project could
+    ship (with a credential helper to run), was read as the user's."""
+    monkeypatch.chdir(tmp_path)
+    docker_login(tmp_path / "~", "r.example", "planted", "a")
+    docker_login(tmp_path / "rel", "r.example", "planted", "a")
+    for home in ("~", "rel"):
+        assert find_credentials("r.example", settings=settings_of({}), home=Path(home)) is None
+    # DOCKER_CONFIG given, relative or not, is the user's word.
+    environ = {"DOCKER_CONFIG": "rel/.docker"}
+    found = find_credentials("r.example", settings=settings_of(environ), home=Path("~"))
+    assert found is not None and found.username == "planted"

@@ -9,6 +9,7 @@ upstream has now into the bundled snapshot. The parsers live in
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -230,7 +231,7 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
     from pylock.net.policy import file_path
     from pylock.ownfiles import RefusedFileError, read_own_file
 
-    path = file_path(source) if parts.scheme == "file" else Path(source).expanduser()
+    path = file_path(source) if parts.scheme == "file" else Path(os.path.expanduser(source))
     try:
         # Bounded, and regular files only: a pipe would block for ever, /dev/zero never end.
         return read_own_file(path, MAX_METADATA_BYTES, follow_symlinks=True)

@@ -91,7 +91,14 @@ def find_credentials(
 
 def _configured(host: str, settings: Settings, home: Path, note: Debug) -> Iterator[Credentials]:
     """The credentials configured for ``host``, in the order docker takes them."""
-    config = _read_config(docker_config_path(settings, home), note)
+    path = docker_config_path(settings, home)
+    if not path.is_absolute() and not settings.docker_config:
+        # No home to speak of (HOME relative, or unset for a uid with no passwd entry):
+        # not a config.json of whatever directory this runs in, which a project could ship.
+        note(f"no docker config: the home directory {str(home)!r} is not an absolute path")
+        config: dict[str, Any] = {}
+    else:
+        config = _read_config(path, note)
     helpers = config.get("credHelpers")
     if isinstance(helpers, dict):
         for key in _keys(host):

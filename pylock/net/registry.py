@@ -356,7 +356,8 @@ class RemoteCache:
             return None
         push = push or settings.remote_cache_push
         no_origin = no_origin or settings.no_origin
-        home = Path(settings.home) if settings.home else Path.home()
+        # os.path: no HOME and a uid with no passwd entry leave `~`, where pathlib raises.
+        home = Path(settings.home or os.path.expanduser("~"))
         return cls(
             parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
         )
