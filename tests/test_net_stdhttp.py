@@ -673,3 +673,17 @@ def test_a_prepare_whose_thread_cannot_start_leaves_no_one_waiting(
 
     threading.Thread(target=make).start()
     assert made.wait(10)
+
+
+def test_a_url_with_letters_beyond_ascii_is_fetched_percent_encoded(tmp_path: Path) -> None:
+    """Error-message audit: a mirror or `url` such as `http://host/café/` passed every
+    check, and the sync ended in a traceback (`http.client` sends ASCII only)."""
+    path = "/caf\u00e9/a b.tar.gz"
+    with HttpServer() as server:
+        server.serve(path, BODY)
+        url = f"{server.base_url}/caf\u00e9/a%20b.tar.gz?x=\u00e9"
+        assert downloader().download(url, tmp_path / "a", sha256=SHA, size=len(BODY)) == (
+            SHA,
+            len(BODY),
+        )
+        assert server.hits(path) == 1

@@ -140,12 +140,6 @@ def follow(current: str, joined: str, rewrites: UrlRewrites, *, canonical: str) 
     return following
 
 
-# What a Location keeps as it is: URL syntax and escapes. Spaces, control characters and
-# non-ASCII text are %-escaped, as browsers (and yarl, under aiohttp) do, so both clients
-# send the same request line.
-_LOCATION_SAFE = "!#$%&'()*+,/:;=?@[]~"
-
-
 class Hops:
     """One GET through its redirects, for both clients' redirect loops: where it goes now,
     and which credentials may go there.
@@ -191,7 +185,7 @@ class Hops:
         # aiohttp drops it, and http.client kept it (`/f.tar.gz ` became `%20`).
         location = location.strip(" \t")
         try:
-            joined = urljoin(self.current, quote(location, safe=_LOCATION_SAFE))
+            joined = urljoin(self.current, _encoded(location))
         except ValueError as error:  # e.g. a broken IPv6 literal
             raise DownloadError(
                 f"malformed redirect from {describe(self.current, self.canonical)} to "
@@ -238,16 +232,39 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return (scheme, (parts.hostname or "").lower(), port)
 
 
+#: What a URL sent (or a Location followed) keeps as it is: URL syntax and escapes. Spaces,
+#: control characters and non-ASCII text are %-escaped (UTF-8), as browsers (and yarl,
+#: under aiohttp) do, so both clients send the same request line.
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def request_target(path: str, query: str) -> str:
+    """The request line's target for a URL's path and query: non-ASCII characters and
+    spaces percent-encoded (UTF-8), as aiohttp sends them (``http.client`` refuses them).
+
+    >>> request_target("/caf\u00e9/a b%2B.tar.gz", "x=\u00e9")
+    '/caf%C3%A9/a%20b%2B.tar.gz?x=%C3%A9'
+    """
+    target = _encoded(path or "/")
+    return f"{target}?{_encoded(query)}" if query else target
+
+
+def _encoded(text: str) -> str:
+    return quote(text, safe=_TARGET_SAFE)
+
+
 def without_userinfo(url: str) -> str:
     """``url`` as it may be sent (in a proxy's request line or a ``Host`` header): no
-    ``user:password@``, no fragment. The credentials travel in ``Authorization`` only.
+    ``user:password@``, no fragment, its path and query as :func:`request_target` sends
+    them. The credentials travel in ``Authorization`` only.
 
     >>> without_userinfo("http://u:p%40ss@[::1]:8080/a/b?q=1#frag")
     'http://[::1]:8080/a/b?q=1'
     """
     parts = urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=netloc, fragment="").geturl()
+    path, query = _encoded(parts.path), _encoded(parts.query)
+    return parts._replace(netloc=netloc, path=path, query=query, fragment="").geturl()
 
 
 def with_userinfo_of(source: str, url: str) -> str:

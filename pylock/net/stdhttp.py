@@ -179,9 +179,7 @@ class StdDownloader:
             raise DownloadError(f"invalid URL {url}: bad port", url=url) from None
         https = parts.scheme == "https"
         port = port or (443 if https else 80)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+        path = policy.request_target(parts.path, parts.query)
         headers = {
             "User-Agent": f"pylock/{__version__}",
             "Accept-Encoding": "identity",
