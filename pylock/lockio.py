@@ -25,7 +25,11 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
         text = read_lock_text(lock_path)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        if ignore_invalid:
+            return None
+        raise cannot_read(lock_path, exc) from None
+    except UnicodeDecodeError as exc:
         if ignore_invalid:
             return None
         raise LockFileError(
@@ -69,7 +73,7 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
             f"no lock file at {lock_path}", hint="create it with `pylock lock`"
         ) from None
     except OSError as exc:
-        raise PylockError(f"cannot read {lock_path}: {exc.strerror or exc}") from None
+        raise cannot_read(lock_path, exc) from None
     except UnicodeDecodeError as exc:
         raise LockFileError(shown, [Problem("", unreadable(exc))], hint=REPAIR_HINT) from None
     return loads(text, filename=shown), hashlib.sha256(data).hexdigest()
@@ -81,6 +85,27 @@ def read_lock_text(lock_path: Path) -> str:
     from pylock.ownfiles import read_project_file
 
     return lock_text(read_project_file(lock_path))
+
+
+#: What to do about a lock the OS will not let pylock read (its bytes are not the problem).
+UNREADABLE_HINT = (
+    "check its permissions and owner (`ls -l`), then run the command again; `pylock lock` "
+    "does not replace a lock it cannot read"
+)
+
+
+def cannot_read(lock_path: Path, exc: OSError) -> PylockError:
+    """The error for a lock that exists but cannot be read (permissions, I/O, a FIFO)."""
+    from pylock.ownfiles import RefusedFileError
+
+    name = lock_path.name
+    if os.path.isdir(lock_path):
+        hint = f"{name} is a directory: move it aside, then run `pylock lock` again"
+    elif isinstance(exc, RefusedFileError):
+        hint = f"put a lock file there, or remove {name} and run `pylock lock`"
+    else:
+        hint = UNREADABLE_HINT
+    return PylockError(f"cannot read {lock_path}: {exc.strerror or exc}", hint=hint)
 
 
 def unreadable(exc: OSError | UnicodeDecodeError) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import LockFileError, PylockError, UsageError
-from pylock.lockio import read_lock, read_lock_text, read_previous, unreadable
+from pylock.lockio import cannot_read, read_lock, read_lock_text, read_previous, unreadable
 
 if TYPE_CHECKING:
     from pylock.config import Config
@@ -124,7 +124,10 @@ def recover_previous(
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"{lock_path.name}: {unreadable(exc)}; resolved every entry afresh"
+        # Not a broken lock to salvage: its pins would be lost to a fresh resolution.
+        if lock_path.is_symlink():
+            _write_target(lock_path)  # a link to no lock says so
+        raise cannot_read(lock_path, exc) from None
     try:
         # As every reader of the lock takes it: a byte-order mark, CRLF.
         return loads(lock_text(data), filename=lock_path.name), None

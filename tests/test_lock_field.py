@@ -122,7 +122,7 @@ def test_a_directory_where_the_lock_goes_is_named_in_the_hint(
     capsys.readouterr()
     assert run(project, "lock", "--offline") == 1
     err = capsys.readouterr().err
-    assert "pylock: error: cannot write" in err
+    assert "pylock: error: cannot read" in err
     assert "pylock: hint: pythons.lock is a directory: move it aside" in err
     assert (project / "pythons.lock").is_dir()
 
@@ -368,3 +368,31 @@ def test_a_lock_that_does_not_change_keeps_the_pylock_that_wrote_it(
     (project / "pythons.toml").write_text(TOML.replace('"3.13"', '"3.12"'), encoding="utf-8")
     assert run(project, "lock", "--offline") == 0
     assert "pylock 0.1.0" not in lock_path.read_text(encoding="utf-8")
+
+
+def test_a_lock_that_cannot_be_read_is_not_replaced_by_a_fresh_one(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack as a user who is not root: a lock root wrote 0640 was read as a broken one,
+    and `lock` resolved every entry afresh, losing its pins (3.13.5 became the newest)."""
+    import pylock.ownfiles
+
+    (project / "pythons.toml").write_text(TOML.replace('"3.13"', '"3.13.5"'), encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    before = (project / "pythons.lock").read_text(encoding="utf-8")
+    real = pylock.ownfiles.read_project_file
+
+    def denied(path: Path, *args: Any, **kwargs: Any) -> bytes:
+        if Path(path).name == "pythons.lock":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pylock.ownfiles, "read_project_file", denied)
+    capsys.readouterr()
+    for flags in ([], ["--check"], ["--upgrade"]):
+        assert run(project, "lock", "--offline", *flags) == 1
+        err = capsys.readouterr().err
+        assert f"pylock: error: cannot read {project / 'pythons.lock'}: Permission denied" in err
+        assert "`pylock lock` does not replace a lock it cannot read" in err
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == before
