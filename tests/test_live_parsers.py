@@ -230,6 +230,39 @@ def test_versions_json_entries_whose_versions_no_interpreter_has_are_skipped(pyt
     assert pypy.builds_from_versions(data, {name: HEX}).builds == ()
 
 
+@pytest.mark.parametrize(
+    ("name", "arch", "os_name"),
+    [
+        ("pypy3.11-v7.3.99-win64.zip", "x64", "darwin"),
+        ("pypy3.11-v7.3.99-linux64.tar.bz2", "aarch64", "linux"),
+    ],
+)
+def test_versions_json_files_whose_name_says_another_platform_are_unfit(
+    name: str, arch: str, os_name: str
+) -> None:
+    """Attack on PyPy listings: a Windows zip listed as `darwin` was locked for macOS, and
+    `sync` "installed" it there (pypy3.exe, no bin/pypy3)."""
+    data = [
+        {
+            "pypy_version": "7.3.99",
+            "python_version": "3.11.13",
+            "stable": True,
+            "files": [
+                {
+                    "filename": name,
+                    "arch": arch,
+                    "platform": os_name,
+                    "download_url": f"https://downloads.python.org/pypy/{name}",
+                }
+            ],
+        }
+    ]
+    listing = pypy.builds_from_versions(data, {name: HEX})
+    assert listing.builds == ()
+    (unfit,) = listing.unfit
+    assert "(as its arch and platform say)" in unfit
+
+
 @pytest.mark.parametrize("data", [{}, [{"pypy_version": "7.3.20"}], [1]])
 def test_versions_json_shape_errors(data: Any) -> None:
     with pytest.raises(UpstreamError, match=r"versions\.json"):

@@ -86,11 +86,15 @@ def _str(entry: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def file_problem(filename: str, link: str, pypy_version: str, python_version: str) -> str | None:
+def file_problem(
+    filename: str, link: str, pypy_version: str, python_version: str, platform: str = ""
+) -> str | None:
     """Why one file of ``versions.json`` cannot go into a lock, or ``None``.
 
     The URL follows the lock reader's rules, is http(s) and free of credentials, and names
-    the very file whose hash was published.
+    the very file whose hash was published; the file's name agrees with the entry on the
+    release, the Python series and the ``platform`` (the key its ``arch`` and ``platform``
+    fields make), if given.
 
     >>> file_problem("pypy3.11-v7.3.20-linux64.tar.bz2",
     ...              "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2",
@@ -100,6 +104,10 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
     ...              "https://downloads.python.org/pypy/pypy3.9-v7.3.10-linux64.tar.bz2",
     ...              "7.3.24", "3.11.16")
     'the file is PyPy 7.3.10 for Python 3.9, not 7.3.24 for 3.11.16'
+    >>> file_problem("pypy3.11-v7.3.20-win64.zip",
+    ...              "https://downloads.python.org/pypy/pypy3.11-v7.3.20-win64.zip",
+    ...              "7.3.20", "3.11.13", "macos-x86_64")
+    'the file is for windows-x86_64, not macos-x86_64 (as its arch and platform say)'
     >>> file_problem("pypy3.11-v7.3.20-linux64.tar.bz2", "javascript:alert(1)//pypy3.11-v7.3.20-"
     ...              "linux64.tar.bz2", "7.3.20", "3.11.13")
     "invalid URL 'javascript:alert(1)//pypy3.11-v7.3.20-linux64.tar.bz2' (expected https:// or http://)"
@@ -126,6 +134,11 @@ def file_problem(filename: str, link: str, pypy_version: str, python_version: st
         return (
             f"the file is PyPy {named.release} for Python {named.python_version}, not "
             f"{pypy_version} for {python_version}"
+        )
+    if named is not None and platform and named.platform.key != platform:
+        # A Windows zip listed as macOS's would be locked, and "installed", for macOS.
+        return (
+            f"the file is for {named.platform.key}, not {platform} (as its arch and platform say)"
         )
     return None
 
@@ -171,7 +184,7 @@ def builds_from_versions(
                 continue
             if platform is None:
                 continue
-            problem = file_problem(filename, link, pypy_version, python_version)
+            problem = file_problem(filename, link, pypy_version, python_version, platform.key)
             if problem is not None:
                 unfit.append(f"{filename!r}: {problem}")
                 continue
