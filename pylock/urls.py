@@ -233,8 +233,9 @@ def url_problem(url: str) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         # Python 3.11.2 refuses `[::1]x` here, where later ones read it: the same words.
-        netloc = re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0]
-        return _bracket_problem(netloc.rpartition("@")[2]) or "invalid IPv6 address in the host"
+        netloc = re.split(r"[/?#]", url.partition("//")[2], maxsplit=1)[0].rpartition("@")[2]
+        closed = "]" in netloc and _bracket_problem(netloc)
+        return closed or "invalid IPv6 address in the host"
     return _parts_problem(parts)
 
 
