@@ -46,16 +46,14 @@ def launcher() -> bytes:
     return f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'.encode()
 
 
-def sync_tree(tmp_path: Path, *, with_launcher: bool = True) -> tuple[Path, Path]:
+def sync_tree(tmp_path: Path, *, runnable: bool = True) -> tuple[Path, Path]:
     """Sync a fake interpreter with one module; return (project, tree)."""
     entries = [
         file(f"python/{MODULE}", SOURCE),
         file(f"python/{LIB}/pkg/__init__.py", b"VALUE = 1.5\nNAN = float('nan')\n"),
     ]
-    if with_launcher:
-        entries.insert(0, exe("python/bin/python3", launcher()))
-    else:
-        entries.insert(0, file("python/share/README", b"no interpreter\n"))
+    broken = b"#!/bin/sh\necho 'cannot run here' >&2\nexit 126\n"
+    entries.insert(0, exe("python/bin/python3", launcher() if runnable else broken))
     archive = write_archive(tmp_path / "python.tar.gz", entries, ArchiveFormat.TAR_GZ)
     project = host_project(tmp_path, archive.read_bytes(), archive.as_uri())
     environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
@@ -208,7 +206,7 @@ def test_caches_are_not_checked_when_recorded_files_differ(
 
 def test_caches_that_cannot_be_checked_are_reported(tmp_path: Path) -> None:
     """No runnable interpreter in the tree: its caches cannot be trusted."""
-    _, tree = sync_tree(tmp_path, with_launcher=False)
+    _, tree = sync_tree(tmp_path, runnable=False)
     cache = compile_cache(tree, MODULE)
     assert verify(tree.parent, "app").bytecode == (rel(cache, tree),)
 
@@ -450,3 +448,26 @@ def test_a_directory_a_group_shares_stays_writable_by_the_group(tmp_path: Path) 
         os.umask(old)
     for path in (tmp_path / "u0", tmp_path / "u0" / "a", tmp_path / "u0" / "a" / "b"):
         assert not path.stat().st_mode & stat.S_IWOTH, path
+
+
+def test_an_archive_with_no_interpreter_is_not_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the variants: a free-threaded archive without `python3.14t` (or any
+    archive for another platform) installed "successfully", `verify` called it ok, and
+    `which`/`run` said to repair it with `sync --reinstall`, which did the same again."""
+    archive = write_archive(
+        tmp_path / "python.tar.gz",
+        [file(f"python/{MODULE}", SOURCE), file("python/share/README", b"no interpreter\n")],
+        ArchiveFormat.TAR_GZ,
+    )
+    project = host_project(tmp_path, archive.read_bytes(), archive.as_uri())
+    environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    capsys.readouterr()
+    argv = ["--project", str(project), "sync", "--into", str(tmp_path / "py")]
+    assert main(argv, environ) == 1
+    err = capsys.readouterr().err
+    assert "python.tar.gz holds no cpython interpreter for " in err
+    assert "where pylock looks for one (bin/python3)" in err
+    assert "the lock names the wrong archive for app: check its URL" in err
+    assert not (tmp_path / "py" / "app").exists()

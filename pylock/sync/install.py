@@ -540,6 +540,7 @@ def _install_locked(
         )
         if python.implementation == "cpython" and not platform.is_windows:
             _add_python_link(tmp, entries, python)
+        _require_interpreter(tmp, python, platform, archive)
         fixed_up_for = None
         if fixups is not None:
             changed = list(fixups.apply())
@@ -626,6 +627,25 @@ def _extract(
         # The archive is verified by now (a streamed one by its download).
         cache.put_sidecar(artifact.sha256, sidecar, records.dump_digests(entries))
     return entries, str(layout)
+
+
+def _require_interpreter(
+    tree: Path, python: LockedPython, platform: Platform, archive: Path
+) -> None:
+    """Refuse a tree with no interpreter where ``which``/``run`` look for one: an archive
+    for another platform or variant (a free-threaded one without ``python3.13t``), which
+    installed "successfully", and which ``verify`` called ok."""
+    from pylock.errors import printable
+
+    found = _executable_in(tree, python, platform)
+    if not os.path.isfile(found):
+        where = found.relative_to(tree).as_posix()
+        raise InstallError(
+            f"{printable(archive.name)} holds no {python.implementation} interpreter for "
+            f"{platform.key} where pylock looks for one ({where})",
+            hint=f"the lock names the wrong archive for {python.name}: check its URL (a "
+            "`url` in pythons.toml, a downloads JSON, a hand edit), then run `pylock lock`",
+        )
 
 
 def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython) -> None:
@@ -1024,7 +1044,10 @@ def python_from_state(state: InstallState) -> LockedPython:
 
 def executable(dest_root: Path, python: LockedPython, platform: Platform) -> Path:
     """The interpreter's executable under ``DIR/NAME`` (the first candidate that exists)."""
-    tree = dest_root / python.name
+    return _executable_in(dest_root / python.name, python, platform)
+
+
+def _executable_in(tree: Path, python: LockedPython, platform: Platform) -> Path:
     minor = ".".join(python.version.split(".")[:2])
     abi = python.variant.pbs_abi_suffix
     candidates: list[str]
