@@ -261,6 +261,7 @@ def lock_project(request: LockRequest) -> LockOutcome:
         warn=request.reporter.warn,
     )
     refuse_unlockable(lock)  # whatever listing (or old lock) named the build
+    _warn_unfetchable(lock, previous, request)
     if previous is not None and attrs.evolve(lock, created_by=previous.created_by) == previous:
         # Nothing changed: the lock keeps the pylock that wrote it, so that teammates on
         # other pylock versions do not flip its `created-by` back and forth.
@@ -271,6 +272,28 @@ def lock_project(request: LockRequest) -> LockOutcome:
         previous=previous,
         recovered=recovered,
     )
+
+
+def _warn_unfetchable(lock: LockFile, previous: LockFile | None, request: LockRequest) -> None:
+    """Warn of an archive new to the lock that `sync` would refuse to fetch as things are
+    (plain http to a host nobody trusted with a rewrite): better now than in the build."""
+    from pylock.errors import RefusedUrlError
+
+    known = {a.url for p in previous.pythons for a in p.artifacts} if previous else set()
+    rewrites = None
+    for python in lock.pythons:
+        for artifact in python.artifacts:
+            if artifact.url in known or not artifact.url.lower().startswith("http:"):
+                continue
+            rewrites = rewrites or request.fetch_options().rewrites
+            try:
+                rewrites.check(rewrites.apply(artifact.url), canonical=artifact.url)
+            except RefusedUrlError as exc:
+                request.reporter.warn(
+                    f"{python.name}: {exc.message}: `pylock sync` will refuse it unless a "
+                    "rewrite trusts that server (--rewrite FROM=TO or PYLOCK_URL_REWRITES); "
+                    "an https URL needs none"
+                )
 
 
 def check_lock(

@@ -396,3 +396,23 @@ def test_a_lock_that_cannot_be_read_is_not_replaced_by_a_fresh_one(
         assert f"pylock: error: cannot read {project / 'pythons.lock'}: Permission denied" in err
         assert "`pylock lock` does not replace a lock it cannot read" in err
     assert (project / "pythons.lock").read_text(encoding="utf-8") == before
+
+
+def test_a_plain_http_url_sync_would_refuse_is_a_warning_when_locked(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Error-message audit: `lock` took a plain-http `url` without a word, and only `sync`
+    (in the build) refused it."""
+    url = "http://example.com/cpython-3.12.7-x86_64-linux.tar.gz"
+    toml = f'[python.x]\nurl = "{url}"\nversion = "3.12.7"\nsha256 = "{"a" * 64}"\n'
+    (project / "pythons.toml").write_text(toml, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 0
+    err = capsys.readouterr().err
+    assert f"pylock: warning: x: refusing plain http URL {url}: `pylock sync` will refuse it" in err
+    assert run(project, "lock", "--offline", "--upgrade") == 0  # said once, when new
+    assert "refusing" not in capsys.readouterr().err
+    (project / "pythons.lock").unlink()
+    trusted = "http://example.com/=http://example.com/"
+    assert run(project, "lock", "--offline", "--rewrite", trusted) == 0
+    assert "refusing" not in capsys.readouterr().err
