@@ -7,6 +7,7 @@ Nothing here writes files or prints; the CLI decides what to do with the outcome
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -453,7 +454,11 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         try:
             atomic_write_text(target, outcome.text)
         except OSError as exc:
-            if lock_path.is_dir():
+            if exc.errno == errno.ENOSPC:
+                from pylock.fsutil import out_of_space_hint
+
+                hint = out_of_space_hint(target.parent, "run `pylock lock` again")
+            elif lock_path.is_dir():
                 hint = f"{name} is a directory: move it aside, then run `pylock lock` again"
             elif target != lock_path:
                 hint = (

@@ -412,3 +412,39 @@ def test_upstreams_own_refusal_of_a_listing_gets_a_listings_hint(tmp_path: Path)
         asyncio.run(docs.get(url, parse_text(url)))
     assert info.value.hint == "upstream may be having trouble: try again later"
     assert str(info.value) == f"HTTP 404 Not Found for {url}"
+
+
+def test_a_metadata_cache_that_cannot_keep_a_listing_costs_a_warning_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupt and non-root attacks: `lock --refresh` and `outdated` failed with "No
+    space left on device" (or "Read-only file system") and a generic hint, after the
+    listings had been fetched, because the metadata cache could not store them."""
+    import asyncio
+    import errno
+    import io
+
+    from pylock.index.metadata import Documents, parse_text
+    from pylock.net.fetch import HttpResponse
+    from pylock.progress import Reporter
+
+    url = "https://github.com/astral-sh/python-build-standalone/releases/download/x/SHA256SUMS"
+    store = MetadataStore(tmp_path / "metadata")
+
+    def full(doc: CachedDocument) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "save", full)
+
+    class Fetcher:
+        async def get(self, url: str, headers: dict[str, str]) -> HttpResponse:
+            return HttpResponse(status=200, headers={}, body=b"text", url=url)
+
+    stream = io.StringIO()
+    docs = Documents(store, Fetcher(), reporter=Reporter(stream, live=False))  # type: ignore[arg-type]
+    for other in ("a", "b"):
+        assert asyncio.run(docs.get(url + other, parse_text(url + other))) == "text"
+    assert stream.getvalue() == (
+        f"pylock: warning: cannot keep the listings in the metadata cache at {store.root} "
+        "(No space left on device): later runs fetch them again\n"
+    )

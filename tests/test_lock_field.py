@@ -416,3 +416,24 @@ def test_a_plain_http_url_sync_would_refuse_is_a_warning_when_locked(
     trusted = "http://example.com/=http://example.com/"
     assert run(project, "lock", "--offline", "--rewrite", trusted) == 0
     assert "refusing" not in capsys.readouterr().err
+
+
+def test_a_full_disk_under_the_lock_gets_the_out_of_space_hint(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupt attack: `lock` on a full disk said to run where the project directory is
+    writable."""
+    import errno
+
+    import pylock.fsutil
+
+    def full(path: Path, text: str, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pylock.fsutil, "atomic_write_text", full)
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "No space left on device" in err
+    assert "hint: free some disk space, then run `pylock lock` again" in err

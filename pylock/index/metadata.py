@@ -160,12 +160,6 @@ class MetadataStore:
         atomic_write_bytes(body_path, doc.body)
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
 
-    def touch(self, doc: CachedDocument, now: float) -> CachedDocument:
-        """Record a successful revalidation."""
-        fresh = attrs.evolve(doc, checked_at=now)
-        self.save(fresh)
-        return fresh
-
     def clear(self) -> None:
         """Remove every document (``pylock cache clean``), and the directory if that
         empties it: only files the store names, for whatever else a mistaken
@@ -382,6 +376,20 @@ class Documents:
         """Whether the network may not be used."""
         return self.fetcher is None
 
+    def _keep(self, doc: CachedDocument) -> None:
+        """Store ``doc`` for later runs; a cache that cannot take it (full, read-only,
+        another user's) costs a fetch next time, not this run's result."""
+        try:
+            self.store.save(doc)
+        except OSError as exc:
+            if "unkept" not in self._warned:
+                self._warned.add("unkept")
+                why = exc.strerror or str(exc)
+                self.reporter.warn(
+                    f"cannot keep the listings in the metadata cache at {self.store.root} "
+                    f"({why}): later runs fetch them again"
+                )
+
     def _request_headers(self, url: str, cached: CachedDocument | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if url.startswith(GITHUB_API):
@@ -478,12 +486,14 @@ class Documents:
         status = response.status
         if status == 304 and cached is not None and cached.status == 200:
             self.reporter.detail(f"{url}: not modified")
-            return self._parse_cached(self.store.touch(cached, now), parse)
+            fresh = attrs.evolve(cached, checked_at=now)
+            self._keep(fresh)
+            return self._parse_cached(fresh, parse)
         if status == 200:
             value = parse(response.body)
             link = _header(response.headers, "Link")
             self._links[url] = link
-            self.store.save(
+            self._keep(
                 CachedDocument(
                     url=url,
                     status=200,
@@ -497,7 +507,7 @@ class Documents:
             return value
         if status == 404 and missing_ok:
             if immutable:
-                self.store.save(CachedDocument(url=url, status=404, body=b"", checked_at=now))
+                self._keep(CachedDocument(url=url, status=404, body=b"", checked_at=now))
             return None
         if status in (401, 403, 429) and url.startswith(GITHUB_API):
             error: UpstreamError
