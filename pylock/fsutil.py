@@ -57,6 +57,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     could rewrite would make a sync skip what the lock asks for.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _written_beside(path, data)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            # On Windows a mode is only the read-only flag: copied from a read-only target
+            # (a Perforce checkout), it made the temporary file one that nothing could
+            # delete after the replace failed, and they piled up.
+            if mode != _MKSTEMP_MODE and not _WINDOWS:
+                os.chmod(tmp, mode)
+        replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _written_beside(path: Path, data: bytes) -> Path:
+    """A new temporary file next to ``path`` holding ``data``, flushed to disk."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
@@ -70,18 +88,39 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-            # On Windows a mode is only the read-only flag: copied from a read-only target
-            # (a Perforce checkout), it made the temporary file one that nothing could
-            # delete after the replace failed, and they piled up.
-            if mode != _MKSTEMP_MODE and not _WINDOWS:
-                os.chmod(tmp, mode)
-        replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def create_file(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, whole or not at all: never a part of it under its
+    name (a kill half-way), and never over a file that is there (``FileExistsError``).
+
+    A hard link puts the written file in place; where the file system has none, the file
+    is created in place (``O_EXCL``) and, should the writing fail, removed.
+    """
+    tmp = _written_beside(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here (FAT, some network and FUSE file systems).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags, 0o664)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def current_umask() -> int:
@@ -125,16 +164,19 @@ def mounted_noexec(path: Path) -> bool:
 
 
 def undo_0600(path: Path) -> None:
-    """Give ``path`` the umask's mode if it has the one pylock 0.2.0's atomic writes left
-    (0600), which a web server serving a mirror, or another user reading ``pythons.lock``,
-    cannot read: for a file whose content is current, so not written again. Changed in
-    place, its owner kept (a rewrite by root made it root's). Never fails."""
+    """Give ``path`` the mode a new file gets (see :func:`atomic_write_bytes`) if it has the
+    one pylock 0.2.0's atomic writes left (0600), which a web server serving a mirror, or
+    another user reading ``pythons.lock``, cannot read: for a file whose content is
+    current, so not written again. Changed in place, its owner kept (a rewrite by root
+    made it root's). Never fails."""
     if _WINDOWS:
         return
     try:
         if stat.S_IMODE(os.stat(path).st_mode) != _MKSTEMP_MODE:
             return
-        os.chmod(path, 0o666 & ~current_umask())  # the run's threads have ended by now
+        # As a new file gets it (never writable by others, even under umask 0); the run's
+        # threads have ended by now.
+        os.chmod(path, 0o664 & ~current_umask())
     except OSError:
         pass
 

@@ -30,7 +30,7 @@ import attrs
 
 from pylock.bounded import toml_loads
 from pylock.errors import PylockError
-from pylock.fsutil import CONFIG_FILENAME, broken_link
+from pylock.fsutil import CONFIG_FILENAME, broken_link, create_file
 from pylock.ownfiles import read_project_file
 from pylock.versions import parse_request
 
@@ -260,15 +260,16 @@ def write_starter(project_dir: Path) -> tuple[Path, str]:
         )
     text, source = starter_config(project_dir)
     try:
-        # "x": fail rather than replace a file that appeared since the check above.
-        with path.open("x", encoding="utf-8", newline="\n") as file:
-            file.write(text)
+        # Whole or not at all (no half-written file to be mistaken for the user's own),
+        # and never over a file that appeared since the check above.
+        create_file(path, text.encode("utf-8"))
     except FileExistsError:
         raise PylockError(
             f"{path} already exists", hint="edit it, or delete it first to start over"
         ) from None
     except OSError as exc:
-        # Leave no half-written file behind to be mistaken for the user's own.
-        path.unlink(missing_ok=True)
-        raise PylockError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise PylockError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="run `pylock init` in a directory this user may write (and with room)",
+        ) from None
     return path, source

@@ -1846,3 +1846,24 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(
         fsutil.atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pythons.lock"]
+
+
+@posix_only
+def test_a_0600_file_left_as_it_is_gets_no_write_bit_for_others_under_umask_0(
+    tmp_path: Path,
+) -> None:
+    """Lock-determinism attack: under umask 0 an unchanged `lock` made a 0600
+    pythons.lock world-writable, where a fresh write gives 0664."""
+    from pylock.fsutil import atomic_write_text, undo_0600
+
+    old = os.umask(0)
+    try:
+        legacy = tmp_path / "pythons.lock"
+        legacy.write_text("same")
+        legacy.chmod(0o600)
+        undo_0600(legacy)
+        fresh = tmp_path / "new.lock"
+        atomic_write_text(fresh, "x")
+    finally:
+        os.umask(old)
+    assert legacy.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777 == 0o664

@@ -305,3 +305,40 @@ def test_which_names_a_looping_lock_link_as_such(
     assert code == 1
     err = capsys.readouterr().err
     assert "Too many levels of symbolic links" in err and "which does not exist" not in err
+
+
+def test_init_killed_while_writing_leaves_no_part_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupt attack: Ctrl-C (or a kill) between `open("x")` and its close left a
+    truncated pythons.toml, which a second `init` called "already exists"."""
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", interrupted)
+    assert main(["--project", str(tmp_path), "init"]) == 130
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert main(["--project", str(tmp_path), "init"]) == 0
+    assert (tmp_path / "pythons.toml").read_text(encoding="utf-8").startswith("# ")
+
+
+def test_init_where_nothing_can_be_written_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Error-message audit: on a read-only mount, the clean-up of the file that was never
+    made raised again, and replaced the error with a generic one."""
+    import errno
+
+    real_open = os.open
+
+    def read_only(path: object, *args: object, **kwargs: object) -> int:
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert main(["--project", str(tmp_path), "init"]) == 1
+    err = capsys.readouterr().err
+    assert f"pylock: error: cannot write {tmp_path / 'pythons.toml'}: Read-only file system" in err
+    assert "hint: run `pylock init` in a directory this user may write" in err
