@@ -55,7 +55,7 @@ class Change(enum.StrEnum):
     UPGRADED = "upgraded"
     #: An older interpreter version.
     DOWNGRADED = "downgraded"
-    #: Same version, different upstream build tag.
+    #: Same version, a newer upstream build tag (an older one is a downgrade).
     REBUILT = "rebuilt"
     #: Same version and build, but an artifact's sha256 changed: upstream replaced a
     #: file under the same name (or someone edited the lock). Always worth a look.
@@ -315,6 +315,17 @@ def _compare_versions(old: str, new: str) -> int:
     return (a > b) - (a < b)
 
 
+def _compare_builds(old: str | None, new: str | None) -> int:
+    """Order two build tags: python-build-standalone's dates (``20250708``) as numbers,
+    PyPy's and GraalPy's releases as versions; 0 where they cannot be ordered."""
+    if old is None or new is None:
+        return 0
+    if old.isascii() and old.isdigit() and new.isascii() and new.isdigit():
+        a, b = (len(old.lstrip("0")), old.lstrip("0")), (len(new.lstrip("0")), new.lstrip("0"))
+        return (a > b) - (a < b)  # not int(): a 5,000-digit tag would raise
+    return _compare_versions(old.removeprefix("graal-"), new.removeprefix("graal-"))
+
+
 def _classify(old: LockedPython, new: LockedPython, platforms: Sequence[PlatformDiff]) -> Change:
     if old == new:
         return Change.UNCHANGED
@@ -328,6 +339,13 @@ def _classify(old: LockedPython, new: LockedPython, platforms: Sequence[Platform
     if old.implementation is not new.implementation or old.version != new.version:
         return Change.CHANGED
     if old.build != new.build:
+        # A step back in build is one a reviewer must see; and PyPy's and GraalPy's build
+        # is their own release (GraalPy's version stays X.Y.0 across releases).
+        order = _compare_builds(old.build, new.build)
+        if order > 0:
+            return Change.DOWNGRADED
+        if order < 0 and old.implementation is not Implementation.CPYTHON:
+            return Change.UPGRADED
         return Change.REBUILT
     if _same_build(old, new) and any(p.change is PlatformChange.REPUBLISHED for p in platforms):
         return Change.REPUBLISHED

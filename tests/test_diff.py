@@ -860,3 +860,26 @@ def test_a_rename_does_not_hide_another_sha256_at_the_same_url() -> None:
     assert "for the same build (cpython 3.13.9+20251014)" in warning.message
     # A plain rename is no warning.
     assert diff_locks(lock(old), lock(attrs.evolve(old, name="main"))).warnings == ()
+
+
+def test_a_step_back_in_build_is_a_downgrade_and_a_pypy_release_an_upgrade() -> None:
+    """Attack on PyPy and GraalPy: GraalPy 99.0.1 -> 25.2.4 (its version stays 3.12.0) and
+    a python-build-standalone tag moved back both read as `rebuilt`."""
+    newer, older = cpython("app", "3.13.9", "20251014"), cpython("app", "3.13.9", "20250708")
+    (back,) = diff_locks(lock(newer), lock(older)).pythons
+    assert back.change is Change.DOWNGRADED
+    assert summary_lines(diff_locks(lock(newer), lock(older))) == [
+        "app: downgraded cpython 3.13.9+20251014 -> 3.13.9+20250708"
+    ]
+    (ahead,) = diff_locks(lock(older), lock(newer)).pythons
+    assert ahead.change is Change.REBUILT
+    (released,) = diff_locks(
+        lock(pypy("pp", "3.11.13", "7.3.20")), lock(pypy("pp", "3.11.13", "7.3.21"))
+    ).pythons
+    assert released.change is Change.UPGRADED
+    (graal_back,) = diff_locks(
+        lock(pypy("g", "3.12.0", "99.0.1")), lock(pypy("g", "3.12.0", "25.2.4"))
+    ).pythons
+    assert graal_back.change is Change.DOWNGRADED
+    huge = cpython("app", "3.13.9", "9" * 5000)
+    assert diff_locks(lock(huge), lock(older)).pythons[0].change is Change.DOWNGRADED

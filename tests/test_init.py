@@ -312,6 +312,7 @@ def test_init_killed_while_writing_leaves_no_part_of_the_file(
 ) -> None:
     """Interrupt attack: Ctrl-C (or a kill) between `open("x")` and its close left a
     truncated pythons.toml, which a second `init` called "already exists"."""
+
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
