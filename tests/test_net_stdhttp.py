@@ -687,3 +687,50 @@ def test_a_url_with_letters_beyond_ascii_is_fetched_percent_encoded(tmp_path: Pa
             len(BODY),
         )
         assert server.hits(path) == 1
+
+
+def test_what_networks_commonly_do_is_said_in_plain_words(tmp_path: Path) -> None:
+    """Error-message audit: `ConnectionRefusedError: [Errno 111] Connection refused`,
+    `ClientConnectorError: ... [Connect call failed ('127.0.0.1', 1)]` and a garbage status
+    line as aiohttp's invented `400, message="Bad status line..."` reached users."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DownloadError) as info:
+        downloader(retries=0).download(
+            f"http://127.0.0.1:{port}/x", tmp_path / "a", sha256=None, size=None
+        )
+    assert "connection refused" in info.value.message
+    assert "Error" not in info.value.message and "Errno" not in info.value.message
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = listener.getsockname()
+
+        def garbage() -> None:
+            with listener.accept()[0] as conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00\x01garbage\r\n\r\n")
+
+        thread = threading.Thread(target=garbage, daemon=True)
+        thread.start()
+        with pytest.raises(DownloadError) as info:
+            downloader(retries=0).download(
+                f"http://127.0.0.1:{address[1]}/x", tmp_path / "b", sha256=None, size=None
+            )
+        thread.join(5)
+    assert "the server did not answer in HTTP" in info.value.message
+    assert "400" not in info.value.message and "b'" not in info.value.message
+
+
+def test_an_https_url_to_a_plain_http_server_fails_at_once_saying_so(tmp_path: Path) -> None:
+    """Error-message audit: `SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number`,
+    retried five times, with a hint about networks and proxies."""
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY).replace("http://", "https://")
+        with pytest.raises(DownloadError) as info:
+            downloader(retries=3).download(url, tmp_path / "a", sha256=SHA, size=None)
+        assert server.hits(PATH) == 0
+    assert "the server does not speak TLS there" in info.value.message
+    assert "gave up" not in info.value.message
+    assert info.value.hint is not None and "write its URL with http://" in info.value.hint

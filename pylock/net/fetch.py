@@ -359,6 +359,8 @@ class Fetcher(policy.SessionOwner):
             except aiohttp.ClientProxyConnectionError as error:
                 raise Retryable(policy.reason(error), proxy=proxy) from None
             except aiohttp.ClientError as error:
+                if policy.speaks_no_tls(error):
+                    raise policy.no_tls(current, canonical) from None
                 raise Retryable(policy.reason(error), via=proxy) from None
             location = response.headers.get("Location")
             if response.status not in policy.REDIRECT_STATUSES or not location:

@@ -495,12 +495,68 @@ def printable(text: str) -> str:
 
 
 def reason(error: BaseException) -> str:
-    """An exception as one printable line, its type first, with secrets in URLs hidden."""
+    """An exception as one printable line, secrets in URLs hidden: plain words for what
+    networks commonly do (a refused connection, a name that does not resolve, a server
+    that speaks no HTTP), else its type first."""
+    words = _plain_words(error)
+    if words is not None:
+        return printable(redact(words))
     text = printable(redact(str(error)))
     name = type(error).__name__
     if isinstance(error, TimeoutError) and "timeout" not in (text + name).lower():
         name += " (timed out)"
     return f"{name}: {text}" if text else name
+
+
+def _plain_words(error: BaseException) -> str | None:
+    import socket
+
+    inner = getattr(error, "os_error", None)  # aiohttp's ClientConnectorError: the OS's own
+    if isinstance(inner, OSError) and inner is not error:
+        host, port = getattr(error, "host", None), getattr(error, "port", None)
+        where = f" to {host}:{port}" if host and port else ""
+        return f"cannot connect{where}: {_plain_words(inner) or inner.strerror or inner}"
+    if speaks_no_tls(error):
+        return "the server does not speak TLS there (is it an http:// server?)"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve the host name ({error.strerror or error})"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "the connection was reset"
+    name = type(error).__name__
+    if name in ("RemoteDisconnected", "ServerDisconnectedError"):
+        return "the server closed the connection without an answer"
+    if name == "BadStatusLine" or "Bad status line" in str(error):
+        return "the server did not answer in HTTP"
+    return None
+
+
+def speaks_no_tls(error: BaseException) -> bool:
+    """Whether a TLS handshake failed because the server answered something else (plain
+    HTTP on an https:// URL): no retry changes that."""
+    import ssl
+
+    causes = (error, getattr(error, "os_error", None), error.__cause__)
+    return any(
+        isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _NOT_TLS
+        for cause in causes
+    )
+
+
+#: OpenSSL's words for a handshake answered by something that is no TLS server.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
+
+
+def no_tls(url: str, canonical: str) -> DownloadError:
+    """The error for an https:// URL whose server speaks no TLS."""
+    return DownloadError(
+        f"cannot download {describe(url, canonical)}: the server does not speak TLS there",
+        url=url,
+        hint="if it is a plain-http server, write its URL with http:// (a mirror on a "
+        "loopback address or one trusted with --mirror/--rewrite may be plain http); "
+        "else check the port",
+    )
 
 
 def redact(text: str) -> str:

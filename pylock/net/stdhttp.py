@@ -247,6 +247,8 @@ class StdDownloader:
             raise DownloadError(f"invalid URL {url}: {policy.reason(error)}", url=url) from None
         except (OSError, http.client.HTTPException) as error:
             _close(connection)
+            if policy.speaks_no_tls(error):
+                raise policy.no_tls(url, canonical) from None
             raise Retryable(policy.reason(error), via=proxy) from None
         except BaseException:
             _close(connection)
