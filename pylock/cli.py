@@ -354,7 +354,9 @@ class _OutputLost(Exception):
 
     def report(self) -> int:
         """Say so on stderr; the exit status."""
-        sys.stderr.write(f"pylock: cannot write the output: {self.__cause__}\n")
+        cause = self.__cause__
+        why = (cause.strerror if isinstance(cause, OSError) else None) or cause
+        sys.stderr.write(f"pylock: cannot write the output: {why}\n")
         return 1
 
 
@@ -1142,8 +1144,16 @@ def _cmd_mirror(ctx: Context) -> int:
 def _seed_registry(ctx: Context) -> int:
     from pylock.mirror import seed_registry
     from pylock.net.registry import RemoteCache
+    from pylock.urls import redact_given
 
     args = ctx.args
+    if ctx.offline:
+        # Pushing is the network; a sync's --offline passes a remote cache by, this cannot.
+        raise PylockError(
+            f"mirror --to {redact_given(args.to)} pushes to a registry, which offline "
+            "(--offline or PYLOCK_OFFLINE) forbids",
+            hint="run it without --offline (and with PYLOCK_OFFLINE unset)",
+        )
     remote = RemoteCache.from_settings(ctx.settings, reference=args.to)
     assert remote is not None
     lock = ctx.read_lock()

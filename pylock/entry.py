@@ -48,7 +48,8 @@ def console() -> NoReturn:
             if stream is sys.stdout:
                 code = code or 1
                 try:
-                    sys.stderr.write(f"pylock: cannot write the output: {exc}\n")
+                    why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+                    sys.stderr.write(f"pylock: cannot write the output: {why}\n")
                     sys.stderr.flush()
                 except (OSError, ValueError):
                     pass

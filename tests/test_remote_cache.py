@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -800,3 +801,24 @@ def test_a_ca_file_that_does_not_load_fails_the_registry_not_a_plain_http_sync(
     )
     assert_the_origin_served_after_one_warning(cached_project, code, err)
     assert "SSL_CERT_FILE" in warnings(err)[0]
+
+
+def test_mirror_to_offline_is_refused_before_any_connection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Error-message audit: `mirror --to ... --offline` tried the registry ("cannot reach
+    http://127.0.0.1:1"), where the help says --offline never uses the network."""
+    from pylock.cli import main
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        reference = f"oci+http://127.0.0.1:{listener.getsockname()[1]}/repo"
+        code = main(["--project", str(tmp_path), "mirror", "--to", reference, "--offline"])
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"mirror --to {reference} pushes to a registry, which offline" in err
+    assert "hint: run it without --offline" in err

@@ -45,7 +45,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
         raise PylockError(
             f"cannot load CA certificates from SSL_CERT_FILE={cafile or ''} "
-            f"SSL_CERT_DIR={capath or ''}: {error}",
+            f"SSL_CERT_DIR={capath or ''}: {getattr(error, 'strerror', None) or error}",
             hint="point SSL_CERT_FILE at a PEM bundle, or unset it",
         ) from None
     if cafile is None and capath is None and not context.get_ca_certs():
