@@ -970,7 +970,12 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
             else f"remove the platforms with no {kind} builds at all ({listed}), "
             f"or change {to_change}"
         )
-    if pin_missing:
+    if pin_missing and index.includes_live:
+        hint = (
+            f"upstream lists no build {request.build} of that version either (looked up just "
+            "now): pin a build listed above, or check the `build` for a typo"
+        )
+    elif pin_missing:
         hint = (
             f"the index (as of {index.source_date}) lists no build {request.build} of that "
             "version: `pylock lock --refresh` looks it up upstream; or pin a build listed above"

@@ -399,6 +399,16 @@ def test_a_pin_to_a_build_the_index_lacks_lists_the_builds_it_has() -> None:
         "  linux-x86_64-gnu  no build 20250708 (there: 3.13.5+20250723)"
     ]
     assert "`pylock lock --refresh`" in (info.value.hint or "")
+    # Attack on PyPy and GraalPy: after `lock --refresh`, the hint said to run just that.
+    from pylock.index.model import LIVE_SOURCE, Index
+
+    live = index.merge(Index(source=LIVE_SOURCE, source_date="2026-12-02"))
+    with pytest.raises(ResolutionError) as info:
+        lock_one(live, request(version="3.13.5", build="20250708", platforms=(LINUX,)))
+    assert info.value.hint == (
+        "upstream lists no build 20250708 of that version either (looked up just now): pin "
+        "a build listed above, or check the `build` for a typo"
+    )
 
 
 def test_builds_without_a_published_hash_are_refused() -> None:

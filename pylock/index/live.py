@@ -131,7 +131,7 @@ async def fetch_live(
     """The live index: what upstream lists beyond ``base``, for the implementations needed."""
     import asyncio
 
-    from pylock.index.model import Index
+    from pylock.index.model import LIVE_SOURCE, Index
 
     builds: list[Build] = []
     tag_dates: dict[str, str] = {}
@@ -170,7 +170,7 @@ async def fetch_live(
         Implementation.GRAALPY: graalpy,
     }
     await asyncio.gather(*(jobs[impl]() for impl in sorted(need.implementations)))
-    return Index(builds=builds, source="live upstream", source_date=today, tag_dates=tag_dates)
+    return Index(builds=builds, source=LIVE_SOURCE, source_date=today, tag_dates=tag_dates)
 
 
 # -- uv downloads JSON ---------------------------------------------------------------------

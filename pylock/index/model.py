@@ -72,6 +72,10 @@ def tag_date(tag: str) -> str | None:
     return f"{match[1]}-{match[2]}-{match[3]}" if match else None
 
 
+#: The :attr:`Index.source` of what ``lock --refresh`` fetched from upstream.
+LIVE_SOURCE = "live upstream"
+
+
 class Index:
     """Candidate builds from one or more upstream sources, grouped for fast look-ups.
 
@@ -89,7 +93,8 @@ class Index:
         tag_dates: Mapping[str, str] | None = None,
         lazy_groups: Mapping[GroupKey, Callable[[], Sequence[Build]]] | None = None,
     ) -> None:
-        #: Where the builds came from, e.g. ``uv-download-metadata.json``.
+        #: Where the builds came from, e.g. ``uv-download-metadata.json`` (sources merged
+        #: are joined by `` + ``; :data:`LIVE_SOURCE` names the live listings).
         self.source = source
         #: ``YYYY-MM-DD`` the source data was current on.
         self.source_date = source_date
@@ -108,6 +113,11 @@ class Index:
             if key in self._pending:
                 raise ValueError(f"group {key} given both eagerly and lazily")
             self._groups[key] = tuple(members)
+
+    @property
+    def includes_live(self) -> bool:
+        """Whether live upstream listings went into it (``lock --refresh``)."""
+        return LIVE_SOURCE in self.source.split(" + ")
 
     def __repr__(self) -> str:
         return f"Index(source={self.source!r}, source_date={self.source_date!r})"
