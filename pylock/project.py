@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from pylock.lockio import cannot_read, read_lock, read_lock_text, read_previous,
 if TYPE_CHECKING:
     from pylock.config import Config
     from pylock.index.model import Index
-    from pylock.lockfile import LockFile
+    from pylock.lockfile import LockedPython, LockFile
     from pylock.net.options import FetchOptions
     from pylock.platforms import Platform
     from pylock.progress import Reporter
@@ -147,7 +147,9 @@ def recover_previous(
             + ")"
         )
         text = lock_text(data)
-    kept = pick_recovered(config, salvage(text), host_platform=host_platform, index=index)
+    salvaged = salvage(text)
+    kept = pick_recovered(config, salvaged, host_platform=host_platform, index=index)
+    _refuse_disagreement(lock_path, kept, salvaged)
     if kept:
         sides = "both sides of the conflict" if find_conflict(text) else "it"
         done = (
@@ -158,6 +160,30 @@ def recover_previous(
         done = "no locked build in it still fits pythons.toml, so every entry was resolved afresh"
     previous = make_lock(kept, config_digest="sha256:" + "0" * 64) if kept else None
     return previous, f"{lock_path.name} {what}; {done}"
+
+
+def _refuse_disagreement(
+    lock_path: Path, kept: Iterable[LockedPython], salvaged: Iterable[LockedPython]
+) -> None:
+    """Refuse to pick a side where the two sides of a conflict lock one build with
+    different archives: which sha256 is right is not pylock's to guess (the pick would
+    depend on the merge's direction)."""
+    others = list(salvaged)
+    for entry in kept:
+        for other in others:
+            if other.name != entry.name or other.flavored_label != entry.flavored_label:
+                continue
+            for artifact in entry.artifacts:
+                theirs = other.artifact_for(artifact.platform)
+                if theirs is not None and theirs.sha256 != artifact.sha256:
+                    raise PylockError(
+                        f"{lock_path.name} has merge-conflict markers, and its sides lock "
+                        f"{entry.name} ({entry.flavored_label}) on {artifact.platform} with "
+                        f"different archives (sha256 {artifact.sha256[:12]}... and "
+                        f"{theirs.sha256[:12]}...)",
+                        hint=f"keep the right side's entry for {entry.name} by hand (`pylock "
+                        "diff` of the two sides shows them), then run `pylock lock` again",
+                    )
 
 
 def _host_or_none() -> Platform | None:

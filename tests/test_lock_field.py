@@ -437,3 +437,30 @@ def test_a_full_disk_under_the_lock_gets_the_out_of_space_hint(
     err = capsys.readouterr().err
     assert "cannot write" in err and "No space left on device" in err
     assert "hint: free some disk space, then run `pylock lock` again" in err
+
+
+def test_a_conflict_whose_sides_lock_one_build_with_different_archives_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lock-determinism attack: recovery kept "ours" (or "theirs", by the merge's
+    direction) without a word when both sides locked one build at a mirror URL with
+    different sha256s."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    lock_path = project / "pythons.lock"
+    ours = lock_path.read_text(encoding="utf-8")
+    sha = loads(ours).pythons[0].artifacts[0].sha256
+    theirs = ours.replace(sha, "7" * 64)
+    head = ours.index("[[python]]")
+    conflicted = (
+        f"{ours[:head]}<<<<<<< HEAD\n{ours[head:]}=======\n"
+        f"{theirs[theirs.index('[[python]]') :]}>>>>>>> other\n"
+    )
+    lock_path.write_text(conflicted, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "has merge-conflict markers, and its sides lock a (cpython " in err
+    assert f"with different archives (sha256 {sha[:12]}... and 777777777777...)" in err
+    assert "hint: keep the right side's entry for a by hand" in err
+    assert lock_path.read_text(encoding="utf-8") == conflicted
