@@ -464,3 +464,25 @@ def test_a_conflict_whose_sides_lock_one_build_with_different_archives_is_refuse
     assert f"with different archives (sha256 {sha[:12]}... and 777777777777...)" in err
     assert "hint: keep the right side's entry for a by hand" in err
     assert lock_path.read_text(encoding="utf-8") == conflicted
+
+
+def test_a_downloads_json_that_lists_one_url_with_two_hashes_uses_neither(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lock-determinism attack: the entry that came last won, so the lock depended on the
+    order of the JSON's keys, without a word."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    name = "cpython-3.13.16%2B20260901-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
+    url = f"{PBS}/20260901/{name}"
+    first = uv_entry(patch=16, build="20260901", url=url, sha256="5" * 64)
+    second = uv_entry(patch=16, build="20260901", url=url, sha256="6" * 64)
+    for entries in ((first, second), (second, first)):
+        data = {"cpython-3.13.16-linux-x86_64-gnu": entries[0], "also": entries[1]}
+        source = project / "downloads.json"
+        source.write_text(json.dumps(data), encoding="utf-8")
+        (project / "pythons.lock").unlink(missing_ok=True)
+        capsys.readouterr()
+        assert run(project, "lock", "--python-downloads-json", str(source)) == 0
+        out, err = capsys.readouterr()
+        assert out.splitlines()[0] == f"a: added cpython {BUNDLED_313}"
+        assert "other entries list its URL with another sha256" in err

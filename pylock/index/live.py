@@ -200,9 +200,18 @@ def load_uv_downloads_json(
     except (UnicodeDecodeError, ValueError) as exc:
         raise UpstreamError(f"{source}: not valid JSON: {exc}") from None
     remote = _is_url(source) and urlsplit(source).scheme != "file"
-    builds, skipped = parse_uv_json(data, source=source, local_urls=not remote)
-    if skipped:
-        reporter.detail(f"{source}: skipped {len(skipped)} entries for unknown platforms")
+    unfit: list[str] = []
+    builds, skipped = parse_uv_json(data, source=source, local_urls=not remote, unfit=unfit)
+    if unfit:
+        # Its author put them there on purpose (not entries for a newer uv's platforms).
+        more = f" (and {len(unfit) - 1} more; -v lists them)" if len(unfit) > 1 else ""
+        reporter.warn(f"left out {unfit[0]}{more}")
+        for reason in unfit[1:]:
+            reporter.detail(f"left out {reason}")
+    if len(skipped) > len(unfit):
+        reporter.detail(
+            f"{source}: skipped {len(skipped) - len(unfit)} entries for unknown platforms"
+        )
     reporter.detail(f"{source}: {len(builds)} builds")
     return Index(
         builds=builds,

@@ -90,7 +90,7 @@ def parse_uv_json(
     """
     if not isinstance(data, Mapping):
         raise UpstreamError(f"{source}: expected a JSON object of entries")
-    builds: list[Build] = []
+    builds: list[tuple[str, Build]] = []
     skipped: list[str] = []
     for key, raw in data.items():
         if not isinstance(raw, Mapping):
@@ -106,8 +106,29 @@ def parse_uv_json(
         if build is None:
             skipped.append(str(key))
         else:
-            builds.append(build)
-    return builds, skipped
+            builds.append((str(key), build))
+    return _one_file_per_url(builds, source, skipped, unfit), skipped
+
+
+def _one_file_per_url(
+    builds: list[tuple[str, Build]], source: str, skipped: list[str], unfit: list[str] | None
+) -> list[Build]:
+    """The builds, less those at a URL that other entries list with another sha256: which
+    one is right cannot be told, and the entries' order would decide."""
+    hashes: dict[str, set[str | None]] = {}
+    for _, build in builds:
+        hashes.setdefault(build.url, set()).add(build.sha256)
+    kept = []
+    for key, build in builds:
+        if len(hashes[build.url] - {None}) > 1:
+            skipped.append(key)
+            if unfit is not None:
+                unfit.append(
+                    f"{source}: entry {shown(key)}: other entries list its URL with another sha256"
+                )
+        else:
+            kept.append(build)
+    return kept
 
 
 def newest_tag_date(builds: list[Build]) -> str | None:
