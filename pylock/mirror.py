@@ -69,7 +69,7 @@ from pylock.versions import Implementation, Variant
 
 if TYPE_CHECKING:
     from pylock.net.options import FetchOptions
-    from pylock.net.registry import RemoteCache
+    from pylock.net.registry import RegistryClient, RemoteCache
     from pylock.progress import Reporter
     from pylock.sync.cache import Cache
 
@@ -747,6 +747,46 @@ def _other_rewrite(entry: MirrorEntry) -> tuple[str, str] | None:
     return f"{split.scheme}://{split.netloc}/", "/".join(entry.path.parts[:2])
 
 
+#: How often a run fetches an archive again that a concurrent `cache prune` or `clean`
+#: removed (or a sync evicted as corrupt) before it was placed or pushed.
+_CACHE_TRIES = 3
+
+
+@contextlib.contextmanager
+def _held(
+    entry: MirrorEntry, cache: Cache, options: FetchOptions, reporter: Reporter
+) -> Iterator[Path]:
+    """The entry's cached archive, held against `cache prune` and `clean` until the block
+    ends; fetched again if one of them removed it since it was fetched."""
+    with cache.hold(entry.artifact.sha256) as path:
+        if path is None:
+            # The hold is registered first: the copy fetched now is held too.
+            reporter.detail(
+                f"{entry.artifact.filename} was removed from the cache meanwhile; fetching it again"
+            )
+            path = _fetch_into_cache([entry], cache, options, reporter)[entry.artifact.sha256]
+        yield path
+
+
+def _vanished(error: OSError, source: Path | None) -> bool:
+    """Whether ``error`` says that the held archive ``source`` itself is missing: a sync
+    that found it corrupt evicted it (an eviction ignores holds)."""
+    return (
+        source is not None
+        and isinstance(error, FileNotFoundError)
+        and error.filename is not None
+        and os.fspath(error.filename) == os.fspath(source)
+    )
+
+
+def _too_often_removed(entry: MirrorEntry, cache: Cache) -> MirrorError:
+    return MirrorError(
+        f"{entry.artifact.filename} was removed from the cache at {cache.root} "
+        f"{_CACHE_TRIES} times before it could be used",
+        hint="let `pylock cache clean` or `pylock cache prune` finish, then run again",
+    )
+
+
 def _copy_from_cache(
     outdir: Path,
     todo: list[MirrorEntry],
@@ -754,31 +794,40 @@ def _copy_from_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> None:
-    paths = _fetch_into_cache(todo, cache, options, reporter)
+    _fetch_into_cache(todo, cache, options, reporter)
     for entry in todo:
         target = outdir.joinpath(entry.path)
         sha256 = entry.artifact.sha256
-        for attempt in (1, 2):
+        mismatches = 0
+        for _ in range(_CACHE_TRIES):
+            source: Path | None = None
             try:
-                # Held, so that a concurrent `pylock cache prune` leaves it alone meanwhile.
-                with cache.hold(sha256) as held:
-                    source = held or paths.get(sha256)
-                    if source is None:
-                        raise MirrorError(f"the cache did not provide {entry.artifact.url}")
+                # Held from its lookup to its placement, so that a concurrent `pylock cache
+                # prune` or `clean` leaves it alone meanwhile.
+                with _held(entry, cache, options, reporter) as source:
                     _place(source, target, entry.artifact)
             except HashMismatchError:
-                if attempt == 2:
+                mismatches += 1
+                if mismatches == 2:
                     raise
                 # A cache file that rotted since it was verified: evict it, fetch it again.
                 reporter.warn(f"cached {entry.artifact.filename} is corrupt; downloading it again")
                 cache.evict(sha256, unless_intact=True)  # not a good copy another run put there
-                paths.update(_fetch_into_cache([entry], cache, options, reporter))
+                _fetch_into_cache([entry], cache, options, reporter)
                 continue
             except OSError as exc:
+                if _vanished(exc, source):
+                    reporter.detail(
+                        f"{entry.artifact.filename} was removed from the cache meanwhile; "
+                        "fetching it again"
+                    )
+                    continue
                 raise MirrorError(
                     f"cannot write {target}: {exc.strerror or exc}", hint=_WRITE_HINT
                 ) from None
             break
+        else:
+            raise _too_often_removed(entry, cache)
         reporter.detail(f"{entry.path}: written")
 
 
@@ -818,31 +867,54 @@ def seed_registry(
             f"nothing to push: the lock has no archives for {wanted}",
             hint="check --platform, or run `pylock lock`",
         )
-    paths = _fetch_into_cache(entries, cache, attrs.evolve(options, remote=None), reporter)
+    # From the origin only: what the registry has is no seed for itself.
+    options = attrs.evolve(options, remote=None)
+    _fetch_into_cache(entries, cache, options, reporter)
+
+    async def push_one(client: RegistryClient, entry: MirrorEntry, path: Path) -> bool:
+        """Push one archive and its tag; whether the blob was uploaded (not there yet)."""
+        artifact = entry.artifact
+        require_sha256(path, artifact.sha256)
+        uploaded = False
+        if not await client.has_blob(artifact.sha256):
+            await client.push_blob(path, artifact.sha256)
+            uploaded = True
+        tag = remote_tag(entry.python, artifact)
+        manifest = artifact_manifest(
+            sha256=artifact.sha256,
+            size=path.stat().st_size,
+            filename=artifact.filename,
+            lock_name=entry.python.name,
+            origin_url=artifact.url,
+        )
+        await client.push_manifest(tag, manifest)
+        reporter.detail(f"{artifact.filename}: in {remote.ref} as {tag}")
+        return uploaded
 
     async def push_all() -> SeedReport:
         pushed: list[str] = []
         present: list[str] = []
         async with remote.client(reporter.detail) as client:
             for entry in entries:
-                artifact = entry.artifact
-                path = paths[artifact.sha256]
-                require_sha256(path, artifact.sha256)
-                if await client.has_blob(artifact.sha256):
-                    present.append(artifact.filename)
+                for _ in range(_CACHE_TRIES):
+                    path: Path | None = None
+                    try:
+                        # Held while it is read, so that a concurrent `pylock cache prune`
+                        # or `clean` leaves it alone meanwhile.
+                        with _held(entry, cache, options, reporter) as path:
+                            uploaded = await push_one(client, entry, path)
+                    except OSError as exc:
+                        if not _vanished(exc, path):
+                            raise
+                        reporter.detail(
+                            f"{entry.artifact.filename} was removed from the cache meanwhile; "
+                            "fetching it again"
+                        )
+                        continue
+                    break
                 else:
-                    await client.push_blob(path, artifact.sha256)
-                    pushed.append(artifact.filename)
-                tag = remote_tag(entry.python, artifact)
-                manifest = artifact_manifest(
-                    sha256=artifact.sha256,
-                    size=path.stat().st_size,
-                    filename=artifact.filename,
-                    lock_name=entry.python.name,
-                    origin_url=artifact.url,
-                )
-                await client.push_manifest(tag, manifest)
-                reporter.detail(f"{artifact.filename}: in {remote.ref} as {tag}")
+                    raise _too_often_removed(entry, cache)
+                (pushed if uploaded else present).append(entry.artifact.filename)
         return SeedReport(pushed=tuple(pushed), present=tuple(present))
 
     return asyncio.run(push_all())

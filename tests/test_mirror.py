@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -1071,3 +1072,44 @@ def test_placing_an_archive_already_linked_there_leaves_no_temporary_name(
     _place(source, target, artifact)
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.tar.gz"]
     assert target.read_bytes() == data
+
+
+@pytest.mark.parametrize("moment", ["after the downloads", "under the hold"])
+def test_an_archive_removed_from_the_cache_meanwhile_is_fetched_again(
+    mirroring: Mirroring, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """Race attack: a `pylock cache clean` that ran after the downloads made the mirror fail
+    with "cannot write OUTDIR/...: No such file or directory" (the archive was not held
+    until it was placed); so did a sync that evicted a held archive as corrupt."""
+    import pylock.mirror
+
+    other = Cache(mirroring.cache.root)  # another process's view of the same cache
+    removed: list[int] = []
+    if moment == "after the downloads":
+        real_fetch = pylock.mirror._fetch_into_cache
+
+        def fetch(entries: list[Any], *args: Any) -> dict[str, Path]:
+            paths = real_fetch(entries, *args)
+            if not removed:
+                removed.append(len(other.clean().removed))
+            return paths
+
+        monkeypatch.setattr(pylock.mirror, "_fetch_into_cache", fetch)
+    else:
+        real_place = pylock.mirror._place
+
+        def place(source: Path, target: Path, artifact: Artifact) -> None:
+            if not removed:
+                # A held archive stays through a clean; an eviction ignores holds.
+                assert other.clean().removed == ()
+                removed.append(int(other.evict(artifact.sha256)))
+            real_place(source, target, artifact)
+
+        monkeypatch.setattr(pylock.mirror, "_place", place)
+    report = mirroring.run(["macos-aarch64"])
+    assert removed == [1]
+    assert report.added == (
+        "20251014/cpython-3.13.9+20251014-aarch64-apple-darwin-install_only.tar.gz",
+    )
+    assert tree(mirroring.out)[report.added[0]] == sha(mirroring.blobs["mac"])
+    assert [e.sha256 for e in mirroring.cache.list()] == [sha(mirroring.blobs["mac"])]

@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -822,3 +823,35 @@ def test_mirror_to_offline_is_refused_before_any_connection(
     assert code == 1
     assert f"mirror --to {reference} pushes to a registry, which offline" in err
     assert "hint: run it without --offline" in err
+
+
+def test_mirror_to_fetches_again_what_a_concurrent_clean_removed(
+    remote: Remote,
+    cached_project: Project,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Race attack: a `pylock cache clean` that ran after the downloads made `mirror --to`
+    fail with "No such file or directory" (no archive was held while it was pushed)."""
+    import pylock.mirror
+    from pylock.sync.cache import Cache
+
+    real_fetch = pylock.mirror._fetch_into_cache
+    removed: list[int] = []
+
+    def fetch(entries: list[Any], cache: Cache, *args: Any) -> dict[str, Path]:
+        paths = real_fetch(entries, cache, *args)
+        if not removed:
+            removed.append(len(Cache(cache.root).clean().removed))  # another process's
+        return paths
+
+    monkeypatch.setattr(pylock.mirror, "_fetch_into_cache", fetch)
+    code = cached_project.run(
+        "mirror", "--to", remote.reference, "--platform", host().key, **remote.tls
+    )
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert removed == [1]
+    assert "1 pushed" in err
+    assert remote.blobs_present(cached_project.host_shas()) == [True]
+    assert cached_project.origin_requests == 2  # fetched again after the clean
