@@ -210,6 +210,39 @@ def test_prune_and_clean_skip_an_archive_held_in_this_process(cache: Cache) -> N
     assert cache.list() == []
 
 
+@pytest.mark.parametrize(
+    "action",
+    [
+        lambda cache: cache.clean(),
+        lambda cache: cache.prune(max_size=0),
+        lambda cache: cache.prune(unused_for=0, now=time.time() + DAY),
+        lambda cache: cache.prune(keep=()),
+    ],
+    ids=["clean", "max-size", "unused-for", "keep"],
+)
+def test_what_another_process_removed_first_is_not_counted(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, action: Callable[[Cache], Any]
+) -> None:
+    """Race attack: two `cache clean` runs at once said "removed 4" and "removed 3" of 4
+    archives: each counted those the other had evicted since it listed them."""
+    shas = {put(cache, bytes([n]) * 100, f"{n}.tar.gz")[0] for n in range(4)}
+    other = Cache(cache.root)
+    real_list = Cache.list
+    others: list[Any] = []
+
+    def listed_then_cleaned(self: Cache) -> list[Any]:
+        entries = real_list(self)
+        if self is cache and not others:
+            others.append(other.clean())  # the other process, between list and evict
+        return entries
+
+    monkeypatch.setattr(Cache, "list", listed_then_cleaned)
+    report = action(cache)
+    assert {e.sha256 for e in others[0].removed} == shas
+    assert (report.removed, report.held, report.freed) == ((), (), 0)
+    assert cache.list() == []
+
+
 def test_hold_of_a_missing_archive_yields_none(cache: Cache) -> None:
     with cache.hold("1" * 64) as path:
         assert path is None

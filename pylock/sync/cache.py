@@ -31,8 +31,9 @@ import errno
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, MutableSequence
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -51,6 +52,9 @@ from pylock.settings import Settings
 from pylock.settings import parse_size as parse_size  # where callers look for it
 
 _USED = ".last-used"
+#: What :meth:`Cache._try_evict` did: removed the archive, found it gone (another process
+#: removed it first), or kept it (held, being downloaded, or in a read-only cache).
+_Eviction = Literal["removed", "gone", "kept"]
 #: Whether this system can set a link's own times.
 _UTIME_NOFOLLOW = os.utime in os.supports_follow_symlinks
 #: A sidecar larger than this is not read (an interpreter's file digests are < 1 MiB).
@@ -555,7 +559,8 @@ class Cache:
                 continue
             # Checked again under the gate: another process may have replaced the copy
             # hashed here with a good one meanwhile (a sync that found it corrupt too).
-            evicted = self._try_evict(entry.sha256, unless_intact=True)
+            eviction = self._try_evict(entry.sha256, unless_intact=True)
+            evicted = eviction != "kept"
             if not evicted and self._intact(entry.sha256):
                 ok.append(entry)
                 continue
@@ -594,18 +599,16 @@ class Cache:
                 if not unwanted(entry):
                     kept_now.append(entry)
                 else:
-                    (removed if self._try_evict(entry.sha256) else held).append(entry)
+                    self._evict_into(entry, removed, held)
             remaining = kept_now
         if max_size is not None:
             total = sum(e.size for e in remaining) + sum(e.size for e in held)
             for entry in list(remaining):
                 if total <= max_size:
                     break
-                if self._try_evict(entry.sha256):
-                    removed.append(entry)
+                eviction = self._evict_into(entry, removed, held)
+                if eviction != "kept":
                     total -= entry.size
-                else:
-                    held.append(entry)
         leftovers = self._clean_tmp()
         self._clean_debris()
         return PruneReport(removed=tuple(removed), held=tuple(held), leftovers=leftovers)
@@ -618,7 +621,7 @@ class Cache:
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
         for entry in self.list():
-            (removed if self._try_evict(entry.sha256) else held).append(entry)
+            self._evict_into(entry, removed, held)
         from pylock.index.metadata import MetadataStore
 
         MetadataStore(self.metadata_dir).clear()
@@ -630,26 +633,43 @@ class Cache:
         """Total bytes of cached archives."""
         return sum(entry.size for entry in self.list())
 
-    def _try_evict(self, sha256: str, *, unless_intact: bool = False) -> bool:
+    def _try_evict(self, sha256: str, *, unless_intact: bool = False) -> _Eviction:
         """Evict the archive unless its gate or a hold is taken (or, with
-        ``unless_intact``, its content has its sha256); whether it is gone."""
+        ``unless_intact``, its content has its sha256): whether this process removed it,
+        another had already, or it stays."""
         gate = self.gate(sha256)
         try:
             if not gate.try_acquire():
-                return False  # being downloaded, evicted or opened right now
+                return "kept"  # being downloaded, evicted or opened right now
         except OSError:
-            return False  # a read-only cache: nothing can be removed
+            return "kept"  # a read-only cache: nothing can be removed
         try:
             if self.is_held(sha256) or (unless_intact and self._intact(sha256)):
-                return False
+                return "kept"
             try:
-                self.evict_locked(sha256)
+                removed = self.evict_locked(sha256)
             except OSError:
-                return False
-            # Windows refuses to remove a file another process has open.
-            return _archive_in(self.archive_dir(sha256)) is None
+                return "kept"
+            if _archive_in(self.archive_dir(sha256)) is not None:
+                return "kept"  # Windows refuses to remove a file another process has open
+            # Gone, not removed: another clean or prune got there first, and counts it.
+            return "removed" if removed else "gone"
         finally:
             gate.release()
+
+    def _evict_into(
+        self,
+        entry: CacheEntry,
+        removed: MutableSequence[CacheEntry],
+        held: MutableSequence[CacheEntry],
+    ) -> _Eviction:
+        """:meth:`_try_evict` for ``prune`` and ``clean``, which count what it did."""
+        eviction = self._try_evict(entry.sha256)
+        if eviction == "removed":
+            removed.append(entry)
+        elif eviction == "kept":
+            held.append(entry)
+        return eviction
 
     def _clean_debris(self) -> None:
         """Remove archive directories that lost their archive (and so are not listed)."""
