@@ -1055,13 +1055,17 @@ def _cmd_cache(ctx: Context) -> int:
     if action == "verify":
         cache.require_readable("verify")
         verified = cache.verify()
+        writable = cache.writable()
         for bad in verified.corrupt:
+            refusal = bad.refusal
             fate = (
                 "evicted"
                 if bad.evicted
-                else "kept: another process is using it"
-                if cache.writable()
                 else "kept: the cache is read-only"
+                if not writable
+                else f"kept: cannot remove {printable(refusal.path)}: {refusal.reason}"
+                if refusal is not None
+                else "kept: another process is using it"
             )
             ctx.out(
                 f"corrupt: {printable(bad.entry.filename)} (expected sha256 {bad.entry.sha256}, "
@@ -1072,10 +1076,13 @@ def _cmd_cache(ctx: Context) -> int:
         )
         if verified.corrupt:
             kept = [bad for bad in verified.corrupt if not bad.evicted]
+            refused = [bad for bad in kept if bad.refusal is not None]
             raise PylockError(
                 f"{len(verified.corrupt)} cached archive(s) were corrupt",
                 hint="evicted archives are downloaded again by the next `pylock sync` or `fetch`"
                 if not kept
+                else _REFUSED_HINT
+                if refused and writable
                 else "archives kept (in use, or a read-only cache) are evicted by the next "
                 "`pylock cache verify` where the cache is writable and unused",
             )
@@ -1095,13 +1102,34 @@ def _cmd_cache(ctx: Context) -> int:
     for entry in report.held:
         ctx.reporter.detail(f"kept {printable(entry.filename)}: another process is using it")
     held = f"; {len(report.held)} kept because in use" if report.held else ""
+    if report.refused:
+        held += f"; {len(report.refused)} could not be removed"
     left = f" and {human_size(report.leftovers)} killed runs left" if report.leftovers else ""
     ctx.reporter.event(
         f"removed {len(report.removed)} archive(s){left}, freed {human_size(report.freed)}"
         f"{held}; "
         f"{human_size(cache.size())} left in {cache.root}"
     )
+    if report.refused:
+        raise PylockError(
+            "\n".join(
+                [
+                    f"cannot remove {len(report.refused)} archive(s) from the cache at "
+                    f"{cache.root}:",
+                    *(f"  {printable(r.path)}: {r.reason}" for r in report.refused),
+                ]
+            ),
+            hint=_REFUSED_HINT,
+        )
     return 0
+
+
+#: What to do about archives the file system would not let this user remove.
+_REFUSED_HINT = (
+    "they are another user's, or in directories this user may not change: remove them as "
+    "their owner (or make the cache writable to every user who shares it), or point "
+    "PYLOCK_CACHE_DIR at a cache of your own"
+)
 
 
 def _cmd_mirror(ctx: Context) -> int:

@@ -9,6 +9,7 @@ is :func:`pylock.resolve.lock_direct`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,10 +55,17 @@ def make_direct_resolver(
             host_platform=host_platform,
             # Not kept: the next run downloads it again anyway (it has no sha256 to look
             # it up by), and no lock names it.
-            discard=lambda: cache.evict(sha256),
+            discard=lambda: _discard(cache, sha256),
         )
 
     return direct
+
+
+def _discard(cache: Cache, sha256: str) -> None:
+    """Evict a download that is no archive pylock can install, if this user may."""
+    # The error about the download is the one to report.
+    with contextlib.suppress(OSError):
+        cache.evict(sha256)
 
 
 def describe_direct(

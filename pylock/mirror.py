@@ -812,7 +812,14 @@ def _copy_from_cache(
                     raise
                 # A cache file that rotted since it was verified: evict it, fetch it again.
                 reporter.warn(f"cached {entry.artifact.filename} is corrupt; downloading it again")
-                cache.evict(sha256, unless_intact=True)  # not a good copy another run put there
+                try:
+                    cache.evict(sha256, unless_intact=True)  # not a good copy another run put
+                except OSError as exc:
+                    raise MirrorError(
+                        f"cached {entry.artifact.filename} is corrupt, and the cache at "
+                        f"{cache.root} cannot be changed: {exc.strerror or exc}",
+                        hint=cache.unremovable_hint(sha256, exc),
+                    ) from None
                 _fetch_into_cache([entry], cache, options, reporter)
                 continue
             except OSError as exc:

@@ -18,6 +18,7 @@ import pytest
 from pylock.errors import PylockError, UsageError
 from pylock.settings import Settings
 from pylock.sync.cache import Cache, parse_size, safe_filename
+from tests.syncproject import Build, Project
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 DAY = 86400.0
@@ -748,3 +749,98 @@ def test_no_home_to_find_the_cache_in_is_a_clean_error(
     monkeypatch.setenv("PYLOCK_CACHE_DIR", "~nosuchuser-pylock/cache")
     assert main(["cache", "dir"]) == 0
     assert capsys.readouterr().out == f"{tmp_path / '~nosuchuser-pylock/cache'}\n"
+
+
+# -- another user's archives in a shared cache -------------------------------------------
+
+
+def refuse_removal(monkeypatch: pytest.MonkeyPatch, cache: Cache, sha: str) -> Path:
+    """Make the archive ``sha`` refuse to go, as root's archive does in a group-writable
+    shared cache (its directory is root's 0755: neither moved nor emptied); root passes
+    every mode check, so the refusal is injected. Returns the archive's directory."""
+    import errno
+
+    directory = cache.archive_dir(sha)
+    real_rename, real_unlink = os.rename, os.unlink
+
+    def denied(*paths: Any) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), *map(str, paths))
+
+    def rename(source: Any, target: Any, **kw: Any) -> None:
+        if Path(source) == directory:
+            raise denied(source, target)
+        real_rename(source, target, **kw)
+
+    def unlink(path: Any, **kw: Any) -> None:
+        if Path(path).parent == directory:
+            raise denied(path)
+        real_unlink(path, **kw)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)
+    return directory
+
+
+@pytest.mark.parametrize("command", [["clean"], ["prune", "--max-size", "0"]])
+def test_an_archive_this_user_may_not_remove_is_not_in_use(
+    cache: Cache,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Attack as another user of a shared cache: root's archive, which `cache clean` and
+    `cache prune` could not remove, was "1 kept because in use" (exit 0)."""
+    theirs, path = put(cache, b"root's", "theirs.tar.gz")
+    put(cache, b"mine", "mine.tar.gz")
+    refuse_removal(monkeypatch, cache, theirs)
+    assert run_cache(cache, *command) == 1
+    err = capsys.readouterr().err
+    assert "removed 1 archive(s)" in err and "1 could not be removed" in err
+    assert "in use" not in err
+    said = f"pylock: error: cannot remove 1 archive(s) from the cache at {cache.root}:\n"
+    assert said in err and f"  {path}: Permission denied\n" in err
+    assert "another user's" in err and "PYLOCK_CACHE_DIR" in err
+    assert [e.sha256 for e in cache.list()] == [theirs]
+    report = cache.clean()
+    assert (report.removed, report.held) == ((), ())
+    assert [(r.entry.sha256, r.path, r.reason) for r in report.refused] == [
+        (theirs, str(path), "Permission denied")
+    ]
+
+
+def test_a_corrupt_archive_this_user_may_not_remove_is_named_by_verify(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same attack: `cache verify` said "kept: another process is using it"."""
+    sha, path = put(cache, b"root's")
+    path.write_bytes(b"rotten")
+    refuse_removal(monkeypatch, cache, sha)
+    assert run_cache(cache, "verify") == 1
+    captured = capsys.readouterr()
+    assert f"; kept: cannot remove {path}: Permission denied" in captured.out
+    assert "another process" not in captured.out
+    assert "another user's" in captured.err
+    assert path.read_bytes() == b"rotten"
+
+
+def test_a_corrupt_archive_a_sync_may_not_evict_gets_the_caches_hint(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same attack: a sync that found root's cached archive corrupt, and could not
+    evict it, blamed "a mirror or URL rewrite" for bytes that the cache held."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    assert sync_project.run("fetch", "--mirror", sync_project.mirror).code == 0
+    archive = sync_project.archive(app_a)
+    archive.write_bytes(b"X" * len(app_a.data))  # same size, other bytes
+    directory = refuse_removal(monkeypatch, Cache(sync_project.cache), app_a.sha256)
+    done = sync_project.sync()
+    assert done.code == 1
+    assert (
+        f"cached archive {app_a.filename} is corrupt, and the cache at {sync_project.cache} "
+        f"cannot be changed (Permission denied: {archive})"
+    ) in done.err
+    hint = done.err.split("hint:")[-1]
+    assert f"{directory} is another user's" in hint and "mirror" not in hint
+    assert "Traceback" not in done.err
+    assert sync_project.server.hits(app_a.path) == 1

@@ -129,7 +129,15 @@ def _hits(
                     # Another process stored it meanwhile: its reader need not wait.
                     item.feed.finished(path)
                 continue
-            cache.evict(item.sha256)
+            try:
+                cache.evict(item.sha256)
+            except OSError as exc:
+                # Not to be fetched around: the store would keep the corrupt copy.
+                raise PylockError(
+                    f"cached {path.name} is corrupt ({problem}), and the cache at "
+                    f"{cache.root} cannot be changed: {exc.strerror or exc}",
+                    hint=cache.unremovable_hint(item.sha256, exc),
+                ) from None
             corrupt.add(item.sha256)
             reporter.warn(f"cached {path.name} is corrupt ({problem}); evicted it")
         misses.append(item)

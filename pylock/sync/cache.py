@@ -55,6 +55,8 @@ _USED = ".last-used"
 #: What :meth:`Cache._try_evict` did: removed the archive, found it gone (another process
 #: removed it first), or kept it (held, being downloaded, or in a read-only cache).
 _Eviction = Literal["removed", "gone", "kept"]
+#: Windows' word for a file another process has open (which it will not remove).
+_ERROR_SHARING_VIOLATION = 32
 #: Whether this system can set a link's own times.
 _UTIME_NOFOLLOW = os.utime in os.supports_follow_symlinks
 #: A sidecar larger than this is not read (an interpreter's file digests are < 1 MiB).
@@ -102,6 +104,28 @@ class CacheEntry:
 
 
 @attrs.frozen(kw_only=True)
+class Refusal:
+    """An archive the file system would not let this process remove (not one in use)."""
+
+    #: The archive.
+    entry: CacheEntry
+    #: What could not be removed, opened or locked.
+    path: str
+    #: Why, in the system's words (``Permission denied``).
+    reason: str
+    #: The error's number (``errno.EACCES``), if it has one.
+    code: int | None
+
+    @classmethod
+    def of(cls, entry: CacheEntry, error: OSError) -> Refusal:
+        """The refusal ``error`` describes (its file, else the archive's directory)."""
+        path = os.fspath(error.filename) if error.filename is not None else entry.path.parent
+        return cls(
+            entry=entry, path=str(path), reason=error.strerror or str(error), code=error.errno
+        )
+
+
+@attrs.frozen(kw_only=True)
 class PruneReport:
     """What ``prune`` or ``clean`` did."""
 
@@ -109,6 +133,8 @@ class PruneReport:
     removed: tuple[CacheEntry, ...] = ()
     #: Archives that would have been removed but another process holds (or is fetching).
     held: tuple[CacheEntry, ...] = ()
+    #: Archives that would have been removed but this user may not (another user's, say).
+    refused: tuple[Refusal, ...] = ()
     #: Bytes of what killed runs left in ``tmp/`` (partial downloads) that went too.
     leftovers: int = 0
 
@@ -126,8 +152,11 @@ class CorruptEntry:
     entry: CacheEntry
     #: The sha256 its bytes have now.
     actual: str
-    #: Whether it was evicted; ``False`` when another process holds it right now.
+    #: Whether it was evicted; ``False`` when another process holds it right now, or it
+    #: could not be removed (:attr:`refusal`).
     evicted: bool
+    #: Why the file system would not let it be removed (another user's, say).
+    refusal: Refusal | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -498,6 +527,20 @@ class Cache:
                 return False
             return self.evict_locked(sha256)
 
+    def unremovable_hint(self, sha256: str, error: OSError) -> str:
+        """What to do about the archive ``sha256`` that ``error`` kept this user from evicting."""
+        directory = self.archive_dir(sha256)
+        if error.errno == errno.EROFS:
+            return (
+                f"the cache at {self.root} is read-only: remove {directory} where it is "
+                "writable, or point PYLOCK_CACHE_DIR at another cache"
+            )
+        return (
+            f"{directory} is another user's, or in a directory this user may not change: "
+            f"remove it as its owner (or make the cache writable to every user who shares "
+            "it), or point PYLOCK_CACHE_DIR at a cache of your own"
+        )
+
     def _intact(self, sha256: str) -> bool:
         """Whether the archive stored under ``sha256`` is there and has that sha256."""
         archive = _archive_in(self.archive_dir(sha256))
@@ -507,7 +550,11 @@ class Cache:
             return False
 
     def evict_locked(self, sha256: str) -> bool:
-        """:meth:`evict` for a caller that already holds :meth:`gate`."""
+        """:meth:`evict` for a caller that already holds :meth:`gate`.
+
+        Raises :class:`OSError` when this user may not remove it (another user's archive
+        in a shared cache, say): that is no archive in use, to be left for a later prune.
+        """
         directory = self.archive_dir(sha256)
         if not directory.exists():
             return False
@@ -520,11 +567,15 @@ class Cache:
             # alone if that works, else leave it for a later prune.
             archive = _archive_in(directory)
             if archive is None:
-                return False
+                if not os.path.lexists(directory):
+                    return False
+                raise  # a directory this user may neither move nor list
             try:
                 archive.unlink()
-            except OSError:
-                return False
+            except OSError as error:
+                if getattr(error, "winerror", None) == _ERROR_SHARING_VIOLATION:
+                    return False
+                raise
         return True
 
     def _discard(self, directory: Path) -> None:
@@ -559,12 +610,17 @@ class Cache:
                 continue
             # Checked again under the gate: another process may have replaced the copy
             # hashed here with a good one meanwhile (a sync that found it corrupt too).
-            eviction = self._try_evict(entry.sha256, unless_intact=True)
-            evicted = eviction != "kept"
+            refusal = None
+            try:
+                evicted = self._try_evict(entry.sha256, unless_intact=True) != "kept"
+            except OSError as error:
+                evicted, refusal = False, Refusal.of(entry, error)
             if not evicted and self._intact(entry.sha256):
                 ok.append(entry)
                 continue
-            corrupt.append(CorruptEntry(entry=entry, actual=actual, evicted=evicted))
+            corrupt.append(
+                CorruptEntry(entry=entry, actual=actual, evicted=evicted, refusal=refusal)
+            )
         return CacheVerifyReport(ok=tuple(ok), corrupt=tuple(corrupt))
 
     def prune(
@@ -588,6 +644,7 @@ class Cache:
         now = time.time() if now is None else now
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
+        refused: list[Refusal] = []
         remaining = sorted(self.list(), key=lambda e: e.last_used)
         for unwanted in (
             (lambda entry: keep is not None and entry.sha256 not in keep),
@@ -599,19 +656,21 @@ class Cache:
                 if not unwanted(entry):
                     kept_now.append(entry)
                 else:
-                    self._evict_into(entry, removed, held)
+                    self._evict_into(entry, removed, held, refused)
             remaining = kept_now
         if max_size is not None:
             total = sum(e.size for e in remaining) + sum(e.size for e in held)
             for entry in list(remaining):
                 if total <= max_size:
                     break
-                eviction = self._evict_into(entry, removed, held)
+                eviction = self._evict_into(entry, removed, held, refused)
                 if eviction != "kept":
                     total -= entry.size
         leftovers = self._clean_tmp()
         self._clean_debris()
-        return PruneReport(removed=tuple(removed), held=tuple(held), leftovers=leftovers)
+        return PruneReport(
+            removed=tuple(removed), held=tuple(held), refused=tuple(refused), leftovers=leftovers
+        )
 
     def clean(self) -> PruneReport:
         """Remove every archive that no process holds, the metadata and abandoned partial work."""
@@ -620,14 +679,17 @@ class Cache:
         self.require_writable("clean")
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
+        refused: list[Refusal] = []
         for entry in self.list():
-            self._evict_into(entry, removed, held)
+            self._evict_into(entry, removed, held, refused)
         from pylock.index.metadata import MetadataStore
 
         MetadataStore(self.metadata_dir).clear()
         leftovers = self._clean_tmp()
         self._clean_debris()
-        return PruneReport(removed=tuple(removed), held=tuple(held), leftovers=leftovers)
+        return PruneReport(
+            removed=tuple(removed), held=tuple(held), refused=tuple(refused), leftovers=leftovers
+        )
 
     def size(self) -> int:
         """Total bytes of cached archives."""
@@ -636,20 +698,15 @@ class Cache:
     def _try_evict(self, sha256: str, *, unless_intact: bool = False) -> _Eviction:
         """Evict the archive unless its gate or a hold is taken (or, with
         ``unless_intact``, its content has its sha256): whether this process removed it,
-        another had already, or it stays."""
+        another had already, or it stays. Raises :class:`OSError` when this user may not
+        remove it or take its gate (a read-only cache, another user's archive)."""
         gate = self.gate(sha256)
-        try:
-            if not gate.try_acquire():
-                return "kept"  # being downloaded, evicted or opened right now
-        except OSError:
-            return "kept"  # a read-only cache: nothing can be removed
+        if not gate.try_acquire():
+            return "kept"  # being downloaded, evicted or opened right now
         try:
             if self.is_held(sha256) or (unless_intact and self._intact(sha256)):
                 return "kept"
-            try:
-                removed = self.evict_locked(sha256)
-            except OSError:
-                return "kept"
+            removed = self.evict_locked(sha256)
             if _archive_in(self.archive_dir(sha256)) is not None:
                 return "kept"  # Windows refuses to remove a file another process has open
             # Gone, not removed: another clean or prune got there first, and counts it.
@@ -662,9 +719,14 @@ class Cache:
         entry: CacheEntry,
         removed: MutableSequence[CacheEntry],
         held: MutableSequence[CacheEntry],
+        refused: MutableSequence[Refusal],
     ) -> _Eviction:
         """:meth:`_try_evict` for ``prune`` and ``clean``, which count what it did."""
-        eviction = self._try_evict(entry.sha256)
+        try:
+            eviction = self._try_evict(entry.sha256)
+        except OSError as error:
+            refused.append(Refusal.of(entry, error))
+            return "kept"
         if eviction == "removed":
             removed.append(entry)
         elif eviction == "kept":
@@ -679,7 +741,8 @@ class Cache:
             return
         for directory in directories:
             if is_sha256(directory.name) and _archive_in(directory) is None:
-                self._try_evict(directory.name)
+                with contextlib.suppress(OSError):  # another user's, say: not ours to say
+                    self._try_evict(directory.name)
 
     def _clean_tmp(self) -> int:
         """Remove what killed runs left in ``tmp/``; how many bytes that was."""

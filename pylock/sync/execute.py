@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from pylock.errors import HashMismatchError, InstallError, PylockError, UsageError
+from pylock.errors import (
+    HashMismatchError,
+    InstallError,
+    PylockError,
+    UsageError,
+    printable,
+)
 from pylock.fsutil import broken_link, make_dir, mounted_noexec, out_of_space_hint
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
@@ -217,12 +223,9 @@ class _Installer:
                     raise  # a fresh download that does not match: where did it come from?
                 if eviction == "replaced":
                     continue  # another sync got there first: install its good copy
-                if eviction == "read-only":
+                if isinstance(eviction, OSError):
                     raise PylockError(
-                        str(exc),
-                        hint=f"the cache at {self.cache.root} is read-only: remove "
-                        f"{self.cache.archive_dir(sha256)} where it is writable, or point "
-                        "PYLOCK_CACHE_DIR at another cache",
+                        str(exc), hint=self.cache.unremovable_hint(sha256, eviction)
                     ) from None
                 if self.options.offline:
                     raise PylockError(
@@ -320,19 +323,22 @@ class _Installer:
         finally:
             reader.close()
 
-    def _evict_corrupt(self, job: Job) -> Literal["evicted", "replaced", "read-only"]:
+    def _evict_corrupt(self, job: Job) -> Literal["evicted", "replaced"] | OSError:
         """Evict a corrupt cached archive: whether it is gone, was replaced by a good copy
-        (another sync evicted it first and fetched it again), or cannot be (a read-only cache)."""
+        (another sync evicted it first and fetched it again), or why it cannot be (a
+        read-only cache, another user's archive)."""
         sha256 = job.artifact.sha256
         try:
             evicted = self.cache.evict(sha256, unless_intact=True)
         except OSError as exc:
+            # The file refused, whose name a shared cache's other users choose.
+            where = f": {printable(os.fspath(exc.filename))}" if exc.filename is not None else ""
             self.reporter.warn(
                 f"cached archive {job.artifact.filename} is corrupt, and the cache at "
-                f"{self.cache.root} cannot be changed ({exc.strerror or exc}): remove "
+                f"{self.cache.root} cannot be changed ({exc.strerror or exc}{where}): remove "
                 f"{self.cache.archive_dir(sha256)} where it is writable"
             )
-            return "read-only"
+            return exc
         if not evicted and self.cache.lookup(sha256) is not None:
             self.reporter.detail(
                 f"cached archive {job.artifact.filename} was corrupt; another process has "
