@@ -844,3 +844,97 @@ def test_a_corrupt_archive_a_sync_may_not_evict_gets_the_caches_hint(
     assert f"{directory} is another user's" in hint and "mirror" not in hint
     assert "Traceback" not in done.err
     assert sync_project.server.hits(app_a.path) == 1
+
+
+def deny_archives(monkeypatch: pytest.MonkeyPatch, cache: Cache) -> Path:
+    """Make ``archives/`` unsearchable, as chmod 0 (or another user's 0700) does for any
+    user but root, whom no mode stops. Returns the directory."""
+    import errno
+
+    denied = cache.root / "archives"
+    real = {name: getattr(os, name) for name in ("lstat", "stat", "listdir", "scandir")}
+
+    def refusing(name: str) -> Callable[..., Any]:
+        # Its own entry can be looked at, not what it holds.
+        lists = name in ("listdir", "scandir")
+
+        def call(path: Any = ".", *args: Any, **kw: Any) -> Any:
+            if isinstance(path, (str, os.PathLike)) and (
+                (lists and Path(path) == denied) or denied in Path(path).parents
+            ):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real[name](path, *args, **kw)
+
+        return call
+
+    for name in real:
+        monkeypatch.setattr(os, name, refusing(name))
+    return denied
+
+
+@pytest.mark.parametrize("action", ["list", "verify"])
+def test_cache_list_and_verify_refuse_archives_they_may_not_search(
+    cache: Cache,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+) -> None:
+    """Attack as another user: with `archives/` at mode 0 (or another user's 0700), `cache
+    list` and `cache verify` said "0 archive(s)", exit 0: os.path.lexists says "not there"
+    for a path it may not search, and the listing swallowed the refusal."""
+    put(cache, b"x")
+    denied = deny_archives(monkeypatch, cache)
+    assert run_cache(cache, action) == 1
+    err = capsys.readouterr().err
+    said = f"pylock: error: cannot {action} the cache at {cache.root}: {denied}: Permission denied"
+    assert said in err
+    assert f"this user may not read {denied}" in err
+    assert "0 archive(s)" not in err
+
+
+@pytest.mark.parametrize("command", [["clean"], ["prune", "--max-size", "0"]])
+def test_prune_and_clean_refuse_archives_they_may_not_list(
+    cache: Cache,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """The same attack: they said "removed 0 archive(s)", exit 0."""
+    put(cache, b"x")
+    deny_archives(monkeypatch, cache)
+    assert run_cache(cache, *command) == 1
+    err = capsys.readouterr().err
+    assert f"pylock: error: cannot read the cache at {cache.root}: " in err
+    assert "Permission denied" in err and "removed 0" not in err
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root, to become another user",
+)
+def test_another_users_private_archives_are_no_empty_cache(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The attack itself: root's 0700 `archives/` in a cache nobody may write."""
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="pylock-shared-cache-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        cache = Cache(shared / "cache")
+        put(cache, b"root's")
+        cache.root.chmod(0o777)
+        (cache.root / "archives").chmod(0o700)
+
+        def list_it() -> None:
+            for call in (lambda: cache.require_readable("list"), cache.list):
+                try:
+                    call()
+                except PylockError as error:
+                    assert str(error).endswith(": Permission denied"), str(error)
+                else:
+                    raise AssertionError("an unreadable cache was listed as empty")
+
+        assert _as_another_user(list_it) == 0
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=False)

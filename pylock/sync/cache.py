@@ -253,22 +253,39 @@ class Cache:
         """Raise :class:`~pylock.errors.PylockError` if the cache is there but cannot be
         read: not a directory, or one this user may not list. (One that is not there at all
         is an empty cache.)"""
-        from pylock.errors import PylockError
-
-        for directory in (self.root, self.archives_dir):
-            if not os.path.lexists(directory):
+        for directory in (self.root, self.archives_dir.parent, self.archives_dir):
+            try:
+                # Not os.path.lexists: it says "not there" for what this user may not search.
+                os.lstat(directory)
+            except FileNotFoundError:
                 return
+            except OSError as error:
+                raise self._read_error(doing, directory.parent, error) from None
             try:
                 if not directory.is_dir():
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
                 os.listdir(directory)
             except OSError as error:
-                where = "" if directory == self.root else f"{directory}: "
-                raise PylockError(
-                    f"cannot {doing} the cache at {self.root}: {where}{error.strerror or error}",
-                    hint="point PYLOCK_CACHE_DIR at the cache directory (pylock makes it if "
-                    "it is missing)",
-                ) from None
+                raise self._read_error(doing, directory, error) from None
+
+    def _read_error(self, doing: str, directory: Path, error: OSError) -> PylockError:
+        """The error for a cache whose ``directory`` cannot be read (``error`` says why)."""
+        where = "" if directory == self.root else f"{directory}: "
+        if isinstance(error, PermissionError):
+            hint = (
+                f"this user may not read {directory}: it is another user's, or its mode "
+                "keeps others out. Give this user read and search permission on it (a "
+                "group that shares the cache), or point PYLOCK_CACHE_DIR at a cache of "
+                "your own"
+            )
+        else:
+            hint = (
+                "point PYLOCK_CACHE_DIR at the cache directory (pylock makes it if it is missing)"
+            )
+        return PylockError(
+            f"cannot {doing} the cache at {self.root}: {where}{error.strerror or error}",
+            hint=hint,
+        )
 
     def writable(self) -> bool:
         """Whether archives can be stored (and removed) here."""
@@ -395,8 +412,11 @@ class Cache:
         entries = []
         try:
             directories = list(self.archives_dir.iterdir())
-        except OSError:
+        except FileNotFoundError:
             return []
+        except OSError as error:
+            # Not "no archives": `cache list` said 0 and `prune` removed nothing, exit 0.
+            raise self._read_error("read", self.archives_dir, error) from None
         for directory in directories:
             if not is_sha256(directory.name):
                 continue
