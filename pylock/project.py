@@ -471,12 +471,14 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
             hint=f"run `pylock lock` with the same options and commit {name}",
         )
     written = changed and not check and not dry_run
+    if not (check or dry_run):
+        # What a `pylock lock` killed while writing left beside the lock (an hour: surely
+        # not live), which `git add -A` would commit: whether or not this run writes.
+        remove_stale_temporaries(Path(os.path.realpath(lock_path)), 3600)
     if not (check or dry_run) and not changed:
         undo_0600(lock_path)  # the same lock, made readable to others
     if written:
         target = _write_target(lock_path)
-        # What a `pylock lock` killed while writing left (an hour: surely not live).
-        remove_stale_temporaries(target, 3600)
         try:
             atomic_write_text(target, outcome.text)
         except OSError as exc:

@@ -486,3 +486,27 @@ def test_a_downloads_json_that_lists_one_url_with_two_hashes_uses_neither(
         out, err = capsys.readouterr()
         assert out.splitlines()[0] == f"a: added cpython {BUNDLED_313}"
         assert "other entries list its URL with another sha256" in err
+
+
+def test_what_a_killed_lock_left_goes_even_when_the_lock_does_not_change(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Interrupt attack: `.pythons.lock.<hex>.tmp` of a killed `lock` went only when a later
+    `lock` rewrote the file, so an unchanged lock kept it, for `git add -A` to commit."""
+    import os
+    import time
+
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    left = project / ".pythons.lock.0123456789ab.tmp"
+    fresh = project / ".pythons.lock.ba9876543210.tmp"  # a live writer's, maybe
+    for path in (left, fresh):
+        path.write_text("half a lock", encoding="utf-8")
+    old = time.time() - 7200
+    os.utime(left, (old, old))
+    for flags in (["--check"], ["--dry-run"]):
+        assert run(project, "lock", "--offline", *flags) == 0
+        assert left.exists()  # they write nothing
+    assert run(project, "lock", "--offline") == 0
+    assert "nothing changed" in capsys.readouterr().err
+    assert not left.exists() and fresh.exists()
