@@ -938,3 +938,18 @@ def test_another_users_private_archives_are_no_empty_cache(
         assert _as_another_user(list_it) == 0
     finally:
         subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+def test_an_offline_sync_with_a_cache_that_is_a_file_says_so(
+    sync_project: Any, app_a: Any, tmp_path: Path
+) -> None:
+    """Error-message audit: `PYLOCK_CACHE_DIR=/etc/passwd pylock sync --offline` said the
+    archive "is not cached ... expected at /etc/passwd/archives/..." and to fetch it first."""
+    sync_project.lock(app_a)
+    a_file = tmp_path / "not-a-cache"
+    a_file.write_text("x")
+    sync_project.environ["PYLOCK_CACHE_DIR"] = str(a_file)
+    result = sync_project.sync("--offline")
+    assert result.code == 1
+    assert f"cannot use the cache at {a_file}: Not a directory" in result.err
+    assert "is not cached" not in result.err and "Traceback" not in result.err

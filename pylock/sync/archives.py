@@ -194,7 +194,16 @@ def _hit_problem(path: Path, item: Wanted, *, verify_hits: bool) -> str | None:
     return None
 
 
-def _offline_error(misses: Sequence[Wanted], cache: Cache, corrupt: set[str]) -> OfflineError:
+def _offline_error(
+    misses: Sequence[Wanted], cache: Cache, corrupt: set[str]
+) -> OfflineError | PylockError:
+    # A cache that cannot be read (PYLOCK_CACHE_DIR naming a file, another user's 0700
+    # directory) is no cache that lacks these archives: "fetch them first" would not help.
+    try:
+        cache.require_readable("use")
+    except PylockError as error:
+        return error
+
     def line(item: Wanted) -> str:
         why = "was corrupt and has been evicted" if item.sha256 in corrupt else "is not cached"
         return (
