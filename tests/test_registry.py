@@ -1724,3 +1724,26 @@ def test_a_home_that_is_no_absolute_path_reads_no_docker_config_of_the_directory
     environ = {"DOCKER_CONFIG": "rel/.docker"}
     found = find_credentials("r.example", settings=settings_of(environ), home=Path("~"))
     assert found is not None and found.username == "planted"
+
+
+def test_a_refusal_says_why_configured_credentials_were_not_sent(
+    htpasswd_registry: RealRegistry, registry_pki: TestPki, tmp_path: Path
+) -> None:
+    """Error-message audit: with a broken docker config, the registry's refusal said "log
+    in with docker login", and why the login there was not used only with -v."""
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    config = home / ".docker" / "config.json"
+    config.write_text("{not json", encoding="utf-8")
+    data, sha = blob("broken-config")
+
+    async def scenario() -> None:
+        async with client(htpasswd_registry, "pylock/a", home, registry_pki, lookup=True) as r:
+            await r.push_blob(data, sha)
+
+    with pytest.raises(RegistryError) as info:
+        run(scenario())
+    assert info.value.hint is not None
+    assert info.value.hint.startswith(
+        f"no credentials were sent (ignoring {config}: not JSON): fix that, or log in with "
+    )

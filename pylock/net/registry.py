@@ -255,6 +255,9 @@ class SharedAuth:
         self._answer = threading.Lock()
         self._credentials: Credentials | None = None
         self._looked_up = False
+        #: What the look-up passed over (a config that is no JSON, a helper that failed):
+        #: the reason a registry that wants credentials got none.
+        self.passed_over: list[str] = []
 
     def credentials(self, lookup: Callable[[], Credentials | None]) -> Credentials | None:
         """The credentials, from ``lookup`` the first time only."""
@@ -474,8 +477,13 @@ class RegistryClient(SessionOwner):
         self._debug: Debug = debug if debug is not None else _ignore
         self._shared = shared if shared is not None else SharedAuth()
         if credentials is None and lookup_credentials:
+
+            def note(message: str) -> None:
+                self._shared.passed_over.append(message)
+                self._debug(message)
+
             credentials = self._shared.credentials(
-                lambda: find_credentials(ref.host, settings=settings, home=home, debug=self._debug)
+                lambda: find_credentials(ref.host, settings=settings, home=home, debug=note)
             )
         self._credentials = credentials
         self._timeouts = (connect_timeout, read_timeout)
@@ -484,6 +492,15 @@ class RegistryClient(SessionOwner):
         self._authorizations = self._shared.authorizations
         #: Token requests made, by scope (tests count them; callers may report them).
         self.token_requests: dict[str, int] = {}
+
+    def _login_hint(self) -> str:
+        """How to log in; first, what the credentials' look-up passed over, if anything
+        (it says so only with -v, and it is why none were sent)."""
+        passed_over = self._shared.passed_over
+        if not passed_over:
+            return _LOGIN_HINT
+        more = f" (and {len(passed_over) - 1} more; -v says)" if len(passed_over) > 1 else ""
+        return f"no credentials were sent ({passed_over[0]}{more}): fix that, or {_LOGIN_HINT}"
 
     # -- public operations ---------------------------------------------------------------
 
@@ -915,7 +932,7 @@ class RegistryClient(SessionOwner):
                     f"{self.ref.host} wants a user name and password",
                     operation,
                     401,
-                    hint=_LOGIN_HINT,
+                    hint=self._login_hint(),
                 )
             self._authorizations[""] = self._credentials.basic()
             return
@@ -960,7 +977,7 @@ class RegistryClient(SessionOwner):
             response = await self._request(method, url, data=form, headers=headers)
             async with response:
                 if response.status != 200:
-                    hint = _LOGIN_HINT if response.status in (401, 403) else None
+                    hint = self._login_hint() if response.status in (401, 403) else None
                     raise self._error(
                         f"the token endpoint of {self.ref.host} refused a token for "
                         f"{operation} (HTTP {response.status})",
@@ -1060,7 +1077,7 @@ class RegistryClient(SessionOwner):
         if response.status >= 400:
             code = _error_code(await _small_body(response))
         detail = f" ({code})" if code else ""
-        hint = _LOGIN_HINT if response.status in (401, 403) else None
+        hint = self._login_hint() if response.status in (401, 403) else None
         raise self._error(
             f"{self.ref} refused {operation}: HTTP {response.status}{detail}",
             operation,
