@@ -113,6 +113,12 @@ def resolve(
                 warn(f"{problem}: locked it again from the index")
             locked.append(_keep_known_sizes(fresh, old))
             continue
+        moved = (
+            None if old is None or refresh else _on_other_platforms(request, old, index, platforms)
+        )
+        if moved is not None:
+            locked.append(attrs.evolve(moved, default=request.default))
+            continue
         fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
         locked.append(_keep_known_sizes(fresh, old))
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
@@ -137,6 +143,29 @@ def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPy
         for a in fresh.artifacts
     )
     return attrs.evolve(fresh, artifacts=artifacts)
+
+
+def _on_other_platforms(
+    request: PythonRequest, old: LockedPython, index: Index, platforms: Sequence[str]
+) -> LockedPython | None:
+    """``old``'s very build on a changed list of ``platforms``, where the index has it for
+    every platform added: a pull request that adds Windows must not also move the build
+    (a PyPy 3.9 -> 3.11 slipped in that way). The archives of the platforms kept stay
+    as they were locked; ``None`` where that build will not do."""
+    if old.build is None or request.url is not None or set(old.platforms) == set(platforms):
+        return None
+    if not satisfies(request, old, platforms=old.platforms):
+        return None
+    if published_mismatch(old, index) is not None:
+        return None  # edited by hand: the usual way locks it again
+    try:
+        fresh = resolve_python(_pinned_to(request, old), index, platforms=platforms)
+    except ResolutionError:
+        return None
+    if fresh.version != old.version or fresh.flavor != old.flavor:
+        return None
+    kept = {artifact.platform: artifact for artifact in old.artifacts}
+    return attrs.evolve(old, artifacts=tuple(kept.get(a.platform, a) for a in fresh.artifacts))
 
 
 def _pinned_to(request: PythonRequest, entry: LockedPython) -> PythonRequest:

@@ -718,8 +718,11 @@ def test_changed_requests_are_re_resolved() -> None:
     result = _lock(changed, new_index, previous=first)
     diff = diff_locks(first, result)
     by_name = {p.name: p for p in diff.pythons}
-    assert by_name["app"].change is Change.UPGRADED
+    # A platform dropped: the build stays (the diff's attack: it was upgraded too).
+    assert by_name["app"].change is Change.CHANGED
     assert by_name["app"].new is not None and by_name["app"].new.platforms == (LINUX,)
+    assert by_name["app"].old is not None
+    assert by_name["app"].new.label == by_name["app"].old.label
     assert by_name["legacy"].change is Change.UNCHANGED
     assert by_name["pypy"].change is Change.CHANGED
     assert "pypy: pypy 3.11.13+7.3.20, now the default" in summary_lines(diff)
@@ -1063,3 +1066,28 @@ def make_lock_of(entry: LockedPython) -> LockFile:
     from pylock.lockfile import make_lock
 
     return make_lock([entry], config_digest=DIGEST)
+
+
+def test_a_platform_added_keeps_the_locked_build_where_the_index_has_it_there() -> None:
+    """Lock-determinism attack: adding a platform re-resolved the entry, so an "add macOS"
+    pull request also moved app 3.13.8 -> 3.13.9 (and PyPy 3.9 -> 3.11)."""
+    old_index, new_index = _two_releases()
+    first = _lock(config(request("app", platforms=(LINUX,))), old_index)
+    widened = _lock(config(request("app", platforms=(LINUX, MAC))), new_index, previous=first)
+    (entry,) = widened.pythons
+    assert (entry.version, entry.platforms) == ("3.13.8", (LINUX, MAC))
+    assert entry.artifact_for(LINUX) == first.pythons[0].artifact_for(LINUX)
+    assert summary_lines(diff_locks(first, widened)) == [
+        "app: cpython 3.13.8+20251007, platforms +macos-aarch64"
+    ]
+    # Where the index has no such build for the platform added, the entry is resolved
+    # again, as before; and --upgrade still moves it.
+    only_new = index_of(
+        *[b for b in new_index.builds if b.build != "20251007" or b.platform == LINUX]
+    )
+    moved = _lock(config(request("app", platforms=(LINUX, MAC))), only_new, previous=first)
+    assert moved.pythons[0].version == "3.13.9"
+    upgraded = _lock(
+        config(request("app", platforms=(LINUX, MAC))), new_index, previous=first, upgrade=True
+    )
+    assert upgraded.pythons[0].version == "3.13.9"
