@@ -120,6 +120,16 @@ def resolve(
             locked.append(attrs.evolve(moved, default=request.default))
             continue
         fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+        if refresh and old is not None and _steps_back(old, fresh, request, index, platforms):
+            # Locked from a listing newer than this index (`--refresh`, a downloads JSON):
+            # an upgrade never moves an entry back.
+            warn(
+                f"{request.name}: kept {old.label}, newer than anything the index lists "
+                f"(its newest is {fresh.label}); to compare with the listing it came from, "
+                "add --refresh or --python-downloads-json"
+            )
+            locked.append(attrs.evolve(old, default=request.default))
+            continue
         locked.append(_keep_known_sizes(fresh, old))
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
     # lock by a teammate on that version is not rewritten for it.
@@ -143,6 +153,27 @@ def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPy
         for a in fresh.artifacts
     )
     return attrs.evolve(fresh, artifacts=artifacts)
+
+
+def _steps_back(
+    old: LockedPython,
+    fresh: LockedPython,
+    request: PythonRequest,
+    index: Index,
+    platforms: Sequence[str],
+) -> bool:
+    """Whether ``fresh`` is older than ``old``, which still answers the request as it is."""
+    if old.implementation is not fresh.implementation or old.build is None or fresh.build is None:
+        return False
+    if not satisfies(request, old, platforms=platforms) or published_mismatch(old, index):
+        return False
+    try:
+        before, after = Version(old.version), Version(fresh.version)
+    except ValueError:  # InvalidVersion, or a part too long for int()
+        return False
+    if before != after:
+        return before > after
+    return index.tag_order(old.build) > index.tag_order(fresh.build)
 
 
 def _on_other_platforms(

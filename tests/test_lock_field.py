@@ -510,3 +510,24 @@ def test_what_a_killed_lock_left_goes_even_when_the_lock_does_not_change(
     assert run(project, "lock", "--offline") == 0
     assert "nothing changed" in capsys.readouterr().err
     assert not left.exists() and fresh.exists()
+
+
+def test_an_upgrade_never_moves_an_entry_back_to_what_the_index_lists(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lock-determinism attack: an entry locked from a downloads JSON (or `--refresh`) newer
+    than the bundled index was "downgraded" by `lock --upgrade`."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    source = downloads_json(project)
+    assert run(project, "lock", "--python-downloads-json", source) == 0
+    before = (project / "pythons.lock").read_text(encoding="utf-8")
+    assert loads(before).pythons[0].version == "3.13.16"
+    capsys.readouterr()
+    assert run(project, "lock", "--upgrade") == 0
+    out, err = capsys.readouterr()
+    assert "downgraded" not in out
+    assert (
+        "a: kept cpython 3.13.16+20260901, newer than anything the index lists (its newest "
+        f"is cpython {BUNDLED_313})"
+    ) in err
+    assert (project / "pythons.lock").read_text(encoding="utf-8") == before
