@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import sys
@@ -71,6 +72,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def written_name(path: str) -> str:
+    """``path``, or the file it is a temporary copy of (:func:`atomic_write_bytes`'s
+    ``DIR/.NAME.<hex>.tmp`` is ``DIR/NAME``): what an error should name.
+
+    >>> written_name("/b/..pylock-links.json.0123456789ab.tmp"), written_name("/b/python3")
+    ('/b/.pylock-links.json', '/b/python3')
+    """
+    folder, _, name = path.rpartition(os.sep)
+    match = _TEMPORARY.fullmatch(name)
+    return f"{folder}{os.sep}{match[1]}" if match and folder else path
+
+
+#: A temporary file of :func:`atomic_write_bytes`: ``.NAME.<12 hex digits>.tmp``.
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{12}\.tmp")
 
 
 def _written_beside(path: Path, data: bytes) -> Path:

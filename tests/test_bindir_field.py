@@ -739,3 +739,30 @@ def test_a_bin_dir_for_another_platforms_kind_of_machine_is_refused(
     assert f"--bin-dir links interpreters to run on this machine, not {other}'s" in done.err
     assert not bin_dir.exists()
     assert not (sync_project.into / "app").exists()
+
+
+@posix_only
+def test_a_bin_dir_out_of_inodes_names_the_link_not_its_target(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupt attack: `--bin-dir: cannot update BIN: No space left on device
+    (INTO/app/bin/python3)` named the link's target, on a disk with room."""
+    import errno
+
+    bin_dir = sync_project.root / "bin"
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    real = os.symlink
+
+    def full(target: Any, link: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(link).startswith(os.fspath(bin_dir)):
+            raise OSError(
+                errno.ENOSPC, "No space left on device", os.fspath(target), None, os.fspath(link)
+            )
+        real(target, link, *args, **kwargs)
+
+    monkeypatch.setattr(os, "symlink", full)
+    failed = sync_project.sync("--bin-dir", str(bin_dir))
+    assert failed.code == 1
+    assert f"--bin-dir: cannot update {bin_dir}: No space left on device ({bin_dir}/" in failed.err
+    assert str(sync_project.into) not in failed.err.split("(", 1)[1].split(")")[0]

@@ -26,7 +26,13 @@ from pylock.errors import (
     UsageError,
     printable,
 )
-from pylock.fsutil import broken_link, make_dir, mounted_noexec, out_of_space_hint
+from pylock.fsutil import (
+    broken_link,
+    make_dir,
+    mounted_noexec,
+    out_of_space_hint,
+    written_name,
+)
 from pylock.sync.plan import Job, SyncPlan, current_names, plan_sync, warn_if_config_changed
 
 if TYPE_CHECKING:
@@ -748,7 +754,10 @@ def _link_bin_dir(
             gone=[d / n for d in {request.dest_root, install_dir} for n in removed],
         )
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
+        # A link's own name, not its target's (os.symlink names the target first); the
+        # file a temporary one was for.
+        path = exc.filename2 if exc.filename2 is not None else exc.filename
+        where = f" ({written_name(os.fspath(path))})" if path is not None else ""
         raise PylockError(
             f"--bin-dir: cannot update {bin_dir}: {exc.strerror or exc}{where}",
             hint=out_of_space_hint(bin_dir, "run the sync again")
