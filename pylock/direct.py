@@ -149,7 +149,10 @@ def direct_version(
     detected: str | None = None
     origin = ""
     if layout is Layout.PBS_FULL:
-        detected = read_python_json(path, fmt).get("python_version")
+        try:
+            detected = read_python_json(path, fmt).get("python_version")
+        except ResolutionError as exc:
+            raise ResolutionError(f"python.{request.name}: {exc.message}", hint=exc.hint) from None
         origin = "its PYTHON.json"
         if detected is not None and not is_release_version(detected):
             raise ResolutionError(
@@ -192,9 +195,11 @@ def read_python_json(path: Path, fmt: Any) -> dict[str, Any]:
             data = json_loads(raw)
         except (ValueError, RecursionError) as exc:
             raise ResolutionError(f"{path.name}: python/PYTHON.json is not JSON: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("python_version"), str):
-            raise ResolutionError(f"{path.name}: python/PYTHON.json has no python_version")
-        return data
+        if not isinstance(data, dict):
+            raise ResolutionError(f"{path.name}: python/PYTHON.json is not a JSON object")
+        if not isinstance(data.get("python_version", ""), str):
+            raise ResolutionError(f"{path.name}: python/PYTHON.json's python_version is no text")
+        return data  # without a python_version, the request's exact version has to do
 
     try:
         # pylock's own tar reader: it ends, with an ArchiveError, on any hostile header.

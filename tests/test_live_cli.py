@@ -260,6 +260,25 @@ def test_direct_full_archive_version_comes_from_python_json(
     assert (entry["version"], entry["flavor"]) == ("3.12.7", "full")
 
 
+def test_a_full_archive_whose_python_json_states_no_version_takes_the_exact_one(
+    project: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the variants: such an archive failed with "python/PYTHON.json has no
+    python_version" even with `version = "3.12.9"` given, where the README says the exact
+    version is taken when the archive does not say."""
+    upstream.files["corp-python-full.tar.zst"] = pbs_full("3.12.9", states_version=False)
+    write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12.9"')
+    assert run(project, upstream, "lock") == 0
+    assert locked(project)["corp"]["version"] == "3.12.9"
+    (project / "pythons.lock").unlink()
+    write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12"')
+    capsys.readouterr()
+    assert run(project, upstream, "lock") == 1
+    err = capsys.readouterr().err
+    assert "python.corp: cannot tell which Python version" in err
+    assert 'hint: give the exact version in pythons.toml, e.g. version = "3.12.9"' in err
+
+
 def test_direct_pypy_archive_takes_the_requested_version(
     project: Path, upstream: UpstreamServer
 ) -> None:

@@ -87,12 +87,13 @@ def pbs_install_only(version: str, *, freethreaded: bool = False) -> bytes:
     return gzip.compress(_tar(sorted(members)), mtime=0)
 
 
-def pbs_full(version: str, triple: str = LINUX) -> bytes:
-    """A tiny ``full`` archive (.tar.zst): ``python/PYTHON.json`` first, ``python/install/``."""
+def pbs_full(version: str, triple: str = LINUX, *, states_version: bool = True) -> bytes:
+    """A tiny ``full`` archive (.tar.zst): ``python/PYTHON.json`` first, ``python/install/``
+    (with ``states_version=False``, a PYTHON.json without ``python_version``)."""
     import zstandard
 
     minor = ".".join(version.split(".")[:2])
-    info = {
+    info: dict[str, str] = {
         "version": "8",
         "target_triple": triple,
         "python_version": version,
@@ -100,6 +101,8 @@ def pbs_full(version: str, triple: str = LINUX) -> bytes:
         "python_abi_tag": "",
         "python_exe": f"install/bin/python{minor}",
     }
+    if not states_version:
+        del info["python_version"]
     members: list[tuple[str, bytes | None, int]] = [
         ("python/PYTHON.json", json.dumps(info).encode(), 0o664),
         (f"python/install/bin/python{minor}", _launcher(version), 0o775),
