@@ -358,6 +358,13 @@ def test_no_origin_with_an_unreachable_registry_says_so(
     assert cached_project.origin_requests == 0
     assert "--no-origin forbids the origin" in err and "downloading from the origin" not in err
     assert "could not be had from the remote cache" in err
+    # Error-message audit: the hint said to seed the registry (`pylock mirror --to`), which
+    # fails the same way against a registry that does not answer.
+    hint = err.split("pylock: hint: ")[-1]
+    assert hint.startswith("the registry failed: cannot reach ")
+    assert "check that it is up and reachable from here" in hint
+    assert "pylock mirror --to" not in hint
+    assert "connection refused" in hint and "Connect call failed" not in err
 
 
 def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(

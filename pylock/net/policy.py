@@ -498,7 +498,7 @@ def reason(error: BaseException) -> str:
     """An exception as one printable line, secrets in URLs hidden: plain words for what
     networks commonly do (a refused connection, a name that does not resolve, a server
     that speaks no HTTP), else its type first."""
-    words = _plain_words(error)
+    words = plain_words(error)
     if words is not None:
         return printable(redact(words))
     text = printable(redact(str(error)))
@@ -508,14 +508,16 @@ def reason(error: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def _plain_words(error: BaseException) -> str | None:
+def plain_words(error: BaseException) -> str | None:
+    """What networks commonly do, in words (``None`` for anything else): a refused
+    connection, a name that does not resolve, a server that speaks no HTTP or no TLS."""
     import socket
 
     inner = getattr(error, "os_error", None)  # aiohttp's ClientConnectorError: the OS's own
     if isinstance(inner, OSError) and inner is not error:
         host, port = getattr(error, "host", None), getattr(error, "port", None)
         where = f" to {host}:{port}" if host and port else ""
-        return f"cannot connect{where}: {_plain_words(inner) or inner.strerror or inner}"
+        return f"cannot connect{where}: {plain_words(inner) or inner.strerror or inner}"
     if speaks_no_tls(error):
         return "the server does not speak TLS there (is it an http:// server?)"
     if isinstance(error, socket.gaierror):

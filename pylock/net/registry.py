@@ -314,6 +314,8 @@ class RemoteCache:
         self._warned: set[bool] = set()
         #: Pulls (or pushes) stopped after a failure that would only repeat.
         self.pull_broken = False
+        #: The first failure to pull (why the registry is no help, for --no-origin's error).
+        self.pull_failure: RegistryError | None = None
         self.push_broken = False
         #: sha256 of the archives that came from the registry, and of those pushed to it.
         self.pulled: set[str] = set()
@@ -387,6 +389,8 @@ class RemoteCache:
         warning each; a registry that is down or refusing is not asked again (a wrong blob
         is only that blob's problem)."""
         with self.lock:
+            if isinstance(error, RegistryError) and not push and self.pull_failure is None:
+                self.pull_failure = error
             if isinstance(error, RegistryError):
                 if error.status is None:
                     # Unreachable (or silent until the timeout): pushing would wait as long.
@@ -1123,7 +1127,7 @@ def _reason(error: BaseException) -> str:
     >>> _reason(TimeoutError()), _reason(cut)
     ('no answer in time (TimeoutError)', 'the body ended before its Content-Length')
     """
-    text = str(error)
+    text = policy.plain_words(error) or str(error)
     if not text and isinstance(error, TimeoutError):
         text = "no answer in time (TimeoutError)"
     elif type(error.__cause__).__name__ == "ContentLengthError":  # aiohttp's, whose repr

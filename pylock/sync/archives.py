@@ -670,8 +670,16 @@ def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
             f"delete the blob sha256:{item.sha256} in the registry (its bytes do not match), "
             f"then seed it again from a machine with access to the origin: {seed}"
         )
+    elif remote.pull_broken and remote.pull_failure is not None:
+        # Not a registry that lacks it: one that did not answer, or refused this client.
+        why = "could not be had from"
+        failure = remote.pull_failure
+        hint = f"the registry failed: {failure.message}: " + (
+            failure.hint
+            or "check that it is up and reachable from here, and its URL, then run again"
+        )
     else:
-        why = "could not be had from" if remote.pull_broken else "is not in"
+        why = "is not in"
         hint = f"seed the registry from a machine with access to the origin: {seed}"
     return RemoteCacheMissError(
         f"archive {item.filename} (sha256 {item.sha256}) {why} the remote cache "
