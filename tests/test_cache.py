@@ -675,6 +675,21 @@ def test_a_cache_that_cannot_be_written_gets_the_hint_of_its_error(
     assert info.value.hint is not None and info.value.hint.startswith(hint)
 
 
+@pytest.mark.parametrize("doing", ["prune", "clean"])
+def test_a_read_only_cache_told_to_shrink_is_told_where_to_do_it(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, doing: str
+) -> None:
+    """Error-message audit: `cache clean` of a read-only cache said to fill it with
+    `pylock fetch` where it is writable."""
+    from pylock.errors import CacheReadOnlyError
+
+    monkeypatch.setattr(Cache, "_write_error", lambda self: OSError(30, "Read-only file system"))
+    with pytest.raises(CacheReadOnlyError) as info:
+        cache.require_writable(doing)
+    assert info.value.hint is not None
+    assert info.value.hint.startswith(f"a read-only cache keeps what it holds: {doing}")
+
+
 def test_a_directory_where_a_metadata_document_goes_is_replaced_and_cleaned(
     cache: Cache,
 ) -> None:

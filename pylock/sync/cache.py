@@ -237,6 +237,11 @@ class Cache:
                     "point PYLOCK_CACHE_DIR at a directory "
                     "(pylock makes it if it is missing)"
                 )
+            elif doing in ("prune", "clean"):
+                hint = (
+                    f"a read-only cache keeps what it holds: {doing} it where it is writable "
+                    "(on the machine or in the stage that fills it)"
+                )
             else:
                 hint = (
                     "a read-only cache serves only the archives it holds: fill it with "
