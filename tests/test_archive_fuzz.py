@@ -508,3 +508,27 @@ def test_member_claiming_more_than_the_stream_holds_ends(tmp_path: Path) -> None
 def test_helpers() -> None:
     assert struct.unpack(">q", base256(-512, 8))[0] == -512
     assert octal(8, 12) == b"00000000010\0"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind"), [(ArchiveFormat.TAR_GZ, "gzip"), (ArchiveFormat.TAR_BZ2, "bzip2")]
+)
+def test_an_archive_that_is_no_compressed_data_at_all_says_so(
+    tmp_path: Path, fmt: ArchiveFormat, kind: str
+) -> None:
+    """Error-message audit: a web page saved as `.tar.gz` (its sha256 locked as is) was
+    "corrupt or truncated archive (Error -4 Invalid gzip/zlib wrapper found)"."""
+    archive = tmp_path / f"a.{fmt.value}"
+    archive.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>\n" * 20)
+    with pytest.raises(ArchiveError) as info:
+        extract_archive(archive, tmp_path / "d", fmt=fmt, layout=Layout.PBS_INSTALL_ONLY)
+    assert f"not {kind} data, as the file name says: the URL serves something else" in str(
+        info.value
+    )
+    # Damaged after a good start is still what it was.
+    good = bytearray(archives.compress(archives.tar_bytes(ENTRIES), fmt))
+    good[len(good) // 2 :] = b"\xff" * (len(good) - len(good) // 2)
+    archive.write_bytes(bytes(good))
+    with pytest.raises(ArchiveError) as info:
+        extract_archive(archive, tmp_path / "e", fmt=fmt, layout=Layout.PBS_INSTALL_ONLY)
+    assert "as the file name says" not in str(info.value)

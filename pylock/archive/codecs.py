@@ -83,6 +83,16 @@ def corrupt(archive: str, exc: BaseException) -> ArchiveError:
     return ArchiveError(f"corrupt or truncated archive ({exc})", archive=archive)
 
 
+def not_compressed_as_named(archive: str, kind: str) -> ArchiveError:
+    """The error for an archive whose first bytes are no ``kind`` data at all: not one cut
+    short or damaged, but something else under an archive's name."""
+    return ArchiveError(
+        f"not {kind} data, as the file name says: the URL serves something else (a web "
+        "page, another format), or the file is misnamed",
+        archive=archive,
+    )
+
+
 #: Compressed bytes read per step of gzip. Inflating more input than one chunk's worth
 #: (about a third of :data:`CHUNK_SIZE` for a typical archive) leaves a tail that every
 #: later call copies again: with whole megabytes, that made inflating about 12% slower.
@@ -101,6 +111,8 @@ def _gzip_chunks(raw: RawReader, archive: str) -> Iterator[bytes]:
             try:
                 out = inflater.decompress(data, CHUNK_SIZE)
             except Exception as exc:
+                if not started and not data.startswith(b"\x1f\x8b"):
+                    raise not_compressed_as_named(archive, "gzip") from exc
                 raise corrupt(archive, exc) from exc
             started = True
             if out:
@@ -121,6 +133,7 @@ def _bz2_chunks(raw: RawReader, archive: str) -> Iterator[bytes]:
 
     decompressor = bz2.BZ2Decompressor()
     data = b""
+    head = b""  # the stream's first bytes: "BZh" where it is bzip2 at all
     started = False
     while True:
         if decompressor.eof:
@@ -138,11 +151,14 @@ def _bz2_chunks(raw: RawReader, archive: str) -> Iterator[bytes]:
                             "truncated bzip2 stream" if started else "empty archive",
                             archive=archive,
                         )
+                    head = head or data[:3]
                 out = decompressor.decompress(data, CHUNK_SIZE)
                 data = b""
             else:
                 out = decompressor.decompress(b"", CHUNK_SIZE)
         except (OSError, EOFError, ValueError) as exc:
+            if not started and not head.startswith(b"BZh"):
+                raise not_compressed_as_named(archive, "bzip2") from exc
             raise corrupt(archive, exc) from exc
         started = True
         if out:
