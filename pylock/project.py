@@ -419,6 +419,26 @@ def _write_target(lock_path: Path) -> Path:
     )
 
 
+#: Why a lock whose interpreters are current is out of date all the same.
+_REWRITE = (
+    "no interpreter changes, but `pylock lock` would rewrite it (entries reordered, or the "
+    "file edited by hand or written by another pylock)"
+)
+
+
+def _as_written(lock_path: Path) -> bool:
+    """Whether the lock's text is the one `pylock lock` writes for its entries (it is
+    known to load: the caller checked it)."""
+    from pylock.lockfile import dumps, loads, make_lock
+
+    text = read_lock_text(lock_path)
+    lock = loads(text, filename=lock_path.name)
+    canonical = make_lock(
+        lock.pythons, config_digest=lock.config_digest, created_by=lock.created_by
+    )
+    return dumps(canonical) == text
+
+
 def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = False) -> LockUpdate:
     """``pylock lock``: resolve, then write ``pythons.lock`` if it changed.
 
@@ -448,8 +468,14 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
-        # Fresh: then it passes if `lock` would write it as it is (entries in their
-        # order, its format), which resolving without upgrades tells (offline, too).
+        # Fresh: then it passes if it is as `lock` writes it (entries in their order, its
+        # format). Told from the lock itself: resolving would re-resolve a `host` entry
+        # locked on a laptop for this machine, and load the index again.
+        if not _as_written(lock_path):
+            raise StaleLockError(
+                f"{name} is out of date: {_REWRITE}", hint=f"run `pylock lock` and commit {name}"
+            )
+        return LockUpdate()
     outcome = lock_project(request)
     if outcome.recovered:
         request.reporter.warn(outcome.recovered)
@@ -462,10 +488,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
     lines = tuple(summary_lines(diff_locks(outcome.previous or empty_lock(), outcome.lock)))
     changed = before != outcome.text
     if check and changed:
-        why = "; ".join(lines) or (
-            "no interpreter changes, but `pylock lock` would rewrite it (entries reordered, "
-            "or the file edited by hand or written by another pylock)"
-        )
+        why = "; ".join(lines) or _REWRITE
         raise StaleLockError(
             f"{name} is out of date: {why}",
             hint=f"run `pylock lock` with the same options and commit {name}",

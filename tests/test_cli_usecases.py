@@ -400,3 +400,19 @@ def test_lock_check_of_host_locked_elsewhere_passes_and_says_sync_installs_nothi
     quiet = Recorder()
     assert check_lock(config, lock, quiet, here=Platform.parse(here)) is None
     assert quiet.warnings == []
+
+
+def test_lock_check_of_a_host_entry_locked_on_a_laptop_passes_in_ci(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack on the day's diff: `lock --check` resolved the lock again to compare its text,
+    which re-resolved `host` for the machine it ran on: the laptop's lock failed in CI."""
+    from pylock import project as use_case
+    from pylock.platforms import Platform
+
+    (project / "pythons.toml").write_text('[python.app]\nversion = "3.12"\nplatforms = ["host"]\n')
+    with monkeypatch.context() as laptop:
+        laptop.setattr(use_case, "_host_or_none", lambda: Platform.parse("macos-aarch64"))
+        assert pylock(project, "-q", "lock") == 0
+    assert "macos-aarch64" in (project / "pythons.lock").read_text()
+    assert pylock(project, "lock", "--check") == 0
