@@ -181,16 +181,19 @@ class LockDiff:
             if python.old is None:
                 continue
             for artifact in python.old.artifacts:
-                key = _build_key(python.old, artifact.platform)
                 by_url.setdefault(artifact.url, (python.name, artifact))
-                by_build.setdefault(key, (python.name, artifact))
+                if python.old.build is not None:  # direct URLs: one version, many files
+                    key = _build_key(python.old, artifact.platform)
+                    by_build.setdefault(key, (python.name, artifact))
         for python in self.pythons:
             for plat in python.platforms:
                 warning = _warning(python, plat)
                 if warning is None and plat.new is not None and python.new is not None:
                     before = by_url.get(plat.new.url)
                     why = "at the same URL"
-                    if before is None or before[1].sha256 == plat.new.sha256:
+                    if (before is None or before[1].sha256 == plat.new.sha256) and (
+                        python.new.build is not None
+                    ):
                         before = by_build.get(_build_key(python.new, plat.platform))
                         why = f"for the same build ({python.new.label})"
                     if before is not None and (before[0] != python.name or plat.old is None):
@@ -429,9 +432,13 @@ def summary_line(python: PythonDiff, *, where: bool = False) -> str | None:
         return None
     if old is None:
         assert new is not None
-        on = f" on {', '.join(p.platform for p in python.platforms)}" if where else ""
         # An archive from anywhere but upstream is news to a reviewer.
-        return ", ".join([f"{python.name}: added {new.label}{on}", *_detail_words(python)[0]])
+        origins = _detail_words(python)[0]
+        keys = ", ".join(p.platform for p in python.platforms)
+        if where and len(origins) == 1 and origins[0].startswith(f"{keys} from "):
+            return f"{python.name}: added {new.label} on {origins[0]}"  # one origin for all
+        on = f" on {keys}" if where else ""
+        return "; ".join([f"{python.name}: added {new.label}{on}", *origins])
     if new is None:
         return f"{python.name}: removed {old.label}"
     transition = _transition(old, new)

@@ -812,12 +812,25 @@ def test_an_added_entry_names_an_origin_other_than_upstream() -> None:
     )
     diff = diff_locks(lock(), lock(evil))
     assert render_text(diff).splitlines()[0] == (
-        "tool: added cpython 3.12.11+20251007 on linux-x86_64-gnu, macos-aarch64, "
+        "tool: added cpython 3.12.11+20251007 on linux-x86_64-gnu, macos-aarch64; "
         "linux-x86_64-gnu from evil.example"
     )
     assert summary_lines(diff) == [
-        "tool: added cpython 3.12.11+20251007, linux-x86_64-gnu from evil.example"
+        "tool: added cpython 3.12.11+20251007; linux-x86_64-gnu from evil.example"
     ]
+    # One origin for every platform: named once (attack on the day's diff: the platforms
+    # were listed twice).
+    mirrored = attrs.evolve(
+        upstream,
+        artifacts=tuple(
+            attrs.evolve(a, url=f"https://mirror.example/{a.platform}.tar.gz")
+            for a in upstream.artifacts
+        ),
+    )
+    assert render_text(diff_locks(lock(), lock(mirrored))).splitlines()[0] == (
+        "tool: added cpython 3.12.11+20251007 on linux-x86_64-gnu, macos-aarch64 from "
+        "mirror.example"
+    )
     assert "linux-x86&#95;64-gnu from evil.example</sub>" in render_markdown(diff)
 
 
@@ -860,6 +873,11 @@ def test_a_rename_does_not_hide_another_sha256_at_the_same_url() -> None:
     assert "for the same build (cpython 3.13.9+20251014)" in warning.message
     # A plain rename is no warning.
     assert diff_locks(lock(old), lock(attrs.evolve(old, name="main"))).warnings == ()
+    # Direct URLs name no build: two in-house archives of one version are two files
+    # (attack on the day's diff: "another sha256 than corp's ... for the same build").
+    corp = attrs.evolve(old, name="corp", build=None)
+    corp2 = _moved_to(attrs.evolve(old, name="corp2", build=None), "https://in.example/b.tgz")
+    assert diff_locks(lock(corp), lock(corp, corp2)).warnings == ()
 
 
 def test_a_step_back_in_build_is_a_downgrade_and_a_pypy_release_an_upgrade() -> None:

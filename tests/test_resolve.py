@@ -945,7 +945,7 @@ def test_real_project_resolves_quickly_and_round_trips() -> None:
 def test_change_lines_for_added_removed_unchanged_and_moved() -> None:
     entry = _entry()
     assert summary_line(diff_python(None, entry)) == (
-        "app: added cpython 3.13.9+20251014, linux-x86_64-gnu, macos-aarch64 from x.example"
+        "app: added cpython 3.13.9+20251014; linux-x86_64-gnu, macos-aarch64 from x.example"
     )
     assert summary_line(diff_python(entry, None)) == "app: removed cpython 3.13.9+20251014"
     assert summary_line(diff_python(entry, entry)) is None
