@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
@@ -159,6 +159,10 @@ def artifact_url_problem(url: str) -> str | None:
     if parts.scheme == "file" and not parts.path.startswith("/"):
         # `file:a.tar.gz` would name a file relative to wherever a command runs.
         return f"invalid URL {quoted} (a file URL needs an absolute path)"
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
+        # Servers resolve them: `.../python-build-standalone/releases/download/../../../x`
+        # is another repository's file, under a path that reads as upstream's.
+        return f"invalid URL {quoted} (its path has . or .. segments: write it without them)"
     filename = filename_from_url(url)
     if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME:
         # The cache keeps the archive under its own name, which no file system would take.

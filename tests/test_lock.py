@@ -205,3 +205,22 @@ def test_round_trip_property(pythons: list[LockedPython]) -> None:
 
 def test_lock_version_constant() -> None:
     assert LOCK_VERSION == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "releases/download/../../../../evil/fork/releases/download/t",
+        "releases/download/%2e%2e/x",
+        "./t",
+    ],
+)
+def test_a_lock_url_with_dot_segments_is_refused(path: str) -> None:
+    """Attack on the day's diff: `.../python-build-standalone/releases/download/../../../
+    evil/fork/...` read as upstream in `pylock diff` (no origin named), while servers
+    resolve the dots to another repository's file."""
+    url = f"https://github.com/astral-sh/python-build-standalone/{path}/cpython-3.12.7.tar.gz"
+    from pylock.lockfile import artifact_url_problem
+
+    problem = artifact_url_problem(url)
+    assert problem is not None and "its path has . or .. segments" in problem
