@@ -968,3 +968,80 @@ def test_an_offline_sync_with_a_cache_that_is_a_file_says_so(
     assert result.code == 1
     assert f"cannot use the cache at {a_file}: Not a directory" in result.err
     assert "is not cached" not in result.err and "Traceback" not in result.err
+
+
+# -- attack on the day's diff: prune under contention and refusals --------------------------
+
+
+def test_prune_to_a_size_counts_what_it_may_not_remove(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive this user may not remove, refused by `--unused-for`'s pass, left the size
+    pass's total: `--max-size 250` then stopped with 300 bytes left."""
+    shas = [put(cache, bytes([n]) * 100, f"{n}.tar.gz")[0] for n in range(4)]
+    now = time.time()
+    set_last_used(cache, shas[0], now - 40 * DAY)  # unused, and another user's
+    for age, sha in enumerate(shas[1:], start=3):
+        set_last_used(cache, sha, now - age * DAY)
+    real = Cache.evict_locked
+
+    def not_mine(self: Cache, sha256: str) -> bool:
+        if sha256 == shas[0]:
+            raise PermissionError(13, "Permission denied", str(self.archive_dir(sha256)))
+        return real(self, sha256)
+
+    monkeypatch.setattr(Cache, "evict_locked", not_mine)
+    report = cache.prune(unused_for=30 * DAY, max_size=250)
+    assert [r.entry.sha256 for r in report.refused] == [shas[0]]
+    assert sum(e.size for e in cache.list()) <= 250
+
+
+def test_an_archive_another_pruner_is_removing_is_gone_not_in_use(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `cache prune --max-size` at once: each found the other's gate taken, called the
+    archive "kept because in use", kept counting its size, and evicted on: the cache
+    ended empty."""
+    import threading
+
+    sha, _ = put(cache, b"x" * 100)
+    other = Cache(cache.root)
+    gate = other.gate(sha)
+    threads: list[threading.Thread] = []
+    real_list = Cache.list
+
+    def other_pruner() -> None:
+        try:
+            other.evict_locked(sha)
+            time.sleep(0.1)
+        finally:
+            gate.release()
+
+    def listed_then_the_other_evicts(self: Cache) -> list[Any]:
+        entries = real_list(self)
+        if self is cache and not threads:
+            assert gate.try_acquire()
+            threads.append(threading.Thread(target=other_pruner))
+            threads[0].start()
+        return entries
+
+    monkeypatch.setattr(Cache, "list", listed_then_the_other_evicts)
+    report = cache.prune(max_size=0)
+    threads[0].join()
+    assert (report.removed, report.held) == ((), ())
+    assert real_list(cache) == []
+
+
+def test_a_live_sidecar_write_is_no_leftover_but_an_old_one_is(cache: Cache) -> None:
+    """A sync's file-digests sidecar, written in tmp/ without the gate, was taken for a
+    killed run's by a concurrent `cache clean`, deleted, and counted as freed."""
+    sha, _ = put(cache, b"archive")
+    live = cache.new_tmp_path(sha, ".sidecar")
+    live.write_bytes(b"d" * 1000)
+    old = cache.new_tmp_path(sha, ".sidecar")
+    old.write_bytes(b"d" * 10)
+    then = time.time() - 3600
+    os.utime(old, (then, then))
+    report = cache.prune()
+    assert live.exists() and not old.exists()
+    assert report.leftovers == 10

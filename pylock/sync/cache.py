@@ -169,6 +169,21 @@ class CacheVerifyReport:
     corrupt: tuple[CorruptEntry, ...] = ()
 
 
+#: How long an eviction waits for an archive's gate: another `prune` or `clean` removing
+#: it holds it for milliseconds (then it is gone, not "in use"); a download, for longer.
+_GATE_PATIENCE = 0.5
+
+
+def _acquire_briefly(gate: FileLock) -> bool:
+    """Take ``gate`` if it is free now or within :data:`_GATE_PATIENCE` seconds."""
+    deadline = time.monotonic() + _GATE_PATIENCE
+    while not gate.try_acquire():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _lock(path: Path) -> FileLock:
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(path)
@@ -684,7 +699,9 @@ class Cache:
                     self._evict_into(entry, removed, held, refused)
             remaining = kept_now
         if max_size is not None:
+            # What stays takes room: held archives, and those this user may not remove.
             total = sum(e.size for e in remaining) + sum(e.size for e in held)
+            total += sum(refusal.entry.size for refusal in refused)
             for entry in list(remaining):
                 if total <= max_size:
                     break
@@ -726,8 +743,8 @@ class Cache:
         another had already, or it stays. Raises :class:`OSError` when this user may not
         remove it or take its gate (a read-only cache, another user's archive)."""
         gate = self.gate(sha256)
-        if not gate.try_acquire():
-            return "kept"  # being downloaded, evicted or opened right now
+        if not _acquire_briefly(gate):
+            return "kept"  # being downloaded or opened right now
         try:
             if self.is_held(sha256) or (unless_intact and self._intact(sha256)):
                 return "kept"
@@ -784,6 +801,13 @@ class Cache:
                 # (set to $HOME or /, say) made look like a cache. Never pylock's to delete.
                 continue
             key = own["key"]
+            if is_sha256(key) and item.name.endswith(".sidecar"):
+                # Written without the gate (a sync's file digests, in milliseconds): only
+                # one a killed run left is old.
+                with contextlib.suppress(OSError):
+                    if now - item.stat().st_mtime > _STALE_PROBE_SECONDS:
+                        freed += _removed_size(item)
+                continue
             if is_sha256(key):
                 # Partial work on a known archive is live exactly while its gate is held.
                 gate = self.gate(key)
