@@ -392,8 +392,7 @@ class Settings:
         from pathlib import Path
 
         if self.cache_dir:
-            # os.path: a `~user` nobody is, stays as written (pathlib raises).
-            return Path(os.path.expanduser(self.cache_dir)).absolute()
+            return Path(expand_home(self.cache_dir, "PYLOCK_CACHE_DIR")).absolute()
         import platformdirs
 
         try:
@@ -415,10 +414,31 @@ class Settings:
         if self.netrc is not None:
             return self.netrc
         home = self.home or os.path.expanduser("~")
+        if not os.path.isabs(home):
+            # No home to speak of: not a .netrc of whatever directory this runs in, which a
+            # project could ship.
+            return ""
         dotted = os.path.join(home, ".netrc")
         if not windows or os.path.isfile(dotted):
             return dotted
         return os.path.join(home, "_netrc")
+
+
+def expand_home(path: str, what: str) -> str:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; an error
+    naming ``what`` (a variable or flag) where there is no such home. A ``~`` left as it is
+    would make a directory named ``~`` where the command runs (pathlib raised instead)."""
+    expanded = os.path.expanduser(path)
+    if expanded.startswith("~"):
+        from pylock.errors import PylockError
+
+        user = path[1:].split("/", 1)[0].split(os.sep, 1)[0]
+        whose = f"no user {user!r} is known here" if user else "this user has no home here"
+        raise PylockError(
+            f"{what} is {path!r}, but {whose} (no HOME, nor an entry in the user database)",
+            hint=f"give {what} an absolute path",
+        )
+    return expanded
 
 
 #: Variables that hold a number >= 1: how to parse one, what it must be, what to do.

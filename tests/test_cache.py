@@ -759,11 +759,20 @@ def test_no_home_to_find_the_cache_in_is_a_clean_error(
     err = capsys.readouterr().err
     assert err.startswith("pylock: error: cannot tell where the cache goes: ")
     assert "hint: set PYLOCK_CACHE_DIR to a directory (or HOME to an absolute one)" in err
-    # A `~user` nobody is stays as written, as a shell leaves it (pathlib raised).
+    # A `~` no home answers is an error too: left as written, it made a directory named
+    # `~` where the command ran (attack on the day's diff); pathlib raised before.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYLOCK_CACHE_DIR", "~nosuchuser-pylock/cache")
-    assert main(["cache", "dir"]) == 0
-    assert capsys.readouterr().out == f"{tmp_path / '~nosuchuser-pylock/cache'}\n"
+    assert main(["cache", "dir"]) == 1
+    err = capsys.readouterr().err
+    assert "PYLOCK_CACHE_DIR is '~nosuchuser-pylock/cache', but no user 'nosuchuser-pylock'" in err
+    monkeypatch.setenv("PYLOCK_CACHE_DIR", "~/cache")
+    assert main(["cache", "dir"]) == 1
+    assert "but this user has no home here" in capsys.readouterr().err
+    monkeypatch.setenv("PYLOCK_CACHE_DIR", str(tmp_path / "c"))
+    assert main(["cache", "prune", "--keep-lock", "~/pythons.lock"]) == 1
+    assert "--keep-lock is '~/pythons.lock', but this user has no home" in capsys.readouterr().err
+    assert not (tmp_path / "~").exists()
 
 
 # -- another user's archives in a shared cache -------------------------------------------
@@ -1045,3 +1054,31 @@ def test_a_live_sidecar_write_is_no_leftover_but_an_old_one_is(cache: Cache) -> 
     report = cache.prune()
     assert live.exists() and not old.exists()
     assert report.leftovers == 10
+
+
+def test_an_install_dir_under_a_home_nobody_has_is_an_error_not_a_directory_named_tilde(
+    sync_project: Any, app_a: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Attack on the day's diff: with no home, `--into '~/py'` installed into `./~/py`
+    (and the fix-ups wrote that path into the interpreter)."""
+    import pwd
+
+    def nobody(uid: int) -> Any:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", nobody)
+    monkeypatch.chdir(tmp_path)
+    sync_project.lock(app_a)
+    sync_project.serve(app_a)
+    result = sync_project.run("sync", "--into", "~/py", "--mirror", sync_project.mirror)
+    assert result.code == 1
+    assert "--into is '~/py', but this user has no home here" in result.err
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_relative_home_reads_no_netrc_of_the_working_directory() -> None:
+    """Attack on the day's diff: `HOME=.` sent the credentials of a `.netrc` the project
+    shipped (the docker config was fenced off the same way already)."""
+    assert Settings.from_environ({"HOME": "."}).netrc_path() == ""
+    assert Settings.from_environ({"HOME": "/home/u"}).netrc_path(windows=False) == "/home/u/.netrc"

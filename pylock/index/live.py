@@ -9,7 +9,6 @@ upstream has now into the bundled snapshot. The parsers live in
 from __future__ import annotations
 
 import datetime
-import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +23,7 @@ from pylock.errors import (
     UpstreamError,
     UsageError,
 )
-from pylock.settings import Settings
+from pylock.settings import Settings, expand_home
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
@@ -240,7 +239,10 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
     from pylock.net.policy import file_path
     from pylock.ownfiles import RefusedFileError, read_own_file
 
-    path = file_path(source) if parts.scheme == "file" else Path(os.path.expanduser(source))
+    if parts.scheme == "file":
+        path = file_path(source)
+    else:
+        path = Path(expand_home(source, "--python-downloads-json"))
     try:
         # Bounded, and regular files only: a pipe would block for ever, /dev/zero never end.
         return read_own_file(path, MAX_METADATA_BYTES, follow_symlinks=True)
