@@ -149,7 +149,7 @@ def recover_previous(
         text = lock_text(data)
     salvaged = salvage(text)
     kept = pick_recovered(config, salvaged, host_platform=host_platform, index=index)
-    _refuse_disagreement(lock_path, kept, salvaged)
+    _refuse_disagreement(lock_path, kept, salvaged, conflicted=find_conflict(text) is not None)
     if kept:
         sides = "both sides of the conflict" if find_conflict(text) else "it"
         done = (
@@ -163,7 +163,11 @@ def recover_previous(
 
 
 def _refuse_disagreement(
-    lock_path: Path, kept: Iterable[LockedPython], salvaged: Iterable[LockedPython]
+    lock_path: Path,
+    kept: Iterable[LockedPython],
+    salvaged: Iterable[LockedPython],
+    *,
+    conflicted: bool,
 ) -> None:
     """Refuse to pick a side where the two sides of a conflict lock one build with
     different archives: which sha256 is right is not pylock's to guess (the pick would
@@ -176,13 +180,17 @@ def _refuse_disagreement(
             for artifact in entry.artifacts:
                 theirs = other.artifact_for(artifact.platform)
                 if theirs is not None and theirs.sha256 != artifact.sha256:
+                    where = (
+                        "has merge-conflict markers, and its sides lock"
+                        if conflicted
+                        else "holds two entries that lock"
+                    )
                     raise PylockError(
-                        f"{lock_path.name} has merge-conflict markers, and its sides lock "
-                        f"{entry.name} ({entry.flavored_label}) on {artifact.platform} with "
-                        f"different archives (sha256 {artifact.sha256[:12]}... and "
-                        f"{theirs.sha256[:12]}...)",
-                        hint=f"keep the right side's entry for {entry.name} by hand (`pylock "
-                        "diff` of the two sides shows them), then run `pylock lock` again",
+                        f"{lock_path.name} {where} {entry.name} ({entry.flavored_label}) on "
+                        f"{artifact.platform} with different archives (sha256 "
+                        f"{artifact.sha256[:12]}... and {theirs.sha256[:12]}...)",
+                        hint=f"keep the right entry for {entry.name} by hand (one of them was "
+                        "edited, or upstream replaced the file), then run `pylock lock` again",
                     )
 
 
@@ -304,10 +312,13 @@ def lock_project(request: LockRequest) -> LockOutcome:
 def _warn_unfetchable(lock: LockFile, previous: LockFile | None, request: LockRequest) -> None:
     """Warn of an archive new to the lock that `sync` would refuse to fetch as things are
     (plain http to a host nobody trusted with a rewrite): better now than in the build."""
+    from urllib.parse import urlsplit
+
     from pylock.errors import RefusedUrlError
 
     known = {a.url for p in previous.pythons for a in p.artifacts} if previous else set()
     rewrites = None
+    refused: dict[str, list[str]] = {}  # by server: the entries
     for python in lock.pythons:
         for artifact in python.artifacts:
             if artifact.url in known or not artifact.url.lower().startswith("http:"):
@@ -315,12 +326,16 @@ def _warn_unfetchable(lock: LockFile, previous: LockFile | None, request: LockRe
             rewrites = rewrites or request.fetch_options().rewrites
             try:
                 rewrites.check(rewrites.apply(artifact.url), canonical=artifact.url)
-            except RefusedUrlError as exc:
-                request.reporter.warn(
-                    f"{python.name}: {exc.message}: `pylock sync` will refuse it unless a "
-                    "rewrite trusts that server (--rewrite FROM=TO or PYLOCK_URL_REWRITES); "
-                    "an https URL needs none"
-                )
+            except RefusedUrlError:
+                names = refused.setdefault(urlsplit(artifact.url).netloc.rpartition("@")[2], [])
+                if python.name not in names:
+                    names.append(python.name)
+    for server, names in refused.items():
+        request.reporter.warn(
+            f"{', '.join(names)}: locked from http://{server}/, plain http, which `pylock "
+            "sync` refuses unless a rewrite trusts that server (--rewrite FROM=TO or "
+            "PYLOCK_URL_REWRITES); an https URL needs none"
+        )
 
 
 def check_lock(
@@ -505,7 +520,7 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         try:
             atomic_write_text(target, outcome.text)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 from pylock.fsutil import out_of_space_hint
 
                 hint = out_of_space_hint(target.parent, "run `pylock lock` again")

@@ -409,13 +409,28 @@ def test_a_plain_http_url_sync_would_refuse_is_a_warning_when_locked(
     capsys.readouterr()
     assert run(project, "lock", "--offline") == 0
     err = capsys.readouterr().err
-    assert f"pylock: warning: x: refusing plain http URL {url}: `pylock sync` will refuse it" in err
+    assert (
+        "pylock: warning: x: locked from http://example.com/, plain http, which `pylock sync` "
+        "refuses unless a rewrite trusts that server"
+    ) in err
     assert run(project, "lock", "--offline", "--upgrade") == 0  # said once, when new
-    assert "refusing" not in capsys.readouterr().err
+    assert "plain http" not in capsys.readouterr().err
     (project / "pythons.lock").unlink()
     trusted = "http://example.com/=http://example.com/"
     assert run(project, "lock", "--offline", "--rewrite", trusted) == 0
-    assert "refusing" not in capsys.readouterr().err
+    assert "plain http" not in capsys.readouterr().err
+    # One warning per server, naming every entry (attack on the day's diff: one per
+    # archive, nine for three entries on three platforms).
+    (project / "pythons.lock").unlink()
+    second = toml.replace("[python.x]", "[python.y]").replace(".tar.gz", "-b.tar.gz")
+    (project / "pythons.toml").write_text(toml + second, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "plain http" in line]
+    assert warnings == [
+        "pylock: warning: x, y: locked from http://example.com/, plain http, which `pylock "
+        "sync` refuses unless a rewrite trusts that server (--rewrite FROM=TO or "
+        "PYLOCK_URL_REWRITES); an https URL needs none"
+    ]
 
 
 def test_a_full_disk_under_the_lock_gets_the_out_of_space_hint(
@@ -462,7 +477,7 @@ def test_a_conflict_whose_sides_lock_one_build_with_different_archives_is_refuse
     err = capsys.readouterr().err
     assert "has merge-conflict markers, and its sides lock a (cpython " in err
     assert f"with different archives (sha256 {sha[:12]}... and 777777777777...)" in err
-    assert "hint: keep the right side's entry for a by hand" in err
+    assert "hint: keep the right entry for a by hand" in err
     assert lock_path.read_text(encoding="utf-8") == conflicted
 
 
@@ -531,3 +546,35 @@ def test_an_upgrade_never_moves_an_entry_back_to_what_the_index_lists(
         f"is cpython {BUNDLED_313})"
     ) in err
     assert (project / "pythons.lock").read_text(encoding="utf-8") == before
+
+
+def test_a_lock_holding_one_entry_twice_with_different_archives_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack on the day's diff: a lock with `a` twice (one edited), and no conflict marker,
+    was said to have merge-conflict markers."""
+    import errno
+
+    import pylock.fsutil
+
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    lock_path = project / "pythons.lock"
+    text = lock_path.read_text(encoding="utf-8")
+    sha = loads(text).pythons[0].artifacts[0].sha256
+    entry = text[text.index("[[python]]") :]
+    lock_path.write_text(text + "\n" + entry.replace(sha, "7" * 64), encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "pythons.lock holds two entries that lock a (cpython " in err
+    assert "merge-conflict" not in err
+    # And a quota, like a full disk, gets the disk-space hint.
+    lock_path.write_text(text.replace("\n", "\n\n", 1), encoding="utf-8")
+
+    def over_quota(path: Path, text: str, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(pylock.fsutil, "atomic_write_text", over_quota)
+    assert run(project, "lock", "--offline") == 1
+    assert "hint: free some disk space, then run `pylock lock` again" in capsys.readouterr().err
