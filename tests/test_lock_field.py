@@ -490,7 +490,8 @@ def test_a_downloads_json_that_lists_one_url_with_two_hashes_uses_neither(
     name = "cpython-3.13.16%2B20260901-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
     url = f"{PBS}/20260901/{name}"
     first = uv_entry(patch=16, build="20260901", url=url, sha256="5" * 64)
-    second = uv_entry(patch=16, build="20260901", url=url, sha256="6" * 64)
+    # The same file, its `+` spelled as it is (attack on the day's diff: not noticed).
+    second = uv_entry(patch=16, build="20260901", url=url.replace("%2B", "+"), sha256="6" * 64)
     for entries in ((first, second), (second, first)):
         data = {"cpython-3.13.16-linux-x86_64-gnu": entries[0], "also": entries[1]}
         source = project / "downloads.json"

@@ -115,12 +115,13 @@ def _one_file_per_url(
 ) -> list[Build]:
     """The builds, less those at a URL that other entries list with another sha256: which
     one is right cannot be told, and the entries' order would decide."""
+    # One file, however its URL is spelled (`%2B` and `+` name the same on every server).
     hashes: dict[str, set[str | None]] = {}
     for _, build in builds:
-        hashes.setdefault(build.url, set()).add(build.sha256)
+        hashes.setdefault(unquote(build.url), set()).add(build.sha256)
     kept = []
     for key, build in builds:
-        if len(hashes[build.url] - {None}) > 1:
+        if len(hashes[unquote(build.url)] - {None}) > 1:
             skipped.append(key)
             if unfit is not None:
                 unfit.append(
