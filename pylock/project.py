@@ -126,8 +126,8 @@ def recover_previous(
         return None, None
     except OSError as exc:
         # Not a broken lock to salvage: its pins would be lost to a fresh resolution.
-        if lock_path.is_symlink():
-            _write_target(lock_path)  # a link to no lock says so
+        if lock_path.is_symlink() and not isinstance(exc, PermissionError):
+            _write_target(lock_path)  # a link to no lock (a FIFO, a directory) says so
         raise cannot_read(lock_path, exc) from None
     try:
         # As every reader of the lock takes it: a byte-order mark, CRLF.
