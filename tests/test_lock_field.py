@@ -384,7 +384,7 @@ def test_a_lock_that_cannot_be_read_is_not_replaced_by_a_fresh_one(
     real = pylock.ownfiles.read_project_file
 
     def denied(path: Path, *args: Any, **kwargs: Any) -> bytes:
-        if Path(path).name == "pythons.lock":
+        if Path(path).name in ("pythons.lock", "shared.lock"):
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, *args, **kwargs)
 
@@ -396,6 +396,14 @@ def test_a_lock_that_cannot_be_read_is_not_replaced_by_a_fresh_one(
         assert f"pylock: error: cannot read {project / 'pythons.lock'}: Permission denied" in err
         assert "`pylock lock` does not replace a lock it cannot read" in err
     assert (project / "pythons.lock").read_text(encoding="utf-8") == before
+    # A symlinked one too (attack on the day's diff: "point the symlink at a lock").
+    shared = project.parent / "shared.lock"
+    (project / "pythons.lock").rename(shared)
+    (project / "pythons.lock").symlink_to(shared)
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "`pylock lock` does not replace a lock it cannot read" in err
+    assert "point the symlink" not in err
 
 
 def test_a_plain_http_url_sync_would_refuse_is_a_warning_when_locked(
