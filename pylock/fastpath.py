@@ -29,7 +29,7 @@ import sys
 
 from pylock import __version__
 from pylock.ownfiles import is_temporary_of, read_own_file, read_project_file
-from pylock.settings import host_windows_arch
+from pylock.settings import expanded, host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
 TYPE_CHECKING = False
@@ -182,14 +182,19 @@ def sync_options(argv: Sequence[str]) -> dict[str, str | bool] | None:
     return options if seen_sync else None
 
 
-def sync_dirs(options: Mapping[str, str | bool], settings: Settings) -> tuple[str, str]:
+def sync_dirs(options: Mapping[str, str | bool], settings: Settings) -> tuple[str, str] | None:
     """The project directory and the install directory of a sync with ``options`` (from
     :func:`sync_options`), absolute, as the CLI works them out: ``--into``, else
-    ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock."""
-    project = os.path.abspath(os.path.expanduser(str(options.get("--project") or os.getcwd())))
+    ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock. ``None`` for a ``~`` no
+    home answers (the full sync says so)."""
+    project = expanded(str(options.get("--project") or os.getcwd()))
     into = options.get("--into") or settings.install_dir
-    if into:
-        return project, os.path.abspath(os.path.expanduser(str(into)))
+    dest = expanded(str(into)) if into else None
+    if project is None or (into and dest is None):
+        return None
+    project = os.path.abspath(project)
+    if dest is not None:
+        return project, os.path.abspath(dest)
     return project, os.path.join(project, ".pythons")
 
 
@@ -217,10 +222,13 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
     if options is None or settings.bin_dir:
         return None
     try:
-        project, dest = sync_dirs(options, settings)
+        dirs = sync_dirs(options, settings)
         cwd = os.getcwd()
     except OSError:  # the working directory was removed: the full sync says so
         return None
+    if dirs is None:
+        return None
+    project, dest = dirs
     state = read_state(dest)
     if state is None or state.get("host") != host_fingerprint():
         return None

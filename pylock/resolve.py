@@ -189,12 +189,18 @@ def _on_other_platforms(
         return None
     if published_mismatch(old, index) is not None:
         return None  # edited by hand: the usual way locks it again
+    # The build pinned, not its flavor: the flavor follows the request's fallbacks on the
+    # new platform list (a platform added may want install_only where the others had
+    # stripped archives; one removed may have been why install_only was taken).
+    pinned = attrs.evolve(request, version=f"=={old.version}", build=old.build, prereleases=True)
     try:
-        fresh = resolve_python(_pinned_to(request, old), index, platforms=platforms)
+        fresh = resolve_python(pinned, index, platforms=platforms)
     except ResolutionError:
         return None
-    if fresh.version != old.version or fresh.flavor != old.flavor:
+    if fresh.version != old.version or fresh.build != old.build:
         return None
+    if fresh.flavor != old.flavor:
+        return _keep_known_sizes(fresh, old)  # other files on every platform
     kept = {artifact.platform: artifact for artifact in old.artifacts}
     return attrs.evolve(old, artifacts=tuple(kept.get(a.platform, a) for a in fresh.artifacts))
 

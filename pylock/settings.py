@@ -413,10 +413,10 @@ class Settings:
         """
         if self.netrc is not None:
             return self.netrc
-        home = self.home or os.path.expanduser("~")
-        if not os.path.isabs(home):
+        home = self.home or user_home()
+        if home is None or not os.path.isabs(home):
             # No home to speak of: not a .netrc of whatever directory this runs in, which a
-            # project could ship.
+            # project could ship, nor one at the root.
             return ""
         dotted = os.path.join(home, ".netrc")
         if not windows or os.path.isfile(dotted):
@@ -424,21 +424,46 @@ class Settings:
         return os.path.join(home, "_netrc")
 
 
+def user_home() -> str | None:
+    """This user's home directory, absolute; ``None`` where there is none to speak of: an
+    empty or relative HOME (``os.path.expanduser`` makes ``/`` of an empty one), or none
+    at all for a uid with no entry in the user database."""
+    if os.name != "nt" and os.environ.get("HOME") == "":
+        return None
+    home = os.path.expanduser("~")
+    return home if os.path.isabs(home) else None
+
+
+def expanded(path: str) -> str | None:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; ``None`` where
+    there is no such home (see :func:`user_home`)."""
+    if not path.startswith("~"):
+        return path
+    head, sep, rest = path[1:].partition("/")
+    if os.name == "nt" and not sep:
+        head, sep, rest = path[1:].partition("\\")
+    home = user_home() if not head else os.path.expanduser(f"~{head}")
+    if home is None or not os.path.isabs(home):
+        return None
+    return os.path.join(home, rest) if sep else home
+
+
 def expand_home(path: str, what: str) -> str:
-    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; an error
-    naming ``what`` (a variable or flag) where there is no such home. A ``~`` left as it is
-    would make a directory named ``~`` where the command runs (pathlib raised instead)."""
-    expanded = os.path.expanduser(path)
-    if expanded.startswith("~"):
+    """:func:`expanded`, or an error naming ``what`` (a variable or flag) where there is no
+    such home. A ``~`` left as it is would make a directory named ``~`` where the command
+    runs (pathlib raised instead), and an empty HOME would put it under ``/``."""
+    result = expanded(path)
+    if result is None:
         from pylock.errors import PylockError
 
-        user = path[1:].split("/", 1)[0].split(os.sep, 1)[0]
-        whose = f"no user {user!r} is known here" if user else "this user has no home here"
+        head = path[1:].replace("\\", "/").split("/", 1)[0]
+        whose = f"no user {head!r} is known here" if head else "this user has no home here"
         raise PylockError(
-            f"{what} is {path!r}, but {whose} (no HOME, nor an entry in the user database)",
+            f"{what} is {path!r}, but {whose} (HOME is unset, empty or relative, and no "
+            "entry in the user database answers)",
             hint=f"give {what} an absolute path",
         )
-    return expanded
+    return result
 
 
 #: Variables that hold a number >= 1: how to parse one, what it must be, what to do.

@@ -1077,8 +1077,34 @@ def test_an_install_dir_under_a_home_nobody_has_is_an_error_not_a_directory_name
     assert not (tmp_path / "~").exists()
 
 
-def test_a_relative_home_reads_no_netrc_of_the_working_directory() -> None:
+def test_a_relative_home_reads_no_netrc_of_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Attack on the day's diff: `HOME=.` sent the credentials of a `.netrc` the project
-    shipped (the docker config was fenced off the same way already)."""
+    shipped (the docker config was fenced off the same way already), and an empty HOME
+    read `/.netrc`."""
     assert Settings.from_environ({"HOME": "."}).netrc_path() == ""
     assert Settings.from_environ({"HOME": "/home/u"}).netrc_path(windows=False) == "/home/u/.netrc"
+    monkeypatch.setenv("HOME", "")
+    assert Settings.from_environ({"HOME": ""}).netrc_path() == ""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="HOME is POSIX's")
+def test_an_empty_home_is_no_home_for_a_tilde(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Round-two attack: `HOME= PYLOCK_CACHE_DIR=~/c` put the cache at `/c` (an empty HOME
+    expands to `/`); and the no-op fast path worked out `./~/...` where the CLI refuses."""
+    from pylock.cli import main
+    from pylock.fastpath import sync_dirs
+    from pylock.settings import expanded
+
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.setenv("PYLOCK_CACHE_DIR", "~/c")
+    assert main(["cache", "dir"]) == 1
+    assert "PYLOCK_CACHE_DIR is '~/c', but this user has no home here" in capsys.readouterr().err
+    assert expanded("~/x") is None and expanded("/a/~b") == "/a/~b"
+    settings = Settings.from_environ({"HOME": ""})
+    assert sync_dirs({"--into": "~/py"}, settings) is None
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert expanded("~/x") == str(tmp_path / "x") and expanded("~") == str(tmp_path)

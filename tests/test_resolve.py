@@ -1091,3 +1091,26 @@ def test_a_platform_added_keeps_the_locked_build_where_the_index_has_it_there() 
         config(request("app", platforms=(LINUX, MAC))), new_index, previous=first, upgrade=True
     )
     assert upgraded.pythons[0].version == "3.13.9"
+
+
+def test_a_platform_change_keeps_the_build_whatever_flavor_the_new_list_takes() -> None:
+    """Attack on the day's diff: Windows with only `install_only` archives of the locked
+    build moved the entry to a newer version; and removing Windows kept the fallback
+    flavor it had forced, where stripped archives of that build exist."""
+    io = Flavor.INSTALL_ONLY
+    index = index_of(
+        pbs("3.13.8", "20251007", LINUX),
+        pbs("3.13.8", "20251007", LINUX, flavor=io),
+        pbs("3.13.8", "20251007", WIN, flavor=io),
+        pbs("3.13.9", "20251014", LINUX),
+        pbs("3.13.9", "20251014", WIN),
+    )
+    older = index_of(*[b for b in index.builds if b.build == "20251007"])
+    linux = _lock(config(request("app", platforms=(LINUX,))), older)
+    assert linux.pythons[0].flavor is Flavor.INSTALL_ONLY_STRIPPED
+    both = _lock(config(request("app", platforms=(LINUX, WIN))), index, previous=linux)
+    (entry,) = both.pythons
+    assert (entry.version, entry.flavor) == ("3.13.8", io)
+    back = _lock(config(request("app", platforms=(LINUX,))), index, previous=both)
+    (entry,) = back.pythons
+    assert (entry.version, entry.flavor) == ("3.13.8", Flavor.INSTALL_ONLY_STRIPPED)

@@ -44,7 +44,7 @@ from pylock.fsutil import replace
 from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials, resume_helpers
 from pylock.net.policy import SessionOwner
-from pylock.settings import Settings
+from pylock.settings import Settings, user_home
 from pylock.urls import is_loopback_host, redact, redact_given, url_problem
 
 if TYPE_CHECKING:
@@ -361,8 +361,8 @@ class RemoteCache:
             return None
         push = push or settings.remote_cache_push
         no_origin = no_origin or settings.no_origin
-        # os.path: no HOME and a uid with no passwd entry leave `~`, where pathlib raises.
-        home = Path(settings.home or os.path.expanduser("~"))
+        # No home to speak of: a relative one, under which dockerauth reads no config.
+        home = Path(settings.home or user_home() or "~")
         return cls(
             parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
         )

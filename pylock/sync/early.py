@@ -134,7 +134,10 @@ def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:
         return None
     if settings.no_origin or settings.bin_dir:
         return None  # the bin dir's checks are the full sync's (as for the fast path)
-    project, dest = sync_dirs(options, settings)
+    dirs = sync_dirs(options, settings)
+    if dirs is None:
+        return None  # a `~` no home answers: the full sync says so
+    project, dest = dirs
     if os.path.lexists(dest) and not os.path.isdir(dest):
         return None  # the full sync refuses it: nothing to download for
     if os.path.isdir(dest) and any(e.startswith(LEFTOVER_PREFIXES) for e in os.listdir(dest)):
