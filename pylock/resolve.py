@@ -123,10 +123,15 @@ def resolve(
         if refresh and old is not None and _steps_back(old, fresh, request, index, platforms):
             # Locked from a listing newer than this index (`--refresh`, a downloads JSON):
             # an upgrade never moves an entry back.
+            given = (
+                "--python-downloads-json"
+                if index.includes_live
+                else ("--refresh or --python-downloads-json")
+            )
             warn(
                 f"{request.name}: kept {old.label}, newer than anything the index lists "
                 f"(its newest is {fresh.label}); to compare with the listing it came from, "
-                "add --refresh or --python-downloads-json"
+                f"add {given}"
             )
             locked.append(attrs.evolve(old, default=request.default))
             continue

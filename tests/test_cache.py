@@ -1051,9 +1051,13 @@ def test_a_live_sidecar_write_is_no_leftover_but_an_old_one_is(cache: Cache) -> 
     old.write_bytes(b"d" * 10)
     then = time.time() - 3600
     os.utime(old, (then, then))
+    future = cache.new_tmp_path(sha, ".sidecar")  # another machine's clock, far ahead
+    future.write_bytes(b"d" * 5)
+    ahead = time.time() + 3600
+    os.utime(future, (ahead, ahead))
     report = cache.prune()
-    assert live.exists() and not old.exists()
-    assert report.leftovers == 10
+    assert live.exists() and not old.exists() and not future.exists()
+    assert report.leftovers == 15
 
 
 def test_an_install_dir_under_a_home_nobody_has_is_an_error_not_a_directory_named_tilde(

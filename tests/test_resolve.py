@@ -1114,3 +1114,28 @@ def test_a_platform_change_keeps_the_build_whatever_flavor_the_new_list_takes() 
     back = _lock(config(request("app", platforms=(LINUX,))), index, previous=both)
     (entry,) = back.pythons
     assert (entry.version, entry.flavor) == ("3.13.8", Flavor.INSTALL_ONLY_STRIPPED)
+
+
+def test_an_upgrade_that_keeps_a_newer_entry_names_the_flag_not_given() -> None:
+    """Round-two attack: after `lock --refresh --upgrade`, the warning said to add
+    --refresh."""
+    from pylock.index.model import LIVE_SOURCE
+
+    newer = index_of(pbs("3.13.9", "20251014", LINUX))
+    first = _lock(config(request("app", platforms=(LINUX,))), newer)
+    bundled = index_of(pbs("3.13.8", "20251007", LINUX))
+    for index, named in (
+        (bundled, "add --refresh or --python-downloads-json"),
+        (bundled.merge(Index(source=LIVE_SOURCE, source_date="2026-12-02")), "add --python-"),
+    ):
+        said: list[str] = []
+        again = _lock(
+            config(request("app", platforms=(LINUX,))),
+            index,
+            previous=first,
+            upgrade=True,
+            warn=said.append,
+        )
+        assert again.pythons[0].version == "3.13.9"
+        (warning,) = said
+        assert warning.endswith(named if named.endswith("json") else named + "downloads-json")

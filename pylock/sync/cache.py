@@ -805,7 +805,8 @@ class Cache:
                 # Written without the gate (a sync's file digests, in milliseconds): only
                 # one a killed run left is old.
                 with contextlib.suppress(OSError):
-                    if now - item.stat().st_mtime > _STALE_PROBE_SECONDS:
+                    # (Far in the future, too: a shared cache's clocks may disagree.)
+                    if abs(now - item.stat().st_mtime) > _STALE_PROBE_SECONDS:
                         freed += _removed_size(item)
                 continue
             if is_sha256(key):
