@@ -24,6 +24,18 @@ NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.t
 DAY = 86400.0
 
 
+@pytest.fixture
+def homeless(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HOME, and a uid the user database does not know (OpenShift, `docker run -u`)."""
+    import pwd
+
+    def nobody(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", nobody)
+
+
 def put(cache: Cache, data: bytes, name: str = NAME) -> tuple[str, Path]:
     """Store ``data`` the way a download does: a tmp file, then :meth:`Cache.store`."""
     sha = hashlib.sha256(data).hexdigest()
@@ -738,21 +750,17 @@ def test_a_planted_last_used_link_is_never_followed(cache: Cache, tmp_path: Path
 
 
 def test_no_home_to_find_the_cache_in_is_a_clean_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    homeless: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Attack as a uid with no passwd entry and no HOME (OpenShift, `docker run -u 12345`):
     every command that needs the cache ended in platformdirs' RuntimeError, a traceback."""
-    import pwd
-
     from pylock.cli import main
 
-    for name in ("HOME", "PYLOCK_CACHE_DIR", "XDG_CACHE_HOME"):
+    for name in ("PYLOCK_CACHE_DIR", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-    def nobody(uid: int) -> Any:
-        raise KeyError(f"getpwuid(): uid not found: {uid}")
-
-    monkeypatch.setattr(pwd, "getpwuid", nobody)
     if not sys.platform.startswith("linux"):
         pytest.skip("platformdirs finds a cache without HOME elsewhere")
     assert main(["cache", "dir"]) == 1
@@ -1061,17 +1069,10 @@ def test_a_live_sidecar_write_is_no_leftover_but_an_old_one_is(cache: Cache) -> 
 
 
 def test_an_install_dir_under_a_home_nobody_has_is_an_error_not_a_directory_named_tilde(
-    sync_project: Any, app_a: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    homeless: None, sync_project: Any, app_a: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Attack on the day's diff: with no home, `--into '~/py'` installed into `./~/py`
     (and the fix-ups wrote that path into the interpreter)."""
-    import pwd
-
-    def nobody(uid: int) -> Any:
-        raise KeyError(uid)
-
-    monkeypatch.delenv("HOME", raising=False)
-    monkeypatch.setattr(pwd, "getpwuid", nobody)
     monkeypatch.chdir(tmp_path)
     sync_project.lock(app_a)
     sync_project.serve(app_a)

@@ -417,6 +417,23 @@ def test_ctrl_c_around_the_swap_rename_keeps_an_interpreter_in_place(
     assert verify(dest_root, "app").ok
 
 
+def install_saying(archive: Path, artifact: Artifact, dest_root: Path) -> str:
+    """Install ``archive`` as app for Linux, without fix-ups; what it said."""
+    from pylock.progress import Reporter
+
+    stream = io.StringIO()
+    install(
+        archive,
+        dest_root=dest_root,
+        python=locked(artifact),
+        artifact=artifact,
+        platform=LINUX,
+        fixup=None,
+        reporter=Reporter(stream, live=False),
+    )
+    return stream.getvalue()
+
+
 def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -445,7 +462,6 @@ def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
     """Sync attack follow-up: an old tree whose rename to the trash was refused stayed
     under its .pylock-old- name with no warning; it is junk, not an upgrade to undo."""
     import pylock.fsutil
-    from pylock.progress import Reporter
     from pylock.sync.install import clean_leftovers
 
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
@@ -463,21 +479,10 @@ def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
 
     monkeypatch.setattr(os, "rename", in_use)
     monkeypatch.setattr(pylock.fsutil, "remove_tree", busy)
-    stream = io.StringIO()
-    install(
-        a2,
-        dest_root=dest_root,
-        python=locked(art2),
-        artifact=art2,
-        platform=LINUX,
-        fixup=None,
-        reporter=Reporter(stream, live=False),
-    )
+    said = install_saying(a2, art2, dest_root)
     (old,) = [dest_root / name for name in leftovers(dest_root)]
     assert old.name.startswith(".pylock-old-app-")
-    assert f"could not remove {old} yet: Permission denied ({old / 'bin/python3'})" in (
-        stream.getvalue()
-    )
+    assert f"could not remove {old} yet: Permission denied ({old / 'bin/python3'})" in said
     assert (dest_root / "app/VERSION").read_text() == "v2"
     # Pruned before the old tree could go: it is junk, not an upgrade to undo (it came
     # back as app v1 under a later sync, the lock no longer naming it).
@@ -508,22 +513,13 @@ def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it
         real_remove(path, *args, **kwargs)
 
     monkeypatch.setattr(pylock.fsutil, "remove_tree", immutable)
-    stream = io.StringIO()
-    install(
-        a2,
-        dest_root=dest_root,
-        python=locked(art2),
-        artifact=art2,
-        platform=LINUX,
-        fixup=None,
-        reporter=Reporter(stream, live=False),
-    )
+    said = install_saying(a2, art2, dest_root)
     (trash,) = [dest_root / name for name in leftovers(dest_root)]
     expected = (
         f"could not remove {trash} yet: Operation not permitted ({trash / 'lib/os.py'}); "
         "the next sync tries again (if it keeps failing, remove it by hand)"
     )
-    assert expected in stream.getvalue()
+    assert expected in said
     stream = io.StringIO()
     clean_leftovers(dest_root, Reporter(stream, live=False))
     assert expected in stream.getvalue()  # and again, the same, by the next sync
