@@ -22,6 +22,11 @@ from tests.syncproject import Build, Project
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 DAY = 86400.0
+#: For tests that fork and become another user.
+as_root = pytest.mark.skipif(
+    not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root, to become another user",
+)
 
 
 @pytest.fixture
@@ -608,10 +613,7 @@ def _as_another_user(work: Callable[[], None]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
-    reason="needs root, to become another user",
-)
+@as_root
 def test_a_cache_shared_by_two_users_takes_the_other_users_locks_and_partials(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -940,10 +942,7 @@ def test_prune_and_clean_refuse_archives_they_may_not_list(
     assert "Permission denied" in err and "removed 0" not in err
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
-    reason="needs root, to become another user",
-)
+@as_root
 def test_another_users_private_archives_are_no_empty_cache(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -434,13 +434,33 @@ def install_saying(archive: Path, artifact: Artifact, dest_root: Path) -> str:
     return stream.getvalue()
 
 
-def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def assert_only_app(dest_root: Path, version: str) -> None:
+    """``DIR/app`` is the tree of ``version``, intact, and nothing of pylock's is left."""
+    assert (dest_root / "app/VERSION").read_text() == version
+    assert verify(dest_root, "app").ok
+    assert leftovers(dest_root) == []
+
+
+def refuse_removing(
+    monkeypatch: pytest.MonkeyPatch, prefix: str, error: OSError, blocker: str
 ) -> None:
-    """On Windows a file in use (or a scanner) can refuse the rename of the old tree to
-    the trash after the new tree is in place: that install succeeded, and said it failed
-    (field test 5). The old tree is junk: it is removed where it is."""
-    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
+    """Make ``remove_tree`` of a tree named ``prefix...`` fail with ``error``, naming the file
+    ``blocker`` in it (an immutable file, a file in use)."""
+    import pylock.fsutil
+
+    real_remove = pylock.fsutil.remove_tree
+
+    def refused(path: Path, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path).startswith(prefix):
+            error.filename = str(Path(path) / blocker)
+            raise error
+        real_remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(pylock.fsutil, "remove_tree", refused)
+
+
+def refuse_renames_to_the_trash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse renames to ``.pylock-trash-*``, as Windows does for a tree with a file in use."""
     real_rename = os.rename
 
     def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
@@ -449,11 +469,19 @@ def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
         real_rename(source, target, *args, **kwargs)
 
     monkeypatch.setattr(os, "rename", in_use)
-    tree = do_install(a2, art2, dest_root)
-    assert (tree / "VERSION").read_text() == "v2"
-    assert verify(dest_root, "app").ok
-    # Removed where it was (it used to stay, with no word, until a later sync).
-    assert leftovers(dest_root) == []
+
+
+def test_an_upgrade_whose_old_tree_cannot_be_moved_aside_still_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a file in use (or a scanner) can refuse the rename of the old tree to
+    the trash after the new tree is in place: that install succeeded, and said it failed
+    (field test 5). The old tree is junk: it is removed where it is."""
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
+    refuse_renames_to_the_trash(monkeypatch)
+    do_install(a2, art2, dest_root)
+    # The old tree removed where it was (it used to stay, with no word, until a later sync).
+    assert_only_app(dest_root, "v2")
 
 
 def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
@@ -461,24 +489,12 @@ def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
 ) -> None:
     """Sync attack follow-up: an old tree whose rename to the trash was refused stayed
     under its .pylock-old- name with no warning; it is junk, not an upgrade to undo."""
-    import pylock.fsutil
     from pylock.sync.install import clean_leftovers
 
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
-    real_rename, real_remove = os.rename, pylock.fsutil.remove_tree
-
-    def in_use(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
-        if os.path.basename(os.fspath(target)).startswith(".pylock-trash-"):
-            raise PermissionError(13, "The process cannot access the file", os.fspath(source))
-        real_rename(source, target, *args, **kwargs)
-
-    def busy(path: Path, *args: Any, **kwargs: Any) -> None:
-        if os.path.basename(path).startswith(".pylock-old-"):
-            raise PermissionError(13, "Permission denied", str(Path(path) / "bin/python3"))
-        real_remove(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "rename", in_use)
-    monkeypatch.setattr(pylock.fsutil, "remove_tree", busy)
+    refuse_renames_to_the_trash(monkeypatch)
+    denied = PermissionError(13, "Permission denied")
+    refuse_removing(monkeypatch, ".pylock-old-", denied, "bin/python3")
     said = install_saying(a2, art2, dest_root)
     (old,) = [dest_root / name for name in leftovers(dest_root)]
     assert old.name.startswith(".pylock-old-app-")
@@ -486,8 +502,7 @@ def test_an_old_tree_that_can_be_neither_moved_nor_removed_is_named(
     assert (dest_root / "app/VERSION").read_text() == "v2"
     # Pruned before the old tree could go: it is junk, not an upgrade to undo (it came
     # back as app v1 under a later sync, the lock no longer naming it).
-    monkeypatch.setattr(os, "rename", real_rename)
-    monkeypatch.setattr(pylock.fsutil, "remove_tree", real_remove)
+    monkeypatch.undo()
     shutil.rmtree(dest_root / "app")
     clean_leftovers(dest_root)
     assert leftovers(dest_root) == []
@@ -500,19 +515,12 @@ def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it
     """Sync attack: an immutable file in the old tree left it as trash, silently; later
     syncs warned `could not remove .pylock-trash-app-... yet`, with no directory, no file
     and no advice."""
-    import pylock.fsutil
     from pylock.progress import Reporter
     from pylock.sync.install import clean_leftovers
 
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
-    real_remove = pylock.fsutil.remove_tree
-
-    def immutable(path: Path, *args: Any, **kwargs: Any) -> None:
-        if os.path.basename(path).startswith(".pylock-trash-"):
-            raise PermissionError(1, "Operation not permitted", str(Path(path) / "lib/os.py"))
-        real_remove(path, *args, **kwargs)
-
-    monkeypatch.setattr(pylock.fsutil, "remove_tree", immutable)
+    immutable = PermissionError(1, "Operation not permitted")
+    refuse_removing(monkeypatch, ".pylock-trash-", immutable, "lib/os.py")
     said = install_saying(a2, art2, dest_root)
     (trash,) = [dest_root / name for name in leftovers(dest_root)]
     expected = (
@@ -523,7 +531,7 @@ def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it
     stream = io.StringIO()
     clean_leftovers(dest_root, Reporter(stream, live=False))
     assert expected in stream.getvalue()  # and again, the same, by the next sync
-    monkeypatch.setattr(pylock.fsutil, "remove_tree", real_remove)
+    monkeypatch.undo()
     clean_leftovers(dest_root)
     assert leftovers(dest_root) == []
 
@@ -791,9 +799,7 @@ def test_full_disk_keeps_the_old_install(tmp_path: Path, tmpfs: Callable[[str], 
     with pytest.raises(InstallError, match="No space left on device") as info:
         do_install(a2, art2, mount)
     assert info.value.hint is not None and "disk space" in info.value.hint
-    assert (mount / "app/VERSION").read_text() == "v1"
-    assert verify(mount, "app").ok
-    assert leftovers(mount) == []
+    assert_only_app(mount, "v1")
 
 
 # -- prune ------------------------------------------------------------------------------------

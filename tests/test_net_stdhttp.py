@@ -117,14 +117,16 @@ def test_wrong_bytes_fail_the_hash(tmp_path: Path) -> None:
     assert info.value.expected == "0" * 64 and info.value.actual == SHA
 
 
-def test_connection_refused_is_a_clean_error(tmp_path: Path) -> None:
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+
+
+def test_connection_refused_is_a_clean_error(tmp_path: Path) -> None:
     with pytest.raises(DownloadError) as info:
-        downloader(retries=1).download(
-            f"http://127.0.0.1:{port}/x", tmp_path / "a", sha256=None, size=None
-        )
+        downloader(retries=1).download(closed_port_url(), tmp_path / "a", sha256=None, size=None)
     assert "gave up after 2 attempts" in info.value.message
 
 
@@ -696,13 +698,8 @@ def test_what_networks_commonly_do_is_said_in_plain_words(tmp_path: Path) -> Non
     """Error-message audit: `ConnectionRefusedError: [Errno 111] Connection refused`,
     `ClientConnectorError: ... [Connect call failed ('127.0.0.1', 1)]` and a garbage status
     line as aiohttp's invented `400, message="Bad status line..."` reached users."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with pytest.raises(DownloadError) as info:
-        downloader(retries=0).download(
-            f"http://127.0.0.1:{port}/x", tmp_path / "a", sha256=None, size=None
-        )
+        downloader(retries=0).download(closed_port_url(), tmp_path / "a", sha256=None, size=None)
     assert "connection refused" in info.value.message
     assert "Error" not in info.value.message and "Errno" not in info.value.message
     with socket.socket() as listener:
