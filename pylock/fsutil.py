@@ -81,9 +81,9 @@ def written_name(path: str) -> str:
     >>> written_name("/b/..pylock-links.json.0123456789ab.tmp"), written_name("/b/python3")
     ('/b/.pylock-links.json', '/b/python3')
     """
-    folder, _, name = path.rpartition(os.sep)
-    match = _TEMPORARY.fullmatch(name)
-    return f"{folder}{os.sep}{match[1]}" if match and folder else path
+    cut = max(path.rfind("/"), path.rfind(os.sep)) + 1  # (Windows takes both)
+    match = _TEMPORARY.fullmatch(path[cut:])
+    return path[:cut] + match[1] if match else path
 
 
 #: A temporary file of :func:`atomic_write_bytes`: ``.NAME.<12 hex digits>.tmp``.
