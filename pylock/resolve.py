@@ -172,13 +172,18 @@ def _steps_back(
         return False
     if not satisfies(request, old, platforms=platforms) or published_mismatch(old, index):
         return False
+    return _newness(old, index.tag_order) > _newness(fresh, index.tag_order)
+
+
+def _newness(
+    entry: LockedPython, order: Callable[[str], tuple[str, tuple[int, ...], str]]
+) -> tuple[Version, tuple[str, tuple[int, ...], str]]:
+    """How new a locked build is: its version, then its tag in publication ``order``."""
     try:
-        before, after = Version(old.version), Version(fresh.version)
+        version = Version(entry.version)
     except ValueError:  # InvalidVersion, or a part too long for int()
-        return False
-    if before != after:
-        return before > after
-    return index.tag_order(old.build) > index.tag_order(fresh.build)
+        version = Version("0")
+    return (version, order(entry.build or ""))
 
 
 def _on_other_platforms(
@@ -197,9 +202,8 @@ def _on_other_platforms(
     # The build pinned, not its flavor: the flavor follows the request's fallbacks on the
     # new platform list (a platform added may want install_only where the others had
     # stripped archives; one removed may have been why install_only was taken).
-    pinned = attrs.evolve(request, version=f"=={old.version}", build=old.build, prereleases=True)
     try:
-        fresh = resolve_python(pinned, index, platforms=platforms)
+        fresh = resolve_python(_pinned_to(request, old, flavor=False), index, platforms=platforms)
     except ResolutionError:
         return None
     if fresh.version != old.version or fresh.build != old.build:
@@ -210,14 +214,17 @@ def _on_other_platforms(
     return attrs.evolve(old, artifacts=tuple(kept.get(a.platform, a) for a in fresh.artifacts))
 
 
-def _pinned_to(request: PythonRequest, entry: LockedPython) -> PythonRequest:
-    """``request`` narrowed to ``entry``'s exact version, build and flavor (for an entry
-    whose archives :func:`published_mismatch` found edited: the index has that build)."""
+def _pinned_to(
+    request: PythonRequest, entry: LockedPython, *, flavor: bool = True
+) -> PythonRequest:
+    """``request`` narrowed to ``entry``'s exact version and build, and flavor unless told
+    not (for an entry whose archives :func:`published_mismatch` found edited: the index
+    has that build)."""
     return attrs.evolve(
         request,
         version=f"=={entry.version}",
         build=entry.build,
-        flavor=entry.flavor or request.flavor,
+        flavor=(entry.flavor if flavor else None) or request.flavor,
         prereleases=True,
     )
 
@@ -326,13 +333,6 @@ def pick_recovered(
     """
     order = (index if index is not None else _TAGS_ALONE).tag_order
 
-    def newest(entry: LockedPython) -> tuple[Version, tuple[str, tuple[int, ...], str]]:
-        try:
-            version = Version(entry.version)
-        except ValueError:  # InvalidVersion, or a part too long for int()
-            version = Version("0")
-        return (version, order(entry.build or ""))
-
     kept: list[LockedPython] = []
     pool = list(candidates)
     for request in config.pythons:
@@ -346,7 +346,7 @@ def pick_recovered(
             c for c in pool if c.name == request.name and satisfies(request, c, platforms=platforms)
         ]
         if fitting:
-            best = max(fitting, key=newest)
+            best = max(fitting, key=lambda entry: _newness(entry, order))
             kept.append(attrs.evolve(best, default=request.default))
     return tuple(kept)
 

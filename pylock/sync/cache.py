@@ -40,6 +40,7 @@ import attrs
 from pylock.errors import CacheReadOnlyError, PylockError
 from pylock.fsutil import (
     FileLock,
+    LockTimeout,
     broken_link,
     read_own_file,
     remove_tree,
@@ -176,11 +177,10 @@ _GATE_PATIENCE = 0.5
 
 def _acquire_briefly(gate: FileLock) -> bool:
     """Take ``gate`` if it is free now or within :data:`_GATE_PATIENCE` seconds."""
-    deadline = time.monotonic() + _GATE_PATIENCE
-    while not gate.try_acquire():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        gate.acquire(_GATE_PATIENCE, poll=0.02)
+    except LockTimeout:
+        return False
     return True
 
 
