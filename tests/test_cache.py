@@ -22,6 +22,8 @@ from tests.syncproject import Build, Project
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 DAY = 86400.0
+#: The two commands that evict archives, for the tests of what they may not remove.
+evicting_commands = pytest.mark.parametrize("command", [["clean"], ["prune", "--max-size", "0"]])
 #: For tests that fork and become another user.
 as_root = pytest.mark.skipif(
     not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
@@ -815,7 +817,7 @@ def refuse_removal(monkeypatch: pytest.MonkeyPatch, cache: Cache, sha: str) -> P
     return directory
 
 
-@pytest.mark.parametrize("command", [["clean"], ["prune", "--max-size", "0"]])
+@evicting_commands
 def test_an_archive_this_user_may_not_remove_is_not_in_use(
     cache: Cache,
     monkeypatch: pytest.MonkeyPatch,
@@ -926,7 +928,7 @@ def test_cache_list_and_verify_refuse_archives_they_may_not_search(
     assert "0 archive(s)" not in err
 
 
-@pytest.mark.parametrize("command", [["clean"], ["prune", "--max-size", "0"]])
+@evicting_commands
 def test_prune_and_clean_refuse_archives_they_may_not_list(
     cache: Cache,
     monkeypatch: pytest.MonkeyPatch,
