@@ -22,7 +22,7 @@ from pylock.net.options import FetchOptions as FetchOptions
 from pylock.net.options import Timeouts as Timeouts
 from pylock.net.policy import CHUNK_SIZE, OFFLINE_HINT, Retryable
 from pylock.net.tls import ssl_context
-from pylock.progress import NullReporter, Reporter, Task, human_size
+from pylock.progress import Task, human_size
 from pylock.settings import DEFAULT_JOBS, Settings
 from pylock.urls import filename_from_url
 
@@ -83,29 +83,11 @@ def client_session(settings: Settings, *, connect: float, read: float) -> aiohtt
     )
 
 
-class Fetcher(policy.SessionOwner):
+class Fetcher(policy.Client, policy.SessionOwner):
     """One HTTP session with pylock's rules: rewrites, refusals, redirects, retries.
 
     Use it as an async context manager; it owns one aiohttp session.
     """
-
-    def __init__(
-        self,
-        options: FetchOptions,
-        reporter: Reporter | None = None,
-        *,
-        settings: Settings | None = None,
-    ) -> None:
-        self.options = options
-        self.reporter = reporter if reporter is not None else NullReporter()
-        # TLS trust and the netrc file; a caller that passes none gets this process's.
-        self._settings = settings or options.settings or Settings.current()
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def settings(self) -> Settings:
-        """TLS trust, proxies and the netrc file this fetcher follows."""
-        return self._settings
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that offline and file:// work never import aiohttp.
@@ -228,16 +210,7 @@ class Fetcher(policy.SessionOwner):
         Nothing past ``size``, else ``Content-Length``, else the options'
         ``max_download_size`` is ever written.
         """
-        download = policy.Download.of(
-            url,
-            dest,
-            self.options,
-            sha256=sha256,
-            size=size,
-            task=task,
-            feed=feed,
-            settings=self._settings,
-        )
+        download = self.plan(url, dest, sha256=sha256, size=size, task=task, feed=feed)
         if urlsplit(download.target).scheme == "file":
             import asyncio
 

@@ -68,6 +68,53 @@ class SessionOwner:
             self._session = None
 
 
+class Client:
+    """What both download clients (``net/fetch.py``'s aiohttp one, ``net/stdhttp.py``'s
+    ``http.client`` one) are given, and how they plan a download: from this module alone."""
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        reporter: Reporter | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        from pylock.progress import NullReporter
+        from pylock.settings import Settings
+
+        self.options = options
+        self.reporter = reporter if reporter is not None else NullReporter()
+        # TLS trust, proxies and the netrc file; a caller that passes none gets this process's.
+        self._settings = settings or options.settings or Settings.current()
+
+    @property
+    def settings(self) -> Settings:
+        """TLS trust, proxies and the netrc file this client follows."""
+        return self._settings
+
+    def plan(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        task: Task | None,
+        feed: DownloadFeed | None,
+    ) -> Download:
+        """The download of canonical ``url`` into ``dest`` (see :meth:`Download.of`)."""
+        return Download.of(
+            url,
+            dest,
+            self.options,
+            sha256=sha256,
+            size=size,
+            task=task,
+            feed=feed,
+            settings=self._settings,
+        )
+
+
 #: Bytes read and hashed per step; large enough that per-chunk overhead does not matter.
 CHUNK_SIZE = 256 * 1024
 #: Redirect hops followed before giving up.

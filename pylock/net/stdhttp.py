@@ -53,7 +53,7 @@ class Cancelled(Exception):
     it waited for one (within :data:`STOP_TICK`)."""
 
 
-class StdDownloader:
+class StdDownloader(policy.Client):
     """GETs archives into files with ``http.client``; one instance per sync, any thread."""
 
     def __init__(
@@ -64,11 +64,7 @@ class StdDownloader:
         settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from pylock.progress import NullReporter
-
-        self.options = options
-        self.reporter = reporter if reporter is not None else NullReporter()
-        self._settings = settings or options.settings or Settings.current()
+        super().__init__(options, reporter, settings=settings)
         self._sleep = sleep
         self._context: ssl.SSLContext | None = None
 
@@ -90,16 +86,7 @@ class StdDownloader:
         within a chunk, or within :data:`STOP_TICK` while it waits for the server (not while
         it connects), and sleeps no more between retries.
         """
-        download = policy.Download.of(
-            url,
-            dest,
-            self.options,
-            sha256=sha256,
-            size=size,
-            task=task,
-            feed=feed,
-            settings=self._settings,
-        )
+        download = self.plan(url, dest, sha256=sha256, size=size, task=task, feed=feed)
         target = download.target
         scheme = urlsplit(target).scheme
         if scheme == "file":
