@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from pylock.lockfile import LockFile
 
 
-def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
-    """The existing lock, ``None`` if there is none (or it is unreadable and ignored)."""
+def read_previous(lock_path: Path) -> tuple[LockFile, str] | None:
+    """The existing lock and the text it was parsed from (read once: the file may change);
+    ``None`` if there is none."""
     from pylock.lockfile import REPAIR_HINT, loads
 
     try:
@@ -26,21 +27,12 @@ def read_previous(lock_path: Path, *, ignore_invalid: bool) -> LockFile | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if ignore_invalid:
-            return None
         raise cannot_read(lock_path, exc) from None
     except UnicodeDecodeError as exc:
-        if ignore_invalid:
-            return None
         raise LockFileError(
             lock_path.name, [Problem("", unreadable(exc))], hint=REPAIR_HINT
         ) from None
-    try:
-        return loads(text, filename=lock_path.name)
-    except LockFileError:
-        if ignore_invalid:
-            return None
-        raise
+    return loads(text, filename=lock_path.name), text
 
 
 def read_lock(lock_path: Path) -> LockFile:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pylock.errors import LockFileError, PylockError, UsageError
-from pylock.lockio import cannot_read, read_lock, read_lock_text, read_previous, unreadable
+from pylock.lockio import (
+    cannot_read,
+    read_lock,
+    read_lock_text,
+    read_previous,
+    unreadable,
+)
 
 if TYPE_CHECKING:
     from pylock.config import Config
@@ -360,9 +366,10 @@ def check_lock(
     from pylock.resolve import lock_is_fresh, published_mismatch
 
     config = load_config(config_path)
-    previous = read_previous(lock_path, ignore_invalid=False)
-    if previous is None:
+    found = read_previous(lock_path)
+    if found is None:
         return missing(lock_path)
+    previous, text = found
     if not lock_is_fresh(config, previous):
         return f"{lock_path.name} is out of date with {config_path.name}"
     if index is not None:
@@ -382,6 +389,11 @@ def check_lock(
                     f"not for this machine ({key}): `pylock sync` here installs nothing for "
                     f"it. List the platforms your team uses in {config_path.name} instead"
                 )
+    # Fresh: then it passes if it is as `lock` writes it (entries in their order, its
+    # format). Told from the lock itself: resolving would re-resolve a `host` entry locked
+    # on a laptop for this machine, and load the index again.
+    if not _as_written(previous, text):
+        return f"{lock_path.name} is out of date: {_REWRITE}"
     return None
 
 
@@ -441,13 +453,10 @@ _REWRITE = (
 )
 
 
-def _as_written(lock_path: Path) -> bool:
-    """Whether the lock's text is the one `pylock lock` writes for its entries (it is
-    known to load: the caller checked it)."""
-    from pylock.lockfile import dumps, loads, make_lock
+def _as_written(lock: LockFile, text: str) -> bool:
+    """Whether ``text``, which loads as ``lock``, is the text `pylock lock` writes for it."""
+    from pylock.lockfile import dumps, make_lock
 
-    text = read_lock_text(lock_path)
-    lock = loads(text, filename=lock_path.name)
     canonical = make_lock(
         lock.pythons, config_digest=lock.config_digest, created_by=lock.created_by
     )
@@ -483,13 +492,6 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
         )
         if reason is not None:
             raise StaleLockError(reason, hint=f"run `pylock lock` and commit {name}")
-        # Fresh: then it passes if it is as `lock` writes it (entries in their order, its
-        # format). Told from the lock itself: resolving would re-resolve a `host` entry
-        # locked on a laptop for this machine, and load the index again.
-        if not _as_written(lock_path):
-            raise StaleLockError(
-                f"{name} is out of date: {_REWRITE}", hint=f"run `pylock lock` and commit {name}"
-            )
         return LockUpdate()
     outcome = lock_project(request)
     if outcome.recovered:

@@ -4,6 +4,7 @@ unhashed builds, downloads JSON entries a lock cannot hold, newer lock-versions)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +344,27 @@ def test_a_plain_check_fails_where_lock_would_rewrite_the_file(
     assert run(project, "lock") == 0
     assert (project / "pythons.lock").read_text(encoding="utf-8") == text
     assert run(project, "lock", "--check") == 0
+
+
+def test_a_plain_check_judges_one_reading_of_the_lock(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It read the lock twice, once to compare it with pythons.toml and once to see that it
+    is as `lock` writes it: a lock replaced between the two was judged by two files."""
+    from pylock import ownfiles
+
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    reads: list[str] = []
+    real = ownfiles.read_project_file
+
+    def counted(path: str | os.PathLike[str]) -> bytes:
+        reads.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(ownfiles, "read_project_file", counted)
+    assert run(project, "lock", "--check") == 0
+    assert reads.count("pythons.lock") == 1
 
 
 def test_a_lock_that_does_not_change_keeps_the_pylock_that_wrote_it(
