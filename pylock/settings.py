@@ -434,14 +434,20 @@ def user_home() -> str | None:
     return home if os.path.isabs(home) else None
 
 
+def _home_parts(path: str) -> tuple[str, str, str]:
+    """``~USER/REST`` as ``(USER, "/", REST)``; on Windows ``\\`` separates them too."""
+    head, sep, rest = path[1:].partition("/")
+    if os.name == "nt" and not sep:
+        head, sep, rest = path[1:].partition("\\")
+    return head, sep, rest
+
+
 def expanded(path: str) -> str | None:
     """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; ``None`` where
     there is no such home (see :func:`user_home`)."""
     if not path.startswith("~"):
         return path
-    head, sep, rest = path[1:].partition("/")
-    if os.name == "nt" and not sep:
-        head, sep, rest = path[1:].partition("\\")
+    head, sep, rest = _home_parts(path)
     home = user_home() if not head else os.path.expanduser(f"~{head}")
     if home is None or not os.path.isabs(home):
         return None
@@ -456,13 +462,14 @@ def expand_home(path: str, what: str) -> str:
     if result is None:
         from pylock.errors import PylockError
 
-        head = path[1:].replace("\\", "/").split("/", 1)[0]
-        whose = f"no user {head!r} is known here" if head else "this user has no home here"
-        raise PylockError(
-            f"{what} is {path!r}, but {whose} (HOME is unset, empty or relative, and no "
-            "entry in the user database answers)",
-            hint=f"give {what} an absolute path",
+        head = _home_parts(path)[0]
+        whose = (
+            f"no user {head!r} is known here"
+            if head
+            else "this user has no home here (HOME is unset, empty or relative, and no entry "
+            "in the user database answers)"
         )
+        raise PylockError(f"{what} is {path!r}, but {whose}", hint=f"give {what} an absolute path")
     return result
 
 

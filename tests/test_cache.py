@@ -1114,3 +1114,17 @@ def test_an_empty_home_is_no_home_for_a_tilde(
     assert sync_dirs({"--into": "~/py"}, settings) is None
     monkeypatch.setenv("HOME", str(tmp_path))
     assert expanded("~/x") == str(tmp_path / "x") and expanded("~") == str(tmp_path)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a backslash separates ~ from the rest on Windows")
+def test_a_tilde_user_with_a_backslash_is_named_as_the_user_it_asks_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--into '~\\x'` asks for the home of a user named `\\x` on POSIX, but the error said
+    this user had no home (with HOME set), as if `\\` separated the name there."""
+    from pylock.cli import main
+
+    assert main(["sync", "--into", "~\\nosuch", "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert "--into is '~\\\\nosuch', but no user '\\\\nosuch' is known here" in err
+    assert "this user has no home" not in err
