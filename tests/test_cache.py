@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,28 @@ def test_prune_keeps_only_the_archives_asked_for_and_those_held(cache: Cache) ->
     # With an age limit as well, each limit evicts what it names, once.
     report = cache.prune(keep={kept, held}, unused_for=30 * DAY, now=now)
     assert [e.filename for e in report.removed] == ["kept.tar.gz"]
+
+
+def test_an_archive_whose_holds_cannot_be_listed_counts_as_held(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holds another user's process made (in a directory this user may not list) read as
+    "not held", and prune evicted the archive from under that process."""
+    sha, path = put(cache, b"held", "held.tar.gz")
+    holds = cache.locks_dir / "holds" / sha
+    holds.mkdir(parents=True)
+    real = Path.iterdir
+
+    def unlistable(self: Path) -> Iterator[Path]:
+        if self == holds:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", unlistable)
+    assert cache.is_held(sha)
+    report = cache.prune(max_size=0)
+    assert [e.sha256 for e in report.held] == [sha] and report.removed == ()
+    assert path.read_bytes() == b"held"
 
 
 def test_prune_without_limits_keeps_archives(cache: Cache) -> None:

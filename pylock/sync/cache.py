@@ -407,12 +407,15 @@ class Cache:
                 marker.unlink()
 
     def is_held(self, sha256: str) -> bool:
-        """Whether any process holds the archive; removes hold files left by dead ones."""
+        """Whether any process holds the archive; removes hold files left by dead ones.
+        Holds this user cannot list count as held: an eviction must not guess."""
         holds = self.locks_dir / "holds" / sha256
         try:
             markers = list(holds.iterdir())
-        except OSError:
+        except FileNotFoundError:
             return False
+        except OSError:
+            return True
         held = False
         for marker in markers:
             lock = _lock(marker)
