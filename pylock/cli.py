@@ -866,7 +866,7 @@ def _cmd_list(ctx: Context) -> int:
         lock,
         dest,
         platform,
-        lambda a: cache.lookup(a.sha256, a.filename) is not None,
+        lambda a: cache.lookup(a.sha256, a.filename, use=False) is not None,
         named=ctx.args.platform is not None,
     )
     rows: list[dict[str, Any]] = [

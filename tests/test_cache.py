@@ -229,6 +229,32 @@ def test_an_archive_whose_holds_cannot_be_listed_counts_as_held(
     assert path.read_bytes() == b"held"
 
 
+def test_a_use_stamped_in_the_future_ages_from_the_prune_that_finds_it(cache: Cache) -> None:
+    """A host whose clock is ahead stamped an archive's use in 2100 (a shared cache): it
+    outlived every `--unused-for`, and every archive used since, until 2100."""
+    now = time.time()
+    ahead, _ = put(cache, b"ahead", "ahead.tar.gz")
+    old, _ = put(cache, b"old", "old.tar.gz")
+    set_last_used(cache, ahead, 4102444800.0)  # 2100-01-01
+    set_last_used(cache, old, now - 40 * DAY)
+    report = cache.prune(unused_for=30 * DAY, now=now)
+    assert [e.sha256 for e in report.removed] == [old]
+    assert {e.sha256: e.last_used for e in cache.list()} == {ahead: now}
+    report = cache.prune(unused_for=30 * DAY, now=now + 31 * DAY)
+    assert [e.sha256 for e in report.removed] == [ahead]
+
+
+def test_list_does_not_count_as_a_use_of_the_archives_it_finds(
+    installed: Project, app_a: Build
+) -> None:
+    """`pylock list` (a prompt, an IDE) stamped every locked archive as used: they never
+    aged for `prune --unused-for`, while a no-op sync, which relies on them, did not."""
+    marker = installed.archive(app_a).parent / ".last-used"
+    os.utime(marker, (1_000_000_000, 1_000_000_000))
+    assert installed.run("list", "--into", str(installed.into)).code == 0
+    assert marker.stat().st_mtime == 1_000_000_000
+
+
 def test_prune_without_limits_keeps_archives(cache: Cache) -> None:
     put(cache, b"keep")
     assert cache.prune().removed == ()

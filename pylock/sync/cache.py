@@ -336,8 +336,9 @@ class Cache:
 
     # -- reading ---------------------------------------------------------------------
 
-    def lookup(self, sha256: str, filename: str | None = None) -> Path | None:
-        """The cached archive with this sha256, or ``None``; records the use.
+    def lookup(self, sha256: str, filename: str | None = None, *, use: bool = True) -> Path | None:
+        """The cached archive with this sha256, or ``None``; records the use unless ``use``
+        is false (a status query, which must not keep archives from ``prune --unused-for``).
 
         Content decides identity: an archive cached under another file name is a hit.
         """
@@ -349,22 +350,23 @@ class Cache:
                 found = candidate
         if found is None:
             found = _archive_in(directory)
-        if found is not None:
+        if found is not None and use:
             self.touch(sha256)
         return found
 
-    def touch(self, sha256: str) -> None:
-        """Record that the archive was just used (for ``prune --unused-for``).
+    def touch(self, sha256: str, *, when: float | None = None) -> None:
+        """Record that the archive was just used (for ``prune --unused-for``), or at ``when``.
 
         The marker is never followed: in a cache shared with other users, a link planted
         in its place must not make this process create or touch the file it names.
         """
         marker = self.archive_dir(sha256) / _USED
+        times = None if when is None else (when, when)
         try:
             if _UTIME_NOFOLLOW:
-                os.utime(marker, follow_symlinks=False)
+                os.utime(marker, times, follow_symlinks=False)
             elif not os.path.islink(marker):  # (Windows: links need privileges to make)
-                os.utime(marker)
+                os.utime(marker, times)
         except FileNotFoundError:
             # O_EXCL: a link (even one to nothing) is not followed, the open fails.
             with contextlib.suppress(OSError):
@@ -688,7 +690,7 @@ class Cache:
         removed: list[CacheEntry] = []
         held: list[CacheEntry] = []
         refused: list[Refusal] = []
-        remaining = sorted(self.list(), key=lambda e: e.last_used)
+        remaining = sorted(map(self._not_ahead_of(now), self.list()), key=lambda e: e.last_used)
         for unwanted in (
             (lambda entry: keep is not None and entry.sha256 not in keep),
             (lambda entry: unused_for is not None and now - entry.last_used > unused_for),
@@ -735,6 +737,19 @@ class Cache:
         return PruneReport(
             removed=tuple(removed), held=tuple(held), refused=tuple(refused), leftovers=leftovers
         )
+
+    def _not_ahead_of(self, now: float) -> Callable[[CacheEntry], CacheEntry]:
+        """An entry as of ``now``: one whose use is stamped later (by a host whose clock is
+        ahead, in a shared cache) was used now, and is stamped so. Left in the future, it
+        would outlive every ``--unused-for`` and every recently used archive until then."""
+
+        def clamped(entry: CacheEntry) -> CacheEntry:
+            if entry.last_used <= now:
+                return entry
+            self.touch(entry.sha256, when=now)
+            return attrs.evolve(entry, last_used=now)
+
+        return clamped
 
     def size(self) -> int:
         """Total bytes of cached archives."""
