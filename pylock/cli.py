@@ -1049,7 +1049,11 @@ def _cmd_cache(ctx: Context) -> int:
         cache.require_readable("list")
         entries = cache.list()
         for entry in entries:
-            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+            try:
+                used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+            except (OverflowError, OSError, ValueError):
+                # A stamp no calendar here holds (a file system lets anyone set one).
+                used = f"{'?':<16}"
             name = printable(entry.filename)  # a shared or planted cache may name anything
             ctx.out(f"{entry.sha256[:16]}  {human_size(entry.size):>10}  {used}  {name}")
         total = human_size(sum(e.size for e in entries))

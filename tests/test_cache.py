@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import platformdirs
 import pytest
 
 from pylock.errors import PylockError, UsageError
 from pylock.settings import Settings
-from pylock.sync.cache import Cache, parse_size, safe_filename
+from pylock.sync.cache import Cache, CacheEntry, parse_size, safe_filename
 from tests.syncproject import Build, Project
 
 NAME = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
@@ -642,6 +643,29 @@ def test_cache_listings_escape_the_names_they_show(
     assert run_cache(cache, "verify") == 1
     out = capsys.readouterr().out
     assert "\x1b" not in out and "corrupt: evil\\x1b[2J\\nfake.tar.gz" in out
+
+
+@pytest.mark.parametrize("stamp", [1e17, -1e17], ids=["year-3e9", "before-the-calendar"])
+def test_cache_list_shows_a_use_no_calendar_holds_as_unknown(
+    cache: Cache, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stamp: float
+) -> None:
+    """A `.last-used` stamped 1e17 (tmpfs, btrfs and NFS take it) failed the whole listing
+    with "Value too large for defined data type", naming no file, and a permissions hint."""
+    put(cache, b"x", "far.tar.gz")
+    put(cache, b"y", "near.tar.gz")
+    real = Cache.list
+
+    def stamped(self: Cache) -> list[CacheEntry]:
+        return [
+            attrs.evolve(e, last_used=stamp) if e.filename == "far.tar.gz" else e
+            for e in real(self)
+        ]
+
+    monkeypatch.setattr(Cache, "list", stamped)
+    assert run_cache(cache, "list") == 0
+    far, near = capsys.readouterr().out.splitlines()
+    assert far.split()[-2:] == ["?", "far.tar.gz"]
+    assert near.endswith("near.tar.gz") and "?" not in near
 
 
 def _as_another_user(work: Callable[[], None]) -> int:
