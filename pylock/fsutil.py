@@ -227,13 +227,14 @@ def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
     writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old
     (a live writer renames its own within milliseconds). Never fails: junk must not stop a
-    command."""
+    command. One stamped that far in the future is as stale: a killed run before the clock
+    was set back left it, and it would stay until the clock caught up."""
     now = time.time()
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
             if is_temporary_of(path.name, entry.name):
                 with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                    if abs(now - entry.stat(follow_symlinks=False).st_mtime) > older_than:
                         os.unlink(entry.path)
 
 

@@ -480,6 +480,56 @@ def test_a_killed_runs_writability_probes_are_removed_after_a_minute(cache: Cach
     assert fresh.exists()  # a live run's, maybe
 
 
+def test_a_killed_runs_probes_stamped_in_the_future_are_removed(cache: Cache) -> None:
+    """Time attack: a probe a killed run stamped before the clock was set back stayed
+    until the clock caught up (`cache clean` too): only "a minute old" counted."""
+    cache.locks_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 2 * DAY
+    probes = [cache.new_tmp_path("probe", ".tmp"), cache.locks_dir / "probe.123-abcdef.tmp"]
+    for path in probes:
+        path.touch()
+        os.utime(path, (ahead, ahead))
+    cache.clean()
+    assert not any(path.exists() for path in probes)
+
+
+@pytest.mark.parametrize("action", ["prune", "clean"])
+def test_a_live_download_of_an_unknown_archive_is_left_alone_however_old_it_looks(
+    cache: Cache, action: str
+) -> None:
+    """Time attack: `lock`'s download of a direct URL (its sha256 not known yet) was judged
+    by its age alone, so a `cache prune` on a host whose clock was two hours ahead (a
+    shared cache) removed it under the download, which failed."""
+    two_hours_ago = time.time() - 7200
+    with cache.unknown_download() as partial:
+        partial.write_bytes(b"arriving")
+        os.utime(partial, (two_hours_ago, two_hours_ago))
+        report = getattr(cache, action)()
+        assert partial.read_bytes() == b"arriving" and report.leftovers == 0
+    assert not partial.exists()
+    assert not any(cache.locks_dir.glob("unknown.*"))
+
+
+def test_a_killed_download_of_an_unknown_archive_goes_at_once(cache: Cache) -> None:
+    """Its guard is free: no need to wait an hour (nor for the clock, if it is stamped in
+    the future). A guard whose file went already goes too."""
+    cache.locks_dir.mkdir(parents=True, exist_ok=True)
+    cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 2 * DAY
+    killed = cache.tmp_dir / "unknown.0123456789.part"
+    killed.write_bytes(b"killed")
+    os.utime(killed, (ahead, ahead))
+    guards = [
+        cache.locks_dir / "unknown.0123456789.lock",
+        cache.locks_dir / "unknown.abcdef0123.lock",
+    ]
+    for guard in guards:
+        guard.touch()
+    assert cache.prune().leftovers == len(b"killed")
+    assert not killed.exists()
+    assert not any(guard.exists() for guard in guards)
+
+
 @pytest.mark.parametrize("action", ["prune", "clean"])
 def test_prune_and_clean_leave_what_pylock_did_not_put_in_tmp(cache: Cache, action: str) -> None:
     """CLI attack: `PYLOCK_CACHE_DIR=$HOME pylock cache prune` deleted every entry of

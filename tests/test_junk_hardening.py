@@ -318,6 +318,22 @@ def test_no_prune_still_cleans_junk(
     assert junk_project.leftovers() == []
 
 
+def test_a_killed_writers_temporary_stamped_in_the_future_is_removed(tmp_path: Path) -> None:
+    """Time attack: a `.pylock-state` temporary a killed sync stamped before the clock was
+    set back stayed until the clock caught up, and every no-op sync took the slow path
+    meanwhile (the fast path hands any such file to the full sync, which kept it)."""
+    from pylock.fsutil import remove_stale_temporaries
+
+    state = tmp_path / ".pylock-state"
+    ahead, fresh = tmp_path / "..pylock-state.0123456789ab.tmp", tmp_path / "..pylock-state.1.tmp"
+    for path, when in ((ahead, time.time() + 2 * 86400), (fresh, time.time())):
+        path.touch()
+        os.utime(path, (when, when))
+    remove_stale_temporaries(state, 60)
+    assert not ahead.exists()
+    assert fresh.exists()  # a live writer's, maybe
+
+
 def test_foreign_and_odd_names_are_left_alone(
     junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

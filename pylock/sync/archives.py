@@ -720,24 +720,21 @@ async def download_unknown_async(
     """:func:`download_unknown` with the caller's :class:`Fetcher`."""
     cache.require_writable()
     filename = safe_filename(filename_from_url(url))
-    partial = cache.new_tmp_path("unknown")
     task = reporter.task(f"Downloading {filename}", None)
     try:
-        sha256, size = await fetcher.download(url, partial, sha256=None, size=None, task=task)
-        import asyncio
+        with cache.unknown_download() as partial:
+            sha256, size = await fetcher.download(url, partial, sha256=None, size=None, task=task)
+            import asyncio
 
-        gate = await asyncio.to_thread(_acquire, cache, sha256, lambda: None, None)
-        try:
-            existing = cache.lookup(sha256)
-            path = existing if existing is not None else cache.store(sha256, filename, partial)
-        finally:
-            gate.release()
+            gate = await asyncio.to_thread(_acquire, cache, sha256, lambda: None, None)
+            try:
+                existing = cache.lookup(sha256)
+                path = existing if existing is not None else cache.store(sha256, filename, partial)
+            finally:
+                gate.release()
     except BaseException:
         task.done("")
         raise
-    finally:
-        with contextlib.suppress(OSError):  # not to hide the error that brought us here
-            partial.unlink(missing_ok=True)
     task.done(f"Downloaded {filename} ({human_size(size)}), sha256 {sha256}")
     return sha256, size, path
 

@@ -70,6 +70,8 @@ _STALE_PROBE_SECONDS = 60
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 #: The names :meth:`Cache.new_tmp_path` gives, and gave before 0.3 (``KEY.PID-12HEX``):
 #: what pylock may remove from ``tmp/``.
+#: The key of a download whose sha256 is not known yet (see :meth:`Cache.unknown_download`).
+_UNKNOWN = "unknown"
 _OWN_TMP_NAME = re.compile(
     r"(?P<key>[0-9a-f]{64}|unknown|probe|evicted)\.(?:[0-9a-f]{10}|[0-9]+-[0-9a-f]{12})"
     r"(?:\.part|\.tmp|\.sidecar|\.dir)?"
@@ -333,6 +335,31 @@ class Cache:
         # tmp/<sha256>.<token>.dir/NAME is only 3 characters longer than the archive's
         # final path, archives/sha256/<sha256>/NAME, which sets the limit anyway.
         return self.tmp_dir / f"{key}.{os.urandom(5).hex()}{suffix}"
+
+    @contextlib.contextmanager
+    def unknown_download(self) -> Iterator[Path]:
+        """A fresh path in ``tmp/`` for a download whose sha256 is not known yet (``lock``'s
+        direct URLs), guarded while the block runs: ``prune`` and ``clean`` leave it alone
+        however old it looks (a shared cache's clocks may disagree by hours). Removed after.
+        """
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        token = os.urandom(5).hex()
+        guard = _lock(self._unknown_guard(token))
+        guard.acquire()  # a name nobody else uses: taken at once
+        path = self.tmp_dir / f"{_UNKNOWN}.{token}.part"
+        try:
+            yield path
+        finally:
+            try:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            finally:
+                guard.release()
+                with contextlib.suppress(OSError):
+                    os.unlink(guard.path)
+
+    def _unknown_guard(self, token: str) -> Path:
+        return self.locks_dir / f"{_UNKNOWN}.{token}.lock"
 
     # -- reading ---------------------------------------------------------------------
 
@@ -840,31 +867,74 @@ class Cache:
                 finally:
                     gate.release()
                 continue
+            if key == _UNKNOWN:
+                removed = self._remove_unknown(item)
+                if removed is not None:
+                    freed += removed
+                    continue
+            if key == "probe":
+                # A writability probe lives for two system calls: one a minute old (or
+                # stamped a minute ahead, before the clock was set back) is a killed run's.
+                with contextlib.suppress(OSError):
+                    if abs(now - item.stat().st_mtime) > _STALE_PROBE_SECONDS:
+                        freed += _removed_size(item)
+                continue
             if key != "evicted":
                 try:
                     age = now - item.stat().st_mtime
                 except OSError:
                     continue
-                # A writability probe lives for two system calls: one a minute old is a
-                # killed run's.
-                if age < (_STALE_PROBE_SECONDS if key == "probe" else _STALE_TMP_SECONDS):
+                if age < _STALE_TMP_SECONDS:
                     continue
             freed += _removed_size(item)
         self._clean_lock_probes(now)
         return freed
 
+    def _remove_unknown(self, item: Path) -> int | None:
+        """Remove ``tmp/unknown.TOKEN.part`` unless its download is live (its guard is held,
+        see :meth:`unknown_download`): the bytes freed. ``None`` for one with no guard (a
+        pylock before guards made it), which its age decides."""
+        guard_path = self._unknown_guard(item.name.split(".")[1])
+        if not os.path.lexists(guard_path):
+            return None
+        guard = FileLock(guard_path)
+        try:
+            if not guard.try_acquire():
+                return 0
+        except OSError:
+            return 0  # a guard that cannot be taken: the download may be live
+        try:
+            freed = _removed_size(item)
+        finally:
+            guard.release()
+        with contextlib.suppress(OSError):
+            os.unlink(guard_path)
+        return freed
+
     def _clean_lock_probes(self, now: float) -> None:
         """Remove the writability probes a killed run left in ``locks/`` (see
-        :meth:`_write_error`)."""
+        :meth:`_write_error`), and the guards of its downloads (:meth:`unknown_download`)."""
         try:
-            items = [p for p in self.locks_dir.iterdir() if p.name.startswith("probe.")]
+            items = [
+                p for p in self.locks_dir.iterdir() if p.name.startswith(("probe.", "unknown."))
+            ]
         except OSError:
             return
         for item in items:
+            if item.name.startswith(_UNKNOWN):
+                # A killed download's guard whose file went already (see _remove_unknown).
+                guard = FileLock(item)
+                with contextlib.suppress(OSError):
+                    if guard.try_acquire():
+                        try:
+                            item.unlink()
+                        finally:
+                            guard.release()
+                continue
             with contextlib.suppress(OSError):
                 if (
                     item.name.endswith(".tmp")
-                    and now - item.stat().st_mtime >= _STALE_PROBE_SECONDS
+                    and abs(now - item.stat().st_mtime) >= _STALE_PROBE_SECONDS
                 ):
                     item.unlink()
 
