@@ -17,6 +17,7 @@ pylock.errors.ConfigError: pythons.toml: python.app.verison: unknown key (did yo
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import hashlib
@@ -202,6 +203,9 @@ def _expected_string(value: object) -> _Invalid:
         text += f' (put it in quotes: "{shorten(str(value), 40)}")'
     elif isinstance(value, float):
         text += " (put it in quotes; unquoted, 3.10 reads as the number 3.1)"
+    elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        # `build = 2025-10-14`: TOML reads a date. Upstream's tags are the date's digits.
+        text += f' (put it in quotes; as a build tag: "{value:%Y%m%d}")'
     return _Invalid(text)
 
 
