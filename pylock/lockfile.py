@@ -632,6 +632,8 @@ def from_document(document: Mapping[str, Any], *, filename: str = LOCK_FILENAME)
     version = document.get("lock-version")
     if version is None:
         raise LockFileError(filename, [Problem("lock-version", "missing")], hint=REPAIR_HINT)
+    if later_format(version):
+        raise _unsupported_version(filename, version)
     if not isinstance(version, int) or isinstance(version, bool):
         raise LockFileError(
             filename,
@@ -760,11 +762,36 @@ UPGRADE_HINT = (
 )
 
 
-def _unsupported_version(filename: str, version: int) -> LockFileError:
+def later_format(version: object) -> bool:
+    """Whether a ``lock-version`` names a format after this pylock's: ``2``, and a minor
+    version or a number written otherwise (``1.1``, ``2.0``, ``"2"``), which a later pylock
+    may write. Such a lock is a newer pylock's, not a broken one: ``lock`` must not
+    salvage it in this format, dropping what it records.
+
+    >>> [later_format(v) for v in (1, 2, 1.1, 2.0, "2", "1.0", 1.0, True, "x", 1e20)]
+    [False, True, True, True, True, False, False, False, False, False]
+    """
+    if isinstance(version, bool):
+        return False
+    if isinstance(version, int):
+        return version > LOCK_VERSION
+    if not isinstance(version, str | float) or not _FORMAT.fullmatch(text := str(version)):
+        return False
+    parts = [int(part) for part in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts) > (LOCK_VERSION,)
+
+
+_FORMAT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}")
+
+
+def _unsupported_version(filename: str, version: object) -> LockFileError:
+    shown_version = shown(version) if isinstance(version, str) else version
     return LockFileError(
         filename,
-        [Problem("lock-version", f"unsupported lock-version {version}")],
-        hint=UPGRADE_HINT if version > LOCK_VERSION else "re-create the lock with `pylock lock`",
+        [Problem("lock-version", f"unsupported lock-version {shown_version}")],
+        hint=UPGRADE_HINT if later_format(version) else "re-create the lock with `pylock lock`",
     )
 
 
@@ -784,7 +811,7 @@ def refuse_newer(text: str, *, filename: str = LOCK_FILENAME) -> None:
             version = toml_loads(side).get("lock-version")
         except tomllib.TOMLDecodeError:
             continue
-        if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
+        if later_format(version):
             raise _unsupported_version(filename, version)
 
 

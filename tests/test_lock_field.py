@@ -70,11 +70,11 @@ def test_downloads_json_entries_a_lock_cannot_hold_are_skipped(
     assert run(project, "lock", "--check") == 0
 
 
-def _newer_lock(project: Path) -> str:
+def _newer_lock(project: Path, version: str = "2") -> str:
     (project / "pythons.toml").write_text(TOML, encoding="utf-8")
     assert run(project, "lock") == 0
     lock = project / "pythons.lock"
-    text = lock.read_text(encoding="utf-8").replace("lock-version = 1", "lock-version = 2")
+    text = lock.read_text(encoding="utf-8").replace("lock-version = 1", f"lock-version = {version}")
     lock.write_text(text, encoding="utf-8")
     return text
 
@@ -83,15 +83,24 @@ def _newer_lock(project: Path) -> str:
     "command",
     [("lock",), ("lock", "--dry-run"), ("lock", "--upgrade"), ("lock", "--check"), ("sync",)],
 )
+@pytest.mark.parametrize(
+    ("version", "shown"), [("2", "2"), ("1.1", "1.1"), ("2.0", "2.0"), ('"2"', "'2'")]
+)
 def test_a_newer_lock_version_is_an_error_for_every_command(
-    project: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: tuple[str, ...],
+    version: str,
+    shown: str,
 ) -> None:
-    # Field report #5: `lock` used to rewrite a lock-version 2 file as version 1.
-    text = _newer_lock(project)
+    """Field report #5: `lock` used to rewrite a lock-version 2 file as version 1. A
+    version 1.1, 2.0 or "2" was still "expected an integer", a broken lock that `lock`
+    salvaged as version 1, dropping what the newer pylock recorded."""
+    text = _newer_lock(project, version)
     capsys.readouterr()
     assert run(project, *command, "--offline") == 1
     assert capsys.readouterr().err == (
-        "pylock: error: pythons.lock: lock-version: unsupported lock-version 2\n"
+        f"pylock: error: pythons.lock: lock-version: unsupported lock-version {shown}\n"
         "pylock: hint: this pylock reads lock-version 1; upgrade pylock to read this lock file\n"
     )
     assert (project / "pythons.lock").read_text(encoding="utf-8") == text
