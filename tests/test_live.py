@@ -424,6 +424,29 @@ def test_an_empty_sha256sums_is_not_kept_and_the_api_digests_stand_in(
     assert len(upstream.requests_to("20251014/SHA256SUMS")) == 2
 
 
+def test_an_empty_sha256sums_an_older_pylock_kept_is_asked_again(
+    upstream: UpstreamServer, cache: Cache
+) -> None:
+    """Formats attack: pylock 0.2.0 kept an empty SHA256SUMS as the release's immutable
+    answer. This pylock refuses to keep one, but read the kept one for good: the release
+    could never be locked from that cache, whatever upstream served since."""
+    from pylock.index.metadata import CachedDocument, MetadataStore
+    from pylock.urls import PBS_DOWNLOAD_PREFIX
+
+    name = pbs_name("3.13.9", "20251014", LINUX)
+    release = upstream.add_pbs_release("20251014", "2025-10-14T10:00:00Z", {name: b"a"})
+    url = f"{PBS_DOWNLOAD_PREFIX}20251014/SHA256SUMS"
+    MetadataStore(cache.metadata_dir).save(
+        CachedDocument(url=url, status=200, body=b"", checked_at=time.time())
+    )
+    recorder = Recorder()
+    found = builds_of(refresh(upstream, cache, snapshot_base(), reporter=recorder), "20251014")
+    assert found[name].sha256 == sha256(b"a")
+    assert len(upstream.requests_to("20251014/SHA256SUMS")) == 1
+    assert not any("lists no file" in warning for warning in recorder.warnings)
+    assert release.sums
+
+
 def test_a_missing_sha256sums_is_asked_again_an_hour_later(
     upstream: UpstreamServer, cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -457,7 +457,15 @@ class Documents:
             and not 0 <= self.clock() - cached.checked_at < MISSING_RECHECK_SECONDS
         )
         if cached is not None and immutable and not recheck:
-            return self._parse_cached(cached, parse)
+            try:
+                return self._parse_cached(cached, parse)
+            except UpstreamError:
+                if self.fetcher is None:
+                    raise
+                # Kept by a pylock that took it (an empty SHA256SUMS, say) where this one
+                # does not: an answer that never changes would fail this way for good.
+                self.reporter.detail(f"{url}: the cached copy is not usable; fetching it again")
+                cached = None
         if self.fetcher is None:
             if cached is None:
                 raise OfflineError(
