@@ -77,11 +77,13 @@ def name_problem(name: str) -> str | None:
     >>> [name_problem(n) is None for n in ("app", "app\\n", "aux.1", "app.", "..")]
     [True, False, False, False, False]
     """
-    if not _NAME.fullmatch(name) or len(name) > _MAX_WORD:
+    if not _NAME.fullmatch(name):
         return (
             f"invalid name {shown(name)} (expected letters, digits, '.', '_' or '-', "
             "starting with a letter or digit)"
         )
+    if len(name) > _MAX_WORD:
+        return f"invalid name {shown(name)} ({len(name)} characters; at most {_MAX_WORD})"
     if name.endswith("."):
         return f"invalid name {shown(name)} (Windows drops a trailing '.' from directory names)"
     if name.split(".")[0].lower() in _WINDOWS_RESERVED:

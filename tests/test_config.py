@@ -349,6 +349,14 @@ def test_dotted_names_are_valid() -> None:
             id="name-starts-with-dash",
         ),
         pytest.param(
+            f'[python.{"a" * 130}]\nversion = "3.13"\n',
+            [
+                f"pythons.toml: python.{'a' * 110}...: invalid name '{'a' * 57}...' "
+                "(130 characters; at most 128)"
+            ],
+            id="name-too-long",
+        ),
+        pytest.param(
             '[python.NUL]\nversion = "3.13"\n',
             ["pythons.toml: python.NUL: invalid name 'NUL' (a reserved device name on Windows)"],
             id="windows-device-name",
