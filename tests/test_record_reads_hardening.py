@@ -304,3 +304,25 @@ def test_a_damaged_record_does_not_stop_verify_checking_the_other_trees(
     assert "  record: .pylock/RECORD cannot be read: line " in verify.out
     assert f"  modified: {tampered.relative_to(tool_tree).as_posix()}" in verify.out
     assert verify.err.splitlines()[0] == "pylock: error: app, tool differ from the install record"
+
+
+def test_a_record_a_newer_pylock_wrote_is_not_verified_as_ok_nor_replaced_silently(
+    installed: Project,
+) -> None:
+    """Formats attack: a tree whose record is version 2 (a newer pylock's, in a shared
+    install directory) was `ok` to `verify`, which does not know that format, and `sync`
+    replaced it without a word: two pylocks sharing the directory reinstall every run."""
+    import json
+
+    record = installed.into / "app" / ".pylock" / "install.json"
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["record-version"] = 2
+    record.write_text(json.dumps(data), encoding="utf-8")
+    verified = installed.verify()
+    assert verified.code == 1
+    assert "record version 2, which a newer pylock wrote" in verified.out + verified.err
+    assert "upgrade pylock" in verified.out + verified.err
+    synced = installed.sync()
+    assert synced.code == 0, synced.err
+    assert "replacing a tree a newer pylock installed" in synced.err
+    assert installed.verify().code == 0

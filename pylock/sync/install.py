@@ -53,6 +53,7 @@ from pylock.sync import records
 from pylock.sync.records import (
     INSTALL_JSON,
     META_DIR,
+    RECORD_VERSION,
     InstallState,
     installed_state,
     is_a_copy,
@@ -426,10 +427,15 @@ def install(
         make_dir(dest_root)
         with _name_lock(dest_root, name, reporter, stop):
             _recover(dest_root, name, reporter)
-            if if_needed:
-                state = installed_state(dest_root, name)
-                if state is not None and is_current(state, artifact, fixups=fixup is not None):
-                    return False
+            state = installed_state(dest_root, name)
+            if if_needed and state and is_current(state, artifact, fixups=fixup is not None):
+                return False
+            if state is not None and state.record_version > RECORD_VERSION and reporter:
+                reporter.warn(
+                    f"{name}: replacing a tree a newer pylock installed (its record is "
+                    f"version {state.record_version}; this pylock writes {RECORD_VERSION}): "
+                    "upgrade pylock where this install directory is shared"
+                )
             _install_locked(
                 archive,
                 final,
@@ -951,6 +957,12 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         raise InstallError(
             f"{name} is not installed in {dest_root}", hint="run `pylock sync` first"
         )
+    if state.record_version > RECORD_VERSION:
+        damage = (
+            f"{META_DIR}/{INSTALL_JSON} is record version {state.record_version}, which a "
+            f"newer pylock wrote (this one reads {RECORD_VERSION}): upgrade pylock to verify it"
+        )
+        return VerifyReport(name=name, damaged_record=damage)
     try:
         record = read_record(tree)
     except UnreadableRecordError as exc:
