@@ -232,14 +232,19 @@ def test_a_stale_lock_is_warned_about_on_every_sync(installed: Project, app_a: B
     assert state.stat().st_ino == before  # the fast path answered: nothing rewritten
 
 
-def test_a_nul_in_the_fixed_up_path_is_a_damaged_record(installed: Project) -> None:
+@pytest.mark.parametrize("fixed", ["/a\u0000b", "/x/\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_path_no_system_can_spell_in_the_record_is_a_damaged_record(
+    installed: Project, fixed: str
+) -> None:
     """Attack: ``samefile`` raised on the NUL, and the fallback ``realpath`` raised again:
-    a traceback from ``sync``, ``list`` and ``which``. The tree is now not current."""
+    a traceback from ``sync``, ``list`` and ``which``. The tree is now not current. Locale
+    attack: the same with a path the file system encoding cannot encode (a lone surrogate
+    here; a UTF-8 session's path read under LANG=C, in the field)."""
     import json
 
     record = installed.into / "app" / ".pylock" / "install.json"
     data = json.loads(record.read_text(encoding="utf-8"))
-    data["fixed-up-for"] = "/a\u0000b"
+    data["fixed-up-for"] = fixed
     record.write_text(json.dumps(data), encoding="utf-8")
     into = ["--into", str(installed.into)]
     listed = installed.run("list", *into)
@@ -248,7 +253,7 @@ def test_a_nul_in_the_fixed_up_path_is_a_damaged_record(installed: Project) -> N
     assert "Traceback" not in which.err
     synced = installed.run("sync", *into, "--mirror", installed.mirror)
     assert synced.code == 0, synced.err
-    assert "\0" not in str(json.loads(record.read_text(encoding="utf-8"))["fixed-up-for"])
+    assert json.loads(record.read_text(encoding="utf-8"))["fixed-up-for"] != fixed
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks need Developer Mode on Windows")

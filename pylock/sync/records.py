@@ -202,6 +202,10 @@ def is_current(state: InstallState, artifact: Artifact, *, fixups: bool | None =
             return False  # a damaged record: no path has a NUL byte
         try:
             return os.path.samefile(state.fixed_up_for, state.path)
+        except UnicodeError:
+            # A path this system cannot spell: a damaged record, or one written where the
+            # file system encoding was another (a UTF-8 session, read under LANG=C).
+            return False
         except (OSError, ValueError):
             return os.path.realpath(state.fixed_up_for) == os.path.realpath(state.path)
     return True
