@@ -1387,13 +1387,16 @@ def _error_lines(error: PylockError) -> list[str]:
     return redact(str(error)).splitlines() or [type(error).__name__]
 
 
-def _utf8_when_redirected(stream: Any) -> None:
+def _utf8_when_redirected(stream: Any, *, windows: bool = os.name == "nt") -> None:
     """Results redirected to a file (``pylock diff --format markdown > comment.md``) are
-    UTF-8: Windows would use its ANSI code page, which has no ``→`` or ``⚠``, and fail.
-    Whatever the encoding, what it cannot write is written as :func:`_output_errors` says."""
+    UTF-8 on Windows: it would use its ANSI code page, which has no ``→`` or ``⚠``, and
+    fail. Elsewhere the locale's encoding is the file system's, which paths must be
+    written in: under a Latin-1 locale, UTF-8 made ``$(pylock which app)`` name a file
+    that does not exist. Whatever the encoding, what it cannot write is written as
+    :func:`_output_errors` says."""
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
     with contextlib.suppress(AttributeError, OSError, ValueError):
-        if encoding not in ("utf8", "") and not stream.isatty():
+        if windows and encoding not in ("utf8", "") and not stream.isatty():
             stream.reconfigure(encoding="utf-8", errors=_OUTPUT_ERRORS)
         else:
             stream.reconfigure(errors=_OUTPUT_ERRORS)

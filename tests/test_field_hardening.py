@@ -1208,10 +1208,29 @@ def test_results_redirected_to_a_file_are_utf8_whatever_the_code_page(tmp_path: 
     # What Windows gives a redirected stdout: its ANSI code page.
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, encoding="cp1252")
-    _utf8_when_redirected(stream)
+    _utf8_when_redirected(stream, windows=True)
     stream.write("→ ⚠\n")
     stream.flush()
     assert raw.getvalue().decode("utf-8") == "→ ⚠\n"
+
+
+def test_results_redirected_under_a_latin_1_locale_name_the_paths_they_print() -> None:
+    """Locale attack: under LANG=de_DE.ISO-8859-1 a redirected stdout was made UTF-8, and
+    the paths Python had read from the file system in Latin-1 were written as other bytes:
+    `$(pylock which app)` named `prÃ¶jekt`, which does not exist."""
+    import codecs
+    import io
+
+    from pylock import cli
+
+    codecs.register_error(cli._OUTPUT_ERRORS, cli._output_errors)
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="latin-1")
+    cli._utf8_when_redirected(stream, windows=False)
+    path = b"/p/pr\xc3\xb6jekt".decode("latin-1")  # as os.fsdecode gives it there
+    stream.write(f"{path} →\n")
+    stream.flush()
+    assert raw.getvalue() == b"/p/pr\xc3\xb6jekt \\u2192\n"
 
 
 def test_which_of_an_interpreter_not_locked_here_says_so(
