@@ -514,6 +514,18 @@ def test_a_file_url_is_decoded_once() -> None:
     )
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX bytes paths")
+def test_the_file_url_of_a_path_that_is_no_utf8_names_that_path(tmp_path: Path) -> None:
+    """Locale attack: `pylock mirror DIR` prints `file:///.../mir%FFror/` (Path.as_uri
+    encodes the bytes), and the sync it advises could not find it: the URL was decoded as
+    UTF-8, `%FF` as U+FFFD (under a Latin-1 locale, `%C3%AF` as `ï`, another byte)."""
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/mir\xffror"))
+    odd.mkdir()
+    (odd / "a+b.tar.gz").write_bytes(b"x")
+    found = policy.file_path(odd.as_uri() + "/a%2Bb.tar.gz", windows=False)
+    assert found == odd / "a+b.tar.gz" and found.read_bytes() == b"x"
+
+
 def test_a_winsock_error_is_told_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows' C library has no text for Winsock codes: "[Errno 10061] Unknown error"."""
     import socket

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Self
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urljoin, urlsplit
 
 import attrs
 
@@ -340,7 +340,12 @@ def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
             f"the path of {url} holds a NUL byte (%00), which no file name can", url=url
         )
     if parts.netloc in ("", "localhost"):
-        return Path(url2pathname(parts.path))
+        if windows:
+            return Path(url2pathname(parts.path))
+        # The bytes it names, as the file system spells them: `Path.as_uri()` (and so
+        # `pylock mirror`'s advice) encodes a path's bytes, where url2pathname decodes
+        # UTF-8 whatever the locale, and replaces what is no UTF-8.
+        return Path(os.fsdecode(unquote_to_bytes(parts.path)))
     if windows:
         return Path(url2pathname(f"//{parts.netloc}{parts.path}"))
     raise DownloadError(f"unsupported file URL with a host: {url}", url=url)
