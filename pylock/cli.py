@@ -359,7 +359,7 @@ class _OutputLost(Exception):
         """Say so on stderr; the exit status."""
         cause = self.__cause__
         why = (cause.strerror if isinstance(cause, OSError) else None) or cause
-        sys.stderr.write(f"pylock: cannot write the output: {why}\n")
+        sys.stderr.write(f"pylock: error: cannot write the output: {why}\n")
         return 1
 
 

@@ -49,7 +49,7 @@ def console() -> NoReturn:
                 code = code or 1
                 try:
                     why = (exc.strerror if isinstance(exc, OSError) else None) or exc
-                    sys.stderr.write(f"pylock: cannot write the output: {why}\n")
+                    sys.stderr.write(f"pylock: error: cannot write the output: {why}\n")
                     sys.stderr.flush()
                 except (OSError, ValueError):
                     pass

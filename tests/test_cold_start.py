@@ -632,7 +632,7 @@ def test_help_that_cannot_be_written_is_an_error(
             command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
         )
     assert lost.returncode == 1
-    assert lost.stderr == "pylock: cannot write the output: No space left on device\n"
+    assert lost.stderr == "pylock: error: cannot write the output: No space left on device\n"
     reader = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     )

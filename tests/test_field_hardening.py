@@ -768,7 +768,7 @@ def test_closed_stdout_or_stderr_is_no_crash(sync_project: Project, closed: int)
         assert listed.returncode == 0, listed.stderr
     else:  # its result is its output: lost, it fails as `ls >&-` does
         assert listed.returncode == 1
-        assert "pylock: cannot write the output: standard output is closed" in listed.stderr
+        assert "pylock: error: cannot write the output: standard output is closed" in listed.stderr
 
 
 def test_quiet_and_verbose_work_after_a_cache_action(sync_project: Project, app_a: Build) -> None:
