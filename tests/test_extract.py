@@ -91,6 +91,25 @@ def test_pbs_install_only_layout(tmp_path: Path, fmt: ArchiveFormat, threaded: b
 
 
 @posix_only
+def test_gzip_is_inflated_with_zlib_where_isal_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """isal is a dependency only where it has wheels (not Windows on Arm, 32-bit Windows,
+    ppc64le or s390x, nor PyPy): there gzip archives inflate with the standard library."""
+    import zlib
+
+    from pylock.archive import codecs
+
+    monkeypatch.setitem(sys.modules, "isal", None)  # `import isal` raises ImportError
+    assert codecs._zlib() is zlib
+    archive = build(tmp_path, archives.pbs_install_only(), ArchiveFormat.TAR_GZ)
+    entries = extract_archive(
+        archive, tmp_path / "dest", fmt=ArchiveFormat.TAR_GZ, layout=Layout.PBS_INSTALL_ONLY
+    )
+    assert by_path(entries)["lib/python3.12/os.py"].sha256 == sha256(b"# os module\n" * 100)
+
+
+@posix_only
 def test_pbs_full_extracts_only_install(tmp_path: Path, threaded: bool) -> None:
     archive = build(tmp_path, archives.pbs_full(), ArchiveFormat.TAR_ZST)
     dest = tmp_path / "dest"

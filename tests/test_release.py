@@ -218,6 +218,27 @@ def _only(directory: Path, pattern: str) -> Path:
     return found
 
 
+def test_isal_is_required_only_where_it_has_wheels() -> None:
+    """Field report: `pip install pythons-lock` failed on Windows on Arm and 32-bit
+    Windows, where isal has no wheel and its sources need nasm (an x86 assembler)."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (isal,) = [r for r in map(Requirement, project["dependencies"]) if r.name == "isal"]
+    assert isal.marker is not None
+
+    def wanted(machine: str, implementation: str = "CPython") -> bool:
+        environment = {
+            "platform_machine": machine,
+            "platform_python_implementation": implementation,
+        }
+        return isal.marker.evaluate(environment)  # type: ignore[union-attr]
+
+    assert all(map(wanted, ["x86_64", "AMD64", "aarch64", "arm64"]))
+    assert not any(map(wanted, ["ARM64", "x86", "i686", "ppc64le", "s390x", "armv7l"]))
+    assert not wanted("x86_64", "PyPy")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_build_twine_check_and_contents(dist: Path) -> None:
