@@ -248,6 +248,24 @@ def test_unsafe_permissions_are_reported(
     assert f"  permissions: {target} ({what})\n" in output
 
 
+def test_a_tree_on_a_file_system_without_modes_verifies(tmp_path: Path) -> None:
+    """Portability attack: on exFAT, an SMB share or WSL's /mnt/c every file shows as
+    rwxrwxrwx, and a fresh install failed verify (every file "modified", every entry
+    "world-writable"), with a hint to reinstall that changed nothing."""
+    _, tree = sync_tree(tmp_path)
+    for top, dirs, files in os.walk(tree):
+        for name in [*dirs, *files]:
+            if not os.path.islink(os.path.join(top, name)):
+                os.chmod(os.path.join(top, name), 0o777)
+    os.chmod(tree, 0o777)
+    report = verify(tree.parent, "app")
+    assert report.ok, report
+    # Where modes are kept, the same bits are findings.
+    os.chmod(tree / ".pylock" / "install.json", 0o644)
+    report = verify(tree.parent, "app")
+    assert report.modified and report.permissions
+
+
 def test_setgid_directories_are_not_reported(tmp_path: Path) -> None:
     """Directories inherit setgid from a shared-group parent; that is not tampering."""
     _, tree = sync_tree(tmp_path)

@@ -882,6 +882,17 @@ def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:
     return ", ".join(what) or None
 
 
+def _keeps_modes(written: Path) -> bool:
+    """Whether the file system under ``written``, a file pylock wrote without execute
+    permission, keeps POSIX modes. FAT and exFAT drives, SMB shares and WSL's ``/mnt/c``
+    show every file as ``rwxrwxrwx``: there, every file would be "modified" (executable)
+    and "world-writable" to :func:`verify`, and a reinstall would change nothing."""
+    try:
+        return not os.stat(written).st_mode & 0o111
+    except OSError:
+        return True
+
+
 def _scan(tree: Path, check_modes: bool) -> tuple[list[str], list[tuple[str, str]]]:
     """Files and symlinks under ``tree`` (links not followed), and unsafe permissions seen."""
     found: list[str] = []
@@ -969,7 +980,7 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         # One tree's damage is its own finding: the others are still checked.
         damage = f"{META_DIR}/{records.RECORD_FILE} cannot be read: {exc.reason}"
         return VerifyReport(name=name, damaged_record=damage)
-    check_modes = sys.platform != "win32"
+    check_modes = sys.platform != "win32" and _keeps_modes(tree / META_DIR / INSTALL_JSON)
     found, unsafe = _scan(tree, check_modes)
     present = set(found)
     in_tree = frozenset(found)
