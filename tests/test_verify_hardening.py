@@ -266,6 +266,17 @@ def test_a_tree_on_a_file_system_without_modes_verifies(tmp_path: Path) -> None:
     assert report.modified and report.permissions
 
 
+def test_what_finder_and_explorer_write_into_folders_is_not_extra(tmp_path: Path) -> None:
+    """Portability attack: a look at the tree in Finder (`.DS_Store`) or Explorer
+    (`desktop.ini`, `Thumbs.db`) failed verify, with a hint to reinstall."""
+    _, tree = sync_tree(tmp_path)
+    for name in (".DS_Store", "lib/Thumbs.db", "desktop.ini", "lib/DESKTOP.INI"):
+        (tree / name).write_bytes(b"\0")
+    assert verify(tree.parent, "app").ok
+    (tree / "lib" / "x.DS_Store").write_bytes(b"\0")
+    assert verify(tree.parent, "app").extra == ("lib/x.DS_Store",)
+
+
 def test_setgid_directories_are_not_reported(tmp_path: Path) -> None:
     """Directories inherit setgid from a shared-group parent; that is not tampering."""
     _, tree = sync_tree(tmp_path)

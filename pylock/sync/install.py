@@ -882,6 +882,11 @@ def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:
     return ", ".join(what) or None
 
 
+#: What Finder and Explorer write into any folder a user looks at: no part of the tree, and
+#: nothing an interpreter reads, so not "extra" to :func:`verify` (lowercase).
+_FOLDER_METADATA = frozenset({".ds_store", "desktop.ini", "thumbs.db"})
+
+
 def _keeps_modes(written: Path) -> bool:
     """Whether the file system under ``written``, a file pylock wrote without execute
     permission, keeps POSIX modes. FAT and exFAT drives, SMB shares and WSL's ``/mnt/c``
@@ -1019,7 +1024,7 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         cache = parse_cache_path(rel)
         if cache is not None and cache.source in sources:
             caches.append(cache)
-        else:
+        elif rel.rpartition("/")[2].lower() not in _FOLDER_METADATA:
             extra.append(rel)
     bytecode: list[str] = []
     unchecked = 0
