@@ -105,6 +105,36 @@ def test_sync_links_writes_reads_and_removes_code_page_launchers(
     assert not (bin_dir / "python3.13.cmd").exists()
 
 
+def test_launchers_relative_to_themselves_are_judged_by_the_tree_they_run(
+    tmp_path: Path,
+) -> None:
+    """Portability attack: under a non-ASCII profile (`C:\\Users\\Jürgen`) launchers name
+    their program relative to themselves, which only an absolute path was matched against:
+    `sync --no-prune` removed the launcher of an interpreter it kept installed, and
+    `sync --only app` left the old launcher of the interpreter it upgraded."""
+    root = tmp_path / "Jürgen"
+    into, bin_dir = root / "proj" / ".pythons", root / "bin"
+    old, app = into / "old" / "python.exe", into / "app" / "python.exe"
+    sync_links(bin_dir, {"python3.12": old, "python3.13": app}, windows=True, install_dir=into)
+    assert b"%pylock_dir%" in (bin_dir / "python3.12.cmd").read_bytes()
+    # The lock dropped `old`; `sync --no-prune` keeps its tree, and so its launcher.
+    kept = sync_links(
+        bin_dir, {"python3.13": app}, windows=True, install_dir=into, kept=[into / "old"]
+    )
+    assert kept.removed == () and (bin_dir / "python3.12.cmd").exists()
+    # `sync --only app` moved app from 3.13 to 3.14: its old launcher goes, old's stays.
+    only = sync_links(
+        bin_dir,
+        {"python3.14": app},
+        windows=True,
+        install_dir=into,
+        trees=[into / "app"],
+        kept=[into / "old"],
+    )
+    assert only.removed == ("python3.13",)
+    assert (bin_dir / "python3.12.cmd").exists()
+
+
 def test_launchers_a_manifest_names_no_owner_for_are_judged_by_their_path(
     tmp_path: Path,
 ) -> None:

@@ -132,28 +132,43 @@ def _read_manifest(bin_dir: Path) -> _Manifest:
     )
 
 
-def _owner_by_target(entry: str, mine: str | None, windows: bool) -> str | None:
+def _owner_by_target(entry: str, mine: str | None, windows: bool, bin_dir: Path) -> str | None:
     """Who owns a link whose manifest names no install directory (made by pylock before
     0.3, or by one since whose manifest an older run rewrote): this run's when it links
-    into ``mine``, else another project's, named by the interpreter it links to.
-
-    A launcher is recognised by the absolute path it starts with (one written with a
-    relative path is taken for another project's: kept, never removed by mistake)."""
+    into ``mine``, else another project's, named by the interpreter it links to."""
     if mine is None:
         return None
-    if _links_into(entry, mine, windows):
+    if _links_into(entry, mine, windows, bin_dir):
         return mine
     return "another install directory" if windows else entry
 
 
-def _links_into(entry: str, directory: str | os.PathLike[str], windows: bool) -> bool:
+def _links_into(
+    entry: str, directory: str | os.PathLike[str], windows: bool, bin_dir: Path
+) -> bool:
     """Whether the link or launcher ``entry`` (as the manifest recorded it) runs a program
     under ``directory`` (an install directory, or one interpreter's tree), however each is
-    spelled (through a symlink). A launcher is judged by the absolute path it starts with."""
+    spelled (through a symlink; a launcher's in any case, as Windows spells paths)."""
     prefix = os.path.join(os.fspath(directory), "")
     if windows:
-        return f'@"{_batch_literal(prefix)}' in entry
+        target = _launched(entry, bin_dir)
+        return target is not None and ntpath.normcase(target).startswith(ntpath.normcase(prefix))
     return entry.startswith(prefix) or _real(entry).startswith(os.path.join(_real(prefix), ""))
+
+
+#: The line of a launcher (:func:`_launcher`) that runs its program: an absolute path, or
+#: one relative to the launcher's own directory (``%pylock_dir%``).
+_RUNS = re.compile(r'^@"(%pylock_dir%)?((?:[^"%\r\n]|%%)*)" %\*\r?$', re.MULTILINE)
+
+
+def _launched(entry: str, bin_dir: Path) -> str | None:
+    """The absolute path of the program the launcher text ``entry`` in ``bin_dir`` runs
+    (``None`` for a text pylock does not write)."""
+    found = _RUNS.search(entry)
+    if found is None:
+        return None
+    path = found[2].replace("%%", "%")
+    return ntpath.normpath(ntpath.join(str(bin_dir), path)) if found[1] else path
 
 
 def _same_dir(owner: str, mine: str) -> bool:
@@ -389,7 +404,7 @@ def _sync_links(
 
     def into(name: str, among: Collection[Path]) -> bool:
         """Whether ``name`` links into one of the trees ``among``."""
-        return any(_links_into(recorded(name), tree, windows) for tree in among)
+        return any(_links_into(recorded(name), tree, windows, bin_dir) for tree in among)
 
     def in_trees(name: str) -> bool:
         """Whether ``name`` links into one of ``trees`` (``sync --only``'s)."""
@@ -401,7 +416,7 @@ def _sync_links(
             return manifest.pending_installs.get(name)
         if name in installs or name not in previous:
             return installs.get(name)
-        return _owner_by_target(previous[name], mine, windows)
+        return _owner_by_target(previous[name], mine, windows, bin_dir)
 
     created: list[str] = []
     removed: list[str] = []
