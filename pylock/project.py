@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -453,6 +454,16 @@ _REWRITE = (
 )
 
 
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` is a file its mode (on Windows, its read-only attribute) keeps from
+    being written, in a directory that is writable."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not mode & stat.S_IWUSR and os.access(path.parent, os.W_OK)
+
+
 def _as_written(lock: LockFile, text: str) -> bool:
     """Whether ``text``, which loads as ``lock``, is the text `pylock lock` writes for it."""
     from pylock.lockfile import dumps, make_lock
@@ -532,6 +543,13 @@ def update_lock(request: LockRequest, *, check: bool = False, dry_run: bool = Fa
                 hint = (
                     f"{name} is a symlink to {target}: that file's directory must be "
                     "writable (`pylock lock --check` writes nothing)"
+                )
+            elif _read_only(target):
+                # Windows will not replace a read-only file (a Perforce checkout, the
+                # read-only attribute), where POSIX systems replace it in a writable folder.
+                hint = (
+                    f"{name} is read-only: make it writable (check it out, or clear its "
+                    "read-only attribute), then run `pylock lock` again"
                 )
             else:
                 hint = (

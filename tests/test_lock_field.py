@@ -137,6 +137,30 @@ def test_a_directory_where_the_lock_goes_is_named_in_the_hint(
     assert (project / "pythons.lock").is_dir()
 
 
+def test_a_read_only_lock_windows_will_not_replace_is_named_in_the_hint(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability attack: Windows refuses to replace a read-only file (a Perforce
+    checkout), and the hint sent the user to a writable project directory, which it was."""
+    import pylock.fsutil
+
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    lock = project / "pythons.lock"
+    lock.write_text(lock.read_text(encoding="utf-8").replace('"3.13.', '"3.12.'), encoding="utf-8")
+    lock.chmod(0o444)
+
+    def refused(path: Path, text: str) -> None:  # what MoveFileEx says of it
+        raise PermissionError(13, "Access is denied", str(path))
+
+    monkeypatch.setattr(pylock.fsutil, "atomic_write_text", refused)
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 1
+    err = capsys.readouterr().err
+    assert "pylock: hint: pythons.lock is read-only: make it writable" in err
+    assert "project directory is writable" not in err
+
+
 def test_a_symlinked_lock_is_written_where_it_points(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
