@@ -11,6 +11,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,6 +108,42 @@ def test_gzip_is_inflated_with_zlib_where_isal_is_not_installed(
         archive, tmp_path / "dest", fmt=ArchiveFormat.TAR_GZ, layout=Layout.PBS_INSTALL_ONLY
     )
     assert by_path(entries)["lib/python3.12/os.py"].sha256 == sha256(b"# os module\n" * 100)
+
+
+@posix_only
+def test_directories_that_differ_only_in_case_are_refused_where_case_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability attack: on macOS, Windows or exFAT, `python/lib/y.py` went into the
+    `Lib` directory made for `python/Lib/os.py`: the install succeeded, and verify then
+    failed it (the record's `lib/y.py` was not there). Two such files were refused
+    already; two such directories are now."""
+    entries = [
+        archives.directory("python/Lib"),
+        archives.file("python/Lib/os.py", b"os"),
+        archives.directory("python/lib"),
+        archives.file("python/lib/y.py", b"y"),
+    ]
+    archive = build(tmp_path, entries, ArchiveFormat.TAR_GZ)
+    real_mkdir, real_isdir = os.mkdir, os.path.isdir
+
+    def spelled(path: str) -> str:  # the name the file system keeps for ``path``
+        parent, name = os.path.split(path)
+        found = [n for n in os.listdir(parent) if n.lower() == name.lower()]
+        return os.path.join(parent, found[0]) if found else path
+
+    def mkdir(path: Any, mode: int = 0o777) -> None:
+        if spelled(os.fspath(path)) != os.fspath(path):
+            raise FileExistsError(17, "File exists", path)
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os.path, "isdir", lambda path: real_isdir(spelled(os.fspath(path))))
+    with pytest.raises(ArchiveError, match="differ only in case") as caught:
+        extract_archive(
+            archive, tmp_path / "dest", fmt=ArchiveFormat.TAR_GZ, layout=Layout.PBS_INSTALL_ONLY
+        )
+    assert caught.value.member == "lib"
 
 
 @posix_only

@@ -120,7 +120,7 @@ class Writer:
         try:
             os.mkdir(path, 0o755)
         except FileExistsError:
-            if not os.path.isdir(path) or os.path.islink(path):
+            if not os.path.isdir(path) or os.path.islink(path) or _spelled_otherwise(path):
                 raise self._collision(rel) from None
 
     def _collision(self, rel: str) -> ArchiveError:
@@ -265,3 +265,20 @@ class ThreadSink:
             self.writer.abort()
         elif self.error is not None:
             raise self.error
+
+
+def _spelled_otherwise(path: str) -> bool:
+    """Whether the directory at ``path`` was made under another name: ``Lib`` where the
+    archive says ``lib``, on a file system that ignores case (macOS, Windows, exFAT). Its
+    files would land beside another directory's, and the record name paths that are not
+    there. Names are compared in one Unicode form: HFS+ stores its own."""
+    import unicodedata
+
+    parent, name = os.path.split(path)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return False
+    return unicodedata.normalize("NFC", name) not in {
+        unicodedata.normalize("NFC", n) for n in names
+    }
