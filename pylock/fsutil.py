@@ -308,7 +308,8 @@ def _retry_writable(root: str) -> Callable[[Callable[[str], object], str, Any], 
 
 
 def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Everything under ``root`` as ``(relative /-separated path, entry)``, links not followed.
+    """Everything under ``root`` as ``(relative /-separated path, entry)``, links not followed
+    (nor Windows junctions: see :func:`is_real_dir`).
 
     A path in ``prune`` is neither yielded nor entered. One ``scandir`` per directory: far
     cheaper than an ``lstat`` per file for the thousands of files of an interpreter.
@@ -321,9 +322,39 @@ def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 if rel in prune:
                     continue
-                if entry.is_dir(follow_symlinks=False):
+                if is_real_dir(entry):
                     pending.append(rel)
                 yield rel, entry
+
+
+def is_real_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a directory itself: not a link to one, nor a Windows junction
+    (``mklink /J``, how Windows users without privileges alias a folder), which
+    ``is_dir(follow_symlinks=False)`` and ``is_symlink()`` both take for a directory."""
+    if not entry.is_dir(follow_symlinks=False):
+        return False
+    return not _WINDOWS or not _is_junction(entry.stat(follow_symlinks=False))
+
+
+def is_link(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a symlink or (Windows) a junction: an alias of another directory,
+    never one of pylock's own trees, and never entered."""
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISLNK(info.st_mode) or (_WINDOWS and _is_junction(info))
+
+
+def _is_junction(info: os.stat_result) -> bool:
+    """A junction, by its reparse tag (not any reparse point: OneDrive's cloud folders
+    are ones too, and are real directories)."""
+    tag: int = getattr(info, "st_reparse_tag", 0)
+    return tag == _IO_REPARSE_TAG_MOUNT_POINT
+
+
+#: ``stat.IO_REPARSE_TAG_MOUNT_POINT``, which only Windows' ``stat`` module has.
+_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
 
 
 def remove_tree(path: Path) -> None:

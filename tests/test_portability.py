@@ -105,6 +105,38 @@ def test_sync_links_writes_reads_and_removes_code_page_launchers(
     assert not (bin_dir / "python3.13.cmd").exists()
 
 
+def test_a_windows_junction_is_a_link_never_entered_nor_taken_for_a_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability attack: on Windows `islink` and `is_symlink()` are false for a junction
+    (`mklink /J`), and `is_dir(follow_symlinks=False)` true: verify walked into one (out of
+    the tree, or round in circles), and an install directory's `app` junction to another
+    project's tree was taken for this one's own, to replace or prune. Simulated here: a
+    directory whose inode is the junction's."""
+    from pylock import fsutil
+
+    root = tmp_path / "tree"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "os.py").write_text("")
+    (root / "junction").mkdir()
+    (root / "junction" / "beyond.py").write_text("")
+    junction = os.stat(root / "junction").st_ino
+    monkeypatch.setattr(fsutil, "_WINDOWS", True)
+    monkeypatch.setattr(fsutil, "_is_junction", lambda info: info.st_ino == junction)
+    assert sorted(rel for rel, _ in fsutil.walk_tree(str(root))) == [
+        "junction",
+        "lib",
+        "lib/os.py",
+    ]
+    assert fsutil.is_link(root / "junction") and not fsutil.is_link(root / "lib")
+    # The real test of a junction, by its reparse tag (OneDrive's folders carry others).
+    monkeypatch.undo()
+    junction_tag, cloud_tag = 0xA0000003, 0x9000001A
+    assert fsutil._is_junction(type("Info", (), {"st_reparse_tag": junction_tag})())
+    assert not fsutil._is_junction(type("Info", (), {"st_reparse_tag": cloud_tag})())
+    assert not fsutil._is_junction(os.stat(root))
+
+
 def test_launchers_relative_to_themselves_are_judged_by_the_tree_they_run(
     tmp_path: Path,
 ) -> None:

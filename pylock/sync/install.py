@@ -41,6 +41,8 @@ from pylock.fastpath import STATE_FILE
 from pylock.fsutil import (
     FileLock,
     LockTimeout,
+    is_link,
+    is_real_dir,
     make_dir,
     not_world_writable,
     out_of_space_hint,
@@ -181,7 +183,7 @@ def installed_names(dest_root: Path) -> list[str]:
 def has_meta_dir(tree: Path) -> bool:
     """Whether ``tree`` has pylock's ``.pylock/`` directory (a real one, not a link)."""
     meta = tree / META_DIR
-    return meta.is_dir() and not meta.is_symlink()
+    return meta.is_dir() and not is_link(meta)
 
 
 def pylock_trees(dest_root: Path) -> list[str]:
@@ -199,7 +201,7 @@ def installed_there(dest_root: Path) -> str:
 
 def _made_by_pylock(dest_root: Path, name: str) -> bool:
     tree = dest_root / name
-    if tree.is_symlink():
+    if is_link(tree):
         return False  # an alias (`current -> app`): the tree it names is listed as itself
     data = read_install_json(str(tree))
     if data is not None and is_a_copy(data, name):
@@ -801,7 +803,7 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
             if name.startswith(".") or name in keep or not is_valid_name(name):
                 continue
             tree = dest_root / name
-            if tree.is_symlink() or not tree.is_dir() or _same_as_kept(tree, name, keep):
+            if is_link(tree) or not tree.is_dir() or _same_as_kept(tree, name, keep):
                 continue
             with _name_lock(dest_root, name, None):
                 data = read_install_json(str(tree))
@@ -907,7 +909,7 @@ def _scan(tree: Path, check_modes: bool) -> tuple[list[str], list[tuple[str, str
         if what:
             unsafe.append((".", what))
     for rel, entry in walk_tree(os.fspath(tree), prune={META_DIR}):
-        is_dir = entry.is_dir(follow_symlinks=False)
+        is_dir = is_real_dir(entry)  # a junction is a link here, as a symlink is
         if not is_dir:
             found.append(rel)
         if check_modes and not entry.is_symlink():

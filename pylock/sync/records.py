@@ -29,7 +29,7 @@ import attrs
 
 from pylock.bounded import json_loads
 from pylock.errors import UnreadableRecordError
-from pylock.fsutil import not_world_writable, read_own_file
+from pylock.fsutil import is_link, not_world_writable, read_own_file
 from pylock.urls import redact
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def read_install_json(tree: str) -> dict[str, Any] | None:
     directory was deleted so).
     """
     meta = os.path.join(tree, META_DIR)
-    if os.path.islink(meta):
+    if is_link(meta):
         return None
     path = os.path.join(meta, INSTALL_JSON)
     try:
@@ -135,7 +135,7 @@ def installed_state(dest_root: Path, name: str) -> InstallState | None:
     directory's installs: ``verify`` does not count it, and ``sync`` does not replace it.
     """
     tree = os.path.join(dest_root, name)
-    if os.path.islink(tree):
+    if is_link(tree):
         return None
     data = read_install_json(tree)
     if data is None:
