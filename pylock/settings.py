@@ -396,14 +396,20 @@ class Settings:
         import platformdirs
 
         try:
-            return Path(platformdirs.user_cache_dir("pylock", appauthor=False))
+            found = platformdirs.user_cache_dir("pylock", appauthor=False)
         except RuntimeError as exc:  # no HOME, and a uid with no passwd entry (OpenShift)
-            from pylock.errors import PylockError
+            why = str(exc)
+        else:
+            if os.path.isabs(found):
+                return Path(found)
+            # platformdirs before 4 gives `~/.cache/pylock` as it is: a cache in `./~`.
+            why = f"the user cache directory would be {found!r}, which is no absolute path"
+        from pylock.errors import PylockError
 
-            raise PylockError(
-                f"cannot tell where the cache goes: {exc}",
-                hint="set PYLOCK_CACHE_DIR to a directory (or HOME to an absolute one)",
-            ) from None
+        raise PylockError(
+            f"cannot tell where the cache goes: {why}",
+            hint="set PYLOCK_CACHE_DIR to a directory (or HOME to an absolute one)",
+        )
 
     def netrc_path(self, *, windows: bool = os.name == "nt") -> str:
         """``NETRC``, else ``~/.netrc``; on Windows ``~/.netrc`` if it exists, else
