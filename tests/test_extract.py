@@ -101,6 +101,16 @@ def test_gzip_is_inflated_with_zlib_where_isal_is_not_installed(
 
     from pylock.archive import codecs
 
+    class Broken:  # an isal whose library cannot be loaded: an OSError, not an ImportError
+        @staticmethod
+        def find_spec(name: str, *args: object) -> None:
+            if name.partition(".")[0] == "isal":
+                raise OSError("libisal.so: cannot open shared object file")
+
+    for name in ("isal", "isal.isal_zlib"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken, *sys.meta_path])
+    assert codecs._zlib() is zlib
     monkeypatch.setitem(sys.modules, "isal", None)  # `import isal` raises ImportError
     assert codecs._zlib() is zlib
     archive = build(tmp_path, archives.pbs_install_only(), ArchiveFormat.TAR_GZ)

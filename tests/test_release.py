@@ -31,7 +31,16 @@ DISTRIBUTION = "pythons-lock"
 SNAPSHOT = "pylock/index/snapshot.json.gz"
 #: What the sdist must carry besides the package: the suite, its data, and the project files.
 SDIST_DIRS = ("tests", "schema", "examples", "scripts", "bench", "data")
-SDIST_FILES = ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "MANIFEST.in")
+#: (The action and the hook: their tests read them.)
+SDIST_FILES = (
+    "LICENSE",
+    "CHANGELOG.md",
+    "README.md",
+    "pyproject.toml",
+    "MANIFEST.in",
+    "action.yml",
+    ".pre-commit-hooks.yaml",
+)
 #: Never part of a build: local state, caches and build output.
 IGNORED = (".git", ".venv", "build", "dist", "wheelhouse", ".pythons", "__pycache__")
 IGNORED_SUFFIXES = (".pyc", ".egg-info")

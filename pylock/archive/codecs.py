@@ -73,8 +73,8 @@ def _zlib() -> Any:
         from isal import isal_zlib  # about twice as fast as zlib at inflating
 
         return isal_zlib
-    except ImportError:  # pragma: no cover - isal is a CPython-only dependency
-        import zlib
+    except (ImportError, OSError):  # not installed where it has no wheel; or its library
+        import zlib  # could not be loaded
 
         return zlib
 
