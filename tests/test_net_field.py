@@ -704,3 +704,53 @@ def test_no_proxy_fills_in_the_default_port() -> None:
 def test_redact_then_cut_keeps_no_part_of_a_secret() -> None:
     text = policy.printable(redact(f"x https://u:{LONG_TOKEN}@h/"))
     assert "AAAA" not in text and "***@h" in text
+
+
+# -- host names beyond ASCII ---------------------------------------------------------------------
+
+
+class RefusingProxy(Proxy):
+    """Keeps every request head, and answers each with ``403 Forbidden``."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        super().__init__()
+
+    def _handle(self, sock: socket.socket) -> None:
+        head = self.read_head(sock)
+        if head is None:
+            return
+        self.heads.append(head.partition(b"\r\n\r\n")[0])
+        sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_host_beyond_ascii_goes_to_the_proxy_in_idna(tmp_path: Path, scheme: str) -> None:
+    """Attack: http.client wrote the CONNECT line in latin-1 (a UnicodeEncodeError traceback
+    for пример.example, b\\xfccher for bücher) and sent a plain http URL's absolute target
+    as it was (another traceback); aiohttp sent raw UTF-8 in CONNECT, Host and the target."""
+    from pylock.urls import UrlRewrites
+
+    canonical = "https://origin.test/x/a.tar.gz"
+    rewrites = UrlRewrites.from_sources(None, [f"https://origin.test/={scheme}://пример.example/"])
+    with RefusingProxy() as proxy:
+        environ = {f"{scheme.upper()}_PROXY": proxy.address}
+        with pytest.raises(DownloadError) as info:
+            downloader(environ, rewrites=rewrites).download(
+                canonical, tmp_path / "a", sha256=None, size=None
+            )
+    assert "403" in info.value.message
+    (head,) = proxy.heads
+    request_line, *lines = head.decode("ascii").split("\r\n")
+    host = next(v for k, _, v in (x.partition(": ") for x in lines) if k.lower() == "host")
+    if scheme == "https":
+        assert request_line == "CONNECT xn--e1afmkfd.example:443 HTTP/1.1"
+        assert host.removesuffix(":443") == "xn--e1afmkfd.example"
+    else:
+        assert request_line == "GET http://xn--e1afmkfd.example/x/a.tar.gz HTTP/1.1"
+        assert host == "xn--e1afmkfd.example"
+
+
+def test_a_host_without_an_idna_form_is_a_clean_error() -> None:
+    with pytest.raises(DownloadError, match="no IDNA"):
+        policy.wire_url("https://" + "ü" * 70 + ".example/a")

@@ -299,13 +299,16 @@ class Fetcher(policy.Client, policy.SessionOwner):
             via = aiohttp_proxy(None if proxy is None else proxy.url, current)
             sent.update(via.request_headers)
             timeouts = self.options.timeouts
+            # Its host in IDNA, as the http.client path sends it: yarl takes an encoded
+            # URL's host as it is, and sent a name beyond ASCII as raw UTF-8.
+            sent_url = URL(policy.wire_url(current), encoded=True)
             try:
                 # Connecting and the answer's head, together, as on the http.client path:
                 # a server that drips its headers a byte at a time never lets sock_read
                 # expire.
                 async with asyncio.timeout(timeouts.connect + timeouts.read):
                     response = await session.get(
-                        URL(policy.without_userinfo(current), encoded=True),
+                        sent_url,
                         headers=sent,
                         allow_redirects=False,
                         proxy=via.url,

@@ -314,6 +314,44 @@ def without_userinfo(url: str) -> str:
     return parts._replace(netloc=netloc, path=path, query=query, fragment="").geturl()
 
 
+def wire_host(host: str, url: str) -> str:
+    """``host`` (of ``url``) as a request sends it: in ``CONNECT``, ``Host``, a proxy's
+    request line and TLS's server name. A name beyond ASCII goes in its IDNA form
+    (``xn--``), as browsers send it: both clients take it from here (Python's ``idna``
+    codec), so they send the same bytes. A name that has no IDNA form fails for good: no
+    retry changes it.
+
+    >>> wire_host("b\u00fccher.example", "https://b\u00fccher.example/"), wire_host("::1", "")
+    ('xn--bcher-kva.example', '::1')
+    """
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as error:
+        raise DownloadError(
+            f"invalid URL {url}: its host name has no IDNA (xn--) form ({error})",
+            url=url,
+            hint="check the host name in the URL, mirror or rewrite",
+        ) from None
+
+
+def wire_url(url: str) -> str:
+    """``url`` as a request sends it: :func:`without_userinfo`, its host as
+    :func:`wire_host` writes it (the target a proxy is asked for, the URL aiohttp is given).
+
+    >>> wire_url("http://u:p@b\u00fccher.example:8080/caf\u00e9")
+    'http://xn--bcher-kva.example:8080/caf%C3%A9'
+    """
+    bare = without_userinfo(url)
+    parts = urlsplit(bare)
+    if parts.netloc.isascii():
+        return bare
+    # An IPv6 literal is ASCII: a netloc beyond ASCII is a name, maybe with a port.
+    name, colon, port = parts.netloc.partition(":")
+    return parts._replace(netloc=wire_host(name, url) + colon + port).geturl()
+
+
 def with_userinfo_of(source: str, url: str) -> str:
     """``url`` with the ``user:password@`` of ``source`` (if it has one)."""
     userinfo, at, _ = urlsplit(source).netloc.rpartition("@")

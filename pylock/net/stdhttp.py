@@ -160,6 +160,8 @@ class StdDownloader(policy.Client):
         host = parts.hostname
         if not host:
             raise DownloadError(f"invalid URL {url}: no host", url=url)
+        # IDNA for a name beyond ASCII: the CONNECT line, Host and TLS's server name.
+        host = policy.wire_host(host, url)
         try:
             port = parts.port
         except ValueError:
@@ -213,7 +215,7 @@ class StdDownloader(policy.Client):
                     connection = http.client.HTTPConnection(
                         proxy_host, proxy_port, timeout=timeouts.connect
                     )
-                    path = policy.without_userinfo(url)
+                    path = policy.wire_url(url)
                     headers.update(proxy_headers)
                     try:
                         connection.sock = connect((proxy_host, proxy_port), timeouts.connect, stop)
