@@ -357,6 +357,51 @@ def test_a_location_of_raw_utf8_is_followed_alike(tmp_path: Path) -> None:
     assert result == (SHA, len(BODY))
 
 
+class TwoLocationsServer(SocketServer):
+    """Redirects ``/a`` with two ``Location`` headers, and serves the body at both."""
+
+    def __init__(self, first: bytes, second: bytes) -> None:
+        super().__init__()
+        self.locations = (first, second)
+        self.targets: list[bytes] = []
+
+    def _handle(self, sock: socket.socket) -> None:
+        head = self.read_head(sock)
+        if head is None:
+            return
+        target = head.split(b" ", 2)[1]
+        self.targets.append(target)
+        if target == b"/a":
+            first, second = self.locations
+            sock.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: "
+                + first
+                + b"\r\nLocation: "
+                + second
+                + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        else:
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
+            sock.sendall(head + BODY)
+
+
+def test_two_different_locations_are_a_malformed_redirect_on_both_clients(tmp_path: Path) -> None:
+    """Attack: http.client joined two Location headers and asked for the spliced
+    `/b.tar.gz, /c.tar.gz`; aiohttp followed the first."""
+    server = TwoLocationsServer(b"/b.tar.gz", b"/c.tar.gz")
+    with server, pytest.raises(DownloadError) as info:
+        downloader(retries=2).download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
+    assert server.targets == [b"/a"]
+    assert "2 different Location headers (/b.tar.gz, /c.tar.gz)" in info.value.message
+
+
+def test_the_same_location_said_twice_is_followed(tmp_path: Path) -> None:
+    with TwoLocationsServer(b"/b.tar.gz", b" /b.tar.gz") as server:
+        result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
+    assert result == (SHA, len(BODY))
+    assert server.targets == [b"/a", b"/b.tar.gz"]
+
+
 # -- 7. SOCKS proxies ----------------------------------------------------------------------------
 
 

@@ -338,8 +338,12 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 if policy.speaks_no_tls(error):
                     raise policy.no_tls(current, canonical) from None
                 raise Retryable(policy.reason(error), via=proxy) from None
-            location = response.headers.get("Location")
-            if response.status not in policy.REDIRECT_STATUSES or not location:
+            try:
+                location = hops.location(response.status, response.headers.getall("Location", []))
+            except BaseException:
+                response.release()
+                raise
+            if location is None:
                 return response
             response.release()
             hops.follow(location)

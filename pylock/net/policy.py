@@ -222,6 +222,28 @@ class Hops:
             self.current, self._given, self._settings, netrc_default=self._first_origin
         )
 
+    def location(self, status: int, values: list[str]) -> str | None:
+        """Where a response of ``status`` whose ``Location`` headers are ``values`` sends
+        the request, or None (no redirect, or none with a place to go).
+
+        Two different places are a malformed redirect, which fails for good: each client
+        read them its own way (http.client joined them into one spliced URL, aiohttp took
+        the first). The same place said twice is that place.
+        """
+        if status not in REDIRECT_STATUSES:
+            return None
+        places = list(dict.fromkeys(v.strip(" \t") for v in values if v.strip(" \t")))
+        if len(places) > 1:
+            shown = ", ".join(printable(redact(place)) for place in places)
+            raise DownloadError(
+                f"malformed redirect from {describe(self.current, self.canonical)}: "
+                f"{len(places)} different Location headers ({printable(shown)})",
+                url=self.current,
+                hint="the server or a proxy on the way sends a broken response: report it "
+                "to its owner",
+            )
+        return places[0] if places else None
+
     def follow(self, location: str) -> None:
         """Move on to where a ``Location`` header points, if allowed; at most
         :data:`MAX_REDIRECTS` hops. A malformed one fails for good (no retry can fix it)."""

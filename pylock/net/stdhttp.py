@@ -142,12 +142,19 @@ class StdDownloader(policy.Client):
         while True:
             current = hops.current
             connection, response = self._request(current, canonical, hops.authorization(), stop)
-            location = response.getheader("Location")
-            if response.status not in policy.REDIRECT_STATUSES or not location:
+            # Every Location, not getheader()'s: it joins two into one with ", ".
+            values = [_utf8_header(v) for v in response.headers.get_all("Location") or []]
+            try:
+                location = hops.location(response.status, values)
+            except BaseException:
+                response.close()
+                connection.close()
+                raise
+            if location is None:
                 return connection, response, current
             response.close()
             connection.close()
-            hops.follow(_utf8_header(location))
+            hops.follow(location)
 
     def _request(
         self,
