@@ -82,6 +82,17 @@ def test_retry_after_is_honoured(tmp_path: Path, client: str) -> None:
     assert fetcher.delays == [7.0]
 
 
+@pytest.mark.parametrize("name", ["RETRY-AFTER", "Retry-after"])
+def test_retry_after_is_honoured_in_any_case(tmp_path: Path, name: str) -> None:
+    """Attack: the http.client path read `Retry-After` and `retry-after` only, from a
+    plain dict of the headers as the server spelled them (aiohttp's fold case)."""
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, faults=[Status(503, {name: "0.5"})])
+        fetcher = downloader(retries=1)
+        fetcher.download(url, tmp_path / "a", sha256=SHA, size=len(BODY))
+    assert fetcher.delays == [0.5]
+
+
 @pytest.mark.parametrize(
     ("status", "retries", "attempts", "said"),
     [

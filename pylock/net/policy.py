@@ -414,15 +414,27 @@ def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
 # -- retries -------------------------------------------------------------------------
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` in ``headers``, whatever the case of either: a field
+    name is case-insensitive (RFC 9110, 5.1), and a plain dict of http.client's headers
+    keeps the case the server chose (``RETRY-AFTER``).
+
+    >>> header({"RETRY-after": "2"}, "Retry-After"), header({}, "Retry-After")
+    ('2', None)
+    """
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds (capped at :data:`MAX_BACKOFF`); None for a date or junk.
 
     >>> retry_after({"Retry-After": "2"}), retry_after({"retry-after": "-5"})
     (2.0, 0.0)
-    >>> retry_after({"Retry-After": "1e9"}), retry_after({"Retry-After": "nan"})
+    >>> retry_after({"Retry-After": "1e9"}), retry_after({"RETRY-AFTER": "nan"})
     (30.0, None)
     """
-    value = headers.get("Retry-After") or headers.get("retry-after")
+    value = header(headers, "Retry-After")
     if value is None:
         return None
     try:
