@@ -799,3 +799,63 @@ def test_a_host_beyond_ascii_goes_to_the_proxy_in_idna(tmp_path: Path, scheme: s
 def test_a_host_without_an_idna_form_is_a_clean_error() -> None:
     with pytest.raises(DownloadError, match="no IDNA"):
         policy.wire_url("https://" + "ü" * 70 + ".example/a")
+
+
+# -- framing: one verdict for a body whose length is malformed or contradictory ----------------
+
+#: A body, and the head of a response that frames it wrongly.
+FRAMED = b"hello world archive bytes"
+FRAMED_SHA = hashlib.sha256(FRAMED).hexdigest()
+
+
+class RawServer(SocketServer):
+    """Answers every request with ``answer``, then closes the connection."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__()
+        self.answer = answer
+        self.hits = 0
+
+    def _answer(self, sock: socket.socket) -> None:
+        self.hits += 1
+        sock.sendall(self.answer)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Transfer-Encoding: chunked\r\nContent-Length: 25",
+        b"Content-Length: 25\r\nContent-Length: 30",
+        b"Content-Length: 25\r\nContent-Length: 25",
+        b"Content-Length: +25",
+        b"Content-Length: 2_5",
+        b"Content-Length: 25, 25",
+        b"Content-Length: 20",
+    ],
+    ids=[
+        "chunked-and-length",
+        "two-lengths",
+        "same-length-twice",
+        "plus",
+        "underscore",
+        "list",
+        "shorter-than-the-body",
+    ],
+)
+def test_a_malformed_framing_is_a_broken_response_on_both_clients(
+    tmp_path: Path, head: bytes
+) -> None:
+    """Attack: http.client took the first of two lengths, read `+25` and `2_5` as 25, a
+    length beside `chunked` as nothing, and cut a body longer than its length, which then
+    failed its hash as another file would (the tampering hint); aiohttp refused them all
+    as broken responses and retried."""
+    body = b"19\r\n" + FRAMED + b"\r\n0\r\n\r\n" if b"chunked" in head else FRAMED
+    answer = b"HTTP/1.1 200 OK\r\n" + head + b"\r\nConnection: close\r\n\r\n" + body
+    server = RawServer(answer)
+    with server, pytest.raises(DownloadError) as info:
+        downloader(retries=1).download(
+            server.url("/a"), tmp_path / "a", sha256=FRAMED_SHA, size=None
+        )
+    assert type(info.value) is DownloadError
+    assert "gave up after 2 attempts" in info.value.message
+    assert server.hits == 2

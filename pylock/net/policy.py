@@ -764,6 +764,42 @@ def too_large(
     )
 
 
+def malformed(problem: str) -> Retryable:
+    """The failure of a response the server (or a proxy on the way) framed wrongly: retried,
+    as any broken transfer is, and never taken for another file (a hash mismatch)."""
+    return Retryable(f"the server sent a malformed response: {problem}")
+
+
+def check_framing(lengths: list[str], encodings: list[str]) -> None:
+    """Raise :func:`malformed` unless a response's ``Content-Length`` headers (``lengths``)
+    and ``Transfer-Encoding`` headers (``encodings``) say one thing: at most one length, of
+    ASCII digits only, and never with a transfer encoding (RFC 9112, 6.3).
+
+    aiohttp's parser refuses these; http.client took the first of two lengths, read
+    ``+25`` and ``2_5`` as 25 and ignored a length beside ``chunked``, so that the two
+    clients read different bodies from one response.
+
+    >>> check_framing(["25"], []), check_framing([], ["chunked"])
+    (None, None)
+    >>> check_framing(["2_5"], [])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pylock.net.policy.Retryable: ...: Content-Length '2_5' is not a number
+    """
+    if lengths and encodings:
+        raise malformed("both Content-Length and Transfer-Encoding")
+    if len(lengths) > 1:
+        raise malformed(f"{len(lengths)} Content-Length headers")
+    for length in lengths:
+        value = length.strip(" \t")
+        if not (value.isascii() and value.isdigit()):
+            raise malformed(f"Content-Length {printable(value)!r} is not a number")
+
+
+#: What :func:`malformed` says of a body that goes on past its ``Content-Length``.
+LONGER_THAN_LENGTH = "the body is longer than its Content-Length"
+
+
 def truncated(received: int, length: int | None, size: int | None) -> Retryable | None:
     """A :class:`Retryable` when the body ended before its stated length."""
     expected = length if length is not None else size

@@ -126,9 +126,15 @@ class StdDownloader(policy.Client):
                         if stop is not None and stop.is_set():
                             raise Cancelled
                         body.add(writer, chunk)
+                    if _overran(response):
+                        # As aiohttp fails it: not as the bytes of another file.
+                        raise policy.malformed(policy.LONGER_THAN_LENGTH)
             except (OSError, http.client.HTTPException) as error:
                 body.rewind()
                 raise Retryable(policy.reason(error)) from None
+            except Retryable:
+                body.rewind()
+                raise
             return body.result()
         finally:
             response.close()
@@ -232,7 +238,18 @@ class StdDownloader(policy.Client):
                 connection.sock.settimeout(timeouts.read)
             connection.response_class = responses
             connection.request("GET", path, headers=headers)
-            return connection, connection.getresponse()
+            response = connection.getresponse()
+            # http.client reads what aiohttp refuses (two lengths, `+25`, a length beside
+            # `chunked`): the two must read one body, or none, from one response.
+            headers_of = response.headers.get_all
+            try:
+                policy.check_framing(
+                    headers_of("Content-Length") or [], headers_of("Transfer-Encoding") or []
+                )
+            except Retryable:
+                response.close()
+                raise
+            return connection, response
         except ssl.SSLCertVerificationError as error:
             _close(connection)
             detail = str(error.verify_message or error)
@@ -442,6 +459,7 @@ class _Patient(io.RawIOBase):
         self._held = held
         self._stop = stop
         self._idle = idle
+        self._probing = False
         #: When the status line and headers must have come (``time.monotonic()``), until
         #: they have: a server that drips them a byte at a time never lets ``idle`` expire.
         self.head_by = head_by
@@ -455,7 +473,26 @@ class _Patient(io.RawIOBase):
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def readinto(self, buffer: WriteableBuffer) -> int:
+    def has_more(self, reader: io.BufferedReader) -> bool:
+        """Whether bytes past those read from ``reader`` (over this) have already come:
+        held in its buffer, or waiting in the socket. Never waits for any."""
+        self._probing = True
+        try:
+            return bool(reader.peek(1))
+        except OSError:  # a reset, or TLS that has no application data yet
+            return False
+        finally:
+            self._probing = False
+
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
+        if self._probing:
+            self._sock.settimeout(0)
+            try:
+                return self._sock.recv_into(buffer)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return None  # nothing there: a raw file's answer that it would block
+            finally:
+                self._sock.settimeout(min(STOP_TICK, self._idle))
         now = time.monotonic()
         deadline = now + self._idle
         if self.head_by is not None:
@@ -522,6 +559,20 @@ def _utf8_header(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:  # latin-1 indeed (or not bytes http.client could have read)
         return value
+
+
+def _overran(response: http.client.HTTPResponse) -> bool:
+    """Whether bytes past the Content-Length have already come, once the body is read.
+
+    http.client reads none of them, so that a longer body passed for a shorter one (and
+    failed its hash as another file would); aiohttp fails such a response, the same race
+    (whether the extra bytes are there yet) deciding.
+    """
+    reader = response.fp
+    if response.length != 0 or response.chunked or not isinstance(reader, io.BufferedReader):
+        return False
+    raw = reader.raw
+    return isinstance(raw, _Patient) and raw.has_more(reader)
 
 
 def _close(connection: http.client.HTTPConnection | None) -> None:
