@@ -859,3 +859,34 @@ def test_a_malformed_framing_is_a_broken_response_on_both_clients(
     assert type(info.value) is DownloadError
     assert "gave up after 2 attempts" in info.value.message
     assert server.hits == 2
+
+
+def _with_headers(extra: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 25\r\nConnection: close\r\n\r\n" + FRAMED
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"X-Big: " + b"a" * 10_000 + b"\r\n", b"".join(b"X-H%d: v\r\n" % i for i in range(99))],
+    ids=["a-long-line", "too-many-lines"],
+)
+def test_a_head_too_large_fails_at_once_on_both_clients(tmp_path: Path, extra: bytes) -> None:
+    """Attack: aiohttp refused a header line past 8190 bytes, http.client more than 100
+    lines, each as a transient failure retried with backoff; one client read what the
+    other refused."""
+    server = RawServer(_with_headers(extra))
+    with server, pytest.raises(DownloadError) as info:
+        downloader(retries=2).download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert server.hits == 1
+    assert "headers are too large" in info.value.message
+
+
+def test_a_head_at_the_limits_is_read_by_both_clients(tmp_path: Path) -> None:
+    lines = b"".join(b"X-H%d: v\r\n" % i for i in range(policy.MAX_HEADERS - 3))
+    long = b"X-Big: " + b"a" * (policy.MAX_HEADER_LINE - 9) + b"\r\n"
+    server = RawServer(_with_headers(lines + long))
+    with server:
+        result = downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    assert result == (FRAMED_SHA, len(FRAMED))

@@ -337,7 +337,15 @@ class Fetcher(policy.Client, policy.SessionOwner):
             except aiohttp.ClientError as error:
                 if policy.speaks_no_tls(error):
                     raise policy.no_tls(current, canonical) from None
+                if policy.refuses_head(error):
+                    raise policy.head_too_large(current, canonical) from None
                 raise Retryable(policy.reason(error), via=proxy) from None
+            try:
+                # http.client's limit on header lines, which aiohttp's parser has not.
+                policy.check_head(list(response.headers.items()), current, canonical)
+            except DownloadError:
+                response.release()
+                raise
             try:
                 location = hops.location(response.status, response.headers.getall("Location", []))
             except BaseException:

@@ -796,6 +796,51 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
             raise malformed(f"Content-Length {printable(value)!r} is not a number")
 
 
+#: The most header lines a response may have (http.client's own limit: 100 lines, the
+#: blank one that ends them included), and the longest each may be (aiohttp's): both
+#: clients refuse a head past either, at once.
+MAX_HEADERS = 99
+MAX_HEADER_LINE = 8190
+
+
+def check_head(fields: list[tuple[str, str]], url: str, canonical: str) -> None:
+    """Raise :func:`head_too_large` for response headers (``fields``, every one) past
+    :data:`MAX_HEADERS` or :data:`MAX_HEADER_LINE`: the limits the other client's parser
+    holds to, so that one response is refused by both or by neither."""
+    if len(fields) > MAX_HEADERS or any(
+        len(name) + len(value) + 2 > MAX_HEADER_LINE for name, value in fields
+    ):
+        raise head_too_large(url, canonical)
+
+
+def refuses_head(error: BaseException) -> bool:
+    """Whether a client's parser refused a response's head as too large: a line too long
+    (http.client's and aiohttp's ``LineTooLong``, which aiohttp wraps twice), or too many
+    header lines (http.client's ``got more than 100 headers``)."""
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return False
+        if type(seen).__name__ == "LineTooLong" or (
+            str(seen).startswith("got more than") and str(seen).endswith(" headers")
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def head_too_large(url: str, canonical: str) -> DownloadError:
+    """The error for a response whose headers are too many or too long to read: the same
+    answer every time, so it is not retried."""
+    return DownloadError(
+        f"cannot download {describe(url, canonical)}: the response's headers are too large "
+        f"(pylock reads at most {MAX_HEADERS} header lines of at most {MAX_HEADER_LINE} "
+        "bytes each)",
+        url=url,
+        hint="the server or a proxy on the way sends a broken response: report it to its owner",
+    )
+
+
 #: What :func:`malformed` says of a body that goes on past its ``Content-Length``.
 LONGER_THAN_LENGTH = "the body is longer than its Content-Length"
 

@@ -249,6 +249,11 @@ class StdDownloader(policy.Client):
             except Retryable:
                 response.close()
                 raise
+            try:
+                policy.check_head(response.headers.items(), url, canonical)
+            except DownloadError:
+                response.close()
+                raise
             return connection, response
         except ssl.SSLCertVerificationError as error:
             _close(connection)
@@ -262,6 +267,8 @@ class StdDownloader(policy.Client):
             _close(connection)
             if policy.speaks_no_tls(error):
                 raise policy.no_tls(url, canonical) from None
+            if policy.refuses_head(error):
+                raise policy.head_too_large(url, canonical) from None
             raise Retryable(policy.reason(error), via=proxy) from None
         except BaseException:
             _close(connection)
