@@ -33,6 +33,7 @@ from pylock.net.stdhttp import StdDownloader
 from pylock.settings import Settings
 from pylock.urls import UrlRewrites, redact
 from tests.httpserver import Fault, HttpServer, Redirect, Reset, Status, Truncate
+from tests.loopback import SocketServer
 from tests.test_net_hardening import CAP, EndlessServer, options
 from tests.twoclients import BODY, PATH, SHA, Proxy, downloader, std_only
 
@@ -737,6 +738,30 @@ def test_what_networks_commonly_do_is_said_in_plain_words(tmp_path: Path) -> Non
         thread.join(5)
     assert "the server did not answer in HTTP" in info.value.message
     assert "400" not in info.value.message and "b'" not in info.value.message
+
+
+class ClosingServer(SocketServer):
+    """Reads the request, then closes the connection cleanly without an answer."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        pass
+
+
+def test_a_clean_close_without_an_answer_is_not_called_a_reset(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
+) -> None:
+    """Attack: http.client's RemoteDisconnected is a ConnectionResetError, so a server (or
+    a proxy asked for CONNECT) that closed without an answer was "the connection was
+    reset", where aiohttp said what happened."""
+    tls, ca = tls_server
+    url = tls.serve(PATH, BODY)
+    with ClosingServer() as server:
+        environ = {"SSL_CERT_FILE": str(ca), "HTTPS_PROXY": server.url("")}
+        for target, env in ((server.url("/a"), {}), (url, environ)):
+            with pytest.raises(DownloadError) as info:
+                downloader(env).download(target, tmp_path / "a", sha256=None, size=None)
+            assert "closed the connection without an answer" in info.value.message
+            assert "reset" not in info.value.message
 
 
 def test_an_https_url_to_a_plain_http_server_fails_at_once_saying_so(tmp_path: Path) -> None:

@@ -648,11 +648,13 @@ def plain_words(error: BaseException) -> str | None:
         return f"cannot resolve the host name ({error.strerror or error})"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(error, ConnectionResetError):
-        return "the connection was reset"
     name = type(error).__name__
+    # Before the reset: http.client's RemoteDisconnected is a ConnectionResetError, for a
+    # clean close that no reset ever was.
     if name in ("RemoteDisconnected", "ServerDisconnectedError"):
         return "the server closed the connection without an answer"
+    if isinstance(error, ConnectionResetError):
+        return "the connection was reset"
     if name == "BadStatusLine" or "Bad status line" in str(error):
         return "the server did not answer in HTTP"
     return None
