@@ -861,6 +861,24 @@ def test_a_malformed_framing_is_a_broken_response_on_both_clients(
     assert server.hits == 2
 
 
+@pytest.mark.parametrize(
+    "head",
+    [b"Content-Length: 25\r\nContent-Length: 30", b"Content-Length: 2_5"],
+    ids=["two-lengths", "underscore"],
+)
+def test_a_refused_response_is_said_in_plain_words(tmp_path: Path, head: bytes) -> None:
+    """Attack: aiohttp's parser refusals read `ClientResponseError: 400, message="Duplicate
+    Content-Length:\\n\\n b'...'\\n ^"`: an HTTP 400 the server never sent, with the
+    parser's drawing of the offending line."""
+    answer = b"HTTP/1.1 200 OK\r\n" + head + b"\r\nConnection: close\r\n\r\n" + FRAMED
+    server = RawServer(answer)
+    with server, pytest.raises(DownloadError) as info:
+        downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
+    message = info.value.message
+    assert f"{policy.MALFORMED}: " in message
+    assert "400" not in message and "^" not in message and "b'" not in message
+
+
 def _with_headers(extra: bytes) -> bytes:
     return (
         b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 25\r\nConnection: close\r\n\r\n" + FRAMED

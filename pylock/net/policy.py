@@ -657,6 +657,13 @@ def plain_words(error: BaseException) -> str | None:
         return "the connection was reset"
     if name == "BadStatusLine" or "Bad status line" in str(error):
         return "the server did not answer in HTTP"
+    cause = error.__cause__
+    parsed = getattr(cause, "message", None)
+    if name == "ClientResponseError" and type(cause).__name__ == "HttpProcessingError":
+        # aiohttp's parser refused the response: its words come as an HTTP 400 the server
+        # never sent, with the offending line drawn under them. The first line will do.
+        what = str(parsed).split("\n", 1)[0].strip().rstrip(":") if parsed else ""
+        return f"{MALFORMED}: {what}" if what else MALFORMED
     return None
 
 
@@ -766,10 +773,14 @@ def too_large(
     )
 
 
+#: How both clients say that a response broke HTTP's rules.
+MALFORMED = "the server sent a malformed response"
+
+
 def malformed(problem: str) -> Retryable:
     """The failure of a response the server (or a proxy on the way) framed wrongly: retried,
     as any broken transfer is, and never taken for another file (a hash mismatch)."""
-    return Retryable(f"the server sent a malformed response: {problem}")
+    return Retryable(f"{MALFORMED}: {problem}")
 
 
 def check_framing(lengths: list[str], encodings: list[str]) -> None:
