@@ -357,6 +357,35 @@ def test_a_location_of_raw_utf8_is_followed_alike(tmp_path: Path) -> None:
     assert result == (SHA, len(BODY))
 
 
+class RawByteRedirectServer(SocketServer):
+    """Redirects ``/a`` with a ``Location`` holding a byte that is no UTF-8 (``\\xff``), and
+    serves the body where that byte, percent-encoded, leads."""
+
+    def _handle(self, sock: socket.socket) -> None:
+        head = self.read_head(sock)
+        if head is None:
+            return
+        target = head.split(b" ", 2)[1]
+        if target == b"/a":
+            sock.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: /b\xff.tar.gz\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        elif target == b"/b%FF.tar.gz":
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
+            sock.sendall(head + BODY)
+        else:
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_location_byte_that_is_no_utf8_is_followed_percent_encoded(tmp_path: Path) -> None:
+    """Attack: http.client read `\\xff` as latin-1 `ÿ` and asked for /b%C3%BF.tar.gz (another
+    byte); aiohttp failed with "surrogates not allowed"."""
+    with RawByteRedirectServer() as server:
+        result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
+    assert result == (SHA, len(BODY))
+
+
 class TwoLocationsServer(SocketServer):
     """Redirects ``/a`` with two ``Location`` headers, and serves the body at both."""
 

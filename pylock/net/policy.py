@@ -319,7 +319,9 @@ def request_target(path: str, query: str) -> str:
 
 
 def _encoded(text: str) -> str:
-    return quote(text, safe=_TARGET_SAFE)
+    # surrogateescape: a byte that was no UTF-8 in a header (a Location of `/b\xff`, which
+    # both clients read so) goes back out as the byte it was, `%FF`.
+    return quote(text, safe=_TARGET_SAFE, errors="surrogateescape")
 
 
 def without_userinfo(url: str) -> str:

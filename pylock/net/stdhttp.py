@@ -557,14 +557,16 @@ def _responses(
 
 def _utf8_header(value: str) -> str:
     """A header's text as aiohttp reads it: http.client decodes every header as latin-1,
-    which turns a ``Location`` of raw UTF-8 (``/fiénal/``) into mojibake.
+    which turns a ``Location`` of raw UTF-8 (``/fiénal/``) into mojibake. A byte that is
+    no UTF-8 stays that byte (a surrogate escape), which a URL writes as ``%FF`` (read as
+    latin-1 it was ``ÿ``, and sent as ``%C3%BF``).
 
-    >>> _utf8_header("/fi\u00c3\u00a9nal/"), _utf8_header("/caf\u00e9/")
-    ('/fiénal/', '/café/')
+    >>> _utf8_header("/fi\u00c3\u00a9nal/"), _utf8_header("/b\u00ff/")
+    ('/fiénal/', '/b\\udcff/')
     """
     try:
-        return value.encode("latin-1").decode("utf-8")
-    except UnicodeError:  # latin-1 indeed (or not bytes http.client could have read)
+        return value.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeError:  # not bytes http.client could have read
         return value
 
 
