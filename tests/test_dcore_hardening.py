@@ -70,7 +70,7 @@ def test_attempts_wait_as_told_then_give_up_with_the_count() -> None:
 def test_attempts_without_retries_fail_on_the_first_error() -> None:
     options = FetchOptions(retries=0)
     attempts = policy.Attempts("https://x.test/a", "https://x.test/a", options, label="a")
-    with pytest.raises(DownloadError, match="gave up after 1 attempts"):
+    with pytest.raises(DownloadError, match=r"gave up after 1 attempt\)"):
         attempts.failed(policy.Retryable("timed out"), Reporter(io.StringIO(), live=False))
 
 

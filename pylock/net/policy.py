@@ -495,11 +495,12 @@ class Attempts:
 def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> DownloadError:
     """The error once the retries are spent; it names the proxy when reaching it failed."""
     where = describe(target, canonical)
+    tries = f"{failures} attempt" if failures == 1 else f"{failures} attempts"
     proxy = error.proxy
     if proxy is not None:
         return DownloadError(
             f"cannot download {where}: the proxy {redact(proxy.url)} (from {proxy.variable}) "
-            f"failed: {error.reason} (gave up after {failures} attempts)",
+            f"failed: {error.reason} (gave up after {tries})",
             url=target,
             hint=f"check the proxy in {proxy.variable}, or bypass it for this host with NO_PROXY",
         )
@@ -507,13 +508,13 @@ def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> Dow
     if via is not None:
         return DownloadError(
             f"cannot download {where} through the proxy {redact(via.url)} (from "
-            f"{via.variable}): {error.reason} (gave up after {failures} attempts)",
+            f"{via.variable}): {error.reason} (gave up after {tries})",
             url=target,
             hint=f"check the proxy in {via.variable} and the mirror, or bypass the proxy for "
             "this host with NO_PROXY",
         )
     return DownloadError(
-        f"cannot download {where}: {error.reason} (gave up after {failures} attempts)",
+        f"cannot download {where}: {error.reason} (gave up after {tries})",
         url=target,
         hint=f"check the network or the mirror (a proxy for {scheme_of(target)} URLs goes "
         f"in {proxy_variable(target)})",
