@@ -718,6 +718,21 @@ def test_a_proxy_that_hangs_up_on_connect_is_named_by_both_clients(
     assert "goes in HTTPS_PROXY" not in info.value.hint
 
 
+def test_a_proxys_502_for_plain_http_names_the_proxy(tmp_path: Path) -> None:
+    """Attack: a 502 from HTTP_PROXY for a plain http URL got the hint that "a proxy for
+    http URLs goes in HTTP_PROXY", where one was set (and may be what failed)."""
+    bad_gateway = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    with HttpServer() as server, HangingUpProxy(bad_gateway) as proxy:
+        url = server.serve(PATH, BODY)
+        with pytest.raises(DownloadError) as info:
+            downloader({"HTTP_PROXY": proxy.address}).download(
+                url, tmp_path / "a", sha256=None, size=None
+            )
+    assert proxy.seen
+    assert "HTTP 502" in info.value.message and "(from HTTP_PROXY)" in info.value.message
+    assert info.value.hint is not None and "goes in HTTP_PROXY" not in info.value.hint
+
+
 @pytest.mark.parametrize("location", ["http://[::1/x", "http://h:99999/x"])
 def test_a_malformed_redirect_is_not_retried(tmp_path: Path, location: str) -> None:
     with HttpServer() as server:

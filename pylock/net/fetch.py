@@ -153,7 +153,9 @@ class Fetcher(policy.Client, policy.SessionOwner):
         async with response:
             # 429 goes back to the caller: GitHub's rate limits need its own message.
             if response.status >= 500:
-                raise Retryable(f"HTTP {response.status}", policy.retry_after(response.headers))
+                via = policy.proxy_of(str(response.url), self._settings)
+                retry_after = policy.retry_after(response.headers)
+                raise Retryable(f"HTTP {response.status}", retry_after, via=via)
             if response.content_length and response.content_length > MAX_METADATA_BYTES:
                 raise DownloadError(
                     f"response from {policy.describe(str(response.url), canonical)} is too large "
@@ -238,6 +240,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 response.reason or "",
                 response.headers,
                 response.content_length,
+                via=policy.proxy_of(str(response.url), self._settings),
             )
             try:
                 with body.open() as writer:

@@ -448,10 +448,13 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, min(seconds, MAX_BACKOFF))
 
 
-def raise_for_transient(status: int, headers: Mapping[str, str]) -> None:
-    """Raise :class:`Retryable` for a 5xx, 408 or 429."""
+def raise_for_transient(
+    status: int, headers: Mapping[str, str], *, via: Proxy | None = None
+) -> None:
+    """Raise :class:`Retryable` for a 5xx, 408 or 429; ``via``: the proxy the request went
+    through, whose answer (a 502) it may be."""
     if status >= 500 or status in RETRY_STATUSES:
-        raise Retryable(f"HTTP {status}", retry_after=retry_after(headers))
+        raise Retryable(f"HTTP {status}", retry_after=retry_after(headers), via=via)
 
 
 def backoff_delay(error: Retryable, failures: int, backoff: float) -> float:
@@ -1216,13 +1219,21 @@ class Download:
         )
 
     def body(
-        self, url: str, status: int, reason: str, headers: Mapping[str, str], length: int | None
+        self,
+        url: str,
+        status: int,
+        reason: str,
+        headers: Mapping[str, str],
+        length: int | None,
+        *,
+        via: Proxy | None = None,
     ) -> Body:
         """The body of one attempt's response from ``url``, if its status says it has one.
 
-        A 5xx, 408 or 429 raises :class:`Retryable`; any other status but 200 fails for good.
+        A 5xx, 408 or 429 raises :class:`Retryable` (``via``: the proxy the request went
+        through); any other status but 200 fails for good.
         """
-        raise_for_transient(status, headers)
+        raise_for_transient(status, headers, via=via)
         if status != 200:
             # Whether Hops sent the netrc entry: a `default` one goes to the first origin only.
             netrc_sent = (

@@ -117,6 +117,7 @@ class StdDownloader(policy.Client):
                 response.reason or "",
                 dict(response.headers),
                 _content_length(response),
+                via=policy.proxy_of(url, self._settings),
             )
             try:
                 with body.open() as writer:
