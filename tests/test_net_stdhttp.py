@@ -248,6 +248,24 @@ def test_redirects_are_followed(tmp_path: Path) -> None:
         assert downloader().download(url, tmp_path / "a", sha256=SHA, size=None)[0] == SHA
 
 
+def test_a_redirect_alone_is_not_called_a_rewrite(tmp_path: Path) -> None:
+    """Attack: a 404 or a wrong hash after a plain redirect (GitHub's to its CDN) named
+    the lock's URL as "rewritten from", with no mirror or rewrite configured."""
+    with HttpServer() as server:
+        server.serve("/real/a.tar.gz", BODY)
+        url = server.redirect("/r", "/real/a.tar.gz")
+        missing = server.redirect("/m", "/gone.tar.gz")
+        with pytest.raises(HashMismatchError) as wrong:
+            downloader().download(url, tmp_path / "a", sha256="0" * 64, size=None)
+        with pytest.raises(DownloadError) as gone:
+            downloader().download(missing, tmp_path / "b", sha256=None, size=None)
+    assert f"/real/a.tar.gz (redirected from {url})" in wrong.value.message
+    assert f"HTTP 404 Not Found for {server.url('/gone.tar.gz')} (redirected from {missing})" in (
+        gone.value.message
+    )
+    assert "rewritten" not in wrong.value.message + gone.value.message
+
+
 def test_redirect_loop_ends(tmp_path: Path) -> None:
     with HttpServer() as server:
         url = server.redirect("/loop", "/loop")

@@ -385,9 +385,21 @@ def with_userinfo_of(source: str, url: str) -> str:
     return parts._replace(netloc=f"{userinfo}@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
-def describe(url: str, canonical: str) -> str:
-    """A URL as errors show it: with the lock's URL when a rewrite changed it."""
-    return url if url == canonical else f"{url} (rewritten from {canonical})"
+def describe(url: str, canonical: str, target: str | None = None) -> str:
+    """A URL as errors show it: with the lock's URL when a rewrite changed it, and where
+    redirects came from. ``target``: the URL requested (``canonical``, rewritten), when
+    ``url`` may be where redirects led from it; a redirect alone is no rewrite.
+
+    >>> describe("https://m.test/a", "https://gh.test/a")
+    'https://m.test/a (rewritten from https://gh.test/a)'
+    >>> describe("https://cdn.test/a", "https://gh.test/a", "https://gh.test/a")
+    'https://cdn.test/a (redirected from https://gh.test/a)'
+    """
+    if target is None or url == target:
+        return url if url == canonical else f"{url} (rewritten from {canonical})"
+    if target == canonical:
+        return f"{url} (redirected from {canonical})"
+    return f"{url} (redirected from {target}, rewritten from {canonical})"
 
 
 def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
@@ -565,7 +577,8 @@ def http_error(
             "locked from the index to a build that exists; a `url` given in pythons.toml "
             "must be corrected there"
         )
-    return DownloadError(f"HTTP {text} for {describe(url, canonical)}", url=url, hint=hint)
+    where = describe(url, canonical, target)
+    return DownloadError(f"HTTP {text} for {where}", url=url, hint=hint)
 
 
 # OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) that a CA bundle
@@ -710,37 +723,47 @@ def redact(text: str) -> str:
 # -- sizes and hashes ----------------------------------------------------------------
 
 
-def mismatch(url: str, canonical: str, expected: str, actual: str, what: str) -> HashMismatchError:
-    """The error for a wrong sha256 or size."""
+def mismatch(
+    url: str, canonical: str, expected: str, actual: str, what: str, target: str | None = None
+) -> HashMismatchError:
+    """The error for a wrong sha256 or size (``target``: as :func:`describe` takes it)."""
     error = HashMismatchError(url=url, expected=expected, actual=actual, what=what)
     if url != canonical:
-        error.message = (
-            f"{what} mismatch for {describe(url, canonical)}: expected {expected}, got {actual}"
-        )
+        where = describe(url, canonical, target)
+        error.message = f"{what} mismatch for {where}: expected {expected}, got {actual}"
         error.args = (error.message,)
     return error
 
 
-def bound(url: str, canonical: str, size: int | None, length: int | None, cap: int) -> int:
+def bound(
+    url: str,
+    canonical: str,
+    size: int | None,
+    length: int | None,
+    cap: int,
+    target: str | None = None,
+) -> int:
     """How many bytes a body may have: the lock's size, else Content-Length, else ``cap``.
 
     Raises at once when the two sizes disagree or an unlocked Content-Length is past ``cap``.
     """
     if size is not None and length is not None and length != size:
-        raise mismatch(url, canonical, str(size), str(length), "size")
+        raise mismatch(url, canonical, str(size), str(length), "size", target)
     limit = size if size is not None else length
     if limit is None:
         return cap
     if size is None and limit > cap:
-        raise stated_too_large(url, canonical, limit, cap)
+        raise stated_too_large(url, canonical, limit, cap, target)
     return limit
 
 
-def stated_too_large(url: str, canonical: str, stated: int, cap: int) -> DownloadTooLargeError:
+def stated_too_large(
+    url: str, canonical: str, stated: int, cap: int, target: str | None = None
+) -> DownloadTooLargeError:
     """The error for a body whose stated size (its ``Content-Length``, or a file's size) is
     past ``cap`` and that the lock gives no size: refused before it is read."""
     return DownloadTooLargeError(
-        f"download of {describe(url, canonical)} refused: it is {stated} bytes "
+        f"download of {describe(url, canonical, target)} refused: it is {stated} bytes "
         f"({human_size(stated)}) by its Content-Length or file size, more than "
         f"PYLOCK_MAX_DOWNLOAD_SIZE ({cap} bytes, {human_size(cap)}), and the lock states "
         "no size for it",
@@ -752,15 +775,21 @@ def stated_too_large(url: str, canonical: str, stated: int, cap: int) -> Downloa
 
 
 def too_large(
-    url: str, canonical: str, size: int | None, length: int | None, got: int, cap: int
+    url: str,
+    canonical: str,
+    size: int | None,
+    length: int | None,
+    got: int,
+    cap: int,
+    target: str | None = None,
 ) -> DownloadError:
     """The error for a body past its bound: the lock's size, Content-Length, or the cap.
 
     ``got`` is how many bytes arrived, or the announced ``Content-Length``.
     """
     if size is not None:
-        return mismatch(url, canonical, str(size), f"more than {size}", "size")
-    where = describe(url, canonical)
+        return mismatch(url, canonical, str(size), f"more than {size}", "size", target)
+    where = describe(url, canonical, target)
     if length is not None and got > length:
         return DownloadTooLargeError(
             f"download of {where} stopped: the body is longer than its "
@@ -873,13 +902,20 @@ def truncated(received: int, length: int | None, size: int | None) -> Retryable 
 
 
 def check(
-    url: str, canonical: str, actual: str, received: int, sha256: str | None, size: int | None
+    url: str,
+    canonical: str,
+    actual: str,
+    received: int,
+    sha256: str | None,
+    size: int | None,
+    target: str | None = None,
 ) -> tuple[str, int]:
-    """(sha256, size) of a complete body, once both match what the lock says."""
+    """(sha256, size) of a complete body, once both match what the lock says (``target``:
+    as :func:`describe` takes it)."""
     if size is not None and received != size:
-        raise mismatch(url, canonical, str(size), str(received), "size")
+        raise mismatch(url, canonical, str(size), str(received), "size", target)
     if sha256 is not None and actual != sha256:
-        raise mismatch(url, canonical, sha256, actual, "sha256")
+        raise mismatch(url, canonical, sha256, actual, "sha256", target)
     return actual, received
 
 
@@ -1258,7 +1294,9 @@ class Body:
         self.download = download
         self.url = url
         self.length = length
-        self.limit = bound(url, download.canonical, download.size, length, download.cap)
+        self.limit = bound(
+            url, download.canonical, download.size, length, download.cap, download.target
+        )
         learn_total(download.task, length)
         self.digest = hashlib.sha256()
         self.received = 0
@@ -1289,6 +1327,7 @@ class Body:
                 self.length,
                 self.received,
                 download.cap,
+                download.target,
             )
         self.digest.update(chunk)
         write(writer, chunk, download.dest, download.feed, self.received)
@@ -1312,7 +1351,13 @@ class Body:
         download = self.download
         actual = self.digest.hexdigest()
         return check(
-            self.url, download.canonical, actual, self.received, download.sha256, download.size
+            self.url,
+            download.canonical,
+            actual,
+            self.received,
+            download.sha256,
+            download.size,
+            download.target,
         )
 
 
