@@ -828,7 +828,11 @@ def test_a_host_beyond_ascii_goes_to_the_proxy_in_idna(tmp_path: Path, scheme: s
             downloader(environ, rewrites=rewrites).download(
                 canonical, tmp_path / "a", sha256=None, size=None
             )
-    assert "403" in info.value.message
+    # Named as the user wrote it, and alike: aiohttp named the URL it sent.
+    assert f"HTTP 403 Forbidden for {scheme}://пример.example/x/a.tar.gz" in info.value.message or (
+        f"refused {scheme}://пример.example/x/a.tar.gz" in info.value.message
+    )
+    assert "redirected" not in info.value.message
     (head,) = proxy.heads
     request_line, *lines = head.decode("ascii").split("\r\n")
     host = next(v for k, _, v in (x.partition(": ") for x in lines) if k.lower() == "host")

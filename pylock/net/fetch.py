@@ -149,7 +149,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
     async def _get_once(
         self, target: str, canonical: str, headers: Mapping[str, str]
     ) -> HttpResponse:
-        response = await self._open(target, canonical, headers)
+        response, _ = await self._open(target, canonical, headers)
         async with response:
             # 429 goes back to the caller: GitHub's rate limits need its own message.
             if response.status >= 500:
@@ -232,15 +232,15 @@ class Fetcher(policy.Client, policy.SessionOwner):
         # add_header): the file is what it serves, so it is taken as raw bytes, as the
         # http.client path does, and never decoded.
         headers = {"Accept-Encoding": "identity"}
-        response = await self._open(download.target, download.canonical, headers, raw=True)
+        response, url = await self._open(download.target, download.canonical, headers, raw=True)
         async with response:
             body = download.body(
-                str(response.url),
+                url,
                 response.status,
                 response.reason or "",
                 response.headers,
                 response.content_length,
-                via=policy.proxy_of(str(response.url), self._settings),
+                via=policy.proxy_of(url, self._settings),
             )
             try:
                 with body.open() as writer:
@@ -276,8 +276,10 @@ class Fetcher(policy.Client, policy.SessionOwner):
 
     async def _open(
         self, target: str, canonical: str, headers: Mapping[str, str], *, raw: bool = False
-    ) -> aiohttp.ClientResponse:
-        """Send a GET, following redirects by hand so that every hop is checked.
+    ) -> tuple[aiohttp.ClientResponse, str]:
+        """Send a GET, following redirects by hand so that every hop is checked; the
+        response, and the URL that answered it as the http.client path names it (the
+        response's own has its host in IDNA and its path percent-encoded).
 
         ``raw``: the body as sent, never decoded (an archive download).
         """
@@ -355,7 +357,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 response.release()
                 raise
             if location is None:
-                return response
+                return response, current
             response.release()
             hops.follow(location)
 
