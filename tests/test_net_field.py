@@ -329,8 +329,13 @@ def test_early_hints_are_read_past_on_both_clients(tmp_path: Path) -> None:
     assert (tmp_path / "a").read_bytes() == BODY
 
 
-class Utf8RedirectServer(SocketServer):
-    """Redirects ``/a`` with a ``Location`` of raw UTF-8, and serves the body there."""
+class RawRedirectServer(SocketServer):
+    """Redirects ``/a`` with a ``Location`` of raw bytes, and serves the body at the request
+    target the client should make of them."""
+
+    def __init__(self, location: bytes, target: bytes) -> None:
+        super().__init__()
+        self.location, self.target = location, target
 
     def _handle(self, sock: socket.socket) -> None:
         head = self.read_head(sock)
@@ -339,10 +344,10 @@ class Utf8RedirectServer(SocketServer):
         target = head.split(b" ", 2)[1]
         if target == b"/a":
             sock.sendall(
-                b"HTTP/1.1 302 Found\r\nLocation: /fi\xc3\xa9nal/x\r\n"
+                b"HTTP/1.1 302 Found\r\nLocation: " + self.location + b"\r\n"
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
-        elif target == b"/fi%C3%A9nal/x":
+        elif target == self.target:
             head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
             sock.sendall(head + BODY)
         else:
@@ -352,36 +357,15 @@ class Utf8RedirectServer(SocketServer):
 def test_a_location_of_raw_utf8_is_followed_alike(tmp_path: Path) -> None:
     """Net review: http.client read a raw UTF-8 Location as latin-1 and asked for
     /fi%C3%83%C2%A9nal/ (a 404), where aiohttp asked for /fi%C3%A9nal/."""
-    with Utf8RedirectServer() as server:
+    with RawRedirectServer(b"/fi\xc3\xa9nal/x", b"/fi%C3%A9nal/x") as server:
         result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
     assert result == (SHA, len(BODY))
-
-
-class RawByteRedirectServer(SocketServer):
-    """Redirects ``/a`` with a ``Location`` holding a byte that is no UTF-8 (``\\xff``), and
-    serves the body where that byte, percent-encoded, leads."""
-
-    def _handle(self, sock: socket.socket) -> None:
-        head = self.read_head(sock)
-        if head is None:
-            return
-        target = head.split(b" ", 2)[1]
-        if target == b"/a":
-            sock.sendall(
-                b"HTTP/1.1 302 Found\r\nLocation: /b\xff.tar.gz\r\n"
-                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-        elif target == b"/b%FF.tar.gz":
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
-            sock.sendall(head + BODY)
-        else:
-            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_a_location_byte_that_is_no_utf8_is_followed_percent_encoded(tmp_path: Path) -> None:
     """Attack: http.client read `\\xff` as latin-1 `ÿ` and asked for /b%C3%BF.tar.gz (another
     byte); aiohttp failed with "surrogates not allowed"."""
-    with RawByteRedirectServer() as server:
+    with RawRedirectServer(b"/b\xff.tar.gz", b"/b%FF.tar.gz") as server:
         result = downloader().download(server.url("/a"), tmp_path / "a", sha256=SHA, size=None)
     assert result == (SHA, len(BODY))
 
