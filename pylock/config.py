@@ -203,9 +203,6 @@ def _expected_string(value: object) -> _Invalid:
         text += f' (put it in quotes: "{shorten(str(value), 40)}")'
     elif isinstance(value, float):
         text += " (put it in quotes; unquoted, 3.10 reads as the number 3.1)"
-    elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
-        # `build = 2025-10-14`: TOML reads a date. Upstream's tags are the date's digits.
-        text += f' (put it in quotes; as a build tag: "{value:%Y%m%d}")'
     return _Invalid(text)
 
 
@@ -258,6 +255,12 @@ def _version_text(value: object, _: object) -> str:
 
 
 def _build_tag(value: object, _: object) -> str:
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        # `build = 2025-10-14`: TOML reads a date. Upstream's tags are the date's digits.
+        raise _Invalid(
+            f'expected a string, got a date (put it in quotes as upstream writes its tags: "'
+            f'{value:%Y%m%d}")'
+        )
     text = _strict_str(value, None)
     problem = build_problem(text)
     if problem is not None:

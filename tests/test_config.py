@@ -222,9 +222,14 @@ def test_dotted_names_are_valid() -> None:
             '[python.app]\nversion = "3.13"\nbuild = 2025-10-07\n',
             [
                 "pythons.toml: python.app.build: expected a string, got a date "
-                '(put it in quotes; as a build tag: "20251007")'
+                '(put it in quotes as upstream writes its tags: "20251007")'
             ],
             id="date-for-build",
+        ),
+        pytest.param(
+            "[python.app]\nversion = 2025-10-07\n",
+            ["pythons.toml: python.app.version: expected a string, got a date"],
+            id="date-for-version",
         ),
         pytest.param(
             "[python.app]\nversion = 3.10\n",
