@@ -149,29 +149,29 @@ class Fetcher(policy.Client, policy.SessionOwner):
     async def _get_once(
         self, target: str, canonical: str, headers: Mapping[str, str]
     ) -> HttpResponse:
-        response, _ = await self._open(target, canonical, headers)
+        response, url = await self._open(target, canonical, headers)
         async with response:
             # 429 goes back to the caller: GitHub's rate limits need its own message.
             if response.status >= 500:
-                via = policy.proxy_of(str(response.url), self._settings)
+                via = policy.answering_proxy(url, self._settings)
                 retry_after = policy.retry_after(response.headers)
                 raise Retryable(f"HTTP {response.status}", retry_after, via=via)
             if response.content_length and response.content_length > MAX_METADATA_BYTES:
                 raise DownloadError(
-                    f"response from {policy.describe(str(response.url), canonical)} is too large "
+                    f"response from {policy.describe(url, canonical)} is too large "
                     f"({human_size(response.content_length)})",
-                    url=str(response.url),
+                    url=url,
                 )
-            body = await self._read_body(response, canonical)
+            body = await self._read_body(response, url, canonical)
             return HttpResponse(
                 status=response.status,
                 headers={k.lower(): v for k, v in response.headers.items()},
                 body=body,
-                url=str(response.url),
+                url=url,
                 reason=policy.printable(response.reason or ""),
             )
 
-    async def _read_body(self, response: aiohttp.ClientResponse, canonical: str) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse, url: str, canonical: str) -> bytes:
         """The whole body, bounded, at the pace archive downloads must keep (else retried)."""
         import aiohttp
 
@@ -184,10 +184,10 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 pace.add(len(chunk))
                 chunks += chunk
                 if len(chunks) > MAX_METADATA_BYTES:
-                    where = policy.describe(str(response.url), canonical)
+                    where = policy.describe(url, canonical)
                     raise DownloadError(
                         f"response from {where} is too large",
-                        url=str(response.url),
+                        url=url,
                     )
         except (TimeoutError, aiohttp.ClientError) as error:
             raise Retryable(policy.reason(error)) from None
@@ -240,7 +240,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 response.reason or "",
                 response.headers,
                 response.content_length,
-                via=policy.proxy_of(url, self._settings),
+                via=policy.answering_proxy(url, self._settings),
             )
             try:
                 with body.open() as writer:
@@ -343,14 +343,8 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 if policy.speaks_no_tls(error):
                     raise policy.no_tls(current, canonical) from None
                 if policy.refuses_head(error):
-                    raise policy.head_too_large(current, canonical) from None
+                    raise policy.head_too_large(current, canonical, target) from None
                 raise Retryable(policy.reason(error), via=proxy) from None
-            try:
-                # http.client's limit on header lines, which aiohttp's parser has not.
-                policy.check_head(list(response.headers.items()), current, canonical)
-            except DownloadError:
-                response.release()
-                raise
             try:
                 location = hops.location(response.status, response.headers.getall("Location", []))
             except BaseException:

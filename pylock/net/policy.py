@@ -232,17 +232,26 @@ class Hops:
         """
         if status not in REDIRECT_STATUSES:
             return None
-        places = list(dict.fromkeys(v.strip(" \t") for v in values if v.strip(" \t")))
-        if len(places) > 1:
-            shown = ", ".join(printable(redact(place)) for place in places)
+        places = [v.strip(" \t") for v in values if v.strip(" \t")]
+        # One place however written (`/ok` and `https://host/ok`).
+        if len({self._joined(place) for place in places}) > 1:
+            shown = ", ".join(printable(redact(place)) for place in dict.fromkeys(places))
             raise DownloadError(
-                f"malformed redirect from {describe(self.current, self.canonical)}: "
-                f"{len(places)} different Location headers ({printable(shown)})",
+                f"malformed redirect from {describe(self.current, self.canonical, self._target)}"
+                f": {len(places)} different Location headers ({printable(shown)})",
                 url=self.current,
                 hint="the server or a proxy on the way sends a broken response: report it "
                 "to its owner",
             )
         return places[0] if places else None
+
+    def _joined(self, location: str) -> str:
+        """``location`` as an absolute URL, or as it is where it is malformed (which
+        :meth:`follow` refuses)."""
+        try:
+            return urljoin(self.current, location)
+        except ValueError:
+            return location
 
     def follow(self, location: str) -> None:
         """Move on to where a ``Location`` header points, if allowed; at most
@@ -341,9 +350,10 @@ def without_userinfo(url: str) -> str:
 def wire_host(host: str, url: str) -> str:
     """``host`` (of ``url``) as a request sends it: in ``CONNECT``, ``Host``, a proxy's
     request line and TLS's server name. A name beyond ASCII goes in its IDNA form
-    (``xn--``), as browsers send it: both clients take it from here (Python's ``idna``
-    codec), so they send the same bytes. A name that has no IDNA form fails for good: no
-    retry changes it.
+    (``xn--``): both clients take it from here, so they send the same bytes. It is
+    Python's ``idna`` codec, IDNA 2003, as the socket and ssl modules have always used
+    here; browsers use IDNA 2008, which differs for a few names (``ß`` is ``ss`` here). A
+    name that has no IDNA form fails for good: no retry changes it.
 
     >>> wire_host("b\u00fccher.example", "https://b\u00fccher.example/"), wire_host("::1", "")
     ('xn--bcher-kva.example', '::1')
@@ -458,6 +468,12 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     if seconds != seconds:  # NaN
         return None
     return max(0.0, min(seconds, MAX_BACKOFF))
+
+
+def answering_proxy(url: str, settings: Settings) -> Proxy | None:
+    """The proxy whose own answer a response to ``url`` may be: the one a plain http
+    request goes through. Over https a proxy only tunnels: the answer is the server's."""
+    return proxy_of(url, settings) if scheme_of(url) == "http" else None
 
 
 def raise_for_transient(
@@ -834,7 +850,8 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
     ...
     pylock.net.policy.Retryable: ...: Content-Length '2_5' is not a number
     """
-    if lengths and encodings:
+    # `identity` (obsolete) frames nothing: the length does.
+    if lengths and any(e.strip(" \t").lower() != "identity" for e in encodings):
         raise malformed("both Content-Length and Transfer-Encoding")
     if len(lengths) > 1:
         raise malformed(f"{len(lengths)} Content-Length headers")
@@ -842,23 +859,6 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
         value = length.strip(" \t")
         if not (value.isascii() and value.isdigit()):
             raise malformed(f"Content-Length {printable(value)!r} is not a number")
-
-
-#: The most header lines a response may have (http.client's own limit: 100 lines, the
-#: blank one that ends them included), and the longest each may be (aiohttp's): both
-#: clients refuse a head past either, at once.
-MAX_HEADERS = 99
-MAX_HEADER_LINE = 8190
-
-
-def check_head(fields: list[tuple[str, str]], url: str, canonical: str) -> None:
-    """Raise :func:`head_too_large` for response headers (``fields``, every one) past
-    :data:`MAX_HEADERS` or :data:`MAX_HEADER_LINE`: the limits the other client's parser
-    holds to, so that one response is refused by both or by neither."""
-    if len(fields) > MAX_HEADERS or any(
-        len(name) + len(value) + 2 > MAX_HEADER_LINE for name, value in fields
-    ):
-        raise head_too_large(url, canonical)
 
 
 def refuses_head(error: BaseException) -> bool:
@@ -877,20 +877,16 @@ def refuses_head(error: BaseException) -> bool:
     return False
 
 
-def head_too_large(url: str, canonical: str) -> DownloadError:
-    """The error for a response whose headers are too many or too long to read: the same
-    answer every time, so it is not retried."""
+def head_too_large(url: str, canonical: str, target: str | None = None) -> DownloadError:
+    """The error for a response whose headers are too many or too long for the client to
+    read: the same answer every time, so it is not retried (``target``: as
+    :func:`describe` takes it)."""
     return DownloadError(
-        f"cannot download {describe(url, canonical)}: the response's headers are too large "
-        f"(pylock reads at most {MAX_HEADERS} header lines of at most {MAX_HEADER_LINE} "
-        "bytes each)",
+        f"cannot download {describe(url, canonical, target)}: the response's headers are too "
+        "large to read",
         url=url,
         hint="the server or a proxy on the way sends a broken response: report it to its owner",
     )
-
-
-#: What :func:`malformed` says of a body that goes on past its ``Content-Length``.
-LONGER_THAN_LENGTH = "the body is longer than its Content-Length"
 
 
 def truncated(received: int, length: int | None, size: int | None) -> Retryable | None:

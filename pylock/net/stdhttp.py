@@ -117,7 +117,7 @@ class StdDownloader(policy.Client):
                 response.reason or "",
                 dict(response.headers),
                 _content_length(response),
-                via=policy.proxy_of(url, self._settings),
+                via=policy.answering_proxy(url, self._settings),
             )
             try:
                 with body.open() as writer:
@@ -127,15 +127,9 @@ class StdDownloader(policy.Client):
                         if stop is not None and stop.is_set():
                             raise Cancelled
                         body.add(writer, chunk)
-                    if _overran(response):
-                        # As aiohttp fails it: not as the bytes of another file.
-                        raise policy.malformed(policy.LONGER_THAN_LENGTH)
             except (OSError, http.client.HTTPException) as error:
                 body.rewind()
                 raise Retryable(policy.reason(error)) from None
-            except Retryable:
-                body.rewind()
-                raise
             return body.result()
         finally:
             response.close()
@@ -148,7 +142,9 @@ class StdDownloader(policy.Client):
         hops = policy.Hops(target, canonical, self.options.rewrites, self._settings)
         while True:
             current = hops.current
-            connection, response = self._request(current, canonical, hops.authorization(), stop)
+            connection, response = self._request(
+                current, canonical, hops.authorization(), stop, target=target
+            )
             # Every Location, not getheader()'s: it joins two into one with ", ".
             values = [_utf8_header(v) for v in response.headers.get_all("Location") or []]
             try:
@@ -169,7 +165,11 @@ class StdDownloader(policy.Client):
         canonical: str,
         authorization: str | None,
         stop: threading.Event | None = None,
+        *,
+        target: str | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """One GET of ``url`` (``target``, the URL first asked for, is for errors: where
+        redirects led from)."""
         parts = urlsplit(url)
         host = parts.hostname
         if not host:
@@ -250,11 +250,6 @@ class StdDownloader(policy.Client):
             except Retryable:
                 response.close()
                 raise
-            try:
-                policy.check_head(response.headers.items(), url, canonical)
-            except DownloadError:
-                response.close()
-                raise
             return connection, response
         except ssl.SSLCertVerificationError as error:
             _close(connection)
@@ -269,7 +264,7 @@ class StdDownloader(policy.Client):
             if policy.speaks_no_tls(error):
                 raise policy.no_tls(url, canonical) from None
             if policy.refuses_head(error):
-                raise policy.head_too_large(url, canonical) from None
+                raise policy.head_too_large(url, canonical, target) from None
             raise Retryable(policy.reason(error), via=proxy) from None
         except BaseException:
             _close(connection)
@@ -467,7 +462,6 @@ class _Patient(io.RawIOBase):
         self._held = held
         self._stop = stop
         self._idle = idle
-        self._probing = False
         #: When the status line and headers must have come (``time.monotonic()``), until
         #: they have: a server that drips them a byte at a time never lets ``idle`` expire.
         self.head_by = head_by
@@ -481,26 +475,7 @@ class _Patient(io.RawIOBase):
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def has_more(self, reader: io.BufferedReader) -> bool:
-        """Whether bytes past those read from ``reader`` (over this) have already come:
-        held in its buffer, or waiting in the socket. Never waits for any."""
-        self._probing = True
-        try:
-            return bool(reader.peek(1))
-        except OSError:  # a reset, or TLS that has no application data yet
-            return False
-        finally:
-            self._probing = False
-
-    def readinto(self, buffer: WriteableBuffer) -> int | None:
-        if self._probing:
-            self._sock.settimeout(0)
-            try:
-                return self._sock.recv_into(buffer)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                return None  # nothing there: a raw file's answer that it would block
-            finally:
-                self._sock.settimeout(min(STOP_TICK, self._idle))
+    def readinto(self, buffer: WriteableBuffer) -> int:
         now = time.monotonic()
         deadline = now + self._idle
         if self.head_by is not None:
@@ -569,20 +544,6 @@ def _utf8_header(value: str) -> str:
         return value.encode("latin-1").decode("utf-8", "surrogateescape")
     except UnicodeError:  # not bytes http.client could have read
         return value
-
-
-def _overran(response: http.client.HTTPResponse) -> bool:
-    """Whether bytes past the Content-Length have already come, once the body is read.
-
-    http.client reads none of them, so that a longer body passed for a shorter one (and
-    failed its hash as another file would); aiohttp fails such a response, the same race
-    (whether the extra bytes are there yet) deciding.
-    """
-    reader = response.fp
-    if response.length != 0 or response.chunked or not isinstance(reader, io.BufferedReader):
-        return False
-    raw = reader.raw
-    return isinstance(raw, _Patient) and raw.has_more(reader)
 
 
 def _close(connection: http.client.HTTPConnection | None) -> None:
