@@ -223,18 +223,35 @@ def not_world_writable(path: Path) -> None:
         os.chmod(path, mode & ~stat.S_IWOTH)
 
 
+#: How far ahead of this host's clock a file's time may be and still be another host's
+#: "now" (a cache or project shared over NFS, whose server stamps the files, or between
+#: machines whose clocks disagree): a day. A time further ahead is a stamp from before
+#: this clock was set back, which would otherwise stay "young" until the clock caught up.
+CLOCK_SKEW = 86400.0
+
+
+def is_stale(mtime: float, now: float, older_than: float) -> bool:
+    """Whether a file last written at ``mtime`` is more than ``older_than`` seconds old, or
+    stamped more than :data:`CLOCK_SKEW` ahead of ``now``.
+
+    >>> is_stale(0, 61, 60), is_stale(0, 59, 60), is_stale(3600, 0, 60), is_stale(9e4, 0, 60)
+    (True, False, False, True)
+    """
+    age = now - mtime
+    return age > older_than or age < -CLOCK_SKEW
+
+
 def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
     writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old
     (a live writer renames its own within milliseconds). Never fails: junk must not stop a
-    command. One stamped that far in the future is as stale: a killed run before the clock
-    was set back left it, and it would stay until the clock caught up."""
+    command. So is one stamped far in the future (see :func:`is_stale`)."""
     now = time.time()
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
             if is_temporary_of(path.name, entry.name):
                 with contextlib.suppress(OSError):
-                    if abs(now - entry.stat(follow_symlinks=False).st_mtime) > older_than:
+                    if is_stale(entry.stat(follow_symlinks=False).st_mtime, now, older_than):
                         os.unlink(entry.path)
 
 

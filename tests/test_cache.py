@@ -245,6 +245,17 @@ def test_a_use_stamped_in_the_future_ages_from_the_prune_that_finds_it(cache: Ca
     assert [e.sha256 for e in report.removed] == [ahead]
 
 
+def test_a_use_stamped_a_little_ahead_is_another_hosts_now_and_stays(cache: Cache) -> None:
+    """Attack on the day's diff: a prune on a host whose clock was behind stamped the uses
+    other hosts had just made back to its own now, and the next prune elsewhere evicted
+    archives used minutes ago. Within a day ahead, a stamp is another clock's now."""
+    now = time.time()
+    sha, _ = put(cache, b"used", "used.tar.gz")
+    set_last_used(cache, sha, now + 3600)
+    assert cache.prune(unused_for=60, now=now).removed == ()
+    assert cache.list()[0].last_used == now + 3600
+
+
 def test_list_does_not_count_as_a_use_of_the_archives_it_finds(
     installed: Project, app_a: Build
 ) -> None:
@@ -491,6 +502,19 @@ def test_a_killed_runs_probes_stamped_in_the_future_are_removed(cache: Cache) ->
         os.utime(path, (ahead, ahead))
     cache.clean()
     assert not any(path.exists() for path in probes)
+
+
+def test_a_probe_stamped_a_little_ahead_may_be_another_hosts_live_one(cache: Cache) -> None:
+    """Attack on the day's diff: on NFS the server stamps the files, and a client whose
+    clock is behind saw another host's live probe an hour ahead and removed it."""
+    cache.locks_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 3600
+    probes = [cache.new_tmp_path("probe", ".tmp"), cache.locks_dir / "probe.123-abcdef.tmp"]
+    for path in probes:
+        path.touch()
+        os.utime(path, (ahead, ahead))
+    cache.clean()
+    assert all(path.exists() for path in probes)
 
 
 @pytest.mark.parametrize("action", ["prune", "clean"])

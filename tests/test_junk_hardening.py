@@ -325,13 +325,15 @@ def test_a_killed_writers_temporary_stamped_in_the_future_is_removed(tmp_path: P
     from pylock.fsutil import remove_stale_temporaries
 
     state = tmp_path / ".pylock-state"
-    ahead, fresh = tmp_path / "..pylock-state.0123456789ab.tmp", tmp_path / "..pylock-state.1.tmp"
-    for path, when in ((ahead, time.time() + 2 * 86400), (fresh, time.time())):
+    ahead = tmp_path / "..pylock-state.0123456789ab.tmp"
+    fresh, skewed = tmp_path / "..pylock-state.1.tmp", tmp_path / "..pylock-state.2.tmp"
+    for path, when in ((ahead, 2 * 86400), (fresh, 0), (skewed, 3600)):
         path.touch()
-        os.utime(path, (when, when))
+        os.utime(path, (time.time() + when, time.time() + when))
     remove_stale_temporaries(state, 60)
     assert not ahead.exists()
     assert fresh.exists()  # a live writer's, maybe
+    assert skewed.exists()  # another host's live one, on NFS with a clock ahead of ours
 
 
 def test_foreign_and_odd_names_are_left_alone(

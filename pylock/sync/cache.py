@@ -39,9 +39,11 @@ import attrs
 
 from pylock.errors import CacheReadOnlyError, PylockError
 from pylock.fsutil import (
+    CLOCK_SKEW,
     FileLock,
     LockTimeout,
     broken_link,
+    is_stale,
     read_own_file,
     remove_tree,
     rename,
@@ -766,14 +768,17 @@ class Cache:
         )
 
     def _not_ahead_of(self, now: float) -> Callable[[CacheEntry], CacheEntry]:
-        """An entry as of ``now``: one whose use is stamped later (by a host whose clock is
-        ahead, in a shared cache) was used now, and is stamped so. Left in the future, it
-        would outlive every ``--unused-for`` and every recently used archive until then."""
+        """An entry as of ``now``: one whose use is stamped later was used now. Within
+        :data:`~pylock.fsutil.CLOCK_SKEW` that is another host's now (a shared cache), and
+        the stamp stays: this clock may be the one behind. Further ahead it is a stamp from
+        before a clock was set back, and is stamped now: left, it would outlive every
+        ``--unused-for`` and every recently used archive until that date."""
 
         def clamped(entry: CacheEntry) -> CacheEntry:
             if entry.last_used <= now:
                 return entry
-            self.touch(entry.sha256, when=now)
+            if entry.last_used - now > CLOCK_SKEW:
+                self.touch(entry.sha256, when=now)
             return attrs.evolve(entry, last_used=now)
 
         return clamped
@@ -850,7 +855,8 @@ class Cache:
                 # Written without the gate (a sync's file digests, in milliseconds): only
                 # one a killed run left is old.
                 with contextlib.suppress(OSError):
-                    # (Far in the future, too: a shared cache's clocks may disagree.)
+                    # (Far in the future, too: a shared cache's clocks may disagree. Losing a
+                    # live one costs a later sync the hashing it would have saved.)
                     if abs(now - item.stat().st_mtime) > _STALE_PROBE_SECONDS:
                         freed += _removed_size(item)
                 continue
@@ -874,9 +880,9 @@ class Cache:
                     continue
             if key == "probe":
                 # A writability probe lives for two system calls: one a minute old (or
-                # stamped a minute ahead, before the clock was set back) is a killed run's.
+                # stamped far ahead, before the clock was set back) is a killed run's.
                 with contextlib.suppress(OSError):
-                    if abs(now - item.stat().st_mtime) > _STALE_PROBE_SECONDS:
+                    if is_stale(item.stat().st_mtime, now, _STALE_PROBE_SECONDS):
                         freed += _removed_size(item)
                 continue
             if key != "evicted":
@@ -932,9 +938,8 @@ class Cache:
                             guard.release()
                 continue
             with contextlib.suppress(OSError):
-                if (
-                    item.name.endswith(".tmp")
-                    and abs(now - item.stat().st_mtime) >= _STALE_PROBE_SECONDS
+                if item.name.endswith(".tmp") and is_stale(
+                    item.stat().st_mtime, now, _STALE_PROBE_SECONDS
                 ):
                     item.unlink()
 
