@@ -208,11 +208,12 @@ def test_prune_keeps_only_the_archives_asked_for_and_those_held(cache: Cache) ->
     assert [e.filename for e in report.removed] == ["kept.tar.gz"]
 
 
-def test_an_archive_whose_holds_cannot_be_listed_counts_as_held(
+def test_an_archive_whose_holds_cannot_be_listed_is_left_and_named(
     cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Holds another user's process made (in a directory this user may not list) read as
-    "not held", and prune evicted the archive from under that process."""
+    "not held", and prune evicted the archive from under that process. (Attack on the
+    day's diff: not "kept because in use" either, which nothing may be: it names why.)"""
     sha, path = put(cache, b"held", "held.tar.gz")
     holds = cache.locks_dir / "holds" / sha
     holds.mkdir(parents=True)
@@ -224,10 +225,24 @@ def test_an_archive_whose_holds_cannot_be_listed_counts_as_held(
         return real(self)
 
     monkeypatch.setattr(Path, "iterdir", unlistable)
-    assert cache.is_held(sha)
+    with pytest.raises(PermissionError):
+        cache.is_held(sha)
     report = cache.prune(max_size=0)
-    assert [e.sha256 for e in report.held] == [sha] and report.removed == ()
+    assert report.removed == () and report.held == ()
+    (refusal,) = report.refused
+    assert refusal.entry.sha256 == sha and refusal.path == str(holds)
     assert path.read_bytes() == b"held"
+
+
+def test_a_file_where_an_archives_holds_go_holds_nothing(cache: Cache) -> None:
+    """Attack on the day's diff: a file at `locks/holds/<sha256>` kept the archive for
+    good, "in use"."""
+    sha, path = put(cache, b"free", "free.tar.gz")
+    (cache.locks_dir / "holds").mkdir(parents=True)
+    (cache.locks_dir / "holds" / sha).write_bytes(b"")
+    assert not cache.is_held(sha)
+    assert [e.sha256 for e in cache.prune(max_size=0).removed] == [sha]
+    assert not path.exists()
 
 
 def test_a_use_stamped_in_the_future_ages_from_the_prune_that_finds_it(cache: Cache) -> None:

@@ -439,14 +439,15 @@ class Cache:
 
     def is_held(self, sha256: str) -> bool:
         """Whether any process holds the archive; removes hold files left by dead ones.
-        Holds this user cannot list count as held: an eviction must not guess."""
+
+        Raises :class:`OSError` where this user cannot list its holds (another user's
+        directory): an eviction must not guess, and says why it left the archive.
+        """
         holds = self.locks_dir / "holds" / sha256
         try:
             markers = list(holds.iterdir())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # (a file there holds nothing)
             return False
-        except OSError:
-            return True
         held = False
         for marker in markers:
             lock = _lock(marker)
