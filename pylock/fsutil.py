@@ -324,6 +324,37 @@ def _retry_writable(root: str) -> Callable[[Callable[[str], object], str, Any], 
     return retry
 
 
+#: File system types (as Linux names them) that keep no POSIX modes: FAT and exFAT drives,
+#: NTFS through ntfs-3g or ntfs3, SMB shares, and WSL's Windows drives (9p, drvfs).
+_MODELESS = frozenset(
+    {"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk", "cifs", "smb3", "smbfs", "9p", "drvfs"}
+)
+
+
+def on_modeless_file_system(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is on a file system of a kind that keeps no POSIX modes (see
+    :data:`_MODELESS`), by the mount table: on Linux only (elsewhere ``False``, and modes
+    are taken as they read)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split(" ")
+        if len(parts) < 5 or not rest:
+            continue
+        # Spaces, tabs, newlines and backslashes in a mount point are octal escapes.
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), parts[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, rest.split(" ", 1)[0]
+    return kind in _MODELESS
+
+
 def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Everything under ``root`` as ``(relative /-separated path, entry)``, links not followed
     (nor Windows junctions: see :func:`is_real_dir`).

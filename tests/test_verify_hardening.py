@@ -16,7 +16,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -248,22 +248,59 @@ def test_unsafe_permissions_are_reported(
     assert f"  permissions: {target} ({what})\n" in output
 
 
-def test_a_tree_on_a_file_system_without_modes_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("modeless", [True, False], ids=["exfat", "chmod-r-777"])
+def test_a_tree_on_a_file_system_without_modes_verifies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modeless: bool
+) -> None:
     """Portability attack: on exFAT, an SMB share or WSL's /mnt/c every file shows as
     rwxrwxrwx, and a fresh install failed verify (every file "modified", every entry
-    "world-writable"), with a hint to reinstall that changed nothing."""
+    "world-writable"), with a hint to reinstall that changed nothing. Attack on the day's
+    diff: told by the record's mode alone, a `chmod -R 777` of the tree passed verify too;
+    the mount table tells them apart (a stand-in for exFAT's here)."""
+    import pylock.fsutil
+
     _, tree = sync_tree(tmp_path)
     for top, dirs, files in os.walk(tree):
         for name in [*dirs, *files]:
             if not os.path.islink(os.path.join(top, name)):
                 os.chmod(os.path.join(top, name), 0o777)
     os.chmod(tree, 0o777)
+    real = pylock.fsutil.on_modeless_file_system
+    assert not real(tree)  # this test's own disk keeps modes
+    monkeypatch.setattr(pylock.sync.install, "on_modeless_file_system", lambda path: modeless)
     report = verify(tree.parent, "app")
-    assert report.ok, report
-    # Where modes are kept, the same bits are findings.
-    os.chmod(tree / ".pylock" / "install.json", 0o644)
-    report = verify(tree.parent, "app")
-    assert report.modified and report.permissions
+    assert report.ok is modeless, report
+    if not modeless:
+        assert report.modified and (".", "world-writable") in report.permissions
+
+
+def test_the_mount_table_names_the_file_systems_without_modes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read as Linux writes it: the longest mount point that holds the path, its type
+    after " - ", and octal escapes in the mount point."""
+    import builtins
+    import io
+
+    import pylock.fsutil
+
+    disk = tmp_path / "my drive"
+    disk.mkdir()
+    table = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"40 22 8:17 / {str(disk).replace(' ', chr(92) + '040')} rw,relatime - exfat /dev/sdb1 rw\n"
+    )
+    real_open = builtins.open
+
+    def fake_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if file == "/proc/self/mountinfo":
+            return io.StringIO(table)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert pylock.fsutil.on_modeless_file_system(disk / "py" / "app")
+    assert not pylock.fsutil.on_modeless_file_system(tmp_path)
+    assert not pylock.fsutil.on_modeless_file_system(str(disk) + "2")
 
 
 def test_what_finder_and_explorer_write_into_folders_is_not_extra(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from pylock.fsutil import (
     is_real_dir,
     make_dir,
     not_world_writable,
+    on_modeless_file_system,
     out_of_space_hint,
     remove_stale_temporaries,
     require_sha256,
@@ -889,15 +890,19 @@ def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:
 _FOLDER_METADATA = frozenset({".ds_store", "desktop.ini", "thumbs.db"})
 
 
-def _keeps_modes(written: Path) -> bool:
-    """Whether the file system under ``written``, a file pylock wrote without execute
-    permission, keeps POSIX modes. FAT and exFAT drives, SMB shares and WSL's ``/mnt/c``
-    show every file as ``rwxrwxrwx``: there, every file would be "modified" (executable)
-    and "world-writable" to :func:`verify`, and a reinstall would change nothing."""
+def _keeps_modes(tree: Path) -> bool:
+    """Whether the file system under ``tree`` keeps POSIX modes. FAT and exFAT drives, SMB
+    shares and WSL's ``/mnt/c`` show every file as ``rwxrwxrwx``: there, every file would be
+    "modified" (executable) and "world-writable" to :func:`verify`, and a reinstall would
+    change nothing. Two signs, both needed: the record pylock wrote without execute
+    permission reads as executable, and the mount table names such a file system. (The
+    first alone is what a ``chmod -R 777`` of the tree looks like, which verify must
+    report.)"""
     try:
-        return not os.stat(written).st_mode & 0o111
+        written = os.stat(tree / META_DIR / INSTALL_JSON).st_mode
     except OSError:
         return True
+    return not written & 0o111 or not on_modeless_file_system(tree)
 
 
 def _scan(tree: Path, check_modes: bool) -> tuple[list[str], list[tuple[str, str]]]:
@@ -987,7 +992,7 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         # One tree's damage is its own finding: the others are still checked.
         damage = f"{META_DIR}/{records.RECORD_FILE} cannot be read: {exc.reason}"
         return VerifyReport(name=name, damaged_record=damage)
-    check_modes = sys.platform != "win32" and _keeps_modes(tree / META_DIR / INSTALL_JSON)
+    check_modes = sys.platform != "win32" and _keeps_modes(tree)
     found, unsafe = _scan(tree, check_modes)
     present = set(found)
     in_tree = frozenset(found)
