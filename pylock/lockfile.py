@@ -772,6 +772,8 @@ def later_format(version: object) -> bool:
 
     >>> [later_format(v) for v in (1, 2, 1.1, 2.0, "2", "1.0", 1.0, True, "x", 1e20)]
     [False, True, True, True, True, False, False, False, False, False]
+    >>> later_format(10000000000.0), later_format(1.0000000001), later_format("9" * 5000)
+    (True, True, False)
     """
     if isinstance(version, bool):
         return False
@@ -785,7 +787,7 @@ def later_format(version: object) -> bool:
     return tuple(parts) > (LOCK_VERSION,)
 
 
-_FORMAT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}")
+_FORMAT = re.compile(r"[0-9]{1,100}(?:\.[0-9]{1,100}){0,3}")  # (int() takes 4300 digits)
 
 
 def _unsupported_version(filename: str, version: object) -> LockFileError:
