@@ -864,15 +864,18 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
 def refuses_head(error: BaseException) -> bool:
     """Whether a client's parser refused a response's head as too large: a line too long
     (http.client's and aiohttp's ``LineTooLong``, which aiohttp wraps twice), or too many
-    header lines (http.client's ``got more than 100 headers``)."""
+    header lines (http.client's ``got more than 100 headers``: a bare ``HTTPException``,
+    which only its text tells from the others)."""
     seen: BaseException | None = error
     for _ in range(4):
         if seen is None:
             return False
-        if type(seen).__name__ == "LineTooLong" or (
-            str(seen).startswith("got more than") and str(seen).endswith(" headers")
-        ):
+        kind = type(seen)
+        if kind.__name__ == "LineTooLong":
             return True
+        if (kind.__module__, kind.__name__) == ("http.client", "HTTPException"):
+            text = str(seen)
+            return text.startswith("got more than") and text.endswith(" headers")
         seen = seen.__cause__ or seen.__context__
     return False
 
