@@ -158,11 +158,11 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 raise Retryable(f"HTTP {response.status}", retry_after, via=via)
             if response.content_length and response.content_length > MAX_METADATA_BYTES:
                 raise DownloadError(
-                    f"response from {policy.describe(url, canonical)} is too large "
+                    f"response from {policy.describe(url, canonical, target)} is too large "
                     f"({human_size(response.content_length)})",
                     url=url,
                 )
-            body = await self._read_body(response, url, canonical)
+            body = await self._read_body(response, url, canonical, target)
             return HttpResponse(
                 status=response.status,
                 headers={k.lower(): v for k, v in response.headers.items()},
@@ -171,7 +171,9 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 reason=policy.printable(response.reason or ""),
             )
 
-    async def _read_body(self, response: aiohttp.ClientResponse, url: str, canonical: str) -> bytes:
+    async def _read_body(
+        self, response: aiohttp.ClientResponse, url: str, canonical: str, target: str
+    ) -> bytes:
         """The whole body, bounded, at the pace archive downloads must keep (else retried)."""
         import aiohttp
 
@@ -184,7 +186,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 pace.add(len(chunk))
                 chunks += chunk
                 if len(chunks) > MAX_METADATA_BYTES:
-                    where = policy.describe(url, canonical)
+                    where = policy.describe(url, canonical, target)
                     raise DownloadError(
                         f"response from {where} is too large",
                         url=url,

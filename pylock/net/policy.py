@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Self
-from urllib.parse import quote, unquote, unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urldefrag, urljoin, urlsplit
 
 import attrs
 
@@ -233,12 +233,13 @@ class Hops:
         if status not in REDIRECT_STATUSES:
             return None
         places = [v.strip(" \t") for v in values if v.strip(" \t")]
-        # One place however written (`/ok` and `https://host/ok`).
-        if len({self._joined(place) for place in places}) > 1:
+        # One place however written (`/ok`, `https://host/ok`, `/ok#part`).
+        joined = {self._joined(place) for place in places}
+        if len(joined) > 1:
             shown = ", ".join(printable(redact(place)) for place in dict.fromkeys(places))
             raise DownloadError(
                 f"malformed redirect from {describe(self.current, self.canonical, self._target)}"
-                f": {len(places)} different Location headers ({printable(shown)})",
+                f": {len(joined)} different Location headers ({printable(shown)})",
                 url=self.current,
                 hint="the server or a proxy on the way sends a broken response: report it "
                 "to its owner",
@@ -249,7 +250,7 @@ class Hops:
         """``location`` as an absolute URL, or as it is where it is malformed (which
         :meth:`follow` refuses)."""
         try:
-            return urljoin(self.current, location)
+            return urldefrag(urljoin(self.current, location)).url
         except ValueError:
             return location
 
@@ -265,9 +266,9 @@ class Hops:
         try:
             joined = urljoin(self.current, _encoded(location))
         except ValueError as error:  # e.g. a broken IPv6 literal
+            where = describe(self.current, self.canonical, self._target)
             raise DownloadError(
-                f"malformed redirect from {describe(self.current, self.canonical)} to "
-                f"{printable(redact(location))}: {error}",
+                f"malformed redirect from {where} to {printable(redact(location))}: {error}",
                 url=self.current,
             ) from None
         following = follow(self.current, joined, self._rewrites, canonical=self.canonical)
@@ -835,28 +836,40 @@ def malformed(problem: str) -> Retryable:
 
 
 def check_framing(lengths: list[str], encodings: list[str]) -> None:
-    """Raise :func:`malformed` unless a response's ``Content-Length`` headers (``lengths``)
-    and ``Transfer-Encoding`` headers (``encodings``) say one thing: at most one length, of
-    ASCII digits only, and never with a transfer encoding (RFC 9112, 6.3).
+    """Raise :func:`malformed` unless the http.client path reads a response's body as it is
+    framed: its ``Content-Length`` headers (``lengths``) say one number, in ASCII digits,
+    and its ``Transfer-Encoding`` headers (``encodings``) are ``chunked`` alone, or only
+    ``identity`` (obsolete: it frames nothing), and never ``chunked`` beside a length
+    (RFC 9112, 6.3).
 
-    aiohttp's parser refuses these; http.client took the first of two lengths, read
-    ``+25`` and ``2_5`` as 25 and ignored a length beside ``chunked``, so that the two
-    clients read different bodies from one response.
+    http.client took the first of two lengths, read ``+25`` and ``2_5`` as 25, ignored a
+    length beside ``chunked``, and read a body as chunked only for a header of exactly
+    ``chunked``: ``gzip, chunked`` went into the archive with its chunk sizes, and failed
+    its hash as another file would. aiohttp's parser refuses the rest as well. The same
+    length twice is one length (RFC 9110, 8.6).
 
-    >>> check_framing(["25"], []), check_framing([], ["chunked"])
-    (None, None)
+    >>> check_framing(["25"], []), check_framing([], ["chunked"]), check_framing(["5", "5"], [])
+    (None, None, None)
     >>> check_framing(["2_5"], [])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     pylock.net.policy.Retryable: ...: Content-Length '2_5' is not a number
+    >>> check_framing([], ["gzip, chunked"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pylock.net.policy.Retryable: ...: Transfer-Encoding 'gzip, chunked' is not read
     """
-    # `identity` (obsolete) frames nothing: the length does.
-    if lengths and any(e.strip(" \t").lower() != "identity" for e in encodings):
-        raise malformed("both Content-Length and Transfer-Encoding")
-    if len(lengths) > 1:
-        raise malformed(f"{len(lengths)} Content-Length headers")
-    for length in lengths:
-        value = length.strip(" \t")
+    codings = [c.strip(" \t").lower() for e in encodings for c in e.split(",") if c.strip(" \t")]
+    if any(coding != "identity" for coding in codings):
+        if lengths:
+            raise malformed("both Content-Length and Transfer-Encoding")
+        if len(encodings) != 1 or encodings[0].lower() != "chunked":
+            shown = printable(", ".join(encodings))
+            raise malformed(f"Transfer-Encoding {shown!r} is not read")
+    values = {length.strip(" \t") for length in lengths}
+    if len(values) > 1:
+        raise malformed(f"{len(values)} different Content-Length headers")
+    for value in values:
         if not (value.isascii() and value.isdigit()):
             raise malformed(f"Content-Length {printable(value)!r} is not a number")
 
