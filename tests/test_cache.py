@@ -282,6 +282,39 @@ def test_list_does_not_count_as_a_use_of_the_archives_it_finds(
     assert marker.stat().st_mtime == 1_000_000_000
 
 
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+@pytest.mark.parametrize("action", ["prune", "clean"])
+def test_a_link_where_an_archives_holds_go_is_never_followed(
+    cache: Cache, tmp_path: Path, action: str
+) -> None:
+    """Attack on the day's diff (a shared cache): another user linked
+    `locks/holds/<sha256>` to the cleaning user's own directory, and `cache clean` removed
+    every file in it that nobody had locked (an SSH key, a thesis)."""
+    sha, path = put(cache, b"archive", "a.tar.gz")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.tex").write_text("years of work")
+    (docs / "1-0123456789ab.lock").write_text("named like a marker")
+    (cache.locks_dir / "holds").mkdir(parents=True)
+    (cache.locks_dir / "holds" / sha).symlink_to(docs)
+    report = cache.prune(max_size=0) if action == "prune" else cache.clean()
+    assert sorted(p.name for p in docs.iterdir()) == ["1-0123456789ab.lock", "thesis.tex"]
+    assert [e.sha256 for e in report.removed] == [sha] and not path.exists()
+    assert not os.path.lexists(cache.locks_dir / "holds" / sha)
+
+
+def test_a_hold_replaces_a_file_where_its_directory_goes(cache: Cache) -> None:
+    """Attack on the day's diff: with a file at `locks/holds/<sha256>`, a hold fell back to
+    "a read-only cache" and held nothing: `clean` removed the archive being read."""
+    sha, path = put(cache, b"archive", "a.tar.gz")
+    (cache.locks_dir / "holds").mkdir(parents=True)
+    (cache.locks_dir / "holds" / sha).write_bytes(b"")
+    with cache.hold(sha) as held:
+        assert held == path
+        report = cache.clean()
+        assert [e.sha256 for e in report.held] == [sha] and path.exists()
+
+
 def test_prune_without_limits_keeps_archives(cache: Cache) -> None:
     put(cache, b"keep")
     assert cache.prune().removed == ()

@@ -30,6 +30,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Collection, Iterator, MutableSequence
 from pathlib import Path
@@ -414,6 +415,8 @@ class Cache:
         """
         marker = self.locks_dir / "holds" / sha256 / f"{os.getpid()}-{os.urandom(6).hex()}.lock"
         try:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                _clear_non_dir(marker.parent)
             hold = _lock(marker)
             # Registering under the gate means a concurrent prune either saw this hold or
             # finished evicting before it; it never evicts an archive that is being opened.
@@ -445,8 +448,11 @@ class Cache:
         """
         holds = self.locks_dir / "holds" / sha256
         try:
-            markers = list(holds.iterdir())
-        except (FileNotFoundError, NotADirectoryError):  # (a file there holds nothing)
+            if _clear_non_dir(holds):
+                return False
+            # Only names pylock gives its markers: those of dead holders are removed.
+            markers = [m for m in holds.iterdir() if _MARKER.fullmatch(m.name)]
+        except (FileNotFoundError, NotADirectoryError):
             return False
         held = False
         for marker in markers:
@@ -943,6 +949,24 @@ class Cache:
                     item.stat().st_mtime, now, _STALE_PROBE_SECONDS
                 ):
                     item.unlink()
+
+
+#: The name of a hold's marker (:meth:`Cache.hold`): ``<pid>-<12 hex>.lock``.
+_MARKER = re.compile(r"[0-9]+-[0-9a-f]{12}\.lock")
+
+
+def _clear_non_dir(path: Path) -> bool:
+    """Remove what stands at ``path`` where a holds directory goes, unless it is a real
+    directory: a link, a file or a FIFO, which pylock never makes there and never follows
+    (a link to a user's directory made a ``clean`` by that user remove the files in it).
+    Whether something was there to remove; raises :class:`FileNotFoundError` if nothing is.
+    """
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode):
+        return False
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return True
 
 
 def _archive_in(directory: Path) -> Path | None:
