@@ -245,13 +245,15 @@ def remove_stale_temporaries(path: Path, older_than: float) -> None:
     """Remove the temporary files :func:`atomic_write_bytes` left beside ``path`` when a
     writer was killed (:func:`is_temporary_of`), once they are ``older_than`` seconds old
     (a live writer renames its own within milliseconds). Never fails: junk must not stop a
-    command. So is one stamped far in the future (see :func:`is_stale`)."""
+    command. So is one stamped far in the future (see :func:`is_stale`). With
+    ``older_than`` 0 (a caller that holds the lock every writer takes), every one goes."""
     now = time.time()
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
             if is_temporary_of(path.name, entry.name):
                 with contextlib.suppress(OSError):
-                    if is_stale(entry.stat(follow_symlinks=False).st_mtime, now, older_than):
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                    if older_than <= 0 or is_stale(mtime, now, older_than):
                         os.unlink(entry.path)
 
 
@@ -325,9 +327,23 @@ def _retry_writable(root: str) -> Callable[[Callable[[str], object], str, Any], 
 
 
 #: File system types (as Linux names them) that keep no POSIX modes: FAT and exFAT drives,
-#: NTFS through ntfs-3g or ntfs3, SMB shares, and WSL's Windows drives (9p, drvfs).
+#: NTFS through ntfs-3g or ntfs3, SMB shares, WSL's Windows drives (9p, drvfs) and
+#: VirtualBox's shared folders.
 _MODELESS = frozenset(
-    {"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk", "cifs", "smb3", "smbfs", "9p", "drvfs"}
+    {
+        "vfat",
+        "msdos",
+        "exfat",
+        "ntfs",
+        "ntfs3",
+        "fuseblk",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "drvfs",
+        "vboxsf",
+    }
 )
 
 

@@ -20,6 +20,7 @@ Both readers share the wording of type problems (:func:`pylock.errors.describe_t
 from __future__ import annotations
 
 import functools
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -771,15 +772,17 @@ def later_format(version: object) -> bool:
     salvage it in this format, dropping what it records.
 
     >>> [later_format(v) for v in (1, 2, 1.1, 2.0, "2", "1.0", 1.0, True, "x", 1e20)]
-    [False, True, True, True, True, False, False, False, False, False]
+    [False, True, True, True, True, False, False, False, False, True]
     >>> later_format(10000000000.0), later_format(1.0000000001), later_format("9" * 5000)
     (True, True, False)
+    >>> later_format(1e16), later_format(float("nan")), later_format(-2), later_format("2.0.0.0.1")
+    (True, False, False, True)
     """
     if isinstance(version, bool):
         return False
-    if isinstance(version, int):
-        return version > LOCK_VERSION
-    if not isinstance(version, str | float) or not _FORMAT.fullmatch(text := str(version)):
+    if isinstance(version, int | float):
+        return math.isfinite(version) and version > LOCK_VERSION
+    if not isinstance(version, str) or not _FORMAT.fullmatch(text := version.strip()):
         return False
     parts = [int(part) for part in text.split(".")]
     while len(parts) > 1 and parts[-1] == 0:
@@ -787,7 +790,7 @@ def later_format(version: object) -> bool:
     return tuple(parts) > (LOCK_VERSION,)
 
 
-_FORMAT = re.compile(r"[0-9]{1,100}(?:\.[0-9]{1,100}){0,3}")  # (int() takes 4300 digits)
+_FORMAT = re.compile(r"[0-9]{1,100}(?:\.[0-9]{1,100}){0,9}")  # (int() takes 4300 digits)
 
 
 def _unsupported_version(filename: str, version: object) -> LockFileError:

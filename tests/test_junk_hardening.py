@@ -336,6 +336,23 @@ def test_a_killed_writers_temporary_stamped_in_the_future_is_removed(tmp_path: P
     assert skewed.exists()  # another host's live one, on NFS with a clock ahead of ours
 
 
+def test_a_caller_under_the_writers_lock_removes_every_temporary(tmp_path: Path) -> None:
+    """Attack on the day's diff: the bin dir's cleanup, which holds the lock every writer of
+    its manifest takes (so none of its temporaries is live), kept those stamped ahead."""
+    from pylock.fsutil import remove_stale_temporaries
+
+    manifest = tmp_path / ".pylock-links.json"
+    temporaries = [
+        tmp_path / "..pylock-links.json.ab3600.tmp",
+        tmp_path / "..pylock-links.json.5.tmp",
+    ]
+    for path, ahead in zip(temporaries, (3600, 0), strict=True):
+        path.touch()
+        os.utime(path, (time.time() + ahead, time.time() + ahead))
+    remove_stale_temporaries(manifest, 0)
+    assert not any(path.exists() for path in temporaries)
+
+
 def test_foreign_and_odd_names_are_left_alone(
     junk_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
