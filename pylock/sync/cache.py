@@ -421,8 +421,16 @@ class Cache:
             # Registering under the gate means a concurrent prune either saw this hold or
             # finished evicting before it; it never evicts an archive that is being opened.
             with self.gate(sha256) if gated else contextlib.nullcontext():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                hold.acquire()
+                for attempt in range(_HOLD_ATTEMPTS):
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        hold.acquire()
+                        break
+                    except FileNotFoundError:
+                        # A prune removed the empty holds directory in between (it found
+                        # the archive unheld): make it again, or this hold holds nothing.
+                        if attempt == _HOLD_ATTEMPTS - 1:
+                            raise
                 path = self.lookup(sha256)
         except OSError:
             read_only = True
@@ -950,6 +958,9 @@ class Cache:
                 ):
                     item.unlink()
 
+
+#: How often a hold makes its directory again when a prune removed it meanwhile.
+_HOLD_ATTEMPTS = 5
 
 #: The name of a hold's marker (:meth:`Cache.hold`): ``<pid>-<12 hex>.lock``.
 _MARKER = re.compile(r"[0-9]+-[0-9a-f]{12}\.lock")
