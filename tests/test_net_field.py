@@ -880,6 +880,18 @@ def test_a_listing_from_a_host_beyond_ascii_is_named_as_written(client: str) -> 
     assert proxy.heads[0].startswith(b"GET http://xn--e1afmkfd.example/x/listing.json ")
 
 
+def test_a_redirect_to_a_host_beyond_ascii_goes_there_in_idna(tmp_path: Path) -> None:
+    """Attack on the day's diff: `Location: https://bücher.example/...` was followed to the
+    host `b%C3%BCcher.example` (percent-encoded as a path is), which no DNS knows, on both
+    clients; a direct request to that host went in IDNA."""
+    with HttpServer() as server, RefusingProxy() as proxy:
+        url = server.redirect("/r", "https://bücher.example/x/a.tar.gz")
+        environ = {"HTTPS_PROXY": proxy.address, "NO_PROXY": "127.0.0.1"}
+        with pytest.raises(DownloadError):
+            downloader(environ).download(url, tmp_path / "a", sha256=None, size=None)
+    assert proxy.heads[0].startswith(b"CONNECT xn--bcher-kva.example:443 ")
+
+
 def test_a_host_without_an_idna_form_is_a_clean_error() -> None:
     with pytest.raises(DownloadError, match="no IDNA"):
         policy.wire_url("https://" + "ü" * 70 + ".example/a")

@@ -264,7 +264,7 @@ class Hops:
         # aiohttp drops it, and http.client kept it (`/f.tar.gz ` became `%20`).
         location = location.strip(" \t")
         try:
-            joined = urljoin(self.current, _encoded(location))
+            joined = urljoin(self.current, _encoded(_idna_host(location)))
         except ValueError as error:  # e.g. a broken IPv6 literal
             where = describe(self.current, self.canonical, self._target)
             raise DownloadError(
@@ -277,6 +277,17 @@ class Hops:
             self._given = None
             self._first_origin = False
         self.current = following
+
+
+def _idna_host(location: str) -> str:
+    """``location`` with a host beyond ASCII in its IDNA form (:func:`wire_host`), which
+    percent-encoding would have made a name no DNS knows (``b%C3%BCcher.example``)."""
+    parts = urlsplit(location)
+    if parts.netloc.isascii():
+        return location
+    userinfo, at, host_port = parts.netloc.rpartition("@")
+    host, colon, port = host_port.partition(":")  # (an IPv6 literal is ASCII)
+    return parts._replace(netloc=userinfo + at + wire_host(host, location) + colon + port).geturl()
 
 
 def too_many_redirects(target: str, canonical: str) -> DownloadError:
