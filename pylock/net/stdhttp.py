@@ -240,8 +240,8 @@ class StdDownloader(policy.Client):
             connection.response_class = responses
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()
-            # http.client reads what aiohttp refuses (two lengths, `+25`, a length beside
-            # `chunked`): the two must read one body, or none, from one response.
+            # What http.client would read other than it is framed (two lengths, `+25`, a
+            # length beside `chunked`, `gzip, chunked`) is refused, as aiohttp refuses it.
             headers_of = response.headers.get_all
             try:
                 policy.check_framing(
