@@ -508,6 +508,30 @@ def test_proxy_for(url: str, environ: dict[str, str], expected: str | None) -> N
     assert proxy_for(url, Settings.from_environ(environ)) == expected
 
 
+@pytest.mark.parametrize(
+    ("host", "no_proxy"),
+    [
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "bücher.example"),
+        ("www.bücher.example", ".xn--bcher-kva.example"),
+        ("www.xn--bcher-kva.example", "*.bücher.example"),
+    ],
+)
+def test_no_proxy_names_a_host_beyond_ascii_either_way(host: str, no_proxy: str) -> None:
+    """Attack on the day's diff: `NO_PROXY=xn--bcher-kva.example` did not bypass the proxy
+    for `bücher.example`, whose name pylock sends in that very form (and the reverse)."""
+    assert policy.bypassed(host, 443, no_proxy)
+
+
+def test_a_netrc_entry_names_a_host_beyond_ascii_either_way(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine xn--bcher-kva.example login u password p\n", encoding="utf-8")
+    settings = Settings.from_environ({"NETRC": str(netrc)})
+    assert policy.netrc_authorization("https://bücher.example/a", settings) is not None
+    netrc.write_text("machine bücher.example login u password p\n", encoding="utf-8")
+    assert policy.netrc_authorization("https://xn--bcher-kva.example/a", settings) is not None
+
+
 # -- credentials -------------------------------------------------------------------------------
 
 

@@ -1107,23 +1107,34 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
             if _in_network(host, name):
                 return True
             continue
-        name = _canonical_host(name.lstrip("."))
-        if name.startswith("*."):
-            name = name[2:]
+        name = name.lstrip(".")
+        name = _canonical_host(name[2:] if name.startswith("*.") else name)
         if host == name or host.endswith("." + name):
             return True
     return False
 
 
 def _canonical_host(name: str) -> str:
-    """A host as NO_PROXY compares it: an IP address in its one spelling (``0:0::1`` is
-    ``::1``), a name without the trailing dot of a fully qualified one."""
+    """A host as NO_PROXY and netrc compare it: an IP address in its one spelling
+    (``0:0::1`` is ``::1``), a name without the trailing dot of a fully qualified one, and
+    in its IDNA form (``bücher.example`` is ``xn--bcher-kva.example``, the name requests
+    send: :func:`wire_host`), whichever way either was written.
+
+    >>> _canonical_host("Bücher.example."), _canonical_host("0:0::1")
+    ('xn--bcher-kva.example', '::1')
+    """
     import ipaddress
 
     try:
         return str(ipaddress.ip_address(name))
     except ValueError:
-        return name.rstrip(".") or name
+        name = name.rstrip(".") or name
+    if name.isascii():
+        return name.lower()
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name.lower()
 
 
 def _in_network(host: str, network: str) -> bool:
@@ -1171,9 +1182,10 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         else:
             netrc_problems[path] = "not text"
         return None
-    # Host names are case-insensitive: `machine Mirror.Example` is mirror.example's.
-    hosts = {name.lower(): value for name, value in parsed.hosts.items()}
-    entry = hosts.get(host)
+    # Host names are case-insensitive (`machine Mirror.Example` is mirror.example's), and
+    # one beyond ASCII may be written either way (`bücher.example`, `xn--bcher-kva...`).
+    hosts = {_canonical_host(name): value for name, value in parsed.hosts.items()}
+    entry = hosts.get(_canonical_host(host))
     if entry is None and default:
         entry = parsed.hosts.get("default")
     if entry is None:
