@@ -6,11 +6,18 @@ a temporary tree in the install directory. While :func:`sigterm_as_interrupt` is
 the signal raises :class:`Terminated` where Ctrl-C would raise ``KeyboardInterrupt``, so
 the same clean-ups run. The console script turns it on before a cold sync's downloads
 start (:mod:`pylock.sync.early`), the CLI for every command.
+
+Python cannot pass on an exception raised where it runs a callback for its own ends (a
+weakref callback of the import system, a ``__del__``): it prints "Exception ignored in"
+and goes on, and a signal that arrives there is lost. Inside the block such an interrupt
+is kept instead, and raised again at the next wait (:func:`raise_lost`) or when the block
+ends: a SIGTERM during an import once let a sync run to its end and exit 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 
 
@@ -18,9 +25,34 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be."""
 
 
+class _Lost:
+    """The interrupt Python could not pass on, until it is raised again (main thread)."""
+
+    interrupt: KeyboardInterrupt | None = None
+
+
+_LOST = _Lost()
+
+
+def raise_lost() -> None:
+    """Raise again the Ctrl-C or SIGTERM that Python swallowed, if one was (once).
+
+    For the places the main thread waits at, and for the end of the block; another
+    thread leaves it to the main thread, where the signal came.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    lost, _LOST.interrupt = _LOST.interrupt, None
+    if lost is not None:
+        raise type(lost)() from None
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Raise :class:`Terminated` on SIGTERM inside the block (main thread only)."""
+    """Raise :class:`Terminated` on SIGTERM inside the block (main thread only), and
+    keep an interrupt Python swallowed for :func:`raise_lost`."""
     import signal
 
     def terminated(number: int, frame: object) -> None:
@@ -32,13 +64,35 @@ def sigterm_as_interrupt() -> Iterator[None]:
         previous = None if ignored else signal.signal(signal.SIGTERM, terminated)
     except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
         ignored, previous = True, None
-    if ignored:
-        yield
-        return
+    with _keeping_lost_interrupts():
+        if ignored:
+            yield
+        else:
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        raise_lost()
+
+
+@contextlib.contextmanager
+def _keeping_lost_interrupts() -> Iterator[None]:
+    passed_on = sys.unraisablehook
+
+    def keep(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _LOST.interrupt = unraisable.exc_value  # not printed: it is taken as it is
+        else:
+            passed_on(unraisable)
+
+    sys.unraisablehook = keep
     try:
         yield
+    except KeyboardInterrupt:
+        _LOST.interrupt = None  # one interrupt is enough
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = passed_on
 
 
 def finish_through_interrupts(clean_up: Callable[[], object]) -> None:

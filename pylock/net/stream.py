@@ -27,9 +27,13 @@ WAIT_STEP = 0.25
 
 
 def wait_for(event: threading.Event) -> None:
-    """``event.wait()``, in steps that Ctrl-C can come between on every system."""
+    """``event.wait()``, in steps that Ctrl-C can come between on every system (and an
+    interrupt Python swallowed is raised again at)."""
+    from pylock.interrupts import raise_lost
+
     while not event.wait(WAIT_STEP):
-        pass
+        raise_lost()
+    raise_lost()
 
 
 class StreamRestarted(Exception):

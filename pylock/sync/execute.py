@@ -481,6 +481,7 @@ def _install_all(
         return installed, elsewhere, errors
     import concurrent.futures
 
+    from pylock.interrupts import raise_lost
     from pylock.net.stream import WAIT_STEP
 
     #: Installs under way when a Ctrl-C came while this thread waited for them.
@@ -492,6 +493,7 @@ def _install_all(
                 # In steps, so that Ctrl-C is taken at once on Windows too.
                 while not future.done():
                     concurrent.futures.wait((future,), timeout=WAIT_STEP)
+                    raise_lost()
                 (installed if future.result() else elsewhere).append(job.python.name)
             except BaseException as exc:
                 errors.append((job.python.name, exc))
