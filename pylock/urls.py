@@ -69,7 +69,7 @@ def origin(url: str) -> str:
         return "a local file"
     host = parts.hostname or ""
     try:
-        shown_host = host.encode("idna").decode("ascii")
+        shown_host = idna_host(host)
     except UnicodeError:
         shown_host = _ascii(host)
     try:
@@ -294,10 +294,30 @@ def _resolvable(host: str) -> bool:
         labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
         return all(0 < len(label) < 64 for label in labels)
     try:
-        host.encode("idna")
+        idna_host(host)
     except UnicodeError:
         return False
     return True
+
+
+def idna_host(host: str) -> str:
+    """``host`` in its IDNA (``xn--``) form, as browsers, curl and aiohttp's own URLs (yarl)
+    write it: IDNA 2008 with UTS 46 mapping, so that ``straße`` keeps its ``ß`` (IDNA
+    2003, Python's ``idna`` codec, makes it ``strasse``: another domain, perhaps someone
+    else's); IDNA 2003 for a name 2008 refuses, as yarl does. Raises ``UnicodeError`` for
+    a name with no form (an empty label, one over 63 characters).
+
+    >>> idna_host("stra\u00dfe.example"), idna_host("B\u00fccher.example."), idna_host("\u2603.net")
+    ('xn--strae-oqa.example', 'xn--bcher-kva.example.', 'xn--n3h.net')
+    """
+    if host.isascii():
+        return host.encode("idna").decode("ascii")  # checks the labels' lengths
+    import idna
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:
+        return host.encode("idna").decode("ascii")
 
 
 @attrs.frozen(kw_only=True)

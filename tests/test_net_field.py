@@ -892,6 +892,19 @@ def test_a_redirect_to_a_host_beyond_ascii_goes_there_in_idna(tmp_path: Path) ->
     assert proxy.heads[0].startswith(b"CONNECT xn--bcher-kva.example:443 ")
 
 
+def test_a_host_goes_in_idna_2008_as_browsers_send_it(tmp_path: Path) -> None:
+    """Attack: IDNA 2003 (Python's codec) sent `straße.example` to `strasse.example`, another
+    domain, perhaps someone else's, where browsers, curl and yarl go to
+    `xn--strae-oqa.example`."""
+    with RefusingProxy() as proxy:
+        environ = {"HTTPS_PROXY": proxy.address}
+        with pytest.raises(DownloadError):
+            downloader(environ).download(
+                "https://straße.example/x/a.tar.gz", tmp_path / "a", sha256=None, size=None
+            )
+    assert proxy.heads[0].startswith(b"CONNECT xn--strae-oqa.example:443 ")
+
+
 def test_a_host_without_an_idna_form_is_a_clean_error() -> None:
     with pytest.raises(DownloadError, match="no IDNA"):
         policy.wire_url("https://" + "ü" * 70 + ".example/a")

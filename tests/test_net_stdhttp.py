@@ -515,6 +515,7 @@ def test_proxy_for(url: str, environ: dict[str, str], expected: str | None) -> N
         ("xn--bcher-kva.example", "bücher.example"),
         ("www.bücher.example", ".xn--bcher-kva.example"),
         ("www.xn--bcher-kva.example", "*.bücher.example"),
+        ("straße.example", "xn--strae-oqa.example"),  # IDNA 2008, as requests go
     ],
 )
 def test_no_proxy_names_a_host_beyond_ascii_either_way(host: str, no_proxy: str) -> None:

@@ -362,18 +362,19 @@ def without_userinfo(url: str) -> str:
 def wire_host(host: str, url: str) -> str:
     """``host`` (of ``url``) as a request sends it: in ``CONNECT``, ``Host``, a proxy's
     request line and TLS's server name. A name beyond ASCII goes in its IDNA form
-    (``xn--``): both clients take it from here, so they send the same bytes. It is
-    Python's ``idna`` codec, IDNA 2003, as the socket and ssl modules have always used
-    here; browsers use IDNA 2008, which differs for a few names (``ß`` is ``ss`` here). A
-    name that has no IDNA form fails for good: no retry changes it.
+    (``xn--``): both clients take it from here, so they send the same bytes. It is IDNA
+    2008, as browsers write it (:func:`~pylock.urls.idna_host`). A name that has no IDNA
+    form fails for good: no retry changes it.
 
     >>> wire_host("b\u00fccher.example", "https://b\u00fccher.example/"), wire_host("::1", "")
     ('xn--bcher-kva.example', '::1')
     """
     if host.isascii():
         return host
+    from pylock.urls import idna_host
+
     try:
-        return host.encode("idna").decode("ascii")
+        return idna_host(host)
     except UnicodeError as error:
         raise DownloadError(
             f"invalid URL {url}: its host name has no IDNA (xn--) form ({error})",
@@ -1131,8 +1132,10 @@ def _canonical_host(name: str) -> str:
         name = name.rstrip(".") or name
     if name.isascii():
         return name.lower()
+    from pylock.urls import idna_host
+
     try:
-        return name.encode("idna").decode("ascii")
+        return idna_host(name)
     except UnicodeError:
         return name.lower()
 
