@@ -727,6 +727,23 @@ def test_a_proxy_that_hangs_up_on_connect_is_named_by_both_clients(
     assert "goes in HTTPS_PROXY" not in info.value.hint
 
 
+def test_a_servers_503_through_a_tunnel_names_the_proxy_it_went_through(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path]
+) -> None:
+    """Attack: the https server's own 503, through the HTTPS_PROXY tunnel, got the hint that
+    "a proxy for https URLs goes in HTTPS_PROXY", where one was set."""
+    tls, ca = tls_server
+    with RecordingProxy() as proxy:
+        url = tls.status(PATH, 503)
+        environ = {"SSL_CERT_FILE": str(ca), "HTTPS_PROXY": proxy.address}
+        with pytest.raises(DownloadError) as info:
+            downloader(environ, retries=0).download(url, tmp_path / "a", sha256=None, size=None)
+    assert proxy.heads and proxy.heads[0].startswith("CONNECT ")
+    assert "HTTP 503" in info.value.message
+    assert info.value.hint is not None and "goes in HTTPS_PROXY" not in info.value.hint
+    assert f"through the proxy {proxy.address}, from HTTPS_PROXY" in info.value.hint
+
+
 def test_a_proxys_502_for_plain_http_names_the_proxy(tmp_path: Path) -> None:
     """Attack: a 502 from HTTP_PROXY for a plain http URL got the hint that "a proxy for
     http URLs goes in HTTP_PROXY", where one was set (and may be what failed)."""

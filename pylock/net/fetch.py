@@ -268,7 +268,9 @@ class Fetcher(policy.Client, policy.SessionOwner):
     ) -> _T:
         import asyncio
 
-        attempts = policy.Attempts(target, canonical, self.options, label=label)
+        attempts = policy.Attempts(
+            target, canonical, self.options, label=label, settings=self._settings
+        )
         while True:
             try:
                 return await attempt()

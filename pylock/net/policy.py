@@ -512,13 +512,23 @@ def backoff_delay(error: Retryable, failures: int, backoff: float) -> float:
 class Attempts:
     """The failed attempts of one request, for both clients' retry loops."""
 
-    def __init__(self, target: str, canonical: str, options: FetchOptions, *, label: str) -> None:
+    def __init__(
+        self,
+        target: str,
+        canonical: str,
+        options: FetchOptions,
+        *,
+        label: str,
+        settings: Settings | None = None,
+    ) -> None:
         self.target = target
         self.canonical = canonical
         self.retries = options.retries
         self.backoff = options.backoff
         self.label = label
         self.failures = 0
+        #: The proxies the requests go through, for the error once the retries are spent.
+        self.settings = settings
 
     def failed(self, error: Retryable, reporter: Reporter) -> float:
         """Count ``error``; the seconds to wait before the next attempt, said on ``reporter``.
@@ -527,7 +537,9 @@ class Attempts:
         """
         self.failures += 1
         if self.failures > self.retries:
-            raise gave_up(error, self.failures, self.target, self.canonical) from None
+            raise gave_up(
+                error, self.failures, self.target, self.canonical, settings=self.settings
+            ) from None
         delay = backoff_delay(error, self.failures, self.backoff)
         reporter.detail(
             f"{self.label}: {error.reason}; retrying in {delay:.1f}s "
@@ -536,8 +548,19 @@ class Attempts:
         return delay
 
 
-def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> DownloadError:
-    """The error once the retries are spent; it names the proxy when reaching it failed."""
+def gave_up(
+    error: Retryable,
+    failures: int,
+    target: str,
+    canonical: str,
+    *,
+    settings: Settings | None = None,
+) -> DownloadError:
+    """The error once the retries are spent; it names the proxy when reaching it failed.
+
+    ``settings``: the proxies the request was sent with; without them, the hint says where
+    a proxy would go.
+    """
     where = describe(target, canonical)
     tries = f"{failures} attempt" if failures == 1 else f"{failures} attempts"
     proxy = error.proxy
@@ -557,11 +580,21 @@ def gave_up(error: Retryable, failures: int, target: str, canonical: str) -> Dow
             hint=f"check the proxy in {via.variable} and the mirror, or bypass the proxy for "
             "this host with NO_PROXY",
         )
+    through = None if settings is None else proxy_of(target, settings)
+    if through is not None:
+        # The server's own answer, through the tunnel (a 503 over https): it is not the
+        # proxy's, but a proxy is set, and saying where one goes would mislead.
+        hint = (
+            f"check the network or the mirror (the requests went through the proxy "
+            f"{redact(through.url)}, from {through.variable})"
+        )
+    else:
+        hint = (
+            f"check the network or the mirror (a proxy for {scheme_of(target)} URLs goes "
+            f"in {proxy_variable(target)})"
+        )
     return DownloadError(
-        f"cannot download {where}: {error.reason} (gave up after {tries})",
-        url=target,
-        hint=f"check the network or the mirror (a proxy for {scheme_of(target)} URLs goes "
-        f"in {proxy_variable(target)})",
+        f"cannot download {where}: {error.reason} (gave up after {tries})", url=target, hint=hint
     )
 
 

@@ -93,7 +93,9 @@ class StdDownloader(policy.Client):
             return policy.copy_file(download)
         if scheme not in ("http", "https"):
             raise DownloadError(f"unsupported URL scheme in {target}", url=target)
-        attempts = policy.Attempts(target, url, self.options, label=filename_from_url(url))
+        attempts = policy.Attempts(
+            target, url, self.options, label=filename_from_url(url), settings=self._settings
+        )
         while True:
             try:
                 return self._download_once(download, stop)
