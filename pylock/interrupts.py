@@ -88,11 +88,11 @@ def _keeping_lost_interrupts() -> Iterator[None]:
     sys.unraisablehook = keep
     try:
         yield
-    except KeyboardInterrupt:
-        _LOST.interrupt = None  # one interrupt is enough
-        raise
     finally:
         sys.unraisablehook = passed_on
+        # Raised already, or another exception ends the block (an interrupt raised as
+        # usual is enough): none is left for a later block to raise.
+        _LOST.interrupt = None
 
 
 def finish_through_interrupts(clean_up: Callable[[], object]) -> None:
