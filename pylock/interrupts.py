@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -93,6 +94,44 @@ def _keeping_lost_interrupts() -> Iterator[None]:
         # Raised already, or another exception ends the block (an interrupt raised as
         # usual is enough): none is left for a later block to raise.
         _LOST.interrupt = None
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM (taken as Ctrl-C) until the block has ended, then raise the
+    last that came: for a few steps that must not be cut between (a tree renamed away and
+    the new one renamed in). Outside the main thread, where no signal is raised, it does
+    nothing; a signal whose handler raises nothing (a default, an ignored one) is left be.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[KeyboardInterrupt] = []
+    numbers = (signal.SIGINT, signal.SIGTERM)  # (Windows has both names)
+
+    def hold(number: int, frame: object) -> None:
+        came.append(Terminated() if number == signal.SIGTERM else KeyboardInterrupt())
+
+    previous: dict[signal.Signals, Callable[[int, Any], Any]] = {}
+    try:
+        for number in numbers:
+            handler = signal.getsignal(number)
+            if callable(handler):  # one that raises: not a default or ignored one
+                signal.signal(number, hold)
+                previous[number] = handler
+        yield
+    except BaseException as error:
+        if came and not isinstance(error, KeyboardInterrupt):
+            raise came[-1] from error
+        raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if came:
+        raise came[-1]
 
 
 def finish_through_interrupts(clean_up: Callable[[], object]) -> None:

@@ -417,6 +417,37 @@ def test_ctrl_c_around_the_swap_rename_keeps_an_interpreter_in_place(
     assert verify(dest_root, "app").ok
 
 
+@posix_only
+@pytest.mark.parametrize("after", ["the old tree's rename", "the new tree's rename"])
+def test_a_signal_between_the_renames_waits_for_the_swap_to_be_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str
+) -> None:
+    """Signal attack: a SIGTERM whose handler ran just after the old tree's rename left no
+    NAME at all (the new tree deleted, the old one under .pylock-old-); just after the new
+    tree's, it left the old one there. The signal waits for the swap now, then is raised."""
+    import signal
+
+    from pylock.interrupts import Terminated, sigterm_as_interrupt
+
+    dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
+    real_rename = os.rename
+    prefix = ".pylock-old-" if after == "the old tree's rename" else ".pylock-tmp-"
+
+    def signalled(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        real_rename(source, target, *args, **kwargs)
+        names = os.path.basename(os.fspath(source)), os.path.basename(os.fspath(target))
+        if any(name.startswith(prefix) for name in names):
+            os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode
+
+    monkeypatch.setattr(os, "rename", signalled)
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        do_install(a2, art2, dest_root)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert (dest_root / "app/VERSION").read_text() == "v2"
+    assert verify(dest_root, "app").ok
+    assert leftovers(dest_root) == []
+
+
 def install_saying(archive: Path, artifact: Artifact, dest_root: Path) -> str:
     """Install ``archive`` as app for Linux, without fix-ups; what it said."""
     from pylock.progress import Reporter

@@ -707,8 +707,8 @@ def _swap_in(tmp: Path, final: Path) -> tuple[Path, OSError] | None:
     """Rename the new tree ``tmp`` into place as ``final``, keeping the old one until the
     new one is there; the old tree that could not be removed afterwards (it is junk now)
     and why, if any."""
-    from pylock.fsutil import remove_tree, rename
-    from pylock.interrupts import finish_through_interrupts
+    from pylock.fsutil import rename
+    from pylock.interrupts import held
 
     # fsutil.rename: a virus scanner on Windows may hold a file it was just given.
     if not os.path.lexists(final):
@@ -717,24 +717,36 @@ def _swap_in(tmp: Path, final: Path) -> tuple[Path, OSError] | None:
     _check_replaceable(final)
     token = _token()
     old = final.with_name(f"{OLD_PREFIX}{final.name}-{token}")
-    try:
-        rename(final, old)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # overlayfs without redirect_dir (Docker's default) cannot rename a directory that
-        # comes from a lower image layer: a sync in a later layer or a derived image. The
-        # old tree is deleted in place, then the new one renamed in: not atomic (a crash
-        # in between leaves NAME absent or partly deleted, and the next sync installs it
-        # again).
-        remove_in_place(final)
-        rename(tmp, final)
-        return None
+    # Ctrl-C and SIGTERM wait for the renames to be done: one just after the first left
+    # no NAME at all, and one just after the second left the old tree under its
+    # .pylock-old- name (attack). The removal of the old tree runs to its end anyway.
+    with held():
+        try:
+            rename(final, old)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        else:
+            return _replace(tmp, final, old, token)
+    # overlayfs without redirect_dir (Docker's default) cannot rename a directory that
+    # comes from a lower image layer: a sync in a later layer or a derived image. The old
+    # tree is deleted in place, then the new one renamed in: not atomic (a crash in between
+    # leaves NAME absent or partly deleted, and the next sync installs it again).
+    remove_in_place(final)
+    rename(tmp, final)
+    return None
+
+
+def _replace(tmp: Path, final: Path, old: Path, token: str) -> tuple[Path, OSError] | None:
+    """:func:`_swap_in` once the old tree is renamed away as ``old``."""
+    from pylock.fsutil import remove_tree, rename
+    from pylock.interrupts import finish_through_interrupts
+
     try:
         rename(tmp, final)
     except BaseException:
-        # Refused, or Ctrl-C around the rename: the old tree goes back, unless the new one
-        # made it into place after all. A second Ctrl-C does not stop that half-way.
+        # Refused (or an interrupt where none is held): the old tree goes back, unless the
+        # new one made it into place after all. A second Ctrl-C does not stop that half-way.
         def put_back() -> None:
             if not os.path.lexists(final):
                 rename(old, final)
