@@ -313,6 +313,87 @@ def test_an_interrupt_while_the_head_start_stops_waits_for_its_clean_up(
     assert early._started is None
 
 
+class _InterruptedImport:
+    """A second Ctrl-C while ``module`` is imported (the first time, about 10 ms): raises
+    ``KeyboardInterrupt`` from the import once, as the signal's handler would."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.raised = 0
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == self.module and not self.raised:
+            self.raised += 1
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupted_import(monkeypatch: pytest.MonkeyPatch) -> _InterruptedImport:
+    """The credential helpers' module, interrupted the first time it is imported."""
+    monkeypatch.delitem(sys.modules, "pylock.net.dockerauth", raising=False)
+    finder = _InterruptedImport("pylock.net.dockerauth")
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    return finder
+
+
+def test_a_second_interrupt_while_the_head_start_halts_still_stops_it(
+    sync_project: Project, app_a: Build, interrupted_import: _InterruptedImport
+) -> None:
+    """Signal attack: `halt` imported the credential helpers' module before it told the
+    downloads to stop, and outside the clean-up's protection: a second Ctrl-C in those
+    10 ms left the download running and its partial file in the cache's tmp/."""
+    sync_project.lock(app_a)
+    sync_project.serve(app_a, always=[Throttle(4_096, 0.05)])
+    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
+    early.begin(
+        [*argv, "--mirror", sync_project.mirror], Settings.from_environ(sync_project.environ)
+    )
+    started = early._started
+    assert started is not None
+    with pytest.raises(KeyboardInterrupt):
+        early.abandon()
+    assert interrupted_import.raised == 1
+    assert started.stop.is_set()
+    assert started.wait(started.jobs[0].artifact.sha256) is not None  # stopped, and ended
+    assert sync_project.partials() == []
+
+
+def test_a_second_interrupt_while_the_installs_halt_stops_every_download(
+    sync_project: Project, monkeypatch: pytest.MonkeyPatch, interrupted_import: _InterruptedImport
+) -> None:
+    """Signal attack: in the thread-pool install loop, a second Ctrl-C while `halt` imported
+    the credential helpers' module left the loop before the downloads were told to stop:
+    the sync waited for both to finish, installed both, and never said so."""
+    import time
+
+    from pylock.sync import execute
+    from tests.syncproject import make_build
+
+    builds = [make_build(name, big=800_000) for name in ("app", "tool")]
+    sync_project.lock(*builds)
+    for build in builds:
+        sync_project.serve(build, always=[Throttle(4_096, 0.05)])  # 80 KB/s: 10 s each
+    monkeypatch.setattr("pylock.settings.usable_cpus", lambda: 2)  # the pool, on any machine
+    real = execute._Installer.install_one
+    calls: list[str] = []
+
+    def first_interrupted(self: execute._Installer, job: object) -> bool:
+        calls.append("install")
+        if len(calls) == 1:
+            time.sleep(0.2)  # the downloads are under way
+            raise KeyboardInterrupt
+        return real(self, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(execute._Installer, "install_one", first_interrupted)
+    began = time.monotonic()
+    assert console(sync_project, monkeypatch, "--jobs", "2") == 130
+    assert time.monotonic() - began < 5  # each download alone takes 10 s
+    assert interrupted_import.raised == 1
+    assert sync_project.partials() == []
+    assert not (sync_project.into / "app").exists()
+    assert not (sync_project.into / "tool").exists()
+
+
 def test_a_download_that_ended_before_the_sync_looked_is_not_fetched_again(
     sync_project: Project, app_a: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:

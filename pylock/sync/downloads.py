@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pylock.interrupts import finish_through_interrupts
+
 if TYPE_CHECKING:
     from pylock.net.options import FetchOptions
     from pylock.net.stream import DownloadFeed
@@ -173,16 +175,25 @@ class Downloads:
 
     def halt(self) -> None:
         """Tell the downloads under way to end (Ctrl-C, SIGTERM), and kill any credential
-        helper one of them waits for; :meth:`wait` for them to have ended."""
-        from pylock.net.dockerauth import cancel_helpers
+        helper one of them waits for; :meth:`wait` for them to have ended.
 
-        self.stop.set()
-        cancel_helpers()
+        Called after a first interrupt: a second one a few milliseconds later (importing
+        the helpers' module takes about 10 ms) neither keeps the downloads going nor cuts
+        this short; it is raised once this is done.
+        """
+        self.stop.set()  # first: nothing may come between the interrupt and this
+        finish_through_interrupts(_cancel_helpers)
 
     def stop_all(self) -> None:
-        """End the downloads under way, and wait until their partial files are gone."""
-        self.halt()
-        self.wait("")
+        """End the downloads under way, and wait until their partial files are gone (a
+        second interrupt meanwhile is raised once they are)."""
+
+        def stop_and_wait() -> None:
+            self.stop.set()
+            _cancel_helpers()
+            self.wait("")
+
+        finish_through_interrupts(stop_and_wait)
 
     def has(self, sha256: str) -> bool:
         """Whether this sync downloads the archive (it was a miss when planned)."""
@@ -193,3 +204,9 @@ class Downloads:
         if error is not None:
             raise error
         return self._paths[sha256]
+
+
+def _cancel_helpers() -> None:
+    from pylock.net.dockerauth import cancel_helpers
+
+    cancel_helpers()

@@ -110,10 +110,7 @@ def abandon() -> None:
 
 def _stop(started: Downloads) -> None:
     """Stop ``started`` and wait until its partial files are gone, whatever comes between."""
-    from pylock.interrupts import finish_through_interrupts
-
-    started.halt()
-    finish_through_interrupts(lambda: started.wait(""))
+    started.stop_all()
 
 
 def _start(argv: Sequence[str], settings: Settings) -> Downloads | None:

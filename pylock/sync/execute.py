@@ -476,7 +476,7 @@ def _install_all(
             except BaseException as exc:
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
-                    installer.downloads.halt()  # Ctrl-C: no download outlives it
+                    _stop_the_rest(installer.downloads.halt)  # Ctrl-C: no download outlives it
                     break  # nor does an install start after it
         return installed, elsewhere, errors
     import concurrent.futures
@@ -498,9 +498,13 @@ def _install_all(
             except BaseException as exc:
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
-                    installer.downloads.halt()  # Ctrl-C: no download outlives it
-                    for waiting in futures:
-                        waiting.cancel()  # nor does an install that has not started
+
+                    def stop_the_rest() -> None:
+                        installer.downloads.halt()  # Ctrl-C: no download outlives it
+                        for waiting in futures:
+                            waiting.cancel()  # nor does an install that has not started
+
+                    _stop_the_rest(stop_the_rest)
                     interrupted.append((job, future))
     # The pool has waited for the installs under way, which nothing stops from here (one
     # from the cache runs to its end): what they did is said as for the others. One
@@ -514,6 +518,16 @@ def _install_all(
         else:
             errors.append((job.python.name, error))
     return installed, elsewhere, errors
+
+
+def _stop_the_rest(stop: Callable[[], None]) -> None:
+    """``stop`` the rest of the installs after an interrupt, to its end: a second one
+    meanwhile (a double Ctrl-C) neither cuts it short nor leaves the loop before the
+    installs under way are waited for and reported (attack); the first is on its way."""
+    from pylock.interrupts import finish_through_interrupts
+
+    with contextlib.suppress(KeyboardInterrupt):
+        finish_through_interrupts(stop)
 
 
 def _restarted(reader: FeedReader) -> bool:
