@@ -1072,9 +1072,13 @@ def test_a_tree_renamed_by_case_is_still_pylocks_to_replace_and_a_copy_is_not(
     assert not _made_by_pylock(into, "backup")
 
 
-def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subprocess.Popen[str]:
+def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subprocess.Popen[bytes]:
     """Install a "python" that is ``script``, start `pylock run` of it in a process group
-    of its own (as a terminal's job is), and wait until it prints its first line."""
+    of its own (as a terminal's job is), and wait until it prints its first line.
+
+    Its output is unbuffered: a buffered reader took the lines after the first one too,
+    where ``communicate(timeout=...)`` (which reads the pipe itself) never saw them (CI,
+    under load)."""
     from tests.archives import compress, exe, tar_bytes
     from tests.syncproject import TAG_A
 
@@ -1089,12 +1093,12 @@ def _run_a_script(sync_project: Project, script: bytes, **popen: Any) -> subproc
         command,
         env=sync_project.subprocess_env(),
         stdout=subprocess.PIPE,
-        text=True,
+        bufsize=0,
         start_new_session=True,
         **popen,
     )
     assert process.stdout is not None
-    assert process.stdout.readline() == "ready\n"
+    assert process.stdout.readline() == b"ready\n"  # byte by byte: nothing read beyond
     return process
 
 
@@ -1195,7 +1199,7 @@ def test_signals_during_run_are_the_childs_to_handle(sync_project: Project, case
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground job
     else:
         process.send_signal(getattr(signal, target))  # to pylock alone
-    out, _ = process.communicate(timeout=30)
+    out = process.communicate(timeout=30)[0].decode()
     assert said in out, (out, process.returncode)
     assert process.returncode == status
 
@@ -1841,7 +1845,7 @@ def test_a_sigterm_pylock_was_started_to_ignore_stays_ignored_for_the_child(
     had replaced SIG_IGN before `run` looked."""
     script = b"#!/bin/sh\necho ready\ngrep SigIgn /proc/$$/status\n"
     process = _run_a_script(sync_project, script, preexec_fn=_ignore_sigterm)
-    out, _ = process.communicate(timeout=30)
+    out = process.communicate(timeout=30)[0].decode()
     ignored = int(out.split()[-1], 16)
     assert ignored & (1 << (signal.SIGTERM - 1)), out
     assert process.returncode == 0
