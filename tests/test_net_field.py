@@ -744,6 +744,34 @@ def test_a_servers_503_through_a_tunnel_names_the_proxy_it_went_through(
     assert f"through the proxy {proxy.address}, from HTTPS_PROXY" in info.value.hint
 
 
+@pytest.mark.parametrize("first", ["direct", "through the proxy"])
+def test_the_proxy_hint_is_the_failed_hops_after_a_redirect(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path], first: str
+) -> None:
+    """Attack on the day's diff: the hint was worked out from the URL first asked for; a
+    redirect across NO_PROXY (direct to proxied, or back) made it name a proxy the failing
+    request never went through, or say where one goes where one was used."""
+    tls, ca = tls_server
+    hosts = ("127.0.0.1", "localhost") if first == "direct" else ("localhost", "127.0.0.1")
+    with RecordingProxy() as proxy:
+        tls.status("/gone.tar.gz", 503)
+        tls.redirect("/r.tar.gz", f"https://{hosts[1]}:{tls.port}/gone.tar.gz")
+        url = f"https://{hosts[0]}:{tls.port}/r.tar.gz"
+        environ = {
+            "SSL_CERT_FILE": str(ca),
+            "HTTPS_PROXY": proxy.address,
+            "NO_PROXY": "127.0.0.1",
+        }
+        with pytest.raises(DownloadError) as info:
+            downloader(environ, retries=0).download(url, tmp_path / "a", sha256=None, size=None)
+    assert [head.split(":")[0] for head in proxy.heads] == ["CONNECT localhost"]
+    hint = info.value.hint or ""
+    if first == "direct":  # the 503 came through the proxy
+        assert f"through the proxy {proxy.address}, from HTTPS_PROXY" in hint
+    else:  # it came direct
+        assert "through the proxy" not in hint and "goes in HTTPS_PROXY" in hint
+
+
 def test_a_proxys_502_for_plain_http_names_the_proxy(tmp_path: Path) -> None:
     """Attack: a 502 from HTTP_PROXY for a plain http URL got the hint that "a proxy for
     http URLs goes in HTTP_PROXY", where one was set (and may be what failed)."""

@@ -150,26 +150,27 @@ class Fetcher(policy.Client, policy.SessionOwner):
         self, target: str, canonical: str, headers: Mapping[str, str]
     ) -> HttpResponse:
         response, url = await self._open(target, canonical, headers)
-        async with response:
-            # 429 goes back to the caller: GitHub's rate limits need its own message.
-            if response.status >= 500:
-                via = policy.answering_proxy(url, self._settings)
-                retry_after = policy.retry_after(response.headers)
-                raise Retryable(f"HTTP {response.status}", retry_after, via=via)
-            if response.content_length and response.content_length > MAX_METADATA_BYTES:
-                raise DownloadError(
-                    f"response from {policy.describe(url, canonical, target)} is too large "
-                    f"({human_size(response.content_length)})",
+        with policy.asking(url):
+            async with response:
+                # 429 goes back to the caller: GitHub's rate limits need its own message.
+                if response.status >= 500:
+                    via = policy.answering_proxy(url, self._settings)
+                    retry_after = policy.retry_after(response.headers)
+                    raise Retryable(f"HTTP {response.status}", retry_after, via=via)
+                if response.content_length and response.content_length > MAX_METADATA_BYTES:
+                    raise DownloadError(
+                        f"response from {policy.describe(url, canonical, target)} is too large "
+                        f"({human_size(response.content_length)})",
+                        url=url,
+                    )
+                body = await self._read_body(response, url, canonical, target)
+                return HttpResponse(
+                    status=response.status,
+                    headers={k.lower(): v for k, v in response.headers.items()},
+                    body=body,
                     url=url,
+                    reason=policy.printable(response.reason or ""),
                 )
-            body = await self._read_body(response, url, canonical, target)
-            return HttpResponse(
-                status=response.status,
-                headers={k.lower(): v for k, v in response.headers.items()},
-                body=body,
-                url=url,
-                reason=policy.printable(response.reason or ""),
-            )
 
     async def _read_body(
         self, response: aiohttp.ClientResponse, url: str, canonical: str, target: str
@@ -235,26 +236,28 @@ class Fetcher(policy.Client, policy.SessionOwner):
         # http.client path does, and never decoded.
         headers = {"Accept-Encoding": "identity"}
         response, url = await self._open(download.target, download.canonical, headers, raw=True)
-        async with response:
-            body = download.body(
-                url,
-                response.status,
-                response.reason or "",
-                response.headers,
-                response.content_length,
-                via=policy.answering_proxy(url, self._settings),
-            )
-            try:
-                with body.open() as writer:
-                    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                        body.add(writer, chunk)
-            except (TimeoutError, aiohttp.ClientError) as error:
-                body.rewind()
-                # aiohttp reports an early end as a payload error: say it as the other path does.
-                early = isinstance(error, aiohttp.ClientPayloadError)
-                short = body.truncated() if early else None
-                raise (short or Retryable(policy.reason(error))) from None
-            return body.result()
+        with policy.asking(url):
+            async with response:
+                body = download.body(
+                    url,
+                    response.status,
+                    response.reason or "",
+                    response.headers,
+                    response.content_length,
+                    via=policy.answering_proxy(url, self._settings),
+                )
+                try:
+                    with body.open() as writer:
+                        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                            body.add(writer, chunk)
+                except (TimeoutError, aiohttp.ClientError) as error:
+                    body.rewind()
+                    # aiohttp reports an early end as a payload error: said as the other
+                    # path says it.
+                    early = isinstance(error, aiohttp.ClientPayloadError)
+                    short = body.truncated() if early else None
+                    raise (short or Retryable(policy.reason(error))) from None
+                return body.result()
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -326,9 +329,10 @@ class Fetcher(policy.Client, policy.SessionOwner):
                     )
             except TimeoutError as error:
                 if str(error):
-                    raise Retryable(policy.reason(error)) from None
+                    raise Retryable(policy.reason(error), url=current) from None
                 raise Retryable(
-                    "TimeoutError: the response's status line and headers came too slowly"
+                    "TimeoutError: the response's status line and headers came too slowly",
+                    url=current,
                 ) from None
             except aiohttp.ClientConnectorCertificateError as error:
                 code = getattr(error.certificate_error, "verify_code", None)
@@ -342,13 +346,13 @@ class Fetcher(policy.Client, policy.SessionOwner):
                     current, canonical, proxy, error.status, error.message
                 ) from None
             except aiohttp.ClientProxyConnectionError as error:
-                raise Retryable(policy.reason(error), proxy=proxy) from None
+                raise Retryable(policy.reason(error), proxy=proxy, url=current) from None
             except aiohttp.ClientError as error:
                 if policy.speaks_no_tls(error):
                     raise policy.no_tls(current, canonical) from None
                 if policy.refuses_head(error):
                     raise policy.head_too_large(current, canonical, target) from None
-                raise Retryable(policy.reason(error), via=proxy) from None
+                raise Retryable(policy.reason(error), via=proxy, url=current) from None
             try:
                 location = hops.location(response.status, response.headers.getall("Location", []))
             except BaseException:

@@ -14,11 +14,12 @@ Standard library only (``netrc``, ``hashlib``): importing it costs nothing measu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Self
@@ -145,6 +146,7 @@ class Retryable(Exception):
         *,
         proxy: Proxy | None = None,
         via: Proxy | None = None,
+        url: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -154,6 +156,20 @@ class Retryable(Exception):
         #: The proxy the request went through, when the failure may be its or the server's
         #: (a tunnel that closed before the answer).
         self.via = via
+        #: The URL asked for when it failed, after any redirects (or :func:`asking`).
+        self.url = url
+
+
+@contextlib.contextmanager
+def asking(url: str) -> Iterator[None]:
+    """Inside, a :class:`Retryable` failure is ``url``'s (the hop a redirect led to): the
+    error once the retries are spent names the proxy that request went through."""
+    try:
+        yield
+    except Retryable as error:
+        if error.url is None:
+            error.url = url
+        raise
 
 
 # -- URLs ----------------------------------------------------------------------------
@@ -580,7 +596,7 @@ def gave_up(
             hint=f"check the proxy in {via.variable} and the mirror, or bypass the proxy for "
             "this host with NO_PROXY",
         )
-    through = None if settings is None else proxy_of(target, settings)
+    through = None if settings is None else proxy_of(error.url or target, settings)
     if through is not None:
         # The server's own answer, through the tunnel (a 503 over https): it is not the
         # proxy's, but a proxy is set, and saying where one goes would mislead.

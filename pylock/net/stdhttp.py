@@ -112,30 +112,31 @@ class StdDownloader(policy.Client):
         self, download: policy.Download, stop: threading.Event | None = None
     ) -> tuple[str, int]:
         connection, response, url = self._open(download.target, download.canonical, stop)
-        try:
-            body = download.body(
-                url,
-                response.status,
-                response.reason or "",
-                dict(response.headers),
-                _content_length(response),
-                via=policy.answering_proxy(url, self._settings),
-            )
+        with policy.asking(url):
             try:
-                with body.open() as writer:
-                    # read1: what has arrived, up to a chunk; http.client never reads past
-                    # Content-Length, so a longer body shows as a short one being complete.
-                    while chunk := response.read1(CHUNK_SIZE):
-                        if stop is not None and stop.is_set():
-                            raise Cancelled
-                        body.add(writer, chunk)
-            except (OSError, http.client.HTTPException) as error:
-                body.rewind()
-                raise Retryable(policy.reason(error)) from None
-            return body.result()
-        finally:
-            response.close()
-            connection.close()
+                body = download.body(
+                    url,
+                    response.status,
+                    response.reason or "",
+                    dict(response.headers),
+                    _content_length(response),
+                    via=policy.answering_proxy(url, self._settings),
+                )
+                try:
+                    with body.open() as writer:
+                        # read1: what has arrived, up to a chunk; http.client never reads past
+                        # Content-Length, so a longer body shows as a short one being complete.
+                        while chunk := response.read1(CHUNK_SIZE):
+                            if stop is not None and stop.is_set():
+                                raise Cancelled
+                            body.add(writer, chunk)
+                except (OSError, http.client.HTTPException) as error:
+                    body.rewind()
+                    raise Retryable(policy.reason(error)) from None
+                return body.result()
+            finally:
+                response.close()
+                connection.close()
 
     def _open(
         self, target: str, canonical: str, stop: threading.Event | None = None
@@ -144,9 +145,10 @@ class StdDownloader(policy.Client):
         hops = policy.Hops(target, canonical, self.options.rewrites, self._settings)
         while True:
             current = hops.current
-            connection, response = self._request(
-                current, canonical, hops.authorization(), stop, target=target
-            )
+            with policy.asking(current):
+                connection, response = self._request(
+                    current, canonical, hops.authorization(), stop, target=target
+                )
             # Every Location, not getheader()'s: it joins two into one with ", ".
             values = [_utf8_header(v) for v in response.headers.get_all("Location") or []]
             try:
