@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import hypothesis
 import pytest
 
 from pylock.sync.cache import Cache
@@ -40,6 +41,14 @@ if TYPE_CHECKING:
 
     from pylock.settings import Settings
     from tests.realpython import RealArchive
+
+# Hypothesis times each example against a deadline (200 ms) and checks that generating
+# data is not too slow: both measure the machine, and failed on a loaded CI runner
+# (a round trip took 307 ms once, then 30 ms). The tests bound their own time.
+hypothesis.settings.register_profile(
+    "pylock", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("pylock")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
