@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
-from pylock.interrupts import Terminated
+from pylock.interrupts import Terminated, discard_lost, raise_lost
 from pylock.settings import expand_home
 
 if TYPE_CHECKING:
@@ -1454,7 +1454,11 @@ def main(
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         try:
-            return int(args.handler(ctx))
+            status = int(args.handler(ctx))
+            # One Python swallowed during the command (see pylock.interrupts), said here as
+            # any other: not raised again past this handler, as a traceback (attack).
+            raise_lost()
+            return status
         except BaseException:
             _end_head_start()  # before anything is said below its progress bars
             raise
@@ -1489,9 +1493,11 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         )
         return 1
     except Terminated:
+        discard_lost()  # said once: one kept besides is not said again (attack)
         _say("pylock: terminated\n")
         return 143
     except KeyboardInterrupt:
+        discard_lost()
         _say("pylock: interrupted\n")
         return 130
 

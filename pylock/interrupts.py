@@ -50,19 +50,25 @@ def raise_lost() -> None:
         raise type(lost)() from None
 
 
+def discard_lost() -> None:
+    """Forget a kept interrupt: one raised as usual has been dealt with, and is enough."""
+    _LOST.interrupt = None
+
+
+def _terminated(number: int, frame: object) -> None:
+    raise Terminated
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Raise :class:`Terminated` on SIGTERM inside the block (main thread only), and
     keep an interrupt Python swallowed for :func:`raise_lost`."""
     import signal
 
-    def terminated(number: int, frame: object) -> None:
-        raise Terminated
-
     try:
         # Started to ignore it: it stays ignored, also for `pylock run`'s child.
         ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-        previous = None if ignored else signal.signal(signal.SIGTERM, terminated)
+        previous = None if ignored else signal.signal(signal.SIGTERM, _terminated)
     except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
         ignored, previous = True, None
     with _keeping_lost_interrupts():
@@ -90,7 +96,8 @@ def _keeping_lost_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        sys.unraisablehook = passed_on
+        if sys.unraisablehook is keep:  # not one someone put in its place meanwhile
+            sys.unraisablehook = passed_on
         # Raised already, or another exception ends the block (an interrupt raised as
         # usual is enough): none is left for a later block to raise.
         _LOST.interrupt = None
@@ -101,7 +108,9 @@ def held() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM (taken as Ctrl-C) until the block has ended, then raise the
     last that came: for a few steps that must not be cut between (a tree renamed away and
     the new one renamed in). Outside the main thread, where no signal is raised, it does
-    nothing; a signal whose handler raises nothing (a default, an ignored one) is left be.
+    nothing. Only the handlers that raise (Python's for Ctrl-C, :func:`sigterm_as_interrupt`'s)
+    are held: any other (a default, an ignored signal, an application's own, an outer
+    block's) is left be.
     """
     import signal
     import threading
@@ -110,16 +119,18 @@ def held() -> Iterator[None]:
         yield
         return
     came: list[KeyboardInterrupt] = []
-    numbers = (signal.SIGINT, signal.SIGTERM)  # (Windows has both names)
 
     def hold(number: int, frame: object) -> None:
         came.append(Terminated() if number == signal.SIGTERM else KeyboardInterrupt())
 
+    raising: dict[signal.Signals, Callable[[int, Any], Any]] = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: _terminated,
+    }
     previous: dict[signal.Signals, Callable[[int, Any], Any]] = {}
     try:
-        for number in numbers:
-            handler = signal.getsignal(number)
-            if callable(handler):  # one that raises: not a default or ignored one
+        for number, handler in raising.items():
+            if signal.getsignal(number) is handler:
                 signal.signal(number, hold)
                 previous[number] = handler
         yield

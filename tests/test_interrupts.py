@@ -17,6 +17,8 @@ import pytest
 
 from pylock.interrupts import Terminated, raise_lost, sigterm_as_interrupt
 from pylock.net.stream import wait_for
+from pylock.sync.plan import Job
+from tests.syncproject import Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -117,3 +119,118 @@ def test_another_thread_leaves_a_swallowed_interrupt_to_the_main_thread() -> Non
         thread.start()
         thread.join()
         assert raised == []
+
+
+# -- after the day's diff attack ----------------------------------------------------------------
+
+
+@posix_only
+def test_a_kept_sigterm_is_said_by_the_cli_with_its_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the day's diff: a command that ended after Python swallowed a SIGTERM made
+    `cli.main` raise Terminated (a traceback for its callers), not return 143."""
+    from pylock import cli
+
+    def swallowing(ctx: object) -> int:
+        _lose_a_sigterm()
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_which", swallowing)
+    assert cli.main(["which", "x"], environ={}) == 143
+    assert capsys.readouterr().err.count("pylock: terminated") == 1
+
+
+@posix_only
+@pytest.mark.parametrize("then", ["SIGTERM", "SIGINT"])
+def test_a_kept_interrupt_and_one_raised_as_usual_are_said_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], then: str
+) -> None:
+    """Attack on the day's diff: the one raised as usual was said (130 or 143), then the
+    kept one at the block's end: "pylock: terminated" twice, and 143 for a Ctrl-C."""
+    from pylock import cli
+
+    def swallowing_then_interrupted(ctx: object) -> int:
+        _lose_a_sigterm()
+        os.kill(os.getpid(), getattr(signal, then))
+        time.sleep(5)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_which", swallowing_then_interrupted)
+    expected = (143, "pylock: terminated") if then == "SIGTERM" else (130, "pylock: interrupted")
+    assert cli.main(["which", "x"], environ={}) == expected[0]
+    err = capsys.readouterr().err
+    assert err.count("pylock: ") == 1 and expected[1] in err
+
+
+@posix_only
+def test_a_sigterm_swallowed_as_the_only_install_starts_stops_it(
+    sync_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack on the day's diff: one interpreter installs on the main thread, whose waits
+    (the download feed's) did not raise a kept interrupt: the sync ran to its end."""
+    from pylock.sync import execute
+    from tests.httpserver import Throttle
+    from tests.syncproject import make_build
+
+    build = make_build("app", big=2_000_000)
+    sync_project.lock(build)
+    sync_project.serve(build, always=[Throttle(65_536, 0.05)])  # 1.5 s
+    real = execute._Installer.install_one
+
+    def swallowing(self: execute._Installer, job: Job) -> bool:
+        _lose_a_sigterm()
+        return real(self, job)
+
+    monkeypatch.setattr(execute._Installer, "install_one", swallowing)
+    assert sync_project.sync().code == 143
+    assert not (sync_project.into / "app").exists()
+    assert sync_project.partials() == []
+
+
+@posix_only
+def test_held_leaves_a_handler_that_raises_nothing_be() -> None:
+    """Attack on the day's diff: `held` took an application's own handler for one that
+    raises, and raised KeyboardInterrupt where that handler was to be called."""
+    from pylock.interrupts import held
+
+    calls: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda number, frame: calls.append(number))
+    try:
+        with held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert calls == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@posix_only
+def test_held_within_held_raises_once_the_outer_block_ends() -> None:
+    from pylock.interrupts import held
+
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt), held():
+        with held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("inner")
+        steps.append("outer")
+    assert steps == ["inner", "outer"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_hook_put_in_place_during_the_block_stays() -> None:
+    """Attack on the day's diff: the block's end put the hook before it back over one
+    installed meanwhile."""
+    before = sys.unraisablehook
+
+    def theirs(unraisable: sys.UnraisableHookArgs) -> None:
+        pass
+
+    try:
+        with sigterm_as_interrupt():
+            sys.unraisablehook = theirs
+        assert sys.unraisablehook is theirs
+    finally:
+        sys.unraisablehook = before

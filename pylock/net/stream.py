@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from pylock.interrupts import raise_lost
+
 #: How long a wait for another thread (a download, an install) lasts before it looks up
 #: again: a lock wait cannot be interrupted on Windows before Python 3.14, so Ctrl-C is
 #: taken between two waits.
@@ -29,8 +31,6 @@ WAIT_STEP = 0.25
 def wait_for(event: threading.Event) -> None:
     """``event.wait()``, in steps that Ctrl-C can come between on every system (and an
     interrupt Python swallowed is raised again at)."""
-    from pylock.interrupts import raise_lost
-
     while not event.wait(WAIT_STEP):
         raise_lost()
     raise_lost()
@@ -115,6 +115,7 @@ class FeedReader:
         with feed._cond:
             while feed._attempt == 0 and not feed._done:
                 feed._cond.wait()
+                raise_lost()
             if feed._error is not None:
                 raise feed._error
             if feed._attempt == 0 and feed._final is not None:
@@ -154,6 +155,9 @@ class FeedReader:
         feed = self._feed
         with feed._cond:
             while True:
+                # The sequential install reads on the main thread: an interrupt Python
+                # swallowed stops it here, not once the download is done (attack).
+                raise_lost()
                 if feed._error is not None:
                     raise feed._error
                 if feed._attempt != self._attempt and self._attempt != 0:

@@ -22,6 +22,7 @@ import attrs
 
 from pylock.errors import OfflineError, PylockError
 from pylock.fsutil import FileLock, require_sha256, sha256_file
+from pylock.interrupts import raise_lost
 from pylock.net.options import FetchOptions
 from pylock.net.stream import WAIT_STEP, wait_for
 from pylock.progress import Reporter, Task, human_size
@@ -380,6 +381,7 @@ def _download_all(
                 wait_for(done)
                 continue
             while not done.wait(WAIT_STEP):
+                raise_lost()
                 if cancel.is_set():
                     raise Cancelled
     except BaseException:
