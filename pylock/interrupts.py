@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,8 +42,6 @@ def raise_lost() -> None:
     For the places the main thread waits at, and for the end of the block; another
     thread leaves it to the main thread, where the signal came.
     """
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return
     lost, _LOST.interrupt = _LOST.interrupt, None
@@ -113,7 +112,6 @@ def held() -> Iterator[None]:
     block's) is left be.
     """
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

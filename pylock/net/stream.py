@@ -29,8 +29,8 @@ WAIT_STEP = 0.25
 
 
 def wait_for(event: threading.Event) -> None:
-    """``event.wait()``, in steps that Ctrl-C can come between on every system (and an
-    interrupt Python swallowed is raised again at)."""
+    """``event.wait()``, in steps that Ctrl-C can come between on every system; an
+    interrupt Python swallowed meanwhile is raised at the next step."""
     while not event.wait(WAIT_STEP):
         raise_lost()
     raise_lost()
