@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +22,17 @@ from pylock.sync.plan import Job
 from tests.syncproject import Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal: a shell that starts a job in the
+    background (CI's, say) starts it with SIGINT ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 class _SignalledWhileCollected:
@@ -144,7 +156,7 @@ def test_a_kept_sigterm_is_said_by_the_cli_with_its_status(
 @posix_only
 @pytest.mark.parametrize("then", ["SIGTERM", "SIGINT"])
 def test_a_kept_interrupt_and_one_raised_as_usual_are_said_once(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], then: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], then: str, ctrl_c: None
 ) -> None:
     """Attack on the day's diff: the one raised as usual was said (130 or 143), then the
     kept one at the block's end: "pylock: terminated" twice, and 143 for a Ctrl-C."""
@@ -206,7 +218,7 @@ def test_held_leaves_a_handler_that_raises_nothing_be() -> None:
 
 
 @posix_only
-def test_held_within_held_raises_once_the_outer_block_ends() -> None:
+def test_held_within_held_raises_once_the_outer_block_ends(ctrl_c: None) -> None:
     from pylock.interrupts import held
 
     steps: list[str] = []
