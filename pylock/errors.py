@@ -40,6 +40,20 @@ def shorten(text: str, most: int = 60) -> str:
     return text if len(text) <= most else text[: most - 3] + "..."
 
 
+def shorten_middle(text: str, most: int = 200) -> str:
+    """``text`` cut to ``most`` characters in its middle, ``...`` marking the cut: a path's
+    start and end say what it is (``python/lib/.../../x``), and a hostile archive's 1 MB
+    member name is not one line of a CI log.
+
+    >>> shorten_middle("python/lib/" + "a" * 50 + "/../x", 30)
+    'python/lib/aaaaaaa...aaaa/../x'
+    """
+    if len(text) <= most:
+        return text
+    tail = (most - 3) // 3
+    return text[: most - 3 - tail] + "..." + text[len(text) - tail :]
+
+
 def shown(value: object, most: int = 60) -> str:
     """``value`` as a message quotes it (its ``repr``), cut to ``most`` characters.
 
@@ -230,12 +244,13 @@ def printable(text: str) -> str:
 class ArchiveError(PylockError):
     """An archive is malformed or hostile; nothing was installed from it.
 
-    The message shows member names escaped (see :func:`printable`); ``member`` keeps the
-    name as it was.
+    The message shows member names escaped (see :func:`printable`) and, past 200
+    characters, cut in the middle (:func:`shorten_middle`); ``member`` keeps the name as
+    it was.
     """
 
     def __init__(self, message: str, *, archive: str, member: str | None = None) -> None:
-        where = f"{archive}: {member}: " if member else f"{archive}: "
+        where = f"{archive}: {shorten_middle(member)}: " if member else f"{archive}: "
         super().__init__(printable(where + message))
         self.archive = archive
         self.member = member

@@ -229,6 +229,19 @@ def test_a_member_64_levels_deep_is_extracted_and_65_refused(tmp_path: Path) -> 
         extract(path, tmp_path / "dest2")
 
 
+def test_a_hostile_members_name_is_cut_in_the_error(tmp_path: Path) -> None:
+    """Scale attack: a 4 KB archive whose member name is 800 KB (".." at its end) made an
+    800 KB error line, all of it the name."""
+    hostile = "python/lib/" + ("a" * 200 + "/") * 4000 + "../x"
+    path = write(tmp_path, "long", OK + pax(record("path", hostile)) + member(b"x") + END)
+    with pytest.raises(ArchiveError) as info:
+        extract(path, tmp_path / "dest")
+    message = str(info.value)
+    assert len(message) < 500
+    assert "python/lib/aaa" in message and "/../x" in message  # where it is, and what
+    assert info.value.member == hostile  # kept whole for a program
+
+
 def test_tiny_files_between_skipped_megabytes_pin_a_bounded_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
