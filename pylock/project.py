@@ -159,10 +159,7 @@ def recover_previous(
     _refuse_disagreement(lock_path, kept, salvaged, conflicted=find_conflict(text) is not None)
     if kept:
         sides = "both sides of the conflict" if find_conflict(text) else "it"
-        done = (
-            f"kept {', '.join(f'{p.name} ({p.label})' for p in kept)} from {sides}, "
-            "and resolved the rest from pythons.toml"
-        )
+        done = f"kept {kept_words(kept)} from {sides}, and resolved the rest from pythons.toml"
     else:
         done = "no locked build in it still fits pythons.toml, so every entry was resolved afresh"
     previous = make_lock(kept, config_digest="sha256:" + "0" * 64) if kept else None
@@ -445,6 +442,19 @@ def _write_target(lock_path: Path) -> Path:
         hint=f"point the symlink at a {lock_path.name} (or an empty file), or remove it; "
         "then run `pylock lock` again",
     )
+
+
+#: How many interpreters kept from a salvaged lock are named; the rest are counted.
+_KEPT_NAMED = 10
+
+
+def kept_words(kept: Sequence[LockedPython]) -> str:
+    """The interpreters kept from a salvaged lock, for the warning: the first ten by name
+    (a 1,000-entry lock made one line of 40,000 characters), the rest counted."""
+    named = [f"{p.name} ({p.label})" for p in kept[:_KEPT_NAMED]]
+    if len(kept) > _KEPT_NAMED:
+        named.append(f"{len(kept) - _KEPT_NAMED} more")
+    return ", ".join(named)
 
 
 #: Why a lock whose interpreters are current is out of date all the same.

@@ -455,6 +455,20 @@ def test_lock_recovers_keeping_fitting_builds_from_both_sides(
     assert run(project, "lock", "--check") == 0
 
 
+def test_the_kept_interpreters_of_a_large_salvaged_lock_are_named_ten_at_most() -> None:
+    """Scale attack: after a merge conflict in a 1,000-entry lock, the warning named every
+    kept interpreter, in one line of 40,000 characters."""
+    from pylock.project import kept_words
+    from tests.indexdata import locked_python
+
+    kept = [locked_python(f"app{n:04}", "3.13.9", "20251014", ()) for n in range(1000)]
+    words = kept_words(kept)
+    assert words.startswith("app0000 (cpython 3.13.9+20251014), app0001 (")
+    assert "app0009" in words and "app0010" not in words
+    assert words.endswith(", 990 more")
+    assert kept_words(kept[:3]).count("(cpython") == 3 and "more" not in kept_words(kept[:3])
+
+
 def test_lock_resolves_afresh_what_no_side_fits(
     project: Path, bundled: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
