@@ -90,58 +90,94 @@ def resolve(
                 hint=f"interpreters: {', '.join(config.names) or '(none)'}",
             )
     locked: list[LockedPython] = []
+    failed: list[tuple[str, ResolutionError]] = []
     for request in config.pythons:
-        platforms = platform_keys(request, host_platform)
-        old = previous.get(request.name) if previous is not None else None
-        refresh = upgrade is True or (isinstance(upgrade, frozenset) and request.name in upgrade)
-        if old is not None and not refresh and satisfies(request, old, platforms=platforms):
-            problem = published_mismatch(old, index)
-            if problem is None:
-                locked.append(attrs.evolve(old, default=request.default))
-                continue
-            # Edited by hand: the build it names, as published (not a newer one), where
-            # the index has that build for every platform of the entry.
-            try:
-                fresh = resolve_python(
-                    _pinned_to(request, old), index, platforms=platforms, direct=direct, warn=warn
+        try:
+            locked.append(
+                _lock_one(
+                    request, index, previous, upgrade, host_platform, direct=direct, warn=warn
                 )
-                warn(f"{problem}: locked the published archives of that build again")
-            except ResolutionError:
-                fresh = resolve_python(
-                    request, index, platforms=platforms, direct=direct, warn=warn
-                )
-                warn(f"{problem}: locked it again from the index")
-            locked.append(_keep_known_sizes(fresh, old))
-            continue
-        moved = (
-            None if old is None or refresh else _on_other_platforms(request, old, index, platforms)
-        )
-        if moved is not None:
-            locked.append(attrs.evolve(moved, default=request.default))
-            continue
-        fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
-        if refresh and old is not None and _steps_back(old, fresh, request, index, platforms):
-            # Locked from a listing newer than this index (`--refresh`, a downloads JSON):
-            # an upgrade never moves an entry back.
-            given = (
-                "--python-downloads-json"
-                if index.includes_live
-                else ("--refresh or --python-downloads-json")
             )
-            warn(
-                f"{request.name}: kept {old.label}, newer than anything the index lists "
-                f"(its newest is {fresh.label}); to compare with the listing it came from, "
-                f"add {given}"
-            )
-            locked.append(attrs.evolve(old, default=request.default))
-            continue
-        locked.append(_keep_known_sizes(fresh, old))
+        except ResolutionError as error:
+            failed.append((request.name, error))  # and on: each one that fails is said
+    if failed:
+        raise _all_failed(failed)
     # A fresh lock's digest stays as it is (pylock 0.2.0's, for a platform alias), so that a
     # lock by a teammate on that version is not rewritten for it.
     digest = config.digest
     if previous is not None and previous.config_digest in config.digests:
         digest = previous.config_digest
     return make_lock(locked, config_digest=digest)
+
+
+def _lock_one(
+    request: PythonRequest,
+    index: Index,
+    previous: LockFile | None,
+    upgrade: bool | frozenset[str],
+    host_platform: Platform,
+    *,
+    direct: DirectLocker | None,
+    warn: Warn,
+) -> LockedPython:
+    """:func:`resolve` for one interpreter: its previous entry kept, or resolved afresh."""
+    platforms = platform_keys(request, host_platform)
+    old = previous.get(request.name) if previous is not None else None
+    refresh = upgrade is True or (isinstance(upgrade, frozenset) and request.name in upgrade)
+    if old is not None and not refresh and satisfies(request, old, platforms=platforms):
+        problem = published_mismatch(old, index)
+        if problem is None:
+            return attrs.evolve(old, default=request.default)
+        # Edited by hand: the build it names, as published (not a newer one), where
+        # the index has that build for every platform of the entry.
+        try:
+            fresh = resolve_python(
+                _pinned_to(request, old), index, platforms=platforms, direct=direct, warn=warn
+            )
+            warn(f"{problem}: locked the published archives of that build again")
+        except ResolutionError:
+            fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+            warn(f"{problem}: locked it again from the index")
+        return _keep_known_sizes(fresh, old)
+    moved = None if old is None or refresh else _on_other_platforms(request, old, index, platforms)
+    if moved is not None:
+        return attrs.evolve(moved, default=request.default)
+    fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+    if refresh and old is not None and _steps_back(old, fresh, request, index, platforms):
+        # Locked from a listing newer than this index (`--refresh`, a downloads JSON):
+        # an upgrade never moves an entry back.
+        given = (
+            "--python-downloads-json"
+            if index.includes_live
+            else ("--refresh or --python-downloads-json")
+        )
+        warn(
+            f"{request.name}: kept {old.label}, newer than anything the index lists "
+            f"(its newest is {fresh.label}); to compare with the listing it came from, "
+            f"add {given}"
+        )
+        return attrs.evolve(old, default=request.default)
+    return _keep_known_sizes(fresh, old)
+
+
+#: How many interpreters that cannot be locked are told in full; the rest are named.
+_FAILED_TOLD = 5
+
+
+def _all_failed(failed: Sequence[tuple[str, ResolutionError]]) -> ResolutionError:
+    """One error for every interpreter (by name) that could not be locked: a lock of 100
+    entries said only the first, to be fixed and run again, 99 times. The first few are
+    told in full, the rest named."""
+    if len(failed) == 1:
+        return failed[0][1]
+    told, rest = failed[:_FAILED_TOLD], [name for name, _ in failed[_FAILED_TOLD:]]
+    lines = [f"{len(failed)} interpreters cannot be locked:"]
+    lines += [error.message for _, error in told]
+    if rest:
+        more = f", and {len(rest) - 20} more" if len(rest) > 20 else ""
+        lines.append(f"{len(rest)} more cannot be locked either: {', '.join(rest[:20])}{more}")
+    hints = dict.fromkeys(error.hint for _, error in told if error.hint)
+    return ResolutionError("\n".join(lines), hint="; ".join(hints) or None)
 
 
 def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPython:
