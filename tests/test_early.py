@@ -18,6 +18,7 @@ import pytest
 
 from pylock import entry
 from pylock.settings import Settings
+from pylock.sync import downloads as downloads_module
 from pylock.sync import early
 from pylock.sync.downloads import Downloads
 from tests.httpserver import HttpServer, Stall, Throttle
@@ -314,26 +315,32 @@ def test_an_interrupt_while_the_head_start_stops_waits_for_its_clean_up(
 
 
 class _InterruptedImport:
-    """A second Ctrl-C while ``module`` is imported (the first time, about 10 ms): raises
-    ``KeyboardInterrupt`` from the import once, as the signal's handler would."""
+    """A second Ctrl-C while the credential helpers' module is imported (the first time,
+    about 10 ms): ``KeyboardInterrupt`` from that import, once, as the signal's handler
+    would raise it. (Importing the module afresh instead would leave two of it, and the
+    later tests' helpers cancelled in one of them.)"""
 
-    def __init__(self, module: str) -> None:
-        self.module = module
+    def __init__(self) -> None:
         self.raised = 0
+        self.real = downloads_module._cancel_helpers
 
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == self.module and not self.raised:
+    def __call__(self) -> None:
+        if not self.raised:
             self.raised += 1
             raise KeyboardInterrupt
+        self.real()
 
 
 @pytest.fixture
-def interrupted_import(monkeypatch: pytest.MonkeyPatch) -> _InterruptedImport:
-    """The credential helpers' module, interrupted the first time it is imported."""
-    monkeypatch.delitem(sys.modules, "pylock.net.dockerauth", raising=False)
-    finder = _InterruptedImport("pylock.net.dockerauth")
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    return finder
+def interrupted_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[_InterruptedImport]:
+    """The credential helpers' import, interrupted the first time; the helpers may run
+    again afterwards (the stop cancelled them for this process)."""
+    from pylock.net.dockerauth import resume_helpers
+
+    interrupted = _InterruptedImport()
+    monkeypatch.setattr(downloads_module, "_cancel_helpers", interrupted)
+    yield interrupted
+    resume_helpers()
 
 
 def test_a_second_interrupt_while_the_head_start_halts_still_stops_it(
