@@ -189,8 +189,7 @@ class Downloads:
         second interrupt meanwhile is raised once they are)."""
 
         def stop_and_wait() -> None:
-            self.stop.set()
-            _cancel_helpers()
+            self.halt()
             self.wait("")
 
         finish_through_interrupts(stop_and_wait)
