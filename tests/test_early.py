@@ -284,19 +284,25 @@ def test_a_sync_that_fails_before_it_installs_stops_the_head_start_then_says_why
     assert not (sync_project.into / "app").exists()
 
 
-def test_an_interrupt_while_the_head_start_stops_waits_for_its_clean_up(
-    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Field test 7: a second signal while the downloads were being stopped ended the
-    process with their partial files left."""
-    sync_project.lock(app_a)
-    sync_project.serve(app_a, always=[Throttle(4_096, 0.05)])
+def _slow_head_start(sync_project: Project, build: Build) -> Downloads:
+    """``build`` locked and served slowly, and a head start's download of it under way."""
+    sync_project.lock(build)
+    sync_project.serve(build, always=[Throttle(4_096, 0.05)])
     argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
     early.begin(
         [*argv, "--mirror", sync_project.mirror], Settings.from_environ(sync_project.environ)
     )
     started = early._started
     assert started is not None
+    return started
+
+
+def test_an_interrupt_while_the_head_start_stops_waits_for_its_clean_up(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test 7: a second signal while the downloads were being stopped ended the
+    process with their partial files left."""
+    started = _slow_head_start(sync_project, app_a)
     real_wait = Downloads.wait
     waits: list[str] = []
 
@@ -349,14 +355,7 @@ def test_a_second_interrupt_while_the_head_start_halts_still_stops_it(
     """Signal attack: `halt` imported the credential helpers' module before it told the
     downloads to stop, and outside the clean-up's protection: a second Ctrl-C in those
     10 ms left the download running and its partial file in the cache's tmp/."""
-    sync_project.lock(app_a)
-    sync_project.serve(app_a, always=[Throttle(4_096, 0.05)])
-    argv = ["--project", str(sync_project.root), "sync", "--into", str(sync_project.into)]
-    early.begin(
-        [*argv, "--mirror", sync_project.mirror], Settings.from_environ(sync_project.environ)
-    )
-    started = early._started
-    assert started is not None
+    started = _slow_head_start(sync_project, app_a)
     with pytest.raises(KeyboardInterrupt):
         early.abandon()
     assert interrupted_import.raised == 1
