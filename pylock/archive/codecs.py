@@ -83,6 +83,17 @@ def corrupt(archive: str, exc: BaseException) -> ArchiveError:
     return ArchiveError(f"corrupt or truncated archive ({exc})", archive=archive)
 
 
+def undecodable(
+    archive: str, exc: BaseException, kind: str, *, head: bytes, magic: bytes, started: bool
+) -> ArchiveError:
+    """The error for ``kind`` data its decompressor refused: not that kind at all, when it
+    refused the stream's first bytes (``head``) and they lack the format's ``magic``;
+    else corrupt or truncated."""
+    if not started and not head.startswith(magic):
+        return not_compressed_as_named(archive, kind)
+    return corrupt(archive, exc)
+
+
 def not_compressed_as_named(archive: str, kind: str) -> ArchiveError:
     """The error for an archive whose first bytes are no ``kind`` data at all: not one cut
     short or damaged, but something else under an archive's name."""
@@ -111,9 +122,10 @@ def _gzip_chunks(raw: RawReader, archive: str) -> Iterator[bytes]:
             try:
                 out = inflater.decompress(data, CHUNK_SIZE)
             except Exception as exc:
-                if not started and not data.startswith(b"\x1f\x8b"):
-                    raise not_compressed_as_named(archive, "gzip") from exc
-                raise corrupt(archive, exc) from exc
+                why = undecodable(
+                    archive, exc, "gzip", head=data, magic=b"\x1f\x8b", started=started
+                )
+                raise why from exc
             started = True
             if out:
                 yield out
@@ -157,9 +169,8 @@ def _bz2_chunks(raw: RawReader, archive: str) -> Iterator[bytes]:
             else:
                 out = decompressor.decompress(b"", CHUNK_SIZE)
         except (OSError, EOFError, ValueError) as exc:
-            if not started and not head.startswith(b"BZh"):
-                raise not_compressed_as_named(archive, "bzip2") from exc
-            raise corrupt(archive, exc) from exc
+            why = undecodable(archive, exc, "bzip2", head=head, magic=b"BZh", started=started)
+            raise why from exc
         started = True
         if out:
             yield out
