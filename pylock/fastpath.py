@@ -28,7 +28,7 @@ import os
 import sys
 
 from pylock import __version__
-from pylock.ownfiles import is_temporary_of, read_own_file, read_project_file
+from pylock.ownfiles import is_link, is_temporary_of, read_own_file, read_project_file
 from pylock.settings import expanded, host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
@@ -106,7 +106,7 @@ def record_stamp(path: str) -> list[int] | None:
     try:
         meta = os.path.dirname(path)
         # .pylock/ or DIR/NAME itself a link: no install of DIR's (see records.installed_state).
-        if os.path.islink(meta) or os.path.islink(os.path.dirname(meta)):
+        if is_link(meta) or is_link(os.path.dirname(meta)):
             return None
         st = os.lstat(path)
     except (OSError, ValueError):  # ValueError: a NUL in the path

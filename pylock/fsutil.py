@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 # Re-exported: the bounded reads live in a module of their own, which the no-op fast path
 # imports without this one's imports.
 from pylock.ownfiles import RefusedFileError as RefusedFileError
-from pylock.ownfiles import is_temporary_of
+from pylock.ownfiles import is_junction, is_temporary_of
+from pylock.ownfiles import is_link as is_link
 from pylock.ownfiles import read_own_file as read_own_file
 
 if TYPE_CHECKING:
@@ -397,28 +398,7 @@ def is_real_dir(entry: os.DirEntry[str]) -> bool:
     ``is_dir(follow_symlinks=False)`` and ``is_symlink()`` both take for a directory."""
     if not entry.is_dir(follow_symlinks=False):
         return False
-    return not _WINDOWS or not _is_junction(entry.stat(follow_symlinks=False))
-
-
-def is_link(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a symlink or (Windows) a junction: an alias of another directory,
-    never one of pylock's own trees, and never entered."""
-    try:
-        info = os.lstat(path)
-    except (OSError, ValueError):
-        return False
-    return stat.S_ISLNK(info.st_mode) or (_WINDOWS and _is_junction(info))
-
-
-def _is_junction(info: os.stat_result) -> bool:
-    """A junction, by its reparse tag (not any reparse point: OneDrive's cloud folders
-    are ones too, and are real directories)."""
-    tag: int = getattr(info, "st_reparse_tag", 0)
-    return tag == _IO_REPARSE_TAG_MOUNT_POINT
-
-
-#: ``stat.IO_REPARSE_TAG_MOUNT_POINT``, which only Windows' ``stat`` module has.
-_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
+    return not _WINDOWS or not is_junction(entry.stat(follow_symlinks=False))
 
 
 def remove_tree(path: Path) -> None:

@@ -3,13 +3,14 @@ and the names of the temporary files its atomic writes make.
 
 Standard library only (``os``, ``stat``) and cheap to import, so that the no-op sync fast
 path (:mod:`pylock.fastpath`) reads its state and the lock by the same rules as the full
-sync reads records. :mod:`pylock.fsutil` re-exports the read and its error.
+sync reads records. :mod:`pylock.fsutil` re-exports the read, its error and the link test.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 
 # Not blocking: opening a pipe for reading waits for a writer, for ever if none comes.
 # Not following a symlink (unless asked): pylock writes these files itself, always as
@@ -18,6 +19,7 @@ import stat
 # another, and with it pylock's leave to replace or prune the tree.
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_WINDOWS = sys.platform == "win32"
 
 
 class RefusedFileError(OSError):
@@ -56,15 +58,20 @@ def read_own_file(
     be opened, :class:`OSError`.
     """
     name = os.fspath(path)
+    # Where the system has no O_NOFOLLOW (Windows), the link is looked for first, and the
+    # file opened must be the one looked at: not a link put in its place meanwhile.
+    seen = None if follow_symlinks or _NO_FOLLOW else _not_a_link(name, limit)
     try:
         fd = os.open(name, _FLAGS if follow_symlinks else _FLAGS | _NO_FOLLOW)
     except OSError:
-        if not follow_symlinks and os.path.islink(name):
+        if not follow_symlinks and is_link(name):
             # The error O_NOFOLLOW gives differs between systems.
             raise RefusedFileError(name, limit, "a symbolic link") from None
         raise
     try:
         info = os.fstat(fd)
+        if seen is not None and (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
+            raise RefusedFileError(name, limit, "a symbolic link")
         if not stat.S_ISREG(info.st_mode):
             raise RefusedFileError(name, limit, "not a regular file")
         if info.st_size > limit:
@@ -81,6 +88,35 @@ def read_own_file(
     if len(data) > limit:
         raise _too_large(name, limit)
     return data
+
+
+def _not_a_link(name: str, limit: int) -> os.stat_result:
+    """``name``'s own status, if it is no link (else :class:`RefusedFileError`)."""
+    info = os.lstat(name)
+    if stat.S_ISLNK(info.st_mode) or (_WINDOWS and is_junction(info)):
+        raise RefusedFileError(name, limit, "a symbolic link")
+    return info
+
+
+def is_link(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a symlink or (Windows) a junction: an alias of another directory,
+    never one of pylock's own trees, and never entered."""
+    try:
+        info = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISLNK(info.st_mode) or (_WINDOWS and is_junction(info))
+
+
+def is_junction(info: os.stat_result) -> bool:
+    """Whether ``info`` is a Windows junction's (``mklink /J``), by its reparse tag (not any
+    reparse point: OneDrive's cloud folders are ones too, and are real directories)."""
+    tag: int = getattr(info, "st_reparse_tag", 0)
+    return tag == _IO_REPARSE_TAG_MOUNT_POINT
+
+
+#: ``stat.IO_REPARSE_TAG_MOUNT_POINT``, which only Windows' ``stat`` module has.
+_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
 
 
 def read_project_file(path: str | os.PathLike[str]) -> bytes:

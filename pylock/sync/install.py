@@ -230,10 +230,11 @@ def _names(dest_root: Path, wanted: Callable[[str], bool]) -> list[str]:
 def _name_filelock(dest_root: Path, name: str) -> FileLock:
     """The cross-process lock file of ``DIR/NAME`` (not yet acquired)."""
     locks = dest_root / LOCKS_DIR
-    if locks.is_symlink():
+    if is_link(locks):
         # Its lock files would be made wherever it points (or fail as "File exists").
         raise InstallError(
-            f"{locks} is a symbolic link; pylock keeps its lock files in a directory there",
+            f"{locks} is a link (a symlink or junction); pylock keeps its lock files in a "
+            "directory there",
             hint="remove the link (pylock makes the directory again)",
         )
     if not locks.is_dir():
