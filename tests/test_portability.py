@@ -24,11 +24,13 @@ from typing import Any
 
 import pytest
 
-from pylock import fsutil, platforms
+from pylock import fsutil, ownfiles, platforms
+from pylock.archive.policy import aliased_on_windows
 from pylock.errors import PylockError
 from pylock.fsutil import FileLock, LockTimeout
 from pylock.net import policy
 from pylock.net.policy import netrc_authorization
+from pylock.ownfiles import RefusedFileError, is_junction, read_own_file
 from pylock.platforms import host
 from pylock.settings import Settings
 from pylock.sync import bindir
@@ -105,6 +107,15 @@ def test_sync_links_writes_reads_and_removes_code_page_launchers(
     assert not (bin_dir / "python3.13.cmd").exists()
 
 
+def windows_junction(monkeypatch: pytest.MonkeyPatch, *junctions: Path) -> None:
+    """Behave as Windows, where ``junctions`` (directories here) are junctions."""
+    inodes = {os.stat(path).st_ino for path in junctions}
+    monkeypatch.setattr(fsutil, "_WINDOWS", True)
+    monkeypatch.setattr(ownfiles, "_WINDOWS", True)
+    monkeypatch.setattr(ownfiles, "is_junction", lambda info: info.st_ino in inodes)
+    monkeypatch.setattr(fsutil, "is_junction", ownfiles.is_junction)
+
+
 def test_a_windows_junction_is_a_link_never_entered_nor_taken_for_a_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,9 +131,7 @@ def test_a_windows_junction_is_a_link_never_entered_nor_taken_for_a_tree(
     (root / "lib" / "os.py").write_text("")
     (root / "junction").mkdir()
     (root / "junction" / "beyond.py").write_text("")
-    junction = os.stat(root / "junction").st_ino
-    monkeypatch.setattr(fsutil, "_WINDOWS", True)
-    monkeypatch.setattr(fsutil, "_is_junction", lambda info: info.st_ino == junction)
+    windows_junction(monkeypatch, root / "junction")
     assert sorted(rel for rel, _ in fsutil.walk_tree(str(root))) == [
         "junction",
         "lib",
@@ -132,9 +141,85 @@ def test_a_windows_junction_is_a_link_never_entered_nor_taken_for_a_tree(
     # The real test of a junction, by its reparse tag (OneDrive's folders carry others).
     monkeypatch.undo()
     junction_tag, cloud_tag = 0xA0000003, 0x9000001A
-    assert fsutil._is_junction(type("Info", (), {"st_reparse_tag": junction_tag})())
-    assert not fsutil._is_junction(type("Info", (), {"st_reparse_tag": cloud_tag})())
-    assert not fsutil._is_junction(os.stat(root))
+    assert is_junction(type("Info", (), {"st_reparse_tag": junction_tag})())
+    assert not is_junction(type("Info", (), {"st_reparse_tag": cloud_tag})())
+    assert not is_junction(os.stat(root))
+
+
+def test_a_junction_lends_no_tree_its_records_nor_takes_the_lock_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability attack: the no-op fast path and the install lock tested for links with
+    `os.path.islink` and `is_symlink()`, which are false for a Windows junction: a tree
+    moved away and junctioned back kept its record's stamps (the fast path said "up to
+    date" where the full sync refuses the tree), and a junctioned `.pylock-locks` put the
+    lock files wherever it pointed."""
+    from pylock.fastpath import record_stamp
+    from pylock.sync.install import LOCKS_DIR, _name_filelock
+
+    meta = tmp_path / "into" / "app" / ".pylock"
+    meta.mkdir(parents=True)
+    (meta / "install.json").write_text("{}")
+    locks = tmp_path / "into" / LOCKS_DIR
+    locks.mkdir()
+    assert record_stamp(str(meta / "install.json")) is not None
+    _name_filelock(tmp_path / "into", "app")
+    windows_junction(monkeypatch, meta.parent, locks)
+    assert record_stamp(str(meta / "install.json")) is None
+    with pytest.raises(PylockError, match="is a link"):
+        _name_filelock(tmp_path / "into", "app")
+
+
+def test_without_o_nofollow_a_link_is_still_refused_for_pylocks_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability attack: Windows has no `O_NOFOLLOW`, and `read_own_file` looked for a
+    link only when the open failed: there, an install record, a state file or a cache
+    sidecar was read through a link planted in its place. A link put there between the
+    look and the open is refused too."""
+    monkeypatch.setattr(ownfiles, "_NO_FOLLOW", 0)
+    real = tmp_path / "real.json"
+    real.write_text('{"a": 1}')
+    (tmp_path / "link.json").symlink_to(real)
+    with pytest.raises(RefusedFileError, match="symbolic link"):
+        read_own_file(tmp_path / "link.json", 100)
+    assert read_own_file(tmp_path / "link.json", 100, follow_symlinks=True) == b'{"a": 1}'
+    assert read_own_file(real, 100) == b'{"a": 1}'
+    # A junction to a directory (for a record's name, a directory is refused anyway).
+    (tmp_path / "dir").mkdir()
+    windows_junction(monkeypatch, tmp_path / "dir")
+    with pytest.raises(RefusedFileError, match="symbolic link"):
+        read_own_file(tmp_path / "dir", 100)
+    # Swapped for a link after the look: the file opened is not the one looked at.
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    looked = os.lstat(other)
+    monkeypatch.setattr(ownfiles.os, "lstat", lambda path: looked)
+    with pytest.raises(RefusedFileError, match="symbolic link"):
+        read_own_file(real, 100)
+
+
+def test_cache_file_names_are_never_windows_device_names(tmp_path: Path) -> None:
+    """Portability attack: an archive called `nul.tar.gz` (a direct URL) or a listing from
+    `https://aux.corp.example/` was cached under that name, which Windows takes for a
+    device: the archive could not be stored, the listing never cached."""
+    from pylock.index.metadata import MetadataStore
+    from pylock.sync.cache import safe_filename
+
+    for name, expected in [
+        ("nul.tar.gz", "_nul.tar.gz"),
+        ("CON", "_CON"),
+        ("com1.zip", "_com1.zip"),
+        ("python.tar.gz.", "python.tar.gz"),
+        ("console.tar.gz", "console.tar.gz"),
+    ]:
+        assert safe_filename(name) == expected
+    store = MetadataStore(tmp_path)
+    for url in ["https://aux.corp.example/releases", "https://github.com/aux"]:
+        body, meta = store._paths(url)
+        for path in (body, meta):
+            assert not aliased_on_windows(path.name), path.name
+            assert path.parent == tmp_path
 
 
 def test_launchers_relative_to_themselves_are_judged_by_the_tree_they_run(

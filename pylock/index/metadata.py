@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
 from pylock.fsutil import atomic_write_bytes, remove_tree
@@ -99,6 +100,8 @@ class MetadataStore:
         # Readable prefix for people browsing the cache; the digest makes it unique.
         parts = urlsplit(url)
         slug = _UNSAFE.sub("_", f"{parts.netloc}{parts.path}")[-80:].strip("_")
+        if aliased_on_windows(slug):
+            slug = f"_{slug}"  # `aux.example.org_...`: Windows would open a device
         digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
         stem = self.root / f"{slug}.{digest}"
         return stem.with_name(stem.name + ".body"), stem.with_name(stem.name + ".json")

@@ -38,6 +38,7 @@ from typing import Literal
 
 import attrs
 
+from pylock.archive.policy import aliased_on_windows
 from pylock.errors import CacheReadOnlyError, PylockError
 from pylock.fsutil import (
     CLOCK_SKEW,
@@ -82,15 +83,16 @@ _OWN_TMP_NAME = re.compile(
 
 
 def safe_filename(name: str) -> str:
-    """``name`` reduced to a portable, plain file name (no separators, no leading dot).
+    """``name`` reduced to a portable, plain file name: no separators, no dot at either end
+    (Windows drops a trailing one), and no name Windows takes for a device.
 
     >>> safe_filename("cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz")
     'cpython-3.13.9+20251014-x86_64-unknown-linux-gnu.tar.gz'
-    >>> safe_filename("../evil:name"), safe_filename("")
-    ('_evil_name', 'archive')
+    >>> safe_filename("../evil:name"), safe_filename(""), safe_filename("nul.tar.gz")
+    ('_evil_name', 'archive', '_nul.tar.gz')
     """
-    cleaned = _UNSAFE_CHARS.sub("_", name).lstrip(".")
-    return cleaned or "archive"
+    cleaned = _UNSAFE_CHARS.sub("_", name).strip(".") or "archive"
+    return f"_{cleaned}" if aliased_on_windows(cleaned) else cleaned
 
 
 @attrs.frozen(kw_only=True)
