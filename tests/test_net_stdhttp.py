@@ -585,6 +585,14 @@ def test_netrc_credentials_are_sent_and_dropped_on_another_origin(tmp_path: Path
             "machine 127.0.0.1 login user password s3cret-pw\nport 8080\n",
             "pylock could not read the netrc file {netrc} (not netrc syntax at line 2): fix it",
         ),
+        # Portability attack: Windows PowerShell 5 writes UTF-8 with a byte-order mark,
+        # which Python's parser refuses; the hint said no more than "line 1".
+        (
+            "\ufeffmachine 127.0.0.1 login user password s3cret-pw\n",
+            "pylock could not read the netrc file {netrc} (not netrc syntax at line 1: it "
+            "starts with a byte-order mark, as Windows PowerShell 5 writes UTF-8 "
+            "(`Set-Content -Encoding UTF8`); save it as UTF-8 without one): fix it",
+        ),
         # Mirror attack: the entry for the host went along and was refused, and the hint
         # said to add an entry for that host.
         (
@@ -597,7 +605,7 @@ def test_a_401_s_hint_says_what_became_of_the_netrc_entry(
     tmp_path: Path, netrc_text: str, hint: str
 ) -> None:
     netrc = tmp_path / "netrc"
-    netrc.write_text(netrc_text)
+    netrc.write_text(netrc_text, encoding="utf-8")
     netrc.chmod(0o600)
     with HttpServer() as server:
         url = server.serve(PATH, BODY, auth=("user", "s3cret-pw"))

@@ -1164,6 +1164,14 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     return False
 
 
+def _starts_with_bom(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
+
+
 def _canonical_host(name: str) -> str:
     """A host as NO_PROXY and netrc compare it: an IP address in its one spelling
     (``0:0::1`` is ``::1``), a name without the trailing dot of a fully qualified one, and
@@ -1229,6 +1237,11 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         # Never the parser's own words: they may quote a token, which may be a password.
         if isinstance(error, netrc.NetrcParseError):
             netrc_problems[path] = f"not netrc syntax at line {error.lineno}"
+            if error.lineno == 1 and _starts_with_bom(path):
+                netrc_problems[path] += (
+                    ": it starts with a byte-order mark, as Windows PowerShell 5 writes "
+                    "UTF-8 (`Set-Content -Encoding UTF8`); save it as UTF-8 without one"
+                )
         elif isinstance(error, OSError):
             netrc_problems[path] = error.strerror or type(error).__name__
         else:
