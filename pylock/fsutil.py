@@ -260,6 +260,9 @@ def remove_stale_temporaries(path: Path, older_than: float) -> None:
 
 #: How long a rename waits, in all, for a file another program briefly holds (Windows).
 _RENAME_PATIENCE = 2.0
+#: The same for a directory: a virus scanner reads a fresh interpreter's thousands of
+#: files (``.dll``, ``.pyd``, ``.exe``) for longer than it holds one file.
+_TREE_RENAME_PATIENCE = 10.0
 
 
 def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
@@ -272,8 +275,9 @@ def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> N
 
 
 def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """:func:`os.rename` (never over an existing target), retried as :func:`replace` is."""
-    _patiently(os.rename, source, target)
+    """:func:`os.rename` of a directory tree (never over an existing target), retried as
+    :func:`replace` is, for longer."""
+    _patiently(os.rename, source, target, patience=_TREE_RENAME_PATIENCE)
 
 
 def _patiently(
@@ -281,9 +285,10 @@ def _patiently(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
     *,
+    patience: float = _RENAME_PATIENCE,
     windows: bool = sys.platform == "win32",
 ) -> None:
-    deadline = time.monotonic() + _RENAME_PATIENCE
+    deadline = time.monotonic() + patience
     delay = 0.01
     while True:
         try:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1019,6 +1020,43 @@ def test_a_rename_a_virus_scanner_blocks_for_a_moment_is_retried(
     refusals.append(PermissionError(13, "denied"))
     with pytest.raises(PermissionError):
         fsutil._patiently(busy, source, target, windows=False)
+
+
+def test_a_tree_a_virus_scanner_reads_for_seconds_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability review: a virus scanner reads a fresh interpreter's thousands of files
+    for seconds (uv waits about 10), and the move of the tree into place gave up after 2:
+    a failed install. A single file is still waited for 2 s at most."""
+    from pylock import fsutil
+
+    now = [0.0]
+    clock = types.SimpleNamespace(
+        monotonic=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+    )
+    monkeypatch.setattr(fsutil, "time", clock)
+    monkeypatch.setattr(
+        fsutil._patiently,
+        "__kwdefaults__",
+        {**(fsutil._patiently.__kwdefaults__ or {}), "windows": True},
+    )
+    real = os.rename
+
+    def scanned(source: object, target: object) -> None:
+        if now[0] < 6.0:
+            raise PermissionError(13, "Access is denied")
+        real(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", scanned)
+    monkeypatch.setattr(os, "replace", scanned)
+    (tmp_path / "tmp").mkdir()
+    fsutil.rename(tmp_path / "tmp", tmp_path / "final")
+    assert (tmp_path / "final").is_dir() and 6.0 <= now[0] < 7.0
+    now[0] = 0.0
+    (tmp_path / "a").write_text("x")
+    with pytest.raises(PermissionError):
+        fsutil.replace(tmp_path / "a", tmp_path / "b")
+    assert now[0] <= 2.0
 
 
 @pytest.mark.parametrize("name", ["python/Lib/aux.py", "python/NUL", "python/com1.txt", "a/CON"])

@@ -372,7 +372,7 @@ def test_an_upgrade_windows_refuses_for_a_tree_in_use_says_to_close_it(
         do_install(archive, artifact, dest_root)
     assert caught.value.hint == (
         f"close what runs {dest_root.absolute() / 'app'} (python.exe, virtualenvs made from it, "
-        "IDEs), then run `pylock sync` again"
+        "IDEs), or let an antivirus scan of it end, then run `pylock sync` again"
     )
 
 

@@ -1015,7 +1015,8 @@ def test_the_cache_moves_fresh_files_patiently_on_windows(
     holding the file fails at once on Windows; fsutil's moves retry for a moment."""
     import hashlib
 
-    monkeypatch.setattr(fsutil._patiently, "__kwdefaults__", {"windows": True})
+    as_on_windows = {**(fsutil._patiently.__kwdefaults__ or {}), "windows": True}
+    monkeypatch.setattr(fsutil._patiently, "__kwdefaults__", as_on_windows)
     held_once: set[tuple[str, str]] = set()
 
     def scanned(real: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:

@@ -473,10 +473,11 @@ def install(
         hint = hints.get(code)
         if winerror in (5, 32) and os.path.isdir(dest_root / name):
             # Windows renames no folder that a running python.exe (a virtualenv's, an
-            # IDE's) has files open in: the upgrade's move of the old tree.
+            # IDE's) has files open in, nor one a virus scanner still reads (for longer
+            # than fsutil.rename waits): the upgrade's move of the old tree.
             hint = (
                 f"close what runs {dest_root / name} (python.exe, virtualenvs made from it, "
-                "IDEs), then run `pylock sync` again"
+                "IDEs), or let an antivirus scan of it end, then run `pylock sync` again"
             )
         raise InstallError(
             f"cannot install {name} into {dest_root}: {exc.strerror or exc}{where}",
