@@ -4,8 +4,9 @@
 ends the process on the spot: a partial download would stay in the cache's ``tmp/`` and
 a temporary tree in the install directory. While :func:`sigterm_as_interrupt` is in force
 the signal raises :class:`Terminated` where Ctrl-C would raise ``KeyboardInterrupt``, so
-the same clean-ups run. The console script turns it on before a cold sync's downloads
-start (:mod:`pylock.sync.early`), the CLI for every command.
+the same clean-ups run. On Windows, SIGBREAK (Ctrl-Break, or the console window being
+closed) is taken the same way. The console script turns it on before a cold sync's
+downloads start (:mod:`pylock.sync.early`), the CLI for every command.
 
 Python cannot pass on an exception raised where it runs a callback for its own ends (a
 weakref callback of the import system, a ``__del__``): it prints "Exception ignored in"
@@ -64,21 +65,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
     keep an interrupt Python swallowed for :func:`raise_lost`."""
     import signal
 
+    previous: dict[int, Any] = {}
     try:
-        # Started to ignore it: it stays ignored, also for `pylock run`'s child.
-        ignored = signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
-        previous = None if ignored else signal.signal(signal.SIGTERM, _terminated)
-    except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
-        ignored, previous = True, None
+        for number in _terminating(signal):
+            # Started to ignore it: it stays ignored, also for `pylock run`'s child.
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                previous[number] = signal.signal(number, _terminated)
+    except ValueError:  # not the main thread
+        pass
     with _keeping_lost_interrupts():
-        if ignored:
+        try:
             yield
-        else:
-            try:
-                yield
-            finally:
-                signal.signal(signal.SIGTERM, previous)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         raise_lost()
+
+
+def _terminating(signal: Any) -> list[int]:
+    """SIGTERM, and Windows' SIGBREAK: Ctrl-Break, and a console window being closed."""
+    return [getattr(signal, name) for name in ("SIGTERM", "SIGBREAK") if hasattr(signal, name)]
 
 
 @contextlib.contextmanager
@@ -119,13 +125,11 @@ def held() -> Iterator[None]:
     came: list[KeyboardInterrupt] = []
 
     def hold(number: int, frame: object) -> None:
-        came.append(Terminated() if number == signal.SIGTERM else KeyboardInterrupt())
+        came.append(KeyboardInterrupt() if number == signal.SIGINT else Terminated())
 
-    raising: dict[signal.Signals, Callable[[int, Any], Any]] = {
-        signal.SIGINT: signal.default_int_handler,
-        signal.SIGTERM: _terminated,
-    }
-    previous: dict[signal.Signals, Callable[[int, Any], Any]] = {}
+    raising: dict[int, Callable[[int, Any], Any]] = {signal.SIGINT: signal.default_int_handler}
+    raising.update((number, _terminated) for number in _terminating(signal))
+    previous: dict[int, Callable[[int, Any], Any]] = {}
     try:
         for number, handler in raising.items():
             if signal.getsignal(number) is handler:

@@ -246,3 +246,27 @@ def test_a_hook_put_in_place_during_the_block_stays() -> None:
         assert sys.unraisablehook is theirs
     finally:
         sys.unraisablehook = before
+
+
+@posix_only
+def test_windows_ctrl_break_is_taken_as_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Portability review: on Windows, Ctrl-Break (and closing the console window) sends
+    SIGBREAK, whose default ends the process on the spot: a partial download stayed in the
+    cache's `tmp/`, a temporary tree in the install directory. It is taken as SIGTERM is,
+    in `sigterm_as_interrupt` and `held`. Simulated with SIGUSR1 in SIGBREAK's place."""
+    from pylock.interrupts import held
+
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    steps: list[str] = []
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        with pytest.raises(Terminated):
+            with held():
+                os.kill(os.getpid(), signal.SIGUSR1)
+                time.sleep(0.05)
+                steps.append("held to the end")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.5)
+        steps.append("not stopped")
+    assert steps == ["held to the end"]
+    assert signal.getsignal(signal.SIGUSR1) is before
