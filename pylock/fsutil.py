@@ -353,10 +353,21 @@ _MODELESS = frozenset(
 )
 
 
-def on_modeless_file_system(path: str | os.PathLike[str]) -> bool:
+#: The same kinds as macOS names them (``statfs``'s ``f_fstypename``).
+_MODELESS_MACOS = frozenset({"msdos", "exfat", "ntfs", "smbfs", "webdav"})
+
+
+def on_modeless_file_system(
+    path: str | os.PathLike[str], *, platform: str = sys.platform, libc: Any = None
+) -> bool:
     """Whether ``path`` is on a file system of a kind that keeps no POSIX modes (see
-    :data:`_MODELESS`), by the mount table: on Linux only (elsewhere ``False``, and modes
-    are taken as they read)."""
+    :data:`_MODELESS`): by the mount table on Linux, by ``statfs`` on macOS (``libc``
+    stands in for libSystem in tests); elsewhere ``False``, and modes are taken as they
+    read."""
+    if platform == "darwin":
+        return _macos_file_system(path, libc) in _MODELESS_MACOS
+    if not platform.startswith("linux"):
+        return False
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
             lines = table.read().splitlines()
@@ -375,6 +386,40 @@ def on_modeless_file_system(path: str | os.PathLike[str]) -> bool:
         if inside and len(point) >= len(best):
             best, kind = point, rest.split(" ", 1)[0]
     return kind in _MODELESS
+
+
+def _macos_file_system(path: str | os.PathLike[str], libc: Any = None) -> str:
+    """The kind of file system ``path`` is on, as macOS' ``statfs`` names it (``apfs``,
+    ``exfat``, ...); ``""`` if it cannot tell.
+
+    Through ctypes, as :func:`pylock.platforms` asks sysctl: no ``mount`` command to run
+    and parse. The ``struct statfs`` of 64-bit inodes (``statfs$INODE64`` on Intel, plain
+    ``statfs`` on Apple silicon) holds the name, at most 16 bytes, at offset 72.
+    """
+    try:
+        import ctypes
+
+        if libc is None:
+            libc = ctypes.CDLL("/usr/lib/libSystem.B.dylib", use_errno=True)
+        try:
+            statfs = getattr(libc, "statfs$INODE64")
+        except AttributeError:
+            statfs = libc.statfs
+        statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+        statfs.restype = ctypes.c_int
+        buffer = ctypes.create_string_buffer(_STATFS_SIZE)
+        if statfs(os.fsencode(os.path.realpath(path)), buffer) != 0:
+            return ""
+    except (ImportError, OSError, AttributeError, ValueError):
+        return ""
+    name = buffer.raw[_FSTYPENAME_OFFSET : _FSTYPENAME_OFFSET + 16].split(b"\0", 1)[0]
+    return name.decode("ascii", "replace")
+
+
+#: ``struct statfs`` (64-bit inodes) on macOS: its size (2,168 bytes; a page, to spare), and
+#: where ``f_fstypename`` starts, after ``f_bsize`` to ``f_fssubtype``.
+_STATFS_SIZE = 4096
+_FSTYPENAME_OFFSET = 72
 
 
 def walk_tree(root: str, prune: Collection[str] = ()) -> Iterator[tuple[str, os.DirEntry[str]]]:

@@ -9,12 +9,14 @@ a user would, and plants a ``.pyc`` that changes what ``import json`` does.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import py_compile
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -301,6 +303,51 @@ def test_the_mount_table_names_the_file_systems_without_modes(
     assert pylock.fsutil.on_modeless_file_system(disk / "py" / "app")
     assert not pylock.fsutil.on_modeless_file_system(tmp_path)
     assert not pylock.fsutil.on_modeless_file_system(str(disk) + "2")
+
+
+class _FakeLibSystem:
+    """libSystem's ``statfs`` for a path on a drive of ``kind``: the 64-bit-inode one as
+    ``statfs$INODE64`` (Intel) or, with ``intel=False``, as ``statfs`` (Apple silicon)."""
+
+    def __init__(self, kind: bytes, *, intel: bool = True, status: int = 0) -> None:
+        self.kind, self.status, self.asked = kind, status, list[bytes]()
+        setattr(self, "statfs$INODE64" if intel else "statfs", _Function(self._statfs))
+
+    def _statfs(self, path: bytes, buffer: Any) -> int:
+        self.asked.append(path)
+        # f_bsize ... f_fssubtype before it: 72 bytes; f_mntonname after it.
+        ctypes.memmove(ctypes.addressof(buffer) + 72, self.kind + b"\0", len(self.kind) + 1)
+        ctypes.memmove(ctypes.addressof(buffer) + 88, b"/Volumes/USB\0", 13)
+        return self.status
+
+
+class _Function:
+    """A ctypes function's stand-in: called, and given ``argtypes`` and ``restype``."""
+
+    def __init__(self, call: Callable[..., int]) -> None:
+        self.call = call
+        self.argtypes: object = None
+        self.restype: object = None
+
+    def __call__(self, *args: Any) -> int:
+        return self.call(*args)
+
+
+def test_macos_asks_statfs_for_the_file_systems_without_modes(tmp_path: Path) -> None:
+    """Portability review: the file system's kind came from Linux's mount table alone, so
+    on macOS a fresh install on an exFAT or FAT drive or an SMB share failed verify (every
+    file "modified", every entry "world-writable"), as it once did on Linux."""
+    from pylock.fsutil import on_modeless_file_system
+
+    for kind, modeless in [(b"exfat", True), (b"msdos", True), (b"smbfs", True), (b"apfs", False)]:
+        for intel in (True, False):
+            libc = _FakeLibSystem(kind, intel=intel)
+            assert on_modeless_file_system(tmp_path, platform="darwin", libc=libc) is modeless
+            assert libc.asked == [os.fsencode(os.path.realpath(tmp_path))]
+    failed = _FakeLibSystem(b"exfat", status=-1)
+    assert not on_modeless_file_system(tmp_path, platform="darwin", libc=failed)
+    # Elsewhere (Windows, the BSDs), modes are taken as they read.
+    assert not on_modeless_file_system(tmp_path, platform="win32")
 
 
 def test_what_finder_and_explorer_write_into_folders_is_not_extra(tmp_path: Path) -> None:

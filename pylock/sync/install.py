@@ -909,9 +909,9 @@ def _keeps_modes(tree: Path) -> bool:
     shares and WSL's ``/mnt/c`` show every file as ``rwxrwxrwx``: there, every file would be
     "modified" (executable) and "world-writable" to :func:`verify`, and a reinstall would
     change nothing. Two signs, both needed: the record pylock wrote without execute
-    permission reads as executable, and the mount table names such a file system. (The
-    first alone is what a ``chmod -R 777`` of the tree looks like, which verify must
-    report.)"""
+    permission reads as executable, and the file system is of such a kind (by the mount
+    table on Linux, by ``statfs`` on macOS). The first alone is what a ``chmod -R 777`` of
+    the tree looks like, which verify must report."""
     try:
         written = os.stat(tree / META_DIR / INSTALL_JSON).st_mode
     except OSError:
