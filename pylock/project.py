@@ -315,17 +315,27 @@ def lock_project(request: LockRequest) -> LockOutcome:
 
 def _warn_unfetchable(lock: LockFile, previous: LockFile | None, request: LockRequest) -> None:
     """Warn of an archive new to the lock that `sync` would refuse to fetch as things are
-    (plain http to a host nobody trusted with a rewrite): better now than in the build."""
+    (plain http to a host nobody trusted with a rewrite, a file URL with a host, which only
+    Windows reads): better now than in the build."""
     from urllib.parse import urlsplit
 
     from pylock.errors import RefusedUrlError
+    from pylock.urls import file_host_problem
 
     known = {a.url for p in previous.pythons for a in p.artifacts} if previous else set()
     rewrites = None
     refused: dict[str, list[str]] = {}  # by server: the entries
     for python in lock.pythons:
         for artifact in python.artifacts:
-            if artifact.url in known or not artifact.url.lower().startswith("http:"):
+            if artifact.url in known:
+                continue
+            elsewhere = file_host_problem(artifact.url)
+            if elsewhere is not None:
+                # A lock Windows alone can sync (a share's path), or two slashes for three.
+                request.reporter.warn(
+                    f"{python.name}: {elsewhere}; `pylock sync` on this machine refuses it"
+                )
+            if not artifact.url.lower().startswith("http:"):
                 continue
             rewrites = rewrites or request.fetch_options().rewrites
             try:

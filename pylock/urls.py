@@ -8,6 +8,7 @@ at fetch time, so one lock works inside and outside a corporate network.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import SplitResult, quote, unquote, urlsplit
@@ -359,6 +360,9 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
             "http, https or file URL prefix",
             hint=_HINT,
         )
+    local = file_host_problem(target)
+    if local is not None:
+        raise UsageError(f"{origin}: invalid rewrite {pair}: TO {local}", hint=_HINT)
     return Rewrite(source=source, target=target, origin=origin)
 
 
@@ -385,9 +389,37 @@ def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:
         )
     if not _is_url(base, _TARGET_SCHEMES):
         raise UsageError(f"{origin}: {base!r} is not an http, https or file URL", hint=hint)
+    local = file_host_problem(base)
+    if local is not None:
+        raise UsageError(f"{origin}: invalid mirror URL: {local}", hint=hint)
     if not base.endswith("/"):
         base += "/"
     return Rewrite(source=source, target=base, origin=origin)
+
+
+def file_host_problem(url: str, *, windows: bool = os.name == "nt") -> str | None:
+    """Why the ``file:`` URL ``url`` names no file on this machine: a host other than
+    ``localhost``, which only Windows reads (as a share's server: ``file://server/share/x``).
+    Mostly two slashes written for three.
+
+    >>> file_host_problem("file://tmp/m/", windows=False).endswith("write file:///tmp/m/")
+    True
+    >>> file_host_problem("file:///m/", windows=False) is None
+    True
+    >>> file_host_problem("file://server/share/", windows=True) is None
+    True
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None  # url_problem says what is wrong with it
+    if parts.scheme.lower() != "file" or parts.netloc.lower() in ("", "localhost") or windows:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    return (
+        f"{redact_given(url)} names the host {host!r}, which only Windows reads (as a share's "
+        f"server): for the path /{host}{parts.path}, write file:///{host}{parts.path}"
+    )
 
 
 def _prefix_problem(prefix: str) -> str | None:

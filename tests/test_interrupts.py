@@ -260,11 +260,10 @@ def test_windows_ctrl_break_is_taken_as_sigterm(monkeypatch: pytest.MonkeyPatch)
     before = signal.getsignal(signal.SIGUSR1)
     steps: list[str] = []
     with pytest.raises(Terminated), sigterm_as_interrupt():
-        with pytest.raises(Terminated):
-            with held():
-                os.kill(os.getpid(), signal.SIGUSR1)
-                time.sleep(0.05)
-                steps.append("held to the end")
+        with pytest.raises(Terminated), held():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+            steps.append("held to the end")
         os.kill(os.getpid(), signal.SIGUSR1)
         time.sleep(0.5)
         steps.append("not stopped")

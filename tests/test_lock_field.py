@@ -496,6 +496,31 @@ def test_a_plain_http_url_sync_would_refuse_is_a_warning_when_locked(
     ]
 
 
+def test_a_file_url_with_two_slashes_is_caught_before_the_build(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user walk-through: `file://tmp/m/x.tar.gz` (two slashes: the host `tmp`) was
+    locked without a word, "from a local file", and every sync on Linux and macOS then
+    failed with no hint; as a mirror or a rewrite's target it passed the flag's check and
+    failed each download. Only Windows reads a host there (a share's server)."""
+    url = "file://tmp/m/cpython-3.12.7-x86_64-linux.tar.gz"
+    toml = f'[python.x]\nurl = "{url}"\nversion = "3.12.7"\nsha256 = "{"a" * 64}"\n'
+    (project / "pythons.toml").write_text(toml, encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 0
+    assert (
+        "pylock: warning: x: file://tmp/m/cpython-3.12.7-x86_64-linux.tar.gz names the host "
+        "'tmp', which only Windows reads (as a share's server): for the path "
+        "/tmp/m/cpython-3.12.7-x86_64-linux.tar.gz, write "
+        "file:///tmp/m/cpython-3.12.7-x86_64-linux.tar.gz; `pylock sync` on this machine "
+        "refuses it"
+    ) in capsys.readouterr().err
+    for flags in (["--mirror", "file://tmp/m"], ["--rewrite", "https://github.com/=file://tmp/m/"]):
+        assert run(project, "lock", "--offline", "--check", *flags) == 2
+        err = capsys.readouterr().err
+        assert "names the host 'tmp'" in err and "write file:///tmp/m" in err
+
+
 def test_a_full_disk_under_the_lock_gets_the_out_of_space_hint(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

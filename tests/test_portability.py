@@ -650,8 +650,11 @@ def test_a_share_that_pylock_mirror_names_is_a_path_on_windows(
     assert (
         str(policy.file_path("file:///C:/Users/ci/dl.json", windows=True)) == r"C:\Users\ci\dl.json"
     )
-    with pytest.raises(PylockError, match="unsupported file URL with a host"):
+    with pytest.raises(PylockError, match="unsupported file URL with a host") as refused:
         policy.file_path(uri, windows=False)
+    assert (
+        refused.value.hint is not None and "write file:///server/share/mirror" in refused.value.hint
+    )
 
 
 def test_a_file_url_is_decoded_once() -> None:

@@ -461,7 +461,13 @@ def file_path(url: str, *, windows: bool = os.name == "nt") -> Path:
         return Path(os.fsdecode(unquote_to_bytes(parts.path)))
     if windows:
         return Path(url2pathname(f"//{parts.netloc}{parts.path}"))
-    raise DownloadError(f"unsupported file URL with a host: {url}", url=url)
+    from pylock.urls import file_host_problem
+
+    raise DownloadError(
+        f"unsupported file URL with a host: {url}",
+        url=url,
+        hint=file_host_problem(url, windows=False),
+    )
 
 
 # -- retries -------------------------------------------------------------------------
