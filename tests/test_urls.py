@@ -13,6 +13,7 @@ from pylock.urls import (
     UrlRewrites,
     check_url,
     is_loopback_host,
+    parse_rewrite,
 )
 
 PBS_URL = (
@@ -306,3 +307,37 @@ def test_redaction_stays_linear_on_hostile_text() -> None:
         assert redact(hostile + "@") is not None
     # Review: an unbounded scheme made `a.a.a....@` quadratic (18 s for 40 KB).
     assert time.process_time() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("pair", "problem"),
+    [
+        (
+            "https://github.com/=https://artifactory.corp/github",
+            "FROM ends in / and TO does not: each URL would go on right after TO, with no / "
+            "between",
+        ),
+        (
+            "https://github.com=https://artifactory.corp/github/",
+            "TO ends in / and FROM does not: each URL would get two slashes (//) after TO",
+        ),
+    ],
+)
+def test_a_rewrite_with_a_slash_at_one_end_only_is_refused(pair: str, problem: str) -> None:
+    """New-user walk-through: the README's Artifactory rewrite, one slash short, asked for
+    `https://artifactory.corp/githubastral-sh/...` (a 404, or `port 876520990101 is out of
+    range` for a mirror on a port), and nothing said the rewrite was the cause."""
+    with pytest.raises(UsageError) as info:
+        parse_rewrite(pair, origin="PYLOCK_URL_REWRITES")
+    assert info.value.message == f"PYLOCK_URL_REWRITES: invalid rewrite {pair!r}: {problem}"
+    assert (
+        info.value.hint is not None
+        and "github.com/=https://artifactory.example/github/" in info.value.hint
+    )
+    # Both ends alike, and a proxy's query target, are as meant.
+    for fine in [
+        "https://github.com/=https://artifactory.corp/github/",
+        "https://github.com=https://artifactory.corp/github",
+        "https://github.com/=https://proxy.corp/get?path=",
+    ]:
+        parse_rewrite(fine, origin="--rewrite")
