@@ -676,6 +676,17 @@ def _cmd_init(ctx: Context) -> int:
 
     path, source = write_starter(ctx.project)
     ctx.reporter.event(f"wrote {_display(path)} ({source})")
+    if not ctx.args.project:
+        from pylock.lockio import project_above
+
+        above = project_above(ctx.project)
+        if above is not None:
+            # A monorepo's second project, or `init` in `src/` of the first (the hints of
+            # lock and sync there point at it, and once said to run `pylock init`).
+            ctx.reporter.warn(
+                f"{above} above holds a project too: this one is another; if you meant that "
+                f"one, remove {_display(path)} and run pylock in {above}"
+            )
     ctx.reporter.event("next: edit it if needed, then run `pylock lock`")
     return 0
 
@@ -1451,6 +1462,27 @@ def main(
         return _run(args, ctx)
 
 
+def _pointed_at_the_project(error: PylockError, ctx: Context) -> PylockError:
+    """``error``, which may say a project file is missing, with a hint at the project the
+    user meant: a ``--project`` directory that does not exist, or (none given) the project
+    in a directory above this one."""
+    if error.missing_project_file is None:
+        return error
+    if ctx.args.project:
+        if not ctx.project.is_dir():
+            error.hint = f"--project {ctx.args.project}: no such directory"
+        return error
+    from pylock.lockio import project_above
+
+    above = project_above(ctx.project)
+    if above is not None:
+        error.hint = (
+            f"pylock looks in the current directory only, and the project is in {above}: "
+            f"run pylock there, or pass `--project {os.path.relpath(above, ctx.project)}`"
+        )
+    return error
+
+
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         try:
@@ -1466,7 +1498,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         report_error(exc, color=ctx.color)
         return 2
     except PylockError as exc:
-        report_error(exc, color=ctx.color)
+        report_error(_pointed_at_the_project(exc, ctx), color=ctx.color)
         return 1
     except _OutputLost as lost:
         return lost.report()

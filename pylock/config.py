@@ -32,7 +32,14 @@ import attrs
 from packaging.specifiers import SpecifierSet
 
 from pylock.bounded import toml_loads
-from pylock.errors import ConfigError, Problem, describe_toml_value, shorten, shown
+from pylock.errors import (
+    ConfigError,
+    Problem,
+    describe_toml_value,
+    missing_project_file,
+    shorten,
+    shown,
+)
 from pylock.fsutil import CONFIG_FILENAME, broken_link, display_path
 from pylock.lockfile import (
     URL_SHOWN,
@@ -791,11 +798,12 @@ def load_config(path: Path) -> Config:
                 [Problem("", f"a symbolic link to {target}, which does not exist")],
                 hint="point it at an existing file, or remove it and run `pylock init`",
             ) from None
-        raise ConfigError(
+        missing = ConfigError(
             filename,
             [Problem("", "not found")],
             hint="run `pylock init` to write a starter pythons.toml",
-        ) from None
+        )
+        raise missing_project_file(missing, path) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             filename, [Problem("", f"not valid UTF-8 (byte {exc.start}); TOML files are UTF-8")]

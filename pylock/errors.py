@@ -9,7 +9,9 @@ out of the message text.
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Sequence
+from typing import TypeVar
 
 import attrs
 
@@ -19,6 +21,10 @@ class PylockError(Exception):
 
     #: A second line telling the user what to do about it, if there is one.
     hint: str | None = None
+    #: The project file (``pythons.toml``, ``pythons.lock``) whose absence this reports,
+    #: so that the CLI can point at a project in a directory above (see
+    #: :func:`missing_project_file`).
+    missing_project_file: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -28,6 +34,15 @@ class PylockError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+_Error = TypeVar("_Error", bound=PylockError)
+
+
+def missing_project_file(error: _Error, path: os.PathLike[str] | str) -> _Error:
+    """``error``, which says that the project file ``path`` does not exist, marked so."""
+    error.missing_project_file = os.fspath(path)
+    return error
 
 
 def shorten(text: str, most: int = 60) -> str:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pylock.errors import LockFileError, Problem, PylockError
+from pylock.errors import LockFileError, Problem, PylockError, missing_project_file
 
 if TYPE_CHECKING:
     from pylock.lockfile import LockFile
@@ -61,9 +61,8 @@ def read_lock_and_digest(lock_path: Path) -> tuple[LockFile, str]:
                 f"{lock_path.parent}: {missing(lock_path)}",
                 hint="point the link at a lock, or remove it and run `pylock lock`",
             ) from None
-        raise PylockError(
-            f"no lock file at {lock_path}", hint="create it with `pylock lock`"
-        ) from None
+        error = PylockError(f"no lock file at {lock_path}", hint="create it with `pylock lock`")
+        raise missing_project_file(error, lock_path) from None
     except OSError as exc:
         raise cannot_read(lock_path, exc) from None
     except UnicodeDecodeError as exc:
@@ -105,3 +104,18 @@ def unreadable(exc: OSError | UnicodeDecodeError) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"not valid UTF-8 (byte {exc.start})"
     return f"cannot read: {exc.strerror or exc}"
+
+
+def project_above(directory: Path) -> Path | None:
+    """The nearest directory above ``directory`` that holds a ``pythons.toml`` or a
+    ``pythons.lock``: where a user who ran pylock in a subdirectory of a project (``src/``)
+    meant to run it. pylock itself looks in the project directory only."""
+    from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
+
+    for parent in directory.parents:
+        try:
+            if any(os.path.lexists(parent / name) for name in (CONFIG_FILENAME, LOCK_FILENAME)):
+                return parent
+        except (OSError, ValueError):
+            return None
+    return None

@@ -47,6 +47,45 @@ def test_missing_lock_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "Traceback" not in err
 
 
+def test_a_subdirectory_of_a_project_is_pointed_at_the_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New-user walk-through: in `src/` of a project, `sync` said to create the lock with
+    `pylock lock`, and `lock` to run `pylock init`, which wrote a second project (on
+    another Python) under the first. The hints now name the project above; a `--project`
+    that does not exist is said to be none."""
+    (tmp_path / "pythons.toml").write_text('[python.app]\nversion = "3.13"\n')
+    src = tmp_path / "src" / "pkg"
+    src.mkdir(parents=True)
+    monkeypatch.chdir(src)
+    pointed = (
+        f"pylock: hint: pylock looks in the current directory only, and the project is in "
+        f"{tmp_path}: run pylock there, or pass `--project ../..`"
+    )
+    for command in ("sync", "lock"):
+        assert main([command]) == 1
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1] == pointed, command
+        assert "pylock init" not in err
+    # Where the project is, or with --project, the usual hints stand.
+    monkeypatch.chdir(tmp_path)
+    assert main(["sync"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "pylock: hint: create it with `pylock lock`"
+    assert main(["--project", "src/pkg", "lock"]) == 1
+    assert "run `pylock init`" in capsys.readouterr().err
+    assert main(["--project", "nonexist", "sync"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pylock: hint: --project nonexist: no such directory"
+    )
+    # `init` there starts a second project, and says so.
+    monkeypatch.chdir(src)
+    assert main(["init"]) == 0
+    assert (
+        f"pylock: warning: {tmp_path} above holds a project too: this one is another; if you "
+        f"meant that one, remove pythons.toml and run pylock in {tmp_path}"
+    ) in capsys.readouterr().err
+
+
 def test_invalid_lock_reports_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
