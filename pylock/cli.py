@@ -1200,7 +1200,7 @@ def _seed_registry(ctx: Context) -> int:
             "(--offline or PYLOCK_OFFLINE) forbids",
             hint="run it without --offline (and with PYLOCK_OFFLINE unset)",
         )
-    remote = RemoteCache.from_settings(ctx.settings, reference=args.to)
+    remote = RemoteCache.from_settings(ctx.settings, reference=args.to, origin="mirror --to")
     assert remote is not None
     lock = ctx.read_lock()
     platforms = [ctx.platform(key).key for key in args.platform] if args.platform else None

@@ -671,7 +671,28 @@ def test_bad_reference_in_the_environment_is_a_usage_error(
     cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = cached_project.sync(capsys, PYLOCK_REMOTE_CACHE="ghcr.io/acme")
-    assert code == 2 and "not a registry reference" in err
+    assert code == 2
+    assert "pylock: error: PYLOCK_REMOTE_CACHE: not a registry reference: 'ghcr.io/acme'" in err
+
+
+def test_a_reference_without_a_repository_says_so_and_where_it_was_given(
+    cached_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user walk-through: `--remote-cache oci://ghcr.io` was "bad repository name",
+    with a hint about lower case, and neither that error nor PYLOCK_REMOTE_CACHE's named
+    where the reference came from."""
+    code, _, err = cached_project.sync(capsys, "--remote-cache", "oci+http://127.0.0.1:5000/")
+    assert code == 2
+    assert err.splitlines() == [
+        "pylock: error: --remote-cache: 'oci+http://127.0.0.1:5000/' names no repository on "
+        "the registry",
+        "pylock: hint: write oci+http://127.0.0.1:5000/REPOSITORY, e.g. "
+        "oci+http://127.0.0.1:5000/acme/pythons",
+    ]
+    assert cached_project.run("mirror", "--to", "oci://ghcr.io") == 2
+    assert (
+        "pylock: error: mirror --to: 'oci://ghcr.io' names no repository" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("flag", ["--push", "--no-origin"])

@@ -116,8 +116,9 @@ class RegistryRef:
         return f"{'oci+http' if self.plain_http else 'oci'}://{self.host}/{self.repository}"
 
 
-def parse_reference(text: str) -> RegistryRef:
-    """Parse a remote cache reference; a bad one is a :class:`UsageError`.
+def parse_reference(text: str, origin: str = "--remote-cache") -> RegistryRef:
+    """Parse a remote cache reference; a bad one is a :class:`UsageError` that names
+    ``origin``, where it was given (the flag or the variable).
 
     >>> parse_reference("oci://ghcr.io/acme/pythons")
     RegistryRef(host='ghcr.io', repository='acme/pythons', plain_http=False)
@@ -128,24 +129,29 @@ def parse_reference(text: str) -> RegistryRef:
     scheme = scheme.lower()
     hint = "write oci://HOST[:PORT]/REPOSITORY, e.g. oci://ghcr.io/acme/pythons"
     if not sep or scheme not in ("oci", "oci+http"):
-        raise UsageError(f"not a registry reference: {redact_given(text)!r}", hint=hint)
-    host, slash, repository = rest.partition("/")
+        raise UsageError(f"{origin}: not a registry reference: {redact_given(text)!r}", hint=hint)
+    host, _, repository = rest.partition("/")
     if "@" in host:
         raise UsageError(
-            f"registry reference with credentials in it: {redact_given(text)}",
+            f"{origin}: registry reference with credentials in it: {redact_given(text)}",
             hint="put registry credentials in the docker config (docker login), not the URL",
         )
     name = host.rpartition(":")[0] if ":" in host.rpartition("]")[2] else host
     too_long = len(name) > 253 or any(len(label) > 63 for label in name.split("."))
     if not _HOST.fullmatch(host) or too_long:
-        raise UsageError(f"bad registry host in {redact_given(text)!r}", hint=hint)
+        raise UsageError(f"{origin}: bad registry host in {redact_given(text)!r}", hint=hint)
     port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
     if port and not 0 < int(port) < 65536:
-        raise UsageError(f"bad registry port in {redact_given(text)!r}", hint=hint)
+        raise UsageError(f"{origin}: bad registry port in {redact_given(text)!r}", hint=hint)
     repository = repository.rstrip("/")
-    if not slash or not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
+    if not repository:
         raise UsageError(
-            f"bad repository name in {redact_given(text)!r}",
+            f"{origin}: {redact_given(text)!r} names no repository on the registry",
+            hint=f"write {scheme}://{host}/REPOSITORY, e.g. {scheme}://{host}/acme/pythons",
+        )
+    if not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
+        raise UsageError(
+            f"{origin}: bad repository name in {redact_given(text)!r}",
             hint="repository names are lower case: letters, digits and . _ - separated by /",
         )
     return RegistryRef(host.lower(), repository, plain_http=scheme == "oci+http")
@@ -330,11 +336,12 @@ class RemoteCache:
         settings: Settings,
         *,
         reference: str | None = None,
+        origin: str = "--remote-cache",
         push: bool = False,
         no_origin: bool = False,
     ) -> RemoteCache | None:
-        """``--remote-cache`` (else ``PYLOCK_REMOTE_CACHE``) with ``--push`` and
-        ``--no-origin`` (else their variables); ``None`` when no registry is set.
+        """``reference`` (given as ``origin``), else ``PYLOCK_REMOTE_CACHE``, with ``--push``
+        and ``--no-origin`` (else their variables); ``None`` when no registry is set.
 
         A bad reference is a :class:`UsageError`; so is ``--push`` or ``--no-origin``
         without a registry.
@@ -363,9 +370,8 @@ class RemoteCache:
         no_origin = no_origin or settings.no_origin
         # No home to speak of: a relative one, under which dockerauth reads no config.
         home = Path(settings.home or user_home() or "~")
-        return cls(
-            parse_reference(text), settings=settings, home=home, push=push, no_origin=no_origin
-        )
+        ref = parse_reference(text, origin if reference else "PYLOCK_REMOTE_CACHE")
+        return cls(ref, settings=settings, home=home, push=push, no_origin=no_origin)
 
     def client(self, debug: Debug | None = None) -> RegistryClient:
         """A client for the current event loop (close it: use it as a context manager).
