@@ -228,6 +228,7 @@ class Settings:
         "netrc",
         "no_color",
         "no_proxy",
+        "proxy_variables",
         "pypy_mirror",
         "remote_cache",
         "ssl_cert_dir",
@@ -272,6 +273,9 @@ class Settings:
     https_proxy: str | None
     all_proxy: str | None
     no_proxy: str | None
+    #: Which of the two spellings each proxy setting came from, by attribute
+    #: (``{"http_proxy": "http_proxy"}``), for messages that name it.
+    proxy_variables: Mapping[str, str] | None
 
     def __init__(self, **values: object) -> None:
         flags = {name: values.pop(name, False) for name in _FLAG_VARIABLES}
@@ -347,9 +351,12 @@ class Settings:
         values["no_origin"] = flag(environ.get("PYLOCK_NO_ORIGIN"))
         # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
         values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
+        spelled = {}
         for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-            raw = environ.get(name) or environ.get(name.upper()) or ""
-            values[name] = raw.strip() or None
+            variable = name if environ.get(name) else name.upper()
+            values[name] = (environ.get(variable) or "").strip() or None
+            spelled[name] = variable
+        values["proxy_variables"] = spelled
         values["environment"] = dict(environ)
         return cls(**values)
 

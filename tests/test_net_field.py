@@ -450,7 +450,7 @@ def test_a_socks_proxy_is_one_clear_error(tmp_path: Path, variable: str, scheme:
     with pytest.raises(PylockError) as info:
         proxy_for("https://h.example/x", settings)
     assert info.value.message == (
-        f"unsupported proxy scheme {scheme!r} in {variable.upper()} "
+        f"unsupported proxy scheme {scheme!r} in {variable} "
         "(pylock supports http:// proxies)"
     )
 
@@ -521,9 +521,9 @@ def test_a_malformed_proxy_is_one_clear_error_naming_its_variable(
             with pytest.raises(PylockError) as info:
                 downloader({variable: proxy}).download(url, tmp_path / "a", sha256=None, size=None)
             assert info.value.message.startswith(
-                f"{variable.upper()} is not a usable proxy URL: {problem}"
+                f"{variable} is not a usable proxy URL: {problem}"
             )
-            assert info.value.hint == f"set {variable.upper()} to http://HOST:PORT, or unset it"
+            assert info.value.hint == f"set {variable} to http://HOST:PORT, or unset it"
         assert server.hits(PATH) == 0
 
 
@@ -592,19 +592,25 @@ def test_only_an_unknown_ca_suggests_ssl_cert_file(
     assert ("another host" if case == "wrong-host" else "expired") in info.value.hint
 
 
-def test_a_dead_proxy_is_named_with_its_variable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])
+def test_a_dead_proxy_is_named_with_its_variable(tmp_path: Path, variable: str) -> None:
+    """New-user walk-through: with `http_proxy` set (the spelling curl and most tools
+    document), the error and its hint named `HTTP_PROXY`, which the user never set."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]
     with HttpServer() as server:
         url = server.serve(PATH, BODY)
         with pytest.raises(DownloadError) as info:
-            downloader({"HTTP_PROXY": f"http://127.0.0.1:{dead}"}).download(
+            downloader({variable: f"http://127.0.0.1:{dead}"}).download(
                 url, tmp_path / "a", sha256=None, size=None
             )
         assert server.hits(PATH) == 0
-    assert f"the proxy http://127.0.0.1:{dead} (from HTTP_PROXY) failed" in info.value.message
-    assert info.value.hint is not None and "HTTP_PROXY" in info.value.hint
+    assert f"the proxy http://127.0.0.1:{dead} (from {variable}) failed" in info.value.message
+    assert (
+        info.value.hint
+        == f"check the proxy in {variable}, or bypass it for this host with NO_PROXY"
+    )
 
 
 def test_without_a_proxy_the_hint_names_the_variable_of_the_scheme() -> None:

@@ -1072,15 +1072,17 @@ def proxy_of(url: str, settings: Settings) -> Proxy | None:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "https":
-        proxy, variable = settings.https_proxy, "HTTPS_PROXY"
+        proxy, setting = settings.https_proxy, "https_proxy"
     elif scheme == "http":
-        proxy, variable = settings.http_proxy, "HTTP_PROXY"
+        proxy, setting = settings.http_proxy, "http_proxy"
     else:
         return None
     if not proxy:
-        proxy, variable = settings.all_proxy, "ALL_PROXY"
+        proxy, setting = settings.all_proxy, "all_proxy"
     if not proxy:
         return None
+    # As the user wrote it (`http_proxy` and `HTTP_PROXY` are both read).
+    variable = (settings.proxy_variables or {}).get(setting) or setting.upper()
     try:
         port = parts.port
     except ValueError:
