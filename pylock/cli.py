@@ -940,13 +940,20 @@ def _cmd_which(ctx: Context) -> int:
 
 
 def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
-    """Say so when the tree ``which`` names or ``run`` starts is not the one locked now.
+    """Say so when the tree ``which`` names or ``run`` starts is not the one locked now, or
+    not locked at all.
 
     Said if it can be: a stderr that cannot be written (``2>/dev/full``) must not keep the
     interpreter from running, nor ``which`` from printing its path.
     """
-    if found.out_of_date:
-        dest = ctx.install_dir(ctx.args.into)
+    dest = ctx.install_dir(ctx.args.into)
+    if found.unlocked:
+        with contextlib.suppress(OSError, ValueError):
+            ctx.reporter.warn(
+                f"{found.python.name} in {_display(dest)} is not in {LOCK_FILENAME} any more "
+                "(a sync with --no-prune kept it)"
+            )
+    elif found.out_of_date:
         with contextlib.suppress(OSError, ValueError):
             ctx.reporter.warn(
                 f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"

@@ -357,6 +357,16 @@ def test_no_prune_keeps_dropped_interpreters(
     assert result.code == 0, result.err
     assert "removed" not in result.err
     assert tree_of(sync_project.into / "tool") == tool.tree()
+    # New-user walk-through: the kept interpreter was out of `which`'s reach ("no
+    # interpreter named 'tool' in pythons.lock"), though it stays to be used.
+    which = sync_project.run("which", "tool", "--into", str(sync_project.into))
+    assert which.code == 0, which.err
+    assert Path(which.out.strip()).parent.parent == sync_project.into / "tool"
+    assert which.err == (
+        f"pylock: warning: tool in {sync_project.into} is not in pythons.lock any more (a sync "
+        "with --no-prune kept it)\n"
+    )
+    assert sync_project.run("which", "nope", "--into", str(sync_project.into)).code == 2
     assert sync_project.sync().code == 0
     assert not (sync_project.into / "tool").exists()
 

@@ -289,6 +289,8 @@ class Located:
     out_of_date: bool
     #: The platform the tree was installed for (``sync --platform``), when not this one.
     foreign: Platform | None = None
+    #: Installed by pylock, but no longer in the lock (``sync --no-prune`` kept it).
+    unlocked: bool = False
 
 
 def locate(
@@ -302,18 +304,20 @@ def locate(
 ) -> Located:
     """Find interpreter ``name`` in ``dest_root``: the one lookup ``which`` and ``run`` share.
 
-    With ``lock`` the name must be locked; without one (a slim image holding only the
-    install directory) the install record says what it is.
+    With ``lock`` the name must be locked, or installed by pylock (a tree ``sync
+    --no-prune`` kept after the lock dropped it); without one (a slim image holding only
+    the install directory) the install record says what it is.
     """
     from pylock.sync.install import executable, python_from_state
     from pylock.sync.records import installed_state, is_current
 
     shown = display_path(dest_root)
     state = installed_state(dest_root, name)
-    if lock is not None:
-        python = lock.get(name)
-        if python is None:
-            raise unknown_names([name], lock, lock_path.name)
+    locked = lock.get(name) if lock is not None else None
+    if locked is not None:
+        python = locked
+    elif lock is not None and state is None:
+        raise unknown_names([name], lock, lock_path.name)
     elif state is not None:
         python = python_from_state(state)
     else:
@@ -365,6 +369,7 @@ def locate(
         executable=exe,
         out_of_date=artifact is not None and not is_current(state, artifact),
         foreign=foreign,
+        unlocked=lock is not None and locked is None,
     )
 
 
