@@ -843,6 +843,9 @@ def loads(text: str, *, filename: str = LOCK_FILENAME) -> LockFile:
             hint="run `pylock lock`: it re-resolves from pythons.toml, keeping the locked "
             "builds of both sides that still fit",
         )
+    if not text.strip():
+        # Truncated by a full disk or an editor, or made by `touch`: not a lock at all.
+        raise LockFileError(filename, [Problem("", "empty")], hint=REPAIR_HINT)
     try:
         document = toml_loads(text)
     except tomllib.TOMLDecodeError as exc:

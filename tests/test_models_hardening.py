@@ -304,3 +304,13 @@ def test_a_full_archive_whose_python_json_names_no_release_is_refused(
     assert "Traceback" not in result.stderr
     assert f"its PYTHON.json names the version {version!r}" in result.stderr
     assert not (project / LOCK_FILENAME).exists()
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n\t\n"])
+def test_an_empty_lock_is_said_to_be_empty(text: str) -> None:
+    """New-user walk-through: an empty pythons.lock (a `touch`, a truncation) was reported
+    as `lock-version: missing`, as if one key were missing from a lock."""
+    with pytest.raises(LockFileError) as info:
+        loads(text)
+    assert info.value.message == "pythons.lock: empty"
+    assert info.value.hint is not None and "pylock lock" in info.value.hint
