@@ -154,6 +154,10 @@ def recover_previous(
             + ")"
         )
         text = lock_text(data)
+    if lock_path.is_symlink():
+        # A link to something that is no lock at all (`/etc/passwd`) has nothing to
+        # salvage, and `lock` will not replace it: said now, not after a salvage warning.
+        _write_target(lock_path)
     salvaged = salvage(text)
     kept = pick_recovered(config, salvaged, host_platform=host_platform, index=index)
     _refuse_disagreement(lock_path, kept, salvaged, conflicted=find_conflict(text) is not None)
