@@ -369,6 +369,38 @@ class _Parser(argparse.ArgumentParser):
     message printed below them along. Help and version text that cannot be written is
     an error, where argparse ignores it."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The commands' parsers, by name (``sync``, ``cache clean``): the top parser's.
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, rest = self.parse_known_args(args, namespace)
+        if rest:
+            self._unrecognized(parsed, rest)
+        return parsed
+
+    def _unrecognized(self, parsed: argparse.Namespace, rest: list[str]) -> NoReturn:
+        """Refuse ``rest`` with the usage of the command they were given to (``pylock sync
+        --ino x`` is ``sync``'s mistake), and say what was likely meant: an option of the
+        top parser goes before the command; a near miss is spelt out."""
+        import difflib
+
+        name = " ".join(filter(None, (parsed.command, getattr(parsed, "cache_command", None))))
+        command = self.commands.get(name, self)
+        message = f"unrecognized arguments: {' '.join(rest)}"
+        first = next((arg.partition("=")[0] for arg in rest if arg.startswith("--")), None)
+        if first is not None and first in self._option_string_actions:
+            message += f" ({first} goes before the command: pylock {first} ... {name} ...)"
+        elif first is not None:
+            options = [o for o in command._option_string_actions if o.startswith("--")]
+            near = difflib.get_close_matches(first, options, n=1)
+            if near:
+                message += f" (did you mean {near[0]}?)"
+        command.error(message)
+
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
@@ -441,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str, handler: Callable[[Context], int]) -> Any:
         sub = commands.add_parser(name, help=summary, description=summary, parents=[after])
         sub.set_defaults(handler=handler)
+        parser.commands[name] = sub
         return sub
 
     command(
@@ -586,10 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
 
     def action(name: str, summary: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = cache_commands.add_parser(
+        sub: argparse.ArgumentParser = cache_commands.add_parser(
             name, help=summary, description=summary, parents=[after]
         )
-        return parser
+        parser.commands[f"cache {name}"] = sub
+        return sub
 
     action("dir", "print the cache directory")
     action("list", "list cached archives")

@@ -198,3 +198,31 @@ def test_quiet_and_verbose_count_together_before_and_after_the_command(
         assert code == 2 and seen == []
     else:
         assert code == 0 and seen == [verbosity]
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "said"),
+    [
+        (["sync", "--ino", "x"], "usage: pylock sync ", "--ino x (did you mean --into?)"),
+        (
+            ["sync", "--project", "app"],
+            "usage: pylock sync ",
+            "--project app (--project goes before the command: pylock --project ... sync ...)",
+        ),
+        (["cache", "clean", "--dry-runn"], "usage: pylock cache clean ", "--dry-runn"),
+        (["lock", "extra"], "usage: pylock lock ", "extra"),
+    ],
+)
+def test_an_unknown_argument_gets_its_commands_usage_and_a_suggestion(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str, said: str
+) -> None:
+    """New-user walk-through: `pylock sync --ino x` printed the top-level usage (no
+    `--into` in it) and no hint, and `pylock sync --project app` did not say that
+    `--project` goes before the command."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert (
+        err.splitlines()[-1]
+        == f"pylock {' '.join(usage.split()[2:])}: error: unrecognized arguments: {said}"
+    )
