@@ -1354,7 +1354,8 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
     (``docker stop``), SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, which a supervisor may send to
     this process alone, are passed on to the child, so that it reacts as it would if run
     directly (rather than be left without its parent); this process waits for it. A SIGINT
-    sent to this process alone is not: nothing tells it from the terminal's.
+    sent to this process alone is not: nothing tells it from the terminal's. Windows'
+    SIGBREAK (Ctrl-Break, a console closed) reaches the whole console, as Ctrl-C does.
     """
     import signal
 
@@ -1373,9 +1374,15 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
             process.send_signal(number)
 
     saved: dict[int, Any] = {}
+    # Ctrl-Break and a console window's closing (SIGBREAK, Windows) reach the child too, as
+    # Ctrl-C does: not taken as SIGTERM here, which would end this process first.
+    reaching_the_child: list[int] = [signal.SIGINT]
+    if hasattr(signal, "SIGBREAK"):
+        reaching_the_child.append(getattr(signal, "SIGBREAK"))  # noqa: B009 (Windows only)
     try:
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            saved[signal.SIGINT] = signal.signal(signal.SIGINT, lambda number, frame: None)
+        for caught in reaching_the_child:
+            if signal.getsignal(caught) is not signal.SIG_IGN:
+                saved[caught] = signal.signal(caught, lambda number, frame: None)
         for name in _FORWARDED_SIGNALS:
             number = getattr(signal, name, None)  # Windows has SIGTERM alone of these
             if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
