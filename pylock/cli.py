@@ -1522,6 +1522,8 @@ def _pointed_at_the_project(error: PylockError, ctx: Context) -> PylockError:
         return error
     from pylock.lockio import project_above
 
+    if any(os.path.lexists(ctx.project / name) for name in (CONFIG_FILENAME, LOCK_FILENAME)):
+        return error  # a project of its own (a monorepo's), not locked yet: the hint stands
     above = project_above(ctx.project)
     if above is not None:
         error.hint = (
