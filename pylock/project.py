@@ -335,6 +335,10 @@ def _warn_unfetchable(lock: LockFile, previous: LockFile | None, request: LockRe
                 continue
             elsewhere = file_host_problem(artifact.url)
             if elsewhere is not None:
+                rewrites = rewrites or request.fetch_options().rewrites
+                if rewrites.match(artifact.url) is not None:
+                    elsewhere = None  # sync fetches what a rewrite makes of it (no such URL)
+            if elsewhere is not None:
                 # A lock Windows alone can sync (a share's path), or two slashes for three.
                 request.reporter.warn(
                     f"{python.name}: {elsewhere}; `pylock sync` on this machine refuses it"

@@ -80,3 +80,24 @@ def test_a_subproject_without_its_lock_is_not_pointed_at_the_project_above(
     assert main(["sync"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == "pylock: hint: create it with `pylock lock`", err
+
+
+def test_a_file_url_with_a_host_that_a_rewrite_takes_elsewhere_is_not_warned_of(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rewrite attack: a lock made on Windows names a share (`file://fileserver/pythons/`),
+    and Linux machines reach the same archives through a rewrite. `lock` warned there that
+    "`pylock sync` on this machine refuses it", though sync fetches the rewritten URL (the
+    plain-http warning beside it looks at the rewrites; this one did not)."""
+    url = "file://fileserver/pythons/cpython-3.12.7-x86_64-linux.tar.gz"
+    toml = f'[python.x]\nurl = "{url}"\nversion = "3.12.7"\nsha256 = "{"a" * 64}"\n'
+    (project / "pythons.toml").write_text(toml, encoding="utf-8")
+    capsys.readouterr()
+    rewrite = "file://fileserver/pythons/=https://mirror.example/pythons/"
+    assert main(["lock", "--offline", "--rewrite", rewrite]) == 0
+    err = capsys.readouterr().err
+    assert "refuses it" not in err, err
+    (project / "pythons.lock").unlink()
+    # Without the rewrite, the warning stands.
+    assert main(["lock", "--offline"]) == 0
+    assert "names the host 'fileserver'" in capsys.readouterr().err
