@@ -1245,7 +1245,9 @@ def netrc_authorization(url: str, settings: Settings, *, default: bool = True) -
         # Never the parser's own words: they may quote a token, which may be a password.
         if isinstance(error, netrc.NetrcParseError):
             netrc_problems[path] = f"not netrc syntax at line {error.lineno}"
-            if error.lineno == 1 and _starts_with_bom(path):
+            # The mark is the first token's start, whatever line the parser counts it on
+            # (line 2 when a newline ends it).
+            if _starts_with_bom(path):
                 netrc_problems[path] += (
                     ": it starts with a byte-order mark, as Windows PowerShell 5 writes "
                     "UTF-8 (`Set-Content -Encoding UTF8`); save it as UTF-8 without one"
