@@ -226,3 +226,21 @@ def test_an_unknown_argument_gets_its_commands_usage_and_a_suggestion(
         err.splitlines()[-1]
         == f"pylock {' '.join(usage.split()[2:])}: error: unrecognized arguments: {said}"
     )
+
+
+def test_a_subproject_without_its_lock_is_not_pointed_at_the_project_above(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monorepo attack: `pylock sync` in `services/api`, a project of its own (it has a
+    pythons.toml) not locked yet, under a repository root that is a project too, was told
+    that "pylock looks in the current directory only, and the project is in" the root: the
+    current directory is the project, and needs `pylock lock`."""
+    toml = '[python.app]\nversion = "3.13"\n'
+    (tmp_path / "pythons.toml").write_text(toml)
+    sub = tmp_path / "services" / "api"
+    sub.mkdir(parents=True)
+    (sub / "pythons.toml").write_text(toml)
+    monkeypatch.chdir(sub)
+    assert main(["sync"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "pylock: hint: create it with `pylock lock`", err

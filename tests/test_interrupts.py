@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +20,8 @@ import pytest
 from pylock.interrupts import Terminated, raise_lost, sigterm_as_interrupt
 from pylock.net.stream import wait_for
 from pylock.sync.plan import Job
-from tests.syncproject import Project
+from pylock.versions import ArchiveFormat
+from tests.syncproject import Build, Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -269,3 +271,50 @@ def test_windows_ctrl_break_is_taken_as_sigterm(monkeypatch: pytest.MonkeyPatch)
         steps.append("not stopped")
     assert steps == ["held to the end"]
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+@posix_only
+def test_ctrl_break_during_run_is_the_childs_to_handle(sync_project: Project) -> None:
+    """Windows attack: Ctrl-Break (and a console window's closing) reaches every process of
+    the console, `pylock run`'s child too, as Ctrl-C does. Since SIGBREAK is taken as
+    SIGTERM, pylock raised Terminated out of its wait for the child and ended at once,
+    leaving a child that handles Ctrl-Break (a server's graceful shutdown) without its
+    parent and its exit status lost. SIGALRM stands in for SIGBREAK here."""
+    from tests.archives import compress, exe, tar_bytes
+    from tests.syncproject import TAG_A
+
+    script = (
+        b"#!/bin/sh\ntrap 'echo breaking; sleep 0.5; echo done; exit 4' ALRM\necho ready\n"
+        b"i=0\nwhile [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done\n"
+    )
+    entries = (exe("python/bin/python3.12", script),)
+    data = compress(tar_bytes(entries), ArchiveFormat.TAR_GZ)
+    build = Build(
+        name="app", tag=TAG_A, minor="3.12", fmt=ArchiveFormat.TAR_GZ, entries=entries, data=data
+    )
+    sync_project.install(build)
+    stand_in = (
+        "import runpy, signal, sys; signal.SIGBREAK = signal.SIGALRM; "
+        "sys.argv[0] = 'pylock'; runpy.run_module('pylock', run_name='__main__')"
+    )
+    command = [sys.executable, "-c", stand_in, "--project", str(sync_project.root)]
+    command += ["run", "--into", str(sync_project.into), "app", "--"]
+
+    def defaults() -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        command,
+        env=sync_project.subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        start_new_session=True,
+        preexec_fn=defaults,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    os.killpg(process.pid, signal.SIGALRM)  # the whole console group, as Windows sends it
+    out, err = process.communicate(timeout=30)
+    assert "done" in out.decode(), (out, err)
+    assert process.returncode == 4, err.decode()

@@ -670,3 +670,24 @@ def test_a_lock_holding_one_entry_twice_with_different_archives_says_so(
     monkeypatch.setattr(pylock.fsutil, "atomic_write_text", over_quota)
     assert run(project, "lock", "--offline") == 1
     assert "hint: free some disk space, then run `pylock lock` again" in capsys.readouterr().err
+
+
+def test_a_file_url_with_a_host_that_a_rewrite_takes_elsewhere_is_not_warned_of(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rewrite attack: a lock made on Windows names a share (`file://fileserver/pythons/`),
+    and Linux machines reach the same archives through a rewrite. `lock` warned there that
+    "`pylock sync` on this machine refuses it", though sync fetches the rewritten URL (the
+    plain-http warning beside it looks at the rewrites; this one did not)."""
+    url = "file://fileserver/pythons/cpython-3.12.7-x86_64-linux.tar.gz"
+    toml = f'[python.x]\nurl = "{url}"\nversion = "3.12.7"\nsha256 = "{"a" * 64}"\n'
+    (project / "pythons.toml").write_text(toml, encoding="utf-8")
+    capsys.readouterr()
+    rewrite = "file://fileserver/pythons/=https://mirror.example/pythons/"
+    assert main(["lock", "--offline", "--rewrite", rewrite]) == 0
+    err = capsys.readouterr().err
+    assert "refuses it" not in err, err
+    (project / "pythons.lock").unlink()
+    # Without the rewrite, the warning stands.
+    assert main(["lock", "--offline"]) == 0
+    assert "names the host 'fileserver'" in capsys.readouterr().err

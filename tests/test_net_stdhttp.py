@@ -860,3 +860,25 @@ def test_an_https_url_to_a_plain_http_server_fails_at_once_saying_so(tmp_path: P
     assert "the server does not speak TLS there" in info.value.message
     assert "gave up" not in info.value.message
     assert info.value.hint is not None and "write its URL with http://" in info.value.hint
+
+
+def test_a_netrc_with_a_byte_order_mark_and_a_blank_first_line_gets_the_hint(
+    tmp_path: Path,
+) -> None:
+    """Portability attack: the byte-order-mark hint was given only for a parse error at
+    line 1; a file whose first line is blank (`@'<newline>machine ...'@ | Set-Content`)
+    fails at line 2 (Python's parser counts the newline that ends the token "\\ufeff"),
+    and got "not netrc syntax at line 2" alone."""
+    from pylock.errors import DownloadError
+    from tests.httpserver import HttpServer
+    from tests.twoclients import BODY, PATH, SHA, downloader
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("\ufeff\nmachine 127.0.0.1 login user password s3cret-pw\n", "utf-8")
+    netrc.chmod(0o600)
+    with HttpServer() as server:
+        url = server.serve(PATH, BODY, auth=("user", "s3cret-pw"))
+        with pytest.raises(DownloadError) as info:
+            downloader({"NETRC": str(netrc)}).download(url, tmp_path / "a", sha256=SHA, size=None)
+    assert "starts with a byte-order mark" in (info.value.hint or ""), info.value.hint
+    assert "s3cret" not in str(info.value) + (info.value.hint or "")
