@@ -58,9 +58,13 @@ def read_own_file(
     be opened, :class:`OSError`.
     """
     name = os.fspath(path)
-    # Where the system has no O_NOFOLLOW (Windows), the link is looked for first, and the
-    # file opened must be the one looked at: not a link put in its place meanwhile.
-    seen = None if follow_symlinks or _NO_FOLLOW else _not_a_link(name, limit)
+    # Where the system has no O_NOFOLLOW (Windows), the link is looked for before the open,
+    # and again after it: a link put in the file's place meanwhile is refused too. (Not by
+    # comparing the file's identity: some Windows file systems, network drives among them,
+    # give a path and an open file different ones.)
+    looked = not follow_symlinks and not _NO_FOLLOW
+    if looked:
+        _refuse_a_link(name, limit)
     try:
         fd = os.open(name, _FLAGS if follow_symlinks else _FLAGS | _NO_FOLLOW)
     except OSError:
@@ -69,9 +73,9 @@ def read_own_file(
             raise RefusedFileError(name, limit, "a symbolic link") from None
         raise
     try:
+        if looked:
+            _refuse_a_link(name, limit)
         info = os.fstat(fd)
-        if seen is not None and (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
-            raise RefusedFileError(name, limit, "a symbolic link")
         if not stat.S_ISREG(info.st_mode):
             raise RefusedFileError(name, limit, "not a regular file")
         if info.st_size > limit:
@@ -90,12 +94,11 @@ def read_own_file(
     return data
 
 
-def _not_a_link(name: str, limit: int) -> os.stat_result:
-    """``name``'s own status, if it is no link (else :class:`RefusedFileError`)."""
+def _refuse_a_link(name: str, limit: int) -> None:
+    """Raise :class:`RefusedFileError` if ``name`` is a link (``OSError`` if it is gone)."""
     info = os.lstat(name)
     if stat.S_ISLNK(info.st_mode) or (_WINDOWS and is_junction(info)):
         raise RefusedFileError(name, limit, "a symbolic link")
-    return info
 
 
 def is_link(path: str | os.PathLike[str]) -> bool:

@@ -190,13 +190,12 @@ def test_without_o_nofollow_a_link_is_still_refused_for_pylocks_own_files(
     windows_junction(monkeypatch, tmp_path / "dir")
     with pytest.raises(RefusedFileError, match="symbolic link"):
         read_own_file(tmp_path / "dir", 100)
-    # Swapped for a link after the look: the file opened is not the one looked at.
-    other = tmp_path / "other.json"
-    other.write_text("{}")
-    looked = os.lstat(other)
-    monkeypatch.setattr(ownfiles.os, "lstat", lambda path: looked)
+    # A link put in the file's place between the look and the open: looked for again.
+    looks = [os.lstat(real), os.lstat(tmp_path / "link.json")]
+    monkeypatch.setattr(os, "lstat", lambda path: looks.pop(0))
     with pytest.raises(RefusedFileError, match="symbolic link"):
         read_own_file(real, 100)
+    assert looks == []
 
 
 def test_cache_file_names_are_never_windows_device_names(tmp_path: Path) -> None:
