@@ -274,10 +274,15 @@ def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> N
     _patiently(os.replace, source, target)
 
 
-def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+def rename(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], *, fresh: bool = True
+) -> None:
     """:func:`os.rename` of a directory tree (never over an existing target), retried as
-    :func:`replace` is, for longer."""
-    _patiently(os.rename, source, target, patience=_TREE_RENAME_PATIENCE)
+    :func:`replace` is, for longer if the tree is ``fresh`` (just written, so a scanner
+    may still read it). An old tree that does not move is mostly one a running program
+    holds, which waiting longer does not change."""
+    patience = _TREE_RENAME_PATIENCE if fresh else _RENAME_PATIENCE
+    _patiently(os.rename, source, target, patience=patience)
 
 
 def _patiently(

@@ -450,8 +450,7 @@ def test_a_socks_proxy_is_one_clear_error(tmp_path: Path, variable: str, scheme:
     with pytest.raises(PylockError) as info:
         proxy_for("https://h.example/x", settings)
     assert info.value.message == (
-        f"unsupported proxy scheme {scheme!r} in {variable} "
-        "(pylock supports http:// proxies)"
+        f"unsupported proxy scheme {scheme!r} in {variable} (pylock supports http:// proxies)"
     )
 
 
@@ -520,9 +519,7 @@ def test_a_malformed_proxy_is_one_clear_error_naming_its_variable(
         for variable in ("HTTP_PROXY", "all_proxy"):
             with pytest.raises(PylockError) as info:
                 downloader({variable: proxy}).download(url, tmp_path / "a", sha256=None, size=None)
-            assert info.value.message.startswith(
-                f"{variable} is not a usable proxy URL: {problem}"
-            )
+            assert info.value.message.startswith(f"{variable} is not a usable proxy URL: {problem}")
             assert info.value.hint == f"set {variable} to http://HOST:PORT, or unset it"
         assert server.hits(PATH) == 0
 

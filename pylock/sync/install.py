@@ -301,7 +301,7 @@ def _recover(dest_root: Path, name: str, reporter: Reporter | None) -> list[Path
     if olds and not os.path.lexists(final):
         # Killed between an upgrade's two renames: the old tree is complete, put it back.
         newest = max(olds, key=lambda p: p.stat().st_mtime)
-        rename(newest, final)
+        rename(newest, final, fresh=False)
         found[OLD_PREFIX].remove(newest)
         if reporter is not None:
             reporter.warn(f"restored {final} after an interrupted upgrade")
@@ -724,7 +724,9 @@ def _swap_in(tmp: Path, final: Path) -> tuple[Path, OSError] | None:
     # .pylock-old- name (attack). The removal of the old tree runs to its end anyway.
     with held():
         try:
-            rename(final, old)
+            # Not waited for long: a running python.exe holds it (the hint below says so),
+            # and Ctrl-C waits for this block.
+            rename(final, old, fresh=False)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -751,7 +753,7 @@ def _replace(tmp: Path, final: Path, old: Path, token: str) -> tuple[Path, OSErr
         # new one made it into place after all. A second Ctrl-C does not stop that half-way.
         def put_back() -> None:
             if not os.path.lexists(final):
-                rename(old, final)
+                rename(old, final, fresh=False)
 
         finish_through_interrupts(put_back)
         raise
