@@ -370,23 +370,20 @@ def parse_rewrite(text: str, *, origin: str) -> Rewrite:
 
 
 def _slash_problem(source: str, target: str) -> str | None:
-    """A rewrite whose one side ends in ``/`` and the other not: the rest of each URL is
-    joined to ``target`` as it is, so ``https://github.com/=https://corp/github`` asks for
-    ``https://corp/githubastral-sh/...``. A target with a query (``...?path=``) is a
-    proxy's, and ends as it must. The hint's example has / at both ends.
+    """A rewrite whose ``source`` ends in ``/`` and ``target`` does not: the rest of each
+    URL, which then starts with no ``/``, is joined to ``target`` as it is, so
+    ``https://github.com/=https://corp/github`` asks for ``https://corp/githubastral-sh/...``.
+    A target with a query (``...?path=``) is a proxy's, and ends as it must. (The other way
+    round, each URL gets ``//``, which many servers take as ``/``: left alone.)
 
     >>> print(_slash_problem("https://github.com/", "https://corp/gh"))
     FROM ends in / and TO does not: each URL would go on right after TO, with no / between
     >>> _slash_problem("https://github.com/", "https://corp/gh/") is None
     True
     """
-    if "?" in target or source.endswith("/") == target.endswith("/"):
+    if "?" in target or not source.endswith("/") or target.endswith("/"):
         return None
-    if source.endswith("/"):
-        return (
-            "FROM ends in / and TO does not: each URL would go on right after TO, with no / between"
-        )
-    return "TO ends in / and FROM does not: each URL would get two slashes (//) after TO"
+    return "FROM ends in / and TO does not: each URL would go on right after TO, with no / between"
 
 
 def mirror_rewrite(source: str, base: str, *, origin: str) -> Rewrite:

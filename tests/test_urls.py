@@ -317,10 +317,6 @@ def test_redaction_stays_linear_on_hostile_text() -> None:
             "FROM ends in / and TO does not: each URL would go on right after TO, with no / "
             "between",
         ),
-        (
-            "https://github.com=https://artifactory.corp/github/",
-            "TO ends in / and FROM does not: each URL would get two slashes (//) after TO",
-        ),
     ],
 )
 def test_a_rewrite_with_a_slash_at_one_end_only_is_refused(pair: str, problem: str) -> None:
@@ -339,5 +335,7 @@ def test_a_rewrite_with_a_slash_at_one_end_only_is_refused(pair: str, problem: s
         "https://github.com/=https://artifactory.corp/github/",
         "https://github.com=https://artifactory.corp/github",
         "https://github.com/=https://proxy.corp/get?path=",
+        # `//` after TO, which many servers (nginx) take as `/`: setups that work stay.
+        "https://github.com=https://artifactory.corp/github/",
     ]:
         parse_rewrite(fine, origin="--rewrite")
