@@ -984,8 +984,8 @@ def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
     if found.unlocked:
         with contextlib.suppress(OSError, ValueError):
             ctx.reporter.warn(
-                f"{found.python.name} in {_display(dest)} is not in {LOCK_FILENAME} any more "
-                "(a sync with --no-prune kept it)"
+                f"{found.python.name} in {_display(dest)} is not in {LOCK_FILENAME}: pylock "
+                "installed it from an earlier lock (kept by `sync --no-prune`) or another one"
             )
     elif found.out_of_date:
         with contextlib.suppress(OSError, ValueError):

@@ -363,8 +363,8 @@ def test_no_prune_keeps_dropped_interpreters(
     assert which.code == 0, which.err
     assert Path(which.out.strip()).parent.parent == sync_project.into / "tool"
     assert which.err == (
-        f"pylock: warning: tool in {sync_project.into} is not in pythons.lock any more (a sync "
-        "with --no-prune kept it)\n"
+        f"pylock: warning: tool in {sync_project.into} is not in pythons.lock: pylock installed "
+        "it from an earlier lock (kept by `sync --no-prune`) or another one\n"
     )
     assert sync_project.run("which", "nope", "--into", str(sync_project.into)).code == 2
     assert sync_project.sync().code == 0

@@ -289,7 +289,8 @@ class Located:
     out_of_date: bool
     #: The platform the tree was installed for (``sync --platform``), when not this one.
     foreign: Platform | None = None
-    #: Installed by pylock, but no longer in the lock (``sync --no-prune`` kept it).
+    #: Installed by pylock, but not in the lock (``sync --no-prune`` kept it, or another
+    #: project's lock synced into the same directory).
     unlocked: bool = False
 
 
