@@ -136,6 +136,10 @@ def recover_previous(
         if lock_path.is_symlink() and not isinstance(exc, PermissionError):
             _write_target(lock_path)  # a link to no lock (a FIFO, a directory) says so
         raise cannot_read(lock_path, exc) from None
+    if not data.strip():
+        # Empty (`touch pythons.lock`, or a link to an empty file that is to be the lock):
+        # nothing was locked, so nothing is lost, and there is nothing to warn of.
+        return None, None
     try:
         # As every reader of the lock takes it: a byte-order mark, CRLF.
         return loads(lock_text(data), filename=lock_path.name), None

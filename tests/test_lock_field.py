@@ -691,3 +691,17 @@ def test_a_file_url_with_a_host_that_a_rewrite_takes_elsewhere_is_not_warned_of(
     # Without the rewrite, the warning stands.
     assert main(["lock", "--offline"]) == 0
     assert "names the host 'fileserver'" in capsys.readouterr().err
+
+
+def test_an_empty_lock_is_written_without_a_salvage_warning(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack on the day's diff: `lock` over an empty pythons.lock (a `touch`, or the empty
+    file a symlinked lock may point at) warned that it "could not be read (empty); no
+    locked build in it still fits", though nothing was locked in it to lose."""
+    (project / "pythons.toml").write_text(TOML, encoding="utf-8")
+    (project / "pythons.lock").write_text("\n", encoding="utf-8")
+    capsys.readouterr()
+    assert run(project, "lock", "--offline") == 0
+    assert "warning" not in capsys.readouterr().err
+    assert loads((project / "pythons.lock").read_text(encoding="utf-8")).pythons
