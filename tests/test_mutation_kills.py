@@ -389,10 +389,10 @@ def test_an_upgrade_whose_old_tree_cannot_be_renamed_aside_fails_and_keeps_it(
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
     real_rename = pylock.fsutil.rename
 
-    def refused(source: Any, target: Any) -> None:
+    def refused(source: Any, target: Any, **how: Any) -> None:
         if os.path.basename(os.fspath(target)).startswith(".pylock-old-"):
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(source))
-        real_rename(source, target)
+        real_rename(source, target, **how)
 
     monkeypatch.setattr(pylock.fsutil, "rename", refused)
     with pytest.raises(InstallError, match=r"cannot install app into .*: Permission denied"):
