@@ -239,6 +239,15 @@ def lock_at_ref(
     else:
         raise GitError(f"{where} is a chain of more than {_MAX_LINKS} symlinks at {ref}")
     spec = f"{ref}:./{path}"
+    # Sized first, as a lock on disk is: a huge blob would be read whole into memory.
+    from pylock import ownfiles
+
+    code, size, _ = _git(project, env, "cat-file", "-s", spec)
+    if code == 0 and size.strip().isdigit() and int(size) > ownfiles.PROJECT_FILE_LIMIT:
+        raise GitError(
+            f"{where} is {ownfiles._too_large(where, ownfiles.PROJECT_FILE_LIMIT)}",
+            hint="compare against another ref (--base REF)",
+        )
     code, data, err = _git(project, env, "cat-file", "blob", spec)
     if code != 0:
         raise GitError(f"git could not read {spec}: {err}")

@@ -901,3 +901,31 @@ def test_a_step_back_in_build_is_a_downgrade_and_a_pypy_release_an_upgrade() -> 
     assert graal_back.change is Change.DOWNGRADED
     huge = cpython("app", "3.13.9", "9" * 5000)
     assert diff_locks(lock(huge), lock(older)).pythons[0].change is Change.DOWNGRADED
+
+
+# -- field test: a lock in git history larger than pylock reads from disk --------------------
+
+
+@needs_git
+def test_a_committed_lock_larger_than_the_file_limit_is_refused_unread(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 300 MB blob committed as pythons.lock took 47 s and 900 MB of memory to refuse
+    as "lock-version: missing"; the same file on disk is refused at once as larger than
+    256 MiB. git says a blob's size without reading it."""
+    from pylock import ownfiles
+
+    project = repo / "sub" / "project"
+    the_lock = dumps(lock(cpython("app", "3.13.5", "20250708")))
+    (project / "pythons.lock").write_text(the_lock + "#" * 4096 + "\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    (project / "pythons.lock").write_text(the_lock)
+    limit = len(the_lock.encode()) + 1024
+    monkeypatch.setattr(ownfiles, "PROJECT_FILE_LIMIT", limit)
+    assert main(["--project", str(project), "diff"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"pylock: error: HEAD:sub/project/pythons.lock is larger than {limit} bytes"
+    ), err
+    assert "Traceback" not in err
