@@ -771,7 +771,10 @@ def _json_python(python: LockedPython | None) -> dict[str, Any] | None:
 def _json_artifact(artifact: Artifact | None) -> dict[str, Any] | None:
     if artifact is None:
         return None
-    return {"url": artifact.url, "sha256": artifact.sha256, "size": artifact.size}
+    from pylock.urls import redact_url
+
+    # Redacted here, as one URL: the text of the whole document cannot tell where it ends.
+    return {"url": redact_url(artifact.url), "sha256": artifact.sha256, "size": artifact.size}
 
 
 def to_json_document(

@@ -193,6 +193,23 @@ def redact_given(text: str) -> str:
     return redact(text)
 
 
+#: A parameter of one whole URL: its value ends only where the next parameter starts.
+_URL_PARAM = re.compile(r"([?&;#])([^=&;#/?]+)=([^&;#]*)")
+
+
+def redact_url(url: str) -> str:
+    """One whole URL (a lock's, not running text) with its credentials shown as ``***``.
+
+    Unlike :func:`redact`, which must guess where a URL in prose ends, a secret value
+    here ends only at the next parameter: a quote or a ``<`` in it hides the rest too.
+
+    >>> redact_url('https://u:p@h/x.tar.gz?sv=1&token=ab"cd<ef&se=2')
+    'https://***@h/x.tar.gz?sv=1&token=***&se=2'
+    """
+    url = _URL_PARAM.sub(_redact_param, url)
+    return redact_given(url)
+
+
 def conceal(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with each of ``secrets`` (credentials pylock sent) shown as ``***``.
 

@@ -929,3 +929,27 @@ def test_a_committed_lock_larger_than_the_file_limit_is_refused_unread(
         f"pylock: error: HEAD:sub/project/pythons.lock is larger than {limit} bytes"
     ), err
     assert "Traceback" not in err
+
+
+# -- field test: credentials in a lock's URLs, in JSON ----------------------------------------
+
+
+@pytest.mark.parametrize("value", ['ab"SECRET', "ab<SECRET", 'a"b"c<SECRET'])
+def test_json_redacts_a_secret_query_value_whole_and_stays_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """Redacting the rendered JSON text ended a secret at a quote (`\\"` in JSON) or a `<`:
+    the rest of the secret showed, and the backslash of `\\"` went with the redacted part,
+    which left `pylock diff --format json` invalid JSON for a lock a pull request edited."""
+    url = f"https://mirror.example/cpython-3.13.5.tar.gz?token={value}"
+    old = cpython("app", "3.13.5", "20250708", platforms=("linux-x86_64-gnu",))
+    [artifact] = old.artifacts
+    new = attrs.evolve(old, artifacts=(attrs.evolve(artifact, url=url, sha256=sha(url)),))
+    old_path = write(tmp_path / "old.lock", lock(old))
+    new_path = write(tmp_path / "new.lock", lock(new))
+    assert main(["diff", str(old_path), str(new_path), "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert "SECRET" not in out
+    document = json.loads(out)
+    [platform] = document["pythons"][0]["platforms"]
+    assert platform["new"]["url"] == "https://mirror.example/cpython-3.13.5.tar.gz?token=***"
