@@ -73,6 +73,8 @@ def origin(url: str) -> str:
         shown_host = idna_host(host)
     except UnicodeError:
         shown_host = _ascii(host)
+    if ":" in shown_host:  # IPv6: `[fd00::1]:8443`, or its last group reads as the port
+        shown_host = f"[{shown_host}]"
     try:
         port = parts.port
     except ValueError:

@@ -953,3 +953,11 @@ def test_json_redacts_a_secret_query_value_whole_and_stays_json(
     document = json.loads(out)
     [platform] = document["pythons"][0]["platforms"]
     assert platform["new"]["url"] == "https://mirror.example/cpython-3.13.5.tar.gz?token=***"
+
+
+def test_an_ipv6_origin_keeps_its_brackets_so_its_port_reads_as_one() -> None:
+    """`now from ::1:8443` read as the IPv6 address ::1:8443, on no port given."""
+    old = cpython("app", "3.13.5", "20250708", platforms=("linux-x86_64-gnu",))
+    moved = _moved_to(old, "https://[fd00::1]:8443/pbs/cpython-3.13.5.tar.gz")
+    [line] = summary_lines(diff_locks(lock(old), lock(moved)))
+    assert "linux-x86_64-gnu now from [fd00::1]:8443," in line, line
