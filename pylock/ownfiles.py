@@ -41,7 +41,8 @@ class RefusedFileError(OSError):
 PROJECT_FILE_LIMIT = 256 * 1024 * 1024
 
 
-def _too_large(name: str, limit: int) -> RefusedFileError:
+def too_large(name: str, limit: int) -> RefusedFileError:
+    """The refusal of ``name``, larger than ``limit`` bytes ("larger than 256 MiB")."""
     size = f"{limit >> 20} MiB" if limit and limit % 2**20 == 0 else f"{limit} bytes"
     return RefusedFileError(name, limit, f"larger than {size}")
 
@@ -79,7 +80,7 @@ def read_own_file(
         if not stat.S_ISREG(info.st_mode):
             raise RefusedFileError(name, limit, "not a regular file")
         if info.st_size > limit:
-            raise _too_large(name, limit)
+            raise too_large(name, limit)
         with open(fd, "rb", closefd=False) as handle:
             # The measured size, not the limit: a read of N bytes allocates N bytes. Read
             # on (still bounded) if there is more than measured, as a file growing
@@ -90,7 +91,7 @@ def read_own_file(
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise _too_large(name, limit)
+        raise too_large(name, limit)
     return data
 
 

@@ -245,7 +245,7 @@ def lock_at_ref(
     code, size, _ = _git(project, env, "cat-file", "-s", spec)
     if code == 0 and size.strip().isdigit() and int(size) > ownfiles.PROJECT_FILE_LIMIT:
         raise GitError(
-            f"{where} is {ownfiles._too_large(where, ownfiles.PROJECT_FILE_LIMIT)}",
+            f"{where} is {ownfiles.too_large(where, ownfiles.PROJECT_FILE_LIMIT)}",
             hint="compare against another ref (--base REF)",
         )
     code, data, err = _git(project, env, "cat-file", "blob", spec)
