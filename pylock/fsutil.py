@@ -397,7 +397,7 @@ def _macos_file_system(path: str | os.PathLike[str], libc: Any = None) -> str:
     """The kind of file system ``path`` is on, as macOS' ``statfs`` names it (``apfs``,
     ``exfat``, ...); ``""`` if it cannot tell.
 
-    Through ctypes, as :func:`pylock.platforms` asks sysctl: no ``mount`` command to run
+    Through ctypes, as :mod:`pylock.platforms` asks sysctl: no ``mount`` command to run
     and parse. The ``struct statfs`` of 64-bit inodes (``statfs$INODE64`` on Intel, plain
     ``statfs`` on Apple silicon) holds the name, at most 16 bytes, at offset 72.
     """
