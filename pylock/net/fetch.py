@@ -314,45 +314,46 @@ class Fetcher(policy.Client, policy.SessionOwner):
             # Its host in IDNA, as the http.client path sends it: yarl takes an encoded
             # URL's host as it is, and sent a name beyond ASCII as raw UTF-8.
             sent_url = URL(policy.wire_url(current), encoded=True)
-            try:
-                # Connecting and the answer's head, together, as on the http.client path:
-                # a server that drips its headers a byte at a time never lets sock_read
-                # expire.
-                async with asyncio.timeout(timeouts.connect + timeouts.read):
-                    response = await session.get(
-                        sent_url,
-                        headers=sent,
-                        allow_redirects=False,
-                        proxy=via.url,
-                        proxy_headers=via.tunnel_headers,
-                        auto_decompress=not raw,
-                    )
-            except TimeoutError as error:
-                if str(error):
-                    raise Retryable(policy.reason(error), url=current) from None
-                raise Retryable(
-                    "TimeoutError: the response's status line and headers came too slowly",
-                    url=current,
-                ) from None
-            except aiohttp.ClientConnectorCertificateError as error:
-                code = getattr(error.certificate_error, "verify_code", None)
-                raise policy.untrusted(current, canonical, str(error), code) from None
-            except aiohttp.InvalidURL as error:
-                raise DownloadError(
-                    f"invalid URL {current}: {policy.reason(error)}", url=current
-                ) from None
-            except aiohttp.ClientHttpProxyError as error:
-                raise policy.proxy_answered(
-                    current, canonical, proxy, error.status, error.message
-                ) from None
-            except aiohttp.ClientProxyConnectionError as error:
-                raise Retryable(policy.reason(error), proxy=proxy, url=current) from None
-            except aiohttp.ClientError as error:
-                if policy.speaks_no_tls(error):
-                    raise policy.no_tls(current, canonical) from None
-                if policy.refuses_head(error):
-                    raise policy.head_too_large(current, canonical, target) from None
-                raise Retryable(policy.reason(error), via=proxy, url=current) from None
+            # A Retryable failure is this hop's, after any redirects (see policy.asking).
+            with policy.asking(current):
+                try:
+                    # Connecting and the answer's head, together, as on the http.client path:
+                    # a server that drips its headers a byte at a time never lets sock_read
+                    # expire.
+                    async with asyncio.timeout(timeouts.connect + timeouts.read):
+                        response = await session.get(
+                            sent_url,
+                            headers=sent,
+                            allow_redirects=False,
+                            proxy=via.url,
+                            proxy_headers=via.tunnel_headers,
+                            auto_decompress=not raw,
+                        )
+                except TimeoutError as error:
+                    if str(error):
+                        raise Retryable(policy.reason(error)) from None
+                    raise Retryable(
+                        "TimeoutError: the response's status line and headers came too slowly"
+                    ) from None
+                except aiohttp.ClientConnectorCertificateError as error:
+                    code = getattr(error.certificate_error, "verify_code", None)
+                    raise policy.untrusted(current, canonical, str(error), code) from None
+                except aiohttp.InvalidURL as error:
+                    raise DownloadError(
+                        f"invalid URL {current}: {policy.reason(error)}", url=current
+                    ) from None
+                except aiohttp.ClientHttpProxyError as error:
+                    raise policy.proxy_answered(
+                        current, canonical, proxy, error.status, error.message
+                    ) from None
+                except aiohttp.ClientProxyConnectionError as error:
+                    raise Retryable(policy.reason(error), proxy=proxy) from None
+                except aiohttp.ClientError as error:
+                    if policy.speaks_no_tls(error):
+                        raise policy.no_tls(current, canonical) from None
+                    if policy.refuses_head(error):
+                        raise policy.head_too_large(current, canonical, target) from None
+                    raise Retryable(policy.reason(error), via=proxy) from None
             try:
                 location = hops.location(response.status, response.headers.getall("Location", []))
             except BaseException:
