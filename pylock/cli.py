@@ -1520,9 +1520,9 @@ def _pointed_at_the_project(error: PylockError, ctx: Context) -> PylockError:
         if not ctx.project.is_dir():
             error.hint = f"--project {ctx.args.project}: no such directory"
         return error
-    from pylock.lockio import project_above
+    from pylock.lockio import holds_project, project_above
 
-    if any(os.path.lexists(ctx.project / name) for name in (CONFIG_FILENAME, LOCK_FILENAME)):
+    if holds_project(ctx.project):
         return error  # a project of its own (a monorepo's), not locked yet: the hint stands
     above = project_above(ctx.project)
     if above is not None:

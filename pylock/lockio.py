@@ -106,15 +106,20 @@ def unreadable(exc: OSError | UnicodeDecodeError) -> str:
     return f"cannot read: {exc.strerror or exc}"
 
 
-def project_above(directory: Path) -> Path | None:
-    """The nearest directory above ``directory`` that holds a ``pythons.toml`` or a
-    ``pythons.lock``: where a user who ran pylock in a subdirectory of a project (``src/``)
-    meant to run it. pylock itself looks in the project directory only."""
+def holds_project(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``pythons.toml`` or a ``pythons.lock`` (a link too)."""
     from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 
+    return any(os.path.lexists(directory / name) for name in (CONFIG_FILENAME, LOCK_FILENAME))
+
+
+def project_above(directory: Path) -> Path | None:
+    """The nearest directory above ``directory`` that holds a project (see
+    :func:`holds_project`): where a user who ran pylock in a subdirectory of a project
+    (``src/``) meant to run it. pylock itself looks in the project directory only."""
     for parent in directory.parents:
         try:
-            if any(os.path.lexists(parent / name) for name in (CONFIG_FILENAME, LOCK_FILENAME)):
+            if holds_project(parent):
                 return parent
         except (OSError, ValueError):
             return None
