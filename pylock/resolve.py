@@ -162,6 +162,8 @@ def _lock_one(
 
 #: How many interpreters that cannot be locked are told in full; the rest are named.
 _FAILED_TOLD = 5
+#: How many of the rest are named; the others are counted.
+_FAILED_NAMED = 20
 
 
 def _all_failed(failed: Sequence[tuple[str, ResolutionError]]) -> ResolutionError:
@@ -174,8 +176,9 @@ def _all_failed(failed: Sequence[tuple[str, ResolutionError]]) -> ResolutionErro
     lines = [f"{len(failed)} interpreters cannot be locked:"]
     lines += [error.message for _, error in told]
     if rest:
-        more = f", and {len(rest) - 20} more" if len(rest) > 20 else ""
-        lines.append(f"{len(rest)} more cannot be locked either: {', '.join(rest[:20])}{more}")
+        named = ", ".join(rest[:_FAILED_NAMED])
+        more = f", and {len(rest) - _FAILED_NAMED} more" if len(rest) > _FAILED_NAMED else ""
+        lines.append(f"{len(rest)} more cannot be locked either: {named}{more}")
     hints = dict.fromkeys(error.hint for _, error in told if error.hint)
     return ResolutionError("\n".join(lines), hint="; ".join(hints) or None)
 

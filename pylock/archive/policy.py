@@ -100,6 +100,16 @@ def aliased_on_windows(part: str) -> bool:
     return part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
+def unaliased(name: str) -> str:
+    """``name``, with a ``_`` in front if Windows would alias it (:func:`aliased_on_windows`):
+    for file names pylock makes up from URLs, which a device name must not take over.
+
+    >>> unaliased("nul.tar.gz"), unaliased("aux.example.org_x"), unaliased("python.tar.gz")
+    ('_nul.tar.gz', '_aux.example.org_x', 'python.tar.gz')
+    """
+    return f"_{name}" if aliased_on_windows(name) else name
+
+
 def join_link(parent: str, target: str) -> str | None:
     """Resolve a relative link target lexically from its directory; ``None`` if it escapes.
 

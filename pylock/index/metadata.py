@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from pylock.archive.policy import aliased_on_windows
+from pylock.archive.policy import unaliased
 from pylock.bounded import json_loads
 from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
 from pylock.fsutil import atomic_write_bytes, remove_tree
@@ -99,9 +99,8 @@ class MetadataStore:
     def _paths(self, url: str) -> tuple[Path, Path]:
         # Readable prefix for people browsing the cache; the digest makes it unique.
         parts = urlsplit(url)
-        slug = _UNSAFE.sub("_", f"{parts.netloc}{parts.path}")[-80:].strip("_")
-        if aliased_on_windows(slug):
-            slug = f"_{slug}"  # `aux.example.org_...`: Windows would open a device
+        # Not `aux.example.org_...` as it is: Windows would open a device.
+        slug = unaliased(_UNSAFE.sub("_", f"{parts.netloc}{parts.path}")[-80:].strip("_"))
         digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
         stem = self.root / f"{slug}.{digest}"
         return stem.with_name(stem.name + ".body"), stem.with_name(stem.name + ".json")

@@ -38,7 +38,7 @@ from typing import Literal
 
 import attrs
 
-from pylock.archive.policy import aliased_on_windows
+from pylock.archive.policy import unaliased
 from pylock.errors import CacheReadOnlyError, PylockError
 from pylock.fsutil import (
     CLOCK_SKEW,
@@ -92,7 +92,7 @@ def safe_filename(name: str) -> str:
     ('_evil_name', 'archive', '_nul.tar.gz')
     """
     cleaned = _UNSAFE_CHARS.sub("_", name).strip(".") or "archive"
-    return f"_{cleaned}" if aliased_on_windows(cleaned) else cleaned
+    return unaliased(cleaned)
 
 
 @attrs.frozen(kw_only=True)
