@@ -367,6 +367,28 @@ def test_no_origin_with_an_unreachable_registry_says_so(
     assert "connection refused" in hint and "Connect call failed" not in err
 
 
+@pytest.mark.parametrize("status", [400, 429])
+def test_no_origin_with_a_registry_refusing_the_blob_does_not_call_it_missing(
+    status: int,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Field test: a registry answering 400 (plain http to a TLS port) or 429 was warned
+    # about, then the error said the archive "is not in" it and to seed it, which fails
+    # the same way.
+    sha = cached_project.host_shas()[0]
+    fake_registry.status(f"/v2/pylock/x/blobs/sha256:{sha}", status)
+    reference = fake_reference(fake_registry)
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    assert code == 1
+    assert cached_project.origin_requests == 0
+    assert "could not be had from the remote cache" in err and "is not in" not in err
+    hint = err.split("pylock: hint: ")[-1]
+    assert hint.startswith(f"the registry failed: {reference} refused pull: HTTP {status}")
+    assert "pylock mirror --to" not in hint
+
+
 def test_mirror_to_seeds_every_locked_platform_and_platform_narrows(
     remote: Remote, cached_project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

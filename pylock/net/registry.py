@@ -322,6 +322,9 @@ class RemoteCache:
         self.pull_broken = False
         #: The first failure to pull (why the registry is no help, for --no-origin's error).
         self.pull_failure: RegistryError | None = None
+        #: Why the pull of an archive (by sha256) failed, when the registry was asked for
+        #: it and did not just lack it: a 400 or 429 that leaves the registry in use.
+        self.pull_failures: dict[str, RegistryError] = {}
         self.push_broken = False
         #: sha256 of the archives that came from the registry, and of those pushed to it.
         self.pulled: set[str] = set()

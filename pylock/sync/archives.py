@@ -599,6 +599,9 @@ async def _from_registry(
                 f"the registry's copy of {item.filename} is corrupt: delete the blob "
                 f"sha256:{item.sha256} in the registry to repair it"
             )
+        if isinstance(error, RegistryError):
+            with remote.lock:
+                remote.pull_failures[item.sha256] = error
         remote.failed(error, reporter.warn)
         reporter.detail(f"{item.filename}: remote cache failed ({error.message})")
         with contextlib.suppress(OSError):  # the download from the origin writes it afresh
@@ -672,10 +675,12 @@ def _no_origin_error(item: Wanted, remote: RemoteCache) -> PylockError:
             f"delete the blob sha256:{item.sha256} in the registry (its bytes do not match), "
             f"then seed it again from a machine with access to the origin: {seed}"
         )
-    elif remote.pull_broken and remote.pull_failure is not None:
-        # Not a registry that lacks it: one that did not answer, or refused this client.
+    elif (failure := remote.pull_failures.get(item.sha256)) is not None or (
+        remote.pull_broken and (failure := remote.pull_failure) is not None
+    ):
+        # Not a registry that lacks it: one that did not answer, or refused this client
+        # (or this archive: a 400 or 429 is no miss, and seeding would not help).
         why = "could not be had from"
-        failure = remote.pull_failure
         hint = f"the registry failed: {failure.message}: " + (
             failure.hint
             or "check that it is up and reachable from here, and its URL, then run again"
