@@ -695,6 +695,26 @@ def test_a_proxy_407_is_not_retried(
     assert info.value.hint is not None and "proxy" in info.value.hint
 
 
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_proxy_407_to_credentials_says_to_check_them_not_to_give_some(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path], scheme: str
+) -> None:
+    """Field test: with `HTTPS_PROXY=http://user:wrong@proxy:3128` the hint said to put
+    user:password@ in the proxy URL, where they already were."""
+    tls, ca = tls_server
+    with HttpServer() as plain, DenyingProxy() as proxy:
+        server = tls if scheme == "https" else plain
+        url = server.serve(PATH, BODY)
+        variable = f"{scheme.upper()}_PROXY"
+        with_credentials = proxy.address.replace("http://", "http://ci-bot:wr0ng@")
+        environ = {"SSL_CERT_FILE": str(ca), variable: with_credentials}
+        with pytest.raises(DownloadError) as info:
+            downloader(environ).download(url, tmp_path / "a", sha256=None, size=None)
+    expected = f"the proxy refused the user name and password in {variable}: check them"
+    assert info.value.hint == expected
+    assert "wr0ng" not in f"{info.value.message} {info.value.hint}"
+
+
 class HangingUpProxy(Proxy):
     """Reads the request, then hangs up, or answers something that is not HTTP."""
 

@@ -632,10 +632,17 @@ CREDENTIALS_HINT = "the server wants credentials: " + GIVE_CREDENTIALS
 
 
 def http_error(
-    status: int, reason: str, url: str, target: str, canonical: str, *, netrc_sent: bool = False
+    status: int,
+    reason: str,
+    url: str,
+    target: str,
+    canonical: str,
+    *,
+    netrc_sent: bool = False,
+    via: Proxy | None = None,
 ) -> DownloadError:
     """The error for a final non-200 answer to an archive GET (``netrc_sent``: the request
-    carried the user's netrc entry for the host)."""
+    carried the user's netrc entry for the host; ``via``: the proxy it went through)."""
     text = f"{status} {printable(redact(reason))}".strip()
     # The URL's own user:password went along (the aiohttp path names the URL without).
     sent = urlsplit(url).username is not None or (
@@ -652,7 +659,7 @@ def http_error(
     elif status in AUTH_STATUSES:
         hint = CREDENTIALS_HINT.format(host=urlsplit(url).hostname or "the mirror")
     elif status == 407:
-        hint = "the proxy wants credentials: put user:password@ in the proxy URL"
+        hint = proxy_credentials_hint(via)
     elif target != canonical:
         hint = "check that the mirror holds this file"
     else:
@@ -1040,13 +1047,24 @@ def proxy_answered(
         return Retryable(f"proxy answered HTTP {text}", proxy=proxy)
     named = "the proxy" if proxy is None else f"the proxy {redact(proxy.url)} ({proxy.variable})"
     hint = (
-        "the proxy wants credentials: put user:password@ in the proxy URL"
+        proxy_credentials_hint(proxy)
         if status == 407
         else "ask the proxy's administrators whether it allows this host"
     )
     return DownloadError(
         f"{named} refused {describe(url, canonical)}: HTTP {text}", url=url, hint=hint
     )
+
+
+def proxy_credentials_hint(proxy: Proxy | None) -> str:
+    """What to do about a proxy's 407: check the credentials its URL gave, or give some.
+
+    >>> proxy_credentials_hint(Proxy("http://u:p@proxy:3128", "HTTPS_PROXY"))
+    'the proxy refused the user name and password in HTTPS_PROXY: check them'
+    """
+    if proxy is not None and urlsplit(proxy.url).username is not None:
+        return f"the proxy refused the user name and password in {proxy.variable}: check them"
+    return "the proxy wants credentials: put user:password@ in the proxy URL"
 
 
 def scheme_of(url: str) -> str:
@@ -1391,7 +1409,7 @@ class Download:
                 is not None
             )
             raise http_error(
-                status, reason, url, self.target, self.canonical, netrc_sent=netrc_sent
+                status, reason, url, self.target, self.canonical, netrc_sent=netrc_sent, via=via
             )
         return Body(self, url, length)
 
