@@ -51,6 +51,7 @@ from tests.registry import (
     docker_login,
     free_port,
 )
+from tests.twoclients import Proxy as TunnelProxy
 
 OTHER_PLATFORM = "windows-x86_64" if not host().key.startswith("windows") else "linux-x86_64-gnu"
 
@@ -648,6 +649,48 @@ def test_tls_needs_the_ca_and_falls_through_without_it(
     assert code == 0, err
     assert len(warnings(err)) == 1 and "TLS" in err
     assert cached_project.origin_requests == 1
+
+
+class RefusingProxy(TunnelProxy):
+    """Answers every ``CONNECT`` with one status, as a proxy that denies the host does."""
+
+    def __init__(self, status: bytes) -> None:
+        super().__init__()
+        self.status = status
+
+    def _handle(self, client: socket.socket) -> None:
+        if self.read_head(client) is None:
+            return
+        self.seen.append("refused")
+        client.sendall(b"HTTP/1.1 " + self.status + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        (b"403 Forbidden", "ask the proxy's administrators whether it allows this host"),
+        (b"407 Proxy Authentication Required", "the proxy refused the user name and password"),
+    ],
+)
+def test_a_proxy_refusing_the_registry_is_named_with_its_variable(
+    status: bytes, hint: str, cached_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Field test: a proxy's 403 or 407 to the registry's CONNECT was "cannot reach
+    https://HOST: 403, message='Forbidden', url='http://...'" with the hint to check that the
+    registry is up, never naming HTTPS_PROXY."""
+    reference = f"oci://127.0.0.1:{free_port()}/pylock/x"
+    with RefusingProxy(status) as proxy:
+        with_credentials = proxy.address.replace("http://", "http://ci-bot:pr0xy-s3cret@")
+        code, _, err = cached_project.sync(
+            capsys, "--remote-cache", reference, "--no-origin", HTTPS_PROXY=with_credentials
+        )
+    assert code == 1
+    assert proxy.seen == ["refused"]
+    assert f"the proxy http://***@127.0.0.1:{proxy.port} (HTTPS_PROXY) refused" in err
+    assert f"HTTP {status.decode()}" in err
+    assert err.split("pylock: hint: ")[-1].split(": ", 1)[0] == "the registry failed"
+    assert hint in err and "check that it is up" not in err
+    assert "pr0xy-s3cret" not in err and "message=" not in err
 
 
 def test_failed_fetch_with_remote_cache_counts(
