@@ -11,6 +11,7 @@ archive requests.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import secrets
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -691,6 +692,41 @@ def test_a_proxy_refusing_the_registry_is_named_with_its_variable(
     assert err.split("pylock: hint: ")[-1].split(": ", 1)[0] == "the registry failed"
     assert hint in err and "check that it is up" not in err
     assert "pr0xy-s3cret" not in err and "message=" not in err
+
+
+@pytest.mark.parametrize("case", ["wrong-host", "expired"])
+def test_a_registry_certificate_no_ca_bundle_fixes_is_not_blamed_on_ssl_cert_file(
+    case: str, cached_project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Field test: a registry whose certificate (from the CA in SSL_CERT_FILE) named another
+    host was hinted "set SSL_CERT_FILE to a CA bundle that includes the registry's CA"."""
+    import ssl
+
+    from tests.pki import TestCa
+
+    ca = TestCa.create("pylock test CA")
+    signer = replace(ca, now=ca.now - datetime.timedelta(days=3)) if case == "expired" else ca
+    address = "127.0.0.2" if case == "wrong-host" else "127.0.0.1"
+    (tmp_path / "tls").mkdir()
+    ca_file, cert, key = signer.write_server_pair(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with HttpServer(address, tls=context) as registry:
+        reference = f"oci://{address}:{registry.port}/pylock/x"
+        code, _, err = cached_project.sync(
+            capsys, "--remote-cache", reference, "--no-origin", SSL_CERT_FILE=str(ca_file)
+        )
+    assert code == 1
+    hint = err.split("pylock: hint: ")[-1]
+    assert hint.startswith("the registry failed: TLS failure")
+    assert "SSL_CERT_FILE" not in hint
+    expected = (
+        f"the certificate is for another host than {address}: check the host name in the "
+        "remote cache reference"
+        if case == "wrong-host"
+        else f"the certificate of {address} is expired or not yet valid"
+    )
+    assert expected in hint
 
 
 def test_failed_fetch_with_remote_cache_counts(

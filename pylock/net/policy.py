@@ -685,29 +685,41 @@ def untrusted(url: str, canonical: str, detail: str, code: int | None) -> Downlo
     Only an unknown CA gets the ``SSL_CERT_FILE`` hint: no CA bundle fixes a certificate
     for another host or one that has expired.
     """
-    host = urlsplit(url).hostname or "the server"
-    if code in _WRONG_HOST:
-        hint = (
-            f"the certificate is for another host than {host}: check the host name in the "
-            "URL, mirror or rewrite"
-        )
-    elif code in _EXPIRED:
-        hint = (
-            f"the certificate of {host} is expired or not yet valid: renew it on the server, "
-            "or check this machine's clock"
-        )
-    elif code is None or code in _UNKNOWN_CA:
-        hint = (
-            "set SSL_CERT_FILE to a CA bundle that includes your proxy's or mirror's "
-            "certificate authority"
-        )
-    else:
-        hint = f"the certificate chain of {host} is invalid: fix the server's certificate"
+    hint = certificate_hint(
+        urlsplit(url).hostname or "the server",
+        code,
+        unknown_ca="set SSL_CERT_FILE to a CA bundle that includes your proxy's or mirror's "
+        "certificate authority",
+    )
     return DownloadError(
         f"TLS certificate of {describe(url, canonical)} not trusted: {printable(redact(detail))}",
         url=url,
         hint=hint,
     )
+
+
+def certificate_hint(
+    host: str, code: int | None, *, unknown_ca: str, named_in: str = "URL, mirror or rewrite"
+) -> str:
+    """What to do about ``host``'s certificate that failed with OpenSSL's ``code``:
+    ``unknown_ca`` (the ``SSL_CERT_FILE`` hint) only if a CA bundle can fix it.
+
+    >>> certificate_hint("r.lan", 62, unknown_ca="-", named_in="reference")
+    'the certificate is for another host than r.lan: check the host name in the reference'
+    """
+    if code in _WRONG_HOST:
+        return (
+            f"the certificate is for another host than {host}: check the host name in the "
+            + named_in
+        )
+    if code in _EXPIRED:
+        return (
+            f"the certificate of {host} is expired or not yet valid: renew it on the server, "
+            "or check this machine's clock"
+        )
+    if code is None or code in _UNKNOWN_CA:
+        return unknown_ca
+    return f"the certificate chain of {host} is invalid: fix the server's certificate"
 
 
 # -- server text ---------------------------------------------------------------------

@@ -830,7 +830,14 @@ class RegistryClient(SessionOwner):
             try:
                 response = await self._request(method, target, data=data, headers=request_headers)
             except aiohttp.ClientSSLError as error:
-                hint = "set SSL_CERT_FILE to a CA bundle that includes the registry's CA"
+                # As for downloads: no CA bundle fixes a certificate for another host, or
+                # an expired one.
+                hint = policy.certificate_hint(
+                    self.ref.hostname,
+                    getattr(getattr(error, "certificate_error", None), "verify_code", None),
+                    unknown_ca="set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
+                    named_in="remote cache reference",
+                )
                 # ssl.SSLError's reason: a plain-HTTP answer to a TLS hello.
                 if (
                     getattr(getattr(error, "os_error", None), "reason", None)
