@@ -47,6 +47,7 @@ from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
 from pylock.errors import HashMismatchError, MirrorError, printable
 from pylock.fsutil import (
+    CLOCK_SKEW,
     FileLock,
     RefusedFileError,
     atomic_write_text,
@@ -394,6 +395,8 @@ def _remove_stale_temps(folder: Path, reporter: Reporter, *, now: float, max_age
     nothing. Only regular files with pylock's temporary names go, and only those neither
     modified nor changed for ``max_age`` seconds: a younger one may be a live run's. The
     change time counts because a hard link from the cache keeps the cached file's mtime.
+    A time far ahead of the clock makes no file young (see :func:`~pylock.fsutil.is_stale`):
+    a run killed before the clock was set back would otherwise stay until it caught up.
     """
     try:
         with os.scandir(folder) as found:
@@ -405,7 +408,8 @@ def _remove_stale_temps(folder: Path, reporter: Reporter, *, now: float, max_age
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not stat.S_ISREG(info.st_mode) or now - max(info.st_mtime, info.st_ctime) < max_age:
+        young = any(-CLOCK_SKEW <= now - t < max_age for t in (info.st_mtime, info.st_ctime))
+        if not stat.S_ISREG(info.st_mode) or young:
             continue
         try:
             os.unlink(entry.path)

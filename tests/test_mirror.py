@@ -636,6 +636,24 @@ def test_temporary_files_of_interrupted_runs_are_removed(
     assert [p for p in kept if not p.exists() and not p.is_symlink()] == []
 
 
+def test_a_temporary_left_while_the_clock_ran_ahead_is_removed(
+    mirroring: Mirroring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: a mirror run was killed while the clock was a month ahead (a VM that booted
+    with a wrong clock until NTP stepped it back). Its temporary file, modified and changed
+    "in the future", looked young to every later run and stayed in the served tree until
+    the clock caught up, unlike every other temporary pylock cleans (``fsutil.is_stale``)."""
+    out = mirroring.out
+    mirroring.run()
+    archive = "cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    stale = out / "20251014" / f".{archive}.0123456789ab.tmp"
+    stale.write_bytes(b"partial")
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 30 * 86400)
+    mirroring.run(offline=True)
+    assert not stale.exists()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
 def test_a_private_cache_gives_a_tree_readable_as_the_umask_says(
     mirroring: Mirroring, umask: Callable[[int], object]
