@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -922,6 +923,27 @@ def test_a_read_only_cache_told_to_shrink_is_told_where_to_do_it(
         cache.require_writable(doing)
     assert info.value.hint is not None
     assert info.value.hint.startswith(f"a read-only cache keeps what it holds: {doing}")
+
+
+@pytest.mark.parametrize("doing", ["prune", "clean"])
+def test_a_full_disk_is_pruned_not_called_read_only(
+    tmpfs: Callable[[str], Path], doing: str
+) -> None:
+    """Fault attack: on a file system with no inode (or block) left, `cache prune` and
+    `cache clean`, the commands the sync's out-of-space hint names, refused with "No
+    space left on device" and called the cache read-only: their writability probe is a new
+    file, and removing archives needs no room."""
+    cache = Cache(tmpfs("size=4m,nr_inodes=64") / "cache")
+    sha, archive = put(cache, b"x" * 200_000)
+    with cache.gate(sha):  # the lock file an eviction takes, as the download left it
+        pass
+    with contextlib.suppress(OSError):  # fill the inode table
+        for n in range(100):
+            (cache.root.parent / f"filler-{n}").touch()
+    assert cache._write_error() is not None
+    report = cache.clean() if doing == "clean" else cache.prune(max_size=0)
+    assert [e.sha256 for e in report.removed] == [sha]
+    assert not archive.exists()
 
 
 def test_a_directory_where_a_metadata_document_goes_is_replaced_and_cleaned(

@@ -233,6 +233,10 @@ class Cache:
     def require_writable(self, doing: str = "store downloads in") -> None:
         """Raise :class:`CacheReadOnlyError` unless archives can be stored (or removed) here."""
         error = self._write_error()
+        no_room = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        if doing in ("prune", "clean") and error is not None and error.errno in no_room:
+            # The probe needs room and removing does not: a full disk is when one prunes.
+            return
         if error is not None:
             if isinstance(error, PermissionError):
                 # Most often a BuildKit cache mount (made by root) in a non-root stage.
