@@ -4,10 +4,12 @@ someone else wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,27 @@ def test_a_failed_upgrade_keeps_the_links_of_the_tree_still_installed(
     assert done.code == 0, done.err
     assert not link.exists() and not link.is_symlink()
     assert (bin_dir / f"python{app_b.minor}").is_symlink()
+
+
+@posix_only
+def test_a_sync_with_nothing_to_link_writes_nothing_in_the_bin_dir(
+    sync_project: Project, app_a: Build, tmpfs: Callable[[str], Path]
+) -> None:
+    """Fault attack: every no-op `sync --bin-dir` rewrote the bin dir's manifest, so on a
+    full disk (no inode left for its temporary) a sync with nothing to do failed with
+    "--bin-dir: cannot update ...: No space left on device"."""
+    disk = tmpfs("size=8m,nr_inodes=200")
+    sync_project.into, bin_dir = disk / "pythons", disk / "bin"
+    sync_project.install(app_a)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    manifest = (bin_dir / MANIFEST).stat()
+    with contextlib.suppress(OSError):  # fill the inode table
+        for n in range(300):
+            (disk / f"filler-{n}").touch()
+    again = sync_project.sync("--bin-dir", str(bin_dir))
+    assert again.code == 0, again.err
+    assert "up to date" in again.err
+    assert (bin_dir / MANIFEST).stat().st_ino == manifest.st_ino
 
 
 @posix_only

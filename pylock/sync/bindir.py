@@ -196,7 +196,11 @@ def _write_manifest(bin_dir: Path, manifest: _Manifest) -> None:
     ):
         if table:
             data[key] = table
-    atomic_write_text(bin_dir / MANIFEST, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with contextlib.suppress(OSError):
+        if read_own_file(bin_dir / MANIFEST, _MANIFEST_MAX_BYTES) == text.encode():
+            return  # a sync with nothing to link writes nothing (on a full disk, say)
+    atomic_write_text(bin_dir / MANIFEST, text)
 
 
 def _plain_name(name: str) -> bool:
