@@ -720,14 +720,15 @@ else:
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _open_lock_file(path: str) -> tuple[int, PermissionError | None]:
+def _open_lock_file(path: str) -> tuple[int, OSError | None]:
     """The lock file open for :class:`FileLock`, and the refusal when it could only be
-    opened read-only (another user's 0644 lock file in a shared cache: flock needs no
-    write access, except on NFS, where the caller gives the refusal instead)."""
+    opened read-only (another user's 0644 lock file in a shared cache, or one on a file
+    system mounted read-only: flock needs no write access, except on NFS, where the
+    caller gives the refusal instead)."""
     try:
         return os.open(path, _LOCK_FLAGS, 0o644), None
-    except PermissionError as refused:
-        if _WINDOWS:
+    except OSError as refused:
+        if _WINDOWS or not (isinstance(refused, PermissionError) or refused.errno == errno.EROFS):
             raise
         try:
             return os.open(path, _LOCK_FLAGS & ~(os.O_RDWR | os.O_CREAT) | os.O_RDONLY), refused

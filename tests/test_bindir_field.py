@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -66,6 +67,30 @@ def test_a_sync_with_nothing_to_link_writes_nothing_in_the_bin_dir(
     assert again.code == 0, again.err
     assert "up to date" in again.err
     assert (bin_dir / MANIFEST).stat().st_ino == manifest.st_ino
+
+
+@posix_only
+def test_a_sync_with_nothing_to_link_passes_on_a_read_only_bin_dir(
+    sync_project: Project, app_a: Build, tmpfs: Callable[[str], Path]
+) -> None:
+    """Fault attack: in an image run read-only (`docker run --read-only`), a no-op
+    `sync --bin-dir` failed with "cannot write to --bin-dir ...: read-only file system",
+    where the same sync without --bin-dir passes: nothing there needed to change."""
+    disk = tmpfs("size=8m")
+    sync_project.into, bin_dir = disk / "pythons", disk / "bin"
+    sync_project.install(app_a)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    again = sync_project.sync("--bin-dir", str(bin_dir))
+    assert again.code == 0, again.err
+    assert "up to date" in again.err
+    # A link that is missing still needs a writable bin dir, and says so.
+    subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+    (bin_dir / f"python{app_a.minor}").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    failed = sync_project.sync("--bin-dir", str(bin_dir))
+    assert failed.code == 1
+    assert f"--bin-dir: cannot update {bin_dir}: Read-only file system" in failed.err
 
 
 @posix_only

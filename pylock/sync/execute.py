@@ -140,8 +140,11 @@ def _check_size(archive: Path, job: Job) -> None:
     )
 
 
-def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None) -> None:
-    """Create the directory ``path`` if needed; a clean error if it cannot be or is read-only.
+def usable_dir(
+    path: Path, what: str, hint: str, *, elsewhere: str | None = None, writing: bool = True
+) -> None:
+    """Create the directory ``path`` if needed; a clean error if it cannot be or is read-only
+    (with ``writing`` false, read-only is fine: nothing may need to change there).
 
     ``elsewhere`` is the hint when ``path`` is something else than a directory (``hint``
     by default): mkdir would say "File exists", which no permission change helps.
@@ -160,7 +163,7 @@ def usable_dir(path: Path, what: str, hint: str, *, elsewhere: str | None = None
         raise PylockError(
             f"cannot create {what} {path}: {exc.strerror or exc}", hint=hint
         ) from None
-    if not os.access(path, os.W_OK):
+    if writing and not os.access(path, os.W_OK):
         why = "read-only file system" if _on_read_only_mount(path) else "permission denied"
         raise PylockError(f"cannot write to {what} {path}: {why}", hint=hint)
 
@@ -672,7 +675,14 @@ def run_sync(
         # Before anything is installed: a bin dir that cannot be made fails the sync
         # while the install directory is still as it was.
         _check_not_in_a_tree(request.bin_dir, dest, {p.name for p in lock.pythons})
-        usable_dir(request.bin_dir, "--bin-dir", _BIN_DIR_HINT, elsewhere=_BIN_DIR_ELSEWHERE)
+        # A no-op whose links are right writes nothing there (a read-only image's, say).
+        usable_dir(
+            request.bin_dir,
+            "--bin-dir",
+            _BIN_DIR_HINT,
+            elsewhere=_BIN_DIR_ELSEWHERE,
+            writing=not plan.is_noop,
+        )
     if plan.is_noop:
         _link_bin_dir(request, reporter)
         _remember(request, plan.current, config_sha, reporter, skipped)
