@@ -384,6 +384,102 @@ def test_large_file_spanning_chunks(tmp_path: Path, threaded: bool) -> None:
     assert (dest / "small-after").read_bytes() == b"b"
 
 
+def test_a_second_interrupt_while_the_writer_is_stopped_still_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test (Docker): `timeout` sends SIGTERM twice. The second cut short the wait for
+    the writer thread after the first, and the writer, still running, put files into the
+    temporary tree the install was removing: a `.pylock-tmp-*` tree stayed behind."""
+    import threading
+
+    from pylock.archive import extract, writer
+
+    monkeypatch.setattr(extract, "_BATCH_OPS", 1)  # one batch per member
+    entries = [archives.file(f"python/f{i}", b"x") for i in range(8)]
+    archive = build(tmp_path, entries, ArchiveFormat.TAR_GZ)
+    release = threading.Event()
+    real_run, real_submit, real_join = (
+        writer.Writer.run,
+        writer.ThreadSink.submit,
+        threading.Thread.join,
+    )
+
+    def slow_run(self: writer.Writer, ops: list[tuple[Any, ...]]) -> None:
+        release.wait(10)  # the writer is busy with the first batch
+        real_run(self, ops)
+
+    def submit(self: writer.ThreadSink, ops: list[tuple[Any, ...]]) -> None:
+        if submitted:
+            raise KeyboardInterrupt  # the first Ctrl-C, after one batch went to the writer
+        submitted.append(self._thread)
+        real_submit(self, ops)
+
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        if self in submitted and not seconds:
+            seconds.append(self)
+            threading.Timer(0.3, release.set).start()
+            raise KeyboardInterrupt  # the second, while the writer is waited for
+        real_join(self, timeout)
+
+    submitted: list[threading.Thread] = []
+    seconds: list[threading.Thread] = []
+    monkeypatch.setattr(writer.Writer, "run", slow_run)
+    monkeypatch.setattr(writer.ThreadSink, "submit", submit)
+    monkeypatch.setattr(threading.Thread, "join", join)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract_archive(
+                archive,
+                tmp_path / "dest",
+                fmt=ArchiveFormat.TAR_GZ,
+                layout=Layout.PBS_INSTALL_ONLY,
+                threaded=True,
+            )
+        assert seconds, "the second interrupt did not come"
+        assert not submitted[0].is_alive()  # nothing writes into the tree any more
+    finally:
+        release.set()
+
+
+@posix_only
+def test_an_interrupt_while_a_batch_waits_for_room_is_taken_once_it_is_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test (Docker, `timeout` sends SIGTERM twice): raised inside the queue's
+    Condition.wait, the second left the queue's lock released (a traceback: "release
+    unlocked lock") or held (the clean-up's put hung for good)."""
+    import signal
+    import threading
+    import time
+
+    from pylock.archive import writer
+
+    release = threading.Event()
+    ran: list[tuple[Any, ...]] = []
+
+    def run(self: writer.Writer, ops: list[tuple[Any, ...]]) -> None:
+        release.wait(10)
+        ran.extend(ops)
+
+    def interrupt() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # while the last batch waits for room
+        time.sleep(0.3)
+        release.set()
+
+    monkeypatch.setattr(writer.Writer, "run", run)
+    sink = writer.ThreadSink(writer.Writer(str(tmp_path), "archive"))
+    try:
+        for i in range(writer._QUEUE_DEPTH + 1):  # the writer holds one, the queue is full
+            sink.submit([("batch", i)])
+        threading.Timer(0.2, interrupt).start()
+        with pytest.raises(KeyboardInterrupt):
+            sink.submit([("last",)])
+    finally:
+        release.set()
+        sink.close(abort=True)
+    assert ran[-1] == ("last",)  # queued before the interrupt was taken
+
+
 def test_multi_member_gzip(tmp_path: Path) -> None:
     tar = archives.tar_bytes(archives.pbs_install_only())
     archive = tmp_path / "multi.tar.gz"

@@ -661,6 +661,36 @@ def test_a_second_ctrl_c_during_the_clean_up_still_removes_the_temporary_tree(
     assert not (dest_root / "app").exists()
 
 
+def test_a_second_ctrl_c_as_the_progress_line_ends_still_removes_the_temporary_tree(
+    tmp_path: Path,
+) -> None:
+    """Field test (Docker, `timeout` sends SIGTERM twice): the second came while the
+    install's progress line was ended, before the clean-up began, which it skipped."""
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+
+    class FirstCtrlC(NoFixups):
+        def apply(self) -> list[str]:
+            raise KeyboardInterrupt
+
+    class SecondCtrlC(NullReporter):
+        def _on_done(self, task: Any, message: str | None) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        install(
+            archive,
+            dest_root=dest_root,
+            python=locked(artifact),
+            artifact=artifact,
+            platform=LINUX,
+            fixup=FirstCtrlC,
+            reporter=SecondCtrlC(),
+        )
+    assert leftovers(dest_root) == []
+    assert not (dest_root / "app").exists()
+
+
 def test_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
     dest_root = tmp_path / "d"
     (dest_root / "app").mkdir(parents=True)

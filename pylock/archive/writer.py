@@ -30,6 +30,7 @@ import attrs
 from pylock.archive.policy import WINDOWS, join_link
 from pylock.errors import ArchiveError
 from pylock.fsutil import sha256_file
+from pylock.interrupts import finish_through_interrupts, held
 
 #: Batches of writer work in flight; with ~1 MiB per batch this caps buffered data.
 _QUEUE_DEPTH = 4
@@ -236,6 +237,8 @@ class ThreadSink:
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
         self.error: BaseException | None = None
+        #: Whether the end of the queue is in it (once only: the writer reads one).
+        self._stopping = False
         self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(_QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._loop, name="pylock-extract", daemon=True)
         self._thread.start()
@@ -256,11 +259,27 @@ class ThreadSink:
     def submit(self, ops: list[tuple[Any, ...]]) -> None:
         if self.error is not None:
             raise self.error
-        self._queue.put(ops)
+        self._put(ops)
+
+    def _put(self, ops: list[tuple[Any, ...]] | None) -> None:
+        # Ctrl-C or SIGTERM is taken once the batch is in: raised inside the queue's
+        # Condition.wait, a second one (`timeout` sends SIGTERM twice) left its lock
+        # released ("RuntimeError: release unlocked lock", a traceback) or held (the
+        # sync hung in the clean-up's put).
+        with held():
+            self._queue.put(ops)
+
+    def _stop(self) -> None:
+        if not self._stopping:
+            self._put(None)
+            self._stopping = True
+        self._thread.join()
 
     def close(self, *, abort: bool) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        # Waited for through a second Ctrl-C (or the second SIGTERM `timeout` sends): a
+        # writer left running put files into the tree the caller was removing (field test:
+        # a `.pylock-tmp-*` tree stayed behind).
+        finish_through_interrupts(self._stop)
         if abort:
             self.writer.abort()
         elif self.error is not None:

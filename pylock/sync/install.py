@@ -566,10 +566,13 @@ def _install_locked(
         if left is not None:
             reporter.warn(cannot_remove_yet(*left))
     finally:
-        task.done("")
-        # Never let a failed clean-up hide the error that caused it; recovery retries it.
-        with contextlib.suppress(OSError):
-            remove_tree_to_the_end(tmp)
+        try:
+            task.done("")
+        finally:
+            # Also after a second interrupt in task.done. Never let a failed clean-up hide
+            # the error that caused it; recovery retries it.
+            with contextlib.suppress(OSError):
+                remove_tree_to_the_end(tmp)
     reporter.detail(f"installed {name} into {final} ({len(entries)} files)")
 
 
