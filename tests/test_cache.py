@@ -910,6 +910,21 @@ def test_a_cache_that_cannot_be_written_gets_the_hint_of_its_error(
     assert info.value.hint is not None and info.value.hint.startswith(hint)
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX user ids")
+def test_a_cache_this_user_may_not_write_is_told_this_users_id(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test (Docker): a `USER 1001` stage was told to give the cache mount
+    `uid=1000`, which it then could not write either."""
+    from pylock.errors import CacheReadOnlyError
+
+    monkeypatch.setattr(Cache, "_write_error", lambda self: PermissionError(13, "denied"))
+    monkeypatch.setattr(os, "getuid", lambda: 1001)
+    with pytest.raises(CacheReadOnlyError) as info:
+        cache.require_writable()
+    assert "`--mount=type=cache,target=...,uid=1001`" in str(info.value.hint)
+
+
 @pytest.mark.parametrize("doing", ["prune", "clean"])
 def test_a_read_only_cache_told_to_shrink_is_told_where_to_do_it(
     cache: Cache, monkeypatch: pytest.MonkeyPatch, doing: str

@@ -239,10 +239,13 @@ class Cache:
             return
         if error is not None:
             if isinstance(error, PermissionError):
-                # Most often a BuildKit cache mount (made by root) in a non-root stage.
+                # Most often a BuildKit cache mount (made by root) in a non-root stage: the
+                # id to give it is this user's, which a `USER 1001` stage copying an
+                # example's uid=1000 would not have.
+                uid = getattr(os, "getuid", lambda: 0)() or 1000
                 hint = (
                     "this user may not write there: in a Dockerfile, give the cache mount "
-                    "your user's id (`--mount=type=cache,target=...,uid=1000`); elsewhere, "
+                    f"your user's id (`--mount=type=cache,target=...,uid={uid}`); elsewhere, "
                     "point PYLOCK_CACHE_DIR at a directory you can write"
                 )
             elif isinstance(error, FileNotFoundError):
