@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -795,6 +796,27 @@ def test_fixups_survive_parallel_installs(tmp_path: Path) -> None:
 
 
 # -- sync_links on its own (fast) -------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
+def test_bin_dir_holding_the_python_that_runs_pylock_is_not_told_to_remove_it(
+    tmp_path: Path,
+) -> None:
+    """Field test (Docker): in a python:3.12 builder image, `--bin-dir /usr/local/bin`
+    met the image's own python3, and the hint said to remove it: that breaks the venv
+    pylock runs from, and the image's Python."""
+    from pylock.errors import PylockError
+    from pylock.sync.bindir import sync_links
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    with pytest.raises(PylockError, match="was not created by pylock") as caught:
+        sync_links(bin_dir, {"python3": tmp_path / "a" / "python3"}, windows=False)
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith("it is the Python that runs pylock (")
+    assert "remove it" not in caught.value.hint
+    assert os.readlink(bin_dir / "python3") == sys.executable
 
 
 @pytest.mark.parametrize("windows", [False, True], ids=["symlinks", "launchers"])

@@ -143,6 +143,23 @@ def _owner_by_target(entry: str, mine: str | None, windows: bool, bin_dir: Path)
     return "another install directory" if windows else entry
 
 
+def _foreign_hint(path: Path) -> str:
+    """The hint for a file of another's in the bin dir, which pylock does not replace.
+
+    In the python:3.x Docker images ``/usr/local/bin/python3.12`` is the Python that runs
+    pylock's own venv: "remove it" broke pylock (and the image's Python).
+    """
+    ours = {sys.executable, getattr(sys, "_base_executable", sys.executable)}
+    for executable in ours:
+        with contextlib.suppress(OSError, ValueError):
+            if executable and os.path.samefile(path, executable):
+                return (
+                    f"it is the Python that runs pylock ({os.path.realpath(executable)}): "
+                    "keep it, and choose another --bin-dir"
+                )
+    return "remove it, or choose another --bin-dir"
+
+
 def _links_into(
     entry: str, directory: str | os.PathLike[str], windows: bool, bin_dir: Path
 ) -> bool:
@@ -440,7 +457,7 @@ def _sync_links(
         if (path.exists() or path.is_symlink()) and not ours:
             raise PylockError(
                 f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
-                hint="remove it, or choose another --bin-dir",
+                hint=_foreign_hint(path),
             )
         owner = owner_of(name, current)
         if (
