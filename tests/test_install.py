@@ -24,7 +24,7 @@ from pylock import cli
 from pylock.errors import ArchiveError, HashMismatchError, InstallError
 from pylock.lockfile import Artifact, LockedPython, dumps, loads, make_lock
 from pylock.platforms import Platform, host
-from pylock.progress import NullReporter
+from pylock.progress import NullReporter, Reporter
 from pylock.sync.install import (
     Fixup,
     executable,
@@ -102,6 +102,7 @@ def do_install(
     fixup: Fixup | None = None,
     if_needed: bool = False,
     platform: Platform = LINUX,
+    reporter: Reporter | None = None,
 ) -> Path:
     python = python or locked(artifact)
     install(
@@ -111,7 +112,7 @@ def do_install(
         artifact=artifact,
         platform=platform,
         fixup=fixup,
-        reporter=NullReporter(),
+        reporter=reporter or NullReporter(),
         if_needed=if_needed,
     )
     return dest_root.absolute() / python.name
@@ -450,18 +451,8 @@ def test_a_signal_between_the_renames_waits_for_the_swap_to_be_done(
 
 def install_saying(archive: Path, artifact: Artifact, dest_root: Path) -> str:
     """Install ``archive`` as app for Linux, without fix-ups; what it said."""
-    from pylock.progress import Reporter
-
     stream = io.StringIO()
-    install(
-        archive,
-        dest_root=dest_root,
-        python=locked(artifact),
-        artifact=artifact,
-        platform=LINUX,
-        fixup=None,
-        reporter=Reporter(stream, live=False),
-    )
+    do_install(archive, artifact, dest_root, reporter=Reporter(stream, live=False))
     return stream.getvalue()
 
 
@@ -546,7 +537,6 @@ def test_an_old_tree_that_cannot_be_removed_is_named_by_the_upgrade_that_left_it
     """Sync attack: an immutable file in the old tree left it as trash, silently; later
     syncs warned `could not remove .pylock-trash-app-... yet`, with no directory, no file
     and no advice."""
-    from pylock.progress import Reporter
     from pylock.sync.install import clean_leftovers
 
     dest_root, a2, art2 = v1_installed_v2_ready(tmp_path)
@@ -678,15 +668,7 @@ def test_a_second_ctrl_c_as_the_progress_line_ends_still_removes_the_temporary_t
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        install(
-            archive,
-            dest_root=dest_root,
-            python=locked(artifact),
-            artifact=artifact,
-            platform=LINUX,
-            fixup=FirstCtrlC,
-            reporter=SecondCtrlC(),
-        )
+        do_install(archive, artifact, dest_root, fixup=FirstCtrlC, reporter=SecondCtrlC())
     assert leftovers(dest_root) == []
     assert not (dest_root / "app").exists()
 
