@@ -620,6 +620,27 @@ def test_a_bad_blob_is_refused_with_one_warning_and_the_origin_serves(
         assert "re-lock" not in err
 
 
+def test_a_blob_answered_with_a_web_page_is_not_called_corrupt(
+    cached_project: Project, fake_registry: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fleet field test: a login page in front of the registry answered the blob with 200
+    and HTML. The archive was called corrupt, with the hint to delete the blob in the
+    registry, which holds nothing wrong."""
+    artifact = cached_project.host_artifact()
+    page = b"<!doctype html><title>Sign in</title>" + b" " * 200
+    fake_registry.serve(
+        f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
+        page,
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+    reference = fake_reference(fake_registry)
+    code, _, err = cached_project.sync(capsys, "--remote-cache", reference, "--no-origin")
+    assert code == 1
+    assert "with a web page (text/html), not the blob" in err
+    assert "a login page" in err
+    assert "corrupt" not in err and "delete the blob" not in err, err
+
+
 def test_a_registry_that_trickles_is_given_up_for_the_origin(
     cached_project: Project,
     fake_registry: HttpServer,

@@ -550,6 +550,17 @@ class RegistryClient(SessionOwner):
                     f"{self.ref} has no blob sha256:{sha256}", registry=str(self.ref), digest=sha256
                 )
             await self._check(response, "pull", expected=(200,))
+            if response.content_type == "text/html":
+                # No archive is a web page: a login page, or a proxy's, in front of the
+                # registry. Refused as corrupt, it was hinted to delete the blob.
+                raise self._error(
+                    f"{self.ref} answered the pull of blob sha256:{sha256} with a web page "
+                    "(text/html), not the blob",
+                    "pull",
+                    hint="something in front of the registry answers for it (a login page, "
+                    "a proxy): check the reference's host, and that this machine's "
+                    "credentials reach the registry itself",
+                )
             announced = response.content_length
             if announced is not None and announced > size:
                 raise DownloadTooLargeError(
