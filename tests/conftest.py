@@ -288,6 +288,19 @@ def real_archive() -> RealArchive:
         pytest.skip(str(exc))
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal: a shell that starts a job in the
+    background (CI's, say) starts it with SIGINT ignored, and Python keeps that."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 # -- dtests: fixtures that several test files each defined for themselves -------------------
 
 

@@ -40,6 +40,7 @@ ARCHIVE_DIR = Path(pylock.__file__).parent / "archive"
 ARCHIVE_MAY_IMPORT = {
     "pylock.errors",
     "pylock.fsutil",
+    "pylock.interrupts",
     "pylock.bounded",
     "pylock.settings",
     "pylock.versions",

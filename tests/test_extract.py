@@ -442,6 +442,7 @@ def test_a_second_interrupt_while_the_writer_is_stopped_still_waits_for_it(
 
 
 @posix_only
+@pytest.mark.usefixtures("ctrl_c")
 def test_an_interrupt_while_a_batch_waits_for_room_is_taken_once_it_is_queued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,17 +23,6 @@ from pylock.versions import ArchiveFormat
 from tests.syncproject import Build, Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-@pytest.fixture
-def ctrl_c() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt, as in a terminal: a shell that starts a job in the
-    background (CI's, say) starts it with SIGINT ignored."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
 
 
 class _SignalledWhileCollected:
