@@ -1,8 +1,10 @@
 """``pylock lock``: read ``pythons.toml`` and the old lock, resolve, produce the new lock text.
 
-Nothing here writes files or prints; the CLI decides what to do with the outcome
-(write it, show it, or compare it for ``--check``). Also ``cache prune --keep-lock``
-(:func:`prune_cache`), which reads other projects' locks (through :mod:`pylock.lockio`).
+:func:`update_lock` writes the new lock when it changed (atomically, through a symlinked
+lock to its target), unless ``--check`` or ``--dry-run`` says not to; nothing here prints:
+the CLI shows the outcome, and warnings go to the reporter. Also ``cache prune
+--keep-lock`` (:func:`prune_cache`), which reads other projects' locks (through
+:mod:`pylock.lockio`).
 """
 
 from __future__ import annotations
