@@ -1,9 +1,9 @@
 """Every environment variable pylock reads, read once, in one place.
 
-:meth:`Settings.from_environ` takes the environment as a mapping (``cli.main`` passes
-``os.environ``, tests pass a dict) and keeps what pylock looks at. Everything else
-receives a :class:`Settings` or plain values: outside this module and ``cli.py``,
-nothing reads ``os.environ``.
+:meth:`Settings.from_environ` takes the environment as a mapping (the console script,
+``entry.py``, and ``cli.main`` called alone pass ``os.environ``; tests pass a dict) and
+keeps what pylock looks at. Everything else receives a :class:`Settings` or plain values:
+outside this module, ``entry.py`` and ``cli.py``, nothing reads ``os.environ``.
 
 Values are kept as written and checked when used, each with one message: a bad
 ``PYLOCK_CONCURRENCY`` is an error for ``sync`` (even one with nothing to do), not for
