@@ -9,7 +9,8 @@ long, how large a body may get and how slowly it may arrive, whether its hash an
 match, which proxy and which credentials a URL (and each redirect hop) gets, and how
 server-chosen text is printed.
 
-Standard library only (``netrc``, ``hashlib``): importing it costs nothing measurable.
+The standard library (``netrc``, ``hashlib``) and attrs, which :mod:`pylock.errors` has
+loaded already; aiohttp is named in type hints only. Importing it costs nothing measurable.
 """
 
 from __future__ import annotations
