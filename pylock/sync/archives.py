@@ -1,9 +1,9 @@
 """The archive cache tier: make sure locked archives are in the cache, downloading misses.
 
-Hits cost a ``stat``; misses are downloaded in parallel, one worker thread each, by
-:class:`pylock.net.stdhttp.StdDownloader`, each once even across processes (a per-archive
-gate lock), and stored only once verified. Offline, a miss is an :class:`OfflineError`
-that says where the archive was expected.
+Hits cost a ``stat``; misses are downloaded in parallel, on up to ``--jobs`` worker threads
+that take them in turn, by :class:`pylock.net.stdhttp.StdDownloader`, each once even across
+processes (a per-archive gate lock), and stored only once verified. Offline, a miss is an
+:class:`OfflineError` that says where the archive was expected.
 
 A plain download imports neither asyncio nor aiohttp: a cold sync starts its GET sooner
 for it. Only the remote cache (:mod:`pylock.net.registry`, aiohttp) runs an event loop,
