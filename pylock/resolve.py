@@ -524,8 +524,11 @@ def check_named_build(request: PythonRequest, filename: str, platforms: Sequence
         return  # a name of no upstream's: nothing to go by
     if implementation is not request.implementation:
         example = f'implementation = "{implementation.value}"'
-        if release is not None and release.python_version is not None:
-            example += f' and version = "{release.python_version}"'
+        if release is not None and exact_version(request.specifier) is None:
+            # A url entry of PyPy or GraalPy takes the exact version: a series ("3.10")
+            # is refused, as the file name shows no X.Y.Z of Python.
+            series = release.python_version or "X.Y"
+            example += f' and version = "{series}.Z", the exact Python version it holds'
         raise ResolutionError(
             f"python.{request.name}: {filename} is named as a {implementation.value} archive, "
             f"but the entry asks for {request.implementation.value}",

@@ -16,6 +16,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -256,7 +257,7 @@ def test_lock_of_a_direct_url_without_a_version_ends_with_one_error_line(tmp_pat
 @pytest.mark.parametrize(
     ("name", "example"),
     [
-        ("pypy3.10-v7.3.17-linux64.tar.gz", 'implementation = "pypy" and version = "3.10"'),
+        ("pypy3.10-v7.3.17-linux64.tar.gz", 'implementation = "pypy" and version = "3.10.Z"'),
         ("graalpy-24.1.1-linux-amd64.tar.gz", 'implementation = "graalpy"'),
     ],
 )
@@ -272,6 +273,26 @@ def test_a_direct_url_named_as_another_implementation_is_not_locked_as_cpython(
     assert f"pylock: error: python.app: {name} is named as a" in result.stderr
     assert example in result.stderr
     assert not (project / LOCK_FILENAME).exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")
+def test_the_hint_for_a_pypy_url_locked_as_cpython_leads_to_a_lock(tmp_path: Path) -> None:
+    """UX: the hint said `version = "3.10"`, which a url entry then refuses (it takes the
+    exact version). Followed as written, the hint must lead to a lock."""
+    stem = "pypy3.10-v7.3.17-linux64"
+    project, archive = direct_url_project(tmp_path, f"{stem}.tar.gz")
+    archives.write_archive(archive, archives.pypy(stem), ArchiveFormat.TAR_GZ)
+    first = run_pylock(project, "lock")
+    assert first.returncode == 1, first.stderr
+    suggested = re.search(r'implementation = "pypy" and version = "([^"]+)"', first.stderr)
+    assert suggested is not None, first.stderr
+    config = project / CONFIG_FILENAME
+    text = config.read_text(encoding="utf-8")
+    version = suggested[1].replace("Z", "16")
+    config.write_text(f'{text}implementation = "pypy"\nversion = "{version}"\n', encoding="utf-8")
+    second = run_pylock(project, "lock")
+    assert second.returncode == 0, second.stderr
+    assert 'version = "3.10.16"' in (project / LOCK_FILENAME).read_text(encoding="utf-8")
 
 
 @pytest.mark.skipif(os.name == "nt", reason="file URL of a POSIX path")

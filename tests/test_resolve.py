@@ -581,7 +581,7 @@ def test_direct_url_version_problems() -> None:
             {"platforms": (LINUX,)},
             "is named as a pypy archive, but the entry asks for cpython",
             'if it is pypy, say so under [python.app]: implementation = "pypy" and '
-            'version = "3.10"',
+            'version = "3.10.Z", the exact Python version it holds',
         ),
     ],
 )
