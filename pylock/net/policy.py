@@ -660,7 +660,7 @@ def http_error(
     elif status in AUTH_STATUSES:
         hint = CREDENTIALS_HINT.format(host=urlsplit(url).hostname or "the mirror")
     elif status == 407:
-        hint = proxy_credentials_hint(via)
+        hint = proxy_refusal_hint(via, status)
     elif target != canonical:
         hint = "check that the mirror holds this file"
     else:
@@ -1058,23 +1058,27 @@ def proxy_answered(
     text = printable(redact(f"{status} {reason}".strip()))
     if status >= 500 or status in RETRY_STATUSES:
         return Retryable(f"proxy answered HTTP {text}", proxy=proxy)
-    named = "the proxy" if proxy is None else f"the proxy {redact(proxy.url)} ({proxy.variable})"
-    hint = (
-        proxy_credentials_hint(proxy)
-        if status == 407
-        else "ask the proxy's administrators whether it allows this host"
-    )
     return DownloadError(
-        f"{named} refused {describe(url, canonical)}: HTTP {text}", url=url, hint=hint
+        f"{proxy_named(proxy)} refused {describe(url, canonical)}: HTTP {text}",
+        url=url,
+        hint=proxy_refusal_hint(proxy, status),
     )
 
 
-def proxy_credentials_hint(proxy: Proxy | None) -> str:
-    """What to do about a proxy's 407: check the credentials its URL gave, or give some.
+def proxy_named(proxy: Proxy | None) -> str:
+    """The proxy as messages name it: its URL (credentials redacted) and its variable."""
+    return "the proxy" if proxy is None else f"the proxy {redact(proxy.url)} ({proxy.variable})"
 
-    >>> proxy_credentials_hint(Proxy("http://u:p@proxy:3128", "HTTPS_PROXY"))
+
+def proxy_refusal_hint(proxy: Proxy | None, status: int) -> str:
+    """What to do about a proxy's refusal: for a 407, check the credentials its URL gave,
+    or give some; for another, ask whether it allows the host.
+
+    >>> proxy_refusal_hint(Proxy("http://u:p@proxy:3128", "HTTPS_PROXY"), 407)
     'the proxy refused the user name and password in HTTPS_PROXY: check them'
     """
+    if status != 407:
+        return "ask the proxy's administrators whether it allows this host"
     if proxy is not None and urlsplit(proxy.url).username is not None:
         return f"the proxy refused the user name and password in {proxy.variable}: check them"
     return "the proxy wants credentials: put user:password@ in the proxy URL"

@@ -867,18 +867,11 @@ class RegistryClient(SessionOwner):
                 # The proxy's answer to CONNECT, not the registry's: named as on the
                 # archive downloads' path, with the variable that set the proxy.
                 proxy = policy.proxy_of(target, self._settings)
-                named = (
-                    "the proxy"
-                    if proxy is None
-                    else f"the proxy {redact(proxy.url)} ({proxy.variable})"
-                )
-                text = printable(f"{error.status} {error.message}".strip())
+                text = printable(redact(f"{error.status} {error.message}".strip()))
                 raise self._error(
-                    f"{named} refused {_origin_text(target)}: HTTP {text}",
+                    f"{policy.proxy_named(proxy)} refused {_origin_text(target)}: HTTP {text}",
                     operation,
-                    hint=policy.proxy_credentials_hint(proxy)
-                    if error.status == 407
-                    else "ask the proxy's administrators whether it allows this host",
+                    hint=policy.proxy_refusal_hint(proxy, error.status),
                 ) from None
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 raise self._error(
