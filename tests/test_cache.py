@@ -423,7 +423,7 @@ HOLDER = textwrap.dedent(
 )
 
 
-def start_holder(cache: Cache, sha: str) -> subprocess.Popen[str]:
+def start_holder(cache: Cache, sha: str, says: str = "held") -> subprocess.Popen[str]:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(cache.root), sha],
         stdin=subprocess.PIPE,
@@ -431,7 +431,7 @@ def start_holder(cache: Cache, sha: str) -> subprocess.Popen[str]:
         text=True,
     )
     assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "held"
+    assert holder.stdout.readline().strip() == says
     return holder
 
 
@@ -458,6 +458,79 @@ def test_hold_left_by_a_killed_process_does_not_block_forever(cache: Cache) -> N
     assert not cache.is_held(sha)
     assert not (cache.locks_dir / "holds" / sha).exists()
     assert len(cache.prune(max_size=0).removed) == 1
+
+
+@pytest.mark.parametrize("action", ["prune", "clean"])
+def test_the_locks_of_archives_no_longer_cached_go_unless_in_use(cache: Cache, action: str) -> None:
+    """Growth attack: a cache used for months (a BuildKit cache mount, a CI runner) kept a
+    gate lock file, and often a holds directory, for every archive it ever fetched."""
+    from pylock.fsutil import FileLock
+
+    kept, _ = put(cache, b"kept", "kept.tar.gz")
+    evicted, _ = put(cache, b"evicted", "evicted.tar.gz")
+    for sha in (kept, evicted):
+        with cache.hold(sha):  # (takes the gate, as a download does)
+            pass
+    assert cache.evict(evicted)  # found corrupt by a sync: its gate and holds stay
+    killed = "ab" * 32  # a download killed before it stored: a gate and a dead hold
+    (cache.locks_dir / "holds" / killed).mkdir(parents=True)
+    (cache.locks_dir / "holds" / killed / "1-0123456789ab.lock").touch()
+    Path(cache.gate(killed).path).touch()
+    downloading = cache.gate("cd" * 32)  # another sync's download, in progress
+    assert downloading.try_acquire()
+    streaming = "ef" * 32  # another sync's hold of what it installs while it downloads
+    with start_holder(cache, streaming, "missing") as holder:
+        report = cache.prune() if action == "prune" else cache.clean()
+        names = sorted(p.name for p in cache.locks_dir.glob("*.lock"))
+        holds = sorted(p.name for p in (cache.locks_dir / "holds").iterdir())
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(30) == 0
+    downloading.release()
+    assert report.refused == ()
+    if action == "prune":
+        assert names == sorted([f"{kept}.lock", f"{'cd' * 32}.lock", f"{streaming}.lock"])
+        assert holds == sorted([kept, streaming])
+    else:
+        assert names == sorted([f"{'cd' * 32}.lock", f"{streaming}.lock"])
+        assert holds == [streaming]
+    cache.clean()
+    assert list(cache.locks_dir.glob("*.lock")) == []
+    assert list((cache.locks_dir / "holds").iterdir()) == []
+    # Unlinked gates are made again, and guard again.
+    with cache.gate(kept):
+        assert not FileLock(cache.locks_dir / f"{kept}.lock").try_acquire()
+
+
+def test_a_sync_taking_a_gate_as_a_clean_lets_go_of_it_holds_what_it_took(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Race attack on removing the gates of archives no longer cached: a sync that takes
+    the gate the moment the cleaner lets go of it must hold the gate every other process
+    takes, not a file removed under it (two downloads of one archive, or an eviction of
+    what a hold is opening)."""
+    from pylock import fsutil
+
+    sha = "ab" * 32
+    with cache.gate(sha):
+        pass
+    real = fsutil.FileLock.release
+    syncs: list[fsutil.FileLock] = []
+
+    def release(self: fsutil.FileLock) -> None:
+        real(self)
+        if self.path.endswith(f"{sha}.lock") and not syncs:
+            syncs.append(fsutil.FileLock(self.path))
+            assert syncs[0].try_acquire()  # the other process, just then
+
+    monkeypatch.setattr(fsutil.FileLock, "release", release)
+    cache.clean()
+    monkeypatch.undo()
+    assert syncs and syncs[0].is_locked
+    try:
+        assert not fsutil.FileLock(cache.locks_dir / f"{sha}.lock").try_acquire()
+    finally:
+        syncs[0].release()
 
 
 def test_evict_ignores_holds_for_corrupt_archives(cache: Cache) -> None:

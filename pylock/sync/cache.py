@@ -14,7 +14,8 @@ An archive directory appears with a single ``rename`` of a complete, verified st
 directory, so a reader never sees a partial archive. The gate lock serialises downloading
 and evicting one archive across processes; holds are separate lock files so that any
 number of installers can read one archive at once while ``prune`` can still tell, with a
-non-blocking try, whether anyone does.
+non-blocking try, whether anyone does. ``prune`` and ``clean`` remove the gates and holds
+of archives no longer cached, under the gate, unless another process has them.
 
 Beside an archive the cache may keep small *sidecars*, facts derived from the archive's
 verified content that save work the next time it is used: the install code keeps the
@@ -768,6 +769,7 @@ class Cache:
                     total -= entry.size
         leftovers = self._clean_tmp()
         self._clean_debris()
+        self._clean_locks()
         return PruneReport(
             removed=tuple(removed), held=tuple(held), refused=tuple(refused), leftovers=leftovers
         )
@@ -787,6 +789,7 @@ class Cache:
         MetadataStore(self.metadata_dir).clear()
         leftovers = self._clean_tmp()
         self._clean_debris()
+        self._clean_locks()
         return PruneReport(
             removed=tuple(removed), held=tuple(held), refused=tuple(refused), leftovers=leftovers
         )
@@ -859,6 +862,40 @@ class Cache:
             if is_sha256(directory.name) and _archive_in(directory) is None:
                 with contextlib.suppress(OSError):  # another user's, say: not ours to say
                     self._try_evict(directory.name)
+
+    def _clean_locks(self) -> None:
+        """Remove the gates and holds directories of archives no longer cached: one of
+        each for every archive ever fetched otherwise, in a cache used for months."""
+        try:
+            keys = {name.removesuffix(".lock") for name in os.listdir(self.locks_dir)}
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            keys.update(os.listdir(self.locks_dir / "holds"))
+        for sha256 in sorted(keys):
+            if is_sha256(sha256) and _archive_in(self.archive_dir(sha256)) is None:
+                with contextlib.suppress(OSError):  # another user's, say: left alone
+                    self._remove_gate(sha256)
+
+    def _remove_gate(self, sha256: str) -> None:
+        """Remove the archive's gate and holds unless it is cached, being downloaded, or
+        held (an install that streams its download holds it before the gate is free)."""
+        gate = FileLock(self.locks_dir / f"{sha256}.lock")
+        if not gate.try_acquire():
+            return
+        try:
+            # Checked under the gate, which storing the archive and a gated hold take.
+            if _archive_in(self.archive_dir(sha256)) is not None or self.is_held(sha256):
+                return
+            # Removed while held: a process waiting for it then finds the file gone and
+            # locks a fresh one (see FileLock). Windows removes no file that is open, ours
+            # included: there it goes once released, unless another process has it open.
+            with contextlib.suppress(OSError):
+                os.unlink(gate.path)
+        finally:
+            gate.release()
+        if os.name == "nt":
+            os.unlink(gate.path)
 
     def _clean_tmp(self) -> int:
         """Remove what killed runs left in ``tmp/``; how many bytes that was."""
