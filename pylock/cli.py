@@ -28,7 +28,6 @@ from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 from pylock.interrupts import Terminated, discard_lost, raise_lost
-from pylock.settings import expand_home
 
 if TYPE_CHECKING:
     import subprocess
@@ -59,7 +58,9 @@ class Context:
         self.settings = settings
         project = args.project
         self.project = (
-            Path(os.path.abspath(expand_home(project, "--project"))) if project else Path.cwd()
+            Path(os.path.abspath(settings.expand_home(project, "--project")))
+            if project
+            else Path.cwd()
         )
         from pylock.progress import want_color
 
@@ -105,7 +106,7 @@ class Context:
         if chosen:
             # Normalised (no `..`): the fix-ups write this path into the interpreter.
             name = "--into" if into else "PYLOCK_INSTALL_DIR"
-            return Path(os.path.abspath(expand_home(chosen, name)))
+            return Path(os.path.abspath(self.settings.expand_home(chosen, name)))
         return self.project / INSTALL_DIRNAME
 
     def platform(self, key: str | None = None) -> Platform:
@@ -799,7 +800,7 @@ def _cmd_sync(ctx: Context) -> int:
         reinstall=args.reinstall,
         prune=not args.no_prune,
         fixups=not args.no_fixups,
-        bin_dir=Path(expand_home(bin_dir, "--bin-dir")) if bin_dir else None,
+        bin_dir=Path(ctx.settings.expand_home(bin_dir, "--bin-dir")) if bin_dir else None,
         remember=not args.only and not args.platform,
         options_key=options_key(ctx.argv, ctx.settings),
     )
@@ -1152,7 +1153,9 @@ def _cmd_cache(ctx: Context) -> int:
             cache,
             max_size=args.max_size,
             unused_for_days=args.unused_for,
-            keep_locks=[Path(expand_home(path, "--keep-lock")) for path in args.keep_lock],
+            keep_locks=[
+                Path(ctx.settings.expand_home(path, "--keep-lock")) for path in args.keep_lock
+            ],
         )
     else:
         report = cache.clean()
@@ -1203,7 +1206,7 @@ def _cmd_mirror(ctx: Context) -> int:
     if not args.outdir.strip():
         raise UsageError("mirror: OUTDIR is empty", hint="e.g. `pylock mirror ./mirror`")
     # Normalised: the commands printed below are copied to other machines.
-    outdir = Path(os.path.abspath(expand_home(args.outdir, "OUTDIR")))
+    outdir = Path(os.path.abspath(ctx.settings.expand_home(args.outdir, "OUTDIR")))
     report = build_mirror(
         lock,
         outdir,

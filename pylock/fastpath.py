@@ -29,7 +29,7 @@ import sys
 
 from pylock import __version__
 from pylock.ownfiles import is_link, is_temporary_of, read_own_file, read_project_file
-from pylock.settings import expanded, host_windows_arch
+from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
 TYPE_CHECKING = False
@@ -187,9 +187,9 @@ def sync_dirs(options: Mapping[str, str | bool], settings: Settings) -> tuple[st
     :func:`sync_options`), absolute, as the CLI works them out: ``--into``, else
     ``PYLOCK_INSTALL_DIR``, else ``.pythons/`` beside the lock. ``None`` for a ``~`` no
     home answers (the full sync says so)."""
-    project = expanded(str(options.get("--project") or os.getcwd()))
+    project = settings.expanded(str(options.get("--project") or os.getcwd()))
     into = options.get("--into") or settings.install_dir
-    dest = expanded(str(into)) if into else None
+    dest = settings.expanded(str(into)) if into else None
     if project is None or (into and dest is None):
         return None
     project = os.path.abspath(project)

@@ -265,7 +265,9 @@ class Settings:
     #: ``TERM=dumb`` (Emacs shells, some IDE consoles): a terminal that cannot move its
     #: cursor, so no live progress bars and no colour unless asked for.
     dumb_terminal: bool
-    #: The home directory (for the default netrc file).
+    #: This user's home directory, absolute, as the environment gave it when read (for
+    #: ``~`` and the default netrc file); ``None`` where there is none to speak of (see
+    #: :func:`home_of`).
     home: str | None
     #: ``http_proxy``/``HTTP_PROXY``, ``https_proxy``/``HTTPS_PROXY``, ``all_proxy``/
     #: ``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``; the lower-case name wins, as in curl.
@@ -349,8 +351,7 @@ class Settings:
         values["dumb_terminal"] = environ.get("TERM") == "dumb"
         values["remote_cache_push"] = flag(environ.get("PYLOCK_REMOTE_CACHE_PUSH"))
         values["no_origin"] = flag(environ.get("PYLOCK_NO_ORIGIN"))
-        # Where Path.home() looks: USERPROFILE on Windows (which ignores HOME), else HOME.
-        values["home"] = environ.get("USERPROFILE" if os.name == "nt" else "HOME") or None
+        values["home"] = home_of(environ)
         spelled = {}
         for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
             variable = name if environ.get(name) else name.upper()
@@ -399,7 +400,7 @@ class Settings:
         from pathlib import Path
 
         if self.cache_dir:
-            return Path(expand_home(self.cache_dir, "PYLOCK_CACHE_DIR")).absolute()
+            return Path(self.expand_home(self.cache_dir, "PYLOCK_CACHE_DIR")).absolute()
         import platformdirs
 
         try:
@@ -426,7 +427,7 @@ class Settings:
         """
         if self.netrc is not None:
             return self.netrc
-        home = self.home or user_home()
+        home = self.home
         if home is None or not os.path.isabs(home):
             # No home to speak of: not a .netrc of whatever directory this runs in, which a
             # project could ship, nor one at the root.
@@ -436,15 +437,65 @@ class Settings:
             return dotted
         return os.path.join(home, "_netrc")
 
+    def expanded(self, path: str) -> str | None:
+        """``path`` with a leading ``~`` (:attr:`home`) or ``~user`` (the user database)
+        expanded, as a shell does; ``None`` where there is no such home."""
+        if not path.startswith("~"):
+            return path
+        head, sep, rest = _home_parts(path)
+        home = self.home if not head else os.path.expanduser(f"~{head}")
+        if home is None or not os.path.isabs(home):
+            return None
+        return os.path.join(home, rest) if sep else home
 
-def user_home() -> str | None:
-    """This user's home directory, absolute; ``None`` where there is none to speak of: an
-    empty or relative HOME (``os.path.expanduser`` makes ``/`` of an empty one), or none
-    at all for a uid with no entry in the user database."""
-    if os.name != "nt" and os.environ.get("HOME") == "":
-        return None
-    home = os.path.expanduser("~")
-    return home if os.path.isabs(home) else None
+    def expand_home(self, path: str, what: str) -> str:
+        """:meth:`expanded`, or an error naming ``what`` (a variable or flag) where there is
+        no such home. A ``~`` left as it is would make a directory named ``~`` where the
+        command runs (pathlib raised instead), and an empty HOME would put it under ``/``."""
+        result = self.expanded(path)
+        if result is None:
+            from pylock.errors import PylockError
+
+            head = _home_parts(path)[0]
+            whose = (
+                f"no user {head!r} is known here"
+                if head
+                else "this user has no home here (HOME is unset, empty or relative, and no "
+                "entry in the user database answers)"
+            )
+            raise PylockError(
+                f"{what} is {path!r}, but {whose}", hint=f"give {what} an absolute path"
+            )
+        return result
+
+
+def home_of(environ: Mapping[str, str]) -> str | None:
+    """The home directory ``environ`` gives this user, where ``os.path.expanduser`` looks
+    for it: ``USERPROFILE`` on Windows (else ``HOMEDRIVE`` and ``HOMEPATH``), elsewhere
+    ``HOME``, else the user database. ``None`` where there is none to speak of: an empty or
+    relative one (``os.path.expanduser`` makes ``/`` of an empty HOME), or none at all for a
+    uid with no entry in the user database.
+
+    >>> home_of({"HOME": "", "USERPROFILE": ""}), home_of({"HOME": ".", "USERPROFILE": "."})
+    (None, None)
+    """
+    if os.name == "nt":
+        home = environ.get("USERPROFILE")
+        if home is None and "HOMEPATH" in environ:
+            home = os.path.join(environ.get("HOMEDRIVE", ""), environ["HOMEPATH"])
+    else:
+        home = environ.get("HOME")
+        if home is None:
+            try:
+                import pwd
+
+                home = pwd.getpwuid(os.getuid()).pw_dir
+            except (ImportError, KeyError):
+                return None
+        elif not home:
+            return None
+        home = home.rstrip("/") or "/"
+    return home if home and os.path.isabs(home) else None
 
 
 def _home_parts(path: str) -> tuple[str, str, str]:
@@ -453,37 +504,6 @@ def _home_parts(path: str) -> tuple[str, str, str]:
     if os.name == "nt" and not sep:
         head, sep, rest = path[1:].partition("\\")
     return head, sep, rest
-
-
-def expanded(path: str) -> str | None:
-    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; ``None`` where
-    there is no such home (see :func:`user_home`)."""
-    if not path.startswith("~"):
-        return path
-    head, sep, rest = _home_parts(path)
-    home = user_home() if not head else os.path.expanduser(f"~{head}")
-    if home is None or not os.path.isabs(home):
-        return None
-    return os.path.join(home, rest) if sep else home
-
-
-def expand_home(path: str, what: str) -> str:
-    """:func:`expanded`, or an error naming ``what`` (a variable or flag) where there is no
-    such home. A ``~`` left as it is would make a directory named ``~`` where the command
-    runs (pathlib raised instead), and an empty HOME would put it under ``/``."""
-    result = expanded(path)
-    if result is None:
-        from pylock.errors import PylockError
-
-        head = _home_parts(path)[0]
-        whose = (
-            f"no user {head!r} is known here"
-            if head
-            else "this user has no home here (HOME is unset, empty or relative, and no entry "
-            "in the user database answers)"
-        )
-        raise PylockError(f"{what} is {path!r}, but {whose}", hint=f"give {what} an absolute path")
-    return result
 
 
 #: Variables that hold a number >= 1: how to parse one, what it must be, what to do.

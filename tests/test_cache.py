@@ -1431,17 +1431,17 @@ def test_an_empty_home_is_no_home_for_a_tilde(
     expands to `/`); and the no-op fast path worked out `./~/...` where the CLI refuses."""
     from pylock.cli import main
     from pylock.fastpath import sync_dirs
-    from pylock.settings import expanded
 
     monkeypatch.setenv("HOME", "")
     monkeypatch.setenv("PYLOCK_CACHE_DIR", "~/c")
     assert main(["cache", "dir"]) == 1
     assert "PYLOCK_CACHE_DIR is '~/c', but this user has no home here" in capsys.readouterr().err
-    assert expanded("~/x") is None and expanded("/a/~b") == "/a/~b"
     settings = Settings.from_environ({"HOME": ""})
+    assert settings.expanded("~/x") is None and settings.expanded("/a/~b") == "/a/~b"
     assert sync_dirs({"--into": "~/py"}, settings) is None
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert expanded("~/x") == str(tmp_path / "x") and expanded("~") == str(tmp_path)
+    settings = Settings.from_environ({"HOME": str(tmp_path)})
+    assert settings.expanded("~/x") == str(tmp_path / "x")
+    assert settings.expanded("~") == str(tmp_path)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="a backslash separates ~ from the rest on Windows")

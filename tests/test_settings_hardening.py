@@ -11,7 +11,7 @@ import pytest
 import pylock
 from pylock.cli import main
 from pylock.errors import PylockError, UsageError
-from pylock.fastpath import try_noop_sync
+from pylock.fastpath import sync_dirs, try_noop_sync
 from pylock.fsutil import display_path
 from pylock.net.fetch import FetchOptions
 from pylock.net.policy import netrc_authorization
@@ -177,6 +177,29 @@ def test_netrc_comes_from_the_settings_not_the_process(tmp_path: Path) -> None:
     empty = Settings.from_environ({"HOME": str(tmp_path)})
     assert netrc_authorization("https://mirror.example/x", empty) is None
     assert netrc_authorization("file:///x", settings) is None
+
+
+def test_the_home_is_read_once_with_the_rest_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `~` was expanded with this process's HOME at each use, not the environment the
+    settings were read from: `main(argv, environ)` put `PYLOCK_CACHE_DIR=~/c` under the
+    process's home (while its netrc came from the environment's), and a HOME changed
+    after the read moved the cache, the install dir and the fast path's view of both."""
+    read, later = str(tmp_path / "read"), str(tmp_path / "later")
+    environ = {"HOME": read, "USERPROFILE": read, "PYLOCK_CACHE_DIR": "~/c"}
+    assert main(["cache", "dir"], environ) == 0
+    assert capsys.readouterr().out.strip() == os.path.join(read, "c")
+    settings = Settings.from_environ(environ)
+    monkeypatch.setenv("HOME", later)
+    monkeypatch.setenv("USERPROFILE", later)
+    assert settings.cache_root() == Path(read, "c")
+    assert settings.expand_home("~/py", "--into") == os.path.join(read, "py")
+    assert settings.netrc_path(windows=False) == os.path.join(read, ".netrc")
+    project = os.path.abspath(".")
+    dirs = (project, os.path.join(read, "py"))
+    assert sync_dirs({"--into": "~/py"}, settings) == dirs
+    assert Settings.from_environ({"HOME": "", "USERPROFILE": ""}).home is None
 
 
 def test_fetch_options_carry_the_settings_they_came_from() -> None:

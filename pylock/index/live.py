@@ -23,7 +23,7 @@ from pylock.errors import (
     UpstreamError,
     UsageError,
 )
-from pylock.settings import Settings, expand_home
+from pylock.settings import Settings
 from pylock.versions import Implementation
 
 if TYPE_CHECKING:
@@ -242,7 +242,8 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
     if parts.scheme == "file":
         path = file_path(source)
     else:
-        path = Path(expand_home(source, "--python-downloads-json"))
+        settings = fetch_options.settings or Settings.current()
+        path = Path(settings.expand_home(source, "--python-downloads-json"))
     try:
         # Bounded, and regular files only: a pipe would block for ever, /dev/zero never end.
         return read_own_file(path, MAX_METADATA_BYTES, follow_symlinks=True)

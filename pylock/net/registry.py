@@ -44,7 +44,7 @@ from pylock.fsutil import replace
 from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials, resume_helpers
 from pylock.net.policy import SessionOwner
-from pylock.settings import Settings, user_home
+from pylock.settings import Settings
 from pylock.urls import is_loopback_host, redact, redact_given, url_problem
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ class RemoteCache:
         push = push or settings.remote_cache_push
         no_origin = no_origin or settings.no_origin
         # No home to speak of: a relative one, under which dockerauth reads no config.
-        home = Path(settings.home or user_home() or "~")
+        home = Path(settings.home or "~")
         ref = parse_reference(text, origin if reference else "PYLOCK_REMOTE_CACHE")
         return cls(ref, settings=settings, home=home, push=push, no_origin=no_origin)
 
