@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import subprocess
@@ -965,6 +966,13 @@ def test_a_cache_shared_by_two_users_takes_the_other_users_locks_and_partials(
         (PermissionError(13, "Permission denied"), "this user may not write there"),
         (FileNotFoundError(2, "No such file or directory"), "no directory can be made there"),
         (OSError(30, "Read-only file system"), "a read-only cache serves only the archives"),
+        # Field test: a sync on a full disk was told its cache was read-only, to be filled
+        # with `pylock fetch` elsewhere.
+        (OSError(errno.ENOSPC, "No space left on device"), "free some disk space, then try"),
+        (
+            OSError(getattr(errno, "EDQUOT", errno.ENOSPC), "Disk quota exceeded"),
+            "free some disk space, then try",
+        ),
     ],
 )
 def test_a_cache_that_cannot_be_written_gets_the_hint_of_its_error(

@@ -47,6 +47,7 @@ from pylock.fsutil import (
     LockTimeout,
     broken_link,
     is_stale,
+    out_of_space_hint,
     read_own_file,
     remove_tree,
     rename,
@@ -266,6 +267,11 @@ class Cache:
                     f"{self.root} is not a directory, and a file stands where one would be made: "
                     "point PYLOCK_CACHE_DIR at a directory "
                     "(pylock makes it if it is missing)"
+                )
+            elif error.errno in no_room:
+                # A full disk (or inode table, or quota): no read-only cache to fill elsewhere.
+                hint = out_of_space_hint(
+                    self.root, "try again (`pylock cache prune --max-size SIZE` shrinks the cache)"
                 )
             elif doing in ("prune", "clean"):
                 hint = (
