@@ -787,6 +787,7 @@ def _cmd_sync(ctx: Context) -> int:
 
     args = ctx.args
     bin_dir = args.bin_dir or ctx.settings.bin_dir
+    bin_dir_from = "--bin-dir" if args.bin_dir else "PYLOCK_BIN_DIR"
     dest = ctx.install_dir(args.into)
     lock, lock_sha256 = read_lock_and_digest(ctx.lock_path)
     request = SyncRequest(
@@ -800,7 +801,7 @@ def _cmd_sync(ctx: Context) -> int:
         reinstall=args.reinstall,
         prune=not args.no_prune,
         fixups=not args.no_fixups,
-        bin_dir=Path(ctx.settings.expand_home(bin_dir, "--bin-dir")) if bin_dir else None,
+        bin_dir=Path(ctx.settings.expand_home(bin_dir, bin_dir_from)) if bin_dir else None,
         remember=not args.only and not args.platform,
         options_key=options_key(ctx.argv, ctx.settings),
     )

@@ -1417,6 +1417,13 @@ def test_an_install_dir_under_a_home_nobody_has_is_an_error_not_a_directory_name
     assert result.code == 1
     assert "--into is '~/py', but this user has no home here" in result.err
     assert not (tmp_path / "~").exists()
+    # Error-message audit: a bin dir from the environment was called `--bin-dir`.
+    sync_project.environ["PYLOCK_BIN_DIR"] = "~/bin"
+    result = sync_project.run("sync", "--into", "py", "--mirror", sync_project.mirror)
+    assert result.code == 1
+    assert "pylock: error: PYLOCK_BIN_DIR is '~/bin', but this user" in result.err
+    assert "give PYLOCK_BIN_DIR an absolute path" in result.err
+    assert not (tmp_path / "~").exists()
 
 
 def test_a_relative_home_reads_no_netrc_of_the_working_directory(
