@@ -715,6 +715,26 @@ def test_a_proxy_refusing_the_registry_is_named_with_its_variable(
     assert "pr0xy-s3cret" not in err and "message=" not in err
 
 
+def test_a_plain_http_proxys_407_to_an_oci_http_registry_names_the_proxy(
+    cached_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fleet field test: behind HTTP_PROXY, an ``oci+http://`` registry is asked through the
+    proxy without CONNECT, and the proxy's 407 read "oci+http://... refused pull: HTTP 407"
+    with the hint to check that the registry is up, never naming the proxy or HTTP_PROXY."""
+    reference = "oci+http://registry.example:5000/pylock/x"
+    with RefusingProxy(b"407 Proxy Authentication Required") as proxy:
+        with_credentials = proxy.address.replace("http://", "http://ci-bot:pr0xy-s3cret@")
+        code, _, err = cached_project.sync(
+            capsys, "--remote-cache", reference, "--no-origin", HTTP_PROXY=with_credentials
+        )
+    assert code == 1
+    assert proxy.seen == ["refused"]
+    assert f"the proxy http://***@127.0.0.1:{proxy.port} (HTTP_PROXY) refused" in err
+    assert "refused http://registry.example:5000: HTTP 407" in err
+    assert "the proxy refused the user name and password in HTTP_PROXY" in err
+    assert "check that it is up" not in err and "pr0xy-s3cret" not in err
+
+
 @pytest.mark.parametrize("case", ["wrong-host", "expired"])
 def test_a_registry_certificate_no_ca_bundle_fixes_is_not_blamed_on_ssl_cert_file(
     case: str, cached_project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]

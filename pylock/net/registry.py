@@ -1017,6 +1017,8 @@ class RegistryClient(SessionOwner):
                 method, url = "GET", realm + (separator + urlencode(query) if query else "")
             response = await self._request(method, url, data=form, headers=headers)
             async with response:
+                if (refused := self._proxy_refused(response, "token")) is not None:
+                    raise refused
                 if response.status != 200:
                     hint = self._login_hint() if response.status in (401, 403) else None
                     raise self._error(
@@ -1114,6 +1116,8 @@ class RegistryClient(SessionOwner):
     ) -> None:
         if response.status in expected:
             return
+        if (refused := self._proxy_refused(response, operation)) is not None:
+            raise refused
         code = ""
         if response.status >= 400:
             code = _error_code(await _small_body(response))
@@ -1125,6 +1129,23 @@ class RegistryClient(SessionOwner):
             response.status,
             hint=hint,
             code=code,
+        )
+
+    def _proxy_refused(
+        self, response: aiohttp.ClientResponse, operation: str
+    ) -> RegistryError | None:
+        """A plain-http proxy's own ``407`` (``oci+http://`` goes through it without a
+        ``CONNECT``): named as the ``CONNECT`` refusal is, with the variable that set the
+        proxy, not as the registry's answer. ``None`` for any other answer."""
+        url = str(response.url)
+        proxy = policy.answering_proxy(url, self._settings) if response.status == 407 else None
+        if proxy is None:
+            return None
+        text = printable(redact(f"{response.status} {response.reason or ''}".strip()))
+        return self._error(
+            f"{policy.proxy_named(proxy)} refused {_origin_text(url)}: HTTP {text}",
+            operation,
+            hint=policy.proxy_refusal_hint(proxy, response.status),
         )
 
 
