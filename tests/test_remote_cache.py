@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from aiohttp import web
 
 from pylock.cli import main
 from pylock.lockfile import Artifact, dumps, make_lock
@@ -43,6 +44,7 @@ from pylock.versions import ArchiveFormat, Flavor
 from tests.archives import compress, file, pbs_install_only, tar_bytes
 from tests.httpserver import HttpServer, Reset, Throttle, Truncate
 from tests.indexdata import locked_python
+from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
     PASSWORD,
     RealRegistry,
@@ -639,6 +641,55 @@ def test_a_blob_answered_with_a_web_page_is_not_called_corrupt(
     assert "with a web page (text/html), not the blob" in err
     assert "a login page" in err
     assert "corrupt" not in err and "delete the blob" not in err, err
+
+
+class LoginPage(LoopbackServer):
+    """A single sign-on front that answers every request with its login page (200, HTML),
+    or with ``redirect``, a redirect to the sign-on host; with ``reads``, it lets reads
+    through to a registry that has no blob (a 404), and guards writes only."""
+
+    def __init__(self, redirect: str | None = None, *, reads: bool = False) -> None:
+        super().__init__()
+        self.redirect = redirect
+        self.reads = reads
+        self.requests: list[LoggedRequest] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(LoggedRequest.of(request))
+        await request.read()
+        if self.reads and request.method in ("GET", "HEAD"):
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+        if self.redirect is not None:
+            return web.Response(status=302, headers={"Location": self.redirect})
+        page = b"<!doctype html><title>Sign in</title>" + b" " * 200
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
+@pytest.mark.parametrize("case", ["page", "page for writes", "redirect"])
+def test_mirror_to_a_registry_behind_a_login_page_says_so(
+    case: str, cached_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fleet field test: behind a login page that answers 200 and HTML to everything, the
+    blob check read "the blob is there", so nothing was uploaded and the push failed at the
+    manifest as "refused manifest: HTTP 200"; one that guards only writes was "refused
+    push: HTTP 200"; one that redirects to the sign-on host was "refused manifest: HTTP
+    302", naming neither the page nor where it sent pylock."""
+    redirect = "https://sso.corp.example/login?next=/v2/" if case == "redirect" else None
+    with LoginPage(redirect, reads=case == "page for writes") as page:
+        reference = f"oci+http://127.0.0.1:{page.port}/pylock/x"
+        code = cached_project.run("mirror", "--to", reference, "--platform", host().key)
+    _, err = capsys.readouterr()
+    assert code == 1
+    if case == "page":
+        assert "answered the check for blob sha256:" in err
+        assert "with a web page (text/html), not the registry's answer" in err
+        assert [request.method for request in page.requests] == ["HEAD"]
+    elif case == "page for writes":
+        assert "refused push: HTTP 200, a web page from something in front of the registry" in err
+    else:
+        assert "refused manifest: HTTP 302 to https://sso.corp.example" in err
+    if case != "redirect":
+        assert "something in front of the registry answers for it (a login page" in err
 
 
 def test_a_registry_that_trickles_is_given_up_for_the_origin(

@@ -17,6 +17,7 @@ so that callers can warn once and fall through to the origin; a missing blob is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -534,6 +535,15 @@ class RegistryClient(SessionOwner):
             if response.status == 404:
                 return False
             await self._check(response, operation, expected=(200, 301, 302, 303, 307, 308))
+            if _web_page(response):
+                # A login page answers 200 to everything: taken for "the blob is there",
+                # a push would upload nothing, then fail at the manifest.
+                raise self._error(
+                    f"{self.ref} answered the check for blob sha256:{sha256} with a web page "
+                    "(text/html), not the registry's answer",
+                    operation,
+                    hint=_NOT_THE_REGISTRY_HINT,
+                )
             return True
 
     @asynccontextmanager
@@ -557,9 +567,7 @@ class RegistryClient(SessionOwner):
                     f"{self.ref} answered the pull of blob sha256:{sha256} with a web page "
                     "(text/html), not the blob",
                     "pull",
-                    hint="something in front of the registry answers for it (a login page, "
-                    "a proxy): check the reference's host, and that this machine's "
-                    "credentials reach the registry itself",
+                    hint=_NOT_THE_REGISTRY_HINT,
                 )
             announced = response.content_length
             if announced is not None and announced > size:
@@ -1123,6 +1131,16 @@ class RegistryClient(SessionOwner):
             code = _error_code(await _small_body(response))
         detail = f" ({code})" if code else ""
         hint = self._login_hint() if response.status in (401, 403) else None
+        location = response.headers.get("Location")
+        if 300 <= response.status < 400 and location:
+            # Where to (a login page, http's to https): the status alone says neither.
+            with contextlib.suppress(ValueError):
+                detail += f" to {_origin_text(urljoin(str(response.url), location))}"
+        if response.status < 400 and _web_page(response):
+            # No registry answers its API with a web page: a login page or a proxy did
+            # (a refusal may be a web server's own, nginx's 401 or 413 in front of it).
+            detail += ", a web page from something in front of the registry"
+            hint = _NOT_THE_REGISTRY_HINT
         raise self._error(
             f"{self.ref} refused {operation}: HTTP {response.status}{detail}",
             operation,
@@ -1152,6 +1170,18 @@ class RegistryClient(SessionOwner):
 _LOGIN_HINT = (
     "log in with `docker login HOST` (or a credential helper), or for ghcr.io set GITHUB_TOKEN"
 )
+
+#: What to do when something in front of the registry answers for it.
+_NOT_THE_REGISTRY_HINT = (
+    "something in front of the registry answers for it (a login page, a proxy): check the "
+    "reference's host, and that this machine's credentials reach the registry itself"
+)
+
+
+def _web_page(response: aiohttp.ClientResponse) -> bool:
+    """Whether ``response`` is a web page (``text/html``, no ``Docker-Content-Digest``),
+    which no answer of the registry API is."""
+    return response.content_type == "text/html" and "Docker-Content-Digest" not in response.headers
 
 
 def _ignore(message: str) -> None:
