@@ -715,6 +715,38 @@ def test_a_proxy_407_to_credentials_says_to_check_them_not_to_give_some(
     assert "wr0ng" not in f"{info.value.message} {info.value.hint}"
 
 
+def test_a_proxy_407_to_a_listing_checks_the_credentials_it_has(tmp_path: Path) -> None:
+    """Fleet field test: `pylock lock` through a mirror rewritten to plain http, behind
+    `HTTP_PROXY=http://user:wrong@proxy`, was told "the proxy wants credentials: put
+    user:password@ in the proxy URL": the listings' path gave http_error no proxy, where
+    the archive downloads' names it and its variable."""
+    import asyncio
+
+    from pylock.errors import UpstreamError
+    from pylock.index.metadata import Documents, MetadataStore, parse_text
+    from pylock.net.fetch import Fetcher
+    from pylock.progress import NullReporter
+    from pylock.urls import UrlRewrites
+    from tests.test_net_hardening import options
+
+    rewrites = UrlRewrites.from_sources(None, ["https://origin.test/=http://mirror.example/"])
+
+    async def get() -> None:
+        with_credentials = proxy.address.replace("http://", "http://ci-bot:wr0ng@")
+        settings = Settings.from_environ({"HTTP_PROXY": with_credentials})
+        async with Fetcher(options(retries=0, rewrites=rewrites), settings=settings) as fetcher:
+            documents = Documents(MetadataStore(tmp_path), fetcher, reporter=NullReporter())
+            url = "https://origin.test/x/listing.json"
+            await documents.get(url, parse_text(url))
+
+    with DenyingProxy() as proxy, pytest.raises(UpstreamError) as info:
+        asyncio.run(get())
+    assert proxy.seen == ["denied"]
+    assert "HTTP 407" in info.value.message
+    expected = "the proxy refused the user name and password in HTTP_PROXY: check them"
+    assert info.value.hint == expected
+
+
 class HangingUpProxy(Proxy):
     """Reads the request, then hangs up, or answers something that is not HTTP."""
 

@@ -533,10 +533,13 @@ class Documents:
             return self._parse_cached(cached, parse)  # still missing, as far as is known
         # The words and hint an archive download gets: the URL that answered (a rewrite,
         # a mirror), credentials for 401/403, the proxy's for 407, the mirror for a 404.
-        from pylock.net.policy import http_error, origin
+        from pylock.net.policy import answering_proxy, http_error, origin
 
         reason = self._concealed(response.reason)
-        refused = http_error(status, reason, response.url, response.url, url)
+        # A 407 is the proxy's (a plain-http URL goes through it): the hint names its
+        # variable, and checks the credentials it has rather than asking for some.
+        via = answering_proxy(response.url, self.fetcher.settings) if status == 407 else None
+        refused = http_error(status, reason, response.url, response.url, url, via=via)
         hint = refused.hint
         if status not in (401, 403, 407) and origin(response.url) == origin(url):
             # Upstream itself: not an archive to re-lock (the download's hint) but a listing.
