@@ -1054,6 +1054,45 @@ def test_a_realm_outside_https_or_loopback_is_refused(
         no_secret(caught.value)
 
 
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_proxy_refusing_the_token_endpoint_is_named_with_its_variable(
+    tmp_path: Path, scheme: str
+) -> None:
+    """Fleet field test: the registry is reached directly (NO_PROXY), its token realm is on
+    another host that goes through the proxy, which refused it with 407. The token request
+    read "cannot reach the token endpoint https://auth.example: 407, message='Proxy
+    Authentication Required', url='http://127.0.0.1:...'" with no hint; through a
+    plain-http proxy, "refused a token (HTTP 407)", as if the token endpoint had."""
+    from tests.test_net_field import DenyingProxy
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        challenge = f'Bearer realm="{scheme}://auth.example/token",service="x"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+    variable = f"{scheme.upper()}_PROXY"
+    with DenyingProxy() as proxy, Hostile(handler) as server:
+        environ = {
+            variable: proxy.address.replace("http://", "http://ci-bot:pr0xy-s3cret@"),
+            "NO_PROXY": "127.0.0.1",
+        }
+
+        async def scenario() -> None:
+            async with client(server.ref(), "", tmp_path, environ=environ) as registry:
+                await registry.has_blob("00" * 32)
+
+        with pytest.raises(RegistryError) as caught:
+            run(scenario())
+    assert proxy.seen == ["denied"]
+    assert caught.value.operation == "token"
+    assert caught.value.message == (
+        f"the proxy http://***@127.0.0.1:{proxy.port} ({variable}) refused "
+        f"{scheme}://auth.example: HTTP 407 Proxy Authentication Required"
+    )
+    assert caught.value.hint == (
+        f"the proxy refused the user name and password in {variable}: check them"
+    )
+
+
 @pytest.mark.parametrize("size", [MAX_MANIFEST_BYTES + 1, None])
 def test_a_manifest_too_big_is_refused(tmp_path: Path, size: int | None) -> None:
     async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:

@@ -872,15 +872,7 @@ class RegistryClient(SessionOwner):
                     hint=hint,
                 ) from None
             except aiohttp.ClientHttpProxyError as error:
-                # The proxy's answer to CONNECT, not the registry's: named as on the
-                # archive downloads' path, with the variable that set the proxy.
-                proxy = policy.proxy_of(target, self._settings)
-                text = printable(redact(f"{error.status} {error.message}".strip()))
-                raise self._error(
-                    f"{policy.proxy_named(proxy)} refused {_origin_text(target)}: HTTP {text}",
-                    operation,
-                    hint=policy.proxy_refusal_hint(proxy, error.status),
-                ) from None
+                raise self._connect_refused(error, target, operation) from None
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 raise self._error(
                     f"cannot reach {_origin_text(target)}: {_reason(error)}", operation
@@ -1037,6 +1029,9 @@ class RegistryClient(SessionOwner):
                         hint=hint,
                     )
                 data = await self._read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, "token")
+        except aiohttp.ClientHttpProxyError as error:
+            # A realm on another host than the registry's, which the proxy may not allow.
+            raise self._connect_refused(error, url, "token") from None
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             raise self._error(
                 f"cannot reach the token endpoint {_origin_text(realm)}: {_reason(error)}", "token"
@@ -1147,6 +1142,19 @@ class RegistryClient(SessionOwner):
             response.status,
             hint=hint,
             code=code,
+        )
+
+    def _connect_refused(
+        self, error: aiohttp.ClientHttpProxyError, url: str, operation: str
+    ) -> RegistryError:
+        """The proxy's answer to ``CONNECT``, not the registry's: named as on the archive
+        downloads' path, with the variable that set the proxy."""
+        proxy = policy.proxy_of(url, self._settings)
+        text = printable(redact(f"{error.status} {error.message}".strip()))
+        return self._error(
+            f"{policy.proxy_named(proxy)} refused {_origin_text(url)}: HTTP {text}",
+            operation,
+            hint=policy.proxy_refusal_hint(proxy, error.status),
         )
 
     def _proxy_refused(
