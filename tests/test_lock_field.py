@@ -333,6 +333,29 @@ def test_check_with_an_upgrade_fails_on_a_lock_the_upgrade_would_change(
     assert (project / "pythons.lock").read_text(encoding="utf-8") == before
 
 
+def test_check_names_the_first_ten_changes_and_counts_the_rest(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CI log: `lock --check --upgrade` on a lock of 200 stale entries put every change
+    into one error line of 16,000 characters."""
+    entries = [f'[python.a{i:03d}]\nversion = "3.13"\n' for i in range(30)]
+    toml = '[defaults]\nplatforms = ["linux-x86_64-gnu"]\n' + "".join(entries)
+    (project / "pythons.toml").write_text(toml.replace('"3.13"', '"3.13.5"'), encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0
+    (project / "pythons.toml").write_text(toml, encoding="utf-8")
+    assert run(project, "lock", "--offline") == 0  # 3.13.5 still fits: kept
+    capsys.readouterr()
+    assert run(project, "lock", "--offline", "--check", "--upgrade") == 1
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert first.startswith("pylock: error: pythons.lock is out of date: a000: cpython 3.13.5")
+    assert first.count(" -> ") == 10 and "a009: " in first and "a010: " not in first
+    assert first.endswith(
+        "; and 20 more (`pylock lock --dry-run` with the same options lists them all)"
+    )
+    assert len(first) < 1000
+
+
 # -- attack on lock determinism: --check agrees with `lock` --------------------------------
 
 
