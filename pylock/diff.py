@@ -29,7 +29,7 @@ import attrs
 
 # GitError's old home: the git reading moved to pylock.review, the name stays importable.
 from pylock.errors import GitError as GitError
-from pylock.errors import printable
+from pylock.errors import printable, shorten_middle
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.urls import PBS_DOWNLOAD_PREFIX, is_upstream, origin
 from pylock.versions import Implementation, Variant
@@ -480,6 +480,11 @@ def _only_details(python: PythonDiff) -> bool:
     )
 
 
+#: The most characters of an origin a diff shows: a host name has at most 253, and GitHub's
+#: ``owner/repository`` at most 140.
+_ORIGIN_SHOWN = 300
+
+
 def _detail_words(python: PythonDiff) -> tuple[list[str], list[str]]:
     """Where an entry's archives come from, when that is news: another origin than before
     (``linux-x86_64-gnu now from mirror.example``), or, for a platform or entry new to
@@ -493,12 +498,15 @@ def _detail_words(python: PythonDiff) -> tuple[list[str], list[str]]:
         old, new = plat.old, plat.new
         if new is None:
             continue
+        # Shown cut to a host's length: a lock is not trusted, and one 70 KB GitHub owner
+        # made a markdown row too long for the comment, which then left out every row.
+        shown = shorten_middle(origin(new.url), _ORIGIN_SHOWN)
         if old is None:
             if not is_upstream(new.url):
-                hosts.setdefault(f"from {origin(new.url)}", []).append(plat.platform)
+                hosts.setdefault(f"from {shown}", []).append(plat.platform)
         elif old.url != new.url:
             if origin(old.url) != origin(new.url):
-                hosts.setdefault(f"now from {origin(new.url)}", []).append(plat.platform)
+                hosts.setdefault(f"now from {shown}", []).append(plat.platform)
             else:
                 urls.append(plat.platform)
         elif old.size != new.size:

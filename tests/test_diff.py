@@ -467,6 +467,31 @@ def test_markdown_of_a_huge_change_fits_in_a_pull_request_comment() -> None:
     assert f"> - and {len(diff_locks(lock(*base), lock(*rehashed)).warnings) - 50} more" in warned
 
 
+def test_a_huge_origin_does_not_push_the_other_rows_out_of_the_comment() -> None:
+    """Review: a hostile lock moved one entry to a GitHub "owner" of 70,000 characters. Its
+    row alone overran the comment's budget, and the table left out every row, the entry
+    that moved to another repository among them."""
+    old = lock(cpython("aaa", "3.13.9", "20251014"), cpython("app", "3.13.9", "20251014"))
+    bloated, moved = (p.artifacts[0].url for p in old.pythons)
+    huge = bloated.replace("/astral-sh/", "/" + "x" * 70_000 + "/")
+    elsewhere = moved.replace("/astral-sh/", "/someone/")
+    new = lock(
+        *(
+            attrs.evolve(p, artifacts=(attrs.evolve(p.artifacts[0], url=url), *p.artifacts[1:]))
+            for p, url in zip(old.pythons, (huge, elsewhere), strict=True)
+        )
+    )
+    diff = diff_locks(old, new)
+    md = render_markdown(diff)
+    assert "left out" not in md
+    assert "| `aaa` |" in md
+    assert "now from github.com/someone/python-build-standalone" in md
+    assert len(md) < 5_000
+    text = render_text(diff)
+    assert max(len(line) for line in text.splitlines()) < 500
+    assert "now from github.com/xxx" in text and "...xxxx" in text
+
+
 def test_markdown_with_no_changes() -> None:
     a = lock(cpython("app", "3.13.9", "20251014"))
     md = render_markdown(diff_locks(a, a))
