@@ -102,8 +102,10 @@ def find_outdated(
     )
 
 
+#: A version, a build tag and a flavor, as an index offers them on one platform.
+_Offer = tuple[str, str, Flavor | None]
 #: What an index offers on one platform for one kind of entry (see :func:`_available`).
-_Available = dict[tuple[object, ...], frozenset[tuple[str, str]]]
+_Available = dict[tuple[object, ...], frozenset[_Offer]]
 
 
 def _available(
@@ -113,8 +115,8 @@ def _available(
     flavors: frozenset[Flavor | None],
     current: Version,
     memo: _Available,
-) -> frozenset[tuple[str, str]]:
-    """The (version, build) pairs with a published sha256 that ``index`` has on
+) -> frozenset[_Offer]:
+    """The (version, build, flavor) offers with a published sha256 that ``index`` has on
     ``platform`` for an entry like ``python``: its implementation and variant, one of
     ``flavors``, its series, and no pre-release unless it is one."""
     key = (
@@ -136,7 +138,7 @@ def _available(
                 continue
             if version.is_prerelease and not current.is_prerelease:
                 continue
-            here.add((build.version, build.build))
+            here.add((build.version, build.build, build.flavor))
         memo[key] = found = frozenset(here)
     return found
 
@@ -160,13 +162,15 @@ def check_python(
         return OutdatedEntry(current=python, unchecked="locked for no platform")
     current = Version(python.version)
     flavors = _flavors(python, request)
-    # (version, build) pairs available on each platform; keep those on all of them.
+    # Offers available on each platform; keep those on all of them in one flavor, as a
+    # lock entry has one flavor for all its platforms: a build whose platforms share none
+    # is passed over by `lock --upgrade`, and was offered here all the same.
     memo = {} if memo is None else memo
-    common: frozenset[tuple[str, str]] | None = None
+    common: frozenset[_Offer] | None = None
     for platform in python.platforms:
         here = _available(index, python, platform, flavors, current, memo)
         common = here if common is None else common & here
-    pairs = common or frozenset()
+    pairs = frozenset((version, build) for version, build, _ in common or ())
 
     def order(pair: tuple[str, str]) -> tuple[Version, Any]:
         return (Version(pair[0]), index.tag_order(pair[1]))

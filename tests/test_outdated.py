@@ -140,6 +140,32 @@ def test_flavor_family_and_unhashed_builds() -> None:
     assert entry.newer_version is not None and entry.newer_version.version == "3.13.6"
 
 
+def test_a_build_whose_platforms_share_no_flavor_is_not_offered() -> None:
+    """CI review: 3.13.9 only as install_only_stripped on Linux and only as install_only
+    on macOS was offered as a newer version. A lock entry has one flavor for all its
+    platforms, so `lock --upgrade --refresh`, which the offer says to run, passed it over
+    and changed nothing."""
+    from pylock.resolve import resolve_python
+
+    index = index_of(
+        *both("3.13.5", "20250708"),
+        pbs("3.13.9", "20251014", LINUX),
+        pbs("3.13.9", "20251014", MAC, flavor=Flavor.INSTALL_ONLY),
+        pbs("3.13.5", "20250815", LINUX, flavor=Flavor.FULL),
+        pbs("3.13.5", "20250815", MAC),
+    )
+    config = loads_config(f'[python.app]\nversion = "3.13"\nplatforms = ["{LINUX}", "{MAC}"]\n')
+    for requests in (config, None):
+        [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index, requests)
+        assert entry.up_to_date, entry
+    upgraded = resolve_python(config.pythons[0], index, platforms=[LINUX, MAC])
+    assert (upgraded.version, upgraded.build) == ("3.13.5", "20250708")
+    # One flavor they share is enough, even one the locked entry does not have.
+    index = index_of(*both("3.13.5", "20250708"), *both("3.13.9", "20251014", flavor=Flavor.FULL))
+    [entry] = find_outdated(lock_of(locked("app", "3.13.5", "20250708")), index, config)
+    assert entry.newer_version is not None and entry.newer_version.version == "3.13.9"
+
+
 def test_entries_alike_share_their_look_ups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scale attack: 1,000 entries on 18 platforms took 10 s, each scanning the index for
     every platform again. Entries alike (implementation, variant, series, flavors) share
