@@ -143,6 +143,8 @@ def _lock_one(
     if moved is not None:
         return attrs.evolve(moved, default=request.default)
     fresh = resolve_python(request, index, platforms=platforms, direct=direct, warn=warn)
+    if not refresh and old is not None:
+        _refuse_moving_back(request, old, fresh, index, platforms)
     if refresh and old is not None and _steps_back(old, fresh, request, index, platforms):
         # Locked from a listing newer than this index (`--refresh`, a downloads JSON):
         # an upgrade never moves an entry back.
@@ -225,6 +227,50 @@ def _newness(
     return (version, order(entry.build or ""))
 
 
+def _unlisted(entry: LockedPython, index: Index) -> bool:
+    """Whether the index lists ``entry``'s build on none of its platforms: it was locked
+    from a listing newer than the index (``--refresh``, a downloads JSON)."""
+    return entry.build is not None and not any(
+        index.tagged(entry.implementation, platform, entry.variant, entry.build)
+        for platform in entry.platforms
+    )
+
+
+def _refuse_moving_back(
+    request: PythonRequest,
+    old: LockedPython,
+    fresh: LockedPython,
+    index: Index,
+    platforms: Sequence[str],
+) -> None:
+    """Refuse to move an entry whose platforms alone changed back to an older build: its
+    build, locked from a listing newer than the index, is one the index cannot find on
+    the platforms added, and a pull request that adds a platform must not downgrade."""
+    if old.build is None or fresh.build is None or old.implementation is not fresh.implementation:
+        return
+    if not satisfies(request, old, platforms=old.platforms) or not _unlisted(old, index):
+        return
+    if published_mismatch(old, index) is not None:
+        return  # edited by hand (a build bumped, its old archives left): not a newer listing
+    if _newness(old, index.tag_order) <= _newness(fresh, index.tag_order):
+        return
+    added = ", ".join(sorted(set(platforms) - set(old.platforms)))
+    given = (
+        # Refreshed, and still not listed: a listing cut short (a rate limit, warned of).
+        "`pylock lock --refresh` again once upstream lists it in full, or with the "
+        "--python-downloads-json it was locked from,"
+        if index.includes_live
+        else "`pylock lock --refresh` (or with the --python-downloads-json it was locked from)"
+    )
+    raise ResolutionError(
+        f"{request.name}: {old.label} is locked from a listing newer than the index, which "
+        f"lists no archive of it for {added}; locking again here would move the entry back "
+        f"to {fresh.label}",
+        hint=f"run {given} to keep {old.label} on every platform, or "
+        f"`pylock lock --upgrade-python {request.name}` to take {fresh.label}",
+    )
+
+
 def _on_other_platforms(
     request: PythonRequest, old: LockedPython, index: Index, platforms: Sequence[str]
 ) -> LockedPython | None:
@@ -238,6 +284,12 @@ def _on_other_platforms(
         return None
     if published_mismatch(old, index) is not None:
         return None  # edited by hand: the usual way locks it again
+    if set(platforms) < set(old.platforms) and _unlisted(old, index):
+        # Only platforms removed, from a build the index does not list (locked with
+        # `--refresh`): the archives of the others stay, as they were locked.
+        return attrs.evolve(
+            old, artifacts=tuple(a for a in old.artifacts if a.platform in platforms)
+        )
     # The build pinned, not its flavor: the flavor follows the request's fallbacks on the
     # new platform list (a platform added may want install_only where the others had
     # stripped archives; one removed may have been why install_only was taken).

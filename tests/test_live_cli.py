@@ -13,6 +13,7 @@ from pylock.cli import main
 from tests.indexdata import uv_entry
 from tests.upstream_server import (
     LINUX,
+    MAC,
     UpstreamServer,
     pbs_full,
     pbs_install_only,
@@ -102,6 +103,47 @@ def test_new_release_reaches_the_lock_only_with_upgrade_and_refresh(
     # Without --refresh the snapshot alone cannot see the new release, yet the lock stays.
     assert run(project, upstream, "lock") == 0
     assert locked(project)["app"] == after
+
+
+def test_a_refreshed_build_is_not_moved_back_when_platforms_change(
+    project: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A release newer than the bundled snapshot, on both platforms, locked for one.
+    upstream.add_pbs_release(
+        NEW_TAG,
+        "2026-11-20T09:00:00Z",
+        {
+            pbs_name(NEW_VERSION, NEW_TAG, triple): pbs_install_only(NEW_VERSION)
+            for triple in (LINUX, MAC)
+        },
+    )
+    write_config(project, APP)
+    assert run(project, upstream, "lock", "--refresh") == 0
+    assert locked(project)["app"]["build"] == NEW_TAG
+    one_platform = (project / "pythons.lock").read_text()
+    capsys.readouterr()
+
+    # A platform added, and a plain lock, which cannot see the build: no silent downgrade.
+    both = APP.replace('["linux-x86_64-gnu"]', '["linux-x86_64-gnu", "macos-aarch64"]')
+    write_config(project, both)
+    assert run(project, upstream, "lock") == 1
+    err = capsys.readouterr().err
+    assert f"app: cpython {NEW_VERSION}+{NEW_TAG} is locked from a listing newer" in err
+    assert "macos-aarch64" in err and "pylock lock --refresh" in err
+    assert "Traceback" not in err
+    assert (project / "pythons.lock").read_text() == one_platform
+
+    # With --refresh, the build is locked on the platform added too.
+    assert run(project, upstream, "lock", "--refresh") == 0
+    app = locked(project)["app"]
+    assert app["build"] == NEW_TAG
+    assert [a["platform"] for a in app["artifacts"]] == ["linux-x86_64-gnu", "macos-aarch64"]
+
+    # A platform removed needs no listing: the build stays, with its archive as locked.
+    write_config(project, APP)
+    assert run(project, upstream, "lock") == 0
+    assert locked(project)["app"]["artifacts"] == app["artifacts"][:1]
+    assert locked(project)["app"]["build"] == NEW_TAG
 
 
 def test_outdated_json_and_offline_fallback(
