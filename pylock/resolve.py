@@ -673,8 +673,10 @@ def exact_version(spec: SpecifierSet | None) -> str | None:
 
 #: (version, build tag): one exact build.
 _Key = tuple[str, str]
-#: Sorts exact builds oldest first: by version, then by the tag's publication.
-_Order = tuple[Version, tuple[str, tuple[int, ...], str]]
+#: Sorts exact builds oldest first: by version, then by the tag's publication; of one
+#: version spelled two ways by a listing (``3.13.1``, ``3.13.01``), the canonical spelling
+#: last, so that the pick never rests on the order of a set.
+_Order = tuple[Version, tuple[str, tuple[int, ...], str], bool, str]
 
 
 def flavor_choices(request: PythonRequest) -> tuple[Flavor | None, ...]:
@@ -752,7 +754,8 @@ def _resolve_upstream(
     common = set.intersection(*(set(t) for t in tables.values())) if tables else set()
 
     def order(key: _Key) -> _Order:
-        return (version_key(key[0]), index.tag_order(key[1]))
+        version = version_key(key[0])
+        return (version, index.tag_order(key[1]), str(version) == key[0], key[0])
 
     # Builds that would have won but have no published sha256, newest first: they are
     # left out (the README's "Upstream sources"), and the next-best build is locked.

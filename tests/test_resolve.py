@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -139,6 +141,35 @@ def test_newer_build_of_the_same_version_wins_by_publication_date() -> None:
     # Tag 20250323 was really published in 2026: it is the newest.
     late = index_of(*builds, tag_dates={"20250323": "2026-03-23"})
     assert lock_one(late, request(version="3.12")).build == "20250323"
+
+
+def test_one_version_spelled_several_ways_locks_one_spelling_whatever_the_hash_seed() -> None:
+    """A listing with ``3.13.99`` also named ``3.13.099`` (an asset name that parses
+    oddly): the lock is the same in every process, with the canonical spelling, not one
+    picked by the order of a set (string hashing differs per process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from tests.indexdata import index_of, pbs\n"
+        "from tests.test_resolve import lock_one, request, LINUX\n"
+        "spellings = ['3.13.099', '3.13.99', '3.13.0099', '3.13.00099']\n"
+        "index = index_of(*(pbs(v, '20261120', LINUX) for v in spellings))\n"
+        "print(lock_one(index, request(platforms=(LINUX,))).version)\n"
+    )
+    picked = set()
+    for seed in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert done.returncode == 0, done.stderr
+        picked.add(done.stdout.strip())
+    assert picked == {"3.13.99"}
 
 
 def test_newer_version_beats_newer_build() -> None:
