@@ -505,14 +505,34 @@ def test_rate_limit_at_a_stand_in_asks_for_its_own_credentials(
     assert "quota is used up" not in warning and "SECRETTOKEN" not in warning
 
 
-def test_release_history_cut_off_is_reported_once(server: HttpServer, cache: Cache) -> None:
-    serve_latest(server)
-    page = [{"tag_name": "20261119", "published_at": "2026-11-19T00:00:00Z", "assets": []}]
-    link = f'<https://api.github.com/repos/{PBS_REPO}/releases?page=99>; rel="next"'
-    server.serve(API_PATH, json.dumps(page).encode(), headers={"Link": link})
+def test_release_history_cut_off_is_reported_once(upstream: UpstreamServer, cache: Cache) -> None:
+    # More pages of releases newer than the index than a refresh reads (10 a page):
+    # pre-releases, whose SHA256SUMS a refresh does not read.
+    for number in range(41 * 10):
+        day = time.strftime("%Y%m%d", time.gmtime(1_790_000_000 + number * 86400))
+        published = f"{day[:4]}-{day[4:6]}-{day[6:]}T00:00:00Z"
+        upstream.add_pbs_release(day, published, {}, latest=False).prerelease = True
+    upstream.latest_tag = day
     reporter = Recorder()
-    refresh(server.base_url, cache, reporter=reporter)
-    assert server.hits(API_PATH) == 40
+    refresh(upstream.base, cache, reporter=reporter)
+    assert len(upstream.api_requests()) == 40
     cut = [w for w in reporter.warnings if "cut off" in w]
     assert len(cut) == 1
     assert "40 pages" in cut[0]
+
+
+def test_a_server_that_answers_every_page_with_the_first_is_read_once(
+    server: HttpServer, cache: Cache
+) -> None:
+    """A proxy that drops the query string: page 2 is page 1 again. Reading on spent 40
+    requests of the API's 60 an hour, and said the history was cut off."""
+    serve_latest(server)
+    page = [{"tag_name": "20261119", "published_at": "2026-11-19T00:00:00Z", "assets": []}]
+    link = f'<https://api.github.com/repos/{PBS_REPO}/releases?page=2>; rel="next"'
+    server.serve(API_PATH, json.dumps(page).encode(), headers={"Link": link})
+    reporter = Recorder()
+    refresh(server.base_url, cache, reporter=reporter)
+    assert server.hits(API_PATH) == 2
+    (warning,) = [w for w in reporter.warnings if "page" in w]
+    assert "page=2 answered with the releases of page 1 again" in warning
+    assert "ignores the `page` parameter" in warning

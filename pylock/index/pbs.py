@@ -290,12 +290,28 @@ def _releases_page(url: str) -> Callable[[bytes], list[ApiRelease]]:
 async def iter_api_releases(
     docs: Documents, *, page_url: Callable[[int], str], max_pages: int = API_MAX_PAGES
 ) -> AsyncIterator[list[ApiRelease]]:
-    """Yield pages of a releases listing (newest first) while the ``Link`` header has more."""
+    """Yield pages of a releases listing (newest first) while the ``Link`` header has more.
 
+    A page that lists the very releases of an earlier one ends the listing: a server (or a
+    proxy in front of it) that ignores ``page`` answers every page with the first, which
+    spent the whole page budget of the API's hourly quota on one answer.
+    """
+
+    seen: dict[tuple[str, ...], int] = {}
     for page in range(1, max_pages + 1):
         url = page_url(page)
         releases = await docs.get(url, _releases_page(url))
         assert releases is not None  # not missing_ok: a 404 is an error
+        tags = tuple(release.tag for release in releases)
+        if tags and tags in seen:
+            docs.warn_once(
+                f"repeated {page_url(1)}",
+                f"{url} answered with the releases of page {seen[tags]} again (a server or "
+                "proxy that ignores the `page` parameter?): stopped reading the release "
+                "history there (older releases are not considered)",
+            )
+            return
+        seen.setdefault(tags, page)
         yield releases
         if not releases or not has_next_page(docs.link_of(url)):
             return
