@@ -183,12 +183,14 @@ def redact_given(text: str) -> str:
 
     >>> redact_given("u:s3cr3t@m.example/pbs"), redact_given("https://u:s3 cr3t@h/x")
     ('***@m.example/pbs', 'https://***@h/x')
-    >>> redact_given("m.example/pbs@2"), redact_given("/srv/a@b")
-    ('m.example/pbs@2', '/srv/a@b')
+    >>> redact_given("m.example/pbs@2"), redact_given("/srv/a@b"), redact_given("u:a/b@m/pbs")
+    ('m.example/pbs@2', '/srv/a@b', '***@m/pbs')
     """
     scheme, sep, rest = text.partition("://")
     if not sep:
-        scheme, rest = "", text
+        # Read as with a scheme: a `/` in the password ends the authority there too
+        # (`u:pa/ss@m.example/`), which only :func:`redact`'s reading of one sees.
+        return redact_given(f"x://{text}").removeprefix("x://")
     authority, slash, path = rest.partition("/")
     if "@" in authority:
         text = f"{scheme}{sep}{REDACTED}@{authority.rpartition('@')[2]}{slash}{path}"
