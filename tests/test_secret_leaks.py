@@ -1,6 +1,7 @@
 """Secrets the security review saw printed: in argparse's errors, in URLs whose password
 has a space or whose scheme is missing, in a GitHub API error that quotes the token, and
-proxy credentials the aiohttp path did not send with a plain http request."""
+proxy credentials the aiohttp path did not send with a plain http request; and the part
+of a lock URL's secret after a quote, written to install records and registry manifests."""
 
 from __future__ import annotations
 
@@ -11,18 +12,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from pylock.cli import main
 from pylock.errors import PylockError, UpstreamError
 from pylock.index.metadata import Documents, MetadataStore, parse_json
+from pylock.lockfile import dumps, make_lock
 from pylock.net.fetch import HttpResponse
 from pylock.net.policy import proxy_for
-from pylock.net.registry import RegistryClient, parse_reference
+from pylock.net.registry import (
+    ANNOTATION_ORIGIN,
+    RegistryClient,
+    artifact_manifest,
+    parse_reference,
+)
 from pylock.progress import NullReporter
 from pylock.settings import Settings
 from pylock.urls import UrlRewrites, redact, redact_given
 from tests.httpserver import HttpServer
+from tests.syncproject import DIGEST, Build, Project
 from tests.twoclients import BODY, PATH, SHA, Proxy, downloader
 
 SECRET = "PASSXYZ"
@@ -279,3 +288,37 @@ def test_other_messages_that_quote_one_given_url_hide_a_password_with_a_space() 
         parse_reference(f"oci://r.example:99999/x?token={SECRET}")
     assert "bad registry port in" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+# -- 6. a lock's URL whose secret has a quote or a `<` in it ----------------------------------
+
+
+@pytest.mark.parametrize("cut", ['"', "<", ">"])
+def test_a_hand_edited_lock_url_is_redacted_whole_in_the_record_and_the_manifest(
+    sync_project: Project, app_a: Build, cut: str
+) -> None:
+    """Review: the install record and the registry's annotation redacted the lock's URL as
+    running text, where a secret value ends at a quote or a `<`: the rest of it was kept
+    (`?token=***"PASSXYZ`), as `pylock diff` once did."""
+    url = f"{app_a.url}?token=x{cut}{SECRET}&sv=1"
+    python = app_a.python()
+    python = attrs.evolve(python, artifacts=(attrs.evolve(python.artifacts[0], url=url),))
+    (sync_project.root / "pythons.lock").write_text(
+        dumps(make_lock([python], config_digest=DIGEST))
+    )
+    sync_project.serve(app_a)
+    result = sync_project.sync()
+    assert result.code == 0, result.err
+    record = (sync_project.into / "app" / ".pylock" / "install.json").read_text()
+    assert SECRET not in record
+    assert json.loads(record)["artifact"]["url"] == f"{app_a.url}?token=***&sv=1"
+    manifest = json.loads(
+        artifact_manifest(
+            sha256=app_a.sha256,
+            size=len(app_a.data),
+            filename=app_a.filename,
+            lock_name="app",
+            origin_url=url,
+        )
+    )
+    assert manifest["annotations"][ANNOTATION_ORIGIN] == f"{app_a.url}?token=***&sv=1"

@@ -46,7 +46,7 @@ from pylock.net import policy
 from pylock.net.dockerauth import Credentials, find_credentials, resume_helpers
 from pylock.net.policy import SessionOwner
 from pylock.settings import Settings
-from pylock.urls import is_loopback_host, redact, redact_given, url_problem
+from pylock.urls import is_loopback_host, redact, redact_given, redact_url, url_problem
 
 if TYPE_CHECKING:
     import aiohttp
@@ -230,7 +230,7 @@ def artifact_manifest(
         "annotations": {
             "org.opencontainers.image.title": filename,
             ANNOTATION_LOCK_NAME: lock_name,
-            ANNOTATION_ORIGIN: redact(origin_url),
+            ANNOTATION_ORIGIN: redact_url(origin_url),
             ANNOTATION_SHA256: sha256,
             ANNOTATION_SIZE: str(size),
         },

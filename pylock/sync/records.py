@@ -30,7 +30,7 @@ import attrs
 from pylock.bounded import json_loads
 from pylock.errors import UnreadableRecordError
 from pylock.fsutil import is_link, not_world_writable, read_own_file
-from pylock.urls import redact
+from pylock.urls import redact_url
 
 if TYPE_CHECKING:
     from pylock.archive.writer import RecordEntry
@@ -364,8 +364,9 @@ def write_record(
         "artifact": {
             "platform": artifact.platform,
             # The lock's URL, never a rewritten one; redacted in case a hand-edited lock
-            # carries credentials (the record is readable by anyone who can run python).
-            "url": redact(artifact.url),
+            # carries credentials (the record is readable by anyone who can run python);
+            # as one whole URL, where a secret value ends only at the next parameter.
+            "url": redact_url(artifact.url),
             "sha256": artifact.sha256,
             "size": artifact.size,
         },
