@@ -197,6 +197,12 @@ def parse_size(text: str) -> int:
 
 _FLAGS = ("no_color", "dumb_terminal")
 
+#: Attributes whose values are URLs that may carry a password or a token.
+_URL_SETTINGS = frozenset(
+    {"mirror", "pypy_mirror", "url_rewrites", "remote_cache", "http_proxy", "https_proxy",
+     "all_proxy"}
+)  # fmt: skip
+
 #: Attribute -> the boolean variable it comes from (through :func:`flag`).
 _FLAG_VARIABLES = {
     "offline": "PYLOCK_OFFLINE",
@@ -293,12 +299,26 @@ class Settings:
         raise AttributeError(f"Settings are frozen; cannot set {name}")
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{n}={'***' if n == 'github_token' and getattr(self, n) else getattr(self, n)!r}"
-            for n in self.__slots__
-            if n != "environment"
-        )
+        shown = ", ".join(f"{n}={self._shown(n)}" for n in self.__slots__ if n != "environment")
         return f"Settings({shown})"
+
+    def _shown(self, name: str) -> str:
+        """An attribute as :meth:`__repr__` shows it: the token hidden, and the password in
+        a proxy, mirror, rewrite or remote cache URL hidden as in pylock's messages."""
+        value = getattr(self, name)
+        if name == "github_token" and value:
+            return "***"
+        if name in _URL_SETTINGS and isinstance(value, str):
+            from pylock.urls import redact_given
+
+            if name == "url_rewrites":  # FROM=TO pairs, either side a URL
+                value = " ".join(
+                    redact_given(source) + sep + redact_given(target)
+                    for source, sep, target in (pair.partition("=") for pair in value.split())
+                )
+            else:
+                value = redact_given(value)
+        return repr(value)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Settings):

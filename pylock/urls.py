@@ -347,9 +347,10 @@ class Rewrite:
     """One ``FROM=TO`` prefix rewrite."""
 
     #: The prefix of the canonical URL to replace.
-    source: str
-    #: What replaces it; an http, https or ``file://`` URL prefix the user chose.
-    target: str
+    source: str = attrs.field(repr=lambda source: repr(redact_given(source)))
+    #: What replaces it; an http, https or ``file://`` URL prefix the user chose (its
+    #: password is no part of the repr, which a fetch options repr shows too).
+    target: str = attrs.field(repr=lambda target: repr(redact_given(target)))
     #: Where the pair came from, for error messages (``--rewrite``, ``PYLOCK_MIRROR`` ...).
     origin: str
 

@@ -96,6 +96,8 @@ DELIBERATE: frozenset[tuple[str, str]] = frozenset(
     {
         # every line the Reporter prints is redacted; urls is pure and imports only errors
         ("pylock.progress", "pylock.urls"),
+        # and so is every URL that Settings' repr shows (a proxy's, a mirror's password)
+        ("pylock.settings", "pylock.urls"),
     }
 )
 

@@ -126,6 +126,34 @@ def test_from_environ_reads_every_variable_and_treats_blank_as_unset(tmp_path: P
         Settings(nonsense=1)
 
 
+def test_the_repr_hides_the_passwords_of_proxies_mirrors_rewrites_and_the_remote_cache() -> None:
+    """Review: the repr hid GITHUB_TOKEN alone; a proxy's, mirror's, rewrite's or remote
+    cache's ``user:password@`` (and a rewrite's ``?token=``) showed as given."""
+    secret = "PASSXYZ"
+    settings = Settings.from_environ(
+        {
+            "HTTPS_PROXY": f"ci:{secret}@proxy.corp:3128",  # no scheme: http://
+            "http_proxy": f"http://ci:a/{secret}@proxy.corp:3128",  # a `/` in the password
+            "ALL_PROXY": f"http://ci:{secret}@proxy.corp:3128",
+            "PYLOCK_MIRROR": f"https://ci:{secret}@mirror.corp/pbs/",
+            "PYLOCK_PYPY_MIRROR": f"https://ci:{secret}@mirror.corp/pypy/",
+            "PYLOCK_URL_REWRITES": f"https://github.com/=https://ci:{secret}@a.corp/gh/ "
+            f"https://pypy.org/=https://a.corp/get?token={secret}&url=",
+            "PYLOCK_REMOTE_CACHE": f"oci://ci:{secret}@registry.corp/pythons",
+            "GITHUB_TOKEN": secret,
+        }
+    )
+    shown = repr(settings)
+    assert secret not in shown
+    assert secret not in repr(FetchOptions.from_settings(settings))  # its rewrites too
+    assert "mirror='https://***@mirror.corp/pbs/'" in shown
+    assert "https_proxy='***@proxy.corp:3128'" in shown
+    assert (
+        "url_rewrites='https://github.com/=https://***@a.corp/gh/ "
+        "https://pypy.org/=https://a.corp/get?token=***&url='" in shown
+    )
+
+
 @pytest.mark.parametrize(
     "value",
     ["0", "-4", "many", "1e3", "9" * 5000 + "x", "4\x00", "\x1b[31m", "token=secret", "\u0663"],
