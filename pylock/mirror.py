@@ -64,6 +64,7 @@ from pylock.urls import (
     GRAALPY_DOWNLOAD_PREFIX,
     PBS_DOWNLOAD_PREFIX,
     PYPY_DOWNLOAD_PREFIX,
+    redact_url,
     url_problem,
 )
 from pylock.versions import Implementation, Variant
@@ -329,7 +330,9 @@ def uv_key_and_entry(python: LockedPython, artifact: Artifact) -> tuple[str, dic
         "minor": minor,
         "patch": patch,
         "prerelease": pre,
-        "url": artifact.url,
+        # The tree is published: a secret a hand-edited lock's URL carries (`?token=`) is
+        # not, as in install records. uv's mirror answers by path, which it keeps.
+        "url": redact_url(artifact.url),
         "sha256": artifact.sha256,
         "variant": variant,
         "build": python.build,

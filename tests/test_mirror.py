@@ -225,6 +225,20 @@ def test_uv_json_leaves_out_what_uv_cannot_use() -> None:
     ]
 
 
+def test_uv_json_hides_a_secret_a_hand_edited_lock_url_carries() -> None:
+    """Review: download-metadata.json, which the mirror publishes, took the lock's URL as
+    it was, `?X-Amz-Signature=...` and all (install records redact it)."""
+    signed = pbs_artifact("linux-x86_64-gnu", "3.13.9", "20251014", b"S")
+    signed = attrs.evolve(signed, url=f"{signed.url}?X-Amz-Signature=SECRET&sv=1")
+    document, _ = uv_downloads_json(
+        plan_mirror(make(locked("a", "3.13.9", "20251014", signed)), None)
+    )
+    url = document["cpython-3.13.9-linux-x86_64-gnu"]["url"]
+    assert "SECRET" not in url and url.endswith("?X-Amz-Signature=***&sv=1")
+    # It names the same file in the tree, so that a later run keeps the entry.
+    assert mirror_path(url) == mirror_path(signed.url)
+
+
 # -- writing a mirror from the cache ------------------------------------------------------------
 
 
