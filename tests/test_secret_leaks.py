@@ -58,6 +58,16 @@ def _errors(capsys: pytest.CaptureFixture[str], *argv: str, project: Path) -> st
             "unrecognized arguments: https://***@m.example/",
         ),
         ([f"sy://u:{SECRET}@m.example/"], "invalid choice: 'sy://***@m.example/'"),
+        # Review: what redact() cannot see in running text, in an argument given by hand:
+        # a password with a space, and a rewrite's TO without its scheme.
+        (
+            ["outdated", "--python-downloads-json", f"https://u:{SECRET} x@m.example/x.json"],
+            "unrecognized arguments: --python-downloads-json https://***@m.example/x.json",
+        ),
+        (
+            ["list", f"--rewrite=https://github.com/=ci:{SECRET}@m.example/"],
+            "unrecognized arguments: --rewrite=https://github.com/=***@m.example/",
+        ),
     ],
 )
 def test_argparse_errors_redact_the_arguments_they_quote(
