@@ -147,6 +147,19 @@ def test_a_proxy_or_remote_cache_with_a_space_in_its_password_is_not_shown() -> 
         assert "://***@" in redact(str(error))
 
 
+@pytest.mark.parametrize("scheme", ["https", "ftp"])
+def test_a_downloads_json_url_with_a_space_in_its_password_is_not_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], scheme: str
+) -> None:
+    """Review: `--python-downloads-json` took such a URL, sent it, and its errors quoted
+    it whole (an unsupported scheme's too)."""
+    url = f"{scheme}://u:{SECRET} x@127.0.0.1:1/x.json"
+    (tmp_path / "pythons.toml").write_text('[python.app]\nversion = "3.13"\n')
+    err = _errors(capsys, "lock", "--python-downloads-json", url, project=tmp_path)
+    assert f"invalid URL '{scheme}://***@127.0.0.1:1/x.json'" in err
+    assert SECRET not in err
+
+
 # -- 3. a mirror URL without its scheme ---------------------------------------------------------
 
 

@@ -220,7 +220,17 @@ def load_uv_downloads_json(
 
 
 def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
+    from pylock.urls import redact_given
+
     parts = urlsplit(source)
+    userinfo, at, _ = source.partition("://")[2].partition("/")[0].rpartition("@")
+    if at and any(c.isspace() for c in userinfo):
+        # A password with a space in it: every message that quoted the URL showed it.
+        raise UsageError(
+            f"--python-downloads-json: invalid URL {redact_given(source)!r}: its user name "
+            "or password contains white space",
+            hint="write a space in it as %20",
+        )
     if _is_url(source) and parts.scheme != "file":
         if fetch_options.offline:
             raise OfflineError(
@@ -232,7 +242,7 @@ def _read_source(source: str, *, fetch_options: FetchOptions) -> bytes:
     if "://" in source and parts.scheme != "file":
         # An unsupported scheme (ftp://...) is not a relative path with a colon in it.
         raise UsageError(
-            f"--python-downloads-json: unsupported URL {source!r}",
+            f"--python-downloads-json: unsupported URL {redact_given(source)!r}",
             hint="give an http://, https:// or file:// URL, or a local path",
         )
     from pylock.net.fetch import MAX_METADATA_BYTES
