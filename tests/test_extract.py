@@ -157,6 +157,46 @@ def test_directories_that_differ_only_in_case_are_refused_where_case_is_ignored(
 
 
 @posix_only
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_a_link_copied_where_none_can_be_made_never_replaces_a_member_of_another_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Portability attack: Windows without Developer Mode refuses a symlink (and FAT or a
+    share a hard link) before it looks at the name, and the copy made instead went over
+    `bin/Tool` for the link `bin/tool` where case is ignored: the install went on with
+    Tool's bytes replaced. The copy is a new file, as every other member's is."""
+    from pylock.archive import writer
+
+    link = (
+        archives.symlink("python/bin/tool", "python3.12")
+        if kind == "symlink"
+        else archives.hardlink("python/bin/tool", "python/bin/python3.12")
+    )
+    entries = [
+        archives.exe("python/bin/python3.12", b"interpreter"),
+        archives.file("python/bin/Tool", b"tool"),
+        link,
+    ]
+    archive = build(tmp_path, entries, ArchiveFormat.TAR_GZ)
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OSError(1314, "A required privilege is not held by the client")
+
+    # A file system that ignores case: every name the writer uses, folded.
+    monkeypatch.setattr(
+        writer.Writer, "_path", lambda self, rel: os.path.join(self.dest, rel.lower())
+    )
+    monkeypatch.setattr(writer, "WINDOWS", True)
+    monkeypatch.setattr(os, "symlink" if kind == "symlink" else "link", refused)
+    with pytest.raises(ArchiveError, match="differ only in case") as caught:
+        extract_archive(
+            archive, tmp_path / "dest", fmt=ArchiveFormat.TAR_GZ, layout=Layout.PBS_INSTALL_ONLY
+        )
+    assert caught.value.member == "bin/tool"
+    assert (tmp_path / "dest/bin/tool").read_bytes() == b"tool"
+
+
+@posix_only
 def test_pbs_full_extracts_only_install(tmp_path: Path, threaded: bool) -> None:
     archive = build(tmp_path, archives.pbs_full(), ArchiveFormat.TAR_ZST)
     dest = tmp_path / "dest"

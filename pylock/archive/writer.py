@@ -196,7 +196,7 @@ class Writer:
                     archive=self.archive,
                     member=rel,
                 ) from None
-            shutil.copyfile(self._path(source.path), self._path(rel))
+            self._copy(source.path, rel)
             self._add(attrs.evolve(source, path=rel))
             return
         self._add(RecordEntry(path=rel, sha256=None, size=0, link=target))
@@ -208,8 +208,21 @@ class Writer:
         except FileExistsError:
             raise self._collision(rel) from None
         except OSError:
-            shutil.copy2(self._path(source_rel), self._path(rel), follow_symlinks=False)
+            self._copy(source_rel, rel)
+            shutil.copystat(self._path(source_rel), self._path(rel), follow_symlinks=False)
         self._add(attrs.evolve(source, path=rel))
+
+    def _copy(self, source_rel: str, rel: str) -> None:
+        """Copy the file extracted at ``source_rel`` to ``rel``, for a link the system cannot
+        make, as a new file like every other: never over one that is there. Windows refuses
+        a symlink without Developer Mode (a hard link on FAT or a share) before it looks at
+        the name, which where case is ignored can be an earlier member's (``Tool`` for
+        ``tool``): the copy replaced that member's bytes, and the install went on."""
+        try:
+            with open(self._path(source_rel), "rb") as source, open(self._path(rel), "xb") as new:
+                shutil.copyfileobj(source, new)
+        except FileExistsError:
+            raise self._collision(rel) from None
 
     def abort(self) -> None:
         if self._fd >= 0:
