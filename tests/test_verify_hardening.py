@@ -16,7 +16,7 @@ import py_compile
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from pylock.platforms import host
 from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.sync.install import verify
 from pylock.versions import ArchiveFormat
-from tests.archives import exe, file, write_archive
+from tests.archives import Entry, exe, file, symlink, write_archive
 from tests.projects import host_project
 
 if TYPE_CHECKING:
@@ -48,11 +48,14 @@ def launcher() -> bytes:
     return f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'.encode()
 
 
-def sync_tree(tmp_path: Path, *, runnable: bool = True) -> tuple[Path, Path]:
-    """Sync a fake interpreter with one module; return (project, tree)."""
+def sync_tree(
+    tmp_path: Path, *, runnable: bool = True, extra: Sequence[Entry] = ()
+) -> tuple[Path, Path]:
+    """Sync a fake interpreter with one module (and ``extra``); return (project, tree)."""
     entries = [
         file(f"python/{MODULE}", SOURCE),
         file(f"python/{LIB}/pkg/__init__.py", b"VALUE = 1.5\nNAN = float('nan')\n"),
+        *extra,
     ]
     broken = b"#!/bin/sh\necho 'cannot run here' >&2\nexit 126\n"
     entries.insert(0, exe("python/bin/python3", launcher() if runnable else broken))
@@ -127,6 +130,29 @@ def test_caches_python_writes_verify_clean(
     report = verify(tree.parent, "app")
     assert report.ok, report
     assert run_verify(project, tree, capsys) == (0, "app: ok (4 files)\n")
+
+
+def test_caches_of_a_module_that_is_a_link_verify_clean_and_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module may be a link to another file of the tree: Debian's Python has
+    `_sysconfigdata__linux_x86_64-linux-gnu.py -> _sysconfigdata__x86_64-linux-gnu.py`,
+    and sysconfig imports it by the link's name. The cache Python writes for it under that
+    name was called extra, and `verify` failed every tree that had run sysconfig."""
+    alias = f"{LIB}/alias.py"
+    project, tree = sync_tree(tmp_path, extra=[symlink(f"python/{alias}", "greet.py")])
+    subprocess.run(
+        [str(tree / "bin/python3"), "-c", "import alias"],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree / LIB)},
+        check=True,
+    )
+    assert sorted(p.name for p in (tree / LIB / "__pycache__").iterdir()) == [f"alias.{TAG}.pyc"]
+    assert verify(tree.parent, "app").ok
+    assert run_verify(project, tree, capsys)[0] == 0
+    # Still checked against what its source compiles to.
+    planted = compile_cache(tree, alias, source=EVIL)
+    assert verify(tree.parent, "app").bytecode == (rel(planted, tree),)
 
 
 def test_planted_bytecode_with_a_valid_header_is_reported(

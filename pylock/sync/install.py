@@ -1042,8 +1042,17 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         if sha256_file(path) != entry.sha256:
             modified.append(entry.path)
     # Caches Python wrote for recorded sources are checked against a fresh compile;
-    # anything else unrecorded (a cache without its source included) is extra.
-    sources = {e.path for e in record if e.sha256 is not None}
+    # anything else unrecorded (a cache without its source included) is extra. A source
+    # may be a link to a recorded file (Debian's `_sysconfigdata__linux_*.py`, which
+    # sysconfig imports by that name): Python caches it under the link's name.
+    from pylock.archive.policy import join_link
+
+    files = {e.path for e in record if e.sha256 is not None}
+    sources = files | {
+        e.path
+        for e in record
+        if e.link is not None and join_link(e.path.rpartition("/")[0], e.link) in files
+    }
     extra: list[str] = []
     caches = []
     for rel in present:
