@@ -320,7 +320,10 @@ def test_sync_binds_sysconfig_and_pkgconfig_to_the_install_path(
     assert record["artifact"]["sha256"] == archive.sha256
 
     # And verify still notices an edit to a patched file.
-    data = next((tree / "lib" / f"python{archive.minor}").glob("_sysconfigdata_*.py"))
+    # A file, not a link to one (Debian's `_sysconfigdata__linux_*.py`): verify names the
+    # file an edit through the link changes.
+    stdlib = tree / "lib" / f"python{archive.minor}"
+    data = next(p for p in sorted(stdlib.glob("_sysconfigdata_*.py")) if not p.is_symlink())
     data.write_text(data.read_text() + "\n# edited\n")
     assert pylock(proj, mirror, "verify", "--into", str(dest)) == 1
     out = capsys.readouterr().out
