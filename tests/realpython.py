@@ -343,7 +343,9 @@ def _walk_stdlib(root: Path, lean: bool) -> Iterator[tuple[str, Path]]:
             # Static libraries and build leftovers: megabytes nobody runs.
             filenames = [f for f in filenames if not f.endswith((".a", ".o"))]
         for filename in sorted(filenames):
-            if filename.endswith((".pyc", ".pyo")):
+            # EXTERNALLY-MANAGED: Debian's mark (PEP 668) that its Python's packages are
+            # apt's. No upstream build has one, and uv deletes it from what it installs.
+            if filename.endswith((".pyc", ".pyo")) or filename == "EXTERNALLY-MANAGED":
                 continue
             yield here.relative_to(root).joinpath(filename).as_posix(), here / filename
 
