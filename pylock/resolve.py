@@ -255,6 +255,7 @@ def _refuse_moving_back(
     if _newness(old, index.tag_order) <= _newness(fresh, index.tag_order):
         return
     added = ", ".join(sorted(set(platforms) - set(old.platforms)))
+    where = f" for {added}" if added else ""
     given = (
         # Refreshed, and still not listed: a listing cut short (a rate limit, warned of).
         "`pylock lock --refresh` again once upstream lists it in full, or with the "
@@ -264,7 +265,7 @@ def _refuse_moving_back(
     )
     raise ResolutionError(
         f"{request.name}: {old.label} is locked from a listing newer than the index, which "
-        f"lists no archive of it for {added}; locking again here would move the entry back "
+        f"lists no archive of it{where}; locking again here would move the entry back "
         f"to {fresh.label}",
         hint=f"run {given} to keep {old.label} on every platform, or "
         f"`pylock lock --upgrade-python {request.name}` to take {fresh.label}",
