@@ -266,7 +266,8 @@ def test_workflow_cache_path_is_pylocks_cache_dir() -> None:
     from pylock.sync.cache import Cache
 
     cache = Cache.from_settings(
-        Settings.from_environ({"PYLOCK_CACHE_DIR": env["PYLOCK_CACHE_DIR"]})
+        # The job's environment: the runner's HOME, and the workflow's variable.
+        Settings.from_environ(dict(os.environ, PYLOCK_CACHE_DIR=env["PYLOCK_CACHE_DIR"]))
     )
     assert cache.root == Path.home() / ".cache" / "pylock"
 
