@@ -1150,12 +1150,7 @@ class RegistryClient(SessionOwner):
         """The proxy's answer to ``CONNECT``, not the registry's: named as on the archive
         downloads' path, with the variable that set the proxy."""
         proxy = policy.proxy_of(url, self._settings)
-        text = printable(redact(f"{error.status} {error.message}".strip()))
-        return self._error(
-            f"{policy.proxy_named(proxy)} refused {_origin_text(url)}: HTTP {text}",
-            operation,
-            hint=policy.proxy_refusal_hint(proxy, error.status),
-        )
+        return self._refused_by(proxy, url, error.status, error.message, operation)
 
     def _proxy_refused(
         self, response: aiohttp.ClientResponse, operation: str
@@ -1167,11 +1162,17 @@ class RegistryClient(SessionOwner):
         proxy = policy.answering_proxy(url, self._settings) if response.status == 407 else None
         if proxy is None:
             return None
-        text = printable(redact(f"{response.status} {response.reason or ''}".strip()))
+        return self._refused_by(proxy, url, response.status, response.reason or "", operation)
+
+    def _refused_by(
+        self, proxy: policy.Proxy | None, url: str, status: int, reason: str, operation: str
+    ) -> RegistryError:
+        """The error for ``proxy``'s refusal to reach ``url``, whichever way it answered."""
+        text = printable(redact(f"{status} {reason}".strip()))
         return self._error(
             f"{policy.proxy_named(proxy)} refused {_origin_text(url)}: HTTP {text}",
             operation,
-            hint=policy.proxy_refusal_hint(proxy, response.status),
+            hint=policy.proxy_refusal_hint(proxy, status),
         )
 
 
