@@ -886,7 +886,7 @@ class Cache:
     def _remove_gate(self, sha256: str) -> None:
         """Remove the archive's gate and holds unless it is cached, being downloaded, or
         held (an install that streams its download holds it before the gate is free)."""
-        gate = FileLock(self.locks_dir / f"{sha256}.lock")
+        gate = self.gate(sha256)
         if not gate.try_acquire():
             return
         try:
