@@ -754,6 +754,21 @@ def pylock_build_args(server: MirrorServer, **extra: str) -> dict[str, str]:
     }
 
 
+def pylock_scenario(
+    label: str, daemon: Daemon, server: MirrorServer, context: Path, **extra: str
+) -> Scenario:
+    """A scenario that builds the example Dockerfile (:func:`pylock_build_args`, with
+    ``extra``) and finds its ``pylock sync`` step."""
+    return Scenario(
+        label=label,
+        daemon=daemon,
+        server=server,
+        context=context,
+        build_args=pylock_build_args(server, **extra),
+        sync_needle="pylock sync",
+    )
+
+
 def check_sync_reran(scenario: Scenario, step: str, result: Mapping[str, Any]) -> None:
     """A lock change: the build succeeds and its sync step runs again (not CACHED)."""
     scenario.check(f"{step}: build succeeds", result["returncode"] == 0, result["sync_output"])
@@ -785,14 +800,7 @@ def run_pylock(
     prepare_context(
         context, wheelhouse, (EXAMPLE / "Dockerfile").read_text(), {"pythons.lock": texts["first"]}
     )
-    scenario = Scenario(
-        label="pylock",
-        daemon=daemon,
-        server=server,
-        context=context,
-        build_args=pylock_build_args(server),
-        sync_needle="pylock sync",
-    )
+    scenario = pylock_scenario("pylock", daemon, server, context)
 
     # (1) A first build syncs the lock: each locked archive is downloaded exactly once.
     first = scenario.build("first", f"lock: app={old.version}")
@@ -944,14 +952,7 @@ def run_derived(
     assert final_stage in dockerfile
     dockerfile = dockerfile[: dockerfile.index(final_stage) + 1]
     prepare_context(context, wheelhouse, dockerfile, {"pythons.lock": texts["base"]})
-    scenario = Scenario(
-        label="derived",
-        daemon=daemon,
-        server=server,
-        context=context,
-        build_args=pylock_build_args(server),
-        sync_needle="pylock sync",
-    )
+    scenario = pylock_scenario("derived", daemon, server, context)
     base = scenario.build("base", f"builder stage; lock: app={old.version}, tool={new.version}")
     if not scenario.check("base: build succeeds", base["returncode"] == 0, base["sync_output"]):
         return scenario
@@ -1059,15 +1060,13 @@ def run_fleet(
     forget_builds(daemon)
     with PlainRegistry(WORK / "run" / "registry") as registry:
         reference = f"oci+http://127.0.0.1:{registry.port}/fleet/pythons"
-        scenario = Scenario(
-            label="fleet",
-            daemon=daemon,
-            server=server,
-            context=context,
-            build_args=pylock_build_args(
-                server, PYLOCK_REMOTE_CACHE=reference, PYLOCK_REMOTE_CACHE_PUSH="1"
-            ),
-            sync_needle="pylock sync",
+        scenario = pylock_scenario(
+            "fleet",
+            daemon,
+            server,
+            context,
+            PYLOCK_REMOTE_CACHE=reference,
+            PYLOCK_REMOTE_CACHE_PUSH="1",
         )
         scenario.extras["registry"] = reference
         a = scenario.build("builder-a", "empty registry, empty cache mount; pushes")
