@@ -51,8 +51,24 @@ def shorten(text: str, most: int = 60) -> str:
 
     >>> shorten("3.13"), shorten("9" * 100, 8)
     ('3.13', '99999...')
+    >>> shorten("https://me:" + "s3cr3t" * 20 + "@h.example/x")
+    'https://***...'
     """
-    return text if len(text) <= most else text[: most - 3] + "..."
+    if len(text) <= most:
+        return text
+    return _hide_cut_userinfo(text[: most - 3], text[most - 3 :]) + "..."
+
+
+def _hide_cut_userinfo(kept: str, cut: str) -> str:
+    """``kept``, the start of a text whose rest (``cut``) is not shown, with everything
+    after its last ``scheme://`` hidden if the ``@`` that ends a URL's user and password
+    is in ``cut``: the redaction a message gets later (:func:`pylock.urls.redact`) finds
+    userinfo by that ``@``, and would leave the start of a long password showing.
+    """
+    scheme = kept.rfind("://")
+    if scheme == -1 or "@" in kept[scheme:] or "@" not in cut:
+        return kept
+    return kept[: scheme + 3] + "***"
 
 
 def shorten_middle(text: str, most: int = 200) -> str:
@@ -62,11 +78,14 @@ def shorten_middle(text: str, most: int = 200) -> str:
 
     >>> shorten_middle("python/lib/" + "a" * 50 + "/../x", 30)
     'python/lib/aaaaaaa...aaaa/../x'
+    >>> shorten_middle("see https://me:" + "s3cr3t" * 99 + "@h.example/x.tar.gz", 40)
+    'see https://***...ple/x.tar.gz'
     """
     if len(text) <= most:
         return text
     tail = (most - 3) // 3
-    return text[: most - 3 - tail] + "..." + text[len(text) - tail :]
+    head, middle = text[: most - 3 - tail], text[most - 3 - tail : len(text) - tail]
+    return _hide_cut_userinfo(head, middle) + "..." + text[len(text) - tail :]
 
 
 def shown(value: object, most: int = 60) -> str:

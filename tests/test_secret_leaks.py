@@ -189,6 +189,23 @@ def test_a_rewrite_without_a_scheme_hides_its_password(pair: str, shown: str) ->
     assert SECRET not in info.value.message
 
 
+@pytest.mark.parametrize("key", ["version", "implementation", "flavor"])
+def test_a_long_url_pasted_into_pythons_toml_shows_none_of_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """Review: a value is cut to 60 characters before the message is redacted, and the cut
+    took the ``@`` that redaction finds a password by: its start was shown."""
+    url = f"https://deploy:{SECRET}{'0' * 60}@mirror.corp.example/x"
+    entry = {"version": "3.13", key: url}
+    (tmp_path / "pythons.toml").write_text(
+        "[python.app]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items())
+    )
+    err = _errors(capsys, "lock", project=tmp_path)
+    assert f"python.app.{key}:" in err
+    assert "'https://***...'" in err
+    assert "PASS" not in err
+
+
 # -- 4. a GitHub API error that quotes the token ------------------------------------------------
 
 TOKEN = "ghp_SECRETTOKEN0123456789"
