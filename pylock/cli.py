@@ -389,9 +389,13 @@ class _Parser(argparse.ArgumentParser):
         top parser goes before the command; a near miss is spelt out."""
         import difflib
 
+        from pylock.urls import redact_given_parts
+
         name = " ".join(filter(None, (parsed.command, getattr(parsed, "cache_command", None))))
         command = self.commands.get(name, self)
-        message = f"unrecognized arguments: {' '.join(map(_quoted, rest))}"
+        # Each part between an argument's `=` (`--opt=URL`, a rewrite's `FROM=TO`) as a URL
+        # given by hand: redact() alone misses a space in the password or a missing scheme.
+        message = f"unrecognized arguments: {' '.join(map(redact_given_parts, rest))}"
         first = next((arg.partition("=")[0] for arg in rest if arg.startswith("--")), None)
         if first is not None and first in self._option_string_actions:
             message += f" ({first} goes before the command: pylock {first} ... {name} ...)"
@@ -430,15 +434,6 @@ class _Parser(argparse.ArgumentParser):
         except OSError as exc:
             if stream is sys.stdout:
                 raise _OutputLost() from exc
-
-
-def _quoted(arg: str) -> str:
-    """An argument as a usage error quotes it: each part between its ``=`` (``--opt=URL``,
-    a rewrite's ``FROM=TO``) redacted as a URL given by hand, which :func:`redact` alone
-    misses with a space in the password or no scheme (``=ci:token@mirror/``)."""
-    from pylock.urls import redact, redact_given
-
-    return redact("=".join(map(redact_given, arg.split("="))))
 
 
 def _end_head_start() -> None:

@@ -309,13 +309,10 @@ class Settings:
         if name == "github_token" and value:
             return "***"
         if name in _URL_SETTINGS and isinstance(value, str):
-            from pylock.urls import redact_given
+            from pylock.urls import redact_given, redact_given_parts
 
             if name == "url_rewrites":  # FROM=TO pairs, either side a URL
-                value = " ".join(
-                    redact_given(source) + sep + redact_given(target)
-                    for source, sep, target in (pair.partition("=") for pair in value.split())
-                )
+                value = " ".join(map(redact_given_parts, value.split()))
             else:
                 value = redact_given(value)
         return repr(value)

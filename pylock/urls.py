@@ -197,6 +197,18 @@ def redact_given(text: str) -> str:
     return redact(text)
 
 
+def redact_given_parts(text: str) -> str:
+    """``text``, an argument or setting that holds URLs given by hand between its ``=``
+    (``--mirror=URL``, a rewrite's ``FROM=TO``), with each part redacted as one
+    (:func:`redact_given`), then the whole as running text: a secret parameter's value,
+    split from its name at the ``=``, is found again.
+
+    >>> redact_given_parts("--rewrite=https://github.com/=ci:t0k3n@m.example/?sig=s3cr3t")
+    '--rewrite=https://github.com/=***@m.example/?sig=***'
+    """
+    return redact("=".join(map(redact_given, text.split("="))))
+
+
 #: A parameter of one whole URL: its value ends only where the next parameter starts.
 _URL_PARAM = re.compile(r"([?&;#])([^=&;#/?]+)=([^&;#]*)")
 
