@@ -1448,7 +1448,7 @@ def _error_lines(error: PylockError) -> list[str]:
     from pylock.urls import redact
 
     if isinstance(error, FileProblemsError):
-        return [f"{error.file}: {p}" for p in error.problems]
+        return error.lines()
     # Redacted before it is split: a URL with a line break in its password must not leave
     # half of the password on each line.
     return redact(str(error)).splitlines() or [type(error).__name__]

@@ -142,16 +142,29 @@ class Problem:
         return f"{shorten(self.path, 120)}: {self.message}" if self.path else self.message
 
 
+#: The problems of one file a message lists; the rest are counted. A generated or hostile
+#: file with 100,000 broken tables is not half a million lines of a CI log.
+MOST_PROBLEMS_SHOWN = 50
+
+
 class FileProblemsError(PylockError, ValueError):
-    """A file that failed to parse or validate, with every problem found in it."""
+    """A file that failed to parse or validate, with every problem found in it (the
+    message lists the first :data:`MOST_PROBLEMS_SHOWN` and counts the others)."""
 
     kind = "file"
 
     def __init__(self, file: str, problems: Sequence[Problem], *, hint: str | None = None) -> None:
         self.file = file
         self.problems = tuple(problems)
-        lines = [f"{file}: {p}" for p in self.problems]
-        super().__init__("\n".join(lines), hint=hint)
+        super().__init__("\n".join(self.lines()), hint=hint)
+
+    def lines(self) -> list[str]:
+        """The message, a line per problem, each naming the file."""
+        lines = [f"{self.file}: {p}" for p in self.problems[:MOST_PROBLEMS_SHOWN]]
+        more = len(self.problems) - MOST_PROBLEMS_SHOWN
+        if more > 0:
+            lines.append(f"{self.file}: and {more} more problem{'s' if more > 1 else ''}")
+        return lines
 
 
 class ConfigError(FileProblemsError):

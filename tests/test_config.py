@@ -598,6 +598,27 @@ def test_error_carries_file_and_problems_as_attributes() -> None:
     assert str(error).startswith("proj/pythons.toml: python.app.version: ")
 
 
+def test_a_file_with_thousands_of_problems_lists_fifty_and_counts_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attack: 100,000 broken tables printed 500,001 error lines into a CI log."""
+    from pylock.cli import main
+
+    text = "".join(f'[python.p{i}]\nversion = "3.x"\n' for i in range(3000))
+    with pytest.raises(ConfigError) as info:
+        loads_config(text)
+    assert len(info.value.problems) == 3000  # all found, for whoever reads them
+    lines = str(info.value).splitlines()
+    assert len(lines) == 51
+    assert lines[0].startswith("pythons.toml: python.p0.version: invalid specifier")
+    assert lines[-1] == "pythons.toml: and 2950 more problems"
+    (tmp_path / "pythons.toml").write_text(text)
+    assert main(["--project", str(tmp_path), "lock"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) < 60
+    assert err[-1] == f"pylock: error: {tmp_path / 'pythons.toml'}: and 2950 more problems"
+
+
 def test_empty_config_has_a_hint() -> None:
     for text in ("", "# nothing\n", "[python]\n", "[defaults]\nprereleases = true\n"):
         with pytest.raises(ConfigError) as info:
