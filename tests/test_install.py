@@ -622,6 +622,29 @@ def test_failed_upgrade_keeps_old_install(tmp_path: Path, failure: str) -> None:
 
 
 @posix_only
+def test_a_file_system_without_symlinks_is_named_by_the_link_not_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Portability: on a FAT drive (Linux's vfat says EPERM) the install failed with
+    "Operation not permitted (python3.12)": os.symlink names the link's target first,
+    which is no file of the tree, and nothing said a symlink was what failed."""
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+
+    def no_symlinks(target: str, link: str, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted", target, None, link)
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    with pytest.raises(InstallError) as caught:
+        do_install(archive, artifact, dest_root)
+    assert str(caught.value) == (
+        f"cannot install app into {dest_root}: cannot create a symlink: Operation not "
+        "permitted (writing bin/python of the new tree)"
+    )
+    assert leftovers(dest_root) == []
+
+
+@posix_only
 def test_a_second_ctrl_c_during_the_clean_up_still_removes_the_temporary_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

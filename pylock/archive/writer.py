@@ -185,9 +185,13 @@ class Writer:
             os.symlink(target, self._path(rel))
         except FileExistsError:
             raise self._collision(rel) from None
-        except OSError:
+        except OSError as exc:
             if not WINDOWS:
-                raise
+                # os.symlink names the target first (`python3.12`, no path at all): the
+                # error names the link that could not be made (a FAT drive has none).
+                raise OSError(
+                    exc.errno, f"cannot create a symlink: {exc.strerror}", self._path(rel)
+                ) from None
             # Windows without Developer Mode cannot create symlinks: copy the file instead.
             source = self._by_path.get(join_link(rel.rpartition("/")[0], target) or "")
             if source is None or source.link is not None:
