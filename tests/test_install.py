@@ -966,6 +966,47 @@ def test_verify_detects_modified_missing_and_extra(tmp_path: Path) -> None:
     assert not report.ok
 
 
+@pytest.mark.parametrize("normalizing", [True, False])
+def test_verify_finds_names_that_hfs_plus_stored_decomposed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, normalizing: bool
+) -> None:
+    """Portability: macOS' HFS+ stores `café.py` decomposed (NFD). Verify looked for the
+    record's spelling among the names on disk: a fresh install was "modified" and "extra"
+    both, and `sync --reinstall`, which the hint names, changed nothing. Elsewhere the two
+    spellings are two files, and one in place of the other still counts."""
+    from pylock.sync import bytecode
+    from pylock.sync import install as install_module
+
+    dest_root = tmp_path / "d"
+    entries = [
+        *version_tree("v1"),
+        archives.file("python/lib/python3.12/caf\u00e9.py", b"cafe = 1\n"),
+        archives.file("python/lib/python3.12/na\u00efve/x.py", b"x = 1\n"),
+    ]
+    archive, artifact = make_archive(tmp_path, "v1", entries)
+    tree = do_install(archive, artifact, dest_root)
+    lib = tree / "lib/python3.12"
+    (lib / "caf\u00e9.py").rename(lib / "cafe\u0301.py")  # as HFS+ would have written them
+    (lib / "na\u00efve").rename(lib / "nai\u0308ve")
+    (lib / "__pycache__").mkdir()
+    (lib / "__pycache__/cafe\u0301.cpython-312.pyc").write_bytes(b"bytecode")
+    monkeypatch.setattr(install_module, "_NORMALIZING", normalizing, raising=False)
+    checked: list[str] = []
+
+    def compiled(tree: Path, exe: Path, caches: list[bytecode.CachedBytecode]) -> list[str]:
+        checked.extend(cache.source for cache in caches)
+        return []
+
+    monkeypatch.setattr(bytecode, "mismatched_bytecode", compiled)
+    report = verify(dest_root, "app")
+    if normalizing:
+        assert report.ok, report
+        assert checked == ["lib/python3.12/cafe\u0301.py"]
+    else:
+        assert report.missing == ("lib/python3.12/caf\u00e9.py", "lib/python3.12/na\u00efve/x.py")
+        assert "lib/python3.12/cafe\u0301.py" in report.extra
+
+
 def test_verify_of_a_missing_install(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="not installed"):
         verify(tmp_path, "app")

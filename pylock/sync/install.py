@@ -907,6 +907,18 @@ def _unsafe_mode(mode: int, *, is_dir: bool) -> str | None:
 #: What Finder and Explorer write into any folder a user looks at: no part of the tree, and
 #: nothing an interpreter reads, so not "extra" to :func:`verify` (lowercase).
 _FOLDER_METADATA = frozenset({".ds_store", "desktop.ini", "thumbs.db"})
+#: Whether the file system may store a name in another Unicode form than it was given:
+#: macOS' HFS+ decomposes ``café`` (NFD). Elsewhere the two spellings are two files.
+_NORMALIZING = sys.platform == "darwin"
+
+
+def _as_stored(found: Iterable[str]) -> Callable[[str], str]:
+    """A record's path as spelled on disk among ``found``, if it is there in another Unicode
+    form (see :data:`_NORMALIZING`); else as it is."""
+    import unicodedata
+
+    stored = {unicodedata.normalize("NFC", rel): rel for rel in found if not rel.isascii()}
+    return lambda rel: stored.get(unicodedata.normalize("NFC", rel), rel)
 
 
 def _keeps_modes(tree: Path) -> bool:
@@ -1015,12 +1027,18 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
     found, unsafe = _scan(tree, check_modes)
     present = set(found)
     in_tree = frozenset(found)
+    # A record says what the archive spelled, which HFS+ stored decomposed: a fresh
+    # install verified as modified (and extra), and a reinstall changed nothing.
+    as_stored = _as_stored(found) if _NORMALIZING else None
     modified: list[str] = []
     missing: list[str] = []
     for entry in record:
-        path = tree / entry.path
-        present.discard(entry.path)
-        if entry.path not in in_tree:
+        rel = entry.path
+        if rel not in in_tree and as_stored is not None:
+            rel = as_stored(rel)
+        path = tree / rel
+        present.discard(rel)
+        if rel not in in_tree:
             # Absent, or there only through a symlinked directory (`lib -> /usr/lib` in a
             # tampered tree and record): what lies beyond is not the tree's to vouch for,
             # and is never read.
@@ -1053,6 +1071,8 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
         for e in record
         if e.link is not None and join_link(e.path.rpartition("/")[0], e.link) in files
     }
+    if as_stored is not None:
+        sources = {as_stored(source) for source in sources}  # as the caches name them
     extra: list[str] = []
     caches = []
     for rel in present:
