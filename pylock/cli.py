@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pylock import __version__
 from pylock.errors import FileProblemsError, PylockError, UsageError, printable
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
-from pylock.interrupts import Terminated, discard_lost, raise_lost
+from pylock.interrupts import Terminated, discard_lost, raise_lost, unmasked
 
 if TYPE_CHECKING:
     import subprocess
@@ -1549,8 +1549,11 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             # any other: not raised again past this handler, as a traceback (attack).
             raise_lost()
             return status
-        except BaseException:
+        except BaseException as exc:
             _end_head_start()  # before anything is said below its progress bars
+            interrupt = unmasked(exc)
+            if interrupt is not exc:
+                raise interrupt from None  # a wait cut short: Ctrl-C, not a lock's error
             raise
     except UsageError as exc:
         report_error(exc, color=ctx.color)

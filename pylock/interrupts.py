@@ -50,6 +50,21 @@ def raise_lost() -> None:
         raise type(lost)() from None
 
 
+def unmasked(error: BaseException) -> BaseException:
+    """The interrupt that ``error`` stands in for, else ``error``.
+
+    Ctrl-C and a SIGTERM that come together (a CI job cancelled after a Ctrl-C) while the
+    main thread waits on a condition (every event and future does): the first ends the
+    wait, the second is raised as the wait takes its lock back, before it has, and the
+    wait's ``with`` block then releases a lock it does not hold. That raises
+    ``RuntimeError("release unlocked lock")``, with the interrupt as its context.
+    """
+    context = error.__context__
+    if isinstance(error, RuntimeError) and isinstance(context, KeyboardInterrupt):
+        return context
+    return error
+
+
 def discard_lost() -> None:
     """Forget a kept interrupt: one raised as usual has been dealt with, and is enough."""
     _LOST.interrupt = None

@@ -20,7 +20,7 @@ from pylock.interrupts import Terminated, raise_lost, sigterm_as_interrupt
 from pylock.net.stream import wait_for
 from pylock.sync.plan import Job
 from pylock.versions import ArchiveFormat
-from tests.syncproject import Build, Project
+from tests.syncproject import TAG_B, Build, Project
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -306,3 +306,33 @@ def test_ctrl_break_during_run_is_the_childs_to_handle(sync_project: Project) ->
     out, err = process.communicate(timeout=30)
     assert "done" in out.decode(), (out, err)
     assert process.returncode == 4, err.decode()
+
+
+@posix_only
+def test_ctrl_c_and_sigterm_together_while_the_installs_are_waited_for_stop_the_sync(
+    sync_project: Project, monkeypatch: pytest.MonkeyPatch, ctrl_c: None
+) -> None:
+    """Ctrl-C and a SIGTERM that came with it (a CI job cancelled, `timeout` after a Ctrl-C)
+    while the sync waited for its installs: the second was raised as the wait took its
+    lock back, and the wait's lock then raised "release unlocked lock". The sync ran on,
+    installed everything and ended with that RuntimeError's traceback, exit 1."""
+    from tests.httpserver import Throttle
+    from tests.syncproject import make_build
+
+    monkeypatch.setattr("pylock.settings.usable_cpus", lambda: 2)  # the pool, on any machine
+    builds = [make_build("app", big=2_000_000), make_build("tool", TAG_B, big=2_000_000)]
+    sync_project.lock(*builds)
+    sync_project.serve(*builds, always=[Throttle(65_536, 0.05)])  # 1.5 s each
+
+    def both() -> None:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # pending together: both raised in one wait
+
+    threading.Thread(target=both, daemon=True).start()
+    result = sync_project.sync()
+    assert result.code == 143, result.err
+    assert "Traceback" not in result.err and "RuntimeError" not in result.err
+    assert result.err.count("pylock: terminated") == 1
+    assert not (sync_project.into / "app").exists() and not (sync_project.into / "tool").exists()
+    assert sync_project.partials() == []

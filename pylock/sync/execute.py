@@ -462,6 +462,7 @@ def _install_all(
 ) -> tuple[list[str], list[str], list[tuple[str, BaseException]]]:
     """Install ``ordered`` on a few threads: the names installed, those another process
     installed meanwhile, and each failure."""
+    from pylock.interrupts import unmasked
     from pylock.settings import usable_cpus
 
     installed: list[str] = []
@@ -476,7 +477,8 @@ def _install_all(
         for job in ordered:
             try:
                 (installed if installer.install_one(job) else elsewhere).append(job.python.name)
-            except BaseException as exc:
+            except BaseException as raised:
+                exc = unmasked(raised)
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
                     _stop_the_rest(installer.downloads.halt)  # Ctrl-C: no download outlives it
@@ -498,7 +500,8 @@ def _install_all(
                     concurrent.futures.wait((future,), timeout=WAIT_STEP)
                     raise_lost()
                 (installed if future.result() else elsewhere).append(job.python.name)
-            except BaseException as exc:
+            except BaseException as raised:
+                exc = unmasked(raised)
                 errors.append((job.python.name, exc))
                 if not isinstance(exc, Exception):
 
