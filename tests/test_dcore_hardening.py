@@ -67,6 +67,19 @@ def test_attempts_wait_as_told_then_give_up_with_the_count() -> None:
     assert raised.value.__suppress_context__
 
 
+@pytest.mark.parametrize(("verbosity", "shown"), [(0, True), (-1, False)])
+def test_a_retry_is_said_without_verbose_but_not_with_quiet(verbosity: int, shown: bool) -> None:
+    """Field test: a listing server that accepts and never answers was five minutes of
+    silence (60 s a try) unless -v was given."""
+    stream = io.StringIO()
+    reporter = Reporter(stream, verbosity=verbosity, live=False)
+    options = FetchOptions(retries=2, backoff=1.0)
+    attempts = policy.Attempts("https://mirror.test/a", "https://origin.test/a", options, label="a")
+    attempts.failed(policy.Retryable("read timed out", retry_after=0.25), reporter)
+    lines = ["a: read timed out; retrying in 0.2s (1/2)"] if shown else []
+    assert stream.getvalue().splitlines() == lines
+
+
 def test_attempts_without_retries_fail_on_the_first_error() -> None:
     options = FetchOptions(retries=0)
     attempts = policy.Attempts("https://x.test/a", "https://x.test/a", options, label="a")

@@ -542,6 +542,27 @@ def test_get_returns_statuses_for_the_caller(server: HttpServer, tmp_path: Path)
     assert get((tmp_path / "missing.json").as_uri()).status == 404  # type: ignore[attr-defined]
 
 
+def test_a_listing_retried_through_a_mirror_names_the_url_it_asked(server: HttpServer) -> None:
+    """Field test: the retry line of a listing named the lock's URL, not the mirror's that
+    failed (the final error named both)."""
+    import asyncio
+
+    server.serve("/pbs/SHA256SUMS", b"x", faults=[Status(503, {"Retry-After": "0"})])
+    stream = io.StringIO()
+    rewrites = UrlRewrites.from_sources(None, (), server.url("/pbs"))
+
+    async def run() -> object:
+        reporter = Reporter(stream, verbosity=0, live=False)
+        async with Fetcher(fast(rewrites=rewrites), reporter) as fetcher:
+            return await fetcher.get(PBS_DOWNLOAD_PREFIX + "SHA256SUMS")
+
+    assert asyncio.run(run()).body == b"x"  # type: ignore[attr-defined]
+    assert stream.getvalue().splitlines() == [
+        f"{server.url('/pbs/SHA256SUMS')} (rewritten from {PBS_DOWNLOAD_PREFIX}SHA256SUMS): "
+        "HTTP 503; retrying in 0.0s (1/3)"
+    ]
+
+
 def test_a_file_listing_that_is_a_directory_is_not_found_on_every_system(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,7 +46,7 @@ class _Delays(NullReporter):
         super().__init__()
         self._delays = delays
 
-    def detail(self, message: str) -> None:
+    def event(self, message: str) -> None:
         if "retrying in " in message:
             self._delays.append(float(message.split("retrying in ")[1].split("s")[0]))
 

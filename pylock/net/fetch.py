@@ -114,7 +114,10 @@ class Fetcher(policy.Client, policy.SessionOwner):
         if urlsplit(target).scheme == "file":
             return await self._get_file(target)
         return await self._with_retries(
-            lambda: self._get_once(target, url, headers or {}), target, url, label=url
+            lambda: self._get_once(target, url, headers or {}),
+            target,
+            url,
+            label=policy.describe(target, url),
         )
 
     async def _get_file(self, target: str) -> HttpResponse:

@@ -564,7 +564,9 @@ class Attempts:
                 error, self.failures, self.target, self.canonical, settings=self.settings
             ) from None
         delay = backoff_delay(error, self.failures, self.backoff)
-        reporter.detail(
+        # Said unless -q: a server that accepts and never answers is a minute of silence
+        # per attempt, and a build log should show why a step was slow.
+        reporter.event(
             f"{self.label}: {error.reason}; retrying in {delay:.1f}s "
             f"({self.failures}/{self.retries})"
         )
