@@ -181,8 +181,16 @@ def _all_failed(failed: Sequence[tuple[str, ResolutionError]]) -> ResolutionErro
         named = ", ".join(rest[:_FAILED_NAMED])
         more = f", and {len(rest) - _FAILED_NAMED} more" if len(rest) > _FAILED_NAMED else ""
         lines.append(f"{len(rest)} more cannot be locked either: {named}{more}")
-    hints = dict.fromkeys(error.hint for _, error in told if error.hint)
-    return ResolutionError("\n".join(lines), hint="; ".join(hints) or None)
+    hints: dict[str, list[str]] = {}
+    for name, error in told:
+        if error.hint:
+            hints.setdefault(error.hint, []).append(name)
+    # Different hints are told apart by name: run together, one entry's "remove the
+    # platforms with no ... builds" read as said of the next one.
+    said = [
+        f"{', '.join(names)}: {hint}" if len(hints) > 1 else hint for hint, names in hints.items()
+    ]
+    return ResolutionError("\n".join(lines), hint="; ".join(said) or None)
 
 
 def _keep_known_sizes(fresh: LockedPython, old: LockedPython | None) -> LockedPython:

@@ -121,6 +121,27 @@ def test_every_interpreter_that_cannot_be_locked_is_said_at_once() -> None:
     assert one.value.message.startswith("bad00: no build of cpython ==3.99.*")
 
 
+def test_the_hints_of_several_interpreters_name_whose_they_are() -> None:
+    """UX: a debug entry's "remove the platforms with no ... builds at all (windows-x86_64)"
+    and a GraalPy entry's hint were run together in one line, which read as said of the
+    GraalPy entry, that Windows does have."""
+    index = index_of(
+        pbs("3.14.7", "20260814", LINUX, variant=Variant.DEBUG, flavor=Flavor.FULL),
+        pbs("3.14.7", "20260814", WIN),
+        graalpy("3.12.0", "25.2.4", LINUX),
+        graalpy("3.12.0", "25.0.1", WIN),
+    )
+    dbg = request("dbg", version="3.14", variant=Variant.DEBUG, platforms=(LINUX, WIN))
+    graal = request(
+        "graal", implementation=Implementation.GRAALPY, version="3.12", platforms=(LINUX, WIN)
+    )
+    with pytest.raises(ResolutionError) as info:
+        resolve(config(dbg, graal), index, previous=None, upgrade=False, host_platform=HOST)
+    hint = info.value.hint
+    assert hint is not None and hint.startswith("dbg: remove the platforms with no ")
+    assert "; graal: " in hint
+
+
 def test_same_version_in_different_builds_is_not_mixed() -> None:
     index = index_of(
         pbs("3.10.13", "20240224", LINUX),
