@@ -1091,6 +1091,10 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
     where = "every platform" if len(platforms) > 1 else ", ".join(platforms)
     lines = [f"{request.name}: no build of {_describe_request(request)} exists for {where}"]
     width = max(len(p) for p in platforms) if platforms else 0
+    # The variant too: "no cpython builds for windows-x86_64" of a debug entry is untrue.
+    kind = request.implementation.value
+    if request.variant is not Variant.DEFAULT:
+        kind += f" {request.variant}"
     pin_missing = False
     bare_platforms: list[str] = []
     for p in platforms:
@@ -1102,9 +1106,6 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
             continue
         anything = index.candidates(request.implementation, p, request.variant)
         if not anything:
-            kind = request.implementation.value
-            if request.variant is not Variant.DEFAULT:
-                kind += f" {request.variant}"
             lines.append(f"  {p:<{width}}  no {kind} builds at all")
             bare_platforms.append(p)
             continue
@@ -1140,7 +1141,7 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
             f"the {request.implementation} release goes in `build`"
         )
     elif bare_platforms:
-        kind, listed = request.implementation, ", ".join(bare_platforms)
+        listed = ", ".join(bare_platforms)
         hint = (
             f"pylock knows no {kind} builds for {listed}: lock for other platforms"
             if len(bare_platforms) == len(platforms)

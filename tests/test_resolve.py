@@ -142,6 +142,29 @@ def test_the_hints_of_several_interpreters_name_whose_they_are() -> None:
     assert "; graal: " in hint
 
 
+def test_a_platform_without_the_variant_is_not_said_to_have_no_builds_at_all() -> None:
+    """UX: a debug entry for Windows (PBS publishes no debug builds there) was told
+    "pylock knows no cpython builds for windows-x86_64", which it does."""
+    index = index_of(
+        pbs("3.14.7", "20260814", LINUX, variant=Variant.DEBUG, flavor=Flavor.FULL),
+        pbs("3.14.7", "20260814", WIN),
+    )
+    for platforms, hint in [
+        (
+            (WIN,),
+            "pylock knows no cpython debug builds for windows-x86_64: lock for other platforms",
+        ),
+        (
+            (LINUX, WIN),
+            "remove the platforms with no cpython debug builds at all (windows-x86_64), "
+            "or change `version`, `build` or `flavor`",
+        ),
+    ]:
+        with pytest.raises(ResolutionError) as info:
+            lock_one(index, request(version="3.14", variant=Variant.DEBUG, platforms=platforms))
+        assert info.value.hint == hint
+
+
 def test_same_version_in_different_builds_is_not_mixed() -> None:
     index = index_of(
         pbs("3.10.13", "20240224", LINUX),
