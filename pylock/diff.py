@@ -446,9 +446,15 @@ def summary_line(python: PythonDiff, *, where: bool = False) -> str | None:
         # An arrow reads as an upgrade: a step back must say so, as markdown and JSON do.
         transition = f"downgraded {transition}"
     replaced = [p.platform for p in python.platforms if p.change is PlatformChange.CHANGED]
+    notes = _notes(python)
     if where and replaced:
-        transition += f" on {', '.join(replaced)}"
-    return f"{python.name}: {', '.join([transition, *_notes(python)])}"
+        on = ", ".join(replaced)
+        # One new origin for every replaced platform (a switch to PyPy, a mirror): the
+        # platforms once, not listed again before "now from".
+        moved = [n for n in notes if n.startswith(f"{on} now from ")]
+        transition += f" on {moved[0] if moved else on}"
+        notes = [n for n in notes if n not in moved[:1]]
+    return f"{python.name}: {', '.join([transition, *notes])}"
 
 
 def _notes(python: PythonDiff) -> list[str]:

@@ -193,6 +193,17 @@ def test_implementation_switch_and_default_flag() -> None:
     ]
 
 
+def test_a_switch_to_another_origin_names_its_platforms_once() -> None:
+    """Review: `pylock diff` of cpython -> pypy listed the platforms twice ("on A, B, A, B
+    now from downloads.python.org"), as if the entry had twice as many."""
+    old = lock(cpython("app", "3.11.14", "20251014", platforms=("linux-x86_64-gnu",)))
+    new = lock(pypy("app", "3.11.13", "7.3.20"))
+    assert render_text(diff_locks(old, new)).splitlines()[0] == (
+        "app: cpython 3.11.14+20251014 -> pypy 3.11.13+7.3.20 on linux-x86_64-gnu "
+        "now from downloads.python.org"
+    )
+
+
 def test_republished_artifact_is_a_loud_warning() -> None:
     old = lock(cpython("app", "3.13.9", "20251014"))
     new = lock(cpython("app", "3.13.9", "20251014", seed="tampered"))
