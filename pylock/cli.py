@@ -398,7 +398,10 @@ class _Parser(argparse.ArgumentParser):
         message = f"unrecognized arguments: {' '.join(map(redact_given_parts, rest))}"
         first = next((arg.partition("=")[0] for arg in rest if arg.startswith("--")), None)
         if first is not None and first in self._option_string_actions:
-            message += f" ({first} goes before the command: pylock {first} ... {name} ...)"
+            # Not --version, which there prints pylock's own: `pylock init --version 3.12`
+            # means a Python version, and neither that hint nor "--verbose?" helps.
+            if self._option_string_actions[first].dest != "version":
+                message += f" ({first} goes before the command: pylock {first} ... {name} ...)"
         elif first is not None:
             options = [o for o in command._option_string_actions if o.startswith("--")]
             near = difflib.get_close_matches(first, options, n=1)

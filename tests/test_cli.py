@@ -211,6 +211,8 @@ def test_quiet_and_verbose_count_together_before_and_after_the_command(
         ),
         (["cache", "clean", "--dry-runn"], "usage: pylock cache clean ", "--dry-runn"),
         (["lock", "extra"], "usage: pylock lock ", "extra"),
+        # Not "--version goes before the command", which prints pylock's version.
+        (["init", "--version", "pypy3.11"], "usage: pylock init ", "--version pypy3.11"),
     ],
 )
 def test_an_unknown_argument_gets_its_commands_usage_and_a_suggestion(
