@@ -1061,6 +1061,15 @@ def _no_common_build(
             f"no version has one build on all these platforms: split [python.{request.name}] "
             "into one [python.NAME] per group of platforms"
         )
+    if request.implementation is not Implementation.CPYTHON and not index.includes_live:
+        # A PyPy or GraalPy version spans releases (GraalPy's 3.12.0: 25.0 to 25.2), and
+        # the bundled index keeps its newest build per platform only: `--refresh` reads
+        # every release, and an older one may have them all (the hint said to go back to
+        # 3.11 where GraalPy 25.0.1 has 3.12.0 for macos-x86_64 and the rest).
+        hint = (
+            f"`pylock lock --refresh` reads every {request.implementation} release upstream, "
+            f"where an older build of {version} may have all these platforms; or {hint}"
+        )
     return ResolutionError("\n".join(lines), hint=hint)
 
 

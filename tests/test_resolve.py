@@ -25,7 +25,7 @@ from pylock.diff import (
     summary_lines,
 )
 from pylock.errors import ResolutionError, UsageError
-from pylock.index.model import Build, Index
+from pylock.index.model import LIVE_SOURCE, Build, Index
 from pylock.index.snapshot import load_bundled
 from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, loads
 from pylock.platforms import Platform
@@ -140,6 +140,27 @@ def test_the_hints_of_several_interpreters_name_whose_they_are() -> None:
     hint = info.value.hint
     assert hint is not None and hint.startswith("dbg: remove the platforms with no ")
     assert "; graal: " in hint
+
+
+def test_graalpy_under_different_releases_per_platform_is_pointed_at_refresh() -> None:
+    """GraalPy user: 3.12 for Linux and Intel macOS, which the bundled index has as 25.2.4
+    and 25.0.1 (its newest per platform), was told to go back to 3.11, where `--refresh`
+    reads every release and locks 25.0.1 for both."""
+    graal = request(
+        "graal", implementation=Implementation.GRAALPY, version="3.12", platforms=(LINUX, MAC)
+    )
+    builds = [graalpy("3.12.0", "25.2.4", LINUX), graalpy("3.12.0", "25.0.1", MAC)]
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index_of(*builds), graal)
+    assert info.value.hint is not None
+    assert info.value.hint.startswith(
+        "`pylock lock --refresh` reads every graalpy release upstream, where an older build "
+        "of 3.12.0 may have all these platforms; or "
+    )
+    live = Index(builds=builds, source=f"test + {LIVE_SOURCE}", source_date="2026-01-01")
+    with pytest.raises(ResolutionError) as info:
+        lock_one(live, graal)  # read upstream already
+    assert info.value.hint is not None and "--refresh" not in info.value.hint
 
 
 def test_a_platform_without_the_variant_is_not_said_to_have_no_builds_at_all() -> None:
