@@ -1144,10 +1144,16 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
         # A Python version is 2.x or 3.x; PyPy's and GraalPy's releases are 7.3, 24.1, 25...
         and not any(_is_python_series(str(s.version)) for s in request.specifier)
     )
+    series = _graalpy_series_asked(request)
     if release_for_version:
         hint = (
             f'for {request.implementation}, `version` is the Python version (e.g. "3.11"); '
             f"the {request.implementation} release goes in `build`"
+        )
+    elif series is not None:
+        hint = (
+            f"GraalPy builds are listed by Python series, as {series}.0 (as uv lists them), "
+            f'not by the patch level `graalpy --version` reports: set version = "{series}"'
         )
     elif bare_platforms:
         listed = ", ".join(bare_platforms)
@@ -1168,6 +1174,18 @@ def _lacking_platforms(search: _Search) -> ResolutionError:
             "version: `pylock lock --refresh` looks it up upstream; or pin a build listed above"
         )
     return ResolutionError("\n".join(lines), hint=hint)
+
+
+def _graalpy_series_asked(request: PythonRequest) -> str | None:
+    """The series of a GraalPy request that names a patch level (``3.12.8``), which no
+    GraalPy build has: they are listed as ``X.Y.0``."""
+    if request.implementation is not Implementation.GRAALPY or request.specifier is None:
+        return None
+    for spec in request.specifier:
+        parts = str(spec.version).split(".")
+        if len(parts) == 3 and _is_python_series(parts[0]) and parts[2] not in ("0", "*"):
+            return ".".join(parts[:2])
+    return None
 
 
 def _unpinned_matches(request: PythonRequest, builds: Iterable[Build]) -> list[Build]:

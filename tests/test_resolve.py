@@ -163,6 +163,22 @@ def test_graalpy_under_different_releases_per_platform_is_pointed_at_refresh() -
     assert info.value.hint is not None and "--refresh" not in info.value.hint
 
 
+@pytest.mark.parametrize("version", ["3.12.8", ">=3.12.1", "==3.12.8"])
+def test_a_graalpy_patch_level_is_told_that_builds_go_by_series(version: str) -> None:
+    """GraalPy user: `version = "3.12.8"`, what `graalpy --version` prints, matched none of
+    the builds, listed as 3.12.0 (as uv lists them), and the hint said only to change
+    `version` or `build`."""
+    index = index_of(graalpy("3.12.0", "25.2.4", LINUX), graalpy("3.11.0", "24.2.2", LINUX))
+    graal = request("g", implementation=Implementation.GRAALPY, version=version, platforms=(LINUX,))
+    with pytest.raises(ResolutionError) as info:
+        lock_one(index, graal)
+    assert info.value.hint == (
+        "GraalPy builds are listed by Python series, as 3.12.0 (as uv lists them), not by "
+        'the patch level `graalpy --version` reports: set version = "3.12"'
+    )
+    assert lock_one(index, attrs.evolve(graal, version="3.12")).version == "3.12.0"
+
+
 def test_a_platform_without_the_variant_is_not_said_to_have_no_builds_at_all() -> None:
     """UX: a debug entry for Windows (PBS publishes no debug builds there) was told
     "pylock knows no cpython builds for windows-x86_64", which it does."""
