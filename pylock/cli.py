@@ -989,6 +989,8 @@ def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
     Said if it can be: a stderr that cannot be written (``2>/dev/full``) must not keep the
     interpreter from running, nor ``which`` from printing its path.
     """
+    from pylock.sync.plan import into_option
+
     dest = ctx.install_dir(ctx.args.into)
     if found.unlocked:
         with contextlib.suppress(OSError, ValueError):
@@ -999,7 +1001,8 @@ def _warn_if_out_of_date(ctx: Context, found: Located) -> None:
     elif found.out_of_date:
         with contextlib.suppress(OSError, ValueError):
             ctx.reporter.warn(
-                f"{found.python.name} in {_display(dest)} is out of date; run `pylock sync`"
+                f"{found.python.name} in {_display(dest)} is out of date; "
+                f"run `pylock sync{into_option(ctx.args.into)}`"
             )
 
 
@@ -1037,6 +1040,7 @@ def _locate(ctx: Context, lock: LockFile | None, *, check_executable: bool = Tru
         dest_root=ctx.install_dir(ctx.args.into),
         platform=ctx.platform(),
         check_executable=check_executable,
+        into=ctx.args.into,
     )
 
 
@@ -1064,6 +1068,7 @@ def _cmd_outdated(ctx: Context) -> int:
 
 def _cmd_verify(ctx: Context) -> int:
     from pylock.sync.install import verify_installed
+    from pylock.sync.plan import into_option
 
     failed = []
     names = list(dict.fromkeys(ctx.args.names))  # `verify app app` checks it once
@@ -1086,7 +1091,7 @@ def _cmd_verify(ctx: Context) -> int:
     if failed:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
-            hint="run `pylock sync --reinstall` to restore "
+            hint=f"run `pylock sync --reinstall{into_option(ctx.args.into)}` to restore "
             + ("it" if len(failed) == 1 else "them"),
         )
     return 0
@@ -1314,7 +1319,7 @@ def _cmd_run(ctx: Context) -> int:
                     "directory on another one (--into DIR)"
                 )
             else:
-                hint = repair_hint(found.python.name)
+                hint = repair_hint(found.python.name, ctx.args.into)
             raise PylockError(f"cannot run {exe}: {exc.strerror or exc}", hint=hint) from None
         started(process)
         return child_exit_status(process.wait())

@@ -1172,7 +1172,7 @@ def test_which_and_run_warn_that_the_tree_is_out_of_date(
     )
     assert ran.code == 0, ran.err
     assert ran.out == "ran\n"
-    assert warning in ran.err and "is out of date; run `pylock sync`" in ran.err
+    assert warning in ran.err and "is out of date; run `pylock sync --into " in ran.err
     # A warning that cannot be written does not keep the interpreter from running (attack
     # on the day's changes: `run app 2>/dev/full` exited 1, and the child never ran).
     if os.path.exists("/dev/full"):

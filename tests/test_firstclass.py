@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -629,7 +630,7 @@ def test_run_unknown_or_uninstalled_name_is_a_clean_error(
     assert main(["--project", str(tmp_path), "run", "--into", into, "app"], environ=env) == 1
     err = capsys.readouterr().err
     assert "pylock: error: app is not installed in" in err
-    assert "pylock: hint: run `pylock sync` first" in err
+    assert f"pylock: hint: run `pylock sync --into {shlex.quote(into)}` first" in err
 
 
 # -- uv --------------------------------------------------------------------------------------

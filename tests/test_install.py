@@ -7,6 +7,8 @@ import io
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1109,9 +1111,11 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "  missing: lib/python3.12/os.py",
         "  extra: lib/python3.12/site-packages/x.py",
     ]
+    # The hint's sync repairs the directory verified: the one --into named.
     assert captured.err.splitlines() == [
         "pylock: error: app differs from the install record",
-        "pylock: hint: run `pylock sync --reinstall` to restore it",
+        f"pylock: hint: run `pylock sync --reinstall --into {shlex.quote(str(dest))}` "
+        "to restore it",
     ]
     assert main(["verify", "--into", str(dest), "nope"]) == 1
     assert "not installed by pylock" in capsys.readouterr().err
@@ -1137,6 +1141,46 @@ def test_cli_which(
     (project / "pythons.lock").unlink()
     assert cli.main([*base, "app", "--into", str(dest)]) == 0
     assert capsys.readouterr().out == f"{dest / 'app/bin/python3'}\n"
+
+
+@posix_only
+def test_repair_hints_keep_the_into_the_command_was_given(
+    tmp_path: Path, linux_host: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README attack: `verify --into DIR`, `which --into DIR` and `run --into DIR` of a
+    broken or stale tree said to run `pylock sync --reinstall`, `pylock verify NAME` or
+    `pylock sync` without the --into: followed as written, they act on .pythons/ (or,
+    with no lock there, fail), and the tree in DIR stays as it was."""
+    (tmp_path / "my work").mkdir()  # a path with a space: the hint quotes it
+    project, dest = _project_with_install(tmp_path / "my work")
+    where = f"--into {shlex.quote(str(dest))}"
+    (dest / "app/VERSION").write_text("v9")
+    assert cli.main(["--project", str(project), "verify", "--into", str(dest)]) == 1
+    assert f"pylock: hint: run `pylock sync --reinstall {where}` to restore it" in (
+        capsys.readouterr().err
+    )
+    exe = (dest / "app/bin/python3").resolve()
+    mode = exe.stat().st_mode
+    exe.chmod(0o644)
+    for command, *rest in (["which", "app"], ["run", "app", "--", "-V"]):
+        assert cli.main(["--project", str(project), command, "--into", str(dest), *rest]) == 1
+        assert (
+            f"pylock: hint: run `pylock verify {where} app` to check the install, "
+            f"`pylock sync --reinstall {where}` to repair it"
+        ) in capsys.readouterr().err
+    exe.chmod(mode)
+    lock = project / "pythons.lock"
+    lock.write_text(
+        re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "' + "0" * 64 + '"', lock.read_text())
+    )
+    assert cli.main(["--project", str(project), "which", "--into", str(dest), "app"]) == 0
+    assert f"is out of date; run `pylock sync {where}`" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    assert cli.main(["--project", str(project), "which", "--into", str(elsewhere), "app"]) == 1
+    assert f"pylock: hint: run `pylock sync --into {elsewhere}` first" in capsys.readouterr().err
+    # Without --into, the hints name the plain commands, as before.
+    assert cli.main(["--project", str(project), "which", "app"]) == 1
+    assert "pylock: hint: run `pylock sync` first" in capsys.readouterr().err
 
 
 @posix_only
@@ -1329,7 +1373,7 @@ def test_run_of_a_broken_executable_says_how_to_repair_it(
     assert cli.main(["--project", str(project), "run", "--into", str(dest), "app"]) == 1
     err = capsys.readouterr().err
     assert "cannot run" in err and "Permission denied" in err
-    assert "hint: run `pylock verify app` to check the install" in err
+    assert f"hint: run `pylock verify --into {shlex.quote(str(dest))} app` to check" in err
 
 
 @posix_only

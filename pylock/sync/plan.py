@@ -302,8 +302,11 @@ def locate(
     dest_root: Path,
     platform: Platform,
     check_executable: bool = True,
+    into: str | None = None,
 ) -> Located:
     """Find interpreter ``name`` in ``dest_root``: the one lookup ``which`` and ``run`` share.
+
+    ``into`` is the ``--into`` the command was given, for the commands its hints name.
 
     With ``lock`` the name must be locked, or installed by pylock (a tree ``sync
     --no-prune`` kept after the lock dropped it); without one (a slim image holding only
@@ -344,13 +347,14 @@ def locate(
                 hint=f"add {platform.key!r} to its platforms in pythons.toml and run `pylock lock`",
             )
         raise PylockError(
-            f"{python.name} is not installed in {shown}", hint="run `pylock sync` first"
+            f"{python.name} is not installed in {shown}",
+            hint=f"run `pylock sync{into_option(into)}` first",
         )
     exe = executable(dest_root, python, platform)
     if check_executable and not exe.is_file():
         raise PylockError(
             f"{python.name} has no executable at {exe}",
-            hint=repair_hint(python.name),
+            hint=repair_hint(python.name, into),
         )
     if check_executable and foreign is None and os.name != "nt" and not os.access(exe, os.X_OK):
         # What `run` would meet: name it now, not a path that cannot be run.
@@ -363,7 +367,7 @@ def locate(
             )
         raise PylockError(
             f"{python.name}'s {exe} cannot be run (not executable)",
-            hint=repair_hint(python.name),
+            hint=repair_hint(python.name, into),
         )
     return Located(
         python=python,
@@ -374,8 +378,23 @@ def locate(
     )
 
 
-def repair_hint(name: str) -> str:
-    """What to do about an install of ``name`` that does not work as it should."""
+def repair_hint(name: str, into: str | None = None) -> str:
+    """What to do about an install of ``name`` that does not work as it should, in the
+    install directory ``--into`` named (``into``), if it was given."""
+    where = into_option(into)
     return (
-        f"run `pylock verify {name}` to check the install, `pylock sync --reinstall` to repair it"
+        f"run `pylock verify{where} {name}` to check the install, "
+        f"`pylock sync --reinstall{where}` to repair it"
     )
+
+
+def into_option(into: str | None) -> str:
+    """`` --into DIR`` for a command a hint names, when the command that failed was given
+    ``--into DIR``: without it, the command named would act on another directory.
+
+    >>> into_option(None), into_option("/opt/my python")
+    ('', " --into '/opt/my python'")
+    """
+    import shlex
+
+    return f" --into {shlex.quote(into)}" if into else ""
