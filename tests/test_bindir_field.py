@@ -472,6 +472,22 @@ def test_a_bin_dir_inside_an_interpreter_tree_is_refused(installed: Project) -> 
     assert installed.verify().code == 0
 
 
+@pytest.mark.parametrize("inside", ["app", "app/lib"])
+def test_an_install_dir_inside_an_interpreter_tree_is_refused(
+    installed: Project, inside: str
+) -> None:
+    """Attack: `--into DIR/app` (as if it named the interpreter's directory) installed a
+    second interpreter inside the first: `verify` failed, and the next upgrade of `app`
+    deleted the nested one."""
+    nested = installed.into / inside
+    done = installed.run("sync", "--into", str(nested), "--mirror", installed.mirror)
+    assert done.code == 2, done.err
+    assert f"is inside the tree of app in {installed.into}" in done.err
+    assert f"--into {installed.into}" in done.err
+    assert not (nested / "app").exists() and not (installed.into / "app" / ".pylock-locks").exists()
+    assert installed.verify().code == 0
+
+
 @posix_only
 def test_a_bin_dir_in_a_tree_spelled_in_another_case_is_refused_where_case_does_not_count(
     installed: Project, monkeypatch: pytest.MonkeyPatch

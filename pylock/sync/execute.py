@@ -110,6 +110,23 @@ def _check_not_in_a_tree(bin_dir: Path, dest: Path, names: set[str]) -> None:
         )
 
 
+def _check_not_a_tree(dest: Path) -> None:
+    """Refuse an install directory that is, or is inside, an interpreter's tree
+    (``--into DIR/app``, as if ``--into`` named the interpreter's own directory): its
+    installs would be files the tree's record does not list (``verify`` fails), and go
+    with the tree when it is replaced."""
+    from pylock.sync.records import read_install_json
+
+    real = Path(os.path.realpath(dest))
+    for tree in (real, *real.parents):
+        if tree.parent != tree and read_install_json(str(tree)) is not None:
+            raise UsageError(
+                f"the install directory {dest} is inside the tree of {tree.name} in {tree.parent}",
+                hint=f"install into the directory that holds the interpreters: --into "
+                f"{tree.parent} (or PYLOCK_INSTALL_DIR)",
+            )
+
+
 def _vanished(error: BaseException, archive: Path) -> bool:
     """Whether ``error`` says that ``archive`` itself is missing (raised as it is, or as
     the cause of :func:`~pylock.sync.install.install`'s :class:`InstallError`).
@@ -624,6 +641,7 @@ def run_sync(
     lock, dest, platform = request.lock, request.dest_root, request.platform
     if dest.exists() and not dest.is_dir():
         raise PylockError(f"the install directory {dest} is not a directory", hint=_INTO_HINT)
+    _check_not_a_tree(dest)
     # What the warning below is about: the fast path skips it only for this very file.
     config_sha = config_sha256(str(request.lock_path.parent)) if request.remember else None
     if warn_if_config_changed(request.config_path, request.lock_path, lock, reporter):
