@@ -260,7 +260,7 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
         if (
             entry not in records
             and not options.get("--no-prune")
-            and os.path.exists(os.path.join(dest, entry, RECORD))
+            and _to_prune(os.path.join(dest, entry), entry)
         ):
             return None
     warnings: list[str] = state["warnings"]  # type: ignore[assignment]
@@ -276,6 +276,27 @@ def try_noop_sync(argv: Sequence[str], settings: Settings) -> Noop | None:
         return None  # the full sync shows it escaped
     line = f"{count} interpreter{'s' if count != 1 else ''} up to date in {shown}"
     return Noop(line, warnings, color)
+
+
+def _to_prune(tree: str, name: str) -> bool:
+    """Whether the full sync may prune ``tree`` (``DIR/NAME``, which the lock does not
+    list): it has an install record, and is neither a link (an alias, ``current -> app``)
+    nor a copy of another interpreter's tree (``cp -a app backup``), which prune leaves
+    alone, and whose record would otherwise send every sync down the full path."""
+    record = os.path.join(tree, RECORD)
+    if not os.path.exists(record):
+        return False
+    if is_link(tree) or is_link(os.path.dirname(record)):
+        return False
+    import json  # only here: it costs more than the rest of the check
+
+    try:
+        data = json.loads(read_own_file(record, 1024 * 1024))
+    except (OSError, ValueError, RecursionError):
+        return True  # the full sync decides
+    recorded = data.get("name") if isinstance(data, dict) else None
+    # A name that differs only in case is this tree's own (a case-insensitive volume).
+    return not isinstance(recorded, str) or recorded.casefold() == name.casefold()
 
 
 def _plain_name(name: str) -> bool:

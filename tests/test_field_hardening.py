@@ -58,6 +58,27 @@ def test_fast_path_does_not_answer_for_a_moved_install_dir(
     assert try_noop_sync([*argv, "--into", str(moved)], settings) is None
 
 
+@posix_only
+def test_fast_path_answers_beside_an_alias_or_a_copy_that_prune_leaves_alone(
+    sync_project: Project, app_a: Build
+) -> None:
+    """Field: `DIR/current -> app` or `cp -a app backup`, both kept by prune as the README
+    says, sent every no-op sync down the full path (several times slower), for good;
+    a tree prune would remove still does."""
+    sync_project.install(app_a)
+    argv = ["--project", str(sync_project.root), "sync", "--mirror", sync_project.mirror]
+    argv += ["--into", str(sync_project.into)]
+    settings = Settings.from_environ({})
+    (sync_project.into / "current").symlink_to("app")
+    shutil.copytree(sync_project.into / "app", sync_project.into / "backup", symlinks=True)
+    assert sync_project.sync().code == 0
+    assert try_noop_sync(argv, settings) is not None
+    shutil.copytree(sync_project.into / "app", sync_project.into / "old", symlinks=True)
+    record = sync_project.into / "old" / ".pylock" / "install.json"
+    record.write_text(record.read_text().replace('"name": "app"', '"name": "old"'))
+    assert try_noop_sync(argv, settings) is None
+
+
 def test_fast_path_does_not_trust_a_state_another_pylock_wrote(
     sync_project: Project, app_a: Build
 ) -> None:
