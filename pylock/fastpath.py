@@ -28,7 +28,7 @@ import os
 import sys
 
 from pylock import __version__
-from pylock.ownfiles import is_link, is_temporary_of, read_own_file, read_project_file
+from pylock.ownfiles import is_a_copy, is_link, is_temporary_of, read_own_file, read_project_file
 from pylock.settings import host_windows_arch
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole check.
@@ -294,9 +294,7 @@ def _to_prune(tree: str, name: str) -> bool:
         data = json.loads(read_own_file(record, 1024 * 1024))
     except (OSError, ValueError, RecursionError):
         return True  # the full sync decides
-    recorded = data.get("name") if isinstance(data, dict) else None
-    # A name that differs only in case is this tree's own (a case-insensitive volume).
-    return not isinstance(recorded, str) or recorded.casefold() == name.casefold()
+    return not is_a_copy(data, name)
 
 
 def _plain_name(name: str) -> bool:

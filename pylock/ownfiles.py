@@ -140,3 +140,16 @@ def is_temporary_of(name: str, entry: str) -> bool:
     """
     prefix = f".{name}."
     return entry.startswith(prefix) and entry.endswith(".tmp") and len(entry) > len(prefix) + 4
+
+
+def is_a_copy(record: object, name: str) -> bool:
+    """Whether the install record ``record`` (its JSON) found in ``DIR/NAME`` names another
+    interpreter by more than case: a copy of its tree, which is the user's (pruning it
+    deleted backups). A name that differs only in case is the same tree on macOS and
+    Windows, pylock's to replace when an interpreter is renamed by case.
+
+    >>> is_a_copy({"name": "app"}, "backup"), is_a_copy({"name": "App"}, "app")
+    (True, False)
+    """
+    recorded = record.get("name") if isinstance(record, dict) else None
+    return isinstance(recorded, str) and recorded.casefold() != name.casefold()

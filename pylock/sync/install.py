@@ -51,6 +51,7 @@ from pylock.fsutil import (
     require_sha256,
     walk_tree,
 )
+from pylock.ownfiles import is_a_copy
 from pylock.progress import elide
 from pylock.sync import records
 from pylock.sync.records import (
@@ -59,7 +60,6 @@ from pylock.sync.records import (
     RECORD_VERSION,
     InstallState,
     installed_state,
-    is_a_copy,
     is_current,
     read_install_json,
     read_record,

@@ -119,15 +119,6 @@ def names_another(data: dict[str, Any], name: str) -> bool:
     return isinstance(recorded, str) and recorded != name
 
 
-def is_a_copy(data: dict[str, Any], name: str) -> bool:
-    """Whether the record ``data`` found in ``DIR/NAME`` names another interpreter by more
-    than case: a copy of its tree, which is the user's (pruning it deleted backups). A name
-    that differs only in case is the same tree on macOS and Windows, pylock's to replace
-    when an interpreter is renamed by case."""
-    recorded = data.get("name")
-    return isinstance(recorded, str) and recorded.casefold() != name.casefold()
-
-
 def installed_state(dest_root: Path, name: str) -> InstallState | None:
     """The record of ``DIR/NAME``, or ``None`` if pylock did not install anything there.
 
