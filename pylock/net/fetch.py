@@ -117,7 +117,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
             lambda: self._get_once(target, url, headers or {}),
             target,
             url,
-            label=policy.describe(target, url),
+            label=target,  # the URL asked; the final error adds the lock's, once
         )
 
     async def _get_file(self, target: str) -> HttpResponse:
