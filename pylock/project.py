@@ -84,12 +84,17 @@ def prune_cache(
 def _read_kept(path: Path) -> LockFile:
     """The lock ``--keep-lock`` names, or why it is none: a file given by mistake (a script,
     a config) is no lock to re-resolve, as the reader's own hint would say."""
+    from pylock.lockfile import UPGRADE_HINT
+
     try:
         return read_lock(path)
     except LockFileError as exc:
         raise PylockError(
             f"--keep-lock: {exc}; nothing was pruned",
-            hint="give a pythons.lock, or a project directory that holds one; a broken lock "
+            # A newer pylock's lock is a lock all the same, which `pylock lock` refuses too.
+            hint=exc.hint
+            if exc.hint == UPGRADE_HINT
+            else "give a pythons.lock, or a project directory that holds one; a broken lock "
             "of a project is mended with `pylock lock` there",
         ) from None
 

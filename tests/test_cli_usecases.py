@@ -302,6 +302,22 @@ def test_cache_prune_keep_lock_evicts_what_no_named_lock_names(
     assert "removed 1 archive(s)" in capsys.readouterr().err
 
 
+def test_cache_prune_keep_lock_of_a_newer_pylock_says_to_upgrade_pylock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Upgrade test: a shared cache pruned by a CI runner whose pylock is older than the one
+    that locked a project said the lock was broken and to mend it with `pylock lock`, which
+    refuses a newer pylock's lock too; the fix is to upgrade pylock, as `diff` says."""
+    newer = tmp_path / "pythons.lock"
+    newer.write_text('lock-version = 2\ncreated-by = "pylock 9.0"\n', encoding="utf-8")
+    environ = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    assert main(["cache", "prune", "--keep-lock", str(newer)], environ=environ) == 1
+    err = capsys.readouterr().err
+    assert "unsupported lock-version 2; nothing was pruned" in err
+    assert "upgrade pylock to read this lock file" in err
+    assert "pylock lock" not in err
+
+
 def test_lock_removes_what_a_killed_lock_left_beside_the_lock(project: Path) -> None:
     import os
     import time
