@@ -1070,13 +1070,14 @@ def _cmd_verify(ctx: Context) -> int:
     from pylock.sync.install import verify_installed
     from pylock.sync.plan import into_option
 
-    failed = []
+    failed: list[str] = []
+    newer: list[str] = []
     names = list(dict.fromkeys(ctx.args.names))  # `verify app app` checks it once
     for report in verify_installed(ctx.install_dir(ctx.args.into), names, ctx.reporter):
         if report.ok:
             ctx.out(f"{report.name}: ok ({report.checked} files)")
             continue
-        failed.append(report.name)
+        (newer if report.newer_record else failed).append(report.name)
         problems = report.problems
         noun = "difference" if len(problems) == 1 else "differences"
         ctx.out(f"{report.name}: {len(problems)} {noun} from its {report.checked} recorded files")
@@ -1092,7 +1093,15 @@ def _cmd_verify(ctx: Context) -> int:
         raise PylockError(
             f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
             hint=f"run `pylock sync --reinstall{into_option(ctx.args.into)}` to restore "
-            + ("it" if len(failed) == 1 else "them"),
+            + ("it" if len(failed) == 1 else "them")
+            + (f"; upgrade pylock to verify {', '.join(newer)}" if newer else ""),
+        )
+    if newer:
+        # Not damage: a reinstall would only replace a newer pylock's tree with this one's.
+        raise PylockError(
+            f"{', '.join(newer)} {'was' if len(newer) == 1 else 'were'} installed by a newer "
+            "pylock, which this one cannot verify",
+            hint="upgrade pylock to verify " + ("it" if len(newer) == 1 else "them"),
         )
     return 0
 

@@ -327,6 +327,12 @@ def test_a_record_a_newer_pylock_wrote_is_not_verified_as_ok_nor_replaced_silent
     assert verified.code == 1
     assert "record version 2, which a newer pylock wrote" in verified.out + verified.err
     assert "upgrade pylock" in verified.out + verified.err
+    # Upgrade test: its closing error called the tree damaged and said to reinstall it,
+    # which would replace the newer pylock's tree with this one's.
+    assert verified.err.splitlines() == [
+        "pylock: error: app was installed by a newer pylock, which this one cannot verify",
+        "pylock: hint: upgrade pylock to verify it",
+    ]
     synced = installed.sync()
     assert synced.code == 0, synced.err
     assert "replacing a tree a newer pylock installed" in synced.err

@@ -122,6 +122,9 @@ class VerifyReport:
     #: damaged, or its ``RECORD`` cannot be read: what is wrong with it. Nothing could be
     #: checked, which is a finding, not a pass.
     damaged_record: str = ""
+    #: The record is a newer pylock's (its ``record-version`` is later than this one reads):
+    #: not damage that ``sync --reinstall`` should undo, but a reason to upgrade pylock.
+    newer_record: bool = False
 
     @property
     def ok(self) -> bool:
@@ -1016,7 +1019,7 @@ def _verify(dest_root: Path, name: str) -> VerifyReport:
             f"{META_DIR}/{INSTALL_JSON} is record version {state.record_version}, which a "
             f"newer pylock wrote (this one reads {RECORD_VERSION}): upgrade pylock to verify it"
         )
-        return VerifyReport(name=name, damaged_record=damage)
+        return VerifyReport(name=name, damaged_record=damage, newer_record=True)
     try:
         record = read_record(tree)
     except UnreadableRecordError as exc:
