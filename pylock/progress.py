@@ -24,6 +24,9 @@ _MIN_BAR_WIDTH = 8
 _MIN_LABEL_COLUMNS = 16
 #: What ``shutil.get_terminal_size`` assumes too when a terminal does not tell.
 _FALLBACK_COLUMNS = 80
+_FALLBACK_LINES = 24
+#: The most bars drawn at once; a terminal with fewer rows gets one fewer than it has.
+_MAX_BARS = 8
 _REDRAW_SECONDS = 0.1
 #: Without bars (a CI or Docker log), a task still going after this many seconds says what
 #: it is, then how far it got every :data:`_LOG_EVERY` seconds: a slow download is not
@@ -308,9 +311,11 @@ class Reporter:
             # _clear moves up one row per bar, so no bar may wrap. The last column stays
             # empty too: some terminals wrap as soon as it is written. The width is read
             # again at every redraw (one ioctl) so that a resized window is followed.
-            columns = terminal_columns(self.stream) - 1
-            for task in self._active[:8]:
-                self.stream.write(_render(task, columns, self._ellipsis) + "\n")
+            # Nor may the bars outgrow the window: a row scrolled off its top cannot be
+            # taken back, and the rows moved up over instead are the lines written above.
+            columns, lines = terminal_size(self.stream)
+            for task in self._active[: min(_MAX_BARS, lines - 1)]:
+                self.stream.write(_render(task, columns - 1, self._ellipsis) + "\n")
                 self._drawn_lines += 1
             self.stream.flush()
 
@@ -325,12 +330,18 @@ def _escaped(message: str) -> str:
 
 def terminal_columns(stream: TextIO) -> int:
     """How wide the terminal behind ``stream`` is now; 80 when it cannot say."""
+    return terminal_size(stream)[0]
+
+
+def terminal_size(stream: TextIO) -> tuple[int, int]:
+    """The columns and rows of the terminal behind ``stream`` now; 80 by 24 when it
+    cannot say."""
     try:
-        columns = os.get_terminal_size(stream.fileno()).columns
+        size = os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError):  # no descriptor, not a terminal, closed
-        return _FALLBACK_COLUMNS
+        return _FALLBACK_COLUMNS, _FALLBACK_LINES
     # A pseudo-terminal nobody has sized reports 0.
-    return columns or _FALLBACK_COLUMNS
+    return size.columns or _FALLBACK_COLUMNS, size.lines or _FALLBACK_LINES
 
 
 def _render(task: Task, columns: int, ellipsis: str = "…") -> str:

@@ -56,11 +56,11 @@ def pty_fd() -> Iterator[int]:
         os.close(master)
 
 
-def set_columns(fd: int, columns: int) -> None:
+def set_columns(fd: int, columns: int, lines: int = 24) -> None:
     import fcntl
     import termios
 
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
 
 
 class Screen:
@@ -71,8 +71,11 @@ class Screen:
     row. A line one column too long therefore costs a row, as it does on a terminal.
     """
 
-    def __init__(self, columns: int) -> None:
+    def __init__(self, columns: int, lines: int | None = None) -> None:
         self.columns = columns
+        #: The window's height: ``ESC[F`` stops at its top row, and what scrolled above
+        #: it stays in the scrollback (``rows``) as it was.
+        self.lines = lines
         self.rows: list[list[str]] = [[]]
         self.row = 0
         self.col = 0
@@ -80,7 +83,8 @@ class Screen:
     def feed(self, data: str) -> None:
         for token in re.findall(r"\033\[[FK]|\n|.", data, flags=re.DOTALL):
             if token == "\033[F":
-                self.row = max(self.row - 1, 0)
+                top = 0 if self.lines is None else max(len(self.rows) - self.lines, 0)
+                self.row = max(self.row - 1, top)
                 self.col = 0
             elif token == "\033[K":
                 del self.rows[self.row][self.col :]
@@ -104,8 +108,8 @@ class Screen:
             self.rows.append([])
 
     @property
-    def lines(self) -> list[str]:
-        """Every non-empty row on the screen, top to bottom."""
+    def text(self) -> list[str]:
+        """Every non-empty row on the screen and in its scrollback, top to bottom."""
         return [text for row in self.rows if (text := "".join(row).rstrip())]
 
 
@@ -150,7 +154,7 @@ def test_bars_fit_the_terminal_and_leave_no_stale_rows(pty_fd: int, columns: int
     assert output.count("\033[F") == len(rows)
     screen = Screen(columns)
     screen.feed(output)
-    assert screen.lines == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
+    assert screen.text == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
 
 
 def _long_download(pty_fd: int, steps: list[tuple[int, int]]) -> list[str]:
@@ -182,6 +186,28 @@ def test_a_resized_window_is_followed_at_the_next_redraw(pty_fd: int) -> None:
     assert narrow.endswith(" 20.0 MiB / 120.0 MiB")
 
 
+@needs_pty
+def test_more_bars_than_the_window_has_rows_keep_every_line_and_leave_no_bar(
+    pty_fd: int,
+) -> None:
+    # A sync with --jobs 8 in a short pane: bars that scroll off the top cannot be taken
+    # back, and moving up over them lands on the lines above, which were then lost.
+    set_columns(pty_fd, 80, lines=6)
+    stream = FakeTTY(pty_fd)
+    reporter = Reporter(stream)
+    tasks = [reporter.task(f"Downloading build-{n}.tar.gz", 8 * MIB) for n in range(8)]
+    for step in range(4):
+        for task in tasks:
+            advance(task, MIB)
+        reporter.event(f"event {step}")
+    for n, task in enumerate(tasks):
+        task.done(f"Downloaded build-{n}")
+    screen = Screen(80, lines=6)
+    screen.feed(stream.getvalue())
+    events = [f"event {step}" for step in range(4)]
+    assert screen.text == events + [f"Downloaded build-{n}" for n in range(8)]
+
+
 def test_an_unsized_terminal_counts_as_80_columns() -> None:
     stream = FakeTTY()  # no descriptor to ask
     output = run_download(stream, steps=3)
@@ -189,7 +215,7 @@ def test_an_unsized_terminal_counts_as_80_columns() -> None:
     assert rows and all(text_columns(row) < 80 for row in rows)
     screen = Screen(80)
     screen.feed(output)
-    assert screen.lines == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
+    assert screen.text == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
 
 
 @needs_pty
@@ -204,7 +230,7 @@ def test_hostile_and_wide_labels_keep_to_one_row(pty_fd: int) -> None:
     assert output.count("\033[F") == len(rows)
     screen = Screen(40)
     screen.feed(output)
-    assert screen.lines == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
+    assert screen.text == ["Resolving app", "Downloaded pypy", "Downloaded cpython"]
 
 
 def test_an_ascii_terminal_gets_an_ascii_ellipsis() -> None:
