@@ -142,6 +142,31 @@ def test_connection_refused_is_a_clean_error(tmp_path: Path) -> None:
     assert "gave up after 2 attempts" in info.value.message
 
 
+def test_a_host_that_spent_one_downloads_retries_is_not_retried_for_the_next(
+    tmp_path: Path, client: str
+) -> None:
+    # A sync of 150 interpreters from a mirror that is down retried each archive in turn:
+    # 5 minutes for a refused port, an hour and more where a firewall drops the packets.
+    std_only(client)
+    client_ = downloader(retries=2)
+    dead = closed_port_url()
+    with pytest.raises(DownloadError):
+        client_.download(dead, tmp_path / "a", sha256=None, size=None)
+    assert len(client_.delays) == 2
+    with pytest.raises(DownloadError) as info:
+        client_.download(dead + "/other", tmp_path / "b", sha256=None, size=None)
+    assert len(client_.delays) == 2  # no attempt, no backoff: it fails at once
+    port = dead.split(":")[2].split("/")[0]
+    assert info.value.message == (
+        f"cannot download {dead}/other: 127.0.0.1:{port} cannot be reached (connection "
+        "refused: another download gave up on it after 3 attempts)"
+    )
+    assert info.value.hint is not None and "check the network or the mirror" in info.value.hint
+    with HttpServer() as server:  # another host is tried as before
+        url = server.serve(PATH, BODY)
+        assert client_.download(url, tmp_path / "c", sha256=SHA, size=None)[0] == SHA
+
+
 def test_offline_never_connects(tmp_path: Path) -> None:
     with HttpServer() as server:
         url = server.serve(PATH, BODY)

@@ -148,10 +148,14 @@ class Retryable(Exception):
         proxy: Proxy | None = None,
         via: Proxy | None = None,
         url: str | None = None,
+        unreachable: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        #: ``host:port`` when no connection to it could be made (refused, a name that does
+        #: not resolve, no route, a connect that timed out): the server, or the proxy.
+        self.unreachable = unreachable
         #: The proxy that failed, when the failure was reaching it (not the server).
         self.proxy = proxy
         #: The proxy the request went through, when the failure may be its or the server's

@@ -67,6 +67,12 @@ class StdDownloader(policy.Client):
         super().__init__(options, reporter, settings=settings)
         self._sleep = sleep
         self._context: ssl.SSLContext | None = None
+        #: ``host:port`` -> why, after how many attempts, and the hint, of a download that
+        #: spent its retries failing to connect there. The sync's other downloads from it
+        #: fail at once: 150 archives from a mirror that is down took 5 minutes of retries
+        #: (an hour and more where a firewall drops the packets), each as long as the first.
+        self._unreachable: dict[str, tuple[str, int, str | None]] = {}
+        self._unreachable_lock = threading.Lock()
 
     def download(
         self,
@@ -100,7 +106,14 @@ class StdDownloader(policy.Client):
             try:
                 return self._download_once(download, stop)
             except Retryable as error:
-                delay = attempts.failed(error, self.reporter)
+                try:
+                    delay = attempts.failed(error, self.reporter)
+                except DownloadError as spent:
+                    if error.unreachable is not None:
+                        with self._unreachable_lock:
+                            why = (error.reason, attempts.failures, spent.hint)
+                            self._unreachable.setdefault(error.unreachable, why)
+                    raise
             if stop is not None and stop.wait(delay):
                 raise Cancelled from None
             if stop is None:
@@ -201,14 +214,15 @@ class StdDownloader(policy.Client):
         connection: http.client.HTTPConnection | None = None
         try:
             if proxy is None:
+                where = policy.describe(url, canonical, target)
                 if https:
                     # Connected first: a context still being made (see pylock.net.tls) is
                     # waited for while the name lookup and the TCP handshake are under way.
-                    sock = connect((host, port), timeouts.connect, stop)
+                    sock = self._connect((host, port), url, where, stop)
                     connection = self._tls(sock, host, port, stop)
                 else:
                     connection = http.client.HTTPConnection(host, port, timeout=timeouts.connect)
-                    connection.sock = connect((host, port), timeouts.connect, stop)
+                    connection.sock = self._connect((host, port), url, where, stop)
             else:
                 proxy_parts = urlsplit(proxy.url)
                 proxy_headers = policy.proxy_authorization(proxy.url)
@@ -235,10 +249,13 @@ class StdDownloader(policy.Client):
                     )
                     path = policy.wire_url(url)
                     headers.update(proxy_headers)
-                    try:
-                        connection.sock = connect((proxy_host, proxy_port), timeouts.connect, stop)
-                    except OSError as error:
-                        raise Retryable(policy.reason(error), proxy=proxy) from None
+                    connection.sock = self._connect(
+                        (proxy_host, proxy_port),
+                        url,
+                        policy.describe(url, canonical, target),
+                        stop,
+                        proxy=proxy,
+                    )
             if connection.sock is not None:
                 connection.sock.settimeout(timeouts.read)
             connection.response_class = responses
@@ -292,11 +309,9 @@ class StdDownloader(policy.Client):
         failure name the proxy rather than the server.
         """
         host, port = target
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            sock = connect(address, self.options.timeouts.connect, stop)
-        except OSError as error:
-            raise Retryable(policy.reason(error), proxy=proxy) from None
+        authority = _authority(host, port)
+        where = policy.describe(url, canonical)
+        sock = self._connect(address, url, where, stop, proxy=proxy)
         try:
             lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
             lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -315,6 +330,33 @@ class StdDownloader(policy.Client):
             sock.close()
             raise
         return sock
+
+    def _connect(
+        self,
+        address: tuple[str, int],
+        url: str,
+        where: str,
+        stop: threading.Event | None,
+        *,
+        proxy: policy.Proxy | None = None,
+    ) -> socket.socket:
+        """:func:`connect` to ``address`` (the server, or ``proxy``), unless another download
+        of this sync already spent its retries failing to: then it fails at once, saying so."""
+        authority = _authority(*address)
+        with self._unreachable_lock:
+            spent = self._unreachable.get(authority)
+        if spent is not None:
+            why, failures, hint = spent
+            raise DownloadError(
+                f"cannot download {where}: {authority} cannot be reached ({why}: another "
+                f"download gave up on it after {failures} attempts)",
+                url=url,
+                hint=hint,
+            )
+        try:
+            return connect(address, self.options.timeouts.connect, stop)
+        except OSError as error:
+            raise Retryable(policy.reason(error), proxy=proxy, unreachable=authority) from None
 
     def _tls(
         self, sock: socket.socket, host: str, port: int, stop: threading.Event | None
@@ -377,6 +419,10 @@ def connect(
         sock.settimeout(timeout)
         return sock
     raise last if last is not None else OSError(f"no address found for {host}")
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def socket_error(code: int) -> OSError:
