@@ -88,6 +88,33 @@ def shorten_middle(text: str, most: int = 200) -> str:
     return _hide_cut_userinfo(head, middle) + "..." + text[len(text) - tail :]
 
 
+#: The most names a message lists: a lock of 150 interpreters made a 1,300-character line.
+NAMES_SHOWN = 10
+
+
+def some_names(names: Sequence[str], asked: Sequence[str] = ()) -> str:
+    """``names`` joined for a message about names not among them (``asked``); past
+    :data:`NAMES_SHOWN`, those most like the names asked for (else the first), and how
+    many more there are.
+
+    >>> some_names(["app", "tool"], ["ap"])
+    'app, tool'
+    >>> some_names([f"py-{n:03d}" for n in range(150)], ["py-99"])
+    'py-099, py-149, py-139 and 147 more'
+    >>> some_names([f"py-{n:03d}" for n in range(150)], ["nope"])
+    'py-000, py-001, py-002, py-003, py-004, py-005, py-006, py-007, py-008, py-009 and 140 more'
+    """
+    if len(names) <= NAMES_SHOWN:
+        return ", ".join(names)
+    import difflib
+
+    near: list[str] = []
+    for name in asked:
+        near += difflib.get_close_matches(name, names, n=3)
+    chosen = list(dict.fromkeys(near))[:NAMES_SHOWN] or list(names[:NAMES_SHOWN])
+    return f"{', '.join(chosen)} and {len(names) - len(chosen)} more"
+
+
 def shown(value: object, most: int = 60) -> str:
     """``value`` as a message quotes it (its ``repr``), cut to ``most`` characters.
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import LockFileError, PylockError, UsageError
+from pylock.errors import LockFileError, PylockError, UsageError, some_names
 from pylock.lockio import (
     cannot_read,
     read_lock,
@@ -288,7 +288,7 @@ def lock_project(request: LockRequest) -> LockOutcome:
     if unknown:
         raise UsageError(
             f"--upgrade-python: {', '.join(repr(n) for n in unknown)} not in {config_path.name} "
-            f"(defined: {', '.join(p.name for p in config.pythons)})"
+            f"(defined: {some_names([p.name for p in config.pythons], unknown)})"
         )
     host_platform = _host_or_none()
     if host_platform is None and _needs_host(config):

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import attrs
 import pytest
 
 import pylock.net.stream
@@ -329,6 +330,18 @@ def test_unknown_only_name_is_a_usage_error(sync_project: Project, app_a: Build)
     assert "pylock: error: no interpreter named 'nope' in pythons.lock (locked: app)" in result.err
     assert not (sync_project.into / "nope").exists()
     assert sync_project.server.log == []
+
+
+def test_a_name_not_among_many_is_told_the_nearest_not_every_name(
+    sync_project: Project, app_a: Build
+) -> None:
+    # A monorepo's 150 interpreters made each of these errors a 1,300-character line.
+    sync_project.lock(*(attrs.evolve(app_a, name=f"py-{n:03d}") for n in range(150)))
+    nearest = "py-099, py-149, py-139 and 147 more"
+    for argv in (["sync", "--only", "py-99"], ["which", "py-99"]):
+        result = sync_project.run(*argv)
+        assert result.code == 2
+        assert f"no interpreter named 'py-99' in pythons.lock (locked: {nearest})\n" in result.err
 
 
 def test_prune_removes_what_the_lock_dropped_and_nothing_else(

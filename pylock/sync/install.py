@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from pylock.errors import InstallError, PylockError, UnreadableRecordError
+from pylock.errors import InstallError, PylockError, UnreadableRecordError, some_names
 from pylock.fastpath import STATE_FILE
 from pylock.fsutil import (
     FileLock,
@@ -173,7 +173,7 @@ def verify_installed(
     if missing:
         raise PylockError(
             f"not installed by pylock in {display_path(dest_root)}: {', '.join(missing)}"
-            + installed_there(dest_root),
+            + installed_there(dest_root, missing),
             hint="check the name; if it is locked, run `pylock sync` first",
         )
     return (verify(dest_root, name, reporter) for name in chosen)
@@ -196,11 +196,11 @@ def pylock_trees(dest_root: Path) -> list[str]:
     return _names(dest_root, lambda name: _made_by_pylock(dest_root, name))
 
 
-def installed_there(dest_root: Path) -> str:
+def installed_there(dest_root: Path, asked: Sequence[str]) -> str:
     """`` (installed there: a, b)``, the trees pylock made in ``dest_root``, for a message
-    about a name that is not one of them (empty when there are none)."""
+    about names (``asked``) that are not among them (empty when there are none)."""
     there = pylock_trees(dest_root)
-    return f" (installed there: {', '.join(there)})" if there else ""
+    return f" (installed there: {some_names(there, asked)})" if there else ""
 
 
 def _made_by_pylock(dest_root: Path, name: str) -> bool:

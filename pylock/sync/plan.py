@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import PylockError, UsageError
+from pylock.errors import PylockError, UsageError, some_names
 from pylock.fsutil import LOCK_FILENAME, display_path
 from pylock.lockfile import Artifact, LockedPython, LockFile
 
@@ -130,7 +130,7 @@ def unknown_names(names: Sequence[str], lock: LockFile, lock_name: str) -> Usage
     ``sync --only``), worded one way for all."""
     return UsageError(
         f"no interpreter named {', '.join(map(repr, names))} in {lock_name} "
-        f"(locked: {', '.join(lock.names) or 'nothing'})"
+        f"(locked: {some_names(lock.names, names) or 'nothing'})"
     )
 
 
@@ -329,7 +329,7 @@ def locate(
 
         raise PylockError(
             f"no lock file at {lock_path} and no {name!r} installed in {shown}"
-            + installed_there(dest_root),
+            + installed_there(dest_root, [name]),
             # --into may have been given already: then it named the wrong directory.
             hint="run it in the project (or pass --project DIR), or give the --into DIR "
             "that holds it",
