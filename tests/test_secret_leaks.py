@@ -248,6 +248,33 @@ def test_a_github_error_that_quotes_the_token_hides_it(
     assert "Bearer ***" in str(info.value)
 
 
+@pytest.mark.parametrize("token", [f"{TOKEN}\nsecond line", f"{TOKEN}\rx", f"{TOKEN}\x7f"])
+def test_a_github_token_with_a_control_character_is_one_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """Hostile: a GITHUB_TOKEN with a line break in it (a two-line secret) went into the
+    ``Authorization`` header, which aiohttp refuses with a ValueError: a traceback."""
+    from pylock.errors import UsageError
+    from pylock.index import metadata
+    from pylock.net.fetch import Fetcher, FetchOptions
+
+    with HttpServer() as server:
+        url = server.serve("/repos/x/releases", b"[]")
+        monkeypatch.setattr(metadata, "GITHUB_API", server.url("/"))
+
+        async def get() -> Any:
+            async with Fetcher(FetchOptions(retries=0)) as fetcher:
+                documents = Documents(
+                    MetadataStore(tmp_path), fetcher, reporter=NullReporter(), github_token=token
+                )
+                return await documents.get(url, parse_json(url))
+
+        with pytest.raises(UsageError, match="GITHUB_TOKEN contains a control character") as info:
+            asyncio.run(get())
+        assert TOKEN not in str(info.value) and TOKEN not in str(info.value.hint)
+        assert server.hits("/repos/x/releases") == 0
+
+
 # -- 5. proxy credentials on the aiohttp path ---------------------------------------------------
 
 

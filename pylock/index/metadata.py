@@ -31,7 +31,13 @@ import attrs
 
 from pylock.archive.policy import unaliased
 from pylock.bounded import json_loads
-from pylock.errors import DownloadError, OfflineError, RateLimitError, UpstreamError
+from pylock.errors import (
+    DownloadError,
+    OfflineError,
+    RateLimitError,
+    UpstreamError,
+    UsageError,
+)
 from pylock.fsutil import atomic_write_bytes, remove_tree
 from pylock.net.fetch import MAX_METADATA_BYTES
 from pylock.ownfiles import is_temporary_of, read_own_file
@@ -45,6 +51,8 @@ T = TypeVar("T")
 GITHUB_API = "https://api.github.com/"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: What no header value may hold (aiohttp refuses to send one).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The names :meth:`MetadataStore._paths` gives: ``SLUG.DIGEST.body`` and ``.json``.
 _STORED = re.compile(r"[A-Za-z0-9._-]*\.[0-9a-f]{16}\.(?:body|json)")
 
@@ -399,6 +407,13 @@ class Documents:
             headers["X-GitHub-Api-Version"] = "2022-11-28"
             # The token is for API look-ups only: never sent to download hosts.
             if self.github_token:
+                if _CONTROL.search(self.github_token):
+                    # aiohttp refuses such a header with a ValueError, which was a
+                    # traceback. The token itself is never echoed.
+                    raise UsageError(
+                        "GITHUB_TOKEN contains a control character (a line break, say)",
+                        hint="set GITHUB_TOKEN to the token alone, on one line",
+                    )
                 headers["Authorization"] = f"Bearer {self.github_token}"
         if cached is not None and cached.status == 200:
             if cached.etag:
