@@ -1038,15 +1038,17 @@ class RawServer(SocketServer):
         b"Content-Length: +25",
         b"Content-Length: 2_5",
         b"Content-Length: 25, 25",
+        b"Content-Length: " + b"9" * 400,
     ],
-    ids=["chunked-and-length", "two-lengths", "plus", "underscore", "list"],
+    ids=["chunked-and-length", "two-lengths", "plus", "underscore", "list", "past-a-float"],
 )
 def test_a_malformed_framing_is_a_broken_response_on_both_clients(
     tmp_path: Path, head: bytes
 ) -> None:
     """Attack: http.client took the first of two lengths, read `+25` and `2_5` as 25 and a
     length beside `chunked` as nothing; aiohttp refused them all as broken responses and
-    retried."""
+    retried. Hostile: a length past a float's range ended the http.client path in an
+    OverflowError (a traceback), where aiohttp says "Content-Length overflow"."""
     body = b"19\r\n" + FRAMED + b"\r\n0\r\n\r\n" if b"chunked" in head else FRAMED
     answer = b"HTTP/1.1 200 OK\r\n" + head + b"\r\nConnection: close\r\n\r\n" + body
     server = RawServer(answer)

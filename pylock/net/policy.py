@@ -34,6 +34,7 @@ from pylock.errors import (
     HashMismatchError,
     OfflineError,
     PylockError,
+    shorten,
     shown,
 )
 from pylock.net.options import SLOW_BYTES as SLOW_BYTES
@@ -947,6 +948,10 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
     Traceback (most recent call last):
     ...
     pylock.net.policy.Retryable: ...: Content-Length '2_5' is not a number
+    >>> check_framing(["9" * 400], [])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pylock.net.policy.Retryable: ...: Content-Length 99999999999999999999... is too large
     >>> check_framing([], ["gzip, chunked"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -965,6 +970,11 @@ def check_framing(lengths: list[str], encodings: list[str]) -> None:
     for value in values:
         if not (value.isascii() and value.isdigit()):
             raise malformed(f"Content-Length {printable(value)!r} is not a number")
+        digits = value.lstrip("0")
+        if len(digits) > 20 or int(digits or "0") >= 1 << 64:
+            # aiohttp's parser refuses one past 64 bits ("Content-Length overflow"); read
+            # here, one past a float's range ended the sync in an OverflowError.
+            raise malformed(f"Content-Length {shorten(value, 23)} is too large")
 
 
 def refuses_head(error: BaseException) -> bool:
