@@ -474,6 +474,39 @@ def test_a_tls_context_that_cannot_be_prepared_fails_the_download_as_before(
     assert tls._contexts == {} and tls._pending == {}
 
 
+def test_an_ssl_cert_file_that_is_a_pipe_is_refused_not_waited_on(
+    tmp_path: Path, tls_server: tuple[HttpServer, Path], client: str
+) -> None:
+    """Hostile: OpenSSL opened SSL_CERT_FILE whatever it was, and a FIFO with no writer
+    blocked the sync for ever (SIGTERM did not end it either)."""
+    import os
+
+    server, _ = tls_server
+    url = server.serve(PATH, BODY)
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    environ = {"SSL_CERT_FILE": str(fifo)}
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            downloader(environ).download(url, tmp_path / "a", sha256=SHA, size=None)
+        except BaseException as error:  # told to the test's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=download, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the blocked open go on
+        thread.join(10)
+        pytest.fail("waited on the pipe SSL_CERT_FILE names")
+    (error,) = outcome
+    assert isinstance(error, PylockError)
+    assert "is not a regular file" in str(error)
+    assert server.hits(PATH) == 0
+
+
 @pytest.mark.parametrize(
     ("url", "rewrites", "expected"),
     [

@@ -38,6 +38,16 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
             f"SSL_CERT_DIR={capath} is not a directory",
             hint="point SSL_CERT_DIR at a directory of hashed CA certificates, or unset it",
         )
+    if cafile is not None and os.path.exists(cafile) and not os.path.isfile(cafile):
+        # OpenSSL reads whatever it is: a FIFO with no writer blocked the run for ever,
+        # where not even SIGTERM ended it.
+        from pylock.errors import PylockError
+
+        raise PylockError(
+            f"SSL_CERT_FILE={cafile} is not a regular file",
+            hint="point SSL_CERT_FILE at a PEM bundle (not a pipe, device or directory), "
+            "or unset it",
+        )
     try:
         context = ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as error:
