@@ -1061,6 +1061,32 @@ def test_a_malformed_framing_is_a_broken_response_on_both_clients(
     assert server.hits == 2
 
 
+class TrailingServer(RawServer):
+    """A whole chunked body, then trailer lines that go on (for long enough that a client
+    reading them all would stand for one that waits for ever), then the blank line."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        self.hits += 1
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        sock.sendall(head + b"19\r\n" + FRAMED + b"\r\n0\r\n")
+        with contextlib.suppress(OSError):  # the client hung up, as it should
+            for _ in range(50):
+                sock.sendall(b"X-Trailer: more\r\n" * 1000)
+            sock.sendall(b"\r\n")
+
+
+def test_trailers_that_do_not_end_fail_the_attempt(tmp_path: Path) -> None:
+    """Hostile: http.client reads trailer lines until the blank one, however many come, and
+    none of them counts towards a body's bounds: a server that streamed them for ever held
+    the download for ever. aiohttp refused them ("Too many headers received")."""
+    with TrailingServer(b"") as server, pytest.raises(DownloadError) as info:
+        downloader(retries=0).download(
+            server.url("/a"), tmp_path / "a", sha256=FRAMED_SHA, size=None
+        )
+    assert type(info.value) is DownloadError
+    assert "gave up after 1 attempt" in info.value.message
+
+
 @pytest.mark.parametrize(
     "head",
     [

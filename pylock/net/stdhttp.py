@@ -578,6 +578,21 @@ def _responses(
                 super().begin()
             self._patient.head_by = None
 
+        def _read_and_discard_trailer(self) -> None:
+            # http.client reads trailer lines until the blank one, however many come: a
+            # server that streams them for ever held the download for ever, every byte of
+            # them past the body's bounds. As many as a head may have (aiohttp refuses
+            # more too: "Too many headers received").
+            for _ in range(http.client._MAXHEADERS + 1):  # type: ignore[attr-defined]
+                line = self.fp.readline(http.client._MAXLINE + 1)  # type: ignore[attr-defined]
+                if len(line) > http.client._MAXLINE:  # type: ignore[attr-defined]
+                    raise http.client.LineTooLong("trailer line")
+                if line in (b"\r\n", b"\n", b""):
+                    return
+            raise http.client.HTTPException(
+                f"got more than {http.client._MAXHEADERS} trailer lines"  # type: ignore[attr-defined]
+            )
+
     return Response
 
 
