@@ -1087,6 +1087,35 @@ def test_trailers_that_do_not_end_fail_the_attempt(tmp_path: Path) -> None:
     assert "gave up after 1 attempt" in info.value.message
 
 
+class ExtendingServer(RawServer):
+    """A chunk whose extension goes on (bytes that are no part of the body), until the
+    client hangs up."""
+
+    def _answer(self, sock: socket.socket) -> None:
+        self.hits += 1
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        with contextlib.suppress(OSError):  # the client hung up, as it should
+            sock.sendall(head + b"19;ext=")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                sock.sendall(b"x" * 4096)
+                time.sleep(0.001)
+
+
+def test_a_chunk_extension_that_does_not_end_fails_the_attempt(tmp_path: Path) -> None:
+    """Hostile: aiohttp's read timeout restarts with every byte, and it reads past a chunk
+    extension however long it goes: a server that sent one for ever held the download for
+    ever (http.client refuses a chunk-size line past 64 KiB)."""
+    slow = Timeouts(connect=5.0, read=1.0)
+    started = time.monotonic()
+    with ExtendingServer(b"") as server, pytest.raises(DownloadError) as info:
+        downloader(retries=0, timeouts=slow).download(
+            server.url("/a"), tmp_path / "a", sha256=FRAMED_SHA, size=None
+        )
+    assert time.monotonic() - started < 15
+    assert "gave up after 1 attempt" in info.value.message
+
+
 @pytest.mark.parametrize(
     "head",
     [

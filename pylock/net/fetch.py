@@ -8,7 +8,7 @@ archives are all cached never pays for them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -186,7 +186,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
         pace = policy.Pace(timeouts.slow_bytes, timeouts.slow_window)
         chunks = bytearray()
         try:
-            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            async for chunk in body_chunks(response, timeouts.read):
                 pace.add(len(chunk))
                 chunks += chunk
                 if len(chunks) > MAX_METADATA_BYTES:
@@ -251,7 +251,7 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 )
                 try:
                     with body.open() as writer:
-                        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                        async for chunk in body_chunks(response, self.options.timeouts.read):
                             body.add(writer, chunk)
                 except (TimeoutError, aiohttp.ClientError) as error:
                     body.rewind()
@@ -366,6 +366,27 @@ class Fetcher(policy.Client, policy.SessionOwner):
                 return response, current
             response.release()
             hops.follow(location)
+
+
+async def body_chunks(response: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
+    """``response``'s body, a chunk at a time, each within ``idle`` seconds.
+
+    aiohttp's read timeout restarts with every byte, also one that is no part of the body:
+    a chunked body's framing (a chunk extension that never ends) kept a download going for
+    ever, its bytes counted by nothing.
+    """
+    import asyncio
+
+    chunks = response.content.iter_chunked(CHUNK_SIZE).__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TimeoutError(f"no byte of the body came in {idle:g} s") from None
+        yield chunk
 
 
 @attrs.frozen
