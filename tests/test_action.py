@@ -771,17 +771,17 @@ def test_the_python_output_is_the_default_or_the_only_one_the_lock_has(
 
 # -- the install step's inputs, with a stand-in for setup-python's interpreter ------------
 
-#: Stands in for setup-python's interpreter: `-m venv DIR` makes a venv whose python skips
-#: `pip install` and runs everything else with the real interpreter, and whose pylock exists.
+#: Stands in for setup-python's interpreter: `-m venv --without-pip DIR` makes a venv whose
+#: python is the real interpreter and whose pylock exists; `-m pip` installs nothing.
 _BASE_PYTHON = """#!/bin/sh
-if [ "$1 $2" = "-m venv" ]; then
-  mkdir -p "$3/bin"
-  printf '#!/bin/sh\\n[ "$1 $2" = "-m pip" ] && exit 0\\nexec "%s" "$@"\\n' "$REAL_PYTHON" \\
-    > "$3/bin/python"
-  printf '#!/bin/sh\\nexit 0\\n' > "$3/bin/pylock"
-  chmod +x "$3/bin/python" "$3/bin/pylock"
+if [ "$1 $2 $3" = "-m venv --without-pip" ]; then
+  mkdir -p "$4/bin"
+  printf '#!/bin/sh\\nexec "%s" "$@"\\n' "$REAL_PYTHON" > "$4/bin/python"
+  printf '#!/bin/sh\\nexit 0\\n' > "$4/bin/pylock"
+  chmod +x "$4/bin/python" "$4/bin/pylock"
   exit 0
 fi
+[ "$1 $2" = "-m pip" ] && exit 0
 exec "$REAL_PYTHON" "$@"
 """
 
