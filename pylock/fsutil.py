@@ -373,24 +373,128 @@ def on_modeless_file_system(
         return _macos_file_system(path, libc) in _MODELESS_MACOS
     if not platform.startswith("linux"):
         return False
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
-            lines = table.read().splitlines()
-    except OSError:
+    text = _mountinfo()
+    if text is None:
         return False
     real = os.path.realpath(path)
     best, kind = "", ""
-    for line in lines:
+    for point, fstype in mount_table(text):
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind in _MODELESS
+
+
+def _mountinfo() -> str | None:
+    """Linux's table of this process's mounts (``/proc/self/mountinfo``), or ``None``
+    where there is none (another system, or no ``/proc``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            return table.read()
+    except OSError:
+        return None
+
+
+def mount_table(text: str) -> Iterator[tuple[str, str]]:
+    r"""The mount points in ``/proc/self/mountinfo``'s ``text`` and the kind of each.
+
+    >>> line = "36 35 98:0 /m /mnt/my\\040disk rw - ext3 /dev/root rw"
+    >>> list(mount_table(line + "\nbad line"))
+    [('/mnt/my disk', 'ext3')]
+    """
+    for line in text.splitlines():
         fields, _, rest = line.partition(" - ")
         parts = fields.split(" ")
         if len(parts) < 5 or not rest:
             continue
-        # Spaces, tabs, newlines and backslashes in a mount point are octal escapes.
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), parts[4])
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, rest.split(" ", 1)[0]
-    return kind in _MODELESS
+        yield _unescaped(parts[4]), rest.split(" ", 1)[0]
+
+
+def _unescaped(point: str) -> str:
+    # Spaces, tabs, newlines and backslashes in a mount point are octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), point)
+
+
+def _escaped(path: str) -> str:
+    """``path`` as ``/proc/self/mountinfo`` writes it (:func:`_unescaped` undone)."""
+    return re.sub(r"[ \t\n\\]", lambda m: f"\\{ord(m[0]):03o}", path)
+
+
+class MountedInsideError(OSError):
+    """A tree to delete is a mount point or holds one (a Docker volume, a bind mount):
+    deleting it would delete the mounted file system's files, which are not the tree's.
+    Nothing was deleted. ``filename`` is the tree, ``mount`` the (first) mount point."""
+
+    def __init__(self, tree: str, mounts: list[str]) -> None:
+        self.mount = mounts[0]
+        self.mounts = mounts
+        itself = self.mount in (tree, os.path.realpath(tree))
+        where = "is a mount point" if itself else f"holds the mount point {self.mount}"
+        super().__init__(errno.EBUSY, f"{tree} {where}", tree)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def mounts_inside(tree: str | os.PathLike[str]) -> list[str]:
+    """The mount points at ``tree`` or anywhere under it, outermost first: the file systems
+    a deletion of ``tree`` must not enter (``shutil.rmtree`` does, and deletes a bind-mounted
+    volume's files, then fails on the mount point with EBUSY).
+
+    On Linux by the mount table, which also knows a bind mount from the same file system
+    (the same ``st_dev``); elsewhere by a walk that compares each directory's device with
+    the tree's, links and Windows junctions not followed (a Windows volume mounted in a
+    folder is a junction of sorts: neither this walk nor ``rmtree`` enters it).
+    """
+    top = os.path.abspath(tree)
+    text = _mountinfo()
+    if text is not None:
+        real = os.path.realpath(top)
+        # Most trees hold no mount: one substring search, before the table is parsed.
+        if _escaped(real) not in text:
+            return []
+        inside = real.rstrip("/") + "/"
+        points = {p for p, _ in mount_table(text) if p == real or p.startswith(inside)}
+        return sorted(points, key=lambda p: (p.count("/"), p))
+    return _mounts_by_device(top)
+
+
+def _mounts_by_device(top: str) -> list[str]:
+    """:func:`mounts_inside` where there is no mount table to read: the directories on
+    another device than ``top``'s, not entered."""
+    try:
+        if os.path.ismount(top):
+            return [top]
+        device = _device_of(top)
+    except OSError:
+        return []  # not there: nothing to delete
+    found: list[str] = []
+    pending = [top]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if not is_real_dir(entry):
+                    continue
+                with contextlib.suppress(OSError):
+                    if _device_of(entry.path) != device:
+                        found.append(entry.path)
+                    else:
+                        pending.append(entry.path)
+    return sorted(found, key=lambda p: (p.count(os.sep), p))
+
+
+def _device_of(path: str) -> int:
+    # os.lstat, not DirEntry.stat: on Windows the latter's st_dev is always 0.
+    return os.lstat(path).st_dev
+
+
+def refuse_mounts(tree: str | os.PathLike[str]) -> None:
+    """Raise :class:`MountedInsideError` if ``tree`` is or holds a mount point."""
+    mounts = mounts_inside(tree)
+    if mounts:
+        raise MountedInsideError(os.path.abspath(tree), mounts)
 
 
 def _macos_file_system(path: str | os.PathLike[str], libc: Any = None) -> str:
@@ -457,10 +561,16 @@ def is_real_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a directory tree, or a file or symlink, if it exists."""
+    """Delete a directory tree, or a file or symlink, if it exists.
+
+    A tree that is or holds a mount point is not touched: :class:`MountedInsideError`.
+    """
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.exists():
+        # Before anything is deleted: rmtree enters a mount point (a volume mounted in an
+        # interpreter's site-packages), deleted the volume's files, then failed on it.
+        refuse_mounts(path)
         # On Windows by its \\?\ name: a tree renamed to a longer name (.pylock-trash-)
         # may hold paths past MAX_PATH that the plain name cannot delete.
         top = long_path(os.path.abspath(path))

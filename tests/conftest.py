@@ -9,6 +9,7 @@ git or any subprocess a test starts.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -475,6 +476,42 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for where in mounted:
         subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def bind_mount(tmp_path: Path) -> Iterator[Callable[[Path, Path], Callable[[], None]]]:
+    """``mount --bind SOURCE TARGET`` (``bind_mount(volume, tree / "lib")``), as Docker
+    mounts a volume; returns what unmounts it. The test is skipped where that cannot be
+    done (not root on Linux). Afterwards every mount left under ``tmp_path`` is unmounted,
+    wherever it went (a mount moves with a directory renamed above it)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("a bind mount needs root on Linux and mount(8)")
+
+    def mount(source: Path, target: Path) -> Callable[[], None]:
+        done = subprocess.run(
+            ["mount", "--bind", str(source), str(target)], capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+        return lambda: _unmount_under(target)
+
+    yield mount
+    _unmount_under(tmp_path)
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount every mount at or under ``root``, the innermost first. Parsed here, not
+    with pylock's code: a teardown that a broken pylock failed left the mounts behind."""
+    inside = os.path.join(os.path.realpath(root), "")
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            # The fifth field; spaces and the like in it are octal escapes.
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split(" ")[4])
+            if os.path.join(point, "").startswith(inside):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=True)
 
 
 @pytest.fixture(params=["stdhttp", "aiohttp"])

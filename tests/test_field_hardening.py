@@ -7,6 +7,7 @@ the documented outcome: the sync installs, or ends with one `pylock: error:` lin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -1955,3 +1956,85 @@ def test_a_0600_file_left_as_it_is_gets_no_write_bit_for_others_under_umask_0(
     finally:
         os.umask(old)
     assert legacy.stat().st_mode & 0o777 == fresh.stat().st_mode & 0o777 == 0o664
+
+
+# -- a file system mounted inside an interpreter's tree --------------------------------------
+#
+# Field: `docker run -v venvcache:/app/.pythons/app/lib/python3.12/site-packages`. An
+# upgrade, a `--reinstall` or a prune deleted the old tree with shutil.rmtree, which went
+# into the mount and deleted the volume's files, then failed on the mount point (EBUSY) and
+# left the tree, now named .pylock-trash-*, for every later sync to warn about.
+
+
+def _volume(tmp_path: Path) -> Path:
+    volume = tmp_path / "volume"
+    (volume / "pkg").mkdir(parents=True)
+    (volume / "pkg" / "data.txt").write_text("user data\n")
+    return volume
+
+
+def test_a_leftover_tree_holding_a_mount_is_left_with_a_warning(
+    sync_project: Project,
+    app_a: Build,
+    tmp_path: Path,
+    bind_mount: Callable[[Path, Path], Callable[[], None]],
+) -> None:
+    """An older pylock renamed the tree aside with the volume in it, and failed to delete
+    it: every sync's clean-up then deleted what was written to the volume since."""
+    sync_project.install(app_a)
+    trash = sync_project.into / ".pylock-trash-app-0123abcd"
+    (trash / "lib").mkdir(parents=True)
+    (trash / "lib" / "os.py").write_text("old\n")
+    (trash / "site-packages").mkdir()
+    volume = _volume(tmp_path)
+    unmount = bind_mount(volume, trash / "site-packages")
+    result = sync_project.sync()
+    assert result.code == 0, result.err
+    assert (
+        f"pylock: warning: left {trash} in place: {trash / 'site-packages'} is mounted in it"
+        in result.err
+    )
+    assert "unmount it, and the next sync removes the tree" in result.err
+    assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
+    assert (trash / "lib" / "os.py").read_text() == "old\n"  # not half deleted either
+    unmount()
+    assert sync_project.sync().code == 0
+    assert sync_project.leftovers() == []
+    assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
+
+
+def test_remove_tree_deletes_nothing_of_a_tree_that_holds_a_mount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock import fsutil
+    from pylock.fsutil import MountedInsideError, mounts_inside, remove_tree
+
+    tree = tmp_path / "tree"
+    (tree / "a" / "volume").mkdir(parents=True)
+    (tree / "a" / "volume" / "data.txt").write_text("user data\n")
+    (tree / "first.txt").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept.txt").write_text("kept\n")
+    # A link to another device is removed, never entered (on Windows, where making one
+    # takes a privilege, a junction is not entered either).
+    with contextlib.suppress(OSError):
+        (tree / "link").symlink_to(outside, target_is_directory=True)
+    monkeypatch.setattr(fsutil, "_mountinfo", lambda: None)
+    monkeypatch.setattr(fsutil, "_device_of", _offset(outside, tree / "a" / "volume"))
+    assert mounts_inside(tree) == [str(tree / "a" / "volume")]
+    with pytest.raises(MountedInsideError) as refused:
+        remove_tree(tree)
+    assert refused.value.mount == str(tree / "a" / "volume")
+    assert (tree / "first.txt").exists() and (tree / "a" / "volume" / "data.txt").exists()
+    (tree / "a" / "volume" / "data.txt").unlink()
+    (tree / "a" / "volume").rmdir()
+    remove_tree(tree)
+    assert not tree.exists()
+    assert (outside / "kept.txt").read_text() == "kept\n"
+
+
+def _offset(*mounts: Path) -> Callable[[str], int]:
+    """``os.lstat(path).st_dev``, one more for each of ``mounts``."""
+    names = {str(m) for m in mounts}
+    return lambda path: os.lstat(path).st_dev + (path in names)

@@ -41,6 +41,7 @@ from pylock.fastpath import STATE_FILE
 from pylock.fsutil import (
     FileLock,
     LockTimeout,
+    MountedInsideError,
     is_link,
     is_real_dir,
     make_dir,
@@ -703,7 +704,15 @@ def _check_replaceable(final: Path) -> None:
 
 def cannot_remove_yet(path: Path, error: OSError) -> str:
     """The warning for a tree pylock made junk of and could not remove (a file in use on
-    Windows, an immutable one, one another user owns): what, why, and what happens next."""
+    Windows, an immutable one, one another user owns, one a file system is mounted in):
+    what, why, and what happens next."""
+    if isinstance(error, MountedInsideError):
+        # rm -r, the usual "by hand", would delete the mounted files too.
+        return (
+            f"left {path} in place: {error.mount} is mounted in it (a volume or bind mount), "
+            "whose files deleting the tree would delete; unmount it, and the next sync "
+            "removes the tree"
+        )
     blocker = f" ({error.filename})" if error.filename and error.filename != str(path) else ""
     return (
         f"could not remove {path} yet: {error.strerror or error}{blocker}; the next sync "
@@ -869,8 +878,11 @@ def remove_in_place(tree: Path) -> None:
     is left is still known as pylock's (a directory without it is the user's, and a sync
     refuses to replace it).
     """
-    from pylock.fsutil import remove_tree
+    from pylock.fsutil import refuse_mounts, remove_tree
 
+    # Each piece would refuse a mount in it, but only once the record and the pieces
+    # before it were gone: a half-deleted tree.
+    refuse_mounts(tree)
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         os.unlink(tree / META_DIR / INSTALL_JSON)
     with os.scandir(tree) as entries:
