@@ -1966,11 +1966,84 @@ def test_a_0600_file_left_as_it_is_gets_no_write_bit_for_others_under_umask_0(
 # left the tree, now named .pylock-trash-*, for every later sync to warn about.
 
 
+def _site_packages(tree: Path) -> Path:
+    return next((tree / "lib").glob("python*/site-packages"))
+
+
 def _volume(tmp_path: Path) -> Path:
     volume = tmp_path / "volume"
     (volume / "pkg").mkdir(parents=True)
     (volume / "pkg" / "data.txt").write_text("user data\n")
     return volume
+
+
+def _assert_old_tree_works(project: Project, build: Build, name: str = "app") -> None:
+    from tests.syncproject import installed_sha
+
+    tree = project.into / name
+    assert installed_sha(tree) == build.sha256
+    python = tree / "bin" / f"python{build.minor}"
+    assert python.read_bytes() == build.markers[f"bin/python{build.minor}"]
+    assert project.leftovers() == []
+
+
+@pytest.mark.parametrize("change", ["upgrade", "reinstall", "prune"])
+def test_a_volume_mounted_in_a_tree_is_never_deleted(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    tool: Build,
+    tmp_path: Path,
+    bind_mount: Callable[[Path, Path], Callable[[], None]],
+    change: str,
+) -> None:
+    sync_project.install(app_a, tool)
+    name, build = ("tool", tool) if change == "prune" else ("app", app_a)
+    volume = _volume(tmp_path)
+    mounted = _site_packages(sync_project.into / name)
+    unmount = bind_mount(volume, mounted)
+    if change == "upgrade":
+        sync_project.lock(app_b, tool)
+        sync_project.serve(app_b)
+        result = sync_project.sync()
+    elif change == "reinstall":
+        result = sync_project.sync("--reinstall")
+    else:
+        sync_project.lock(app_a)
+        result = sync_project.sync()
+    assert result.code == 1, result.err
+    _no_traceback(result.err)
+    inside = mounted.relative_to(sync_project.into / name)
+    assert f": {inside} in it is a mount point (a volume or bind mount)" in result.err
+    assert f"pylock: hint: unmount {mounted}, or mount the volume outside" in result.err
+    assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
+    assert (mounted / "pkg" / "data.txt").is_file()  # still mounted where it was
+    # Nothing changed: the old tree is whole, and once the volume is gone the sync works.
+    _assert_old_tree_works(sync_project, build, name)
+    unmount()
+    assert sync_project.verify().code == 0
+    assert sync_project.sync().code == 0
+    assert sorted(p.name for p in volume.rglob("*")) == ["data.txt", "pkg"]
+
+
+def test_a_tree_that_is_itself_a_mount_point_is_not_replaced(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    tmp_path: Path,
+    bind_mount: Callable[[Path, Path], Callable[[], None]],
+) -> None:
+    sync_project.install(app_a)
+    volume = tmp_path / "volume"
+    shutil.copytree(sync_project.into / "app", volume, symlinks=True)
+    bind_mount(volume, sync_project.into / "app")
+    sync_project.lock(app_b)
+    sync_project.serve(app_b)
+    result = sync_project.sync()
+    assert result.code == 1, result.err
+    assert f"cannot replace {sync_project.into / 'app'}: it is itself a mount point" in result.err
+    _assert_old_tree_works(sync_project, app_a)
+    assert sorted(os.listdir(volume)) == sorted(os.listdir(sync_project.into / "app"))
 
 
 def test_a_leftover_tree_holding_a_mount_is_left_with_a_warning(
@@ -2001,6 +2074,50 @@ def test_a_leftover_tree_holding_a_mount_is_left_with_a_warning(
     assert sync_project.sync().code == 0
     assert sync_project.leftovers() == []
     assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
+
+
+def _another_device(monkeypatch: pytest.MonkeyPatch, volume: Path) -> None:
+    """Make ``volume`` look like a mount point, as macOS and Windows find one (no mount
+    table to read: a directory on another device), on any system."""
+    from pylock import fsutil
+
+    real = fsutil._device_of
+    mount = str(volume)
+
+    def device_of(path: str) -> int:
+        return real(path) + 1 if path == mount else real(path)
+
+    monkeypatch.setattr(fsutil, "_mountinfo", lambda: None)
+    monkeypatch.setattr(fsutil, "_device_of", device_of)
+
+
+@pytest.mark.parametrize("change", ["upgrade", "prune"])
+def test_a_directory_on_another_device_stops_the_replacement_everywhere(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    tool: Build,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:
+    sync_project.install(app_a, tool)
+    name, build = ("tool", tool) if change == "prune" else ("app", app_a)
+    volume = _site_packages(sync_project.into / name)
+    (volume / "data.txt").write_text("user data\n")
+    _another_device(monkeypatch, volume)
+    if change == "upgrade":
+        sync_project.lock(app_b, tool)
+        sync_project.serve(app_b)
+    else:
+        sync_project.lock(app_a)
+    result = sync_project.sync()
+    assert result.code == 1, result.err
+    inside = volume.relative_to(sync_project.into / name).as_posix().replace("/", os.sep)
+    assert f": {inside} in it is a mount point (a volume or bind mount)" in result.err
+    assert (volume / "data.txt").read_text() == "user data\n"
+    _assert_old_tree_works(sync_project, build, name)
+    monkeypatch.undo()
+    assert sync_project.sync().code == 0
 
 
 def test_remove_tree_deletes_nothing_of_a_tree_that_holds_a_mount(

@@ -45,6 +45,7 @@ from pylock.fsutil import (
     is_link,
     is_real_dir,
     make_dir,
+    mounts_inside,
     not_world_writable,
     on_modeless_file_system,
     out_of_space_hint,
@@ -693,6 +694,10 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
 
 
 def _check_replaceable(final: Path) -> None:
+    if os.path.lexists(final) and not is_link(final):
+        mounts = mounts_inside(final)
+        if mounts:
+            raise mounted_error(final, mounts)
     # A tree with pylock's .pylock/ is pylock's even when its record was damaged: sync
     # repairs it (it refused before, while verify, which and list said to run sync).
     if os.path.lexists(final) and not _made_by_pylock(final.parent, final.name):
@@ -700,6 +705,33 @@ def _check_replaceable(final: Path) -> None:
             f"{final} exists and was not installed by pylock; refusing to replace it",
             hint="move it away, or install into another directory with --into",
         )
+
+
+def mounted_error(tree: Path, mounts: Sequence[str], *, pruned: int = 0) -> InstallError:
+    """The refusal to replace the interpreter ``tree`` (or, with ``pruned`` trees that are
+    no longer locked, to remove it, the first of them) while a file system is mounted at it
+    or in it: the tree goes (renamed aside, then deleted) and the mount with it, and its
+    files (a Docker volume on site-packages) with the tree."""
+    point = mounts[0]
+    more = f" (and {len(mounts) - 1} more)" if len(mounts) > 1 else ""
+    real = os.path.realpath(tree)
+    if point in (str(tree), real):
+        where = f"it is itself a mount point{more}"
+    else:
+        inside = os.path.relpath(point, real) if point.startswith(os.path.join(real, "")) else point
+        where = f"{inside} in it is a mount point{more}"
+    if pruned:
+        doing = f"remove {tree.name} (no longer in the lock) from {tree.parent}"
+    else:
+        doing = f"replace {tree}"
+    others = f"; {pruned - 1} more such trees are kept too" if pruned > 1 else ""
+    keep = "; or keep it with --no-prune" if pruned else ""
+    return InstallError(
+        f"cannot {doing}: {where} (a volume or bind mount), whose files would be deleted "
+        f"with the tree; nothing was changed{others}",
+        hint=f"unmount {point}, or mount the volume outside the interpreter's tree (the "
+        f"install directory itself may be one), then sync again{keep}",
+    )
 
 
 def cannot_remove_yet(path: Path, error: OSError) -> str:
@@ -811,6 +843,7 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
     from pylock.lockfile import is_valid_name
 
     removed: list[str] = []
+    mounted: list[tuple[Path, list[str]]] = []
     try:
         entries = sorted(os.listdir(dest_root))
     except FileNotFoundError:
@@ -841,6 +874,12 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                 data = read_install_json(str(tree))
                 if data is None or is_a_copy(data, name):
                     continue  # no record, or another tree's (a copy): not pylock's
+                mounts = mounts_inside(tree)
+                if mounts:
+                    # Renamed aside, the mount goes with the tree, and its files with the
+                    # trash. The others are still pruned; the sync fails after them.
+                    mounted.append((tree, mounts))
+                    continue
                 trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
                 try:
                     os.rename(tree, trash)
@@ -867,6 +906,8 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
             removed.append(name)
     except OSError as exc:
         raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
+    if mounted:
+        raise mounted_error(*mounted[0], pruned=len(mounted))
     return removed
 
 
