@@ -890,7 +890,7 @@ def seed_registry(
         artifact = entry.artifact
         require_sha256(path, artifact.sha256)
         uploaded = False
-        if not await client.has_blob(artifact.sha256):
+        if not await client.has_blob(artifact.sha256, size=path.stat().st_size):
             await client.push_blob(path, artifact.sha256)
             uploaded = True
         tag = remote_tag(entry.python, artifact)

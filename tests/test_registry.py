@@ -1501,25 +1501,114 @@ def test_a_registry_that_drips_its_head_is_given_up(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
+def _storage_front(status: int, *, storage: Handler | None = None, page: str = "") -> Handler:
+    """A registry that answers blob reads (``HEAD`` and ``GET``) with a ``status`` redirect
+    to its own ``/storage/`` (to ``/storage/{page}`` when given, with no body); by default
+    in the page type of Go's ``http.Redirect``, as distribution's are. ``storage`` answers
+    there; by default it has every blob but ``00...``, each 10 bytes, for a ``GET`` only
+    (a signed URL is good for one method)."""
+
+    async def has(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("00" * 32):
+            return web.Response(status=404)
+        if request.method != "GET":
+            return web.Response(status=403, text="<Error>SignatureDoesNotMatch</Error>")
+        return web.Response(body=b"x" * 10, content_type="application/octet-stream")
+
+    answer = storage or has
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/storage/"):
+            return await answer(server, request)
+        if request.path.endswith("00" * 32) and not page:
+            return web.Response(status=404)
+        location = f"http://127.0.0.1:{server.port}/storage/{page or request.path[-64:]}"
+        headers = {"Location": location}
+        if not page:
+            headers["Content-Type"] = "text/html; charset=utf-8"
+        return web.Response(status=status, headers=headers)
+
+    return handler
+
+
+def check_blobs(server: Hostile, tmp_path: Path, *shas: str, size: int = 10) -> list[bool]:
+    async def scenario() -> list[bool]:
+        async with client(server.ref(), "", tmp_path) as registry:
+            return [await registry.has_blob(sha, size=size) for sha in shas]
+
+    return run(scenario())
+
+
 @pytest.mark.parametrize("status", [307, 302])
 def test_a_blob_check_answered_with_a_redirect_means_the_blob_is_there(
     tmp_path: Path, status: int
 ) -> None:
     """Registry attack: a registry that sends HEAD requests on to object storage broke
-    `mirror --to` and `sync --push` with "refused pull: HTTP 307"."""
+    `mirror --to` and `sync --push` with "refused pull: HTTP 307"; its redirect is a web
+    page by type (Go's http.Redirect), and the storage's URL good for a GET only."""
+    for server in hostile(_storage_front(status)):
+        assert check_blobs(server, tmp_path, "11" * 32, "00" * 32) == [True, False]
+        assert [(r.method, r.path.split("/")[1]) for r in server.requests] == [
+            ("HEAD", "v2"),
+            ("GET", "v2"),
+            ("GET", "storage"),
+            ("HEAD", "v2"),
+        ]
 
+
+async def push_one_blob(server: Hostile, tmp_path: Path, data: bytes) -> None:
+    async with client(server.ref(), "", tmp_path, credentials=PUSHER) as registry:
+        await registry.push_blob(data, hashlib.sha256(data).hexdigest())
+
+
+def _login_page(body: bytes, content_type: str) -> Handler:
+    async def page(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return page
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        _login_page(b"<html>Sign in</html>", "text/html; charset=utf-8"),
+        _login_page(b'{"login": "required"}', "application/json"),
+    ],
+    ids=["web-page", "another-length"],
+)
+def test_a_blob_check_sent_to_a_login_page_is_no_blob(tmp_path: Path, page: Handler) -> None:
+    """Registry attack: an SSO front that sends every request to its login page (302, then
+    200) counted as "the blob is there": `sync --push` and `mirror --to` uploaded nothing,
+    then failed at the manifest (or tagged a blob the registry does not have)."""
+    for server in hostile(_storage_front(302, storage=page, page="login")):
+        expected = r"after HTTP 302 to http://127\.0\.0\.1:\d+, not the registry's answer"
+        with pytest.raises(RegistryError, match=expected) as caught:
+            check_blobs(server, tmp_path, "11" * 32)
+        assert caught.value.hint is not None and "in front of the registry" in caught.value.hint
+
+        with pytest.raises(RegistryError, match="not the registry's answer"):
+            run(push_one_blob(server, tmp_path, b"x" * 10))
+        assert "POST" not in [r.method for r in server.requests]
+
+
+def test_a_blob_check_whose_redirect_cannot_be_read_names_the_redirect(tmp_path: Path) -> None:
+    async def refusing(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=403, text="<Error>AccessDenied</Error>")
+
+    for server in hostile(_storage_front(307, storage=refusing)):
+        with pytest.raises(RegistryError) as caught:
+            check_blobs(server, tmp_path, "11" * 32)
+        assert f"with HTTP 307 to http://127.0.0.1:{server.port}, where" in caught.value.message
+        assert caught.value.status == 403
+
+
+def test_a_blob_check_answered_with_another_digest_is_no_blob(tmp_path: Path) -> None:
     async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
-        if request.path.endswith("00" * 32):
-            return web.Response(status=404)
-        return web.Response(status=status, headers={"Location": "https://storage.invalid/b"})
-
-    async def scenario(server: Hostile) -> tuple[bool, bool]:
-        async with client(server.ref(), "", tmp_path) as registry:
-            return await registry.has_blob("11" * 32), await registry.has_blob("00" * 32)
+        return web.Response(headers={"Docker-Content-Digest": "sha256:" + "22" * 32})
 
     for server in hostile(handler):
-        assert run(scenario(server)) == (True, False)
-        assert [r.method for r in server.requests] == ["HEAD", "HEAD"]
+        with pytest.raises(RegistryError, match="another digest"):
+            check_blobs(server, tmp_path, "11" * 32)
 
 
 def test_a_refused_blob_check_says_so(tmp_path: Path) -> None:

@@ -645,8 +645,9 @@ def test_a_blob_answered_with_a_web_page_is_not_called_corrupt(
 
 class LoginPage(LoopbackServer):
     """A single sign-on front that answers every request with its login page (200, HTML),
-    or with ``redirect``, a redirect to the sign-on host; with ``reads``, it lets reads
-    through to a registry that has no blob (a 404), and guards writes only."""
+    or with ``redirect``, a redirect to the sign-on host (``/sso/...`` on itself, where the
+    page is); with ``reads``, it lets reads through to a registry that has no blob (a 404),
+    and guards writes only."""
 
     def __init__(self, redirect: str | None = None, *, reads: bool = False) -> None:
         super().__init__()
@@ -659,8 +660,9 @@ class LoginPage(LoopbackServer):
         await request.read()
         if self.reads and request.method in ("GET", "HEAD"):
             return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
-        if self.redirect is not None:
-            return web.Response(status=302, headers={"Location": self.redirect})
+        if self.redirect is not None and not request.path.startswith("/sso/"):
+            location = f"http://127.0.0.1:{self.port}{self.redirect}"
+            return web.Response(status=302, headers={"Location": location})
         page = b"<!doctype html><title>Sign in</title>" + b" " * 200
         return web.Response(body=page, content_type="text/html", charset="utf-8")
 
@@ -673,8 +675,9 @@ def test_mirror_to_a_registry_behind_a_login_page_says_so(
     blob check read "the blob is there", so nothing was uploaded and the push failed at the
     manifest as "refused manifest: HTTP 200"; one that guards only writes was "refused
     push: HTTP 200"; one that redirects to the sign-on host was "refused manifest: HTTP
-    302", naming neither the page nor where it sent pylock."""
-    redirect = "https://sso.corp.example/login?next=/v2/" if case == "redirect" else None
+    302", naming neither the page nor where it sent pylock (now the blob check follows the
+    redirect to the page)."""
+    redirect = "/sso/login?next=/v2/" if case == "redirect" else None
     with LoginPage(redirect, reads=case == "page for writes") as page:
         reference = f"oci+http://127.0.0.1:{page.port}/pylock/x"
         code = cached_project.run("mirror", "--to", reference, "--platform", host().key)
@@ -687,9 +690,9 @@ def test_mirror_to_a_registry_behind_a_login_page_says_so(
     elif case == "page for writes":
         assert "refused push: HTTP 200, a web page from something in front of the registry" in err
     else:
-        assert "refused manifest: HTTP 302 to https://sso.corp.example" in err
-    if case != "redirect":
-        assert "something in front of the registry answers for it (a login page" in err
+        assert "with a web page (text/html) after HTTP 302 to http://127.0.0.1:" in err
+        assert [request.method for request in page.requests] == ["HEAD", "GET", "GET"]
+    assert "something in front of the registry answers for it (a login page" in err
 
 
 def test_a_registry_that_trickles_is_given_up_for_the_origin(

@@ -78,6 +78,7 @@ MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 #: Error bodies and other small answers are read up to this much.
 _MAX_SMALL_BODY = 64 << 10
 _MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 1 << 16
 
 _REPOSITORY = re.compile(
@@ -523,28 +524,64 @@ class RegistryClient(SessionOwner):
         _check_sha256(sha256)
         return f"{self.ref.base}/v2/{self.ref.repository}/blobs/sha256:{sha256}"
 
-    async def has_blob(self, sha256: str) -> bool:
-        """Whether the repository has the blob (``HEAD``).
+    async def has_blob(self, sha256: str, *, size: int | None = None) -> bool:
+        """Whether the repository has the blob (``HEAD``), of ``size`` bytes when given.
 
-        A redirect says it has: registries that keep blobs in object storage send clients
-        there (for a blob they do not have they answer 404), and the storage's signed URL
-        may be good for a GET only.
+        Registries that keep blobs in object storage answer with a redirect there (for a
+        blob they do not have they answer 404), and so does a login page in front of the
+        registry, for every request. So a redirect is no answer by itself: the blob is
+        there when a ``GET`` of it, redirects followed, answers what a blob's head says
+        (no web page, its length, its digest). The ``GET``, not the ``HEAD`` again: the
+        storage's signed URL may be good for the method it was signed for only.
         """
         operation = "a blob check"
-        async with self._send("HEAD", self.blob_url(sha256), operation=operation) as response:
+        url = self.blob_url(sha256)
+        async with self._send("HEAD", url, operation=operation) as response:
             if response.status == 404:
                 return False
-            await self._check(response, operation, expected=(200, 301, 302, 303, 307, 308))
-            if _web_page(response):
-                # A login page answers 200 to everything: taken for "the blob is there",
-                # a push would upload nothing, then fail at the manifest.
-                raise self._error(
-                    f"{self.ref} answered the check for blob sha256:{sha256} with a web page "
-                    "(text/html), not the registry's answer",
-                    operation,
-                    hint=_NOT_THE_REGISTRY_HINT,
-                )
+            await self._check(response, operation, expected=(200, *_REDIRECTS))
+            via = ""
+            if response.status == 200:
+                problem = _not_the_blob(response, sha256, size)
+            else:
+                via = f"HTTP {response.status}"
+                with contextlib.suppress(ValueError):
+                    location = urljoin(str(response.url), response.headers.get("Location", ""))
+                    via += f" to {_origin_text(location)}"
+        if not via:
+            if problem is not None:
+                raise self._not_the_blob_error(sha256, problem, operation)
             return True
+        try:
+            async with self._send("GET", url, operation=operation, follow=True) as response:
+                if response.status == 404:
+                    return False
+                await self._check(response, operation, expected=(200,))
+                # Released unread: the body is the blob, not needed here.
+                problem = _not_the_blob(response, sha256, size)
+        except RegistryError as error:
+            raise self._error(
+                f"{self.ref} answered the check for blob sha256:{sha256} with {via}, "
+                f"where the blob could not be read: {error.message}",
+                operation,
+                error.status,
+                hint=error.hint or _NOT_THE_REGISTRY_HINT,
+                code=error.code,
+            ) from None
+        if problem is not None:
+            raise self._not_the_blob_error(sha256, f"{problem} after {via}", operation)
+        return True
+
+    def _not_the_blob_error(self, sha256: str, problem: str, operation: str) -> RegistryError:
+        """The error for an answer to a blob check that is not the blob's. Taken for "the
+        blob is there", a push would upload nothing, then fail at the manifest (or leave a
+        tag whose blob a pull cannot get)."""
+        return self._error(
+            f"{self.ref} answered the check for blob sha256:{sha256} with {problem}, "
+            "not the registry's answer",
+            operation,
+            hint=_NOT_THE_REGISTRY_HINT,
+        )
 
     @asynccontextmanager
     async def open_blob(self, sha256: str, *, size: int) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -608,7 +645,8 @@ class RegistryClient(SessionOwner):
         ``source`` must hash to ``sha256`` (the registry refuses it otherwise).
         """
         _check_sha256(sha256)
-        if await self._blob_present(sha256):
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        if await self._blob_present(sha256, size):
             return
         uploads = f"{self.ref.base}/v2/{self.ref.repository}/blobs/uploads/"
         scopes = [self._scope("pull,push")]
@@ -645,10 +683,10 @@ class RegistryClient(SessionOwner):
             # Builders of one fleet push the same archives (and every manifest the same
             # empty config) at the same moment; a registry may refuse the second upload
             # of a blob it is still storing. If the blob is there now, the push succeeded.
-            if not await self._blob_present(sha256):
+            if not await self._blob_present(sha256, size):
                 raise
 
-    async def _blob_present(self, sha256: str) -> bool:
+    async def _blob_present(self, sha256: str, size: int) -> bool:
         """:meth:`has_blob` for a push, which may race other builders pushing that blob.
 
         A registry committing the blob for another builder can fail the ``HEAD`` with a
@@ -661,7 +699,7 @@ class RegistryClient(SessionOwner):
 
         for attempt in range(1, _BLOB_CHECK_ATTEMPTS + 1):
             try:
-                return await self.has_blob(sha256)
+                return await self.has_blob(sha256, size=size)
             except RegistryError as error:
                 if error.status is None or error.status < 500:
                     raise
@@ -890,7 +928,7 @@ class RegistryClient(SessionOwner):
                         if self._authorization(key) == request_headers.get("Authorization"):
                             await self._answer(challenge, scopes, operation)
                     continue
-                if follow and response.status in (301, 302, 303, 307, 308):
+                if follow and response.status in _REDIRECTS:
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
                         raise self._error(f"too many redirects for {target}", operation)
@@ -1191,6 +1229,20 @@ def _web_page(response: aiohttp.ClientResponse) -> bool:
     """Whether ``response`` is a web page (``text/html``, no ``Docker-Content-Digest``),
     which no answer of the registry API is."""
     return response.content_type == "text/html" and "Docker-Content-Digest" not in response.headers
+
+
+def _not_the_blob(response: aiohttp.ClientResponse, sha256: str, size: int | None) -> str | None:
+    """What makes ``response`` to a blob check no answer about the blob (a web page, as a
+    login page answers everything; another length; another digest), or ``None``."""
+    digest = response.headers.get("Docker-Content-Digest")
+    length = response.content_length
+    if _web_page(response):
+        return "a web page (text/html)"
+    if digest is not None and digest.strip() != f"sha256:{sha256}":
+        return f"another digest ({printable(digest)[:80]})"
+    if size is not None and length is not None and length != size:
+        return f"{length} bytes, not its {size}"
+    return None
 
 
 def _ignore(message: str) -> None:
