@@ -16,7 +16,9 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +52,7 @@ from pylock.net.registry import (
 )
 from pylock.settings import Settings
 from pylock.versions import Flavor
-from tests.loopback import LoggedRequest, LoopbackServer
+from tests.loopback import LoggedRequest, LoopbackServer, SocketServer
 from tests.registry import (
     PASSWORD,
     USER,
@@ -1609,6 +1611,54 @@ def test_a_blob_check_answered_with_another_digest_is_no_blob(tmp_path: Path) ->
     for server in hostile(handler):
         with pytest.raises(RegistryError, match="another digest"):
             check_blobs(server, tmp_path, "11" * 32)
+
+
+class EndlessFraming(SocketServer):
+    """A registry whose answers (``status``) are chunked, the first chunk's extension going
+    on for ever: bytes that are no part of the body, until the client hangs up."""
+
+    def __init__(self, status: bytes) -> None:
+        super().__init__()
+        self.status = status
+
+    def _answer(self, sock: socket.socket) -> None:
+        head = b"HTTP/1.1 " + self.status + b"\r\nTransfer-Encoding: chunked\r\n"
+        head += b"Content-Type: application/json\r\n\r\n"
+        with contextlib.suppress(OSError):  # the client hung up, as it should
+            sock.sendall(head + b"19;ext=")
+            while not self.released.wait(0.001):
+                sock.sendall(b"x" * 4096)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(b"200 OK", "no byte of the body came in 0.25 s"), (b"403 Forbidden", "HTTP 403")],
+    ids=["blob", "refusal"],
+)
+def test_a_chunk_extension_that_does_not_end_ends_at_the_read_timeout(
+    tmp_path: Path, status: bytes, error: str
+) -> None:
+    """Registry attack: aiohttp's read timeout restarts with every byte, and a blob body
+    (or a refusal's error body) whose chunk extension went on for ever held the sync for
+    ever; each chunk must now come within the read timeout."""
+    with EndlessFraming(status) as server:
+        registry = RegistryClient(
+            parse_reference(f"oci+http://127.0.0.1:{server.port}/pylock/x"),
+            settings=settings_of({}),
+            home=tmp_path,
+            connect_timeout=0.5,
+            read_timeout=0.25,
+        )
+
+        async def scenario() -> None:
+            async with registry:
+                await registry.download_blob("00" * 32, tmp_path / "out", size=10)
+
+        started = time.monotonic()
+        with pytest.raises(RegistryError, match=error):
+            run(scenario())
+        assert time.monotonic() - started < 3
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_refused_blob_check_says_so(tmp_path: Path) -> None:

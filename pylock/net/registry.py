@@ -921,7 +921,7 @@ class RegistryClient(SessionOwner):
             try:
                 if response.status == 401 and same_origin and not answered:
                     challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-                    await _drain(response)
+                    await _drain(response, self._timeouts[1])
                     answered = True
                     async with self._shared.answering():
                         # Another client may have answered while this one waited.
@@ -933,7 +933,7 @@ class RegistryClient(SessionOwner):
                     if redirects > _MAX_REDIRECTS:
                         raise self._error(f"too many redirects for {target}", operation)
                     target = self._redirect_target(target, response, operation)
-                    await _drain(response)
+                    await _drain(response, self._timeouts[1])
                     continue
                 yield response
                 return
@@ -1132,12 +1132,15 @@ class RegistryClient(SessionOwner):
     ) -> AsyncIterator[bytes]:
         import aiohttp
 
+        from pylock.net.fetch import body_chunks
+
         seen = 0
         # The origin's slowest pace: a registry that trickles bytes is given up for the
-        # origin, not waited on for hours (the read timeout ends only a silent one).
+        # origin, not waited on for hours. Each chunk within the read timeout, as from the
+        # origin: aiohttp's restarts with every byte, a chunked body's framing included.
         pace = policy.Pace(policy.SLOW_BYTES, policy.SLOW_WINDOW)
         try:
-            async for chunk in response.content.iter_chunked(_CHUNK):
+            async for chunk in body_chunks(response, self._timeouts[1]):
                 seen += len(chunk)
                 if seen > size:
                     raise DownloadTooLargeError(
@@ -1161,7 +1164,7 @@ class RegistryClient(SessionOwner):
             raise refused
         code = ""
         if response.status >= 400:
-            code = _error_code(await _small_body(response))
+            code = _error_code(await _small_body(response, self._timeouts[1]))
         detail = f" ({code})" if code else ""
         hint = self._login_hint() if response.status in (401, 403) else None
         location = response.headers.get("Location")
@@ -1285,15 +1288,19 @@ def _reason(error: BaseException) -> str:
     return redact("".join(ch if ch.isprintable() else "?" for ch in text))[:300]
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    await _small_body(response)
+async def _drain(response: aiohttp.ClientResponse, within: float) -> None:
+    await _small_body(response, within)
 
 
-async def _small_body(response: aiohttp.ClientResponse) -> bytes:
+async def _small_body(response: aiohttp.ClientResponse, within: float) -> bytes:
+    """What of an error body (or a redirect's) comes within ``within`` seconds, at most
+    64 KiB; a body whose framing never ends (aiohttp's read timeout restarts with every
+    byte of it) is ``b""`` then, not a wait for ever."""
     import aiohttp
 
     try:
-        return await response.content.read(_MAX_SMALL_BODY)
+        async with asyncio.timeout(within):
+            return await response.content.read(_MAX_SMALL_BODY)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return b""
 
