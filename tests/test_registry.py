@@ -1140,6 +1140,49 @@ def test_bad_or_endless_redirects_end(
     assert not list(tmp_path.iterdir())
 
 
+_SIGNED = "verify=1700000000-signedsecret0123456789"
+
+
+def _to_storage(storage: int | None, location: str) -> Handler:
+    """A registry that redirects blob reads to ``/storage/b?verify=...`` on itself (the
+    query of Docker Hub's storage URLs, whose name says nothing of a secret), where the
+    answer is ``storage`` with ``location`` (``{port}`` filled in), or the blob."""
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if not request.path.startswith("/storage/"):
+            target = f"http://127.0.0.1:{server.port}/storage/b?{_SIGNED}"
+            return web.Response(status=307, headers={"Location": target})
+        if storage is None:
+            return web.Response(body=b"x" * 10)
+        headers = {"Location": location.format(port=server.port)} if location else {}
+        return web.Response(status=storage, headers=headers)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        _to_storage(307, f"ftp://storage.example/b?{_SIGNED}"),
+        _to_storage(307, f"http://127.0.0.1:{{port}}/storage/b?{_SIGNED}"),
+        _to_storage(307, ""),
+        _to_storage(307, f"http://[::1/b?{_SIGNED}"),
+        _to_storage(307, f"http://a..b/b?{_SIGNED}"),
+        _to_storage(307, f"http://u:p@127.0.0.1:{{port}}/b?{_SIGNED}"),
+    ],
+    ids=["refused-scheme", "endless", "no-location", "unjoinable", "bad-host", "userinfo"],
+)
+def test_a_signed_storage_url_is_never_printed(tmp_path: Path, handler: Handler) -> None:
+    """Registry attack: an error about a redirect printed the storage URL whole, and the
+    signed query of a storage URL is a credential by another name than redact knows
+    (Cloudflare's `verify`, as Docker Hub's storage uses): now only its scheme and host."""
+    for server in hostile(handler):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path, size=10)
+        assert "signedsecret" not in str(caught.value)
+        assert caught.value.operation == "pull"
+
+
 def test_registry_errors_are_pylock_errors() -> None:
     error = RegistryError("x", registry="oci://r/a", operation="push", status=503)
     assert isinstance(error, PylockError)

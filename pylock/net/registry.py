@@ -931,7 +931,11 @@ class RegistryClient(SessionOwner):
                 if follow and response.status in _REDIRECTS:
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
-                        raise self._error(f"too many redirects for {target}", operation)
+                        # Named by their hosts: a storage URL's query is its credential.
+                        raise self._error(
+                            f"too many redirects for {url}, the last to {_origin_text(target)}",
+                            operation,
+                        )
                     target = self._redirect_target(target, response, operation)
                     await _drain(response, self._timeouts[1])
                     continue
@@ -946,7 +950,9 @@ class RegistryClient(SessionOwner):
         location = response.headers.get("Location")
         if not location:
             raise self._error(
-                f"redirect without a Location from {current}", operation, response.status
+                f"redirect without a Location from {_origin_text(current)}",
+                operation,
+                response.status,
             )
         target = self._join(current, location, operation)
         self._check_url(target, operation)
@@ -960,7 +966,7 @@ class RegistryClient(SessionOwner):
             target = urljoin(base, location)
         except ValueError:
             raise self._error(
-                f"the registry sent an invalid URL: {printable(redact(location))[:200]}", operation
+                f"the registry sent an invalid URL: {_without_query(location)}", operation
             ) from None
         return target
 
@@ -970,14 +976,14 @@ class RegistryClient(SessionOwner):
         problem = url_problem(url)
         if problem is not None:  # a port out of range, a host name IDNA refuses, ...
             raise self._error(
-                f"the registry sent an invalid URL ({problem}): {printable(redact(url))[:200]}",
+                f"the registry sent an invalid URL ({problem}): {_without_query(url)}",
                 operation,
             )
         parts = urlsplit(url)
         if parts.username is not None or parts.password is not None:
             # aiohttp refuses them beside an Authorization header; nothing needs them.
             raise self._error(
-                f"the registry sent a URL with credentials in it: {printable(redact(url))[:200]}",
+                f"the registry sent a URL with credentials in it: {_origin_text(url)}",
                 operation,
             )
         scheme = parts.scheme.lower()
@@ -985,7 +991,9 @@ class RegistryClient(SessionOwner):
             return
         if scheme == "http" and (self.ref.plain_http or is_loopback_host(parts.hostname)):
             return
-        raise self._error(f"refusing to follow the registry to {url}", operation)
+        # The host only: a signed storage URL's query is a credential, under names (say
+        # Cloudflare's ``verify``) that no redaction can know them all by.
+        raise self._error(f"refusing to follow the registry to {_origin_text(url)}", operation)
 
     def _location(self, response: aiohttp.ClientResponse, operation: str) -> str:
         location = response.headers.get("Location")
@@ -1268,6 +1276,16 @@ def _origin_text(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address, bracketed as a URL writes it
     return redact(f"{parts.scheme}://{host}{':' + str(port) if port else ''}")
+
+
+def _without_query(url: str) -> str:
+    """A URL from the registry that does not parse, for a message: printable, redacted, its
+    query and fragment left out (a signed storage URL's query is its credential).
+
+    >>> _without_query("https://[::1/blob?verify=1700-abc#x")
+    'https://[::1/blob'
+    """
+    return printable(redact(re.split(r"[?#]", url, maxsplit=1)[0]))[:200]
 
 
 def _reason(error: BaseException) -> str:
