@@ -1470,6 +1470,23 @@ def _realm(realm: str) -> Handler:
     return handler
 
 
+def download_from_loopback(port: int, tmp_path: Path, *, read_timeout: float) -> None:
+    """Download a blob from a plain-http registry on loopback ``port``, with short timeouts."""
+    registry = RegistryClient(
+        parse_reference(f"oci+http://127.0.0.1:{port}/pylock/x"),
+        settings=settings_of({}),
+        home=tmp_path,
+        connect_timeout=0.5,
+        read_timeout=read_timeout,
+    )
+
+    async def scenario() -> None:
+        async with registry:
+            await registry.download_blob("00" * 32, tmp_path / "out", size=10)
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     "handler",
     [
@@ -1524,22 +1541,10 @@ def test_a_registry_that_drips_its_head_is_given_up(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=drip, daemon=True)
     thread.start()
-    registry = RegistryClient(
-        parse_reference(f"oci+http://127.0.0.1:{listener.getsockname()[1]}/pylock/x"),
-        settings=settings_of({}),
-        home=tmp_path,
-        connect_timeout=0.5,
-        read_timeout=0.5,
-    )
-
-    async def scenario() -> None:
-        async with registry:
-            await registry.download_blob("00" * 32, tmp_path / "out", size=10)
-
     started = time.monotonic()
     try:
         with pytest.raises(RegistryError, match="no answer in time"):
-            run(scenario())
+            download_from_loopback(listener.getsockname()[1], tmp_path, read_timeout=0.5)
     finally:
         stop.set()
         listener.close()
@@ -1685,21 +1690,9 @@ def test_a_chunk_extension_that_does_not_end_ends_at_the_read_timeout(
     (or a refusal's error body) whose chunk extension went on for ever held the sync for
     ever; each chunk must now come within the read timeout."""
     with EndlessFraming(status) as server:
-        registry = RegistryClient(
-            parse_reference(f"oci+http://127.0.0.1:{server.port}/pylock/x"),
-            settings=settings_of({}),
-            home=tmp_path,
-            connect_timeout=0.5,
-            read_timeout=0.25,
-        )
-
-        async def scenario() -> None:
-            async with registry:
-                await registry.download_blob("00" * 32, tmp_path / "out", size=10)
-
         started = time.monotonic()
         with pytest.raises(RegistryError, match=error):
-            run(scenario())
+            download_from_loopback(server.port, tmp_path, read_timeout=0.25)
         assert time.monotonic() - started < 3
     assert not list(tmp_path.iterdir())
 
