@@ -191,6 +191,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, _homes: Path) -> Iterato
     from pylock.net import policy
 
     monkeypatch.setattr(policy, "netrc_problems", {})
+    # So are the netrc files it parsed.
+    monkeypatch.setattr(policy, "_netrc_reads", {})
     # So is an interrupted run's "start no more credential helpers".
     import threading
 

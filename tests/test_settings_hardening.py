@@ -207,6 +207,95 @@ def test_netrc_comes_from_the_settings_not_the_process(tmp_path: Path) -> None:
     assert netrc_authorization("file:///x", settings) is None
 
 
+def _count_netrc_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the standard library's netrc parser is given from now on."""
+    import netrc
+
+    parses: list[str] = []
+    real = netrc.netrc
+
+    def counting(file: str | None = None) -> netrc.netrc:
+        parses.append(str(file))
+        return real(file)
+
+    monkeypatch.setattr(netrc, "netrc", counting)
+    return parses
+
+
+def test_a_netrc_file_is_parsed_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request asked netrc for its host's entry, and each parsed the whole file again:
+    a netrc of 100,000 machines (7 MB, 4 s a parse) made a sync of 150 take 14 minutes."""
+    parses = _count_netrc_parses(monkeypatch)
+    given = tmp_path / "netrc"
+    given.write_text("machine mirror.example login u password p\ndefault login d password e\n")
+    settings = Settings.from_environ({"NETRC": str(given)})
+    assert netrc_authorization("https://mirror.example/x", settings) == "Basic dTpw"
+    assert netrc_authorization("https://MIRROR.example./y", settings) == "Basic dTpw"
+    assert netrc_authorization("https://other.example/x", settings) == "Basic ZDpl"
+    assert netrc_authorization("https://other.example/x", settings, default=False) is None
+    assert parses == [str(given)]
+    # Another settings object naming the same file reads the same parse.
+    assert (
+        netrc_authorization(
+            "https://mirror.example/x", Settings.from_environ({"NETRC": str(given)})
+        )
+        == "Basic dTpw"
+    )
+    assert len(parses) == 1
+
+    # Edited (one more byte) or replaced, it is read again.
+    given.write_text("machine mirror.example login uu password p\n")
+    assert netrc_authorization("https://mirror.example/x", settings) == "Basic dXU6cA=="
+    assert netrc_authorization("https://other.example/x", settings) is None
+    replacement = tmp_path / "replacement"
+    replacement.write_text("machine mirror.example login v password q\n")
+    replacement.replace(given)
+    assert netrc_authorization("https://mirror.example/x", settings) == "Basic djpx"
+    assert len(parses) == 3
+
+
+def test_a_netrc_file_that_cannot_be_read_is_parsed_once_and_still_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pylock.net import policy
+
+    parses = _count_netrc_parses(monkeypatch)
+    broken = tmp_path / "netrc"
+    broken.write_text("machine\n")
+    settings = Settings.from_environ({"NETRC": str(broken)})
+    assert netrc_authorization("https://mirror.example/x", settings) is None
+    problem = policy.netrc_problems.pop(str(broken))
+    assert problem.startswith("not netrc syntax at line")
+    # The next request's 401 still has the problem to name, from the same parse.
+    assert netrc_authorization("https://mirror.example/y", settings) is None
+    assert policy.netrc_problems == {str(broken): problem}
+    assert len(parses) == 1
+    broken.write_text("machine mirror.example login u password p\n")
+    assert netrc_authorization("https://mirror.example/x", settings) == "Basic dTpw"
+    assert len(parses) == 2
+
+
+def test_a_sync_of_many_interpreters_parses_the_netrc_once(
+    sync_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parses = _count_netrc_parses(monkeypatch)
+    netrc_file = sync_project.root / "netrc"
+    netrc_file.write_text("machine 127.0.0.1 login u password p\n")
+    builds = [make_build(f"py{i}", f"2099010{i}", big=1000) for i in range(4)]
+    sync_project.lock(*builds)
+    sync_project.serve(*builds)
+    sync_project.environ["NETRC"] = str(netrc_file)
+    result = sync_project.sync()
+    assert result.code == 0, result.err
+    for build in builds:
+        assert [
+            r.headers.get("Authorization") for r in sync_project.server.requests(build.path)
+        ] == ["Basic dTpw"]
+    assert parses == [str(netrc_file)]
+
+
 def test_the_home_is_read_once_with_the_rest_of_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
