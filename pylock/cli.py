@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pylock import __version__
-from pylock.errors import FileProblemsError, PylockError, UsageError, printable
+from pylock.errors import FileProblemsError, PylockError, UsageError, printable, some_names
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 from pylock.interrupts import Terminated, discard_lost, raise_lost, unmasked
 
@@ -826,13 +826,15 @@ def _cmd_sync(ctx: Context) -> int:
     if result.failed:
         # Every failure is reported, each under its interpreter's name; what could be
         # installed was installed.
+        shared = _shared_hints(result.failed)
         for name, error in result.failed:
-            report_error(_prefixed(name, error), color=ctx.color)
+            report_error(_prefixed(name, error, hint=error.hint not in shared), color=ctx.color)
         total = len(result.failed) + len(outcome.current)
         raise PylockError(
             f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
             + ", ".join(name for name, _ in result.failed)
-            + f" ({len(outcome.current)} installed or up to date)"
+            + f" ({len(outcome.current)} installed or up to date)",
+            hint=_said_once(shared),
         )
     remote, pushed = _registry_words(ctx, result.from_registry, result.pushed)
     ctx.reporter.event(
@@ -1421,10 +1423,34 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
 
 
-def _prefixed(name: str, error: PylockError) -> PylockError:
-    """The error with its first line naming the interpreter it is about."""
+def _prefixed(name: str, error: PylockError, *, hint: bool = True) -> PylockError:
+    """The error with its first line naming the interpreter it is about (and its hint,
+    unless ``hint`` is false)."""
     lines = _error_lines(error)
-    return PylockError("\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint)
+    return PylockError(
+        "\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint if hint else None
+    )
+
+
+def _shared_hints(failed: Sequence[tuple[str, PylockError]]) -> dict[str, list[str]]:
+    """The hints that more than one of the ``failed`` interpreters share, each with their
+    names: said once, not under each error (a mirror that was down gave a sync of 150
+    interpreters the same hint line 150 times)."""
+    names: dict[str, list[str]] = {}
+    for name, error in failed:
+        if error.hint:
+            names.setdefault(error.hint, []).append(name)
+    return {hint: named for hint, named in names.items() if len(named) > 1}
+
+
+def _said_once(shared: Mapping[str, Sequence[str]]) -> str | None:
+    """The shared hints as one, each naming its interpreters when they differ (as
+    :func:`pylock.resolve` says those of entries that cannot be locked)."""
+    said = [
+        f"{some_names(names)}: {hint}" if len(shared) > 1 else hint
+        for hint, names in shared.items()
+    ]
+    return "; ".join(said) or None
 
 
 def _cmd_completion(ctx: Context) -> int:

@@ -34,6 +34,7 @@ from tests.syncproject import (
     Build,
     Project,
     installed_sha,
+    make_build,
     noise,
     tree_of,
 )
@@ -556,6 +557,36 @@ def test_not_found_is_a_clean_error_without_retries(sync_project: Project, app_a
     assert app_a.url in result.err
     assert "pylock: hint: check that the mirror holds this file" in result.err
     assert sync_project.server.hits(app_a.path) == 1
+
+
+def test_a_hint_that_failures_share_is_said_once_after_them(sync_project: Project) -> None:
+    """A mirror that lacked every archive of a lock of 150 said its hint 150 times, one
+    under each error: the hint that several share is said once, at the end; one that a
+    single failure has stays under its error."""
+    builds = [make_build(f"py{i}", f"2099010{i}", big=1000) for i in range(4)]
+    wrong = make_build("wrong", "20990201", big=1000)
+    sync_project.lock(*builds, wrong)  # and the mirror has none of the four
+    sync_project.serve(attrs.evolve(wrong, data=builds[0].data))
+    result = sync_project.sync()
+    sync_project.assert_failed_cleanly(result, "py0", "py3", "wrong")
+    lines = result.err.splitlines()
+    hint = "pylock: hint: check that the mirror holds this file"
+    errors = [line for line in lines if line.startswith("pylock: error: py")]
+    assert [line.split(":")[2] for line in errors] == [" py0", " py1", " py2", " py3"]
+    assert lines.count(hint) == 1 and lines[-1] == hint, result.err
+    assert lines[-2].startswith("pylock: error: 5 of 5 interpreter(s) could not be installed")
+    # The wrong file's own hint follows its error.
+    mismatch = next(i for i, line in enumerate(lines) if line.startswith("pylock: error: wrong:"))
+    assert lines[mismatch + 1].startswith("pylock: hint: ") and lines[mismatch + 1] != hint
+
+    # Two hints, each shared: each said once, naming its interpreters.
+    for build in builds[2:]:
+        sync_project.server.status(build.path, 401)
+    result = sync_project.sync()
+    hints = [line for line in result.err.splitlines() if line.startswith("pylock: hint: ")]
+    assert len(hints) == 2 and hints[-1].startswith(
+        "pylock: hint: py0, py1: check that the mirror holds this file; py2, py3: "
+    ), result.err
 
 
 # -- the cache -----------------------------------------------------------------------------
