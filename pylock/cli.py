@@ -830,9 +830,10 @@ def _cmd_sync(ctx: Context) -> int:
         for name, error in result.failed:
             report_error(_prefixed(name, error, hint=error.hint not in shared), color=ctx.color)
         total = len(result.failed) + len(outcome.current)
+        # Each is named above: the first few are enough here.
         raise PylockError(
             f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
-            + ", ".join(name for name, _ in result.failed)
+            + some_names([name for name, _ in result.failed])
             + f" ({len(outcome.current)} installed or up to date)",
             hint=_said_once(shared),
         )

@@ -589,6 +589,21 @@ def test_a_hint_that_failures_share_is_said_once_after_them(sync_project: Projec
     ), result.err
 
 
+def test_the_summary_of_a_failed_sync_names_a_few_of_many(sync_project: Project) -> None:
+    """Each failure is named in its own error; the closing line listed all 150 again, a
+    1,000-character line."""
+    builds = [make_build(f"py{i:02d}", f"209901{i:02d}", big=100) for i in range(12)]
+    sync_project.lock(*builds)  # and the mirror has none of them
+    result = sync_project.sync()
+    sync_project.assert_failed_cleanly(result)
+    lines = result.err.splitlines()
+    assert sum(line.startswith("pylock: error: py") for line in lines) == 12
+    assert lines[-2] == (
+        "pylock: error: 12 of 12 interpreter(s) could not be installed: py00, py01, py02, "
+        "py03, py04, py05, py06, py07, py08, py09 and 2 more (0 installed or up to date)"
+    )
+
+
 # -- the cache -----------------------------------------------------------------------------
 
 
