@@ -1070,6 +1070,9 @@ def _cmd_outdated(ctx: Context) -> int:
 
 
 def _cmd_verify(ctx: Context) -> int:
+    from collections import Counter
+
+    from pylock.errors import MOST_PROBLEMS_SHOWN
     from pylock.sync.install import verify_installed
     from pylock.sync.plan import into_option
 
@@ -1084,9 +1087,18 @@ def _cmd_verify(ctx: Context) -> int:
         problems = report.problems
         noun = "difference" if len(problems) == 1 else "differences"
         ctx.out(f"{report.name}: {len(problems)} {noun} from its {report.checked} recorded files")
-        # Packages pip-installed into the interpreter show up as extra files too.
-        for kind, path in problems:
+        # Packages pip-installed into the interpreter show up as extra files too: a tree
+        # with thousands is not thousands of lines, unless -v asks for them.
+        shown = problems if ctx.args.verbosity > 0 else problems[:MOST_PROBLEMS_SHOWN]
+        for kind, path in shown:
             ctx.out(f"  {kind}: {printable(path)}")
+        if len(shown) < len(problems):
+            kinds = Counter(kind for kind, _ in problems[len(shown) :])
+            ctx.out(
+                f"  and {len(problems) - len(shown)} more: "
+                + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+                + " (-v lists them all)"
+            )
         if report.unchecked_bytecode:
             ctx.out(
                 f"  ({report.unchecked_bytecode} bytecode caches not checked: "
@@ -1094,15 +1106,15 @@ def _cmd_verify(ctx: Context) -> int:
             )
     if failed:
         raise PylockError(
-            f"{', '.join(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
+            f"{some_names(failed)} differ{'s' if len(failed) == 1 else ''} from the install record",
             hint=f"run `pylock sync --reinstall{into_option(ctx.args.into)}` to restore "
             + ("it" if len(failed) == 1 else "them")
-            + (f"; upgrade pylock to verify {', '.join(newer)}" if newer else ""),
+            + (f"; upgrade pylock to verify {some_names(newer)}" if newer else ""),
         )
     if newer:
         # Not damage: a reinstall would only replace a newer pylock's tree with this one's.
         raise PylockError(
-            f"{', '.join(newer)} {'was' if len(newer) == 1 else 'were'} installed by a newer "
+            f"{some_names(newer)} {'was' if len(newer) == 1 else 'were'} installed by a newer "
             "pylock, which this one cannot verify",
             hint="upgrade pylock to verify " + ("it" if len(newer) == 1 else "them"),
         )

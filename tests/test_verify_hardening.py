@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pylock.cli import main
+from pylock.errors import MOST_PROBLEMS_SHOWN
 from pylock.platforms import host
 from pylock.sync.bytecode import CachedBytecode, mismatched_bytecode, parse_cache_path
 from pylock.sync.install import verify
 from pylock.versions import ArchiveFormat
 from tests.archives import Entry, exe, file, symlink, write_archive
 from tests.projects import host_project
+from tests.syncproject import Project, make_build
 
 if TYPE_CHECKING:
     from tests.realpython import RealArchive
@@ -610,3 +612,40 @@ def test_an_archive_with_no_interpreter_is_not_installed(
     assert "where pylock looks for one (bin/python3)" in err
     assert "the lock names the wrong archive for app: check its URL" in err
     assert not (tmp_path / "py" / "app").exists()
+
+
+# -- many differences ---------------------------------------------------------------------------
+
+
+def test_a_tree_with_thousands_of_extra_files_lists_the_first_and_counts_the_rest(
+    sync_project: Project,
+) -> None:
+    """A tree with 5,000 files pip put there was 5,000 lines of `verify`, and 150 trees that
+    differ were all named in one error line."""
+    builds = [make_build(f"py{i:02d}", f"209901{i:02d}", big=100) for i in range(12)]
+    sync_project.install(*builds)
+    junk = sync_project.into / "py00" / "lib" / "junk"
+    junk.mkdir()
+    for n in range(MOST_PROBLEMS_SHOWN + 5):
+        (junk / f"f{n:03d}.txt").write_text("x")
+    for build in builds:
+        with (sync_project.into / build.name / "share" / "zz-build-tag").open("a") as tag:
+            tag.write("changed\n")
+    result = sync_project.verify()
+    assert result.code == 1
+    lines = result.out.splitlines()
+    start = lines.index(f"py00: {MOST_PROBLEMS_SHOWN + 6} differences from its 8 recorded files")
+    listed = lines[start + 1 : start + 1 + MOST_PROBLEMS_SHOWN]
+    # The modified file first, then extra ones, up to the cap.
+    assert listed[0] == "  modified: share/zz-build-tag"
+    extra = [f"  extra: lib/junk/f{n:03d}.txt" for n in range(MOST_PROBLEMS_SHOWN + 5)]
+    assert listed[1:] == extra[: MOST_PROBLEMS_SHOWN - 1]
+    assert lines[start + 1 + MOST_PROBLEMS_SHOWN] == "  and 6 more: 6 extra (-v lists them all)"
+    assert lines[start + 2 + MOST_PROBLEMS_SHOWN].startswith("py01: 1 difference")
+    assert result.err.splitlines()[0] == (
+        "pylock: error: py00, py01, py02, py03, py04, py05, py06, py07, py08, py09 and 2 more "
+        "differ from the install record"
+    )
+    everything = sync_project.run("verify", "-v", "--into", str(sync_project.into))
+    assert everything.code == 1 and "more" not in everything.out
+    assert all(line in everything.out.splitlines() for line in extra)
