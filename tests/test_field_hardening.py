@@ -1448,6 +1448,52 @@ def test_a_sync_for_a_platform_nothing_is_locked_for_fails(
     assert f"app is not locked for {host().key}; skipped" in done.err
 
 
+def test_interpreters_not_locked_for_the_platform_are_one_warning(
+    sync_project: Project,
+) -> None:
+    """A lock of 150 with one interpreter for the platform synced gave 149 warnings, on
+    every sync (the fast path repeats them), and a fetch one each; a lock with none for it
+    named all 150 in its error."""
+    import attrs
+
+    from pylock.platforms import host
+    from tests.syncproject import make_build
+
+    other = "windows-x86_64" if host().key != "windows-x86_64" else "linux-x86_64-gnu"
+    builds = [make_build(f"py{i:02d}", f"209901{i:02d}", big=100) for i in range(12)]
+
+    def elsewhere(build: Build) -> LockedPython:
+        python = build.python()
+        moved = tuple(attrs.evolve(a, platform=other) for a in python.artifacts)
+        return attrs.evolve(python, artifacts=moved)
+
+    lock_path = sync_project.root / "pythons.lock"
+    lock = make_lock([elsewhere(b) for b in builds], config_digest="sha256:" + "0" * 64)
+    lock_path.write_text(dumps(lock))
+    names = "py00, py01, py02, py03, py04, py05, py06, py07, py08, py09 and 2 more"
+    done = sync_project.sync()
+    assert done.code == 1
+    assert f"locks {names} for other platforms than {host().key}" in done.err
+
+    pythons = [builds[0].python(), *(elsewhere(b) for b in builds[1:])]
+    lock_path.write_text(dumps(make_lock(pythons, config_digest="sha256:" + "0" * 64)))
+    sync_project.serve(builds[0])
+    names = "py01, py02, py03, py04, py05, py06, py07, py08, py09, py10 and 1 more"
+    warning = f"pylock: warning: {names} are not locked for {host().key}; skipped\n"
+    done = sync_project.sync()
+    assert done.code == 0, done.err
+    assert done.err.count("pylock: warning:") == 1 and warning in done.err
+    again = sync_project.check(sync_project.sync_command())
+    assert (again.code, again.err) == (0, warning + "1 interpreter up to date in pythons\n")
+    sync_project.serve(*builds)
+    mirror = ("--mirror", sync_project.mirror)
+    fetched = sync_project.run("fetch", "--platform", host().key, "--platform", other, *mirror)
+    assert fetched.code == 0, fetched.err
+    assert fetched.err.count("pylock: warning:") == 2
+    assert warning in fetched.err
+    assert f"pylock: warning: py00 is not locked for {other}; skipped\n" in fetched.err
+
+
 def test_two_syncs_at_once_each_say_what_they_did(sync_project: Project, app_b: Build) -> None:
     """The sync that waited while the other installed used to say "synced 1 interpreter(s)
     (0 installed, 0 downloaded)" (field test 5); it is up to date."""

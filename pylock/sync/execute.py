@@ -25,6 +25,7 @@ from pylock.errors import (
     PylockError,
     UsageError,
     printable,
+    some_names,
 )
 from pylock.fsutil import (
     broken_link,
@@ -671,7 +672,7 @@ def run_sync(
         # A build for a platform nobody locked must not go green with nothing installed.
         # (A directory with trees to prune is synced: the lock dropped this platform.)
         raise _locked_elsewhere("install", request.lock_path.name, plan.unavailable, platform.key)
-    skipped = [f"{name} is not locked for {platform.key}; skipped" for name in plan.unavailable]
+    skipped = _not_locked_for(plan.unavailable, platform.key)
     for warning in skipped:
         reporter.warn(warning)
     if request.bin_dir is not None:
@@ -900,10 +901,28 @@ class FillOutcome:
         return sum(self.sizes.get(sha, 0) for sha in (*self.downloaded, *self.from_registry))
 
 
+def _not_locked_for(names: Sequence[str], key: str) -> list[str]:
+    """The warning for the interpreters a sync or fetch for ``key`` skips: one that names
+    them (the first few of many), not one each. A lock of 150 interpreters, one of them
+    locked for the platform asked for, gave 149 warnings on every sync.
+
+    >>> _not_locked_for(["app"], "macos-aarch64")
+    ['app is not locked for macos-aarch64; skipped']
+    >>> _not_locked_for(["app", "tool"], "macos-aarch64")
+    ['app, tool are not locked for macos-aarch64; skipped']
+    >>> _not_locked_for([], "macos-aarch64")
+    []
+    """
+    if not names:
+        return []
+    verb = "is" if len(names) == 1 else "are"
+    return [f"{some_names(names)} {verb} not locked for {key}; skipped"]
+
+
 def _locked_elsewhere(verb: str, lock_name: str, names: Sequence[str], key: str) -> PylockError:
     """The error for a sync or fetch for a platform that no interpreter is locked for."""
     return PylockError(
-        f"nothing to {verb}: {lock_name} locks {', '.join(names)} for other platforms than {key}",
+        f"nothing to {verb}: {lock_name} locks {some_names(names)} for other platforms than {key}",
         hint=f"add {key} to the platforms in pythons.toml and run `pylock lock` "
         "(`pylock list --platform KEY` shows what a platform has)",
     )
@@ -926,7 +945,7 @@ def fill_cache(
     from pylock.sync.archives import Wanted, ensure_archives
 
     wanted: list[Wanted] = []
-    skipped: list[str] = []
+    elsewhere: dict[str, list[str]] = {key: [] for key in platform_keys or ()}
     for python in lock.pythons:
         if platform_keys is None:
             wanted.extend(Wanted.from_artifact(a, python=python) for a in python.artifacts)
@@ -934,14 +953,17 @@ def fill_cache(
         for key in platform_keys:
             artifact = python.artifact_for(key)
             if artifact is None:
-                skipped.append(f"{python.name} is not locked for {key}; skipped")
+                elsewhere[key].append(python.name)
             else:
                 wanted.append(Wanted.from_artifact(artifact, python=python))
+    skipped = [
+        warning for key, names in elsewhere.items() for warning in _not_locked_for(names, key)
+    ]
     if lock.pythons and not wanted:
         from pylock.fsutil import LOCK_FILENAME
 
         # As for `sync`: a CI step warming the cache for a platform nobody locked fails,
-        # with the error alone (no warning per interpreter before it, as `sync` does).
+        # with the error alone (no "not locked" warning before it).
         names = [python.name for python in lock.pythons]
         raise _locked_elsewhere("fetch", LOCK_FILENAME, names, " or ".join(platform_keys or ()))
     for warning in skipped:
