@@ -887,10 +887,33 @@ def test_a_location_with_a_space_is_escaped_alike(tmp_path: Path) -> None:
         ("mirror.corp", 443, "mirror.corp.", True),
         ("mirror.corp.", 443, ".corp", True),
         ("other.corp", 443, "mirror.corp.", False),
+        # `*` alone is every host; with a port it is a name like any other.
+        ("a.example", 443, "mirror.corp, *", True),
+        ("a.example", 80, "*:80", False),
     ],
 )
 def test_no_proxy_entries(host: str, port: int, no_proxy: str, expected: bool) -> None:
     assert bypassed(host, port, no_proxy) is expected
+
+
+def test_a_long_no_proxy_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request read NO_PROXY anew: one of 5,000 entries (109 KB) added 2 s to a sync
+    of 150 interpreters."""
+    no_proxy = ",".join(f"host{n}.no-proxy-once.example" for n in range(1000)) + ",mirror.corp"
+    read: list[str] = []
+    canonical = policy._canonical_host
+
+    def counting(name: str) -> str:
+        read.append(name)
+        return canonical(name)
+
+    monkeypatch.setattr(policy, "_canonical_host", counting)
+    policy._no_proxy_rules.cache_clear()  # this test runs once for each client
+    for _ in range(20):
+        assert bypassed("mirror.corp", 443, no_proxy)
+        assert bypassed("a.host7.no-proxy-once.example", 443, no_proxy)
+        assert not bypassed("other.example", 443, no_proxy)
+    assert len(read) == 1001 + 60
 
 
 def test_no_proxy_fills_in_the_default_port() -> None:

@@ -16,6 +16,7 @@ loaded already; aiohttp is named in type hints only. Importing it costs nothing 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import stat
@@ -1198,12 +1199,56 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     >>> bypassed("mirror.corp", 443, "mirror.corp:8443"), bypassed("::1", 80, "::1")
     (False, True)
     """
+    rules = _no_proxy_rules(no_proxy)
+    if rules.every:
+        return True
+    if not rules.names and not rules.networks:
+        return False
     host = _canonical_host(host.lower().strip("[]"))
+
+    def at_port(entry_port: str) -> bool:
+        return not entry_port or port is None or entry_port == str(port)
+
+    for network, entry_port in rules.networks:
+        if at_port(entry_port) and _in_network(host, network):
+            return True
+    # The host itself and each name it ends in (`a.corp.example`: `corp.example`, `example`).
+    suffix, dot = host, -1
+    while True:
+        if any(at_port(entry_port) for entry_port in rules.names.get(suffix, ())):
+            return True
+        dot = host.find(".", dot + 1)
+        if dot == -1:
+            return False
+        suffix = host[dot + 1 :]
+
+
+class _NoProxyRules(NamedTuple):
+    """``NO_PROXY``, as :func:`bypassed` looks hosts up in it."""
+
+    #: It has a ``*`` entry: every host goes around the proxy.
+    every: bool
+    #: Canonical host names (:func:`_canonical_host`), each with the ports its entries
+    #: name (``""``: every port).
+    names: Mapping[str, frozenset[str]]
+    #: IP networks (``10.0.0.0/8``), each with the port its entry names (``""``: every port).
+    networks: tuple[tuple[str, str], ...]
+
+
+@functools.lru_cache(maxsize=8)
+def _no_proxy_rules(no_proxy: str) -> _NoProxyRules:
+    """``NO_PROXY`` read once per value, its names looked up rather than scanned: every
+    request asks whether it goes around the proxy, and one of 5,000 entries (109 KB)
+    added 2 s to a sync of 150 interpreters."""
+    every = False
+    names: dict[str, set[str]] = {}
+    networks: list[tuple[str, str]] = []
     for entry in (e.strip().lower() for e in no_proxy.replace(" ", ",").split(",")):
         if not entry:
             continue
         if entry == "*":
-            return True
+            every = True
+            continue
         if entry.startswith("["):
             name, _, rest = entry[1:].partition("]")
             entry_port = rest[1:] if rest.startswith(":") else ""
@@ -1211,17 +1256,14 @@ def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
             name, _, entry_port = entry.partition(":")
         else:  # a name, or an IPv6 literal without brackets (and so without a port)
             name, entry_port = entry, ""
-        if entry_port and port is not None and entry_port != str(port):
-            continue
         if "/" in name:
-            if _in_network(host, name):
-                return True
+            networks.append((name, entry_port))
             continue
         name = name.lstrip(".")
         name = _canonical_host(name[2:] if name.startswith("*.") else name)
-        if host == name or host.endswith("." + name):
-            return True
-    return False
+        names.setdefault(name, set()).add(entry_port)
+    frozen = {name: frozenset(ports) for name, ports in names.items()}
+    return _NoProxyRules(every, frozen, tuple(networks))
 
 
 def _starts_with_bom(path: str) -> bool:
