@@ -220,7 +220,7 @@ def test_a_file_url_with_a_nul_byte_or_no_file_is_a_download_error(tmp_path: Pat
     mirrored = _download(tmp_path / "c", target=missing)
     with pytest.raises(DownloadError) as info:
         policy.copy_file(mirrored)
-    assert info.value.hint == "check that the mirror directory holds this file"
+    assert info.value.hint == "check that the mirror directory holds the file asked for"
     assert not any(tmp_path.iterdir())
 
 

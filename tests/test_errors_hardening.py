@@ -709,12 +709,13 @@ def test_a_mirror_that_answers_no_to_a_listing_is_named_with_its_answer_and_hint
     (error,) = errors_of(err)
     assert error.startswith("pylock: error: HTTP 404 Not Found for ")
     assert f"{base}/raw/astral-sh/python-build-standalone/latest-release" in error
-    assert "pylock: hint: check that the mirror holds this file" in err
+    assert "pylock: hint: check that the mirror holds the file asked for" in err
     assert run(project, "outdated", *args) == 1
     err = capsys.readouterr().err
     (error,) = errors_of(err)
     assert error.startswith("pylock: error: cannot look for newer builds: HTTP 404 Not Found for ")
-    assert "hint: check that the mirror holds this file; or run `pylock outdated --offline`" in err
+    hint = "check that the mirror holds the file asked for; or run `pylock outdated --offline`"
+    assert hint in err
 
 
 class _NoApi(UpstreamServer):

@@ -555,7 +555,7 @@ def test_not_found_is_a_clean_error_without_retries(sync_project: Project, app_a
     served = sync_project.server.url(app_a.path)
     assert f"pylock: error: app: HTTP 404 Not Found for {served}" in result.err
     assert app_a.url in result.err
-    assert "pylock: hint: check that the mirror holds this file" in result.err
+    assert "pylock: hint: check that the mirror holds the file asked for" in result.err
     assert sync_project.server.hits(app_a.path) == 1
 
 
@@ -570,7 +570,7 @@ def test_a_hint_that_failures_share_is_said_once_after_them(sync_project: Projec
     result = sync_project.sync()
     sync_project.assert_failed_cleanly(result, "py0", "py3", "wrong")
     lines = result.err.splitlines()
-    hint = "pylock: hint: check that the mirror holds this file"
+    hint = "pylock: hint: check that the mirror holds the file asked for"
     errors = [line for line in lines if line.startswith("pylock: error: py")]
     assert [line.split(":")[2] for line in errors] == [" py0", " py1", " py2", " py3"]
     assert lines.count(hint) == 1 and lines[-1] == hint, result.err
@@ -585,7 +585,7 @@ def test_a_hint_that_failures_share_is_said_once_after_them(sync_project: Projec
     result = sync_project.sync()
     hints = [line for line in result.err.splitlines() if line.startswith("pylock: hint: ")]
     assert len(hints) == 2 and hints[-1].startswith(
-        "pylock: hint: py0, py1: check that the mirror holds this file; py2, py3: "
+        "pylock: hint: py0, py1: check that the mirror holds the file asked for; py2, py3: "
     ), result.err
 
 

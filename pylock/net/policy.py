@@ -671,7 +671,7 @@ def http_error(
     elif status == 407:
         hint = proxy_refusal_hint(via, status)
     elif target != canonical:
-        hint = "check that the mirror holds this file"
+        hint = "check that the mirror holds the file asked for"
     else:
         hint = (
             "the artifact may be gone upstream: `pylock lock --upgrade` moves an interpreter "
@@ -1764,7 +1764,7 @@ def copy_file(download: Download) -> tuple[str, int]:
         raise DownloadError(
             f"{describe(target, canonical)} does not exist",
             url=target,
-            hint="check that the mirror directory holds this file"
+            hint="check that the mirror directory holds the file asked for"
             if target != canonical
             else "check the path in the URL",
         ) from None
