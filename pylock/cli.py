@@ -823,12 +823,16 @@ def _cmd_sync(ctx: Context) -> int:
             f"{count} interpreter{'s' if count != 1 else ''} up to date in {_display(dest)}"
         )
         return 0
+    if result.unpruned is not None and not result.failed:
+        raise result.unpruned  # what else the sync did is done, and was said
     if result.failed:
         # Every failure is reported, each under its interpreter's name; what could be
         # installed was installed.
         shared = _shared_hints(result.failed)
         for name, error in result.failed:
             report_error(_prefixed(name, error, hint=error.hint not in shared), color=ctx.color)
+        if result.unpruned is not None:
+            report_error(result.unpruned, color=ctx.color)
         total = len(result.failed) + len(outcome.current)
         # Each is named above: the first few are enough here.
         raise PylockError(

@@ -1115,7 +1115,7 @@ def test_an_interpreter_renamed_by_case_is_neither_current_nor_pruned(
     assert installed_state(into, "App") is None  # its record names "app"
     assert installed_state(into, "app") is not None
     # Pruning "app" while "App" is kept would remove "App" on such a system.
-    assert prune(into, keep={"App"}) == []
+    assert prune(into, keep={"App"}) == ([], None)
     assert (into / "app").is_dir()
 
 
@@ -1513,11 +1513,13 @@ def test_two_syncs_at_once_each_say_what_they_did(sync_project: Project, app_b: 
 
 
 def test_a_sync_that_changed_nothing_is_up_to_date() -> None:
+    from pylock.errors import InstallError
     from pylock.sync.execute import SyncResult
 
     assert SyncResult(current=("app",)).changed_nothing
     assert not SyncResult(installed=("app",)).changed_nothing
     assert not SyncResult(removed=("old",)).changed_nothing
+    assert not SyncResult(unpruned=InstallError("cannot prune")).changed_nothing
     assert not SyncResult(downloaded=1).changed_nothing
     assert not SyncResult(pushed=1).changed_nothing
 
@@ -2120,6 +2122,46 @@ def test_a_leftover_tree_holding_a_mount_is_left_with_a_warning(
     assert sync_project.sync().code == 0
     assert sync_project.leftovers() == []
     assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
+
+
+def test_a_prune_refused_for_a_mount_still_says_and_links_what_it_did(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    tool: Build,
+    tmp_path: Path,
+    bind_mount: Callable[[Path, Path], Callable[[], None]],
+) -> None:
+    """Prune attack: a dropped tree holding a volume failed the sync, and with it the
+    rest of its report: the tree it did prune went without its "removed" line, the bin
+    dir kept a link into that removed tree and none to the upgraded one."""
+    from tests.syncproject import TAG_B, installed_sha, make_build
+
+    gone = make_build("gone", TAG_B, minor="3.10", big=1000)
+    bin_dir = tmp_path / "bin"
+    sync_project.lock(app_a, tool, gone)
+    sync_project.serve(app_a, app_b, tool, gone)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    links = {m: bin_dir / f"python{m}" for m in (app_a.minor, app_b.minor, tool.minor, gone.minor)}
+    bind_mount(_volume(tmp_path), _site_packages(sync_project.into / "tool"))
+    sync_project.lock(app_b)
+    result = sync_project.sync("--bin-dir", str(bin_dir))
+    assert result.code == 1, result.err
+    _no_traceback(result.err)
+    assert "removed gone (no longer in pythons.lock)" in result.err
+    assert f"cannot remove tool (no longer in the lock) from {sync_project.into}" in result.err
+    assert not (sync_project.into / "gone").exists()
+    assert installed_sha(sync_project.into / "app") == app_b.sha256
+    # The links follow the trees: gone's went, app's is the upgrade's, and tool, still
+    # installed, keeps its own.
+    assert not links[gone.minor].is_symlink()
+    assert links[app_b.minor].resolve() == (sync_project.into / "app").resolve() / "bin" / (
+        f"python{app_b.minor}"
+    )
+    assert not links[app_a.minor].is_symlink()
+    assert links[tool.minor].resolve().is_file()
+    # A failed sync leaves no fast-path state: the next one checks everything again.
+    assert not (sync_project.into / STATE_FILE).exists()
 
 
 def _another_device(monkeypatch: pytest.MonkeyPatch, volume: Path) -> None:

@@ -897,17 +897,18 @@ def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     monkeypatch.setattr(os, "rename", in_use)
     # Elsewhere a permission error does not pass by itself: it fails the prune.
     WindowsError.winerror = None  # type: ignore[assignment]
-    with pytest.raises(InstallError, match="cannot prune"):
-        prune(dest_root, keep={"keep", "drop"})
+    removed, error = prune(dest_root, keep={"keep", "drop"})
+    assert removed == [] and isinstance(error, InstallError)
+    assert str(error) == f"cannot prune {dest_root}: Access is denied"
     WindowsError.winerror = 32
     reporter = Recorder()
-    assert prune(dest_root, keep={"keep"}, reporter=reporter) == ["drop"]
+    assert prune(dest_root, keep={"keep"}, reporter=reporter) == (["drop"], None)
     (warning,) = reporter.warnings
     assert warning.startswith(f"could not remove busy (no longer in the lock) from {dest_root}")
     assert warning.endswith("Access is denied; the next sync tries again")
     assert verify(dest_root, "busy").ok
     monkeypatch.setattr(os, "rename", real_rename)
-    assert prune(dest_root, keep={"keep"}) == ["busy"]
+    assert prune(dest_root, keep={"keep"}) == (["busy"], None)
 
 
 @posix_only
@@ -924,7 +925,7 @@ def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
     (dest_root / "fake/.pylock/install.json").write_text('{"installer": "other"}')
     (dest_root / "link").symlink_to(dest_root / "drop1")
     (dest_root / ".pylock-tmp-gone-abc").mkdir()
-    assert prune(dest_root, keep={"keep"}) == ["drop1", "drop2"]
+    assert prune(dest_root, keep={"keep"}) == (["drop1", "drop2"], None)
     assert sorted(os.listdir(dest_root)) == [
         ".pylock-locks",
         ".pylock-state",
@@ -935,8 +936,8 @@ def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
         "notes.txt",
     ]
     assert verify(dest_root, "keep").ok
-    assert prune(dest_root, keep={"keep"}) == []
-    assert prune(tmp_path / "nonexistent", keep=()) == []
+    assert prune(dest_root, keep={"keep"}) == ([], None)
+    assert prune(tmp_path / "nonexistent", keep=()) == ([], None)
 
 
 # -- verify -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -30,6 +31,7 @@ from tests.httpserver import Reset, Status, Throttle, WrongBytes
 from tests.syncproject import (
     PATIENCE,
     TAG_A,
+    TAG_B,
     TRIPLE,
     Build,
     Project,
@@ -360,6 +362,38 @@ def test_prune_removes_what_the_lock_dropped_and_nothing_else(
     assert (mine / "bin" / "python3").read_text() == "not pylock's"
     assert tree_of(sync_project.into / "app") == app_a.tree()
     assert sync_project.leftovers() == []
+
+
+def test_a_failed_prune_still_says_what_it_removed_and_what_else_failed(
+    sync_project: Project, app_a: Build, app_b: Build, tool: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prune attack: a tree the prune could not move failed the sync with "cannot prune"
+    alone: the tree it had removed before went without its "removed" line, and an
+    install that failed in the same sync without its error."""
+    gone = make_build("gone", TAG_B, minor="3.10", big=1000)
+    sync_project.install(app_a, gone, tool)
+    real_rename = os.rename
+
+    def refused(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(source) == str(sync_project.into / "tool"):
+            raise PermissionError(13, "Permission denied", os.fspath(source))
+        real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", refused)
+    sync_project.lock(app_b)  # not served: its upgrade fails
+    result = sync_project.sync()
+    monkeypatch.undo()
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err
+    assert "removed gone (no longer in pythons.lock)\n" in result.err
+    assert not (sync_project.into / "gone").exists()
+    assert f"pylock: error: cannot prune {sync_project.into}: Permission denied\n" in result.err
+    assert "pylock: error: app: " in result.err
+    assert result.err.rstrip().endswith(
+        "1 of 1 interpreter(s) could not be installed: app (0 installed or up to date)"
+    )
+    assert tree_of(sync_project.into / "tool") == tool.tree()
+    assert tree_of(sync_project.into / "app") == app_a.tree()
 
 
 def test_no_prune_keeps_dropped_interpreters(

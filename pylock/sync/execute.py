@@ -63,6 +63,9 @@ class SyncResult:
     downloaded: int = 0
     #: Interpreters that could not be installed, each with its error (the others were).
     failed: tuple[tuple[str, PylockError], ...] = ()
+    #: Why a tree the lock no longer lists could not be removed (those in ``removed``
+    #: were).
+    unpruned: PylockError | None = None
     #: Archives that came from the remote cache, and archives pushed to it.
     from_registry: int = 0
     pushed: int = 0
@@ -72,7 +75,8 @@ class SyncResult:
         """Whether this sync changed nothing: every interpreter was current, or another
         process installed it while this one waited (its summary is "up to date")."""
         work = (self.installed, self.removed, self.failed, self.downloaded)
-        return not any(work) and not self.from_registry and not self.pushed
+        done = any(work) or self.unpruned is not None
+        return not done and not self.from_registry and not self.pushed
 
 
 _INTO_HINT = "choose another directory with --into (or PYLOCK_INSTALL_DIR)"
@@ -462,9 +466,12 @@ def execute_sync(
         failed.append((name, error))
     from pylock.sync.install import prune
 
-    removed = prune(dest_root, keep=plan.keep, reporter=reporter) if plan.stale else []
+    removed, unpruned = (
+        prune(dest_root, keep=plan.keep, reporter=reporter) if plan.stale else ([], None)
+    )
     return SyncResult(
         failed=tuple(sorted(failed, key=lambda f: f[0])),
+        unpruned=unpruned,
         installed=tuple(sorted(installed)),
         current=tuple(sorted((*plan.current, *elsewhere))),
         removed=tuple(removed),
@@ -634,7 +641,8 @@ def run_sync(
 
     ``cache`` and ``options`` are called only when something has to be installed, so a
     no-op never opens the cache or checks download settings. Interpreters that fail are
-    in the outcome's ``result.failed``; the others are installed and linked.
+    in the outcome's ``result.failed``; the others are installed and linked. A tree it
+    could not prune is ``result.unpruned``; the rest of the sync is done and linked.
     """
     from pylock.fastpath import config_sha256, forget_state
     from pylock.sync.install import clean_leftovers
@@ -734,10 +742,17 @@ def run_sync(
             "installed there cannot run (sync to a directory on another one, --into DIR)"
         )
     # After a failure, links are added, never removed: an interpreter whose upgrade failed
-    # is still installed as it was, and keeps its links.
-    _link_bin_dir(request, reporter, prune=not result.failed, removed=result.removed)
+    # is still installed as it was, and keeps its links. A tree that could not be pruned
+    # keeps its links too, as --no-prune's do.
+    _link_bin_dir(
+        request,
+        reporter,
+        prune=not result.failed,
+        removed=result.removed,
+        unpruned=result.unpruned is not None,
+    )
     current = result.installed + result.current
-    if not result.failed:
+    if not result.failed and result.unpruned is None:
         _remember(request, current, config_sha, reporter, skipped)
     return SyncOutcome(noop=False, result=result, current=current)
 
@@ -763,10 +778,12 @@ def _link_bin_dir(
     *,
     prune: bool = True,
     removed: Sequence[str] = (),
+    unpruned: bool = False,
 ) -> None:
     """Make the bin dir link exactly the current interpreters (``prune=False``: at least
     them, and the links it had besides). ``removed``: the trees this sync removed, whose
-    links go whatever else is kept (``--only``, a failed install)."""
+    links go whatever else is kept (``--only``, a failed install). ``unpruned``: trees
+    the lock no longer lists may still be installed (a prune failed), and keep theirs."""
     if request.bin_dir is None:
         return
     from pylock.sync.bindir import plan_links, sync_links
@@ -781,10 +798,10 @@ def _link_bin_dir(
     bin_dir = request.bin_dir
     install_dir = request.dest_root.absolute()
     kept: list[Path] = []
-    if not request.prune:
+    if not request.prune or unpruned:
         from pylock.sync.install import installed_names
 
-        # What --no-prune leaves installed keeps its commands on PATH.
+        # What --no-prune (or a failed prune) leaves installed keeps its commands on PATH.
         others = set(installed_names(request.dest_root)) - set(request.lock.names)
         kept = [d / n for d in {request.dest_root, install_dir} for n in others]
     try:

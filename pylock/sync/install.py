@@ -831,8 +831,12 @@ def _replace(tmp: Path, final: Path, old: Path, token: str) -> tuple[Path, OSErr
 # -- prune, verify, executables ----------------------------------------------------------
 
 
-def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = None) -> list[str]:
-    """Remove interpreters pylock installed whose names are not in ``keep``; return them.
+def prune(
+    dest_root: Path, keep: Collection[str], reporter: Reporter | None = None
+) -> tuple[list[str], InstallError | None]:
+    """Remove interpreters pylock installed whose names are not in ``keep``; return them,
+    and why one could not be removed, if any: the names returned are gone all the same,
+    and the sync that failed reports them.
 
     Only directories with a pylock install record are touched, plus pylock's own
     leftovers from interrupted runs. Anything else in ``dest_root`` stays. On Windows a
@@ -847,7 +851,7 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
     try:
         entries = sorted(os.listdir(dest_root))
     except FileNotFoundError:
-        return removed
+        return removed, None
     leftover_names = set()
     for entry in entries:
         for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
@@ -905,10 +909,12 @@ def prune(dest_root: Path, keep: Collection[str], reporter: Reporter | None = No
                         remove_tree(trash)
             removed.append(name)
     except OSError as exc:
-        raise InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}") from exc
+        error = InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}")
+        error.__cause__ = exc
+        return removed, error
     if mounted:
-        raise mounted_error(*mounted[0], pruned=len(mounted))
-    return removed
+        return removed, mounted_error(*mounted[0], pruned=len(mounted))
+    return removed, None
 
 
 def remove_in_place(tree: Path) -> None:
