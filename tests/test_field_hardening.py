@@ -2066,12 +2066,47 @@ def test_a_volume_mounted_in_a_tree_is_never_deleted(
     assert f"pylock: hint: unmount {mounted}, or mount the volume outside" in result.err
     assert (volume / "pkg" / "data.txt").read_text() == "user data\n"
     assert (mounted / "pkg" / "data.txt").is_file()  # still mounted where it was
+    # Refused when the sync was planned: nothing was downloaded for it, or extracted.
+    assert sync_project.server.hits(app_b.path) == 0
+    assert "Downloaded" not in result.err and "installing" not in result.err
     # Nothing changed: the old tree is whole, and once the volume is gone the sync works.
     _assert_old_tree_works(sync_project, build, name)
     unmount()
     assert sync_project.verify().code == 0
     assert sync_project.sync().code == 0
     assert sorted(p.name for p in volume.rglob("*")) == ["data.txt", "pkg"]
+
+
+def test_a_mount_made_after_the_plan_still_stops_the_upgrade(
+    sync_project: Project,
+    app_a: Build,
+    app_b: Build,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bind_mount: Callable[[Path, Path], Callable[[], None]],
+) -> None:
+    """The plan refuses a tree that holds a mount; one mounted while the archive
+    downloads is refused by the install, just before the tree would go."""
+    sync_project.install(app_a)
+    volume = _volume(tmp_path)
+    mounted = _site_packages(sync_project.into / "app")
+    planned = execute.execute_sync
+
+    def mount_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        bind_mount(volume, mounted)
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "execute_sync", mount_meanwhile)
+    sync_project.lock(app_b)
+    sync_project.serve(app_b)
+    result = sync_project.sync()
+    assert result.code == 1, result.err
+    _no_traceback(result.err)
+    assert sync_project.server.hits(app_b.path) == 1
+    inside = mounted.relative_to(sync_project.into / "app")
+    assert f"cannot replace {sync_project.into / 'app'}: {inside} in it is a mount" in result.err
+    assert (mounted / "pkg" / "data.txt").read_text() == "user data\n"
+    _assert_old_tree_works(sync_project, app_a)
 
 
 def test_a_tree_that_is_itself_a_mount_point_is_not_replaced(

@@ -455,7 +455,7 @@ def execute_sync(
         # stop them too, and let them delete their partial files before the exit.
         downloads.stop_all()
         raise
-    failed: list[tuple[str, PylockError]] = []
+    failed = list(plan.refused)
     # Ctrl-C first: the downloads it stopped fail too, with less to say.
     for name, error in sorted(errors, key=lambda e: isinstance(e[1], Exception)):
         if not isinstance(error, PylockError):
@@ -676,7 +676,7 @@ def run_sync(
         prune=request.prune,
         fixups=request.fixups,
     )
-    if plan.unavailable and not plan.jobs and not plan.current and not plan.stale:
+    if plan.unavailable and not (plan.jobs or plan.refused or plan.current or plan.stale):
         # A build for a platform nobody locked must not go green with nothing installed.
         # (A directory with trees to prune is synced: the lock dropped this platform.)
         raise _locked_elsewhere("install", request.lock_path.name, plan.unavailable, platform.key)

@@ -694,10 +694,9 @@ def _add_python_link(tmp: Path, entries: list[RecordEntry], python: LockedPython
 
 
 def _check_replaceable(final: Path) -> None:
-    if os.path.lexists(final) and not is_link(final):
-        mounts = mounts_inside(final)
-        if mounts:
-            raise mounted_error(final, mounts)
+    mounted = refuse_to_replace(final)
+    if mounted is not None:
+        raise mounted
     # A tree with pylock's .pylock/ is pylock's even when its record was damaged: sync
     # repairs it (it refused before, while verify, which and list said to run sync).
     if os.path.lexists(final) and not _made_by_pylock(final.parent, final.name):
@@ -705,6 +704,17 @@ def _check_replaceable(final: Path) -> None:
             f"{final} exists and was not installed by pylock; refusing to replace it",
             hint="move it away, or install into another directory with --into",
         )
+
+
+def refuse_to_replace(final: Path) -> InstallError | None:
+    """Why the tree ``final`` must not be replaced, if a file system is mounted at or in
+    it (see :func:`mounted_error`). Asked when the sync is planned, before any download,
+    and again just before the tree goes: a mount may come meanwhile."""
+    if os.path.lexists(final) and not is_link(final):
+        mounts = mounts_inside(final)
+        if mounts:
+            return mounted_error(final, mounts)
+    return None
 
 
 def mounted_error(tree: Path, mounts: Sequence[str], *, pruned: int = 0) -> InstallError:

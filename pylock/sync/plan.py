@@ -40,6 +40,9 @@ class SyncPlan:
 
     #: Interpreters to (re)install.
     jobs: tuple[Job, ...]
+    #: Interpreters whose installed tree must not be replaced, each with why (a file
+    #: system is mounted in it): they fail without a download.
+    refused: tuple[tuple[str, PylockError], ...] = ()
     #: Interpreters already installed from the locked artifact.
     current: tuple[str, ...]
     #: Locked interpreters with no artifact for the target platform.
@@ -52,7 +55,7 @@ class SyncPlan:
     @property
     def is_noop(self) -> bool:
         """Whether nothing needs installing or removing."""
-        return not self.jobs and not self.stale
+        return not self.jobs and not self.stale and not self.refused
 
 
 def plan_sync(
@@ -65,15 +68,17 @@ def plan_sync(
     prune: bool = True,
     fixups: bool | None = None,
 ) -> SyncPlan:
-    """Decide what to do; reads only small install-record files. ``fixups``: whether the
-    sync installs with fix-ups, which a tree installed otherwise is not current for."""
-    from pylock.sync.install import installed_names
+    """Decide what to do; reads only small install-record files (and the mount table, for
+    a tree to replace). ``fixups``: whether the sync installs with fix-ups, which a tree
+    installed otherwise is not current for."""
+    from pylock.sync.install import installed_names, refuse_to_replace
     from pylock.sync.records import installed_state, is_current
 
     unknown = sorted(set(only) - set(lock.names))
     if unknown:
         raise unknown_names(unknown, lock, LOCK_FILENAME)
     jobs: list[Job] = []
+    refused: list[tuple[str, PylockError]] = []
     current: list[str] = []
     unavailable: list[str] = []
     for python in lock.pythons:
@@ -93,6 +98,9 @@ def plan_sync(
         state = installed_state(dest_root, python.name)
         if not reinstall and state is not None and is_current(state, artifact, fixups=fixups):
             current.append(python.name)
+        elif (mounted := refuse_to_replace(dest_root / python.name)) is not None:
+            # Refused now, not once its archive is downloaded (minutes, on a slow link).
+            refused.append((python.name, mounted))
         else:
             jobs.append(Job(python=python, artifact=artifact))
     stale: list[str] = []
@@ -100,6 +108,7 @@ def plan_sync(
         stale = sorted(set(installed_names(dest_root)) - set(lock.names))
     return SyncPlan(
         jobs=tuple(jobs),
+        refused=tuple(refused),
         current=tuple(current),
         unavailable=tuple(unavailable),
         stale=tuple(stale),
