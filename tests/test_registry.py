@@ -1661,6 +1661,36 @@ def test_a_blob_check_answered_with_another_digest_is_no_blob(tmp_path: Path) ->
             check_blobs(server, tmp_path, "11" * 32)
 
 
+def _storage_answer(headers: dict[str, str], body: bytes) -> Handler:
+    async def answer(server: Hostile, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers=headers)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (_storage_answer({"Docker-Content-Digest": "sha256:" + "22" * 32}, b"x" * 10), "another"),
+        (_storage_answer({"Content-Type": "application/xml"}, b"<Error/>" * 3), "24 bytes"),
+    ],
+    ids=["another-digest", "longer"],
+)
+def test_a_pull_whose_storage_answers_no_blob_names_the_storage(
+    tmp_path: Path, answer: Handler, problem: str
+) -> None:
+    """Registry attack: what object storage answered after the registry's redirect (an XML
+    error page with 200, a proxy's answer) was taken for the blob: refused by hash or size
+    (a corrupt copy in the registry, to be deleted there), not as the storage's answer."""
+    for server in hostile(_storage_front(307, storage=answer)):
+        with pytest.raises(RegistryError) as caught:
+            pull(server, tmp_path, sha="11" * 32, size=10)
+        expected = f"on to http://127.0.0.1:{server.port}, whose answer is not the blob: {problem}"
+        assert expected in caught.value.message
+        assert caught.value.hint is not None and "registry's storage" in caught.value.hint
+    assert not list(tmp_path.iterdir())
+
+
 class EndlessFraming(SocketServer):
     """A registry whose answers (``status``) are chunked, the first chunk's extension going
     on for ever: bytes that are no part of the body, until the client hangs up."""

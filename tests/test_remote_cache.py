@@ -643,6 +643,38 @@ def test_a_blob_answered_with_a_web_page_is_not_called_corrupt(
     assert "corrupt" not in err and "delete the blob" not in err, err
 
 
+_SIGNED = "X-Amz-Signature=signedsecret0123456789"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with-length", "chunked"])
+def test_a_storage_answer_that_is_not_the_blob_is_not_called_corrupt(
+    chunked: bool,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Registry attack: the registry's 307 to object storage ended in an XML error page
+    with 200 (or a proxy's page), of another length than the blob's. It was refused by
+    hash and called the registry's corrupt copy, with the hint to delete a blob the
+    registry holds intact."""
+    artifact = cached_project.host_artifact()
+    storage = f"/storage/{artifact.sha256}"
+    fake_registry.redirect(
+        f"/v2/pylock/x/blobs/sha256:{artifact.sha256}",
+        f"{fake_registry.url(storage)}?{_SIGNED}",
+        code=307,
+    )
+    page = b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code></Error>"
+    fake_registry.serve(storage, page, headers={"Content-Type": "application/xml"}, chunked=chunked)
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    assert_the_origin_served_after_one_warning(cached_project, code, err)
+    expected = f"on to http://127.0.0.1:{fake_registry.port}, whose answer is not the blob: "
+    assert expected + f"58 bytes, not its {artifact.size}" in err, err
+    assert "in front of the registry's storage" in err, err
+    assert "corrupt" not in err and "delete the blob" not in err, err
+    assert "signedsecret" not in err
+
+
 class LoginPage(LoopbackServer):
     """A single sign-on front that answers every request with its login page (200, HTML),
     or with ``redirect``, a redirect to the sign-on host (``/sso/...`` on itself, where the

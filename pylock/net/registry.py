@@ -584,11 +584,18 @@ class RegistryClient(SessionOwner):
         )
 
     @asynccontextmanager
-    async def open_blob(self, sha256: str, *, size: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a blob's bytes, at most ``size`` of them (longer is an error).
+    async def open_blob(
+        self, sha256: str, *, size: int, exact: bool = True
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's bytes, at most ``size`` of them (longer is an error); ``size`` is
+        the blob's, or with ``exact=False`` (a lock without sizes) a bound only.
 
         The caller verifies the sha256 as the chunks arrive (or uses :meth:`download_blob`).
-        Redirects to other hosts are followed without the ``Authorization`` header.
+        Redirects to other hosts are followed without the ``Authorization`` header. What a
+        redirect target answers must be the blob by its head (no web page; its digest, when
+        it gives one; its length, when ``size`` is exact) and by its body's length, or it is
+        a :class:`RegistryError` that names the target: an error page of object storage (or
+        of a proxy on the way) is no corrupt copy in the registry, to be deleted there.
         """
         url = self.blob_url(sha256)
         async with self._send("GET", url, operation="pull", follow=True) as response:
@@ -606,6 +613,21 @@ class RegistryClient(SessionOwner):
                     "pull",
                     hint=_NOT_THE_REGISTRY_HINT,
                 )
+            storage = _storage(response, url)
+
+            def not_the_blob(problem: str) -> RegistryError:
+                return self._error(
+                    f"{self.ref} sent the pull of blob sha256:{sha256} on to {storage}, "
+                    f"whose answer is not the blob: {problem}",
+                    "pull",
+                    response.status,  # that blob's problem, as a corrupt one is
+                    hint=_NOT_THE_STORAGE_HINT,
+                )
+
+            if storage is not None:
+                problem = _not_the_blob(response, sha256, size if exact else None)
+                if problem is not None:
+                    raise not_the_blob(problem)
             announced = response.content_length
             if announced is not None and announced > size:
                 raise DownloadTooLargeError(
@@ -613,7 +635,8 @@ class RegistryClient(SessionOwner):
                     url=redact(url),
                     limit=size,
                 )
-            yield self._chunks(response, url, size)
+            check = not_the_blob if storage is not None and exact else None
+            yield self._chunks(response, url, size, not_the_blob=check)
 
     async def download_blob(self, sha256: str, dest: Path, *, size: int) -> None:
         """Download a blob into ``dest`` (atomically), verifying its size and sha256."""
@@ -1136,8 +1159,16 @@ class RegistryClient(SessionOwner):
         return bytes(data)
 
     async def _chunks(
-        self, response: aiohttp.ClientResponse, url: str, size: int
+        self,
+        response: aiohttp.ClientResponse,
+        url: str,
+        size: int,
+        *,
+        not_the_blob: Callable[[str], RegistryError] | None = None,
     ) -> AsyncIterator[bytes]:
+        """The body's chunks, at most ``size`` bytes. With ``not_the_blob`` (a redirect
+        target's body, whose length is the blob's exact ``size``), a body of another length
+        is its error: one without a ``Content-Length`` says its length only at its end."""
         import aiohttp
 
         from pylock.net.fetch import body_chunks
@@ -1150,6 +1181,8 @@ class RegistryClient(SessionOwner):
         try:
             async for chunk in body_chunks(response, self._timeouts[1]):
                 seen += len(chunk)
+                if seen > size and not_the_blob is not None:
+                    raise not_the_blob(f"more than its {size} bytes")
                 if seen > size:
                     raise DownloadTooLargeError(
                         f"{redact(url)} sent more than the expected {size} bytes",
@@ -1162,6 +1195,8 @@ class RegistryClient(SessionOwner):
             raise self._error(f"download of {url} is {slow.reason}", "pull") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise self._error(f"download of {url} broke off: {_reason(error)}", "pull") from None
+        if seen != size and not_the_blob is not None:
+            raise not_the_blob(f"{seen} bytes, not its {size}")
 
     async def _check(
         self, response: aiohttp.ClientResponse, operation: str, *, expected: tuple[int, ...]
@@ -1234,6 +1269,24 @@ _NOT_THE_REGISTRY_HINT = (
     "something in front of the registry answers for it (a login page, a proxy): check the "
     "reference's host, and that this machine's credentials reach the registry itself"
 )
+
+
+#: What to do when a redirect target (object storage) answers a blob's pull with something else.
+_NOT_THE_STORAGE_HINT = (
+    "something in front of the registry's storage answers for it (a proxy, the storage's "
+    "error page): check the registry's storage configuration, and that this machine "
+    "reaches the storage host itself; the registry's copy is not at fault"
+)
+
+
+def _storage(response: aiohttp.ClientResponse, url: str) -> str | None:
+    """The scheme and host that answered ``url`` in the registry's place, after its
+    redirect (object storage, as a rule), or ``None`` when the registry answered itself."""
+    from yarl import URL
+
+    if response.url == URL(url):
+        return None
+    return _origin_text(str(response.url))
 
 
 def _web_page(response: aiohttp.ClientResponse) -> bool:

@@ -564,7 +564,9 @@ async def _from_registry(
     digest = hashlib.sha256()
     written = 0
     try:
-        async with registry.open_blob(item.sha256, size=bound) as chunks:
+        async with registry.open_blob(
+            item.sha256, size=bound, exact=item.size is not None
+        ) as chunks:
             with partial.open("wb") as out:
                 if item.feed is not None:
                     item.feed.begin(partial)
