@@ -1650,6 +1650,13 @@ def test_a_blob_check_whose_redirect_cannot_be_read_names_the_redirect(tmp_path:
             check_blobs(server, tmp_path, "11" * 32)
         assert f"with HTTP 307 to http://127.0.0.1:{server.port}, where" in caught.value.message
         assert caught.value.status == 403
+        assert (
+            f"redirected a blob check to http://127.0.0.1:{server.port}, which refused it: HTTP 403"
+            in caught.value.message
+        )
+        # The storage refused the registry's signed URL: no login fixes that.
+        hint = caught.value.hint or ""
+        assert "refused the signed URL" in hint and "docker login" not in hint
 
 
 def test_a_blob_check_answered_with_another_digest_is_no_blob(tmp_path: Path) -> None:

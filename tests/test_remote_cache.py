@@ -42,7 +42,7 @@ from pylock.platforms import host
 from pylock.settings import Settings
 from pylock.versions import ArchiveFormat, Flavor
 from tests.archives import compress, file, pbs_install_only, tar_bytes
-from tests.httpserver import HttpServer, Reset, Throttle, Truncate
+from tests.httpserver import HttpServer, Reset, Status, Throttle, Truncate
 from tests.indexdata import locked_python
 from tests.loopback import LoggedRequest, LoopbackServer
 from tests.registry import (
@@ -673,6 +673,32 @@ def test_a_storage_answer_that_is_not_the_blob_is_not_called_corrupt(
     assert "in front of the registry's storage" in err, err
     assert "corrupt" not in err and "delete the blob" not in err, err
     assert "signedsecret" not in err
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_storage_refusing_the_signed_url_is_not_a_login_problem(
+    status: int,
+    cached_project: Project,
+    fake_registry: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Registry attack: object storage refused the registry's signed URL (expired: the
+    registry's clock, or its storage settings), and the warning said to `docker login`,
+    though the registry had accepted the login."""
+    artifact = cached_project.host_artifact()
+    storage = f"/storage/{artifact.sha256}"
+    # Another host (as object storage is): no challenge of the registry's to answer.
+    location = f"http://localhost:{fake_registry.port}{storage}?{_SIGNED}"
+    fake_registry.redirect(f"/v2/pylock/x/blobs/sha256:{artifact.sha256}", location, code=307)
+    body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+    fake_registry.serve(storage, b"", always=[Status(status, body=body)])
+    code, _, err = cached_project.sync(capsys, "--remote-cache", fake_reference(fake_registry))
+    assert_the_origin_served_after_one_warning(cached_project, code, err)
+    refused = f"redirected pull to http://localhost:{fake_registry.port}, which refused it: "
+    refused += f"HTTP {status}"
+    assert refused + " (AccessDenied)" in err, err
+    assert "signed URL" in err and "clock" in err, err
+    assert "docker login" not in err and "signedsecret" not in err, err
 
 
 class LoginPage(LoopbackServer):

@@ -556,7 +556,8 @@ class RegistryClient(SessionOwner):
             async with self._send("GET", url, operation=operation, follow=True) as response:
                 if response.status == 404:
                     return False
-                await self._check(response, operation, expected=(200,))
+                storage = _storage(response, url)
+                await self._check(response, operation, expected=(200,), storage=storage)
                 # Released unread: the body is the blob, not needed here.
                 problem = _not_the_blob(response, sha256, size)
         except RegistryError as error:
@@ -603,7 +604,8 @@ class RegistryClient(SessionOwner):
                 raise RegistryBlobNotFoundError(
                     f"{self.ref} has no blob sha256:{sha256}", registry=str(self.ref), digest=sha256
                 )
-            await self._check(response, "pull", expected=(200,))
+            storage = _storage(response, url)
+            await self._check(response, "pull", expected=(200,), storage=storage)
             if response.content_type == "text/html":
                 # No archive is a web page: a login page, or a proxy's, in front of the
                 # registry. Refused as corrupt, it was hinted to delete the blob.
@@ -613,7 +615,6 @@ class RegistryClient(SessionOwner):
                     "pull",
                     hint=_NOT_THE_REGISTRY_HINT,
                 )
-            storage = _storage(response, url)
 
             def not_the_blob(problem: str) -> RegistryError:
                 return self._error(
@@ -1199,8 +1200,16 @@ class RegistryClient(SessionOwner):
             raise not_the_blob(f"{seen} bytes, not its {size}")
 
     async def _check(
-        self, response: aiohttp.ClientResponse, operation: str, *, expected: tuple[int, ...]
+        self,
+        response: aiohttp.ClientResponse,
+        operation: str,
+        *,
+        expected: tuple[int, ...],
+        storage: str | None = None,
     ) -> None:
+        """Raise the error for an answer not in ``expected``. ``storage`` names the host
+        that answered after the registry's redirect (:func:`_storage`): its 401 or 403 is a
+        refusal of the signed URL the registry sent there, which no login fixes."""
         if response.status in expected:
             return
         if (refused := self._proxy_refused(response, operation)) is not None:
@@ -1209,6 +1218,17 @@ class RegistryClient(SessionOwner):
         if response.status >= 400:
             code = _error_code(await _small_body(response, self._timeouts[1]))
         detail = f" ({code})" if code else ""
+        if storage is not None and response.status in (401, 403):
+            # The registry took the credentials and signed the URL; only it can fix that
+            # its storage refuses the signature (expired, by a clock that runs ahead).
+            raise self._error(
+                f"{self.ref} redirected {operation} to {storage}, which refused it: "
+                f"HTTP {response.status}{detail}",
+                operation,
+                response.status,
+                hint=_STORAGE_REFUSED_HINT,
+                code=code,
+            )
         hint = self._login_hint() if response.status in (401, 403) else None
         location = response.headers.get("Location")
         if 300 <= response.status < 400 and location:
@@ -1276,6 +1296,14 @@ _NOT_THE_STORAGE_HINT = (
     "something in front of the registry's storage answers for it (a proxy, the storage's "
     "error page): check the registry's storage configuration, and that this machine "
     "reaches the storage host itself; the registry's copy is not at fault"
+)
+
+
+#: What to do when object storage refuses the signed URL the registry redirected to.
+_STORAGE_REFUSED_HINT = (
+    "the registry let this machine in, but its storage refused the signed URL the registry "
+    "redirected to (expired or badly signed), which no login fixes: check the registry's "
+    "storage configuration, and its clock (a skewed one signs URLs already expired)"
 )
 
 
@@ -1384,11 +1412,17 @@ _BLOB_NOT_YET = frozenset({"BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN", "DIGEST_INVA
 
 
 def _error_code(body: bytes) -> str:
-    """The first ``errors[].code`` of a distribution error body, printable, or ``""``."""
+    """The first ``errors[].code`` of a distribution error body, or the ``<Code>`` of object
+    storage's XML error (S3's, GCS's, Azure's), printable, or ``""``.
+
+    >>> _error_code(b'{"errors": [{"code": "DENIED"}]}'), _error_code(b"<Code>AccessDenied</Code>")
+    ('DENIED', 'AccessDenied')
+    """
     try:
         answer = json_loads(body)
     except (ValueError, RecursionError, UnicodeDecodeError):
-        return ""
+        xml = re.search(rb"<Code>([A-Za-z]{1,64})</Code>", body)
+        return xml.group(1).decode() if xml else ""
     errors = answer.get("errors") if isinstance(answer, dict) else None
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         code = errors[0].get("code")
