@@ -938,6 +938,10 @@ def test_prune_removes_only_unkept_pylock_installs(tmp_path: Path) -> None:
     assert verify(dest_root, "keep").ok
     assert prune(dest_root, keep={"keep"}) == ([], None)
     assert prune(tmp_path / "nonexistent", keep=()) == ([], None)
+    # An install directory that is not one (a file there) is an error, not a traceback.
+    removed, error = prune(tmp_path / "d" / "notes.txt", keep=())
+    assert removed == [] and error is not None
+    assert str(error).startswith(f"cannot prune {dest_root / 'notes.txt'}: ")
 
 
 # -- verify -----------------------------------------------------------------------------------

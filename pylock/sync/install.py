@@ -862,6 +862,8 @@ def prune(
         entries = sorted(os.listdir(dest_root))
     except FileNotFoundError:
         return removed, None
+    except OSError as exc:  # unreadable (its mode changed meanwhile), or not a directory
+        return removed, InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}")
     leftover_names = set()
     for entry in entries:
         for prefix in (TMP_PREFIX, OLD_PREFIX, TRASH_PREFIX):
