@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pylock import __version__
-from pylock.errors import FileProblemsError, PylockError, UsageError, printable, some_names
+from pylock.errors import (
+    ArchivesNotFetchedError,
+    FileProblemsError,
+    PylockError,
+    UsageError,
+    printable,
+    said_once,
+    shared_hints,
+    some_names,
+)
 from pylock.fsutil import CONFIG_FILENAME, LOCK_FILENAME
 from pylock.interrupts import Terminated, discard_lost, raise_lost, unmasked
 
@@ -828,9 +837,8 @@ def _cmd_sync(ctx: Context) -> int:
     if result.failed:
         # Every failure is reported, each under its interpreter's name; what could be
         # installed was installed.
-        shared = _shared_hints(result.failed)
-        for name, error in result.failed:
-            report_error(_prefixed(name, error, hint=error.hint not in shared), color=ctx.color)
+        shared = shared_hints(result.failed)
+        _report_each(result.failed, shared, color=ctx.color)
         if result.unpruned is not None:
             report_error(result.unpruned, color=ctx.color)
         total = len(result.failed) + len(outcome.current)
@@ -839,7 +847,7 @@ def _cmd_sync(ctx: Context) -> int:
             f"{len(result.failed)} of {total} interpreter(s) could not be installed: "
             + some_names([name for name, _ in result.failed])
             + f" ({len(outcome.current)} installed or up to date)",
-            hint=_said_once(shared),
+            hint=said_once(shared),
         )
     remote, pushed = _registry_words(ctx, result.from_registry, result.pushed)
     ctx.reporter.event(
@@ -1440,34 +1448,22 @@ def _signals_for_the_child() -> Iterator[Callable[[subprocess.Popen[bytes]], Non
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
 
 
+def _report_each(
+    failed: Sequence[tuple[str, PylockError]], shared: Mapping[str, object], *, color: bool
+) -> None:
+    """Report each of the ``failed`` under its name; a hint in ``shared`` is left out, to
+    be said once after them all."""
+    for name, error in failed:
+        report_error(_prefixed(name, error, hint=error.hint not in shared), color=color)
+
+
 def _prefixed(name: str, error: PylockError, *, hint: bool = True) -> PylockError:
-    """The error with its first line naming the interpreter it is about (and its hint,
-    unless ``hint`` is false)."""
+    """The error with its first line naming the interpreter (or archive) it is about (and
+    its hint, unless ``hint`` is false)."""
     lines = _error_lines(error)
     return PylockError(
         "\n".join([f"{name}: {lines[0]}", *lines[1:]]), hint=error.hint if hint else None
     )
-
-
-def _shared_hints(failed: Sequence[tuple[str, PylockError]]) -> dict[str, list[str]]:
-    """The hints that more than one of the ``failed`` interpreters share, each with their
-    names: said once, not under each error (a mirror that was down gave a sync of 150
-    interpreters the same hint line 150 times)."""
-    names: dict[str, list[str]] = {}
-    for name, error in failed:
-        if error.hint:
-            names.setdefault(error.hint, []).append(name)
-    return {hint: named for hint, named in names.items() if len(named) > 1}
-
-
-def _said_once(shared: Mapping[str, Sequence[str]]) -> str | None:
-    """The shared hints as one, each naming its interpreters when they differ (as
-    :func:`pylock.resolve` says those of entries that cannot be locked)."""
-    said = [
-        f"{some_names(names)}: {hint}" if len(shared) > 1 else hint
-        for hint, names in shared.items()
-    ]
-    return "; ".join(said) or None
 
 
 def _cmd_completion(ctx: Context) -> int:
@@ -1488,6 +1484,9 @@ def report_error(error: PylockError, *, color: bool = False) -> None:
     """
     from pylock.urls import redact
 
+    if isinstance(error, ArchivesNotFetchedError):
+        # Each failure first, under its name; this error is their closing line.
+        _report_each(error.failed, shared_hints(error.failed), color=color)
     label = "\033[31merror\033[0m" if color else "error"
     lines = [f"pylock: {label}: {printable(redact(line))}\n" for line in _error_lines(error)]
     if error.hint:

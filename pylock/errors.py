@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import attrs
@@ -113,6 +113,38 @@ def some_names(names: Sequence[str], asked: Sequence[str] = ()) -> str:
         near += difflib.get_close_matches(name, names, n=3)
     chosen = list(dict.fromkeys(near))[:NAMES_SHOWN] or list(names[:NAMES_SHOWN])
     return f"{', '.join(chosen)} and {len(names) - len(chosen)} more"
+
+
+def shared_hints(failed: Sequence[tuple[str, PylockError]]) -> dict[str, list[str]]:
+    """The hints that more than one of the ``failed`` share, each with their names: said
+    once, not under each error (a mirror that was down gave a sync of 150 interpreters the
+    same hint line 150 times).
+
+    >>> down = PylockError("refused", hint="is the mirror up?")
+    >>> shared_hints([("a", down), ("b", down), ("c", PylockError("x", hint="other"))])
+    {'is the mirror up?': ['a', 'b']}
+    """
+    names: dict[str, list[str]] = {}
+    for name, error in failed:
+        if error.hint:
+            names.setdefault(error.hint, []).append(name)
+    return {hint: named for hint, named in names.items() if len(named) > 1}
+
+
+def said_once(shared: Mapping[str, Sequence[str]]) -> str | None:
+    """The shared hints as one, each naming those it is about when they differ (as
+    :func:`pylock.resolve` says those of entries that cannot be locked).
+
+    >>> said_once({"is the mirror up?": ["a", "b"]})
+    'is the mirror up?'
+    >>> said_once({"is the mirror up?": ["a", "b"], "fix the lock": ["c", "d"]})
+    'a, b: is the mirror up?; c, d: fix the lock'
+    """
+    said = [
+        f"{some_names(names)}: {hint}" if len(shared) > 1 else hint
+        for hint, names in shared.items()
+    ]
+    return "; ".join(said) or None
 
 
 def shown(value: object, most: int = 60) -> str:
@@ -396,6 +428,19 @@ class RemoteCacheMissError(PylockError):
 
 class MirrorError(PylockError):
     """The lock cannot be laid out as a mirror, or the mirror tree cannot be written."""
+
+
+class ArchivesNotFetchedError(PylockError):
+    """Several archives could not be fetched (for a mirror), each for a reason of its own.
+
+    The message is the closing line (the first few names, and how many more); the CLI says
+    each failure under its name before it, and the hints several share once, as its hint.
+    """
+
+    def __init__(self, message: str, failed: Sequence[tuple[str, PylockError]]) -> None:
+        #: Each archive that failed (its file name) and its error, in the mirror's order.
+        self.failed = list(failed)
+        super().__init__(message, hint=said_once(shared_hints(self.failed)))
 
 
 class GitError(PylockError):

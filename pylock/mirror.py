@@ -45,7 +45,14 @@ import attrs
 
 from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
-from pylock.errors import HashMismatchError, MirrorError, printable
+from pylock.errors import (
+    ArchivesNotFetchedError,
+    HashMismatchError,
+    MirrorError,
+    PylockError,
+    printable,
+    some_names,
+)
 from pylock.fsutil import (
     CLOCK_SKEW,
     FileLock,
@@ -480,16 +487,18 @@ def _fetch_into_cache(
         return paths
     if len(errors) == 1:
         raise next(iter(errors.values()))
+    # Each is said under its name, in the mirror's order; the closing line names the first
+    # few (150 from a mirror that was down made one line of 150 names).
     names = {item.sha256: item.filename for item in wanted}
-    hints = {getattr(error, "hint", None) for error in errors.values()}
-    raise MirrorError(
-        "\n".join(
-            [
-                f"{len(errors)} of {len(set(names))} archives could not be fetched:",
-                *(f"  {names[sha256]}: {error}" for sha256, error in sorted(errors.items())),
-            ]
-        ),
-        hint=hints.pop() if len(hints) == 1 else None,
+    failed = [
+        (name, error if isinstance(error, PylockError) else PylockError(str(error)))
+        for sha256, name in names.items()
+        if (error := errors.get(sha256)) is not None
+    ]
+    raise ArchivesNotFetchedError(
+        f"{len(failed)} of {len(names)} archives could not be fetched: "
+        + some_names([name for name, _ in failed]),
+        failed,
     )
 
 

@@ -25,7 +25,7 @@ import attrs
 import pytest
 
 from pylock.cli import main
-from pylock.errors import MirrorError, OfflineError, PylockError
+from pylock.errors import ArchivesNotFetchedError, MirrorError, OfflineError, PylockError
 from pylock.lockfile import Artifact, LockedPython, LockFile, dumps, make_lock
 from pylock.mirror import (
     UV_JSON_NAME,
@@ -44,6 +44,7 @@ from pylock.progress import NullReporter, Reporter
 from pylock.sync.cache import Cache
 from pylock.urls import UrlRewrites
 from pylock.versions import Flavor, Implementation, Variant
+from tests.httpserver import HttpServer
 from tests.indexdata import uv_json
 
 PBS = "https://github.com/astral-sh/python-build-standalone/releases/download/"
@@ -510,14 +511,16 @@ def test_every_archive_that_cannot_be_fetched_is_named_and_the_others_are_cached
     for artifact in broken:
         (upstream_dir / mirror_path(artifact.url)).write_bytes(b"evil" * 275)
     cache = Cache(tmp_path / "c")
-    with pytest.raises(MirrorError) as info:
+    with pytest.raises(ArchivesNotFetchedError) as info:
         run_mirror(the_lock, tmp_path / "m", cache, upstream_dir, None)
-    lines = str(info.value).splitlines()
-    assert lines[0] == f"2 of {len({a.sha256 for a in artifacts})} archives could not be fetched:"
-    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == sorted(
-        a.filename for a in broken
+    assert str(info.value) == (
+        f"2 of {len({a.sha256 for a in artifacts})} archives could not be fetched: "
+        + ", ".join(sorted(a.filename for a in broken))
     )
-    assert all("mismatch" in line for line in lines[1:])
+    assert sorted(name for name, _ in info.value.failed) == sorted(a.filename for a in broken)
+    assert all("mismatch" in str(error) for _, error in info.value.failed)
+    # The hint both share is said once, for the two.
+    assert info.value.hint is not None and "bytes the lock names" in info.value.hint
     assert {e.sha256 for e in cache.list()} == {a.sha256 for a in artifacts[2:]}
 
 
@@ -1153,3 +1156,39 @@ def test_an_archive_removed_from_the_cache_meanwhile_is_fetched_again(
     )
     assert tree(mirroring.out)[report.added[0]] == sha(mirroring.blobs["mac"])
     assert [e.sha256 for e in mirroring.cache.list()] == [sha(mirroring.blobs["mac"])]
+
+
+def test_many_archives_that_cannot_be_fetched_are_each_named_and_their_hints_said_once(
+    tmp_path: Path, server: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scale test (30 here): a mirror of 150 archives from a mirror that lacked them listed 150
+    in its closing error, and said no hint at all when two hints differed."""
+    artifacts = [
+        pbs_artifact("linux-x86_64-gnu", f"3.13.{n}", "20251014", b"%d" % n) for n in range(30)
+    ]
+    the_lock = make(
+        *(locked(f"py-{n}", f"3.13.{n}", "20251014", a) for n, a in enumerate(artifacts))
+    )
+    for artifact in artifacts[:2]:  # served, but not the bytes the lock names
+        server.serve("/" + str(mirror_path(artifact.url)), b"evil")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pythons.lock").write_text(dumps(the_lock))
+    env = {"PYLOCK_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["--project", str(project), "mirror", str(tmp_path / "m"), "--all-platforms"]
+    assert main([*args, "--mirror", server.url("/")], env) == 1
+    lines = capsys.readouterr().err.splitlines()
+    names = sorted(a.filename for a in artifacts)
+    # Each under its name, in its own error line ...
+    assert [line.split(": ")[2] for line in lines[:30]] == names
+    # ... then the first 10 and how many more ...
+    assert lines[30] == (
+        "pylock: error: 30 of 30 archives could not be fetched: "
+        + ", ".join(names[:10])
+        + " and 20 more"
+    )
+    # ... then each hint several share, once, naming those it is about when they differ.
+    assert len(lines) == 32 and lines[31].startswith("pylock: hint: ")
+    bad = ", ".join(sorted(a.filename for a in artifacts[:2]))
+    assert lines[31].startswith(f"pylock: hint: {bad}: pylock installs only the bytes")
+    assert lines[31].endswith(" and 18 more: check that the mirror holds the file asked for")
