@@ -431,14 +431,15 @@ class MirrorError(PylockError):
 
 
 class ArchivesNotFetchedError(PylockError):
-    """Several archives could not be fetched (for a mirror), each for a reason of its own.
+    """Several archives could not be fetched (by ``mirror`` or ``fetch``), each for a reason
+    of its own.
 
     The message is the closing line (the first few names, and how many more); the CLI says
     each failure under its name before it, and the hints several share once, as its hint.
     """
 
     def __init__(self, message: str, failed: Sequence[tuple[str, PylockError]]) -> None:
-        #: Each archive that failed (its file name) and its error, in the mirror's order.
+        #: Each archive that failed (its file name) and its error, in the order they were wanted.
         self.failed = list(failed)
         super().__init__(message, hint=said_once(shared_hints(self.failed)))
 

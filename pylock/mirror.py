@@ -45,14 +45,7 @@ import attrs
 
 from pylock.archive.policy import aliased_on_windows
 from pylock.bounded import json_loads
-from pylock.errors import (
-    ArchivesNotFetchedError,
-    HashMismatchError,
-    MirrorError,
-    PylockError,
-    printable,
-    some_names,
-)
+from pylock.errors import HashMismatchError, MirrorError, printable
 from pylock.fsutil import (
     CLOCK_SKEW,
     FileLock,
@@ -476,30 +469,15 @@ def _fetch_into_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> dict[str, Path]:
-    from pylock.sync.archives import Wanted, ensure_each
+    from pylock.sync.archives import Wanted, ensure_each, raise_failed
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
     wanted = [Wanted.from_artifact(e.artifact, python=e.python) for e in entries]
     # Each archive on its own: one that fails does not stop the others, and all that
     # failed are named at once (a mirror run is fixed and run again once, not per file).
     paths, errors = ensure_each(wanted, cache, options, reporter)
-    if not errors:
-        return paths
-    if len(errors) == 1:
-        raise next(iter(errors.values()))
-    # Each is said under its name, in the mirror's order; the closing line names the first
-    # few (150 from a mirror that was down made one line of 150 names).
-    names = {item.sha256: item.filename for item in wanted}
-    failed = [
-        (name, error if isinstance(error, PylockError) else PylockError(str(error)))
-        for sha256, name in names.items()
-        if (error := errors.get(sha256)) is not None
-    ]
-    raise ArchivesNotFetchedError(
-        f"{len(failed)} of {len(names)} archives could not be fetched: "
-        + some_names([name for name, _ in failed]),
-        failed,
-    )
+    raise_failed(wanted, errors)
+    return paths
 
 
 def _read_own(path: Path) -> bytes | None:

@@ -777,3 +777,55 @@ def test_fetch_command_fills_the_cache_for_the_host_or_all_platforms(
     assert "0 downloaded" in capsys.readouterr().err
     assert main([*project, "fetch", "--rewrite", "nonsense"], env) == 2
     assert "invalid rewrite 'nonsense'" in capsys.readouterr().err
+
+
+def test_fetch_command_fetches_every_archive_it_can_and_names_each_that_failed(
+    server: HttpServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scale test, as for `mirror`: the first archive that failed stopped a fetch, and was
+    the only one named (one run per broken file, from a mirror that lacked 150)."""
+    from pylock.cli import main
+    from pylock.lockfile import Artifact, dumps, make_lock
+    from pylock.platforms import host
+
+    good = payload(1000, seed=99)
+    server.serve("/pbs/20251014/good.tar.gz", good)
+    pythons = [
+        locked_python(
+            f"py-{n:02d}",
+            f"3.13.{n}",
+            "20251014",
+            [
+                Artifact(
+                    platform=host().key,
+                    url=f"{PBS_DOWNLOAD_PREFIX}20251014/{n:02d}.tar.gz",
+                    sha256=sha(b"%d" % n),
+                )
+            ],
+        )
+        for n in range(12)
+    ]
+    good_one = Artifact(
+        platform=host().key, url=f"{PBS_DOWNLOAD_PREFIX}20251014/good.tar.gz", sha256=sha(good)
+    )
+    pythons.append(locked_python("good", "3.13.99", "20251014", [good_one]))
+    (tmp_path / "p").mkdir()
+    lock = make_lock(pythons, config_digest="sha256:" + "0" * 64)
+    (tmp_path / "p" / "pythons.lock").write_text(dumps(lock), encoding="utf-8")
+    env = {**os.environ, "PYLOCK_CACHE_DIR": str(tmp_path / "c")}
+    args = ["--project", str(tmp_path / "p"), "fetch", "--mirror", server.url("/pbs")]
+    assert main(args, env) == 1
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if line.startswith("pylock: ")]
+    names = [f"{n:02d}.tar.gz" for n in range(12)]
+    # Each under its name, in its own error line; then the first 10 and how many more ...
+    assert [line.split(": ")[2] for line in errors[:12]] == names
+    assert errors[12] == (
+        "pylock: error: 12 of 13 archives could not be fetched: "
+        + ", ".join(names[:10])
+        + " and 2 more"
+    )
+    # ... and the hint they share, once.
+    assert errors[13:] == ["pylock: hint: check that the mirror holds the file asked for"]
+    # The good one was fetched all the same.
+    assert [e.sha256 for e in Cache(tmp_path / "c").list()] == [sha(good)]

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from pylock.errors import OfflineError, PylockError
+from pylock.errors import ArchivesNotFetchedError, OfflineError, PylockError, some_names
 from pylock.fsutil import FileLock, require_sha256, sha256_file
 from pylock.interrupts import raise_lost
 from pylock.net.options import FetchOptions
@@ -246,6 +246,7 @@ def ensure_archives(
     reporter: Reporter,
     *,
     verify_hits: bool = False,
+    each: bool = False,
     tally: set[str] | None = None,
     cancel: threading.Event | None = None,
 ) -> dict[str, Path]:
@@ -253,10 +254,11 @@ def ensure_archives(
 
     Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
-    The first download that fails stops the others, and its error is raised. The sha256
-    of every archive actually downloaded is added to ``tally``. Once ``cancel`` is set (a
-    worker thread's Ctrl-C, which lands on another thread), the downloads stop and
-    :class:`~pylock.net.stdhttp.Cancelled` is raised.
+    The first download that fails stops the others, and its error is raised; with ``each``,
+    it stops none, and what failed is raised once all are done (see :func:`raise_failed`).
+    The sha256 of every archive actually downloaded is added to ``tally``. Once ``cancel``
+    is set (a worker thread's Ctrl-C, which lands on another thread), the downloads stop
+    and :class:`~pylock.net.stdhttp.Cancelled` is raised.
     """
     found, misses = _hits_or_refusal(wanted, cache, options, reporter, verify_hits=verify_hits)
     if misses:
@@ -267,11 +269,12 @@ def ensure_archives(
             reporter,
             tally,
             worker=obtain,
-            stop_on_error=True,
+            stop_on_error=not each,
             cancel=cancel,
         )
-        if errors:
-            raise next(iter(errors.values()))
+        if errors and not each:
+            raise next(iter(errors.values()))  # the first: it stopped the others
+        raise_failed(wanted, errors)
         found.update(paths)
     return found
 
@@ -304,6 +307,28 @@ def ensure_each(
 
     return _download_all(
         wanted, cache, options, reporter, tally, worker=one, stop_on_error=False, stop=stop
+    )
+
+
+def raise_failed(wanted: Sequence[Wanted], errors: Mapping[str, Exception]) -> None:
+    """Raise the error of the one ``wanted`` archive that failed (``errors``, by sha256),
+    or, when several did, :class:`ArchivesNotFetchedError` with each one's error under its
+    name, in the order wanted: a closing line names the first few (150 from a mirror that
+    was down made one line of 150 names)."""
+    if len(errors) == 1:
+        raise next(iter(errors.values()))
+    if not errors:
+        return
+    names = {item.sha256: item.filename for item in wanted}
+    failed = [
+        (name, error if isinstance(error, PylockError) else PylockError(str(error)))
+        for sha256, name in names.items()
+        if (error := errors.get(sha256)) is not None
+    ]
+    raise ArchivesNotFetchedError(
+        f"{len(failed)} of {len(names)} archives could not be fetched: "
+        + some_names([name for name, _ in failed]),
+        failed,
     )
 
 
@@ -755,4 +780,5 @@ __all__ = [
     "ensure_archives",
     "ensure_each",
     "obtain",
+    "raise_failed",
 ]

@@ -986,7 +986,11 @@ def fill_cache(
     for warning in skipped:
         reporter.warn(warning)
     fetched: set[str] = set()
-    paths = ensure_archives(wanted, cache, options, reporter, verify_hits=True, tally=fetched)
+    # Each archive on its own, as for `mirror`: one that fails does not stop the others, and
+    # all that failed are named at once (a cache warmed for CI is fixed and run again once).
+    paths = ensure_archives(
+        wanted, cache, options, reporter, verify_hits=True, each=True, tally=fetched
+    )
     remote = options.remote
     sizes = {w.sha256: w.size for w in wanted if w.size is not None}
     for sha, path in paths.items():
