@@ -1190,7 +1190,8 @@ def test_a_refused_response_is_said_in_plain_words(tmp_path: Path, head: bytes) 
     server = RawServer(answer)
     with server, pytest.raises(DownloadError) as info:
         downloader().download(server.url("/a"), tmp_path / "a", sha256=None, size=None)
-    message = info.value.message
+    # Without the URL: its port may hold a "400" (127.0.0.1:40065 did, in one CI run).
+    message = info.value.message.replace(server.url("/a"), "URL")
     assert f"{policy.MALFORMED}: " in message
     assert "400" not in message and "^" not in message and "b'" not in message
 
