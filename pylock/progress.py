@@ -328,11 +328,6 @@ def _escaped(message: str) -> str:
     return printable(message)
 
 
-def terminal_columns(stream: TextIO) -> int:
-    """How wide the terminal behind ``stream`` is now; 80 when it cannot say."""
-    return terminal_size(stream)[0]
-
-
 def terminal_size(stream: TextIO) -> tuple[int, int]:
     """The columns and rows of the terminal behind ``stream`` now; 80 by 24 when it
     cannot say."""

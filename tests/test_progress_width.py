@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pylock.progress import Reporter, Task, elide, terminal_columns, text_columns
+from pylock.progress import Reporter, Task, elide, terminal_size, text_columns
 
 LONG = "Downloading cpython-3.13.9+20251014-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz"
 MIB = 1024 * 1024
@@ -144,7 +144,7 @@ def run_download(stream: FakeTTY, *, label: str = LONG, steps: int = 12) -> str:
 def test_bars_fit_the_terminal_and_leave_no_stale_rows(pty_fd: int, columns: int) -> None:
     set_columns(pty_fd, columns)
     stream = FakeTTY(pty_fd)
-    assert terminal_columns(stream) == columns
+    assert terminal_size(stream)[0] == columns
     output = run_download(stream)
     rows = drawn_rows(output)
     assert len(rows) >= 24  # two bars, redrawn at every step
