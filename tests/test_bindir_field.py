@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pylock.sync.bindir import MANIFEST, sync_links
-from tests.syncproject import Build, Project
+from tests.syncproject import TAG_B, Build, Project, make_build
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks, as POSIX makes them")
 
@@ -46,6 +46,33 @@ def test_a_failed_upgrade_keeps_the_links_of_the_tree_still_installed(
     assert done.code == 0, done.err
     assert not link.exists() and not link.is_symlink()
     assert (bin_dir / f"python{app_b.minor}").is_symlink()
+
+
+@posix_only
+def test_a_failed_install_beside_an_upgrade_leaves_no_dangling_link(
+    sync_project: Project, app_a: Build, app_b: Build, tool: Build
+) -> None:
+    """Field test: when one interpreter failed, the links were made without pruning, so
+    an upgrade to another minor version in the same run left the old version's link
+    pointing into a tree that was gone."""
+    bin_dir = sync_project.root / "bin"
+    sync_project.install(app_a, tool)
+    assert sync_project.sync("--bin-dir", str(bin_dir)).code == 0
+    old, kept = bin_dir / f"python{app_a.minor}", bin_dir / f"python{tool.minor}"
+    assert old.resolve().exists() and kept.resolve().exists()
+    # app goes 3.12 -> 3.13 and is served; tool's new build is not: tool fails.
+    tool_b = make_build("tool", TAG_B, minor=tool.minor, big=1_000)
+    sync_project.lock(app_b, tool_b)
+    sync_project.serve(app_b)
+    failed = sync_project.sync("--bin-dir", str(bin_dir))
+    assert failed.code == 1
+    assert (bin_dir / f"python{app_b.minor}").resolve().exists()
+    assert not old.is_symlink(), "the old minor's link dangles"
+    assert f"removed link {old}" in failed.err
+    # The failed interpreter's tree is still there, and so is its link.
+    assert kept.is_symlink() and kept.resolve().exists()
+    links = json.loads((bin_dir / MANIFEST).read_text())["links"]
+    assert old.name not in links and kept.name in links
 
 
 @posix_only

@@ -743,12 +743,13 @@ def run_sync(
         )
     # After a failure, links are added, never removed: an interpreter whose upgrade failed
     # is still installed as it was, and keeps its links. A tree that could not be pruned
-    # keeps its links too, as --no-prune's do.
+    # keeps its links too, as --no-prune's do. A tree installed anew links only what it
+    # wants now: an upgrade to another minor version leaves no link to the old one's.
     _link_bin_dir(
         request,
         reporter,
         prune=not result.failed,
-        removed=result.removed,
+        gone=result.removed + result.installed,
         unpruned=result.unpruned is not None,
     )
     current = result.installed + result.current
@@ -777,13 +778,14 @@ def _link_bin_dir(
     reporter: Reporter,
     *,
     prune: bool = True,
-    removed: Sequence[str] = (),
+    gone: Sequence[str] = (),
     unpruned: bool = False,
 ) -> None:
     """Make the bin dir link exactly the current interpreters (``prune=False``: at least
-    them, and the links it had besides). ``removed``: the trees this sync removed, whose
-    links go whatever else is kept (``--only``, a failed install). ``unpruned``: trees
-    the lock no longer lists may still be installed (a prune failed), and keep theirs."""
+    them, and the links it had besides). ``gone``: the trees this sync removed or
+    installed anew, whose links beyond those wanted go whatever else is kept (``--only``,
+    a failed install). ``unpruned``: trees the lock no longer lists may still be
+    installed (a prune failed), and keep theirs."""
     if request.bin_dir is None:
         return
     from pylock.sync.bindir import plan_links, sync_links
@@ -816,7 +818,7 @@ def _link_bin_dir(
             if request.only
             else None,
             kept=kept,
-            gone=[d / n for d in {request.dest_root, install_dir} for n in removed],
+            gone=[d / n for d in {request.dest_root, install_dir} for n in gone],
         )
     except OSError as exc:
         # A link's own name, not its target's (os.symlink names the target first); the
