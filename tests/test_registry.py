@@ -1868,6 +1868,96 @@ def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
         assert time.monotonic() - started > 3.5
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIOCOUTQ, as Linux has it")
+def test_the_answers_deadline_waits_for_the_buffered_bytes_to_leave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test on a slow uplink: the answer's deadline ran from when the last chunk
+    went into the socket's send buffer (4 MiB on Linux), not from when it left: at
+    50 KiB/s the buffer alone takes 80 s to drain, past the 60 s read timeout, and every
+    large push failed with "no answer in time". Here the registry reads 2 MiB a second
+    through a small receive buffer, so the last 4 MiB leave 2 s after the hand-over,
+    against a read timeout of 1 s."""
+    import pylock.net.registry
+
+    data = secrets.token_bytes(10 << 20)
+    sha = hashlib.sha256(data).hexdigest()
+    archive = tmp_path / "blob"
+    archive.write_bytes(data)
+    buffered: list[int] = []
+    original = pylock.net.registry._unsent
+
+    def unsent(transport: asyncio.Transport) -> int | None:
+        found = original(transport)
+        buffered.append(found or 0)
+        return found
+
+    monkeypatch.setattr(pylock.net.registry, "_unsent", unsent)
+
+    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=404)
+        if request.method == "POST":
+            return web.Response(status=202, headers={"Location": "/v2/pylock/x/blobs/up/1"})
+        sock = None if request.transport is None else request.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        received = 0
+        while chunk := await request.content.read(256 << 10):  # 2 MiB a second
+            received += len(chunk)
+            await asyncio.sleep(0.125)
+        return web.Response(status=201 if received == len(data) else 400)
+
+    async def push(reference: str) -> None:
+        registry = RegistryClient(
+            parse_reference(reference),
+            settings=settings_of({}),
+            home=tmp_path,
+            connect_timeout=0.5,
+            read_timeout=1,
+        )
+        async with registry:
+            await registry.push_blob(archive, sha)
+
+    for server in hostile(handler):
+        buffered.clear()
+        run(push(server.ref()))
+        # The test means what it says: megabytes were still to leave after the hand-over.
+        assert buffered and buffered[0] > 2 << 20, buffered
+
+
+@pytest.mark.parametrize(("pace", "ends"), [(64 << 10, True), (1 << 10, False), (0, False)])
+def test_buffered_bytes_must_leave_a_chunk_at_a_time_within_the_read_timeout(
+    monkeypatch: pytest.MonkeyPatch, pace: int, ends: bool
+) -> None:
+    """Attack on the wait above: a registry that took the last megabytes a kilobyte at a
+    time would keep a push waiting for an hour if every byte that left pushed the deadline
+    back. A chunk's worth (64 KiB) must leave within the read timeout, as before the
+    hand-over; bytes that stop leaving let it expire."""
+    import pylock.net.registry
+
+    left = [1 << 20]
+
+    def unsent(transport: object) -> int:
+        left[0] = max(0, left[0] - pace)
+        return left[0]
+
+    monkeypatch.setattr(pylock.net.registry, "_unsent", unsent)
+
+    async def wait() -> None:
+        async with asyncio.timeout(0.4) as timer:
+            await pylock.net.registry._while_draining(None, timer, 0.4)  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    if ends:
+        run(wait())
+        assert left == [0]
+    else:
+        with pytest.raises(TimeoutError):
+            run(wait())
+        assert left[0] > 0 and time.monotonic() - started < 5
+
+
 @posix_only
 def test_a_helper_whose_child_escapes_its_group_does_not_hold_pylock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -1433,11 +1433,19 @@ def _error_code(body: bytes) -> str:
 
 def _upload(stream: Any, timer: asyncio.Timeout, timeout: float) -> Any:
     """``stream``'s bytes as an aiohttp body that pushes ``timer`` back by ``timeout`` with
-    each chunk that leaves, and keeps the connection's transport (to abort a stalled one)."""
+    each chunk that leaves, and keeps the connection's transport (to abort a stalled one).
+
+    The last chunk is handed over long before it leaves the machine: the system's send
+    buffer for one connection grows to megabytes (4 MiB on Linux), which a slow uplink
+    takes longer than the read timeout to drain (at 50 KiB/s, 80 s). So the body is done
+    only once the bytes still buffered have left, as far as the system tells
+    (:func:`_unsent`), each step pushing ``timer`` back: the answer's deadline, and
+    aiohttp's read timeout, which starts when the body is done, run from then.
+    """
     from aiohttp import payload
 
     class Upload(payload.Payload):
-        transport: asyncio.BaseTransport | None = None
+        transport: asyncio.Transport | None = None
 
         def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
             raise TypeError("an upload is bytes")
@@ -1448,9 +1456,68 @@ def _upload(stream: Any, timer: asyncio.Timeout, timeout: float) -> Any:
             while chunk := stream.read(_CHUNK):
                 timer.reschedule(loop.time() + timeout)
                 await writer.write(chunk)
-            timer.reschedule(loop.time() + timeout)  # the answer, after the last byte
+            timer.reschedule(loop.time() + timeout)
+            if self.transport is not None:
+                await _while_draining(self.transport, timer, timeout)
 
     return Upload(stream, content_type="application/octet-stream")
+
+
+async def _while_draining(
+    transport: asyncio.Transport, timer: asyncio.Timeout, timeout: float
+) -> None:
+    """Return once no bytes wait to leave through ``transport`` (or that cannot be told),
+    pushing ``timer`` back by ``timeout`` each time another chunk's worth has left, as the
+    chunks before had to: bytes that stop leaving, or leave a few at a time, let it expire."""
+    loop = asyncio.get_running_loop()
+    step = min(0.5, timeout / 4)
+    mark = _unsent(transport)
+    while mark:
+        await asyncio.sleep(step)
+        now = _unsent(transport)
+        if now is None:
+            return
+        if now <= mark - _CHUNK or not now:
+            timer.reschedule(loop.time() + timeout)
+            mark = now
+
+
+def _unsent(transport: asyncio.Transport) -> int | None:
+    """The bytes ``transport`` has yet to see leave: its own buffer's, and those its socket
+    holds unacknowledged where the system says (Linux's ``SIOCOUTQ``, macOS's
+    ``SO_NWRITE``); ``None`` once the transport is closed."""
+    if transport.is_closing():
+        return None
+    try:
+        held = transport.get_write_buffer_size()
+    except (AttributeError, NotImplementedError, RuntimeError):
+        held = 0
+    sock = transport.get_extra_info("socket")
+    fileno = sock.fileno() if sock is not None else -1
+    if fileno < 0:
+        return held
+    return held + _socket_unsent(sock, fileno)
+
+
+def _socket_unsent(sock: Any, fileno: int) -> int:
+    """Bytes the system holds for the socket ``fileno`` still to send (or to see
+    acknowledged); 0 where it cannot tell (Windows)."""
+    import sys
+
+    try:
+        if sys.platform == "darwin":
+            return int(sock.getsockopt(0xFFFF, 0x1024))  # SOL_SOCKET, SO_NWRITE
+        if sys.platform.startswith("linux"):
+            import fcntl
+            import struct
+            import termios
+
+            # SIOCOUTQ is TIOCOUTQ's number on Linux.
+            answer = fcntl.ioctl(fileno, termios.TIOCOUTQ, b"\0\0\0\0")
+            return max(0, int(struct.unpack("i", answer)[0]))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
 
 
 __all__ = [
