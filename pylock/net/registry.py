@@ -1470,10 +1470,12 @@ async def _while_draining(
     pushing ``timer`` back by ``timeout`` each time another chunk's worth has left, as the
     chunks before had to: bytes that stop leaving, or leave a few at a time, let it expire."""
     loop = asyncio.get_running_loop()
-    step = min(0.5, timeout / 4)
+    # From 10 ms up: a fast registry drains the buffer in a few, and waits for no more.
+    step, longest = 0.01, min(0.5, timeout / 4)
     mark = _unsent(transport)
     while mark:
         await asyncio.sleep(step)
+        step = min(step * 2, longest)
         now = _unsent(transport)
         if now is None:
             return
