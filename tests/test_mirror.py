@@ -438,13 +438,31 @@ def test_runs_for_other_platforms_accumulate(mirroring: Mirroring) -> None:
     ]
 
 
-def test_a_broken_uv_json_is_rewritten(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+#: A uv JSON that a mirror run finds in the tree and must replace: broken, or (from a field
+#: test) holding URLs that cannot be parsed and entries that are not uv's at all.
+_EXISTING_UV_JSON = {
+    "broken": "{not json",
+    "unparsable-urls": json.dumps(
+        {
+            "port": {"url": "https://h:99999/a/b.tar.gz"},
+            "ipv6": {"url": "http://[::1/x.tar.gz"},
+            "nul": {"url": PBS + "20251014/%00.tar.gz"},
+            "surrogate": {"url": "https://h.example/\ud800/x.tar.gz"},
+            "no-url": {"name": "cpython"},
+            "not-a-dict": 5,
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("existing", list(_EXISTING_UV_JSON.values()), ids=list(_EXISTING_UV_JSON))
+def test_an_existing_uv_json_is_rewritten_with_only_what_it_mirrors(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]], existing: str
 ) -> None:
     the_lock, _ = world
     out = tmp_path / "mirror"
     out.mkdir()
-    (out / UV_JSON_NAME).write_text("{not json")
+    (out / UV_JSON_NAME).write_text(existing)
     run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir, platforms=["macos-aarch64"])
     assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
         "cpython-3.13.9-darwin-aarch64-none"
@@ -588,27 +606,6 @@ def test_cli_mirror_platform_choices(
 
 
 # -- from a field test ------------------------------------------------------------------------
-
-
-def test_unparsable_urls_in_an_existing_uv_json_are_dropped(
-    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
-) -> None:
-    the_lock, _ = world
-    out = tmp_path / "mirror"
-    out.mkdir()
-    foreign = {
-        "port": {"url": "https://h:99999/a/b.tar.gz"},
-        "ipv6": {"url": "http://[::1/x.tar.gz"},
-        "nul": {"url": PBS + "20251014/%00.tar.gz"},
-        "surrogate": {"url": "https://h.example/\ud800/x.tar.gz"},
-        "no-url": {"name": "cpython"},
-        "not-a-dict": 5,
-    }
-    (out / UV_JSON_NAME).write_text(json.dumps(foreign))
-    run_mirror(the_lock, out, Cache(tmp_path / "cache"), upstream_dir, platforms=["macos-aarch64"])
-    assert list(json.loads((out / UV_JSON_NAME).read_text())) == [
-        "cpython-3.13.9-darwin-aarch64-none"
-    ]
 
 
 def test_temporary_files_of_interrupted_runs_are_removed(
