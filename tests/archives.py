@@ -111,15 +111,22 @@ def pbs_full(minor: str = "3.12") -> list[Entry]:
     ]
 
 
-def pypy(stem: str = "pypy3.10-v7.3.17-linux64") -> list[Entry]:
-    """A PyPy archive: one top directory named after the stem, with directory entries."""
+def _launcher_top(stem: str, launcher: str, data: bytes, links: Sequence[str]) -> list[Entry]:
+    """The head of a PyPy or GraalPy archive: the top directory ``stem`` (with directory
+    entries), ``bin/launcher`` holding ``data`` and the ``links`` to it, then ``lib/``."""
     return [
         directory(stem),
         directory(f"{stem}/bin"),
-        exe(f"{stem}/bin/pypy3.10", b"pypy launcher\n"),
-        symlink(f"{stem}/bin/pypy3", "pypy3.10"),
-        symlink(f"{stem}/bin/python3", "pypy3.10"),
+        exe(f"{stem}/bin/{launcher}", data),
+        *(symlink(f"{stem}/bin/{link}", launcher) for link in links),
         directory(f"{stem}/lib"),
+    ]
+
+
+def pypy(stem: str = "pypy3.10-v7.3.17-linux64") -> list[Entry]:
+    """A PyPy archive: one top directory named after the stem, with directory entries."""
+    return [
+        *_launcher_top(stem, "pypy3.10", b"pypy launcher\n", ["pypy3", "python3"]),
         exe(f"{stem}/lib/libpypy3.10-c.so", b"\x7fELF pypy\n" * 100),
         directory(f"{stem}/lib/pypy3.10"),
         file(f"{stem}/lib/pypy3.10/os.py", b"# pypy os\n"),
@@ -141,11 +148,7 @@ def pypy_windows(stem: str = "pypy3.10-v7.3.17-win64") -> list[Entry]:
 def graalpy(stem: str = "graalpy-24.2.1-linux-amd64") -> list[Entry]:
     """A GraalPy archive: one top directory, launcher ``bin/graalpy``."""
     return [
-        directory(stem),
-        directory(f"{stem}/bin"),
-        exe(f"{stem}/bin/graalpy", b"graalpy launcher\n"),
-        symlink(f"{stem}/bin/python3", "graalpy"),
-        directory(f"{stem}/lib"),
+        *_launcher_top(stem, "graalpy", b"graalpy launcher\n", ["python3"]),
         file(f"{stem}/lib/graalpy24.2/os.py", b"# graal os\n"),
     ]
 
