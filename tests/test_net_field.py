@@ -33,7 +33,16 @@ from pylock.settings import Settings
 from pylock.urls import redact
 from tests.httpserver import HttpServer, Redirect
 from tests.loopback import SocketServer
-from tests.twoclients import BODY, PATH, SHA, Proxy, downloader, std_only
+from tests.twoclients import (
+    BODY,
+    PATH,
+    SHA,
+    AnsweringProxy,
+    DenyingProxy,
+    Proxy,
+    downloader,
+    std_only,
+)
 
 # Every test runs against both clients (the ``client`` fixture is in conftest.py).
 pytestmark = pytest.mark.usefixtures("client")
@@ -666,19 +675,6 @@ def test_a_netrc_that_netrc_names_and_is_missing_is_said_in_a_401s_hint(tmp_path
     )
 
 
-class DenyingProxy(Proxy):
-    """Answers every request with ``407 Proxy Authentication Required``."""
-
-    def _handle(self, sock: socket.socket) -> None:
-        if self.read_head(sock) is None:
-            return
-        self.seen.append("denied")
-        sock.sendall(
-            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-            b'Proxy-Authenticate: Basic realm="p"\r\nContent-Length: 0\r\n\r\n'
-        )
-
-
 @pytest.mark.parametrize("scheme", ["https", "http"])
 def test_a_proxy_407_is_not_retried(
     tmp_path: Path, tls_server: tuple[HttpServer, Path], scheme: str
@@ -747,19 +743,11 @@ def test_a_proxy_407_to_a_listing_checks_the_credentials_it_has(tmp_path: Path) 
     assert info.value.hint == expected
 
 
-class HangingUpProxy(Proxy):
+class HangingUpProxy(AnsweringProxy):
     """Reads the request, then hangs up, or answers something that is not HTTP."""
 
     def __init__(self, answer: bytes) -> None:
-        super().__init__()
-        self.answer = answer
-
-    def _handle(self, sock: socket.socket) -> None:
-        if self.read_head(sock) is None:
-            return
-        self.seen.append("hung up")
-        if self.answer:
-            sock.sendall(self.answer)
+        super().__init__("hung up", answer)
 
 
 @pytest.mark.parametrize("answer", [b"", b"SSH-2.0-OpenSSH_9.2\r\n"], ids=["closes", "garbles"])
@@ -930,19 +918,13 @@ def test_redact_then_cut_keeps_no_part_of_a_secret() -> None:
 # -- host names beyond ASCII ---------------------------------------------------------------------
 
 
-class RefusingProxy(Proxy):
+class RefusingProxy(AnsweringProxy):
     """Keeps every request head, and answers each with ``403 Forbidden``."""
 
     def __init__(self) -> None:
-        self.heads: list[bytes] = []
-        super().__init__()
-
-    def _handle(self, sock: socket.socket) -> None:
-        head = self.read_head(sock)
-        if head is None:
-            return
-        self.heads.append(head.partition(b"\r\n\r\n")[0])
-        sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        super().__init__(
+            "refused", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])

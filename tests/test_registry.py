@@ -1065,7 +1065,7 @@ def test_a_proxy_refusing_the_token_endpoint_is_named_with_its_variable(
     read "cannot reach the token endpoint https://auth.example: 407, message='Proxy
     Authentication Required', url='http://127.0.0.1:...'" with no hint; through a
     plain-http proxy, "refused a token (HTTP 407)", as if the token endpoint had."""
-    from tests.test_net_field import DenyingProxy
+    from tests.twoclients import DenyingProxy
 
     async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
         challenge = f'Bearer realm="{scheme}://auth.example/token",service="x"'

@@ -54,7 +54,7 @@ from tests.registry import (
     docker_login,
     free_port,
 )
-from tests.twoclients import Proxy as TunnelProxy
+from tests.twoclients import AnsweringProxy
 
 OTHER_PLATFORM = "windows-x86_64" if not host().key.startswith("windows") else "linux-x86_64-gnu"
 
@@ -785,18 +785,11 @@ def test_tls_needs_the_ca_and_falls_through_without_it(
     assert cached_project.origin_requests == 1
 
 
-class RefusingProxy(TunnelProxy):
+class RefusingProxy(AnsweringProxy):
     """Answers every ``CONNECT`` with one status, as a proxy that denies the host does."""
 
     def __init__(self, status: bytes) -> None:
-        super().__init__()
-        self.status = status
-
-    def _handle(self, client: socket.socket) -> None:
-        if self.read_head(client) is None:
-            return
-        self.seen.append("refused")
-        client.sendall(b"HTTP/1.1 " + self.status + b"\r\nContent-Length: 0\r\n\r\n")
+        super().__init__("refused", b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,38 @@ class Proxy(SocketServer):
             _pipe(client, upstream)
 
 
+class AnsweringProxy(Proxy):
+    """Answers every request with ``answer`` whatever it asks (with nothing: hangs up once
+    its head is read), as a proxy that refuses does; notes ``note`` in ``seen`` for each
+    request, and keeps its head (the lines, without the blank one) in ``heads``."""
+
+    def __init__(self, note: str, answer: bytes) -> None:
+        self.note = note
+        self.answer = answer
+        self.heads: list[bytes] = []
+        super().__init__()
+
+    def _handle(self, sock: socket.socket) -> None:
+        head = self.read_head(sock)
+        if head is None:
+            return
+        self.heads.append(head.partition(b"\r\n\r\n")[0])
+        self.seen.append(self.note)
+        if self.answer:
+            sock.sendall(self.answer)
+
+
+class DenyingProxy(AnsweringProxy):
+    """Answers every request with ``407 Proxy Authentication Required``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "denied",
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="p"\r\nContent-Length: 0\r\n\r\n',
+        )
+
+
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     while True:
         ready, _, _ = select.select([a, b], [], [], 10)
