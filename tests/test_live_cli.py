@@ -65,6 +65,18 @@ def write_direct(project: Path, name: str, filename: str, *keys: str) -> None:
     write_config(project, "\n".join(lines) + "\n")
 
 
+def lock_direct(
+    project: Path, upstream: UpstreamServer, name: str, filename: str, body: bytes, *keys: str
+) -> dict[str, Any]:
+    """Lock the one direct-URL entry ``name`` of :func:`write_direct`, whose archive
+    ``body`` upstream serves as ``filename``; returns the entry the lock holds."""
+    upstream.files[filename] = body
+    write_direct(project, name, filename, *keys)
+    assert run(project, upstream, "lock") == 0
+    entry: dict[str, Any] = locked(project)[name]
+    return entry
+
+
 APP = """
 [python.app]
 version = "3.13"
@@ -265,10 +277,9 @@ def test_direct_url_without_sha256_is_downloaded_once_and_recorded(
     project: Path, upstream: UpstreamServer
 ) -> None:
     body = pbs_install_only("3.12.9")
-    upstream.files["cpython-3.12.9-corp-x86_64-linux.tar.gz"] = body
-    write_direct(project, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz")
-    assert run(project, upstream, "lock") == 0
-    entry = locked(project)["inhouse"]
+    entry = lock_direct(
+        project, upstream, "inhouse", "cpython-3.12.9-corp-x86_64-linux.tar.gz", body
+    )
     assert (entry["version"], entry["flavor"], entry.get("build")) == (
         "3.12.9",
         "install_only",
@@ -295,10 +306,10 @@ def test_direct_url_with_sha256_is_not_downloaded(project: Path, upstream: Upstr
 def test_direct_full_archive_version_comes_from_python_json(
     project: Path, upstream: UpstreamServer
 ) -> None:
-    upstream.files["corp-python-full.tar.zst"] = pbs_full("3.12.7")
-    write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12"')
-    assert run(project, upstream, "lock") == 0
-    entry = locked(project)["corp"]
+    body = pbs_full("3.12.7")
+    entry = lock_direct(
+        project, upstream, "corp", "corp-python-full.tar.zst", body, 'version = "3.12"'
+    )
     assert (entry["version"], entry["flavor"]) == ("3.12.7", "full")
 
 
@@ -308,10 +319,11 @@ def test_a_full_archive_whose_python_json_states_no_version_takes_the_exact_one(
     """Attack on the variants: such an archive failed with "python/PYTHON.json has no
     python_version" even with `version = "3.12.9"` given, where the README says the exact
     version is taken when the archive does not say."""
-    upstream.files["corp-python-full.tar.zst"] = pbs_full("3.12.9", states_version=False)
-    write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12.9"')
-    assert run(project, upstream, "lock") == 0
-    assert locked(project)["corp"]["version"] == "3.12.9"
+    body = pbs_full("3.12.9", states_version=False)
+    entry = lock_direct(
+        project, upstream, "corp", "corp-python-full.tar.zst", body, 'version = "3.12.9"'
+    )
+    assert entry["version"] == "3.12.9"
     (project / "pythons.lock").unlink()
     write_direct(project, "corp", "corp-python-full.tar.zst", 'version = "3.12"')
     capsys.readouterr()
@@ -324,16 +336,15 @@ def test_a_full_archive_whose_python_json_states_no_version_takes_the_exact_one(
 def test_direct_pypy_archive_takes_the_requested_version(
     project: Path, upstream: UpstreamServer
 ) -> None:
-    upstream.files["pypy3.11-v7.3.20-linux64.tar.bz2"] = pypy_archive("pypy3.11-v7.3.20-linux64")
-    write_direct(
+    entry = lock_direct(
         project,
+        upstream,
         "pp",
         "pypy3.11-v7.3.20-linux64.tar.bz2",
+        pypy_archive("pypy3.11-v7.3.20-linux64"),
         'implementation = "pypy"',
         'version = "3.11.13"',
     )
-    assert run(project, upstream, "lock") == 0
-    entry = locked(project)["pp"]
     assert (entry["implementation"], entry["version"], entry.get("flavor")) == (
         "pypy",
         "3.11.13",
