@@ -60,6 +60,7 @@ from pylock.fsutil import (
 )
 from pylock.lockfile import Artifact, LockedPython, LockFile
 from pylock.platforms import Platform
+from pylock.sync.cache import HOLD_TRIES, fetching_again, vanished
 from pylock.urls import (
     GRAALPY_DOWNLOAD_PREFIX,
     PBS_DOWNLOAD_PREFIX,
@@ -741,11 +742,6 @@ def _other_rewrite(entry: MirrorEntry) -> tuple[str, str] | None:
     return f"{split.scheme}://{split.netloc}/", "/".join(entry.path.parts[:2])
 
 
-#: How often a run fetches an archive again that a concurrent `cache prune` or `clean`
-#: removed (or a sync evicted as corrupt) before it was placed or pushed.
-_CACHE_TRIES = 3
-
-
 @contextlib.contextmanager
 def _held(
     entry: MirrorEntry, cache: Cache, options: FetchOptions, reporter: Reporter
@@ -755,28 +751,15 @@ def _held(
     with cache.hold(entry.artifact.sha256) as path:
         if path is None:
             # The hold is registered first: the copy fetched now is held too.
-            reporter.detail(
-                f"{entry.artifact.filename} was removed from the cache meanwhile; fetching it again"
-            )
+            reporter.detail(fetching_again(entry.artifact.filename))
             path = _fetch_into_cache([entry], cache, options, reporter)[entry.artifact.sha256]
         yield path
-
-
-def _vanished(error: OSError, source: Path | None) -> bool:
-    """Whether ``error`` says that the held archive ``source`` itself is missing: a sync
-    that found it corrupt evicted it (an eviction ignores holds)."""
-    return (
-        source is not None
-        and isinstance(error, FileNotFoundError)
-        and error.filename is not None
-        and os.fspath(error.filename) == os.fspath(source)
-    )
 
 
 def _too_often_removed(entry: MirrorEntry, cache: Cache) -> MirrorError:
     return MirrorError(
         f"{entry.artifact.filename} was removed from the cache at {cache.root} "
-        f"{_CACHE_TRIES} times before it could be used",
+        f"{HOLD_TRIES} times before it could be used",
         hint="let `pylock cache clean` or `pylock cache prune` finish, then run again",
     )
 
@@ -793,7 +776,7 @@ def _copy_from_cache(
         target = outdir.joinpath(entry.path)
         sha256 = entry.artifact.sha256
         mismatches = 0
-        for _ in range(_CACHE_TRIES):
+        for _ in range(HOLD_TRIES):
             source: Path | None = None
             try:
                 # Held from its lookup to its placement, so that a concurrent `pylock cache
@@ -817,11 +800,8 @@ def _copy_from_cache(
                 _fetch_into_cache([entry], cache, options, reporter)
                 continue
             except OSError as exc:
-                if _vanished(exc, source):
-                    reporter.detail(
-                        f"{entry.artifact.filename} was removed from the cache meanwhile; "
-                        "fetching it again"
-                    )
+                if vanished(exc, source):
+                    reporter.detail(fetching_again(entry.artifact.filename))
                     continue
                 raise MirrorError(
                     f"cannot write {target}: {exc.strerror or exc}", hint=_WRITE_HINT
@@ -897,7 +877,7 @@ def seed_registry(
         present: list[str] = []
         async with remote.client(reporter.detail) as client:
             for entry in entries:
-                for _ in range(_CACHE_TRIES):
+                for _ in range(HOLD_TRIES):
                     path: Path | None = None
                     try:
                         # Held while it is read, so that a concurrent `pylock cache prune`
@@ -905,12 +885,9 @@ def seed_registry(
                         with _held(entry, cache, options, reporter) as path:
                             uploaded = await push_one(client, entry, path)
                     except OSError as exc:
-                        if not _vanished(exc, path):
+                        if not vanished(exc, path):
                             raise
-                        reporter.detail(
-                            f"{entry.artifact.filename} was removed from the cache meanwhile; "
-                            "fetching it again"
-                        )
+                        reporter.detail(fetching_again(entry.artifact.filename))
                         continue
                     break
                 else:

@@ -1017,6 +1017,31 @@ _HOLD_ATTEMPTS = 5
 #: The name of a hold's marker (:meth:`Cache.hold`): ``<pid>-<12 hex>.lock``.
 _MARKER = re.compile(r"[0-9]+-[0-9a-f]{12}\.lock")
 
+#: How often a run (a sync's install, a mirror's copy or push) fetches an archive again
+#: that a concurrent prune or clean removed before it was held, or another sync evicted
+#: as corrupt while it was held, before it gives up.
+HOLD_TRIES = 3
+
+
+def vanished(error: BaseException | None, archive: Path | None) -> bool:
+    """Whether ``error`` says that the held ``archive`` itself is missing: a sync that found
+    it corrupt evicted it (an eviction ignores holds), and it is to be fetched again.
+
+    Any other failure (a missing destination, a permission refused) is the run's own.
+    """
+    return (
+        archive is not None
+        and isinstance(error, FileNotFoundError)
+        and error.filename is not None
+        and os.fspath(error.filename) == os.fspath(archive)
+    )
+
+
+def fetching_again(filename: str) -> str:
+    """What a run says (``-v``) of an archive that left the cache meanwhile (see
+    :data:`HOLD_TRIES`) and that it fetches again."""
+    return f"{filename} was removed from the cache meanwhile; fetching it again"
+
 
 def _clear_non_dir(path: Path) -> bool:
     """Remove what stands at ``path`` where a holds directory goes, unless it is a real

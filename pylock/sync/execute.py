@@ -139,12 +139,9 @@ def _vanished(error: BaseException, archive: Path) -> bool:
     Any other failure, a missing install directory or a permission refused, is the
     install's own and is reported.
     """
-    cause = error.__cause__ if isinstance(error, InstallError) else error
-    return (
-        isinstance(cause, FileNotFoundError)
-        and cause.filename is not None
-        and os.fspath(cause.filename) == os.fspath(archive)
-    )
+    from pylock.sync.cache import vanished
+
+    return vanished(error.__cause__ if isinstance(error, InstallError) else error, archive)
 
 
 def _check_size(archive: Path, job: Job) -> None:
@@ -202,11 +199,6 @@ def _on_read_only_mount(path: Path) -> bool:
         return False
 
 
-#: How often an install fetches an archive again that a concurrent prune or clean removed,
-#: or another sync evicted as corrupt.
-_CACHE_TRIES = 3
-
-
 @attrs.define(kw_only=True)
 class _Installer:
     """Installs the jobs of one sync: a streamed miss while it downloads, the rest from
@@ -234,8 +226,10 @@ class _Installer:
             done = self._install_streamed(job)
             if done is not None:
                 return done
+        from pylock.sync.cache import HOLD_TRIES, fetching_again
+
         mismatches = 0
-        for _ in range(_CACHE_TRIES):
+        for _ in range(HOLD_TRIES):
             self._ensure_cached(job)
             archive = None
             try:
@@ -270,13 +264,10 @@ class _Installer:
                     raise
                 # Held, yet gone: another sync found it corrupt and evicted it (an
                 # eviction ignores holds). Fetched again, as after a prune.
-                self.reporter.detail(
-                    f"{job.artifact.filename} was removed from the cache meanwhile; "
-                    "fetching it again"
-                )
+                self.reporter.detail(fetching_again(job.artifact.filename))
         raise InstallError(
             f"{job.artifact.filename} was removed from the cache at {self.cache.root} "
-            f"{_CACHE_TRIES} times before it could be installed",
+            f"{HOLD_TRIES} times before it could be installed",
             hint="let `pylock cache clean` or `pylock cache prune` finish, then sync again",
         )
 
