@@ -751,7 +751,7 @@ def _held(
     with cache.hold(entry.artifact.sha256) as path:
         if path is None:
             # The hold is registered first: the copy fetched now is held too.
-            reporter.detail(fetching_again(entry.artifact.filename))
+            reporter.detail(fetching_again(entry.artifact.filename, offline=options.offline))
             path = _fetch_into_cache([entry], cache, options, reporter)[entry.artifact.sha256]
         yield path
 
@@ -801,7 +801,9 @@ def _copy_from_cache(
                 continue
             except OSError as exc:
                 if vanished(exc, source):
-                    reporter.detail(fetching_again(entry.artifact.filename))
+                    reporter.detail(
+                        fetching_again(entry.artifact.filename, offline=options.offline)
+                    )
                     continue
                 raise MirrorError(
                     f"cannot write {target}: {exc.strerror or exc}", hint=_WRITE_HINT
@@ -887,7 +889,9 @@ def seed_registry(
                     except OSError as exc:
                         if not vanished(exc, path):
                             raise
-                        reporter.detail(fetching_again(entry.artifact.filename))
+                        reporter.detail(
+                            fetching_again(entry.artifact.filename, offline=options.offline)
+                        )
                         continue
                     break
                 else:

@@ -78,6 +78,26 @@ def test_an_archive_evicted_under_a_hold_is_fetched_again(
     assert sync_project.leftovers() == []
 
 
+def test_an_archive_evicted_under_a_hold_offline_is_not_said_to_be_fetched(
+    sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output nit: `sync --offline -v` said "fetching it again" of an archive another sync
+    evicted, then failed, as offline it must, for not fetching it."""
+    _warm_cache_only(sync_project, app_a)
+    real_install = pylock.sync.install.install
+
+    def install(archive: Path, **kw: Any) -> bool:
+        _evicted_by_another_sync(sync_project, app_a)
+        return real_install(archive, **kw)
+
+    monkeypatch.setattr(pylock.sync.install, "install", install)
+    result = sync_project.sync("-v", "--offline")
+    assert result.code == 1
+    assert "removed from the cache meanwhile; offline, it cannot be fetched again" in result.err
+    assert "fetching it again" not in result.err
+    assert sync_project.server.hits(app_a.path) == 1
+
+
 def test_a_missing_file_that_is_not_the_archive_still_fails_the_sync(
     sync_project: Project, app_a: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:

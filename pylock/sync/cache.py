@@ -1037,10 +1037,15 @@ def vanished(error: BaseException | None, archive: Path | None) -> bool:
     )
 
 
-def fetching_again(filename: str) -> str:
+def fetching_again(filename: str, *, offline: bool) -> str:
     """What a run says (``-v``) of an archive that left the cache meanwhile (see
-    :data:`HOLD_TRIES`) and that it fetches again."""
-    return f"{filename} was removed from the cache meanwhile; fetching it again"
+    :data:`HOLD_TRIES`) and that it fetches again (``offline``: cannot).
+
+    >>> fetching_again("x.tar.gz", offline=True)
+    'x.tar.gz was removed from the cache meanwhile; offline, it cannot be fetched again'
+    """
+    again = "offline, it cannot be fetched again" if offline else "fetching it again"
+    return f"{filename} was removed from the cache meanwhile; {again}"
 
 
 def _clear_non_dir(path: Path) -> bool:

@@ -264,7 +264,9 @@ class _Installer:
                     raise
                 # Held, yet gone: another sync found it corrupt and evicted it (an
                 # eviction ignores holds). Fetched again, as after a prune.
-                self.reporter.detail(fetching_again(job.artifact.filename))
+                self.reporter.detail(
+                    fetching_again(job.artifact.filename, offline=self.options.offline)
+                )
         raise InstallError(
             f"{job.artifact.filename} was removed from the cache at {self.cache.root} "
             f"{HOLD_TRIES} times before it could be installed",
