@@ -534,7 +534,10 @@ def test_bin_dir_never_replaces_a_foreign_file(
         assert foreign.read_text() == "#!/bin/sh\necho mine\n"
     else:
         assert os.readlink(foreign) == "/usr/bin/env"
-    # The install itself went through; a later sync into a free bin dir links it.
+    # Refused before anything was downloaded or installed (it used to be after: a sync
+    # of large interpreters spent minutes, then failed on the user's file).
+    assert not (dest / "app").exists()
+    # A later sync into a free bin dir installs and links it.
     assert sync(proj, mirror, dest, "--bin-dir", str(tmp_path / "bin2")) == 0
     assert prefix_of(tmp_path / "bin2" / f"python{app.minor}") == str(dest / "app")
 
@@ -550,8 +553,8 @@ def test_bin_dir_refusal_leaves_nothing_half_linked(
     foreign = bin_dir / f"python{app.minor}"
     foreign.write_text("mine\n")
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 1
-    # Nothing but the foreign file (and the lock file of the linking, which stays).
-    assert sorted(p.name for p in bin_dir.iterdir()) == [".pylock-links.lock", foreign.name]
+    # Nothing but the foreign file.
+    assert sorted(p.name for p in bin_dir.iterdir()) == [foreign.name]
     foreign.unlink()
     capsys.readouterr()
     assert sync(proj, mirror, dest, "--bin-dir", str(bin_dir)) == 0, capsys.readouterr().err

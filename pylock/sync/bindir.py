@@ -160,6 +160,33 @@ def _foreign_hint(path: Path) -> str:
     return "remove it, or choose another --bin-dir"
 
 
+def _refuse_foreign(path: Path) -> None:
+    """Refuse to replace ``path``, a link name's file that pylock did not make, if there
+    is one."""
+    if path.exists() or path.is_symlink():
+        raise PylockError(
+            f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
+            hint=_foreign_hint(path),
+        )
+
+
+def check_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> None:
+    """Refuse, before anything is installed, the links :func:`sync_links` would refuse to
+    make afterwards: a file pylock did not make at a wanted name (the user's own
+    ``python3``, say). A sync used to download and install everything first."""
+    manifest = _read_manifest(bin_dir)
+    for name, target in sorted(wanted.items()):
+        path = _entry_path(bin_dir, name, windows)
+        expected = _launcher(target, bin_dir) if windows else str(target)
+        current = _current_target(path, windows)
+        recorded = [t.get(name) for t in (manifest.links, manifest.pending)]
+        if current == _on_disk(expected, windows) or any(
+            entry is not None and _is_ours(current, entry, windows) for entry in recorded
+        ):
+            continue
+        _refuse_foreign(path)
+
+
 def _links_into(
     entry: str, directory: str | os.PathLike[str], windows: bool, bin_dir: Path
 ) -> bool:
@@ -454,11 +481,8 @@ def _sync_links(
             continue
         # Ours only while it is still what we wrote: the user may have replaced it since.
         ours = is_ours(name, current)
-        if (path.exists() or path.is_symlink()) and not ours:
-            raise PylockError(
-                f"--bin-dir: {path} exists and was not created by pylock; not replacing it",
-                hint=_foreign_hint(path),
-            )
+        if not ours:
+            _refuse_foreign(path)
         owner = owner_of(name, current)
         if (
             trees is not None

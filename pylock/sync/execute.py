@@ -677,7 +677,7 @@ def run_sync(
     for warning in skipped:
         reporter.warn(warning)
     if request.bin_dir is not None:
-        from pylock.sync.bindir import link_owners
+        from pylock.sync.bindir import check_links, link_owners, plan_links
 
         if platform.is_windows != (sys.platform == "win32"):
             # .cmd launchers on a POSIX machine (or links on Windows) run nothing here,
@@ -689,12 +689,13 @@ def run_sync(
 
         # A name two interpreters would share is an error before anything is installed
         # (among those synced: `--only` into separate bin dirs is the way out).
-        link_owners(
-            p
+        to_link = [
+            p.name
             for p in lock.pythons
             if p.artifact_for(platform.key) is not None
             and (not request.only or p.name in request.only)
-        )
+        ]
+        link_owners(p for p in lock.pythons if p.name in to_link)
         # Before anything is installed: a bin dir that cannot be made fails the sync
         # while the install directory is still as it was.
         _check_not_in_a_tree(request.bin_dir, dest, {p.name for p in lock.pythons})
@@ -705,6 +706,13 @@ def run_sync(
             _BIN_DIR_HINT,
             elsewhere=_BIN_DIR_ELSEWHERE,
             writing=not plan.is_noop,
+        )
+        # A file pylock did not make where a link goes (the user's own `python3`) is
+        # refused now too, not after every download and install.
+        check_links(
+            request.bin_dir.absolute(),
+            plan_links(lock, dest_root=request.dest_root, platform=platform, installed=to_link),
+            windows=platform.is_windows,
         )
     if plan.is_noop:
         _link_bin_dir(request, reporter)
