@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from pylock.progress import Reporter
     from pylock.settings import Settings
     from pylock.sync.cache import Cache
+    from pylock.sync.install import VerifyReport
     from pylock.sync.plan import Located
 
 INSTALL_DIRNAME = ".pythons"
@@ -1085,13 +1086,12 @@ def _cmd_verify(ctx: Context) -> int:
     from collections import Counter
 
     from pylock.errors import MOST_PROBLEMS_SHOWN
-    from pylock.sync.install import verify_installed
     from pylock.sync.plan import into_option
 
     failed: list[str] = []
     newer: list[str] = []
     names = list(dict.fromkeys(ctx.args.names))  # `verify app app` checks it once
-    for report in verify_installed(ctx.install_dir(ctx.args.into), names, ctx.reporter):
+    for report in _verify_reports(ctx, names):
         if report.ok:
             ctx.out(f"{report.name}: ok ({report.checked} files)")
             continue
@@ -1131,6 +1131,22 @@ def _cmd_verify(ctx: Context) -> int:
             hint="upgrade pylock to verify " + ("it" if len(newer) == 1 else "them"),
         )
     return 0
+
+
+def _verify_reports(ctx: Context, names: list[str]) -> Iterator[VerifyReport]:
+    """``verify_installed``'s reports; where nothing is installed because the default
+    install directory is missing, the error says so as a missing project file would (run
+    in a subdirectory of the project, it points at the project)."""
+    from pylock.errors import missing_project_file
+    from pylock.sync.install import verify_installed
+
+    dest = ctx.install_dir(ctx.args.into)
+    try:
+        yield from verify_installed(dest, names, ctx.reporter)
+    except PylockError as error:
+        if not (ctx.args.into or ctx.settings.install_dir) and not os.path.lexists(dest):
+            missing_project_file(error, dest)
+        raise
 
 
 def _cmd_cache(ctx: Context) -> int:

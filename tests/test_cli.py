@@ -62,11 +62,18 @@ def test_a_subdirectory_of_a_project_is_pointed_at_the_project(
         f"pylock: hint: pylock looks in the current directory only, and the project is in "
         f"{tmp_path}: run pylock there, or pass `--project ../..`"
     )
-    for command in ("sync", "lock"):
-        assert main([command]) == 1
+    # `which`, `run` and `verify` too (they said to "run it in the project", or to
+    # sync first).
+    for command in (["sync"], ["lock"], ["which", "app"], ["run", "app"], ["verify"]):
+        assert main(command) == 1
         err = capsys.readouterr().err
         assert err.splitlines()[-1] == pointed, command
         assert "pylock init" not in err
+    # An install directory given is the user's word: its own hint stands.
+    assert main(["verify", "--into", "../../.pythons"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "pylock: hint: run `pylock sync` first, or pass --into DIR"
+    )
     # Where the project is, or with --project, the usual hints stand.
     monkeypatch.chdir(tmp_path)
     assert main(["sync"]) == 1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylock.errors import PylockError, UsageError, some_names
+from pylock.errors import PylockError, UsageError, missing_project_file, some_names
 from pylock.fsutil import LOCK_FILENAME, display_path
 from pylock.lockfile import Artifact, LockedPython, LockFile
 
@@ -336,13 +336,14 @@ def locate(
     else:
         from pylock.sync.install import installed_there
 
-        raise PylockError(
+        missing = PylockError(
             f"no lock file at {lock_path} and no {name!r} installed in {shown}"
             + installed_there(dest_root, [name]),
             # --into may have been given already: then it named the wrong directory.
             hint="run it in the project (or pass --project DIR), or give the --into DIR "
             "that holds it",
         )
+        raise missing_project_file(missing, lock_path)
     # Synced with --platform: the tree has that platform's layout (and may not run here).
     foreign = tree_platform(state.platform, platform) if state is not None else None
     platform = foreign or platform
