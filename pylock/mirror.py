@@ -470,15 +470,14 @@ def _fetch_into_cache(
     options: FetchOptions,
     reporter: Reporter,
 ) -> dict[str, Path]:
-    from pylock.sync.archives import Wanted, ensure_each, raise_failed
+    from pylock.sync.archives import Wanted, ensure_archives
 
     # Hits are not re-hashed here: every file is hashed anyway as it is placed.
     wanted = [Wanted.from_artifact(e.artifact, python=e.python) for e in entries]
     # Each archive on its own: one that fails does not stop the others, and all that
     # failed are named at once (a mirror run is fixed and run again once, not per file).
-    paths, errors = ensure_each(wanted, cache, options, reporter)
-    raise_failed(wanted, errors)
-    return paths
+    # Offline, one error names every archive missing, as `fetch`'s does.
+    return ensure_archives(wanted, cache, options, reporter, each=True)
 
 
 def _read_own(path: Path) -> bytes | None:

@@ -505,6 +505,25 @@ def test_offline_miss_names_the_archive(
     assert (tmp_path / "m" / "keep").is_dir()
 
 
+def test_offline_misses_are_one_error_naming_them_all(
+    tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
+) -> None:
+    """Output at scale: an offline mirror of many archives missing from the cache gave an
+    error per archive, each naming it twice, then a line naming them all; `fetch` gives
+    one error that lists them."""
+    the_lock, _ = world
+    artifacts = [a for p in the_lock.pythons for a in p.artifacts]
+    assert len(artifacts) > 1
+    with pytest.raises(OfflineError) as caught:
+        run_mirror(the_lock, tmp_path / "m", Cache(tmp_path / "c"), upstream_dir, None, True)
+    message = str(caught.value)
+    assert f"offline, and {len(artifacts)} archives are missing from" in message
+    lines = message.splitlines()[1:]
+    assert len(lines) == len(artifacts)  # a line each, in one error
+    for artifact in artifacts:
+        assert any(line.startswith(f"  {artifact.filename} (sha256 ") for line in lines)
+
+
 def test_upstream_serving_wrong_bytes_fails_and_leaves_nothing(
     tmp_path: Path, upstream_dir: Path, world: tuple[LockFile, dict[str, bytes]]
 ) -> None:
