@@ -1480,7 +1480,10 @@ async def _while_draining(
         if now is None:
             return
         if now <= mark - _CHUNK or not now:
-            timer.reschedule(loop.time() + timeout)
+            try:
+                timer.reschedule(loop.time() + timeout)
+            except RuntimeError:
+                return  # the answer came meanwhile (an early one): its deadline is over
             mark = now
 
 
