@@ -899,7 +899,7 @@ def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     WindowsError.winerror = None  # type: ignore[assignment]
     removed, error = prune(dest_root, keep={"keep", "drop"})
     assert removed == [] and isinstance(error, InstallError)
-    assert str(error) == f"cannot prune {dest_root}: Access is denied"
+    assert str(error) == f"cannot prune busy from {dest_root}: Access is denied"
     WindowsError.winerror = 32
     reporter = Recorder()
     assert prune(dest_root, keep={"keep"}, reporter=reporter) == (["drop"], None)
@@ -909,6 +909,34 @@ def test_prune_keeps_a_tree_in_use_with_a_warning_and_removes_the_others(
     assert verify(dest_root, "busy").ok
     monkeypatch.setattr(os, "rename", real_rename)
     assert prune(dest_root, keep={"keep"}) == (["busy"], None)
+
+
+def test_a_tree_prune_cannot_remove_does_not_keep_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prune attack: the first tree that could not be removed stopped the prune, and the
+    trees after it (by name) waited for the next sync. They are removed now, and the
+    error names every tree that stays."""
+    dest_root = tmp_path / "d"
+    archive, artifact = make_archive(tmp_path, "v1", version_tree("v1"))
+    for name in ("abusy", "bdrop", "cbusy", "keep"):
+        do_install(archive, artifact, dest_root, python=locked(artifact, name=name))
+    real_rename = os.rename
+
+    def refused(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(os.fspath(source)) in ("abusy", "cbusy"):
+            raise PermissionError(13, "Permission denied", os.fspath(source))
+        real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", refused)
+    removed, error = prune(dest_root, keep={"keep"})
+    assert removed == ["bdrop"] and not (dest_root / "bdrop").exists()
+    assert str(error) == (
+        f"cannot prune abusy from {dest_root}: Permission denied "
+        "(and cbusy, which could not be removed either)"
+    )
+    assert isinstance(error, InstallError) and isinstance(error.__cause__, PermissionError)
+    assert verify(dest_root, "abusy").ok and verify(dest_root, "cbusy").ok
 
 
 @posix_only

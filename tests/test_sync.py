@@ -387,7 +387,10 @@ def test_a_failed_prune_still_says_what_it_removed_and_what_else_failed(
     assert "Traceback" not in result.err
     assert "removed gone (no longer in pythons.lock)\n" in result.err
     assert not (sync_project.into / "gone").exists()
-    assert f"pylock: error: cannot prune {sync_project.into}: Permission denied\n" in result.err
+    assert (
+        f"pylock: error: cannot prune tool from {sync_project.into}: Permission denied\n"
+        in result.err
+    )
     assert "pylock: error: app: " in result.err
     assert result.err.rstrip().endswith(
         "1 of 1 interpreter(s) could not be installed: app (0 installed or up to date)"

@@ -858,6 +858,8 @@ def prune(
 
     removed: list[str] = []
     mounted: list[tuple[Path, list[str]]] = []
+    #: Trees that could not be removed, and why: the others are still pruned.
+    refused: list[tuple[str, OSError]] = []
     try:
         entries = sorted(os.listdir(dest_root))
     except FileNotFoundError:
@@ -886,47 +888,71 @@ def prune(
             tree = dest_root / name
             if is_link(tree) or not tree.is_dir() or _same_as_kept(tree, name, keep):
                 continue
-            with _name_lock(dest_root, name, None):
-                data = read_install_json(str(tree))
-                if data is None or is_a_copy(data, name):
-                    continue  # no record, or another tree's (a copy): not pylock's
-                mounts = mounts_inside(tree)
-                if mounts:
-                    # Renamed aside, the mount goes with the tree, and its files with the
-                    # trash. The others are still pruned; the sync fails after them.
-                    mounted.append((tree, mounts))
-                    continue
-                trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
-                try:
-                    os.rename(tree, trash)
-                except PermissionError as exc:
-                    # Windows' "access denied" or "in use" (5, 32) pass when the program
-                    # ends; elsewhere a permission error stays, and fails the sync.
-                    if getattr(exc, "winerror", None) not in (5, 32):
-                        raise
-                    if reporter is not None:
-                        reporter.warn(
-                            f"could not remove {name} (no longer in the lock) from {dest_root}"
-                            f" yet: {exc.strerror or exc}; the next sync tries again"
-                        )
-                    continue
-                except OSError as exc:
-                    if exc.errno != errno.EXDEV:
-                        raise
-                    remove_in_place(tree)  # from a lower overlayfs layer: see _swap_in
-                else:
-                    # Gone from the install directory already; the trash may outlive this
-                    # run (a running python.exe on Windows), and the next run removes it.
-                    with contextlib.suppress(OSError):
-                        remove_tree(trash)
-            removed.append(name)
+            try:
+                if _prune_one(dest_root, name, tree, mounted, reporter):
+                    removed.append(name)
+            except OSError as exc:
+                refused.append((name, exc))  # the others are still pruned; the sync fails
     except OSError as exc:
         error = InstallError(f"cannot prune {dest_root}: {exc.strerror or exc}")
         error.__cause__ = exc
         return removed, error
+    if refused:
+        (first, why), rest = refused[0], [n for n, _ in refused[1:]]
+        more = f" (and {some_names(rest)}, which could not be removed either)" if rest else ""
+        error = InstallError(f"cannot prune {first} from {dest_root}: {why.strerror or why}{more}")
+        error.__cause__ = why
+        return removed, error
     if mounted:
         return removed, mounted_error(*mounted[0], pruned=len(mounted))
     return removed, None
+
+
+def _prune_one(
+    dest_root: Path,
+    name: str,
+    tree: Path,
+    mounted: list[tuple[Path, list[str]]],
+    reporter: Reporter | None,
+) -> bool:
+    """Remove the tree ``name`` for :func:`prune` if it is pylock's; whether it did. A
+    tree with a mount inside is added to ``mounted`` and left."""
+    from pylock.fsutil import remove_tree
+
+    with _name_lock(dest_root, name, None):
+        data = read_install_json(str(tree))
+        if data is None or is_a_copy(data, name):
+            return False  # no record, or another tree's (a copy): not pylock's
+        mounts = mounts_inside(tree)
+        if mounts:
+            # Renamed aside, the mount goes with the tree, and its files with the
+            # trash. The others are still pruned; the sync fails after them.
+            mounted.append((tree, mounts))
+            return False
+        trash = dest_root / f"{TRASH_PREFIX}{name}-{_token()}"
+        try:
+            os.rename(tree, trash)
+        except PermissionError as exc:
+            # Windows' "access denied" or "in use" (5, 32) pass when the program
+            # ends; elsewhere a permission error stays, and fails the sync.
+            if getattr(exc, "winerror", None) not in (5, 32):
+                raise
+            if reporter is not None:
+                reporter.warn(
+                    f"could not remove {name} (no longer in the lock) from {dest_root}"
+                    f" yet: {exc.strerror or exc}; the next sync tries again"
+                )
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            remove_in_place(tree)  # from a lower overlayfs layer: see _swap_in
+        else:
+            # Gone from the install directory already; the trash may outlive this
+            # run (a running python.exe on Windows), and the next run removes it.
+            with contextlib.suppress(OSError):
+                remove_tree(trash)
+    return True
 
 
 def remove_in_place(tree: Path) -> None:
