@@ -677,14 +677,19 @@ def broken_link(path: Path) -> str | None:
     target gone, or a loop), else ``None``.
 
     Such a link is named as one in errors: "does not exist" sent users looking for a file
-    they could see (and `init` refused to replace it).
+    they could see (and `init` refused to replace it). The target is given as a message
+    shows it: escaped, and cut in its middle (a link's target may be 4 KB, and hold a
+    terminal's escape sequences).
     """
     if not os.path.islink(path) or path.exists():
         return None
     try:
-        return os.readlink(path)
+        target = os.readlink(path)
     except OSError:  # replaced meanwhile
         return None
+    from pylock.errors import printable, shorten_middle
+
+    return shorten_middle(printable(target))
 
 
 def missing(path: Path) -> str:

@@ -289,6 +289,14 @@ def test_a_lock_link_to_nowhere_is_named_and_which_goes_by_the_records(
     assert "pythons.lock is a symbolic link to gone.lock, which does not exist" in err
     assert main([*project, "sync", *into]) == 1
     assert "symbolic link to gone.lock" in capsys.readouterr().err
+    # A hostile target (4 KB, with a terminal's escape) is shown escaped and cut.
+    lock.unlink()
+    lock.symlink_to("\x1b[2J" + "d/" * 1900 + "gone.lock")
+    assert main([*project, "lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "symbolic link to \\x1b[2Jd/d/" in err
+    assert "d..." in err and "d/gone.lock, which does not exist" in err
+    assert len(err) < 1000
 
 
 @pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
