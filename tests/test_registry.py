@@ -1823,13 +1823,12 @@ def test_tls_to_a_plain_http_registry_suggests_oci_http(tmp_path: Path) -> None:
         )
 
 
-def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
-    """Attack on the day's diff: the deadline for the answer's head (connect + read, 3.5 s
-    here) covered a blob upload too, which aiohttp sends before the head can come: a
-    100 MB push failed below about 11 Mbit/s."""
-    import time
-
-    data = b"z" * (32 << 20)  # more than loopback's socket buffers hold
+def _push_to_a_slow_reader(
+    tmp_path: Path, data: bytes, *, buffer: int, read: int, read_timeout: float
+) -> None:
+    """Push ``data`` as a blob to registries that read ``read`` bytes every 1/8 s through a
+    receive buffer of ``buffer`` bytes, as a registry across a network has (Linux grows a
+    loopback one up to tcp_rmem's 32 MiB, which could take in a whole blob at once)."""
     sha = hashlib.sha256(data).hexdigest()
     archive = tmp_path / "blob"
     archive.write_bytes(data)
@@ -1839,14 +1838,11 @@ def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
             return web.Response(status=404)
         if request.method == "POST":
             return web.Response(status=202, headers={"Location": "/v2/pylock/x/blobs/up/1"})
-        # A small receive buffer, as a registry across a network has: Linux grows a
-        # loopback one up to tcp_rmem's 32 MiB, which could take in the whole blob at once
-        # and leave the answer 4 s after the last byte left (past the read timeout).
         sock = None if request.transport is None else request.transport.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
         received = 0
-        while chunk := await request.content.read(1 << 20):  # 8 MiB a second
+        while chunk := await request.content.read(read):
             received += len(chunk)
             await asyncio.sleep(0.125)
         return web.Response(status=201 if received == len(data) else 400)
@@ -1857,15 +1853,27 @@ def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
             settings=settings_of({}),
             home=tmp_path,
             connect_timeout=0.5,
-            read_timeout=3,
+            read_timeout=read_timeout,
         )
         async with registry:
             await registry.push_blob(archive, sha)
 
     for server in hostile(handler):
-        started = time.monotonic()
         run(push(server.ref()))
-        assert time.monotonic() - started > 3.5
+
+
+def test_a_slow_upload_is_not_cut_by_the_heads_deadline(tmp_path: Path) -> None:
+    """Attack on the day's diff: the deadline for the answer's head (connect + read, 3.5 s
+    here) covered a blob upload too, which aiohttp sends before the head can come: a
+    100 MB push failed below about 11 Mbit/s."""
+    import time
+
+    started = time.monotonic()
+    # More than loopback's socket buffers hold, at 8 MiB a second.
+    _push_to_a_slow_reader(
+        tmp_path, b"z" * (32 << 20), buffer=256 << 10, read=1 << 20, read_timeout=3
+    )
+    assert time.monotonic() - started > 3.5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIOCOUTQ, as Linux has it")
@@ -1880,10 +1888,6 @@ def test_the_answers_deadline_waits_for_the_buffered_bytes_to_leave(
     against a read timeout of 1 s."""
     import pylock.net.registry
 
-    data = secrets.token_bytes(10 << 20)
-    sha = hashlib.sha256(data).hexdigest()
-    archive = tmp_path / "blob"
-    archive.write_bytes(data)
     buffered: list[int] = []
     original = pylock.net.registry._unsent
 
@@ -1893,37 +1897,10 @@ def test_the_answers_deadline_waits_for_the_buffered_bytes_to_leave(
         return found
 
     monkeypatch.setattr(pylock.net.registry, "_unsent", unsent)
-
-    async def handler(server: Hostile, request: web.Request) -> web.StreamResponse:
-        if request.method == "HEAD":
-            return web.Response(status=404)
-        if request.method == "POST":
-            return web.Response(status=202, headers={"Location": "/v2/pylock/x/blobs/up/1"})
-        sock = None if request.transport is None else request.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-        received = 0
-        while chunk := await request.content.read(256 << 10):  # 2 MiB a second
-            received += len(chunk)
-            await asyncio.sleep(0.125)
-        return web.Response(status=201 if received == len(data) else 400)
-
-    async def push(reference: str) -> None:
-        registry = RegistryClient(
-            parse_reference(reference),
-            settings=settings_of({}),
-            home=tmp_path,
-            connect_timeout=0.5,
-            read_timeout=1,
-        )
-        async with registry:
-            await registry.push_blob(archive, sha)
-
-    for server in hostile(handler):
-        buffered.clear()
-        run(push(server.ref()))
-        # The test means what it says: megabytes were still to leave after the hand-over.
-        assert buffered and buffered[0] > 2 << 20, buffered
+    data = secrets.token_bytes(10 << 20)
+    _push_to_a_slow_reader(tmp_path, data, buffer=64 << 10, read=256 << 10, read_timeout=1)
+    # The test means what it says: megabytes were still to leave after the hand-over.
+    assert buffered and buffered[0] > 2 << 20, buffered
 
 
 @pytest.mark.parametrize(("pace", "ends"), [(64 << 10, True), (1 << 10, False), (0, False)])
