@@ -255,7 +255,7 @@ def ensure_archives(
     Hits cost a ``stat`` (and a re-hash with ``verify_hits``); misses are downloaded in
     parallel, each once even across processes. Offline, a miss raises :class:`OfflineError`.
     The first download that fails stops the others, and its error is raised; with ``each``,
-    it stops none, and what failed is raised once all are done (see :func:`raise_failed`).
+    it stops none, and what failed is raised once all are done (see :func:`_raise_failed`).
     The sha256 of every archive actually downloaded is added to ``tally``. Once ``cancel``
     is set (a worker thread's Ctrl-C, which lands on another thread), the downloads stop
     and :class:`~pylock.net.stdhttp.Cancelled` is raised.
@@ -274,7 +274,7 @@ def ensure_archives(
         )
         if errors and not each:
             raise next(iter(errors.values()))  # the first: it stopped the others
-        raise_failed(wanted, errors)
+        _raise_failed(wanted, errors)
         found.update(paths)
     return found
 
@@ -310,7 +310,7 @@ def ensure_each(
     )
 
 
-def raise_failed(wanted: Sequence[Wanted], errors: Mapping[str, Exception]) -> None:
+def _raise_failed(wanted: Sequence[Wanted], errors: Mapping[str, Exception]) -> None:
     """Raise the error of the one ``wanted`` archive that failed (``errors``, by sha256),
     or, when several did, :class:`ArchivesNotFetchedError` with each one's error under its
     name, in the order wanted: a closing line names the first few (150 from a mirror that
@@ -780,5 +780,4 @@ __all__ = [
     "ensure_archives",
     "ensure_each",
     "obtain",
-    "raise_failed",
 ]
