@@ -179,12 +179,17 @@ def check_links(bin_dir: Path, wanted: dict[str, Path], *, windows: bool) -> Non
         path = _entry_path(bin_dir, name, windows)
         expected = _launcher(target, bin_dir) if windows else str(target)
         current = _current_target(path, windows)
-        recorded = [t.get(name) for t in (manifest.links, manifest.pending)]
-        if current == _on_disk(expected, windows) or any(
-            entry is not None and _is_ours(current, entry, windows) for entry in recorded
-        ):
-            continue
-        _refuse_foreign(path)
+        if current != _on_disk(expected, windows) and not _ours(manifest, name, current, windows):
+            _refuse_foreign(path)
+
+
+def _ours(manifest: _Manifest, name: str, current: str | bytes | None, windows: bool) -> bool:
+    """Whether the link ``name`` holds what pylock wrote there (``current``), as
+    ``manifest`` records it: made, or being made by a run that stopped half-way."""
+    return any(
+        name in table and _is_ours(current, table[name], windows)
+        for table in (manifest.links, manifest.pending)
+    )
 
 
 def _links_into(
@@ -443,8 +448,7 @@ def _sync_links(
         return name in pending and _is_ours(current, pending[name], windows)
 
     def is_ours(name: str, current: str | bytes | None) -> bool:
-        recorded = name in previous and _is_ours(current, previous[name], windows)
-        return recorded or making(name, current)
+        return _ours(manifest, name, current, windows)
 
     def recorded(name: str) -> str:
         """What the manifest says ``name`` links to (made, or being made)."""
